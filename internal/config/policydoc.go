@@ -1,0 +1,293 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// policyKind says where a policy is attached, which decides whether its statements name
+// a principal: IAM rejects Principal in identity policies and requires it in trust,
+// resource and endpoint policies ("IAM JSON policy elements: Principal").
+type policyKind int
+
+const (
+	identityPolicy policyKind = iota
+	trustPolicy
+	resourcePolicy
+	endpointPolicy
+)
+
+func (k policyKind) String() string {
+	return [...]string{"an identity policy", "a trust policy", "a resource policy", "an endpoint policy"}[k]
+}
+
+// policy converts a policy document (a YAML mapping, or a string holding JSON) to JSON,
+// checks the statements' principals for the kind of attachment and compiles it. Problems
+// are reported at the YAML line of the offending element when the document is YAML, or
+// of the document with the element's JSON path when it is a JSON string.
+func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string) *Policy {
+	if n == nil {
+		return nil
+	}
+	var doc []byte
+	yamlDoc := n
+	switch {
+	case n.Kind == yaml.MappingNode:
+		var b bytes.Buffer
+		if !d.toJSON(&b, n, path) {
+			return nil
+		}
+		doc = b.Bytes()
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+		yamlDoc = nil
+		var v any
+		if err := json.Unmarshal([]byte(n.Value), &v); err != nil {
+			at, msg := jsonErr(n, err)
+			d.problem(at, path, "the policy is not valid JSON: "+msg, "fix the JSON, or write the policy as YAML")
+			return nil
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, []byte(n.Value)); err != nil {
+			d.problem(n, path, "the policy is not valid JSON: "+err.Error(), "fix the JSON, or write the policy as YAML")
+			return nil
+		}
+		doc = b.Bytes()
+	default:
+		d.problem(n, path, "must be a policy document, not "+describe(n), `write a mapping with Version: "2012-10-17" and Statement, or a JSON string`)
+		return nil
+	}
+	p := &Policy{Name: name, Document: doc, Line: n.Line, Column: n.Column}
+	ok := d.checkPrincipals(n, yamlDoc, path, doc, kind)
+	compiled, ok2 := d.compile(n, yamlDoc, path, doc)
+	if !ok || !ok2 {
+		return nil
+	}
+	p.Compiled = compiled
+	return p
+}
+
+// policySize applies an IAM size quota. AWS counts characters without whitespace; the
+// compact JSON has none outside strings.
+func (d *decoder) policySize(p *Policy, n *yaml.Node, path string, limit int, what string) {
+	if p == nil {
+		return
+	}
+	if c := policyChars(p.Document); c > limit {
+		d.problem(n, path, fmt.Sprintf("%s of %d characters is over AWS's limit of %d", what, c, limit),
+			"split it or move statements to a managed policy")
+	}
+}
+
+func policyChars(doc []byte) int {
+	return len(bytes.Runes(doc)) - bytes.Count(doc, []byte(" ")) - bytes.Count(doc, []byte("\t"))
+}
+
+// jsonErr locates a JSON syntax error inside a YAML string. In a block scalar (| or >)
+// line k of the JSON is line k of the text below the key, so the problem can point at it.
+func jsonErr(n *yaml.Node, err error) (*yaml.Node, string) {
+	se, ok := err.(*json.SyntaxError)
+	if !ok {
+		return n, err.Error()
+	}
+	off := min(int(se.Offset), len(n.Value))
+	line := strings.Count(n.Value[:off], "\n") + 1
+	msg := fmt.Sprintf("%s (line %d of the JSON)", se.Error(), line)
+	if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		at := *n
+		at.Line, at.Column = n.Line+line, 0
+		return &at, msg
+	}
+	return n, msg
+}
+
+// toJSON writes a YAML node as JSON. Scalars keep their YAML type (numbers and booleans
+// are valid condition values in IAM), except that a YAML date such as an unquoted
+// Version: 2012-10-17 stays the string it was written as.
+func (d *decoder) toJSON(b *bytes.Buffer, n *yaml.Node, path string) bool {
+	n = resolve(n)
+	if !d.visit(n) {
+		return false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		b.WriteByte('{')
+		seen := map[string]*yaml.Node{}
+		ok := true
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode || k.ShortTag() == "!!merge" {
+				d.problem(k, path, "a policy key must be a plain name", "write Key: value")
+				ok = false
+				continue
+			}
+			if first, dup := seen[k.Value]; dup {
+				d.problem(k, joinPath(path, k.Value), fmt.Sprintf("duplicate key (first set at line %d)", first.Line), "keep one of them")
+				ok = false
+				continue
+			}
+			seen[k.Value] = k
+			if b.Bytes()[b.Len()-1] != '{' {
+				b.WriteByte(',')
+			}
+			writeJSONString(b, k.Value)
+			b.WriteByte(':')
+			ok = d.toJSON(b, n.Content[i+1], joinPath(path, k.Value)) && ok
+		}
+		b.WriteByte('}')
+		return ok
+	case yaml.SequenceNode:
+		b.WriteByte('[')
+		ok := true
+		for i, c := range n.Content {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			ok = d.toJSON(b, c, indexPath(path, i)) && ok
+		}
+		b.WriteByte(']')
+		return ok
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!null":
+			b.WriteString("null")
+		case "!!bool":
+			b.WriteString(strconv.FormatBool(strings.EqualFold(n.Value, "true")))
+		case "!!int":
+			var v int64
+			if err := n.Decode(&v); err != nil {
+				writeJSONString(b, n.Value)
+			} else {
+				b.WriteString(strconv.FormatInt(v, 10))
+			}
+		case "!!float":
+			var v float64
+			if err := n.Decode(&v); err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+				writeJSONString(b, n.Value)
+			} else {
+				b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+			}
+		default:
+			writeJSONString(b, n.Value)
+		}
+		return true
+	}
+	d.problem(n, path, "is not a value JSON can hold", "write a mapping, list or scalar")
+	return false
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc, _ := json.Marshal(s) // a Go string always marshals
+	b.Write(enc)
+}
+
+// checkPrincipals enforces where Principal may appear. It reads the JSON, so it works the
+// same for YAML and JSON-string documents; yamlDoc, when set, locates the statement.
+func (d *decoder) checkPrincipals(n, yamlDoc *yaml.Node, path string, doc []byte, kind policyKind) bool {
+	var v struct {
+		Statement json.RawMessage
+	}
+	if err := json.Unmarshal(doc, &v); err != nil || len(v.Statement) == 0 {
+		// Not an object or no Statement: the policy grammar reports it.
+		return true
+	}
+	var stmts []map[string]json.RawMessage
+	single := false
+	if err := json.Unmarshal(v.Statement, &stmts); err != nil {
+		var one map[string]json.RawMessage
+		if json.Unmarshal(v.Statement, &one) != nil {
+			return true
+		}
+		stmts, single = []map[string]json.RawMessage{one}, true
+	}
+	ok := true
+	for i, st := range stmts {
+		_, hasP := st["Principal"]
+		_, hasNP := st["NotPrincipal"]
+		elem := "Statement[" + strconv.Itoa(i) + "]"
+		if single {
+			elem = "Statement"
+		}
+		switch {
+		case kind == identityPolicy && (hasP || hasNP):
+			key := "Principal"
+			if !hasP {
+				key = "NotPrincipal"
+			}
+			at, where := locate(n, yamlDoc, path, elem+"."+key)
+			d.problem(at, where, fmt.Sprintf("%s cannot name a %s; the principal is whoever it is attached to", kind, key),
+				"remove "+key+", or move the statement to a trust or resource policy")
+			ok = false
+		case kind != identityPolicy && !hasP && !hasNP:
+			at, where := locate(n, yamlDoc, path, elem)
+			d.problem(at, where, fmt.Sprintf("a statement of %s must name a Principal", kind),
+				`add Principal, e.g. Principal: {AWS: "arn:aws:iam::123456789012:root"} or Principal: "*"`)
+			ok = false
+		}
+	}
+	return ok
+}
+
+// locate finds the YAML node at a policy JSON path (Statement[1].Action, /Statement/1/Action
+// or $.Statement[1]); when the document was a JSON string, or the path does not resolve,
+// it returns the document node and the spec path with the JSON path appended.
+func locate(doc, yamlDoc *yaml.Node, path, jsonPath string) (*yaml.Node, string) {
+	elems := splitJSONPath(jsonPath)
+	full := path
+	for _, e := range elems {
+		if _, err := strconv.Atoi(e); err == nil {
+			full += "[" + e + "]"
+		} else {
+			full = joinPath(full, e)
+		}
+	}
+	if yamlDoc == nil {
+		return doc, full
+	}
+	cur := yamlDoc
+	for _, e := range elems {
+		cur = resolve(cur)
+		if _, err := strconv.Atoi(e); err == nil && cur.Kind == yaml.MappingNode {
+			// A single statement written as an object stands for Statement[0].
+			if e != "0" {
+				return doc, full
+			}
+			continue
+		}
+		switch cur.Kind {
+		case yaml.MappingNode:
+			var next *yaml.Node
+			for i := 0; i+1 < len(cur.Content); i += 2 {
+				if cur.Content[i].Value == e {
+					next = cur.Content[i+1]
+					break
+				}
+			}
+			if next == nil {
+				return doc, full
+			}
+			cur = next
+		case yaml.SequenceNode:
+			i, err := strconv.Atoi(e)
+			if err != nil || i < 0 || i >= len(cur.Content) {
+				return doc, full
+			}
+			cur = cur.Content[i]
+		default:
+			return doc, full
+		}
+	}
+	return resolve(cur), full
+}
+
+func splitJSONPath(p string) []string {
+	p = strings.TrimPrefix(strings.TrimPrefix(p, "$"), "/")
+	f := func(r rune) bool { return r == '.' || r == '/' || r == '[' || r == ']' || unicode.IsSpace(r) }
+	return strings.FieldsFunc(p, f)
+}

@@ -1,0 +1,194 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+const (
+	defaultGatewayName    = "gateway"
+	defaultClockSkew      = 5 * time.Minute // SigV4's documented tolerance
+	maxClockSkew          = 15 * time.Minute
+	defaultAuditDir       = "audit"
+	defaultLearningPeriod = 7 * 24 * time.Hour
+	maxLearningPeriod     = 90 * 24 * time.Hour
+	minSeverity           = 1.0 // GuardDuty severities run from 1.0 to 8.9
+	maxSeverity           = 8.9
+)
+
+var (
+	actions    = []Action{ActionRevokeSessions, ActionDisableAccessKey, ActionRaiseRiskLevel, ActionNotify}
+	riskLevels = []string{"low", "medium", "high"}
+)
+
+func (d *decoder) gateway(root *object, s *Spec, l *listeners) {
+	s.Gateway = Gateway{Name: defaultGatewayName, ClockSkew: defaultClockSkew}
+	n, path := root.get("gateway")
+	o := d.object(n, path, "name", "listen", "clockSkew")
+	if name, nn, _ := o.match("name", labelRe, labelWhat); nn != nil {
+		s.Gateway.Name = name
+	}
+	if raw, ln, lp := o.str("listen"); ln != nil {
+		if ap, ok := d.listenAddr(raw, ln, lp); ok {
+			l.add(ap, ln, lp)
+			s.Gateway.Listen = ap
+		}
+	}
+	if skew, sn, sp := o.duration("clockSkew"); sn != nil {
+		if skew < time.Second || skew > maxClockSkew {
+			d.problem(sn, sp, fmt.Sprintf("%s is outside 1s to 15m", sn.Value), "SigV4 uses 5m; stay near it")
+		} else {
+			s.Gateway.ClockSkew = skew
+		}
+	}
+}
+
+func (d *decoder) sts(root *object, s *Spec, l *listeners) {
+	n, path := root.get("sts")
+	o := d.object(n, path, "listen")
+	if raw, ln, lp := o.str("listen"); ln != nil {
+		if ap, ok := d.listenAddr(raw, ln, lp); ok {
+			l.add(ap, ln, lp)
+			s.STS.Listen = ap
+		}
+	}
+}
+
+func (d *decoder) audit(root *object, s *Spec) {
+	s.Audit.Dir = defaultAuditDir
+	n, path := root.get("audit")
+	o := d.object(n, path, "dir")
+	if dir, dn, dp := o.str("dir"); dn != nil {
+		if dir == "" {
+			d.problem(dn, dp, "is empty", "remove it for the default (audit, in the data directory) or name a directory")
+		} else {
+			s.Audit.Dir = dir
+		}
+	}
+}
+
+func (d *decoder) detection(root *object, s *Spec, dir string) {
+	s.Detection.LearningPeriod = defaultLearningPeriod
+	n, path := root.get("detection")
+	o := d.object(n, path, "learningPeriod", "threatLists", "responses")
+	if lp, ln, lpath := o.duration("learningPeriod"); ln != nil {
+		if lp > maxLearningPeriod {
+			d.problem(ln, lpath, fmt.Sprintf("%s is longer than 90 days", ln.Value), "use at most 2160h (90 days)")
+		} else {
+			s.Detection.LearningPeriod = lp
+		}
+	}
+	items, tp := o.list("threatLists")
+	seen := map[string]*yaml.Node{}
+	for i, tn := range items {
+		p := indexPath(tp, i)
+		to := d.object(tn, p, "name", "file")
+		if !to.ok {
+			continue
+		}
+		to.require("name", "name: tor-exits")
+		to.require("file", "file: threat/tor-exits.txt")
+		name, nn, np := to.match("name", listNameRe, listNameWhat)
+		file, fn, fp := to.str("file")
+		if fn != nil {
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(dir, file)
+			}
+			// A missing list would silently switch its detection off; fail closed.
+			if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() {
+				d.problem(fn, fp, fmt.Sprintf("threat list %s is not a readable file", file), "create it (one address or CIDR a line) or fix the path")
+				fn = nil
+			}
+		}
+		if nn == nil || fn == nil || !d.unique(seen, name, nn, np, "threat list") {
+			continue
+		}
+		s.Detection.ThreatLists = append(s.Detection.ThreatLists, ThreatList{Name: name, File: file})
+	}
+	d.responses(o, s)
+}
+
+func (d *decoder) responses(o *object, s *Spec) {
+	items, path := o.list("responses")
+	for i, n := range items {
+		p := indexPath(path, i)
+		ro := d.object(n, p, "findingType", "minSeverity", "actions", "riskLevel", "webhook")
+		if !ro.ok {
+			continue
+		}
+		r := Response{MinSeverity: minSeverity}
+		ro.require("findingType", `findingType: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"`)
+		ro.require("actions", "actions: [revokeSessions]")
+		ft, fn, _ := ro.match("findingType", findingTypeRe, findingTypeWhat)
+		ok := fn != nil
+		r.FindingType = ft
+		if sn, sp := ro.get("minSeverity"); sn != nil {
+			v, err := strconv.ParseFloat(sn.Value, 64)
+			if sn.Kind != yaml.ScalarNode || (sn.ShortTag() != "!!int" && sn.ShortTag() != "!!float") || err != nil {
+				d.problem(sn, sp, "must be a number, not "+describe(sn), "write a severity like 7")
+				ok = false
+			} else if v < minSeverity || v > maxSeverity {
+				d.problem(sn, sp, fmt.Sprintf("%s is outside GuardDuty's severities 1 to 8.9", sn.Value), "use 1-3.9 low, 4-6.9 medium, 7-8.9 high")
+				ok = false
+			} else {
+				r.MinSeverity = v
+			}
+		}
+		names, anodes := ro.strs("actions", nil, "")
+		an, ap := ro.get("actions")
+		if an != nil && an.Kind == yaml.SequenceNode && len(an.Content) == 0 {
+			d.problem(an, ap, "is empty", "list what to do, e.g. [revokeSessions]")
+			ok = false
+		}
+		for j, name := range names {
+			a := Action(name)
+			if !slices.Contains(actions, a) {
+				fix := "use revokeSessions, disableAccessKey, raiseRiskLevel or notify"
+				if sg := suggest(name, []string{"revokeSessions", "disableAccessKey", "raiseRiskLevel", "notify"}); sg != "" {
+					fix = fmt.Sprintf("did you mean %q?", sg)
+				}
+				d.problem(anodes[j], indexPath(ap, j), fmt.Sprintf("%q is not a response action", name), fix)
+				ok = false
+				continue
+			}
+			r.Actions = append(r.Actions, a)
+		}
+		level, ln, lp := ro.str("riskLevel")
+		switch {
+		case ln != nil && !slices.Contains(riskLevels, level):
+			d.problem(ln, lp, fmt.Sprintf("%q is not a risk level", level), "use low, medium or high")
+			ok = false
+		case ln != nil && !slices.Contains(r.Actions, ActionRaiseRiskLevel):
+			d.problem(ln, lp, "riskLevel is set but the actions do not raise it", "add raiseRiskLevel to actions or remove riskLevel")
+			ok = false
+		case ln == nil && slices.Contains(r.Actions, ActionRaiseRiskLevel):
+			d.problem(ro.n, p, "raiseRiskLevel needs a level", "add riskLevel: high (or low, medium)")
+			ok = false
+		}
+		r.RiskLevel = level
+		raw, wn, wp := ro.str("webhook")
+		if wn != nil {
+			if u, valid := d.httpsURL(raw, wn, wp, "a webhook", 2048); valid {
+				r.Webhook = u.String()
+			} else {
+				ok = false
+			}
+			if !slices.Contains(r.Actions, ActionNotify) {
+				d.problem(wn, wp, "webhook is set but the actions do not notify", "add notify to actions or remove webhook")
+				ok = false
+			}
+		} else if slices.Contains(r.Actions, ActionNotify) {
+			d.problem(ro.n, p, "notify needs a webhook", "add webhook: https://hooks.example/phantom")
+			ok = false
+		}
+		if ok {
+			s.Detection.Responses = append(s.Detection.Responses, r)
+		}
+	}
+}

@@ -1,0 +1,339 @@
+// Package config owns the perimeter spec: the one YAML file that describes a perimeter
+// (account, region, users, roles, OIDC providers, APIs, endpoints, nodes, egress rules and
+// the settings of the gateway, STS, audit log and detector). It parses the file, applies
+// defaults, validates every value and reference (policies included, compiled by
+// internal/policy) and reports each problem with file, line, column and what to do. It also
+// watches the file and swaps in a new immutable *Spec when a valid change arrives.
+//
+// It does not own runtime state: access keys, sessions, revocations, enrolled nodes and
+// findings live in internal/store; what the components do with a Spec is theirs.
+package config
+
+import (
+	"encoding/json"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Spec is a loaded, validated perimeter. It is immutable once returned by Load or Parse:
+// the watcher replaces the whole value on reload, so readers never lock and never see a
+// half-applied change.
+type Spec struct {
+	// File is the path the spec was loaded from, as given to Load.
+	File string
+	// Digest is the SHA-256 of the file's bytes; an unchanged file is not re-applied.
+	Digest [32]byte
+
+	Version int
+	Account string
+	Region  string
+
+	Gateway   Gateway
+	STS       STS
+	Audit     Audit
+	Detection Detection
+
+	ManagedPolicies []*ManagedPolicy
+	Users           []*User
+	Roles           []*Role
+	OIDCProviders   []*OIDCProvider
+	APIs            []*API
+	Endpoints       []*Endpoint
+	Nodes           []*Node
+	Egress          []*Egress
+
+	managedPolicies map[string]*ManagedPolicy
+	users           map[string]*User
+	roles           map[string]*Role
+	oidcProviders   map[string]*OIDCProvider
+	apis            map[string]*API
+	endpoints       map[string]*Endpoint
+	nodes           map[string]*Node
+	egress          map[string]*Egress
+}
+
+// Policy is one IAM policy document from the spec, kept both as the JSON the policy
+// engine parsed and as its compiled form, so the request path never parses.
+type Policy struct {
+	// Name is the inline or managed policy's name; empty for trust, resource and
+	// endpoint policies, which AWS does not name.
+	Name string
+	// Document is the policy as compact JSON.
+	Document json.RawMessage
+	// Compiled is the parsed policy, ready to evaluate.
+	Compiled *compiledPolicy
+	// Line and Column locate the document in the spec file.
+	Line, Column int
+}
+
+// ManagedPolicy is a customer managed policy that users and roles attach by name, or use
+// as a permissions boundary.
+type ManagedPolicy struct {
+	Name        string
+	Path        string
+	Description string
+	ARN         string
+	Policy      *Policy
+}
+
+// User is an IAM user: a person or system with long-term access keys (kept in the store).
+type User struct {
+	Name                string
+	Path                string
+	ARN                 string
+	Tags                map[string]string
+	Policies            []*Policy
+	ManagedPolicies     []*ManagedPolicy
+	PermissionsBoundary *ManagedPolicy
+}
+
+// Role is an IAM role that principals named by its trust policy may assume.
+type Role struct {
+	Name                string
+	Path                string
+	ARN                 string
+	Description         string
+	TrustPolicy         *Policy
+	Policies            []*Policy
+	ManagedPolicies     []*ManagedPolicy
+	PermissionsBoundary *ManagedPolicy
+	MaxSessionDuration  time.Duration
+	Tags                map[string]string
+}
+
+// OIDCProvider is an OpenID Connect identity provider trusted for
+// AssumeRoleWithWebIdentity.
+type OIDCProvider struct {
+	// URL is the issuer; tokens' iss claim must equal it.
+	URL string
+	// Name is the URL without its scheme: the provider's name in its ARN and the prefix of
+	// its condition keys (<name>:sub, <name>:aud, <name>:amr).
+	Name      string
+	ARN       string
+	ClientIDs []string
+	// JWKSURL is where signing keys are fetched; empty means OpenID discovery from URL.
+	JWKSURL string
+}
+
+// Authorization says how the gateway authorizes a route.
+type Authorization string
+
+const (
+	// AuthIAM requires a SigV4 signature and an IAM allow; the default.
+	AuthIAM Authorization = "AWS_IAM"
+	// AuthNone lets anyone call the route; only when written explicitly.
+	AuthNone Authorization = "NONE"
+)
+
+// API is an API Gateway-like REST API served by the gateway.
+type API struct {
+	ID             string
+	Name           string
+	Description    string
+	Stages         []string
+	Backends       map[string]*Backend
+	Routes         []*Route
+	ResourcePolicy *Policy
+}
+
+// Backend is an upstream HTTP service.
+type Backend struct {
+	Name    string
+	URL     *url.URL
+	Timeout time.Duration
+}
+
+// Route maps a path template and methods to a backend.
+type Route struct {
+	// Path is the template as written, e.g. /orders/{id} or /files/{proxy+}.
+	Path     string
+	Segments []Segment
+	// Methods are upper-case HTTP methods; ANY stands alone and matches every method.
+	Methods       []string
+	Backend       *Backend
+	Authorization Authorization
+}
+
+// SegmentKind is the kind of one path-template segment.
+type SegmentKind int
+
+const (
+	// Literal matches the segment text exactly (paths are case-sensitive, as in API Gateway).
+	Literal SegmentKind = iota
+	// Param matches one non-empty segment and binds it to Value.
+	Param
+	// Greedy matches the rest of the path (one or more segments) and binds it to Value;
+	// only the last segment may be greedy.
+	Greedy
+)
+
+// Segment is one parsed segment of a route's path template.
+type Segment struct {
+	Kind  SegmentKind
+	Value string
+}
+
+// Endpoint is the VPC-endpoint analogue: TLS-only listeners guarded by security-group
+// ingress rules, forwarding the APIs it lists to the gateway over mTLS.
+type Endpoint struct {
+	ID  string
+	VPC string
+	// Listen are the TLS listener addresses. There is no plaintext option: an endpoint
+	// listener is always TLS 1.2 or later.
+	Listen          []netip.AddrPort
+	Ingress         []IngressRule
+	APIs            []string
+	PrivateDNSNames []string
+	// Policy is the endpoint policy; nil means AWS's default, full access.
+	Policy *Policy
+}
+
+// IngressRule is a security-group rule: TCP to a port range from source CIDRs.
+type IngressRule struct {
+	Protocol    string
+	Ports       PortRange
+	CIDRs       []netip.Prefix
+	Description string
+}
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct{ From, To uint16 }
+
+// Contains reports whether port is in the range.
+func (r PortRange) Contains(port uint16) bool { return port >= r.From && port <= r.To }
+
+// Node is a workload host (Service A's instance) that runs the agent.
+type Node struct {
+	Name      string
+	Role      string
+	VPC       string
+	PrivateIP netip.Addr
+	// Endpoint is the endpoint this node is expected to use; empty when unbound.
+	Endpoint string
+}
+
+// Egress lists where workloads of one role may send data; everything else is denied.
+type Egress struct {
+	Role  string
+	Allow []EgressAllow
+}
+
+// EgressAllow is one allowed destination; exactly one of API, Host and CIDR is set.
+type EgressAllow struct {
+	// API allows the API with this id, through the endpoints that serve it.
+	API string
+	// Host is a lower-case host name, a *.domain wildcard (one or more leading labels) or
+	// an IP address.
+	Host string
+	// CIDR allows an address range.
+	CIDR  netip.Prefix
+	Ports []PortRange
+}
+
+// Gateway holds the gateway's settings.
+type Gateway struct {
+	// Name names the gateway in its certificate (spiffe://phantom/<account>/gateway/<name>).
+	Name string
+	// Listen is the gateway's own TLS address; the zero value leaves it to the command.
+	Listen netip.AddrPort
+	// ClockSkew is how far a SigV4 request's date may be from now.
+	ClockSkew time.Duration
+}
+
+// STS holds the STS API's settings.
+type STS struct {
+	// Listen is the STS TLS address; the zero value leaves it to the command.
+	Listen netip.AddrPort
+}
+
+// Audit holds the audit log's settings.
+type Audit struct {
+	// Dir is where segments are written; relative paths are inside the data directory.
+	Dir string
+}
+
+// Detection holds the detector's settings and the automatic responses to findings.
+type Detection struct {
+	LearningPeriod time.Duration
+	ThreatLists    []ThreatList
+	Responses      []Response
+}
+
+// ThreatList is a file of malicious addresses or CIDRs, one a line.
+type ThreatList struct {
+	Name string
+	// File is an absolute path (relative paths in the spec are resolved against the spec
+	// file's directory).
+	File string
+}
+
+// Response says what to do when a finding matches.
+type Response struct {
+	// FindingType is a GuardDuty finding type; * matches any run of characters.
+	FindingType string
+	// MinSeverity is the lowest severity (1 to 8.9) the response applies to.
+	MinSeverity float64
+	Actions     []Action
+	// RiskLevel is the phantom:RiskLevel set by ActionRaiseRiskLevel.
+	RiskLevel string
+	// Webhook is where ActionNotify posts the finding.
+	Webhook string
+}
+
+// Action is an automatic response to a finding.
+type Action string
+
+const (
+	ActionRevokeSessions   Action = "revokeSessions"
+	ActionDisableAccessKey Action = "disableAccessKey"
+	ActionRaiseRiskLevel   Action = "raiseRiskLevel"
+	ActionNotify           Action = "notify"
+)
+
+// ManagedPolicy returns the managed policy with this name.
+func (s *Spec) ManagedPolicy(name string) (*ManagedPolicy, bool) {
+	p, ok := s.managedPolicies[name]
+	return p, ok
+}
+
+// User returns the user with this name.
+func (s *Spec) User(name string) (*User, bool) { u, ok := s.users[name]; return u, ok }
+
+// Role returns the role with this name.
+func (s *Spec) Role(name string) (*Role, bool) { r, ok := s.roles[name]; return r, ok }
+
+// RoleByARN returns the role with this ARN.
+func (s *Spec) RoleByARN(arn string) (*Role, bool) {
+	for _, r := range s.Roles {
+		if r.ARN == arn {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// OIDCProvider returns the provider whose issuer URL is iss; a trailing slash is ignored,
+// as issuers differ on it.
+func (s *Spec) OIDCProvider(iss string) (*OIDCProvider, bool) {
+	p, ok := s.oidcProviders[strings.TrimSuffix(iss, "/")]
+	return p, ok
+}
+
+// API returns the API with this id.
+func (s *Spec) API(id string) (*API, bool) { a, ok := s.apis[id]; return a, ok }
+
+// Endpoint returns the endpoint with this id.
+func (s *Spec) Endpoint(id string) (*Endpoint, bool) { e, ok := s.endpoints[id]; return e, ok }
+
+// Node returns the node with this name.
+func (s *Spec) Node(name string) (*Node, bool) { n, ok := s.nodes[name]; return n, ok }
+
+// EgressFor returns the egress rules of a role; a role without rules may send nowhere.
+func (s *Spec) EgressFor(role string) (*Egress, bool) { e, ok := s.egress[role]; return e, ok }
+
+// ARN returns the API's execute-api ARN prefix, arn:aws:execute-api:{region}:{account}:{id}.
+func (a *API) ARN(s *Spec) string {
+	return "arn:aws:execute-api:" + s.Region + ":" + s.Account + ":" + a.ID
+}

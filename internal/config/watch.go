@@ -1,0 +1,233 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// DefaultDebounce is how long the watcher waits after a file event before reloading: an
+// editor's save is several events (truncate, write, chmod, or write-temp-and-rename).
+const DefaultDebounce = 100 * time.Millisecond
+
+// WatchConfig configures a Watcher.
+type WatchConfig struct {
+	// Path is the spec file.
+	Path string
+	// Logger receives reloads and rejected files; nil discards.
+	Logger *slog.Logger
+	// Signals delivers reload requests. Nil installs a SIGHUP handler for the watcher's
+	// lifetime; tests and embedders pass their own channel.
+	Signals <-chan os.Signal
+	// Debounce coalesces file events; zero means DefaultDebounce.
+	Debounce time.Duration
+	// OnReload, when set, is called after every reload attempt, from the reloading
+	// goroutine, with the spec in force afterwards, whether it changed, and why a new
+	// file was rejected (nil when it was not).
+	OnReload func(spec *Spec, changed bool, err error)
+}
+
+// Watcher holds the current perimeter spec and replaces it when the file changes or a
+// reload is signalled. The swap is atomic: readers get the old spec or the new one, never
+// a mix, and a file that does not validate is rejected while the running spec stays.
+type Watcher struct {
+	cfg     WatchConfig
+	log     *slog.Logger
+	current atomic.Pointer[Spec]
+
+	mu        sync.Mutex // serialises reloads and guards subs and rejected
+	subs      map[chan *Spec]struct{}
+	rejected  [32]byte // digest of the last rejected file, so it is reported once
+	fsw       *fsnotify.Watcher
+	stopSig   func()
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewWatcher loads the spec (an invalid spec at start is an error: there is nothing to
+// keep running) and starts watching the file's directory and the reload signal until ctx
+// ends or Close is called; Close must be called to release the file watch. The directory is watched, not the file, because editors and
+// config managers replace the file by renaming a new one over it.
+func NewWatcher(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("watch perimeter spec: no path")
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	w := &Watcher{cfg: cfg, log: cfg.Logger, subs: map[chan *Spec]struct{}{}, done: make(chan struct{})}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	s, err := Load(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	w.current.Store(s)
+
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch perimeter spec: %w", err)
+	}
+	dir := filepath.Dir(cfg.Path)
+	if err := fsw.Add(dir); err != nil {
+		fsw.Close()
+		return nil, fmt.Errorf("watch perimeter spec directory %s: %w", dir, err)
+	}
+	w.fsw = fsw
+
+	sigs := cfg.Signals
+	w.stopSig = func() {}
+	if sigs == nil {
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGHUP)
+		w.stopSig = func() { signal.Stop(ch) }
+		sigs = ch
+	}
+	ctx, w.cancel = context.WithCancel(ctx)
+	go w.run(ctx, sigs)
+	return w, nil
+}
+
+// Current returns the spec in force. It never blocks and never returns nil.
+func (w *Watcher) Current() *Spec { return w.current.Load() }
+
+// Subscribe returns a channel that receives each new spec after it is swapped in. The
+// channel holds only the latest: a slow reader skips intermediate specs rather than
+// blocking reloads. Call cancel to unsubscribe.
+func (w *Watcher) Subscribe() (specs <-chan *Spec, cancel func()) {
+	ch := make(chan *Spec, 1)
+	w.mu.Lock()
+	w.subs[ch] = struct{}{}
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs, ch)
+		w.mu.Unlock()
+	}
+}
+
+// Reload reads the file now and swaps it in if it is valid and different. It returns
+// the spec in force afterwards and, when the file was rejected, why.
+func (w *Watcher) Reload() (*Spec, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, changed, err := w.reloadLocked()
+	if w.cfg.OnReload != nil {
+		w.cfg.OnReload(s, changed, err)
+	}
+	return s, err
+}
+
+func (w *Watcher) reloadLocked() (*Spec, bool, error) {
+	cur := w.current.Load()
+	data, err := readSpec(w.cfg.Path)
+	if err != nil {
+		w.log.Error("perimeter spec unreadable; keeping the running spec", "file", w.cfg.Path, "error", err)
+		return cur, false, err
+	}
+	digest := sha256.Sum256(data)
+	if digest == cur.Digest {
+		return cur, false, nil
+	}
+	next, err := Parse(w.cfg.Path, data)
+	if err != nil {
+		if digest != w.rejected {
+			w.rejected = digest
+			var cerr *Error
+			if errors.As(err, &cerr) {
+				for _, p := range cerr.Problems {
+					w.log.Error("perimeter spec rejected; keeping the running spec", "file", w.cfg.Path, "problem", p.String())
+				}
+			}
+		}
+		return cur, false, err
+	}
+	w.current.Store(next)
+	for ch := range w.subs {
+		select {
+		case ch <- next:
+		default:
+			// Only reloads send, under mu, so after draining the stale spec the send
+			// cannot block.
+			select {
+			case <-ch:
+			default:
+			}
+			ch <- next
+		}
+	}
+	w.log.Info("perimeter spec reloaded", "file", w.cfg.Path, "sha256", fmt.Sprintf("%x", digest[:8]))
+	return next, true, nil
+}
+
+func readSpec(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open perimeter spec: %w", err)
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	if _, err := io.Copy(&b, io.LimitReader(f, MaxFileSize+1)); err != nil {
+		return nil, fmt.Errorf("read perimeter spec %s: %w", path, err)
+	}
+	return b.Bytes(), nil
+}
+
+func (w *Watcher) run(ctx context.Context, sigs <-chan os.Signal) {
+	defer close(w.done)
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sigs:
+			w.log.Info("reload signal received", "file", w.cfg.Path)
+			w.Reload()
+		case _, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			// Any event in the directory may be the file (or, with a Kubernetes
+			// ConfigMap, the symlink it resolves through); reloading an unchanged file
+			// costs one read and a hash.
+			debounce.Reset(w.cfg.Debounce)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			w.log.Error("watching perimeter spec", "file", w.cfg.Path, "error", err)
+		case <-debounce.C:
+			w.Reload()
+		}
+	}
+}
+
+// Close stops watching and waits for the watcher's goroutine to finish. Current keeps
+// returning the last spec.
+func (w *Watcher) Close() error {
+	var err error
+	w.closeOnce.Do(func() {
+		w.cancel()
+		<-w.done
+		w.stopSig()
+		err = w.fsw.Close()
+	})
+	return err
+}

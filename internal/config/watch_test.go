@@ -1,0 +1,238 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	specV1 = "version: 1\naccount: \"123456789012\"\nregion: us-east-1\n"
+	specV2 = "version: 1\naccount: \"123456789012\"\nregion: eu-west-1\n"
+	specV3 = "version: 1\naccount: \"123456789012\"\nregion: ap-south-1\n"
+	// specBad is a valid YAML file with an invalid region: the watcher must reject it.
+	specBad = "version: 1\naccount: \"123456789012\"\nregion: Mars\n"
+)
+
+type reloadEvent struct {
+	spec    *Spec
+	changed bool
+	err     error
+}
+
+// startWatcher writes initial to a fresh directory and watches it, reporting every
+// reload attempt on the returned channel.
+func startWatcher(t *testing.T, initial string, sigs chan os.Signal, debounce time.Duration) (*Watcher, string, chan reloadEvent) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "perimeter.yaml")
+	if err := os.WriteFile(path, []byte(initial), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan reloadEvent, 100)
+	w, err := NewWatcher(context.Background(), WatchConfig{
+		Path:     path,
+		Signals:  sigs,
+		Debounce: debounce,
+		OnReload: func(s *Spec, changed bool, err error) { events <- reloadEvent{s, changed, err} },
+	})
+	if err != nil {
+		t.Fatalf("NewWatcher: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return w, path, events
+}
+
+// waitReload returns the next reload attempt that changed the spec or failed, skipping
+// no-op reloads of an unchanged file.
+func waitReload(t *testing.T, events chan reloadEvent) reloadEvent {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.changed || ev.err != nil {
+				return ev
+			}
+		case <-deadline:
+			t.Fatal("no reload within 5s")
+		}
+	}
+}
+
+func TestWatcherRejectsBadInitialSpec(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "perimeter.yaml")
+	if err := os.WriteFile(path, []byte(specBad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewWatcher(context.Background(), WatchConfig{Path: path, Signals: make(chan os.Signal)})
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v, want *config.Error", err)
+	}
+}
+
+func TestWatcherSignalReload(t *testing.T) {
+	sigs := make(chan os.Signal, 1)
+	// A debounce of an hour keeps the file watch from reloading: only the signal can.
+	w, path, events := startWatcher(t, specV1, sigs, time.Hour)
+	specs, unsubscribe := w.Subscribe()
+	defer unsubscribe()
+	old := w.Current()
+
+	if err := os.WriteFile(path, []byte(specV2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("reloaded without a signal: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if w.Current() != old {
+		t.Fatal("spec changed without a signal")
+	}
+	sigs <- os.Interrupt // any value: the channel is the request
+	ev := waitReload(t, events)
+	if ev.err != nil || ev.spec.Region != "eu-west-1" || w.Current() != ev.spec {
+		t.Fatalf("signal reload = %+v, current region %s", ev, w.Current().Region)
+	}
+	if got := <-specs; got != ev.spec {
+		t.Errorf("subscriber got %p, want %p", got, ev.spec)
+	}
+
+	// A bad file on signal: rejected with the located problem, the old spec stays and
+	// subscribers hear nothing.
+	if err := os.WriteFile(path, []byte(specBad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- os.Interrupt
+	ev = waitReload(t, events)
+	var cerr *Error
+	if !errors.As(ev.err, &cerr) || !strings.Contains(ev.err.Error(), "perimeter.yaml:3:9: region: \"Mars\" is not a region name") {
+		t.Fatalf("bad reload err = %v", ev.err)
+	}
+	if w.Current().Region != "eu-west-1" || ev.spec != w.Current() {
+		t.Fatalf("bad file replaced the running spec: region %s", w.Current().Region)
+	}
+	select {
+	case s := <-specs:
+		t.Fatalf("subscriber notified of a rejected file: %s", s.Region)
+	default:
+	}
+}
+
+func TestWatcherFileReload(t *testing.T) {
+	w, path, events := startWatcher(t, specV1, make(chan os.Signal), 20*time.Millisecond)
+	specs, unsubscribe := w.Subscribe()
+	defer unsubscribe()
+
+	t.Run("write in place", func(t *testing.T) {
+		if err := os.WriteFile(path, []byte(specV2), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ev := waitReload(t, events)
+		if ev.err != nil || w.Current().Region != "eu-west-1" {
+			t.Fatalf("reload = %+v", ev)
+		}
+		if s := <-specs; s.Region != "eu-west-1" {
+			t.Errorf("subscriber got %s", s.Region)
+		}
+	})
+	t.Run("bad file keeps the old spec", func(t *testing.T) {
+		if err := os.WriteFile(path, []byte(specBad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ev := waitReload(t, events)
+		if ev.err == nil || w.Current().Region != "eu-west-1" {
+			t.Fatalf("bad file: err %v, region %s", ev.err, w.Current().Region)
+		}
+	})
+	t.Run("removed file keeps the old spec", func(t *testing.T) {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		ev := waitReload(t, events)
+		if !errors.Is(ev.err, os.ErrNotExist) || w.Current().Region != "eu-west-1" {
+			t.Fatalf("removed file: err %v, region %s", ev.err, w.Current().Region)
+		}
+	})
+	t.Run("rename over the file, as editors save", func(t *testing.T) {
+		tmp := filepath.Join(filepath.Dir(path), ".perimeter.yaml.tmp")
+		if err := os.WriteFile(tmp, []byte(specV3), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		ev := waitReload(t, events)
+		if ev.err != nil || w.Current().Region != "ap-south-1" {
+			t.Fatalf("rename reload = %+v", ev)
+		}
+		if s := <-specs; s.Region != "ap-south-1" {
+			t.Errorf("subscriber got %s", s.Region)
+		}
+	})
+}
+
+// TestWatcherConcurrentReaders runs readers against reloads under the race detector:
+// every read sees a whole spec.
+func TestWatcherConcurrentReaders(t *testing.T) {
+	w, path, _ := startWatcher(t, specV1, make(chan os.Signal), time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				s := w.Current()
+				if s == nil || (s.Region != "us-east-1" && s.Region != "eu-west-1") {
+					t.Errorf("reader saw %+v", s)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 20 {
+		content := specV1
+		if i%2 == 0 {
+			content = specV2
+		}
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	wg.Wait()
+}
+
+func TestWatcherCloseStopsReloading(t *testing.T) {
+	sigs := make(chan os.Signal, 1)
+	w, path, events := startWatcher(t, specV1, sigs, 10*time.Millisecond)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(specV2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sigs <- os.Interrupt
+	select {
+	case ev := <-events:
+		t.Fatalf("reloaded after Close: %+v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if w.Current().Region != "us-east-1" {
+		t.Errorf("spec changed after Close")
+	}
+}
