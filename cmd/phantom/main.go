@@ -69,6 +69,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newUpCmd(),
 		newSigv4Cmd(),
 		newPolicyCmd(),
+		newConfigCmd(),
 	)
 	return root
 }
