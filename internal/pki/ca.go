@@ -1,0 +1,337 @@
+// Package pki owns the perimeter's certificate authority: it creates the CA in the data
+// directory on first start (private key 0600), issues short-lived ECDSA P-256
+// certificates whose one URI SAN names an endpoint, gateway or node
+// (spiffe://phantom/<account>/<kind>/<name>), verifies peers and tells a TLS server who
+// they are, builds mutual-TLS configurations, writes the CA bundle AWS tools trust
+// (AWS_CA_BUNDLE), and enrolls nodes with single-use join tokens.
+//
+// It does not own storage (join tokens live behind the TokenStore interface it declares;
+// the SQLite store implements it), revocation of certificates (they are short-lived
+// instead), or the CLI commands that hand out tokens and enroll nodes.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const (
+	// DefaultCAValidity is the CA certificate's lifetime.
+	DefaultCAValidity = 10 * 365 * 24 * time.Hour
+	// DefaultValidity is a leaf certificate's lifetime: short, so that a stolen key is
+	// useful only briefly and no revocation list is needed.
+	DefaultValidity = 24 * time.Hour
+	// MaxValidity bounds what Issue accepts.
+	MaxValidity = 30 * 24 * time.Hour
+	// backdate covers clock skew between the CA and the verifiers.
+	backdate = time.Minute
+
+	caCertFile = "ca.crt"
+	caKeyFile  = "ca.key"
+)
+
+// Config configures a CA.
+type Config struct {
+	// Dir holds the CA's files (created 0700 if missing): ca.crt and ca.key (0600).
+	Dir string
+	// Account is the perimeter's account id; every identity the CA issues carries it.
+	Account string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the entropy source; nil means crypto/rand.
+	Rand io.Reader
+	// Validity is the default leaf lifetime; zero means DefaultValidity.
+	Validity time.Duration
+}
+
+// CA is the perimeter certificate authority.
+type CA struct {
+	cfg     Config
+	cert    *x509.Certificate
+	certPEM []byte
+	key     *ecdsa.PrivateKey
+}
+
+// New loads the CA from cfg.Dir, or creates it there if the directory holds none. A
+// directory with only one of the two files, a key readable by others, or a key that does
+// not match the certificate is an error: the CA fails closed rather than silently
+// replacing an identity every issued certificate chains to.
+func New(cfg Config) (*CA, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("pki: no CA directory")
+	}
+	if !accountRe.MatchString(cfg.Account) {
+		return nil, fmt.Errorf("pki: account %q is not 12 digits", cfg.Account)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Validity == 0 {
+		cfg.Validity = DefaultValidity
+	}
+	if cfg.Validity < 0 || cfg.Validity > MaxValidity {
+		return nil, fmt.Errorf("pki: validity %s is outside 0 to %s", cfg.Validity, MaxValidity)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA directory: %w", err)
+	}
+	ca, err := load(cfg)
+	if errors.Is(err, errNoCA) {
+		ca, err = create(cfg)
+	}
+	return ca, err
+}
+
+// errNoCA says the directory holds neither CA file: the one state in which New creates a
+// CA. Any other missing file is an error, never a reason to mint a new CA.
+var errNoCA = errors.New("no CA in directory")
+
+func load(cfg Config) (*CA, error) {
+	certPath, keyPath := filepath.Join(cfg.Dir, caCertFile), filepath.Join(cfg.Dir, caKeyFile)
+	certPEM, certErr := os.ReadFile(certPath)
+	keyInfo, keyErr := os.Stat(keyPath)
+	switch {
+	case errors.Is(certErr, fs.ErrNotExist) && errors.Is(keyErr, fs.ErrNotExist):
+		return nil, errNoCA
+	case certErr != nil:
+		return nil, fmt.Errorf("read CA certificate: %w", certErr)
+	case keyErr != nil:
+		return nil, fmt.Errorf("read CA key: %w", keyErr)
+	}
+	if keyInfo.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("CA key %s has mode %#o; run chmod 600 %s", keyPath, keyInfo.Mode().Perm(), keyPath)
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("read CA key: %w", err)
+	}
+	cert, err := parseCertPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA key %s: %w", keyPath, err)
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(key.Public()) {
+		return nil, fmt.Errorf("CA key %s does not match certificate %s", keyPath, certPath)
+	}
+	if !cert.IsCA || cert.Subject.SerialNumber != cfg.Account {
+		return nil, fmt.Errorf("CA certificate %s is not the CA of account %s", certPath, cfg.Account)
+	}
+	return &CA{cfg: cfg, cert: cert, certPEM: certPEM, key: key}, nil
+}
+
+// create makes a new CA under an exclusive lock on the directory, so two processes
+// starting at once agree on one CA; each file is written to a temporary name and renamed,
+// so a reader never sees half a file.
+func create(cfg Config) (*CA, error) {
+	unlock, err := lockDir(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if ca, err := load(cfg); !errors.Is(err, errNoCA) {
+		return ca, err // created by another process while we waited, or broken
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("generate CA key: %w", err)
+	}
+	serial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			Organization: []string{"Phantom"},
+			CommonName:   "Phantom perimeter CA " + cfg.Account,
+			SerialNumber: cfg.Account,
+		},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(DefaultCAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		// Leaves only: a leaf key can never mint certificates.
+		MaxPathLenZero: true,
+	}
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("create CA certificate: %w", err)
+	}
+	keyPEM, err := encodeKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(cfg.Dir, caKeyFile), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := writeAtomic(filepath.Join(cfg.Dir, caCertFile), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return load(cfg)
+}
+
+// Certificate returns the CA certificate.
+func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
+
+// BundlePEM returns the CA certificate in PEM, the bundle clients trust.
+func (ca *CA) BundlePEM() []byte { return bytes.Clone(ca.certPEM) }
+
+// WriteBundle writes the CA bundle to path (0644, replaced atomically) for AWS_CA_BUNDLE,
+// curl --cacert and the agent.
+func (ca *CA) WriteBundle(path string) error {
+	return writeAtomic(path, ca.certPEM, 0o644)
+}
+
+// Verifier returns a Verifier trusting this CA.
+func (ca *CA) Verifier() *Verifier {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return &Verifier{roots: pool, account: ca.cfg.Account, now: ca.cfg.Now}
+}
+
+// Request describes a certificate to issue.
+type Request struct {
+	// Identity is the URI SAN; its account must be the CA's.
+	Identity Identity
+	// DNSNames and IPs are the names a server certificate is valid for.
+	DNSNames []string
+	IPs      []netip.Addr
+	// Server and Client select the extended key usages; at least one is required.
+	Server, Client bool
+	// Validity is the lifetime; zero means the CA's default.
+	Validity time.Duration
+}
+
+// Issue generates a P-256 key and a certificate for it.
+func (ca *CA) Issue(req Request) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), ca.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("generate key for %s: %w", req.Identity, err)
+	}
+	cert, err := ca.Sign(key.Public(), req)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+}
+
+// SignCSR signs the key of a certificate signing request, as a node enrolling with its
+// own key asks. Only the key is taken from the CSR: names come from req, which the caller
+// derives from what it authenticated (a redeemed join token), never from the request.
+func (ca *CA) SignCSR(csr *x509.CertificateRequest, req Request) (*x509.Certificate, error) {
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	return ca.Sign(csr.PublicKey, req)
+}
+
+// Sign issues a certificate for pub. Only ECDSA P-256 and Ed25519 keys are accepted.
+func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error) {
+	if err := req.Identity.Validate(); err != nil {
+		return nil, fmt.Errorf("issue certificate: %w", err)
+	}
+	if req.Identity.Account != ca.cfg.Account {
+		return nil, fmt.Errorf("issue certificate: identity account %s is not the CA's %s", req.Identity.Account, ca.cfg.Account)
+	}
+	if !req.Server && !req.Client {
+		return nil, fmt.Errorf("issue certificate for %s: neither server nor client usage requested", req.Identity)
+	}
+	if err := checkPublicKey(pub); err != nil {
+		return nil, fmt.Errorf("issue certificate for %s: %w", req.Identity, err)
+	}
+	validity := req.Validity
+	if validity == 0 {
+		validity = ca.cfg.Validity
+	}
+	if validity < 0 || validity > MaxValidity {
+		return nil, fmt.Errorf("issue certificate for %s: validity %s is outside 0 to %s", req.Identity, validity, MaxValidity)
+	}
+	now := ca.cfg.Now()
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	serial, err := randomSerial(ca.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{"Phantom"}, CommonName: string(req.Identity.Kind) + "/" + req.Identity.Name},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		URIs:                  []*url.URL{req.Identity.URI()},
+		DNSNames:              req.DNSNames,
+	}
+	for _, ip := range req.IPs {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(ip.Unmap().AsSlice()))
+	}
+	if req.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+	}
+	if req.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	der, err := x509.CreateCertificate(ca.cfg.Rand, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate for %s: %w", req.Identity, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse certificate for %s: %w", req.Identity, err)
+	}
+	return cert, nil
+}
+
+func checkPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return fmt.Errorf("ECDSA key on %s, want P-256", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Errorf("unsupported public key type %T", pub)
+	}
+	return nil
+}
+
+func randomSerial(r io.Reader) (*big.Int, error) {
+	// RFC 5280 §4.1.2.2: positive, at most 20 octets; 128 random bits make it unguessable.
+	serial, err := rand.Int(r, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, fmt.Errorf("generate serial: %w", err)
+	}
+	return serial.Add(serial, big.NewInt(1)), nil
+}
