@@ -21,6 +21,9 @@ type decoder struct {
 	problems []Problem
 	visits   int
 	overrun  bool
+	// principals are the policies whose Principal elements name IAM users, roles and
+	// OIDC providers; they are resolved once every section is decoded.
+	principals []principalPolicy
 }
 
 func (d *decoder) problem(n *yaml.Node, path, msg, fix string) {

@@ -141,4 +141,5 @@ func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
 	d.endpoints(root, s, l)
 	d.nodes(root, s)
 	d.egressRules(root, s)
+	d.checkPrincipalRefs(s)
 }

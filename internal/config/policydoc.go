@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -65,6 +66,9 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 	}
 	p := &Policy{Name: name, Document: doc, Line: n.Line, Column: n.Column}
 	ok := d.checkPrincipals(n, yamlDoc, path, doc, kind)
+	if kind != identityPolicy {
+		d.principals = append(d.principals, principalPolicy{n, yamlDoc, path, doc})
+	}
 	compiled, ok2 := d.compile(n, yamlDoc, path, doc)
 	if !ok || !ok2 {
 		return nil
@@ -290,4 +294,109 @@ func splitJSONPath(p string) []string {
 	p = strings.TrimPrefix(strings.TrimPrefix(p, "$"), "/")
 	f := func(r rune) bool { return r == '.' || r == '/' || r == '[' || r == ']' || unicode.IsSpace(r) }
 	return strings.FieldsFunc(p, f)
+}
+
+type principalPolicy struct {
+	n, yamlDoc *yaml.Node
+	path       string
+	doc        []byte
+}
+
+// checkPrincipalRefs resolves the principals that trust, resource and endpoint policies
+// name in this account. IAM refuses a policy naming a user, role or OIDC provider that
+// does not exist ("Invalid principal in policy"); so does the loader, which also catches
+// a typo that would otherwise silently trust nobody.
+func (d *decoder) checkPrincipalRefs(s *Spec) {
+	known := map[string]bool{}
+	var names []string
+	for _, u := range s.Users {
+		known[u.ARN] = true
+		names = append(names, u.ARN)
+	}
+	for _, r := range s.Roles {
+		known[r.ARN] = true
+		names = append(names, r.ARN)
+	}
+	for _, p := range s.OIDCProviders {
+		known[p.ARN] = true
+		names = append(names, p.ARN)
+	}
+	prefix := "arn:aws:iam::" + s.Account + ":"
+	for _, pp := range d.principals {
+		for _, ref := range principalARNs(pp.doc) {
+			local := strings.HasPrefix(ref.arn, prefix+"user/") || strings.HasPrefix(ref.arn, prefix+"role/") ||
+				strings.HasPrefix(ref.arn, prefix+"oidc-provider/")
+			if !local || known[ref.arn] || strings.ContainsAny(ref.arn, "*?") {
+				continue
+			}
+			at, where := locate(pp.n, pp.yamlDoc, pp.path, ref.path)
+			fix := "define it in this spec or fix the ARN"
+			// Suggest by name among principals of the same type: whole ARNs share a
+			// long prefix, which would make any two look alike.
+			typ, name, _ := strings.Cut(strings.TrimPrefix(ref.arn, prefix), "/")
+			var same []string
+			for _, k := range names {
+				if rest, ok := strings.CutPrefix(k, prefix+typ+"/"); ok {
+					same = append(same, rest)
+				}
+			}
+			if sg := suggest(name, same); sg != "" {
+				fix = fmt.Sprintf("did you mean %q?", prefix+typ+"/"+sg)
+			}
+			d.problem(at, where, fmt.Sprintf("principal %s does not exist in this perimeter", ref.arn), fix)
+		}
+	}
+}
+
+type principalRef struct{ arn, path string }
+
+// principalARNs lists the AWS and Federated principals of a policy with their JSON
+// paths. Malformed shapes are skipped: the policy grammar reports them.
+func principalARNs(doc []byte) []principalRef {
+	var v struct {
+		Statement json.RawMessage
+	}
+	if json.Unmarshal(doc, &v) != nil {
+		return nil
+	}
+	var stmts []json.RawMessage
+	single := false
+	if json.Unmarshal(v.Statement, &stmts) != nil {
+		stmts, single = []json.RawMessage{v.Statement}, true
+	}
+	var out []principalRef
+	for i, raw := range stmts {
+		var st struct {
+			Principal, NotPrincipal json.RawMessage
+		}
+		if json.Unmarshal(raw, &st) != nil {
+			continue
+		}
+		base := "Statement[" + strconv.Itoa(i) + "]"
+		if single {
+			base = "Statement"
+		}
+		for key, p := range map[string]json.RawMessage{"Principal": st.Principal, "NotPrincipal": st.NotPrincipal} {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(p, &m) != nil {
+				continue
+			}
+			for _, typ := range []string{"AWS", "Federated"} {
+				at := base + "." + key + "." + typ
+				var one string
+				if json.Unmarshal(m[typ], &one) == nil {
+					out = append(out, principalRef{one, at})
+					continue
+				}
+				var many []string
+				if json.Unmarshal(m[typ], &many) == nil {
+					for j, a := range many {
+						out = append(out, principalRef{a, at + "[" + strconv.Itoa(j) + "]"})
+					}
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b principalRef) int { return strings.Compare(a.path, b.path) })
+	return out
 }
