@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
 )
 
 const demoPath = "../../examples/demo.yaml"
@@ -627,6 +628,50 @@ func TestSuggest(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := suggest(tc.in, keys); got != tc.want {
 				t.Errorf("suggest(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestLocate(t *testing.T) {
+	src := `doc:
+  Version: "2012-10-17"
+  Statement:
+    - Effect: Allow
+      Action: execute-api:Invoke
+      Resource: "*"
+      Condition:
+        StringEquals:
+          aws:PrincipalTag/team.name: payments
+          aws:SourceVpce: [vpce-0123456789abcdef0, vpce-11111111]
+single:
+  Statement:
+    Effect: Deny
+`
+	d := &decoder{file: "t.yaml"}
+	root := d.document([]byte(src))
+	o := d.object(root, "", "doc", "single")
+	doc, _ := o.get("doc")
+	single, _ := o.get("single")
+	tests := []struct {
+		name      string
+		yaml      *yaml.Node
+		jsonPath  string
+		line, col int
+		wantPath  string
+	}{
+		{"statement", doc, "Statement[0]", 4, 7, "doc.Statement[0]"},
+		{"key with a slash and a dot", doc, "Statement[0].Condition.StringEquals.aws:PrincipalTag/team.name", 9, 39, "doc.Statement[0].Condition.StringEquals.aws:PrincipalTag/team.name"},
+		{"list element", doc, "$.Statement[0].Condition.StringEquals.aws:SourceVpce[1]", 10, 52, "doc.Statement[0].Condition.StringEquals.aws:SourceVpce[1]"},
+		{"single statement object is element 0", single, "Statement[0].Effect", 13, 13, "single.Statement[0].Effect"},
+		{"missing key falls back to the document", doc, "Statement[0].Principal", 2, 3, "doc.Statement[0].Principal"},
+		{"index out of range falls back", doc, "Statement[3]", 2, 3, "doc.Statement[3]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n, p := locate(tc.yaml, tc.yaml, joinPath("", strings.Split(tc.wantPath, ".")[0]), tc.jsonPath)
+			if n.Line != tc.line || n.Column != tc.col || p != tc.wantPath {
+				t.Errorf("locate = %d:%d %s, want %d:%d %s", n.Line, n.Column, p, tc.line, tc.col, tc.wantPath)
 			}
 		})
 	}

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -238,62 +237,65 @@ func (d *decoder) checkPrincipals(n, yamlDoc *yaml.Node, path string, doc []byte
 	return ok
 }
 
-// locate finds the YAML node at a policy JSON path (Statement[1].Action, /Statement/1/Action
-// or $.Statement[1]); when the document was a JSON string, or the path does not resolve,
-// it returns the document node and the spec path with the JSON path appended.
+// locate finds the YAML node at a policy JSON path such as
+// Statement[1].Condition.StringEquals.aws:PrincipalTag/team. Keys are matched against the
+// document's own keys, longest first, so keys holding dots or slashes resolve. When the
+// document was a JSON string, or the path does not resolve, it returns the document node;
+// either way the spec path with the JSON path appended says where.
 func locate(doc, yamlDoc *yaml.Node, path, jsonPath string) (*yaml.Node, string) {
-	elems := splitJSONPath(jsonPath)
+	rest := strings.TrimPrefix(strings.TrimPrefix(jsonPath, "$"), ".")
 	full := path
-	for _, e := range elems {
-		if _, err := strconv.Atoi(e); err == nil {
-			full += "[" + e + "]"
-		} else {
-			full = joinPath(full, e)
-		}
+	switch {
+	case rest == "":
+	case strings.HasPrefix(rest, "["):
+		full += rest
+	default:
+		full = joinPath(path, rest)
 	}
 	if yamlDoc == nil {
 		return doc, full
 	}
 	cur := yamlDoc
-	for _, e := range elems {
+	for rest != "" {
 		cur = resolve(cur)
-		if _, err := strconv.Atoi(e); err == nil && cur.Kind == yaml.MappingNode {
-			// A single statement written as an object stands for Statement[0].
-			if e != "0" {
+		if rest[0] == '[' {
+			end := strings.IndexByte(rest, ']')
+			if end < 0 {
 				return doc, full
 			}
+			i, err := strconv.Atoi(rest[1:end])
+			switch {
+			case err != nil || i < 0:
+				return doc, full
+			case cur.Kind == yaml.SequenceNode && i < len(cur.Content):
+				cur = cur.Content[i]
+			case cur.Kind != yaml.SequenceNode && i == 0:
+				// A single value written without a list stands for element 0, as a
+				// single statement object stands for Statement[0].
+			default:
+				return doc, full
+			}
+			rest = strings.TrimPrefix(rest[end+1:], ".")
 			continue
 		}
-		switch cur.Kind {
-		case yaml.MappingNode:
-			var next *yaml.Node
-			for i := 0; i+1 < len(cur.Content); i += 2 {
-				if cur.Content[i].Value == e {
-					next = cur.Content[i+1]
-					break
-				}
-			}
-			if next == nil {
-				return doc, full
-			}
-			cur = next
-		case yaml.SequenceNode:
-			i, err := strconv.Atoi(e)
-			if err != nil || i < 0 || i >= len(cur.Content) {
-				return doc, full
-			}
-			cur = cur.Content[i]
-		default:
+		if cur.Kind != yaml.MappingNode {
 			return doc, full
 		}
+		var next *yaml.Node
+		best := -1
+		for i := 0; i+1 < len(cur.Content); i += 2 {
+			k := cur.Content[i].Value
+			if len(k) > best && (rest == k || strings.HasPrefix(rest, k+".") || strings.HasPrefix(rest, k+"[")) {
+				next, best = cur.Content[i+1], len(k)
+			}
+		}
+		if next == nil {
+			return doc, full
+		}
+		cur = next
+		rest = strings.TrimPrefix(rest[best:], ".")
 	}
 	return resolve(cur), full
-}
-
-func splitJSONPath(p string) []string {
-	p = strings.TrimPrefix(strings.TrimPrefix(p, "$"), "/")
-	f := func(r rune) bool { return r == '.' || r == '/' || r == '[' || r == ']' || unicode.IsSpace(r) }
-	return strings.FieldsFunc(p, f)
 }
 
 type principalPolicy struct {
