@@ -676,3 +676,25 @@ single:
 		})
 	}
 }
+
+func TestProblemsAreCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("version: 1\naccount: \"123456789012\"\nregion: us-east-1\nusers:\n")
+	for range 150 {
+		b.WriteString("  - name: \"bad name\"\n")
+	}
+	_, err := Parse("many.yaml", []byte(b.String()))
+	var cerr *Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(cerr.Problems) != maxProblems+1 {
+		t.Fatalf("%d problems, want %d and a summary", len(cerr.Problems), maxProblems)
+	}
+	if got, want := cerr.Problems[maxProblems].String(), "many.yaml: 50 more problems not shown; fix the ones above and validate again"; got != want {
+		t.Errorf("summary = %q, want %q", got, want)
+	}
+	if cerr.Problems[0].Line != 5 || cerr.Problems[maxProblems-1].Line != 104 {
+		t.Errorf("the first problems in the file were not the ones kept: lines %d..%d", cerr.Problems[0].Line, cerr.Problems[maxProblems-1].Line)
+	}
+}

@@ -15,18 +15,27 @@ import (
 // tree (the "billion laughs" attack); past this budget the load stops with a problem.
 const maxVisits = 1 << 20
 
+// maxProblems bounds the problems one load reports: past a hundred, more lines help
+// nobody, and a generated file full of mistakes must not make validation slow.
+const maxProblems = 100
+
 // decoder walks the YAML node tree, collecting problems instead of stopping at the first.
 type decoder struct {
 	file     string
 	problems []Problem
 	visits   int
 	overrun  bool
+	dropped  int
 	// principals are the policies whose Principal elements name IAM users, roles and
 	// OIDC providers; they are resolved once every section is decoded.
 	principals []principalPolicy
 }
 
 func (d *decoder) problem(n *yaml.Node, path, msg, fix string) {
+	if len(d.problems) >= maxProblems {
+		d.dropped++
+		return
+	}
 	p := Problem{File: d.file, Path: path, Msg: msg, Fix: fix}
 	if n != nil {
 		p.Line, p.Column = n.Line, n.Column

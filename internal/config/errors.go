@@ -84,7 +84,7 @@ func suggest(s string, candidates []string) string {
 // insertions, deletions, substitutions and swaps of neighbours (the commonest typo) each
 // count one.
 func editDistance(a, b string) int {
-	if len(a) > 256 || len(b) > 256 {
+	if len(a) > 64 || len(b) > 64 {
 		// Keys and names are short; a long string is not a typo of one.
 		return max(len(a), len(b))
 	}

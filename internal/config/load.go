@@ -42,6 +42,10 @@ func Parse(file string, data []byte) (*Spec, error) {
 	}
 	if len(d.problems) > 0 {
 		sortProblems(d.problems)
+		if d.dropped > 0 {
+			d.problems = append(d.problems, Problem{File: file,
+				Msg: fmt.Sprintf("%d more problems not shown", d.dropped), Fix: "fix the ones above and validate again"})
+		}
 		return nil, &Error{Problems: d.problems}
 	}
 	return s, nil
