@@ -7,6 +7,6 @@ import "go.yaml.in/yaml/v3"
 type compiledPolicy struct{}
 
 // compile will parse doc with policy.Parse and report its located findings.
-func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, doc []byte) (*compiledPolicy, bool) {
+func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, src []byte) (*compiledPolicy, bool) {
 	return nil, true
 }

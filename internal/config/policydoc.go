@@ -37,6 +37,9 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 		return nil
 	}
 	var doc []byte
+	// src is what the policy engine parses: the compact JSON of a YAML document, or the
+	// JSON string as written, so that the engine's line numbers are lines of that text.
+	var src []byte
 	yamlDoc := n
 	switch {
 	case n.Kind == yaml.MappingNode:
@@ -45,6 +48,7 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 			return nil
 		}
 		doc = b.Bytes()
+		src = doc
 	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
 		yamlDoc = nil
 		var v any
@@ -59,6 +63,7 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 			return nil
 		}
 		doc = b.Bytes()
+		src = []byte(n.Value)
 	default:
 		d.problem(n, path, "must be a policy document, not "+describe(n), `write a mapping with Version: "2012-10-17" and Statement, or a JSON string`)
 		return nil
@@ -68,7 +73,7 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 	if kind != identityPolicy {
 		d.principals = append(d.principals, principalPolicy{n, yamlDoc, path, doc})
 	}
-	compiled, ok2 := d.compile(n, yamlDoc, path, doc)
+	compiled, ok2 := d.compile(n, yamlDoc, path, src)
 	if !ok || !ok2 {
 		return nil
 	}
@@ -101,13 +106,19 @@ func jsonErr(n *yaml.Node, err error) (*yaml.Node, string) {
 	}
 	off := min(int(se.Offset), len(n.Value))
 	line := strings.Count(n.Value[:off], "\n") + 1
-	msg := fmt.Sprintf("%s (line %d of the JSON)", se.Error(), line)
-	if n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
-		at := *n
-		at.Line, at.Column = n.Line+line, 0
-		return &at, msg
+	return inString(n, line), fmt.Sprintf("%s (line %d of the JSON)", se.Error(), line)
+}
+
+// inString returns a position for line (1-based) of the text of a string node. In a
+// block scalar (| or >) that line is line n.Line+line of the file; in a quoted string the
+// line breaks are not the file's, so the string's own position is the best there is.
+func inString(n *yaml.Node, line int) *yaml.Node {
+	if line < 1 || n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+		return n
 	}
-	return n, msg
+	at := *n
+	at.Line, at.Column = n.Line+line, 0
+	return &at
 }
 
 // toJSON writes a YAML node as JSON. Scalars keep their YAML type (numbers and booleans
