@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +31,11 @@ type reloadEvent struct {
 // reload attempt on the returned channel.
 func startWatcher(t *testing.T, initial string, sigs chan os.Signal, debounce time.Duration) (*Watcher, string, chan reloadEvent) {
 	t.Helper()
+	return startWatcherLog(t, initial, sigs, debounce, nil)
+}
+
+func startWatcherLog(t *testing.T, initial string, sigs chan os.Signal, debounce time.Duration, log *slog.Logger) (*Watcher, string, chan reloadEvent) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "perimeter.yaml")
 	if err := os.WriteFile(path, []byte(initial), 0o600); err != nil {
 		t.Fatal(err)
@@ -36,6 +43,7 @@ func startWatcher(t *testing.T, initial string, sigs chan os.Signal, debounce ti
 	events := make(chan reloadEvent, 100)
 	w, err := NewWatcher(context.Background(), WatchConfig{
 		Path:     path,
+		Logger:   log,
 		Signals:  sigs,
 		Debounce: debounce,
 		OnReload: func(s *Spec, changed bool, err error) { events <- reloadEvent{s, changed, err} },
@@ -82,8 +90,9 @@ func TestWatcherRejectsBadInitialSpec(t *testing.T) {
 
 func TestWatcherSignalReload(t *testing.T) {
 	sigs := make(chan os.Signal, 1)
+	var logs syncBuffer
 	// A debounce of an hour keeps the file watch from reloading: only the signal can.
-	w, path, events := startWatcher(t, specV1, sigs, time.Hour)
+	w, path, events := startWatcherLog(t, specV1, sigs, time.Hour, slog.New(slog.NewTextHandler(&logs, nil)))
 	specs, unsubscribe := w.Subscribe()
 	defer unsubscribe()
 	old := w.Current()
@@ -127,6 +136,29 @@ func TestWatcherSignalReload(t *testing.T) {
 		t.Fatalf("subscriber notified of a rejected file: %s", s.Region)
 	default:
 	}
+	if want := `msg="perimeter spec rejected; keeping the running spec"`; !strings.Contains(logs.String(), want) ||
+		!strings.Contains(logs.String(), `region: \"Mars\" is not a region name`) {
+		t.Errorf("rejection not logged with its problem:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the watcher's goroutine to write while the test
+// reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestWatcherFileReload(t *testing.T) {
