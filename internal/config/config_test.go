@@ -260,6 +260,18 @@ func TestLoadDemo(t *testing.T) {
 	if r, ok := s.RoleByARN("arn:aws:iam::123456789012:role/app"); !ok || r != app {
 		t.Errorf("RoleByARN did not find app")
 	}
+	if u, ok := s.UserByARN("arn:aws:iam::123456789012:user/alice"); !ok || u != alice {
+		t.Errorf("UserByARN did not find alice")
+	}
+	if _, ok := s.UserByARN(app.ARN); ok {
+		t.Errorf("UserByARN found a role")
+	}
+	if mp, ok := s.ManagedPolicyByARN("arn:aws:iam::123456789012:policy/OrdersReadOnly"); !ok || mp.Name != "OrdersReadOnly" {
+		t.Errorf("ManagedPolicyByARN = %v, %v", mp, ok)
+	}
+	if e, ok := s.EndpointByDNSName("Orders.Internal.Example."); !ok || e.ID != "vpce-0123456789abcdef0" {
+		t.Errorf("EndpointByDNSName = %v, %v", e, ok)
+	}
 	ci, _ := s.Role("ci-deployer")
 	if ci == nil || ci.MaxSessionDuration != 2*time.Hour {
 		t.Errorf("ci-deployer max session from PT2H = %v", ci)

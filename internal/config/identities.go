@@ -90,6 +90,7 @@ func (d *decoder) managedPolicies(root *object, s *Spec) {
 		mp.ARN = "arn:aws:iam::" + s.Account + ":policy" + mp.Path + name
 		s.ManagedPolicies = append(s.ManagedPolicies, mp)
 		s.managedPolicies[name] = mp
+		s.byARN[mp.ARN] = mp
 	}
 }
 
@@ -117,6 +118,7 @@ func (d *decoder) users(root *object, s *Spec) {
 		u.ARN = "arn:aws:iam::" + s.Account + ":user" + u.Path + name
 		s.Users = append(s.Users, u)
 		s.users[name] = u
+		s.byARN[u.ARN] = u
 	}
 }
 
@@ -163,6 +165,7 @@ func (d *decoder) roles(root *object, s *Spec) {
 		r.ARN = "arn:aws:iam::" + s.Account + ":role" + r.Path + name
 		s.Roles = append(s.Roles, r)
 		s.roles[name] = r
+		s.byARN[r.ARN] = r
 	}
 }
 

@@ -63,6 +63,8 @@ func newSpec(file string, data []byte) *Spec {
 		endpoints:       map[string]*Endpoint{},
 		nodes:           map[string]*Node{},
 		egress:          map[string]*Egress{},
+		byARN:           map[string]any{},
+		dnsNames:        map[string]*Endpoint{},
 	}
 }
 

@@ -377,6 +377,9 @@ func (d *decoder) endpoints(root *object, s *Spec, l *listeners) {
 		e.ID = id
 		s.Endpoints = append(s.Endpoints, e)
 		s.endpoints[id] = e
+		for _, h := range e.PrivateDNSNames {
+			s.dnsNames[h] = e
+		}
 	}
 }
 

@@ -52,6 +52,8 @@ type Spec struct {
 	endpoints       map[string]*Endpoint
 	nodes           map[string]*Node
 	egress          map[string]*Egress
+	byARN           map[string]any
+	dnsNames        map[string]*Endpoint
 }
 
 // Policy is one IAM policy document from the spec, kept both as the JSON the policy
@@ -305,13 +307,23 @@ func (s *Spec) User(name string) (*User, bool) { u, ok := s.users[name]; return 
 func (s *Spec) Role(name string) (*Role, bool) { r, ok := s.roles[name]; return r, ok }
 
 // RoleByARN returns the role with this ARN.
-func (s *Spec) RoleByARN(arn string) (*Role, bool) {
-	for _, r := range s.Roles {
-		if r.ARN == arn {
-			return r, true
-		}
-	}
-	return nil, false
+func (s *Spec) RoleByARN(arn string) (*Role, bool) { r, ok := s.byARN[arn].(*Role); return r, ok }
+
+// UserByARN returns the user with this ARN.
+func (s *Spec) UserByARN(arn string) (*User, bool) { u, ok := s.byARN[arn].(*User); return u, ok }
+
+// ManagedPolicyByARN returns the managed policy with this ARN, as AssumeRole's PolicyArns
+// name them.
+func (s *Spec) ManagedPolicyByARN(arn string) (*ManagedPolicy, bool) {
+	p, ok := s.byARN[arn].(*ManagedPolicy)
+	return p, ok
+}
+
+// EndpointByDNSName returns the endpoint serving a private DNS name (case-insensitive,
+// trailing dot ignored, as DNS compares names).
+func (s *Spec) EndpointByDNSName(host string) (*Endpoint, bool) {
+	e, ok := s.dnsNames[strings.ToLower(strings.TrimSuffix(host, "."))]
+	return e, ok
 }
 
 // OIDCProvider returns the provider whose issuer URL is iss; a trailing slash is ignored,
