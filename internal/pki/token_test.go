@@ -242,3 +242,57 @@ func TestEnroll(t *testing.T) {
 		t.Errorf("second enrollment with the same token = %v", err)
 	}
 }
+
+// failingStore wraps a store and fails the way a real database can.
+type failingStore struct {
+	*MemoryTokenStore
+	getErr, delErr error
+	lostRace       bool // DeleteJoinToken reports another caller removed the token
+}
+
+func (f *failingStore) GetJoinToken(ctx context.Context, id string) (JoinToken, error) {
+	if f.getErr != nil {
+		return JoinToken{}, f.getErr
+	}
+	return f.MemoryTokenStore.GetJoinToken(ctx, id)
+}
+
+func (f *failingStore) DeleteJoinToken(ctx context.Context, id string) (bool, error) {
+	if f.delErr != nil {
+		return false, f.delErr
+	}
+	if f.lostRace {
+		return false, nil
+	}
+	return f.MemoryTokenStore.DeleteJoinToken(ctx, id)
+}
+
+// TestJoinTokenStoreFailuresFailClosed: whatever the store does wrong, no redemption
+// succeeds.
+func TestJoinTokenStoreFailuresFailClosed(t *testing.T) {
+	ctx := context.Background()
+	dbDown := errors.New("database is locked")
+	tests := []struct {
+		name  string
+		store *failingStore
+		want  error
+	}{
+		{"lookup fails", &failingStore{getErr: dbDown}, dbDown},
+		{"delete fails", &failingStore{delErr: dbDown}, dbDown},
+		{"another redemption deleted it first", &failingStore{lostRace: true}, ErrTokenInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.store.MemoryTokenStore = NewMemoryTokenStore()
+			tokens := NewTokens(TokensConfig{}, tc.store)
+			tok, _, err := tokens.Create(ctx, "n1", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := tokens.Redeem(ctx, tok)
+			if !errors.Is(err, tc.want) || rec.Node != "" {
+				t.Fatalf("Redeem = %+v, %v; want %v", rec, err, tc.want)
+			}
+		})
+	}
+}
