@@ -1,0 +1,556 @@
+package sigv4
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Verify checks r (header or presigned form); body is the complete request body (nil =
+// empty). On success it returns the result; otherwise a *Error.
+//
+// Every check that needs no secret runs first (form, scope, time, signed-header rules), so
+// malformed or stale requests cost no credential lookup and no HMAC.
+func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*Result, error) {
+	if r == nil || r.URL == nil || r.Header == nil && r.Host == "" {
+		return nil, missingToken()
+	}
+	s := v.getScratch()
+	defer v.putScratch(s)
+
+	rawPath, rawQuery := requestTarget(r)
+	if e := s.parseQuery(rawQuery); e != nil {
+		return nil, e
+	}
+	presigned := false
+	for _, p := range s.pairs {
+		if i := presignIndex(s.key(p)); i == pAlgorithm || i == pCredential || i == pSignature {
+			presigned = true
+			break
+		}
+	}
+	authz := r.Header["Authorization"]
+	var a authInfo
+	var e *Error
+	switch {
+	case len(authz) == 0 && !presigned:
+		return nil, missingToken()
+	case len(authz) > 0 && presigned:
+		e := incomplete("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified")
+		e.Hint = "the request carries both an Authorization header and presigned X-Amz-* query parameters"
+		return nil, e
+	case len(authz) > 1:
+		return nil, incomplete("The request carries more than one Authorization header.")
+	case presigned:
+		a, e = s.parsePresigned()
+	default:
+		a, e = v.parseHeaderForm(r, authz[0])
+	}
+	if e != nil {
+		return nil, e
+	}
+	now := v.now()
+	if e := v.checkScopeAndTime(&a, now); e != nil {
+		return nil, e
+	}
+	s.names = s.names[:0]
+	if e := s.splitSignedHeaders(&a); e != nil {
+		return nil, e
+	}
+	if len(a.token) > maxTokenLen {
+		return nil, invalidToken("the session token is longer than " + strconv.Itoa(maxTokenLen) + " bytes")
+	}
+
+	cred, e := v.lookup(ctx, &a, now)
+	if e != nil {
+		return nil, e
+	}
+
+	// Payload hash: the body's SHA-256, or the x-amz-content-sha256 header which must
+	// then agree with the body ("Signature Calculations for the Authorization Header",
+	// Amazon S3 API Reference; the same header for every service).
+	var bodyHash [64]byte
+	sum := sha256.Sum256(body)
+	hex.Encode(bodyHash[:], sum[:])
+	alt := "" // a second payload hash to try when the first does not match
+	unsigned := false
+	var hdrHash string
+	hashSigned := s.signed("x-amz-content-sha256")
+	if vs := r.Header["X-Amz-Content-Sha256"]; len(vs) > 0 && (!a.presigned || hashSigned) {
+		if len(vs) > 1 {
+			return nil, incomplete("The request carries more than one x-amz-content-sha256 header.")
+		}
+		hdrHash = vs[0]
+		switch {
+		case hdrHash == unsignedPayload:
+			if !v.cfg.AllowUnsignedPayload {
+				return nil, accessDenied("UNSIGNED-PAYLOAD is not accepted: this endpoint requires the payload to be signed.",
+					"the client sent x-amz-content-sha256: UNSIGNED-PAYLOAD; sign the body, or enable AllowUnsignedPayload for this endpoint")
+			}
+			unsigned = true
+		case len(hdrHash) == 64 && isLowerHex(hdrHash):
+			if hdrHash != string(bodyHash[:]) { // both public: no constant-time need
+				return nil, bodyHashMismatch("x-amz-content-sha256 is " + hdrHash + " but the body's SHA-256 is " + string(bodyHash[:]) + " (the body changed after signing, or was hashed differently)")
+			}
+		default:
+			e := bodyHashMismatch("x-amz-content-sha256 must be 64 lower-case hex digits or UNSIGNED-PAYLOAD (streaming payloads are not supported), got '" + truncate(hdrHash, 80) + "'")
+			e.Message = "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or a valid sha256 value."
+			return nil, e
+		}
+	} else if a.presigned || v.cfg.AllowUnsignedPayload {
+		// Presigned URLs are signed either over the body hash (aws-c-auth, botocore's
+		// SigV4QueryAuth) or over UNSIGNED-PAYLOAD (S3-style presigners, as AWS does for
+		// query auth). The signature decides which the signer chose; an attacker cannot
+		// turn one into the other. In the header form UNSIGNED-PAYLOAD without the header
+		// is allowed only where the config allows unsigned payloads.
+		alt = unsignedPayload
+	}
+
+	// The canonical headers and signed-header list are the same for every variant below:
+	// build them once into s.tail.
+	s.sortQuery()
+	t := s.tail[:0]
+	for _, name := range s.names {
+		t = append(t, name...)
+		t = append(t, ':')
+		if name == "host" {
+			t = appendHeaderValue(t, hostOf(r))
+		} else {
+			vs := s.headerValues(r.Header, name)
+			if len(vs) == 0 && name == "content-length" && r.ContentLength >= 0 {
+				// net/http keeps Content-Length in the field, not the map, for requests
+				// built in process.
+				t = strconv.AppendInt(t, r.ContentLength, 10)
+			}
+			for i, hv := range vs {
+				if i > 0 {
+					t = append(t, ',')
+				}
+				t = appendHeaderValue(t, hv)
+			}
+		}
+		t = append(t, '\n')
+		if len(t) > maxCanonicalLen {
+			s.tail = t
+			return nil, incomplete("The signed headers are too large.")
+		}
+	}
+	t = append(t, '\n')
+	t = append(t, a.signedHeaders...)
+	t = append(t, '\n')
+	s.tail = t
+
+	var primary canonOpts
+	primary.normalize = !v.cfg.DisablePathNormalization
+	switch {
+	case unsigned:
+		primary.payload = unsignedPayload
+	case hdrHash != "":
+		primary.payload = hdrHash
+	default:
+		primary.body = true
+	}
+	if !s.buildCanonical(r.Method, rawPath, &a, primary, bodyHash[:]) {
+		return nil, malformedQuery("The request path contains a malformed percent-encoding.")
+	}
+
+	key := v.signingKey(s, cred.SecretAccessKey, a.scopeDate, a.region, a.service)
+	if _, err := hex.Decode(s.want[:], []byte(a.signature)); err != nil || len(a.signature) != 64 {
+		// A signature that is not 64 hex digits cannot match; report it like any mismatch
+		// so the caller sees what we computed.
+		return nil, v.mismatch(s, &a, r, "the signature is not 64 hex digits")
+	}
+	if s.check(&a, key[:]) {
+		return v.result(&a, cred, unsigned), nil
+	}
+
+	// Other canonical forms real clients sign for this very request. Each one is a
+	// canonical form of the request as received, so accepting one cannot accept a request
+	// the signer did not sign:
+	//  - the payload as UNSIGNED-PAYLOAD (see above);
+	//  - the path as sent, encoded again but not normalized: aws-sdk-go-v2 neither removes
+	//    dot segments nor collapses slashes;
+	//  - presigned: the query without X-Amz-Security-Token, which some signers append after
+	//    signing (aws-c-auth's omit_session_token, for AWS IoT). The token is still bound to
+	//    the credential by the lookup above, exactly as an unsigned header token is.
+	tryRaw := primary.normalize && !bytes.Equal(s.canon[len(r.Method)+1:len(r.Method)+1+s.uriLen], appendRawURI(s.msg[:0], rawPath))
+	tryAlt := alt != "" && primary.body
+	tryNoToken := a.presigned && a.hasToken
+	for variant := 1; variant < 8; variant++ {
+		o := primary
+		if variant&1 != 0 {
+			if !tryAlt {
+				continue
+			}
+			o.body, o.payload = false, alt
+		}
+		if variant&2 != 0 {
+			if !tryRaw {
+				continue
+			}
+			o.raw = true
+		}
+		if variant&4 != 0 {
+			if !tryNoToken {
+				continue
+			}
+			o.omitToken = true
+		}
+		s.buildCanonical(r.Method, rawPath, &a, o, bodyHash[:])
+		if s.check(&a, key[:]) {
+			return v.result(&a, cred, unsigned || o.payload == unsignedPayload), nil
+		}
+	}
+	// Report the form AWS documents.
+	s.buildCanonical(r.Method, rawPath, &a, primary, bodyHash[:])
+	return nil, v.mismatch(s, &a, r, "")
+}
+
+// canonOpts selects one canonical form of a request.
+type canonOpts struct {
+	normalize bool   // normalize the path (every service but S3)
+	raw       bool   // path as sent, encoded again, not normalized
+	omitToken bool   // presigned: leave X-Amz-Security-Token out of the query
+	body      bool   // payload hash is the body's SHA-256
+	payload   string // otherwise this payload hash
+}
+
+// buildCanonical writes the canonical request into s.canon from the request's method and
+// path, the parsed query and s.tail (headers and signed-header list). It reports false for
+// a path it cannot decode (S3-style only).
+func (s *scratch) buildCanonical(method, rawPath string, a *authInfo, o canonOpts, bodyHash []byte) bool {
+	c := append(s.canon[:0], method...)
+	c = append(c, '\n')
+	start := len(c)
+	var ok bool
+	if o.raw {
+		c, ok = appendRawURI(c, rawPath), true
+	} else {
+		c, ok = appendCanonicalURI(c, rawPath, o.normalize)
+	}
+	s.uriLen = len(c) - start
+	c = append(c, '\n')
+	c = s.appendCanonicalQuery(c, a.presigned, o.omitToken)
+	c = append(c, '\n')
+	c = append(c, s.tail...)
+	if o.body {
+		c = append(c, bodyHash...)
+	} else {
+		c = append(c, o.payload...)
+	}
+	s.canon = c
+	return ok
+}
+
+// check computes the signature over s.canon and compares it with s.want in constant time.
+func (s *scratch) check(a *authInfo, key []byte) bool {
+	s.appendStringToSign(a)
+	s.hmac(key, s.sts, &s.sig)
+	return hmac.Equal(s.sig[:], s.want[:])
+}
+
+// appendStringToSign sets s.sts to the string-to-sign for s.canon ("Create a string to
+// sign", IAM User Guide).
+func (s *scratch) appendStringToSign(a *authInfo) {
+	h := sha256.Sum256(s.canon)
+	b := s.sts[:0]
+	b = append(b, algorithm...)
+	b = append(b, '\n')
+	b = append(b, a.amzDate...)
+	b = append(b, '\n')
+	b = append(b, a.scopeDate...)
+	b = append(b, '/')
+	b = append(b, a.region...)
+	b = append(b, '/')
+	b = append(b, a.service...)
+	b = append(b, '/')
+	b = append(b, terminator...)
+	b = append(b, '\n')
+	b = hex.AppendEncode(b, h[:])
+	s.sts = b
+}
+
+func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
+	names := strings.Split(a.signedHeaders, ";")
+	return &Result{
+		AccessKeyID:     a.accessKeyID,
+		Credential:      cred,
+		Region:          a.region,
+		Service:         a.service,
+		SignedHeaders:   names,
+		SigningTime:     a.t,
+		Presigned:       a.presigned,
+		UnsignedPayload: unsigned,
+	}
+}
+
+// parseHeaderForm reads the Authorization header and the request date.
+func (v *Verifier) parseHeaderForm(r *http.Request, h string) (authInfo, *Error) {
+	xd := r.Header["X-Amz-Date"]
+	dd := r.Header["Date"]
+	a, e := parseAuthorization(h, len(xd) > 0 || len(dd) > 0)
+	if e != nil {
+		return a, e
+	}
+	switch {
+	case len(xd) > 1:
+		return a, incomplete("The request carries more than one X-Amz-Date header.")
+	case len(xd) == 1:
+		a.amzDate, a.dateHeader = xd[0], "x-amz-date"
+	case len(dd) > 1:
+		return a, incomplete("The request carries more than one Date header.")
+	default:
+		// "Date" in the HTTP form (RFC 9110 §5.6.7); the string-to-sign still uses ISO 8601.
+		t, err := http.ParseTime(dd[0])
+		if err != nil {
+			e := incomplete("Date must be in ISO-8601 'basic format'. Got '" + dd[0] + "'. See http://en.wikipedia.org/wiki/ISO_8601")
+			e.Hint = "the Date header is not an HTTP date; send X-Amz-Date: YYYYMMDDTHHMMSSZ instead"
+			return a, e
+		}
+		a.t = t.UTC()
+		a.amzDate = a.t.Format(iso8601Basic)
+		a.dateHeader = "date"
+	}
+	if ts := r.Header["X-Amz-Security-Token"]; len(ts) > 0 {
+		if len(ts) > 1 {
+			return a, incomplete("The request carries more than one X-Amz-Security-Token header.")
+		}
+		a.token, a.hasToken = ts[0], true
+	}
+	return a, nil
+}
+
+// checkScopeAndTime applies the credential-scope and clock rules ("Troubleshoot signed
+// requests for AWS APIs", IAM User Guide).
+func (v *Verifier) checkScopeAndTime(a *authInfo, now time.Time) *Error {
+	if a.dateHeader == "x-amz-date" {
+		t, err := time.Parse(iso8601Basic, a.amzDate)
+		if err != nil || len(a.amzDate) != len(iso8601Basic) {
+			e := incomplete("Date must be in ISO-8601 'basic format'. Got '" + a.amzDate + "'. See http://en.wikipedia.org/wiki/ISO_8601")
+			e.Hint = "X-Amz-Date is YYYYMMDDTHHMMSSZ in UTC, e.g. 20150830T123600Z"
+			return e
+		}
+		a.t = t
+	}
+	if a.region != v.cfg.Region {
+		e := badSignature("Credential should be scoped to a valid region, not '" + a.region + "'. ")
+		e.Hint = "the credential scope names region '" + a.region + "' but this endpoint is in '" + v.cfg.Region + "'; configure the client's region as '" + v.cfg.Region + "'"
+		return e
+	}
+	if a.service != v.cfg.Service {
+		e := badSignature("Credential should be scoped to correct service: '" + v.cfg.Service + "'. ")
+		e.Hint = "the credential scope names service '" + a.service + "' but this endpoint signs as '" + v.cfg.Service + "'"
+		return e
+	}
+	if a.term != terminator {
+		return badSignature("Credential should be scoped with a valid terminator: 'aws4_request', not '" + a.term + "'. ")
+	}
+	if a.scopeDate != a.amzDate[:8] {
+		e := badSignature("Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '" + a.scopeDate + "' != '" + a.amzDate[:8] + "', from '" + a.amzDate + "'.")
+		e.Hint = "the credential scope date must be the UTC date of the request time"
+		return e
+	}
+	if a.presigned {
+		// Not valid before its date (allowing the skew), expired after date+X-Amz-Expires.
+		if now.Before(a.t.Add(-v.skew)) {
+			return requestExpired(skewMessage(a.t, now, v.skew, true), clockHint(a.t, now))
+		}
+		if exp := a.t.Add(time.Duration(a.expires) * time.Second); now.After(exp) {
+			return requestExpired(msgRequestExpired, "the presigned URL expired at "+exp.UTC().Format(iso8601Basic)+
+				" (X-Amz-Date "+a.amzDate+" + X-Amz-Expires "+strconv.FormatInt(a.expires, 10)+"s); the server time is "+now.UTC().Format(iso8601Basic))
+		}
+		return nil
+	}
+	if d := now.Sub(a.t); d > v.skew {
+		return requestExpired(skewMessage(a.t, now, v.skew, false), clockHint(a.t, now))
+	} else if d < -v.skew {
+		return requestExpired(skewMessage(a.t, now, v.skew, true), clockHint(a.t, now))
+	}
+	return nil
+}
+
+func clockHint(t, now time.Time) string {
+	d := t.Sub(now).Round(time.Second)
+	if d > 0 {
+		return "the request time is " + d.String() + " ahead of the server clock; check the client's clock (NTP) or that the request is fresh"
+	}
+	return "the request time is " + (-d).String() + " behind the server clock; the request is stale (replayed?) or the client's clock is slow"
+}
+
+// splitSignedHeaders validates the SignedHeaders list into s.names: lower-case header names
+// separated by ';', host always signed, and the date header signed in the header form.
+func (s *scratch) splitSignedHeaders(a *authInfo) *Error {
+	list := a.signedHeaders
+	if list == "" {
+		return incomplete("Authorization header requires 'SignedHeaders' parameter. Authorization=" + a.raw)
+	}
+	for list != "" {
+		var n string
+		if i := strings.IndexByte(list, ';'); i >= 0 {
+			n, list = list[:i], list[i+1:]
+			if list == "" {
+				n = "" // trailing ';'
+			}
+		} else {
+			n, list = list, ""
+		}
+		if !validHeaderName(n) {
+			e := incomplete("SignedHeaders contains an invalid header name '" + n + "'.")
+			e.Hint = "SignedHeaders is a ';'-separated list of lower-case header names, e.g. host;x-amz-date"
+			return e
+		}
+		if len(s.names) >= maxSignedHeaders {
+			return incomplete("SignedHeaders lists more than " + strconv.Itoa(maxSignedHeaders) + " headers.")
+		}
+		for _, p := range s.names {
+			if p == n {
+				return incomplete("SignedHeaders lists '" + n + "' more than once.")
+			}
+		}
+		s.names = append(s.names, n)
+	}
+	if !s.signed("host") {
+		e := incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+		e.Hint = "host is not in SignedHeaders: without it the signature could be replayed against another host"
+		return e
+	}
+	if !a.presigned && !s.signed(a.dateHeader) {
+		name := "X-Amz-Date"
+		if a.dateHeader == "date" {
+			name = "Date"
+		}
+		e := incomplete("'" + name + "' must be a 'SignedHeader' in the AWS Authorization.")
+		e.Hint = a.dateHeader + " is not in SignedHeaders: without it the request time is not authenticated"
+		return e
+	}
+	return nil
+}
+
+func (s *scratch) signed(name string) bool {
+	for _, n := range s.names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// validHeaderName accepts lower-case RFC 9110 tokens, the only names SigV4 signs.
+func validHeaderName(n string) bool {
+	if n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// lookup resolves the credential and applies expiry and session-token binding.
+func (v *Verifier) lookup(ctx context.Context, a *authInfo, now time.Time) (Credential, *Error) {
+	cred, err := v.creds.LookupCredential(ctx, a.accessKeyID, a.token)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnknownAccessKey):
+		return cred, invalidToken("access key id '" + a.accessKeyID + "' is not known")
+	case errors.Is(err, ErrExpiredToken):
+		return cred, expiredToken("the credential for '" + a.accessKeyID + "' has expired")
+	case errors.Is(err, ErrInvalidToken):
+		return cred, invalidToken("the session token does not belong to access key id '" + a.accessKeyID + "'")
+	case ctx.Err() != nil:
+		return cred, internalFailure("credential lookup was cancelled: " + ctx.Err().Error())
+	default:
+		// Fail closed; the cause stays in server logs, not in the response.
+		return cred, internalFailure("credential lookup failed")
+	}
+	if cred.AccessKeyID != a.accessKeyID || cred.SecretAccessKey == "" {
+		return Credential{}, internalFailure("the credential source returned a credential for a different access key, or without a secret")
+	}
+	if !cred.Expires.IsZero() && !now.Before(cred.Expires) {
+		return Credential{}, expiredToken("the credential for '" + a.accessKeyID + "' expired at " + cred.Expires.UTC().Format(time.RFC3339))
+	}
+	switch {
+	case cred.SessionToken != "" && !a.hasToken:
+		return Credential{}, invalidToken("access key id '" + a.accessKeyID + "' is temporary: the request must carry its session token (X-Amz-Security-Token)")
+	case cred.SessionToken != "" && subtle.ConstantTimeCompare([]byte(cred.SessionToken), []byte(a.token)) != 1:
+		return Credential{}, invalidToken("the session token does not match access key id '" + a.accessKeyID + "'")
+	case cred.SessionToken == "" && a.hasToken:
+		return Credential{}, invalidToken("access key id '" + a.accessKeyID + "' is a long-term key but the request carries a session token")
+	}
+	return cred, nil
+}
+
+// mismatch builds the SignatureDoesNotMatch error with what the server computed, as AWS
+// does, and a hint at the likeliest cause.
+func (v *Verifier) mismatch(s *scratch, a *authInfo, r *http.Request, hint string) *Error {
+	s.appendStringToSign(a)
+	e := badSignature(msgSignatureMismatch)
+	e.CanonicalRequest = string(s.canon)
+	e.StringToSign = string(s.sts)
+	if hint == "" {
+		hint = mismatchHint(s, a, r, v.cfg)
+	}
+	e.Hint = hint
+	return e
+}
+
+func mismatchHint(s *scratch, a *authInfo, r *http.Request, cfg Config) string {
+	var hints []string
+	for _, n := range s.names {
+		if n == "host" || n == "content-length" {
+			continue
+		}
+		if len(s.headerValues(r.Header, n)) == 0 {
+			hints = append(hints, "signed header '"+n+"' is not in the request (removed by a proxy?)")
+		}
+	}
+	if !a.presigned && !s.signed("x-amz-content-sha256") && len(r.Header["X-Amz-Content-Sha256"]) == 0 {
+		hints = append(hints, "the body is not hashed in a header; if it was changed after signing the signature cannot match")
+	}
+	if a.presigned {
+		hints = append(hints, "tried the body's SHA-256 and UNSIGNED-PAYLOAD as payload hash")
+	}
+	if !cfg.DisablePathNormalization {
+		hints = append(hints, "the path was normalized (dot segments removed, slashes collapsed) and encoded twice; an S3-style signer needs DisablePathNormalization")
+	}
+	hints = append(hints, "check the secret access key, and compare this canonical request and string-to-sign with the client's (e.g. botocore debug logging)")
+	return strings.Join(hints, "; ")
+}
+
+func hostOf(r *http.Request) string {
+	if r.Host != "" {
+		return r.Host
+	}
+	return r.URL.Host
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
