@@ -92,22 +92,35 @@ func TestTamper(t *testing.T) {
 	}{
 		{"method", func(r *http.Request, b []byte) []byte { r.Method = http.MethodPut; return b }, CodeSignatureDoesNotMatch},
 		{"method case", func(r *http.Request, b []byte) []byte { r.Method = "post"; return b }, CodeSignatureDoesNotMatch},
-		{"path", func(r *http.Request, b []byte) []byte { r.URL.Path = "/prod/v1/things/a%20c"; r.URL.RawPath = ""; return b }, CodeSignatureDoesNotMatch},
+		{"path", func(r *http.Request, b []byte) []byte {
+			r.URL.Path = "/prod/v1/things/a%20c"
+			r.URL.RawPath = ""
+			return b
+		}, CodeSignatureDoesNotMatch},
 		{"path encoding", func(r *http.Request, b []byte) []byte {
 			r.URL.RawPath = "/prod/v1/things/a+b" // a different path: '+' is not a space in paths
 			r.URL.Path = "/prod/v1/things/a+b"
 			return b
 		}, CodeSignatureDoesNotMatch},
 		{"path trailing slash", func(r *http.Request, b []byte) []byte { r.URL.Path += "/"; r.URL.RawPath = ""; return b }, CodeSignatureDoesNotMatch},
-		{"query value", func(r *http.Request, b []byte) []byte { r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "z=last", "z=lasT", 1); return b }, CodeSignatureDoesNotMatch},
+		{"query value", func(r *http.Request, b []byte) []byte {
+			r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "z=last", "z=lasT", 1)
+			return b
+		}, CodeSignatureDoesNotMatch},
 		{"query value order of a repeated key is canonical", func(r *http.Request, b []byte) []byte {
 			// a=2&a=1 and a=1&a=2 are the same canonical query: AWS sorts values.
 			r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "a=2&a=1", "a=1&a=2", 1)
 			return b
 		}, ""},
 		{"query param added", func(r *http.Request, b []byte) []byte { r.URL.RawQuery += "&admin=true"; return b }, CodeSignatureDoesNotMatch},
-		{"query param removed", func(r *http.Request, b []byte) []byte { r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "&empty=", "", 1); return b }, CodeSignatureDoesNotMatch},
-		{"query empty value dropped", func(r *http.Request, b []byte) []byte { r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "empty=", "empty", 1); return b }, ""},
+		{"query param removed", func(r *http.Request, b []byte) []byte {
+			r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "&empty=", "", 1)
+			return b
+		}, CodeSignatureDoesNotMatch},
+		{"query empty value dropped", func(r *http.Request, b []byte) []byte {
+			r.URL.RawQuery = strings.Replace(r.URL.RawQuery, "empty=", "empty", 1)
+			return b
+		}, ""},
 		{"signed header value", func(r *http.Request, b []byte) []byte { r.Header.Set("Content-Type", "text/plain"); return b }, CodeSignatureDoesNotMatch},
 		{"signed header whitespace is canonical", func(r *http.Request, b []byte) []byte { r.Header.Set("X-Custom", "one two"); return b }, ""},
 		{"signed header value added", func(r *http.Request, b []byte) []byte { r.Header.Add("X-Multi", "third"); return b }, CodeSignatureDoesNotMatch},
