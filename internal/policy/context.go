@@ -1,0 +1,48 @@
+package policy
+
+import "strings"
+
+// Context holds a request's condition keys. Key names are case-insensitive ("Condition
+// key names are not case-sensitive", "IAM JSON policy elements: Condition"); values are
+// case-sensitive and a key may hold several values (multivalued context keys such as
+// aws:TagKeys). A Context must not be modified while an evaluation reads it.
+type Context struct {
+	m map[string][]string
+}
+
+// NewContext builds a Context from m. Keys that differ only in case are merged.
+func NewContext(m map[string][]string) *Context {
+	c := &Context{m: make(map[string][]string, len(m))}
+	for k, v := range m {
+		lk := strings.ToLower(k)
+		c.m[lk] = append(c.m[lk], v...)
+	}
+	return c
+}
+
+// Set replaces the values of key. Set with no values records the key as present with an
+// empty set of values, which a multivalued key can be.
+func (c *Context) Set(key string, values ...string) {
+	if c.m == nil {
+		c.m = make(map[string][]string)
+	}
+	c.m[strings.ToLower(key)] = append([]string{}, values...)
+}
+
+// Get returns the values of key and whether it is present.
+func (c *Context) Get(key string) ([]string, bool) {
+	if c == nil {
+		return nil, false
+	}
+	v, ok := c.m[strings.ToLower(key)]
+	return v, ok
+}
+
+// get looks up an already lowercased key without allocating.
+func (c *Context) get(lowerKey string) ([]string, bool) {
+	if c == nil {
+		return nil, false
+	}
+	v, ok := c.m[lowerKey]
+	return v, ok
+}

@@ -1,0 +1,475 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Entry is one policy of a Set with its type.
+type Entry struct {
+	Kind   Kind
+	Policy *Policy
+}
+
+const numKinds = 6
+
+func kindIndex(k Kind) int {
+	switch k {
+	case Identity:
+		return 0
+	case Resource:
+		return 1
+	case Boundary:
+		return 2
+	case Session:
+		return 3
+	case SCP:
+		return 4
+	case Endpoint:
+		return 5
+	}
+	return -1
+}
+
+// setStmt is a statement placed in a Set: its policy, its type and the Match that names
+// it (precomputed so a decision decided by one statement allocates nothing).
+type setStmt struct {
+	*statement
+	kind   int
+	policy int
+	id     int
+	single []Match
+}
+
+type svcIndex struct {
+	exact    map[string][]*setStmt // lowercased full action -> statements naming it literally
+	patterns []*setStmt            // statements with a wildcard action in this service
+}
+
+// Set is an immutable, compiled set of policies for one principal and resource. It is
+// safe for concurrent use; build a new Set and swap it (atomic.Pointer) to change it.
+type Set struct {
+	stmts    []setStmt
+	has      [numKinds]bool
+	services map[string]*svcIndex
+	// global holds statements that may match any action: NotAction statements and
+	// actions whose service part has a wildcard ("*", "s3*:Get").
+	global []*setStmt
+}
+
+// NewSet builds a Set. Entries with a nil Policy or an unknown Kind are kept in the
+// numbering (Match.Policy indexes entries) but contribute no statements; an unknown
+// Kind still counts as a policy that must allow, so a typo fails closed.
+func NewSet(entries ...Entry) *Set {
+	s := &Set{services: map[string]*svcIndex{}}
+	n := 0
+	for _, e := range entries {
+		if e.Policy != nil {
+			n += len(e.Policy.stmts)
+		}
+	}
+	s.stmts = make([]setStmt, 0, n)
+	failClosed := false
+	for pi, e := range entries {
+		k := kindIndex(e.Kind)
+		if k < 0 {
+			failClosed = true
+			continue
+		}
+		s.has[k] = true
+		if e.Policy == nil {
+			continue
+		}
+		for _, st := range e.Policy.stmts {
+			s.stmts = append(s.stmts, setStmt{statement: st, kind: k, policy: pi, id: len(s.stmts),
+				single: []Match{{Policy: pi, Statement: st.label()}}})
+		}
+	}
+	if failClosed {
+		// An entry of unknown type: treat it as an SCP that allows nothing, so the set
+		// denies everything rather than ignoring a policy it does not understand.
+		s.has[kindIndex(SCP)] = true
+	}
+	for i := range s.stmts {
+		st := &s.stmts[i]
+		s.index(st)
+	}
+	return s
+}
+
+func (s *Set) svc(name string) *svcIndex {
+	x := s.services[name]
+	if x == nil {
+		x = &svcIndex{exact: map[string][]*setStmt{}}
+		s.services[name] = x
+	}
+	return x
+}
+
+// index places a statement where Evaluate will find it: by exact action, in its
+// service's pattern list, or in the global list. Each statement lands in at most one
+// list per service, so no statement is evaluated twice for one request.
+func (s *Set) index(st *setStmt) {
+	if st.notAction {
+		s.global = append(s.global, st)
+		return
+	}
+	for _, a := range st.actions {
+		if a.service == "" {
+			s.global = append(s.global, st)
+			return
+		}
+	}
+	wild := map[string]bool{}
+	for _, a := range st.actions {
+		if a.pat.form != formExact {
+			wild[a.service] = true
+		}
+	}
+	done := map[string]bool{}
+	for _, a := range st.actions {
+		x := s.svc(a.service)
+		if wild[a.service] {
+			if !done[a.service] {
+				x.patterns = append(x.patterns, st)
+				done[a.service] = true
+			}
+			continue
+		}
+		if done[a.pat.lit] {
+			continue
+		}
+		done[a.pat.lit] = true
+		x.exact[a.pat.lit] = append(x.exact[a.pat.lit], st)
+	}
+}
+
+// evalState is one evaluation: the request split once, looked up without allocating.
+type evalState struct {
+	req       *Request
+	ctx       *Context
+	pi        principalInfo
+	resParts  [6]string
+	resIsARN  bool
+	principal [1]string
+	account   [1]string
+	resAcct   [1]string
+}
+
+// lookup returns a context key's values. aws:PrincipalArn, aws:PrincipalAccount and
+// aws:ResourceAccount fall back to the Request's fields when the context does not set
+// them ("AWS global condition context keys").
+func (st *evalState) lookup(lowerKey string) ([]string, bool) {
+	if v, ok := st.ctx.get(lowerKey); ok {
+		return v, true
+	}
+	switch lowerKey {
+	case "aws:principalarn":
+		if st.principal[0] != "" {
+			return st.principal[:], true
+		}
+	case "aws:principalaccount":
+		if st.account[0] != "" {
+			return st.account[:], true
+		}
+	case "aws:resourceaccount":
+		if st.resAcct[0] != "" {
+			return st.resAcct[:], true
+		}
+	}
+	return nil, false
+}
+
+// matches reports whether a statement applies to the request (ignoring its Effect),
+// and whether a resource policy named the principal directly by user or session ARN.
+func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
+	if checkAction {
+		any := false
+		for i := range s.actions {
+			if s.actions[i].pat.match(st.req.Action, st, true) {
+				any = true
+				break
+			}
+		}
+		if any == s.notAction {
+			return false, false
+		}
+	}
+	if !s.hasResource {
+		// A statement without Resource is valid only in a resource-based policy (a role
+		// trust policy applies to the role it is attached to). Elsewhere IAM rejects it;
+		// here an Allow without Resource allows nothing and a Deny denies everything.
+		if s.kind != kindIndex(Resource) && !s.deny {
+			return false, false
+		}
+	} else {
+		any := false
+		for i := range s.resources {
+			if s.resources[i].matchParts(&st.resParts, st.resIsARN, st) {
+				any = true
+				break
+			}
+		}
+		if any == s.notResource {
+			return false, false
+		}
+	}
+	if s.kind == kindIndex(Resource) || s.kind == kindIndex(Endpoint) {
+		if !s.hasPrincipal {
+			// Resource-based and endpoint policies must name principals; without one an
+			// Allow allows nobody and a Deny denies everybody (fail closed).
+			if !s.deny {
+				return false, false
+			}
+		} else {
+			m, d := s.principal.match(&st.pi, st)
+			if s.notPrincipal {
+				m, d = !m, false
+			}
+			if !m {
+				return false, false
+			}
+			direct = d
+		}
+	}
+	// Every condition must hold: conditions are ANDed across operators and keys.
+	for _, c := range s.conds {
+		if !c.eval(st) {
+			return false, false
+		}
+	}
+	return true, direct
+}
+
+// Evaluate decides one request with AWS's "Policy evaluation logic":
+//
+//  1. An explicit Deny in any policy of any type wins.
+//  2. When the set has SCPs, one of them must allow (an SCP never grants).
+//  3. When the set has a VPC endpoint policy, it must allow ("Control access to VPC
+//     endpoints using endpoint policies").
+//  4. Same account: the identity-based policy or the resource-based policy must allow.
+//     An identity allow is capped by the permissions boundary and the session policy
+//     when present. A resource-based allow is capped too, unless it names the caller's
+//     IAM user ARN or role session ARN directly: "an implicit deny in a permissions
+//     boundary does not limit permissions granted by a resource-based policy" to those
+//     principals, and session policies likewise; a role ARN is capped.
+//  5. Cross account (ResourceAccount set and different from the principal's): the
+//     identity side (capped as above) and the resource-based policy must both allow
+//     ("Cross-account policy evaluation logic").
+//
+// A request without a principal (anonymous) can be allowed only by a resource-based
+// policy. Evaluate does no parsing and, for a decision made by one statement, allocates
+// nothing.
+func (s *Set) Evaluate(req *Request) Decision {
+	if s == nil || req == nil {
+		return Decision{Effect: ImplicitDeny, Reason: "no policies or no request"}
+	}
+	st := evalState{req: req, ctx: req.Context}
+	st.pi = newPrincipalInfo(req.Principal, req.PrincipalAccount)
+	st.resParts, st.resIsARN = arnParts(req.Resource)
+	st.principal[0] = req.Principal
+	st.account[0] = st.pi.account
+	st.resAcct[0] = req.ResourceAccount
+	if st.resAcct[0] == "" {
+		st.resAcct[0] = st.pi.account
+	}
+
+	// Find the candidate lists for the action without allocating: the lowercased
+	// action lives in a stack buffer and map lookups with string(bytes) do not copy.
+	var buf [128]byte
+	var lower []byte
+	if len(req.Action) <= len(buf) {
+		lower = buf[:0]
+		for i := 0; i < len(req.Action); i++ {
+			c := req.Action[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower = append(lower, c)
+		}
+	} else {
+		lower = []byte(strings.ToLower(req.Action))
+	}
+	var exact, patterns []*setStmt
+	if i := strings.IndexByte(req.Action, ':'); i > 0 {
+		if x := s.services[string(lower[:i])]; x != nil {
+			exact = x.exact[string(lower)]
+			patterns = x.patterns
+		}
+	}
+
+	var (
+		denyFirst *setStmt
+		denyN     int
+		best      [numKinds]*setStmt
+		resDirect *setStmt
+	)
+	resK := kindIndex(Resource)
+	visit := func(c *setStmt, checkAction bool) {
+		if !c.deny && best[c.kind] != nil && (c.kind != resK || resDirect != nil) {
+			return // this policy type already allows; only denies can change the outcome
+		}
+		ok, direct := st.matches(c, checkAction)
+		if !ok {
+			return
+		}
+		if c.deny {
+			if denyFirst == nil {
+				denyFirst = c
+			}
+			denyN++
+			return
+		}
+		if best[c.kind] == nil {
+			best[c.kind] = c
+		}
+		if direct && resDirect == nil {
+			resDirect = c
+		}
+	}
+	for _, c := range exact {
+		visit(c, false)
+	}
+	for _, c := range patterns {
+		visit(c, true)
+	}
+	for _, c := range s.global {
+		visit(c, true)
+	}
+
+	if denyN > 0 {
+		return s.explicitDeny(&st, exact, patterns, denyFirst, denyN)
+	}
+	var matched [numKinds + 1]*setStmt
+	nm := 0
+	add := func(c *setStmt) {
+		if c != nil {
+			matched[nm] = c
+			nm++
+		}
+	}
+	if s.has[kindIndex(SCP)] {
+		if best[kindIndex(SCP)] == nil {
+			return Decision{Effect: ImplicitDeny, Reason: "SCP does not allow"}
+		}
+		add(best[kindIndex(SCP)])
+	}
+	if s.has[kindIndex(Endpoint)] {
+		if best[kindIndex(Endpoint)] == nil {
+			return Decision{Effect: ImplicitDeny, Reason: "VPC endpoint policy does not allow"}
+		}
+		add(best[kindIndex(Endpoint)])
+	}
+	idAllow := best[kindIndex(Identity)]
+	resAllow := best[resK]
+	boundOK := !s.has[kindIndex(Boundary)] || best[kindIndex(Boundary)] != nil
+	sessOK := !s.has[kindIndex(Session)] || best[kindIndex(Session)] != nil
+	capped := func() Decision {
+		if !boundOK {
+			return Decision{Effect: ImplicitDeny, Reason: "permissions boundary does not allow"}
+		}
+		return Decision{Effect: ImplicitDeny, Reason: "session policy does not allow"}
+	}
+	addCaps := func() {
+		add(best[kindIndex(Boundary)])
+		add(best[kindIndex(Session)])
+	}
+
+	switch {
+	case req.Principal == "":
+		if resAllow == nil {
+			return Decision{Effect: ImplicitDeny, Reason: "anonymous request: no resource-based policy allows"}
+		}
+		add(resAllow)
+	case req.ResourceAccount != "" && req.ResourceAccount != st.pi.account:
+		switch {
+		case idAllow == nil && resAllow == nil:
+			return Decision{Effect: ImplicitDeny, Reason: "cross-account request: no identity-based or resource-based policy allows"}
+		case resAllow == nil:
+			return Decision{Effect: ImplicitDeny, Reason: "cross-account request: resource-based policy does not allow"}
+		case idAllow == nil:
+			return Decision{Effect: ImplicitDeny, Reason: "cross-account request: identity-based policy does not allow"}
+		case !boundOK || !sessOK:
+			return capped()
+		}
+		add(idAllow)
+		addCaps()
+		add(resAllow)
+	default:
+		switch {
+		case resDirect != nil:
+			add(resDirect)
+		case idAllow == nil && resAllow == nil:
+			return Decision{Effect: ImplicitDeny, Reason: "no identity-based or resource-based policy allows"}
+		case !boundOK || !sessOK:
+			return capped()
+		default:
+			add(idAllow)
+			add(resAllow)
+			addCaps()
+		}
+	}
+	d := Decision{Effect: Allow}
+	if nm == 1 {
+		d.Matched = matched[0].single[:1:1]
+	} else if nm > 1 {
+		ms := matched[:nm]
+		slices.SortFunc(ms, func(a, b *setStmt) int { return a.id - b.id })
+		d.Matched = make([]Match, nm)
+		for i, c := range ms {
+			d.Matched[i] = c.single[0]
+		}
+	}
+	return d
+}
+
+// explicitDeny builds the ExplicitDeny decision, naming every denying statement in
+// policy order.
+func (s *Set) explicitDeny(st *evalState, exact, patterns []*setStmt, first *setStmt, n int) Decision {
+	d := Decision{Effect: ExplicitDeny, Reason: "explicitly denied by " + kindName(first.kind) + " policy " + strconv.Itoa(first.policy)}
+	if n == 1 {
+		d.Matched = first.single[:1:1]
+		return d
+	}
+	var ds []*setStmt
+	collect := func(c *setStmt, checkAction bool) {
+		if c.deny {
+			if ok, _ := st.matches(c, checkAction); ok {
+				ds = append(ds, c)
+			}
+		}
+	}
+	for _, c := range exact {
+		collect(c, false)
+	}
+	for _, c := range patterns {
+		collect(c, true)
+	}
+	for _, c := range s.global {
+		collect(c, true)
+	}
+	slices.SortFunc(ds, func(a, b *setStmt) int { return a.id - b.id })
+	d.Matched = make([]Match, len(ds))
+	for i, c := range ds {
+		d.Matched[i] = c.single[0]
+	}
+	d.Reason = "explicitly denied by " + kindName(ds[0].kind) + " policy " + strconv.Itoa(ds[0].policy)
+	return d
+}
+
+func kindName(k int) string {
+	switch k {
+	case 0:
+		return "identity-based"
+	case 1:
+		return "resource-based"
+	case 2:
+		return "permissions boundary"
+	case 3:
+		return "session"
+	case 4:
+		return "SCP"
+	}
+	return "VPC endpoint"
+}
