@@ -178,8 +178,9 @@ func parseRequestLine(line []byte) (method, target, proto string, err error) {
 	return method, target, proto, nil
 }
 
-// targetURL builds a URL that keeps the target's escaping. Path is a best-effort decoding
-// (targets with raw spaces or UTF-8 are kept as they are); RawPath carries the bytes sent.
+// targetURL builds a URL that keeps the target's escaping. Path is a best-effort decoding;
+// RawPath, or Opaque for targets no escaped path can represent (raw spaces, UTF-8), carries
+// the bytes sent.
 func targetURL(target string) (*url.URL, error) {
 	u := &url.URL{}
 	t := target
@@ -212,6 +213,15 @@ func targetURL(target string) (*url.URL, error) {
 	}
 	if p != u.Path {
 		u.RawPath = p
+	}
+	if u.EscapedPath() != p {
+		// Bytes no escaped path may hold (a raw space, UTF-8): only Opaque keeps them, and
+		// RequestURI() then returns the target as sent. An Opaque starting with "//" would
+		// read as scheme://authority, so such a path is left to RequestURI alone.
+		u.RawPath = ""
+		if !strings.HasPrefix(p, "//") {
+			u.Opaque = p
+		}
 	}
 	return u, nil
 }
