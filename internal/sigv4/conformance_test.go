@@ -128,9 +128,19 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					t.Fatalf("parse: %v", err)
 				}
-				res, err := c.verifier(t, c.ctx.Credentials.SecretAccessKey).Verify(context.Background(), r, body)
+				v := c.verifier(t, c.ctx.Credentials.SecretAccessKey)
+				var matched, matchedSTS string
+				v.matched = func(c, s []byte) { matched, matchedSTS = string(c), string(s) }
+				res, err := v.Verify(context.Background(), r, body)
 				if err != nil {
 					t.Fatalf("valid signed request rejected: %v\n%s", err, describe(err))
+				}
+				// The signature was accepted for exactly the suite's canonical request.
+				if want := string(c.read(t, form+"-canonical-request.txt")); matched != want {
+					t.Errorf("accepted canonical request:\n got %q\nwant %q", matched, want)
+				}
+				if want := string(c.read(t, form+"-string-to-sign.txt")); matchedSTS != want {
+					t.Errorf("accepted string to sign:\n got %q\nwant %q", matchedSTS, want)
 				}
 				if res.AccessKeyID != c.ctx.Credentials.AccessKeyID || res.Region != c.ctx.Region || res.Service != c.ctx.Service {
 					t.Errorf("result = %+v", res)

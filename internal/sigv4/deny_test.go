@@ -135,6 +135,20 @@ func TestDenyHeaderForm(t *testing.T) {
 	}
 }
 
+// TestUpperCaseSignature: signers write the signature in lower-case hex; the same bytes in
+// upper case are refused (found by FuzzVerify), so a signature has one spelling only.
+func TestUpperCaseSignature(t *testing.T) {
+	v := newTestVerifier(t, nil)
+	r := craft("", "")
+	sdkSign(t, r, nil, signOpts{})
+	mustVerify(t, v, r, nil)
+	a := r.Header.Get("Authorization")
+	i := strings.LastIndex(a, "=") + 1
+	r.Header.Set("Authorization", a[:i]+strings.ToUpper(a[i:]))
+	_, err := v.Verify(context.Background(), r, nil)
+	wantCode(t, err, CodeSignatureDoesNotMatch, msgSignatureMismatch)
+}
+
 func manyHeaders(n int) string {
 	var b strings.Builder
 	for i := range n {

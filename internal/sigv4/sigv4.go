@@ -115,6 +115,10 @@ type Verifier struct {
 	creds   CredentialSource
 	keys    *keyCache
 	scratch sync.Pool // *scratch
+
+	// matched, when set (tests only), sees the canonical request and string-to-sign of
+	// every accepted request, so fuzz tests can check what a signature was accepted for.
+	matched func(canonical, stringToSign []byte)
 }
 
 // New validates cfg and returns a Verifier that looks credentials up in creds.

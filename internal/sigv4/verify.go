@@ -163,12 +163,15 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	}
 
 	key := v.signingKey(s, cred.SecretAccessKey, a.scopeDate, a.region, a.service)
-	if _, err := hex.Decode(s.want[:], []byte(a.signature)); err != nil || len(a.signature) != 64 {
-		// A signature that is not 64 hex digits cannot match; report it like any mismatch
-		// so the caller sees what we computed.
-		return nil, v.mismatch(s, &a, r, "the signature is not 64 hex digits")
+	if len(a.signature) != 64 || !isLowerHex(a.signature) {
+		// A signature that is not 64 lower-case hex digits, as every signer writes it,
+		// cannot match; report it like any mismatch so the caller sees what we computed.
+		// (Accepting upper case would let one signature travel in 2^64 spellings.)
+		return nil, v.mismatch(s, &a, r, "the signature is not 64 lower-case hex digits")
 	}
+	hex.Decode(s.want[:], []byte(a.signature)) // cannot fail: checked above
 	if s.check(&a, key[:]) {
+		v.observe(s)
 		return v.result(&a, cred, unsigned), nil
 	}
 
@@ -206,6 +209,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		}
 		s.buildCanonical(r.Method, rawPath, &a, o, bodyHash[:])
 		if s.check(&a, key[:]) {
+			v.observe(s)
 			return v.result(&a, cred, unsigned || o.payload == unsignedPayload), nil
 		}
 	}
@@ -276,6 +280,13 @@ func (s *scratch) appendStringToSign(a *authInfo) {
 	b = append(b, '\n')
 	b = hex.AppendEncode(b, h[:])
 	s.sts = b
+}
+
+// observe hands the canonical request and string-to-sign that matched to the test hook.
+func (v *Verifier) observe(s *scratch) {
+	if v.matched != nil {
+		v.matched(s.canon, s.sts)
+	}
 }
 
 func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
