@@ -1,0 +1,71 @@
+package policy
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// seedCorpus adds every policy document under testdata (valid and broken) to f.
+func seedCorpus(f *testing.F) {
+	for _, dir := range []string{"testdata/parse/valid", "testdata/parse/invalid"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+		for _, file := range files {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(data)
+		}
+	}
+	f.Add([]byte(`{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}`))
+	f.Add([]byte(`{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b/${aws:username, 'x'}${*}${?}${$}"}}`))
+}
+
+// FuzzParse: the parser never panics, and a document it accepts evaluates and prints.
+func FuzzParse(f *testing.F) {
+	seedCorpus(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			if p != nil {
+				t.Fatal("Parse returned a policy with an error")
+			}
+			return
+		}
+		for _, k := range []Kind{Identity, Resource} {
+			NewSet(Entry{k, p}).Evaluate(&Request{Principal: alice, Action: "s3:GetObject", Resource: bucket,
+				Context: ctx("aws:username", "alice", "aws:SourceIp", "10.0.0.1", "aws:TagKeys", []string{"a", "b"})})
+		}
+		if _, err := p.MarshalJSON(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzRoundTrip: parse -> print -> parse -> print is stable for every accepted document.
+func FuzzRoundTrip(f *testing.F) {
+	seedCorpus(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data)
+		if err != nil {
+			return
+		}
+		out1, err := p.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p2, err := Parse(out1)
+		if err != nil {
+			t.Fatalf("printed policy does not parse: %v\n%s", err, out1)
+		}
+		out2, _ := p2.MarshalJSON()
+		if !bytes.Equal(out1, out2) {
+			t.Fatalf("print not stable:\n%s\n%s", out1, out2)
+		}
+		if p.Statements() != p2.Statements() {
+			t.Fatalf("statement count changed: %d -> %d", p.Statements(), p2.Statements())
+		}
+	})
+}
