@@ -116,6 +116,10 @@ func malformedQuery(msg string) *Error {
 	return &Error{Code: CodeMalformedQueryString, GatewayType: GatewayBadRequest, Message: msg, HTTPStatus: http.StatusBadRequest}
 }
 
+func tooLarge(limit int64) *Error {
+	return &Error{Code: "RequestEntityTooLarge", GatewayType: "RequestEntityTooLargeException", Message: "Request must be smaller than " + strconv.FormatInt(limit, 10) + " bytes for the operation", HTTPStatus: http.StatusRequestEntityTooLarge}
+}
+
 func internalFailure(hint string) *Error {
 	return &Error{Code: CodeInternalFailure, GatewayType: GatewayInternalFailure, Message: "The request processing has failed because of an unknown error, exception or failure.", HTTPStatus: http.StatusInternalServerError, Hint: hint}
 }

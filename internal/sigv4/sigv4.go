@@ -14,9 +14,12 @@
 package sigv4
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -186,3 +189,25 @@ func checkScopePart(name, v string) string {
 
 // Config returns the verifier's configuration with defaults filled in.
 func (v *Verifier) Config() Config { return v.cfg }
+
+// ReadBody reads r's body, at most Config.MaxBodyBytes of it, for Verify, and puts an
+// equivalent reader back on r so a handler or proxy can still read it. A longer body is
+// refused with a 413 *Error instead of being buffered.
+func (v *Verifier) ReadBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > v.cfg.MaxBodyBytes {
+		return nil, tooLarge(v.cfg.MaxBodyBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, v.cfg.MaxBodyBytes+1))
+	r.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sigv4: read request body: %w", err)
+	}
+	if int64(len(b)) > v.cfg.MaxBodyBytes {
+		return nil, tooLarge(v.cfg.MaxBodyBytes)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return b, nil
+}

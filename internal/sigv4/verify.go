@@ -20,7 +20,7 @@ import (
 // Every check that needs no secret runs first (form, scope, time, signed-header rules), so
 // malformed or stale requests cost no credential lookup and no HMAC.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*Result, error) {
-	if r == nil || r.URL == nil || r.Header == nil && r.Host == "" {
+	if r == nil || r.URL == nil {
 		return nil, missingToken()
 	}
 	s := v.getScratch()
@@ -167,7 +167,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		// A signature that is not 64 lower-case hex digits, as every signer writes it,
 		// cannot match; report it like any mismatch so the caller sees what we computed.
 		// (Accepting upper case would let one signature travel in 2^64 spellings.)
-		return nil, v.mismatch(s, &a, r, "the signature is not 64 lower-case hex digits")
+		return nil, v.mismatch(s, &a, r, len(body), "the signature is not 64 lower-case hex digits")
 	}
 	hex.Decode(s.want[:], []byte(a.signature)) // cannot fail: checked above
 	if s.check(&a, key[:]) {
@@ -215,7 +215,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	}
 	// Report the form AWS documents.
 	s.buildCanonical(r.Method, rawPath, &a, primary, bodyHash[:])
-	return nil, v.mismatch(s, &a, r, "")
+	return nil, v.mismatch(s, &a, r, len(body), "")
 }
 
 // canonOpts selects one canonical form of a request.
@@ -507,19 +507,24 @@ func (v *Verifier) lookup(ctx context.Context, a *authInfo, now time.Time) (Cred
 
 // mismatch builds the SignatureDoesNotMatch error with what the server computed, as AWS
 // does, and a hint at the likeliest cause.
-func (v *Verifier) mismatch(s *scratch, a *authInfo, r *http.Request, hint string) *Error {
+func (v *Verifier) mismatch(s *scratch, a *authInfo, r *http.Request, bodyLen int, hint string) *Error {
 	s.appendStringToSign(a)
 	e := badSignature(msgSignatureMismatch)
 	e.CanonicalRequest = string(s.canon)
 	e.StringToSign = string(s.sts)
+	// API Gateway appends both to the message it returns to the caller.
+	e.GatewayMessage = msgSignatureMismatch + "\n\nThe Canonical String for this request should have been\n'" +
+		e.CanonicalRequest + "'\n\nThe String-to-Sign should have been\n'" + e.StringToSign + "'\n"
 	if hint == "" {
-		hint = mismatchHint(s, a, r, v.cfg)
+		hint = mismatchHint(s, a, r, v.cfg, bodyLen)
 	}
 	e.Hint = hint
 	return e
 }
 
-func mismatchHint(s *scratch, a *authInfo, r *http.Request, cfg Config) string {
+// mismatchHint names what most likely differs between the client's canonical request and
+// ours, most specific first.
+func mismatchHint(s *scratch, a *authInfo, r *http.Request, cfg Config, bodyLen int) string {
 	var hints []string
 	for _, n := range s.names {
 		if n == "host" || n == "content-length" {
@@ -529,16 +534,18 @@ func mismatchHint(s *scratch, a *authInfo, r *http.Request, cfg Config) string {
 			hints = append(hints, "signed header '"+n+"' is not in the request (removed by a proxy?)")
 		}
 	}
-	if !a.presigned && !s.signed("x-amz-content-sha256") && len(r.Header["X-Amz-Content-Sha256"]) == 0 {
-		hints = append(hints, "the body is not hashed in a header; if it was changed after signing the signature cannot match")
+	if bodyLen > 0 && !s.signed("x-amz-content-sha256") {
+		hints = append(hints, "the payload hash (last line) is the SHA-256 of the "+strconv.Itoa(bodyLen)+
+			"-byte body received; a body changed after signing, or a client that signed another hash, does not match")
 	}
 	if a.presigned {
-		hints = append(hints, "tried the body's SHA-256 and UNSIGNED-PAYLOAD as payload hash")
+		hints = append(hints, "tried both the body's SHA-256 and UNSIGNED-PAYLOAD as the payload hash")
 	}
-	if !cfg.DisablePathNormalization {
-		hints = append(hints, "the path was normalized (dot segments removed, slashes collapsed) and encoded twice; an S3-style signer needs DisablePathNormalization")
+	path, _ := requestTarget(r)
+	if !cfg.DisablePathNormalization && strings.ContainsAny(path, "%.") {
+		hints = append(hints, "the path is normalized (dot segments removed, repeated slashes collapsed) and encoded a second time; S3-style signers need DisablePathNormalization")
 	}
-	hints = append(hints, "check the secret access key, and compare this canonical request and string-to-sign with the client's (e.g. botocore debug logging)")
+	hints = append(hints, "otherwise the secret access key differs: compare this canonical request and string-to-sign with the client's (aws --debug, botocore or SDK signing logs)")
 	return strings.Join(hints, "; ")
 }
 
