@@ -340,15 +340,13 @@ func compileValue(fam opFamily, raw string, vars bool) (cvalue, string, string) 
 // matchOne is the positive test of one request value against one policy value.
 func (c *condition) matchOne(rv string, pv *cvalue, r *evalState) bool {
 	switch c.spec.fam {
-	case famString:
-		return pv.pat.match(rv, r, false)
+	case famString, famStringLike:
+		return pv.pat.match(rv, r, foldNone)
 	case famStringIgnoreCase:
-		return pv.pat.match(rv, r, true)
-	case famStringLike:
-		return pv.pat.match(rv, r, false)
+		return pv.pat.match(rv, r, foldUnicode)
 	case famArn:
 		if pv.arnPat {
-			return pv.pat.match(rv, r, false)
+			return pv.pat.match(rv, r, foldNone)
 		}
 		return pv.arn.match(rv, r)
 	case famNumeric:

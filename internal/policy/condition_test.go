@@ -67,6 +67,7 @@ func TestStringOperators(t *testing.T) {
 		{"StringNotEquals is NOR over values", "Condition element: negated operator with several values — true only if the value matches none (logical NOR)", "", `{"StringNotEquals":{"aws:PrincipalTag/dept":["a","b"]}}`, ctx("aws:PrincipalTag/dept", "b"), false},
 		{"StringNotEquals absent key is true", "ops: Important — a negated operator with the key not present is true", "", `{"StringNotEquals":{"aws:PrincipalTag/dept":"a"}}`, ctx(), true},
 		{"StringEqualsIgnoreCase", "ops: StringEqualsIgnoreCase ignores case", "", `{"StringEqualsIgnoreCase":{"aws:PrincipalTag/dept":"Finance"}}`, ctx("aws:PrincipalTag/dept", "FINANCE"), true},
+		{"StringEqualsIgnoreCase non-ASCII", "ops: StringEqualsIgnoreCase ignores case (Unicode letters too)", "", `{"StringEqualsIgnoreCase":{"aws:PrincipalTag/dept":"École"}}`, ctx("aws:PrincipalTag/dept", "éCOLE"), true},
 		{"StringNotEqualsIgnoreCase", "ops: StringNotEqualsIgnoreCase", "", `{"StringNotEqualsIgnoreCase":{"aws:PrincipalTag/dept":"Finance"}}`, ctx("aws:PrincipalTag/dept", "finance"), false},
 		{"StringLike star", "ops: StringLike example s3:prefix home/${aws:username}/*-style wildcard", "", `{"StringLike":{"s3:prefix":["","home/","home/*"]}}`, ctx("s3:prefix", "home/alice/photos"), true},
 		{"StringLike empty string value", "ops: StringLike example allows the empty prefix \"\"", "", `{"StringLike":{"s3:prefix":["","home/"]}}`, ctx("s3:prefix", ""), true},

@@ -40,6 +40,7 @@ type setStmt struct {
 	policy int
 	id     int
 	single []Match
+	reason string // Decision.Reason when this statement is the first explicit deny
 }
 
 type svcIndex struct {
@@ -83,7 +84,8 @@ func NewSet(entries ...Entry) *Set {
 		}
 		for _, st := range e.Policy.stmts {
 			s.stmts = append(s.stmts, setStmt{statement: st, kind: k, policy: pi, id: len(s.stmts),
-				single: []Match{{Policy: pi, Statement: st.label()}}})
+				single: []Match{{Policy: pi, Statement: st.label()}},
+				reason: "explicitly denied by " + kindName(k) + " policy " + strconv.Itoa(pi) + " statement " + st.label()})
 		}
 	}
 	if failClosed {
@@ -187,7 +189,7 @@ func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
 	if checkAction {
 		any := false
 		for i := range s.actions {
-			if s.actions[i].pat.match(st.req.Action, st, true) {
+			if s.actions[i].pat.match(st.req.Action, st, foldASCII) {
 				any = true
 				break
 			}
@@ -427,7 +429,7 @@ func (s *Set) Evaluate(req *Request) Decision {
 // explicitDeny builds the ExplicitDeny decision, naming every denying statement in
 // policy order.
 func (s *Set) explicitDeny(st *evalState, exact, patterns []*setStmt, first *setStmt, n int) Decision {
-	d := Decision{Effect: ExplicitDeny, Reason: "explicitly denied by " + kindName(first.kind) + " policy " + strconv.Itoa(first.policy)}
+	d := Decision{Effect: ExplicitDeny, Reason: first.reason}
 	if n == 1 {
 		d.Matched = first.single[:1:1]
 		return d
@@ -454,7 +456,7 @@ func (s *Set) explicitDeny(st *evalState, exact, patterns []*setStmt, first *set
 	for i, c := range ds {
 		d.Matched[i] = c.single[0]
 	}
-	d.Reason = "explicitly denied by " + kindName(ds[0].kind) + " policy " + strconv.Itoa(ds[0].policy)
+	d.Reason = ds[0].reason
 	return d
 }
 

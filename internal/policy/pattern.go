@@ -173,26 +173,19 @@ func (p *pattern) resolve(buf []seg, r *evalState) ([]seg, bool) {
 }
 
 // match reports whether s matches the pattern. fold compares case-insensitively.
-func (p *pattern) match(s string, r *evalState, fold bool) bool {
+func (p *pattern) match(s string, r *evalState, fold foldMode) bool {
 	if !p.hasVars {
-		switch p.form {
-		case formExact:
-			if fold {
-				return strings.EqualFold(s, p.lit)
-			}
-			return s == p.lit
-		case formPrefix:
-			return hasPrefixFold(s, p.lit, fold)
-		case formSuffix:
-			if len(s) < len(p.lit) {
-				return false
-			}
-			if fold {
-				return strings.EqualFold(s[len(s)-len(p.lit):], p.lit)
-			}
-			return s[len(s)-len(p.lit):] == p.lit
-		case formAny:
+		switch {
+		case p.form == formAny:
 			return true
+		case fold == foldUnicode:
+			// Unicode folding can change byte lengths; use the general matcher.
+		case p.form == formExact:
+			return equalFold(s, p.lit, fold)
+		case p.form == formPrefix:
+			return hasPrefixFold(s, p.lit, fold)
+		case p.form == formSuffix:
+			return len(s) >= len(p.lit) && equalFold(s[len(s)-len(p.lit):], p.lit, fold)
 		}
 		return matchSegs(p.segs, s, fold)
 	}
@@ -204,19 +197,86 @@ func (p *pattern) match(s string, r *evalState, fold bool) bool {
 	return matchSegs(segs, s, fold)
 }
 
-func hasPrefixFold(s, prefix string, fold bool) bool {
+// foldMode selects case-insensitive comparison. Actions fold ASCII only: action names
+// are ASCII, and Unicode folding (the Kelvin sign folds to 'k') would let an odd request
+// action match a pattern its bytes do not spell. StringEqualsIgnoreCase folds Unicode.
+type foldMode uint8
+
+const (
+	foldNone foldMode = iota
+	foldASCII
+	foldUnicode
+)
+
+func equalFold(a, b string, fold foldMode) bool {
+	switch fold {
+	case foldNone:
+		return a == b
+	case foldUnicode:
+		return strings.EqualFold(a, b)
+	}
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func hasPrefixFold(s, prefix string, fold foldMode) bool {
+	if fold == foldUnicode {
+		// Folded text may differ in byte length; compare rune by rune.
+		for _, pr := range prefix {
+			if s == "" {
+				return false
+			}
+			r, n := utf8.DecodeRuneInString(s)
+			if r != pr && !strings.EqualFold(s[:n], string(pr)) {
+				return false
+			}
+			s = s[n:]
+		}
+		return true
+	}
 	if len(s) < len(prefix) {
 		return false
 	}
-	if fold {
-		return strings.EqualFold(s[:len(prefix)], prefix)
+	return equalFold(s[:len(prefix)], prefix, fold)
+}
+
+// litPrefix reports whether s begins with lit (under fold) and how many bytes of s that
+// prefix takes.
+func litPrefix(s, lit string, fold foldMode) (int, bool) {
+	if fold != foldUnicode {
+		return len(lit), hasPrefixFold(s, lit, fold)
 	}
-	return s[:len(prefix)] == prefix
+	n := 0
+	for _, pr := range lit {
+		if n >= len(s) {
+			return 0, false
+		}
+		r, sz := utf8.DecodeRuneInString(s[n:])
+		if r != pr && !strings.EqualFold(s[n:n+sz], string(pr)) {
+			return 0, false
+		}
+		n += sz
+	}
+	return n, true
 }
 
 // matchSegs is the classic linear glob match with backtracking to the last '*' only,
 // which is exact for patterns of literals, '*' and '?'. '?' consumes one UTF-8 character.
-func matchSegs(segs []seg, s string, fold bool) bool {
+func matchSegs(segs []seg, s string, fold foldMode) bool {
 	pi, si := 0, 0
 	starPi, starSi := -1, 0
 	for {
@@ -235,8 +295,8 @@ func matchSegs(segs []seg, s string, fold bool) bool {
 					continue
 				}
 			case segLit:
-				if hasPrefixFold(s[si:], g.lit, fold) {
-					si += len(g.lit)
+				if n, ok := litPrefix(s[si:], g.lit, fold); ok {
+					si += n
 					pi++
 					continue
 				}
@@ -337,7 +397,7 @@ func (a *arnPattern) matchParts(parts *[6]string, isARN bool, r *evalState) bool
 		return false
 	}
 	for i := range parts {
-		if !a.parts[i].match(parts[i], r, false) {
+		if !a.parts[i].match(parts[i], r, foldNone) {
 			return false
 		}
 	}
