@@ -27,7 +27,7 @@ func TestGlob(t *testing.T) {
 		{"*a*b*c*", "xxaxxbxxcxx", true},
 		{"*a*b*c*", "xxaxxcxxbxx", false},
 		{"a*b?c*d", "aXbYcZd", true},
-		{"a*aab", "aaaaab", true},  // backtracking past a partial literal match
+		{"a*aab", "aaaaab", true},   // backtracking past a partial literal match
 		{"*ab*ab", "abxabab", true}, // the last star must backtrack, not the first
 		{"**", "x", true},
 		{"?*", "", false},
