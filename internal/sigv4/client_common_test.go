@@ -108,6 +108,10 @@ type verdict struct {
 	// SpecCanonical is the canonical request per AWS's spec for the request as received,
 	// as the verifier computes it (reported by the wrong-secret verifier).
 	SpecCanonical string `json:"specCanonical,omitempty"`
+	// AmzDate and Signature are the request's X-Amz-Date and Authorization signature, for
+	// tests that recompute what a client signed.
+	AmzDate   string `json:"amzDate,omitempty"`
+	Signature string `json:"signature,omitempty"`
 }
 
 func (p verifierPair) judge(r *http.Request, body []byte) verdict {
@@ -146,6 +150,10 @@ func newVerifyServer(t testing.TB, p verifierPair) *verifyServer {
 			return
 		}
 		v := p.judge(r, body)
+		v.AmzDate = r.Header.Get("X-Amz-Date")
+		if _, sig, ok := strings.Cut(r.Header.Get("Authorization"), "Signature="); ok {
+			v.Signature = sig
+		}
 		s.mu.Lock()
 		s.verdicts = append(s.verdicts, v)
 		s.mu.Unlock()
