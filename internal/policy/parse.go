@@ -334,10 +334,9 @@ func (ps *parser) principal(n *jnode, path string, p *principals) {
 			case "AWS":
 				msg = p.addAWS(v)
 			case "Service":
-				if v == "" || strings.ContainsAny(v, "*?") && v != "*" {
+				// A service principal is one service's name; "*" is not a service.
+				if v == "" || strings.ContainsAny(v, "*? ") {
 					msg = "service principal " + quote(v) + " is not a service name"
-				} else if v == "*" {
-					p.any = true
 				} else {
 					p.services = append(p.services, v)
 				}

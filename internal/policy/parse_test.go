@@ -165,6 +165,8 @@ func TestParseGrammarDetails(t *testing.T) {
 		{"Principal AWS account id", `{"Statement":{"Effect":"Allow","Principal":{"AWS":"111122223333"},"Action":"*","Resource":"*"}}`, true},
 		{"Principal AWS short account", `{"Statement":{"Effect":"Allow","Principal":{"AWS":"1111"},"Action":"*","Resource":"*"}}`, false},
 		{"Principal empty object", `{"Statement":{"Effect":"Allow","Principal":{},"Action":"*","Resource":"*"}}`, false},
+		{"Principal group ARN", `{"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:group/devs"},"Action":"*","Resource":"*"}}`, false},
+		{"Service principal wildcard", `{"Statement":{"Effect":"Allow","Principal":{"Service":"*"},"Action":"*","Resource":"*"}}`, false},
 		{"Principal non-IAM ARN", `{"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:s3:::bucket/x/y"},"Action":"*","Resource":"*"}}`, false},
 		{"variable default needs quotes", `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b/${aws:username, none}"}}`, false},
 		{"empty variable", `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b/${}"}}`, false},

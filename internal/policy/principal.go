@@ -118,6 +118,9 @@ func (p *principals) addAWS(v string) string {
 			p.roles = append(p.roles, roleRef{arn: v, account: parts[4], name: name})
 		case strings.HasPrefix(res, "user/"):
 			p.direct = append(p.direct, v)
+		case strings.HasPrefix(res, "group/"):
+			// "You cannot identify a user group as a principal in a policy".
+			return "a user group (" + quote(v) + ") cannot be a principal"
 		default:
 			p.other = append(p.other, v)
 		}
