@@ -278,3 +278,20 @@ func TestOperatorNames(t *testing.T) {
 		t.Fatal("unreachable")
 	}
 }
+
+// TestVersion2008Resource: under Version 2008-10-17 (or no Version) "${aws:username}" in
+// a resource is literal text ("IAM JSON policy elements: Version": policy variables need
+// 2012-10-17), so it matches only a resource spelled that way.
+func TestVersion2008Resource(t *testing.T) {
+	for _, v := range []string{`"Version":"2008-10-17",`, ``} {
+		p := mustParse(t, `{`+v+`"Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:username}/*"}}`)
+		set := NewSet(Entry{Identity, p})
+		c := ctx("aws:username", "alice")
+		if d := set.Evaluate(&Request{Principal: alice, Action: "s3:GetObject", Resource: "arn:aws:s3:::b/alice/x", Context: c}); d.Effect != ImplicitDeny {
+			t.Errorf("%q: variable was substituted: %v", v, d.Effect)
+		}
+		if d := set.Evaluate(&Request{Principal: alice, Action: "s3:GetObject", Resource: "arn:aws:s3:::b/${aws:username}/x", Context: c}); d.Effect != Allow {
+			t.Errorf("%q: literal text did not match: %v", v, d.Effect)
+		}
+	}
+}
