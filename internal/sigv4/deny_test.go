@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -499,5 +500,46 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	if c := v.Config(); c.MaxSkew != 5*time.Minute || c.KeyCacheSize != 4096 || c.MaxBodyBytes != 10<<20 {
 		t.Errorf("defaults = %+v", c)
+	}
+}
+
+// TestAsSentFormRefused: a signature over the path and query exactly as sent (curl 7.x)
+// is refused with a hint saying so. Accepting it would be a forgery: the AWS form of
+// "/a%20b" is "/a%2520b", which is exactly the as-sent form of the path "/a%2520b".
+func TestAsSentFormRefused(t *testing.T) {
+	v := newTestVerifier(t, nil)
+	now := testNow.Format(iso8601Basic)
+	sc := testNow.Format(yyyymmdd) + "/" + testRegion + "/" + testService + "/" + terminator
+	sign := func(canonicalPath, query string) string {
+		return refSignature("GET\n"+canonicalPath+"\n"+query+"\nhost:api.example.com\nx-amz-date:"+now+"\n\nhost;x-amz-date\n"+hashHex(nil), now, sc, testSecret)
+	}
+	send := func(path, query, sig string) error {
+		r := craft(authHeader(testAKID+"/"+sc, "host;x-amz-date", sig), now)
+		r.URL.Path, _ = url.PathUnescape(path)
+		r.URL.RawPath, r.URL.RawQuery = path, query
+		if r.URL.EscapedPath() != path {
+			t.Fatalf("test bug: path %q sent as %q", path, r.URL.EscapedPath())
+		}
+		_, err := v.Verify(context.Background(), r, nil)
+		return err
+	}
+
+	// curl-style signature: refused, with the hint.
+	err := send("/a%20b", "b=1&a=2", sign("/a%20b", "b=1&a=2"))
+	e := wantCode(t, err, CodeSignatureDoesNotMatch)
+	if !strings.Contains(e.Hint, "exactly as sent") || !strings.Contains(e.CanonicalRequest, "\n/a%2520b\na=2&b=1\n") {
+		t.Errorf("hint %q\ncanonical request %q", e.Hint, e.CanonicalRequest)
+	}
+
+	// The forgery the refusal prevents: a valid AWS signature for "/a%20b" ...
+	good := sign("/a%2520b", "")
+	if err := send("/a%20b", "", good); err != nil {
+		t.Fatalf("valid request rejected: %v", err)
+	}
+	// ... must not pass for "/a%2520b", whose as-sent form is the same string.
+	err = send("/a%2520b", "", good)
+	e = wantCode(t, err, CodeSignatureDoesNotMatch)
+	if strings.Contains(e.Hint, "exactly as sent") {
+		t.Errorf("hint %q", e.Hint)
 	}
 }

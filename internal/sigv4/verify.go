@@ -158,7 +158,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	default:
 		primary.body = true
 	}
-	if !s.buildCanonical(r.Method, rawPath, &a, primary, bodyHash[:]) {
+	if !s.buildCanonical(r.Method, rawPath, rawQuery, &a, primary, bodyHash[:]) {
 		return nil, malformedQuery("The request path contains a malformed percent-encoding.")
 	}
 
@@ -175,15 +175,18 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		return v.result(&a, cred, unsigned), nil
 	}
 
-	// Other canonical forms real clients sign for this very request. Each one is a
-	// canonical form of the request as received, so accepting one cannot accept a request
-	// the signer did not sign:
-	//  - the payload as UNSIGNED-PAYLOAD (see above);
-	//  - the path as sent, encoded again but not normalized: aws-sdk-go-v2 neither removes
-	//    dot segments nor collapses slashes;
+	// Other canonical forms that real clients sign. Accepting one must never accept a
+	// request the signer did not sign, so each is admitted only where no request that
+	// means something else can have the same canonical form:
+	//  - the payload as UNSIGNED-PAYLOAD (see above): the signer chose not to sign the
+	//    body, and the string cannot be mistaken for a hash;
+	//  - the path as sent, encoded again but not normalized (aws-sdk-go-v2 neither removes
+	//    dot segments nor collapses slashes): encoding is injective, so this equals the
+	//    normalized form of another path only if this path is that path normalized, which
+	//    means the same resource;
 	//  - presigned: the query without X-Amz-Security-Token, which some signers append after
-	//    signing (aws-c-auth's omit_session_token, for AWS IoT). The token is still bound to
-	//    the credential by the lookup above, exactly as an unsigned header token is.
+	//    signing (aws-c-auth's omit_session_token, for AWS IoT). The token is still bound
+	//    to the credential by the lookup above, exactly as an unsigned header token is;
 	tryRaw := primary.normalize && !bytes.Equal(s.canon[len(r.Method)+1:len(r.Method)+1+s.uriLen], appendRawURI(s.msg[:0], rawPath))
 	tryAlt := alt != "" && primary.body
 	tryNoToken := a.presigned && a.hasToken
@@ -207,15 +210,45 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 			}
 			o.omitToken = true
 		}
-		s.buildCanonical(r.Method, rawPath, &a, o, bodyHash[:])
+		s.buildCanonical(r.Method, rawPath, rawQuery, &a, o, bodyHash[:])
 		if s.check(&a, key[:]) {
 			v.observe(s)
 			return v.result(&a, cred, unsigned || o.payload == unsignedPayload), nil
 		}
 	}
+	// Diagnose, never accept: curl 7.x's --aws-sigv4 signs the path and query exactly as
+	// sent instead of canonicalizing them. Accepting that form would let a signature over
+	// "/a%20b" also pass for the path "/a%2520b", another resource, so such requests are
+	// refused; the hint tells the user why.
+	hint := ""
+	// (Not offered for a path holding "%25": that as-sent form is also the AWS form of
+	// another path, and the user would be told the wrong story.)
+	if !a.presigned && uriChars(rawPath) && uriChars(rawQuery) && !strings.Contains(rawPath, "%25") {
+		o := primary
+		o.asSent = true
+		s.buildCanonical(r.Method, rawPath, rawQuery, &a, o, bodyHash[:])
+		if s.check(&a, key[:]) {
+			hint = "the signature is valid for the path and query exactly as sent, not canonicalized " +
+				"(curl 7.x --aws-sigv4 signs them so): SigV4 encodes the path a second time and sorts and " +
+				"encodes the query; send a path of unreserved characters and a sorted, encoded query, or use " +
+				"a client that follows SigV4 (curl 8 or later, an AWS SDK, the AWS CLI)"
+		}
+	}
 	// Report the form AWS documents.
-	s.buildCanonical(r.Method, rawPath, &a, primary, bodyHash[:])
-	return nil, v.mismatch(s, &a, r, len(body), "")
+	s.buildCanonical(r.Method, rawPath, rawQuery, &a, primary, bodyHash[:])
+	return nil, v.mismatch(s, &a, r, len(body), hint)
+}
+
+// uriChars reports whether s holds only RFC 3986 unreserved, reserved and '%' characters.
+func uriChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if unreserved(c) || strings.IndexByte(":/?#[]@!$&'()*+,;=%", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // canonOpts selects one canonical form of a request.
@@ -223,6 +256,7 @@ type canonOpts struct {
 	normalize bool   // normalize the path (every service but S3)
 	raw       bool   // path as sent, encoded again, not normalized
 	omitToken bool   // presigned: leave X-Amz-Security-Token out of the query
+	asSent    bool   // path and query exactly as sent (diagnosis only)
 	body      bool   // payload hash is the body's SHA-256
 	payload   string // otherwise this payload hash
 }
@@ -230,19 +264,28 @@ type canonOpts struct {
 // buildCanonical writes the canonical request into s.canon from the request's method and
 // path, the parsed query and s.tail (headers and signed-header list). It reports false for
 // a path it cannot decode (S3-style only).
-func (s *scratch) buildCanonical(method, rawPath string, a *authInfo, o canonOpts, bodyHash []byte) bool {
+func (s *scratch) buildCanonical(method, rawPath, rawQuery string, a *authInfo, o canonOpts, bodyHash []byte) bool {
 	c := append(s.canon[:0], method...)
 	c = append(c, '\n')
 	start := len(c)
-	var ok bool
-	if o.raw {
-		c, ok = appendRawURI(c, rawPath), true
-	} else {
+	ok := true
+	switch {
+	case o.asSent && rawPath == "":
+		c = append(c, '/')
+	case o.asSent:
+		c = append(c, rawPath...)
+	case o.raw:
+		c = appendRawURI(c, rawPath)
+	default:
 		c, ok = appendCanonicalURI(c, rawPath, o.normalize)
 	}
 	s.uriLen = len(c) - start
 	c = append(c, '\n')
-	c = s.appendCanonicalQuery(c, a.presigned, o.omitToken)
+	if o.asSent {
+		c = append(c, rawQuery...)
+	} else {
+		c = s.appendCanonicalQuery(c, a.presigned, o.omitToken)
+	}
 	c = append(c, '\n')
 	c = append(c, s.tail...)
 	if o.body {
