@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -150,6 +151,16 @@ func TestConformance(t *testing.T) {
 				}
 				if !res.SigningTime.Equal(c.ctx.Timestamp) {
 					t.Errorf("SigningTime = %v, want %v", res.SigningTime, c.ctx.Timestamp)
+				}
+				// sign_body: the body hash travels in x-amz-content-sha256, signed, and
+				// must have matched the body (TestPayloadHash shows a mismatch is refused).
+				if c.ctx.SignBody && form == "header" && !slices.Contains(res.SignedHeaders, "x-amz-content-sha256") {
+					t.Errorf("sign_body case, but x-amz-content-sha256 not signed: %v", res.SignedHeaders)
+				}
+				// A session token, signed or not (omit_session_token), is bound to the
+				// credential.
+				if res.Credential.SessionToken != c.ctx.Credentials.Token {
+					t.Errorf("session token %q, want %q", res.Credential.SessionToken, c.ctx.Credentials.Token)
 				}
 
 				// Same request, wrong secret: the explanation must be the suite's.
