@@ -217,6 +217,10 @@ func TestCurlDivergences(t *testing.T) {
 			case !v.Valid && v.Code != tt.wantCode:
 				t.Fatalf("code = %s (%s), want %s", v.Code, v.Message, tt.wantCode)
 			}
+			// The verifier recognizes curl 7's as-sent form and says so, without accepting it.
+			if asSent := strings.Contains(v.Hint, "exactly as sent"); asSent != (v.Code == "SignatureDoesNotMatch") {
+				t.Errorf("hint %q: want the as-sent explanation exactly when the signature does not match", v.Hint)
+			}
 			curl := tt.curlCanonical(v.SpecCanonical, v)
 			if curl == v.SpecCanonical {
 				t.Fatalf("row does not describe a divergence: curl's canonical request is the spec's")
