@@ -447,6 +447,12 @@ func TestDateHeader(t *testing.T) {
 		t.Errorf("SigningTime = %v", res.SigningTime)
 	}
 
+	// The same instant with a numeric zone, as botocore writes it.
+	r.Header.Set("Date", testNow.Format("Mon, 02 Jan 2006 15:04:05 -0000"))
+	canonicalZ := strings.Replace(canonical, httpDate, testNow.Format("Mon, 02 Jan 2006 15:04:05 -0000"), 1)
+	r.Header.Set("Authorization", authHeader(testAKID+"/"+sc, "date;host", refSignature(canonicalZ, testNow.Format(iso8601Basic), sc, testSecret)))
+	mustVerify(t, v, r, nil)
+
 	r.Header.Set("Date", testNow.Add(time.Second).Format(http.TimeFormat))
 	_, err := v.Verify(context.Background(), r, nil)
 	wantCode(t, err, CodeSignatureDoesNotMatch)

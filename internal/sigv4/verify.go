@@ -362,8 +362,13 @@ func (v *Verifier) parseHeaderForm(r *http.Request, h string) (authInfo, *Error)
 	case len(dd) > 1:
 		return a, incomplete("The request carries more than one Date header.")
 	default:
-		// "Date" in the HTTP form (RFC 9110 §5.6.7); the string-to-sign still uses ISO 8601.
+		// "Date" in the HTTP form (RFC 9110 §5.6.7), or RFC 1123 with a numeric zone as
+		// botocore writes it (email.utils.formatdate: "Sun, 29 Nov 2026 00:50:00 -0000");
+		// the string-to-sign still uses ISO 8601.
 		t, err := http.ParseTime(dd[0])
+		if err != nil {
+			t, err = time.Parse(time.RFC1123Z, dd[0])
+		}
 		if err != nil {
 			e := incomplete("Date must be in ISO-8601 'basic format'. Got '" + dd[0] + "'. See http://en.wikipedia.org/wiki/ISO_8601")
 			e.Hint = "the Date header is not an HTTP date; send X-Amz-Date: YYYYMMDDTHHMMSSZ instead"
