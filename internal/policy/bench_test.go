@@ -80,7 +80,9 @@ func syntheticPolicy(n int) []byte {
 		fmt.Fprintf(&b, `,{"Sid":"S%d","Effect":"Allow","Action":["%s:Action%d","%s:Read%d"],"Resource":"arn:aws:%s:us-east-1:111122223333:thing/%d/*","Condition":{"StringEquals":{"aws:PrincipalTag/team":"t%d"}}}`,
 			i, svc, i, svc, i, svc, i, i%7)
 		if i%100 == 0 {
-			fmt.Fprintf(&b, `,{"Sid":"W%d","Effect":"Allow","Action":"%s:Describe*","Resource":"*"}`, i, svc)
+			// One wildcard grant per 100 statements, spread over the services (a
+			// service's wildcard statements are checked one by one).
+			fmt.Fprintf(&b, `,{"Sid":"W%d","Effect":"Allow","Action":"svc%d:Describe*","Resource":"*"}`, i, (i/100)%50)
 		}
 	}
 	b.WriteString(`]}`)

@@ -44,8 +44,16 @@ type setStmt struct {
 }
 
 type svcIndex struct {
-	exact    map[string][]*setStmt // lowercased full action -> statements naming it literally
-	patterns []*setStmt            // statements with a wildcard action in this service
+	exact map[string][]*setStmt // lowercased full action -> statements naming it literally
+	// prefixes holds statements whose actions in this service are literals or
+	// "literal*" patterns ("s3:Get*", "s3:*"), keyed by the lowercased literal; Evaluate
+	// looks up the request action's prefixes of each length in prefixLens, so common
+	// wildcard grants are found by lookup, not by scanning.
+	prefixes   map[string][]*setStmt
+	prefixLens []int
+	// patterns holds statements with any other wildcard action in this service
+	// ("ec2:*Instances", "s3:Get?bject"): checked one by one.
+	patterns []*setStmt
 }
 
 // Set is an immutable, compiled set of policies for one principal and resource. It is
@@ -103,15 +111,16 @@ func NewSet(entries ...Entry) *Set {
 func (s *Set) svc(name string) *svcIndex {
 	x := s.services[name]
 	if x == nil {
-		x = &svcIndex{exact: map[string][]*setStmt{}}
+		x = &svcIndex{exact: map[string][]*setStmt{}, prefixes: map[string][]*setStmt{}}
 		s.services[name] = x
 	}
 	return x
 }
 
-// index places a statement where Evaluate will find it: by exact action, in its
-// service's pattern list, or in the global list. Each statement lands in at most one
-// list per service, so no statement is evaluated twice for one request.
+// index places a statement where Evaluate will find it: by exact action, by action
+// prefix, in its service's pattern list, or in the global list. A statement with two
+// matching entries (s3:Get* and s3:GetObject) can be visited twice for one request;
+// visiting is idempotent and explicitDeny removes duplicates.
 func (s *Set) index(st *setStmt) {
 	if st.notAction {
 		s.global = append(s.global, st)
@@ -123,9 +132,9 @@ func (s *Set) index(st *setStmt) {
 			return
 		}
 	}
-	wild := map[string]bool{}
+	wild := map[string]bool{} // services where the statement has a general glob
 	for _, a := range st.actions {
-		if a.pat.form != formExact {
+		if a.pat.form != formExact && a.pat.form != formPrefix {
 			wild[a.service] = true
 		}
 	}
@@ -137,6 +146,20 @@ func (s *Set) index(st *setStmt) {
 				x.patterns = append(x.patterns, st)
 				done[a.service] = true
 			}
+			continue
+		}
+		if a.pat.form == formPrefix {
+			key := "prefix\x00" + a.pat.lit
+			if done[key] {
+				continue
+			}
+			done[key] = true
+			if _, ok := x.prefixes[a.pat.lit]; !ok {
+				x.prefixLens = append(x.prefixLens, len(a.pat.lit))
+				slices.Sort(x.prefixLens)
+				x.prefixLens = slices.Compact(x.prefixLens)
+			}
+			x.prefixes[a.pat.lit] = append(x.prefixes[a.pat.lit], st)
 			continue
 		}
 		if done[a.pat.lit] {
@@ -293,12 +316,9 @@ func (s *Set) Evaluate(req *Request) Decision {
 	} else {
 		lower = []byte(strings.ToLower(req.Action))
 	}
-	var exact, patterns []*setStmt
+	var x *svcIndex
 	if i := strings.IndexByte(req.Action, ':'); i > 0 {
-		if x := s.services[string(lower[:i])]; x != nil {
-			exact = x.exact[string(lower)]
-			patterns = x.patterns
-		}
+		x = s.services[string(lower[:i])]
 	}
 
 	var (
@@ -309,8 +329,11 @@ func (s *Set) Evaluate(req *Request) Decision {
 	)
 	resK := kindIndex(Resource)
 	visit := func(c *setStmt, checkAction bool) {
-		if !c.deny && best[c.kind] != nil && (c.kind != resK || resDirect != nil) {
-			return // this policy type already allows; only denies can change the outcome
+		if !c.deny && best[c.kind] != nil && c.id > best[c.kind].id &&
+			(c.kind != resK || (resDirect != nil && c.id > resDirect.id)) {
+			// This policy type already allows through an earlier statement; a later
+			// one can change neither the outcome nor the statement reported.
+			return
 		}
 		ok, direct := st.matches(c, checkAction)
 		if !ok {
@@ -323,25 +346,19 @@ func (s *Set) Evaluate(req *Request) Decision {
 			denyN++
 			return
 		}
-		if best[c.kind] == nil {
+		// Report the first allowing statement in policy order, whatever order the
+		// index visits candidates in.
+		if best[c.kind] == nil || c.id < best[c.kind].id {
 			best[c.kind] = c
 		}
-		if direct && resDirect == nil {
+		if direct && (resDirect == nil || c.id < resDirect.id) {
 			resDirect = c
 		}
 	}
-	for _, c := range exact {
-		visit(c, false)
-	}
-	for _, c := range patterns {
-		visit(c, true)
-	}
-	for _, c := range s.global {
-		visit(c, true)
-	}
+	s.candidates(x, lower, visit)
 
 	if denyN > 0 {
-		return s.explicitDeny(&st, exact, patterns, denyFirst, denyN)
+		return s.explicitDeny(&st, x, lower, denyFirst, denyN)
 	}
 	var matched [numKinds + 1]*setStmt
 	nm := 0
@@ -428,7 +445,7 @@ func (s *Set) Evaluate(req *Request) Decision {
 
 // explicitDeny builds the ExplicitDeny decision, naming every denying statement in
 // policy order.
-func (s *Set) explicitDeny(st *evalState, exact, patterns []*setStmt, first *setStmt, n int) Decision {
+func (s *Set) explicitDeny(st *evalState, x *svcIndex, lower []byte, first *setStmt, n int) Decision {
 	d := Decision{Effect: ExplicitDeny, Reason: first.reason}
 	if n == 1 {
 		d.Matched = first.single[:1:1]
@@ -442,22 +459,44 @@ func (s *Set) explicitDeny(st *evalState, exact, patterns []*setStmt, first *set
 			}
 		}
 	}
-	for _, c := range exact {
-		collect(c, false)
-	}
-	for _, c := range patterns {
-		collect(c, true)
-	}
-	for _, c := range s.global {
-		collect(c, true)
-	}
+	s.candidates(x, lower, collect)
 	slices.SortFunc(ds, func(a, b *setStmt) int { return a.id - b.id })
+	ds = slices.CompactFunc(ds, func(a, b *setStmt) bool { return a.id == b.id })
+	if len(ds) == 1 {
+		d.Matched = ds[0].single[:1:1]
+		return d
+	}
 	d.Matched = make([]Match, len(ds))
 	for i, c := range ds {
 		d.Matched[i] = c.single[0]
 	}
 	d.Reason = ds[0].reason
 	return d
+}
+
+// candidates calls fn with every statement that may apply to the lowercased action:
+// exact and prefix hits (action already known to match), then the statements whose
+// actions must be checked one by one.
+func (s *Set) candidates(x *svcIndex, lower []byte, fn func(c *setStmt, checkAction bool)) {
+	if x != nil {
+		for _, c := range x.exact[string(lower)] {
+			fn(c, false)
+		}
+		for _, n := range x.prefixLens {
+			if n > len(lower) {
+				break
+			}
+			for _, c := range x.prefixes[string(lower[:n])] {
+				fn(c, false)
+			}
+		}
+		for _, c := range x.patterns {
+			fn(c, true)
+		}
+	}
+	for _, c := range s.global {
+		fn(c, true)
+	}
 }
 
 func kindName(k int) string {
