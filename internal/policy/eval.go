@@ -283,8 +283,9 @@ func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
 //     identity side (capped as above) and the resource-based policy must both allow
 //     ("Cross-account policy evaluation logic").
 //
-// A request without a principal (anonymous) can be allowed only by a resource-based
-// policy. Evaluate does no parsing and, for a decision made by one statement, allocates
+// A request without a principal (anonymous), or whose principal is not an ARN (a
+// service principal such as ec2.amazonaws.com), can be allowed only by a resource-based
+// policy, whatever the account fields say. Evaluate does no parsing and, for a decision made by one statement, allocates
 // nothing.
 func (s *Set) Evaluate(req *Request) Decision {
 	if s == nil || req == nil {
@@ -399,6 +400,13 @@ func (s *Set) Evaluate(req *Request) Decision {
 	case req.Principal == "":
 		if resAllow == nil {
 			return Decision{Effect: ImplicitDeny, Reason: "anonymous request: no resource-based policy allows"}
+		}
+		add(resAllow)
+	case !st.pi.isARN:
+		// A service principal (ec2.amazonaws.com) or canonical user has no account and
+		// no identity-based policies: only a resource-based policy can grant it access.
+		if resAllow == nil {
+			return Decision{Effect: ImplicitDeny, Reason: "service principal: no resource-based policy allows"}
 		}
 		add(resAllow)
 	case req.ResourceAccount != "" && req.ResourceAccount != st.pi.account:

@@ -46,6 +46,7 @@ type principalInfo struct {
 	isSession bool
 	roleName  string
 	partition string
+	isARN     bool // false for anonymous and for service, canonical-user or other non-ARN principals
 }
 
 func newPrincipalInfo(arn, account string) principalInfo {
@@ -54,6 +55,7 @@ func newPrincipalInfo(arn, account string) principalInfo {
 	if !ok || parts[0] != "arn" {
 		return pi
 	}
+	pi.isARN = true
 	pi.partition = parts[1]
 	if pi.account == "" {
 		pi.account = parts[4]
