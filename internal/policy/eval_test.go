@@ -253,39 +253,41 @@ func containsStr(s, sub string) bool {
 	return false
 }
 
-// TestPrincipalMatching follows "AWS JSON policy elements: Principal".
+// TestPrincipalMatching follows "AWS JSON policy elements: Principal" (each row names
+// its section).
 func TestPrincipalMatching(t *testing.T) {
 	cases := []struct {
 		name      string
+		doc       string
 		principal string // the Principal/NotPrincipal element
 		not       bool
 		caller    string
 		ctx       *Context
 		want      bool
 	}{
-		{"star", `"*"`, false, alice, nil, true},
-		{"AWS star", `{"AWS":"*"}`, false, session, nil, true},
-		{"account id delegates to the account", `{"AWS":"111122223333"}`, false, session, nil, true},
-		{"account root ARN delegates to the account", `{"AWS":"arn:aws:iam::111122223333:root"}`, false, alice, nil, true},
-		{"other account", `{"AWS":"arn:aws:iam::444455556666:root"}`, false, alice, nil, false},
-		{"user ARN exact", `{"AWS":"` + alice + `"}`, false, alice, nil, true},
-		{"user ARN other user", `{"AWS":"arn:aws:iam::111122223333:user/bob"}`, false, alice, nil, false},
-		{"role ARN matches its sessions", `{"AWS":"` + roleArn + `"}`, false, session, nil, true},
-		{"role ARN matches the role", `{"AWS":"` + roleArn + `"}`, false, roleArn, nil, true},
-		{"role ARN does not match other role's session", `{"AWS":"` + roleArn + `"}`, false, "arn:aws:sts::111122223333:assumed-role/Writer/s", nil, false},
-		{"role ARN does not match same name in other account", `{"AWS":"` + roleArn + `"}`, false, "arn:aws:sts::444455556666:assumed-role/Reader/s", nil, false},
-		{"session ARN exact", `{"AWS":"` + session + `"}`, false, session, nil, true},
-		{"session ARN other session", `{"AWS":"` + session + `"}`, false, "arn:aws:sts::111122223333:assumed-role/Reader/sess-2", nil, false},
-		{"service principal", `{"Service":["ec2.amazonaws.com","lambda.amazonaws.com"]}`, false, "lambda.amazonaws.com", nil, true},
-		{"service principal from context", `{"Service":"cloudtrail.amazonaws.com"}`, false, "", ctx("aws:PrincipalServiceName", "cloudtrail.amazonaws.com"), true},
-		{"service principal does not match user", `{"Service":"ec2.amazonaws.com"}`, false, alice, nil, false},
-		{"federated principal", `{"Federated":"cognito-identity.amazonaws.com"}`, false, "cognito-identity.amazonaws.com", nil, true},
-		{"federated principal from context", `{"Federated":"arn:aws:iam::111122223333:saml-provider/Okta"}`, false, session, ctx("aws:FederatedProvider", "arn:aws:iam::111122223333:saml-provider/Okta"), true},
-		{"canonical user", `{"CanonicalUser":"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"}`, false, "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be", nil, true},
-		{"NotPrincipal excludes listed", `{"AWS":"` + alice + `"}`, true, alice, nil, false},
-		{"NotPrincipal includes others", `{"AWS":"` + alice + `"}`, true, "arn:aws:iam::111122223333:user/bob", nil, true},
-		{"NotPrincipal role ARN excludes its sessions", `{"AWS":"` + roleArn + `"}`, true, session, nil, false},
-		{"mixed types", `{"AWS":["444455556666"],"Service":"s3.amazonaws.com"}`, false, "s3.amazonaws.com", nil, true},
+		{"star", "Principal: \"Principal\": \"*\" — everyone (anonymous users included)", `"*"`, false, alice, nil, true},
+		{"AWS star", "Principal: {\"AWS\": \"*\"} — all principals", `{"AWS":"*"}`, false, session, nil, true},
+		{"account id delegates to the account", "Principal: AWS account principals — the account id delegates to the account", `{"AWS":"111122223333"}`, false, session, nil, true},
+		{"account root ARN delegates to the account", "Principal: AWS account principals — arn:aws:iam::123456789012:root is the account", `{"AWS":"arn:aws:iam::111122223333:root"}`, false, alice, nil, true},
+		{"other account", "Principal: AWS account principals", `{"AWS":"arn:aws:iam::444455556666:root"}`, false, alice, nil, false},
+		{"user ARN exact", "Principal: IAM user principals", `{"AWS":"` + alice + `"}`, false, alice, nil, true},
+		{"user ARN other user", "Principal: IAM user principals", `{"AWS":"arn:aws:iam::111122223333:user/bob"}`, false, alice, nil, false},
+		{"role ARN matches its sessions", "Principal: IAM role principals — a role ARN covers sessions of the role", `{"AWS":"` + roleArn + `"}`, false, session, nil, true},
+		{"role ARN matches the role", "Principal: IAM role principals", `{"AWS":"` + roleArn + `"}`, false, roleArn, nil, true},
+		{"role ARN does not match other role's session", "Principal: IAM role principals", `{"AWS":"` + roleArn + `"}`, false, "arn:aws:sts::111122223333:assumed-role/Writer/s", nil, false},
+		{"role ARN does not match same name in other account", "Principal: IAM role principals (the account is part of the role ARN)", `{"AWS":"` + roleArn + `"}`, false, "arn:aws:sts::444455556666:assumed-role/Reader/s", nil, false},
+		{"session ARN exact", "Principal: role session principals", `{"AWS":"` + session + `"}`, false, session, nil, true},
+		{"session ARN other session", "Principal: role session principals — a session ARN names one session", `{"AWS":"` + session + `"}`, false, "arn:aws:sts::111122223333:assumed-role/Reader/sess-2", nil, false},
+		{"service principal", "Principal: AWS service principals", `{"Service":["ec2.amazonaws.com","lambda.amazonaws.com"]}`, false, "lambda.amazonaws.com", nil, true},
+		{"service principal from context", "Principal: AWS service principals (aws:PrincipalServiceName)", `{"Service":"cloudtrail.amazonaws.com"}`, false, "", ctx("aws:PrincipalServiceName", "cloudtrail.amazonaws.com"), true},
+		{"service principal does not match user", "Principal: AWS service principals", `{"Service":"ec2.amazonaws.com"}`, false, alice, nil, false},
+		{"federated principal", "Principal: federated user principals (web identity)", `{"Federated":"cognito-identity.amazonaws.com"}`, false, "cognito-identity.amazonaws.com", nil, true},
+		{"federated principal from context", "Principal: federated user principals (SAML provider)", `{"Federated":"arn:aws:iam::111122223333:saml-provider/Okta"}`, false, session, ctx("aws:FederatedProvider", "arn:aws:iam::111122223333:saml-provider/Okta"), true},
+		{"canonical user", "Principal: canonical user principals", `{"CanonicalUser":"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be"}`, false, "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be", nil, true},
+		{"NotPrincipal excludes listed", "NotPrincipal: the listed principals are excluded", `{"AWS":"` + alice + `"}`, true, alice, nil, false},
+		{"NotPrincipal includes others", "NotPrincipal: everyone not listed", `{"AWS":"` + alice + `"}`, true, "arn:aws:iam::111122223333:user/bob", nil, true},
+		{"NotPrincipal role ARN excludes its sessions", "NotPrincipal: role ARN and its sessions", `{"AWS":"` + roleArn + `"}`, true, session, nil, false},
+		{"mixed types", "Principal: several principal types in one element are ORed", `{"AWS":["444455556666"],"Service":"s3.amazonaws.com"}`, false, "s3.amazonaws.com", nil, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,7 +298,7 @@ func TestPrincipalMatching(t *testing.T) {
 			doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","` + elem + `":` + tc.principal + `,"Action":"s3:GetObject","Resource":"*"}]}`
 			d := NewSet(Entry{Resource, mustParse(t, doc)}).Evaluate(&Request{Principal: tc.caller, Action: "s3:GetObject", Resource: bucket, Context: tc.ctx})
 			if got := d.Effect == Allow; got != tc.want {
-				t.Errorf("%s %s for %q: allowed=%v, want %v (%s)", elem, tc.principal, tc.caller, got, tc.want, d.Reason)
+				t.Errorf("%s %s for %q: allowed=%v, want %v (%s; %s)", elem, tc.principal, tc.caller, got, tc.want, d.Reason, tc.doc)
 			}
 		})
 	}
