@@ -80,9 +80,12 @@ type verifierPair struct {
 	real, wrong *sigv4.Verifier
 }
 
-func newVerifierPair(t testing.TB, now func() time.Time) verifierPair {
+func newVerifierPair(t testing.TB, now func() time.Time, mods ...func(*sigv4.Config)) verifierPair {
 	t.Helper()
 	cfg := sigv4.Config{Region: clientRegion, Service: clientService, Now: now}
+	for _, m := range mods {
+		m(&cfg)
+	}
 	real, err := sigv4.New(cfg, realCreds())
 	if err != nil {
 		t.Fatal(err)
@@ -172,12 +175,17 @@ func newVerifyServer(t testing.TB, p verifierPair) *verifyServer {
 // request.
 func checkVerdict(t testing.TB, v verdict, akid, clientCanonical string) {
 	t.Helper()
+	checkVerdictFor(t, v, akid, clientService, clientCanonical)
+}
+
+func checkVerdictFor(t testing.TB, v verdict, akid, service, clientCanonical string) {
+	t.Helper()
 	if !v.Valid {
 		t.Errorf("rejected: %s: %s\nhint: %s\nspec canonical request:\n%s\nclient canonical request:\n%s", v.Code, v.Message, v.Hint, v.SpecCanonical, clientCanonical)
 		return
 	}
-	if v.AccessKeyID != akid || v.Region != clientRegion || v.Service != clientService {
-		t.Errorf("result = %s/%s/%s, want %s/%s/%s", v.AccessKeyID, v.Region, v.Service, akid, clientRegion, clientService)
+	if v.AccessKeyID != akid || v.Region != clientRegion || v.Service != service {
+		t.Errorf("result = %s/%s/%s, want %s/%s/%s", v.AccessKeyID, v.Region, v.Service, akid, clientRegion, service)
 	}
 	if clientCanonical != "" && v.SpecCanonical != clientCanonical {
 		t.Errorf("verified, but the client did not sign the spec's canonical request:\nspec:\n%s\nclient:\n%s", v.SpecCanonical, clientCanonical)
@@ -305,14 +313,16 @@ func queryEscape(s string, plus bool) string {
 type genProfile struct {
 	dotSegments     bool // ".", ".." and empty ("//") path segments
 	reservedPath    bool // sub-delims, ':' and '@' unencoded in the path
-	escapedPath     bool // percent-escapes in the path (space, UTF-8, %2F, %25, %7E, lower-case hex)
+	escapedPath     bool // percent-escapes in the path (space, UTF-8, %2F, %25, %7E)
+	lowerHexPath    bool // percent-escapes with lower-case hex digits in the path
+	escapedSlash    bool // "%2F" and "%7E" (an escaped '/' and an escaped unreserved '~') in the path
 	emptyHeader     bool // headers with an empty value
 	repeatedHeaders bool // the same header name more than once
 	bareQueryKeys   bool // "k" without '=' in the query
 	presignBodies   bool // presigned requests may carry a body
 }
 
-var fullProfile = genProfile{dotSegments: true, reservedPath: true, escapedPath: true, emptyHeader: true, repeatedHeaders: true, bareQueryKeys: true, presignBodies: true}
+var fullProfile = genProfile{dotSegments: true, reservedPath: true, escapedPath: true, lowerHexPath: true, escapedSlash: true, emptyHeader: true, repeatedHeaders: true, bareQueryKeys: true, presignBodies: true}
 
 // gen is the deterministic request generator: the same seed gives the same requests.
 type gen struct {
@@ -332,7 +342,9 @@ var (
 	// Path segments as sent on the wire.
 	segPlain    = []string{"v1", "items", "prod", "a-b_c.d~e", "~user", "UPPER", "x.json", "0123456789"}
 	segReserved = []string{"a:b", "user@host", "p!q", "it's", "(paren)", "a*b", "a+b", "k=v", "a,b", "$cost", "a&b", "semi;colon"}
-	segEscaped  = []string{"a%20b", "%20lead", "trail%20", "%C3%A9t%C3%A9", "%E2%9C%93check", "%F0%9F%94%91", "a%2Fb", "100%25", "%7Etilde", "lower%2fhex", "%3Fnot-a-query", "%23hash"}
+	segEscaped  = []string{"a%20b", "%20lead", "trail%20", "%C3%A9t%C3%A9", "%E2%9C%93check", "%F0%9F%94%91", "100%25", "%3Fnot-a-query", "%23hash"}
+	segSlash    = []string{"a%2Fb", "%7Etilde"}
+	segLowerHex = []string{"lower%2fhex", "%c3%a9t%c3%a9"}
 	segDots     = []string{".", "..", ""}
 	// Query names and values, decoded.
 	qNames  = []string{"a", "b", "Action", "Version", "key with space", "ключ", "k~e.y_-", "a&b=c", "Z", "x/y", "%", "plus+sign", ""}
@@ -358,6 +370,12 @@ func (g *gen) next(presign bool) genRequest {
 			pool = segReserved
 		case k <= 4 && g.p.escapedPath:
 			pool = segEscaped
+			switch k := g.rnd.IntN(8); {
+			case k == 0 && g.p.lowerHexPath:
+				pool = segLowerHex
+			case k <= 2 && g.p.escapedSlash:
+				pool = segSlash
+			}
 		}
 		segs = append(segs, g.pick(pool))
 	}

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Sign a batch of requests with botocore's SigV4Auth / SigV4QueryAuth.
+"""Sign a batch of requests with botocore's SigV4Auth / SigV4QueryAuth (and their S3
+variants S3SigV4Auth / S3SigV4QueryAuth).
 
 Used by internal/sigv4/client_botocore_test.go: one invocation signs the whole batch.
 
 stdin: {"requests": [{
-    "id": str, "mode": "header" | "query", "method": str,
+    "id": str, "mode": "header" | "query" | "s3-header" | "s3-query", "method": str,
     "url": "http://host/path-as-sent",            # no query
     "params": [[name, value], ...],               # decoded query parameters, in order
     "headers": [[name, value], ...],              # in order; names may repeat
@@ -58,20 +59,21 @@ def sign(spec, capture):
         req.headers[name] = value
 
     pairs = [(k, v) for k, v in spec["params"]]
-    if spec["mode"] == "header":
+    mode = spec["mode"]
+    if mode in ("header", "s3-header"):
         # SigV4Auth accepts a list of pairs, so repeated names survive.
         req.params = pairs
-        signer = botocore.auth.SigV4Auth(creds, spec["service"], spec["region"])
-    elif spec["mode"] == "query":
+        cls = botocore.auth.SigV4Auth if mode == "header" else botocore.auth.S3SigV4Auth
+        signer = cls(creds, spec["service"], spec["region"])
+    elif mode in ("query", "s3-query"):
         # SigV4QueryAuth merges params into a dict; a list value is emitted once per
         # element by percent_encode_sequence, so group repeated names into lists.
         grouped = {}
         for k, v in pairs:
             grouped.setdefault(k, []).append(v)
         req.params = grouped
-        signer = botocore.auth.SigV4QueryAuth(
-            creds, spec["service"], spec["region"], expires=spec["expires"]
-        )
+        cls = botocore.auth.SigV4QueryAuth if mode == "query" else botocore.auth.S3SigV4QueryAuth
+        signer = cls(creds, spec["service"], spec["region"], expires=spec["expires"])
     else:
         raise ValueError("unknown mode %r" % spec["mode"])
 
@@ -85,6 +87,7 @@ def sign(spec, capture):
         out_body = out_body.encode("utf-8")
     return {
         "id": spec["id"],
+        "mode": mode,
         "method": prepared.method,
         "url": prepared.url,
         # req.headers keeps repeated names; prepared.headers is a dict and would not.
