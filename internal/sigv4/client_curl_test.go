@@ -34,6 +34,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
 // curlProfile: see the file comment.
@@ -228,6 +230,32 @@ func TestCurlDivergences(t *testing.T) {
 			if got := sigv4Signature(tt.req.secret(), v.AmzDate, curl); got != v.Signature {
 				t.Errorf("curl did not sign the canonical request we think it did:\n%s\nspec:\n%s", curl, v.SpecCanonical)
 			}
+		})
+	}
+}
+
+// TestCurlS3: for service s3 curl 7.88's as-sent path is S3's canonical URI (encoded once,
+// not normalized), so escaped paths verify against a verifier in S3 mode.
+func TestCurlS3(t *testing.T) {
+	needTool(t, "curl", "--version")
+	srv := newVerifyServer(t, newVerifierPair(t, time.Now, func(c *sigv4.Config) {
+		c.Service = "s3"
+		c.DisablePathNormalization = true
+	}))
+	tests := []genRequest{
+		{name: "escaped key", method: "GET", path: "/bucket/my%20photo%20%C3%A9t%C3%A9.jpg"},
+		{name: "put with session token", method: "PUT", path: "/bucket/dir/file%2Bplus.bin", temp: true, body: []byte{0, 1, 2, 3, 0xff}},
+	}
+	for _, req := range tests {
+		t.Run(req.name, func(t *testing.T) {
+			args := curlArgs(t, srv.URL, req, "")
+			for i, a := range args {
+				if strings.HasPrefix(a, "aws:amz:") {
+					args[i] = "aws:amz:" + clientRegion + ":s3"
+				}
+			}
+			v := runCurl(t, srv, args)
+			checkVerdictFor(t, v, req.akid(), "s3", "")
 		})
 	}
 }
