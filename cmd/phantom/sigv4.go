@@ -48,10 +48,12 @@ and exit status 0. An invalid one:
   {"valid": false, "code": ..., "message": ..., "hint": ...,
    "canonicalRequest": ..., "stringToSign": ...}
 and exit status 1. On SignatureDoesNotMatch, canonicalRequest and stringToSign are what
-the server computed: compare them line by line with the client's (botocore logs them with
-debug logging, aws-sdk-go-v2 with the LogSigning option); the first line that differs is
-the cause. Exit status 2 means the input could not be used (unreadable file, not an HTTP
-request, bad flags).
+the server computed: compare them line by line with the client's (botocore and the AWS CLI
+log them with --debug, aws-sdk-go-v2 with the LogSigning option; print ours with
+"| jq -r .canonicalRequest"); the first line that differs is the cause. The hint names the
+likeliest one (clock skew, scope, an unsigned or missing header, the body hash, curl 7's
+unencoded path and query). Exit status 2 means the input could not be used (unreadable
+file, not an HTTP request, bad flags).
 
 --region and --service default to the region and service of the request's own credential
 scope, so a request signed for the wrong region or service still verifies as far as the

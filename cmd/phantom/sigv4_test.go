@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -308,4 +312,74 @@ func TestSigv4VerifyUnusable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// captureCurl runs curl --aws-sigv4 against a listener that saves the raw bytes of the
+// request it receives, as a user would save a failing request, and returns them.
+func captureCurl(t *testing.T, target string, extra ...string) []byte {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan []byte, 1)
+	go func() {
+		defer close(got)
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		var raw bytes.Buffer
+		r, err := http.ReadRequest(bufio.NewReader(io.TeeReader(conn, &raw)))
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(conn, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+		got <- raw.Bytes()
+	}()
+	args := append([]string{"-sS", "-o", os.DevNull, "--aws-sigv4", "aws:amz:eu-west-1:execute-api",
+		"--user", suiteAKID + ":" + suiteSecret}, extra...)
+	out, err := exec.Command("curl", append(args, "http://"+ln.Addr().String()+target)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl: %v\n%s", err, out)
+	}
+	raw := <-got
+	if raw == nil {
+		t.Fatal("no request captured")
+	}
+	return raw
+}
+
+// TestSigv4VerifyCurlCapture uses the tool as a user would on requests curl really sent:
+// one curl 7 signs per spec, and one it signs over the path and query as sent.
+func TestSigv4VerifyCurlCapture(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("curl is required in CI: %v", err)
+		}
+		t.Skipf("skipping: curl is not available (%v); CI installs it", err)
+	}
+	t.Run("valid", func(t *testing.T) {
+		raw := captureCurl(t, "/prod/items?a=1&b=2", "-H", "X-Custom:  spaced   value ", "--data-binary", "{}")
+		res := runVerify(t, string(raw), suiteKey("--request", "-")...)
+		if res.code != 0 || res.out.Region != "eu-west-1" || res.out.Service != "execute-api" {
+			t.Fatalf("exit %d, want 0 in eu-west-1/execute-api\n%s%s\n%s", res.code, res.stdout, res.stderr, raw)
+		}
+	})
+	t.Run("curl 7 as-sent signature explained", func(t *testing.T) {
+		raw := captureCurl(t, "/prod/a%20b?b=1&a=2")
+		res := runVerify(t, string(raw), suiteKey("--request", "-", "--region", "eu-west-1", "--service", "execute-api")...)
+		if res.code != 1 || res.out.Code != "SignatureDoesNotMatch" {
+			t.Fatalf("exit %d code %s, want 1 SignatureDoesNotMatch\n%s", res.code, res.out.Code, res.stdout)
+		}
+		if !strings.Contains(res.out.CanonicalRequest, "\n/prod/a%2520b\na=2&b=1\n") {
+			t.Errorf("canonicalRequest %q does not show the spec's path and query", res.out.CanonicalRequest)
+		}
+		if !strings.Contains(res.out.Hint, "exactly as sent") {
+			t.Errorf("hint %q does not explain curl's as-sent signature", res.out.Hint)
+		}
+	})
 }
