@@ -177,6 +177,8 @@ func TestSigv4VerifyInvalid(t *testing.T) {
 			wantIn: map[string]string{"hint": "signed with access key id 'AKIDEXAMPLE' but --access-key-id is 'AKIDOTHER'"}},
 		{name: "wrong session token", request: mustRead(t, suiteFile(t, "get-vanilla-with-session-token/header-signed-request.txt")),
 			args: suiteKey("--time", suiteTime, "--session-token", "other-token"), wantCode: "InvalidClientTokenId"},
+		{name: "scope that no endpoint can have", request: strings.Replace(string(vanilla), "/us-east-1/", "/us east 1/", 1), args: suiteKey("--time", suiteTime), wantCode: "SignatureDoesNotMatch",
+			wantIn: map[string]string{"message": "Credential should be scoped to a valid region, not 'us east 1'", "checkedAgainst": "unknown-region/unknown-service"}},
 		{name: "no signature at all", request: mustRead(t, suiteFile(t, "get-vanilla/request.txt")), args: suiteKey("--time", suiteTime), wantCode: "MissingAuthenticationToken"},
 	}
 	for _, tt := range tests {
