@@ -54,11 +54,17 @@ func unhex(c byte) (byte, bool) {
 // application/x-www-form-urlencoded query strings do) and appends it re-encoded. It fails on
 // a malformed escape: a request whose parameters we cannot read unambiguously is refused
 // rather than guessed at, since the backend might read them differently.
+//
+// With keepSlash (S3-style paths) only a literal '/' stays a separator: an escaped one
+// ("%2F") is encoded again, so "/a%2Fb" (one key segment) and "/a/b" (two) keep distinct
+// canonical forms and a signature for one never verifies the other.
 func appendDecodedEncoded(dst []byte, s string, plusSpace, keepSlash bool) ([]byte, bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
+		literal := true
 		switch {
 		case c == '%':
+			literal = false
 			if i+2 >= len(s) {
 				return dst, false
 			}
@@ -72,7 +78,7 @@ func appendDecodedEncoded(dst []byte, s string, plusSpace, keepSlash bool) ([]by
 		case c == '+' && plusSpace:
 			c = ' '
 		}
-		if unreserved(c) || keepSlash && c == '/' {
+		if unreserved(c) || keepSlash && literal && c == '/' {
 			dst = append(dst, c)
 		} else {
 			dst = append(dst, '%', upperhex[c>>4], upperhex[c&15])

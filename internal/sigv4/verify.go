@@ -332,18 +332,37 @@ func (v *Verifier) observe(s *scratch) {
 	}
 }
 
+// resultBuf lets a Result and a typical SignedHeaders list share one allocation.
+type resultBuf struct {
+	res   Result
+	names [8]string
+}
+
 func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
-	names := strings.Split(a.signedHeaders, ";")
-	return &Result{
+	rb := new(resultBuf)
+	names := rb.names[:0]
+	if n := strings.Count(a.signedHeaders, ";") + 1; n > len(rb.names) {
+		names = make([]string, 0, n)
+	}
+	for rest := a.signedHeaders; ; {
+		name, after, more := strings.Cut(rest, ";")
+		names = append(names, name)
+		if !more {
+			break
+		}
+		rest = after
+	}
+	rb.res = Result{
 		AccessKeyID:     a.accessKeyID,
 		Credential:      cred,
 		Region:          a.region,
 		Service:         a.service,
-		SignedHeaders:   names,
+		SignedHeaders:   names[:len(names):len(names)],
 		SigningTime:     a.t,
 		Presigned:       a.presigned,
 		UnsignedPayload: unsigned,
 	}
+	return &rb.res
 }
 
 // parseHeaderForm reads the Authorization header and the request date.
