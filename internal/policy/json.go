@@ -381,21 +381,8 @@ func (r *jreader) object(depth int) *jnode {
 }
 
 // lineCol converts a byte offset to a 1-based line and column (columns count runes).
+// It scans from the start; the parser uses its line index for many findings.
 func lineCol(data []byte, off int) (int, int) {
-	if off > len(data) {
-		off = len(data)
-	}
-	line, col := 1, 1
-	for i := 0; i < off; {
-		if data[i] == '\n' {
-			line++
-			col = 1
-			i++
-			continue
-		}
-		_, n := utf8.DecodeRune(data[i:])
-		i += n
-		col++
-	}
-	return line, col
+	ps := parser{data: data}
+	return ps.lineCol(off)
 }

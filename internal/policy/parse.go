@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Parse parses, checks the grammar of, and compiles one IAM policy document. Any
@@ -30,6 +32,10 @@ func parseDocument(data []byte) (*Policy, []Finding) {
 		return nil, ps.findings
 	}
 	pol := ps.document(root)
+	if ps.dropped > 0 {
+		ps.findings = append(ps.findings, Finding{Severity: SeverityError, Code: "TOO_MANY_FINDINGS",
+			Message: strconv.Itoa(ps.dropped) + " more findings not reported"})
+	}
 	if len(ps.findings) > 0 {
 		return nil, ps.findings
 	}
@@ -37,14 +43,40 @@ func parseDocument(data []byte) (*Policy, []Finding) {
 }
 
 type parser struct {
-	data     []byte
-	findings []Finding
-	vars     bool // policy variables are enabled (Version 2012-10-17)
+	data      []byte
+	findings  []Finding
+	dropped   int
+	vars      bool  // policy variables are enabled (Version 2012-10-17)
+	lineStart []int // byte offsets where lines begin, built on the first finding
 }
 
+// maxFindings bounds the findings of one document: a hostile document with a
+// hundred thousand bad values must not cost a hundred thousand located findings.
+const maxFindings = 100
+
 func (ps *parser) errAt(off int, code, msg, path string) {
-	line, col := lineCol(ps.data, off)
+	if len(ps.findings) >= maxFindings {
+		ps.dropped++
+		return
+	}
+	line, col := ps.lineCol(off)
 	ps.findings = append(ps.findings, Finding{Severity: SeverityError, Code: code, Message: msg, Path: path, Line: line, Column: col})
+}
+
+// lineCol locates off with a line index (binary search) so many findings stay cheap.
+func (ps *parser) lineCol(off int) (int, int) {
+	if ps.lineStart == nil {
+		ps.lineStart = []int{0}
+		for i, c := range ps.data {
+			if c == '\n' {
+				ps.lineStart = append(ps.lineStart, i+1)
+			}
+		}
+	}
+	off = min(max(off, 0), len(ps.data))
+	i, _ := slices.BinarySearch(ps.lineStart, off+1)
+	start := ps.lineStart[i-1]
+	return i, utf8.RuneCount(ps.data[start:off]) + 1
 }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -140,6 +140,34 @@ func TestParseReportsAllFindings(t *testing.T) {
 	}
 }
 
+// TestParseManyFindings: findings are capped, with a last one counting the rest, and
+// a document full of errors is still parsed quickly.
+func TestParseManyFindings(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"Statement":{"Effect":"Allow","Resource":"*","Action":[`)
+	for i := 0; i < 100000; i++ {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		b.WriteString("1")
+	}
+	b.WriteString("]}}")
+	_, err := Parse([]byte(b.String()))
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(pe.Findings) != maxFindings+1 {
+		t.Fatalf("%d findings, want %d", len(pe.Findings), maxFindings+1)
+	}
+	if f := pe.Findings[99]; f.Line != 100 || f.Path != "Statement.Action[99]" {
+		t.Errorf("finding 100 at line %d path %s", f.Line, f.Path)
+	}
+	if last := pe.Findings[maxFindings]; last.Code != "TOO_MANY_FINDINGS" || !strings.Contains(last.Message, "99900") {
+		t.Errorf("last finding %+v", last)
+	}
+}
+
 func TestParseGrammarDetails(t *testing.T) {
 	cases := []struct {
 		name string
