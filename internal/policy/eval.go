@@ -303,20 +303,10 @@ func (s *Set) Evaluate(req *Request) Decision {
 
 	// Find the candidate lists for the action without allocating: the lowercased
 	// action lives in a stack buffer and map lookups with string(bytes) do not copy.
+	// ASCII-only lowering keeps byte offsets equal to req.Action's (Unicode lowering
+	// can change lengths) and matches how actions are compiled.
 	var buf [128]byte
-	var lower []byte
-	if len(req.Action) <= len(buf) {
-		lower = buf[:0]
-		for i := 0; i < len(req.Action); i++ {
-			c := req.Action[i]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			lower = append(lower, c)
-		}
-	} else {
-		lower = []byte(strings.ToLower(req.Action))
-	}
+	lower := appendLowerASCII(buf[:0], req.Action)
 	var x *svcIndex
 	if i := strings.IndexByte(req.Action, ':'); i > 0 {
 		x = s.services[string(lower[:i])]
@@ -480,6 +470,17 @@ func (s *Set) explicitDeny(st *evalState, x *svcIndex, lower []byte, first *setS
 	}
 	d.Reason = ds[0].reason
 	return d
+}
+
+func appendLowerASCII(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
 }
 
 // candidates calls fn with every statement that may apply to the lowercased action:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -31,7 +32,8 @@ func TestIndexMatchesScan(t *testing.T) {
 	actions := []string{"s3:GetObject", "S3:getobject", "s3:GetObjectAcl", "s3:ListBucket", "s3:list", "s3:PutObject", "s3:Putobject",
 		"s3:PutXbject", "s3:DeleteObject", "s3-outposts:DeleteThing", "ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeVpcs",
 		"sqs:SendMessage", "iam:GetUser", "iam:GetRole", "iam:CreateUser", "kms:Decrypt", "dynamodb:GetItem", "s3:", "s3", "", "*",
-		"svc7:Action157", "svc7:Read157", "svc0:DescribeAll", "svc3:describe", "svc9:Action9"}
+		"svc7:Action157", "svc7:Read157", "svc0:DescribeAll", "svc3:describe", "svc9:Action9",
+		"\u1e9e:x", "s3:GetObject\u1e9e", "\xff\xfe:\xff", strings.Repeat("S3:GetObject", 20), "s3:" + strings.Repeat("\u1e9e", 60)}
 	for di, doc := range docs {
 		set := NewSet(Entry{Identity, mustParse(t, doc)})
 		for _, a := range actions {

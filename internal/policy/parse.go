@@ -324,7 +324,7 @@ func compileAction(a string) (actionPat, string) {
 	p, _ := compilePattern(a, true, false, true)
 	ap := actionPat{raw: a, pat: p}
 	if !strings.ContainsAny(svc, "*?") {
-		ap.service = strings.ToLower(svc)
+		ap.service = string(appendLowerASCII(nil, svc))
 	}
 	return ap, ""
 }

@@ -59,7 +59,7 @@ func tokenize(text string, wild, vars, fold bool) ([]seg, varError) {
 		if lit.Len() > 0 {
 			s := lit.String()
 			if fold {
-				s = strings.ToLower(s)
+				s = string(appendLowerASCII(nil, s)) // actions fold ASCII only, as Evaluate does
 			}
 			segs = append(segs, seg{kind: segLit, lit: s})
 			lit.Reset()
