@@ -33,7 +33,7 @@ func TestIndexMatchesScan(t *testing.T) {
 		"s3:PutXbject", "s3:DeleteObject", "s3-outposts:DeleteThing", "ec2:RunInstances", "ec2:TerminateInstances", "ec2:DescribeVpcs",
 		"sqs:SendMessage", "iam:GetUser", "iam:GetRole", "iam:CreateUser", "kms:Decrypt", "dynamodb:GetItem", "s3:", "s3", "", "*",
 		"svc7:Action157", "svc7:Read157", "svc0:DescribeAll", "svc3:describe", "svc9:Action9",
-		"\u1e9e:x", "s3:GetObject\u1e9e", "\xff\xfe:\xff", strings.Repeat("S3:GetObject", 20), "s3:" + strings.Repeat("\u1e9e", 60)}
+		"\u1e9e:x", "s3:GetObject\u1e9e", "\xff\xfe:\xff", strings.Repeat("S3:GetObject", 20), "s3:" + strings.Repeat("\u1e9e", 60), strings.Repeat("\u1e9e", 50) + ":x"}
 	for di, doc := range docs {
 		set := NewSet(Entry{Identity, mustParse(t, doc)})
 		for _, a := range actions {
