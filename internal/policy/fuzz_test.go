@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -66,6 +67,35 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 		if p.Statements() != p2.Statements() {
 			t.Fatalf("statement count changed: %d -> %d", p.Statements(), p2.Statements())
+		}
+	})
+}
+
+// FuzzEvaluate: any request against any accepted policy evaluates without panicking,
+// and for an identity policy the indexed decision equals a scan of every statement.
+func FuzzEvaluate(f *testing.F) {
+	role, err := os.ReadFile("testdata/bench_role.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(role, "s3:GetObject", "arn:aws:s3:::data-bucket/home/alice/x", "arn:aws:sts::111122223333:assumed-role/A/alice", "10.0.0.1")
+	f.Add(role, "ec2:DescribeVpcs", "*", "", "2001:db8::1")
+	f.Add([]byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:Get*","s3:*Object"],"Resource":"arn:aws:s3:::b/${aws:username}"}]}`),
+		"S3:GETOBJECT", "arn:aws:s3:::b/alice", "arn:aws:iam::111122223333:user/alice", "x")
+	f.Fuzz(func(t *testing.T, doc []byte, action, resource, principal, value string) {
+		p, err := Parse(doc)
+		if err != nil {
+			return
+		}
+		req := &Request{Principal: principal, Action: action, Resource: resource,
+			Context: ctx("aws:username", value, "aws:SourceIp", value, "aws:SecureTransport", value, "aws:TagKeys", []string{value, "env"})}
+		for _, k := range []Kind{Resource, Endpoint, SCP} {
+			NewSet(Entry{Identity, p}, Entry{k, p}).Evaluate(req)
+		}
+		set := NewSet(Entry{Identity, p})
+		got, want := set.Evaluate(req), scanDecision(set, req)
+		if got.Effect != want.Effect || !slices.Equal(got.Matched, want.Matched) {
+			t.Fatalf("indexed %v %v, scan %v %v", got.Effect, got.Matched, want.Effect, want.Matched)
 		}
 	})
 }
