@@ -72,6 +72,7 @@ func TestDenyHeaderForm(t *testing.T) {
 		{"credential with 4 parts", craft(authHeader(testAKID+"/20261129/"+testRegion+"/"+testService, "host;x-amz-date", fakeSig), now), CodeIncompleteSignature,
 			"Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '" + testAKID + "/20261129/" + testRegion + "/" + testService + "'"},
 		{"credential with 6 parts", craft(authHeader(goodCred+"/x", "host;x-amz-date", fakeSig), now), CodeIncompleteSignature, ""},
+		{"credential with a trailing slash", craft(authHeader(goodCred+"/", "host;x-amz-date", fakeSig), now), CodeIncompleteSignature, ""},
 		{"credential without key id", craft(authHeader("/20261129/"+testRegion+"/"+testService+"/aws4_request", "host;x-amz-date", fakeSig), now), CodeIncompleteSignature, ""},
 		{"host not signed", craft(authHeader(goodCred, "x-amz-date", fakeSig), now), CodeIncompleteSignature,
 			"'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization."},

@@ -111,25 +111,15 @@ func missingParts(cred, sig, sh, hasDate bool) string {
 // parseCredential splits AKID/YYYYMMDD/region/service/aws4_request.
 func (a *authInfo) parseCredential() *Error {
 	c := a.credential
-	var parts [5]string
-	n := 0
-	for n < 5 {
-		i := strings.IndexByte(c, '/')
-		if i < 0 {
-			parts[n] = c
-			n++
-			c = ""
-			break
-		}
-		parts[n], c = c[:i], c[i+1:]
-		n++
-	}
-	if n != 5 || c != "" || parts[0] == "" {
+	if strings.Count(c, "/") != 4 || strings.HasPrefix(c, "/") {
 		e := incomplete("Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '" + a.credential + "'")
 		e.Hint = "the credential is access-key-id/YYYYMMDD/region/service/aws4_request"
 		return e
 	}
-	a.accessKeyID, a.scopeDate, a.region, a.service, a.term = parts[0], parts[1], parts[2], parts[3], parts[4]
+	a.accessKeyID, c, _ = strings.Cut(c, "/")
+	a.scopeDate, c, _ = strings.Cut(c, "/")
+	a.region, c, _ = strings.Cut(c, "/")
+	a.service, a.term, _ = strings.Cut(c, "/")
 	return nil
 }
 
