@@ -396,6 +396,44 @@ func cmpResult(k cmpKind, c int) bool {
 // values under one key are ORed ("If a single condition operator includes multiple
 // values for a context key, those values are evaluated using a logical OR").
 func (c *condition) anyPolicyValue(rv string, r *evalState) bool {
+	// Typed families parse the request value once, not once per policy value; a value
+	// that does not parse matches nothing.
+	switch c.spec.fam {
+	case famIP:
+		a, err := netip.ParseAddr(rv)
+		if err != nil {
+			return false
+		}
+		a = a.Unmap().WithZone("")
+		for i := range c.values {
+			if c.values[i].prefix.Contains(a) {
+				return true
+			}
+		}
+		return false
+	case famNumeric:
+		n, ok := parseNumber(rv)
+		if !ok {
+			return false
+		}
+		for i := range c.values {
+			if cmpResult(c.spec.cmp, compareNum(n, c.values[i].num)) {
+				return true
+			}
+		}
+		return false
+	case famDate:
+		t, ok := parseDate(rv)
+		if !ok {
+			return false
+		}
+		for i := range c.values {
+			if cmpResult(c.spec.cmp, compareTime(t, c.values[i].tm)) {
+				return true
+			}
+		}
+		return false
+	}
 	for i := range c.values {
 		if c.matchOne(rv, &c.values[i], r) {
 			return true

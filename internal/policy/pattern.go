@@ -377,16 +377,21 @@ func compileARN(text string, vars bool) (arnPattern, bool, varError) {
 // arnParts splits an ARN into its six parts without allocating; ok is false for a
 // string that has fewer than six colon-separated parts.
 func arnParts(s string) (parts [6]string, ok bool) {
-	for i := 0; i < 5; i++ {
-		j := strings.IndexByte(s, ':')
-		if j < 0 {
-			return parts, false
+	// One pass over the bytes: the parts before the resource are short, where a call
+	// to IndexByte per part costs more than the scan.
+	n, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			parts[n] = s[start:i]
+			n++
+			start = i + 1
+			if n == 5 {
+				parts[5] = s[start:]
+				return parts, true
+			}
 		}
-		parts[i] = s[:j]
-		s = s[j+1:]
 	}
-	parts[5] = s
-	return parts, true
+	return [6]string{}, false
 }
 
 func (a *arnPattern) matchParts(parts *[6]string, isARN bool, r *evalState) bool {
