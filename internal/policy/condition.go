@@ -337,7 +337,8 @@ func compileValue(fam opFamily, raw string, vars bool) (cvalue, string, string) 
 	return v, "", ""
 }
 
-// matchOne is the positive test of one request value against one policy value.
+// matchOne is the positive test of one request value against one policy value for
+// the untyped families (typed ones are handled in anyPolicyValue).
 func (c *condition) matchOne(rv string, pv *cvalue, r *evalState) bool {
 	switch c.spec.fam {
 	case famString, famStringLike:
@@ -349,12 +350,6 @@ func (c *condition) matchOne(rv string, pv *cvalue, r *evalState) bool {
 			return pv.pat.match(rv, r, foldNone)
 		}
 		return pv.arn.match(rv, r)
-	case famNumeric:
-		n, ok := parseNumber(rv)
-		return ok && cmpResult(c.spec.cmp, compareNum(n, pv.num))
-	case famDate:
-		t, ok := parseDate(rv)
-		return ok && cmpResult(c.spec.cmp, compareTime(t, pv.tm))
 	case famBool:
 		switch {
 		case strings.EqualFold(rv, "true"):
@@ -366,12 +361,6 @@ func (c *condition) matchOne(rv string, pv *cvalue, r *evalState) bool {
 	case famBinary:
 		b, err := base64.StdEncoding.DecodeString(rv)
 		return err == nil && string(b) == pv.bin
-	case famIP:
-		a, err := netip.ParseAddr(rv)
-		if err != nil {
-			return false
-		}
-		return pv.prefix.Contains(a.Unmap().WithZone(""))
 	}
 	return false
 }
