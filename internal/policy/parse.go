@@ -131,7 +131,6 @@ func (ps *parser) document(root *jnode) *Policy {
 	}
 	pol := &Policy{}
 	var stmtNode *jnode
-	var stmtOff int
 	for _, m := range root.members {
 		switch m.key {
 		case "Version":
@@ -151,7 +150,7 @@ func (ps *parser) document(root *jnode) *Policy {
 			}
 			pol.id, pol.hasID = m.val.str, true
 		case "Statement":
-			stmtNode, stmtOff = m.val, m.keyOff
+			stmtNode = m.val
 		default:
 			ps.errAt(m.keyOff, "UNKNOWN_ELEMENT", "unknown policy element "+quote(m.key), m.key)
 		}
@@ -163,7 +162,6 @@ func (ps *parser) document(root *jnode) *Policy {
 		ps.errAt(root.off, "MISSING_STATEMENT", "policy has no Statement element", "Statement")
 		return nil
 	}
-	_ = stmtOff
 	switch stmtNode.kind {
 	case jObject:
 		if s := ps.statement(stmtNode, "Statement", 0); s != nil {
