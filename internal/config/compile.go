@@ -1,12 +1,45 @@
 package config
 
-import "go.yaml.in/yaml/v3"
+import (
+	"errors"
+	"fmt"
 
-// compiledPolicy stands in for *policy.Policy until internal/policy is committed; the
-// IAM grammar is not checked yet (JSON validity and Principal placement are).
-type compiledPolicy struct{}
+	"go.yaml.in/yaml/v3"
 
-// compile will parse doc with policy.Parse and report its located findings.
-func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, src []byte) (*compiledPolicy, bool) {
-	return nil, true
+	"github.com/phantom-perimeter/phantom/internal/policy"
+)
+
+// compile parses a policy with the policy engine, so that a spec that loads holds only
+// policies the gateway can evaluate, compiled once. src is the compact JSON of a YAML
+// document or the JSON string as written. Each grammar finding is reported at the YAML
+// line of the element its JSON path names; for a JSON string, at the finding's line
+// inside a block scalar, or at the string.
+func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, src []byte) (*policy.Policy, bool) {
+	p, err := policy.Parse(src)
+	if err == nil {
+		return p, true
+	}
+	var perr *policy.ParseError
+	if !errors.As(err, &perr) || len(perr.Findings) == 0 {
+		d.problem(n, path, "the policy does not parse: "+err.Error(), "fix the policy document")
+		return nil, false
+	}
+	findings := perr.Findings
+	var errs []policy.Finding
+	for _, f := range findings {
+		if f.Severity == policy.SeverityError {
+			errs = append(errs, f)
+		}
+	}
+	if len(errs) > 0 {
+		findings = errs
+	}
+	for _, f := range findings {
+		at, where := locate(n, yamlDoc, path, f.Path)
+		if yamlDoc == nil {
+			at = d.inString(n, f.Line, f.Column)
+		}
+		d.problem(at, where, fmt.Sprintf("%s (%s)", f.Message, f.Code), "correct this element of the policy (IAM JSON policy grammar)")
+	}
+	return nil, false
 }

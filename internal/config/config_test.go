@@ -113,8 +113,13 @@ var badSpecs = []struct {
 		want: "testdata/oidc_missing_client_ids.yaml:5:5: oidcProviders[0]: missing required key \"clientIds\"; add clientIds: [my-app]"},
 	{name: "oidc_plain_http", schema: schemaAccepts,
 		want: "testdata/oidc_plain_http.yaml:5:10: oidcProviders[0].url: an issuer URL must use https; use https:// (plain http is allowed only to a loopback address)"},
+	{name: "policy_grammar_json_block", schema: schemaAccepts,
+		want: "testdata/policy_grammar_json_block.yaml:13:25: roles[0].trustPolicy.Statement[0].Condition.StringEqualz: unknown condition operator \"StringEqualz\" (UNKNOWN_OPERATOR); correct this element of the policy (IAM JSON policy grammar)"},
+	{name: "policy_grammar_yaml", schema: schemaAccepts,
+		want: "testdata/policy_grammar_yaml.yaml:12:19: managedPolicies[0].document.Statement[1].Effect: Effect must be \"Allow\" or \"Deny\", not \"Permit\" (INVALID_EFFECT); correct this element of the policy (IAM JSON policy grammar)\n" +
+			"testdata/policy_grammar_yaml.yaml:16:56: managedPolicies[0].document.Statement[1].Condition.IpAddress.aws:SourceIp[1]: IP condition value \"10.0.0.300/32\" is not an IPv4 or IPv6 address or CIDR block (INVALID_CONDITION_VALUE); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "policy_json_string_invalid", schema: schemaAccepts,
-		want: "testdata/policy_json_string_invalid.yaml:8: roles[0].trustPolicy: the policy is not valid JSON: invalid character '}' looking for beginning of object key string (line 2 of the JSON); fix the JSON, or write the policy as YAML"},
+		want: "testdata/policy_json_string_invalid.yaml:8:41: roles[0].trustPolicy: the policy is not valid JSON: invalid character '}' looking for beginning of object key string (line 2 of the JSON); fix the JSON, or write the policy as YAML"},
 	{name: "policy_not_a_document", schema: schemaRejects,
 		want: "testdata/policy_not_a_document.yaml:8:19: users[0].policies[0].document: must be a policy document, not a list; write a mapping with Version: \"2012-10-17\" and Statement, or a JSON string"},
 	{name: "region_format", schema: schemaRejects,
@@ -254,6 +259,12 @@ func TestLoadDemo(t *testing.T) {
 	if !ok {
 		t.Fatal("role app missing")
 	}
+	// Every policy is compiled at load, so the request path never parses.
+	for _, p := range []*Policy{app.TrustPolicy, app.Policies[0], alice.Policies[0], alice.PermissionsBoundary.Policy} {
+		if p == nil || p.Compiled == nil {
+			t.Fatalf("policy %+v not compiled", p)
+		}
+	}
 	if app.MaxSessionDuration != time.Hour || app.TrustPolicy == nil || len(app.Policies) != 1 {
 		t.Errorf("role app = %+v", app)
 	}
@@ -288,7 +299,7 @@ func TestLoadDemo(t *testing.T) {
 	if !ok {
 		t.Fatal("api missing")
 	}
-	if api.ARN(s) != "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5" || api.ResourcePolicy == nil {
+	if api.ARN(s) != "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5" || api.ResourcePolicy == nil || api.ResourcePolicy.Compiled == nil {
 		t.Errorf("api = %+v", api)
 	}
 	if len(api.Routes) != 3 {
@@ -309,7 +320,7 @@ func TestLoadDemo(t *testing.T) {
 	if !ok {
 		t.Fatal("endpoint missing")
 	}
-	if !slices.Equal(ep.Listen, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8443")}) || ep.Policy == nil {
+	if !slices.Equal(ep.Listen, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8443")}) || ep.Policy == nil || ep.Policy.Compiled == nil {
 		t.Errorf("endpoint = %+v", ep)
 	}
 	if len(ep.Ingress) != 1 || ep.Ingress[0].Ports != (PortRange{8443, 8443}) || ep.Ingress[0].Protocol != "tcp" ||

@@ -22,6 +22,7 @@ const maxProblems = 100
 // decoder walks the YAML node tree, collecting problems instead of stopping at the first.
 type decoder struct {
 	file     string
+	data     []byte
 	problems []Problem
 	visits   int
 	overrun  bool

@@ -72,6 +72,7 @@ var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // document parses the YAML text into its single document's root node.
 func (d *decoder) document(data []byte) *yaml.Node {
+	d.data = data
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {

@@ -53,7 +53,7 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 		yamlDoc = nil
 		var v any
 		if err := json.Unmarshal([]byte(n.Value), &v); err != nil {
-			at, msg := jsonErr(n, err)
+			at, msg := d.jsonErr(n, err)
 			d.problem(at, path, "the policy is not valid JSON: "+msg, "fix the JSON, or write the policy as YAML")
 			return nil
 		}
@@ -98,27 +98,47 @@ func policyChars(doc []byte) int {
 }
 
 // jsonErr locates a JSON syntax error inside a YAML string. In a block scalar (| or >)
-// line k of the JSON is line k of the text below the key, so the problem can point at it.
-func jsonErr(n *yaml.Node, err error) (*yaml.Node, string) {
+// line k of the JSON is a line of the file, so the problem can point at it.
+func (d *decoder) jsonErr(n *yaml.Node, err error) (*yaml.Node, string) {
 	se, ok := err.(*json.SyntaxError)
 	if !ok {
 		return n, err.Error()
 	}
 	off := min(int(se.Offset), len(n.Value))
 	line := strings.Count(n.Value[:off], "\n") + 1
-	return inString(n, line), fmt.Sprintf("%s (line %d of the JSON)", se.Error(), line)
+	// Offset counts the offending byte itself.
+	col := off - strings.LastIndexByte(n.Value[:off], '\n') - 1
+	return d.inString(n, line, col), fmt.Sprintf("%s (line %d of the JSON)", se.Error(), line)
 }
 
-// inString returns a position for line (1-based) of the text of a string node. In a
-// block scalar (| or >) that line is line n.Line+line of the file; in a quoted string the
-// line breaks are not the file's, so the string's own position is the best there is.
-func inString(n *yaml.Node, line int) *yaml.Node {
-	if line < 1 || n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+// inString returns the file position of line and column (1-based) of a string node's
+// text. In a literal block scalar (|) each line of the text is a line of the file,
+// indented by the block's indentation; in any other string the line breaks are not the
+// file's, so the string's own position is the best there is.
+func (d *decoder) inString(n *yaml.Node, line, col int) *yaml.Node {
+	if line < 1 || n.Style&yaml.LiteralStyle == 0 {
 		return n
 	}
 	at := *n
 	at.Line, at.Column = n.Line+line, 0
+	if indent := d.blockIndent(n.Line); indent >= 0 && col > 0 {
+		at.Column = indent + col
+	}
 	return &at
+}
+
+// blockIndent is the indentation of the first non-blank line after line header (the
+// line holding |), which YAML makes the indentation of the whole block; -1 if unknown.
+func (d *decoder) blockIndent(header int) int {
+	lines := bytes.Split(d.data, []byte("\n"))
+	for i := header; i < len(lines); i++ { // lines[header] is file line header+1
+		l := bytes.TrimRight(lines[i], "\r")
+		if len(bytes.TrimSpace(l)) == 0 {
+			continue
+		}
+		return len(l) - len(bytes.TrimLeft(l, " "))
+	}
+	return -1
 }
 
 // toJSON writes a YAML node as JSON. Scalars keep their YAML type (numbers and booleans

@@ -15,6 +15,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
 // Spec is a loaded, validated perimeter. It is immutable once returned by Load or Parse:
@@ -65,7 +67,7 @@ type Policy struct {
 	// Document is the policy as compact JSON.
 	Document json.RawMessage
 	// Compiled is the parsed policy, ready to evaluate.
-	Compiled *compiledPolicy
+	Compiled *policy.Policy
 	// Line and Column locate the document in the spec file.
 	Line, Column int
 }
