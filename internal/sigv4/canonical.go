@@ -180,13 +180,44 @@ func appendCanonicalURI(dst []byte, raw string, normalize bool) ([]byte, bool) {
 	return dst, true
 }
 
-// appendRawURI appends the path as sent, encoded again but not normalized: what
-// aws-sdk-go-v2 signs (it neither removes dot segments nor collapses slashes).
-func appendRawURI(dst []byte, raw string) []byte {
+// appendRawURI appends the second canonical form of a path that real clients sign.
+//
+// Normalized mode: the path as sent, encoded again but not normalized, as aws-sdk-go-v2
+// signs it (it neither removes dot segments nor collapses slashes).
+//
+// S3-style: the path as sent, its escapes kept as they are ("%7E", lower-case hex) and
+// only bytes no URI may hold encoded, as botocore and aws-sdk-go-v2 sign S3 paths. Its
+// decoding, segment by segment, is the decoding of the path sent, so it cannot equal the
+// AWS form of a path that names another key. ok is false for a malformed escape.
+func appendRawURI(dst []byte, raw string, normalize bool) ([]byte, bool) {
 	if raw == "" || raw[0] != '/' {
 		dst = append(dst, '/')
 	}
-	return appendEncoded(dst, raw, true)
+	if normalize {
+		return appendEncoded(dst, raw, true), true
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(raw) {
+				return dst, false
+			}
+			if _, ok := unhex(raw[i+1]); !ok {
+				return dst, false
+			}
+			if _, ok := unhex(raw[i+2]); !ok {
+				return dst, false
+			}
+			dst = append(dst, raw[i:i+3]...)
+			i += 2
+		case unreserved(c) || c == '/':
+			dst = append(dst, c)
+		default:
+			dst = append(dst, '%', upperhex[c>>4], upperhex[c&15])
+		}
+	}
+	return dst, true
 }
 
 // parseQuery splits the raw query into encoded (name, value) pairs in s.pairs. Empty

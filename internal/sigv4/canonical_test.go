@@ -101,3 +101,32 @@ func TestCanonicalHeaderValue(t *testing.T) {
 		}
 	}
 }
+
+// TestRawURI pins the second form real clients sign: normalized mode, the path as sent
+// encoded again (aws-sdk-go-v2); S3-style, the path as sent with its escapes kept
+// (botocore, aws-sdk-go-v2 with DisableURIPathEscaping).
+func TestRawURI(t *testing.T) {
+	tests := []struct {
+		raw, normalized, s3 string
+		s3ok                bool
+	}{
+		{"", "/", "/", true},
+		{"//a/../b", "//a/../b", "//a/../b", true},
+		{"/a%20b", "/a%2520b", "/a%20b", true},
+		{"/a%7Eb", "/a%257Eb", "/a%7Eb", true},
+		{"/a%2fb", "/a%252fb", "/a%2fb", true},
+		{"/a b!", "/a%20b%21", "/a%20b%21", true},
+		{"/a%zz", "/a%25zz", "", false},
+		{"/a%2", "/a%252", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := appendRawURI(nil, tt.raw, true)
+		if !ok || string(got) != tt.normalized {
+			t.Errorf("normalized %q -> %q, want %q", tt.raw, got, tt.normalized)
+		}
+		got, ok = appendRawURI(nil, tt.raw, false)
+		if ok != tt.s3ok || ok && string(got) != tt.s3 {
+			t.Errorf("S3-style %q -> %q (ok %v), want %q (ok %v)", tt.raw, got, ok, tt.s3, tt.s3ok)
+		}
+	}
+}

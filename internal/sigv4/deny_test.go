@@ -550,3 +550,44 @@ func TestAsSentFormRefused(t *testing.T) {
 		t.Errorf("hint %q", e.Hint)
 	}
 }
+
+// TestS3StylePaths: in S3 mode a path signed as sent (escapes kept) verifies, and no
+// signature passes for a path that names another key.
+func TestS3StylePaths(t *testing.T) {
+	v := newTestVerifier(t, nil, func(c *Config) { c.DisablePathNormalization = true })
+	now := testNow.Format(iso8601Basic)
+	sc := testNow.Format(yyyymmdd) + "/" + testRegion + "/" + testService + "/" + terminator
+	sign := func(canonicalPath string) string {
+		return refSignature("GET\n"+canonicalPath+"\n\nhost:api.example.com\nx-amz-date:"+now+"\n\nhost;x-amz-date\n"+hashHex(nil), now, sc, testSecret)
+	}
+	send := func(path, sig string) error {
+		r := craft(authHeader(testAKID+"/"+sc, "host;x-amz-date", sig), now)
+		r.RequestURI = path // as a server would see it
+		_, err := v.Verify(context.Background(), r, nil)
+		return err
+	}
+	for _, tc := range []struct {
+		name, signed, sent string
+		valid              bool
+	}{
+		{"AWS form", "/bkt/a~b", "/bkt/a~b", true},
+		{"AWS form of an escaped unreserved byte", "/bkt/a~b", "/bkt/a%7Eb", true},
+		{"escape kept as sent", "/bkt/a%7Eb", "/bkt/a%7Eb", true},
+		{"escaped slash as sent", "/bkt/a%2Fb", "/bkt/a%2Fb", true},
+		{"lower-case escaped slash as sent", "/bkt/a%2fb", "/bkt/a%2fb", true},
+		{"a/b does not verify a%2Fb", "/bkt/a/b", "/bkt/a%2Fb", false},
+		{"a%2Fb does not verify a/b", "/bkt/a%2Fb", "/bkt/a/b", false},
+		{"a%2520b does not verify a%20b", "/bkt/a%2520b", "/bkt/a%20b", false},
+		{"dot segments are part of the key", "/bkt/a/../b", "/bkt/b", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := send(tc.sent, sign(tc.signed))
+			if tc.valid && err != nil {
+				t.Fatalf("rejected: %v\n%s", err, describe(err))
+			}
+			if !tc.valid {
+				wantCode(t, err, CodeSignatureDoesNotMatch)
+			}
+		})
+	}
+}

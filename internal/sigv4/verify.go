@@ -183,11 +183,14 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	//  - the path as sent, encoded again but not normalized (aws-sdk-go-v2 neither removes
 	//    dot segments nor collapses slashes): encoding is injective, so this equals the
 	//    normalized form of another path only if this path is that path normalized, which
-	//    means the same resource;
+	//    means the same resource; S3-style, the path as sent with its escapes kept (see
+	//    appendRawURI);
 	//  - presigned: the query without X-Amz-Security-Token, which some signers append after
 	//    signing (aws-c-auth's omit_session_token, for AWS IoT). The token is still bound
 	//    to the credential by the lookup above, exactly as an unsigned header token is;
-	tryRaw := primary.normalize && !bytes.Equal(s.canon[len(r.Method)+1:len(r.Method)+1+s.uriLen], appendRawURI(s.msg[:0], rawPath))
+	var rawOK bool
+	s.msg, rawOK = appendRawURI(s.msg[:0], rawPath, primary.normalize)
+	tryRaw := rawOK && !bytes.Equal(s.canon[len(r.Method)+1:len(r.Method)+1+s.uriLen], s.msg)
 	tryAlt := alt != "" && primary.body
 	tryNoToken := a.presigned && a.hasToken
 	for variant := 1; variant < 8; variant++ {
@@ -228,10 +231,14 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		o.asSent = true
 		s.buildCanonical(r.Method, rawPath, rawQuery, &a, o, bodyHash[:])
 		if s.check(&a, key[:]) {
+			rule := "SigV4 encodes the path a second time and sorts and encodes the query"
+			if !primary.normalize {
+				rule = "SigV4 sorts and encodes the query"
+			}
 			hint = "the signature is valid for the path and query exactly as sent, not canonicalized " +
-				"(curl 7.x --aws-sigv4 signs them so): SigV4 encodes the path a second time and sorts and " +
-				"encodes the query; send a path of unreserved characters and a sorted, encoded query, or use " +
-				"a client that follows SigV4 (curl 8 or later, an AWS SDK, the AWS CLI)"
+				"(curl 7.x --aws-sigv4 signs them so): " + rule + "; send a path of unreserved characters " +
+				"and a sorted, encoded query, or use a client that follows SigV4 (curl 8 or later, an AWS " +
+				"SDK, the AWS CLI)"
 		}
 	}
 	// Report the form AWS documents.
@@ -275,7 +282,7 @@ func (s *scratch) buildCanonical(method, rawPath, rawQuery string, a *authInfo, 
 	case o.asSent:
 		c = append(c, rawPath...)
 	case o.raw:
-		c = appendRawURI(c, rawPath)
+		c, ok = appendRawURI(c, rawPath, o.normalize)
 	default:
 		c, ok = appendCanonicalURI(c, rawPath, o.normalize)
 	}
