@@ -1,0 +1,398 @@
+package identity
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Session token format, version 1, base64url without padding (strict: one spelling per token):
+//
+//	version    1 byte  (1)
+//	key id len 1 byte  (1..32)
+//	key id     the sealing key's id
+//	body len   2 bytes big-endian: length of ciphertext+tag
+//	nonce      12 bytes, random
+//	ciphertext AES-256-GCM of the claims encoding (claims.go), 16-byte tag appended
+//
+// The additional authenticated data is everything before the nonce, so the version, key id
+// and length are bound to the ciphertext. The length lets a truncated token be told apart
+// from a tampered one before any decryption.
+const (
+	tokenVersion  = 1
+	maxKeyIDLen   = 32
+	sealingKeyLen = 32 // AES-256
+	nonceLen      = 12
+	tagLen        = 16
+
+	// MaxTokenLen bounds an encoded token (sigv4 refuses longer X-Amz-Security-Token values).
+	MaxTokenLen = 16 << 10
+
+	// DefaultMaxSessionDuration is the longest session AWS issues: GetSessionToken's 36 hours
+	// ("GetSessionToken", AWS STS API Reference). Rotated-out keys are kept this long.
+	DefaultMaxSessionDuration = 36 * time.Hour
+
+	// maxSealsPerKey keeps random 96-bit nonces within NIST SP 800-38D §8.3's bound of 2^32
+	// invocations per key; past it Seal refuses until the key is rotated.
+	maxSealsPerKey = 1 << 32
+)
+
+// tokenEncoding is strict so that a token has exactly one spelling (no malleable padding bits).
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+// SealerConfig configures a Sealer.
+type SealerConfig struct {
+	// MaxSessionDuration is the longest session Seal accepts and how long a rotated-out key
+	// stays in the ring; 0 means DefaultMaxSessionDuration.
+	MaxSessionDuration time.Duration
+	Now                func() time.Time // nil: time.Now
+	Rand               io.Reader        // nonces; nil: crypto/rand
+}
+
+// Sealer seals claims into session tokens with the ring's current key and opens tokens
+// sealed with any key still in the ring. Seal and Open are safe for concurrent use and never
+// lock: the ring is an immutable snapshot behind an atomic.Pointer, replaced by Rotate and
+// SetKeys (which serialize among themselves).
+type Sealer struct {
+	maxSession time.Duration
+	now        func() time.Time
+	rand       io.Reader
+
+	mu   sync.Mutex // writers only
+	ring atomic.Pointer[keyRing]
+	bufs sync.Pool // *[]byte decode buffers for Open
+}
+
+type keyRing struct {
+	current *ringKey // nil: the ring can open but not seal
+	keys    map[string]*ringKey
+}
+
+type ringKey struct {
+	id          string
+	raw         []byte // to tell a reload of the same key from a conflicting one
+	aead        cipher.AEAD
+	createdAt   time.Time
+	retireAfter time.Time      // zero: not retired
+	seals       *atomic.Uint64 // shared by every snapshot holding this key
+}
+
+// NewSealer validates cfg and returns a Sealer with an empty ring (load it with SetKeys or
+// Rotate).
+func NewSealer(cfg SealerConfig) (*Sealer, error) {
+	if cfg.MaxSessionDuration < 0 {
+		return nil, fmt.Errorf("new sealer: max session duration %s is negative", cfg.MaxSessionDuration)
+	}
+	s := &Sealer{maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand}
+	if s.maxSession == 0 {
+		s.maxSession = DefaultMaxSessionDuration
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.ring.Store(&keyRing{keys: map[string]*ringKey{}})
+	return s, nil
+}
+
+// NewSealingKey returns a new current key: a 32-byte AES-256 key and an 8-character id,
+// both from r (nil: crypto/rand).
+func NewSealingKey(r io.Reader, now time.Time) (SealingKey, error) {
+	var b [5 + sealingKeyLen]byte
+	if err := readRandom(r, b[:]); err != nil {
+		return SealingKey{}, fmt.Errorf("new sealing key: %w", err)
+	}
+	id := strings.ToLower(base32.StdEncoding.EncodeToString(b[:5]))
+	return SealingKey{ID: id, Key: append([]byte(nil), b[5:]...), CreatedAt: now.UTC()}, nil
+}
+
+// CurrentKeyID returns the id of the key Seal uses, "" when there is none.
+func (s *Sealer) CurrentKeyID() string {
+	if k := s.ring.Load().current; k != nil {
+		return k.id
+	}
+	return ""
+}
+
+// KeyIDs returns the ids of every key in the ring (unordered).
+func (s *Sealer) KeyIDs() []string {
+	r := s.ring.Load()
+	ids := make([]string, 0, len(r.keys))
+	for id := range r.keys {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Rotate makes k the current key. The previous current key stays in the ring, for opening
+// only, until MaxSessionDuration from now: no session it sealed can outlive that. Keys whose
+// retirement time has passed are dropped.
+func (s *Sealer) Rotate(k SealingKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	old := s.ring.Load()
+	if _, dup := old.keys[k.ID]; dup {
+		return fmt.Errorf("rotate sealing key: key id %q is already in the ring", k.ID)
+	}
+	nk, err := newRingKey(k)
+	if err != nil {
+		return fmt.Errorf("rotate sealing key: %w", err)
+	}
+	nk.retireAfter = time.Time{}
+	next := &keyRing{current: nk, keys: make(map[string]*ringKey, len(old.keys)+1)}
+	for id, rk := range old.keys {
+		if rk == old.current {
+			c := *rk
+			c.retireAfter = now.Add(s.maxSession)
+			rk = &c
+		}
+		if retired(rk, now) {
+			continue
+		}
+		next.keys[id] = rk
+	}
+	next.keys[nk.id] = nk
+	s.ring.Store(next)
+	return nil
+}
+
+// SetKeys replaces the ring with keys (as listed by the store): keys past their retirement
+// time are left out; the current key is the newest not retired. A key id already in the
+// ring with different key bytes is refused, and the ring is left unchanged on any error.
+func (s *Sealer) SetKeys(keys []SealingKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	old := s.ring.Load()
+	next := &keyRing{keys: make(map[string]*ringKey, len(keys))}
+	for _, k := range keys {
+		if _, dup := next.keys[k.ID]; dup {
+			return fmt.Errorf("load sealing keys: key id %q appears twice", k.ID)
+		}
+		var rk *ringKey
+		if prev, ok := old.keys[k.ID]; ok {
+			if len(prev.raw) != len(k.Key) || subtle.ConstantTimeCompare(prev.raw, k.Key) != 1 {
+				return fmt.Errorf("load sealing keys: key id %q now has different key bytes", k.ID)
+			}
+			c := *prev
+			c.createdAt, c.retireAfter = k.CreatedAt, k.RetireAfter
+			rk = &c
+		} else {
+			var err error
+			if rk, err = newRingKey(k); err != nil {
+				return fmt.Errorf("load sealing keys: %w", err)
+			}
+		}
+		if retired(rk, now) {
+			continue
+		}
+		next.keys[k.ID] = rk
+		if rk.retireAfter.IsZero() && (next.current == nil || newer(rk, next.current)) {
+			next.current = rk
+		}
+	}
+	s.ring.Store(next)
+	return nil
+}
+
+func newer(a, b *ringKey) bool {
+	if !a.createdAt.Equal(b.createdAt) {
+		return a.createdAt.After(b.createdAt)
+	}
+	return a.id > b.id // a deterministic choice when two replicas rotated at the same instant
+}
+
+func retired(k *ringKey, now time.Time) bool {
+	return !k.retireAfter.IsZero() && !now.Before(k.retireAfter)
+}
+
+func newRingKey(k SealingKey) (*ringKey, error) {
+	if !validKeyID(k.ID) {
+		return nil, fmt.Errorf("sealing key id %q is not 1 to %d characters of A-Z a-z 0-9 . _ -", k.ID, maxKeyIDLen)
+	}
+	if len(k.Key) != sealingKeyLen {
+		return nil, fmt.Errorf("sealing key %q is %d bytes, want %d", k.ID, len(k.Key), sealingKeyLen)
+	}
+	raw := append([]byte(nil), k.Key...)
+	block, err := aes.NewCipher(raw)
+	if err != nil {
+		return nil, fmt.Errorf("sealing key %q: %w", k.ID, err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("sealing key %q: %w", k.ID, err)
+	}
+	return &ringKey{id: k.ID, raw: raw, aead: aead, createdAt: k.CreatedAt, retireAfter: k.RetireAfter, seals: new(atomic.Uint64)}, nil
+}
+
+func validKeyID(id string) bool {
+	if len(id) == 0 || len(id) > maxKeyIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Seal validates c and returns its session token, sealed with the current key.
+func (s *Sealer) Seal(c *Claims) (string, error) {
+	if err := s.checkClaims(c); err != nil {
+		return "", fmt.Errorf("seal session token: %w", err)
+	}
+	k := s.ring.Load().current
+	if k == nil {
+		return "", errors.New("seal session token: no current sealing key (rotate one in)")
+	}
+	if k.seals.Add(1) > maxSealsPerKey {
+		return "", fmt.Errorf("seal session token: key %q has sealed 2^32 tokens; rotate the sealing key", k.id)
+	}
+
+	hdr := 2 + len(k.id) + 2
+	b := make([]byte, hdr+nonceLen, hdr+nonceLen+claimsSizeHint(c)+tagLen)
+	b[0] = tokenVersion
+	b[1] = byte(len(k.id))
+	copy(b[2:], k.id)
+	if err := readRandom(s.rand, b[hdr:hdr+nonceLen]); err != nil {
+		return "", fmt.Errorf("seal session token: nonce: %w", err)
+	}
+	b = appendClaims(b, c)
+	body := len(b) - hdr - nonceLen + tagLen
+	if tokenEncoding.EncodedLen(len(b)+tagLen) > MaxTokenLen {
+		return "", fmt.Errorf("seal session token: claims make a %d-byte token, over the %d-byte limit (fewer tags or a shorter session policy)", tokenEncoding.EncodedLen(len(b)+tagLen), MaxTokenLen)
+	}
+	binary.BigEndian.PutUint16(b[hdr-2:hdr], uint16(body))
+	plain := b[hdr+nonceLen:]
+	sealed := k.aead.Seal(plain[:0], b[hdr:hdr+nonceLen], plain, b[:hdr])
+	return tokenEncoding.EncodeToString(b[:hdr+nonceLen+len(sealed)]), nil
+}
+
+func claimsSizeHint(c *Claims) int {
+	n := 64 + len(c.AccessKeyID) + len(c.SecretAccessKey) + len(c.Principal) + len(c.Role) +
+		len(c.SourceIdentity) + len(c.SessionName) + len(c.Policy) + len(c.Node) + len(c.VPC) + len(c.Endpoint)
+	for _, t := range c.Tags {
+		n += 4 + len(t.Key) + len(t.Value)
+	}
+	for _, k := range c.TransitiveTagKeys {
+		n += 2 + len(k)
+	}
+	for _, a := range c.PolicyARNs {
+		n += 2 + len(a)
+	}
+	return n
+}
+
+// checkClaims refuses claims no session may have. The error names the field, never its value.
+func (s *Sealer) checkClaims(c *Claims) error {
+	switch {
+	case c == nil:
+		return errors.New("no claims")
+	case !ValidAccessKeyID(c.AccessKeyID, PrefixTemporary):
+		return errors.New("access key id is not ASIA followed by 16 characters of A-Z2-7")
+	case !validSecret(c.SecretAccessKey):
+		return fmt.Errorf("secret access key is not %d printable characters", secretKeyLen)
+	case c.Principal == "" || c.Role == "":
+		return errors.New("principal and role ARNs are required")
+	case c.IssuedAt.Unix() <= 0 || c.IssuedAt.Year() >= 2200:
+		return errors.New("issue time is unset or out of range")
+	case !c.Expires.After(c.IssuedAt):
+		return errors.New("expiry is not after the issue time")
+	case c.Expires.Sub(c.IssuedAt) > s.maxSession:
+		return fmt.Errorf("session of %s is longer than the sealer's maximum %s", c.Expires.Sub(c.IssuedAt), s.maxSession)
+	case c.PrivateIP.IsValid() && c.PrivateIP.Zone() != "":
+		return errors.New("private IP has a zone")
+	}
+	return nil
+}
+
+// Open authenticates and decodes token. It returns ErrTokenMalformed, ErrTokenTruncated,
+// ErrTokenUnknownKey, ErrTokenTampered or ErrTokenExpired when it refuses the token.
+func (s *Sealer) Open(token string) (*Claims, error) {
+	c := new(Claims)
+	if err := s.openInto(token, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *Sealer) openInto(token string, c *Claims) error {
+	if len(token) == 0 || len(token) > MaxTokenLen {
+		return ErrTokenMalformed
+	}
+	n := tokenEncoding.DecodedLen(len(token))
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer s.bufs.Put(bp)
+	if cap(*bp) < n {
+		*bp = make([]byte, n, max(n, 1024))
+	}
+	b := (*bp)[:n]
+	// Wipe the plaintext (it holds the session secret) before the buffer goes back to the pool.
+	defer clear(b)
+	n, err := tokenEncoding.Decode(b, []byte(token))
+	if err != nil {
+		return ErrTokenMalformed
+	}
+	b = b[:n]
+
+	if len(b) < 2 {
+		return ErrTokenTruncated
+	}
+	if b[0] != tokenVersion {
+		return ErrTokenMalformed
+	}
+	idLen := int(b[1])
+	if idLen == 0 || idLen > maxKeyIDLen {
+		return ErrTokenMalformed
+	}
+	hdr := 2 + idLen + 2
+	if len(b) < hdr {
+		return ErrTokenTruncated
+	}
+	body := int(binary.BigEndian.Uint16(b[hdr-2 : hdr]))
+	switch {
+	case body < tagLen:
+		return ErrTokenMalformed
+	case len(b) < hdr+nonceLen+body:
+		return ErrTokenTruncated
+	case len(b) > hdr+nonceLen+body:
+		return ErrTokenMalformed
+	}
+
+	now := s.now()
+	k := s.ring.Load().keys[string(b[2:2+idLen])]
+	if k == nil || retired(k, now) {
+		return ErrTokenUnknownKey
+	}
+	ct := b[hdr+nonceLen:]
+	plain, err := k.aead.Open(ct[:0], b[hdr:hdr+nonceLen], ct, b[:hdr])
+	if err != nil {
+		return ErrTokenTampered
+	}
+	// Authenticated: these are claims this ring sealed. Checks below are defence in depth.
+	if err := decodeClaims(string(plain), c); err != nil {
+		return ErrTokenMalformed
+	}
+	if !ValidAccessKeyID(c.AccessKeyID, PrefixTemporary) || !c.Expires.After(c.IssuedAt) {
+		return ErrTokenMalformed
+	}
+	if !now.Before(c.Expires) {
+		return ErrTokenExpired
+	}
+	return nil
+}
