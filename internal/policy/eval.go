@@ -180,6 +180,8 @@ type evalState struct {
 	principal [1]string
 	account   [1]string
 	resAcct   [1]string
+	// hasBoundary: the caller has a permissions boundary (the set holds one).
+	hasBoundary bool
 }
 
 // lookup returns a context key's values. aws:PrincipalArn, aws:PrincipalAccount and
@@ -251,6 +253,13 @@ func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
 			m, d := s.principal.match(&st.pi, st)
 			if s.notPrincipal {
 				m, d = !m, false
+				// "The NotPrincipal element with a Deny effect will always deny any IAM
+				// principal that has a permissions boundary policy attached, regardless
+				// of the values specified in the NotPrincipal element" ("Permissions
+				// boundaries for IAM entities"). Reproduced: it fails closed.
+				if s.deny && st.hasBoundary && st.pi.isARN && s.kind == kindIndex(Resource) {
+					m = true
+				}
 			}
 			if !m {
 				return false, false
@@ -291,7 +300,7 @@ func (s *Set) Evaluate(req *Request) Decision {
 	if s == nil || req == nil {
 		return Decision{Effect: ImplicitDeny, Reason: "no policies or no request"}
 	}
-	st := evalState{req: req, ctx: req.Context}
+	st := evalState{req: req, ctx: req.Context, hasBoundary: s.has[kindIndex(Boundary)]}
 	st.pi = newPrincipalInfo(req.Principal, req.PrincipalAccount)
 	st.resParts, st.resIsARN = arnParts(req.Resource)
 	st.principal[0] = req.Principal
