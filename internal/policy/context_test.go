@@ -1,0 +1,42 @@
+package policy
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestContext: condition key names are case-insensitive ("IAM JSON policy elements:
+// Condition"); values keep their case; a key can be present with no values.
+func TestContext(t *testing.T) {
+	c := NewContext(map[string][]string{"aws:SourceIp": {"10.0.0.1"}, "AWS:TagKeys": {"a"}, "aws:tagkeys": {"b"}})
+	if v, ok := c.Get("AWS:SOURCEIP"); !ok || !slices.Equal(v, []string{"10.0.0.1"}) {
+		t.Errorf("Get upper-case: %v %v", v, ok)
+	}
+	v, _ := c.Get("aws:TagKeys")
+	slices.Sort(v)
+	if !slices.Equal(v, []string{"a", "b"}) {
+		t.Errorf("keys differing only in case were not merged: %v", v)
+	}
+	vals := []string{"Alice"}
+	c.Set("aws:UserName", vals...)
+	vals[0] = "mallory" // Set copies: the caller's slice cannot change the context later
+	if v, _ := c.Get("aws:username"); !slices.Equal(v, []string{"Alice"}) {
+		t.Errorf("Set: %v", v)
+	}
+	c.Set("aws:TagKeys")
+	if v, ok := c.Get("aws:tagkeys"); !ok || len(v) != 0 {
+		t.Errorf("empty multivalued key: %v %v", v, ok)
+	}
+	if _, ok := c.Get("aws:missing"); ok {
+		t.Error("absent key reported present")
+	}
+	var nilCtx *Context
+	if _, ok := nilCtx.Get("k"); ok {
+		t.Error("nil context has keys")
+	}
+	var zero Context
+	zero.Set("k", "v")
+	if v, ok := zero.Get("K"); !ok || v[0] != "v" {
+		t.Error("zero Context is not usable")
+	}
+}
