@@ -55,9 +55,9 @@ func roleName(arn string) string {
 	return ""
 }
 
-// Claims encoding, version 1. Binary rather than JSON: it is about half the size for a
-// typical session (TestClaimsEncodingSize measures it) and decodes with one string
-// allocation. Fields in fixed order:
+// Claims encoding, version 1. Binary rather than JSON: 62% of JSON's size for a full
+// AssumeRole session and 38% for a minimal one (TestClaimsEncodingSize measures it), and it
+// decodes with one allocation for all strings. Fields in fixed order:
 //
 //	flags      1 byte (bit 0: MFA; other bits must be zero)
 //	issued     8 bytes, big-endian Unix nanoseconds

@@ -1,0 +1,156 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Administrative writes (the `phantom iam` and `phantom keys` commands). Each writes to the
+// store and then refreshes the snapshots, so the change is in force on this replica when the
+// call returns; other replicas pick it up on their next poll.
+
+// CreateAccessKey creates an Active long-term access key for user. The returned key holds
+// the secret: the only time it is shown.
+func (s *Service) CreateAccessKey(ctx context.Context, user string) (AccessKey, error) {
+	if !validUserName(user) {
+		return AccessKey{}, fmt.Errorf("create access key: user name %q is not 1 to 64 characters of A-Z a-z 0-9 +=,.@_-", user)
+	}
+	id, err := NewAccessKeyID(s.rand, PrefixLongTerm)
+	if err != nil {
+		return AccessKey{}, fmt.Errorf("create access key: %w", err)
+	}
+	secret, err := NewSecretAccessKey(s.rand)
+	if err != nil {
+		return AccessKey{}, fmt.Errorf("create access key: %w", err)
+	}
+	k := AccessKey{ID: id, User: user, Secret: secret, Status: StatusActive, CreatedAt: s.now().UTC()}
+	if err := s.deps.AccessKeys.PutAccessKey(ctx, k); err != nil {
+		return AccessKey{}, fmt.Errorf("create access key for %s: %w", user, err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		return AccessKey{}, fmt.Errorf("create access key for %s: %w", user, err)
+	}
+	return k, nil
+}
+
+// UpdateAccessKeyStatus sets a key Active or Inactive; Inactive is refused on this replica
+// as soon as the call returns.
+func (s *Service) UpdateAccessKeyStatus(ctx context.Context, id, status string) error {
+	if status != StatusActive && status != StatusInactive {
+		return fmt.Errorf("update access key %s: status %q is neither %s nor %s", id, status, StatusActive, StatusInactive)
+	}
+	if err := s.deps.AccessKeys.UpdateAccessKeyStatus(ctx, id, status); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteAccessKey deletes a key.
+func (s *Service) DeleteAccessKey(ctx context.Context, id string) error {
+	if err := s.deps.AccessKeys.DeleteAccessKey(ctx, id); err != nil {
+		return fmt.Errorf("delete access key %s: %w", id, err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		return fmt.Errorf("delete access key %s: %w", id, err)
+	}
+	return nil
+}
+
+// RevokeSessions denies every session of the role (by name) issued before now
+// ("Revoking IAM role temporary security credentials", IAM User Guide).
+func (s *Service) RevokeSessions(ctx context.Context, role string) (Revocation, error) {
+	if !validRoleName(role) {
+		return Revocation{}, fmt.Errorf("revoke sessions: role name %q is not 1 to 64 characters of A-Z a-z 0-9 +=,.@_-", role)
+	}
+	r := Revocation{Role: role, Before: s.now().UTC()}
+	if err := s.deps.Revocations.PutRevocation(ctx, r); err != nil {
+		return Revocation{}, fmt.Errorf("revoke sessions of role %s: %w", role, err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		return Revocation{}, fmt.Errorf("revoke sessions of role %s: %w", role, err)
+	}
+	return r, nil
+}
+
+// RotateSealingKey adds a new current sealing key and retires the previous current keys
+// after the longest session (they keep opening the tokens they sealed until then). With no
+// key yet, it creates the first one. It returns the new key's id.
+func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
+	now := s.now().UTC()
+	existing, err := s.deps.SealingKeys.ListSealingKeys(ctx)
+	if err != nil {
+		return "", fmt.Errorf("rotate sealing key: list keys: %w", err)
+	}
+	k, err := NewSealingKey(s.rand, now)
+	if err != nil {
+		return "", fmt.Errorf("rotate sealing key: %w", err)
+	}
+	// Store the new key before retiring the old: a crash in between leaves two current keys
+	// (the newest seals), never none.
+	if err := s.deps.SealingKeys.PutSealingKey(ctx, k); err != nil {
+		return "", fmt.Errorf("rotate sealing key: store key %s: %w", k.ID, err)
+	}
+	var errs []error
+	for _, old := range existing {
+		if old.RetireAfter.IsZero() {
+			if err := s.deps.SealingKeys.RetireSealingKey(ctx, old.ID, now.Add(s.maxSession)); err != nil {
+				errs = append(errs, fmt.Errorf("retire key %s: %w", old.ID, err))
+			}
+		}
+	}
+	if err := s.Refresh(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return k.ID, fmt.Errorf("rotate sealing key: %w", errors.Join(errs...))
+	}
+	return k.ID, nil
+}
+
+// NewSession generates a session's access key id and secret, sets its issue time to now and
+// its expiry to now+duration, and seals it. c carries the rest (principal, role, tags...).
+func (s *Service) NewSession(c Claims, duration time.Duration) (Claims, string, error) {
+	if duration <= 0 {
+		return Claims{}, "", fmt.Errorf("new session: duration %s is not positive", duration)
+	}
+	var err error
+	if c.AccessKeyID, err = NewAccessKeyID(s.rand, PrefixTemporary); err != nil {
+		return Claims{}, "", fmt.Errorf("new session: %w", err)
+	}
+	if c.SecretAccessKey, err = NewSecretAccessKey(s.rand); err != nil {
+		return Claims{}, "", fmt.Errorf("new session: %w", err)
+	}
+	c.IssuedAt = s.now().UTC()
+	c.Expires = c.IssuedAt.Add(duration)
+	token, err := s.sealer.Seal(&c)
+	if err != nil {
+		return Claims{}, "", fmt.Errorf("new session: %w", err)
+	}
+	return c, token, nil
+}
+
+// validUserName follows IAM's user and role name rules: 1-64 of [\w+=,.@-]
+// ("IAM object quotas" and CreateUser/CreateRole, IAM API Reference).
+func validUserName(n string) bool { return validIAMName(n) }
+func validRoleName(n string) bool { return validIAMName(n) }
+
+func validIAMName(n string) bool {
+	if len(n) == 0 || len(n) > 64 {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '+' || c == '=' || c == ',' || c == '.' || c == '@' || c == '_' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,329 @@
+package identity
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
+)
+
+// DefaultRefreshInterval is how often Run polls the store's change counter: disabling a key
+// or revoking sessions reaches every replica within about this long.
+const DefaultRefreshInterval = 2 * time.Second
+
+// Config is validated once, by New.
+type Config struct {
+	Account string // the perimeter's 12-digit account id (users' ARNs)
+
+	// MaxSessionDuration bounds sessions and how long rotated-out sealing keys are kept;
+	// 0 means DefaultMaxSessionDuration (36h, GetSessionToken's limit).
+	MaxSessionDuration time.Duration
+	// RefreshInterval is Run's polling period; 0 means DefaultRefreshInterval.
+	RefreshInterval time.Duration
+
+	Now    func() time.Time // nil: time.Now
+	Rand   io.Reader        // key material and nonces; nil: crypto/rand
+	Logger *slog.Logger     // nil: slog.Default()
+}
+
+// Deps are the stores identity reads its snapshots from. One store value usually fills
+// all of them. Changes is optional: without it Run reloads on every tick.
+type Deps struct {
+	AccessKeys  AccessKeyStore
+	SealingKeys SealingKeyStore
+	Revocations RevocationStore
+	Changes     ChangeFeed
+}
+
+// Service resolves credentials from in-memory snapshots (users' access keys, revocations and
+// the sealing key ring) and performs the administrative writes that change them. It
+// implements sigv4.CredentialSource. Lookups never lock and never touch the store.
+type Service struct {
+	account    string
+	maxSession time.Duration
+	interval   time.Duration
+	now        func() time.Time
+	rand       io.Reader
+	log        *slog.Logger
+	deps       Deps
+
+	sealer *Sealer
+	snap   atomic.Pointer[snapshot] // nil until the first successful Refresh
+
+	refreshMu sync.Mutex // one Refresh at a time
+}
+
+// snapshot is immutable once published.
+type snapshot struct {
+	version int64
+	keys    map[string]*userKey  // access key id -> key
+	revoked map[string]time.Time // role name -> sessions issued before this are revoked
+}
+
+type userKey struct {
+	user      string
+	principal string // arn:aws:iam::ACCOUNT:user/NAME, built once per refresh
+	secret    string
+	active    bool
+}
+
+var _ sigv4.CredentialSource = (*Service)(nil)
+
+// New validates cfg and deps. The service resolves nothing until Refresh has loaded the
+// snapshots once.
+func New(cfg Config, deps Deps) (*Service, error) {
+	var problems []error
+	if !validAccount(cfg.Account) {
+		problems = append(problems, fmt.Errorf("account id %q is not 12 digits", cfg.Account))
+	}
+	if cfg.MaxSessionDuration < 0 {
+		problems = append(problems, fmt.Errorf("max session duration %s is negative", cfg.MaxSessionDuration))
+	}
+	if cfg.RefreshInterval < 0 {
+		problems = append(problems, fmt.Errorf("refresh interval %s is negative", cfg.RefreshInterval))
+	}
+	if deps.AccessKeys == nil || deps.SealingKeys == nil || deps.Revocations == nil {
+		problems = append(problems, errors.New("access key, sealing key and revocation stores are all required"))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("new identity service: %w", errors.Join(problems...))
+	}
+	s := &Service{
+		account:    cfg.Account,
+		maxSession: cfg.MaxSessionDuration,
+		interval:   cfg.RefreshInterval,
+		now:        cfg.Now,
+		rand:       cfg.Rand,
+		log:        cfg.Logger,
+		deps:       deps,
+	}
+	if s.maxSession == 0 {
+		s.maxSession = DefaultMaxSessionDuration
+	}
+	if s.interval == 0 {
+		s.interval = DefaultRefreshInterval
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	sealer, err := NewSealer(SealerConfig{MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
+	if err != nil {
+		return nil, fmt.Errorf("new identity service: %w", err)
+	}
+	s.sealer = sealer
+	return s, nil
+}
+
+func validAccount(a string) bool {
+	if len(a) != 12 {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if a[i] < '0' || a[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Sealer returns the service's token sealer (its ring follows the store on every Refresh).
+func (s *Service) Sealer() *Sealer { return s.sealer }
+
+// Resolved is a resolved credential and who it belongs to.
+type Resolved struct {
+	Credential sigv4.Credential
+	User       string  // long-term keys: the user's name
+	Claims     *Claims // session credentials: the opened token (read-only); nil for long-term keys
+}
+
+// Resolve returns the credential for accessKeyID. ASIA ids are resolved from the session
+// token alone (no store lookup): it must open, be unexpired, carry this access key id and
+// not be revoked. AKIA ids come from the access key snapshot and must be Active.
+func (s *Service) Resolve(ctx context.Context, accessKeyID, sessionToken string) (Resolved, error) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return Resolved{}, ErrNotLoaded
+	}
+	switch {
+	case ValidAccessKeyID(accessKeyID, PrefixTemporary):
+		return s.resolveSession(snap, accessKeyID, sessionToken)
+	case ValidAccessKeyID(accessKeyID, PrefixLongTerm):
+		if sessionToken != "" {
+			return Resolved{}, ErrTokenUnexpected
+		}
+		// Access key ids are identifiers, not secrets (they are logged by CloudTrail), so a
+		// map lookup's timing reveals nothing the caller could not learn anyway.
+		k := snap.keys[accessKeyID]
+		switch {
+		case k == nil:
+			return Resolved{}, ErrAccessKeyUnknown
+		case !k.active:
+			return Resolved{}, ErrAccessKeyInactive
+		}
+		return Resolved{
+			Credential: sigv4.Credential{AccessKeyID: accessKeyID, SecretAccessKey: k.secret, Principal: k.principal},
+			User:       k.user,
+		}, nil
+	default:
+		return Resolved{}, ErrAccessKeyUnknown
+	}
+}
+
+func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Resolved, error) {
+	if token == "" {
+		return Resolved{}, ErrTokenMissing
+	}
+	c := new(Claims)
+	if err := s.sealer.openInto(token, c); err != nil {
+		return Resolved{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
+		return Resolved{}, ErrTokenMismatch
+	}
+	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
+	// earlier than the revocation time, for every session of the role.
+	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
+		return Resolved{}, ErrSessionRevoked
+	}
+	return Resolved{
+		Credential: sigv4.Credential{
+			AccessKeyID:     c.AccessKeyID,
+			SecretAccessKey: c.SecretAccessKey,
+			SessionToken:    token,
+			Principal:       c.Principal,
+			Expires:         c.Expires,
+		},
+		Claims: c,
+	}, nil
+}
+
+type captureKey struct{}
+
+// Capture returns a context that records what LookupCredential resolves under it, so the
+// caller of sigv4.Verify gets the session claims (principal, tags, issue time, source
+// identity, node network) for the request context without opening the token twice.
+func Capture(ctx context.Context) (context.Context, *Resolved) {
+	r := new(Resolved)
+	return context.WithValue(ctx, captureKey{}, r), r
+}
+
+// LookupCredential implements sigv4.CredentialSource. Refusals wrap the sigv4 sentinel the
+// verifier maps to AWS's error code; a context from Capture receives the resolution.
+func (s *Service) LookupCredential(ctx context.Context, accessKeyID, sessionToken string) (sigv4.Credential, error) {
+	r, err := s.Resolve(ctx, accessKeyID, sessionToken)
+	if err != nil {
+		return sigv4.Credential{}, err
+	}
+	if dst, ok := ctx.Value(captureKey{}).(*Resolved); ok {
+		*dst = r
+	}
+	return r.Credential, nil
+}
+
+// Refresh reloads access keys, sealing keys and revocations from the store and swaps in new
+// snapshots. On error the previous snapshots stay in place.
+func (s *Service) Refresh(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	return s.refreshLocked(ctx)
+}
+
+func (s *Service) refreshLocked(ctx context.Context) error {
+	var version int64
+	if s.deps.Changes != nil {
+		// Read the counter first: a write that lands during the load bumps it past this
+		// value, so the next poll reloads again instead of missing the write.
+		v, err := s.deps.Changes.Version(ctx)
+		if err != nil {
+			return fmt.Errorf("refresh credentials: read store version: %w", err)
+		}
+		version = v
+	}
+	keys, err := s.deps.AccessKeys.ListAccessKeys(ctx, "")
+	if err != nil {
+		return fmt.Errorf("refresh credentials: list access keys: %w", err)
+	}
+	sealing, err := s.deps.SealingKeys.ListSealingKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh credentials: list sealing keys: %w", err)
+	}
+	revs, err := s.deps.Revocations.ListRevocations(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh credentials: list revocations: %w", err)
+	}
+
+	next := &snapshot{
+		version: version,
+		keys:    make(map[string]*userKey, len(keys)),
+		revoked: make(map[string]time.Time, len(revs)),
+	}
+	for _, k := range keys {
+		if !ValidAccessKeyID(k.ID, PrefixLongTerm) || !validSecret(k.Secret) || k.User == "" {
+			// Never usable; say which key (ids are not secret), never its secret.
+			s.log.Warn("identity: skipping malformed access key", "access_key_id", k.ID, "user", k.User)
+			continue
+		}
+		next.keys[k.ID] = &userKey{
+			user:      k.User,
+			principal: "arn:aws:iam::" + s.account + ":user/" + k.User,
+			secret:    k.Secret,
+			active:    k.Status == StatusActive, // anything else fails closed
+		}
+	}
+	for _, r := range revs {
+		if r.Role == "" {
+			continue
+		}
+		if prev, ok := next.revoked[r.Role]; !ok || r.Before.After(prev) {
+			next.revoked[r.Role] = r.Before
+		}
+	}
+	if err := s.sealer.SetKeys(sealing); err != nil {
+		return fmt.Errorf("refresh credentials: %w", err)
+	}
+	s.snap.Store(next)
+	return nil
+}
+
+// Run polls the store's change counter every RefreshInterval and refreshes when it moved,
+// until ctx is done. Failures are logged and retried on the next tick; the snapshots in
+// place keep serving.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err := s.refreshIfChanged(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
+		}
+	}
+}
+
+func (s *Service) refreshIfChanged(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	if cur := s.snap.Load(); cur != nil && s.deps.Changes != nil {
+		v, err := s.deps.Changes.Version(ctx)
+		if err != nil {
+			return fmt.Errorf("refresh credentials: read store version: %w", err)
+		}
+		if v == cur.version {
+			return nil // Open checks retirement times itself, so there is nothing to redo
+		}
+	}
+	return s.refreshLocked(ctx)
+}
