@@ -47,8 +47,22 @@ const (
 	maxSealsPerKey = 1 << 32
 )
 
-// tokenEncoding is strict so that a token has exactly one spelling (no malleable padding bits).
+// tokenEncoding is strict so that a token has exactly one spelling (no malleable padding
+// bits); base64url below closes the other gap, the decoder skipping '\r' and '\n'.
 var tokenEncoding = base64.RawURLEncoding.Strict()
+
+// base64url reports whether s holds only the unpadded base64url alphabet. encoding/base64
+// ignores CR and LF even in strict mode, which would give one token many spellings (found
+// by FuzzOpen).
+func base64url(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
 
 // SealerConfig configures a Sealer.
 type SealerConfig struct {
@@ -329,7 +343,7 @@ func (s *Sealer) Open(token string) (*Claims, error) {
 }
 
 func (s *Sealer) openInto(token string, c *Claims) error {
-	if len(token) == 0 || len(token) > MaxTokenLen {
+	if len(token) == 0 || len(token) > MaxTokenLen || !base64url(token) {
 		return ErrTokenMalformed
 	}
 	n := tokenEncoding.DecodedLen(len(token))

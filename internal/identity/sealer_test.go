@@ -134,6 +134,8 @@ func TestOpenRejects(t *testing.T) {
 		{"over 16 KiB", strings.Repeat("A", MaxTokenLen+1), ErrTokenMalformed},
 		{"standard base64 alphabet", strings.Replace(good, good[10:11], "+", 1), ErrTokenMalformed},
 		{"padding", good + "==", ErrTokenMalformed},
+		{"newline inside (encoding/base64 would skip it)", good[:40] + "\n" + good[40:], ErrTokenMalformed},
+		{"CRLF at the end", good + "\r\n", ErrTokenMalformed},
 		{"non-canonical last character (strict base64: one spelling per token)", good[:len(good)-1] + nonCanonicalLast(good), ErrTokenMalformed},
 		{"version 2", with(func(b []byte) []byte { b[0] = 2; return b }), ErrTokenMalformed},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b }), ErrTokenMalformed},
