@@ -82,10 +82,6 @@ func (s *Service) RevokeSessions(ctx context.Context, role string) (Revocation, 
 // key yet, it creates the first one. It returns the new key's id.
 func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
 	now := s.now().UTC()
-	existing, err := s.deps.SealingKeys.ListSealingKeys(ctx)
-	if err != nil {
-		return "", fmt.Errorf("rotate sealing key: list keys: %w", err)
-	}
 	k, err := NewSealingKey(s.rand, now)
 	if err != nil {
 		return "", fmt.Errorf("rotate sealing key: %w", err)
@@ -95,9 +91,15 @@ func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
 	if err := s.deps.SealingKeys.PutSealingKey(ctx, k); err != nil {
 		return "", fmt.Errorf("rotate sealing key: store key %s: %w", k.ID, err)
 	}
+	// List after the write, so a key another replica rotated in meanwhile is retired too
+	// rather than left current (never retiring) beside ours.
+	keys, err := s.deps.SealingKeys.ListSealingKeys(ctx)
+	if err != nil {
+		return k.ID, fmt.Errorf("rotate sealing key: list keys: %w", err)
+	}
 	var errs []error
-	for _, old := range existing {
-		if old.RetireAfter.IsZero() {
+	for _, old := range keys {
+		if old.ID != k.ID && old.RetireAfter.IsZero() {
 			if err := s.deps.SealingKeys.RetireSealingKey(ctx, old.ID, now.Add(s.maxSession)); err != nil {
 				errs = append(errs, fmt.Errorf("retire key %s: %w", old.ID, err))
 			}

@@ -295,20 +295,20 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	return nil
 }
 
-// Run polls the store's change counter every RefreshInterval and refreshes when it moved,
-// until ctx is done. Failures are logged and retried on the next tick; the snapshots in
-// place keep serving.
+// Run refreshes at once if nothing is loaded yet, then polls the store's change counter
+// every RefreshInterval and refreshes when it moved, until ctx is done. Failures are logged
+// and retried on the next tick; the snapshots in place keep serving.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
+		if err := s.refreshIfChanged(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-		}
-		if err := s.refreshIfChanged(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
 		}
 	}
 }

@@ -319,28 +319,19 @@ func TestReplicaSeesChangesWithinSeconds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := replica.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
 	done := make(chan error, 1)
-	go func() { done <- replica.Run(ctx) }()
-	if _, err := replica.LookupCredential(ctx, k.ID, ""); err != nil {
-		t.Fatal(err)
-	}
+	go func() { done <- replica.Run(ctx) }() // loads at once, then polls
+	waitFor(t, "the replica's first load", func() bool {
+		_, err := replica.LookupCredential(ctx, k.ID, "")
+		return err == nil
+	})
 	if err := admin.UpdateAccessKeyStatus(ctx, k.ID, StatusInactive); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, "the replica to refuse the disabled key", func() bool {
 		_, err := replica.LookupCredential(ctx, k.ID, "")
-		if errors.Is(err, ErrAccessKeyInactive) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica still resolves the disabled key after 5s: %v", err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.Is(err, ErrAccessKeyInactive)
+	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run returned %v, want context.Canceled", err)
@@ -479,5 +470,38 @@ func TestConcurrentResolveDuringRefresh(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 5s for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRotateRetiresEveryOtherCurrentKey: two replicas rotating at once leave two current
+// keys; the next rotation retires both, so no key stays current (and never retires).
+func TestRotateRetiresEveryOtherCurrentKey(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	st := newFakeStore()
+	s := newTestService(t, st, c)
+	if err := st.PutSealingKey(ctx, testKey("other", 5, t0.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	newID, err := s.RotateSealingKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := st.ListSealingKeys(ctx)
+	for _, k := range keys {
+		if current := k.RetireAfter.IsZero(); current != (k.ID == newID) {
+			t.Errorf("key %s: current=%v after rotating to %s", k.ID, current, newID)
+		}
 	}
 }
