@@ -1,0 +1,709 @@
+package store
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// DBFile is the SQLite database's file name in the data directory.
+const DBFile = "phantom.db"
+
+// DefaultBusyTimeout is how long a connection waits for another process's lock.
+const DefaultBusyTimeout = 5 * time.Second
+
+// Config configures OpenSQLite.
+type Config struct {
+	// DataDir holds phantom.db (0600); it is created 0700 when missing.
+	DataDir string
+	// MasterKey is the 32-byte perimeter master key (LoadOrCreateMasterKey). Opening a
+	// database created under another key fails with ErrWrongMasterKey.
+	MasterKey []byte
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// BusyTimeout bounds the wait for another process's lock; zero means DefaultBusyTimeout.
+	BusyTimeout time.Duration
+	// MaxReaders bounds concurrent read connections; zero means 4.
+	MaxReaders int
+}
+
+// SQLite is the embedded store: one SQLite database in WAL mode. All writes go through a
+// single connection, so writers in this process queue in Go rather than fail with
+// SQLITE_BUSY, and every write transaction takes the write lock at BEGIN (IMMEDIATE), so
+// one never fails upgrading a read lock. Reads use a separate pool of read-only
+// connections that WAL lets run alongside the writer.
+type SQLite struct {
+	w      *sql.DB
+	r      *sql.DB
+	seal   *sealer
+	now    func() time.Time
+	path   string
+	schema int
+}
+
+var _ Store = (*SQLite)(nil)
+
+const (
+	kindAccessKey  = "access-key"
+	kindSealingKey = "sealing-key"
+	kindKeyCheck   = "master-key-check"
+	keyCheckValue  = "phantom master key check v1"
+)
+
+// OpenSQLite opens (creating and migrating as needed) the database in cfg.DataDir.
+func OpenSQLite(ctx context.Context, cfg Config) (*SQLite, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("open store: no data directory")
+	}
+	seal, err := newSealer(cfg.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	busy := cfg.BusyTimeout
+	if busy <= 0 {
+		busy = DefaultBusyTimeout
+	}
+	readers := cfg.MaxReaders
+	if readers <= 0 {
+		readers = 4
+	}
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open store: data directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, DBFile)
+	// SQLite would create the file with the umask's mode (and its -wal and -shm files
+	// with the database's mode): create it 0600 first, and tighten an existing one.
+	if err := ensurePrivateFile(path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	s := &SQLite{seal: seal, now: now, path: path}
+	s.w, err = openDB(path, busy, false)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.init(ctx, ms); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.r, err = openDB(path, busy, true)
+	if err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(readers)
+	s.r.SetMaxIdleConns(readers)
+	if err := s.r.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open store %s: reader: %w", path, err)
+	}
+	return s, nil
+}
+
+func ensurePrivateFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		st, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, 0o600); err != nil {
+				return fmt.Errorf("restrict %s to 0600: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// openDB opens a pool on path. The DSN is built from fixed keys and an escaped path; no
+// caller-supplied SQL reaches it.
+func openDB(path string, busy time.Duration, readOnly bool) (*sql.DB, error) {
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(busy.Milliseconds(), 10))
+	q.Set("_foreign_keys", "1")
+	q.Set("_defensive", "1")
+	if readOnly {
+		q.Set("_query_only", "1")
+	} else {
+		q.Set("_journal_mode", "WAL")
+		q.Set("_synchronous", "FULL") // a revocation or a disabled key must survive power loss
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}
+	c, err := sqlite.NewConnector(u.String())
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(c), nil
+}
+
+// init checks the connection settings took, migrates, and checks the master key.
+func (s *SQLite) init(ctx context.Context, ms []migration) error {
+	var mode string
+	if err := s.w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal", mode)
+	}
+	var fk int
+	if err := s.w.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk); err != nil {
+		return fmt.Errorf("read foreign_keys: %w", err)
+	}
+	if fk != 1 {
+		return errors.New("foreign keys are not enforced")
+	}
+	v, err := migrate(ctx, s.w, ms, s.now())
+	if err != nil {
+		return err
+	}
+	s.schema = v
+	return s.checkMasterKey(ctx)
+}
+
+// checkMasterKey seals a known value on first open and opens it on every later one, so
+// a wrong master key is reported at open instead of on the first secret read.
+func (s *SQLite) checkMasterKey(ctx context.Context) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("check master key: %w", err)
+	}
+	defer tx.Rollback()
+	var sealed []byte
+	err = tx.QueryRowContext(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`).Scan(&sealed)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		sealed, err = s.seal.seal(kindKeyCheck, "1", []byte(keyCheckValue))
+		if err != nil {
+			return fmt.Errorf("check master key: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO master_key_check (id, sealed) VALUES (1, ?)`, sealed); err != nil {
+			return fmt.Errorf("check master key: record: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("check master key: %w", err)
+	default:
+		pt, err := s.seal.open(kindKeyCheck, "1", sealed)
+		if err != nil || subtle.ConstantTimeCompare(pt, []byte(keyCheckValue)) != 1 {
+			return ErrWrongMasterKey
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("check master key: commit: %w", err)
+	}
+	return nil
+}
+
+// Path returns the database file's path.
+func (s *SQLite) Path() string { return s.path }
+
+// Close closes both connection pools.
+func (s *SQLite) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}
+
+// Version returns the change counter.
+func (s *SQLite) Version(ctx context.Context) (int64, error) {
+	var v int64
+	if err := s.r.QueryRowContext(ctx, `SELECT version FROM store_version WHERE id = 1`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read store version: %w", err)
+	}
+	return v, nil
+}
+
+// SchemaVersion returns the last migration applied.
+func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// --- access keys ---
+
+// PutAccessKey stores a new access key with its secret sealed. A zero CreatedAt means now.
+func (s *SQLite) PutAccessKey(ctx context.Context, k AccessKey) error {
+	if err := validAccessKey(k); err != nil {
+		return fmt.Errorf("put access key: %w", err)
+	}
+	created, err := requiredTime(k.CreatedAt, s.now)
+	if err != nil {
+		return fmt.Errorf("put access key %s: created: %w", k.ID, err)
+	}
+	lastUsed, err := optionalTime(k.LastUsedAt)
+	if err != nil {
+		return fmt.Errorf("put access key %s: last used: %w", k.ID, err)
+	}
+	sealed, err := s.seal.seal(kindAccessKey, k.ID, []byte(k.Secret))
+	if err != nil {
+		return fmt.Errorf("put access key %s: %w", k.ID, err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO access_keys (id, user_name, secret_sealed, status, created_at, last_used_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		k.ID, k.User, sealed, k.Status, created, lastUsed)
+	if err := oneRow(res, err, ErrExists); err != nil {
+		return fmt.Errorf("put access key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+const accessKeyCols = `id, user_name, secret_sealed, status, created_at, last_used_at`
+
+// GetAccessKey returns an access key with its secret, or ErrNotFound.
+func (s *SQLite) GetAccessKey(ctx context.Context, id string) (AccessKey, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+accessKeyCols+` FROM access_keys WHERE id = ?`, id)
+	k, err := s.scanAccessKey(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return AccessKey{}, fmt.Errorf("get access key %s: %w", id, err)
+	}
+	return k, nil
+}
+
+// ListAccessKeys returns user's access keys (every key when user is "").
+func (s *SQLite) ListAccessKeys(ctx context.Context, user string) ([]AccessKey, error) {
+	q := `SELECT ` + accessKeyCols + ` FROM access_keys`
+	var args []any
+	if user != "" {
+		q += ` WHERE user_name = ?`
+		args = append(args, user)
+	}
+	q += ` ORDER BY user_name, created_at, id`
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list access keys: %w", err)
+	}
+	defer rows.Close()
+	var out []AccessKey
+	for rows.Next() {
+		k, err := s.scanAccessKey(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list access keys: %w", err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list access keys: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQLite) scanAccessKey(sc interface{ Scan(...any) error }) (AccessKey, error) {
+	var (
+		k        AccessKey
+		sealed   []byte
+		created  int64
+		lastUsed sql.NullInt64
+	)
+	if err := sc.Scan(&k.ID, &k.User, &sealed, &k.Status, &created, &lastUsed); err != nil {
+		return AccessKey{}, err
+	}
+	secret, err := s.seal.open(kindAccessKey, k.ID, sealed)
+	if err != nil {
+		return AccessKey{}, fmt.Errorf("access key %s: secret: %w", k.ID, err)
+	}
+	k.Secret = string(secret)
+	k.CreatedAt = fromNanos(created)
+	if lastUsed.Valid {
+		k.LastUsedAt = fromNanos(lastUsed.Int64)
+	}
+	return k, nil
+}
+
+// UpdateAccessKeyStatus sets a key's status.
+func (s *SQLite) UpdateAccessKeyStatus(ctx context.Context, id, status string) error {
+	if status != StatusActive && status != StatusInactive {
+		return fmt.Errorf("update access key %s: status %q is neither %s nor %s", id, status, StatusActive, StatusInactive)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE access_keys SET status = ? WHERE id = ? AND status <> ?`, status, id, status)
+	if err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing changed: either the key is absent or already has this status.
+	if err := s.exists(ctx, `SELECT 1 FROM access_keys WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteAccessKey removes a key, or returns ErrNotFound.
+func (s *SQLite) DeleteAccessKey(ctx context.Context, id string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM access_keys WHERE id = ?`, id)
+	if err := oneRow(res, err, ErrNotFound); err != nil {
+		return fmt.Errorf("delete access key %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- sealing keys ---
+
+// PutSealingKey stores a new sealing key, sealed. A zero CreatedAt means now.
+func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
+	if err := validSealingKey(k); err != nil {
+		return fmt.Errorf("put sealing key: %w", err)
+	}
+	created, err := requiredTime(k.CreatedAt, s.now)
+	if err != nil {
+		return fmt.Errorf("put sealing key %s: created: %w", k.ID, err)
+	}
+	retire, err := optionalTime(k.RetireAfter)
+	if err != nil {
+		return fmt.Errorf("put sealing key %s: retire after: %w", k.ID, err)
+	}
+	sealed, err := s.seal.seal(kindSealingKey, k.ID, k.Key)
+	if err != nil {
+		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO sealing_keys (id, key_sealed, created_at, retire_after)
+		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, k.ID, sealed, created, retire)
+	if err := oneRow(res, err, ErrExists); err != nil {
+		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// ListSealingKeys returns every sealing key, newest first.
+func (s *SQLite) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, key_sealed, created_at, retire_after FROM sealing_keys
+		ORDER BY created_at DESC, rowid DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("list sealing keys: %w", err)
+	}
+	defer rows.Close()
+	var out []SealingKey
+	for rows.Next() {
+		var (
+			k       SealingKey
+			sealed  []byte
+			created int64
+			retire  sql.NullInt64
+		)
+		if err := rows.Scan(&k.ID, &sealed, &created, &retire); err != nil {
+			return nil, fmt.Errorf("list sealing keys: %w", err)
+		}
+		k.Key, err = s.seal.open(kindSealingKey, k.ID, sealed)
+		if err != nil {
+			return nil, fmt.Errorf("list sealing keys: key %s: %w", k.ID, err)
+		}
+		if len(k.Key) != SealingKeySize {
+			return nil, fmt.Errorf("list sealing keys: key %s is %d bytes", k.ID, len(k.Key))
+		}
+		k.CreatedAt = fromNanos(created)
+		if retire.Valid {
+			k.RetireAfter = fromNanos(retire.Int64)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list sealing keys: %w", err)
+	}
+	return out, nil
+}
+
+// RetireSealingKey sets the time after which the key is no longer used; after must not
+// be zero (zero would make the key current again).
+func (s *SQLite) RetireSealingKey(ctx context.Context, id string, after time.Time) error {
+	if after.IsZero() {
+		return fmt.Errorf("retire sealing key %s: zero retirement time", id)
+	}
+	n, err := nanos(after)
+	if err != nil {
+		return fmt.Errorf("retire sealing key %s: %w", id, err)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE sealing_keys SET retire_after = ? WHERE id = ?`, n, id)
+	if err := oneRow(res, err, ErrNotFound); err != nil {
+		return fmt.Errorf("retire sealing key %s: %w", id, err)
+	}
+	return nil
+}
+
+// --- revocations ---
+
+// PutRevocation records that sessions of r.Role issued before r.Before are revoked; an
+// earlier Before than the one stored changes nothing.
+func (s *SQLite) PutRevocation(ctx context.Context, r Revocation) error {
+	if err := validName(r.Role); err != nil {
+		return fmt.Errorf("put revocation: role: %w", err)
+	}
+	if r.Before.IsZero() {
+		return fmt.Errorf("put revocation %s: zero time", r.Role)
+	}
+	n, err := nanos(r.Before)
+	if err != nil {
+		return fmt.Errorf("put revocation %s: %w", r.Role, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO revocations (role, before) VALUES (?, ?)
+		ON CONFLICT (role) DO UPDATE SET before = excluded.before WHERE excluded.before > revocations.before`,
+		r.Role, n); err != nil {
+		return fmt.Errorf("put revocation %s: %w", r.Role, err)
+	}
+	return nil
+}
+
+// ListRevocations returns one revocation per role, ordered by role.
+func (s *SQLite) ListRevocations(ctx context.Context) ([]Revocation, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT role, before FROM revocations ORDER BY role`)
+	if err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	defer rows.Close()
+	var out []Revocation
+	for rows.Next() {
+		var r Revocation
+		var before int64
+		if err := rows.Scan(&r.Role, &before); err != nil {
+			return nil, fmt.Errorf("list revocations: %w", err)
+		}
+		r.Before = fromNanos(before)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list revocations: %w", err)
+	}
+	return out, nil
+}
+
+// --- join tokens (pki.TokenStore) ---
+
+// PutJoinToken stores a new join token (its secret's hash, never the secret).
+func (s *SQLite) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
+	if err := validName(t.ID); err != nil {
+		return fmt.Errorf("put join token: id: %w", err)
+	}
+	if err := validName(t.Node); err != nil {
+		return fmt.Errorf("put join token: node: %w", err)
+	}
+	if t.Expires.IsZero() {
+		return errors.New("put join token: no expiry")
+	}
+	created, err := requiredTime(t.Created, s.now)
+	if err != nil {
+		return fmt.Errorf("put join token: created: %w", err)
+	}
+	expires, err := nanos(t.Expires)
+	if err != nil {
+		return fmt.Errorf("put join token: expires: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires)
+	if err := oneRow(res, err, ErrExists); err != nil {
+		return fmt.Errorf("put join token: %w", err)
+	}
+	return nil
+}
+
+// GetJoinToken returns a join token, or pki.ErrTokenNotFound (which also matches
+// ErrNotFound).
+func (s *SQLite) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, error) {
+	var (
+		t                pki.JoinToken
+		hash             []byte
+		created, expires int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT id, hash, node, created_at, expires_at FROM join_tokens WHERE id = ?`, id).
+		Scan(&t.ID, &hash, &t.Node, &created, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return pki.JoinToken{}, fmt.Errorf("get join token: %w (%w)", pki.ErrTokenNotFound, ErrNotFound)
+	}
+	if err != nil {
+		return pki.JoinToken{}, fmt.Errorf("get join token: %w", err)
+	}
+	if len(hash) != len(t.Hash) {
+		return pki.JoinToken{}, fmt.Errorf("get join token: stored hash is %d bytes", len(hash))
+	}
+	copy(t.Hash[:], hash)
+	t.Created = fromNanos(created)
+	t.Expires = fromNanos(expires)
+	return t, nil
+}
+
+// DeleteJoinToken removes a join token and reports whether this call removed it. Deletes
+// are serialized on the single writer connection, so of concurrent callers exactly one
+// sees true.
+func (s *SQLite) DeleteJoinToken(ctx context.Context, id string) (bool, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM join_tokens WHERE id = ?`, id)
+	if err != nil {
+		return false, fmt.Errorf("delete join token: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("delete join token: %w", err)
+	}
+	return n == 1, nil
+}
+
+// DeleteExpiredJoinTokens removes tokens that expired at or before now.
+func (s *SQLite) DeleteExpiredJoinTokens(ctx context.Context, now time.Time) (int, error) {
+	n, err := nanos(now)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired join tokens: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `DELETE FROM join_tokens WHERE expires_at <= ?`, n)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired join tokens: %w", err)
+	}
+	c, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete expired join tokens: %w", err)
+	}
+	return int(c), nil
+}
+
+// --- nodes ---
+
+// PutNode records an enrolled node; re-enrolling a node replaces its record. A zero
+// EnrolledAt means now.
+func (s *SQLite) PutNode(ctx context.Context, n Node) error {
+	if err := validName(n.Name); err != nil {
+		return fmt.Errorf("put node: name: %w", err)
+	}
+	if n.CertSerial == "" {
+		return fmt.Errorf("put node %s: no certificate serial", n.Name)
+	}
+	enrolled, err := requiredTime(n.EnrolledAt, s.now)
+	if err != nil {
+		return fmt.Errorf("put node %s: enrolled: %w", n.Name, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO nodes (name, role, cert_serial, enrolled_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, enrolled_at = excluded.enrolled_at`,
+		n.Name, n.Role, n.CertSerial, enrolled); err != nil {
+		return fmt.Errorf("put node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// GetNode returns a node, or ErrNotFound.
+func (s *SQLite) GetNode(ctx context.Context, name string) (Node, error) {
+	var n Node
+	var enrolled int64
+	err := s.r.QueryRowContext(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes WHERE name = ?`, name).
+		Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("get node %s: %w", name, err)
+	}
+	n.EnrolledAt = fromNanos(enrolled)
+	return n, nil
+}
+
+// ListNodes returns every node ordered by name.
+func (s *SQLite) ListNodes(ctx context.Context) ([]Node, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		var n Node
+		var enrolled int64
+		if err := rows.Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled); err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		n.EnrolledAt = fromNanos(enrolled)
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteNode removes a node, or returns ErrNotFound.
+func (s *SQLite) DeleteNode(ctx context.Context, name string) error {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM nodes WHERE name = ?`, name)
+	if err := oneRow(res, err, ErrNotFound); err != nil {
+		return fmt.Errorf("delete node %s: %w", name, err)
+	}
+	return nil
+}
+
+// --- helpers ---
+
+// oneRow turns an Exec result into nil when it changed one row, and ifNone otherwise.
+func oneRow(res sql.Result, err error, ifNone error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return ifNone
+	}
+	return nil
+}
+
+func (s *SQLite) exists(ctx context.Context, q string, args ...any) error {
+	var one int
+	err := s.w.QueryRowContext(ctx, q, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}

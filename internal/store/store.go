@@ -1,0 +1,136 @@
+// Package store owns Phantom's durable state: users' long-term access keys, token-sealing
+// keys, session revocations, node join tokens and enrolled nodes. Secrets (access-key
+// secrets, sealing keys) are encrypted at rest with AES-256-GCM under a key derived from
+// the perimeter's master key, each bound to its row so a ciphertext moved to another row
+// does not decrypt.
+//
+// Consumers declare the small interfaces they need (identity declares AccessKeyStore and
+// friends, pki declares TokenStore); Store is the union every backend implements, and
+// package storetest is the contract suite each backend runs. SQLite (pure Go, in the data
+// directory) is the embedded default; PostgreSQL comes later behind the same interface.
+//
+// Every write bumps a persistent change counter, Version, so components holding in-memory
+// snapshots can poll for changes cheaply.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// Access key statuses, as IAM spells them.
+const (
+	StatusActive   = "Active"
+	StatusInactive = "Inactive"
+)
+
+// SealingKeySize is the length of a token-sealing key (AES-256).
+const SealingKeySize = 32
+
+var (
+	// ErrNotFound is returned (wrapped) when the addressed row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists is returned (wrapped) when creating a row whose id is taken.
+	ErrExists = errors.New("already exists")
+	// ErrWrongMasterKey is returned by Open when the master key is not the one the
+	// database was created with.
+	ErrWrongMasterKey = errors.New("master key does not match the one this database was created with")
+	// ErrDecrypt is returned (wrapped) when a stored secret fails authentication: the
+	// master key is wrong or the row was altered. No plaintext is ever returned then.
+	ErrDecrypt = errors.New("stored secret failed authentication (wrong master key or altered row)")
+	// ErrSchemaTooNew is returned by Open when the database was migrated by a newer
+	// Phantom than this binary.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+)
+
+// AccessKey is a user's long-term (AKIA) access key. Secret is plain in memory only.
+type AccessKey struct {
+	ID         string // AKIA + 16 upper-case base32 characters
+	User       string // user name
+	Secret     string // 40 characters
+	Status     string // StatusActive or StatusInactive
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero: never used (or not tracked)
+}
+
+// SealingKey is a session-token sealing key. RetireAfter zero means current; a rotated-out
+// key stays until RetireAfter so tokens it sealed can still be opened.
+type SealingKey struct {
+	ID          string // 1 to 32 characters of [A-Za-z0-9._-]
+	Key         []byte // SealingKeySize bytes
+	CreatedAt   time.Time
+	RetireAfter time.Time
+}
+
+// Revocation denies every session of Role (a role name) issued before Before.
+type Revocation struct {
+	Role   string
+	Before time.Time
+}
+
+// Node is an enrolled node: the name its certificate carries, its role, and the serial of
+// the certificate issued at enrollment.
+type Node struct {
+	Name       string
+	Role       string
+	CertSerial string // hexadecimal
+	EnrolledAt time.Time
+}
+
+// Store is everything a backend implements. Consumers should depend on the narrower
+// interfaces they declare themselves.
+type Store interface {
+	// PutAccessKey stores a new access key; an id in use is ErrExists.
+	PutAccessKey(ctx context.Context, k AccessKey) error
+	// GetAccessKey returns the key with this id, or ErrNotFound.
+	GetAccessKey(ctx context.Context, id string) (AccessKey, error)
+	// ListAccessKeys returns user's keys, or every key when user is "", ordered by user,
+	// creation time and id.
+	ListAccessKeys(ctx context.Context, user string) ([]AccessKey, error)
+	// UpdateAccessKeyStatus sets a key's status (StatusActive or StatusInactive).
+	UpdateAccessKeyStatus(ctx context.Context, id, status string) error
+	// DeleteAccessKey removes a key, or returns ErrNotFound.
+	DeleteAccessKey(ctx context.Context, id string) error
+
+	// PutSealingKey stores a new sealing key; an id in use is ErrExists.
+	PutSealingKey(ctx context.Context, k SealingKey) error
+	// ListSealingKeys returns every sealing key, newest first.
+	ListSealingKeys(ctx context.Context) ([]SealingKey, error)
+	// RetireSealingKey sets the time after which a key is no longer used.
+	RetireSealingKey(ctx context.Context, id string, after time.Time) error
+
+	// PutRevocation records a revocation, keeping the latest Before per role.
+	PutRevocation(ctx context.Context, r Revocation) error
+	// ListRevocations returns one revocation per role, ordered by role.
+	ListRevocations(ctx context.Context) ([]Revocation, error)
+
+	// PutJoinToken, GetJoinToken and DeleteJoinToken implement pki.TokenStore.
+	PutJoinToken(ctx context.Context, t pki.JoinToken) error
+	GetJoinToken(ctx context.Context, id string) (pki.JoinToken, error)
+	DeleteJoinToken(ctx context.Context, id string) (bool, error)
+	// DeleteExpiredJoinTokens removes tokens whose expiry is not after now and reports
+	// how many it removed.
+	DeleteExpiredJoinTokens(ctx context.Context, now time.Time) (int, error)
+
+	// PutNode records an enrolled node, replacing the record of a re-enrolled one.
+	PutNode(ctx context.Context, n Node) error
+	// GetNode returns the node with this name, or ErrNotFound.
+	GetNode(ctx context.Context, name string) (Node, error)
+	// ListNodes returns every node ordered by name.
+	ListNodes(ctx context.Context) ([]Node, error)
+	// DeleteNode removes a node, or returns ErrNotFound.
+	DeleteNode(ctx context.Context, name string) error
+
+	// Version returns a counter that every write bumps; it never goes down.
+	Version(ctx context.Context) (int64, error)
+	// SchemaVersion returns the number of the last migration applied.
+	SchemaVersion(ctx context.Context) (int, error)
+	// Close releases the store.
+	Close() error
+}
+
+// Compile-time check that Store satisfies pki's consumer interface.
+var _ pki.TokenStore = Store(nil)

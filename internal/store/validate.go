@@ -1,0 +1,93 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Checks every backend applies before writing, so no backend stores a row another
+// would refuse. The store is not the place for IAM's naming rules (identity owns
+// those); it refuses what no caller should ever write.
+
+const maxNameLen = 256
+
+var sealingKeyIDRe = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
+
+// validName accepts 1 to 256 printable ASCII characters without spaces.
+func validName(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	if len(s) > maxNameLen {
+		return fmt.Errorf("longer than %d bytes", maxNameLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return fmt.Errorf("%q contains a character outside printable ASCII", s)
+		}
+	}
+	return nil
+}
+
+func validAccessKey(k AccessKey) error {
+	if err := validName(k.ID); err != nil {
+		return fmt.Errorf("id: %w", err)
+	}
+	if err := validName(k.User); err != nil {
+		return fmt.Errorf("%s: user: %w", k.ID, err)
+	}
+	if k.Secret == "" {
+		return fmt.Errorf("%s: empty secret", k.ID)
+	}
+	if k.Status != StatusActive && k.Status != StatusInactive {
+		return fmt.Errorf("%s: status %q is neither %s nor %s", k.ID, k.Status, StatusActive, StatusInactive)
+	}
+	return nil
+}
+
+func validSealingKey(k SealingKey) error {
+	if !sealingKeyIDRe.MatchString(k.ID) {
+		return fmt.Errorf("id %q is not 1 to 32 characters of [A-Za-z0-9._-]", k.ID)
+	}
+	if len(k.Key) != SealingKeySize {
+		return fmt.Errorf("%s: key is %d bytes; want %d", k.ID, len(k.Key), SealingKeySize)
+	}
+	return nil
+}
+
+// nanos encodes a time as Unix nanoseconds, refusing times that do not round-trip
+// (before 1678 or after 2262).
+func nanos(t time.Time) (int64, error) {
+	n := t.UnixNano()
+	if !time.Unix(0, n).Equal(t) {
+		return 0, fmt.Errorf("time %s is out of range", t.UTC().Format(time.RFC3339))
+	}
+	return n, nil
+}
+
+// requiredTime encodes t, or now() when t is zero.
+func requiredTime(t time.Time, now func() time.Time) (int64, error) {
+	if t.IsZero() {
+		t = now()
+	}
+	return nanos(t)
+}
+
+// optionalTime encodes t, or NULL when t is zero.
+func optionalTime(t time.Time) (sql.NullInt64, error) {
+	if t.IsZero() {
+		return sql.NullInt64{}, nil
+	}
+	n, err := nanos(t)
+	if err != nil {
+		return sql.NullInt64{}, err
+	}
+	return sql.NullInt64{Int64: n, Valid: true}, nil
+}
+
+func fromNanos(n int64) time.Time {
+	return time.Unix(0, n).UTC()
+}
