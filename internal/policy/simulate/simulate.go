@@ -262,6 +262,9 @@ func jsonErr(data []byte, err error) string {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		msg = "unexpected end of JSON"
 	}
+	if se == nil {
+		return msg // a well-formed value of the wrong shape, e.g. an unknown field
+	}
 	if data == nil || off < 0 || off > int64(len(data)) {
 		return "invalid JSON: " + msg
 	}
