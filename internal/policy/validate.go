@@ -499,6 +499,7 @@ func (v *validator) conditionRules(s *stmtInfo) {
 					}
 				}
 			}
+			v.keyType(spec, om.key, km, kpath)
 			for i, x := range vals {
 				if x.kind != jString {
 					continue
@@ -531,4 +532,115 @@ func (v *validator) nullFalse(c *jnode, key string) bool {
 		return len(vals) == 1 && strings.EqualFold(vals[0].str, "false")
 	}
 	return false
+}
+
+// keyKind is the value type of a global condition key.
+type keyKind uint8
+
+const (
+	keyString keyKind = iota
+	keyARN
+	keyBool
+	keyDate
+	keyEpoch // a date that numeric operators may also compare (seconds)
+	keyNumber
+	keyIP
+)
+
+type keyInfo struct {
+	kind  keyKind
+	multi bool // multivalued: compared with ForAllValues/ForAnyValue
+}
+
+// globalKey types the global condition keys of "AWS global condition context keys"
+// that Phantom's gateway sets; other keys (service keys, tags) are not checked.
+func globalKey(lkey string) (keyInfo, bool) {
+	switch lkey {
+	case "aws:currenttime", "aws:tokenissuetime":
+		return keyInfo{kind: keyDate}, true
+	case "aws:epochtime":
+		return keyInfo{kind: keyEpoch}, true
+	case "aws:multifactorauthage":
+		return keyInfo{kind: keyNumber}, true
+	case "aws:multifactorauthpresent", "aws:securetransport", "aws:viaawsservice", "aws:principalisawsservice":
+		return keyInfo{kind: keyBool}, true
+	case "aws:sourceip", "aws:vpcsourceip":
+		return keyInfo{kind: keyIP}, true
+	case "aws:principalarn", "aws:sourcearn":
+		return keyInfo{kind: keyARN}, true
+	case "aws:tagkeys", "aws:principalservicenameslist", "aws:calledvia", "aws:principalorgpaths":
+		return keyInfo{kind: keyString, multi: true}, true
+	case "aws:sourcevpce", "aws:sourcevpc", "aws:principalaccount", "aws:principalorgid", "aws:requestedregion",
+		"aws:username", "aws:userid", "aws:useragent", "aws:referer", "aws:sourceaccount", "aws:resourceaccount",
+		"aws:principaltype", "aws:principalservicename", "aws:federatedprovider":
+		return keyInfo{kind: keyString}, true
+	}
+	return keyInfo{}, false
+}
+
+func (k keyKind) String() string {
+	switch k {
+	case keyARN:
+		return "an ARN"
+	case keyBool:
+		return "a boolean"
+	case keyDate, keyEpoch:
+		return "a date"
+	case keyNumber:
+		return "a number"
+	case keyIP:
+		return "an IP address"
+	}
+	return "a string"
+}
+
+// fits reports whether an operator family compares values of this key's type
+// ("IAM JSON policy elements: Condition operators"; each global key's "Value type").
+// Null tests presence and fits every key; string operators also fit ARN keys, which AWS
+// documents as "ARN, String".
+func (k keyKind) fits(fam opFamily) bool {
+	if fam == famNull {
+		return true
+	}
+	switch k {
+	case keyARN:
+		return fam == famArn || fam == famString || fam == famStringIgnoreCase || fam == famStringLike
+	case keyBool:
+		return fam == famBool
+	case keyDate:
+		return fam == famDate
+	case keyEpoch:
+		return fam == famDate || fam == famNumeric
+	case keyNumber:
+		return fam == famNumeric
+	case keyIP:
+		return fam == famIP
+	}
+	return fam == famString || fam == famStringIgnoreCase || fam == famStringLike
+}
+
+// keyType warns when an operator does not compare the type of a known global key (a
+// StringEquals on aws:SourceIp never matches a CIDR block), and when a set operator is
+// used with a single-valued key or a plain operator with a multivalued one ("Single-
+// valued vs. multivalued context keys").
+func (v *validator) keyType(spec opSpec, op string, km jmember, kpath string) {
+	info, ok := globalKey(strings.ToLower(km.key))
+	if !ok {
+		return
+	}
+	if !info.kind.fits(spec.fam) {
+		v.add(SeverityWarning, "TYPE_MISMATCH", km.keyOff, kpath,
+			km.key+" is "+info.kind.String()+", which "+op+" does not compare; the condition will not work as written")
+	}
+	if spec.fam == famNull {
+		return
+	}
+	switch {
+	case spec.qual != qualNone && !info.multi:
+		v.add(SeverityWarning, "SET_OPERATOR_WITH_SINGLE_VALUED_KEY", km.keyOff, kpath,
+			km.key+" is single-valued: "+op+" treats it as a set of values; drop the qualifier")
+	case spec.qual == qualNone && info.multi:
+		v.add(SeverityWarning, "SINGLE_VALUE_OPERATOR_WITH_MULTIVALUED_KEY", km.keyOff, kpath,
+			km.key+" is multivalued: use ForAnyValue: or ForAllValues: with "+op)
+	}
 }

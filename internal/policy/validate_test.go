@@ -68,6 +68,9 @@ func TestValidateTestdata(t *testing.T) {
 		{"deny_with_not_principal.json", Identity, []string{"5:5 ERROR UNSUPPORTED_PRINCIPAL Statement.NotPrincipal", "5:5 WARNING DENY_WITH_NOT_PRINCIPAL Statement.NotPrincipal"}, "and not in an identity policy"},
 		{"wildcard_without_like.json", Identity, []string{"7:61 WARNING WILDCARD_WITHOUT_LIKE_OPERATOR Statement.Condition.StringEquals.aws:PrincipalTag/team"}, "StringEquals is literal"},
 		{"redundant_action.json", Identity, []string{"5:27 SUGGESTION REDUNDANT_ACTION Statement.Action[1]"}, "s3:Get* covers s3:GetObject"},
+		{"type_mismatch.json", Identity, []string{"7:39 WARNING TYPE_MISMATCH Statement.Condition.StringNotEquals.aws:SourceIp"}, "a CIDR compared as a string never matches: this Deny denies every address"},
+		{"set_operator_single_valued.json", Identity, []string{"7:51 WARNING SET_OPERATOR_WITH_SINGLE_VALUED_KEY Statement.Condition.ForAnyValue:StringNotEquals.aws:RequestedRegion"}, "aws:RequestedRegion is single-valued"},
+		{"single_value_multivalued.json", Identity, []string{"7:36 WARNING SINGLE_VALUE_OPERATOR_WITH_MULTIVALUED_KEY Statement.Condition.StringEquals.aws:TagKeys"}, "aws:TagKeys is multivalued"},
 		{"empty_condition.json", Identity, []string{"7:18 SUGGESTION EMPTY_OBJECT_CONDITION Statement.Condition"}, "an empty Condition does nothing"},
 	}
 	used := map[string]bool{}
