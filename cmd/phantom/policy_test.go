@@ -211,7 +211,7 @@ func TestPolicySimulateUnusable(t *testing.T) {
 		{"unknown field", "[" + good + "," + strings.Replace(good, `"request"`, `"requets"`, 1) + "]", `case 1: unknown field "requets"`},
 		{"unknown policy type", strings.Replace(good, `"type": "resource"`, `"type": "bucket"`, 1), `case 0: policy 1: unknown policy type "bucket"`},
 		{"policy parse error", "[" + good + "," + good + "," + strings.Replace(good, `"Effect": "Deny"`, `"Effect": "Block"`, 1) + "]",
-			`case 2: policy 1 (resource): parse policy: 2:16: ERROR INVALID_EFFECT`},
+			`case 2: policy 1 (resource): line 22, column 16: INVALID_EFFECT`},
 		{"missing action", strings.Replace(good, `"action": "s3:GetObject",`, ``, 1), `case 0: request: missing "action"`},
 		{"bad context value", strings.Replace(good, `"aws:SecureTransport": true`, `"aws:SecureTransport": null`, 1), `case 0: request: context key "aws:SecureTransport"`},
 		{"empty input", "", "input is empty"},

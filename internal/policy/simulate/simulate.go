@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/phantom-perimeter/phantom/internal/policy"
 )
@@ -91,8 +92,14 @@ func Load(data []byte) ([]*Prepared, error) {
 		raws = []json.RawMessage{data}
 	}
 	out := make([]*Prepared, 0, len(raws))
+	cursor := 0
 	for i, raw := range raws {
-		p, err := prepare(raw)
+		// Locate the case in the file so policy errors can name file lines. The
+		// elements of an array appear in order with only commas and whitespace between
+		// them, so the first occurrence after the previous element is this one.
+		base := cursor + bytes.Index(data[cursor:], raw)
+		cursor = base + len(raw)
+		p, err := prepare(raw, locator{file: data, base: base})
 		if err != nil {
 			return nil, &CaseError{Index: i, Msg: err.Error()}
 		}
@@ -126,7 +133,25 @@ func (p *Prepared) Run() Result {
 	return r
 }
 
-func prepare(raw json.RawMessage) (*Prepared, error) {
+// locator maps a position inside a case back to the case file.
+type locator struct {
+	file []byte
+	base int // offset of the case in file
+}
+
+// at converts a 1-based line and rune column inside the value found at off (relative
+// to the case) to a line and column of the file.
+func (l locator) at(off, line, col int) (int, int) {
+	start := l.base + off
+	fileLine := 1 + bytes.Count(l.file[:start], []byte("\n"))
+	if line > 1 {
+		return fileLine + line - 1, col
+	}
+	lineStart := bytes.LastIndexByte(l.file[:start], '\n') + 1
+	return fileLine, utf8.RuneCount(l.file[lineStart:start]) + col
+}
+
+func prepare(raw json.RawMessage, loc locator) (*Prepared, error) {
 	var c Case
 	// Unknown fields are errors: a misspelt "resourceAcount" or "contexts" silently
 	// ignored would simulate a different request than the one the author wrote.
@@ -143,7 +168,16 @@ func prepare(raw json.RawMessage) (*Prepared, error) {
 		return nil, errors.New(`missing "policies" (an array of {"type", "document"})`)
 	}
 	entries := make([]policy.Entry, 0, len(c.Policies))
+	docCursor := 0
 	for i, p := range c.Policies {
+		// Documents appear in the case in order (RawMessage keeps their bytes as written).
+		docOff := -1
+		if len(p.Document) > 0 {
+			if j := bytes.Index(raw[docCursor:], p.Document); j >= 0 {
+				docOff = docCursor + j
+				docCursor = docOff + len(p.Document)
+			}
+		}
 		k := policy.Kind(p.Type)
 		switch k {
 		case policy.Identity, policy.Resource, policy.Boundary, policy.Session, policy.SCP, policy.Endpoint:
@@ -156,7 +190,8 @@ func prepare(raw json.RawMessage) (*Prepared, error) {
 		if len(doc) == 0 || string(doc) == "null" {
 			return nil, fmt.Errorf("policy %d: missing \"document\"", i)
 		}
-		if doc[0] == '"' {
+		inString := doc[0] == '"'
+		if inString {
 			var s string
 			if err := json.Unmarshal(doc, &s); err != nil {
 				return nil, fmt.Errorf("policy %d: document: %v", i, err)
@@ -165,8 +200,7 @@ func prepare(raw json.RawMessage) (*Prepared, error) {
 		}
 		pol, err := policy.Parse(doc)
 		if err != nil {
-			// The ParseError's locations are within the document itself.
-			return nil, fmt.Errorf("policy %d (%s): %v (location within the document)", i, k, err)
+			return nil, fmt.Errorf("policy %d (%s): %s", i, k, parseProblem(err, loc, docOff, inString))
 		}
 		entries = append(entries, policy.Entry{Kind: k, Policy: pol})
 	}
@@ -271,4 +305,31 @@ func jsonErr(data []byte, err error) string {
 	line := 1 + bytes.Count(data[:off], []byte("\n"))
 	col := int(off) - bytes.LastIndexByte(data[:off], '\n')
 	return fmt.Sprintf("invalid JSON at line %d, column %d: %s", line, col, msg)
+}
+
+// parseProblem words a policy parse error with its location in the case file; for a
+// document given as a JSON string the location is within the string's text.
+func parseProblem(err error, loc locator, docOff int, inString bool) string {
+	var pe *policy.ParseError
+	if !errors.As(err, &pe) || len(pe.Findings) == 0 {
+		return err.Error()
+	}
+	f := pe.Findings[0]
+	var b strings.Builder
+	switch {
+	case f.Line == 0:
+	case inString || docOff < 0:
+		fmt.Fprintf(&b, "line %d, column %d of the document: ", f.Line, f.Column)
+	default:
+		line, col := loc.at(docOff, f.Line, f.Column)
+		fmt.Fprintf(&b, "line %d, column %d: ", line, col)
+	}
+	fmt.Fprintf(&b, "%s %s", f.Code, f.Message)
+	if f.Path != "" {
+		fmt.Fprintf(&b, " (%s)", f.Path)
+	}
+	if n := len(pe.Findings) - 1; n > 0 {
+		fmt.Fprintf(&b, "; and %d more (phantom policy validate lists them all)", n)
+	}
+	return b.String()
 }
