@@ -97,8 +97,11 @@ func Load(data []byte) ([]*Prepared, error) {
 		// Locate the case in the file so policy errors can name file lines. The
 		// elements of an array appear in order with only commas and whitespace between
 		// them, so the first occurrence after the previous element is this one.
-		base := cursor + bytes.Index(data[cursor:], raw)
-		cursor = base + len(raw)
+		base := -1
+		if j := bytes.Index(data[cursor:], raw); j >= 0 {
+			base = cursor + j
+			cursor = base + len(raw)
+		}
 		p, err := prepare(raw, locator{file: data, base: base})
 		if err != nil {
 			return nil, &CaseError{Index: i, Msg: err.Error()}
@@ -318,7 +321,7 @@ func parseProblem(err error, loc locator, docOff int, inString bool) string {
 	var b strings.Builder
 	switch {
 	case f.Line == 0:
-	case inString || docOff < 0:
+	case inString || docOff < 0 || loc.base < 0:
 		fmt.Fprintf(&b, "line %d, column %d of the document: ", f.Line, f.Column)
 	default:
 		line, col := loc.at(docOff, f.Line, f.Column)
