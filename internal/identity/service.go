@@ -142,6 +142,7 @@ func (s *Service) Sealer() *Sealer { return s.sealer }
 // Resolved is a resolved credential and who it belongs to.
 type Resolved struct {
 	Credential sigv4.Credential
+	Account    string  // the principal's account id
 	User       string  // long-term keys: the user's name
 	Claims     *Claims // session credentials: the opened token (read-only); nil for long-term keys
 }
@@ -172,6 +173,7 @@ func (s *Service) Resolve(ctx context.Context, accessKeyID, sessionToken string)
 		}
 		return Resolved{
 			Credential: sigv4.Credential{AccessKeyID: accessKeyID, SecretAccessKey: k.secret, Principal: k.principal},
+			Account:    s.account,
 			User:       k.user,
 		}, nil
 	default:
@@ -203,7 +205,8 @@ func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Res
 			Principal:       c.Principal,
 			Expires:         c.Expires,
 		},
-		Claims: c,
+		Account: s.account,
+		Claims:  c,
 	}, nil
 }
 
