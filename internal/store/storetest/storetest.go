@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -90,10 +92,10 @@ var (
 
 func ctx(t *testing.T) context.Context { return t.Context() }
 
-// secretFor returns a 40-character secret unique to id.
+// secretFor returns a 40-character secret unique to id that shares no text with it.
 func secretFor(id string) string {
-	s := "SECRET-" + id + "-" + strings.Repeat("s", 40)
-	return s[:40]
+	sum := sha256.Sum256([]byte("secret for " + id))
+	return base64.StdEncoding.EncodeToString(sum[:])[:40]
 }
 
 func newKey(id, user string, created time.Time) store.AccessKey {
@@ -398,11 +400,11 @@ func joinToken(id, node string) pki.JoinToken {
 func testJoinTokens(t *testing.T, s Store) {
 	tok := joinToken("00112233445566778899aabbccddeeff", "web-1")
 	must(t, s.PutJoinToken(ctx(t), tok))
-	if err := s.PutJoinToken(ctx(t), joinToken(tok.ID, "other")); err == nil {
-		t.Error("duplicate PutJoinToken accepted it")
+	if err := s.PutJoinToken(ctx(t), joinToken(tok.ID, "other")); !errors.Is(err, store.ErrExists) {
+		t.Errorf("duplicate PutJoinToken: err = %v, want ErrExists", err)
 	}
 	got, err := s.GetJoinToken(ctx(t), tok.ID)
-	must(t, err)
+	must(t, err) // and the original is untouched:
 	if got.ID != tok.ID || got.Hash != tok.Hash || got.Node != tok.Node || !got.Created.Equal(tok.Created) || !got.Expires.Equal(tok.Expires) {
 		t.Errorf("GetJoinToken = %+v, want %+v", got, tok)
 	}
