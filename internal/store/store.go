@@ -11,6 +11,13 @@
 //
 // Every write bumps a persistent change counter, Version, so components holding in-memory
 // snapshots can poll for changes cheaply.
+//
+// On disk, in the data directory (0700): phantom.db with its -wal and -shm files (0600),
+// and master.key (0600), the base64 of the 32-byte master key, created on first start.
+// Setting PHANTOM_MASTER_KEY (standard base64 of 32 bytes) supplies the key instead, for
+// deployments that keep it in a secret manager rather than beside the database. A lost
+// master key makes the stored secrets unrecoverable; a wrong one is refused at open
+// (ErrWrongMasterKey), never used to produce garbage.
 package store
 
 import (
