@@ -238,6 +238,18 @@ func (v *validator) statement(n *jnode, path string, index int) {
 	v.conditionRules(&s)
 }
 
+// grants reports whether an Allow in this kind of policy grants access. Permissions
+// boundaries, session policies, SCPs and VPC endpoint policies only cap what other
+// policies grant ("Policy evaluation logic"), so their Allow of "*" on "*" (AWS's
+// default FullAWSAccess SCP and default endpoint policy) is normal, not a warning.
+func (v *validator) grants() bool {
+	switch v.kind {
+	case Boundary, Session, SCP, Endpoint:
+		return false
+	}
+	return true
+}
+
 // kindRules are the errors that depend on the policy's kind. "IAM JSON policy elements:
 // Principal": identity-based policies (and permissions boundaries, session policies and
 // SCPs, which have the same shape) cannot name a principal; resource-based policies must.
@@ -351,6 +363,9 @@ func (v *validator) actionRules(s *stmtInfo) {
 			allStar = true
 		}
 	}
+	if !v.grants() {
+		return
+	}
 	if rn, rp, ok := hasResourceStar(s); ok {
 		if allStar && s.condition == nil {
 			// "Security best practices in IAM": grant least privilege; "*" on "*" is
@@ -439,7 +454,7 @@ func (v *validator) principalRules(s *stmtInfo) {
 		// boundary, and AWS recommends aws:PrincipalArn conditions instead.
 		v.add(SeverityWarning, "DENY_WITH_NOT_PRINCIPAL", s.principal.keyOff, ppath,
 			"Deny with NotPrincipal is hard to get right (it also denies roles with a permissions boundary); use Principal \"*\" with an ArnNotEquals condition on aws:PrincipalArn")
-	case s.allow && s.condition == nil && isStarPrincipal(s.principal.val):
+	case s.allow && s.condition == nil && v.grants() && isStarPrincipal(s.principal.val):
 		// "AWS JSON policy elements: Principal": "*" is everyone, anonymous callers
 		// included; AWS advises narrowing it with conditions.
 		v.add(SeveritySecurityWarning, "PUBLIC_ACCESS_WITHOUT_CONDITION", s.principal.val.off, ppath,
