@@ -236,6 +236,67 @@ func (v *validator) statement(n *jnode, path string, index int) {
 	v.resourceRules(&s)
 	v.principalRules(&s)
 	v.conditionRules(&s)
+	v.webIdentityRules(&s)
+}
+
+// webIdentityRules: a role trust policy that lets an OIDC provider's users assume the
+// role must say which audience (client) and, for shared issuers, which subject may do
+// so. "Create a role for OpenID Connect federation" requires the "<provider>:aud" key,
+// and "Configuring a role for GitHub OIDC identity provider" the
+// "token.actions.githubusercontent.com:sub" key: without it any repository on GitHub
+// can assume the role.
+func (v *validator) webIdentityRules(s *stmtInfo) {
+	if !s.allow || s.principal == nil || s.principal.key != "Principal" || s.principal.val.kind != jObject || s.action == nil || s.action.key != "Action" {
+		return
+	}
+	fed, ok := member(s.principal.val, "Federated")
+	if !ok {
+		return
+	}
+	web := false
+	anames, _ := stringNodes(s.action.val, "")
+	for _, a := range anames {
+		web = web || globMatchFold(a.str, "sts:AssumeRoleWithWebIdentity")
+	}
+	if !web {
+		return
+	}
+	hasKey := func(name string) bool {
+		if s.condition == nil || s.condition.val.kind != jObject {
+			return false
+		}
+		for _, om := range s.condition.val.members {
+			// Only a positive test restricts: Null and negated operators let others in.
+			if spec, ok := parseOperator(om.key); !ok || spec.neg || spec.fam == famNull || om.val.kind != jObject {
+				continue
+			}
+			for _, km := range om.val.members {
+				if strings.EqualFold(km.key, name) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	providers, paths := stringNodes(fed.val, pathKey(pathKey(s.path, "Principal"), "Federated"))
+	for i, p := range providers {
+		// The provider is an OIDC provider ARN ("arn:aws:iam::123456789012:oidc-provider/
+		// token.actions.githubusercontent.com") or a well-known name (accounts.google.com).
+		host := p.str
+		if _, after, ok := strings.Cut(host, ":oidc-provider/"); ok {
+			host = after
+		} else if strings.HasPrefix(host, "arn:") {
+			continue // a SAML provider: SAML trust uses SAML:aud, which AWS sets itself
+		}
+		if !hasKey(host + ":aud") {
+			v.add(SeveritySecurityWarning, "MISSING_AUDIENCE_CONDITION", p.off, paths[i],
+				"any application registered with "+host+" can assume this role; add a condition on "+host+":aud")
+		}
+		if strings.EqualFold(host, "token.actions.githubusercontent.com") && !hasKey(host+":sub") {
+			v.add(SeveritySecurityWarning, "MISSING_SUBJECT_CONDITION", p.off, paths[i],
+				"any GitHub repository's workflow can assume this role; add a condition on token.actions.githubusercontent.com:sub naming your repository")
+		}
+	}
 }
 
 // grants reports whether an Allow in this kind of policy grants access. Permissions

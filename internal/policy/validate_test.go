@@ -77,6 +77,9 @@ func TestValidateTestdata(t *testing.T) {
 		{"default_endpoint_policy.json", Resource, []string{"1:1 WARNING MISSING_VERSION Version", "5:20 SECURITY_WARNING PUBLIC_ACCESS_WITHOUT_CONDITION Statement[0].Principal", "6:17 SECURITY_WARNING ALLOW_ALL_ACTIONS_ON_ALL_RESOURCES Statement[0].Action"}, "as a resource policy the same text grants everyone everything"},
 		{"invalid_principal_key.json", Resource, []string{"5:19 ERROR INVALID_PRINCIPAL_KEY Statement.Principal.Group"}, "a role trust policy (no Resource); groups are not principals"},
 		{"invalid_principal_format.json", Resource, []string{"5:18 ERROR INVALID_PRINCIPAL_FORMAT Statement.Principal"}, "a string principal must be \"*\""},
+		{"github_oidc.json", Resource, nil, "AWS's GitHub OIDC trust policy example: aud and sub both checked"},
+		{"github_oidc_without_sub.json", Resource, []string{"5:32 SECURITY_WARNING MISSING_SUBJECT_CONDITION Statement.Principal.Federated"}, "any repository could assume the role"},
+		{"oidc_without_aud.json", Resource, []string{"5:32 SECURITY_WARNING MISSING_AUDIENCE_CONDITION Statement.Principal.Federated"}, "any Google client could assume the role"},
 		{"empty_condition.json", Identity, []string{"7:18 SUGGESTION EMPTY_OBJECT_CONDITION Statement.Condition"}, "an empty Condition does nothing"},
 	}
 	used := map[string]bool{}
