@@ -2,16 +2,22 @@ package sts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 type failingAudit struct{}
@@ -76,5 +82,69 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Config{Account: testAccount, Region: "us-east-1", Directory: dir}, nil, e.issuer, e.audit); err == nil {
 		t.Fatal("nil credentials accepted")
+	}
+}
+
+// TestDirectoryPerCall: a reloaded spec (config.Watcher.Current) applies to the next call.
+func TestDirectoryPerCall(t *testing.T) {
+	e := newEnv(t)
+	cur := atomic.Pointer[config.Spec]{}
+	cur.Store(e.spec)
+	h, err := New(Config{Account: testAccount, Region: "us-east-1", Directory: func() Directory { return cur.Load() },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, e.creds, e.issuer, e.audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assume := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, signedRequest(t, e.users["alice"], form("AssumeRole", "RoleArn", appARN, "RoleSessionName", "ss")))
+		return rec.Code
+	}
+	if c := assume(); c != 200 {
+		t.Fatalf("before reload: %d", c)
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "spec.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reloaded spec's app role trusts carol only.
+	edited := strings.Replace(string(data), `["arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:user/carol"]`, `"arn:aws:iam::123456789012:user/carol"`, 1)
+	spec2, err := config.Parse("spec.yaml", []byte(edited))
+	if err != nil || edited == string(data) {
+		t.Fatalf("edit spec: %v", err)
+	}
+	cur.Store(spec2)
+	if c := assume(); c != 403 {
+		t.Fatalf("after reload: %d", c)
+	}
+}
+
+// TestAuditEventShape: the JSON names CloudTrail uses, and nothing secret.
+func TestAuditEventShape(t *testing.T) {
+	e := newEnv(t)
+	x := e.assume(t, e.users["alice"], "RoleArn", partnerARN, "RoleSessionName", "audit", "ExternalId", "partner-7f3a",
+		"Policy", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::secret-bucket-name/*"}]}`)
+	e.call(t, x.creds(), form("GetCallerIdentity"))
+	evs := e.audit.all()
+	b, err := json.Marshal(evs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{`"eventVersion":"1.08"`, `"eventSource":"sts.amazonaws.com"`, `"eventName":"AssumeRole"`, `"type":"IAMUser"`,
+		`"userName":"alice"`, `"sourceIPAddress":"192.0.2.1"`, `"roleArn":"` + partnerARN + `"`, `"externalId":"partner-7f3a"`, `"policySize":`,
+		`"accessKeyId":"` + x.Result.Credentials.AccessKeyID + `"`, `"recipientAccountId":"123456789012"`, `"tlsDetails":{"tlsVersion":"TLSv1.3"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("event lacks %s: %s", want, s)
+		}
+	}
+	if strings.Contains(s, "secret-bucket-name") || strings.Contains(s, x.Result.Credentials.SecretAccessKey) || strings.Contains(s, x.Result.Credentials.SessionToken) {
+		t.Fatalf("event holds the session policy text or a secret: %s", s)
+	}
+	b, _ = json.Marshal(evs[1])
+	for _, want := range []string{`"type":"AssumedRole"`, `"sessionIssuer":{"type":"Role"`, `"arn":"arn:aws:sts::123456789012:assumed-role/partner/audit"`, `"readOnly":true`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("role session event lacks %s: %s", want, b)
+		}
 	}
 }
