@@ -481,6 +481,17 @@ func (v *validator) variableVersion(n *jnode, path string) {
 	}
 }
 
+// variableElement warns about ${...} where IAM replaces no variables (in a Principal;
+// an action with one is already a grammar error, its name holding a ':'): "You can use
+// policy variables in the Resource element and in string comparisons in the Condition
+// element" ("IAM policy elements: Variables and tags"); elsewhere it is literal text.
+func (v *validator) variableElement(n *jnode, path, element string) {
+	if strings.Contains(n.str, "${") {
+		v.add(SeverityWarning, "VARIABLE_UNSUPPORTED_IN_ELEMENT", n.off, path,
+			quote(n.str)+" holds a policy variable, but "+element+" does not support variables: it is matched as literal text")
+	}
+}
+
 func isStarPrincipal(n *jnode) bool {
 	switch n.kind {
 	case jString:
@@ -503,6 +514,14 @@ func (v *validator) principalRules(s *stmtInfo) {
 		return
 	}
 	ppath := pathKey(s.path, s.principal.key)
+	if s.principal.val.kind == jObject {
+		for _, m := range s.principal.val.members {
+			ns, ps := stringNodes(m.val, pathKey(ppath, m.key))
+			for i, n := range ns {
+				v.variableElement(n, ps[i], s.principal.key)
+			}
+		}
+	}
 	switch {
 	case s.principal.key == "NotPrincipal" && s.allow:
 		// "AWS JSON policy elements: NotPrincipal": "we strongly recommend that you do

@@ -80,6 +80,7 @@ func TestValidateTestdata(t *testing.T) {
 		{"github_oidc.json", Resource, nil, "AWS's GitHub OIDC trust policy example: aud and sub both checked"},
 		{"github_oidc_without_sub.json", Resource, []string{"5:32 SECURITY_WARNING MISSING_SUBJECT_CONDITION Statement.Principal.Federated"}, "any repository could assume the role"},
 		{"oidc_without_aud.json", Resource, []string{"5:32 SECURITY_WARNING MISSING_AUDIENCE_CONDITION Statement.Principal.Federated"}, "any Google client could assume the role"},
+		{"variable_in_principal.json", Resource, []string{"5:26 WARNING VARIABLE_UNSUPPORTED_IN_ELEMENT Statement.Principal.AWS"}, "Principal takes no variables"},
 		{"empty_condition.json", Identity, []string{"7:18 SUGGESTION EMPTY_OBJECT_CONDITION Statement.Condition"}, "an empty Condition does nothing"},
 	}
 	used := map[string]bool{}
