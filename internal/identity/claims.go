@@ -71,7 +71,8 @@ func roleName(arn string) string {
 //	1 byte     private IP length (0, 4 or 16), then the address bytes
 //	str        endpoint
 //
-// where str is a uvarint length and that many bytes. Trailing bytes are an error.
+// where str is a uvarint length and that many bytes. Trailing bytes and non-minimal
+// varints are errors: each claims value has exactly one encoding.
 const flagMFA = 1
 
 var errClaims = errors.New("malformed claims")
@@ -160,6 +161,9 @@ func (d *claimsDecoder) uvarint() uint64 {
 		}
 		v |= uint64(c&0x7f) << shift
 		if c < 0x80 {
+			if c == 0 && shift > 0 {
+				break // non-minimal: one encoding per value
+			}
 			return v
 		}
 	}

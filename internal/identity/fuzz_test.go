@@ -53,3 +53,21 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeClaims: the claims decoder never panics and accepts only canonical encodings
+// (decode then encode gives the input back). It reads only authenticated plaintext, so this
+// is defence in depth.
+func FuzzDecodeClaims(f *testing.F) {
+	f.Add(appendClaims(nil, fullClaims(t0)))
+	f.Add(appendClaims(nil, minimalClaims(t0)))
+	f.Add(tagCountPrefix(1 << 40))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var c Claims
+		if err := decodeClaims(string(b), &c); err != nil {
+			return
+		}
+		if again := appendClaims(nil, &c); string(again) != string(b) {
+			t.Fatalf("decoded claims re-encode differently:\n in %x\nout %x", b, again)
+		}
+	})
+}
