@@ -315,8 +315,12 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 	if a.sourceIdentity != "" {
 		actions = append(actions, "sts:SetSourceIdentity")
 	}
+	var az *authorizer
+	if ok {
+		az = h.newAuthorizer(c, role, h.requestContext(c, a, tags, transitive, sourceIdentity))
+	}
 	for _, action := range actions {
-		if !ok || !h.authorize(c, role, a, tags, transitive, sourceIdentity, action) {
+		if az == nil || !az.allows(action) {
 			// The same message whether or not the role exists: AWS does not confirm
 			// role names to callers who may not assume them.
 			return nil, accessDenied("User: " + cr.arn + " is not authorized to perform: " + action + " on resource: " + truncate(a.roleARN, 2048))
@@ -399,7 +403,7 @@ func packedPercent(policyText string, arns []string, tags []Tag) int {
 	return (n*100 + maxPackedBytes - 1) / maxPackedBytes
 }
 
-// authorize decides one action of an AssumeRole call. Both must allow:
+// authorizer decides the actions of one AssumeRole call. Both must allow each action:
 //   - the role's trust policy, a resource-based policy whose principal is the caller;
 //   - the caller's identity-based policies, capped by its permissions boundary and, for
 //     a role session, its session policies.
@@ -407,25 +411,39 @@ func packedPercent(policyText string, arns []string, tags []Tag) int {
 // AWS lets a same-account trust policy that names the caller's ARN grant alone; Phantom
 // requires the caller's own permission too (fail closed: one place to revoke a user's
 // ability to assume roles).
-func (h *Handler) authorize(c *call, role *config.Role, a *assumeRequest, tags []Tag, transitive []string, sourceIdentity, action string) bool {
+type authorizer struct {
+	trust, identity *policy.Set
+	req             policy.Request
+}
+
+// newAuthorizer returns nil when the role cannot be assumed by anyone (no trust policy)
+// or the caller has no identity-based side.
+func (h *Handler) newAuthorizer(c *call, role *config.Role, ctx *policy.Context) *authorizer {
 	if role.TrustPolicy == nil || role.TrustPolicy.Compiled == nil {
-		return false
+		return nil
+	}
+	id := h.identitySet(c)
+	if id == nil {
+		return nil
 	}
 	cr := &c.caller
-	ctx := h.requestContext(c, a, tags, transitive, sourceIdentity)
-	req := &policy.Request{Principal: cr.arn, PrincipalAccount: cr.account, Action: action, Resource: role.ARN, ResourceAccount: arnAccount(role.ARN), Context: ctx}
-
-	trust := policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: role.TrustPolicy.Compiled})
-	if d := trust.Evaluate(req); d.Effect != policy.Allow {
-		return false
+	return &authorizer{
+		trust:    policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: role.TrustPolicy.Compiled}),
+		identity: id,
+		req:      policy.Request{Principal: cr.arn, PrincipalAccount: cr.account, Resource: role.ARN, Context: ctx},
 	}
-	set := h.identitySet(c)
-	if set == nil {
+}
+
+func (az *authorizer) allows(action string) bool {
+	req := az.req
+	req.Action = action
+	req.ResourceAccount = arnAccount(req.Resource)
+	if az.trust.Evaluate(&req).Effect != policy.Allow {
 		return false
 	}
 	// The identity side alone: same account or not, the caller must be allowed.
 	req.ResourceAccount = ""
-	return set.Evaluate(req).Effect == policy.Allow
+	return az.identity.Evaluate(&req).Effect == policy.Allow
 }
 
 // identitySet is the caller's identity-based side: its policies, boundary and session
