@@ -35,6 +35,19 @@ func (s *Service) CreateAccessKey(ctx context.Context, user string) (AccessKey, 
 	return k, nil
 }
 
+// ListAccessKeys returns user's keys (every user's when user is "") without their secrets,
+// as `iam list-access-keys` shows them.
+func (s *Service) ListAccessKeys(ctx context.Context, user string) ([]AccessKey, error) {
+	keys, err := s.deps.AccessKeys.ListAccessKeys(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("list access keys: %w", err)
+	}
+	for i := range keys {
+		keys[i].Secret = ""
+	}
+	return keys, nil
+}
+
 // UpdateAccessKeyStatus sets a key Active or Inactive; Inactive is refused on this replica
 // as soon as the call returns.
 func (s *Service) UpdateAccessKeyStatus(ctx context.Context, id, status string) error {

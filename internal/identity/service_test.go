@@ -132,6 +132,11 @@ func TestResolveLongTermKey(t *testing.T) {
 		})
 	}
 
+	listed, err := s.ListAccessKeys(ctx, "alice")
+	if err != nil || len(listed) != 1 || listed[0].ID != k.ID || listed[0].Secret != "" {
+		t.Fatalf("ListAccessKeys = %d keys, %v; want alice's one key without its secret", len(listed), err)
+	}
+
 	if err := s.UpdateAccessKeyStatus(ctx, k.ID, StatusInactive); err != nil {
 		t.Fatal(err)
 	}
