@@ -205,16 +205,16 @@ func sigv4Error(err error) *apiError {
 	if !errors.As(err, &se) {
 		return internalFailure()
 	}
-	msg := se.Message
+	var detail string
 	if se.CanonicalRequest != "" {
 		// STS, like every query API, shows the key holder what it expected.
-		msg += "\n\nThe Canonical String for this request should have been\n'" + se.CanonicalRequest + "'\n\nThe String-to-Sign should have been\n'" + se.StringToSign + "'\n"
+		detail = "\n\nThe Canonical String for this request should have been\n'" + se.CanonicalRequest + "'\n\nThe String-to-Sign should have been\n'" + se.StringToSign + "'\n"
 	}
 	status := se.HTTPStatus
 	if status == 0 {
 		status = http.StatusForbidden
 	}
-	return &apiError{Code: se.Code, Message: msg, Status: status}
+	return &apiError{Code: se.Code, Message: se.Message, Status: status, Detail: detail}
 }
 
 // accessKeyOf returns the access key id a request claims (for the audit of a failed

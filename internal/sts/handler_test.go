@@ -189,6 +189,8 @@ func TestDenials(t *testing.T) {
 		{"unknown access key", aws.Credentials{AccessKeyID: "AKIAUNKNOWNUNKNOWN00", SecretAccessKey: "x"}, nil, "GetCallerIdentity", 403, "InvalidClientTokenId", "The security token included in the request is invalid."},
 		{"unsigned request", aws.Credentials{}, nil, "GetCallerIdentity", 403, "MissingAuthenticationToken", "Request is missing Authentication Token"},
 		{"wrong secret", aws.Credentials{AccessKeyID: alice.AccessKeyID, SecretAccessKey: "wrong"}, nil, "GetCallerIdentity", 403, "SignatureDoesNotMatch", "The request signature we calculated does not match"},
+		{"wrong secret with a session token: the canonical request (with the token) goes to the caller, not the audit", aws.Credentials{AccessKeyID: app.AccessKeyID, SecretAccessKey: "wrong", SessionToken: app.SessionToken}, nil, "GetCallerIdentity", 403, "SignatureDoesNotMatch",
+			"The Canonical String for this request should have been"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

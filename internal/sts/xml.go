@@ -19,6 +19,9 @@ type apiError struct {
 	Code    string
 	Message string
 	Status  int
+	// Detail is appended to Message on the wire only, never in the audit event: the
+	// canonical request of a signature mismatch, which can hold the session token.
+	Detail string
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
@@ -137,7 +140,7 @@ func writeError(w http.ResponseWriter, requestID string, e *apiError) {
 	if e.Status >= 500 {
 		typ = "Receiver"
 	}
-	writeXML(w, requestID, e.Status, &errorResponse{Xmlns: xmlns, Error: errorBody{typ, e.Code, e.Message}, RequestID: requestID})
+	writeXML(w, requestID, e.Status, &errorResponse{Xmlns: xmlns, Error: errorBody{typ, e.Code, e.Message + e.Detail}, RequestID: requestID})
 }
 
 // newRequestID returns a random UUIDv4, the form of STS request ids.
