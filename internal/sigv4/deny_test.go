@@ -335,6 +335,8 @@ func TestDenyCredentials(t *testing.T) {
 		{"source says expired", errSource{err: fmt.Errorf("open token: %w", ErrExpiredToken)}, signOpts{}, nil, CodeExpiredToken, ""},
 		{"source says invalid token", errSource{err: fmt.Errorf("open token: %w", ErrInvalidToken)}, signOpts{}, nil, CodeInvalidClientTokenID, msgInvalidToken},
 		{"source says unknown key", errSource{err: ErrUnknownAccessKey}, signOpts{}, nil, CodeInvalidClientTokenID, msgInvalidToken},
+		// A revoked role session: AWS denies its calls (AccessDenied, 403) rather than rejecting its token.
+		{"source says access denied", errSource{err: fmt.Errorf("role sessions revoked: %w", ErrAccessDenied)}, signOpts{}, nil, CodeAccessDenied, ""},
 		{"source fails", errSource{err: errors.New("database is down")}, signOpts{}, nil, CodeInternalFailure, ""},
 		{"source returns another key", errSource{cred: Credential{AccessKeyID: "AKIAOTHER", SecretAccessKey: testSecret}}, signOpts{}, nil, CodeInternalFailure, ""},
 		{"source returns no secret", errSource{cred: Credential{AccessKeyID: testAKID}}, signOpts{}, nil, CodeInternalFailure, ""},

@@ -33,6 +33,10 @@ var (
 	ErrInvalidToken = errors.New("sigv4: invalid session token")
 	// ErrExpiredToken: the credential (or its session token) has expired.
 	ErrExpiredToken = errors.New("sigv4: expired session token")
+	// ErrAccessDenied: the credential is genuine but may no longer act, as when its role's
+	// sessions were revoked ("Revoking IAM role temporary security credentials": AWS denies
+	// such a session's calls with AccessDenied rather than rejecting its token).
+	ErrAccessDenied = errors.New("sigv4: access denied")
 )
 
 const (

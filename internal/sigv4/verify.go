@@ -550,6 +550,8 @@ func (v *Verifier) lookup(ctx context.Context, a *authInfo, now time.Time) (Cred
 	cred, err := v.creds.LookupCredential(ctx, a.accessKeyID, a.token)
 	switch {
 	case err == nil:
+	case errors.Is(err, ErrAccessDenied):
+		return cred, accessDenied("The credential for access key id '"+a.accessKeyID+"' is denied.", "the credential source refused the credential: "+err.Error())
 	case errors.Is(err, ErrUnknownAccessKey):
 		return cred, invalidToken("access key id '" + a.accessKeyID + "' is not known")
 	case errors.Is(err, ErrExpiredToken):
