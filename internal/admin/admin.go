@@ -1,0 +1,199 @@
+// Package admin owns Phantom's administrative operations on one data directory: users'
+// long-term access keys (the `phantom iam` commands), session revocation, token-sealing key
+// rotation (`phantom keys`), and node join tokens and enrollment (`phantom node`). It opens
+// the store, the identity service and the perimeter CA for a data directory, checks names
+// against the perimeter spec, and gives results and errors in the shapes the AWS CLI prints
+// (`{"AccessKey": {…}}`, `An error occurred (NoSuchEntity) when calling the … operation`).
+//
+// It does not own the stored data (internal/store), credential logic (internal/identity),
+// certificates (internal/pki) or the spec (internal/config); cmd/phantom only parses flags
+// and calls it. Every write goes to the store, whose change counter the running
+// components poll (identity.Service.Run, every identity.DefaultRefreshInterval), so a key
+// disabled or a role revoked here is refused by every process sharing the store within
+// that interval.
+//
+// Data directory layout (0700): phantom.db and master.key (internal/store), ca/ (the
+// perimeter CA: ca.crt, ca.key 0600), admin.lock (serialises access-key creation so the
+// per-user quota holds between concurrent commands).
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+// Defaults for where the data directory and the spec are, and the environment variables
+// that override them (flags override both).
+const (
+	DataDirEnv     = "PHANTOM_DATA_DIR"
+	DefaultDataDir = "phantom-data"
+	ConfigEnv      = "PHANTOM_CONFIG"
+	DefaultConfig  = "phantom.yaml"
+
+	// CADir is the CA's directory inside the data directory.
+	CADir    = "ca"
+	lockFile = "admin.lock"
+)
+
+// DataDir returns flag when set, else $PHANTOM_DATA_DIR, else ./phantom-data.
+func DataDir(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := getenv(DataDirEnv); v != "" {
+		return v
+	}
+	return DefaultDataDir
+}
+
+// ConfigPath returns flag when set, else $PHANTOM_CONFIG, else ./phantom.yaml.
+func ConfigPath(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if v := getenv(ConfigEnv); v != "" {
+		return v
+	}
+	return DefaultConfig
+}
+
+// Config configures Open.
+type Config struct {
+	// DataDir is the perimeter's data directory; created 0700 when missing, tightened to
+	// 0700 when group or others can enter it.
+	DataDir string
+	// Spec is the perimeter spec: its account id, and the users, roles and nodes that
+	// names are checked against.
+	Spec *config.Spec
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the entropy source for keys and tokens; nil means crypto/rand.
+	Rand io.Reader
+	// Logger receives the identity service's warnings; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Admin performs administrative operations on one data directory. Close it when done.
+type Admin struct {
+	dataDir string
+	spec    *config.Spec
+	now     func() time.Time
+	rand    io.Reader
+	store   *store.SQLite
+	ids     *identity.Service
+
+	caMu sync.Mutex
+	ca   *pki.CA // opened (or created) on first use: only node commands need it
+}
+
+// Open prepares the data directory, loads (or creates) the master key, opens the store
+// and loads the identity service's snapshots.
+func Open(ctx context.Context, cfg Config) (*Admin, error) {
+	if cfg.Spec == nil {
+		return nil, errors.New("admin: no perimeter spec")
+	}
+	if err := PrepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	mk, err := store.LoadOrCreateMasterKey(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.OpenSQLite(ctx, store.Config{DataDir: cfg.DataDir, MasterKey: mk, Now: now})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := identity.New(identity.Config{Account: cfg.Spec.Account, Now: now, Rand: cfg.Rand, Logger: cfg.Logger},
+		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+	if err == nil {
+		err = ids.Refresh(ctx)
+	}
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &Admin{dataDir: cfg.DataDir, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids}, nil
+}
+
+// Close releases the store.
+func (a *Admin) Close() error { return a.store.Close() }
+
+// PrepareDataDir creates dir 0700 when missing and tightens an existing one that group or
+// others can enter to 0700 (failing when it cannot): it holds the master key and the CA
+// key.
+func PrepareDataDir(dir string) error {
+	if dir == "" {
+		return errors.New("no data directory: pass --data-dir or set " + DataDirEnv)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("data directory %s is not a directory", dir)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		// As the store tightens its database files: the directory is ours to close.
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data directory %s has mode %#o, open to others, and cannot be tightened: %w", dir, perm, err)
+		}
+	}
+	return nil
+}
+
+// CA returns the perimeter CA in the data directory, creating it on first use.
+func (a *Admin) CA() (*pki.CA, error) {
+	a.caMu.Lock()
+	defer a.caMu.Unlock()
+	if a.ca != nil {
+		return a.ca, nil
+	}
+	ca, err := pki.New(pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand})
+	if err != nil {
+		return nil, err
+	}
+	a.ca = ca
+	return ca, nil
+}
+
+// lock takes an exclusive advisory lock on the data directory's admin.lock, serialising
+// check-then-write operations (the access-key quota) between processes.
+func (a *Admin) lock() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(a.dataDir, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// isNotFound reports a store "no such row" error.
+func isNotFound(err error) bool {
+	return errors.Is(err, store.ErrNotFound)
+}

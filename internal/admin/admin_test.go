@@ -1,0 +1,556 @@
+package admin_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+const account = "123456789012"
+
+func loadSpec(t *testing.T) *config.Spec {
+	t.Helper()
+	s, err := config.Load("testdata/perimeter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func open(t *testing.T, dir string) *admin.Admin {
+	t.Helper()
+	a, err := admin.Open(context.Background(), admin.Config{DataDir: dir, Spec: loadSpec(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// replica is another process's identity service on the same data directory, as a
+// gateway or STS replica would run it.
+func replica(t *testing.T, dir string) *identity.Service {
+	t.Helper()
+	ctx := context.Background()
+	mk, err := store.LoadOrCreateMasterKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(ctx, store.Config{DataDir: dir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := identity.New(identity.Config{Account: account}, identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	var e *admin.Error
+	if !errors.As(err, &e) || e.Code != code {
+		t.Fatalf("error = %v, want AWS code %s", err, code)
+	}
+}
+
+func TestAccessKeyLifecycle(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := open(t, dir)
+	rep := replica(t, dir)
+
+	created, err := a.CreateAccessKey(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := created.AccessKey
+	if !identity.ValidAccessKeyID(k.AccessKeyId, identity.PrefixLongTerm) || len(k.SecretAccessKey) != 40 || k.Status != "Active" || k.UserName != "alice" {
+		t.Fatalf("created %+v", k)
+	}
+
+	list, err := a.ListAccessKeys(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.AccessKeyMetadata) != 1 || list.AccessKeyMetadata[0].AccessKeyId != k.AccessKeyId {
+		t.Fatalf("list = %+v", list)
+	}
+	var buf bytes.Buffer
+	for _, f := range []admin.Format{admin.JSON, admin.Text} {
+		if err := admin.Write(&buf, f, list); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(buf.String(), k.SecretAccessKey) || strings.Contains(buf.String(), "Secret") {
+		t.Fatalf("list output shows a secret:\n%s", buf.String())
+	}
+
+	lookup := func() error {
+		t.Helper()
+		if err := rep.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		c, err := rep.LookupCredential(ctx, k.AccessKeyId, "")
+		if err == nil && (c.SecretAccessKey != k.SecretAccessKey || c.Principal != "arn:aws:iam::123456789012:user/alice") {
+			t.Fatalf("credential %+v", c)
+		}
+		return err
+	}
+	if err := lookup(); err != nil {
+		t.Fatalf("active key refused: %v", err)
+	}
+	if err := a.UpdateAccessKey(ctx, "alice", k.AccessKeyId, "Inactive"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lookup(); !errors.Is(err, identity.ErrAccessKeyInactive) {
+		t.Fatalf("inactive key: %v", err)
+	}
+	if err := a.UpdateAccessKey(ctx, "alice", k.AccessKeyId, "Active"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lookup(); err != nil {
+		t.Fatalf("reactivated key refused: %v", err)
+	}
+	if err := a.DeleteAccessKey(ctx, "alice", k.AccessKeyId); err != nil {
+		t.Fatal(err)
+	}
+	if err := lookup(); !errors.Is(err, identity.ErrAccessKeyUnknown) {
+		t.Fatalf("deleted key: %v", err)
+	}
+	wantCode(t, a.DeleteAccessKey(ctx, "alice", k.AccessKeyId), admin.CodeNoSuchEntity)
+}
+
+// The same disablement reaches a replica that only polls (identity.Service.Run), within
+// its refresh interval.
+func TestInactiveReachesPollingReplica(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	a := open(t, dir)
+	k, err := a.CreateAccessKey(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, _ := store.LoadOrCreateMasterKey(dir)
+	st, err := store.OpenSQLite(ctx, store.Config{DataDir: dir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rep, err := identity.New(identity.Config{Account: account, RefreshInterval: 20 * time.Millisecond},
+		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { rep.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	id := k.AccessKey.AccessKeyId
+	waitFor(t, func() bool { _, err := rep.LookupCredential(ctx, id, ""); return err == nil })
+	if err := a.UpdateAccessKey(ctx, "alice", id, "Inactive"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		_, err := rep.LookupCredential(ctx, id, "")
+		return errors.Is(err, identity.ErrAccessKeyInactive)
+	})
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAccessKeyQuota(t *testing.T) {
+	ctx := context.Background()
+	a := open(t, t.TempDir())
+	for range admin.AccessKeysPerUser {
+		if _, err := a.CreateAccessKey(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := a.CreateAccessKey(ctx, "alice")
+	wantCode(t, err, admin.CodeLimitExceeded)
+	if msg, _ := admin.CLIMessage("CreateAccessKey", err); msg != "An error occurred (LimitExceeded) when calling the CreateAccessKey operation: Cannot exceed quota for AccessKeysPerUser: 2" {
+		t.Fatalf("message %q", msg)
+	}
+	// The quota is per user.
+	if _, err := a.CreateAccessKey(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAccessKeyErrors(t *testing.T) {
+	ctx := context.Background()
+	a := open(t, t.TempDir())
+	bobs, err := a.CreateAccessKey(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKey := bobs.AccessKey.AccessKeyId
+	tests := []struct {
+		name string
+		call func() error
+		code string
+	}{
+		{"create for a user not in the spec", func() error { _, err := a.CreateAccessKey(ctx, "mallory"); return err }, admin.CodeNoSuchEntity},
+		{"list for a user not in the spec with no keys", func() error { _, err := a.ListAccessKeys(ctx, "mallory"); return err }, admin.CodeNoSuchEntity},
+		{"user name outside IAM's pattern", func() error { _, err := a.CreateAccessKey(ctx, "bad name"); return err }, admin.CodeValidationError},
+		{"status is an enum: Active or Inactive, case-sensitive", func() error { return a.UpdateAccessKey(ctx, "bob", bobKey, "inactive") }, admin.CodeValidationError},
+		{"unknown key id", func() error { return a.UpdateAccessKey(ctx, "bob", "AKIAAAAAAAAAAAAAAAAA", "Inactive") }, admin.CodeNoSuchEntity},
+		{"key id too short for IAM's pattern", func() error { return a.DeleteAccessKey(ctx, "bob", "AKIA") }, admin.CodeValidationError},
+		// IAM answers NoSuchEntity for a key id under another user's name.
+		{"another user's key: update", func() error { return a.UpdateAccessKey(ctx, "alice", bobKey, "Inactive") }, admin.CodeNoSuchEntity},
+		{"another user's key: delete", func() error { return a.DeleteAccessKey(ctx, "alice", bobKey) }, admin.CodeNoSuchEntity},
+		{"delete for an unknown user", func() error { return a.DeleteAccessKey(ctx, "mallory", bobKey) }, admin.CodeNoSuchEntity},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { wantCode(t, tt.call(), tt.code) })
+	}
+	// None of them touched bob's key.
+	list, err := a.ListAccessKeys(ctx, "bob")
+	if err != nil || len(list.AccessKeyMetadata) != 1 || list.AccessKeyMetadata[0].Status != "Active" {
+		t.Fatalf("bob's keys = %+v, %v", list, err)
+	}
+}
+
+// A user removed from the spec keeps its stored keys; they can be listed, disabled and
+// deleted, but not re-enabled or added to.
+func TestRemovedUser(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := open(t, dir)
+	k, err := a.CreateAccessKey(ctx, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	spec, err := config.Parse("small.yaml", []byte("version: 1\naccount: \"123456789012\"\nregion: us-east-1\nusers: [{name: alice}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := admin.Open(ctx, admin.Config{DataDir: dir, Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	id := k.AccessKey.AccessKeyId
+	if l, err := b.ListAccessKeys(ctx, "bob"); err != nil || len(l.AccessKeyMetadata) != 1 {
+		t.Fatalf("list = %+v, %v", l, err)
+	}
+	if err := b.UpdateAccessKey(ctx, "bob", id, "Inactive"); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, b.UpdateAccessKey(ctx, "bob", id, "Active"), admin.CodeNoSuchEntity)
+	_, err = b.CreateAccessKey(ctx, "bob")
+	wantCode(t, err, admin.CodeNoSuchEntity)
+	if err := b.DeleteAccessKey(ctx, "bob", id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func session(t *testing.T, s *identity.Service, role string) (identity.Claims, string) {
+	t.Helper()
+	c, tok, err := s.NewSession(identity.Claims{
+		Principal:   "arn:aws:sts::123456789012:assumed-role/" + role + "/s",
+		Role:        "arn:aws:iam::123456789012:role/" + role,
+		SessionName: "s",
+	}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, tok
+}
+
+func TestRevokeSessions(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := open(t, dir)
+	_, err := a.RevokeSessions(ctx, "nosuchrole")
+	wantCode(t, err, admin.CodeNoSuchEntity)
+	if _, err := a.RotateKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep := replica(t, dir)
+	before, beforeTok := session(t, rep, "app")
+	other, otherTok := session(t, rep, "batch")
+	time.Sleep(2 * time.Millisecond) // the revocation is strictly after the issue time
+
+	out, err := a.RevokeSessions(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.RoleArn != "arn:aws:iam::123456789012:role/app" {
+		t.Fatalf("output %+v", out)
+	}
+	if err := rep.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep.LookupCredential(ctx, before.AccessKeyID, beforeTok); !errors.Is(err, identity.ErrSessionRevoked) {
+		t.Fatalf("session issued before the revocation: %v", err)
+	}
+	if _, err := rep.LookupCredential(ctx, other.AccessKeyID, otherTok); err != nil {
+		t.Fatalf("another role's session: %v", err)
+	}
+	time.Sleep(2 * time.Millisecond)
+	after, afterTok := session(t, rep, "app")
+	if _, err := rep.LookupCredential(ctx, after.AccessKeyID, afterTok); err != nil {
+		t.Fatalf("session issued after the revocation: %v", err)
+	}
+}
+
+func TestRotateKeys(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := open(t, dir)
+	if l, err := a.ListKeys(ctx); err != nil || len(l.SealingKeys) != 0 {
+		t.Fatalf("fresh list = %+v, %v", l, err)
+	}
+	first, err := a.RotateKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := replica(t, dir)
+	c, tok := session(t, rep, "app")
+
+	second, err := a.RotateKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.KeyId == first.KeyId || len(second.SealingKeys) != 2 {
+		t.Fatalf("after rotation: %+v", second)
+	}
+	got := map[string]admin.SealingKey{}
+	for _, k := range second.SealingKeys {
+		got[k.KeyId] = k
+	}
+	if k := got[second.KeyId]; k.Status != admin.KeyCurrent || k.RetireAfter != nil {
+		t.Fatalf("new key %+v", k)
+	}
+	old := got[first.KeyId]
+	if old.Status != admin.KeyRetiring || old.RetireAfter == nil ||
+		time.Time(*old.RetireAfter).Before(time.Now().Add(identity.DefaultMaxSessionDuration-time.Minute)) {
+		t.Fatalf("old key %+v", old)
+	}
+
+	// A token sealed before the rotation still opens, in a replica that reloads…
+	if err := rep.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep.LookupCredential(ctx, c.AccessKeyID, tok); err != nil {
+		t.Fatalf("token sealed before rotation: %v", err)
+	}
+	// …and in one started afterwards; new tokens are sealed with the new key.
+	rep2 := replica(t, dir)
+	if _, err := rep2.LookupCredential(ctx, c.AccessKeyID, tok); err != nil {
+		t.Fatalf("token sealed before rotation, fresh replica: %v", err)
+	}
+	if id := rep2.Sealer().CurrentKeyID(); id != second.KeyId {
+		t.Fatalf("current key %s, want %s", id, second.KeyId)
+	}
+
+	// Listing never shows key material.
+	mk, _ := store.LoadOrCreateMasterKey(dir)
+	st, err := store.OpenSQLite(ctx, store.Config{DataDir: dir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	keys, err := st.ListSealingKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	list, err := a.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []admin.Format{admin.JSON, admin.Text} {
+		admin.Write(&buf, f, list)
+		admin.Write(&buf, f, second)
+	}
+	for _, k := range keys {
+		for _, enc := range []string{base64.StdEncoding.EncodeToString(k.Key), base64.RawURLEncoding.EncodeToString(k.Key), string(k.Key)} {
+			if strings.Contains(buf.String(), enc) {
+				t.Fatalf("key %s material in output:\n%s", k.ID, buf.String())
+			}
+		}
+	}
+}
+
+func TestJoinAndEnroll(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a := open(t, dir)
+
+	_, err := a.JoinToken(ctx, "node-9", 0)
+	wantCode(t, err, admin.CodeNoSuchEntity)
+	_, err = a.JoinToken(ctx, "node-1", 8*24*time.Hour)
+	wantCode(t, err, admin.CodeValidationError)
+
+	jt, err := a.JoinToken(ctx, "node-1", 10*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(jt.JoinToken.Token, "phjt_") || time.Until(time.Time(jt.JoinToken.Expiration)) > 10*time.Minute {
+		t.Fatalf("token %+v", jt.JoinToken)
+	}
+	out := filepath.Join(t.TempDir(), "node")
+	res, err := a.Enroll(ctx, jt.JoinToken.Token, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Node.Identity != "spiffe://phantom/123456789012/node/node-1" || res.Node.RoleName != "app" {
+		t.Fatalf("enrolled %+v", res.Node)
+	}
+	cert, err := pki.LoadKeyPair(filepath.Join(out, admin.NodeCertFile), filepath.Join(out, admin.NodeKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(filepath.Join(out, admin.NodeKeyFile)); st.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", st.Mode())
+	}
+	bundle, err := os.ReadFile(filepath.Join(out, admin.CABundleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := pki.NewVerifier(bundle, account, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := cert.Leaf
+	id, err := v.Verify([]*x509.Certificate{leaf}, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Kind != pki.KindNode || id.Name != "node-1" || len(leaf.URIs) != 1 || leaf.URIs[0].String() != res.Node.Identity {
+		t.Fatalf("identity %v, URIs %v", id, leaf.URIs)
+	}
+
+	// Single use: the same token again is refused and writes nothing.
+	out2 := filepath.Join(t.TempDir(), "again")
+	_, err = a.Enroll(ctx, jt.JoinToken.Token, out2)
+	wantCode(t, err, admin.CodeInvalidClientTokenID)
+	if _, err := os.Stat(out2); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed enrollment wrote %s: %v", out2, err)
+	}
+	_, err = a.Enroll(ctx, "phjt_garbage", out2)
+	wantCode(t, err, admin.CodeInvalidClientTokenID)
+}
+
+func TestExpiredJoinToken(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	a, err := admin.Open(ctx, admin.Config{DataDir: dir, Spec: loadSpec(t), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	jt, err := a.JoinToken(ctx, "node-2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Minute)
+	_, err = a.Enroll(ctx, jt.JoinToken.Token, t.TempDir())
+	wantCode(t, err, admin.CodeExpiredToken)
+}
+
+func TestOutputShapes(t *testing.T) {
+	created := time.Date(2026, 11, 29, 1, 55, 0, 123, time.UTC)
+	out := &admin.CreateAccessKeyOutput{AccessKey: admin.AccessKey{
+		UserName: "alice", AccessKeyId: "AKIAIOSFODNN7EXAMPLE", Status: "Active",
+		SecretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", CreateDate: admin.Time(created),
+	}}
+	var buf bytes.Buffer
+	if err := admin.Write(&buf, admin.JSON, out); err != nil {
+		t.Fatal(err)
+	}
+	// The AWS CLI's shape and field order, four-space indent, ISO 8601 with +00:00.
+	want := `{
+    "AccessKey": {
+        "UserName": "alice",
+        "AccessKeyId": "AKIAIOSFODNN7EXAMPLE",
+        "Status": "Active",
+        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "CreateDate": "2026-11-29T01:55:00+00:00"
+    }
+}
+`
+	if buf.String() != want {
+		t.Fatalf("json:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	if err := admin.Write(&buf, admin.Text, out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ACCESSKEY\tAKIAIOSFODNN7EXAMPLE\t2026-11-29T01:55:00+00:00\twJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\tActive\talice\n"; buf.String() != want {
+		t.Fatalf("text %q, want %q", buf.String(), want)
+	}
+	buf.Reset()
+	list := &admin.ListAccessKeysOutput{AccessKeyMetadata: []admin.AccessKeyMetadata{}}
+	admin.Write(&buf, admin.JSON, list)
+	var v map[string][]any
+	if err := json.Unmarshal(buf.Bytes(), &v); err != nil || v["AccessKeyMetadata"] == nil {
+		t.Fatalf("empty list must be [] not null: %s", buf.String())
+	}
+	if _, err := admin.ParseFormat("yaml"); err == nil {
+		t.Fatal("yaml accepted")
+	}
+}
+
+func TestDataDir(t *testing.T) {
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	if got := admin.DataDir("", env("")); got != admin.DefaultDataDir {
+		t.Fatalf("default %q", got)
+	}
+	if got := admin.DataDir("", env("/srv/p")); got != "/srv/p" {
+		t.Fatalf("env %q", got)
+	}
+	if got := admin.DataDir("/x", env("/srv/p")); got != "/x" {
+		t.Fatalf("flag %q", got)
+	}
+	dir := filepath.Join(t.TempDir(), "new")
+	if err := admin.PrepareDataDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
+		t.Fatalf("created %v", st.Mode())
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	os.Mkdir(open, 0o755)
+	os.Chmod(open, 0o755)
+	if err := admin.PrepareDataDir(open); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(open); st.Mode().Perm() != 0o700 {
+		t.Fatalf("a data directory others can enter was left %v", st.Mode())
+	}
+}

@@ -1,0 +1,211 @@
+package admin
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+// Files an enrolled node's directory holds.
+const (
+	NodeCertFile = "node.crt" // the node's client certificate (PEM, 0644)
+	NodeKeyFile  = "node.key" // its private key (PKCS #8 PEM, 0600)
+	CABundleFile = "ca.crt"   // the perimeter CA bundle (PEM, 0644)
+)
+
+// JoinToken is a node join token: the only time its secret is shown.
+type JoinToken struct {
+	NodeName   string
+	Token      string
+	Expiration Time
+}
+
+// JoinTokenOutput is `phantom node join-token`'s output.
+type JoinTokenOutput struct {
+	JoinToken JoinToken
+}
+
+// writeText prints the token alone, so TOKEN=$(phantom node join-token … --output text)
+// works.
+func (o *JoinTokenOutput) writeText(w io.Writer) error {
+	_, err := fmt.Fprintln(w, o.JoinToken.Token)
+	return err
+}
+
+// JoinToken creates a single-use join token for a node of the spec, valid for ttl (zero
+// means pki.DefaultTokenTTL, at most pki.MaxTokenTTL). The store keeps only the secret's
+// hash.
+func (a *Admin) JoinToken(ctx context.Context, node string, ttl time.Duration) (*JoinTokenOutput, error) {
+	if ttl < 0 || ttl > pki.MaxTokenTTL {
+		return nil, validation(ttl.String(), "ttl", fmt.Sprintf("Member must be between 0s and %s", pki.MaxTokenTTL))
+	}
+	if _, ok := a.spec.Node(node); !ok {
+		return nil, noSuchNode(node)
+	}
+	tok, exp, err := pki.NewTokens(pki.TokensConfig{Now: a.now, Rand: a.rand}, a.store).Create(ctx, node, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &JoinTokenOutput{JoinToken{NodeName: node, Token: tok, Expiration: Time(exp)}}, nil
+}
+
+// Enrollment is what the CA side returns for a redeemed join token.
+type Enrollment struct {
+	Node      store.Node
+	Cert      *x509.Certificate
+	BundlePEM []byte
+}
+
+// NewNodeKey generates a node's P-256 key and the certificate request that carries its
+// public key. Only the key is taken from the request: the CA names the node from the join
+// token.
+func NewNodeKey(r io.Reader) (*ecdsa.PrivateKey, *x509.CertificateRequest, error) {
+	if r == nil {
+		r = rand.Reader
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate node key: %w", err)
+	}
+	der, err := x509.CreateCertificateRequest(r, &x509.CertificateRequest{Subject: pkix.Name{Organization: []string{"Phantom"}}}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate request: %w", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse certificate request: %w", err)
+	}
+	return key, csr, nil
+}
+
+// EnrollNode is the CA side of enrollment: it redeems the token (once), signs the request's
+// key into a client certificate naming the token's node, and records the node. A node
+// removed from the spec since its token was made is refused (the token is spent; the
+// certificate is discarded).
+func (a *Admin) EnrollNode(ctx context.Context, token string, csr *x509.CertificateRequest) (*Enrollment, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	cert, rec, err := ca.Enroll(ctx, pki.NewTokens(pki.TokensConfig{Now: a.now, Rand: a.rand}, a.store), token, csr)
+	switch {
+	case errors.Is(err, pki.ErrTokenInvalid):
+		return nil, &Error{CodeInvalidClientTokenID, "The join token is invalid or has already been used."}
+	case errors.Is(err, pki.ErrTokenExpired):
+		return nil, &Error{CodeExpiredToken, "The join token has expired."}
+	case err != nil:
+		return nil, err
+	}
+	n, ok := a.spec.Node(rec.Node)
+	if !ok {
+		return nil, noSuchNode(rec.Node)
+	}
+	node := store.Node{Name: n.Name, Role: n.Role, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: a.now().UTC()}
+	if err := a.store.PutNode(ctx, node); err != nil {
+		return nil, fmt.Errorf("record node %s: %w", n.Name, err)
+	}
+	return &Enrollment{Node: node, Cert: cert, BundlePEM: ca.BundlePEM()}, nil
+}
+
+// EnrolledNode is `phantom node enroll`'s result.
+type EnrolledNode struct {
+	NodeName          string
+	RoleName          string
+	Identity          string // the certificate's URI SAN
+	CertificateSerial string
+	NotAfter          Time
+	CertificateFile   string
+	PrivateKeyFile    string
+	CABundleFile      string
+}
+
+// EnrollOutput is `phantom node enroll`'s output.
+type EnrollOutput struct {
+	Node EnrolledNode
+}
+
+func (o *EnrollOutput) writeText(w io.Writer) error {
+	n := o.Node
+	return textLine(w, "Node", n.CABundleFile, n.CertificateFile, n.CertificateSerial, n.Identity, n.NodeName, n.NotAfter.String(), n.PrivateKeyFile, n.RoleName)
+}
+
+// WriteNodeFiles writes the node's certificate, key (0600) and CA bundle into dir
+// (created 0700), each file replaced atomically.
+func WriteNodeFiles(dir string, key *ecdsa.PrivateKey, e *Enrollment) (*EnrollOutput, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	certPath, keyPath, caPath := filepath.Join(dir, NodeCertFile), filepath.Join(dir, NodeKeyFile), filepath.Join(dir, CABundleFile)
+	if err := pki.WriteKeyPair(certPath, keyPath, &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key}); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(caPath, e.BundlePEM, 0o644); err != nil {
+		return nil, err
+	}
+	id, err := pki.IdentityFromCert(e.Cert)
+	if err != nil {
+		return nil, err
+	}
+	return &EnrollOutput{EnrolledNode{
+		NodeName: e.Node.Name, RoleName: e.Node.Role, Identity: id.String(), CertificateSerial: e.Node.CertSerial,
+		NotAfter: Time(e.Cert.NotAfter), CertificateFile: certPath, PrivateKeyFile: keyPath, CABundleFile: caPath,
+	}}, nil
+}
+
+// Enroll enrolls a node in this single-machine form: it makes the node's key and request,
+// enrolls it with the data directory's CA, and writes the files into outDir. A later issue
+// moves the CA side behind STS, so the node enrolls over the network.
+func (a *Admin) Enroll(ctx context.Context, token, outDir string) (*EnrollOutput, error) {
+	if outDir == "" {
+		return nil, errors.New("enroll: no output directory")
+	}
+	key, csr, err := NewNodeKey(a.rand)
+	if err != nil {
+		return nil, err
+	}
+	e, err := a.EnrollNode(ctx, token, csr)
+	if err != nil {
+		return nil, err
+	}
+	return WriteNodeFiles(outDir, key, e)
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it
+// over path, so a reader never sees half a file.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name()) // nothing left to remove after the rename
+	err = f.Chmod(perm)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
