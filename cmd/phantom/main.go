@@ -70,6 +70,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newSigv4Cmd(),
 		newPolicyCmd(),
 		newConfigCmd(),
+		newSTSCmd(),
 	)
 	return root
 }

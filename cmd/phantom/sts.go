@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/sts"
+)
+
+// defaultSTSListen is where the STS listens when neither --listen nor the spec's
+// sts.listen says.
+const defaultSTSListen = "127.0.0.1:8444"
+
+type stsFlags struct {
+	config  string
+	dataDir string
+	listen  string
+	poll    time.Duration
+}
+
+func newSTSCmd() *cobra.Command {
+	var f stsFlags
+	cmd := &cobra.Command{
+		Use:   "sts --config FILE --data-dir DIR [--listen ADDR]",
+		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
+		Long: `sts serves AssumeRole, GetSessionToken and GetCallerIdentity (SigV4 service "sts") over
+HTTPS (TLS 1.2 or later) with a server certificate from the perimeter CA in DIR/ca. It
+writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it with
+AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+
+Users' access keys, token-sealing keys and revocations come from the store in DIR
+(shared with the phantom iam and keys commands); changes reach this process within
+--poll. The spec is reloaded on SIGHUP or when the file changes; a spec that does not
+validate is rejected and the running one stays. Every call is recorded as one CloudTrail
+JSON line in DIR/audit/sts.jsonl (a plain file sink: the tamper-evident audit log comes
+later). SIGINT or SIGTERM stops it gracefully.
+
+When it is ready it prints "phantom sts: listening on https://ADDR" on stderr (ADDR is
+the bound address, so --listen 127.0.0.1:0 picks a free port).`,
+		Example: `  phantom sts --config perimeter.yaml --data-dir /var/lib/phantom
+  AWS_CA_BUNDLE=/var/lib/phantom/ca.pem aws sts get-caller-identity --endpoint-url https://127.0.0.1:8444`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runSTS(ctx, cmd.ErrOrStderr(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "perimeter spec file (required)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: store, master key, CA, audit (required)")
+	fl.StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+defaultSTSListen+")")
+	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	for _, name := range []string{"config", "data-dir"} {
+		cmd.MarkFlagRequired(name)
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	return cmd
+}
+
+func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
+	if f.poll <= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	w, err := config.NewWatcher(ctx, config.WatchConfig{
+		Path:   f.config,
+		Logger: log,
+		OnReload: func(_ *config.Spec, changed bool, err error) {
+			if err != nil {
+				log.Error("sts: perimeter spec rejected; keeping the running one", "path", f.config, "error", err)
+			} else if changed {
+				log.Info("sts: perimeter spec reloaded", "path", f.config)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load perimeter spec: %w", err)
+	}
+	defer w.Close()
+	spec := w.Current()
+
+	listen := f.listen
+	if listen == "" {
+		listen = defaultSTSListen
+		if spec.STS.Listen.IsValid() {
+			listen = spec.STS.Listen.String()
+		}
+	}
+
+	p, err := openPerimeter(ctx, f.dataDir, spec.Account, f.poll, log)
+	if err != nil {
+		return err
+	}
+	defer p.store.Close()
+
+	bundle := filepath.Join(f.dataDir, "ca.pem")
+	if err := p.ca.WriteBundle(bundle); err != nil {
+		return fmt.Errorf("write CA bundle: %w", err)
+	}
+
+	audit, err := openAuditFile(filepath.Join(f.dataDir, "audit", "sts.jsonl"))
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+
+	adapter := sts.NewIdentity(p.ids)
+	h, err := sts.New(sts.Config{
+		Account:   spec.Account,
+		Region:    spec.Region,
+		MaxSkew:   spec.Gateway.ClockSkew,
+		Directory: func() sts.Directory { return w.Current() },
+		Logger:    log,
+	}, adapter, adapter, audit)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	certs, err := newServerCerts(p.ca, spec.Account, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler: h,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: certs.get,
+		},
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
+	log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
+
+	select {
+	case err := <-serveErr:
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("serve sts: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("sts: shutting down")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	err = srv.Shutdown(shutdownCtx)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("shut down sts: %w", err)
+	}
+	return nil
+}
+
+// perimeter is what the STS opens in a data directory: the store, the identity service
+// over it (snapshots loaded, a sealing key present) and the CA.
+//
+// It follows internal/admin's data directory layout (phantom.db, master.key, ca/); it is a
+// separate opener only because the STS needs the identity service's refresh interval and
+// a sealing key, which the admin commands do not.
+type perimeter struct {
+	store *store.SQLite
+	ids   *identity.Service
+	ca    *pki.CA
+}
+
+func openPerimeter(ctx context.Context, dataDir, account string, poll time.Duration, log *slog.Logger) (*perimeter, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := os.Stat(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		// It holds the master key and the CA key.
+		return nil, fmt.Errorf("data directory %s has mode %#o, open to others: chmod 700 %s", dataDir, perm, dataDir)
+	}
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.OpenSQLite(ctx, store.Config{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := identity.New(identity.Config{Account: account, RefreshInterval: poll, Logger: log},
+		identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
+	if err == nil {
+		err = ids.Refresh(ctx)
+	}
+	if err == nil && ids.Sealer().CurrentKeyID() == "" {
+		// First start: sessions need a sealing key. Concurrent first starts each add one;
+		// RotateSealingKey keeps exactly one current.
+		var id string
+		if id, err = ids.RotateSealingKey(ctx); err == nil {
+			log.Info("sts: created the first token-sealing key", "key_id", id)
+		}
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open identity service: %w", err)
+	}
+	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, "ca"), Account: account})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &perimeter{store: db, ids: ids, ca: ca}, nil
+}
+
+// serverCerts issues the STS's short-lived server certificate and a fresh one when the
+// current one is past half its life, so a long-running STS never serves an expired one.
+type serverCerts struct {
+	ca  *pki.CA
+	req pki.Request
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+func newServerCerts(ca *pki.CA, account string, addr net.Addr) (*serverCerts, error) {
+	req := pki.Request{
+		Identity: pki.Identity{Account: account, Kind: pki.KindGateway, Name: "sts"},
+		DNSNames: []string{"localhost"},
+		IPs:      []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()},
+		Server:   true,
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok && !ip.Unmap().IsUnspecified() && !ip.Unmap().IsLoopback() {
+			req.IPs = append(req.IPs, ip.Unmap())
+		}
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		req.DNSNames = append(req.DNSNames, h)
+	}
+	c := &serverCerts{ca: ca, req: req}
+	if _, err := c.get(nil); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *serverCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.cert != nil && now.Before(c.renewAt) {
+		return c.cert, nil
+	}
+	cert, err := c.ca.Issue(c.req)
+	if err != nil {
+		if c.cert != nil && now.Before(c.cert.Leaf.NotAfter) {
+			return c.cert, nil // keep serving the valid one; retry on the next handshake
+		}
+		return nil, fmt.Errorf("issue sts server certificate: %w", err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("issue sts server certificate: %w", err)
+		}
+	}
+	c.cert = cert
+	c.renewAt = cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
+	return cert, nil
+}
+
+// auditFile appends each event as one CloudTrail JSON line. It is a plain file sink: the
+// tamper-evident audit log (hash chain, signed segments) is a later issue's. A write error
+// fails the call closed (sts.Auditor's contract).
+type auditFile struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func openAuditFile(path string) (*auditFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create audit directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit file: %w", err)
+	}
+	return &auditFile{f: f}, nil
+}
+
+func (a *auditFile) Record(_ context.Context, ev *sts.Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode audit event: %w", err)
+	}
+	b = append(b, '\n')
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return errors.New("audit file is closed")
+	}
+	if _, err := a.f.Write(b); err != nil {
+		return fmt.Errorf("write audit event: %w", err)
+	}
+	return nil
+}
+
+func (a *auditFile) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f == nil {
+		return nil
+	}
+	err := a.f.Close()
+	a.f = nil
+	return err
+}

@@ -1,0 +1,438 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+// stsTestSpec is the perimeter the end-to-end tests run: alice may assume app, which
+// trusts her; bob may only get session tokens.
+const stsTestSpec = `version: 1
+account: "123456789012"
+region: us-east-1
+users:
+  - name: alice
+    policies:
+      - name: assume-app
+        document:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: ["sts:AssumeRole", "sts:TagSession"]
+              Resource: "arn:aws:iam::123456789012:role/app"
+  - name: bob
+roles:
+  - name: app
+    maxSessionDuration: 1h
+    trustPolicy:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Principal: {AWS: "arn:aws:iam::123456789012:user/alice"}
+          Action: ["sts:AssumeRole", "sts:TagSession"]
+`
+
+// needBinary returns the path of a client the test drives: skipped when absent, a failure
+// when CI=true.
+func needBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed: skipping the end-to-end test against it (CI=true makes this a failure)", name)
+	}
+	return p
+}
+
+// buildPhantom builds the real binary into a temporary directory.
+func buildPhantom(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "phantom")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// stsServer is a running `phantom sts`.
+type stsServer struct {
+	url     string
+	dataDir string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	log     bytes.Buffer
+	exited  chan error
+}
+
+func (s *stsServer) logs() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+// startSTS starts `phantom sts` on a free port with a fresh data directory and waits for
+// its readiness line.
+func startSTS(t testing.TB, bin string, extra ...string) *stsServer {
+	t.Helper()
+	dir := t.TempDir()
+	specPath := filepath.Join(dir, "perimeter.yaml")
+	if err := os.WriteFile(specPath, []byte(stsTestSpec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &stsServer{dataDir: filepath.Join(dir, "data"), exited: make(chan error, 1)}
+	args := append([]string{"sts", "--config", specPath, "--data-dir", s.dataDir, "--listen", "127.0.0.1:0", "--poll", "200ms"}, extra...)
+	s.cmd = exec.Command(bin, args...)
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.log.WriteString(line + "\n")
+			s.mu.Unlock()
+			if rest, ok := strings.CutPrefix(line, "phantom sts: listening on "); ok {
+				select {
+				case ready <- strings.Fields(rest)[0]:
+				default:
+				}
+			}
+		}
+		s.exited <- s.cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if s.cmd.ProcessState == nil {
+			_ = s.cmd.Process.Kill()
+			<-s.exited
+		}
+	})
+	select {
+	case s.url = <-ready:
+	case err := <-s.exited:
+		t.Fatalf("phantom sts exited before it was ready: %v\n%s", err, s.logs())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("phantom sts not ready after 20s:\n%s", s.logs())
+	}
+	return s
+}
+
+// openIdentity opens the server's data directory from the test process, as the admin
+// commands do: writes go through the shared store, which the server polls.
+func openIdentity(t testing.TB, dataDir string) *identity.Service {
+	t.Helper()
+	ctx := context.Background()
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.OpenSQLite(ctx, store.Config{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	svc, err := identity.New(identity.Config{Account: "123456789012", Logger: slog.New(slog.DiscardHandler)},
+		identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// awsCLI runs `aws sts ...` against s with creds and nothing from the environment's
+// profiles. It returns stdout, stderr and the exit error.
+func (s *stsServer) awsCLI(t testing.TB, creds aws.Credentials, args ...string) ([]byte, string, error) {
+	t.Helper()
+	cmd := exec.Command("aws", append(append([]string{"sts"}, args...), "--endpoint-url", s.url, "--output", "json")...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env,
+		"AWS_CA_BUNDLE="+filepath.Join(s.dataDir, "ca.pem"),
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true",
+		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_RETRY_MODE=standard",
+		"AWS_ACCESS_KEY_ID="+creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey)
+	if creds.SessionToken != "" {
+		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+creds.SessionToken)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.Bytes(), errb.String(), err
+}
+
+func (s *stsServer) mustAWS(t testing.TB, creds aws.Credentials, v any, args ...string) {
+	t.Helper()
+	out, errOut, err := s.awsCLI(t, creds, args...)
+	if err != nil {
+		t.Fatalf("aws sts %s: %v\n%s\nserver:\n%s", strings.Join(args, " "), err, errOut, s.logs())
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("aws sts %s printed %q: %v", args[0], out, err)
+	}
+}
+
+// awsCode waits up to 3 s (the poll interval and more) for a call with creds to fail
+// with code.
+func (s *stsServer) awaitAWSError(t testing.TB, creds aws.Credentials, code string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		_, errOut, err := s.awsCLI(t, creds, "get-caller-identity")
+		if err != nil && strings.Contains(errOut, "("+code+")") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get-caller-identity: want %s within 3s, got err=%v %s", code, err, errOut)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type cliCreds struct {
+	Credentials struct {
+		AccessKeyID     string `json:"AccessKeyId"`
+		SecretAccessKey string
+		SessionToken    string
+		Expiration      string
+	}
+	AssumedRoleUser struct{ Arn string }
+}
+
+func (c cliCreds) aws() aws.Credentials {
+	return aws.Credentials{AccessKeyID: c.Credentials.AccessKeyID, SecretAccessKey: c.Credentials.SecretAccessKey, SessionToken: c.Credentials.SessionToken}
+}
+
+type callerIdentity struct{ Arn, Account, UserId string }
+
+// TestSTSEndToEndAWSCLI runs the real binary and drives it with the AWS CLI: caller
+// identity, session tokens, AssumeRole and the assumed session, the session credentials
+// through `phantom sigv4 verify`, then revocation and an inactive key.
+func TestSTSEndToEndAWSCLI(t *testing.T) {
+	needBinary(t, "aws")
+	if testing.Short() {
+		t.Skip("builds and runs the binary and the AWS CLI")
+	}
+	bin := buildPhantom(t)
+	s := startSTS(t, bin)
+	ctx := context.Background()
+	ids := openIdentity(t, s.dataDir)
+	key, err := ids.CreateAccessKey(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}
+
+	// The server picks the new key up within its poll interval (200ms here).
+	var who callerIdentity
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		out, errOut, err := s.awsCLI(t, alice, "get-caller-identity")
+		if err == nil {
+			if err := json.Unmarshal(out, &who); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get-caller-identity as alice: %v %s\n%s", err, errOut, s.logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if who.Arn != "arn:aws:iam::123456789012:user/alice" || who.Account != "123456789012" {
+		t.Fatalf("get-caller-identity = %+v", who)
+	}
+
+	var st cliCreds
+	s.mustAWS(t, alice, &st, "get-session-token", "--duration-seconds", "900")
+	if !strings.HasPrefix(st.Credentials.AccessKeyID, "ASIA") || st.Credentials.SessionToken == "" {
+		t.Fatalf("get-session-token = %+v", st.Credentials.AccessKeyID)
+	}
+	s.mustAWS(t, st.aws(), &who, "get-caller-identity")
+	if who.Arn != "arn:aws:iam::123456789012:user/alice" {
+		t.Fatalf("get-caller-identity with the session token's credentials = %+v", who)
+	}
+
+	var ar cliCreds
+	s.mustAWS(t, alice, &ar, "assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app", "--role-session-name", "e2e",
+		"--tags", "Key=project,Value=phantom", "--duration-seconds", "900")
+	sess := ar.aws()
+	if !strings.HasPrefix(sess.AccessKeyID, "ASIA") || ar.AssumedRoleUser.Arn != "arn:aws:sts::123456789012:assumed-role/app/e2e" {
+		t.Fatalf("assume-role = %s %s", sess.AccessKeyID, ar.AssumedRoleUser.Arn)
+	}
+	s.mustAWS(t, sess, &who, "get-caller-identity")
+	if who.Arn != "arn:aws:sts::123456789012:assumed-role/app/e2e" {
+		t.Fatalf("get-caller-identity as the role session = %+v", who)
+	}
+
+	t.Run("session credentials pass phantom sigv4 verify", func(t *testing.T) {
+		raw := signedRawRequest(t, s, sess)
+		reqFile := filepath.Join(t.TempDir(), "req.txt")
+		if err := os.WriteFile(reqFile, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		verify := func(token string) (int, map[string]any) {
+			cmd := exec.Command(bin, "sigv4", "verify", "--request", reqFile, "--access-key-id", sess.AccessKeyID,
+				"--secret-access-key", sess.SecretAccessKey, "--session-token", token, "--region", "us-east-1", "--service", "sts")
+			out, err := cmd.Output()
+			var ee *exec.ExitError
+			code := 0
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			var v map[string]any
+			if err := json.Unmarshal(out, &v); err != nil {
+				t.Fatalf("sigv4 verify printed %q: %v", out, err)
+			}
+			return code, v
+		}
+		if code, v := verify(sess.SessionToken); code != 0 || v["valid"] != true {
+			t.Fatalf("sigv4 verify with the session's token: exit %d %v", code, v)
+		}
+		if code, v := verify(st.Credentials.SessionToken); code != 1 || v["code"] != "InvalidClientTokenId" {
+			t.Fatalf("sigv4 verify with another session's token: exit %d %v", code, v)
+		}
+	})
+
+	// Revoking the role's sessions denies this session (AccessDenied, as AWS's revocation
+	// policy does) within the poll interval; alice's own session token is unaffected.
+	if _, err := ids.RevokeSessions(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitAWSError(t, sess, "AccessDenied")
+	s.mustAWS(t, st.aws(), &who, "get-caller-identity")
+
+	// An inactive key is refused within the poll interval.
+	if err := ids.UpdateAccessKeyStatus(ctx, alice.AccessKeyID, identity.StatusInactive); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitAWSError(t, alice, "InvalidClientTokenId")
+
+	// Graceful shutdown on SIGTERM.
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("phantom sts exit after SIGTERM: %v\n%s", err, s.logs())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("phantom sts did not stop within 15s of SIGTERM")
+	}
+
+	// Every call was audited as one CloudTrail JSON line, and no secret reached the file
+	// or the server's log.
+	audit, err := os.ReadFile(filepath.Join(s.dataDir, "audit", "sts.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]int{}
+	for _, line := range bytes.Split(bytes.TrimSpace(audit), []byte("\n")) {
+		var ev struct{ EventName, ErrorCode string }
+		if err := json.Unmarshal(line, &ev); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		names[ev.EventName+"/"+ev.ErrorCode]++
+	}
+	for _, want := range []string{"AssumeRole/", "GetSessionToken/", "GetCallerIdentity/", "GetCallerIdentity/AccessDenied", "GetCallerIdentity/InvalidClientTokenId"} {
+		if names[want] == 0 {
+			t.Errorf("no audit event %s in %v", want, names)
+		}
+	}
+	for _, secret := range []string{alice.SecretAccessKey, sess.SecretAccessKey, sess.SessionToken, st.Credentials.SecretAccessKey, st.Credentials.SessionToken} {
+		if bytes.Contains(audit, []byte(secret)) || strings.Contains(s.logs(), secret) {
+			t.Fatal("a secret reached the audit file or the server log")
+		}
+	}
+}
+
+// signedRawRequest signs a GetCallerIdentity POST with aws-sdk-go-v2's signer, checks the
+// server accepts it, and returns it as raw HTTP/1.1 for `phantom sigv4 verify`.
+func signedRawRequest(t testing.TB, s *stsServer, creds aws.Credentials) []byte {
+	t.Helper()
+	body := "Action=GetCallerIdentity&Version=2011-06-15"
+	newReq := func() *http.Request {
+		r, err := http.NewRequest(http.MethodPost, s.url+"/", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		return r
+	}
+	r := newReq()
+	sum := sha256.Sum256([]byte(body))
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, r, hex.EncodeToString(sum[:]), "sts", "us-east-1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := httputil.DumpRequest(r, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DumpRequest consumed the body; send an identical copy to the server too.
+	sent := newReq()
+	sent.Header = r.Header.Clone()
+	resp, err := s.client(t).Do(sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the server refused the signed request: %d %s", resp.StatusCode, b)
+	}
+	return raw
+}
+
+// client is an HTTPS client trusting the server's CA bundle (DIR/ca.pem) only.
+func (s *stsServer) client(t testing.TB) *http.Client {
+	t.Helper()
+	pemBytes, err := os.ReadFile(filepath.Join(s.dataDir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		t.Fatal("ca.pem holds no certificate")
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
