@@ -71,6 +71,9 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newPolicyCmd(),
 		newConfigCmd(),
 		newSTSCmd(),
+		newIAMCmd(),
+		newKeysCmd(),
+		newNodeCmd(),
 	)
 	return root
 }

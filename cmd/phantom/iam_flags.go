@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+// adminFlags are the flags the administrative command groups (iam, keys, node) share.
+type adminFlags struct {
+	dataDir string
+	config  string
+	output  string
+}
+
+const adminFlagsHelp = `
+Every command works on one data directory: --data-dir, else $PHANTOM_DATA_DIR, else
+./phantom-data (created 0700). Names are checked against the perimeter spec: --config, else
+$PHANTOM_CONFIG, else ./phantom.yaml; it must exist and validate. Failures are printed as the
+AWS CLI prints a service error ("An error occurred (NoSuchEntity) when calling the
+CreateAccessKey operation: ...") with exit status 254; other failures exit 1.`
+
+func (f *adminFlags) register(cmd *cobra.Command) {
+	p := cmd.PersistentFlags()
+	p.StringVar(&f.dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")
+	p.StringVar(&f.config, "config", "", "perimeter spec (default $PHANTOM_CONFIG or ./phantom.yaml)")
+	p.StringVar(&f.output, "output", "json", "output format: json or text")
+}
+
+// open loads the spec and opens the data directory; the caller closes the result.
+func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error) {
+	format, err := admin.ParseFormat(f.output)
+	if err != nil {
+		return nil, "", &exitError{code: 2, err: err}
+	}
+	path := admin.ConfigPath(f.config, os.Getenv)
+	spec, err := config.Load(path)
+	var cerr *config.Error
+	switch {
+	case errors.As(err, &cerr):
+		for _, p := range cerr.Problems {
+			fmt.Fprintln(cmd.ErrOrStderr(), p)
+		}
+		return nil, "", &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", path, len(cerr.Problems))}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "", &exitError{code: 1, err: fmt.Errorf("perimeter spec %s not found: pass --config FILE or set %s", path, admin.ConfigEnv)}
+	case err != nil:
+		return nil, "", &exitError{code: 1, err: err}
+	}
+	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: admin.DataDir(f.dataDir, os.Getenv), Spec: spec})
+	if err != nil {
+		return nil, "", &exitError{code: 1, err: err}
+	}
+	return a, format, nil
+}
+
+// fail turns an operation's error into the command's: an AWS-coded error is printed the
+// way the AWS CLI prints it and exits 254; anything else exits 1.
+func fail(cmd *cobra.Command, op string, err error) error {
+	if msg, ok := admin.CLIMessage(op, err); ok {
+		fmt.Fprintln(cmd.ErrOrStderr(), msg)
+		return &exitError{code: admin.ServiceErrorExitCode}
+	}
+	return &exitError{code: 1, err: err}
+}
+
+// adminRun wraps an administrative command body: open, run, write, close.
+func (f *adminFlags) run(op string, body func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		a, format, err := f.open(cmd)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		out, err := body(cmd, a)
+		if err != nil {
+			return fail(cmd, op, err)
+		}
+		if out == nil {
+			return nil
+		}
+		return admin.Write(cmd.OutOrStdout(), format, out)
+	}
+}

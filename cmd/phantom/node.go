@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+func newNodeCmd() *cobra.Command {
+	f := new(adminFlags)
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Node enrollment: join tokens and certificates from the perimeter CA",
+		Long: `A node (a workload host running the agent) proves who it is with a client certificate
+from the perimeter CA, naming it spiffe://phantom/<account>/node/<name>. The operator makes
+a single-use join token for a node of the spec; the node redeems it once for a certificate.
+
+In this single-machine form both commands run against the same data directory (the CA
+lives in <data-dir>/ca). A later issue moves enroll over the network to STS, so the node
+needs only the token and the CA bundle.` + adminFlagsHelp,
+	}
+	f.register(cmd)
+	cmd.AddCommand(newNodeJoinTokenCmd(f), newNodeEnrollCmd(f))
+	return cmd
+}
+
+func newNodeJoinTokenCmd(f *adminFlags) *cobra.Command {
+	var node string
+	var ttl time.Duration
+	cmd := &cobra.Command{
+		Use:   "join-token --node NAME [--ttl 1h]",
+		Short: "Make a single-use join token for a node of the spec (shown only now)",
+		Long: fmt.Sprintf(`Make a join token that enrolls the named node once within --ttl (at most %s).
+Prints {"JoinToken": {"NodeName", "Token", "Expiration"}}; --output text prints the token
+alone. Only the token's hash is stored: this is the only copy; hand it to the node over a
+channel you trust.`, pki.MaxTokenTTL),
+		Args: cobra.NoArgs,
+		RunE: f.run("CreateJoinToken", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.JoinToken(cmd.Context(), node, ttl)
+		}),
+	}
+	cmd.Flags().StringVar(&node, "node", "", "node name (in the spec)")
+	cmd.Flags().DurationVar(&ttl, "ttl", pki.DefaultTokenTTL, "how long the token is valid")
+	cmd.MarkFlagRequired("node")
+	return cmd
+}
+
+func newNodeEnrollCmd(f *adminFlags) *cobra.Command {
+	var token, tokenFile, out string
+	cmd := &cobra.Command{
+		Use:   "enroll (--token T | --token-file FILE) --out DIR",
+		Short: "Redeem a join token: write the node's certificate, key and the CA bundle",
+		Long: fmt.Sprintf(`Make a P-256 key pair and a certificate request, redeem the join token with the
+perimeter CA, and write into --out (created 0700): %s (the node's client certificate),
+%s (its key, 0600) and %s (the CA bundle). The token works once; a used, unknown or
+altered token is InvalidClientTokenId, an expired one ExpiredToken.
+
+--token-file reads the token from a file (- for stdin) so it stays out of the process list.
+Single-machine form: this runs against the CA in the same data directory as join-token; a
+later issue moves enrollment over the network to STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CABundleFile),
+		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if (token == "") == (tokenFile == "") {
+				return &exitError{code: 2, err: fmt.Errorf("give exactly one of --token and --token-file")}
+			}
+			if tokenFile == "" {
+				return nil
+			}
+			var r io.Reader = cmd.InOrStdin()
+			if tokenFile != "-" {
+				fh, err := os.Open(tokenFile)
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				defer fh.Close()
+				r = fh
+			}
+			line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return &exitError{code: 1, err: fmt.Errorf("read token: %w", err)}
+			}
+			token = strings.TrimSpace(line)
+			return nil
+		},
+		RunE: f.run("EnrollNode", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.Enroll(cmd.Context(), token, out)
+		}),
+	}
+	cmd.Flags().StringVar(&token, "token", "", "join token (phjt_...)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "read the join token from this file (- for stdin)")
+	cmd.Flags().StringVar(&out, "out", "", "directory for the node's certificate, key and CA bundle")
+	cmd.MarkFlagRequired("out")
+	return cmd
+}
