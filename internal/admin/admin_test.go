@@ -421,6 +421,12 @@ func TestJoinAndEnroll(t *testing.T) {
 	if !strings.HasPrefix(jt.JoinToken.Token, "phjt_") || time.Until(time.Time(jt.JoinToken.Expiration)) > 10*time.Minute {
 		t.Fatalf("token %+v", jt.JoinToken)
 	}
+	// An output directory that cannot be made fails before the token is spent.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	if _, err := a.Enroll(ctx, jt.JoinToken.Token, filepath.Join(blocker, "node")); err == nil {
+		t.Fatal("enrolled into a path under a regular file")
+	}
 	out := filepath.Join(t.TempDir(), "node")
 	res, err := a.Enroll(ctx, jt.JoinToken.Token, out)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -172,15 +173,23 @@ func (a *Admin) Enroll(ctx context.Context, token, outDir string) (*EnrollOutput
 	if outDir == "" {
 		return nil, errors.New("enroll: no output directory")
 	}
+	// Make sure the files can be written before spending the token; a directory made
+	// here is removed again if enrollment fails.
+	_, statErr := os.Stat(outDir)
+	if err := os.MkdirAll(outDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", outDir, err)
+	}
 	key, csr, err := NewNodeKey(a.rand)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var e *Enrollment
+		if e, err = a.EnrollNode(ctx, token, csr); err == nil {
+			return WriteNodeFiles(outDir, key, e)
+		}
 	}
-	e, err := a.EnrollNode(ctx, token, csr)
-	if err != nil {
-		return nil, err
+	if errors.Is(statErr, fs.ErrNotExist) {
+		os.Remove(outDir) // only if still empty
 	}
-	return WriteNodeFiles(outDir, key, e)
+	return nil, err
 }
 
 // writeFileAtomic writes data to a temporary file beside path, syncs it and renames it
