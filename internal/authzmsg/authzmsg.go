@@ -151,7 +151,13 @@ func (s *Sealer) Seal(m *Message) (string, error) {
 		return "", fmt.Errorf("seal authorization message: nonce: %w", err)
 	}
 	b = s.aead.Seal(b, b[1:1+ns], plain, []byte(aad))
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	enc := base64.RawURLEncoding.EncodeToString(b)
+	if len(enc) > MaxEncodedLen {
+		// A message the STS would refuse to decode is useless: the caller trims it first
+		// (fewer conditions or statements).
+		return "", fmt.Errorf("seal authorization message: %d encoded bytes, over the limit of %d", len(enc), MaxEncodedLen)
+	}
+	return enc, nil
 }
 
 // Open authenticates and decodes an encoded message, returning its JSON (as sealed) and

@@ -110,6 +110,14 @@ func TestOpenRefuses(t *testing.T) {
 	}
 }
 
+func TestSealRefusesOversize(t *testing.T) {
+	m := sample()
+	m.Context.Resource = strings.Repeat("r", MaxEncodedLen)
+	if _, err := testSealer(t, 1).Seal(m); err == nil {
+		t.Fatal("Seal produced a message over MaxEncodedLen")
+	}
+}
+
 func TestKeys(t *testing.T) {
 	if _, err := DeriveKey(make([]byte, 16)); err == nil {
 		t.Error("DeriveKey accepted a 16-byte master key")

@@ -146,6 +146,8 @@ func (h *Handler) serve(ctx context.Context, c *call) (any, *apiError) {
 		return h.assumeRole(ctx, c, p)
 	case "GetSessionToken":
 		return h.getSessionToken(ctx, c, p)
+	case "DecodeAuthorizationMessage":
+		return h.decodeAuthorizationMessage(c, p)
 	}
 	c.ev.EventName = ""
 	return nil, &apiError{Code: "InvalidAction", Message: "Could not find operation " + truncate(action, 64) + " for version " + apiVersion, Status: http.StatusBadRequest}

@@ -111,6 +111,9 @@ type Config struct {
 	Logger    *slog.Logger     // nil: slog.Default()
 	// RequestID returns a new request id; nil: random UUIDv4.
 	RequestID func() string
+	// Messages opens encoded authorization messages for DecodeAuthorizationMessage
+	// (internal/authzmsg); nil refuses that action with InternalFailure.
+	Messages MessageOpener
 }
 
 // Handler is the STS endpoint. It is safe for concurrent use.
