@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -44,9 +45,9 @@ func newSTSCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sts --config FILE --data-dir DIR [--listen ADDR]",
 		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
-		Long: `sts serves AssumeRole, GetSessionToken and GetCallerIdentity (SigV4 service "sts") over
-HTTPS (TLS 1.2 or later) with a server certificate from the perimeter CA in DIR/ca. It
-writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it with
+		Long: `sts serves AssumeRole, GetSessionToken, GetCallerIdentity and DecodeAuthorizationMessage
+(SigV4 service "sts") over HTTPS (TLS 1.2 or later) with a server certificate from the
+perimeter CA in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it with
 AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
 
 Users' access keys, token-sealing keys and revocations come from the store in DIR
@@ -134,6 +135,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 		MaxSkew:   spec.Gateway.ClockSkew,
 		Directory: func() sts.Directory { return w.Current() },
 		Logger:    log,
+		Messages:  p.messages,
 	}, adapter, adapter, audit)
 	if err != nil {
 		return err
@@ -202,9 +204,10 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 // separate opener only because the STS needs the identity service's refresh interval and
 // a sealing key, which the admin commands do not.
 type perimeter struct {
-	store *store.SQLite
-	ids   *identity.Service
-	ca    *pki.CA
+	store    *store.SQLite
+	ids      *identity.Service
+	ca       *pki.CA
+	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
 }
 
 func openPerimeter(ctx context.Context, dataDir, account string, poll time.Duration, log *slog.Logger) (*perimeter, error) {
@@ -249,7 +252,15 @@ func openPerimeter(ctx context.Context, dataDir, account string, poll time.Durat
 		db.Close()
 		return nil, err
 	}
-	return &perimeter{store: db, ids: ids, ca: ca}, nil
+	msgKey, err := authzmsg.DeriveKey(mk)
+	if err == nil {
+		var messages *authzmsg.Sealer
+		if messages, err = authzmsg.NewSealer(msgKey, nil); err == nil {
+			return &perimeter{store: db, ids: ids, ca: ca, messages: messages}, nil
+		}
+	}
+	db.Close()
+	return nil, err
 }
 
 // serverCerts issues the STS's short-lived server certificate and a fresh one when the

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -45,6 +46,9 @@ users:
             - Effect: Allow
               Action: ["sts:AssumeRole", "sts:TagSession"]
               Resource: "arn:aws:iam::123456789012:role/app"
+            - Effect: Allow
+              Action: sts:DecodeAuthorizationMessage
+              Resource: "*"
   - name: bob
 roles:
   - name: app
@@ -331,6 +335,43 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 		}
 		if code, v := verify(st.Credentials.SessionToken); code != 1 || v["code"] != "InvalidClientTokenId" {
 			t.Fatalf("sigv4 verify with another session's token: exit %d %v", code, v)
+		}
+	})
+
+	t.Run("decode-authorization-message", func(t *testing.T) {
+		// A message sealed as the gateway will: under the key derived from the data
+		// directory's master key.
+		mk, err := store.LoadOrCreateMasterKey(s.dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := authzmsg.DeriveKey(mk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealer, err := authzmsg.NewSealer(key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := &authzmsg.Message{ExplicitDeny: true,
+			MatchedStatements: authzmsg.Statements{Items: []authzmsg.Statement{{StatementID: "DenyDelete", Effect: "DENY"}}},
+			Context:           authzmsg.Context{Principal: authzmsg.Principal{ARN: ar.AssumedRoleUser.Arn}, Action: "execute-api:Invoke", Resource: "arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/DELETE/items"}}
+		enc, err := sealer.Seal(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct{ DecodedMessage string }
+		s.mustAWS(t, alice, &got, "decode-authorization-message", "--encoded-message", enc)
+		var decoded authzmsg.Message
+		if err := json.Unmarshal([]byte(got.DecodedMessage), &decoded); err != nil || !decoded.ExplicitDeny || decoded.Context.Principal.ARN != ar.AssumedRoleUser.Arn {
+			t.Fatalf("decode-authorization-message = %q (%v)", got.DecodedMessage, err)
+		}
+		// The role session has no permission to decode; garbage is refused with AWS's code.
+		if _, errOut, err := s.awsCLI(t, sess, "decode-authorization-message", "--encoded-message", enc); err == nil || !strings.Contains(errOut, "(AccessDenied)") {
+			t.Fatalf("decode as the role session: %v %s", err, errOut)
+		}
+		if _, errOut, err := s.awsCLI(t, alice, "decode-authorization-message", "--encoded-message", enc[:len(enc)-4]); err == nil || !strings.Contains(errOut, "(InvalidAuthorizationMessageException)") {
+			t.Fatalf("decode a truncated message: %v %s", err, errOut)
 		}
 	})
 
