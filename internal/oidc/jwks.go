@@ -105,7 +105,9 @@ func (s *source) refresh(ctx context.Context, seen *keySet) (*keySet, error) {
 		}
 		return cur, nil
 	}
-	keys, err := s.fetch(ctx)
+	// The fetch outlives the request that triggered it: a caller hanging up must not be
+	// remembered as the provider failing (the HTTP client's timeout still bounds it).
+	keys, err := s.fetch(context.WithoutCancel(ctx))
 	now := s.v.now()
 	next := &keySet{attempt: now, err: err}
 	if err != nil {
