@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
 // Defaults, documented on Config.
@@ -65,6 +66,10 @@ const (
 
 // minTokenSize is the API's lower length bound on WebIdentityToken.
 const minTokenSize = 4
+
+// maxSubject is the longest sub accepted: SubjectFromWebIdentityToken, which echoes it in
+// the AssumeRoleWithWebIdentity response, is at most 255 characters.
+const maxSubject = 255
 
 // Config configures a Verifier. Zero values take the defaults.
 type Config struct {
@@ -376,6 +381,9 @@ func (v *Verifier) claims(p *provider, claims map[string]any) (*Identity, error)
 	if sub == "" {
 		return nil, rejected("Missing a required claim: sub")
 	}
+	if len(sub) > maxSubject {
+		return nil, rejected(fmt.Sprintf("The sub claim is longer than %d characters", maxSubject))
+	}
 	amr, err := stringOrArray(claims, "amr")
 	if err != nil {
 		return nil, malformed("%w", err)
@@ -476,4 +484,11 @@ func (id *Identity) ConditionKeys() map[string][]string {
 		m[id.Provider+":amr"] = slices.Clone(id.AMR)
 	}
 	return m
+}
+
+// SetConditionKeys sets ConditionKeys into c, replacing any values the keys had.
+func (id *Identity) SetConditionKeys(c *policy.Context) {
+	for k, v := range id.ConditionKeys() {
+		c.Set(k, v...)
+	}
 }

@@ -178,6 +178,7 @@ func TestVerifyDenials(t *testing.T) {
 		{"issuer with a trailing slash is another issuer", mint(func(c map[string]any) { c["iss"] = is.URL + "/" }), oidc.CodeInvalidIdentityToken, "No OpenIDConnect provider found"},
 		{"issuer missing", mint(func(c map[string]any) { delete(c, "iss") }), oidc.CodeInvalidIdentityToken, "not a valid JWT"},
 		{"sub missing", mint(func(c map[string]any) { delete(c, "sub") }), oidc.CodeIDPRejectedClaim, "sub"},
+		{"sub of 256 characters", mint(func(c map[string]any) { c["sub"] = strings.Repeat("s", 256) }), oidc.CodeIDPRejectedClaim, "sub"},
 		{"unknown kid", oidctest.Sign(t, signer, hdr("RS256", "nope"), claims(nil)), oidc.CodeInvalidIdentityToken, "Couldn't retrieve verification key"},
 		{"no kid with several RSA keys", oidctest.Sign(t, signer, map[string]any{"alg": "RS256"}, claims(nil)), oidc.CodeInvalidIdentityToken, "Couldn't retrieve verification key"},
 		{"ES256 without kid: the only EC key", oidctest.Sign(t, ec, map[string]any{"alg": "ES256"}, claims(nil)), "", ""},
