@@ -118,10 +118,8 @@ func decodeObject(b []byte, v any) error {
 	if err := d.Decode(v); err != nil {
 		return err
 	}
-	if d.More() {
-		return errors.New("data after the JSON object")
-	}
-	if _, err := d.Token(); err == nil {
+	// b is trimmed, so the object must end exactly at its end.
+	if d.InputOffset() != int64(len(b)) {
 		return errors.New("data after the JSON object")
 	}
 	return nil

@@ -203,6 +203,8 @@ func TestVerifyDenials(t *testing.T) {
 		{"header is not JSON", b64([]byte("alg")) + ".e30.c2ln", oidc.CodeInvalidIdentityToken, "not a valid JWT"},
 		{"payload is a JSON array", strings.Split(good, ".")[0] + "." + b64([]byte("[1]")) + "." + strings.Split(good, ".")[2],
 			oidc.CodeInvalidIdentityToken, "not a valid JWT"},
+		{"payload with a stray closing brace", strings.Split(good, ".")[0] + "." + b64(append(part(t, good, 1), '}')) + "." + strings.Split(good, ".")[2],
+			oidc.CodeInvalidIdentityToken, "not a valid JWT"},
 		{"payload with trailing data", strings.Split(good, ".")[0] + "." + b64(append(part(t, good, 1), []byte("{}")...)) + "." + strings.Split(good, ".")[2],
 			oidc.CodeInvalidIdentityToken, "not a valid JWT"},
 	}

@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -50,6 +51,9 @@ type Options struct {
 	Account string
 	// JWKSPath is where the JWKS is served (default /jwks.json under Path).
 	JWKSPath string
+	// PlainHTTP serves over http on loopback instead of https, for a Phantom process that
+	// cannot be given the test certificate (the verifier then needs AllowInsecureLoopback).
+	PlainHTTP bool
 }
 
 // Key is a signing key of the issuer.
@@ -125,7 +129,11 @@ func Start(t testing.TB, opts Options) *Issuer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+opts.Path+"/.well-known/openid-configuration", is.serveDiscovery)
 	mux.HandleFunc("GET "+opts.JWKSPath, is.serveJWKS)
-	is.Server = httptest.NewTLSServer(mux)
+	if opts.PlainHTTP {
+		is.Server = httptest.NewServer(mux)
+	} else {
+		is.Server = httptest.NewTLSServer(mux)
+	}
 	t.Cleanup(is.Server.Close)
 	is.URL = is.Server.URL + opts.Path
 	is.signing = is.AddKey(t, opts.Alg)
@@ -135,9 +143,19 @@ func Start(t testing.TB, opts Options) *Issuer {
 // Client returns an HTTP client that trusts the issuer's certificate.
 func (is *Issuer) Client() *http.Client { return is.Server.Client() }
 
+// CertPEM returns the issuer's TLS certificate in PEM, for a CA bundle (SSL_CERT_FILE for
+// a Phantom process started by the test); nil for a PlainHTTP issuer.
+func (is *Issuer) CertPEM() []byte {
+	c := is.Server.Certificate()
+	if c == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+}
+
 // Provider returns the issuer as the perimeter spec would describe it.
 func (is *Issuer) Provider() *config.OIDCProvider {
-	name := strings.TrimPrefix(is.URL, "https://")
+	name := strings.TrimPrefix(strings.TrimPrefix(is.URL, "https://"), "http://")
 	return &config.OIDCProvider{
 		URL:       is.URL,
 		Name:      name,
