@@ -21,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
@@ -200,9 +201,10 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 // perimeter is what the STS opens in a data directory: the store, the identity service
 // over it (snapshots loaded, a sealing key present) and the CA.
 //
-// It follows internal/admin's data directory layout (phantom.db, master.key, ca/); it is a
-// separate opener only because the STS needs the identity service's refresh interval and
-// a sealing key, which the admin commands do not.
+// It shares internal/admin's data directory layout and checks (admin.PrepareDataDir,
+// phantom.db, master.key, admin.CADir); it is a separate opener only because the STS needs
+// the identity service itself, with its refresh interval, and a sealing key, which
+// admin.Open does not expose or create.
 type perimeter struct {
 	store    *store.SQLite
 	ids      *identity.Service
@@ -211,16 +213,8 @@ type perimeter struct {
 }
 
 func openPerimeter(ctx context.Context, dataDir, account string, poll time.Duration, log *slog.Logger) (*perimeter, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	st, err := os.Stat(dataDir)
-	if err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		// It holds the master key and the CA key.
-		return nil, fmt.Errorf("data directory %s has mode %#o, open to others: chmod 700 %s", dataDir, perm, dataDir)
+	if err := admin.PrepareDataDir(dataDir); err != nil {
+		return nil, err
 	}
 	mk, err := store.LoadOrCreateMasterKey(dataDir)
 	if err != nil {
@@ -247,7 +241,7 @@ func openPerimeter(ctx context.Context, dataDir, account string, poll time.Durat
 		db.Close()
 		return nil, fmt.Errorf("open identity service: %w", err)
 	}
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, "ca"), Account: account})
+	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, admin.CADir), Account: account})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -179,6 +179,20 @@ func openIdentity(t testing.TB, dataDir string) *identity.Service {
 	return svc
 }
 
+// phantom runs an admin command of the binary on the server's spec and data directory and
+// returns its stdout.
+func (s *stsServer) phantom(t testing.TB, bin string, args ...string) []byte {
+	t.Helper()
+	args = append(args, "--config", filepath.Join(filepath.Dir(s.dataDir), "perimeter.yaml"), "--data-dir", s.dataDir)
+	cmd := exec.Command(bin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("phantom %s: %v\n%s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.Bytes()
+}
+
 // awsCLI runs `aws sts ...` against s with creds and nothing from the environment's
 // profiles. It returns stdout, stderr and the exit error.
 func (s *stsServer) awsCLI(t testing.TB, creds aws.Credentials, args ...string) ([]byte, string, error) {
@@ -257,13 +271,17 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 	}
 	bin := buildPhantom(t)
 	s := startSTS(t, bin)
-	ctx := context.Background()
-	ids := openIdentity(t, s.dataDir)
-	key, err := ids.CreateAccessKey(ctx, "alice")
-	if err != nil {
+	// The admin commands of the same binary, on the same data directory.
+	var created struct {
+		AccessKey struct{ AccessKeyId, SecretAccessKey, Status string }
+	}
+	if err := json.Unmarshal(s.phantom(t, bin, "iam", "create-access-key", "--user", "alice"), &created); err != nil {
 		t.Fatal(err)
 	}
-	alice := aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}
+	alice := aws.Credentials{AccessKeyID: created.AccessKey.AccessKeyId, SecretAccessKey: created.AccessKey.SecretAccessKey}
+	if !strings.HasPrefix(alice.AccessKeyID, "AKIA") || alice.SecretAccessKey == "" {
+		t.Fatalf("phantom iam create-access-key gave %q", alice.AccessKeyID)
+	}
 
 	// The server picks the new key up within its poll interval (200ms here).
 	var who callerIdentity
@@ -377,16 +395,12 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 
 	// Revoking the role's sessions denies this session (AccessDenied, as AWS's revocation
 	// policy does) within the poll interval; alice's own session token is unaffected.
-	if _, err := ids.RevokeSessions(ctx, "app"); err != nil {
-		t.Fatal(err)
-	}
+	s.phantom(t, bin, "iam", "revoke-sessions", "--role", "app")
 	s.awaitAWSError(t, sess, "AccessDenied")
 	s.mustAWS(t, st.aws(), &who, "get-caller-identity")
 
 	// An inactive key is refused within the poll interval.
-	if err := ids.UpdateAccessKeyStatus(ctx, alice.AccessKeyID, identity.StatusInactive); err != nil {
-		t.Fatal(err)
-	}
+	s.phantom(t, bin, "iam", "update-access-key", "--user", "alice", "--access-key-id", alice.AccessKeyID, "--status", "Inactive")
 	s.awaitAWSError(t, alice, "InvalidClientTokenId")
 
 	// Graceful shutdown on SIGTERM.
