@@ -219,7 +219,13 @@ func TestVerifyDenials(t *testing.T) {
 	forged, _ := json.Marshal(c)
 	sig := part(t, good, 2)
 	sig[10] ^= 1
+	// base64url has one encoding per byte string: flipping a padding bit of the last
+	// character (which a lenient decoder ignores) must not give "the same" token.
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, good[len(good)-1])
+	padded := good[:len(good)-1] + string(alphabet[last^1])
 	tests = append(tests,
+		struct{ name, token, code, msg string }{"signature with a non-zero padding bit", padded, oidc.CodeInvalidIdentityToken, "not a valid JWT"},
 		struct{ name, token, code, msg string }{"truncated mid-signature", good[:len(good)-5], oidc.CodeInvalidIdentityToken, ""},
 		struct{ name, token, code, msg string }{"tampered payload", parts[0] + "." + b64(forged) + "." + parts[2], oidc.CodeInvalidIdentityToken, "signature could not be verified"},
 		struct{ name, token, code, msg string }{"tampered signature", parts[0] + "." + parts[1] + "." + b64(sig), oidc.CodeInvalidIdentityToken, "signature could not be verified"},
@@ -374,6 +380,9 @@ func TestJWKSDocuments(t *testing.T) {
 		{"only an HMAC key", `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"key-1"}]}`},
 		{"RSA key of 1024 bits", ""}, // filled below
 		{"EC point not on the curve", `{"keys":[{"kty":"EC","crv":"P-256","kid":"key-1","x":"` + b64(make([]byte, 32)) + `","y":"` + b64(append(make([]byte, 31), 1)) + `"}]}`},
+		{"only an encryption key", ""},
+		{"only a key with private material", ""},
+		{"RSA key whose alg is ES256", ""},
 		{"too large", `{"keys":[],"pad":"` + strings.Repeat("x", 300<<10) + `"}`},
 	}
 	for _, tt := range tests {
@@ -382,7 +391,16 @@ func TestJWKSDocuments(t *testing.T) {
 			jwks := tt.jwks
 			if jwks == "" {
 				k := is.SigningKey().JWK()
-				k["n"] = b64(make([]byte, 128))
+				switch tt.name {
+				case "RSA key of 1024 bits":
+					k["n"] = b64(append([]byte{0x80}, make([]byte, 127)...))
+				case "only an encryption key":
+					k["use"] = "enc"
+				case "only a key with private material":
+					k["d"] = b64([]byte("private"))
+				case "RSA key whose alg is ES256":
+					k["alg"] = "ES256"
+				}
 				b, _ := json.Marshal(map[string]any{"keys": []any{k}})
 				jwks = string(b)
 			}
