@@ -325,6 +325,74 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 		t.Fatalf("get-caller-identity as the role session = %+v", who)
 	}
 
+	t.Run("denials", func(t *testing.T) {
+		var bobKey struct {
+			AccessKey struct{ AccessKeyId, SecretAccessKey string }
+		}
+		if err := json.Unmarshal(s.phantom(t, bin, "iam", "create-access-key", "--user", "bob"), &bobKey); err != nil {
+			t.Fatal(err)
+		}
+		bob := aws.Credentials{AccessKeyID: bobKey.AccessKey.AccessKeyId, SecretAccessKey: bobKey.AccessKey.SecretAccessKey}
+		for _, tt := range []struct {
+			name  string
+			creds aws.Credentials
+			args  []string
+			code  string
+		}{
+			// The trust policy names alice only, and bob has no sts:AssumeRole either.
+			{"untrusted principal", bob, []string{"assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app", "--role-session-name", "denied"}, "AccessDenied"},
+			// app's maxSessionDuration is 1h ("DurationSeconds", AssumeRole API reference).
+			{"duration over the role's max", alice, []string{"assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app", "--role-session-name", "denied", "--duration-seconds", "7200"}, "ValidationError"},
+			{"session credentials cannot get session tokens", sess, []string{"get-session-token"}, "AccessDenied"},
+		} {
+			var out []byte
+			var errOut string
+			var err error
+			// bob's new key reaches the server within its poll interval.
+			deadline := time.Now().Add(3 * time.Second)
+			for {
+				out, errOut, err = s.awsCLI(t, tt.creds, tt.args...)
+				if !strings.Contains(errOut, "(InvalidClientTokenId)") || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err == nil || !strings.Contains(errOut, "("+tt.code+")") {
+				t.Errorf("%s: want %s, got err=%v %q %q", tt.name, tt.code, err, out, errOut)
+			}
+		}
+	})
+
+	t.Run("boto3", func(t *testing.T) {
+		py := needBinary(t, "python3")
+		script := `import boto3, json, sys
+kw = dict(region_name="us-east-1", endpoint_url=sys.argv[1], verify=sys.argv[2],
+          aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4])
+sts = boto3.client("sts", **kw)
+c = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/app", RoleSessionName="boto3")["Credentials"]
+s = boto3.client("sts", region_name="us-east-1", endpoint_url=sys.argv[1], verify=sys.argv[2],
+                 aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
+print(json.dumps({"arn": s.get_caller_identity()["Arn"], "akid": c["AccessKeyId"]}))
+`
+		cmd := exec.Command(py, "-c", script, s.url, filepath.Join(s.dataDir, "ca.pem"), alice.AccessKeyID, alice.SecretAccessKey)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true"}
+		out, err := cmd.Output()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "No module named 'boto3'") {
+				if os.Getenv("CI") == "true" {
+					t.Fatal("boto3 is required in CI")
+				}
+				t.Skip("boto3 not installed")
+			}
+			t.Fatalf("boto3: %v\n%s", err, out)
+		}
+		var got struct{ Arn, Akid string }
+		if err := json.Unmarshal(out, &got); err != nil || got.Arn != "arn:aws:sts::123456789012:assumed-role/app/boto3" || !strings.HasPrefix(got.Akid, "ASIA") {
+			t.Fatalf("boto3 printed %s (%v)", out, err)
+		}
+	})
+
 	t.Run("session credentials pass phantom sigv4 verify", func(t *testing.T) {
 		raw := signedRawRequest(t, s, sess)
 		reqFile := filepath.Join(t.TempDir(), "req.txt")
