@@ -49,8 +49,20 @@ users:
             - Effect: Allow
               Action: sts:DecodeAuthorizationMessage
               Resource: "*"
+            - Effect: Allow
+              Action: sts:AssumeRole
+              Resource: "arn:aws:iam::123456789012:role/partner"
   - name: bob
 roles:
+  - name: partner
+    trustPolicy:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Principal: {AWS: "arn:aws:iam::123456789012:user/alice"}
+          Action: sts:AssumeRole
+          Condition:
+            StringEquals: {"sts:ExternalId": "partner-7f3a"}
   - name: app
     maxSessionDuration: 1h
     trustPolicy:
@@ -343,6 +355,8 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 			{"untrusted principal", bob, []string{"assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app", "--role-session-name", "denied"}, "AccessDenied"},
 			// app's maxSessionDuration is 1h ("DurationSeconds", AssumeRole API reference).
 			{"duration over the role's max", alice, []string{"assume-role", "--role-arn", "arn:aws:iam::123456789012:role/app", "--role-session-name", "denied", "--duration-seconds", "7200"}, "ValidationError"},
+			// The trust policy's sts:ExternalId condition ("confused deputy").
+			{"wrong ExternalId", alice, []string{"assume-role", "--role-arn", "arn:aws:iam::123456789012:role/partner", "--role-session-name", "denied", "--external-id", "guess"}, "AccessDenied"},
 			{"session credentials cannot get session tokens", sess, []string{"get-session-token"}, "AccessDenied"},
 		} {
 			var out []byte
@@ -360,6 +374,14 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 			if err == nil || !strings.Contains(errOut, "("+tt.code+")") {
 				t.Errorf("%s: want %s, got err=%v %q %q", tt.name, tt.code, err, out, errOut)
 			}
+		}
+	})
+
+	t.Run("right ExternalId", func(t *testing.T) {
+		var pr cliCreds
+		s.mustAWS(t, alice, &pr, "assume-role", "--role-arn", "arn:aws:iam::123456789012:role/partner", "--role-session-name", "partner", "--external-id", "partner-7f3a")
+		if pr.AssumedRoleUser.Arn != "arn:aws:sts::123456789012:assumed-role/partner/partner" {
+			t.Fatalf("assume-role partner = %s", pr.AssumedRoleUser.Arn)
 		}
 	})
 
