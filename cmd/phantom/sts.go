@@ -48,8 +48,8 @@ func newSTSCmd() *cobra.Command {
 		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
 		Long: `sts serves AssumeRole, GetSessionToken, GetCallerIdentity and DecodeAuthorizationMessage
 (SigV4 service "sts") over HTTPS (TLS 1.2 or later) with a server certificate from the
-perimeter CA in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it with
-AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+perimeter CA in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and
+SDKs at it with AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
 
 Users' access keys, token-sealing keys and revocations come from the store in DIR
 (shared with the phantom iam and keys commands); changes reach this process within
