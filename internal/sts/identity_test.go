@@ -1,19 +1,23 @@
 package sts
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/xml"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
@@ -30,7 +34,11 @@ type realEnv struct {
 	keys  map[string]aws.Credentials // user -> long-term key
 }
 
-func newRealEnv(t testing.TB) *realEnv {
+func newRealEnv(t testing.TB) *realEnv { return newRealEnvAt(t, nil) }
+
+// newRealEnvAt is newRealEnv on the clock now (nil: the real one), shared by the identity
+// service, the store and the handler.
+func newRealEnvAt(t testing.TB, now func() time.Time) *realEnv {
 	t.Helper()
 	ctx := context.Background()
 	spec, err := config.Load(filepath.Join("testdata", "spec.yaml"))
@@ -41,13 +49,13 @@ func newRealEnv(t testing.TB) *realEnv {
 	if _, err := rand.Read(mk); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.OpenSQLite(ctx, store.Config{DataDir: t.TempDir(), MasterKey: mk})
+	db, err := store.OpenSQLite(ctx, store.Config{DataDir: t.TempDir(), MasterKey: mk, Now: now})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet},
+	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet, Now: now},
 		identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +72,7 @@ func newRealEnv(t testing.TB) *realEnv {
 		e.keys[u.Name] = aws.Credentials{AccessKeyID: k.ID, SecretAccessKey: k.Secret}
 	}
 	id := NewIdentity(svc)
-	e.h, err = New(Config{Account: testAccount, Region: "us-east-1", Directory: func() Directory { return spec }, Logger: quiet}, id, id, e.audit)
+	e.h, err = New(Config{Account: testAccount, Region: "us-east-1", Directory: func() Directory { return spec }, Logger: quiet, Now: now}, id, id, e.audit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,4 +211,42 @@ func (e *realEnv) callBytes(t testing.TB, creds aws.Credentials, f url.Values) (
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, signedRequest(t, creds, f))
 	return rec.Code, rec.Body.Bytes()
+}
+
+// TestRealIdentityExpiry: a session works until its expiry and is then refused with
+// ExpiredToken (the token carries its expiry; no store lookup).
+func TestRealIdentityExpiry(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now().UTC()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	e := newRealEnvAt(t, clock)
+	call := func(creds aws.Credentials, f url.Values) (int, []byte) {
+		body := []byte(f.Encode())
+		r := httptest.NewRequest(http.MethodPost, "https://sts.us-east-1.amazonaws.com/", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		if err := v4.NewSigner().SignHTTP(context.Background(), creds, r, sha256Hex(body), "sts", "us-east-1", clock()); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		e.h.ServeHTTP(rec, r)
+		return rec.Code, rec.Body.Bytes()
+	}
+	code, body := call(e.keys["alice"], form("AssumeRole", "RoleArn", appARN, "RoleSessionName", "short", "DurationSeconds", "900"))
+	if code != 200 {
+		t.Fatalf("AssumeRole: %d %s", code, body)
+	}
+	var x xmlAssume
+	if err := xml.Unmarshal(body, &x); err != nil {
+		t.Fatal(err)
+	}
+	sess := x.creds()
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	advance(899 * time.Second)
+	if code, body = call(sess, form("GetCallerIdentity")); code != 200 {
+		t.Fatalf("one second before expiry: %d %s", code, body)
+	}
+	advance(time.Second)
+	if code, body = call(sess, form("GetCallerIdentity")); code != 400 && code != 403 || parseError(t, body).Code != "ExpiredToken" {
+		t.Fatalf("at expiry: %d %s", code, body)
+	}
 }
