@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // sdk is aws-sdk-go-v2's STS client pointed at s, trusting only DIR/ca.pem.
@@ -99,6 +103,30 @@ func TestSTSBinarySDKAndReload(t *testing.T) {
 		t.Fatalf("tampered token: %v", err)
 	}
 
+	// Rotating the sealing key (phantom keys rotate, another process on the same data
+	// directory): sessions sealed under the old key keep working until they expire, and
+	// new sessions are sealed under the new key once the server has polled the store.
+	rotated := s.phantom(t, bin, "keys", "rotate")
+	var rot map[string]any
+	if err := json.Unmarshal(rotated, &rot); err != nil {
+		t.Fatalf("phantom keys rotate printed %q: %v", rotated, err)
+	}
+	current := currentKeySealer(t, s.dataDir)
+	eventually(t, "a session sealed under the rotated-in key", func() error {
+		out, err := alice.AssumeRole(ctx, &awssts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::123456789012:role/app"), RoleSessionName: aws.String("rotated")})
+		if err != nil {
+			return err
+		}
+		_, err = current.Open(*out.Credentials.SessionToken)
+		return err
+	})
+	if _, err := current.Open(*c.SessionToken); err == nil {
+		t.Fatal("the session issued before the rotation opens under the new key alone")
+	}
+	if _, err := sess.GetCallerIdentity(ctx, &awssts.GetCallerIdentityInput{}); err != nil {
+		t.Fatalf("a session sealed under the rotated-out key: %v", err)
+	}
+
 	// A role the spec does not have yet.
 	ops := &awssts.AssumeRoleInput{RoleArn: aws.String("arn:aws:iam::123456789012:role/ops"), RoleSessionName: aws.String("sdk")}
 	if _, err := alice.AssumeRole(ctx, ops); err == nil {
@@ -146,4 +174,40 @@ func replaceFile(t testing.TB, path, data string) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// currentKeySealer returns a sealer holding only the data directory's current sealing key:
+// it opens exactly the tokens sealed since the last rotation.
+func currentKeySealer(t testing.TB, dataDir string) *identity.Sealer {
+	t.Helper()
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.OpenSQLite(context.Background(), store.Config{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys, err := db.ListSealingKeys(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current []identity.SealingKey
+	for _, k := range keys {
+		if k.RetireAfter.IsZero() {
+			current = append(current, k)
+		}
+	}
+	if len(current) != 1 {
+		t.Fatalf("%d current sealing keys after a rotation, want 1", len(current))
+	}
+	sealer, err := identity.NewSealer(identity.SealerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sealer.SetKeys(current); err != nil {
+		t.Fatal(err)
+	}
+	return sealer
 }
