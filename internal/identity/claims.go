@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -41,8 +42,13 @@ type Tag struct {
 }
 
 // RoleName returns the last path segment of the role ARN (role names are unique in an
-// account whatever their path), which is what revocations name.
+// account whatever their path), which is what revocations name. A session that is not a
+// role's (GetSessionToken carries its user's ARN in Role) has no role name, so revoking a
+// role never touches the sessions of a user who happens to share its name.
 func (c *Claims) RoleName() string {
+	if !strings.Contains(c.Role, ":role/") {
+		return ""
+	}
 	return roleName(c.Role)
 }
 

@@ -266,6 +266,31 @@ func TestRevokeSessions(t *testing.T) {
 	}
 }
 
+// A GetSessionToken session carries its user's ARN where a role session has the role:
+// revoking a role whose name equals that user's must not reach the user's sessions, and
+// must still reach the role's.
+func TestRevokeSessionsSparesSameNamedUser(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	s := newTestService(t, newFakeStore(), c)
+	user := "arn:aws:iam::" + testAccount + ":user/deploy"
+	userSess, userTok, err := s.NewSession(Claims{Principal: user, Role: user}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleSess, roleTok := sessionFor(t, s, "deploy")
+	c.Advance(time.Millisecond)
+	if _, err := s.RevokeSessions(ctx, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LookupCredential(ctx, roleSess.AccessKeyID, roleTok); !errors.Is(err, ErrSessionRevoked) {
+		t.Fatalf("role session issued before revocation: %v, want ErrSessionRevoked", err)
+	}
+	if _, err := s.LookupCredential(ctx, userSess.AccessKeyID, userTok); err != nil {
+		t.Fatalf("user session of a same-named user: %v", err)
+	}
+}
+
 func TestRotateSealingKeyKeepsOldTokens(t *testing.T) {
 	ctx := context.Background()
 	c := newClock(t0)

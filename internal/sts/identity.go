@@ -84,9 +84,8 @@ func (a *Identity) Issue(_ context.Context, spec SessionSpec) (SessionCredential
 	if role == "" {
 		// identity's claims require a role ARN; a GetSessionToken session has none, so it
 		// carries its user's ARN there (Principal == Role, a :user/ ARN), which
-		// LookupSession turns back into "". A role revocation names a role name, and
-		// IAM user and role names may coincide: then the user's sessions are revoked too
-		// (fails closed).
+		// LookupSession turns back into "". Claims.RoleName is empty for such a session,
+		// so revoking a role never reaches a same-named user's sessions.
 		if !isUserARN(spec.Principal) {
 			return SessionCredentials{}, fmt.Errorf("issue session: a session without a role must act as an IAM user, not %s", spec.Principal)
 		}
