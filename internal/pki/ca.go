@@ -97,11 +97,13 @@ func New(cfg Config) (*CA, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
-	ca, err := load(cfg)
-	if errors.Is(err, errNoCA) {
-		ca, err = create(cfg)
+	if ca, err := load(cfg); err == nil {
+		return ca, nil
 	}
-	return ca, err
+	// No CA, or one that looks broken: a first start in another process may be half-way
+	// through writing the key and certificate, so decide under the directory lock, where
+	// create finds the complete pair, makes one if there is none, or reports the breakage.
+	return create(cfg)
 }
 
 // errNoCA says the directory holds neither CA file: the one state in which New creates a
