@@ -31,13 +31,14 @@ type Event struct {
 // UserIdentity is CloudTrail's userIdentity element. Type is IAMUser or AssumedRole, or
 // empty with only AccessKeyID set when the caller could not be authenticated.
 type UserIdentity struct {
-	Type           string          `json:"type,omitempty"`
-	PrincipalID    string          `json:"principalId,omitempty"`
-	ARN            string          `json:"arn,omitempty"`
-	AccountID      string          `json:"accountId,omitempty"`
-	AccessKeyID    string          `json:"accessKeyId,omitempty"`
-	UserName       string          `json:"userName,omitempty"`
-	SessionContext *SessionContext `json:"sessionContext,omitempty"`
+	Type             string          `json:"type,omitempty"`
+	PrincipalID      string          `json:"principalId,omitempty"`
+	ARN              string          `json:"arn,omitempty"`
+	AccountID        string          `json:"accountId,omitempty"`
+	AccessKeyID      string          `json:"accessKeyId,omitempty"`
+	UserName         string          `json:"userName,omitempty"`
+	IdentityProvider string          `json:"identityProvider,omitempty"` // WebIdentityUser only
+	SessionContext   *SessionContext `json:"sessionContext,omitempty"`
 }
 
 // SessionContext describes the session of temporary credentials.

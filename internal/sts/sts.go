@@ -114,6 +114,9 @@ type Config struct {
 	// Messages opens encoded authorization messages for DecodeAuthorizationMessage
 	// (internal/authzmsg); nil refuses that action with InternalFailure.
 	Messages MessageOpener
+	// WebIdentity returns the verifier of AssumeRoleWithWebIdentity tokens for the current
+	// spec's OIDC providers; nil (or a nil result) refuses every token.
+	WebIdentity func() WebIdentityVerifier
 }
 
 // Handler is the STS endpoint. It is safe for concurrent use.
