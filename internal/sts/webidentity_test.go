@@ -1,17 +1,21 @@
 package sts
 
 import (
+	"context"
 	"encoding/xml"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/oidc/oidctest"
@@ -255,5 +259,139 @@ func TestAssumeRoleWithWebIdentityRefusals(t *testing.T) {
 	code, body := w.unsigned(t, "RoleArn", w.roleARN("ci"), "RoleSessionName", "s1", "WebIdentityToken", tok)
 	if e := parseError(t, body); code != http.StatusBadRequest || e.Code != "InvalidIdentityToken" {
 		t.Fatalf("no verifier: %d %+v", code, e)
+	}
+}
+
+const webSub = "repo:example/orders:ref:refs/heads/main"
+
+// unsignedEnv is a client environment with no credentials at all: AssumeRoleWithWebIdentity
+// is unsigned, so the clients must not need any.
+func (w *webEnv) unsignedEnv(t *testing.T) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + t.TempDir(),
+		"AWS_DEFAULT_REGION=us-east-1",
+		"AWS_CA_BUNDLE=" + w.caFile,
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_PAGER=",
+	}
+}
+
+// TestWebIdentityAWSCLI runs aws sts assume-role-with-web-identity, then uses the returned
+// credentials with aws sts get-caller-identity; a wrong audience is InvalidIdentityToken.
+func TestWebIdentityAWSCLI(t *testing.T) {
+	bin := needTool(t, "aws")
+	w := newWebEnv(t)
+	w.serve(t)
+	run := func(env []string, args ...string) (string, string, error) {
+		cmd := exec.Command(bin, append([]string{"--endpoint-url", w.srv.URL, "--output", "json"}, args...)...)
+		cmd.Env = env
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	out, stderr, err := run(w.unsignedEnv(t), "sts", "assume-role-with-web-identity", "--role-arn", w.roleARN("ci"),
+		"--role-session-name", "cli", "--web-identity-token", w.token(t, webSub, nil))
+	if err != nil {
+		t.Fatalf("assume-role-with-web-identity: %v\n%s", err, stderr)
+	}
+	var got struct {
+		cliCreds
+		SubjectFromWebIdentityToken, Provider, Audience string
+	}
+	decodeJSON(t, out, &got)
+	if got.AssumedRoleUser.Arn != "arn:aws:sts::123456789012:assumed-role/ci/cli" || got.SubjectFromWebIdentityToken != webSub ||
+		got.Audience != "sts.amazonaws.com" || got.Provider != w.is.Provider().ARN || !strings.HasPrefix(got.Credentials.AccessKeyID, "ASIA") {
+		t.Fatalf("result %s", out)
+	}
+	c := got.aws()
+	out, stderr, err = w.awsCLI(t, c, "sts", "get-caller-identity")
+	if err != nil || !strings.Contains(out, "assumed-role/ci/cli") {
+		t.Fatalf("get-caller-identity with the session: %v %s\n%s", err, out, stderr)
+	}
+
+	_, stderr, err = run(w.unsignedEnv(t), "sts", "assume-role-with-web-identity", "--role-arn", w.roleARN("ci"),
+		"--role-session-name", "cli", "--web-identity-token", w.token(t, webSub, func(c map[string]any) { c["aud"] = "other" }))
+	if err == nil || !strings.Contains(stderr, "(InvalidIdentityToken)") {
+		t.Fatalf("wrong audience: %v\n%s", err, stderr)
+	}
+}
+
+// TestWebIdentityBotocore calls AssumeRoleWithWebIdentity through botocore without
+// credentials, and checks an untrusted subject's AccessDenied.
+func TestWebIdentityBotocore(t *testing.T) {
+	py := needTool(t, "python3")
+	if err := exec.Command(py, "-c", "import botocore").Run(); err != nil {
+		needTool(t, "botocore (python3 module)")
+	}
+	w := newWebEnv(t)
+	w.serve(t)
+	const script = `
+import json, sys, botocore.session
+from botocore.exceptions import ClientError
+url, role, good, bad = sys.argv[1:5]
+c = botocore.session.get_session().create_client("sts", region_name="us-east-1", endpoint_url=url)
+r = c.assume_role_with_web_identity(RoleArn=role, RoleSessionName="boto", WebIdentityToken=good, DurationSeconds=900)
+out = {"arn": r["AssumedRoleUser"]["Arn"], "sub": r["SubjectFromWebIdentityToken"], "aud": r["Audience"], "provider": r["Provider"], "key": r["Credentials"]["AccessKeyId"][:4]}
+try:
+    c.assume_role_with_web_identity(RoleArn=role, RoleSessionName="boto", WebIdentityToken=bad)
+except ClientError as e:
+    out["denied"] = e.response["Error"]["Code"]
+    out["status"] = e.response["ResponseMetadata"]["HTTPStatusCode"]
+print(json.dumps(out))
+`
+	cmd := exec.Command(py, "-c", script, w.srv.URL, w.roleARN("ci"), w.token(t, webSub, nil), w.token(t, "repo:example/payments:x", nil))
+	cmd.Env = append(w.unsignedEnv(t), "AWS_CA_BUNDLE="+w.caFile)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("botocore: %v\n%s", err, stderr.String())
+	}
+	var got struct {
+		Arn, Sub, Aud, Provider, Key, Denied string
+		Status                               int
+	}
+	decodeJSON(t, string(out), &got)
+	if got.Arn != "arn:aws:sts::123456789012:assumed-role/ci/boto" || got.Sub != webSub || got.Aud != "sts.amazonaws.com" ||
+		got.Provider != w.is.Provider().ARN || got.Key != "ASIA" || got.Denied != "AccessDenied" || got.Status != 403 {
+		t.Fatalf("botocore got %+v", got)
+	}
+}
+
+// TestWebIdentitySDKGoV2 uses aws-sdk-go-v2's STS client with no credentials provider.
+func TestWebIdentitySDKGoV2(t *testing.T) {
+	w := newWebEnv(t)
+	w.serve(t)
+	ctx := context.Background()
+	c := awssts.New(awssts.Options{Region: "us-east-1", BaseEndpoint: aws.String(w.srv.URL), HTTPClient: w.srv.Client(), RetryMaxAttempts: 1})
+	out, err := c.AssumeRoleWithWebIdentity(ctx, &awssts.AssumeRoleWithWebIdentityInput{
+		RoleArn: aws.String(w.roleARN("ci")), RoleSessionName: aws.String("sdk"), WebIdentityToken: aws.String(w.token(t, webSub, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(out.AssumedRoleUser.Arn) != "arn:aws:sts::123456789012:assumed-role/ci/sdk" || aws.ToString(out.SubjectFromWebIdentityToken) != webSub ||
+		aws.ToString(out.Provider) != w.is.Provider().ARN || aws.ToString(out.Audience) != "sts.amazonaws.com" {
+		t.Fatalf("output %+v", out)
+	}
+	creds := aws.Credentials{AccessKeyID: aws.ToString(out.Credentials.AccessKeyId), SecretAccessKey: aws.ToString(out.Credentials.SecretAccessKey), SessionToken: aws.ToString(out.Credentials.SessionToken)}
+	id, err := w.sdkClient(creds).GetCallerIdentity(ctx, &awssts.GetCallerIdentityInput{})
+	if err != nil || aws.ToString(id.Arn) != "arn:aws:sts::123456789012:assumed-role/ci/sdk" {
+		t.Fatalf("GetCallerIdentity: %v %+v", err, id)
+	}
+	_, err = c.AssumeRoleWithWebIdentity(ctx, &awssts.AssumeRoleWithWebIdentityInput{
+		RoleArn: aws.String(w.roleARN("ci")), RoleSessionName: aws.String("sdk"),
+		WebIdentityToken: aws.String(w.token(t, webSub, func(m map[string]any) {
+			m["exp"] = m["iat"].(int64) - 600
+			m["iat"] = m["exp"].(int64) - 600
+			m["nbf"] = m["iat"]
+		})),
+	})
+	if code, _, status := apiCode(t, err); code != "ExpiredTokenException" || status != 400 {
+		t.Fatalf("expired token: %s %d", code, status)
 	}
 }
