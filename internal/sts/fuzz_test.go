@@ -14,6 +14,7 @@ func FuzzParams(f *testing.F) {
 		"Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp&RoleSessionName=s1",
 		"Action=AssumeRole&Tags.member.1.Key=a&Tags.member.1.Value=b&TransitiveTagKeys.member.1=a&PolicyArns.member.1.arn=x",
 		"Tags.member.2.Key=a&Tags.member.0.Value=&Tags=",
+		"Action=AssumeRoleWithWebIdentity&WebIdentityToken=a.b.c&ProviderId=graph.facebook.com&PolicyArns.member.1.arn=x",
 		"a=%zz&b", "=&&&=", "x=1;y=2", "%00=%ff", "Policy=%7B%22Version%22%3A", "DurationSeconds=99999999999999999999",
 		strings.Repeat("k=v&", 600),
 	} {
@@ -58,6 +59,9 @@ func FuzzHandler(f *testing.F) {
 		"Action=GetSessionToken&Version=2011-06-15&DurationSeconds=900",
 		"Action=GetCallerIdentity&Version=2011-06-15",
 		"Action=Nope",
+		// Unsigned: the web identity token is the credential (no verifier here: refused).
+		"Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp&RoleSessionName=s1&WebIdentityToken=eyJhbGciOiJSUzI1NiJ9.e30.c2ln&DurationSeconds=900",
+		"Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fapp&RoleSessionName=s1&WebIdentityToken=abcd&ProviderId=www.amazon.com&PolicyArns.member.1.arn=x",
 	} {
 		f.Add(s)
 	}
