@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/sts"
@@ -137,6 +139,8 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 		Directory: func() sts.Directory { return w.Current() },
 		Logger:    log,
 		Messages:  p.messages,
+		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
+		WebIdentity: webIdentityVerifier(w.Current, log),
 	}, adapter, adapter, audit)
 	if err != nil {
 		return err
@@ -359,4 +363,32 @@ func (a *auditFile) Close() error {
 	err := a.f.Close()
 	a.f = nil
 	return err
+}
+
+// webIdentityVerifier returns the AssumeRoleWithWebIdentity verifier for the current spec's
+// OIDC providers, built anew (keys fetched afresh) whenever the watcher has swapped in a
+// new spec. A provider set oidc refuses leaves no verifier: every token is refused.
+func webIdentityVerifier(current func() *config.Spec, log *slog.Logger) func() sts.WebIdentityVerifier {
+	type built struct {
+		spec *config.Spec
+		v    *oidc.Verifier
+	}
+	var cur atomic.Pointer[built]
+	return func() sts.WebIdentityVerifier {
+		spec := current()
+		b := cur.Load()
+		if b == nil || b.spec != spec {
+			v, err := oidc.New(oidc.Config{Providers: spec.OIDCProviders, Logger: log})
+			if err != nil {
+				log.Error("sts: oidc providers unusable; refusing web identity tokens", "error", err)
+				v = nil
+			}
+			b = &built{spec: spec, v: v}
+			cur.Store(b)
+		}
+		if b.v == nil {
+			return nil // not a typed nil: the handler refuses
+		}
+		return b.v
+	}
 }
