@@ -158,8 +158,10 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 		Credentials:                 credXML(creds),
 		SubjectFromWebIdentityToken: id.Subject,
 		AssumedRoleUser:             assumedRoleUser{AssumedRoleID: roleID(role.ARN) + ":" + a.sessionName, Arn: sessionARN},
-		Provider:                    id.ProviderARN,
-		Audience:                    id.Audience,
+		// The API reference says "the value of the iss field"; for IAM OIDC providers AWS
+		// answers with the provider's ARN (as EKS and GitHub Actions users see it).
+		Provider: id.ProviderARN,
+		Audience: id.Audience,
 	}
 	if packed >= 0 {
 		res.PackedPolicySize = &packed
