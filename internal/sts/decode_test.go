@@ -119,9 +119,8 @@ func TestDecodeAuthorizationMessage(t *testing.T) {
 		{"truncated message", "dave", []string{"EncodedMessage", enc[:len(enc)-5]}, 400, "InvalidAuthorizationMessageException"},
 		{"garbage", "dave", []string{"EncodedMessage", "not-an-encoded-message"}, 400, "InvalidAuthorizationMessageException"},
 		{"missing EncodedMessage", "dave", nil, 400, "ValidationError"},
-		// AWS caps EncodedMessage at 10240; the query parser refuses any value over 8 KiB
-		// before that (params.go), so an over-long message never reaches the action.
-		{"EncodedMessage over 10240", "dave", []string{"EncodedMessage", strings.Repeat("A", 10241)}, 400, "MalformedQueryString"},
+		// AWS caps EncodedMessage at 10240 ("AWS STS API Reference").
+		{"EncodedMessage over 10240", "dave", []string{"EncodedMessage", strings.Repeat("A", 10241)}, 400, "ValidationError"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 // 50 tags, 10 policy ARNs and 50 transitive keys has ~175 parameters).
 const (
 	maxParams     = 512
-	maxParamBytes = 8 << 10 // one decoded key or value; a session policy is at most 2048 chars
+	maxParamBytes = 20000 // one decoded key or value: STS's longest, WebIdentityToken, is up to 20,000 chars; each action checks its own limits
 )
 
 // params holds the decoded parameters of one call. A key given twice is refused: two

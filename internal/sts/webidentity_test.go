@@ -204,6 +204,11 @@ func TestAssumeRoleWithWebIdentityDenials(t *testing.T) {
 		{"duration over the API max is ValidationError", "ci", "43201", func(t *testing.T) string { return w.token(t, good, nil) }, "ValidationError", 400},
 		{"token too short is ValidationError", "ci", "", func(t *testing.T) string { return "abc" }, "ValidationError", 400},
 		{"not a JWT is InvalidIdentityToken", "ci", "", func(t *testing.T) string { return "not-a-jwt-at-all" }, "InvalidIdentityToken", 400},
+		// AWS takes tokens of up to 20,000 characters: a long one reaches the verifier.
+		{"12 KiB token reaches the verifier", "ci", "", func(t *testing.T) string { return strings.Repeat("a", 12<<10) }, "InvalidIdentityToken", 400},
+		// Past the parser's bound the action cannot be read, so the unsigned request is
+		// refused as unauthenticated: it never reaches AssumeRoleWithWebIdentity.
+		{"token over 20,000 chars is refused", "ci", "", func(t *testing.T) string { return strings.Repeat("a", 20001) }, "MissingAuthenticationToken", 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
