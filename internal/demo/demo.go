@@ -1,0 +1,117 @@
+// Package demo owns the perimeter `phantom up` runs on embedded defaults: the demo spec
+// (rendered with the addresses chosen at start), the demo orders backend, and the
+// demo.env file that tells scripts how to reach it all.
+package demo
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+//go:embed perimeter.yaml.tmpl
+var specTemplate string
+
+// Perimeter is the demo's names and the addresses chosen when it starts.
+type Perimeter struct {
+	Account   string
+	Region    string
+	User      string // the demo user, with a long-term access key
+	Role      string // Service A's role, which the demo user may assume
+	OtherRole string // a role the endpoint policy does not admit
+	APIID     string
+	Endpoint  string // vpce-…
+	VPC       string
+
+	GatewayAddr  netip.AddrPort
+	STSAddr      netip.AddrPort
+	EndpointAddr netip.AddrPort
+	BackendURL   string
+}
+
+// Defaults returns the demo's names; the addresses are left for the caller to fill.
+func Defaults() Perimeter {
+	return Perimeter{
+		Account:   "123456789012",
+		Region:    "us-east-1",
+		User:      "demo",
+		Role:      "service-a",
+		OtherRole: "reporting",
+		APIID:     "a1b2c3d4e5",
+		Endpoint:  "vpce-0123456789abcdef0",
+		VPC:       "vpc-0a1b2c3d4e5f60718",
+	}
+}
+
+// EndpointPort is the endpoint's TCP port, the one its security group admits.
+func (p Perimeter) EndpointPort() uint16 { return p.EndpointAddr.Port() }
+
+// RoleARN is the ARN of the Service-A role.
+func (p Perimeter) RoleARN() string { return "arn:aws:iam::" + p.Account + ":role/" + p.Role }
+
+// OtherRoleARN is the ARN of the role the endpoint policy does not admit.
+func (p Perimeter) OtherRoleARN() string {
+	return "arn:aws:iam::" + p.Account + ":role/" + p.OtherRole
+}
+
+// Spec renders the demo perimeter spec.
+func (p Perimeter) Spec() ([]byte, error) {
+	for name, a := range map[string]netip.AddrPort{"gateway": p.GatewayAddr, "sts": p.STSAddr, "endpoint": p.EndpointAddr} {
+		if !a.IsValid() || a.Port() == 0 {
+			return nil, fmt.Errorf("demo perimeter: the %s address is not set", name)
+		}
+	}
+	if p.BackendURL == "" {
+		return nil, fmt.Errorf("demo perimeter: the backend URL is not set")
+	}
+	t, err := template.New("perimeter").Option("missingkey=error").Parse(specTemplate)
+	if err != nil {
+		return nil, fmt.Errorf("demo perimeter template: %w", err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, p); err != nil {
+		return nil, fmt.Errorf("render demo perimeter: %w", err)
+	}
+	return b.Bytes(), nil
+}
+
+// InvokeURL is the URL of a demo route through the endpoint.
+func (p Perimeter) InvokeURL(path string) string {
+	return "https://" + p.EndpointAddr.String() + "/prod" + path
+}
+
+// EnvVar is one line of demo.env.
+type EnvVar struct{ Name, Value string }
+
+// WriteEnv writes vars as shell export lines (values single-quoted, so nothing in them is
+// expanded), atomically and readable by the owner only: it holds a secret key.
+func WriteEnv(path string, vars []EnvVar) error {
+	var b strings.Builder
+	b.WriteString("# Written by phantom up: source it to talk to the demo perimeter.\n")
+	for _, v := range vars {
+		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".demo.env-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.WriteString(b.String()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -1,0 +1,135 @@
+package demo
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+func testPerimeter() Perimeter {
+	p := Defaults()
+	p.GatewayAddr = netip.MustParseAddrPort("127.0.0.1:18445")
+	p.STSAddr = netip.MustParseAddrPort("127.0.0.1:18444")
+	p.EndpointAddr = netip.MustParseAddrPort("127.0.0.1:18443")
+	p.BackendURL = "http://127.0.0.1:18446"
+	return p
+}
+
+func TestSpecRendersAValidPerimeter(t *testing.T) {
+	p := testPerimeter()
+	b, err := p.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := config.Parse("demo.yaml", b)
+	if err != nil {
+		t.Fatalf("the demo spec does not validate: %v", err)
+	}
+	ep, ok := spec.Endpoint(p.Endpoint)
+	if !ok || len(ep.Listen) != 1 || ep.Listen[0] != p.EndpointAddr {
+		t.Fatalf("endpoint %s listens on %v, want %s", p.Endpoint, ep, p.EndpointAddr)
+	}
+	if !ep.Ingress[0].Ports.Contains(p.EndpointPort()) || ep.Ingress[0].Ports.Contains(p.EndpointPort()+1) {
+		t.Fatalf("security group ports %+v, want exactly %d", ep.Ingress[0].Ports, p.EndpointPort())
+	}
+	if _, ok := spec.RoleByARN(p.RoleARN()); !ok {
+		t.Fatalf("no role %s", p.RoleARN())
+	}
+	if _, ok := spec.RoleByARN(p.OtherRoleARN()); !ok {
+		t.Fatalf("no role %s", p.OtherRoleARN())
+	}
+	if spec.Gateway.Listen != p.GatewayAddr || spec.STS.Listen != p.STSAddr {
+		t.Fatalf("gateway %s sts %s", spec.Gateway.Listen, spec.STS.Listen)
+	}
+}
+
+func TestSpecRefusesMissingAddresses(t *testing.T) {
+	p := testPerimeter()
+	p.GatewayAddr = netip.AddrPort{}
+	if _, err := p.Spec(); err == nil {
+		t.Fatal("rendered a spec without a gateway address")
+	}
+	p = testPerimeter()
+	p.BackendURL = ""
+	if _, err := p.Spec(); err == nil {
+		t.Fatal("rendered a spec without a backend")
+	}
+}
+
+func TestWriteEnvQuotesForTheShell(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on this machine")
+	}
+	path := filepath.Join(t.TempDir(), "demo.env")
+	tricky := `it's $HOME "quoted" ` + "`x`"
+	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("demo.env mode %v, want 0600 (it holds a secret key)", fi.Mode().Perm())
+	}
+	out, err := exec.Command(sh, "-c", `. "$1" && printf '%s\n%s' "$A" "$B"`, "sh", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(out); got != "plain\n"+tricky {
+		t.Fatalf("sourced values %q", got)
+	}
+}
+
+func TestBackendRefusesRequestsWithoutAValidAssertion(t *testing.T) {
+	b := &Backend{Verify: func(tok string) (Caller, error) {
+		if tok != "good" {
+			return Caller{}, errors.New("bad assertion")
+		}
+		return Caller{Principal: "arn:aws:iam::123456789012:user/demo"}, nil
+	}}
+	for _, tc := range []struct {
+		method, path, token, body string
+		want                      int
+	}{
+		{"GET", "/health", "", "", 200},
+		{"GET", "/orders", "", "", 401},
+		{"GET", "/orders", "forged", "", 401},
+		{"GET", "/orders", "good", "", 200},
+		{"POST", "/orders", "good", `{"sku":"x"}`, 201},
+		{"POST", "/orders", "good", `not json`, 400},
+		{"GET", "/orders/1", "good", "", 200},
+		{"GET", "/orders/9", "good", "", 404},
+		{"DELETE", "/admin/users", "good", "", 200},
+	} {
+		r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		if tc.token != "" {
+			r.Header.Set(AssertionHeader, tc.token)
+		}
+		w := httptest.NewRecorder()
+		b.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s %s token %q: %d %s, want %d", tc.method, tc.path, tc.token, w.Code, w.Body, tc.want)
+		}
+	}
+	if rr := httptest.NewRecorder(); true {
+		b.ServeHTTP(rr, withToken(httptest.NewRequest("GET", "/orders/1", nil), "good"))
+		if !strings.Contains(rr.Body.String(), `"createdBy":"arn:aws:iam::123456789012:user/demo"`) {
+			t.Fatalf("order 1 does not name its creator: %s", rr.Body)
+		}
+	}
+}
+
+func withToken(r *http.Request, tok string) *http.Request {
+	r.Header.Set(AssertionHeader, tok)
+	return r
+}
