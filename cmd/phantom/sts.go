@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -131,42 +128,18 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 	}
 	defer audit.Close()
 
-	adapter := sts.NewIdentity(p.ids)
-	h, err := sts.New(sts.Config{
-		Account:   spec.Account,
-		Region:    spec.Region,
-		MaxSkew:   spec.Gateway.ClockSkew,
-		Directory: func() sts.Directory { return w.Current() },
-		Logger:    log,
-		Messages:  p.messages,
-		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
-		WebIdentity: webIdentityVerifier(w.Current, log),
-	}, adapter, adapter, audit)
+	h, err := newSTSHandler(w.Current, p, audit, log)
 	if err != nil {
 		return err
 	}
-
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newServerCerts(p.ca, spec.Account, ln.Addr())
+	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
-	}
-	srv := &http.Server{
-		Handler: h,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.get,
-		},
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -178,13 +151,12 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
 	}()
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.ServeTLS(ln, "", "") }()
+	srv := serveHTTPS("sts", ln, h, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, log)
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
 	log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
 
 	select {
-	case err := <-serveErr:
+	case err := <-srv.done:
 		cancel()
 		wg.Wait()
 		return fmt.Errorf("serve sts: %w", err)
@@ -193,13 +165,27 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 	log.Info("sts: shutting down")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
 	defer done()
-	err = srv.Shutdown(shutdownCtx)
+	err = srv.shutdown(shutdownCtx)
 	cancel()
 	wg.Wait()
-	if err != nil {
-		return fmt.Errorf("shut down sts: %w", err)
-	}
-	return nil
+	return err
+}
+
+// newSTSHandler is the STS query API over the perimeter's identity service, the current
+// spec and auditor.
+func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, log *slog.Logger) (*sts.Handler, error) {
+	spec := current()
+	adapter := sts.NewIdentity(p.ids)
+	return sts.New(sts.Config{
+		Account:   spec.Account,
+		Region:    spec.Region,
+		MaxSkew:   spec.Gateway.ClockSkew,
+		Directory: func() sts.Directory { return current() },
+		Logger:    log,
+		Messages:  p.messages,
+		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
+		WebIdentity: webIdentityVerifier(current, log),
+	}, adapter, adapter, auditor)
 }
 
 // perimeter is what the STS opens in a data directory: the store, the identity service
@@ -259,63 +245,6 @@ func openPerimeter(ctx context.Context, dataDir, account string, poll time.Durat
 	}
 	db.Close()
 	return nil, err
-}
-
-// serverCerts issues the STS's short-lived server certificate and a fresh one when the
-// current one is past half its life, so a long-running STS never serves an expired one.
-type serverCerts struct {
-	ca  *pki.CA
-	req pki.Request
-
-	mu      sync.Mutex
-	cert    *tls.Certificate
-	renewAt time.Time
-}
-
-func newServerCerts(ca *pki.CA, account string, addr net.Addr) (*serverCerts, error) {
-	req := pki.Request{
-		Identity: pki.Identity{Account: account, Kind: pki.KindGateway, Name: "sts"},
-		DNSNames: []string{"localhost"},
-		IPs:      []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()},
-		Server:   true,
-	}
-	if ta, ok := addr.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok && !ip.Unmap().IsUnspecified() && !ip.Unmap().IsLoopback() {
-			req.IPs = append(req.IPs, ip.Unmap())
-		}
-	}
-	if h, err := os.Hostname(); err == nil && h != "" {
-		req.DNSNames = append(req.DNSNames, h)
-	}
-	c := &serverCerts{ca: ca, req: req}
-	if _, err := c.get(nil); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *serverCerts) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	if c.cert != nil && now.Before(c.renewAt) {
-		return c.cert, nil
-	}
-	cert, err := c.ca.Issue(c.req)
-	if err != nil {
-		if c.cert != nil && now.Before(c.cert.Leaf.NotAfter) {
-			return c.cert, nil // keep serving the valid one; retry on the next handshake
-		}
-		return nil, fmt.Errorf("issue sts server certificate: %w", err)
-	}
-	if cert.Leaf == nil {
-		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
-			return nil, fmt.Errorf("issue sts server certificate: %w", err)
-		}
-	}
-	c.cert = cert
-	c.renewAt = cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
-	return cert, nil
 }
 
 // auditFile appends each event as one CloudTrail JSON line. It is a plain file sink: the

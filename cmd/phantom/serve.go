@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// certSource issues a component's short-lived certificate from the perimeter CA and a
+// fresh one when the current one is past half its life, so a long-running component
+// never presents an expired one.
+type certSource struct {
+	ca  *pki.CA
+	req pki.Request
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	renewAt time.Time
+}
+
+// newCertSource issues the first certificate now, so a CA problem stops the start.
+func newCertSource(ca *pki.CA, req pki.Request) (*certSource, error) {
+	c := &certSource{ca: ca, req: req}
+	if _, err := c.get(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// serverRequest names a server certificate for a component listening on addrs: its
+// identity, localhost and loopback, the host name, any specific listen IP, and extra DNS
+// names (an endpoint's private DNS names).
+func serverRequest(id pki.Identity, addrs []net.Addr, dnsNames ...string) pki.Request {
+	req := pki.Request{
+		Identity: id,
+		DNSNames: append([]string{"localhost"}, dnsNames...),
+		IPs:      []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()},
+		Server:   true,
+	}
+	for _, addr := range addrs {
+		if ta, ok := addr.(*net.TCPAddr); ok {
+			if ip, ok := netip.AddrFromSlice(ta.IP); ok && !ip.Unmap().IsUnspecified() && !ip.Unmap().IsLoopback() {
+				req.IPs = append(req.IPs, ip.Unmap())
+			}
+		}
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		req.DNSNames = append(req.DNSNames, h)
+	}
+	return req
+}
+
+func (c *certSource) getServer(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.get() }
+
+func (c *certSource) getClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.get()
+}
+
+func (c *certSource) get() (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if c.cert != nil && now.Before(c.renewAt) {
+		return c.cert, nil
+	}
+	cert, err := c.ca.Issue(c.req)
+	if err != nil {
+		if c.cert != nil && now.Before(c.cert.Leaf.NotAfter) {
+			return c.cert, nil // keep presenting the valid one; retry on the next handshake
+		}
+		return nil, fmt.Errorf("issue %s certificate: %w", c.req.Identity, err)
+	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("issue %s certificate: %w", c.req.Identity, err)
+		}
+	}
+	c.cert = cert
+	c.renewAt = cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
+	return cert, nil
+}
+
+// httpsServer is one component's HTTPS server on a listener it was given.
+type httpsServer struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// serveHTTPS starts serving h with TLS on ln; tlsCfg must provide the certificate.
+func serveHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *httpsServer {
+	s := &httpsServer{
+		name: name,
+		ln:   ln,
+		done: make(chan error, 1),
+		srv: &http.Server{
+			Handler:           h,
+			TLSConfig:         tlsCfg,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       60 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+	}
+	go func() {
+		err := s.srv.ServeTLS(ln, "", "")
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return s
+}
+
+// shutdown stops accepting and waits for in-flight requests until ctx ends.
+func (s *httpsServer) shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down %s: %w", s.name, err)
+	}
+	return nil
+}
