@@ -200,6 +200,9 @@ type perimeter struct {
 	ids      *identity.Service
 	ca       *pki.CA
 	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
+	// masterKey derives the keys every replica must agree on (audit digests, gateway
+	// assertions); it is never logged or written anywhere else.
+	masterKey []byte
 }
 
 func openPerimeter(ctx context.Context, dataDir, account string, poll time.Duration, log *slog.Logger) (*perimeter, error) {
@@ -240,7 +243,7 @@ func openPerimeter(ctx context.Context, dataDir, account string, poll time.Durat
 	if err == nil {
 		var messages *authzmsg.Sealer
 		if messages, err = authzmsg.NewSealer(msgKey, nil); err == nil {
-			return &perimeter{store: db, ids: ids, ca: ca, messages: messages}, nil
+			return &perimeter{store: db, ids: ids, ca: ca, messages: messages, masterKey: mk}, nil
 		}
 	}
 	db.Close()
