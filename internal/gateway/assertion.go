@@ -1,0 +1,212 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
+// sent to backends as X-Phantom-Identity. The key is derived from the perimeter's master key
+// so every gateway replica signs with the same key and publishes the same JWKS.
+
+// AssertionIssuer is the assertions' iss.
+const AssertionIssuer = "phantom-gateway"
+
+// AssertionLifetime is how long an assertion is valid: long enough for a backend to verify
+// it on arrival, short enough that a captured one is of little use.
+const AssertionLifetime = 2 * time.Minute
+
+// assertionLeeway is the clock difference VerifyAssertion tolerates on iat and exp.
+const assertionLeeway = 30 * time.Second
+
+// maxAssertionLen bounds a token VerifyAssertion parses.
+const maxAssertionLen = 16 << 10
+
+// Assertion is what the gateway tells a backend about a request it authorized.
+type Assertion struct {
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"` // the API id
+	Subject  string `json:"sub"` // the principal ARN; "" for anonymous (NONE routes)
+
+	Principal   string `json:"principal,omitempty"` // user ARN or assumed-role session ARN
+	Account     string `json:"account,omitempty"`
+	AccessKeyID string `json:"accessKeyId,omitempty"`
+	SessionName string `json:"sessionName,omitempty"`
+	Role        string `json:"role,omitempty"` // role ARN of a role session
+	VPCEndpoint string `json:"vpce,omitempty"` // the endpoint the request came through
+	SourceIP    string `json:"sourceIp,omitempty"`
+	RequestID   string `json:"requestId"`
+	// Method and Path bind the assertion to the request: the method and the path after the
+	// stage, as the backend receives it.
+	Method string `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+
+	IssuedAt  int64 `json:"iat"`
+	ExpiresAt int64 `json:"exp"`
+}
+
+// DeriveAssertionKey derives the assertion signing key from the perimeter's master key
+// (HKDF-SHA256, RFC 5869, label "phantom/assertion/v1").
+func DeriveAssertionKey(masterKey []byte) (ed25519.PrivateKey, error) {
+	if len(masterKey) < 32 {
+		return nil, fmt.Errorf("derive assertion key: master key is %d bytes, want at least 32", len(masterKey))
+	}
+	seed, err := hkdf.Key(sha256.New, masterKey, nil, "phantom/assertion/v1", ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("derive assertion key: %w", err)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+var b64 = base64.RawURLEncoding
+
+type jwk struct {
+	Kty string `json:"kty"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Kid string `json:"kid,omitempty"`
+	Use string `json:"use,omitempty"`
+	Alg string `json:"alg,omitempty"`
+}
+
+type jwkSet struct {
+	Keys []jwk `json:"keys"`
+}
+
+type assertionSigner struct {
+	key    ed25519.PrivateKey
+	kid    string
+	header string // base64url of the JOSE header, with the trailing "."
+	jwks   []byte
+}
+
+func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
+	pub := key.Public().(ed25519.PublicKey)
+	x := b64.EncodeToString(pub)
+	// RFC 7638 thumbprint: the required members in lexicographic order, no whitespace.
+	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
+	kid := b64.EncodeToString(sum[:])
+	hdr, _ := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{"EdDSA", kid, "JWT"})
+	jwks, _ := json.Marshal(jwkSet{Keys: []jwk{{Kty: "OKP", Crv: "Ed25519", X: x, Kid: kid, Use: "sig", Alg: "EdDSA"}}})
+	return &assertionSigner{key: key, kid: kid, header: b64.EncodeToString(hdr) + ".", jwks: jwks}
+}
+
+// sign returns the compact JWS of a.
+func (s *assertionSigner) sign(a *Assertion) (string, error) {
+	claims, err := json.Marshal(a)
+	if err != nil {
+		return "", err
+	}
+	n := len(s.header) + b64.EncodedLen(len(claims))
+	buf := make([]byte, 0, n+1+b64.EncodedLen(ed25519.SignatureSize))
+	buf = append(buf, s.header...)
+	buf = b64.AppendEncode(buf, claims)
+	sig := ed25519.Sign(s.key, buf)
+	buf = append(buf, '.')
+	buf = b64.AppendEncode(buf, sig)
+	return string(buf), nil
+}
+
+// Errors VerifyAssertion returns (wrapped with detail).
+var (
+	ErrAssertionMalformed = errors.New("gateway: identity assertion is malformed")
+	ErrAssertionSignature = errors.New("gateway: identity assertion signature does not verify")
+	ErrAssertionClaims    = errors.New("gateway: identity assertion claims are not acceptable")
+)
+
+// VerifyAssertion verifies an X-Phantom-Identity token for a backend: the signature against
+// the gateway's JWKS (alg EdDSA only, the kid must name a key of the set), iss, aud (the
+// backend's API id), and that now is within [iat, exp] give or take 30 seconds with exp no
+// more than 5 minutes after iat.
+func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Assertion, error) {
+	if len(token) > maxAssertionLen {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrAssertionMalformed, maxAssertionLen)
+	}
+	h, rest, ok := strings.Cut(token, ".")
+	c, s, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(s, ".") {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrAssertionMalformed)
+	}
+	hdrJSON, err := b64.DecodeString(h)
+	if err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrAssertionMalformed, err)
+	}
+	var hdr struct {
+		Alg  string          `json:"alg"`
+		Kid  string          `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
+	}
+	if err := json.Unmarshal(hdrJSON, &hdr); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrAssertionMalformed, err)
+	}
+	if hdr.Alg != "EdDSA" {
+		return nil, fmt.Errorf("%w: alg %q, want EdDSA", ErrAssertionMalformed, hdr.Alg)
+	}
+	if hdr.Crit != nil {
+		return nil, fmt.Errorf("%w: unsupported crit header", ErrAssertionMalformed)
+	}
+	sig, err := b64.DecodeString(s)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature encoding", ErrAssertionMalformed)
+	}
+	var set jwkSet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("gateway: parse JWKS: %w", err)
+	}
+	var pub ed25519.PublicKey
+	for _, k := range set.Keys {
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid != hdr.Kid || (k.Alg != "" && k.Alg != "EdDSA") || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		x, err := b64.DecodeString(k.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			continue
+		}
+		pub = x
+		break
+	}
+	if pub == nil {
+		return nil, fmt.Errorf("%w: no Ed25519 key with kid %q in the JWKS", ErrAssertionSignature, hdr.Kid)
+	}
+	if !ed25519.Verify(pub, []byte(token[:len(h)+1+len(c)]), sig) {
+		return nil, ErrAssertionSignature
+	}
+	claims, err := b64.DecodeString(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: claims encoding", ErrAssertionMalformed)
+	}
+	dec := json.NewDecoder(bytes.NewReader(claims))
+	dec.DisallowUnknownFields()
+	a := new(Assertion)
+	if err := dec.Decode(a); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrAssertionMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the claims", ErrAssertionMalformed)
+	}
+	switch {
+	case a.Issuer != AssertionIssuer:
+		return nil, fmt.Errorf("%w: iss %q", ErrAssertionClaims, a.Issuer)
+	case a.Audience != aud:
+		return nil, fmt.Errorf("%w: aud %q, want %q", ErrAssertionClaims, a.Audience, aud)
+	case a.ExpiresAt < a.IssuedAt || a.ExpiresAt-a.IssuedAt > int64(5*time.Minute/time.Second):
+		return nil, fmt.Errorf("%w: lifetime iat %d exp %d", ErrAssertionClaims, a.IssuedAt, a.ExpiresAt)
+	case now.Unix() < a.IssuedAt-int64(assertionLeeway/time.Second):
+		return nil, fmt.Errorf("%w: issued in the future (iat %d)", ErrAssertionClaims, a.IssuedAt)
+	case now.Unix() > a.ExpiresAt+int64(assertionLeeway/time.Second):
+		return nil, fmt.Errorf("%w: expired (exp %d)", ErrAssertionClaims, a.ExpiresAt)
+	}
+	return a, nil
+}

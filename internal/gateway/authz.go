@@ -1,0 +1,358 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/authzmsg"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/policy"
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
+)
+
+const actionInvoke = "execute-api:Invoke"
+
+// revocationAware adapts the identity service to AWS's answer for a revoked role session:
+// the token is genuine and the call is denied (AccessDenied), as "Revoking IAM role temporary
+// security credentials" describes, rather than the token being called invalid.
+type revocationAware struct{ sigv4.CredentialSource }
+
+var errRevoked = errors.New("role sessions were revoked after this session was issued")
+
+func (c revocationAware) LookupCredential(ctx context.Context, id, token string) (sigv4.Credential, error) {
+	cred, err := c.CredentialSource.LookupCredential(ctx, id, token)
+	if err != nil && errors.Is(err, identity.ErrSessionRevoked) {
+		return cred, errors.Join(sigv4.ErrAccessDenied, errRevoked)
+	}
+	return cred, err
+}
+
+// caller is the authenticated principal of a request.
+type caller struct {
+	arn         string // user ARN or assumed-role session ARN (the policy Request's principal)
+	account     string
+	accessKeyID string
+	user        *config.User // IAM users (long-term keys and GetSessionToken sessions)
+	role        *config.Role // assumed-role sessions
+	claims      *identity.Claims
+}
+
+// identifyCaller resolves the verified credential to a principal of the spec and fills the
+// event's userIdentity. A principal the spec no longer has, or a session without its claims,
+// is refused: its policies cannot be known.
+func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+	c := caller{arn: res.Credential.Principal, accessKeyID: res.AccessKeyID, account: arnAccount(res.Credential.Principal)}
+	if rv != nil && rv.Credential.AccessKeyID == res.AccessKeyID {
+		c.claims = rv.Claims
+	}
+	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
+	switch {
+	case strings.Contains(c.arn, ":assumed-role/"):
+		if c.claims == nil || c.claims.Role == "" {
+			return c, errInvalidToken()
+		}
+		role, ok := spec.RoleByARN(c.claims.Role)
+		if !ok {
+			return c, errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " because the role of its session no longer exists")
+		}
+		c.role = role
+		ui.Type, ui.PrincipalID = "AssumedRole", roleID(role.ARN)+":"+c.claims.SessionName
+		ui.SessionContext = &audit.SessionContext{
+			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: roleID(role.ARN), ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
+			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
+			SourceIdentity: c.claims.SourceIdentity,
+		}
+	case strings.Contains(c.arn, ":user/"):
+		u, ok := spec.UserByARN(c.arn)
+		if !ok {
+			return c, errInvalidToken()
+		}
+		c.user = u
+		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", userID(u.ARN), u.Name
+		if c.claims != nil {
+			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}
+		}
+	default:
+		return c, errAccessDeniedMsg("The calling principal " + c.arn + " is not an IAM user or role session.")
+	}
+	return c, nil
+}
+
+// conditionKeys builds the request's global condition keys ("AWS global condition context
+// keys") for an authenticated caller (anonymous: c nil).
+func (g *Gateway) conditionKeys(cl *call, c *caller) map[string][]string {
+	m := make(map[string][]string, 24)
+	now := cl.now
+	if cl.ch.sourceIP != "" {
+		m["aws:SourceIp"] = []string{cl.ch.sourceIP}
+	}
+	if ep := cl.ch.endpoint; ep != nil {
+		m["aws:SourceVpce"] = []string{ep.ID}
+		if ep.VPC != "" {
+			m["aws:SourceVpc"] = []string{ep.VPC}
+		}
+	}
+	m["aws:SecureTransport"] = []string{boolString(cl.ch.secure)}
+	m["aws:CurrentTime"] = []string{isoTime(now)}
+	m["aws:EpochTime"] = []string{strconv.FormatInt(now.Unix(), 10)}
+	m["aws:RequestedRegion"] = []string{cl.spec.Region}
+	if ua := cl.r.UserAgent(); ua != "" {
+		m["aws:UserAgent"] = []string{ua}
+	}
+	m["aws:ViaAWSService"] = []string{"false"}
+	if c == nil {
+		return m
+	}
+	m["aws:PrincipalAccount"] = []string{c.account}
+	var specTags map[string]string
+	switch {
+	case c.role != nil:
+		m["aws:PrincipalArn"] = []string{c.role.ARN} // the role's ARN, not the session's
+		m["aws:PrincipalType"] = []string{"AssumedRole"}
+		m["aws:userid"] = []string{roleID(c.role.ARN) + ":" + c.claims.SessionName}
+		specTags = c.role.Tags
+	case c.user != nil:
+		m["aws:PrincipalArn"] = []string{c.user.ARN}
+		m["aws:PrincipalType"] = []string{"User"}
+		m["aws:userid"] = []string{userID(c.user.ARN)}
+		m["aws:username"] = []string{c.user.Name}
+		specTags = c.user.Tags
+	}
+	for k, v := range specTags {
+		m["aws:PrincipalTag/"+k] = []string{v}
+	}
+	if s := c.claims; s != nil {
+		// Session tags override the principal's own tags of the same key.
+		for _, t := range s.Tags {
+			m["aws:PrincipalTag/"+t.Key] = []string{t.Value}
+		}
+		m["aws:TokenIssueTime"] = []string{isoTime(s.IssuedAt)}
+		m["aws:MultiFactorAuthPresent"] = []string{boolString(s.MFA)}
+		if s.SourceIdentity != "" {
+			m["aws:SourceIdentity"] = []string{s.SourceIdentity}
+		}
+		if s.VPC != "" {
+			m["aws:EC2InstanceSourceVPC"] = []string{s.VPC}
+		}
+		if s.PrivateIP.Is4() {
+			m["aws:EC2InstanceSourcePrivateIPv4"] = []string{s.PrivateIP.String()}
+		}
+	}
+	if g.cfg.Risk != nil {
+		if lvl := g.cfg.Risk.RiskLevel(c.arn); lvl != "" {
+			m["phantom:RiskLevel"] = []string{lvl}
+		}
+	}
+	return m
+}
+
+// compiledSet is a policy set with the names of its entries, for explanations.
+type compiledSet struct {
+	set   *policy.Set
+	names []string
+}
+
+// setKey identifies a compiled set under one spec: who (the user or role whose policies
+// apply), which session policies, which API and which endpoint.
+type setKey struct {
+	principal string // user or role ARN; "" for anonymous
+	session   [32]byte
+	api       string
+	endpoint  string
+}
+
+// setCache holds the compiled sets of one spec. Bounded; cleared when full (a spec's set of
+// distinct callers is small; the bound only stops unbounded session-policy variety).
+type setCache struct {
+	mu  sync.RWMutex
+	max int
+	m   map[setKey]*compiledSet
+}
+
+const setCacheSize = 4096
+
+func newSetCache(max int) *setCache { return &setCache{max: max, m: make(map[setKey]*compiledSet)} }
+
+func (c *setCache) get(k setKey, build func() *compiledSet) *compiledSet {
+	c.mu.RLock()
+	s, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = build()
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[k] = s
+	c.mu.Unlock()
+	return s
+}
+
+// sessionDigest names a session's policies (inline text and managed ARNs) in the cache key.
+func sessionDigest(s *identity.Claims) [32]byte {
+	if s == nil || (s.Policy == "" && len(s.PolicyARNs) == 0) {
+		return [32]byte{}
+	}
+	h := sha256.New()
+	h.Write([]byte(s.Policy))
+	for _, a := range s.PolicyARNs {
+		h.Write([]byte{0})
+		h.Write([]byte(a))
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// buildSet assembles the one set a request is decided by: the caller's identity side
+// (inline and managed policies, permissions boundary, session policies), the API's resource
+// policy and, through an endpoint, the endpoint policy (nil: AWS's default full access,
+// which adds nothing). A session policy that no longer parses or names a managed policy the
+// spec lacks enters as an empty session policy, which allows nothing.
+func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint) *compiledSet {
+	cs := &compiledSet{}
+	var entries []policy.Entry
+	add := func(kind policy.Kind, p *policy.Policy, name string) {
+		entries = append(entries, policy.Entry{Kind: kind, Policy: p})
+		cs.names = append(cs.names, name)
+	}
+	addPrincipal := func(label string, ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
+		for _, p := range ps {
+			add(policy.Identity, p.Compiled, label+" inline policy "+p.Name)
+		}
+		for _, mp := range mps {
+			add(policy.Identity, mp.Policy.Compiled, mp.ARN)
+		}
+		if boundary != nil {
+			add(policy.Boundary, boundary.Policy.Compiled, "permissions boundary "+boundary.ARN)
+		}
+	}
+	if c != nil {
+		switch {
+		case c.role != nil:
+			addPrincipal("role "+c.role.Name, c.role.Policies, c.role.ManagedPolicies, c.role.PermissionsBoundary)
+		case c.user != nil:
+			addPrincipal("user "+c.user.Name, c.user.Policies, c.user.ManagedPolicies, c.user.PermissionsBoundary)
+		}
+		if s := c.claims; s != nil {
+			if s.Policy != "" {
+				p, err := policy.Parse([]byte(s.Policy))
+				if err != nil {
+					p = nil
+				}
+				add(policy.Session, p, "session policy")
+			}
+			for _, arn := range s.PolicyARNs {
+				var p *policy.Policy
+				if mp, ok := spec.ManagedPolicyByARN(arn); ok && mp.Policy != nil {
+					p = mp.Policy.Compiled
+				}
+				add(policy.Session, p, "session policy "+arn)
+			}
+		}
+	}
+	if api.ResourcePolicy != nil && api.ResourcePolicy.Compiled != nil {
+		add(policy.Resource, api.ResourcePolicy.Compiled, "resource policy of API "+api.ID)
+	}
+	if ep != nil && ep.Policy != nil && ep.Policy.Compiled != nil {
+		add(policy.Endpoint, ep.Policy.Compiled, "endpoint policy of "+ep.ID)
+	}
+	cs.set = policy.NewSet(entries...)
+	return cs
+}
+
+// denyMessage is API Gateway's AccessDeniedException text for an IAM denial.
+func denyMessage(principal, resource string, explicit bool) string {
+	if principal == "" {
+		principal = "anonymous"
+	}
+	msg := "User: " + principal + " is not authorized to perform: " + actionInvoke + " on resource: " + resource
+	if explicit {
+		msg += " with an explicit deny"
+	}
+	return msg
+}
+
+// explain builds the decoded authorization message of a denial (AWS's DecodedMessage shape).
+func explain(d policy.Decision, cs *compiledSet, principal, principalID string, ctx map[string][]string, resource string) *authzmsg.Message {
+	m := &authzmsg.Message{
+		Allowed:      d.Effect == policy.Allow,
+		ExplicitDeny: d.Effect == policy.ExplicitDeny,
+		Context: authzmsg.Context{
+			Principal: authzmsg.Principal{ID: principalID, ARN: principal},
+			Action:    actionInvoke,
+			Resource:  resource,
+		},
+	}
+	m.MatchedStatements.Items = []authzmsg.Statement{}
+	m.Failures.Items = []string{}
+	effect := "ALLOW"
+	if d.Effect == policy.ExplicitDeny {
+		effect = "DENY"
+	}
+	for _, mt := range d.Matched {
+		name := ""
+		if mt.Policy >= 0 && mt.Policy < len(cs.names) {
+			name = cs.names[mt.Policy]
+		}
+		m.MatchedStatements.Items = append(m.MatchedStatements.Items, authzmsg.Statement{StatementID: mt.Statement, Effect: effect, Policy: name})
+	}
+	if d.Effect == policy.ImplicitDeny && d.Reason != "" {
+		m.Failures.Items = append(m.Failures.Items, d.Reason)
+	}
+	keys := make([]string, 0, len(ctx))
+	for k := range ctx {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	m.Context.Conditions.Items = make([]authzmsg.Condition, 0, len(keys))
+	for _, k := range keys {
+		c := authzmsg.Condition{Key: k}
+		for _, v := range ctx[k] {
+			c.Values.Items = append(c.Values.Items, authzmsg.Value{Value: v})
+		}
+		m.Context.Conditions.Items = append(m.Context.Conditions.Items, c)
+	}
+	return m
+}
+
+// arnAccount returns an ARN's account field.
+func arnAccount(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) < 6 {
+		return ""
+	}
+	return parts[4]
+}
+
+// Unique ids in IAM's shape (AIDA… users, AROA… roles), derived from the ARN exactly as
+// internal/sts derives them, so every component names a principal the same way.
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func uniqueID(prefix, arn string) string {
+	sum := sha256.Sum256([]byte(arn))
+	return prefix + idEncoding.EncodeToString(sum[:])[:17]
+}
+
+func userID(arn string) string { return uniqueID("AIDA", arn) }
+func roleID(arn string) string { return uniqueID("AROA", arn) }
+
+func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+func boolString(b bool) string {
+	if b {
+		return "true"
+	}
+	return "false"
+}

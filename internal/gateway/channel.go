@@ -1,0 +1,172 @@
+package gateway
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// Headers an endpoint sets on the mTLS connection (.coord/dataplane-api.md). They are read
+// only when the connection's verified peer is an endpoint of the current spec.
+const (
+	hdrSourceIP   = "X-Phantom-Source-Ip"
+	hdrAPIID      = "X-Phantom-Api-Id"
+	hdrTLSVersion = "X-Phantom-Tls-Version"
+	hdrTLSCipher  = "X-Phantom-Tls-Cipher"
+
+	hdrIdentity  = "X-Phantom-Identity"
+	hdrRequestID = "X-Phantom-Request-Id"
+)
+
+// channel is what the connection says about a request: the endpoint it came through, if
+// any, and the caller's address and TLS.
+type channel struct {
+	endpoint *config.Endpoint // nil: a direct connection
+	sourceIP string           // aws:SourceIp, sourceIPAddress
+	secure   bool             // aws:SecureTransport: the caller's hop was TLS
+	tls      *audit.TLSDetails
+}
+
+// errClientCert is a presented certificate the gateway does not accept as an endpoint.
+type errClientCert struct{ reason string }
+
+func (e *errClientCert) Error() string { return e.reason }
+
+// identify classifies the connection. A presented client certificate must verify against
+// the perimeter CA for client use and name an endpoint of the current spec; anything else
+// is refused (InvalidClientCertificate), never downgraded to a direct connection: a peer that
+// presents a certificate claims to be an endpoint. Without a certificate the request is
+// direct, and only the TCP peer and r.TLS describe it.
+func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errClientCert) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
+		if r.TLS != nil {
+			c.tls = &audit.TLSDetails{TLSVersion: tlsVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+		}
+		return c, nil
+	}
+	id, err := g.verifyPeer(r.TLS.PeerCertificates)
+	if err != nil {
+		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, err
+	}
+	if id.Kind != pki.KindEndpoint {
+		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names a " + string(id.Kind) + ", not an endpoint"}
+	}
+	ep, ok := spec.Endpoint(id.Name)
+	if !ok {
+		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
+	}
+	c := channel{endpoint: ep, secure: true}
+	if a, err := netip.ParseAddr(r.Header.Get(hdrSourceIP)); err == nil && a.Zone() == "" {
+		c.sourceIP = a.Unmap().String()
+	}
+	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
+	// encrypted whatever the headers say; they only describe it for the audit record.
+	c.tls = &audit.TLSDetails{
+		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
+		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
+		ClientProvidedHostHeader: r.Host,
+	}
+	return c, nil
+}
+
+// headerToken keeps an endpoint-supplied TLS detail short and printable.
+func headerToken(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return ""
+		}
+	}
+	return s
+}
+
+func peerIP(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return host
+}
+
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	}
+	return "unknown"
+}
+
+// verifyPeer verifies a presented chain, remembering the result per leaf certificate: every
+// request on a connection carries the same *x509.Certificate, so chain verification runs once
+// per connection rather than once per request. A remembered identity expires with the leaf.
+func (g *Gateway) verifyPeer(chain []*x509.Certificate) (pki.Identity, *errClientCert) {
+	leaf := chain[0]
+	now := g.now()
+	if id, ok := g.peers.get(leaf, now); ok {
+		return id, nil
+	}
+	if g.cfg.Verifier == nil {
+		return pki.Identity{}, &errClientCert{"the gateway verifies no client certificates"}
+	}
+	id, err := g.cfg.Verifier.Verify(chain, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return pki.Identity{}, &errClientCert{"the client certificate does not verify: " + err.Error()}
+	}
+	g.peers.put(leaf, id)
+	return id, nil
+}
+
+// peerCache maps verified leaf certificates (by pointer: a connection's requests share one)
+// to their identities. Bounded; cleared when full.
+type peerCache struct {
+	mu sync.RWMutex
+	m  map[*x509.Certificate]pki.Identity
+}
+
+const peerCacheSize = 4096
+
+func (c *peerCache) get(leaf *x509.Certificate, now time.Time) (pki.Identity, bool) {
+	c.mu.RLock()
+	id, ok := c.m[leaf]
+	c.mu.RUnlock()
+	if ok && (now.After(leaf.NotAfter) || now.Before(leaf.NotBefore)) {
+		return pki.Identity{}, false
+	}
+	return id, ok
+}
+
+func (c *peerCache) put(leaf *x509.Certificate, id pki.Identity) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= peerCacheSize {
+		c.m = make(map[*x509.Certificate]pki.Identity)
+	}
+	c.m[leaf] = id
+	c.mu.Unlock()
+}
+
+// isClientIdentityHeader reports whether a header is one only an endpoint may set or one
+// that claims a forwarding hop: X-Phantom-*, X-Forwarded-*, Forwarded.
+func isClientIdentityHeader(canonical string) bool {
+	return hasPrefixFold(canonical, "X-Phantom-") || hasPrefixFold(canonical, "X-Forwarded-") || strings.EqualFold(canonical, "Forwarded")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

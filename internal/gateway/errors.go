@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
+)
+
+// apiError is a refusal in API Gateway's shape ("Gateway responses"): the status, the
+// x-amzn-ErrorType header and a JSON body {"message": ...}. Code is the errorCode the audit
+// event records (API Gateway's type without "Exception", CloudTrail style, unless set).
+type apiError struct {
+	Status  int
+	Type    string // x-amzn-ErrorType
+	Message string
+	Code    string // audit errorCode
+	// Encoded is the encoded authorization message of an IAM denial.
+	Encoded string
+}
+
+func (e *apiError) Error() string { return e.Type + ": " + e.Message }
+
+func errMissingToken() *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayMissingAuthToken, Message: "Missing Authentication Token", Code: "MissingAuthenticationToken"}
+}
+
+func errForbidden() *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: "ForbiddenException", Message: "Forbidden", Code: "Forbidden"}
+}
+
+func errInvalidToken() *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayUnrecognizedClient, Message: "The security token included in the request is invalid.", Code: "UnrecognizedClient"}
+}
+
+func errAccessDeniedMsg(msg string) *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayAccessDenied, Message: msg, Code: "AccessDenied"}
+}
+
+func errClientCertificate() *apiError {
+	// The caller learns only that it is refused; why stays in the audit record and the log.
+	return &apiError{Status: http.StatusForbidden, Type: "ForbiddenException", Message: "Forbidden", Code: "InvalidClientCertificate"}
+}
+
+func errInternal() *apiError {
+	return &apiError{Status: http.StatusInternalServerError, Type: "InternalServerErrorException", Message: "Internal server error", Code: "InternalFailure"}
+}
+
+func errBadGateway() *apiError {
+	return &apiError{Status: http.StatusBadGateway, Type: "InternalServerErrorException", Message: "Internal server error", Code: "IntegrationFailure"}
+}
+
+func errGatewayTimeout() *apiError {
+	return &apiError{Status: http.StatusGatewayTimeout, Type: "InternalServerErrorException", Message: "Endpoint request timed out", Code: "IntegrationTimeout"}
+}
+
+func errBadRequest(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: sigv4.GatewayBadRequest, Message: msg, Code: "BadRequest"}
+}
+
+// fromSigV4 maps the verifier's typed error once, at the edge. On a signature mismatch the
+// message carries the canonical request and string-to-sign the gateway computed, as AWS
+// shows the key holder (they hold no secret).
+func fromSigV4(err error) *apiError {
+	var se *sigv4.Error
+	if !errors.As(err, &se) {
+		return errInternal()
+	}
+	msg := se.Message
+	if se.GatewayMessage != "" {
+		msg = se.GatewayMessage
+	}
+	if se.CanonicalRequest != "" && se.GatewayMessage == "" {
+		msg += "\n\nThe Canonical String for this request should have been\n'" + se.CanonicalRequest + "'\n\nThe String-to-Sign should have been\n'" + se.StringToSign + "'\n"
+	}
+	status := se.HTTPStatus
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	typ := se.GatewayType
+	if typ == "" || typ == sigv4.GatewayInternalFailure {
+		return errInternal()
+	}
+	return &apiError{Status: status, Type: typ, Message: msg, Code: se.Code}
+}
+
+// writeError writes e in API Gateway's shape.
+func writeError(w http.ResponseWriter, requestID string, e *apiError) {
+	body := struct {
+		Message string `json:"message"`
+		Encoded string `json:"encodedAuthorizationMessage,omitempty"`
+	}{e.Message, e.Encoded}
+	b, err := json.Marshal(body)
+	if err != nil {
+		b = []byte(`{"message":"Internal server error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set("X-Amzn-Requestid", requestID)
+	h.Set("X-Amzn-Errortype", e.Type)
+	w.WriteHeader(e.Status)
+	w.Write(b)
+}

@@ -1,0 +1,210 @@
+// Package gateway owns Phantom's API gateway: it serves the APIs, stages and routes of the
+// perimeter spec, authorizes every call with SigV4 and IAM policy evaluation (identity
+// policies, permissions boundary, session policies, the API's resource policy and, for calls
+// that came through an endpoint, the endpoint policy, in one decision), proxies allowed calls
+// to their backends with a signed identity assertion, and records one CloudTrail-shaped
+// audit event per call, allowed or refused.
+//
+// It learns which endpoint a call came through only from the endpoint's verified mTLS
+// certificate; on any other connection it ignores and strips every X-Phantom-*, X-Forwarded-*
+// and Forwarded header. It does not own credentials (internal/identity), policy evaluation
+// (internal/policy), signature verification (internal/sigv4), the network enforcement point
+// (internal/endpoint) or the audit log's storage (internal/audit).
+//
+// References: "Control access to an API with IAM permissions", "API Gateway resource
+// policies", "How API Gateway resource policies affect authorization workflow" and
+// "Gateway responses" (Amazon API Gateway Developer Guide); "Policy evaluation logic" and
+// "AWS global condition context keys" (IAM User Guide); RFC 3986 §5.2.4; RFC 8037 and
+// RFC 7638 (EdDSA JWS, JWK thumbprints).
+package gateway
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync/atomic"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/authzmsg"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
+)
+
+// Auditor records one event per request. An error fails the request closed: it is answered
+// 500 and never proxied.
+type Auditor interface {
+	Record(ctx context.Context, ev *audit.Event) error
+}
+
+// MessageSealer seals the explanation of a denial into the encoded authorization message
+// STS DecodeAuthorizationMessage opens (*authzmsg.Sealer satisfies it).
+type MessageSealer interface {
+	Seal(m *authzmsg.Message) (string, error)
+}
+
+// RiskSource reports a principal's current risk level (phantom:RiskLevel), as raised by the
+// detector's responses. "" leaves the key absent.
+type RiskSource interface {
+	RiskLevel(principalARN string) string
+}
+
+// Config configures a Gateway; New validates it once.
+type Config struct {
+	// Name is the gateway's name (its certificate identity); used in logs.
+	Name string
+	// Spec returns the current perimeter spec (config.Watcher.Current). Required.
+	Spec func() *config.Spec
+	// Credentials resolves access keys (the *identity.Service, whose lookups fill
+	// identity.Capture's slot with the session claims). Required.
+	Credentials sigv4.CredentialSource
+	// Verifier verifies client certificates. Nil: every presented certificate is refused.
+	Verifier *pki.Verifier
+	// Auditor records the events. Required.
+	Auditor Auditor
+	// Messages seals encoded authorization messages; nil leaves them out of denials.
+	Messages MessageSealer
+	// AssertionKey signs the X-Phantom-Identity assertions (DeriveAssertionKey). Required.
+	AssertionKey ed25519.PrivateKey
+	// Risk supplies phantom:RiskLevel; optional.
+	Risk RiskSource
+	// Transport carries requests to backends; nil means a tuned *http.Transport.
+	Transport http.RoundTripper
+	// MaxBodyBytes bounds a request body; 0 means 10 MiB (API Gateway's payload limit).
+	MaxBodyBytes int64
+	Logger       *slog.Logger     // nil: slog.Default()
+	Now          func() time.Time // nil: time.Now
+}
+
+// Gateway is the API gateway handler. It is safe for concurrent use.
+type Gateway struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	creds sigv4.CredentialSource
+
+	state atomic.Pointer[state] // per-spec verifier and policy-set cache
+	peers peerCache
+
+	signer *assertionSigner
+	proxy  *httputil.ReverseProxy
+}
+
+// DefaultMaxBodyBytes is API Gateway's payload limit.
+const DefaultMaxBodyBytes = 10 << 20
+
+// New validates cfg and returns a Gateway.
+func New(cfg Config) (*Gateway, error) {
+	var problems []error
+	if cfg.Spec == nil {
+		problems = append(problems, errors.New("Spec is required"))
+	}
+	if cfg.Credentials == nil {
+		problems = append(problems, errors.New("Credentials is required"))
+	}
+	if cfg.Auditor == nil {
+		problems = append(problems, errors.New("Auditor is required (requests are never served unaudited)"))
+	}
+	if len(cfg.AssertionKey) != ed25519.PrivateKeySize {
+		problems = append(problems, fmt.Errorf("AssertionKey is %d bytes, want an Ed25519 private key (%d)", len(cfg.AssertionKey), ed25519.PrivateKeySize))
+	}
+	if cfg.MaxBodyBytes < 0 {
+		problems = append(problems, fmt.Errorf("MaxBodyBytes %d is negative", cfg.MaxBodyBytes))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("new gateway: %w", errors.Join(problems...))
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Name == "" {
+		cfg.Name = "gateway"
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, now: cfg.Now, creds: revocationAware{cfg.Credentials}}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.signer = newAssertionSigner(cfg.AssertionKey)
+	transport := cfg.Transport
+	if transport == nil {
+		transport = newTransport()
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    transport,
+		ErrorHandler: g.backendError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+// newTransport is the default backend transport: keep-alives with many idle connections per
+// backend (the gateway talks to few hosts, very often), bounded handshakes and header waits.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never an environment proxy between the gateway and its backends
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// TLSConfig is the gateway listener's TLS configuration: TLS 1.2 or later, HTTP/2 and
+// HTTP/1.1, and a client certificate requested but not verified by the TLS stack
+// (tls.RequestClientCert): the handler verifies any presented chain itself, so a certificate
+// from another CA is refused with a 403 and an audit event rather than a handshake failure
+// nobody records.
+func (g *Gateway) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		ClientAuth:     tls.RequestClientCert,
+		GetCertificate: getCert,
+		NextProtos:     []string{"h2", "http/1.1"},
+	}
+}
+
+// JWKS returns the JSON Web Key Set backends verify assertions with.
+func (g *Gateway) JWKS() []byte { return append([]byte(nil), g.signer.jwks...) }
+
+// state is what the gateway derives from one spec: the SigV4 verifier for its region and
+// clock skew, and the compiled policy sets of the callers seen under it. A reload swaps the
+// whole state, so a cached set never outlives the spec it was built from.
+type state struct {
+	spec     *config.Spec
+	verifier *sigv4.Verifier
+	sets     *setCache
+}
+
+// stateFor returns the state of spec, building it on the first request under a new spec.
+func (g *Gateway) stateFor(spec *config.Spec) (*state, error) {
+	if st := g.state.Load(); st != nil && st.spec == spec {
+		return st, nil
+	}
+	v, err := sigv4.New(sigv4.Config{
+		Region:       spec.Region,
+		Service:      "execute-api",
+		MaxSkew:      spec.Gateway.ClockSkew,
+		MaxBodyBytes: g.cfg.MaxBodyBytes,
+		Now:          g.now,
+	}, g.creds)
+	if err != nil {
+		return nil, fmt.Errorf("sigv4 verifier for spec %s: %w", spec.File, err)
+	}
+	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize)}
+	g.state.Store(st)
+	return st, nil
+}
