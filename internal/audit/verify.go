@@ -225,16 +225,23 @@ func (v *chainVerifier) verify(pinned []ed25519.PublicKey) {
 	}
 	v.cr.Segments = len(segs)
 	if all[0] != 1 {
-		v.problem(Problem{File: segmentName(1), Kind: Removed, Message: fmt.Sprintf("segments %s to %s are missing", segmentName(1), segmentName(all[0]-1))})
+		v.problem(Problem{File: segmentName(1), Kind: Removed, Message: missingSegments(1, all[0]-1)})
 	} else {
 		v.expSeq, v.expPrev, v.started = 1, zeroHash, true
 	}
 	for i, n := range all {
 		if i > 0 && n != all[i-1]+1 {
-			v.problem(Problem{File: segmentName(all[i-1] + 1), Kind: Removed, Message: fmt.Sprintf("segments %s to %s are missing", segmentName(all[i-1]+1), segmentName(n-1))})
+			v.problem(Problem{File: segmentName(all[i-1] + 1), Kind: Removed, Message: missingSegments(all[i-1]+1, n-1)})
 		}
 		v.segment(n, slices.Contains(segs, n), slices.Contains(digs, n), i == len(all)-1)
 	}
+}
+
+func missingSegments(from, to uint64) string {
+	if from == to {
+		return fmt.Sprintf("segment %d is missing (records and digests)", from)
+	}
+	return fmt.Sprintf("segments %d to %d are missing (records and digests)", from, to)
 }
 
 // recInfo is what digests are checked against.
@@ -374,7 +381,7 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 					v.problem(Problem{File: sname, Line: ln.No, Seq: v.expSeq, Kind: Removed, Message: fmt.Sprintf("records %d to %d are missing before record %d", v.expSeq, r.Seq-1, r.Seq)})
 				}
 			default:
-				v.problem(Problem{File: sname, Line: ln.No, Seq: r.Seq, Kind: Reordered, Message: fmt.Sprintf("record %d comes after record %d", r.Seq, v.expSeq-1)})
+				v.problem(Problem{File: sname, Line: ln.No, Seq: r.Seq, Kind: Reordered, Message: fmt.Sprintf("record %d comes again or out of order, after record %d", r.Seq, v.expSeq-1)})
 			}
 		}
 		byEnd[ln.End] = recInfo{seq: r.Seq, hash: r.Hash, line: ln.No}
