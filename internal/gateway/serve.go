@@ -35,7 +35,7 @@ type call struct {
 	m        routeMatch
 	resource string
 	caller   *caller // nil: anonymous (Authorization NONE)
-	decision string // the policy decision, for the audit record
+	decision string  // the policy decision, for the audit record
 }
 
 type callKey struct{}
