@@ -74,6 +74,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newIAMCmd(),
 		newKeysCmd(),
 		newNodeCmd(),
+		newAuditCmd(),
 	)
 	return root
 }
