@@ -1,0 +1,356 @@
+package endpoint
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Headers the endpoint sets for the gateway, which trusts them only on a connection whose
+// verified client certificate names an endpoint (data-plane contract).
+const (
+	hdrSourceIP   = "X-Phantom-Source-Ip"
+	hdrAPIID      = "X-Phantom-Api-Id"
+	hdrTLSVersion = "X-Phantom-Tls-Version"
+	hdrTLSCipher  = "X-Phantom-Tls-Cipher"
+)
+
+// gatewayHost is the URL host of every request to the gateway: one connection pool for
+// all replicas, whose dialer picks the replica. It is never sent; Host stays the caller's.
+const gatewayHost = "phantom-gateway"
+
+// connInfo is what the endpoint learns about a caller's connection once, at its start.
+// The header values are shared, read-only slices: setting them costs no allocation.
+type connInfo struct {
+	src        netip.AddrPort
+	localPort  uint16
+	srcIP      []string
+	tlsVersion []string
+	tlsCipher  []string
+}
+
+type connInfoKey struct{}
+
+// connContext is the server's ConnContext: c is a *tls.Conn whose handshake is done.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	src, port := connAddrs(c)
+	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
+	if tc, ok := c.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		ci.tlsVersion = []string{tlsVersionName(cs.Version)}
+		ci.tlsCipher = []string{tls.CipherSuiteName(cs.CipherSuite)}
+	}
+	return context.WithValue(ctx, connInfoKey{}, ci)
+}
+
+// ServeHTTP handles one caller request: the security group again (a reload may have
+// removed the rule the connection came in by), API selection, then the gateway.
+func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	if ci == nil || ci.tlsVersion == nil {
+		// Only connections the endpoint handshook reach here; anything else is a wiring bug.
+		e.refuse(w, r, netip.AddrPort{}, http.StatusForbidden, codeAccessDenied, "not a TLS connection of this endpoint", "")
+		return
+	}
+	ep, s := e.endpointSpec()
+	if d := securityGroup(ep, ci.src.Addr(), ci.localPort); !d.allowed {
+		w.Header().Set("Connection", "close")
+		reason, _ := d.detail(ep, ci.localPort)["reason"].(string)
+		e.refuse(w, r, ci.src, http.StatusForbidden, codeSecurityGroupDenied, reason, "")
+		return
+	}
+	if r.Method == http.MethodConnect || r.RequestURI == "*" {
+		e.refuse(w, r, ci.src, http.StatusBadRequest, codeBadRequest, "CONNECT or asterisk-form request", "")
+		return
+	}
+	api, reason := selectAPI(s, ep, r.Host, r.Header[headerAPIID])
+	if api == "" {
+		e.refuse(w, r, ci.src, http.StatusForbidden, codeAccessDenied, reason, "")
+		return
+	}
+	h := r.Header
+	for k := range h {
+		if strippedHeader(k) {
+			delete(h, k)
+		}
+	}
+	h[hdrSourceIP] = ci.srcIP
+	h[hdrAPIID] = []string{api}
+	h[hdrTLSVersion] = ci.tlsVersion
+	h[hdrTLSCipher] = ci.tlsCipher
+	e.proxy.ServeHTTP(w, r)
+}
+
+// strippedHeader reports whether a caller-sent header must not reach the gateway: the
+// X-Phantom-* headers only the endpoint may set, and every forwarding header, which the
+// gateway would otherwise have to tell apart from the endpoint's. Header names compare
+// case-insensitively (RFC 9110 §5.1); a name Go did not canonicalize is caught too.
+func strippedHeader(k string) bool {
+	switch {
+	case len(k) >= 10 && strings.EqualFold(k[:10], "x-phantom-"):
+		return true
+	case len(k) >= 12 && strings.EqualFold(k[:12], "x-forwarded-"):
+		return true
+	}
+	return strings.EqualFold(k, "forwarded")
+}
+
+// requestTarget splits the raw request-target as the caller sent it (RequestURI; for
+// HTTP/2 the :path pseudo-header) into path and query. An absolute-form target (RFC 9112
+// §3.2.2) loses its scheme and authority.
+func requestTarget(r *http.Request) (path, query string, hasQuery bool) {
+	t := r.RequestURI
+	if t == "" {
+		return r.URL.EscapedPath(), r.URL.RawQuery, r.URL.ForceQuery || r.URL.RawQuery != ""
+	}
+	if !strings.HasPrefix(t, "/") {
+		if i := strings.Index(t, "://"); i >= 0 {
+			t = t[i+3:]
+			if j := strings.IndexAny(t, "/?"); j >= 0 {
+				t = t[j:]
+			} else {
+				t = ""
+			}
+		}
+	}
+	path, query, hasQuery = strings.Cut(t, "?")
+	return path, query, hasQuery
+}
+
+// rewrite points the outgoing request at the gateway and keeps the request-target byte
+// for byte: the SigV4 canonical request is computed over the path and query as sent, so
+// no re-escaping, dot-segment removal or query re-encoding may happen on the way.
+// URL.Opaque is written out verbatim; a path starting with // cannot be opaque (Go would
+// read it as an authority) and goes through RawPath, exact for every valid escaping.
+func (e *Endpoint) rewrite(pr *httputil.ProxyRequest) {
+	u := pr.Out.URL
+	u.Scheme, u.Host, u.User, u.Fragment, u.RawFragment = "https", gatewayHost, nil, "", ""
+	path, query, hasQuery := requestTarget(pr.In)
+	switch {
+	case path == "":
+		u.Opaque, u.Path, u.RawPath = "/", "/", ""
+	case strings.HasPrefix(path, "//"):
+		u.Opaque, u.RawPath = "", path
+	default:
+		u.Opaque = path
+	}
+	u.RawQuery, u.ForceQuery = query, hasQuery && query == ""
+	pr.Out.Host = pr.In.Host
+}
+
+// bodies answered by the endpoint itself, in API Gateway's shapes.
+var (
+	bodyForbidden  = []byte(`{"message":"Forbidden"}`)
+	bodyBadRequest = []byte(`{"message":"Bad Request"}`)
+	bodyBadGateway = []byte(`{"message":"Internal server error"}`)
+	bodyTimeout    = []byte(`{"message":"Endpoint request timed out"}`)
+)
+
+// refuse records and answers a request the endpoint does not forward. The record comes
+// first: the answer is never written unaudited (a failed record is logged; the request is
+// refused either way).
+func (e *Endpoint) refuse(w http.ResponseWriter, r *http.Request, src netip.AddrPort, status int, code, reason, api string) {
+	id := newID()
+	ev := e.newEvent(eventInvoke, code, src.Addr(), id)
+	ev.UserAgent = r.UserAgent()
+	ev.TLSDetails = tlsDetails(r)
+	params := map[string]any{"httpMethod": r.Method, "host": r.Host}
+	if api != "" {
+		params["apiId"] = api
+	}
+	ev.RequestParameters = params
+	ev.AdditionalEventData = map[string]any{"reason": reason}
+	if src.IsValid() {
+		ev.AdditionalEventData["sourcePort"] = src.Port()
+	}
+	if err := e.cfg.Auditor.Record(r.Context(), ev); err != nil {
+		e.log.Error("endpoint audit record failed", "request_id", id, "error_code", code, "error", err)
+	}
+	e.log.Info("endpoint refused a request", "request_id", id, "error_code", code, "source_ip", ev.SourceIPAddress,
+		"host", r.Host, "reason", reason)
+	var body []byte
+	typ := ""
+	switch status {
+	case http.StatusForbidden:
+		body, typ = bodyForbidden, "ForbiddenException"
+	case http.StatusBadRequest:
+		body, typ = bodyBadRequest, "BadRequestException"
+	case http.StatusGatewayTimeout:
+		body, typ = bodyTimeout, "InternalServerErrorException"
+	default:
+		body, typ = bodyBadGateway, "InternalServerErrorException"
+	}
+	wh := w.Header()
+	wh.Set("Content-Type", "application/json")
+	wh.Set("X-Amzn-Requestid", id)
+	wh.Set("X-Amzn-Errortype", typ)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// proxyError answers a request the gateway did not: 502, or 504 when it timed out.
+func (e *Endpoint) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The caller went away or the endpoint is shutting down hard; nobody to answer.
+		e.log.Debug("endpoint request canceled", "error", err)
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	}
+	ci, _ := r.Context().Value(connInfoKey{}).(*connInfo)
+	var src netip.AddrPort
+	if ci != nil {
+		src = ci.src
+	}
+	status, code := http.StatusBadGateway, codeGatewayUnreachable
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status, code = http.StatusGatewayTimeout, codeGatewayTimeout
+	}
+	e.log.Warn("endpoint could not forward to the gateway", "error", err)
+	e.refuse(w, r, src, status, code, err.Error(), r.Header.Get(hdrAPIID))
+}
+
+// newProxy builds the reverse proxy to the gateway.
+func (e *Endpoint) newProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:      e.rewrite,
+		Transport:    e.gw.transport,
+		BufferPool:   newBufferPool(),
+		ErrorHandler: e.proxyError,
+		ErrorLog:     slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// gateways dials the gateway replicas: round-robin over new connections, skipping for a
+// moment a replica that could not be reached (refused, timed out or failed the mTLS
+// handshake). Requests are retried on another connection only by http.Transport's own
+// rule: the connection was reused and nothing of the request was written, or the request
+// is idempotent and its body can be replayed.
+type gateways struct {
+	addrs     []string
+	tls       []*tls.Config // per replica: ServerName differs
+	down      []atomic.Int64
+	next      atomic.Uint64
+	dialer    net.Dialer
+	lim       limits
+	log       *slog.Logger
+	transport *http.Transport
+}
+
+func newGateways(cfg Config, log *slog.Logger, lim limits, verify func(tls.ConnectionState) error) *gateways {
+	g := &gateways{
+		addrs:  cfg.Gateways,
+		tls:    make([]*tls.Config, len(cfg.Gateways)),
+		down:   make([]atomic.Int64, len(cfg.Gateways)),
+		dialer: net.Dialer{Timeout: lim.dialTimeout, KeepAlive: 30 * time.Second},
+		lim:    lim,
+		log:    log,
+	}
+	sessions := tls.NewLRUClientSessionCache(len(cfg.Gateways) * 64)
+	for i, a := range cfg.Gateways {
+		host, _, _ := net.SplitHostPort(a)
+		g.tls[i] = &tls.Config{
+			MinVersion:           tls.VersionTLS12,
+			ServerName:           host,
+			GetClientCertificate: cfg.ClientCert,
+			// The gateway's certificate is checked by verifyGateway against the perimeter
+			// CA and its SPIFFE identity, not against a host name: the gateway is known by
+			// what it is, wherever it runs. Go's own verification is off only so this one
+			// can replace it; VerifyConnection runs on every handshake, resumed ones too.
+			InsecureSkipVerify: true,
+			VerifyConnection:   verify,
+			NextProtos:         []string{"http/1.1"},
+			ClientSessionCache: sessions,
+			Time:               cfg.Now,
+		}
+	}
+	g.transport = &http.Transport{
+		Proxy:                 nil, // never an environment proxy between endpoint and gateway
+		DialTLSContext:        g.dialTLS,
+		TLSNextProto:          map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1: many connections
+		MaxIdleConns:          2048,
+		MaxIdleConnsPerHost:   2048,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		// Compression would add Accept-Encoding to a request the caller signed.
+		DisableCompression: true,
+		WriteBufferSize:    16 << 10,
+		ReadBufferSize:     16 << 10,
+	}
+	return g
+}
+
+func (g *gateways) dialTLS(ctx context.Context, _, _ string) (net.Conn, error) {
+	n := len(g.addrs)
+	start := int(g.next.Add(1) % uint64(n))
+	now := time.Now().UnixNano()
+	var errs []error
+	// First the replicas not recently failed, in turn; then, if all failed, those too.
+	for pass := range 2 {
+		for i := range n {
+			j := (start + i) % n
+			if (g.down[j].Load() > now) != (pass == 1) {
+				continue
+			}
+			c, err := g.dialOne(ctx, j)
+			if err == nil {
+				g.down[j].Store(0)
+				return c, nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return nil, errors.Join(errs...)
+			}
+			g.down[j].Store(time.Now().Add(g.lim.downFor).UnixNano())
+			g.log.Warn("gateway replica unreachable; trying the next", "gateway", g.addrs[j], "error", err)
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (g *gateways) dialOne(ctx context.Context, j int) (net.Conn, error) {
+	raw, err := g.dialer.DialContext(ctx, "tcp", g.addrs[j])
+	if err != nil {
+		return nil, fmt.Errorf("dial gateway %s: %w", g.addrs[j], err)
+	}
+	tc := tls.Client(raw, g.tls[j])
+	hctx, cancel := context.WithTimeout(ctx, g.lim.handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("mTLS handshake with gateway %s: %w", g.addrs[j], err)
+	}
+	return tc, nil
+}
+
+// bufferPool is a bounded free list of copy buffers for the proxy; unlike sync.Pool it
+// hands slices back without boxing them, so a response copy allocates nothing.
+type bufferPool chan []byte
+
+func newBufferPool() bufferPool { return make(bufferPool, 1024) }
+
+func (p bufferPool) Get() []byte {
+	select {
+	case b := <-p:
+		return b
+	default:
+		return make([]byte, 32<<10)
+	}
+}
+
+func (p bufferPool) Put(b []byte) {
+	select {
+	case p <- b:
+	default:
+	}
+}

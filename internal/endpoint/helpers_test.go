@@ -1,0 +1,350 @@
+package endpoint
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+const (
+	testAccount = "123456789012"
+	testVPCE    = "vpce-0123456789abcdef0"
+	otherVPCE   = "vpce-0fedcba987654321f"
+	apiOrders   = "a1b2c3d4e5"
+	apiBilling  = "b2c3d4e5f6"
+	apiHidden   = "z9y8x7w6v5" // in the spec, not listed by the endpoint
+	ordersHost  = apiOrders + ".execute-api.us-east-1.amazonaws.com"
+)
+
+// specOpts shape the test spec.
+type specOpts struct {
+	ingress string   // YAML flow list of ingress rules
+	apis    []string // the endpoint's APIs
+}
+
+func defaultSpecOpts() specOpts {
+	return specOpts{
+		ingress: `[{protocol: tcp, ports: "1-65535", cidrs: [127.0.0.0/8, "::1/128"], description: loopback}]`,
+		apis:    []string{apiOrders},
+	}
+}
+
+func testSpec(t testing.TB, o specOpts) *config.Spec {
+	t.Helper()
+	api := func(id string) string {
+		return fmt.Sprintf(`  - id: %s
+    stages: [prod]
+    backends:
+      b: {url: "http://127.0.0.1:9000"}
+    routes:
+      - {path: "/{proxy+}", methods: [ANY], backend: b}
+`, id)
+	}
+	y := `version: 1
+account: "123456789012"
+region: us-east-1
+gateway:
+  name: gateway
+  listen: "127.0.0.1:8445"
+apis:
+` + api(apiOrders) + api(apiBilling) + api(apiHidden) + `endpoints:
+  - id: ` + testVPCE + `
+    vpc: vpc-0a1b2c3d4e5f60718
+    listen: ["127.0.0.1:8443"]
+    ingress: ` + o.ingress + `
+    apis: [` + strings.Join(o.apis, ", ") + `]
+    privateDnsNames: [orders.internal.example]
+  - id: ` + otherVPCE + `
+    vpc: vpc-0a1b2c3d4e5f60718
+    listen: ["127.0.0.1:8446"]
+    ingress: [{ports: "8446", cidrs: [127.0.0.0/8]}]
+    apis: [` + apiHidden + `]
+    privateDnsNames: [hidden.internal.example]
+`
+	s, err := config.Parse("test.yaml", []byte(y))
+	if err != nil {
+		t.Fatalf("test spec: %v", err)
+	}
+	return s
+}
+
+// memAuditor keeps events in memory.
+type memAuditor struct {
+	mu   sync.Mutex
+	evs  []*audit.Event
+	fail atomic.Bool
+}
+
+func (a *memAuditor) Record(_ context.Context, ev *audit.Event) error {
+	if a.fail.Load() {
+		return fmt.Errorf("audit log unavailable")
+	}
+	a.mu.Lock()
+	a.evs = append(a.evs, ev)
+	a.mu.Unlock()
+	return nil
+}
+
+func (a *memAuditor) events() []*audit.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*audit.Event(nil), a.evs...)
+}
+
+// waitFor waits for an event with this name and code and returns it.
+func (a *memAuditor) waitFor(t testing.TB, name, code string) *audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, ev := range a.events() {
+			if ev.EventName == name && ev.ErrorCode == code {
+				return ev
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %s/%s audit event; have %s", name, code, a.describe())
+	return nil
+}
+
+func (a *memAuditor) describe() string {
+	var b strings.Builder
+	for _, ev := range a.events() {
+		fmt.Fprintf(&b, "[%s %s %s %v] ", ev.EventName, ev.ErrorCode, ev.SourceIPAddress, ev.AdditionalEventData)
+	}
+	return b.String()
+}
+
+// testPKI is a perimeter CA and the certificates of one endpoint and one gateway.
+type testPKI struct {
+	ca         *pki.CA
+	pool       *x509.CertPool
+	serverCert *tls.Certificate // the endpoint's, caller-facing
+	clientCert *tls.Certificate // the endpoint's, to the gateway
+	gwCert     *tls.Certificate
+}
+
+func newTestPKI(t testing.TB) *testPKI {
+	t.Helper()
+	ca, err := pki.New(pki.Config{Dir: t.TempDir(), Account: testAccount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &testPKI{ca: ca, pool: x509.NewCertPool()}
+	p.pool.AddCert(ca.Certificate())
+	loop := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("::1")}
+	p.serverCert = issue(t, ca, pki.Request{
+		Identity: pki.Identity{Account: testAccount, Kind: pki.KindEndpoint, Name: testVPCE},
+		DNSNames: []string{"orders.internal.example", "*.execute-api.us-east-1.amazonaws.com"},
+		IPs:      loop, Server: true,
+	})
+	p.clientCert = issue(t, ca, pki.Request{
+		Identity: pki.Identity{Account: testAccount, Kind: pki.KindEndpoint, Name: testVPCE}, Client: true,
+	})
+	p.gwCert = issue(t, ca, pki.Request{
+		Identity: pki.Identity{Account: testAccount, Kind: pki.KindGateway, Name: "gateway"},
+		IPs:      loop, Server: true,
+	})
+	return p
+}
+
+func issue(t testing.TB, ca *pki.CA, req pki.Request) *tls.Certificate {
+	t.Helper()
+	c, err := ca.Issue(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// seen is a request as the fake gateway received it.
+type seen struct {
+	Method, RequestURI, Host, Proto string
+	Header                          http.Header
+	Body                            []byte
+	Peer                            pki.Identity
+	PeerErr                         error
+}
+
+// fakeGateway is an httptest TLS server that, like the gateway, requires a client
+// certificate from the perimeter CA and records what it receives.
+type fakeGateway struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	reqs    []seen
+	handler http.HandlerFunc // optional: answers after recording
+}
+
+func newFakeGateway(t testing.TB, p *testPKI, cert *tls.Certificate) *fakeGateway {
+	t.Helper()
+	g := &fakeGateway{}
+	v := p.ca.Verifier()
+	g.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s := seen{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(), Body: body}
+		s.Peer, s.PeerErr = v.PeerIdentity(*r.TLS)
+		g.mu.Lock()
+		g.reqs = append(g.reqs, s)
+		h := g.handler
+		g.mu.Unlock()
+		if h != nil {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			h(w, r)
+			return
+		}
+		w.Header().Add("Set-Cookie", "a=1")
+		w.Header().Add("Set-Cookie", "b=2")
+		w.Header().Set("X-Gateway", "fake")
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, "hello from the gateway")
+	}))
+	g.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{*cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    p.pool,
+		MinVersion:   tls.VersionTLS12,
+	}
+	g.srv.Config.ErrorLog = quietLog()
+	g.srv.StartTLS()
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+func (g *fakeGateway) addr() string { return g.srv.Listener.Addr().String() }
+
+func (g *fakeGateway) requests() []seen {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]seen(nil), g.reqs...)
+}
+
+func (g *fakeGateway) last(t testing.TB) seen {
+	t.Helper()
+	r := g.requests()
+	if len(r) == 0 {
+		t.Fatal("the gateway received no request")
+	}
+	return r[len(r)-1]
+}
+
+func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// harness runs an endpoint on 127.0.0.1 in front of gateways.
+type harness struct {
+	t    testing.TB
+	pki  *testPKI
+	spec atomic.Pointer[config.Spec]
+	aud  *memAuditor
+	ep   *Endpoint
+	addr string
+	port uint16
+	done chan error
+}
+
+type harnessOpts struct {
+	spec     specOpts
+	gateways []string
+	lim      *limits
+	listen   string
+}
+
+func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
+	t.Helper()
+	if o.spec.ingress == "" {
+		o.spec = defaultSpecOpts()
+	}
+	h := &harness{t: t, pki: p, aud: &memAuditor{}, done: make(chan error, 1)}
+	h.spec.Store(testSpec(t, o.spec))
+	lim := defaultLimits
+	if o.lim != nil {
+		lim = *o.lim
+	}
+	ep, err := newEndpoint(Config{
+		ID:         testVPCE,
+		Spec:       h.spec.Load,
+		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.serverCert, nil },
+		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.clientCert, nil },
+		Verifier:   p.ca.Verifier(),
+		Gateways:   o.gateways,
+		Auditor:    h.aud,
+		Logger:     slog.New(slog.DiscardHandler),
+	}, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ep = ep
+	listen := o.listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.addr = ln.Addr().String()
+	h.port = uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() { h.done <- ep.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ep.Shutdown(ctx)
+	})
+	return h
+}
+
+// client returns an HTTP client trusting the perimeter CA; h2 selects HTTP/2.
+func (h *harness) client(h2 bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:    &tls.Config{RootCAs: h.pki.pool, ServerName: "127.0.0.1"},
+		ForceAttemptHTTP2:  h2,
+		DisableCompression: true,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	h.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func (h *harness) url(path string) string { return "https://" + h.addr + path }
+
+// rawTLS sends raw request bytes over TLS and returns the parsed response.
+func (h *harness) rawTLS(t testing.TB, raw string) *http.Response {
+	t.Helper()
+	c, err := tls.Dial("tcp", h.addr, &tls.Config{RootCAs: h.pki.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp
+}
