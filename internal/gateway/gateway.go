@@ -143,7 +143,13 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite:      g.rewrite,
 		Transport:    transport,
 		ErrorHandler: g.backendError,
-		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ModifyResponse: func(resp *http.Response) error {
+			if f, ok := resp.Request.Context().Value(callKey{}).(*forwarding); ok {
+				resp.Header.Set("X-Amzn-Requestid", f.id)
+			}
+			return nil
+		},
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	return g, nil
 }

@@ -311,23 +311,35 @@ func TestDenials(t *testing.T) {
 			status: 403, errType: "MissingAuthenticationTokenException", code: "MissingAuthenticationToken",
 		},
 		{
-			name:   "unknown route",
-			setup:  func(t *testing.T, e *env) testCall { k := e.keys["alice"]; return testCall{method: "GET", path: "/prod/nope", creds: &k} },
+			name: "unknown route",
+			setup: func(t *testing.T, e *env) testCall {
+				k := e.keys["alice"]
+				return testCall{method: "GET", path: "/prod/nope", creds: &k}
+			},
 			status: 403, errType: "MissingAuthenticationTokenException", msgPrefix: "Missing Authentication Token", code: "MissingAuthenticationToken",
 		},
 		{
-			name:   "unknown stage",
-			setup:  func(t *testing.T, e *env) testCall { k := e.keys["alice"]; return testCall{method: "GET", path: "/dev/orders", creds: &k} },
+			name: "unknown stage",
+			setup: func(t *testing.T, e *env) testCall {
+				k := e.keys["alice"]
+				return testCall{method: "GET", path: "/dev/orders", creds: &k}
+			},
 			status: 403, errType: "MissingAuthenticationTokenException", code: "MissingAuthenticationToken",
 		},
 		{
-			name:   "method the route does not have",
-			setup:  func(t *testing.T, e *env) testCall { k := e.keys["alice"]; return testCall{method: "DELETE", path: "/prod/orders", creds: &k} },
+			name: "method the route does not have",
+			setup: func(t *testing.T, e *env) testCall {
+				k := e.keys["alice"]
+				return testCall{method: "DELETE", path: "/prod/orders", creds: &k}
+			},
 			status: 403, errType: "MissingAuthenticationTokenException", code: "MissingAuthenticationToken",
 		},
 		{
-			name:   "path above the stage root",
-			setup:  func(t *testing.T, e *env) testCall { k := e.keys["alice"]; return testCall{method: "GET", path: "/", creds: &k} },
+			name: "path above the stage root",
+			setup: func(t *testing.T, e *env) testCall {
+				k := e.keys["alice"]
+				return testCall{method: "GET", path: "/", creds: &k}
+			},
 			status: 403, errType: "MissingAuthenticationTokenException", code: "MissingAuthenticationToken",
 		},
 		{

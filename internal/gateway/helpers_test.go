@@ -107,6 +107,7 @@ type env struct {
 	hits    chan backendHit
 	keys    map[string]aws.Credentials // user -> long-term key
 	bundle  *x509.CertPool
+	yaml    []byte // the spec file with the backend's address
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -123,7 +124,8 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := config.Parse("testdata/spec.yaml", bytes.ReplaceAll(data, []byte("BACKEND_URL"), []byte(e.backend.URL)))
+	e.yaml = bytes.ReplaceAll(data, []byte("BACKEND_URL"), []byte(e.backend.URL))
+	spec, err := config.Parse("testdata/spec.yaml", e.yaml)
 	if err != nil {
 		t.Fatalf("parse spec: %v", err)
 	}
