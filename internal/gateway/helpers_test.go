@@ -108,6 +108,16 @@ type env struct {
 	keys    map[string]aws.Credentials // user -> long-term key
 	bundle  *x509.CertPool
 	yaml    []byte // the spec file with the backend's address
+	risk    *fakeRisk
+}
+
+// fakeRisk reports risk levels by principal ARN.
+type fakeRisk struct{ m sync.Map }
+
+func (f *fakeRisk) RiskLevel(arn string) string {
+	v, _ := f.m.Load(arn)
+	s, _ := v.(string)
+	return s
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -115,7 +125,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
-	e := &env{t: t, clock: newClock(time.Now().UTC().Truncate(time.Second)), audit: &memAudit{}, hits: make(chan backendHit, 1024), keys: map[string]aws.Credentials{}}
+	e := &env{t: t, clock: newClock(time.Now().UTC().Truncate(time.Second)), audit: &memAudit{}, risk: &fakeRisk{}, hits: make(chan backendHit, 1024), keys: map[string]aws.Credentials{}}
 
 	e.backend = httptest.NewServer(http.HandlerFunc(e.serveBackend))
 	t.Cleanup(e.backend.Close)
@@ -180,6 +190,7 @@ func newEnv(t testing.TB) *env {
 		Auditor:      e.audit,
 		Messages:     e.msgs,
 		AssertionKey: akey,
+		Risk:         e.risk,
 		Logger:       quiet,
 		Now:          e.clock.Now,
 	})
