@@ -66,7 +66,12 @@ func DeriveAssertionKey(masterKey []byte) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-var b64 = base64.RawURLEncoding
+var (
+	b64 = base64.RawURLEncoding
+	// b64Strict decodes: one spelling per value (no non-zero padding bits), so a token that
+	// verifies is byte for byte the token the gateway signed.
+	b64Strict = base64.RawURLEncoding.Strict()
+)
 
 type jwk struct {
 	Kty string `json:"kty"`
@@ -134,12 +139,16 @@ func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Ass
 	if len(token) > maxAssertionLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrAssertionMalformed, maxAssertionLen)
 	}
+	if strings.ContainsAny(token, "\r\n") {
+		// The base64 decoder skips line breaks; refuse them so no second spelling verifies.
+		return nil, fmt.Errorf("%w: line break in the token", ErrAssertionMalformed)
+	}
 	h, rest, ok := strings.Cut(token, ".")
 	c, s, ok2 := strings.Cut(rest, ".")
 	if !ok || !ok2 || strings.Contains(s, ".") {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrAssertionMalformed)
 	}
-	hdrJSON, err := b64.DecodeString(h)
+	hdrJSON, err := b64Strict.DecodeString(h)
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrAssertionMalformed, err)
 	}
@@ -157,7 +166,7 @@ func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Ass
 	if hdr.Crit != nil {
 		return nil, fmt.Errorf("%w: unsupported crit header", ErrAssertionMalformed)
 	}
-	sig, err := b64.DecodeString(s)
+	sig, err := b64Strict.DecodeString(s)
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: signature encoding", ErrAssertionMalformed)
 	}
@@ -183,7 +192,7 @@ func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Ass
 	if !ed25519.Verify(pub, []byte(token[:len(h)+1+len(c)]), sig) {
 		return nil, ErrAssertionSignature
 	}
-	claims, err := b64.DecodeString(c)
+	claims, err := b64Strict.DecodeString(c)
 	if err != nil {
 		return nil, fmt.Errorf("%w: claims encoding", ErrAssertionMalformed)
 	}

@@ -400,24 +400,43 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 // -Expires, -SignedHeaders, -Signature, -Security-Token) and keeps every other pair byte for
 // byte: the credential stays at the gateway.
 func backendQuery(raw string) string {
-	if !strings.Contains(raw, "X-Amz-") && !strings.Contains(raw, "x-amz-") {
+	drop := func(pair string) bool {
+		k, _, _ := strings.Cut(pair, "=")
+		if strings.ContainsAny(k, "%+") {
+			dk, err := url.QueryUnescape(k)
+			return err == nil && isPresignParam(dk)
+		}
+		return isPresignParam(k)
+	}
+	found := false
+	for pair := range strings.SplitSeq(raw, "&") {
+		if drop(pair) {
+			found = true
+			break
+		}
+	}
+	if !found {
 		return raw
 	}
 	var b strings.Builder
+	first := true
 	for pair := range strings.SplitSeq(raw, "&") {
-		k, _, _ := strings.Cut(pair, "=")
-		if dk, err := url.QueryUnescape(k); err == nil && isPresignParam(dk) {
+		if drop(pair) {
 			continue
 		}
-		if b.Len() > 0 {
+		if !first {
 			b.WriteByte('&')
 		}
+		first = false
 		b.WriteString(pair)
 	}
 	return b.String()
 }
 
 func isPresignParam(k string) bool {
+	if len(k) < 10 || !strings.EqualFold(k[:6], "x-amz-") {
+		return false
+	}
 	switch strings.ToLower(k) {
 	case "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token":
 		return true

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testSigner(t testing.TB, seed byte) *assertionSigner {
+	t.Helper()
+	k, err := DeriveAssertionKey(bytes.Repeat([]byte{seed}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newAssertionSigner(k)
+}
+
+func TestDeriveAssertionKey(t *testing.T) {
+	a, _ := DeriveAssertionKey(bytes.Repeat([]byte{1}, 32))
+	b, _ := DeriveAssertionKey(bytes.Repeat([]byte{1}, 32))
+	c, _ := DeriveAssertionKey(bytes.Repeat([]byte{2}, 32))
+	if !a.Equal(b) || a.Equal(c) {
+		t.Fatal("the key must be a function of the master key: replicas agree, perimeters differ")
+	}
+	if _, err := DeriveAssertionKey(make([]byte, 16)); err == nil {
+		t.Fatal("a 16-byte master key was accepted")
+	}
+}
+
+func TestVerifyAssertion(t *testing.T) {
+	s := testSigner(t, 1)
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	base := Assertion{Issuer: AssertionIssuer, Audience: testAPI, Subject: aliceARN, Principal: aliceARN, RequestID: "r1",
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(AssertionLifetime).Unix()}
+	sign := func(a Assertion) string {
+		tok, err := s.sign(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := sign(base)
+	if a, err := VerifyAssertion(good, s.jwks, testAPI, now); err != nil || *a != base {
+		t.Fatalf("%+v %v", a, err)
+	}
+	other := testSigner(t, 2)
+	parts := strings.Split(good, ".")
+	noneHdr := b64.EncodeToString([]byte(`{"alg":"none","kid":"` + s.kid + `"}`))
+	tests := []struct {
+		name  string
+		token string
+		jwks  []byte
+		aud   string
+		now   time.Time
+		want  error
+	}{
+		{"another key's JWKS", good, other.jwks, testAPI, now, ErrAssertionSignature},
+		{"another key's signature", strings.Join(parts[:2], ".") + "." + strings.Split(sign2(t, other, base), ".")[2], s.jwks, testAPI, now, ErrAssertionSignature},
+		{"claims changed", parts[0] + "." + b64.EncodeToString(mustJSON(t, Assertion{Issuer: AssertionIssuer, Audience: testAPI, Subject: "arn:aws:iam::123456789012:user/mallory", IssuedAt: base.IssuedAt, ExpiresAt: base.ExpiresAt})) + "." + parts[2], s.jwks, testAPI, now, ErrAssertionSignature},
+		{"alg none", noneHdr + "." + parts[1] + ".", s.jwks, testAPI, now, ErrAssertionMalformed},
+		{"wrong audience", good, s.jwks, otherAPI, now, ErrAssertionClaims},
+		{"expired", good, s.jwks, testAPI, now.Add(AssertionLifetime + time.Minute), ErrAssertionClaims},
+		{"not yet valid", good, s.jwks, testAPI, now.Add(-time.Minute), ErrAssertionClaims},
+		{"lifetime over five minutes", sign(Assertion{Issuer: AssertionIssuer, Audience: testAPI, IssuedAt: base.IssuedAt, ExpiresAt: base.IssuedAt + 301}), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"wrong issuer", sign(Assertion{Issuer: "someone", Audience: testAPI, IssuedAt: base.IssuedAt, ExpiresAt: base.ExpiresAt}), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"two parts", parts[0] + "." + parts[1], s.jwks, testAPI, now, ErrAssertionMalformed},
+		{"four parts", good + ".x", s.jwks, testAPI, now, ErrAssertionMalformed},
+		{"empty", "", s.jwks, testAPI, now, ErrAssertionMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := VerifyAssertion(tt.token, tt.jwks, tt.aud, tt.now)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("err %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func sign2(t *testing.T, s *assertionSigner, a Assertion) string {
+	tok, err := s.sign(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The JWKS is RFC 8037's OKP form with an RFC 7638 thumbprint as kid.
+func TestJWKSShape(t *testing.T) {
+	s := testSigner(t, 1)
+	var set jwkSet
+	if err := json.Unmarshal(s.jwks, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("%s %v", s.jwks, err)
+	}
+	k := set.Keys[0]
+	x, _ := b64.DecodeString(k.X)
+	if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Use != "sig" || k.Kid != s.kid || !bytes.Equal(x, s.key.Public().(ed25519.PublicKey)) {
+		t.Fatalf("%+v", k)
+	}
+}
+
+func FuzzVerifyAssertion(f *testing.F) {
+	s := testSigner(f, 1)
+	now := time.Unix(1_800_000_000, 0)
+	tok, _ := s.sign(&Assertion{Issuer: AssertionIssuer, Audience: testAPI, RequestID: "r", IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 60})
+	f.Add(tok)
+	f.Add("")
+	f.Add("a.b.c")
+	f.Add(s.header + "e30.")
+	f.Fuzz(func(t *testing.T, token string) {
+		a, err := VerifyAssertion(token, s.jwks, testAPI, now)
+		if err == nil && (a.Audience != testAPI || a.Issuer != AssertionIssuer) {
+			t.Fatalf("accepted %+v", a)
+		}
+		if err == nil && token != tok {
+			// Ed25519 signatures are not malleable (RFC 8032 checks S < L) and decoding is
+			// strict, so only the token the gateway signed verifies.
+			t.Fatalf("a different token verified: %q", token)
+		}
+	})
+}
