@@ -44,6 +44,8 @@ type caller struct {
 	user        *config.User // IAM users (long-term keys and GetSessionToken sessions)
 	role        *config.Role // assumed-role sessions
 	claims      *identity.Claims
+	principalID string // aws:userid: AIDA… for users, AROA…:session for role sessions
+	risk        string // phantom:RiskLevel, "" absent
 }
 
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
@@ -65,7 +67,8 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 			return c, errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " because the role of its session no longer exists")
 		}
 		c.role = role
-		ui.Type, ui.PrincipalID = "AssumedRole", roleID(role.ARN)+":"+c.claims.SessionName
+		c.principalID = roleID(role.ARN) + ":" + c.claims.SessionName
+		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
 		ui.SessionContext = &audit.SessionContext{
 			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: roleID(role.ARN), ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
 			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
@@ -77,7 +80,8 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 			return c, errInvalidToken()
 		}
 		c.user = u
-		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", userID(u.ARN), u.Name
+		c.principalID = userID(u.ARN)
+		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
 			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}
 		}
@@ -87,72 +91,137 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 	return c, nil
 }
 
+// Condition keys by canonical name and in lower case: policy.Context compares names
+// case-insensitively and stores them lower-cased, so the hot path hands it lower-case names
+// (no conversion, no allocation) and explanations show the canonical spelling.
+type condKey struct{ name, lower string }
+
+func ck(name string) condKey { return condKey{name, strings.ToLower(name)} }
+
+var (
+	keySourceIP          = ck("aws:SourceIp")
+	keySourceVpce        = ck("aws:SourceVpce")
+	keySourceVpc         = ck("aws:SourceVpc")
+	keySecureTransport   = ck("aws:SecureTransport")
+	keyCurrentTime       = ck("aws:CurrentTime")
+	keyEpochTime         = ck("aws:EpochTime")
+	keyRequestedRegion   = ck("aws:RequestedRegion")
+	keyUserAgent         = ck("aws:UserAgent")
+	keyViaAWSService     = ck("aws:ViaAWSService")
+	keyPrincipalAccount  = ck("aws:PrincipalAccount")
+	keyPrincipalArn      = ck("aws:PrincipalArn")
+	keyPrincipalType     = ck("aws:PrincipalType")
+	keyUserid            = ck("aws:userid")
+	keyUsername          = ck("aws:username")
+	keyTokenIssueTime    = ck("aws:TokenIssueTime")
+	keyMFAPresent        = ck("aws:MultiFactorAuthPresent")
+	keySourceIdentity    = ck("aws:SourceIdentity")
+	keyEC2SourceVPC      = ck("aws:EC2InstanceSourceVPC")
+	keyEC2SourcePrivIPv4 = ck("aws:EC2InstanceSourcePrivateIPv4")
+	keyRiskLevel         = ck("phantom:RiskLevel")
+)
+
+const principalTagPrefix = "aws:PrincipalTag/"
+
+// keyBuilder collects single-valued condition keys into one map, the values sharing one
+// backing array.
+type keyBuilder struct {
+	canonical bool
+	m         map[string][]string
+	vals      []string
+}
+
+func newKeyBuilder(canonical bool) *keyBuilder {
+	return &keyBuilder{canonical: canonical, m: make(map[string][]string, 24), vals: make([]string, 0, 24)}
+}
+
+func (b *keyBuilder) set(k condKey, v string) {
+	name := k.lower
+	if b.canonical {
+		name = k.name
+	}
+	b.setName(name, v)
+}
+
+func (b *keyBuilder) setName(name, v string) {
+	b.vals = append(b.vals, v)
+	n := len(b.vals)
+	b.m[name] = b.vals[n-1 : n : n]
+}
+
+func (b *keyBuilder) tag(key, v string) {
+	name := principalTagPrefix + key
+	if !b.canonical {
+		name = strings.ToLower(name)
+	}
+	b.setName(name, v)
+}
+
 // conditionKeys builds the request's global condition keys ("AWS global condition context
-// keys") for an authenticated caller (anonymous: c nil).
-func (g *Gateway) conditionKeys(cl *call, c *caller) map[string][]string {
-	m := make(map[string][]string, 24)
+// keys") for an authenticated caller (anonymous: c nil), with lower-case names unless
+// canonical (for explanations).
+func (g *Gateway) conditionKeys(cl *call, c *caller, canonical bool) map[string][]string {
+	b := newKeyBuilder(canonical)
 	now := cl.now
 	if cl.ch.sourceIP != "" {
-		m["aws:SourceIp"] = []string{cl.ch.sourceIP}
+		b.set(keySourceIP, cl.ch.sourceIP)
 	}
 	if ep := cl.ch.endpoint; ep != nil {
-		m["aws:SourceVpce"] = []string{ep.ID}
+		b.set(keySourceVpce, ep.ID)
 		if ep.VPC != "" {
-			m["aws:SourceVpc"] = []string{ep.VPC}
+			b.set(keySourceVpc, ep.VPC)
 		}
 	}
-	m["aws:SecureTransport"] = []string{boolString(cl.ch.secure)}
-	m["aws:CurrentTime"] = []string{isoTime(now)}
-	m["aws:EpochTime"] = []string{strconv.FormatInt(now.Unix(), 10)}
-	m["aws:RequestedRegion"] = []string{cl.spec.Region}
+	b.set(keySecureTransport, boolString(cl.ch.secure))
+	b.set(keyCurrentTime, isoTime(now))
+	b.set(keyEpochTime, strconv.FormatInt(now.Unix(), 10))
+	b.set(keyRequestedRegion, cl.spec.Region)
 	if ua := cl.r.UserAgent(); ua != "" {
-		m["aws:UserAgent"] = []string{ua}
+		b.set(keyUserAgent, ua)
 	}
-	m["aws:ViaAWSService"] = []string{"false"}
+	b.set(keyViaAWSService, "false")
 	if c == nil {
-		return m
+		return b.m
 	}
-	m["aws:PrincipalAccount"] = []string{c.account}
+	b.set(keyPrincipalAccount, c.account)
 	var specTags map[string]string
 	switch {
 	case c.role != nil:
-		m["aws:PrincipalArn"] = []string{c.role.ARN} // the role's ARN, not the session's
-		m["aws:PrincipalType"] = []string{"AssumedRole"}
-		m["aws:userid"] = []string{roleID(c.role.ARN) + ":" + c.claims.SessionName}
+		b.set(keyPrincipalArn, c.role.ARN) // the role's ARN, not the session's
+		b.set(keyPrincipalType, "AssumedRole")
+		b.set(keyUserid, c.principalID)
 		specTags = c.role.Tags
 	case c.user != nil:
-		m["aws:PrincipalArn"] = []string{c.user.ARN}
-		m["aws:PrincipalType"] = []string{"User"}
-		m["aws:userid"] = []string{userID(c.user.ARN)}
-		m["aws:username"] = []string{c.user.Name}
+		b.set(keyPrincipalArn, c.user.ARN)
+		b.set(keyPrincipalType, "User")
+		b.set(keyUserid, c.principalID)
+		b.set(keyUsername, c.user.Name)
 		specTags = c.user.Tags
 	}
 	for k, v := range specTags {
-		m["aws:PrincipalTag/"+k] = []string{v}
+		b.tag(k, v)
 	}
 	if s := c.claims; s != nil {
 		// Session tags override the principal's own tags of the same key.
 		for _, t := range s.Tags {
-			m["aws:PrincipalTag/"+t.Key] = []string{t.Value}
+			b.tag(t.Key, t.Value)
 		}
-		m["aws:TokenIssueTime"] = []string{isoTime(s.IssuedAt)}
-		m["aws:MultiFactorAuthPresent"] = []string{boolString(s.MFA)}
+		b.set(keyTokenIssueTime, isoTime(s.IssuedAt))
+		b.set(keyMFAPresent, boolString(s.MFA))
 		if s.SourceIdentity != "" {
-			m["aws:SourceIdentity"] = []string{s.SourceIdentity}
+			b.set(keySourceIdentity, s.SourceIdentity)
 		}
 		if s.VPC != "" {
-			m["aws:EC2InstanceSourceVPC"] = []string{s.VPC}
+			b.set(keyEC2SourceVPC, s.VPC)
 		}
 		if s.PrivateIP.Is4() {
-			m["aws:EC2InstanceSourcePrivateIPv4"] = []string{s.PrivateIP.String()}
+			b.set(keyEC2SourcePrivIPv4, s.PrivateIP.String())
 		}
 	}
-	if g.cfg.Risk != nil {
-		if lvl := g.cfg.Risk.RiskLevel(c.arn); lvl != "" {
-			m["phantom:RiskLevel"] = []string{lvl}
-		}
+	if c.risk != "" {
+		b.set(keyRiskLevel, c.risk)
 	}
-	return m
+	return b.m
 }
 
 // compiledSet is a policy set with the names of its entries, for explanations.

@@ -28,6 +28,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -143,6 +144,7 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite:      g.rewrite,
 		Transport:    transport,
 		ErrorHandler: g.backendError,
+		BufferPool:   &bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
 			if f, ok := resp.Request.Context().Value(callKey{}).(*forwarding); ok {
 				resp.Header.Set("X-Amzn-Requestid", f.id)
@@ -153,6 +155,18 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	return g, nil
 }
+
+// bufferPool recycles the reverse proxy's 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 // newTransport is the default backend transport: keep-alives with many idle connections per
 // backend (the gateway talks to few hosts, very often), bounded handshakes and header waits.

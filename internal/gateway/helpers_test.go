@@ -122,7 +122,7 @@ func (f *fakeRisk) RiskLevel(arn string) string {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, clock: newClock(time.Now().UTC().Truncate(time.Second)), audit: &memAudit{}, risk: &fakeRisk{}, hits: make(chan backendHit, 1024), keys: map[string]aws.Credentials{}}
@@ -182,7 +182,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.gw, err = New(Config{
+	cfg := Config{
 		Name:         "gateway",
 		Spec:         e.spec.Load,
 		Credentials:  e.svc,
@@ -193,8 +193,11 @@ func newEnv(t testing.TB) *env {
 		Risk:         e.risk,
 		Logger:       quiet,
 		Now:          e.clock.Now,
-	})
-	if err != nil {
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if e.gw, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}
 

@@ -188,7 +188,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	cl.m = m
 	ev.RequestParameters["stage"] = m.stage
 	ev.RequestParameters["resource"] = m.route.Path
-	cl.resource = api.ARN(cl.spec) + "/" + m.stage + "/" + r.Method + "/" + strings.Join(m.rest.dec, "/")
+	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
 	ev.AdditionalEventData["authorization"] = string(m.route.Authorization)
 
 	if m.route.Authorization == config.AuthNone {
@@ -216,9 +216,12 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.caller = &c
+	if g.cfg.Risk != nil {
+		c.risk = g.cfg.Risk.RiskLevel(c.arn)
+	}
 
 	// 4 and 5. The request context and one decision over every policy that applies.
-	keys := g.conditionKeys(cl, &c)
+	keys := g.conditionKeys(cl, &c, false)
 	k := setKey{api: api.ID, session: sessionDigest(c.claims)}
 	switch {
 	case c.role != nil:
@@ -244,8 +247,38 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return nil
 	}
 	e := errAccessDeniedMsg(denyMessage(c.arn, cl.resource, d.Effect == policy.ExplicitDeny))
-	e.Encoded = g.seal(cl, d, cs, c.arn, cl.ev.UserIdentity.PrincipalID, keys)
+	e.Encoded = g.seal(cl, d, cs, c.arn, c.principalID, g.conditionKeys(cl, &c, true))
 	return e
+}
+
+// resourceARN is arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}, the
+// path after the stage without its leading slash ("Control access to an API with IAM
+// permissions").
+func resourceARN(spec *config.Spec, api, stage, method string, segs []string) string {
+	n := len("arn:aws:execute-api:::///") + len(spec.Region) + len(spec.Account) + len(api) + len(stage) + len(method)
+	for _, s := range segs {
+		n += len(s) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString("arn:aws:execute-api:")
+	b.WriteString(spec.Region)
+	b.WriteByte(':')
+	b.WriteString(spec.Account)
+	b.WriteByte(':')
+	b.WriteString(api)
+	b.WriteByte('/')
+	b.WriteString(stage)
+	b.WriteByte('/')
+	b.WriteString(method)
+	b.WriteByte('/')
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // selectAPI applies the contract's API selection. Through an endpoint the endpoint's
@@ -282,7 +315,7 @@ func (g *Gateway) selectAPI(cl *call) (*config.API, *apiError) {
 // policy explicitly denies the request (an anonymous caller matches Principal "*"): a
 // resource policy that denies everything not coming through an endpoint still holds.
 func (g *Gateway) decideAnonymous(cl *call) *apiError {
-	keys := g.conditionKeys(cl, nil)
+	keys := g.conditionKeys(cl, nil, false)
 	k := setKey{api: cl.api.ID}
 	if cl.ch.endpoint != nil {
 		k.endpoint = cl.ch.endpoint.ID
@@ -296,7 +329,7 @@ func (g *Gateway) decideAnonymous(cl *call) *apiError {
 	}
 	cl.decision = d.Effect.String()
 	e := errAccessDeniedMsg(denyMessage("", cl.resource, true))
-	e.Encoded = g.seal(cl, d, cs, "", "", keys)
+	e.Encoded = g.seal(cl, d, cs, "", "", g.conditionKeys(cl, nil, true))
 	return e
 }
 
