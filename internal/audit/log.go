@@ -171,7 +171,7 @@ func (c *Config) validate() error {
 // resume loads the newest segment's state, repairing a torn tail, or starts the chain.
 // It returns the number of torn bytes it cut off.
 func (l *Log) resume() (int64, error) {
-	segs, digs, _, err := chainFiles(l.dir)
+	segs, digs, _, err := chainFiles(os.DirFS(l.dir), ".")
 	if err != nil {
 		return 0, fmt.Errorf("open audit chain: %w", err)
 	}

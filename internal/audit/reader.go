@@ -39,7 +39,7 @@ func (e Entry) Decode() (*Event, error) {
 
 // Chains lists the chains in an audit directory, sorted by name.
 func Chains(dir string) ([]string, error) {
-	cs, err := findChains(dir)
+	cs, err := findChains(os.DirFS(dir), dir)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func NewReader(dir, chain string, after uint64) (*Reader, error) {
 		return nil, fmt.Errorf("read audit chain: bad chain name %q", chain)
 	}
 	r := &Reader{chain: chain, dir: filepath.Join(dir, chain), after: after}
-	segs, _, _, err := chainFiles(r.dir)
+	segs, _, _, err := chainFiles(os.DirFS(r.dir), ".")
 	if err != nil {
 		return nil, fmt.Errorf("read audit chain %q: %w", chain, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,8 +31,8 @@ func digestName(n uint64) string  { return fmt.Sprintf("%08d%s", n, digestExt) }
 
 // chainFiles lists the segment numbers that have a segment file and those that have a
 // digest file in a chain directory, each ascending. Other files are returned in other.
-func chainFiles(dir string) (segs, digs []uint64, other []string, err error) {
-	ents, err := os.ReadDir(dir)
+func chainFiles(fsys fs.FS, dir string) (segs, digs []uint64, other []string, err error) {
+	ents, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"time"
@@ -101,8 +103,13 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 // verifies and matches the segment it covers. It returns an error only when dir cannot
 // be read or holds no chain; what it finds is in the Report.
 func Verify(dir string, opts VerifyOptions) (*Report, error) {
+	return verifyFS(os.DirFS(dir), dir, opts)
+}
+
+// verifyFS verifies the audit directory fsys, named dir in the report.
+func verifyFS(fsys fs.FS, dir string, opts VerifyOptions) (*Report, error) {
 	rep := &Report{Dir: dir, Pinned: len(opts.PublicKeys) > 0, Problems: []Problem{}, Warnings: []Problem{}}
-	chains, err := findChains(dir)
+	chains, err := findChains(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +128,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		return nil, fmt.Errorf("verify audit log: no audit chain in %s", dir)
 	}
 	for _, c := range chains {
-		v := &chainVerifier{rep: rep, name: c.name, dir: c.dir, cr: ChainReport{Name: c.name}}
+		v := &chainVerifier{rep: rep, fsys: fsys, name: c.name, dir: c.dir, cr: ChainReport{Name: c.name}}
 		v.verify(opts.PublicKeys)
 		rep.Chains = append(rep.Chains, v.cr)
 		rep.Records += v.cr.Records
@@ -131,39 +138,41 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 
 type chainDir struct{ name, dir string }
 
-// findChains lists the chains of an audit directory: its subdirectories holding chain
-// files. A chain directory itself is accepted too (its name is the chain's).
-func findChains(dir string) ([]chainDir, error) {
-	ents, err := os.ReadDir(dir)
+// findChains lists the chains of an audit directory fsys (named dir): its
+// subdirectories holding chain files. A chain directory itself is accepted too (its
+// name is the chain's).
+func findChains(fsys fs.FS, dir string) ([]chainDir, error) {
+	ents, err := fs.ReadDir(fsys, ".")
 	if err != nil {
-		return nil, fmt.Errorf("verify audit log: %w", err)
+		return nil, fmt.Errorf("read audit directory %s: %w", dir, err)
 	}
-	if isChainDir(dir) {
+	if isChainDir(fsys, ".") {
 		abs, err := filepath.Abs(dir)
 		if err != nil {
 			return nil, err
 		}
-		return []chainDir{{name: filepath.Base(abs), dir: dir}}, nil
+		return []chainDir{{name: filepath.Base(abs), dir: "."}}, nil
 	}
 	var out []chainDir
 	for _, e := range ents {
-		if e.IsDir() && ValidChain(e.Name()) && isChainDir(filepath.Join(dir, e.Name())) {
-			out = append(out, chainDir{name: e.Name(), dir: filepath.Join(dir, e.Name())})
+		if e.IsDir() && ValidChain(e.Name()) && isChainDir(fsys, e.Name()) {
+			out = append(out, chainDir{name: e.Name(), dir: e.Name()})
 		}
 	}
 	return out, nil
 }
 
-func isChainDir(dir string) bool {
-	if _, err := os.Stat(filepath.Join(dir, keyFile)); err == nil {
+func isChainDir(fsys fs.FS, dir string) bool {
+	if _, err := fs.Stat(fsys, path.Join(dir, keyFile)); err == nil {
 		return true
 	}
-	segs, digs, _, err := chainFiles(dir)
+	segs, digs, _, err := chainFiles(fsys, dir)
 	return err == nil && len(segs)+len(digs) > 0
 }
 
 type chainVerifier struct {
 	rep  *Report
+	fsys fs.FS
 	name string
 	dir  string
 	cr   ChainReport
@@ -186,8 +195,7 @@ func (v *chainVerifier) warn(p Problem) {
 }
 
 func (v *chainVerifier) loadKeys(pinned []ed25519.PublicKey) {
-	path := filepath.Join(v.dir, keyFile)
-	data, err := os.ReadFile(path)
+	data, err := fs.ReadFile(v.fsys, path.Join(v.dir, keyFile))
 	var own []ed25519.PublicKey
 	if err == nil {
 		own, err = ParsePublicKeys(data)
@@ -211,7 +219,7 @@ func (v *chainVerifier) loadKeys(pinned []ed25519.PublicKey) {
 
 func (v *chainVerifier) verify(pinned []ed25519.PublicKey) {
 	v.loadKeys(pinned)
-	segs, digs, _, err := chainFiles(v.dir)
+	segs, digs, _, err := chainFiles(v.fsys, v.dir)
 	if err != nil {
 		v.problem(Problem{Kind: Malformed, Message: err.Error()})
 		return
@@ -256,7 +264,7 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 	var data []byte
 	if haveSeg {
 		var err error
-		data, err = os.ReadFile(filepath.Join(v.dir, sname))
+		data, err = fs.ReadFile(v.fsys, path.Join(v.dir, sname))
 		if err != nil {
 			v.problem(Problem{File: sname, Kind: Malformed, Message: err.Error()})
 			return
@@ -268,7 +276,7 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 	var ds []*digest
 	var dlines []int
 	if haveDig {
-		raw, err := os.ReadFile(filepath.Join(v.dir, dname))
+		raw, err := fs.ReadFile(v.fsys, path.Join(v.dir, dname))
 		if err != nil {
 			v.problem(Problem{File: dname, Kind: Malformed, Message: err.Error()})
 		}
