@@ -3,8 +3,8 @@ package audit
 import (
 	"bytes"
 	"crypto/ed25519"
-	"os"
 	"maps"
+	"os"
 	"path/filepath"
 	"testing"
 	"testing/fstest"
