@@ -222,6 +222,8 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	return e
 }
 
+func parseSpec(e *env) (*config.Spec, error) { return config.Parse("testdata/spec.yaml", e.yaml) }
+
 func (e *env) serveBackend(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	if r.URL.Path == "/slow" {

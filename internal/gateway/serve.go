@@ -111,7 +111,7 @@ func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
 		EventSource:         "execute-api.amazonaws.com",
 		EventName:           "Invoke",
 		SourceIPAddress:     peerIP(r.RemoteAddr),
-		UserAgent:           r.UserAgent(),
+		UserAgent:           truncate(r.UserAgent(), 1024),
 		RequestParameters:   map[string]any{"httpMethod": r.Method},
 		AdditionalEventData: map[string]any{},
 		RequestID:           cl.id,
@@ -186,6 +186,10 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return errMissingToken()
 	}
 	cl.m = m
+	if m.route.Backend == nil || m.route.Backend.URL == nil {
+		g.log.Error("gateway route has no backend", "api_id", api.ID, "route", m.route.Path)
+		return errInternal()
+	}
 	ev.RequestParameters["stage"] = m.stage
 	ev.RequestParameters["resource"] = m.route.Path
 	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
