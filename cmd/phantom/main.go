@@ -75,6 +75,8 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newKeysCmd(),
 		newNodeCmd(),
 		newAuditCmd(),
+		newGatewayCmd(),
+		newEndpointCmd(),
 	)
 	return root
 }

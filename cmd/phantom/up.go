@@ -1,27 +1,448 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/demo"
+	"github.com/phantom-perimeter/phantom/internal/endpoint"
+	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// newUpCmd is the one-machine perimeter. Until the gateway and endpoint land it says so
-// and lists the tools that work today, rather than pretending to serve.
+// defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
+// 8445, demo backend 8446 (all on 127.0.0.1).
+const defaultPortBase = 8443
+
+type upFlags struct {
+	dataDir  string
+	config   string
+	portBase int
+	poll     time.Duration
+}
+
 func newUpCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "up",
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up [--data-dir DIR] [--config FILE] [--port-base N]",
 		Short: "Run the whole perimeter on one machine with embedded defaults",
-		Args:  cobra.NoArgs,
+		Long: `up runs the whole perimeter in one process on loopback: the CA, STS, the demo endpoint
+(TLS only, security-group rules), the gateway (SigV4 + IAM on every call), a demo orders
+backend, a demo user with an access key, the Service-A role the demo user may assume, and
+a resource policy that admits the orders API only through the demo endpoint AND with the
+right credentials. Every decision is written to the tamper-evident audit log in
+DIR/audit (check it with phantom audit verify DIR/audit).
+
+It writes the demo spec it runs to DIR/perimeter.yaml (edits there are picked up while it
+runs) and DIR/demo.env with shell export lines for the AWS CLI, SDKs and curl, and prints
+commands to try. Listeners start at --port-base (endpoint, STS, gateway, backend on
+consecutive ports); --port-base 0 picks free ports. With --config it runs your spec
+instead: its STS, gateway and endpoints, without the demo backend, user or demo.env.
+
+SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
+		Example: `  phantom up
+  source phantom-data/demo.env && curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$PHANTOM_API_URL"`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := cmd.OutOrStdout()
-			fmt.Fprintln(out, "phantom up: the gateway and endpoint (the data path) are not built yet; these subcommands work today:")
-			for _, c := range cmd.Root().Commands() {
-				if c.IsAvailableCommand() && c != cmd {
-					fmt.Fprintf(out, "  phantom %-10s %s\n", c.Name(), c.Short)
-				}
-			}
-			return nil
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runUp(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "./phantom-data", "data directory: store, master key, CA, audit log, demo.env")
+	fl.StringVar(&f.config, "config", "", "run this perimeter spec instead of the embedded demo")
+	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's four consecutive loopback ports; 0 picks free ports")
+	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	return cmd
+}
+
+// upListeners are the sockets `up` serves on, opened before the spec is written so the
+// demo spec names the ports actually bound.
+type upListeners struct {
+	sts, gateway, backend net.Listener
+	endpoints             map[string][]net.Listener // endpoint id -> its listeners
+}
+
+func (l *upListeners) closeAll() {
+	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	for _, lns := range l.endpoints {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+}
+
+func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
+	if f.poll <= 0 {
+		return &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
+	}
+	if f.portBase < 0 || f.portBase > 65535-3 {
+		return &exitError{code: 2, err: fmt.Errorf("--port-base %d is not a port", f.portBase)}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if err := admin.PrepareDataDir(f.dataDir); err != nil {
+		return err
+	}
+
+	lns := &upListeners{endpoints: map[string][]net.Listener{}}
+	defer lns.closeAll()
+	specPath := f.config
+	var d *demo.Perimeter
+	if specPath == "" {
+		p, err := openDemo(lns, f.portBase)
+		if err != nil {
+			return err
+		}
+		d = p
+		specPath = filepath.Join(f.dataDir, "perimeter.yaml")
+		b, err := d.Spec()
+		if err == nil {
+			err = os.WriteFile(specPath, b, 0o600)
+		}
+		if err != nil {
+			return fmt.Errorf("write the demo spec: %w", err)
+		}
+	}
+
+	w, err := config.NewWatcher(ctx, config.WatchConfig{
+		Path:   specPath,
+		Logger: log,
+		OnReload: func(_ *config.Spec, changed bool, err error) {
+			if err != nil {
+				log.Error("up: perimeter spec rejected; keeping the running one", "path", specPath, "error", err)
+			} else if changed {
+				log.Info("up: perimeter spec reloaded", "path", specPath)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("load perimeter spec: %w", err)
+	}
+	defer w.Close()
+	spec := w.Current()
+	if d == nil {
+		if err := openSpecListeners(lns, spec); err != nil {
+			return err
+		}
+	}
+
+	p, err := openPerimeter(ctx, f.dataDir, spec.Account, f.poll, log)
+	if err != nil {
+		return err
+	}
+	defer p.store.Close()
+	bundle := filepath.Join(f.dataDir, "ca.pem")
+	if err := p.ca.WriteBundle(bundle); err != nil {
+		return fmt.Errorf("write CA bundle: %w", err)
+	}
+
+	logs, err := openAuditLogs(f.dataDir, spec, p.masterKey, log)
+	if err != nil {
+		return err
+	}
+	defer logs.closeAll(log)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	stsH, err := newSTSHandler(w.Current, p, logs.get("sts"), log)
+	if err != nil {
+		return err
+	}
+	stsCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
+	if err != nil {
+		return err
+	}
+	gw, err := newGateway(w.Current, p, logs.get("gateway"), log)
+	if err != nil {
+		return err
+	}
+	gwCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
+	if err != nil {
+		return err
+	}
+
+	var servers []*httpsServer
+	servers = append(servers,
+		serveHTTPS("sts", lns.sts, stsH, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: stsCerts.getServer}, log),
+		serveHTTPS("gateway", lns.gateway, gw, gw.TLSConfig(gwCerts.getServer), log))
+
+	var endpoints []*endpoint.Endpoint
+	epErr := make(chan error, 8)
+	for _, ep := range spec.Endpoints {
+		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.get("endpoint-"+ep.ID), lns.endpoints[ep.ID], log)
+		if err != nil {
+			return err
+		}
+		endpoints = append(endpoints, e)
+		for _, ln := range lns.endpoints[ep.ID] {
+			go func() { epErr <- e.Serve(runCtx, ln) }()
+		}
+	}
+
+	var backend *http.Server
+	if d != nil {
+		backend = serveDemoBackend(lns.backend, gw, d.APIID, log)
+		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.ids, lns); err != nil {
+			return err
+		}
+		printDemo(stdout, f.dataDir, d, lns)
+	} else {
+		fmt.Fprintf(stdout, "phantom up: perimeter %s running: sts https://%s, gateway https://%s\n", specPath, lns.sts.Addr(), lns.gateway.Addr())
+		for id, l := range lns.endpoints {
+			for _, ln := range l {
+				fmt.Fprintf(stdout, "  endpoint %s on https://%s\n", id, ln.Addr())
+			}
+		}
+	}
+	log.Info("up: serving", "data_dir", f.dataDir, "spec", specPath)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-epErr:
+		runErr = fmt.Errorf("serve endpoint: %w", err)
+	case err := <-firstDone(servers):
+		runErr = err
+	}
+	log.Info("up: shutting down; finishing in-flight requests")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	// Outside in: the endpoints stop taking calls and finish theirs through the gateway,
+	// then the gateway, STS and backend finish what is left.
+	for _, e := range endpoints {
+		if err := e.Shutdown(shutdownCtx); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	for _, s := range servers {
+		if err := s.shutdown(shutdownCtx); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
+	if backend != nil {
+		if err := backend.Shutdown(shutdownCtx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("shut down demo backend: %w", err))
+		}
+	}
+	return runErr
+}
+
+// firstDone reports the first server that stopped on its own (an error: a server only
+// stops by itself when serving fails).
+func firstDone(servers []*httpsServer) <-chan error {
+	ch := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() {
+			if err := <-s.done; err != nil {
+				ch <- fmt.Errorf("serve %s: %w", s.name, err)
+			}
+		}()
+	}
+	return ch
+}
+
+// openDemo binds the demo's loopback ports and returns the demo perimeter naming them.
+func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
+	d := demo.Defaults()
+	port := func(i int) string {
+		if base == 0 {
+			return "127.0.0.1:0"
+		}
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
+	}
+	listen := func(i int, what string) (net.Listener, netip.AddrPort, error) {
+		ln, err := net.Listen("tcp", port(i))
+		if err != nil {
+			return nil, netip.AddrPort{}, fmt.Errorf("listen for the demo %s: %w (is another phantom up running? try --port-base)", what, err)
+		}
+		return ln, ln.Addr().(*net.TCPAddr).AddrPort(), nil
+	}
+	var err error
+	var ep net.Listener
+	if ep, d.EndpointAddr, err = listen(0, "endpoint"); err != nil {
+		return nil, err
+	}
+	lns.endpoints[d.Endpoint] = []net.Listener{ep}
+	if lns.sts, d.STSAddr, err = listen(1, "STS"); err != nil {
+		return nil, err
+	}
+	if lns.gateway, d.GatewayAddr, err = listen(2, "gateway"); err != nil {
+		return nil, err
+	}
+	var backend netip.AddrPort
+	if lns.backend, backend, err = listen(3, "backend"); err != nil {
+		return nil, err
+	}
+	d.BackendURL = "http://" + backend.String()
+	return &d, nil
+}
+
+// openSpecListeners binds what a spec of the user's names.
+func openSpecListeners(lns *upListeners, spec *config.Spec) error {
+	addr := func(a netip.AddrPort, def string) string {
+		if a.IsValid() {
+			return a.String()
+		}
+		return def
+	}
+	var err error
+	if lns.sts, err = net.Listen("tcp", addr(spec.STS.Listen, defaultSTSListen)); err != nil {
+		return fmt.Errorf("listen for the STS: %w", err)
+	}
+	if lns.gateway, err = net.Listen("tcp", addr(spec.Gateway.Listen, defaultGatewayListen)); err != nil {
+		return fmt.Errorf("listen for the gateway: %w", err)
+	}
+	for _, ep := range spec.Endpoints {
+		for _, a := range ep.Listen {
+			ln, err := net.Listen("tcp", a.String())
+			if err != nil {
+				return fmt.Errorf("listen for endpoint %s: %w", ep.ID, err)
+			}
+			lns.endpoints[ep.ID] = append(lns.endpoints[ep.ID], ln)
+		}
+	}
+	return nil
+}
+
+// serveDemoBackend serves the demo orders service over plain HTTP on loopback: it trusts
+// only the gateway's signed assertion, verified with the gateway's published keys.
+func serveDemoBackend(ln net.Listener, gw *gateway.Gateway, apiID string, log *slog.Logger) *http.Server {
+	b := &demo.Backend{Verify: func(r *http.Request) (demo.Caller, error) {
+		a, err := gateway.VerifyAssertion(r.Header.Get(demo.AssertionHeader), gw.JWKS(), apiID, time.Now())
+		if err != nil {
+			return demo.Caller{}, err
+		}
+		if a.Method != r.Method || a.Path != r.URL.EscapedPath() {
+			return demo.Caller{}, fmt.Errorf("the assertion is for %s %s, not this request", a.Method, a.Path)
+		}
+		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
+	}}
+	srv := &http.Server{
+		Handler:           b,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("up: demo backend stopped", "error", err)
+		}
+	}()
+	return srv
+}
+
+// demoCredentials returns the demo user's active access key, creating one on first start.
+func demoCredentials(ctx context.Context, ids *identity.Service, user string) (id, secret string, err error) {
+	keys, err := ids.ListAccessKeys(ctx, user)
+	if err != nil {
+		return "", "", fmt.Errorf("list the demo user's keys: %w", err)
+	}
+	for _, k := range keys {
+		if k.Status != identity.StatusActive {
+			continue
+		}
+		c, err := ids.LookupCredential(ctx, k.ID, "")
+		if err == nil {
+			return c.AccessKeyID, c.SecretAccessKey, nil
+		}
+	}
+	k, err := ids.CreateAccessKey(ctx, user)
+	if err != nil {
+		return "", "", fmt.Errorf("create the demo user's access key: %w", err)
+	}
+	return k.ID, k.Secret, nil
+}
+
+func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter, ids *identity.Service, lns *upListeners) error {
+	id, secret, err := demoCredentials(ctx, ids, d.User)
+	if err != nil {
+		return err
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	return demo.WriteEnv(filepath.Join(dataDir, "demo.env"), []demo.EnvVar{
+		{Name: "AWS_ACCESS_KEY_ID", Value: id},
+		{Name: "AWS_SECRET_ACCESS_KEY", Value: secret},
+		{Name: "AWS_REGION", Value: d.Region},
+		{Name: "AWS_DEFAULT_REGION", Value: d.Region}, // the AWS CLI v1 reads only this one
+		{Name: "AWS_CA_BUNDLE", Value: abs(bundle)},
+		{Name: "PHANTOM_STS_URL", Value: "https://" + d.STSAddr.String()},
+		{Name: "PHANTOM_API_URL", Value: d.InvokeURL("/orders")},
+		{Name: "PHANTOM_ENDPOINT_ADDR", Value: d.EndpointAddr.String()},
+		{Name: "PHANTOM_GATEWAY_ADDR", Value: d.GatewayAddr.String()},
+		{Name: "PHANTOM_DEMO_ROLE_ARN", Value: d.RoleARN()},
+		{Name: "PHANTOM_DEMO_BACKEND_URL", Value: d.BackendURL},
+		{Name: "PHANTOM_AUDIT_DIR", Value: abs(filepath.Join(dataDir, "audit"))},
+	})
+}
+
+func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListeners) {
+	env := filepath.Join(dataDir, "demo.env")
+	fmt.Fprintf(out, `phantom up: the demo perimeter is running (data in %[1]s, spec %[2]s)
+  endpoint %[3]s  https://%[4]s  (TLS only; security group: tcp %[5]d from 127.0.0.1/32, 10.0.0.0/16)
+  gateway           https://%[6]s  (direct: the orders API's resource policy refuses calls around the endpoint)
+  sts               https://%[7]s
+  orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
+  audit log         %[9]s  (check it: phantom audit verify %[9]s)
+
+Try it (the variables come from %[10]s):
+  source %[10]s
+
+  # allowed: the demo user through the endpoint
+  curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$PHANTOM_API_URL"
+
+  # who am I, then assume the Service-A role
+  aws sts get-caller-identity --endpoint-url "$PHANTOM_STS_URL"
+  aws sts assume-role --role-arn "$PHANTOM_DEMO_ROLE_ARN" --role-session-name demo --endpoint-url "$PHANTOM_STS_URL"
+
+  # denied: the same credentials straight to the gateway, around the endpoint
+  curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "https://$PHANTOM_GATEWAY_ADDR/prod/orders"
+
+  # denied: a path the demo user's policy does not allow
+  curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "https://$PHANTOM_ENDPOINT_ADDR/prod/admin/users"
+
+Ctrl-C stops the perimeter.
+`, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
+		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env)
 }

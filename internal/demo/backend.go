@@ -26,8 +26,9 @@ type Caller struct {
 // gateway's assertion, which Verify checks (signature, audience, expiry); a request
 // without a valid one is refused, so the service cannot be reached around the gateway.
 type Backend struct {
-	// Verify checks an assertion and returns who it names.
-	Verify func(token string) (Caller, error)
+	// Verify checks the request's assertion (signature, audience, expiry, and that it
+	// names this request's method and path) and returns who it names.
+	Verify func(r *http.Request) (Caller, error)
 	// Now stamps new orders; time.Now when nil.
 	Now func() time.Time
 
@@ -49,7 +50,7 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 		return
 	}
-	caller, err := b.Verify(r.Header.Get(AssertionHeader))
+	caller, err := b.Verify(r)
 	if err != nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "no valid gateway assertion: " + err.Error()})
 		return

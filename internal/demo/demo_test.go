@@ -91,8 +91,8 @@ func TestWriteEnvQuotesForTheShell(t *testing.T) {
 }
 
 func TestBackendRefusesRequestsWithoutAValidAssertion(t *testing.T) {
-	b := &Backend{Verify: func(tok string) (Caller, error) {
-		if tok != "good" {
+	b := &Backend{Verify: func(r *http.Request) (Caller, error) {
+		if r.Header.Get(AssertionHeader) != "good" {
 			return Caller{}, errors.New("bad assertion")
 		}
 		return Caller{Principal: "arn:aws:iam::123456789012:user/demo"}, nil

@@ -1,0 +1,99 @@
+// Command gateway measures what the data path costs. In one run it puts the same
+// SigV4-signed load on the same backend through
+//
+//	(a) a bare Go TLS reverse proxy (the baseline),
+//	(b) the gateway directly (SigV4, IAM evaluation, audit, assertion), and
+//	(c) the endpoint, then the gateway (security group, TLS, mTLS hop),
+//
+// at several concurrencies, and prints requests/s, p50/p99 latency and the ratios to (a).
+// Everything runs in this process on loopback.
+//
+//	go run ./bench/gateway -duration 5s -concurrency 1,4,16,64
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	duration := flag.Duration("duration", 5*time.Second, "how long each target is measured at each concurrency")
+	warmup := flag.Duration("warmup", time.Second, "unmeasured load before each measurement")
+	conc := flag.String("concurrency", "1,4,16,64", "comma-separated numbers of concurrent clients")
+	flag.Parse()
+	levels, err := parseLevels(*conc)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		os.Exit(2)
+	}
+	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels}); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration, warmup time.Duration
+	levels           []int
+}
+
+func parseLevels(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 4096 {
+			return nil, fmt.Errorf("concurrency %q is not a number from 1 to 4096", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, out io.Writer, o options) error {
+	dir, err := os.MkdirTemp("", "phantom-bench-gateway-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := newPerimeter(ctx, dir, rand.Reader, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+
+	fmt.Fprintf(out, "phantom gateway bench: GET %s, %s per cell after %s warm-up, GOMAXPROCS=%d\n\n",
+		benchPath, o.duration, o.warmup, gomaxprocs())
+	fmt.Fprintf(out, "%-22s %5s %10s %10s %10s %8s %10s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)")
+	for _, c := range o.levels {
+		var base result
+		for i, t := range p.targets {
+			load(ctx, p, t, c, o.warmup)
+			r := load(ctx, p, t, c, o.duration)
+			if r.errors > 0 {
+				return fmt.Errorf("%s at %d clients: %d failed requests (first: %v)", t.name, c, r.errors, r.firstErr)
+			}
+			if i == 0 {
+				base = r
+			}
+			fmt.Fprintf(out, "%-22s %5d %10.0f %10s %10s %8.2f %10s\n", t.name, c, r.rps(),
+				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99))
+		}
+	}
+	return nil
+}
+
+func round(d time.Duration) time.Duration {
+	if d < 0 {
+		return -round(-d)
+	}
+	return d.Round(time.Microsecond)
+}

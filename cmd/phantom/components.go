@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/endpoint"
+	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// defaultGatewayListen is where the gateway listens when neither --listen nor the spec's
+// gateway.listen says.
+const defaultGatewayListen = "127.0.0.1:8445"
+
+// specAuditDir is where a spec's audit log lives: audit.dir, relative to the data directory.
+func specAuditDir(dataDir string, spec *config.Spec) string {
+	dir := spec.Audit.Dir
+	if dir == "" {
+		dir = "audit"
+	}
+	if filepath.IsAbs(dir) {
+		return dir
+	}
+	return filepath.Join(dataDir, dir)
+}
+
+// auditLogs are the chains one process writes: one per component it runs.
+type auditLogs struct {
+	dir  string
+	logs map[string]*audit.Log
+}
+
+// openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
+// endpoint), their digests signed with a key derived from the master key.
+func openAuditLogs(dataDir string, spec *config.Spec, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
+	chains := []string{"sts", "gateway"}
+	for _, ep := range spec.Endpoints {
+		chains = append(chains, "endpoint-"+ep.ID)
+	}
+	return openChains(specAuditDir(dataDir, spec), chains, masterKey, log)
+}
+
+func openChains(dir string, chains []string, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
+	signer, err := audit.DeriveSigner(masterKey)
+	if err != nil {
+		return nil, fmt.Errorf("derive the audit signing key: %w", err)
+	}
+	l := &auditLogs{dir: dir, logs: map[string]*audit.Log{}}
+	for _, c := range chains {
+		al, err := audit.Open(audit.Config{Dir: dir, Chain: c, Signer: signer, Logger: log})
+		if err != nil {
+			l.closeAll(log)
+			return nil, fmt.Errorf("open audit chain %s: %w", c, err)
+		}
+		l.logs[c] = al
+	}
+	return l, nil
+}
+
+func (l *auditLogs) get(chain string) *audit.Log { return l.logs[chain] }
+
+// closeAll signs each chain's final digest.
+func (l *auditLogs) closeAll(log *slog.Logger) {
+	for c, al := range l.logs {
+		if err := al.Close(); err != nil {
+			log.Error("close audit chain", "chain", c, "error", err)
+		}
+	}
+}
+
+// newGateway builds the gateway over the perimeter's identity service, CA, message
+// sealer and the current spec. Its assertion key comes from the master key, so every
+// replica signs with the same one.
+func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, log *slog.Logger) (*gateway.Gateway, error) {
+	spec := current()
+	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
+	if err != nil {
+		return nil, err
+	}
+	key, err := gateway.DeriveAssertionKey(p.masterKey)
+	if err != nil {
+		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
+	}
+	return gateway.New(gateway.Config{
+		Name:         spec.Gateway.Name,
+		Spec:         current,
+		Credentials:  p.ids,
+		Verifier:     verifier,
+		Auditor:      auditor,
+		Messages:     p.messages,
+		AssertionKey: key,
+		Logger:       log,
+	})
+}
+
+// newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
+// callers (with its private DNS names) and authenticates it to the gateways.
+func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, log *slog.Logger) (*endpoint.Endpoint, error) {
+	if len(gateways) == 0 {
+		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
+	}
+	spec := current()
+	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
+	if err != nil {
+		return nil, err
+	}
+	addrs := make([]net.Addr, 0, len(lns))
+	for _, ln := range lns {
+		addrs = append(addrs, ln.Addr())
+	}
+	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, ep.PrivateDNSNames...)
+	req.Client = true
+	certs, err := newCertSource(p.ca, req)
+	if err != nil {
+		return nil, err
+	}
+	return endpoint.New(endpoint.Config{
+		ID:         ep.ID,
+		Spec:       current,
+		ServerCert: certs.getServer,
+		ClientCert: certs.getClient,
+		Verifier:   verifier,
+		Gateways:   gateways,
+		Auditor:    auditor,
+		Logger:     log,
+	})
+}

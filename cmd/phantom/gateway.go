@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+type componentFlags struct {
+	config  string
+	dataDir string
+	listen  string
+	poll    time.Duration
+	chain   string
+}
+
+func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.config, "config", "", "perimeter spec file (required)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: store, master key, CA, audit (required)")
+	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
+	for _, name := range []string{"config", "data-dir"} {
+		cmd.MarkFlagRequired(name)
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+}
+
+// component is what a standalone component process opens: the spec watcher, the
+// perimeter's identity service and CA, and its audit chain.
+type component struct {
+	w     *config.Watcher
+	p     *perimeter
+	logs  *auditLogs
+	log   *slog.Logger
+	name  string
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	close []func()
+}
+
+func openComponent(ctx context.Context, stderr io.Writer, name string, f componentFlags) (*component, error) {
+	if f.poll <= 0 {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
+	}
+	if !audit.ValidChain(f.chain) {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
+	}
+	c := &component{log: slog.New(slog.NewTextHandler(stderr, nil)), name: name}
+	w, err := config.NewWatcher(ctx, config.WatchConfig{
+		Path:   f.config,
+		Logger: c.log,
+		OnReload: func(_ *config.Spec, changed bool, err error) {
+			if err != nil {
+				c.log.Error(name+": perimeter spec rejected; keeping the running one", "path", f.config, "error", err)
+			} else if changed {
+				c.log.Info(name+": perimeter spec reloaded", "path", f.config)
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load perimeter spec: %w", err)
+	}
+	c.w = w
+	c.close = append(c.close, func() { w.Close() })
+	spec := w.Current()
+	if c.p, err = openPerimeter(ctx, f.dataDir, spec.Account, f.poll, c.log); err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, func() { c.p.store.Close() })
+	if err := c.p.ca.WriteBundle(filepath.Join(f.dataDir, "ca.pem")); err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("write CA bundle: %w", err)
+	}
+	if c.logs, err = openChains(specAuditDir(f.dataDir, spec), []string{f.chain}, c.p.masterKey, c.log); err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, func() { c.logs.closeAll(c.log) })
+	runCtx, stop := context.WithCancel(ctx)
+	c.stop = stop
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	return c, nil
+}
+
+// shutdown stops the refresh loop and closes what was opened, newest first.
+func (c *component) shutdown() {
+	if c.stop != nil {
+		c.stop()
+		c.wg.Wait()
+	}
+	for i := len(c.close) - 1; i >= 0; i-- {
+		c.close[i]()
+	}
+}
+
+func newGatewayCmd() *cobra.Command {
+	var f componentFlags
+	cmd := &cobra.Command{
+		Use:   "gateway --config FILE --data-dir DIR [--listen ADDR]",
+		Short: "Serve the APIs of the perimeter spec: SigV4 and IAM on every call, then the backend",
+		Long: `gateway serves the spec's APIs over HTTPS (TLS 1.2 or later, certificate from the perimeter
+CA in DIR/ca). Every call is authorized in one decision: SigV4, the session token, revocation,
+the caller's identity policies, permissions boundary and session policy, the API's resource
+policy and, for calls that come through an endpoint (known only from the endpoint's mTLS
+certificate), that endpoint's policy. Allowed calls reach the route's backend with a signed
+identity assertion (X-Phantom-Identity; keys at /.well-known/phantom/jwks.json). Every call
+is one CloudTrail event in the audit chain --audit-chain under the spec's audit.dir.
+
+When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr.`,
+		Example: `  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runGateway(ctx, cmd.ErrOrStderr(), f)
+		},
+	}
+	f.register(cmd, "gateway")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+defaultGatewayListen+")")
+	return cmd
+}
+
+func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
+	c, err := openComponent(ctx, stderr, "gateway", f)
+	if err != nil {
+		return err
+	}
+	defer c.shutdown()
+	spec := c.w.Current()
+	listen := f.listen
+	if listen == "" {
+		listen = defaultGatewayListen
+		if spec.Gateway.Listen.IsValid() {
+			listen = spec.Gateway.Listen.String()
+		}
+	}
+	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := serveHTTPS("gateway", ln, gw, gw.TLSConfig(certs.getServer), c.log)
+	fmt.Fprintf(stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
+	return waitAndShutdown(ctx, c.log, "gateway", srv)
+}
+
+// waitAndShutdown serves until ctx ends or the server fails, then shuts down gracefully.
+func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *httpsServer) error {
+	select {
+	case err := <-srv.done:
+		return fmt.Errorf("serve %s: %w", name, err)
+	case <-ctx.Done():
+	}
+	log.Info(name + ": shutting down; finishing in-flight requests")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	return srv.shutdown(shutdownCtx)
+}
