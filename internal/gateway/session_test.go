@@ -1,0 +1,142 @@
+package gateway
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// A session policy caps the role's permissions ("Session policies", IAM User Guide): the
+// role may invoke everything, the session only GET /orders.
+func TestSessionPolicyCaps(t *testing.T) {
+	e := newEnv(t)
+	c, token, err := e.svc.NewSession(identity.Claims{
+		Principal: "arn:aws:sts::123456789012:assumed-role/app/narrow", Role: appRoleARN, SessionName: "narrow",
+		Policy: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"execute-api:Invoke","Resource":"arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/*/GET/orders"}]}`,
+	}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: token}
+	if status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &s}); status != 200 {
+		t.Fatalf("inside the session policy: %d %s", status, body)
+	}
+	e.hit(t)
+	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/admin/x", creds: &s})
+	if status != 403 || strings.Contains(mustMessage(t, body), "explicit") {
+		t.Fatalf("outside the session policy: %d %s", status, body)
+	}
+	// An unrestricted session of the same role is not capped by the other's cached set.
+	wide := e.session("app", "wide", time.Hour)
+	if status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/admin/x", creds: &wide}); status != 200 {
+		t.Fatalf("unrestricted session: %d %s", status, body)
+	}
+	e.hit(t)
+}
+
+// A GetSessionToken session is the user's: its claims carry the user ARN as principal and
+// role; the user's policies apply and the event has a sessionContext without an issuer.
+func TestUserSession(t *testing.T) {
+	e := newEnv(t)
+	c, token, err := e.svc.NewSession(identity.Claims{Principal: aliceARN, Role: aliceARN, SessionName: "alice", MFA: true}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: token}
+	status, body, hdr := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &s})
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	a := verifyHit(t, e, e.hit(t), hdr.Get("X-Amzn-Requestid"))
+	if a.Principal != aliceARN || a.Role != "" {
+		t.Errorf("assertion %+v", a)
+	}
+	ev := e.oneEvent(t)
+	if ui := ev.UserIdentity; ui.Type != "IAMUser" || ui.SessionContext == nil || ui.SessionContext.SessionIssuer != nil || ui.SessionContext.Attributes["mfaAuthenticated"] != "true" {
+		t.Errorf("userIdentity %+v", ui)
+	}
+	// Its condition keys: a user, with the session's issue time and MFA.
+	status, body, _ = e.send(t, testCall{method: "GET", path: "/prod/private/x", creds: &s})
+	if status != 403 {
+		t.Fatalf("%d %s", status, body)
+	}
+	wantKeys(t, conditions(t, e, body), map[string]string{"aws:PrincipalType": "User", "aws:username": "alice", "aws:MultiFactorAuthPresent": "true", "aws:PrincipalArn": aliceARN})
+}
+
+// The gateway's TLS: HTTP/2 negotiated, TLS 1.2 minimum, client certificates requested
+// but not required (a direct caller without one is served).
+func TestTLSConfig(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.gw.TLSConfig(nil)
+	if cfg.MinVersion != 0x0303 || cfg.ClientAuth.String() != "RequestClientCert" || cfg.NextProtos[0] != "h2" {
+		t.Fatalf("%+v", cfg)
+	}
+	k := e.keys["alice"]
+	r := newRequest(t, "GET", e.server.URL+"/prod/orders", nil)
+	r.Header.Set("X-Apigw-Api-Id", testAPI)
+	e.sign(r, k, nil)
+	resp, err := e.client(nil).Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("status %d over HTTP/%d", resp.StatusCode, resp.ProtoMajor)
+	}
+	e.hit(t)
+}
+
+// examples/demo.yaml as the lead ships it: the orders API is reachable only through the
+// endpoint (its resource policy), for alice and for Service A's role; /health is open
+// through the endpoint and closed to direct callers.
+func TestDemoSpec(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "demo.yaml"))
+	if err != nil {
+		t.Skipf("no demo spec: %v", err)
+	}
+	spec, err := config.Parse("demo.yaml", data)
+	if err != nil {
+		t.Fatalf("demo spec: %v", err)
+	}
+	e := newEnv(t, func(c *Config) { c.Transport = inProcess{} })
+	e.spec.Store(spec)
+	ctx := context.Background()
+	ak, err := e.svc.CreateAccessKey(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := aws.Credentials{AccessKeyID: ak.ID, SecretAccessKey: ak.Secret}
+	app := e.session("app", "i-0abc", time.Hour)
+	ep := spec.Endpoints[0]
+	cert := endpointCert(t, e.ca, pki.KindEndpoint, ep.ID)
+	via := map[string]string{hdrSourceIP: "10.0.1.15", hdrAPIID: spec.APIs[0].ID}
+	tests := []struct {
+		name string
+		c    testCall
+		want int
+	}{
+		{"alice GET /orders through the endpoint", testCall{method: "GET", path: "/prod/orders", creds: &alice, cert: cert, endpointHdrs: via}, 200},
+		{"alice GET /orders direct", testCall{method: "GET", path: "/prod/orders", creds: &alice, plain: true}, 403},
+		{"app POST /orders through the endpoint", testCall{method: "POST", path: "/prod/orders", body: []byte("{}"), creds: &app, cert: cert, endpointHdrs: via}, 200},
+		{"/health through the endpoint", testCall{method: "GET", path: "/prod/health", cert: cert, endpointHdrs: via}, 200},
+		{"/health direct", testCall{method: "GET", path: "/prod/health", plain: true}, 403},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, _ := e.send(t, tt.c)
+			if status != tt.want {
+				t.Fatalf("%d %s", status, body)
+			}
+			e.oneEvent(t)
+		})
+	}
+}
