@@ -74,6 +74,10 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
+		if c.claims.Node != "" {
+			// Credentials an agent obtained for a node, as CloudTrail marks IMDSv2 deliveries.
+			ui.SessionContext.EC2RoleDelivery = "2.0"
+		}
 	case strings.Contains(c.arn, ":user/"):
 		u, ok := spec.UserByARN(c.arn)
 		if !ok {

@@ -220,6 +220,24 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.caller = &c
+	if s := c.claims; s != nil && (s.Node != "" || s.VPC != "" || s.Endpoint != "") {
+		// Where the session was issued, beside where it is used (sourceIPAddress,
+		// vpcEndpointId): what credential-exfiltration detection compares.
+		b := map[string]any{}
+		if s.Node != "" {
+			b["node"] = s.Node
+		}
+		if s.VPC != "" {
+			b["vpc"] = s.VPC
+		}
+		if s.PrivateIP.IsValid() {
+			b["privateIp"] = s.PrivateIP.String()
+		}
+		if s.Endpoint != "" {
+			b["vpcEndpointId"] = s.Endpoint
+		}
+		ev.AdditionalEventData["sessionBinding"] = b
+	}
 	if g.cfg.Risk != nil {
 		c.risk = g.cfg.Risk.RiskLevel(c.arn)
 	}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +139,29 @@ func TestDemoSpec(t *testing.T) {
 			}
 			e.oneEvent(t)
 		})
+	}
+}
+
+// A node's session (issued through the agent) is marked as such in the event, with where it
+// was issued, so detection can compare it with where it is used.
+func TestNodeSessionBinding(t *testing.T) {
+	e := newEnv(t)
+	c, token, err := e.svc.NewSession(identity.Claims{
+		Principal: "arn:aws:sts::123456789012:assumed-role/app/i-1", Role: appRoleARN, SessionName: "i-1",
+		Node: "service-a-1", VPC: testVPC, PrivateIP: netip.MustParseAddr("10.0.1.15"), Endpoint: testEndpoint,
+	}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: token}
+	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/private/x", creds: &s})
+	if status != 403 {
+		t.Fatalf("%d %s", status, body)
+	}
+	wantKeys(t, conditions(t, e, body), map[string]string{"aws:EC2InstanceSourceVPC": testVPC, "aws:EC2InstanceSourcePrivateIPv4": "10.0.1.15"})
+	ev := e.oneEvent(t)
+	b, _ := ev.AdditionalEventData["sessionBinding"].(map[string]any)
+	if ev.UserIdentity.SessionContext.EC2RoleDelivery != "2.0" || b["node"] != "service-a-1" || b["vpc"] != testVPC || b["vpcEndpointId"] != testEndpoint || b["privateIp"] != "10.0.1.15" {
+		t.Errorf("event %+v binding %v", ev.UserIdentity.SessionContext, b)
 	}
 }
