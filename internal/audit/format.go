@@ -10,10 +10,11 @@ package audit
 //
 // A record line is exactly
 //
-//	{"seq":N,"prev":"<hex sha256>","event":{...CloudTrail event...},"hash":"<hex sha256>"}\n
+//	{"event":{...CloudTrail event...},"seq":N,"prev":"<hex sha256>","hash":"<hex sha256>"}\n
 //
-// where hash = SHA-256("phantom/audit/v1 record\x00" || chain || "\x00" || the line up to,
-// not including, `,"hash":`). seq counts from 1 across the whole chain; prev is the
+// where hash = SHA-256("phantom/audit/v1 record\x00" || chain || "\x00" || the line up to
+// and including the quote that closes prev). The event comes first so the writer hashes
+// it before taking its lock; the line is parsed from its end. seq counts from 1 across the whole chain; prev is the
 // previous record's hash (the previous segment's last one for a segment's first record,
 // 64 zeros for the chain's first). The line is canonical: any other spelling of the same
 // values (spaces, leading zeros, upper-case hex, extra fields) does not parse, so a line
@@ -36,6 +37,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"time"
 )
@@ -57,44 +59,66 @@ type Record struct {
 }
 
 var (
-	recPrefix  = []byte(`{"seq":`)
+	recEvent   = []byte(`{"event":`)
+	recSeq     = []byte(`,"seq":`)
 	recPrev    = []byte(`,"prev":"`)
-	recEvent   = []byte(`","event":`)
-	recHashTag = []byte(`,"hash":"`)
+	recHashTag = []byte(`","hash":"`)
 	recSuffix  = []byte(`"}`)
-	// hashTail is the length of `,"hash":"<64 hex>"}`.
+	// prevTail is the length of `,"prev":"<64 hex>","hash":"<64 hex>"}`.
+	prevTail = len(recPrev) + hashHexLen + len(recHashTag) + hashHexLen + len(recSuffix)
+	// hashTail is the length of `","hash":"<64 hex>"}`, the part the hash does not cover
+	// but for its opening quote.
 	hashTail = len(recHashTag) + hashHexLen + len(recSuffix)
 )
+
+// recordHasher hashes one record. The event comes first in the line so that its bytes,
+// nearly all of the work, are hashed before the record's place in the chain is known:
+// outside the writer's lock.
+type recordHasher struct{ h hash.Hash }
+
+// startRecord starts the line and hash of a record holding event: dst gets `{"event":...`.
+func startRecord(dst []byte, chain string, event []byte) ([]byte, recordHasher) {
+	return startRecordHash(dst, sha256.New(), chain, event)
+}
+
+func startRecordHash(dst []byte, h hash.Hash, chain string, event []byte) ([]byte, recordHasher) {
+	h.Reset()
+	h.Write([]byte(recordDomain))
+	h.Write([]byte(chain))
+	h.Write([]byte{0})
+	start := len(dst)
+	dst = append(dst, recEvent...)
+	dst = append(dst, event...)
+	h.Write(dst[start:])
+	return dst, recordHasher{h}
+}
+
+// finish appends the record's position, hash and newline to the line startRecord began,
+// and returns the line and the record's hash.
+func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, string) {
+	start := len(dst)
+	dst = append(dst, recSeq...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, recPrev...)
+	dst = append(dst, prev...)
+	dst = append(dst, '"')
+	rh.h.Write(dst[start:])
+	var sum [sha256.Size]byte
+	rh.h.Sum(sum[:0])
+	var hx [hashHexLen]byte
+	hex.Encode(hx[:], sum[:])
+	dst = append(dst, recHashTag[1:]...) // the quote closing prev is already there
+	dst = append(dst, hx[:]...)
+	dst = append(dst, recSuffix...)
+	dst = append(dst, '\n')
+	return dst, string(hx[:])
+}
 
 // appendRecord appends the record line for (seq, prev, event) with its trailing newline
 // to dst, and returns the new slice and the record's hash.
 func appendRecord(dst []byte, chain string, seq uint64, prev string, event []byte) ([]byte, string) {
-	start := len(dst)
-	dst = append(dst, recPrefix...)
-	dst = strconv.AppendUint(dst, seq, 10)
-	dst = append(dst, recPrev...)
-	dst = append(dst, prev...)
-	dst = append(dst, recEvent...)
-	dst = append(dst, event...)
-	sum := recordHash(chain, dst[start:])
-	var h [hashHexLen]byte
-	hex.Encode(h[:], sum[:])
-	dst = append(dst, recHashTag...)
-	dst = append(dst, h[:]...)
-	dst = append(dst, recSuffix...)
-	dst = append(dst, '\n')
-	return dst, string(h[:])
-}
-
-func recordHash(chain string, body []byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write([]byte(recordDomain))
-	h.Write([]byte(chain))
-	h.Write([]byte{0})
-	h.Write(body)
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum
+	dst, rh := startRecord(dst, chain, event)
+	return rh.finish(dst, seq, prev)
 }
 
 // ErrModified is returned by ParseRecord for a well-formed line whose stated hash is
@@ -106,50 +130,49 @@ var ErrModified = errors.New("hash does not match the record's content")
 // an error; so is one whose hash does not match (errors.Is(err, ErrModified)).
 func ParseRecord(chain string, line []byte) (Record, error) {
 	var r Record
-	if !bytes.HasPrefix(line, recPrefix) || len(line) < len(recPrefix)+hashTail {
+	// The line is parsed from its end: the event may hold any JSON, the rest is fixed.
+	if !bytes.HasPrefix(line, recEvent) || len(line) < len(recEvent)+2+len(recSeq)+1+prevTail {
 		return r, errors.New("not a record line")
 	}
-	rest := line[len(recPrefix):]
-	i := bytes.IndexByte(rest, ',')
-	if i <= 0 {
-		return r, errors.New("no seq")
+	tail := line[len(line)-prevTail:]
+	if !bytes.HasPrefix(tail, recPrev) || !bytes.HasSuffix(tail, recSuffix) ||
+		!bytes.Equal(tail[len(recPrev)+hashHexLen:len(recPrev)+hashHexLen+len(recHashTag)], recHashTag) {
+		return r, errors.New("no prev and hash")
 	}
-	digits := rest[:i]
+	prev := tail[len(recPrev) : len(recPrev)+hashHexLen]
+	stated := tail[len(tail)-len(recSuffix)-hashHexLen : len(tail)-len(recSuffix)]
+	if !isLowerHex(prev) || !isLowerHex(stated) {
+		return r, errors.New("prev or hash is not a lower-case hex SHA-256")
+	}
+	head := line[:len(line)-prevTail]
+	i := len(head)
+	for i > 0 && '0' <= head[i-1] && head[i-1] <= '9' {
+		i--
+	}
+	digits := head[i:]
 	seq, err := strconv.ParseUint(string(digits), 10, 64)
 	if err != nil || seq == 0 || strconv.FormatUint(seq, 10) != string(digits) {
 		return r, fmt.Errorf("bad seq %q", truncateForMessage(digits))
 	}
-	rest = rest[i:]
-	if !bytes.HasPrefix(rest, recPrev) || len(rest) < len(recPrev)+hashHexLen {
-		return r, errors.New("no prev hash")
+	head = head[:i]
+	if !bytes.HasSuffix(head, recSeq) {
+		return r, errors.New("no seq")
 	}
-	prev := rest[len(recPrev) : len(recPrev)+hashHexLen]
-	if !isLowerHex(prev) {
-		return r, errors.New("prev is not a lower-case hex SHA-256")
-	}
-	rest = rest[len(recPrev)+hashHexLen:]
-	if !bytes.HasPrefix(rest, recEvent) {
-		return r, errors.New("no event")
-	}
-	rest = rest[len(recEvent):]
-	if len(rest) < hashTail {
-		return r, errors.New("no hash")
-	}
-	event := rest[:len(rest)-hashTail]
-	tail := rest[len(rest)-hashTail:]
-	if !bytes.HasPrefix(tail, recHashTag) || !bytes.HasSuffix(tail, recSuffix) {
-		return r, errors.New("no hash")
-	}
-	stated := tail[len(recHashTag) : len(recHashTag)+hashHexLen]
-	if !isLowerHex(stated) {
-		return r, errors.New("hash is not a lower-case hex SHA-256")
-	}
-	if len(event) == 0 || event[0] != '{' || !json.Valid(event) {
+	event := head[len(recEvent) : len(head)-len(recSeq)]
+	if len(event) < 2 || event[0] != '{' || event[len(event)-1] != '}' || !json.Valid(event) {
 		return r, errors.New("event is not a JSON object")
 	}
 	r = Record{Seq: seq, Prev: string(prev), Event: event, Hash: string(stated)}
-	sum := recordHash(chain, line[:len(line)-hashTail])
-	if hex.EncodeToString(sum[:]) != r.Hash {
+	// What the writer hashed: the line up to the quote that closes prev.
+	h := sha256.New()
+	h.Write([]byte(recordDomain))
+	h.Write([]byte(chain))
+	h.Write([]byte{0})
+	h.Write(line[:len(line)-hashTail+1])
+	var sum [sha256.Size]byte
+	var hx [hashHexLen]byte
+	hex.Encode(hx[:], h.Sum(sum[:0]))
+	if !bytes.Equal(hx[:], stated) {
 		return r, ErrModified
 	}
 	return r, nil

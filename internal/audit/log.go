@@ -1,13 +1,16 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,7 +67,6 @@ type Log struct {
 	segPrev  string   // hash before segFirst
 	seq      uint64   // last seq written
 	last     string   // its hash
-	buf      []byte
 	closed   bool
 	broken   error // a write failed and the file could not be restored: refuse records
 
@@ -76,6 +78,8 @@ type Log struct {
 	prevDigest string
 	digested   uint64 // last seq covered by a digest
 	recovered  int64  // torn bytes cut at Open, told by the next digest
+
+	bufs sync.Pool // of *recBuf
 
 	stop chan struct{}
 	done chan struct{}
@@ -102,6 +106,7 @@ func Open(cfg Config) (*Log, error) {
 		log:  cfg.Logger.With("chain", cfg.Chain),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
+		bufs: sync.Pool{New: newRecBuf},
 	}
 	l.keyID = KeyID(l.pub)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
@@ -451,10 +456,16 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	if ev.EventTime.IsZero() {
 		ev.EventTime = l.cfg.Now().UTC()
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
+	rb := l.bufs.Get().(*recBuf)
+	defer l.putBuf(rb)
+	rb.line = append(rb.line[:0], recEvent...)
+	if err := rb.enc.Encode(ev); err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
+	event := bytes.TrimSuffix(rb.line[len(recEvent):], []byte("\n")) // Encode's newline
+	// The event's share of the record hash is computed here, in parallel; under the lock
+	// only the position (seq, prev) is hashed and the line written.
+	line, rh := startRecordHash(rb.line[:0], rb.h, l.cfg.Chain, event)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -464,16 +475,13 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 		return fmt.Errorf("audit log unusable: %w", l.broken)
 	}
 	// A record line is ~1-2 KiB; move on before the segment would exceed SegmentBytes.
-	if l.off > 0 && l.off+int64(len(b))+256 > l.cfg.SegmentBytes {
+	if l.off > 0 && l.off+int64(len(line))+256 > l.cfg.SegmentBytes {
 		if err := l.rotate(); err != nil {
 			return err
 		}
 	}
-	buf, h := appendRecord(l.buf[:0], l.cfg.Chain, l.seq+1, l.last, b)
-	l.buf = buf[:0]
-	if cap(l.buf) > 1<<20 {
-		l.buf = nil
-	}
+	buf, h := rh.finish(line, l.seq+1, l.last)
+	rb.line = buf
 	if _, err := l.f.WriteAt(buf, l.off); err != nil {
 		// Leave no partial line behind: the next record must start at l.off.
 		if terr := l.f.Truncate(l.off); terr != nil {
@@ -485,6 +493,32 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	l.seq++
 	l.last = h
 	return nil
+}
+
+// recBuf is the per-call scratch of Record, pooled: the line being built, its hasher
+// and a JSON encoder writing into the line (json.Marshal would copy the event once more).
+type recBuf struct {
+	line []byte
+	h    hash.Hash
+	enc  *json.Encoder
+}
+
+func (rb *recBuf) Write(p []byte) (int, error) {
+	rb.line = append(rb.line, p...)
+	return len(p), nil
+}
+
+func newRecBuf() any {
+	rb := &recBuf{h: sha256.New()}
+	rb.enc = json.NewEncoder(rb)
+	return rb
+}
+
+func (l *Log) putBuf(rb *recBuf) {
+	if cap(rb.line) > 64<<10 {
+		rb.line = nil // an outsized event: do not keep its buffer
+	}
+	l.bufs.Put(rb)
 }
 
 // rotate seals the current segment with a final digest and starts the next. Callers hold mu.
