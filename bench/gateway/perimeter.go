@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -190,6 +191,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 			r.Out.URL.Path = r.In.URL.Path[len("/prod"):]
 		},
 		Transport: backendTransport(),
+		ErrorLog:  quietLog(),
 	}
 	p.serve(proxyLn, rp, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*proxyCert}})
 
@@ -289,3 +291,6 @@ func (p *perimeter) serve(ln net.Listener, h http.Handler, cfg *tls.Config) {
 	go srv.ServeTLS(ln, "", "")
 	p.closers = append(p.closers, func() { srv.Close() })
 }
+
+// quietLog drops the proxy's "context canceled" lines at the end of each measurement.
+func quietLog() *stdlog.Logger { return stdlog.New(io.Discard, "", 0) }

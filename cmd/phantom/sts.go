@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -54,8 +51,8 @@ Users' access keys, token-sealing keys and revocations come from the store in DI
 (shared with the phantom iam and keys commands); changes reach this process within
 --poll. The spec is reloaded on SIGHUP or when the file changes; a spec that does not
 validate is rejected and the running one stays. Every call is recorded as one CloudTrail
-JSON line in DIR/audit/sts.jsonl (a plain file sink: the tamper-evident audit log comes
-later). SIGINT or SIGTERM stops it gracefully.
+event in the tamper-evident audit chain "sts" under the spec's audit.dir (DIR/audit by
+default; check it with phantom audit verify). SIGINT or SIGTERM stops it gracefully.
 
 When it is ready it prints "phantom sts: listening on https://ADDR" on stderr (ADDR is
 the bound address, so --listen 127.0.0.1:0 picks a free port).`,
@@ -81,28 +78,12 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 }
 
 func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
-	if f.poll <= 0 {
-		return &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-
-	w, err := config.NewWatcher(ctx, config.WatchConfig{
-		Path:   f.config,
-		Logger: log,
-		OnReload: func(_ *config.Spec, changed bool, err error) {
-			if err != nil {
-				log.Error("sts: perimeter spec rejected; keeping the running one", "path", f.config, "error", err)
-			} else if changed {
-				log.Info("sts: perimeter spec reloaded", "path", f.config)
-			}
-		},
-	})
+	c, err := openComponent(ctx, stderr, "sts", componentFlags{config: f.config, dataDir: f.dataDir, poll: f.poll, chain: "sts"})
 	if err != nil {
-		return fmt.Errorf("load perimeter spec: %w", err)
+		return err
 	}
-	defer w.Close()
-	spec := w.Current()
-
+	defer c.shutdown()
+	spec := c.w.Current()
 	listen := f.listen
 	if listen == "" {
 		listen = defaultSTSListen
@@ -110,25 +91,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 			listen = spec.STS.Listen.String()
 		}
 	}
-
-	p, err := openPerimeter(ctx, f.dataDir, spec.Account, f.poll, log)
-	if err != nil {
-		return err
-	}
-	defer p.store.Close()
-
-	bundle := filepath.Join(f.dataDir, "ca.pem")
-	if err := p.ca.WriteBundle(bundle); err != nil {
-		return fmt.Errorf("write CA bundle: %w", err)
-	}
-
-	audit, err := openAuditFile(filepath.Join(f.dataDir, "audit", "sts.jsonl"))
-	if err != nil {
-		return err
-	}
-	defer audit.Close()
-
-	h, err := newSTSHandler(w.Current, p, audit, log)
+	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get("sts"), c.log)
 	if err != nil {
 		return err
 	}
@@ -136,39 +99,16 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
-	}()
-
-	srv := serveHTTPS("sts", ln, h, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, log)
+	srv := serveHTTPS("sts", ln, h, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, c.log)
+	bundle := filepath.Join(f.dataDir, "ca.pem")
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
-	log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
-
-	select {
-	case err := <-srv.done:
-		cancel()
-		wg.Wait()
-		return fmt.Errorf("serve sts: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("sts: shutting down")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
-	defer done()
-	err = srv.shutdown(shutdownCtx)
-	cancel()
-	wg.Wait()
-	return err
+	c.log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
+	return waitAndShutdown(ctx, c.log, "sts", srv)
 }
 
 // newSTSHandler is the STS query API over the perimeter's identity service, the current
@@ -248,53 +188,6 @@ func openPerimeter(ctx context.Context, dataDir, account string, poll time.Durat
 	}
 	db.Close()
 	return nil, err
-}
-
-// auditFile appends each event as one CloudTrail JSON line. It is a plain file sink: the
-// tamper-evident audit log (hash chain, signed segments) is a later issue's. A write error
-// fails the call closed (sts.Auditor's contract).
-type auditFile struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-func openAuditFile(path string) (*auditFile, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create audit directory: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open audit file: %w", err)
-	}
-	return &auditFile{f: f}, nil
-}
-
-func (a *auditFile) Record(_ context.Context, ev *sts.Event) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode audit event: %w", err)
-	}
-	b = append(b, '\n')
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.f == nil {
-		return errors.New("audit file is closed")
-	}
-	if _, err := a.f.Write(b); err != nil {
-		return fmt.Errorf("write audit event: %w", err)
-	}
-	return nil
-}
-
-func (a *auditFile) Close() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.f == nil {
-		return nil
-	}
-	err := a.f.Close()
-	a.f = nil
-	return err
 }
 
 // webIdentityVerifier returns the AssumeRoleWithWebIdentity verifier for the current spec's

@@ -508,17 +508,20 @@ print(json.dumps({"arn": s.get_caller_identity()["Arn"], "akid": c["AccessKeyId"
 
 	// Every call was audited as one CloudTrail JSON line, and no secret reached the file
 	// or the server's log.
-	audit, err := os.ReadFile(filepath.Join(s.dataDir, "audit", "sts.jsonl"))
+	audit, err := os.ReadFile(filepath.Join(s.dataDir, "audit", "sts", "00000001.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	names := map[string]int{}
 	for _, line := range bytes.Split(bytes.TrimSpace(audit), []byte("\n")) {
-		var ev struct{ EventName, ErrorCode string }
-		if err := json.Unmarshal(line, &ev); err != nil {
+		var rec struct{ Event struct{ EventName, ErrorCode string } }
+		if err := json.Unmarshal(line, &rec); err != nil {
 			t.Fatalf("audit line %q: %v", line, err)
 		}
-		names[ev.EventName+"/"+ev.ErrorCode]++
+		names[rec.Event.EventName+"/"+rec.Event.ErrorCode]++
+	}
+	if out, err := exec.Command(bin, "audit", "verify", filepath.Join(s.dataDir, "audit")).CombinedOutput(); err != nil {
+		t.Fatalf("phantom audit verify on the STS chain: %v\n%s", err, out)
 	}
 	for _, want := range []string{"AssumeRole/", "GetSessionToken/", "GetCallerIdentity/", "GetCallerIdentity/AccessDenied", "GetCallerIdentity/InvalidClientTokenId"} {
 		if names[want] == 0 {
