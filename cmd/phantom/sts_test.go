@@ -514,7 +514,9 @@ print(json.dumps({"arn": s.get_caller_identity()["Arn"], "akid": c["AccessKeyId"
 	}
 	names := map[string]int{}
 	for _, line := range bytes.Split(bytes.TrimSpace(audit), []byte("\n")) {
-		var rec struct{ Event struct{ EventName, ErrorCode string } }
+		var rec struct {
+			Event struct{ EventName, ErrorCode string }
+		}
 		if err := json.Unmarshal(line, &rec); err != nil {
 			t.Fatalf("audit line %q: %v", line, err)
 		}
