@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -164,4 +167,34 @@ func TestNodeSessionBinding(t *testing.T) {
 	if ev.UserIdentity.SessionContext.EC2RoleDelivery != "2.0" || b["node"] != "service-a-1" || b["vpc"] != testVPC || b["vpcEndpointId"] != testEndpoint || b["privateIp"] != "10.0.1.15" {
 		t.Errorf("event %+v binding %v", ev.UserIdentity.SessionContext, b)
 	}
+}
+
+// An HTTPS backend: the gateway speaks TLS to it with the transport it is given.
+func TestHTTPSBackend(t *testing.T) {
+	e := newEnv(t)
+	tlsBackend := httptest.NewTLSServer(http.HandlerFunc(e.serveBackend))
+	t.Cleanup(tlsBackend.Close)
+	raw, err := os.ReadFile(filepath.Join("testdata", "spec.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := config.Parse("testdata/spec.yaml", bytes.ReplaceAll(raw, []byte("BACKEND_URL"), []byte(tlsBackend.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := New(Config{Spec: func() *config.Spec { return spec }, Credentials: e.svc, Auditor: e.audit, AssertionKey: e.gw.signer.key,
+		Transport: tlsBackend.Client().Transport, Logger: quiet, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "https://gateway/prod/orders/7", nil)
+	r.Header.Set("X-Apigw-Api-Id", testAPI)
+	e.sign(r, e.keys["alice"], nil)
+	w := httptest.NewRecorder()
+	gw.ServeHTTP(w, r)
+	if w.Code != 200 || w.Body.String() != "backend:GET /svc/orders/7" {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	verifyHit(t, e, e.hit(t), w.Header().Get("X-Amzn-Requestid"))
+	e.oneEvent(t)
 }
