@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -261,5 +264,28 @@ func TestSpecReload(t *testing.T) {
 	e.audit.take()
 	if status, _, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &k}); status != 403 {
 		t.Fatalf("after the reload removed stage prod: %d", status)
+	}
+}
+
+type ctxCheckingAudit struct{ err error }
+
+func (a *ctxCheckingAudit) Record(ctx context.Context, _ *audit.Event) error {
+	a.err = ctx.Err()
+	return a.err
+}
+
+// A caller that hangs up before its request is decided is still recorded: the audit record
+// does not inherit the request's cancellation.
+func TestAuditSurvivesCallerHangup(t *testing.T) {
+	a := &ctxCheckingAudit{}
+	e := newEnv(t, func(c *Config) { c.Auditor = a })
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := httptest.NewRequest("GET", "http://gateway/prod/orders", nil).WithContext(ctx)
+	r.Header.Set("X-Apigw-Api-Id", testAPI)
+	w := httptest.NewRecorder()
+	e.gw.ServeHTTP(w, r)
+	if a.err != nil || w.Code != 403 {
+		t.Fatalf("record saw %v; status %d", a.err, w.Code)
 	}
 }

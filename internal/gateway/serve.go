@@ -68,7 +68,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cl.decision != "" {
 		cl.ev.AdditionalEventData["decision"] = cl.decision
 	}
-	if err := g.cfg.Auditor.Record(r.Context(), cl.ev); err != nil {
+	// A caller that hangs up does not cancel its own audit record.
+	if err := g.cfg.Auditor.Record(context.WithoutCancel(r.Context()), cl.ev); err != nil {
 		g.log.Error("gateway audit record failed; failing the request closed", "request_id", cl.id, "error", err)
 		writeError(w, cl.id, errInternal())
 		return
@@ -112,7 +113,7 @@ func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
 		EventName:           "Invoke",
 		SourceIPAddress:     peerIP(r.RemoteAddr),
 		UserAgent:           truncate(r.UserAgent(), 1024),
-		RequestParameters:   map[string]any{"httpMethod": r.Method},
+		RequestParameters:   map[string]any{"httpMethod": truncate(r.Method, 32)},
 		AdditionalEventData: map[string]any{},
 		RequestID:           cl.id,
 		EventID:             eventID,
