@@ -51,7 +51,8 @@ type caller struct {
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
 // event's userIdentity. A principal the spec no longer has, or a session without its claims,
 // is refused: its policies cannot be known.
-func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+func identifyCaller(st *state, res *sigv4.Result, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+	spec := st.spec
 	c := caller{arn: res.Credential.Principal, accessKeyID: res.AccessKeyID, account: arnAccount(res.Credential.Principal)}
 	if rv != nil && rv.Credential.AccessKeyID == res.AccessKeyID {
 		c.claims = rv.Claims
@@ -67,10 +68,11 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 			return c, errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " because the role of its session no longer exists")
 		}
 		c.role = role
-		c.principalID = roleID(role.ARN) + ":" + c.claims.SessionName
+		rid := st.uniqueID("AROA", role.ARN)
+		c.principalID = rid + ":" + c.claims.SessionName
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
 		ui.SessionContext = &audit.SessionContext{
-			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: roleID(role.ARN), ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
+			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
 			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
@@ -84,7 +86,7 @@ func identifyCaller(spec *config.Spec, res *sigv4.Result, rv *identity.Resolved,
 			return c, errInvalidToken()
 		}
 		c.user = u
-		c.principalID = userID(u.ARN)
+		c.principalID = st.uniqueID("AIDA", u.ARN)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
 			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}

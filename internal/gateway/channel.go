@@ -66,8 +66,12 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
 	}
 	c := channel{endpoint: ep, secure: true}
-	if a, err := netip.ParseAddr(r.Header.Get(hdrSourceIP)); err == nil && a.Zone() == "" {
-		c.sourceIP = a.Unmap().String()
+	if v := r.Header.Get(hdrSourceIP); v != "" {
+		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
+			if c.sourceIP = v; !a.Is4() {
+				c.sourceIP = a.Unmap().String()
+			}
+		}
 	}
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
@@ -98,6 +102,9 @@ func peerIP(remote string) string {
 		host = remote
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() {
+			return host // ParseAddr accepts only the canonical dotted quad
+		}
 		return a.Unmap().WithZone("").String()
 	}
 	return host

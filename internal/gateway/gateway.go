@@ -207,6 +207,17 @@ type state struct {
 	spec     *config.Spec
 	verifier *sigv4.Verifier
 	sets     *setCache
+	ids      sync.Map // principal ARN -> IAM unique id (AIDA…/AROA…), for the spec's principals
+}
+
+// uniqueID returns the IAM-style unique id of one of the spec's users or roles.
+func (st *state) uniqueID(prefix, arn string) string {
+	if v, ok := st.ids.Load(arn); ok {
+		return v.(string)
+	}
+	id := uniqueID(prefix, arn)
+	st.ids.Store(arn, id)
+	return id
 }
 
 // stateFor returns the state of spec, building it on the first request under a new spec.

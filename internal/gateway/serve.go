@@ -216,7 +216,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		}
 		return ae
 	}
-	c, aerr := identifyCaller(cl.spec, res, rv, &ev.UserIdentity)
+	c, aerr := identifyCaller(st, res, rv, &ev.UserIdentity)
 	if aerr != nil {
 		return aerr
 	}
