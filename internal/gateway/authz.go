@@ -81,6 +81,11 @@ func identifyCaller(st *state, res *sigv4.Result, rv *identity.Resolved, ui *aud
 			ui.SessionContext.EC2RoleDelivery = "2.0"
 		}
 	case strings.Contains(c.arn, ":user/"):
+		if c.claims != nil && c.claims.Role != c.arn {
+			// A user's (GetSessionToken) session names the user as its role too; anything
+			// else is a credential source out of step with its tokens.
+			return c, errInvalidToken()
+		}
 		u, ok := spec.UserByARN(c.arn)
 		if !ok {
 			return c, errInvalidToken()

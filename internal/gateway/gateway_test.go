@@ -136,6 +136,25 @@ func TestDenials(t *testing.T) {
 			status: 403, errType: "UnrecognizedClientException", msgPrefix: "The security token included in the request is invalid.", code: "InvalidClientTokenId",
 		},
 		{
+			name: "session of a role the spec no longer has",
+			setup: func(t *testing.T, e *env) testCall {
+				s := e.session("ghost", "s1", time.Hour)
+				return testCall{method: "GET", path: "/prod/orders", creds: &s}
+			},
+			status: 403, errType: "AccessDeniedException", code: "AccessDenied",
+		},
+		{
+			name: "access key of a user the spec does not have",
+			setup: func(t *testing.T, e *env) testCall {
+				k, err := e.svc.CreateAccessKey(context.Background(), "carol")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return testCall{method: "GET", path: "/prod/orders", creds: &aws.Credentials{AccessKeyID: k.ID, SecretAccessKey: k.Secret}}
+			},
+			status: 403, errType: "UnrecognizedClientException", msgPrefix: "The security token included in the request is invalid.", code: "UnrecognizedClient",
+		},
+		{
 			name: "tampered session token",
 			setup: func(t *testing.T, e *env) testCall {
 				s := e.session("app", "s1", time.Hour)
