@@ -32,7 +32,7 @@ func errForbidden() *apiError {
 }
 
 func errInvalidToken() *apiError {
-	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayUnrecognizedClient, Message: "The security token included in the request is invalid.", Code: "UnrecognizedClient"}
+	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayUnrecognizedClient, Message: "The security token included in the request is invalid.", Code: sigv4.CodeInvalidClientTokenID}
 }
 
 func errAccessDeniedMsg(msg string) *apiError {

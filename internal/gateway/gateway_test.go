@@ -152,7 +152,7 @@ func TestDenials(t *testing.T) {
 				}
 				return testCall{method: "GET", path: "/prod/orders", creds: &aws.Credentials{AccessKeyID: k.ID, SecretAccessKey: k.Secret}}
 			},
-			status: 403, errType: "UnrecognizedClientException", msgPrefix: "The security token included in the request is invalid.", code: "UnrecognizedClient",
+			status: 403, errType: "UnrecognizedClientException", msgPrefix: "The security token included in the request is invalid.", code: "InvalidClientTokenId",
 		},
 		{
 			name: "tampered session token",
