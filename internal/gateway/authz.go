@@ -307,15 +307,23 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 		entries = append(entries, policy.Entry{Kind: kind, Policy: p})
 		cs.names = append(cs.names, name)
 	}
+	// A policy missing its compiled form enters with no statements: it allows nothing, and a
+	// boundary or session policy without statements denies everything (fail closed).
+	compiled := func(p *config.Policy) *policy.Policy {
+		if p == nil {
+			return nil
+		}
+		return p.Compiled
+	}
 	addPrincipal := func(label string, ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
 		for _, p := range ps {
-			add(policy.Identity, p.Compiled, label+" inline policy "+p.Name)
+			add(policy.Identity, compiled(p), label+" inline policy "+p.Name)
 		}
 		for _, mp := range mps {
-			add(policy.Identity, mp.Policy.Compiled, mp.ARN)
+			add(policy.Identity, compiled(mp.Policy), mp.ARN)
 		}
 		if boundary != nil {
-			add(policy.Boundary, boundary.Policy.Compiled, "permissions boundary "+boundary.ARN)
+			add(policy.Boundary, compiled(boundary.Policy), "permissions boundary "+boundary.ARN)
 		}
 	}
 	if c != nil {
@@ -335,8 +343,8 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 			}
 			for _, arn := range s.PolicyARNs {
 				var p *policy.Policy
-				if mp, ok := spec.ManagedPolicyByARN(arn); ok && mp.Policy != nil {
-					p = mp.Policy.Compiled
+				if mp, ok := spec.ManagedPolicyByARN(arn); ok {
+					p = compiled(mp.Policy)
 				}
 				add(policy.Session, p, "session policy "+arn)
 			}
