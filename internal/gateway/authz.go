@@ -350,11 +350,11 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 			}
 		}
 	}
-	if api.ResourcePolicy != nil && api.ResourcePolicy.Compiled != nil {
-		add(policy.Resource, api.ResourcePolicy.Compiled, "resource policy of API "+api.ID)
+	if api.ResourcePolicy != nil {
+		add(policy.Resource, compiled(api.ResourcePolicy), "resource policy of API "+api.ID)
 	}
-	if ep != nil && ep.Policy != nil && ep.Policy.Compiled != nil {
-		add(policy.Endpoint, ep.Policy.Compiled, "endpoint policy of "+ep.ID)
+	if ep != nil && ep.Policy != nil {
+		add(policy.Endpoint, compiled(ep.Policy), "endpoint policy of "+ep.ID)
 	}
 	cs.set = policy.NewSet(entries...)
 	return cs
