@@ -306,22 +306,25 @@ func scanTail(chain string, data []byte, first uint64, prev string) (seq uint64,
 	return seq, last, good, 0, nil
 }
 
-// startSegment creates segment n, whose first record will be seq first after hash prev,
-// and signs its opening digest. Callers hold mu and dmu (or are Open).
+// startSegment creates segment n, whose first record will be seq first after hash prev.
+// Its digest file and signed opening digest come first, the segment file second: a
+// reader that lists a segment file always finds its digests (Verify reads digests
+// before the records they cover). Callers hold mu and dmu (or are Open).
 func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
-	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("create audit segment: %w", err)
-	}
-	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last = n, f, 0, first, prev, first-1, prev
+	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last = n, nil, 0, first, prev, first-1, prev
 	l.dseg, l.prevDigest = n, prevDigest
 	if err := l.openDigestFile(); err != nil {
 		return err
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := l.writeDigest(l.state(), false, true); err != nil {
 		return err
 	}
-	return l.writeDigest(l.state(), false, true)
+	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create audit segment: %w", err)
+	}
+	l.f = f
+	return syncDir(l.dir)
 }
 
 func (l *Log) openDigestFile() error {
@@ -376,7 +379,9 @@ func (l *Log) writeDigest(s segState, final, force bool) error {
 		return nil
 	}
 	// The records must be on disk before a signature claims them.
-	if err := s.f.Sync(); err != nil {
+	if s.f == nil {
+		// The opening digest of a segment not created yet: it claims no records.
+	} else if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("sync audit segment %s: %w", segmentName(s.seg), err)
 	}
 	body := digestBody{

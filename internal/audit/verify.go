@@ -241,7 +241,7 @@ func (v *chainVerifier) verify(pinned []ed25519.PublicKey) {
 		if i > 0 && n != all[i-1]+1 {
 			v.problem(Problem{File: segmentName(all[i-1] + 1), Kind: Removed, Message: missingSegments(all[i-1]+1, n-1)})
 		}
-		v.segment(n, slices.Contains(segs, n), slices.Contains(digs, n), i == len(all)-1)
+		v.segment(n, i == len(all)-1)
 	}
 }
 
@@ -259,27 +259,21 @@ type recInfo struct {
 	line int
 }
 
-func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
+// segment verifies segment n. Whether its files exist is decided when they are read,
+// not from the directory listing, which a running writer may have changed since.
+func (v *chainVerifier) segment(n uint64, newest bool) {
 	sname, dname := segmentName(n), digestName(n)
-	var data []byte
-	if haveSeg {
-		var err error
-		data, err = fs.ReadFile(v.fsys, path.Join(v.dir, sname))
-		if err != nil {
-			v.problem(Problem{File: sname, Kind: Malformed, Message: err.Error()})
-			return
-		}
-	}
 
 	// The digests first: what they cover decides whether a bad last line is a torn
 	// tail (after them: a crash) or truncation (within them: tampering).
 	var ds []*digest
 	var dlines []int
+	raw, err := fs.ReadFile(v.fsys, path.Join(v.dir, dname))
+	haveDig := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		v.problem(Problem{File: dname, Kind: Malformed, Message: err.Error()})
+	}
 	if haveDig {
-		raw, err := fs.ReadFile(v.fsys, path.Join(v.dir, dname))
-		if err != nil {
-			v.problem(Problem{File: dname, Kind: Malformed, Message: err.Error()})
-		}
 		lines := splitLines(raw)
 		for i, ln := range lines {
 			d, perr := parseDigest(ln.Text)
@@ -311,6 +305,14 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 			dlines = append(dlines, ln.No)
 		}
 	}
+	// Read after the digests: a running writer signs only what it has already written, so
+	// segment bytes read later are never fewer than a digest read earlier covers.
+	data, err := fs.ReadFile(v.fsys, path.Join(v.dir, sname))
+	haveSeg := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		v.problem(Problem{File: sname, Kind: Malformed, Message: err.Error()})
+		return
+	}
 	var covered int64
 	var coveredSeq uint64
 	final := false
@@ -333,7 +335,8 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 			v.expSeq, v.expPrev, v.started = ds[0].FirstSeq, ds[0].PrevHash, true
 		}
 	}
-	if !haveSeg && (len(ds) == 0 || covered > 0 || !newest) {
+	// The newest segment's digests may exist before its file (see startSegment).
+	if !haveSeg && (covered > 0 || !newest) {
 		v.problem(Problem{File: sname, Kind: Removed, Message: "segment file is missing"})
 	}
 	if !haveDig && haveSeg && (len(data) > 0 || !newest) {
@@ -344,10 +347,12 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 	lines := splitLines(data)
 	bySeq := map[uint64]int{} // seq -> line index, for telling reordering from removal
 	parsed := make([]*Record, len(lines))
+	modified := make([]bool, len(lines))
 	for i, ln := range lines {
 		r, err := ParseRecord(v.name, ln.Text)
 		if err == nil || errors.Is(err, ErrModified) {
 			parsed[i] = &r
+			modified[i] = err != nil
 			if _, dup := bySeq[r.Seq]; !dup {
 				bySeq[r.Seq] = i
 			}
@@ -372,7 +377,7 @@ func (v *chainVerifier) segment(n uint64, haveSeg, haveDig, newest bool) {
 			}
 			continue
 		}
-		if _, err := ParseRecord(v.name, ln.Text); err != nil {
+		if modified[i] {
 			v.problem(Problem{File: sname, Line: ln.No, Seq: r.Seq, Kind: Modified, Message: "the record's hash does not match its content: the record was modified"})
 		} else {
 			switch {
