@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -73,6 +74,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Error("gateway audit record failed; failing the request closed", "request_id", cl.id, "error", err)
 		writeError(w, cl.id, errInternal())
 		return
+	}
+	if g.log.Enabled(r.Context(), slog.LevelDebug) {
+		code := ""
+		if aerr != nil {
+			code = aerr.Code
+		}
+		g.log.Debug("gateway request", "request_id", cl.id, "method", cl.ev.RequestParameters["httpMethod"], "path", cl.ev.RequestParameters["path"],
+			"principal", cl.ev.UserIdentity.ARN, "vpce", cl.ev.VPCEndpointID, "source_ip", cl.ev.SourceIPAddress, "decision", cl.decision, "error_code", code)
 	}
 	if aerr != nil {
 		writeError(w, cl.id, aerr)
