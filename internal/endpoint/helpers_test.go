@@ -266,6 +266,7 @@ type harnessOpts struct {
 	gateways []string
 	lim      *limits
 	listen   string
+	auditor  Auditor // default: the harness's memAuditor
 }
 
 func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
@@ -275,6 +276,10 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 	}
 	h := &harness{t: t, pki: p, aud: &memAuditor{}, done: make(chan error, 1)}
 	h.spec.Store(testSpec(t, o.spec))
+	var aud Auditor = h.aud
+	if o.auditor != nil {
+		aud = o.auditor
+	}
 	lim := defaultLimits
 	if o.lim != nil {
 		lim = *o.lim
@@ -286,7 +291,7 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.clientCert, nil },
 		Verifier:   p.ca.Verifier(),
 		Gateways:   o.gateways,
-		Auditor:    h.aud,
+		Auditor:    aud,
 		Logger:     slog.New(slog.DiscardHandler),
 	}, lim)
 	if err != nil {

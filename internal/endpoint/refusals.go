@@ -60,10 +60,14 @@ func newRefusals(e *Endpoint, lim limits) *refusals {
 	}
 }
 
-// start runs the recording worker and the window flusher; called with e.mu held.
+// start runs the recording worker and the window flusher, which stop owns.
 func (f *refusals) start() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.startLocked()
+}
+
+func (f *refusals) startLocked() {
 	if f.started || f.stopped {
 		return
 	}
@@ -76,7 +80,8 @@ func (f *refusals) start() {
 func (f *refusals) note(r refusal) {
 	now := f.e.now()
 	f.mu.Lock()
-	if f.stopped || !f.started {
+	f.startLocked()
+	if f.stopped {
 		// After Shutdown (a straggling accept) there is no worker: record it here.
 		f.mu.Unlock()
 		f.record(f.fullEvent(r))
