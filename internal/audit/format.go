@@ -78,19 +78,20 @@ type recordHasher struct{ h hash.Hash }
 
 // startRecord starts the line and hash of a record holding event: dst gets `{"event":...`.
 func startRecord(dst []byte, chain string, event []byte) ([]byte, recordHasher) {
-	return startRecordHash(dst, sha256.New(), chain, event)
+	start := len(dst)
+	dst = append(dst, recEvent...)
+	dst = append(dst, event...)
+	return dst, beginRecord(sha256.New(), chain, dst[start:])
 }
 
-func startRecordHash(dst []byte, h hash.Hash, chain string, event []byte) ([]byte, recordHasher) {
+// beginRecord hashes, with h, the start of a record line: `{"event":<event>`.
+func beginRecord(h hash.Hash, chain string, start []byte) recordHasher {
 	h.Reset()
 	h.Write([]byte(recordDomain))
 	h.Write([]byte(chain))
 	h.Write([]byte{0})
-	start := len(dst)
-	dst = append(dst, recEvent...)
-	dst = append(dst, event...)
-	h.Write(dst[start:])
-	return dst, recordHasher{h}
+	h.Write(start)
+	return recordHasher{h}
 }
 
 // finish appends the record's position, hash and newline to the line startRecord began,

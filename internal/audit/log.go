@@ -446,12 +446,15 @@ func (l *Log) digestLoop() {
 }
 
 // Record appends ev to the chain. It fills EventID (a UUID v4), EventVersion and
-// EventTime when empty. It returns once the record's line has been written to the
+// EventTime in ev when they are empty. It returns once the record's line has been written to the
 // segment file with write(2): the record survives the process being killed; it is made
 // durable against power loss (fsync) and signed by the next digest, within
 // DigestInterval. An error means the record was not written: fail the request closed.
 // ctx is not consulted: a request whose client went away is still recorded.
 func (l *Log) Record(ctx context.Context, ev *Event) error {
+	if ev == nil {
+		return errors.New("audit record: no event")
+	}
 	if ev.EventID == "" {
 		ev.EventID = newUUID()
 	}
@@ -467,10 +470,10 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	if err := rb.enc.Encode(ev); err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
-	event := bytes.TrimSuffix(rb.line[len(recEvent):], []byte("\n")) // Encode's newline
+	line := bytes.TrimSuffix(rb.line, []byte("\n")) // Encode's newline
 	// The event's share of the record hash is computed here, in parallel; under the lock
 	// only the position (seq, prev) is hashed and the line written.
-	line, rh := startRecordHash(rb.line[:0], rb.h, l.cfg.Chain, event)
+	rh := beginRecord(rb.h, l.cfg.Chain, line)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
