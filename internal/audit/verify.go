@@ -377,6 +377,10 @@ func (v *chainVerifier) segment(n uint64, newest bool) {
 			}
 			continue
 		}
+		if !v.started {
+			// The chain's start is missing (reported): take it up from here.
+			v.expSeq, v.expPrev, v.started = r.Seq, r.Prev, true
+		}
 		if modified[i] {
 			v.problem(Problem{File: sname, Line: ln.No, Seq: r.Seq, Kind: Modified, Message: "the record's hash does not match its content: the record was modified"})
 		} else {
