@@ -65,6 +65,9 @@ type Reader struct {
 	line  int   // number of the next line
 	buf   []byte
 	after uint64 // skip records up to this seq
+	// afterHash, when set, is the hash the record at seq after had when it was read
+	// before; the next record must follow it.
+	afterHash string
 	next  uint64 // seq expected next (0: not known yet)
 	prev  string // hash the next record must name
 }
@@ -130,6 +133,12 @@ func (r *Reader) open() error {
 	return nil
 }
 
+// ExpectAfter makes the reader check that the chain still continues from the record a
+// consumer handled last: hash is that record's (seq after's) Record.Hash. A chain
+// rewritten or truncated and restarted since then makes Next fail instead of handing
+// out records that do not follow what was consumed.
+func (r *Reader) ExpectAfter(hash string) { r.afterHash = hash }
+
 // Close releases the reader's file.
 func (r *Reader) Close() error {
 	if r.f == nil {
@@ -153,6 +162,9 @@ func (r *Reader) Next() (Entry, error) {
 			return Entry{}, fmt.Errorf("audit chain %q %s line %d: %w", r.chain, segmentName(r.seg), r.line, perr)
 		}
 		pos.Seq = rec.Seq
+		if r.afterHash != "" && rec.Seq == r.after+1 && rec.Prev != r.afterHash {
+			return Entry{}, fmt.Errorf("audit chain %q %s line %d: record seq %d does not follow the record seq %d read before: the chain was rewritten since", r.chain, segmentName(r.seg), r.line, rec.Seq, r.after)
+		}
 		if r.next != 0 && (rec.Seq != r.next || rec.Prev != r.prev) {
 			return Entry{}, fmt.Errorf("audit chain %q %s line %d: record seq %d does not follow seq %d (run phantom audit verify)", r.chain, segmentName(r.seg), r.line, rec.Seq, r.next-1)
 		}

@@ -130,3 +130,45 @@ func TestReaderRefusesBrokenChain(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// A consumer resuming with the hash of the last record it handled notices a chain that
+// was rewritten from that point on.
+func TestReaderExpectAfter(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, "gateway", nil)
+	writeN(t, l, 0, 5)
+	l.Close()
+	var h3 string
+	ReadChain(dir, "gateway", 0, func(e Entry) error {
+		if e.Seq == 3 {
+			h3 = e.Record.Hash
+		}
+		return nil
+	})
+	r, err := NewReader(dir, "gateway", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ExpectAfter(h3)
+	if e, err := r.Next(); err != nil || e.Seq != 4 {
+		t.Fatalf("Next = %v, %v", e.Position, err)
+	}
+	r.Close()
+
+	// Rewrite the chain from scratch: same seqs, other records.
+	os.RemoveAll(filepath.Join(dir, "gateway"))
+	l = openTest(t, dir, "gateway", nil)
+	writeN(t, l, 100, 5)
+	l.Close()
+	r, err = NewReader(dir, "gateway", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.ExpectAfter(h3)
+	if _, err := r.Next(); err == nil {
+		t.Fatal("a rewritten chain was read on")
+	} else {
+		t.Log(err)
+	}
+}
