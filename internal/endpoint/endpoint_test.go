@@ -248,6 +248,29 @@ func TestForward(t *testing.T) {
 	}
 }
 
+// TestConnectionHeaderCannotRemoveEndpointHeaders: a caller naming the endpoint's headers
+// in Connection (hop-by-hop, RFC 9110 §7.6.1) must not get them removed on the way out.
+func TestConnectionHeaderCannotRemoveEndpointHeaders(t *testing.T) {
+	p := newTestPKI(t)
+	gw := newFakeGateway(t, p, p.gwCert)
+	h := newHarness(t, p, harnessOpts{gateways: []string{gw.addr()}})
+	resp := h.rawTLS(t, "GET /prod/orders HTTP/1.1\r\nHost: "+ordersHost+
+		"\r\nConnection: X-Phantom-Source-Ip, X-Phantom-Api-Id, x-phantom-tls-version, X-Phantom-Tls-Cipher\r\n"+
+		"X-Phantom-Source-Ip: 6.6.6.6\r\n\r\n")
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	s := gw.last(t)
+	for k, v := range map[string]string{"X-Phantom-Source-Ip": "127.0.0.1", "X-Phantom-Api-Id": apiOrders, "X-Phantom-Tls-Version": "TLSv1.3"} {
+		if got := s.Header.Values(k); len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	if s.Header.Get("X-Phantom-Tls-Cipher") == "" {
+		t.Error("no X-Phantom-Tls-Cipher")
+	}
+}
+
 // TestAPISelectionForwarded drives each way of naming an API through a real endpoint.
 func TestAPISelectionForwarded(t *testing.T) {
 	p := newTestPKI(t)

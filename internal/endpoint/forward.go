@@ -145,6 +145,12 @@ func (e *Endpoint) rewrite(pr *httputil.ProxyRequest) {
 	}
 	u.RawQuery, u.ForceQuery = query, hasQuery && query == ""
 	pr.Out.Host = pr.In.Host
+	// ServeHTTP set the endpoint's headers on the incoming request; set them again here,
+	// after the proxy removed the hop-by-hop headers, or a caller's "Connection:
+	// X-Phantom-Source-Ip" would have the proxy delete them on the way out.
+	for _, k := range [...]string{hdrSourceIP, hdrAPIID, hdrTLSVersion, hdrTLSCipher} {
+		pr.Out.Header[k] = pr.In.Header[k]
+	}
 }
 
 // bodies answered by the endpoint itself, in API Gateway's shapes.

@@ -1,0 +1,152 @@
+package endpoint
+
+// Benchmarks of the forwarding path. BenchmarkForward (caller -> endpoint -> gateway) and
+// BenchmarkBaselineProxy (caller -> a bare httputil.ReverseProxy over TLS -> the same
+// gateway, with the same mTLS client certificate) run in one go test -bench invocation, so
+// their ns/op give the endpoint's overhead as a ratio. BenchmarkHandler measures the
+// endpoint's own per-request work without the network.
+//
+//	go test ./internal/endpoint/ -run XXX -bench . -benchmem
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// benchGateway answers like a gateway with a small JSON body, requiring the endpoint's
+// client certificate.
+func benchGateway(b *testing.B, p *testPKI) *httptest.Server {
+	body := []byte(`{"orders":[{"id":"1","item":"book"}],"next":null}`)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{*p.gwCert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    p.pool,
+	}
+	srv.Config.ErrorLog = quietLog()
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func benchClient(b *testing.B, p *testPKI) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: 256,
+		DisableCompression:  true,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+func runLoad(b *testing.B, c *http.Client, base string) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", base+"/prod/orders?limit=10", nil)
+			req.Host = ordersHost
+			req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261129/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000")
+			req.Header.Set("X-Amz-Date", "20261129T000000Z")
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+func BenchmarkForward(b *testing.B) {
+	p := newTestPKI(b)
+	gw := benchGateway(b, p)
+	h := newHarness(b, p, harnessOpts{gateways: []string{gw.Listener.Addr().String()}})
+	runLoad(b, benchClient(b, p), "https://"+h.addr)
+}
+
+func BenchmarkBaselineProxy(b *testing.B) {
+	p := newTestPKI(b)
+	gw := benchGateway(b, p)
+	target, _ := url.Parse(gw.URL)
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{*p.clientCert}, ServerName: "127.0.0.1"},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxIdleConnsPerHost: 2048,
+	}
+	b.Cleanup(tr.CloseIdleConnections)
+	proxy := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
+		Transport:  tr,
+		BufferPool: newBufferPool(), // as the endpoint's: the comparison is of everything else
+	}
+	srv := httptest.NewUnstartedServer(proxy)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{*p.serverCert}}
+	srv.Config.ErrorLog = quietLog()
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	runLoad(b, benchClient(b, p), srv.URL)
+}
+
+// stubTransport answers every request at once, so BenchmarkHandler measures the endpoint.
+type stubTransport struct{ body string }
+
+func (s stubTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(s.body)),
+		ContentLength: int64(len(s.body)),
+		Request:       r,
+	}, nil
+}
+
+// discardWriter is a ResponseWriter that keeps nothing.
+type discardWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(code int)        { w.code = code }
+
+func BenchmarkHandler(b *testing.B) {
+	p := newTestPKI(b)
+	h := newHarness(b, p, harnessOpts{gateways: []string{"127.0.0.1:1"}})
+	h.ep.proxy.Transport = stubTransport{body: `{"orders":[]}`}
+	ci := &connInfo{srcIP: []string{"127.0.0.1"}, tlsVersion: []string{"TLSv1.3"}, tlsCipher: []string{"TLS_AES_128_GCM_SHA256"}}
+	ci.src, ci.localPort = netip.MustParseAddrPort("127.0.0.1:50000"), h.port
+	ctx := context.WithValue(context.Background(), connInfoKey{}, ci)
+	u, _ := url.ParseRequestURI("/prod/orders?limit=10")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r := &http.Request{
+			Method: "GET", URL: u, RequestURI: "/prod/orders?limit=10", Host: ordersHost, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"X-Amz-Date": {"20261129T000000Z"}, "Authorization": {"AWS4-HMAC-SHA256 x"}},
+			Body:   http.NoBody, TLS: &tls.ConnectionState{Version: tls.VersionTLS13},
+		}
+		w := &discardWriter{h: http.Header{}}
+		h.ep.ServeHTTP(w, r.WithContext(ctx))
+		if w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+	}
+}
