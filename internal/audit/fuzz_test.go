@@ -21,6 +21,17 @@ func FuzzParseRecord(f *testing.F) {
 	f.Add([]byte(`{"seq":1,"prev":"","event":{},"hash":""}`))
 	f.Add([]byte(`{"seq":18446744073709551616,"prev":"x`))
 	f.Add([]byte{})
+	// And every line of the golden chain.
+	segs, _ := filepath.Glob(filepath.Join("testdata", "golden", "gateway", "*"+segmentExt))
+	for _, seg := range segs {
+		data, err := os.ReadFile(seg)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, ln := range splitLines(data) {
+			f.Add(ln.Text)
+		}
+	}
 	f.Fuzz(func(t *testing.T, line []byte) {
 		r, err := ParseRecord("gateway", line)
 		if err != nil {
