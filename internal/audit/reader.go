@@ -68,8 +68,8 @@ type Reader struct {
 	// afterHash, when set, is the hash the record at seq after had when it was read
 	// before; the next record must follow it.
 	afterHash string
-	next  uint64 // seq expected next (0: not known yet)
-	prev  string // hash the next record must name
+	next      uint64 // seq expected next (0: not known yet)
+	prev      string // hash the next record must name
 }
 
 // NewReader returns a reader of chain in dir positioned after record seq after (0: from
