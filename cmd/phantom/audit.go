@@ -7,16 +7,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 func newAuditCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Audit log tools: verify the hash chains and signatures, show events"}
-	cmd.AddCommand(newAuditVerifyCmd(), newAuditShowCmd())
+	cmd.AddCommand(newAuditVerifyCmd(), newAuditShowCmd(), newAuditPublicKeyCmd())
 	return cmd
 }
 
@@ -51,8 +54,8 @@ could not be used.
 
 Without --public-key, digests are checked against the key file in each chain directory,
 which anyone who can rewrite the log can replace: pin the key for a verdict that holds
-against that. The key is a PEM "PUBLIC KEY" (Ed25519); the chain's signer.pub from a time
-you trust is one.`,
+against that. The key is a PEM "PUBLIC KEY" (Ed25519): print it with "phantom audit
+public-key" where the master key is, and keep it away from the log.`,
 		Example: `  phantom audit verify /var/lib/phantom/audit
   phantom audit verify /var/lib/phantom/audit --public-key audit-signer.pem --output json`,
 		Args: cobra.ExactArgs(1),
@@ -219,4 +222,47 @@ func runAuditShow(stdout io.Writer, dir string, chains []string, after uint64) e
 	}
 	w.WriteString("\n]}\n")
 	return nil
+}
+
+func newAuditPublicKeyCmd() *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "public-key",
+		Short: "Print the public key audit digests are signed with, to pin in audit verify",
+		Long: `Public-key prints, as a PEM "PUBLIC KEY", the Ed25519 key every Phantom process derives
+from the perimeter's master key to sign audit digests ($PHANTOM_MASTER_KEY, else the data
+directory's master.key, which must exist: this command never creates one). Keep its output
+where whoever can write the audit log cannot, and give it to "phantom audit verify
+--public-key".`,
+		Example: `  phantom audit public-key --data-dir /var/lib/phantom > audit-signer.pem`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAuditPublicKey(cmd.OutOrStdout(), admin.DataDir(dataDir, os.Getenv))
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")
+	auditUsageErrors(cmd)
+	return cmd
+}
+
+func runAuditPublicKey(stdout io.Writer, dataDir string) error {
+	if _, ok := os.LookupEnv(store.MasterKeyEnv); !ok {
+		if _, err := os.Stat(filepath.Join(dataDir, store.MasterKeyFile)); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("no master key: %w (set %s or --data-dir)", err, store.MasterKeyEnv)}
+		}
+	}
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	signer, err := audit.DeriveSigner(mk)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	p, err := audit.MarshalPublicKey(signer.Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(p)
+	return err
 }

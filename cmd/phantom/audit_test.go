@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // auditDir writes a closed chain "gateway" of n events under a fresh directory and
@@ -138,5 +139,50 @@ func TestAuditShow(t *testing.T) {
 	code, out, _ = runAudit("show", dir, "--chain", "gateway", "--after", "2")
 	if err := json.Unmarshal([]byte(out), &doc); code != 0 || err != nil || len(doc.Records) != 1 {
 		t.Fatalf("--after 2: exit %d %v\n%s", code, err, out)
+	}
+}
+
+// The key public-key prints from the master key pins verification of what a Phantom
+// process with that master key wrote; a fresh data directory gets no key made up.
+func TestAuditPublicKey(t *testing.T) {
+	t.Setenv(store.MasterKeyEnv, "")
+	os.Unsetenv(store.MasterKeyEnv)
+	dataDir := t.TempDir()
+	if code, _, errOut := runAudit("public-key", "--data-dir", dataDir); code != 2 || !strings.Contains(errOut, "no master key") {
+		t.Fatalf("exit %d, %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, store.MasterKeyFile)); err == nil {
+		t.Fatal("public-key created a master key")
+	}
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := audit.DeriveSigner(mk)
+	dir := t.TempDir()
+	l, err := audit.Open(audit.Config{Dir: dir, Chain: "sts", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Record(context.Background(), &audit.Event{EventName: "AssumeRole"})
+	l.Close()
+
+	code, pem, errOut := runAudit("public-key", "--data-dir", dataDir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	pub := filepath.Join(t.TempDir(), "pub.pem")
+	os.WriteFile(pub, []byte(pem), 0o600)
+	if code, out, _ := runAudit("verify", dir, "--public-key", pub); code != 0 || !strings.Contains(out, "key pinned") {
+		t.Fatalf("verify with the printed key: exit %d\n%s", code, out)
+	}
+	// Another master key's public key does not verify it.
+	otherDir := t.TempDir()
+	omk, _ := store.LoadOrCreateMasterKey(otherDir)
+	osigner, _ := audit.DeriveSigner(omk)
+	op, _ := audit.MarshalPublicKey(osigner.Public().(ed25519.PublicKey))
+	os.WriteFile(pub, op, 0o600)
+	if code, out, _ := runAudit("verify", dir, "--public-key", pub); code != 1 || !strings.Contains(out, "bad-signature") {
+		t.Fatalf("verify with another key: exit %d\n%s", code, out)
 	}
 }
