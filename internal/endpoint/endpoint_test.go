@@ -636,3 +636,86 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+// TestServeListeners: one endpoint serves several listeners; a done context stops one
+// listener without touching the others.
+func TestServeListeners(t *testing.T) {
+	p := newTestPKI(t)
+	gw := newFakeGateway(t, p, p.gwCert)
+	h := newHarness(t, p, harnessOpts{gateways: []string{gw.addr()}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.ep.Serve(ctx, ln) }()
+	get := func(addr string) error {
+		req, _ := http.NewRequest("GET", "https://"+addr+"/prod/orders", nil)
+		req.Host = ordersHost
+		resp, err := h.client(false).Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Errorf("%s: status %d", addr, resp.StatusCode)
+		}
+		return nil
+	}
+	for _, a := range []string{h.addr, ln.Addr().String()} {
+		if err := get(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v after its context ended", err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Error("the stopped listener still accepts")
+	}
+	if err := get(h.addr); err != nil {
+		t.Errorf("the other listener stopped too: %v", err)
+	}
+}
+
+func TestAuditFailureStillRefuses(t *testing.T) {
+	p := newTestPKI(t)
+	gw := newFakeGateway(t, p, p.gwCert)
+	h := newHarness(t, p, harnessOpts{gateways: []string{gw.addr()}})
+	h.aud.fail.Store(true)
+	req, _ := http.NewRequest("GET", h.url("/prod/x"), nil)
+	req.Host = apiHidden + ".execute-api.us-east-1.amazonaws.com"
+	resp, err := h.client(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	checkForbidden(t, resp, body)
+	if len(gw.requests()) != 0 {
+		t.Error("the gateway got the request")
+	}
+}
+
+func TestHandshakeLimit(t *testing.T) {
+	p := newTestPKI(t)
+	lim := defaultLimits
+	lim.maxHandshakes = 1
+	h := newHarness(t, p, harnessOpts{gateways: []string{"127.0.0.1:1"}, lim: &lim})
+	idle, err := net.Dial("tcp", h.addr) // holds the only handshake slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.ep.slots) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	expectNoBytes(t, h.addr)
+	ev := h.aud.waitFor(t, eventConnect, codeConnectionLimit)
+	if ev.AdditionalEventData["limit"] != 1 {
+		t.Errorf("event data = %v", ev.AdditionalEventData)
+	}
+}

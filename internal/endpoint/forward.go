@@ -197,8 +197,9 @@ func (e *Endpoint) refuse(w http.ResponseWriter, r *http.Request, src netip.Addr
 	}
 	wh := w.Header()
 	wh.Set("Content-Type", "application/json")
-	wh.Set("X-Amzn-Requestid", id)
-	wh.Set("X-Amzn-Errortype", typ)
+	// API Gateway's spelling; names are case-insensitive, but the exact bytes cost nothing.
+	wh["x-amzn-RequestId"] = []string{id}
+	wh["x-amzn-ErrorType"] = []string{typ}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
