@@ -247,6 +247,8 @@ func (g *fakeGateway) last(t testing.TB) seen {
 	return r[len(r)-1]
 }
 
+func quietSlog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
 func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }
 
 // harness runs an endpoint on 127.0.0.1 in front of gateways.
@@ -267,6 +269,8 @@ type harnessOpts struct {
 	lim      *limits
 	listen   string
 	auditor  Auditor // default: the harness's memAuditor
+	// specValue, when set, is the spec instead of one built from spec.
+	specValue *config.Spec
 }
 
 func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
@@ -275,7 +279,11 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		o.spec = defaultSpecOpts()
 	}
 	h := &harness{t: t, pki: p, aud: &memAuditor{}, done: make(chan error, 1)}
-	h.spec.Store(testSpec(t, o.spec))
+	if o.specValue != nil {
+		h.spec.Store(o.specValue)
+	} else {
+		h.spec.Store(testSpec(t, o.spec))
+	}
 	var aud Auditor = h.aud
 	if o.auditor != nil {
 		aud = o.auditor
