@@ -1,8 +1,11 @@
 package endpoint
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -719,3 +722,50 @@ func TestHandshakeLimit(t *testing.T) {
 		t.Errorf("event data = %v", ev.AdditionalEventData)
 	}
 }
+
+// TestStreaming: a large request body arrives intact and a response is passed on as the
+// gateway writes it, not after it ends.
+func TestStreaming(t *testing.T) {
+	p := newTestPKI(t)
+	gw := newFakeGateway(t, p, p.gwCert)
+	release := make(chan struct{})
+	gw.handler = func(w http.ResponseWriter, r *http.Request) {
+		sum := sha256.Sum256(mustRead(r.Body))
+		w.Header().Set("X-Body-Sha256", hex.EncodeToString(sum[:]))
+		io.WriteString(w, "first;")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second")
+	}
+	h := newHarness(t, p, harnessOpts{gateways: []string{gw.addr()}})
+	body := make([]byte, 8<<20)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	for _, h2 := range []bool{false, true} {
+		release = make(chan struct{})
+		req, _ := http.NewRequest("PUT", h.url("/prod/blob"), io.MultiReader(bytes.NewReader(body[:1<<20]), bytes.NewReader(body[1<<20:])))
+		req.ContentLength = -1 // chunked: no length known in advance
+		req.Host = ordersHost
+		resp, err := h.client(h2).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(body)
+		if got := resp.Header.Get("X-Body-Sha256"); got != hex.EncodeToString(sum[:]) {
+			t.Errorf("h2=%v: body hash at the gateway %s", h2, got)
+		}
+		first := make([]byte, len("first;"))
+		if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first;" {
+			t.Fatalf("h2=%v: first part %q, %v", h2, first, err)
+		}
+		close(release)
+		rest, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(rest) != "second" {
+			t.Errorf("h2=%v: rest %q", h2, rest)
+		}
+	}
+}
+
+func mustRead(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }
