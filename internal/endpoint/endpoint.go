@@ -145,7 +145,8 @@ type Endpoint struct {
 	mu        sync.Mutex
 	listeners map[*connListener]struct{}
 	closing   atomic.Bool
-	inflight  sync.WaitGroup // handshakes
+	loops     sync.WaitGroup // accept loops; Add only under mu before closing
+	inflight  sync.WaitGroup // handshakes; Add only on an accept loop
 
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
@@ -260,6 +261,7 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	e.listeners[cl] = struct{}{}
+	e.loops.Add(1)
 	e.ref.start()
 	e.mu.Unlock()
 	defer func() {
@@ -269,7 +271,10 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	stop := context.AfterFunc(ctx, func() { cl.Close() })
 	defer stop()
-	go e.acceptLoop(ln, cl)
+	go func() {
+		defer e.loops.Done()
+		e.acceptLoop(ln, cl)
+	}()
 	err := e.srv.Serve(cl)
 	cl.Close()
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
@@ -293,8 +298,10 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 		e.cancelBase()
 		e.srv.Close()
 	}
+	// The accept loops end first (their listeners are closed), so no handshake can start
+	// once the wait for handshakes begins.
 	done := make(chan struct{})
-	go func() { e.inflight.Wait(); close(done) }()
+	go func() { e.loops.Wait(); e.inflight.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
