@@ -150,3 +150,61 @@ func BenchmarkHandler(b *testing.B) {
 		}
 	}
 }
+
+// The data path as DESIGN draws it, against the bare proxy it has to keep up with:
+// BenchmarkPerimeter sends one SDK-signed POST (signed once; SigV4 allows the replay within
+// the clock skew) through endpoint -> real gateway (SigV4, IAM, resource policy, audit into
+// memory, Ed25519 assertion) -> backend; BenchmarkPerimeterBaseline sends it through one
+// bare TLS httputil.ReverseProxy to the same kind of backend.
+func perimeterBackend(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"orders":[{"id":"1","item":"book"}],"next":null}`)
+}
+
+func runSigned(b *testing.B, c *http.Client, base string, tmpl *http.Request) {
+	body := `{"item":"book"}`
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", base+"/prod/orders?x=1", strings.NewReader(body))
+			req.Host = tmpl.Host
+			req.Header = tmpl.Header.Clone()
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+func BenchmarkPerimeter(b *testing.B) {
+	pm := newPerimeter(b, perimeterBackend)
+	pm.gwAudit.discard = true
+	runSigned(b, benchClient(b, pm.pki), "https://"+pm.ep.addr, signedOrders(b, "https://"+pm.ep.addr))
+}
+
+func BenchmarkPerimeterBaseline(b *testing.B) {
+	p := newTestPKI(b)
+	backend := httptest.NewServer(http.HandlerFunc(perimeterBackend))
+	b.Cleanup(backend.Close)
+	target, _ := url.Parse(backend.URL)
+	tr := &http.Transport{MaxIdleConnsPerHost: 2048}
+	b.Cleanup(tr.CloseIdleConnections)
+	srv := httptest.NewUnstartedServer(&httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
+		Transport:  tr,
+		BufferPool: newBufferPool(),
+	})
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{*p.serverCert}}
+	srv.Config.ErrorLog = quietLog()
+	srv.StartTLS()
+	b.Cleanup(srv.Close)
+	runSigned(b, benchClient(b, p), srv.URL, signedOrders(b, srv.URL))
+}

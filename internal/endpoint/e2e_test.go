@@ -28,66 +28,87 @@ import (
 // gateway directly is denied by the resource policy, and the gateway's audit record and
 // identity assertion name the endpoint and the caller's address, which it can only have
 // learned from the endpoint's authenticated channel.
-func TestWithRealGateway(t *testing.T) {
-	p := newTestPKI(t)
-	type hit struct{ assertion string }
-	hits := make(chan hit, 8)
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits <- hit{r.Header.Get("X-Phantom-Identity")}
-		io.WriteString(w, `{"orders":[]}`)
-	}))
-	t.Cleanup(backend.Close)
+// perimeter is an endpoint in front of the real gateway in front of a backend.
+type perimeter struct {
+	pki     *testPKI
+	backend *httptest.Server
+	gw      *gateway.Gateway
+	gwSrv   *httptest.Server
+	gwAudit *memAuditor
+	ep      *harness
+}
+
+const e2eKeyID, e2eSecret = "AKIAENDPOINTE2ETEST1", "e2e/secret/key/EXAMPLEKEYEXAMPLEKEY00"
+
+func newPerimeter(t testing.TB, backend http.HandlerFunc) *perimeter {
+	t.Helper()
+	pm := &perimeter{pki: newTestPKI(t), gwAudit: &memAuditor{}}
+	p := pm.pki
+	pm.backend = httptest.NewServer(backend)
+	t.Cleanup(pm.backend.Close)
 	raw, err := os.ReadFile("testdata/perimeter.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec, err := config.Parse("testdata/perimeter.yaml", bytes.ReplaceAll(raw, []byte("BACKEND_URL"), []byte(backend.URL)))
+	spec, err := config.Parse("testdata/perimeter.yaml", bytes.ReplaceAll(raw, []byte("BACKEND_URL"), []byte(pm.backend.URL)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const akid, secret = "AKIAENDPOINTE2ETEST1", "e2e/secret/key/EXAMPLEKEYEXAMPLEKEY00"
 	mk := make([]byte, 32)
 	rand.Read(mk)
 	akey, err := gateway.DeriveAssertionKey(mk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gwAudit := &memAuditor{}
-	gw, err := gateway.New(gateway.Config{
+	pm.gw, err = gateway.New(gateway.Config{
 		Name: "gateway",
 		Spec: func() *config.Spec { return spec },
-		Credentials: staticCreds{akid: {AccessKeyID: akid, SecretAccessKey: secret,
+		Credentials: staticCreds{e2eKeyID: {AccessKeyID: e2eKeyID, SecretAccessKey: e2eSecret,
 			Principal: "arn:aws:iam::123456789012:user/alice"}},
 		Verifier:     p.ca.Verifier(),
-		Auditor:      gwAudit,
+		Auditor:      pm.gwAudit,
 		AssertionKey: akey,
 		Logger:       quietSlog(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gwSrv := httptest.NewUnstartedServer(gw)
-	gwSrv.TLS = gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gwCert, nil })
+	pm.gwSrv = httptest.NewUnstartedServer(pm.gw)
+	pm.gwSrv.TLS = pm.gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gwCert, nil })
 	// httptest adds its own certificate when Certificates is empty, and Go prefers it to
 	// GetCertificate for a client that sends no SNI (an IP address).
-	gwSrv.TLS.Certificates = []tls.Certificate{*p.gwCert}
-	gwSrv.Config.ErrorLog = quietLog()
-	gwSrv.StartTLS()
-	t.Cleanup(gwSrv.Close)
+	pm.gwSrv.TLS.Certificates = []tls.Certificate{*p.gwCert}
+	pm.gwSrv.Config.ErrorLog = quietLog()
+	pm.gwSrv.StartTLS()
+	t.Cleanup(pm.gwSrv.Close)
+	pm.ep = newHarness(t, p, harnessOpts{spec: defaultSpecOpts(), specValue: spec, gateways: []string{pm.gwSrv.Listener.Addr().String()}})
+	return pm
+}
 
-	h := newHarness(t, p, harnessOpts{spec: defaultSpecOpts(), specValue: spec, gateways: []string{gwSrv.Listener.Addr().String()}})
-	signed := func(base string) *http.Request {
-		body := `{"item":"book"}`
-		req, _ := http.NewRequest("POST", base+"/prod/orders?x=1", bytes.NewReader([]byte(body)))
-		req.Host = ordersHost
-		req.Header.Set("Content-Type", "application/json")
-		sum := sha256.Sum256([]byte(body))
-		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: akid, SecretAccessKey: secret},
-			req, hex.EncodeToString(sum[:]), "execute-api", "us-east-1", time.Now()); err != nil {
-			t.Fatal(err)
-		}
-		return req
+// signedOrders is a POST /prod/orders signed by aws-sdk-go-v2 for the API's host.
+func signedOrders(t testing.TB, base string) *http.Request {
+	t.Helper()
+	body := `{"item":"book"}`
+	req, _ := http.NewRequest("POST", base+"/prod/orders?x=1", bytes.NewReader([]byte(body)))
+	req.Host = ordersHost
+	req.Header.Set("Content-Type", "application/json")
+	sum := sha256.Sum256([]byte(body))
+	if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: e2eKeyID, SecretAccessKey: e2eSecret},
+		req, hex.EncodeToString(sum[:]), "execute-api", "us-east-1", time.Now()); err != nil {
+		t.Fatal(err)
 	}
+	return req
+}
+
+func TestWithRealGateway(t *testing.T) {
+	type hit struct{ assertion string }
+	hits := make(chan hit, 8)
+	pm := newPerimeter(t, func(w http.ResponseWriter, r *http.Request) {
+		hits <- hit{r.Header.Get("X-Phantom-Identity")}
+		io.WriteString(w, `{"orders":[]}`)
+	})
+	p, h, gw, gwSrv, gwAudit := pm.pki, pm.ep, pm.gw, pm.gwSrv, pm.gwAudit
+	signed := func(base string) *http.Request { return signedOrders(t, base) }
 
 	// Through the endpoint: allowed.
 	resp, err := h.client(false).Do(signed(h.url("")))
