@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -28,14 +29,28 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each target is measured at each concurrency")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured load before each measurement")
 	conc := flag.String("concurrency", "1,4,16,64", "comma-separated numbers of concurrent clients")
+	only := flag.String("only", "", "measure only the targets whose name contains this (a, b or c); the baseline (a) always runs")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	levels, err := parseLevels(*conc)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		os.Exit(2)
 	}
-	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels}); err != nil {
+	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels, only: *only}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -43,6 +58,7 @@ func main() {
 type options struct {
 	duration, warmup time.Duration
 	levels           []int
+	only             string
 }
 
 func parseLevels(s string) ([]int, error) {
@@ -76,6 +92,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	for _, c := range o.levels {
 		var base result
 		for i, t := range p.targets {
+			if i > 0 && o.only != "" && !strings.Contains(t.name, "("+o.only+")") {
+				continue
+			}
 			load(ctx, p, t, c, o.warmup)
 			r := load(ctx, p, t, c, o.duration)
 			if r.errors > 0 {
