@@ -417,7 +417,7 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListeners) {
 	env := filepath.Join(dataDir, "demo.env")
 	fmt.Fprintf(out, `phantom up: the demo perimeter is running (data in %[1]s, spec %[2]s)
-  endpoint %[3]s  https://%[4]s  (TLS only; security group: tcp %[5]d from 127.0.0.1/32, 10.0.0.0/16)
+  endpoint %[3]s  https://%[4]s  (TLS only; security group: tcp %[5]d from %[11]s, 10.0.0.0/16)
   gateway           https://%[6]s  (direct: the orders API's resource policy refuses calls around the endpoint)
   sts               https://%[7]s
   orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
@@ -444,5 +444,5 @@ Try it (the variables come from %[10]s):
 
 Ctrl-C stops the perimeter.
 `, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
-		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env)
+		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR)
 }

@@ -527,7 +527,7 @@ func TestUpEndToEnd(t *testing.T) {
 		denied(t, r, 403, "UnrecognizedClientException", "InvalidClientTokenId")
 	})
 	t.Run("denied/source outside the security group", func(t *testing.T) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.9")}, Timeout: 5 * time.Second}
 		// The endpoint closes the connection at accept: the dial or the handshake fails.
 		if conn, err := d.Dial("tcp", u.env["PHANTOM_ENDPOINT_ADDR"]); err == nil {
 			defer conn.Close()
@@ -538,7 +538,7 @@ func TestUpEndToEnd(t *testing.T) {
 			}
 		}
 		u.awaitEvent(t, "security group refusal", func(e *audit.Event) bool {
-			return e.ErrorCode == "SecurityGroupDenied" && e.SourceIPAddress == "127.0.0.2"
+			return e.ErrorCode == "SecurityGroupDenied" && e.SourceIPAddress == "127.0.0.9"
 		})
 	})
 	t.Run("denied/plaintext to the endpoint", func(t *testing.T) {

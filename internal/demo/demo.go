@@ -27,6 +27,14 @@ type Perimeter struct {
 	APIID     string
 	Endpoint  string // vpce-…
 	VPC       string
+	Node      string // the Service A node the demo agent runs as
+
+	// IngressCIDR is what the endpoint's security group admits besides the VPC: this
+	// host's loopback addresses 127.0.0.0-127.0.0.3 (the node is 127.0.0.1; tests
+	// use 127.0.0.2 as "another host in the network" and anything above as outside).
+	IngressCIDR string
+	// NodeIP is the demo node's private address: the agent runs on this host.
+	NodeIP string
 
 	GatewayAddr  netip.AddrPort
 	STSAddr      netip.AddrPort
@@ -45,6 +53,10 @@ func Defaults() Perimeter {
 		APIID:     "a1b2c3d4e5",
 		Endpoint:  "vpce-0123456789abcdef0",
 		VPC:       "vpc-0a1b2c3d4e5f60718",
+		Node:      "service-a-1",
+
+		IngressCIDR: "127.0.0.0/30",
+		NodeIP:      "127.0.0.1",
 	}
 }
 
