@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -550,8 +552,44 @@ func TestUpEndToEnd(t *testing.T) {
 	})
 
 	t.Run("graceful stop and audit verify", func(t *testing.T) {
+		// A POST whose body is still arriving when SIGINT lands must be finished.
+		body := []byte(`{"sku":"graceful-1","quantity":2}`)
+		pr, pw := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, api, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Content-Type", "application/json")
+		sum := sha256.Sum256(body)
+		if err := v4.NewSigner().SignHTTP(context.Background(), user, req, hex.EncodeToString(sum[:]), "execute-api", u.env["AWS_REGION"], time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		inflight := make(chan reply, 1)
+		go func() {
+			resp, err := u.goClient(t, nil).Do(req)
+			if err != nil {
+				inflight <- reply{Body: err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			inflight <- reply{Status: resp.StatusCode, Body: string(b)}
+		}()
+		if _, err := pw.Write(body[:10]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // the request is through the endpoint and waiting for its body
 		if err := u.cmd.Process.Signal(syscall.SIGINT); err != nil {
 			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if _, err := pw.Write(body[10:]); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		if r := <-inflight; r.Status != http.StatusCreated || !strings.Contains(r.Body, "graceful-1") {
+			t.Fatalf("the request in flight at SIGINT: %s", r)
 		}
 		select {
 		case err := <-u.exited:
