@@ -1,0 +1,53 @@
+package egress
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestProxyPassword(t *testing.T) {
+	master := bytes.Repeat([]byte{7}, 32)
+	k, err := DeriveKey(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(k) != KeySize {
+		t.Fatalf("key is %d bytes", len(k))
+	}
+	k2, _ := DeriveKey(master)
+	if !bytes.Equal(k, k2) {
+		t.Fatal("DeriveKey is not deterministic")
+	}
+	if _, err := DeriveKey(master[:16]); err == nil {
+		t.Fatal("a 16-byte master key was accepted")
+	}
+	p := ProxyPassword(k, "service-a-1")
+	if strings.ContainsAny(p, "+/=:") || len(p) != 43 {
+		t.Fatalf("password %q is not unpadded base64url of 32 bytes", p)
+	}
+	if p == ProxyPassword(k, "service-a-2") {
+		t.Fatal("two nodes share a password")
+	}
+	other, _ := DeriveKey(bytes.Repeat([]byte{8}, 32))
+	for _, c := range []struct {
+		name       string
+		key        []byte
+		node, pass string
+		want       bool
+	}{
+		{"right", k, "service-a-1", p, true},
+		{"other node", k, "service-a-2", p, false},
+		{"other key", other, "service-a-1", p, false},
+		{"padded", k, "service-a-1", p + "=", false},
+		{"empty", k, "service-a-1", "", false},
+		{"truncated", k, "service-a-1", p[:42], false},
+		{"no key", nil, "service-a-1", ProxyPassword(nil, "service-a-1"), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := checkPassword(c.key, c.node, c.pass); got != c.want {
+				t.Fatalf("checkPassword = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
