@@ -603,6 +603,18 @@ func TestUpEndToEnd(t *testing.T) {
 		if out, err := exec.Command(u.bin, "audit", "verify", auditDir).CombinedOutput(); err != nil {
 			t.Fatalf("phantom audit verify on the run's log: %v\n%s", err, out)
 		}
+		// Pinned to the key derived from the master key, as an operator keeps it.
+		pub, err := exec.Command(u.bin, "audit", "public-key", "--data-dir", u.dataDir).Output()
+		if err != nil {
+			t.Fatalf("phantom audit public-key: %v", err)
+		}
+		pubFile := filepath.Join(t.TempDir(), "audit-signer.pem")
+		if err := os.WriteFile(pubFile, pub, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(u.bin, "audit", "verify", "--public-key", pubFile, auditDir).CombinedOutput(); err != nil || strings.Contains(string(out), "unpinned") {
+			t.Fatalf("phantom audit verify --public-key: %v\n%s", err, out)
+		}
 		testAuditTampering(t, u.bin, auditDir)
 	})
 }
