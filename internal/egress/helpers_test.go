@@ -1,0 +1,264 @@
+package egress
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+var testMaster = bytes.Repeat([]byte{0x42}, 32)
+
+// specAddrs are the addresses the test spec names.
+type specAddrs struct {
+	Endpoint     netip.AddrPort // the API's endpoint listener
+	Allowed      netip.AddrPort // a loopback server a CIDR rule allows
+	EndpointPort uint16
+	AllowedPort  uint16
+}
+
+func loadSpec(t testing.TB, a specAddrs) *config.Spec {
+	t.Helper()
+	if !a.Endpoint.IsValid() {
+		a.Endpoint = netip.MustParseAddrPort("127.0.0.1:8443")
+	}
+	if !a.Allowed.IsValid() {
+		a.Allowed = netip.MustParseAddrPort("127.0.0.1:9443")
+	}
+	a.EndpointPort, a.AllowedPort = a.Endpoint.Port(), a.Allowed.Port()
+	raw, err := os.ReadFile("testdata/spec.yaml.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := template.Must(template.New("spec").Parse(string(raw))).Execute(&out, struct {
+		specAddrs
+		Endpoint, Allowed string
+	}{a, a.Endpoint.String(), a.Allowed.Addr().String()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.Parse("spec.yaml", out.Bytes())
+	if err != nil {
+		t.Fatalf("test spec: %v", err)
+	}
+	return s
+}
+
+// memAudit keeps events; fail makes Record fail.
+type memAudit struct {
+	mu     sync.Mutex
+	events []*audit.Event
+	fail   bool
+}
+
+func (m *memAudit) Record(_ context.Context, ev *audit.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("disk full")
+	}
+	m.events = append(m.events, ev)
+	return nil
+}
+
+func (m *memAudit) all() []*audit.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]*audit.Event(nil), m.events...)
+}
+
+func (m *memAudit) last(t testing.TB) *audit.Event {
+	t.Helper()
+	evs := m.all()
+	if len(evs) == 0 {
+		t.Fatal("no audit event")
+	}
+	return evs[len(evs)-1]
+}
+
+// fakeResolver answers from a table; a name with several answers gives them in turn on
+// consecutive lookups (DNS rebinding).
+type fakeResolver struct {
+	mu      sync.Mutex
+	answers map[string][][]netip.Addr
+	calls   map[string]int
+}
+
+func newResolver(m map[string][]string) *fakeResolver {
+	r := &fakeResolver{answers: map[string][][]netip.Addr{}, calls: map[string]int{}}
+	for name, as := range m {
+		var set []netip.Addr
+		for _, a := range as {
+			if a == "|" {
+				r.answers[name] = append(r.answers[name], set)
+				set = nil
+				continue
+			}
+			set = append(set, netip.MustParseAddr(a))
+		}
+		r.answers[name] = append(r.answers[name], set)
+	}
+	return r
+}
+
+func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.calls[host]
+	r.calls[host]++
+	as, ok := r.answers[host]
+	if !ok {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return as[n%len(as)], nil
+}
+
+func (r *fakeResolver) count(host string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls[host]
+}
+
+// recordingDialer records what the proxy dials and connects with net.Dialer, or refuses
+// when fake is set.
+type recordingDialer struct {
+	mu     sync.Mutex
+	dialed []string
+	fake   bool
+}
+
+func (d *recordingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d.mu.Lock()
+	d.dialed = append(d.dialed, addr)
+	d.mu.Unlock()
+	if d.fake {
+		c1, c2 := net.Pipe()
+		go func() { <-ctx.Done(); c2.Close() }()
+		return c1, nil
+	}
+	var nd net.Dialer
+	return nd.DialContext(ctx, network, addr)
+}
+
+func (d *recordingDialer) all() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.dialed...)
+}
+
+type testProxy struct {
+	*Proxy
+	spec  *config.Spec
+	key   []byte
+	audit *memAudit
+	res   *fakeResolver
+	dial  *recordingDialer
+}
+
+func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*Config)) *testProxy {
+	t.Helper()
+	key, err := DeriveKey(testMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := &testProxy{spec: spec, key: key, audit: &memAudit{}, res: res, dial: &recordingDialer{}}
+	if res == nil {
+		tp.res = newResolver(nil)
+	}
+	cfg := Config{
+		Spec:     func() *config.Spec { return spec },
+		Key:      key,
+		Resolver: tp.res,
+		Dialer:   tp.dial,
+		Auditor:  tp.audit,
+		Now:      func() time.Time { return time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC) },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Proxy = p
+	return tp
+}
+
+func (tp *testProxy) auth(node string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(node+":"+ProxyPassword(tp.key, node)))
+}
+
+// decideFor runs the decision for one request without carrying it out.
+func (tp *testProxy) decideFor(method, target, node string) *request {
+	r := httptest.NewRequest(method, "http://unused/", nil)
+	r.RequestURI = target
+	r.RemoteAddr = "127.0.0.1:50000"
+	if node != "" {
+		r.Header.Set("Proxy-Authorization", tp.auth(node))
+	}
+	q := &request{r: r, spec: tp.spec}
+	q.ev = tp.newEvent(tp.spec, "Connect", r)
+	tp.decide(r.Context(), q)
+	return q
+}
+
+// serve sends one raw request through ServeHTTP and returns the response.
+func (tp *testProxy) serve(method, target, node string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, "http://unused/", nil)
+	r.RequestURI = target
+	r.RemoteAddr = "127.0.0.1:50000"
+	if node != "" {
+		r.Header.Set("Proxy-Authorization", tp.auth(node))
+	}
+	w := httptest.NewRecorder()
+	tp.ServeHTTP(w, r)
+	return w
+}
+
+func port(ap netip.AddrPort) string { return strconv.Itoa(int(ap.Port())) }
+
+// startProxy serves tp on a loopback listener and returns its address.
+func startProxy(t testing.TB, tp *testProxy) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tp.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tp.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func newReq(method, target string) *http.Request {
+	r := httptest.NewRequest(method, "http://unused/", nil)
+	r.RequestURI = target
+	r.RemoteAddr = "127.0.0.1:50000"
+	return r
+}
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }

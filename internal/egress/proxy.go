@@ -1,0 +1,651 @@
+package egress
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+// Resolver looks up a host name's addresses; *net.Resolver satisfies it.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Dialer opens connections; *net.Dialer satisfies it. The proxy only ever passes it a
+// literal IP:port it has checked.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Auditor records one decision; an error refuses the request (fail closed).
+type Auditor interface {
+	Record(ctx context.Context, ev *audit.Event) error
+}
+
+// Defaults of the Config limits.
+const (
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 5 * time.Minute
+	DefaultDialTimeout       = 10 * time.Second
+	DefaultResolveTimeout    = 5 * time.Second
+	DefaultResponseTimeout   = 60 * time.Second
+	DefaultMaxTunnels        = 1024
+)
+
+// Config configures a Proxy. Spec, Key and Auditor are required.
+type Config struct {
+	// Spec returns the current perimeter spec (config.Watcher.Current); rules follow
+	// reloads.
+	Spec func() *config.Spec
+	// Key is DeriveKey(masterKey): it checks the nodes' proxy passwords.
+	Key []byte
+	// Resolver resolves host names once per request; default net.DefaultResolver.
+	Resolver Resolver
+	// Dialer dials checked addresses; default a net.Dialer with DialTimeout.
+	Dialer  Dialer
+	Auditor Auditor
+	Logger  *slog.Logger
+	// Now stamps audit events; default time.Now.
+	Now func() time.Time
+	// Deny lists addresses refused whatever the rules say: the agent's loopback IMDS and
+	// container-credentials listeners. Port 0 denies every port of the address.
+	Deny []netip.AddrPort
+
+	MaxHeaderBytes    int           // request line and headers; default 16 KiB
+	ReadHeaderTimeout time.Duration // default 10 s
+	IdleTimeout       time.Duration // tunnel without traffic either way, idle keep-alive; default 5 min
+	DialTimeout       time.Duration // default 10 s
+	ResolveTimeout    time.Duration // default 5 s
+	ResponseTimeout   time.Duration // absolute-form: wait for the response header; default 60 s
+	MaxTunnels        int           // concurrent CONNECT tunnels and forwarded requests; default 1024
+}
+
+// Proxy is the egress proxy. It is an http.Handler (serve it with Serve, or on a server
+// of the caller's own with the same limits).
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	compiled atomic.Pointer[compiled]
+	slots    chan struct{}
+	forward  *http.Transport
+
+	mu      sync.Mutex
+	srv     *http.Server
+	tunnels map[net.Conn]struct{}
+	shut    bool
+	wg      sync.WaitGroup
+}
+
+// compiled is the rules of one spec, per role, built on first use after a reload.
+type compiled struct {
+	spec  *config.Spec
+	mu    sync.Mutex
+	roles map[string]*ruleSet
+}
+
+// New validates cfg and returns a proxy.
+func New(cfg Config) (*Proxy, error) {
+	switch {
+	case cfg.Spec == nil:
+		return nil, errors.New("egress: Config.Spec is required")
+	case len(cfg.Key) < 32:
+		return nil, errors.New("egress: Config.Key must be DeriveKey's 32-byte key")
+	case cfg.Auditor == nil:
+		return nil, errors.New("egress: Config.Auditor is required: every decision is audited")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	def(&cfg.DialTimeout, DefaultDialTimeout)
+	def(&cfg.ResolveTimeout, DefaultResolveTimeout)
+	def(&cfg.ResponseTimeout, DefaultResponseTimeout)
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.MaxTunnels <= 0 {
+		cfg.MaxTunnels = DefaultMaxTunnels
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.Dialer == nil {
+		cfg.Dialer = &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for i, d := range cfg.Deny {
+		cfg.Deny[i] = netip.AddrPortFrom(d.Addr().Unmap(), d.Port())
+	}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, now: cfg.Now, slots: make(chan struct{}, cfg.MaxTunnels), tunnels: map[net.Conn]struct{}{}}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.forward = &http.Transport{
+		Proxy:                  nil, // never a proxy from the environment
+		DialContext:            p.dialChecked,
+		DisableKeepAlives:      true, // a pooled connection would skip the next request's check
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 64 << 10,
+		ResponseHeaderTimeout:  cfg.ResponseTimeout,
+	}
+	return p, nil
+}
+
+// rules returns the compiled rules of role under spec s.
+func (p *Proxy) rules(s *config.Spec, role string) *ruleSet {
+	c := p.compiled.Load()
+	if c == nil || c.spec != s {
+		c = &compiled{spec: s, roles: map[string]*ruleSet{}}
+		p.compiled.Store(c)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs, ok := c.roles[role]
+	if !ok {
+		rs = compileRules(s, role)
+		c.roles[role] = rs
+	}
+	return rs
+}
+
+// Serve accepts proxy connections on ln until Shutdown or Close; cancelling ctx closes
+// the proxy at once.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           p,
+		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+		IdleTimeout:       p.cfg.IdleTimeout,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	p.mu.Lock()
+	if p.srv != nil {
+		p.mu.Unlock()
+		return errors.New("egress: Serve called twice")
+	}
+	p.srv = srv
+	p.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	defer stop()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops accepting, lets in-flight requests and open tunnels finish until ctx
+// ends, then closes what is left.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.shut = true
+	srv := p.srv
+	p.mu.Unlock()
+	var err error
+	if srv != nil {
+		err = srv.Shutdown(ctx)
+	}
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		p.closeTunnels()
+		<-done
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+// Close closes the listener, every connection and every tunnel at once.
+func (p *Proxy) Close() error {
+	p.mu.Lock()
+	p.shut = true
+	srv := p.srv
+	p.mu.Unlock()
+	var err error
+	if srv != nil {
+		err = srv.Close()
+	}
+	p.closeTunnels()
+	return err
+}
+
+func (p *Proxy) closeTunnels() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.tunnels {
+		c.Close()
+	}
+}
+
+// request is one proxy request being decided.
+type request struct {
+	r       *http.Request
+	ev      *audit.Event
+	spec    *config.Spec
+	node    *config.Node
+	rawHost string
+	host    Host
+	port    uint16
+	rule    string
+	addrs   []netip.AddrPort
+	status  int
+	code    string
+	reason  string
+}
+
+// deny records a refusal; nothing is left to dial.
+func (q *request) deny(status int, code, reason string) {
+	q.status, q.code, q.reason, q.addrs = status, code, reason, nil
+}
+
+// ServeHTTP decides one proxy request, audits the decision and carries it out.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := &request{r: r, spec: p.cfg.Spec()}
+	name := "Forward"
+	if r.Method == http.MethodConnect {
+		name = "Connect"
+	}
+	q.ev = p.newEvent(q.spec, name, r)
+	p.decide(r.Context(), q)
+	if q.code != "" {
+		p.refuse(w, q)
+		return
+	}
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	default:
+		q.deny(http.StatusServiceUnavailable, CodeTooManyTunnels, fmt.Sprintf("%d tunnels and requests are in flight", p.cfg.MaxTunnels))
+		p.refuse(w, q)
+		return
+	}
+	if r.Method == http.MethodConnect {
+		p.connect(w, q)
+	} else {
+		p.forwardRequest(w, q)
+	}
+}
+
+// decide authenticates the node, reads the target and checks it against the node's
+// role's rules and the guards, resolving a name at most once. It leaves q.addrs, the
+// only addresses that may be dialled, or a refusal.
+func (p *Proxy) decide(ctx context.Context, q *request) {
+	if !p.authenticate(q) {
+		return
+	}
+	if !p.target(q) {
+		return
+	}
+	q.ev.RequestParameters["host"] = q.host.String()
+	q.ev.RequestParameters["port"] = int(q.port)
+	rs := p.rules(q.spec, q.node.Role)
+	if q.host.IsAddr() {
+		v := rs.checkAddr(q.host.Addr, q.port, "")
+		if v.code != "" {
+			q.deny(http.StatusForbidden, v.code, v.reason)
+			return
+		}
+		q.rule, q.addrs = v.rule, []netip.AddrPort{netip.AddrPortFrom(q.host.Addr, q.port)}
+		p.checkDeny(q)
+		return
+	}
+	// A private DNS name of an endpoint serving an allowed API resolves to the endpoint's
+	// listen addresses, as Route 53 private hosted zones would; no DNS query.
+	if an, ok := rs.apiNames[q.host.Name]; ok {
+		for _, a := range an.addrs {
+			if a.Port() == q.port {
+				q.addrs = append(q.addrs, a)
+			}
+		}
+		if len(q.addrs) == 0 {
+			q.deny(http.StatusForbidden, CodePortNotAllowed, fmt.Sprintf("%s serves its APIs on other ports than %d", q.host.Name, q.port))
+			return
+		}
+		q.rule = an.desc
+		q.ev.RequestParameters["resolvedAddresses"] = addrStrings(q.addrs)
+		p.checkDeny(q)
+		return
+	}
+	named := rs.nameRules(q.host.Name)
+	if len(named) == 0 {
+		q.deny(http.StatusForbidden, CodeDestinationNotAllow, "no egress rule of role "+q.node.Role+" names "+q.host.Name)
+		return
+	}
+	nameRule := ""
+	for _, pr := range named {
+		if pr.allows(q.port) {
+			nameRule = pr.desc
+			break
+		}
+	}
+	if nameRule == "" {
+		q.deny(http.StatusForbidden, CodePortNotAllowed, fmt.Sprintf("the rules naming %s do not allow port %d", q.host.Name, q.port))
+		return
+	}
+	// Resolve once; what is checked below is exactly what gets dialled, so an answer that
+	// changes afterwards (DNS rebinding) changes nothing.
+	rctx, cancel := context.WithTimeout(ctx, p.cfg.ResolveTimeout)
+	ips, err := p.cfg.Resolver.LookupNetIP(rctx, "ip", q.host.Name)
+	cancel()
+	if err != nil || len(ips) == 0 {
+		if err == nil {
+			err = errors.New("no addresses")
+		}
+		q.deny(http.StatusBadGateway, CodeDNSFailed, "resolve "+q.host.Name+": "+err.Error())
+		return
+	}
+	resolved := make([]string, len(ips))
+	for i, ip := range ips {
+		resolved[i] = ip.String()
+	}
+	q.ev.RequestParameters["resolvedAddresses"] = resolved
+	rules := map[string]bool{}
+	for _, ip := range ips {
+		ip = ip.Unmap().WithZone("")
+		v := rs.checkAddr(ip, q.port, nameRule)
+		if v.code != "" {
+			q.deny(http.StatusForbidden, CodeAddressNotAllowed, q.host.Name+" resolves to "+ip.String()+": "+v.reason)
+			return
+		}
+		rules[v.rule] = true
+		q.addrs = append(q.addrs, netip.AddrPortFrom(ip, q.port))
+	}
+	q.rule = nameRule
+	for r := range rules {
+		if r != nameRule {
+			q.rule = nameRule + "; " + r
+		}
+	}
+	p.checkDeny(q)
+}
+
+// checkDeny refuses q when any address it would dial is on the always-denied list.
+func (p *Proxy) checkDeny(q *request) {
+	for _, a := range q.addrs {
+		for _, d := range p.cfg.Deny {
+			if d.Addr() == a.Addr() && (d.Port() == 0 || d.Port() == a.Port()) {
+				q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is the credential agent's metadata service")
+				q.addrs = nil
+				return
+			}
+		}
+	}
+}
+
+func addrStrings(as []netip.AddrPort) []string {
+	out := make([]string, len(as))
+	for i, a := range as {
+		out[i] = a.Addr().String()
+	}
+	return out
+}
+
+// authenticate reads Proxy-Authorization: Basic NODE:PASSWORD and finds the node.
+func (p *Proxy) authenticate(q *request) bool {
+	fail := func(reason string) bool {
+		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, reason)
+		return false
+	}
+	vals := q.r.Header.Values("Proxy-Authorization")
+	switch {
+	case len(vals) == 0:
+		return fail("the request has no Proxy-Authorization header")
+	case len(vals) > 1:
+		return fail("the request has more than one Proxy-Authorization header")
+	}
+	scheme, cred, _ := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !strings.EqualFold(scheme, "Basic") {
+		return fail("Proxy-Authorization is not Basic")
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return fail("Proxy-Authorization is not base64")
+	}
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || user == "" {
+		return fail("Proxy-Authorization has no node name")
+	}
+	q.ev.RequestParameters["proxyUser"] = truncate(user, 128)
+	n, known := q.spec.Node(user)
+	good := checkPassword(p.cfg.Key, user, pass) // computed for unknown nodes too: same cost
+	if !known || !good {
+		return fail("the node name or proxy password is wrong")
+	}
+	q.node = n
+	q.ev.UserIdentity = nodeIdentity(q.spec, n)
+	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC}
+	return true
+}
+
+// target reads the destination from the raw request target: authority-form for CONNECT,
+// absolute-form http:// otherwise. It never trusts net/http's parsed URL host, which
+// percent-decodes.
+func (p *Proxy) target(q *request) bool {
+	bad := func(reason string) bool {
+		q.deny(http.StatusBadRequest, CodeInvalidRequest, reason)
+		return false
+	}
+	uri := q.r.RequestURI
+	var authority string
+	defPort := ""
+	if q.r.Method == http.MethodConnect {
+		authority = uri
+	} else {
+		scheme, rest, ok := strings.Cut(uri, "://")
+		switch {
+		case !ok || strings.HasPrefix(uri, "/"):
+			return bad("not a proxy request: the request target is not absolute-form")
+		case strings.EqualFold(scheme, "https"):
+			return bad("absolute-form https:// is not forwarded: use CONNECT for TLS")
+		case !strings.EqualFold(scheme, "http"):
+			return bad("scheme " + truncate(scheme, 16) + " is not forwarded")
+		}
+		authority = rest
+		if i := strings.IndexAny(authority, "/?#"); i >= 0 {
+			authority = authority[:i]
+		}
+		defPort = "80"
+		q.ev.RequestParameters["method"] = truncate(q.r.Method, 16)
+	}
+	host, port, err := SplitHostPort(authority, defPort)
+	q.rawHost = host
+	if err != nil {
+		q.ev.RequestParameters["target"] = truncate(authority, 256)
+		return bad(err.Error())
+	}
+	h, err := ParseHost(host)
+	if err != nil {
+		q.ev.RequestParameters["target"] = truncate(authority, 256)
+		return bad(err.Error())
+	}
+	q.host, q.port = h, port
+	if host != h.String() && "["+h.String()+"]" != host {
+		q.ev.RequestParameters["hostAsWritten"] = truncate(host, 256)
+	}
+	return true
+}
+
+// SplitHostPort splits an authority (host:port, [v6]:port) strictly: no userinfo, a
+// decimal port 1-65535, defPort when the port is absent ("" makes it required).
+func SplitHostPort(authority, defPort string) (string, uint16, error) {
+	if strings.ContainsAny(authority, "@ \t\\") {
+		return "", 0, fmt.Errorf("authority %q holds userinfo or spaces", truncate(authority, 64))
+	}
+	host, port := authority, ""
+	if strings.HasPrefix(authority, "[") {
+		i := strings.IndexByte(authority, ']')
+		if i < 0 {
+			return "", 0, fmt.Errorf("authority %q has an unclosed bracket", truncate(authority, 64))
+		}
+		host, port = authority[:i+1], authority[i+1:]
+		if port != "" {
+			if port[0] != ':' {
+				return "", 0, fmt.Errorf("authority %q has text after the bracket", truncate(authority, 64))
+			}
+			port = port[1:]
+			if port == "" {
+				return "", 0, fmt.Errorf("authority %q has an empty port", truncate(authority, 64))
+			}
+		}
+	} else if i := strings.LastIndexByte(authority, ':'); i >= 0 {
+		host, port = authority[:i], authority[i+1:]
+		if strings.IndexByte(host, ':') >= 0 {
+			return "", 0, fmt.Errorf("authority %q: an IPv6 host must be bracketed", truncate(authority, 64))
+		}
+		if port == "" {
+			return "", 0, fmt.Errorf("authority %q has an empty port", truncate(authority, 64))
+		}
+	}
+	if port == "" {
+		port = defPort
+	}
+	if port == "" {
+		return "", 0, fmt.Errorf("authority %q has no port", truncate(authority, 64))
+	}
+	if len(port) > 5 || strings.TrimLeft(port, "0123456789") != "" {
+		return "", 0, fmt.Errorf("port %q is not a number", truncate(port, 16))
+	}
+	n, _ := strconv.Atoi(port)
+	if n < 1 || n > 65535 {
+		return "", 0, fmt.Errorf("port %d is outside 1 to 65535", n)
+	}
+	if host == "" {
+		return "", 0, errors.New("the authority has no host")
+	}
+	return host, uint16(n), nil
+}
+
+// refuse audits a refusal and answers it.
+func (p *Proxy) refuse(w http.ResponseWriter, q *request) {
+	err := p.record(q, nil)
+	status, code, reason := q.status, q.code, q.reason
+	if err != nil {
+		status, code, reason = http.StatusInternalServerError, CodeAuditFailed, "the decision could not be audited"
+	}
+	h := w.Header()
+	if status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="phantom-egress"`)
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Phantom-Egress-Error", code)
+	h.Set("Connection", "close")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, "%s: %s\n", code, reason)
+}
+
+// record writes the decision's audit event; the refusal fields come from q.
+func (p *Proxy) record(q *request, resp map[string]any) error {
+	ev := q.ev
+	ev.ErrorCode, ev.ErrorMessage = q.code, q.reason
+	if q.rule != "" {
+		ev.RequestParameters["rule"] = q.rule
+	}
+	if len(q.addrs) > 0 && ev.RequestParameters["resolvedAddresses"] == nil && !q.host.IsAddr() {
+		ev.RequestParameters["resolvedAddresses"] = addrStrings(q.addrs)
+	}
+	if q.status != 0 {
+		if resp == nil {
+			resp = map[string]any{}
+		}
+		resp["status"] = q.status
+	}
+	ev.ResponseElements = resp
+	err := p.cfg.Auditor.Record(q.r.Context(), ev)
+	lvl := slog.LevelDebug
+	if err != nil {
+		lvl = slog.LevelError
+	}
+	p.log.Log(q.r.Context(), lvl, "egress decision", "event", ev.EventName, "node", ev.AdditionalEventData["node"],
+		"host", q.host.String(), "port", q.port, "rule", q.rule, "error_code", q.code, "reason", q.reason, "audit_error", err)
+	return err
+}
+
+// Audit vocabulary.
+const (
+	eventSource   = "egress.phantom.amazonaws.com"
+	eventType     = "AwsVpceEvent"
+	eventCategory = "NetworkActivity"
+)
+
+func (p *Proxy) newEvent(s *config.Spec, name string, r *http.Request) *audit.Event {
+	ev := &audit.Event{
+		EventVersion:      audit.EventVersion,
+		EventTime:         p.now().UTC(),
+		EventSource:       eventSource,
+		EventName:         name,
+		UserAgent:         truncate(r.UserAgent(), 256),
+		RequestParameters: map[string]any{},
+		RequestID:         newID(),
+		EventID:           newID(),
+		ReadOnly:          false,
+		EventType:         eventType,
+		EventCategory:     eventCategory,
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ev.SourceIPAddress = ap.Addr().Unmap().String()
+	}
+	if s != nil {
+		ev.AWSRegion, ev.RecipientAccountID = s.Region, s.Account
+	}
+	return ev
+}
+
+// nodeIdentity is the node as CloudTrail names a role session: the node's role, session
+// name the node (the session the node's agent holds, arn:aws:sts::ACCT:assumed-role/ROLE/NODE).
+func nodeIdentity(s *config.Spec, n *config.Node) audit.UserIdentity {
+	ui := audit.UserIdentity{
+		Type:      "AssumedRole",
+		ARN:       "arn:aws:sts::" + s.Account + ":assumed-role/" + n.Role + "/" + n.Name,
+		AccountID: s.Account,
+	}
+	if role, ok := s.Role(n.Role); ok {
+		rid := uniqueID("AROA", role.ARN)
+		ui.PrincipalID = rid + ":" + n.Name
+		ui.SessionContext = &audit.SessionContext{
+			SessionIssuer: &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: s.Account, UserName: role.Name},
+			Attributes:    map[string]string{"mfaAuthenticated": "false"},
+		}
+	}
+	return ui
+}
+
+// uniqueID is IAM's unique-id shape derived from the ARN, as internal/sts and the
+// gateway derive it, so the same role has the same id in every component's events.
+func uniqueID(prefix, arn string) string {
+	sum := sha256.Sum256([]byte(arn))
+	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:17]
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "?")
+}

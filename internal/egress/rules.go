@@ -1,0 +1,202 @@
+package egress
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+// Error codes of refused decisions (errorCode in the audit event, and the first word of
+// the refusal's body).
+const (
+	CodeAuthRequired        = "ProxyAuthenticationRequired"
+	CodeDestinationNotAllow = "DestinationNotAllowed"
+	CodePortNotAllowed      = "PortNotAllowed"
+	CodeAddressNotAllowed   = "AddressNotAllowed"
+	CodeDNSFailed           = "DNSResolutionFailed"
+	CodeInvalidRequest      = "InvalidRequest"
+	CodeTooManyTunnels      = "TooManyTunnels"
+	CodeConnectFailed       = "ConnectFailed"
+	CodeAuditFailed         = "AuditFailed"
+)
+
+// defaultPorts are the ports of a host or CIDR rule that lists none.
+var defaultPorts = []config.PortRange{{From: 443, To: 443}}
+
+// ruleSet is one role's egress rules, compiled for lookup.
+type ruleSet struct {
+	exact    map[string][]portRule // host name -> rules naming it
+	wildcard []wildRule            // *.domain rules
+	prefixes []prefixRule          // cidr rules and IP host rules
+	apiAddrs map[netip.AddrPort]string
+	apiNames map[string]apiName // private DNS name of an endpoint serving an allowed API
+}
+
+type portRule struct {
+	ports []config.PortRange
+	desc  string
+}
+
+type wildRule struct {
+	suffix string // ".example.com"
+	portRule
+}
+
+type prefixRule struct {
+	prefix netip.Prefix
+	portRule
+}
+
+type apiName struct {
+	addrs []netip.AddrPort
+	desc  string
+}
+
+func (r portRule) allows(port uint16) bool {
+	return slices.ContainsFunc(r.ports, func(pr config.PortRange) bool { return pr.Contains(port) })
+}
+
+// compileRules compiles the egress rules of a role; a role without rules gets an empty
+// set, which allows nothing.
+func compileRules(s *config.Spec, role string) *ruleSet {
+	rs := &ruleSet{exact: map[string][]portRule{}, apiAddrs: map[netip.AddrPort]string{}, apiNames: map[string]apiName{}}
+	eg, ok := s.EgressFor(role)
+	if !ok {
+		return rs
+	}
+	for _, a := range eg.Allow {
+		ports := a.Ports
+		if len(ports) == 0 {
+			ports = defaultPorts
+		}
+		switch {
+		case a.API != "":
+			for _, e := range s.Endpoints {
+				if !slices.Contains(e.APIs, a.API) {
+					continue
+				}
+				desc := "api:" + a.API + " via " + e.ID
+				var addrs []netip.AddrPort
+				for _, l := range e.Listen {
+					ap := netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
+					if ap.Addr().IsUnspecified() {
+						// A wildcard listener has no one address to dial; the
+						// endpoint's private DNS names point at this host's loopback,
+						// as they do for `phantom up`.
+						lo := netip.IPv6Loopback()
+						if ap.Addr().Is4() {
+							lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+						}
+						ap = netip.AddrPortFrom(lo, ap.Port())
+					}
+					rs.apiAddrs[ap] = desc
+					addrs = append(addrs, ap)
+				}
+				for _, n := range e.PrivateDNSNames {
+					n = strings.ToLower(strings.TrimSuffix(n, "."))
+					an := rs.apiNames[n]
+					an.addrs = append(an.addrs, addrs...)
+					if an.desc == "" {
+						an.desc = desc
+					}
+					rs.apiNames[n] = an
+				}
+			}
+		case a.Host != "":
+			pr := portRule{ports: ports, desc: "host:" + a.Host + ":" + portsString(ports)}
+			if addr, err := netip.ParseAddr(a.Host); err == nil {
+				addr = addr.Unmap()
+				rs.prefixes = append(rs.prefixes, prefixRule{netip.PrefixFrom(addr, addr.BitLen()), pr})
+			} else if strings.HasPrefix(a.Host, "*.") {
+				rs.wildcard = append(rs.wildcard, wildRule{strings.ToLower(a.Host[1:]), pr})
+			} else {
+				h := strings.ToLower(strings.TrimSuffix(a.Host, "."))
+				rs.exact[h] = append(rs.exact[h], pr)
+			}
+		case a.CIDR.IsValid():
+			p := a.CIDR.Masked()
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			rs.prefixes = append(rs.prefixes, prefixRule{p, portRule{ports: ports, desc: "cidr:" + p.String() + ":" + portsString(ports)}})
+		}
+	}
+	return rs
+}
+
+func portsString(ports []config.PortRange) string {
+	var b strings.Builder
+	for i, p := range ports {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(p.From)))
+		if p.To != p.From {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(int(p.To)))
+		}
+	}
+	return b.String()
+}
+
+// nameRules returns the host rules naming a DNS name: exact first, then wildcards, which
+// match one or more leading labels (*.example.com matches a.example.com and
+// a.b.example.com, not example.com).
+func (rs *ruleSet) nameRules(name string) []portRule {
+	out := rs.exact[name]
+	for _, w := range rs.wildcard {
+		if len(name) > len(w.suffix) && strings.HasSuffix(name, w.suffix) {
+			out = append(out[:len(out):len(out)], w.portRule)
+		}
+	}
+	return out
+}
+
+// verdict is the outcome of checking one address.
+type verdict struct {
+	rule   string // the rule that allowed it
+	code   string // refusal code; empty when allowed
+	reason string
+}
+
+// checkAddr decides whether addr:port may be dialled on the strength of an address rule:
+// an API endpoint's listen address, or a CIDR/IP rule listing the port whose prefix lifts
+// any guard on addr. nameRule is the host rule that matched the name addr was resolved
+// from ("" for an IP literal): it allows ordinary global addresses on its own.
+func (rs *ruleSet) checkAddr(addr netip.Addr, port uint16, nameRule string) verdict {
+	ap := netip.AddrPortFrom(addr, port)
+	if d, ok := rs.apiAddrs[ap]; ok {
+		return verdict{rule: d}
+	}
+	rng, why, guarded := Guard(addr)
+	portOnly := false // a rule names the address, but on other ports
+	for _, p := range rs.prefixes {
+		if !p.prefix.Contains(addr) {
+			continue
+		}
+		liftsGuard := !guarded || lifts(p.prefix, rng)
+		if !liftsGuard {
+			continue
+		}
+		if p.allows(port) {
+			return verdict{rule: p.desc}
+		}
+		portOnly = true
+	}
+	if !guarded && nameRule != "" {
+		return verdict{rule: nameRule}
+	}
+	for a := range rs.apiAddrs {
+		portOnly = portOnly || a.Addr() == addr
+	}
+	switch {
+	case guarded && !portOnly:
+		return verdict{code: CodeAddressNotAllowed, reason: addr.String() + " is " + why + " and no rule names it"}
+	case portOnly:
+		return verdict{code: CodePortNotAllowed, reason: "no rule allows port " + strconv.Itoa(int(port)) + " on " + addr.String()}
+	}
+	return verdict{code: CodeDestinationNotAllow, reason: "no egress rule of the role names " + addr.String()}
+}
