@@ -45,6 +45,10 @@ func (c *caller) chained() bool { return c.session != nil && c.session.Role != "
 
 // ServeHTTP answers one STS query-API call.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if isNodePath(r) {
+		h.serveNode(w, r) // the workload agent's JSON API (node.go)
+		return
+	}
 	c := &call{id: h.newID(), now: h.now(), r: r}
 	c.ev = h.newEvent(c)
 	resp, aerr := h.serve(r.Context(), c)

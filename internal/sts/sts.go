@@ -117,6 +117,9 @@ type Config struct {
 	// WebIdentity returns the verifier of AssumeRoleWithWebIdentity tokens for the current
 	// spec's OIDC providers; nil (or a nil result) refuses every token.
 	WebIdentity func() WebIdentityVerifier
+	// Nodes serves the node API under NodePathPrefix (enrollment, certificate renewal and
+	// node-bound credentials for the workload agent, node.go); nil answers 404 there.
+	Nodes *NodeConfig
 }
 
 // Handler is the STS endpoint. It is safe for concurrent use.
@@ -154,6 +157,11 @@ func New(cfg Config, creds Credentials, issuer Issuer, auditor Auditor) (*Handle
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Nodes != nil {
+		if err := cfg.Nodes.validate(); err != nil {
+			problems = append(problems, err)
+		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("new sts handler: %w", errors.Join(problems...))
