@@ -31,6 +31,7 @@ type specAddrs struct {
 	Allowed      netip.AddrPort // a loopback server a CIDR rule allows
 	EndpointPort uint16
 	AllowedPort  uint16
+	HTTPPort     uint16 // a plain HTTP server on Allowed's address, for absolute-form
 }
 
 func loadSpec(t testing.TB, a specAddrs) *config.Spec {
@@ -40,6 +41,9 @@ func loadSpec(t testing.TB, a specAddrs) *config.Spec {
 	}
 	if !a.Allowed.IsValid() {
 		a.Allowed = netip.MustParseAddrPort("127.0.0.1:9443")
+	}
+	if a.HTTPPort == 0 {
+		a.HTTPPort = 9080
 	}
 	a.EndpointPort, a.AllowedPort = a.Endpoint.Port(), a.Allowed.Port()
 	raw, err := os.ReadFile("testdata/spec.yaml.tmpl")
