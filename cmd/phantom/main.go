@@ -77,6 +77,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newAuditCmd(),
 		newGatewayCmd(),
 		newEndpointCmd(),
+		newEgressCmd(),
 	)
 	return root
 }

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/egress"
+)
+
+// defaultEgressListen is the conventional forward-proxy port, on loopback: a workload
+// reaches the proxy on its own host.
+const defaultEgressListen = "127.0.0.1:3128"
+
+type egressFlags struct {
+	componentFlags
+	deny       []string
+	maxTunnels int
+	idle       time.Duration
+}
+
+func newEgressCmd() *cobra.Command {
+	var f egressFlags
+	cmd := &cobra.Command{
+		Use:   "egress --config FILE --data-dir DIR [--listen ADDR]",
+		Short: "Run the egress proxy: workloads reach only the destinations their role's egress rules name",
+		Long: `egress is the HTTP forward proxy (CONNECT, and absolute-form http:// requests) a node's
+workloads must use. A node authenticates with Proxy-Authorization: Basic NODE:PASSWORD (the
+password its agent received from STS; the proxy URL http://NODE:PASSWORD@ADDR works as
+HTTPS_PROXY/HTTP_PROXY). The node's role's egress rules in the spec decide where it may go:
+APIs (through their endpoints' listen addresses and private DNS names), host names on
+listed ports, CIDRs. Everything else is refused. Host names are resolved once and the
+checked address is what gets dialled; loopback, link-local and metadata, private and
+reserved addresses are refused in every spelling unless a rule names them. Every decision
+is one CloudTrail event (eventSource egress.phantom.amazonaws.com) in the audit chain
+--audit-chain under the spec's audit.dir. Rules follow the spec file when it changes.
+
+When it is ready it prints "phantom egress: listening on http://ADDR" on stderr.`,
+		Example: `  phantom egress --config perimeter.yaml --data-dir /var/lib/phantom --listen 127.0.0.1:3128 \
+    --deny 127.0.0.1:8169`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runEgress(ctx, cmd.ErrOrStderr(), f)
+		},
+	}
+	f.register(cmd, "egress")
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "listen", defaultEgressListen, "proxy listen address")
+	fl.StringArrayVar(&f.deny, "deny", nil, "ADDR:PORT refused whatever the rules say, e.g. the agent's IMDS listener (repeatable; port 0 = every port)")
+	fl.IntVar(&f.maxTunnels, "max-tunnels", egress.DefaultMaxTunnels, "concurrent tunnels and forwarded requests")
+	fl.DurationVar(&f.idle, "idle-timeout", egress.DefaultIdleTimeout, "close a tunnel after this long without traffic either way")
+	return cmd
+}
+
+func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
+	var deny []netip.AddrPort
+	for _, d := range f.deny {
+		ap, err := netip.ParseAddrPort(d)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--deny %q: want ADDR:PORT (port 0 for every port)", d)}
+		}
+		deny = append(deny, ap)
+	}
+	if f.maxTunnels <= 0 || f.idle <= 0 {
+		return &exitError{code: 2, err: errors.New("--max-tunnels and --idle-timeout must be positive")}
+	}
+	c, err := openComponent(ctx, stderr, "egress", f.componentFlags)
+	if err != nil {
+		return err
+	}
+	defer c.shutdown()
+	key, err := egress.DeriveKey(c.p.masterKey)
+	if err != nil {
+		return err
+	}
+	px, err := egress.New(egress.Config{
+		Spec:        c.w.Current,
+		Key:         key,
+		Auditor:     c.logs.get(f.chain),
+		Logger:      c.log,
+		Deny:        deny,
+		MaxTunnels:  f.maxTunnels,
+		IdleTimeout: f.idle,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	}
+	done := make(chan error, 1)
+	// Serve's context only bounds requests; the signal context starts a graceful shutdown.
+	go func() { done <- px.Serve(context.WithoutCancel(ctx), ln) }()
+	fmt.Fprintf(stderr, "phantom egress: listening on http://%s\n", ln.Addr())
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve egress: %w", err)
+	case <-ctx.Done():
+	}
+	c.log.Info("egress: shutting down; finishing open tunnels")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = px.Shutdown(shutdownCtx)
+	if serr := <-done; serr != nil && err == nil {
+		err = serr
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		c.log.Warn("egress: tunnels still open at the shutdown deadline were closed")
+		err = nil
+	}
+	return err
+}
