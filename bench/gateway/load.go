@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +31,48 @@ type result struct {
 	firstErr  error
 	elapsed   time.Duration
 	p50, p99  time.Duration
+	lat       []time.Duration // every request's latency, until finish
+	cpu       time.Duration   // CPU time of the whole process (clients included) while measuring
+}
+
+// cpuPerReq is the process's CPU time per request: unlike req/s it does not move with
+// what other processes on the machine take, so it compares the targets' cost.
+func (r result) cpuPerReq() time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.n)
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// add merges the measurement of another slice of the same cell into r.
+func (r *result) add(s result) {
+	r.errors += s.errors
+	if r.firstErr == nil {
+		r.firstErr = s.firstErr
+	}
+	r.elapsed += s.elapsed
+	r.cpu += s.cpu
+	r.lat = append(r.lat, s.lat...)
+}
+
+// finish computes the count and percentiles.
+func (r *result) finish() {
+	r.n = len(r.lat)
+	if r.n > 0 {
+		slices.Sort(r.lat)
+		r.p50 = r.lat[r.n*50/100]
+		r.p99 = r.lat[min(r.n-1, r.n*99/100)]
+	}
+	r.lat = nil
 }
 
 func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
@@ -37,8 +80,8 @@ func (r result) rps() float64 { return float64(r.n) / r.elapsed.Seconds() }
 func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
 
 // load runs c clients against t for d, each signing every request afresh with the AWS
-// SDK's signer (the same client-side cost for every target), and reports throughput and
-// latency percentiles.
+// SDK's signer (the same client-side cost for every target), and returns the latencies
+// (result.finish computes throughput and percentiles).
 func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) result {
 	signer := v4.NewSigner()
 	ctx, cancel := context.WithTimeout(ctx, d)
@@ -48,7 +91,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := range c {
 		wg.Add(1)
 		go func() {
@@ -69,17 +112,10 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 		}()
 	}
 	wg.Wait()
-	r := result{elapsed: time.Since(start), firstErr: firstErr}
-	var all []time.Duration
+	r := result{elapsed: time.Since(start), cpu: cpuTime() - cpu0, firstErr: firstErr}
 	for i := range c {
-		all = append(all, lat[i]...)
+		r.lat = append(r.lat, lat[i]...)
 		r.errors += errs[i]
-	}
-	r.n = len(all)
-	if r.n > 0 {
-		slices.Sort(all)
-		r.p50 = all[r.n*50/100]
-		r.p99 = all[min(r.n-1, r.n*99/100)]
 	}
 	return r
 }

@@ -5,7 +5,9 @@
 //	(b) the gateway directly (SigV4, IAM evaluation, audit, assertion), and
 //	(c) the endpoint, then the gateway (security group, TLS, mTLS hop),
 //
-// at several concurrencies, and prints requests/s, p50/p99 latency and the ratios to (a).
+// at several concurrencies, and prints requests/s, p50/p99 latency and the ratios to (a),
+// and the process's CPU time per request (clients included) and its ratio: (a)'s CPU per
+// request over the target's, the throughput ratio a CPU-bound machine would show.
 // Everything runs in this process on loopback.
 //
 //	go run ./bench/gateway -duration 5s -concurrency 1,4,16,64
@@ -31,6 +33,7 @@ func main() {
 	conc := flag.String("concurrency", "1,4,16,64", "comma-separated numbers of concurrent clients")
 	only := flag.String("only", "", "measure only the targets whose name contains this (a, b or c); the baseline (a) always runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	rounds := flag.Int("rounds", 1, "split each cell into this many slices, measured in turns across the targets, so load from other processes falls on all of them alike")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -48,7 +51,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		os.Exit(2)
 	}
-	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels, only: *only}); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench/gateway: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -59,6 +66,7 @@ type options struct {
 	duration, warmup time.Duration
 	levels           []int
 	only             string
+	rounds           int // 0 or 1: each target measured once per cell
 }
 
 func parseLevels(s string) ([]int, error) {
@@ -88,23 +96,36 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	fmt.Fprintf(out, "phantom gateway bench: GET %s, %s per cell after %s warm-up, GOMAXPROCS=%d\n\n",
 		benchPath, o.duration, o.warmup, gomaxprocs())
-	fmt.Fprintf(out, "%-22s %5s %10s %10s %10s %8s %10s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)")
+	fmt.Fprintf(out, "%-22s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
+	rounds := max(o.rounds, 1)
 	for _, c := range o.levels {
-		var base result
+		var ts []target
 		for i, t := range p.targets {
-			if i > 0 && o.only != "" && !strings.Contains(t.name, "("+o.only+")") {
-				continue
+			if i == 0 || o.only == "" || strings.Contains(t.name, "("+o.only+")") {
+				ts = append(ts, t)
 			}
+		}
+		for _, t := range ts {
 			load(ctx, p, t, c, o.warmup)
-			r := load(ctx, p, t, c, o.duration)
+		}
+		rs := make([]result, len(ts))
+		for range rounds {
+			for i, t := range ts {
+				rs[i].add(load(ctx, p, t, c, o.duration/time.Duration(rounds)))
+			}
+		}
+		for i := range rs {
+			rs[i].finish()
+		}
+		for i, t := range ts {
+			r := rs[i]
 			if r.errors > 0 {
 				return fmt.Errorf("%s at %d clients: %d failed requests (first: %v)", t.name, c, r.errors, r.firstErr)
 			}
-			if i == 0 {
-				base = r
-			}
-			fmt.Fprintf(out, "%-22s %5d %10.0f %10s %10s %8.2f %10s\n", t.name, c, r.rps(),
-				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99))
+			base := rs[0]
+			fmt.Fprintf(out, "%-22s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
+				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99),
+				r.cpuPerReq().Round(time.Microsecond), float64(base.cpuPerReq())/float64(r.cpuPerReq()))
 		}
 	}
 	return nil
