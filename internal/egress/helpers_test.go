@@ -292,3 +292,7 @@ func rawConnect(t testing.TB, proxy, target, auth string) string {
 	}
 	return strings.TrimRight(line, "\r\n")
 }
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func netipParse(s string) (netip.Addr, error) { return netip.ParseAddr(s) }

@@ -143,11 +143,13 @@ type tunnel struct {
 
 type closeWriter interface{ CloseWrite() error }
 
-// pipe copies src to dst. A read that times out while the other direction is busy is
-// retried, so idle counts silence in both directions. EOF half-closes dst (the other
-// direction may go on); an error ends both directions.
+// pipe copies src to dst. Each read and write moves the deadlines on and stamps the
+// tunnel's last activity; a read that times out while the other direction is busy is
+// retried, so idle counts silence in both directions. (io.Copy's splice(2) path would
+// save a copy but hides activity until a whole chunk has passed.) EOF half-closes dst
+// (the other direction may go on); an error ends both directions.
 func (t *tunnel) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, 64<<10)
 	for {
 		src.SetReadDeadline(time.Now().Add(t.idle))
 		if t.broken.Load() { // after the deadline: a concurrent fail's deadline is not lost
@@ -186,8 +188,8 @@ func (t *tunnel) pipe(dst, src net.Conn) {
 func (t *tunnel) fail(a, b net.Conn) {
 	t.broken.Store(true)
 	now := time.Now()
-	a.SetReadDeadline(now)
-	b.SetReadDeadline(now)
+	a.SetDeadline(now)
+	b.SetDeadline(now)
 }
 
 // forwardRequest carries out an allowed absolute-form http:// request: audit, then
