@@ -20,6 +20,34 @@ func NewContext(m map[string][]string) *Context {
 	return c
 }
 
+// ContextOf builds a Context that uses m itself instead of a copy, for callers that build
+// a fresh map per request (a gateway evaluating every call): m and its value slices must not
+// be modified while the Context is in use (Set writes to m). Names already in lower case — what a hot path
+// should pass — cost nothing; if any name is not, ContextOf returns NewContext(m), so the
+// lookups are case-insensitive either way.
+func ContextOf(m map[string][]string) *Context {
+	for k := range m {
+		if !isLower(k) {
+			return NewContext(m)
+		}
+	}
+	return &Context{m: m}
+}
+
+// isLower reports whether strings.ToLower(s) == s.
+func isLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			return false
+		}
+		if c >= 0x80 {
+			return strings.ToLower(s) == s
+		}
+	}
+	return true
+}
+
 // Set replaces the values of key. Set with no values records the key as present with an
 // empty set of values, which a multivalued key can be.
 func (c *Context) Set(key string, values ...string) {

@@ -40,3 +40,32 @@ func TestContext(t *testing.T) {
 		t.Error("zero Context is not usable")
 	}
 }
+
+// TestContextOf: a map with lower-case names is used as is (no copy); any other name makes
+// ContextOf fall back to NewContext, so lookups stay case-insensitive and keys that differ
+// only in case are merged.
+func TestContextOf(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    map[string][]string
+		key  string
+		want []string
+	}{
+		{"lower case", map[string][]string{"aws:sourceip": {"10.0.0.1"}}, "AWS:SourceIp", []string{"10.0.0.1"}},
+		{"mixed case falls back", map[string][]string{"aws:SourceIp": {"10.0.0.1"}}, "aws:sourceip", []string{"10.0.0.1"}},
+		{"merged", map[string][]string{"aws:TagKeys": {"a"}, "aws:tagkeys": {"a"}}, "aws:tagkeys", []string{"a", "a"}},
+		{"non-ASCII upper case", map[string][]string{"aws:principaltag/Äbc": {"v"}}, "aws:PrincipalTag/äbc", []string{"v"}},
+		{"non-ASCII lower case", map[string][]string{"aws:principaltag/äbc": {"v"}}, "aws:PrincipalTag/ÄBC", []string{"v"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ContextOf(tc.m)
+			if v, ok := c.Get(tc.key); !ok || !slices.Equal(v, tc.want) {
+				t.Errorf("Get(%q) = %v %v, want %v", tc.key, v, ok, tc.want)
+			}
+		})
+	}
+	m := map[string][]string{"aws:sourceip": {"10.0.0.1"}, "aws:principalaccount": {"123456789012"}}
+	if n := testing.AllocsPerRun(100, func() { _ = ContextOf(m) }); n > 1 {
+		t.Errorf("ContextOf of lower-case names: %v allocations, want at most 1 (no copy)", n)
+	}
+}
