@@ -146,6 +146,27 @@ func newKeyBuilder(canonical bool) *keyBuilder {
 	return &keyBuilder{canonical: canonical, m: make(map[string][]string, 24), vals: make([]string, 0, 24)}
 }
 
+// keyBuilders recycles the builders of the lower-case keys every decision builds: the map
+// is only read by the one evaluation it was built for (policy.ContextOf), then cleared.
+type keyBuilders struct{ p sync.Pool }
+
+func (kb *keyBuilders) get() *keyBuilder {
+	if b, ok := kb.p.Get().(*keyBuilder); ok {
+		return b
+	}
+	return newKeyBuilder(false)
+}
+
+func (kb *keyBuilders) put(b *keyBuilder) {
+	if len(b.m) > 64 {
+		return // an outsized tag set: do not keep its map
+	}
+	clear(b.m)
+	clear(b.vals)
+	b.vals = b.vals[:0]
+	kb.p.Put(b)
+}
+
 func (b *keyBuilder) set(k condKey, v string) {
 	name := k.lower
 	if b.canonical {
@@ -173,6 +194,12 @@ func (b *keyBuilder) tag(key, v string) {
 // canonical (for explanations).
 func (g *Gateway) conditionKeys(cl *call, c *caller, canonical bool) map[string][]string {
 	b := newKeyBuilder(canonical)
+	g.fillKeys(b, cl, c)
+	return b.m
+}
+
+// fillKeys adds the request's global condition keys to b.
+func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 	now := cl.now
 	if cl.ch.sourceIP != "" {
 		b.set(keySourceIP, cl.ch.sourceIP)
@@ -192,7 +219,7 @@ func (g *Gateway) conditionKeys(cl *call, c *caller, canonical bool) map[string]
 	}
 	b.set(keyViaAWSService, "false")
 	if c == nil {
-		return b.m
+		return
 	}
 	b.set(keyPrincipalAccount, c.account)
 	var specTags map[string]string
@@ -232,7 +259,7 @@ func (g *Gateway) conditionKeys(cl *call, c *caller, canonical bool) map[string]
 	if c.risk != "" {
 		b.set(keyRiskLevel, c.risk)
 	}
-	return b.m
+	return
 }
 
 // compiledSet is a policy set with the names of its entries, for explanations.

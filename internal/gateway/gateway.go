@@ -94,6 +94,8 @@ type Gateway struct {
 	state atomic.Pointer[state] // per-spec verifier and policy-set cache
 	peers peerCache
 
+	keyBuilders keyBuilders
+
 	signer *assertionSigner
 	proxy  *httputil.ReverseProxy
 }

@@ -253,7 +253,9 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	}
 
 	// 4 and 5. The request context and one decision over every policy that applies.
-	keys := g.conditionKeys(cl, &c, false)
+	keys := g.keyBuilders.get()
+	defer g.keyBuilders.put(keys)
+	g.fillKeys(keys, cl, &c)
 	k := setKey{api: api.ID, session: sessionDigest(c.claims)}
 	switch {
 	case c.role != nil:
@@ -271,7 +273,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		Action:           actionInvoke,
 		Resource:         cl.resource,
 		ResourceAccount:  cl.spec.Account,
-		Context:          policy.NewContext(keys),
+		Context:          policy.ContextOf(keys.m),
 	}
 	d := cs.set.Evaluate(&req)
 	cl.decision = d.Effect.String()
@@ -347,13 +349,15 @@ func (g *Gateway) selectAPI(cl *call) (*config.API, *apiError) {
 // policy explicitly denies the request (an anonymous caller matches Principal "*"): a
 // resource policy that denies everything not coming through an endpoint still holds.
 func (g *Gateway) decideAnonymous(cl *call) *apiError {
-	keys := g.conditionKeys(cl, nil, false)
+	keys := g.keyBuilders.get()
+	defer g.keyBuilders.put(keys)
+	g.fillKeys(keys, cl, nil)
 	k := setKey{api: cl.api.ID}
 	if cl.ch.endpoint != nil {
 		k.endpoint = cl.ch.endpoint.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, nil, cl.api, cl.ch.endpoint) })
-	req := policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: policy.NewContext(keys)}
+	req := policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: policy.ContextOf(keys.m)}
 	d := cs.set.Evaluate(&req)
 	if d.Effect != policy.ExplicitDeny {
 		cl.decision = "Allow"
