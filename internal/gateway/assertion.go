@@ -9,8 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
@@ -91,6 +95,7 @@ type assertionSigner struct {
 	kid    string
 	header string // base64url of the JOSE header, with the trailing "."
 	jwks   []byte
+	bufs   sync.Pool // of *signBuf
 }
 
 func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
@@ -105,23 +110,118 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 		Typ string `json:"typ"`
 	}{"EdDSA", kid, "JWT"})
 	jwks, _ := json.Marshal(jwkSet{Keys: []jwk{{Kty: "OKP", Crv: "Ed25519", X: x, Kid: kid, Use: "sig", Alg: "EdDSA"}}})
-	return &assertionSigner{key: key, kid: kid, header: b64.EncodeToString(hdr) + ".", jwks: jwks}
+	return &assertionSigner{key: key, kid: kid, header: b64.EncodeToString(hdr) + ".", jwks: jwks,
+		bufs: sync.Pool{New: func() any { return new(signBuf) }}}
 }
 
 // sign returns the compact JWS of a.
 func (s *assertionSigner) sign(a *Assertion) (string, error) {
-	claims, err := json.Marshal(a)
-	if err != nil {
-		return "", err
-	}
-	n := len(s.header) + b64.EncodedLen(len(claims))
-	buf := make([]byte, 0, n+1+b64.EncodedLen(ed25519.SignatureSize))
+	sb := s.bufs.Get().(*signBuf)
+	defer s.bufs.Put(sb)
+	sb.claims = a.appendJSON(sb.claims[:0])
+	n := len(s.header) + b64.EncodedLen(len(sb.claims))
+	buf := slices.Grow(sb.token[:0], n+1+b64.EncodedLen(ed25519.SignatureSize))
 	buf = append(buf, s.header...)
-	buf = b64.AppendEncode(buf, claims)
+	buf = b64.AppendEncode(buf, sb.claims)
 	sig := ed25519.Sign(s.key, buf)
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
+	sb.token = buf
 	return string(buf), nil
+}
+
+// signBuf is sign's scratch, pooled.
+type signBuf struct{ claims, token []byte }
+
+// appendJSON appends the claims as json.Marshal(a) spells them (same members, order and
+// escaping; TestAssertionJSON holds the two together) without reflection: the gateway
+// signs one assertion per request.
+func (a *Assertion) appendJSON(b []byte) []byte {
+	b = append(b, `{"iss":`...)
+	b = appendJSONString(b, a.Issuer)
+	b = append(b, `,"aud":`...)
+	b = appendJSONString(b, a.Audience)
+	b = append(b, `,"sub":`...)
+	b = appendJSONString(b, a.Subject)
+	opt := func(b []byte, name, v string) []byte {
+		if v == "" {
+			return b
+		}
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		return appendJSONString(b, v)
+	}
+	b = opt(b, "principal", a.Principal)
+	b = opt(b, "account", a.Account)
+	b = opt(b, "accessKeyId", a.AccessKeyID)
+	b = opt(b, "sessionName", a.SessionName)
+	b = opt(b, "role", a.Role)
+	b = opt(b, "vpce", a.VPCEndpoint)
+	b = opt(b, "sourceIp", a.SourceIP)
+	b = append(b, `,"requestId":`...)
+	b = appendJSONString(b, a.RequestID)
+	b = opt(b, "method", a.Method)
+	b = opt(b, "path", a.Path)
+	b = append(b, `,"iat":`...)
+	b = strconv.AppendInt(b, a.IssuedAt, 10)
+	b = append(b, `,"exp":`...)
+	b = strconv.AppendInt(b, a.ExpiresAt, 10)
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string the way encoding/json writes it: HTML
+// characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // Errors VerifyAssertion returns (wrapped with detail).

@@ -131,3 +131,36 @@ func FuzzVerifyAssertion(f *testing.F) {
 		}
 	})
 }
+
+// TestAssertionJSON: the claims the gateway signs are what json.Marshal would write, for
+// every kind of character a principal, session name or path can carry.
+func TestAssertionJSON(t *testing.T) {
+	for _, s := range []string{
+		"", "plain", `quote " backslash \ slash /`, "<script>&amp;</script>", "ctl \x00\x01\b\f\n\r\t\x1f\x7f",
+		"unicode é ✓ \U0001F600", "line sep \u2028 para \u2029", "bad utf-8 \xff\xfe \xc3", "\xed\xa0\x80 surrogate",
+	} {
+		checkAssertionJSON(t, s)
+	}
+}
+
+func FuzzAssertionJSON(f *testing.F) {
+	f.Add("arn:aws:sts::123456789012:assumed-role/r/s")
+	f.Add("<\u2028\xff\"\\")
+	f.Fuzz(checkAssertionJSON)
+}
+
+func checkAssertionJSON(t *testing.T, s string) {
+	for _, a := range []Assertion{
+		{Issuer: AssertionIssuer, Audience: s, RequestID: s, IssuedAt: -1, ExpiresAt: 1 << 40},
+		{Issuer: s, Audience: "a", Subject: s, Principal: s, Account: s, AccessKeyID: s, SessionName: s, Role: s,
+			VPCEndpoint: s, SourceIP: s, RequestID: "r", Method: s, Path: s, IssuedAt: 1764380000, ExpiresAt: 1764380120},
+	} {
+		want, err := json.Marshal(&a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.appendJSON(nil); string(got) != string(want) {
+			t.Fatalf("appendJSON(%q):\n got %s\nwant %s", s, got, want)
+		}
+	}
+}
