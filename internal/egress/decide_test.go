@@ -157,3 +157,20 @@ func TestWrongPassword(t *testing.T) {
 		t.Fatalf("two Proxy-Authorization headers: status %d", w.Code)
 	}
 }
+
+// TestUnspecifiedNeverOpens: a rule naming 0.0.0.0 or :: does not open them; a connection
+// there would reach this host.
+func TestUnspecifiedNeverOpens(t *testing.T) {
+	spec := loadSpec(t, specAddrs{})
+	rs := compileRules(spec, "open")
+	rs.prefixes = append(rs.prefixes,
+		prefixRule{mustPrefix("0.0.0.0/8"), portRule{ports: defaultPorts, desc: "cidr:0.0.0.0/8"}},
+		prefixRule{mustPrefix("::/128"), portRule{ports: defaultPorts, desc: "cidr:::/128"}},
+		prefixRule{mustPrefix("224.0.0.0/4"), portRule{ports: defaultPorts, desc: "cidr:224.0.0.0/4"}},
+	)
+	for _, a := range []string{"0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0", "224.0.0.1", "255.255.255.255"} {
+		if v := rs.checkAddr(mustAddr(a), 443, ""); v.code == "" {
+			t.Errorf("%s opened by %s", a, v.rule)
+		}
+	}
+}

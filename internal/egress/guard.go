@@ -128,3 +128,12 @@ func embedded(addr netip.Addr, outer netip.Prefix, off int, label string) (netip
 func lifts(rule, rng netip.Prefix) bool {
 	return rule.Bits() >= rng.Bits() && rng.Contains(rule.Addr())
 }
+
+// absolute reports whether no rule may open addr: a connection to an unspecified address
+// reaches this host (0.0.0.0 and :: act as loopback on Linux), and TCP to a multicast or
+// broadcast address is never a legitimate destination.
+func absolute(addr netip.Addr) bool {
+	addr = addr.Unmap()
+	return addr.IsUnspecified() || addr.IsMulticast() || (addr.Is4() && addr.As4()[0] == 0) ||
+		addr == netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}

@@ -124,6 +124,10 @@ func newResolver(m map[string][]string) *fakeResolver {
 func (r *fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !strings.HasSuffix(host, ".") {
+		return nil, &net.DNSError{Err: "the proxy must look up rooted names", Name: host}
+	}
+	host = strings.TrimSuffix(host, ".")
 	n := r.calls[host]
 	r.calls[host]++
 	as, ok := r.answers[host]
@@ -296,3 +300,7 @@ func rawConnect(t testing.TB, proxy, target, auth string) string {
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
 func netipParse(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s).Unmap() }

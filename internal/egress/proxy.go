@@ -351,7 +351,8 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 	// Resolve once; what is checked below is exactly what gets dialled, so an answer that
 	// changes afterwards (DNS rebinding) changes nothing.
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.ResolveTimeout)
-	ips, err := p.cfg.Resolver.LookupNetIP(rctx, "ip", q.host.Name)
+	// Rooted (trailing dot): no resolv.conf search domain turns the name into another.
+	ips, err := p.cfg.Resolver.LookupNetIP(rctx, "ip", q.host.Name+".")
 	cancel()
 	if err != nil || len(ips) == 0 {
 		if err == nil {

@@ -172,12 +172,13 @@ func (rs *ruleSet) checkAddr(addr netip.Addr, port uint16, nameRule string) verd
 		return verdict{rule: d}
 	}
 	rng, why, guarded := Guard(addr)
+	fixed := absolute(addr)
 	portOnly := false // a rule names the address, but on other ports
 	for _, p := range rs.prefixes {
 		if !p.prefix.Contains(addr) {
 			continue
 		}
-		liftsGuard := !guarded || lifts(p.prefix, rng)
+		liftsGuard := !guarded || (!fixed && lifts(p.prefix, rng))
 		if !liftsGuard {
 			continue
 		}
@@ -190,7 +191,7 @@ func (rs *ruleSet) checkAddr(addr netip.Addr, port uint16, nameRule string) verd
 		return verdict{rule: nameRule}
 	}
 	for a := range rs.apiAddrs {
-		portOnly = portOnly || a.Addr() == addr
+		portOnly = portOnly || (a.Addr() == addr && !fixed)
 	}
 	switch {
 	case guarded && !portOnly:
