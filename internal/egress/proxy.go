@@ -3,6 +3,8 @@ package egress
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
 // Resolver looks up a host name's addresses; *net.Resolver satisfies it.
@@ -30,6 +33,12 @@ type Resolver interface {
 // literal IP:port it has checked.
 type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// NodeVerifier verifies a node's client certificate chain and names its identity;
+// *pki.Verifier satisfies it.
+type NodeVerifier interface {
+	Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error)
 }
 
 // Auditor records one decision; an error refuses the request (fail closed).
@@ -63,6 +72,10 @@ type Config struct {
 	Logger  *slog.Logger
 	// Now stamps audit events; default time.Now.
 	Now func() time.Time
+	// Verifier, when set, lets a node authenticate with its perimeter-CA client
+	// certificate (kind node) on a TLS listener (see TLSConfig) instead of, or together
+	// with, its proxy password.
+	Verifier NodeVerifier
 	// Deny lists addresses refused whatever the rules say: the agent's loopback IMDS and
 	// container-credentials listeners. Port 0 denies every port of the address.
 	Deny []netip.AddrPort
@@ -407,14 +420,50 @@ func addrStrings(as []netip.AddrPort) []string {
 	return out
 }
 
-// authenticate reads Proxy-Authorization: Basic NODE:PASSWORD and finds the node.
+// TLSConfig is the configuration of a TLS proxy listener (tls.NewListener(ln, cfg), then
+// Serve): TLS 1.2 or later, HTTP/1.1 (CONNECT needs it), and a client certificate
+// requested but not required — the handler verifies it with Config.Verifier, so a
+// certificate from another CA is refused with an audited 407 rather than a handshake
+// error, and nodes without one still authenticate with their password.
+func (p *Proxy) TLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: getCert,
+		ClientAuth:     tls.RequestClientCert,
+		NextProtos:     []string{"http/1.1"},
+	}
+}
+
+// authenticate identifies the node: by its client certificate (TLS listener with a
+// Verifier) and/or Proxy-Authorization: Basic NODE:PASSWORD. Every credential presented
+// must be valid and all must name the same node.
 func (p *Proxy) authenticate(q *request) bool {
 	fail := func(reason string) bool {
 		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, reason)
 		return false
 	}
+	certNode := ""
+	if q.r.TLS != nil {
+		q.ev.TLSDetails = &audit.TLSDetails{TLSVersion: tlsVersionName(q.r.TLS.Version), CipherSuite: tls.CipherSuiteName(q.r.TLS.CipherSuite),
+			ClientProvidedHostHeader: truncate(q.r.Host, 256)}
+		if len(q.r.TLS.PeerCertificates) > 0 {
+			if p.cfg.Verifier == nil {
+				return fail("client certificates are not accepted here; use the proxy password")
+			}
+			id, err := p.cfg.Verifier.Verify(q.r.TLS.PeerCertificates, x509.ExtKeyUsageClientAuth)
+			if err != nil {
+				return fail("client certificate: " + err.Error())
+			}
+			if id.Kind != pki.KindNode || id.Account != q.spec.Account {
+				return fail("client certificate names " + id.String() + ", not a node of this perimeter")
+			}
+			certNode = id.Name
+		}
+	}
 	vals := q.r.Header.Values("Proxy-Authorization")
 	switch {
+	case len(vals) == 0 && certNode != "":
+		return p.identify(q, certNode, "certificate")
 	case len(vals) == 0:
 		return fail("the request has no Proxy-Authorization header")
 	case len(vals) > 1:
@@ -433,15 +482,43 @@ func (p *Proxy) authenticate(q *request) bool {
 		return fail("Proxy-Authorization has no node name")
 	}
 	q.ev.RequestParameters["proxyUser"] = truncate(user, 128)
-	n, known := q.spec.Node(user)
+	_, known := q.spec.Node(user)
 	good := checkPassword(p.cfg.Key, user, pass) // computed for unknown nodes too: same cost
 	if !known || !good {
 		return fail("the node name or proxy password is wrong")
 	}
+	if certNode != "" && certNode != user {
+		return fail("the client certificate names node " + certNode + " but Proxy-Authorization names " + truncate(user, 128))
+	}
+	how := "password"
+	if certNode != "" {
+		how = "certificate+password"
+	}
+	return p.identify(q, user, how)
+}
+
+// identify makes an authenticated node the request's principal.
+func (p *Proxy) identify(q *request, node, how string) bool {
+	n, ok := q.spec.Node(node)
+	if !ok {
+		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, "node "+truncate(node, 128)+" is not in the perimeter spec")
+		return false
+	}
 	q.node = n
 	q.ev.UserIdentity = nodeIdentity(q.spec, n)
-	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC}
+	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC, "authentication": how}
 	return true
+}
+
+// tlsVersionName names a TLS version as CloudTrail's tlsDetails does ("TLSv1.3").
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	}
+	return tls.VersionName(v)
 }
 
 // target reads the destination from the raw request target: authority-form for CONNECT,
