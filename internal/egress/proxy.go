@@ -262,6 +262,7 @@ type request struct {
 	ev      *audit.Event
 	spec    *config.Spec
 	node    *config.Node
+	rules   *ruleSet
 	rawHost string
 	host    Host
 	port    uint16
@@ -317,7 +318,7 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 	}
 	q.ev.RequestParameters["host"] = q.host.String()
 	q.ev.RequestParameters["port"] = int(q.port)
-	rs := p.rules(q.spec, q.node.Role)
+	rs := q.rules
 	if q.host.IsAddr() {
 		v := rs.checkAddr(q.host.Addr, q.port, "")
 		if v.code != "" {
@@ -505,7 +506,8 @@ func (p *Proxy) identify(q *request, node, how string) bool {
 		return false
 	}
 	q.node = n
-	q.ev.UserIdentity = nodeIdentity(q.spec, n)
+	q.rules = p.rules(q.spec, n.Role)
+	q.ev.UserIdentity = nodeIdentity(q.spec, q.rules, n)
 	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC, "authentication": how}
 	return true
 }
@@ -697,14 +699,15 @@ func (p *Proxy) newEvent(s *config.Spec, name string, r *http.Request) *audit.Ev
 
 // nodeIdentity is the node as CloudTrail names a role session: the node's role, session
 // name the node (the session the node's agent holds, arn:aws:sts::ACCT:assumed-role/ROLE/NODE).
-func nodeIdentity(s *config.Spec, n *config.Node) audit.UserIdentity {
+// The role's unique id is computed once per spec, with its rules.
+func nodeIdentity(s *config.Spec, rs *ruleSet, n *config.Node) audit.UserIdentity {
 	ui := audit.UserIdentity{
 		Type:      "AssumedRole",
 		ARN:       "arn:aws:sts::" + s.Account + ":assumed-role/" + n.Role + "/" + n.Name,
 		AccountID: s.Account,
 	}
 	if role, ok := s.Role(n.Role); ok {
-		rid := uniqueID("AROA", role.ARN)
+		rid := rs.roleID
 		ui.PrincipalID = rid + ":" + n.Name
 		ui.SessionContext = &audit.SessionContext{
 			SessionIssuer: &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: s.Account, UserName: role.Name},

@@ -33,6 +33,7 @@ type ruleSet struct {
 	prefixes []prefixRule          // cidr rules and IP host rules
 	apiAddrs map[netip.AddrPort]string
 	apiNames map[string]apiName // private DNS name of an endpoint serving an allowed API
+	roleID   string             // the role's IAM unique id (AROA…), for audit events
 }
 
 type portRule struct {
@@ -63,6 +64,9 @@ func (r portRule) allows(port uint16) bool {
 // set, which allows nothing.
 func compileRules(s *config.Spec, role string) *ruleSet {
 	rs := &ruleSet{exact: map[string][]portRule{}, apiAddrs: map[netip.AddrPort]string{}, apiNames: map[string]apiName{}}
+	if r, ok := s.Role(role); ok {
+		rs.roleID = uniqueID("AROA", r.ARN)
+	}
 	eg, ok := s.EgressFor(role)
 	if !ok {
 		return rs
