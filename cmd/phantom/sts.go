@@ -19,6 +19,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -104,7 +105,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 		ln.Close()
 		return err
 	}
-	srv := serveHTTPS("sts", ln, h, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, c.log)
+	srv := serveHTTPS("sts", ln, h, stsTLSConfig(certs.getServer), c.log)
 	bundle := filepath.Join(f.dataDir, "ca.pem")
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
 	c.log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
@@ -116,6 +117,10 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
 	adapter := sts.NewIdentity(p.ids)
+	egressKey, err := egress.DeriveKey(p.masterKey)
+	if err != nil {
+		return nil, err
+	}
 	return sts.New(sts.Config{
 		Account:   spec.Account,
 		Region:    spec.Region,
@@ -125,7 +130,25 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		Messages:  p.messages,
 		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
 		WebIdentity: webIdentityVerifier(current, log),
+		// The workload agent's node API: enrollment with join tokens from the store,
+		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
+		Nodes: &sts.NodeConfig{
+			CA:            p.ca,
+			Tokens:        pki.NewTokens(pki.TokensConfig{}, p.store),
+			Verifier:      p.ca.Verifier(),
+			Issuer:        adapter,
+			Registry:      p.store,
+			ProxyPassword: func(node string) string { return egress.ProxyPassword(egressKey, node) },
+		},
 	}, adapter, adapter, auditor)
+}
+
+// stsTLSConfig is the STS listener's TLS: it requests, without requiring, a client
+// certificate, so the workload agent can present its node certificate to the node API
+// (which verifies it against the perimeter CA itself) while SDK callers of the query API
+// present none.
+func stsTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, ClientAuth: tls.RequestClientCert}
 }
 
 // perimeter is what the STS opens in a data directory: the store, the identity service
