@@ -1,10 +1,14 @@
 package egress
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSpellingsRefused sends CONNECT and absolute-form requests for loopback, private and
@@ -202,5 +206,67 @@ func TestAuditFailureRefuses(t *testing.T) {
 	w := tp.serve(http.MethodGet, "http://api.example.com:8000/", "service-a-1")
 	if w.Code != http.StatusInternalServerError {
 		t.Fatalf("forward with a failing audit: %d", w.Code)
+	}
+}
+
+// TestLimits: a request head over MaxHeaderBytes is refused by the server (431) and a
+// client that never finishes its head is cut off after ReadHeaderTimeout.
+func TestLimits(t *testing.T) {
+	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), func(c *Config) {
+		c.MaxHeaderBytes = 4 << 10
+		c.ReadHeaderTimeout = 300 * time.Millisecond
+	})
+	addr := startProxy(t, tp)
+	big := "X-Pad: " + strings.Repeat("a", 16<<10) + "\r\n"
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT api.example.com:443 HTTP/1.1\r\nHost: x\r\n"+big+"\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 431") {
+		t.Fatalf("oversized head: %q", line)
+	}
+
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	io.WriteString(slow, "CONNECT api.example.com:443 HTTP/1.1\r\n")
+	start := time.Now()
+	slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(slow); err != nil {
+		t.Fatalf("slow client: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("an unfinished head held the connection for %s", d)
+	}
+	if d := tp.dial.all(); len(d) != 0 {
+		t.Fatalf("dialled %v", d)
+	}
+}
+
+// TestTooManyTunnels: past MaxTunnels a CONNECT is refused with 503, audited.
+func TestTooManyTunnels(t *testing.T) {
+	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), func(c *Config) { c.MaxTunnels = 1 })
+	tp.dial.fake = true
+	addr := startProxy(t, tp)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT api.example.com:443 HTTP/1.1\r\nHost: x\r\nProxy-Authorization: "+tp.auth("service-a-1")+"\r\n\r\n")
+	if line, _ := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("first tunnel: %q", line)
+	}
+	if line := rawConnect(t, addr, "api.example.com:443", tp.auth("service-a-1")); !strings.HasPrefix(line, "HTTP/1.1 503") {
+		t.Fatalf("second tunnel: %q", line)
+	}
+	if ev := tp.audit.last(t); ev.ErrorCode != CodeTooManyTunnels {
+		t.Fatalf("audit %q", ev.ErrorCode)
 	}
 }

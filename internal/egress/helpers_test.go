@@ -149,6 +149,7 @@ type recordingDialer struct {
 	mu     sync.Mutex
 	dialed []string
 	fake   bool
+	peers  []net.Conn
 }
 
 func (d *recordingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -156,8 +157,11 @@ func (d *recordingDialer) DialContext(ctx context.Context, network, addr string)
 	d.dialed = append(d.dialed, addr)
 	d.mu.Unlock()
 	if d.fake {
+		// The far end stays open (and silent) for the rest of the test.
 		c1, c2 := net.Pipe()
-		go func() { <-ctx.Done(); c2.Close() }()
+		d.mu.Lock()
+		d.peers = append(d.peers, c2)
+		d.mu.Unlock()
 		return c1, nil
 	}
 	var nd net.Dialer
