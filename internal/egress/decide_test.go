@@ -174,3 +174,23 @@ func TestUnspecifiedNeverOpens(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfAndRefusedTargetRecorded: the proxy refuses a tunnel to its own listener even
+// under a rule that allows it, and a 407 event still names the requested destination.
+func TestSelfAndRefusedTargetRecorded(t *testing.T) {
+	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), nil)
+	addr := startProxy(t, tp)
+	if line := rawConnect(t, addr, addr, tp.auth("open-1")); !strings.HasPrefix(line, "HTTP/1.1 403") {
+		t.Fatalf("CONNECT to the proxy itself: %q", line)
+	}
+	if ev := tp.audit.last(t); !strings.Contains(ev.ErrorMessage, "this proxy") {
+		t.Fatalf("audit %q", ev.ErrorMessage)
+	}
+	if line := rawConnect(t, addr, "api.example.com:443", ""); !strings.HasPrefix(line, "HTTP/1.1 407") {
+		t.Fatalf("no credentials: %q", line)
+	}
+	ev := tp.audit.last(t)
+	if ev.ErrorCode != CodeAuthRequired || ev.RequestParameters["host"] != "api.example.com" || ev.RequestParameters["port"] != 443 {
+		t.Fatalf("407 event %s %v", ev.ErrorCode, ev.RequestParameters)
+	}
+}

@@ -98,6 +98,7 @@ type Proxy struct {
 	compiled atomic.Pointer[compiled]
 	slots    chan struct{}
 	forward  *http.Transport
+	self     atomic.Value // netip.AddrPort of the listener Serve accepts on
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -201,6 +202,9 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	p.srv = srv
 	p.mu.Unlock()
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+		p.self.Store(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
 	stop := context.AfterFunc(ctx, func() { p.Close() })
 	defer stop()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -311,6 +315,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // only addresses that may be dialled, or a refusal.
 func (p *Proxy) decide(ctx context.Context, q *request) {
 	if !p.authenticate(q) {
+		// Record where the refused caller wanted to go, keeping the 407.
+		status, code, reason := q.status, q.code, q.reason
+		if p.target(q) {
+			q.ev.RequestParameters["host"] = q.host.String()
+			q.ev.RequestParameters["port"] = int(q.port)
+		}
+		q.deny(status, code, reason)
 		return
 	}
 	if !p.target(q) {
@@ -401,14 +412,19 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 }
 
 // checkDeny refuses q when any address it would dial is on the always-denied list.
+// It also refuses the proxy's own listener, so no rule turns the proxy into a loop.
 func (p *Proxy) checkDeny(q *request) {
+	self, _ := p.self.Load().(netip.AddrPort)
 	for _, a := range q.addrs {
 		for _, d := range p.cfg.Deny {
 			if d.Addr() == a.Addr() && (d.Port() == 0 || d.Port() == a.Port()) {
 				q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is the credential agent's metadata service")
-				q.addrs = nil
 				return
 			}
+		}
+		if self.IsValid() && a.Port() == self.Port() && (a.Addr() == self.Addr() || self.Addr().IsUnspecified() && a.Addr().IsLoopback()) {
+			q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is this proxy")
+			return
 		}
 	}
 }
