@@ -78,6 +78,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newGatewayCmd(),
 		newEndpointCmd(),
 		newEgressCmd(),
+		newAgentCmd(),
 	)
 	return root
 }

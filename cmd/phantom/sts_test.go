@@ -118,9 +118,15 @@ func (s *stsServer) logs() string {
 // its readiness line.
 func startSTS(t testing.TB, bin string, extra ...string) *stsServer {
 	t.Helper()
+	return startSTSWithSpec(t, bin, stsTestSpec, extra...)
+}
+
+// startSTSWithSpec is startSTS on another spec.
+func startSTSWithSpec(t testing.TB, bin, spec string, extra ...string) *stsServer {
+	t.Helper()
 	dir := t.TempDir()
 	specPath := filepath.Join(dir, "perimeter.yaml")
-	if err := os.WriteFile(specPath, []byte(stsTestSpec), 0o600); err != nil {
+	if err := os.WriteFile(specPath, []byte(spec), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &stsServer{dataDir: filepath.Join(dir, "data"), exited: make(chan error, 1)}
