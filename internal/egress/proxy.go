@@ -331,13 +331,16 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 	q.ev.RequestParameters["port"] = int(q.port)
 	rs := q.rules
 	if q.host.IsAddr() {
+		// The deny list first: its reason is the true one whatever the rules say.
+		if q.addrs = []netip.AddrPort{netip.AddrPortFrom(q.host.Addr, q.port)}; !p.checkDeny(q) {
+			return
+		}
 		v := rs.checkAddr(q.host.Addr, q.port, "")
 		if v.code != "" {
 			q.deny(http.StatusForbidden, v.code, v.reason)
 			return
 		}
-		q.rule, q.addrs = v.rule, []netip.AddrPort{netip.AddrPortFrom(q.host.Addr, q.port)}
-		p.checkDeny(q)
+		q.rule = v.rule
 		return
 	}
 	// A private DNS name of an endpoint serving an allowed API resolves to the endpoint's
@@ -413,20 +416,22 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 
 // checkDeny refuses q when any address it would dial is on the always-denied list.
 // It also refuses the proxy's own listener, so no rule turns the proxy into a loop.
-func (p *Proxy) checkDeny(q *request) {
+// It reports whether q may go on.
+func (p *Proxy) checkDeny(q *request) bool {
 	self, _ := p.self.Load().(netip.AddrPort)
 	for _, a := range q.addrs {
 		for _, d := range p.cfg.Deny {
 			if d.Addr() == a.Addr() && (d.Port() == 0 || d.Port() == a.Port()) {
 				q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is the credential agent's metadata service")
-				return
+				return false
 			}
 		}
 		if self.IsValid() && a.Port() == self.Port() && (a.Addr() == self.Addr() || self.Addr().IsUnspecified() && a.Addr().IsLoopback()) {
 			q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is this proxy")
-			return
+			return false
 		}
 	}
+	return true
 }
 
 func addrStrings(as []netip.AddrPort) []string {
