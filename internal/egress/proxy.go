@@ -99,6 +99,7 @@ type Proxy struct {
 	slots    chan struct{}
 	forward  *http.Transport
 	self     atomic.Value // netip.AddrPort of the listener Serve accepts on
+	buffers  sync.Pool    // relay buffers of finished tunnels
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -156,6 +157,7 @@ func New(cfg Config) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.buffers.New = newRelayBuffer
 	p.forward = &http.Transport{
 		Proxy:                  nil, // never a proxy from the environment
 		DialContext:            p.dialChecked,

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -91,7 +92,7 @@ func (p *Proxy) connect(w http.ResponseWriter, q *request) {
 			return
 		}
 	}
-	splice(conn, up, p.cfg.IdleTimeout)
+	splice(conn, up, p.cfg.IdleTimeout, &p.buffers)
 }
 
 // writeStatus answers a refusal that could not itself be audited.
@@ -126,8 +127,8 @@ func (p *Proxy) untrack(cs ...net.Conn) {
 
 // splice copies both ways until both directions end; the tunnel closes when neither
 // direction has carried a byte for idle, or at once when either side fails.
-func splice(a, b net.Conn, idle time.Duration) {
-	t := &tunnel{idle: idle}
+func splice(a, b net.Conn, idle time.Duration, buffers *sync.Pool) {
+	t := &tunnel{idle: idle, buffers: buffers}
 	t.last.Store(time.Now().UnixNano())
 	done := make(chan struct{}, 1)
 	go func() { t.pipe(b, a); done <- struct{}{} }()
@@ -136,12 +137,16 @@ func splice(a, b net.Conn, idle time.Duration) {
 }
 
 type tunnel struct {
-	idle   time.Duration
-	last   atomic.Int64 // unix nanoseconds of the last byte either way
-	broken atomic.Bool
+	buffers *sync.Pool
+	idle    time.Duration
+	last    atomic.Int64 // unix nanoseconds of the last byte either way
+	broken  atomic.Bool
 }
 
 type closeWriter interface{ CloseWrite() error }
+
+// newRelayBuffer is the New of a Proxy's pool of 64 KiB relay buffers.
+func newRelayBuffer() any { b := make([]byte, 64<<10); return &b }
 
 // pipe copies src to dst. Each read and write moves the deadlines on and stamps the
 // tunnel's last activity; a read that times out while the other direction is busy is
@@ -149,7 +154,9 @@ type closeWriter interface{ CloseWrite() error }
 // save a copy but hides activity until a whole chunk has passed.) EOF half-closes dst
 // (the other direction may go on); an error ends both directions.
 func (t *tunnel) pipe(dst, src net.Conn) {
-	buf := make([]byte, 64<<10)
+	bp := t.buffers.Get().(*[]byte)
+	defer t.buffers.Put(bp)
+	buf := *bp
 	for {
 		src.SetReadDeadline(time.Now().Add(t.idle))
 		if t.broken.Load() { // after the deadline: a concurrent fail's deadline is not lost

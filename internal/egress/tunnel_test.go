@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,7 +37,7 @@ func tunnelOf(t *testing.T, idle time.Duration) (client, server net.Conn, done c
 	client, a := tcpPair(t)
 	b, server := tcpPair(t)
 	done = make(chan struct{})
-	go func() { splice(a, b, idle); a.Close(); b.Close(); close(done) }()
+	go func() { splice(a, b, idle, &sync.Pool{New: newRelayBuffer}); a.Close(); b.Close(); close(done) }()
 	return client, server, done
 }
 
