@@ -282,9 +282,14 @@ func (a *Agent) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error
 	return &tls.Certificate{}, nil // no certificate: only enrollment works
 }
 
+// setNode makes id current; it is renewed at 2/3 of the life it has left from now (the CA
+// backdates NotBefore for clock skew, so the nominal lifetime would renew too early).
 func (a *Agent) setNode(id *nodeIdentity) {
-	life := id.leaf.NotAfter.Sub(id.leaf.NotBefore)
-	id.renewAt = id.leaf.NotBefore.Add(life * 2 / 3)
+	base := a.now()
+	if id.leaf.NotBefore.After(base) {
+		base = id.leaf.NotBefore
+	}
+	id.renewAt = base.Add(id.leaf.NotAfter.Sub(base) * 2 / 3)
 	if old := a.node.Load(); old != nil && id.roleName == "" {
 		id.roleName = old.roleName
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"io"
@@ -282,5 +283,36 @@ func TestConfigValidated(t *testing.T) {
 		if _, err := New(tc.cfg); err == nil {
 			t.Errorf("%s: accepted", tc.name)
 		}
+	}
+}
+
+// TestCertificateRenewal: the agent renews its node certificate at 2/3 of its life with a
+// new key, saves it, and keeps getting credentials with it (STS refuses the superseded
+// one).
+func TestCertificateRenewal(t *testing.T) {
+	p := newPerimeterCA(t, 6*time.Second)
+	a := startAgent(t, p, "service-a-1", nil)
+	first := a.node.Load()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.node.Load() == first {
+		if time.Now().After(deadline) {
+			t.Fatal("the node certificate was not renewed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	renewed := a.node.Load()
+	if renewed.name != "service-a-1" || renewed.leaf.SerialNumber.Cmp(first.leaf.SerialNumber) == 0 ||
+		renewed.leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(first.leaf.PublicKey) {
+		t.Fatal("the renewed certificate is not a new certificate for a new key of the same node")
+	}
+	if renewedIn := time.Until(renewed.leaf.NotAfter); renewedIn < 5*time.Second {
+		t.Fatalf("renewed certificate expires in %s", renewedIn)
+	}
+	if err := a.refresh(context.Background()); err != nil {
+		t.Fatalf("credentials with the renewed certificate: %v", err)
+	}
+	saved, err := (&stateDir{dir: a.cfg.StateDir}).load(time.Now())
+	if err != nil || saved == nil || saved.leaf.SerialNumber.Cmp(a.node.Load().leaf.SerialNumber) != 0 {
+		t.Fatalf("state directory after renewal: %v", err)
 	}
 }

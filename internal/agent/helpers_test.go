@@ -58,7 +58,11 @@ func (m *memAudit) Record(_ context.Context, ev *audit.Event) error {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newPerimeter(t testing.TB) *perimeter {
+func newPerimeter(t testing.TB) *perimeter { return newPerimeterCA(t, 0) }
+
+// newPerimeterCA is newPerimeter whose CA issues certificates valid for certValidity
+// (zero: the CA's default).
+func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 	t.Helper()
 	ctx := context.Background()
 	spec, err := config.Load(filepath.Join("testdata", "spec.yaml"))
@@ -81,7 +85,7 @@ func newPerimeter(t testing.TB) *perimeter {
 	if _, err := svc.RotateSealingKey(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.New(pki.Config{Dir: t.TempDir(), Account: testAccount})
+	ca, err := pki.New(pki.Config{Dir: t.TempDir(), Account: testAccount, Validity: certValidity})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,9 +72,9 @@ func (a *Agent) validIMDSToken(tok string) bool {
 	return a.now().Unix() < exp
 }
 
-// parseTTL parses X-aws-ec2-metadata-token-ttl-seconds: decimal digits, 1 to 21600.
+// parseTTL parses X-aws-ec2-metadata-token-ttl-seconds: up to 10 decimal digits, 1 to 21600.
 func parseTTL(s string) (time.Duration, bool) {
-	if s == "" || len(s) > 5 {
+	if s == "" || len(s) > 10 {
 		return 0, false
 	}
 	for i := 0; i < len(s); i++ {
