@@ -91,6 +91,7 @@ type Credentials struct {
 type session struct {
 	creds     Credentials
 	proxyPass string
+	region    string // the perimeter's region, for IMDS placement
 	obtained  time.Time
 	refreshAt time.Time
 	serveTill time.Time // Expiration minus the serving margin
@@ -383,6 +384,7 @@ func (a *Agent) refresh(ctx context.Context) error {
 			Expiration: exp.UTC(), LastUpdated: now.UTC(), RoleArn: resp.RoleArn, AccountID: resp.AccountID,
 		},
 		proxyPass: resp.ProxyPassword,
+		region:    resp.Region,
 		obtained:  now,
 		refreshAt: start.Add(refreshIn),
 		serveTill: exp.Add(-margin),

@@ -316,3 +316,15 @@ func TestCertificateRenewal(t *testing.T) {
 		t.Fatalf("state directory after renewal: %v", err)
 	}
 }
+
+// TestIMDSPlacement: the perimeter's region, for SDKs that take it from IMDS.
+func TestIMDSPlacement(t *testing.T) {
+	p := newPerimeter(t)
+	a := startAgent(t, p, "service-a-1", nil)
+	tok := imdsToken(t, a, "60")
+	for path, want := range map[string]string{"/latest/meta-data/placement/region": "us-east-1", "/latest/meta-data/placement/availability-zone/": "us-east-1a"} {
+		if code, _, got := req(t, "GET", a.imds+path, "X-aws-ec2-metadata-token", tok); code != 200 || got != want {
+			t.Errorf("%s: %d %q, want %q", path, code, got, want)
+		}
+	}
+}

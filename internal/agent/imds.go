@@ -27,6 +27,8 @@ const (
 	credsPath      = "/latest/meta-data/iam/security-credentials/"
 	infoPath       = "/latest/meta-data/iam/info"
 	proxyPath      = "/latest/meta-data/phantom/egress-proxy"
+	regionPath     = "/latest/meta-data/placement/region"
+	zonePath       = "/latest/meta-data/placement/availability-zone"
 	ttlHeader      = "X-Aws-Ec2-Metadata-Token-Ttl-Seconds"
 	tokenHeader    = "X-Aws-Ec2-Metadata-Token"
 	maxTokenTTL    = 21600
@@ -183,6 +185,20 @@ func (a *Agent) serveIMDS(w http.ResponseWriter, r *http.Request) {
 			"InstanceProfileArn": strings.Replace(s.creds.RoleArn, ":role/", ":instance-profile/", 1),
 			"InstanceProfileId":  "AIPA" + strings.ToUpper(a.Node()),
 		})
+	case p == regionPath || p == zonePath || p == zonePath+"/":
+		// Where SDKs look the region up in IMDS (aws-sdk-go-v2's WithEC2IMDSRegion reads
+		// placement/region, botocore's "auto" defaults mode the availability zone): the
+		// perimeter's region.
+		s := a.sess.Load()
+		if s == nil || s.region == "" {
+			textError(w, http.StatusNotFound)
+			return
+		}
+		if p == regionPath {
+			text(w, s.region)
+		} else {
+			text(w, s.region+"a")
+		}
 	case p == proxyPath:
 		u := a.ProxyURL(a.cfg.EgressProxy)
 		if u == "" {

@@ -76,6 +76,7 @@ type credentialsResponse struct {
 	AccountID       string `json:"AccountId"`
 	ProxyPassword   string `json:"ProxyPassword"`
 	Node            string `json:"Node"`
+	Region          string `json:"Region"`
 }
 
 // certificateResponse is what enroll and renew answer.

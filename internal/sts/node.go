@@ -226,6 +226,7 @@ type nodeCredentialsResponse struct {
 	AccountID       string `json:"AccountId"`
 	ProxyPassword   string `json:"ProxyPassword"`
 	Node            string `json:"Node"`
+	Region          string `json:"Region"`
 	VPC             string `json:"Vpc,omitempty"`
 	PrivateIP       string `json:"PrivateIp,omitempty"`
 	Endpoint        string `json:"Endpoint,omitempty"`
@@ -528,6 +529,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		AccountID:       arnAccount(role.ARN),
 		ProxyPassword:   nc.ProxyPassword(node.Name),
 		Node:            node.Name,
+		Region:          h.cfg.Region,
 		VPC:             node.VPC,
 		Endpoint:        node.Endpoint,
 	}
