@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +20,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/agent"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/demo"
+	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
@@ -30,14 +31,20 @@ import (
 )
 
 // defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
-// 8445, demo backend 8446 (all on 127.0.0.1).
+// 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448)
+// and egress proxy 8449 (all on 127.0.0.1).
 const defaultPortBase = 8443
+
+// demoPorts is how many consecutive ports the demo takes from --port-base.
+const demoPorts = 7
 
 type upFlags struct {
 	dataDir  string
 	config   string
 	portBase int
 	poll     time.Duration
+	// nodeSession is the demo agent's credential lifetime (0: STS's default).
+	nodeSession time.Duration
 }
 
 func newUpCmd() *cobra.Command {
@@ -74,6 +81,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 	fl.StringVar(&f.config, "config", "", "run this perimeter spec instead of the embedded demo")
 	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's four consecutive loopback ports; 0 picks free ports")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	fl.DurationVar(&f.nodeSession, "node-session-duration", 0, "lifetime of the demo node agent's credentials (default: STS's, one hour capped by the role)")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
 }
@@ -83,10 +91,12 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 type upListeners struct {
 	sts, gateway, backend net.Listener
 	endpoints             map[string][]net.Listener // endpoint id -> its listeners
+	// The demo node's agent and egress proxy.
+	imds, container, egress net.Listener
 }
 
 func (l *upListeners) closeAll() {
-	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend} {
+	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -102,7 +112,10 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if f.poll <= 0 {
 		return &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
 	}
-	if f.portBase < 0 || f.portBase > 65535-3 {
+	if f.nodeSession != 0 && f.nodeSession < 15*time.Second {
+		return &exitError{code: 2, err: fmt.Errorf("--node-session-duration %s is below STS's minimum of 15s", f.nodeSession)}
+	}
+	if f.portBase < 0 || f.portBase > 65535-demoPorts+1 {
 		return &exitError{code: 2, err: fmt.Errorf("--port-base %d is not a port", f.portBase)}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -198,7 +211,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 
 	var servers []*httpsServer
 	servers = append(servers,
-		serveHTTPS("sts", lns.sts, stsH, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: stsCerts.getServer}, log),
+		serveHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.getServer), log),
 		serveHTTPS("gateway", lns.gateway, gw, gw.TLSConfig(gwCerts.getServer), log))
 
 	var endpoints []*endpoint.Endpoint
@@ -215,9 +228,17 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	}
 
 	var backend *http.Server
+	var proxy *egress.Proxy
 	if d != nil {
 		backend = serveDemoBackend(lns.backend, gw, d.APIID, log)
-		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.ids, lns); err != nil {
+		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, log); err != nil {
+			return err
+		}
+		node, err := startDemoAgent(runCtx, f, p, d, lns, &wg, log)
+		if err != nil {
+			return err
+		}
+		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.ids, lns, node); err != nil {
 			return err
 		}
 		printDemo(stdout, f.dataDir, d, lns)
@@ -252,6 +273,11 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	for _, s := range servers {
 		if err := s.shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, err)
+		}
+	}
+	if proxy != nil {
+		if err := proxy.Shutdown(shutdownCtx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("shut down egress proxy: %w", err))
 		}
 	}
 	if backend != nil {
@@ -309,6 +335,15 @@ func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
 		return nil, err
 	}
 	d.BackendURL = "http://" + backend.String()
+	if lns.imds, _, err = listen(4, "agent's IMDS"); err != nil {
+		return nil, err
+	}
+	if lns.container, _, err = listen(5, "agent's container credentials"); err != nil {
+		return nil, err
+	}
+	if lns.egress, _, err = listen(6, "egress proxy"); err != nil {
+		return nil, err
+	}
 	return &d, nil
 }
 
@@ -387,7 +422,7 @@ func demoCredentials(ctx context.Context, ids *identity.Service, user string) (i
 	return k.ID, k.Secret, nil
 }
 
-func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter, ids *identity.Service, lns *upListeners) error {
+func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter, ids *identity.Service, lns *upListeners, node *agent.Agent) error {
 	id, secret, err := demoCredentials(ctx, ids, d.User)
 	if err != nil {
 		return err
@@ -411,6 +446,14 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_DEMO_ROLE_ARN", Value: d.RoleARN()},
 		{Name: "PHANTOM_DEMO_BACKEND_URL", Value: d.BackendURL},
 		{Name: "PHANTOM_AUDIT_DIR", Value: abs(filepath.Join(dataDir, "audit"))},
+		// The demo Service A node: its agent (for AWS_EC2_METADATA_SERVICE_ENDPOINT, or
+		// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN) and the
+		// egress proxy it must send everything through (HTTPS_PROXY, credentials included).
+		{Name: "PHANTOM_IMDS_ENDPOINT", Value: "http://" + lns.imds.Addr().String() + "/"},
+		{Name: "PHANTOM_CONTAINER_CREDENTIALS_URI", Value: "http://" + lns.container.Addr().String() + agent.ContainerPath},
+		{Name: "PHANTOM_CONTAINER_AUTH_TOKEN", Value: node.ContainerToken()},
+		{Name: "PHANTOM_EGRESS_PROXY", Value: node.ProxyURL(lns.egress.Addr().String())},
+		{Name: "PHANTOM_DEMO_NODE", Value: d.Node},
 	})
 }
 
@@ -421,6 +464,7 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   gateway           https://%[6]s  (direct: the orders API's resource policy refuses calls around the endpoint)
   sts               https://%[7]s
   orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
+  node %[12]s  agent IMDS http://%[13]s/, container credentials http://%[14]s%[15]s; egress proxy http://%[16]s
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
 
 Try it (the variables come from %[10]s):
@@ -438,11 +482,83 @@ Try it (the variables come from %[10]s):
   curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "https://$PHANTOM_GATEWAY_ADDR/prod/orders"
 
+  # Service A's view: the node's credentials from its agent (IMDSv2, as on EC2)...
+  TOKEN=$(curl -s -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "${PHANTOM_IMDS_ENDPOINT}latest/api/token")
+  curl -s -H "X-aws-ec2-metadata-token: $TOKEN" "${PHANTOM_IMDS_ENDPOINT}latest/meta-data/iam/security-credentials/%[17]s"
+  # ...and an egress proxy that reaches the orders API's endpoint and nothing else (403)
+  curl --cacert "$AWS_CA_BUNDLE" -x "$PHANTOM_EGRESS_PROXY" https://example.com
+  # an unmodified SDK needs only AWS_EC2_METADATA_SERVICE_ENDPOINT="$PHANTOM_IMDS_ENDPOINT" (or
+  # AWS_CONTAINER_CREDENTIALS_FULL_URI / AWS_CONTAINER_AUTHORIZATION_TOKEN) and HTTPS_PROXY="$PHANTOM_EGRESS_PROXY"
+
   # denied: a path the demo user's policy does not allow
   curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "https://$PHANTOM_ENDPOINT_ADDR/prod/admin/users"
 
 Ctrl-C stops the perimeter.
 `, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
-		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR)
+		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR,
+		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role)
+}
+
+// startDemoEgress serves the egress proxy the demo node must use. The agent's own
+// addresses are refused whatever a rule says.
+func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, log *slog.Logger) (*egress.Proxy, error) {
+	key, err := egress.DeriveKey(p.masterKey)
+	if err != nil {
+		return nil, fmt.Errorf("derive the egress proxy key: %w", err)
+	}
+	px, err := egress.New(egress.Config{
+		Spec:    current,
+		Key:     key,
+		Auditor: auditor,
+		Logger:  log,
+		Deny:    []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := px.Serve(ctx, lns.egress); err != nil {
+			log.Error("up: egress proxy stopped", "error", err)
+		}
+	}()
+	return px, nil
+}
+
+func addrPort(ln net.Listener) netip.AddrPort { return ln.Addr().(*net.TCPAddr).AddrPort() }
+
+// startDemoAgent runs the demo node's credential agent: on first start it enrolls over
+// the STS node API with a join token made for it here, as an operator would hand one to
+// a new host; later starts reuse the certificate in DATA_DIR/agent.
+func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perimeter, lns *upListeners, wg *sync.WaitGroup, log *slog.Logger) (*agent.Agent, error) {
+	stateDir := filepath.Join(f.dataDir, "agent")
+	var token string
+	if _, err := os.Stat(filepath.Join(stateDir, "node.crt")); err != nil {
+		if token, _, err = pki.NewTokens(pki.TokensConfig{}, p.store).Create(ctx, d.Node, 10*time.Minute); err != nil {
+			return nil, fmt.Errorf("join token for the demo node: %w", err)
+		}
+	}
+	a, err := agent.New(agent.Config{
+		STS:             "https://" + d.STSAddr.String(),
+		CABundle:        p.ca.BundlePEM(),
+		StateDir:        stateDir,
+		JoinToken:       token,
+		SessionDuration: f.nodeSession,
+		EgressProxy:     lns.egress.Addr().String(),
+		Logger:          log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start the demo node's agent: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.Serve(ctx, lns.imds, lns.container); err != nil {
+			log.Error("up: agent stopped", "error", err)
+		}
+	}()
+	return a, nil
 }

@@ -48,10 +48,10 @@ func (u *upServer) logs() string {
 	return u.out.String()
 }
 
-func startUp(t *testing.T, bin string) *upServer {
+func startUp(t *testing.T, bin string, extra ...string) *upServer {
 	t.Helper()
 	u := &upServer{bin: bin, dataDir: filepath.Join(t.TempDir(), "phantom-data"), exited: make(chan error, 1)}
-	u.cmd = exec.Command(bin, "up", "--data-dir", u.dataDir, "--port-base", "0", "--poll", "200ms")
+	u.cmd = exec.Command(bin, append([]string{"up", "--data-dir", u.dataDir, "--port-base", "0", "--poll", "200ms"}, extra...)...)
 	pr, pw := io.Pipe()
 	u.cmd.Stdout, u.cmd.Stderr = pw, pw
 	if err := u.cmd.Start(); err != nil {
