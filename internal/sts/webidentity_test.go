@@ -202,7 +202,7 @@ func TestAssumeRoleWithWebIdentityDenials(t *testing.T) {
 		{"unknown role is AccessDenied, same message", "nope", "", func(t *testing.T) string { return w.token(t, good, nil) }, "AccessDenied", 403},
 		{"duration over the role's 2h max is ValidationError", "ci", "7201", func(t *testing.T) string { return w.token(t, good, nil) }, "ValidationError", 400},
 		{"duration over the API max is ValidationError", "ci", "43201", func(t *testing.T) string { return w.token(t, good, nil) }, "ValidationError", 400},
-		{"token too short is ValidationError", "ci", "", func(t *testing.T) string { return "zqz" // not hex: it cannot turn up inside a request or event id }, "ValidationError", 400},
+		{"token too short is ValidationError", "ci", "", func(t *testing.T) string { return "zqz" }, "ValidationError", 400},
 		{"not a JWT is InvalidIdentityToken", "ci", "", func(t *testing.T) string { return "not-a-jwt-at-all" }, "InvalidIdentityToken", 400},
 		// AWS takes tokens of up to 20,000 characters: a long one reaches the verifier.
 		{"12 KiB token reaches the verifier", "ci", "", func(t *testing.T) string { return strings.Repeat("a", 12<<10) }, "InvalidIdentityToken", 400},
