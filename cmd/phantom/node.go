@@ -23,9 +23,9 @@ func newNodeCmd() *cobra.Command {
 from the perimeter CA, naming it spiffe://phantom/<account>/node/<name>. The operator makes
 a single-use join token for a node of the spec; the node redeems it once for a certificate.
 
-In this single-machine form both commands run against the same data directory (the CA
-lives in <data-dir>/ca). A later issue moves enroll over the network to STS, so the node
-needs only the token and the CA bundle.` + adminFlagsHelp,
+Both commands run against the data directory (the CA lives in <data-dir>/ca). On a
+workload host, "phantom agent --join-token-file F" enrolls over the network instead: STS's
+node API redeems the token, so the host needs only the token and the CA bundle.` + adminFlagsHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(newNodeJoinTokenCmd(f), newNodeEnrollCmd(f))
@@ -64,8 +64,8 @@ perimeter CA, and write into --out (created 0700): %s (the node's client certifi
 altered token is InvalidClientTokenId, an expired one ExpiredToken.
 
 --token-file reads the token from a file (- for stdin) so it stays out of the process list.
-Single-machine form: this runs against the CA in the same data directory as join-token; a
-later issue moves enrollment over the network to STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CABundleFile),
+This runs against the CA in the same data directory as join-token; "phantom agent" enrolls
+over the network through STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CABundleFile),
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if (token == "") == (tokenFile == "") {
