@@ -1,5 +1,6 @@
 // Package store owns Phantom's durable state: users' long-term access keys, token-sealing
-// keys, session revocations, node join tokens and enrolled nodes. Secrets (access-key
+// keys, session revocations, node join tokens, enrolled nodes, detection findings (with
+// the responses applied to them) and principals' risk levels. Secrets (access-key
 // secrets, sealing keys) are encrypted at rest with AES-256-GCM under a key derived from
 // the perimeter's master key, each bound to its row so a ciphertext moved to another row
 // does not decrypt.
@@ -130,6 +131,28 @@ type Store interface {
 	ListNodes(ctx context.Context) ([]Node, error)
 	// DeleteNode removes a node, or returns ErrNotFound.
 	DeleteNode(ctx context.Context, name string) error
+
+	// PutFinding inserts or updates a finding by id, keeping a stored finding's
+	// Archived and CreatedAt.
+	PutFinding(ctx context.Context, f Finding) error
+	// GetFinding returns the finding with this id, or ErrNotFound.
+	GetFinding(ctx context.Context, id string) (Finding, error)
+	// ListFindings returns the findings the filter selects, most recently updated first.
+	ListFindings(ctx context.Context, f FindingFilter) ([]Finding, error)
+	// ArchiveFinding sets a finding's archived state, or returns ErrNotFound.
+	ArchiveFinding(ctx context.Context, id string, archived bool) error
+	// MarkFindingResponse records that action ran for a finding and reports whether
+	// this call recorded it (exactly one of concurrent callers sees true).
+	MarkFindingResponse(ctx context.Context, findingID, action string, at time.Time) (bool, error)
+	// ListFindingResponses returns the actions recorded for a finding, in name order.
+	ListFindingResponses(ctx context.Context, findingID string) ([]string, error)
+
+	// PutRiskLevel sets a principal's risk level.
+	PutRiskLevel(ctx context.Context, r RiskLevel) error
+	// DeleteRiskLevel clears a principal's risk level, or returns ErrNotFound.
+	DeleteRiskLevel(ctx context.Context, principal string) error
+	// ListRiskLevels returns every risk level, ordered by principal.
+	ListRiskLevels(ctx context.Context) ([]RiskLevel, error)
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)

@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ReopenIdempotent", testReopenIdempotent},
 		{"NewerSchemaRefused", testNewerSchema},
 	}
+	tests = append(tests, findingCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
