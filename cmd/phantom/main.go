@@ -79,6 +79,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newEndpointCmd(),
 		newEgressCmd(),
 		newAgentCmd(),
+		newFindingsCmd(),
 	)
 	return root
 }
