@@ -197,7 +197,7 @@ Findings, --format asff {"Findings": [...]} for Security Hub.` + findingsHelp,
 			if table {
 				return writeFindingsTable(cmd.OutOrStdout(), fs)
 			}
-			return writeJSON(cmd.OutOrStdout(), findingsDocument(format, fs))
+			return writeJSON(cmd.OutOrStdout(), export.List(format, fs))
 		},
 	}
 	cmd.Flags().BoolVar(&archived, "archived", false, "list only archived findings")
@@ -206,36 +206,6 @@ Findings, --format asff {"Findings": [...]} for Security Hub.` + findingsHelp,
 	cmd.Flags().Float64Var(&minSeverity, "min-severity", 0, "only findings of at least this severity (1 to 8.9)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many findings (0: all)")
 	return cmd
-}
-
-// findingsDocument is the JSON a list prints in format.
-func findingsDocument(format string, fs []detect.Finding) any {
-	switch format {
-	case "ocsf":
-		out := make([]export.OCSFFinding, 0, len(fs))
-		for _, f := range fs {
-			out = append(out, export.OCSF(f))
-		}
-		return out
-	case "asff":
-		out := make([]export.ASFFFinding, 0, len(fs))
-		for _, f := range fs {
-			out = append(out, export.ASFF(f))
-		}
-		return map[string]any{"Findings": out}
-	}
-	return map[string]any{"findings": fs}
-}
-
-// findingDocument is the JSON show prints in format: the one finding.
-func findingDocument(format string, f detect.Finding) any {
-	switch format {
-	case "ocsf":
-		return export.OCSF(f)
-	case "asff":
-		return export.ASFF(f)
-	}
-	return f
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -342,7 +312,7 @@ func newFindingsShowCmd(f *findingsFlags) *cobra.Command {
 			if table {
 				return writeFindingDetail(cmd.OutOrStdout(), fd)
 			}
-			return writeJSON(cmd.OutOrStdout(), findingDocument(format, fd))
+			return writeJSON(cmd.OutOrStdout(), export.One(format, fd))
 		},
 	}
 }
