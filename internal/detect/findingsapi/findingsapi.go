@@ -14,6 +14,10 @@
 //	POST /findings/{id}/archive
 //	POST /findings/{id}/unarchive
 //
+// and GuardDuty's own routes (POST /detector/{id}/findings, .../findings/get,
+// .../findings/archive, .../findings/unarchive with GuardDuty's JSON bodies), so the AWS
+// CLI and SDKs work unchanged: aws guardduty list-findings --detector-id ID --endpoint-url URL.
+//
 // Errors are GuardDuty's REST-JSON shape: status, x-amzn-ErrorType and
 // {"__type": T, "message": M}. It does not own TLS (the caller serves it over HTTPS),
 // the findings (internal/store) or their formats (package export).
@@ -269,7 +273,12 @@ func (h *Handler) serve(c *call) (func() (any, *apiError), *apiError) {
 	}
 
 	// 3. Authorize.
-	resource := "arn:aws:guardduty:" + c.spec.Region + ":" + c.spec.Account + ":detector/" + h.cfg.DetectorID
+	detector := h.cfg.DetectorID
+	if route.GuardDuty {
+		detector = route.Detector
+		c.ev.RequestParameters["detectorId"] = detector
+	}
+	resource := "arn:aws:guardduty:" + c.spec.Region + ":" + c.spec.Account + ":detector/" + detector
 	action := "guardduty:" + string(route.Op)
 	req := policy.Request{Principal: p.arn, Action: action, Resource: resource, ResourceAccount: c.spec.Account,
 		Context: policy.NewContext(h.conditionKeys(c, p))}
@@ -284,6 +293,12 @@ func (h *Handler) serve(c *call) (func() (any, *apiError), *apiError) {
 	}
 
 	// 4. Validate and check the target, so the audit record says what happened.
+	if route.GuardDuty {
+		if detector != h.cfg.DetectorID {
+			return nil, errBadRequest("The request is rejected because the input detectorId is not owned by the current account.")
+		}
+		return h.guardDuty(c, body)
+	}
 	q, err := ParseQuery(route.Op, r.URL.RawQuery)
 	if err != nil {
 		return nil, errBadRequest(err.Error())
@@ -333,6 +348,100 @@ func (h *Handler) serve(c *call) (func() (any, *apiError), *apiError) {
 			return struct{}{}, nil
 		}, nil
 	}
+}
+
+// guardDuty decides a call on GuardDuty's own routes.
+func (h *Handler) guardDuty(c *call, body []byte) (func() (any, *apiError), *apiError) {
+	ctx := c.r.Context()
+	internal := func(err error) *apiError {
+		h.log.Error("findings API: store", "request_id", c.id, "error", err)
+		return errInternal()
+	}
+	if c.route.Op == OpListFindings {
+		l, err := ParseGuardDutyList(body)
+		if err != nil {
+			return nil, errBadRequest(err.Error())
+		}
+		var raw any
+		if json.Unmarshal(body, &raw) == nil {
+			c.ev.RequestParameters["listFindingsRequest"] = raw
+		}
+		return func() (any, *apiError) {
+			recs, err := h.cfg.Store.ListFindings(ctx, l.Filter)
+			if err != nil {
+				return nil, internal(err)
+			}
+			var fs []detect.Finding
+			for _, rec := range recs {
+				f, err := export.FromStore(rec)
+				if err != nil {
+					return nil, internal(err)
+				}
+				keep := true
+				for _, k := range l.keep {
+					keep = keep && k(f)
+				}
+				if keep {
+					fs = append(fs, f)
+				}
+			}
+			sortFindings(fs, l.sort)
+			out := map[string]any{"findingIds": []string{}}
+			ids := []string{}
+			for i := l.Offset; i < len(fs) && len(ids) < l.Max; i++ {
+				ids = append(ids, fs[i].ID)
+			}
+			out["findingIds"] = ids
+			if next := l.Offset + len(ids); next < len(fs) {
+				out["nextToken"] = strconv.Itoa(next)
+			}
+			return out, nil
+		}, nil
+	}
+	ids, sortBy, err := ParseFindingIDs(body)
+	if err != nil {
+		return nil, errBadRequest(err.Error())
+	}
+	c.ev.RequestParameters["findingIds"] = ids
+	recs := make([]store.Finding, 0, len(ids))
+	for _, id := range ids {
+		rec, err := h.cfg.Store.GetFinding(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if c.route.Op != OpGetFindings {
+				return nil, errBadRequest("The request is rejected because the finding " + id + " does not exist.")
+			}
+			continue // GetFindings returns the findings that exist
+		case err != nil:
+			return nil, internal(err)
+		}
+		recs = append(recs, rec)
+	}
+	if c.route.Op == OpGetFindings {
+		return func() (any, *apiError) {
+			fs := make([]detect.Finding, 0, len(recs))
+			for _, rec := range recs {
+				f, err := export.FromStore(rec)
+				if err != nil {
+					return nil, internal(err)
+				}
+				fs = append(fs, f)
+			}
+			if sortBy != nil {
+				sortFindings(fs, *sortBy)
+			}
+			return map[string]any{"findings": fs}, nil
+		}, nil
+	}
+	archive := c.route.Op == OpArchiveFindings
+	return func() (any, *apiError) {
+		for _, rec := range recs {
+			if err := h.cfg.Store.ArchiveFinding(ctx, rec.ID, archive); err != nil {
+				return nil, internal(err)
+			}
+		}
+		return struct{}{}, nil
+	}, nil
 }
 
 func (h *Handler) list(ctx context.Context, q Query) (any, *apiError) {

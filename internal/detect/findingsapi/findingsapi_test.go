@@ -6,10 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -207,13 +211,23 @@ type response struct {
 // do sends method path as who (a key of e.creds, or "" unsigned), signed for service.
 func (e *env) do(t *testing.T, who, method, path, service string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	return e.doBody(t, who, method, path, service, nil)
+}
+
+func (e *env) doBody(t *testing.T, who, method, path, service string, body []byte) response {
+	t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body == nil {
+		req.Body = http.NoBody
+	} else {
+		req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	}
 	if who != "" {
 		c := e.creds[who]
-		sum := sha256.Sum256(nil)
+		sum := sha256.Sum256(body)
 		err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: c.id, SecretAccessKey: c.secret, SessionToken: c.token},
 			req, hex.EncodeToString(sum[:]), service, "eu-west-1", time.Now())
 		if err != nil {
@@ -300,7 +314,7 @@ func TestDenyPaths(t *testing.T) {
 					t.Fatal(err)
 				}
 			}},
-		{"unknown path", "analyst", "GET", "/detector/phantom/findings", "guardduty", 404, "NotFoundException", "NotFound", "", nil},
+		{"unknown path", "analyst", "GET", "/nothing", "guardduty", 404, "NotFoundException", "NotFound", "", nil},
 		{"wrong method", "analyst", "DELETE", "/findings/f1", "guardduty", 405, "BadRequestException", "MethodNotAllowed", "", nil},
 		{"bad query", "analyst", "GET", "/findings?limit=0", "guardduty", 400, "BadRequestException", "BadRequestException", "limit", nil},
 		{"unknown parameter", "analyst", "GET", "/findings?archive=true", "guardduty", 400, "BadRequestException", "BadRequestException", "unknown parameter", nil},
@@ -392,13 +406,20 @@ func TestParseQuery(t *testing.T) {
 }
 
 func FuzzParsePath(f *testing.F) {
-	for _, s := range []string{"/findings", "/findings/abc", "/findings/abc/archive", "/findings/%2e%2e", "/findings//x"} {
+	for _, s := range []string{"/findings", "/findings/abc", "/findings/abc/archive", "/findings/%2e%2e", "/findings//x",
+		"/detector/phantom/findings", "/detector/phantom/findings/get", "/detector/../findings/archive"} {
 		f.Add("GET", s)
 		f.Add("POST", s)
 	}
 	f.Fuzz(func(t *testing.T, method, path string) {
 		r, err := findingsapi.ParsePath(method, path)
 		if err != nil {
+			return
+		}
+		if r.GuardDuty {
+			if method != "POST" || r.Detector == "" || strings.ContainsAny(r.Detector, "/%") || r.Detector == ".." || r.ID != "" {
+				t.Fatalf("ParsePath(%s %q) = %+v", method, path, r)
+			}
 			return
 		}
 		if r.Op != findingsapi.OpListFindings && (r.ID == "" || strings.ContainsAny(r.ID, "/%") || r.ID == "..") {
@@ -424,6 +445,109 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		if _, err := export.ParseFormat(q.Format); err != nil {
 			t.Fatalf("ParseQuery(%q) format %q", raw, q.Format)
+		}
+	})
+}
+
+func TestGuardDutyRoutes(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name, who, path, body string
+		status                int
+		want                  string
+	}{
+		{"list all", "analyst", "/detector/phantom/findings", `{}`, 200, `{"findingIds":["f2","f1"]}`},
+		{"list by severity, ascending, paged", "analyst", "/detector/phantom/findings",
+			`{"findingCriteria":{"criterion":{"severity":{"gte":1}}},"sortCriteria":{"attributeName":"severity","orderBy":"ASC"},"maxResults":1}`,
+			200, `{"findingIds":["f2"],"nextToken":"1"}`},
+		{"second page", "analyst", "/detector/phantom/findings",
+			`{"findingCriteria":{"criterion":{"severity":{"gte":1}}},"sortCriteria":{"attributeName":"severity","orderBy":"ASC"},"maxResults":1,"nextToken":"1"}`,
+			200, `{"findingIds":["f1"]}`},
+		{"archived criterion", "analyst", "/detector/phantom/findings", `{"findingCriteria":{"criterion":{"service.archived":{"eq":["true"]}}}}`, 200, `{"findingIds":[]}`},
+		{"unsupported criterion refused", "analyst", "/detector/phantom/findings", `{"findingCriteria":{"criterion":{"resource.instanceDetails.instanceId":{"eq":["i-1"]}}}}`, 400, ""},
+		{"unknown member refused", "analyst", "/detector/phantom/findings", `{"maxResult":1}`, 400, ""},
+		{"other detector: not allowed on its ARN", "analyst", "/detector/other/findings", `{}`, 403, ""},
+		{"other detector is also an IAM resource", "otherdetector", "/detector/other/findings", `{}`, 400, ""},
+		{"get skips unknown ids", "analyst", "/detector/phantom/findings/get", `{"findingIds":["f1","nope"]}`, 200, ""},
+		{"archive unknown id", "analyst", "/detector/phantom/findings/archive", `{"findingIds":["nope"]}`, 400, ""},
+		{"archive denied", "reader", "/detector/phantom/findings/archive", `{"findingIds":["f1"]}`, 403, ""},
+		{"archive", "analyst", "/detector/phantom/findings/archive", `{"findingIds":["f1"]}`, 200, `{}`},
+		{"archived now", "analyst", "/detector/phantom/findings", `{"findingCriteria":{"criterion":{"service.archived":{"eq":["true"]}}}}`, 200, `{"findingIds":["f1"]}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.doBody(t, tc.who, "POST", tc.path, "guardduty", []byte(tc.body))
+			if r.status != tc.status {
+				t.Fatalf("status %d %s, want %d", r.status, r.raw, tc.status)
+			}
+			if tc.want != "" && string(r.raw) != tc.want {
+				t.Errorf("body %s, want %s", r.raw, tc.want)
+			}
+		})
+	}
+	r := e.doBody(t, "analyst", "POST", "/detector/phantom/findings/get", "guardduty", []byte(`{"findingIds":["f1","nope"]}`))
+	if fs, _ := r.body["findings"].([]any); len(fs) != 1 {
+		t.Errorf("get = %s", r.raw)
+	}
+}
+
+// TestAWSCLI drives the API with the AWS CLI itself, when it is installed.
+func TestAWSCLI(t *testing.T) {
+	awsPath, err := exec.LookPath("aws")
+	if err != nil {
+		t.Skip("aws CLI not installed")
+	}
+	e := newEnv(t)
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := e.creds["analyst"]
+	aws := func(args ...string) (string, error) {
+		cmd := exec.Command(awsPath, append([]string{"guardduty", "--endpoint-url", e.srv.URL, "--region", "eu-west-1", "--output", "json"}, args...)...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_ACCESS_KEY_ID=" + c.id, "AWS_SECRET_ACCESS_KEY=" + c.secret,
+			"AWS_CA_BUNDLE=" + caFile, "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := aws("list-findings", "--detector-id", "phantom")
+	if err != nil || !strings.Contains(out, `"FindingIds"`) || !strings.Contains(out, "f1") {
+		t.Fatalf("list-findings: %v\n%s", err, out)
+	}
+	out, err = aws("get-findings", "--detector-id", "phantom", "--finding-ids", "f1")
+	if err != nil || !strings.Contains(out, `"Severity": 8`) || !strings.Contains(out, `"Type": "Recon:IAMUser/AccessDeniedSweep"`) {
+		t.Fatalf("get-findings: %v\n%s", err, out)
+	}
+	if out, err = aws("archive-findings", "--detector-id", "phantom", "--finding-ids", "f1"); err != nil {
+		t.Fatalf("archive-findings: %v\n%s", err, out)
+	}
+	if rec, _ := e.st.GetFinding(t.Context(), "f1"); !rec.Archived {
+		t.Error("aws guardduty archive-findings did not archive")
+	}
+	c = e.creds["bob"]
+	out, err = aws("list-findings", "--detector-id", "phantom")
+	if err == nil || !strings.Contains(out, "AccessDeniedException") {
+		t.Errorf("bob's list-findings: %v\n%s", err, out)
+	}
+}
+
+func FuzzParseGuardDutyList(f *testing.F) {
+	for _, s := range []string{"", "{}", `{"findingCriteria":{"criterion":{"severity":{"gte":4},"type":{"eq":["a","b"]}}},"maxResults":5,"nextToken":"3"}`,
+		`{"findingCriteria":{"criterion":{"service.archived":{"neq":["true"]}}},"sortCriteria":{"attributeName":"severity","orderBy":"ASC"}}`,
+		`{"maxResults":51}`, `{"nextToken":"-1"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		l, err := findingsapi.ParseGuardDutyList(body)
+		if err != nil {
+			return
+		}
+		if l.Max < 1 || l.Max > 50 || l.Offset < 0 {
+			t.Fatalf("ParseGuardDutyList(%q) = %+v", body, l)
+		}
+		if _, _, err := findingsapi.ParseFindingIDs(body); err == nil && len(body) == 0 {
+			t.Fatal("ParseFindingIDs accepted an empty body")
 		}
 	})
 }

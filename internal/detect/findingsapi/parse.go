@@ -27,6 +27,10 @@ const (
 type Route struct {
 	Op Operation
 	ID string // the finding, except for ListFindings
+	// GuardDuty is set for GuardDuty's own routes (/detector/{id}/findings...), whose
+	// parameters are in a JSON body; Detector is the id in their path.
+	GuardDuty bool
+	Detector  string
 }
 
 // Limits of the list query.
@@ -46,8 +50,12 @@ const (
 //
 // Ids are 1 to 128 characters of [A-Za-z0-9._:-]; percent-escapes, empty or dot
 // segments and a trailing slash are refused rather than normalized, so one finding has
-// exactly one path. A known path with another method is errMethod.
+// exactly one path. A known path with another method is errMethod. GuardDuty's own
+// routes are accepted too (see guardduty.go).
 func ParsePath(method, escapedPath string) (Route, error) {
+	if r, ok, err := parseDetectorPath(method, escapedPath); ok {
+		return r, err
+	}
 	rest, ok := strings.CutPrefix(escapedPath, "/findings")
 	if !ok {
 		return Route{}, errNoRoute
