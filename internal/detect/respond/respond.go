@@ -408,12 +408,7 @@ func (r *Responder) revoke(ctx context.Context, f detect.Finding, params map[str
 	}
 	rev, err := r.cfg.Identity.RevokeSessions(ctx, role)
 	if err != nil {
-		o, done := failure(err)
-		if !done && strings.Contains(err.Error(), "role name") {
-			done = true // an invalid name never becomes valid
-			o.code = "ValidationError"
-		}
-		return o, done
+		return failure(err)
 	}
 	return outcome{response: map[string]any{"roleName": rev.Role, "tokenIssueTimeBefore": rev.Before.UTC().Format(time.RFC3339Nano)}}, true
 }
