@@ -534,3 +534,39 @@ func openStoreB(b *testing.B) *store.SQLite {
 	b.Cleanup(func() { s.Close() })
 	return s
 }
+
+// BenchmarkHandleRepeat is the cost of a repeat of a finding whose responses were applied
+// (the common case in a burst): one read and one durable write. Baseline: the bare
+// PutFinding it contains.
+func BenchmarkHandleRepeat(b *testing.B) {
+	spec := &config.Spec{Account: account, Detection: config.Detection{Responses: []config.Response{
+		{FindingType: "*", MinSeverity: 1, Actions: []config.Action{config.ActionRaiseRiskLevel}, RiskLevel: "high"}}}}
+	st := openStoreB(b)
+	r, err := respond.New(respond.Config{Spec: func() *config.Spec { return spec }, Store: st, Auditor: &fakeAuditor{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := finding("f", exfilType, 8, sessionARN, "")
+	ctx := context.Background()
+	if err := r.Handle(ctx, f); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("baseline PutFinding", func(b *testing.B) {
+		rec, _ := export.ToStore(f)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := st.PutFinding(ctx, rec); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Handle", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			f.Service.Count++
+			if err := r.Handle(ctx, f); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
