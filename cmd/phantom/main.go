@@ -80,6 +80,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newEgressCmd(),
 		newAgentCmd(),
 		newFindingsCmd(),
+		newDetectCmd(),
 	)
 	return root
 }

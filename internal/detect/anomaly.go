@@ -1,0 +1,178 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Baseline bounds: a principal's remembered actions, networks and agents.
+const (
+	maxBaselineActions  = 512
+	maxBaselineNetworks = 64
+	maxBaselineAgents   = 32
+)
+
+// baseline is one principal's habits: the actions it calls, the networks (/24, /48 for
+// IPv6, or the service name) and user agent families it calls from, and the UTC hours.
+type baseline struct {
+	first    time.Time
+	actions  map[string]struct{}
+	networks map[string]struct{}
+	agents   map[string]struct{}
+	hours    uint32 // bit h set: seen at UTC hour h
+}
+
+func newBaseline() *baseline {
+	return &baseline{
+		actions:  make(map[string]struct{}),
+		networks: make(map[string]struct{}),
+		agents:   make(map[string]struct{}),
+	}
+}
+
+func learn(m map[string]struct{}, k string, max int) bool {
+	if _, ok := m[k]; ok {
+		return false
+	}
+	if len(m) < max {
+		m[k] = struct{}{}
+	}
+	return true
+}
+
+// network is the /24 (IPv4) or /48 (IPv6) of a source, or the source as written (a
+// service name such as ec2.amazonaws.com).
+func network(addr netip.Addr, src string) string {
+	if !addr.IsValid() {
+		return src
+	}
+	bits := 24
+	if addr.Is6() {
+		bits = 48
+	}
+	p, _ := addr.Prefix(bits)
+	return p.String()
+}
+
+// uaFamily is a user agent reduced to its product: "aws-cli/2.15.0 Python/3.11 …" ->
+// "aws-cli", "[aws-sdk-go-v2/1.30 …]" -> "aws-sdk-go-v2", so upgrades are not news.
+func uaFamily(ua string) string {
+	ua = strings.TrimLeft(ua, "[ ")
+	if i := strings.IndexAny(ua, "/ "); i >= 0 {
+		ua = ua[:i]
+	}
+	if len(ua) > 64 {
+		ua = ua[:64]
+	}
+	return ua
+}
+
+func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
+	ev := c.ev
+	if ev.EventName == "" || ev.EventTime.IsZero() {
+		return
+	}
+	key := c.baselineKey()
+	b := d.baselines.getOrAdd(key, newBaseline)
+	t := ev.EventTime.UTC()
+	if b.first.IsZero() || t.Before(b.first) {
+		b.first = t
+	}
+	action := ev.EventSource + ":" + ev.EventName
+	newAction := learn(b.actions, action, maxBaselineActions)
+	net := network(c.addr, ev.SourceIPAddress)
+	newNet := learn(b.networks, net, maxBaselineNetworks)
+	fam := uaFamily(ev.UserAgent)
+	newAgent := learn(b.agents, fam, maxBaselineAgents)
+	hour := uint32(1) << t.Hour()
+	newHour := b.hours != 0 && b.hours&hour == 0 && b.hours&(hour<<1|hour>>1) == 0
+	b.hours |= hour
+	if t.Sub(b.first) < d.cfg.LearningPeriod {
+		return
+	}
+	if !newAction || !(newNet || newAgent || newHour) {
+		return
+	}
+	tactic := tacticOf(ev.EventSource, ev.EventName)
+	if tactic == "" {
+		return
+	}
+	var why []string
+	if newNet {
+		why = append(why, "new network "+net)
+	}
+	if newAgent {
+		why = append(why, "new user agent "+fam)
+	}
+	if newHour {
+		why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
+	}
+	emit(hit{typ: tactic + anomalySuffix, severity: anomalySeverity(tactic), key: action,
+		title: "An API commonly used in " + tactic + " tactics was invoked in an unusual way",
+		desc:  fmt.Sprintf("%s invoked %s for the first time, with %s.", c.principal, ev.EventName, strings.Join(why, ", ")),
+		info:  map[string]any{"tactic": tactic, "newAction": action, "reasons": why}})
+}
+
+func anomalySeverity(tactic string) float64 {
+	switch tactic {
+	case "CredentialAccess", "Exfiltration", "DefenseEvasion", "Stealth", "PrivilegeEscalation", "Impact":
+		return sevHigh
+	}
+	return sevMedium
+}
+
+// tacticOf maps an API to the MITRE ATT&CK tactic GuardDuty files it under, or "" for
+// APIs no tactic claims (they are learnt, never scored). Order matters: the first match wins.
+func tacticOf(source, name string) string {
+	svc := strings.TrimSuffix(source, ".amazonaws.com")
+	has := func(s string) bool { return strings.Contains(name, s) }
+	pre := func(s string) bool { return strings.HasPrefix(name, s) }
+	switch {
+	// Defense evasion / stealth: logging and monitoring off.
+	case svc == "cloudtrail" && (pre("Stop") || pre("Delete") || pre("Update") || pre("Put")),
+		svc == "guardduty" && (pre("Delete") || pre("Disassociate") || pre("Update") || pre("Stop")),
+		(svc == "config" || svc == "securityhub" || svc == "access-analyzer" || svc == "macie2") && (pre("Delete") || pre("Stop") || pre("Disable")),
+		pre("DeleteFlowLogs"), pre("DeleteResolverQueryLog"), pre("DisassociateResolverQueryLog"),
+		name == "LeaveOrganization", name == "DeleteLogGroup", name == "DeleteLogStream", pre("PutBucketLogging"):
+		return "DefenseEvasion"
+	// Credential access.
+	case has("Secret") && (pre("Get") || pre("BatchGet")), name == "GetPasswordData",
+		svc == "ssm" && (name == "GetParameters" || name == "GetParameter" || name == "GetParametersByPath"),
+		name == "GetSessionToken" && svc != "sts", svc == "kms" && name == "Decrypt",
+		name == "GetFederationToken", name == "GetAuthorizationToken":
+		return "CredentialAccess"
+	// Privilege escalation.
+	case pre("Attach") && has("Policy"), pre("Put") && (has("UserPolicy") || has("RolePolicy") || has("GroupPolicy")),
+		name == "PassRole", name == "UpdateLoginProfile", name == "AddUserToGroup", pre("CreatePolicyVersion"),
+		name == "SetDefaultPolicyVersion":
+		return "PrivilegeEscalation"
+	// Persistence.
+	case svc == "iam" && (name == "CreateUser" || name == "CreateAccessKey" || name == "CreateLoginProfile" ||
+		name == "CreateRole" || name == "UpdateAssumeRolePolicy" || name == "UploadSSHPublicKey"),
+		svc == "rolesanywhere" && pre("Create"), svc == "lambda" && (pre("AddPermission") || pre("UpdateFunctionCode") || pre("UpdateFunctionConfiguration")),
+		name == "ModifyInstanceAttribute":
+		return "Persistence"
+	// Exfiltration: sharing data with someone else, copying it out.
+	case name == "ModifySnapshotAttribute", name == "ModifyImageAttribute", name == "ModifyDBSnapshotAttribute",
+		name == "ModifyDBClusterSnapshotAttribute", svc == "s3" && (name == "GetObject" || name == "PutBucketPolicy" || name == "PutBucketAcl" || name == "PutBucketReplication"),
+		source == phantomEgressSrc, name == "AuthorizeSecurityGroupIngress", name == "CreateSnapshot":
+		return "Exfiltration"
+	// Execution and lateral movement on instances.
+	case name == "SendCommand", name == "StartSession", pre("SendSSHPublicKey"), pre("SendSerialConsoleSSHPublicKey"), name == "RunInstances":
+		return "Execution"
+	// Impact: destruction, paid resource abuse.
+	case svc == "bedrock" && (pre("Invoke") || pre("PutFoundationModel") || pre("CreateFoundationModel")),
+		pre("Terminate"), name == "DeleteBucket", name == "DeleteDBInstance", name == "StopInstances":
+		return "Impact"
+	// Initial access.
+	case name == "ConsoleLogin":
+		return "InitialAccess"
+	// Discovery.
+	case pre("List") || pre("Describe") || name == "GetCallerIdentity" || name == "GetAccountAuthorizationDetails" ||
+		(pre("Get") && (svc == "iam" || svc == "organizations" || svc == "sts")):
+		return "Discovery"
+	}
+	return ""
+}

@@ -1,0 +1,283 @@
+package detect
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+)
+
+// Defaults for Config's bounds.
+const (
+	DefaultMaxPrincipals = 100_000
+	DefaultMaxFindings   = 100_000
+	maxEvidence          = 20
+)
+
+// Config is the detector's configuration.
+type Config struct {
+	Account string
+	Region  string
+	// LearningPeriod is how long after a principal's first event its baseline only
+	// learns; nothing is scored as anomalous before. Zero scores from the first event
+	// (every first call of a sensitive API is then new); negative is an error.
+	LearningPeriod time.Duration
+	// ThreatLists are files of malicious addresses/CIDRs; see SetThreatLists.
+	ThreatLists []config.ThreatList
+	// AdminUsers are IAM user names (or ARNs) whose long-term access keys (AKIA…) are
+	// administrator keys: any use raises Policy:IAMUser/AdminLongTermKeyUsage.
+	// CloudTrail carries no policy, so the list is the operator's.
+	AdminUsers []string
+	// MaxPrincipals bounds each kind of per-principal, per-key and per-address state
+	// (least recently used dropped first); MaxFindings bounds open findings.
+	MaxPrincipals int
+	MaxFindings   int
+	// Now is the clock for CreatedAt/UpdatedAt (event times come from the events).
+	Now func() time.Time
+}
+
+// Detector runs the rules over CloudTrail events and keeps deduplicated findings.
+// Observe is safe for concurrent use (one mutex; the rules do no I/O).
+type Detector struct {
+	cfg     Config
+	threats atomic.Pointer[threatSet]
+	admins  map[string]bool
+
+	mu        sync.Mutex
+	baselines *lru[*baseline]    // baseline key (role for sessions) -> baseline
+	denied    *lru[*window]      // principal -> access-denied window
+	sigFail   *lru[*window]      // "k:"+key or "ip:"+address -> signature failures
+	instances *lru[*instSession] // instance session ARN -> where it was first used
+	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
+	findings  *lru[*Finding]     // id -> finding
+}
+
+// New validates cfg, loads the threat lists and returns a detector.
+func New(cfg Config) (*Detector, error) {
+	if cfg.LearningPeriod < 0 {
+		return nil, errors.New("detect: negative learning period")
+	}
+	if cfg.MaxPrincipals <= 0 {
+		cfg.MaxPrincipals = DefaultMaxPrincipals
+	}
+	if cfg.MaxFindings <= 0 {
+		cfg.MaxFindings = DefaultMaxFindings
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	d := &Detector{
+		cfg:       cfg,
+		admins:    make(map[string]bool),
+		baselines: newLRU[*baseline](cfg.MaxPrincipals),
+		denied:    newLRU[*window](cfg.MaxPrincipals),
+		sigFail:   newLRU[*window](cfg.MaxPrincipals),
+		instances: newLRU[*instSession](cfg.MaxPrincipals),
+		ipUsers:   newLRU[string](cfg.MaxPrincipals),
+		findings:  newLRU[*Finding](cfg.MaxFindings),
+	}
+	for _, u := range cfg.AdminUsers {
+		d.admins[u] = true
+	}
+	if err := d.SetThreatLists(cfg.ThreatLists); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// SetThreatLists loads lists and swaps them in whole: Observe sees either the old or the
+// new set, never a mix. On error the old set stays.
+func (d *Detector) SetThreatLists(lists []config.ThreatList) error {
+	s, err := loadThreatLists(lists)
+	if err != nil {
+		return err
+	}
+	d.threats.Store(s)
+	d.mu.Lock()
+	d.cfg.ThreatLists = lists
+	d.mu.Unlock()
+	return nil
+}
+
+// Reload reads the configured threat lists again (files edited in place).
+func (d *Detector) Reload() error {
+	d.mu.Lock()
+	lists := d.cfg.ThreatLists
+	d.mu.Unlock()
+	return d.SetThreatLists(lists)
+}
+
+// Findings returns a copy of every open finding, in no particular order.
+func (d *Detector) Findings() []Finding {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Finding, 0, d.findings.len())
+	for e := d.findings.order.Back(); e != nil; e = e.Prev() {
+		out = append(out, copyFinding(e.Value.(*lruEntry[*Finding]).val))
+	}
+	return out
+}
+
+// Observe feeds one event to the rules (its time is ev.EventTime) and returns the
+// findings it created or updated.
+func (d *Detector) Observe(ev *audit.Event) []Finding {
+	if ev == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c := newCall(ev)
+	var out []Finding
+	emit := func(h hit) {
+		out = append(out, d.record(c, h))
+	}
+	d.rules(c, emit)
+	return out
+}
+
+// hit is one rule's verdict on one event.
+type hit struct {
+	typ      string
+	severity float64
+	key      string // the rule's dedup key beyond type and principal
+	title    string
+	desc     string
+	info     map[string]any
+}
+
+// record creates the finding of h or, when one with the same id exists, raises its count.
+func (d *Detector) record(c *call, h hit) Finding {
+	id := findingID(h.typ, c.principal, h.key)
+	now := d.cfg.Now().UTC()
+	t := c.ev.EventTime.UTC()
+	if f, ok := d.findings.get(id); ok {
+		f.Service.Count++
+		if t.After(f.Service.EventLastSeen) {
+			f.Service.EventLastSeen = t
+		}
+		if t.Before(f.Service.EventFirstSeen) {
+			f.Service.EventFirstSeen = t
+		}
+		if h.severity > f.Severity {
+			f.Severity = h.severity
+		}
+		f.UpdatedAt = now
+		if len(f.Service.Evidence) < maxEvidence && c.ev.EventID != "" {
+			f.Service.Evidence = append(f.Service.Evidence, c.ev.EventID)
+		}
+		return copyFinding(f)
+	}
+	account := c.ev.RecipientAccountID
+	if account == "" {
+		account = c.ev.UserIdentity.AccountID
+	}
+	if d.cfg.Account != "" {
+		account = d.cfg.Account
+	}
+	region := d.cfg.Region
+	if region == "" {
+		region = c.ev.AWSRegion
+	}
+	f := &Finding{
+		SchemaVersion: "2.0",
+		AccountID:     account,
+		Region:        region,
+		Partition:     "aws",
+		ID:            id,
+		ARN:           fmt.Sprintf("arn:aws:guardduty:%s:%s:detector/phantom/finding/%s", region, account, id),
+		Type:          h.typ,
+		Title:         h.title,
+		Description:   h.desc,
+		Severity:      h.severity,
+		CreatedAt:     now,
+		UpdatedAt:     now,
+		Resource: Resource{
+			ResourceType: "AccessKey",
+			AccessKeyDetails: &AccessKeyDetails{
+				AccessKeyID:  c.ev.UserIdentity.AccessKeyID,
+				PrincipalID:  c.ev.UserIdentity.PrincipalID,
+				UserName:     c.userName(),
+				UserType:     c.ev.UserIdentity.Type,
+				PrincipalARN: c.ev.UserIdentity.ARN,
+			},
+		},
+		Service: Service{
+			ServiceName: "guardduty",
+			DetectorID:  "phantom",
+			Action: Action{
+				ActionType: "AWS_API_CALL",
+				AWSAPICallAction: &AWSAPICallAction{
+					API:         c.ev.EventName,
+					ServiceName: c.ev.EventSource,
+					CallerType:  "Remote IP",
+					ErrorCode:   c.ev.ErrorCode,
+					UserAgent:   c.ev.UserAgent,
+				},
+			},
+			ResourceRole:   "TARGET",
+			Count:          1,
+			EventFirstSeen: t,
+			EventLastSeen:  t,
+			AdditionalInfo: h.info,
+		},
+	}
+	if c.addr.IsValid() {
+		r := &RemoteIPDetails{}
+		if c.addr.Is4() {
+			r.IPAddressV4 = c.addr.String()
+		} else {
+			r.IPAddressV6 = c.addr.String()
+		}
+		f.Service.Action.AWSAPICallAction.RemoteIPDetails = r
+	} else if c.ev.SourceIPAddress != "" {
+		f.Service.Action.AWSAPICallAction.CallerType = "AWS Service"
+	}
+	if c.ev.EventID != "" {
+		f.Service.Evidence = []string{c.ev.EventID}
+	}
+	d.findings.put(id, f)
+	return copyFinding(f)
+}
+
+// findingID is GuardDuty-like: 32 hex characters, derived from what the finding is
+// about so a repeat (and a rerun over the same logs) gets the same id.
+func findingID(typ, principal, key string) string {
+	h := sha256.New()
+	h.Write([]byte(typ))
+	h.Write([]byte{0})
+	h.Write([]byte(principal))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+func copyFinding(f *Finding) Finding {
+	out := *f
+	if f.Resource.AccessKeyDetails != nil {
+		a := *f.Resource.AccessKeyDetails
+		out.Resource.AccessKeyDetails = &a
+	}
+	if f.Service.Action.AWSAPICallAction != nil {
+		a := *f.Service.Action.AWSAPICallAction
+		if a.RemoteIPDetails != nil {
+			r := *a.RemoteIPDetails
+			a.RemoteIPDetails = &r
+		}
+		out.Service.Action.AWSAPICallAction = &a
+	}
+	out.Service.Evidence = append([]string(nil), f.Service.Evidence...)
+	if f.Service.AdditionalInfo != nil {
+		m := make(map[string]any, len(f.Service.AdditionalInfo))
+		for k, v := range f.Service.AdditionalInfo {
+			m[k] = v
+		}
+		out.Service.AdditionalInfo = m
+	}
+	return out
+}

@@ -1,0 +1,486 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+// Finding types. GuardDuty's names where GuardDuty has the finding; Phantom's own
+// (same Tactic:Resource/Name grammar) where it does not.
+const (
+	TypeExfilOutside   = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS"
+	TypeExfilInside    = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.InsideAWS"
+	TypeTor            = "UnauthorizedAccess:IAMUser/TorIPCaller"
+	TypeMaliciousIP    = "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom"
+	TypeRoot           = "Policy:IAMUser/RootCredentialUsage"
+	TypeLoggingOff     = "Stealth:IAMUser/CloudTrailLoggingDisabled"
+	TypeAuditTampered  = "Stealth:IAMUser/AuditLogTampered"               // Phantom's own audit log
+	TypeAdminKey       = "Policy:IAMUser/AdminLongTermKeyUsage"           // Phantom
+	TypeAccessDenied   = "Recon:IAMUser/AccessDeniedSweep"                // Phantom
+	TypeBruteForce     = "UnauthorizedAccess:IAMUser/SignatureBruteForce" // Phantom
+	TypeBadCredentials = "UnauthorizedAccess:IAMUser/InvalidCredentials"  // Phantom
+	TypeEgressDenied   = "Exfiltration:IAMUser/EgressDenied"              // Phantom
+	TypePenTest        = "PenTest:IAMUser/AttackToolUserAgent"            // Phantom (GuardDuty: PenTest:IAMUser/KaliLinux...)
+	// <Tactic>:IAMUser/AnomalousBehavior, see tacticOf.
+	anomalySuffix = ":IAMUser/AnomalousBehavior"
+)
+
+// Burst windows, tuned on the evaluation set (see detect_eval_test.go): the Stratus
+// GetPasswordData detonation makes 30 denied calls over distinct instance ids in 11 s,
+// DescribeInstanceAttribute 15; a client with a stale policy retries one call, which
+// stays under the distinct-target bar.
+const (
+	burstWindow      = 60 * time.Second
+	deniedThreshold  = 10
+	deniedDistinct   = 5
+	sigFailThreshold = 10
+	windowCap        = 64
+	phantomEgressSrc = "egress.phantom.amazonaws.com"
+	phantomAuditSrc  = "audit.phantom.internal"
+	phantomAuditSrc2 = "phantom-audit"
+	sevHigh          = 8.0
+	sevMedium        = 5.0
+	sevLow           = 2.0
+)
+
+// call is one event with what every rule needs parsed once.
+type call struct {
+	ev        *audit.Event
+	principal string // finding principal: ARN, else access key, else principal id
+	addr      netip.Addr
+}
+
+func newCall(ev *audit.Event) *call {
+	c := &call{ev: ev}
+	u := &ev.UserIdentity
+	switch {
+	case u.ARN != "":
+		c.principal = u.ARN
+	case u.AccessKeyID != "":
+		c.principal = u.AccessKeyID
+	case u.PrincipalID != "":
+		c.principal = u.PrincipalID
+	default:
+		c.principal = "anonymous"
+	}
+	if a, err := netip.ParseAddr(ev.SourceIPAddress); err == nil {
+		c.addr = a.Unmap()
+	}
+	return c
+}
+
+func (c *call) userName() string {
+	u := &c.ev.UserIdentity
+	if u.UserName != "" {
+		return u.UserName
+	}
+	if u.SessionContext != nil && u.SessionContext.SessionIssuer != nil {
+		return u.SessionContext.SessionIssuer.UserName
+	}
+	if i := strings.LastIndexByte(u.ARN, '/'); i >= 0 {
+		return u.ARN[i+1:]
+	}
+	return ""
+}
+
+// baselineKey is whose habits the call is compared with: a role's sessions share the
+// role's baseline (session names are often per-process), everyone else is their own.
+func (c *call) baselineKey() string {
+	u := &c.ev.UserIdentity
+	if u.SessionContext != nil && u.SessionContext.SessionIssuer != nil && u.SessionContext.SessionIssuer.ARN != "" {
+		return u.SessionContext.SessionIssuer.ARN
+	}
+	return c.principal
+}
+
+func (c *call) isRoot() bool {
+	u := &c.ev.UserIdentity
+	return u.Type == "Root" || strings.HasSuffix(u.ARN, ":root")
+}
+
+// rules runs every rule on c.
+func (d *Detector) rules(c *call, emit func(hit)) {
+	ev := c.ev
+	// A service acting on its own (AwsServiceEvent, e.g. ec2.amazonaws.com delivering
+	// instance credentials) is not a principal's call.
+	service := ev.UserIdentity.Type == "AWSService"
+
+	d.ruleAuditTampering(c, emit)
+	if service {
+		return
+	}
+	d.ruleThreatList(c, emit)
+	d.ruleRoot(c, emit)
+	d.ruleAdminKey(c, emit)
+	d.ruleCredentials(c, emit)
+	d.ruleDenied(c, emit)
+	d.ruleExfiltration(c, emit)
+	d.ruleEgress(c, emit)
+	d.rulePenTest(c, emit)
+	d.ruleAnomaly(c, emit)
+}
+
+func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
+	ev := c.ev
+	switch {
+	case ev.EventSource == phantomAuditSrc || ev.EventSource == phantomAuditSrc2:
+		if ev.EventName == "AuditLogRecovered" || ev.ErrorCode != "" || strings.Contains(ev.EventName, "Tamper") {
+			emit(hit{typ: TypeAuditTampered, severity: sevMedium, key: ev.EventName,
+				title: "Phantom's audit log was cut or altered",
+				desc:  fmt.Sprintf("The audit chain recorded %s: records at its tail were lost or changed.", ev.EventName),
+				info:  ev.AdditionalEventData})
+		}
+	case ev.EventSource == "cloudtrail.amazonaws.com":
+		switch ev.EventName {
+		case "StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors", "PutInsightSelectors":
+			sev := sevMedium
+			if ev.ErrorCode != "" {
+				sev = sevLow
+			}
+			emit(hit{typ: TypeLoggingOff, severity: sev, key: ev.EventName,
+				title: "AWS CloudTrail trail was disabled or changed",
+				desc:  fmt.Sprintf("%s called %s%s.", c.principal, ev.EventName, denied(ev))})
+		}
+	}
+}
+
+func denied(ev *audit.Event) string {
+	if ev.ErrorCode != "" {
+		return " (refused: " + ev.ErrorCode + ")"
+	}
+	return ""
+}
+
+func (d *Detector) ruleThreatList(c *call, emit func(hit)) {
+	l := d.threats.Load().lookup(c.addr)
+	if l == nil {
+		return
+	}
+	typ, title := TypeMaliciousIP, "An API was invoked from an IP address on a custom threat list"
+	if l.tor {
+		typ, title = TypeTor, "An API was invoked from a Tor exit node IP address"
+	}
+	emit(hit{typ: typ, severity: sevMedium, key: c.addr.String(), title: title,
+		desc: fmt.Sprintf("%s invoked %s from %s, on threat list %q.", c.principal, c.ev.EventName, c.addr, l.name),
+		info: map[string]any{"threatListName": l.name}})
+}
+
+func (d *Detector) ruleRoot(c *call, emit func(hit)) {
+	if !c.isRoot() || c.ev.UserIdentity.Type == "AWSService" {
+		return
+	}
+	// Keyed by source address: the same root from a second network is a second finding.
+	emit(hit{typ: TypeRoot, severity: sevLow, key: c.ev.SourceIPAddress,
+		title: "API was invoked using root credentials",
+		desc:  fmt.Sprintf("The root credentials of account %s invoked %s from %s.", c.ev.UserIdentity.AccountID, c.ev.EventName, c.ev.SourceIPAddress)})
+}
+
+func (d *Detector) ruleAdminKey(c *call, emit func(hit)) {
+	u := &c.ev.UserIdentity
+	if u.Type != "IAMUser" || !strings.HasPrefix(u.AccessKeyID, "AKIA") {
+		return
+	}
+	if !d.admins[u.UserName] && !d.admins[u.ARN] {
+		return
+	}
+	emit(hit{typ: TypeAdminKey, severity: sevLow + 1, key: u.AccessKeyID,
+		title: "An administrator's long-term access key was used",
+		desc:  fmt.Sprintf("Administrator %s used long-term access key %s (%s).", u.UserName, u.AccessKeyID, c.ev.EventName)})
+}
+
+// isSignatureError and friends classify errorCodes (AWS's and Phantom's sigv4's, which
+// use the same names).
+func isSignatureError(code string) bool {
+	switch code {
+	case "SignatureDoesNotMatch", "InvalidSignatureException", "IncompleteSignature", "IncompleteSignatureException":
+		return true
+	}
+	return false
+}
+
+func isCredentialError(code string) bool {
+	switch code {
+	case "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException",
+		"InvalidAccessKeyId", "InvalidToken", "TokenRefreshRequired":
+		return true
+	}
+	return false
+}
+
+func isDeniedError(code string) bool {
+	switch code {
+	case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Client.UnauthorizedOperation",
+		"Forbidden", "UnauthorizedAccess", "AuthorizationError":
+		return true
+	}
+	return false
+}
+
+func (d *Detector) ruleCredentials(c *call, emit func(hit)) {
+	code := c.ev.ErrorCode
+	if code == "" {
+		return
+	}
+	key := c.ev.UserIdentity.AccessKeyID
+	if isCredentialError(code) {
+		sev := sevMedium
+		what := "an unknown or inactive"
+		if strings.HasPrefix(code, "Expired") {
+			sev, what = sevLow+1, "an expired"
+		}
+		emit(hit{typ: TypeBadCredentials, severity: sev, key: key + "|" + c.ev.SourceIPAddress,
+			title: "API calls were made with unknown, inactive or expired credentials",
+			desc:  fmt.Sprintf("A caller at %s used %s access key %s (%s).", c.ev.SourceIPAddress, what, key, code),
+			info:  map[string]any{"errorCode": code}})
+		return
+	}
+	if !isSignatureError(code) {
+		return
+	}
+	t := c.ev.EventTime
+	for _, k := range [2]string{"k:" + key, "ip:" + c.ev.SourceIPAddress} {
+		if k == "k:" || k == "ip:" {
+			continue
+		}
+		w := d.sigFail.getOrAdd(k, newWindow)
+		w.add(t, "")
+		if n := w.count(); n >= sigFailThreshold {
+			emit(hit{typ: TypeBruteForce, severity: sevMedium, key: k,
+				title: "Repeated requests with bad signatures",
+				desc:  fmt.Sprintf("%d requests with bad signatures within %s (%s), a guess at a secret key.", n, burstWindow, k),
+				info:  map[string]any{"failures": n}})
+			return
+		}
+	}
+}
+
+func (d *Detector) ruleDenied(c *call, emit func(hit)) {
+	if !isDeniedError(c.ev.ErrorCode) {
+		return
+	}
+	w := d.denied.getOrAdd(c.principal, newWindow)
+	w.add(c.ev.EventTime, c.ev.EventName+"|"+resourceOf(c.ev))
+	if n, distinct := w.count(), w.distinct(); n >= deniedThreshold && distinct >= deniedDistinct {
+		emit(hit{typ: TypeAccessDenied, severity: sevMedium, key: "",
+			title: "A principal was denied access to many resources or actions",
+			desc:  fmt.Sprintf("%s was refused %d times within %s over %d distinct actions or resources.", c.principal, n, burstWindow, distinct),
+			info:  map[string]any{"denied": n, "distinct": distinct}})
+	}
+}
+
+// resourceOf is a short, stable identification of what a request was about: the values
+// of its requestParameters' common identifying keys.
+func resourceOf(ev *audit.Event) string {
+	var b strings.Builder
+	for k, v := range ev.RequestParameters {
+		switch v := v.(type) {
+		case string:
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(v)
+			b.WriteByte(';')
+		case float64, bool:
+			fmt.Fprintf(&b, "%s=%v;", k, v)
+		}
+	}
+	// Map order is random: sort-free by hashing into an order-independent sum.
+	return orderFree(b.String())
+}
+
+// orderFree makes resourceOf independent of map iteration order: the sum of the
+// FNV hashes of its ';'-separated parts.
+func orderFree(s string) string {
+	var sum uint64
+	for len(s) > 0 {
+		i := strings.IndexByte(s, ';')
+		if i < 0 {
+			i = len(s) - 1
+		}
+		var h uint64 = 14695981039346656037
+		for j := 0; j < i; j++ {
+			h ^= uint64(s[j])
+			h *= 1099511628211
+		}
+		sum += h
+		s = s[i+1:]
+	}
+	return fmt.Sprintf("%x", sum)
+}
+
+// instSession is where an instance's session was first used.
+type instSession struct {
+	addr string
+	ua   string
+}
+
+// instanceSession reports whether the event's credentials are an instance's (EC2 role
+// delivery, or an assumed-role session named after an instance id, AWS's own test) and
+// the session's key.
+func instanceSession(ev *audit.Event) bool {
+	u := &ev.UserIdentity
+	if u.Type != "AssumedRole" {
+		return false
+	}
+	if u.SessionContext != nil && u.SessionContext.EC2RoleDelivery != "" {
+		return true
+	}
+	i := strings.LastIndexByte(u.ARN, '/')
+	return i >= 0 && isInstanceID(u.ARN[i+1:])
+}
+
+func isInstanceID(s string) bool {
+	if !strings.HasPrefix(s, "i-") || (len(s) != 10 && len(s) != 19) {
+		return false
+	}
+	for _, r := range s[2:] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f' || r >= 'A' && r <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// desktopAgent reports a user agent of a workstation SDK or CLI (macOS): instance
+// credentials are used by software on the instance, which does not run macOS except on
+// mac1/mac2 instances. Windows is left out: Windows instances are common.
+func desktopAgent(ua string) bool {
+	return strings.Contains(ua, "Darwin/") || strings.Contains(ua, "Macintosh")
+}
+
+func (d *Detector) ruleExfiltration(c *call, emit func(hit)) {
+	ev := c.ev
+	// Phantom's gateway: the session carries where it was issued.
+	if b, ok := ev.AdditionalEventData["sessionBinding"].(map[string]any); ok {
+		ip, _ := b["privateIp"].(string)
+		vpce, _ := b["vpcEndpointId"].(string)
+		var why string
+		switch {
+		case ip != "" && ev.SourceIPAddress != ip:
+			why = fmt.Sprintf("from %s, not the node's address %s", ev.SourceIPAddress, ip)
+		case vpce != "" && ev.VPCEndpointID != vpce:
+			why = fmt.Sprintf("through endpoint %q, not the node's endpoint %s", ev.VPCEndpointID, vpce)
+		}
+		if why != "" {
+			node, _ := b["node"].(string)
+			d.emitExfil(c, emit, why, map[string]any{"node": node, "boundPrivateIp": ip, "boundVpcEndpointId": vpce})
+		}
+		return
+	}
+	u := &ev.UserIdentity
+	if u.Type == "IAMUser" || u.Type == "Root" {
+		if c.addr.IsValid() && !c.addr.IsPrivate() {
+			d.ipUsers.put(ev.SourceIPAddress, c.principal)
+		}
+		return
+	}
+	if !instanceSession(ev) || ev.SourceIPAddress == "" {
+		return
+	}
+	s, seen := d.instances.get(u.ARN)
+	if !seen {
+		s = &instSession{addr: ev.SourceIPAddress, ua: uaFamily(ev.UserAgent)}
+		d.instances.put(u.ARN, s)
+	}
+	switch {
+	case s.addr != ev.SourceIPAddress && c.addr.IsValid():
+		d.emitExfil(c, emit, fmt.Sprintf("from %s; it was first used from %s", ev.SourceIPAddress, s.addr), nil)
+	case desktopAgent(ev.UserAgent):
+		d.emitExfil(c, emit, fmt.Sprintf("by a workstation client (%s)", ev.UserAgent), nil)
+	default:
+		if user, ok := d.ipUsers.get(ev.SourceIPAddress); ok {
+			d.emitExfil(c, emit, fmt.Sprintf("from %s, an address IAM user %s calls from", ev.SourceIPAddress, user), map[string]any{"sharedWith": user})
+		}
+	}
+}
+
+func (d *Detector) emitExfil(c *call, emit func(hit), why string, info map[string]any) {
+	typ := TypeExfilOutside
+	if c.ev.VPCEndpointID != "" || (c.addr.IsValid() && (c.addr.IsPrivate() || c.addr.IsLoopback())) {
+		typ = TypeExfilInside
+	}
+	emit(hit{typ: typ, severity: sevHigh, key: c.ev.UserIdentity.AccessKeyID,
+		title: "Credentials issued to an instance were used elsewhere",
+		desc:  fmt.Sprintf("Session %s, issued to an instance, was used %s.", c.principal, why),
+		info:  info})
+}
+
+func (d *Detector) ruleEgress(c *call, emit func(hit)) {
+	ev := c.ev
+	if ev.EventSource != phantomEgressSrc {
+		return
+	}
+	switch ev.ErrorCode {
+	case "DestinationNotAllowed", "PortNotAllowed", "AddressNotAllowed":
+	default:
+		return
+	}
+	host, _ := ev.RequestParameters["host"].(string)
+	emit(hit{typ: TypeEgressDenied, severity: sevMedium, key: host,
+		title: "A workload tried to reach a destination its egress rules do not allow",
+		desc:  fmt.Sprintf("%s was refused a connection to %s (%s).", c.principal, host, ev.ErrorCode),
+		info:  map[string]any{"host": host, "port": ev.RequestParameters["port"]}})
+}
+
+// attackTools are user agent markers of offensive tools and penetration-testing
+// distributions (GuardDuty flags Kali, Parrot and Pentoo the same way).
+var attackTools = []string{"stratus-red-team", "pacu", "kali", "parrot", "pentoo", "cloudgoat", "weirdAAL", "cloudfox"}
+
+func (d *Detector) rulePenTest(c *call, emit func(hit)) {
+	ua := strings.ToLower(c.ev.UserAgent)
+	for _, t := range attackTools {
+		if strings.Contains(ua, strings.ToLower(t)) {
+			emit(hit{typ: TypePenTest, severity: sevMedium, key: t,
+				title: "An API was invoked by an offensive security tool",
+				desc:  fmt.Sprintf("%s invoked %s with user agent %q (%s).", c.principal, c.ev.EventName, c.ev.UserAgent, t)})
+			return
+		}
+	}
+}
+
+// window is a sliding burst window: the times (and targets) of the last windowCap
+// events within burstWindow of the newest.
+type window struct {
+	t   []time.Time
+	tag []string
+}
+
+func newWindow() *window { return &window{} }
+
+func (w *window) add(t time.Time, tag string) {
+	w.t = append(w.t, t)
+	w.tag = append(w.tag, tag)
+	// Drop what fell out of the window (events can arrive a little out of order: keep
+	// anything within the window of the newest).
+	newest := t
+	for _, x := range w.t {
+		if x.After(newest) {
+			newest = x
+		}
+	}
+	j := 0
+	for i := range w.t {
+		if newest.Sub(w.t[i]) <= burstWindow {
+			w.t[j], w.tag[j] = w.t[i], w.tag[i]
+			j++
+		}
+	}
+	w.t, w.tag = w.t[:j], w.tag[:j]
+	if len(w.t) > windowCap {
+		n := len(w.t) - windowCap
+		w.t, w.tag = w.t[n:], w.tag[n:]
+	}
+}
+
+func (w *window) count() int { return len(w.t) }
+
+func (w *window) distinct() int {
+	seen := make(map[string]struct{}, len(w.tag))
+	for _, s := range w.tag {
+		seen[s] = struct{}{}
+	}
+	return len(seen)
+}
