@@ -12,6 +12,11 @@ const (
 	maxBaselineActions  = 512
 	maxBaselineNetworks = 64
 	maxBaselineAgents   = 32
+	// noveltyWindow: a network or agent first seen after the learning period stays new
+	// this long, so an intruder's first harmless call (a console login from the new
+	// network) does not make the new network known before the calls that matter (the
+	// Panther compromised-root scenario: login, then 33 h later CreateAccessKey).
+	noveltyWindow = 72 * time.Hour
 )
 
 // baseline is one principal's habits: the actions it calls, the networks (/24, /48 for
@@ -19,16 +24,16 @@ const (
 type baseline struct {
 	first    time.Time
 	actions  map[string]struct{}
-	networks map[string]struct{}
-	agents   map[string]struct{}
+	networks map[string]time.Time // first seen
+	agents   map[string]time.Time
 	hours    uint32 // bit h set: seen at UTC hour h
 }
 
 func newBaseline() *baseline {
 	return &baseline{
 		actions:  make(map[string]struct{}),
-		networks: make(map[string]struct{}),
-		agents:   make(map[string]struct{}),
+		networks: make(map[string]time.Time),
+		agents:   make(map[string]time.Time),
 	}
 }
 
@@ -40,6 +45,23 @@ func learn(m map[string]struct{}, k string, max int) bool {
 		m[k] = struct{}{}
 	}
 	return true
+}
+
+// novel reports whether k is new for a baseline whose learning ended at learnt: never
+// seen, or first seen after learning and within noveltyWindow of t. It records k.
+func novel(m map[string]time.Time, k string, t, learnt time.Time, max int) bool {
+	first, ok := m[k]
+	if !ok {
+		if len(m) < max {
+			m[k] = t
+		}
+		return true
+	}
+	if t.Before(first) {
+		m[k] = t
+		first = t
+	}
+	return first.After(learnt) && t.Sub(first) < noveltyWindow
 }
 
 // network is the /24 (IPv4) or /48 (IPv6) of a source, or the source as written (a
@@ -82,14 +104,15 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	}
 	action := ev.EventSource + ":" + ev.EventName
 	newAction := learn(b.actions, action, maxBaselineActions)
+	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
-	newNet := learn(b.networks, net, maxBaselineNetworks)
+	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
 	fam := uaFamily(ev.UserAgent)
-	newAgent := learn(b.agents, fam, maxBaselineAgents)
+	newAgent := novel(b.agents, fam, t, learnt, maxBaselineAgents)
 	hour := uint32(1) << t.Hour()
 	newHour := b.hours != 0 && b.hours&hour == 0 && b.hours&(hour<<1|hour>>1) == 0
 	b.hours |= hour
-	if t.Sub(b.first) < d.cfg.LearningPeriod {
+	if t.Before(learnt) {
 		return
 	}
 	if !newAction || !(newNet || newAgent || newHour) {
