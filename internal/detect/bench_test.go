@@ -1,0 +1,105 @@
+package detect
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+// benchEvents makes n realistic CloudTrail management events: 300 principals (users and
+// role sessions) over a day, the common read APIs with request parameters, TLS details,
+// a few refusals.
+func benchEvents(n int) []*audit.Event {
+	r := rand.New(rand.NewPCG(1, 2))
+	names := []struct{ src, name string }{
+		{"s3.amazonaws.com", "ListBuckets"}, {"ec2.amazonaws.com", "DescribeInstances"}, {"sts.amazonaws.com", "GetCallerIdentity"},
+		{"iam.amazonaws.com", "ListRoles"}, {"kms.amazonaws.com", "Decrypt"}, {"sts.amazonaws.com", "AssumeRole"},
+		{"logs.amazonaws.com", "DescribeLogGroups"}, {"ssm.amazonaws.com", "GetParameter"}, {"lambda.amazonaws.com", "ListFunctions20150331"},
+		{"secretsmanager.amazonaws.com", "GetSecretValue"}, {"dynamodb.amazonaws.com", "DescribeTable"},
+	}
+	evs := make([]*audit.Event, n)
+	for i := range evs {
+		p := r.IntN(300)
+		var u audit.UserIdentity
+		if p%3 == 0 {
+			u = user(fmt.Sprintf("user%d", p), fmt.Sprintf("AKIA%016d", p))
+		} else {
+			u = nodeSession(fmt.Sprintf("role%d", p%40), fmt.Sprintf("i-%017x", p), fmt.Sprintf("ASIA%016d", p))
+		}
+		c := names[r.IntN(len(names))]
+		ev := &audit.Event{EventVersion: "1.08", UserIdentity: u, EventTime: t0.Add(time.Duration(i) * 100 * time.Millisecond),
+			EventSource: c.src, EventName: c.name, AWSRegion: "us-east-1",
+			SourceIPAddress: fmt.Sprintf("10.%d.%d.%d", p%4, p%250, p%200+1), UserAgent: "aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5 md/GOOS#linux md/GOARCH#amd64 api/" + c.name,
+			RequestParameters: map[string]any{"maxResults": 100.0, "filterSet": map[string]any{}, "resourceArn": fmt.Sprintf("arn:aws:%s:us-east-1:%s:thing/%d", c.src, acct, r.IntN(50))},
+			ResponseElements:  nil, RequestID: fmt.Sprintf("%08x-1c2d-4e5f-8a9b-%012x", i, r.Uint64()>>16), EventID: fmt.Sprintf("%08x-aaaa-4bbb-8ccc-%012x", i, r.Uint64()>>16),
+			ReadOnly: true, EventType: "AwsApiCall", ManagementEvent: true, RecipientAccountID: acct, EventCategory: "Management",
+			TLSDetails: &audit.TLSDetails{TLSVersion: "TLSv1.3", CipherSuite: "TLS_AES_128_GCM_SHA256", ClientProvidedHostHeader: c.src}}
+		if r.IntN(50) == 0 {
+			ev.ErrorCode, ev.ErrorMessage = "AccessDenied", "User is not authorized to perform this operation"
+		}
+		evs[i] = ev
+	}
+	return evs
+}
+
+func benchFile(b *testing.B, n int) []byte {
+	b.Helper()
+	data, err := json.Marshal(map[string]any{"Records": benchEvents(n)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+// BenchmarkBatch is the batch path: parse a CloudTrail log file and run the rules.
+func BenchmarkBatch(b *testing.B) {
+	const n = 20000
+	data := benchFile(b, n)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		d, _ := New(Config{LearningPeriod: time.Hour})
+		evs, err := ParseEvents(data)
+		if err != nil || len(evs) != n {
+			b.Fatal(err, len(evs))
+		}
+		for _, ev := range evs {
+			d.Observe(ev)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkParse is the baseline: parsing alone.
+func BenchmarkParse(b *testing.B) {
+	const n = 20000
+	data := benchFile(b, n)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := ParseEvents(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkObserve is the streaming cost of one event (the rules alone).
+func BenchmarkObserve(b *testing.B) {
+	evs := benchEvents(20000)
+	d, _ := New(Config{LearningPeriod: time.Hour})
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		d.Observe(evs[i%len(evs)])
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}

@@ -1,0 +1,81 @@
+package detect
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+func fuzzSeeds(f *testing.F) {
+	f.Add([]byte(`{"Records":[{"eventTime":"2026-11-01T09:00:00Z","eventName":"ListBuckets","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::1:user/a"}}]}`))
+	f.Add([]byte(`[{"@timestamp":"2020-09-14T00:44:23.000Z","eventName":"GetObject","requestParameters":{"bucketName":"b"}}]`))
+	f.Add([]byte("{\"seq\":1,\"event\":{\"eventName\":\"AuditLogRecovered\",\"eventSource\":\"audit.phantom.internal\"}}\n{\"eventName\":\"x\"}\n"))
+	f.Add([]byte(`{"eventName":"Invoke","sourceIPAddress":"10.0.0.1","additionalEventData":{"sessionBinding":{"privateIp":"10.0.0.2","vpcEndpointId":"vpce-1"}},"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0","sessionContext":{"ec2RoleDelivery":"2.0"}}}`))
+	for _, dir := range []string{"testdata", datasets + "/panther-analysis/scenarios/compromised-root-creds"} {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
+		for _, file := range files {
+			if data, err := os.ReadFile(file); err == nil && len(data) < 64*1024 {
+				f.Add(data)
+			}
+		}
+	}
+}
+
+// FuzzReadEvents: any bytes either parse or fail cleanly, and what parses feeds the
+// detector without a panic; the reader of a file agrees with ParseEvents.
+func FuzzReadEvents(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		evs, err := ParseEvents(data)
+		if err != nil {
+			return
+		}
+		d, _ := New(Config{LearningPeriod: time.Nanosecond})
+		for i, ev := range evs {
+			if ev == nil {
+				t.Fatalf("event %d is nil", i)
+			}
+			for _, fd := range d.Observe(ev) {
+				if fd.Severity < 1 || fd.Severity > 8.9 || len(fd.ID) != 32 {
+					t.Fatalf("bad finding %+v", fd)
+				}
+			}
+		}
+		p := filepath.Join(t.TempDir(), "x.json")
+		os.WriteFile(p, data, 0o600)
+		n := 0
+		if err := ReadEvents(p, func(*audit.Event) error { n++; return nil }); err != nil || n != len(evs) {
+			t.Fatalf("ReadEvents: %d events, %v; ParseEvents: %d", n, err, len(evs))
+		}
+	})
+}
+
+// FuzzObserve: any event JSON, fed twice, never panics and a repeat never makes a new
+// finding id.
+func FuzzObserve(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ev audit.Event
+		if err := json.Unmarshal(data, &ev); err != nil {
+			return
+		}
+		d, _ := New(Config{})
+		first := map[string]bool{}
+		for _, fd := range d.Observe(&ev) {
+			first[fd.ID] = true
+		}
+		for _, fd := range d.Observe(&ev) {
+			if !first[fd.ID] && fd.Type != TypeAccessDenied && fd.Type != TypeBruteForce {
+				t.Fatalf("repeat made a new finding %s", fd.Type)
+			}
+		}
+		if _, err := json.Marshal(d.Findings()); err != nil && !bytes.Contains(data, []byte("NaN")) {
+			t.Fatalf("findings do not marshal: %v", err)
+		}
+	})
+}
