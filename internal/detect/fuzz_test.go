@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +80,69 @@ func FuzzObserve(f *testing.F) {
 			t.Fatalf("findings do not marshal: %v", err)
 		}
 	})
+}
+
+// FuzzFastParse: whenever the fast decoder accepts input, encoding/json decodes it to
+// the same events.
+func FuzzFastParse(f *testing.F) {
+	fuzzSeeds(f)
+	f.Add([]byte(`{"Records":[{"eventName":"a","EventName":"b"}]}`))
+	f.Add([]byte(`[{"requestParameters":{"a":[1,2.5e3,"x\u00e9",null,true,{}]},"readOnly":true,"tlsDetails":{"tlsVersion":"TLSv1.3"}}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		data = bytes.TrimLeft(data, " \t\r\n\ufeff")
+		if len(data) == 0 {
+			return
+		}
+		fast, err := fastParse(data)
+		if err != nil {
+			return
+		}
+		slow, err := slowParse(data)
+		if err != nil {
+			t.Fatalf("fast decoder accepted what encoding/json refuses (%v)", err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			a, _ := json.Marshal(fast)
+			b, _ := json.Marshal(slow)
+			t.Fatalf("decoders differ:\nfast %s\nslow %s", a, b)
+		}
+	})
+}
+
+// TestFastParseDatasets: the fast decoder takes every real file of the evaluation set
+// (and the benchmark's) and agrees with encoding/json on each.
+func TestFastParseDatasets(t *testing.T) {
+	var files []string
+	filepath.WalkDir(datasets, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() && eventFileName(e.Name()) && !strings.HasSuffix(p, "labels.json") && !strings.HasSuffix(p, "summary.json") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	bench, _ := json.Marshal(map[string]any{"Records": benchEvents(200)})
+	inputs := map[string][]byte{"bench": bench}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inputs[f] = data
+	}
+	fastFiles := 0
+	for name, data := range inputs {
+		data = bytes.TrimLeft(data, " \t\r\n\ufeff")
+		fast, err := fastParse(data)
+		if err != nil {
+			t.Logf("%s: fast decoder declined (%v)", name, err)
+			continue
+		}
+		fastFiles++
+		slow, err := slowParse(data)
+		if err != nil || !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%s: decoders differ (%v)", name, err)
+		}
+	}
+	if fastFiles < len(inputs)-2 {
+		t.Errorf("fast decoder took %d of %d files", fastFiles, len(inputs))
+	}
 }

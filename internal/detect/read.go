@@ -132,6 +132,21 @@ type wireValue struct {
 // its events sorted by eventTime (stable).
 func ParseEvents(data []byte) ([]*audit.Event, error) {
 	data = bytes.TrimLeft(data, " \t\r\n\ufeff")
+	if len(data) == 0 {
+		return nil, nil
+	}
+	out, err := fastParse(data)
+	if err != nil {
+		if out, err = slowParse(data); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *audit.Event) int { return a.EventTime.Compare(b.EventTime) })
+	return out, nil
+}
+
+// slowParse is ParseEvents with encoding/json, for what fastParse leaves.
+func slowParse(data []byte) ([]*audit.Event, error) {
 	var out []*audit.Event
 	add := func(w *wireEvent) {
 		if w == nil {
@@ -185,7 +200,6 @@ func ParseEvents(data []byte) ([]*audit.Event, error) {
 			}
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *audit.Event) int { return a.EventTime.Compare(b.EventTime) })
 	return out, nil
 }
 
