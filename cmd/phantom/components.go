@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -39,7 +41,7 @@ type auditLogs struct {
 // openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
 // endpoint), their digests signed with a key derived from the master key.
 func openAuditLogs(dataDir string, spec *config.Spec, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
-	chains := []string{"sts", "gateway", "egress"}
+	chains := []string{"sts", "gateway", "egress", "detector", "findings"}
 	for _, ep := range spec.Endpoints {
 		chains = append(chains, "endpoint-"+ep.ID)
 	}
@@ -65,6 +67,16 @@ func openChains(dir string, chains []string, masterKey []byte, log *slog.Logger)
 
 func (l *auditLogs) get(chain string) *audit.Log { return l.logs[chain] }
 
+// names lists the chains, sorted.
+func (l *auditLogs) names() []string {
+	names := make([]string, 0, len(l.logs))
+	for c := range l.logs {
+		names = append(names, c)
+	}
+	slices.Sort(names)
+	return names
+}
+
 // closeAll signs each chain's final digest.
 func (l *auditLogs) closeAll(log *slog.Logger) {
 	for c, al := range l.logs {
@@ -77,7 +89,7 @@ func (l *auditLogs) closeAll(log *slog.Logger) {
 // newGateway builds the gateway over the perimeter's identity service, CA, message
 // sealer and the current spec. Its assertion key comes from the master key, so every
 // replica signs with the same one.
-func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
 	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
 	if err != nil {
@@ -95,6 +107,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Auditor:      auditor,
 		Messages:     p.messages,
 		AssertionKey: key,
+		Risk:         risk,
 		Logger:       log,
 	})
 }
@@ -130,4 +143,14 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		Auditor:    auditor,
 		Logger:     log,
 	})
+}
+
+// newResponder stores findings and applies the spec's responses through the perimeter's
+// identity service; its risk levels are the gateway's phantom:RiskLevel.
+func newResponder(current func() *config.Spec, p *perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
+	r, err := respond.New(respond.Config{Spec: current, Identity: p.ids, Store: p.store, Auditor: auditor, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }

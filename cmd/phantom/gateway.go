@@ -155,7 +155,23 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 			listen = spec.Gateway.Listen.String()
 		}
 	}
-	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	// Risk levels raised by the detector reach this gateway through the store.
+	// (This process handles no findings: its responder only reads risk levels.)
+	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	if err != nil {
+		return err
+	}
+	if err := risk.Refresh(ctx); err != nil {
+		return err
+	}
+	riskCtx, stopRisk := context.WithCancel(ctx)
+	defer stopRisk() // before c.shutdown waits for the goroutines
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = risk.Run(riskCtx, f.poll) // returns when riskCtx ends; failures are logged by respond
+	}()
+	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, c.log)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/agent"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/demo"
+	"github.com/phantom-perimeter/phantom/internal/detect/findingsapi"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
@@ -32,11 +34,11 @@ import (
 
 // defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
 // 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448)
-// and egress proxy 8449 (all on 127.0.0.1).
+// egress proxy 8449 and the findings API 8450 (all on 127.0.0.1).
 const defaultPortBase = 8443
 
 // demoPorts is how many consecutive ports the demo takes from --port-base.
-const demoPorts = 7
+const demoPorts = 8
 
 type upFlags struct {
 	dataDir  string
@@ -93,10 +95,11 @@ type upListeners struct {
 	endpoints             map[string][]net.Listener // endpoint id -> its listeners
 	// The demo node's agent and egress proxy.
 	imds, container, egress net.Listener
+	findings                net.Listener
 }
 
 func (l *upListeners) closeAll() {
-	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress} {
+	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.findings} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -200,7 +203,14 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	gw, err := newGateway(w.Current, p, logs.get("gateway"), log)
+	responder, err := newResponder(w.Current, p, logs.get("detector"), log)
+	if err != nil {
+		return err
+	}
+	if err := responder.Refresh(ctx); err != nil {
+		return err
+	}
+	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, log)
 	if err != nil {
 		return err
 	}
@@ -227,10 +237,47 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 
+	// The streaming detector follows every chain but its own (its events are the
+	// responses to findings) and hands findings to the responder, which applies them to
+	// the identity service and risk levels this process's gateway reads: immediately.
+	det, err := newDetector(spec)
+	if err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		chains := logs.names()
+		watched := chains[:0]
+		for _, c := range chains {
+			if c != "detector" {
+				watched = append(watched, c)
+			}
+		}
+		if err := streamDetector(runCtx, logs.dir, watched, det, responder, log); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("up: the streaming detector stopped", "error", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = responder.Run(runCtx, f.poll) // picks up risk levels set by other processes
+	}()
+
 	var backend *http.Server
 	var proxy *egress.Proxy
 	if d != nil {
 		backend = serveDemoBackend(lns.backend, gw, d.APIID, log)
+		fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.store, Credentials: p.ids,
+			Auditor: logs.get("findings"), Risk: responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
+		if err != nil {
+			return err
+		}
+		fCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+		if err != nil {
+			return err
+		}
+		servers = append(servers, serveHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.getServer}, log))
 		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, log); err != nil {
 			return err
 		}
@@ -344,6 +391,9 @@ func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
 	if lns.egress, _, err = listen(6, "egress proxy"); err != nil {
 		return nil, err
 	}
+	if lns.findings, _, err = listen(7, "findings API"); err != nil {
+		return nil, err
+	}
 	return &d, nil
 }
 
@@ -454,6 +504,8 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_CONTAINER_AUTH_TOKEN", Value: node.ContainerToken()},
 		{Name: "PHANTOM_EGRESS_PROXY", Value: node.ProxyURL(lns.egress.Addr().String())},
 		{Name: "PHANTOM_DEMO_NODE", Value: d.Node},
+		// The findings API (GuardDuty's REST routes and /findings), for the demo user.
+		{Name: "PHANTOM_FINDINGS_URL", Value: "https://" + lns.findings.Addr().String()},
 	})
 }
 
