@@ -518,6 +518,8 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
   node %[12]s  agent IMDS http://%[13]s/, container credentials http://%[14]s%[15]s; egress proxy http://%[16]s
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
+  detector          streams every audit chain; findings: phantom findings list --data-dir %[1]s, or
+                    aws guardduty list-findings --detector-id phantom --endpoint-url "$PHANTOM_FINDINGS_URL"
 
 Try it (the variables come from %[10]s):
   source %[10]s
