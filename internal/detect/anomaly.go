@@ -23,21 +23,24 @@ const (
 // IPv6, or the service name) and user agent families it calls from, and the UTC hours.
 type baseline struct {
 	first    time.Time
-	actions  map[string]struct{}
-	networks map[string]time.Time // first seen
+	actions  map[action]struct{}
+	networks map[netKey]time.Time // first seen
 	agents   map[string]time.Time
 	hours    uint32 // bit h set: seen at UTC hour h
 }
 
 func newBaseline() *baseline {
 	return &baseline{
-		actions:  make(map[string]struct{}),
-		networks: make(map[string]time.Time),
+		actions:  make(map[action]struct{}),
+		networks: make(map[netKey]time.Time),
 		agents:   make(map[string]time.Time),
 	}
 }
 
-func learn(m map[string]struct{}, k string, max int) bool {
+// action is an API: event source and name (a struct key: no string to build per event).
+type action struct{ source, name string }
+
+func learn(m map[action]struct{}, k action, max int) bool {
 	if _, ok := m[k]; ok {
 		return false
 	}
@@ -49,7 +52,7 @@ func learn(m map[string]struct{}, k string, max int) bool {
 
 // novel reports whether k is new for a baseline whose learning ended at learnt: never
 // seen, or first seen after learning and within noveltyWindow of t. It records k.
-func novel(m map[string]time.Time, k string, t, learnt time.Time, max int) bool {
+func novel[K comparable](m map[K]time.Time, k K, t, learnt time.Time, max int) bool {
 	first, ok := m[k]
 	if !ok {
 		if len(m) < max {
@@ -64,18 +67,30 @@ func novel(m map[string]time.Time, k string, t, learnt time.Time, max int) bool 
 	return first.After(learnt) && t.Sub(first) < noveltyWindow
 }
 
-// network is the /24 (IPv4) or /48 (IPv6) of a source, or the source as written (a
-// service name such as ec2.amazonaws.com).
-func network(addr netip.Addr, src string) string {
+// netKey is a source network: the /24 (IPv4) or /48 (IPv6) of an address, or the
+// source as written when it is not one (a service name such as ec2.amazonaws.com).
+type netKey struct {
+	p   netip.Prefix
+	src string
+}
+
+func network(addr netip.Addr, src string) netKey {
 	if !addr.IsValid() {
-		return src
+		return netKey{src: src}
 	}
 	bits := 24
 	if addr.Is6() {
 		bits = 48
 	}
 	p, _ := addr.Prefix(bits)
-	return p.String()
+	return netKey{p: p}
+}
+
+func (k netKey) String() string {
+	if k.p.IsValid() {
+		return k.p.String()
+	}
+	return k.src
 }
 
 // uaFamily is a user agent reduced to its product: "aws-cli/2.15.0 Python/3.11 …" ->
@@ -102,8 +117,7 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if b.first.IsZero() || t.Before(b.first) {
 		b.first = t
 	}
-	action := ev.EventSource + ":" + ev.EventName
-	newAction := learn(b.actions, action, maxBaselineActions)
+	newAction := learn(b.actions, action{ev.EventSource, ev.EventName}, maxBaselineActions)
 	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
 	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
@@ -118,13 +132,14 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if !newAction || !(newNet || newAgent || newHour) {
 		return
 	}
+	api := ev.EventSource + ":" + ev.EventName
 	tactic := tacticOf(ev.EventSource, ev.EventName)
 	if tactic == "" {
 		return
 	}
 	var why []string
 	if newNet {
-		why = append(why, "new network "+net)
+		why = append(why, "new network "+net.String())
 	}
 	if newAgent {
 		why = append(why, "new user agent "+fam)
@@ -132,10 +147,10 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if newHour {
 		why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
 	}
-	emit(hit{typ: tactic + anomalySuffix, severity: anomalySeverity(tactic), key: action,
+	emit(hit{typ: tactic + anomalySuffix, severity: anomalySeverity(tactic), key: api,
 		title: "An API commonly used in " + tactic + " tactics was invoked in an unusual way",
 		desc:  fmt.Sprintf("%s invoked %s for the first time, with %s.", c.principal, ev.EventName, strings.Join(why, ", ")),
-		info:  map[string]any{"tactic": tactic, "newAction": action, "reasons": why}})
+		info:  map[string]any{"tactic": tactic, "newAction": api, "reasons": why}})
 }
 
 func anomalySeverity(tactic string) float64 {

@@ -56,6 +56,7 @@ type Detector struct {
 	instances *lru[*instSession] // instance session ARN -> where it was first used
 	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
 	findings  *lru[*Finding]     // id -> finding
+	uaTools   map[string]string  // user agent -> attack tool named in it ("" none)
 }
 
 // New validates cfg, loads the threat lists and returns a detector.
@@ -75,6 +76,7 @@ func New(cfg Config) (*Detector, error) {
 	d := &Detector{
 		cfg:       cfg,
 		admins:    make(map[string]bool),
+		uaTools:   make(map[string]string),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
 		denied:    newLRU[*window](cfg.MaxPrincipals),
 		sigFail:   newLRU[*window](cfg.MaxPrincipals),

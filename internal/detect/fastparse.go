@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -110,6 +111,18 @@ func (p *fastParser) rawString() ([]byte, error) {
 		return nil, errSlow
 	}
 	start := p.i
+	// Eight bytes at a time while none is a quote, a backslash, a control character or
+	// non-ASCII (SWAR: "determine if a word has a byte less than n", Bit Twiddling Hacks).
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for p.i+8 <= len(p.b) {
+		w := binary.LittleEndian.Uint64(p.b[p.i:])
+		q := w ^ ('"' * ones)
+		bs := w ^ ('\\' * ones)
+		if ((w-0x20*ones)|(q-ones)|(bs-ones)|w)&highs != 0 {
+			break
+		}
+		p.i += 8
+	}
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		switch {
@@ -254,17 +267,69 @@ var eventFields = []string{"eventVersion", "userIdentity", "eventTime", "eventSo
 	"additionalEventData", "requestID", "eventID", "readOnly", "eventType", "managementEvent", "recipientAccountId",
 	"eventCategory", "vpcEndpointId", "tlsDetails", "@timestamp"}
 
+// eventFieldBit is the index of k in eventFields, or -1 (a switch, not a loop: the
+// compiler makes it a binary search).
+func eventFieldBit(k []byte) int {
+	switch string(k) {
+	case "eventVersion":
+		return 0
+	case "userIdentity":
+		return 1
+	case "eventTime":
+		return 2
+	case "eventSource":
+		return 3
+	case "eventName":
+		return 4
+	case "awsRegion":
+		return 5
+	case "sourceIPAddress":
+		return 6
+	case "userAgent":
+		return 7
+	case "errorCode":
+		return 8
+	case "errorMessage":
+		return 9
+	case "requestParameters":
+		return 10
+	case "responseElements":
+		return 11
+	case "additionalEventData":
+		return 12
+	case "requestID":
+		return 13
+	case "eventID":
+		return 14
+	case "readOnly":
+		return 15
+	case "eventType":
+		return 16
+	case "managementEvent":
+		return 17
+	case "recipientAccountId":
+		return 18
+	case "eventCategory":
+		return 19
+	case "vpcEndpointId":
+		return 20
+	case "tlsDetails":
+		return 21
+	case "@timestamp":
+		return 22
+	}
+	return -1
+}
+
 // eventMember decodes one member of an event object into w.
 func (p *fastParser) eventMember(w *wireEvent, k []byte, s *seen) error {
 	ev := &w.Event
-	for bit, f := range eventFields {
-		if string(k) != f {
-			continue
-		}
+	bit := eventFieldBit(k)
+	if bit >= 0 {
 		if err := s.once(bit); err != nil {
 			return err
 		}
-		switch f {
+		switch eventFields[bit] {
 		case "eventVersion":
 			return p.optStr(&ev.EventVersion, true)
 		case "userIdentity":

@@ -430,9 +430,23 @@ func (d *Detector) ruleEgress(c *call, emit func(hit)) {
 var attackTools = []string{"stratus-red-team", "pacu", "kali", "parrot", "pentoo", "cloudgoat", "weirdAAL", "cloudfox"}
 
 func (d *Detector) rulePenTest(c *call, emit func(hit)) {
-	ua := strings.ToLower(c.ev.UserAgent)
-	for _, t := range attackTools {
-		if strings.Contains(ua, strings.ToLower(t)) {
+	// User agents are few: remember each one's verdict (bounded; cleared when full).
+	t, ok := d.uaTools[c.ev.UserAgent]
+	if !ok {
+		ua := strings.ToLower(c.ev.UserAgent)
+		for _, tool := range attackTools {
+			if strings.Contains(ua, strings.ToLower(tool)) {
+				t = tool
+				break
+			}
+		}
+		if len(d.uaTools) >= 4096 {
+			clear(d.uaTools)
+		}
+		d.uaTools[c.ev.UserAgent] = t
+	}
+	if t != "" {
+		{
 			emit(hit{typ: TypePenTest, severity: sevMedium, key: t,
 				title: "An API was invoked by an offensive security tool",
 				desc:  fmt.Sprintf("%s invoked %s with user agent %q (%s).", c.principal, c.ev.EventName, c.ev.UserAgent, t)})
