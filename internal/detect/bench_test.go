@@ -103,3 +103,33 @@ func BenchmarkObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkBatchDir is the phantom detect path over a directory of CloudTrail files
+// (a few thousand records each; gzipped as AWS delivers them, and plain), read ahead on
+// a second goroutine while the rules run.
+func BenchmarkBatchDir(b *testing.B) {
+	const files, per = 10, 5000
+	evs := benchEvents(files * per)
+	for _, gz := range []bool{false, true} {
+		b.Run(fmt.Sprintf("gzip=%v", gz), func(b *testing.B) {
+			dir := b.TempDir()
+			for i := 0; i < files; i++ {
+				name := fmt.Sprintf("%s/%s_CloudTrail_us-east-1_%02d.json", dir, acct, i)
+				if gz {
+					name += ".gz"
+				}
+				writeRecords(b, name, evs[i*per:(i+1)*per], gz)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				d, _ := New(Config{LearningPeriod: time.Hour})
+				n := 0
+				if err := ReadEvents(dir, func(ev *audit.Event) error { n++; d.Observe(ev); return nil }); err != nil || n != files*per {
+					b.Fatal(err, n)
+				}
+			}
+			b.ReportMetric(float64(files*per*b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

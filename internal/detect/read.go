@@ -52,9 +52,38 @@ func ReadEvents(path string, fn func(*audit.Event) error) error {
 		return fmt.Errorf("read events in %s: %w", path, err)
 	}
 	slices.Sort(files)
-	for _, f := range files {
-		if err := readFile(f, fn); err != nil {
-			return err
+	// Parse ahead: one goroutine reads and decodes the next files while fn takes this
+	// one's events (two cores: decoding and the rules overlap). fn still sees every event
+	// in order, from one goroutine.
+	type parsed struct {
+		evs []*audit.Event
+		err error
+	}
+	ahead := make(chan parsed, 2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(ahead)
+		for _, f := range files {
+			evs, err := parseFile(f)
+			select {
+			case ahead <- parsed{evs, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for p := range ahead {
+		if p.err != nil {
+			return p.err
+		}
+		for _, ev := range p.evs {
+			if err := fn(ev); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -70,19 +99,27 @@ func eventFileName(name string) bool {
 	return false
 }
 
-func readFile(path string, fn func(*audit.Event) error) error {
+func parseFile(path string) ([]*audit.Event, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("read events: %w", err)
+		return nil, fmt.Errorf("read events: %w", err)
 	}
 	defer f.Close()
 	data, err := readAll(f)
 	if err != nil {
-		return fmt.Errorf("read events from %s: %w", path, err)
+		return nil, fmt.Errorf("read events from %s: %w", path, err)
 	}
 	evs, err := ParseEvents(data)
 	if err != nil {
-		return fmt.Errorf("read events from %s: %w", path, err)
+		return nil, fmt.Errorf("read events from %s: %w", path, err)
+	}
+	return evs, nil
+}
+
+func readFile(path string, fn func(*audit.Event) error) error {
+	evs, err := parseFile(path)
+	if err != nil {
+		return err
 	}
 	for _, ev := range evs {
 		if err := fn(ev); err != nil {
