@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -129,27 +130,46 @@ func readFile(path string, fn func(*audit.Event) error) error {
 	return nil
 }
 
-// readAll reads a file, gunzipping it when it starts with gzip's magic number.
-func readAll(r io.Reader) ([]byte, error) {
-	br := bufio.NewReaderSize(r, 64*1024)
-	if magic, err := br.Peek(2); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
+// readAll reads a file, gunzipping it when it starts with gzip's magic number. The
+// buffer is sized up front (the file's size, or gzip's ISIZE trailer) so a large file is
+// not copied over and over as it grows.
+func readAll(f *os.File) ([]byte, error) {
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	var magic [2]byte
+	n, _ := io.ReadFull(f, magic[:])
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var r io.Reader = f
+	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		var isize [4]byte
+		hint := int64(0)
+		if size >= 18 {
+			if _, err := f.ReadAt(isize[:], size-4); err == nil {
+				hint = int64(binary.LittleEndian.Uint32(isize[:]))
+			}
+		}
+		zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64*1024))
 		if err != nil {
 			return nil, err
 		}
 		defer zr.Close()
-		r = zr
-	} else {
-		r = br
+		r, size = zr, hint
 	}
-	data, err := io.ReadAll(io.LimitReader(r, maxFileBytes+1))
-	if err != nil {
+	if size <= 0 || size > maxFileBytes {
+		size = 512
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(r, maxFileBytes+1)); err != nil {
 		return nil, err
 	}
-	if len(data) > maxFileBytes {
+	if buf.Len() > maxFileBytes {
 		return nil, fmt.Errorf("more than %d bytes", maxFileBytes)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // wireEvent is an event as files carry it: CloudTrail's fields plus Logstash's time.
