@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/detect"
+)
+
+func runDetectCmd(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"detect"}, args...), strings.NewReader(""), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+const detectRecords = `{"Records":[
+{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/eve","accountId":"123456789012","accessKeyId":"AKIAEVE","userName":"eve"},"eventTime":"2026-11-01T09:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15","requestParameters":{"name":"main"},"responseElements":null,"eventID":"e1","recipientAccountId":"123456789012"},
+{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/eve","accountId":"123456789012","accessKeyId":"AKIAEVE","userName":"eve"},"eventTime":"2026-11-01T09:01:00Z","eventSource":"sts.amazonaws.com","eventName":"GetCallerIdentity","awsRegion":"us-east-1","sourceIPAddress":"185.220.101.4","userAgent":"aws-cli/2.15","requestParameters":null,"responseElements":null,"eventID":"e2","recipientAccountId":"123456789012"}
+]}`
+
+const benignRecords = `{"Records":[{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::123456789012:user/alice","accountId":"123456789012","accessKeyId":"AKIAALICE","userName":"alice"},"eventTime":"2026-11-01T09:00:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15","requestParameters":null,"responseElements":null,"eventID":"b1","recipientAccountId":"123456789012"}]}`
+
+func TestDetectCommand(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	good := filepath.Join(dir, "good.json")
+	tor := filepath.Join(dir, "tor.txt")
+	os.WriteFile(bad, []byte(detectRecords), 0o600)
+	os.WriteFile(good, []byte(benignRecords), 0o600)
+	os.WriteFile(tor, []byte("# exits\n185.220.101.4\n"), 0o600)
+
+	code, out, errOut := runDetectCmd("--input", bad, "--output", "json", "--threat-list", "tor-exits="+tor, "--stats")
+	if code != 1 {
+		t.Fatalf("findings: exit %d, stderr %s", code, errOut)
+	}
+	var fs []detect.Finding
+	if err := json.Unmarshal([]byte(out), &fs); err != nil {
+		t.Fatalf("output is not a JSON array of findings: %v\n%s", err, out)
+	}
+	types := map[string]bool{}
+	for _, f := range fs {
+		types[f.Type] = true
+	}
+	if len(fs) != 2 || !types["Stealth:IAMUser/CloudTrailLoggingDisabled"] || !types["UnauthorizedAccess:IAMUser/TorIPCaller"] {
+		t.Fatalf("findings %v", types)
+	}
+	if !strings.Contains(errOut, "2 events, 2 findings") || !strings.Contains(errOut, "events/s") {
+		t.Fatalf("--stats: %q", errOut)
+	}
+
+	code, out, _ = runDetectCmd("--input", bad)
+	if code != 1 || !strings.Contains(out, "SEVERITY") || !strings.Contains(out, "CloudTrailLoggingDisabled") {
+		t.Fatalf("table: exit %d\n%s", code, out)
+	}
+	code, out, _ = runDetectCmd("--input", good, "--output", "json")
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("benign: exit %d %q", code, out)
+	}
+
+	for _, args := range [][]string{
+		{},
+		{"--input", good, "--output", "xml"},
+		{"--input", good, "--threat-list", "nofile"},
+		{"--input", good, "--learning-period", "-1h"},
+		{"--input", good, "--bogus"},
+	} {
+		if code, _, _ := runDetectCmd(args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	if code, _, errOut := runDetectCmd("--input", filepath.Join(dir, "absent.json")); code != 1 || !strings.Contains(errOut, "absent.json") {
+		t.Errorf("missing input: exit %d %q", code, errOut)
+	}
+}
