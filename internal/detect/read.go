@@ -53,31 +53,37 @@ func ReadEvents(path string, fn func(*audit.Event) error) error {
 		return fmt.Errorf("read events in %s: %w", path, err)
 	}
 	slices.Sort(files)
-	// Parse ahead: one goroutine reads and decodes the next files while fn takes this
-	// one's events (two cores: decoding and the rules overlap). fn still sees every event
-	// in order, from one goroutine.
+	// Parse ahead: up to two files are read and decoded on other goroutines while fn
+	// takes the events of the one before (decoding dominates; with two cores it and the
+	// rules overlap). fn still sees every event in file order, from this goroutine.
 	type parsed struct {
 		evs []*audit.Event
 		err error
 	}
-	ahead := make(chan parsed, 2)
+	const workers = 2
+	results := make([]chan parsed, len(files))
+	for i := range results {
+		results[i] = make(chan parsed, 1)
+	}
+	sem := make(chan struct{}, workers)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
-		defer close(ahead)
-		for _, f := range files {
-			evs, err := parseFile(f)
+		for i, f := range files {
 			select {
-			case ahead <- parsed{evs, err}:
+			case sem <- struct{}{}:
 			case <-stop:
 				return
 			}
-			if err != nil {
-				return
-			}
+			go func() {
+				evs, err := parseFile(f)
+				results[i] <- parsed{evs, err}
+			}()
 		}
 	}()
-	for p := range ahead {
+	for i := range files {
+		p := <-results[i]
+		<-sem
 		if p.err != nil {
 			return p.err
 		}
