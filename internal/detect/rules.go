@@ -9,6 +9,64 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 )
 
+// The rules, their finding types and severities (GuardDuty: low < 4 <= medium < 7 <= high).
+// Every finding is deduplicated on (type, principal, the rule's key below): a repeat
+// raises Count and EventLastSeen and keeps the id (32 hex characters of SHA-256 of the three).
+//
+//   - UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS / .InsideAWS, 8.0,
+//     key access key. Instance credentials (an AssumedRole session with
+//     sessionContext.ec2RoleDelivery, or named after an instance id i-…, AWS's own test)
+//     used (a) from another address than the session's first, (b) by a macOS client
+//     (Darwin/Macintosh user agent), or (c) from a public address a long-term-key IAM user
+//     or root also calls from (the Stratus steal-credentials detonation). Phantom gateway
+//     events with additionalEventData.sessionBinding: sourceIPAddress != privateIp, or
+//     vpcEndpointId != the bound endpoint. InsideAWS when the call came through a VPC
+//     endpoint or from a private address, else OutsideAWS.
+//   - UnauthorizedAccess:IAMUser/TorIPCaller / MaliciousIPCaller.Custom, 5.0, key address:
+//     sourceIPAddress on a threat list (a list whose name contains "tor" is a Tor list).
+//   - Policy:IAMUser/RootCredentialUsage, 2.0, key source address: userIdentity.type Root or
+//     an ARN ending :root (a second network is a second finding).
+//   - Policy:IAMUser/AdminLongTermKeyUsage (Phantom), 3.0, key access key: an AKIA key of an
+//     IAM user in Config.AdminUsers (CloudTrail carries no policy; the list is the operator's).
+//   - Stealth:IAMUser/CloudTrailLoggingDisabled, 5.0 (2.0 when refused), key API:
+//     cloudtrail StopLogging, DeleteTrail, UpdateTrail, PutEventSelectors, PutInsightSelectors.
+//   - Stealth:IAMUser/AuditLogTampered (Phantom), 5.0: Phantom's own audit chain
+//     (eventSource audit.phantom.internal or phantom-audit) recorded AuditLogRecovered (a
+//     torn tail cut), a refused audit operation or a *Tamper* event.
+//   - Recon:IAMUser/AccessDeniedSweep (Phantom), 5.0, one per principal: >= 10 refusals
+//     (AccessDenied, AccessDeniedException, UnauthorizedOperation, Forbidden, …) within 60 s
+//     over >= 5 distinct (API, request parameters). A client retrying one refused call
+//     does not fire; the Stratus GetPasswordData (30 refusals, distinct instance ids in
+//     11 s) and DescribeInstanceAttribute (15) detonations do.
+//   - UnauthorizedAccess:IAMUser/SignatureBruteForce (Phantom), 5.0, key "k:"+key or
+//     "ip:"+address: >= 10 SignatureDoesNotMatch / InvalidSignatureException /
+//     IncompleteSignature within 60 s from one access key or one address.
+//   - UnauthorizedAccess:IAMUser/InvalidCredentials (Phantom), 5.0 (3.0 for expired), key
+//     access key + address: InvalidClientTokenId, UnrecognizedClientException,
+//     InvalidAccessKeyId, InvalidToken (unknown or inactive), ExpiredToken(Exception).
+//   - Exfiltration:IAMUser/EgressDenied (Phantom), 5.0, key host: Phantom's egress proxy
+//     (egress.phantom.amazonaws.com) refused DestinationNotAllowed, PortNotAllowed or
+//     AddressNotAllowed.
+//   - PenTest:IAMUser/AttackToolUserAgent (Phantom; GuardDuty's PenTest:IAMUser/KaliLinux
+//     family), 5.0, key tool: a user agent naming an offensive tool or pentest distribution.
+//   - <Tactic>:IAMUser/AnomalousBehavior, 8.0 for CredentialAccess, Exfiltration,
+//     DefenseEvasion, PrivilegeEscalation, Impact, else 5.0, key API: per principal (a
+//     role's sessions share the role's baseline) actions, networks (/24, /48), user agent
+//     families and UTC hours are learnt for LearningPeriod from the principal's first
+//     event; afterwards a call of a never-seen API with a tactic (tacticOf) from a new
+//     network, a new agent family or an unusual hour (none within ±1 h seen) is scored.
+//     A network or agent first seen after learning stays "new" for 72 h.
+//
+// Evaluation on ../shared/datasets/cloudtrail (TestEvaluation, -v prints the table):
+// with the default 7-day learning period the 35 single-technique Stratus detonations
+// (no baseline: anomalies only learn there) are flagged in 34/35 cases (the
+// federation-token case uses the Go SDK's agent), 42/45 malicious units over all
+// sources, 0 of 4 benign principals flagged with threat findings; without the
+// attack-tool user agent rule 9/45. With LearningPeriod 0 (every first call scored):
+// 35/35, 44/45, 38/45 without the user agent rule, and 3/4 benign principals flagged.
+// The credential-misuse subset (Stratus and OTRF instance sessions, Panther root from the
+// attacker's address twice) is 4/4 in both.
+
 // Finding types. GuardDuty's names where GuardDuty has the finding; Phantom's own
 // (same Tactic:Resource/Name grammar) where it does not.
 const (
