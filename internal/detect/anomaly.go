@@ -108,7 +108,9 @@ func uaFamily(ua string) string {
 
 func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	ev := c.ev
-	if ev.EventName == "" || ev.EventTime.IsZero() {
+	// Unauthenticated calls have no principal whose habits could be learnt (they would all
+	// share one "anonymous" baseline); the credential and signature rules cover them.
+	if ev.EventName == "" || ev.EventTime.IsZero() || (ev.UserIdentity.ARN == "" && ev.UserIdentity.Type == "") {
 		return
 	}
 	key := c.baselineKey()
