@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -84,4 +87,31 @@ func newDetector(spec *config.Spec) (*detect.Detector, error) {
 		LearningPeriod: spec.Detection.LearningPeriod,
 		ThreatLists:    spec.Detection.ThreatLists,
 	})
+}
+
+// followThreatLists reloads the detector's threat lists whenever the spec is reloaded,
+// and re-reads the list files on SIGHUP (lists edited in place); a list that does not
+// load keeps the previous set.
+func followThreatLists(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
+	specs, cancel := w.Subscribe()
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := det.Reload(); err != nil {
+				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
+			}
+		case spec := <-specs:
+			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
+				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
+			} else {
+				log.Info("detector: threat lists reloaded", "lists", len(spec.Detection.ThreatLists))
+			}
+		}
+	}
 }

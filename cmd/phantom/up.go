@@ -263,6 +263,11 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		defer wg.Done()
 		_ = responder.Run(runCtx, f.poll) // picks up risk levels set by other processes
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		followThreatLists(runCtx, w, det, log)
+	}()
 
 	var backend *http.Server
 	var proxy *egress.Proxy
