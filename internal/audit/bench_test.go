@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // BenchmarkRecord is the gateway's hot path: one typical event per request from many
@@ -43,7 +45,7 @@ func BenchmarkRecordBaseline(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		ev := gatewayEvent(1)
 		for pb.Next() {
-			ev.EventID = newUUID()
+			ev.EventID = requestid.New()
 			line, err := json.Marshal(ev)
 			if err != nil {
 				b.Error(err)

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"hash"
 	"log/slog"
 	"os"
@@ -456,7 +455,7 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 		return errors.New("audit record: no event")
 	}
 	if ev.EventID == "" {
-		ev.EventID = newUUID()
+		ev.EventID = requestid.New()
 	}
 	if ev.EventVersion == "" {
 		ev.EventVersion = EventVersion
@@ -604,23 +603,4 @@ func (l *Log) closeFiles() error {
 		l.lock.Close()
 	}
 	return err
-}
-
-// newUUID returns a random (version 4) UUID, RFC 9562 §5.4.
-func newUUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net"
 	"net/http"
@@ -705,8 +706,8 @@ func (p *Proxy) newEvent(s *config.Spec, name string, r *http.Request) *audit.Ev
 		EventName:         name,
 		UserAgent:         truncate(r.UserAgent(), 256),
 		RequestParameters: map[string]any{},
-		RequestID:         newID(),
-		EventID:           newID(),
+		RequestID:         requestid.New(),
+		EventID:           requestid.New(),
 		ReadOnly:          false,
 		EventType:         eventType,
 		EventCategory:     eventCategory,

@@ -1,9 +1,8 @@
 package endpoint
 
 import (
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"net/http"
 	"net/netip"
 
@@ -51,7 +50,7 @@ func (e *Endpoint) newEvent(name, code string, src netip.Addr, requestID string)
 		ErrorCode:       code,
 		ErrorMessage:    errorMessages[code],
 		RequestID:       requestID,
-		EventID:         newID(),
+		EventID:         requestid.New(),
 		ReadOnly:        true,
 		EventType:       eventType,
 		ManagementEvent: false,
@@ -92,23 +91,4 @@ func tlsVersionName(v uint16) string {
 		return "TLSv1"
 	}
 	return tls.VersionName(v)
-}
-
-// newID returns a random UUIDv4, the form of AWS request and event ids.
-func newID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails (Go 1.24+)
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var buf [36]byte
-	hex.Encode(buf[0:8], u[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], u[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], u[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], u[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], u[10:])
-	return string(buf[:])
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,7 +166,7 @@ var (
 // first: the answer is never written unaudited (a failed record is logged; the request is
 // refused either way).
 func (e *Endpoint) refuse(w http.ResponseWriter, r *http.Request, src netip.AddrPort, status int, code, reason, api string) {
-	id := newID()
+	id := requestid.New()
 	ev := e.newEvent(eventInvoke, code, src.Addr(), id)
 	ev.UserAgent = r.UserAgent()
 	ev.TLSDetails = tlsDetails(r)

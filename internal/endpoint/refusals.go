@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"net/netip"
 	"sync"
 	"time"
@@ -112,7 +113,7 @@ func (f *refusals) note(r refusal) {
 }
 
 func (f *refusals) fullEvent(r refusal) *audit.Event {
-	ev := f.e.newEvent(eventConnect, r.code, r.src.Addr(), newID())
+	ev := f.e.newEvent(eventConnect, r.code, r.src.Addr(), requestid.New())
 	d := map[string]any{"localPort": r.localPort, "sourcePort": r.src.Port()}
 	for k, v := range r.detail {
 		d[k] = v
@@ -124,7 +125,7 @@ func (f *refusals) fullEvent(r refusal) *audit.Event {
 }
 
 func (f *refusals) summaryEvent(k refKey, ent *refEntry) *audit.Event {
-	ev := f.e.newEvent(eventConnect, k.code, k.src, newID())
+	ev := f.e.newEvent(eventConnect, k.code, k.src, requestid.New())
 	ev.AdditionalEventData = map[string]any{
 		"summary":       true,
 		"count":         ent.count,

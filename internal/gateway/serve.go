@@ -2,9 +2,8 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -57,7 +56,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cl := &call{now: g.now(), r: r, w: w}
 	var eventID string
-	cl.id, eventID = newIDs()
+	cl.id, eventID = requestid.New(), requestid.New()
 	cl.spec = g.cfg.Spec()
 	cl.ev = g.newEvent(cl, eventID)
 
@@ -88,29 +87,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.forward(cl)
-}
-
-// newIDs returns a request id and an event id (random UUIDs, version 4).
-func newIDs() (string, string) {
-	var b [32]byte
-	rand.Read(b[:])
-	return uuid(b[:16]), uuid(b[16:])
-}
-
-func uuid(b []byte) string {
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }
 
 func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {

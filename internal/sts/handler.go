@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base32"
 	"errors"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"mime"
 	"net"
 	"net/http"
@@ -77,7 +78,7 @@ func (h *Handler) newEvent(c *call) *Event {
 		SourceIPAddress:    sourceIP(c.r),
 		UserAgent:          c.r.UserAgent(),
 		RequestID:          c.id,
-		EventID:            newRequestID(),
+		EventID:            requestid.New(),
 		EventType:          "AwsApiCall",
 		ManagementEvent:    true,
 		RecipientAccountID: h.cfg.Account,

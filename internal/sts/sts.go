@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net/http"
 	"time"
@@ -171,7 +172,7 @@ func New(cfg Config, creds Credentials, issuer Issuer, auditor Auditor) (*Handle
 		h.log = slog.Default()
 	}
 	if h.newID == nil {
-		h.newID = newRequestID
+		h.newID = requestid.New
 	}
 	v, err := sigv4.New(sigv4.Config{
 		Region:       cfg.Region,

@@ -2,8 +2,6 @@ package sts
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/xml"
 	"net/http"
 	"strconv"
@@ -141,23 +139,4 @@ func writeError(w http.ResponseWriter, requestID string, e *apiError) {
 		typ = "Receiver"
 	}
 	writeXML(w, requestID, e.Status, &errorResponse{Xmlns: xmlns, Error: errorBody{typ, e.Code, e.Message + e.Detail}, RequestID: requestID})
-}
-
-// newRequestID returns a random UUIDv4, the form of STS request ids.
-func newRequestID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails (Go 1.24+)
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var buf [36]byte
-	hex.Encode(buf[0:8], u[0:4])
-	buf[8] = '-'
-	hex.Encode(buf[9:13], u[4:6])
-	buf[13] = '-'
-	hex.Encode(buf[14:18], u[6:8])
-	buf[18] = '-'
-	hex.Encode(buf[19:23], u[8:10])
-	buf[23] = '-'
-	hex.Encode(buf[24:], u[10:])
-	return string(buf[:])
 }

@@ -1,0 +1,29 @@
+package requestid
+
+import (
+	"regexp"
+	"testing"
+)
+
+var v4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestNewIsARandomVersion4UUID(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		id := New()
+		if !v4.MatchString(id) {
+			t.Fatalf("%q is not a version 4 UUID", id)
+		}
+		if seen[id] {
+			t.Fatalf("%q repeated", id)
+		}
+		seen[id] = true
+	}
+}
+
+func BenchmarkNew(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		New()
+	}
+}
