@@ -327,6 +327,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 			runErr = errors.Join(runErr, err)
 		}
 	}
+	if err := responder.Close(shutdownCtx); err != nil { // webhook deliveries in flight
+		runErr = errors.Join(runErr, fmt.Errorf("finish webhook notifications: %w", err))
+	}
 	if proxy != nil {
 		if err := proxy.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("shut down egress proxy: %w", err))
