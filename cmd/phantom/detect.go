@@ -75,6 +75,7 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		}
 		cfg.Account, cfg.Region = spec.Account, spec.Region
 		cfg.ThreatLists = spec.Detection.ThreatLists
+		cfg.AdminUsers = append(cfg.AdminUsers, detect.AdminUsers(spec)...)
 		if !lpSet {
 			cfg.LearningPeriod = spec.Detection.LearningPeriod
 		}

@@ -86,6 +86,7 @@ func newDetector(spec *config.Spec) (*detect.Detector, error) {
 		Region:         spec.Region,
 		LearningPeriod: spec.Detection.LearningPeriod,
 		ThreatLists:    spec.Detection.ThreatLists,
+		AdminUsers:     detect.AdminUsers(spec),
 	})
 }
 
