@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -153,7 +154,7 @@ func WriteNodeFiles(dir string, key *ecdsa.PrivateKey, e *Enrollment) (*EnrollOu
 	if err := pki.WriteKeyPair(certPath, keyPath, &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key}); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(caPath, e.BundlePEM, 0o644); err != nil {
+	if err := atomicfile.Write(caPath, e.BundlePEM, 0o644); err != nil {
 		return nil, err
 	}
 	id, err := pki.IdentityFromCert(e.Cert)
@@ -190,31 +191,4 @@ func (a *Admin) Enroll(ctx context.Context, token, outDir string) (*EnrollOutput
 		os.Remove(outDir) // only if still empty
 	}
 	return nil, err
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it and renames it
-// over path, so a reader never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // nothing left to remove after the rename
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

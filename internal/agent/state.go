@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,31 +75,5 @@ func (s *stateDir) save(cert *tls.Certificate, caPEM, fallbackCA []byte) error {
 	if len(caPEM) == 0 {
 		caPEM = fallbackCA
 	}
-	return writeAtomic(filepath.Join(s.dir, caFile), caPEM, 0o644)
-}
-
-// writeAtomic writes data beside path, syncs it and renames it over path.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	err = f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(filepath.Join(s.dir, caFile), caPEM, 0o644)
 }

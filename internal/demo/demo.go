@@ -7,9 +7,8 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/template"
 )
@@ -108,22 +107,7 @@ func WriteEnv(path string, vars []EnvVar) error {
 	for _, v := range vars {
 		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".demo.env-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.WriteString(b.String()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, []byte(b.String()), 0o600)
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math/big"
@@ -191,11 +192,11 @@ func create(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(cfg.Dir, caKeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Dir, caKeyFile), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeAtomic(filepath.Join(cfg.Dir, caCertFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Dir, caCertFile), certPEM, 0o644); err != nil {
 		return nil, err
 	}
 	return load(cfg)
@@ -210,7 +211,7 @@ func (ca *CA) BundlePEM() []byte { return bytes.Clone(ca.certPEM) }
 // WriteBundle writes the CA bundle to path (0644, replaced atomically) for AWS_CA_BUNDLE,
 // curl --cacert and the agent.
 func (ca *CA) WriteBundle(path string) error {
-	return writeAtomic(path, ca.certPEM, 0o644)
+	return atomicfile.Write(path, ca.certPEM, 0o644)
 }
 
 // Verifier returns a Verifier trusting this CA.

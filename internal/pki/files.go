@@ -7,42 +7,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"syscall"
 )
-
-// writeAtomic writes data to a temporary file in path's directory with mode perm set at
-// creation (a key is never readable by others, not even briefly), syncs it and renames it
-// over path.
-func writeAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
 
 // lockDir takes an exclusive advisory lock on dir/.lock, serialising CA creation between
 // processes that share the data directory.
@@ -113,10 +82,10 @@ func WriteKeyPair(certPath, keyPath string, cert *tls.Certificate) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writeAtomic(certPath, chain, 0o644)
+	return atomicfile.Write(certPath, chain, 0o644)
 }
 
 // LoadKeyPair reads what WriteKeyPair wrote, refusing a key readable by others.
