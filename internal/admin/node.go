@@ -10,13 +10,13 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )

@@ -5,12 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 

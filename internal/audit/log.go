@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"hash"
 	"log/slog"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // Config configures one writer of one chain.

@@ -7,10 +7,11 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"net/netip"
 	"strings"
 	"text/template"
+
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 )
 
 //go:embed perimeter.yaml.tmpl

@@ -2,11 +2,11 @@ package endpoint
 
 import (
 	"crypto/tls"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"net/http"
 	"net/netip"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // Audit vocabulary; see the package comment.

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // Headers the endpoint sets for the gateway, which trusts them only on a connection whose

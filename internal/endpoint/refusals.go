@@ -2,12 +2,12 @@ package endpoint
 
 import (
 	"context"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // refusal is one refused connection.

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -15,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
 // JWKSPath is where the gateway publishes its assertion keys (unauthenticated).

@@ -23,7 +23,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"io"
 	"io/fs"
 	"math/big"
@@ -33,6 +32,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 )
 
 const (

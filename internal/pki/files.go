@@ -7,10 +7,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 )
 
 // lockDir takes an exclusive advisory lock on dir/.lock, serialising CA creation between

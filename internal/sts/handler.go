@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/base32"
 	"errors"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"mime"
 	"net"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 

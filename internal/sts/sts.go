@@ -12,12 +12,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
