@@ -60,10 +60,7 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		return &exitError{code: 2, err: fmt.Errorf("the spec has no endpoint %q", id)}
 	}
 	if len(gateways) == 0 {
-		gateways = []string{defaultGatewayListen}
-		if spec.Gateway.Listen.IsValid() {
-			gateways = []string{spec.Gateway.Listen.String()}
-		}
+		gateways = []string{listenAddr("", spec.Gateway.Listen, defaultGatewayListen)}
 	}
 	var lns []net.Listener
 	defer func() {

@@ -148,13 +148,7 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := f.listen
-	if listen == "" {
-		listen = defaultGatewayListen
-		if spec.Gateway.Listen.IsValid() {
-			listen = spec.Gateway.Listen.String()
-		}
-	}
+	listen := listenAddr(f.listen, spec.Gateway.Listen, defaultGatewayListen)
 	// Risk levels raised by the detector reach this gateway through the store.
 	// (This process handles no findings: its responder only reads risk levels.)
 	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)

@@ -17,6 +17,18 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
+// listenAddr is where a component listens: the flag when given, else the spec's address,
+// else the default.
+func listenAddr(flag string, spec netip.AddrPort, def string) string {
+	switch {
+	case flag != "":
+		return flag
+	case spec.IsValid():
+		return spec.String()
+	}
+	return def
+}
+
 // certSource issues a component's short-lived certificate from the perimeter CA and a
 // fresh one when the current one is past half its life, so a long-running component
 // never presents an expired one.

@@ -85,13 +85,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := f.listen
-	if listen == "" {
-		listen = defaultSTSListen
-		if spec.STS.Listen.IsValid() {
-			listen = spec.STS.Listen.String()
-		}
-	}
+	listen := listenAddr(f.listen, spec.STS.Listen, defaultSTSListen)
 	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get("sts"), c.log)
 	if err != nil {
 		return err

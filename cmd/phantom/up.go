@@ -407,17 +407,11 @@ func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
 
 // openSpecListeners binds what a spec of the user's names.
 func openSpecListeners(lns *upListeners, spec *config.Spec) error {
-	addr := func(a netip.AddrPort, def string) string {
-		if a.IsValid() {
-			return a.String()
-		}
-		return def
-	}
 	var err error
-	if lns.sts, err = net.Listen("tcp", addr(spec.STS.Listen, defaultSTSListen)); err != nil {
+	if lns.sts, err = net.Listen("tcp", listenAddr("", spec.STS.Listen, defaultSTSListen)); err != nil {
 		return fmt.Errorf("listen for the STS: %w", err)
 	}
-	if lns.gateway, err = net.Listen("tcp", addr(spec.Gateway.Listen, defaultGatewayListen)); err != nil {
+	if lns.gateway, err = net.Listen("tcp", listenAddr("", spec.Gateway.Listen, defaultGatewayListen)); err != nil {
 		return fmt.Errorf("listen for the gateway: %w", err)
 	}
 	for _, ep := range spec.Endpoints {
