@@ -51,3 +51,8 @@ var (
 // snapshots exist (fail closed). It matches no sigv4 sentinel, so the verifier reports an
 // internal failure rather than blaming the caller's credentials.
 var ErrNotLoaded = errors.New("identity: credentials not loaded yet")
+
+// ErrStale is returned while the snapshots are older than Config.MaxStale: the store has
+// not confirmed them for too long, so nothing resolves (fail closed) until it does. Like
+// ErrNotLoaded it blames no caller: the verifier reports an internal failure.
+var ErrStale = errors.New("identity: credentials not confirmed by the store recently enough (store unreachable?)")

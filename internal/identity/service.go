@@ -25,8 +25,14 @@ type Config struct {
 	// MaxSessionDuration bounds sessions and how long rotated-out sealing keys are kept;
 	// 0 means DefaultMaxSessionDuration (36h, GetSessionToken's limit).
 	MaxSessionDuration time.Duration
-	// RefreshInterval is Run's polling period; 0 means DefaultRefreshInterval.
+	// RefreshInterval is Run's polling period; 0 means DefaultRefreshInterval. With a
+	// Notifier it is the resync period that catches a missed notification.
 	RefreshInterval time.Duration
+	// MaxStale bounds how long the snapshots serve without the store confirming them
+	// (a successful read of its change counter or a reload). Past it, Resolve refuses
+	// every credential with ErrStale until the store answers again: a replica cut off
+	// from the store keeps serving briefly, then fails closed. 0 means no bound.
+	MaxStale time.Duration
 
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // key material and nonces; nil: crypto/rand
@@ -34,12 +40,14 @@ type Config struct {
 }
 
 // Deps are the stores identity reads its snapshots from. One store value usually fills
-// all of them. Changes is optional: without it Run reloads on every tick.
+// all of them. Changes is optional: without it Run reloads on every tick. Notify is
+// optional: with it Run also refreshes as soon as the store announces a change.
 type Deps struct {
 	AccessKeys  AccessKeyStore
 	SealingKeys SealingKeyStore
 	Revocations RevocationStore
 	Changes     ChangeFeed
+	Notify      Notifier
 }
 
 // Service resolves credentials from in-memory snapshots (users' access keys, revocations and
@@ -54,8 +62,11 @@ type Service struct {
 	log        *slog.Logger
 	deps       Deps
 
-	sealer *Sealer
-	snap   atomic.Pointer[snapshot] // nil until the first successful Refresh
+	sealer   *Sealer
+	snap     atomic.Pointer[snapshot] // nil until the first successful Refresh
+	maxStale time.Duration
+	// synced is when the store last confirmed the snapshots (Unix nanoseconds).
+	synced atomic.Int64
 
 	refreshMu sync.Mutex // one Refresh at a time
 }
@@ -89,6 +100,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.RefreshInterval < 0 {
 		problems = append(problems, fmt.Errorf("refresh interval %s is negative", cfg.RefreshInterval))
 	}
+	if cfg.MaxStale < 0 {
+		problems = append(problems, fmt.Errorf("max stale %s is negative", cfg.MaxStale))
+	}
 	if deps.AccessKeys == nil || deps.SealingKeys == nil || deps.Revocations == nil {
 		problems = append(problems, errors.New("access key, sealing key and revocation stores are all required"))
 	}
@@ -99,6 +113,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		account:    cfg.Account,
 		maxSession: cfg.MaxSessionDuration,
 		interval:   cfg.RefreshInterval,
+		maxStale:   cfg.MaxStale,
 		now:        cfg.Now,
 		rand:       cfg.Rand,
 		log:        cfg.Logger,
@@ -154,6 +169,9 @@ func (s *Service) Resolve(ctx context.Context, accessKeyID, sessionToken string)
 	snap := s.snap.Load()
 	if snap == nil {
 		return Resolved{}, ErrNotLoaded
+	}
+	if err := s.Fresh(); err != nil {
+		return Resolved{}, err
 	}
 	switch {
 	case ValidAccessKeyID(accessKeyID, PrefixTemporary):
@@ -243,12 +261,19 @@ func (s *Service) Refresh(ctx context.Context) error {
 
 func (s *Service) refreshLocked(ctx context.Context) error {
 	var version int64
+	started := s.now()
 	if s.deps.Changes != nil {
 		// Read the counter first: a write that lands during the load bumps it past this
 		// value, so the next poll reloads again instead of missing the write.
 		v, err := s.deps.Changes.Version(ctx)
 		if err != nil {
 			return fmt.Errorf("refresh credentials: read store version: %w", err)
+		}
+		if cur := s.snap.Load(); cur != nil && v < cur.version {
+			// The counter never goes down: this is another database (a restored backup, a
+			// lagging replica). Never trade state this replica has seen for older state
+			// that may allow a revoked session again.
+			return fmt.Errorf("refresh credentials: store version %d is older than the %d already loaded; keeping the newer state", v, cur.version)
 		}
 		version = v
 	}
@@ -295,37 +320,90 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 		return fmt.Errorf("refresh credentials: %w", err)
 	}
 	s.snap.Store(next)
+	s.markSynced(started)
+	return nil
+}
+
+// markSynced records that the store confirmed the snapshots as of t (taken before the
+// read that confirmed them, so staleness is never underestimated).
+func (s *Service) markSynced(t time.Time) {
+	n := t.UnixNano()
+	for {
+		old := s.synced.Load()
+		if n <= old || s.synced.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// Fresh returns ErrStale when MaxStale is set and the store has not confirmed the
+// snapshots for longer than that, ErrNotLoaded before the first load, and nil otherwise.
+func (s *Service) Fresh() error {
+	if s.snap.Load() == nil {
+		return ErrNotLoaded
+	}
+	if s.maxStale > 0 && s.now().Sub(time.Unix(0, s.synced.Load())) > s.maxStale {
+		return ErrStale
+	}
 	return nil
 }
 
 // Run refreshes at once if nothing is loaded yet, then polls the store's change counter
-// every RefreshInterval and refreshes when it moved, until ctx is done. Failures are logged
-// and retried on the next tick; the snapshots in place keep serving.
+// every RefreshInterval, and at once on each notification from Deps.Notify, and refreshes
+// when the counter moved, until ctx is done. Failures are logged and retried on the next
+// tick; the snapshots in place keep serving (up to MaxStale).
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
+	var changed <-chan struct{}
+	if s.deps.Notify != nil {
+		ch, cancel := s.deps.Notify.Subscribe()
+		defer cancel()
+		changed = ch
+	}
+	failing := false
 	for {
-		if err := s.refreshIfChanged(ctx); err != nil && ctx.Err() == nil {
+		// Each attempt is bounded, so a store that hangs cannot stall the loop past the
+		// point where the snapshots go stale.
+		rctx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
+		err := s.refreshIfChanged(rctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil:
 			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
+			failing = true
+		case err == nil && failing:
+			s.log.Info("identity: store reachable again; credentials refreshed")
+			failing = false
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		case <-changed:
 		}
 	}
+}
+
+// attemptTimeout bounds one refresh: the polling interval, at least a second.
+func (s *Service) attemptTimeout() time.Duration {
+	return max(s.interval, time.Second)
 }
 
 func (s *Service) refreshIfChanged(ctx context.Context) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	if cur := s.snap.Load(); cur != nil && s.deps.Changes != nil {
+		started := s.now()
 		v, err := s.deps.Changes.Version(ctx)
 		if err != nil {
 			return fmt.Errorf("refresh credentials: read store version: %w", err)
 		}
 		if v == cur.version {
-			return nil // Open checks retirement times itself, so there is nothing to redo
+			// Open checks retirement times itself, so there is nothing to redo; the store
+			// has confirmed the snapshots are current.
+			s.markSynced(started)
+			return nil
 		}
 	}
 	return s.refreshLocked(ctx)

@@ -56,3 +56,10 @@ type RevocationStore interface {
 type ChangeFeed interface {
 	Version(ctx context.Context) (int64, error)
 }
+
+// Notifier announces store changes as they happen (PostgreSQL's LISTEN/NOTIFY), so a
+// refresh need not wait for the next poll. The channel receives after every change and
+// whenever notifications may have been missed (a reconnect).
+type Notifier interface {
+	Subscribe() (changed <-chan struct{}, cancel func())
+}
