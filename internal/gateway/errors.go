@@ -48,6 +48,10 @@ func errInternal() *apiError {
 	return &apiError{Status: http.StatusInternalServerError, Type: "InternalServerErrorException", Message: "Internal server error", Code: "InternalFailure"}
 }
 
+func errStale() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: "ServiceUnavailableException", Message: "Service Unavailable", Code: "PerimeterStateStale"}
+}
+
 func errBadGateway() *apiError {
 	return &apiError{Status: http.StatusBadGateway, Type: "InternalServerErrorException", Message: "Internal server error", Code: "IntegrationFailure"}
 }

@@ -76,6 +76,11 @@ type Config struct {
 	AssertionKey ed25519.PrivateKey
 	// Risk supplies phantom:RiskLevel; optional.
 	Risk RiskSource
+	// Fresh, when set, is asked before every decision whether the state the gateway
+	// decides on (credentials, revocations, risk levels) is recent enough; an error
+	// refuses the request with 503 ServiceUnavailableException (fail closed: a replica
+	// cut off from the store past its bound denies rather than allow on old state).
+	Fresh func() error
 	// Transport carries requests to backends; nil means a tuned *http.Transport.
 	Transport http.RoundTripper
 	// MaxBodyBytes bounds a request body; 0 means 10 MiB (API Gateway's payload limit).

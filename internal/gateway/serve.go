@@ -136,6 +136,13 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return errInternal()
 	}
 	cl.st = st
+	if g.cfg.Fresh != nil {
+		if err := g.cfg.Fresh(); err != nil {
+			ev.AdditionalEventData["reason"] = err.Error()
+			g.log.Warn("gateway refusing: perimeter state is stale", "request_id", cl.id, "error", err)
+			return errStale()
+		}
+	}
 
 	// 1. The channel: an endpoint's verified certificate, or a direct connection.
 	ch, cerr := g.identify(r, cl.spec)
