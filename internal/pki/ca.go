@@ -12,6 +12,7 @@ package pki
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -81,20 +82,9 @@ func New(cfg Config) (*CA, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("pki: no CA directory")
 	}
-	if !accountRe.MatchString(cfg.Account) {
-		return nil, fmt.Errorf("pki: account %q is not 12 digits", cfg.Account)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
-	}
-	if cfg.Validity == 0 {
-		cfg.Validity = DefaultValidity
-	}
-	if cfg.Validity < 0 || cfg.Validity > MaxValidity {
-		return nil, fmt.Errorf("pki: validity %s is outside 0 to %s", cfg.Validity, MaxValidity)
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory: %w", err)
@@ -106,6 +96,76 @@ func New(cfg Config) (*CA, error) {
 	// through writing the key and certificate, so decide under the directory lock, where
 	// create finds the complete pair, makes one if there is none, or reports the breakage.
 	return create(cfg)
+}
+
+// withDefaults validates cfg and fills its defaults.
+func withDefaults(cfg Config) (Config, error) {
+	if !accountRe.MatchString(cfg.Account) {
+		return cfg, fmt.Errorf("pki: account %q is not 12 digits", cfg.Account)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Validity == 0 {
+		cfg.Validity = DefaultValidity
+	}
+	if cfg.Validity < 0 || cfg.Validity > MaxValidity {
+		return cfg, fmt.Errorf("pki: validity %s is outside 0 to %s", cfg.Validity, MaxValidity)
+	}
+	return cfg, nil
+}
+
+// SecretStore keeps the CA where every replica of every component finds it: a shared
+// store (PostgreSQL), which seals the value at rest under the perimeter's master key.
+type SecretStore interface {
+	// PutSecretIfAbsent stores value under name unless one is there, and returns the
+	// stored value, so that replicas starting at once agree on one CA.
+	PutSecretIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+}
+
+// NewShared loads the account's CA from s, or creates it there if s holds none. cfg.Dir
+// is not used. A stored value that is not a valid CA of the account is an error, never
+// replaced.
+func NewShared(ctx context.Context, cfg Config, s SecretStore) (*CA, error) {
+	cfg, err := withDefaults(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// A candidate is generated on every start; it is kept only if the store had no CA.
+	certPEM, keyPEM, err := generate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	name := "pki/ca/" + cfg.Account
+	stored, err := s.PutSecretIfAbsent(ctx, name, append(certPEM, keyPEM...))
+	if err != nil {
+		return nil, fmt.Errorf("load the shared CA: %w", err)
+	}
+	certPEM, keyPEM, err = splitCA(stored)
+	if err != nil {
+		return nil, fmt.Errorf("shared CA %s: %w", name, err)
+	}
+	ca, err := parseCA(cfg, certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("shared CA %s: %w", name, err)
+	}
+	return ca, nil
+}
+
+// splitCA splits a stored CA (certificate PEM then key PEM) into its two blocks.
+func splitCA(b []byte) (certPEM, keyPEM []byte, err error) {
+	cert, rest := pem.Decode(b)
+	if cert == nil || cert.Type != "CERTIFICATE" {
+		return nil, nil, errors.New("no CERTIFICATE block first")
+	}
+	key, rest := pem.Decode(rest)
+	if key == nil || key.Type != "PRIVATE KEY" || len(bytes.TrimSpace(rest)) != 0 {
+		return nil, nil, errors.New("want exactly a CERTIFICATE and a PRIVATE KEY block")
+	}
+	return pem.EncodeToMemory(cert), pem.EncodeToMemory(key), nil
 }
 
 // errNoCA says the directory holds neither CA file: the one state in which New creates a
@@ -131,20 +191,29 @@ func load(cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read CA key: %w", err)
 	}
+	ca, err := parseCA(cfg, certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("CA in %s: %w", cfg.Dir, err)
+	}
+	return ca, nil
+}
+
+// parseCA checks that a certificate and key are this account's CA and belong together.
+func parseCA(cfg Config, certPEM, keyPEM []byte) (*CA, error) {
 	cert, err := parseCertPEM(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate %s: %w", certPath, err)
+		return nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	key, err := parseKeyPEM(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("CA key %s: %w", keyPath, err)
+		return nil, fmt.Errorf("CA key: %w", err)
 	}
 	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
 	if !ok || !pub.Equal(key.Public()) {
-		return nil, fmt.Errorf("CA key %s does not match certificate %s", keyPath, certPath)
+		return nil, errors.New("CA key does not match certificate")
 	}
 	if !cert.IsCA || cert.Subject.SerialNumber != cfg.Account {
-		return nil, fmt.Errorf("CA certificate %s is not the CA of account %s", certPath, cfg.Account)
+		return nil, fmt.Errorf("CA certificate is not the CA of account %s", cfg.Account)
 	}
 	return &CA{cfg: cfg, cert: cert, certPEM: certPEM, key: key}, nil
 }
@@ -161,13 +230,28 @@ func create(cfg Config) (*CA, error) {
 	if ca, err := load(cfg); !errors.Is(err, errNoCA) {
 		return ca, err // created by another process while we waited, or broken
 	}
+	certPEM, keyPEM, err := generate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(cfg.Dir, caKeyFile), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(cfg.Dir, caCertFile), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return load(cfg)
+}
+
+// generate makes a new CA key and self-signed certificate, in PEM.
+func generate(cfg Config) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), cfg.Rand)
 	if err != nil {
-		return nil, fmt.Errorf("generate CA key: %w", err)
+		return nil, nil, fmt.Errorf("generate CA key: %w", err)
 	}
 	serial, err := randomSerial(cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	now := cfg.Now()
 	tmpl := &x509.Certificate{
@@ -187,20 +271,13 @@ func create(cfg Config) (*CA, error) {
 	}
 	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, fmt.Errorf("create CA certificate: %w", err)
+		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
 	}
-	keyPEM, err := encodeKey(key)
+	keyPEM, err = encodeKey(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := atomicfile.Write(filepath.Join(cfg.Dir, caKeyFile), keyPEM, 0o600); err != nil {
-		return nil, err
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := atomicfile.Write(filepath.Join(cfg.Dir, caCertFile), certPEM, 0o644); err != nil {
-		return nil, err
-	}
-	return load(cfg)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
 }
 
 // Certificate returns the CA certificate.
