@@ -73,22 +73,39 @@ func (s *SQLite) PutFinding(ctx context.Context, f Finding) error {
 	if err := validFinding(f); err != nil {
 		return fmt.Errorf("put finding: %w", err)
 	}
-	created, err := requiredTime(f.CreatedAt, s.now)
+	args, err := s.findingArgs(f)
 	if err != nil {
-		return fmt.Errorf("put finding %s: created: %w", f.ID, err)
-	}
-	updated, err := requiredTime(f.UpdatedAt, s.now)
-	if err != nil {
-		return fmt.Errorf("put finding %s: updated: %w", f.ID, err)
-	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO findings (id, type, severity, principal, archived, created_at, updated_at, document)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET type = excluded.type, severity = excluded.severity, principal = excluded.principal,
-			updated_at = excluded.updated_at, document = excluded.document`,
-		f.ID, f.Type, f.Severity, f.Principal, boolInt(f.Archived), created, updated, f.Document); err != nil {
 		return fmt.Errorf("put finding %s: %w", f.ID, err)
 	}
+	if _, err := s.w.ExecContext(ctx, upsertFindingSQLite, args...); err != nil {
+		return fmt.Errorf("put finding %s: %w", f.ID, err)
+	}
+	s.changed()
 	return nil
+}
+
+// upsertFindingSQLite is PutFinding's statement, shared with CommitAudit so both store
+// a finding the same way.
+const upsertFindingSQLite = `INSERT INTO findings (id, type, severity, principal, archived, created_at, updated_at, document)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET type = excluded.type, severity = excluded.severity, principal = excluded.principal,
+		updated_at = excluded.updated_at, document = excluded.document`
+
+// findingArgs returns a validated finding's upsert arguments, in findingCols order.
+func (s *SQLite) findingArgs(f Finding) ([]any, error) {
+	return findingArgs(f, s.now)
+}
+
+func findingArgs(f Finding, now func() time.Time) ([]any, error) {
+	created, err := requiredTime(f.CreatedAt, now)
+	if err != nil {
+		return nil, fmt.Errorf("created: %w", err)
+	}
+	updated, err := requiredTime(f.UpdatedAt, now)
+	if err != nil {
+		return nil, fmt.Errorf("updated: %w", err)
+	}
+	return []any{f.ID, f.Type, f.Severity, f.Principal, boolInt(f.Archived), created, updated, f.Document}, nil
 }
 
 const findingCols = `id, type, severity, principal, archived, created_at, updated_at, document`
@@ -171,6 +188,7 @@ func (s *SQLite) ArchiveFinding(ctx context.Context, id string, archived bool) e
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("archive finding %s: %w", id, err)
 	} else if n == 1 {
+		s.changed()
 		return nil
 	}
 	if err := s.exists(ctx, `SELECT 1 FROM findings WHERE id = ?`, id); err != nil {
@@ -200,6 +218,7 @@ func (s *SQLite) MarkFindingResponse(ctx context.Context, findingID, action stri
 		return false, fmt.Errorf("mark finding response %s %s: %w", findingID, action, err)
 	}
 	if c == 1 {
+		s.changed()
 		return true, nil
 	}
 	if err := s.exists(ctx, `SELECT 1 FROM findings WHERE id = ?`, findingID); err != nil {
@@ -247,6 +266,7 @@ func (s *SQLite) PutRiskLevel(ctx context.Context, r RiskLevel) error {
 		r.Principal, r.Level, r.FindingID, set); err != nil {
 		return fmt.Errorf("put risk level %s: %w", r.Principal, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -256,6 +276,7 @@ func (s *SQLite) DeleteRiskLevel(ctx context.Context, principal string) error {
 	if err := oneRow(res, err, ErrNotFound); err != nil {
 		return fmt.Errorf("delete risk level %s: %w", principal, err)
 	}
+	s.changed()
 	return nil
 }
 

@@ -51,9 +51,13 @@ type SQLite struct {
 	now    func() time.Time
 	path   string
 	schema int
+	hub    hub
 }
 
-var _ Store = (*SQLite)(nil)
+var (
+	_ Store    = (*SQLite)(nil)
+	_ Notifier = (*SQLite)(nil)
+)
 
 const (
 	kindAccessKey  = "access-key"
@@ -238,6 +242,16 @@ func (s *SQLite) checkMasterKey(ctx context.Context) error {
 	return nil
 }
 
+// Subscribe implements Notifier for writes made through this handle: each write method
+// that may have bumped Version wakes subscribers after it commits. Other processes on the
+// same file are not heard (SQLite has no cross-process notification); poll Version for
+// them.
+func (s *SQLite) Subscribe() (<-chan struct{}, func()) { return s.hub.subscribe() }
+
+// changed wakes subscribers; write methods call it after a commit that may have bumped
+// Version.
+func (s *SQLite) changed() { s.hub.wake() }
+
 // Path returns the database file's path.
 func (s *SQLite) Path() string { return s.path }
 
@@ -299,6 +313,7 @@ func (s *SQLite) PutAccessKey(ctx context.Context, k AccessKey) error {
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put access key %s: %w", k.ID, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -379,6 +394,7 @@ func (s *SQLite) UpdateAccessKeyStatus(ctx context.Context, id, status string) e
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("update access key %s: %w", id, err)
 	} else if n == 1 {
+		s.changed()
 		return nil
 	}
 	// Nothing changed: either the key is absent or already has this status.
@@ -394,6 +410,7 @@ func (s *SQLite) DeleteAccessKey(ctx context.Context, id string) error {
 	if err := oneRow(res, err, ErrNotFound); err != nil {
 		return fmt.Errorf("delete access key %s: %w", id, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -421,6 +438,7 @@ func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -476,6 +494,7 @@ func (s *SQLite) RetireSealingKey(ctx context.Context, id string, after time.Tim
 	if err := oneRow(res, err, ErrNotFound); err != nil {
 		return fmt.Errorf("retire sealing key %s: %w", id, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -499,6 +518,7 @@ func (s *SQLite) PutRevocation(ctx context.Context, r Revocation) error {
 		r.Role, n); err != nil {
 		return fmt.Errorf("put revocation %s: %w", r.Role, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -551,6 +571,7 @@ func (s *SQLite) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put join token: %w", err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -591,6 +612,9 @@ func (s *SQLite) DeleteJoinToken(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("delete join token: %w", err)
 	}
+	if n == 1 {
+		s.changed()
+	}
 	return n == 1, nil
 }
 
@@ -607,6 +631,9 @@ func (s *SQLite) DeleteExpiredJoinTokens(ctx context.Context, now time.Time) (in
 	c, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("delete expired join tokens: %w", err)
+	}
+	if c > 0 {
+		s.changed()
 	}
 	return int(c), nil
 }
@@ -631,6 +658,7 @@ func (s *SQLite) PutNode(ctx context.Context, n Node) error {
 		n.Name, n.Role, n.CertSerial, enrolled); err != nil {
 		return fmt.Errorf("put node %s: %w", n.Name, err)
 	}
+	s.changed()
 	return nil
 }
 
@@ -679,6 +707,7 @@ func (s *SQLite) DeleteNode(ctx context.Context, name string) error {
 	if err := oneRow(res, err, ErrNotFound); err != nil {
 		return fmt.Errorf("delete node %s: %w", name, err)
 	}
+	s.changed()
 	return nil
 }
 

@@ -86,9 +86,11 @@ func (h *harness) raw(t *testing.T) *sql.DB {
 	return db
 }
 
-var rawTables = map[storetest.Kind]struct{ table, secret string }{
-	storetest.KindAccessKey:  {"access_keys", "secret_sealed"},
-	storetest.KindSealingKey: {"sealing_keys", "key_sealed"},
+// rawTables says where each kind of secret-holding row lives, in both backends' schemas.
+var rawTables = map[storetest.Kind]struct{ table, id, secret string }{
+	storetest.KindAccessKey:  {"access_keys", "id", "secret_sealed"},
+	storetest.KindSealingKey: {"sealing_keys", "id", "key_sealed"},
+	storetest.KindSecret:     {"secrets", "name", "sealed"},
 }
 
 func (h *harness) RawRow(t *testing.T, kind storetest.Kind, id string) []byte {
@@ -97,7 +99,7 @@ func (h *harness) RawRow(t *testing.T, kind storetest.Kind, id string) []byte {
 	if !ok {
 		t.Fatalf("unknown kind %q", kind)
 	}
-	rows, err := h.raw(t).Query(`SELECT * FROM `+tab.table+` WHERE id = ?`, id)
+	rows, err := h.raw(t).Query(`SELECT * FROM `+tab.table+` WHERE `+tab.id+` = ?`, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,14 +142,14 @@ func (h *harness) SwapSecrets(t *testing.T, kind storetest.Kind, a, b string) {
 	}
 	db := h.raw(t)
 	var sa, sb []byte
-	q := `SELECT ` + tab.secret + ` FROM ` + tab.table + ` WHERE id = ?`
+	q := `SELECT ` + tab.secret + ` FROM ` + tab.table + ` WHERE ` + tab.id + ` = ?`
 	if err := db.QueryRow(q, a).Scan(&sa); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.QueryRow(q, b).Scan(&sb); err != nil {
 		t.Fatal(err)
 	}
-	u := `UPDATE ` + tab.table + ` SET ` + tab.secret + ` = ? WHERE id = ?`
+	u := `UPDATE ` + tab.table + ` SET ` + tab.secret + ` = ? WHERE ` + tab.id + ` = ?`
 	if _, err := db.Exec(u, sb, a); err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,9 @@ var (
 	// ErrSchemaTooNew is returned by Open when the database was migrated by a newer
 	// Phantom than this binary.
 	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+	// ErrConflict is returned (wrapped) by CommitAudit when a cursor moved under the
+	// caller (another consumer instance advanced it): nothing was written.
+	ErrConflict = errors.New("conflict")
 )
 
 // AccessKey is a user's long-term (AKIA) access key. Secret is plain in memory only.
@@ -153,6 +156,22 @@ type Store interface {
 	DeleteRiskLevel(ctx context.Context, principal string) error
 	// ListRiskLevels returns every risk level, ordered by principal.
 	ListRiskLevels(ctx context.Context) ([]RiskLevel, error)
+
+	// PutSecretIfAbsent stores value under name unless a value is already there, and
+	// returns the stored value, so concurrent first starts (several replicas creating a
+	// CA, say) all end up with the one that won. The value is sealed under the master key,
+	// bound to name. Secrets do not bump Version.
+	PutSecretIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
+	// GetSecret returns the secret stored under name, or ErrNotFound.
+	GetSecret(ctx context.Context, name string) ([]byte, error)
+
+	// ListAuditCursors returns consumer's cursors, ordered by chain.
+	ListAuditCursors(ctx context.Context, consumer string) ([]AuditCursor, error)
+	// CommitAudit, in one transaction, checks every advance's From against the stored
+	// Seq (a mismatch is ErrConflict and nothing is written), upserts the findings
+	// exactly as PutFinding does, and advances the cursors. Cursor writes do not bump
+	// Version; the findings do, as PutFinding does.
+	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)

@@ -4,7 +4,7 @@
 //
 //	func TestSQLite(t *testing.T) { storetest.Run(t, newSQLiteHarness) }
 //
-// The SQLite store runs it today; the PostgreSQL store will run the same suite.
+// The SQLite and PostgreSQL stores both run it.
 package storetest
 
 import (
@@ -32,6 +32,7 @@ type Kind string
 const (
 	KindAccessKey  Kind = "access-key"
 	KindSealingKey Kind = "sealing-key"
+	KindSecret     Kind = "secret" // PutSecretIfAbsent's rows, by name
 )
 
 // Store is a backend under test plus the hooks the suite needs beneath the interface.
@@ -78,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"NewerSchemaRefused", testNewerSchema},
 	}
 	tests = append(tests, findingCases()...)
+	tests = append(tests, additionCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
