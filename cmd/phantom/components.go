@@ -89,7 +89,7 @@ func (l *auditLogs) closeAll(log *slog.Logger) {
 // newGateway builds the gateway over the perimeter's identity service, CA, message
 // sealer and the current spec. Its assertion key comes from the master key, so every
 // replica signs with the same one.
-func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
 	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
 	if err != nil {
@@ -108,6 +108,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Messages:     p.messages,
 		AssertionKey: key,
 		Risk:         risk,
+		Fresh:        fresh,
 		Logger:       log,
 	})
 }

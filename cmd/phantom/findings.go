@@ -26,6 +26,7 @@ type findingsFlags struct {
 	dataDir string
 	output  string
 	format  string
+	store   string
 }
 
 const findingsHelp = `
@@ -51,6 +52,7 @@ them as OCSF or ASFF for a SIEM or Security Hub.` + findingsHelp,
 	p.StringVar(&f.dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")
 	p.StringVar(&f.output, "output", "", "output: table or json (default: table for list, json for show)")
 	p.StringVar(&f.format, "format", "", "JSON shape: guardduty, ocsf or asff (implies --output json)")
+	p.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or the postgres://… the components share (default $PHANTOM_STORE)")
 	cmd.AddCommand(newFindingsListCmd(f), newFindingsShowCmd(f), newFindingsArchiveCmd(f), newFindingsRiskCmd(f))
 	return cmd
 }
@@ -86,16 +88,19 @@ func (f *findingsFlags) outputMode(defaultOutput string) (table bool, format str
 }
 
 // open opens the data directory's store; the directory must hold a perimeter already.
-func (f *findingsFlags) open(ctx context.Context) (*store.SQLite, error) {
+func (f *findingsFlags) open(ctx context.Context) (store.Store, error) {
 	dir := admin.DataDir(f.dataDir, os.Getenv)
-	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err != nil {
+	if f.store != "" && !store.IsPostgresURL(f.store) {
+		return nil, &exitError{code: 2, err: errors.New("--store: want a postgres:// URL, or none for the data directory's SQLite store")}
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.DBFile)); err != nil && f.store == "" {
 		return nil, &exitError{code: 1, err: fmt.Errorf("no perimeter in %s (%s not found): pass the --data-dir that 'phantom up' uses", dir, store.DBFile)}
 	}
 	mk, err := store.LoadOrCreateMasterKey(dir)
 	if err != nil {
 		return nil, &exitError{code: 1, err: err}
 	}
-	st, err := store.OpenSQLite(ctx, store.Config{DataDir: dir, MasterKey: mk})
+	st, err := store.Open(ctx, store.OpenConfig{URL: f.store, DataDir: dir, MasterKey: mk})
 	if err != nil {
 		return nil, &exitError{code: 1, err: err}
 	}
@@ -119,7 +124,7 @@ func (e *findingNotFound) Error() string { return e.msg }
 
 // resolveFinding returns the finding with this id or, failing that, the one finding
 // whose id starts with it.
-func resolveFinding(ctx context.Context, st *store.SQLite, id string) (store.Finding, error) {
+func resolveFinding(ctx context.Context, st store.Store, id string) (store.Finding, error) {
 	rec, err := st.GetFinding(ctx, id)
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return rec, err

@@ -22,18 +22,22 @@ import (
 )
 
 type componentFlags struct {
-	config  string
-	dataDir string
-	listen  string
-	poll    time.Duration
-	chain   string
+	config   string
+	dataDir  string
+	store    string
+	listen   string
+	poll     time.Duration
+	maxStale time.Duration
+	chain    string
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.config, "config", "", "perimeter spec file (required)")
-	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: store, master key, CA, audit (required)")
-	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: master key, audit chains, CA bundle, and the store and CA unless --store is shared (required)")
+	fl.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or postgres://… (also the CA's home) shared by replicas (default $PHANTOM_STORE)")
+	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to resync keys, revocations, sealing keys and risk levels from the store (changes are also pushed by PostgreSQL)")
+	fl.DurationVar(&f.maxStale, "max-stale", defaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
 	for _, name := range []string{"config", "data-dir"} {
 		cmd.MarkFlagRequired(name)
@@ -58,6 +62,9 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	if f.poll <= 0 {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
 	}
+	if f.maxStale < 0 || (f.maxStale > 0 && f.maxStale <= f.poll) {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--max-stale %s must be 0 or longer than --poll %s", f.maxStale, f.poll)}
+	}
 	if !audit.ValidChain(f.chain) {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
 	}
@@ -79,7 +86,8 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.w = w
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
-	if c.p, err = openPerimeter(ctx, f.dataDir, spec.Account, f.poll, c.log); err != nil {
+	c.p, err = openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale}, c.log)
+	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
@@ -158,14 +166,16 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	if err := risk.Refresh(ctx); err != nil {
 		return err
 	}
+	riskFresh := &freshness{maxStale: f.maxStale}
+	riskFresh.mark(time.Now())
 	riskCtx, stopRisk := context.WithCancel(ctx)
 	defer stopRisk() // before c.shutdown waits for the goroutines
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		_ = risk.Run(riskCtx, f.poll) // returns when riskCtx ends; failures are logged by respond
+		c.p.syncRisk(riskCtx, risk, riskFresh, c.log)
 	}()
-	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, c.log)
+	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, c.p.gatewayFreshness(riskFresh), c.log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ type adminFlags struct {
 	dataDir string
 	config  string
 	output  string
+	store   string
 }
 
 const adminFlagsHelp = `
@@ -31,6 +32,7 @@ func (f *adminFlags) register(cmd *cobra.Command) {
 	p.StringVar(&f.dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")
 	p.StringVar(&f.config, "config", "", "perimeter spec (default $PHANTOM_CONFIG or ./phantom.yaml)")
 	p.StringVar(&f.output, "output", "json", "output format: json or text")
+	p.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or the postgres://… the components share (default $PHANTOM_STORE)")
 }
 
 // open loads the spec and opens the data directory; the caller closes the result.
@@ -53,7 +55,7 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 	case err != nil:
 		return nil, "", &exitError{code: 1, err: err}
 	}
-	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: admin.DataDir(f.dataDir, os.Getenv), Spec: spec})
+	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: admin.DataDir(f.dataDir, os.Getenv), StoreURL: f.store, Spec: spec})
 	if err != nil {
 		return nil, "", &exitError{code: 1, err: err}
 	}

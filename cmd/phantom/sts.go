@@ -12,18 +12,13 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
-	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
-	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
-	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/sts"
 )
 
@@ -31,15 +26,8 @@ import (
 // sts.listen says.
 const defaultSTSListen = "127.0.0.1:8444"
 
-type stsFlags struct {
-	config  string
-	dataDir string
-	listen  string
-	poll    time.Duration
-}
-
 func newSTSCmd() *cobra.Command {
-	var f stsFlags
+	var f componentFlags
 	cmd := &cobra.Command{
 		Use:   "sts --config FILE --data-dir DIR [--listen ADDR]",
 		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
@@ -66,27 +54,20 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 			return runSTS(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.config, "config", "", "perimeter spec file (required)")
-	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: store, master key, CA, audit (required)")
-	fl.StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+defaultSTSListen+")")
-	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
-	for _, name := range []string{"config", "data-dir"} {
-		cmd.MarkFlagRequired(name)
-	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
+	f.register(cmd, "sts")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+defaultSTSListen+")")
 	return cmd
 }
 
-func runSTS(ctx context.Context, stderr io.Writer, f stsFlags) error {
-	c, err := openComponent(ctx, stderr, "sts", componentFlags{config: f.config, dataDir: f.dataDir, poll: f.poll, chain: "sts"})
+func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
+	c, err := openComponent(ctx, stderr, "sts", f)
 	if err != nil {
 		return err
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
 	listen := listenAddr(f.listen, spec.STS.Listen, defaultSTSListen)
-	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get("sts"), c.log)
+	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get(f.chain), c.log)
 	if err != nil {
 		return err
 	}
@@ -143,68 +124,6 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 // present none.
 func stsTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, ClientAuth: tls.RequestClientCert}
-}
-
-// perimeter is what the STS opens in a data directory: the store, the identity service
-// over it (snapshots loaded, a sealing key present) and the CA.
-//
-// It shares internal/admin's data directory layout and checks (admin.PrepareDataDir,
-// phantom.db, master.key, admin.CADir); it is a separate opener only because the STS needs
-// the identity service itself, with its refresh interval, and a sealing key, which
-// admin.Open does not expose or create.
-type perimeter struct {
-	store    *store.SQLite
-	ids      *identity.Service
-	ca       *pki.CA
-	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
-	// masterKey derives the keys every replica must agree on (audit digests, gateway
-	// assertions); it is never logged or written anywhere else.
-	masterKey []byte
-}
-
-func openPerimeter(ctx context.Context, dataDir, account string, poll time.Duration, log *slog.Logger) (*perimeter, error) {
-	if err := admin.PrepareDataDir(dataDir); err != nil {
-		return nil, err
-	}
-	mk, err := store.LoadOrCreateMasterKey(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.OpenSQLite(ctx, store.Config{DataDir: dataDir, MasterKey: mk})
-	if err != nil {
-		return nil, err
-	}
-	ids, err := identity.New(identity.Config{Account: account, RefreshInterval: poll, Logger: log},
-		identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
-	if err == nil {
-		err = ids.Refresh(ctx)
-	}
-	if err == nil && ids.Sealer().CurrentKeyID() == "" {
-		// First start: sessions need a sealing key. Concurrent first starts each add one;
-		// RotateSealingKey keeps exactly one current.
-		var id string
-		if id, err = ids.RotateSealingKey(ctx); err == nil {
-			log.Info("sts: created the first token-sealing key", "key_id", id)
-		}
-	}
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open identity service: %w", err)
-	}
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, admin.CADir), Account: account})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	msgKey, err := authzmsg.DeriveKey(mk)
-	if err == nil {
-		var messages *authzmsg.Sealer
-		if messages, err = authzmsg.NewSealer(msgKey, nil); err == nil {
-			return &perimeter{store: db, ids: ids, ca: ca, messages: messages, masterKey: mk}, nil
-		}
-	}
-	db.Close()
-	return nil, err
 }
 
 // webIdentityVerifier returns the AssumeRoleWithWebIdentity verifier for the current spec's

@@ -168,7 +168,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 
-	p, err := openPerimeter(ctx, f.dataDir, spec.Account, f.poll, log)
+	p, err := openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, account: spec.Account, poll: f.poll, maxStale: defaultMaxStale}, log)
 	if err != nil {
 		return err
 	}
@@ -210,7 +210,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err := responder.Refresh(ctx); err != nil {
 		return err
 	}
-	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, log)
+	riskFresh := &freshness{maxStale: defaultMaxStale}
+	riskFresh.mark(time.Now())
+	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, p.gatewayFreshness(riskFresh), log)
 	if err != nil {
 		return err
 	}
@@ -261,7 +263,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = responder.Run(runCtx, f.poll) // picks up risk levels set by other processes
+		p.syncRisk(runCtx, responder, riskFresh, log) // picks up risk levels set by other processes
 	}()
 	wg.Add(1)
 	go func() {

@@ -75,6 +75,9 @@ type Config struct {
 	// DataDir is the perimeter's data directory; created 0700 when missing, tightened to
 	// 0700 when group or others can enter it.
 	DataDir string
+	// StoreURL is "" for SQLite in DataDir, or a postgres:// URL of a store shared by
+	// replicas (which then keeps the CA too).
+	StoreURL string
 	// Spec is the perimeter spec: its account id, and the users, roles and nodes that
 	// names are checked against.
 	Spec *config.Spec
@@ -88,12 +91,13 @@ type Config struct {
 
 // Admin performs administrative operations on one data directory. Close it when done.
 type Admin struct {
-	dataDir string
-	spec    *config.Spec
-	now     func() time.Time
-	rand    io.Reader
-	store   *store.SQLite
-	ids     *identity.Service
+	dataDir  string
+	storeURL string
+	spec     *config.Spec
+	now      func() time.Time
+	rand     io.Reader
+	store    store.Store
+	ids      *identity.Service
 
 	caMu sync.Mutex
 	ca   *pki.CA // opened (or created) on first use: only node commands need it
@@ -116,7 +120,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.OpenSQLite(ctx, store.Config{DataDir: cfg.DataDir, MasterKey: mk, Now: now})
+	st, err := store.Open(ctx, store.OpenConfig{URL: cfg.StoreURL, DataDir: cfg.DataDir, MasterKey: mk, Now: now})
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Admin{dataDir: cfg.DataDir, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids}, nil
+	return &Admin{dataDir: cfg.DataDir, storeURL: cfg.StoreURL, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids}, nil
 }
 
 // Close releases the store.
@@ -168,7 +172,14 @@ func (a *Admin) CA() (*pki.CA, error) {
 	if a.ca != nil {
 		return a.ca, nil
 	}
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand})
+	cfg := pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand}
+	var ca *pki.CA
+	var err error
+	if store.IsPostgresURL(a.storeURL) {
+		ca, err = pki.NewShared(context.Background(), cfg, a.store)
+	} else {
+		ca, err = pki.New(cfg)
+	}
 	if err != nil {
 		return nil, err
 	}

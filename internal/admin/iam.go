@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -101,6 +102,18 @@ func (a *Admin) CreateAccessKey(ctx context.Context, user string) (*CreateAccess
 	k, err := a.ids.CreateAccessKey(ctx, user)
 	if err != nil {
 		return nil, err
+	}
+	// The lock serialises this host only; with a store shared by several hosts another
+	// may have added a key meanwhile. Check again and take ours back when over quota
+	// (two racing hosts may both back out: the caller retries, the quota holds).
+	if keys, err = a.ids.ListAccessKeys(ctx, user); err != nil || len(keys) > AccessKeysPerUser {
+		if derr := a.ids.DeleteAccessKey(ctx, k.ID); derr != nil {
+			return nil, fmt.Errorf("access key %s created over quota and not removed: %w", k.ID, errors.Join(err, derr))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, &Error{CodeLimitExceeded, fmt.Sprintf("Cannot exceed quota for AccessKeysPerUser: %d", AccessKeysPerUser)}
 	}
 	return &CreateAccessKeyOutput{AccessKey{
 		UserName:        k.User,

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/authzmsg"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+// defaultMaxStale is how long a component keeps deciding on state the store has not
+// confirmed (credentials, revocations, risk levels) before it refuses every call.
+const defaultMaxStale = 30 * time.Second
+
+// perimeter is what every server component opens: the store, the identity service over
+// it (snapshots loaded, a sealing key present) and the CA.
+//
+// It shares internal/admin's data directory layout and checks (admin.PrepareDataDir,
+// master.key, admin.CADir); it is a separate opener only because components need the
+// identity service itself, with its refresh interval and staleness bound, and a sealing
+// key, which admin.Open does not expose or create.
+type perimeter struct {
+	store    store.Store
+	notify   store.Notifier // nil when the store announces nothing
+	ids      *identity.Service
+	ca       *pki.CA
+	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
+	// masterKey derives the keys every replica must agree on (audit digests, gateway
+	// assertions); it is never logged or written anywhere else.
+	masterKey []byte
+	poll      time.Duration
+	maxStale  time.Duration
+}
+
+// perimeterOptions say where the perimeter's state is and how fresh it must be kept.
+type perimeterOptions struct {
+	dataDir string
+	// storeURL is "" for SQLite in dataDir, or a postgres:// URL for a store shared by
+	// replicas; with a shared store the CA is kept in it too.
+	storeURL string
+	account  string
+	poll     time.Duration
+	// maxStale bounds serving from state the store has not confirmed; 0: unbounded.
+	maxStale time.Duration
+}
+
+func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*perimeter, error) {
+	if err := admin.PrepareDataDir(o.dataDir); err != nil {
+		return nil, err
+	}
+	mk, err := store.LoadOrCreateMasterKey(o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, MasterKey: mk})
+	if errors.Is(err, store.ErrWrongMasterKey) && store.IsPostgresURL(o.storeURL) {
+		return nil, fmt.Errorf("%w: every host of a shared store needs the perimeter's master key (PHANTOM_MASTER_KEY, or master.key from the first host's data directory)", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := &perimeter{store: db, masterKey: mk, poll: o.poll, maxStale: o.maxStale}
+	if n, ok := db.(store.Notifier); ok {
+		p.notify = n
+	}
+	if err := p.open(ctx, o, log); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logger) error {
+	deps := identity.Deps{AccessKeys: p.store, SealingKeys: p.store, Revocations: p.store, Changes: p.store}
+	if p.notify != nil {
+		deps.Notify = p.notify
+	}
+	ids, err := identity.New(identity.Config{Account: o.account, RefreshInterval: o.poll, MaxStale: o.maxStale, Logger: log}, deps)
+	if err == nil {
+		err = ids.Refresh(ctx)
+	}
+	if err == nil && ids.Sealer().CurrentKeyID() == "" {
+		// First start: sessions need a sealing key. Concurrent first starts each add one;
+		// RotateSealingKey keeps exactly one current.
+		var id string
+		if id, err = ids.RotateSealingKey(ctx); err == nil {
+			log.Info("created the first token-sealing key", "key_id", id)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("open identity service: %w", err)
+	}
+	p.ids = ids
+	caCfg := pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account}
+	if store.IsPostgresURL(o.storeURL) {
+		p.ca, err = pki.NewShared(ctx, caCfg, p.store)
+	} else {
+		p.ca, err = pki.New(caCfg)
+	}
+	if err != nil {
+		return err
+	}
+	msgKey, err := authzmsg.DeriveKey(p.masterKey)
+	if err != nil {
+		return err
+	}
+	p.messages, err = authzmsg.NewSealer(msgKey, nil)
+	return err
+}
+
+// freshness tracks when a refresh loop last had the store confirm its state, for a
+// staleness bound.
+type freshness struct {
+	maxStale time.Duration
+	synced   atomic.Int64 // Unix nanoseconds
+}
+
+func (f *freshness) mark(t time.Time) { f.synced.Store(t.UnixNano()) }
+
+func (f *freshness) check(what string) error {
+	if f.maxStale <= 0 {
+		return nil
+	}
+	if age := time.Since(time.Unix(0, f.synced.Load())); age > f.maxStale {
+		return fmt.Errorf("%s not confirmed by the store for %s (bound %s)", what, age.Round(time.Millisecond), f.maxStale)
+	}
+	return nil
+}
+
+// riskRefresher is what syncRisk refreshes (respond.Responder).
+type riskRefresher interface {
+	Refresh(ctx context.Context) error
+}
+
+// syncRisk keeps the responder's risk levels current: at once on each store notification,
+// else every poll, recording each success in fresh. It returns when ctx ends.
+func (p *perimeter) syncRisk(ctx context.Context, r riskRefresher, fresh *freshness, log *slog.Logger) {
+	t := time.NewTicker(p.poll)
+	defer t.Stop()
+	var changed <-chan struct{}
+	if p.notify != nil {
+		ch, cancel := p.notify.Subscribe()
+		defer cancel()
+		changed = ch
+	}
+	failing := false
+	for {
+		started := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, max(p.poll, time.Second))
+		err := r.Refresh(rctx)
+		cancel()
+		switch {
+		case err == nil:
+			fresh.mark(started)
+			if failing {
+				log.Info("risk levels: store reachable again")
+				failing = false
+			}
+		case ctx.Err() == nil && !failing:
+			log.Error("risk levels: refresh failed; keeping the previous levels", "error", err)
+			failing = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+	}
+}
+
+// gatewayFreshness is the gateway's Fresh hook: credentials and risk levels both
+// confirmed by the store within the bound.
+func (p *perimeter) gatewayFreshness(risk *freshness) func() error {
+	return func() error {
+		if err := p.ids.Fresh(); err != nil {
+			return err
+		}
+		return risk.check("risk levels")
+	}
+}
