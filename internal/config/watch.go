@@ -23,6 +23,10 @@ import (
 // editor's save is several events (truncate, write, chmod, or write-temp-and-rename).
 const DefaultDebounce = 100 * time.Millisecond
 
+// DefaultResync is how often the watcher re-reads the file regardless of file events:
+// a change reaches every replica within about a second even when an event is lost.
+const DefaultResync = time.Second
+
 // WatchConfig configures a Watcher.
 type WatchConfig struct {
 	// Path is the spec file.
@@ -34,6 +38,11 @@ type WatchConfig struct {
 	Signals <-chan os.Signal
 	// Debounce coalesces file events; zero means DefaultDebounce.
 	Debounce time.Duration
+	// Resync re-reads the file this often whatever the file events say (one read and a
+	// hash when unchanged), so an event that never arrives (network file systems, some
+	// volume mounts) delays a change by at most this long; zero means DefaultResync,
+	// negative disables it.
+	Resync time.Duration
 	// OnReload, when set, is called after every reload attempt, from the reloading
 	// goroutine, with the spec in force afterwards, whether it changed, and why a new
 	// file was rejected (nil when it was not).
@@ -68,6 +77,9 @@ func NewWatcher(ctx context.Context, cfg WatchConfig) (*Watcher, error) {
 	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.Resync == 0 {
+		cfg.Resync = DefaultResync
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger, subs: map[chan *Spec]struct{}{}, done: make(chan struct{})}
 	if w.log == nil {
@@ -193,6 +205,12 @@ func (w *Watcher) run(ctx context.Context, sigs <-chan os.Signal) {
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
+	var resync <-chan time.Time
+	if w.cfg.Resync > 0 {
+		t := time.NewTicker(w.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -215,7 +233,25 @@ func (w *Watcher) run(ctx context.Context, sigs <-chan os.Signal) {
 			w.log.Error("watching perimeter spec", "file", w.cfg.Path, "error", err)
 		case <-debounce.C:
 			w.Reload()
+		case <-resync:
+			w.resync()
 		}
+	}
+}
+
+// resync reloads when the file's content is neither the running spec nor the last one
+// rejected; an unchanged or still-invalid file costs a read and a hash and says nothing.
+func (w *Watcher) resync() {
+	data, err := readSpec(w.cfg.Path)
+	if err != nil {
+		return // reported by the reload that file events or a signal trigger
+	}
+	d := sha256.Sum256(data)
+	w.mu.Lock()
+	known := d == w.current.Load().Digest || d == w.rejected
+	w.mu.Unlock()
+	if !known {
+		w.Reload()
 	}
 }
 

@@ -268,3 +268,47 @@ func TestWatcherCloseStopsReloading(t *testing.T) {
 		t.Errorf("spec changed after Close")
 	}
 }
+
+// TestWatcherResyncCatchesMissedEvents: the file is a symlink into another directory, so
+// writes to its target raise no event where the watcher looks; the periodic resync
+// picks the change up anyway, and without it the change is missed.
+func TestWatcherResyncCatchesMissedEvents(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		resync time.Duration
+		want   string
+	}{
+		{"with resync", 100 * time.Millisecond, "eu-west-1"},
+		{"without resync", -1, "us-east-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := filepath.Join(t.TempDir(), "real.yaml")
+			if err := os.WriteFile(target, []byte(specV1), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "perimeter.yaml")
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+			w, err := NewWatcher(context.Background(), WatchConfig{Path: path, Signals: make(chan os.Signal), Resync: tc.resync})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if w.Current().Region != "us-east-1" {
+				t.Fatalf("initial region %s", w.Current().Region)
+			}
+			if err := os.WriteFile(target, []byte(specV2), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(time.Second)
+			for time.Now().Before(deadline) && w.Current().Region != tc.want {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond) // and it stays so
+			if got := w.Current().Region; got != tc.want {
+				t.Errorf("region %s one second after the write, want %s", got, tc.want)
+			}
+		})
+	}
+}
