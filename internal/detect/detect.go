@@ -126,6 +126,26 @@ func (d *Detector) Findings() []Finding {
 	return out
 }
 
+// Restore loads findings an earlier run stored (newest first, as the store lists them),
+// so a repeat after a restart continues a finding's count, first-seen time and evidence
+// instead of starting it again at 1 and overwriting the stored one. A finding the
+// detector already holds is kept; past MaxFindings the oldest are dropped. Baselines
+// and windows are not restored: they are rebuilt from the events that follow.
+func (d *Detector) Restore(fs []Finding) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(fs) - 1; i >= 0; i-- { // oldest first: the newest ends most recently used
+		if fs[i].ID == "" {
+			continue
+		}
+		if _, ok := d.findings.items[fs[i].ID]; ok {
+			continue
+		}
+		f := copyFinding(&fs[i])
+		d.findings.put(f.ID, &f)
+	}
+}
+
 // Observe feeds one event to the rules (its time is ev.EventTime) and returns the
 // findings it created or updated.
 func (d *Detector) Observe(ev *audit.Event) []Finding {

@@ -274,6 +274,46 @@ func TestObserveDedup(t *testing.T) {
 	}
 }
 
+// TestRestore: a detector given the findings an earlier run stored continues their
+// count and first-seen time on a repeat, instead of starting over at 1.
+func TestRestore(t *testing.T) {
+	g := new(gen)
+	root := audit.UserIdentity{Type: "Root", ARN: "arn:aws:iam::" + acct + ":root", AccountID: acct}
+	first, _ := New(Config{})
+	var stored []Finding
+	for i := range 3 {
+		for _, f := range first.Observe(g.add(root, t0.Add(time.Duration(i)*time.Minute), "iam.amazonaws.com", "ListUsers", "198.51.100.1", cli, "", nil)) {
+			if f.Type == TypeRoot {
+				stored = []Finding{f}
+			}
+		}
+	}
+	if len(stored) != 1 || stored[0].Service.Count != 3 {
+		t.Fatalf("first run: %+v", stored)
+	}
+	second, _ := New(Config{})
+	second.Restore(stored)
+	second.Restore(stored) // again: kept, not doubled
+	var got *Finding
+	for _, f := range second.Observe(g.add(root, t0.Add(time.Hour), "iam.amazonaws.com", "ListRoles", "198.51.100.1", cli, "", nil)) {
+		if f.Type == TypeRoot {
+			got = &f
+		}
+	}
+	if got == nil || got.ID != stored[0].ID || got.Service.Count != 4 || !got.Service.EventFirstSeen.Equal(t0) || len(got.Service.Evidence) != 4 {
+		t.Fatalf("after restore: %+v, want the stored finding with count 4", got)
+	}
+	roots := 0
+	for _, f := range second.Findings() {
+		if f.Type == TypeRoot {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Fatalf("%d root findings after restore, want the one", roots)
+	}
+}
+
 // TestThreatListReload: lists swap whole; a bad file keeps the old set.
 func TestThreatListReload(t *testing.T) {
 	dir := t.TempDir()

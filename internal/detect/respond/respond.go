@@ -82,9 +82,12 @@ type Identity interface {
 	UpdateAccessKeyStatus(ctx context.Context, id, status string) error
 }
 
-// Store is what the responder needs from the store (*store.SQLite).
+// Store is what the responder needs from the store (store.Store).
 type Store interface {
 	PutFinding(ctx context.Context, f store.Finding) error
+	ListFindings(ctx context.Context, f store.FindingFilter) ([]store.Finding, error)
+	ListAuditCursors(ctx context.Context, consumer string) ([]store.AuditCursor, error)
+	CommitAudit(ctx context.Context, consumer string, adv []store.CursorAdvance, findings []store.Finding) error
 	MarkFindingResponse(ctx context.Context, findingID, action string, at time.Time) (bool, error)
 	ListFindingResponses(ctx context.Context, findingID string) ([]string, error)
 	PutRiskLevel(ctx context.Context, r store.RiskLevel) error
@@ -219,6 +222,13 @@ func (r *Responder) Handle(ctx context.Context, f detect.Finding) error {
 	if err := r.put(ctx, f, applied); err != nil {
 		return err
 	}
+	return r.respond(ctx, f, applied)
+}
+
+// respond applies the spec's responses to f, a stored finding, except those in applied
+// (the actions recorded for it), and when it applied any rewrites the stored finding
+// with the longer list. The caller holds r.mu.
+func (r *Responder) respond(ctx context.Context, f detect.Finding, applied []string) error {
 	spec := r.cfg.Spec()
 	if spec == nil {
 		return nil
@@ -260,22 +270,36 @@ func (r *Responder) Handle(ctx context.Context, f detect.Finding) error {
 
 // put stores f with the applied actions in its additionalInfo.
 func (r *Responder) put(ctx context.Context, f detect.Finding, applied []string) error {
-	if len(applied) > 0 {
-		info := maps.Clone(f.Service.AdditionalInfo)
-		if info == nil {
-			info = map[string]any{}
-		}
-		info[AdditionalInfoKey] = slices.Clone(applied)
-		f.Service.AdditionalInfo = info
-	}
-	rec, err := export.ToStore(f)
+	rec, err := record(f, applied)
 	if err != nil {
-		return fmt.Errorf("handle finding: %w", err)
+		return err
 	}
 	if err := r.cfg.Store.PutFinding(ctx, rec); err != nil {
 		return fmt.Errorf("handle finding %s: %w", f.ID, err)
 	}
 	return nil
+}
+
+// record is the store's record of f listing the applied actions in its additionalInfo
+// (and no stale list: a finding restored from the store carries the list it had).
+func record(f detect.Finding, applied []string) (store.Finding, error) {
+	if len(applied) > 0 || f.Service.AdditionalInfo[AdditionalInfoKey] != nil {
+		info := maps.Clone(f.Service.AdditionalInfo)
+		if info == nil {
+			info = map[string]any{}
+		}
+		if len(applied) > 0 {
+			info[AdditionalInfoKey] = slices.Clone(applied)
+		} else {
+			delete(info, AdditionalInfoKey)
+		}
+		f.Service.AdditionalInfo = info
+	}
+	rec, err := export.ToStore(f)
+	if err != nil {
+		return store.Finding{}, fmt.Errorf("handle finding: %w", err)
+	}
+	return rec, nil
 }
 
 // Matches reports whether a response applies to a finding: its type matches the glob
