@@ -13,8 +13,19 @@ import (
 	"time"
 )
 
-//go:embed migrations/*.sql
-var migrationFiles embed.FS
+// SQLite's migrations are migrations/NNNN_name.sql, PostgreSQL's
+// migrations/postgres/NNNN_name.sql; each backend numbers its own from 1.
+var (
+	//go:embed migrations/*.sql
+	migrationFiles embed.FS
+	//go:embed migrations/postgres/*.sql
+	postgresMigrationFiles embed.FS
+)
+
+const (
+	sqliteMigrationDir   = "migrations"
+	postgresMigrationDir = "migrations/postgres"
+)
 
 // migration is one numbered schema change; numbers start at 1 and have no gaps.
 type migration struct {
@@ -25,21 +36,24 @@ type migration struct {
 
 var migrationNameRe = regexp.MustCompile(`^([0-9]{4})_[a-z0-9_]+\.sql$`)
 
-// loadMigrations reads the embedded migrations in version order and checks they are
+// loadMigrations reads the migrations in dir in version order and checks they are
 // numbered 1, 2, 3… with no gaps or duplicates.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	entries, err := fs.ReadDir(fsys, "migrations")
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	var ms []migration
 	for _, e := range entries {
+		if e.IsDir() {
+			continue // another backend's migrations
+		}
 		m := migrationNameRe.FindStringSubmatch(e.Name())
 		if m == nil {
 			return nil, fmt.Errorf("migration file %q is not named NNNN_name.sql", e.Name())
 		}
 		v, _ := strconv.Atoi(m[1])
-		b, err := fs.ReadFile(fsys, "migrations/"+e.Name())
+		b, err := fs.ReadFile(fsys, dir+"/"+e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
 		}
@@ -79,33 +93,24 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now time.Time) (in
 	if err != nil {
 		return 0, fmt.Errorf("migrate: read schema_migrations: %w", err)
 	}
-	applied := 0
+	var recs []appliedMigration
 	for rows.Next() {
-		var v int
-		var name string
-		if err := rows.Scan(&v, &name); err != nil {
+		var m appliedMigration
+		if err := rows.Scan(&m.version, &m.name); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("migrate: read schema_migrations: %w", err)
 		}
-		if v < 1 {
-			rows.Close()
-			return 0, fmt.Errorf("migrate: database records invalid migration version %d", v)
-		}
-		if v > len(ms) {
-			rows.Close()
-			return 0, fmt.Errorf("database has migration %d (%s) but this binary knows only up to %d: upgrade phantom or use a matching data directory: %w", v, name, len(ms), ErrSchemaTooNew)
-		}
-		if v != applied+1 || ms[v-1].name != name {
-			rows.Close()
-			return 0, fmt.Errorf("migrate: database records migration %d as %q after migration %d; this binary's history does not match", v, name, applied)
-		}
-		applied = v
+		recs = append(recs, m)
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
 		return 0, fmt.Errorf("migrate: read schema_migrations: %w", err)
 	}
 	rows.Close()
+	applied, err := checkApplied(ms, recs)
+	if err != nil {
+		return 0, err
+	}
 	for _, m := range ms[applied:] {
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return 0, fmt.Errorf("migrate: apply %s: %w", m.name, err)
@@ -119,4 +124,30 @@ func migrate(ctx context.Context, db *sql.DB, ms []migration, now time.Time) (in
 		return 0, fmt.Errorf("migrate: commit: %w", err)
 	}
 	return len(ms), nil
+}
+
+// appliedMigration is a row of schema_migrations.
+type appliedMigration struct {
+	version int
+	name    string
+}
+
+// checkApplied checks the migrations a database records against ms and returns how many
+// are applied. It refuses a migration this binary does not know (a newer Phantom migrated
+// the database: ErrSchemaTooNew) and a history whose names or order disagree with ours.
+func checkApplied(ms []migration, recs []appliedMigration) (int, error) {
+	applied := 0
+	for _, r := range recs {
+		if r.version < 1 {
+			return 0, fmt.Errorf("migrate: database records invalid migration version %d", r.version)
+		}
+		if r.version > len(ms) {
+			return 0, fmt.Errorf("database has migration %d (%s) but this binary knows only up to %d: upgrade phantom or use a matching database: %w", r.version, r.name, len(ms), ErrSchemaTooNew)
+		}
+		if r.version != applied+1 || ms[r.version-1].name != r.name {
+			return 0, fmt.Errorf("migrate: database records migration %d as %q after migration %d; this binary's history does not match", r.version, r.name, applied)
+		}
+		applied = r.version
+	}
+	return applied, nil
 }

@@ -12,12 +12,19 @@ import (
 )
 
 func TestEmbeddedMigrations(t *testing.T) {
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := loadMigrations(migrationFiles, sqliteMigrationDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ms[0].version != 1 || ms[0].name != "0001_init.sql" {
 		t.Errorf("first migration = %d %s, want 1 0001_init.sql", ms[0].version, ms[0].name)
+	}
+	pg, err := loadMigrations(postgresMigrationFiles, postgresMigrationDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pg[0].version != 1 || pg[0].name != "0001_init.sql" || !strings.Contains(pg[0].sql, "bigint") {
+		t.Errorf("first PostgreSQL migration = %d %s, want 1 0001_init.sql in PostgreSQL's dialect", pg[0].version, pg[0].name)
 	}
 }
 
@@ -41,7 +48,7 @@ func TestLoadMigrationsRefuses(t *testing.T) {
 			for _, f := range tc.files {
 				fsys["migrations/"+f] = file
 			}
-			_, err := loadMigrations(fsys)
+			_, err := loadMigrations(fsys, "migrations")
 			if err == nil {
 				t.Fatal("loadMigrations accepted it")
 			}
@@ -66,7 +73,7 @@ func TestMigrateInOrderOnceAtomically(t *testing.T) {
 		for i := 0; i < len(files); i += 2 {
 			fsys["migrations/"+files[i]] = &fstest.MapFile{Data: []byte(files[i+1])}
 		}
-		ms, err := loadMigrations(fsys)
+		ms, err := loadMigrations(fsys, "migrations")
 		if err != nil {
 			t.Fatal(err)
 		}

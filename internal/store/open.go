@@ -32,21 +32,21 @@ func Open(ctx context.Context, cfg OpenConfig) (Store, error) {
 		}
 		return s, nil
 	case IsPostgresURL(cfg.URL):
-		return nil, fmt.Errorf("open store %s: postgres not yet supported by this build", RedactURL(cfg.URL))
+		s, err := OpenPostgres(ctx, PostgresConfig{DSN: cfg.URL, MasterKey: cfg.MasterKey, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("open store: URL %q is neither \"sqlite\" nor a postgres:// or postgresql:// URL", RedactURL(cfg.URL))
 	}
 }
 
-// IsPostgresURL reports whether u is a PostgreSQL connection URL (scheme postgres or
-// postgresql, in any case, as libpq accepts).
+// IsPostgresURL reports whether u is a PostgreSQL connection URL: it starts with
+// postgres:// or postgresql://, spelled in lower case exactly as libpq and pgx require
+// (anything else they read as a keyword/value string).
 func IsPostgresURL(u string) bool {
-	i := strings.Index(u, "://")
-	if i < 0 {
-		return false
-	}
-	scheme := strings.ToLower(u[:i])
-	return scheme == "postgres" || scheme == "postgresql"
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
 }
 
 // redacted replaces a password wherever RedactURL finds one.
@@ -57,13 +57,15 @@ const redacted = "xxxxx"
 var secretParams = map[string]bool{"password": true, "sslpassword": true}
 
 // RedactURL returns u with every password replaced by "xxxxx", for logs and errors. It
-// handles URLs (user:password@ and ?password=) and libpq keyword/value strings
-// (password=…). Input it cannot parse is replaced whole, since where the password sits
-// in it is unknown.
+// handles PostgreSQL URLs (user:password@ and ?password=), libpq keyword/value strings
+// (password=…) and other URLs. Input it cannot parse with certainty is replaced whole,
+// since where a password sits in it is unknown.
 func RedactURL(u string) string {
 	switch {
+	case IsPostgresURL(u):
+		return redactPostgresURL(u)
 	case strings.Contains(u, "://"):
-		return redactURL(u)
+		return redactOtherURL(u)
 	case strings.Contains(u, "="):
 		return redactKeywords(u)
 	default:
@@ -72,32 +74,123 @@ func RedactURL(u string) string {
 	}
 }
 
-func redactURL(u string) string {
+const (
+	unparsableURL     = "(unparsable URL, redacted)"
+	unparsableConnStr = "(unparsable connection string, redacted)"
+)
+
+// redactPostgresURL follows the structure of libpq's URI parser, which pgx copies, rather
+// than net/url's, because the two disagree on malformed input (libpq ends the userinfo
+// at the first '@' before any '/', even past a '?'), and what counts is where the
+// driver will find a password.
+func redactPostgresURL(u string) string {
+	prefix := "postgres://"
+	if strings.HasPrefix(u, "postgresql://") {
+		prefix = "postgresql://"
+	}
+	p := u[len(prefix):]
+	if strings.IndexByte(p, 0) >= 0 {
+		return unparsableURL
+	}
+	var b strings.Builder
+	b.WriteString(prefix)
+	if i := strings.IndexAny(p, "@/"); i >= 0 && p[i] == '@' {
+		user, _, hasPassword := strings.Cut(p[:i], ":")
+		b.WriteString(user)
+		if hasPassword {
+			b.WriteString(":" + redacted)
+		}
+		b.WriteByte('@')
+		p = p[i+1:]
+	}
+	// Another '@' means a malformed URL in which a password may have been stranded
+	// (an unescaped '/' in it ends the userinfo early: postgres://u:pa/ss@h).
+	if strings.IndexByte(p, '@') >= 0 {
+		return unparsableURL
+	}
+	qi, ok := postgresQueryStart(p)
+	if !ok {
+		return unparsableURL
+	}
+	if qi < 0 {
+		b.WriteString(p)
+		return b.String()
+	}
+	b.WriteString(p[:qi+1])
+	for i, pair := range strings.Split(p[qi+1:], "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		rawKey, _, hasValue := strings.Cut(pair, "=")
+		key, err := url.PathUnescape(rawKey)
+		switch {
+		case !hasValue:
+			b.WriteString(redacted) // malformed: it may be a password without its key
+		case err != nil || secretParams[strings.ToLower(strings.TrimSpace(key))]:
+			b.WriteString(rawKey + "=" + redacted)
+		default:
+			b.WriteString(pair)
+		}
+	}
+	return b.String()
+}
+
+// postgresQueryStart returns the index of the '?' that starts p's query (p being what
+// follows the userinfo), or -1, skipping hosts, bracketed IPv6 addresses, ports and the
+// database name as libpq does.
+func postgresQueryStart(p string) (int, bool) {
+	i := 0
+	for {
+		if i < len(p) && p[i] == '[' {
+			end := strings.IndexByte(p[i:], ']')
+			if end < 0 {
+				return 0, false
+			}
+			i += end + 1
+		} else {
+			i += indexOrEnd(p[i:], ":/?,")
+		}
+		if i < len(p) && p[i] == ':' {
+			i++
+			i += indexOrEnd(p[i:], "/?,")
+		}
+		if i < len(p) && p[i] == ',' {
+			i++
+			continue
+		}
+		break
+	}
+	if i < len(p) && p[i] == '/' {
+		i += indexOrEnd(p[i:], "?")
+	}
+	if i < len(p) && p[i] == '?' {
+		return i, true
+	}
+	return -1, true
+}
+
+func indexOrEnd(s, chars string) int {
+	if i := strings.IndexAny(s, chars); i >= 0 {
+		return i
+	}
+	return len(s)
+}
+
+// redactOtherURL redacts a URL of another scheme (named in an error that refuses it).
+func redactOtherURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil || p.Opaque != "" {
-		return "(unparsable URL, redacted)"
+		return unparsableURL
 	}
 	if p.User != nil {
 		if _, ok := p.User.Password(); ok {
 			p.User = url.UserPassword(p.User.Username(), redacted)
 		}
 	}
-	if p.RawQuery != "" {
-		parts := strings.Split(p.RawQuery, "&")
-		for i, part := range parts {
-			k, _, _ := strings.Cut(part, "=")
-			key, err := url.QueryUnescape(k)
-			if err != nil || secretParams[strings.ToLower(strings.TrimSpace(key))] {
-				// A key that does not unescape may still be read as "password" by a
-				// more lenient parser: redact its value too.
-				parts[i] = k + "=" + redacted
-			}
-		}
-		p.RawQuery = strings.Join(parts, "&")
-	}
-	if p.Fragment != "" {
-		// Nothing reads a fragment; it can only be a pasting mistake, maybe a password.
-		p.Fragment = redacted
+	if p.RawQuery != "" || p.ForceQuery || p.Fragment != "" {
+		// Not ours to interpret: keep only where it points.
+		p.RawQuery, p.ForceQuery, p.Fragment = "", false, ""
+		return p.String() + "?" + redacted
 	}
 	return p.String()
 }
@@ -125,7 +218,7 @@ func redactKeywords(s string) string {
 		key := s[start:i]
 		skipSpace()
 		if key == "" || i >= len(s) || s[i] != '=' {
-			return "(unparsable connection string, redacted)"
+			return unparsableConnStr
 		}
 		i++
 		skipSpace()
@@ -147,7 +240,7 @@ func redactKeywords(s string) string {
 				i++
 			}
 			if !closed || i > len(s) {
-				return "(unparsable connection string, redacted)"
+				return unparsableConnStr
 			}
 			val = s[vs:i]
 		} else {
@@ -159,7 +252,7 @@ func redactKeywords(s string) string {
 				i++
 			}
 			if i > len(s) {
-				return "(unparsable connection string, redacted)"
+				return unparsableConnStr
 			}
 			val = s[vs:i]
 		}

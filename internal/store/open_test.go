@@ -60,7 +60,7 @@ func TestIsPostgresURL(t *testing.T) {
 	}{
 		{"postgres://u:p@h/db", true},
 		{"postgresql://h/db", true},
-		{"POSTGRES://h/db", true},       // libpq compares schemes case-insensitively
+		{"POSTGRES://h/db", false},      // libpq and pgx match the prefix case-sensitively
 		{"host=h dbname=db", false},     // keyword/value: not a URL
 		{"postgres:/h/db", false},       // no authority
 		{"xpostgres://h/db", false},     //
@@ -89,7 +89,14 @@ func TestRedactURL(t *testing.T) {
 		{"escaped parameter name", "postgres://db/x?pass%77ord=s3cret", "postgres://db/x?pass%77ord=xxxxx"},
 		{"sslpassword parameter", "postgres://db/x?sslpassword=s3cret", "postgres://db/x?sslpassword=xxxxx"},
 		{"several hosts", "postgres://u:s3cret@h1:5432,h2:5433/x", "postgres://u:xxxxx@h1:5432,h2:5433/x"},
-		{"unparsable", "postgres://u:s3c ret@h/x%zz", "(unparsable URL, redacted)"},
+		{"stranded password", "postgres://u:s3c/ret@h/x", "(unparsable URL, redacted)"},
+		{"userinfo after a question mark", "postgres://h?a:s3cret@y/db", "postgres://h?a:xxxxx@y/db"},
+		{"IPv6 host", "postgres://[::1]:5432/x?password=s3cret", "postgres://[::1]:5432/x?password=xxxxx"},
+		{"question mark in brackets", "postgres://[a?b]/x?password=s3cret", "postgres://[a?b]/x?password=xxxxx"},
+		{"unterminated bracket", "postgres://[::1/x?password=s3cret", "(unparsable URL, redacted)"},
+		{"pair without value", "postgres://h/x?s3cret", "postgres://h/x?xxxxx"},
+		{"other scheme", "mysql://root:s3cret@db/x", "mysql://root:xxxxx@db/x"},
+		{"other scheme with query", "mysql://db/x?pw=s3cret", "mysql://db/x?xxxxx"},
 		{"keyword/value", "host=db user=u password=s3cret dbname=x", "host=db user=u password=xxxxx dbname=x"},
 		{"keyword/value quoted", "host=db password = 'it''s s3cret' dbname=x", "(unparsable connection string, redacted)"},
 		{"keyword/value escaped quote", `host=db password='it\'s s3cret' dbname=x`, "host=db password=xxxxx dbname=x"},

@@ -87,7 +87,7 @@ func OpenSQLite(ctx context.Context, cfg Config) (*SQLite, error) {
 	if readers <= 0 {
 		readers = 4
 	}
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := loadMigrations(migrationFiles, sqliteMigrationDir)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

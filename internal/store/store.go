@@ -1,24 +1,33 @@
 // Package store owns Phantom's durable state: users' long-term access keys, token-sealing
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
-// the responses applied to them) and principals' risk levels. Secrets (access-key
-// secrets, sealing keys) are encrypted at rest with AES-256-GCM under a key derived from
-// the perimeter's master key, each bound to its row so a ciphertext moved to another row
-// does not decrypt.
+// the responses applied to them), principals' risk levels, named secrets (the CA, when
+// replicas share the store) and the audit cursors that make the detector's consumption
+// exactly-once. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// at rest with AES-256-GCM under a key derived from the perimeter's master key, each
+// bound to its row so a ciphertext moved to another row does not decrypt.
 //
 // Consumers declare the small interfaces they need (identity declares AccessKeyStore and
 // friends, pki declares TokenStore); Store is the union every backend implements, and
-// package storetest is the contract suite each backend runs. SQLite (pure Go, in the data
-// directory) is the embedded default; PostgreSQL comes later behind the same interface.
+// package storetest is the contract suite each backend runs. Two backends: SQLite (pure
+// Go, in the data directory) is the embedded default, for one host; PostgreSQL
+// (OpenPostgres, or Open with a postgres:// URL) is shared by replicas on several hosts,
+// one perimeter per schema. Each backend has its own numbered migrations; a database
+// migrated by a newer Phantom is refused (ErrSchemaTooNew). The store does not own the
+// audit log itself (package audit does), nor the master key's safekeeping beyond
+// master.key.
 //
 // Every write bumps a persistent change counter, Version, so components holding in-memory
-// snapshots can poll for changes cheaply.
+// snapshots can poll for changes cheaply; Notifier (both backends) wakes them at once
+// instead: PostgreSQL for changes from any process (LISTEN/NOTIFY), SQLite for writes
+// through the same handle only.
 //
 // On disk, in the data directory (0700): phantom.db with its -wal and -shm files (0600),
 // and master.key (0600), the base64 of the 32-byte master key, created on first start.
 // Setting PHANTOM_MASTER_KEY (standard base64 of 32 bytes) supplies the key instead, for
-// deployments that keep it in a secret manager rather than beside the database. A lost
-// master key makes the stored secrets unrecoverable; a wrong one is refused at open
-// (ErrWrongMasterKey), never used to produce garbage.
+// deployments that keep it in a secret manager rather than beside the database (with
+// PostgreSQL, every replica needs the same key). A lost master key makes the stored
+// secrets unrecoverable; a wrong one is refused at open (ErrWrongMasterKey), never used
+// to produce garbage.
 package store
 
 import (
