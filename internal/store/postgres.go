@@ -66,10 +66,9 @@ type Postgres struct {
 	password string // replaced in every error, whatever produced it
 	hub      hub
 
-	stop     context.CancelFunc
-	done     chan struct{}
-	closeErr error
-	closed   sync.Once
+	stop   context.CancelFunc
+	done   chan struct{}
+	closed sync.Once
 
 	// For tests: listener connections made, and the listening backend's process id.
 	listens     atomic.Int64
@@ -277,14 +276,15 @@ func (p *Postgres) listenOnce(ctx context.Context) error {
 // using this schema, and every reconnection of the listener.
 func (p *Postgres) Subscribe() (<-chan struct{}, func()) { return p.hub.subscribe() }
 
-// Close stops the listener and closes the pool.
+// Close stops the listener and closes the pool, waiting for connections in use to be
+// released. Calling it again does nothing.
 func (p *Postgres) Close() error {
 	p.closed.Do(func() {
 		p.stop()
 		<-p.done
 		p.pool.Close()
 	})
-	return p.closeErr
+	return nil
 }
 
 // errorf formats an error as fmt.Errorf does, with the DSN's password removed.
