@@ -1,0 +1,426 @@
+// Package cluster runs a Phantom perimeter as separate processes on this machine, the way
+// a team runs it across several: one STS, gateway replicas, endpoints that forward to all
+// of them, and a detector, each its own `phantom` process with its own data directory,
+// sharing a PostgreSQL store and the perimeter's master key, and writing their audit
+// chains into one directory. The replica, fault and load tests and bench/soak drive it;
+// it signs calls with aws-sdk-go-v2's SigV4 signer, a client Phantom did not write.
+//
+// Everything listens on 127.0.0.1.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// Fixed names of the cluster's perimeter.
+const (
+	Account = "111122223333"
+	Region  = "us-east-1"
+	APIID   = "c1u2s3t4e5"
+	User    = "alice"
+	Role    = "app"
+	VPC     = "vpc-0c1a2b3c4d5e6f708"
+)
+
+// Config says what to run.
+type Config struct {
+	Bin       string // the phantom binary
+	Dir       string // working directory: spec, data directories, audit chains, logs
+	StoreURL  string // the shared PostgreSQL store (postgres://…)
+	Gateways  int    // gateway replicas (at least 1)
+	Endpoints int    // endpoints (at least 1), each forwarding to every gateway
+	// Pin has endpoint i forward only to gateway i mod Gateways, so a test knows which
+	// replica answered.
+	Pin      bool
+	Detector bool          // run `phantom detector` too
+	Poll     time.Duration // components' --poll; 0: their default
+	MaxStale time.Duration // components' --max-stale; 0: their default
+	// Logs receives every component's stderr; nil: Dir/logs/<name>.log only.
+	Logs io.Writer
+}
+
+// Cluster is a running perimeter.
+type Cluster struct {
+	cfg       Config
+	masterKey string
+	spec      string
+	auditDir  string
+	backend   *http.Server
+	backendLn net.Listener
+
+	sts       *Proc
+	gateways  []*Proc
+	endpoints []*Proc
+	detector  *Proc
+
+	gatewayAddrs  []string
+	endpointAddrs []string
+	stsAddr       string
+
+	clientOnce sync.Once
+	client     *http.Client
+	caPEM      []byte
+}
+
+// EndpointID is the id of endpoint i.
+func EndpointID(i int) string { return fmt.Sprintf("vpce-%017x", 0xe0+i) }
+
+// Start writes the spec and starts every process, returning when all are listening.
+// On error, whatever started is stopped.
+func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
+	if cfg.Gateways < 1 || cfg.Endpoints < 1 {
+		return nil, errors.New("cluster: at least one gateway and one endpoint")
+	}
+	if cfg.Bin == "" || cfg.Dir == "" || cfg.StoreURL == "" {
+		return nil, errors.New("cluster: Bin, Dir and StoreURL are required")
+	}
+	mk := make([]byte, 32)
+	if _, err := rand.Read(mk); err != nil {
+		return nil, err
+	}
+	c = &Cluster{cfg: cfg, masterKey: base64.StdEncoding.EncodeToString(mk), auditDir: filepath.Join(cfg.Dir, "audit")}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	for _, d := range []string{"logs", "audit"} {
+		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.startBackend(); err != nil {
+		return nil, err
+	}
+	ports, err := freePorts(1 + cfg.Gateways + cfg.Endpoints)
+	if err != nil {
+		return nil, err
+	}
+	c.stsAddr = ports[0]
+	c.gatewayAddrs = ports[1 : 1+cfg.Gateways]
+	c.endpointAddrs = ports[1+cfg.Gateways:]
+	if err := c.writeSpec(); err != nil {
+		return nil, err
+	}
+
+	// STS first: the first process to open the store migrates it and creates the CA and
+	// the sealing key; the others find them.
+	c.sts = c.newProc("sts", "sts", "--listen", c.stsAddr, "--audit-chain", "sts")
+	if err := c.sts.Start(ctx); err != nil {
+		return nil, err
+	}
+	for i, addr := range c.gatewayAddrs {
+		name := fmt.Sprintf("gateway-%d", i+1)
+		c.gateways = append(c.gateways, c.newProc(name, "gateway", "--listen", addr, "--audit-chain", name))
+	}
+	for i := range c.endpointAddrs {
+		args := []string{"endpoint", "--id", EndpointID(i), "--audit-chain", fmt.Sprintf("endpoint-%d", i+1)}
+		for j, g := range c.gatewayAddrs {
+			if !cfg.Pin || j == i%len(c.gatewayAddrs) {
+				args = append(args, "--gateway", g)
+			}
+		}
+		c.endpoints = append(c.endpoints, c.newProc(fmt.Sprintf("endpoint-%d", i+1), args...))
+	}
+	procs := append(append([]*Proc{}, c.gateways...), c.endpoints...)
+	if cfg.Detector {
+		c.detector = c.newProc("detector", "detector")
+		procs = append(procs, c.detector)
+	}
+	errs := make(chan error, len(procs))
+	for _, p := range procs {
+		go func() { errs <- p.Start(ctx) }()
+	}
+	var all []error
+	for range procs {
+		all = append(all, <-errs)
+	}
+	if err := errors.Join(all...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops every process (SIGTERM, then SIGKILL after a few seconds) and the backend.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	for _, p := range c.procs() {
+		wg.Go(func() { p.Stop() })
+	}
+	wg.Wait()
+	if c.backend != nil {
+		c.backend.Close()
+	}
+}
+
+func (c *Cluster) procs() []*Proc {
+	var ps []*Proc
+	if c.detector != nil {
+		ps = append(ps, c.detector)
+	}
+	ps = append(ps, c.endpoints...)
+	ps = append(ps, c.gateways...)
+	if c.sts != nil {
+		ps = append(ps, c.sts)
+	}
+	return ps
+}
+
+// STS, Gateway, Endpoint and Detector return the processes (i from 0).
+func (c *Cluster) STS() *Proc             { return c.sts }
+func (c *Cluster) Gateway(i int) *Proc    { return c.gateways[i] }
+func (c *Cluster) Endpoint(i int) *Proc   { return c.endpoints[i] }
+func (c *Cluster) Detector() *Proc        { return c.detector }
+func (c *Cluster) AuditDir() string       { return c.auditDir }
+func (c *Cluster) SpecPath() string       { return c.spec }
+func (c *Cluster) GatewayAddrs() []string { return c.gatewayAddrs }
+
+// EndpointURL is the orders API's URL through endpoint i.
+func (c *Cluster) EndpointURL(i int) string {
+	return "https://" + c.endpointAddrs[i] + "/prod/orders"
+}
+
+// STSURL is the STS's URL.
+func (c *Cluster) STSURL() string { return "https://" + c.stsAddr }
+
+// env is every process's environment: the shared master key and store.
+func (c *Cluster) env() []string {
+	return append(os.Environ(), "PHANTOM_MASTER_KEY="+c.masterKey, "PHANTOM_STORE="+c.cfg.StoreURL)
+}
+
+func (c *Cluster) newProc(name string, args ...string) *Proc {
+	dataDir := filepath.Join(c.cfg.Dir, "data", name)
+	args = append(args, "--config", c.spec, "--data-dir", dataDir, "--store", c.cfg.StoreURL)
+	if c.cfg.Poll > 0 {
+		args = append(args, "--poll", c.cfg.Poll.String())
+	}
+	if c.cfg.MaxStale > 0 && args[0] != "endpoint" {
+		args = append(args, "--max-stale", c.cfg.MaxStale.String())
+	}
+	return &Proc{Name: name, bin: c.cfg.Bin, args: args, env: c.env(), logPath: filepath.Join(c.cfg.Dir, "logs", name+".log"), tee: c.cfg.Logs}
+}
+
+// Phantom runs an administrative phantom command against the cluster's store and spec
+// (as an operator would from their own host) and returns its standard output.
+func (c *Cluster) Phantom(ctx context.Context, args ...string) ([]byte, error) {
+	args = append(args, "--config", c.spec, "--data-dir", filepath.Join(c.cfg.Dir, "data", "admin"), "--store", c.cfg.StoreURL)
+	var out, errb bytes.Buffer
+	cmd := execCommand(ctx, c.cfg.Bin, args...)
+	cmd.Env = c.env()
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("phantom %s: %w: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.Bytes(), nil
+}
+
+// CreateUserKey creates an access key for the cluster's user.
+func (c *Cluster) CreateUserKey(ctx context.Context) (aws.Credentials, error) {
+	out, err := c.Phantom(ctx, "iam", "create-access-key", "--user", User)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	var r struct {
+		AccessKey struct{ AccessKeyId, SecretAccessKey string }
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return aws.Credentials{}, fmt.Errorf("create-access-key output: %w", err)
+	}
+	return aws.Credentials{AccessKeyID: r.AccessKey.AccessKeyId, SecretAccessKey: r.AccessKey.SecretAccessKey}, nil
+}
+
+// RevokeSessions revokes every session of the cluster's role issued until now and
+// returns the revocation's time (sessions issued before it are refused).
+func (c *Cluster) RevokeSessions(ctx context.Context) (time.Time, error) {
+	out, err := c.Phantom(ctx, "iam", "revoke-sessions", "--role", Role)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var r struct{ TokenIssueTimeBefore time.Time }
+	if err := json.Unmarshal(out, &r); err != nil {
+		return time.Time{}, fmt.Errorf("revoke-sessions output: %w", err)
+	}
+	return r.TokenIssueTimeBefore, nil
+}
+
+// CAPEM is the perimeter CA bundle (written by the STS into its data directory).
+func (c *Cluster) CAPEM() ([]byte, error) {
+	if c.caPEM != nil {
+		return c.caPEM, nil
+	}
+	b, err := os.ReadFile(filepath.Join(c.cfg.Dir, "data", "sts", "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	c.caPEM = b
+	return b, nil
+}
+
+// Client is an HTTPS client trusting the perimeter CA, with keep-alive connections.
+func (c *Cluster) Client() (*http.Client, error) {
+	pemBytes, err := c.CAPEM()
+	if err != nil {
+		return nil, err
+	}
+	c.clientOnce.Do(func() {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pemBytes)
+		tr := &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     30 * time.Second,
+		}
+		c.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	})
+	return c.client, nil
+}
+
+func (c *Cluster) startBackend() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.backendLn = ln
+	c.backend = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"orders":[]}`)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go c.backend.Serve(ln)
+	return nil
+}
+
+// freePorts reserves n loopback ports by listening on them, then frees them for the
+// processes to take.
+func freePorts(n int) ([]string, error) {
+	lns := make([]net.Listener, 0, n)
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
+}
+
+type specEndpoint struct {
+	ID, Addr, Port string
+}
+
+func (c *Cluster) writeSpec() error {
+	var eps []specEndpoint
+	for i, a := range c.endpointAddrs {
+		_, port, _ := net.SplitHostPort(a)
+		eps = append(eps, specEndpoint{ID: EndpointID(i), Addr: a, Port: port})
+	}
+	var b bytes.Buffer
+	err := specTemplate.Execute(&b, map[string]any{
+		"Account": Account, "Region": Region, "APIID": APIID, "User": User, "Role": Role, "VPC": VPC,
+		"AuditDir": c.auditDir, "Backend": "http://" + c.backendLn.Addr().String(), "Endpoints": eps,
+		"STSAddr": c.stsAddr, "GatewayAddr": c.gatewayAddrs[0],
+	})
+	if err != nil {
+		return err
+	}
+	c.spec = filepath.Join(c.cfg.Dir, "perimeter.yaml")
+	return os.WriteFile(c.spec, b.Bytes(), 0o600)
+}
+
+var specTemplate = template.Must(template.New("spec").Parse(`version: 1
+account: "{{.Account}}"
+region: {{.Region}}
+gateway:
+  name: gateway
+  listen: "{{.GatewayAddr}}"
+sts:
+  listen: "{{.STSAddr}}"
+audit:
+  dir: {{.AuditDir}}
+managedPolicies:
+  - name: Orders
+    document:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Action: execute-api:Invoke
+          Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/*/orders"
+users:
+  - name: {{.User}}
+    managedPolicies: [Orders]
+    policies:
+      - name: assume
+        document:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: sts:AssumeRole
+              Resource: "arn:aws:iam::{{.Account}}:role/{{.Role}}"
+roles:
+  - name: {{.Role}}
+    maxSessionDuration: 1h
+    trustPolicy:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Principal: {AWS: "arn:aws:iam::{{.Account}}:user/{{.User}}"}
+          Action: sts:AssumeRole
+    managedPolicies: [Orders]
+apis:
+  - id: {{.APIID}}
+    name: orders
+    stages: [prod]
+    backends:
+      orders: {url: "{{.Backend}}", timeout: 10s}
+    routes:
+      - {path: /orders, methods: [GET, POST], backend: orders}
+    resourcePolicy:
+      Version: "2012-10-17"
+      Statement:
+        - Sid: OnlyThroughTheEndpoints
+          Effect: Deny
+          Principal: "*"
+          Action: execute-api:Invoke
+          Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/*"
+          Condition:
+            StringNotEquals: {"aws:SourceVpce": [{{range $i, $e := .Endpoints}}{{if $i}}, {{end}}"{{$e.ID}}"{{end}}]}
+endpoints:
+{{- range .Endpoints}}
+  - id: {{.ID}}
+    vpc: {{$.VPC}}
+    listen: ["{{.Addr}}"]
+    ingress:
+      - {protocol: tcp, ports: "{{.Port}}", cidrs: [127.0.0.0/8]}
+    apis: [{{$.APIID}}]
+{{- end}}
+`))
