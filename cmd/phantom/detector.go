@@ -2,81 +2,45 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sync"
+	"slices"
 	"syscall"
-	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/detect/consume"
 )
 
-// followPoll is how often the streaming detector looks for new audit records: well inside
-// the one second from a request to its finding.
-const followPoll = 50 * time.Millisecond
+// detectorChain is the audit chain the detector's responses are written to: never
+// consumed, or each response would be an event for the detector.
+const detectorChain = "detector"
 
-// findingHandler takes the detector's findings: stores them and applies the spec's
-// responses (respond.Responder).
-type findingHandler interface {
-	Handle(ctx context.Context, f detect.Finding) error
+// findingHandler takes the detector's findings: commits them with the audit cursors,
+// then applies the spec's responses (respond.Responder).
+type findingHandler = consume.Sink
+
+// streamDetector consumes the audit chains in dir exactly once, resuming from the
+// cursors in the store: the chains named and any that appears later, except the
+// detector's own unless named. Every event goes, in each chain's order, to det; the
+// findings go to h. It returns nil when ctx ends (after committing what it consumed),
+// or the error that stopped it (a chain that fails verification, another detector on
+// the same store).
+func streamDetector(ctx context.Context, dir string, chains []string, det *detect.Detector, h findingHandler, log *slog.Logger) error {
+	var exclude []string
+	if !slices.Contains(chains, detectorChain) {
+		exclude = []string{detectorChain}
+	}
+	return runConsumer(ctx, consume.Config{Dir: dir, Exclude: exclude, Detector: det, Sink: h, Logger: log})
 }
 
-// streamDetector follows the given audit chains as they are written and feeds every
-// event, in each chain's order, to one detector; its findings go to h. It returns when
-// ctx ends, or when a chain cannot be read (a consumer never skips a record).
-func streamDetector(ctx context.Context, dir string, chains []string, det *detect.Detector, h findingHandler, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan *audit.Event, 1024)
-	errs := make(chan error, len(chains)+1)
-	var wg sync.WaitGroup
-	for _, chain := range chains {
-		r, err := audit.NewReader(dir, chain, 0)
-		if err != nil {
-			return fmt.Errorf("follow audit chain %s: %w", chain, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			err := r.Follow(ctx, followPoll, func(e audit.Entry) error {
-				ev, err := e.Decode()
-				if err != nil {
-					return fmt.Errorf("chain %s record %d: %w", chain, e.Seq, err)
-				}
-				select {
-				case events <- ev:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs <- fmt.Errorf("follow audit chain %s: %w", chain, err)
-			}
-		}()
+func runConsumer(ctx context.Context, cfg consume.Config) error {
+	c, err := consume.New(cfg)
+	if err != nil {
+		return err
 	}
-	go func() { wg.Wait(); close(events) }()
-	for {
-		select {
-		case err := <-errs:
-			return err
-		case ev, ok := <-events:
-			if !ok {
-				return ctx.Err()
-			}
-			for _, f := range det.Observe(ev) {
-				if err := h.Handle(ctx, f); err != nil {
-					log.Error("detector: handling a finding failed", "finding", f.ID, "type", f.Type, "error", err)
-				}
-			}
-		}
-	}
+	return c.Run(ctx)
 }
 
 // newDetector is the detector of a spec's detection settings.

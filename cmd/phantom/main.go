@@ -81,6 +81,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newAgentCmd(),
 		newFindingsCmd(),
 		newDetectCmd(),
+		newDetectorCmd(),
 	)
 	return root
 }
