@@ -91,6 +91,22 @@ func eventsByRequestID(t *testing.T, dir string) map[string]int {
 	return n
 }
 
+// recordsPerChain counts the records of every chain in dir.
+func recordsPerChain(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	chains, err := audit.Chains(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int64{}
+	for _, ch := range chains {
+		if err := audit.ReadChain(dir, ch, 0, func(audit.Entry) error { n[ch]++; return nil }); err != nil {
+			t.Fatalf("read chain %s: %v", ch, err)
+		}
+	}
+	return n
+}
+
 func verifyAudit(t *testing.T, c *Cluster) {
 	t.Helper()
 	cmd := exec.Command(c.cfg.Bin, "audit", "verify", c.AuditDir())
@@ -101,11 +117,13 @@ func verifyAudit(t *testing.T, c *Cluster) {
 }
 
 // TestKillGatewayUnderLoad: under load through two endpoints, one of two gateway
-// replicas is killed with SIGKILL and later restarted. Calls keep being answered by the
-// other replica meanwhile; afterwards every call that got an answer has exactly one
-// audit event (by x-amzn-RequestId, across every chain), and every chain verifies.
+// replicas is killed with SIGKILL and later restarted, and so is the detector. Calls
+// keep being answered by the other replica meanwhile; afterwards every call that got an
+// answer has exactly one audit event (by x-amzn-RequestId, across every chain), every
+// chain verifies, and the detector has consumed every record of every chain exactly
+// once (its committed count per chain equals the chain's records).
 func TestKillGatewayUnderLoad(t *testing.T) {
-	c := startCluster(t, Config{Gateways: 2, Endpoints: 2})
+	c := startCluster(t, Config{Gateways: 2, Endpoints: 2, Detector: true})
 	ctx := t.Context()
 	user, err := c.CreateUserKey(ctx)
 	if err != nil {
@@ -124,7 +142,14 @@ func TestKillGatewayUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(time.Second)
+	if err := c.Detector().Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Detector().Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
 	restarting := time.Now()
 	if err := c.Gateway(0).Start(ctx); err != nil {
 		t.Fatal(err)
@@ -149,6 +174,36 @@ func TestKillGatewayUnderLoad(t *testing.T) {
 			t.Errorf("%d replies with status %d once the endpoints had skipped the dead replica, want none", n, st)
 		}
 	}
+
+	// The detector catches up with every chain but its own.
+	records := recordsPerChain(t, c.AuditDir())
+	var consumed map[string]int64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		consumed, err = c.DetectorCursors(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		caughtUp := true
+		for ch, n := range records {
+			if ch != "detector" && consumed[ch] < n {
+				caughtUp = false
+			}
+		}
+		if caughtUp || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for ch, n := range records {
+		if ch == "detector" {
+			continue
+		}
+		if consumed[ch] != n {
+			t.Errorf("chain %s: the detector consumed %d records, the chain holds %d", ch, consumed[ch], n)
+		}
+	}
+	t.Logf("records per chain %v; consumed by the detector %v", records, consumed)
 
 	// Graceful stop seals the chains; then count.
 	c.Close()
