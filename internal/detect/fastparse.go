@@ -697,3 +697,33 @@ func (p *fastParser) skip() error {
 	_, err := p.value()
 	return err
 }
+
+// EventDecoder decodes single CloudTrail events, such as an audit record's event, with
+// the fast decoder, falling back to encoding/json for what it leaves; both give the same
+// event. It keeps one copy of each repeated low-cardinality string (event names, sources,
+// regions) across calls, up to a bound. The zero value is ready; it is not safe for
+// concurrent use.
+type EventDecoder struct {
+	intern map[string]string
+}
+
+// Decode parses one JSON object into an event.
+func (d *EventDecoder) Decode(data []byte) (*audit.Event, error) {
+	if d.intern == nil {
+		d.intern = make(map[string]string, 256)
+	}
+	p := &fastParser{b: data, intern: d.intern}
+	p.ws()
+	if p.peek() == '{' {
+		if w, err := p.event(); err == nil {
+			if p.ws(); p.i == len(p.b) {
+				return &w.Event, nil
+			}
+		}
+	}
+	var ev audit.Event
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}

@@ -146,3 +146,36 @@ func TestFastParseDatasets(t *testing.T) {
 		t.Errorf("fast decoder took %d of %d files", fastFiles, len(inputs))
 	}
 }
+
+// FuzzEventDecoder: EventDecoder gives what encoding/json gives for one event, and fails
+// where it fails (the audit consumer decodes every record with it).
+func FuzzEventDecoder(f *testing.F) {
+	g := new(gen)
+	for _, ev := range []*audit.Event{
+		g.add(nodeSession("app", "i-0abc", "ASIAEXAMPLE"), t0, "execute-api.amazonaws.com", "Invoke", "10.0.1.15", cli, "", map[string]any{"path": "/orders", "n": 2.5, "l": []any{"a", nil, true}}),
+		g.add(user("alice", "AKIAEXAMPLE"), t0, "sts.amazonaws.com", "AssumeRole", "192.0.2.1", cli, "AccessDenied", nil),
+	} {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(` {"eventName":"a","EventName":"b"} `))
+	f.Add([]byte(`{"eventTime":"2026-01-02T03:04:05Z","@timestamp":"x"} {}`))
+	f.Add([]byte(`{"eventName":"caf\u00e9","requestParameters":{"a":[1,{}]}}`))
+	var d EventDecoder
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := d.Decode(data)
+		var want audit.Event
+		werr := json.Unmarshal(data, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("Decode error %v, encoding/json error %v", err, werr)
+		}
+		if err == nil && !reflect.DeepEqual(*got, want) {
+			a, _ := json.Marshal(got)
+			b, _ := json.Marshal(want)
+			t.Fatalf("decoders differ:\nfast %s\njson %s", a, b)
+		}
+	})
+}

@@ -370,10 +370,11 @@ func (c *Consumer) follow(ctx context.Context, wg *sync.WaitGroup, chain string,
 	go func() {
 		defer wg.Done()
 		defer r.Close()
+		var dec detect.EventDecoder
 		err := r.Follow(ctx, c.cfg.Poll, func(e audit.Entry) error {
-			ev, err := e.Decode()
+			ev, err := dec.Decode(e.Record.Event)
 			if err != nil {
-				return err
+				return fmt.Errorf("record seq %d: %w", e.Seq, err)
 			}
 			select {
 			case out <- record{chain: chain, seq: e.Seq, hash: e.Record.Hash, ev: ev}:

@@ -123,7 +123,9 @@ type nopAuditor struct{}
 
 func (nopAuditor) Record(context.Context, *audit.Event) error { return nil }
 
-func openSQLite(t *testing.T) store.Store {
+func openSQLite(t *testing.T) store.Store { return openSQLiteB(t) }
+
+func openSQLiteB(t testing.TB) store.Store {
 	t.Helper()
 	dir := t.TempDir()
 	mk, err := store.LoadOrCreateMasterKey(dir)
@@ -138,7 +140,7 @@ func openSQLite(t *testing.T) store.Store {
 	return st
 }
 
-func newResponder(t *testing.T, st store.Store) *respond.Responder {
+func newResponder(t testing.TB, st store.Store) *respond.Responder {
 	t.Helper()
 	spec := &config.Spec{Account: "123456789012", Region: "eu-west-1"}
 	r, err := respond.New(respond.Config{Spec: func() *config.Spec { return spec }, Store: st, Auditor: nopAuditor{}})
@@ -155,7 +157,7 @@ type writer struct {
 	n     int
 }
 
-func newWriter(t *testing.T, dir, chain string) *writer {
+func newWriter(t testing.TB, dir, chain string) *writer {
 	t.Helper()
 	signer, err := audit.DeriveSigner(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
@@ -340,7 +342,10 @@ func exactlyOnce(t *testing.T, st store.Store) {
 // TestConflictStops: a second consumer on the same store makes one of the two fail
 // with store.ErrConflict instead of counting events twice.
 func TestConflictStops(t *testing.T) {
-	st := openSQLite(t)
+	conflictStops(t, openSQLite(t))
+}
+
+func conflictStops(t *testing.T, st store.Store) {
 	dir := t.TempDir()
 	w := newWriter(t, dir, "gateway")
 	w.write(t, 100)
