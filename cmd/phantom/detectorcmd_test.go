@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -80,6 +85,46 @@ func TestDetectorCommandKill9(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildPhantom(t)
+	t.Run("sqlite", func(t *testing.T) { detectorKill9(t, bin, "") })
+	t.Run("postgres", func(t *testing.T) { detectorKill9(t, bin, detectorTestSchema(t)) })
+}
+
+// detectorTestSchema returns a URL of a fresh schema (dropped at cleanup) on the server
+// PHANTOM_TEST_POSTGRES_DSN names, or skips.
+func detectorTestSchema(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("PHANTOM_TEST_POSTGRES_DSN")
+	if base == "" {
+		t.Skip("PHANTOM_TEST_POSTGRES_DSN is unset: no PostgreSQL server for the shared-store run")
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "phantom_detector_" + hex.EncodeToString(b)
+	exec := func(sql string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Fatalf("connect to %s: %v", store.RedactURL(base), err)
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(`CREATE SCHEMA ` + pgx.Identifier{schema}.Sanitize())
+	t.Cleanup(func() { exec(`DROP SCHEMA ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`) })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func detectorKill9(t *testing.T, bin, storeURL string) {
 	dir := t.TempDir()
 	spec := filepath.Join(dir, "perimeter.yaml")
 	if err := os.WriteFile(spec, []byte(stsTestSpec), 0o600); err != nil {
@@ -87,7 +132,7 @@ func TestDetectorCommandKill9(t *testing.T) {
 	}
 	dataDir := filepath.Join(dir, "data")
 	auditDir := filepath.Join(dataDir, "audit")
-	args := []string{"--config", spec, "--data-dir", dataDir, "--exclude-chain", "ignored"}
+	args := []string{"--config", spec, "--data-dir", dataDir, "--exclude-chain", "ignored", "--store", storeURL}
 
 	const perChain = 20000
 	chains := []string{"gateway-1", "gateway-2", "ignored"}
@@ -122,7 +167,7 @@ func TestDetectorCommandKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: dataDir, MasterKey: mk})
+	st, err := store.Open(t.Context(), store.OpenConfig{URL: storeURL, DataDir: dataDir, MasterKey: mk})
 	if err != nil {
 		t.Fatal(err)
 	}
