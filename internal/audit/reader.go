@@ -153,6 +153,16 @@ func (r *Reader) Close() error {
 func (r *Reader) Next() (Entry, error) {
 	for {
 		ln, err := r.readLine()
+		if errors.Is(err, io.EOF) && r.after > 0 && (r.next == 0 || r.next-1 < r.after) {
+			// The whole chain has been read and it ends before the record the consumer
+			// says it already handled: it was truncated or rewritten shorter. Waiting
+			// for records that were already consumed would hide that.
+			last := uint64(0)
+			if r.next > 0 {
+				last = r.next - 1
+			}
+			return Entry{}, fmt.Errorf("audit chain %q ends at record seq %d, before the record seq %d read before: the chain was truncated or rewritten since", r.chain, last, r.after)
+		}
 		if err != nil {
 			return Entry{}, err
 		}
@@ -162,6 +172,9 @@ func (r *Reader) Next() (Entry, error) {
 			return Entry{}, fmt.Errorf("audit chain %q %s line %d: %w", r.chain, segmentName(r.seg), r.line, perr)
 		}
 		pos.Seq = rec.Seq
+		if r.afterHash != "" && rec.Seq == r.after && rec.Hash != r.afterHash {
+			return Entry{}, fmt.Errorf("audit chain %q %s line %d: record seq %d is not the one read before: the chain was rewritten since", r.chain, segmentName(r.seg), r.line, rec.Seq)
+		}
 		if r.afterHash != "" && rec.Seq == r.after+1 && rec.Prev != r.afterHash {
 			return Entry{}, fmt.Errorf("audit chain %q %s line %d: record seq %d does not follow the record seq %d read before: the chain was rewritten since", r.chain, segmentName(r.seg), r.line, rec.Seq, r.after)
 		}

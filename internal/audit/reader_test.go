@@ -172,3 +172,61 @@ func TestReaderExpectAfter(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// A consumer resuming after a record the chain no longer reaches (the chain was cut
+// short, or rewritten with fewer records) gets an error instead of waiting forever for
+// records it already consumed; a consumer that is simply up to date gets io.EOF.
+func TestReaderChainShorterThanCursor(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, "gateway", nil)
+	writeN(t, l, 0, 5)
+	l.Close()
+	var h5 string
+	ReadChain(dir, "gateway", 0, func(e Entry) error {
+		if e.Seq == 5 {
+			h5 = e.Record.Hash
+		}
+		return nil
+	})
+	r, err := NewReader(dir, "gateway", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ExpectAfter(h5)
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("up to date: Next = %v, want io.EOF", err)
+	}
+	r.Close()
+
+	// The same chain rewritten with three records.
+	os.RemoveAll(filepath.Join(dir, "gateway"))
+	l = openTest(t, dir, "gateway", nil)
+	writeN(t, l, 100, 3)
+	l.Close()
+	r, err = NewReader(dir, "gateway", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.ExpectAfter(h5)
+	if _, err := r.Next(); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("a chain shorter than the cursor: Next = %v, want an error", err)
+	} else {
+		t.Log(err)
+	}
+
+	// Rewritten with as many records: the record at the cursor is not the one read.
+	os.RemoveAll(filepath.Join(dir, "gateway"))
+	l = openTest(t, dir, "gateway", nil)
+	writeN(t, l, 200, 5)
+	l.Close()
+	r2, err := NewReader(dir, "gateway", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	r2.ExpectAfter(h5)
+	if _, err := r2.Next(); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("a chain rewritten up to the cursor: Next = %v, want an error", err)
+	}
+}
