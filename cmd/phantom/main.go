@@ -83,6 +83,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newDetectCmd(),
 		newDetectorCmd(),
 		newExportCmd(),
+		newCredentialsCmd(),
 	)
 	return root
 }
