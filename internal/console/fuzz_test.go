@@ -1,0 +1,84 @@
+package console
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseFilter: any query string either is refused or yields a bounded filter whose
+// own query parses back to it.
+func FuzzParseFilter(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"principal=alice&api=a1b2c3d4e5&decision=denied&errorCode=AccessDenied&endpoint=vpce-0123456789abcdef0",
+		"source=execute-api.amazonaws.com&from=2026-11-29T03:00&to=2026-11-29T04:00:00Z&limit=500",
+		"eventId=00000000-0000-4000-8000-000000000001&limit=1",
+		"decision=maybe", "from=2026-11-29T03:00:00.123456789%2B02:00", "principal=%C3%28", "limit=-1",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		flt, err := ParseFilter(q)
+		if err != nil {
+			return
+		}
+		for _, s := range []string{flt.Principal, flt.API, flt.Decision, flt.ErrorCode, flt.Endpoint, flt.Source, flt.EventID} {
+			if len(s) > maxFilterField || !utf8.ValidString(s) {
+				t.Fatalf("unbounded field %q", s)
+			}
+		}
+		if flt.Limit < 1 || flt.Limit > maxDecisionLimit {
+			t.Fatalf("limit %d", flt.Limit)
+		}
+		q2, err := url.ParseQuery(flt.Query())
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := ParseFilter(q2)
+		if err != nil {
+			t.Fatalf("the filter's own query %q is refused: %v", flt.Query(), err)
+		}
+		if !back.From.Equal(flt.From) || !back.To.Equal(flt.To) {
+			t.Fatalf("times do not round-trip: %+v -> %+v", flt, back)
+		}
+		back.From, back.To, flt.From, flt.To = flt.From, flt.To, back.From, back.To
+		if back != flt {
+			t.Fatalf("round trip: %+v -> %+v", flt, back)
+		}
+	})
+}
+
+// FuzzParseSimulation: any simulator form is refused or yields bounded, well-formed keys.
+func FuzzParseSimulation(f *testing.F) {
+	f.Add(aliceARN, "execute-api:Invoke", apiARN+"/prod/GET/orders", endpoint, "aws:SourceIp=10.0.1.5\n")
+	f.Add(appARN, "sts:AssumeRole", "", "", "# c\naws:PrincipalTag/cost center = 42\r\naws:sourceip=1.2.3.4")
+	f.Add("x", "s3:*", "*", "", "=\n=x\naws:k")
+	f.Fuzz(func(t *testing.T, principal, action, resource, ep, ctx string) {
+		sim, err := ParseSimulation(url.Values{"principal": {principal}, "action": {action}, "resource": {resource},
+			"endpoint": {ep}, "context": {ctx}})
+		if err != nil {
+			return
+		}
+		if !actionRe.MatchString(sim.Action) || sim.Resource == "" || len(sim.Context) > maxContextLines {
+			t.Fatalf("accepted %+v", sim)
+		}
+		for k, vs := range sim.Context {
+			if !contextKeyRe.MatchString(k) || strings.ContainsAny(k, "=\n") {
+				t.Fatalf("key %q", k)
+			}
+			for _, v := range vs {
+				if len(v) > maxContextValue || strings.ContainsAny(v, "\r\n") {
+					t.Fatalf("value %q", v)
+				}
+			}
+		}
+		// Evaluation of an accepted form never panics, whatever it names.
+		evaluate(loadSpec(t), sim, t0)
+	})
+}
