@@ -82,6 +82,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newFindingsCmd(),
 		newDetectCmd(),
 		newDetectorCmd(),
+		newConsoleCmd(),
 		newExportCmd(),
 		newCredentialsCmd(),
 	)
