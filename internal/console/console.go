@@ -293,9 +293,11 @@ func sourceIP(r *http.Request) string {
 }
 
 // sameOrigin rejects a cross-site POST the browser labels as such (Origin, Fetch
-// metadata); the CSRF token is the control, this is defence in depth.
+// metadata); the CSRF token is the control, this is defence in depth. Under
+// Referrer-Policy: no-referrer browsers send "Origin: null" even for the console's own
+// forms, so "null" says nothing and Sec-Fetch-Site decides.
 func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, "https://"+r.Host) {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" && !strings.EqualFold(o, "https://"+r.Host) {
 		return false
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {
