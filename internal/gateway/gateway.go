@@ -57,6 +57,17 @@ type RiskSource interface {
 	RiskLevel(principalARN string) string
 }
 
+// Metrics observes the gateway's decisions and backend exchanges (internal/metrics).
+// Labels must stay bounded: api is the spec's API id ("" when the request named none),
+// result is allow, deny or error, reason the audit errorCode ("" when allowed).
+type Metrics interface {
+	// Decision is called once per request to an API, after its audit record.
+	Decision(api, result, reason string, d time.Duration)
+	// Backend is called once per allowed request, after the backend exchange; status 0
+	// means the backend never answered.
+	Backend(api string, status int, d time.Duration)
+}
+
 // Config configures a Gateway; New validates it once.
 type Config struct {
 	// Name is the gateway's name (its certificate identity); used in logs.
@@ -81,6 +92,8 @@ type Config struct {
 	// refuses the request with 503 ServiceUnavailableException (fail closed: a replica
 	// cut off from the store past its bound denies rather than allow on old state).
 	Fresh func() error
+	// Metrics, when set, observes every decision and backend exchange.
+	Metrics Metrics
 	// Transport carries requests to backends; nil means a tuned *http.Transport.
 	Transport http.RoundTripper
 	// MaxBodyBytes bounds a request body; 0 means 10 MiB (API Gateway's payload limit).
@@ -155,6 +168,7 @@ func New(cfg Config) (*Gateway, error) {
 		ModifyResponse: func(resp *http.Response) error {
 			if f, ok := resp.Request.Context().Value(callKey{}).(*forwarding); ok {
 				resp.Header.Set("X-Amzn-Requestid", f.id)
+				f.status = resp.StatusCode
 			}
 			return nil
 		},

@@ -36,6 +36,33 @@ type call struct {
 	resource string
 	caller   *caller // nil: anonymous (Authorization NONE)
 	decision string  // the policy decision, for the audit record
+	start    time.Time
+}
+
+// observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
+// error (a 5xx: an internal failure, stale state), with the audit errorCode as reason
+// (AuditFailed when the record itself failed).
+func (g *Gateway) observe(cl *call, e *apiError) {
+	m := g.cfg.Metrics
+	if m == nil {
+		return
+	}
+	result, reason := "allow", ""
+	if e != nil {
+		result, reason = "deny", e.Code
+		if e.Status >= http.StatusInternalServerError {
+			result = "error"
+		}
+	}
+	m.Decision(cl.apiID(), result, reason, time.Since(cl.start))
+}
+
+// apiID is the API the request addressed, "" before one was selected.
+func (cl *call) apiID() string {
+	if cl.api == nil {
+		return ""
+	}
+	return cl.api.ID
 }
 
 type callKey struct{}
@@ -55,6 +82,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cl := &call{now: g.now(), r: r, w: w}
+	if g.cfg.Metrics != nil {
+		cl.start = time.Now() // g.now may be a test's clock; durations need the monotonic one
+	}
 	var eventID string
 	cl.id, eventID = requestid.New(), requestid.New()
 	cl.spec = g.cfg.Spec()
@@ -71,9 +101,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// A caller that hangs up does not cancel its own audit record.
 	if err := g.cfg.Auditor.Record(context.WithoutCancel(r.Context()), cl.ev); err != nil {
 		g.log.Error("gateway audit record failed; failing the request closed", "request_id", cl.id, "error", err)
-		writeError(w, cl.id, errInternal())
+		e := errInternal()
+		g.observe(cl, &apiError{Status: e.Status, Code: "AuditFailed"})
+		writeError(w, cl.id, e)
 		return
 	}
+	g.observe(cl, aerr)
 	if g.log.Enabled(r.Context(), slog.LevelDebug) {
 		code := ""
 		if aerr != nil {
@@ -395,18 +428,27 @@ func (g *Gateway) forward(cl *call) {
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	ctx := context.WithValue(r.Context(), callKey{}, &forwarding{call: cl, assertion: token})
+	f := &forwarding{call: cl, assertion: token}
+	ctx := context.WithValue(r.Context(), callKey{}, f)
 	if t := cl.m.route.Backend.Timeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
+	var start time.Time
+	if g.cfg.Metrics != nil {
+		start = time.Now()
+	}
 	g.proxy.ServeHTTP(cl.w, r.WithContext(ctx))
+	if g.cfg.Metrics != nil {
+		g.cfg.Metrics.Backend(cl.api.ID, f.status, time.Since(start))
+	}
 }
 
 type forwarding struct {
 	*call
 	assertion string
+	status    int // the backend's status; 0 while it has not answered (or never did)
 }
 
 // rewrite builds the backend request: the backend URL's path joined with the path after the
