@@ -135,6 +135,9 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	if m := e.cfg.Metrics; m != nil {
+		m.Connection("")
+	}
 	if !cl.deliver(tc) {
 		tc.Close()
 	}

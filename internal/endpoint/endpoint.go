@@ -68,7 +68,23 @@ type Auditor interface {
 	Record(ctx context.Context, ev *audit.Event) error
 }
 
-// Config configures an endpoint. Every field but Logger and Now is required.
+// Metrics observes the endpoint (internal/metrics). Labels must stay bounded: reason is
+// an audit errorCode of the package comment's table, api one of the spec's API ids,
+// gateway one of Config.Gateways.
+type Metrics interface {
+	// Connection is called once per connection: reason "" when its TLS handshake
+	// finished, else the refusal's errorCode.
+	Connection(reason string)
+	// Request is called once per request: reason "" when the gateway answered it, else
+	// the errorCode the endpoint refused it with. api is "" when it named none listed.
+	Request(api, reason string)
+	// Forward is called once per request handed to the gateway, answered or not.
+	Forward(api string, d time.Duration)
+	// Replica is called after each connection attempt to a gateway replica.
+	Replica(gateway string, err error)
+}
+
+// Config configures an endpoint. Every field but Logger, Now and Metrics is required.
 type Config struct {
 	// ID is the endpoint's id in the spec, vpce-….
 	ID string
@@ -92,6 +108,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Metrics, when set, observes connections, requests and gateway replicas.
+	Metrics Metrics
 }
 
 // Limits and timeouts. Variables of an Endpoint rather than constants so tests can shorten

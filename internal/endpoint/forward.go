@@ -89,6 +89,12 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h[hdrAPIID] = []string{api}
 	h[hdrTLSVersion] = ci.tlsVersion
 	h[hdrTLSCipher] = ci.tlsCipher
+	if m := e.cfg.Metrics; m != nil {
+		start := time.Now()
+		e.proxy.ServeHTTP(w, r)
+		m.Forward(api, time.Since(start))
+		return
+	}
 	e.proxy.ServeHTTP(w, r)
 }
 
@@ -183,6 +189,9 @@ func (e *Endpoint) refuse(w http.ResponseWriter, r *http.Request, src netip.Addr
 	if err := e.cfg.Auditor.Record(r.Context(), ev); err != nil {
 		e.log.Error("endpoint audit record failed", "request_id", id, "error_code", code, "error", err)
 	}
+	if m := e.cfg.Metrics; m != nil {
+		m.Request(api, code)
+	}
 	e.log.Info("endpoint refused a request", "request_id", id, "error_code", code, "source_ip", ev.SourceIPAddress,
 		"host", r.Host, "reason", reason)
 	var body []byte
@@ -235,7 +244,13 @@ func (e *Endpoint) newProxy() *httputil.ReverseProxy {
 		Transport:    e.gw.transport,
 		BufferPool:   newBufferPool(),
 		ErrorHandler: e.proxyError,
-		ErrorLog:     slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
+		ModifyResponse: func(resp *http.Response) error {
+			if m := e.cfg.Metrics; m != nil {
+				m.Request(resp.Request.Header.Get(hdrAPIID), "")
+			}
+			return nil
+		},
+		ErrorLog: slog.NewLogLogger(e.log.Handler(), slog.LevelWarn),
 	}
 }
 
@@ -253,16 +268,18 @@ type gateways struct {
 	lim       limits
 	log       *slog.Logger
 	transport *http.Transport
+	metrics   Metrics // nil: none
 }
 
 func newGateways(cfg Config, log *slog.Logger, lim limits, verify func(tls.ConnectionState) error) *gateways {
 	g := &gateways{
-		addrs:  cfg.Gateways,
-		tls:    make([]*tls.Config, len(cfg.Gateways)),
-		down:   make([]atomic.Int64, len(cfg.Gateways)),
-		dialer: net.Dialer{Timeout: lim.dialTimeout, KeepAlive: 30 * time.Second},
-		lim:    lim,
-		log:    log,
+		addrs:   cfg.Gateways,
+		tls:     make([]*tls.Config, len(cfg.Gateways)),
+		down:    make([]atomic.Int64, len(cfg.Gateways)),
+		dialer:  net.Dialer{Timeout: lim.dialTimeout, KeepAlive: 30 * time.Second},
+		lim:     lim,
+		log:     log,
+		metrics: cfg.Metrics,
 	}
 	sessions := tls.NewLRUClientSessionCache(len(cfg.Gateways) * 64)
 	for i, a := range cfg.Gateways {
@@ -312,6 +329,9 @@ func (g *gateways) dialTLS(ctx context.Context, _, _ string) (net.Conn, error) {
 				continue
 			}
 			c, err := g.dialOne(ctx, j)
+			if g.metrics != nil && (err == nil || ctx.Err() == nil) {
+				g.metrics.Replica(g.addrs[j], err)
+			}
 			if err == nil {
 				g.down[j].Store(0)
 				return c, nil

@@ -275,6 +275,7 @@ type harnessOpts struct {
 	auditor  Auditor // default: the harness's memAuditor
 	// specValue, when set, is the spec instead of one built from spec.
 	specValue *config.Spec
+	metrics   Metrics
 }
 
 func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
@@ -305,6 +306,7 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		Gateways:   o.gateways,
 		Auditor:    aud,
 		Logger:     slog.New(slog.DiscardHandler),
+		Metrics:    o.metrics,
 	}, lim)
 	if err != nil {
 		t.Fatal(err)

@@ -79,6 +79,9 @@ func (f *refusals) startLocked() {
 
 // note accounts for one refusal. It never blocks on the auditor.
 func (f *refusals) note(r refusal) {
+	if m := f.e.cfg.Metrics; m != nil {
+		m.Connection(r.code)
+	}
 	now := f.e.now()
 	f.mu.Lock()
 	f.startLocked()
