@@ -28,6 +28,38 @@ type call struct {
 	dir    Directory
 	caller caller
 	ev     *Event
+	start  time.Time // for the metrics
+}
+
+// auditFailed is what the metrics record for a call whose audit record failed.
+var auditFailed = &apiError{Code: "AuditFailed", Status: http.StatusInternalServerError}
+
+// observe reports a call to the metrics: allow, deny (a 4xx) or error (a 5xx), with the
+// audit errorCode.
+func (h *Handler) observe(c *call, action string, e *apiError) {
+	m := h.cfg.Metrics
+	if m == nil {
+		return
+	}
+	result, code := "allow", ""
+	if e != nil {
+		result, code = "deny", e.Code
+		if e.Status >= http.StatusInternalServerError {
+			result = "error"
+		}
+	}
+	m.Request(MetricAction(action), result, code, time.Since(c.start))
+}
+
+// MetricAction bounds an action name for a metric label: the actions this package
+// serves, "" for a call that named none, and "other" for anything a caller made up.
+func MetricAction(action string) string {
+	switch action {
+	case "", "AssumeRole", "AssumeRoleWithWebIdentity", "GetSessionToken", "GetCallerIdentity", "DecodeAuthorizationMessage",
+		"EnrollNode", "RenewNodeCertificate", "NodeCredentials":
+		return action
+	}
+	return "other"
 }
 
 // caller is the authenticated principal of a call.
@@ -51,6 +83,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{id: h.newID(), now: h.now(), r: r}
+	if h.cfg.Metrics != nil {
+		c.start = time.Now()
+	}
 	c.ev = h.newEvent(c)
 	resp, aerr := h.serve(r.Context(), c)
 	if aerr != nil {
@@ -59,9 +94,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := h.audit.Record(r.Context(), c.ev); err != nil {
 		h.log.Error("sts audit record failed; failing the call closed", "request_id", c.id, "event_name", c.ev.EventName, "error", err)
+		h.observe(c, c.ev.EventName, auditFailed)
 		writeError(w, c.id, internalFailure())
 		return
 	}
+	h.observe(c, c.ev.EventName, aerr)
 	if aerr != nil {
 		writeError(w, c.id, aerr)
 		return

@@ -243,17 +243,27 @@ type nodeCertificateResponse struct {
 // serveNode answers one node API call, recording it like every STS call.
 func (h *Handler) serveNode(w http.ResponseWriter, r *http.Request) {
 	c := &call{id: h.newID(), now: h.now(), r: r}
+	if h.cfg.Metrics != nil {
+		c.start = time.Now()
+	}
 	c.ev = h.newEvent(c)
 	resp, aerr := h.nodeCall(r.Context(), c)
 	if aerr != nil {
 		c.ev.ErrorCode, c.ev.ErrorMessage = aerr.Code, aerr.Message
 		c.ev.ResponseElements = nil
 	}
+	// The node API's credentials call is audited as AssumeRole; the metrics tell it apart.
+	action := c.ev.EventName
+	if action == "AssumeRole" {
+		action = "NodeCredentials"
+	}
 	if err := h.audit.Record(r.Context(), c.ev); err != nil {
 		h.log.Error("sts audit record failed; failing the call closed", "request_id", c.id, "event_name", c.ev.EventName, "error", err)
+		h.observe(c, action, auditFailed)
 		writeJSONError(w, c.id, internalFailure())
 		return
 	}
+	h.observe(c, action, aerr)
 	if aerr != nil {
 		writeJSONError(w, c.id, aerr)
 		return

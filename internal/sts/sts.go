@@ -97,6 +97,13 @@ type Auditor interface {
 	Record(ctx context.Context, ev *Event) error
 }
 
+// Metrics observes STS calls (internal/metrics). Labels stay bounded: action is one of
+// the actions this package serves or "other" (MetricAction), result allow, deny or error,
+// code the audit errorCode ("" when allowed).
+type Metrics interface {
+	Request(action, result, code string, d time.Duration)
+}
+
 // Config is validated once, by New.
 type Config struct {
 	Account string // the perimeter's 12-digit account id
@@ -121,6 +128,8 @@ type Config struct {
 	// Nodes serves the node API under NodePathPrefix (enrollment, certificate renewal and
 	// node-bound credentials for the workload agent, node.go); nil answers 404 there.
 	Nodes *NodeConfig
+	// Metrics, when set, observes every call.
+	Metrics Metrics
 }
 
 // Handler is the STS endpoint. It is safe for concurrent use.
