@@ -47,6 +47,13 @@ type Auditor interface {
 	Record(ctx context.Context, ev *audit.Event) error
 }
 
+// Metrics observes the proxy's decisions (internal/metrics). Labels stay bounded: method
+// is connect or forward, result allow, deny or error, reason the audit errorCode (one of
+// the Code constants, "" when allowed). Never the node, host or address.
+type Metrics interface {
+	Decision(method, result, reason string, d time.Duration)
+}
+
 // Defaults of the Config limits.
 const (
 	DefaultMaxHeaderBytes    = 16 << 10
@@ -80,6 +87,8 @@ type Config struct {
 	// Deny lists addresses refused whatever the rules say: the agent's loopback IMDS and
 	// container-credentials listeners. Port 0 denies every port of the address.
 	Deny []netip.AddrPort
+	// Metrics, when set, observes every decision.
+	Metrics Metrics
 
 	MaxHeaderBytes    int           // request line and headers; default 16 KiB
 	ReadHeaderTimeout time.Duration // default 10 s
@@ -278,6 +287,7 @@ type request struct {
 	status  int
 	code    string
 	reason  string
+	start   time.Time // for the metrics
 }
 
 // deny records a refusal; nothing is left to dial.
@@ -288,6 +298,9 @@ func (q *request) deny(status int, code, reason string) {
 // ServeHTTP decides one proxy request, audits the decision and carries it out.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := &request{r: r, spec: p.cfg.Spec()}
+	if p.cfg.Metrics != nil {
+		q.start = time.Now()
+	}
 	name := "Forward"
 	if r.Method == http.MethodConnect {
 		name = "Connect"
@@ -682,6 +695,9 @@ func (p *Proxy) record(q *request, resp map[string]any) error {
 	}
 	ev.ResponseElements = resp
 	err := p.cfg.Auditor.Record(q.r.Context(), ev)
+	if m := p.cfg.Metrics; m != nil {
+		p.observe(m, q, err)
+	}
 	lvl := slog.LevelDebug
 	if err != nil {
 		lvl = slog.LevelError
@@ -689,6 +705,27 @@ func (p *Proxy) record(q *request, resp map[string]any) error {
 	p.log.Log(q.r.Context(), lvl, "egress decision", "event", ev.EventName, "node", ev.AdditionalEventData["node"],
 		"host", q.host.String(), "port", q.port, "rule", q.rule, "error_code", q.code, "reason", q.reason, "audit_error", err)
 	return err
+}
+
+// observe reports a recorded decision: allow, deny (a 4xx refusal) or error (a 5xx: the
+// destination unreachable, DNS, no tunnel slot, or the record itself failed).
+func (p *Proxy) observe(m Metrics, q *request, auditErr error) {
+	code, status := q.code, q.status
+	if auditErr != nil {
+		code, status = CodeAuditFailed, http.StatusInternalServerError
+	}
+	result := "allow"
+	if code != "" {
+		result = "deny"
+		if status >= http.StatusInternalServerError {
+			result = "error"
+		}
+	}
+	method := "forward"
+	if q.r.Method == http.MethodConnect {
+		method = "connect"
+	}
+	m.Decision(method, result, code, time.Since(q.start))
 }
 
 // Audit vocabulary.
