@@ -48,6 +48,13 @@ const (
 	maxServeMargin = time.Minute
 )
 
+// Metrics observes the agent's credential requests to STS (internal/metrics).
+type Metrics interface {
+	// Refresh is called after each credentials call to STS; err is nil when it brought
+	// usable credentials.
+	Refresh(err error, d time.Duration)
+}
+
 // Config configures an Agent. STS, CABundle and, on a first run, JoinToken are required.
 type Config struct {
 	// STS is the STS base URL, https://HOST:PORT.
@@ -73,6 +80,8 @@ type Config struct {
 	Now            func() time.Time // nil: time.Now
 	// Rand is the entropy source for keys and tokens; nil means crypto/rand.
 	Rand io.Reader
+	// Metrics, when set, observes every credentials call.
+	Metrics Metrics
 }
 
 // Credentials are role credentials as the agent serves them. SecretAccessKey and Token are
@@ -357,6 +366,25 @@ func (a *Agent) nextWork() time.Time {
 
 // refresh obtains new credentials from STS.
 func (a *Agent) refresh(ctx context.Context) error {
+	if m := a.cfg.Metrics; m != nil {
+		start := time.Now()
+		err := a.obtain(ctx)
+		m.Refresh(err, time.Since(start))
+		return err
+	}
+	return a.obtain(ctx)
+}
+
+// Expiration is when the credentials the agent serves now expire; zero when it has none
+// it may hand out.
+func (a *Agent) Expiration() time.Time {
+	if s := a.current(); s != nil {
+		return s.creds.Expiration
+	}
+	return time.Time{}
+}
+
+func (a *Agent) obtain(ctx context.Context) error {
 	start := a.now()
 	resp, err := a.client.credentials(ctx, a.cfg.SessionDuration)
 	if err != nil {
