@@ -82,6 +82,19 @@ type Sink interface {
 	Apply(ctx context.Context, f detect.Finding) error
 }
 
+// Metrics observes the consumer (internal/metrics). Labels stay bounded: chain names
+// are the replicas' chains, typ a finding type of the detector's rules.
+type Metrics interface {
+	// Committed is called per chain after each successful commit: events taken from
+	// chain in the batch, and the seq of the last one.
+	Committed(chain string, events int64, seq uint64)
+	// Finding is called for each finding of a committed batch (new, or repeated with
+	// its count raised).
+	Finding(typ string, severity float64)
+	// Commit is called after each commit, retries included; err is nil when it held.
+	Commit(d time.Duration, err error)
+}
+
 // Config configures New.
 type Config struct {
 	// Dir is the audit directory: one subdirectory per chain.
@@ -110,6 +123,8 @@ type Config struct {
 	// Ready, when set, is called once the cursors are loaded and the chains present at
 	// start are being followed.
 	Ready func()
+	// Metrics, when set, observes commits, consumed events and findings.
+	Metrics Metrics
 }
 
 // Consumer follows the chains of an audit directory. Build it with New, run it with Run
@@ -419,6 +434,18 @@ const commitTimeout = 10 * time.Second
 // flight when ctx ends is finished, not abandoned: a stopping consumer keeps what it
 // consumed.
 func (c *Consumer) commit(ctx context.Context, b *batch) error {
+	m := c.cfg.Metrics
+	if m == nil {
+		return c.commitBatch(ctx, b)
+	}
+	start := time.Now()
+	err := c.commitBatch(ctx, b)
+	m.Commit(time.Since(start), err)
+	return err
+}
+
+// commitBatch commits the batch, then applies its findings' responses.
+func (c *Consumer) commitBatch(ctx context.Context, b *batch) error {
 	adv := make([]store.CursorAdvance, 0, len(b.chains))
 	for chain, p := range b.chains {
 		adv = append(adv, store.CursorAdvance{Chain: chain, From: p.from, To: p.to, Hash: p.hash, Events: p.n})
@@ -457,6 +484,14 @@ func (c *Consumer) commit(ctx context.Context, b *batch) error {
 		c.committed[a.Chain] = cur
 	}
 	c.mu.Unlock()
+	if m := c.cfg.Metrics; m != nil {
+		for _, a := range adv {
+			m.Committed(a.Chain, a.Events, a.To)
+		}
+		for _, f := range b.findings {
+			m.Finding(f.Type, f.Severity)
+		}
+	}
 	for _, f := range b.findings {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 		err := c.cfg.Sink.Apply(actx, f)
