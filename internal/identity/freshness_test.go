@@ -55,8 +55,14 @@ func TestStaleSnapshotsFailClosed(t *testing.T) {
 	if err := s.Fresh(); !errors.Is(err, ErrNotLoaded) {
 		t.Errorf("Fresh before the first load = %v, want ErrNotLoaded", err)
 	}
+	if !s.SyncedAt().IsZero() {
+		t.Errorf("SyncedAt before the first load = %v, want zero", s.SyncedAt())
+	}
 	if err := s.Refresh(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got := s.SyncedAt(); !got.Equal(c.Now()) {
+		t.Errorf("SyncedAt after a load = %v, want %v", got, c.Now())
 	}
 	lookups := func() (error, error) {
 		_, e1 := s.LookupCredential(ctx, k.ID, "")

@@ -336,6 +336,15 @@ func (s *Service) markSynced(t time.Time) {
 	}
 }
 
+// SyncedAt is when the store last confirmed the snapshots (the start of the read that
+// confirmed them); zero before the first load.
+func (s *Service) SyncedAt() time.Time {
+	if n := s.synced.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Fresh returns ErrStale when MaxStale is set and the store has not confirmed the
 // snapshots for longer than that, ErrNotLoaded before the first load, and nil otherwise.
 func (s *Service) Fresh() error {
