@@ -41,7 +41,7 @@ type auditLogs struct {
 // openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
 // endpoint), their digests signed with a key derived from the master key.
 func openAuditLogs(dataDir string, spec *config.Spec, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
-	chains := []string{"sts", "gateway", "egress", "detector", "findings"}
+	chains := []string{"sts", "gateway", "egress", "detector", "findings", "console"}
 	for _, ep := range spec.Endpoints {
 		chains = append(chains, "endpoint-"+ep.ID)
 	}

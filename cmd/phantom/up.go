@@ -34,11 +34,12 @@ import (
 
 // defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
 // 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448)
-// egress proxy 8449 and the findings API 8450 (all on 127.0.0.1).
+// egress proxy 8449, the findings API 8450 and the web console 8452 (all on 127.0.0.1;
+// 8451 is kept for the operations listener).
 const defaultPortBase = 8443
 
 // demoPorts is how many consecutive ports the demo takes from --port-base.
-const demoPorts = 8
+const demoPorts = 10
 
 type upFlags struct {
 	dataDir  string
@@ -96,10 +97,11 @@ type upListeners struct {
 	// The demo node's agent and egress proxy.
 	imds, container, egress net.Listener
 	findings                net.Listener
+	console                 net.Listener
 }
 
 func (l *upListeners) closeAll() {
-	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.findings} {
+	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.findings, l.console} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -225,6 +227,17 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	servers = append(servers,
 		serveHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.getServer), log),
 		serveHTTPS("gateway", lns.gateway, gw, gw.TLSConfig(gwCerts.getServer), log))
+
+	// The web console, behind sign-in with the perimeter's own credentials.
+	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), log)
+	if err != nil {
+		return err
+	}
+	consoleTLS, err := consoleTLSConfig(p, spec, lns.console)
+	if err != nil {
+		return err
+	}
+	servers = append(servers, serveHTTPS("console", lns.console, consoleH, consoleTLS, log))
 
 	var endpoints []*endpoint.Endpoint
 	epErr := make(chan error, 8)
@@ -404,6 +417,9 @@ func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
 	if lns.findings, _, err = listen(7, "findings API"); err != nil {
 		return nil, err
 	}
+	if lns.console, _, err = listen(9, "web console"); err != nil {
+		return nil, err
+	}
 	return &d, nil
 }
 
@@ -424,6 +440,9 @@ func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 			}
 			lns.endpoints[ep.ID] = append(lns.endpoints[ep.ID], ln)
 		}
+	}
+	if lns.console, err = net.Listen("tcp", defaultConsoleListen); err != nil {
+		return fmt.Errorf("listen for the web console: %w", err)
 	}
 	return nil
 }
@@ -510,6 +529,8 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_DEMO_NODE", Value: d.Node},
 		// The findings API (GuardDuty's REST routes and /findings), for the demo user.
 		{Name: "PHANTOM_FINDINGS_URL", Value: "https://" + lns.findings.Addr().String()},
+		// The web console; sign in with the demo user's access key and secret above.
+		{Name: "PHANTOM_CONSOLE_URL", Value: "https://" + lns.console.Addr().String() + "/"},
 	})
 }
 
@@ -524,6 +545,7 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
   detector          streams every audit chain; findings: phantom findings list --data-dir %[1]s, or
                     aws guardduty list-findings --detector-id phantom --endpoint-url "$PHANTOM_FINDINGS_URL"
+  web console       https://%[18]s/  (sign in with the demo user's access key id and secret from %[10]s)
 
 Try it (the variables come from %[10]s):
   source %[10]s
@@ -555,7 +577,7 @@ Try it (the variables come from %[10]s):
 Ctrl-C stops the perimeter.
 `, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
 		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR,
-		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role)
+		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr())
 }
 
 // startDemoEgress serves the egress proxy the demo node must use. The agent's own
