@@ -21,7 +21,10 @@ func newConfigValidateCmd() *cobra.Command {
 		Short: "Check a perimeter spec, printing every problem as file:line:col",
 		Long: `Validate loads a perimeter spec exactly as a running perimeter would: every value,
 every reference and every IAM policy. Each problem is printed on its own line as
-file:line:col: where: what is wrong; what to do. The exit status is 1 when there is any.`,
+file:line:col: where: what is wrong; what to do. The exit status is 1 when there is any.
+A valid spec prints one line counting what it defines. docs/spec.md describes every field.`,
+		Example: `  phantom config validate perimeter.yaml
+  phantom config validate examples/multi-team.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := config.Load(args[0])

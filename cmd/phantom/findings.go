@@ -166,6 +166,10 @@ archived ones with --archived, or both with --all. The table shows id (12 charac
 type, severity, count, principal, last seen and archived; --output json prints
 {"findings": [...]} in GuardDuty's shape, --format ocsf a JSON array of OCSF Detection
 Findings, --format asff {"Findings": [...]} for Security Hub.` + findingsHelp,
+		Example: `  phantom findings list --data-dir phantom-data
+  phantom findings list --min-severity 7 --type UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS
+  phantom findings list --all --output json | jq -r '.findings[] | [.id, .type, .severity] | @tsv'
+  phantom findings list --format asff > findings.asff.json   # for Security Hub's BatchImportFindings`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			table, format, err := f.outputMode("table")
@@ -294,8 +298,14 @@ func newFindingsShowCmd(f *findingsFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one finding (JSON by default; --output table for a summary)",
-		Long:  `Print one finding: its GuardDuty JSON, or with --format its OCSF or ASFF form.` + findingsHelp,
-		Args:  cobra.ExactArgs(1),
+		Long: `Print one finding: its GuardDuty JSON (type, severity, resource with the access key and
+principal, action with the API and remote address, count, first and last seen, and the
+responses applied to it), or with --format its OCSF or ASFF form; --output table prints a
+summary instead.` + findingsHelp,
+		Example: `  phantom findings show 3f9c2a1b7d4e
+  phantom findings show 3f9c2a1b7d4e --output table
+  phantom findings show 3f9c2a1b7d4e --format ocsf | jq .finding_info`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			table, format, err := f.outputMode("json")
 			if err != nil {
@@ -330,6 +340,8 @@ func newFindingsArchiveCmd(f *findingsFlags) *cobra.Command {
 		Long: `Archive findings, as GuardDuty's ArchiveFindings does: they leave the default list
 but are kept, and keep being updated when their activity repeats (still archived). Prints
 nothing. Every id is checked before any is changed.` + findingsHelp,
+		Example: `  phantom findings archive 3f9c2a1b7d4e 8e71d0c2a9b5
+  phantom findings archive --unarchive 3f9c2a1b7d4e`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			op := "ArchiveFindings"
@@ -369,6 +381,8 @@ func newFindingsRiskCmd(f *findingsFlags) *cobra.Command {
 		Long: `List the phantom:RiskLevel that responses raised, per principal ARN, with the finding
 that raised it. Responses only ever raise a level; --clear PRINCIPAL_ARN lowers it back to
 none (running gateways apply it within a second).` + findingsHelp,
+		Example: `  phantom findings risk-levels
+  phantom findings risk-levels --clear arn:aws:iam::123456789012:role/app`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			table, _, err := f.outputMode("table")

@@ -34,6 +34,10 @@ func newIAMCreateAccessKeyCmd(f *adminFlags) *cobra.Command {
 print it as {"AccessKey": {"UserName", "AccessKeyId", "Status", "SecretAccessKey",
 "CreateDate"}}. The secret is stored only encrypted and is never shown again. A user
 has at most 2 keys (LimitExceeded), as in IAM; a user not in the spec is NoSuchEntity.`,
+		Example: `  phantom iam create-access-key --user alice --config perimeter.yaml
+  # straight into a profile of the shared credentials file, never through shell history
+  phantom iam create-access-key --user alice |
+    jq -r '.AccessKey | "[alice]\naws_access_key_id = \(.AccessKeyId)\naws_secret_access_key = \(.SecretAccessKey)"' >> ~/.aws/credentials`,
 		Args: cobra.NoArgs,
 		RunE: f.run("CreateAccessKey", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return a.CreateAccessKey(cmd.Context(), user)
@@ -49,9 +53,12 @@ func newIAMListAccessKeysCmd(f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list-access-keys --user NAME",
 		Short: "List a user's access keys (never their secrets)",
-		Long: `Print {"AccessKeyMetadata": [{"UserName", "AccessKeyId", "Status", "CreateDate"}]}.
-A user removed from the spec whose keys are still stored is listed too, so the keys can be
-found and deleted.`,
+		Long: `List a user's access keys as {"AccessKeyMetadata": [{"UserName", "AccessKeyId",
+"Status", "CreateDate"}]}, the shape aws iam list-access-keys prints; secrets are never
+shown. A user removed from the spec whose keys are still stored is listed too, so the keys
+can be found and deleted. A user with no keys prints an empty list.`,
+		Example: `  phantom iam list-access-keys --user alice
+  phantom iam list-access-keys --user alice | jq -r '.AccessKeyMetadata[] | select(.Status == "Active") | .AccessKeyId'`,
 		Args: cobra.NoArgs,
 		RunE: f.run("ListAccessKeys", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return a.ListAccessKeys(cmd.Context(), user)
@@ -72,6 +79,8 @@ takes effect at once: every running Phantom process sharing this data directory'
 polls its change counter and refuses the key within 2 seconds (the identity service's
 refresh interval); the key can be made Active again. Disabling works for a user removed
 from the spec; enabling needs the user in it.`,
+		Example: `  phantom iam update-access-key --user alice --access-key-id AKIAIOSFODNN7EXAMPLE --status Inactive
+  phantom iam update-access-key --user alice --access-key-id AKIAIOSFODNN7EXAMPLE --status Active`,
 		Args: cobra.NoArgs,
 		RunE: f.run("UpdateAccessKey", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return nil, a.UpdateAccessKey(cmd.Context(), user, id, status)
@@ -91,8 +100,14 @@ func newIAMDeleteAccessKeyCmd(f *adminFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete-access-key --user NAME --access-key-id ID",
 		Short: "Delete a user's access key",
-		Long: `Delete a key for good (prints nothing, as aws iam delete-access-key); running processes
-refuse it within 2 seconds. A key id under another user's name is NoSuchEntity.`,
+		Long: `Delete a key for good (prints nothing, as aws iam delete-access-key). Running processes
+that share this store refuse it within 2 seconds, and it cannot be brought back: disable a
+key first (update-access-key --status Inactive) when unsure whether something still uses
+it. A key id under another user's name is NoSuchEntity.`,
+		Example: `  # rotate alice's key: create the new one, move clients to it, then disable and delete the old one
+  phantom iam create-access-key --user alice
+  phantom iam update-access-key --user alice --access-key-id AKIAIOSFODNN7EXAMPLE --status Inactive
+  phantom iam delete-access-key --user alice --access-key-id AKIAIOSFODNN7EXAMPLE`,
 		Args: cobra.NoArgs,
 		RunE: f.run("DeleteAccessKey", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return nil, a.DeleteAccessKey(cmd.Context(), user, id)
@@ -115,6 +130,8 @@ before now are refused, as AWS's "Revoke active sessions" does with a deny on
 aws:TokenIssueTime. Sessions issued afterwards work, so workloads that refresh their
 credentials recover by themselves. Running processes apply it within 2 seconds. Prints
 {"RoleName", "RoleArn", "TokenIssueTimeBefore"}.`,
+		Example: `  phantom iam revoke-sessions --role app --config perimeter.yaml --data-dir /var/lib/phantom
+  PHANTOM_STORE=postgres://... phantom iam revoke-sessions --role app   # every replica, from any host`,
 		Args: cobra.NoArgs,
 		RunE: f.run("RevokeSessions", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return a.RevokeSessions(cmd.Context(), role)

@@ -23,6 +23,8 @@ data directory. The newest current key seals; older keys only open the tokens th
 replaces keep opening the tokens they sealed until the longest possible session has
 expired (36 hours, GetSessionToken's maximum), then open nothing. Prints the new key's
 id and every key (ids and times, never key material).`,
+			Example: `  phantom keys rotate --data-dir /var/lib/phantom
+  phantom keys rotate --output text`,
 			Args: cobra.NoArgs,
 			RunE: f.run("RotateKeys", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 				return a.RotateKeys(cmd.Context())
@@ -31,8 +33,12 @@ id and every key (ids and times, never key material).`,
 		&cobra.Command{
 			Use:   "list",
 			Short: "List sealing keys: id, status, created, retire-after (never key material)",
-			Long: `Print {"SealingKeys": [{"KeyId", "Status", "CreateDate", "RetireAfter"}]}, newest first.
-Status is Current (seals and opens), Retiring (opens until RetireAfter) or Retired.`,
+			Long: `List the session-token sealing keys as {"SealingKeys": [{"KeyId", "Status",
+"CreateDate", "RetireAfter"}]}, newest first; key material is never printed. Status is
+Current (seals and opens), Retiring (opens the tokens it sealed until RetireAfter) or
+Retired (opens nothing).`,
+			Example: `  phantom keys list
+  phantom keys list | jq -r '.SealingKeys[] | select(.Status != "Retired") | .KeyId'`,
 			Args: cobra.NoArgs,
 			RunE: f.run("ListKeys", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 				return a.ListKeys(cmd.Context())

@@ -42,6 +42,8 @@ func newNodeJoinTokenCmd(f *adminFlags) *cobra.Command {
 Prints {"JoinToken": {"NodeName", "Token", "Expiration"}}; --output text prints the token
 alone. Only the token's hash is stored: this is the only copy; hand it to the node over a
 channel you trust.`, pki.MaxTokenTTL),
+		Example: `  phantom node join-token --node service-a-1 --ttl 1h --output text > token.txt
+  # on the node: phantom agent --join-token-file token.txt ... (or phantom node enroll)`,
 		Args: cobra.NoArgs,
 		RunE: f.run("CreateJoinToken", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			return a.JoinToken(cmd.Context(), node, ttl)
@@ -66,6 +68,8 @@ altered token is InvalidClientTokenId, an expired one ExpiredToken.
 --token-file reads the token from a file (- for stdin) so it stays out of the process list.
 This runs against the CA in the same data directory as join-token; "phantom agent" enrolls
 over the network through STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CABundleFile),
+		Example: `  phantom node join-token --node service-a-1 --output text | phantom node enroll --token-file - --out /etc/phantom/node
+  phantom node enroll --token-file token.txt --out /etc/phantom/node`,
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if (token == "") == (tokenFile == "") {
