@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,6 +32,8 @@ type agentFlags struct {
 	imdsListen, containerListen   string
 	containerTokenFile, egressURL string
 	sessionDuration               time.Duration
+	opsListen                     string
+	log                           logFlags
 }
 
 func newAgentCmd() *cobra.Command {
@@ -70,6 +72,7 @@ credentials on http://ADDR/v1/credentials" on stderr. SIGINT or SIGTERM stops it
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runAgent(ctx, cmd.InOrStdin(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -82,6 +85,7 @@ credentials on http://ADDR/v1/credentials" on stderr. SIGINT or SIGTERM stops it
 	fl.StringVar(&f.containerListen, "container-listen", defaultContainerListen, "container credentials listen address (loopback or link-local)")
 	fl.StringVar(&f.containerTokenFile, "container-token-file", "", "write the container endpoint's authorization token to this file (0600)")
 	fl.StringVar(&f.egressURL, "egress-proxy", "", "egress proxy HOST:PORT to hand workloads through IMDS")
+	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over plain HTTP on this loopback or link-local address (empty: off)")
 	fl.DurationVar(&f.sessionDuration, "session-duration", 0, "credentials lifetime to ask for (15s to 12h; default: STS's, 1h capped by the role)")
 	for _, name := range []string{"sts", "ca-bundle", "state-dir"} {
 		cmd.MarkFlagRequired(name)
@@ -91,7 +95,10 @@ credentials on http://ADDR/v1/credentials" on stderr. SIGINT or SIGTERM stops it
 }
 
 func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFlags) error {
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(stderr, f.log)
+	if err != nil {
+		return err
+	}
 	bundle, err := os.ReadFile(f.caBundle)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("read CA bundle: %w", err)}
@@ -102,19 +109,42 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 			return &exitError{code: 1, err: fmt.Errorf("read join token: %w", err)}
 		}
 	}
-	for _, addr := range []string{f.imdsListen, f.containerListen} {
+	listens := []string{f.imdsListen, f.containerListen}
+	if f.opsListen != "" {
+		listens = append(listens, f.opsListen)
+	}
+	for _, addr := range listens {
 		if err := localListenAddr(addr); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 	}
+	// The agent holds no CA key: its ops listener is plain HTTP, on loopback like its
+	// credentials endpoints.
+	var o *ops
+	var current atomic.Pointer[agent.Agent]
+	if f.opsListen != "" {
+		o = newOps("agent")
+		if err := o.start(f.opsListen, nil, "", stderr, log); err != nil {
+			return err
+		}
+		defer o.close()
+		context.AfterFunc(ctx, o.drain)
+	}
 	a, err := agent.New(agent.Config{
 		STS: f.sts, CABundle: bundle, StateDir: f.stateDir, JoinToken: token,
 		SessionDuration: f.sessionDuration, EgressProxy: f.egressURL, Logger: log,
+		Metrics: o.agentMetrics(func() time.Time {
+			if a := current.Load(); a != nil {
+				return a.Expiration()
+			}
+			return time.Time{}
+		}),
 	})
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	defer a.Close()
+	current.Store(a)
 	// Listen before enrolling: a busy port should not cost the join token.
 	imds, err := net.Listen("tcp", f.imdsListen)
 	if err != nil {
@@ -141,6 +171,12 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 	go func() { served <- a.Serve(ctx, imds, cont) }()
 	fmt.Fprintf(stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
 	log.Info("agent: serving", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
+	o.serving(readyCheck{"credentials", func() error {
+		if _, ok := a.Credentials(); !ok {
+			return errors.New("no unexpired credentials to serve (STS unreachable?)")
+		}
+		return nil
+	}})
 	return <-served
 }
 

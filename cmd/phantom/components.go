@@ -89,7 +89,7 @@ func (l *auditLogs) closeAll(log *slog.Logger) {
 // newGateway builds the gateway over the perimeter's identity service, CA, message
 // sealer and the current spec. Its assertion key comes from the master key, so every
 // replica signs with the same one.
-func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
 	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
 	if err != nil {
@@ -109,13 +109,14 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		AssertionKey: key,
 		Risk:         risk,
 		Fresh:        fresh,
+		Metrics:      m,
 		Logger:       log,
 	})
 }
 
 // newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
 // callers (with its private DNS names) and authenticates it to the gateways.
-func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, log *slog.Logger) (*endpoint.Endpoint, error) {
+func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
 	if len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
@@ -142,6 +143,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		Verifier:   verifier,
 		Gateways:   gateways,
 		Auditor:    auditor,
+		Metrics:    m,
 		Logger:     log,
 	})
 }

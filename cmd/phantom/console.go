@@ -51,6 +51,7 @@ When it is ready it prints "phantom console: listening on https://ADDR" on stder
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runConsole(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
@@ -82,6 +83,7 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	srv := serveHTTPS("console", ln, h, tlsCfg, c.log)
 	fmt.Fprintf(stderr, "phantom console: listening on https://%s\n", ln.Addr())
+	c.serving(c.freshCheck())
 	return waitAndShutdown(ctx, c.log, "console", srv)
 }
 

@@ -27,12 +27,12 @@ type findingHandler = consume.Sink
 // findings go to h. It returns nil when ctx ends (after committing what it consumed),
 // or the error that stopped it (a chain that fails verification, another detector on
 // the same store).
-func streamDetector(ctx context.Context, dir string, chains []string, det *detect.Detector, h findingHandler, log *slog.Logger) error {
+func streamDetector(ctx context.Context, dir string, chains []string, det *detect.Detector, h findingHandler, m consume.Metrics, log *slog.Logger) error {
 	var exclude []string
 	if !slices.Contains(chains, detectorChain) {
 		exclude = []string{detectorChain}
 	}
-	return runConsumer(ctx, consume.Config{Dir: dir, Exclude: exclude, Detector: det, Sink: h, Logger: log})
+	return runConsumer(ctx, consume.Config{Dir: dir, Exclude: exclude, Detector: det, Sink: h, Metrics: m, Logger: log})
 }
 
 func runConsumer(ctx context.Context, cfg consume.Config) error {

@@ -45,6 +45,7 @@ SIGINT or SIGTERM stops it after committing what it has read.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runDetector(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
@@ -97,8 +98,10 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 		Detector: det,
 		Sink:     responder,
 		Logger:   c.log,
+		Metrics:  c.ops.detectorMetrics(),
 		Ready: func() {
 			fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
+			c.serving(c.freshCheck())
 		},
 	})
 	c.log.Info("detector: stopped; finishing webhook notifications in flight")

@@ -51,6 +51,7 @@ When it is ready it prints "phantom egress: listening on http://ADDR" on stderr.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runEgress(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
@@ -92,6 +93,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		Deny:        deny,
 		MaxTunnels:  f.maxTunnels,
 		IdleTimeout: f.idle,
+		Metrics:     c.ops.egressMetrics(),
 	})
 	if err != nil {
 		return err
@@ -104,6 +106,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	// Serve's context only bounds requests; the signal context starts a graceful shutdown.
 	go func() { done <- px.Serve(context.WithoutCancel(ctx), ln) }()
 	fmt.Fprintf(stderr, "phantom egress: listening on http://%s\n", ln.Addr())
+	c.serving() // the rules are the spec's and the node passwords derive from the master key
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve egress: %w", err)

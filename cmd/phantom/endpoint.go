@@ -35,6 +35,7 @@ listener.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runEndpoint(ctx, cmd.ErrOrStderr(), f, id, gateways)
 		},
 	}
@@ -75,7 +76,7 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		}
 		lns = append(lns, ln)
 	}
-	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.get(f.chain), lns, c.log)
+	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.get(f.chain), lns, c.ops.endpointMetrics()(id), c.log)
 	if err != nil {
 		return err
 	}
@@ -84,6 +85,8 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		go func() { serveErr <- e.Serve(ctx, ln) }()
 		fmt.Fprintf(stderr, "phantom endpoint: listening on https://%s\n", ln.Addr())
 	}
+	// The endpoint decides on its spec alone (no store state): serving is ready.
+	c.serving()
 	var runErr error
 	select {
 	case err := <-serveErr:

@@ -29,6 +29,10 @@ type componentFlags struct {
 	poll     time.Duration
 	maxStale time.Duration
 	chain    string
+	// opsListen is --ops-listen ("": no metrics, health or readiness listener); log the
+	// root's --log-format and --log-level, set from the command before it runs.
+	opsListen string
+	log       logFlags
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -39,6 +43,7 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to resync keys, revocations, sealing keys and risk levels from the store (changes are also pushed by PostgreSQL)")
 	fl.DurationVar(&f.maxStale, "max-stale", defaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
+	fl.StringVar(&f.opsListen, "ops-listen", "", opsListenHelp)
 	for _, name := range []string{"config", "data-dir"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -52,6 +57,7 @@ type component struct {
 	p     *perimeter
 	logs  *auditLogs
 	log   *slog.Logger
+	ops   *ops // nil without --ops-listen
 	name  string
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -68,7 +74,11 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	if !audit.ValidChain(f.chain) {
 		return nil, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
 	}
-	c := &component{log: slog.New(slog.NewTextHandler(stderr, nil)), name: name}
+	log, err := newLogger(stderr, f.log)
+	if err != nil {
+		return nil, err
+	}
+	c := &component{log: log, name: name}
 	w, err := config.NewWatcher(ctx, config.WatchConfig{
 		Path:   f.config,
 		Logger: c.log,
@@ -101,6 +111,16 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 		return nil, err
 	}
 	c.close = append(c.close, func() { c.logs.closeAll(c.log) })
+	if f.opsListen != "" {
+		c.ops = newOps(name)
+		if err := c.ops.start(f.opsListen, c.p.ca, spec.Account, stderr, c.log); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		c.close = append(c.close, c.ops.close)
+		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
+		context.AfterFunc(ctx, c.ops.drain)
+	}
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop = stop
 	c.wg.Add(1)
@@ -111,8 +131,18 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	return c, nil
 }
 
+// serving tells /readyz that the component's listeners serve: ready while checks hold.
+func (c *component) serving(checks ...readyCheck) { c.ops.serving(checks...) }
+
+// freshCheck is the readiness check of a component that decides on the identity
+// service's state.
+func (c *component) freshCheck() readyCheck {
+	return readyCheck{"perimeter state", c.p.ids.Fresh}
+}
+
 // shutdown stops the refresh loop and closes what was opened, newest first.
 func (c *component) shutdown() {
+	c.ops.drain()
 	if c.stop != nil {
 		c.stop()
 		c.wg.Wait()
@@ -141,6 +171,7 @@ When it is ready it prints "phantom gateway: listening on https://ADDR" on stder
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runGateway(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
@@ -175,7 +206,9 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 		defer c.wg.Done()
 		c.p.syncRisk(riskCtx, risk, riskFresh, c.log)
 	}()
-	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, c.p.gatewayFreshness(riskFresh), c.log)
+	fresh := c.p.gatewayFreshness(riskFresh)
+	c.ops.identityMetrics(c.p, fresh)
+	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, fresh, c.ops.gatewayMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -190,6 +223,7 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	srv := serveHTTPS("gateway", ln, gw, gw.TLSConfig(certs.getServer), c.log)
 	fmt.Fprintf(stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
+	c.serving(readyCheck{"perimeter state", fresh})
 	return waitAndShutdown(ctx, c.log, "gateway", srv)
 }
 

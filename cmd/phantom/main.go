@@ -65,6 +65,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	addLogFlags(root)
 	root.AddCommand(
 		newUpCmd(),
 		newSigv4Cmd(),

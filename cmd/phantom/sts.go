@@ -51,6 +51,7 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runSTS(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
@@ -67,7 +68,8 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	defer c.shutdown()
 	spec := c.w.Current()
 	listen := listenAddr(f.listen, spec.STS.Listen, defaultSTSListen)
-	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	c.ops.identityMetrics(c.p, c.p.ids.Fresh)
+	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get(f.chain), c.ops.stsMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -84,12 +86,13 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	bundle := filepath.Join(f.dataDir, "ca.pem")
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
 	c.log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
+	c.serving(c.freshCheck())
 	return waitAndShutdown(ctx, c.log, "sts", srv)
 }
 
 // newSTSHandler is the STS query API over the perimeter's identity service, the current
 // spec and auditor.
-func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, log *slog.Logger) (*sts.Handler, error) {
+func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
 	adapter := sts.NewIdentity(p.ids)
 	egressKey, err := egress.DeriveKey(p.masterKey)
@@ -102,6 +105,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		MaxSkew:   spec.Gateway.ClockSkew,
 		Directory: func() sts.Directory { return current() },
 		Logger:    log,
+		Metrics:   m,
 		Messages:  p.messages,
 		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
 		WebIdentity: webIdentityVerifier(current, log),

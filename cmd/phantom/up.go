@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,7 +49,12 @@ type upFlags struct {
 	poll     time.Duration
 	// nodeSession is the demo agent's credential lifetime (0: STS's default).
 	nodeSession time.Duration
+	opsListen   string   // "": 127.0.0.1, port base + opsPort
+	log         logFlags // the root's --log-format and --log-level
 }
+
+// opsPort is the offset from --port-base of the metrics, health and readiness listener.
+const opsPort = 8
 
 func newUpCmd() *cobra.Command {
 	var f upFlags
@@ -68,6 +74,12 @@ commands to try. Listeners start at --port-base (endpoint, STS, gateway, backend
 consecutive ports); --port-base 0 picks free ports. With --config it runs your spec
 instead: its STS, gateway and endpoints, without the demo backend, user or demo.env.
 
+Prometheus metrics of every component it runs are at https://127.0.0.1:PORT/metrics, PORT
+being port base + 8 (--ops-listen moves it), with /healthz and /readyz (200 once every
+listener serves and the perimeter state is fresh; 503 with the reason otherwise); the
+certificate is from the perimeter CA (scrape with ca_file DIR/ca.pem). demo.env has the
+URL as PHANTOM_METRICS_URL.
+
 SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 		Example: `  phantom up
   source phantom-data/demo.env && curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
@@ -76,6 +88,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			f.log = logFlagsOf(cmd)
 			return runUp(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -84,6 +97,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 	fl.StringVar(&f.config, "config", "", "run this perimeter spec instead of the embedded demo")
 	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's four consecutive loopback ports; 0 picks free ports")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
+	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over HTTPS on this address (default: 127.0.0.1, port base + 8)")
 	fl.DurationVar(&f.nodeSession, "node-session-duration", 0, "lifetime of the demo node agent's credentials (default: STS's, one hour capped by the role)")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
@@ -97,6 +111,7 @@ type upListeners struct {
 	// The demo node's agent and egress proxy.
 	imds, container, egress net.Listener
 	findings                net.Listener
+	ops                     net.Listener // metrics, health, readiness
 	console                 net.Listener
 }
 
@@ -123,7 +138,10 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if f.portBase < 0 || f.portBase > 65535-demoPorts+1 {
 		return &exitError{code: 2, err: fmt.Errorf("--port-base %d is not a port", f.portBase)}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := newLogger(stderr, f.log)
+	if err != nil {
+		return err
+	}
 	if err := admin.PrepareDataDir(f.dataDir); err != nil {
 		return err
 	}
@@ -179,6 +197,16 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err := p.ca.WriteBundle(bundle); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
+	// One registry for every component of this process, served with /healthz and /readyz.
+	o := newOps("up")
+	if lns.ops, err = listenOps(f); err != nil {
+		return err
+	}
+	if err := o.serve(lns.ops, p.ca, spec.Account, stderr, log); err != nil {
+		return err
+	}
+	defer o.close()
+	context.AfterFunc(ctx, o.drain)
 
 	logs, err := openAuditLogs(f.dataDir, spec, p.masterKey, log)
 	if err != nil {
@@ -197,7 +225,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	defer wg.Wait()
 	defer cancel()
 
-	stsH, err := newSTSHandler(w.Current, p, logs.get("sts"), log)
+	stsH, err := newSTSHandler(w.Current, p, logs.get("sts"), o.stsMetrics(), log)
 	if err != nil {
 		return err
 	}
@@ -214,7 +242,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	}
 	riskFresh := &freshness{maxStale: defaultMaxStale}
 	riskFresh.mark(time.Now())
-	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, p.gatewayFreshness(riskFresh), log)
+	fresh := p.gatewayFreshness(riskFresh)
+	o.identityMetrics(p, fresh)
+	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, fresh, o.gatewayMetrics(), log)
 	if err != nil {
 		return err
 	}
@@ -241,8 +271,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 
 	var endpoints []*endpoint.Endpoint
 	epErr := make(chan error, 8)
+	epMetrics := o.endpointMetrics()
 	for _, ep := range spec.Endpoints {
-		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.get("endpoint-"+ep.ID), lns.endpoints[ep.ID], log)
+		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}
@@ -259,6 +290,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
+	detMetrics := o.detectorMetrics()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -269,7 +301,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 				watched = append(watched, c)
 			}
 		}
-		if err := streamDetector(runCtx, logs.dir, watched, det, responder, log); err != nil && !errors.Is(err, context.Canceled) {
+		if err := streamDetector(runCtx, logs.dir, watched, det, responder, detMetrics, log); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("up: the streaming detector stopped", "error", err)
 		}
 	}()
@@ -298,13 +330,21 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 			return err
 		}
 		servers = append(servers, serveHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.getServer}, log))
-		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, log); err != nil {
+		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, o.egressMetrics(), log); err != nil {
 			return err
 		}
-		node, err := startDemoAgent(runCtx, f, p, d, lns, &wg, log)
+		var served atomic.Pointer[agent.Agent]
+		am := o.agentMetrics(func() time.Time {
+			if a := served.Load(); a != nil {
+				return a.Expiration()
+			}
+			return time.Time{}
+		})
+		node, err := startDemoAgent(runCtx, f, p, d, lns, &wg, am, log)
 		if err != nil {
 			return err
 		}
+		served.Store(node)
 		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.ids, lns, node); err != nil {
 			return err
 		}
@@ -316,7 +356,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 				fmt.Fprintf(stdout, "  endpoint %s on https://%s\n", id, ln.Addr())
 			}
 		}
+		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
 	}
+	o.serving(readyCheck{"perimeter state", fresh})
 	log.Info("up: serving", "data_dir", f.dataDir, "spec", specPath)
 
 	var runErr error
@@ -356,6 +398,23 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 	return runErr
+}
+
+// listenOps binds up's metrics, health and readiness listener: --ops-listen, else
+// 127.0.0.1 at port base + opsPort (a free port with --port-base 0).
+func listenOps(f upFlags) (net.Listener, error) {
+	addr := f.opsListen
+	if addr == "" {
+		addr = "127.0.0.1:0"
+		if f.portBase != 0 {
+			addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(f.portBase+opsPort))
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics and health on %s: %w (is another phantom up running? try --port-base or --ops-listen)", addr, err)
+	}
+	return ln, nil
 }
 
 // firstDone reports the first server that stopped on its own (an error: a server only
@@ -529,6 +588,8 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_DEMO_NODE", Value: d.Node},
 		// The findings API (GuardDuty's REST routes and /findings), for the demo user.
 		{Name: "PHANTOM_FINDINGS_URL", Value: "https://" + lns.findings.Addr().String()},
+		// Prometheus metrics of every component (scrape with ca_file: AWS_CA_BUNDLE).
+		{Name: "PHANTOM_METRICS_URL", Value: "https://" + lns.ops.Addr().String() + "/metrics"},
 		// The web console; sign in with the demo user's access key and secret above.
 		{Name: "PHANTOM_CONSOLE_URL", Value: "https://" + lns.console.Addr().String() + "/"},
 	})
@@ -542,6 +603,7 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   sts               https://%[7]s
   orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
   node %[12]s  agent IMDS http://%[13]s/, container credentials http://%[14]s%[15]s; egress proxy http://%[16]s
+  metrics           https://%[19]s/metrics  (Prometheus, ca_file %[20]s; /healthz, /readyz)
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
   detector          streams every audit chain; findings: phantom findings list --data-dir %[1]s, or
                     aws guardduty list-findings --detector-id phantom --endpoint-url "$PHANTOM_FINDINGS_URL"
@@ -577,12 +639,12 @@ Try it (the variables come from %[10]s):
 Ctrl-C stops the perimeter.
 `, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
 		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR,
-		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr())
+		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr(), lns.ops.Addr(), filepath.Join(dataDir, "ca.pem"))
 }
 
 // startDemoEgress serves the egress proxy the demo node must use. The agent's own
 // addresses are refused whatever a rule says.
-func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, log *slog.Logger) (*egress.Proxy, error) {
+func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
 	key, err := egress.DeriveKey(p.masterKey)
 	if err != nil {
 		return nil, fmt.Errorf("derive the egress proxy key: %w", err)
@@ -593,6 +655,7 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 		Auditor: auditor,
 		Logger:  log,
 		Deny:    []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
+		Metrics: m,
 	})
 	if err != nil {
 		return nil, err
@@ -610,7 +673,7 @@ func addrPort(ln net.Listener) netip.AddrPort { return ln.Addr().(*net.TCPAddr).
 // startDemoAgent runs the demo node's credential agent: on first start it enrolls over
 // the STS node API with a join token made for it here, as an operator would hand one to
 // a new host; later starts reuse the certificate in DATA_DIR/agent.
-func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perimeter, lns *upListeners, wg *sync.WaitGroup, log *slog.Logger) (*agent.Agent, error) {
+func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perimeter, lns *upListeners, wg *sync.WaitGroup, m agent.Metrics, log *slog.Logger) (*agent.Agent, error) {
 	stateDir := filepath.Join(f.dataDir, "agent")
 	var token string
 	if _, err := os.Stat(filepath.Join(stateDir, "node.crt")); err != nil {
@@ -625,6 +688,7 @@ func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perime
 		JoinToken:       token,
 		SessionDuration: f.nodeSession,
 		EgressProxy:     lns.egress.Addr().String(),
+		Metrics:         m,
 		Logger:          log,
 	})
 	if err != nil {

@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/agent"
+	"github.com/phantom-perimeter/phantom/internal/detect/consume"
+	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/endpoint"
+	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/metrics"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/sts"
+)
+
+// opsListenHelp documents --ops-listen on every long-running command.
+const opsListenHelp = "serve GET /metrics (Prometheus), /healthz and /readyz (503 with the reason until the listeners serve, or while the perimeter state is stale) over HTTPS with a perimeter-CA certificate on this address (default: off)"
+
+// logFlags are the root command's --log-format and --log-level.
+type logFlags struct{ format, level string }
+
+// addLogFlags adds --log-format and --log-level to every command.
+func addLogFlags(root *cobra.Command) {
+	pf := root.PersistentFlags()
+	pf.String("log-format", "", "log format: text or json (default $PHANTOM_LOG_FORMAT, else text)")
+	pf.String("log-level", "", "log level: debug, info, warn or error (default $PHANTOM_LOG_LEVEL, else info)")
+}
+
+// logFlagsOf reads the log flags a command inherited from the root.
+func logFlagsOf(cmd *cobra.Command) logFlags {
+	var lf logFlags
+	lf.format, _ = cmd.Flags().GetString("log-format")
+	lf.level, _ = cmd.Flags().GetString("log-level")
+	return lf
+}
+
+// newLogger is every command's structured logger on w: the flag, else the environment
+// variable, else text at info. A value it does not know is a usage error (exit 2).
+func newLogger(w io.Writer, lf logFlags) (*slog.Logger, error) {
+	format := firstNonEmpty(lf.format, os.Getenv("PHANTOM_LOG_FORMAT"), "text")
+	level := firstNonEmpty(lf.level, os.Getenv("PHANTOM_LOG_LEVEL"), "info")
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil || strings.ContainsAny(level, "+-") {
+		return nil, &exitError{code: 2, err: fmt.Errorf("log level %q: use debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &exitError{code: 2, err: fmt.Errorf("log format %q: use text or json", format)}
+}
+
+// firstNonEmpty returns the first non-empty string.
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// readyCheck is one condition of /readyz: nil while it holds.
+type readyCheck struct {
+	name  string
+	check func() error
+}
+
+// ops is a process's operations listener: its metrics registry, served with /healthz and
+// /readyz. A nil *ops is "off": its metrics are nil (the components observe nothing) and
+// its methods do nothing.
+type ops struct {
+	name string
+	reg  *prometheus.Registry
+	// checks is nil until the component's listeners serve; then what /readyz asks.
+	checks   atomic.Pointer[[]readyCheck]
+	draining atomic.Bool
+	srv      *http.Server
+	addr     net.Addr
+}
+
+// newOps makes the registry of a process named name (Go, process, build info).
+func newOps(name string) *ops {
+	return &ops{name: name, reg: metrics.NewRegistry()}
+}
+
+// handler serves GET /metrics, /healthz and /readyz.
+func (o *ops) handler(log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+		Timeout:       10 * time.Second,
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := o.ready(); err != nil {
+			plain(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		plain(w, http.StatusOK, "ok")
+	})
+	return mux
+}
+
+func plain(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+// ready is nil when the component serves and every check holds, else why not.
+func (o *ops) ready() error {
+	if o.draining.Load() {
+		return errors.New("shutting down")
+	}
+	checks := o.checks.Load()
+	if checks == nil {
+		return errors.New("starting: not serving yet")
+	}
+	for _, c := range *checks {
+		if err := c.check(); err != nil {
+			return fmt.Errorf("%s: %v", c.name, err)
+		}
+	}
+	return nil
+}
+
+// serving marks the component's listeners as serving: /readyz answers 200 while checks
+// hold.
+func (o *ops) serving(checks ...readyCheck) {
+	if o == nil {
+		return
+	}
+	o.checks.Store(&checks)
+}
+
+// start listens on addr and serves over HTTPS with a certificate from ca for the
+// perimeter account, or over plain HTTP when ca is nil (the workload agent, which holds
+// no CA key, serves on loopback only). It prints the URL on stderr.
+func (o *ops) start(addr string, ca *pki.CA, account string, stderr io.Writer, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for --ops-listen on %s: %w", addr, err)
+	}
+	return o.serve(ln, ca, account, stderr, log)
+}
+
+// serve is start on a listener the caller opened; it takes ownership of ln.
+func (o *ops) serve(ln net.Listener, ca *pki.CA, account string, stderr io.Writer, log *slog.Logger) error {
+	o.addr = ln.Addr()
+	o.srv = &http.Server{
+		Handler:           o.handler(log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if ca != nil {
+		certs, err := newCertSource(ca, serverRequest(pki.Identity{Account: account, Kind: pki.KindGateway, Name: "ops"}, []net.Addr{ln.Addr()}))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		o.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}
+		ln = tls.NewListener(ln, o.srv.TLSConfig)
+		scheme = "https"
+	}
+	go func() {
+		if err := o.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error(o.name+": the ops listener stopped", "addr", o.addr.String(), "error", err)
+		}
+	}()
+	fmt.Fprintf(stderr, "phantom %s: metrics at %s://%s/metrics (health /healthz, readiness /readyz)\n", o.name, scheme, o.addr)
+	return nil
+}
+
+// url is the ops listener's base URL.
+func (o *ops) url() string {
+	scheme := "https"
+	if o.srv.TLSConfig == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + o.addr.String()
+}
+
+// drain makes /readyz answer 503 while the component finishes in-flight work.
+func (o *ops) drain() {
+	if o != nil {
+		o.draining.Store(true)
+	}
+}
+
+// close stops the ops listener.
+func (o *ops) close() {
+	if o == nil || o.srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o.srv.Shutdown(ctx)
+}
+
+// The components' metrics, nil when ops is off so the components observe nothing.
+
+func (o *ops) gatewayMetrics() gateway.Metrics {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewGateway(o.reg)
+}
+
+func (o *ops) stsMetrics() sts.Metrics {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewSTS(o.reg)
+}
+
+func (o *ops) egressMetrics() egress.Metrics {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewEgress(o.reg)
+}
+
+func (o *ops) detectorMetrics() consume.Metrics {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewDetector(o.reg)
+}
+
+// endpointMetrics returns a function giving each endpoint id its metrics (up runs
+// several endpoints on one registry).
+func (o *ops) endpointMetrics() func(id string) endpoint.Metrics {
+	if o == nil {
+		return func(string) endpoint.Metrics { return nil }
+	}
+	eps := metrics.NewEndpoints(o.reg)
+	return func(id string) endpoint.Metrics { return eps.For(id) }
+}
+
+// agentMetrics registers the agent's collectors; expiry is read at each scrape.
+func (o *ops) agentMetrics(expiry func() time.Time) agent.Metrics {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewAgent(o.reg, expiry)
+}
+
+// identityMetrics registers the freshness gauges of the perimeter's identity service;
+// fresh is the component's own staleness check.
+func (o *ops) identityMetrics(p *perimeter, fresh func() error) {
+	if o == nil {
+		return
+	}
+	metrics.RegisterFreshness(o.reg, metrics.Freshness{
+		SyncedAt:  p.ids.SyncedAt,
+		Fresh:     fresh,
+		Reachable: 2*p.poll + max(p.poll, time.Second),
+	})
+}
