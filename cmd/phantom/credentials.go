@@ -82,7 +82,7 @@ Errors are printed as the AWS CLI prints them and end the process with its retur
   python3 -c 'import boto3; print(boto3.Session(profile_name="demo-role").client("sts", endpoint_url="https://127.0.0.1:8444").get_caller_identity()["Arn"])'
   AWS_PROFILE=demo-role go run ./your-app   # aws-sdk-go-v2's config.LoadDefaultConfig reads the same profile
   eval "$(phantom credentials --role ARN | jq -r '"export AWS_ACCESS_KEY_ID=\(.AccessKeyId) AWS_SECRET_ACCESS_KEY=\(.SecretAccessKey) AWS_SESSION_TOKEN=\(.SessionToken)"')"
-  curl --aws-sigv4 "aws:amz:us-east-1:execute-api" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-security-token: $AWS_SESSION_TOKEN" --cacert "$AWS_CA_BUNDLE" "$PHANTOM_API_URL/orders"`,
+  curl --aws-sigv4 "aws:amz:us-east-1:execute-api" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-security-token: $AWS_SESSION_TOKEN" --cacert "$AWS_CA_BUNDLE" "$PHANTOM_API_URL"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCredentials(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)

@@ -30,8 +30,12 @@ which is how the gateway knows the call came through it (aws:SourceVpce). With s
 
 When it is ready it prints "phantom endpoint: listening on https://ADDR" on stderr, once per
 listener.`,
-		Example: `  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0`,
-		Args:    cobra.NoArgs,
+		Example: `  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0
+
+  # forwarding to two gateway replicas (round robin, a replica that cannot be reached is skipped)
+  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --store "$PHANTOM_STORE" \
+      --id vpce-0123456789abcdef0 --audit-chain endpoint-a --gateway 10.0.1.10:8445 --gateway 10.0.1.11:8445`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -166,8 +166,13 @@ identity assertion (X-Phantom-Identity; keys at /.well-known/phantom/jwks.json).
 is one CloudTrail event in the audit chain --audit-chain under the spec's audit.dir.
 
 When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr.`,
-		Example: `  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom`,
-		Args:    cobra.NoArgs,
+		Example: `  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom
+
+  # two replicas on one shared PostgreSQL store, each with its own audit chain
+  export PHANTOM_STORE='postgres://phantom:…@db.internal:5432/phantom?sslmode=verify-full' PHANTOM_MASTER_KEY=…
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-1 --listen 10.0.1.10:8445
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-2 --listen 10.0.1.11:8445`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
