@@ -52,19 +52,36 @@ func Get(ctx context.Context, client *http.Client, url string, creds aws.Credent
 	return Reply{Status: resp.StatusCode, RequestID: resp.Header.Get("X-Amzn-Requestid"), ErrorType: resp.Header.Get("X-Amzn-Errortype")}
 }
 
-// AssumeRole gets a session of the cluster's role with creds, from the cluster's STS,
-// through aws-sdk-go-v2's STS client.
-func (c *Cluster) AssumeRole(ctx context.Context, creds aws.Credentials, session string) (aws.Credentials, error) {
+// CallerIdentity asks the cluster's STS who creds belong to (GetCallerIdentity).
+func (c *Cluster) CallerIdentity(ctx context.Context, creds aws.Credentials) error {
+	cl, err := c.stsClient(creds)
+	if err != nil {
+		return err
+	}
+	_, err = cl.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	return err
+}
+
+func (c *Cluster) stsClient(creds aws.Credentials) (*sts.Client, error) {
 	client, err := c.Client()
 	if err != nil {
-		return aws.Credentials{}, err
+		return nil, err
 	}
-	cl := sts.New(sts.Options{
+	return sts.New(sts.Options{
 		Region:       Region,
 		BaseEndpoint: aws.String(c.STSURL()),
 		Credentials:  aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
 		HTTPClient:   client,
-	})
+	}), nil
+}
+
+// AssumeRole gets a session of the cluster's role with creds, from the cluster's STS,
+// through aws-sdk-go-v2's STS client.
+func (c *Cluster) AssumeRole(ctx context.Context, creds aws.Credentials, session string) (aws.Credentials, error) {
+	cl, err := c.stsClient(creds)
+	if err != nil {
+		return aws.Credentials{}, err
+	}
 	out, err := cl.AssumeRole(ctx, &sts.AssumeRoleInput{
 		RoleArn:         aws.String("arn:aws:iam::" + Account + ":role/" + Role),
 		RoleSessionName: aws.String(session),

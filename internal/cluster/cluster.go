@@ -246,7 +246,20 @@ func (c *Cluster) CreateUserKey(ctx context.Context) (aws.Credentials, error) {
 	if err := json.Unmarshal(out, &r); err != nil {
 		return aws.Credentials{}, fmt.Errorf("create-access-key output: %w", err)
 	}
-	return aws.Credentials{AccessKeyID: r.AccessKey.AccessKeyId, SecretAccessKey: r.AccessKey.SecretAccessKey}, nil
+	creds := aws.Credentials{AccessKeyID: r.AccessKey.AccessKeyId, SecretAccessKey: r.AccessKey.SecretAccessKey}
+	// Like IAM, a new key reaches the running components shortly after it is created
+	// (here: milliseconds, through the store's notification); wait until the STS knows it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := c.CallerIdentity(ctx, creds)
+		if err == nil {
+			return creds, nil
+		}
+		if time.Now().After(deadline) {
+			return aws.Credentials{}, fmt.Errorf("the new access key is not accepted by the STS: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // RevokeSessions revokes every session of the cluster's role issued until now and

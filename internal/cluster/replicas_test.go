@@ -54,7 +54,8 @@ func phantomBin(t *testing.T) string {
 	return builtBin
 }
 
-// startCluster starts a cluster on a fresh schema and stops it at the end of the test.
+// startCluster starts a cluster on a fresh schema of the shared server and stops it at
+// the end of the test.
 func startCluster(t *testing.T, cfg Config) *Cluster {
 	t.Helper()
 	dsn, drop, err := FreshSchema(t.Context(), postgresDSN(t), "cluster")
@@ -62,6 +63,13 @@ func startCluster(t *testing.T, cfg Config) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { drop(context.Background()) })
+	return startClusterOn(t, dsn, cfg)
+}
+
+// startClusterOn starts a cluster on the store at dsn, stops it at the end of the test
+// and shows the components' logs when the test failed.
+func startClusterOn(t *testing.T, dsn string, cfg Config) *Cluster {
+	t.Helper()
 	cfg.Bin, cfg.Dir, cfg.StoreURL = phantomBin(t), t.TempDir(), dsn
 	c, err := Start(t.Context(), cfg)
 	if err != nil {
@@ -169,11 +177,9 @@ func TestSpecChangeReachesEveryReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
-		if r := c.Call(ctx, i, user); r.Status != 200 {
-			t.Fatalf("before the edit, endpoint %d: %+v", i, r)
-		}
-	}
+	waitFor(t, 5*time.Second, "the new key to work through both gateways", func() bool {
+		return c.Call(ctx, 0, user).Status == 200 && c.Call(ctx, 1, user).Status == 200
+	})
 	old, err := os.ReadFile(c.SpecPath())
 	if err != nil {
 		t.Fatal(err)
