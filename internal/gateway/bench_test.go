@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,6 +87,29 @@ func BenchmarkServeHTTP(b *testing.B) {
 		r.RemoteAddr = "127.0.0.1:1"
 		runRequests(b, e.gw, r, 200)
 	})
+	b.Run("user-key-direct-with-hooks", func(b *testing.B) {
+		// The same with the Fresh and Metrics hooks a component process sets (a counting
+		// Metrics here; internal/metrics' own benchmark prices the Prometheus side).
+		var synced atomic.Int64
+		synced.Store(time.Now().UnixNano())
+		e := newEnv(b, func(c *Config) {
+			c.Transport = inProcess{}
+			c.Auditor = discardAudit{}
+			c.Metrics = &countingMetrics{}
+			c.Fresh = func() error {
+				if time.Since(time.Unix(0, synced.Load())) > time.Hour {
+					return errors.New("stale")
+				}
+				return nil
+			}
+		})
+		r := newRequest(b, "GET", "http://gateway/prod/orders/42?x=1", nil)
+		r.Header.Set("X-Apigw-Api-Id", testAPI)
+		r.Header.Set("User-Agent", "aws-sdk-go-v2/1.0")
+		e.sign(r, e.keys["alice"], nil)
+		r.RemoteAddr = "127.0.0.1:1"
+		runRequests(b, e.gw, r, 200)
+	})
 	b.Run("user-key-direct-loopback-backend", func(b *testing.B) {
 		// The same, to a real HTTP backend on loopback (httptest server, keep-alive).
 		e := newEnv(b, func(c *Config) { c.Auditor = discardAudit{} })
@@ -128,3 +153,9 @@ func BenchmarkServeHTTP(b *testing.B) {
 		runRequests(b, e.gw, r, 403)
 	})
 }
+
+// countingMetrics counts what the gateway reports.
+type countingMetrics struct{ decisions, backends atomic.Int64 }
+
+func (m *countingMetrics) Decision(string, string, string, time.Duration) { m.decisions.Add(1) }
+func (m *countingMetrics) Backend(string, int, time.Duration)             { m.backends.Add(1) }
