@@ -70,8 +70,9 @@ DIR/audit (check it with phantom audit verify DIR/audit).
 
 It writes the demo spec it runs to DIR/perimeter.yaml (edits there are picked up while it
 runs) and DIR/demo.env with shell export lines for the AWS CLI, SDKs and curl, and prints
-commands to try. Listeners start at --port-base (endpoint, STS, gateway, backend on
-consecutive ports); --port-base 0 picks free ports. With --config it runs your spec
+commands to try. Listeners take ten consecutive ports from --port-base (endpoint, STS,
+gateway, backend, agent IMDS and container credentials, egress proxy, findings API,
+metrics, web console); --port-base 0 picks free ports. With --config it runs your spec
 instead: its STS, gateway and endpoints, without the demo backend, user or demo.env.
 
 Prometheus metrics of every component it runs are at https://127.0.0.1:PORT/metrics, PORT
@@ -95,7 +96,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", "./phantom-data", "data directory: store, master key, CA, audit log, demo.env")
 	fl.StringVar(&f.config, "config", "", "run this perimeter spec instead of the embedded demo")
-	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's four consecutive loopback ports; 0 picks free ports")
+	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's ten consecutive loopback ports; 0 picks free ports")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
 	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over HTTPS on this address (default: 127.0.0.1, port base + 8)")
 	fl.DurationVar(&f.nodeSession, "node-session-duration", 0, "lifetime of the demo node agent's credentials (default: STS's, one hour capped by the role)")
