@@ -39,7 +39,9 @@ const (
 	HopLimit = 1
 )
 
-var tokenEncoding = base64.RawURLEncoding
+// Strict: a token has one spelling (no variant with other unused trailing bits decodes to
+// the same bytes).
+var tokenEncoding = base64.RawURLEncoding.Strict()
 
 // newIMDSToken returns a random token valid for ttl: nonce || expiry || MAC. It is
 // stateless (nothing to store per token, so no memory for a caller to exhaust) and only

@@ -166,7 +166,7 @@ func (s *Sealer) Open(encoded string) ([]byte, *Message, error) {
 	if len(encoded) > MaxEncodedLen {
 		return nil, nil, ErrInvalid
 	}
-	b, err := base64.RawURLEncoding.DecodeString(encoded)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(encoded)
 	ns := s.aead.NonceSize()
 	if err != nil || len(b) < 1+ns+s.aead.Overhead() || b[0] != version {
 		return nil, nil, ErrInvalid

@@ -48,7 +48,7 @@ func passwordMAC(key []byte, node string) []byte {
 
 // checkPassword reports, in constant time, whether password is node's proxy password.
 func checkPassword(key []byte, node, password string) bool {
-	got, err := base64.RawURLEncoding.DecodeString(password)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(password)
 	if err != nil {
 		// Compare anyway so a malformed password costs the same as a wrong one.
 		got = nil
