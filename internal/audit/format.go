@@ -268,7 +268,7 @@ func parseDigest(line []byte) (*digest, error) {
 	if !bytes.HasPrefix(tail, digSig) || !bytes.HasSuffix(tail, digSuffix) {
 		return nil, errors.New("no signature")
 	}
-	sig, err := base64.StdEncoding.DecodeString(string(tail[len(digSig) : len(digSig)+sigB64Len]))
+	sig, err := base64.StdEncoding.Strict().DecodeString(string(tail[len(digSig) : len(digSig)+sigB64Len]))
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return nil, errors.New("signature is not base64 Ed25519")
 	}
