@@ -359,24 +359,12 @@ func (p *Postgres) exists(ctx context.Context, q string, args ...any) error {
 
 // PutAccessKey stores a new access key with its secret sealed. A zero CreatedAt means now.
 func (p *Postgres) PutAccessKey(ctx context.Context, k AccessKey) error {
-	if err := validAccessKey(k); err != nil {
+	vals, err := accessKeyValues(p.seal, p.now, k)
+	if err != nil {
 		return fmt.Errorf("put access key: %w", err)
 	}
-	created, err := requiredTime(k.CreatedAt, p.now)
-	if err != nil {
-		return fmt.Errorf("put access key %s: created: %w", k.ID, err)
-	}
-	lastUsed, err := optionalTime(k.LastUsedAt)
-	if err != nil {
-		return fmt.Errorf("put access key %s: last used: %w", k.ID, err)
-	}
-	sealed, err := p.seal.seal(kindAccessKey, k.ID, []byte(k.Secret))
-	if err != nil {
-		return fmt.Errorf("put access key %s: %w", k.ID, err)
-	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO access_keys (id, user_name, secret_sealed, status, created_at, last_used_at)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`,
-		k.ID, k.User, sealed, k.Status, created, lastUsed)
+	tag, err := p.pool.Exec(ctx, `INSERT INTO access_keys (`+accessKeyCols+`)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := affected(tag, err, ErrExists); err != nil {
 		return p.errorf("put access key %s: %w", k.ID, err)
 	}
@@ -420,25 +408,7 @@ func (p *Postgres) ListAccessKeys(ctx context.Context, user string) ([]AccessKey
 }
 
 func (p *Postgres) scanAccessKey(r pgx.CollectableRow) (AccessKey, error) {
-	var (
-		k        AccessKey
-		sealed   []byte
-		created  int64
-		lastUsed *int64
-	)
-	if err := r.Scan(&k.ID, &k.User, &sealed, &k.Status, &created, &lastUsed); err != nil {
-		return AccessKey{}, err
-	}
-	secret, err := p.seal.open(kindAccessKey, k.ID, sealed)
-	if err != nil {
-		return AccessKey{}, fmt.Errorf("access key %s: secret: %w", k.ID, err)
-	}
-	k.Secret = string(secret)
-	k.CreatedAt = fromNanos(created)
-	if lastUsed != nil {
-		k.LastUsedAt = fromNanos(*lastUsed)
-	}
-	return k, nil
+	return scanAccessKey(p.seal, r)
 }
 
 // UpdateAccessKeyStatus sets a key's status.
@@ -473,23 +443,12 @@ func (p *Postgres) DeleteAccessKey(ctx context.Context, id string) error {
 
 // PutSealingKey stores a new sealing key, sealed. A zero CreatedAt means now.
 func (p *Postgres) PutSealingKey(ctx context.Context, k SealingKey) error {
-	if err := validSealingKey(k); err != nil {
+	vals, err := sealingKeyValues(p.seal, p.now, k)
+	if err != nil {
 		return fmt.Errorf("put sealing key: %w", err)
 	}
-	created, err := requiredTime(k.CreatedAt, p.now)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: created: %w", k.ID, err)
-	}
-	retire, err := optionalTime(k.RetireAfter)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: retire after: %w", k.ID, err)
-	}
-	sealed, err := p.seal.seal(kindSealingKey, k.ID, k.Key)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
-	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO sealing_keys (id, key_sealed, created_at, retire_after)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`, k.ID, sealed, created, retire)
+	tag, err := p.pool.Exec(ctx, `INSERT INTO sealing_keys (`+sealingKeyCols+`)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := affected(tag, err, ErrExists); err != nil {
 		return p.errorf("put sealing key %s: %w", k.ID, err)
 	}
@@ -498,35 +457,12 @@ func (p *Postgres) PutSealingKey(ctx context.Context, k SealingKey) error {
 
 // ListSealingKeys returns every sealing key, newest first.
 func (p *Postgres) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
-	rows, err := p.pool.Query(ctx, `SELECT id, key_sealed, created_at, retire_after FROM sealing_keys
+	rows, err := p.pool.Query(ctx, `SELECT `+sealingKeyCols+` FROM sealing_keys
 		ORDER BY created_at DESC, seq DESC`)
 	if err != nil {
 		return nil, p.errorf("list sealing keys: %w", err)
 	}
-	ks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SealingKey, error) {
-		var (
-			k       SealingKey
-			sealed  []byte
-			created int64
-			retire  *int64
-		)
-		if err := r.Scan(&k.ID, &sealed, &created, &retire); err != nil {
-			return SealingKey{}, err
-		}
-		key, err := p.seal.open(kindSealingKey, k.ID, sealed)
-		if err != nil {
-			return SealingKey{}, fmt.Errorf("key %s: %w", k.ID, err)
-		}
-		if len(key) != SealingKeySize {
-			return SealingKey{}, fmt.Errorf("key %s is %d bytes", k.ID, len(key))
-		}
-		k.Key = key
-		k.CreatedAt = fromNanos(created)
-		if retire != nil {
-			k.RetireAfter = fromNanos(*retire)
-		}
-		return k, nil
-	})
+	ks, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SealingKey, error) { return scanSealingKey(p.seal, r) })
 	if err != nil {
 		return nil, p.errorf("list sealing keys: %w", err)
 	}

@@ -292,24 +292,12 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 
 // PutAccessKey stores a new access key with its secret sealed. A zero CreatedAt means now.
 func (s *SQLite) PutAccessKey(ctx context.Context, k AccessKey) error {
-	if err := validAccessKey(k); err != nil {
+	vals, err := accessKeyValues(s.seal, s.now, k)
+	if err != nil {
 		return fmt.Errorf("put access key: %w", err)
 	}
-	created, err := requiredTime(k.CreatedAt, s.now)
-	if err != nil {
-		return fmt.Errorf("put access key %s: created: %w", k.ID, err)
-	}
-	lastUsed, err := optionalTime(k.LastUsedAt)
-	if err != nil {
-		return fmt.Errorf("put access key %s: last used: %w", k.ID, err)
-	}
-	sealed, err := s.seal.seal(kindAccessKey, k.ID, []byte(k.Secret))
-	if err != nil {
-		return fmt.Errorf("put access key %s: %w", k.ID, err)
-	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO access_keys (id, user_name, secret_sealed, status, created_at, last_used_at)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		k.ID, k.User, sealed, k.Status, created, lastUsed)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO access_keys (`+accessKeyCols+`)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put access key %s: %w", k.ID, err)
 	}
@@ -317,12 +305,10 @@ func (s *SQLite) PutAccessKey(ctx context.Context, k AccessKey) error {
 	return nil
 }
 
-const accessKeyCols = `id, user_name, secret_sealed, status, created_at, last_used_at`
-
 // GetAccessKey returns an access key with its secret, or ErrNotFound.
 func (s *SQLite) GetAccessKey(ctx context.Context, id string) (AccessKey, error) {
 	row := s.r.QueryRowContext(ctx, `SELECT `+accessKeyCols+` FROM access_keys WHERE id = ?`, id)
-	k, err := s.scanAccessKey(row)
+	k, err := scanAccessKey(s.seal, row)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
@@ -348,7 +334,7 @@ func (s *SQLite) ListAccessKeys(ctx context.Context, user string) ([]AccessKey, 
 	defer rows.Close()
 	var out []AccessKey
 	for rows.Next() {
-		k, err := s.scanAccessKey(rows)
+		k, err := scanAccessKey(s.seal, rows)
 		if err != nil {
 			return nil, fmt.Errorf("list access keys: %w", err)
 		}
@@ -358,28 +344,6 @@ func (s *SQLite) ListAccessKeys(ctx context.Context, user string) ([]AccessKey, 
 		return nil, fmt.Errorf("list access keys: %w", err)
 	}
 	return out, nil
-}
-
-func (s *SQLite) scanAccessKey(sc interface{ Scan(...any) error }) (AccessKey, error) {
-	var (
-		k        AccessKey
-		sealed   []byte
-		created  int64
-		lastUsed sql.NullInt64
-	)
-	if err := sc.Scan(&k.ID, &k.User, &sealed, &k.Status, &created, &lastUsed); err != nil {
-		return AccessKey{}, err
-	}
-	secret, err := s.seal.open(kindAccessKey, k.ID, sealed)
-	if err != nil {
-		return AccessKey{}, fmt.Errorf("access key %s: secret: %w", k.ID, err)
-	}
-	k.Secret = string(secret)
-	k.CreatedAt = fromNanos(created)
-	if lastUsed.Valid {
-		k.LastUsedAt = fromNanos(lastUsed.Int64)
-	}
-	return k, nil
 }
 
 // UpdateAccessKeyStatus sets a key's status.
@@ -418,23 +382,12 @@ func (s *SQLite) DeleteAccessKey(ctx context.Context, id string) error {
 
 // PutSealingKey stores a new sealing key, sealed. A zero CreatedAt means now.
 func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
-	if err := validSealingKey(k); err != nil {
+	vals, err := sealingKeyValues(s.seal, s.now, k)
+	if err != nil {
 		return fmt.Errorf("put sealing key: %w", err)
 	}
-	created, err := requiredTime(k.CreatedAt, s.now)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: created: %w", k.ID, err)
-	}
-	retire, err := optionalTime(k.RetireAfter)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: retire after: %w", k.ID, err)
-	}
-	sealed, err := s.seal.seal(kindSealingKey, k.ID, k.Key)
-	if err != nil {
-		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
-	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO sealing_keys (id, key_sealed, created_at, retire_after)
-		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, k.ID, sealed, created, retire)
+	res, err := s.w.ExecContext(ctx, `INSERT INTO sealing_keys (`+sealingKeyCols+`)
+		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
 	}
@@ -444,7 +397,7 @@ func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
 
 // ListSealingKeys returns every sealing key, newest first.
 func (s *SQLite) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, key_sealed, created_at, retire_after FROM sealing_keys
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sealingKeyCols+` FROM sealing_keys
 		ORDER BY created_at DESC, rowid DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list sealing keys: %w", err)
@@ -452,25 +405,9 @@ func (s *SQLite) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
 	defer rows.Close()
 	var out []SealingKey
 	for rows.Next() {
-		var (
-			k       SealingKey
-			sealed  []byte
-			created int64
-			retire  sql.NullInt64
-		)
-		if err := rows.Scan(&k.ID, &sealed, &created, &retire); err != nil {
-			return nil, fmt.Errorf("list sealing keys: %w", err)
-		}
-		k.Key, err = s.seal.open(kindSealingKey, k.ID, sealed)
+		k, err := scanSealingKey(s.seal, rows)
 		if err != nil {
-			return nil, fmt.Errorf("list sealing keys: key %s: %w", k.ID, err)
-		}
-		if len(k.Key) != SealingKeySize {
-			return nil, fmt.Errorf("list sealing keys: key %s is %d bytes", k.ID, len(k.Key))
-		}
-		k.CreatedAt = fromNanos(created)
-		if retire.Valid {
-			k.RetireAfter = fromNanos(retire.Int64)
+			return nil, fmt.Errorf("list sealing keys: %w", err)
 		}
 		out = append(out, k)
 	}

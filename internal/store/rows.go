@@ -1,0 +1,106 @@
+package store
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// The row encoding both backends share: validation, time columns and sealing on the
+// way in, unsealing on the way out. Only the SQL around them differs per backend.
+
+// scanner is a row to scan (database/sql's *Row and *Rows, pgx's rows).
+type scanner interface{ Scan(dest ...any) error }
+
+const accessKeyCols = `id, user_name, secret_sealed, status, created_at, last_used_at`
+
+// accessKeyValues validates k and returns the values of accessKeyCols, secret sealed.
+func accessKeyValues(seal *sealer, now func() time.Time, k AccessKey) ([]any, error) {
+	if err := validAccessKey(k); err != nil {
+		return nil, err
+	}
+	created, err := requiredTime(k.CreatedAt, now)
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: created: %w", k.ID, err)
+	}
+	lastUsed, err := optionalTime(k.LastUsedAt)
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: last used: %w", k.ID, err)
+	}
+	sealed, err := seal.seal(kindAccessKey, k.ID, []byte(k.Secret))
+	if err != nil {
+		return nil, fmt.Errorf("access key %s: %w", k.ID, err)
+	}
+	return []any{k.ID, k.User, sealed, k.Status, created, lastUsed}, nil
+}
+
+// scanAccessKey reads a row of accessKeyCols and opens its secret.
+func scanAccessKey(seal *sealer, sc scanner) (AccessKey, error) {
+	var (
+		k        AccessKey
+		sealed   []byte
+		created  int64
+		lastUsed sql.NullInt64
+	)
+	if err := sc.Scan(&k.ID, &k.User, &sealed, &k.Status, &created, &lastUsed); err != nil {
+		return AccessKey{}, err
+	}
+	secret, err := seal.open(kindAccessKey, k.ID, sealed)
+	if err != nil {
+		return AccessKey{}, fmt.Errorf("access key %s: secret: %w", k.ID, err)
+	}
+	k.Secret = string(secret)
+	k.CreatedAt = fromNanos(created)
+	if lastUsed.Valid {
+		k.LastUsedAt = fromNanos(lastUsed.Int64)
+	}
+	return k, nil
+}
+
+const sealingKeyCols = `id, key_sealed, created_at, retire_after`
+
+// sealingKeyValues validates k and returns the values of sealingKeyCols, key sealed.
+func sealingKeyValues(seal *sealer, now func() time.Time, k SealingKey) ([]any, error) {
+	if err := validSealingKey(k); err != nil {
+		return nil, err
+	}
+	created, err := requiredTime(k.CreatedAt, now)
+	if err != nil {
+		return nil, fmt.Errorf("sealing key %s: created: %w", k.ID, err)
+	}
+	retire, err := optionalTime(k.RetireAfter)
+	if err != nil {
+		return nil, fmt.Errorf("sealing key %s: retire after: %w", k.ID, err)
+	}
+	sealed, err := seal.seal(kindSealingKey, k.ID, k.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sealing key %s: %w", k.ID, err)
+	}
+	return []any{k.ID, sealed, created, retire}, nil
+}
+
+// scanSealingKey reads a row of sealingKeyCols and opens its key.
+func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
+	var (
+		k       SealingKey
+		sealed  []byte
+		created int64
+		retire  sql.NullInt64
+	)
+	if err := sc.Scan(&k.ID, &sealed, &created, &retire); err != nil {
+		return SealingKey{}, err
+	}
+	key, err := seal.open(kindSealingKey, k.ID, sealed)
+	if err != nil {
+		return SealingKey{}, fmt.Errorf("key %s: %w", k.ID, err)
+	}
+	if len(key) != SealingKeySize {
+		return SealingKey{}, fmt.Errorf("key %s is %d bytes", k.ID, len(key))
+	}
+	k.Key = key
+	k.CreatedAt = fromNanos(created)
+	if retire.Valid {
+		k.RetireAfter = fromNanos(retire.Int64)
+	}
+	return k, nil
+}
