@@ -1,6 +1,9 @@
 package audit
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // EventVersion is the CloudTrail record version Phantom writes.
 const EventVersion = "1.08"
@@ -70,4 +73,19 @@ type TLSDetails struct {
 	TLSVersion               string `json:"tlsVersion"`
 	CipherSuite              string `json:"cipherSuite"`
 	ClientProvidedHostHeader string `json:"clientProvidedHostHeader"`
+}
+
+// TLSVersionName names a TLS version as CloudTrail's tlsDetails does ("TLSv1.3").
+func TLSVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "TLSv1.3"
+	case tls.VersionTLS12:
+		return "TLSv1.2"
+	case tls.VersionTLS11:
+		return "TLSv1.1"
+	case tls.VersionTLS10:
+		return "TLSv1"
+	}
+	return tls.VersionName(v)
 }

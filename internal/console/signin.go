@@ -330,19 +330,9 @@ func (h *Handler) event(r *http.Request, now time.Time, name string) *audit.Even
 		EventCategory:      "Management",
 	}
 	if r.TLS != nil {
-		ev.TLSDetails = &audit.TLSDetails{TLSVersion: tlsVersion(r.TLS.Version), ClientProvidedHostHeader: truncate(r.Host, 256)}
+		ev.TLSDetails = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), ClientProvidedHostHeader: truncate(r.Host, 256)}
 	}
 	return ev
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case 0x0304:
-		return "TLSv1.3"
-	case 0x0303:
-		return "TLSv1.2"
-	}
-	return "TLS"
 }
 
 func truncate(s string, n int) string {

@@ -482,7 +482,7 @@ func (p *Proxy) authenticate(q *request) bool {
 	}
 	certNode := ""
 	if q.r.TLS != nil {
-		q.ev.TLSDetails = &audit.TLSDetails{TLSVersion: tlsVersionName(q.r.TLS.Version), CipherSuite: tls.CipherSuiteName(q.r.TLS.CipherSuite),
+		q.ev.TLSDetails = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(q.r.TLS.Version), CipherSuite: tls.CipherSuiteName(q.r.TLS.CipherSuite),
 			ClientProvidedHostHeader: truncate(q.r.Host, 256)}
 		if len(q.r.TLS.PeerCertificates) > 0 {
 			if p.cfg.Verifier == nil {
@@ -547,17 +547,6 @@ func (p *Proxy) identify(q *request, node, how string) bool {
 	q.ev.UserIdentity = nodeIdentity(q.spec, q.rules, n)
 	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC, "authentication": how}
 	return true
-}
-
-// tlsVersionName names a TLS version as CloudTrail's tlsDetails does ("TLSv1.3").
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	}
-	return tls.VersionName(v)
 }
 
 // target reads the destination from the raw request target: authority-form for CONNECT,

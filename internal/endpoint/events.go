@@ -72,23 +72,8 @@ func tlsDetails(r *http.Request) *audit.TLSDetails {
 		return nil
 	}
 	return &audit.TLSDetails{
-		TLSVersion:               tlsVersionName(r.TLS.Version),
+		TLSVersion:               audit.TLSVersionName(r.TLS.Version),
 		CipherSuite:              tls.CipherSuiteName(r.TLS.CipherSuite),
 		ClientProvidedHostHeader: r.Host,
 	}
-}
-
-// tlsVersionName names a TLS version as CloudTrail's tlsDetails does ("TLSv1.3").
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	case tls.VersionTLS10:
-		return "TLSv1"
-	}
-	return tls.VersionName(v)
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
@@ -48,7 +49,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
-		ci.tlsVersion = []string{tlsVersionName(cs.Version)}
+		ci.tlsVersion = []string{audit.TLSVersionName(cs.Version)}
 		ci.tlsCipher = []string{tls.CipherSuiteName(cs.CipherSuite)}
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)

@@ -50,7 +50,7 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
 		if r.TLS != nil {
-			c.tls = &audit.TLSDetails{TLSVersion: tlsVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			c.tls = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
 		}
 		return c, nil
 	}
@@ -108,16 +108,6 @@ func peerIP(remote string) string {
 		return a.Unmap().WithZone("").String()
 	}
 	return host
-}
-
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	}
-	return "unknown"
 }
 
 // verifyPeer verifies a presented chain, remembering the result per leaf certificate: every

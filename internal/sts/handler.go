@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
@@ -122,7 +123,7 @@ func (h *Handler) newEvent(c *call) *Event {
 		EventCategory:      "Management",
 	}
 	if cs := c.r.TLS; cs != nil {
-		ev.TLSDetails = &TLSDetails{TLSVersion: tlsVersion(cs.Version), CipherSuite: tls.CipherSuiteName(cs.CipherSuite), ClientProvidedHostHeader: c.r.Host}
+		ev.TLSDetails = &TLSDetails{TLSVersion: audit.TLSVersionName(cs.Version), CipherSuite: tls.CipherSuiteName(cs.CipherSuite), ClientProvidedHostHeader: c.r.Host}
 	}
 	return ev
 }
@@ -291,16 +292,6 @@ func sourceIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	}
-	return "unknown"
 }
 
 // arnAccount returns an ARN's account field.

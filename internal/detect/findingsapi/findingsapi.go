@@ -25,8 +25,6 @@ package findingsapi
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,6 +41,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
+	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -171,7 +170,7 @@ type call struct {
 
 // ServeHTTP authenticates, authorizes, audits and serves one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{r: r, id: newRequestID(), now: h.cfg.Now(), spec: h.cfg.Spec()}
+	c := &call{r: r, id: requestid.New(), now: h.cfg.Now(), spec: h.cfg.Spec()}
 	c.ev = h.event(c)
 	body, apiErr := h.serve(c)
 	if apiErr != nil {
@@ -229,7 +228,7 @@ func (h *Handler) event(c *call) *audit.Event {
 		EventCategory:      "Management",
 	}
 	if r.TLS != nil {
-		ev.TLSDetails = &audit.TLSDetails{TLSVersion: tlsVersion(r.TLS.Version), ClientProvidedHostHeader: r.Host}
+		ev.TLSDetails = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), ClientProvidedHostHeader: r.Host}
 	}
 	return ev
 }
@@ -641,21 +640,4 @@ func writeError(w http.ResponseWriter, id string, e *apiError) {
 	w.Header().Set("X-Amzn-Requestid", id)
 	w.WriteHeader(e.status)
 	w.Write(b)
-}
-
-func newRequestID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case 0x0304:
-		return "TLSv1.3"
-	case 0x0303:
-		return "TLSv1.2"
-	}
-	return "TLS"
 }
