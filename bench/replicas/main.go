@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 type options struct {
@@ -117,7 +118,7 @@ type started struct {
 }
 
 func start(ctx context.Context, o options, cfg cluster.Config) (*started, error) {
-	dsn, drop, err := cluster.FreshSchema(ctx, o.store, "replicas")
+	dsn, _, drop, err := storetest.FreshSchema(ctx, o.store, "replicas")
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 type options struct {
@@ -103,7 +104,7 @@ func soak(ctx context.Context, out io.Writer, o options) (rep report, err error)
 	if o.sample <= 0 {
 		o.sample = min(time.Second, o.interval)
 	}
-	dsn, drop, err := cluster.FreshSchema(ctx, o.store, "soak")
+	dsn, _, drop, err := storetest.FreshSchema(ctx, o.store, "soak")
 	if err != nil {
 		return rep, err
 	}

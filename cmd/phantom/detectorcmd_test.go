@@ -3,11 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 // detectorProc is a running `phantom detector`.
@@ -93,35 +89,8 @@ func TestDetectorCommandKill9(t *testing.T) {
 // PHANTOM_TEST_POSTGRES_DSN names, or skips.
 func detectorTestSchema(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("PHANTOM_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("PHANTOM_TEST_POSTGRES_DSN is unset: no PostgreSQL server for the shared-store run")
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "phantom_detector_" + hex.EncodeToString(b)
-	exec := func(sql string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to %s: %v", store.RedactURL(base), err)
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exec(`CREATE SCHEMA ` + pgx.Identifier{schema}.Sanitize())
-	t.Cleanup(func() { exec(`DROP SCHEMA ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`) })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	dsn, _ := storetest.PostgresSchema(t, "phantom_detector")
+	return dsn
 }
 
 func detectorKill9(t *testing.T, bin, storeURL string) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 // Tests here run real `phantom` processes against the PostgreSQL server that
@@ -58,11 +60,8 @@ func phantomBin(t *testing.T) string {
 // the end of the test.
 func startCluster(t *testing.T, cfg Config) *Cluster {
 	t.Helper()
-	dsn, drop, err := FreshSchema(t.Context(), postgresDSN(t), "cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { drop(context.Background()) })
+	postgresDSN(t)
+	dsn, _ := storetest.PostgresSchema(t, "cluster")
 	return startClusterOn(t, dsn, cfg)
 }
 

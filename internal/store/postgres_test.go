@@ -3,7 +3,6 @@ package store_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -48,40 +47,11 @@ func testDSN(t *testing.T) string {
 }
 
 // newSchema creates an empty schema, dropped at cleanup, and returns a DSN whose
-// connections use it (search_path as a runtime parameter) and name themselves after it
-// (application_name), so a test can find and terminate exactly its own backends.
+// connections use it and name themselves after it (storetest.PostgresSchema).
 func newSchema(t *testing.T) (dsn, schema string) {
 	t.Helper()
-	base := testDSN(t)
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema = "phantom_test_" + hex.EncodeToString(b)
-	admin := rawConn(t, base)
-	if _, err := admin.Exec(t.Context(), `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("application_name", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), schema
+	testDSN(t)
+	return storetest.PostgresSchema(t, "phantom_test")
 }
 
 func rawConn(t *testing.T, dsn string) *pgx.Conn {

@@ -1,0 +1,80 @@
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/phantom-perimeter/phantom/internal/store"
+)
+
+// PostgresEnv names the variable that points tests at a PostgreSQL server
+// (scripts/postgres start prints a URL for it; .ci/run always sets it).
+const PostgresEnv = "PHANTOM_TEST_POSTGRES_DSN"
+
+// FreshSchema creates an empty schema named prefix_<random> in the database at base and
+// returns a URL whose connections use it (search_path) and name themselves after it
+// (application_name, so a test can find and terminate exactly its own backends), and a
+// function that drops it. Runs side by side never meet.
+func FreshSchema(ctx context.Context, base, prefix string) (dsn, schema string, drop func(context.Context) error, err error) {
+	if !store.IsPostgresURL(base) {
+		return "", "", nil, errors.New("not a postgres:// URL")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", "", nil, errors.New("postgres URL does not parse")
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema = prefix + "_" + hex.EncodeToString(b)
+	exec := func(ctx context.Context, sql string) error {
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", store.RedactURL(base), err)
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, sql)
+		return err
+	}
+	if err := exec(ctx, `CREATE SCHEMA `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return "", "", nil, fmt.Errorf("create schema %s: %w", schema, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	q.Set("application_name", schema)
+	u.RawQuery = q.Encode()
+	drop = func(ctx context.Context) error {
+		return exec(ctx, `DROP SCHEMA `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
+	}
+	return u.String(), schema, drop, nil
+}
+
+// PostgresSchema is FreshSchema for a test on the server PostgresEnv names: it skips,
+// saying so, when the variable is unset, and drops the schema at cleanup.
+func PostgresSchema(t testing.TB, prefix string) (dsn, schema string) {
+	t.Helper()
+	base := os.Getenv(PostgresEnv)
+	if base == "" {
+		t.Skipf("%s is unset: no PostgreSQL server for this test (export %s=$(scripts/postgres start))", PostgresEnv, PostgresEnv)
+	}
+	dsn, schema, drop, err := FreshSchema(context.Background(), base, prefix)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := drop(ctx); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return dsn, schema
+}
