@@ -18,6 +18,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 const account = "123456789012"
@@ -558,5 +559,52 @@ func TestDataDir(t *testing.T) {
 	}
 	if st, _ := os.Stat(open); st.Mode().Perm() != 0o700 {
 		t.Fatalf("a data directory others can enter was left %v", st.Mode())
+	}
+}
+
+// TestAccessKeyQuotaAcrossHosts: operators on two hosts (two data directories, each
+// with its own lock) share one PostgreSQL store and create keys for the same user at
+// once. The data-directory lock cannot serialise them; the check after the write must
+// keep the quota: never more than two keys, every refusal LimitExceeded.
+func TestAccessKeyQuotaAcrossHosts(t *testing.T) {
+	dsn, _ := storetest.PostgresSchema(t, "phantom_admin")
+	mk := bytes.Repeat([]byte{5}, 32)
+	t.Setenv(store.MasterKeyEnv, base64.StdEncoding.EncodeToString(mk))
+	ctx := context.Background()
+	hosts := make([]*admin.Admin, 2)
+	for i := range hosts {
+		a, err := admin.Open(ctx, admin.Config{DataDir: t.TempDir(), StoreURL: dsn, Spec: loadSpec(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		hosts[i] = a
+	}
+	for round := range 5 {
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				_, err := hosts[i%2].CreateAccessKey(ctx, "alice")
+				errs <- err
+			}()
+		}
+		for range 8 {
+			if err := <-errs; err != nil {
+				wantCode(t, err, admin.CodeLimitExceeded)
+			}
+		}
+		out, err := hosts[0].ListAccessKeys(ctx, "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(out.AccessKeyMetadata); n > admin.AccessKeysPerUser {
+			t.Fatalf("round %d: alice has %d keys, over the quota of %d", round, n, admin.AccessKeysPerUser)
+		}
+		// Make room for the next round.
+		for _, k := range out.AccessKeyMetadata {
+			if err := hosts[1].DeleteAccessKey(ctx, "alice", k.AccessKeyId); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
