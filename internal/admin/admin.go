@@ -125,7 +125,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 		return nil, err
 	}
 	ids, err := identity.New(identity.Config{Account: cfg.Spec.Account, Now: now, Rand: cfg.Rand, Logger: cfg.Logger},
-		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Nodes: st, Changes: st})
 	if err == nil {
 		err = ids.Refresh(ctx)
 	}
