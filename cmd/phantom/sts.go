@@ -117,6 +117,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 			Verifier:      p.ca.Verifier(),
 			Issuer:        adapter,
 			Registry:      p.store,
+			Sessions:      adapter,
 			ProxyPassword: func(node string) string { return egress.ProxyPassword(egressKey, node) },
 		},
 	}, adapter, adapter, auditor)

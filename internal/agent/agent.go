@@ -82,6 +82,9 @@ type Config struct {
 	Rand io.Reader
 	// Metrics, when set, observes every credentials call.
 	Metrics Metrics
+	// NoWatch turns the revocation watch off: credentials are then refreshed on schedule
+	// only (an STS without the watch call).
+	NoWatch bool
 }
 
 // Credentials are role credentials as the agent serves them. SecretAccessKey and Token are
@@ -104,6 +107,9 @@ type session struct {
 	obtained  time.Time
 	refreshAt time.Time
 	serveTill time.Time // Expiration minus the serving margin
+	// stopped reports that STS said these credentials no longer work (the node was
+	// removed): they are not served any more.
+	stopped bool
 }
 
 // Agent obtains and serves a node's credentials. It is safe for concurrent use.
@@ -124,6 +130,14 @@ type Agent struct {
 	started   atomic.Bool
 	cancel    context.CancelFunc
 	done      chan struct{}
+
+	// kick asks the refresh loop for new credentials now (the watch heard they stopped
+	// working); sessChanged is closed and replaced whenever a new session is stored.
+	kick        chan struct{}
+	sessChanged atomic.Pointer[chan struct{}]
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc // ends the current watch stream; nil when none
+	watchDone   chan struct{}
 }
 
 // nodeIdentity is the node's current certificate and key.
@@ -158,7 +172,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, done: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, done: make(chan struct{}), kick: make(chan struct{}, 1), watchDone: make(chan struct{})}
+	ch := make(chan struct{})
+	a.sessChanged.Store(&ch)
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -210,7 +226,19 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.refresh(ctx); err != nil {
-		return err
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "InvalidClientCertificate" || a.cfg.JoinToken == "" {
+			return err
+		}
+		// The saved certificate is refused (the node was removed, or its certificate
+		// superseded elsewhere) and a join token was given: enroll anew with it.
+		a.log.Warn("agent: the saved node certificate is refused; enrolling again with the join token", "node", a.Node(), "error", err)
+		if err := a.enroll(ctx); err != nil {
+			return err
+		}
+		if err := a.refresh(ctx); err != nil {
+			return err
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -220,14 +248,23 @@ func (a *Agent) Start(ctx context.Context) error {
 		defer stop()
 		a.run(runCtx)
 	}()
+	if a.cfg.NoWatch {
+		close(a.watchDone)
+	} else {
+		go func() {
+			defer close(a.watchDone)
+			a.watch(runCtx)
+		}()
+	}
 	return nil
 }
 
-// Close stops the background refresh and waits for it.
+// Close stops the background refresh and the watch, and waits for them.
 func (a *Agent) Close() error {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.done
+		<-a.watchDone
 	}
 	a.client.close()
 	return nil
@@ -279,10 +316,19 @@ func (a *Agent) ProxyURL(proxyAddr string) string {
 // current returns the session that may be served now, or nil.
 func (a *Agent) current() *session {
 	s := a.sess.Load()
-	if s == nil || !a.now().Before(s.serveTill) {
+	if s == nil || s.stopped || !a.now().Before(s.serveTill) {
 		return nil
 	}
 	return s
+}
+
+// setSession makes s current, wakes whoever waits for a new session and ends the watch
+// stream of the previous one (the watch reopens for s).
+func (a *Agent) setSession(s *session) {
+	a.sess.Store(s)
+	ch := make(chan struct{})
+	close(*a.sessChanged.Swap(&ch))
+	a.restartWatch()
 }
 
 func (a *Agent) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -316,14 +362,18 @@ func (a *Agent) run(ctx context.Context) {
 			wait = backoff
 		}
 		t := time.NewTimer(max(wait, 0))
+		forced := false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-a.kick:
+			t.Stop()
+			forced = true
 		}
 		err := a.maybeRenew(ctx)
-		if err == nil && !a.now().Before(a.sess.Load().refreshAt) {
+		if err == nil && (forced || !a.now().Before(a.sess.Load().refreshAt)) {
 			err = a.refresh(ctx)
 		}
 		if err == nil {
@@ -417,7 +467,7 @@ func (a *Agent) obtain(ctx context.Context) error {
 		refreshAt: start.Add(refreshIn),
 		serveTill: exp.Add(-margin),
 	}
-	a.sess.Store(s)
+	a.setSession(s)
 	a.log.Info("agent: credentials refreshed", "node", a.Node(), "role_arn", resp.RoleArn, "access_key_id", resp.AccessKeyID,
 		"expiration", s.creds.Expiration.Format(time.RFC3339), "next_refresh", s.refreshAt.UTC().Format(time.RFC3339), "latency_ms", now.Sub(start).Milliseconds())
 	return nil

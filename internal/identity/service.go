@@ -211,27 +211,9 @@ func (s *Service) Resolve(ctx context.Context, accessKeyID, sessionToken string)
 }
 
 func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Resolved, error) {
-	if token == "" {
-		return Resolved{}, ErrTokenMissing
-	}
-	c := new(Claims)
-	if err := s.sealer.openInto(token, c); err != nil {
+	c, err := s.checkSession(snap, accessKeyID, token)
+	if err != nil {
 		return Resolved{}, err
-	}
-	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
-		return Resolved{}, ErrTokenMismatch
-	}
-	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
-	// earlier than the revocation time, for every session of the role.
-	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
-		return Resolved{}, ErrSessionRevoked
-	}
-	// A removed node's sessions: every one issued to it before its revocation, and any
-	// while it stays revoked.
-	if c.Node != "" && len(snap.nodeBefore) > 0 {
-		if before, ok := snap.nodeBefore[c.Node]; ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {
-			return Resolved{}, ErrSessionRevoked
-		}
 	}
 	return Resolved{
 		Credential: sigv4.Credential{
@@ -244,6 +226,52 @@ func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Res
 		Account: s.account,
 		Claims:  c,
 	}, nil
+}
+
+// checkSession opens a session token and checks it against the revocations. The claims
+// come back with a nil error and with ErrSessionRevoked (the token is genuine).
+func (s *Service) checkSession(snap *snapshot, accessKeyID, token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrTokenMissing
+	}
+	c := new(Claims)
+	if err := s.sealer.openInto(token, c); err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
+		return nil, ErrTokenMismatch
+	}
+	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
+	// earlier than the revocation time, for every session of the role.
+	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
+		return c, ErrSessionRevoked
+	}
+	// A removed node's sessions: every one issued to it before its revocation, and any
+	// while it stays revoked.
+	if c.Node != "" && len(snap.nodeBefore) > 0 {
+		if before, ok := snap.nodeBefore[c.Node]; ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {
+			return c, ErrSessionRevoked
+		}
+	}
+	return c, nil
+}
+
+// SessionState reports whether a session credential would resolve now: nil, or why not
+// (ErrSessionRevoked, ErrTokenExpired, ErrTokenTampered, ErrStale...). The claims are
+// returned when the token is genuine and unexpired, revoked or not, so a caller can tell
+// whose session it is (STS's node watch checks a node asks about its own).
+func (s *Service) SessionState(accessKeyID, token string) (*Claims, error) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return nil, ErrNotLoaded
+	}
+	if err := s.Fresh(); err != nil {
+		return nil, err
+	}
+	if !ValidAccessKeyID(accessKeyID, PrefixTemporary) {
+		return nil, ErrAccessKeyUnknown
+	}
+	return s.checkSession(snap, accessKeyID, token)
 }
 
 type captureKey struct{}
@@ -382,6 +410,17 @@ func hasNodeRevocation(revs []Revocation) bool {
 // (every reload after a store change, or an administrative write here). Take it before
 // reading what you watch, then wait on it: a change in between is not missed.
 func (s *Service) Changed() <-chan struct{} { return *s.changed.Load() }
+
+// NodeRevocation returns the time before which every session issued to node is refused,
+// and whether there is one.
+func (s *Service) NodeRevocation(node string) (time.Time, bool) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return time.Time{}, false
+	}
+	t, ok := snap.nodeBefore[node]
+	return t, ok
+}
 
 // NodeRevoked reports whether a node was removed (`phantom node revoke`) and not enrolled
 // again since: its certificate and every session it holds are refused. False before the

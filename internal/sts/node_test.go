@@ -64,7 +64,7 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
+	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Nodes: db, Changes: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +84,9 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 	e.h, err = New(Config{
 		Account: testAccount, Region: "us-east-1", Directory: func() Directory { return spec }, Logger: quiet,
 		Nodes: &NodeConfig{
-			CA: ca, Tokens: e.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db,
-			ProxyPassword: func(n string) string { return egress.ProxyPassword(ek, n) },
+			CA: ca, Tokens: e.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db, Sessions: id,
+			ProxyPassword:  func(n string) string { return egress.ProxyPassword(ek, n) },
+			WatchHeartbeat: 200 * time.Millisecond, WatchMaxDuration: 3 * time.Second,
 		},
 	}, id, id, e.audit)
 	if err != nil {
