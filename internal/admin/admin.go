@@ -87,6 +87,10 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives the identity service's warnings; nil means slog.Default().
 	Logger *slog.Logger
+	// AuditDir is where the operations that change who may do what (removing a node,
+	// lifting a response) record themselves, in the chain "admin"; "" records nothing
+	// (tests).
+	AuditDir string
 }
 
 // Admin performs administrative operations on one data directory. Close it when done.
@@ -98,6 +102,8 @@ type Admin struct {
 	rand     io.Reader
 	store    store.Store
 	ids      *identity.Service
+	auditDir string
+	mk       []byte
 
 	caMu sync.Mutex
 	ca   *pki.CA // opened (or created) on first use: only node commands need it
@@ -133,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Admin{dataDir: cfg.DataDir, storeURL: cfg.StoreURL, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids}, nil
+	return &Admin{dataDir: cfg.DataDir, storeURL: cfg.StoreURL, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids, auditDir: cfg.AuditDir, mk: mk}, nil
 }
 
 // Close releases the store.
