@@ -129,7 +129,10 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 	for _, ln := range lns {
 		addrs = append(addrs, ln.Addr())
 	}
-	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, ep.PrivateDNSNames...)
+	// Its private DNS names, and every API's execute-api names ({api} and {api}-{vpce}),
+	// which bind a connection to one API by its TLS server name.
+	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
+	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
 	certs, err := newCertSource(p.ca, req)
 	if err != nil {

@@ -721,3 +721,49 @@ func TestProblemsAreCapped(t *testing.T) {
 		t.Errorf("the first problems in the file were not the ones kept: lines %d..%d", cerr.Problems[0].Line, cerr.Problems[maxProblems-1].Line)
 	}
 }
+
+// TestBindName: the names that bind a call to an API (API Gateway private API host
+// names, an endpoint's private DNS name when it serves one API), and those that address
+// another endpoint.
+func TestBindName(t *testing.T) {
+	s, err := Parse("bind.yaml", []byte(`version: 1
+account: "123456789012"
+region: us-east-1
+apis:
+  - {id: a1b2c3d4e5, stages: [prod], backends: {b: {url: "http://127.0.0.1:9000"}}, routes: [{path: /x, methods: [GET], backend: b}]}
+  - {id: b2c3d4e5f6, stages: [prod], backends: {b: {url: "http://127.0.0.1:9000"}}, routes: [{path: /x, methods: [GET], backend: b}]}
+endpoints:
+  - {id: vpce-0123456789abcdef0, vpc: vpc-0a1b2c3d4e5f60718, listen: ["127.0.0.1:8443"], ingress: [{ports: "8443", cidrs: [127.0.0.0/8]}],
+     apis: [a1b2c3d4e5], privateDnsNames: [orders.internal.example]}
+  - {id: vpce-0fedcba987654321f, vpc: vpc-0a1b2c3d4e5f60718, listen: ["127.0.0.1:8444"], ingress: [{ports: "8444", cidrs: [127.0.0.0/8]}],
+     apis: [a1b2c3d4e5, b2c3d4e5f6], privateDnsNames: [shared.internal.example]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := s.Endpoint("vpce-0123456789abcdef0")
+	two, _ := s.Endpoint("vpce-0fedcba987654321f")
+	for _, tc := range []struct {
+		name string
+		ep   *Endpoint
+		host string
+		want NameBinding
+	}{
+		{"execute-api name", two, ExecuteAPIName("b2c3d4e5f6", "us-east-1"), NameBinding{API: "b2c3d4e5f6"}},
+		{"upper case, trailing dot", two, "B2C3D4E5F6.execute-api.us-east-1.amazonaws.com.", NameBinding{API: "b2c3d4e5f6"}},
+		{"api-vpce name of this endpoint", two, "b2c3d4e5f6-vpce-0fedcba987654321f.execute-api.us-east-1.amazonaws.com", NameBinding{API: "b2c3d4e5f6"}},
+		{"api-vpce name of another endpoint", one, "b2c3d4e5f6-vpce-0fedcba987654321f.execute-api.us-east-1.amazonaws.com", NameBinding{OtherEndpoint: "vpce-0fedcba987654321f"}},
+		{"unknown API id", two, "zzzzzzzzzz.execute-api.us-east-1.amazonaws.com", NameBinding{}},
+		{"private DNS name, one API", one, "orders.internal.example", NameBinding{API: "a1b2c3d4e5"}},
+		{"private DNS name, two APIs", two, "shared.internal.example", NameBinding{}},
+		{"another endpoint's private DNS name", one, "shared.internal.example", NameBinding{OtherEndpoint: "vpce-0fedcba987654321f"}},
+		{"an address", one, "127.0.0.1", NameBinding{}},
+		{"nothing", one, "", NameBinding{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.BindName(tc.ep, tc.host); got != tc.want {
+				t.Errorf("BindName(%s, %q) = %+v, want %+v", tc.ep.ID, tc.host, got, tc.want)
+			}
+		})
+	}
+}

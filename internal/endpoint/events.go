@@ -23,6 +23,7 @@ const (
 	codeTLSHandshakeFailed  = "TLSHandshakeFailed"
 	codeConnectionLimit     = "ConnectionLimitExceeded"
 	codeAccessDenied        = "VpceAccessDenied"
+	codeMisdirected         = "MisdirectedRequest"
 	codeBadRequest          = "BadRequest"
 	codeGatewayUnreachable  = "GatewayUnreachable"
 	codeGatewayTimeout      = "GatewayTimeout"
