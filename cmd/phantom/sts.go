@@ -118,7 +118,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 			Issuer:        adapter,
 			Registry:      p.store,
 			Sessions:      adapter,
-			ProxyPassword: func(node string) string { return egress.ProxyPassword(egressKey, node) },
+			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(egressKey, n.Name, n.PrivateIP) },
 		},
 	}, adapter, adapter, auditor)
 }

@@ -651,12 +651,14 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 		return nil, fmt.Errorf("derive the egress proxy key: %w", err)
 	}
 	px, err := egress.New(egress.Config{
-		Spec:    current,
-		Key:     key,
-		Auditor: auditor,
-		Logger:  log,
-		Deny:    []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
-		Metrics: m,
+		Spec:     current,
+		Key:      key,
+		Auditor:  auditor,
+		Logger:   log,
+		Deny:     []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
+		Metrics:  m,
+		Verifier: p.ca.Verifier(),
+		Nodes:    p.ids,
 	})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -74,6 +75,10 @@ type Config struct {
 	// EgressProxy is the egress proxy's HOST:PORT; when set, IMDS serves the proxy URL
 	// with the node's credentials at /latest/meta-data/phantom/egress-proxy.
 	EgressProxy string
+	// EgressTLS is the HOST:PORT of the egress proxy's TLS listener: ServeEgress relays
+	// workloads' proxy connections there, authenticated by the node's certificate (the
+	// way for nodes on other hosts than the proxy); IMDS then serves the relay's URL.
+	EgressTLS string
 	// RequestTimeout bounds one call to STS; zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger     // nil: slog.Default()
@@ -123,8 +128,9 @@ type Agent struct {
 
 	node      atomic.Pointer[nodeIdentity]
 	sess      atomic.Pointer[session]
-	imdsKey   []byte // MACs IMDS session tokens
-	container string // the container endpoint's authorization token
+	relayAddr atomic.Value // string: ServeEgress's listener, "" before
+	imdsKey   []byte       // MACs IMDS session tokens
+	container string       // the container endpoint's authorization token
 
 	startOnce sync.Once
 	started   atomic.Bool
@@ -165,6 +171,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.RequestTimeout < 0 {
 		problems = append(problems, fmt.Errorf("request timeout %s is negative", cfg.RequestTimeout))
+	}
+	if cfg.EgressTLS != "" {
+		if h, p, err := net.SplitHostPort(cfg.EgressTLS); err != nil || h == "" || p == "" {
+			problems = append(problems, fmt.Errorf("egress TLS proxy %q is not HOST:PORT", cfg.EgressTLS))
+		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("new agent: %w", errors.Join(problems...))
@@ -301,10 +312,14 @@ func (a *Agent) Credentials() (Credentials, bool) {
 // (AWS_CONTAINER_AUTHORIZATION_TOKEN). It is a secret.
 func (a *Agent) ContainerToken() string { return a.container }
 
-// ProxyURL returns the egress proxy URL carrying the node's proxy credentials,
-// http://NODE:PASSWORD@proxyAddr, for HTTPS_PROXY/HTTP_PROXY; "" before the first
-// credentials. It is a secret.
+// ProxyURL returns the egress proxy URL for HTTPS_PROXY/HTTP_PROXY: the agent's relay to
+// the proxy's TLS listener, http://RELAY, when it serves one (ServeEgress); else the
+// proxy at proxyAddr with the node's proxy credentials, http://NODE:PASSWORD@proxyAddr,
+// a secret; "" before the first credentials.
 func (a *Agent) ProxyURL(proxyAddr string) string {
+	if r, _ := a.relayAddr.Load().(string); r != "" {
+		return "http://" + r
+	}
 	s := a.sess.Load()
 	n := a.node.Load()
 	if s == nil || n == nil || s.proxyPass == "" || proxyAddr == "" {

@@ -65,8 +65,9 @@ type NodeConfig struct {
 	// Issuer mints node-bound sessions (*sts.Identity).
 	Issuer NodeIssuer
 	// ProxyPassword returns a node's egress proxy password
-	// (egress.ProxyPassword(key, node)); it is handed to the node with its credentials.
-	ProxyPassword func(node string) string
+	// (egress.ProxyPassword(key, node, its address)); it is handed to the node with its
+	// credentials.
+	ProxyPassword func(node *config.Node) string
 	// Registry records enrolled nodes and the serial of each one's current certificate
 	// (the store). When set, a node's older certificates stop working once it renews, and
 	// a node removed from the registry is refused. nil: any unexpired certificate of a
@@ -596,7 +597,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		Expiration:      creds.Expiration.UTC().Format(time.RFC3339),
 		RoleArn:         role.ARN,
 		AccountID:       arnAccount(role.ARN),
-		ProxyPassword:   nc.ProxyPassword(node.Name),
+		ProxyPassword:   nc.ProxyPassword(node),
 		Node:            node.Name,
 		Region:          h.cfg.Region,
 		VPC:             node.VPC,
