@@ -111,7 +111,14 @@ type Result struct {
 	// UnsignedPayload reports that the signature does not cover the body
 	// (UNSIGNED-PAYLOAD); callers that need body integrity must check it.
 	UnsignedPayload bool
+	// payload is PayloadHash's, kept in place so Verify allocates nothing for it.
+	payload    [64]byte
+	payloadLen int
 }
+
+// PayloadHash is the payload hash of the canonical request that verified: the hex
+// SHA-256 of the body the client signed, or UNSIGNED-PAYLOAD.
+func (r *Result) PayloadHash() string { return string(r.payload[:r.payloadLen]) }
 
 // Verifier verifies SigV4-signed requests for one region and service. It is safe for
 // concurrent use.
