@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,7 +100,17 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}
+	// To https backends the gateway presents a client certificate from the perimeter CA
+	// naming it, and trusts the perimeter CA unless the spec names the backend's own.
+	client, err := newCertSource(p.ca, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(p.ca.BundlePEM())
 	return gateway.New(gateway.Config{
+		ClientCert:   client.getClient,
+		BackendRoots: roots,
 		Name:         spec.Gateway.Name,
 		Spec:         current,
 		Credentials:  p.ids,

@@ -10,6 +10,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"net/netip"
 	"net/url"
@@ -147,6 +148,12 @@ type Backend struct {
 	Name    string
 	URL     *url.URL
 	Timeout time.Duration
+	// CA verifies an https backend's certificate (loaded from CAFile, relative paths
+	// resolved against the spec's directory); nil means the gateway's default, the
+	// perimeter CA. CADigest is the SHA-256 of the file, to tell bundles apart.
+	CA       *x509.CertPool
+	CAFile   string
+	CADigest [32]byte
 }
 
 // Route maps a path template and methods to a backend.

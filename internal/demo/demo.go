@@ -8,10 +8,12 @@ import (
 	_ "embed"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"text/template"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 //go:embed perimeter.yaml.tmpl
@@ -95,6 +97,14 @@ func (p Perimeter) Spec() ([]byte, error) {
 // InvokeURL is the URL of a demo route through the endpoint.
 func (p Perimeter) InvokeURL(path string) string {
 	return "https://" + p.EndpointAddr.String() + "/prod" + path
+}
+
+// NodeInvokeURL is the URL of a demo route as the demo node's workloads call it: by the
+// orders API's private DNS name (API_ID.execute-api.REGION.amazonaws.com), which the
+// egress proxy resolves to the endpoint, and which binds the connection to the orders API
+// (a tunnel to the endpoint by its address alone is refused).
+func (p Perimeter) NodeInvokeURL(path string) string {
+	return "https://" + config.ExecuteAPIName(p.APIID, p.Region) + ":" + strconv.Itoa(int(p.EndpointPort())) + "/prod" + path
 }
 
 // EnvVar is one line of demo.env.

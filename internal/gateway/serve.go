@@ -37,6 +37,9 @@ type call struct {
 	caller   *caller // nil: anonymous (Authorization NONE)
 	decision string  // the policy decision, for the audit record
 	start    time.Time
+	// payloadHash is what the verified signature covers of the body (sigv4's
+	// PayloadHash); "" for an anonymous call.
+	payloadHash string
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -246,6 +249,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.caller = &c
+	cl.payloadHash = res.PayloadHash()
 	if s := c.claims; s != nil && (s.Node != "" || s.VPC != "" || s.Endpoint != "") {
 		// Where the session was issued, beside where it is used (sourceIPAddress,
 		// vpcEndpointId): what credential-exfiltration detection compares.
@@ -402,15 +406,23 @@ func (g *Gateway) seal(cl *call, d policy.Decision, cs *compiledSet, principal, 
 // forward proxies an allowed request to its route's backend.
 func (g *Gateway) forward(cl *call) {
 	r := cl.r
+	u := backendURL(cl)
+	payload := cl.payloadHash
+	if payload == "" {
+		payload = UnsignedPayload // an anonymous call: nobody signed the body
+	}
 	a := &Assertion{
-		Issuer:    AssertionIssuer,
-		Audience:  cl.api.ID,
-		RequestID: cl.id,
-		SourceIP:  cl.ch.sourceIP,
-		Method:    r.Method,
-		Path:      "/" + strings.Join(cl.m.rest.raw, "/"),
-		IssuedAt:  cl.now.Unix(),
-		ExpiresAt: cl.now.Add(AssertionLifetime).Unix(),
+		Issuer:      AssertionIssuer,
+		Audience:    cl.api.ID,
+		RequestID:   cl.id,
+		ID:          cl.id, // a random UUID per request: unique
+		SourceIP:    cl.ch.sourceIP,
+		Method:      r.Method,
+		Path:        u.EscapedPath(),
+		Query:       u.RawQuery,
+		PayloadHash: payload,
+		IssuedAt:    cl.now.Unix(),
+		ExpiresAt:   cl.now.Add(AssertionLifetime).Unix(),
 	}
 	if ep := cl.ch.endpoint; ep != nil {
 		a.VPCEndpoint = ep.ID
@@ -428,7 +440,7 @@ func (g *Gateway) forward(cl *call) {
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	f := &forwarding{call: cl, assertion: token}
+	f := &forwarding{call: cl, assertion: token, url: u}
 	ctx := context.WithValue(r.Context(), callKey{}, f)
 	if t := cl.m.route.Backend.Timeout; t > 0 {
 		var cancel context.CancelFunc
@@ -448,30 +460,39 @@ func (g *Gateway) forward(cl *call) {
 type forwarding struct {
 	*call
 	assertion string
-	status    int // the backend's status; 0 while it has not answered (or never did)
+	url       *url.URL // the backend request's URL, as the assertion names it
+	status    int      // the backend's status; 0 while it has not answered (or never did)
 }
 
-// rewrite builds the backend request: the backend URL's path joined with the path after the
-// stage (normalized, as authorized), the query without SigV4's presigning parameters, no
-// client identity, forwarding or credential headers, and the gateway's own assertion.
+// backendURL is the backend request's URL: the backend URL's path joined with the path
+// after the stage (normalized, as authorized), and the query without SigV4's presigning
+// parameters.
+func backendURL(cl *call) *url.URL {
+	target := cl.m.route.Backend.URL
+	base := strings.TrimSuffix(target.EscapedPath(), "/")
+	escaped := base + "/" + strings.Join(cl.m.rest.raw, "/")
+	if len(cl.m.rest.raw) == 0 && base != "" {
+		escaped = base
+	}
+	u := &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
+	if p, err := url.PathUnescape(escaped); err == nil {
+		u.Path = p
+		if p != escaped {
+			u.RawPath = escaped
+		}
+	} else {
+		u.Path = escaped
+	}
+	return u
+}
+
+// rewrite builds the backend request: backendURL, no client identity, forwarding or
+// credential headers, and the gateway's own assertion.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	f := pr.In.Context().Value(callKey{}).(*forwarding)
 	out := pr.Out
-	target := f.m.route.Backend.URL
-	base := strings.TrimSuffix(target.EscapedPath(), "/")
-	escaped := base + "/" + strings.Join(f.m.rest.raw, "/")
-	if len(f.m.rest.raw) == 0 && base != "" {
-		escaped = base
-	}
-	out.URL = &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(pr.In.URL.RawQuery)}
-	if p, err := url.PathUnescape(escaped); err == nil {
-		out.URL.Path = p
-		if p != escaped {
-			out.URL.RawPath = escaped
-		}
-	} else {
-		out.URL.Path = escaped
-	}
+	u := *f.url
+	out.URL = &u
 	out.Host = ""
 	for name := range out.Header {
 		if isClientIdentityHeader(name) {
