@@ -270,6 +270,9 @@ type Detection struct {
 	LearningPeriod time.Duration
 	ThreatLists    []ThreatList
 	Responses      []Response
+	// ProtectedPrincipals are principal ARNs (* matches any run of characters) no response
+	// ever acts on: break-glass administrators. A role's ARN protects its sessions too.
+	ProtectedPrincipals []string
 }
 
 // ThreatList is a file of malicious addresses or CIDRs, one a line.
@@ -291,7 +294,24 @@ type Response struct {
 	RiskLevel string
 	// Webhook is where ActionNotify posts the finding.
 	Webhook string
+	// Mode is ModeEnforce (act) or ModeReport (record what would have been done).
+	Mode ResponseMode
+	// MaxPerHour caps how many findings the response acts on in any hour
+	// (DefaultMaxPerHour when unset); past it, actions wait and are audited as throttled.
+	MaxPerHour int
 }
+
+// ResponseMode says whether a response acts.
+type ResponseMode string
+
+const (
+	ModeEnforce ResponseMode = "enforce"
+	ModeReport  ResponseMode = "report"
+)
+
+// DefaultMaxPerHour is a response's cap when the spec sets none: one finding a minute on
+// average, in bursts.
+const DefaultMaxPerHour = 60
 
 // Action is an automatic response to a finding.
 type Action string
