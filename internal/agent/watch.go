@@ -184,10 +184,18 @@ func (c *stsClient) watch(ctx context.Context, accessKeyID, token string) (watch
 	// Silence for watchIdle ends the stream: a connection that died without a word.
 	idle := time.AfterFunc(watchIdle, cancel)
 	defer idle.Stop()
-	sc := bufio.NewScanner(resp.Body)
+	return readWatch(resp.Body, func() { idle.Reset(watchIdle) })
+}
+
+// readWatch reads a watch stream's events until one that ends it (refresh, revoked,
+// reconnect), calling alive for each line. Heartbeats and events it does not know are
+// skipped; a line that is not a JSON event, or longer than watchMaxLine, ends it with an
+// error.
+func readWatch(r io.Reader, alive func()) (watchEvent, error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 512), watchMaxLine)
 	for sc.Scan() {
-		idle.Reset(watchIdle)
+		alive()
 		var ev watchEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return watchEvent{}, fmt.Errorf("sts node API watch: malformed event: %w", err)
