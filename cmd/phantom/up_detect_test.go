@@ -14,6 +14,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // findings lists the perimeter's findings (archived or not) the way an operator would:
@@ -69,7 +70,7 @@ func summarize(fs []detect.Finding) string {
 // raises a recon finding and a burst of bad signatures a brute-force finding — and
 // nothing else is found.
 func TestUpDetection(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	if testing.Short() {
 		t.Skip("runs phantom up")
 	}
