@@ -81,17 +81,14 @@ func instance(t *testing.T, v any) any {
 	return doc
 }
 
+// goldenInstance reads a JSON file as the validator's JSON value.
 func goldenInstance(t *testing.T, path string) any {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
+	return instance(t, json.RawMessage(b))
 }
 
 // broken returns a copy of a document (a JSON object) with one change made by edit.
