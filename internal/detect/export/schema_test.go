@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strings"
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -248,8 +247,5 @@ func TestASFFMatchesSecurityHubModel(t *testing.T) {
 		if err := s.Validate(broken(t, golden, edit)); err == nil {
 			t.Errorf("the schema accepts a document with %s", name)
 		}
-	}
-	if err := s.Validate(goldenInstance(t, "testdata/finding.asff.json")); err != nil && strings.Contains(err.Error(), "compile") {
-		t.Fatal(err)
 	}
 }
