@@ -25,6 +25,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // within polls f until it returns nil, and fails the test when it has not after limit;
@@ -42,6 +43,16 @@ func within(t *testing.T, what string, limit time.Duration, f func() error) time
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// refusedWithin2s is within for a refusal whose target is 2 s from revoked: reported
+// against the target, failed past the CI limit (testenv.Latency).
+func refusedWithin2s(t *testing.T, what string, revoked time.Time, f func() error) time.Duration {
+	t.Helper()
+	within(t, what, latencyLimit, f)
+	d := time.Since(revoked)
+	testenv.Latency(t, what, d, 2*time.Second, latencyLimit)
+	return d
 }
 
 // TestUpNodeRevoke: `phantom node revoke` removes the demo node from a running perimeter:
@@ -94,34 +105,31 @@ func TestUpNodeRevoke(t *testing.T) {
 		t.Fatalf("phantom node revoke printed %q: %v", out, err)
 	}
 	revoked := time.Now()
-	gw := within(t, "the gateway refuses the node's session", 2*time.Second, func() error {
+	gw := refusedWithin2s(t, "the gateway refusing the node's session", revoked, func() error {
 		if r := u.signedGo(t, u.goClient(t, nil), session, u.env["PHANTOM_API_URL"], nil); r.Status != http.StatusForbidden {
 			return errors.New(r.String())
 		}
 		return nil
 	})
-	sts := within(t, "STS refuses the node's certificate", 2*time.Second, func() error {
+	sts := refusedWithin2s(t, "STS refusing the node's certificate", revoked, func() error {
 		if code := stsCall(); code != http.StatusForbidden {
 			return errors.New(http.StatusText(code))
 		}
 		return nil
 	})
-	proxy := within(t, "the egress proxy refuses the node's password", 2*time.Second, func() error {
+	proxy := refusedWithin2s(t, "the egress proxy refusing the node's password", revoked, func() error {
 		if line := proxyAuth(); line != "HTTP/1.1 407" {
 			return errors.New(line)
 		}
 		return nil
 	})
-	imds := within(t, "the agent stops serving credentials", 2*time.Second, func() error {
+	imds := refusedWithin2s(t, "the agent no longer serving credentials", revoked, func() error {
 		if _, ok := u.imdsCredentials(t); ok {
 			return errors.New("still served")
 		}
 		return nil
 	})
 	t.Logf("after phantom node revoke returned: gateway %s, STS %s, egress %s, agent %s", gw.Round(time.Millisecond), sts.Round(time.Millisecond), proxy.Round(time.Millisecond), imds.Round(time.Millisecond))
-	if d := time.Since(revoked); d > 2*time.Second {
-		t.Errorf("everything refused %s after the revocation, want within 2s", d)
-	}
 	var list struct {
 		Nodes []struct{ NodeName, Status, CertificateSerial, LastContact, RevokedAt string }
 	}

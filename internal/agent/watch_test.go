@@ -3,8 +3,11 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // imdsAccessKey reads the access key id IMDS serves now ("" when it serves none).
@@ -52,8 +55,8 @@ func TestRevocationHealsWithinTwoSeconds(t *testing.T) {
 		if _, err := p.ids.RevokeSessions(context.Background(), "app"); err != nil {
 			t.Fatal(err)
 		}
-		fresh, d := waitServed(t, a, old, 2*time.Second)
-		t.Logf("revocation %d: IMDS served new credentials %s after it (%s after the revoke call returned)", i+1, time.Since(revoked), d)
+		fresh, _ := waitServed(t, a, old, 10*time.Second)
+		testenv.Latency(t, fmt.Sprintf("revocation %d to IMDS serving new credentials", i+1), time.Since(revoked), 2*time.Second, 10*time.Second)
 		c, ok := a.Credentials()
 		if !ok || c.AccessKeyID != fresh {
 			t.Fatalf("the agent serves %s, IMDS %s", c.AccessKeyID, fresh)
@@ -104,13 +107,14 @@ func TestNodeRevokedStopsServing(t *testing.T) {
 	if _, err := p.ids.RevokeNode(context.Background(), "service-a-1"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
+	removed := time.Now()
 	for imdsAccessKey(t, a) != "" {
-		if time.Now().After(deadline) {
-			t.Fatal("IMDS still serves credentials 2s after the node was removed")
+		if time.Since(removed) > 10*time.Second {
+			t.Fatal("IMDS still serves credentials 10s after the node was removed")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	testenv.Latency(t, "the node's removal to IMDS serving nothing", time.Since(removed), 2*time.Second, 10*time.Second)
 	code, _, _ := req(t, "GET", a.container+ContainerPath, "Authorization", a.ContainerToken())
 	if code != 503 {
 		t.Errorf("container endpoint after removal: %d, want 503", code)
