@@ -133,24 +133,13 @@ func (v *AssertionVerifier) VerifyRequest(r *http.Request) (*Assertion, error) {
 }
 
 // requestTarget is the path and query of the request line, exactly as sent (a client
-// request, with no RequestURI, gives its URL's).
+// request, with no RequestURI, gives its URL's). The gateway sends origin-form; any other
+// form names no path an assertion does, and is refused by the comparison.
 func requestTarget(r *http.Request) (string, string) {
 	if r.RequestURI == "" {
 		return r.URL.EscapedPath(), r.URL.RawQuery
 	}
-	t := r.RequestURI
-	if !strings.HasPrefix(t, "/") {
-		// Absolute form (RFC 9112 §3.2.2): drop scheme and authority.
-		if i := strings.Index(t, "://"); i >= 0 {
-			t = t[i+3:]
-			if j := strings.IndexAny(t, "/?"); j >= 0 {
-				t = t[j:]
-			} else {
-				t = "/"
-			}
-		}
-	}
-	path, query, _ := strings.Cut(t, "?")
+	path, query, _ := strings.Cut(r.RequestURI, "?")
 	return path, query
 }
 
