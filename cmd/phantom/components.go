@@ -101,12 +101,16 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}
 	// To https backends the gateway presents a client certificate from the perimeter CA
-	// naming it, and trusts the perimeter CA unless the spec names the backend's own.
+	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
+	// the backend's own CA.
 	client, err := newCertSource(p.ca, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
 	if err != nil {
 		return nil, err
 	}
-	roots := x509.NewCertPool()
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
 	roots.AppendCertsFromPEM(p.ca.BundlePEM())
 	return gateway.New(gateway.Config{
 		ClientCert:   client.getClient,

@@ -149,8 +149,8 @@ type Backend struct {
 	URL     *url.URL
 	Timeout time.Duration
 	// CA verifies an https backend's certificate (loaded from CAFile, relative paths
-	// resolved against the spec's directory); nil means the gateway's default, the
-	// perimeter CA. CADigest is the SHA-256 of the file, to tell bundles apart.
+	// resolved against the spec's directory); nil means the gateway's default (the
+	// perimeter CA and the system's roots). CADigest is the SHA-256 of the file.
 	CA       *x509.CertPool
 	CAFile   string
 	CADigest [32]byte

@@ -103,7 +103,8 @@ type Config struct {
 	// none.
 	ClientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 	// BackendRoots verifies https backends whose spec names no CA of their own (the
-	// perimeter CA); nil means the system's roots.
+	// perimeter CA and the system's roots, as phantom runs it); nil means the system's
+	// roots.
 	BackendRoots *x509.CertPool
 	// MaxBodyBytes bounds a request body; 0 means 10 MiB (API Gateway's payload limit).
 	MaxBodyBytes int64
