@@ -243,4 +243,28 @@ func TestUpStolenCredentials(t *testing.T) {
 	stats("revocation to fresh credentials served by IMDS", heal)
 	stats("revocation to the node's aws-sdk-go-v2 call succeeding", sdkOK)
 	stats("revocation to the node's boto3 call succeeding", pyOK)
+
+	// By hand, as the README's tour does it (another process: the perimeter reads the store
+	// on its next poll): the node keeps working.
+	before, ok := u.imdsCredentials(t)
+	if !ok {
+		t.Fatal("no credentials before the revocation by hand")
+	}
+	u.phantom(t, "iam", "revoke-sessions", "--role", "service-a")
+	revoked := time.Now()
+	for {
+		sdk := u.newSDKServiceA(t, "imds")
+		r, creds := sdk.call(t, u.env["PHANTOM_NODE_API_URL"])
+		if r.Status == http.StatusOK && creds.AccessKeyID != before.AccessKeyID {
+			break
+		}
+		if time.Since(revoked) > latencyLimit {
+			t.Fatalf("after phantom iam revoke-sessions: %s with %s (before %s)", r, creds.AccessKeyID, before.AccessKeyID)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	testenv.Latency(t, "phantom iam revoke-sessions to the node's next call succeeding with fresh credentials", time.Since(revoked), 2*time.Second+200*time.Millisecond, latencyLimit)
+	if r := u.signedGo(t, u.goClient(t, nil), before, u.env["PHANTOM_API_URL"], nil); r.Status != http.StatusForbidden {
+		t.Errorf("the session revoked by hand: %s", r)
+	}
 }
