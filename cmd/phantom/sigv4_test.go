@@ -20,10 +20,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/phantom-perimeter/phantom/internal/sharedtest"
 )
 
-// The AWS SigV4 conformance suite (aws-c-auth's), beside the checkout.
-const conformanceDir = "../../../shared/conformance/sigv4/aws-c-auth-v4"
+// The AWS SigV4 conformance suite (aws-c-auth's) in ../shared.
+const conformanceRel = "conformance/sigv4/aws-c-auth-v4"
 
 // Credentials and time of every conformance case (each case's context.json).
 const (
@@ -35,9 +37,9 @@ const (
 
 func suiteFile(t *testing.T, name string) string {
 	t.Helper()
-	p := filepath.Join(conformanceDir, name)
+	p := filepath.Join(sharedtest.Path(t, conformanceRel), name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("conformance suite: %v (it lives in ../shared beside the checkout)", err)
+		t.Fatalf("conformance suite: %v", err)
 	}
 	return p
 }

@@ -11,17 +11,16 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/sharedtest"
 )
 
-// datasets is the labelled evaluation set (../shared from the repository root).
-const datasets = "../../../shared/datasets/cloudtrail"
+// datasetsRel is the labelled evaluation set in ../shared.
+const datasetsRel = "datasets/cloudtrail"
 
+// evalDir returns the evaluation set; without ../shared the test is skipped.
 func evalDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(datasets); err != nil {
-		t.Skipf("evaluation set %s absent (%v): skipping the evaluation", datasets, err)
-	}
-	return datasets
+	return sharedtest.Path(t, datasetsRel)
 }
 
 // unit is one malicious (or benign) principal of one case.

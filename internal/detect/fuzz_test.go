@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/sharedtest"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -18,7 +19,11 @@ func fuzzSeeds(f *testing.F) {
 	f.Add([]byte(`[{"@timestamp":"2020-09-14T00:44:23.000Z","eventName":"GetObject","requestParameters":{"bucketName":"b"}}]`))
 	f.Add([]byte("{\"seq\":1,\"event\":{\"eventName\":\"AuditLogRecovered\",\"eventSource\":\"audit.phantom.internal\"}}\n{\"eventName\":\"x\"}\n"))
 	f.Add([]byte(`{"eventName":"Invoke","sourceIPAddress":"10.0.0.1","additionalEventData":{"sessionBinding":{"privateIp":"10.0.0.2","vpcEndpointId":"vpce-1"}},"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0","sessionContext":{"ec2RoleDelivery":"2.0"}}}`))
-	for _, dir := range []string{"testdata", datasets + "/panther-analysis/scenarios/compromised-root-creds"} {
+	dirs := []string{"testdata"}
+	if d, ok := sharedtest.Optional(f, datasetsRel+"/panther-analysis/scenarios/compromised-root-creds"); ok {
+		dirs = append(dirs, d)
+	}
+	for _, dir := range dirs {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json*"))
 		for _, file := range files {
 			if data, err := os.ReadFile(file); err == nil && len(data) < 64*1024 {
@@ -110,15 +115,18 @@ func FuzzFastParse(f *testing.F) {
 }
 
 // TestFastParseDatasets: the fast decoder takes every real file of the evaluation set
-// (and the benchmark's) and agrees with encoding/json on each.
+// (and the benchmark's) and agrees with encoding/json on each; without ../shared, the
+// benchmark's only.
 func TestFastParseDatasets(t *testing.T) {
 	var files []string
-	filepath.WalkDir(datasets, func(p string, e os.DirEntry, err error) error {
-		if err == nil && !e.IsDir() && eventFileName(e.Name()) && !strings.HasSuffix(p, "labels.json") && !strings.HasSuffix(p, "summary.json") {
-			files = append(files, p)
-		}
-		return nil
-	})
+	if datasets, ok := sharedtest.Optional(t, datasetsRel); ok {
+		filepath.WalkDir(datasets, func(p string, e os.DirEntry, err error) error {
+			if err == nil && !e.IsDir() && eventFileName(e.Name()) && !strings.HasSuffix(p, "labels.json") && !strings.HasSuffix(p, "summary.json") {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
 	bench, _ := json.Marshal(map[string]any{"Records": benchEvents(200)})
 	inputs := map[string][]byte{"bench": bench}
 	for _, f := range files {
