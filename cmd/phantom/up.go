@@ -51,7 +51,7 @@ type upFlags struct {
 	portBaseSet bool
 	// regenerateSpec replaces an existing demo spec (kept beside it) with a fresh one.
 	regenerateSpec bool
-	poll     time.Duration
+	poll           time.Duration
 	// nodeSession is the demo agent's credential lifetime (0: STS's default).
 	nodeSession time.Duration
 	opsListen   string   // "": 127.0.0.1, port base + opsPort

@@ -20,7 +20,7 @@ import (
 // Files `up` keeps in its data directory besides the store's, the CA's and the audit
 // chains.
 const (
-	upLockFile   = "up.lock"       // held while a phantom up runs on the directory
+	upLockFile   = "up.lock"        // held while a phantom up runs on the directory
 	demoSpecFile = "perimeter.yaml" // the demo spec: written once, then the user's to edit
 	demoEnvFile  = "demo.env"
 	demoAWSFile  = "aws-config" // AWS CLI / SDK profiles (demo.AWSConfig)
