@@ -69,8 +69,9 @@ func runFiles(t *testing.T, cfg Config, files ...string) []Finding {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if err := ReadEvents(f, func(ev *audit.Event) error { d.Observe(ev); return nil }); err != nil {
-			t.Fatal(err)
+		rep, err := ReadEvents(f, func(ev *audit.Event) error { d.Observe(ev); return nil })
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("%s: %v %v", f, err, rep.Problems)
 		}
 	}
 	return d.Findings()
