@@ -129,7 +129,8 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"empty", "", "empty input"},
 		{"no protocol", "GET /\n\n", "malformed request line"},
-		{"HTTP/2", "GET / HTTP/2.0\n\n", "unsupported protocol"},
+		{"HTTP/0.9", "GET / HTTP/0.9\n\n", "unsupported protocol"},
+		{"SPDY", "GET / SPDY/3\n\n", "unsupported protocol"},
 		{"bad method", "G(T / HTTP/1.1\n\n", "invalid method"},
 		{"relative target", "GET a/b HTTP/1.1\n\n", "neither a path"},
 		{"header without colon", "GET / HTTP/1.1\nHost h\n\n", "has no name"},
