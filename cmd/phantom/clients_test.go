@@ -1,0 +1,82 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestClientExamples runs every client example of examples/clients against phantom up, as
+// a user does after `source phantom-data/demo.env`: from another directory, with nothing
+// from this environment's AWS settings, so the README never shows code that does not run.
+// The aws-sdk-go-v2 example is also compiled by go vet and go build ./... with the module.
+func TestClientExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs phantom up")
+	}
+	needBinary(t, "curl")
+	needBinary(t, "aws")
+	python := needBinary(t, "python3")
+	if err := exec.Command(python, "-c", "import boto3").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("boto3 is required in CI: %v", err)
+		}
+		t.Skipf("boto3 not installed (%v): skipping the client examples (CI=true makes this a failure)", err)
+	}
+	examples, err := filepath.Abs("../../examples/clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := buildPhantom(t)
+	goClient := filepath.Join(t.TempDir(), "go-client")
+	if out, err := exec.Command("go", "build", "-o", goClient, "../../examples/clients/go").CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/clients/go: %v\n%s", err, out)
+	}
+	u := startUp(t, bin)
+
+	// The environment of a shell that sourced demo.env, and a HOME of its own (no
+	// ~/.aws), in a directory other than the data directory's parent.
+	home := t.TempDir()
+	env := []string{"HOME=" + home}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "PHANTOM_") && !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range u.env {
+		env = append(env, k+"="+v)
+	}
+	user := regexp.QuoteMeta(`"principal":"arn:aws:iam::123456789012:user/demo"`)
+	role := `arn:aws:sts::123456789012:assumed-role/service-a/phantom-credentials-\d+`
+	for _, tc := range []struct {
+		name string
+		cmd  []string
+		want []string // regular expressions, each matching the output
+	}{
+		{"curl", []string{"bash", filepath.Join(examples, "curl.sh")},
+			[]string{`(?m)^\{"caller":\{` + user + `.*"orders":`, `(?m)^\{"caller":\{` + user + `.*"order":\{"id":"\d+","item":\{"item":"book"\}`, `(?m)^403$`}},
+		{"AWS CLI", []string{"bash", filepath.Join(examples, "awscli.sh")},
+			[]string{`(?m)^arn:aws:iam::123456789012:user/demo$`, `(?m)^` + role + `$`, `(?m)^ASIA[A-Z0-9]{16}$`, `"FindingIds": \[`}},
+		{"boto3", []string{python, filepath.Join(examples, "boto3_client.py")},
+			[]string{`(?m)^caller: ` + role + `$`, `(?m)^200 \{"caller":\{"principal":"` + role}},
+		{"aws-sdk-go-v2", []string{goClient},
+			[]string{`(?m)^caller: ` + role + `$`, `(?m)^201 \{"caller":\{"principal":"` + role + `".*"item":\{"item":"book"\}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(tc.cmd[0], tc.cmd[1:]...)
+			cmd.Dir, cmd.Env = t.TempDir(), env
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", strings.Join(tc.cmd, " "), err, out)
+			}
+			for _, w := range tc.want {
+				if !regexp.MustCompile(w).Match(out) {
+					t.Errorf("output does not match %s:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
