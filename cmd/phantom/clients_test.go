@@ -51,23 +51,32 @@ func TestClientExamples(t *testing.T) {
 	}
 	user := regexp.QuoteMeta(`"principal":"arn:aws:iam::123456789012:user/demo"`)
 	role := `arn:aws:sts::123456789012:assumed-role/service-a/phantom-credentials-\d+`
+	// Service A runs as a workload on the demo node: no keys, the agent and the proxy.
+	workload := []string{"AWS_EC2_METADATA_SERVICE_ENDPOINT=" + u.env["PHANTOM_IMDS_ENDPOINT"], "HTTPS_PROXY=" + u.env["PHANTOM_EGRESS_PROXY"]}
 	for _, tc := range []struct {
-		name string
-		cmd  []string
-		want []string // regular expressions, each matching the output
+		name     string
+		cmd      []string
+		workload bool
+		want     []string // regular expressions, each matching the output
 	}{
-		{"curl", []string{"bash", filepath.Join(examples, "curl.sh")},
+		{"curl", []string{"bash", filepath.Join(examples, "curl.sh")}, false,
 			[]string{`(?m)^\{"caller":\{` + user + `.*"orders":`, `(?m)^\{"caller":\{` + user + `.*"order":\{"id":"\d+","item":\{"item":"book"\}`, `(?m)^403$`}},
-		{"AWS CLI", []string{"bash", filepath.Join(examples, "awscli.sh")},
+		{"AWS CLI", []string{"bash", filepath.Join(examples, "awscli.sh")}, false,
 			[]string{`(?m)^arn:aws:iam::123456789012:user/demo$`, `(?m)^` + role + `$`, `(?m)^ASIA[A-Z0-9]{16}$`, `"FindingIds": \[`}},
-		{"boto3", []string{python, filepath.Join(examples, "boto3_client.py")},
+		{"boto3", []string{python, filepath.Join(examples, "boto3_client.py")}, false,
 			[]string{`(?m)^caller: ` + role + `$`, `(?m)^200 \{"caller":\{"principal":"` + role}},
-		{"aws-sdk-go-v2", []string{goClient},
+		{"Service A, a workload on the demo node (boto3)", []string{python, filepath.Join(examples, "service_a.py")}, true,
+			[]string{`(?m)^credentials: iam-role ASIA`, `(?m)^orders API: 200 \{"caller":\{"principal":"` + regexp.QuoteMeta(nodePrincipal) + `"`,
+				`(?m)^example.com: refused by the egress proxy$`}},
+		{"aws-sdk-go-v2", []string{goClient}, false,
 			[]string{`(?m)^caller: ` + role + `$`, `(?m)^201 \{"caller":\{"principal":"` + role + `".*"item":\{"item":"book"\}`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(tc.cmd[0], tc.cmd[1:]...)
 			cmd.Dir, cmd.Env = t.TempDir(), env
+			if tc.workload {
+				cmd.Env = append(withoutKeys(env), workload...)
+			}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: %v\n%s", strings.Join(tc.cmd, " "), err, out)
@@ -79,4 +88,16 @@ func TestClientExamples(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withoutKeys is env without the demo user's access key (as env -u does).
+func withoutKeys(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY" && k != "AWS_SESSION_TOKEN" {
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -646,7 +646,7 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_METRICS_URL", Value: "https://" + lns.ops.Addr().String() + "/metrics"},
 		// The web console; sign in with the demo user's access key and secret above.
 		{Name: "PHANTOM_CONSOLE_URL", Value: "https://" + lns.console.Addr().String() + "/"},
-	})
+	}, "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 }
 
 func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListeners) {

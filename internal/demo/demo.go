@@ -103,10 +103,15 @@ func (p Perimeter) InvokeURL(path string) string {
 type EnvVar struct{ Name, Value string }
 
 // WriteEnv writes vars as shell export lines (values single-quoted, so nothing in them is
-// expanded), atomically and readable by the owner only: it holds a secret key.
-func WriteEnv(path string, vars []EnvVar) error {
+// expanded), atomically and readable by the owner only: it holds a secret key. It first
+// unsets the variables in unset: a session token left in the shell by an earlier
+// `eval $(aws sts assume-role …)` would otherwise ride along with the long-term key.
+func WriteEnv(path string, vars []EnvVar, unset ...string) error {
 	var b strings.Builder
 	b.WriteString("# Written by phantom up: source it to talk to the demo perimeter.\n")
+	if len(unset) > 0 {
+		fmt.Fprintf(&b, "unset %s\n", strings.Join(unset, " "))
+	}
 	for _, v := range vars {
 		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
 	}

@@ -71,7 +71,7 @@ func TestWriteEnvQuotesForTheShell(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "demo.env")
 	tricky := `it's $HOME "quoted" ` + "`x`"
-	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}); err != nil {
+	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}, "C"); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -81,11 +81,13 @@ func TestWriteEnvQuotesForTheShell(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("demo.env mode %v, want 0600 (it holds a secret key)", fi.Mode().Perm())
 	}
-	out, err := exec.Command(sh, "-c", `. "$1" && printf '%s\n%s' "$A" "$B"`, "sh", path).Output()
+	cmd := exec.Command(sh, "-c", `. "$1" && printf '%s\n%s\n%s' "$A" "$B" "${C-unset}"`, "sh", path)
+	cmd.Env = append(os.Environ(), "C=left over")
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(out); got != "plain\n"+tricky {
+	if got := string(out); got != "plain\n"+tricky+"\nunset" {
 		t.Fatalf("sourced values %q", got)
 	}
 }
