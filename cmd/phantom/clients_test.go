@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // TestClientExamples runs every client example of examples/clients against phantom up, as
@@ -17,15 +19,9 @@ func TestClientExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs phantom up")
 	}
-	needBinary(t, "curl")
-	needBinary(t, "aws")
-	python := needBinary(t, "python3")
-	if err := exec.Command(python, "-c", "import boto3").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("boto3 is required in CI: %v", err)
-		}
-		t.Skipf("boto3 not installed (%v): skipping the client examples (CI=true makes this a failure)", err)
-	}
+	testenv.LookPath(t, "curl")
+	testenv.LookPath(t, "aws")
+	python := testenv.Python(t, "boto3")
 	examples, err := filepath.Abs("../../examples/clients")
 	if err != nil {
 		t.Fatal(err)

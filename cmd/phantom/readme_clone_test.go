@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // TestReadmeCommandsOnAClone runs the README's two commands in a copy of the repository
@@ -22,18 +24,18 @@ import (
 //   - `go run ./cmd/phantom up`, compiling in the copy, until it serves, then Ctrl-C (its
 //     process group gets SIGINT, as from a terminal), which must end it cleanly. With --port-base 0: the default ports belong to whoever else uses the
 //     machine.
-//   - `scripts/test` on every package whose tests read ../shared (they import
-//     internal/sharedtest; cmd/phantom's, which take minutes, separately with go test
-//     -run), which must pass, each test that needed ../shared skipping with one line
-//     saying what is missing; and the same tests fail with PHANTOM_REQUIRE_SHARED=1.
+//   - `scripts/test` on every package whose tests read ../shared (through testenv.Shared;
+//     cmd/phantom's, which take minutes, separately with go test -run), which must pass,
+//     each test that needed ../shared skipping with one line saying what is missing; and
+//     the same tests fail with PHANTOM_REQUIRE_SHARED=1.
 //
-// The whole suite is not run twice: TestSharedDataThroughSharedtest holds every reader of
+// The whole suite is not run twice: TestSharedDataThroughTestenv holds every reader of
 // ../shared to the helper that makes its absence a skip.
 func TestReadmeCommandsOnAClone(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles and runs phantom in a copy of the repository")
 	}
-	needBinary(t, "bash")
+	testenv.LookPath(t, "bash")
 	var upCmd, testCmd bool
 	for _, b := range readmeBlocks(t) {
 		upCmd = upCmd || b.text == "go run ./cmd/phantom up\n"
@@ -114,7 +116,7 @@ func TestReadmeCommandsOnAClone(t *testing.T) {
 	})
 
 	t.Run("scripts/test without ../shared", func(t *testing.T) {
-		pkgs := sharedReaders(t, clone, env)
+		pkgs := sharedReaders(t, clone)
 		start := time.Now()
 		cmd := exec.Command("scripts/test", pkgs...)
 		cmd.Dir, cmd.Env = clone, env
@@ -148,41 +150,51 @@ func TestReadmeCommandsOnAClone(t *testing.T) {
 	})
 }
 
-// sharedReaders lists the packages of the repository at dir whose tests import
-// internal/sharedtest, but cmd/phantom (its suite runs whole perimeters for minutes).
-func sharedReaders(t *testing.T, dir string, env []string) []string {
+// sharedReaders lists the packages of the repository at dir whose tests read ../shared
+// (through testenv.Shared or testenv.SharedOptional), but cmd/phantom (its suite runs
+// whole perimeters for minutes).
+func sharedReaders(t *testing.T, dir string) []string {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}`, "./...")
-	cmd.Dir, cmd.Env = dir, env
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	const module = "github.com/phantom-perimeter/phantom"
+	seen := map[string]bool{}
 	var pkgs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] == module+"/cmd/phantom" {
-			continue
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
 		}
-		for _, imp := range f[1:] {
-			if imp == module+"/internal/sharedtest" {
-				pkgs = append(pkgs, "."+strings.TrimPrefix(f[0], module))
-				break
-			}
+		if d.IsDir() && (d.Name() == "testdata" || d.Name() == "bench" || d.Name() == "testenv") {
+			return filepath.SkipDir
 		}
+		if d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		pkg, err := filepath.Rel(dir, filepath.Dir(p))
+		if err != nil || pkg == filepath.Join("cmd", "phantom") || seen[pkg] {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), "testenv.Shared(") || strings.Contains(string(data), "testenv.SharedOptional(") {
+			seen[pkg] = true
+			pkgs = append(pkgs, "./"+filepath.ToSlash(pkg))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(pkgs) < 3 {
-		t.Fatalf("only %v read ../shared through internal/sharedtest", pkgs)
+		t.Fatalf("only %v read ../shared through testenv.Shared", pkgs)
 	}
-	return pkgs
+	return append(pkgs, "./internal/testenv")
 }
 
-// TestSharedDataThroughSharedtest: every test that reads ../shared goes through
-// internal/sharedtest, which makes its absence a one-line skip (or, with
+// TestSharedDataThroughTestenv: every test that reads ../shared goes through
+// testenv.Shared, which makes its absence a one-line skip (or, with
 // PHANTOM_REQUIRE_SHARED=1, a failure). A test naming a ../shared path itself would fail
 // on a clone without it, as TestSigv4VerifyValid did.
-func TestSharedDataThroughSharedtest(t *testing.T) {
+func TestSharedDataThroughTestenv(t *testing.T) {
 	re := regexp.MustCompile(`\.\./shared\b|"shared/(conformance|datasets)`)
 	var offenders []string
 	err := filepath.WalkDir(repoRoot, func(p string, d os.DirEntry, err error) error {
@@ -192,7 +204,7 @@ func TestSharedDataThroughSharedtest(t *testing.T) {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "phantom-data") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !strings.HasSuffix(p, "_test.go") || strings.Contains(p, filepath.Join("internal", "sharedtest")) {
+		if d.IsDir() || !strings.HasSuffix(p, "_test.go") || strings.Contains(p, filepath.Join("internal", "testenv")) {
 			return nil
 		}
 		data, err := os.ReadFile(p)
@@ -203,7 +215,7 @@ func TestSharedDataThroughSharedtest(t *testing.T) {
 			if trimmed := strings.TrimSpace(line); strings.HasPrefix(trimmed, "//") {
 				continue
 			}
-			if re.MatchString(line) && !strings.Contains(line, "sharedtest.") && !strings.Contains(p, "readme_clone_test.go") {
+			if re.MatchString(line) && !strings.Contains(line, "testenv.Shared") && !strings.Contains(p, "readme_clone_test.go") {
 				offenders = append(offenders, p+":"+strconv.Itoa(i+1)+": "+strings.TrimSpace(line))
 			}
 		}
@@ -213,6 +225,6 @@ func TestSharedDataThroughSharedtest(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(offenders) > 0 {
-		t.Fatalf("tests that name ../shared themselves (use sharedtest.Path or sharedtest.Optional):\n%s", strings.Join(offenders, "\n"))
+		t.Fatalf("tests that name ../shared themselves (use testenv.Shared or testenv.SharedOptional):\n%s", strings.Join(offenders, "\n"))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // tourStep is what one ```sh block of the README must do: the block contains match (so a
@@ -71,9 +72,10 @@ func TestReadmeTour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs phantom up and the README's commands")
 	}
-	for _, name := range []string{"bash", "curl", "jq", "aws", "python3"} {
-		needBinary(t, name)
+	for _, name := range []string{"bash", "curl", "jq", "aws"} {
+		testenv.LookPath(t, name)
 	}
+	testenv.Python(t, "boto3")
 	var blocks []readmeBlock
 	for _, b := range readmeBlocks(t) {
 		if b.lang == "sh" {

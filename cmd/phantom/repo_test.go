@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // repoRoot is the repository's root, two directories above this package.
@@ -19,7 +21,7 @@ const repoRoot = "../.."
 // beside the copy.
 func copyRepo(t *testing.T, untracked bool) string {
 	t.Helper()
-	git := needBinary(t, "git")
+	git := testenv.LookPath(t, "git")
 	args := []string{"-C", repoRoot, "ls-files", "-z", "--cached"}
 	if untracked {
 		args = append(args, "--others", "--exclude-standard")

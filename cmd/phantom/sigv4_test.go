@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
-	"github.com/phantom-perimeter/phantom/internal/sharedtest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // The AWS SigV4 conformance suite (aws-c-auth's) in ../shared.
@@ -38,7 +38,7 @@ const (
 
 func suiteFile(t *testing.T, name string) string {
 	t.Helper()
-	p := filepath.Join(sharedtest.Path(t, conformanceRel), name)
+	p := filepath.Join(testenv.Shared(t, conformanceRel), name)
 	if _, err := os.Stat(p); err != nil {
 		t.Fatalf("conformance suite: %v", err)
 	}
@@ -364,7 +364,7 @@ func captureCurl(t *testing.T, target string, extra ...string) []byte {
 // POST, whose body -v does not show, --trace-ascii and --trace). The old code refused
 // each ("invalid method \">\"", "unsupported protocol \"HTTP/2\"").
 func TestSigv4VerifyCurlDebugOutput(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		w.WriteHeader(http.StatusNoContent)
@@ -414,12 +414,7 @@ func TestSigv4VerifyCurlDebugOutput(t *testing.T) {
 // TestSigv4VerifyCurlCapture uses the tool as a user would on requests curl really sent:
 // one curl 7 signs per spec, and one it signs over the path and query as sent.
 func TestSigv4VerifyCurlCapture(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("curl is required in CI: %v", err)
-		}
-		t.Skipf("skipping: curl is not available (%v); CI installs it", err)
-	}
+	testenv.LookPath(t, "curl")
 	t.Run("valid", func(t *testing.T) {
 		raw := captureCurl(t, "/prod/items?a=1&b=2", "-H", "X-Custom:  spaced   value ", "--data-binary", "{}")
 		res := runVerify(t, string(raw), suiteKey("--request", "-")...)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // TestUpKeepsSpecEdits: the demo spec is written once and is the user's afterwards. An
@@ -19,7 +21,7 @@ import (
 // brings the demo back, keeping the edited file beside it. On the old code every start
 // rewrote the spec from the embedded demo, silently dropping the edit.
 func TestUpKeepsSpecEdits(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	bin := buildPhantom(t)
 	dataDir := filepath.Join(t.TempDir(), "phantom-data")
 	u := startUpIn(t, bin, dataDir)
@@ -88,7 +90,7 @@ func TestUpKeepsSpecEdits(t *testing.T) {
 // perimeter.yaml with its own ports before failing, and the first's endpoint then
 // refused every connection.
 func TestUpSecondInstanceLeavesFirstServing(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	bin := buildPhantom(t)
 	u := startUp(t, bin)
 	user := u.user()

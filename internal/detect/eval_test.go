@@ -11,7 +11,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
-	"github.com/phantom-perimeter/phantom/internal/sharedtest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // datasetsRel is the labelled evaluation set in ../shared.
@@ -20,7 +20,7 @@ const datasetsRel = "datasets/cloudtrail"
 // evalDir returns the evaluation set; without ../shared the test is skipped.
 func evalDir(t *testing.T) string {
 	t.Helper()
-	return sharedtest.Path(t, datasetsRel)
+	return testenv.Shared(t, datasetsRel)
 }
 
 // unit is one malicious (or benign) principal of one case.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
-	"github.com/phantom-perimeter/phantom/internal/sharedtest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 func fuzzSeeds(f *testing.F) {
@@ -20,7 +20,7 @@ func fuzzSeeds(f *testing.F) {
 	f.Add([]byte("{\"seq\":1,\"event\":{\"eventName\":\"AuditLogRecovered\",\"eventSource\":\"audit.phantom.internal\"}}\n{\"eventName\":\"x\"}\n"))
 	f.Add([]byte(`{"eventName":"Invoke","sourceIPAddress":"10.0.0.1","additionalEventData":{"sessionBinding":{"privateIp":"10.0.0.2","vpcEndpointId":"vpce-1"}},"userIdentity":{"type":"AssumedRole","arn":"arn:aws:sts::1:assumed-role/r/i-0123456789abcdef0","sessionContext":{"ec2RoleDelivery":"2.0"}}}`))
 	dirs := []string{"testdata"}
-	if d, ok := sharedtest.Optional(f, datasetsRel+"/panther-analysis/scenarios/compromised-root-creds"); ok {
+	if d, ok := testenv.SharedOptional(f, datasetsRel+"/panther-analysis/scenarios/compromised-root-creds"); ok {
 		dirs = append(dirs, d)
 	}
 	for _, dir := range dirs {
@@ -128,7 +128,8 @@ func FuzzFastParse(f *testing.F) {
 // benchmark's only.
 func TestFastParseDatasets(t *testing.T) {
 	var files []string
-	if datasets, ok := sharedtest.Optional(t, datasetsRel); ok {
+	datasets, ok := testenv.SharedOptional(t, datasetsRel)
+	if ok {
 		filepath.WalkDir(datasets, func(p string, e os.DirEntry, err error) error {
 			if err == nil && !e.IsDir() && eventFileName(e.Name()) && !strings.HasSuffix(p, "labels.json") && !strings.HasSuffix(p, "summary.json") {
 				files = append(files, p)
@@ -161,6 +162,9 @@ func TestFastParseDatasets(t *testing.T) {
 		if err != nil || len(bad) > 0 || !reflect.DeepEqual(fast, slow) {
 			t.Errorf("%s: decoders differ (%v, %v)", name, err, bad)
 		}
+	}
+	if ok && len(files) == 0 {
+		t.Fatalf("no event files under %s", datasets)
 	}
 	if fastFiles < len(inputs)-2 {
 		t.Errorf("fast decoder took %d of %d files", fastFiles, len(inputs))

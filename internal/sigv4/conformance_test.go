@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/sharedtest"
 	"github.com/phantom-perimeter/phantom/internal/sigv4/rawhttp"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // suiteRel is the AWS SigV4 signing test suite (awslabs/aws-c-auth,
@@ -51,17 +51,17 @@ func (c suiteCase) read(t testing.TB, file string) []byte {
 }
 
 // loadSuite returns every case of the suite; without ../shared the test is skipped
-// (sharedtest.Path).
+// (testenv.Shared).
 func loadSuite(t testing.TB) []suiteCase {
 	t.Helper()
-	return readSuite(t, sharedtest.Path(t, suiteRel))
+	return readSuite(t, testenv.Shared(t, suiteRel))
 }
 
 // optionalSuite is loadSuite for tests that only take seeds from the suite: nil when
 // ../shared is absent.
 func optionalSuite(t testing.TB) []suiteCase {
 	t.Helper()
-	dir, ok := sharedtest.Optional(t, suiteRel)
+	dir, ok := testenv.SharedOptional(t, suiteRel)
 	if !ok {
 		return nil
 	}

@@ -20,10 +20,10 @@ const events = `{"Action":"start","Package":"github.com/phantom-perimeter/phanto
 {"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestFail","Output":"--- FAIL: TestFail (0.00s)\n"}
 {"Action":"fail","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestFail"}
 {"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip","Output":"=== RUN   TestSkip\n"}
-{"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip","Output":"    sharedtest.go:61: the dataset is absent: skipping\n"}
+{"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip","Output":"    shared.go:61: the dataset is absent: skipping\n"}
 {"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip","Output":"--- SKIP: TestSkip (0.00s)\n"}
 {"Action":"skip","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip"}
-{"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip2","Output":"    sharedtest.go:61: the dataset is absent: skipping\n"}
+{"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip2","Output":"    shared.go:61: the dataset is absent: skipping\n"}
 {"Action":"skip","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestSkip2"}
 {"Action":"output","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestParent/sub","Output":"--- SKIP: TestParent/sub (0.00s)\n"}
 {"Action":"skip","Package":"github.com/phantom-perimeter/phantom/internal/x","Test":"TestParent/sub"}

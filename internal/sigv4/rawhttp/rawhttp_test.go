@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/phantom-perimeter/phantom/internal/sharedtest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // suiteRel is the AWS SigV4 conformance suite in ../shared.
@@ -153,7 +153,7 @@ func TestParseErrors(t *testing.T) {
 
 // TestParseConformanceFiles reads every request file of the AWS suite.
 func TestParseConformanceFiles(t *testing.T) {
-	suiteDir := sharedtest.Path(t, suiteRel)
+	suiteDir := testenv.Shared(t, suiteRel)
 	files, err := filepath.Glob(filepath.Join(suiteDir, "*", "*request.txt"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("the AWS SigV4 conformance suite at %s holds no request files (err %v)", suiteDir, err)
@@ -189,7 +189,7 @@ func TestParseConformanceFiles(t *testing.T) {
 // FuzzRawHTTP: Parse never panics, and whatever it accepts is self-consistent.
 func FuzzRawHTTP(f *testing.F) {
 	var files []string
-	if dir, ok := sharedtest.Optional(f, suiteRel); ok {
+	if dir, ok := testenv.SharedOptional(f, suiteRel); ok {
 		files, _ = filepath.Glob(filepath.Join(dir, "*", "*request.txt"))
 	}
 	for _, file := range files {

@@ -1,4 +1,4 @@
-package sharedtest
+package testenv
 
 import (
 	"fmt"
@@ -18,34 +18,34 @@ func (r *recorder) Helper()                        {}
 func (r *recorder) Skipf(format string, a ...any)  { r.skipped = fmt.Sprintf(format, a...) }
 func (r *recorder) Fatalf(format string, a ...any) { r.failed = fmt.Sprintf(format, a...) }
 
-func TestMissingSkipsWithOneLine(t *testing.T) {
-	t.Setenv(RequireEnv, "")
+func TestSharedMissingSkipsWithOneLine(t *testing.T) {
+	t.Setenv(RequireSharedEnv, "")
 	r := &recorder{TB: t}
-	Path(r, "no/such/suite")
+	Shared(r, "no/such/suite")
 	if r.failed != "" || !strings.HasPrefix(r.skipped, "../shared/no/such/suite not found: ") || strings.Contains(r.skipped, "\n") {
 		t.Fatalf("skip %q, fail %q: want one skip line naming ../shared/no/such/suite", r.skipped, r.failed)
 	}
-	if _, ok := Optional(r, "no/such/suite"); ok || r.failed != "" {
+	if _, ok := SharedOptional(r, "no/such/suite"); ok || r.failed != "" {
 		t.Fatalf("Optional of a missing path: ok %v, fail %q", ok, r.failed)
 	}
 }
 
-func TestMissingFailsWhenRequired(t *testing.T) {
-	t.Setenv(RequireEnv, "1")
+func TestSharedMissingFailsWhenRequired(t *testing.T) {
+	t.Setenv(RequireSharedEnv, "1")
 	r := &recorder{TB: t}
-	Path(r, "no/such/suite")
+	Shared(r, "no/such/suite")
 	if r.skipped != "" || !strings.Contains(r.failed, "../shared/no/such/suite not found") {
 		t.Fatalf("skip %q, fail %q: want a failure", r.skipped, r.failed)
 	}
 	r = &recorder{TB: t}
-	if _, ok := Optional(r, "no/such/suite"); ok || r.failed == "" {
-		t.Fatalf("Optional with %s=1: ok %v, fail %q: want a failure", RequireEnv, ok, r.failed)
+	if _, ok := SharedOptional(r, "no/such/suite"); ok || r.failed == "" {
+		t.Fatalf("Optional with %s=1: ok %v, fail %q: want a failure", RequireSharedEnv, ok, r.failed)
 	}
 }
 
 // TestFindsShared: ../shared is found beside the repository root from any package
 // directory (here a fake tree: root/repo/internal/x and root/shared/suite).
-func TestFindsShared(t *testing.T) {
+func TestSharedFoundBesideTheRepository(t *testing.T) {
 	root := t.TempDir()
 	repo := filepath.Join(root, "repo")
 	pkg := filepath.Join(repo, "internal", "x")
@@ -65,7 +65,7 @@ func TestFindsShared(t *testing.T) {
 	for _, dir := range []string{pkg, filepath.Join(repo, "bench", "b")} {
 		t.Chdir(dir)
 		r := &recorder{TB: t}
-		if got := Path(r, "conformance/suite"); got != suite || r.skipped != "" || r.failed != "" {
+		if got := Shared(r, "conformance/suite"); got != suite || r.skipped != "" || r.failed != "" {
 			t.Fatalf("from %s: Path = %q (skip %q, fail %q), want %s", dir, got, r.skipped, r.failed, suite)
 		}
 	}
