@@ -461,14 +461,17 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 		}
 		return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
 	}
-	hint := "is another phantom up running? try --port-base"
+	// Where a bind fails says what to try: another port base, or what holds the address
+	// the spec names.
+	busy := "is another phantom up running? try --port-base"
+	specBusy := busy
 	spec := func(i int, a netip.AddrPort) string {
 		if fixed {
 			return a.String()
 		}
 		return port(i)
 	}
-	listen := func(addr, what string) (net.Listener, netip.AddrPort, error) {
+	listen := func(addr, what, hint string) (net.Listener, netip.AddrPort, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return nil, netip.AddrPort{}, fmt.Errorf("listen for the demo %s: %w (%s)", what, err, hint)
@@ -477,7 +480,7 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 	}
 	var backend netip.AddrPort
 	if fixed {
-		hint = "the address is the demo spec's; is another phantom up running on it?"
+		specBusy = "the demo spec names this address: is another program using it?"
 		var err error
 		if backend, err = netip.ParseAddrPort(strings.TrimPrefix(d.BackendURL, "http://")); err != nil {
 			return fmt.Errorf("the demo backend URL %q: %w", d.BackendURL, err)
@@ -485,34 +488,33 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 	}
 	var err error
 	var ep net.Listener
-	if ep, d.EndpointAddr, err = listen(spec(0, d.EndpointAddr), "endpoint"); err != nil {
+	if ep, d.EndpointAddr, err = listen(spec(0, d.EndpointAddr), "endpoint", specBusy); err != nil {
 		return err
 	}
 	lns.endpoints[d.Endpoint] = []net.Listener{ep}
-	if lns.sts, d.STSAddr, err = listen(spec(1, d.STSAddr), "STS"); err != nil {
+	if lns.sts, d.STSAddr, err = listen(spec(1, d.STSAddr), "STS", specBusy); err != nil {
 		return err
 	}
-	if lns.gateway, d.GatewayAddr, err = listen(spec(2, d.GatewayAddr), "gateway"); err != nil {
+	if lns.gateway, d.GatewayAddr, err = listen(spec(2, d.GatewayAddr), "gateway", specBusy); err != nil {
 		return err
 	}
-	if lns.backend, backend, err = listen(spec(3, backend), "backend"); err != nil {
+	if lns.backend, backend, err = listen(spec(3, backend), "backend", specBusy); err != nil {
 		return err
 	}
 	d.BackendURL = "http://" + backend.String()
-	hint = "is another phantom up running? try --port-base"
-	if lns.imds, _, err = listen(port(4), "agent's IMDS"); err != nil {
+	if lns.imds, _, err = listen(port(4), "agent's IMDS", busy); err != nil {
 		return err
 	}
-	if lns.container, _, err = listen(port(5), "agent's container credentials"); err != nil {
+	if lns.container, _, err = listen(port(5), "agent's container credentials", busy); err != nil {
 		return err
 	}
-	if lns.egress, _, err = listen(port(6), "egress proxy"); err != nil {
+	if lns.egress, _, err = listen(port(6), "egress proxy", busy); err != nil {
 		return err
 	}
-	if lns.findings, _, err = listen(port(7), "findings API"); err != nil {
+	if lns.findings, _, err = listen(port(7), "findings API", busy); err != nil {
 		return err
 	}
-	if lns.console, _, err = listen(port(9), "web console"); err != nil {
+	if lns.console, _, err = listen(port(9), "web console", busy); err != nil {
 		return err
 	}
 	return nil
