@@ -15,7 +15,7 @@ func rule(detection string) string {
 func ev(name string, params map[string]any) *audit.Event {
 	return &audit.Event{EventSource: "iam.amazonaws.com", EventName: name, EventType: "AwsApiCall",
 		SourceIPAddress: "198.51.100.7", UserAgent: "aws-cli/2.17.20 Python/3.11",
-		UserIdentity: audit.UserIdentity{Type: "IAMUser", ARN: "arn:aws:iam::123456789012:user/alice", UserName: "alice"},
+		UserIdentity:      audit.UserIdentity{Type: "IAMUser", ARN: "arn:aws:iam::123456789012:user/alice", UserName: "alice"},
 		RequestParameters: params}
 }
 
