@@ -106,6 +106,12 @@ func uaFamily(ua string) string {
 	return ua
 }
 
+// ruleAnomaly keeps the principal's baseline (its role's, for a session) and those it
+// is compared with when its own is too young: its peer group's and its account's. It
+// runs the sensitive-API and sequence rules, which need the same history, and the
+// anomaly rule itself: a tactic's API new to the principal, called from a new network,
+// user agent or hour, once the principal's learning period is over; before that, new to
+// its peer group (past the group's learning period) or, failing that, to the account.
 func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	ev := c.ev
 	// Unauthenticated calls have no principal whose habits could be learnt (they would all
@@ -119,7 +125,9 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if b.first.IsZero() || t.Before(b.first) {
 		b.first = t
 	}
-	newAction := learn(b.actions, action{ev.EventSource, ev.EventName}, maxBaselineActions)
+	a := action{ev.EventSource, ev.EventName}
+	newAction := learn(b.actions, a, maxBaselineActions)
+	h := d.history(c, key, a, newAction, t)
 	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
 	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
@@ -128,28 +136,50 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	hour := uint32(1) << t.Hour()
 	newHour := b.hours != 0 && b.hours&hour == 0 && b.hours&(hour<<1|hour>>1) == 0
 	b.hours |= hour
-	if t.Before(learnt) {
+
+	sens := d.sensitive.lookup(ev)
+	tactic := tacticOf(ev.EventSource, ev.EventName)
+	if sens != nil {
+		tactic = sens.tactic
+	}
+	if d.ruleSequence(c, emit, tactic, sens, h) {
+		return // the sequence's finding names this call as its last step
+	}
+	if sens != nil && h.newOwn && h.newPeer {
+		d.emitSensitive(c, emit, sens, h)
 		return
 	}
-	if !newAction || !(newNet || newAgent || newHour) {
+	if tactic == "" || !newAction || !h.newPeer {
 		return
 	}
 	api := ev.EventSource + ":" + ev.EventName
-	tactic := tacticOf(ev.EventSource, ev.EventName)
-	if tactic == "" {
+	var why []string
+	sev := anomalySeverity(tactic)
+	switch {
+	case !t.Before(learnt):
+		if !(newNet || newAgent || newHour) {
+			return
+		}
+		if newNet {
+			why = append(why, "new network "+net.String())
+		}
+		if newAgent {
+			why = append(why, "new user agent "+fam)
+		}
+		if newHour {
+			why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
+		}
+	case h.peerLearnt(t, d.cfg.LearningPeriod):
+		// A new principal (or a new role) compared with its established peers.
+		why = append(why, "no principal of its peer group "+h.peerName+" has called it")
+		sev = sevMedium
+	case h.accountLearnt(t, d.cfg.LearningPeriod) && h.accountUsers == 0:
+		why = append(why, "never called in account "+h.account)
+		sev = sevMedium
+	default:
 		return
 	}
-	var why []string
-	if newNet {
-		why = append(why, "new network "+net.String())
-	}
-	if newAgent {
-		why = append(why, "new user agent "+fam)
-	}
-	if newHour {
-		why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
-	}
-	emit(hit{typ: tactic + anomalySuffix, severity: anomalySeverity(tactic), key: api,
+	emit(hit{typ: tactic + anomalySuffix, severity: sev, key: api,
 		title: "An API commonly used in " + tactic + " tactics was invoked in an unusual way",
 		desc:  fmt.Sprintf("%s invoked %s for the first time, with %s.", c.principal, ev.EventName, strings.Join(why, ", ")),
 		info:  map[string]any{"tactic": tactic, "newAction": api, "reasons": why}})

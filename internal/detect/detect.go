@@ -11,6 +11,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
 // Defaults for Config's bounds.
@@ -34,6 +35,13 @@ type Config struct {
 	// administrator keys: any use raises Policy:IAMUser/AdminLongTermKeyUsage.
 	// CloudTrail carries no policy, so the list is the operator's.
 	AdminUsers []string
+	// SigmaRules is a directory of Sigma rules for AWS CloudTrail (SigmaHQ's, the
+	// operator's) run on every event; see SetSigmaRules. Empty: none.
+	SigmaRules string
+	// PeerGroups maps a user's or role's ARN to its peer group, whose habits stand in
+	// for its own while it has none (see PeerGroups(spec)); principals not in it are
+	// grouped by IAM path.
+	PeerGroups map[string]string
 	// MaxPrincipals bounds each kind of per-principal, per-key and per-address state
 	// (least recently used dropped first); MaxFindings bounds open findings.
 	MaxPrincipals int
@@ -47,10 +55,15 @@ type Config struct {
 type Detector struct {
 	cfg     Config
 	threats atomic.Pointer[threatSet]
+	sigma   atomic.Pointer[sigma.Set]
 	admins  map[string]bool
 
 	mu        sync.Mutex
-	baselines *lru[*baseline]    // baseline key (role for sessions) -> baseline
+	baselines *lru[*baseline]      // baseline key (role for sessions) -> baseline
+	peers     *lru[*groupBaseline] // peer group -> what its principals call
+	accounts  *lru[*groupBaseline] // account -> what its principals call
+	trails    *lru[*trail]         // principal -> recent discovery calls
+	sensitive *sensitiveIndex
 	denied    *lru[*window]      // principal -> access-denied window
 	sigFail   *lru[*window]      // "k:"+key or "ip:"+address -> signature failures
 	instances *lru[*instSession] // instance session ARN -> where it was first used
@@ -78,6 +91,10 @@ func New(cfg Config) (*Detector, error) {
 		admins:    make(map[string]bool),
 		uaTools:   make(map[string]string),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
+		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
+		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
+		trails:    newLRU[*trail](cfg.MaxPrincipals),
+		sensitive: newSensitiveIndex(),
 		denied:    newLRU[*window](cfg.MaxPrincipals),
 		sigFail:   newLRU[*window](cfg.MaxPrincipals),
 		instances: newLRU[*instSession](cfg.MaxPrincipals),
@@ -90,8 +107,32 @@ func New(cfg Config) (*Detector, error) {
 	if err := d.SetThreatLists(cfg.ThreatLists); err != nil {
 		return nil, err
 	}
+	if _, err := d.SetSigmaRules(cfg.SigmaRules); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
+
+// SetSigmaRules loads the Sigma rules under dir ("" for none) and swaps them in whole.
+// Rules that do not load are listed in the returned set's Problems (the others are
+// used); the error is for a directory that cannot be read, and then the old rules stay.
+func (d *Detector) SetSigmaRules(dir string) (*sigma.Set, error) {
+	s := &sigma.Set{}
+	if dir != "" {
+		var err error
+		if s, err = sigma.Load(dir); err != nil {
+			return nil, fmt.Errorf("detect: %w", err)
+		}
+	}
+	d.sigma.Store(s)
+	d.mu.Lock()
+	d.cfg.SigmaRules = dir
+	d.mu.Unlock()
+	return s, nil
+}
+
+// SigmaRules is the loaded Sigma rule set (never nil).
+func (d *Detector) SigmaRules() *sigma.Set { return d.sigma.Load() }
 
 // SetThreatLists loads lists and swaps them in whole: Observe sees either the old or the
 // new set, never a mix. On error the old set stays.
@@ -107,12 +148,17 @@ func (d *Detector) SetThreatLists(lists []config.ThreatList) error {
 	return nil
 }
 
-// Reload reads the configured threat lists again (files edited in place).
+// Reload reads the configured threat lists and Sigma rules again (files edited in
+// place).
 func (d *Detector) Reload() error {
 	d.mu.Lock()
-	lists := d.cfg.ThreatLists
+	lists, rules := d.cfg.ThreatLists, d.cfg.SigmaRules
 	d.mu.Unlock()
-	return d.SetThreatLists(lists)
+	if err := d.SetThreatLists(lists); err != nil {
+		return err
+	}
+	_, err := d.SetSigmaRules(rules)
+	return err
 }
 
 // Findings returns a copy of every open finding, in no particular order.

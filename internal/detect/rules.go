@@ -168,6 +168,7 @@ func (d *Detector) rules(c *call, emit func(hit)) {
 	service := ev.UserIdentity.Type == "AWSService"
 
 	d.ruleAuditTampering(c, emit)
+	d.ruleSigma(c, emit) // the rules say themselves whether service events count
 	if service {
 		return
 	}

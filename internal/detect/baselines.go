@@ -1,0 +1,131 @@
+package detect
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Bounds of the group baselines: a peer group's and an account's remembered APIs.
+const (
+	maxGroupActions   = 4096
+	maxAccountActions = 8192
+)
+
+// groupBaseline is what a peer group (principals with the same managed policies, or the
+// same IAM path) or an account has done: when it was first seen, and per API how many
+// of its principals called it.
+type groupBaseline struct {
+	first   time.Time
+	actions map[action]uint32
+}
+
+func newGroupBaseline() *groupBaseline { return &groupBaseline{actions: map[action]uint32{}} }
+
+// add records that one more principal of the group called a, when newToPrincipal; it
+// returns how many had before.
+func (g *groupBaseline) add(a action, t time.Time, newToPrincipal bool, max int) uint32 {
+	if g.first.IsZero() || t.Before(g.first) {
+		g.first = t
+	}
+	n, ok := g.actions[a]
+	if !ok && len(g.actions) >= max {
+		return n
+	}
+	if newToPrincipal || !ok {
+		g.actions[a] = n + 1
+	}
+	return n
+}
+
+// history is one call set against the baselines of every level.
+type history struct {
+	newOwn, newPeer bool
+	peerName        string
+	peerFirst       time.Time
+	account         string
+	accountFirst    time.Time
+	accountUsers    uint32 // principals of the account that called the API before
+}
+
+func (h *history) peerLearnt(t time.Time, lp time.Duration) bool {
+	return !h.peerFirst.IsZero() && !t.Before(h.peerFirst.Add(lp))
+}
+
+func (h *history) accountLearnt(t time.Time, lp time.Duration) bool {
+	return !h.accountFirst.IsZero() && !t.Before(h.accountFirst.Add(lp))
+}
+
+// history updates the peer group's and the account's baselines with the call (own is
+// the principal's baseline key, newOwn whether the API is new to it) and returns where
+// the call stands.
+func (d *Detector) history(c *call, own string, a action, newOwn bool, t time.Time) history {
+	h := history{newOwn: newOwn, peerName: d.peerGroup(own)}
+	pg := d.peers.getOrAdd(h.peerName, newGroupBaseline)
+	h.newPeer = pg.add(a, t, newOwn, maxGroupActions) == 0
+	h.peerFirst = pg.first
+	h.account = c.ev.UserIdentity.AccountID
+	if h.account == "" {
+		h.account = c.ev.RecipientAccountID
+	}
+	ac := d.accounts.getOrAdd(h.account, newGroupBaseline)
+	h.accountUsers = ac.add(a, t, newOwn, maxAccountActions)
+	h.accountFirst = ac.first
+	return h
+}
+
+// peerGroup names the principal's peer group: the operator's (Config.PeerGroups: the
+// spec's users and roles with the same managed policies), else the principal's kind and
+// IAM path in its account ("123456789012 user /engineering/"): IAM paths are how
+// organisations file people and workloads by function.
+func (d *Detector) peerGroup(own string) string {
+	if g, ok := d.cfg.PeerGroups[own]; ok {
+		return "policies " + g
+	}
+	return arnGroup(own)
+}
+
+// arnGroup is "<account> <kind> <path>" of an IAM ARN, "<account> root" for root, and
+// "other" for what is not an ARN (a bare access key).
+func arnGroup(arn string) string {
+	parts := strings.SplitN(arn, ":", 6)
+	if len(parts) != 6 || parts[0] != "arn" {
+		return "other"
+	}
+	account, res := parts[4], parts[5]
+	if res == "root" {
+		return account + " root"
+	}
+	kind, rest, _ := strings.Cut(res, "/")
+	path := "/"
+	if i := strings.LastIndexByte(rest, '/'); i >= 0 && kind != "assumed-role" {
+		path = "/" + rest[:i+1]
+	}
+	if kind == "assumed-role" {
+		kind = "role"
+	}
+	return fmt.Sprintf("%s %s %s", account, kind, path)
+}
+
+// emitSensitive reports a sensitive API's first use by a principal whose peer group had
+// never made it: more severe when nobody in the account ever had, less when refused.
+func (d *Detector) emitSensitive(c *call, emit func(hit), s *sensitiveAPI, h history) {
+	ev := c.ev
+	sev := s.severity
+	why := []string{"first call by this principal", "no principal of its peer group " + h.peerName + " has called it"}
+	if h.accountUsers == 0 {
+		sev += 0.5
+		why = append(why, "never called in account "+h.account)
+	} else {
+		why = append(why, fmt.Sprintf("%d principals of account %s have called it", h.accountUsers, h.account))
+	}
+	if ev.ErrorCode != "" {
+		sev -= 1
+		why = append(why, "refused: "+ev.ErrorCode)
+	}
+	api := ev.EventSource + ":" + ev.EventName
+	emit(hit{typ: s.tactic + anomalySuffix, severity: sev, key: api,
+		title: "A sensitive " + s.tactic + " API was invoked by a principal whose peers never call it",
+		desc:  fmt.Sprintf("%s invoked %s: %s.", c.principal, ev.EventName, strings.Join(why, "; ")),
+		info:  map[string]any{"tactic": s.tactic, "newAction": api, "reasons": why, "sensitiveApi": s.ref}})
+}

@@ -1,0 +1,252 @@
+package detect
+
+import (
+	"strings"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+// sensitiveAPI is an API call that serves one ATT&CK tactic so directly that its first
+// use by a principal whose peer group never made it is a finding on its own, from the
+// first day (no learning period: the peers' and the account's history stand in for the
+// principal's). Each entry names its source: the ATT&CK technique, and the Stratus Red
+// Team technique that exercises it where there is one (the evaluation set).
+type sensitiveAPI struct {
+	source string // event source without .amazonaws.com
+	name   string // eventName; a trailing * matches a prefix (Lambda's versioned names)
+	tactic string
+	// when narrows the entry to the dangerous form of the call (nil: every call).
+	when func(ev *audit.Event) bool
+	// severity before the rarity and refusal adjustments (GuardDuty: high >= 7).
+	severity float64
+	ref      string
+}
+
+// The severities by tactic: what directly loses data, credentials or control is high,
+// footholds medium-high, a login or a discovery call medium.
+const (
+	sevSensHigh  = 7.0
+	sevSensMid   = 6.0
+	sevSensLogin = 5.0
+	sevSensLow   = 4.0
+)
+
+// sensitiveAPIs is the table. CloudTrail's own logging changes are not here: the
+// CloudTrailLoggingDisabled rule reports every one of them.
+var sensitiveAPIs = []sensitiveAPI{
+	// Credential access.
+	{"secretsmanager", "BatchGetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-batch-retrieve-secrets"},
+	{"secretsmanager", "GetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-retrieve-secrets"},
+	{"ssm", "GetParameters", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
+	{"ssm", "GetParameter", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
+	{"ssm", "GetParametersByPath", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
+	{"ec2", "GetPasswordData", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1552; Stratus aws.credential-access.ec2-get-password-data"},
+	// Defense evasion: monitoring and logging other than CloudTrail's switched off.
+	{"ec2", "DeleteFlowLogs", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.vpc-remove-flow-logs"},
+	{"route53resolver", "DeleteResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs"},
+	{"route53resolver", "DisassociateResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs"},
+	{"organizations", "LeaveOrganization", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562; Stratus aws.defense-evasion.organizations-leave"},
+	{"guardduty", "DeleteDetector", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001; GuardDuty Stealth:IAMUser/... findings"},
+	{"guardduty", "UpdateDetector", "DefenseEvasion", param("enable", "false"), sevSensHigh, "ATT&CK T1562.001"},
+	{"guardduty", "DisassociateFromMasterAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
+	{"guardduty", "DisassociateFromAdministratorAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
+	{"config", "StopConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
+	{"config", "DeleteConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
+	{"config", "DeleteDeliveryChannel", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
+	{"securityhub", "DisableSecurityHub", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
+	{"logs", "DeleteLogGroup", "DefenseEvasion", nil, sevSensMid, "ATT&CK T1562.008"},
+	// Privilege escalation: policies attached or written, group membership, passwords.
+	{"iam", "AttachUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-admin-user"},
+	{"iam", "AttachRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-backdoor-role"},
+	{"iam", "AttachGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
+	{"iam", "PutUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
+	{"iam", "PutRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
+	{"iam", "PutGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
+	{"iam", "CreatePolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)"},
+	{"iam", "SetDefaultPolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)"},
+	{"iam", "AddUserToGroup", "PrivilegeEscalation", nil, sevSensMid, "ATT&CK T1098.003"},
+	{"iam", "UpdateLoginProfile", "PrivilegeEscalation", otherUser, sevSensHigh, "ATT&CK T1098; Stratus aws.privilege-escalation.iam-update-user-login-profile"},
+	// Persistence: new identities, credentials, trust and code.
+	{"iam", "CreateUser", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-admin-user"},
+	{"iam", "CreateAccessKey", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-backdoor-user"},
+	{"iam", "CreateLoginProfile", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-create-user-login-profile"},
+	{"iam", "UpdateAssumeRolePolicy", "Persistence", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-backdoor-role"},
+	{"iam", "CreateRole", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-backdoor-role"},
+	{"iam", "UploadSSHPublicKey", "Persistence", nil, sevSensMid, "ATT&CK T1098.004"},
+	{"lambda", "AddPermission*", "Persistence", nil, sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-backdoor-function"},
+	{"lambda", "UpdateFunctionCode*", "Persistence", nil, sevSensMid, "ATT&CK T1525; Stratus aws.persistence.lambda-overwrite-code"},
+	{"lambda", "UpdateFunctionConfiguration*", "Persistence", hasParam("layers"), sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-layer-extension"},
+	{"rolesanywhere", "CreateTrustAnchor", "Persistence", nil, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor"},
+	{"rolesanywhere", "CreateProfile", "Persistence", nil, sevSensMid, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor"},
+	{"sts", "GetFederationToken", "Persistence", nil, sevSensMid, "ATT&CK T1550.001; Stratus aws.persistence.sts-federation-token"},
+	{"ec2", "ImportKeyPair", "Persistence", nil, sevSensMid, "ATT&CK T1098.004"},
+	// Exfiltration: data shared with another account or opened to the world.
+	{"ec2", "ModifySnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ebs-snapshot"},
+	{"ec2", "ModifyImageAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ami"},
+	{"rds", "ModifyDBSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.rds-share-snapshot"},
+	{"rds", "ModifyDBClusterSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537"},
+	{"ec2", "AuthorizeSecurityGroupIngress", "Exfiltration", openToWorld, sevSensHigh, "ATT&CK T1048; Stratus aws.exfiltration.ec2-security-group-open-port-22-ingress"},
+	{"s3", "PutBucketPolicy", "Exfiltration", nil, sevSensMid, "ATT&CK T1537"},
+	{"s3", "PutBucketReplication", "Exfiltration", nil, sevSensMid, "ATT&CK T1537"},
+	// Execution on instances.
+	{"ssm", "SendCommand", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-send-command"},
+	{"ssm", "StartSession", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-start-session"},
+	{"ec2", "ModifyInstanceAttribute", "Execution", hasParam("userData"), sevSensMid, "ATT&CK T1059; Stratus aws.execution.ec2-user-data"},
+	{"ec2", "RunInstances", "Execution", nil, sevSensLow, "ATT&CK T1578.002; Stratus aws.execution.ec2-launch-unusual-instances"},
+	// Lateral movement onto instances.
+	{"ec2-instance-connect", "SendSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021.004; Stratus aws.lateral-movement.ec2-instance-connect"},
+	{"ec2-instance-connect", "SendSerialConsoleSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key"},
+	{"ec2", "EnableSerialConsoleAccess", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key"},
+	// Impact: paid resources hijacked (LLMjacking), data destroyed.
+	{"bedrock", "InvokeModel*", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
+	{"bedrock", "Converse*", "Impact", nil, sevSensMid, "ATT&CK T1496.004"},
+	{"bedrock", "PutFoundationModelEntitlement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
+	{"bedrock", "CreateFoundationModelAgreement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
+	{"kms", "ScheduleKeyDeletion", "Impact", nil, sevSensHigh, "ATT&CK T1485"},
+	{"s3", "DeleteBucket", "Impact", nil, sevSensMid, "ATT&CK T1485"},
+	{"rds", "DeleteDBInstance", "Impact", nil, sevSensMid, "ATT&CK T1485"},
+	{"rds", "DeleteDBCluster", "Impact", nil, sevSensMid, "ATT&CK T1485"},
+	// Initial access: a console session without a second factor (root's every use is
+	// RootCredentialUsage already).
+	{"signin", "ConsoleLogin", "InitialAccess", loginWithoutMFA, sevSensLogin, "ATT&CK T1078.004; Stratus aws.initial-access.console-login-without-mfa"},
+	// Discovery of secrets in instance user data.
+	{"ec2", "DescribeInstanceAttribute", "Discovery", param("attribute", "userData"), sevSensLow, "ATT&CK T1580; Stratus aws.discovery.ec2-download-user-data"},
+}
+
+// sensitiveIndex maps eventName (without a * suffix) to its entries; prefixes keeps the
+// prefix entries.
+type sensitiveIndex struct {
+	byName   map[string][]*sensitiveAPI
+	prefixes []*sensitiveAPI
+}
+
+func newSensitiveIndex() *sensitiveIndex {
+	x := &sensitiveIndex{byName: map[string][]*sensitiveAPI{}}
+	for i := range sensitiveAPIs {
+		e := &sensitiveAPIs[i]
+		if p, ok := strings.CutSuffix(e.name, "*"); ok {
+			e2 := *e
+			e2.name = p
+			x.prefixes = append(x.prefixes, &e2)
+			continue
+		}
+		x.byName[e.name] = append(x.byName[e.name], e)
+	}
+	return x
+}
+
+// lookup returns the entry the event is, or nil.
+func (x *sensitiveIndex) lookup(ev *audit.Event) *sensitiveAPI {
+	svc := strings.TrimSuffix(ev.EventSource, ".amazonaws.com")
+	for _, e := range x.byName[ev.EventName] {
+		if e.source == svc && (e.when == nil || e.when(ev)) {
+			return e
+		}
+	}
+	for _, e := range x.prefixes {
+		if e.source == svc && strings.HasPrefix(ev.EventName, e.name) && (e.when == nil || e.when(ev)) {
+			return e
+		}
+	}
+	return nil
+}
+
+func decrypted(ev *audit.Event) bool {
+	v, _ := ev.RequestParameters["withDecryption"].(bool)
+	return v
+}
+
+func param(name, value string) func(*audit.Event) bool {
+	return func(ev *audit.Event) bool {
+		v, ok := ev.RequestParameters[name]
+		return ok && strings.EqualFold(text(v), value)
+	}
+}
+
+func hasParam(name string) func(*audit.Event) bool {
+	return func(ev *audit.Event) bool {
+		v, ok := ev.RequestParameters[name]
+		return ok && v != nil
+	}
+}
+
+func text(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case bool:
+		if v {
+			return "true"
+		}
+		return "false"
+	}
+	return ""
+}
+
+// otherUser: the call acts on another IAM user than the caller (an access key or
+// password for someone else), or the caller is root or a role session (no user of its
+// own), the persistence form of CreateAccessKey and the login profile calls.
+func otherUser(ev *audit.Event) bool {
+	target, _ := ev.RequestParameters["userName"].(string)
+	u := &ev.UserIdentity
+	switch {
+	case u.Type == "Root":
+		return true
+	case target == "":
+		return u.Type != "IAMUser" // a session creating "its own" key has none: the role's
+	}
+	return target != u.UserName
+}
+
+// addsPermission: a sharing attribute adds an account or the public ("all"): EC2's
+// createVolumePermission/launchPermission {"add": {"items": [...]}}, RDS's valuesToAdd.
+func addsPermission(ev *audit.Event) bool {
+	p := ev.RequestParameters
+	if v, ok := p["valuesToAdd"].([]any); ok && len(v) > 0 {
+		return true
+	}
+	for _, k := range []string{"createVolumePermission", "launchPermission"} {
+		m, _ := p[k].(map[string]any)
+		add, _ := m["add"].(map[string]any)
+		if items, _ := add["items"].([]any); len(items) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// openToWorld: an ingress rule from every address (a /0 range, however it is written).
+func openToWorld(ev *audit.Event) bool {
+	return anyString(ev.RequestParameters, func(s string) bool {
+		return strings.HasSuffix(s, "/0") && strings.Count(s, "/") == 1
+	})
+}
+
+func anyString(v any, f func(string) bool) bool {
+	switch v := v.(type) {
+	case string:
+		return f(v)
+	case map[string]any:
+		for _, x := range v {
+			if anyString(x, f) {
+				return true
+			}
+		}
+	case []any:
+		for _, x := range v {
+			if anyString(x, f) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func loginWithoutMFA(ev *audit.Event) bool {
+	if ev.UserIdentity.Type == "Root" || ev.ErrorCode != "" {
+		return false
+	}
+	mfa, _ := ev.AdditionalEventData["MFAUsed"].(string)
+	ok, _ := ev.ResponseElements["ConsoleLogin"].(string)
+	return strings.EqualFold(mfa, "No") && ok == "Success"
+}

@@ -1,0 +1,112 @@
+package detect
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// A discovery burst followed by a foothold: within seqWindow, at least seqMinDiscovery
+// discovery calls over seqMinDistinct APIs by one principal or session, then a
+// persistence, privilege-escalation or exfiltration call new to it and to its peer
+// group. Attackers holding fresh credentials look around first (ATT&CK's Discovery
+// precedes its Persistence and Exfiltration in every CloudTrail intrusion the Stratus
+// and OTRF sets replay); a workload repeating one List call before its reads is not a
+// burst (one API), and a principal repeating its own routine is not new to itself.
+const (
+	seqWindow      = 30 * time.Minute
+	seqMinCalls    = 5
+	seqMinDistinct = 2
+	maxTrailSteps  = 64
+	sevSequence    = 8.5
+	// TypeSequence is GuardDuty's Extended Threat Detection type for a chain of
+	// suspicious calls by one identity.
+	TypeSequence = "AttackSequence:IAM/CompromisedCredentials"
+)
+
+// trail is a principal's recent discovery calls.
+type trail struct {
+	t   []time.Time
+	api []string
+}
+
+func newTrail() *trail { return &trail{} }
+
+// prune drops calls older than the window before now (and the oldest past the cap).
+func (tr *trail) prune(now time.Time) {
+	j := 0
+	for i := range tr.t {
+		if now.Sub(tr.t[i]) <= seqWindow {
+			tr.t[j], tr.api[j] = tr.t[i], tr.api[i]
+			j++
+		}
+	}
+	tr.t, tr.api = tr.t[:j], tr.api[:j]
+	if n := len(tr.t) - maxTrailSteps; n > 0 {
+		tr.t, tr.api = tr.t[n:], tr.api[n:]
+	}
+}
+
+// isFoothold: the tactics whose call ends a sequence.
+func isFoothold(tactic string) bool {
+	return tactic == "Persistence" || tactic == "PrivilegeEscalation" || tactic == "Exfiltration"
+}
+
+// ruleSequence records discovery calls and reports a foothold that follows a burst of
+// them as one finding listing the steps; it reports whether it did.
+func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *sensitiveAPI, h history) bool {
+	ev := c.ev
+	t := ev.EventTime
+	if tactic == "Discovery" {
+		tr := d.trails.getOrAdd(c.principal, newTrail)
+		tr.t = append(tr.t, t)
+		tr.api = append(tr.api, ev.EventName)
+		tr.prune(t)
+		return false
+	}
+	if !isFoothold(tactic) || !h.newOwn || !h.newPeer {
+		return false
+	}
+	tr, ok := d.trails.get(c.principal)
+	if !ok {
+		return false
+	}
+	tr.prune(t)
+	counts := map[string]int{}
+	var order []string
+	for i, api := range tr.api {
+		if tr.t[i].After(t) {
+			continue
+		}
+		if counts[api] == 0 {
+			order = append(order, api)
+		}
+		counts[api]++
+	}
+	n := 0
+	for _, k := range counts {
+		n += k
+	}
+	if n < seqMinCalls || len(order) < seqMinDistinct {
+		return false
+	}
+	steps := make([]string, 0, len(order)+1)
+	for _, api := range order {
+		steps = append(steps, fmt.Sprintf("%s x%d", api, counts[api]))
+	}
+	steps = append(steps, ev.EventName+" ("+tactic+")")
+	sev := sevSequence
+	if h.accountUsers == 0 {
+		sev = 8.9
+	}
+	info := map[string]any{"tactic": tactic, "steps": steps, "discoveryCalls": n, "window": seqWindow.String()}
+	if sens != nil {
+		info["sensitiveApi"] = sens.ref
+	}
+	emit(hit{typ: TypeSequence, severity: sev, key: ev.EventSource + ":" + ev.EventName,
+		title: "Discovery followed by " + tactic + " by one identity",
+		desc: fmt.Sprintf("%s made %d discovery calls (%s) within %s, then %s, which neither it nor its peer group %s had called.",
+			c.principal, n, strings.Join(steps[:len(steps)-1], ", "), seqWindow, ev.EventName, h.peerName),
+		info: info})
+	return true
+}
