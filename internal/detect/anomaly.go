@@ -138,6 +138,15 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	b.hours |= hour
 
 	sens := d.sensitive.lookup(ev)
+	if sens != nil && sens.bulk {
+		// A bulk read is its own pattern in the baselines: reading one's own secret is
+		// not new, dumping many is.
+		if sens = d.bulkRead(c, sens); sens != nil {
+			pa := action{ev.EventSource, "bulk:" + ev.EventName}
+			newAction = learn(b.actions, pa, maxBaselineActions)
+			h = d.history(c, key, pa, newAction, t)
+		}
+	}
 	tactic := tacticOf(ev.EventSource, ev.EventName)
 	if sens != nil {
 		tactic = sens.tactic
@@ -145,7 +154,8 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if d.ruleSequence(c, emit, tactic, sens, h) {
 		return // the sequence's finding names this call as its last step
 	}
-	if sens != nil && h.newOwn && h.newPeer {
+	if sens != nil && h.newOwn && h.newPeer && t.Before(learnt) {
+		// Day one: the principal has no history of its own yet; its peers' stands in.
 		d.emitSensitive(c, emit, sens, h)
 		return
 	}
@@ -155,6 +165,9 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	api := ev.EventSource + ":" + ev.EventName
 	var why []string
 	sev := anomalySeverity(tactic)
+	if sens != nil {
+		sev = max(sev, sens.severity)
+	}
 	switch {
 	case !t.Before(learnt):
 		if !(newNet || newAgent || newHour) {
@@ -172,10 +185,10 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	case h.peerLearnt(t, d.cfg.LearningPeriod):
 		// A new principal (or a new role) compared with its established peers.
 		why = append(why, "no principal of its peer group "+h.peerName+" has called it")
-		sev = sevMedium
+		sev = min(sev, sevMedium)
 	case h.accountLearnt(t, d.cfg.LearningPeriod) && h.accountUsers == 0:
 		why = append(why, "never called in account "+h.account)
-		sev = sevMedium
+		sev = min(sev, sevMedium)
 	default:
 		return
 	}

@@ -129,3 +129,27 @@ func (d *Detector) emitSensitive(c *call, emit func(hit), s *sensitiveAPI, h his
 		desc:  fmt.Sprintf("%s invoked %s: %s.", c.principal, ev.EventName, strings.Join(why, "; ")),
 		info:  map[string]any{"tactic": s.tactic, "newAction": api, "reasons": why, "sensitiveApi": s.ref}})
 }
+
+// bulkRead counts the secret or parameter names a read names into the principal's
+// window and returns s once bulkDistinct different ones were read within it.
+func (d *Detector) bulkRead(c *call, s *sensitiveAPI) *sensitiveAPI {
+	p := c.ev.RequestParameters
+	w := d.bulk.getOrAdd(c.principal, newWindow)
+	add := func(v any) {
+		if name, ok := v.(string); ok && name != "" {
+			w.add(c.ev.EventTime, name)
+		}
+	}
+	add(p["secretId"])
+	add(p["name"])
+	add(p["path"])
+	if names, ok := p["names"].([]any); ok {
+		for _, n := range names {
+			add(n)
+		}
+	}
+	if w.distinct() < bulkDistinct {
+		return nil
+	}
+	return s
+}

@@ -63,6 +63,7 @@ type Detector struct {
 	peers     *lru[*groupBaseline] // peer group -> what its principals call
 	accounts  *lru[*groupBaseline] // account -> what its principals call
 	trails    *lru[*trail]         // principal -> recent discovery calls
+	bulk      *lru[*window]        // principal -> secret and parameter names read
 	sensitive *sensitiveIndex
 	denied    *lru[*window]      // principal -> access-denied window
 	sigFail   *lru[*window]      // "k:"+key or "ip:"+address -> signature failures
@@ -94,6 +95,7 @@ func New(cfg Config) (*Detector, error) {
 		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
 		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
 		trails:    newLRU[*trail](cfg.MaxPrincipals),
+		bulk:      newLRU[*window](cfg.MaxPrincipals),
 		sensitive: newSensitiveIndex(),
 		denied:    newLRU[*window](cfg.MaxPrincipals),
 		sigFail:   newLRU[*window](cfg.MaxPrincipals),
@@ -238,6 +240,12 @@ func (d *Detector) record(c *call, h hit) Finding {
 		f.UpdatedAt = now
 		if len(f.Service.Evidence) < maxEvidence && c.ev.EventID != "" {
 			f.Service.Evidence = append(f.Service.Evidence, c.ev.EventID)
+		}
+		// A sequence grows: its new last step joins the listed ones.
+		if steps, ok := h.info["steps"].([]string); ok && len(steps) > 0 {
+			if old, ok := f.Service.AdditionalInfo["steps"].([]string); ok && len(old) < maxEvidence {
+				f.Service.AdditionalInfo["steps"] = append(old[:len(old):len(old)], steps[len(steps)-1])
+			}
 		}
 		return copyFinding(f)
 	}

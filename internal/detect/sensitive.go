@@ -20,7 +20,16 @@ type sensitiveAPI struct {
 	// severity before the rarity and refusal adjustments (GuardDuty: high >= 7).
 	severity float64
 	ref      string
+	// bulk: one such call is routine (every workload reads its own secret at start);
+	// the entry applies when one principal reads bulkDistinct different names within
+	// the burst window, the dump the technique describes.
+	bulk bool
 }
+
+// bulkDistinct is how many different secrets or parameters a principal must read
+// within burstWindow for a bulk entry to apply: the Stratus detonations read 20
+// secrets in 4 s and 50 parameters in 5 calls; an application reads its own few.
+const bulkDistinct = 5
 
 // The severities by tactic: what directly loses data, credentials or control is high,
 // footholds medium-high, a login or a discovery call medium.
@@ -35,82 +44,82 @@ const (
 // CloudTrailLoggingDisabled rule reports every one of them.
 var sensitiveAPIs = []sensitiveAPI{
 	// Credential access.
-	{"secretsmanager", "BatchGetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-batch-retrieve-secrets"},
-	{"secretsmanager", "GetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-retrieve-secrets"},
-	{"ssm", "GetParameters", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
-	{"ssm", "GetParameter", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
-	{"ssm", "GetParametersByPath", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters"},
-	{"ec2", "GetPasswordData", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1552; Stratus aws.credential-access.ec2-get-password-data"},
+	{"secretsmanager", "BatchGetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-batch-retrieve-secrets", false},
+	{"secretsmanager", "GetSecretValue", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.secretsmanager-retrieve-secrets", true},
+	{"ssm", "GetParameters", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters", true},
+	{"ssm", "GetParameter", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters", true},
+	{"ssm", "GetParametersByPath", "CredentialAccess", decrypted, sevSensHigh, "ATT&CK T1555.006; Stratus aws.credential-access.ssm-retrieve-securestring-parameters", true},
+	{"ec2", "GetPasswordData", "CredentialAccess", nil, sevSensHigh, "ATT&CK T1552; Stratus aws.credential-access.ec2-get-password-data", false},
 	// Defense evasion: monitoring and logging other than CloudTrail's switched off.
-	{"ec2", "DeleteFlowLogs", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.vpc-remove-flow-logs"},
-	{"route53resolver", "DeleteResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs"},
-	{"route53resolver", "DisassociateResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs"},
-	{"organizations", "LeaveOrganization", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562; Stratus aws.defense-evasion.organizations-leave"},
-	{"guardduty", "DeleteDetector", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001; GuardDuty Stealth:IAMUser/... findings"},
-	{"guardduty", "UpdateDetector", "DefenseEvasion", param("enable", "false"), sevSensHigh, "ATT&CK T1562.001"},
-	{"guardduty", "DisassociateFromMasterAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
-	{"guardduty", "DisassociateFromAdministratorAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
-	{"config", "StopConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
-	{"config", "DeleteConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
-	{"config", "DeleteDeliveryChannel", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008"},
-	{"securityhub", "DisableSecurityHub", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001"},
-	{"logs", "DeleteLogGroup", "DefenseEvasion", nil, sevSensMid, "ATT&CK T1562.008"},
+	{"ec2", "DeleteFlowLogs", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.vpc-remove-flow-logs", false},
+	{"route53resolver", "DeleteResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs", false},
+	{"route53resolver", "DisassociateResolverQueryLogConfig", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008; Stratus aws.defense-evasion.dns-delete-logs", false},
+	{"organizations", "LeaveOrganization", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562; Stratus aws.defense-evasion.organizations-leave", false},
+	{"guardduty", "DeleteDetector", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001; GuardDuty Stealth:IAMUser/... findings", false},
+	{"guardduty", "UpdateDetector", "DefenseEvasion", param("enable", "false"), sevSensHigh, "ATT&CK T1562.001", false},
+	{"guardduty", "DisassociateFromMasterAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001", false},
+	{"guardduty", "DisassociateFromAdministratorAccount", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001", false},
+	{"config", "StopConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008", false},
+	{"config", "DeleteConfigurationRecorder", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008", false},
+	{"config", "DeleteDeliveryChannel", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.008", false},
+	{"securityhub", "DisableSecurityHub", "DefenseEvasion", nil, sevSensHigh, "ATT&CK T1562.001", false},
+	{"logs", "DeleteLogGroup", "DefenseEvasion", nil, sevSensMid, "ATT&CK T1562.008", false},
 	// Privilege escalation: policies attached or written, group membership, passwords.
-	{"iam", "AttachUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-admin-user"},
-	{"iam", "AttachRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-backdoor-role"},
-	{"iam", "AttachGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
-	{"iam", "PutUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
-	{"iam", "PutRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
-	{"iam", "PutGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003"},
-	{"iam", "CreatePolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)"},
-	{"iam", "SetDefaultPolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)"},
-	{"iam", "AddUserToGroup", "PrivilegeEscalation", nil, sevSensMid, "ATT&CK T1098.003"},
-	{"iam", "UpdateLoginProfile", "PrivilegeEscalation", otherUser, sevSensHigh, "ATT&CK T1098; Stratus aws.privilege-escalation.iam-update-user-login-profile"},
+	{"iam", "AttachUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-admin-user", false},
+	{"iam", "AttachRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-create-backdoor-role", false},
+	{"iam", "AttachGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003", false},
+	{"iam", "PutUserPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003", false},
+	{"iam", "PutRolePolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003", false},
+	{"iam", "PutGroupPolicy", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003", false},
+	{"iam", "CreatePolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)", false},
+	{"iam", "SetDefaultPolicyVersion", "PrivilegeEscalation", nil, sevSensHigh, "ATT&CK T1098.003 (Rhino Security's IAM privilege escalation methods)", false},
+	{"iam", "AddUserToGroup", "PrivilegeEscalation", nil, sevSensMid, "ATT&CK T1098.003", false},
+	{"iam", "UpdateLoginProfile", "PrivilegeEscalation", otherUser, sevSensHigh, "ATT&CK T1098; Stratus aws.privilege-escalation.iam-update-user-login-profile", false},
 	// Persistence: new identities, credentials, trust and code.
-	{"iam", "CreateUser", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-admin-user"},
-	{"iam", "CreateAccessKey", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-backdoor-user"},
-	{"iam", "CreateLoginProfile", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-create-user-login-profile"},
-	{"iam", "UpdateAssumeRolePolicy", "Persistence", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-backdoor-role"},
-	{"iam", "CreateRole", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-backdoor-role"},
-	{"iam", "UploadSSHPublicKey", "Persistence", nil, sevSensMid, "ATT&CK T1098.004"},
-	{"lambda", "AddPermission*", "Persistence", nil, sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-backdoor-function"},
-	{"lambda", "UpdateFunctionCode*", "Persistence", nil, sevSensMid, "ATT&CK T1525; Stratus aws.persistence.lambda-overwrite-code"},
-	{"lambda", "UpdateFunctionConfiguration*", "Persistence", hasParam("layers"), sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-layer-extension"},
-	{"rolesanywhere", "CreateTrustAnchor", "Persistence", nil, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor"},
-	{"rolesanywhere", "CreateProfile", "Persistence", nil, sevSensMid, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor"},
-	{"sts", "GetFederationToken", "Persistence", nil, sevSensMid, "ATT&CK T1550.001; Stratus aws.persistence.sts-federation-token"},
-	{"ec2", "ImportKeyPair", "Persistence", nil, sevSensMid, "ATT&CK T1098.004"},
+	{"iam", "CreateUser", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-admin-user", false},
+	{"iam", "CreateAccessKey", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-backdoor-user", false},
+	{"iam", "CreateLoginProfile", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-create-user-login-profile", false},
+	{"iam", "UpdateAssumeRolePolicy", "Persistence", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-backdoor-role", false},
+	{"iam", "CreateRole", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-backdoor-role", false},
+	{"iam", "UploadSSHPublicKey", "Persistence", nil, sevSensMid, "ATT&CK T1098.004", false},
+	{"lambda", "AddPermission*", "Persistence", nil, sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-backdoor-function", false},
+	{"lambda", "UpdateFunctionCode*", "Persistence", nil, sevSensMid, "ATT&CK T1525; Stratus aws.persistence.lambda-overwrite-code", false},
+	{"lambda", "UpdateFunctionConfiguration*", "Persistence", hasParam("layers"), sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-layer-extension", false},
+	{"rolesanywhere", "CreateTrustAnchor", "Persistence", nil, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor", false},
+	{"rolesanywhere", "CreateProfile", "Persistence", nil, sevSensMid, "ATT&CK T1098.001; Stratus aws.persistence.rolesanywhere-create-trust-anchor", false},
+	{"sts", "GetFederationToken", "Persistence", nil, sevSensMid, "ATT&CK T1550.001; Stratus aws.persistence.sts-federation-token", false},
+	{"ec2", "ImportKeyPair", "Persistence", nil, sevSensMid, "ATT&CK T1098.004", false},
 	// Exfiltration: data shared with another account or opened to the world.
-	{"ec2", "ModifySnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ebs-snapshot"},
-	{"ec2", "ModifyImageAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ami"},
-	{"rds", "ModifyDBSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.rds-share-snapshot"},
-	{"rds", "ModifyDBClusterSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537"},
-	{"ec2", "AuthorizeSecurityGroupIngress", "Exfiltration", openToWorld, sevSensHigh, "ATT&CK T1048; Stratus aws.exfiltration.ec2-security-group-open-port-22-ingress"},
-	{"s3", "PutBucketPolicy", "Exfiltration", nil, sevSensMid, "ATT&CK T1537"},
-	{"s3", "PutBucketReplication", "Exfiltration", nil, sevSensMid, "ATT&CK T1537"},
+	{"ec2", "ModifySnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ebs-snapshot", false},
+	{"ec2", "ModifyImageAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.ec2-share-ami", false},
+	{"rds", "ModifyDBSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537; Stratus aws.exfiltration.rds-share-snapshot", false},
+	{"rds", "ModifyDBClusterSnapshotAttribute", "Exfiltration", addsPermission, sevSensHigh, "ATT&CK T1537", false},
+	{"ec2", "AuthorizeSecurityGroupIngress", "Exfiltration", openToWorld, sevSensHigh, "ATT&CK T1048; Stratus aws.exfiltration.ec2-security-group-open-port-22-ingress", false},
+	{"s3", "PutBucketPolicy", "Exfiltration", nil, sevSensMid, "ATT&CK T1537", false},
+	{"s3", "PutBucketReplication", "Exfiltration", nil, sevSensMid, "ATT&CK T1537", false},
 	// Execution on instances.
-	{"ssm", "SendCommand", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-send-command"},
-	{"ssm", "StartSession", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-start-session"},
-	{"ec2", "ModifyInstanceAttribute", "Execution", hasParam("userData"), sevSensMid, "ATT&CK T1059; Stratus aws.execution.ec2-user-data"},
-	{"ec2", "RunInstances", "Execution", nil, sevSensLow, "ATT&CK T1578.002; Stratus aws.execution.ec2-launch-unusual-instances"},
+	{"ssm", "SendCommand", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-send-command", false},
+	{"ssm", "StartSession", "Execution", nil, sevSensMid, "ATT&CK T1651; Stratus aws.execution.ssm-start-session", false},
+	{"ec2", "ModifyInstanceAttribute", "Execution", hasParam("userData"), sevSensMid, "ATT&CK T1059; Stratus aws.execution.ec2-user-data", false},
+	{"ec2", "RunInstances", "Execution", nil, sevSensLow, "ATT&CK T1578.002; Stratus aws.execution.ec2-launch-unusual-instances", false},
 	// Lateral movement onto instances.
-	{"ec2-instance-connect", "SendSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021.004; Stratus aws.lateral-movement.ec2-instance-connect"},
-	{"ec2-instance-connect", "SendSerialConsoleSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key"},
-	{"ec2", "EnableSerialConsoleAccess", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key"},
+	{"ec2-instance-connect", "SendSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021.004; Stratus aws.lateral-movement.ec2-instance-connect", false},
+	{"ec2-instance-connect", "SendSerialConsoleSSHPublicKey", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key", false},
+	{"ec2", "EnableSerialConsoleAccess", "LateralMovement", nil, sevSensMid, "ATT&CK T1021; Stratus aws.lateral-movement.ec2-serial-console-send-ssh-public-key", false},
 	// Impact: paid resources hijacked (LLMjacking), data destroyed.
-	{"bedrock", "InvokeModel*", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
-	{"bedrock", "Converse*", "Impact", nil, sevSensMid, "ATT&CK T1496.004"},
-	{"bedrock", "PutFoundationModelEntitlement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
-	{"bedrock", "CreateFoundationModelAgreement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model"},
-	{"kms", "ScheduleKeyDeletion", "Impact", nil, sevSensHigh, "ATT&CK T1485"},
-	{"s3", "DeleteBucket", "Impact", nil, sevSensMid, "ATT&CK T1485"},
-	{"rds", "DeleteDBInstance", "Impact", nil, sevSensMid, "ATT&CK T1485"},
-	{"rds", "DeleteDBCluster", "Impact", nil, sevSensMid, "ATT&CK T1485"},
+	{"bedrock", "InvokeModel*", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model", false},
+	{"bedrock", "Converse*", "Impact", nil, sevSensMid, "ATT&CK T1496.004", false},
+	{"bedrock", "PutFoundationModelEntitlement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model", false},
+	{"bedrock", "CreateFoundationModelAgreement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model", false},
+	{"kms", "ScheduleKeyDeletion", "Impact", nil, sevSensHigh, "ATT&CK T1485", false},
+	{"s3", "DeleteBucket", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
+	{"rds", "DeleteDBInstance", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
+	{"rds", "DeleteDBCluster", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
 	// Initial access: a console session without a second factor (root's every use is
 	// RootCredentialUsage already).
-	{"signin", "ConsoleLogin", "InitialAccess", loginWithoutMFA, sevSensLogin, "ATT&CK T1078.004; Stratus aws.initial-access.console-login-without-mfa"},
+	{"signin", "ConsoleLogin", "InitialAccess", loginWithoutMFA, sevSensLogin, "ATT&CK T1078.004; Stratus aws.initial-access.console-login-without-mfa", false},
 	// Discovery of secrets in instance user data.
-	{"ec2", "DescribeInstanceAttribute", "Discovery", param("attribute", "userData"), sevSensLow, "ATT&CK T1580; Stratus aws.discovery.ec2-download-user-data"},
+	{"ec2", "DescribeInstanceAttribute", "Discovery", param("attribute", "userData"), sevSensLow, "ATT&CK T1580; Stratus aws.discovery.ec2-download-user-data", false},
 }
 
 // sensitiveIndex maps eventName (without a * suffix) to its entries; prefixes keeps the

@@ -9,7 +9,8 @@ import (
 // A discovery burst followed by a foothold: within seqWindow, at least seqMinDiscovery
 // discovery calls over seqMinDistinct APIs by one principal or session, then a
 // persistence, privilege-escalation or exfiltration call new to it and to its peer
-// group. Attackers holding fresh credentials look around first (ATT&CK's Discovery
+// group; at least seqMinNew of the discovery calls were the principal's first of their
+// API (infrastructure-as-code reads everything daily before it writes: routine). Attackers holding fresh credentials look around first (ATT&CK's Discovery
 // precedes its Persistence and Exfiltration in every CloudTrail intrusion the Stratus
 // and OTRF sets replay); a workload repeating one List call before its reads is not a
 // burst (one API), and a principal repeating its own routine is not new to itself.
@@ -17,6 +18,7 @@ const (
 	seqWindow      = 30 * time.Minute
 	seqMinCalls    = 5
 	seqMinDistinct = 2
+	seqMinNew      = 2 // discovery calls new to the principal: not its daily routine
 	maxTrailSteps  = 64
 	sevSequence    = 8.5
 	// TypeSequence is GuardDuty's Extended Threat Detection type for a chain of
@@ -28,6 +30,7 @@ const (
 type trail struct {
 	t   []time.Time
 	api []string
+	new []bool // the call was the principal's first of that API
 }
 
 func newTrail() *trail { return &trail{} }
@@ -37,13 +40,13 @@ func (tr *trail) prune(now time.Time) {
 	j := 0
 	for i := range tr.t {
 		if now.Sub(tr.t[i]) <= seqWindow {
-			tr.t[j], tr.api[j] = tr.t[i], tr.api[i]
+			tr.t[j], tr.api[j], tr.new[j] = tr.t[i], tr.api[i], tr.new[i]
 			j++
 		}
 	}
-	tr.t, tr.api = tr.t[:j], tr.api[:j]
+	tr.t, tr.api, tr.new = tr.t[:j], tr.api[:j], tr.new[:j]
 	if n := len(tr.t) - maxTrailSteps; n > 0 {
-		tr.t, tr.api = tr.t[n:], tr.api[n:]
+		tr.t, tr.api, tr.new = tr.t[n:], tr.api[n:], tr.new[n:]
 	}
 }
 
@@ -61,6 +64,7 @@ func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *se
 		tr := d.trails.getOrAdd(c.principal, newTrail)
 		tr.t = append(tr.t, t)
 		tr.api = append(tr.api, ev.EventName)
+		tr.new = append(tr.new, h.newOwn)
 		tr.prune(t)
 		return false
 	}
@@ -74,9 +78,13 @@ func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *se
 	tr.prune(t)
 	counts := map[string]int{}
 	var order []string
+	fresh := 0
 	for i, api := range tr.api {
 		if tr.t[i].After(t) {
 			continue
+		}
+		if tr.new[i] {
+			fresh++
 		}
 		if counts[api] == 0 {
 			order = append(order, api)
@@ -87,7 +95,7 @@ func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *se
 	for _, k := range counts {
 		n += k
 	}
-	if n < seqMinCalls || len(order) < seqMinDistinct {
+	if n < seqMinCalls || len(order) < seqMinDistinct || fresh < seqMinNew {
 		return false
 	}
 	steps := make([]string, 0, len(order)+1)
@@ -99,11 +107,12 @@ func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *se
 	if h.accountUsers == 0 {
 		sev = 8.9
 	}
-	info := map[string]any{"tactic": tactic, "steps": steps, "discoveryCalls": n, "window": seqWindow.String()}
+	info := map[string]any{"tactic": tactic, "steps": steps, "discoveryCalls": n, "newDiscoveryCalls": fresh, "window": seqWindow.String()}
 	if sens != nil {
 		info["sensitiveApi"] = sens.ref
 	}
-	emit(hit{typ: TypeSequence, severity: sev, key: ev.EventSource + ":" + ev.EventName,
+	// One finding per identity: later footholds add their step to it (record).
+	emit(hit{typ: TypeSequence, severity: sev, key: "",
 		title: "Discovery followed by " + tactic + " by one identity",
 		desc: fmt.Sprintf("%s made %d discovery calls (%s) within %s, then %s, which neither it nor its peer group %s had called.",
 			c.principal, n, strings.Join(steps[:len(steps)-1], ", "), seqWindow, ev.EventName, h.peerName),
