@@ -116,7 +116,13 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	ev := c.ev
 	// Unauthenticated calls have no principal whose habits could be learnt (they would all
 	// share one "anonymous" baseline); the credential and signature rules cover them.
-	if ev.EventName == "" || ev.EventTime.IsZero() || (ev.UserIdentity.ARN == "" && ev.UserIdentity.Type == "") {
+	if ev.EventName == "" || ev.EventTime.IsZero() {
+		return
+	}
+	if ev.UserIdentity.ARN == "" && ev.UserIdentity.Type == "" {
+		if s := d.sensitive.lookup(ev); s != nil && !s.bulk && ev.ErrorCode == "" && ev.UserIdentity.AccessKeyID == "" {
+			d.emitUnattributed(c, emit, s)
+		}
 		return
 	}
 	key := c.baselineKey()

@@ -2,6 +2,8 @@ package detect
 
 import (
 	"fmt"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"strings"
 	"time"
 )
@@ -124,10 +126,52 @@ func (d *Detector) emitSensitive(c *call, emit func(hit), s *sensitiveAPI, h his
 		why = append(why, "refused: "+ev.ErrorCode)
 	}
 	api := ev.EventSource + ":" + ev.EventName
+	info := map[string]any{"tactic": s.tactic, "newAction": api, "reasons": why, "sensitiveApi": s.ref}
+	if t := targetOf(ev); t != "" {
+		info["target"] = t
+	}
 	emit(hit{typ: s.tactic + anomalySuffix, severity: sev, key: api,
 		title: "A sensitive " + s.tactic + " API was invoked by a principal whose peers never call it",
-		desc:  fmt.Sprintf("%s invoked %s: %s.", c.principal, ev.EventName, strings.Join(why, "; ")),
-		info:  map[string]any{"tactic": s.tactic, "newAction": api, "reasons": why, "sensitiveApi": s.ref}})
+		desc:  fmt.Sprintf("%s invoked %s%s: %s.", c.principal, ev.EventName, on(info), strings.Join(why, "; ")),
+		info:  info})
+}
+
+// emitUnattributed reports a sensitive call the record names no principal for: there is
+// no baseline to consult, and AWS records an identity for every authenticated call.
+func (d *Detector) emitUnattributed(c *call, emit func(hit), s *sensitiveAPI) {
+	ev := c.ev
+	api := ev.EventSource + ":" + ev.EventName
+	info := map[string]any{"tactic": s.tactic, "newAction": api, "reasons": []string{"no principal in the record"}, "sensitiveApi": s.ref}
+	if t := targetOf(ev); t != "" {
+		info["target"] = t
+	}
+	emit(hit{typ: s.tactic + anomalySuffix, severity: s.severity, key: api,
+		title: "A sensitive " + s.tactic + " API was invoked with no principal recorded",
+		desc:  fmt.Sprintf("%s was invoked%s from %s with no principal in the record.", ev.EventName, on(info), ev.SourceIPAddress),
+		info:  info})
+}
+
+// targetParams are the request parameters that name what a sensitive call acts on,
+// most specific first.
+var targetParams = []string{"userName", "roleName", "groupName", "functionName", "snapshotId", "imageId",
+	"dBSnapshotIdentifier", "dBInstanceIdentifier", "bucketName", "secretId", "keyId", "instanceId", "groupId", "trailName", "name"}
+
+// targetOf names the resource a call acts on ("" when it names none: CreateAccessKey
+// without a user name is the caller's own key).
+func targetOf(ev *audit.Event) string {
+	for _, k := range targetParams {
+		if v, ok := ev.RequestParameters[k].(string); ok && v != "" {
+			return k + "=" + v
+		}
+	}
+	return ""
+}
+
+func on(info map[string]any) string {
+	if t, ok := info["target"].(string); ok {
+		return " (" + t + ")"
+	}
+	return ""
 }
 
 // bulkRead counts the secret or parameter names a read names into the principal's

@@ -262,6 +262,9 @@ func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
 	case ev.EventSource == "cloudtrail.amazonaws.com":
 		switch ev.EventName {
 		case "StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors", "PutInsightSelectors":
+			if !reducesLogging(ev) {
+				return
+			}
 			sev := sevMedium
 			if ev.ErrorCode != "" {
 				sev = sevLow
@@ -271,6 +274,44 @@ func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
 				desc:  fmt.Sprintf("%s called %s%s.", c.principal, ev.EventName, denied(ev))})
 		}
 	}
+}
+
+// reducesLogging: event selectors that leave some management events unlogged
+// (includeManagementEvents false, readWriteType not All, sources excluded, advanced
+// selectors without a plain Management one), insight selectors emptied; every stop,
+// delete or trail update.
+func reducesLogging(ev *audit.Event) bool {
+	p := ev.RequestParameters
+	switch ev.EventName {
+	case "PutEventSelectors":
+		if adv, ok := p["advancedEventSelectors"].([]any); ok {
+			for _, a := range adv {
+				a, _ := a.(map[string]any)
+				fs, _ := a["fieldSelectors"].([]any)
+				if len(fs) == 1 {
+					f, _ := fs[0].(map[string]any)
+					eq, _ := f["equals"].([]any)
+					if f["field"] == "eventCategory" && len(eq) == 1 && eq[0] == "Management" {
+						return false
+					}
+				}
+			}
+			return true
+		}
+		sels, _ := p["eventSelectors"].([]any)
+		for _, x := range sels {
+			sel, _ := x.(map[string]any)
+			excl, _ := sel["excludeManagementEventSources"].([]any)
+			if sel["includeManagementEvents"] == true && sel["readWriteType"] == "All" && len(excl) == 0 {
+				return false
+			}
+		}
+		return true
+	case "PutInsightSelectors":
+		sels, _ := p["insightSelectors"].([]any)
+		return len(sels) == 0
+	}
+	return true
 }
 
 func denied(ev *audit.Event) string {

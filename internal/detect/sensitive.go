@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/json"
 	"strings"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -79,7 +80,7 @@ var sensitiveAPIs = []sensitiveAPI{
 	{"iam", "CreateUser", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-admin-user", false},
 	{"iam", "CreateAccessKey", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-backdoor-user", false},
 	{"iam", "CreateLoginProfile", "Persistence", otherUser, sevSensHigh, "ATT&CK T1098.001; Stratus aws.persistence.iam-create-user-login-profile", false},
-	{"iam", "UpdateAssumeRolePolicy", "Persistence", nil, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-backdoor-role", false},
+	{"iam", "UpdateAssumeRolePolicy", "Persistence", trustsOutside, sevSensHigh, "ATT&CK T1098.003; Stratus aws.persistence.iam-backdoor-role", false},
 	{"iam", "CreateRole", "Persistence", nil, sevSensMid, "ATT&CK T1136.003; Stratus aws.persistence.iam-create-backdoor-role", false},
 	{"iam", "UploadSSHPublicKey", "Persistence", nil, sevSensMid, "ATT&CK T1098.004", false},
 	{"lambda", "AddPermission*", "Persistence", nil, sevSensMid, "ATT&CK T1546; Stratus aws.persistence.lambda-backdoor-function", false},
@@ -112,6 +113,7 @@ var sensitiveAPIs = []sensitiveAPI{
 	{"bedrock", "PutFoundationModelEntitlement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model", false},
 	{"bedrock", "CreateFoundationModelAgreement", "Impact", nil, sevSensMid, "ATT&CK T1496.004; Stratus aws.impact.bedrock-invoke-model", false},
 	{"kms", "ScheduleKeyDeletion", "Impact", nil, sevSensHigh, "ATT&CK T1485", false},
+	{"kms", "DisableKey", "Impact", nil, sevSensHigh, "ATT&CK T1485 (data encrypted under a disabled key is unreadable)", false},
 	{"s3", "DeleteBucket", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
 	{"rds", "DeleteDBInstance", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
 	{"rds", "DeleteDBCluster", "Impact", nil, sevSensMid, "ATT&CK T1485", false},
@@ -203,8 +205,93 @@ func otherUser(ev *audit.Event) bool {
 		return true
 	case target == "":
 		return u.Type != "IAMUser" // a session creating "its own" key has none: the role's
+	case u.Type == "AssumedRole":
+		// An SSO or federated session is named after its person: their own user.
+		i := strings.LastIndexByte(u.ARN, '/')
+		return i < 0 || !strings.EqualFold(u.ARN[i+1:], target)
 	}
 	return target != u.UserName
+}
+
+// trustsOutside: a role trust policy (UpdateAssumeRolePolicy's policyDocument) lets in
+// a principal outside the caller's account: "*", another account's id or ARN. A role
+// opened to another account is the backdoor; trust inside the account is routine.
+func trustsOutside(ev *audit.Event) bool {
+	doc, _ := ev.RequestParameters["policyDocument"].(string)
+	if doc == "" {
+		return false
+	}
+	var p struct {
+		Statement json.RawMessage
+	}
+	if json.Unmarshal([]byte(doc), &p) != nil {
+		return true // unreadable: say so rather than miss it
+	}
+	var stmts []map[string]any
+	if json.Unmarshal(p.Statement, &stmts) != nil {
+		var one map[string]any
+		if json.Unmarshal(p.Statement, &one) != nil {
+			return true
+		}
+		stmts = []map[string]any{one}
+	}
+	own := ev.UserIdentity.AccountID
+	if own == "" {
+		own = ev.RecipientAccountID
+	}
+	for _, st := range stmts {
+		if e, _ := st["Effect"].(string); e != "Allow" {
+			continue
+		}
+		var principals []string
+		collect(st["Principal"], &principals)
+		for _, pr := range principals {
+			if pr == "*" {
+				return true
+			}
+			acct := pr
+			if parts := strings.Split(pr, ":"); len(parts) >= 5 && strings.HasPrefix(pr, "arn:") {
+				acct = parts[4]
+				if acct == "" {
+					continue // a service or a partition-wide name, not an account
+				}
+			}
+			if isAccountID(acct) && acct != own {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// collect gathers a policy's principal values: "*", {"AWS": ...}, lists of them.
+func collect(v any, out *[]string) {
+	switch v := v.(type) {
+	case string:
+		*out = append(*out, v)
+	case []any:
+		for _, x := range v {
+			collect(x, out)
+		}
+	case map[string]any:
+		for k, x := range v {
+			if k == "AWS" { // Service and Federated principals are not accounts
+				collect(x, out)
+			}
+		}
+	}
+}
+
+func isAccountID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // addsPermission: a sharing attribute adds an account or the public ("all"): EC2's
@@ -217,8 +304,15 @@ func addsPermission(ev *audit.Event) bool {
 	for _, k := range []string{"createVolumePermission", "launchPermission"} {
 		m, _ := p[k].(map[string]any)
 		add, _ := m["add"].(map[string]any)
-		if items, _ := add["items"].([]any); len(items) > 0 {
-			return true
+		items, _ := add["items"].([]any)
+		for _, it := range items {
+			it, _ := it.(map[string]any)
+			if id, _ := it["userId"].(string); id != "" {
+				return true
+			}
+			if g, _ := it["group"].(string); g == "all" {
+				return true
+			}
 		}
 	}
 	return false
