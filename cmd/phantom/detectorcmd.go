@@ -76,6 +76,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(c.log, det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)

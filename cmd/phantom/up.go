@@ -291,6 +291,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(log, det.SigmaRules())
 	detMetrics := o.detectorMetrics()
 	wg.Add(1)
 	go func() {
