@@ -102,8 +102,8 @@ func TestPeerGroupsFromSpec(t *testing.T) {
 	}
 	for arn, want := range map[string]string{
 		"arn:aws:iam::" + acct + ":role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Dev": acct + " role /aws-reserved/sso.amazonaws.com/",
-		"arn:aws:iam::" + acct + ":root":                                                    acct + " root",
-		"arn:aws:sts::" + acct + ":assumed-role/web/i-0123":                                 acct + " role /",
+		"arn:aws:iam::" + acct + ":root":                    acct + " root",
+		"arn:aws:sts::" + acct + ":assumed-role/web/i-0123": acct + " role /",
 		"AKIAEXAMPLE": "other",
 	} {
 		if got := arnGroup(arn); got != want {
