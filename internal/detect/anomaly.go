@@ -27,6 +27,10 @@ type baseline struct {
 	networks map[netKey]time.Time // first seen
 	agents   map[string]time.Time
 	hours    uint32 // bit h set: seen at UTC hour h
+	// peer is the principal's peer group, worked out once per peerGen (the operator's
+	// groups change with the spec).
+	peer    string
+	peerGen uint64
 }
 
 func newBaseline() *baseline {
@@ -133,7 +137,10 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	}
 	a := action{ev.EventSource, ev.EventName}
 	newAction := learn(b.actions, a, maxBaselineActions)
-	h := d.history(c, key, a, newAction, t)
+	if b.peer == "" || b.peerGen != d.peerGen {
+		b.peer, b.peerGen = d.peerGroup(key), d.peerGen
+	}
+	h := d.history(c, b.peer, a, newAction, t)
 	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
 	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
@@ -150,7 +157,7 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 		if sens = d.bulkRead(c, sens); sens != nil {
 			pa := action{ev.EventSource, "bulk:" + ev.EventName}
 			newAction = learn(b.actions, pa, maxBaselineActions)
-			h = d.history(c, key, pa, newAction, t)
+			h = d.history(c, b.peer, pa, newAction, t)
 		}
 	}
 	tactic := tacticOf(ev.EventSource, ev.EventName)

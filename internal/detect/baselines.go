@@ -58,11 +58,11 @@ func (h *history) accountLearnt(t time.Time, lp time.Duration) bool {
 	return !h.accountFirst.IsZero() && !t.Before(h.accountFirst.Add(lp))
 }
 
-// history updates the peer group's and the account's baselines with the call (own is
-// the principal's baseline key, newOwn whether the API is new to it) and returns where
-// the call stands.
-func (d *Detector) history(c *call, own string, a action, newOwn bool, t time.Time) history {
-	h := history{newOwn: newOwn, peerName: d.peerGroup(own)}
+// history updates the peer group's and the account's baselines with the call (peer is
+// the principal's peer group, newOwn whether the API is new to the principal) and
+// returns where the call stands.
+func (d *Detector) history(c *call, peer string, a action, newOwn bool, t time.Time) history {
+	h := history{newOwn: newOwn, peerName: peer}
 	pg := d.peers.getOrAdd(h.peerName, newGroupBaseline)
 	h.newPeer = pg.add(a, t, newOwn, maxGroupActions) == 0
 	h.peerFirst = pg.first

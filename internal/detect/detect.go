@@ -65,6 +65,7 @@ type Detector struct {
 	trails    *lru[*trail]         // principal -> recent discovery calls
 	bulk      *lru[*window]        // principal -> secret and parameter names read
 	sensitive *sensitiveIndex
+	peerGen   uint64             // bumped when the operator's peer groups change
 	denied    *lru[*window]      // principal -> access-denied window
 	sigFail   *lru[*window]      // "k:"+key or "ip:"+address -> signature failures
 	instances *lru[*instSession] // instance session ARN -> where it was first used

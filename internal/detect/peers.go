@@ -37,5 +37,6 @@ func PeerGroups(spec *config.Spec) map[string]string {
 func (d *Detector) SetPeerGroups(groups map[string]string) {
 	d.mu.Lock()
 	d.cfg.PeerGroups = groups
+	d.peerGen++
 	d.mu.Unlock()
 }

@@ -29,7 +29,8 @@ import (
 //   - Policy:IAMUser/AdminLongTermKeyUsage (Phantom), 3.0, key access key: an AKIA key of an
 //     IAM user in Config.AdminUsers (CloudTrail carries no policy; the list is the operator's).
 //   - Stealth:IAMUser/CloudTrailLoggingDisabled, 5.0 (2.0 when refused), key API:
-//     cloudtrail StopLogging, DeleteTrail, UpdateTrail, PutEventSelectors, PutInsightSelectors.
+//     cloudtrail StopLogging, DeleteTrail, UpdateTrail; PutEventSelectors and
+//     PutInsightSelectors that log less (reducesLogging).
 //   - Stealth:IAMUser/AuditLogTampered (Phantom), 5.0: Phantom's own audit chain
 //     (eventSource audit.phantom.internal or phantom-audit) recorded AuditLogRecovered (a
 //     torn tail cut), a refused audit operation or a *Tamper* event.
@@ -43,29 +44,51 @@ import (
 //     IncompleteSignature within 60 s from one access key or one address.
 //   - UnauthorizedAccess:IAMUser/InvalidCredentials (Phantom), 5.0 (3.0 for expired), key
 //     access key + address: InvalidClientTokenId, UnrecognizedClientException,
-//     InvalidAccessKeyId, InvalidToken (unknown or inactive), ExpiredToken(Exception).
+//     InvalidAccessKeyId, InvalidToken (unknown or inactive); ExpiredToken(Exception) only
+//     from the 5th within 60 s on one key (one expired call is an SDK refreshing).
 //   - Exfiltration:IAMUser/EgressDenied (Phantom), 5.0, key host: Phantom's egress proxy
 //     (egress.phantom.amazonaws.com) refused DestinationNotAllowed, PortNotAllowed or
 //     AddressNotAllowed.
 //   - PenTest:IAMUser/AttackToolUserAgent (Phantom; GuardDuty's PenTest:IAMUser/KaliLinux
 //     family), 5.0, key tool: a user agent naming an offensive tool or pentest distribution.
-//   - <Tactic>:IAMUser/AnomalousBehavior, 8.0 for CredentialAccess, Exfiltration,
-//     DefenseEvasion, PrivilegeEscalation, Impact, else 5.0, key API: per principal (a
-//     role's sessions share the role's baseline) actions, networks (/24, /48), user agent
-//     families and UTC hours are learnt for LearningPeriod from the principal's first
-//     event; afterwards a call of a never-seen API with a tactic (tacticOf) from a new
-//     network, a new agent family or an unusual hour (none within ±1 h seen) is scored.
-//     A network or agent first seen after learning stays "new" for 72 h.
+//   - <Tactic>:IAMUser/AnomalousBehavior, key API, from three rules that share one
+//     history per call (anomaly.go, baselines.go): the principal's own baseline (a role's
+//     sessions share the role's), its peer group's (PeerGroups: same managed policies in
+//     the spec, else the same kind and IAM path) and its account's (how many principals
+//     called each API).
+//     Sensitive-API first use (sensitive.go, a table by tactic with the ATT&CK technique
+//     and Stratus technique behind each entry): while the principal is within its own
+//     learning period, a table API (in its dangerous form: a snapshot shared with an
+//     account, a trust policy opened outside the account, secrets read in bulk…) that
+//     neither it nor any principal of its peer group has called; the table's severity
+//     (4 to 7), +0.5 when nobody in the account ever called it, -1 when refused.
+//     Anomaly: past its learning period, a never-seen tactic API (tacticOf) that its peer
+//     group has not called either, from a new network, agent family or an unusual hour
+//     (8.0 for CredentialAccess, Exfiltration, DefenseEvasion, PrivilegeEscalation,
+//     Impact, else 5.0; at least the table's severity); before that, one no principal of
+//     its established peer group called, or failing that one never called in its
+//     established account (5.0). A network or agent first seen after learning stays
+//     "new" for 72 h.
+//   - AttackSequence:IAM/CompromisedCredentials, 8.5 (8.9 for an API the account never
+//     saw), one per principal (sequence.go): >= 5 discovery calls over >= 2 APIs, >= 2 of
+//     them the principal's first, within 30 min, then a persistence, privilege-escalation
+//     or exfiltration call new to it and its peer group; lists the steps, later
+//     footholds join it; it stands for the first-use finding of its last call.
+//   - <Tactic>:IAMUser/Sigma!<rule id> (sigmarule.go), the rule's level as severity, key
+//     the rule: a loaded Sigma rule matched (Config.SigmaRules).
 //
-// Evaluation on ../shared/datasets/cloudtrail (TestEvaluation, -v prints the table):
-// with the default 7-day learning period the 35 single-technique Stratus detonations
-// (no baseline: anomalies only learn there) are flagged in 34/35 cases (the
-// federation-token case uses the Go SDK's agent), 42/45 malicious units over all
-// sources, 0 of 4 benign principals flagged with threat findings; without the
-// attack-tool user agent rule 9/45. With LearningPeriod 0 (every first call scored):
-// 35/35, 44/45, 38/45 without the user agent rule, and 3/4 benign principals flagged.
-// The credential-misuse subset (Stratus and OTRF instance sessions, Panther root from the
-// attacker's address twice) is 4/4 in both.
+// Every rule states its false-positive budget (fpBudget) and TestBenignSoak holds it.
+//
+// Evaluation on ../shared/datasets/cloudtrail (TestEvaluation, -v prints the per-technique
+// table), default 7-day learning period. As recorded: 35/35 Stratus techniques, 44/45
+// malicious units. With every user agent replaced by the AWS CLI's (what a real attacker
+// sends): 35/35 techniques, each with a finding carrying its Stratus tactic, 40/45
+// units; the OTRF stolen session and both Panther root compromises flagged; 0 of 4
+// benign principals flagged with threat findings (2 of 4 when SigmaHQ's rules are
+// loaded too: their root-account and login-without-MFA rules fire on the owner's own
+// root logins, as they say they do). Before this table, baselines and sequences: 6/35
+// with the user agents replaced. Panther's labelled tests of the rules whose intent
+// Phantom shares: 79/83 agree (TestPantherRuleTests).
 
 // Finding types. GuardDuty's names where GuardDuty has the finding; Phantom's own
 // (same Tactic:Resource/Name grammar) where it does not.
