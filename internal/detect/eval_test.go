@@ -148,8 +148,8 @@ type techniqueRow struct {
 	flagged           bool
 	principals        []string // flagged principals
 	tactics           []string // tactics of their findings, highest severity first
-	rightTactic       bool // some finding naming a principal carries the tactic
-	rightPrimary      bool // the most severe one does
+	rightTactic       bool     // some finding naming a principal carries the tactic
+	rightPrimary      bool     // the most severe one does
 }
 
 type evalReport struct {
