@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -90,10 +91,25 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkObserve is the streaming cost of one event (the rules alone).
+// BenchmarkObserve is the streaming cost of one event (the rules alone), without and
+// with SigmaHQ's 57 CloudTrail rules loaded (from ../shared; skipped without it): the
+// ratio of the two is what the Sigma rules cost.
 func BenchmarkObserve(b *testing.B) {
+	b.Run("rules", func(b *testing.B) { benchObserve(b, "") })
+	b.Run("rules+sigma", func(b *testing.B) {
+		if _, err := os.Stat(sigmaRules); err != nil {
+			b.Skipf("../shared/datasets/sigma not found: %v", err)
+		}
+		benchObserve(b, sigmaRules)
+	})
+}
+
+func benchObserve(b *testing.B, rules string) {
 	evs := benchEvents(20000)
-	d, _ := New(Config{LearningPeriod: time.Hour})
+	d, err := New(Config{LearningPeriod: time.Hour, SigmaRules: rules})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0

@@ -55,7 +55,7 @@ type Config struct {
 type Detector struct {
 	cfg     Config
 	threats atomic.Pointer[threatSet]
-	sigma   atomic.Pointer[sigma.Set]
+	sigma   atomic.Pointer[loadedSigma]
 	admins  map[string]bool
 
 	mu        sync.Mutex
@@ -127,7 +127,7 @@ func (d *Detector) SetSigmaRules(dir string) (*sigma.Set, error) {
 			return nil, fmt.Errorf("detect: %w", err)
 		}
 	}
-	d.sigma.Store(s)
+	d.sigma.Store(newLoadedSigma(s))
 	d.mu.Lock()
 	d.cfg.SigmaRules = dir
 	d.mu.Unlock()
@@ -135,7 +135,7 @@ func (d *Detector) SetSigmaRules(dir string) (*sigma.Set, error) {
 }
 
 // SigmaRules is the loaded Sigma rule set (never nil).
-func (d *Detector) SigmaRules() *sigma.Set { return d.sigma.Load() }
+func (d *Detector) SigmaRules() *sigma.Set { return d.sigma.Load().set }
 
 // SetThreatLists loads lists and swaps them in whole: Observe sees either the old or the
 // new set, never a mix. On error the old set stays.
@@ -219,6 +219,7 @@ type hit struct {
 	key      string // the rule's dedup key beyond type and principal
 	title    string
 	desc     string
+	descf    func() string // desc, made only when the finding is new (rules that match often)
 	info     map[string]any
 }
 
@@ -260,6 +261,9 @@ func (d *Detector) record(c *call, h hit) Finding {
 	region := d.cfg.Region
 	if region == "" {
 		region = c.ev.AWSRegion
+	}
+	if h.descf != nil {
+		h.desc = h.descf()
 	}
 	f := &Finding{
 		SchemaVersion: "2.0",

@@ -7,42 +7,65 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
+// loadedSigma is a loaded rule set with what each rule's findings carry worked out once
+// (type, key, metadata): a rule that matches most events (SigmaHQ's
+// aws_sts_assumerole_misuse matches every role session's call) costs a lookup per
+// match, not a rebuild. Immutable, swapped whole.
+type loadedSigma struct {
+	set  *sigma.Set
+	meta map[*sigma.Rule]*sigmaMeta
+}
+
+type sigmaMeta struct {
+	typ, key    string
+	info        map[string]any // read-only, shared by the rule's findings
+	attribution string
+	description string
+}
+
+func newLoadedSigma(s *sigma.Set) *loadedSigma {
+	l := &loadedSigma{set: s, meta: make(map[*sigma.Rule]*sigmaMeta, len(s.Rules))}
+	for _, r := range s.Rules {
+		tactics := r.Tactics()
+		tactic := ""
+		if len(tactics) > 0 {
+			tactic = tactics[0]
+		}
+		key := r.ID
+		if key == "" {
+			key = r.File
+		}
+		info := map[string]any{
+			"sigmaRule": map[string]any{
+				"id": r.ID, "title": r.Title, "level": r.Level, "status": r.Status, "author": r.Author,
+				"tags": r.Tags, "references": r.References, "file": r.File, "license": r.License, "source": r.Source,
+			},
+		}
+		if tactic != "" {
+			info["tactic"] = tactic
+		}
+		l.meta[r] = &sigmaMeta{typ: sigmaType(tactic, key), key: "sigma:" + key, info: info,
+			attribution: attribution(r), description: withStop(r.Description)}
+	}
+	return l
+}
+
 // ruleSigma turns every loaded Sigma rule the event matches into a finding, keyed by the
 // rule: its title, its level as the severity, its first ATT&CK tactic tag as the tactic,
 // and the attribution the rules' licence asks for (SigmaHQ's Detection Rule License 1.1:
 // the rule's author and its source wherever a match is shown).
 func (d *Detector) ruleSigma(c *call, emit func(hit)) {
-	s := d.sigma.Load()
-	if s == nil || len(s.Rules) == 0 {
+	l := d.sigma.Load()
+	if l == nil || len(l.set.Rules) == 0 {
 		return
 	}
-	s.Match(c.ev, func(r *sigma.Rule) {
-		emit(sigmaHit(c, r))
+	l.set.Match(c.ev, func(r *sigma.Rule) {
+		m := l.meta[r]
+		emit(hit{typ: m.typ, severity: r.Severity(), key: m.key, title: r.Title, info: m.info,
+			descf: func() string {
+				return fmt.Sprintf("%s invoked %s. %s%s", c.principal, c.ev.EventName, m.description, m.attribution)
+			}})
 	})
-}
-
-func sigmaHit(c *call, r *sigma.Rule) hit {
-	tactics := r.Tactics()
-	tactic := ""
-	if len(tactics) > 0 {
-		tactic = tactics[0]
-	}
-	key := r.ID
-	if key == "" {
-		key = r.File
-	}
-	info := map[string]any{
-		"sigmaRule": map[string]any{
-			"id": r.ID, "title": r.Title, "level": r.Level, "status": r.Status, "author": r.Author,
-			"tags": r.Tags, "references": r.References, "file": r.File, "license": r.License, "source": r.Source,
-		},
-	}
-	if tactic != "" {
-		info["tactic"] = tactic
-	}
-	return hit{typ: sigmaType(tactic, key), severity: r.Severity(), key: "sigma:" + key, title: r.Title,
-		desc: fmt.Sprintf("%s invoked %s. %s%s", c.principal, c.ev.EventName, withStop(r.Description), attribution(r)),
-		info: info}
 }
 
 // sigmaType is a GuardDuty-shaped type naming the rule:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 	"time"
@@ -177,10 +178,14 @@ type fieldMatcher struct {
 
 // valueMatcher is one value of a field, compiled.
 type valueMatcher struct {
-	op      int
-	s       string // the literal (lower-cased unless cased) for eq/contains/prefix/suffix
-	cased   bool
-	re      *regexp.Regexp // |re, or a value with wildcards
+	op    int
+	s     string // the literal for eq/contains/prefix/suffix
+	cased bool
+	re    *regexp.Regexp // |re, or a value with wildcards
+	// need are literals every match of re contains (fold: in any case): a text
+	// without one is rejected before the regular expression runs.
+	need    []string
+	fold    bool
 	prefix  netip.Prefix
 	num     float64
 	exists  bool
@@ -256,9 +261,35 @@ func (v *valueMatcher) matchValue(a any) bool {
 		return n <= v.num
 	}
 	if v.re != nil {
-		return v.re.MatchString(text(a))
+		s := text(a)
+		for _, n := range v.need {
+			if v.fold && !indexFold(s, n) || !v.fold && !strings.Contains(s, n) {
+				return false
+			}
+		}
+		return v.re.MatchString(s)
 	}
 	return v.compare(text(a), v.s)
+}
+
+// withNeeds sets the literals every match of v.re must contain: the literal pieces of
+// a top-level concatenation (".+:assumed-role/aws:.+" needs ":assumed-role/aws:").
+func (v *valueMatcher) withNeeds() *valueMatcher {
+	re, err := syntax.Parse(v.re.String(), syntax.Perl)
+	if err != nil {
+		return v
+	}
+	re = re.Simplify()
+	if re.Op != syntax.OpConcat {
+		return v
+	}
+	for _, sub := range re.Sub {
+		if sub.Op == syntax.OpLiteral && len(sub.Rune) > 0 {
+			v.need = append(v.need, string(sub.Rune))
+			v.fold = v.fold || sub.Flags&syntax.FoldCase != 0
+		}
+	}
+	return v
 }
 
 // compare applies an eq/contains/prefix/suffix to two strings, case-insensitively
@@ -443,7 +474,7 @@ func compileValue(field string, raw any, op int, cased, ref bool, reFlags string
 		if err != nil {
 			return nil, fmt.Errorf("field %s: regular expression %q: %v", field, s, err)
 		}
-		return []*valueMatcher{{op: opRe, re: re}}, nil
+		return []*valueMatcher{(&valueMatcher{op: opRe, re: re}).withNeeds()}, nil
 	case opCIDR:
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -522,7 +553,7 @@ func literal(s string, op int, cased bool) *valueMatcher {
 	if !cased {
 		flags = "(?is)"
 	}
-	return &valueMatcher{op: op, re: regexp.MustCompile(flags + "^" + pat + "$"), cased: cased}
+	return (&valueMatcher{op: op, re: regexp.MustCompile(flags + "^" + pat + "$"), cased: cased}).withNeeds()
 }
 
 // base64Offsets is Sigma's base64offset: the three encodings of s at each offset in a
