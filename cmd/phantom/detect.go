@@ -171,15 +171,7 @@ func reportSigma(w io.Writer, s *sigma.Set) {
 	if s == nil || s.Dir == "" {
 		return
 	}
-	var bad []sigma.Problem
-	other := 0
-	for _, p := range s.Problems {
-		if p.OtherLogSource {
-			other++
-			continue
-		}
-		bad = append(bad, p)
-	}
+	bad, other := s.Unloaded()
 	fmt.Fprintf(w, "phantom detect: %d Sigma rules loaded from %s", len(s.Rules), s.Dir)
 	if other > 0 {
 		fmt.Fprintf(w, " (%d for other log sources skipped)", other)

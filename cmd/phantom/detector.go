@@ -62,12 +62,8 @@ func logSigma(log *slog.Logger, s *sigma.Set) {
 	if s == nil || s.Dir == "" {
 		return
 	}
-	other := 0
-	for _, p := range s.Problems {
-		if p.OtherLogSource {
-			other++
-			continue
-		}
+	bad, other := s.Unloaded()
+	for _, p := range bad {
 		log.Warn("detector: Sigma rule not loaded", "file", p.File, "title", p.Title, "reason", p.Reason)
 	}
 	log.Info("detector: Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)

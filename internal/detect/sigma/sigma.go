@@ -205,6 +205,19 @@ func NewSet(dir string, rules []*Rule, problems []Problem) *Set {
 	return s
 }
 
+// Unloaded lists the rules that did not load and why, and counts those skipped for
+// being for another log source (not errors: only not this detector's).
+func (s *Set) Unloaded() (problems []Problem, otherSources int) {
+	for _, p := range s.Problems {
+		if p.OtherLogSource {
+			otherSources++
+			continue
+		}
+		problems = append(problems, p)
+	}
+	return problems, otherSources
+}
+
 func readRule(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -400,28 +413,27 @@ func (c *compiler) matching(pattern string) ([]expr, error) {
 	return out, nil
 }
 
+// exprs compiles the members of a conjunction or disjunction.
+func (c *compiler) exprs(xs []sigmago.SearchExpr) ([]expr, error) {
+	out := make([]expr, 0, len(xs))
+	for _, x := range xs {
+		ce, err := c.expr(x)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ce)
+	}
+	return out, nil
+}
+
 func (c *compiler) expr(e sigmago.SearchExpr) (expr, error) {
 	switch e := e.(type) {
 	case sigmago.And:
-		var out andExpr
-		for _, x := range e {
-			ce, err := c.expr(x)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ce)
-		}
-		return out, nil
+		xs, err := c.exprs(e)
+		return andExpr(xs), err
 	case sigmago.Or:
-		var out orExpr
-		for _, x := range e {
-			ce, err := c.expr(x)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, ce)
-		}
-		return out, nil
+		xs, err := c.exprs(e)
+		return orExpr(xs), err
 	case sigmago.Not:
 		ce, err := c.expr(e.Expr)
 		if err != nil {
