@@ -245,7 +245,18 @@ func (d *Detector) record(c *call, h hit) Finding {
 		}
 		// A sequence grows: its new last step joins the listed ones.
 		if steps, ok := h.info["steps"].([]string); ok && len(steps) > 0 {
-			if old, ok := f.Service.AdditionalInfo["steps"].([]string); ok && len(old) < maxEvidence {
+			var old []string
+			switch o := f.Service.AdditionalInfo["steps"].(type) {
+			case []string:
+				old = o
+			case []any: // restored from the store
+				for _, x := range o {
+					if s, ok := x.(string); ok {
+						old = append(old, s)
+					}
+				}
+			}
+			if len(old) < maxEvidence && f.Service.AdditionalInfo != nil {
 				f.Service.AdditionalInfo["steps"] = append(old[:len(old):len(old)], steps[len(steps)-1])
 			}
 		}
