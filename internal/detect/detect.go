@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,7 +317,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 			Count:          1,
 			EventFirstSeen: t,
 			EventLastSeen:  t,
-			AdditionalInfo: h.info,
+			AdditionalInfo: maps.Clone(h.info), // hits may share theirs (a Sigma rule's)
 		},
 	}
 	if c.addr.IsValid() {
