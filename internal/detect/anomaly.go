@@ -28,9 +28,13 @@ type baseline struct {
 	agents   map[string]time.Time
 	hours    uint32 // bit h set: seen at UTC hour h
 	// peer is the principal's peer group, worked out once per peerGen (the operator's
-	// groups change with the spec).
-	peer    string
-	peerGen uint64
+	// groups change with the spec), with its baseline and the account's: looked up once,
+	// not per call.
+	peer      string
+	peerGen   uint64
+	peerGroup *groupBaseline
+	account   string
+	acctGroup *groupBaseline
 }
 
 func newBaseline() *baseline {
@@ -137,10 +141,16 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	}
 	a := action{ev.EventSource, ev.EventName}
 	newAction := learn(b.actions, a, maxBaselineActions)
-	if b.peer == "" || b.peerGen != d.peerGen {
+	if b.peerGroup == nil || b.peerGen != d.peerGen {
 		b.peer, b.peerGen = d.peerGroup(key), d.peerGen
+		b.peerGroup = d.peers.getOrAdd(b.peer, newGroupBaseline)
+		b.account = ev.UserIdentity.AccountID
+		if b.account == "" {
+			b.account = ev.RecipientAccountID
+		}
+		b.acctGroup = d.accounts.getOrAdd(b.account, newGroupBaseline)
 	}
-	h := d.history(c, b.peer, a, newAction, t)
+	h := standing(b, a, newAction, t)
 	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
 	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
@@ -157,7 +167,7 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 		if sens = d.bulkRead(c, sens); sens != nil {
 			pa := action{ev.EventSource, "bulk:" + ev.EventName}
 			newAction = learn(b.actions, pa, maxBaselineActions)
-			h = d.history(c, b.peer, pa, newAction, t)
+			h = standing(b, pa, newAction, t)
 		}
 	}
 	tactic := tacticOf(ev.EventSource, ev.EventName)

@@ -58,21 +58,14 @@ func (h *history) accountLearnt(t time.Time, lp time.Duration) bool {
 	return !h.accountFirst.IsZero() && !t.Before(h.accountFirst.Add(lp))
 }
 
-// history updates the peer group's and the account's baselines with the call (peer is
-// the principal's peer group, newOwn whether the API is new to the principal) and
-// returns where the call stands.
-func (d *Detector) history(c *call, peer string, a action, newOwn bool, t time.Time) history {
-	h := history{newOwn: newOwn, peerName: peer}
-	pg := d.peers.getOrAdd(h.peerName, newGroupBaseline)
-	h.newPeer = pg.add(a, t, newOwn, maxGroupActions) == 0
-	h.peerFirst = pg.first
-	h.account = c.ev.UserIdentity.AccountID
-	if h.account == "" {
-		h.account = c.ev.RecipientAccountID
-	}
-	ac := d.accounts.getOrAdd(h.account, newGroupBaseline)
-	h.accountUsers = ac.add(a, t, newOwn, maxAccountActions)
-	h.accountFirst = ac.first
+// standing updates the principal's peer group's and account's baselines with the call
+// (newOwn: the API is new to the principal) and returns where the call stands.
+func standing(b *baseline, a action, newOwn bool, t time.Time) history {
+	h := history{newOwn: newOwn, peerName: b.peer, account: b.account}
+	h.newPeer = b.peerGroup.add(a, t, newOwn, maxGroupActions) == 0
+	h.peerFirst = b.peerGroup.first
+	h.accountUsers = b.acctGroup.add(a, t, newOwn, maxAccountActions)
+	h.accountFirst = b.acctGroup.first
 	return h
 }
 

@@ -35,19 +35,29 @@ type trail struct {
 
 func newTrail() *trail { return &trail{} }
 
-// prune drops calls older than the window before now (and the oldest past the cap).
+// prune drops the calls older than the window before now, and the oldest past the cap.
+// Calls arrive in time order (files are sorted, chains are written in order): the old
+// ones are at the front, so it stops at the first recent one.
 func (tr *trail) prune(now time.Time) {
-	j := 0
-	for i := range tr.t {
-		if now.Sub(tr.t[i]) <= seqWindow {
-			tr.t[j], tr.api[j], tr.new[j] = tr.t[i], tr.api[i], tr.new[i]
-			j++
-		}
+	cut := now.Add(-seqWindow)
+	i := 0
+	for i < len(tr.t) && tr.t[i].Before(cut) {
+		i++
 	}
-	tr.t, tr.api, tr.new = tr.t[:j], tr.api[:j], tr.new[:j]
-	if n := len(tr.t) - maxTrailSteps; n > 0 {
-		tr.t, tr.api, tr.new = tr.t[n:], tr.api[n:], tr.new[n:]
+	if n := len(tr.t) - i - maxTrailSteps; n > 0 {
+		i += n
 	}
+	if i == 0 {
+		return
+	}
+	if i > cap(tr.t)/2 { // copy down rather than let the arrays grow from the front
+		n := copy(tr.t, tr.t[i:])
+		copy(tr.api, tr.api[i:])
+		copy(tr.new, tr.new[i:])
+		tr.t, tr.api, tr.new = tr.t[:n], tr.api[:n], tr.new[:n]
+		return
+	}
+	tr.t, tr.api, tr.new = tr.t[i:], tr.api[i:], tr.new[i:]
 }
 
 // isFoothold: the tactics whose call ends a sequence.
