@@ -73,6 +73,7 @@ type Detector struct {
 	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
 	findings  *lru[*Finding]     // id -> finding
 	uaTools   map[string]string  // user agent -> attack tool named in it ("" none)
+	ids       map[idKey]string   // finding ids worked out
 }
 
 // New validates cfg, loads the threat lists and returns a detector.
@@ -93,6 +94,7 @@ func New(cfg Config) (*Detector, error) {
 		cfg:       cfg,
 		admins:    make(map[string]bool),
 		uaTools:   make(map[string]string),
+		ids:       make(map[idKey]string),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
 		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
 		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
@@ -220,13 +222,13 @@ type hit struct {
 	key      string // the rule's dedup key beyond type and principal
 	title    string
 	desc     string
-	descf    func() string // desc, made only when the finding is new (rules that match often)
+	sigma    *sigmaMeta // a Sigma rule's hit: desc is made from it only for a new finding
 	info     map[string]any
 }
 
 // record creates the finding of h or, when one with the same id exists, raises its count.
 func (d *Detector) record(c *call, h hit) Finding {
-	id := findingID(h.typ, c.principal, h.key)
+	id := d.findingID(h.typ, c.principal, h.key)
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
 	if f, ok := d.findings.get(id); ok {
@@ -274,8 +276,8 @@ func (d *Detector) record(c *call, h hit) Finding {
 	if region == "" {
 		region = c.ev.AWSRegion
 	}
-	if h.descf != nil {
-		h.desc = h.descf()
+	if h.sigma != nil {
+		h.desc = h.sigma.describe(c)
 	}
 	f := &Finding{
 		SchemaVersion: "2.0",
@@ -336,6 +338,24 @@ func (d *Detector) record(c *call, h hit) Finding {
 	}
 	d.findings.put(id, f)
 	return copyFinding(f)
+}
+
+// idKey is what a finding id is derived from.
+type idKey struct{ typ, principal, key string }
+
+// findingID is findingID's result remembered: a rule that fires on most events (a Sigma
+// rule for every role session) would hash on every one. Bounded: cleared when full.
+func (d *Detector) findingID(typ, principal, key string) string {
+	k := idKey{typ, principal, key}
+	if id, ok := d.ids[k]; ok {
+		return id
+	}
+	if len(d.ids) >= d.cfg.MaxFindings {
+		clear(d.ids)
+	}
+	id := findingID(typ, principal, key)
+	d.ids[k] = id
+	return id
 }
 
 // findingID is GuardDuty-like: 32 hex characters, derived from what the finding is

@@ -237,31 +237,24 @@ func (v *valueMatcher) matchField(e *event, g *getter) bool {
 			return v.ref.each(e, func(b any) bool { return v.compare(as, text(b)) })
 		})
 	}
+	if g.str != nil { // the common case, without boxing the string
+		s := g.str(e.ev)
+		return s != "" && v.matchString(s)
+	}
 	return g.each(e, func(a any) bool { return v.matchValue(a) })
 }
 
-func (v *valueMatcher) matchValue(a any) bool {
+// matchString matches one string value.
+func (v *valueMatcher) matchString(s string) bool {
 	switch v.op {
 	case opCIDR:
-		addr, err := netip.ParseAddr(text(a))
+		addr, err := netip.ParseAddr(s)
 		return err == nil && v.prefix.Contains(addr.Unmap())
 	case opGT, opGTE, opLT, opLTE:
-		n, ok := number(a)
-		if !ok {
-			return false
-		}
-		switch v.op {
-		case opGT:
-			return n > v.num
-		case opGTE:
-			return n >= v.num
-		case opLT:
-			return n < v.num
-		}
-		return n <= v.num
+		n, err := strconv.ParseFloat(s, 64)
+		return err == nil && v.compareNumber(n)
 	}
 	if v.re != nil {
-		s := text(a)
 		for _, n := range v.need {
 			if v.fold && !indexFold(s, n) || !v.fold && !strings.Contains(s, n) {
 				return false
@@ -269,7 +262,30 @@ func (v *valueMatcher) matchValue(a any) bool {
 		}
 		return v.re.MatchString(s)
 	}
-	return v.compare(text(a), v.s)
+	return v.compare(s, v.s)
+}
+
+// matchValue matches one value of any JSON type.
+func (v *valueMatcher) matchValue(a any) bool {
+	if n, ok := a.(float64); ok {
+		switch v.op {
+		case opGT, opGTE, opLT, opLTE:
+			return v.compareNumber(n)
+		}
+	}
+	return v.matchString(text(a))
+}
+
+func (v *valueMatcher) compareNumber(n float64) bool {
+	switch v.op {
+	case opGT:
+		return n > v.num
+	case opGTE:
+		return n >= v.num
+	case opLT:
+		return n < v.num
+	}
+	return n <= v.num
 }
 
 // withNeeds sets the literals every match of v.re must contain: the literal pieces of
@@ -357,17 +373,6 @@ func jsonText(a any) string {
 		return ""
 	}
 	return strings.TrimSuffix(b.String(), "\n")
-}
-
-func number(a any) (float64, bool) {
-	switch a := a.(type) {
-	case float64:
-		return a, true
-	case string:
-		n, err := strconv.ParseFloat(a, 64)
-		return n, err == nil
-	}
-	return 0, false
 }
 
 // compileField compiles one "field|modifiers: values" line of sigma-go's parse.
