@@ -129,7 +129,7 @@ type Set struct {
 	anyName  []*Rule            // rules whose condition names no eventName
 }
 
-// Load reads every *.yml and *.yaml file under dir. A rule that cannot be loaded is
+// Load reads every *.yml and *.yaml file under dir (hidden directories skipped). A rule that cannot be loaded is
 // listed in Problems with the reason and the others load; the error is only for a
 // directory that cannot be read.
 func Load(dir string) (*Set, error) {
@@ -144,6 +144,9 @@ func Load(dir string) (*Set, error) {
 	err = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if e.IsDir() && p != dir && strings.HasPrefix(e.Name(), ".") {
+			return fs.SkipDir // .git, .github: a checkout's machinery, not rules
 		}
 		if e.Type().IsRegular() && (strings.HasSuffix(e.Name(), ".yml") || strings.HasSuffix(e.Name(), ".yaml")) {
 			files = append(files, p)
