@@ -88,7 +88,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	}()
 	go func() {
 		defer c.wg.Done()
-		followThreatLists(runCtx, c.w, det, c.log)
+		followDetection(runCtx, c.w, det, c.log)
 	}()
 
 	exclude := append([]string{f.chain}, f.exclude...)

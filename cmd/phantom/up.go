@@ -315,7 +315,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followThreatLists(runCtx, w, det, log)
+		followDetection(runCtx, w, det, log)
 	}()
 
 	var backend *http.Server
