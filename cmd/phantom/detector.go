@@ -69,9 +69,10 @@ func logSigma(log *slog.Logger, s *sigma.Set) {
 	log.Info("detector: Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
 }
 
-// followDetection reloads the detector's threat lists, Sigma rules and peer groups whenever the
-// spec is reloaded, and re-reads them on SIGHUP (files edited in place); a list that does
-// not load keeps the previous set, and so does a rules directory that cannot be read.
+// followDetection reloads the detector's threat lists, Sigma rules and peer groups
+// whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
+// list that does not load keeps the previous set, and so does a rules directory that
+// cannot be read.
 func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
 	specs, cancel := w.Subscribe()
 	defer cancel()
