@@ -333,19 +333,38 @@ func (v *valueMatcher) compare(a, b string) bool {
 	return strings.EqualFold(a, b)
 }
 
-// indexFold reports whether needle occurs in hay, ignoring case.
+// indexFold reports whether needle occurs in hay, ignoring case: a scan for the first
+// byte in either case, then a comparison. Non-ASCII text, whose case folding can change
+// its length, is lower-cased whole instead.
 func indexFold(hay, needle string) bool {
 	n := len(needle)
 	if n == 0 {
 		return true
 	}
+	if !isASCII(hay) || !isASCII(needle) {
+		return strings.Contains(strings.ToLower(hay), strings.ToLower(needle))
+	}
+	lo, up := needle[0], needle[0]
+	if 'A' <= lo && lo <= 'Z' {
+		lo += 'a' - 'A'
+	} else if 'a' <= up && up <= 'z' {
+		up -= 'a' - 'A'
+	}
 	for i := 0; i+n <= len(hay); i++ {
-		if strings.EqualFold(hay[i:i+n], needle) {
+		if c := hay[i]; (c == lo || c == up) && strings.EqualFold(hay[i:i+n], needle) {
 			return true
 		}
 	}
-	// Case folding can change a string's byte length (non-ASCII): fall back.
-	return strings.Contains(strings.ToLower(hay), strings.ToLower(needle))
+	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // text is an event value as the rule's strings are compared with it: JSON's spelling.

@@ -118,3 +118,22 @@ func FuzzParse(f *testing.F) {
 		NewSet("", []*Rule{r}, nil).Match(ev("X", nil), func(*Rule) {})
 	})
 }
+
+func TestIndexFold(t *testing.T) {
+	for _, c := range []struct {
+		hay, needle string
+		want        bool
+	}{
+		{"Boto3/1.34 TruffleHog", "trufflehog", true},
+		{"boto3/1.34 TRUFFLEHOG/3", "TruffleHog", true},
+		{"aws-cli/2.17", "trufflehog", false},
+		{"xTruffleHo", "trufflehog", false},
+		{"anything", "", true},
+		{"ÄRGER und mehr", "ärger", true}, // non-ASCII: lower-cased whole
+		{"K", "\u212a", true},             // the Kelvin sign folds to K
+	} {
+		if got := indexFold(c.hay, c.needle); got != c.want {
+			t.Errorf("indexFold(%q, %q) = %v, want %v", c.hay, c.needle, got, c.want)
+		}
+	}
+}
