@@ -71,7 +71,16 @@ func (d *Detector) ruleSequence(c *call, emit func(hit), tactic string, sens *se
 	ev := c.ev
 	t := ev.EventTime
 	if tactic == "Discovery" {
-		tr := d.trails.getOrAdd(c.principal, newTrail)
+		// A trail starts at a discovery call new to the principal (a burst needs
+		// seqMinNew of them): routine reads of a principal with no trail cost a lookup.
+		tr, ok := d.trails.peek(c.principal)
+		if !ok {
+			if !h.newOwn {
+				return false
+			}
+			tr = newTrail()
+			d.trails.put(c.principal, tr)
+		}
 		tr.t = append(tr.t, t)
 		tr.api = append(tr.api, ev.EventName)
 		tr.new = append(tr.new, h.newOwn)
