@@ -4,11 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // benchEvents makes n realistic CloudTrail management events: 300 principals (users and
@@ -65,8 +65,8 @@ func BenchmarkBatch(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		d, _ := New(Config{LearningPeriod: time.Hour})
-		evs, err := ParseEvents(data)
-		if err != nil || len(evs) != n {
+		evs, bad, err := ParseEvents(data)
+		if err != nil || len(bad) > 0 || len(evs) != n {
 			b.Fatal(err, len(evs))
 		}
 		for _, ev := range evs {
@@ -84,7 +84,7 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := ParseEvents(data); err != nil {
+		if _, _, err := ParseEvents(data); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -92,15 +92,12 @@ func BenchmarkParse(b *testing.B) {
 }
 
 // BenchmarkObserve is the streaming cost of one event (the rules alone), without and
-// with SigmaHQ's 57 CloudTrail rules loaded (from ../shared; skipped without it): the
+// with SigmaHQ's 57 CloudTrail rules loaded (skipped without them): the
 // ratio of the two is what the Sigma rules cost.
 func BenchmarkObserve(b *testing.B) {
 	b.Run("rules", func(b *testing.B) { benchObserve(b, "") })
 	b.Run("rules+sigma", func(b *testing.B) {
-		if _, err := os.Stat(sigmaRules); err != nil {
-			b.Skipf("../shared/datasets/sigma not found: %v", err)
-		}
-		benchObserve(b, sigmaRules)
+		benchObserve(b, testenv.Shared(b, sigmaRulesRel))
 	})
 }
 
@@ -141,7 +138,7 @@ func BenchmarkBatchDir(b *testing.B) {
 			for b.Loop() {
 				d, _ := New(Config{LearningPeriod: time.Hour})
 				n := 0
-				if err := ReadEvents(dir, func(ev *audit.Event) error { n++; d.Observe(ev); return nil }); err != nil || n != files*per {
+				if _, err := ReadEvents(dir, func(ev *audit.Event) error { n++; d.Observe(ev); return nil }); err != nil || n != files*per {
 					b.Fatal(err, n)
 				}
 			}

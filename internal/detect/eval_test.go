@@ -12,29 +12,19 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// datasets is the labelled evaluation set (../shared from the repository root).
-const datasets = "../../../shared/datasets/cloudtrail"
+// datasetsRel is the labelled evaluation set in ../shared.
+const datasetsRel = "datasets/cloudtrail"
 
-// sigmaRules is SigmaHQ's CloudTrail rules, next to the datasets.
-const sigmaRules = "../../../shared/datasets/sigma"
+// sigmaRulesRel is SigmaHQ's CloudTrail rules in ../shared.
+const sigmaRulesRel = "datasets/sigma"
 
-// requireShared fails instead of skipping when CI says ../shared must be there.
-func requireShared(t *testing.T, path string, err error) {
-	t.Helper()
-	if os.Getenv("PHANTOM_REQUIRE_SHARED") == "1" {
-		t.Fatalf("%s absent (%v) and PHANTOM_REQUIRE_SHARED=1", path, err)
-	}
-	t.Skipf("../shared/datasets not found: %v", err)
-}
-
+// evalDir returns the evaluation set; without ../shared the test is skipped.
 func evalDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(datasets); err != nil {
-		requireShared(t, datasets, err)
-	}
-	return datasets
+	return testenv.Shared(t, datasetsRel)
 }
 
 // ordinaryUA replaces every user agent in the second evaluation run: what a real attacker
@@ -102,14 +92,15 @@ func runFiles(t *testing.T, ec evalConfig, files ...string) []Finding {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if err := ReadEvents(f, func(ev *audit.Event) error {
+		rep, err := ReadEvents(f, func(ev *audit.Event) error {
 			if ec.replaceUA {
 				ev.UserAgent = ordinaryUA
 			}
 			d.Observe(ev)
 			return nil
-		}); err != nil {
-			t.Fatal(err)
+		})
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("%s: %v %v", f, err, rep.Problems)
 		}
 	}
 	return d.Findings()
@@ -347,7 +338,7 @@ func TestEvaluation(t *testing.T) {
 	}
 
 	withSigma := cfg
-	withSigma.SigmaRules = sigmaRules
+	withSigma.SigmaRules = testenv.Shared(t, sigmaRulesRel)
 	sig := evaluate(t, dir, evalConfig{cfg: withSigma, replaceUA: true})
 	sig.log(t, "user agents replaced, with SigmaHQ's CloudTrail rules")
 

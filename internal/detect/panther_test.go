@@ -90,9 +90,9 @@ func TestPantherRuleTests(t *testing.T) {
 		if !ok || tc.Mocks {
 			continue
 		}
-		evs, err := ParseEvents(pantherTime(t, tc.Event))
-		if err != nil || len(evs) != 1 {
-			t.Fatalf("%s %s: %v", tc.RuleID, tc.Name, err)
+		evs, bad, err := ParseEvents(pantherTime(t, tc.Event))
+		if err != nil || len(bad) > 0 || len(evs) != 1 {
+			t.Fatalf("%s %s: %v %v", tc.RuleID, tc.Name, err, bad)
 		}
 		ev := evs[0]
 		if ev.EventTime.IsZero() {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io/fs"
 	"math/bits"
-	"os"
 	"path/filepath"
 	"regexp/syntax"
 	"strconv"
@@ -12,21 +11,14 @@ import (
 	"testing"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// sharedRules is SigmaHQ's CloudTrail rules (../shared from the repository root); they
-// are test data, never copied into the repository.
-const sharedRules = "../../../../shared/datasets/sigma"
-
+// rulesDir is SigmaHQ's CloudTrail rules in ../shared: test data, never copied into the
+// repository.
 func rulesDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(sharedRules); err != nil {
-		if os.Getenv("PHANTOM_REQUIRE_SHARED") == "1" {
-			t.Fatalf("%s absent (%v) and PHANTOM_REQUIRE_SHARED=1", sharedRules, err)
-		}
-		t.Skipf("../shared/datasets/sigma not found: %v", err)
-	}
-	return sharedRules
+	return testenv.Shared(t, "datasets/sigma")
 }
 
 // TestSigmaHQRules: every one of SigmaHQ's 57 CloudTrail rules loads or is reported with
