@@ -2,10 +2,10 @@ package detect
 
 import (
 	"fmt"
-
-	"github.com/phantom-perimeter/phantom/internal/audit"
 	"strings"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
 )
 
 // Bounds of the group baselines: a peer group's and an account's remembered APIs.
