@@ -1,7 +1,8 @@
-package endpoint
+package admission
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -10,12 +11,33 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
-// refusal is one refused connection.
-type refusal struct {
-	code      string
-	src       netip.AddrPort
-	localPort uint16
-	detail    map[string]any
+// Auditor records one audit event.
+type Auditor interface {
+	Record(ctx context.Context, ev *audit.Event) error
+}
+
+// Refusal is one refused connection.
+type Refusal struct {
+	Code      string // the audit errorCode
+	Src       netip.AddrPort
+	LocalPort uint16
+	Detail    map[string]any // additionalEventData; "reason" is what the summaries keep
+}
+
+// RecorderConfig configures a Recorder. Auditor and Event are required.
+type RecorderConfig struct {
+	Auditor Auditor
+	// Event returns a new event of the component's shape for a refusal of code from src
+	// (invalid: many sources) with request id id; the recorder fills additionalEventData.
+	Event func(code string, src netip.Addr, id string) *audit.Event
+	// Observe, when set, is told every refusal (metrics).
+	Observe func(code string)
+	// Window is the aggregation window (a minute when zero); MaxSources bounds the
+	// sources tracked in one (4096 when zero).
+	Window     time.Duration
+	MaxSources int
+	Logger     *slog.Logger     // nil: slog.Default()
+	Now        func() time.Time // nil: time.Now
 }
 
 type refKey struct {
@@ -33,11 +55,15 @@ type refEntry struct {
 	reason      any
 }
 
-// refusals records connection refusals without letting a flood of them flood the audit
-// log or block the accept loop, and without losing any: see the package comment.
-type refusals struct {
-	e   *Endpoint
-	lim limits
+// Recorder records connection refusals without letting a flood of them flood the audit
+// log or block the accept loop, and without losing any: the first refusal of a source
+// for an error code in a window is recorded at once, in full; the rest of that window are
+// counted and recorded as one summary event (additionalEventData.summary = true, count,
+// firstSeen, lastSeen). Past MaxSources distinct sources in a window, new sources share
+// one summary with an empty sourceIPAddress. The count of refusals in the events
+// therefore always equals the number of refused connections.
+type Recorder struct {
+	cfg RecorderConfig
 
 	mu      sync.Mutex
 	m       map[refKey]*refEntry
@@ -50,9 +76,23 @@ type refusals struct {
 	flushDone  chan struct{}
 }
 
-func newRefusals(e *Endpoint, lim limits) *refusals {
-	return &refusals{
-		e: e, lim: lim,
+// NewRecorder returns a recorder; it starts its goroutines with the first refusal (or
+// Start) and Stop ends them.
+func NewRecorder(cfg RecorderConfig) *Recorder {
+	if cfg.Window <= 0 {
+		cfg.Window = time.Minute
+	}
+	if cfg.MaxSources <= 0 {
+		cfg.MaxSources = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Recorder{
+		cfg:        cfg,
 		m:          map[refKey]*refEntry{},
 		q:          make(chan *audit.Event, 256),
 		quit:       make(chan struct{}),
@@ -61,14 +101,14 @@ func newRefusals(e *Endpoint, lim limits) *refusals {
 	}
 }
 
-// start runs the recording worker and the window flusher, which stop owns.
-func (f *refusals) start() {
+// Start runs the recording worker and the window flusher, which Stop owns.
+func (f *Recorder) Start() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.startLocked()
 }
 
-func (f *refusals) startLocked() {
+func (f *Recorder) startLocked() {
 	if f.started || f.stopped {
 		return
 	}
@@ -77,23 +117,23 @@ func (f *refusals) startLocked() {
 	go f.flusher()
 }
 
-// note accounts for one refusal. It never blocks on the auditor.
-func (f *refusals) note(r refusal) {
-	if m := f.e.cfg.Metrics; m != nil {
-		m.Connection(r.code)
+// Note accounts for one refusal. It never blocks on the auditor.
+func (f *Recorder) Note(r Refusal) {
+	if f.cfg.Observe != nil {
+		f.cfg.Observe(r.Code)
 	}
-	now := f.e.now()
+	now := f.cfg.Now()
 	f.mu.Lock()
 	f.startLocked()
 	if f.stopped {
-		// After Shutdown (a straggling accept) there is no worker: record it here.
+		// After Stop (a straggling accept) there is no worker: record it here.
 		f.mu.Unlock()
 		f.record(f.fullEvent(r))
 		return
 	}
-	k := refKey{r.code, r.src.Addr()}
+	k := refKey{r.Code, r.Src.Addr()}
 	ent := f.m[k]
-	if ent == nil && len(f.m) >= f.lim.maxRefusalSources {
+	if ent == nil && len(f.m) >= f.cfg.MaxSources {
 		k.src = netip.Addr{}
 		ent = f.m[k]
 	}
@@ -111,57 +151,57 @@ func (f *refusals) note(r refusal) {
 		ent.first = now
 	}
 	ent.count++
-	ent.last, ent.localPort, ent.reason = now, r.localPort, r.detail["reason"]
+	ent.last, ent.localPort, ent.reason = now, r.LocalPort, r.Detail["reason"]
 	f.mu.Unlock()
 }
 
-func (f *refusals) fullEvent(r refusal) *audit.Event {
-	ev := f.e.newEvent(eventConnect, r.code, r.src.Addr(), requestid.New())
-	d := map[string]any{"localPort": r.localPort, "sourcePort": r.src.Port()}
-	for k, v := range r.detail {
+func (f *Recorder) fullEvent(r Refusal) *audit.Event {
+	ev := f.cfg.Event(r.Code, r.Src.Addr(), requestid.New())
+	d := map[string]any{"localPort": r.LocalPort, "sourcePort": r.Src.Port()}
+	for k, v := range r.Detail {
 		d[k] = v
 	}
 	ev.AdditionalEventData = d
-	f.e.log.Info("endpoint refused a connection", "error_code", r.code, "source_ip", ev.SourceIPAddress,
-		"local_port", r.localPort, "reason", r.detail["reason"])
+	f.cfg.Logger.Info("refused a connection", "error_code", r.Code, "source_ip", ev.SourceIPAddress,
+		"local_port", r.LocalPort, "reason", r.Detail["reason"])
 	return ev
 }
 
-func (f *refusals) summaryEvent(k refKey, ent *refEntry) *audit.Event {
-	ev := f.e.newEvent(eventConnect, k.code, k.src, requestid.New())
+func (f *Recorder) summaryEvent(k refKey, ent *refEntry) *audit.Event {
+	ev := f.cfg.Event(k.code, k.src, requestid.New())
 	ev.AdditionalEventData = map[string]any{
 		"summary":       true,
 		"count":         ent.count,
 		"firstSeen":     ent.first.UTC().Format(time.RFC3339Nano),
 		"lastSeen":      ent.last.UTC().Format(time.RFC3339Nano),
-		"windowSeconds": f.lim.refusalWindow.Seconds(),
+		"windowSeconds": f.cfg.Window.Seconds(),
 		"localPort":     ent.localPort,
 		"reason":        ent.reason,
 	}
 	if !k.src.IsValid() {
 		ev.AdditionalEventData["manySources"] = true
 	}
-	f.e.log.Info("endpoint refused connections", "error_code", k.code, "source_ip", ev.SourceIPAddress, "count", ent.count)
+	f.cfg.Logger.Info("refused connections", "error_code", k.code, "source_ip", ev.SourceIPAddress, "count", ent.count)
 	return ev
 }
 
-func (f *refusals) record(ev *audit.Event) {
-	if err := f.e.cfg.Auditor.Record(context.Background(), ev); err != nil {
-		f.e.log.Error("endpoint audit record failed", "event_name", ev.EventName, "error_code", ev.ErrorCode,
+func (f *Recorder) record(ev *audit.Event) {
+	if err := f.cfg.Auditor.Record(context.Background(), ev); err != nil {
+		f.cfg.Logger.Error("audit record of a refused connection failed", "event_name", ev.EventName, "error_code", ev.ErrorCode,
 			"source_ip", ev.SourceIPAddress, "error", err)
 	}
 }
 
-func (f *refusals) worker() {
+func (f *Recorder) worker() {
 	defer close(f.workerDone)
 	for ev := range f.q {
 		f.record(ev)
 	}
 }
 
-func (f *refusals) flusher() {
+func (f *Recorder) flusher() {
 	defer close(f.flushDone)
-	t := time.NewTicker(max(f.lim.refusalWindow/4, 10*time.Millisecond))
+	t := time.NewTicker(max(f.cfg.Window/4, 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -176,12 +216,12 @@ func (f *refusals) flusher() {
 
 // flush records a summary for each window that has ended (all of them when final) and
 // forgets it, so the next refusal of that source is recorded in full again.
-func (f *refusals) flush(final bool) {
+func (f *Recorder) flush(final bool) {
 	now := time.Now()
 	var evs []*audit.Event
 	f.mu.Lock()
 	for k, ent := range f.m {
-		if !final && now.Sub(ent.start) < f.lim.refusalWindow {
+		if !final && now.Sub(ent.start) < f.cfg.Window {
 			continue
 		}
 		if ent.count > 0 {
@@ -195,8 +235,8 @@ func (f *refusals) flush(final bool) {
 	}
 }
 
-// stop records what is queued and the pending summaries, waiting at most until ctx ends.
-func (f *refusals) stop(ctx context.Context) {
+// Stop records what is queued and the pending summaries, waiting at most until ctx ends.
+func (f *Recorder) Stop(ctx context.Context) {
 	f.mu.Lock()
 	if f.stopped {
 		f.mu.Unlock()
