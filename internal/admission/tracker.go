@@ -19,98 +19,157 @@ import (
 // CodeConnectionLimit is the audit errorCode of a connection refused by a limit.
 const CodeConnectionLimit = "ConnectionLimitExceeded"
 
-// Tracker counts one listener's open connections, in all and per source address. Its
-// methods are safe for concurrent use.
+// Tracker counts one listener's open connections: in all, and per source address in two
+// stages. A connection arrives (Admit, at accept) and counts against its source's
+// arriving connections until its TLS handshake is done; then it settles (Settle) and
+// counts against its source's settled connections, unless it is exempt. Each stage has
+// the per-source limit, so one address cannot fill the listener with connections that
+// never finish a handshake, and a verified peer that carries many callers (an endpoint,
+// at the gateway) is not blocked by others sharing its address. Its methods are safe for
+// concurrent use.
 type Tracker struct {
-	mu    sync.Mutex
-	total int
-	per   map[netip.Addr]int
+	mu       sync.Mutex
+	total    int
+	arriving map[netip.Addr]int
+	settled  map[netip.Addr]int
 }
 
 // NewTracker returns a tracker with nothing counted.
-func NewTracker() *Tracker { return &Tracker{per: map[netip.Addr]int{}} }
+func NewTracker() *Tracker {
+	return &Tracker{arriving: map[netip.Addr]int{}, settled: map[netip.Addr]int{}}
+}
 
-// Admit counts a new connection from src unless that would exceed lim: then nothing is
-// counted and reason says which limit, for the audit record. The limits are passed on
-// every call, so a spec reload applies to the next connection.
+// Admit counts a new connection from src as arriving unless that would exceed lim: then
+// nothing is counted and reason says which limit, for the audit record. The limits are
+// passed on every call, so a spec reload applies to the next connection.
 func (t *Tracker) Admit(src netip.Addr, lim config.ConnectionLimits) (ok bool, reason string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if lim.MaxConnections > 0 && t.total >= lim.MaxConnections {
 		return false, "the listener holds its maximum of " + strconv.Itoa(lim.MaxConnections) + " open connections"
 	}
-	if lim.MaxConnectionsPerSource > 0 && t.per[src] >= lim.MaxConnectionsPerSource {
-		return false, "the source address holds its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " open connections"
+	if lim.MaxConnectionsPerSource > 0 && t.arriving[src] >= lim.MaxConnectionsPerSource {
+		return false, "the source address has its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " connections in their TLS handshake"
 	}
 	t.total++
-	t.per[src]++
+	t.arriving[src]++
 	return true, ""
 }
 
-// Counts returns the open connections in all and from src.
-func (t *Tracker) Counts(src netip.Addr) (total, fromSrc int) {
+// Counts returns the open connections in all, and those from src arriving and settled.
+func (t *Tracker) Counts(src netip.Addr) (total, arriving, settled int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.total, t.per[src]
+	return t.total, t.arriving[src], t.settled[src]
 }
 
-// release uncounts one connection; fromSrc says whether it still counts against src.
-func (t *Tracker) release(src netip.Addr, fromSrc bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.total--
-	if fromSrc {
-		t.unsource(src)
-	}
-}
-
-func (t *Tracker) unsource(src netip.Addr) {
-	if n := t.per[src] - 1; n > 0 {
-		t.per[src] = n
+func dec(m map[netip.Addr]int, src netip.Addr) {
+	if n := m[src] - 1; n > 0 {
+		m[src] = n
 	} else {
-		delete(t.per, src)
+		delete(m, src)
 	}
+}
+
+// Addrs returns a connection's source address and local port. IPv4-mapped IPv6
+// addresses (a dual-stack [::] listener) are unmapped so IPv4 CIDRs and limits match them.
+func Addrs(c net.Conn) (src netip.AddrPort, localPort uint16) {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		src = ta.AddrPort()
+	} else if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		src = ap
+	}
+	src = netip.AddrPortFrom(src.Addr().Unmap().WithZone(""), src.Port())
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		localPort = uint16(ta.Port)
+	} else if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+		localPort = ap.Port()
+	}
+	return src, localPort
+}
+
+// TCP is the TCP connection under c (an admitted one too), or nil.
+func TCP(c net.Conn) *net.TCPConn {
+	if ac, ok := c.(*Conn); ok {
+		c = ac.Conn
+	}
+	tc, _ := c.(*net.TCPConn)
+	return tc
+}
+
+// Reset closes c with a TCP RST, as a refusing firewall does: no bytes, no FIN, and no
+// TIME_WAIT state piling up under a flood.
+func Reset(c net.Conn) {
+	if tc := TCP(c); tc != nil {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // Conn is an admitted connection: closing it releases its count, once.
 type Conn struct {
 	net.Conn
-	t      *Tracker
-	src    netip.Addr
-	once   sync.Once
-	mu     sync.Mutex
-	exempt bool
+	t     *Tracker
+	src   netip.Addr
+	mu    sync.Mutex
+	stage int // arriving, settled, exempt or closed
 }
 
-// Wrap returns c as an admitted connection from src (Admit must have counted it).
+const (
+	arriving = iota
+	settled
+	exempt
+	closed
+)
+
+// Wrap returns c as an admitted, arriving connection from src (Admit counted it).
 func (t *Tracker) Wrap(c net.Conn, src netip.Addr) *Conn {
 	return &Conn{Conn: c, t: t, src: src}
 }
 
-// Exempt stops the connection counting against its source address: the gateway exempts
-// an endpoint's, which carries the calls of many callers from one address. It still
-// counts against the listener's total.
-func (c *Conn) Exempt() {
+// Settle moves an arriving connection to its source's settled connections, unless that
+// would exceed lim (then it stays arriving and the caller closes it), or, when exempt, off
+// its source's counts altogether (it still counts against the listener's total).
+func (c *Conn) Settle(lim config.ConnectionLimits, isExempt bool) (ok bool, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.exempt {
-		return
+	if c.stage != arriving {
+		return c.stage != closed, ""
 	}
-	c.exempt = true
-	c.t.mu.Lock()
-	c.t.unsource(c.src)
-	c.t.mu.Unlock()
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !isExempt && lim.MaxConnectionsPerSource > 0 && t.settled[c.src] >= lim.MaxConnectionsPerSource {
+		return false, "the source address holds its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " open connections"
+	}
+	dec(t.arriving, c.src)
+	if isExempt {
+		c.stage = exempt
+	} else {
+		t.settled[c.src]++
+		c.stage = settled
+	}
+	return true, ""
 }
 
 // Close closes the connection and releases its count.
 func (c *Conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		c.mu.Lock()
-		exempt := c.exempt
-		c.exempt = true // a late Exempt must not uncount the source twice
-		c.mu.Unlock()
-		c.t.release(c.src, !exempt)
-	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stage == closed {
+		return err
+	}
+	t := c.t
+	t.mu.Lock()
+	t.total--
+	switch c.stage {
+	case arriving:
+		dec(t.arriving, c.src)
+	case settled:
+		dec(t.settled, c.src)
+	}
+	t.mu.Unlock()
+	c.stage = closed
 	return err
 }

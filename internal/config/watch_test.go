@@ -380,7 +380,7 @@ func TestWritableSpecRefused(t *testing.T) {
 		}
 	})
 	t.Run("reload keeps the running spec", func(t *testing.T) {
-		var logs lockedBuf
+		var logs syncBuffer
 		w, path, events := startWatcherLog(t, specV1, nil, 10*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
 		// The attack: the file made world-writable and rewritten to widen clockSkew.
 		if err := os.Chmod(filepath.Dir(path), 0o777); err != nil {
@@ -408,21 +408,4 @@ func TestWritableSpecRefused(t *testing.T) {
 			t.Fatalf("after chmod: %v, clockSkew %s", err, s.Gateway.ClockSkew)
 		}
 	})
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -125,4 +125,3 @@ func cookieValue(r *http.Request, name string) string {
 	}
 	return c.Value
 }
-

@@ -52,35 +52,18 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// connAddrs returns a connection's source address and local port. IPv4-mapped IPv6
-// addresses (a dual-stack [::] listener) are unmapped so IPv4 CIDRs match them.
-func connAddrs(c net.Conn) (src netip.AddrPort, localPort uint16) {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		src = ta.AddrPort()
-	} else if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		src = ap
-	}
-	src = netip.AddrPortFrom(src.Addr().Unmap().WithZone(""), src.Port())
-	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		localPort = uint16(ta.Port)
-	} else if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
-		localPort = ap.Port()
-	}
-	return src, localPort
-}
-
 // admit applies the security group to a new connection. It runs on the accept loop and
 // does no I/O but the close of a refused connection.
 func (e *Endpoint) admit(c net.Conn, cl *connListener) {
-	src, port := connAddrs(c)
+	src, port := admission.Addrs(c)
 	ep, _ := e.endpointSpec()
 	if d := securityGroup(ep, src.Addr(), port); !d.allowed {
-		reset(c)
+		admission.Reset(c)
 		e.ref.Note(admission.Refusal{Code: codeSecurityGroupDenied, Src: src, LocalPort: port, Detail: d.detail(ep, port)})
 		return
 	}
 	if ok, reason := cl.conns.Admit(src.Addr(), ep.Limits); !ok {
-		reset(c)
+		admission.Reset(c)
 		e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
 		return
 	}
@@ -88,30 +71,12 @@ func (e *Endpoint) admit(c net.Conn, cl *connListener) {
 	select {
 	case e.slots <- struct{}{}:
 	default:
-		reset(tc)
+		admission.Reset(tc)
 		e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": "too many TLS handshakes in progress", "limit": e.lim.maxHandshakes}})
 		return
 	}
 	e.inflight.Add(1)
 	go e.handshake(tc, cl, src, port)
-}
-
-// reset closes c with a TCP RST, as a refusing firewall does: no bytes, no FIN, and no
-// TIME_WAIT state piling up under a flood.
-func reset(c net.Conn) {
-	if tc := tcpConn(c); tc != nil {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
-}
-
-// tcpConn is the TCP connection under c, when there is one.
-func tcpConn(c net.Conn) *net.TCPConn {
-	if ac, ok := c.(*admission.Conn); ok {
-		c = ac.Conn
-	}
-	tc, _ := c.(*net.TCPConn)
-	return tc
 }
 
 // handshake refuses plaintext, completes the TLS handshake within the handshake timeout
@@ -150,6 +115,18 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	if ac, ok := c.(*admission.Conn); ok {
+		ep, _ := e.endpointSpec()
+		var lim config.ConnectionLimits
+		if ep != nil {
+			lim = ep.Limits
+		}
+		if ok, reason := ac.Settle(lim, false); !ok {
+			tc.Close()
+			e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
+			return
+		}
+	}
 	if m := e.cfg.Metrics; m != nil {
 		m.Connection("")
 	}
@@ -163,7 +140,7 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 func (e *Endpoint) refusePlaintext(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	_, _ = io.WriteString(c, plaintextReply)
-	if tc := tcpConn(c); tc != nil {
+	if tc := admission.TCP(c); tc != nil {
 		_ = tc.CloseWrite()
 		_, _ = io.CopyN(io.Discard, c, 64<<10)
 	}

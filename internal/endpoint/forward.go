@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
@@ -46,7 +47,7 @@ type connInfoKey struct{}
 
 // connContext is the server's ConnContext: c is a *tls.Conn whose handshake is done.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	src, port := connAddrs(c)
+	src, port := admission.Addrs(c)
 	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()

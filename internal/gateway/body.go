@@ -56,10 +56,30 @@ type limitedBody struct {
 	grace    time.Duration
 	rate     int64
 	deadline time.Time // the read deadline set last; zero: none yet
-	err      error     // the reader's own copy; fault is what other goroutines read
-	fault    atomic.Pointer[error]
-	done     atomic.Bool // read to its end
-	stopped  atomic.Bool // abandoned: nobody will take the rest
+	fault
+	done    atomic.Bool // read to its end
+	stopped atomic.Bool // abandoned: nobody will take the rest
+}
+
+// fault is a body's failure: err for the goroutine reading it (the backend transport's),
+// failed for the one answering the caller.
+type fault struct {
+	err error
+	p   atomic.Pointer[error]
+}
+
+func (f *fault) fail(err error) error {
+	f.err = err
+	f.p.Store(&err)
+	return err
+}
+
+// failed is the error the body failed with, nil while it has not.
+func (f *fault) failed() error {
+	if p := f.p.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // stop abandons the rest of a body the exchange no longer needs (the backend answered
@@ -71,22 +91,6 @@ func (b *limitedBody) stop() {
 	}
 	b.stopped.Store(true)
 	_ = b.ctl.SetReadDeadline(time.Now())
-}
-
-// fail records err as the body's failure, for the goroutine that answers the caller
-// (the backend transport reads the body on its own goroutine).
-func (b *limitedBody) fail(err error) error {
-	b.err = err
-	b.fault.Store(&err)
-	return err
-}
-
-// failed is the error the body failed with, nil while it has not.
-func (b *limitedBody) failed() error {
-	if p := b.fault.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 func newLimitedBody(r *http.Request, w http.ResponseWriter, lim *config.Limits) *limitedBody {
@@ -138,27 +142,12 @@ func (b *limitedBody) Close() error { return b.rc.Close() }
 // the hash matches want: on a mismatch the reader fails before the body is complete, so
 // the request it feeds is aborted, never delivered whole.
 type hashedBody struct {
-	src   io.ReadCloser
-	h     hash.Hash
-	want  [sha256.Size]byte
-	held  byte
-	has   bool
-	err   error
-	fault atomic.Pointer[error] // err, for other goroutines
-}
-
-func (b *hashedBody) fail(err error) error {
-	b.err = err
-	b.fault.Store(&err)
-	return err
-}
-
-// failed is the error the body failed with, nil while it has not.
-func (b *hashedBody) failed() error {
-	if p := b.fault.Load(); p != nil {
-		return *p
-	}
-	return nil
+	src  io.ReadCloser
+	h    hash.Hash
+	want [sha256.Size]byte
+	held byte
+	has  bool
+	fault
 }
 
 func newHashedBody(src io.ReadCloser, want [sha256.Size]byte) *hashedBody {

@@ -124,10 +124,10 @@ func (s *server) acceptLoop(g *Gateway, headerTimeout time.Duration) {
 			return
 		}
 		backoff = 0
-		src, port := addrs(c)
+		src, port := admission.Addrs(c)
 		spec := g.cfg.Spec()
 		if ok, reason := s.conns.Admit(src.Addr(), spec.Gateway.Limits.ConnectionLimits); !ok {
-			reset(c)
+			admission.Reset(c)
 			g.refusals.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
 			continue
 		}
@@ -251,29 +251,6 @@ func (s *server) Close() error {
 }
 
 func (s *server) Addr() net.Addr { return s.ln.Addr() }
-
-// addrs returns a connection's source address (IPv4-mapped addresses unmapped) and local
-// port.
-func addrs(c net.Conn) (netip.AddrPort, uint16) {
-	var src netip.AddrPort
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		src = ta.AddrPort()
-	}
-	src = netip.AddrPortFrom(src.Addr().Unmap().WithZone(""), src.Port())
-	var port uint16
-	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		port = uint16(ta.Port)
-	}
-	return src, port
-}
-
-// reset closes c with a TCP RST, as a refusing firewall does.
-func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
-}
 
 // connectEvent is the audit event of a refused connection.
 func (g *Gateway) connectEvent(code string, src netip.Addr, id string) *audit.Event {
