@@ -46,10 +46,10 @@ func (t *Tracker) Admit(src netip.Addr, lim config.ConnectionLimits) (ok bool, r
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if lim.MaxConnections > 0 && t.total >= lim.MaxConnections {
-		return false, "the listener holds its maximum of " + strconv.Itoa(lim.MaxConnections) + " open connections"
+		return false, "the listener holds its maximum of " + strconv.Itoa(lim.MaxConnections) + " open connections (maxConnections)"
 	}
 	if lim.MaxConnectionsPerSource > 0 && t.arriving[src] >= lim.MaxConnectionsPerSource {
-		return false, "the source address has its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " connections in their TLS handshake"
+		return false, "the source address has its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " connections in their TLS handshake (maxConnectionsPerSource)"
 	}
 	t.total++
 	t.arriving[src]++
@@ -140,7 +140,7 @@ func (c *Conn) Settle(lim config.ConnectionLimits, isExempt bool) (ok bool, reas
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !isExempt && lim.MaxConnectionsPerSource > 0 && t.settled[c.src] >= lim.MaxConnectionsPerSource {
-		return false, "the source address holds its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " open connections"
+		return false, "the source address holds its maximum of " + strconv.Itoa(lim.MaxConnectionsPerSource) + " open connections (maxConnectionsPerSource)"
 	}
 	dec(t.arriving, c.src)
 	if isExempt {

@@ -38,7 +38,8 @@ func (e *env) signFor(t testing.TB, r *http.Request, creds aws.Credentials, sum 
 
 // TestHostileBodyBeforeAuthorization (attack 1): a POST that announces 10 MiB and sends
 // 64 KiB of it, holding the rest back, is answered as soon as its headers are read when
-// the caller is anonymous, or signs as a principal whose policies deny the call: the
+// the caller is anonymous, signs as a principal whose policies deny the call, or signs
+// with an unknown key, a wrong scope, an expired date or a malformed Authorization: the
 // gateway never waits for (or buffers) the body of a call it refuses.
 func TestHostileBodyBeforeAuthorization(t *testing.T) {
 	h := newHostile(t)
@@ -53,6 +54,22 @@ func TestHostileBodyBeforeAuthorization(t *testing.T) {
 		{"anonymous", func(*http.Request) {}, "MissingAuthenticationToken", "MissingAuthenticationTokenException"},
 		{"denied", func(r *http.Request) { h.signFor(t, r, h.keys["bob"], sum, false) }, "AccessDenied", "AccessDeniedException"},
 		{"denied-declared-hash", func(r *http.Request) { h.signFor(t, r, h.keys["bob"], sum, true) }, "AccessDenied", "AccessDeniedException"},
+		{"unknown-key", func(r *http.Request) {
+			h.signFor(t, r, aws.Credentials{AccessKeyID: "AKIAUNKNOWNKEY000000", SecretAccessKey: "x"}, sum, false)
+		}, "InvalidClientTokenId", "UnrecognizedClientException"},
+		{"wrong-scope", func(r *http.Request) {
+			if err := v4.NewSigner().SignHTTP(context.Background(), h.keys["alice"], r, hex.EncodeToString(sum[:]), "execute-api", "us-west-2", h.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, "SignatureDoesNotMatch", "InvalidSignatureException"},
+		{"expired-date", func(r *http.Request) {
+			if err := v4.NewSigner().SignHTTP(context.Background(), h.keys["alice"], r, hex.EncodeToString(sum[:]), "execute-api", "us-east-1", h.clock.Now().Add(-time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}, "RequestExpired", "InvalidSignatureException"},
+		{"malformed-authorization", func(r *http.Request) {
+			r.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=AKIA/garbage")
+		}, "IncompleteSignature", "IncompleteSignatureException"},
 	}
 	for _, tr := range transports {
 		for _, c := range callers {
@@ -79,8 +96,8 @@ func TestHostileBodyBeforeAuthorization(t *testing.T) {
 				}
 				resp.Body.Close()
 				testenv.Latency(t, "the refusal of a held-back upload", time.Since(start), time.Second, 20*time.Second)
-				if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Amzn-Errortype") != c.errType {
-					t.Fatalf("%d %s, want 403 %s", resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"), c.errType)
+				if resp.StatusCode/100 != 4 || resp.Header.Get("X-Amzn-Errortype") != c.errType {
+					t.Fatalf("%d %s, want 4xx %s", resp.StatusCode, resp.Header.Get("X-Amzn-Errortype"), c.errType)
 				}
 				ev := h.oneEvent(t)
 				if ev.ErrorCode != c.code {
