@@ -318,7 +318,7 @@ func scanTail(chain string, data []byte, first uint64, prev string) (seq uint64,
 func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last = n, nil, 0, first, prev, first-1, prev
 	l.dseg, l.prevDigest, l.startDigest = n, prevDigest, prevDigest
-	// A segment's files are new, or left by a start that failed (recoverLocked redoes it):
+	// A segment's files are new, or left by a start that failed (resumeLocked redoes it):
 	// either way they start empty.
 	if err := l.openDigestFile(os.O_TRUNC); err != nil {
 		return err
@@ -417,7 +417,7 @@ func (l *Log) writeDigest(s segState, final, force bool) error {
 		return fmt.Errorf("write audit digest %s: %w", digestName(s.seg), err)
 	}
 	if err := l.df.Sync(); err != nil {
-		// Not durable, so not claimed: take the line back (recoverLocked checks the file's
+		// Not durable, so not claimed: take the line back (resumeLocked checks the file's
 		// length against doff if even that fails).
 		l.df.Truncate(l.doff)
 		return fmt.Errorf("sync audit digest %s: %w", digestName(s.seg), err)
@@ -573,6 +573,15 @@ func (l *Log) Err() error {
 // were refused meanwhile. Callers hold mu and l.failure is set.
 func (l *Log) resumeLocked() error {
 	if err := l.reopenLocked(); err != nil {
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	// Digests must be writable too (records nobody signs are records an intruder may
+	// remove): sign what is there before taking records again.
+	l.dmu.Lock()
+	err := l.writeDigest(l.state(), false, true)
+	l.dmu.Unlock()
+	if err != nil {
 		l.failLocked(err)
 		return fmt.Errorf("audit log unusable: %w", err)
 	}

@@ -5,9 +5,16 @@
 // to their backends with a signed identity assertion, and records one CloudTrail-shaped
 // audit event per call, allowed or refused.
 //
+// Its own listener (Serve) bounds what callers can make it hold before any HTTP is read
+// (connections per listener and per source address, the header time); a body is read only
+// for a caller the policies allow, within gateway.limits, and checked against the
+// signature (body.go). The path that is authorized is byte for byte the path the backend
+// receives, and paths that would mean something else to a backend are refused (route.go).
+//
 // It learns which endpoint a call came through only from the endpoint's verified mTLS
 // certificate; on any other connection it ignores and strips every X-Phantom-*, X-Forwarded-*
-// and Forwarded header. It does not own credentials (internal/identity), policy evaluation
+// and Forwarded header, and it never passes on method or URL override headers or a
+// caller's claims about its own address (headers.go). It does not own credentials (internal/identity), policy evaluation
 // (internal/policy), signature verification (internal/sigv4), the network enforcement point
 // (internal/endpoint) or the audit log's storage (internal/audit).
 //
