@@ -142,8 +142,8 @@ func TestEvaluationLogic(t *testing.T) {
 		{name: "resource policy naming the role ARN is capped by boundary", doc: "Policy evaluation logic: a resource-based policy that names the role ARN is limited by the permissions boundary",
 			policies: []pol{{Boundary, allowEC2}, {Resource, resourcePolicy(`{"AWS":"` + roleArn + `"}`)}}, req: Request{Principal: session, Action: "s3:GetObject", Resource: bucket},
 			want: ImplicitDeny, reasonHas: "permissions boundary does not allow"},
-		{name: "resource policy naming the account is capped by boundary", doc: "Policy evaluation logic: naming the account delegates to the account's policies, so the boundary applies",
-			policies: []pol{{Boundary, allowEC2}, {Resource, resourcePolicy(`{"AWS":"` + acctA + `"}`)}}, req: Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
+		{name: "resource policy naming the account: identity allow capped by boundary", doc: "Policy evaluation logic: naming the account delegates to the account's policies, whose boundary applies",
+			policies: []pol{{Identity, allowGet}, {Boundary, allowEC2}, {Resource, resourcePolicy(`{"AWS":"` + acctA + `"}`)}}, req: Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
 			want: ImplicitDeny, reasonHas: "permissions boundary does not allow"},
 		{name: "direct-ARN exception does not cross accounts", doc: "Cross-account policy evaluation logic: the requester side still needs an identity allow",
 			policies: []pol{{Resource, resourcePolicy(`{"AWS":"` + alice + `"}`)}}, req: Request{Principal: alice, Action: "s3:GetObject", Resource: bucket, ResourceAccount: acctB},
@@ -172,18 +172,10 @@ func TestEvaluationLogic(t *testing.T) {
 			policies: []pol{{Endpoint, `{"Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}`}},
 			req:      Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
 			want:     ImplicitDeny, reasonHas: "no identity-based or resource-based policy allows"},
-		{name: "identity policy Principal is ignored", doc: "IAM JSON policy elements: Principal — identity-based policies cannot name a principal; the engine ignores it there",
-			policies: []pol{{Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + acctB + `"},"Action":"s3:GetObject","Resource":"*"}]}`}},
+		{name: "identity Allow without Resource fails closed", doc: "IAM JSON policy elements: Resource — required in identity-based policies; a set holding one denies everything",
+			policies: []pol{{Identity, allowAllS3}, {Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject"}]}`}},
 			req:      Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
-			want:     Allow, matched: []Match{{0, "0"}}},
-		{name: "resource policy without Principal allows nobody", doc: "IAM JSON policy elements: Principal — required in resource-based policies (fail closed)",
-			policies: []pol{{Resource, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`}},
-			req:      Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
-			want:     ImplicitDeny},
-		{name: "identity Allow without Resource allows nothing", doc: "IAM JSON policy elements: Resource — required in identity-based policies (fail closed)",
-			policies: []pol{{Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject"}]}`}},
-			req:      Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
-			want:     ImplicitDeny},
+			want:     ImplicitDeny, reasonHas: "policy 1 is not valid as an identity policy: statement has neither Resource nor NotResource"},
 		{name: "trust policy without Resource", doc: "Roles terms and concepts: a role trust policy is a resource-based policy without Resource",
 			policies: []pol{{Resource, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`}},
 			req:      Request{Principal: "ec2.amazonaws.com", Action: "sts:AssumeRole", Resource: roleArn},
@@ -203,7 +195,10 @@ func TestEvaluationLogic(t *testing.T) {
 			want: ImplicitDeny, reasonHas: "anonymous"},
 		{name: "unknown kind fails closed", doc: "fail closed: a policy whose type the engine does not know is never ignored",
 			policies: []pol{{Identity, allowGet}, {Kind("rcp"), allowGet}}, req: Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
-			want: ImplicitDeny, reasonHas: "SCP does not allow"},
+			want: ImplicitDeny, reasonHas: `fails closed: policy 1 has unknown type "rcp"`},
+		{name: "unknown kind fails closed for anonymous callers too", doc: "fail closed: an unknown policy type is not an SCP, which anonymous callers would escape",
+			policies: []pol{{Resource, resourcePolicy(`"*"`)}, {Kind("rcp"), allowGet}}, req: Request{Action: "s3:GetObject", Resource: bucket},
+			want: ImplicitDeny, reasonHas: "unknown type"},
 		{name: "resource wildcard is case-sensitive", doc: "IAM JSON policy elements: Resource — resource ARNs are case-sensitive",
 			policies: []pol{{Identity, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::AMZN-S3-DEMO-BUCKET/*"}]}`}},
 			req:      Request{Principal: alice, Action: "s3:GetObject", Resource: bucket},
@@ -303,10 +298,13 @@ func TestPrincipalMatching(t *testing.T) {
 			if tc.not {
 				elem = "NotPrincipal"
 			}
-			doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","` + elem + `":` + tc.principal + `,"Action":"s3:GetObject","Resource":"*"}]}`
+			// A Deny applies to whoever its principal element matches, whatever an Allow
+			// to that principal would grant (an account principal grants nothing by itself
+			// within the account: TestAccountPrincipalDelegates).
+			doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","` + elem + `":` + tc.principal + `,"Action":"s3:GetObject","Resource":"*"}]}`
 			d := NewSet(Entry{Resource, mustParse(t, doc)}).Evaluate(&Request{Principal: tc.caller, Action: "s3:GetObject", Resource: bucket, Context: tc.ctx})
-			if got := d.Effect == Allow; got != tc.want {
-				t.Errorf("%s %s for %q: allowed=%v, want %v (%s; %s)", elem, tc.principal, tc.caller, got, tc.want, d.Reason, tc.doc)
+			if got := d.Effect == ExplicitDeny; got != tc.want {
+				t.Errorf("%s %s for %q: matched=%v, want %v (%s; %s)", elem, tc.principal, tc.caller, got, tc.want, d.Reason, tc.doc)
 			}
 		})
 	}
