@@ -2,7 +2,6 @@ package policy
 
 import (
 	"errors"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -10,38 +9,6 @@ import (
 // The rules of this file come from the known disagreements between the engine and AWS
 // listed by the public conformance cases (../shared/conformance/iam/README.md, ids B1-B4,
 // W6, W7, W11, U1, U2); each test names its id and the AWS document it follows.
-
-type evalRow struct {
-	name      string
-	doc       string
-	policies  []pol
-	req       Request
-	want      Effect
-	matched   []Match
-	reasonHas string
-}
-
-func runEvalRows(t *testing.T, rows []evalRow) {
-	t.Helper()
-	for _, tc := range rows {
-		t.Run(tc.name, func(t *testing.T) {
-			var entries []Entry
-			for _, p := range tc.policies {
-				entries = append(entries, Entry{p.kind, mustParse(t, p.doc)})
-			}
-			d := NewSet(entries...).Evaluate(&tc.req)
-			if d.Effect != tc.want {
-				t.Fatalf("got %v (%q), want %v — %s", d.Effect, d.Reason, tc.want, tc.doc)
-			}
-			if tc.matched != nil && !slices.Equal(d.Matched, tc.matched) {
-				t.Errorf("matched %v, want %v", d.Matched, tc.matched)
-			}
-			if tc.reasonHas != "" && !strings.Contains(d.Reason, tc.reasonHas) {
-				t.Errorf("reason %q does not say %q", d.Reason, tc.reasonHas)
-			}
-		})
-	}
-}
 
 // TestAccountPrincipalDelegates (B1): "When you specify an AWS account as the principal
 // ... you delegate access to the account; ... the administrator of that account must
