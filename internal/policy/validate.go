@@ -718,7 +718,13 @@ func (v *validator) keyType(spec opSpec, op string, km jmember, kpath string) {
 		v.add(SeverityWarning, "SET_OPERATOR_WITH_SINGLE_VALUED_KEY", km.keyOff, kpath,
 			km.key+" is single-valued: "+op+" treats it as a set of values; drop the qualifier")
 	case spec.qual == qualNone && info.multi:
+		// An operator without a set qualifier does not match a multivalued key (see
+		// condition.eval), so a negated one always does.
+		never := "never matches it"
+		if spec.neg {
+			never = "always holds for it"
+		}
 		v.add(SeverityWarning, "SINGLE_VALUE_OPERATOR_WITH_MULTIVALUED_KEY", km.keyOff, kpath,
-			km.key+" is multivalued: use ForAnyValue: or ForAllValues: with "+op)
+			km.key+" is multivalued: without ForAnyValue: or ForAllValues:, "+op+" "+never)
 	}
 }
