@@ -74,7 +74,7 @@ func (c *Context) SetMultivalued(key string, values ...string) {
 
 // multivalued reports whether an already lowercased key holding vals is multivalued.
 func (c *Context) multivalued(lowerKey string, vals []string) bool {
-	return len(vals) != 1 || c != nil && c.multi[lowerKey]
+	return len(vals) != 1 || c != nil && len(c.multi) > 0 && c.multi[lowerKey]
 }
 
 // Get returns the values of key and whether it is present.
