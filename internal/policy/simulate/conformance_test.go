@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // iamConformanceDir holds public IAM policy-evaluation suites turned into simulation
@@ -60,22 +62,12 @@ func agrees(expected, got string) bool {
 	return expected == got
 }
 
-func requireShared(t *testing.T, dir string) {
-	t.Helper()
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("PHANTOM_REQUIRE_SHARED") == "1" {
-			t.Fatalf("%s not found (PHANTOM_REQUIRE_SHARED=1): %v", dir, err)
-		}
-		t.Skipf("%s not found: the IAM conformance suites live beside the repository", dir)
-	}
-}
-
 // TestIAMConformance runs every in-scope case of every file in ../shared/conformance/iam
 // and fails on each disagreement with AWS's decision, naming the case's source. Disputed
 // cases are run and reported, not counted (README: "Leave disputed cases out of
 // pass/fail"); TestIAMDisputedDecisions holds the decisions taken on them.
 func TestIAMConformance(t *testing.T) {
-	requireShared(t, iamConformanceDir)
+	testenv.Shared(t, iamConformanceDir)
 	files, err := filepath.Glob(filepath.Join(iamConformanceDir, "*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no case files in %s (%v)", iamConformanceDir, err)
