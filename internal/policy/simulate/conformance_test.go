@@ -12,10 +12,10 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// iamConformanceDir holds public IAM policy-evaluation suites turned into simulation
-// cases (../shared/conformance/iam/README.md describes the format and every id used
-// below). The data stays there: two of its sources are AGPL-3.0 test data.
-const iamConformanceDir = "../../../../shared/conformance/iam"
+// iamConformance, inside ../shared, holds public IAM policy-evaluation suites turned into
+// simulation cases (its README.md describes the format and every id used below). The data
+// stays there: two of its sources are AGPL-3.0 test data.
+const iamConformance = "conformance/iam"
 
 // recordedOnAWS are the files whose expectations were observed on real AWS: no
 // disagreement with them may be excused.
@@ -67,10 +67,10 @@ func agrees(expected, got string) bool {
 // cases are run and reported, not counted (README: "Leave disputed cases out of
 // pass/fail"); TestIAMDisputedDecisions holds the decisions taken on them.
 func TestIAMConformance(t *testing.T) {
-	testenv.Shared(t, iamConformanceDir)
-	files, err := filepath.Glob(filepath.Join(iamConformanceDir, "*.json"))
+	dir := testenv.Shared(t, iamConformance)
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("no case files in %s (%v)", iamConformanceDir, err)
+		t.Fatalf("no case files in %s (%v)", dir, err)
 	}
 	slices.Sort(files)
 	usedExceptions := map[string]bool{}
