@@ -283,6 +283,14 @@ type condition struct {
 // compileValue parses one condition value for the operator's family; msg is non-empty
 // when the value is not valid for it. Policy variables are allowed in String and Arn
 // operators only (under Version 2012-10-17).
+//
+// A value the documentation gives no meaning for its operator is refused, fail closed,
+// even where IAM may store it (the disputed M1 cases): "Numeric condition operators ...
+// compare a key to an integer or decimal value", and ARN operators check "each of the
+// six colon-delimited components", so "ten" in NumericLessThan or "arn:::bucket" in
+// ArnLike has none. A refused policy is a loud load error; accepted, the first would
+// silently never match and turn a Deny guard off. Values with a documented meaning load
+// (epoch seconds of any size; Null with a set qualifier, in parseOperator).
 func compileValue(fam opFamily, raw string, vars bool) (cvalue, string, string) {
 	v := cvalue{raw: raw}
 	switch fam {

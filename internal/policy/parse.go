@@ -347,6 +347,10 @@ func compileAction(a string) (actionPat, string) {
 			return actionPat{}, "action " + quote(a) + " has an invalid service prefix"
 		}
 	}
+	// The grammar has no white space in an action ("IAM JSON policy grammar"), and no
+	// document says whether IAM refuses "s3: GetObject" or keeps an action that never
+	// matches (disputed M2): refused, fail closed, rather than a NotAction that quietly
+	// covers every action.
 	if strings.ContainsAny(name, ": \t\n") {
 		return actionPat{}, "action " + quote(a) + " has an invalid action name"
 	}
