@@ -309,6 +309,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(log, det.SigmaRules())
 	detMetrics := o.detectorMetrics()
 	wg.Add(1)
 	go func() {
@@ -332,7 +333,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followThreatLists(runCtx, w, det, log)
+		followDetection(runCtx, w, det, log)
 	}()
 
 	var backend *http.Server

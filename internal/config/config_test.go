@@ -162,6 +162,8 @@ var badSpecs = []struct {
 		want: "testdata/route_unknown_backend.yaml:10:50: apis[0].routes[0].backend: no backend named \"order\"; did you mean \"orders\"?"},
 	{name: "syntax_unquoted_star", schema: schemaNotJSON,
 		want: "testdata/syntax_unquoted_star.yaml:11: invalid YAML: did not find expected alphabetic or numeric character; fix the syntax; quote values that start with * & ! | > % @ or `"},
+	{name: "sigma_rules_missing", schema: schemaAccepts,
+		want: "testdata/sigma_rules_missing.yaml:5:15: detection.sigmaRules: Sigma rules directory testdata/no-such-rules is not a readable directory; create it (Sigma rules, *.yml) or fix the path"},
 	{name: "threat_list_missing", schema: schemaAccepts,
 		want: "testdata/threat_list_missing.yaml:6:31: detection.threatLists[0].file: threat list testdata/no-such-list.txt is not a readable file; create it (one address or CIDR a line) or fix the path"},
 	{name: "trust_policy_unknown_oidc_provider", schema: schemaAccepts,

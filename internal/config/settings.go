@@ -76,7 +76,7 @@ func (d *decoder) audit(root *object, s *Spec) {
 func (d *decoder) detection(root *object, s *Spec, dir string) {
 	s.Detection.LearningPeriod = defaultLearningPeriod
 	n, path := root.get("detection")
-	o := d.object(n, path, "learningPeriod", "threatLists", "responses")
+	o := d.object(n, path, "learningPeriod", "threatLists", "sigmaRules", "responses")
 	if lp, ln, lpath := o.duration("learningPeriod"); ln != nil {
 		if lp > maxLearningPeriod {
 			d.problem(ln, lpath, fmt.Sprintf("%s is longer than 90 days", ln.Value), "use at most 2160h (90 days)")
@@ -110,6 +110,21 @@ func (d *decoder) detection(root *object, s *Spec, dir string) {
 			continue
 		}
 		s.Detection.ThreatLists = append(s.Detection.ThreatLists, ThreatList{Name: name, File: file})
+	}
+	if rules, rn, rp := o.str("sigmaRules"); rn != nil {
+		if rules == "" {
+			d.problem(rn, rp, "is empty", "remove it, or name the directory of Sigma rules for AWS CloudTrail")
+		} else {
+			if !filepath.IsAbs(rules) {
+				rules = filepath.Join(dir, rules)
+			}
+			// A missing directory would silently switch the rules off; fail closed.
+			if st, err := os.Stat(rules); err != nil || !st.IsDir() {
+				d.problem(rn, rp, fmt.Sprintf("Sigma rules directory %s is not a readable directory", rules), "create it (Sigma rules, *.yml) or fix the path")
+			} else {
+				s.Detection.SigmaRules = rules
+			}
+		}
 	}
 	d.responses(o, s)
 }

@@ -262,7 +262,11 @@ type Audit struct {
 type Detection struct {
 	LearningPeriod time.Duration
 	ThreatLists    []ThreatList
-	Responses      []Response
+	// SigmaRules is a directory of Sigma rules for AWS CloudTrail the detector runs on
+	// every event (absolute; relative paths in the spec are resolved against the spec
+	// file's directory). Empty: none.
+	SigmaRules string
+	Responses  []Response
 }
 
 // ThreatList is a file of malicious addresses or CIDRs, one a line.
