@@ -1,13 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -119,15 +116,18 @@ func (v *AssertionVerifier) VerifyRequest(r *http.Request) (*Assertion, error) {
 		return nil, err
 	}
 	if a.PayloadHash != UnsignedPayload {
-		want, err := hex.DecodeString(a.PayloadHash)
-		if err != nil || len(want) != sha256.Size {
+		var want [sha256.Size]byte
+		if len(a.PayloadHash) != hex.EncodedLen(sha256.Size) {
+			return nil, fmt.Errorf("%w: payloadHash %q", ErrAssertionClaims, truncate(a.PayloadHash, 80))
+		}
+		if _, err := hex.Decode(want[:], []byte(a.PayloadHash)); err != nil {
 			return nil, fmt.Errorf("%w: payloadHash %q", ErrAssertionClaims, truncate(a.PayloadHash, 80))
 		}
 		body := r.Body
 		if body == nil {
 			body = http.NoBody
 		}
-		r.Body = &hashedBody{r: body, h: sha256.New(), want: want}
+		r.Body = assertedBody{newHashedBody(body, want)}
 	}
 	return a, nil
 }
@@ -171,25 +171,16 @@ func (v *AssertionVerifier) use(a *Assertion, now time.Time) error {
 	return nil
 }
 
-// hashedBody checks the body against the signed hash as it is read.
-type hashedBody struct {
-	r    io.ReadCloser
-	h    hash.Hash
-	want []byte
-	err  error
-}
+// assertedBody checks the body against the assertion's payload hash as it is read: the
+// gateway's hashedBody, which holds the last byte back until the hash matches (a backend
+// never reads a whole body that is not the one the client signed), failing with
+// ErrAssertionPayload.
+type assertedBody struct{ *hashedBody }
 
-func (b *hashedBody) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	n, err := b.r.Read(p)
-	b.h.Write(p[:n])
-	if errors.Is(err, io.EOF) && !bytes.Equal(b.h.Sum(nil), b.want) {
-		b.err = ErrAssertionPayload
-		return n, b.err
+func (b assertedBody) Read(p []byte) (int, error) {
+	n, err := b.hashedBody.Read(p)
+	if errors.Is(err, errBodyHash) {
+		err = ErrAssertionPayload
 	}
 	return n, err
 }
-
-func (b *hashedBody) Close() error { return b.r.Close() }

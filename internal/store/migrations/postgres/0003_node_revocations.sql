@@ -1,4 +1,4 @@
--- 0002: removing nodes (SQLite's 0004): node_revocations, the node certificate's expiry,
+-- 0003: removing nodes (SQLite's 0005): node_revocations, the node certificate's expiry,
 -- and node_contacts, which does not bump the version.
 
 CREATE TABLE node_revocations (
