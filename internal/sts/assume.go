@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
@@ -89,18 +90,6 @@ func parseDuration(p params, min, max, def int) (int, bool, *apiError) {
 		return 0, true, memberError(s, "durationSeconds", "Member must have value less than or equal to "+strconv.Itoa(max))
 	}
 	return d, true, nil
-}
-
-// mfaUnsupported refuses MFA parameters: Phantom has no MFA devices, and accepting the
-// parameters silently would let a caller believe the session is MFA-authenticated.
-func mfaUnsupported(p params) *apiError {
-	if _, ok := p["SerialNumber"]; ok {
-		return accessDenied("MultiFactorAuthentication failed: this STS has no MFA devices.")
-	}
-	if _, ok := p["TokenCode"]; ok {
-		return accessDenied("MultiFactorAuthentication failed: this STS has no MFA devices.")
-	}
-	return nil
 }
 
 func parseAssume(p params) (*assumeRequest, *apiError) {
@@ -241,11 +230,12 @@ func malformedPolicy(err error) *apiError {
 }
 
 func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiError) {
-	if e := mfaUnsupported(p); e != nil {
-		return nil, e
-	}
 	a, e := parseAssume(p)
 	c.ev.RequestParameters = a.auditParams(p)
+	if e != nil {
+		return nil, e
+	}
+	m, e := parseMFA(p)
 	if e != nil {
 		return nil, e
 	}
@@ -306,6 +296,20 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 		}
 	}
 
+	// MFA: a code in this call authenticates the user now ("Configuring MFA-protected API
+	// access": the trust policy sees aws:MultiFactorAuthPresent); without one, a session
+	// that was MFA-authenticated passes it on, with its original time.
+	var mf mfaState
+	if m != nil {
+		at, e := h.verifyMFA(ctx, c, m)
+		if e != nil {
+			return nil, e
+		}
+		mf = mfaState{present: true, at: at}
+	} else {
+		mf = cr.mfa()
+	}
+
 	// Authorization: the role's trust policy AND the caller's own permissions.
 	role, ok := c.dir.RoleByARN(a.roleARN)
 	actions := []string{"sts:AssumeRole"}
@@ -317,7 +321,7 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 	}
 	var az *authorizer
 	if ok {
-		az = h.newAuthorizer(c, role, h.requestContext(c, a, tags, transitive, sourceIdentity))
+		az = h.newAuthorizer(c, role, h.requestContext(c, a, tags, transitive, sourceIdentity, mf))
 	}
 	for _, action := range actions {
 		if az == nil || !az.allows(action) {
@@ -350,6 +354,8 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 		PolicyARNs:        a.policyARNs,
 		IssuedAt:          c.now,
 		Expires:           c.now.Add(time.Duration(a.duration) * time.Second),
+		MFA:               mf.present,
+		MFAAt:             mf.at,
 	}
 	if cr.session != nil {
 		spec.VPC = cr.session.VPC
@@ -490,9 +496,23 @@ func (h *Handler) identitySet(c *call) *policy.Set {
 	return policy.NewSet(entries...)
 }
 
+// mfaState is whether the caller of an AssumeRole call authenticated with MFA, and when.
+type mfaState struct {
+	present bool
+	at      time.Time // zero when not known (a session from before MFA times were kept)
+}
+
+// mfa is the caller's own MFA state: its session's, none for a long-term key.
+func (c *caller) mfa() mfaState {
+	if c.session == nil || !c.session.MFA {
+		return mfaState{}
+	}
+	return mfaState{present: true, at: c.session.MFAAt}
+}
+
 // requestContext builds the condition keys of an AssumeRole call ("AWS global condition
 // context keys"; "Available keys for AWS STS").
-func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transitive []string, sourceIdentity string) *policy.Context {
+func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transitive []string, sourceIdentity string, mf mfaState) *policy.Context {
 	cr := &c.caller
 	ctx := policy.NewContext(nil)
 	principalARN := cr.arn
@@ -512,6 +532,18 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 		ctx.Set("aws:userid", userID(cr.user.ARN))
 		ctx.Set("aws:username", cr.user.Name)
 	}
+	// aws:MultiFactorAuthPresent is true with MFA, false for a session without it, and
+	// absent for a long-term key without it, as AWS sets it ("AWS global condition
+	// context keys"); aws:MultiFactorAuthAge only with MFA.
+	switch {
+	case mf.present:
+		ctx.Set("aws:MultiFactorAuthPresent", "true")
+		if !mf.at.IsZero() {
+			ctx.Set("aws:MultiFactorAuthAge", identity.MFAAge(c.now, mf.at))
+		}
+	case cr.session != nil:
+		ctx.Set("aws:MultiFactorAuthPresent", "false")
+	}
 	ctx.Set("aws:PrincipalArn", principalARN)
 	ctx.Set("aws:PrincipalAccount", cr.account)
 	ctx.Set("aws:PrincipalType", ptype)
@@ -523,7 +555,6 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 			ctx.Set("aws:PrincipalTag/"+t.Key, t.Value)
 		}
 		ctx.Set("aws:TokenIssueTime", isoTime(s.IssuedAt))
-		ctx.Set("aws:MultiFactorAuthPresent", boolString(s.MFA))
 		if s.SourceIdentity != "" {
 			ctx.Set("aws:SourceIdentity", s.SourceIdentity)
 		}
@@ -618,7 +649,8 @@ func (h *Handler) getSessionToken(ctx context.Context, c *call, p params) (any, 
 	if e != nil {
 		return nil, e
 	}
-	if e := mfaUnsupported(p); e != nil {
+	m, e := parseMFA(p)
+	if e != nil {
 		return nil, e
 	}
 	if cr.session != nil || cr.user == nil {
@@ -629,6 +661,13 @@ func (h *Handler) getSessionToken(ctx context.Context, c *call, p params) (any, 
 		Principal: cr.user.ARN,
 		IssuedAt:  c.now,
 		Expires:   c.now.Add(time.Duration(d) * time.Second),
+	}
+	if m != nil {
+		at, e := h.verifyMFA(ctx, c, m)
+		if e != nil {
+			return nil, e
+		}
+		spec.MFA, spec.MFAAt = true, at
 	}
 	creds, err := h.issuer.Issue(ctx, spec)
 	if err != nil {
