@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/mfa"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/sts"
@@ -109,6 +110,9 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		Messages:  p.messages,
 		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
 		WebIdentity: webIdentityVerifier(current, log),
+		// Users' virtual MFA devices, in the store every replica shares: a code is taken
+		// once whichever replica sees it.
+		MFA: mfa.NewVerifier(p.store, nil),
 		// The workload agent's node API: enrollment with join tokens from the store,
 		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
 		Nodes: &sts.NodeConfig{

@@ -142,6 +142,10 @@ var badSpecs = []struct {
 		want: "testdata/role_missing_trust_policy.yaml:5:5: roles[0]: missing required key \"trustPolicy\"; add trustPolicy: a policy naming who may assume the role"},
 	{name: "root_is_list", schema: schemaRejects,
 		want: "testdata/root_is_list.yaml:1:1: must be a mapping of keys to values, not a list; write it as key: value lines"},
+	{name: "long_term_keys_invalid", schema: schemaRejects,
+		want: "testdata/long_term_keys_invalid.yaml:5:17: gateway.longTermKeys: \"deny\" is not allow or refuse; write longTermKeys: refuse to accept only STS sessions, or allow"},
+	{name: "long_term_keys_route_none", schema: schemaAccepts,
+		want: "testdata/long_term_keys_route_none.yaml:10:93: apis[0].routes[0].longTermKeys: a route with authorization NONE takes unsigned calls: no key is checked; remove longTermKeys, or use authorization AWS_IAM"},
 	{name: "route_authorization_invalid", schema: schemaRejects,
 		want: "testdata/route_authorization_invalid.yaml:10:73: apis[0].routes[0].authorization: \"IAM\" is not an authorization type; use AWS_IAM (the default) or NONE"},
 	{name: "route_greedy_not_last", schema: schemaRejects,
@@ -719,5 +723,47 @@ func TestProblemsAreCapped(t *testing.T) {
 	}
 	if cerr.Problems[0].Line != 5 || cerr.Problems[maxProblems-1].Line != 104 {
 		t.Errorf("the first problems in the file were not the ones kept: lines %d..%d", cerr.Problems[0].Line, cerr.Problems[maxProblems-1].Line)
+	}
+}
+
+// TestLongTermKeysInherit: a route takes its own longTermKeys, else its API's, else the
+// gateway's default, else allow.
+func TestLongTermKeysInherit(t *testing.T) {
+	spec, err := Parse("ltk.yaml", []byte(`version: 1
+account: "123456789012"
+region: us-east-1
+gateway: {longTermKeys: refuse}
+apis:
+  - id: aaaaaaaaaa
+    stages: [prod]
+    backends: {b: {url: "http://127.0.0.1:9000"}}
+    routes:
+      - {path: /inherits, methods: [GET], backend: b}
+      - {path: /allows, methods: [GET], backend: b, longTermKeys: allow}
+  - id: bbbbbbbbbb
+    longTermKeys: allow
+    stages: [prod]
+    backends: {b: {url: "http://127.0.0.1:9000"}}
+    routes:
+      - {path: /inherits, methods: [GET], backend: b}
+      - {path: /refuses, methods: [GET], backend: b, longTermKeys: refuse}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]LongTermKeys{
+		"aaaaaaaaaa /inherits": LongTermKeysRefuse, "aaaaaaaaaa /allows": LongTermKeysAllow,
+		"bbbbbbbbbb /inherits": LongTermKeysAllow, "bbbbbbbbbb /refuses": LongTermKeysRefuse,
+	}
+	for _, a := range spec.APIs {
+		for _, r := range a.Routes {
+			if got := r.LongTermKeys; got != want[a.ID+" "+r.Path] {
+				t.Errorf("%s %s: %q, want %q", a.ID, r.Path, got, want[a.ID+" "+r.Path])
+			}
+		}
+	}
+	plain, err := Parse("plain.yaml", []byte("version: 1\naccount: \"123456789012\"\nregion: us-east-1\n"))
+	if err != nil || plain.Gateway.LongTermKeys != LongTermKeysAllow {
+		t.Errorf("default: %q, %v", plain.Gateway.LongTermKeys, err)
 	}
 }

@@ -131,6 +131,18 @@ const (
 	AuthNone Authorization = "NONE"
 )
 
+// LongTermKeys says whether calls signed with users' long-term access keys (AKIA…) are
+// accepted, or only calls signed with STS sessions (ASIA…).
+type LongTermKeys string
+
+const (
+	// LongTermKeysAllow accepts both; the default.
+	LongTermKeysAllow LongTermKeys = "allow"
+	// LongTermKeysRefuse refuses calls signed with long-term keys: people and workloads
+	// alike must come through STS.
+	LongTermKeysRefuse LongTermKeys = "refuse"
+)
+
 // API is an API Gateway-like REST API served by the gateway.
 type API struct {
 	ID             string
@@ -140,6 +152,9 @@ type API struct {
 	Backends       map[string]*Backend
 	Routes         []*Route
 	ResourcePolicy *Policy
+	// LongTermKeys is the API's own setting, or the gateway's when it has none; each
+	// route resolves its own from it.
+	LongTermKeys LongTermKeys
 }
 
 // Backend is an upstream HTTP service.
@@ -158,6 +173,8 @@ type Route struct {
 	Methods       []string
 	Backend       *Backend
 	Authorization Authorization
+	// LongTermKeys is the route's own setting, or its API's: what the gateway applies.
+	LongTermKeys LongTermKeys
 }
 
 // SegmentKind is the kind of one path-template segment.
@@ -244,6 +261,8 @@ type Gateway struct {
 	Listen netip.AddrPort
 	// ClockSkew is how far a SigV4 request's date may be from now.
 	ClockSkew time.Duration
+	// LongTermKeys is the perimeter-wide default of APIs that do not set their own.
+	LongTermKeys LongTermKeys
 }
 
 // STS holds the STS API's settings.

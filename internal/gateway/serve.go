@@ -246,6 +246,13 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.caller = &c
+	if c.claims == nil && m.route.LongTermKeys == config.LongTermKeysRefuse {
+		// The key is genuine (its signature verified) but this route takes STS sessions
+		// only: refused before any policy, whatever the policies would allow.
+		ev.AdditionalEventData["reason"] = "the route refuses long-term access keys (longTermKeys: refuse)"
+		return errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " on resource: " + cl.resource +
+			" because this API accepts only temporary credentials from STS")
+	}
 	if s := c.claims; s != nil && (s.Node != "" || s.VPC != "" || s.Endpoint != "") {
 		// Where the session was issued, beside where it is used (sourceIPAddress,
 		// vpcEndpointId): what credential-exfiltration detection compares.
