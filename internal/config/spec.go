@@ -34,6 +34,7 @@ type Spec struct {
 
 	Gateway   Gateway
 	STS       STS
+	Console   Console
 	Audit     Audit
 	Detection Detection
 
@@ -119,7 +120,39 @@ type OIDCProvider struct {
 	ClientIDs []string
 	// JWKSURL is where signing keys are fetched; empty means OpenID discovery from URL.
 	JWKSURL string
+	// SignIn, when set, signs people in through this provider: phantom login and the
+	// console's single sign-on. At most one provider has it.
+	SignIn *SignIn
 }
+
+// SignIn is how people sign in through an OIDC provider: as a public OAuth 2.0 client
+// (PKCE, the device authorization grant; no client secret), whose ID tokens STS exchanges
+// for role sessions with AssumeRoleWithWebIdentity.
+type SignIn struct {
+	// ClientID is the client registered at the provider, one of the provider's ClientIDs
+	// (the audience of the ID tokens it issues).
+	ClientID string
+	// Scopes are requested at sign-in; they include openid.
+	Scopes []string
+	// RoleClaim names the ID token claim listing the roles (names or ARNs) a person may
+	// take; "" when the role is always named at sign-in.
+	RoleClaim string
+}
+
+// Console holds the web console's settings.
+type Console struct {
+	// KeySignIn says whether people may sign in with an access key and secret; with
+	// refuse, single sign-on is the only way in.
+	KeySignIn KeySignIn
+}
+
+// KeySignIn says whether the console takes access-key sign-ins.
+type KeySignIn string
+
+const (
+	KeySignInAllow  KeySignIn = "allow"
+	KeySignInRefuse KeySignIn = "refuse"
+)
 
 // Authorization says how the gateway authorizes a route.
 type Authorization string
@@ -352,6 +385,16 @@ func (s *Spec) EndpointByDNSName(host string) (*Endpoint, bool) {
 func (s *Spec) OIDCProvider(iss string) (*OIDCProvider, bool) {
 	p, ok := s.oidcProviders[strings.TrimSuffix(iss, "/")]
 	return p, ok
+}
+
+// SignInProvider returns the OIDC provider people sign in through, if the spec has one.
+func (s *Spec) SignInProvider() (*OIDCProvider, bool) {
+	for _, p := range s.OIDCProviders {
+		if p.SignIn != nil {
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 // API returns the API with this id.
