@@ -81,11 +81,11 @@ func TestParseDiscovery(t *testing.T) {
 		t.Fatalf("%+v, %v", p, err)
 	}
 	for name, tc := range map[string]struct{ body, issuer string }{
-		"another issuer":             {good, "https://other.example"},
+		"another issuer":              {good, "https://other.example"},
 		"a plain-http token endpoint": {strings.Replace(good, "https://idp.example/token", "http://idp.example/token", 1), "https://idp.example"},
-		"plain PKCE only":            {strings.Replace(good, `["S256"]`, `["plain"]`, 1), "https://idp.example"},
-		"no token endpoint":          {`{"issuer":"https://idp.example","authorization_endpoint":"https://idp.example/a"}`, "https://idp.example"},
-		"not an object":              {`"https://idp.example"`, "https://idp.example"},
+		"plain PKCE only":             {strings.Replace(good, `["S256"]`, `["plain"]`, 1), "https://idp.example"},
+		"no token endpoint":           {`{"issuer":"https://idp.example","authorization_endpoint":"https://idp.example/a"}`, "https://idp.example"},
+		"not an object":               {`"https://idp.example"`, "https://idp.example"},
 	} {
 		if p, err := ParseDiscovery([]byte(tc.body), tc.issuer); err == nil {
 			t.Errorf("%s: accepted %+v", name, p)

@@ -349,21 +349,21 @@ type authRequest struct {
 	authTime time.Time
 }
 
-func (a *authRequest) GetID() string                        { return a.id }
-func (a *authRequest) GetACR() string                       { return "" }
-func (a *authRequest) GetAMR() []string                     { return []string{"pwd"} }
-func (a *authRequest) GetAudience() []string                { return []string{a.req.ClientID} }
-func (a *authRequest) GetAuthTime() time.Time               { return a.authTime }
-func (a *authRequest) GetClientID() string                  { return a.req.ClientID }
+func (a *authRequest) GetID() string                         { return a.id }
+func (a *authRequest) GetACR() string                        { return "" }
+func (a *authRequest) GetAMR() []string                      { return []string{"pwd"} }
+func (a *authRequest) GetAudience() []string                 { return []string{a.req.ClientID} }
+func (a *authRequest) GetAuthTime() time.Time                { return a.authTime }
+func (a *authRequest) GetClientID() string                   { return a.req.ClientID }
 func (a *authRequest) GetCodeChallenge() *oidc.CodeChallenge { return challenge(a.req) }
-func (a *authRequest) GetNonce() string                     { return a.req.Nonce }
-func (a *authRequest) GetRedirectURI() string               { return a.req.RedirectURI }
-func (a *authRequest) GetResponseType() oidc.ResponseType   { return a.req.ResponseType }
-func (a *authRequest) GetResponseMode() oidc.ResponseMode   { return a.req.ResponseMode }
-func (a *authRequest) GetScopes() []string                  { return a.req.Scopes }
-func (a *authRequest) GetState() string                     { return a.req.State }
-func (a *authRequest) GetSubject() string                   { return a.subject }
-func (a *authRequest) Done() bool                           { return a.done }
+func (a *authRequest) GetNonce() string                      { return a.req.Nonce }
+func (a *authRequest) GetRedirectURI() string                { return a.req.RedirectURI }
+func (a *authRequest) GetResponseType() oidc.ResponseType    { return a.req.ResponseType }
+func (a *authRequest) GetResponseMode() oidc.ResponseMode    { return a.req.ResponseMode }
+func (a *authRequest) GetScopes() []string                   { return a.req.Scopes }
+func (a *authRequest) GetState() string                      { return a.req.State }
+func (a *authRequest) GetSubject() string                    { return a.subject }
+func (a *authRequest) Done() bool                            { return a.done }
 
 func challenge(r *oidc.AuthRequest) *oidc.CodeChallenge {
 	if r.CodeChallenge == "" {
@@ -607,16 +607,18 @@ type client struct {
 	idLife    time.Duration
 }
 
-func (c *client) GetID() string                                       { return c.id }
-func (c *client) RedirectURIs() []string                              { return c.redirects }
-func (c *client) PostLogoutRedirectURIs() []string                    { return nil }
-func (c *client) ApplicationType() op.ApplicationType                 { return op.ApplicationTypeNative }
-func (c *client) AuthMethod() oidc.AuthMethod                         { return oidc.AuthMethodNone }
-func (c *client) ResponseTypes() []oidc.ResponseType                  { return []oidc.ResponseType{oidc.ResponseTypeCode} }
-func (c *client) LoginURL(id string) string                           { return "/login?authRequestID=" + url.QueryEscape(id) }
-func (c *client) AccessTokenType() op.AccessTokenType                 { return op.AccessTokenTypeBearer }
-func (c *client) IDTokenLifetime() time.Duration                      { return c.idLife }
-func (c *client) DevMode() bool                                       { return false }
+func (c *client) GetID() string                       { return c.id }
+func (c *client) RedirectURIs() []string              { return c.redirects }
+func (c *client) PostLogoutRedirectURIs() []string    { return nil }
+func (c *client) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
+func (c *client) AuthMethod() oidc.AuthMethod         { return oidc.AuthMethodNone }
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	return []oidc.ResponseType{oidc.ResponseTypeCode}
+}
+func (c *client) LoginURL(id string) string           { return "/login?authRequestID=" + url.QueryEscape(id) }
+func (c *client) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeBearer }
+func (c *client) IDTokenLifetime() time.Duration      { return c.idLife }
+func (c *client) DevMode() bool                       { return false }
 func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
