@@ -101,3 +101,19 @@ func FuzzClaims(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSignInConfig: an accepted document names an issuer that passes CheckURL, a
+// printable client id and openid.
+func FuzzParseSignInConfig(f *testing.F) {
+	f.Add([]byte(`{"issuer":"https://idp.example","clientId":"phantom","scopes":["openid","offline_access"],"roleClaim":"phantom_roles","account":"123456789012","region":"us-east-1"}`))
+	f.Add([]byte(`{"issuer":"http://evil.example","clientId":"x","scopes":["openid"],"account":"123456789012","region":"us-east-1"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := ParseSignInConfig(body)
+		if err != nil {
+			return
+		}
+		if CheckURL(c.Issuer) != nil || !vschar(c.ClientID, 1, 255) || !contains(c.Scopes, "openid") {
+			t.Fatalf("accepted %+v", c)
+		}
+	})
+}

@@ -168,26 +168,9 @@ func parseAssume(p params) (*assumeRequest, *apiError) {
 	for _, m := range tags {
 		k, kok := m["Key"]
 		v, vok := m["Value"]
-		if e := checkLength(k, kok, "tags.member.key", 1, 128); e != nil {
+		if e := checkTag(k, kok, v, vok, seen); e != nil {
 			return nil, e
 		}
-		if e := checkLength(v, vok, "tags.member.value", 0, 256); e != nil {
-			return nil, e
-		}
-		if !tagKeyPattern.MatchString(k) {
-			return nil, memberError(k, "tags.member.key", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]+`)
-		}
-		if !tagValuePattern.MatchString(v) {
-			return nil, memberError(v, "tags.member.value", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*`)
-		}
-		if strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return nil, invalidParameter("Tag keys cannot begin with the reserved prefix aws:.")
-		}
-		lk := strings.ToLower(k)
-		if seen[lk] {
-			return nil, invalidParameter("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
-		}
-		seen[lk] = true
 		a.tags = append(a.tags, Tag{k, v})
 	}
 	keys, ok := p.members("TransitiveTagKeys")
@@ -211,6 +194,33 @@ func parseAssume(p params) (*assumeRequest, *apiError) {
 		return nil, invalidParameter("ProvidedContexts are not supported by this STS.")
 	}
 	return a, nil
+}
+
+// checkTag checks one session tag as AssumeRole's Tags member ("Tag", AWS STS API
+// Reference; "Tagging AWS STS sessions"): lengths, characters, the reserved aws: prefix,
+// and keys unique case-insensitively (seen holds the lower-cased keys so far).
+func checkTag(k string, kok bool, v string, vok bool, seen map[string]bool) *apiError {
+	if e := checkLength(k, kok, "tags.member.key", 1, 128); e != nil {
+		return e
+	}
+	if e := checkLength(v, vok, "tags.member.value", 0, 256); e != nil {
+		return e
+	}
+	if !tagKeyPattern.MatchString(k) {
+		return memberError(k, "tags.member.key", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]+`)
+	}
+	if !tagValuePattern.MatchString(v) {
+		return memberError(v, "tags.member.value", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*`)
+	}
+	lk := strings.ToLower(k)
+	if strings.HasPrefix(lk, "aws:") {
+		return invalidParameter("Tag keys cannot begin with the reserved prefix aws:.")
+	}
+	if seen[lk] {
+		return invalidParameter("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+	}
+	seen[lk] = true
+	return nil
 }
 
 // malformedPolicy reports a session policy the policy engine refused. The first finding

@@ -91,6 +91,9 @@ type Directory interface {
 	RoleByARN(arn string) (*config.Role, bool)
 	UserByARN(arn string) (*config.User, bool)
 	ManagedPolicyByARN(arn string) (*config.ManagedPolicy, bool)
+	// SignInProvider is the OIDC provider people sign in through, published at
+	// sso.SignInConfigPath.
+	SignInProvider() (*config.OIDCProvider, bool)
 }
 
 var _ Directory = (*config.Spec)(nil)
