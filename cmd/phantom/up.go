@@ -260,7 +260,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		serveHTTPS("gateway", lns.gateway, gw, gw.TLSConfig(gwCerts.getServer), log))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), log)
+	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -80,5 +81,23 @@ func FuzzParseSimulation(f *testing.F) {
 		}
 		// Evaluation of an accepted form never panics, whatever it names.
 		evaluate(loadSpec(t), sim, t0)
+	})
+}
+
+// FuzzCallbackURL: the redirect URI built from a request's Host is https, on that host
+// only, with the callback path: no path, query, fragment or credentials smuggled in.
+func FuzzCallbackURL(f *testing.F) {
+	for _, h := range []string{"127.0.0.1:8452", "console.example", "[::1]:443", "a@b", "x/y", "h?q", "h#f", ""} {
+		f.Add(h)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		got, ok := callbackURL(&http.Request{Host: host})
+		if !ok {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "https" || u.Host != host || u.Path != "/sso/callback" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			t.Fatalf("callbackURL(%q) = %q", host, got)
+		}
 	})
 }
