@@ -267,6 +267,31 @@ func (x *translator) resourcePolicy(a *config.API) (map[string]any, error) {
 		})
 		x.note("API %s: routes with authorization NONE need the endpoint policy to allow anonymous callers too; Phantom does not require that, AWS does", a.ID)
 	}
+	// longTermKeys: refuse. AWS sets aws:TokenIssueTime only for temporary credentials
+	// ("AWS global condition context keys"), so a Deny where it is absent refuses calls
+	// signed with long-term keys, as Phantom's gateway does.
+	var refuse []any
+	for _, r := range a.Routes {
+		if r.Authorization == config.AuthNone || r.LongTermKeys != config.LongTermKeysRefuse {
+			continue
+		}
+		for _, m := range r.Methods {
+			if m == "ANY" {
+				m = "*"
+			}
+			refuse = append(refuse, "execute-api:/*/"+m+"/"+wildPath(r))
+		}
+	}
+	if len(refuse) > 0 {
+		stmts = append(stmts, map[string]any{
+			"Sid":       "PhantomRefuseLongTermKeys",
+			"Effect":    "Deny",
+			"Principal": "*",
+			"Action":    "execute-api:Invoke",
+			"Resource":  refuse,
+			"Condition": map[string]any{"Null": map[string]any{"aws:TokenIssueTime": "true"}},
+		})
+	}
 	if len(stmts) == 0 {
 		stmts = []any{nothingStatement(resourcePolicy)}
 	}
