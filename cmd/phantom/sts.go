@@ -33,9 +33,17 @@ func newSTSCmd() *cobra.Command {
 		Use:   "sts --config FILE --data-dir DIR [--listen ADDR]",
 		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
 		Long: `sts serves AssumeRole, GetSessionToken, GetCallerIdentity and DecodeAuthorizationMessage
-(SigV4 service "sts") over HTTPS (TLS 1.2 or later) with a server certificate from the
-perimeter CA in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and
-SDKs at it with AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+(SigV4 service "sts") and AssumeRoleWithWebIdentity (unsigned: the OIDC token is the
+credential) over HTTPS (TLS 1.2 or later) with a server certificate from the perimeter CA
+in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it
+with AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+
+GetSessionToken and AssumeRole take SerialNumber and TokenCode of a user's virtual MFA
+device (phantom iam create-virtual-mfa-device): the session then has
+aws:MultiFactorAuthPresent and aws:MultiFactorAuthAge, and each code is accepted once
+across every replica sharing the store. The spec's sign-in provider
+(oidcProviders[].signIn) is published at https://ADDR/.well-known/phantom/sign-in for
+phantom login.
 
 Users' access keys, token-sealing keys and revocations come from the store in DIR
 (shared with the phantom iam and keys commands); changes reach this process within
