@@ -164,14 +164,15 @@ type Config struct {
 
 // Handler serves the console.
 type Handler struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	pages    map[string]*template.Template
-	sessions *sessions
-	limiter  *limiter
-	tail     *tail
-	pending  pendingTable // single sign-ons in progress
+	cfg       Config
+	log       *slog.Logger
+	mux       *http.ServeMux
+	pages     map[string]*template.Template
+	sessions  *sessions
+	limiter   *limiter
+	tail      *tail
+	pending   pendingTable // single sign-ons in progress
+	discovery discoveries  // the sign-in provider's endpoints
 
 	graphMu   sync.Mutex
 	graphSpec *config.Spec

@@ -59,6 +59,41 @@ type pendingSSO struct {
 	roleClaim, sessionName string
 }
 
+// discoveryTTL is how long the provider's endpoints are reused: sign-ins (and anyone
+// requesting /sso/start) do not make the console fetch the discovery document each time.
+const discoveryTTL = 5 * time.Minute
+
+// discoveries caches the sign-in provider's endpoints.
+type discoveries struct {
+	mu sync.Mutex
+	m  map[string]discovered
+}
+
+type discovered struct {
+	p  *sso.Provider
+	at time.Time
+}
+
+func (d *discoveries) get(ctx context.Context, hc *http.Client, issuer string, now time.Time) (*sso.Provider, error) {
+	d.mu.Lock()
+	c, ok := d.m[issuer]
+	d.mu.Unlock()
+	if ok && now.Sub(c.at) < discoveryTTL && now.Sub(c.at) >= 0 {
+		return c.p, nil
+	}
+	p, err := sso.Discover(ctx, hc, issuer)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	if d.m == nil || len(d.m) > 16 {
+		d.m = map[string]discovered{} // one provider signs in; a spec change may add another
+	}
+	d.m[issuer] = discovered{p: p, at: now}
+	d.mu.Unlock()
+	return p, nil
+}
+
 // pendingTable holds sign-ins in progress by the SHA-256 of their state, bounded.
 type pendingTable struct {
 	mu sync.Mutex
@@ -125,7 +160,7 @@ func (h *Handler) ssoStart(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, nil, http.StatusBadRequest, "Bad request", "The request's host is not a host name or address.")
 		return
 	}
-	pr, err := sso.Discover(r.Context(), h.cfg.ProviderHTTP, p.URL)
+	pr, err := h.discovery.get(r.Context(), h.cfg.ProviderHTTP, p.URL, now)
 	if err != nil {
 		h.log.Error("console sso: discover the provider", "issuer", p.URL, "error", err)
 		h.signinPage(w, r, http.StatusBadGateway, "The identity provider cannot be reached right now. Try again shortly.")
@@ -191,7 +226,7 @@ func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		h.signinPage(w, r, http.StatusUnauthorized, "The identity provider did not sign you in.")
 		return
 	}
-	id, token, reason := h.ssoToken(r.Context(), pend, q.Get("code"))
+	id, token, reason := h.ssoToken(r.Context(), pend, q.Get("code"), now)
 	if id == nil {
 		h.auditLogin(r, now, "", "", "Failed authentication", "single sign-on: "+reason)
 		h.signinPage(w, r, http.StatusUnauthorized, "The sign-in could not be verified.")
@@ -246,8 +281,8 @@ func (h *Handler) ssoRole(w http.ResponseWriter, r *http.Request) {
 
 // ssoToken exchanges the code and verifies the ID token it brings. It returns the identity
 // and the raw token, or nil and why not.
-func (h *Handler) ssoToken(ctx context.Context, pend *pendingSSO, code string) (*oidc.Identity, string, string) {
-	pr, err := sso.Discover(ctx, h.cfg.ProviderHTTP, pend.issuer)
+func (h *Handler) ssoToken(ctx context.Context, pend *pendingSSO, code string, now time.Time) (*oidc.Identity, string, string) {
+	pr, err := h.discovery.get(ctx, h.cfg.ProviderHTTP, pend.issuer, now)
 	if err != nil {
 		return nil, "", "discover the provider: " + err.Error()
 	}
