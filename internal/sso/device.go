@@ -45,15 +45,9 @@ type deviceJSON struct {
 // URIs are shown on a terminal, so they must be printable (no escape sequences) and the
 // URIs https or loopback http.
 func ParseDeviceAuthorization(status int, body []byte, now time.Time) (*DeviceAuthorization, error) {
-	if status == http.StatusBadRequest || status == http.StatusUnauthorized {
-		return nil, parseOAuthError(status, body)
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("device authorization endpoint answered status %d", status)
-	}
 	var j deviceJSON
-	if err := decodeObject(body, &j); err != nil {
-		return nil, fmt.Errorf("device authorization response: %w", err)
+	if err := decodeAnswer(status, body, &j, "device authorization endpoint"); err != nil {
+		return nil, err
 	}
 	if j.DeviceCode == nil || !vschar(*j.DeviceCode, 1, maxOpaqueToken) {
 		return nil, errors.New("device authorization response: device_code is missing or not a code")

@@ -16,11 +16,9 @@
 package sso
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +27,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/oidc"
 )
 
 // maxDocument bounds every response read from the provider: real discovery documents and
@@ -179,24 +179,12 @@ func do(hc *http.Client, req *http.Request) (int, []byte, error) {
 	return resp.StatusCode, body, nil
 }
 
-// decodeObject decodes one JSON object with nothing after it, numbers as json.Number.
+// decodeObject decodes one bounded JSON object strictly (oidc.DecodeObject).
 func decodeObject(b []byte, v any) error {
 	if len(b) > maxDocument {
 		return fmt.Errorf("larger than %d bytes", maxDocument)
 	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return errors.New("not a JSON object")
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.InputOffset() != int64(len(b)) {
-		return errors.New("data after the JSON object")
-	}
-	return nil
+	return oidc.DecodeObject(b, v)
 }
 
 func contains(list []string, s string) bool {

@@ -91,15 +91,9 @@ func (f *flexibleNumber) UnmarshalJSON(b []byte) error {
 // ParseToken reads a token endpoint's answer: status 200 is a Token, 400 and 401 an
 // *OAuthError (RFC 6749 §5.2), anything else an error.
 func ParseToken(status int, body []byte, now time.Time) (*Token, error) {
-	if status == http.StatusBadRequest || status == http.StatusUnauthorized {
-		return nil, parseOAuthError(status, body)
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("token endpoint answered status %d", status)
-	}
 	var j tokenJSON
-	if err := decodeObject(body, &j); err != nil {
-		return nil, fmt.Errorf("token response: %w", err)
+	if err := decodeAnswer(status, body, &j, "token endpoint"); err != nil {
+		return nil, err
 	}
 	if j.AccessToken == nil || !vschar(*j.AccessToken, 1, maxOpaqueToken) {
 		return nil, errors.New("token response: access_token is missing or not a token")
@@ -134,6 +128,22 @@ func ParseToken(status int, body []byte, now time.Time) (*Token, error) {
 		t.Scope = *j.Scope
 	}
 	return t, nil
+}
+
+// decodeAnswer reads an endpoint's answer into v: 200 is the answer, 400 and 401 an
+// *OAuthError (RFC 6749 §5.2, RFC 8628 §3.5), anything else an error.
+func decodeAnswer(status int, body []byte, v any, endpoint string) error {
+	switch status {
+	case http.StatusOK:
+	case http.StatusBadRequest, http.StatusUnauthorized:
+		return parseOAuthError(status, body)
+	default:
+		return fmt.Errorf("%s answered status %d", endpoint, status)
+	}
+	if err := decodeObject(body, v); err != nil {
+		return fmt.Errorf("%s answer: %w", endpoint, err)
+	}
+	return nil
 }
 
 // parseOAuthError reads an error object; its code is checked against RFC 6749 §5.2's

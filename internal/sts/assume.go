@@ -572,17 +572,7 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 			ctx.Set("aws:EC2InstanceSourceVPC", s.VPC)
 		}
 	}
-	if len(tags) > 0 {
-		keys := make([]string, 0, len(tags))
-		for _, t := range tags {
-			ctx.Set("aws:RequestTag/"+t.Key, t.Value)
-			keys = append(keys, t.Key)
-		}
-		ctx.Set("aws:TagKeys", keys...)
-	}
-	if len(transitive) > 0 {
-		ctx.Set("sts:TransitiveTagKeys", transitive...)
-	}
+	setRequestTags(ctx, tags, transitive)
 	if a.externalID != "" {
 		ctx.Set("sts:ExternalId", a.externalID)
 	}
@@ -598,6 +588,22 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 	ctx.Set("aws:UserAgent", c.r.UserAgent())
 	ctx.Set("aws:ViaAWSService", "false")
 	return ctx
+}
+
+// setRequestTags sets the keys of the session tags a call asks for ("Tagging AWS STS
+// sessions"): aws:RequestTag/KEY, aws:TagKeys and sts:TransitiveTagKeys.
+func setRequestTags(ctx *policy.Context, tags []Tag, transitive []string) {
+	if len(tags) > 0 {
+		keys := make([]string, 0, len(tags))
+		for _, t := range tags {
+			ctx.Set("aws:RequestTag/"+t.Key, t.Value)
+			keys = append(keys, t.Key)
+		}
+		ctx.Set("aws:TagKeys", keys...)
+	}
+	if len(transitive) > 0 {
+		ctx.Set("sts:TransitiveTagKeys", transitive...)
+	}
 }
 
 // auditParams is requestParameters for CloudTrail: what was asked, without the session

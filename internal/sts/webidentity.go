@@ -283,17 +283,7 @@ func tagMap(tags []Tag) map[string]string {
 func (h *Handler) trustsWebIdentity(c *call, roleARN string, trust *policy.Policy, a *assumeRequest, id *oidc.Identity, action string, tags []Tag, transitive []string) bool {
 	ctx := policy.NewContext(nil)
 	id.SetConditionKeys(ctx)
-	if len(tags) > 0 {
-		keys := make([]string, 0, len(tags))
-		for _, t := range tags {
-			ctx.Set("aws:RequestTag/"+t.Key, t.Value)
-			keys = append(keys, t.Key)
-		}
-		ctx.Set("aws:TagKeys", keys...)
-	}
-	if len(transitive) > 0 {
-		ctx.Set("sts:TransitiveTagKeys", transitive...)
-	}
+	setRequestTags(ctx, tags, transitive)
 	ctx.Set("sts:RoleSessionName", a.sessionName)
 	ctx.Set("aws:SourceIp", c.ev.SourceIPAddress)
 	ctx.Set("aws:CurrentTime", isoTime(c.now))
