@@ -3,8 +3,6 @@ package sso
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -83,16 +81,9 @@ func (c *Client) StartDevice(ctx context.Context) (*DeviceAuthorization, error) 
 	if c.Provider.DeviceAuthorizationEndpoint == "" {
 		return nil, errors.New("the provider has no device authorization endpoint (device_authorization_endpoint in its discovery document)")
 	}
-	form := url.Values{"client_id": {c.ClientID}, "scope": {strings.Join(c.Scopes, " ")}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Provider.DeviceAuthorizationEndpoint, strings.NewReader(form.Encode()))
+	status, body, err := c.post(ctx, c.Provider.DeviceAuthorizationEndpoint, url.Values{"scope": {strings.Join(c.Scopes, " ")}})
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	status, body, err := do(c.HTTP, req)
-	if err != nil {
-		return nil, fmt.Errorf("device authorization endpoint: %w", err)
 	}
 	return ParseDeviceAuthorization(status, body, c.now())
 }

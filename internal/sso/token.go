@@ -222,18 +222,27 @@ func (c *Client) now() time.Time {
 	return c.Now()
 }
 
-// token posts form to the token endpoint and parses the answer.
-func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
+// post sends form, with the client id, to endpoint and returns the answer's status and body.
+func (c *Client) post(ctx context.Context, endpoint string, form url.Values) (int, []byte, error) {
 	form.Set("client_id", c.ClientID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Provider.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	status, body, err := do(c.HTTP, req)
 	if err != nil {
-		return nil, fmt.Errorf("token endpoint: %w", err)
+		return 0, nil, fmt.Errorf("%s: %w", endpoint, err)
+	}
+	return status, body, nil
+}
+
+// token posts form to the token endpoint and parses the answer.
+func (c *Client) token(ctx context.Context, form url.Values) (*Token, error) {
+	status, body, err := c.post(ctx, c.Provider.TokenEndpoint, form)
+	if err != nil {
+		return nil, err
 	}
 	return ParseToken(status, body, c.now())
 }
