@@ -161,7 +161,7 @@ var mutants = []mutant{
 	{
 		name: "gateway refusal of long-term keys",
 		file: "internal/gateway/serve.go",
-		find: "if c.claims == nil && m.route.LongTermKeys == config.LongTermKeysRefuse {", replace: "if false && c.claims == nil && m.route.LongTermKeys == config.LongTermKeysRefuse {",
+		find: "if c.claims == nil && cl.m.route.LongTermKeys == config.LongTermKeysRefuse {", replace: "if false && c.claims == nil && cl.m.route.LongTermKeys == config.LongTermKeysRefuse {",
 		pkg: "internal/gateway",
 		run: "^TestLongTermKeysRefused$",
 	},

@@ -1,4 +1,4 @@
--- 0002: virtual MFA devices, as SQLite's 0004. seed_sealed is the TOTP seed sealed under
+-- 0003: virtual MFA devices, as SQLite's 0005. seed_sealed is the TOTP seed sealed under
 -- the master key, bound to the serial number; user_name is '' while the device is not
 -- enabled; last_step is the highest TOTP step accepted, so a code is taken at most once
 -- across replicas; failures counts attempts since the last accepted code. Nothing bumps

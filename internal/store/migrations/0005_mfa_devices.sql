@@ -1,4 +1,4 @@
--- 0004: virtual MFA devices. seed_sealed is the TOTP seed sealed under the master key,
+-- 0005: virtual MFA devices. seed_sealed is the TOTP seed sealed under the master key,
 -- bound to the serial number. user_name is '' while the device is not enabled for a user.
 -- last_step is the highest TOTP time step accepted (0: none), so a code is taken at most
 -- once across replicas; failures counts attempts since the last accepted code.
