@@ -75,6 +75,23 @@ func TestLongTermKeysRefused(t *testing.T) {
 		t.Errorf("alice's key on another route of the API: %d %s", st, body)
 	}
 
+	// A body whose hash the request does not declare: the signature is checked only once
+	// the body is read, which a refused caller never gets to send, so the answer names
+	// nobody and the audit record says the signature was not verified.
+	withSpec(t, e, `{path: /orders, methods: [GET, POST], backend: orders}`, `{path: /orders, methods: [GET, POST], backend: orders, longTermKeys: refuse}`)
+	e.audit.take()
+	status, body, _ := e.send(t, testCall{method: "POST", path: "/prod/orders", body: []byte(`{"item":"book"}`), creds: &key, plain: true})
+	if msg, _ := decodeError(t, body); status != 403 || strings.Contains(msg, "alice") || !strings.Contains(msg, "accepts only temporary credentials") {
+		t.Fatalf("a long-term key with an unverified body: %d %q", status, msg)
+	}
+	if evs := e.audit.take(); len(evs) != 1 || evs[0].UserIdentity.ARN != "" || evs[0].AdditionalEventData["signatureVerified"] != false {
+		t.Errorf("audit of the unverified refusal: %+v", evs)
+	}
+	sess := userSession(t, e, "alice", time.Time{})
+	if status, body, _ := e.send(t, testCall{method: "POST", path: "/prod/orders", body: []byte(`{"item":"book"}`), creds: &sess, plain: true}); status != 200 {
+		t.Errorf("alice's session posting: %d %s", status, body)
+	}
+
 	withSpec(t, e, "  clockSkew: 5m\n", "  clockSkew: 5m\n  longTermKeys: refuse\n")
 	if st, _ := get("/prod/orders", key); st != 403 {
 		t.Errorf("the gateway-wide default: alice's key on /orders: %d", st)
