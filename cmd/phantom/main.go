@@ -91,6 +91,8 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newConsoleCmd(),
 		newExportCmd(),
 		newCredentialsCmd(),
+		newLoginCmd(),
+		newLogoutCmd(),
 	)
 	return root
 }

@@ -278,7 +278,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		serveGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.getServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), log)
+	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}

@@ -472,6 +472,12 @@ func TestDemoPerimeter(t *testing.T) {
 		t.Errorf("/admin/{proxy+} authorization %v", got)
 	}
 	at(t, res, "InstanceProfileServiceA", "Type")
+	// /reports refuses long-term keys: on AWS, a Deny where aws:TokenIssueTime is absent
+	// (only temporary credentials have it).
+	refuse := statement(t, at(t, res, "RestApiA1b2c3d4e5", "Properties", "Policy"), "PhantomRefuseLongTermKeys")
+	if js(refuse["Resource"]) != `["execute-api:/*/GET/reports"]` || refuse["Effect"] != "Deny" || js(refuse["Condition"]) != `{"Null":{"aws:TokenIssueTime":"true"}}` {
+		t.Errorf("longTermKeys: refuse on AWS: %s", js(refuse))
+	}
 	// The demo's ingress is loopback plus 10.0.0.0/16; on AWS only the VPC block remains.
 	if got := js(at(t, res, "EndpointSecurityGroupVpce0123456789abcdef0", "Properties", "SecurityGroupIngress", 0, "CidrIp")); got != `"10.0.0.0/16"` {
 		t.Errorf("demo ingress %s", got)

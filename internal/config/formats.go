@@ -39,6 +39,8 @@ var (
 	findingTypeRe = regexp.MustCompile(`^[A-Za-z0-9:/._!*-]{1,128}$`)
 	// Threat list names.
 	listNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	// An OAuth 2.0 scope token (RFC 6749 §3.3: %x21 / %x23-5B / %x5D-7E).
+	scopeRe = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`)
 )
 
 const (

@@ -319,9 +319,10 @@ func (d *decoder) boundary(o *object, s *Spec) *ManagedPolicy {
 func (d *decoder) oidcProviders(root *object, s *Spec) {
 	items, path := root.list("oidcProviders")
 	seen := map[string]*yaml.Node{}
+	signInSeen := &signInFirst{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "url", "clientIds", "jwksUrl")
+		o := d.object(n, p, "url", "clientIds", "jwksUrl", "signIn")
 		if !o.ok {
 			continue
 		}
@@ -354,6 +355,7 @@ func (d *decoder) oidcProviders(root *object, s *Spec) {
 				op.JWKSURL = ju.String()
 			}
 		}
+		op.SignIn = d.signIn(o, ids, signInSeen)
 		if !ok {
 			continue
 		}
@@ -365,6 +367,81 @@ func (d *decoder) oidcProviders(root *object, s *Spec) {
 		op.ARN = "arn:aws:iam::" + s.Account + ":oidc-provider/" + op.Name
 		s.OIDCProviders = append(s.OIDCProviders, op)
 		s.oidcProviders[op.URL] = op
+	}
+}
+
+// Defaults and bounds of oidcProviders[].signIn.
+var defaultSignInScopes = []string{"openid", "profile", "email", "offline_access"}
+
+const maxClaimName = 256
+
+// signInFirst remembers the first provider with signIn: people sign in through one.
+type signInFirst struct{ line int }
+
+// signIn reads oidcProviders[].signIn.
+func (d *decoder) signIn(o *object, clientIDs []string, first *signInFirst) *SignIn {
+	n, path := o.get("signIn")
+	if n == nil {
+		return nil
+	}
+	so := d.object(n, path, "clientId", "scopes", "roleClaim")
+	if !so.ok {
+		return nil
+	}
+	if first.line != 0 {
+		d.problem(n, path, fmt.Sprintf("people already sign in through the provider at line %d", first.line), "keep signIn on one provider")
+		return nil
+	}
+	first.line = n.Line
+	si := &SignIn{Scopes: defaultSignInScopes}
+	so.require("clientId", "clientId: phantom")
+	if id, in, ip := so.str("clientId"); in != nil {
+		if !slices.Contains(clientIDs, id) {
+			d.problem(in, ip, fmt.Sprintf("%q is not one of the provider's clientIds", id), "add it to clientIds: STS accepts only tokens for those audiences")
+		} else {
+			si.ClientID = id
+		}
+	}
+	if _, sp := so.get("scopes"); so.has("scopes") {
+		scopes, _ := so.strs("scopes", scopeRe, "an OAuth scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)")
+		if !slices.Contains(scopes, "openid") {
+			sn, _ := so.get("scopes")
+			d.problem(sn, sp, "does not include openid", "add openid: sign-in needs an ID token")
+		}
+		si.Scopes = scopes
+	}
+	if claim, cn, cp := so.str("roleClaim"); cn != nil {
+		if claim == "" || len(claim) > maxClaimName || strings.ContainsFunc(claim, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+			d.problem(cn, cp, "a claim name is 1 to 256 characters without spaces or control characters", "name the claim the provider lists roles in, e.g. phantom_roles")
+		} else {
+			si.RoleClaim = claim
+		}
+	}
+	if si.ClientID == "" {
+		return nil
+	}
+	return si
+}
+
+// console reads the console section; it needs the OIDC providers (single sign-on).
+func (d *decoder) console(root *object, s *Spec) {
+	s.Console.KeySignIn = KeySignInAllow
+	n, path := root.get("console")
+	o := d.object(n, path, "keySignIn")
+	v, kn, kp := o.str("keySignIn")
+	if kn == nil {
+		return
+	}
+	switch k := KeySignIn(v); k {
+	case KeySignInAllow:
+	case KeySignInRefuse:
+		if _, ok := s.SignInProvider(); !ok {
+			d.problem(kn, kp, "no one could sign in to the console: no OIDC provider has signIn", "add signIn to an OIDC provider, or allow key sign-in")
+			return
+		}
+		s.Console.KeySignIn = k
+	default:
+		d.problem(kn, kp, fmt.Sprintf("%q is not allow or refuse", v), "write keySignIn: refuse to allow single sign-on only, or allow")
 	}
 }
 

@@ -116,7 +116,7 @@ func (d *decoder) syntax(err error) {
 // policies before the users and roles that attach them, APIs before the endpoints that
 // serve them, ...) so each reference is checked where it is written.
 func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
-	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "audit", "detection",
+	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "console", "audit", "detection",
 		"managedPolicies", "users", "roles", "oidcProviders", "apis", "endpoints", "nodes", "egress")
 	if !root.ok {
 		return
@@ -144,6 +144,7 @@ func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
 	d.users(root, s)
 	d.roles(root, s)
 	d.oidcProviders(root, s)
+	d.console(root, s)
 	d.apis(root, s)
 	d.endpoints(root, s, l)
 	d.nodes(root, s)

@@ -34,6 +34,7 @@ type Spec struct {
 
 	Gateway   Gateway
 	STS       STS
+	Console   Console
 	Audit     Audit
 	Detection Detection
 
@@ -119,7 +120,39 @@ type OIDCProvider struct {
 	ClientIDs []string
 	// JWKSURL is where signing keys are fetched; empty means OpenID discovery from URL.
 	JWKSURL string
+	// SignIn, when set, signs people in through this provider: phantom login and the
+	// console's single sign-on. At most one provider has it.
+	SignIn *SignIn
 }
+
+// SignIn is how people sign in through an OIDC provider: as a public OAuth 2.0 client
+// (PKCE, the device authorization grant; no client secret), whose ID tokens STS exchanges
+// for role sessions with AssumeRoleWithWebIdentity.
+type SignIn struct {
+	// ClientID is the client registered at the provider, one of the provider's ClientIDs
+	// (the audience of the ID tokens it issues).
+	ClientID string
+	// Scopes are requested at sign-in; they include openid.
+	Scopes []string
+	// RoleClaim names the ID token claim listing the roles (names or ARNs) a person may
+	// take; "" when the role is always named at sign-in.
+	RoleClaim string
+}
+
+// Console holds the web console's settings.
+type Console struct {
+	// KeySignIn says whether people may sign in with an access key and secret; with
+	// refuse, single sign-on is the only way in.
+	KeySignIn KeySignIn
+}
+
+// KeySignIn says whether the console takes access-key sign-ins.
+type KeySignIn string
+
+const (
+	KeySignInAllow  KeySignIn = "allow"
+	KeySignInRefuse KeySignIn = "refuse"
+)
 
 // Authorization says how the gateway authorizes a route.
 type Authorization string
@@ -131,6 +164,18 @@ const (
 	AuthNone Authorization = "NONE"
 )
 
+// LongTermKeys says whether calls signed with users' long-term access keys (AKIA…) are
+// accepted, or only calls signed with STS sessions (ASIA…).
+type LongTermKeys string
+
+const (
+	// LongTermKeysAllow accepts both; the default.
+	LongTermKeysAllow LongTermKeys = "allow"
+	// LongTermKeysRefuse refuses calls signed with long-term keys: people and workloads
+	// alike must come through STS.
+	LongTermKeysRefuse LongTermKeys = "refuse"
+)
+
 // API is an API Gateway-like REST API served by the gateway.
 type API struct {
 	ID             string
@@ -140,6 +185,9 @@ type API struct {
 	Backends       map[string]*Backend
 	Routes         []*Route
 	ResourcePolicy *Policy
+	// LongTermKeys is the API's own setting, or the gateway's when it has none; each
+	// route resolves its own from it.
+	LongTermKeys LongTermKeys
 }
 
 // Backend is an upstream HTTP service.
@@ -158,6 +206,8 @@ type Route struct {
 	Methods       []string
 	Backend       *Backend
 	Authorization Authorization
+	// LongTermKeys is the route's own setting, or its API's: what the gateway applies.
+	LongTermKeys LongTermKeys
 	// Upgrade lists the protocols a request to this route may switch to (websocket is
 	// the only one); empty: an Upgrade is refused.
 	Upgrade []string
@@ -259,6 +309,8 @@ type Gateway struct {
 	Listen netip.AddrPort
 	// ClockSkew is how far a SigV4 request's date may be from now.
 	ClockSkew time.Duration
+	// LongTermKeys is the perimeter-wide default of APIs that do not set their own.
+	LongTermKeys LongTermKeys
 	// Limits bound what callers can make the gateway hold: memory, connections, time.
 	Limits Limits
 	// ReplayProtection refuses a second use of one signature; off unless Enabled.
@@ -382,6 +434,16 @@ func (s *Spec) EndpointByDNSName(host string) (*Endpoint, bool) {
 func (s *Spec) OIDCProvider(iss string) (*OIDCProvider, bool) {
 	p, ok := s.oidcProviders[strings.TrimSuffix(iss, "/")]
 	return p, ok
+}
+
+// SignInProvider returns the OIDC provider people sign in through, if the spec has one.
+func (s *Spec) SignInProvider() (*OIDCProvider, bool) {
+	for _, p := range s.OIDCProviders {
+		if p.SignIn != nil {
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 // API returns the API with this id.

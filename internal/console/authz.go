@@ -209,6 +209,9 @@ func (h *Handler) decide(rq *request, action, resource string) policy.Decision {
 	m := map[string][]string{}
 	requestKeys(m, rq.spec, rq.now, sourceIP(rq.r), rq.r.UserAgent())
 	principalKeys(m, p.account, p.user, p.role, p.claims)
+	if age, ok := p.claims.MFAAge(rq.now); ok {
+		m["aws:MultiFactorAuthAge"] = []string{age}
+	}
 	if rq.risk != "" {
 		m["phantom:RiskLevel"] = []string{rq.risk}
 	}

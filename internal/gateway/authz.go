@@ -126,6 +126,7 @@ var (
 	keyUsername          = ck("aws:username")
 	keyTokenIssueTime    = ck("aws:TokenIssueTime")
 	keyMFAPresent        = ck("aws:MultiFactorAuthPresent")
+	keyMFAAge            = ck("aws:MultiFactorAuthAge")
 	keySourceIdentity    = ck("aws:SourceIdentity")
 	keyEC2SourceVPC      = ck("aws:EC2InstanceSourceVPC")
 	keyEC2SourcePrivIPv4 = ck("aws:EC2InstanceSourcePrivateIPv4")
@@ -246,6 +247,9 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		}
 		b.set(keyTokenIssueTime, isoTime(s.IssuedAt))
 		b.set(keyMFAPresent, boolString(s.MFA))
+		if age, ok := s.MFAAge(now); ok {
+			b.set(keyMFAAge, age)
+		}
 		if s.SourceIdentity != "" {
 			b.set(keySourceIdentity, s.SourceIdentity)
 		}

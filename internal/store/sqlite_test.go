@@ -91,6 +91,7 @@ var rawTables = map[storetest.Kind]struct{ table, id, secret string }{
 	storetest.KindAccessKey:  {"access_keys", "id", "secret_sealed"},
 	storetest.KindSealingKey: {"sealing_keys", "id", "key_sealed"},
 	storetest.KindSecret:     {"secrets", "name", "sealed"},
+	storetest.KindMFADevice:  {"mfa_devices", "serial", "seed_sealed"},
 }
 
 func (h *harness) RawRow(t *testing.T, kind storetest.Kind, id string) []byte {

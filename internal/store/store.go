@@ -100,6 +100,21 @@ type Node struct {
 	EnrolledAt time.Time
 }
 
+// MFADevice is a virtual MFA device: a TOTP seed, enabled for a user or not yet. Seed is
+// plain in memory only.
+type MFADevice struct {
+	Serial    string // arn:aws:iam::ACCOUNT:mfa/PATHNAME
+	User      string // the user it is enabled for; "" until enabled
+	Seed      []byte
+	CreatedAt time.Time
+	EnabledAt time.Time // zero while not enabled
+	// LastStep is the highest TOTP time step accepted, 0 for none: codes of that step
+	// and earlier are refused.
+	LastStep int64
+	// Failures counts the attempts since the last accepted code.
+	Failures int
+}
+
 // Store is everything a backend implements. Consumers should depend on the narrower
 // interfaces they declare themselves.
 type Store interface {
@@ -181,6 +196,35 @@ type Store interface {
 	// exactly as PutFinding does, and advances the cursors. Cursor writes do not bump
 	// Version; the findings do, as PutFinding does.
 	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
+
+	// PutMFADevice stores a new virtual MFA device, not enabled; a serial in use is
+	// ErrExists. MFA devices do not bump Version: nothing is snapshotted from them.
+	PutMFADevice(ctx context.Context, d MFADevice) error
+	// GetMFADevice returns the device with this serial number, or ErrNotFound.
+	GetMFADevice(ctx context.Context, serial string) (MFADevice, error)
+	// ListMFADevices returns user's devices, or every device when user is "", ordered by
+	// user and serial.
+	ListMFADevices(ctx context.Context, user string) ([]MFADevice, error)
+	// EnableMFADevice enables a device for user, with step as the last code accepted; a
+	// device enabled already is ErrConflict, an absent one ErrNotFound.
+	EnableMFADevice(ctx context.Context, serial, user string, step int64, at time.Time) error
+	// DeactivateMFADevice disables user's device, keeping its last step; ErrNotFound when
+	// the device is not enabled for user.
+	DeactivateMFADevice(ctx context.Context, serial, user string) error
+	// ResyncMFADevice clears the failures of user's device and moves its last step to step
+	// (never back); ErrNotFound when the device is not enabled for user.
+	ResyncMFADevice(ctx context.Context, serial, user string, step int64) error
+	// DeleteMFADevice removes a device that is not enabled; an enabled one is
+	// ErrConflict, an absent one ErrNotFound.
+	DeleteMFADevice(ctx context.Context, serial string) error
+	// CountMFAAttempt adds one to the failures of user's device and returns the new count,
+	// before the code is checked, so concurrent attempts are all counted; ErrNotFound
+	// when the device is not enabled for user.
+	CountMFAAttempt(ctx context.Context, serial, user string) (int, error)
+	// AcceptMFACode moves the last step of user's device to step and clears its failures,
+	// when step is after the last step; it reports whether it did (exactly one of
+	// concurrent callers with one step sees true).
+	AcceptMFACode(ctx context.Context, serial, user string, step int64) (bool, error)
 
 	// ClaimSignature records the first use of a request signature (id: the hex SHA-256 of
 	// the signature), good until expires, and reports whether this call made it; of

@@ -598,6 +598,9 @@ func (h *Handler) conditionKeys(c *call, p *principal) map[string][]string {
 		}
 		m["aws:TokenIssueTime"] = []string{s.IssuedAt.UTC().Format("2006-01-02T15:04:05Z")}
 		m["aws:MultiFactorAuthPresent"] = []string{strconv.FormatBool(s.MFA)}
+		if age, ok := s.MFAAge(c.now); ok {
+			m["aws:MultiFactorAuthAge"] = []string{age}
+		}
 		if s.SourceIdentity != "" {
 			m["aws:SourceIdentity"] = []string{s.SourceIdentity}
 		}

@@ -33,6 +33,7 @@ const (
 	KindAccessKey  Kind = "access-key"
 	KindSealingKey Kind = "sealing-key"
 	KindSecret     Kind = "secret" // PutSecretIfAbsent's rows, by name
+	KindMFADevice  Kind = "mfa-device"
 )
 
 // Store is a backend under test plus the hooks the suite needs beneath the interface.
@@ -80,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}
 	tests = append(tests, findingCases()...)
 	tests = append(tests, additionCases()...)
+	tests = append(tests, mfaCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
