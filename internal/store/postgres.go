@@ -64,6 +64,7 @@ type Postgres struct {
 	seal     *sealer
 	now      func() time.Time
 	password string // replaced in every error, whatever produced it
+	where    string // the DSN without its password
 	hub      hub
 
 	stop   context.CancelFunc
@@ -124,7 +125,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err != nil {
 		return nil, fail(err)
 	}
-	p := &Postgres{pool: pool, listen: listen, seal: seal, now: now, password: password}
+	p := &Postgres{pool: pool, listen: listen, seal: seal, now: now, password: password, where: where}
 	if err := p.init(ctx, ms); err != nil {
 		pool.Close()
 		return nil, fail(err)

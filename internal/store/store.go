@@ -1,8 +1,9 @@
 // Package store owns Phantom's durable state: users' long-term access keys, token-sealing
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
 // the responses applied to them), principals' risk levels, named secrets (the CA, when
-// replicas share the store) and the audit cursors that make the detector's consumption
-// exactly-once. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// replicas share the store), the audit cursors that make the detector's consumption
+// exactly-once, the audit chains' anchors (append-only: see package audit) and the spec
+// each process reports it enforces. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
 // at rest with AES-256-GCM under a key derived from the perimeter's master key, each
 // bound to its row so a ciphertext moved to another row does not decrypt.
 //
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -182,6 +184,23 @@ type Store interface {
 	// Version; the findings do, as PutFinding does.
 	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
 
+	// RegisterAuditChain, PutAuditSigner, PutAuditAnchor and LatestAuditAnchor
+	// implement audit.AnchorStore: append-only, never bumping Version.
+	RegisterAuditChain(ctx context.Context, chain string, at time.Time) error
+	PutAuditSigner(ctx context.Context, s audit.Signer) error
+	PutAuditAnchor(ctx context.Context, a audit.Anchor) error
+	LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error)
+	// PutAuditCheckpoint records what `phantom audit prune` removed (append-only).
+	PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error
+	// AuditAnchorSet returns the chains, per chain and segment the anchor with the
+	// highest seq, the writers' certificates and the prune checkpoints.
+	AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error)
+
+	// PutSpecReplica records the spec a process enforces, replacing its earlier report;
+	// ListSpecReplicas returns the reports seen at or after since, ordered by id.
+	PutSpecReplica(ctx context.Context, r SpecReplica) error
+	ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error)
+
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)
 	// SchemaVersion returns the number of the last migration applied.
@@ -190,5 +209,8 @@ type Store interface {
 	Close() error
 }
 
-// Compile-time check that Store satisfies pki's consumer interface.
-var _ pki.TokenStore = Store(nil)
+// Compile-time checks that Store satisfies its consumers' interfaces.
+var (
+	_ pki.TokenStore    = Store(nil)
+	_ audit.AnchorStore = Store(nil)
+)

@@ -1,0 +1,495 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+// Audit anchors (package audit): the set of chains, the writers' certificates, each
+// digest's head and the prune checkpoints, all append-only (see the migrations). The
+// store checks what it stores is well formed; whether an anchor's signature is the
+// writer's is verification's question (audit.Verify), since an anchor inserted by
+// someone else must be reported, not silently refused.
+
+// maxDigestLine bounds a stored digest line (a real one is about 500 bytes).
+const maxDigestLine = 4 << 10
+
+func validAnchor(a audit.Anchor) error {
+	if !audit.ValidChain(a.Chain) {
+		return fmt.Errorf("chain %q is not a chain name", a.Chain)
+	}
+	if a.Segment == 0 || a.Segment > math.MaxInt64 || a.Seq > math.MaxInt64 || a.Bytes < 0 {
+		return fmt.Errorf("chain %s: segment %d seq %d bytes %d out of range", a.Chain, a.Segment, a.Seq, a.Bytes)
+	}
+	if len(a.Digest) > maxDigestLine {
+		return fmt.Errorf("chain %s: digest line longer than %d bytes", a.Chain, maxDigestLine)
+	}
+	if err := audit.ParseAnchor(a); err != nil {
+		return err
+	}
+	return nil
+}
+
+func digestSHA(a audit.Anchor) string {
+	sum := sha256.Sum256([]byte(a.Digest))
+	return hex.EncodeToString(sum[:])
+}
+
+func validSigner(s audit.Signer) error {
+	if !audit.ValidChain(s.Chain) {
+		return fmt.Errorf("chain %q is not a chain name", s.Chain)
+	}
+	if err := validName(s.KeyID); err != nil {
+		return fmt.Errorf("key id: %w", err)
+	}
+	if len(s.Cert) == 0 || len(s.Cert) > 16<<10 {
+		return fmt.Errorf("certificate of %d bytes", len(s.Cert))
+	}
+	return nil
+}
+
+func validCheckpoint(c audit.Checkpoint) error {
+	if !audit.ValidChain(c.Chain) {
+		return fmt.Errorf("chain %q is not a chain name", c.Chain)
+	}
+	if c.Segment == 0 || c.Seq == 0 || c.Segment > math.MaxInt64 || c.Seq > math.MaxInt64 {
+		return fmt.Errorf("chain %s: segment %d seq %d out of range", c.Chain, c.Segment, c.Seq)
+	}
+	return validName(c.Hash)
+}
+
+// SpecReplica is one process's report of the perimeter spec it enforces: replicas that
+// disagree for longer than a reload interval are reported (cmd/phantom).
+type SpecReplica struct {
+	ID       string // unique per process: host, pid and start
+	Process  string // what the process runs: "up", "gateway", …
+	Host     string
+	Digest   string // "sha256:<hex>" of the spec file
+	File     string
+	LoadedAt time.Time // when this digest was loaded
+	SeenAt   time.Time // the report's time
+}
+
+// specReplicaTTL is how long a replica that stopped reporting keeps its row.
+const specReplicaTTL = time.Hour
+
+func validSpecReplica(r SpecReplica) error {
+	for name, v := range map[string]string{"id": r.ID, "process": r.Process, "host": r.Host, "digest": r.Digest} {
+		if err := validName(v); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	if len(r.File) > 4096 {
+		return errors.New("file name longer than 4096 bytes")
+	}
+	return nil
+}
+
+// RegisterAuditChain adds chain to the set of chains, keeping an existing entry.
+func (s *SQLite) RegisterAuditChain(ctx context.Context, chain string, at time.Time) error {
+	if !audit.ValidChain(chain) {
+		return fmt.Errorf("register audit chain: %q is not a chain name", chain)
+	}
+	n, err := requiredTime(at, s.now)
+	if err != nil {
+		return fmt.Errorf("register audit chain %s: %w", chain, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit_chains (chain, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING`, chain, n); err != nil {
+		return fmt.Errorf("register audit chain %s: %w", chain, err)
+	}
+	return nil
+}
+
+// PutAuditSigner records a writer's certificate, keeping an existing one.
+func (s *SQLite) PutAuditSigner(ctx context.Context, sg audit.Signer) error {
+	if err := validSigner(sg); err != nil {
+		return fmt.Errorf("put audit signer: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit_signers (key_id, chain, cert, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		sg.KeyID, sg.Chain, sg.Cert, s.now().UnixNano()); err != nil {
+		return fmt.Errorf("put audit signer %s: %w", sg.KeyID, err)
+	}
+	return nil
+}
+
+// PutAuditAnchor records an anchor; the same anchor again is one row.
+func (s *SQLite) PutAuditAnchor(ctx context.Context, a audit.Anchor) error {
+	if err := validAnchor(a); err != nil {
+		return fmt.Errorf("put audit anchor: %w", err)
+	}
+	signed, err := nanos(a.Time)
+	if err != nil {
+		return fmt.Errorf("put audit anchor %s: %w", a.Chain, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit_anchors (chain, segment, seq, hash, bytes, key_id, signed_at, digest, digest_sha, recorded_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		a.Chain, int64(a.Segment), int64(a.Seq), a.Hash, a.Bytes, a.KeyID, signed, a.Digest, digestSHA(a), s.now().UnixNano()); err != nil {
+		return fmt.Errorf("put audit anchor %s seq %d: %w", a.Chain, a.Seq, err)
+	}
+	return nil
+}
+
+const anchorColumns = `chain, segment, seq, hash, bytes, key_id, signed_at, digest`
+
+// scanAnchor reads the anchorColumns of a row.
+func scanAnchor(scan func(...any) error) (audit.Anchor, error) {
+	var a audit.Anchor
+	var seg, seq, signed int64
+	if err := scan(&a.Chain, &seg, &seq, &a.Hash, &a.Bytes, &a.KeyID, &signed, &a.Digest); err != nil {
+		return a, err
+	}
+	a.Segment, a.Seq, a.Time = uint64(seg), uint64(seq), fromNanos(signed) // CHECKs: not negative
+	return a, nil
+}
+
+// LatestAuditAnchor returns chain's anchor with the highest seq (then segment).
+func (s *SQLite) LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error) {
+	row := s.r.QueryRowContext(ctx, `SELECT `+anchorColumns+` FROM audit_anchors WHERE chain = ? ORDER BY seq DESC, segment DESC, id DESC LIMIT 1`, chain)
+	a, err := scanAnchor(row.Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return audit.Anchor{}, false, nil
+	}
+	if err != nil {
+		return audit.Anchor{}, false, fmt.Errorf("latest audit anchor %s: %w", chain, err)
+	}
+	return a, true, nil
+}
+
+// PutAuditCheckpoint records a prune checkpoint.
+func (s *SQLite) PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error {
+	if err := validCheckpoint(c); err != nil {
+		return fmt.Errorf("put audit checkpoint: %w", err)
+	}
+	before, err := nanos(c.Before)
+	if err != nil {
+		return fmt.Errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	at, err := requiredTime(c.Time, s.now)
+	if err != nil {
+		return fmt.Errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO audit_checkpoints (chain, segment, seq, hash, before, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		c.Chain, int64(c.Segment), int64(c.Seq), c.Hash, before, at); err != nil {
+		return fmt.Errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	return nil
+}
+
+// The queries of AuditAnchorSet, shared by both backends but for placeholders (none).
+const (
+	setChainsSQL  = `SELECT chain, created_at FROM audit_chains ORDER BY chain`
+	setAnchorsSQL = `SELECT ` + anchorColumns + ` FROM audit_anchors a
+		WHERE a.id = (SELECT b.id FROM audit_anchors b WHERE b.chain = a.chain AND b.segment = a.segment
+			ORDER BY b.seq DESC, b.id DESC LIMIT 1)
+		ORDER BY chain, segment`
+	setSignersSQL     = `SELECT key_id, chain, cert FROM audit_signers ORDER BY chain, key_id`
+	setCheckpointsSQL = `SELECT chain, segment, seq, hash, before, created_at FROM audit_checkpoints ORDER BY chain, seq`
+)
+
+// rowsOf is what database/sql's and pgx's rows share.
+type rowsOf interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}
+
+// readAnchorSet reads the four queries' rows (query runs one) into a set.
+func readAnchorSet(query func(q string) (rowsOf, func(), error)) (audit.AnchorSet, error) {
+	var set audit.AnchorSet
+	each := func(q string, fn func(scan func(...any) error) error) error {
+		rows, done, err := query(q)
+		if err != nil {
+			return err
+		}
+		defer done()
+		for rows.Next() {
+			if err := fn(rows.Scan); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	err := each(setChainsSQL, func(scan func(...any) error) error {
+		var c audit.ChainEntry
+		var at int64
+		err := scan(&c.Name, &at)
+		c.Created = fromNanos(at)
+		set.Chains = append(set.Chains, c)
+		return err
+	})
+	if err == nil {
+		err = each(setAnchorsSQL, func(scan func(...any) error) error {
+			a, err := scanAnchor(scan)
+			set.Anchors = append(set.Anchors, a)
+			return err
+		})
+	}
+	if err == nil {
+		err = each(setSignersSQL, func(scan func(...any) error) error {
+			var sg audit.Signer
+			err := scan(&sg.KeyID, &sg.Chain, &sg.Cert)
+			set.Signers = append(set.Signers, sg)
+			return err
+		})
+	}
+	if err == nil {
+		err = each(setCheckpointsSQL, func(scan func(...any) error) error {
+			var c audit.Checkpoint
+			var seg, seq, before, at int64
+			err := scan(&c.Chain, &seg, &seq, &c.Hash, &before, &at)
+			c.Segment, c.Seq, c.Before, c.Time = uint64(seg), uint64(seq), fromNanos(before), fromNanos(at)
+			set.Checkpoints = append(set.Checkpoints, c)
+			return err
+		})
+	}
+	if err != nil {
+		return audit.AnchorSet{}, fmt.Errorf("read audit anchors: %w", err)
+	}
+	return set, nil
+}
+
+// AuditAnchorSet returns what verification takes from the store: the chains, per chain
+// and segment the anchor with the highest seq, the writers' certificates and the prune
+// checkpoints.
+func (s *SQLite) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
+	set, err := readAnchorSet(func(q string) (rowsOf, func(), error) {
+		rows, err := s.r.QueryContext(ctx, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, func() { rows.Close() }, nil
+	})
+	set.Source = s.path
+	return set, err
+}
+
+// PutSpecReplica records a process's spec report, replacing its previous one, and
+// removes reports not refreshed for an hour.
+func (s *SQLite) PutSpecReplica(ctx context.Context, r SpecReplica) error {
+	if err := validSpecReplica(r); err != nil {
+		return fmt.Errorf("put spec replica: %w", err)
+	}
+	loaded, err := requiredTime(r.LoadedAt, s.now)
+	if err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	seen, err := requiredTime(r.SeenAt, s.now)
+	if err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO spec_replicas (id, process, host, digest, file, loaded_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, file = excluded.file, loaded_at = excluded.loaded_at, seen_at = excluded.seen_at`,
+		r.ID, r.Process, r.Host, r.Digest, r.File, loaded, seen); err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM spec_replicas WHERE seen_at < ?`, seen-int64(specReplicaTTL)); err != nil {
+		return fmt.Errorf("put spec replica %s: expire: %w", r.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ListSpecReplicas returns the reports seen at or after since, ordered by id.
+func (s *SQLite) ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, process, host, digest, file, loaded_at, seen_at FROM spec_replicas WHERE seen_at >= ? ORDER BY id`, since.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("list spec replicas: %w", err)
+	}
+	defer rows.Close()
+	return scanSpecReplicas(rows)
+}
+
+func scanSpecReplicas(rows rowsOf) ([]SpecReplica, error) {
+	var out []SpecReplica
+	for rows.Next() {
+		var r SpecReplica
+		var loaded, seen int64
+		if err := rows.Scan(&r.ID, &r.Process, &r.Host, &r.Digest, &r.File, &loaded, &seen); err != nil {
+			return nil, fmt.Errorf("list spec replicas: %w", err)
+		}
+		r.LoadedAt, r.SeenAt = fromNanos(loaded), fromNanos(seen)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list spec replicas: %w", err)
+	}
+	return out, nil
+}
+
+// RegisterAuditChain adds chain to the set of chains, keeping an existing entry.
+func (p *Postgres) RegisterAuditChain(ctx context.Context, chain string, at time.Time) error {
+	return registerAuditChainPG(ctx, p.pool, p.now, chain, at, p.errorf)
+}
+
+// PutAuditSigner records a writer's certificate, keeping an existing one.
+func (p *Postgres) PutAuditSigner(ctx context.Context, sg audit.Signer) error {
+	return putAuditSignerPG(ctx, p.pool, p.now, sg, p.errorf)
+}
+
+// PutAuditAnchor records an anchor; the same anchor again is one row.
+func (p *Postgres) PutAuditAnchor(ctx context.Context, a audit.Anchor) error {
+	return putAuditAnchorPG(ctx, p.pool, a, p.errorf)
+}
+
+// LatestAuditAnchor returns chain's anchor with the highest seq (then segment).
+func (p *Postgres) LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error) {
+	return latestAuditAnchorPG(ctx, p.pool, chain, p.errorf)
+}
+
+// AuditAnchorSet returns what verification takes from the store (see SQLite's).
+func (p *Postgres) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
+	set, err := auditAnchorSetPG(ctx, p.pool, p.errorf)
+	set.Source = p.where
+	return set, err
+}
+
+// PutAuditCheckpoint records a prune checkpoint.
+func (p *Postgres) PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error {
+	if err := validCheckpoint(c); err != nil {
+		return fmt.Errorf("put audit checkpoint: %w", err)
+	}
+	before, err := nanos(c.Before)
+	if err != nil {
+		return fmt.Errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	at, err := requiredTime(c.Time, p.now)
+	if err != nil {
+		return fmt.Errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	if _, err := p.pool.Exec(ctx, `INSERT INTO audit_checkpoints (chain, segment, seq, hash, before, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		c.Chain, int64(c.Segment), int64(c.Seq), c.Hash, before, at); err != nil {
+		return p.errorf("put audit checkpoint %s: %w", c.Chain, err)
+	}
+	return nil
+}
+
+// PutSpecReplica records a process's spec report (see SQLite's).
+func (p *Postgres) PutSpecReplica(ctx context.Context, r SpecReplica) error {
+	if err := validSpecReplica(r); err != nil {
+		return fmt.Errorf("put spec replica: %w", err)
+	}
+	loaded, err := requiredTime(r.LoadedAt, p.now)
+	if err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	seen, err := requiredTime(r.SeenAt, p.now)
+	if err != nil {
+		return fmt.Errorf("put spec replica %s: %w", r.ID, err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO spec_replicas (id, process, host, digest, file, loaded_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, file = excluded.file, loaded_at = excluded.loaded_at, seen_at = excluded.seen_at`,
+		r.ID, r.Process, r.Host, r.Digest, r.File, loaded, seen)
+	b.Queue(`DELETE FROM spec_replicas WHERE seen_at < $1`, seen-int64(specReplicaTTL))
+	if err := p.pool.SendBatch(ctx, b).Close(); err != nil {
+		return p.errorf("put spec replica %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// ListSpecReplicas returns the reports seen at or after since, ordered by id.
+func (p *Postgres) ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error) {
+	rows, err := p.pool.Query(ctx, `SELECT id, process, host, digest, file, loaded_at, seen_at FROM spec_replicas WHERE seen_at >= $1 ORDER BY id`, since.UnixNano())
+	if err != nil {
+		return nil, p.errorf("list spec replicas: %w", err)
+	}
+	defer rows.Close()
+	out, err := scanSpecReplicas(rows)
+	if err != nil {
+		return nil, p.errorf("%w", err)
+	}
+	return out, nil
+}
+
+// pgQuerier is what the anchor statements need of a PostgreSQL connection: the
+// store's pool, or an audit writer's own (AuditWriter).
+type pgQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func registerAuditChainPG(ctx context.Context, q pgQuerier, now func() time.Time, chain string, at time.Time, errorf func(string, ...any) error) error {
+	if !audit.ValidChain(chain) {
+		return fmt.Errorf("register audit chain: %q is not a chain name", chain)
+	}
+	n, err := requiredTime(at, now)
+	if err != nil {
+		return fmt.Errorf("register audit chain %s: %w", chain, err)
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO audit_chains (chain, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, chain, n); err != nil {
+		return errorf("register audit chain %s: %w", chain, err)
+	}
+	return nil
+}
+
+func putAuditSignerPG(ctx context.Context, q pgQuerier, now func() time.Time, sg audit.Signer, errorf func(string, ...any) error) error {
+	if err := validSigner(sg); err != nil {
+		return fmt.Errorf("put audit signer: %w", err)
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO audit_signers (key_id, chain, cert, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+		sg.KeyID, sg.Chain, sg.Cert, now().UnixNano()); err != nil {
+		return errorf("put audit signer %s: %w", sg.KeyID, err)
+	}
+	return nil
+}
+
+func putAuditAnchorPG(ctx context.Context, q pgQuerier, a audit.Anchor, errorf func(string, ...any) error) error {
+	if err := validAnchor(a); err != nil {
+		return fmt.Errorf("put audit anchor: %w", err)
+	}
+	signed, err := nanos(a.Time)
+	if err != nil {
+		return fmt.Errorf("put audit anchor %s: %w", a.Chain, err)
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO audit_anchors (chain, segment, seq, hash, bytes, key_id, signed_at, digest, digest_sha)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+		a.Chain, int64(a.Segment), int64(a.Seq), a.Hash, a.Bytes, a.KeyID, signed, a.Digest, digestSHA(a)); err != nil {
+		return errorf("put audit anchor %s seq %d: %w", a.Chain, a.Seq, err)
+	}
+	return nil
+}
+
+func latestAuditAnchorPG(ctx context.Context, q pgQuerier, chain string, errorf func(string, ...any) error) (audit.Anchor, bool, error) {
+	row := q.QueryRow(ctx, `SELECT `+anchorColumns+` FROM audit_anchors WHERE chain = $1 ORDER BY seq DESC, segment DESC, id DESC LIMIT 1`, chain)
+	a, err := scanAnchor(row.Scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return audit.Anchor{}, false, nil
+	}
+	if err != nil {
+		return audit.Anchor{}, false, errorf("latest audit anchor %s: %w", chain, err)
+	}
+	return a, true, nil
+}
+
+func auditAnchorSetPG(ctx context.Context, q pgQuerier, errorf func(string, ...any) error) (audit.AnchorSet, error) {
+	set, err := readAnchorSet(func(sql string) (rowsOf, func(), error) {
+		rows, err := q.Query(ctx, sql)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
+	})
+	if err != nil {
+		return set, errorf("%w", err)
+	}
+	return set, nil
+}
