@@ -73,13 +73,16 @@ const (
 	EventChainDamaged = "AuditChainDamaged"
 )
 
-// damageEvent is the event recording d, the chain continuing at seq next.
-func damageEvent(d *Damage, next uint64) *Event {
+// DamageEvent is the event recording d; next is the seq the chain continues with (0:
+// not known, as when a reader rather than the writer found the damage).
+func DamageEvent(d *Damage, next uint64) *Event {
 	info := map[string]any{
-		"chain":     d.Chain,
-		"kind":      string(d.Kind),
-		"detail":    d.Detail,
-		"resumedAt": next,
+		"chain":  d.Chain,
+		"kind":   string(d.Kind),
+		"detail": d.Detail,
+	}
+	if next > 0 {
+		info["resumedAt"] = next
 	}
 	if d.Segment > 0 {
 		info["segment"] = d.Segment

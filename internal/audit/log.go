@@ -762,7 +762,7 @@ func (l *Log) recordDamage(dmg *Damage) error {
 	next := l.seq + 1
 	l.mu.Unlock()
 	l.log.Error("audit chain damaged: recorded in the chain, which continues", "damage", dmg.Describe(), "next_seq", next)
-	if err := l.Record(context.Background(), damageEvent(dmg, next)); err != nil {
+	if err := l.Record(context.Background(), DamageEvent(dmg, next)); err != nil {
 		return err
 	}
 	l.mu.Lock()

@@ -30,9 +30,13 @@ import (
 //     IAM user in Config.AdminUsers (CloudTrail carries no policy; the list is the operator's).
 //   - Stealth:IAMUser/CloudTrailLoggingDisabled, 5.0 (2.0 when refused), key API:
 //     cloudtrail StopLogging, DeleteTrail, UpdateTrail, PutEventSelectors, PutInsightSelectors.
-//   - Stealth:IAMUser/AuditLogTampered (Phantom), 5.0: Phantom's own audit chain
-//     (eventSource audit.phantom.internal or phantom-audit) recorded AuditLogRecovered (a
-//     torn tail cut), a refused audit operation or a *Tamper* event.
+//   - Stealth:IAMUser/AuditLogTampered (Phantom), 8.0, key chain:segment: an audit chain
+//     was found damaged (cut short, emptied, rewritten, deleted): an AuditChainDamaged
+//     event, which the writer records where it continues the chain and the streaming
+//     detector feeds in itself when it finds the damage (audit.DamageEvent); 5.0, key
+//     event name: the chain (eventSource audit.phantom.internal or phantom-audit)
+//     recorded AuditLogRecovered (a torn tail cut), a refused audit operation or a
+//     *Tamper* event.
 //   - Recon:IAMUser/AccessDeniedSweep (Phantom), 5.0, one per principal: >= 10 refusals
 //     (AccessDenied, AccessDeniedException, UnauthorizedOperation, Forbidden, …) within 60 s
 //     over >= 5 distinct (API, request parameters). A client retrying one refused call
@@ -185,6 +189,26 @@ func (d *Detector) rules(c *call, emit func(hit)) {
 func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
 	ev := c.ev
 	switch {
+	case ev.EventSource == audit.EventSourceAudit && ev.EventName == audit.EventChainDamaged:
+		dmg, ok := audit.DamageOf(ev)
+		if !ok {
+			return
+		}
+		what := dmg.Detail
+		if r := dmg.Range(); r != "" {
+			what += "; " + r + " are missing or altered"
+		}
+		info := map[string]any{"chain": dmg.Chain, "kind": string(dmg.Kind), "detail": dmg.Detail}
+		if dmg.Segment > 0 {
+			info["segment"] = dmg.Segment
+		}
+		if dmg.From > 0 {
+			info["fromSeq"], info["toSeq"] = dmg.From, max(dmg.To, dmg.From)
+		}
+		emit(hit{typ: TypeAuditTampered, severity: sevHigh, key: fmt.Sprintf("%s:%d", dmg.Chain, dmg.Segment),
+			title: fmt.Sprintf("Phantom's audit chain %s was damaged: evidence is missing", dmg.Chain),
+			desc:  fmt.Sprintf("Audit chain %s: %s. The detector reads the chain on from where it continues.", dmg.Chain, what),
+			info:  info})
 	case ev.EventSource == phantomAuditSrc || ev.EventSource == phantomAuditSrc2:
 		if ev.EventName == "AuditLogRecovered" || ev.ErrorCode != "" || strings.Contains(ev.EventName, "Tamper") {
 			emit(hit{typ: TypeAuditTampered, severity: sevMedium, key: ev.EventName,

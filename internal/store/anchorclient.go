@@ -91,6 +91,11 @@ func (c *AnchorClient) LatestAuditAnchor(ctx context.Context, chain string) (aud
 	return latestAuditAnchorPG(ctx, c.pool, chain, c.errorf)
 }
 
+// ListAuditChains returns the set of chains, by name.
+func (c *AnchorClient) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
+	return listAuditChainsPG(ctx, c.pool, c.errorf)
+}
+
 // AuditAnchorSet returns what verification takes from the anchors.
 func (c *AnchorClient) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
 	set, err := auditAnchorSetPG(ctx, c.pool, c.errorf)
@@ -118,13 +123,7 @@ func ReadAuditAnchors(ctx context.Context, dataDir string) (audit.AnchorSet, err
 	if n == 0 {
 		return audit.AnchorSet{Source: path}, nil
 	}
-	set, err := readAnchorSet(func(q string) (rowsOf, func(), error) {
-		rows, err := db.QueryContext(ctx, q)
-		if err != nil {
-			return nil, nil, err
-		}
-		return rows, func() { rows.Close() }, nil
-	})
+	set, err := readAnchorSet(sqliteQuery(ctx, db))
 	if err != nil {
 		return audit.AnchorSet{}, fmt.Errorf("%s: %w", path, err)
 	}

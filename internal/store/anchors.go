@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -186,16 +188,33 @@ func (s *SQLite) PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) err
 	return nil
 }
 
-// The queries of AuditAnchorSet, shared by both backends but for placeholders (none).
+// The queries of AuditAnchorSet, shared by both backends (with ? placeholders; pgSQL
+// numbers them for PostgreSQL). The newest anchor of each segment is found by walking
+// the (chain, segment) index a segment at a time rather than reading every anchor: a
+// busy chain leaves one anchor a second, but a segment holds 64 MiB of records.
 const (
-	setChainsSQL  = `SELECT chain, created_at FROM audit_chains ORDER BY chain`
-	setAnchorsSQL = `SELECT ` + anchorColumns + ` FROM audit_anchors a
-		WHERE a.id = (SELECT b.id FROM audit_anchors b WHERE b.chain = a.chain AND b.segment = a.segment
-			ORDER BY b.seq DESC, b.id DESC LIMIT 1)
-		ORDER BY chain, segment`
+	setChainsSQL      = `SELECT chain, created_at FROM audit_chains ORDER BY chain`
+	setNextSegmentSQL = `SELECT chain, segment FROM audit_anchors WHERE chain > ? OR (chain = ? AND segment > ?) ORDER BY chain, segment LIMIT 1`
+	setSegmentHeadSQL = `SELECT ` + anchorColumns + ` FROM audit_anchors WHERE chain = ? AND segment = ? ORDER BY seq DESC, id DESC LIMIT 1`
 	setSignersSQL     = `SELECT key_id, chain, cert FROM audit_signers ORDER BY chain, key_id`
 	setCheckpointsSQL = `SELECT chain, segment, seq, hash, before, created_at FROM audit_checkpoints ORDER BY chain, seq`
+	listChainsSQL     = setChainsSQL
 )
+
+// pgSQL turns the ? placeholders of q into PostgreSQL's $1, $2, ….
+func pgSQL(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range q {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
 
 // rowsOf is what database/sql's and pgx's rows share.
 type rowsOf interface {
@@ -204,39 +223,61 @@ type rowsOf interface {
 	Err() error
 }
 
-// readAnchorSet reads the four queries' rows (query runs one) into a set.
-func readAnchorSet(query func(q string) (rowsOf, func(), error)) (audit.AnchorSet, error) {
-	var set audit.AnchorSet
-	each := func(q string, fn func(scan func(...any) error) error) error {
-		rows, done, err := query(q)
-		if err != nil {
+// queryFunc runs q (with ? placeholders) and returns its rows and how to release them.
+type queryFunc func(q string, args ...any) (rowsOf, func(), error)
+
+// each calls fn for every row of q.
+func (query queryFunc) each(q string, fn func(scan func(...any) error) error, args ...any) error {
+	rows, done, err := query(q, args...)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for rows.Next() {
+		if err := fn(rows.Scan); err != nil {
 			return err
 		}
-		defer done()
-		for rows.Next() {
-			if err := fn(rows.Scan); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
 	}
-	err := each(setChainsSQL, func(scan func(...any) error) error {
+	return rows.Err()
+}
+
+// readChains lists the set of chains.
+func readChains(query queryFunc) ([]audit.ChainEntry, error) {
+	var out []audit.ChainEntry
+	err := query.each(listChainsSQL, func(scan func(...any) error) error {
 		var c audit.ChainEntry
 		var at int64
 		err := scan(&c.Name, &at)
 		c.Created = fromNanos(at)
-		set.Chains = append(set.Chains, c)
+		out = append(out, c)
 		return err
 	})
-	if err == nil {
-		err = each(setAnchorsSQL, func(scan func(...any) error) error {
+	return out, err
+}
+
+// readAnchorSet reads the whole set.
+func readAnchorSet(query queryFunc) (audit.AnchorSet, error) {
+	var set audit.AnchorSet
+	var err error
+	set.Chains, err = readChains(query)
+	chain, seg := "", int64(0)
+	for err == nil {
+		found := false
+		err = query.each(setNextSegmentSQL, func(scan func(...any) error) error {
+			found = true
+			return scan(&chain, &seg)
+		}, chain, chain, seg)
+		if err != nil || !found {
+			break
+		}
+		err = query.each(setSegmentHeadSQL, func(scan func(...any) error) error {
 			a, err := scanAnchor(scan)
 			set.Anchors = append(set.Anchors, a)
 			return err
-		})
+		}, chain, seg)
 	}
 	if err == nil {
-		err = each(setSignersSQL, func(scan func(...any) error) error {
+		err = query.each(setSignersSQL, func(scan func(...any) error) error {
 			var sg audit.Signer
 			err := scan(&sg.KeyID, &sg.Chain, &sg.Cert)
 			set.Signers = append(set.Signers, sg)
@@ -244,7 +285,7 @@ func readAnchorSet(query func(q string) (rowsOf, func(), error)) (audit.AnchorSe
 		})
 	}
 	if err == nil {
-		err = each(setCheckpointsSQL, func(scan func(...any) error) error {
+		err = query.each(setCheckpointsSQL, func(scan func(...any) error) error {
 			var c audit.Checkpoint
 			var seg, seq, before, at int64
 			err := scan(&c.Chain, &seg, &seq, &c.Hash, &before, &at)
@@ -259,17 +300,42 @@ func readAnchorSet(query func(q string) (rowsOf, func(), error)) (audit.AnchorSe
 	return set, nil
 }
 
-// AuditAnchorSet returns what verification takes from the store: the chains, per chain
-// and segment the anchor with the highest seq, the writers' certificates and the prune
-// checkpoints.
-func (s *SQLite) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
-	set, err := readAnchorSet(func(q string) (rowsOf, func(), error) {
-		rows, err := s.r.QueryContext(ctx, q)
+// sqliteQuery is a queryFunc on a database/sql handle.
+func sqliteQuery(ctx context.Context, db *sql.DB) queryFunc {
+	return func(q string, args ...any) (rowsOf, func(), error) {
+		rows, err := db.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, nil, err
 		}
 		return rows, func() { rows.Close() }, nil
-	})
+	}
+}
+
+// pgQuery is a queryFunc on a pgx pool or connection.
+func pgQuery(ctx context.Context, q pgQuerier) queryFunc {
+	return func(sql string, args ...any) (rowsOf, func(), error) {
+		rows, err := q.Query(ctx, pgSQL(sql), args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return rows, rows.Close, nil
+	}
+}
+
+// ListAuditChains returns the set of chains, by name.
+func (s *SQLite) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
+	cs, err := readChains(sqliteQuery(ctx, s.r))
+	if err != nil {
+		return nil, fmt.Errorf("list audit chains: %w", err)
+	}
+	return cs, nil
+}
+
+// AuditAnchorSet returns what verification takes from the store: the chains, per chain
+// and segment the anchor with the highest seq, the writers' certificates and the prune
+// checkpoints.
+func (s *SQLite) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
+	set, err := readAnchorSet(sqliteQuery(ctx, s.r))
 	set.Source = s.path
 	return set, err
 }
@@ -481,15 +547,22 @@ func latestAuditAnchorPG(ctx context.Context, q pgQuerier, chain string, errorf 
 }
 
 func auditAnchorSetPG(ctx context.Context, q pgQuerier, errorf func(string, ...any) error) (audit.AnchorSet, error) {
-	set, err := readAnchorSet(func(sql string) (rowsOf, func(), error) {
-		rows, err := q.Query(ctx, sql)
-		if err != nil {
-			return nil, nil, err
-		}
-		return rows, rows.Close, nil
-	})
+	set, err := readAnchorSet(pgQuery(ctx, q))
 	if err != nil {
 		return set, errorf("%w", err)
 	}
 	return set, nil
+}
+
+func listAuditChainsPG(ctx context.Context, q pgQuerier, errorf func(string, ...any) error) ([]audit.ChainEntry, error) {
+	cs, err := readChains(pgQuery(ctx, q))
+	if err != nil {
+		return nil, errorf("list audit chains: %w", err)
+	}
+	return cs, nil
+}
+
+// ListAuditChains returns the set of chains, by name.
+func (p *Postgres) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
+	return listAuditChainsPG(ctx, p.pool, p.errorf)
 }

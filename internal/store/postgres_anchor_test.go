@@ -91,4 +91,3 @@ func TestPostgresAuditWriterRole(t *testing.T) {
 		t.Fatalf("the anchor changed: %+v", head2)
 	}
 }
-

@@ -193,8 +193,10 @@ type Store interface {
 	// PutAuditCheckpoint records what `phantom audit prune` removed (append-only).
 	PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error
 	// AuditAnchorSet returns the chains, per chain and segment the anchor with the
-	// highest seq, the writers' certificates and the prune checkpoints.
+	// highest seq, the writers' certificates and the prune checkpoints;
+	// ListAuditChains the chains alone.
 	AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error)
+	ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error)
 
 	// PutSpecReplica records the spec a process enforces, replacing its earlier report;
 	// ListSpecReplicas returns the reports seen at or after since, ordered by id.

@@ -70,6 +70,11 @@ func testAnchorsFromWriter(t *testing.T, s Store) {
 		t.Errorf("anchors bumped the version from %d to %d", v0, v)
 	}
 	must(t, s.RegisterAuditChain(ctx(t), "sts", t0)) // again: kept
+	cs, err := s.ListAuditChains(ctx(t))
+	must(t, err)
+	if len(cs) != 1 || cs[0].Name != "sts" {
+		t.Fatalf("ListAuditChains = %+v", cs)
+	}
 	set, err := s.AuditAnchorSet(ctx(t))
 	must(t, err)
 	if len(set.Chains) != 1 || set.Chains[0].Name != "sts" || set.Chains[0].Created.Equal(t0) {
