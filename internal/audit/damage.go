@@ -2,8 +2,10 @@ package audit
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -163,19 +165,8 @@ func segmentStart(dir, chain string, n uint64) (first uint64, prev string, ok bo
 	if ds, _, _, err := readDigests(filepath.Join(dir, digestName(n))); err == nil && len(ds) > 0 {
 		return ds[0].FirstSeq, ds[0].PrevHash, true
 	}
-	data, err := os.ReadFile(filepath.Join(dir, segmentName(n)))
-	if err != nil {
-		return 0, "", false
-	}
-	i := bytes.IndexByte(data, '\n')
-	if i < 0 {
-		return 0, "", false
-	}
-	r, err := ParseRecord(chain, data[:i])
-	if err != nil {
-		return 0, "", false
-	}
-	return r.Seq, r.Prev, true
+	r, ok := firstRecord(dir, chain, n)
+	return r.Seq, r.Prev, ok
 }
 
 // truncation describes segment n of the chain in dir, found shorter or other than a
@@ -196,4 +187,59 @@ func truncation(dir, chain string, n, upTo uint64, detail string) *Damage {
 		d.From, d.To = seq+1, upTo
 	}
 	return d
+}
+
+// ResumePoint is where a consumer reads a damaged chain on from: after record Seq,
+// whose hash is Hash (the first record of Segment names it as prev).
+type ResumePoint struct {
+	Segment uint64
+	Seq     uint64
+	Hash    string
+}
+
+// Resume finds where reading chain in dir can go on after damage found in segment seg.
+// A writer continues a damaged chain in a new segment, so that is the start of the
+// first segment after seg; when none follows, seg itself if it opens with the writer's
+// AuditChainDamaged record (a reader that started there, after the writer had already
+// continued). ok is false when there is nothing to read on from yet.
+func Resume(dir, chain string, seg uint64) (ResumePoint, bool) {
+	cdir := filepath.Join(dir, chain)
+	// Only segments whose file exists: a reader opens the segment file (the writer makes
+	// it just after the segment's opening digest).
+	segs, _, _, err := chainFiles(os.DirFS(cdir), ".")
+	if err != nil {
+		return ResumePoint{}, false
+	}
+	for _, n := range segs {
+		if n <= seg {
+			continue
+		}
+		if first, prev, ok := segmentStart(cdir, chain, n); ok {
+			return ResumePoint{Segment: n, Seq: first - 1, Hash: prev}, true
+		}
+	}
+	if r, ok := firstRecord(cdir, chain, seg); ok {
+		var ev struct{ EventSource, EventName string }
+		if json.Unmarshal(r.Event, &ev) == nil && ev.EventSource == EventSourceAudit && ev.EventName == EventChainDamaged {
+			return ResumePoint{Segment: seg, Seq: r.Seq - 1, Hash: r.Prev}, true
+		}
+	}
+	return ResumePoint{}, false
+}
+
+// firstRecord reads the first record of segment n.
+func firstRecord(cdir, chain string, n uint64) (Record, bool) {
+	f, err := os.Open(filepath.Join(cdir, segmentName(n)))
+	if err != nil {
+		return Record{}, false
+	}
+	defer f.Close()
+	b := make([]byte, 64<<10)
+	k, _ := io.ReadFull(f, b)
+	i := bytes.IndexByte(b[:k], '\n')
+	if i < 0 {
+		return Record{}, false
+	}
+	r, err := ParseRecord(chain, b[:i])
+	return r, err == nil
 }

@@ -83,6 +83,9 @@ type Log struct {
 	lastLen  int64    // its line's length
 	closed   bool
 	broken   error // a write failed and the file could not be restored: refuse records
+	// damaged is damage found where it could not be recorded (the chain's directory
+	// gone when a segment was started): the next checkpoint records it.
+	damaged *Damage
 
 	// dmu guards the digest state and is taken after mu when both are held.
 	dmu        sync.Mutex
@@ -535,6 +538,20 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 	if l.f != nil {
 		l.f.Close()
 	}
+	if _, err := os.Stat(l.dir); errors.Is(err, fs.ErrNotExist) && l.lock != nil {
+		// The directory was removed under a running writer (at a rotation, before a
+		// digest noticed): recreate it, and record the damage at the next checkpoint.
+		d := &Damage{Chain: l.cfg.Chain, Segment: l.seg, Kind: Removed, Detail: "the chain's directory was removed while the chain was written"}
+		if l.seq >= l.segFirst && l.seq > 0 {
+			d.From, d.To = l.segFirst, l.seq
+		}
+		if err := l.recreateDir(); err != nil {
+			return err
+		}
+		if l.damaged == nil {
+			l.damaged = d
+		}
+	}
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen = n, nil, 0, first, prev, first-1, prev, 0
 	l.dseg, l.prevDigest = n, prevDigest
 	if err := l.openDigestFile(); err != nil {
@@ -653,6 +670,11 @@ func (l *Log) writeDigest(s segState, final, force bool) error {
 // chain continues in a new segment, and the damage is recorded there.
 func (l *Log) checkpoint() error {
 	l.mu.Lock()
+	if dmg := l.damaged; dmg != nil {
+		l.damaged = nil
+		l.mu.Unlock()
+		return l.recordDamage(dmg)
+	}
 	if dmg := l.intact(); dmg != nil {
 		err := l.continueLive(dmg)
 		l.mu.Unlock()
@@ -734,25 +756,28 @@ func (l *Log) continueLive(dmg *Damage) error {
 	l.log.Error("audit chain damaged while it was written; continuing in a new segment", "segment", segmentName(l.seg), "damage", dmg.Describe())
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
+	err := l.recreateDir()
+	if err == nil {
+		err = l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+	}
+	if err != nil {
+		l.broken = err
+	}
+	return err
+}
+
+// recreateDir makes the chain's directory, lock and key files exist again after they
+// were removed under the writer.
+func (l *Log) recreateDir() error {
 	if _, err := os.Stat(filepath.Join(l.dir, lockFile)); err != nil {
 		if err := os.MkdirAll(l.dir, 0o700); err != nil {
-			l.broken = err
 			return err
 		}
 		if err := l.takeLock(); err != nil {
-			l.broken = err
 			return err
 		}
 	}
-	if err := l.ensureKeyFiles(); err != nil {
-		l.broken = err
-		return err
-	}
-	if err := l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest); err != nil {
-		l.broken = err
-		return err
-	}
-	return nil
+	return l.ensureKeyFiles()
 }
 
 // recordDamage records dmg as the first record of the segment the chain continues in,
@@ -928,14 +953,23 @@ func (l *Log) putBuf(rb *recBuf) {
 	l.bufs.Put(rb)
 }
 
-// rotate seals the current segment with a final digest and starts the next. Callers hold mu.
+// rotate seals the current segment with a final digest and starts the next. Callers hold
+// mu. A segment found damaged is not sealed (its final digest would sign the damage):
+// the next one starts all the same, and the damage is recorded at the next checkpoint.
 func (l *Log) rotate() error {
+	dmg := l.intact()
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
-	if err := l.writeDigest(l.state(), true, true); err != nil {
+	if dmg != nil {
+		l.log.Error("audit chain damaged while it was written; continuing in a new segment", "segment", segmentName(l.seg), "damage", dmg.Describe())
+		l.damaged = dmg
+		if err := l.recreateDir(); err != nil {
+			l.broken = err
+			return err
+		}
+	} else if err := l.writeDigest(l.state(), true, true); err != nil {
 		return fmt.Errorf("seal audit segment: %w", err)
 	}
-	l.f.Close()
 	if err := l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest); err != nil {
 		l.broken = err
 		return err

@@ -75,10 +75,19 @@ type Reader struct {
 	// segFirst is the seq of the first record read in segment seg (0: none yet); lastSeg
 	// the segment of the last record read.
 	segFirst, lastSeg uint64
-	// The last record read from seg: its line ends at lastEnd, lastLen bytes long.
+	// The last record read from seg: its line ends at lastEnd, lastLen bytes long; and
+	// the one that was last at the previous check, read back at the next.
 	lastEnd, lastLen int64
 	lastHash         string
+	mark             readMark
 	checked          time.Time // when the open file was last checked against the path
+}
+
+// readMark is a record read earlier: where its line ends, how long it is, its hash.
+type readMark struct {
+	end, len int64
+	seq      uint64
+	hash     string
 }
 
 // fileCheckInterval is how often, at most, a reader waiting at the end of a segment
@@ -122,7 +131,7 @@ func (r *Reader) open() error {
 	if r.f != nil {
 		r.f.Close()
 	}
-	r.f, r.off, r.line, r.buf, r.segFirst, r.lastLen = f, 0, 1, r.buf[:0], 0, 0
+	r.f, r.off, r.line, r.buf, r.segFirst, r.lastLen, r.mark = f, 0, 1, r.buf[:0], 0, 0, readMark{}
 	return nil
 }
 
@@ -312,16 +321,22 @@ func (r *Reader) checkFile(force bool) error {
 	if fst.Size() < read {
 		return truncation(r.dir, r.chain, r.seg, upTo, fmt.Sprintf("segment %s was cut from %d to %d bytes", name, read, fst.Size()))
 	}
-	if r.lastLen > 0 {
-		// The last record read must still be where it was: a file cut and written
-		// again past the cut is as long as before.
-		buf := make([]byte, r.lastLen)
-		_, err := r.f.ReadAt(buf, r.lastEnd-r.lastLen)
+	// The records read must still be where they were: a file cut and written again
+	// past the cut is as long as before. The last one read, and the one that was last at
+	// the previous check (records read since may all be past the cut).
+	last := readMark{end: r.lastEnd, len: r.lastLen, seq: upTo, hash: r.lastHash}
+	for _, m := range []readMark{r.mark, last} {
+		if m.len == 0 {
+			continue
+		}
+		buf := make([]byte, m.len)
+		_, err := r.f.ReadAt(buf, m.end-m.len)
 		rec, perr := ParseRecord(r.chain, bytes.TrimSuffix(buf, []byte("\n")))
-		if err != nil || perr != nil || buf[len(buf)-1] != '\n' || rec.Hash != r.lastHash {
-			return truncation(r.dir, r.chain, r.seg, upTo, fmt.Sprintf("segment %s no longer holds record seq %d where it was read: it was cut or rewritten", name, upTo))
+		if err != nil || perr != nil || buf[len(buf)-1] != '\n' || rec.Hash != m.hash {
+			return truncation(r.dir, r.chain, r.seg, upTo, fmt.Sprintf("segment %s no longer holds record seq %d where it was read: it was cut or rewritten", name, m.seq))
 		}
 	}
+	r.mark = last
 	return nil
 }
 

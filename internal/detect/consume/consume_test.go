@@ -412,15 +412,20 @@ func TestNewChainPickedUp(t *testing.T) {
 	}
 }
 
-// TestTamperedChainStops: a record edited in place stops the consumer with an error
-// naming the chain; the records before it are committed, nothing after it is skipped
-// to, and a restart stops at the same record.
-func TestTamperedChainStops(t *testing.T) {
+// TestEditedRecordDoesNotStop: a record edited in place no longer stops the consumer:
+// the damage is a finding naming the chain, the records before it are committed, nothing
+// after it is skipped to while the chain is not continued (it is unread, and says why),
+// the other chains are read on, and a restart does the same without blocking.
+func TestEditedRecordDoesNotStop(t *testing.T) {
 	st := openSQLite(t)
 	dir := t.TempDir()
 	w := newWriter(t, dir, "gateway-x")
-	w.write(t, 20)
-	newWriter(t, dir, "sts").write(t, 5)
+	w.write(t, 12) // one segment: the chain does not continue after the damage
+	if _, err := os.Stat(filepath.Join(dir, "gateway-x", "00000002.jsonl")); err == nil {
+		t.Fatal("the chain has a second segment")
+	}
+	other := newWriter(t, dir, "sts")
+	other.write(t, 5)
 	seg := filepath.Join(dir, "gateway-x", "00000001.jsonl")
 	b, err := os.ReadFile(seg)
 	if err != nil {
@@ -432,20 +437,24 @@ func TestTamperedChainStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for run := range 2 {
-		c, err := consume.New(testConfig(dir, newCounter(), newResponder(t, st)))
-		if err != nil {
-			t.Fatal(err)
+		det := newTamperDetector(t)
+		c, stop := start(t, testConfig(dir, det, &sink{Sink: newResponder(t, st), c: det.counter}))
+		f := awaitTamperFinding(t, st, "gateway-x", 5*time.Second)
+		if f.Severity < 7 {
+			t.Fatalf("run %d: finding severity %.1f, want High", run, f.Severity)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		err = c.Run(ctx)
-		cancel()
-		if err == nil || !strings.Contains(err.Error(), "gateway-x") {
-			t.Fatalf("run %d: %v, want an error naming chain gateway-x", run, err)
+		other.write(t, 100)
+		waitEvents(t, c, "sts", int64(5+100*(run+1)), 10*time.Second)
+		if u := c.Unread(); len(u) != 1 || u[0].Chain != "gateway-x" || !strings.Contains(u[0].Reason, "(record 10)") {
+			t.Fatalf("run %d: unread %+v, want gateway-x naming record 10", run, u)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("run %d: %v", run, err)
 		}
 		cs, _ := st.ListAuditCursors(t.Context(), consume.DefaultConsumer)
 		for _, cur := range cs {
-			if cur.Chain == "gateway-x" && (cur.Seq > 9 || cur.Events != int64(cur.Seq)) {
-				t.Fatalf("run %d: cursor %+v went past the tampered record 10", run, cur)
+			if cur.Chain == "gateway-x" && (cur.Seq != 9 || cur.Events != 9) {
+				t.Fatalf("run %d: cursor %+v, want at the record before the edited one", run, cur)
 			}
 		}
 	}

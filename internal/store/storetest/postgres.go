@@ -129,3 +129,14 @@ func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
 	u.User = url.UserPassword(role, password)
 	return u.String()
 }
+
+// Conn connects to dsn (closed at cleanup), for statements beneath the store.
+func Conn(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
