@@ -447,3 +447,55 @@ func TestAnchorStoreDown(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestPrune: pruning the sealed segments before a date leaves a checkpoint; what
+// remains verifies, the gap reported as pruned (against the anchors; without them only
+// as a warning that nothing vouches for the chain's own pruned.json, and without that
+// as removed segments).
+func TestPrune(t *testing.T) {
+	dir, ca, m := t.TempDir(), newPerimeterCA(t), &memAnchors{}
+	anchoredChain(t, dir, "sts", ca, m, 12)
+	plan, ok, err := PlanPrune(dir, "sts", time.Now().Add(time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("PlanPrune: %v %v", ok, err)
+	}
+	segs, _, _, _ := chainFiles(os.DirFS(filepath.Join(dir, "sts")), ".")
+	if len(plan.Segments) != len(segs)-1 || plan.FirstSeq != 1 {
+		t.Fatalf("plan %+v for segments %v: want every segment but the newest", plan, segs)
+	}
+	if _, ok, _ := PlanPrune(dir, "sts", time.Now().Add(-time.Hour)); ok {
+		t.Fatal("a plan for segments sealed after the date")
+	}
+	var cps []Checkpoint
+	archive := t.TempDir()
+	if err := Prune(dir, plan, archive, time.Now(), func(c Checkpoint) error { cps = append(cps, c); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(archive, "sts", segmentName(1))); err != nil {
+		t.Fatalf("segment 1 not archived: %v", err)
+	}
+	set := m.set()
+	set.Checkpoints = cps
+	rep := mustVerify(t, dir, VerifyOptions{Signers: ca, Anchors: set})
+	if !rep.OK() || len(rep.Pruned) != 1 || len(rep.Warnings) != 0 || rep.Chains[0].FirstSeq != cps[0].Seq+1 {
+		t.Fatalf("after prune: problems\n%spruned %v warnings %v", problems(rep), rep.Pruned, rep.Warnings)
+	}
+	t.Logf("pruned: %s", rep.Pruned[0])
+	rep = mustVerify(t, dir, VerifyOptions{Signers: ca})
+	if !rep.OK() || len(rep.Warnings) != 1 || rep.Warnings[0].Kind != Pruned {
+		t.Fatalf("without anchors: %s %v", problems(rep), rep.Warnings)
+	}
+	os.Remove(filepath.Join(dir, "sts", prunedFile))
+	if rep := mustVerify(t, dir, VerifyOptions{Signers: ca}); rep.OK() {
+		t.Fatal("a chain without its first segments verifies without anchors or pruned.json")
+	}
+	// A writer resumes the pruned chain; a reader from the start reads what remains.
+	key, cert := ca.writer(t, "sts")
+	l := openTest(t, dir, "sts", func(c *Config) { c.Signer, c.Certificate, c.Anchors = key, cert, []AnchorStore{m} })
+	writeN(t, l, 100, 1)
+	l.Close()
+	n := 0
+	if err := ReadChain(dir, "sts", 0, func(Entry) error { n++; return nil }); err != nil || n != 12-int(cps[0].Seq)+1 {
+		t.Fatalf("reading the pruned chain: %v, %d records", err, n)
+	}
+}

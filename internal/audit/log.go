@@ -819,7 +819,8 @@ func (l *Log) digestLoop() {
 type anchorSink struct {
 	store   AnchorStore
 	pending []Anchor
-	failing bool // logged once per run of failures
+	signers []Signer // certificates of renewed keys, recorded before the anchors
+	failing bool     // logged once per run of failures
 }
 
 // maxPendingAnchors bounds the anchors kept for a store that does not answer: the
@@ -838,6 +839,21 @@ func (k *anchorSink) add(a Anchor) {
 // store behind the chain, which is never taken for tampering.
 func (l *Log) flushAnchors() {
 	for i, k := range l.sinks {
+		l.dmu.Lock()
+		signers := k.signers
+		l.dmu.Unlock()
+		for _, sg := range signers {
+			ctx, cancel := context.WithTimeout(context.Background(), anchorTimeout)
+			err := k.store.PutAuditSigner(ctx, sg)
+			cancel()
+			if err != nil {
+				l.log.Error("audit writer certificate not recorded; retrying with the next digest", "store", i, "key_id", sg.KeyID, "error", err)
+				break
+			}
+			l.dmu.Lock()
+			k.signers = k.signers[1:]
+			l.dmu.Unlock()
+		}
 		for {
 			l.dmu.Lock()
 			if len(k.pending) == 0 {
@@ -973,6 +989,29 @@ func (l *Log) rotate() error {
 	if err := l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest); err != nil {
 		l.broken = err
 		return err
+	}
+	return nil
+}
+
+// SetSigner makes key, certified by cert (DER, naming this chain), sign the chain's
+// digests from the next one on: a writer renews its key before its certificate expires.
+// The certificate goes to signers.pem now and to the anchor stores with the next
+// anchors.
+func (l *Log) SetSigner(key ed25519.PrivateKey, cert []byte) error {
+	if len(key) != ed25519.PrivateKeySize || len(cert) == 0 {
+		return errors.New("audit: set signer: an Ed25519 key and its certificate are required")
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if err := ensureCertificate(filepath.Join(l.dir, certFile), cert); err != nil {
+		return err
+	}
+	l.cfg.Signer, l.cfg.Certificate, l.pub, l.keyID = key, cert, pub, KeyID(pub)
+	for _, k := range l.sinks {
+		k.signers = append(k.signers, Signer{KeyID: l.keyID, Chain: l.cfg.Chain, Cert: cert})
 	}
 	return nil
 }

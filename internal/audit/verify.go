@@ -441,7 +441,8 @@ func (v *chainVerifier) verify() {
 	case all[0] == 1:
 		v.expSeq, v.expPrev, v.started = 1, zeroHash, true
 	case cp != nil && cp.Segment+1 >= all[0]:
-		msg := fmt.Sprintf("%s: pruned at %s (segments whose records all precede %s), records up to seq %d", missingSegments(1, all[0]-1), cp.Time.UTC().Format(time.RFC3339), cp.Before.UTC().Format(time.RFC3339), cp.Seq)
+		msg := fmt.Sprintf("segments before %s (records up to seq %d) were pruned at %s, those sealed before %s",
+			segmentName(all[0]), cp.Seq, cp.Time.UTC().Format(time.RFC3339), cp.Before.UTC().Format(time.RFC3339))
 		if v.localCP {
 			v.warn(Problem{File: segmentName(1), Kind: Pruned, Message: msg + ", says the chain's pruned.json, which without anchors nothing vouches for"})
 		} else {
@@ -451,7 +452,15 @@ func (v *chainVerifier) verify() {
 			v.expSeq, v.expPrev, v.started = cp.Seq+1, cp.Hash, true
 		}
 	default:
-		v.problem(Problem{File: segmentName(1), Kind: Removed, Message: missingSegments(1, all[0]-1)})
+		msg := missingSegments(1, all[0]-1)
+		if raw, err := fs.ReadFile(v.fsys, path.Join(v.dir, digestName(all[0]))); err == nil {
+			if ls := splitLines(raw); len(ls) > 0 {
+				if d, err := parseDigest(ls[0].Text); err == nil && d.FirstSeq > 1 {
+					msg += fmt.Sprintf(": records 1 to %d", d.FirstSeq-1)
+				}
+			}
+		}
+		v.problem(Problem{File: segmentName(1), Kind: Removed, Seq: 1, Message: msg})
 	}
 	for i, n := range all {
 		if i > 0 && n != all[i-1]+1 {

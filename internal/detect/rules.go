@@ -3,10 +3,12 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 // The rules, their finding types and severities (GuardDuty: low < 4 <= medium < 7 <= high).
@@ -37,6 +39,9 @@ import (
 //     event name: the chain (eventSource audit.phantom.internal or phantom-audit)
 //     recorded AuditLogRecovered (a torn tail cut), a refused audit operation or a
 //     *Tamper* event.
+//   - Policy:IAMUser/PerimeterSpecMismatch (Phantom), 5.0, key the digests: a process
+//     recorded that live replicas have enforced different perimeter specs for longer
+//     than a reload interval (config.EventSpecMismatch).
 //   - Recon:IAMUser/AccessDeniedSweep (Phantom), 5.0, one per principal: >= 10 refusals
 //     (AccessDenied, AccessDeniedException, UnauthorizedOperation, Forbidden, …) within 60 s
 //     over >= 5 distinct (API, request parameters). A client retrying one refused call
@@ -81,6 +86,7 @@ const (
 	TypeRoot           = "Policy:IAMUser/RootCredentialUsage"
 	TypeLoggingOff     = "Stealth:IAMUser/CloudTrailLoggingDisabled"
 	TypeAuditTampered  = "Stealth:IAMUser/AuditLogTampered"               // Phantom's own audit log
+	TypeSpecMismatch   = "Policy:IAMUser/PerimeterSpecMismatch"           // Phantom: replicas enforce different specs
 	TypeAdminKey       = "Policy:IAMUser/AdminLongTermKeyUsage"           // Phantom
 	TypeAccessDenied   = "Recon:IAMUser/AccessDeniedSweep"                // Phantom
 	TypeBruteForce     = "UnauthorizedAccess:IAMUser/SignatureBruteForce" // Phantom
@@ -209,6 +215,17 @@ func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
 			title: fmt.Sprintf("Phantom's audit chain %s was damaged: evidence is missing", dmg.Chain),
 			desc:  fmt.Sprintf("Audit chain %s: %s. The detector reads the chain on from where it continues.", dmg.Chain, what),
 			info:  info})
+	case ev.EventSource == config.EventSource && ev.EventName == config.EventSpecMismatch:
+		digests, _ := ev.AdditionalEventData["digests"].(map[string]any)
+		keys := make([]string, 0, len(digests))
+		for k := range digests {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		emit(hit{typ: TypeSpecMismatch, severity: sevMedium, key: strings.Join(keys, ","),
+			title: "Replicas of the perimeter enforce different specs",
+			desc:  fmt.Sprintf("%d different perimeter specs are in force on live replicas, for longer than a reload interval: a change that did not reach every replica, or one replica's spec edited alone.", len(keys)),
+			info:  ev.AdditionalEventData})
 	case ev.EventSource == phantomAuditSrc || ev.EventSource == phantomAuditSrc2:
 		if ev.EventName == "AuditLogRecovered" || ev.ErrorCode != "" || strings.Contains(ev.EventName, "Tamper") {
 			emit(hit{typ: TypeAuditTampered, severity: sevMedium, key: ev.EventName,

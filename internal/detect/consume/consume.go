@@ -533,10 +533,14 @@ func (r *run) handle(rec record) {
 		c.setUnread(rec.chain, rec.err.Error())
 		return
 	}
-	if d.Next != nil && r.pruned(d) {
-		c.log.Info("detector: records pruned from an audit chain; reading on after them", "chain", d.Chain, "from", d.From, "to", d.To)
-		r.jump(d.Chain, d.Next.Seq, d.NextHash)
-		r.follow(d.Chain, r.c.cursorAt(d.Chain, d.Next.Seq, d.NextHash))
+	if cp := r.prunedBy(d); cp != nil {
+		if cur := c.cursor(d.Chain); cur.Seq < cp.Seq && cur.Seq+1 < d.From {
+			c.log.Warn("detector: records were pruned from an audit chain before they were read", "chain", d.Chain, "from", cur.Seq+1, "to", cp.Seq)
+		} else {
+			c.log.Info("detector: records pruned from an audit chain; reading on after them", "chain", d.Chain, "to", cp.Seq)
+		}
+		r.jump(d.Chain, cp.Seq, cp.Hash)
+		r.follow(d.Chain, c.cursorAt(d.Chain, cp.Seq, cp.Hash))
 		return
 	}
 	key := fmt.Sprint(d.Segment)
@@ -589,24 +593,30 @@ func (r *run) jump(chain string, seq uint64, hash string) {
 // zeroHash is the prev of a chain's first record.
 const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// pruned reports whether a prune checkpoint accounts for the gap d.
-func (r *run) pruned(d *audit.Damage) bool {
+// prunedBy returns the prune checkpoint that accounts for d, or nil: the records
+// missing before the first one a reader found end where a checkpoint says, or the
+// segment removed under a reader is one a checkpoint covers.
+func (r *run) prunedBy(d *audit.Damage) *audit.Checkpoint {
 	if r.c.cfg.Anchors == nil || d.Kind != audit.Removed {
-		return false
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(r.ctx, commitTimeout)
 	defer cancel()
 	set, err := r.c.cfg.Anchors.AuditAnchorSet(ctx)
 	if err != nil {
 		r.c.log.Error("detector: cannot read the prune checkpoints", "error", err)
-		return false
+		return nil
 	}
-	for _, cp := range set.Checkpoints {
-		if cp.Chain == d.Chain && cp.Seq >= d.To && cp.Seq == d.Next.Seq && cp.Hash == d.NextHash {
-			return true
+	for i := range set.Checkpoints {
+		cp := &set.Checkpoints[i]
+		if cp.Chain != d.Chain {
+			continue
+		}
+		if d.Next != nil && cp.Seq == d.Next.Seq && cp.Hash == d.NextHash || d.Next == nil && d.Segment > 0 && d.Segment <= cp.Segment {
+			return cp
 		}
 	}
-	return false
+	return nil
 }
 
 // raise feeds the detector the damage and adds the finding to the batch.
