@@ -171,7 +171,7 @@ func newWriter(t testing.TB, dir, chain string) *writer {
 	return &writer{l: l, chain: chain}
 }
 
-func (w *writer) write(t *testing.T, n int) {
+func (w *writer) write(t testing.TB, n int) {
 	t.Helper()
 	for range n {
 		w.n++

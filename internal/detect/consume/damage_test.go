@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/audit/audittest"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -99,101 +100,14 @@ func anchoredWriter(t testing.TB, dir, chain string, as ...audit.AnchorStore) *w
 	return &writer{l: l, chain: chain}
 }
 
-// digestLine is what the tampering needs of a digest line.
-type digestLine struct {
-	Digest struct {
-		Bytes   int64  `json:"bytes"`
-		LastSeq uint64 `json:"lastSeq"`
-		Records uint64 `json:"records"`
-		Final   bool   `json:"final"`
-	} `json:"digest"`
-}
-
-// newestSegment returns the number of the chain's newest segment.
-func newestSegment(t *testing.T, cdir string) int {
-	t.Helper()
-	n := 0
-	ents, _ := os.ReadDir(cdir)
-	for _, e := range ents {
-		var k int
-		if _, err := fmt.Sscanf(e.Name(), "%08d.jsonl", &k); err == nil && k > n {
-			n = k
-		}
-	}
-	if n == 0 {
-		t.Fatalf("no segment in %s", cdir)
-	}
-	return n
-}
-
-// cutBack cuts the chain in cdir back to the digest before its last: that digest's
-// segment ends where it says, its digest file with it, and later segments go. What is
-// left is a valid, shorter chain. The test writes so that such a digest exists.
-func cutBack(t *testing.T, cdir string) {
-	t.Helper()
-	type point struct {
-		seg   int
-		bytes int64
-		end   int // of the digest line in its file
-	}
-	var points []point
-	for n := 1; n <= newestSegment(t, cdir); n++ {
-		data, _ := os.ReadFile(filepath.Join(cdir, fmt.Sprintf("%08d.digest", n)))
-		off := 0
-		for _, ln := range bytes.SplitAfter(data, []byte("\n")) {
-			off += len(ln)
-			var d digestLine
-			if json.Unmarshal(ln, &d) == nil && d.Digest.Records > 0 {
-				points = append(points, point{n, d.Digest.Bytes, off})
-			}
-		}
-	}
-	if len(points) < 2 {
-		t.Fatalf("fewer than two digests to cut back between in %s", cdir)
-	}
-	p := points[len(points)-2]
-	for n := p.seg + 1; n <= newestSegment(t, cdir); n++ {
-		os.Remove(filepath.Join(cdir, fmt.Sprintf("%08d.jsonl", n)))
-		os.Remove(filepath.Join(cdir, fmt.Sprintf("%08d.digest", n)))
-	}
-	os.Truncate(filepath.Join(cdir, fmt.Sprintf("%08d.jsonl", p.seg)), p.bytes)
-	os.Truncate(filepath.Join(cdir, fmt.Sprintf("%08d.digest", p.seg)), int64(p.end))
-}
-
-// tampering is one way to destroy evidence.
-type tampering struct {
-	name   string
-	tamper func(t *testing.T, dir, chain string)
-}
-
-var tamperings = []tampering{
-	{"cut back to an earlier digest", func(t *testing.T, dir, chain string) { cutBack(t, filepath.Join(dir, chain)) }},
-	{"chain deleted", func(t *testing.T, dir, chain string) { os.RemoveAll(filepath.Join(dir, chain)) }},
-	{"files emptied", func(t *testing.T, dir, chain string) {
-		cdir := filepath.Join(dir, chain)
-		n := newestSegment(t, cdir)
-		os.Truncate(filepath.Join(cdir, fmt.Sprintf("%08d.jsonl", n)), 0)
-		os.Truncate(filepath.Join(cdir, fmt.Sprintf("%08d.digest", n)), 0)
-	}},
-	{"replaced by a shorter valid chain", func(t *testing.T, dir, chain string) {
-		// Written elsewhere with the data directory's key, which the attacker has, then
-		// moved over the chain.
-		other := t.TempDir()
-		w := newWriter(t, other, chain)
-		w.write(t, 3)
-		w.l.Close()
-		os.Remove(filepath.Join(other, chain, "lock"))
-		// A running writer recreates a removed directory: try until the swap wins.
-		var err error
-		for range 100 {
-			os.RemoveAll(filepath.Join(dir, chain))
-			if err = os.Rename(filepath.Join(other, chain), filepath.Join(dir, chain)); err == nil {
-				return
-			}
-		}
-		t.Fatal(err)
-	}},
-}
+// tamperings are audittest's, the shorter chain written with the data directory's key.
+var tamperings = audittest.Tamperings(func(t testing.TB, chain string) string {
+	other := t.TempDir()
+	w := newWriter(t, other, chain)
+	w.write(t, 3)
+	w.l.Close()
+	return other
+})
 
 // TestTamperingFound is the tampering table against the streaming detector: every case,
 // on a stopped perimeter (tampered while down, then restarted) and on a running one,
@@ -244,7 +158,7 @@ func tamperingFound(t *testing.T, open func(testing.TB) store.Store, writerAncho
 	for _, tc := range tamperings {
 		for _, running := range []bool{false, true} {
 			mode := map[bool]string{false: "stopped", true: "running"}[running]
-			t.Run(tc.name+"/"+mode, func(t *testing.T) {
+			t.Run(tc.Name+"/"+mode, func(t *testing.T) {
 				st := open(t)
 				anchors := []audit.AnchorStore{st}
 				if writerAnchors != nil {
@@ -271,7 +185,7 @@ func tamperingFound(t *testing.T, open func(testing.TB) store.Store, writerAncho
 					waitEvents(t, c, "sts", 150, 10*time.Second)
 					time.Sleep(150 * time.Millisecond) // digested and anchored
 					tampered = time.Now()
-					tc.tamper(t, dir, "sts")
+					tc.Do(t, dir, "sts")
 					sts.write(t, 5) // the writer finds the damage at its next digest
 				} else {
 					c0, stop := start(t, cfg)
@@ -279,7 +193,7 @@ func tamperingFound(t *testing.T, open func(testing.TB) store.Store, writerAncho
 					stop()
 					sts.l.Close() // the perimeter stops
 					gw.l.Close()
-					tc.tamper(t, dir, "sts")
+					tc.Do(t, dir, "sts")
 					tampered = time.Now()
 					sts = anchoredWriter(t, dir, "sts", anchors...) // and starts again
 					gw = anchoredWriter(t, dir, "gateway", anchors...)
@@ -476,5 +390,38 @@ func TestKill9BetweenDigestAndAnchor(t *testing.T) {
 	})
 	if damaged {
 		t.Fatal("the writer recorded damage after the kill")
+	}
+}
+
+// TestPrunedIsNotDamage: a consumer that finds the first records of a chain pruned (a
+// checkpoint in the store accounts for them) reads on from the first remaining record
+// and raises nothing.
+func TestPrunedIsNotDamage(t *testing.T) {
+	st := openSQLite(t)
+	dir := t.TempDir()
+	w := anchoredWriter(t, dir, "sts", st)
+	w.write(t, 150)
+	w.l.Close()
+	plan, ok, err := audit.PlanPrune(dir, "sts", time.Now().Add(time.Hour))
+	if err != nil || !ok {
+		t.Fatalf("PlanPrune: %v %v", ok, err)
+	}
+	if err := audit.Prune(dir, plan, "", time.Now(), func(cp audit.Checkpoint) error { return st.PutAuditCheckpoint(t.Context(), cp) }); err != nil {
+		t.Fatal(err)
+	}
+	det := newTamperDetector(t)
+	cfg := testConfig(dir, det, &sink{Sink: newResponder(t, st), c: det.counter})
+	cfg.Anchors = st
+	c, stop := start(t, cfg)
+	left := int64(150 - plan.Checkpoint.Seq)
+	waitEvents(t, c, "sts", left, 10*time.Second)
+	stop()
+	if fs := tamperFindings(t, st, "sts"); len(fs) > 0 || len(c.Damage()) > 0 || len(c.Unread()) > 0 {
+		t.Fatalf("pruning was taken for damage: %+v %+v %+v", fs, c.Damage(), c.Unread())
+	}
+	for _, cur := range c.Cursors() {
+		if cur.Chain == "sts" && (cur.Seq != 150 || cur.Events != left) {
+			t.Fatalf("cursor %+v, want seq 150 after %d events", cur, left)
+		}
 	}
 }
