@@ -50,7 +50,13 @@ func (u *upServer) logs() string {
 
 func startUp(t *testing.T, bin string, extra ...string) *upServer {
 	t.Helper()
-	u := &upServer{bin: bin, dataDir: filepath.Join(t.TempDir(), "phantom-data"), exited: make(chan error, 1)}
+	return startUpIn(t, bin, filepath.Join(t.TempDir(), "phantom-data"), extra...)
+}
+
+// startUpIn is startUp on the data directory dataDir (a restart, when it has one).
+func startUpIn(t *testing.T, bin, dataDir string, extra ...string) *upServer {
+	t.Helper()
+	u := &upServer{bin: bin, dataDir: dataDir, exited: make(chan error, 1)}
 	u.cmd = exec.Command(bin, append([]string{"up", "--data-dir", u.dataDir, "--port-base", "0", "--poll", "200ms"}, extra...)...)
 	pr, pw := io.Pipe()
 	u.cmd.Stdout, u.cmd.Stderr = pw, pw
