@@ -6,7 +6,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +20,10 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/audit/audittest"
+	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
@@ -423,5 +428,42 @@ func TestPrunedIsNotDamage(t *testing.T) {
 		if cur.Chain == "sts" && (cur.Seq != 150 || cur.Events != left) {
 			t.Fatalf("cursor %+v, want seq 150 after %d events", cur, left)
 		}
+	}
+}
+
+// TestDamageResponses: the spec's responses apply to a damage finding like to any
+// other: a notify response posts it to the webhook.
+func TestDamageResponses(t *testing.T) {
+	got := make(chan []byte, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- b
+	}))
+	defer hook.Close()
+	st := openSQLite(t)
+	spec := &config.Spec{Account: "123456789012", Region: "eu-west-1", Detection: config.Detection{Responses: []config.Response{
+		{FindingType: detect.TypeAuditTampered, MinSeverity: 7, Actions: []config.Action{config.ActionNotify}, Webhook: hook.URL},
+	}}}
+	resp, err := respond.New(respond.Config{Spec: func() *config.Spec { return spec }, Store: st, Auditor: nopAuditor{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	w := anchoredWriter(t, dir, "sts", st)
+	w.write(t, 10)
+	w.l.Close()
+	os.RemoveAll(filepath.Join(dir, "sts"))
+	newWriter(t, dir, "gateway").write(t, 1)
+	det := newTamperDetector(t)
+	cfg := testConfig(dir, det, &sink{Sink: resp, c: det.counter})
+	cfg.Anchors = st
+	start(t, cfg)
+	select {
+	case b := <-got:
+		if !bytes.Contains(b, []byte(detect.TypeAuditTampered)) || !bytes.Contains(b, []byte(`"chain":"sts"`)) {
+			t.Fatalf("the webhook got %s", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the notify response was not applied to the damage finding within 5s")
 	}
 }
