@@ -23,10 +23,9 @@ import (
 // off-host anchor sink of a writer (--audit-anchors) and the anchor source of `phantom
 // audit verify --store`.
 type AnchorClient struct {
+	pgAnchors
 	pool     *pgxpool.Pool
-	where    string
 	password string
-	now      func() time.Time
 }
 
 var _ audit.AnchorStore = (*AnchorClient)(nil)
@@ -49,11 +48,12 @@ func OpenAnchorClient(ctx context.Context, dsn string) (*AnchorClient, error) {
 		pc.ConnConfig.RuntimeParams["application_name"] = "phantom-audit"
 	}
 	pc.MaxConns = 2
-	c := &AnchorClient{where: where, password: pc.ConnConfig.Password, now: time.Now}
+	c := &AnchorClient{password: pc.ConnConfig.Password}
 	c.pool, err = pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, c.errorf("open audit anchors %s: %w", where, err)
 	}
+	c.pgAnchors = pgAnchors{q: c.pool, now: time.Now, where: where, errorf: c.errorf}
 	if _, err := c.pool.Exec(ctx, `SELECT 1 FROM audit_anchors LIMIT 0`); err != nil {
 		c.pool.Close()
 		return nil, c.errorf("open audit anchors %s: the schema has no anchor table a perimeter store made, or the login may not read it: %w", where, err)
@@ -70,38 +70,6 @@ func (c *AnchorClient) String() string { return c.where }
 
 // Close releases the connections.
 func (c *AnchorClient) Close() { c.pool.Close() }
-
-// RegisterAuditChain adds chain to the set of chains, keeping an existing entry.
-func (c *AnchorClient) RegisterAuditChain(ctx context.Context, chain string, at time.Time) error {
-	return registerAuditChainPG(ctx, c.pool, c.now, chain, at, c.errorf)
-}
-
-// PutAuditSigner records a writer's certificate, keeping an existing one.
-func (c *AnchorClient) PutAuditSigner(ctx context.Context, s audit.Signer) error {
-	return putAuditSignerPG(ctx, c.pool, c.now, s, c.errorf)
-}
-
-// PutAuditAnchor records an anchor.
-func (c *AnchorClient) PutAuditAnchor(ctx context.Context, a audit.Anchor) error {
-	return putAuditAnchorPG(ctx, c.pool, a, c.errorf)
-}
-
-// LatestAuditAnchor returns chain's anchor with the highest seq.
-func (c *AnchorClient) LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error) {
-	return latestAuditAnchorPG(ctx, c.pool, chain, c.errorf)
-}
-
-// ListAuditChains returns the set of chains, by name.
-func (c *AnchorClient) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
-	return listAuditChainsPG(ctx, c.pool, c.errorf)
-}
-
-// AuditAnchorSet returns what verification takes from the anchors.
-func (c *AnchorClient) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
-	set, err := auditAnchorSetPG(ctx, c.pool, c.errorf)
-	set.Source = c.where
-	return set, err
-}
 
 // ReadAuditAnchors reads the anchor set of the SQLite store in dataDir, read-only and
 // without the master key (anchors hold no secret). A store without anchor tables (made

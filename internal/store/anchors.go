@@ -400,33 +400,6 @@ func scanSpecReplicas(rows rowsOf) ([]SpecReplica, error) {
 	return out, nil
 }
 
-// RegisterAuditChain adds chain to the set of chains, keeping an existing entry.
-func (p *Postgres) RegisterAuditChain(ctx context.Context, chain string, at time.Time) error {
-	return registerAuditChainPG(ctx, p.pool, p.now, chain, at, p.errorf)
-}
-
-// PutAuditSigner records a writer's certificate, keeping an existing one.
-func (p *Postgres) PutAuditSigner(ctx context.Context, sg audit.Signer) error {
-	return putAuditSignerPG(ctx, p.pool, p.now, sg, p.errorf)
-}
-
-// PutAuditAnchor records an anchor; the same anchor again is one row.
-func (p *Postgres) PutAuditAnchor(ctx context.Context, a audit.Anchor) error {
-	return putAuditAnchorPG(ctx, p.pool, a, p.errorf)
-}
-
-// LatestAuditAnchor returns chain's anchor with the highest seq (then segment).
-func (p *Postgres) LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error) {
-	return latestAuditAnchorPG(ctx, p.pool, chain, p.errorf)
-}
-
-// AuditAnchorSet returns what verification takes from the store (see SQLite's).
-func (p *Postgres) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
-	set, err := auditAnchorSetPG(ctx, p.pool, p.errorf)
-	set.Source = p.where
-	return set, err
-}
-
 // PutAuditCheckpoint records a prune checkpoint.
 func (p *Postgres) PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error {
 	if err := validCheckpoint(c); err != nil {
@@ -485,40 +458,51 @@ func (p *Postgres) ListSpecReplicas(ctx context.Context, since time.Time) ([]Spe
 	return out, nil
 }
 
-// pgQuerier is what the anchor statements need of a PostgreSQL connection: the
-// store's pool, or an audit writer's own (AuditWriter).
+// pgQuerier is what the anchor statements need of a PostgreSQL connection pool.
 type pgQuerier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func registerAuditChainPG(ctx context.Context, q pgQuerier, now func() time.Time, chain string, at time.Time, errorf func(string, ...any) error) error {
+// pgAnchors are the anchor methods on PostgreSQL, shared by the store (Postgres) and an
+// audit writer's own login (AnchorClient).
+type pgAnchors struct {
+	q      pgQuerier
+	now    func() time.Time
+	where  string // the DSN without its password, the anchor set's Source
+	errorf func(string, ...any) error
+}
+
+// RegisterAuditChain adds chain to the set of chains, keeping an existing entry.
+func (p pgAnchors) RegisterAuditChain(ctx context.Context, chain string, at time.Time) error {
 	if !audit.ValidChain(chain) {
 		return fmt.Errorf("register audit chain: %q is not a chain name", chain)
 	}
-	n, err := requiredTime(at, now)
+	n, err := requiredTime(at, p.now)
 	if err != nil {
 		return fmt.Errorf("register audit chain %s: %w", chain, err)
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO audit_chains (chain, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, chain, n); err != nil {
-		return errorf("register audit chain %s: %w", chain, err)
+	if _, err := p.q.Exec(ctx, `INSERT INTO audit_chains (chain, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`, chain, n); err != nil {
+		return p.errorf("register audit chain %s: %w", chain, err)
 	}
 	return nil
 }
 
-func putAuditSignerPG(ctx context.Context, q pgQuerier, now func() time.Time, sg audit.Signer, errorf func(string, ...any) error) error {
+// PutAuditSigner records a writer's certificate, keeping an existing one.
+func (p pgAnchors) PutAuditSigner(ctx context.Context, sg audit.Signer) error {
 	if err := validSigner(sg); err != nil {
 		return fmt.Errorf("put audit signer: %w", err)
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO audit_signers (key_id, chain, cert, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-		sg.KeyID, sg.Chain, sg.Cert, now().UnixNano()); err != nil {
-		return errorf("put audit signer %s: %w", sg.KeyID, err)
+	if _, err := p.q.Exec(ctx, `INSERT INTO audit_signers (key_id, chain, cert, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+		sg.KeyID, sg.Chain, sg.Cert, p.now().UnixNano()); err != nil {
+		return p.errorf("put audit signer %s: %w", sg.KeyID, err)
 	}
 	return nil
 }
 
-func putAuditAnchorPG(ctx context.Context, q pgQuerier, a audit.Anchor, errorf func(string, ...any) error) error {
+// PutAuditAnchor records an anchor; the same anchor again is one row.
+func (p pgAnchors) PutAuditAnchor(ctx context.Context, a audit.Anchor) error {
 	if err := validAnchor(a); err != nil {
 		return fmt.Errorf("put audit anchor: %w", err)
 	}
@@ -526,43 +510,42 @@ func putAuditAnchorPG(ctx context.Context, q pgQuerier, a audit.Anchor, errorf f
 	if err != nil {
 		return fmt.Errorf("put audit anchor %s: %w", a.Chain, err)
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO audit_anchors (chain, segment, seq, hash, bytes, key_id, signed_at, digest, digest_sha)
+	if _, err := p.q.Exec(ctx, `INSERT INTO audit_anchors (chain, segment, seq, hash, bytes, key_id, signed_at, digest, digest_sha)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
 		a.Chain, int64(a.Segment), int64(a.Seq), a.Hash, a.Bytes, a.KeyID, signed, a.Digest, digestSHA(a)); err != nil {
-		return errorf("put audit anchor %s seq %d: %w", a.Chain, a.Seq, err)
+		return p.errorf("put audit anchor %s seq %d: %w", a.Chain, a.Seq, err)
 	}
 	return nil
 }
 
-func latestAuditAnchorPG(ctx context.Context, q pgQuerier, chain string, errorf func(string, ...any) error) (audit.Anchor, bool, error) {
-	row := q.QueryRow(ctx, `SELECT `+anchorColumns+` FROM audit_anchors WHERE chain = $1 ORDER BY seq DESC, segment DESC, id DESC LIMIT 1`, chain)
+// LatestAuditAnchor returns chain's anchor with the highest seq (then segment).
+func (p pgAnchors) LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error) {
+	row := p.q.QueryRow(ctx, `SELECT `+anchorColumns+` FROM audit_anchors WHERE chain = $1 ORDER BY seq DESC, segment DESC, id DESC LIMIT 1`, chain)
 	a, err := scanAnchor(row.Scan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return audit.Anchor{}, false, nil
 	}
 	if err != nil {
-		return audit.Anchor{}, false, errorf("latest audit anchor %s: %w", chain, err)
+		return audit.Anchor{}, false, p.errorf("latest audit anchor %s: %w", chain, err)
 	}
 	return a, true, nil
 }
 
-func auditAnchorSetPG(ctx context.Context, q pgQuerier, errorf func(string, ...any) error) (audit.AnchorSet, error) {
-	set, err := readAnchorSet(pgQuery(ctx, q))
+// AuditAnchorSet returns what verification takes from the anchors (see SQLite's).
+func (p pgAnchors) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
+	set, err := readAnchorSet(pgQuery(ctx, p.q))
 	if err != nil {
-		return set, errorf("%w", err)
+		return set, p.errorf("%w", err)
 	}
+	set.Source = p.where
 	return set, nil
 }
 
-func listAuditChainsPG(ctx context.Context, q pgQuerier, errorf func(string, ...any) error) ([]audit.ChainEntry, error) {
-	cs, err := readChains(pgQuery(ctx, q))
+// ListAuditChains returns the set of chains, by name.
+func (p pgAnchors) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
+	cs, err := readChains(pgQuery(ctx, p.q))
 	if err != nil {
-		return nil, errorf("list audit chains: %w", err)
+		return nil, p.errorf("list audit chains: %w", err)
 	}
 	return cs, nil
-}
-
-// ListAuditChains returns the set of chains, by name.
-func (p *Postgres) ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error) {
-	return listAuditChainsPG(ctx, p.pool, p.errorf)
 }

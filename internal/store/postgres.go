@@ -59,12 +59,12 @@ type PostgresConfig struct {
 // ones, so at most one call per pooled connection (one that was in use, or idle under a
 // second) fails with the server's error; callers retry as they would any store error.
 type Postgres struct {
+	pgAnchors
 	pool     *pgxpool.Pool
 	listen   *pgx.ConnConfig
 	seal     *sealer
 	now      func() time.Time
 	password string // replaced in every error, whatever produced it
-	where    string // the DSN without its password
 	hub      hub
 
 	stop   context.CancelFunc
@@ -125,7 +125,8 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err != nil {
 		return nil, fail(err)
 	}
-	p := &Postgres{pool: pool, listen: listen, seal: seal, now: now, password: password, where: where}
+	p := &Postgres{pool: pool, listen: listen, seal: seal, now: now, password: password}
+	p.pgAnchors = pgAnchors{q: pool, now: now, where: where, errorf: p.errorf}
 	if err := p.init(ctx, ms); err != nil {
 		pool.Close()
 		return nil, fail(err)
