@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // credentialsEnv is the environment of a process in the test: nothing AWS_ or PHANTOM_
@@ -66,8 +68,8 @@ type processCreds struct {
 // botocore/boto3 against a real phantom sts, and its refusals: a role the caller may not
 // assume, no source credentials, a profile whose source is itself, no STS URL.
 func TestCredentialsProcess(t *testing.T) {
-	needBinary(t, "aws")
-	python := needBinary(t, "python3")
+	testenv.LookPath(t, "aws")
+	python := testenv.Python(t, "botocore")
 	if testing.Short() {
 		t.Skip("builds and runs the binary, the AWS CLI and python")
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // The AWS SigV4 conformance suite (aws-c-auth's), beside the checkout.
@@ -358,12 +359,7 @@ func captureCurl(t *testing.T, target string, extra ...string) []byte {
 // TestSigv4VerifyCurlCapture uses the tool as a user would on requests curl really sent:
 // one curl 7 signs per spec, and one it signs over the path and query as sent.
 func TestSigv4VerifyCurlCapture(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("curl is required in CI: %v", err)
-		}
-		t.Skipf("skipping: curl is not available (%v); CI installs it", err)
-	}
+	testenv.LookPath(t, "curl")
 	t.Run("valid", func(t *testing.T) {
 		raw := captureCurl(t, "/prod/items?a=1&b=2", "-H", "X-Custom:  spaced   value ", "--data-binary", "{}")
 		res := runVerify(t, string(raw), suiteKey("--request", "-")...)

@@ -29,6 +29,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // stsTestSpec is the perimeter the end-to-end tests run: alice may assume app, which
@@ -72,20 +73,6 @@ roles:
           Principal: {AWS: "arn:aws:iam::123456789012:user/alice"}
           Action: ["sts:AssumeRole", "sts:TagSession"]
 `
-
-// needBinary returns the path of a client the test drives: skipped when absent, a failure
-// when CI=true.
-func needBinary(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: skipping the end-to-end test against it (CI=true makes this a failure)", name)
-	}
-	return p
-}
 
 // buildPhantom builds the real binary into a temporary directory.
 func buildPhantom(t testing.TB) string {
@@ -283,7 +270,7 @@ type callerIdentity struct{ Arn, Account, UserId string }
 // identity, session tokens, AssumeRole and the assumed session, the session credentials
 // through `phantom sigv4 verify`, then revocation and an inactive key.
 func TestSTSEndToEndAWSCLI(t *testing.T) {
-	needBinary(t, "aws")
+	testenv.LookPath(t, "aws")
 	if testing.Short() {
 		t.Skip("builds and runs the binary and the AWS CLI")
 	}
@@ -392,7 +379,7 @@ func TestSTSEndToEndAWSCLI(t *testing.T) {
 	})
 
 	t.Run("boto3", func(t *testing.T) {
-		py := needBinary(t, "python3")
+		py := testenv.Python(t, "boto3")
 		script := `import boto3, json, sys
 kw = dict(region_name="us-east-1", endpoint_url=sys.argv[1], verify=sys.argv[2],
           aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4])
@@ -406,13 +393,6 @@ print(json.dumps({"arn": s.get_caller_identity()["Arn"], "akid": c["AccessKeyId"
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true"}
 		out, err := cmd.Output()
 		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "No module named 'boto3'") {
-				if os.Getenv("CI") == "true" {
-					t.Fatal("boto3 is required in CI")
-				}
-				t.Skip("boto3 not installed")
-			}
 			t.Fatalf("boto3: %v\n%s", err, out)
 		}
 		var got struct{ Arn, Akid string }

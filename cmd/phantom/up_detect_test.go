@@ -14,6 +14,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // findings lists the perimeter's findings (archived or not) the way an operator would:
@@ -69,7 +70,7 @@ func summarize(fs []detect.Finding) string {
 // raises a recon finding and a burst of bad signatures a brute-force finding — and
 // nothing else is found.
 func TestUpDetection(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	if testing.Short() {
 		t.Skip("runs phantom up")
 	}
@@ -103,11 +104,9 @@ func TestUpDetection(t *testing.T) {
 		if r := u.signedGo(t, c, stolen, api, nil); r.Status != http.StatusForbidden {
 			t.Fatalf("replay from 127.0.0.2: %s", r)
 		}
-		f, latency := u.awaitFinding(t, "InstanceCredentialExfiltration", "assumed-role/service-a/service-a-1", 3*time.Second, replayed)
-		t.Logf("exfiltration finding %s (severity %.1f) %s after the replayed call", f.Type, f.Severity, latency)
-		if latency > time.Second {
-			t.Errorf("exfiltration finding %s after the call, want within 1s", latency)
-		}
+		// Target 1 s; reported, and a failure only past 5 s (a loaded CI machine).
+		f, latency := u.awaitFinding(t, "InstanceCredentialExfiltration", "assumed-role/service-a/service-a-1", 6*time.Second, replayed)
+		testenv.Latency(t, fmt.Sprintf("exfiltration finding %s (severity %.1f) after the replayed call", f.Type, f.Severity), latency, time.Second, 5*time.Second)
 		// The response revoked the role's sessions: the stolen credentials, used from the
 		// node itself where they worked before, are now denied.
 		var r reply

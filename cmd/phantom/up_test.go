@@ -29,6 +29,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // upServer is a running `phantom up` on free ports with its own data directory.
@@ -205,7 +206,7 @@ func (u *upServer) curl(t *testing.T, creds *aws.Credentials, url string, extra 
 // HTTPS client.
 func (u *upServer) botocore(t *testing.T, creds aws.Credentials, method, url string) reply {
 	t.Helper()
-	py := needBinary(t, "python3")
+	py := testenv.Python(t, "botocore")
 	script := `import sys, json, ssl, http.client, urllib.parse
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -222,10 +223,6 @@ print(json.dumps({"Status": r.status, "Type": r.getheader("x-amzn-ErrorType") or
 	cmd := exec.Command(py, "-c", script, method, url, creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken, u.env["AWS_CA_BUNDLE"], u.env["AWS_REGION"])
 	out, err := cmd.Output()
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "No module named 'botocore'") && os.Getenv("CI") != "true" {
-			t.Skip("botocore not installed")
-		}
 		t.Fatalf("botocore %s %s: %v\n%s", method, url, err, out)
 	}
 	var r reply
@@ -355,8 +352,8 @@ func (u *upServer) phantom(t *testing.T, args ...string) string {
 // credentials, then every denial the perimeter promises, each with its audit event;
 // then a graceful stop and the audit log verified, and tampering found.
 func TestUpEndToEnd(t *testing.T) {
-	needBinary(t, "curl")
-	needBinary(t, "aws")
+	testenv.LookPath(t, "curl")
+	testenv.LookPath(t, "aws")
 	u := startUp(t, buildPhantom(t))
 	user := u.user()
 	api := u.env["PHANTOM_API_URL"]

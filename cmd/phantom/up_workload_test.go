@@ -20,6 +20,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // nodeSession is the demo agent's credential lifetime in these tests: short, so the
@@ -76,27 +77,39 @@ func (u *upServer) serviceAEnv(protocol string) []string {
 	return env
 }
 
+// runServiceA runs Service A (boto3) once over protocol and returns its calls; callers
+// check boto3 first (testenv.Python), so a missing module is a failure here.
 func (u *upServer) runServiceA(t *testing.T, protocol string, wait time.Duration) []svcCall {
 	t.Helper()
-	py := needBinary(t, "python3")
+	calls, err := u.serviceA(protocol, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return calls
+}
+
+// serviceA is runServiceA without the testing.T, for a goroutine of its own (which must
+// not call t.Fatal or t.Skip: a skip there would leave the test waiting forever).
+func (u *upServer) serviceA(protocol string, wait time.Duration) ([]svcCall, error) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(py, "-c", serviceAScript, u.env["PHANTOM_API_URL"], fmt.Sprint(wait.Seconds()))
 	cmd.Env = u.serviceAEnv(protocol)
 	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
-		if errors.As(err, &ee) && strings.Contains(string(ee.Stderr), "No module named 'boto3'") && os.Getenv("CI") != "true" {
-			t.Skip("boto3 not installed")
-		}
 		if errors.As(err, &ee) {
-			t.Fatalf("Service A (boto3, %s): %v\n%s", protocol, err, ee.Stderr)
+			return nil, fmt.Errorf("Service A (boto3, %s): %v\n%s", protocol, err, ee.Stderr)
 		}
-		t.Fatal(err)
+		return nil, err
 	}
 	var calls []svcCall
 	if err := json.Unmarshal(out, &calls); err != nil {
-		t.Fatalf("Service A printed %q: %v", out, err)
+		return nil, fmt.Errorf("Service A printed %q: %v", out, err)
 	}
-	return calls
+	return calls, nil
 }
 
 const nodePrincipal = "arn:aws:sts::123456789012:assumed-role/service-a/service-a-1"
@@ -162,8 +175,8 @@ func (s *sdkServiceA) call(t *testing.T, rawURL string) (reply, aws.Credentials)
 // credentials' expiry; the egress proxy refuses everything else; the node's credentials
 // are refused outside the node's network.
 func TestUpWorkload(t *testing.T) {
-	needBinary(t, "curl")
-	needBinary(t, "python3")
+	testenv.LookPath(t, "curl")
+	testenv.Python(t, "boto3")
 	if testing.Short() {
 		t.Skip("runs phantom up and waits past a credential expiry")
 	}
@@ -173,14 +186,14 @@ func TestUpWorkload(t *testing.T) {
 	// boto3 over the container endpoint and aws-sdk-go-v2 over IMDS, both across an expiry,
 	// at the same time (botocore's IMDS provider extends short-lived credentials by design,
 	// so boto3's across-expiry check uses the container provider; see internal/agent).
-	pyDone := make(chan []svcCall, 1)
+	type result struct {
+		calls []svcCall
+		err   error
+	}
+	pyDone := make(chan result, 1)
 	go func() {
-		defer func() {
-			if recover() != nil || t.Failed() {
-				close(pyDone)
-			}
-		}()
-		pyDone <- u.runServiceA(t, "container", wait)
+		calls, err := u.serviceA("container", wait)
+		pyDone <- result{calls, err}
 	}()
 
 	t.Run("boto3 over IMDS", func(t *testing.T) {
@@ -272,10 +285,11 @@ func TestUpWorkload(t *testing.T) {
 	if r := u.signedGo(t, u.goClient(t, nil), firstCreds, u.env["PHANTOM_API_URL"], nil); r.Status != http.StatusForbidden || r.Type != "ExpiredTokenException" {
 		t.Fatalf("expired node credentials: %s", r)
 	}
-	calls, ok := <-pyDone
-	if !ok {
-		t.Fatal("boto3 Service A over the container endpoint failed")
+	py := <-pyDone
+	if py.err != nil {
+		t.Fatalf("boto3 Service A over the container endpoint: %v", py.err)
 	}
+	calls := py.calls
 	if len(calls) != 2 || calls[0].Status != 200 || calls[1].Status != 200 || calls[0].Akid == calls[1].Akid || calls[1].Method != "container-role" {
 		t.Fatalf("boto3 across the expiry (container credentials): %+v", calls)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -25,6 +24,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/sts"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 const testAccount = "123456789012"
@@ -186,17 +186,7 @@ func listen(t testing.TB) net.Listener {
 // needPython returns python3 with boto3: skipped when absent, a failure when CI=true.
 func needPython(t testing.TB) string {
 	t.Helper()
-	p, err := exec.LookPath("python3")
-	if err == nil {
-		err = exec.Command(p, "-c", "import boto3, botocore").Run()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("python3 with boto3 is required in CI: %v", err)
-		}
-		t.Skipf("python3 with boto3 not available: %v (CI=true makes this a failure)", err)
-	}
-	return p
+	return testenv.Python(t, "boto3", "botocore")
 }
 
 // sdkEnv is the environment an unmodified SDK process gets: no keys, no profile, only

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 const nodeSessionARN = "arn:aws:sts::123456789012:assumed-role/app/service-a-1"
@@ -162,9 +163,14 @@ func TestRefreshAcrossExpiryAndOutage(t *testing.T) {
 	if !ok || second.AccessKeyID == first.AccessKeyID {
 		t.Fatal("the agent did not refresh before the first credentials expired")
 	}
-	if refreshedIn := second.LastUpdated.Sub(first.LastUpdated); refreshedIn > 15*time.Second || refreshedIn < 11*time.Second {
-		t.Errorf("refreshed %s after the first credentials; want about 2/3 of 20s", refreshedIn)
+	// About 2/3 of the 20 s lifetime: never much earlier (that would hammer STS), and
+	// reported against 15 s but failed only when the refresh came after the first
+	// credentials expired (a loaded machine may fire the timer late).
+	refreshedIn := second.LastUpdated.Sub(first.LastUpdated)
+	if refreshedIn < 11*time.Second {
+		t.Errorf("refreshed %s after the first credentials; want about 2/3 of 20s, not earlier than 11s", refreshedIn)
 	}
+	testenv.Latency(t, "the refresh of 20-second credentials", refreshedIn, 15*time.Second, first.Expiration.Sub(first.LastUpdated))
 	for name, cfg := range map[string]aws.Config{"IMDS": imdsCfg, "container": contCfg} {
 		arn, key := whoami(t, p, cfg)
 		if arn != nodeSessionARN || key == first.AccessKeyID {
@@ -221,10 +227,10 @@ func TestRefreshAcrossExpiryAndOutage(t *testing.T) {
 	p.down.Store(false)
 	for {
 		if c, ok := a.Credentials(); ok && c.AccessKeyID != cur.AccessKeyID {
-			t.Logf("new credentials %s after STS came back", time.Since(back).Round(time.Millisecond))
+			testenv.Latency(t, "new credentials after STS came back", time.Since(back), maxRetryUnserved+2*time.Second, maxRetryUnserved+10*time.Second)
 			break
 		}
-		if time.Since(back) > maxRetryUnserved+2*time.Second {
+		if time.Since(back) > maxRetryUnserved+10*time.Second {
 			t.Fatal("no new credentials after STS came back")
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/cfn"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // acceptedWarnings are cfn-lint warning rules a Phantom template may raise, each with the
@@ -29,14 +30,7 @@ type lintFinding struct {
 // cfnLint returns cfn-lint's path: a skip locally when it is missing, a failure in CI.
 func cfnLint(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("cfn-lint")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("cfn-lint is required in CI (.ci/run installs Debian's cfn-lint): %v", err)
-		}
-		t.Skipf("cfn-lint not installed: skipping the lint of the exported templates (CI=true makes this a failure)")
-	}
-	return p
+	return testenv.LookPath(t, "cfn-lint")
 }
 
 // lint runs cfn-lint on one template file. Its exit status is a bit mask: 2 errors,

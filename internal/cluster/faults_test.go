@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // load calls through the endpoints from workers goroutines until stop is closed; a
@@ -355,10 +356,11 @@ func TestPostgresRestartMidLoad(t *testing.T) {
 	}
 	for i := range 2 {
 		d, r := untilDenied(ctx, c, i, session, revokedAt)
-		if r.Status != 403 || d > 2*time.Second {
-			t.Errorf("revocation after the restart, gateway %d: last reply %+v after %s, want 403 within 2s", i, r, d)
+		if r.Status != 403 {
+			t.Errorf("revocation after the restart, gateway %d: last reply %+v after %s, want 403", i, r, d)
+			continue
 		}
-		t.Logf("PostgreSQL restarted at %s; revocation enforced by gateway %d %s after it was made", restarted.Format(time.TimeOnly), i, d.Round(time.Millisecond))
+		testenv.Latency(t, fmt.Sprintf("PostgreSQL restarted at %s; revocation reaching gateway %d", restarted.Format(time.TimeOnly), i), d, 2*time.Second, revocationLimit)
 	}
 	for _, p := range c.procs() {
 		if !p.Running() || p.PID() != pids[p.Name] {

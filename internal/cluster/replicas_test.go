@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // Tests here run real `phantom` processes against the PostgreSQL server that
@@ -94,7 +96,9 @@ func tailString(s string, n int) string {
 
 // TestRevocationReachesEveryReplica: two gateways and two endpoints on one PostgreSQL
 // (endpoint i forwards only to gateway i); a role session revoked by an operator is
-// refused by both gateways within 2 s of the revocation, several times over.
+// refused by both gateways within 2 s of the revocation (the target; each delay is
+// reported, and only one past revocationLimit fails, so a loaded CI machine cannot make
+// it flake), several times over.
 func TestRevocationReachesEveryReplica(t *testing.T) {
 	c := startCluster(t, Config{Gateways: 2, Endpoints: 2, Pin: true})
 	ctx := t.Context()
@@ -128,9 +132,7 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 					t.Errorf("round %d: endpoint %d (gateway %d) never denied the revoked session: last reply %+v", round, i, i, r)
 					return
 				}
-				if d > 2*time.Second {
-					t.Errorf("round %d: gateway %d denied the revoked session %s after the revocation, want within 2s", round, i, d)
-				}
+				testenv.Latency(t, fmt.Sprintf("round %d: revocation reaching gateway %d", round, i), d, 2*time.Second, revocationLimit)
 				mu.Lock()
 				delays = append(delays, d)
 				mu.Unlock()
@@ -155,7 +157,7 @@ func TestRevocationReachesEveryReplica(t *testing.T) {
 // untilDenied calls through endpoint i every 5 ms until the call is refused (or 5 s
 // pass) and returns how long after revokedAt the refusal came.
 func untilDenied(ctx context.Context, c *Cluster, i int, creds aws.Credentials, revokedAt time.Time) (time.Duration, Reply) {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(revocationLimit + time.Second)
 	var r Reply
 	for time.Now().Before(deadline) {
 		r = c.Call(ctx, i, creds)
@@ -167,8 +169,14 @@ func untilDenied(ctx context.Context, c *Cluster, i int, creds aws.Credentials, 
 	return time.Since(revokedAt), r
 }
 
+// revocationLimit is where a revocation or spec change that has not reached a gateway
+// fails a test: the target is 2 s (seen: 16-340 ms); this bound leaves room for a loaded
+// 2-core CI machine without letting "never" pass.
+const revocationLimit = 10 * time.Second
+
 // TestSpecChangeReachesEveryReplica: a spec edit that takes the user's permission away
-// (written by rename, as config managers do) is enforced by both gateways within 2 s.
+// (written by rename, as config managers do) is enforced by both gateways within 2 s
+// (reported; fails past revocationLimit).
 func TestSpecChangeReachesEveryReplica(t *testing.T) {
 	c := startCluster(t, Config{Gateways: 2, Endpoints: 2, Pin: true})
 	ctx := t.Context()
@@ -198,9 +206,10 @@ func TestSpecChangeReachesEveryReplica(t *testing.T) {
 	changed := time.Now()
 	for i := range 2 {
 		d, r := untilDenied(ctx, c, i, user, changed)
-		if r.Status != 403 || r.ErrorType != "AccessDeniedException" || d > 2*time.Second {
-			t.Errorf("gateway %d after the spec edit: last reply %+v after %s, want AccessDeniedException within 2s", i, r, d)
+		if r.Status != 403 || r.ErrorType != "AccessDeniedException" {
+			t.Errorf("gateway %d after the spec edit: last reply %+v after %s, want AccessDeniedException", i, r, d)
+			continue
 		}
-		t.Logf("gateway %d enforced the edited spec %s after the write", i, d.Round(time.Millisecond))
+		testenv.Latency(t, fmt.Sprintf("the edited spec reaching gateway %d", i), d, 2*time.Second, revocationLimit)
 	}
 }

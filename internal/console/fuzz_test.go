@@ -1,7 +1,9 @@
 package console
 
 import (
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -54,7 +56,9 @@ func FuzzParseFilter(f *testing.F) {
 	})
 }
 
-// FuzzParseSimulation: any simulator form is refused or yields bounded, well-formed keys.
+// FuzzParseSimulation: any simulator form is refused or yields bounded, well-formed keys
+// taken from what was typed (trimmed), and an accepted form written back in its own
+// syntax parses to the same simulation and the same decision.
 func FuzzParseSimulation(f *testing.F) {
 	f.Add(aliceARN, "execute-api:Invoke", apiARN+"/prod/GET/orders", endpoint, "aws:SourceIp=10.0.1.5\n")
 	f.Add(appARN, "sts:AssumeRole", "", "", "# c\naws:PrincipalTag/cost center = 42\r\naws:sourceip=1.2.3.4")
@@ -78,7 +82,32 @@ func FuzzParseSimulation(f *testing.F) {
 				}
 			}
 		}
-		// Evaluation of an accepted form never panics, whatever it names.
-		evaluate(loadSpec(t), sim, t0)
+		if sim.Principal != strings.TrimSpace(principal) || sim.Action != strings.TrimSpace(action) || sim.Endpoint != strings.TrimSpace(ep) ||
+			(sim.Resource != strings.TrimSpace(resource) && (sim.Resource != "*" || strings.TrimSpace(resource) != "")) {
+			t.Fatalf("accepted %+v from principal %q action %q resource %q endpoint %q", sim, principal, action, resource, ep)
+		}
+		var text strings.Builder
+		for k, vs := range sim.Context {
+			for _, v := range vs {
+				text.WriteString(k + "=" + v + "\n")
+			}
+		}
+		again, err := ParseSimulation(url.Values{"principal": {sim.Principal}, "action": {sim.Action}, "resource": {sim.Resource},
+			"endpoint": {sim.Endpoint}, "context": {text.String()}})
+		if err != nil {
+			t.Fatalf("the accepted form written back is refused: %v\n%s", err, text.String())
+		}
+		if again.Principal != sim.Principal || again.Action != sim.Action || again.Resource != sim.Resource || again.Endpoint != sim.Endpoint ||
+			!maps.EqualFunc(again.Context, sim.Context, func(a, b []string) bool { return slices.Equal(a, b) }) {
+			t.Fatalf("written back and parsed again: %+v, was %+v", again, sim)
+		}
+		// Evaluation of an accepted form never panics, whatever it names, and decides
+		// the same simulation the same way.
+		spec := loadSpec(t)
+		r1, err1 := evaluate(spec, sim, t0)
+		r2, err2 := evaluate(spec, again, t0)
+		if (err1 == nil) != (err2 == nil) || r1.Effect != r2.Effect || !slices.Equal(r1.Matched, r2.Matched) {
+			t.Fatalf("the same simulation decided twice: %+v %v; %+v %v", r1, err1, r2, err2)
+		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 func testPerimeter() Perimeter {
@@ -65,10 +66,7 @@ func TestSpecRefusesMissingAddresses(t *testing.T) {
 }
 
 func TestWriteEnvQuotesForTheShell(t *testing.T) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skip("no sh on this machine")
-	}
+	sh := testenv.LookPath(t, "sh")
 	path := filepath.Join(t.TempDir(), "demo.env")
 	tricky := `it's $HOME "quoted" ` + "`x`"
 	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}); err != nil {

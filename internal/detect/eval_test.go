@@ -11,6 +11,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // datasets is the labelled evaluation set (../shared from the repository root).
@@ -18,10 +19,7 @@ const datasets = "../../../shared/datasets/cloudtrail"
 
 func evalDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(datasets); err != nil {
-		t.Skipf("evaluation set %s absent (%v): skipping the evaluation", datasets, err)
-	}
-	return datasets
+	return testenv.Shared(t, datasets)
 }
 
 // unit is one malicious (or benign) principal of one case.

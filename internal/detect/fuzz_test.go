@@ -113,7 +113,7 @@ func FuzzFastParse(f *testing.F) {
 // (and the benchmark's) and agrees with encoding/json on each.
 func TestFastParseDatasets(t *testing.T) {
 	var files []string
-	filepath.WalkDir(datasets, func(p string, e os.DirEntry, err error) error {
+	filepath.WalkDir(evalDir(t), func(p string, e os.DirEntry, err error) error {
 		if err == nil && !e.IsDir() && eventFileName(e.Name()) && !strings.HasSuffix(p, "labels.json") && !strings.HasSuffix(p, "summary.json") {
 			files = append(files, p)
 		}
@@ -141,6 +141,9 @@ func TestFastParseDatasets(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(fast, slow) {
 			t.Errorf("%s: decoders differ (%v)", name, err)
 		}
+	}
+	if len(files) == 0 {
+		t.Fatalf("no event files under %s", datasets)
 	}
 	if fastFiles < len(inputs)-2 {
 		t.Errorf("fast decoder took %d of %d files", fastFiles, len(inputs))

@@ -16,20 +16,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // needBinary returns the path of a client the test drives: skipped when absent, a failure
 // when CI=true.
 func needBinary(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: skipping the end-to-end test against it (CI=true makes this a failure)", name)
-	}
-	return p
+	return testenv.LookPath(t, name)
 }
 
 // world is a running proxy with real servers behind it: allowed (HTTPS, allowed by a

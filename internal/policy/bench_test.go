@@ -159,18 +159,3 @@ func BenchmarkParseRealisticRole(b *testing.B) {
 		}
 	}
 }
-
-// TestEvaluateAllocations pins the "~0 allocations for a typical decision" goal so a
-// regression fails the ordinary test run, not only a benchmark someone reads.
-func TestEvaluateAllocations(t *testing.T) {
-	data, err := os.ReadFile("testdata/bench_role.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := NewSet(Entry{Identity, mustParse(t, string(data))})
-	req := benchRequest()
-	allocs := testing.AllocsPerRun(200, func() { set.Evaluate(req) })
-	if allocs != 0 {
-		t.Errorf("Evaluate allocates %v times per allowed decision, want 0", allocs)
-	}
-}

@@ -24,9 +24,16 @@ func seedCorpus(f *testing.F) {
 	f.Add([]byte(`{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:s3:::b/${aws:username, 'x'}${*}${?}${$}"}}`))
 }
 
-// FuzzParse: the parser never panics, and a document it accepts evaluates and prints.
+// FuzzParse: the parser never panics; a document it refuses yields no policy; a document
+// it accepts decides a request the same way as its own printed form, every decision
+// names statements that exist, and an explicit deny of everything beside it always wins
+// (IAM policy evaluation logic: an explicit deny in any policy overrides any allow).
 func FuzzParse(f *testing.F) {
 	seedCorpus(f)
+	denyAll, err := Parse([]byte(`{"Version":"2012-10-17","Statement":{"Sid":"DenyAll","Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}}`))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -35,12 +42,32 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		for _, k := range []Kind{Identity, Resource} {
-			NewSet(Entry{k, p}).Evaluate(&Request{Principal: alice, Action: "s3:GetObject", Resource: bucket,
-				Context: ctx("aws:username", "alice", "aws:SourceIp", "10.0.0.1", "aws:TagKeys", []string{"a", "b"})})
-		}
-		if _, err := p.MarshalJSON(); err != nil {
+		printed, err := p.MarshalJSON()
+		if err != nil {
 			t.Fatal(err)
+		}
+		again, err := Parse(printed)
+		if err != nil {
+			t.Fatalf("the printed policy does not parse: %v\n%s", err, printed)
+		}
+		req := &Request{Principal: alice, Action: "s3:GetObject", Resource: bucket,
+			Context: ctx("aws:username", "alice", "aws:SourceIp", "10.0.0.1", "aws:TagKeys", []string{"a", "b"})}
+		for _, k := range []Kind{Identity, Resource} {
+			d := NewSet(Entry{k, p}).Evaluate(req)
+			if d2 := NewSet(Entry{k, again}).Evaluate(req); d.Effect != d2.Effect {
+				t.Fatalf("%s policy: %v, but %v once printed and parsed again:\n%s", k, d.Effect, d2.Effect, printed)
+			}
+			if d.Effect != ImplicitDeny && len(d.Matched) == 0 {
+				t.Fatalf("%s policy: %v names no deciding statement", k, d.Effect)
+			}
+			for _, m := range d.Matched {
+				if m.Policy != 0 {
+					t.Fatalf("%s policy: matched %+v of a policy the set does not hold", k, m)
+				}
+			}
+			if d := NewSet(Entry{k, p}, Entry{Resource, denyAll}).Evaluate(req); d.Effect != ExplicitDeny {
+				t.Fatalf("%s policy beside a resource policy denying everything: %v", k, d.Effect)
+			}
 		}
 	})
 }

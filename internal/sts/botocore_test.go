@@ -5,15 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // TestBotocore drives the server with botocore (the library under boto3 and the AWS CLI)
 // through testdata/botocore_sts.py.
 func TestBotocore(t *testing.T) {
-	py := needTool(t, "python3")
-	if err := exec.Command(py, "-c", "import botocore").Run(); err != nil {
-		needTool(t, "botocore (python3 module)")
-	}
+	py := testenv.Python(t, "botocore")
 	e := newEnv(t)
 	e.serve(t)
 	alice, bob := e.users["alice"], e.users["bob"]

@@ -18,7 +18,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 const testAccount = "123456789012"
@@ -268,14 +268,7 @@ func (e *env) assume(t testing.TB, creds aws.Credentials, kv ...string) *xmlAssu
 // unless CI=true, where a missing client is a failure.
 func needTool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed: skipping its client test (CI=true makes this a failure)", name)
-	}
-	return p
+	return testenv.LookPath(t, name)
 }
 
 // noSecrets fails when an audit event contains a secret key or session token.

@@ -19,6 +19,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/oidc/oidctest"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // webSpec is a perimeter with the test issuer as its OIDC provider: role ci trusts tokens
@@ -328,10 +329,7 @@ func TestWebIdentityAWSCLI(t *testing.T) {
 // TestWebIdentityBotocore calls AssumeRoleWithWebIdentity through botocore without
 // credentials, and checks an untrusted subject's AccessDenied.
 func TestWebIdentityBotocore(t *testing.T) {
-	py := needTool(t, "python3")
-	if err := exec.Command(py, "-c", "import botocore").Run(); err != nil {
-		needTool(t, "botocore (python3 module)")
-	}
+	py := testenv.Python(t, "botocore")
 	w := newWebEnv(t)
 	w.serve(t)
 	const script = `

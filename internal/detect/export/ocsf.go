@@ -44,8 +44,8 @@ type OCSFFinding struct {
 	FindingInfo  OCSFFindingInfo `json:"finding_info"`
 	Resources    []OCSFResource  `json:"resources,omitempty"`
 	Actor        *OCSFActor      `json:"actor,omitempty"`
-	SrcEndpoint  *OCSFEndpoint   `json:"src_endpoint,omitempty"`
 	API          *OCSFAPI        `json:"api,omitempty"`
+	Evidences    []OCSFEvidence  `json:"evidences,omitempty"`
 	Cloud        OCSFCloud       `json:"cloud"`
 	Metadata     OCSFMetadata    `json:"metadata"`
 	Unmapped     map[string]any  `json:"unmapped,omitempty"`
@@ -87,6 +87,15 @@ type OCSFUser struct {
 	CredentialUID string `json:"credential_uid,omitempty"`
 }
 
+// OCSFEvidence is what the finding was raised on: the call, who made it and from where.
+// The caller's address belongs here, not at the top: a Detection Finding has no
+// src_endpoint attribute of its own (OCSF 1.1.0).
+type OCSFEvidence struct {
+	Actor       *OCSFActor    `json:"actor,omitempty"`
+	API         *OCSFAPI      `json:"api,omitempty"`
+	SrcEndpoint *OCSFEndpoint `json:"src_endpoint,omitempty"`
+}
+
 // OCSFEndpoint is a network endpoint.
 type OCSFEndpoint struct {
 	IP string `json:"ip"`
@@ -110,17 +119,20 @@ type OCSFCloud struct {
 	Account  OCSFAccount `json:"account"`
 }
 
-// OCSFAccount is a cloud account.
+// OCSFAccount is a cloud account; type_id 10 is "AWS Account".
 type OCSFAccount struct {
-	UID  string `json:"uid"`
-	Type string `json:"type"`
+	UID    string `json:"uid"`
+	Type   string `json:"type"`
+	TypeID int    `json:"type_id"`
 }
 
-// OCSFMetadata names the producer.
+// OCSFMetadata names the producer and the OCSF profiles the finding uses (cloud: cloud
+// and api; host: actor).
 type OCSFMetadata struct {
-	Version string      `json:"version"`
-	Product OCSFProduct `json:"product"`
-	UID     string      `json:"uid,omitempty"`
+	Version  string      `json:"version"`
+	Product  OCSFProduct `json:"product"`
+	Profiles []string    `json:"profiles"`
+	UID      string      `json:"uid,omitempty"`
 }
 
 // OCSFProduct is the reporting product.
@@ -199,11 +211,12 @@ func OCSF(f detect.Finding) OCSFFinding {
 			LastSeenTime:  ms(f.Service.EventLastSeen),
 			ProductUID:    f.ARN,
 		},
-		Cloud: OCSFCloud{Provider: "AWS", Region: f.Region, Account: OCSFAccount{UID: f.AccountID, Type: "AWS Account"}},
+		Cloud: OCSFCloud{Provider: "AWS", Region: f.Region, Account: OCSFAccount{UID: f.AccountID, Type: "AWS Account", TypeID: 10}},
 		Metadata: OCSFMetadata{
-			Version: OCSFVersion,
-			Product: OCSFProduct{Name: "Phantom", VendorName: "Phantom", Feature: &OCSFFeature{Name: "detector"}},
-			UID:     f.ID,
+			Version:  OCSFVersion,
+			Product:  OCSFProduct{Name: "Phantom", VendorName: "Phantom", Feature: &OCSFFeature{Name: "detector"}},
+			Profiles: []string{"cloud"},
+			UID:      f.ID,
 		},
 		Unmapped: map[string]any{
 			"guardduty": map[string]any{
@@ -217,20 +230,23 @@ func OCSF(f detect.Finding) OCSFFinding {
 	if d := f.Resource.AccessKeyDetails; d != nil {
 		u := &OCSFUser{UID: d.PrincipalID, UIDAlt: d.PrincipalARN, Name: d.UserName, Type: d.UserType, CredentialUID: d.AccessKeyID}
 		o.Actor = &OCSFActor{User: u}
+		o.Metadata.Profiles = append(o.Metadata.Profiles, "host")
 		o.Resources = []OCSFResource{{Type: "AwsIamAccessKey", UID: d.AccessKeyID, CloudPartition: f.Partition, Region: f.Region,
 			Owner: &OCSFUser{UID: d.PrincipalID, UIDAlt: d.PrincipalARN, Name: d.UserName, Type: d.UserType}}}
 	}
 	if c := f.Service.Action.AWSAPICallAction; c != nil {
 		o.API = &OCSFAPI{Operation: c.API, Service: OCSFAPIService{Name: c.ServiceName}}
+		ev := OCSFEvidence{Actor: o.Actor, API: o.API}
 		if ip := c.RemoteIPDetails; ip != nil {
 			addr := ip.IPAddressV4
 			if addr == "" {
 				addr = ip.IPAddressV6
 			}
 			if addr != "" {
-				o.SrcEndpoint = &OCSFEndpoint{IP: addr}
+				ev.SrcEndpoint = &OCSFEndpoint{IP: addr}
 			}
 		}
+		o.Evidences = []OCSFEvidence{ev}
 	}
 	return o
 }

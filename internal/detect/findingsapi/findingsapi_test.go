@@ -29,6 +29,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/findingsapi"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 const testSpec = `version: 1
@@ -493,10 +494,7 @@ func TestGuardDutyRoutes(t *testing.T) {
 
 // TestAWSCLI drives the API with the AWS CLI itself, when it is installed.
 func TestAWSCLI(t *testing.T) {
-	awsPath, err := exec.LookPath("aws")
-	if err != nil {
-		t.Skip("aws CLI not installed")
-	}
+	awsPath := testenv.LookPath(t, "aws")
 	e := newEnv(t)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.srv.Certificate().Raw})

@@ -28,6 +28,7 @@ import datetime
 import json
 import logging
 import sys
+import types
 
 import botocore
 import botocore.auth
@@ -49,7 +50,20 @@ class _CanonicalCapture(logging.Handler):
 
 def sign(spec, capture):
     ts = datetime.datetime.strptime(spec["timestamp"], "%Y%m%dT%H%M%SZ")
+    # botocore 1.31 and later read the clock through get_current_datetime; older ones
+    # (Debian 12's 1.29) call datetime.datetime.utcnow() in botocore.auth.
     botocore.auth.get_current_datetime = lambda *a, **k: ts
+
+    class _Frozen(datetime.datetime):
+        @classmethod
+        def utcnow(cls):
+            return ts
+
+        @classmethod
+        def now(cls, tz=None):
+            return ts if tz is None else ts.replace(tzinfo=tz)
+
+    botocore.auth.datetime = types.SimpleNamespace(datetime=_Frozen, timezone=datetime.timezone, timedelta=datetime.timedelta)
 
     creds = Credentials(spec["access_key"], spec["secret_key"], spec.get("token") or None)
     body = base64.b64decode(spec["body_b64"])

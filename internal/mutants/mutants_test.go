@@ -1,0 +1,272 @@
+package mutants
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mutant breaks one security check. find must occur exactly once in file; replace is what
+// it becomes. pkg's tests matching run must notice: fail with the mutant, pass without it.
+type mutant struct {
+	name    string // the check, as the issue that asked for it names it
+	file    string // from the repository root
+	find    string
+	replace string
+	pkg     string // the package whose tests must kill it, from the repository root
+	run     string // go test -run: the tests that guard the check (keeps the run short)
+}
+
+// mutants is the maintained list (issue 24). Each run filter names the tests that are
+// known to kill the mutant; a renamed test makes the mutant survive, which fails the run.
+var mutants = []mutant{
+	{
+		name: "sigv4 signature comparison",
+		file: "internal/sigv4/verify.go",
+		find: "return hmac.Equal(s.sig[:], s.want[:])", replace: "return hmac.Equal(s.sig[:], s.sig[:])",
+		pkg: "internal/sigv4",
+		run: "^(TestTamper|TestTamperPresigned|TestDenyHeaderForm)$",
+	},
+	{
+		name:    "sigv4 session-token compare",
+		file:    "internal/sigv4/verify.go",
+		find:    "subtle.ConstantTimeCompare([]byte(cred.SessionToken), []byte(a.token)) != 1",
+		replace: "subtle.ConstantTimeCompare([]byte(cred.SessionToken), []byte(cred.SessionToken)) != 1",
+		pkg:     "internal/sigv4",
+		run:     "^TestDenyCredentials$",
+	},
+	{
+		name: "policy explicit-deny precedence",
+		file: "internal/policy/eval.go",
+		find: "if denyN > 0 {", replace: "if false && denyN > 0 {",
+		pkg: "internal/policy",
+		run: "^TestEvaluationLogic$",
+	},
+	{
+		name: "gateway endpoint kind",
+		file: "internal/gateway/channel.go",
+		find: "if id.Kind != pki.KindEndpoint {", replace: "if false && id.Kind != pki.KindEndpoint {",
+		pkg: "internal/gateway",
+		run: "^TestOnlyEndpointCertificatesNameEndpoints$",
+	},
+	{
+		name: "gateway peer-certificate expiry",
+		file: "internal/gateway/channel.go",
+		find: "if ok && (now.After(leaf.NotAfter) || now.Before(leaf.NotBefore)) {", replace: "if false && ok && (now.After(leaf.NotAfter) || now.Before(leaf.NotBefore)) {",
+		pkg: "internal/gateway",
+		run: "^TestEndpointCertificateExpiresMidConnection$",
+	},
+	{
+		name: "gateway staleness hook",
+		file: "internal/gateway/serve.go",
+		find: "if g.cfg.Fresh != nil {", replace: "if false && g.cfg.Fresh != nil {",
+		pkg: "internal/gateway",
+		run: "^TestStaleStateDenies$",
+	},
+	{
+		name:    "identity staleness",
+		file:    "internal/identity/service.go",
+		find:    "if s.maxStale > 0 && s.now().Sub(time.Unix(0, s.synced.Load())) > s.maxStale {",
+		replace: "if false && s.maxStale > 0 && s.now().Sub(time.Unix(0, s.synced.Load())) > s.maxStale {",
+		pkg:     "internal/identity",
+		run:     "^TestStaleSnapshotsFailClosed$",
+	},
+	{
+		name: "identity revocation cutoff",
+		file: "internal/identity/service.go",
+		find: "ok && c.IssuedAt.Before(before)", replace: "ok && c.IssuedAt.Before(before.Add(-time.Minute))",
+		pkg: "internal/identity",
+		run: "^TestRevokeSessions$",
+	},
+	{
+		name: "audit previous-hash link",
+		file: "internal/audit/verify.go",
+		find: "case r.Seq == v.expSeq && r.Prev != v.expPrev:", replace: "case false && r.Seq == v.expSeq && r.Prev != v.expPrev:",
+		pkg: "internal/audit",
+		run: "^TestEditedMiddleRecordBreaksTheLink$",
+	},
+	{
+		name: "egress guard on names resolving to special-purpose addresses",
+		file: "internal/egress/rules.go",
+		find: "if !guarded && nameRule != \"\" {", replace: "if nameRule != \"\" {",
+		pkg: "internal/egress",
+		run: "^TestNameResolvingToDenied$",
+	},
+	{
+		name: "egress proxy password compare",
+		file: "internal/egress/key.go",
+		find: "return subtle.ConstantTimeCompare(got, want) == 1 && len(key) > 0", replace: "return subtle.ConstantTimeCompare(got, want) >= 0 && len(key) > 0",
+		pkg: "internal/egress",
+		run: "^(TestWrongPassword|TestProxyPassword)$",
+	},
+	{
+		name: "agent IMDS hop limit",
+		file: "internal/agent/hoplimit.go",
+		find: "append(lns, HopLimitListener(imds, HopLimit))", replace: "append(lns, imds)",
+		pkg: "internal/agent",
+		run: "^TestServeIMDSHopLimit$",
+	},
+	{
+		name: "agent IMDS X-Forwarded-For refusal",
+		file: "internal/agent/imds.go",
+		find: "if _, ok := r.Header[\"X-Forwarded-For\"]; ok {", replace: "if _, ok := r.Header[\"X-Forwarded-For\"]; ok && false {",
+		pkg: "internal/agent",
+		run: "^TestIMDS$",
+	},
+	{
+		name: "agent IMDS session-token MAC compare",
+		file: "internal/agent/imds.go",
+		find: "if subtle.ConstantTimeCompare(m.Sum(nil)[:tokenMACSize], b[tokenNonceSize+8:]) != 1 {", replace: "if false && subtle.ConstantTimeCompare(m.Sum(nil)[:tokenMACSize], b[tokenNonceSize+8:]) != 1 {",
+		pkg: "internal/agent",
+		run: "^TestIMDS$",
+	},
+	{
+		name: "agent container token compare",
+		file: "internal/agent/container.go",
+		find: "if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {", replace: "if false && subtle.ConstantTimeCompare(got[:], want[:]) != 1 {",
+		pkg: "internal/agent",
+		run: "^TestContainerEndpoint$",
+	},
+	{
+		name:    "console CSRF origin",
+		file:    "internal/console/console.go",
+		find:    "if o := r.Header.Get(\"Origin\"); o != \"\" && o != \"null\" && !strings.EqualFold(o, \"https://\"+r.Host) {",
+		replace: "if o := r.Header.Get(\"Origin\"); false && o != \"\" && o != \"null\" && !strings.EqualFold(o, \"https://\"+r.Host) {",
+		pkg:     "internal/console",
+		run:     "^TestCSRF$",
+	},
+	{
+		name: "console CSRF token compare",
+		file: "internal/console/session.go",
+		find: "subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) == 1", replace: "subtle.ConstantTimeCompare([]byte(got), []byte(s.csrf)) >= 0",
+		pkg: "internal/console",
+		run: "^TestCSRF$",
+	},
+	{
+		name: "sts node API certificate kind",
+		file: "internal/sts/node.go",
+		find: "if id.Kind != pki.KindNode {", replace: "if false && id.Kind != pki.KindNode {",
+		pkg: "internal/sts",
+		run: "^TestNodeRefusals$",
+	},
+}
+
+// TestMutants applies each mutant to a copy of its file (go test -overlay: the tree is
+// never written), runs the guarding tests, and fails unless each mutant is killed: its
+// tests fail with it and pass without it. A snippet that is gone or ambiguous, a mutant
+// that does not compile, and a filter that selects no test are failures too.
+func TestMutants(t *testing.T) {
+	if os.Getenv("PHANTOM_MUTATE") != "1" {
+		t.Skip("set PHANTOM_MUTATE=1 (scripts/mutate) to run the security mutants")
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("repository root: %v", err)
+	}
+	only := os.Getenv("PHANTOM_MUTANT") // a substring of one mutant's name, to run it alone
+	baseline := map[string]bool{}       // pkg+run that passed unmutated
+	start := time.Now()
+	killed := 0
+	for _, m := range mutants {
+		if only != "" && !strings.Contains(m.name, only) {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			src, err := os.ReadFile(filepath.Join(root, m.file))
+			if err != nil {
+				t.Fatalf("%s: %v", m.file, err)
+			}
+			if n := bytes.Count(src, []byte(m.find)); n != 1 {
+				t.Fatalf("%s: the snippet %q occurs %d times (want exactly once): the check was rewritten or moved; update this mutant in internal/mutants", m.file, m.find, n)
+			}
+			key := m.pkg + "\x00" + m.run
+			if !baseline[key] {
+				if out, err := goTest(t, root, m, ""); err != nil {
+					t.Fatalf("the tests fail without the mutant, so they cannot judge it: %v\n%s", err, tail(out))
+				}
+				baseline[key] = true
+			}
+			mutated := filepath.Join(t.TempDir(), filepath.Base(m.file))
+			if err := os.WriteFile(mutated, bytes.Replace(src, []byte(m.find), []byte(m.replace), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{filepath.Join(root, m.file): mutated}})
+			ov := filepath.Join(t.TempDir(), "overlay.json")
+			if err := os.WriteFile(ov, overlay, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			out, err := goTest(t, root, m, ov)
+			switch {
+			case err == nil && strings.Contains(out, "no tests to run"):
+				t.Fatalf("SURVIVED: -run %q selects no test in ./%s (renamed?)", m.run, m.pkg)
+			case err == nil:
+				t.Fatalf("SURVIVED: %s with %q instead of %q, and every test of ./%s (-run %q) passed", m.file, m.replace, m.find, m.pkg, m.run)
+			case strings.Contains(out, "[build failed]") || strings.Contains(out, "[setup failed]"):
+				t.Fatalf("the mutant does not compile: fix its replacement\n%s", tail(out))
+			}
+			killed++
+			t.Logf("killed in %.1fs by %s", time.Since(t0).Seconds(), strings.Join(failedTests(out), ", "))
+		})
+	}
+	t.Logf("%d mutants killed in %.0fs", killed, time.Since(start).Seconds())
+}
+
+// goTest runs the mutant's package tests, with the overlay when ov is not empty.
+func goTest(t *testing.T, root string, m mutant, ov string) (string, error) {
+	t.Helper()
+	args := []string{"test", "-count=1", "-timeout", "10m"}
+	if ov != "" {
+		args = append(args, "-overlay", ov)
+	}
+	if m.run != "" {
+		args = append(args, "-run", m.run)
+	}
+	args = append(args, "./"+m.pkg)
+	ctx, cancel := context.WithTimeout(context.Background(), 11*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return string(out), fmt.Errorf("go %s: timed out", strings.Join(args, " "))
+	}
+	return string(out), err
+}
+
+var failRe = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+
+// failedTests lists the failing tests named in go test output (a panic names none).
+func failedTests(out string) []string {
+	var names []string
+	for _, m := range failRe.FindAllStringSubmatch(out, 8) {
+		names = append(names, m[1])
+	}
+	if len(names) == 0 {
+		return []string{"a failing run (" + firstLine(tail(out)) + ")"}
+	}
+	return names
+}
+
+func tail(s string) string {
+	if len(s) > 4000 {
+		s = "…" + s[len(s)-4000:]
+	}
+	return s
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}

@@ -1,0 +1,101 @@
+// Package testenv tells tests what the machine gives them that Go does not: outside
+// clients (curl, the AWS CLI, python3 with boto3), an IPv6 loopback, the conformance data
+// in ../shared. A missing piece skips the test locally, with one line saying what is
+// missing, and fails it in CI (CI=true), where .ci/run installs every client: a green CI
+// run has skipped nothing it could have run. It is imported by tests only.
+package testenv
+
+import (
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// CI reports whether the tests run in CI (.ci/run; CI=true).
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Skipf skips t, except in CI, where the same message fails it: CI provides everything a
+// test may skip for.
+func Skipf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if CI() {
+		t.Fatalf("CI=true: "+format+" (.ci/run must provide it)", args...)
+	}
+	t.Skipf(format+" (CI=true makes this a failure)", args...)
+}
+
+// LookPath returns the path of an outside program the test drives, or skips (fails in CI).
+func LookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Skipf(t, "%s is not installed: %v", name, err)
+	}
+	return p
+}
+
+// Python returns python3 if it imports every module named (boto3, botocore), or skips
+// (fails in CI).
+func Python(t testing.TB, modules ...string) string {
+	t.Helper()
+	p := LookPath(t, "python3")
+	if len(modules) > 0 {
+		if out, err := exec.Command(p, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput(); err != nil {
+			Skipf(t, "python3 cannot import %s: %v: %s", strings.Join(modules, ", "), err, strings.TrimSpace(lastLine(string(out))))
+		}
+	}
+	return p
+}
+
+// IPv6Loopback skips (fails in CI) unless the machine can listen on [::1].
+func IPv6Loopback(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		Skipf(t, "no IPv6 loopback: %v", err)
+		return
+	}
+	ln.Close()
+}
+
+// Shared returns rel, a path into ../shared (relative to the test's package directory),
+// when it exists. When it does not, the test is skipped with one line, or fails when
+// PHANTOM_REQUIRE_SHARED=1 (CI sets it): ../shared is laid beside every checkout CI runs.
+func Shared(t testing.TB, rel string) string {
+	t.Helper()
+	if _, err := os.Stat(rel); err != nil {
+		if os.Getenv("PHANTOM_REQUIRE_SHARED") == "1" {
+			t.Fatalf("PHANTOM_REQUIRE_SHARED=1 but %s is missing: %v", filepath.Clean(rel), err)
+		}
+		t.Skipf("%s not found: ../shared must sit beside the checkout for this test", filepath.Clean(rel))
+	}
+	return rel
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// Latency reports a measured delay against the product's target for it and fails the
+// test only past limit, a bound generous enough for a loaded 2-core CI machine: a figure
+// between the two is reported, not failed (timed assertions must not flake; the
+// benchmarks and bench programs measure the target itself).
+func Latency(t testing.TB, what string, got, target, limit time.Duration) {
+	t.Helper()
+	switch {
+	case got > limit:
+		t.Errorf("%s took %s: over the CI limit of %s (target %s)", what, got, limit, target)
+	case got > target:
+		t.Logf("%s took %s: over the %s target, within the CI limit of %s", what, got, target, limit)
+	default:
+		t.Logf("%s took %s (target %s)", what, got, target)
+	}
+}
