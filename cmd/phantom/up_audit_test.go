@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // stop stops phantom up with SIGINT and waits for it.
@@ -49,7 +50,7 @@ func (u *upServer) ops(t *testing.T, path string) (int, string) {
 // naming the chain and the records gone within 5 seconds, says so in /readyz and its
 // metrics, goes on detecting from new traffic, and audit verify fails naming the chain.
 func TestUpAuditChainDeleted(t *testing.T) {
-	needBinary(t, "curl")
+	testenv.LookPath(t, "curl")
 	if testing.Short() {
 		t.Skip("runs phantom up")
 	}

@@ -389,7 +389,13 @@ func TestLiveTampering(t *testing.T) {
 					}
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("no damage found within 5s (last: %v)", err)
+					var files []string
+					ents, _ := os.ReadDir(filepath.Join(dir, "sts"))
+					for _, e := range ents {
+						fi, _ := e.Info()
+						files = append(files, fmt.Sprintf("%s:%d", e.Name(), fi.Size()))
+					}
+					t.Fatalf("no damage found within 5s (last: %v, record seq %d); files %v", err, e.Seq, files)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -441,9 +447,14 @@ func TestAnchorStoreDown(t *testing.T) {
 	m.mu.Lock()
 	m.fail = nil
 	m.mu.Unlock()
-	time.Sleep(30 * time.Millisecond)
-	if a, _, _ := m.LatestAuditAnchor(context.Background(), "sts"); a.Seq != 6 {
-		t.Fatalf("anchored head %d after the store came back, want 6", a.Seq)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		a, _, _ := m.LatestAuditAnchor(context.Background(), "sts")
+		if a.Seq == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("anchored head %d 5s after the store came back, want 6", a.Seq)
+		}
 	}
 	l.Close()
 }

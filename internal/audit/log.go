@@ -81,8 +81,14 @@ type Log struct {
 	seq      uint64   // last seq written
 	last     string   // its hash
 	lastLen  int64    // its line's length
-	closed   bool
-	broken   error // a write failed and the file could not be restored: refuse records
+	// The first record written since the last digest (uLen 0: none): the integrity
+	// check reads it back too, so a cut below it is found before a digest signs the
+	// records after it.
+	uSeg, uSeq   uint64
+	uStart, uLen int64
+	uHash        string
+	closed       bool
+	broken       error // a write failed and the file could not be restored: refuse records
 	// damaged is damage found where it could not be recorded (the chain's directory
 	// gone when a segment was started): the next checkpoint records it.
 	damaged *Damage
@@ -552,7 +558,7 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 			l.damaged = d
 		}
 	}
-	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen = n, nil, 0, first, prev, first-1, prev, 0
+	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen, l.uLen = n, nil, 0, first, prev, first-1, prev, 0, 0
 	l.dseg, l.prevDigest = n, prevDigest
 	if err := l.openDigestFile(); err != nil {
 		return err
@@ -686,11 +692,20 @@ func (l *Log) checkpoint() error {
 	s := l.state()
 	l.mu.Unlock()
 	l.dmu.Lock()
-	defer l.dmu.Unlock()
 	if l.df == nil {
+		l.dmu.Unlock()
 		return nil
 	}
-	return l.writeDigest(s, false, false)
+	err := l.writeDigest(s, false, false)
+	l.dmu.Unlock()
+	if err == nil {
+		l.mu.Lock()
+		if l.uSeq <= s.seq || l.uSeg != l.seg {
+			l.uLen = 0 // digested
+		}
+		l.mu.Unlock()
+	}
+	return err
 }
 
 // intact checks, before a digest signs more, that the files being written are still the
@@ -725,12 +740,21 @@ func (l *Log) intact() *Damage {
 	}
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
-	if l.dSeg == l.seg && l.dLen > 0 {
-		buf := make([]byte, l.dLen)
-		_, err := l.f.ReadAt(buf, l.dEnd-l.dLen)
+	// The last digested record, and the first one written since: a cut below either
+	// is found even when the file was written again past the cut.
+	for _, rb := range []struct {
+		seg, seq uint64
+		end, n   int64
+		hash     string
+	}{{l.dSeg, l.dSeq, l.dEnd, l.dLen, l.dHash}, {l.uSeg, l.uSeq, l.uStart + l.uLen, l.uLen, l.uHash}} {
+		if rb.seg != l.seg || rb.n == 0 {
+			continue
+		}
+		buf := make([]byte, rb.n)
+		_, err := l.f.ReadAt(buf, rb.end-rb.n)
 		r, perr := ParseRecord(chain, bytes.TrimSuffix(buf, []byte("\n")))
-		if err != nil || perr != nil || buf[len(buf)-1] != '\n' || r.Seq != l.dSeq || r.Hash != l.dHash {
-			return truncation(l.dir, chain, l.seg, l.seq, fmt.Sprintf("segment %s no longer holds record seq %d where it was written: it was cut or rewritten while the chain was written", name, l.dSeq))
+		if err != nil || perr != nil || buf[len(buf)-1] != '\n' || r.Seq != rb.seq || r.Hash != rb.hash {
+			return truncation(l.dir, chain, l.seg, l.seq, fmt.Sprintf("segment %s no longer holds record seq %d where it was written: it was cut or rewritten while the chain was written", name, rb.seq))
 		}
 	}
 	if l.df != nil && l.dseg == l.seg {
@@ -936,6 +960,9 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 			l.broken = terr
 		}
 		return fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
+	}
+	if l.uLen == 0 {
+		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(buf)), h
 	}
 	l.off += int64(len(buf))
 	l.seq++
