@@ -439,7 +439,7 @@ func TestEditedRecordDoesNotStop(t *testing.T) {
 	for run := range 2 {
 		det := newTamperDetector(t)
 		c, stop := start(t, testConfig(dir, det, &sink{Sink: newResponder(t, st), c: det.counter}))
-		f := awaitTamperFinding(t, st, "gateway-x", 5*time.Second)
+		f := awaitTamperFinding(t, st, "gateway-x", findingLimit)
 		if f.Severity < 7 {
 			t.Fatalf("run %d: finding severity %.1f, want High", run, f.Severity)
 		}
