@@ -353,6 +353,9 @@ func (l *Log) resume(anchor *Anchor) (int64, *Damage, error) {
 	}
 	damaged := func(d *Damage, best head) (int64, *Damage, error) {
 		best = higher(best, anchored)
+		if best.hash == "" {
+			best.hash = zeroHash // nothing to continue after: the chain starts again
+		}
 		return 0, d, l.startSegment(next, best.seq+1, best.hash, best.digest)
 	}
 

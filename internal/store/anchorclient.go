@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,8 +73,8 @@ func (c *AnchorClient) String() string { return c.where }
 func (c *AnchorClient) Close() { c.pool.Close() }
 
 // ReadAuditAnchors reads the anchor set of the SQLite store in dataDir, read-only and
-// without the master key (anchors hold no secret). A store without anchor tables (made
-// before them) has an empty set; no store at all is an error wrapping fs.ErrNotExist.
+// without the master key (anchors hold no secret). No store, or one made before anchors
+// (no anchor tables), is an error wrapping fs.ErrNotExist.
 func ReadAuditAnchors(ctx context.Context, dataDir string) (audit.AnchorSet, error) {
 	path := filepath.Join(dataDir, DBFile)
 	if _, err := os.Stat(path); err != nil {
@@ -89,7 +90,7 @@ func ReadAuditAnchors(ctx context.Context, dataDir string) (audit.AnchorSet, err
 		return audit.AnchorSet{}, fmt.Errorf("read audit anchors %s: %w", path, err)
 	}
 	if n == 0 {
-		return audit.AnchorSet{Source: path}, nil
+		return audit.AnchorSet{}, fmt.Errorf("read audit anchors: %s holds none (a store made before them): %w", path, fs.ErrNotExist)
 	}
 	set, err := readAnchorSet(sqliteQuery(ctx, db))
 	if err != nil {
