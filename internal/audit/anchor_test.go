@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -509,5 +510,39 @@ func TestPrune(t *testing.T) {
 	n := 0
 	if err := ReadChain(dir, "sts", 0, func(Entry) error { n++; return nil }); err != nil || n != 12-int(cps[0].Seq)+1 {
 		t.Fatalf("reading the pruned chain: %v, %d records", err, n)
+	}
+}
+
+// TestReaderAtAFreshSegment: a reader resuming after the last record of a segment the
+// writer just sealed, with the next one open but empty, waits (io.EOF) instead of taking
+// the chain for cut short; the first record then follows.
+func TestReaderAtAFreshSegment(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, "gateway", nil)
+	defer l.Close()
+	writeN(t, l, 0, 5)
+	l.mu.Lock()
+	err := l.rotate()
+	l.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(dir, "gateway", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.seg != 2 {
+		t.Fatalf("the reader starts in segment %d, want the fresh segment 2", r.seg)
+	}
+	var h string
+	ReadChain(dir, "gateway", 4, func(e Entry) error { h = e.Record.Hash; return nil })
+	r.ExpectAfter(h)
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("Next at a fresh segment: %v, want io.EOF", err)
+	}
+	writeN(t, l, 5, 1)
+	if e, err := r.Next(); err != nil || e.Seq != 6 {
+		t.Fatalf("then: %v seq %d", err, e.Seq)
 	}
 }

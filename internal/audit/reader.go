@@ -72,6 +72,14 @@ type Reader struct {
 	afterHash string
 	next      uint64 // seq expected next (0: not known yet)
 	prev      string // hash the next record must name
+	// start is where the segment the reader opened at starts, as its opening digest
+	// says: a reader waiting at the start of a segment with no record yet knows the
+	// chain goes on from there.
+	start struct {
+		seq  uint64
+		prev string
+		ok   bool
+	}
 	// segFirst is the seq of the first record read in segment seg (0: none yet); lastSeg
 	// the segment of the last record read.
 	segFirst, lastSeg uint64
@@ -110,10 +118,11 @@ func NewReader(dir, chain string, after uint64) (*Reader, error) {
 	}
 	// Start at the last segment whose first record is at or before the one wanted.
 	r.seg = segs[0]
-	for i := len(segs) - 1; i > 0; i-- {
-		first, _, ok := segmentStart(r.dir, r.chain, segs[i])
-		if ok && first <= after+1 {
+	for i := len(segs) - 1; i >= 0; i-- {
+		first, prev, ok := segmentStart(r.dir, r.chain, segs[i])
+		if ok && first <= after+1 || i == 0 {
 			r.seg = segs[i]
+			r.start.seq, r.start.prev, r.start.ok = first, prev, ok
 			break
 		}
 	}
@@ -169,6 +178,15 @@ func (r *Reader) Close() error {
 func (r *Reader) Next() (Entry, error) {
 	for {
 		ln, err := r.readLine()
+		if errors.Is(err, io.EOF) && r.next == 0 && r.start.ok && r.start.seq == r.after+1 {
+			// At the start of a segment no record is in yet (a writer just moved on to
+			// it): the chain goes on from the record read before, if it names it.
+			if r.afterHash != "" && r.start.prev != r.afterHash {
+				return Entry{}, &Damage{Chain: r.chain, Segment: r.seg, Kind: Modified, From: r.after,
+					Detail: fmt.Sprintf("segment %s does not start after the record seq %d read before: the chain was rewritten", segmentName(r.seg), r.after)}
+			}
+			return Entry{}, io.EOF
+		}
 		if errors.Is(err, io.EOF) && r.after > 0 && (r.next == 0 || r.next-1 < r.after) {
 			// The whole chain has been read and it ends before the record the consumer
 			// says it already handled: it was truncated or rewritten shorter. Waiting

@@ -32,6 +32,19 @@ type counter struct {
 	pending   []string
 	committed map[string]int
 	findings  map[string]*detect.Finding
+	// damage is what the consumer reported as damage (AuditChainDamaged events): none
+	// is expected where nobody tampered (noDamage).
+	damage []string
+}
+
+// noDamage fails t if the consumer took anything for damage.
+func (c *counter) noDamage(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.damage) > 0 {
+		t.Fatalf("damage reported where nobody tampered: %q", c.damage)
+	}
 }
 
 func newCounter() *counter {
@@ -41,6 +54,10 @@ func newCounter() *counter {
 func (c *counter) Observe(ev *audit.Event) []detect.Finding {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if d, ok := audit.DamageOf(ev); ok {
+		c.damage = append(c.damage, d.Error())
+		return nil
+	}
 	c.pending = append(c.pending, ev.EventID)
 	var n int
 	chain, _, _ := strings.Cut(ev.EventID, "/")
@@ -197,6 +214,9 @@ func start(t *testing.T, cfg consume.Config) (*consume.Consumer, func() error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if det, ok := cfg.Detector.(*counter); ok {
+		t.Cleanup(func() { det.noDamage(t) }) // after the consumer stopped
+	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -323,6 +343,7 @@ func exactlyOnce(t *testing.T, st store.Store) {
 	if len(det.committed) != len(chains)*perChain {
 		t.Fatalf("%d events committed, want %d (the consumer's own chain read?)", len(det.committed), len(chains)*perChain)
 	}
+
 	// The findings carry the count of every 100th event, restored across restarts.
 	for _, c := range chains {
 		rec, err := st.GetFinding(t.Context(), findingID(c))
