@@ -9,29 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
-
-// stop stops phantom up with SIGINT and waits for it.
-func (u *upServer) stop(t *testing.T) {
-	t.Helper()
-	if err := u.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-u.exited:
-		if err != nil {
-			t.Fatalf("phantom up exited with %v after SIGINT:\n%s", err, u.logs())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("phantom up still running 20s after SIGINT")
-	}
-}
 
 // ops GETs path on the ops listener.
 func (u *upServer) ops(t *testing.T, path string) (int, string) {
