@@ -351,7 +351,12 @@ func (r *Reader) checkFile(force bool) error {
 		_, err := r.f.ReadAt(buf, m.end-m.len)
 		rec, perr := ParseRecord(r.chain, bytes.TrimSuffix(buf, []byte("\n")))
 		if err != nil || perr != nil || buf[len(buf)-1] != '\n' || rec.Hash != m.hash {
-			return truncation(r.dir, r.chain, r.seg, upTo, fmt.Sprintf("segment %s no longer holds record seq %d where it was read: it was cut or rewritten", name, m.seq))
+			d := truncation(r.dir, r.chain, r.seg, upTo, fmt.Sprintf("segment %s no longer holds record seq %d where it was read: it was cut or rewritten", name, m.seq))
+			if d.From == 0 && r.segFirst > 0 {
+				// Where the segment starts is gone too: name what was read from it.
+				d.From, d.To = r.segFirst, upTo
+			}
+			return d
 		}
 	}
 	r.mark = last

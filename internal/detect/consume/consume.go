@@ -546,6 +546,14 @@ func (r *run) handle(rec record) {
 	key := fmt.Sprint(d.Segment)
 	if !st.reported[key] {
 		st.reported[key] = true
+		if d.Next == nil {
+			// Where reading will go on, if the chain already continues: the records
+			// up to there are the gap, and the finding names them all.
+			if p, ok := audit.Resume(c.cfg.Dir, d.Chain, max(d.Segment, 1)); ok && p.Seq > d.To && d.From > 0 && p.Seq >= d.From {
+				d.To = p.Seq
+				d.Detail += fmt.Sprintf("; the chain is read on from seq %d", p.Seq+1)
+			}
+		}
 		r.raise(d)
 	}
 	if d.Next != nil {
@@ -566,6 +574,9 @@ func (r *run) tryResume(chain string, st *chainState) {
 		return // nowhere yet, or reading from there failed too
 	}
 	st.resumed = append(st.resumed, p)
+	if cur := r.c.cursor(chain).Seq; p.Seq > cur+1 {
+		r.c.log.Warn("detector: records of a damaged audit chain are skipped: the chain continues after them", "chain", chain, "from", cur+1, "to", p.Seq)
+	}
 	r.c.log.Info("detector: reading a damaged audit chain on from where it continues", "chain", chain, "segment", p.Segment, "after_seq", p.Seq)
 	r.jump(chain, p.Seq, p.Hash)
 	r.follow(chain, r.c.cursorAt(chain, p.Seq, p.Hash))
