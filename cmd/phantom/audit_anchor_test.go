@@ -32,25 +32,32 @@ func newAnchoredData(t *testing.T, storeURL string, sinks ...audit.AnchorStore) 
 	t.Helper()
 	d := &anchoredData{dataDir: t.TempDir()}
 	d.auditDir = filepath.Join(d.dataDir, "audit")
-	mk, err := store.LoadOrCreateMasterKey(d.dataDir)
+	d.p = testPerimeter(t, d.dataDir, storeURL)
+	d.write(t, []string{"sts", "gateway"}, sinks, 20)
+	return d
+}
+
+// testPerimeter is what openChains needs of a perimeter: the store of dataDir (or
+// storeURL) and a CA whose bundle is dataDir/ca.pem.
+func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
+	t.Helper()
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(t.Context(), store.OpenConfig{URL: storeURL, DataDir: d.dataDir, MasterKey: mk})
+	st, err := store.Open(t.Context(), store.OpenConfig{URL: storeURL, DataDir: dataDir, MasterKey: mk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(d.dataDir, "ca"), Account: testAccount})
+	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, "ca"), Account: testAccount})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ca.WriteBundle(filepath.Join(d.dataDir, "ca.pem")); err != nil {
+	if err := ca.WriteBundle(filepath.Join(dataDir, "ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	d.p = &perimeter{store: st, ca: ca}
-	d.write(t, []string{"sts", "gateway"}, sinks, 20)
-	return d
+	return &perimeter{store: st, ca: ca}
 }
 
 // write writes n records to each chain in two rounds a digest apart.

@@ -65,6 +65,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Risk:         risk,
 		Fresh:        fresh,
 		Metrics:      m,
+		Replay:       p.store,
 		Logger:       log,
 	})
 }

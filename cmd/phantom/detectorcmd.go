@@ -79,6 +79,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(c.log, det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)
@@ -90,7 +91,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	}()
 	go func() {
 		defer c.wg.Done()
-		followThreatLists(runCtx, c.w, det, c.log)
+		followDetection(runCtx, c.w, det, c.log)
 	}()
 
 	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {

@@ -88,7 +88,10 @@ type Log struct {
 	uStart, uLen int64
 	uHash        string
 	closed       bool
-	broken       error // a write failed and the file could not be restored: refuse records
+	failure      *writeFailure // writes are failing: records are refused until a retry works
+	// startDigest is the digest the current segment's opening digest follows, so an
+	// interrupted segment start can be redone exactly.
+	startDigest string
 	// damaged is damage found where it could not be recorded (the chain's directory
 	// gone when a segment was started): the next checkpoint records it.
 	damaged *Damage
@@ -460,10 +463,10 @@ func (l *Log) resume(anchor *Anchor) (int64, *Damage, error) {
 		}
 	}
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen = n, f, good, first, prev, seq, last, lastLen
-	l.dseg, l.prevDigest, l.recovered = n, prevDigest, torn
+	l.dseg, l.prevDigest, l.recovered, l.startDigest = n, prevDigest, torn, prevDigest
 	if len(ds) == 0 {
 		// The opening digest was never written: write it now.
-		if err := l.openDigestFile(); err != nil {
+		if err := l.openDigestFile(0); err != nil {
 			return 0, nil, err
 		}
 		if err := l.writeDigest(l.state(), false, true); err != nil {
@@ -471,7 +474,8 @@ func (l *Log) resume(anchor *Anchor) (int64, *Damage, error) {
 		}
 		return torn, nil, nil
 	}
-	return torn, nil, l.openDigestFile()
+	l.startDigest = ds[0].PrevDigest
+	return torn, nil, l.openDigestFile(0)
 }
 
 // checkAnchor compares the anchored head with the newest segment n (data, starting at
@@ -562,14 +566,16 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 		}
 	}
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen, l.uLen = n, nil, 0, first, prev, first-1, prev, 0, 0
-	l.dseg, l.prevDigest = n, prevDigest
-	if err := l.openDigestFile(); err != nil {
+	l.dseg, l.prevDigest, l.startDigest = n, prevDigest, prevDigest
+	// A segment's files are new, or left by a start that failed (resumeLocked redoes it):
+	// either way they start empty.
+	if err := l.openDigestFile(os.O_TRUNC); err != nil {
 		return err
 	}
 	if err := l.writeDigest(l.state(), false, true); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create audit segment: %w", err)
 	}
@@ -577,11 +583,12 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 	return syncDir(l.dir)
 }
 
-func (l *Log) openDigestFile() error {
+func (l *Log) openDigestFile(flags int) error {
 	if l.df != nil {
 		l.df.Close()
+		l.df = nil
 	}
-	df, err := os.OpenFile(filepath.Join(l.dir, digestName(l.dseg)), os.O_WRONLY|os.O_CREATE, 0o600)
+	df, err := os.OpenFile(filepath.Join(l.dir, digestName(l.dseg)), os.O_WRONLY|os.O_CREATE|flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("open audit digest: %w", err)
 	}
@@ -659,6 +666,9 @@ func (l *Log) writeDigest(s segState, final, force bool) error {
 		return fmt.Errorf("write audit digest %s: %w", digestName(s.seg), err)
 	}
 	if err := l.df.Sync(); err != nil {
+		// Not durable, so not claimed: take the line back (resumeLocked checks the file's
+		// length against doff if even that fails).
+		l.df.Truncate(l.doff)
 		return fmt.Errorf("sync audit digest %s: %w", digestName(s.seg), err)
 	}
 	l.doff += int64(len(line))
@@ -717,7 +727,7 @@ func (l *Log) checkpoint() error {
 // the damage found, or nil. Callers hold mu. It costs a few stat calls and one read of
 // a record per digest, off the record path.
 func (l *Log) intact() *Damage {
-	if l.f == nil || l.closed || l.broken != nil {
+	if l.f == nil || l.closed || l.failure != nil {
 		return nil
 	}
 	chain, name := l.cfg.Chain, segmentName(l.seg)
@@ -783,14 +793,11 @@ func (l *Log) continueLive(dmg *Damage) error {
 	l.log.Error("audit chain damaged while it was written; continuing in a new segment", "segment", segmentName(l.seg), "damage", dmg.Describe())
 	l.dmu.Lock()
 	defer l.dmu.Unlock()
-	err := l.recreateDir()
-	if err == nil {
-		err = l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+	if err := l.recreateDir(); err != nil {
+		return err
 	}
-	if err != nil {
-		l.broken = err
-	}
-	return err
+	// On a failure here l.f is nil: resumeLocked redoes the segment start.
+	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
 }
 
 // recreateDir makes the chain's directory, lock and key files exist again after they
@@ -834,8 +841,19 @@ func (l *Log) digestLoop() {
 		case <-l.stop:
 			return
 		case <-t.C:
+			l.mu.Lock()
+			if l.failure != nil && !l.closed {
+				l.resumeLocked() // says so itself when it works
+			}
+			failing := l.failure != nil
+			l.mu.Unlock()
+			if failing {
+				continue
+			}
 			if err := l.checkpoint(); err != nil {
-				l.log.Error("audit digest failed", "err", err)
+				l.mu.Lock()
+				l.failLocked(fmt.Errorf("sign a digest: %w", err))
+				l.mu.Unlock()
 			}
 			l.flushAnchors()
 		}
@@ -946,9 +964,23 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	if l.closed {
 		return ErrClosed
 	}
-	if l.broken != nil {
-		return fmt.Errorf("audit log unusable: %w", l.broken)
+	if l.failure != nil {
+		if err := l.resumeLocked(); err != nil {
+			l.failure.refused++
+			return err
+		}
 	}
+	if err := l.appendLocked(rb, rh, line); err != nil {
+		l.failLocked(err)
+		l.failure.refused++
+		return err
+	}
+	return nil
+}
+
+// appendLocked writes one record whose event line rh began, moving to a new segment
+// first when this one is full. Callers hold mu.
+func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
 	// A record line is ~1-2 KiB; move on before the segment would exceed SegmentBytes.
 	if l.off > 0 && l.off+int64(len(line))+256 > l.cfg.SegmentBytes {
 		if err := l.rotate(); err != nil {
@@ -958,10 +990,9 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	buf, h := rh.finish(line, l.seq+1, l.last)
 	rb.line = buf
 	if _, err := l.f.WriteAt(buf, l.off); err != nil {
-		// Leave no partial line behind: the next record must start at l.off.
-		if terr := l.f.Truncate(l.off); terr != nil {
-			l.broken = terr
-		}
+		// Leave no partial line behind: the next record must start at l.off (if even
+		// the truncate fails, resumeLocked cuts the file back before the next write).
+		l.f.Truncate(l.off)
 		return fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
 	}
 	if l.uLen == 0 {
@@ -971,6 +1002,161 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	l.seq++
 	l.last, l.lastLen = h, int64(len(buf))
 	return nil
+}
+
+// writeFailure is a stretch of time in which the log could not write: its records were
+// refused (the requests they belonged to failed closed).
+type writeFailure struct {
+	first, last time.Time
+	refused     int
+	err         error
+}
+
+// failLocked notes a failed write. Callers hold mu.
+func (l *Log) failLocked(err error) {
+	now := l.cfg.Now().UTC()
+	if l.failure == nil {
+		l.failure = &writeFailure{first: now}
+		l.log.Error("audit log cannot be written; refusing records until a retry succeeds", "error", err)
+	}
+	l.failure.last, l.failure.err = now, err
+}
+
+// Err reports why the log cannot be written now (nil when it can): what readiness checks.
+// The log retries on its own, every DigestInterval and on every Record.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failure == nil {
+		return nil
+	}
+	return fmt.Errorf("audit chain %s cannot be written since %s: %w", l.cfg.Chain, l.failure.first.Format(time.RFC3339), l.failure.err)
+}
+
+// resumeLocked retries after a failure: it reopens the files (the descriptors may be what
+// failed), cuts anything written past the last whole record or digest, finishes a segment
+// start that failed, and then records the gap: when writes failed and how many records
+// were refused meanwhile. Callers hold mu and l.failure is set.
+func (l *Log) resumeLocked() error {
+	if err := l.reopenLocked(); err != nil {
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	// Digests must be writable too (records nobody signs are records an intruder may
+	// remove): sign what is there before taking records again.
+	l.dmu.Lock()
+	err := l.writeDigest(l.state(), false, true)
+	l.dmu.Unlock()
+	if err != nil {
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	gap := l.failure
+	l.failure = nil
+	ev := &Event{
+		EventVersion: EventVersion,
+		EventTime:    l.cfg.Now().UTC(),
+		EventID:      requestid.New(),
+		EventSource:  "audit.phantom.internal",
+		EventName:    "AuditLogGap",
+		EventType:    "AwsServiceEvent",
+		AdditionalEventData: map[string]any{
+			"firstFailure":   gap.first.Format(time.RFC3339Nano),
+			"lastFailure":    gap.last.Format(time.RFC3339Nano),
+			"refusedRecords": gap.refused,
+			"error":          gap.err.Error(),
+		},
+		EventCategory: "Management",
+		ReadOnly:      false,
+	}
+	rb := l.bufs.Get().(*recBuf)
+	defer l.putBuf(rb)
+	rb.line = append(rb.line[:0], recEvent...)
+	if err := rb.enc.Encode(ev); err != nil {
+		l.failure = gap
+		return fmt.Errorf("audit record of a gap: %w", err)
+	}
+	line := bytes.TrimSuffix(rb.line, []byte("\n"))
+	if err := l.appendLocked(rb, beginRecord(rb.h, l.cfg.Chain, line), line); err != nil {
+		l.failure = gap
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	l.log.Warn("audit log writable again; the gap is recorded", "first_failure", gap.first, "last_failure", gap.last, "refused_records", gap.refused)
+	return nil
+}
+
+// reopenLocked brings the files back to the state the log holds. Callers hold mu.
+func (l *Log) reopenLocked() error {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if l.f == nil {
+		// A rotation sealed the old segment and failed starting the new one: redo it.
+		return l.startSegment(l.seg, l.segFirst, l.segPrev, l.startDigest)
+	}
+	f, err := reopenAt(filepath.Join(l.dir, segmentName(l.seg)), l.off)
+	if err != nil {
+		return l.changedOutside(err)
+	}
+	l.f.Close()
+	l.f = f
+	if l.df == nil || l.dseg != l.seg {
+		return nil
+	}
+	df, err := reopenAt(filepath.Join(l.dir, digestName(l.dseg)), l.doff)
+	if err != nil {
+		return l.changedOutside(err)
+	}
+	l.df.Close()
+	l.df = df
+	return nil
+}
+
+// changedOutside handles a file reopenAt refused: one cut by outside hands while the log
+// could not write is damage, which the chain records and continues after in a new
+// segment (as it does when a digest finds it); any other error (a file that cannot be
+// opened, as on a read-only file system) stands, and the log keeps retrying. Callers
+// hold mu and dmu.
+func (l *Log) changedOutside(err error) error {
+	if !errors.Is(err, errChangedOutside) {
+		return err
+	}
+	dmg := truncation(l.dir, l.cfg.Chain, l.seg, l.seq, fmt.Sprintf("segment %s or its digests were cut while the chain could not be written", segmentName(l.seg)))
+	l.log.Error("audit chain damaged while it could not be written; continuing in a new segment", "segment", segmentName(l.seg), "damage", dmg.Describe())
+	if err := l.recreateDir(); err != nil {
+		return err
+	}
+	if l.damaged == nil {
+		l.damaged = dmg
+	}
+	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+}
+
+// errChangedOutside is reopenAt's refusal of a file shorter than what the log wrote.
+var errChangedOutside = errors.New("changed from outside")
+
+// reopenAt opens path for writing and makes it size bytes long, refusing a file shorter
+// than that: bytes the log wrote and counted are gone, which only outside hands do.
+func reopenAt(path string, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0o600) // read too: the integrity check reads records back
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", filepath.Base(path), err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() < size {
+		err = fmt.Errorf("it holds %d bytes, fewer than the %d written: %w", st.Size(), size, errChangedOutside)
+	}
+	if err == nil && st.Size() > size {
+		err = f.Truncate(size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reopen %s: %w", filepath.Base(path), err)
+	}
+	return f, nil
 }
 
 // recBuf is the per-call scratch of Record, pooled: the line being built, its hasher
@@ -1010,17 +1196,13 @@ func (l *Log) rotate() error {
 		l.log.Error("audit chain damaged while it was written; continuing in a new segment", "segment", segmentName(l.seg), "damage", dmg.Describe())
 		l.damaged = dmg
 		if err := l.recreateDir(); err != nil {
-			l.broken = err
 			return err
 		}
 	} else if err := l.writeDigest(l.state(), true, true); err != nil {
 		return fmt.Errorf("seal audit segment: %w", err)
 	}
-	if err := l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest); err != nil {
-		l.broken = err
-		return err
-	}
-	return nil
+	// On a failure here l.f is nil: resumeLocked redoes the segment start.
+	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
 }
 
 // SetSigner makes key, certified by cert (DER, naming this chain), sign the chain's

@@ -2,8 +2,9 @@
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
 // the responses applied to them), principals' risk levels, named secrets (the CA, when
 // replicas share the store), the audit cursors that make the detector's consumption
-// exactly-once, the audit chains' anchors (append-only: see package audit) and the spec
-// each process reports it enforces. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// exactly-once, the signatures the gateway's replay guard has seen, the audit chains'
+// anchors (append-only: see package audit) and the spec each process reports it
+// enforces. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
 // at rest with AES-256-GCM under a key derived from the perimeter's master key, each
 // bound to its row so a ciphertext moved to another row does not decrypt.
 //
@@ -202,6 +203,14 @@ type Store interface {
 	// ListSpecReplicas returns the reports seen at or after since, ordered by id.
 	PutSpecReplica(ctx context.Context, r SpecReplica) error
 	ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error)
+
+	// ClaimSignature records the first use of a request signature (id: the hex SHA-256 of
+	// the signature), good until expires, and reports whether this call made it; of
+	// concurrent claims exactly one does. It does not bump Version (the gateway's replay
+	// guard, gateway.replayProtection).
+	ClaimSignature(ctx context.Context, id string, expires time.Time) (bool, error)
+	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
+	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)

@@ -1,4 +1,4 @@
--- 0004: audit anchors (package audit). At every digest each audit chain's writer records
+-- 0005: audit anchors (package audit). At every digest each audit chain's writer records
 -- the chain's head, the signed digest line itself, so that a chain cut back, emptied,
 -- replaced or deleted is found by comparing the chain with its anchors; the store also
 -- keeps the set of chains, the writers' certificates, and the checkpoints `phantom audit

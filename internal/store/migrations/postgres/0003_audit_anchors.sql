@@ -1,4 +1,4 @@
--- 0002: audit anchors (see SQLite's 0004): the set of chains, the writers' certificates,
+-- 0003: audit anchors (see SQLite's 0005): the set of chains, the writers' certificates,
 -- every digest's head, and prune checkpoints. Append-only twice over: the roles audit
 -- writers log in with get INSERT and SELECT only (AuditWriterGrants, `phantom audit
 -- anchors grant`), and these triggers refuse UPDATE, DELETE and TRUNCATE for every role,
@@ -67,7 +67,7 @@ BEGIN
 END
 $$;
 
--- The spec each process enforces (see SQLite's 0004).
+-- The spec each process enforces (see SQLite's 0005).
 CREATE TABLE spec_replicas (
 	id        text PRIMARY KEY,
 	process   text NOT NULL,
