@@ -65,6 +65,14 @@ func tryOpenHarness(t *testing.T, dir string, key []byte) (*harness, error) {
 
 func (h *harness) MasterKey() []byte { return h.key }
 
+func (h *harness) Backend() string { return "sqlite" }
+
+func (h *harness) ExecRaw(t *testing.T, stmt string) error {
+	t.Helper()
+	_, err := h.raw(t).ExecContext(t.Context(), stmt)
+	return err
+}
+
 func (h *harness) Reopen(t *testing.T, key []byte) (storetest.Store, error) {
 	t.Helper()
 	h.SQLite.Close()

@@ -2,7 +2,9 @@
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
 // the responses applied to them), principals' risk levels, named secrets (the CA, when
 // replicas share the store), the audit cursors that make the detector's consumption
-// exactly-once, and the signatures the gateway's replay guard has seen. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// exactly-once, the signatures the gateway's replay guard has seen, the audit chains'
+// anchors (append-only: see package audit) and the spec each process reports it
+// enforces. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
 // at rest with AES-256-GCM under a key derived from the perimeter's master key, each
 // bound to its row so a ciphertext moved to another row does not decrypt.
 //
@@ -35,6 +37,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -226,6 +229,25 @@ type Store interface {
 	// concurrent callers with one step sees true).
 	AcceptMFACode(ctx context.Context, serial, user string, step int64) (bool, error)
 
+	// RegisterAuditChain, PutAuditSigner, PutAuditAnchor and LatestAuditAnchor
+	// implement audit.AnchorStore: append-only, never bumping Version.
+	RegisterAuditChain(ctx context.Context, chain string, at time.Time) error
+	PutAuditSigner(ctx context.Context, s audit.Signer) error
+	PutAuditAnchor(ctx context.Context, a audit.Anchor) error
+	LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error)
+	// PutAuditCheckpoint records what `phantom audit prune` removed (append-only).
+	PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error
+	// AuditAnchorSet returns the chains, per chain and segment the anchor with the
+	// highest seq, the writers' certificates and the prune checkpoints;
+	// ListAuditChains the chains alone.
+	AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error)
+	ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error)
+
+	// PutSpecReplica records the spec a process enforces, replacing its earlier report;
+	// ListSpecReplicas returns the reports seen at or after since, ordered by id.
+	PutSpecReplica(ctx context.Context, r SpecReplica) error
+	ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error)
+
 	// ClaimSignature records the first use of a request signature (id: the hex SHA-256 of
 	// the signature), good until expires, and reports whether this call made it; of
 	// concurrent claims exactly one does. It does not bump Version (the gateway's replay
@@ -242,5 +264,8 @@ type Store interface {
 	Close() error
 }
 
-// Compile-time check that Store satisfies pki's consumer interface.
-var _ pki.TokenStore = Store(nil)
+// Compile-time checks that Store satisfies its consumers' interfaces.
+var (
+	_ pki.TokenStore    = Store(nil)
+	_ audit.AnchorStore = Store(nil)
+)
