@@ -85,6 +85,7 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newDetectorCmd(),
 		newConsoleCmd(),
 		newExportCmd(),
+		newImportCmd(),
 		newCredentialsCmd(),
 	)
 	return root
