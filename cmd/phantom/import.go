@@ -30,8 +30,9 @@ objects, JSON strings or IAM's URL-encoded strings) and writes a perimeter spec 
 "phantom config validate" accepts: the account's customer managed policies (their default
 versions), the AWS managed policies something attaches (copied), groups with their
 members, users and roles with their inline and managed policies, permissions boundaries,
-trust policies, tags, descriptions and session durations. Every policy document is the
-input's, unchanged.
+trust policies and tags. Every policy document is the input's, unchanged. (RoleDetail has
+no description or maximum session duration: imported roles get the spec's 1h unless the
+input has them.)
 
 What the spec cannot hold is listed, in the spec's opening comment and on standard error,
 never dropped silently: service-linked roles, instance profiles (Phantom's nodes name
