@@ -130,14 +130,20 @@ func (d *decoder) memberOf(o *object, s *Spec) []*Group {
 	if len(names) > maxGroupsPerUser {
 		d.problem(n, path, fmt.Sprintf("lists %d groups; IAM allows a user in %d", len(names), maxGroupsPerUser), "remove the user from some groups")
 	}
-	var out []*Group
+	return resolveNames(d, names, nodes, path, s.groups, "group", "groups")
+}
+
+// resolveNames looks up a list of names written at path in a section's definitions,
+// reporting each that is not defined there.
+func resolveNames[T any](d *decoder, names []string, nodes []*yaml.Node, path string, defined map[string]T, what, section string) []T {
+	var out []T
 	for i, name := range names {
-		g, ok := s.groups[name]
+		v, ok := defined[name]
 		if !ok {
-			d.reference(nodes[i], indexPath(path, i), "group", "groups", slices.Collect(maps.Keys(s.groups)))
+			d.reference(nodes[i], indexPath(path, i), what, section, slices.Collect(maps.Keys(defined)))
 			continue
 		}
-		out = append(out, g)
+		out = append(out, v)
 	}
 	return out
 }
@@ -341,16 +347,7 @@ func (d *decoder) attached(o *object, s *Spec) []*ManagedPolicy {
 			"combine policies")
 	}
 	_, path := o.get("managedPolicies")
-	var out []*ManagedPolicy
-	for i, name := range names {
-		mp, ok := s.managedPolicies[name]
-		if !ok {
-			d.reference(nodes[i], indexPath(path, i), "managed policy", "managedPolicies", slices.Collect(maps.Keys(s.managedPolicies)))
-			continue
-		}
-		out = append(out, mp)
-	}
-	return out
+	return resolveNames(d, names, nodes, path, s.managedPolicies, "managed policy", "managedPolicies")
 }
 
 // boundary resolves permissionsBoundary: the name of a managed policy.

@@ -78,9 +78,7 @@ func build(d *Details, accountID string) (*account, error) {
 		p := &principal{kind: "user", name: u.UserName, path: u.Path, tags: u.Tags}
 		p.inline = inlines(u.UserPolicyList)
 		p.managed = attachments(u.AttachedManagedPolicies, resolve)
-		if u.PermissionsBoundary != nil && u.PermissionsBoundary.PermissionsBoundaryArn != "" {
-			p.boundary = resolve(u.PermissionsBoundary.PermissionsBoundaryArn)
-		}
+		p.boundary = boundaryOf(u.PermissionsBoundary, resolve)
 		a.users = append(a.users, p)
 		sameARN(p, u.Arn)
 		var absent []string
@@ -107,9 +105,7 @@ func build(d *Details, accountID string) (*account, error) {
 			trust: json.RawMessage(r.AssumeRolePolicyDocument), maxSession: r.MaxSessionDuration}
 		p.inline = inlines(r.RolePolicyList)
 		p.managed = attachments(r.AttachedManagedPolicies, resolve)
-		if r.PermissionsBoundary != nil && r.PermissionsBoundary.PermissionsBoundaryArn != "" {
-			p.boundary = resolve(r.PermissionsBoundary.PermissionsBoundaryArn)
-		}
+		p.boundary = boundaryOf(r.PermissionsBoundary, resolve)
 		a.roles = append(a.roles, p)
 		sameARN(p, r.Arn)
 		for _, ip := range r.InstanceProfileList {
@@ -188,6 +184,13 @@ func attachments(list []AttachedPolicy, resolve func(string) *managed) []*manage
 		}
 	}
 	return out
+}
+
+func boundaryOf(b *Boundary, resolve func(string) *managed) *managed {
+	if b == nil || b.PermissionsBoundaryArn == "" {
+		return nil
+	}
+	return resolve(b.PermissionsBoundaryArn)
 }
 
 // accountOf finds the account id in the principals' and policies' ARNs; they must agree.
