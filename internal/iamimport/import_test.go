@@ -351,3 +351,29 @@ func FuzzImport(f *testing.F) {
 		}
 	})
 }
+
+// TestTestedTagLeavesPrincipalOut: a tag the spec refuses goes quietly only when no
+// policy tests a tag of its key; when one does, the principal goes whole (a Deny on
+// aws:PrincipalTag could otherwise stop applying).
+func TestTestedTagLeavesPrincipalOut(t *testing.T) {
+	deny := Document(`{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/aws:quarantined":"yes"}}}]}`)
+	d := &Details{UserDetailList: []UserDetail{
+		{UserName: "kim", Arn: "arn:aws:iam::123456789012:user/kim", Tags: []Tag{{Key: "aws:quarantined", Value: "yes"}},
+			UserPolicyList: []PolicyDetail{{PolicyName: "quarantine", PolicyDocument: deny}}},
+		{UserName: "lee", Arn: "arn:aws:iam::123456789012:user/lee", Tags: []Tag{{Key: "aws:other", Value: "x"}, {Key: "team", Value: "a"}}},
+	}}
+	res, err := Import(d, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNotes(t, res, [][2]string{
+		{"user kim", "left out: its tag aws:quarantined is not carried"},
+		{"user lee", "tag aws:other not carried"},
+	})
+	if lee, ok := res.Spec.User("lee"); !ok || lee.Tags["team"] != "a" {
+		t.Errorf("lee: %+v", lee)
+	}
+	for _, b := range verify(d, res) {
+		t.Error(b)
+	}
+}

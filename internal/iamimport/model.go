@@ -145,11 +145,12 @@ func (a *account) dropInline(p *principal, in *inline, why string) {
 	a.note(p.label(), "inline policy %s not carried: %s (it only allows, so %s has less access here than on AWS)", in.name, why, p.name)
 }
 
-// dropTag takes a tag out. A tag some policy of the account tests (aws:PrincipalTag/KEY)
-// could decide either way, so then the principal is left out instead.
+// dropTag takes a tag out. A tag some policy of the account could test (aws:PrincipalTag/
+// KEY, aws:ResourceTag/KEY or iam:ResourceTag/KEY of a role) could decide either way,
+// so then the principal is left out instead.
 func (a *account) dropTag(p *principal, key, why string) {
 	if a.tagTested(key) {
-		a.leaveOut(p, "its tag %s is not carried (%s) and a policy tests aws:PrincipalTag/%s", key, why, key)
+		a.leaveOut(p, "its tag %s is not carried (%s) and a policy tests a tag of that key", key, why)
 		return
 	}
 	p.tags = slices.DeleteFunc(p.tags, func(t Tag) bool { return t.Key == key })
@@ -157,7 +158,7 @@ func (a *account) dropTag(p *principal, key, why string) {
 }
 
 func (a *account) tagTested(key string) bool {
-	needle := []byte(strings.ToLower("PrincipalTag/" + key))
+	needle := []byte(strings.ToLower("Tag/" + key))
 	test := func(doc json.RawMessage) bool { return bytes.Contains(bytes.ToLower(doc), needle) }
 	for _, mp := range a.policies {
 		if test(mp.doc) {
