@@ -30,14 +30,30 @@ const credentialsChainEnv = "PHANTOM_CREDENTIALS_CHAIN"
 // a profile that runs phantom credentials for role A, ...).
 const maxCredentialsChain = 5
 
-// AWS CLI return codes ("AWS CLI return codes"): the configuration or environment is
-// invalid, a service returned an error, anything else.
+// AWS CLI return codes ("AWS CLI return codes" in the AWS CLI User Guide): the command
+// line is invalid, the configuration or environment is invalid, a service returned an
+// error, anything else. The commands shaped like the AWS CLI's (credentials, iam, keys,
+// node) use them; see awsExitCodes.
 const (
 	exitUsage   = 252
 	exitConfig  = 253
 	exitService = 254
 	exitOther   = 255
 )
+
+// awsExitCodesAnnotation marks a command (or a group of them) that exits with the AWS
+// CLI's return codes: run maps its usage errors to exitUsage instead of 2.
+const awsExitCodesAnnotation = "phantom/aws-cli-exit-codes"
+
+// awsExitCodes reports whether cmd or a parent carries awsExitCodesAnnotation.
+func awsExitCodes(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		if c.Annotations[awsExitCodesAnnotation] != "" {
+			return true
+		}
+	}
+	return false
+}
 
 type credentialsFlags struct {
 	role, sts, caBundle, sessionName, externalID, sourceProfile, region string
@@ -83,7 +99,8 @@ Errors are printed as the AWS CLI prints them and end the process with its retur
   AWS_PROFILE=demo-role go run ./your-app   # aws-sdk-go-v2's config.LoadDefaultConfig reads the same profile
   eval "$(phantom credentials --role ARN | jq -r '"export AWS_ACCESS_KEY_ID=\(.AccessKeyId) AWS_SECRET_ACCESS_KEY=\(.SecretAccessKey) AWS_SESSION_TOKEN=\(.SessionToken)"')"
   curl --aws-sigv4 "aws:amz:us-east-1:execute-api" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-security-token: $AWS_SESSION_TOKEN" --cacert "$AWS_CA_BUNDLE" "$PHANTOM_API_URL"`,
-		Args: cobra.NoArgs,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{awsExitCodesAnnotation: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCredentials(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},

@@ -35,7 +35,15 @@ func newDetectCmd() *cobra.Command {
 ({"Records":[...]}), JSON arrays or JSON lines of events, or Phantom audit chain records,
 gzipped or not; a directory is read in name order. Prints the findings (deduplicated: a
 repeat raises the count) as a table or, with --output json, a JSON array of GuardDuty
-findings. Exit status 0: no findings; 1: findings (or a read error); 2: usage.
+findings.
+
+Every file it can read is read: a file it cannot read or parse, and records it cannot
+use (a field in a format CloudTrail does not write, a value that is not an event), are
+counted and named on stderr, and the rest is still analysed. Files that are JSON but hold
+no CloudTrail event (a dataset's labels.json, CloudTrail digest files) are skipped, and
+named. Exit status: 0 no findings, everything read; 1 findings, everything read; 2 input
+that could not be used (no readable CloudTrail at all, some files or records unreadable
+without findings, or bad usage); 3 findings, but some input could not be read.
 
 --config takes the account, region, learning period and threat lists of a spec; flags
 override it. --threat-list NAME=FILE adds a list (one address or CIDR a line, # comments;
@@ -92,14 +100,17 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		return &exitError{code: 2, err: err}
 	}
 	start := time.Now()
-	n := 0
-	err = detect.ReadEvents(f.input, func(ev *audit.Event) error {
-		n++
+	rep, err := detect.ReadEvents(f.input, func(ev *audit.Event) error {
 		det.Observe(ev)
 		return nil
 	})
 	if err != nil {
-		return &exitError{code: 1, err: err}
+		return &exitError{code: 2, err: err}
+	}
+	n := rep.Events
+	inputProblem := reportInput(stderr, f.input, rep)
+	if rep.Files == 0 {
+		return &exitError{code: 2, err: fmt.Errorf("no CloudTrail events could be read from %s", f.input)}
 	}
 	elapsed := time.Since(start)
 	findings := det.Findings()
@@ -143,8 +154,31 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		}
 		tw.Flush()
 	}
-	if len(findings) > 0 {
+	switch {
+	case len(findings) > 0 && inputProblem:
+		return &exitError{code: 3}
+	case len(findings) > 0:
 		return &exitError{code: 1}
+	case inputProblem:
+		return &exitError{code: 2}
 	}
 	return nil
+}
+
+// reportInput names on w what detect skipped and could not read, and reports whether any
+// input could not be read (skipped non-CloudTrail files are not a problem).
+func reportInput(w io.Writer, input string, rep detect.ReadReport) bool {
+	for _, f := range rep.NotCloudTrail {
+		fmt.Fprintf(w, "phantom detect: skipped %s: %v\n", f, detect.ErrNotCloudTrail)
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "phantom detect: could not read %s\n", p)
+	}
+	files, records := rep.Unreadable()
+	if files == 0 && records == 0 {
+		return false
+	}
+	fmt.Fprintf(w, "phantom detect: read %d events from %d files of %s; could not read %d file(s) and %d record(s) (above)\n",
+		rep.Events, rep.Files, input, files, records)
+	return true
 }

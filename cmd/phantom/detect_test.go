@@ -72,7 +72,70 @@ func TestDetectCommand(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2", args, code)
 		}
 	}
-	if code, _, errOut := runDetectCmd("--input", filepath.Join(dir, "absent.json")); code != 1 || !strings.Contains(errOut, "absent.json") {
+	if code, _, errOut := runDetectCmd("--input", filepath.Join(dir, "absent.json")); code != 2 || !strings.Contains(errOut, "absent.json") {
 		t.Errorf("missing input: exit %d %q", code, errOut)
+	}
+}
+
+// TestDetectReadsWhatItCan: a broken file, a record in a time layout CloudTrail does not
+// write and a labels.json beside the logs do not stop the analysis of the rest; each is
+// named, and the exit status tells findings (1) from unreadable input (2) from both (3).
+// The old code stopped at the first bad record, printed no findings, exited 1 for either
+// and counted labels.json's objects as events.
+func TestDetectReadsWhatItCan(t *testing.T) {
+	write := func(dir, name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const labels = `[{"file": "bad.json", "label": "malicious"}, {"file": "good.json", "label": "benign"}]`
+	const panther = `{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21 17:49:47.000000000"}}` + "\n"
+
+	mixed := t.TempDir()
+	write(mixed, "a-broken.json", `{"Records":[{"eventName":`)
+	write(mixed, "b-panther.jsonl", panther+`{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21T17:49:47Z"}}`+"\n")
+	write(mixed, "c-bad.json", detectRecords)
+	write(mixed, "labels.json", labels)
+	code, out, errOut := runDetectCmd("--input", mixed, "--output", "json")
+	var fs []detect.Finding
+	if err := json.Unmarshal([]byte(out), &fs); err != nil || len(fs) == 0 {
+		t.Fatalf("the findings of the readable files are missing (%v):\n%s\n%s", err, out, errOut)
+	}
+	if code != 3 {
+		t.Errorf("findings with unreadable input: exit %d, want 3\n%s", code, errOut)
+	}
+	for _, want := range []string{
+		"could not read " + filepath.Join(mixed, "a-broken.json") + ": ",
+		"could not read " + filepath.Join(mixed, "b-panther.jsonl") + ": 1 record(s) left out, the first: record 0: ",
+		"skipped " + filepath.Join(mixed, "labels.json") + ": not CloudTrail",
+		"read 3 events from 2 files of " + mixed + "; could not read 1 file(s) and 1 record(s)",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut)
+		}
+	}
+
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		code  int
+		want  string
+	}{
+		{"benign with a labels file beside it", map[string]string{"good.json": benignRecords, "labels.json": labels}, 0, "skipped "},
+		{"no findings, a broken file", map[string]string{"good.json": benignRecords, "broken.json": "{"}, 2, "could not read 1 file(s)"},
+		{"only a labels file", map[string]string{"labels.json": labels}, 2, "no CloudTrail events could be read"},
+		{"no event files at all", map[string]string{"notes.txt": "hello"}, 2, "no CloudTrail events could be read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tc.files {
+				write(dir, name, content)
+			}
+			code, _, errOut := runDetectCmd("--input", dir)
+			if code != tc.code || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, want %d and %q on stderr:\n%s", code, tc.code, tc.want, errOut)
+			}
+		})
 	}
 }

@@ -230,6 +230,14 @@ func severityText(sev float64) string {
 	return export.SeverityLabel(sev) + " " + strconv.FormatFloat(sev, 'f', 1, 64)
 }
 
+// orDash is s, or "-" for a table cell or a line field with nothing to show.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func shortTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -245,12 +253,8 @@ func writeFindingsTable(w io.Writer, fs []detect.Finding) error {
 		if len(id) > 12 {
 			id = id[:12]
 		}
-		principal := export.Principal(f)
-		if principal == "" {
-			principal = "-"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%v\n", id, f.Type, severityText(f.Severity), f.Service.Count,
-			principal, shortTime(f.Service.EventLastSeen), f.Service.Archived)
+			orDash(export.Principal(f)), shortTime(f.Service.EventLastSeen), f.Service.Archived)
 	}
 	return tw.Flush()
 }
@@ -339,7 +343,8 @@ func newFindingsArchiveCmd(f *findingsFlags) *cobra.Command {
 		Short: "Archive findings (or bring them back with --unarchive)",
 		Long: `Archive findings, as GuardDuty's ArchiveFindings does: they leave the default list
 but are kept, and keep being updated when their activity repeats (still archived). Prints
-nothing. Every id is checked before any is changed.` + findingsHelp,
+one line per finding: "archived ID TYPE PRINCIPAL" ("unarchived …" with --unarchive).
+Every id is checked before any is changed.` + findingsHelp,
 		Example: `  phantom findings archive 3f9c2a1b7d4e 8e71d0c2a9b5
   phantom findings archive --unarchive 3f9c2a1b7d4e`,
 		Args: cobra.MinimumNArgs(1),
@@ -353,18 +358,23 @@ nothing. Every id is checked before any is changed.` + findingsHelp,
 				return err
 			}
 			defer st.Close()
-			ids := make([]string, 0, len(args))
+			recs := make([]store.Finding, 0, len(args))
 			for _, a := range args {
 				rec, err := resolveFinding(cmd.Context(), st, a)
 				if err != nil {
 					return findingsError(cmd, op, err)
 				}
-				ids = append(ids, rec.ID)
+				recs = append(recs, rec)
 			}
-			for _, id := range ids {
-				if err := st.ArchiveFinding(cmd.Context(), id, !unarchive); err != nil {
+			done := "archived"
+			if unarchive {
+				done = "unarchived"
+			}
+			for _, rec := range recs {
+				if err := st.ArchiveFinding(cmd.Context(), rec.ID, !unarchive); err != nil {
 					return findingsError(cmd, op, err)
 				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s %s\n", done, rec.ID, rec.Type, orDash(rec.Principal))
 			}
 			return nil
 		},

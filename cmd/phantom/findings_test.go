@@ -143,7 +143,10 @@ func TestFindingsShowAndArchive(t *testing.T) {
 		t.Errorf("show table:\n%s", r.stdout)
 	}
 
-	findingsOK(t, runFindings(t, dir, "archive", "aaaaaaaaaaaaaaaa1111111111111111"))
+	r = findingsOK(t, runFindings(t, dir, "archive", "aaaaaaaaaaaaaaaa1111111111111111"))
+	if !strings.HasPrefix(r.stdout, "archived aaaaaaaaaaaaaaaa1111111111111111 ") || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("archive says what it archived, one line per finding; got %q", r.stdout)
+	}
 	// The store held open by the "running perimeter" sees it.
 	rec, err := st.GetFinding(t.Context(), "aaaaaaaaaaaaaaaa1111111111111111")
 	if err != nil || !rec.Archived {
@@ -157,7 +160,10 @@ func TestFindingsShowAndArchive(t *testing.T) {
 	if !strings.Contains(r.stdout, "aaaaaaaaaaaaaaaa1111111111111111") || strings.Contains(r.stdout, "bbbb") {
 		t.Errorf("--archived list:\n%s", r.stdout)
 	}
-	findingsOK(t, runFindings(t, dir, "archive", "aaaaaaaaaaaa", "--unarchive"))
+	r = findingsOK(t, runFindings(t, dir, "archive", "aaaaaaaaaaaa", "--unarchive"))
+	if !strings.HasPrefix(r.stdout, "unarchived aaaaaaaaaaaaaaaa1111111111111111 ") {
+		t.Errorf("--unarchive: %q", r.stdout)
+	}
 	if rec, _ := st.GetFinding(t.Context(), "aaaaaaaaaaaaaaaa1111111111111111"); rec.Archived {
 		t.Error("still archived after --unarchive")
 	}

@@ -23,11 +23,18 @@ type adminFlags struct {
 const adminFlagsHelp = `
 Every command works on one data directory: --data-dir, else $PHANTOM_DATA_DIR, else
 ./phantom-data (created 0700). Names are checked against the perimeter spec: --config, else
-$PHANTOM_CONFIG, else ./phantom.yaml; it must exist and validate. Failures are printed as the
-AWS CLI prints a service error ("An error occurred (NoSuchEntity) when calling the
-CreateAccessKey operation: ...") with exit status 254; other failures exit 1.`
+$PHANTOM_CONFIG, else ./phantom.yaml; it must exist and validate (source the demo.env that
+phantom up writes and both are set). Failures are printed as the AWS CLI prints a service
+error ("An error occurred (NoSuchEntity) when calling the CreateAccessKey operation: ...")
+and exit with the AWS CLI's return codes: 254 such an error, 252 bad usage, 253 no usable
+spec or data directory, 255 anything else.`
 
 func (f *adminFlags) register(cmd *cobra.Command) {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[awsExitCodesAnnotation] = "true"
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: exitUsage, err: err} })
 	p := cmd.PersistentFlags()
 	p.StringVar(&f.dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")
 	p.StringVar(&f.config, "config", "", "perimeter spec (default $PHANTOM_CONFIG or ./phantom.yaml)")
@@ -39,7 +46,7 @@ func (f *adminFlags) register(cmd *cobra.Command) {
 func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error) {
 	format, err := admin.ParseFormat(f.output)
 	if err != nil {
-		return nil, "", &exitError{code: 2, err: err}
+		return nil, "", &exitError{code: exitUsage, err: err}
 	}
 	path := admin.ConfigPath(f.config, os.Getenv)
 	spec, err := config.Load(path)
@@ -49,27 +56,27 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 		for _, p := range cerr.Problems {
 			fmt.Fprintln(cmd.ErrOrStderr(), p)
 		}
-		return nil, "", &exitError{code: 1, err: fmt.Errorf("%s: %d problem(s)", path, len(cerr.Problems))}
+		return nil, "", &exitError{code: exitConfig, err: fmt.Errorf("%s: %d problem(s)", path, len(cerr.Problems))}
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "", &exitError{code: 1, err: fmt.Errorf("perimeter spec %s not found: pass --config FILE or set %s", path, admin.ConfigEnv)}
+		return nil, "", &exitError{code: exitConfig, err: fmt.Errorf("perimeter spec %s not found: pass --config FILE or set %s (source the demo.env phantom up writes)", path, admin.ConfigEnv)}
 	case err != nil:
-		return nil, "", &exitError{code: 1, err: err}
+		return nil, "", &exitError{code: exitConfig, err: err}
 	}
 	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: admin.DataDir(f.dataDir, os.Getenv), StoreURL: f.store, Spec: spec})
 	if err != nil {
-		return nil, "", &exitError{code: 1, err: err}
+		return nil, "", &exitError{code: exitConfig, err: err}
 	}
 	return a, format, nil
 }
 
 // fail turns an operation's error into the command's: an AWS-coded error is printed the
-// way the AWS CLI prints it and exits 254; anything else exits 1.
+// way the AWS CLI prints it and exits 254; anything else exits 255.
 func fail(cmd *cobra.Command, op string, err error) error {
 	if msg, ok := admin.CLIMessage(op, err); ok {
 		fmt.Fprintln(cmd.ErrOrStderr(), msg)
 		return &exitError{code: admin.ServiceErrorExitCode}
 	}
-	return &exitError{code: 1, err: err}
+	return &exitError{code: exitOther, err: err}
 }
 
 // adminRun wraps an administrative command body: open, run, write, close.

@@ -178,15 +178,21 @@ func TestIAMErrors(t *testing.T) {
 		})
 	}
 
-	// Usage errors are not service errors.
-	if r := admRun(t, dir, "", "iam", "create-access-key"); r.code != 2 || !strings.Contains(r.stderr, `"user"`) {
+	// Usage and configuration errors are not service errors: the AWS CLI's 252 and 253.
+	if r := admRun(t, dir, "", "iam", "create-access-key"); r.code != 252 || !strings.Contains(r.stderr, `"user"`) {
 		t.Fatalf("missing --user: %+v", r)
 	}
-	if r := admRun(t, dir, "", "iam", "list-access-keys", "--user", "alice", "--output", "yaml"); r.code != 2 {
+	if r := admRun(t, dir, "", "iam", "list-access-keys", "--user", "alice", "--output", "yaml"); r.code != 252 {
 		t.Fatalf("--output yaml: %+v", r)
 	}
+	if r := admRun(t, dir, "", "iam", "list-access-keys", "--user", "alice", "--bogus"); r.code != 252 {
+		t.Fatalf("unknown flag: %+v", r)
+	}
+	if r := admRun(t, dir, "", "keys", "list", "extra-argument"); r.code != 252 {
+		t.Fatalf("extra argument: %+v", r)
+	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"iam", "list-access-keys", "--user", "alice", "--data-dir", dir, "--config", filepath.Join(dir, "none.yaml")}, nil, &out, &errb); code != 1 ||
+	if code := run([]string{"iam", "list-access-keys", "--user", "alice", "--data-dir", dir, "--config", filepath.Join(dir, "none.yaml")}, nil, &out, &errb); code != 253 ||
 		!strings.Contains(errb.String(), "--config") {
 		t.Fatalf("missing spec: exit %d, %s", code, errb.String())
 	}
@@ -307,7 +313,7 @@ func TestNodeJoinTokenEnroll(t *testing.T) {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
 	admOK(t, admRun(t, dir, jt.JoinToken.Token+"\n", "node", "enroll", "--token-file", "-", "--out", t.TempDir()))
-	if r := admRun(t, dir, "", "node", "enroll", "--out", t.TempDir()); r.code != 2 {
+	if r := admRun(t, dir, "", "node", "enroll", "--out", t.TempDir()); r.code != 252 {
 		t.Fatalf("no token: %+v", r)
 	}
 }

@@ -45,7 +45,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return 0
 	}
@@ -56,7 +56,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return ee.code
 	}
+	// What is left is cobra's: an unknown flag or command, a missing required flag, extra
+	// arguments.
 	fmt.Fprintln(stderr, "phantom:", err)
+	if awsExitCodes(cmd) {
+		return exitUsage
+	}
 	return 2
 }
 

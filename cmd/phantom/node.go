@@ -73,7 +73,7 @@ over the network through STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CAB
 		Args: cobra.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			if (token == "") == (tokenFile == "") {
-				return &exitError{code: 2, err: fmt.Errorf("give exactly one of --token and --token-file")}
+				return &exitError{code: exitUsage, err: fmt.Errorf("give exactly one of --token and --token-file")}
 			}
 			if tokenFile == "" {
 				return nil
@@ -82,14 +82,14 @@ over the network through STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CAB
 			if tokenFile != "-" {
 				fh, err := os.Open(tokenFile)
 				if err != nil {
-					return &exitError{code: 1, err: err}
+					return &exitError{code: exitOther, err: err}
 				}
 				defer fh.Close()
 				r = fh
 			}
 			line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
 			if err != nil && err != io.EOF {
-				return &exitError{code: 1, err: fmt.Errorf("read token: %w", err)}
+				return &exitError{code: exitOther, err: fmt.Errorf("read token: %w", err)}
 			}
 			token = strings.TrimSpace(line)
 			return nil

@@ -38,9 +38,16 @@ func newSigv4VerifyCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify --request FILE --access-key-id ID --secret-access-key SECRET",
 		Short: "Verify the SigV4 signature of a saved HTTP request and explain a mismatch",
-		Long: `Verify reads one raw HTTP/1.1 request (request line, headers, blank line, body), as
-saved from a client's debug output or a proxy, and checks its AWS Signature Version 4
-(Authorization header or presigned URL) with the given key, exactly as Phantom's gateway does.
+		Long: `Verify reads one HTTP request and checks its AWS Signature Version 4 (Authorization
+header or presigned URL) with the given key, exactly as Phantom's gateway does. The
+request may be raw (request line, headers, blank line, body; HTTP/1.x, HTTP/2 or HTTP/3
+request line), as saved from a proxy or aws --debug, or curl's own debug output, whose
+first request is used:
+  curl -v ... 2> req.txt            the headers (for a request without a body)
+  curl --trace-ascii req.txt ...    headers and body
+  curl --trace req.txt ...          headers and body, every byte exact (bodies with
+                                    non-ASCII bytes or bare line feeds, which
+                                    --trace-ascii prints as '.')
 
 It prints JSON. A valid request:
   {"valid": true, "accessKeyId": ..., "region": ..., "service": ..., "signedHeaders": [...]}
@@ -68,6 +75,8 @@ set it to verify an old saved request.
 request's token (if any) is accepted as is, since only its signature can be checked here.`,
 		Example: `  phantom sigv4 verify --request req.txt --access-key-id AKIDEXAMPLE \
     --secret-access-key "$SECRET" --time 20150830T123600Z
+  curl --trace-ascii req.txt --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" ...
+  phantom sigv4 verify --request req.txt --access-key-id "$AWS_ACCESS_KEY_ID" --secret-access-key "$AWS_SECRET_ACCESS_KEY"
   pbpaste | phantom sigv4 verify --request - --access-key-id AKID --secret-access-key "$SECRET" \
     --region eu-west-1 --service execute-api`,
 		Args: cobra.NoArgs,
@@ -76,7 +85,7 @@ request's token (if any) is accepted as is, since only its signature can be chec
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.request, "request", "", "file holding one raw HTTP/1.1 request, or - for stdin (required)")
+	fl.StringVar(&f.request, "request", "", "file holding one HTTP request (raw, or curl -v / --trace-ascii / --trace output), or - for stdin (required)")
 	fl.StringVar(&f.accessKeyID, "access-key-id", "", "access key id the request should be signed with (required)")
 	fl.StringVar(&f.secretAccessKey, "secret-access-key", "", "its secret access key (required)")
 	fl.StringVar(&f.sessionToken, "session-token", "", "session token the request must carry (default: not checked)")
@@ -124,9 +133,9 @@ func runSigv4Verify(ctx context.Context, stdin io.Reader, stdout io.Writer, f si
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	r, body, err := rawhttp.Parse(data)
+	r, body, format, err := rawhttp.ParseCapture(data)
 	if err != nil {
-		return &exitError{code: 2, err: fmt.Errorf("%s is not a usable HTTP request: %w", displayName(f.request), err)}
+		return &exitError{code: 2, err: fmt.Errorf("%s is not a usable HTTP request (read as %s): %w", displayName(f.request), format, err)}
 	}
 
 	now := time.Now

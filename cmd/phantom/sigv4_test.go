@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"os"
 	"os/exec"
@@ -20,11 +21,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// The AWS SigV4 conformance suite (aws-c-auth's), beside the checkout.
-const conformanceDir = "../../../shared/conformance/sigv4/aws-c-auth-v4"
+// The AWS SigV4 conformance suite (aws-c-auth's) in ../shared.
+const conformanceRel = "conformance/sigv4/aws-c-auth-v4"
 
 // Credentials and time of every conformance case (each case's context.json).
 const (
@@ -36,9 +38,9 @@ const (
 
 func suiteFile(t *testing.T, name string) string {
 	t.Helper()
-	p := filepath.Join(conformanceDir, name)
+	p := filepath.Join(testenv.Shared(t, conformanceRel), name)
 	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("conformance suite: %v (it lives in ../shared beside the checkout)", err)
+		t.Fatalf("conformance suite: %v", err)
 	}
 	return p
 }
@@ -296,7 +298,8 @@ func TestSigv4VerifyUnusable(t *testing.T) {
 		{name: "directory", args: suiteKey("--request", t.TempDir()), wantStderr: "read request"},
 		{name: "not an HTTP request", args: suiteKey("--request", writeFile(t, "junk", []byte("hello world\n"))), wantStderr: "not a usable HTTP request"},
 		{name: "empty stdin", args: suiteKey("--request", "-"), wantStderr: "stdin is not a usable HTTP request"},
-		{name: "HTTP/2 request line", args: suiteKey("--request", "-"), stdin: "GET / HTTP/2.0\nHost: x\n\n", wantStderr: "HTTP/1.x"},
+		{name: "HTTP/0.9 request line", args: suiteKey("--request", "-"), stdin: "GET / HTTP/0.9\nHost: x\n\n", wantStderr: "HTTP/1.x, HTTP/2 or HTTP/3"},
+		{name: "curl -v of a request with a body", args: suiteKey("--request", "-"), stdin: "> POST / HTTP/2\r\n> Host: x\r\n> Content-Length: 2\r\n> \r\n} [2 bytes data]\n", wantStderr: "read as curl -v"},
 		{name: "missing --request", args: suiteKey(), wantStderr: `"request" not set`},
 		{name: "missing --secret-access-key", args: []string{"--request", good, "--access-key-id", suiteAKID}, wantStderr: `"secret-access-key" not set`},
 		{name: "missing --access-key-id", args: []string{"--request", good, "--secret-access-key", suiteSecret}, wantStderr: `"access-key-id" not set`},
@@ -354,6 +357,58 @@ func captureCurl(t *testing.T, target string, extra ...string) []byte {
 		t.Fatal("no request captured")
 	}
 	return raw
+}
+
+// TestSigv4VerifyCurlDebugOutput feeds verify what the README says to: curl's own debug
+// output of requests it signed and sent, over HTTP/2 and HTTP/1.1 (-v for a GET; for a
+// POST, whose body -v does not show, --trace-ascii and --trace). The old code refused
+// each ("invalid method \">\"", "unsupported protocol \"HTTP/2\"").
+func TestSigv4VerifyCurlDebugOutput(t *testing.T) {
+	testenv.LookPath(t, "curl")
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	const akid, secret = "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+	for _, tc := range []struct {
+		name string
+		args []string // how curl saves the capture to FILE
+	}{
+		{"curl -v, HTTP/2 GET", []string{"-v", "--http2"}},
+		{"curl -v, HTTP/1.1 GET", []string{"-v", "--http1.1"}},
+		{"--trace-ascii, HTTP/2 POST", []string{"--trace-ascii", "FILE", "--http2", "-H", "content-type: application/json", "--data", `{"item": "book", "note": "a value long enough to wrap the dump line"}`}},
+		{"--trace, HTTP/1.1 POST with bytes --trace-ascii cannot show", []string{"--trace", "FILE", "--http1.1", "--data-binary", "caf\xc3\xa9\nline two\r\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			capture := filepath.Join(t.TempDir(), "req.txt")
+			args := []string{"-sS", "-k", "-o", os.DevNull, "--aws-sigv4", "aws:amz:us-east-1:execute-api", "--user", akid + ":" + secret}
+			for _, a := range tc.args {
+				if a == "FILE" {
+					a = capture
+				}
+				args = append(args, a)
+			}
+			cmd := exec.Command("curl", append(args, srv.URL+"/prod/orders?x=1")...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("curl: %v\n%s", err, stderr.String())
+			}
+			if tc.args[0] == "-v" {
+				if err := os.WriteFile(capture, stderr.Bytes(), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res := runVerify(t, "", "--request", capture, "--access-key-id", akid, "--secret-access-key", secret)
+			if res.code != 0 || res.out.AccessKeyID != akid || res.out.Service != "execute-api" {
+				data, _ := os.ReadFile(capture)
+				t.Fatalf("exit %d, want a valid signature\n%s%s\ncapture:\n%s", res.code, res.stdout, res.stderr, data)
+			}
+		})
+	}
 }
 
 // TestSigv4VerifyCurlCapture uses the tool as a user would on requests curl really sent:

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -46,7 +47,11 @@ type upFlags struct {
 	dataDir  string
 	config   string
 	portBase int
-	poll     time.Duration
+	// portBaseSet: --port-base was given (else the demo spec's own ports decide).
+	portBaseSet bool
+	// regenerateSpec replaces an existing demo spec (kept beside it) with a fresh one.
+	regenerateSpec bool
+	poll           time.Duration
 	// nodeSession is the demo agent's credential lifetime (0: STS's default).
 	nodeSession time.Duration
 	opsListen   string   // "": 127.0.0.1, port base + opsPort
@@ -68,12 +73,23 @@ a resource policy that admits the orders API only through the demo endpoint AND 
 right credentials. Every decision is written to the tamper-evident audit log in
 DIR/audit (check it with phantom audit verify DIR/audit).
 
-It writes the demo spec it runs to DIR/perimeter.yaml (edits there are picked up while it
-runs) and DIR/demo.env with shell export lines for the AWS CLI, SDKs and curl, and prints
-commands to try. Listeners take ten consecutive ports from --port-base (endpoint, STS,
-gateway, backend, agent IMDS and container credentials, egress proxy, findings API,
-metrics, web console); --port-base 0 picks free ports. With --config it runs your spec
-instead: its STS, gateway and endpoints, without the demo backend, user or demo.env.
+On first start it writes the demo spec to DIR/perimeter.yaml; from then on that file is
+yours: edits are picked up while it runs and kept across restarts (--regenerate-spec
+writes a fresh one, keeping the old one as DIR/perimeter.yaml.TIME.bak). Every start
+writes DIR/demo.env (shell export lines for the AWS CLI, SDKs and curl, including
+PHANTOM_CONFIG and PHANTOM_DATA_DIR for the admin commands) and DIR/aws-config (AWS
+profiles: phantom-demo-user, the demo user's key, and phantom-demo, sessions of the
+Service-A role through credential_process), and prints commands to try.
+
+Listeners take ten consecutive ports from --port-base (endpoint, STS, gateway, backend,
+agent IMDS and container credentials, egress proxy, findings API, metrics, web console);
+--port-base 0 picks free ports. Once the spec exists, the endpoint, STS, gateway and
+backend listen where it says; a --port-base that disagrees with it is refused rather than
+serving an endpoint whose security group admits another port. One phantom up at a time
+may use a data directory (DIR/up.lock): a second one fails before it writes anything.
+
+With --config it runs your spec instead: its STS, gateway and endpoints, without the demo
+backend, user, demo.env or aws-config.
 
 Prometheus metrics of every component it runs are at https://127.0.0.1:PORT/metrics, PORT
 being port base + 8 (--ops-listen moves it), with /healthz and /readyz (200 once every
@@ -90,6 +106,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			f.log = logFlagsOf(cmd)
+			f.portBaseSet = cmd.Flags().Changed("port-base")
 			return runUp(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -99,6 +116,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 	fl.IntVar(&f.portBase, "port-base", defaultPortBase, "first of the demo's ten consecutive loopback ports; 0 picks free ports")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to pick up key, revocation and sealing-key changes from the store")
 	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over HTTPS on this address (default: 127.0.0.1, port base + 8)")
+	fl.BoolVar(&f.regenerateSpec, "regenerate-spec", false, "replace DIR/perimeter.yaml with a fresh demo spec (the current one, edits included, is kept as perimeter.yaml.TIME.bak)")
 	fl.DurationVar(&f.nodeSession, "node-session-duration", 0, "lifetime of the demo node agent's credentials (default: STS's, one hour capped by the role)")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
@@ -143,27 +161,27 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
+	if f.regenerateSpec && f.config != "" {
+		return &exitError{code: 2, err: errors.New("--regenerate-spec rewrites the demo spec; it does not apply to --config")}
+	}
 	if err := admin.PrepareDataDir(f.dataDir); err != nil {
 		return err
 	}
+	// Before anything is written: a second up on this directory stops here.
+	lock, err := lockDataDir(f.dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
 
 	lns := &upListeners{endpoints: map[string][]net.Listener{}}
 	defer lns.closeAll()
 	specPath := f.config
 	var d *demo.Perimeter
 	if specPath == "" {
-		p, err := openDemo(lns, f.portBase)
-		if err != nil {
+		specPath = filepath.Join(f.dataDir, demoSpecFile)
+		if d, f.portBase, err = openDemoSpec(stdout, lns, f, specPath); err != nil {
 			return err
-		}
-		d = p
-		specPath = filepath.Join(f.dataDir, "perimeter.yaml")
-		b, err := d.Spec()
-		if err == nil {
-			err = os.WriteFile(specPath, b, 0o600)
-		}
-		if err != nil {
-			return fmt.Errorf("write the demo spec: %w", err)
 		}
 	}
 
@@ -432,55 +450,74 @@ func firstDone(servers []*httpsServer) <-chan error {
 	return ch
 }
 
-// openDemo binds the demo's loopback ports and returns the demo perimeter naming them.
-func openDemo(lns *upListeners, base int) (*demo.Perimeter, error) {
-	d := demo.Defaults()
+// openDemo binds the demo's loopback ports and sets d's addresses to those bound. With
+// fixed, the endpoint, STS, gateway and backend listen where d already says (its spec's
+// addresses); the other listeners, and all of them otherwise, take ports from base (free
+// ports with base 0).
+func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 	port := func(i int) string {
 		if base == 0 {
 			return "127.0.0.1:0"
 		}
 		return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i))
 	}
-	listen := func(i int, what string) (net.Listener, netip.AddrPort, error) {
-		ln, err := net.Listen("tcp", port(i))
+	// Where a bind fails says what to try: another port base, or what holds the address
+	// the spec names.
+	busy := "is another phantom up running? try --port-base"
+	specBusy := busy
+	spec := func(i int, a netip.AddrPort) string {
+		if fixed {
+			return a.String()
+		}
+		return port(i)
+	}
+	listen := func(addr, what, hint string) (net.Listener, netip.AddrPort, error) {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, netip.AddrPort{}, fmt.Errorf("listen for the demo %s: %w (is another phantom up running? try --port-base)", what, err)
+			return nil, netip.AddrPort{}, fmt.Errorf("listen for the demo %s: %w (%s)", what, err, hint)
 		}
 		return ln, ln.Addr().(*net.TCPAddr).AddrPort(), nil
 	}
+	var backend netip.AddrPort
+	if fixed {
+		specBusy = "the demo spec names this address: is another program using it?"
+		var err error
+		if backend, err = netip.ParseAddrPort(strings.TrimPrefix(d.BackendURL, "http://")); err != nil {
+			return fmt.Errorf("the demo backend URL %q: %w", d.BackendURL, err)
+		}
+	}
 	var err error
 	var ep net.Listener
-	if ep, d.EndpointAddr, err = listen(0, "endpoint"); err != nil {
-		return nil, err
+	if ep, d.EndpointAddr, err = listen(spec(0, d.EndpointAddr), "endpoint", specBusy); err != nil {
+		return err
 	}
 	lns.endpoints[d.Endpoint] = []net.Listener{ep}
-	if lns.sts, d.STSAddr, err = listen(1, "STS"); err != nil {
-		return nil, err
+	if lns.sts, d.STSAddr, err = listen(spec(1, d.STSAddr), "STS", specBusy); err != nil {
+		return err
 	}
-	if lns.gateway, d.GatewayAddr, err = listen(2, "gateway"); err != nil {
-		return nil, err
+	if lns.gateway, d.GatewayAddr, err = listen(spec(2, d.GatewayAddr), "gateway", specBusy); err != nil {
+		return err
 	}
-	var backend netip.AddrPort
-	if lns.backend, backend, err = listen(3, "backend"); err != nil {
-		return nil, err
+	if lns.backend, backend, err = listen(spec(3, backend), "backend", specBusy); err != nil {
+		return err
 	}
 	d.BackendURL = "http://" + backend.String()
-	if lns.imds, _, err = listen(4, "agent's IMDS"); err != nil {
-		return nil, err
+	if lns.imds, _, err = listen(port(4), "agent's IMDS", busy); err != nil {
+		return err
 	}
-	if lns.container, _, err = listen(5, "agent's container credentials"); err != nil {
-		return nil, err
+	if lns.container, _, err = listen(port(5), "agent's container credentials", busy); err != nil {
+		return err
 	}
-	if lns.egress, _, err = listen(6, "egress proxy"); err != nil {
-		return nil, err
+	if lns.egress, _, err = listen(port(6), "egress proxy", busy); err != nil {
+		return err
 	}
-	if lns.findings, _, err = listen(7, "findings API"); err != nil {
-		return nil, err
+	if lns.findings, _, err = listen(port(7), "findings API", busy); err != nil {
+		return err
 	}
-	if lns.console, _, err = listen(9, "web console"); err != nil {
-		return nil, err
+	if lns.console, _, err = listen(port(9), "web console", busy); err != nil {
+		return err
 	}
-	return &d, nil
+	return nil
 }
 
 // openSpecListeners binds what a spec of the user's names.
@@ -555,6 +592,8 @@ func demoCredentials(ctx context.Context, ids *identity.Service, user string) (i
 	return k.ID, k.Secret, nil
 }
 
+// writeDemoEnv writes demo.env and the AWS config file beside it, both with absolute
+// paths so they work from any directory.
 func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter, ids *identity.Service, lns *upListeners, node *agent.Agent) error {
 	id, secret, err := demoCredentials(ctx, ids, d.User)
 	if err != nil {
@@ -566,7 +605,21 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		}
 		return p
 	}
-	return demo.WriteEnv(filepath.Join(dataDir, "demo.env"), []demo.EnvVar{
+	// credential_process runs this very binary: under `go run` a temporary one that lives
+	// as long as this process, which is as long as the demo STS it calls.
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("the AWS config's credential_process: %w", err)
+	}
+	awsConfig := abs(filepath.Join(dataDir, demoAWSFile))
+	if err := d.WriteAWSConfig(awsConfig, demo.AWSConfigFile{Phantom: exe, CABundle: abs(bundle), AccessKeyID: id, SecretAccessKey: secret}); err != nil {
+		return err
+	}
+	return demo.WriteEnv(filepath.Join(dataDir, demoEnvFile), []demo.EnvVar{
+		// The admin commands (phantom iam, keys, node, findings, audit) find the perimeter
+		// through these two.
+		{Name: "PHANTOM_DATA_DIR", Value: abs(dataDir)},
+		{Name: "PHANTOM_CONFIG", Value: abs(filepath.Join(dataDir, demoSpecFile))},
 		{Name: "AWS_ACCESS_KEY_ID", Value: id},
 		{Name: "AWS_SECRET_ACCESS_KEY", Value: secret},
 		{Name: "AWS_REGION", Value: d.Region},
@@ -579,6 +632,8 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_DEMO_ROLE_ARN", Value: d.RoleARN()},
 		{Name: "PHANTOM_DEMO_BACKEND_URL", Value: d.BackendURL},
 		{Name: "PHANTOM_AUDIT_DIR", Value: abs(filepath.Join(dataDir, "audit"))},
+		// AWS profiles: AWS_CONFIG_FILE="$PHANTOM_AWS_CONFIG" aws ... --profile phantom-demo
+		{Name: "PHANTOM_AWS_CONFIG", Value: awsConfig},
 		// The demo Service A node: its agent (for AWS_EC2_METADATA_SERVICE_ENDPOINT, or
 		// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN) and the
 		// egress proxy it must send everything through (HTTPS_PROXY, credentials included).
@@ -593,12 +648,12 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_METRICS_URL", Value: "https://" + lns.ops.Addr().String() + "/metrics"},
 		// The web console; sign in with the demo user's access key and secret above.
 		{Name: "PHANTOM_CONSOLE_URL", Value: "https://" + lns.console.Addr().String() + "/"},
-	})
+	}, "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 }
 
 func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListeners) {
 	env := filepath.Join(dataDir, "demo.env")
-	fmt.Fprintf(out, `phantom up: the demo perimeter is running (data in %[1]s, spec %[2]s)
+	fmt.Fprintf(out, `phantom up: the demo perimeter is running (data in %[1]s, spec %[2]s: yours to edit, kept across restarts)
   endpoint %[3]s  https://%[4]s  (TLS only; security group: tcp %[5]d from %[11]s, 10.0.0.0/16)
   gateway           https://%[6]s  (direct: the orders API's resource policy refuses calls around the endpoint)
   sts               https://%[7]s
@@ -609,6 +664,8 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   detector          streams every audit chain; findings: phantom findings list --data-dir %[1]s, or
                     aws guardduty list-findings --detector-id phantom --endpoint-url "$PHANTOM_FINDINGS_URL"
   web console       https://%[18]s/  (sign in with the demo user's access key id and secret from %[10]s)
+  AWS profiles      %[21]s  (AWS_CONFIG_FILE="$PHANTOM_AWS_CONFIG" aws sts get-caller-identity --profile phantom-demo)
+  examples          examples/clients/ in the repository: curl, the AWS CLI, boto3, aws-sdk-go-v2
 
 Try it (the variables come from %[10]s):
   source %[10]s
@@ -640,7 +697,7 @@ Try it (the variables come from %[10]s):
 Ctrl-C stops the perimeter.
 `, dataDir, filepath.Join(dataDir, "perimeter.yaml"), d.Endpoint, d.EndpointAddr, d.EndpointPort(),
 		d.GatewayAddr, d.STSAddr, d.BackendURL, filepath.Join(dataDir, "audit"), env, d.IngressCIDR,
-		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr(), lns.ops.Addr(), filepath.Join(dataDir, "ca.pem"))
+		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr(), lns.ops.Addr(), filepath.Join(dataDir, "ca.pem"), filepath.Join(dataDir, demoAWSFile))
 }
 
 // startDemoEgress serves the egress proxy the demo node must use. The agent's own

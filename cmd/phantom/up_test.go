@@ -51,8 +51,16 @@ func (u *upServer) logs() string {
 
 func startUp(t *testing.T, bin string, extra ...string) *upServer {
 	t.Helper()
-	u := &upServer{bin: bin, dataDir: filepath.Join(t.TempDir(), "phantom-data"), exited: make(chan error, 1)}
+	return startUpIn(t, bin, filepath.Join(t.TempDir(), "phantom-data"), extra...)
+}
+
+// startUpIn is startUp on the data directory dataDir (which may hold an earlier run's
+// state), run from the directory above it.
+func startUpIn(t *testing.T, bin, dataDir string, extra ...string) *upServer {
+	t.Helper()
+	u := &upServer{bin: bin, dataDir: dataDir, exited: make(chan error, 1)}
 	u.cmd = exec.Command(bin, append([]string{"up", "--data-dir", u.dataDir, "--port-base", "0", "--poll", "200ms"}, extra...)...)
+	u.cmd.Dir = filepath.Dir(dataDir)
 	pr, pw := io.Pipe()
 	u.cmd.Stdout, u.cmd.Stderr = pw, pw
 	if err := u.cmd.Start(); err != nil {
@@ -89,6 +97,28 @@ func startUp(t *testing.T, bin string, extra ...string) *upServer {
 	}
 	u.env = readEnvFile(t, filepath.Join(u.dataDir, "demo.env"))
 	return u
+}
+
+// stop ends phantom up as Ctrl-C does and waits for a clean exit.
+func (u *upServer) stop(t *testing.T) {
+	t.Helper()
+	if err := u.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	u.awaitCleanExit(t)
+}
+
+// awaitCleanExit waits for phantom up, sent SIGINT, to exit 0.
+func (u *upServer) awaitCleanExit(t *testing.T) {
+	t.Helper()
+	select {
+	case err := <-u.exited:
+		if err != nil {
+			t.Fatalf("phantom up exited with %v after SIGINT:\n%s", err, u.logs())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("phantom up still running 20s after SIGINT")
+	}
 }
 
 // readEnvFile sources demo.env in a shell, as a user would, and returns what it exported.
@@ -588,14 +618,7 @@ func TestUpEndToEnd(t *testing.T) {
 		if r := <-inflight; r.Status != http.StatusCreated || !strings.Contains(r.Body, "graceful-1") {
 			t.Fatalf("the request in flight at SIGINT: %s", r)
 		}
-		select {
-		case err := <-u.exited:
-			if err != nil {
-				t.Fatalf("phantom up exited with %v after SIGINT:\n%s", err, u.logs())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("phantom up still running 20s after SIGINT")
-		}
+		u.awaitCleanExit(t)
 		auditDir := filepath.Join(u.dataDir, "audit")
 		if out, err := exec.Command(u.bin, "audit", "verify", auditDir).CombinedOutput(); err != nil {
 			t.Fatalf("phantom audit verify on the run's log: %v\n%s", err, out)

@@ -14,7 +14,8 @@
 //
 // Data directory layout (0700): phantom.db and master.key (internal/store), ca/ (the
 // perimeter CA: ca.crt, ca.key 0600), admin.lock (serialises access-key creation so the
-// per-user quota holds between concurrent commands).
+// per-user quota holds between concurrent commands). `phantom up` adds up.lock (one up per
+// directory), perimeter.yaml (the demo spec), demo.env and aws-config.
 package admin
 
 import (

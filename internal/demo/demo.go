@@ -6,12 +6,14 @@ package demo
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"text/template"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 //go:embed perimeter.yaml.tmpl
@@ -101,10 +103,15 @@ func (p Perimeter) InvokeURL(path string) string {
 type EnvVar struct{ Name, Value string }
 
 // WriteEnv writes vars as shell export lines (values single-quoted, so nothing in them is
-// expanded), atomically and readable by the owner only: it holds a secret key.
-func WriteEnv(path string, vars []EnvVar) error {
+// expanded), atomically and readable by the owner only: it holds a secret key. It first
+// unsets the variables in unset: a session token left in the shell by an earlier
+// `eval $(aws sts assume-role …)` would otherwise ride along with the long-term key.
+func WriteEnv(path string, vars []EnvVar, unset ...string) error {
 	var b strings.Builder
 	b.WriteString("# Written by phantom up: source it to talk to the demo perimeter.\n")
+	if len(unset) > 0 {
+		fmt.Fprintf(&b, "unset %s\n", strings.Join(unset, " "))
+	}
 	for _, v := range vars {
 		fmt.Fprintf(&b, "export %s=%s\n", v.Name, shellQuote(v.Value))
 	}
@@ -112,3 +119,125 @@ func WriteEnv(path string, vars []EnvVar) error {
 }
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// PortBase is the --port-base the demo's addresses were chosen from: the endpoint on the
+// base and STS, the gateway and the backend on the next three ports, all on one address.
+// It is 0 when they do not follow that layout (free ports, or a spec edited by hand).
+func (p Perimeter) PortBase() int {
+	b, err := netip.ParseAddrPort(strings.TrimPrefix(p.BackendURL, "http://"))
+	if err != nil || !p.EndpointAddr.IsValid() {
+		return 0
+	}
+	base := int(p.EndpointAddr.Port())
+	for i, a := range []netip.AddrPort{p.STSAddr, p.GatewayAddr, b} {
+		if a.Addr() != p.EndpointAddr.Addr() || int(a.Port()) != base+i+1 {
+			return 0
+		}
+	}
+	return base
+}
+
+// Adopt takes the demo's addresses from spec, a demo spec written earlier (and perhaps
+// edited since): the gateway's and STS's listen addresses, the demo endpoint's first
+// listener and the orders backend's URL. An error names what the spec no longer has.
+func (p *Perimeter) Adopt(spec *config.Spec) error {
+	if !spec.Gateway.Listen.IsValid() || !spec.STS.Listen.IsValid() {
+		return errors.New("it sets no gateway.listen or sts.listen")
+	}
+	ep, ok := spec.Endpoint(p.Endpoint)
+	if !ok || len(ep.Listen) == 0 {
+		return fmt.Errorf("it has no endpoint %s with a listen address", p.Endpoint)
+	}
+	api, ok := spec.API(p.APIID)
+	if !ok {
+		return fmt.Errorf("it has no API %s", p.APIID)
+	}
+	b, ok := api.Backends[demoBackend]
+	if !ok || b.URL == nil || b.URL.Scheme != "http" {
+		return fmt.Errorf("API %s has no http backend %q", p.APIID, demoBackend)
+	}
+	if _, err := netip.ParseAddrPort(b.URL.Host); err != nil {
+		return fmt.Errorf("API %s's backend %q is not at an IP address and port: %v", p.APIID, demoBackend, err)
+	}
+	p.GatewayAddr, p.STSAddr, p.EndpointAddr = spec.Gateway.Listen, spec.STS.Listen, ep.Listen[0]
+	p.BackendURL = "http://" + b.URL.Host
+	return nil
+}
+
+// demoBackend is the name of the orders backend in the demo spec's API.
+const demoBackend = "orders"
+
+// The profiles of the AWS config file `phantom up` writes (AWSConfig).
+const (
+	// RoleProfile's credentials are sessions of the Service-A role, from credential_process.
+	RoleProfile = "phantom-demo"
+	// UserProfile holds the demo user's long-term key, which signs RoleProfile's AssumeRole.
+	UserProfile = "phantom-demo-user"
+)
+
+// AWSConfigFile is what the demo's AWS config file needs besides the perimeter.
+type AWSConfigFile struct {
+	Phantom  string // absolute path of the phantom binary credential_process runs
+	CABundle string // absolute path of the perimeter CA bundle
+	// The demo user's access key.
+	AccessKeyID, SecretAccessKey string
+}
+
+// AWSConfig renders an AWS shared config file (AWS_CONFIG_FILE) with two profiles that
+// the AWS CLI, boto3 and aws-sdk-go-v2 read alike: UserProfile, the demo user's key, and
+// RoleProfile, whose credential_process is `phantom credentials` for the Service-A role.
+// Both trust the perimeter CA (ca_bundle) and send STS calls to the demo STS (a services
+// section), so no --endpoint-url is needed. Paths are absolute: credential_process runs in
+// whatever directory the tool does.
+func (p Perimeter) AWSConfig(c AWSConfigFile) []byte {
+	sts := "https://" + p.STSAddr.String()
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Written by phantom up: AWS CLI / SDK profiles for the demo perimeter. Use it with
+#   AWS_CONFIG_FILE="$PHANTOM_AWS_CONFIG" aws sts get-caller-identity --profile %[1]s
+# (or copy the profiles into ~/.aws/config; credential_process then needs a phantom binary
+# that stays where it names: go build -o /usr/local/bin/phantom ./cmd/phantom).
+# The AWS CLI v1 honours ca_bundle with AWS_PROFILE but not with --profile: there it
+# needs AWS_CA_BUNDLE, which demo.env sets.
+
+# Sessions of the Service-A role: credential_process asks the demo STS for one, signed
+# with the demo user's key below, and the tool refreshes it before it expires.
+[profile %[1]s]
+region = %[2]s
+ca_bundle = %[3]s
+services = phantom-demo-endpoints
+credential_process = %[4]s credentials --role %[5]s --source-profile %[6]s --sts %[7]s --ca-bundle %[10]s
+
+# The demo user's long-term access key (as in demo.env).
+[profile %[6]s]
+region = %[2]s
+ca_bundle = %[3]s
+services = phantom-demo-endpoints
+aws_access_key_id = %[8]s
+aws_secret_access_key = %[9]s
+
+[services phantom-demo-endpoints]
+sts =
+  endpoint_url = %[7]s
+`, RoleProfile, p.Region, c.CABundle, shellWord(c.Phantom), p.RoleARN(), UserProfile, sts, c.AccessKeyID, c.SecretAccessKey, shellWord(c.CABundle))
+	return []byte(b.String())
+}
+
+// WriteAWSConfig writes AWSConfig to path, atomically and readable by the owner only: it
+// holds the demo user's secret key.
+func (p Perimeter) WriteAWSConfig(path string, c AWSConfigFile) error {
+	return atomicfile.Write(path, p.AWSConfig(c), 0o600)
+}
+
+// shellWord quotes s for a shell (credential_process runs under sh -c in aws-sdk-go-v2
+// and is split like a shell line by botocore) only when it needs it.
+func shellWord(s string) string {
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("_./:@%+=,-", c)) {
+			return shellQuote(s)
+		}
+	}
+	if s == "" {
+		return "''"
+	}
+	return s
+}

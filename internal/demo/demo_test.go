@@ -69,7 +69,7 @@ func TestWriteEnvQuotesForTheShell(t *testing.T) {
 	sh := testenv.LookPath(t, "sh")
 	path := filepath.Join(t.TempDir(), "demo.env")
 	tricky := `it's $HOME "quoted" ` + "`x`"
-	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}); err != nil {
+	if err := WriteEnv(path, []EnvVar{{"A", "plain"}, {"B", tricky}}, "C"); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -79,11 +79,13 @@ func TestWriteEnvQuotesForTheShell(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("demo.env mode %v, want 0600 (it holds a secret key)", fi.Mode().Perm())
 	}
-	out, err := exec.Command(sh, "-c", `. "$1" && printf '%s\n%s' "$A" "$B"`, "sh", path).Output()
+	cmd := exec.Command(sh, "-c", `. "$1" && printf '%s\n%s\n%s' "$A" "$B" "${C-unset}"`, "sh", path)
+	cmd.Env = append(os.Environ(), "C=left over")
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(out); got != "plain\n"+tricky {
+	if got := string(out); got != "plain\n"+tricky+"\nunset" {
 		t.Fatalf("sourced values %q", got)
 	}
 }
@@ -130,4 +132,60 @@ func TestBackendRefusesRequestsWithoutAValidAssertion(t *testing.T) {
 func withToken(r *http.Request, tok string) *http.Request {
 	r.Header.Set(AssertionHeader, tok)
 	return r
+}
+
+func TestPortBase(t *testing.T) {
+	p := testPerimeter()
+	if got := p.PortBase(); got != 18443 {
+		t.Fatalf("PortBase of the 18443.. layout = %d", got)
+	}
+	p.GatewayAddr = netip.MustParseAddrPort("127.0.0.1:19000")
+	if got := p.PortBase(); got != 0 {
+		t.Fatalf("PortBase of an edited layout = %d, want 0", got)
+	}
+}
+
+// TestAdoptReadsTheSpecsAddresses: a demo spec written earlier gives back the addresses
+// it was written with, and one that lost the demo's endpoint says so.
+func TestAdoptReadsTheSpecsAddresses(t *testing.T) {
+	want := testPerimeter()
+	b, err := want.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := config.Parse("perimeter.yaml", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Defaults()
+	if err := got.Adopt(spec); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("Adopt = %+v, want %+v", got, want)
+	}
+	other := Defaults()
+	other.Endpoint = "vpce-0000000000000000f"
+	if err := other.Adopt(spec); err == nil || !strings.Contains(err.Error(), "vpce-0000000000000000f") {
+		t.Fatalf("Adopt of a spec without the demo endpoint: %v", err)
+	}
+}
+
+// TestAWSConfig: the profiles name absolute paths, quote a path with a space for the
+// shell that runs credential_process, and point STS calls at the demo STS.
+func TestAWSConfig(t *testing.T) {
+	p := testPerimeter()
+	got := string(p.AWSConfig(AWSConfigFile{Phantom: "/opt/my tools/phantom", CABundle: "/data/ca.pem", AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "secret"}))
+	for _, want := range []string{
+		"[profile phantom-demo]\n",
+		"credential_process = '/opt/my tools/phantom' credentials --role arn:aws:iam::123456789012:role/service-a --source-profile phantom-demo-user --sts https://127.0.0.1:18444 --ca-bundle /data/ca.pem\n",
+		"[profile phantom-demo-user]\n",
+		"aws_access_key_id = AKIAEXAMPLE\n",
+		"ca_bundle = /data/ca.pem\n",
+		"[services phantom-demo-endpoints]\nsts =\n  endpoint_url = https://127.0.0.1:18444\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("AWS config lacks %q:\n%s", want, got)
+		}
+	}
 }

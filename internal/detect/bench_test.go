@@ -64,8 +64,8 @@ func BenchmarkBatch(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		d, _ := New(Config{LearningPeriod: time.Hour})
-		evs, err := ParseEvents(data)
-		if err != nil || len(evs) != n {
+		evs, bad, err := ParseEvents(data)
+		if err != nil || len(bad) > 0 || len(evs) != n {
 			b.Fatal(err, len(evs))
 		}
 		for _, ev := range evs {
@@ -83,7 +83,7 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := ParseEvents(data); err != nil {
+		if _, _, err := ParseEvents(data); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -125,7 +125,7 @@ func BenchmarkBatchDir(b *testing.B) {
 			for b.Loop() {
 				d, _ := New(Config{LearningPeriod: time.Hour})
 				n := 0
-				if err := ReadEvents(dir, func(ev *audit.Event) error { n++; d.Observe(ev); return nil }); err != nil || n != files*per {
+				if _, err := ReadEvents(dir, func(ev *audit.Event) error { n++; d.Observe(ev); return nil }); err != nil || n != files*per {
 					b.Fatal(err, n)
 				}
 			}

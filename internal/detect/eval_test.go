@@ -14,12 +14,13 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// datasets is the labelled evaluation set (../shared from the repository root).
-const datasets = "../../../shared/datasets/cloudtrail"
+// datasetsRel is the labelled evaluation set in ../shared.
+const datasetsRel = "datasets/cloudtrail"
 
+// evalDir returns the evaluation set; without ../shared the test is skipped.
 func evalDir(t *testing.T) string {
 	t.Helper()
-	return testenv.Shared(t, datasets)
+	return testenv.Shared(t, datasetsRel)
 }
 
 // unit is one malicious (or benign) principal of one case.
@@ -68,8 +69,9 @@ func runFiles(t *testing.T, cfg Config, files ...string) []Finding {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if err := ReadEvents(f, func(ev *audit.Event) error { d.Observe(ev); return nil }); err != nil {
-			t.Fatal(err)
+		rep, err := ReadEvents(f, func(ev *audit.Event) error { d.Observe(ev); return nil })
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("%s: %v %v", f, err, rep.Problems)
 		}
 	}
 	return d.Findings()

@@ -23,6 +23,44 @@ import (
 // MB; an input past this is refused rather than read into memory.
 const maxFileBytes = 1 << 30
 
+// ReadReport is what ReadEvents read and what it could not.
+type ReadReport struct {
+	Files  int // files events were read from (wholly or in part)
+	Events int
+	// NotCloudTrail are files skipped because they hold JSON but no CloudTrail event (a
+	// dataset's labels.json, a CloudTrail digest file).
+	NotCloudTrail []string
+	// Problems are the files that could not be read at all and the files some records of
+	// which were left out.
+	Problems []FileProblem
+}
+
+// FileProblem is a file, or records of one, that ReadEvents could not use.
+type FileProblem struct {
+	File string
+	// Records is how many records of the file were left out; 0 when the whole file was.
+	Records int
+	Err     error // the file's error, or its first bad record's
+}
+
+func (p FileProblem) String() string {
+	if p.Records == 0 {
+		return fmt.Sprintf("%s: %v", p.File, p.Err)
+	}
+	return fmt.Sprintf("%s: %d record(s) left out, the first: %v", p.File, p.Records, p.Err)
+}
+
+// Unreadable counts the files not read at all and the records left out of the others.
+func (r ReadReport) Unreadable() (files, records int) {
+	for _, p := range r.Problems {
+		if p.Records == 0 {
+			files++
+		}
+		records += p.Records
+	}
+	return files, records
+}
+
 // ReadEvents reads CloudTrail events from path (a file, or a directory walked in name
 // order, taking *.json, *.jsonl, *.ndjson, *.log and their .gz) and calls fn with each.
 // A file may be CloudTrail's log-file format ({"Records":[...]}), a JSON array of events,
@@ -30,34 +68,46 @@ const maxFileBytes = 1 << 30
 // gzipped or not (by content). An event without eventTime takes "@timestamp" (Logstash
 // exports). Each file's events reach fn in eventTime order (CloudTrail files are not
 // sorted, and windows and baselines need time order); files in name order (CloudTrail's
-// names sort by time). fn's error stops the read and is returned.
-func ReadEvents(path string, fn func(*audit.Event) error) error {
+// names sort by time).
+//
+// Nothing unreadable stops the read: a file that cannot be read or parsed, and the
+// records left out of a file (see ParseEvents), are in the report, as are files skipped
+// for holding no CloudTrail event. The error is for a path that cannot be read at all,
+// or fn's error, which stops the read.
+func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
+	var rep ReadReport
 	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("read events: %w", err)
+		return rep, fmt.Errorf("read events: %w", err)
 	}
-	if !st.IsDir() {
-		return readFile(path, fn)
-	}
-	var files []string
-	err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+	files := []string{path}
+	if st.IsDir() {
+		files = files[:0]
+		err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				// An unreadable subdirectory is a problem, not the end of the walk.
+				rep.Problems = append(rep.Problems, FileProblem{File: p, Err: err})
+				if e != nil && e.IsDir() && p != path {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			if e.Type().IsRegular() && eventFileName(e.Name()) {
+				files = append(files, p)
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return rep, fmt.Errorf("read events in %s: %w", path, err)
 		}
-		if e.Type().IsRegular() && eventFileName(e.Name()) {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read events in %s: %w", path, err)
+		slices.Sort(files)
 	}
-	slices.Sort(files)
 	// Parse ahead: up to two files are read and decoded on other goroutines while fn
 	// takes the events of the one before (decoding dominates; with two cores it and the
 	// rules overlap). fn still sees every event in file order, from this goroutine.
 	type parsed struct {
 		evs []*audit.Event
+		bad []RecordError
 		err error
 	}
 	const workers = 2
@@ -76,24 +126,33 @@ func ReadEvents(path string, fn func(*audit.Event) error) error {
 				return
 			}
 			go func() {
-				evs, err := parseFile(f)
-				results[i] <- parsed{evs, err}
+				evs, bad, err := parseFile(f)
+				results[i] <- parsed{evs, bad, err}
 			}()
 		}
 	}()
-	for i := range files {
+	for i, file := range files {
 		p := <-results[i]
 		<-sem
-		if p.err != nil {
-			return p.err
+		switch {
+		case errors.Is(p.err, ErrNotCloudTrail):
+			rep.NotCloudTrail = append(rep.NotCloudTrail, file)
+			continue
+		case p.err != nil:
+			rep.Problems = append(rep.Problems, FileProblem{File: file, Err: p.err})
+			continue
+		case len(p.bad) > 0:
+			rep.Problems = append(rep.Problems, FileProblem{File: file, Records: len(p.bad), Err: p.bad[0]})
 		}
+		rep.Files++
 		for _, ev := range p.evs {
+			rep.Events++
 			if err := fn(ev); err != nil {
-				return err
+				return rep, err
 			}
 		}
 	}
-	return nil
+	return rep, nil
 }
 
 func eventFileName(name string) bool {
@@ -106,34 +165,17 @@ func eventFileName(name string) bool {
 	return false
 }
 
-func parseFile(path string) ([]*audit.Event, error) {
+func parseFile(path string) ([]*audit.Event, []RecordError, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read events: %w", err)
+		return nil, nil, err
 	}
 	defer f.Close()
 	data, err := readAll(f)
 	if err != nil {
-		return nil, fmt.Errorf("read events from %s: %w", path, err)
+		return nil, nil, err
 	}
-	evs, err := ParseEvents(data)
-	if err != nil {
-		return nil, fmt.Errorf("read events from %s: %w", path, err)
-	}
-	return evs, nil
-}
-
-func readFile(path string, fn func(*audit.Event) error) error {
-	evs, err := parseFile(path)
-	if err != nil {
-		return err
-	}
-	for _, ev := range evs {
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	return nil
+	return ParseEvents(data)
 }
 
 // readAll reads a file, gunzipping it when it starts with gzip's magic number. The
@@ -184,35 +226,69 @@ type wireEvent struct {
 	Timestamp string `json:"@timestamp"`
 }
 
-// wireValue is any top-level value of a file: a log file, a chain record or an event.
-type wireValue struct {
-	wireEvent
-	Records []*wireEvent `json:"Records"`
-	Inner   *wireEvent   `json:"event"`
+// ErrNotCloudTrail is content that is JSON but holds no CloudTrail event: no value with
+// an eventName (a dataset's labels.json, a CloudTrail digest file).
+var ErrNotCloudTrail = errors.New("not CloudTrail: no event (a record with an eventName) in it")
+
+// errNoEventName is a record, among events, that is not one.
+var errNoEventName = errors.New("not a CloudTrail event: no eventName")
+
+// RecordError is a record ParseEvents left out of a file.
+type RecordError struct {
+	Record int // 0-based, counting the file's events and other values in order
+	Err    error
 }
 
+func (e RecordError) Error() string { return fmt.Sprintf("record %d: %v", e.Record, e.Err) }
+
 // ParseEvents parses the (decompressed) content of one file, see ReadEvents, and returns
-// its events sorted by eventTime (stable).
-func ParseEvents(data []byte) ([]*audit.Event, error) {
+// its events sorted by eventTime (stable), and the records it left out: values that do
+// not decode as an event (a field in a format CloudTrail does not write, such as another
+// time layout) or that are not events (no eventName), and, after a syntax error, the
+// rest of the file as one record. The error is for content whose first value is not JSON,
+// or that holds no event at all (ErrNotCloudTrail).
+func ParseEvents(data []byte) ([]*audit.Event, []RecordError, error) {
 	data = bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(data) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	out, err := fastParse(data)
-	if err != nil {
-		if out, err = slowParse(data); err != nil {
-			return nil, err
+	var bad []RecordError
+	if err != nil || !allNamed(out) {
+		if out, bad, err = slowParse(data); err != nil {
+			return nil, nil, err
 		}
 	}
 	slices.SortStableFunc(out, func(a, b *audit.Event) int { return a.EventTime.Compare(b.EventTime) })
-	return out, nil
+	return out, bad, nil
 }
 
-// slowParse is ParseEvents with encoding/json, for what fastParse leaves.
-func slowParse(data []byte) ([]*audit.Event, error) {
+func allNamed(evs []*audit.Event) bool {
+	for _, ev := range evs {
+		if ev.EventName == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// slowParse is ParseEvents with encoding/json, for what fastParse leaves: each record is
+// decoded on its own, so one bad record costs only itself.
+func slowParse(data []byte) ([]*audit.Event, []RecordError, error) {
 	var out []*audit.Event
-	add := func(w *wireEvent) {
-		if w == nil {
+	var bad []RecordError
+	record, nonEvents := 0, 0
+	take := func(raw json.RawMessage) {
+		i := record
+		record++
+		w := new(wireEvent)
+		if err := tolerant(json.Unmarshal(raw, w)); err != nil {
+			bad = append(bad, RecordError{Record: i, Err: err})
+			return
+		}
+		if w.EventName == "" {
+			nonEvents++
+			bad = append(bad, RecordError{Record: i, Err: errNoEventName})
 			return
 		}
 		ev := &w.Event
@@ -223,47 +299,65 @@ func slowParse(data []byte) ([]*audit.Event, error) {
 		}
 		out = append(out, ev)
 	}
-	if len(data) == 0 {
-		return nil, nil
+	// broken ends the read at a syntax error: fatal on the first value, else the rest of
+	// the file is one bad record.
+	broken := func(err error) error {
+		if record == 0 {
+			return err
+		}
+		bad = append(bad, RecordError{Record: record, Err: fmt.Errorf("%w; the rest of the file is not read", err)})
+		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if data[0] == '[' {
 		if _, err := dec.Token(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		for i := 0; dec.More(); i++ {
-			w := new(wireEvent)
-			if err := tolerant(dec.Decode(w)); err != nil {
-				return nil, fmt.Errorf("event %d: %w", i, err)
+		for dec.More() {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				if err := broken(err); err != nil {
+					return nil, nil, err
+				}
+				break
 			}
-			add(w)
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, err
+			take(raw)
 		}
 	} else {
-		for i := 0; ; i++ {
-			v := new(wireValue)
-			err := dec.Decode(v)
+		for {
+			var raw json.RawMessage
+			err := dec.Decode(&raw)
 			if errors.Is(err, io.EOF) {
 				break
 			}
-			if err := tolerant(err); err != nil {
-				return nil, fmt.Errorf("record %d: %w", i, err)
+			if err != nil {
+				if err := broken(err); err != nil {
+					return nil, nil, err
+				}
+				break
 			}
+			// A log file ({"Records": [...]}), a chain record ({"event": {...}}) or an event.
+			var v struct {
+				Records *[]json.RawMessage `json:"Records"`
+				Event   json.RawMessage    `json:"event"`
+			}
+			_ = json.Unmarshal(raw, &v) // a value of another shape is taken as an event below
 			switch {
 			case v.Records != nil:
-				for _, w := range v.Records {
-					add(w)
+				for _, r := range *v.Records {
+					take(r)
 				}
-			case v.Inner != nil:
-				add(v.Inner)
+			case len(v.Event) > 0 && string(v.Event) != "null":
+				take(v.Event)
 			default:
-				add(&v.wireEvent)
+				take(raw)
 			}
 		}
 	}
-	return out, nil
+	if len(out) == 0 && nonEvents > 0 && nonEvents == len(bad) {
+		return nil, nil, ErrNotCloudTrail
+	}
+	return out, bad, nil
 }
 
 // tolerant lets a field of an unexpected JSON type pass (it is left empty): real logs

@@ -207,8 +207,8 @@ func TestBatchScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ReadEvents(logs, func(ev *audit.Event) error { d.Observe(ev); return nil }); err != nil {
-		t.Fatal(err)
+	if rep, err := ReadEvents(logs, func(ev *audit.Event) error { d.Observe(ev); return nil }); err != nil || len(rep.Problems) > 0 {
+		t.Fatal(err, rep.Problems)
 	}
 	got := map[string]int{}
 	for _, f := range d.Findings() {
@@ -382,7 +382,7 @@ func TestReadFormats(t *testing.T) {
 				}
 				os.WriteFile(p, data, 0o600)
 				var names []string
-				err := ReadEvents(p, func(e *audit.Event) error {
+				_, err := ReadEvents(p, func(e *audit.Event) error {
 					names = append(names, e.EventName+e.EventTime.Format("05"))
 					return nil
 				})
@@ -393,12 +393,42 @@ func TestReadFormats(t *testing.T) {
 		})
 	}
 	n := 0
-	if err := ReadEvents(dir, func(*audit.Event) error { n++; return nil }); err != nil || n != 16 {
-		t.Fatalf("dir: %d events, %v", n, err)
+	if rep, err := ReadEvents(dir, func(*audit.Event) error { n++; return nil }); err != nil || n != 16 || rep.Files != 8 || rep.Events != 16 {
+		t.Fatalf("dir: %d events, %+v, %v", n, rep, err)
 	}
+	// A broken file, a file with one record in a time layout CloudTrail does not write,
+	// and a file that is JSON but not CloudTrail: the read goes on, and says so.
 	os.WriteFile(filepath.Join(dir, "broken.json"), []byte(`{"Records":[{`), 0o600)
-	if err := ReadEvents(dir, func(*audit.Event) error { return nil }); err == nil || !strings.Contains(err.Error(), "broken.json") {
-		t.Fatalf("broken file: %v", err)
+	os.WriteFile(filepath.Join(dir, "mixed.jsonl"), []byte(`{"eventName":"A","eventTime":"2026-11-01T09:00:00Z"}
+{"eventName":"B","eventTime":"2025-01-21 17:49:47.000000000"}
+{"eventName":"C","eventTime":"2026-11-01T09:00:02Z"}
+`), 0o600)
+	os.WriteFile(filepath.Join(dir, "labels.json"), []byte(`[{"file":"x.json","label":"malicious"},{"file":"y.json"}]`), 0o600)
+	n = 0
+	rep, err := ReadEvents(dir, func(*audit.Event) error { n++; return nil })
+	if err != nil || n != 18 || rep.Files != 9 || rep.Events != 18 {
+		t.Fatalf("with broken files: %d events, %+v, %v", n, rep, err)
+	}
+	if len(rep.NotCloudTrail) != 1 || filepath.Base(rep.NotCloudTrail[0]) != "labels.json" {
+		t.Fatalf("labels.json not skipped as not CloudTrail: %v", rep.NotCloudTrail)
+	}
+	badFiles, badRecords := rep.Unreadable()
+	if badFiles != 1 || badRecords != 1 || len(rep.Problems) != 2 {
+		t.Fatalf("unreadable: %d files, %d records, %v", badFiles, badRecords, rep.Problems)
+	}
+	for _, p := range rep.Problems {
+		switch filepath.Base(p.File) {
+		case "broken.json":
+			if p.Records != 0 {
+				t.Errorf("broken.json: %v", p)
+			}
+		case "mixed.jsonl":
+			if p.Records != 1 || !strings.Contains(p.String(), "record 1: ") || !strings.Contains(p.String(), "2025-01-21 17:49:47") {
+				t.Errorf("mixed.jsonl: %v", p)
+			}
+		default:
+			t.Errorf("unexpected problem %v", p)
+		}
 	}
 }
 

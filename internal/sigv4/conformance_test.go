@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/sigv4/rawhttp"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-// suiteDir is the AWS SigV4 signing test suite (awslabs/aws-c-auth,
-// tests/aws-signing-test-suite/v4), shared by the workspace and read in place.
-const suiteDir = "../../../shared/conformance/sigv4/aws-c-auth-v4"
+// suiteRel is the AWS SigV4 signing test suite (awslabs/aws-c-auth,
+// tests/aws-signing-test-suite/v4) in ../shared, read in place.
+const suiteRel = "conformance/sigv4/aws-c-auth-v4"
 
 type suiteContext struct {
 	Credentials struct {
@@ -49,12 +50,29 @@ func (c suiteCase) read(t testing.TB, file string) []byte {
 	return b
 }
 
-// loadSuite returns every case of the suite, failing clearly when the suite is missing.
+// loadSuite returns every case of the suite; without ../shared the test is skipped
+// (testenv.Shared).
 func loadSuite(t testing.TB) []suiteCase {
+	t.Helper()
+	return readSuite(t, testenv.Shared(t, suiteRel))
+}
+
+// optionalSuite is loadSuite for tests that only take seeds from the suite: nil when
+// ../shared is absent.
+func optionalSuite(t testing.TB) []suiteCase {
+	t.Helper()
+	dir, ok := testenv.SharedOptional(t, suiteRel)
+	if !ok {
+		return nil
+	}
+	return readSuite(t, dir)
+}
+
+func readSuite(t testing.TB, suiteDir string) []suiteCase {
 	t.Helper()
 	entries, err := os.ReadDir(suiteDir)
 	if err != nil {
-		t.Fatalf("the AWS SigV4 conformance suite is missing: %v\n(expected at %s relative to internal/sigv4, i.e. <repo>/../shared/conformance/sigv4/aws-c-auth-v4)", err, suiteDir)
+		t.Fatalf("the AWS SigV4 conformance suite: %v", err)
 	}
 	var cases []suiteCase
 	for _, e := range entries {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,20 +59,6 @@ func IPv6Loopback(t testing.TB) {
 		return
 	}
 	ln.Close()
-}
-
-// Shared returns rel, a path into ../shared (relative to the test's package directory),
-// when it exists. When it does not, the test is skipped with one line, or fails when
-// PHANTOM_REQUIRE_SHARED=1 (CI sets it): ../shared is laid beside every checkout CI runs.
-func Shared(t testing.TB, rel string) string {
-	t.Helper()
-	if _, err := os.Stat(rel); err != nil {
-		if os.Getenv("PHANTOM_REQUIRE_SHARED") == "1" {
-			t.Fatalf("PHANTOM_REQUIRE_SHARED=1 but %s is missing: %v", filepath.Clean(rel), err)
-		}
-		t.Skipf("%s not found: ../shared must sit beside the checkout for this test", filepath.Clean(rel))
-	}
-	return rel
 }
 
 func lastLine(s string) string {

@@ -1,5 +1,7 @@
-// Package rawhttp reads one raw HTTP/1.1 request as written in the AWS SigV4 conformance
-// suite and in files users save for debugging ("phantom sigv4 verify --request FILE").
+// Package rawhttp reads one raw HTTP request as written in the AWS SigV4 conformance suite
+// and in files users save for debugging ("phantom sigv4 verify --request FILE"): as sent,
+// or as curl shows it (-v, --trace-ascii, --trace; ParseCapture), with an HTTP/1.x, HTTP/2
+// or HTTP/3 request line.
 //
 // It is deliberately more lenient than net/http's server parser in exactly the ways those
 // files need (bare \n line ends, "Name:value" without a space, request targets holding
@@ -42,9 +44,9 @@ func Parse(data []byte) (*http.Request, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	major, minor, ok := http.ParseHTTPVersion(proto)
-	if !ok || major != 1 {
-		return nil, nil, fmt.Errorf("rawhttp: unsupported protocol %q in request line, expected HTTP/1.x", proto)
+	major, minor, ok := parseVersion(proto)
+	if !ok {
+		return nil, nil, fmt.Errorf("rawhttp: unsupported protocol %q in request line, expected HTTP/1.x, HTTP/2 or HTTP/3", proto)
 	}
 
 	h := make(http.Header)
@@ -129,7 +131,7 @@ func Parse(data []byte) (*http.Request, []byte, error) {
 	r := &http.Request{
 		Method:        method,
 		URL:           u,
-		Proto:         proto,
+		Proto:         fmt.Sprintf("HTTP/%d.%d", major, minor),
 		ProtoMajor:    major,
 		ProtoMinor:    minor,
 		Header:        h,
@@ -146,6 +148,20 @@ func Parse(data []byte) (*http.Request, []byte, error) {
 		r.Body = http.NoBody
 	}
 	return r, body, nil
+}
+
+// parseVersion reads HTTP/1.0 and HTTP/1.1, and the "HTTP/2" and "HTTP/3" that clients
+// (curl -v, --trace) print for requests they sent as HTTP/2 or HTTP/3 frames: the fields
+// SigV4 signs are the same.
+func parseVersion(proto string) (major, minor int, ok bool) {
+	switch proto {
+	case "HTTP/2", "HTTP/2.0":
+		return 2, 0, true
+	case "HTTP/3", "HTTP/3.0":
+		return 3, 0, true
+	}
+	major, minor, ok = http.ParseHTTPVersion(proto)
+	return major, minor, ok && major == 1
 }
 
 // nextLine returns the line before the next \n (without \n or a preceding \r) and the rest.

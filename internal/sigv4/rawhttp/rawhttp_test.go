@@ -6,9 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-const suiteDir = "../../../../shared/conformance/sigv4/aws-c-auth-v4"
+// suiteRel is the AWS SigV4 conformance suite in ../shared.
+const suiteRel = "conformance/sigv4/aws-c-auth-v4"
 
 func TestParse(t *testing.T) {
 	tests := []struct {
@@ -126,7 +129,8 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"empty", "", "empty input"},
 		{"no protocol", "GET /\n\n", "malformed request line"},
-		{"HTTP/2", "GET / HTTP/2.0\n\n", "unsupported protocol"},
+		{"HTTP/0.9", "GET / HTTP/0.9\n\n", "unsupported protocol"},
+		{"SPDY", "GET / SPDY/3\n\n", "unsupported protocol"},
 		{"bad method", "G(T / HTTP/1.1\n\n", "invalid method"},
 		{"relative target", "GET a/b HTTP/1.1\n\n", "neither a path"},
 		{"header without colon", "GET / HTTP/1.1\nHost h\n\n", "has no name"},
@@ -149,9 +153,10 @@ func TestParseErrors(t *testing.T) {
 
 // TestParseConformanceFiles reads every request file of the AWS suite.
 func TestParseConformanceFiles(t *testing.T) {
+	suiteDir := testenv.Shared(t, suiteRel)
 	files, err := filepath.Glob(filepath.Join(suiteDir, "*", "*request.txt"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("the AWS SigV4 conformance suite is missing at %s (err %v)", suiteDir, err)
+		t.Fatalf("the AWS SigV4 conformance suite at %s holds no request files (err %v)", suiteDir, err)
 	}
 	n := 0
 	for _, f := range files {
@@ -183,7 +188,10 @@ func TestParseConformanceFiles(t *testing.T) {
 
 // FuzzRawHTTP: Parse never panics, and whatever it accepts is self-consistent.
 func FuzzRawHTTP(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join(suiteDir, "*", "*request.txt"))
+	var files []string
+	if dir, ok := testenv.SharedOptional(f, suiteRel); ok {
+		files, _ = filepath.Glob(filepath.Join(dir, "*", "*request.txt"))
+	}
 	for _, file := range files {
 		if b, err := os.ReadFile(file); err == nil {
 			f.Add(b)
