@@ -3,6 +3,7 @@ package iamimport
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,17 +143,27 @@ func (a *account) refusedPart(h *principal, rest, why string) {
 		if strings.Contains(why, ":oidc-provider/") {
 			why += " (give the provider with --oidc-provider URL=CLIENT_ID,... from aws iam get-open-id-connect-provider)"
 		}
-		end := strings.IndexByte(sub, ']')
-		k, err := strconv.Atoi(sub[len("Statement["):max(end, len("Statement["))])
-		if end < 0 || err != nil {
+		m := trustPathRe.FindStringSubmatch(sub)
+		if m == nil {
 			a.leaveOut(h, "the spec refuses its trust policy: %s", why)
 			return
+		}
+		k, _ := strconv.Atoi(m[1])
+		if m[2] != "" {
+			j, _ := strconv.Atoi(m[4])
+			if a.dropTrustPrincipal(h, k, m[3], j, "the spec refuses it: "+why) {
+				return
+			}
 		}
 		a.dropTrustStatement(h, k, "the spec refuses it: "+why)
 	default:
 		a.leaveOut(h, "the spec refuses it (%s): %s", strings.TrimPrefix(rest, "."), why)
 	}
 }
+
+// trustPathRe reads the statement, and the principal in a list of them, that a problem
+// of a trust policy names: Statement[0] or Statement[0].Principal.AWS[2]....
+var trustPathRe = regexp.MustCompile(`^Statement\[(\d{1,6})\](\.Principal\.(AWS|Federated|Service)\[(\d{1,6})\])?`)
 
 // splitPath splits a problem path such as roles[2].trustPolicy.Statement[0] into the
 // section, the index and the rest.

@@ -189,6 +189,9 @@ func TestImportMotoAccount(t *testing.T) {
 	// could deny: their holders are left out, each listed.
 	t.Run("aws cli --filter", func(t *testing.T) {
 		_, res := importFile(t, filtered, Options{})
+		if app, ok := res.Spec.Role("app"); !ok || !bytes.Contains(app.TrustPolicy.Document, []byte(`"AWS":["arn:aws:iam::123456789012:user/eng/alice"]`)) {
+			t.Errorf("app's trust without bob: %+v", app)
+		}
 		wantNotes(t, res, [][2]string{
 			{"managed policy arn:aws:iam::123456789012:policy/app/ReadOrders", "versions v1 not carried"},
 			{"managed policy arn:aws:iam::aws:policy/AdministratorAccess", "not in the input"},
@@ -200,9 +203,9 @@ func TestImportMotoAccount(t *testing.T) {
 			{"role worker", "left out: its managed policy arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"},
 			{"instance profile worker", "not expressible"},
 			{"role AWSServiceRoleForElasticBeanstalk", "left out: a service-linked role"},
-			// bob was left out, so app's trust in him cannot load: the statement naming
-			// alice and bob goes, and with it the role.
-			{"role app", "left out: its trust policy's only statement is not carried"},
+			// bob was left out, so app's trust in him cannot load: he is taken out of
+			// the statement, which keeps alice.
+			{"role app", `principal "arn:aws:iam::123456789012:user/bob" taken out of trust policy statement 0`},
 		})
 	})
 }

@@ -203,6 +203,32 @@ func (a *account) dropTrustStatement(r *principal, index int, why string) {
 	a.note(r.label(), "trust policy statement %d not carried: %s (fewer principals may assume the role); it was %s", index, why, removed)
 }
 
+// dropTrustPrincipal takes one principal out of a list of them in an allowing trust
+// statement (one fewer may assume the role), keeping the statement's others. It reports
+// false when that is not the case, for the caller to take out the whole statement.
+func (a *account) dropTrustPrincipal(r *principal, index int, typ string, j int, why string) bool {
+	var doc map[string]json.RawMessage
+	var stmts []json.RawMessage
+	if json.Unmarshal(r.trust, &doc) != nil || json.Unmarshal(doc["Statement"], &stmts) != nil || index >= len(stmts) {
+		return false
+	}
+	var st map[string]json.RawMessage
+	var pr map[string]json.RawMessage
+	var list []json.RawMessage
+	if json.Unmarshal(stmts[index], &st) != nil || restrictive(json.RawMessage(`{"Statement":[`+string(stmts[index])+`]}`)) ||
+		json.Unmarshal(st["Principal"], &pr) != nil || json.Unmarshal(pr[typ], &list) != nil || j >= len(list) || len(list) < 2 {
+		return false
+	}
+	removed := list[j]
+	pr[typ], _ = json.Marshal(slices.Delete(list, j, j+1))
+	st["Principal"], _ = json.Marshal(pr)
+	stmts[index], _ = json.Marshal(st)
+	doc["Statement"], _ = json.Marshal(stmts)
+	r.trust, _ = json.Marshal(doc)
+	a.note(r.label(), "principal %s taken out of trust policy statement %d: %s (one fewer may assume the role)", removed, index, why)
+	return true
+}
+
 func (a *account) principals() []*principal {
 	out := make([]*principal, 0, len(a.groups)+len(a.users)+len(a.roles))
 	out = append(out, a.groups...)
