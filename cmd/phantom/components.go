@@ -77,6 +77,20 @@ func (l *auditLogs) names() []string {
 	return names
 }
 
+// readyCheck is the readiness check of the chains: a chain that cannot be written makes
+// its process refuse every call it would have to record (fail closed), so it is not
+// ready until the chain resumes (which it does by itself).
+func (l *auditLogs) readyCheck() readyCheck {
+	return readyCheck{"audit log", func() error {
+		for _, c := range l.names() {
+			if err := l.logs[c].Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}}
+}
+
 // closeAll signs each chain's final digest.
 func (l *auditLogs) closeAll(log *slog.Logger) {
 	for c, al := range l.logs {
@@ -110,6 +124,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Risk:         risk,
 		Fresh:        fresh,
 		Metrics:      m,
+		Replay:       p.store,
 		Logger:       log,
 	})
 }

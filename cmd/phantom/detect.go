@@ -14,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
 type detectFlags struct {
@@ -23,6 +24,7 @@ type detectFlags struct {
 	adminUsers     []string
 	learningPeriod time.Duration
 	config         string
+	sigmaRules     string
 	stats          bool
 }
 
@@ -48,9 +50,16 @@ without findings, or bad usage); 3 findings, but some input could not be read.
 --config takes the account, region, learning period and threat lists of a spec; flags
 override it. --threat-list NAME=FILE adds a list (one address or CIDR a line, # comments;
 a NAME containing "tor" raises TorIPCaller, any other MaliciousIPCaller.Custom).
---learning-period 0 scores from each principal's first event.`,
+--learning-period 0 scores from each principal's first event.
+
+--sigma-rules DIR runs the Sigma rules for AWS CloudTrail under DIR (logsource product
+aws, service cloudtrail; e.g. SigmaHQ's rules/cloud/aws/cloudtrail) on every event: a
+match is a <Tactic>:IAMUser/Sigma!<rule id> finding with the rule's title, level, author
+and source. Rules that cannot be loaded are listed on stderr with the reason; the others
+run. It overrides the spec's detection.sigmaRules.`,
 		Example: `  phantom detect --input ./AWSLogs/123456789012/CloudTrail/ --output json
-  phantom detect --input trail.json.gz --threat-list tor=tor-exits.txt --stats`,
+  phantom detect --input trail.json.gz --threat-list tor=tor-exits.txt --stats
+  phantom detect --input ./AWSLogs/ --sigma-rules ./sigma/rules/cloud/aws/cloudtrail`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDetect(cmd.OutOrStdout(), cmd.ErrOrStderr(), f, cmd.Flags().Changed("learning-period"))
@@ -62,7 +71,8 @@ a NAME containing "tor" raises TorIPCaller, any other MaliciousIPCaller.Custom).
 	fl.StringArrayVar(&f.threatLists, "threat-list", nil, "threat list NAME=FILE (repeatable)")
 	fl.StringArrayVar(&f.adminUsers, "admin-user", nil, "IAM user name or ARN whose long-term keys are administrator keys (repeatable)")
 	fl.DurationVar(&f.learningPeriod, "learning-period", 7*24*time.Hour, "per-principal learning period before anomalies are scored")
-	fl.StringVar(&f.config, "config", "", "spec file for account, region, learning period and threat lists")
+	fl.StringVar(&f.config, "config", "", "spec file for account, region, learning period, threat lists, Sigma rules and peer groups")
+	fl.StringVar(&f.sigmaRules, "sigma-rules", "", "directory of Sigma rules for AWS CloudTrail to run on every event")
 	fl.BoolVar(&f.stats, "stats", false, "print events, findings and throughput on stderr")
 	auditUsageErrors(cmd)
 	return cmd
@@ -83,6 +93,8 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		}
 		cfg.Account, cfg.Region = spec.Account, spec.Region
 		cfg.ThreatLists = spec.Detection.ThreatLists
+		cfg.SigmaRules = spec.Detection.SigmaRules
+		cfg.PeerGroups = detect.PeerGroups(spec)
 		cfg.AdminUsers = append(cfg.AdminUsers, detect.AdminUsers(spec)...)
 		if !lpSet {
 			cfg.LearningPeriod = spec.Detection.LearningPeriod
@@ -95,10 +107,14 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		}
 		cfg.ThreatLists = append(cfg.ThreatLists, config.ThreatList{Name: name, File: file})
 	}
+	if f.sigmaRules != "" {
+		cfg.SigmaRules = f.sigmaRules
+	}
 	det, err := detect.New(cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	reportSigma(stderr, det.SigmaRules())
 	start := time.Now()
 	rep, err := detect.ReadEvents(f.input, func(ev *audit.Event) error {
 		det.Observe(ev)
@@ -163,6 +179,23 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 		return &exitError{code: 2}
 	}
 	return nil
+}
+
+// reportSigma says how many Sigma rules loaded and names each one that did not, with
+// the reason; rules for other log sources are only counted.
+func reportSigma(w io.Writer, s *sigma.Set) {
+	if s == nil || s.Dir == "" {
+		return
+	}
+	bad, other := s.Unloaded()
+	fmt.Fprintf(w, "phantom detect: %d Sigma rules loaded from %s", len(s.Rules), s.Dir)
+	if other > 0 {
+		fmt.Fprintf(w, " (%d for other log sources skipped)", other)
+	}
+	fmt.Fprintln(w)
+	for _, p := range bad {
+		fmt.Fprintf(w, "phantom detect: Sigma rule not loaded: %s\n", p)
+	}
 }
 
 // reportInput names on w what detect skipped and could not read, and reports whether any

@@ -77,6 +77,46 @@ func TestDetectCommand(t *testing.T) {
 	}
 }
 
+// TestDetectSigmaRules: --sigma-rules runs the directory's CloudTrail rules, each match a
+// finding carrying the rule's title, id, author and level; a rule that cannot be loaded
+// is named on stderr with the reason while the others run; a directory that cannot be
+// read is a usage error.
+func TestDetectSigmaRules(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	os.MkdirAll(filepath.Join(rules, "aws"), 0o700)
+	head := "logsource:\n  product: aws\n  service: cloudtrail\n"
+	os.WriteFile(filepath.Join(rules, "aws", "list_buckets.yml"), []byte("title: Bucket Enumeration By A User\nid: 6c3b3f2e-7d7a-4f51-9a55-2f1f4b8a9c01\n"+
+		"author: Phantom tests\nlevel: high\ntags: [attack.discovery, attack.t1619]\n"+head+
+		"detection:\n  selection:\n    eventSource: s3.amazonaws.com\n    eventName: ListBuckets\n    userIdentity.type: IAMUser\n  condition: selection\n"), 0o600)
+	os.WriteFile(filepath.Join(rules, "aws", "broken.yml"), []byte("title: Uses Windash\nid: 6c3b3f2e-7d7a-4f51-9a55-2f1f4b8a9c02\n"+head+
+		"detection:\n  selection:\n    eventName|windash: x\n  condition: selection\n"), 0o600)
+	os.WriteFile(filepath.Join(rules, "windows.yml"), []byte("title: Not CloudTrail\nlogsource:\n  product: windows\ndetection:\n  s:\n    EventID: 1\n  condition: s\n"), 0o600)
+	good := filepath.Join(dir, "good.json")
+	os.WriteFile(good, []byte(benignRecords), 0o600)
+
+	code, out, errOut := runDetectCmd("--input", good, "--output", "json", "--sigma-rules", rules)
+	if code != 1 {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	var fs []detect.Finding
+	if err := json.Unmarshal([]byte(out), &fs); err != nil || len(fs) != 1 {
+		t.Fatalf("findings %v: %s", err, out)
+	}
+	f := fs[0]
+	if f.Type != "Discovery:IAMUser/Sigma!6c3b3f2e-7d7a-4f51-9a55-2f1f4b8a9c01" || f.Title != "Bucket Enumeration By A User" || f.Severity != 8 ||
+		!strings.Contains(f.Description, "by Phantom tests") || f.Resource.AccessKeyDetails.UserName != "alice" {
+		t.Errorf("finding %+v", f)
+	}
+	if !strings.Contains(errOut, "1 Sigma rules loaded from "+rules+" (1 for other log sources skipped)") ||
+		!strings.Contains(errOut, "Sigma rule not loaded: aws/broken.yml (Uses Windash): search selection: field eventName: modifier \"windash\" is not supported") {
+		t.Errorf("stderr %q", errOut)
+	}
+	if code, _, errOut := runDetectCmd("--input", good, "--sigma-rules", filepath.Join(dir, "absent")); code != 2 || !strings.Contains(errOut, "absent") {
+		t.Errorf("absent rules directory: exit %d %q", code, errOut)
+	}
+}
+
 // TestDetectReadsWhatItCan: a broken file, a record in a time layout CloudTrail does not
 // write and a labels.json beside the logs do not stop the analysis of the rest; each is
 // named, and the exit status tells findings (1) from unreadable input (2) from both (3).

@@ -11,6 +11,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
+	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
 // detectorChain is the audit chain the detector's responses are written to: never
@@ -50,14 +51,29 @@ func newDetector(spec *config.Spec) (*detect.Detector, error) {
 		Region:         spec.Region,
 		LearningPeriod: spec.Detection.LearningPeriod,
 		ThreatLists:    spec.Detection.ThreatLists,
+		SigmaRules:     spec.Detection.SigmaRules,
+		PeerGroups:     detect.PeerGroups(spec),
 		AdminUsers:     detect.AdminUsers(spec),
 	})
 }
 
-// followThreatLists reloads the detector's threat lists whenever the spec is reloaded,
-// and re-reads the list files on SIGHUP (lists edited in place); a list that does not
-// load keeps the previous set.
-func followThreatLists(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
+// logSigma logs how many Sigma rules loaded and each one that did not, with the reason.
+func logSigma(log *slog.Logger, s *sigma.Set) {
+	if s == nil || s.Dir == "" {
+		return
+	}
+	bad, other := s.Unloaded()
+	for _, p := range bad {
+		log.Warn("detector: Sigma rule not loaded", "file", p.File, "title", p.Title, "reason", p.Reason)
+	}
+	log.Info("detector: Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
+}
+
+// followDetection reloads the detector's threat lists, Sigma rules and peer groups
+// whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
+// list that does not load keeps the previous set, and so does a rules directory that
+// cannot be read.
+func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
 	specs, cancel := w.Subscribe()
 	defer cancel()
 	hup := make(chan os.Signal, 1)
@@ -69,13 +85,21 @@ func followThreatLists(ctx context.Context, w *config.Watcher, det *detect.Detec
 			return
 		case <-hup:
 			if err := det.Reload(); err != nil {
-				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
+				log.Error("detector: threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
+			} else {
+				logSigma(log, det.SigmaRules())
 			}
 		case spec := <-specs:
 			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
 				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
 			} else {
 				log.Info("detector: threat lists reloaded", "lists", len(spec.Detection.ThreatLists))
+			}
+			det.SetPeerGroups(detect.PeerGroups(spec))
+			if s, err := det.SetSigmaRules(spec.Detection.SigmaRules); err != nil {
+				log.Error("detector: Sigma rules not reloaded; keeping the previous ones", "error", err)
+			} else {
+				logSigma(log, s)
 			}
 		}
 	}

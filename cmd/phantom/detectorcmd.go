@@ -76,6 +76,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(c.log, det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)
@@ -87,7 +88,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	}()
 	go func() {
 		defer c.wg.Done()
-		followThreatLists(runCtx, c.w, det, c.log)
+		followDetection(runCtx, c.w, det, c.log)
 	}()
 
 	exclude := append([]string{f.chain}, f.exclude...)

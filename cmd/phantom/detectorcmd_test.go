@@ -233,3 +233,91 @@ func detectorKill9(t *testing.T, bin, storeURL string) {
 		t.Fatalf("phantom detector did not stop on SIGTERM:\n%s", d.logs())
 	}
 }
+
+// TestDetectorSigmaRules: the spec's detection.sigmaRules reach the streaming detector:
+// a matching audit event becomes a finding in the store carrying the rule; a rule that
+// cannot be loaded is logged with the reason while the others run; SIGHUP reads the
+// directory again.
+func TestDetectorSigmaRules(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildPhantom(t)
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "sigma")
+	os.Mkdir(rules, 0o700)
+	rule := func(id, eventName string) string {
+		return "title: Invoke By " + id + "\nid: " + id + "\nauthor: Phantom tests\nlevel: medium\ntags: [attack.execution]\n" +
+			"logsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: " + eventName + "\n    userIdentity.type: IAMUser\n  condition: sel\n"
+	}
+	os.WriteFile(filepath.Join(rules, "invoke.yml"), []byte(rule("11111111-2222-4333-8444-555555555555", "Invoke")), 0o600)
+	os.WriteFile(filepath.Join(rules, "keywords.yml"), []byte("title: Keywords\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  k:\n    - evil\n  condition: k\n"), 0o600)
+	spec := filepath.Join(dir, "perimeter.yaml")
+	if err := os.WriteFile(spec, []byte(stsTestSpec+"detection:\n  sigmaRules: sigma\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := filepath.Join(dir, "data")
+	signer, err := audit.DeriveSigner(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(audit.Config{Dir: filepath.Join(dataDir, "audit"), Chain: "gateway-1", Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d := startDetector(t, bin, "--config", spec, "--data-dir", dataDir)
+	if logs := d.logs(); !strings.Contains(logs, "Sigma rules loaded") || !strings.Contains(logs, "rules=1") ||
+		!strings.Contains(logs, "keyword searches") {
+		t.Fatalf("load not logged:\n%s", logs)
+	}
+	record := func(name string) {
+		ev := &audit.Event{EventVersion: audit.EventVersion, EventID: "ev-" + name, EventTime: time.Now().UTC(),
+			EventSource: "execute-api.amazonaws.com", EventName: name, AWSRegion: "us-east-1", SourceIPAddress: "192.0.2.10",
+			UserIdentity: audit.UserIdentity{Type: "IAMUser", ARN: "arn:aws:iam::123456789012:user/alice", AccountID: "123456789012", AccessKeyID: "AKIAEXAMPLEEXAMPLE01"}}
+		if err := l.Record(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	await := func(typ string) store.Finding {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			fs, err := st.ListFindings(t.Context(), store.FindingFilter{Type: typ})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(fs) > 0 {
+				return fs[0]
+			}
+		}
+		t.Fatalf("no %s finding within 30s:\n%s", typ, d.logs())
+		return store.Finding{}
+	}
+	record("Invoke")
+	f := await("Execution:IAMUser/Sigma!11111111-2222-4333-8444-555555555555")
+	if !strings.Contains(string(f.Document), `"author":"Phantom tests"`) || f.Principal != "arn:aws:iam::123456789012:user/alice" {
+		t.Errorf("finding %s", f.Document)
+	}
+
+	// The rule is replaced in place; SIGHUP reads it again.
+	os.WriteFile(filepath.Join(rules, "invoke.yml"), []byte(rule("66666666-2222-4333-8444-555555555555", "Describe")), 0o600)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(d.logs(), "Sigma rules loaded") < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload the rules:\n%s", d.logs())
+		}
+	}
+	record("Describe")
+	await("Execution:IAMUser/Sigma!66666666-2222-4333-8444-555555555555")
+}

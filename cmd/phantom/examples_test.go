@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/policy"
 	"github.com/phantom-perimeter/phantom/internal/policy/simulate"
 )
 
@@ -50,6 +51,8 @@ var exampleCalls = map[string][]exampleCall{
 			call: "a1b2c3d4e5/prod/GET/orders", want: "ExplicitDeny"},
 		{name: "an app session creates orders", as: "role/app", call: "a1b2c3d4e5/prod/POST/orders",
 			via: "vpce-0123456789abcdef0", want: "Allow"},
+		{name: "alice cannot create orders: the resource policy's account principal delegates to her read-only policies",
+			as: "user/alice", call: "a1b2c3d4e5/prod/POST/orders", via: "vpce-0123456789abcdef0", want: "ImplicitDeny"},
 		{name: "alice assumes app", as: "user/alice", action: "sts:AssumeRole", call: "app", want: "Allow"},
 		{name: "alice cannot assume ci-deployer", as: "user/alice", action: "sts:AssumeRole", call: "ci-deployer",
 			want: "ImplicitDeny"},
@@ -169,7 +172,10 @@ var exampleCalls = map[string][]exampleCall{
 // endpoint's policy, with the global condition keys of the request; for AssumeRole the
 // trust policy and the caller's identity side, each of which must allow every action
 // (sts:TagSession too when tags are passed); for a node or a web identity, the trust
-// policy alone.
+// policy alone. A trust policy on its own is decided as STS decides it, by
+// policy.Set.Admits (a statement naming the account admits the account's principals,
+// whose identity side decides next), which `policy simulate` does not offer: those
+// cases run in-process on the same engine.
 func TestExamples(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -204,17 +210,29 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// Every call's cases go to one simulate run; owner maps each case back.
+			// Every call's cases go to one simulate run; owner maps each case back. Trust
+			// sides are decided in-process first.
 			var cases []simulate.Case
 			var owner []int
+			got := make([]string, len(calls))
+			why := make([]string, len(calls))
 			for i, c := range calls {
-				cs, err := exampleCases(spec, c)
+				cs, trust, err := exampleCases(spec, c)
 				if err != nil {
 					t.Fatalf("%s: %v", c.name, err)
 				}
 				cases = append(cases, cs...)
 				for range cs {
 					owner = append(owner, i)
+				}
+				for _, tc := range trust {
+					d, err := admits(tc)
+					if err != nil {
+						t.Fatalf("%s: %v", c.name, err)
+					}
+					if got[i] == "" || got[i] == "Allow" {
+						got[i], why[i] = d.Effect.String(), "trust policy: "+d.Reason
+					}
 				}
 			}
 			in, err := json.Marshal(cases)
@@ -238,8 +256,6 @@ func TestExamples(t *testing.T) {
 
 			// A call is allowed when all its cases are; otherwise it takes the first
 			// explicit deny, else the first implicit one.
-			got := make([]string, len(calls))
-			why := make([]string, len(calls))
 			for j, r := range results {
 				i := owner[j]
 				switch {
@@ -270,8 +286,9 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// exampleCases turns a call into the simulate cases that decide it.
-func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
+// exampleCases turns a call into the simulate cases that decide it, and the trust-policy
+// cases that must admit the caller (admits).
+func exampleCases(s *config.Spec, c exampleCall) (cases, trustSide []simulate.Case, err error) {
 	kind, name, _ := strings.Cut(c.as, "/")
 	action := orDefault(c.action, "execute-api:Invoke")
 	ctx := map[string]any{
@@ -305,7 +322,7 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 	case "user":
 		u, ok := s.User(name)
 		if !ok {
-			return nil, fmt.Errorf("no user %s in the spec", name)
+			return nil, nil, fmt.Errorf("no user %s in the spec", name)
 		}
 		principal = u.ARN
 		setPrincipal(u.ARN, "User", u.Tags)
@@ -313,17 +330,17 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 		identity = identitySide(u.Policies, u.ManagedPolicies, u.PermissionsBoundary)
 	case "role":
 		if err := roleSession(name, "examples-test"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	case "node":
 		n, ok := s.Node(name)
 		if !ok {
-			return nil, fmt.Errorf("no node %s in the spec", name)
+			return nil, nil, fmt.Errorf("no node %s in the spec", name)
 		}
 		node = n
 		if action != "sts:AssumeRole" {
 			if err := roleSession(n.Role, n.Name); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			ctx["aws:EC2InstanceSourceVPC"] = n.VPC
 			ctx["aws:EC2InstanceSourcePrivateIPv4"] = n.PrivateIP.String()
@@ -331,7 +348,7 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 		}
 	case "oidc":
 	default:
-		return nil, fmt.Errorf("caller %q: want user/, role/, node/ or oidc/", c.as)
+		return nil, nil, fmt.Errorf("caller %q: want user/, role/, node/ or oidc/", c.as)
 	}
 
 	var out []simulate.Case
@@ -354,11 +371,11 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 
 	if action == "execute-api:Invoke" {
 		if kind == "oidc" {
-			return nil, fmt.Errorf("a web identity calls APIs with the role session it gets: use role/NAME")
+			return nil, nil, fmt.Errorf("a web identity calls APIs with the role session it gets: use role/NAME")
 		}
 		api, err := checkRoute(s, c.call)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		ps := slices.Clone(identity)
 		if api.ResourcePolicy != nil {
@@ -367,29 +384,29 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 		if c.via != "" {
 			ep, ok := s.Endpoint(c.via)
 			if !ok || !slices.Contains(ep.APIs, api.ID) {
-				return nil, fmt.Errorf("endpoint %s does not serve API %s", c.via, api.ID)
+				return nil, nil, fmt.Errorf("endpoint %s does not serve API %s", c.via, api.ID)
 			}
 			ctx["aws:SourceVpce"], ctx["aws:SourceVpc"] = ep.ID, ep.VPC
 			if ep.Policy != nil {
 				ps = append(ps, simulate.Policy{Type: "endpoint", Document: ep.Policy.Document})
 			}
 		}
-		return out, add(ps, principal, "arn:aws:execute-api:"+s.Region+":"+s.Account+":"+c.call)
+		return out, nil, add(ps, principal, "arn:aws:execute-api:"+s.Region+":"+s.Account+":"+c.call)
 	}
 
 	role, ok := s.Role(c.call)
 	if !ok {
-		return nil, fmt.Errorf("no role %s in the spec", c.call)
+		return nil, nil, fmt.Errorf("no role %s in the spec", c.call)
 	}
 	trust := []simulate.Policy{{Type: "resource", Document: role.TrustPolicy.Document}}
 	switch {
 	case kind == "oidc" && action == "sts:AssumeRoleWithWebIdentity":
 		p, ok := s.OIDCProvider("https://" + name)
 		if !ok {
-			return nil, fmt.Errorf("no OIDC provider https://%s in the spec", name)
+			return nil, nil, fmt.Errorf("no OIDC provider https://%s in the spec", name)
 		}
 		ctx["aws:FederatedProvider"] = p.ARN
-		return out, add(trust, p.ARN, role.ARN)
+		return out, nil, add(trust, p.ARN, role.ARN)
 	case kind == "node" && action == "sts:AssumeRole":
 		// internal/sts nodeTrusted: the account acting as the EC2 service, the node's
 		// network in the context, the node's name as the session name.
@@ -399,7 +416,8 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 		ctx["aws:EC2InstanceSourceVPC"] = node.VPC
 		ctx["aws:EC2InstanceSourcePrivateIPv4"] = node.PrivateIP.String()
 		ctx["sts:RoleSessionName"] = node.Name
-		return out, add(trust, root, role.ARN)
+		err := add(trust, root, role.ARN)
+		return nil, out, err
 	case (kind == "user" || kind == "role") && action == "sts:AssumeRole":
 		// internal/sts authorizer: the trust policy and the caller's identity side must
 		// each allow sts:AssumeRole, and sts:TagSession when the call passes tags.
@@ -408,18 +426,50 @@ func exampleCases(s *config.Spec, c exampleCall) ([]simulate.Case, error) {
 		if _, tagged := c.context["aws:TagKeys"]; tagged {
 			actions = append(actions, "sts:TagSession")
 		}
+		var trustSide []simulate.Case
 		for _, a := range actions {
 			action = a
 			if err := add(trust, principal, role.ARN); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
+			trustSide = append(trustSide, out[len(out)-1])
+			out = out[:len(out)-1]
 			if err := add(identity, principal, role.ARN); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
-		return out, nil
+		return out, trustSide, nil
 	}
-	return nil, fmt.Errorf("%s by %s is not a call this test knows how to assemble", action, c.as)
+	return nil, nil, fmt.Errorf("%s by %s is not a call this test knows how to assemble", action, c.as)
+}
+
+// admits decides a trust-policy case as internal/sts does: the trust policy on its own,
+// by policy.Set.Admits.
+func admits(c simulate.Case) (policy.Decision, error) {
+	var entries []policy.Entry
+	for _, p := range c.Policies {
+		pol, err := policy.ParseKind(p.Document, policy.Kind(p.Type))
+		if err != nil {
+			return policy.Decision{}, err
+		}
+		entries = append(entries, policy.Entry{Kind: policy.Kind(p.Type), Policy: pol})
+	}
+	ctx := policy.NewContext(nil)
+	for k, raw := range c.Request.Context {
+		var one string
+		var many []string
+		switch {
+		case json.Unmarshal(raw, &one) == nil:
+			ctx.Set(k, one)
+		case json.Unmarshal(raw, &many) == nil:
+			ctx.SetMultivalued(k, many...)
+		default:
+			return policy.Decision{}, fmt.Errorf("context key %s: %s is neither a string nor a list of strings", k, raw)
+		}
+	}
+	r := c.Request
+	return policy.NewSet(entries...).Admits(&policy.Request{Principal: r.Principal, Action: r.Action,
+		Resource: r.Resource, ResourceAccount: r.ResourceAccount, Context: ctx}), nil
 }
 
 // identitySide is a principal's identity-based policies and permissions boundary.

@@ -131,8 +131,11 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	return c, nil
 }
 
-// serving tells /readyz that the component's listeners serve: ready while checks hold.
-func (c *component) serving(checks ...readyCheck) { c.ops.serving(checks...) }
+// serving tells /readyz that the component's listeners serve: ready while checks hold
+// and its audit chains can be written.
+func (c *component) serving(checks ...readyCheck) {
+	c.ops.serving(append(checks, c.logs.readyCheck())...)
+}
 
 // freshCheck is the readiness check of a component that decides on the identity
 // service's state.
@@ -206,10 +209,14 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	riskFresh.mark(time.Now())
 	riskCtx, stopRisk := context.WithCancel(ctx)
 	defer stopRisk() // before c.shutdown waits for the goroutines
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		c.p.syncRisk(riskCtx, risk, riskFresh, c.log)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.p.sweepSignatures(riskCtx, c.log)
 	}()
 	fresh := c.p.gatewayFreshness(riskFresh)
 	c.ops.identityMetrics(c.p, fresh)
@@ -226,7 +233,7 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 		ln.Close()
 		return err
 	}
-	srv := serveHTTPS("gateway", ln, gw, gw.TLSConfig(certs.getServer), c.log)
+	srv := serveGateway(ln, gw, gw.TLSConfig(certs.getServer))
 	fmt.Fprintf(stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
 	c.serving(readyCheck{"perimeter state", fresh})
 	return waitAndShutdown(ctx, c.log, "gateway", srv)

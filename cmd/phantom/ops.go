@@ -29,7 +29,7 @@ import (
 )
 
 // opsListenHelp documents --ops-listen on every long-running command.
-const opsListenHelp = "serve GET /metrics (Prometheus), /healthz and /readyz (503 with the reason until the listeners serve, or while the perimeter state is stale) over HTTPS with a perimeter-CA certificate on this address (default: off)"
+const opsListenHelp = "serve GET /metrics (Prometheus), /healthz and /readyz (503 with the reason until the listeners serve, while the perimeter state is stale or while the audit log cannot be written) over HTTPS with a perimeter-CA certificate on this address (default: off)"
 
 // logFlags are the root command's --log-format and --log-level.
 type logFlags struct{ format, level string }

@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -163,5 +165,76 @@ func TestNewLogger(t *testing.T) {
 		if !errors.As(err, &ee) || ee.code != 2 {
 			t.Errorf("%+v: %v, want a usage error", lf, err)
 		}
+	}
+}
+
+// TestAuditReadiness (issue 15, attack 6): /readyz is 503 while a component's audit chain
+// cannot be written (its calls fail closed meanwhile), and 200 again once the disk takes
+// writes, without a restart: the chain resumes by itself and records the gap.
+func TestAuditReadiness(t *testing.T) {
+	dir := t.TempDir()
+	logs, err := openChains(dir, []string{"gateway"}, bytes.Repeat([]byte{9}, 32), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.closeAll(slog.New(slog.DiscardHandler))
+	o := newOps("gateway")
+	h := o.handler(slog.New(slog.DiscardHandler))
+	o.serving(logs.readyCheck())
+	chain := logs.get("gateway")
+	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := get(t, h, "/readyz"); code != 200 {
+		t.Fatalf("before: %d %q", code, body)
+	}
+
+	// The disk stops taking writes: no file of this process may grow (RLIMIT_FSIZE).
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	full := old
+	full.Cur = 1
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &full); err != nil {
+		t.Fatalf("cannot lower RLIMIT_FSIZE: %v", err)
+	}
+	restore := func() { syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old) }
+	defer restore()
+	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err == nil {
+		restore()
+		t.Fatal("a record was written past the file size limit")
+	}
+	code, body, _ := get(t, h, "/readyz")
+	restore()
+	if code != 503 || !strings.HasPrefix(body, "audit log: audit chain gateway cannot be written since ") {
+		t.Fatalf("while failing: %d %q", code, body)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if code, _, _ := get(t, h, "/readyz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz stayed 503 after the disk took writes again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	var names []string
+	if err := audit.ReadChain(dir, "gateway", 0, func(e audit.Entry) error {
+		ev, err := e.Decode()
+		if err == nil {
+			names = append(names, ev.EventName)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(names, " ") != "Invoke AuditLogGap Invoke" {
+		t.Errorf("chain %v", names)
 	}
 }

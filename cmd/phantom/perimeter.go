@@ -140,6 +140,23 @@ type riskRefresher interface {
 	Refresh(ctx context.Context) error
 }
 
+// sweepSignatures forgets, every minute, the used signatures of the gateway's replay guard
+// that no verifier accepts any more. It returns when ctx ends.
+func (p *perimeter) sweepSignatures(ctx context.Context, log *slog.Logger) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := p.store.DeleteExpiredSignatures(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			log.Warn("replay guard: could not forget expired signatures", "error", err)
+		}
+	}
+}
+
 // syncRisk keeps the responder's risk levels current: at once on each store notification,
 // else every poll, recording each success in fresh. It returns when ctx ends.
 func (p *perimeter) syncRisk(ctx context.Context, r riskRefresher, fresh *freshness, log *slog.Logger) {

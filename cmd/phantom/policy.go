@@ -179,7 +179,8 @@ The input holds one case or a JSON array of cases:
                "context": {"aws:SourceIp": "192.0.2.1", "aws:TagKeys": ["a", "b"]}}}
 An empty or missing principal is an anonymous caller; resourceAccount defaults to the
 principal's account; context values are strings, numbers, booleans or arrays of them (an
-array is a multivalued key). Unknown fields are errors.
+array is a multivalued key, even of one value: an operator without ForAnyValue: or
+ForAllValues: does not match it). Unknown fields are errors.
 
 The output is a JSON array, one result per case in order:
   {"decision": "Allow|ExplicitDeny|ImplicitDeny",
@@ -187,8 +188,10 @@ The output is a JSON array, one result per case in order:
    "reason": "..."}
 
 Exit status: 0 when every case was evaluated, whatever the decisions; 2 when the input is
-unusable (bad JSON, an unknown field or policy type, a policy that does not parse, a
-request without action ...), with a message naming the case. --input - reads stdin.`,
+unusable (bad JSON, an unknown field or policy type, a policy that does not parse or that
+IAM refuses for its type, such as a Principal in an identity policy or a resource or
+endpoint policy statement without one, a request without action ...), with a message
+naming the case. --input - reads stdin.`,
 		Example: `  phantom policy simulate --input cases.json
   jq -n '{policies: [{type: "identity", document: $p}], request: {principal: "arn:aws:iam::111122223333:user/ana", action: "s3:GetObject", resource: "arn:aws:s3:::b/k"}}' \
     --argjson p "$(cat policy.json)" | phantom policy simulate --input -`,

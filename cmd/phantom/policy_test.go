@@ -78,7 +78,7 @@ func TestPolicyValidateText(t *testing.T) {
 func TestPolicyValidateStdin(t *testing.T) {
 	code, stdout, _ := runPolicy(t, `{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject"}}`,
 		"validate", "--type", "identity", "-")
-	want := "<stdin>:1:37: ERROR MISSING_RESOURCE: statement has neither Resource nor NotResource: an Allow would allow nothing and a Deny would deny everything (Statement)\n"
+	want := "<stdin>:1:37: ERROR MISSING_RESOURCE: statement has neither Resource nor NotResource, which every statement outside a resource-based policy needs (Statement)\n"
 	if code != 1 || stdout != want {
 		t.Fatalf("exit %d, stdout %q; want 1, %q", code, stdout, want)
 	}
@@ -212,6 +212,13 @@ func TestPolicySimulateUnusable(t *testing.T) {
 		{"unknown policy type", strings.Replace(good, `"type": "resource"`, `"type": "bucket"`, 1), `case 0: policy 1: unknown policy type "bucket"`},
 		{"policy parse error", "[" + good + "," + good + "," + strings.Replace(good, `"Effect": "Deny"`, `"Effect": "Block"`, 1) + "]",
 			`case 2: policy 1 (resource): line 22, column 16: INVALID_EFFECT`},
+		// Documents IAM refuses for their policy type (W7, W11 of the IAM conformance cases).
+		{"resource policy statement without Principal", "[" + good + "," + strings.Replace(good, `"Principal": "*", `, ``, 1) + "]",
+			`case 1: policy 1 (resource): line 14, column 5: MISSING_PRINCIPAL`},
+		{"identity policy with Principal", strings.Replace(good, `"Effect": "Allow",`, `"Effect": "Allow", "Principal": "*",`, 1),
+			`case 0: policy 0 (identity): line 3, column 40: UNSUPPORTED_PRINCIPAL`},
+		{"endpoint policy without Principal", strings.Replace(strings.Replace(good, `"type": "resource"`, `"type": "endpoint"`, 1), `"Principal": "*", `, ``, 1),
+			`case 0: policy 1 (endpoint): line 6, column 5: MISSING_PRINCIPAL`},
 		{"missing action", strings.Replace(good, `"action": "s3:GetObject",`, ``, 1), `case 0: request: missing "action"`},
 		{"bad context value", strings.Replace(good, `"aws:SecureTransport": true`, `"aws:SecureTransport": null`, 1), `case 0: request: context key "aws:SecureTransport"`},
 		{"empty input", "", "input is empty"},

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -106,30 +107,35 @@ func (c *certSource) get() (*tls.Certificate, error) {
 // httpsServer is one component's HTTPS server on a listener it was given.
 type httpsServer struct {
 	name string
-	srv  *http.Server
-	ln   net.Listener
 	done chan error
+	stop func(ctx context.Context) error
 }
 
 // serveHTTPS starts serving h with TLS on ln; tlsCfg must provide the certificate.
 func serveHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *httpsServer {
-	s := &httpsServer{
-		name: name,
-		ln:   ln,
-		done: make(chan error, 1),
-		srv: &http.Server{
-			Handler:           h,
-			TLSConfig:         tlsCfg,
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       60 * time.Second,
-			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	return startServer(name, func() error { return srv.ServeTLS(ln, "", "") }, srv.Shutdown)
+}
+
+// serveGateway starts the gateway on ln: it runs its own listener, which applies the
+// spec's connection limits and header timeout before any HTTP is read.
+func serveGateway(ln net.Listener, gw *gateway.Gateway, tlsCfg *tls.Config) *httpsServer {
+	return startServer("gateway", func() error { return gw.Serve(ln, tlsCfg) }, gw.Shutdown)
+}
+
+func startServer(name string, serve func() error, stop func(context.Context) error) *httpsServer {
+	s := &httpsServer{name: name, done: make(chan error, 1), stop: stop}
 	go func() {
-		err := s.srv.ServeTLS(ln, "", "")
+		err := serve()
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -140,7 +146,7 @@ func serveHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config
 
 // shutdown stops accepting and waits for in-flight requests until ctx ends.
 func (s *httpsServer) shutdown(ctx context.Context) error {
-	if err := s.srv.Shutdown(ctx); err != nil {
+	if err := s.stop(ctx); err != nil {
 		return fmt.Errorf("shut down %s: %w", s.name, err)
 	}
 	return nil

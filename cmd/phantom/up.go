@@ -275,7 +275,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	var servers []*httpsServer
 	servers = append(servers,
 		serveHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.getServer), log),
-		serveHTTPS("gateway", lns.gateway, gw, gw.TLSConfig(gwCerts.getServer), log))
+		serveGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.getServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
 	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), log)
@@ -309,6 +309,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
+	logSigma(log, det.SigmaRules())
 	detMetrics := o.detectorMetrics()
 	wg.Add(1)
 	go func() {
@@ -324,15 +325,19 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 			log.Error("up: the streaming detector stopped", "error", err)
 		}
 	}()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		p.syncRisk(runCtx, responder, riskFresh, log) // picks up risk levels set by other processes
 	}()
+	go func() {
+		defer wg.Done()
+		p.sweepSignatures(runCtx, log)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followThreatLists(runCtx, w, det, log)
+		followDetection(runCtx, w, det, log)
 	}()
 
 	var backend *http.Server
@@ -377,7 +382,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
 	}
-	o.serving(readyCheck{"perimeter state", fresh})
+	o.serving(readyCheck{"perimeter state", fresh}, logs.readyCheck())
 	log.Info("up: serving", "data_dir", f.dataDir, "spec", specPath)
 
 	var runErr error

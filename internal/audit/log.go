@@ -68,7 +68,11 @@ type Log struct {
 	seq      uint64   // last seq written
 	last     string   // its hash
 	closed   bool
-	broken   error // a write failed and the file could not be restored: refuse records
+	failure  *writeFailure // writes are failing: records are refused until a retry works
+
+	// startDigest is the digest the current segment's opening digest follows, so an
+	// interrupted segment start can be redone exactly.
+	startDigest string
 
 	// dmu guards the digest state and is taken after mu when both are held.
 	dmu        sync.Mutex
@@ -267,10 +271,10 @@ func (l *Log) resume() (int64, error) {
 		}
 	}
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last = n, f, good, first, prev, seq, last
-	l.dseg, l.prevDigest, l.recovered = n, prevDigest, torn
+	l.dseg, l.prevDigest, l.recovered, l.startDigest = n, prevDigest, torn, prevDigest
 	if len(ds) == 0 {
 		// The opening digest was never written: write it now.
-		if err := l.openDigestFile(); err != nil {
+		if err := l.openDigestFile(0); err != nil {
 			return 0, err
 		}
 		if err := l.writeDigest(l.state(), false, true); err != nil {
@@ -278,7 +282,8 @@ func (l *Log) resume() (int64, error) {
 		}
 		return torn, nil
 	}
-	return torn, l.openDigestFile()
+	l.startDigest = ds[0].PrevDigest
+	return torn, l.openDigestFile(0)
 }
 
 // scanTail checks the records of the newest segment's data, which must start at seq first
@@ -312,14 +317,16 @@ func scanTail(chain string, data []byte, first uint64, prev string) (seq uint64,
 // before the records they cover). Callers hold mu and dmu (or are Open).
 func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last = n, nil, 0, first, prev, first-1, prev
-	l.dseg, l.prevDigest = n, prevDigest
-	if err := l.openDigestFile(); err != nil {
+	l.dseg, l.prevDigest, l.startDigest = n, prevDigest, prevDigest
+	// A segment's files are new, or left by a start that failed (resumeLocked redoes it):
+	// either way they start empty.
+	if err := l.openDigestFile(os.O_TRUNC); err != nil {
 		return err
 	}
 	if err := l.writeDigest(l.state(), false, true); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(l.dir, segmentName(n)), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("create audit segment: %w", err)
 	}
@@ -327,11 +334,12 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 	return syncDir(l.dir)
 }
 
-func (l *Log) openDigestFile() error {
+func (l *Log) openDigestFile(flags int) error {
 	if l.df != nil {
 		l.df.Close()
+		l.df = nil
 	}
-	df, err := os.OpenFile(filepath.Join(l.dir, digestName(l.dseg)), os.O_WRONLY|os.O_CREATE, 0o600)
+	df, err := os.OpenFile(filepath.Join(l.dir, digestName(l.dseg)), os.O_WRONLY|os.O_CREATE|flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("open audit digest: %w", err)
 	}
@@ -409,6 +417,9 @@ func (l *Log) writeDigest(s segState, final, force bool) error {
 		return fmt.Errorf("write audit digest %s: %w", digestName(s.seg), err)
 	}
 	if err := l.df.Sync(); err != nil {
+		// Not durable, so not claimed: take the line back (resumeLocked checks the file's
+		// length against doff if even that fails).
+		l.df.Truncate(l.doff)
 		return fmt.Errorf("sync audit digest %s: %w", digestName(s.seg), err)
 	}
 	l.doff += int64(len(line))
@@ -438,8 +449,19 @@ func (l *Log) digestLoop() {
 		case <-l.stop:
 			return
 		case <-t.C:
+			l.mu.Lock()
+			if l.failure != nil && !l.closed {
+				l.resumeLocked() // says so itself when it works
+			}
+			failing := l.failure != nil
+			l.mu.Unlock()
+			if failing {
+				continue
+			}
 			if err := l.checkpoint(); err != nil {
-				l.log.Error("audit digest failed", "err", err)
+				l.mu.Lock()
+				l.failLocked(fmt.Errorf("sign a digest: %w", err))
+				l.mu.Unlock()
 			}
 		}
 	}
@@ -479,9 +501,23 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	if l.closed {
 		return ErrClosed
 	}
-	if l.broken != nil {
-		return fmt.Errorf("audit log unusable: %w", l.broken)
+	if l.failure != nil {
+		if err := l.resumeLocked(); err != nil {
+			l.failure.refused++
+			return err
+		}
 	}
+	if err := l.appendLocked(rb, rh, line); err != nil {
+		l.failLocked(err)
+		l.failure.refused++
+		return err
+	}
+	return nil
+}
+
+// appendLocked writes one record whose event line rh began, moving to a new segment
+// first when this one is full. Callers hold mu.
+func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
 	// A record line is ~1-2 KiB; move on before the segment would exceed SegmentBytes.
 	if l.off > 0 && l.off+int64(len(line))+256 > l.cfg.SegmentBytes {
 		if err := l.rotate(); err != nil {
@@ -491,16 +527,147 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	buf, h := rh.finish(line, l.seq+1, l.last)
 	rb.line = buf
 	if _, err := l.f.WriteAt(buf, l.off); err != nil {
-		// Leave no partial line behind: the next record must start at l.off.
-		if terr := l.f.Truncate(l.off); terr != nil {
-			l.broken = terr
-		}
+		// Leave no partial line behind: the next record must start at l.off (if even
+		// the truncate fails, resumeLocked cuts the file back before the next write).
+		l.f.Truncate(l.off)
 		return fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
 	}
 	l.off += int64(len(buf))
 	l.seq++
 	l.last = h
 	return nil
+}
+
+// writeFailure is a stretch of time in which the log could not write: its records were
+// refused (the requests they belonged to failed closed).
+type writeFailure struct {
+	first, last time.Time
+	refused     int
+	err         error
+}
+
+// failLocked notes a failed write. Callers hold mu.
+func (l *Log) failLocked(err error) {
+	now := l.cfg.Now().UTC()
+	if l.failure == nil {
+		l.failure = &writeFailure{first: now}
+		l.log.Error("audit log cannot be written; refusing records until a retry succeeds", "error", err)
+	}
+	l.failure.last, l.failure.err = now, err
+}
+
+// Err reports why the log cannot be written now (nil when it can): what readiness checks.
+// The log retries on its own, every DigestInterval and on every Record.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failure == nil {
+		return nil
+	}
+	return fmt.Errorf("audit chain %s cannot be written since %s: %w", l.cfg.Chain, l.failure.first.Format(time.RFC3339), l.failure.err)
+}
+
+// resumeLocked retries after a failure: it reopens the files (the descriptors may be what
+// failed), cuts anything written past the last whole record or digest, finishes a segment
+// start that failed, and then records the gap: when writes failed and how many records
+// were refused meanwhile. Callers hold mu and l.failure is set.
+func (l *Log) resumeLocked() error {
+	if err := l.reopenLocked(); err != nil {
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	// Digests must be writable too (records nobody signs are records an intruder may
+	// remove): sign what is there before taking records again.
+	l.dmu.Lock()
+	err := l.writeDigest(l.state(), false, true)
+	l.dmu.Unlock()
+	if err != nil {
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	gap := l.failure
+	l.failure = nil
+	ev := &Event{
+		EventVersion: EventVersion,
+		EventTime:    l.cfg.Now().UTC(),
+		EventID:      requestid.New(),
+		EventSource:  "audit.phantom.internal",
+		EventName:    "AuditLogGap",
+		EventType:    "AwsServiceEvent",
+		AdditionalEventData: map[string]any{
+			"firstFailure":   gap.first.Format(time.RFC3339Nano),
+			"lastFailure":    gap.last.Format(time.RFC3339Nano),
+			"refusedRecords": gap.refused,
+			"error":          gap.err.Error(),
+		},
+		EventCategory: "Management",
+		ReadOnly:      false,
+	}
+	rb := l.bufs.Get().(*recBuf)
+	defer l.putBuf(rb)
+	rb.line = append(rb.line[:0], recEvent...)
+	if err := rb.enc.Encode(ev); err != nil {
+		l.failure = gap
+		return fmt.Errorf("audit record of a gap: %w", err)
+	}
+	line := bytes.TrimSuffix(rb.line, []byte("\n"))
+	if err := l.appendLocked(rb, beginRecord(rb.h, l.cfg.Chain, line), line); err != nil {
+		l.failure = gap
+		l.failLocked(err)
+		return fmt.Errorf("audit log unusable: %w", err)
+	}
+	l.log.Warn("audit log writable again; the gap is recorded", "first_failure", gap.first, "last_failure", gap.last, "refused_records", gap.refused)
+	return nil
+}
+
+// reopenLocked brings the files back to the state the log holds. Callers hold mu.
+func (l *Log) reopenLocked() error {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	if l.f == nil {
+		// A rotation sealed the old segment and failed starting the new one: redo it.
+		return l.startSegment(l.seg, l.segFirst, l.segPrev, l.startDigest)
+	}
+	f, err := reopenAt(filepath.Join(l.dir, segmentName(l.seg)), l.off)
+	if err != nil {
+		return err
+	}
+	l.f.Close()
+	l.f = f
+	if l.df == nil || l.dseg != l.seg {
+		return nil
+	}
+	df, err := reopenAt(filepath.Join(l.dir, digestName(l.dseg)), l.doff)
+	if err != nil {
+		return err
+	}
+	l.df.Close()
+	l.df = df
+	return nil
+}
+
+// reopenAt opens path for writing and makes it size bytes long, refusing a file shorter
+// than that: bytes the log wrote and counted are gone, which only outside hands do.
+func reopenAt(path string, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("reopen %s: %w", filepath.Base(path), err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() < size {
+		err = fmt.Errorf("it holds %d bytes, fewer than the %d written: changed from outside (run phantom audit verify)", st.Size(), size)
+	}
+	if err == nil && st.Size() > size {
+		err = f.Truncate(size)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reopen %s: %w", filepath.Base(path), err)
+	}
+	return f, nil
 }
 
 // recBuf is the per-call scratch of Record, pooled: the line being built, its hasher
@@ -537,11 +704,8 @@ func (l *Log) rotate() error {
 		return fmt.Errorf("seal audit segment: %w", err)
 	}
 	l.f.Close()
-	if err := l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest); err != nil {
-		l.broken = err
-		return err
-	}
-	return nil
+	// On a failure here l.f is nil: resumeLocked redoes the segment start.
+	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
 }
 
 // recordRecovery appends the event that tells the chain a torn tail was cut at Open,

@@ -9,13 +9,14 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
-// compile parses a policy with the policy engine, so that a spec that loads holds only
-// policies the gateway can evaluate, compiled once. src is the compact JSON of a YAML
-// document or the JSON string as written. Each grammar finding is reported at the YAML
-// line of the element its JSON path names; for a JSON string, at the finding's line
-// inside a block scalar, or at the string.
-func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, src []byte) (*policy.Policy, bool) {
-	p, err := policy.Parse(src)
+// compile parses a policy of the given kind with the policy engine, so that a spec that
+// loads holds only policies the gateway can evaluate, compiled once. src is the compact
+// JSON of a YAML document or the JSON string as written. Each grammar finding (what the
+// kind forbids or requires included) is reported at the YAML line of the element its
+// JSON path names; for a JSON string, at the finding's line inside a block scalar, or at
+// the string.
+func (d *decoder) compile(n, yamlDoc *yaml.Node, path string, src []byte, kind policy.Kind) (*policy.Policy, bool) {
+	p, err := policy.ParseKind(src, kind)
 	if err == nil {
 		return p, true
 	}

@@ -71,8 +71,12 @@ var badSpecs = []struct {
 		want: "testdata/egress_unknown_api.yaml:26:19: egress[0].allow[0].api: no API named \"b1b2c3d4e5\"; did you mean \"a1b2c3d4e5\"?"},
 	{name: "empty", schema: schemaNotJSON,
 		want: "testdata/empty.yaml: the file is empty; start it with version: 1"},
+	{name: "endpoint_policy_without_principal", schema: schemaAccepts,
+		want: "testdata/endpoint_policy_without_principal.yaml:21:11: endpoints[0].policy.Statement[0]: an endpoint policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions) (MISSING_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "endpoint_id_format", schema: schemaRejects,
 		want: "testdata/endpoint_id_format.yaml:12:9: endpoints[0].id: \"vpce-xyz\" is not an endpoint id like vpce-0123456789abcdef0; write vpce- and 17 hex digits, e.g. vpce-0123456789abcdef0"},
+	{name: "endpoint_limits_per_source", schema: schemaAccepts,
+		want: "testdata/endpoint_limits_per_source.yaml:18:60: endpoints[0].limits.maxConnectionsPerSource: 200 is more than maxConnections 100; keep it at most maxConnections"},
 	{name: "endpoint_listen_hostname", schema: schemaRejects,
 		want: "testdata/endpoint_listen_hostname.yaml:14:14: endpoints[0].listen[0]: \"localhost:8443\" is not an IP address and port; write it like 127.0.0.1:8443 or [::1]:8443"},
 	{name: "endpoint_listen_scheme", schema: schemaRejects,
@@ -81,8 +85,17 @@ var badSpecs = []struct {
 		want: "testdata/endpoint_plaintext.yaml:18:5: endpoints[0].tls: an endpoint listener is always TLS 1.2 or later; there is no plaintext option; remove tls"},
 	{name: "endpoint_unknown_api", schema: schemaAccepts,
 		want: "testdata/endpoint_unknown_api.yaml:17:12: endpoints[0].apis[0]: no API named \"a1b2c3d4e6\"; did you mean \"a1b2c3d4e5\"?"},
+	{name: "gateway_buffer_below_body", schema: schemaAccepts,
+		want: "testdata/gateway_buffer_below_body.yaml:7:22: gateway.limits.bodyBufferBytes: bodyBufferBytes 52428800 is below maxBodyBytes 104857600: a body of the maximum size could never be read; raise bodyBufferBytes or lower maxBodyBytes"},
+	{name: "gateway_header_timeout_unit", schema: schemaRejects,
+		want: "testdata/gateway_header_timeout_unit.yaml:6:20: gateway.limits.headerTimeout: a duration needs a unit; write 10s for seconds, or a value like 1h or 15m"},
+	{name: "gateway_limits_range", schema: schemaRejects,
+		want: "testdata/gateway_limits_range.yaml:6:19: gateway.limits.maxBodyBytes: 0 is outside 1 to 1073741824; write a number from 1 to 1073741824"},
+	{name: "gateway_replay_method_any", schema: schemaRejects,
+		want: "testdata/gateway_replay_method_any.yaml:6:14: gateway.replayProtection.enabled: must be true or false, not a string; write true or false\n" +
+			"testdata/gateway_replay_method_any.yaml:7:21: gateway.replayProtection.methods[1]: \"ANY\" is not an HTTP method; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS"},
 	{name: "identity_policy_with_principal", schema: schemaAccepts,
-		want: "testdata/identity_policy_with_principal.yaml:12:26: users[0].policies[0].document.Statement[0].Principal: an identity policy cannot name a Principal; the principal is whoever it is attached to; remove Principal, or move the statement to a trust or resource policy"},
+		want: "testdata/identity_policy_with_principal.yaml:12:26: users[0].policies[0].document.Statement[0].Principal: an identity policy cannot have Principal: it applies to the principal it is attached to; remove it (UNSUPPORTED_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "ingress_cidr_host_bits", schema: schemaAccepts,
 		want: "testdata/ingress_cidr_host_bits.yaml:16:33: endpoints[0].ingress[0].cidrs[0]: \"10.1.2.3/16\" has bits set past its /16 prefix; did you mean 10.1.0.0/16?"},
 	{name: "ingress_port_no_listener", schema: schemaAccepts,
@@ -129,7 +142,7 @@ var badSpecs = []struct {
 	{name: "region_format", schema: schemaRejects,
 		want: "testdata/region_format.yaml:3:9: region: \"US East\" is not a region name like us-east-1; write e.g. us-east-1 or eu-central-1"},
 	{name: "resource_policy_without_principal", schema: schemaAccepts,
-		want: "testdata/resource_policy_without_principal.yaml:14:9: apis[0].resourcePolicy.Statement: a statement of a resource policy must name a Principal; add Principal, e.g. Principal: {AWS: \"arn:aws:iam::123456789012:root\"} or Principal: \"*\""},
+		want: "testdata/resource_policy_without_principal.yaml:14:9: apis[0].resourcePolicy.Statement: a resource policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions) (MISSING_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "response_notify_without_webhook", schema: schemaRejects,
 		want: "testdata/response_notify_without_webhook.yaml:6:7: detection.responses[0]: notify needs a webhook; add webhook: https://hooks.example/phantom"},
 	{name: "response_severity_range", schema: schemaRejects,
@@ -148,6 +161,8 @@ var badSpecs = []struct {
 		want: "testdata/root_is_list.yaml:1:1: must be a mapping of keys to values, not a list; write it as key: value lines"},
 	{name: "route_authorization_invalid", schema: schemaRejects,
 		want: "testdata/route_authorization_invalid.yaml:10:73: apis[0].routes[0].authorization: \"IAM\" is not an authorization type; use AWS_IAM (the default) or NONE"},
+	{name: "route_upgrade_h2c", schema: schemaRejects,
+		want: "testdata/route_upgrade_h2c.yaml:10:64: apis[0].routes[0].upgrade[0]: \"h2c\" is not a protocol a route can switch to; write websocket, the only one"},
 	{name: "route_greedy_not_last", schema: schemaRejects,
 		want: "testdata/route_greedy_not_last.yaml:10:16: apis[0].routes[0].path: greedy parameter {proxy+} is not the last segment of \"/files/{proxy+}/meta\"; write /literal/{name}/... with {name+} only as the last segment"},
 	{name: "route_method_lower_case", schema: schemaRejects,
@@ -164,6 +179,8 @@ var badSpecs = []struct {
 		want: "testdata/route_unknown_backend.yaml:10:50: apis[0].routes[0].backend: no backend named \"order\"; did you mean \"orders\"?"},
 	{name: "syntax_unquoted_star", schema: schemaNotJSON,
 		want: "testdata/syntax_unquoted_star.yaml:11: invalid YAML: did not find expected alphabetic or numeric character; fix the syntax; quote values that start with * & ! | > % @ or `"},
+	{name: "sigma_rules_missing", schema: schemaAccepts,
+		want: "testdata/sigma_rules_missing.yaml:5:15: detection.sigmaRules: Sigma rules directory testdata/no-such-rules is not a readable directory; create it (Sigma rules, *.yml) or fix the path"},
 	{name: "threat_list_missing", schema: schemaAccepts,
 		want: "testdata/threat_list_missing.yaml:6:31: detection.threatLists[0].file: threat list testdata/no-such-list.txt is not a readable file; create it (one address or CIDR a line) or fix the path"},
 	{name: "trust_policy_unknown_oidc_provider", schema: schemaAccepts,
@@ -171,7 +188,7 @@ var badSpecs = []struct {
 	{name: "trust_policy_unknown_principal", schema: schemaAccepts,
 		want: "testdata/trust_policy_unknown_principal.yaml:13:19: roles[0].trustPolicy.Statement[0].Principal.AWS[0]: principal arn:aws:iam::123456789012:user/alcie does not exist in this perimeter; did you mean \"arn:aws:iam::123456789012:user/alice\"?"},
 	{name: "trust_policy_without_principal", schema: schemaAccepts,
-		want: "testdata/trust_policy_without_principal.yaml:9:11: roles[0].trustPolicy.Statement[0]: a statement of a trust policy must name a Principal; add Principal, e.g. Principal: {AWS: \"arn:aws:iam::123456789012:root\"} or Principal: \"*\""},
+		want: "testdata/trust_policy_without_principal.yaml:9:11: roles[0].trustPolicy.Statement[0]: a resource policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions) (MISSING_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "unknown_key_nested", schema: schemaRejects,
 		want: "testdata/unknown_key_nested.yaml:6:5: roles[0]: unknown key \"maxSesionDuration\"; did you mean \"maxSessionDuration\"?"},
 	{name: "unknown_key_no_suggestion", schema: schemaRejects,
@@ -385,6 +402,65 @@ apis:
 	if s.Gateway.Name != "gateway" || s.Gateway.ClockSkew != 5*time.Minute || s.Audit.Dir != "audit" ||
 		s.Detection.LearningPeriod != 7*24*time.Hour || s.Gateway.Listen.IsValid() {
 		t.Errorf("settings defaults = %+v %+v %+v", s.Gateway, s.Audit, s.Detection)
+	}
+	wantLimits := Limits{
+		ConnectionLimits: ConnectionLimits{MaxConnections: 4096, MaxConnectionsPerSource: 256},
+		MaxBodyBytes:     10 << 20, BodyBufferBytes: 256 << 20, HeaderTimeout: 10 * time.Second,
+		BodyTimeout: 20 * time.Second, MinBodyRate: 4096, MaxInFlight: 1024,
+	}
+	if s.Gateway.Limits != wantLimits {
+		t.Errorf("gateway limits = %+v, want %+v", s.Gateway.Limits, wantLimits)
+	}
+	if rp := s.Gateway.ReplayProtection; rp.Enabled || !slices.Equal(rp.Methods, []string{"POST", "PUT", "PATCH", "DELETE"}) {
+		t.Errorf("replay protection = %+v, want off for POST, PUT, PATCH, DELETE", rp)
+	}
+	if r := a.Routes[0]; len(r.Upgrade) != 0 || r.MatrixParameters {
+		t.Errorf("route upgrade %v, matrix parameters %v: want none", r.Upgrade, r.MatrixParameters)
+	}
+}
+
+// TestSettings: the gateway's limits, the replay guard and a route's upgrade and matrix
+// parameters as written.
+func TestSettings(t *testing.T) {
+	spec := `version: 1
+account: "000000000001"
+region: eu-central-1
+gateway:
+  limits: {maxBodyBytes: 1048576, bodyBufferBytes: 16777216, headerTimeout: 5s, bodyTimeout: 1m, minBodyRate: 100,
+    maxConnections: 10, maxConnectionsPerSource: 2, maxInFlight: 3}
+  replayProtection: {enabled: true, methods: [POST]}
+apis:
+  - id: abcdefghij
+    stages: [v1]
+    backends: {b: {url: "https://b.internal"}}
+    routes: [{path: "/ws", methods: [GET], backend: b, upgrade: [websocket], matrixParameters: true}]
+endpoints:
+  - id: vpce-0123456789abcdef0
+    vpc: vpc-0a1b2c3d4e5f60718
+    listen: ["127.0.0.1:8443"]
+    ingress: [{ports: "8443", cidrs: [127.0.0.0/8]}]
+    apis: [abcdefghij]
+    limits: {maxConnections: 7}
+`
+	s, err := Parse("inline.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Limits{ConnectionLimits: ConnectionLimits{MaxConnections: 10, MaxConnectionsPerSource: 2}, MaxBodyBytes: 1 << 20,
+		BodyBufferBytes: 16 << 20, HeaderTimeout: 5 * time.Second, BodyTimeout: time.Minute, MinBodyRate: 100, MaxInFlight: 3}
+	if s.Gateway.Limits != want {
+		t.Errorf("limits = %+v, want %+v", s.Gateway.Limits, want)
+	}
+	if rp := s.Gateway.ReplayProtection; !rp.Enabled || !slices.Equal(rp.Methods, []string{"POST"}) {
+		t.Errorf("replay protection = %+v", rp)
+	}
+	a, _ := s.API("abcdefghij")
+	if r := a.Routes[0]; !slices.Equal(r.Upgrade, []string{"websocket"}) || !r.MatrixParameters {
+		t.Errorf("route = %+v", r)
+	}
+	ep, _ := s.Endpoint("vpce-0123456789abcdef0")
+	if ep.Limits != (ConnectionLimits{MaxConnections: 7, MaxConnectionsPerSource: 7}) {
+		t.Errorf("endpoint limits = %+v", ep.Limits)
 	}
 }
 

@@ -332,3 +332,35 @@ func parseDuration(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// integer returns a whole number within [lo, hi]; a quoted number, a fraction or a value
+// outside the range is a problem.
+func (o *object) integer(key string, lo, hi int64) (int64, *yaml.Node, string) {
+	n, path := o.get(key)
+	if n == nil {
+		return 0, nil, path
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+		o.d.problem(n, path, "must be a whole number, not "+describe(n), fmt.Sprintf("write a number from %d to %d", lo, hi))
+		return 0, nil, path
+	}
+	v, err := strconv.ParseInt(strings.ReplaceAll(n.Value, "_", ""), 0, 64)
+	if err != nil || v < lo || v > hi {
+		o.d.problem(n, path, fmt.Sprintf("%s is outside %d to %d", n.Value, lo, hi), fmt.Sprintf("write a number from %d to %d", lo, hi))
+		return 0, nil, path
+	}
+	return v, n, path
+}
+
+// boolean returns true or false; anything else (yes, "true", 1) is a problem.
+func (o *object) boolean(key string) (bool, *yaml.Node, string) {
+	n, path := o.get(key)
+	if n == nil {
+		return false, nil, path
+	}
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || (n.Value != "true" && n.Value != "false") {
+		o.d.problem(n, path, "must be true or false, not "+describe(n), "write true or false")
+		return false, nil, path
+	}
+	return n.Value == "true", n, path
+}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -93,7 +94,7 @@ func schemaFields(t *testing.T) []schemaField {
 			target, _ := resolve(pm)
 			for _, src := range []map[string]any{pm, target} {
 				if v, ok := src["default"]; ok {
-					f.mention = append(f.mention, fmt.Sprint(v))
+					f.mention = append(f.mention, mentions(v)...)
 					break
 				}
 			}
@@ -115,6 +116,22 @@ func schemaFields(t *testing.T) []schemaField {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out
+}
+
+// mentions spells a default as the reference writes it: a whole number in digits
+// (10485760, not 1.048576e+07), a list as each of its values.
+func mentions(v any) []string {
+	switch v := v.(type) {
+	case float64:
+		return []string{strconv.FormatFloat(v, 'f', -1, 64)}
+	case []any:
+		var out []string
+		for _, e := range v {
+			out = append(out, mentions(e)...)
+		}
+		return out
+	}
+	return []string{fmt.Sprint(v)}
 }
 
 // enumOf returns an enum's values, looking into a list's items (actions: [...]).

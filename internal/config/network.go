@@ -125,7 +125,7 @@ func (d *decoder) routes(o *object, a *API) {
 	claimed := map[string][]claim{} // route shape -> methods, to find routes that collide
 	for i, n := range items {
 		p := indexPath(path, i)
-		ro := d.object(n, p, "path", "methods", "backend", "authorization")
+		ro := d.object(n, p, "path", "methods", "backend", "authorization", "upgrade", "matrixParameters")
 		if !ro.ok {
 			continue
 		}
@@ -178,6 +178,18 @@ func (d *decoder) routes(o *object, a *API) {
 				d.problem(an, ap, fmt.Sprintf("%q is not an authorization type", auth), "use AWS_IAM (the default) or NONE")
 			}
 		}
+		ups, upNodes := ro.strs("upgrade", nil, "")
+		_, upp := ro.get("upgrade")
+		for j, u := range ups {
+			if u != "websocket" {
+				// h2c, say, would turn one authorized request into a connection of
+				// unauthorized ones; the gateway verifies a WebSocket handshake only.
+				d.problem(upNodes[j], indexPath(upp, j), fmt.Sprintf("%q is not a protocol a route can switch to", u), "write websocket, the only one")
+				continue
+			}
+			r.Upgrade = append(r.Upgrade, u)
+		}
+		r.MatrixParameters, _, _ = ro.boolean("matrixParameters")
 		if shape != "" {
 			for _, m := range r.Methods {
 				for _, c := range claimed[shape] {
@@ -313,7 +325,7 @@ func (d *decoder) endpoints(root *object, s *Spec, l *listeners) {
 	dnsSeen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "id", "vpc", "listen", "ingress", "apis", "privateDnsNames", "policy", "tls", "plaintext")
+		o := d.object(n, p, "id", "vpc", "listen", "ingress", "apis", "privateDnsNames", "policy", "tls", "plaintext", "limits")
 		if !o.ok {
 			continue
 		}
@@ -346,6 +358,8 @@ func (d *decoder) endpoints(root *object, s *Spec, l *listeners) {
 			}
 		}
 		e.Ingress = d.ingress(o, e)
+		ln2, lp2 := o.get("limits")
+		e.Limits = d.connectionLimits(d.object(ln2, lp2, "maxConnections", "maxConnectionsPerSource"), defaultConnectionLimits())
 		apis, apiNodes := o.strs("apis", nil, "")
 		_, ap := o.get("apis")
 		for j, a := range apis {

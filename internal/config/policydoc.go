@@ -10,11 +10,14 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
-// policyKind says where a policy is attached, which decides whether its statements name
-// a principal: IAM rejects Principal in identity policies and requires it in trust,
-// resource and endpoint policies ("IAM JSON policy elements: Principal").
+// policyKind says where a policy is attached, which decides what its statements must and
+// must not hold: IAM rejects Principal in identity policies and requires it in trust,
+// resource and endpoint policies ("IAM JSON policy elements: Principal"); the policy
+// engine checks that (policy.ParseKind) with the rest of the grammar.
 type policyKind int
 
 const (
@@ -24,12 +27,14 @@ const (
 	endpointPolicy
 )
 
-func (k policyKind) String() string {
-	return [...]string{"an identity policy", "a trust policy", "a resource policy", "an endpoint policy"}[k]
+// engineKind is the policy engine's type for the attachment: a role trust policy is a
+// resource-based policy (of the role).
+func (k policyKind) engineKind() policy.Kind {
+	return [...]policy.Kind{policy.Identity, policy.Resource, policy.Resource, policy.Endpoint}[k]
 }
 
-// policy converts a policy document (a YAML mapping, or a string holding JSON) to JSON,
-// checks the statements' principals for the kind of attachment and compiles it. Problems
+// policy converts a policy document (a YAML mapping, or a string holding JSON) to JSON
+// and compiles it as the kind of attachment requires. Problems
 // are reported at the YAML line of the offending element when the document is YAML, or
 // of the document with the element's JSON path when it is a JSON string.
 func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string) *Policy {
@@ -69,12 +74,11 @@ func (d *decoder) policy(n *yaml.Node, path string, kind policyKind, name string
 		return nil
 	}
 	p := &Policy{Name: name, Document: doc, Line: n.Line, Column: n.Column}
-	ok := d.checkPrincipals(n, yamlDoc, path, doc, kind)
 	if kind != identityPolicy {
 		d.principals = append(d.principals, principalPolicy{n, yamlDoc, path, doc})
 	}
-	compiled, ok2 := d.compile(n, yamlDoc, path, src)
-	if !ok || !ok2 {
+	compiled, ok := d.compile(n, yamlDoc, path, src, kind.engineKind())
+	if !ok {
 		return nil
 	}
 	p.Compiled = compiled
@@ -219,53 +223,6 @@ func (d *decoder) toJSON(b *bytes.Buffer, n *yaml.Node, path string) bool {
 func writeJSONString(b *bytes.Buffer, s string) {
 	enc, _ := json.Marshal(s) // a Go string always marshals
 	b.Write(enc)
-}
-
-// checkPrincipals enforces where Principal may appear. It reads the JSON, so it works the
-// same for YAML and JSON-string documents; yamlDoc, when set, locates the statement.
-func (d *decoder) checkPrincipals(n, yamlDoc *yaml.Node, path string, doc []byte, kind policyKind) bool {
-	var v struct {
-		Statement json.RawMessage
-	}
-	if err := json.Unmarshal(doc, &v); err != nil || len(v.Statement) == 0 {
-		// Not an object or no Statement: the policy grammar reports it.
-		return true
-	}
-	var stmts []map[string]json.RawMessage
-	single := false
-	if err := json.Unmarshal(v.Statement, &stmts); err != nil {
-		var one map[string]json.RawMessage
-		if json.Unmarshal(v.Statement, &one) != nil {
-			return true
-		}
-		stmts, single = []map[string]json.RawMessage{one}, true
-	}
-	ok := true
-	for i, st := range stmts {
-		_, hasP := st["Principal"]
-		_, hasNP := st["NotPrincipal"]
-		elem := "Statement[" + strconv.Itoa(i) + "]"
-		if single {
-			elem = "Statement"
-		}
-		switch {
-		case kind == identityPolicy && (hasP || hasNP):
-			key := "Principal"
-			if !hasP {
-				key = "NotPrincipal"
-			}
-			at, where := locate(n, yamlDoc, path, elem+"."+key)
-			d.problem(at, where, fmt.Sprintf("%s cannot name a %s; the principal is whoever it is attached to", kind, key),
-				"remove "+key+", or move the statement to a trust or resource policy")
-			ok = false
-		case kind != identityPolicy && !hasP && !hasNP:
-			at, where := locate(n, yamlDoc, path, elem)
-			d.problem(at, where, fmt.Sprintf("a statement of %s must name a Principal", kind),
-				`add Principal, e.g. Principal: {AWS: "arn:aws:iam::123456789012:root"} or Principal: "*"`)
-			ok = false
-		}
-	}
-	return ok
 }
 
 // locate finds the YAML node at a policy JSON path such as

@@ -22,6 +22,27 @@ const (
 	maxSeverity           = 8.9
 )
 
+// Defaults of the gateway's and endpoints' limits (docs/spec.md says why each).
+const (
+	DefaultMaxBodyBytes            = 10 << 20  // API Gateway's payload limit, 10 MB
+	DefaultBodyBufferBytes         = 256 << 20 // 25 maximum-size bodies, thousands of small ones
+	DefaultHeaderTimeout           = 10 * time.Second
+	DefaultBodyTimeout             = 20 * time.Second
+	DefaultMinBodyRate             = 4 << 10 // bytes per second: 32 kbit/s
+	DefaultMaxConnections          = 4096
+	DefaultMaxConnectionsPerSource = 256
+	DefaultMaxInFlight             = 1024
+)
+
+// DefaultReplayMethods are the methods the replay guard covers unless it names others:
+// those that change something.
+var DefaultReplayMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// defaultConnectionLimits are a listener's limits unless the spec says otherwise.
+func defaultConnectionLimits() ConnectionLimits {
+	return ConnectionLimits{MaxConnections: DefaultMaxConnections, MaxConnectionsPerSource: DefaultMaxConnectionsPerSource}
+}
+
 var (
 	actions    = []Action{ActionRevokeSessions, ActionDisableAccessKey, ActionRaiseRiskLevel, ActionNotify}
 	riskLevels = []string{"low", "medium", "high"}
@@ -30,7 +51,7 @@ var (
 func (d *decoder) gateway(root *object, s *Spec, l *listeners) {
 	s.Gateway = Gateway{Name: defaultGatewayName, ClockSkew: defaultClockSkew}
 	n, path := root.get("gateway")
-	o := d.object(n, path, "name", "listen", "clockSkew")
+	o := d.object(n, path, "name", "listen", "clockSkew", "limits", "replayProtection")
 	if name, nn, _ := o.match("name", labelRe, labelWhat); nn != nil {
 		s.Gateway.Name = name
 	}
@@ -47,6 +68,103 @@ func (d *decoder) gateway(root *object, s *Spec, l *listeners) {
 			s.Gateway.ClockSkew = skew
 		}
 	}
+	s.Gateway.Limits = d.gatewayLimits(o)
+	s.Gateway.ReplayProtection = d.replayProtection(o)
+}
+
+// gatewayLimits decodes gateway.limits, every key optional.
+func (d *decoder) gatewayLimits(parent *object) Limits {
+	lim := Limits{
+		ConnectionLimits: defaultConnectionLimits(),
+		MaxBodyBytes:     DefaultMaxBodyBytes,
+		BodyBufferBytes:  DefaultBodyBufferBytes,
+		HeaderTimeout:    DefaultHeaderTimeout,
+		BodyTimeout:      DefaultBodyTimeout,
+		MinBodyRate:      DefaultMinBodyRate,
+		MaxInFlight:      DefaultMaxInFlight,
+	}
+	n, path := parent.get("limits")
+	o := d.object(n, path, "maxBodyBytes", "bodyBufferBytes", "headerTimeout", "bodyTimeout", "minBodyRate",
+		"maxConnections", "maxConnectionsPerSource", "maxInFlight")
+	if v, vn, _ := o.integer("maxBodyBytes", 1, 1<<30); vn != nil {
+		lim.MaxBodyBytes = v
+	}
+	if v, vn, _ := o.integer("bodyBufferBytes", 1<<20, 1<<40); vn != nil {
+		lim.BodyBufferBytes = v
+	}
+	if lim.BodyBufferBytes < lim.MaxBodyBytes {
+		bn, bp := o.get("bodyBufferBytes")
+		if bn == nil {
+			bn, bp = o.get("maxBodyBytes")
+		}
+		d.problem(bn, bp, fmt.Sprintf("bodyBufferBytes %d is below maxBodyBytes %d: a body of the maximum size could never be read", lim.BodyBufferBytes, lim.MaxBodyBytes),
+			"raise bodyBufferBytes or lower maxBodyBytes")
+	}
+	lim.HeaderTimeout = d.boundedDuration(o, "headerTimeout", lim.HeaderTimeout, time.Second, 5*time.Minute)
+	lim.BodyTimeout = d.boundedDuration(o, "bodyTimeout", lim.BodyTimeout, time.Second, time.Hour)
+	if v, vn, _ := o.integer("minBodyRate", 1, 1<<30); vn != nil {
+		lim.MinBodyRate = v
+	}
+	lim.ConnectionLimits = d.connectionLimits(o, lim.ConnectionLimits)
+	if v, vn, _ := o.integer("maxInFlight", 1, 1<<20); vn != nil {
+		lim.MaxInFlight = int(v)
+	}
+	return lim
+}
+
+// connectionLimits decodes maxConnections and maxConnectionsPerSource of o over def.
+func (d *decoder) connectionLimits(o *object, def ConnectionLimits) ConnectionLimits {
+	if v, vn, _ := o.integer("maxConnections", 1, 1<<20); vn != nil {
+		def.MaxConnections = int(v)
+	}
+	if v, vn, vp := o.integer("maxConnectionsPerSource", 1, 1<<20); vn != nil {
+		def.MaxConnectionsPerSource = int(v)
+		if def.MaxConnectionsPerSource > def.MaxConnections {
+			d.problem(vn, vp, fmt.Sprintf("%d is more than maxConnections %d", v, def.MaxConnections), "keep it at most maxConnections")
+		}
+	} else {
+		// The default per source never exceeds a smaller total written alone.
+		def.MaxConnectionsPerSource = min(def.MaxConnectionsPerSource, def.MaxConnections)
+	}
+	return def
+}
+
+// boundedDuration decodes an optional duration within [lo, hi], def when absent.
+func (d *decoder) boundedDuration(o *object, key string, def, lo, hi time.Duration) time.Duration {
+	v, vn, vp := o.duration(key)
+	if vn == nil {
+		return def
+	}
+	if v < lo || v > hi {
+		d.problem(vn, vp, fmt.Sprintf("%s is outside %s to %s", vn.Value, lo, hi), "choose a duration in that range")
+		return def
+	}
+	return v
+}
+
+// replayProtection decodes gateway.replayProtection: off unless enabled.
+func (d *decoder) replayProtection(parent *object) ReplayProtection {
+	rp := ReplayProtection{Methods: DefaultReplayMethods}
+	n, path := parent.get("replayProtection")
+	o := d.object(n, path, "enabled", "methods")
+	rp.Enabled, _, _ = o.boolean("enabled")
+	if o.has("methods") {
+		ms, mnodes := o.strs("methods", nil, "")
+		_, mp := o.get("methods")
+		var out []string
+		for j, m := range ms {
+			if m == "ANY" || !slices.Contains(methods, m) {
+				d.problem(mnodes[j], indexPath(mp, j), fmt.Sprintf("%q is not an HTTP method", m), "use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS")
+				continue
+			}
+			out = append(out, m)
+		}
+		if mn, _ := o.get("methods"); mn != nil && mn.Kind == yaml.SequenceNode && len(mn.Content) == 0 {
+			d.problem(mn, mp, "is empty", "list the methods to guard, e.g. [POST, PUT, PATCH, DELETE], or remove it for those")
+		}
+		rp.Methods = out
+	}
+	return rp
 }
 
 func (d *decoder) sts(root *object, s *Spec, l *listeners) {
@@ -76,7 +194,7 @@ func (d *decoder) audit(root *object, s *Spec) {
 func (d *decoder) detection(root *object, s *Spec, dir string) {
 	s.Detection.LearningPeriod = defaultLearningPeriod
 	n, path := root.get("detection")
-	o := d.object(n, path, "learningPeriod", "threatLists", "responses")
+	o := d.object(n, path, "learningPeriod", "threatLists", "sigmaRules", "responses")
 	if lp, ln, lpath := o.duration("learningPeriod"); ln != nil {
 		if lp > maxLearningPeriod {
 			d.problem(ln, lpath, fmt.Sprintf("%s is longer than 90 days", ln.Value), "use at most 2160h (90 days)")
@@ -110,6 +228,21 @@ func (d *decoder) detection(root *object, s *Spec, dir string) {
 			continue
 		}
 		s.Detection.ThreatLists = append(s.Detection.ThreatLists, ThreatList{Name: name, File: file})
+	}
+	if rules, rn, rp := o.str("sigmaRules"); rn != nil {
+		if rules == "" {
+			d.problem(rn, rp, "is empty", "remove it, or name the directory of Sigma rules for AWS CloudTrail")
+		} else {
+			if !filepath.IsAbs(rules) {
+				rules = filepath.Join(dir, rules)
+			}
+			// A missing directory would silently switch the rules off; fail closed.
+			if st, err := os.Stat(rules); err != nil || !st.IsDir() {
+				d.problem(rn, rp, fmt.Sprintf("Sigma rules directory %s is not a readable directory", rules), "create it (Sigma rules, *.yml) or fix the path")
+			} else {
+				s.Detection.SigmaRules = rules
+			}
+		}
 	}
 	d.responses(o, s)
 }

@@ -228,6 +228,12 @@ type Route struct {
 	Methods       []string
 	Backend       *Backend
 	Authorization Authorization
+	// Upgrade lists the protocols a request to this route may switch to (websocket is
+	// the only one); empty: an Upgrade is refused.
+	Upgrade []string
+	// MatrixParameters admits ";" parameters in path segments (/a;v=1/b); otherwise a
+	// path with one is refused, as backends disagree on what it means.
+	MatrixParameters bool
 }
 
 // SegmentKind is the kind of one path-template segment.
@@ -262,6 +268,15 @@ type Endpoint struct {
 	PrivateDNSNames []string
 	// Policy is the endpoint policy; nil means AWS's default, full access.
 	Policy *Policy
+	// Limits bound the connections its listeners hold open.
+	Limits ConnectionLimits
+}
+
+// ConnectionLimits bound the TCP connections one listener holds open: in all, and from
+// one source address.
+type ConnectionLimits struct {
+	MaxConnections          int
+	MaxConnectionsPerSource int
 }
 
 // IngressRule is a security-group rule: TCP to a port range from source CIDRs.
@@ -314,6 +329,36 @@ type Gateway struct {
 	Listen netip.AddrPort
 	// ClockSkew is how far a SigV4 request's date may be from now.
 	ClockSkew time.Duration
+	// Limits bound what callers can make the gateway hold: memory, connections, time.
+	Limits Limits
+	// ReplayProtection refuses a second use of one signature; off unless Enabled.
+	ReplayProtection ReplayProtection
+}
+
+// Limits are the gateway's bounds on its callers. Every one has a default (see
+// docs/spec.md for why each is what it is).
+type Limits struct {
+	ConnectionLimits
+	// MaxBodyBytes is the largest request body (API Gateway's payload limit by default).
+	MaxBodyBytes int64
+	// BodyBufferBytes bounds the bodies held in memory at once: those whose signature
+	// covers a hash the request does not declare, read whole before it is checked.
+	BodyBufferBytes int64
+	// HeaderTimeout bounds the TLS handshake and the request line and headers.
+	HeaderTimeout time.Duration
+	// BodyTimeout and MinBodyRate bound the body: it must arrive within BodyTimeout plus
+	// one second for every MinBodyRate bytes received.
+	BodyTimeout time.Duration
+	MinBodyRate int64
+	// MaxInFlight bounds the requests being handled at once.
+	MaxInFlight int
+}
+
+// ReplayProtection makes a signature good for one request of the named methods within
+// its validity, across every gateway replica sharing the store.
+type ReplayProtection struct {
+	Enabled bool
+	Methods []string
 }
 
 // STS holds the STS API's settings.
@@ -332,7 +377,11 @@ type Audit struct {
 type Detection struct {
 	LearningPeriod time.Duration
 	ThreatLists    []ThreatList
-	Responses      []Response
+	// SigmaRules is a directory of Sigma rules for AWS CloudTrail the detector runs on
+	// every event (absolute; relative paths in the spec are resolved against the spec
+	// file's directory). Empty: none.
+	SigmaRules string
+	Responses  []Response
 }
 
 // ThreatList is a file of malicious addresses or CIDRs, one a line.

@@ -60,6 +60,7 @@ type Watcher struct {
 	mu        sync.Mutex // serialises reloads and guards subs and rejected
 	subs      map[chan *Spec]struct{}
 	rejected  [32]byte // digest of the last rejected file, so it is reported once
+	refused   string   // why the file could not be read or was refused, so it is said once
 	fsw       *fsnotify.Watcher
 	stopSig   func()
 	cancel    context.CancelFunc
@@ -149,9 +150,14 @@ func (w *Watcher) reloadLocked() (*Spec, bool, error) {
 	cur := w.current.Load()
 	data, err := readSpec(w.cfg.Path)
 	if err != nil {
-		w.log.Error("perimeter spec unreadable; keeping the running spec", "file", w.cfg.Path, "error", err)
+		// Said once per distinct reason: the resync would repeat it every second.
+		if msg := err.Error(); msg != w.refused {
+			w.refused = msg
+			w.log.Error("perimeter spec refused; keeping the running spec", "file", w.cfg.Path, "error", err)
+		}
 		return cur, false, err
 	}
+	w.refused = ""
 	digest := sha256.Sum256(data)
 	if digest == cur.Digest {
 		return cur, false, nil
@@ -193,11 +199,60 @@ func readSpec(path string) ([]byte, error) {
 		return nil, fmt.Errorf("open perimeter spec: %w", err)
 	}
 	defer f.Close()
+	if err := checkNotWritable(path, f); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	if _, err := io.Copy(&b, io.LimitReader(f, MaxFileSize+1)); err != nil {
 		return nil, fmt.Errorf("read perimeter spec %s: %w", path, err)
 	}
 	return b.Bytes(), nil
+}
+
+// ErrWritableSpec is returned (wrapped) when the spec file, or a directory on its path,
+// can be written by someone other than its owner: whoever can write the spec decides what
+// the perimeter allows, so such a file is not obeyed (as master.key readable beyond its
+// owner is not used).
+var ErrWritableSpec = errors.New("writable by group or others")
+
+// checkNotWritable refuses a spec that group or others may change: the open file itself
+// (its mode as opened, not a name that could be swapped after the check) and every
+// directory on its path, as given and with symbolic links resolved, since write access
+// to a directory is the power to replace the file in it. A directory with the sticky bit
+// (/tmp) is exempt: there others cannot rename or remove entries they do not own.
+func checkNotWritable(path string, f *os.File) error {
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("perimeter spec %s: %w", path, err)
+	}
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("perimeter spec %s has mode %#o, %w: run chmod go-w %s", path, perm, ErrWritableSpec, path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("perimeter spec %s: %w", path, err)
+	}
+	dirs := []string{filepath.Dir(abs)}
+	if real, err := filepath.EvalSymlinks(abs); err == nil && filepath.Dir(real) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, dir := range dirs {
+		for {
+			st, err := os.Stat(dir)
+			if err != nil {
+				return fmt.Errorf("perimeter spec %s: %w", path, err)
+			}
+			if perm := st.Mode(); perm.Perm()&0o022 != 0 && perm&os.ModeSticky == 0 {
+				return fmt.Errorf("perimeter spec %s: directory %s has mode %#o, %w: run chmod go-w %s", path, dir, perm.Perm(), ErrWritableSpec, dir)
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return nil
 }
 
 func (w *Watcher) run(ctx context.Context, sigs <-chan os.Signal) {

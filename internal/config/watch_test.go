@@ -312,3 +312,100 @@ func TestWatcherResyncCatchesMissedEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestWritableSpecRefused (issue 15, attack 7): a spec that group or others could
+// rewrite is not obeyed, at start (Load) and at reload (the running spec stays), like a
+// master key readable beyond its owner. A directory with the sticky bit (/tmp) is fine:
+// nobody else can replace what is in it.
+func TestWritableSpecRefused(t *testing.T) {
+	write := func(t *testing.T, dir string, dirMode, fileMode os.FileMode) string {
+		t.Helper()
+		if err := os.Chmod(dir, dirMode); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "perimeter.yaml")
+		if err := os.WriteFile(path, []byte(specV1), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, fileMode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	for _, tc := range []struct {
+		name              string
+		dirMode, fileMode os.FileMode
+		refused           bool
+	}{
+		{"owner only", 0o700, 0o600, false},
+		{"readable by all", 0o755, 0o644, false},
+		{"file writable by others", 0o700, 0o666, true},
+		{"file writable by group", 0o700, 0o620, true},
+		{"directory writable by others", 0o777, 0o644, true},
+		{"directory writable by group", 0o770, 0o600, true},
+		{"sticky directory writable by all", 0o777 | os.ModeSticky, 0o644, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "spec")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := write(t, dir, tc.dirMode, tc.fileMode)
+			_, err := Load(path)
+			if got := errors.Is(err, ErrWritableSpec); got != tc.refused {
+				t.Fatalf("Load: %v; want refused %v", err, tc.refused)
+			}
+			if tc.refused && !strings.Contains(err.Error(), "chmod go-w") {
+				t.Errorf("the error does not say what to do: %v", err)
+			}
+		})
+	}
+	t.Run("through a symbolic link in a writable directory", func(t *testing.T) {
+		root := t.TempDir()
+		real := write(t, filepath.Join(root), 0o700, 0o600)
+		links := filepath.Join(root, "links")
+		if err := os.Mkdir(links, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(links, "perimeter.yaml")
+		if err := os.Symlink(real, link); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(link); err != nil {
+			t.Fatalf("a link in a private directory: %v", err)
+		}
+		os.Chmod(links, 0o777)
+		if _, err := Load(link); !errors.Is(err, ErrWritableSpec) {
+			t.Fatalf("a link in a world-writable directory: %v", err)
+		}
+	})
+	t.Run("reload keeps the running spec", func(t *testing.T) {
+		var logs syncBuffer
+		w, path, events := startWatcherLog(t, specV1, nil, 10*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)))
+		// The attack: the file made world-writable and rewritten to widen clockSkew.
+		if err := os.Chmod(filepath.Dir(path), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(specV1+"gateway: {clockSkew: 15m}\n"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, 0o666)
+		if _, err := w.Reload(); !errors.Is(err, ErrWritableSpec) {
+			t.Fatalf("reload: %v", err)
+		}
+		ev := waitReload(t, events)
+		if ev.err == nil || ev.spec.Gateway.ClockSkew != 5*time.Minute || w.Current().Gateway.ClockSkew != 5*time.Minute {
+			t.Fatalf("the writable spec was applied: %+v, current clockSkew %s", ev, w.Current().Gateway.ClockSkew)
+		}
+		w.Reload()
+		if n := strings.Count(logs.String(), "perimeter spec refused"); n != 1 {
+			t.Errorf("the refusal was logged %d times, want once:\n%s", n, logs.String())
+		}
+		// Fixed: the same content is applied.
+		os.Chmod(path, 0o600)
+		os.Chmod(filepath.Dir(path), 0o700)
+		if s, err := w.Reload(); err != nil || s.Gateway.ClockSkew != 15*time.Minute {
+			t.Fatalf("after chmod: %v, clockSkew %s", err, s.Gateway.ClockSkew)
+		}
+	})
+}

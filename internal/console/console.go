@@ -212,7 +212,7 @@ func New(cfg Config) (*Handler, error) {
 		log:      cfg.Logger,
 		pages:    pages,
 		sessions: newSessions(maxSessions),
-		limiter:  newLimiter(signinBurst, signinRefill, maxLimited),
+		limiter:  newLimiter(),
 		tail:     newTail(cfg.AuditDir, cfg.Tail),
 	}
 	h.routes()

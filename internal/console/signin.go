@@ -166,11 +166,22 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if identity.ValidAccessKeyID(akid, identity.PrefixLongTerm) || identity.ValidAccessKeyID(akid, identity.PrefixTemporary) {
 		form.AccessKeyID = akid
 	}
-	if ok, wait := h.limiter.allow(ip, now); !ok {
+	ok, wait, delay := h.limiter.admit(ip, limiterKey(akid), now)
+	if !ok {
 		h.auditLogin(r, now, form.AccessKeyID, "", "Throttling", "too many failed sign-ins from this address")
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
 		fail(http.StatusTooManyRequests, fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d seconds.", int(wait.Seconds())+1))
 		return
+	}
+	if delay > 0 {
+		// Slower, not refused: the failures of this key, or of everyone, ask for pacing.
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		}
 	}
 	p, rv, reason := h.verify(r, akid, secret, token)
 	if reason == "unavailable" {
@@ -178,7 +189,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p == nil {
-		h.limiter.fail(ip, now)
+		h.limiter.fail(ip, limiterKey(akid), now)
 		h.auditLogin(r, now, form.AccessKeyID, "", "Failed authentication", reason)
 		fail(http.StatusUnauthorized, errBadCredentials)
 		return
@@ -219,6 +230,18 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	clearCookie(w, signinCookie)
 	setCookie(w, sessionCookie, id, int(s.expires.Sub(now).Seconds()))
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// limiterKey is the access key id the limiter counts failures under: the id as typed when
+// it has the shape of one, else "" (an arbitrary string is not a key to pace).
+func limiterKey(akid string) string {
+	if len(akid) > maxAccessKeyIDLen {
+		return ""
+	}
+	if identity.ValidAccessKeyID(akid, identity.PrefixLongTerm) || identity.ValidAccessKeyID(akid, identity.PrefixTemporary) {
+		return akid
+	}
+	return ""
 }
 
 // dummySecret is compared against when there is no real secret, so a wrong key id takes

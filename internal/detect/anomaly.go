@@ -27,6 +27,14 @@ type baseline struct {
 	networks map[netKey]time.Time // first seen
 	agents   map[string]time.Time
 	hours    uint32 // bit h set: seen at UTC hour h
+	// peer is the principal's peer group, worked out once per peerGen (the operator's
+	// groups change with the spec), with its baseline and the account's: looked up once,
+	// not per call.
+	peer      string
+	peerGen   uint64
+	peerGroup *groupBaseline
+	account   string
+	acctGroup *groupBaseline
 }
 
 func newBaseline() *baseline {
@@ -106,11 +114,23 @@ func uaFamily(ua string) string {
 	return ua
 }
 
+// ruleAnomaly keeps the principal's baseline (its role's, for a session) and those it
+// is compared with when its own is too young: its peer group's and its account's. It
+// runs the sensitive-API and sequence rules, which need the same history, and the
+// anomaly rule itself: a tactic's API new to the principal, called from a new network,
+// user agent or hour, once the principal's learning period is over; before that, new to
+// its peer group (past the group's learning period) or, failing that, to the account.
 func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	ev := c.ev
 	// Unauthenticated calls have no principal whose habits could be learnt (they would all
 	// share one "anonymous" baseline); the credential and signature rules cover them.
-	if ev.EventName == "" || ev.EventTime.IsZero() || (ev.UserIdentity.ARN == "" && ev.UserIdentity.Type == "") {
+	if ev.EventName == "" || ev.EventTime.IsZero() {
+		return
+	}
+	if ev.UserIdentity.ARN == "" && ev.UserIdentity.Type == "" {
+		if s := d.sensitive.lookup(ev); s != nil && !s.bulk && ev.ErrorCode == "" && ev.UserIdentity.AccessKeyID == "" {
+			d.emitUnattributed(c, emit, s)
+		}
 		return
 	}
 	key := c.baselineKey()
@@ -119,7 +139,18 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	if b.first.IsZero() || t.Before(b.first) {
 		b.first = t
 	}
-	newAction := learn(b.actions, action{ev.EventSource, ev.EventName}, maxBaselineActions)
+	a := action{ev.EventSource, ev.EventName}
+	newAction := learn(b.actions, a, maxBaselineActions)
+	if b.peerGroup == nil || b.peerGen != d.peerGen {
+		b.peer, b.peerGen = d.peerGroup(key), d.peerGen
+		b.peerGroup = d.peers.getOrAdd(b.peer, newGroupBaseline)
+		b.account = ev.UserIdentity.AccountID
+		if b.account == "" {
+			b.account = ev.RecipientAccountID
+		}
+		b.acctGroup = d.accounts.getOrAdd(b.account, newGroupBaseline)
+	}
+	h := standing(b, a, newAction, t)
 	learnt := b.first.Add(d.cfg.LearningPeriod)
 	net := network(c.addr, ev.SourceIPAddress)
 	newNet := novel(b.networks, net, t, learnt, maxBaselineNetworks)
@@ -128,28 +159,63 @@ func (d *Detector) ruleAnomaly(c *call, emit func(hit)) {
 	hour := uint32(1) << t.Hour()
 	newHour := b.hours != 0 && b.hours&hour == 0 && b.hours&(hour<<1|hour>>1) == 0
 	b.hours |= hour
-	if t.Before(learnt) {
+
+	sens := d.sensitive.lookup(ev)
+	if sens != nil && sens.bulk {
+		// A bulk read is its own pattern in the baselines: reading one's own secret is
+		// not new, dumping many is.
+		if sens = d.bulkRead(c, sens); sens != nil {
+			pa := action{ev.EventSource, "bulk:" + ev.EventName}
+			newAction = learn(b.actions, pa, maxBaselineActions)
+			h = standing(b, pa, newAction, t)
+		}
+	}
+	tactic := tacticOf(ev.EventSource, ev.EventName)
+	if sens != nil {
+		tactic = sens.tactic
+	}
+	if d.ruleSequence(c, emit, tactic, sens, h) {
+		return // the sequence's finding names this call as its last step
+	}
+	if sens != nil && h.newOwn && h.newPeer && t.Before(learnt) {
+		// Day one: the principal has no history of its own yet; its peers' stands in.
+		d.emitSensitive(c, emit, sens, h)
 		return
 	}
-	if !newAction || !(newNet || newAgent || newHour) {
+	if tactic == "" || !newAction || !h.newPeer {
 		return
 	}
 	api := ev.EventSource + ":" + ev.EventName
-	tactic := tacticOf(ev.EventSource, ev.EventName)
-	if tactic == "" {
+	var why []string
+	sev := anomalySeverity(tactic)
+	if sens != nil {
+		sev = max(sev, sens.severity)
+	}
+	switch {
+	case !t.Before(learnt):
+		if !(newNet || newAgent || newHour) {
+			return
+		}
+		if newNet {
+			why = append(why, "new network "+net.String())
+		}
+		if newAgent {
+			why = append(why, "new user agent "+fam)
+		}
+		if newHour {
+			why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
+		}
+	case h.peerLearnt(t, d.cfg.LearningPeriod):
+		// A new principal (or a new role) compared with its established peers.
+		why = append(why, "no principal of its peer group "+h.peerName+" has called it")
+		sev = min(sev, sevMedium)
+	case h.accountLearnt(t, d.cfg.LearningPeriod) && h.accountUsers == 0:
+		why = append(why, "never called in account "+h.account)
+		sev = min(sev, sevMedium)
+	default:
 		return
 	}
-	var why []string
-	if newNet {
-		why = append(why, "new network "+net.String())
-	}
-	if newAgent {
-		why = append(why, "new user agent "+fam)
-	}
-	if newHour {
-		why = append(why, fmt.Sprintf("unusual hour %02d UTC", t.Hour()))
-	}
-	emit(hit{typ: tactic + anomalySuffix, severity: anomalySeverity(tactic), key: api,
+	emit(hit{typ: tactic + anomalySuffix, severity: sev, key: api,
 		title: "An API commonly used in " + tactic + " tactics was invoked in an unusual way",
 		desc:  fmt.Sprintf("%s invoked %s for the first time, with %s.", c.principal, ev.EventName, strings.Join(why, ", ")),
 		info:  map[string]any{"tactic": tactic, "newAction": api, "reasons": why}})

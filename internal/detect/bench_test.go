@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // benchEvents makes n realistic CloudTrail management events: 300 principals (users and
@@ -90,10 +91,22 @@ func BenchmarkParse(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkObserve is the streaming cost of one event (the rules alone).
+// BenchmarkObserve is the streaming cost of one event (the rules alone), without and
+// with SigmaHQ's 57 CloudTrail rules loaded (skipped without them): the
+// ratio of the two is what the Sigma rules cost.
 func BenchmarkObserve(b *testing.B) {
+	b.Run("rules", func(b *testing.B) { benchObserve(b, "") })
+	b.Run("rules+sigma", func(b *testing.B) {
+		benchObserve(b, testenv.Shared(b, sigmaRulesRel))
+	})
+}
+
+func benchObserve(b *testing.B, rules string) {
 	evs := benchEvents(20000)
-	d, _ := New(Config{LearningPeriod: time.Hour})
+	d, err := New(Config{LearningPeriod: time.Hour, SigmaRules: rules})
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0

@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
 // Defaults for Config's bounds.
@@ -34,6 +36,13 @@ type Config struct {
 	// administrator keys: any use raises Policy:IAMUser/AdminLongTermKeyUsage.
 	// CloudTrail carries no policy, so the list is the operator's.
 	AdminUsers []string
+	// SigmaRules is a directory of Sigma rules for AWS CloudTrail (SigmaHQ's, the
+	// operator's) run on every event; see SetSigmaRules. Empty: none.
+	SigmaRules string
+	// PeerGroups maps a user's or role's ARN to its peer group, whose habits stand in
+	// for its own while it has none (see PeerGroups(spec)); principals not in it are
+	// grouped by IAM path.
+	PeerGroups map[string]string
 	// MaxPrincipals bounds each kind of per-principal, per-key and per-address state
 	// (least recently used dropped first); MaxFindings bounds open findings.
 	MaxPrincipals int
@@ -47,16 +56,24 @@ type Config struct {
 type Detector struct {
 	cfg     Config
 	threats atomic.Pointer[threatSet]
+	sigma   atomic.Pointer[loadedSigma]
 	admins  map[string]bool
 
 	mu        sync.Mutex
-	baselines *lru[*baseline]    // baseline key (role for sessions) -> baseline
+	baselines *lru[*baseline]      // baseline key (role for sessions) -> baseline
+	peers     *lru[*groupBaseline] // peer group -> what its principals call
+	accounts  *lru[*groupBaseline] // account -> what its principals call
+	trails    *lru[*trail]         // principal -> recent discovery calls
+	bulk      *lru[*window]        // principal -> secret and parameter names read
+	sensitive *sensitiveIndex
+	peerGen   uint64             // bumped when the operator's peer groups change
 	denied    *lru[*window]      // principal -> access-denied window
 	sigFail   *lru[*window]      // "k:"+key or "ip:"+address -> signature failures
 	instances *lru[*instSession] // instance session ARN -> where it was first used
 	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
 	findings  *lru[*Finding]     // id -> finding
 	uaTools   map[string]string  // user agent -> attack tool named in it ("" none)
+	ids       map[idKey]string   // finding ids worked out
 }
 
 // New validates cfg, loads the threat lists and returns a detector.
@@ -77,7 +94,13 @@ func New(cfg Config) (*Detector, error) {
 		cfg:       cfg,
 		admins:    make(map[string]bool),
 		uaTools:   make(map[string]string),
+		ids:       make(map[idKey]string),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
+		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
+		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
+		trails:    newLRU[*trail](cfg.MaxPrincipals),
+		bulk:      newLRU[*window](cfg.MaxPrincipals),
+		sensitive: newSensitiveIndex(),
 		denied:    newLRU[*window](cfg.MaxPrincipals),
 		sigFail:   newLRU[*window](cfg.MaxPrincipals),
 		instances: newLRU[*instSession](cfg.MaxPrincipals),
@@ -90,8 +113,32 @@ func New(cfg Config) (*Detector, error) {
 	if err := d.SetThreatLists(cfg.ThreatLists); err != nil {
 		return nil, err
 	}
+	if _, err := d.SetSigmaRules(cfg.SigmaRules); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
+
+// SetSigmaRules loads the Sigma rules under dir ("" for none) and swaps them in whole.
+// Rules that do not load are listed in the returned set's Problems (the others are
+// used); the error is for a directory that cannot be read, and then the old rules stay.
+func (d *Detector) SetSigmaRules(dir string) (*sigma.Set, error) {
+	s := &sigma.Set{}
+	if dir != "" {
+		var err error
+		if s, err = sigma.Load(dir); err != nil {
+			return nil, fmt.Errorf("detect: %w", err)
+		}
+	}
+	d.sigma.Store(newLoadedSigma(s))
+	d.mu.Lock()
+	d.cfg.SigmaRules = dir
+	d.mu.Unlock()
+	return s, nil
+}
+
+// SigmaRules is the loaded Sigma rule set (never nil).
+func (d *Detector) SigmaRules() *sigma.Set { return d.sigma.Load().set }
 
 // SetThreatLists loads lists and swaps them in whole: Observe sees either the old or the
 // new set, never a mix. On error the old set stays.
@@ -107,12 +154,17 @@ func (d *Detector) SetThreatLists(lists []config.ThreatList) error {
 	return nil
 }
 
-// Reload reads the configured threat lists again (files edited in place).
+// Reload reads the configured threat lists and Sigma rules again (files edited in
+// place).
 func (d *Detector) Reload() error {
 	d.mu.Lock()
-	lists := d.cfg.ThreatLists
+	lists, rules := d.cfg.ThreatLists, d.cfg.SigmaRules
 	d.mu.Unlock()
-	return d.SetThreatLists(lists)
+	if err := d.SetThreatLists(lists); err != nil {
+		return err
+	}
+	_, err := d.SetSigmaRules(rules)
+	return err
 }
 
 // Findings returns a copy of every open finding, in no particular order.
@@ -170,12 +222,13 @@ type hit struct {
 	key      string // the rule's dedup key beyond type and principal
 	title    string
 	desc     string
+	sigma    *sigmaMeta // a Sigma rule's hit: desc is made from it only for a new finding
 	info     map[string]any
 }
 
 // record creates the finding of h or, when one with the same id exists, raises its count.
 func (d *Detector) record(c *call, h hit) Finding {
-	id := findingID(h.typ, c.principal, h.key)
+	id := d.findingID(h.typ, c.principal, h.key)
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
 	if f, ok := d.findings.get(id); ok {
@@ -193,6 +246,23 @@ func (d *Detector) record(c *call, h hit) Finding {
 		if len(f.Service.Evidence) < maxEvidence && c.ev.EventID != "" {
 			f.Service.Evidence = append(f.Service.Evidence, c.ev.EventID)
 		}
+		// A sequence grows: its new last step joins the listed ones.
+		if steps, ok := h.info["steps"].([]string); ok && len(steps) > 0 {
+			var old []string
+			switch o := f.Service.AdditionalInfo["steps"].(type) {
+			case []string:
+				old = o
+			case []any: // restored from the store
+				for _, x := range o {
+					if s, ok := x.(string); ok {
+						old = append(old, s)
+					}
+				}
+			}
+			if len(old) < maxEvidence && f.Service.AdditionalInfo != nil {
+				f.Service.AdditionalInfo["steps"] = append(old[:len(old):len(old)], steps[len(steps)-1])
+			}
+		}
 		return copyFinding(f)
 	}
 	account := c.ev.RecipientAccountID
@@ -205,6 +275,9 @@ func (d *Detector) record(c *call, h hit) Finding {
 	region := d.cfg.Region
 	if region == "" {
 		region = c.ev.AWSRegion
+	}
+	if h.sigma != nil {
+		h.desc = h.sigma.describe(c)
 	}
 	f := &Finding{
 		SchemaVersion: "2.0",
@@ -246,7 +319,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 			Count:          1,
 			EventFirstSeen: t,
 			EventLastSeen:  t,
-			AdditionalInfo: h.info,
+			AdditionalInfo: maps.Clone(h.info), // hits may share theirs (a Sigma rule's)
 		},
 	}
 	if c.addr.IsValid() {
@@ -265,6 +338,24 @@ func (d *Detector) record(c *call, h hit) Finding {
 	}
 	d.findings.put(id, f)
 	return copyFinding(f)
+}
+
+// idKey is what a finding id is derived from.
+type idKey struct{ typ, principal, key string }
+
+// findingID is findingID's result remembered: a rule that fires on most events (a Sigma
+// rule for every role session) would hash on every one. Bounded: cleared when full.
+func (d *Detector) findingID(typ, principal, key string) string {
+	k := idKey{typ, principal, key}
+	if id, ok := d.ids[k]; ok {
+		return id
+	}
+	if len(d.ids) >= d.cfg.MaxFindings {
+		clear(d.ids)
+	}
+	id := findingID(typ, principal, key)
+	d.ids[k] = id
+	return id
 }
 
 // findingID is GuardDuty-like: 32 hex characters, derived from what the finding is

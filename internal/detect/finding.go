@@ -4,7 +4,10 @@
 // to them that the enforcement points apply.
 package detect
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Finding is one GuardDuty-style finding, in the JSON shape of GuardDuty's GetFindings
 // ("Finding details" in the GuardDuty User Guide). A finding is identified by what it is
@@ -79,4 +82,36 @@ type AWSAPICallAction struct {
 type RemoteIPDetails struct {
 	IPAddressV4 string `json:"ipAddressV4,omitempty"`
 	IPAddressV6 string `json:"ipAddressV6,omitempty"`
+}
+
+// tactics are the MITRE ATT&CK enterprise tactics as GuardDuty spells them in finding
+// types (its threat purposes), plus Stealth and DefenseImpairment, the two halves ATT&CK
+// v18 split Defense Evasion into.
+var tactics = map[string]bool{
+	"InitialAccess": true, "Execution": true, "Persistence": true, "PrivilegeEscalation": true,
+	"DefenseEvasion": true, "Stealth": true, "DefenseImpairment": true, "CredentialAccess": true,
+	"Discovery": true, "LateralMovement": true, "Collection": true, "Exfiltration": true, "Impact": true,
+}
+
+// Tactic is the ATT&CK tactic a finding is filed under: the one its rule recorded in
+// additionalInfo.tactic (anomaly, sequence and Sigma findings), else its type's threat
+// purpose when that is a tactic, else what the Phantom-specific types are evidence of.
+// "" for policy findings (root use, an administrator's key) and network reputation.
+func Tactic(f Finding) string {
+	if t, ok := f.Service.AdditionalInfo["tactic"].(string); ok && t != "" {
+		return t
+	}
+	purpose, _, _ := strings.Cut(f.Type, ":")
+	if tactics[purpose] {
+		return purpose
+	}
+	switch f.Type {
+	case TypeExfilOutside, TypeExfilInside: // ATT&CK T1552.005, cloud instance metadata API
+		return "CredentialAccess"
+	case TypeBruteForce: // T1110
+		return "CredentialAccess"
+	case TypeAccessDenied: // T1580, cloud infrastructure discovery
+		return "Discovery"
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
@@ -75,12 +77,28 @@ func FuzzReadEvents(f *testing.F) {
 // finding id.
 func FuzzObserve(f *testing.F) {
 	fuzzSeeds(f)
+	// Sigma rules using every kind of field and modifier run on every input too.
+	var rules []*sigma.Rule
+	for i, det := range []string{
+		"  s:\n    requestParameters|contains|all: ['\"a\"', '*b?']\n  f:\n    userIdentity.arn|re: '.+:assumed-role/.+'\n  condition: s or not f\n",
+		"  s:\n    errorCode: null\n    requestParameters.x.y|base64offset|contains: abc\n  condition: s\n",
+		"  s:\n    sourceIPAddress|cidr: 10.0.0.0/8\n    requestParameters.n|gt: 3\n  t:\n    userIdentity.userName|fieldref: requestParameters.userName\n  condition: 1 of them\n",
+		"  s:\n    eventName|startswith: Get\n    additionalEventData.MFAUsed|exists: true\n    userIdentity.sessionContext.attributes.mfaAuthenticated: 'false'\n  condition: s\n",
+	} {
+		r, err := sigma.Parse([]byte(fmt.Sprintf("title: r%d\nid: r%d\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n%s", i, i, det)))
+		if err != nil {
+			f.Fatal(err)
+		}
+		rules = append(rules, r)
+	}
+	set := newLoadedSigma(sigma.NewSet("fuzz", rules, nil))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev audit.Event
 		if err := json.Unmarshal(data, &ev); err != nil {
 			return
 		}
 		d, _ := New(Config{})
+		d.sigma.Store(set)
 		first := map[string]bool{}
 		for _, fd := range d.Observe(&ev) {
 			first[fd.ID] = true

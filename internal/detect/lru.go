@@ -30,6 +30,15 @@ func (c *lru[V]) get(key string) (V, bool) {
 	return zero, false
 }
 
+// peek returns the value for key without marking it used.
+func (c *lru[V]) peek(key string) (V, bool) {
+	if e, ok := c.items[key]; ok {
+		return e.Value.(*lruEntry[V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
 // getOrAdd returns the value for key, creating it with mk when absent.
 func (c *lru[V]) getOrAdd(key string, mk func() V) V {
 	if v, ok := c.get(key); ok {

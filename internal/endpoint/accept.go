@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
@@ -51,52 +52,31 @@ func isTemporary(err error) bool {
 	return errors.As(err, &t) && t.Temporary()
 }
 
-// connAddrs returns a connection's source address and local port. IPv4-mapped IPv6
-// addresses (a dual-stack [::] listener) are unmapped so IPv4 CIDRs match them.
-func connAddrs(c net.Conn) (src netip.AddrPort, localPort uint16) {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		src = ta.AddrPort()
-	} else if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		src = ap
-	}
-	src = netip.AddrPortFrom(src.Addr().Unmap().WithZone(""), src.Port())
-	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
-		localPort = uint16(ta.Port)
-	} else if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
-		localPort = ap.Port()
-	}
-	return src, localPort
-}
-
 // admit applies the security group to a new connection. It runs on the accept loop and
 // does no I/O but the close of a refused connection.
 func (e *Endpoint) admit(c net.Conn, cl *connListener) {
-	src, port := connAddrs(c)
+	src, port := admission.Addrs(c)
 	ep, _ := e.endpointSpec()
 	if d := securityGroup(ep, src.Addr(), port); !d.allowed {
-		reset(c)
-		e.ref.note(refusal{code: codeSecurityGroupDenied, src: src, localPort: port, detail: d.detail(ep, port)})
+		admission.Reset(c)
+		e.ref.Note(admission.Refusal{Code: codeSecurityGroupDenied, Src: src, LocalPort: port, Detail: d.detail(ep, port)})
 		return
 	}
+	if ok, reason := cl.conns.Admit(src.Addr(), ep.Limits); !ok {
+		admission.Reset(c)
+		e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
+		return
+	}
+	tc := cl.conns.Wrap(c, src.Addr())
 	select {
 	case e.slots <- struct{}{}:
 	default:
-		reset(c)
-		e.ref.note(refusal{code: codeConnectionLimit, src: src, localPort: port,
-			detail: map[string]any{"reason": "too many TLS handshakes in progress", "limit": e.lim.maxHandshakes}})
+		admission.Reset(tc)
+		e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": "too many TLS handshakes in progress", "limit": e.lim.maxHandshakes}})
 		return
 	}
 	e.inflight.Add(1)
-	go e.handshake(c, cl, src, port)
-}
-
-// reset closes c with a TCP RST, as a refusing firewall does: no bytes, no FIN, and no
-// TIME_WAIT state piling up under a flood.
-func reset(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
+	go e.handshake(tc, cl, src, port)
 }
 
 // handshake refuses plaintext, completes the TLS handshake within the handshake timeout
@@ -114,12 +94,12 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 		if errors.As(err, &ne) && ne.Timeout() {
 			reason = "no ClientHello within " + e.lim.handshakeTimeout.String()
 		}
-		e.ref.note(refusal{code: codeTLSHandshakeFailed, src: src, localPort: port, detail: map[string]any{"reason": reason}})
+		e.ref.Note(admission.Refusal{Code: codeTLSHandshakeFailed, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
 		return
 	}
 	if first[0] != recordTypeHandshake {
 		e.refusePlaintext(c)
-		e.ref.note(refusal{code: codePlaintextRefused, src: src, localPort: port, detail: map[string]any{
+		e.ref.Note(admission.Refusal{Code: codePlaintextRefused, Src: src, LocalPort: port, Detail: map[string]any{
 			"reason":    "the first byte is not a TLS handshake record; the endpoint serves TLS only",
 			"firstByte": first[0],
 		}})
@@ -131,10 +111,22 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 	cancel()
 	if err != nil {
 		c.Close()
-		e.ref.note(refusal{code: codeTLSHandshakeFailed, src: src, localPort: port, detail: map[string]any{"reason": err.Error()}})
+		e.ref.Note(admission.Refusal{Code: codeTLSHandshakeFailed, Src: src, LocalPort: port, Detail: map[string]any{"reason": err.Error()}})
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
+	if ac, ok := c.(*admission.Conn); ok {
+		ep, _ := e.endpointSpec()
+		var lim config.ConnectionLimits
+		if ep != nil {
+			lim = ep.Limits
+		}
+		if ok, reason := ac.Settle(lim, false); !ok {
+			tc.Close()
+			e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
+			return
+		}
+	}
 	if m := e.cfg.Metrics; m != nil {
 		m.Connection("")
 	}
@@ -148,7 +140,7 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 func (e *Endpoint) refusePlaintext(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(time.Second))
 	_, _ = io.WriteString(c, plaintextReply)
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc := admission.TCP(c); tc != nil {
 		_ = tc.CloseWrite()
 		_, _ = io.CopyN(io.Discard, c, 64<<10)
 	}
@@ -247,7 +239,8 @@ func (d sgDecision) detail(ep *config.Endpoint, port uint16) map[string]any {
 // TLS handshake the endpoint has finished. Closing it closes the TCP listener too.
 type connListener struct {
 	ln    net.Listener
-	conns chan net.Conn
+	conns *admission.Tracker // its open connections, against the endpoint's limits
+	ready chan net.Conn      // connections whose handshake is done
 	done  chan struct{}
 	once  sync.Once
 	mu    sync.Mutex
@@ -255,12 +248,12 @@ type connListener struct {
 }
 
 func newConnListener(ln net.Listener) *connListener {
-	return &connListener{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &connListener{ln: ln, conns: admission.NewTracker(), ready: make(chan net.Conn), done: make(chan struct{})}
 }
 
 func (l *connListener) Accept() (net.Conn, error) {
 	select {
-	case c := <-l.conns:
+	case c := <-l.ready:
 		return c, nil
 	case <-l.done:
 		l.mu.Lock()
@@ -275,7 +268,7 @@ func (l *connListener) Accept() (net.Conn, error) {
 // deliver hands c to the server; false when the listener closed first.
 func (l *connListener) deliver(c net.Conn) bool {
 	select {
-	case l.conns <- c:
+	case l.ready <- c:
 		return true
 	case <-l.done:
 		return false

@@ -25,7 +25,9 @@
 //	Connect    SecurityGroupDenied        no ingress rule admits the source address and port
 //	Connect    PlaintextRefused           the first byte is not a TLS handshake record
 //	Connect    TLSHandshakeFailed         no ClientHello in time, TLS < 1.2, no shared cipher...
-//	Connect    ConnectionLimitExceeded    too many handshakes in progress
+//	Connect    ConnectionLimitExceeded    too many handshakes in progress, or the listener or the
+//	                                      source address holds its maximum of open connections
+//	                                      (endpoints[].limits)
 //	Invoke     VpceAccessDenied           the request names no API, or one the endpoint does not list (403)
 //	Invoke     SecurityGroupDenied        a reload removed the rule a kept-alive connection came in by (403)
 //	Invoke     BadRequest                 a CONNECT or asterisk-form request (400)
@@ -52,11 +54,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -156,7 +160,7 @@ type Endpoint struct {
 	srv    *http.Server
 	proxy  *httputil.ReverseProxy
 	gw     *gateways
-	ref    *refusals
+	ref    *admission.Recorder
 
 	slots chan struct{} // handshake slots
 
@@ -235,7 +239,21 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		Time:           cfg.Now,
 	}
 	e.gw = newGateways(cfg, e.log, lim, e.verifyGateway)
-	e.ref = newRefusals(e, lim)
+	e.ref = admission.NewRecorder(admission.RecorderConfig{
+		Auditor: cfg.Auditor,
+		Event: func(code string, src netip.Addr, id string) *audit.Event {
+			return e.newEvent(eventConnect, code, src, id)
+		},
+		Observe: func(code string) {
+			if m := cfg.Metrics; m != nil {
+				m.Connection(code)
+			}
+		},
+		Window:     lim.refusalWindow,
+		MaxSources: lim.maxRefusalSources,
+		Logger:     e.log,
+		Now:        cfg.Now,
+	})
 	e.proxy = e.newProxy()
 	e.srv = &http.Server{
 		Handler:           e,
@@ -280,7 +298,7 @@ func (e *Endpoint) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	e.listeners[cl] = struct{}{}
 	e.loops.Add(1)
-	e.ref.start()
+	e.ref.Start()
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
@@ -328,7 +346,7 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 		}
 	}
 	e.cancelBase()
-	e.ref.stop(ctx)
+	e.ref.Stop(ctx)
 	e.gw.transport.CloseIdleConnections()
 	return err
 }

@@ -731,6 +731,43 @@ func TestHandshakeLimit(t *testing.T) {
 	}
 }
 
+// TestConnectionLimits: the endpoint's listener holds at most endpoints[].limits open
+// connections, and one source address at most its share; past either the connection is
+// reset at accept and audited, and a closed connection frees its place.
+func TestConnectionLimits(t *testing.T) {
+	p := newTestPKI(t)
+	o := defaultSpecOpts()
+	o.limits = "{maxConnections: 2, maxConnectionsPerSource: 2}"
+	h := newHarness(t, p, harnessOpts{gateways: []string{"127.0.0.1:1"}, spec: o})
+	var open []*tls.Conn
+	for range 2 {
+		c, err := tls.Dial("tcp", h.addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		open = append(open, c)
+	}
+	expectNoBytes(t, h.addr)
+	ev := h.aud.waitFor(t, eventConnect, codeConnectionLimit)
+	if r, _ := ev.AdditionalEventData["reason"].(string); !strings.Contains(r, "maximum of 2 open connections") {
+		t.Errorf("event data = %v", ev.AdditionalEventData)
+	}
+	open[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := tls.Dial("tcp", h.addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"})
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed connection did not free its place: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestStreaming: a large request body arrives intact and a response is passed on as the
 // gateway writes it, not after it ends.
 func TestStreaming(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
@@ -21,7 +22,7 @@ const (
 	codeSecurityGroupDenied = "SecurityGroupDenied"
 	codePlaintextRefused    = "PlaintextRefused"
 	codeTLSHandshakeFailed  = "TLSHandshakeFailed"
-	codeConnectionLimit     = "ConnectionLimitExceeded"
+	codeConnectionLimit     = admission.CodeConnectionLimit
 	codeAccessDenied        = "VpceAccessDenied"
 	codeBadRequest          = "BadRequest"
 	codeGatewayUnreachable  = "GatewayUnreachable"
@@ -33,7 +34,7 @@ var errorMessages = map[string]string{
 	codeSecurityGroupDenied: "No ingress rule of the endpoint's security group admits the source address and port.",
 	codePlaintextRefused:    "The endpoint accepts TLS only.",
 	codeTLSHandshakeFailed:  "The TLS handshake did not complete.",
-	codeConnectionLimit:     "Too many TLS handshakes are in progress.",
+	codeConnectionLimit:     "Too many connections are open or in their TLS handshake.",
 	codeAccessDenied:        "The endpoint does not serve the API the request names.",
 	codeBadRequest:          "The endpoint serves origin-form HTTP requests only.",
 	codeGatewayUnreachable:  "No gateway replica could be reached.",

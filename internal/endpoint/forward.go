@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
@@ -45,7 +47,7 @@ type connInfoKey struct{}
 
 // connContext is the server's ConnContext: c is a *tls.Conn whose handshake is done.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	src, port := connAddrs(c)
+	src, port := admission.Addrs(c)
 	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
@@ -90,13 +92,48 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h[hdrAPIID] = []string{api}
 	h[hdrTLSVersion] = ci.tlsVersion
 	h[hdrTLSCipher] = ci.tlsCipher
-	if m := e.cfg.Metrics; m != nil {
-		start := time.Now()
-		e.proxy.ServeHTTP(w, r)
-		m.Forward(api, time.Since(start))
-		return
+	var start time.Time
+	if e.cfg.Metrics != nil {
+		start = time.Now()
 	}
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		e.forwardWithBody(w, r)
+	} else {
+		e.proxy.ServeHTTP(w, r)
+	}
+	if m := e.cfg.Metrics; m != nil {
+		m.Forward(api, time.Since(start))
+	}
+}
+
+// forwardWithBody proxies a request whose body streams to the gateway, which may answer
+// before the body is in (the gateway refuses a caller before reading its body). The
+// exchange is full duplex, so the answer reaches the caller at once instead of waiting
+// behind the body; and a body nobody will read any more stops being read, so the
+// connection is closed rather than held for the rest of an upload.
+func (e *Endpoint) forwardWithBody(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // HTTP/2 is always full duplex: ErrNotSupported
+	b := &watchedBody{ReadCloser: r.Body}
+	r.Body = b
 	e.proxy.ServeHTTP(w, r)
+	if !b.done.Load() {
+		_ = rc.SetReadDeadline(time.Now())
+	}
+}
+
+// watchedBody notes when a request body has been read to its end.
+type watchedBody struct {
+	io.ReadCloser
+	done atomic.Bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done.Store(true)
+	}
+	return n, err
 }
 
 // strippedHeader reports whether a caller-sent header must not reach the gateway: the

@@ -39,6 +39,14 @@ const (
 type specOpts struct {
 	ingress string   // YAML flow list of ingress rules
 	apis    []string // the endpoint's APIs
+	limits  string   // YAML flow mapping of the endpoint's limits; "" none
+}
+
+func limitsLine(l string) string {
+	if l == "" {
+		return ""
+	}
+	return "\n    limits: " + l
 }
 
 func defaultSpecOpts() specOpts {
@@ -72,7 +80,7 @@ apis:
     listen: ["127.0.0.1:8443"]
     ingress: ` + o.ingress + `
     apis: [` + strings.Join(o.apis, ", ") + `]
-    privateDnsNames: [orders.internal.example]
+    privateDnsNames: [orders.internal.example]` + limitsLine(o.limits) + `
   - id: ` + otherVPCE + `
     vpc: vpc-0a1b2c3d4e5f60718
     listen: ["127.0.0.1:8446"]

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 )
 
@@ -100,7 +101,7 @@ func TestRefusalsBounded(t *testing.T) {
 	for i := range sources {
 		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 40000)
 		for range each {
-			h.ep.ref.note(refusal{code: codeSecurityGroupDenied, src: src, localPort: h.port, detail: map[string]any{"reason": "test"}})
+			h.ep.ref.Note(admission.Refusal{Code: codeSecurityGroupDenied, Src: src, LocalPort: h.port, Detail: map[string]any{"reason": "test"}})
 		}
 	}
 	close(aud.gate)

@@ -17,13 +17,16 @@ import (
 )
 
 // verifyHit checks what the backend got: the gateway's assertion, verifiable with the JWKS,
-// and none of the client's X-Phantom, forwarding or credential headers.
+// the caller's address as the gateway knows it (X-Forwarded-For, one value, the
+// assertion's sourceIp), and none of the client's X-Phantom, forwarding, override or
+// credential headers.
 func verifyHit(t *testing.T, e *env, h backendHit, requestID string) *Assertion {
 	t.Helper()
 	for name := range h.Header {
 		switch {
-		case name == hdrIdentity || name == hdrRequestID:
-		case hasPrefix(name, "X-Phantom-"), hasPrefix(name, "X-Forwarded-"), name == "Forwarded", name == "Authorization", name == "X-Amz-Security-Token":
+		case name == hdrIdentity || name == hdrRequestID || name == "X-Forwarded-For":
+		case hasPrefix(name, "X-Phantom-"), hasPrefix(name, "X-Forwarded-"), name == "Forwarded", name == "Authorization", name == "X-Amz-Security-Token",
+			overrideHeaders[name]:
 			t.Errorf("backend received %s: %q", name, h.Header[name])
 		}
 	}
@@ -36,6 +39,9 @@ func verifyHit(t *testing.T, e *env, h backendHit, requestID string) *Assertion 
 	}
 	if a.RequestID != requestID || a.Issuer != AssertionIssuer {
 		t.Errorf("assertion %+v", a)
+	}
+	if xff := h.Header.Values("X-Forwarded-For"); len(xff) != 1 || xff[0] != a.SourceIP {
+		t.Errorf("X-Forwarded-For %q, want the caller's address %q alone", xff, a.SourceIP)
 	}
 	return a
 }

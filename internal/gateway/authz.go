@@ -51,10 +51,10 @@ type caller struct {
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
 // event's userIdentity. A principal the spec no longer has, or a session without its claims,
 // is refused: its policies cannot be known.
-func identifyCaller(st *state, res *sigv4.Result, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
 	spec := st.spec
-	c := caller{arn: res.Credential.Principal, accessKeyID: res.AccessKeyID, account: arnAccount(res.Credential.Principal)}
-	if rv != nil && rv.Credential.AccessKeyID == res.AccessKeyID {
+	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arnAccount(cred.Principal)}
+	if rv != nil && rv.Credential.AccessKeyID == keyID {
 		c.claims = rv.Claims
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account

@@ -64,6 +64,41 @@ func errBadRequest(msg string) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Type: sigv4.GatewayBadRequest, Message: msg, Code: "BadRequest"}
 }
 
+// The limits' refusals ("Gateway responses": REQUEST_TOO_LARGE, THROTTLED), each with its
+// own audit errorCode.
+
+func errTooLarge() *apiError {
+	return &apiError{Status: http.StatusRequestEntityTooLarge, Type: "RequestEntityTooLargeException", Message: "Request Too Long", Code: "RequestEntityTooLarge"}
+}
+
+func errBodyTimeout() *apiError {
+	return &apiError{Status: http.StatusRequestTimeout, Type: "RequestTimeoutException", Message: "Request Timeout: the body arrived too slowly", Code: "RequestTimeout"}
+}
+
+func errIncompleteBody() *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: sigv4.GatewayBadRequest, Message: "The request body ended before its declared length", Code: "IncompleteBody"}
+}
+
+func errHashMismatch() *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: sigv4.GatewayBadRequest, Message: "The provided 'x-amz-content-sha256' header does not match what was computed.", Code: sigv4.CodeContentSHA256Mismatch}
+}
+
+func errTooManyRequests() *apiError {
+	return &apiError{Status: http.StatusTooManyRequests, Type: "TooManyRequestsException", Message: "Too Many Requests", Code: "TooManyRequests"}
+}
+
+func errBodyBuffer() *apiError {
+	return &apiError{Status: http.StatusTooManyRequests, Type: "TooManyRequestsException", Message: "Too Many Requests", Code: "BodyBufferExhausted"}
+}
+
+func errReplayed() *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: sigv4.GatewayInvalidSignature, Message: "The request signature has already been used.", Code: "SignatureReused"}
+}
+
+func errReplayUnavailable() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: "ServiceUnavailableException", Message: "Service Unavailable", Code: "ReplayGuardUnavailable"}
+}
+
 // fromSigV4 maps the verifier's typed error once, at the edge. On a signature mismatch the
 // message carries the canonical request and string-to-sign the gateway computed, as AWS
 // shows the key holder (they hold no secret).

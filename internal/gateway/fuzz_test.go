@@ -3,42 +3,62 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
+	"unicode/utf8"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 // FuzzParsePath: normalization never yields a dot or empty segment, a decoded segment never
-// holds a separator, and it is idempotent (the forwarded path normalizes to itself), so the
-// path authorized, the path routed and the path the backend gets are one path.
+// holds a separator, is UTF-8 and, decoded again and again, never becomes a separator or a
+// dot segment; and it is idempotent (the forwarded path normalizes to itself), so the path
+// authorized, the path routed and the path the backend gets are one path.
 func FuzzParsePath(f *testing.F) {
-	for _, s := range []string{"/prod/orders", "/prod/a/../admin", "/prod//x/./y/", "/%2e%2E/x", "/a%2Fb", "/a%zz", "/../../", "/prod/a%20b/%7E", "", "x", "/\x00"} {
+	for _, s := range []string{"/prod/orders", "/prod/a/../admin", "/prod//x/./y/", "/%2e%2E/x", "/a%2Fb", "/a%zz", "/../../", "/prod/a%20b/%7E", "", "x", "/\x00",
+		"/prod/public/..;/private", "/a;v=1/b", "/%252e%252e/x", "/%c0%ae%c0%ae/x", "/%e0%80%af", "/%25252f", "/a%3Bb", "/%2e%2e%3b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		p, ok := parsePath(s)
-		if !ok {
+		p, why := parsePath(s)
+		if why != "" {
 			return
 		}
 		if len(p.raw) != len(p.dec) {
 			t.Fatalf("raw %q dec %q", p.raw, p.dec)
 		}
 		for i, d := range p.dec {
-			if d == "" || d == "." || d == ".." || strings.ContainsAny(d, "/\\\x00") {
+			if d == "" || d == "." || d == ".." || strings.ContainsAny(d, "/\\\x00") || !utf8.ValidString(d) {
 				t.Fatalf("segment %q of %q", d, s)
 			}
 			if u, err := url.PathUnescape(p.raw[i]); err != nil || u != d {
 				t.Fatalf("raw %q does not decode to %q", p.raw[i], d)
 			}
+			for cur, n := d, 0; n < maxDecodes; n++ {
+				next, err := url.PathUnescape(cur)
+				if err != nil || next == cur {
+					break
+				}
+				if next == "." || next == ".." || strings.ContainsAny(next, "/\\\x00") {
+					t.Fatalf("segment %q of %q decodes again to %q", d, s, next)
+				}
+				cur = next
+			}
+			if name, _, params := strings.Cut(d, ";"); params && (name == "" || name == "." || name == "..") {
+				t.Fatalf("segment %q of %q is a dot segment with parameters", d, s)
+			}
 		}
-		q, ok := parsePath("/" + strings.Join(p.raw, "/"))
-		if !ok || !slices.Equal(q.raw, p.raw) || !slices.Equal(q.dec, p.dec) {
-			t.Fatalf("not idempotent: %q -> %q -> %q", s, p.raw, q.raw)
+		q, why := parsePath("/" + strings.Join(p.raw, "/"))
+		if why != "" || !slices.Equal(q.raw, p.raw) || !slices.Equal(q.dec, p.dec) || q.params != p.params {
+			t.Fatalf("not idempotent: %q -> %q -> %q (%s)", s, p.raw, q.raw, why)
 		}
 	})
 }
@@ -54,8 +74,8 @@ func FuzzRoute(f *testing.F) {
 	f.Add("PUT", "/prod/admin/x")
 	f.Add("get", "/prod/admin/x")
 	f.Fuzz(func(t *testing.T, method, path string) {
-		p, ok := parsePath(path)
-		if !ok {
+		p, why := parsePath(path)
+		if why != "" {
 			return
 		}
 		m, ok := match(api, method, p)
@@ -178,4 +198,66 @@ func fuzzSpec(f *testing.F) *config.Spec {
 	f.Helper()
 	e := newEnv(f)
 	return e.spec.Load()
+}
+
+// FuzzHashedBody: whatever the body and however it is read, a body that matches its hash
+// passes through whole and ends in EOF, and one that does not never has every byte of
+// it delivered: the request it feeds cannot complete.
+func FuzzHashedBody(f *testing.F) {
+	f.Add([]byte("order"), []byte("order"), uint8(3))
+	f.Add([]byte("order"), []byte("ordex"), uint8(1))
+	f.Add([]byte(""), []byte(""), uint8(0))
+	f.Add([]byte(""), []byte("x"), uint8(7))
+	f.Fuzz(func(t *testing.T, body, signed []byte, step uint8) {
+		want := sha256.Sum256(signed)
+		b := newHashedBody(io.NopCloser(iotest.OneByteReader(bytes.NewReader(body))), want)
+		var got []byte
+		buf := make([]byte, int(step%8)+1)
+		var err error
+		for range 4*len(body) + 16 {
+			var n int
+			n, err = b.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				break
+			}
+		}
+		if bytes.Equal(body, signed) {
+			if err != io.EOF || !bytes.Equal(got, body) {
+				t.Fatalf("matching body: got %q, %v", got, err)
+			}
+			return
+		}
+		if !errors.Is(err, errBodyHash) || len(got) >= len(body) && len(body) > 0 {
+			t.Fatalf("body %q signed %q: delivered %q, %v", body, signed, got, err)
+		}
+	})
+}
+
+// FuzzUpgradeOf: any Upgrade or Connection: upgrade is noticed, and a protocol is named
+// only when exactly one is asked for, lower case and without a version or separator.
+func FuzzUpgradeOf(f *testing.F) {
+	f.Add("websocket", "Upgrade")
+	f.Add("WebSocket/13", "keep-alive, upgrade")
+	f.Add("h2c, websocket", "")
+	f.Add("", "UPGRADE")
+	f.Fuzz(func(t *testing.T, up, conn string) {
+		h := http.Header{}
+		if up != "" {
+			h.Set("Upgrade", up)
+		}
+		if conn != "" {
+			h.Set("Connection", conn)
+		}
+		proto, asked := upgradeOf(h)
+		if up != "" && !asked {
+			t.Fatalf("Upgrade %q not noticed", up)
+		}
+		if strings.ContainsAny(proto, ",/") || strings.ToLower(proto) != proto {
+			t.Fatalf("protocol %q from %q", proto, up)
+		}
+		if proto != "" && !asked {
+			t.Fatalf("a protocol without an upgrade")
+		}
+	})
 }

@@ -5,9 +5,16 @@
 // to their backends with a signed identity assertion, and records one CloudTrail-shaped
 // audit event per call, allowed or refused.
 //
+// Its own listener (Serve) bounds what callers can make it hold before any HTTP is read
+// (connections per listener and per source address, the header time); a body is read only
+// for a caller the policies allow, within gateway.limits, and checked against the
+// signature (body.go). The path that is authorized is byte for byte the path the backend
+// receives, and paths that would mean something else to a backend are refused (route.go).
+//
 // It learns which endpoint a call came through only from the endpoint's verified mTLS
 // certificate; on any other connection it ignores and strips every X-Phantom-*, X-Forwarded-*
-// and Forwarded header. It does not own credentials (internal/identity), policy evaluation
+// and Forwarded header, and it never passes on method or URL override headers or a
+// caller's claims about its own address (headers.go). It does not own credentials (internal/identity), policy evaluation
 // (internal/policy), signature verification (internal/sigv4), the network enforcement point
 // (internal/endpoint) or the audit log's storage (internal/audit).
 //
@@ -32,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
@@ -96,10 +104,19 @@ type Config struct {
 	Metrics Metrics
 	// Transport carries requests to backends; nil means a tuned *http.Transport.
 	Transport http.RoundTripper
-	// MaxBodyBytes bounds a request body; 0 means 10 MiB (API Gateway's payload limit).
-	MaxBodyBytes int64
-	Logger       *slog.Logger     // nil: slog.Default()
-	Now          func() time.Time // nil: time.Now
+	// Replay remembers signatures for gateway.replayProtection; required when the spec
+	// enables it (without it such calls are refused).
+	Replay ReplayGuard
+	Logger *slog.Logger     // nil: slog.Default()
+	Now    func() time.Time // nil: time.Now
+}
+
+// ReplayGuard remembers the signatures of calls (the store: replicas sharing it share the
+// guard).
+type ReplayGuard interface {
+	// ClaimSignature records the first use of the signature whose digest is id, good
+	// until expires, and reports whether this call was that first use.
+	ClaimSignature(ctx context.Context, id string, expires time.Time) (bool, error)
 }
 
 // Gateway is the API gateway handler. It is safe for concurrent use.
@@ -116,10 +133,15 @@ type Gateway struct {
 
 	signer *assertionSigner
 	proxy  *httputil.ReverseProxy
-}
 
-// DefaultMaxBodyBytes is API Gateway's payload limit.
-const DefaultMaxBodyBytes = 10 << 20
+	inflight inFlight // requests being handled (gateway.limits.maxInFlight)
+	bodies   budget   // bytes of bodies held in memory (gateway.limits.bodyBufferBytes)
+
+	refusals *admission.Recorder // connections the listeners refused
+	mu       sync.Mutex          // guards servers and closing
+	servers  []*server
+	closing  bool
+}
 
 // New validates cfg and returns a Gateway.
 func New(cfg Config) (*Gateway, error) {
@@ -136,14 +158,8 @@ func New(cfg Config) (*Gateway, error) {
 	if len(cfg.AssertionKey) != ed25519.PrivateKeySize {
 		problems = append(problems, fmt.Errorf("AssertionKey is %d bytes, want an Ed25519 private key (%d)", len(cfg.AssertionKey), ed25519.PrivateKeySize))
 	}
-	if cfg.MaxBodyBytes < 0 {
-		problems = append(problems, fmt.Errorf("MaxBodyBytes %d is negative", cfg.MaxBodyBytes))
-	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("new gateway: %w", errors.Join(problems...))
-	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.Name == "" {
 		cfg.Name = "gateway"
@@ -156,6 +172,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.now = time.Now
 	}
 	g.signer = newAssertionSigner(cfg.AssertionKey)
+	g.refusals = admission.NewRecorder(admission.RecorderConfig{Auditor: cfg.Auditor, Event: g.connectEvent, Logger: g.log, Now: g.now})
 	transport := cfg.Transport
 	if transport == nil {
 		transport = newTransport()
@@ -166,10 +183,17 @@ func New(cfg Config) (*Gateway, error) {
 		ErrorHandler: g.backendError,
 		BufferPool:   &bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			if f, ok := resp.Request.Context().Value(callKey{}).(*forwarding); ok {
-				resp.Header.Set("X-Amzn-Requestid", f.id)
-				f.status = resp.StatusCode
+			f, ok := resp.Request.Context().Value(callKey{}).(*forwarding)
+			if !ok {
+				return nil
 			}
+			if resp.StatusCode == http.StatusSwitchingProtocols && (f.upgrade != "websocket" || !websocketAccepted(resp.Request.Header, resp.Header)) {
+				// The backend switched without completing the handshake of the protocol
+				// that was authorized: no tunnel opens.
+				return errors.New("the backend switched protocols without completing the WebSocket handshake of an allowed upgrade")
+			}
+			resp.Header.Set("X-Amzn-Requestid", f.id)
+			f.status = resp.StatusCode
 			return nil
 		},
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -250,7 +274,7 @@ func (g *Gateway) stateFor(spec *config.Spec) (*state, error) {
 		Region:       spec.Region,
 		Service:      "execute-api",
 		MaxSkew:      spec.Gateway.ClockSkew,
-		MaxBodyBytes: g.cfg.MaxBodyBytes,
+		MaxBodyBytes: spec.Gateway.Limits.MaxBodyBytes,
 		Now:          g.now,
 	}, g.creds)
 	if err != nil {

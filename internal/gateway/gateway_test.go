@@ -300,13 +300,23 @@ func TestDenials(t *testing.T) {
 			code:      "AccessDenied",
 		},
 		{
-			name: "encoded dot segments and doubled slashes are normalized too",
+			name: "doubled slashes and literal dot segments are normalized too",
 			setup: func(t *testing.T, e *env) testCall {
 				k := e.keys["alice"]
-				return testCall{method: "GET", path: "/prod/orders/%2e%2E//admin/./secrets", creds: &k}
+				return testCall{method: "GET", path: "/prod/orders/..//admin/./secrets", creds: &k}
 			},
 			status: 403, errType: "AccessDeniedException", code: "AccessDenied",
 			msgPrefix: "User: " + aliceARN + " is not authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:us-east-1:123456789012:a1b2c3d4e5/prod/GET/admin/secrets",
+		},
+		{
+			// A dot segment spelled with escapes means ".." to a backend that decodes
+			// before it normalizes and a name to one that does not: refused, not guessed.
+			name: "encoded dot segments are refused",
+			setup: func(t *testing.T, e *env) testCall {
+				k := e.keys["alice"]
+				return testCall{method: "GET", path: "/prod/orders/%2e%2E/admin/secrets", creds: &k}
+			},
+			status: 400, errType: "BadRequestException", code: "BadRequest", msgPrefix: "Invalid request path",
 		},
 		{
 			name: "no policy allows (implicit deny)",
@@ -367,7 +377,7 @@ func TestDenials(t *testing.T) {
 				k := e.keys["alice"]
 				return testCall{method: "GET", path: "/prod/orders%2F..%2Fadmin", creds: &k}
 			},
-			status: 403, errType: "MissingAuthenticationTokenException", code: "MissingAuthenticationToken",
+			status: 400, errType: "BadRequestException", msgPrefix: "Invalid request path", code: "BadRequest",
 		},
 		{
 			name: "no API can be selected",

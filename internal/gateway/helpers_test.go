@@ -99,6 +99,7 @@ type env struct {
 	svc     *identity.Service
 	ca      *pki.CA
 	gw      *Gateway
+	cfg     Config // gw's, for another replica
 	audit   *memAudit
 	msgs    *authzmsg.Sealer
 	server  *httptest.Server // the gateway, TLS with tls.RequestClientCert
@@ -124,18 +125,31 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newEnv(t testing.TB, opts ...func(*Config)) *env {
 	t.Helper()
+	return newEnvFrom(t, "spec.yaml", nil, http.HandlerFunc(nil), opts...)
+}
+
+// newEnvFrom is newEnv over testdata/file, with each key of replace replaced by its value
+// and, when backend is not nil, that handler as the backend.
+func newEnvFrom(t testing.TB, file string, replace map[string]string, backend http.HandlerFunc, opts ...func(*Config)) *env {
+	t.Helper()
 	ctx := context.Background()
 	e := &env{t: t, clock: newClock(time.Now().UTC().Truncate(time.Second)), audit: &memAudit{}, risk: &fakeRisk{}, hits: make(chan backendHit, 1024), keys: map[string]aws.Credentials{}}
 
-	e.backend = httptest.NewServer(http.HandlerFunc(e.serveBackend))
+	if backend == nil {
+		backend = e.serveBackend
+	}
+	e.backend = httptest.NewServer(backend)
 	t.Cleanup(e.backend.Close)
 
-	data, err := os.ReadFile(filepath.Join("testdata", "spec.yaml"))
+	data, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.yaml = bytes.ReplaceAll(data, []byte("BACKEND_URL"), []byte(e.backend.URL))
-	spec, err := config.Parse("testdata/spec.yaml", e.yaml)
+	for k, v := range replace {
+		e.yaml = bytes.ReplaceAll(e.yaml, []byte(k), []byte(v))
+	}
+	spec, err := config.Parse("testdata/"+file, e.yaml)
 	if err != nil {
 		t.Fatalf("parse spec: %v", err)
 	}
@@ -191,12 +205,14 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 		Messages:     e.msgs,
 		AssertionKey: akey,
 		Risk:         e.risk,
+		Replay:       db,
 		Logger:       quiet,
 		Now:          e.clock.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	e.cfg = cfg
 	if e.gw, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}

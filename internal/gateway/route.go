@@ -4,27 +4,41 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
-// reqPath is a request path after normalization: RFC 3986 §5.2.4 dot segments removed
-// (also their percent-encoded spellings), empty segments dropped. The gateway authorizes,
-// routes and forwards this one path, so a path the signature covered in another spelling
-// (/prod/a/../admin) is authorized as what it reaches (/prod/admin), never as what it says.
+// reqPath is a request path after normalization: RFC 3986 §5.2.4 dot segments removed,
+// empty segments dropped. The gateway authorizes, routes and forwards this one path, so a
+// path the signature covered in another spelling (/prod/a/../admin) is authorized as what
+// it reaches (/prod/admin), never as what it says, and the backend receives byte for byte
+// the segments that were authorized.
 type reqPath struct {
 	raw []string // segments as sent (percent-encoded), forwarded to the backend
 	dec []string // the same segments decoded, matched against routes and named in ARNs
+	// params reports a segment with a ";" parameter (/a;v=1/b), which only a route that
+	// allows matrix parameters accepts.
+	params bool
 }
 
-// parsePath normalizes an escaped request path. It refuses (ok false) a path that does not
-// start with "/", has an invalid percent escape, or has a segment that decodes to something
-// containing "/", "\" or NUL: such a segment would be one segment here and several (or a
-// truncated one) to a backend that decodes it.
-func parsePath(escaped string) (p reqPath, ok bool) {
+// maxDecodes bounds how many times parsePath decodes a segment looking for a separator or
+// dot segment hidden under layers of percent-encoding (%25252e is "." after three).
+const maxDecodes = 4
+
+// parsePath normalizes an escaped request path, or says why it refuses it (400): the path
+// must start with "/", and no segment may mean one thing to the gateway and another to a
+// backend that decodes it again, resolves ";" parameters or accepts overlong UTF-8. So a
+// segment is refused when it holds a "\", an invalid percent escape, or bytes that are
+// not UTF-8 (overlong forms like %c0%ae included), and when it, or what it decodes to
+// after one or more further decodings, contains "/", "\" or NUL, is a dot segment
+// spelled with escapes (%2e%2e), or is a dot segment before ";" parameters (..;). A
+// literal dot segment is removed as RFC 3986 §5.2.4 says.
+func parsePath(escaped string) (p reqPath, reason string) {
 	if !strings.HasPrefix(escaped, "/") {
-		return p, false
+		return p, "the path does not start with /"
 	}
 	n := strings.Count(escaped, "/")
 	p.raw = make([]string, 0, n)
@@ -32,16 +46,11 @@ func parsePath(escaped string) (p reqPath, ok bool) {
 	rest := escaped[1:]
 	for {
 		seg, tail, more := strings.Cut(rest, "/")
-		d := seg
-		if strings.IndexByte(seg, '%') >= 0 {
-			var err error
-			if d, err = url.PathUnescape(seg); err != nil {
-				return reqPath{}, false
-			}
+		d, params, why := segment(seg)
+		if why != "" {
+			return reqPath{}, "path segment " + strconv.Quote(truncate(seg, 64)) + " " + why
 		}
-		if strings.ContainsAny(d, "/\\\x00") {
-			return reqPath{}, false
-		}
+		p.params = p.params || params
 		switch d {
 		case "", ".":
 		case "..":
@@ -52,10 +61,76 @@ func parsePath(escaped string) (p reqPath, ok bool) {
 			p.raw, p.dec = append(p.raw, seg), append(p.dec, d)
 		}
 		if !more {
-			return p, true
+			return p, ""
 		}
 		rest = tail
 	}
+}
+
+// segment decodes one raw segment and applies parsePath's rules to it.
+func segment(seg string) (dec string, params bool, why string) {
+	if strings.IndexByte(seg, '\\') >= 0 {
+		return "", false, "contains a backslash, a separator to some backends"
+	}
+	if strings.IndexByte(seg, 0) >= 0 {
+		return "", false, "contains NUL"
+	}
+	if strings.IndexByte(seg, '%') < 0 {
+		// Nothing encoded: the fast path of every ordinary request.
+		if strings.IndexByte(seg, ';') >= 0 {
+			if why := paramRule(seg); why != "" {
+				return "", false, why
+			}
+			params = true
+		}
+		if !utf8.ValidString(seg) {
+			return "", false, "is not valid UTF-8"
+		}
+		return seg, params, ""
+	}
+	d, err := url.PathUnescape(seg)
+	if err != nil {
+		return "", false, "has an invalid percent-encoding"
+	}
+	if d == "." || d == ".." {
+		return "", false, "is a dot segment spelled with percent-encoding"
+	}
+	// The decoded form and every further decoding a backend might apply.
+	for level, cur := 0, d; ; level++ {
+		if strings.ContainsAny(cur, "/\\\x00") {
+			return "", false, "decodes to a separator or NUL"
+		}
+		if !utf8.ValidString(cur) {
+			return "", false, "decodes to bytes that are not UTF-8 (an overlong or invalid encoding)"
+		}
+		if strings.IndexByte(cur, ';') >= 0 {
+			if why := paramRule(cur); why != "" {
+				return "", false, why
+			}
+			params = true
+		}
+		if level > 0 && (cur == "." || cur == "..") {
+			return "", false, "decodes to a dot segment when decoded again"
+		}
+		if level >= maxDecodes || strings.IndexByte(cur, '%') < 0 {
+			return d, params, ""
+		}
+		next, err := url.PathUnescape(cur)
+		if err != nil || next == cur {
+			return d, params, "" // not an encoding a backend could decode: data
+		}
+		cur = next
+	}
+}
+
+// paramRule refuses a segment whose part before its ";" parameters is a dot segment or
+// empty: Java servlet containers read "..;x" as "..".
+func paramRule(s string) string {
+	switch name, _, _ := strings.Cut(s, ";"); name {
+	case "", ".", "..":
+		return "has ; parameters after a dot segment or an empty name"
+	}
+	return ""
 }
 
 // routeMatch is a matched stage and route.

@@ -29,9 +29,9 @@ func TestMatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, ok := parsePath(tt.path)
-			if !ok {
-				t.Fatalf("parsePath(%q) refused", tt.path)
+			p, why := parsePath(tt.path)
+			if why != "" {
+				t.Fatalf("parsePath(%q) refused: %s", tt.path, why)
 			}
 			m, ok := match(api, tt.method, p)
 			switch {

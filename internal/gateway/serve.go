@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
 // JWKSPath is where the gateway publishes its assertion keys (unauthenticated).
@@ -37,6 +41,12 @@ type call struct {
 	caller   *caller // nil: anonymous (Authorization NONE)
 	decision string  // the policy decision, for the audit record
 	start    time.Time
+
+	lim     *config.Limits // the spec's gateway.limits
+	upgrade string         // the protocol an allowed Upgrade switches to; "" none
+	body    *limitedBody   // the body as it streams to the backend; nil when read already or absent
+	hashed  *hashedBody    // the same, checked against its declared hash
+	held    int64          // bytes of the body budget this request holds
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -89,8 +99,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cl.id, eventID = requestid.New(), requestid.New()
 	cl.spec = g.cfg.Spec()
 	cl.ev = g.newEvent(cl, eventID)
+	maxInFlight := 0
+	if cl.spec != nil {
+		cl.lim = &cl.spec.Gateway.Limits
+		maxInFlight = cl.lim.MaxInFlight
+	}
+	defer func() { g.bodies.give(cl.held) }()
 
-	aerr := g.authorize(cl)
+	var aerr *apiError
+	if g.inflight.enter(maxInFlight) {
+		defer g.inflight.leave()
+		aerr = g.authorize(cl)
+	} else {
+		aerr = errTooManyRequests()
+		cl.ev.AdditionalEventData["reason"] = "gateway.limits.maxInFlight requests are in flight"
+	}
 	if aerr != nil {
 		cl.ev.ErrorCode, cl.ev.ErrorMessage = aerr.Code, aerr.Message
 		cl.ev.ResponseElements = map[string]any{"status": aerr.Status}
@@ -191,23 +214,29 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		ev.VPCEndpointID = ch.endpoint.ID
 	}
 
-	// 2. The API, stage and route.
+	// 2. The API, stage and route, on the one path that is authorized and forwarded.
 	api, aerr := g.selectAPI(cl)
 	if aerr != nil {
 		return aerr
 	}
 	cl.api = api
 	ev.RequestParameters["apiId"] = api.ID
-	p, ok := parsePath(r.URL.EscapedPath())
-	if !ok {
-		ev.RequestParameters["path"] = truncate(r.URL.EscapedPath(), 1024)
-		return errMissingToken()
+	escaped := requestPath(r)
+	p, why := parsePath(escaped)
+	if why != "" {
+		ev.RequestParameters["path"] = truncate(escaped, 1024)
+		ev.AdditionalEventData["reason"] = why
+		return errBadRequest("Invalid request path")
 	}
 	ev.RequestParameters["path"] = truncate("/"+strings.Join(p.raw, "/"), 1024)
 	if !knownMethod(r.Method) {
 		return errMissingToken()
 	}
 	m, ok := match(api, r.Method, p)
+	if p.params && (!ok || !m.route.MatrixParameters) {
+		ev.AdditionalEventData["reason"] = "a path segment has ; parameters and the route does not allow matrix parameters"
+		return errBadRequest("Invalid request path")
+	}
 	if !ok {
 		return errMissingToken()
 	}
@@ -220,69 +249,162 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	ev.RequestParameters["resource"] = m.route.Path
 	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
 	ev.AdditionalEventData["authorization"] = string(m.route.Authorization)
+	if up, asked := upgradeOf(r.Header); asked {
+		if up == "" || !slices.Contains(m.route.Upgrade, up) {
+			ev.AdditionalEventData["reason"] = "the request asks for an Upgrade (" + truncate(strings.Join(r.Header.Values("Upgrade"), ", "), 64) + ") the route does not allow"
+			return errBadRequest("Protocol upgrade is not allowed on this route")
+		}
+		cl.upgrade = up
+		ev.AdditionalEventData["upgrade"] = up
+	}
 
 	if m.route.Authorization == config.AuthNone {
-		r.Body = http.MaxBytesReader(cl.w, r.Body, g.cfg.MaxBodyBytes)
-		return g.decideAnonymous(cl)
-	}
-
-	// 3. SigV4.
-	body, err := st.verifier.ReadBody(r)
-	if err != nil {
-		return fromSigV4(err)
-	}
-	ctx, rv := identity.Capture(r.Context())
-	res, err := st.verifier.Verify(ctx, r, body)
-	if err != nil {
-		ev.UserIdentity.AccessKeyID = accessKeyOf(r)
-		ae := fromSigV4(err)
-		if ae.Status == http.StatusInternalServerError {
-			g.log.Error("gateway signature verification failed internally", "request_id", cl.id, "error", err)
+		if aerr := g.decideAnonymous(cl); aerr != nil {
+			return aerr
 		}
-		return ae
+		return g.streamBody(cl, nil)
 	}
-	c, aerr := identifyCaller(st, res, rv, &ev.UserIdentity)
+	return g.authenticate(cl)
+}
+
+// authenticate runs SigV4 and the policy decision for an AWS_IAM route, reading the body
+// only for a caller the policies allow. Everything the signature covers but the body is
+// checked first (Begin); then, when the request declares its body's hash, the signature
+// too, and the body is checked as it streams. Otherwise the decision is made for the
+// claimed credential and only an allowed caller's body is read, then the signature
+// checked over it: a denied caller never uploads anything.
+func (g *Gateway) authenticate(cl *call) *apiError {
+	r, ev, st := cl.r, cl.ev, cl.st
+	ctx, rv := identity.Capture(r.Context())
+	pend, err := st.verifier.Begin(ctx, r)
+	if err != nil {
+		return g.sigv4Refusal(cl, accessKeyOf(r), err)
+	}
+	keyID, cred := pend.AccessKeyID(), pend.Credential()
+	declared, stream := pend.DeclaredHash()
+	later := !stream && hasBody(r) // the signature needs the body
+	var res *sigv4.Result
+	if !later {
+		if stream {
+			res, err = pend.VerifyDeclared()
+		} else {
+			res, err = pend.Verify(nil)
+		}
+		if err != nil {
+			return g.sigv4Refusal(cl, keyID, err)
+		}
+	}
+	c, aerr := identifyCaller(st, keyID, cred, rv, &ev.UserIdentity)
 	if aerr != nil {
+		if later {
+			return unverified(cl, pend, keyID, aerr)
+		}
 		return aerr
 	}
-	cl.caller = &c
-	if s := c.claims; s != nil && (s.Node != "" || s.VPC != "" || s.Endpoint != "") {
-		// Where the session was issued, beside where it is used (sourceIPAddress,
-		// vpcEndpointId): what credential-exfiltration detection compares.
-		b := map[string]any{}
-		if s.Node != "" {
-			b["node"] = s.Node
-		}
-		if s.VPC != "" {
-			b["vpc"] = s.VPC
-		}
-		if s.PrivateIP.IsValid() {
-			b["privateIp"] = s.PrivateIP.String()
-		}
-		if s.Endpoint != "" {
-			b["vpcEndpointId"] = s.Endpoint
-		}
-		ev.AdditionalEventData["sessionBinding"] = b
+	if !later {
+		g.sessionBinding(cl, &c)
 	}
 	if g.cfg.Risk != nil {
 		c.risk = g.cfg.Risk.RiskLevel(c.arn)
 	}
 
 	// 4 and 5. The request context and one decision over every policy that applies.
+	d, cs := g.decide(cl, &c)
+	if d.Effect != policy.Allow {
+		cl.decision = d.Effect.String()
+		if later {
+			// The signature is unchecked (it covers the body, which a denied caller does
+			// not get to send), so the answer does not say whose the key is.
+			return unverified(cl, pend, keyID, errAccessDeniedMsg("The caller is not authorized to perform: "+actionInvoke+" on resource: "+cl.resource))
+		}
+		e := errAccessDeniedMsg(denyMessage(c.arn, cl.resource, d.Effect == policy.ExplicitDeny))
+		e.Encoded = g.seal(cl, d, cs, c.arn, c.principalID, g.conditionKeys(cl, &c, true))
+		return e
+	}
+	if later {
+		body, held, aerr := g.readBody(cl)
+		cl.held += held
+		if aerr != nil {
+			return unverified(cl, pend, keyID, aerr)
+		}
+		if res, err = pend.Verify(body); err != nil {
+			return g.sigv4Refusal(cl, keyID, err)
+		}
+		g.sessionBinding(cl, &c)
+	}
+	cl.caller = &c
+	if aerr := g.checkReplay(cl, res); aerr != nil {
+		return aerr
+	}
+	cl.decision = d.Effect.String()
+	if stream {
+		var want [32]byte
+		hex.Decode(want[:], []byte(declared)) // 64 lower-case hex digits: checked by sigv4
+		return g.streamBody(cl, &want)
+	}
+	return nil
+}
+
+// unverified refuses a caller whose signature was never checked: the record names only
+// the claimed key (it says nothing of whose it is), and the pending check is released.
+func unverified(cl *call, pend *sigv4.Pending, keyID string, e *apiError) *apiError {
+	pend.Release()
+	cl.ev.UserIdentity = audit.UserIdentity{AccessKeyID: keyID}
+	cl.ev.AdditionalEventData["signatureVerified"] = false
+	return e
+}
+
+// sigv4Refusal records and maps a failed signature check: the event names only the key
+// the request claimed.
+func (g *Gateway) sigv4Refusal(cl *call, keyID string, err error) *apiError {
+	cl.ev.UserIdentity = audit.UserIdentity{AccessKeyID: keyID}
+	ae := fromSigV4(err)
+	if ae.Status == http.StatusInternalServerError {
+		g.log.Error("gateway signature verification failed internally", "request_id", cl.id, "error", err)
+	}
+	return ae
+}
+
+// sessionBinding records where a session was issued, beside where it is used
+// (sourceIPAddress, vpcEndpointId): what credential-exfiltration detection compares.
+func (g *Gateway) sessionBinding(cl *call, c *caller) {
+	s := c.claims
+	if s == nil || (s.Node == "" && s.VPC == "" && s.Endpoint == "") {
+		return
+	}
+	b := map[string]any{}
+	if s.Node != "" {
+		b["node"] = s.Node
+	}
+	if s.VPC != "" {
+		b["vpc"] = s.VPC
+	}
+	if s.PrivateIP.IsValid() {
+		b["privateIp"] = s.PrivateIP.String()
+	}
+	if s.Endpoint != "" {
+		b["vpcEndpointId"] = s.Endpoint
+	}
+	cl.ev.AdditionalEventData["sessionBinding"] = b
+}
+
+// decide makes the one decision over every policy that applies to an authenticated
+// caller.
+func (g *Gateway) decide(cl *call, c *caller) (policy.Decision, *compiledSet) {
 	keys := g.keyBuilders.get()
 	defer g.keyBuilders.put(keys)
-	g.fillKeys(keys, cl, &c)
-	k := setKey{api: api.ID, session: sessionDigest(c.claims)}
+	g.fillKeys(keys, cl, c)
+	k := setKey{api: cl.api.ID, session: sessionDigest(c.claims)}
 	switch {
 	case c.role != nil:
 		k.principal = c.role.ARN
 	case c.user != nil:
 		k.principal = c.user.ARN
 	}
-	if ch.endpoint != nil {
-		k.endpoint = ch.endpoint.ID
+	if ep := cl.ch.endpoint; ep != nil {
+		k.endpoint = ep.ID
 	}
-	cs := st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, &c, api, ch.endpoint) })
+	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, c, cl.api, cl.ch.endpoint) })
 	req := policy.Request{
 		Principal:        c.arn,
 		PrincipalAccount: c.account,
@@ -291,14 +413,50 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		ResourceAccount:  cl.spec.Account,
 		Context:          policy.ContextOf(keys.m),
 	}
-	d := cs.set.Evaluate(&req)
-	cl.decision = d.Effect.String()
-	if d.Effect == policy.Allow {
+	return cs.set.Evaluate(&req), cs
+}
+
+// streamBody lets an authorized request's body stream to the backend within the limits,
+// checked against want when the signature covers a declared hash.
+func (g *Gateway) streamBody(cl *call, want *[32]byte) *apiError {
+	r := cl.r
+	if !hasBody(r) {
 		return nil
 	}
-	e := errAccessDeniedMsg(denyMessage(c.arn, cl.resource, d.Effect == policy.ExplicitDeny))
-	e.Encoded = g.seal(cl, d, cs, c.arn, c.principalID, g.conditionKeys(cl, &c, true))
-	return e
+	if r.ContentLength > cl.lim.MaxBodyBytes {
+		return errTooLarge()
+	}
+	cl.body = newLimitedBody(r, cl.w, cl.lim)
+	r.Body = cl.body
+	if want != nil {
+		cl.hashed = newHashedBody(cl.body, *want)
+		r.Body = cl.hashed
+	}
+	return nil
+}
+
+// checkReplay applies gateway.replayProtection: the signature of a guarded method is good
+// for one request until it expires, across every replica sharing the store.
+func (g *Gateway) checkReplay(cl *call, res *sigv4.Result) *apiError {
+	rp := cl.spec.Gateway.ReplayProtection
+	if !rp.Enabled || !slices.Contains(rp.Methods, cl.r.Method) {
+		return nil
+	}
+	if g.cfg.Replay == nil {
+		g.log.Error("gateway.replayProtection is enabled but the gateway has no replay guard; refusing", "request_id", cl.id)
+		return errReplayUnavailable()
+	}
+	sum := sha256.Sum256([]byte(res.Signature))
+	first, err := g.cfg.Replay.ClaimSignature(context.WithoutCancel(cl.r.Context()), hex.EncodeToString(sum[:]), res.Expires)
+	if err != nil {
+		g.log.Error("gateway replay guard failed; refusing", "request_id", cl.id, "error", err)
+		return errReplayUnavailable()
+	}
+	if !first {
+		cl.ev.AdditionalEventData["reason"] = "the signature was used before (gateway.replayProtection)"
+		return errReplayed()
+	}
+	return nil
 }
 
 // resourceARN is arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/{path}, the
@@ -430,7 +588,8 @@ func (g *Gateway) forward(cl *call) {
 	}
 	f := &forwarding{call: cl, assertion: token}
 	ctx := context.WithValue(r.Context(), callKey{}, f)
-	if t := cl.m.route.Backend.Timeout; t > 0 {
+	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
+		// (An upgraded connection outlives the exchange that opened it.)
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
@@ -438,6 +597,12 @@ func (g *Gateway) forward(cl *call) {
 	var start time.Time
 	if g.cfg.Metrics != nil {
 		start = time.Now()
+	}
+	if cl.body != nil {
+		// The backend may answer before the body is in: full duplex lets that answer
+		// through at once (HTTP/2 always is: ErrNotSupported).
+		_ = http.NewResponseController(cl.w).EnableFullDuplex()
+		defer cl.body.stop()
 	}
 	g.proxy.ServeHTTP(cl.w, r.WithContext(ctx))
 	if g.cfg.Metrics != nil {
@@ -452,8 +617,9 @@ type forwarding struct {
 }
 
 // rewrite builds the backend request: the backend URL's path joined with the path after the
-// stage (normalized, as authorized), the query without SigV4's presigning parameters, no
-// client identity, forwarding or credential headers, and the gateway's own assertion.
+// stage, byte for byte the segments that were authorized, the query without SigV4's
+// presigning parameters, no client identity, forwarding, override or credential headers,
+// the caller's address as the gateway knows it, and the gateway's own assertion.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	f := pr.In.Context().Value(callKey{}).(*forwarding)
 	out := pr.Out
@@ -464,24 +630,36 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		escaped = base
 	}
 	out.URL = &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(pr.In.URL.RawQuery)}
-	if p, err := url.PathUnescape(escaped); err == nil {
-		out.URL.Path = p
-		if p != escaped {
-			out.URL.RawPath = escaped
-		}
+	if strings.HasPrefix(escaped, "//") {
+		// Not expressible as an opaque request-target; RawPath keeps every valid escaping.
+		out.URL.Path, _ = url.PathUnescape(escaped)
+		out.URL.RawPath = escaped
 	} else {
-		out.URL.Path = escaped
+		// Written out verbatim: the backend gets the bytes that were authorized.
+		out.URL.Opaque = escaped
 	}
 	out.Host = ""
 	for name := range out.Header {
-		if isClientIdentityHeader(name) {
+		if strippedHeader(name) {
 			delete(out.Header, name)
 		}
 	}
 	out.Header.Del("X-Amz-Security-Token")
+	xff := []string(nil)
 	if f.m.route.Authorization != config.AuthNone {
 		// The SigV4 signature is for the gateway; the backend gets the assertion instead.
-		out.Header.Del("Authorization")
+		// (Its slot, a copy the proxy made, carries the caller's address: no allocation.)
+		if v := out.Header["Authorization"]; len(v) > 0 {
+			xff = v[:1]
+		}
+		delete(out.Header, "Authorization")
+	}
+	if f.ch.sourceIP != "" {
+		if xff == nil {
+			xff = make([]string, 1)
+		}
+		xff[0] = f.ch.sourceIP
+		out.Header["X-Forwarded-For"] = xff
 	}
 	out.Header.Set(hdrIdentity, f.assertion)
 	out.Header.Set(hdrRequestID, f.id)
@@ -539,12 +717,20 @@ func isPresignParam(k string) bool {
 }
 
 // backendError answers a failed backend exchange: 504 when the backend's timeout expired,
-// 502 otherwise, in API Gateway's shape.
+// 502 otherwise, in API Gateway's shape. When the request's own body failed on its way
+// (too large, too slow, not matching its signed hash) the upstream request was aborted:
+// that is answered as the body's error and recorded as a second event of the call.
 func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error) {
 	f, _ := r.Context().Value(callKey{}).(*forwarding)
 	id := ""
 	if f != nil {
 		id = f.id
+	}
+	if cause := f.bodyErr(); cause != nil {
+		e := bodyError(cause)
+		g.recordAbort(f.call, e, cause)
+		writeError(w, id, e)
+		return
 	}
 	e := errBadGateway()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -552,6 +738,39 @@ func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error
 	}
 	g.log.Warn("gateway backend request failed", "request_id", id, "status", e.Status, "error", err)
 	writeError(w, id, e)
+}
+
+// recordAbort records that an allowed call was cut off while its body streamed: the same
+// request id and caller as its first event, with the body's error.
+func (g *Gateway) recordAbort(cl *call, e *apiError, cause error) {
+	ev := *cl.ev
+	ev.EventID = requestid.New()
+	ev.EventTime = g.now().UTC()
+	ev.ErrorCode, ev.ErrorMessage = e.Code, e.Message
+	ev.ResponseElements = map[string]any{"status": e.Status}
+	ev.AdditionalEventData = map[string]any{}
+	for k, v := range cl.ev.AdditionalEventData {
+		ev.AdditionalEventData[k] = v
+	}
+	ev.AdditionalEventData["aborted"] = "the upstream request was aborted while the body streamed"
+	ev.AdditionalEventData["reason"] = cause.Error()
+	if err := g.cfg.Auditor.Record(context.WithoutCancel(cl.r.Context()), &ev); err != nil {
+		g.log.Error("gateway audit record of an aborted call failed", "request_id", cl.id, "error", err)
+	}
+	g.log.Warn("gateway aborted a call while its body streamed", "request_id", cl.id, "error_code", e.Code, "reason", cause)
+}
+
+// bodyErr is the error the request's streamed body failed with, if it did.
+func (f *forwarding) bodyErr() error {
+	switch {
+	case f == nil:
+		return nil
+	case f.body != nil && f.body.failed() != nil:
+		return f.body.failed()
+	case f.hashed != nil:
+		return f.hashed.failed()
+	}
+	return nil
 }
 
 // accessKeyOf returns the access key id a request claims, for the audit record of a failed

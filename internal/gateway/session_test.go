@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,7 +102,10 @@ func TestTLSConfig(t *testing.T) {
 
 // examples/demo.yaml as the lead ships it: the orders API is reachable only through the
 // endpoint (its resource policy), for alice and for Service A's role; /health is open
-// through the endpoint and closed to direct callers.
+// through the endpoint and closed to direct callers. Alice may only read: the resource
+// policy's Allow for the account principal delegates to her identity policies (B1 of the
+// IAM conformance cases; "AWS JSON policy elements: Principal", AWS account principals),
+// so it does not let her create orders.
 func TestDemoSpec(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "demo.yaml"))
 	if err != nil {
@@ -111,7 +115,8 @@ func TestDemoSpec(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo spec: %v", err)
 	}
-	e := newEnv(t, func(c *Config) { c.Transport = inProcess{} })
+	backend := &countingTransport{}
+	e := newEnv(t, func(c *Config) { c.Transport = backend })
 	e.spec.Store(spec)
 	ctx := context.Background()
 	ak, err := e.svc.CreateAccessKey(ctx, "alice")
@@ -131,18 +136,41 @@ func TestDemoSpec(t *testing.T) {
 		{"alice GET /orders through the endpoint", testCall{method: "GET", path: "/prod/orders", creds: &alice, cert: cert, endpointHdrs: via}, 200},
 		{"alice GET /orders direct", testCall{method: "GET", path: "/prod/orders", creds: &alice, plain: true}, 403},
 		{"app POST /orders through the endpoint", testCall{method: "POST", path: "/prod/orders", body: []byte("{}"), creds: &app, cert: cert, endpointHdrs: via}, 200},
+		{"alice POST /orders through the endpoint", testCall{method: "POST", path: "/prod/orders", body: []byte("{}"), creds: &alice, cert: cert, endpointHdrs: via}, 403},
 		{"/health through the endpoint", testCall{method: "GET", path: "/prod/health", cert: cert, endpointHdrs: via}, 200},
 		{"/health direct", testCall{method: "GET", path: "/prod/health", plain: true}, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := backend.calls.Load()
 			status, body, _ := e.send(t, tt.c)
 			if status != tt.want {
 				t.Fatalf("%d %s", status, body)
 			}
-			e.oneEvent(t)
+			ev := e.oneEvent(t)
+			reached := backend.calls.Load() - before
+			if tt.want == 200 {
+				if reached != 1 {
+					t.Errorf("the backend got %d requests, want 1", reached)
+				}
+				return
+			}
+			if reached != 0 {
+				t.Errorf("a denied call reached the backend")
+			}
+			if ev.ErrorCode != "AccessDenied" {
+				t.Errorf("denial recorded as %q", ev.ErrorCode)
+			}
 		})
 	}
+}
+
+// countingTransport answers every backend request with 200 in-process and counts them.
+type countingTransport struct{ calls atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.calls.Add(1)
+	return inProcess{}.RoundTrip(r)
 }
 
 // A node's session (issued through the agent) is marked as such in the event, with where it

@@ -111,8 +111,11 @@ type opSpec struct {
 	qual     qualifier
 }
 
-// parseOperator splits "ForAllValues:StringLikeIfExists" into its parts. Null takes
-// neither a qualifier nor IfExists.
+// parseOperator splits "ForAllValues:StringLikeIfExists" into its parts. Null takes no
+// IfExists ("NullIfExists" is no operator). It takes a qualifier: IAM accepts
+// ForAllValues:Null and ForAnyValue:Null and IAM Access Analyzer documents what they do
+// ("Null with qualifier": with ForAllValues the condition always returns true, with
+// ForAnyValue always false), so the engine gives them that meaning (see eval).
 func parseOperator(name string) (opSpec, bool) {
 	var s opSpec
 	base := name
@@ -126,7 +129,7 @@ func parseOperator(name string) (opSpec, bool) {
 	}
 	var ok bool
 	s.fam, s.cmp, s.neg, ok = baseOperator(base)
-	if !ok || (s.fam == famNull && (s.ifExists || s.qual != qualNone)) {
+	if !ok || (s.fam == famNull && s.ifExists) {
 		return opSpec{}, false
 	}
 	return s, true
@@ -178,6 +181,9 @@ func compareNum(a, b numVal) int {
 // parseDate accepts what AWS's date operators accept: ISO 8601 date-times (with or
 // without seconds, fractions and zone; no zone means UTC), plain dates, and POSIX epoch
 // seconds ("Date condition operators" compare against aws:CurrentTime and aws:EpochTime).
+// The docs set no range on epoch values, so none is set here beyond what time.Time holds
+// (an epoch of 1467315743431, milliseconds by mistake, is a date in the year 48467: it
+// compares as such, on both sides of a condition alike).
 func parseDate(s string) (time.Time, bool) {
 	if s == "" {
 		return time.Time{}, false
@@ -193,7 +199,7 @@ func parseDate(s string) (time.Time, bool) {
 	}
 	if digits {
 		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < -62135596800 || n > 253402300799 { // years 0001 to 9999
+		if err != nil || n < -maxEpoch || n > maxEpoch {
 			return time.Time{}, false
 		}
 		return time.Unix(n, 0).UTC(), true
@@ -221,6 +227,10 @@ func parseDate(s string) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
+
+// maxEpoch bounds epoch seconds well inside what time.Time represents (about 146
+// billion years either way), so conversion cannot overflow.
+const maxEpoch = 1 << 62
 
 func compareTime(a, b time.Time) int { return a.Compare(b) }
 
@@ -273,6 +283,14 @@ type condition struct {
 // compileValue parses one condition value for the operator's family; msg is non-empty
 // when the value is not valid for it. Policy variables are allowed in String and Arn
 // operators only (under Version 2012-10-17).
+//
+// A value the documentation gives no meaning for its operator is refused, fail closed,
+// even where IAM may store it (the disputed M1 cases): "Numeric condition operators ...
+// compare a key to an integer or decimal value", and ARN operators check "each of the
+// six colon-delimited components", so "ten" in NumericLessThan or "arn:::bucket" in
+// ArnLike has none. A refused policy is a loud load error; accepted, the first would
+// silently never match and turn a Deny guard off. Values with a documented meaning load
+// (epoch seconds of any size; Null with a set qualifier, in parseOperator).
 func compileValue(fam opFamily, raw string, vars bool) (cvalue, string, string) {
 	v := cvalue{raw: raw}
 	switch fam {
@@ -434,19 +452,39 @@ func (c *condition) anyPolicyValue(rv string, r *evalState) bool {
 // eval evaluates the condition for the request, following "IAM JSON policy elements:
 // Condition operators" and "Single-valued vs. multivalued context keys":
 //
-//   - Null tests presence: true matches an absent key, false a present one.
+//   - Null tests presence: true matches an absent key, false a present one. With a set
+//     qualifier, which IAM accepts, IAM Access Analyzer documents that ForAllValues:Null
+//     always returns true and ForAnyValue:Null always false ("Null with qualifier").
 //   - An absent key (or an empty multivalued key) makes a positive operator false and a
 //     negated operator true; …IfExists makes it true; ForAllValues is true when the key
 //     is absent or empty, ForAnyValue false.
-//   - A negated operator is true when the request value matches none of the policy
-//     values (NOR: "StringNotEquals ... returns true if the value matches none").
 //   - ForAnyValue: at least one request value passes; ForAllValues: every request value
-//     passes. Without a qualifier a multivalued key behaves like ForAnyValue for
-//     positive operators and "no request value matches" for negated ones.
+//     passes.
+//   - A negated operator is the complement of its positive operator: true exactly when
+//     the positive operator is false for the same key ("Negated matching"; "StringNotEquals
+//     ... returns true if the value matches none"). One rule settles what the docs leave
+//     open, where values cannot be compared:
+//     · A request value that is not of the operator's type (not an address for
+//     NotIpAddress, not a number for NumericNotEquals, not an ARN for ArnNotLike)
+//     matches no policy value, so the negated operator holds (U2). The source of the
+//     disputed cases expects the opposite; no AWS answer is recorded either way, and
+//     this reading keeps the common guardrail "Deny unless NotIpAddress ..." denying
+//     rather than silently not applying.
+//     · An operator without ForAnyValue:/ForAllValues: compares one value, so it
+//     cannot match a multivalued key ("Multivalued context keys require a condition
+//     set operator"): the positive operator is false even when a value would match,
+//     as AWS's SimulateCustomPolicy answered for list-typed context entries
+//     (conformance politest 11-context-stringlist, U1), and the negated one true.
 func (c *condition) eval(r *evalState) bool {
 	vals, ok := r.lookup(c.lkey)
 	present := ok && len(vals) > 0
 	if c.spec.fam == famNull {
+		switch c.spec.qual {
+		case qualForAll:
+			return true
+		case qualForAny:
+			return false
+		}
 		for i := range c.values {
 			if c.values[i].b != present {
 				return true
@@ -482,10 +520,8 @@ func (c *condition) eval(r *evalState) bool {
 		}
 		return false
 	}
-	for _, v := range vals {
-		if c.anyPolicyValue(v, r) {
-			return !c.spec.neg
-		}
+	if r.ctx.multivalued(c.lkey, vals) {
+		return c.spec.neg
 	}
-	return c.spec.neg
+	return c.anyPolicyValue(vals[0], r) != c.spec.neg
 }

@@ -4,10 +4,13 @@ import "strings"
 
 // Context holds a request's condition keys. Key names are case-insensitive ("Condition
 // key names are not case-sensitive", "IAM JSON policy elements: Condition"); values are
-// case-sensitive and a key may hold several values (multivalued context keys such as
-// aws:TagKeys). A Context must not be modified while an evaluation reads it.
+// case-sensitive and a key may hold several values. A key is multivalued ("Single-valued
+// vs. multivalued context keys", aws:TagKeys) when it holds other than one value, or
+// when SetMultivalued set it, as a request context can carry a list of one value. A
+// Context must not be modified while an evaluation reads it.
 type Context struct {
-	m map[string][]string
+	m     map[string][]string
+	multi map[string]bool // keys set as lists whatever their length
 }
 
 // NewContext builds a Context from m. Keys that differ only in case are merged.
@@ -54,7 +57,24 @@ func (c *Context) Set(key string, values ...string) {
 	if c.m == nil {
 		c.m = make(map[string][]string)
 	}
-	c.m[strings.ToLower(key)] = append([]string{}, values...)
+	lk := strings.ToLower(key)
+	c.m[lk] = append([]string{}, values...)
+	delete(c.multi, lk)
+}
+
+// SetMultivalued replaces the values of key and makes it a multivalued key even with a
+// single value (as the AWS policy simulator's list-typed context entries are).
+func (c *Context) SetMultivalued(key string, values ...string) {
+	c.Set(key, values...)
+	if c.multi == nil {
+		c.multi = make(map[string]bool)
+	}
+	c.multi[strings.ToLower(key)] = true
+}
+
+// multivalued reports whether an already lowercased key holding vals is multivalued.
+func (c *Context) multivalued(lowerKey string, vals []string) bool {
+	return len(vals) != 1 || c != nil && len(c.multi) > 0 && c.multi[lowerKey]
 }
 
 // Get returns the values of key and whether it is present.

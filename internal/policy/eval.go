@@ -65,11 +65,17 @@ type Set struct {
 	// global holds statements that may match any action: NotAction statements and
 	// actions whose service part has a wildcard ("*", "s3*:Get").
 	global []*setStmt
+	// broken, when set, is why the set denies every request: it was given a policy of a
+	// type the engine does not know, or a document its type does not allow.
+	broken string
 }
 
-// NewSet builds a Set. Entries with a nil Policy or an unknown Kind are kept in the
-// numbering (Match.Policy indexes entries) but contribute no statements; an unknown
-// Kind still counts as a policy that must allow, so a typo fails closed.
+// NewSet builds a Set. Entries with a nil Policy are kept in the numbering (Match.Policy
+// indexes entries) but contribute no statements. An entry the set cannot honour fails
+// closed: the set then denies every request (Decision.Reason says why) rather than
+// ignore or half-apply a policy. That is an entry of unknown Kind, or a document its
+// Kind does not allow (a Principal in an identity policy, a resource-policy statement
+// without one...), which ParseKind refuses but Parse, knowing no kind, accepts.
 func NewSet(entries ...Entry) *Set {
 	s := &Set{services: map[string]*svcIndex{}}
 	n := 0
@@ -79,15 +85,18 @@ func NewSet(entries ...Entry) *Set {
 		}
 	}
 	s.stmts = make([]setStmt, 0, n)
-	failClosed := false
 	for pi, e := range entries {
 		k := kindIndex(e.Kind)
 		if k < 0 {
-			failClosed = true
+			s.fail("policy " + strconv.Itoa(pi) + " has unknown type " + strconv.Quote(string(e.Kind)))
 			continue
 		}
 		s.has[k] = true
 		if e.Policy == nil {
+			continue
+		}
+		if f, bad := e.Policy.kindProblem(e.Kind); bad {
+			s.fail("policy " + strconv.Itoa(pi) + " is not valid as " + article(string(e.Kind)) + " policy: " + f.Message + " (" + f.Path + ")")
 			continue
 		}
 		for _, st := range e.Policy.stmts {
@@ -96,16 +105,17 @@ func NewSet(entries ...Entry) *Set {
 				reason: "explicitly denied by " + kindName(k) + " policy " + strconv.Itoa(pi) + " statement " + st.label()})
 		}
 	}
-	if failClosed {
-		// An entry of unknown type: treat it as an SCP that allows nothing, so the set
-		// denies everything rather than ignoring a policy it does not understand.
-		s.has[kindIndex(SCP)] = true
-	}
 	for i := range s.stmts {
 		st := &s.stmts[i]
 		s.index(st)
 	}
 	return s
+}
+
+func (s *Set) fail(why string) {
+	if s.broken == "" {
+		s.broken = "fails closed: " + why
+	}
 }
 
 func (s *Set) svc(name string) *svcIndex {
@@ -180,19 +190,31 @@ type evalState struct {
 	principal [1]string
 	account   [1]string
 	resAcct   [1]string
+	roleARN   [1]string // aws:PrincipalArn of a role session, built on first use
 	// hasBoundary: the caller has a permissions boundary (the set holds one).
 	hasBoundary bool
 }
 
 // lookup returns a context key's values. aws:PrincipalArn, aws:PrincipalAccount and
 // aws:ResourceAccount fall back to the Request's fields when the context does not set
-// them ("AWS global condition context keys").
+// them ("AWS global condition context keys"). For a role session aws:PrincipalArn is the
+// role's ARN, not the session's ("for IAM roles, the request context returns the ARN of
+// the role, not the ARN of the user that assumed the role", B3). A session ARN does not
+// carry the role's path, so the derived ARN has none: callers that know the role (the
+// gateway does) set the key themselves. Deriving it is the one lookup that allocates,
+// and only when a condition reads the key and the context lacks it.
 func (st *evalState) lookup(lowerKey string) ([]string, bool) {
 	if v, ok := st.ctx.get(lowerKey); ok {
 		return v, true
 	}
 	switch lowerKey {
 	case "aws:principalarn":
+		if st.pi.isSession {
+			if st.roleARN[0] == "" {
+				st.roleARN[0] = "arn:" + st.pi.partition + ":iam::" + st.pi.account + ":role/" + st.pi.roleName
+			}
+			return st.roleARN[:], true
+		}
 		if st.principal[0] != "" {
 			return st.principal[:], true
 		}
@@ -208,9 +230,17 @@ func (st *evalState) lookup(lowerKey string) ([]string, bool) {
 	return nil, false
 }
 
-// matches reports whether a statement applies to the request (ignoring its Effect),
-// and whether a resource policy named the principal directly by user or session ARN.
-func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
+// matches reports whether a statement applies to the request (ignoring its Effect), and
+// for resource-based and endpoint policies how its Principal matched (asCaller for other
+// policy types, which name no principal: they apply to the caller they are attached to).
+// NewSet has refused every document its type does not allow, so a statement here has
+// Resource unless it is in a resource-based policy (a role trust policy has none), and
+// has Principal or NotPrincipal exactly when it is in a resource-based or endpoint policy.
+func (st *evalState) matches(s *setStmt, checkAction bool) (bool, principalMatch) {
+	if s.kind == kindIndex(SCP) && !st.pi.isARN {
+		// SCPs apply to the IAM principals of their accounts only (B4; see Evaluate).
+		return false, noMatch
+	}
 	if checkAction {
 		any := false
 		for i := range s.actions {
@@ -220,17 +250,10 @@ func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
 			}
 		}
 		if any == s.notAction {
-			return false, false
+			return false, noMatch
 		}
 	}
-	if !s.hasResource {
-		// A statement without Resource is valid only in a resource-based policy (a role
-		// trust policy applies to the role it is attached to). Elsewhere IAM rejects it;
-		// here an Allow without Resource allows nothing and a Deny denies everything.
-		if s.kind != kindIndex(Resource) && !s.deny {
-			return false, false
-		}
-	} else {
+	if s.hasResource {
 		any := false
 		for i := range s.resources {
 			if s.resources[i].matchParts(&st.resParts, st.resIsARN, st) {
@@ -239,66 +262,84 @@ func (st *evalState) matches(s *setStmt, checkAction bool) (ok, direct bool) {
 			}
 		}
 		if any == s.notResource {
-			return false, false
+			return false, noMatch
 		}
 	}
-	if s.kind == kindIndex(Resource) || s.kind == kindIndex(Endpoint) {
-		if !s.hasPrincipal {
-			// Resource-based and endpoint policies must name principals; without one an
-			// Allow allows nobody and a Deny denies everybody (fail closed).
-			if !s.deny {
-				return false, false
+	how := asCaller
+	if s.hasPrincipal {
+		how = s.principal.match(&st.pi, st)
+		if s.notPrincipal {
+			// Everyone not listed: a grant to principals it does not name, capped as one.
+			if how == noMatch {
+				how = viaEntity
+			} else {
+				how = noMatch
 			}
-		} else {
-			m, d := s.principal.match(&st.pi, st)
-			if s.notPrincipal {
-				m, d = !m, false
-				// "The NotPrincipal element with a Deny effect will always deny any IAM
-				// principal that has a permissions boundary policy attached, regardless
-				// of the values specified in the NotPrincipal element" ("Permissions
-				// boundaries for IAM entities"). Reproduced: it fails closed.
-				if s.deny && st.hasBoundary && st.pi.isARN && s.kind == kindIndex(Resource) {
-					m = true
-				}
+			// "The NotPrincipal element with a Deny effect will always deny any IAM
+			// principal that has a permissions boundary policy attached, regardless
+			// of the values specified in the NotPrincipal element" ("Permissions
+			// boundaries for IAM entities"). Reproduced: it fails closed.
+			if s.deny && st.hasBoundary && st.pi.isARN && s.kind == kindIndex(Resource) {
+				how = viaEntity
 			}
-			if !m {
-				return false, false
-			}
-			direct = d
+		}
+		if how == noMatch {
+			return false, noMatch
 		}
 	}
 	// Every condition must hold: conditions are ANDed across operators and keys.
 	for _, c := range s.conds {
 		if !c.eval(st) {
-			return false, false
+			return false, noMatch
 		}
 	}
-	return true, direct
+	return true, how
 }
 
 // Evaluate decides one request with AWS's "Policy evaluation logic":
 //
 //  1. An explicit Deny in any policy of any type wins.
-//  2. When the set has SCPs, one of them must allow (an SCP never grants).
+//  2. When the set has SCPs and the caller is an IAM principal, one of them must allow
+//     (an SCP never grants). SCPs apply to the principals of the accounts they are
+//     attached to, so they neither deny nor limit anonymous and service callers (B4).
 //  3. When the set has a VPC endpoint policy, it must allow ("Control access to VPC
 //     endpoints using endpoint policies").
 //  4. Same account: the identity-based policy or the resource-based policy must allow.
 //     An identity allow is capped by the permissions boundary and the session policy
-//     when present. A resource-based allow is capped too, unless it names the caller's
-//     IAM user ARN or role session ARN directly: "an implicit deny in a permissions
-//     boundary does not limit permissions granted by a resource-based policy" to those
-//     principals, and session policies likewise; a role ARN is capped.
+//     when present. How a resource-based allow counts depends on how its Principal
+//     matched the caller (principalMatch): naming the caller itself (its user or role
+//     session ARN, or "*") is not limited by an implicit deny in a boundary or session
+//     policy (B2); naming the role behind a session is capped like an identity allow;
+//     naming the account delegates to the account (B1): it grants nothing by itself, the
+//     caller's identity-based policy must allow.
 //  5. Cross account (ResourceAccount set and different from the principal's): the
-//     identity side (capped as above) and the resource-based policy must both allow
-//     ("Cross-account policy evaluation logic").
+//     identity side (capped as above) and the resource-based policy, whatever principal
+//     it names, must both allow ("Cross-account policy evaluation logic").
 //
 // A request without a principal (anonymous), or whose principal is not an ARN (a
 // service principal such as ec2.amazonaws.com), can be allowed only by a resource-based
-// policy, whatever the account fields say. Evaluate does no parsing and, for a decision made by one statement, allocates
-// nothing.
-func (s *Set) Evaluate(req *Request) Decision {
+// policy, whatever the account fields say. A set NewSet could not build faithfully
+// denies every request. Evaluate does no parsing and, for a decision made by one
+// statement, allocates nothing.
+func (s *Set) Evaluate(req *Request) Decision { return s.evaluate(req, false) }
+
+// Admits decides the resource-based side of a request on its own: whether the set's
+// resource-based policies allow the request's principal however they name it (an account
+// principal admits every principal of the account, a role ARN the role's sessions, with
+// no boundary or session policy applied), after the explicit denies, SCPs and VPC
+// endpoint policies of the set, as Evaluate applies them. It is for decisions whose
+// identity side is evaluated apart: a role trust policy must allow sts:AssumeRole
+// explicitly even within the account ("Policy evaluation logic": role trust policies
+// are an exception), and for an account principal the caller's identity-based policies
+// must then allow it too, which the caller of Admits checks with Evaluate.
+func (s *Set) Admits(req *Request) Decision { return s.evaluate(req, true) }
+
+func (s *Set) evaluate(req *Request, resourceSide bool) Decision {
 	if s == nil || req == nil {
 		return Decision{Effect: ImplicitDeny, Reason: "no policies or no request"}
+	}
+	if s.broken != "" {
+		return Decision{Effect: ImplicitDeny, Reason: s.broken}
 	}
 	st := evalState{req: req, ctx: req.Context, hasBoundary: s.has[kindIndex(Boundary)]}
 	st.pi = newPrincipalInfo(req.Principal, req.PrincipalAccount)
@@ -324,18 +365,23 @@ func (s *Set) Evaluate(req *Request) Decision {
 	var (
 		denyFirst *setStmt
 		denyN     int
+		// best is the first allowing statement of each policy type. For resource-based
+		// policies it counts any principal match (what a cross-account request needs);
+		// resGrant only those that grant within the account (viaEntity or asCaller), and
+		// resDirect those no boundary or session policy caps (asCaller).
 		best      [numKinds]*setStmt
+		resGrant  *setStmt
 		resDirect *setStmt
 	)
 	resK := kindIndex(Resource)
 	visit := func(c *setStmt, checkAction bool) {
 		if !c.deny && best[c.kind] != nil && c.id > best[c.kind].id &&
 			(c.kind != resK || (resDirect != nil && c.id > resDirect.id)) {
-			// This policy type already allows through an earlier statement; a later
-			// one can change neither the outcome nor the statement reported.
+			// This policy type already allows through an earlier statement, as strongly
+			// as it can; a later one changes neither the outcome nor the report.
 			return
 		}
-		ok, direct := st.matches(c, checkAction)
+		ok, how := st.matches(c, checkAction)
 		if !ok {
 			return
 		}
@@ -351,7 +397,13 @@ func (s *Set) Evaluate(req *Request) Decision {
 		if best[c.kind] == nil || c.id < best[c.kind].id {
 			best[c.kind] = c
 		}
-		if direct && (resDirect == nil || c.id < resDirect.id) {
+		if c.kind != resK {
+			return
+		}
+		if how >= viaEntity && (resGrant == nil || c.id < resGrant.id) {
+			resGrant = c
+		}
+		if how == asCaller && (resDirect == nil || c.id < resDirect.id) {
 			resDirect = c
 		}
 	}
@@ -368,7 +420,7 @@ func (s *Set) Evaluate(req *Request) Decision {
 			nm++
 		}
 	}
-	if s.has[kindIndex(SCP)] {
+	if s.has[kindIndex(SCP)] && st.pi.isARN {
 		if best[kindIndex(SCP)] == nil {
 			return Decision{Effect: ImplicitDeny, Reason: "SCP does not allow"}
 		}
@@ -396,6 +448,11 @@ func (s *Set) Evaluate(req *Request) Decision {
 	}
 
 	switch {
+	case resourceSide:
+		if resAllow == nil {
+			return Decision{Effect: ImplicitDeny, Reason: "resource-based policy does not allow"}
+		}
+		add(resAllow)
 	case req.Principal == "":
 		if resAllow == nil {
 			return Decision{Effect: ImplicitDeny, Reason: "anonymous request: no resource-based policy allows"}
@@ -426,13 +483,15 @@ func (s *Set) Evaluate(req *Request) Decision {
 		switch {
 		case resDirect != nil:
 			add(resDirect)
-		case idAllow == nil && resAllow == nil:
+		case idAllow == nil && resGrant == nil && resAllow != nil:
+			return Decision{Effect: ImplicitDeny, Reason: "the resource-based policy names the account, which delegates to the account's identity-based policies: none allows"}
+		case idAllow == nil && resGrant == nil:
 			return Decision{Effect: ImplicitDeny, Reason: "no identity-based or resource-based policy allows"}
 		case !boundOK || !sessOK:
 			return capped()
 		default:
 			add(idAllow)
-			add(resAllow)
+			add(resGrant)
 			addCaps()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -27,7 +28,8 @@ func seedCorpus(f *testing.F) {
 // FuzzParse: the parser never panics; a document it refuses yields no policy; a document
 // it accepts decides a request the same way as its own printed form, every decision
 // names statements that exist, and an explicit deny of everything beside it always wins
-// (IAM policy evaluation logic: an explicit deny in any policy overrides any allow).
+// (IAM policy evaluation logic: an explicit deny in any policy overrides any allow), or,
+// when the policy's kind does not allow the document, the set fails closed.
 func FuzzParse(f *testing.F) {
 	seedCorpus(f)
 	denyAll, err := Parse([]byte(`{"Version":"2012-10-17","Statement":{"Sid":"DenyAll","Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}}`))
@@ -65,8 +67,15 @@ func FuzzParse(f *testing.F) {
 					t.Fatalf("%s policy: matched %+v of a policy the set does not hold", k, m)
 				}
 			}
-			if d := NewSet(Entry{k, p}, Entry{Resource, denyAll}).Evaluate(req); d.Effect != ExplicitDeny {
+			// A document its kind does not allow (ParseKind refuses it) makes the set fail
+			// closed instead: it denies everything too.
+			_, misfit := ParseKind(data, k)
+			d = NewSet(Entry{k, p}, Entry{Resource, denyAll}).Evaluate(req)
+			switch {
+			case misfit == nil && d.Effect != ExplicitDeny:
 				t.Fatalf("%s policy beside a resource policy denying everything: %v", k, d.Effect)
+			case misfit != nil && (d.Effect != ImplicitDeny || !strings.Contains(d.Reason, "fails closed")):
+				t.Fatalf("%s policy its kind does not allow (%v): %v (%s), want a fail-closed deny", k, misfit, d.Effect, d.Reason)
 			}
 		}
 	})

@@ -14,8 +14,12 @@ func mustParse(t testing.TB, doc string) *Policy {
 	return p
 }
 
+// list is a context value given as a list: a multivalued key even of one value.
+type list []string
+
 // ctx builds a Context from alternating key and value arguments; a value of type
-// []string makes a multivalued key.
+// []string holds several values (a multivalued key unless it holds exactly one), a list
+// always makes a multivalued key.
 func ctx(kv ...any) *Context {
 	c := NewContext(nil)
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -25,6 +29,8 @@ func ctx(kv ...any) *Context {
 			c.Set(k, v)
 		case []string:
 			c.Set(k, v...)
+		case list:
+			c.SetMultivalued(k, v...)
 		}
 	}
 	return c

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,8 +11,21 @@ import (
 // Parse parses, checks the grammar of, and compiles one IAM policy document. Any
 // grammar problem rejects the whole document with a *ParseError listing every located
 // finding: the engine fails closed rather than guess what a malformed policy meant.
-func Parse(data []byte) (*Policy, error) {
-	p, findings := parseDocument(data)
+// Parse does not know where the policy is attached; ParseKind also checks what its
+// type requires.
+func Parse(data []byte) (*Policy, error) { return ParseKind(data, "") }
+
+// ParseKind is Parse for a policy of a known type. It also refuses, as grammar errors
+// located like the others, what IAM refuses for that type ("IAM JSON policy elements:
+// Principal", "...: Resource"): a Principal or NotPrincipal in an identity policy,
+// permissions boundary, session policy or SCP; a statement without one in a
+// resource-based or VPC endpoint policy; a statement without Resource or NotResource
+// outside resource-based policies. An empty kind checks only the grammar.
+func ParseKind(data []byte, kind Kind) (*Policy, error) {
+	if kind != "" && !kind.valid() {
+		return nil, fmt.Errorf("parse policy: unknown policy type %q", kind)
+	}
+	p, findings := parseDocument(data, kind)
 	if len(findings) > 0 {
 		return nil, &ParseError{Findings: findings}
 	}
@@ -19,9 +33,13 @@ func Parse(data []byte) (*Policy, error) {
 }
 
 // parseDocument returns the compiled policy (nil when there are findings) and the
-// grammar findings, all of SeverityError. Validate builds on it.
-func parseDocument(data []byte) (*Policy, []Finding) {
+// grammar findings, all of SeverityError, including the rules of kind when it is one.
+// Validate builds on it.
+func parseDocument(data []byte, kind Kind) (*Policy, []Finding) {
 	ps := &parser{data: data}
+	if kind.valid() {
+		ps.kind = kind
+	}
 	root, jerr := parseJSON(data)
 	if jerr != nil {
 		code := "JSON_SYNTAX_ERROR"
@@ -44,6 +62,7 @@ func parseDocument(data []byte) (*Policy, []Finding) {
 
 type parser struct {
 	data      []byte
+	kind      Kind // where the policy is attached; "" when unknown
 	findings  []Finding
 	dropped   int
 	vars      bool  // policy variables are enabled (Version 2012-10-17)
@@ -209,6 +228,7 @@ func (ps *parser) statement(n *jnode, path string, index int) *statement {
 	s := &statement{index: index}
 	before := len(ps.findings)
 	var hasEffect, hasAction bool
+	principalKeyOff := n.off
 	for _, m := range n.members {
 		mp := pathKey(path, m.key)
 		v := m.val
@@ -238,6 +258,7 @@ func (ps *parser) statement(n *jnode, path string, index int) *statement {
 				continue
 			}
 			s.hasPrincipal, s.notPrincipal = true, m.key == "NotPrincipal"
+			principalKeyOff = m.keyOff
 			ps.principal(v, mp, &s.principal)
 		case "Action", "NotAction":
 			if hasAction {
@@ -292,7 +313,17 @@ func (ps *parser) statement(n *jnode, path string, index int) *statement {
 	if !hasAction {
 		ps.errAt(n.off, "MISSING_ACTION", "statement has neither Action nor NotAction", path)
 	}
-	if len(ps.findings) > before {
+	malformed := len(ps.findings) > before
+	// What the policy's type does not allow rejects the document too, but a statement
+	// that is otherwise well-formed stays for the document-wide checks (duplicate Sids).
+	for _, f := range s.kindFindings(ps.kind, path) {
+		off := n.off
+		if f.Code == "UNSUPPORTED_PRINCIPAL" {
+			off = principalKeyOff
+		}
+		ps.errAt(off, f.Code, f.Message, f.Path)
+	}
+	if malformed {
 		return nil
 	}
 	return s
@@ -316,6 +347,10 @@ func compileAction(a string) (actionPat, string) {
 			return actionPat{}, "action " + quote(a) + " has an invalid service prefix"
 		}
 	}
+	// The grammar has no white space in an action ("IAM JSON policy grammar"), and no
+	// document says whether IAM refuses "s3: GetObject" or keeps an action that never
+	// matches (disputed M2): refused, fail closed, rather than a NotAction that quietly
+	// covers every action.
 	if strings.ContainsAny(name, ": \t\n") {
 		return actionPat{}, "action " + quote(a) + " has an invalid action name"
 	}
@@ -467,4 +502,47 @@ func (ps *parser) conditions(n *jnode, path string) []*condition {
 		}
 	}
 	return out
+}
+
+// kindFindings lists what kind does not allow in the statement (unlocated; the parser
+// locates them). Identity-based policies, and boundaries, session policies and SCPs,
+// which have their shape, apply to whoever they are attached to and cannot name a
+// principal; resource-based and VPC endpoint policies must name one; every statement
+// outside a resource-based policy needs Resource or NotResource (a role trust policy, a
+// resource-based policy, has none). "IAM JSON policy elements: Principal" and
+// "...: Resource"; "Control access to VPC endpoints using endpoint policies".
+func (s *statement) kindFindings(kind Kind, path string) []Finding {
+	var out []Finding
+	add := func(code, msg, at string) {
+		out = append(out, Finding{Severity: SeverityError, Code: code, Message: msg, Path: at})
+	}
+	switch kind {
+	case Identity, Boundary, Session, SCP:
+		if s.hasPrincipal {
+			key := "Principal"
+			if s.notPrincipal {
+				key = "NotPrincipal"
+			}
+			add("UNSUPPORTED_PRINCIPAL", article(string(kind))+" policy cannot have "+key+": it applies to the principal it is attached to; remove it", pathKey(path, key))
+		}
+	case Resource, Endpoint:
+		if !s.hasPrincipal {
+			add("MISSING_PRINCIPAL", article(string(kind))+" policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions)", path)
+		}
+	}
+	if kind != "" && kind != Resource && !s.hasResource {
+		add("MISSING_RESOURCE", "statement has neither Resource nor NotResource, which every statement outside a resource-based policy needs", path)
+	}
+	return out
+}
+
+// kindProblem reports the first thing kind does not allow in p, if any.
+func (p *Policy) kindProblem(kind Kind) (Finding, bool) {
+	for _, s := range p.stmts {
+		path := pathIndex("Statement", s.index)
+		if fs := s.kindFindings(kind, path); len(fs) > 0 {
+			return fs[0], true
+		}
+	}
+	return Finding{}, false
 }

@@ -64,7 +64,7 @@ func TestParseInvalid(t *testing.T) {
 		"unknown_principal_type":     {"INVALID_PRINCIPAL", "Statement[0].Principal.User", 1},
 		"principal_and_notprincipal": {"PRINCIPAL_AND_NOTPRINCIPAL", "Statement[0].NotPrincipal", 1},
 		"duplicate_sid":              {"DUPLICATE_SID", "Statement[1].Sid", 1},
-		"null_with_qualifier":        {"UNKNOWN_OPERATOR", "Statement[0].Condition.ForAnyValue:Null", 1},
+		"null_if_exists":             {"UNKNOWN_OPERATOR", "Statement[0].Condition.NullIfExists", 1},
 		"empty_condition_values":     {"EMPTY_ARRAY", "Statement[0].Condition.StringEquals.k", 1},
 		"null_condition_value":       {"INVALID_TYPE", "Statement[0].Condition.StringEquals.k", 1},
 		"trailing_data":              {"JSON_SYNTAX_ERROR", "", 1},

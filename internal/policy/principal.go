@@ -7,7 +7,7 @@ import "strings"
 //
 //   - "*" and {"AWS": "*"} match every principal, anonymous included.
 //   - An account id or arn:aws:iam::ACCOUNT:root delegates to the account: it matches
-//     any principal of that account (the account's own identity policies then decide).
+//     any principal of that account, whose own identity policies must then allow.
 //   - A role ARN matches the role and its sessions, arn:aws:sts::ACCOUNT:assumed-role/
 //     NAME/SESSION ("Role principals" / "Role session principals"): the path is not part
 //     of the session ARN.
@@ -15,6 +15,27 @@ import "strings"
 //   - Service, Federated and CanonicalUser principals match a request whose Principal is
 //     that name, or whose context carries it (aws:PrincipalServiceName for services,
 //     aws:FederatedProvider for federation), as AWS carries them in the request context.
+
+// principalMatch says how a Principal element matched the caller, which decides what a
+// same-account Allow of a resource-based policy is worth ("Policy evaluation logic",
+// "AWS JSON policy elements: Principal"). Higher values are stronger; an element with
+// several principals matches as its strongest.
+type principalMatch uint8
+
+const (
+	noMatch principalMatch = iota
+	// viaAccount: the account principal matched. It delegates to the account: within
+	// the account the caller's identity-based policies must also allow (B1).
+	viaAccount
+	// viaEntity: the role behind a session (role ARN), or another principal that is not
+	// the caller itself. A grant, capped by the caller's permissions boundary and session
+	// policy.
+	viaEntity
+	// asCaller: the caller's own user or role-session ARN, or "*" (which matches each
+	// caller as itself). A grant no implicit deny in a boundary or session policy limits
+	// (B2: observed on AWS for "*", documented for user and session ARNs).
+	asCaller
+)
 
 type principalGroup struct {
 	typ    string // "AWS", "Service", "Federated", "CanonicalUser"
@@ -141,47 +162,46 @@ func (p *principals) addAWS(v string) string {
 	return ""
 }
 
-// match reports whether the request principal is one of p, and whether it was named
-// directly by its user or role-session ARN (which matters for the permissions
-// boundary and session policy exception of "Policy evaluation logic").
-func (p *principals) match(pi *principalInfo, r *evalState) (matched, direct bool) {
+// match reports how the request principal is one of p: as itself, through the entity
+// behind it, through its account, or not at all.
+func (p *principals) match(pi *principalInfo, r *evalState) principalMatch {
+	if p.star || p.any {
+		return asCaller
+	}
 	for _, d := range p.direct {
 		if d == pi.arn {
-			return true, true
-		}
-	}
-	if p.star || p.any {
-		return true, false
-	}
-	for _, a := range p.accounts {
-		if a == pi.account {
-			return true, false
+			return asCaller
 		}
 	}
 	for i := range p.roles {
 		ro := &p.roles[i]
 		if ro.arn == pi.arn {
-			return true, false
+			return viaEntity
 		}
 		if pi.isSession && pi.roleName == ro.name && pi.account == ro.account {
-			return true, false
+			return viaEntity
 		}
 	}
 	for _, o := range p.other {
 		if o == pi.arn {
-			return true, false
+			return viaEntity
 		}
 	}
 	if contains(p.canonical, pi.arn) {
-		return true, false
+		return viaEntity
 	}
 	if len(p.services) > 0 && (contains(p.services, pi.arn) || anyValueIn(r, "aws:principalservicename", p.services)) {
-		return true, false
+		return viaEntity
 	}
 	if len(p.federated) > 0 && (contains(p.federated, pi.arn) || anyValueIn(r, "aws:federatedprovider", p.federated)) {
-		return true, false
+		return viaEntity
 	}
-	return false, false
+	for _, a := range p.accounts {
+		if a == pi.account {
+			return viaAccount
+		}
+	}
+	return noMatch
 }
 
 func contains(list []string, s string) bool {

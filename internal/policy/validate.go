@@ -12,10 +12,8 @@ import (
 // that probably do not do what their author meant, and suggestions.
 //
 // Grammar errors come from the engine's own parser (parseDocument), so Validate and
-// Parse cannot disagree: a document has an ERROR finding from Validate exactly when
-// Parse rejects it. ValidateKind adds the errors that depend on where a policy is
-// attached (a Principal in an identity policy, no Principal in a resource policy),
-// which Parse cannot know.
+// Parse cannot disagree: a document has an ERROR finding from ValidateKind exactly when
+// ParseKind rejects it for that kind (and from Validate exactly when Parse rejects it).
 
 // Validate checks one policy document whose kind is unknown: it reports the grammar
 // errors Parse reports, plus warnings and suggestions. It never panics.
@@ -24,7 +22,7 @@ func Validate(data []byte) []Finding { return ValidateKind(data, "") }
 // ValidateKind is Validate for a policy of a known kind (Identity, Resource, Boundary,
 // Session, SCP or Endpoint); an empty or unknown kind checks only what holds for all.
 func ValidateKind(data []byte, kind Kind) []Finding {
-	_, grammar := parseDocument(data)
+	_, grammar := parseDocument(data, kind)
 	v := &validator{ps: parser{data: data}, kind: kind}
 	for _, f := range grammar {
 		f.Code = analyzerCode(f)
@@ -231,7 +229,6 @@ func (v *validator) statement(n *jnode, path string, index int) {
 			s.condition = m
 		}
 	}
-	v.kindRules(&s)
 	v.actionRules(&s)
 	v.resourceRules(&s)
 	v.principalRules(&s)
@@ -309,33 +306,6 @@ func (v *validator) grants() bool {
 		return false
 	}
 	return true
-}
-
-// kindRules are the errors that depend on the policy's kind. "IAM JSON policy elements:
-// Principal": identity-based policies (and permissions boundaries, session policies and
-// SCPs, which have the same shape) cannot name a principal; resource-based policies must.
-// "IAM JSON policy elements: Resource": every statement outside a resource-based policy
-// needs Resource or NotResource (a role trust policy, a resource policy, has none).
-func (v *validator) kindRules(s *stmtInfo) {
-	switch v.kind {
-	case Identity, Boundary, Session, SCP:
-		if s.principal != nil {
-			v.add(SeverityError, "UNSUPPORTED_PRINCIPAL", s.principal.keyOff, pathKey(s.path, s.principal.key),
-				article(string(v.kind))+" policy cannot have "+s.principal.key+": it applies to the principal it is attached to; remove it")
-		}
-	case Resource, Endpoint:
-		if s.principal == nil {
-			v.add(SeverityError, "MISSING_PRINCIPAL", s.n.off, s.path,
-				article(string(v.kind))+" policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions)")
-		}
-	}
-	switch v.kind {
-	case Identity, Boundary, Session, SCP, Endpoint:
-		if s.resource == nil {
-			v.add(SeverityError, "MISSING_RESOURCE", s.n.off, s.path,
-				"statement has neither Resource nor NotResource: an Allow would allow nothing and a Deny would deny everything")
-		}
-	}
 }
 
 // globMatchFold reports whether an IAM action pattern (with '*' and '?') matches name,
@@ -563,6 +533,19 @@ func (v *validator) conditionRules(s *stmtInfo) {
 		if len(om.val.members) == 0 {
 			v.add(SeveritySuggestion, "EMPTY_OBJECT_CONDITION", om.val.off, opath, "condition operator "+quote(om.key)+" has no keys; remove it")
 		}
+		if spec.fam == famNull && spec.qual != qualNone {
+			// "Null with qualifier" (IAM Access Analyzer): ForAllValues:Null always
+			// returns true and ForAnyValue:Null always false, whatever the request holds.
+			sev, always := SeverityWarning, "false"
+			if spec.qual == qualForAll {
+				always = "true"
+				if s.allow {
+					sev = SeveritySecurityWarning
+				}
+			}
+			v.add(sev, "NULL_WITH_QUALIFIER", om.keyOff, opath,
+				quote(om.key)+" is always "+always+" and does not test its keys; use \"Null\" without a qualifier")
+		}
 		if spec.neg && spec.ifExists {
 			// "IAM JSON policy elements: Condition operators": a negated operator is
 			// already true when the key is absent, so IfExists changes nothing and
@@ -577,7 +560,7 @@ func (v *validator) conditionRules(s *stmtInfo) {
 		for _, km := range om.val.members {
 			kpath := pathKey(opath, km.key)
 			vals, vpaths := scalarNodes(km.val, kpath)
-			if spec.qual == qualForAll && s.allow && !v.nullFalse(c, km.key) {
+			if spec.qual == qualForAll && spec.fam != famNull && s.allow && !v.nullFalse(c, km.key) {
 				// "Single-valued vs. multivalued context keys": ForAllValues is true when
 				// the key is absent or empty, so an Allow with it alone allows requests
 				// without the key; pair it with "Null": {key: "false"}.
@@ -735,7 +718,13 @@ func (v *validator) keyType(spec opSpec, op string, km jmember, kpath string) {
 		v.add(SeverityWarning, "SET_OPERATOR_WITH_SINGLE_VALUED_KEY", km.keyOff, kpath,
 			km.key+" is single-valued: "+op+" treats it as a set of values; drop the qualifier")
 	case spec.qual == qualNone && info.multi:
+		// An operator without a set qualifier does not match a multivalued key (see
+		// condition.eval), so a negated one always does.
+		never := "never matches it"
+		if spec.neg {
+			never = "always holds for it"
+		}
 		v.add(SeverityWarning, "SINGLE_VALUE_OPERATOR_WITH_MULTIVALUED_KEY", km.keyOff, kpath,
-			km.key+" is multivalued: use ForAnyValue: or ForAllValues: with "+op)
+			km.key+" is multivalued: without ForAnyValue: or ForAllValues:, "+op+" "+never)
 	}
 }

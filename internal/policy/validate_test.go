@@ -82,6 +82,7 @@ func TestValidateTestdata(t *testing.T) {
 		{"oidc_without_aud.json", Resource, []string{"5:32 SECURITY_WARNING MISSING_AUDIENCE_CONDITION Statement.Principal.Federated"}, "any Google client could assume the role"},
 		{"variable_in_principal.json", Resource, []string{"5:26 WARNING VARIABLE_UNSUPPORTED_IN_ELEMENT Statement.Principal.AWS"}, "Principal takes no variables"},
 		{"empty_condition.json", Identity, []string{"7:18 SUGGESTION EMPTY_OBJECT_CONDITION Statement.Condition"}, "an empty Condition does nothing"},
+		{"null_with_qualifier.json", Identity, []string{"6:21 SECURITY_WARNING NULL_WITH_QUALIFIER Statement[0].Condition.ForAllValues:Null", "10:21 WARNING NULL_WITH_QUALIFIER Statement[1].Condition.ForAnyValue:Null"}, "IAM accepts Null with a set qualifier, but it is always true (ForAllValues) or always false (ForAnyValue)"},
 	}
 	used := map[string]bool{}
 	for _, tt := range tests {
@@ -126,29 +127,32 @@ func tailSpace(path string) string {
 	return ""
 }
 
-// checkAgreement asserts the contract between Validate and Parse: Parse accepts a
-// document exactly when Validate (kind unknown) reports no ERROR.
+// checkAgreement asserts the contract between ValidateKind and ParseKind for every
+// kind (and for none: Validate and Parse): ParseKind accepts a document exactly when
+// ValidateKind reports no ERROR, and rejects it with the same errors.
 func checkAgreement(t *testing.T, data []byte) {
 	t.Helper()
-	_, perr := Parse(data)
-	var errs []Finding
-	for _, f := range Validate(data) {
-		if f.Severity == SeverityError {
-			errs = append(errs, f)
+	for _, k := range []Kind{"", Identity, Resource, Boundary, Session, SCP, Endpoint} {
+		_, perr := ParseKind(data, k)
+		var errs []Finding
+		for _, f := range ValidateKind(data, k) {
+			if f.Severity == SeverityError {
+				errs = append(errs, f)
+			}
+			if f.Line < 0 || f.Column < 0 || f.Line > strings.Count(string(data), "\n")+1 {
+				t.Fatalf("finding %v located outside the document", f)
+			}
 		}
-		if f.Line < 0 || f.Column < 0 || f.Line > strings.Count(string(data), "\n")+1 {
-			t.Fatalf("finding %v located outside the document", f)
-		}
-	}
-	switch {
-	case perr == nil && len(errs) > 0:
-		t.Fatalf("Parse accepts %q but Validate reports %v", data, errs)
-	case perr != nil && len(errs) == 0:
-		t.Fatalf("Parse rejects %q (%v) but Validate reports no error", data, perr)
-	case perr != nil:
-		var pe *ParseError
-		if !errors.As(perr, &pe) || len(pe.Findings) != len(errs) {
-			t.Fatalf("Parse reports %v, Validate %v", perr, errs)
+		switch {
+		case perr == nil && len(errs) > 0:
+			t.Fatalf("ParseKind(%q) accepts %q but ValidateKind reports %v", k, data, errs)
+		case perr != nil && len(errs) == 0:
+			t.Fatalf("ParseKind(%q) rejects %q (%v) but ValidateKind reports no error", k, data, perr)
+		case perr != nil:
+			var pe *ParseError
+			if !errors.As(perr, &pe) || len(pe.Findings) != len(errs) {
+				t.Fatalf("ParseKind(%q) reports %v, ValidateKind %v", k, perr, errs)
+			}
 		}
 	}
 }

@@ -24,6 +24,8 @@ type scratch struct {
 	sig    [32]byte
 	want   [32]byte
 	uriLen int // length of the canonical URI in canon
+
+	pending Pending // the verification these buffers serve (Begin returns it)
 }
 
 // qpair is one query parameter, encoded, as offsets into scratch.q.

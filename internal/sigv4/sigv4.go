@@ -111,6 +111,11 @@ type Result struct {
 	// UnsignedPayload reports that the signature does not cover the body
 	// (UNSIGNED-PAYLOAD); callers that need body integrity must check it.
 	UnsignedPayload bool
+	// Signature is the request's signature (64 hex digits) and Expires when the verifier
+	// stops accepting it: the signing time plus the clock skew, or a presigned URL's
+	// X-Amz-Expires. A replay guard remembers a signature until then.
+	Signature string
+	Expires   time.Time
 }
 
 // Verifier verifies SigV4-signed requests for one region and service. It is safe for

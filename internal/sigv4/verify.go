@@ -20,97 +20,194 @@ import (
 // Every check that needs no secret runs first (form, scope, time, signed-header rules), so
 // malformed or stale requests cost no credential lookup and no HMAC.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*Result, error) {
+	p, err := v.Begin(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return p.Verify(body)
+}
+
+// Pending is a request whose authentication is checked as far as it can be without its
+// body: the Authorization header or presigned query parsed, the credential scope, the
+// date and the signed-header rules checked, the credential looked up (known, not expired,
+// its session token matching). Only the signature remains, which covers the body's hash.
+// A Pending holds pooled buffers: finish it with Verify or VerifyDeclared, or Release it.
+type Pending struct {
+	v    *Verifier
+	s    *scratch
+	r    *http.Request
+	a    authInfo
+	cred Credential
+	now  time.Time
+
+	rawPath, rawQuery string
+	hdrHash           string // x-amz-content-sha256 when it is the payload hash the signature covers
+	unsigned          bool   // that header says UNSIGNED-PAYLOAD (allowed by the config)
+	hashSigned        bool   // x-amz-content-sha256 is in SignedHeaders
+}
+
+// Begin runs every check of r that does not need its body, so a request that cannot be
+// authenticated is refused before a byte of its body is read. On success the caller
+// decides what to do with the claimed identity (AccessKeyID, Credential), then finishes
+// with Verify(body), or VerifyDeclared when DeclaredHash reports a hash, or Release.
+func (v *Verifier) Begin(ctx context.Context, r *http.Request) (*Pending, error) {
 	if r == nil || r.URL == nil {
 		return nil, missingToken()
 	}
 	s := v.getScratch()
-	defer v.putScratch(s)
-
-	rawPath, rawQuery := requestTarget(r)
-	if e := s.parseQuery(rawQuery); e != nil {
+	p := &s.pending
+	*p = Pending{v: v, s: s, r: r}
+	if e := p.begin(ctx); e != nil {
+		p.Release()
 		return nil, e
 	}
+	return p, nil
+}
+
+func (p *Pending) begin(ctx context.Context) *Error {
+	v, s, r := p.v, p.s, p.r
+	p.rawPath, p.rawQuery = requestTarget(r)
+	if e := s.parseQuery(p.rawQuery); e != nil {
+		return e
+	}
 	presigned := false
-	for _, p := range s.pairs {
-		if i := presignIndex(s.key(p)); i == pAlgorithm || i == pCredential || i == pSignature {
+	for _, q := range s.pairs {
+		if i := presignIndex(s.key(q)); i == pAlgorithm || i == pCredential || i == pSignature {
 			presigned = true
 			break
 		}
 	}
 	authz := r.Header["Authorization"]
-	var a authInfo
 	var e *Error
 	switch {
 	case len(authz) == 0 && !presigned:
-		return nil, missingToken()
+		return missingToken()
 	case len(authz) > 0 && presigned:
 		e := incomplete("Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified")
 		e.Hint = "the request carries both an Authorization header and presigned X-Amz-* query parameters"
-		return nil, e
+		return e
 	case len(authz) > 1:
-		return nil, incomplete("The request carries more than one Authorization header.")
+		return incomplete("The request carries more than one Authorization header.")
 	case presigned:
-		a, e = s.parsePresigned()
+		p.a, e = s.parsePresigned()
 	default:
-		a, e = v.parseHeaderForm(r, authz[0])
+		p.a, e = v.parseHeaderForm(r, authz[0])
 	}
 	if e != nil {
-		return nil, e
+		return e
 	}
-	now := v.now()
-	if e := v.checkScopeAndTime(&a, now); e != nil {
-		return nil, e
+	a := &p.a
+	p.now = v.now()
+	if e := v.checkScopeAndTime(a, p.now); e != nil {
+		return e
 	}
 	s.names = s.names[:0]
-	if e := s.splitSignedHeaders(&a); e != nil {
-		return nil, e
+	if e := s.splitSignedHeaders(a); e != nil {
+		return e
 	}
 	if len(a.token) > maxTokenLen {
-		return nil, invalidToken("the session token is longer than " + strconv.Itoa(maxTokenLen) + " bytes")
+		return invalidToken("the session token is longer than " + strconv.Itoa(maxTokenLen) + " bytes")
 	}
-
-	cred, e := v.lookup(ctx, &a, now)
-	if e != nil {
-		return nil, e
+	if e := p.payloadHeader(); e != nil {
+		return e
 	}
+	p.cred, e = v.lookup(ctx, a, p.now)
+	return e
+}
 
-	// Payload hash: the body's SHA-256, or the x-amz-content-sha256 header which must
-	// then agree with the body ("Signature Calculations for the Authorization Header",
-	// Amazon S3 API Reference; the same header for every service).
+// payloadHeader reads x-amz-content-sha256 where it names the payload hash the signature
+// covers ("Signature Calculations for the Authorization Header", Amazon S3 API Reference;
+// the same header for every service): always in the header form, in a presigned URL only
+// when SignedHeaders lists it.
+func (p *Pending) payloadHeader() *Error {
+	p.hashSigned = p.s.signed("x-amz-content-sha256")
+	vs := p.r.Header["X-Amz-Content-Sha256"]
+	if len(vs) == 0 || (p.a.presigned && !p.hashSigned) {
+		return nil
+	}
+	if len(vs) > 1 {
+		return incomplete("The request carries more than one x-amz-content-sha256 header.")
+	}
+	h := vs[0]
+	switch {
+	case h == unsignedPayload:
+		if !p.v.cfg.AllowUnsignedPayload {
+			return accessDenied("UNSIGNED-PAYLOAD is not accepted: this endpoint requires the payload to be signed.",
+				"the client sent x-amz-content-sha256: UNSIGNED-PAYLOAD; sign the body, or enable AllowUnsignedPayload for this endpoint")
+		}
+		p.unsigned = true
+	case len(h) == 64 && isLowerHex(h):
+	default:
+		e := bodyHashMismatch("x-amz-content-sha256 must be 64 lower-case hex digits or UNSIGNED-PAYLOAD (streaming payloads are not supported), got '" + truncate(h, 80) + "'")
+		e.Message = "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or a valid sha256 value."
+		return e
+	}
+	p.hdrHash = h
+	return nil
+}
+
+// AccessKeyID is the access key the request claims, which Begin found active.
+func (p *Pending) AccessKeyID() string { return p.a.accessKeyID }
+
+// Credential is the claimed access key's credential. Until Verify or VerifyDeclared
+// succeeds nothing shows the caller holds its secret.
+func (p *Pending) Credential() Credential { return p.cred }
+
+// DeclaredHash returns the body's SHA-256 (64 lower-case hex digits) as the request
+// declares it in a signed x-amz-content-sha256. Then VerifyDeclared checks the signature
+// before the body is read, and the caller must compare the body's hash with this one as
+// it reads it, refusing the request on a difference.
+func (p *Pending) DeclaredHash() (string, bool) {
+	return p.hdrHash, p.hdrHash != "" && !p.unsigned
+}
+
+// Release returns the pending verification's buffers; p must not be used afterwards.
+// Verify and VerifyDeclared release it themselves.
+func (p *Pending) Release() {
+	if s, v := p.s, p.v; s != nil {
+		*p = Pending{}
+		v.putScratch(s)
+	}
+}
+
+// Verify finishes the verification with the complete body (nil = empty) and releases p.
+// A presigned request with a body must sign the body's hash: an UNSIGNED-PAYLOAD
+// signature in a URL would otherwise carry any body for as long as the URL lives.
+func (p *Pending) Verify(body []byte) (*Result, error) {
+	defer p.Release()
 	var bodyHash [64]byte
 	sum := sha256.Sum256(body)
 	hex.Encode(bodyHash[:], sum[:])
+	if p.hdrHash != "" && !p.unsigned && p.hdrHash != string(bodyHash[:]) { // both public: no constant-time need
+		return nil, bodyHashMismatch("x-amz-content-sha256 is " + p.hdrHash + " but the body's SHA-256 is " + string(bodyHash[:]) + " (the body changed after signing, or was hashed differently)")
+	}
+	return p.finish(bodyHash[:], len(body))
+}
+
+// VerifyDeclared finishes the verification against the declared body hash (DeclaredHash
+// must have reported one) without the body, and releases p. The body is not checked: the
+// caller checks it against DeclaredHash as it reads it.
+func (p *Pending) VerifyDeclared() (*Result, error) {
+	defer p.Release()
+	if _, ok := p.DeclaredHash(); !ok {
+		return nil, internalFailure("VerifyDeclared without a declared payload hash")
+	}
+	return p.finish([]byte(p.hdrHash), -1)
+}
+
+// finish checks the signature; bodyHash is the body's SHA-256 in hex and bodyLen its
+// length (-1: not read, the hash is the declared one).
+func (p *Pending) finish(bodyHash []byte, bodyLen int) (*Result, error) {
+	v, s, r, a, cred := p.v, p.s, p.r, &p.a, p.cred
+	rawPath, rawQuery, unsigned, hdrHash := p.rawPath, p.rawQuery, p.unsigned, p.hdrHash
 	alt := "" // a second payload hash to try when the first does not match
-	unsigned := false
-	var hdrHash string
-	hashSigned := s.signed("x-amz-content-sha256")
-	if vs := r.Header["X-Amz-Content-Sha256"]; len(vs) > 0 && (!a.presigned || hashSigned) {
-		if len(vs) > 1 {
-			return nil, incomplete("The request carries more than one x-amz-content-sha256 header.")
-		}
-		hdrHash = vs[0]
-		switch {
-		case hdrHash == unsignedPayload:
-			if !v.cfg.AllowUnsignedPayload {
-				return nil, accessDenied("UNSIGNED-PAYLOAD is not accepted: this endpoint requires the payload to be signed.",
-					"the client sent x-amz-content-sha256: UNSIGNED-PAYLOAD; sign the body, or enable AllowUnsignedPayload for this endpoint")
-			}
-			unsigned = true
-		case len(hdrHash) == 64 && isLowerHex(hdrHash):
-			if hdrHash != string(bodyHash[:]) { // both public: no constant-time need
-				return nil, bodyHashMismatch("x-amz-content-sha256 is " + hdrHash + " but the body's SHA-256 is " + string(bodyHash[:]) + " (the body changed after signing, or was hashed differently)")
-			}
-		default:
-			e := bodyHashMismatch("x-amz-content-sha256 must be 64 lower-case hex digits or UNSIGNED-PAYLOAD (streaming payloads are not supported), got '" + truncate(hdrHash, 80) + "'")
-			e.Message = "x-amz-content-sha256 must be UNSIGNED-PAYLOAD or a valid sha256 value."
-			return nil, e
-		}
-	} else if a.presigned || v.cfg.AllowUnsignedPayload {
+	if hdrHash == "" && ((a.presigned && bodyLen == 0) || v.cfg.AllowUnsignedPayload) {
 		// Presigned URLs are signed either over the body hash (aws-c-auth, botocore's
 		// SigV4QueryAuth) or over UNSIGNED-PAYLOAD (S3-style presigners, as AWS does for
 		// query auth). The signature decides which the signer chose; an attacker cannot
-		// turn one into the other. In the header form UNSIGNED-PAYLOAD without the header
-		// is allowed only where the config allows unsigned payloads.
+		// turn one into the other. UNSIGNED-PAYLOAD is tried only for an empty body: with
+		// a body it would authorize any body. In the header form UNSIGNED-PAYLOAD without
+		// the header is allowed only where the config allows unsigned payloads.
 		alt = unsignedPayload
 	}
 
@@ -158,7 +255,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	default:
 		primary.body = true
 	}
-	if !s.buildCanonical(r.Method, rawPath, rawQuery, &a, primary, bodyHash[:]) {
+	if !s.buildCanonical(r.Method, rawPath, rawQuery, a, primary, bodyHash) {
 		return nil, malformedQuery("The request path contains a malformed percent-encoding.")
 	}
 
@@ -167,12 +264,12 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		// A signature that is not 64 lower-case hex digits, as every signer writes it,
 		// cannot match; report it like any mismatch so the caller sees what we computed.
 		// (Accepting upper case would let one signature travel in 2^64 spellings.)
-		return nil, v.mismatch(s, &a, r, len(body), "the signature is not 64 lower-case hex digits")
+		return nil, v.mismatch(s, a, r, bodyLen, "the signature is not 64 lower-case hex digits")
 	}
 	hex.Decode(s.want[:], []byte(a.signature)) // cannot fail: checked above
-	if s.check(&a, key[:]) {
+	if s.check(a, key[:]) {
 		v.observe(s)
-		return v.result(&a, cred, unsigned), nil
+		return v.result(a, cred, unsigned), nil
 	}
 
 	// Other canonical forms that real clients sign. Accepting one must never accept a
@@ -213,10 +310,10 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 			}
 			o.omitToken = true
 		}
-		s.buildCanonical(r.Method, rawPath, rawQuery, &a, o, bodyHash[:])
-		if s.check(&a, key[:]) {
+		s.buildCanonical(r.Method, rawPath, rawQuery, a, o, bodyHash)
+		if s.check(a, key[:]) {
 			v.observe(s)
-			return v.result(&a, cred, unsigned || o.payload == unsignedPayload), nil
+			return v.result(a, cred, unsigned || o.payload == unsignedPayload), nil
 		}
 	}
 	// Diagnose, never accept: curl 7.x's --aws-sigv4 signs the path and query exactly as
@@ -229,8 +326,8 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 	if !a.presigned && uriChars(rawPath) && uriChars(rawQuery) && !strings.Contains(rawPath, "%25") {
 		o := primary
 		o.asSent = true
-		s.buildCanonical(r.Method, rawPath, rawQuery, &a, o, bodyHash[:])
-		if s.check(&a, key[:]) {
+		s.buildCanonical(r.Method, rawPath, rawQuery, a, o, bodyHash)
+		if s.check(a, key[:]) {
 			rule := "SigV4 encodes the path a second time and sorts and encodes the query"
 			if !primary.normalize {
 				rule = "SigV4 sorts and encodes the query"
@@ -242,8 +339,19 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		}
 	}
 	// Report the form AWS documents.
-	s.buildCanonical(r.Method, rawPath, rawQuery, &a, primary, bodyHash[:])
-	return nil, v.mismatch(s, &a, r, len(body), hint)
+	s.buildCanonical(r.Method, rawPath, rawQuery, a, primary, bodyHash)
+	if a.presigned && bodyLen > 0 && hdrHash == "" {
+		// Name the likeliest cause: a URL presigned over UNSIGNED-PAYLOAD, used with a body.
+		o := primary
+		o.body, o.payload = false, unsignedPayload
+		s.buildCanonical(r.Method, rawPath, rawQuery, a, o, bodyHash)
+		if s.check(a, key[:]) {
+			return nil, accessDenied("A presigned request with a body must sign the body's hash; UNSIGNED-PAYLOAD is accepted only without a body.",
+				"the URL was presigned over UNSIGNED-PAYLOAD and the request carries a body: presign with the body's SHA-256 (or sign x-amz-content-sha256)")
+		}
+		s.buildCanonical(r.Method, rawPath, rawQuery, a, primary, bodyHash)
+	}
+	return nil, v.mismatch(s, a, r, bodyLen, hint)
 }
 
 // uriChars reports whether s holds only RFC 3986 unreserved, reserved and '%' characters.
@@ -368,6 +476,11 @@ func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
 		SigningTime:     a.t,
 		Presigned:       a.presigned,
 		UnsignedPayload: unsigned,
+		Signature:       a.signature,
+		Expires:         a.t.Add(v.skew),
+	}
+	if a.presigned {
+		rb.res.Expires = a.t.Add(time.Duration(a.expires) * time.Second)
 	}
 	return &rb.res
 }

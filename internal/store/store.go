@@ -1,8 +1,8 @@
 // Package store owns Phantom's durable state: users' long-term access keys, token-sealing
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
 // the responses applied to them), principals' risk levels, named secrets (the CA, when
-// replicas share the store) and the audit cursors that make the detector's consumption
-// exactly-once. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// replicas share the store), the audit cursors that make the detector's consumption
+// exactly-once, and the signatures the gateway's replay guard has seen. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
 // at rest with AES-256-GCM under a key derived from the perimeter's master key, each
 // bound to its row so a ciphertext moved to another row does not decrypt.
 //
@@ -181,6 +181,14 @@ type Store interface {
 	// exactly as PutFinding does, and advances the cursors. Cursor writes do not bump
 	// Version; the findings do, as PutFinding does.
 	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
+
+	// ClaimSignature records the first use of a request signature (id: the hex SHA-256 of
+	// the signature), good until expires, and reports whether this call made it; of
+	// concurrent claims exactly one does. It does not bump Version (the gateway's replay
+	// guard, gateway.replayProtection).
+	ClaimSignature(ctx context.Context, id string, expires time.Time) (bool, error)
+	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
+	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)

@@ -148,7 +148,10 @@ func parseAssume(p params) (*assumeRequest, *apiError) {
 			}
 			return nil, validationError("1 validation error detected: Value at 'policy' failed to satisfy constraint: " + c)
 		}
-		pol, err := policy.Parse([]byte(v))
+		// A session policy has an identity policy's shape: no Principal, a Resource in
+		// every statement. One that is not would make every call of the session fail
+		// closed; refuse it here instead, as IAM does.
+		pol, err := policy.ParseKind([]byte(v), policy.Session)
 		if err != nil {
 			return nil, malformedPolicy(err)
 		}
@@ -438,7 +441,9 @@ func (az *authorizer) allows(action string) bool {
 	req := az.req
 	req.Action = action
 	req.ResourceAccount = arnAccount(req.Resource)
-	if az.trust.Evaluate(&req).Effect != policy.Allow {
+	// The trust policy must allow on its own, whoever it names: naming the account
+	// delegates to the caller's identity-based policies, checked next.
+	if az.trust.Admits(&req).Effect != policy.Allow {
 		return false
 	}
 	// The identity side alone: same account or not, the caller must be allowed.

@@ -172,6 +172,8 @@ func TestDenials(t *testing.T) {
 		{"RoleSessionName missing", alice, []string{"RoleArn", appARN}, "", 400, "ValidationError", "Value null at 'roleSessionName' failed to satisfy constraint: Member must not be null"},
 		{"malformed session policy JSON", alice, []string{"RoleArn", appARN, "RoleSessionName", "ss", "Policy", `{"Version":`}, "", 400, "MalformedPolicyDocument", "The policy is not in the valid JSON format."},
 		{"session policy with a bad effect", alice, []string{"RoleArn", appARN, "RoleSessionName", "ss", "Policy", `{"Version":"2012-10-17","Statement":[{"Effect":"Maybe","Action":"*","Resource":"*"}]}`}, "", 400, "MalformedPolicyDocument", "Syntax errors in policy."},
+		{"session policy naming a principal", alice, []string{"RoleArn", appARN, "RoleSessionName", "ss", "Policy", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}]}`}, "", 400, "MalformedPolicyDocument",
+			"Syntax errors in policy. Statement[0].Principal: a session policy cannot have Principal"},
 		{"session policy over 2048 characters", alice, []string{"RoleArn", appARN, "RoleSessionName", "ss", "Policy", `{"Version":"2012-10-17","Statement":[{"Sid":"` + strings.Repeat("x", 2100) + `","Effect":"Allow","Action":"*","Resource":"*"}]}`}, "", 400, "ValidationError", "Member must have length less than or equal to 2048"},
 		{"packed policy too large", alice, []string{"RoleArn", appARN, "RoleSessionName", "ss", "Policy", `{"Version":"2012-10-17","Statement":[{"Sid":"` + strings.Repeat("x", 1900) + `","Effect":"Allow","Action":"*","Resource":"*"}]}`,
 			"Tags.member.1.Key", "k", "Tags.member.1.Value", strings.Repeat("v", 200)}, "", 400, "PackedPolicyTooLarge", "Packed policy consumes"},

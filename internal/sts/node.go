@@ -583,7 +583,9 @@ func (h *Handler) nodeTrusted(c *call, role *config.Role, node *config.Node) boo
 	ctx.Set("aws:ViaAWSService", "false")
 	set := policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: role.TrustPolicy.Compiled})
 	req := policy.Request{Principal: root, PrincipalAccount: h.cfg.Account, Action: "sts:AssumeRole", Resource: role.ARN, ResourceAccount: arnAccount(role.ARN), Context: ctx}
-	return set.Evaluate(&req).Effect == policy.Allow
+	// The trust policy alone decides (Admits): the spec's assignment is the identity
+	// side, so a statement naming the account admits the node.
+	return set.Admits(&req).Effect == policy.Allow
 }
 
 // joinTokenID returns the public half of a join token (phjt_<id>) for the audit record,

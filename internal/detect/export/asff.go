@@ -104,6 +104,8 @@ func asffTime(t time.Time) string {
 // types taxonomy (namespace/category), as Security Hub files GuardDuty findings.
 var asffCategory = map[string]string{
 	"Backdoor":            "TTPs/Command and Control",
+	"Collection":          "TTPs/Collection",
+	"DefenseImpairment":   "TTPs/Defense Evasion", // ATT&CK v18's half of Defense Evasion (Sigma tags)
 	"Behavior":            "Unusual Behaviors/User",
 	"CredentialAccess":    "TTPs/Credential Access",
 	"Cryptocurrency":      "Effects/Resource Consumption",
@@ -113,6 +115,7 @@ var asffCategory = map[string]string{
 	"Exfiltration":        "Effects/Data Exfiltration",
 	"Impact":              "Effects/Data Destruction",
 	"InitialAccess":       "TTPs/Initial Access",
+	"LateralMovement":     "TTPs/Lateral Movement",
 	"PenTest":             "TTPs/Discovery",
 	"Persistence":         "TTPs/Persistence",
 	"Policy":              "Software and Configuration Checks/AWS Security Best Practices",

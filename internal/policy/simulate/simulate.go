@@ -201,7 +201,9 @@ func prepare(raw json.RawMessage, loc locator) (*Prepared, error) {
 			}
 			doc = []byte(s)
 		}
-		pol, err := policy.Parse(doc)
+		// The policy's type decides what its document may hold (a Principal only in
+		// resource-based and endpoint policies...): a case AWS would refuse is refused.
+		pol, err := policy.ParseKind(doc, k)
 		if err != nil {
 			return nil, fmt.Errorf("policy %d (%s): %s", i, k, parseProblem(err, loc, docOff, inString))
 		}
@@ -224,33 +226,45 @@ func request(r *Request) (*policy.Request, error) {
 	if r.Resource == "" {
 		return nil, errors.New(`request: missing "resource" (an ARN, or "*" for actions without a resource)`)
 	}
-	ctx := make(map[string][]string, len(r.Context))
+	ctx := policy.NewContext(nil)
+	seen := make(map[string]string, len(r.Context))
 	for k, raw := range r.Context {
-		vals, err := contextValues(raw)
+		// Key names are case-insensitive: two spellings of one key would be one key
+		// with the values of whichever came last.
+		if other, dup := seen[strings.ToLower(k)]; dup {
+			a, b := min(k, other), max(k, other)
+			return nil, fmt.Errorf("request: context keys %q and %q are the same key (names are case-insensitive)", a, b)
+		}
+		seen[strings.ToLower(k)] = k
+		vals, list, err := contextValues(raw)
 		if err != nil {
 			return nil, fmt.Errorf("request: context key %q: %v", k, err)
 		}
-		ctx[k] = vals
+		if list {
+			ctx.SetMultivalued(k, vals...)
+		} else {
+			ctx.Set(k, vals...)
+		}
 	}
 	return &policy.Request{
 		Principal:       r.Principal,
 		Action:          r.Action,
 		Resource:        r.Resource,
 		ResourceAccount: r.ResourceAccount,
-		Context:         policy.NewContext(ctx),
+		Context:         ctx,
 	}, nil
 }
 
 // contextValues turns one context value into the engine's string values: a string,
 // number or boolean is one value (condition operators parse numbers, dates and booleans
-// from text, as AWS's request context carries them); an array is a multivalued key, and
-// an empty array a key present with no values.
-func contextValues(raw json.RawMessage) ([]string, error) {
+// from text, as AWS's request context carries them); an array is a multivalued key
+// (list reports it), even of one value, and an empty array a key present with no values.
+func contextValues(raw json.RawMessage) (vals []string, list bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	one := func(x any) (string, bool) {
 		switch t := x.(type) {
@@ -271,17 +285,17 @@ func contextValues(raw json.RawMessage) ([]string, error) {
 		for i, x := range arr {
 			s, ok := one(x)
 			if !ok {
-				return nil, fmt.Errorf("value [%d] must be a string, number or boolean", i)
+				return nil, false, fmt.Errorf("value [%d] must be a string, number or boolean", i)
 			}
 			out = append(out, s)
 		}
-		return out, nil
+		return out, true, nil
 	}
 	s, ok := one(v)
 	if !ok {
-		return nil, errors.New("value must be a string, number, boolean or an array of them")
+		return nil, false, errors.New("value must be a string, number, boolean or an array of them")
 	}
-	return []string{s}, nil
+	return []string{s}, false, nil
 }
 
 // jsonErr words an encoding/json error with a line and column when it has an offset.

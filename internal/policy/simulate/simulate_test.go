@@ -102,6 +102,10 @@ func TestContextValues(t *testing.T) {
 		{"number too big", `{"s3:max-keys":50,"aws:SecureTransport":true,"aws:TagKeys":["a","b"],"aws:SourceIp":"2001:db8::1"}`, "ImplicitDeny"},
 		{"empty multivalued key", `{"s3:max-keys":5,"aws:SecureTransport":true,"aws:TagKeys":[],"aws:SourceIp":"2001:db8::1"}`, "ImplicitDeny"},
 		{"names are case-insensitive", `{"S3:Max-Keys":"5","AWS:securetransport":"true","aws:tagkeys":["b"],"aws:sourceip":"2001:db8::1"}`, "Allow"},
+		// An array is a multivalued key even of one value: only ForAnyValue: matches it,
+		// NumericLessThan without a qualifier does not (as SimulateCustomPolicy answers
+		// for list-typed context entries).
+		{"a list of one value is multivalued", `{"s3:max-keys":[5],"aws:SecureTransport":true,"aws:TagKeys":["b"],"aws:SourceIp":"2001:db8::1"}`, "ImplicitDeny"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,6 +165,8 @@ func TestLoadErrors(t *testing.T) {
 		{"missing resource", `{"policies":[],"request":{"action":"s3:GetObject"}}`, 0, `request: missing "resource"`},
 		{"missing policies", `{"request":{"action":"s3:GetObject","resource":"*"}}`, 0, `missing "policies"`},
 		{"object context value", `{"policies":[],"request":{"action":"s3:GetObject","resource":"*","context":{"k":{"a":1}}}}`, 0, `context key "k": value must be`},
+		{"one key spelt twice", `{"policies":[],"request":{"action":"s3:GetObject","resource":"*","context":{"aws:SourceIp":"192.0.2.1","AWS:SOURCEIP":"198.51.100.1"}}}`, 0, `context keys "AWS:SOURCEIP" and "aws:SourceIp" are the same key`},
+		{"identity policy with a Principal", `{"policies":[{"type":"identity","document":{"Statement":{"Effect":"Allow","Principal":"*","Action":"*","Resource":"*"}}}],"request":{"action":"s3:GetObject","resource":"*"}}`, 0, `policy 0 (identity): line 1, column 75: UNSUPPORTED_PRINCIPAL`},
 		{"null in context array", `{"policies":[],"request":{"action":"s3:GetObject","resource":"*","context":{"k":["a",null]}}}`, 0, `context key "k": value [1] must be`},
 		{"wrong type", `{"policies":"identity","request":{"action":"s3:GetObject","resource":"*"}}`, 0, `cannot unmarshal string`},
 		{"trailing data", `{"policies":[],"request":{"action":"s3:GetObject","resource":"*"}} {}`, 0, `unexpected data after the case`},

@@ -30,6 +30,7 @@ func additionCases() []struct {
 		{"AuditCommitInvalid", testAuditInvalid},
 		{"AuditCommitRace", testAuditRace},
 		{"Subscribe", testSubscribe},
+		{"UsedSignatures", testUsedSignatures},
 	}
 }
 
