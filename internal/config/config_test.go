@@ -36,7 +36,7 @@ var badSpecs = []struct {
 	{name: "user_unknown_group", schema: schemaAccepts,
 		want: "testdata/user_unknown_group.yaml:8:14: users[0].groups[0]: no group named \"developer\"; did you mean \"developers\"?"},
 	{name: "group_policy_with_principal", schema: schemaAccepts,
-		want: "testdata/group_policy_with_principal.yaml:11:42: groups[0].policies[0].document.Statement[0].Principal: an identity policy cannot name a Principal; the principal is whoever it is attached to; remove Principal, or move the statement to a trust or resource policy"},
+		want: "testdata/group_policy_with_principal.yaml:11:42: groups[0].policies[0].document.Statement[0].Principal: an identity policy cannot have Principal: it applies to the principal it is attached to; remove it (UNSUPPORTED_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "account_format", schema: schemaRejects,
 		want: "testdata/account_format.yaml:2:10: account: \"12345\" is not a 12-digit account id; write the 12 digits in quotes, e.g. \"123456789012\""},
 	{name: "account_unquoted", schema: schemaRejects,
