@@ -33,6 +33,10 @@ var badSpecs = []struct {
 	schema schemaVerdict
 	want   string
 }{
+	{name: "user_unknown_group", schema: schemaAccepts,
+		want: "testdata/user_unknown_group.yaml:8:14: users[0].groups[0]: no group named \"developer\"; did you mean \"developers\"?"},
+	{name: "group_policy_with_principal", schema: schemaAccepts,
+		want: "testdata/group_policy_with_principal.yaml:11:42: groups[0].policies[0].document.Statement[0].Principal: an identity policy cannot have Principal: it applies to the principal it is attached to; remove it (UNSUPPORTED_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "account_format", schema: schemaRejects,
 		want: "testdata/account_format.yaml:2:10: account: \"12345\" is not a 12-digit account id; write the 12 digits in quotes, e.g. \"123456789012\""},
 	{name: "account_unquoted", schema: schemaRejects,
@@ -200,7 +204,7 @@ var badSpecs = []struct {
 	{name: "unknown_key_nested", schema: schemaRejects,
 		want: "testdata/unknown_key_nested.yaml:6:5: roles[0]: unknown key \"maxSesionDuration\"; did you mean \"maxSessionDuration\"?"},
 	{name: "unknown_key_no_suggestion", schema: schemaRejects,
-		want: "testdata/unknown_key_no_suggestion.yaml:4:1: unknown key \"colour\"; remove it; the keys here are version, account, region, gateway, sts, console, audit, detection, managedPolicies, users, roles, oidcProviders, apis, endpoints, nodes, egress"},
+		want: "testdata/unknown_key_no_suggestion.yaml:4:1: unknown key \"colour\"; remove it; the keys here are version, account, region, gateway, sts, console, audit, detection, managedPolicies, groups, users, roles, oidcProviders, apis, endpoints, nodes, egress"},
 	{name: "unknown_key_typo", schema: schemaRejects,
 		want: "testdata/unknown_key_typo.yaml:3:1: unknown key \"regoin\"; did you mean \"region\"?"},
 	{name: "unsupported_version", schema: schemaRejects,

@@ -20,6 +20,8 @@ const (
 	maxTags                 = 50
 	maxAttachedPolicies     = 20
 	maxUserInlineChars      = 2048
+	maxGroupInlineChars     = 5120
+	maxGroupsPerUser        = 10
 	maxRoleInlineChars      = 10240
 	maxManagedPolicyChars   = 6144
 	maxTrustPolicyChars     = 4096
@@ -94,12 +96,64 @@ func (d *decoder) managedPolicies(root *object, s *Spec) {
 	}
 }
 
+// groups decodes IAM groups: users list the groups they belong to, and a group's
+// policies apply to each member as if attached to it.
+func (d *decoder) groups(root *object, s *Spec) {
+	items, path := root.list("groups")
+	seen := map[string]*yaml.Node{}
+	for i, n := range items {
+		p := indexPath(path, i)
+		o := d.object(n, p, "name", "path", "policies", "managedPolicies")
+		if !o.ok {
+			continue
+		}
+		g := &Group{}
+		o.require("name", "name: developers")
+		name, nameNode, _ := o.match("name", groupNameRe, groupWhat)
+		g.Path = d.iamPath(o)
+		g.Policies = d.inlinePolicies(o, maxGroupInlineChars, "a group")
+		g.ManagedPolicies = d.attached(o, s)
+		if nameNode == nil || !d.uniqueFold(seen, name, nameNode, joinPath(p, "name"), "group") {
+			continue
+		}
+		g.Name = name
+		g.ARN = "arn:aws:iam::" + s.Account + ":group" + g.Path + name
+		s.Groups = append(s.Groups, g)
+		s.groups[name] = g
+	}
+}
+
+// memberOf resolves a user's groups: a list of group names, at most IAM's 10.
+func (d *decoder) memberOf(o *object, s *Spec) []*Group {
+	names, nodes := o.strs("groups", groupNameRe, groupWhat)
+	n, path := o.get("groups")
+	if len(names) > maxGroupsPerUser {
+		d.problem(n, path, fmt.Sprintf("lists %d groups; IAM allows a user in %d", len(names), maxGroupsPerUser), "remove the user from some groups")
+	}
+	return resolveNames(d, names, nodes, path, s.groups, "group", "groups")
+}
+
+// resolveNames looks up a list of names written at path in a section's definitions,
+// reporting each that is not defined there.
+func resolveNames[T any](d *decoder, names []string, nodes []*yaml.Node, path string, defined map[string]T, what, section string) []T {
+	var out []T
+	for i, name := range names {
+		v, ok := defined[name]
+		if !ok {
+			d.reference(nodes[i], indexPath(path, i), what, section, slices.Collect(maps.Keys(defined)))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func (d *decoder) users(root *object, s *Spec) {
 	items, path := root.list("users")
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "name", "path", "tags", "policies", "managedPolicies", "permissionsBoundary")
+		o := d.object(n, p, "name", "path", "tags", "policies", "managedPolicies", "permissionsBoundary", "groups")
 		if !o.ok {
 			continue
 		}
@@ -111,10 +165,12 @@ func (d *decoder) users(root *object, s *Spec) {
 		u.Policies = d.inlinePolicies(o, maxUserInlineChars, "a user")
 		u.ManagedPolicies = d.attached(o, s)
 		u.PermissionsBoundary = d.boundary(o, s)
+		u.Groups = d.memberOf(o, s)
 		if nameNode == nil || !d.uniqueFold(seen, name, nameNode, joinPath(p, "name"), "user") {
 			continue
 		}
 		u.Name = name
+		u.identity = identityPolicies("user "+name, u.Policies, u.ManagedPolicies, u.Groups)
 		u.ARN = "arn:aws:iam::" + s.Account + ":user" + u.Path + name
 		s.Users = append(s.Users, u)
 		s.users[name] = u
@@ -162,6 +218,7 @@ func (d *decoder) roles(root *object, s *Spec) {
 			continue
 		}
 		r.Name = name
+		r.identity = identityPolicies("role "+name, r.Policies, r.ManagedPolicies, nil)
 		r.ARN = "arn:aws:iam::" + s.Account + ":role" + r.Path + name
 		s.Roles = append(s.Roles, r)
 		s.roles[name] = r
@@ -290,16 +347,7 @@ func (d *decoder) attached(o *object, s *Spec) []*ManagedPolicy {
 			"combine policies")
 	}
 	_, path := o.get("managedPolicies")
-	var out []*ManagedPolicy
-	for i, name := range names {
-		mp, ok := s.managedPolicies[name]
-		if !ok {
-			d.reference(nodes[i], indexPath(path, i), "managed policy", "managedPolicies", slices.Collect(maps.Keys(s.managedPolicies)))
-			continue
-		}
-		out = append(out, mp)
-	}
-	return out
+	return resolveNames(d, names, nodes, path, s.managedPolicies, "managed policy", "managedPolicies")
 }
 
 // boundary resolves permissionsBoundary: the name of a managed policy.

@@ -39,6 +39,7 @@ type Spec struct {
 	Detection Detection
 
 	ManagedPolicies []*ManagedPolicy
+	Groups          []*Group
 	Users           []*User
 	Roles           []*Role
 	OIDCProviders   []*OIDCProvider
@@ -48,6 +49,7 @@ type Spec struct {
 	Egress          []*Egress
 
 	managedPolicies map[string]*ManagedPolicy
+	groups          map[string]*Group
 	users           map[string]*User
 	roles           map[string]*Role
 	oidcProviders   map[string]*OIDCProvider
@@ -83,6 +85,16 @@ type ManagedPolicy struct {
 	Policy      *Policy
 }
 
+// Group is an IAM group: a set of users that share its inline and managed policies. A
+// group is no principal: nothing assumes it or names it in a Principal element.
+type Group struct {
+	Name            string
+	Path            string
+	ARN             string
+	Policies        []*Policy
+	ManagedPolicies []*ManagedPolicy
+}
+
 // User is an IAM user: a person or system with long-term access keys (kept in the store).
 type User struct {
 	Name                string
@@ -92,6 +104,10 @@ type User struct {
 	Policies            []*Policy
 	ManagedPolicies     []*ManagedPolicy
 	PermissionsBoundary *ManagedPolicy
+	// Groups are the groups the user belongs to; their policies are the user's too.
+	Groups []*Group
+
+	identity []IdentityPolicy
 }
 
 // Role is an IAM role that principals named by its trust policy may assume.
@@ -106,6 +122,60 @@ type Role struct {
 	PermissionsBoundary *ManagedPolicy
 	MaxSessionDuration  time.Duration
 	Tags                map[string]string
+
+	identity []IdentityPolicy
+}
+
+// IdentityPolicy is one identity-based policy of a principal: an inline or attached
+// managed policy of its own or, for a user, of one of its groups.
+type IdentityPolicy struct {
+	Policy *Policy
+	// Managed is the managed policy it is; nil for an inline policy.
+	Managed *ManagedPolicy
+	// Owner holds an inline policy: "user alice", "role app" or "group developers".
+	Owner string
+}
+
+// Name names the policy as a decision explains it: "group developers inline policy
+// read" or the managed policy's ARN.
+func (p IdentityPolicy) Name() string {
+	if p.Managed != nil {
+		return p.Managed.ARN
+	}
+	return p.Owner + " inline policy " + p.Policy.Name
+}
+
+// IdentityPolicies returns every identity-based policy IAM evaluates for the user: its
+// own inline and managed policies, then those of each of its groups (IAM User Guide,
+// "Policy evaluation logic": a user's permissions are its own policies and its groups').
+// A managed policy attached twice is listed once. The permissions boundary is not among
+// them. Every component deciding for a user uses this, so none can forget the groups.
+func (u *User) IdentityPolicies() []IdentityPolicy { return u.identity }
+
+// IdentityPolicies returns the role's inline and attached managed policies.
+func (r *Role) IdentityPolicies() []IdentityPolicy { return r.identity }
+
+// identityPolicies lists the policies of owner (inline) and managed, then of groups,
+// each managed policy once.
+func identityPolicies(owner string, inline []*Policy, managed []*ManagedPolicy, groups []*Group) []IdentityPolicy {
+	var out []IdentityPolicy
+	seen := map[*ManagedPolicy]bool{}
+	add := func(owner string, inline []*Policy, managed []*ManagedPolicy) {
+		for _, p := range inline {
+			out = append(out, IdentityPolicy{Policy: p, Owner: owner})
+		}
+		for _, mp := range managed {
+			if !seen[mp] {
+				seen[mp] = true
+				out = append(out, IdentityPolicy{Policy: mp.Policy, Managed: mp})
+			}
+		}
+	}
+	add(owner, inline, managed)
+	for _, g := range groups {
+		add("group "+g.Name, g.Policies, g.ManagedPolicies)
+	}
+	return out
 }
 
 // OIDCProvider is an OpenID Connect identity provider trusted for
@@ -402,6 +472,9 @@ func (s *Spec) ManagedPolicy(name string) (*ManagedPolicy, bool) {
 	p, ok := s.managedPolicies[name]
 	return p, ok
 }
+
+// Group returns the group with this name.
+func (s *Spec) Group(name string) (*Group, bool) { g, ok := s.groups[name]; return g, ok }
 
 // User returns the user with this name.
 func (s *Spec) User(name string) (*User, bool) { u, ok := s.users[name]; return u, ok }

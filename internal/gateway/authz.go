@@ -346,12 +346,9 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 		}
 		return p.Compiled
 	}
-	addPrincipal := func(label string, ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, p := range ps {
-			add(policy.Identity, compiled(p), label+" inline policy "+p.Name)
-		}
-		for _, mp := range mps {
-			add(policy.Identity, compiled(mp.Policy), mp.ARN)
+	addPrincipal := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			add(policy.Identity, compiled(ip.Policy), ip.Name())
 		}
 		if boundary != nil {
 			add(policy.Boundary, compiled(boundary.Policy), "permissions boundary "+boundary.ARN)
@@ -360,9 +357,9 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 	if c != nil {
 		switch {
 		case c.role != nil:
-			addPrincipal("role "+c.role.Name, c.role.Policies, c.role.ManagedPolicies, c.role.PermissionsBoundary)
+			addPrincipal(c.role.IdentityPolicies(), c.role.PermissionsBoundary)
 		case c.user != nil:
-			addPrincipal("user "+c.user.Name, c.user.Policies, c.user.ManagedPolicies, c.user.PermissionsBoundary)
+			addPrincipal(c.user.IdentityPolicies(), c.user.PermissionsBoundary)
 		}
 		if s := c.claims; s != nil {
 			if s.Policy != "" {

@@ -472,12 +472,9 @@ func (az *authorizer) allows(action string) bool {
 func (h *Handler) identitySet(c *call) *policy.Set {
 	cr := &c.caller
 	var entries []policy.Entry
-	addAll := func(ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, p := range ps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: p.Compiled})
-		}
-		for _, mp := range mps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: mp.Policy.Compiled})
+	addAll := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: ip.Policy.Compiled})
 		}
 		if boundary != nil {
 			entries = append(entries, policy.Entry{Kind: policy.Boundary, Policy: boundary.Policy.Compiled})
@@ -485,9 +482,9 @@ func (h *Handler) identitySet(c *call) *policy.Set {
 	}
 	switch {
 	case cr.user != nil:
-		addAll(cr.user.Policies, cr.user.ManagedPolicies, cr.user.PermissionsBoundary)
+		addAll(cr.user.IdentityPolicies(), cr.user.PermissionsBoundary)
 	case cr.role != nil:
-		addAll(cr.role.Policies, cr.role.ManagedPolicies, cr.role.PermissionsBoundary)
+		addAll(cr.role.IdentityPolicies(), cr.role.PermissionsBoundary)
 	default:
 		return nil
 	}
