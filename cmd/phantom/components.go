@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"slices"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
@@ -33,72 +32,14 @@ func specAuditDir(dataDir string, spec *config.Spec) string {
 	return filepath.Join(dataDir, dir)
 }
 
-// auditLogs are the chains one process writes: one per component it runs.
-type auditLogs struct {
-	dir  string
-	logs map[string]*audit.Log
-}
-
 // openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
-// endpoint), their digests signed with a key derived from the master key.
-func openAuditLogs(dataDir string, spec *config.Spec, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
+// endpoint, …), each signed by a key of its own the perimeter CA certified.
+func openAuditLogs(dataDir string, spec *config.Spec, p *perimeter, sinks []audit.AnchorStore, log *slog.Logger) (*auditLogs, error) {
 	chains := []string{"sts", "gateway", "egress", "detector", "findings", "console"}
 	for _, ep := range spec.Endpoints {
 		chains = append(chains, "endpoint-"+ep.ID)
 	}
-	return openChains(specAuditDir(dataDir, spec), chains, masterKey, log)
-}
-
-func openChains(dir string, chains []string, masterKey []byte, log *slog.Logger) (*auditLogs, error) {
-	signer, err := audit.DeriveSigner(masterKey)
-	if err != nil {
-		return nil, fmt.Errorf("derive the audit signing key: %w", err)
-	}
-	l := &auditLogs{dir: dir, logs: map[string]*audit.Log{}}
-	for _, c := range chains {
-		al, err := audit.Open(audit.Config{Dir: dir, Chain: c, Signer: signer, Logger: log})
-		if err != nil {
-			l.closeAll(log)
-			return nil, fmt.Errorf("open audit chain %s: %w", c, err)
-		}
-		l.logs[c] = al
-	}
-	return l, nil
-}
-
-func (l *auditLogs) get(chain string) *audit.Log { return l.logs[chain] }
-
-// names lists the chains, sorted.
-func (l *auditLogs) names() []string {
-	names := make([]string, 0, len(l.logs))
-	for c := range l.logs {
-		names = append(names, c)
-	}
-	slices.Sort(names)
-	return names
-}
-
-// readyCheck is the readiness check of the chains: a chain that cannot be written makes
-// its process refuse every call it would have to record (fail closed), so it is not
-// ready until the chain resumes (which it does by itself).
-func (l *auditLogs) readyCheck() readyCheck {
-	return readyCheck{"audit log", func() error {
-		for _, c := range l.names() {
-			if err := l.logs[c].Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}}
-}
-
-// closeAll signs each chain's final digest.
-func (l *auditLogs) closeAll(log *slog.Logger) {
-	for c, al := range l.logs {
-		if err := al.Close(); err != nil {
-			log.Error("close audit chain", "chain", c, "error", err)
-		}
-	}
+	return openChains(specAuditDir(dataDir, spec), chains, p, spec.Account, sinks, log)
 }
 
 // newGateway builds the gateway over the perimeter's identity service, CA, message

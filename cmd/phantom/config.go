@@ -38,8 +38,8 @@ A valid spec prints one line counting what it defines. docs/spec.md describes ev
 			if err != nil {
 				return &exitError{code: 1, err: err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid: account %s in %s, %d users, %d roles, %d OIDC providers, %d APIs, %d endpoints, %d nodes\n",
-				args[0], s.Account, s.Region, len(s.Users), len(s.Roles), len(s.OIDCProviders), len(s.APIs), len(s.Endpoints), len(s.Nodes))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: valid: account %s in %s, %d users, %d groups, %d roles, %d OIDC providers, %d APIs, %d endpoints, %d nodes\n",
+				args[0], s.Account, s.Region, len(s.Users), len(s.Groups), len(s.Roles), len(s.OIDCProviders), len(s.APIs), len(s.Endpoints), len(s.Nodes))
 			return nil
 		},
 	}

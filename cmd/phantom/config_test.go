@@ -24,7 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{
 			name:       "the demo perimeter is valid",
 			args:       []string{"config", "validate", "../../examples/demo.yaml"},
-			wantStdout: "../../examples/demo.yaml: valid: account 123456789012 in us-east-1, 1 users, 2 roles, 1 OIDC providers, 1 APIs, 1 endpoints, 1 nodes\n",
+			wantStdout: "../../examples/demo.yaml: valid: account 123456789012 in us-east-1, 1 users, 0 groups, 2 roles, 1 OIDC providers, 1 APIs, 1 endpoints, 1 nodes\n",
 		},
 		{
 			name:     "every problem is printed with its location",

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,11 +14,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/console"
+	"github.com/phantom-perimeter/phantom/internal/login"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -26,6 +30,7 @@ const defaultConsoleListen = "127.0.0.1:8452"
 
 func newConsoleCmd() *cobra.Command {
 	var f componentFlags
+	var stsURL string
 	cmd := &cobra.Command{
 		Use:   "console --config FILE --data-dir DIR [--store URL] [--listen ADDR]",
 		Short: "Serve the web console: the perimeter as a picture, live decisions, findings, a policy simulator",
@@ -41,6 +46,12 @@ perimeter spec for the signed-in principal:
   revoke role sessions  iam:PutRolePolicy on the role
   policy simulator      iam:SimulatePrincipalPolicy on the simulated principal
 
+When an OIDC provider of the spec has signIn, the sign-in page also offers single sign-on
+through it: the provider signs the person in (authorization code with PKCE, redirect URI
+https://HOST:PORT/sso/callback), and STS (--sts) exchanges the ID token for a session of
+the role the token's role claim names; the console session ends with that session.
+console.keySignIn: refuse leaves single sign-on the only way in.
+
 Sign-ins, sign-outs, denials and actions are CloudTrail events (eventSource
 console.phantom.amazonaws.com) in the audit chain --audit-chain; the decisions page shows
 the latest events of every chain in the spec's audit.dir.
@@ -52,22 +63,24 @@ When it is ready it prints "phantom console: listening on https://ADDR" on stder
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			f.log = logFlagsOf(cmd)
-			return runConsole(ctx, cmd.ErrOrStderr(), f)
+			return runConsole(ctx, cmd.ErrOrStderr(), f, stsURL)
 		},
 	}
 	f.register(cmd, "console")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default "+defaultConsoleListen+")")
+	cmd.Flags().StringVar(&stsURL, "sts", "", "STS URL single sign-on exchanges ID tokens at (default $PHANTOM_STS_URL, else https:// and the spec's sts.listen)")
 	return cmd
 }
 
-func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
+func runConsole(ctx context.Context, stderr io.Writer, f componentFlags, stsFlag string) error {
 	c, err := openComponent(ctx, stderr, "console", f)
 	if err != nil {
 		return err
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	h, err := newConsole(c.w.Current, c.p, specAuditDir(f.dataDir, spec), c.logs.get(f.chain), c.log)
+	stsURL := cmp.Or(stsFlag, os.Getenv("PHANTOM_STS_URL"), "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
+	h, err := newConsole(c.w.Current, c.p, specAuditDir(f.dataDir, spec), c.logs.get(f.chain), stsURL, c.log)
 	if err != nil {
 		return err
 	}
@@ -89,8 +102,12 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 
 // newConsole builds the web console over the perimeter's store and identity service; its
 // own events go to auditor (the "console" chain) and its decisions page reads every chain
-// in auditDir.
-func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, log *slog.Logger) (http.Handler, error) {
+// in auditDir. Single sign-on exchanges ID tokens at the STS at stsURL, whose certificate
+// is the perimeter CA's.
+func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca.Certificate())
+	verifier := webIdentityVerifier(current, log)
 	return console.New(console.Config{
 		Spec:     current,
 		Store:    p.store,
@@ -98,7 +115,25 @@ func newConsole(current func() *config.Spec, p *perimeter, auditDir string, audi
 		AuditDir: auditDir,
 		Auditor:  auditor,
 		Logger:   log,
+		STS:      consoleSTS{&login.STS{URL: stsURL, Region: current().Region, HTTP: login.NewSTSHTTPClient(roots)}},
+		IDTokens: func() console.IDTokenVerifier {
+			if v := verifier(); v != nil {
+				return v
+			}
+			return nil
+		},
 	})
+}
+
+// consoleSTS adapts login.STS to the console's WebIdentitySTS.
+type consoleSTS struct{ s *login.STS }
+
+func (c consoleSTS) AssumeRoleWithWebIdentity(ctx context.Context, role, session, token string, d time.Duration) (string, string, string, error) {
+	cr, _, err := c.s.AssumeRoleWithWebIdentity(ctx, role, session, token, d)
+	if err != nil {
+		return "", "", "", err
+	}
+	return cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, nil
 }
 
 // consoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the

@@ -18,6 +18,8 @@ import (
 	awssts "github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/login"
 )
 
 // credentialsChainEnv lists the role ARNs of the phantom credentials processes above this
@@ -58,12 +60,14 @@ func awsExitCodes(cmd *cobra.Command) bool {
 type credentialsFlags struct {
 	role, sts, caBundle, sessionName, externalID, sourceProfile, region string
 	duration                                                            time.Duration
+	login                                                               bool
+	ssoSession                                                          string
 }
 
 func newCredentialsCmd() *cobra.Command {
 	var f credentialsFlags
 	cmd := &cobra.Command{
-		Use:   "credentials --role ARN [--sts URL] [--ca-bundle FILE] [--source-profile NAME]",
+		Use:   "credentials (--role ARN [--sts URL] [--ca-bundle FILE] [--source-profile NAME] | --login [--sso-session NAME])",
 		Short: "Print credential_process JSON for a session of a role, from Phantom's STS",
 		Long: `credentials calls AssumeRole on Phantom's STS for --role, signed with your long-term
 credentials, and prints the session in the JSON the AWS CLI and SDKs read from a profile's
@@ -81,6 +85,12 @@ named by --source-profile. Name a source profile whenever AWS_PROFILE might poin
 profile that runs this command: its credential_process would call phantom credentials
 again. Such a loop is detected ($` + credentialsChainEnv + `) and refused.
 
+With --login the session comes from a phantom login instead, with no long-term key at
+all: the cached session while it has more than five minutes left, else a new one from STS
+(AssumeRoleWithWebIdentity) with the cached ID token, renewed at the identity provider with
+the refresh token when it has expired. When the provider no longer accepts the refresh
+token it fails (253) asking you to run phantom login again.
+
 Errors are printed as the AWS CLI prints them and end the process with its return codes:
 252 bad usage, 253 missing or invalid configuration or credentials, 254 an error from STS
 (e.g. AccessDenied when the role's trust policy does not admit you), 255 anything else.`,
@@ -94,6 +104,10 @@ Errors are printed as the AWS CLI prints them and end the process with its retur
   region = us-east-1
   credential_process = phantom credentials --role arn:aws:iam::123456789012:role/service-a --source-profile phantom-user --sts https://127.0.0.1:8444 --ca-bundle /path/to/phantom-data/ca.pem
 
+  # or, after phantom login, a profile with no long-term key anywhere
+  [profile phantom]
+  credential_process = phantom credentials --login --sso-session default
+
   aws sts get-caller-identity --profile demo-role --endpoint-url https://127.0.0.1:8444
   python3 -c 'import boto3; print(boto3.Session(profile_name="demo-role").client("sts", endpoint_url="https://127.0.0.1:8444").get_caller_identity()["Arn"])'
   AWS_PROFILE=demo-role go run ./your-app   # aws-sdk-go-v2's config.LoadDefaultConfig reads the same profile
@@ -102,6 +116,12 @@ Errors are printed as the AWS CLI prints them and end the process with its retur
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{awsExitCodesAnnotation: "true"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.login {
+				return runLoginCredentials(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+			}
+			if f.role == "" {
+				return awsFail(cmd.ErrOrStderr(), exitUsage, "phantom credentials: pass --role ARN, or --login to use a phantom login")
+			}
 			return runCredentials(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
@@ -114,7 +134,9 @@ Errors are printed as the AWS CLI prints them and end the process with its retur
 	fl.StringVar(&f.externalID, "external-id", "", "external id the role's trust policy asks for (sts:ExternalId)")
 	fl.StringVar(&f.sourceProfile, "source-profile", "", "profile with the long-term credentials that sign AssumeRole (default: the SDK's default chain)")
 	fl.StringVar(&f.region, "region", "", "region to sign for (default: the source profile's or $AWS_REGION, else us-east-1)")
-	_ = cmd.MarkFlagRequired("role")
+	fl.BoolVar(&f.login, "login", false, "serve the session of a phantom login (no long-term key) instead of calling AssumeRole")
+	fl.StringVar(&f.ssoSession, "sso-session", "default", "with --login: the cached sign-in (phantom login --sso-session)")
+	cmd.MarkFlagsMutuallyExclusive("login", "role")
 	return cmd
 }
 
@@ -132,6 +154,38 @@ type processCredentials struct {
 func awsFail(stderr io.Writer, code int, format string, args ...any) error {
 	fmt.Fprintf(stderr, "\n"+format+"\n", args...)
 	return &exitError{code: code}
+}
+
+// runLoginCredentials serves a phantom login's session (login.Fresh).
+func runLoginCredentials(ctx context.Context, stdout, stderr io.Writer, f credentialsFlags) error {
+	dir, err := login.CacheDir(os.Getenv)
+	if err != nil {
+		return awsFail(stderr, exitConfig, "phantom credentials: %v", err)
+	}
+	c, err := login.Fresh(ctx, dir, f.ssoSession, nil, nil)
+	var se *login.STSError
+	switch {
+	case errors.Is(err, login.ErrNotSignedIn), errors.Is(err, login.ErrSignInExpired):
+		return awsFail(stderr, exitConfig, "phantom credentials: sso session %s: %v: run phantom login --sso-session %s", f.ssoSession, err, f.ssoSession)
+	case errors.As(err, &se):
+		return awsFail(stderr, exitService, "%v", se)
+	case err != nil:
+		return awsFail(stderr, exitOther, "phantom credentials: %v", err)
+	}
+	return writeProcessCredentials(stdout, c.AccessKeyID, c.SecretAccessKey, c.SessionToken, c.Expiration)
+}
+
+// writeProcessCredentials prints credential_process JSON.
+func writeProcessCredentials(w io.Writer, id, secret, token string, exp time.Time) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(processCredentials{
+		Version:         1,
+		AccessKeyID:     id,
+		SecretAccessKey: secret,
+		SessionToken:    token,
+		Expiration:      exp.UTC().Format(time.RFC3339),
+	})
 }
 
 func runCredentials(ctx context.Context, stdout, stderr io.Writer, f credentialsFlags) error {
@@ -216,13 +270,5 @@ func runCredentials(ctx context.Context, stdout, stderr io.Writer, f credentials
 		return awsFail(stderr, exitOther, "phantom credentials: AssumeRole at %s returned no credentials", stsURL)
 	}
 	c := out.Credentials
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(processCredentials{
-		Version:         1,
-		AccessKeyID:     aws.ToString(c.AccessKeyId),
-		SecretAccessKey: aws.ToString(c.SecretAccessKey),
-		SessionToken:    aws.ToString(c.SessionToken),
-		Expiration:      c.Expiration.UTC().Format(time.RFC3339),
-	})
+	return writeProcessCredentials(stdout, aws.ToString(c.AccessKeyId), aws.ToString(c.SecretAccessKey), aws.ToString(c.SessionToken), *c.Expiration)
 }

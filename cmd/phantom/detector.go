@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
@@ -22,26 +25,40 @@ const detectorChain = "detector"
 // then applies the spec's responses (respond.Responder).
 type findingHandler = consume.Sink
 
-// streamDetector consumes the audit chains in dir exactly once, resuming from the
-// cursors in the store: the chains named and any that appears later, except the
-// detector's own unless named. Every event goes, in each chain's order, to det; the
-// findings go to h. It returns nil when ctx ends (after committing what it consumed),
-// or the error that stopped it (a chain that fails verification, another detector on
-// the same store).
-func streamDetector(ctx context.Context, dir string, chains []string, det *detect.Detector, h findingHandler, m consume.Metrics, log *slog.Logger) error {
-	var exclude []string
-	if !slices.Contains(chains, detectorChain) {
-		exclude = []string{detectorChain}
-	}
-	return runConsumer(ctx, consume.Config{Dir: dir, Exclude: exclude, Detector: det, Sink: h, Metrics: m, Logger: log})
+// newStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
+// from the cursors in the store: every chain, including those that appear later, but
+// the excluded. Every event goes, in each chain's order, to det; the findings go to h.
+// anchors (the store) tells it the chains that should be there. Its Run returns nil
+// when ctx ends (after committing what it consumed), or the error that stopped it
+// (another detector on the same store, a store that stays unreachable); a damaged
+// chain is a finding, never a stop.
+func newStreamDetector(dir string, exclude []string, det *detect.Detector, h findingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
+	slices.Sort(exclude)
+	return consume.New(consume.Config{Dir: dir, Exclude: slices.Compact(exclude), Detector: det, Sink: h, Anchors: anchors, Metrics: m, Logger: log, Ready: ready})
 }
 
-func runConsumer(ctx context.Context, cfg consume.Config) error {
-	c, err := consume.New(cfg)
-	if err != nil {
-		return err
-	}
-	return c.Run(ctx)
+// serveDetector exposes the detector's view of the audit chains on the ops listener:
+// /readyz is 503 naming the chains it cannot read (their events go undetected), and,
+// when ready, names the damage found in chains since the process started.
+func serveDetector(o *ops, c *consume.Consumer) {
+	o.addCheck(readyCheck{"audit chains", func() error {
+		u := c.Unread()
+		if len(u) == 0 {
+			return nil
+		}
+		parts := make([]string, len(u))
+		for i, s := range u {
+			parts[i] = fmt.Sprintf("%s (since %s: %s)", s.Chain, s.Since.UTC().Format(time.RFC3339), s.Reason)
+		}
+		return fmt.Errorf("not reading %s", strings.Join(parts, "; "))
+	}})
+	o.addNotes(func() []string {
+		var out []string
+		for _, d := range c.Damage() {
+			out = append(out, fmt.Sprintf("audit chain %s damaged (found %s): %s", d.Chain, d.Since.UTC().Format(time.RFC3339), d.Reason))
+		}
+		return out
+	})
 }
 
 // newDetector is the detector of a spec's detection settings.

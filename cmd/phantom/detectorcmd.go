@@ -6,14 +6,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
-	"github.com/phantom-perimeter/phantom/internal/detect/consume"
 )
 
 type detectorFlags struct {
@@ -35,8 +33,13 @@ twice or lost. Then it applies the spec's detection.responses (revoke sessions, 
 access keys, raise risk levels, notify webhooks) through the store, once per finding and
 action, each audited in its own chain --audit-chain, which it does not consume.
 
-A chain that fails verification stops it with an error naming the chain: it never skips a
-record. Run one detector per store: a second one makes one of them stop.
+It never skips a record silently and never stops for one chain: a chain cut short,
+emptied, rewritten, with records missing, or (the store knows every chain) deleted is a
+High Stealth:IAMUser/AuditLogTampered finding naming the chain and the records, the
+responses apply, and the detector reads every other chain on, and the damaged one from
+where its writer continued it. Meanwhile /readyz answers 503 naming the chains it cannot
+read, and phantom_detector_chain_unread says the same. Run one detector per store: a
+second one makes one of them stop.
 
 When it is ready it prints "phantom detector: following audit chains in DIR" on stderr.
 SIGINT or SIGTERM stops it after committing what it has read.`,
@@ -91,20 +94,17 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 		followDetection(runCtx, c.w, det, c.log)
 	}()
 
-	exclude := append([]string{f.chain}, f.exclude...)
-	slices.Sort(exclude)
-	err = runConsumer(ctx, consume.Config{
-		Dir:      c.logs.dir,
-		Exclude:  slices.Compact(exclude),
-		Detector: det,
-		Sink:     responder,
-		Logger:   c.log,
-		Metrics:  c.ops.detectorMetrics(),
-		Ready: func() {
-			fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
-			c.serving(c.freshCheck())
-		},
+	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {
+		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
+		c.serving(c.freshCheck())
 	})
+	if err != nil {
+		return err
+	}
+	if c.ops != nil {
+		serveDetector(c.ops, consumer)
+	}
+	err = consumer.Run(ctx)
 	c.log.Info("detector: stopped; finishing webhook notifications in flight")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()

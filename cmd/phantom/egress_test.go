@@ -22,6 +22,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -201,13 +202,15 @@ func TestEgressCommand(t *testing.T) {
 			if err := json.Unmarshal(line, &rec); err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
-			if rec.Event.EventSource != "egress.phantom.amazonaws.com" {
+			if rec.Event.EventSource != "egress.phantom.amazonaws.com" && rec.Event.EventSource != config.EventSource {
 				t.Fatalf("eventSource %q", rec.Event.EventSource)
 			}
 			codes = append(codes, rec.Event.EventName+":"+rec.Event.ErrorCode)
 		}
 	}
-	want := []string{"Connect:", "Connect:AddressNotAllowed", "Forward:AddressNotAllowed", "Connect:"} // 127.0.0.1:1 is --deny
+	// The spec the process started with, then its decisions (127.0.0.1:1 is --deny), the
+	// last through the TLS listener.
+	want := []string{config.EventSpecLoaded + ":", "Connect:", "Connect:AddressNotAllowed", "Forward:AddressNotAllowed", "Connect:"}
 	if strings.Join(codes, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit chain holds %v, want %v (files %v)", codes, want, files)
 	}

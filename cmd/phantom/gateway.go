@@ -33,6 +33,8 @@ type componentFlags struct {
 	// root's --log-format and --log-level, set from the command before it runs.
 	opsListen string
 	log       logFlags
+	// anchors are --audit-anchors: more anchor stores than the store.
+	anchors []string
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -44,6 +46,7 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.DurationVar(&f.maxStale, "max-stale", defaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
 	fl.StringVar(&f.opsListen, "ops-listen", "", opsListenHelp)
+	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
 	for _, name := range []string{"config", "data-dir"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -56,6 +59,7 @@ type component struct {
 	w     *config.Watcher
 	p     *perimeter
 	logs  *auditLogs
+	spec  *specTracker
 	log   *slog.Logger
 	ops   *ops // nil without --ops-listen
 	name  string
@@ -78,24 +82,15 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	if err != nil {
 		return nil, err
 	}
-	c := &component{log: log, name: name}
-	w, err := config.NewWatcher(ctx, config.WatchConfig{
-		Path:   f.config,
-		Logger: c.log,
-		OnReload: func(_ *config.Spec, changed bool, err error) {
-			if err != nil {
-				c.log.Error(name+": perimeter spec rejected; keeping the running one", "path", f.config, "error", err)
-			} else if changed {
-				c.log.Info(name+": perimeter spec reloaded", "path", f.config)
-			}
-		},
-	})
+	c := &component{log: log, name: name, spec: newSpecTracker(name, f.config, log)}
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: f.config, Logger: c.log, OnReload: c.spec.watch})
 	if err != nil {
 		return nil, fmt.Errorf("load perimeter spec: %w", err)
 	}
 	c.w = w
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
+	c.spec.loaded(spec)
 	c.p, err = openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale}, c.log)
 	if err != nil {
 		c.shutdown()
@@ -106,11 +101,18 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 		c.shutdown()
 		return nil, fmt.Errorf("write CA bundle: %w", err)
 	}
-	if c.logs, err = openChains(specAuditDir(f.dataDir, spec), []string{f.chain}, c.p.masterKey, c.log); err != nil {
+	sinks, closeSinks, err := anchorSinks(ctx, auditAnchorURLs(f.anchors))
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, closeSinks)
+	if c.logs, err = openChains(specAuditDir(f.dataDir, spec), []string{f.chain}, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}
 	c.close = append(c.close, func() { c.logs.closeAll(c.log) })
+	c.spec.attach(c.logs)
 	if f.opsListen != "" {
 		c.ops = newOps(name)
 		if err := c.ops.start(f.opsListen, c.p.ca, spec.Account, stderr, c.log); err != nil {
@@ -121,12 +123,21 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
 		context.AfterFunc(ctx, c.ops.drain)
 	}
+	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop = stop
-	c.wg.Add(1)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.spec.run(runCtx, c.p.store, f.poll, reloadInterval(f.poll))
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.logs.renewWriters(runCtx, time.Hour, c.log)
 	}()
 	return c, nil
 }

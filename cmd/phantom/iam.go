@@ -10,9 +10,9 @@ func newIAMCmd() *cobra.Command {
 	f := new(adminFlags)
 	cmd := &cobra.Command{
 		Use:   "iam",
-		Short: "Users' access keys and role session revocation, as aws iam does them",
-		Long: `Manage users' long-term access keys and revoke role sessions. Inputs, outputs and
-error codes follow the AWS CLI's aws iam commands.` + adminFlagsHelp,
+		Short: "Users' access keys and MFA devices, and role session revocation, as aws iam does them",
+		Long: `Manage users' long-term access keys and virtual MFA devices, and revoke role sessions.
+Inputs, outputs and error codes follow the AWS CLI's aws iam commands.` + adminFlagsHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(
@@ -21,6 +21,12 @@ error codes follow the AWS CLI's aws iam commands.` + adminFlagsHelp,
 		newIAMUpdateAccessKeyCmd(f),
 		newIAMDeleteAccessKeyCmd(f),
 		newIAMRevokeSessionsCmd(f),
+		newIAMCreateVirtualMFADeviceCmd(f),
+		newIAMEnableMFADeviceCmd(f),
+		newIAMResyncMFADeviceCmd(f),
+		newIAMDeactivateMFADeviceCmd(f),
+		newIAMDeleteVirtualMFADeviceCmd(f),
+		newIAMListMFADevicesCmd(f),
 	)
 	return cmd
 }

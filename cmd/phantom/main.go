@@ -10,7 +10,12 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/buildinfo"
 )
+
+// versionOf is the build's version alone, for man pages' footers.
+func versionOf() string { return buildinfo.Read().Version }
 
 // exitError carries a process exit code out of a subcommand without printing more than
 // the subcommand already has.
@@ -69,7 +74,10 @@ HTTP services. Every call is signed with AWS Signature Version 4 and authorized 
 policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unchanged.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints the build: version, VCS revision and time, Go version.
+		Version: buildinfo.Read().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	addLogFlags(root)
 	root.AddCommand(
 		newUpCmd(),
@@ -90,7 +98,11 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newDetectorCmd(),
 		newConsoleCmd(),
 		newExportCmd(),
+		newImportCmd(),
+		newManCmd(),
 		newCredentialsCmd(),
+		newLoginCmd(),
+		newLogoutCmd(),
 	)
 	return root
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -65,7 +66,9 @@ func TestUpMetricsEndToEnd(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || string(body) != "ok\n" {
+		// /readyz names the spec in force after "ok".
+		if resp.StatusCode != 200 || path == "/healthz" && string(body) != "ok\n" ||
+			path == "/readyz" && !regexp.MustCompile(`^ok\nspec sha256:[0-9a-f]{64} \(.*perimeter.yaml, loaded `).Match(body) {
 			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
 		}
 	}

@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,6 +97,33 @@ type ops struct {
 	draining atomic.Bool
 	srv      *http.Server
 	addr     net.Addr
+
+	// standing are checks that hold whatever the component (spec agreement, audit
+	// chains read); notes are lines /readyz adds after "ok" (the spec in force, damage
+	// found in audit chains).
+	mu       sync.Mutex
+	standing []readyCheck
+	notes    []func() []string
+}
+
+// addCheck adds a readiness check to the component's own.
+func (o *ops) addCheck(c readyCheck) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.standing = append(o.standing, c)
+}
+
+// addNotes adds lines /readyz prints after "ok".
+func (o *ops) addNotes(fn func() []string) {
+	if o == nil {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.notes = append(o.notes, fn)
 }
 
 // newOps makes the registry of a process named name (Go, process, build info).
@@ -116,7 +145,16 @@ func (o *ops) handler(log *slog.Logger) http.Handler {
 			plain(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
-		plain(w, http.StatusOK, "ok")
+		msg := "ok"
+		o.mu.Lock()
+		notes := slices.Clone(o.notes)
+		o.mu.Unlock()
+		for _, fn := range notes {
+			for _, n := range fn() {
+				msg += "\n" + n
+			}
+		}
+		plain(w, http.StatusOK, msg)
 	})
 	return mux
 }
@@ -139,7 +177,10 @@ func (o *ops) ready() error {
 	if checks == nil {
 		return errors.New("starting: not serving yet")
 	}
-	for _, c := range *checks {
+	o.mu.Lock()
+	all := append(slices.Clone(*checks), o.standing...)
+	o.mu.Unlock()
+	for _, c := range all {
 		if err := c.check(); err != nil {
 			return fmt.Errorf("%s: %v", c.name, err)
 		}
@@ -253,6 +294,13 @@ func (o *ops) detectorMetrics() consume.Metrics {
 		return nil
 	}
 	return metrics.NewDetector(o.reg)
+}
+
+func (o *ops) specMetrics() *metrics.Spec {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewSpec(o.reg)
 }
 
 // endpointMetrics returns a function giving each endpoint id its metrics (up runs

@@ -173,7 +173,7 @@ func TestNewLogger(t *testing.T) {
 // writes, without a restart: the chain resumes by itself and records the gap.
 func TestAuditReadiness(t *testing.T) {
 	dir := t.TempDir()
-	logs, err := openChains(dir, []string{"gateway"}, bytes.Repeat([]byte{9}, 32), slog.New(slog.DiscardHandler))
+	logs, err := openChains(dir, []string{"gateway"}, testPerimeter(t, t.TempDir(), ""), testAccount, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

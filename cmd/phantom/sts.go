@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/mfa"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/sts"
@@ -32,9 +33,17 @@ func newSTSCmd() *cobra.Command {
 		Use:   "sts --config FILE --data-dir DIR [--listen ADDR]",
 		Short: "Serve the AWS STS query API over HTTPS for the perimeter",
 		Long: `sts serves AssumeRole, GetSessionToken, GetCallerIdentity and DecodeAuthorizationMessage
-(SigV4 service "sts") over HTTPS (TLS 1.2 or later) with a server certificate from the
-perimeter CA in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and
-SDKs at it with AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+(SigV4 service "sts") and AssumeRoleWithWebIdentity (unsigned: the OIDC token is the
+credential) over HTTPS (TLS 1.2 or later) with a server certificate from the perimeter CA
+in DIR/ca. It writes the CA certificate to DIR/ca.pem: point the AWS CLI and SDKs at it
+with AWS_CA_BUNDLE, and at the STS with --endpoint-url https://ADDR.
+
+GetSessionToken and AssumeRole take SerialNumber and TokenCode of a user's virtual MFA
+device (phantom iam create-virtual-mfa-device): the session then has
+aws:MultiFactorAuthPresent and aws:MultiFactorAuthAge, and each code is accepted once
+across every replica sharing the store. The spec's sign-in provider
+(oidcProviders[].signIn) is published at https://ADDR/.well-known/phantom/sign-in for
+phantom login.
 
 Users' access keys, token-sealing keys and revocations come from the store in DIR
 (shared with the phantom iam and keys commands); changes reach this process within
@@ -109,6 +118,9 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		Messages:  p.messages,
 		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
 		WebIdentity: webIdentityVerifier(current, log),
+		// Users' virtual MFA devices, in the store every replica shares: a code is taken
+		// once whichever replica sees it.
+		MFA: mfa.NewVerifier(p.store, nil),
 		// The workload agent's node API: enrollment with join tokens from the store,
 		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
 		Nodes: &sts.NodeConfig{
@@ -144,7 +156,9 @@ func webIdentityVerifier(current func() *config.Spec, log *slog.Logger) func() s
 		spec := current()
 		b := cur.Load()
 		if b == nil || b.spec != spec {
-			v, err := oidc.New(oidc.Config{Providers: spec.OIDCProviders, Logger: log})
+			// The spec admits http issuers on loopback only (config.httpsURL): a provider on
+			// the same host, as the tests and local development run one.
+			v, err := oidc.New(oidc.Config{Providers: spec.OIDCProviders, Logger: log, AllowInsecureLoopback: true})
 			if err != nil {
 				log.Error("sts: oidc providers unusable; refusing web identity tokens", "error", err)
 				v = nil

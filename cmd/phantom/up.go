@@ -56,6 +56,7 @@ type upFlags struct {
 	nodeSession time.Duration
 	opsListen   string   // "": 127.0.0.1, port base + opsPort
 	log         logFlags // the root's --log-format and --log-level
+	anchors     []string // --audit-anchors
 }
 
 // opsPort is the offset from --port-base of the metrics, health and readiness listener.
@@ -118,6 +119,7 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over HTTPS on this address (default: 127.0.0.1, port base + 8)")
 	fl.BoolVar(&f.regenerateSpec, "regenerate-spec", false, "replace DIR/perimeter.yaml with a fresh demo spec (the current one, edits included, is kept as perimeter.yaml.TIME.bak)")
 	fl.DurationVar(&f.nodeSession, "node-session-duration", 0, "lifetime of the demo node agent's credentials (default: STS's, one hour capped by the role)")
+	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
 }
@@ -185,22 +187,14 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 
-	w, err := config.NewWatcher(ctx, config.WatchConfig{
-		Path:   specPath,
-		Logger: log,
-		OnReload: func(_ *config.Spec, changed bool, err error) {
-			if err != nil {
-				log.Error("up: perimeter spec rejected; keeping the running one", "path", specPath, "error", err)
-			} else if changed {
-				log.Info("up: perimeter spec reloaded", "path", specPath)
-			}
-		},
-	})
+	tracker := newSpecTracker("up", specPath, log)
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: specPath, Logger: log, OnReload: tracker.watch})
 	if err != nil {
 		return fmt.Errorf("load perimeter spec: %w", err)
 	}
 	defer w.Close()
 	spec := w.Current()
+	tracker.loaded(spec)
 	if d == nil {
 		if err := openSpecListeners(lns, spec); err != nil {
 			return err
@@ -227,19 +221,34 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	defer o.close()
 	context.AfterFunc(ctx, o.drain)
 
-	logs, err := openAuditLogs(f.dataDir, spec, p.masterKey, log)
+	sinks, closeSinks, err := anchorSinks(ctx, auditAnchorURLs(f.anchors))
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
+	logs, err := openAuditLogs(f.dataDir, spec, p, sinks, log)
 	if err != nil {
 		return err
 	}
 	defer logs.closeAll(log)
+	tracker.attach(logs)
+	tracker.serve(o)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer wg.Done()
+		tracker.run(runCtx, p.store, f.poll, reloadInterval(f.poll))
+	}()
+	go func() {
+		defer wg.Done()
+		logs.renewWriters(runCtx, time.Hour, log)
 	}()
 	defer wg.Wait()
 	defer cancel()
@@ -278,7 +287,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		serveGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.getServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), log)
+	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}
@@ -310,18 +319,15 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		return err
 	}
 	logSigma(log, det.SigmaRules())
-	detMetrics := o.detectorMetrics()
+	consumer, err := newStreamDetector(logs.dir, []string{detectorChain}, det, responder, p.store, o.detectorMetrics(), log, nil)
+	if err != nil {
+		return err
+	}
+	serveDetector(o, consumer)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		chains := logs.names()
-		watched := chains[:0]
-		for _, c := range chains {
-			if c != "detector" {
-				watched = append(watched, c)
-			}
-		}
-		if err := streamDetector(runCtx, logs.dir, watched, det, responder, detMetrics, log); err != nil && !errors.Is(err, context.Canceled) {
+		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("up: the streaming detector stopped", "error", err)
 		}
 	}()

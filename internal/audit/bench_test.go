@@ -79,3 +79,30 @@ func BenchmarkVerify(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/record")
 }
+
+// BenchmarkVerifyAnchored is BenchmarkVerify with what `phantom audit verify` checks on
+// a data directory: keys certified by the CA, and the anchor of every digest.
+func BenchmarkVerifyAnchored(b *testing.B) {
+	dir, ca, m := b.TempDir(), newPerimeterCA(b), &memAnchors{}
+	key, cert := ca.writer(b, "gateway")
+	l := openTest(b, dir, "gateway", func(c *Config) {
+		c.Signer, c.Certificate, c.Anchors = key, cert, []AnchorStore{m}
+		c.SegmentBytes = 1 << 20
+	})
+	for i := range 10 {
+		writeN(b, l, i*1000, 1000)
+		l.checkpoint() // a digest, and its anchor, every 1000 records
+		l.flushAnchors()
+	}
+	l.Close()
+	opts := VerifyOptions{Signers: ca, Anchors: m.set()}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := Verify(dir, opts)
+		if err != nil || !rep.OK() {
+			b.Fatal(err, rep.Problems)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/record")
+}

@@ -111,3 +111,50 @@ func ensurePublicKey(path string, pub ed25519.PublicKey) error {
 	}
 	return f.Close()
 }
+
+// ensureCertificate makes sure the chain's certificate file lists cert (DER), appending
+// it after the certificates of earlier writers: their digests stay verifiable.
+func ensureCertificate(path string, cert []byte) error {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read audit certificates %s: %w", path, err)
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" && bytes.Equal(b.Bytes, cert) {
+			return nil
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("write audit certificate: %w", err)
+	}
+	if _, err := f.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert})); err != nil {
+		f.Close()
+		return fmt.Errorf("write audit certificate %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync audit certificate %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// ParseCertificates returns the DER of every PEM "CERTIFICATE" block in data.
+func ParseCertificates(data []byte) [][]byte {
+	var out [][]byte
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return out
+		}
+		if b.Type == "CERTIFICATE" {
+			out = append(out, b.Bytes)
+		}
+	}
+}

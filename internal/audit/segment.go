@@ -17,6 +17,8 @@ const (
 	segmentExt = ".jsonl"
 	digestExt  = ".digest"
 	keyFile    = "signer.pub"
+	certFile   = "signers.pem"
+	prunedFile = "pruned.json"
 	lockFile   = "lock"
 )
 
@@ -45,7 +47,7 @@ func chainFiles(fsys fs.FS, dir string) (segs, digs []uint64, other []string, er
 		case strings.HasSuffix(name, digestExt):
 			ext = digestExt
 		default:
-			if name != keyFile && name != lockFile {
+			if name != keyFile && name != certFile && name != lockFile && name != prunedFile {
 				other = append(other, name)
 			}
 			continue

@@ -2,8 +2,8 @@ package audit
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -382,15 +382,47 @@ func TestTornDigest(t *testing.T) {
 	}
 }
 
-// Open refuses to append to a chain whose newest segment was tampered with.
-func TestOpenRefusesDamagedChain(t *testing.T) {
+// Open never refuses a chain whose newest segment was tampered with: it leaves the
+// damage as evidence, continues in a new segment after the highest head it can prove,
+// and records the damage there; verification still reports it.
+func TestOpenContinuesDamagedChain(t *testing.T) {
 	fx := newFixture(t, nil)
 	seg, i := fx.segOf(12)
 	ls := fx.lines(t, seg)
-	fx.write(t, seg, ls[:i])
-	if l, err := Open(Config{Dir: fx.dir, Chain: "gateway", Signer: testSigner(t)}); err == nil {
-		l.Close()
-		t.Fatal("Open resumed a truncated chain")
+	fx.write(t, seg, ls[:i]) // record 12 cut off below its digest
+	l := openTest(t, fx.dir, "gateway", nil)
+	writeN(t, l, 100, 2)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
 	}
-	_ = context.Background
+	// A reader through the cut finds record 12 missing.
+	err := ReadChain(fx.dir, "gateway", 10, func(Entry) error { return nil })
+	var dmg *Damage
+	if !errors.As(err, &dmg) || dmg.Kind != Removed || dmg.From != 12 || dmg.To != 12 || dmg.Next == nil || dmg.Next.Seq != 12 {
+		t.Fatalf("reading through the cut: %v %+v, want record 12 missing", err, dmg)
+	}
+	// The new segment starts at seq 13, after record 12 its digest signed: the damage
+	// record first.
+	r, err := NewReader(fx.dir, "gateway", 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	e, err := r.Next()
+	if err != nil {
+		t.Fatalf("reading the continued segment: %v", err)
+	}
+	first, err := e.Decode()
+	if err != nil || first.EventName != EventChainDamaged || e.Seq != 13 {
+		t.Fatalf("first record after the damage: seq %d %+v", e.Seq, first)
+	}
+	d, ok := DamageOf(first)
+	if !ok || d.Chain != "gateway" || d.Kind != Truncated || d.From != 12 || d.To != 12 {
+		t.Fatalf("recorded damage %+v", d)
+	}
+	rep := mustVerify(t, fx.dir, pinned(t))
+	if rep.OK() {
+		t.Fatal("the cut is no longer reported after the chain continued")
+	}
+	t.Logf("verify: %s", problems(rep))
 }

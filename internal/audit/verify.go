@@ -3,9 +3,11 @@ package audit
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -15,12 +17,38 @@ import (
 
 // VerifyOptions configures Verify.
 type VerifyOptions struct {
-	// PublicKeys pins the keys digests must be signed with. When empty, each chain's
-	// signer.pub is trusted and the report says the check was unpinned: whoever can
-	// rewrite the log can also replace that file.
+	// PublicKeys pins keys digests may be signed with, for any chain.
 	PublicKeys []ed25519.PublicKey
-	// Chains limits verification to these chains (default: every chain in the directory).
+	// Signers checks writers' certificates (each chain's signers.pem, and the anchor
+	// store's) against the perimeter CA. With it a digest must be signed by a key whose
+	// certificate names the digest's chain, within the certificate's validity; a key no
+	// certificate vouches for is reported. Without it, and without PublicKeys, each
+	// chain's own key files are trusted and the report says so: whoever can rewrite the
+	// log can also replace them.
+	Signers SignerVerifier
+	// Anchors are the anchor store's chains, heads, certificates and prune checkpoints.
+	// Without them, what only anchors can show — a chain cut back to an earlier digest,
+	// emptied, deleted whole, or replaced by a shorter valid one — is not detected, and
+	// the report's Limits say so.
+	Anchors *AnchorSet
+	// Chains limits verification to these chains (default: every chain in the directory,
+	// and every chain the anchors name).
 	Chains []string
+}
+
+// SignerVerifier checks an audit writer's certificate against the perimeter CA
+// (pki.Verifier, adapted by the caller).
+type SignerVerifier interface {
+	// VerifyAuditSigner verifies cert (DER) and returns what it vouches for.
+	VerifyAuditSigner(cert []byte) (SignerInfo, error)
+}
+
+// SignerInfo is what a writer's certificate vouches for: Key signs the digests of Chain
+// between NotBefore and NotAfter.
+type SignerInfo struct {
+	Chain               string
+	Key                 ed25519.PublicKey
+	NotBefore, NotAfter time.Time
 }
 
 // Kind says what is wrong.
@@ -38,6 +66,10 @@ const (
 	NotCovered   Kind = "not-covered"   // records after the last signed digest; warning
 	Unpinned     Kind = "unpinned"      // digests checked against the log's own key file; warning
 	KeyReplaced  Kind = "key-replaced"  // the log's key file names a key that is not pinned
+	WrongKey     Kind = "wrong-key"     // a digest signed by a key certified for another chain, or outside its certificate
+	UnknownKey   Kind = "unknown-key"   // a digest signed by a key no certificate or pin vouches for
+	Pruned       Kind = "pruned"        // records removed by `phantom audit prune`; a note
+	Unanchored   Kind = "unanchored"    // a chain the anchor store does not know; warning
 )
 
 // Problem is one finding: where (chain, file, line, record seq) and what.
@@ -93,47 +125,132 @@ type Report struct {
 	// Warnings do not fail verification: a torn tail left by a crash, records not yet
 	// covered by a digest, an unpinned key.
 	Warnings []Problem `json:"warnings"`
+	// Pruned are the gaps a prune checkpoint accounts for.
+	Pruned []Problem `json:"pruned"`
+	// Keys says what vouched for the digests' keys: "certified" (the perimeter CA),
+	// "pinned", or "unpinned" (the chains' own key files).
+	Keys string `json:"keys"`
+	// Anchors names the anchor source used ("" none).
+	Anchors string `json:"anchors,omitempty"`
+	// Limits say, in plain words, what this verification could not detect.
+	Limits []string `json:"limits"`
 }
 
 // OK reports whether verification found no problems.
 func (r *Report) OK() bool { return len(r.Problems) == 0 }
 
 // Verify checks every chain under dir: each record's hash, the hash chain across records
-// and segments, that sequence numbers are contiguous, and that every signed digest
-// verifies and matches the segment it covers. It returns an error only when dir cannot
-// be read or holds no chain; what it finds is in the Report.
+// and segments, that sequence numbers are contiguous, that every signed digest verifies
+// with a key trusted for its chain and matches the segment it covers, and, with anchors,
+// that every chain the anchor store knows is there and holds every head it anchored. It
+// returns an error only when dir cannot be read or holds no chain (and no anchor names
+// one); what it finds is in the Report.
 func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	return verifyFS(os.DirFS(dir), dir, opts)
 }
 
 // verifyFS verifies the audit directory fsys, named dir in the report.
 func verifyFS(fsys fs.FS, dir string, opts VerifyOptions) (*Report, error) {
-	rep := &Report{Dir: dir, Pinned: len(opts.PublicKeys) > 0, Problems: []Problem{}, Warnings: []Problem{}}
+	rep := &Report{Dir: dir, Pinned: len(opts.PublicKeys) > 0, Problems: []Problem{}, Warnings: []Problem{}, Pruned: []Problem{}, Limits: []string{}}
 	chains, err := findChains(fsys, dir)
 	if err != nil {
 		return nil, err
+	}
+	set := opts.Anchors
+	registered := map[string]ChainEntry{}
+	if set != nil {
+		rep.Anchors = set.Source
+		if rep.Anchors == "" {
+			rep.Anchors = "anchor set"
+		}
+		for _, c := range set.Chains {
+			registered[c.Name] = c
+		}
+	}
+	onDisk := map[string]bool{}
+	for _, c := range chains {
+		onDisk[c.name] = true
 	}
 	if len(opts.Chains) > 0 {
 		var sel []chainDir
 		for _, name := range opts.Chains {
 			i := slices.IndexFunc(chains, func(c chainDir) bool { return c.name == name })
 			if i < 0 {
+				if _, ok := registered[name]; ok {
+					continue // missing from disk: reported below
+				}
 				return nil, fmt.Errorf("verify audit log: no chain %q in %s", name, dir)
 			}
 			sel = append(sel, chains[i])
 		}
 		chains = sel
 	}
-	if len(chains) == 0 {
+	if len(chains) == 0 && len(registered) == 0 {
 		return nil, fmt.Errorf("verify audit log: no audit chain in %s", dir)
 	}
+	keys := newKeyring(fsys, chains, opts)
+	rep.Keys = keys.mode()
 	for _, c := range chains {
-		v := &chainVerifier{rep: rep, fsys: fsys, name: c.name, dir: c.dir, cr: ChainReport{Name: c.name}}
-		v.verify(opts.PublicKeys)
+		v := &chainVerifier{rep: rep, fsys: fsys, name: c.name, dir: c.dir, cr: ChainReport{Name: c.name}, keys: keys}
+		if set != nil {
+			v.anchored(set)
+			if _, ok := registered[c.name]; !ok {
+				v.warn(Problem{Kind: Unanchored, Message: "the anchor store does not know this chain: it was never anchored, or was made elsewhere"})
+			}
+		} else {
+			v.localCheckpoint()
+		}
+		v.verify()
 		rep.Chains = append(rep.Chains, v.cr)
 		rep.Records += v.cr.Records
 	}
+	if set != nil {
+		missingChains(rep, set, onDisk, opts.Chains, keys)
+	}
+	rep.Limits = limits(rep, set != nil)
 	return rep, nil
+}
+
+// missingChains reports the chains the anchor store knows that are not in the directory.
+func missingChains(rep *Report, set *AnchorSet, onDisk map[string]bool, only []string, keys *keyring) {
+	for _, c := range set.Chains {
+		if onDisk[c.Name] || len(only) > 0 && !slices.Contains(only, c.Name) {
+			continue
+		}
+		p := Problem{Chain: c.Name, Kind: Removed}
+		var head *Anchor
+		for i := range set.Anchors {
+			a := &set.Anchors[i]
+			if a.Chain == c.Name && keys.anchorTrusted(a) && (head == nil || a.Seq > head.Seq) {
+				head = a
+			}
+		}
+		cp := latestCheckpoint(set.Checkpoints, c.Name)
+		if head != nil && head.Seq > 0 && (cp == nil || cp.Seq < head.Seq) {
+			from := uint64(1)
+			if cp != nil {
+				from = cp.Seq + 1
+			}
+			p.Seq = from
+			p.Message = fmt.Sprintf("the chain is missing: the anchor store registered it at %s and holds its head at seq %d (signed %s): records %d to %d are gone",
+				c.Created.UTC().Format(time.RFC3339), head.Seq, head.Time.UTC().Format(time.RFC3339), from, head.Seq)
+		} else {
+			p.Message = fmt.Sprintf("the chain is missing: the anchor store registered it at %s", c.Created.UTC().Format(time.RFC3339))
+		}
+		rep.Problems = append(rep.Problems, p)
+	}
+}
+
+// limits says what the verification could not detect.
+func limits(rep *Report, anchored bool) []string {
+	var out []string
+	if !anchored {
+		out = append(out, "no anchors: a chain cut back to an earlier digest, emptied, deleted whole or replaced by a shorter valid chain cannot be detected from the directory alone (verify with the store, --store URL, or an exported anchor set, --anchors FILE)")
+	}
+	if rep.Keys == "unpinned" {
+		out = append(out, "keys unpinned: digests were checked against keys the chain directories list, which whoever can rewrite them can replace (give the perimeter CA, --ca FILE, or pin keys, --public-key FILE)")
+	}
+	return append(out, "records written after a chain's last digest (about a second's worth on a running writer) are covered by no signature or anchor")
 }
 
 type chainDir struct{ name, dir string }
@@ -176,12 +293,21 @@ type chainVerifier struct {
 	name string
 	dir  string
 	cr   ChainReport
-	keys []ed25519.PublicKey
+	keys *keyring
 
 	expSeq     uint64 // next seq expected
 	expPrev    string // hash the next record must name as prev
 	prevDigest string // hash of the last trusted digest line
 	started    bool
+	certified  bool // a digest was signed by a certified or pinned key
+
+	// anchors maps each anchored seq to its anchor; seen records which of them the chain
+	// showed, and with which hash. anchorHead is the highest.
+	anchors    map[uint64]*Anchor
+	anchorHead *Anchor
+	seen       map[uint64]string
+	checkpoint *Checkpoint
+	localCP    bool // the checkpoint comes from the chain's own pruned.json (no anchors)
 }
 
 func (v *chainVerifier) problem(p Problem) {
@@ -194,31 +320,108 @@ func (v *chainVerifier) warn(p Problem) {
 	v.rep.Warnings = append(v.rep.Warnings, p)
 }
 
-func (v *chainVerifier) loadKeys(pinned []ed25519.PublicKey) {
-	data, err := fs.ReadFile(v.fsys, path.Join(v.dir, keyFile))
-	var own []ed25519.PublicKey
-	if err == nil {
-		own, err = ParsePublicKeys(data)
-	}
-	if len(pinned) > 0 {
-		v.keys = pinned
-		for _, k := range own {
-			if !slices.ContainsFunc(pinned, func(p ed25519.PublicKey) bool { return p.Equal(k) }) {
-				v.problem(Problem{File: keyFile, Kind: KeyReplaced, Message: fmt.Sprintf("the chain's key file names key %s, which is not a pinned key", KeyID(k))})
-			}
+// anchored takes this chain's anchors and latest checkpoint from set. An anchor whose
+// digest line no key trusted for the chain signed was not written by the chain's writer:
+// it is reported, and not used.
+func (v *chainVerifier) anchored(set *AnchorSet) {
+	v.anchors, v.seen = map[uint64]*Anchor{}, map[uint64]string{}
+	v.checkpoint = latestCheckpoint(set.Checkpoints, v.name)
+	for i := range set.Anchors {
+		a := &set.Anchors[i]
+		if a.Chain != v.name {
+			continue
 		}
-		return
+		if !v.keys.anchorTrusted(a) {
+			v.problem(Problem{Seq: a.Seq, Kind: BadSignature, Message: fmt.Sprintf("the anchor store holds an anchor of seq %d that no key trusted for this chain signed: it was inserted by someone else", a.Seq)})
+			continue
+		}
+		if v.checkpoint != nil && a.Seq <= v.checkpoint.Seq {
+			continue
+		}
+		if old, ok := v.anchors[a.Seq]; !ok || a.Segment > old.Segment {
+			v.anchors[a.Seq] = a
+		}
+		if v.anchorHead == nil || a.Seq > v.anchorHead.Seq {
+			v.anchorHead = a
+		}
 	}
-	if err != nil {
-		v.problem(Problem{File: keyFile, Kind: BadSignature, Message: fmt.Sprintf("no usable public key to check digests with: %v", err)})
-		return
-	}
-	v.keys = own
-	v.warn(Problem{File: keyFile, Kind: Unpinned, Message: "digests checked against the chain's own key file, which whoever can rewrite the log can replace; pin the key (--public-key) to detect that"})
 }
 
-func (v *chainVerifier) verify(pinned []ed25519.PublicKey) {
-	v.loadKeys(pinned)
+// localCheckpoint reads the chain's pruned.json, the prune record `phantom audit prune`
+// leaves beside the chain, for a verification without anchors: it only turns the gap it
+// describes from a problem into a warning, since whoever can write the directory can
+// write it too.
+func (v *chainVerifier) localCheckpoint() {
+	data, err := fs.ReadFile(v.fsys, path.Join(v.dir, prunedFile))
+	if err != nil {
+		return
+	}
+	var cp Checkpoint
+	if json.Unmarshal(data, &cp) == nil && cp.Chain == v.name && cp.Segment > 0 {
+		v.checkpoint, v.localCP = &cp, true
+	}
+}
+
+// latestCheckpoint is chain's checkpoint with the highest seq, or nil.
+func latestCheckpoint(cps []Checkpoint, chain string) *Checkpoint {
+	var best *Checkpoint
+	for i := range cps {
+		if cps[i].Chain == chain && (best == nil || cps[i].Seq > best.Seq) {
+			best = &cps[i]
+		}
+	}
+	return best
+}
+
+// record notes a record the chain holds, for the anchor check: its own hash, and its
+// prev as the hash of the record before it (which an anchor of a segment's opening
+// digest names).
+func (v *chainVerifier) record(r *Record) {
+	if v.anchors == nil {
+		return
+	}
+	if _, ok := v.anchors[r.Seq]; ok {
+		v.seen[r.Seq] = r.Hash
+	}
+	if _, ok := v.anchors[r.Seq-1]; ok {
+		if _, done := v.seen[r.Seq-1]; !done {
+			v.seen[r.Seq-1] = r.Prev
+		}
+	}
+}
+
+// checkAnchors compares the anchored heads with what the chain holds: a record the
+// chain holds with another hash is a rewritten chain, a head beyond its end a chain cut
+// short (or emptied).
+func (v *chainVerifier) checkAnchors() {
+	if v.anchors == nil {
+		return
+	}
+	for _, seq := range slices.Sorted(maps.Keys(v.anchors)) {
+		a := v.anchors[seq]
+		if h, ok := v.seen[seq]; ok && h != a.Hash {
+			v.problem(Problem{Seq: seq, File: segmentName(a.Segment), Kind: Modified, Message: fmt.Sprintf("record seq %d is not the one the anchor store holds (signed %s): the chain was rewritten or replaced", seq, a.Time.UTC().Format(time.RFC3339))})
+			return // the records after it differ too
+		}
+	}
+	a := v.anchorHead
+	if a == nil || a.Seq == 0 || a.Seq <= v.cr.LastSeq {
+		return
+	}
+	from, have := v.cr.LastSeq+1, fmt.Sprintf("ends at seq %d", v.cr.LastSeq)
+	if v.cr.LastSeq == 0 {
+		from, have = 1, "holds no record"
+		if v.checkpoint != nil {
+			from = v.checkpoint.Seq + 1
+		}
+	}
+	v.problem(Problem{Seq: from, File: segmentName(a.Segment), Kind: Truncated, Message: fmt.Sprintf("the chain %s, but the anchor store holds its head at seq %d in %s (signed %s): records %d to %d were removed",
+		have, a.Seq, segmentName(a.Segment), a.Time.UTC().Format(time.RFC3339), from, a.Seq)})
+}
+
+func (v *chainVerifier) verify() {
+	v.loadKeys()
+	defer v.checkAnchors()
 	segs, digs, _, err := chainFiles(v.fsys, v.dir)
 	if err != nil {
 		v.problem(Problem{Kind: Malformed, Message: err.Error()})
@@ -228,14 +431,36 @@ func (v *chainVerifier) verify(pinned []ed25519.PublicKey) {
 	slices.Sort(all)
 	all = slices.Compact(all)
 	if len(all) == 0 {
-		v.warn(Problem{Kind: NotCovered, Message: "chain has no segments yet"})
+		if v.anchorHead == nil {
+			v.warn(Problem{Kind: NotCovered, Message: "chain has no segments yet"})
+		}
 		return
 	}
 	v.cr.Segments = len(segs)
-	if all[0] != 1 {
-		v.problem(Problem{File: segmentName(1), Kind: Removed, Message: missingSegments(1, all[0]-1)})
-	} else {
+	switch cp := v.checkpoint; {
+	case all[0] == 1:
 		v.expSeq, v.expPrev, v.started = 1, zeroHash, true
+	case cp != nil && cp.Segment+1 >= all[0]:
+		msg := fmt.Sprintf("segments before %s (records up to seq %d) were pruned at %s, those sealed before %s",
+			segmentName(all[0]), cp.Seq, cp.Time.UTC().Format(time.RFC3339), cp.Before.UTC().Format(time.RFC3339))
+		if v.localCP {
+			v.warn(Problem{File: segmentName(1), Kind: Pruned, Message: msg + ", says the chain's pruned.json, which without anchors nothing vouches for"})
+		} else {
+			v.rep.Pruned = append(v.rep.Pruned, Problem{Chain: v.name, File: segmentName(1), Kind: Pruned, Message: msg})
+		}
+		if cp.Segment+1 == all[0] {
+			v.expSeq, v.expPrev, v.started = cp.Seq+1, cp.Hash, true
+		}
+	default:
+		msg := missingSegments(1, all[0]-1)
+		if raw, err := fs.ReadFile(v.fsys, path.Join(v.dir, digestName(all[0]))); err == nil {
+			if ls := splitLines(raw); len(ls) > 0 {
+				if d, err := parseDigest(ls[0].Text); err == nil && d.FirstSeq > 1 {
+					msg += fmt.Sprintf(": records 1 to %d", d.FirstSeq-1)
+				}
+			}
+		}
+		v.problem(Problem{File: segmentName(1), Kind: Removed, Seq: 1, Message: msg})
 	}
 	for i, n := range all {
 		if i > 0 && n != all[i-1]+1 {
@@ -289,8 +514,7 @@ func (v *chainVerifier) segment(n uint64, newest bool) {
 				v.problem(Problem{File: dname, Line: ln.No, Kind: Malformed, Message: msg})
 				continue
 			}
-			if !d.verifySig(v.keys) {
-				v.problem(Problem{File: dname, Line: ln.No, Kind: BadSignature, Message: fmt.Sprintf("digest signature (key %s) does not verify with a trusted key: the digest was modified or forged", d.KeyID)})
+			if !v.checkDigest(d, dname, ln.No) {
 				continue
 			}
 			if d.Chain != v.name || d.Segment != n {
@@ -402,6 +626,9 @@ func (v *chainVerifier) segment(n uint64, newest bool) {
 			}
 		}
 		byEnd[ln.End] = recInfo{seq: r.Seq, hash: r.Hash, line: ln.No}
+		if !modified[i] {
+			v.record(r)
+		}
 		if v.cr.FirstSeq == 0 {
 			v.cr.FirstSeq = r.Seq
 		}

@@ -245,18 +245,7 @@ func (x *translator) resourcePolicy(a *config.API) (map[string]any, error) {
 	// Phantom lets anyone call a NONE route unless a policy explicitly denies it; on AWS
 	// an unauthenticated call needs an Allow for Principal * in the resource policy. The
 	// spec's Deny statements still apply to it.
-	var none []any
-	for _, r := range a.Routes {
-		if r.Authorization != config.AuthNone {
-			continue
-		}
-		for _, m := range r.Methods {
-			if m == "ANY" {
-				m = "*"
-			}
-			none = append(none, "execute-api:/*/"+m+"/"+wildPath(r))
-		}
-	}
+	none := routeResources(a, func(r *config.Route) bool { return r.Authorization == config.AuthNone })
 	if len(none) > 0 {
 		stmts = append(stmts, map[string]any{
 			"Sid":       "PhantomUnauthenticatedRoutes",
@@ -267,11 +256,45 @@ func (x *translator) resourcePolicy(a *config.API) (map[string]any, error) {
 		})
 		x.note("API %s: routes with authorization NONE need the endpoint policy to allow anonymous callers too; Phantom does not require that, AWS does", a.ID)
 	}
+	// longTermKeys: refuse. AWS sets aws:TokenIssueTime only for temporary credentials
+	// ("AWS global condition context keys"), so a Deny where it is absent refuses calls
+	// signed with long-term keys, as Phantom's gateway does.
+	refuse := routeResources(a, func(r *config.Route) bool {
+		return r.Authorization != config.AuthNone && r.LongTermKeys == config.LongTermKeysRefuse
+	})
+	if len(refuse) > 0 {
+		stmts = append(stmts, map[string]any{
+			"Sid":       "PhantomRefuseLongTermKeys",
+			"Effect":    "Deny",
+			"Principal": "*",
+			"Action":    "execute-api:Invoke",
+			"Resource":  refuse,
+			"Condition": map[string]any{"Null": map[string]any{"aws:TokenIssueTime": "true"}},
+		})
+	}
 	if len(stmts) == 0 {
 		stmts = []any{nothingStatement(resourcePolicy)}
 	}
 	doc["Statement"] = stmts
 	return doc, nil
+}
+
+// routeResources are the execute-api resources (every stage) of the routes of a that
+// match: one per method, ANY as *.
+func routeResources(a *config.API, match func(*config.Route) bool) []any {
+	var out []any
+	for _, r := range a.Routes {
+		if !match(r) {
+			continue
+		}
+		for _, m := range r.Methods {
+			if m == "ANY" {
+				m = "*"
+			}
+			out = append(out, "execute-api:/*/"+m+"/"+wildPath(r))
+		}
+	}
+	return out
 }
 
 // wildPath is a route's path in an execute-api ARN: parameters match any text (*).

@@ -87,6 +87,9 @@ func Translate(s *config.Spec) (*Template, error) {
 	if err := x.oidcProviders(); err != nil {
 		return nil, err
 	}
+	if err := x.groups(); err != nil {
+		return nil, err
+	}
 	if err := x.users(); err != nil {
 		return nil, err
 	}
@@ -114,6 +117,7 @@ type translator struct {
 	used map[string]bool // logical ids taken (resources, parameters, outputs)
 
 	managed     map[string]string // managed policy name -> logical id
+	groupIDs    map[string]string // group name -> logical id
 	userIDs     map[string]string // user name -> logical id
 	roleIDs     map[string]string // role name -> logical id
 	oidc        map[string]string // OIDC provider ARN -> logical id
@@ -141,6 +145,7 @@ func newTranslator(s *config.Spec) *translator {
 		},
 		used:        map[string]bool{},
 		managed:     map[string]string{},
+		groupIDs:    map[string]string{},
 		userIDs:     map[string]string{},
 		roleIDs:     map[string]string{},
 		oidc:        map[string]string{},
@@ -158,6 +163,9 @@ func newTranslator(s *config.Spec) *translator {
 func (x *translator) allocate() {
 	for _, mp := range x.s.ManagedPolicies {
 		x.managed[mp.Name] = x.id("ManagedPolicy", mp.Name)
+	}
+	for _, g := range x.s.Groups {
+		x.groupIDs[g.Name] = x.id("Group", g.Name)
 	}
 	for _, u := range x.s.Users {
 		x.userIDs[u.Name] = x.id("User", u.Name)

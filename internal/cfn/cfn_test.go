@@ -97,6 +97,7 @@ func TestTranslateResourceTypes(t *testing.T) {
 	for _, c := range []struct{ id, typ string }{
 		{"ManagedPolicyGuard", "AWS::IAM::ManagedPolicy"},
 		{"UserCarol", "AWS::IAM::User"},
+		{"GroupAuditors", "AWS::IAM::Group"},
 		{"RoleWorker", "AWS::IAM::Role"},
 		{"InstanceProfileWorker", "AWS::IAM::InstanceProfile"},
 		{"RestApiPay0000001", "AWS::ApiGateway::RestApi"},
@@ -121,6 +122,14 @@ func TestTranslateResourceTypes(t *testing.T) {
 		if r.(map[string]any)["Type"] == "AWS::IAM::AccessKey" {
 			t.Errorf("%s: the template creates an access key", id)
 		}
+	}
+	// Groups keep their policies and members: a group's Deny must not be lost on AWS.
+	group := at(t, tm, "Resources", "GroupAuditors", "Properties")
+	if got := js(group); got != `{"GroupName":"auditors","ManagedPolicyArns":[{"Ref":"ManagedPolicyGuard"}],"Path":"/audit/","Policies":[{"PolicyDocument":{"Statement":[{"Action":"execute-api:Invoke","Effect":"Allow","Resource":{"Fn::Sub":"arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${RestApiPay0000001}/*/GET/users/*"}}],"Version":"2012-10-17"},"PolicyName":"read-users"}]}` {
+		t.Errorf("group auditors = %s", got)
+	}
+	if got := js(at(t, tm, "Resources", "UserCarol", "Properties", "Groups")); got != `[{"Ref":"GroupAuditors"}]` {
+		t.Errorf("carol's Groups = %s", got)
 	}
 	role := at(t, tm, "Resources", "RoleWorker", "Properties")
 	if got := js(at(t, role, "MaxSessionDuration")); got != "7200" {
@@ -472,6 +481,12 @@ func TestDemoPerimeter(t *testing.T) {
 		t.Errorf("/admin/{proxy+} authorization %v", got)
 	}
 	at(t, res, "InstanceProfileServiceA", "Type")
+	// /reports refuses long-term keys: on AWS, a Deny where aws:TokenIssueTime is absent
+	// (only temporary credentials have it).
+	refuse := statement(t, at(t, res, "RestApiA1b2c3d4e5", "Properties", "Policy"), "PhantomRefuseLongTermKeys")
+	if js(refuse["Resource"]) != `["execute-api:/*/GET/reports"]` || refuse["Effect"] != "Deny" || js(refuse["Condition"]) != `{"Null":{"aws:TokenIssueTime":"true"}}` {
+		t.Errorf("longTermKeys: refuse on AWS: %s", js(refuse))
+	}
 	// The demo's ingress is loopback plus 10.0.0.0/16; on AWS only the VPC block remains.
 	if got := js(at(t, res, "EndpointSecurityGroupVpce0123456789abcdef0", "Properties", "SecurityGroupIngress", 0, "CidrIp")); got != `"10.0.0.0/16"` {
 		t.Errorf("demo ingress %s", got)

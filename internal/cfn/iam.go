@@ -33,11 +33,29 @@ func (x *translator) oidcProviders() error {
 	return nil
 }
 
+func (x *translator) groups() error {
+	for _, g := range x.s.Groups {
+		props := map[string]any{"GroupName": g.Name, "Path": g.Path}
+		if err := x.principalPolicies(props, "group "+g.Name, g.Policies, g.ManagedPolicies, nil); err != nil {
+			return err
+		}
+		x.add(x.groupIDs[g.Name], "AWS::IAM::Group", props)
+	}
+	return nil
+}
+
 func (x *translator) users() error {
 	for _, u := range x.s.Users {
 		props := map[string]any{"UserName": u.Name, "Path": u.Path}
 		if err := x.principalPolicies(props, "user "+u.Name, u.Policies, u.ManagedPolicies, u.PermissionsBoundary); err != nil {
 			return err
+		}
+		if len(u.Groups) > 0 {
+			groups := make([]any, len(u.Groups))
+			for i, g := range u.Groups {
+				groups[i] = ref(x.groupIDs[g.Name]) // Ref of a group is its name
+			}
+			props["Groups"] = groups
 		}
 		if len(u.Tags) > 0 {
 			props["Tags"] = tags(u.Tags)
@@ -50,7 +68,7 @@ func (x *translator) users() error {
 }
 
 // principalPolicies sets the inline policies, attached managed policies and permissions
-// boundary shared by users and roles.
+// boundary shared by users, groups (which have no boundary) and roles.
 func (x *translator) principalPolicies(props map[string]any, what string, inline []*config.Policy, managed []*config.ManagedPolicy, boundary *config.ManagedPolicy) error {
 	var pols []any
 	for _, p := range inline {

@@ -33,6 +33,10 @@ var badSpecs = []struct {
 	schema schemaVerdict
 	want   string
 }{
+	{name: "user_unknown_group", schema: schemaAccepts,
+		want: "testdata/user_unknown_group.yaml:8:14: users[0].groups[0]: no group named \"developer\"; did you mean \"developers\"?"},
+	{name: "group_policy_with_principal", schema: schemaAccepts,
+		want: "testdata/group_policy_with_principal.yaml:11:42: groups[0].policies[0].document.Statement[0].Principal: an identity policy cannot have Principal: it applies to the principal it is attached to; remove it (UNSUPPORTED_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "account_format", schema: schemaRejects,
 		want: "testdata/account_format.yaml:2:10: account: \"12345\" is not a 12-digit account id; write the 12 digits in quotes, e.g. \"123456789012\""},
 	{name: "account_unquoted", schema: schemaRejects,
@@ -165,6 +169,18 @@ var badSpecs = []struct {
 		want: "testdata/role_missing_trust_policy.yaml:5:5: roles[0]: missing required key \"trustPolicy\"; add trustPolicy: a policy naming who may assume the role"},
 	{name: "root_is_list", schema: schemaRejects,
 		want: "testdata/root_is_list.yaml:1:1: must be a mapping of keys to values, not a list; write it as key: value lines"},
+	{name: "long_term_keys_invalid", schema: schemaRejects,
+		want: "testdata/long_term_keys_invalid.yaml:5:17: gateway.longTermKeys: \"deny\" is not allow or refuse; write longTermKeys: refuse to accept only STS sessions, or allow"},
+	{name: "long_term_keys_route_none", schema: schemaAccepts,
+		want: "testdata/long_term_keys_route_none.yaml:10:93: apis[0].routes[0].longTermKeys: a route with authorization NONE takes unsigned calls: no key is checked; remove longTermKeys, or use authorization AWS_IAM"},
+	{name: "sign_in_client_not_listed", schema: schemaAccepts,
+		want: "testdata/sign_in_client_not_listed.yaml:8:17: oidcProviders[0].signIn.clientId: \"phantom\" is not one of the provider's clientIds; add it to clientIds: STS accepts only tokens for those audiences"},
+	{name: "sign_in_twice", schema: schemaAccepts,
+		want: "testdata/sign_in_twice.yaml:10:13: oidcProviders[1].signIn: people already sign in through the provider at line 7; keep signIn on one provider"},
+	{name: "sign_in_without_openid", schema: schemaRejects,
+		want: "testdata/sign_in_without_openid.yaml:9:15: oidcProviders[0].signIn.scopes: does not include openid; add openid: sign-in needs an ID token"},
+	{name: "console_key_sign_in_refused_without_sso", schema: schemaAccepts,
+		want: "testdata/console_key_sign_in_refused_without_sso.yaml:5:14: console.keySignIn: no one could sign in to the console: no OIDC provider has signIn; add signIn to an OIDC provider, or allow key sign-in"},
 	{name: "route_authorization_invalid", schema: schemaRejects,
 		want: "testdata/route_authorization_invalid.yaml:10:73: apis[0].routes[0].authorization: \"IAM\" is not an authorization type; use AWS_IAM (the default) or NONE"},
 	{name: "route_upgrade_h2c", schema: schemaRejects,
@@ -198,7 +214,7 @@ var badSpecs = []struct {
 	{name: "unknown_key_nested", schema: schemaRejects,
 		want: "testdata/unknown_key_nested.yaml:6:5: roles[0]: unknown key \"maxSesionDuration\"; did you mean \"maxSessionDuration\"?"},
 	{name: "unknown_key_no_suggestion", schema: schemaRejects,
-		want: "testdata/unknown_key_no_suggestion.yaml:4:1: unknown key \"colour\"; remove it; the keys here are version, account, region, gateway, sts, audit, detection, managedPolicies, users, roles, oidcProviders, apis, endpoints, nodes, egress"},
+		want: "testdata/unknown_key_no_suggestion.yaml:4:1: unknown key \"colour\"; remove it; the keys here are version, account, region, gateway, sts, console, audit, detection, managedPolicies, groups, users, roles, oidcProviders, apis, endpoints, nodes, egress"},
 	{name: "unknown_key_typo", schema: schemaRejects,
 		want: "testdata/unknown_key_typo.yaml:3:1: unknown key \"regoin\"; did you mean \"region\"?"},
 	{name: "unsupported_version", schema: schemaRejects,
@@ -805,6 +821,79 @@ func TestProblemsAreCapped(t *testing.T) {
 	}
 	if cerr.Problems[0].Line != 5 || cerr.Problems[maxProblems-1].Line != 104 {
 		t.Errorf("the first problems in the file were not the ones kept: lines %d..%d", cerr.Problems[0].Line, cerr.Problems[maxProblems-1].Line)
+	}
+}
+
+// TestLongTermKeysInherit: a route takes its own longTermKeys, else its API's, else the
+// gateway's default, else allow.
+func TestLongTermKeysInherit(t *testing.T) {
+	spec, err := Parse("ltk.yaml", []byte(`version: 1
+account: "123456789012"
+region: us-east-1
+gateway: {longTermKeys: refuse}
+apis:
+  - id: aaaaaaaaaa
+    stages: [prod]
+    backends: {b: {url: "http://127.0.0.1:9000"}}
+    routes:
+      - {path: /inherits, methods: [GET], backend: b}
+      - {path: /allows, methods: [GET], backend: b, longTermKeys: allow}
+  - id: bbbbbbbbbb
+    longTermKeys: allow
+    stages: [prod]
+    backends: {b: {url: "http://127.0.0.1:9000"}}
+    routes:
+      - {path: /inherits, methods: [GET], backend: b}
+      - {path: /refuses, methods: [GET], backend: b, longTermKeys: refuse}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]LongTermKeys{
+		"aaaaaaaaaa /inherits": LongTermKeysRefuse, "aaaaaaaaaa /allows": LongTermKeysAllow,
+		"bbbbbbbbbb /inherits": LongTermKeysAllow, "bbbbbbbbbb /refuses": LongTermKeysRefuse,
+	}
+	for _, a := range spec.APIs {
+		for _, r := range a.Routes {
+			if got := r.LongTermKeys; got != want[a.ID+" "+r.Path] {
+				t.Errorf("%s %s: %q, want %q", a.ID, r.Path, got, want[a.ID+" "+r.Path])
+			}
+		}
+	}
+	plain, err := Parse("plain.yaml", []byte("version: 1\naccount: \"123456789012\"\nregion: us-east-1\n"))
+	if err != nil || plain.Gateway.LongTermKeys != LongTermKeysAllow {
+		t.Errorf("default: %q, %v", plain.Gateway.LongTermKeys, err)
+	}
+}
+
+func TestSignIn(t *testing.T) {
+	spec, err := Parse("sso.yaml", []byte(`version: 1
+account: "123456789012"
+region: us-east-1
+console: {keySignIn: refuse}
+oidcProviders:
+  - url: https://token.actions.githubusercontent.com
+    clientIds: [sts.amazonaws.com]
+  - url: https://idp.example/tenant
+    clientIds: [sts.amazonaws.com, phantom]
+    signIn:
+      clientId: phantom
+      roleClaim: https://phantom.example/roles
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := spec.SignInProvider()
+	if !ok || p.URL != "https://idp.example/tenant" || p.SignIn.ClientID != "phantom" || p.SignIn.RoleClaim != "https://phantom.example/roles" ||
+		strings.Join(p.SignIn.Scopes, " ") != "openid profile email offline_access" {
+		t.Fatalf("sign-in provider %+v %+v", p, p.SignIn)
+	}
+	if spec.Console.KeySignIn != KeySignInRefuse {
+		t.Errorf("keySignIn %q", spec.Console.KeySignIn)
+	}
+	plain, _ := Parse("plain.yaml", []byte("version: 1\naccount: \"123456789012\"\nregion: us-east-1\n"))
+	if _, ok := plain.SignInProvider(); ok || plain.Console.KeySignIn != KeySignInAllow {
+		t.Errorf("defaults: %v %q", ok, plain.Console.KeySignIn)
 	}
 }
 

@@ -14,6 +14,8 @@ var (
 	principalNameRe = regexp.MustCompile(`^[A-Za-z0-9_+=,.@-]{1,64}$`)
 	// IAM policy names (PutRolePolicy PolicyName: [\w+=,.@-]+, 1-128).
 	policyNameRe = regexp.MustCompile(`^[A-Za-z0-9_+=,.@-]{1,128}$`)
+	// IAM group names (CreateGroup GroupName: [\w+=,.@-]+, 1-128).
+	groupNameRe = regexp.MustCompile(`^[A-Za-z0-9_+=,.@-]{1,128}$`)
 	// IAM paths (CreateRole Path: (\u002F)|(\u002F[\u0021-\u007E]+\u002F), up to 512).
 	iamPathRe = regexp.MustCompile(`^/([\x21-\x7E]{0,510}/)?$`)
 	// IAM tags (Tag: keys 1-128, values 0-256, [\p{L}\p{Z}\p{N}_.:/=+\-@]).
@@ -41,6 +43,8 @@ var (
 	listNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 	// A protected principal: an IAM or STS ARN, * matching any run of characters.
 	protectedRe = regexp.MustCompile(`^arn:aws:(iam|sts)::[0-9]{12}:[A-Za-z0-9+=,.@_/*-]{1,512}$`)
+	// An OAuth 2.0 scope token (RFC 6749 §3.3: %x21 / %x23-5B / %x5D-7E).
+	scopeRe = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`)
 )
 
 const (
@@ -48,6 +52,7 @@ const (
 	regionWhat      = "a region name like us-east-1"
 	principalWhat   = "a name of 1 to 64 letters, digits and _+=,.@- (IAM's rule)"
 	policyNameWhat  = "a name of 1 to 128 letters, digits and _+=,.@- (IAM's rule)"
+	groupWhat       = "a group name of 1 to 128 letters, digits and _+=,.@- (IAM's rule)"
 	iamPathWhat     = "/ or a path that starts and ends with / (IAM's rule)"
 	apiIDWhat       = "an API id of 10 lower-case letters and digits, like a1b2c3d4e5"
 	stageWhat       = "a stage name of letters, digits, - and _"
@@ -66,6 +71,7 @@ var examples = map[string]string{
 	regionWhat:      "write e.g. us-east-1 or eu-central-1",
 	principalWhat:   "rename it, e.g. alice or app-role",
 	policyNameWhat:  "rename it, e.g. read-orders",
+	groupWhat:       "rename it, e.g. developers",
 	iamPathWhat:     "write e.g. / or /engineering/",
 	apiIDWhat:       "write 10 characters from a-z and 0-9, e.g. a1b2c3d4e5",
 	stageWhat:       "write e.g. prod",

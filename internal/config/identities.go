@@ -20,6 +20,8 @@ const (
 	maxTags                 = 50
 	maxAttachedPolicies     = 20
 	maxUserInlineChars      = 2048
+	maxGroupInlineChars     = 5120
+	maxGroupsPerUser        = 10
 	maxRoleInlineChars      = 10240
 	maxManagedPolicyChars   = 6144
 	maxTrustPolicyChars     = 4096
@@ -94,12 +96,64 @@ func (d *decoder) managedPolicies(root *object, s *Spec) {
 	}
 }
 
+// groups decodes IAM groups: users list the groups they belong to, and a group's
+// policies apply to each member as if attached to it.
+func (d *decoder) groups(root *object, s *Spec) {
+	items, path := root.list("groups")
+	seen := map[string]*yaml.Node{}
+	for i, n := range items {
+		p := indexPath(path, i)
+		o := d.object(n, p, "name", "path", "policies", "managedPolicies")
+		if !o.ok {
+			continue
+		}
+		g := &Group{}
+		o.require("name", "name: developers")
+		name, nameNode, _ := o.match("name", groupNameRe, groupWhat)
+		g.Path = d.iamPath(o)
+		g.Policies = d.inlinePolicies(o, maxGroupInlineChars, "a group")
+		g.ManagedPolicies = d.attached(o, s)
+		if nameNode == nil || !d.uniqueFold(seen, name, nameNode, joinPath(p, "name"), "group") {
+			continue
+		}
+		g.Name = name
+		g.ARN = "arn:aws:iam::" + s.Account + ":group" + g.Path + name
+		s.Groups = append(s.Groups, g)
+		s.groups[name] = g
+	}
+}
+
+// memberOf resolves a user's groups: a list of group names, at most IAM's 10.
+func (d *decoder) memberOf(o *object, s *Spec) []*Group {
+	names, nodes := o.strs("groups", groupNameRe, groupWhat)
+	n, path := o.get("groups")
+	if len(names) > maxGroupsPerUser {
+		d.problem(n, path, fmt.Sprintf("lists %d groups; IAM allows a user in %d", len(names), maxGroupsPerUser), "remove the user from some groups")
+	}
+	return resolveNames(d, names, nodes, path, s.groups, "group", "groups")
+}
+
+// resolveNames looks up a list of names written at path in a section's definitions,
+// reporting each that is not defined there.
+func resolveNames[T any](d *decoder, names []string, nodes []*yaml.Node, path string, defined map[string]T, what, section string) []T {
+	var out []T
+	for i, name := range names {
+		v, ok := defined[name]
+		if !ok {
+			d.reference(nodes[i], indexPath(path, i), what, section, slices.Collect(maps.Keys(defined)))
+			continue
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
 func (d *decoder) users(root *object, s *Spec) {
 	items, path := root.list("users")
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "name", "path", "tags", "policies", "managedPolicies", "permissionsBoundary")
+		o := d.object(n, p, "name", "path", "tags", "policies", "managedPolicies", "permissionsBoundary", "groups")
 		if !o.ok {
 			continue
 		}
@@ -111,10 +165,12 @@ func (d *decoder) users(root *object, s *Spec) {
 		u.Policies = d.inlinePolicies(o, maxUserInlineChars, "a user")
 		u.ManagedPolicies = d.attached(o, s)
 		u.PermissionsBoundary = d.boundary(o, s)
+		u.Groups = d.memberOf(o, s)
 		if nameNode == nil || !d.uniqueFold(seen, name, nameNode, joinPath(p, "name"), "user") {
 			continue
 		}
 		u.Name = name
+		u.identity = identityPolicies("user "+name, u.Policies, u.ManagedPolicies, u.Groups)
 		u.ARN = "arn:aws:iam::" + s.Account + ":user" + u.Path + name
 		s.Users = append(s.Users, u)
 		s.users[name] = u
@@ -162,6 +218,7 @@ func (d *decoder) roles(root *object, s *Spec) {
 			continue
 		}
 		r.Name = name
+		r.identity = identityPolicies("role "+name, r.Policies, r.ManagedPolicies, nil)
 		r.ARN = "arn:aws:iam::" + s.Account + ":role" + r.Path + name
 		s.Roles = append(s.Roles, r)
 		s.roles[name] = r
@@ -290,16 +347,7 @@ func (d *decoder) attached(o *object, s *Spec) []*ManagedPolicy {
 			"combine policies")
 	}
 	_, path := o.get("managedPolicies")
-	var out []*ManagedPolicy
-	for i, name := range names {
-		mp, ok := s.managedPolicies[name]
-		if !ok {
-			d.reference(nodes[i], indexPath(path, i), "managed policy", "managedPolicies", slices.Collect(maps.Keys(s.managedPolicies)))
-			continue
-		}
-		out = append(out, mp)
-	}
-	return out
+	return resolveNames(d, names, nodes, path, s.managedPolicies, "managed policy", "managedPolicies")
 }
 
 // boundary resolves permissionsBoundary: the name of a managed policy.
@@ -319,9 +367,10 @@ func (d *decoder) boundary(o *object, s *Spec) *ManagedPolicy {
 func (d *decoder) oidcProviders(root *object, s *Spec) {
 	items, path := root.list("oidcProviders")
 	seen := map[string]*yaml.Node{}
+	signInSeen := &signInFirst{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "url", "clientIds", "jwksUrl")
+		o := d.object(n, p, "url", "clientIds", "jwksUrl", "signIn")
 		if !o.ok {
 			continue
 		}
@@ -354,6 +403,7 @@ func (d *decoder) oidcProviders(root *object, s *Spec) {
 				op.JWKSURL = ju.String()
 			}
 		}
+		op.SignIn = d.signIn(o, ids, signInSeen)
 		if !ok {
 			continue
 		}
@@ -365,6 +415,81 @@ func (d *decoder) oidcProviders(root *object, s *Spec) {
 		op.ARN = "arn:aws:iam::" + s.Account + ":oidc-provider/" + op.Name
 		s.OIDCProviders = append(s.OIDCProviders, op)
 		s.oidcProviders[op.URL] = op
+	}
+}
+
+// Defaults and bounds of oidcProviders[].signIn.
+var defaultSignInScopes = []string{"openid", "profile", "email", "offline_access"}
+
+const maxClaimName = 256
+
+// signInFirst remembers the first provider with signIn: people sign in through one.
+type signInFirst struct{ line int }
+
+// signIn reads oidcProviders[].signIn.
+func (d *decoder) signIn(o *object, clientIDs []string, first *signInFirst) *SignIn {
+	n, path := o.get("signIn")
+	if n == nil {
+		return nil
+	}
+	so := d.object(n, path, "clientId", "scopes", "roleClaim")
+	if !so.ok {
+		return nil
+	}
+	if first.line != 0 {
+		d.problem(n, path, fmt.Sprintf("people already sign in through the provider at line %d", first.line), "keep signIn on one provider")
+		return nil
+	}
+	first.line = n.Line
+	si := &SignIn{Scopes: defaultSignInScopes}
+	so.require("clientId", "clientId: phantom")
+	if id, in, ip := so.str("clientId"); in != nil {
+		if !slices.Contains(clientIDs, id) {
+			d.problem(in, ip, fmt.Sprintf("%q is not one of the provider's clientIds", id), "add it to clientIds: STS accepts only tokens for those audiences")
+		} else {
+			si.ClientID = id
+		}
+	}
+	if _, sp := so.get("scopes"); so.has("scopes") {
+		scopes, _ := so.strs("scopes", scopeRe, "an OAuth scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)")
+		if !slices.Contains(scopes, "openid") {
+			sn, _ := so.get("scopes")
+			d.problem(sn, sp, "does not include openid", "add openid: sign-in needs an ID token")
+		}
+		si.Scopes = scopes
+	}
+	if claim, cn, cp := so.str("roleClaim"); cn != nil {
+		if claim == "" || len(claim) > maxClaimName || strings.ContainsFunc(claim, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+			d.problem(cn, cp, "a claim name is 1 to 256 characters without spaces or control characters", "name the claim the provider lists roles in, e.g. phantom_roles")
+		} else {
+			si.RoleClaim = claim
+		}
+	}
+	if si.ClientID == "" {
+		return nil
+	}
+	return si
+}
+
+// console reads the console section; it needs the OIDC providers (single sign-on).
+func (d *decoder) console(root *object, s *Spec) {
+	s.Console.KeySignIn = KeySignInAllow
+	n, path := root.get("console")
+	o := d.object(n, path, "keySignIn")
+	v, kn, kp := o.str("keySignIn")
+	if kn == nil {
+		return
+	}
+	switch k := KeySignIn(v); k {
+	case KeySignInAllow:
+	case KeySignInRefuse:
+		if _, ok := s.SignInProvider(); !ok {
+			d.problem(kn, kp, "no one could sign in to the console: no OIDC provider has signIn", "add signIn to an OIDC provider, or allow key sign-in")
+			return
+		}
+		s.Console.KeySignIn = k
+	default:
+		d.problem(kn, kp, fmt.Sprintf("%q is not allow or refuse", v), "write keySignIn: refuse to allow single sign-on only, or allow")
 	}
 }
 

@@ -56,6 +56,7 @@ func newSpec(file string, data []byte) *Spec {
 		File:            file,
 		Digest:          sha256.Sum256(data),
 		managedPolicies: map[string]*ManagedPolicy{},
+		groups:          map[string]*Group{},
 		users:           map[string]*User{},
 		roles:           map[string]*Role{},
 		oidcProviders:   map[string]*OIDCProvider{},
@@ -116,8 +117,8 @@ func (d *decoder) syntax(err error) {
 // policies before the users and roles that attach them, APIs before the endpoints that
 // serve them, ...) so each reference is checked where it is written.
 func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
-	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "audit", "detection",
-		"managedPolicies", "users", "roles", "oidcProviders", "apis", "endpoints", "nodes", "egress")
+	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "console", "audit", "detection",
+		"managedPolicies", "groups", "users", "roles", "oidcProviders", "apis", "endpoints", "nodes", "egress")
 	if !root.ok {
 		return
 	}
@@ -141,9 +142,11 @@ func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
 	d.audit(root, s)
 	d.detection(root, s, dir)
 	d.managedPolicies(root, s)
+	d.groups(root, s)
 	d.users(root, s)
 	d.roles(root, s)
 	d.oidcProviders(root, s)
+	d.console(root, s)
 	d.apis(root, s, dir)
 	d.endpoints(root, s, l)
 	d.nodes(root, s)

@@ -36,11 +36,12 @@ func (d *decoder) apis(root *object, s *Spec, dir string) {
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "id", "name", "description", "stages", "backends", "routes", "resourcePolicy")
+		o := d.object(n, p, "id", "name", "description", "stages", "backends", "routes", "resourcePolicy", "longTermKeys")
 		if !o.ok {
 			continue
 		}
 		a := &API{Backends: map[string]*Backend{}}
+		a.LongTermKeys = d.longTermKeys(o, s.Gateway.LongTermKeys)
 		o.require("id", "id: a1b2c3d4e5")
 		id, idNode, idPath := o.match("id", apiIDRe, apiIDWhat)
 		a.Name, _, _ = o.str("name")
@@ -154,11 +155,11 @@ func (d *decoder) routes(o *object, a *API) {
 	claimed := map[string][]claim{} // route shape -> methods, to find routes that collide
 	for i, n := range items {
 		p := indexPath(path, i)
-		ro := d.object(n, p, "path", "methods", "backend", "authorization", "upgrade", "matrixParameters")
+		ro := d.object(n, p, "path", "methods", "backend", "authorization", "upgrade", "matrixParameters", "longTermKeys")
 		if !ro.ok {
 			continue
 		}
-		r := &Route{Authorization: AuthIAM}
+		r := &Route{Authorization: AuthIAM, LongTermKeys: d.longTermKeys(ro, a.LongTermKeys)}
 		ro.require("path", "path: /orders/{id}")
 		ro.require("methods", "methods: [GET]")
 		ro.require("backend", "backend: orders")
@@ -206,6 +207,9 @@ func (d *decoder) routes(o *object, a *API) {
 			default:
 				d.problem(an, ap, fmt.Sprintf("%q is not an authorization type", auth), "use AWS_IAM (the default) or NONE")
 			}
+		}
+		if kn, kp := ro.get("longTermKeys"); kn != nil && r.Authorization == AuthNone {
+			d.problem(kn, kp, "a route with authorization NONE takes unsigned calls: no key is checked", "remove longTermKeys, or use authorization AWS_IAM")
 		}
 		ups, upNodes := ro.strs("upgrade", nil, "")
 		_, upp := ro.get("upgrade")

@@ -52,7 +52,8 @@ var (
 func (d *decoder) gateway(root *object, s *Spec, l *listeners) {
 	s.Gateway = Gateway{Name: defaultGatewayName, ClockSkew: defaultClockSkew}
 	n, path := root.get("gateway")
-	o := d.object(n, path, "name", "listen", "clockSkew", "limits", "replayProtection")
+	o := d.object(n, path, "name", "listen", "clockSkew", "limits", "replayProtection", "longTermKeys")
+	s.Gateway.LongTermKeys = d.longTermKeys(o, LongTermKeysAllow)
 	if name, nn, _ := o.match("name", labelRe, labelWhat); nn != nil {
 		s.Gateway.Name = name
 	}
@@ -354,4 +355,18 @@ func (d *decoder) responses(o *object, s *Spec) {
 			s.Detection.Responses = append(s.Detection.Responses, r)
 		}
 	}
+}
+
+// longTermKeys reads a longTermKeys setting: allow or refuse, def when absent.
+func (d *decoder) longTermKeys(o *object, def LongTermKeys) LongTermKeys {
+	v, n, p := o.str("longTermKeys")
+	if n == nil {
+		return def
+	}
+	switch k := LongTermKeys(v); k {
+	case LongTermKeysAllow, LongTermKeysRefuse:
+		return k
+	}
+	d.problem(n, p, fmt.Sprintf("%q is not allow or refuse", v), "write longTermKeys: refuse to accept only STS sessions, or allow")
+	return def
 }

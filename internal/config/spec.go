@@ -35,10 +35,12 @@ type Spec struct {
 
 	Gateway   Gateway
 	STS       STS
+	Console   Console
 	Audit     Audit
 	Detection Detection
 
 	ManagedPolicies []*ManagedPolicy
+	Groups          []*Group
 	Users           []*User
 	Roles           []*Role
 	OIDCProviders   []*OIDCProvider
@@ -48,6 +50,7 @@ type Spec struct {
 	Egress          []*Egress
 
 	managedPolicies map[string]*ManagedPolicy
+	groups          map[string]*Group
 	users           map[string]*User
 	roles           map[string]*Role
 	oidcProviders   map[string]*OIDCProvider
@@ -83,6 +86,16 @@ type ManagedPolicy struct {
 	Policy      *Policy
 }
 
+// Group is an IAM group: a set of users that share its inline and managed policies. A
+// group is no principal: nothing assumes it or names it in a Principal element.
+type Group struct {
+	Name            string
+	Path            string
+	ARN             string
+	Policies        []*Policy
+	ManagedPolicies []*ManagedPolicy
+}
+
 // User is an IAM user: a person or system with long-term access keys (kept in the store).
 type User struct {
 	Name                string
@@ -92,6 +105,10 @@ type User struct {
 	Policies            []*Policy
 	ManagedPolicies     []*ManagedPolicy
 	PermissionsBoundary *ManagedPolicy
+	// Groups are the groups the user belongs to; their policies are the user's too.
+	Groups []*Group
+
+	identity []IdentityPolicy
 }
 
 // Role is an IAM role that principals named by its trust policy may assume.
@@ -106,6 +123,60 @@ type Role struct {
 	PermissionsBoundary *ManagedPolicy
 	MaxSessionDuration  time.Duration
 	Tags                map[string]string
+
+	identity []IdentityPolicy
+}
+
+// IdentityPolicy is one identity-based policy of a principal: an inline or attached
+// managed policy of its own or, for a user, of one of its groups.
+type IdentityPolicy struct {
+	Policy *Policy
+	// Managed is the managed policy it is; nil for an inline policy.
+	Managed *ManagedPolicy
+	// Owner holds an inline policy: "user alice", "role app" or "group developers".
+	Owner string
+}
+
+// Name names the policy as a decision explains it: "group developers inline policy
+// read" or the managed policy's ARN.
+func (p IdentityPolicy) Name() string {
+	if p.Managed != nil {
+		return p.Managed.ARN
+	}
+	return p.Owner + " inline policy " + p.Policy.Name
+}
+
+// IdentityPolicies returns every identity-based policy IAM evaluates for the user: its
+// own inline and managed policies, then those of each of its groups (IAM User Guide,
+// "Policy evaluation logic": a user's permissions are its own policies and its groups').
+// A managed policy attached twice is listed once. The permissions boundary is not among
+// them. Every component deciding for a user uses this, so none can forget the groups.
+func (u *User) IdentityPolicies() []IdentityPolicy { return u.identity }
+
+// IdentityPolicies returns the role's inline and attached managed policies.
+func (r *Role) IdentityPolicies() []IdentityPolicy { return r.identity }
+
+// identityPolicies lists the policies of owner (inline) and managed, then of groups,
+// each managed policy once.
+func identityPolicies(owner string, inline []*Policy, managed []*ManagedPolicy, groups []*Group) []IdentityPolicy {
+	var out []IdentityPolicy
+	seen := map[*ManagedPolicy]bool{}
+	add := func(owner string, inline []*Policy, managed []*ManagedPolicy) {
+		for _, p := range inline {
+			out = append(out, IdentityPolicy{Policy: p, Owner: owner})
+		}
+		for _, mp := range managed {
+			if !seen[mp] {
+				seen[mp] = true
+				out = append(out, IdentityPolicy{Policy: mp.Policy, Managed: mp})
+			}
+		}
+	}
+	add(owner, inline, managed)
+	for _, g := range groups {
+		add("group "+g.Name, g.Policies, g.ManagedPolicies)
+	}
+	return out
 }
 
 // OIDCProvider is an OpenID Connect identity provider trusted for
@@ -120,7 +191,39 @@ type OIDCProvider struct {
 	ClientIDs []string
 	// JWKSURL is where signing keys are fetched; empty means OpenID discovery from URL.
 	JWKSURL string
+	// SignIn, when set, signs people in through this provider: phantom login and the
+	// console's single sign-on. At most one provider has it.
+	SignIn *SignIn
 }
+
+// SignIn is how people sign in through an OIDC provider: as a public OAuth 2.0 client
+// (PKCE, the device authorization grant; no client secret), whose ID tokens STS exchanges
+// for role sessions with AssumeRoleWithWebIdentity.
+type SignIn struct {
+	// ClientID is the client registered at the provider, one of the provider's ClientIDs
+	// (the audience of the ID tokens it issues).
+	ClientID string
+	// Scopes are requested at sign-in; they include openid.
+	Scopes []string
+	// RoleClaim names the ID token claim listing the roles (names or ARNs) a person may
+	// take; "" when the role is always named at sign-in.
+	RoleClaim string
+}
+
+// Console holds the web console's settings.
+type Console struct {
+	// KeySignIn says whether people may sign in with an access key and secret; with
+	// refuse, single sign-on is the only way in.
+	KeySignIn KeySignIn
+}
+
+// KeySignIn says whether the console takes access-key sign-ins.
+type KeySignIn string
+
+const (
+	KeySignInAllow  KeySignIn = "allow"
+	KeySignInRefuse KeySignIn = "refuse"
+)
 
 // Authorization says how the gateway authorizes a route.
 type Authorization string
@@ -132,6 +235,18 @@ const (
 	AuthNone Authorization = "NONE"
 )
 
+// LongTermKeys says whether calls signed with users' long-term access keys (AKIA…) are
+// accepted, or only calls signed with STS sessions (ASIA…).
+type LongTermKeys string
+
+const (
+	// LongTermKeysAllow accepts both; the default.
+	LongTermKeysAllow LongTermKeys = "allow"
+	// LongTermKeysRefuse refuses calls signed with long-term keys: people and workloads
+	// alike must come through STS.
+	LongTermKeysRefuse LongTermKeys = "refuse"
+)
+
 // API is an API Gateway-like REST API served by the gateway.
 type API struct {
 	ID             string
@@ -141,6 +256,9 @@ type API struct {
 	Backends       map[string]*Backend
 	Routes         []*Route
 	ResourcePolicy *Policy
+	// LongTermKeys is the API's own setting, or the gateway's when it has none; each
+	// route resolves its own from it.
+	LongTermKeys LongTermKeys
 }
 
 // Backend is an upstream HTTP service.
@@ -165,6 +283,8 @@ type Route struct {
 	Methods       []string
 	Backend       *Backend
 	Authorization Authorization
+	// LongTermKeys is the route's own setting, or its API's: what the gateway applies.
+	LongTermKeys LongTermKeys
 	// Upgrade lists the protocols a request to this route may switch to (websocket is
 	// the only one); empty: an Upgrade is refused.
 	Upgrade []string
@@ -266,6 +386,8 @@ type Gateway struct {
 	Listen netip.AddrPort
 	// ClockSkew is how far a SigV4 request's date may be from now.
 	ClockSkew time.Duration
+	// LongTermKeys is the perimeter-wide default of APIs that do not set their own.
+	LongTermKeys LongTermKeys
 	// Limits bound what callers can make the gateway hold: memory, connections, time.
 	Limits Limits
 	// ReplayProtection refuses a second use of one signature; off unless Enabled.
@@ -378,6 +500,9 @@ func (s *Spec) ManagedPolicy(name string) (*ManagedPolicy, bool) {
 	return p, ok
 }
 
+// Group returns the group with this name.
+func (s *Spec) Group(name string) (*Group, bool) { g, ok := s.groups[name]; return g, ok }
+
 // User returns the user with this name.
 func (s *Spec) User(name string) (*User, bool) { u, ok := s.users[name]; return u, ok }
 
@@ -409,6 +534,16 @@ func (s *Spec) EndpointByDNSName(host string) (*Endpoint, bool) {
 func (s *Spec) OIDCProvider(iss string) (*OIDCProvider, bool) {
 	p, ok := s.oidcProviders[strings.TrimSuffix(iss, "/")]
 	return p, ok
+}
+
+// SignInProvider returns the OIDC provider people sign in through, if the spec has one.
+func (s *Spec) SignInProvider() (*OIDCProvider, bool) {
+	for _, p := range s.OIDCProviders {
+		if p.SignIn != nil {
+			return p, true
+		}
+	}
+	return nil, false
 }
 
 // API returns the API with this id.

@@ -84,12 +84,13 @@ func identityEntries(spec *config.Spec, u *config.User, r *config.Role, claims *
 		}
 		return cp.Compiled
 	}
-	add := func(label string, ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, cp := range ps {
-			out = append(out, labelled{policy.Entry{Kind: policy.Identity, Policy: compiled(cp)}, label + " inline policy " + cp.Name})
-		}
-		for _, mp := range mps {
-			out = append(out, labelled{policy.Entry{Kind: policy.Identity, Policy: compiled(mp.Policy)}, "managed policy " + mp.ARN})
+	add := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			label := ip.Name()
+			if ip.Managed != nil {
+				label = "managed policy " + label
+			}
+			out = append(out, labelled{policy.Entry{Kind: policy.Identity, Policy: compiled(ip.Policy)}, label})
 		}
 		if boundary != nil {
 			out = append(out, labelled{policy.Entry{Kind: policy.Boundary, Policy: compiled(boundary.Policy)}, "permissions boundary " + boundary.ARN})
@@ -97,9 +98,9 @@ func identityEntries(spec *config.Spec, u *config.User, r *config.Role, claims *
 	}
 	switch {
 	case r != nil:
-		add("role "+r.Name, r.Policies, r.ManagedPolicies, r.PermissionsBoundary)
+		add(r.IdentityPolicies(), r.PermissionsBoundary)
 	case u != nil:
-		add("user "+u.Name, u.Policies, u.ManagedPolicies, u.PermissionsBoundary)
+		add(u.IdentityPolicies(), u.PermissionsBoundary)
 	}
 	if claims != nil {
 		if claims.Policy != "" {
@@ -209,6 +210,9 @@ func (h *Handler) decide(rq *request, action, resource string) policy.Decision {
 	m := map[string][]string{}
 	requestKeys(m, rq.spec, rq.now, sourceIP(rq.r), rq.r.UserAgent())
 	principalKeys(m, p.account, p.user, p.role, p.claims)
+	if age, ok := p.claims.MFAAge(rq.now); ok {
+		m["aws:MultiFactorAuthAge"] = []string{age}
+	}
 	if rq.risk != "" {
 		m["phantom:RiskLevel"] = []string{rq.risk}
 	}

@@ -5,7 +5,10 @@
 // credentials.
 //
 // Sign-in takes an access key id and secret access key (and the session token of an ASIA
-// key). The identity service resolves the key (long-term keys must be Active; sessions
+// key), unless the spec switches it off (console.keySignIn: refuse), or goes through the
+// spec's OIDC sign-in provider (single sign-on, sso.go): the authorization code flow with
+// PKCE, the ID token verified and exchanged with STS for a session of the person's role, to
+// which the console session is bound like a key sign-in with that session. The identity service resolves the key (long-term keys must be Active; sessions
 // must open, be unexpired and not revoked) and the secret is compared in constant time.
 // Unknown keys, wrong secrets, inactive keys and refused sessions all get the same answer;
 // failures are rate limited per source address (the connection's, never a forwarding
@@ -153,17 +156,27 @@ type Config struct {
 	Tail   int
 	Logger *slog.Logger
 	Now    func() time.Time
+
+	// Single sign-on through the spec's sign-in provider (oidcProviders[].signIn); offered
+	// only when STS and IDTokens are set. STS exchanges ID tokens for role sessions,
+	// IDTokens returns the verifier of the current spec's providers (nil: none),
+	// ProviderHTTP reaches the provider (nil: sso.NewHTTPClient(nil)).
+	STS          WebIdentitySTS
+	IDTokens     func() IDTokenVerifier
+	ProviderHTTP *http.Client
 }
 
 // Handler serves the console.
 type Handler struct {
-	cfg      Config
-	log      *slog.Logger
-	mux      *http.ServeMux
-	pages    map[string]*template.Template
-	sessions *sessions
-	limiter  *limiter
-	tail     *tail
+	cfg       Config
+	log       *slog.Logger
+	mux       *http.ServeMux
+	pages     map[string]*template.Template
+	sessions  *sessions
+	limiter   *limiter
+	tail      *tail
+	pending   pendingTable // single sign-ons in progress
+	discovery discoveries  // the sign-in provider's endpoints
 
 	graphMu   sync.Mutex
 	graphSpec *config.Spec
@@ -228,6 +241,9 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /signin", h.signinForm)
 	m.HandleFunc("POST /signin", h.signin)
 	m.HandleFunc("POST /signout", h.signout)
+	m.HandleFunc("GET /sso/start", h.ssoStart)
+	m.HandleFunc("GET /sso/callback", h.ssoCallback)
+	m.HandleFunc("POST /sso/role", h.ssoRole)
 	m.HandleFunc("GET /{$}", h.overview)
 	m.HandleFunc("GET /decisions", h.decisions)
 	m.HandleFunc("GET /decisions.json", h.decisionsJSON)

@@ -2,6 +2,7 @@ package console
 
 import (
 	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -108,6 +109,24 @@ func FuzzParseSimulation(f *testing.F) {
 		r2, err2 := evaluate(spec, again, t0)
 		if (err1 == nil) != (err2 == nil) || r1.Effect != r2.Effect || !slices.Equal(r1.Matched, r2.Matched) {
 			t.Fatalf("the same simulation decided twice: %+v %v; %+v %v", r1, err1, r2, err2)
+		}
+	})
+}
+
+// FuzzCallbackURL: the redirect URI built from a request's Host is https, on that host
+// only, with the callback path: no path, query, fragment or credentials smuggled in.
+func FuzzCallbackURL(f *testing.F) {
+	for _, h := range []string{"127.0.0.1:8452", "console.example", "[::1]:443", "a@b", "x/y", "h?q", "h#f", ""} {
+		f.Add(h)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		got, ok := callbackURL(&http.Request{Host: host})
+		if !ok {
+			return
+		}
+		u, err := url.Parse(got)
+		if err != nil || u.Scheme != "https" || u.Host != host || u.Path != "/sso/callback" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			t.Fatalf("callbackURL(%q) = %q", host, got)
 		}
 	})
 }

@@ -118,11 +118,26 @@ type signinData struct {
 	Error       string
 	Notice      string
 	AccessKeyID string
+	// SSO names the sign-in provider when single sign-on is offered; KeySignIn says
+	// whether the access-key form is.
+	SSO       string
+	KeySignIn bool
+}
+
+// newSigninData is the sign-in page's data with a fresh double-submit token, which the
+// caller sets as signinCookie.
+func (h *Handler) newSigninData() signinData {
+	spec := h.cfg.Spec()
+	d := signinData{CSRF: newToken(32), KeySignIn: spec.Console.KeySignIn != config.KeySignInRefuse}
+	if p, ok := h.signInProvider(spec); ok {
+		d.SSO = p.Name
+	}
+	return d
 }
 
 // signinForm shows the sign-in form with a fresh double-submit token.
 func (h *Handler) signinForm(w http.ResponseWriter, r *http.Request) {
-	d := signinData{CSRF: newToken(32)}
+	d := h.newSigninData()
 	q := r.URL.Query()
 	switch {
 	case q.Has("ended"):
@@ -132,6 +147,14 @@ func (h *Handler) signinForm(w http.ResponseWriter, r *http.Request) {
 	}
 	setCookie(w, signinCookie, d.CSRF, 3600)
 	h.render(w, r, http.StatusOK, "signin", nil, "Sign in", d)
+}
+
+// signinPage shows the sign-in page with an error.
+func (h *Handler) signinPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	d := h.newSigninData()
+	d.Error = msg
+	setCookie(w, signinCookie, d.CSRF, 3600)
+	h.render(w, r, status, "signin", nil, "Sign in", d)
 }
 
 // Bounds of the sign-in form's fields: far above real values, far below abuse.
@@ -144,7 +167,7 @@ const (
 func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	now := h.cfg.Now()
 	ip := sourceIP(r)
-	form := signinData{CSRF: newToken(32)}
+	form := h.newSigninData()
 	fail := func(status int, msg string) {
 		form.Error = msg
 		setCookie(w, signinCookie, form.CSRF, 3600)
@@ -163,6 +186,12 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	akid := strings.TrimSpace(r.PostForm.Get("accessKeyId"))
 	secret := strings.TrimSpace(r.PostForm.Get("secretAccessKey"))
 	token := strings.TrimSpace(r.PostForm.Get("sessionToken"))
+	if h.cfg.Spec().Console.KeySignIn == config.KeySignInRefuse {
+		// The spec allows single sign-on only: no key is looked at, whatever it is.
+		h.auditLogin(r, now, "", "", "Failed authentication", "key sign-in is switched off (console.keySignIn: refuse)")
+		fail(http.StatusForbidden, "Sign-in with an access key is switched off for this console: use single sign-on.")
+		return
+	}
 	if identity.ValidAccessKeyID(akid, identity.PrefixLongTerm) || identity.ValidAccessKeyID(akid, identity.PrefixTemporary) {
 		form.AccessKeyID = akid
 	}
@@ -194,7 +223,20 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, errBadCredentials)
 		return
 	}
-	// A new id at every sign-in (no session fixation); the old session, if any, ends.
+	if status, msg := h.startSession(w, r, now, p, rv, akid, token, secret, nil); msg != "" {
+		fail(status, msg)
+		return
+	}
+	clearCookie(w, signinCookie)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// startSession starts a console session for p, bound to the credential rv (key akid,
+// session token token, secret secret): a new id at every sign-in (no session fixation; the
+// old session, if any, ends), at most SessionLifetime long and never past the credential's
+// expiry, audited as a successful ConsoleLogin with extra in additionalEventData. It sets
+// the session cookie; on failure it returns the status and what to tell the person.
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, now time.Time, p *principal, rv identity.Resolved, akid, token, secret string, extra map[string]any) (int, string) {
 	if old := h.sessions.get(cookieValue(r, sessionCookie), now, h.cfg.IdleTimeout); old != nil {
 		h.sessions.remove(old)
 	}
@@ -213,23 +255,23 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	}
 	id := h.sessions.add(s, now, h.cfg.IdleTimeout)
 	if id == "" {
-		fail(http.StatusServiceUnavailable, "Too many console sessions are open. Try again later.")
-		return
+		return http.StatusServiceUnavailable, "Too many console sessions are open. Try again later."
 	}
 	ev := h.event(r, now, "ConsoleLogin")
 	h.identityOf(ev, p)
 	ev.EventType = "AwsConsoleSignIn"
 	ev.ResponseElements = map[string]any{"ConsoleLogin": "Success"}
 	ev.AdditionalEventData = map[string]any{"sessionExpires": s.expires.UTC().Format(time.RFC3339)}
+	for k, v := range extra {
+		ev.AdditionalEventData[k] = v
+	}
 	if err := h.cfg.Auditor.Record(r.Context(), ev); err != nil {
 		h.sessions.remove(s)
 		h.log.Error("console could not audit a sign-in; refusing it", "error", err)
-		fail(http.StatusInternalServerError, "The sign-in could not be recorded, so it was refused.")
-		return
+		return http.StatusInternalServerError, "The sign-in could not be recorded, so it was refused."
 	}
-	clearCookie(w, signinCookie)
 	setCookie(w, sessionCookie, id, int(s.expires.Sub(now).Seconds()))
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	return 0, ""
 }
 
 // limiterKey is the access key id the limiter counts failures under: the id as typed when

@@ -47,7 +47,7 @@ type order struct {
 }
 
 // ServeHTTP answers the demo routes: GET /health, GET|POST /orders, GET /orders/{id},
-// and anything under /admin/.
+// GET /reports, and anything under /admin/.
 func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/health" {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -101,6 +101,11 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		writeJSON(w, http.StatusNotFound, map[string]any{"message": fmt.Sprintf("no order %q", id), "caller": caller})
+	case r.URL.Path == "/reports" && r.Method == http.MethodGet:
+		b.mu.Lock()
+		n := len(b.orders)
+		b.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"report": map[string]any{"orders": n}, "caller": caller})
 	case strings.HasPrefix(r.URL.Path, "/admin/"):
 		writeJSON(w, http.StatusOK, map[string]any{"admin": r.URL.Path, "caller": caller})
 	default:

@@ -110,6 +110,8 @@ func TestBackendRefusesRequestsWithoutAValidAssertion(t *testing.T) {
 		{"GET", "/orders/1", "good", "", 200},
 		{"GET", "/orders/9", "good", "", 404},
 		{"DELETE", "/admin/users", "good", "", 200},
+		{"GET", "/reports", "good", "", 200},
+		{"GET", "/reports", "", "", 401},
 	} {
 		r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 		if tc.token != "" {

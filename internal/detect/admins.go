@@ -9,18 +9,15 @@ import (
 // grant themselves any permission or mint credentials for anyone is an administrator.
 var adminProbes = []string{"iam:PutUserPolicy", "iam:AttachUserPolicy", "iam:CreateAccessKey", "sts:AssumeRole"}
 
-// AdminUsers lists the spec's users whose own policies (capped by their permissions
-// boundary) allow every one of adminProbes on any resource: the users whose long-term
+// AdminUsers lists the spec's users whose policies, their groups' included (capped by
+// their permissions boundary), allow every one of adminProbes on any resource: the users whose long-term
 // keys Config.AdminUsers should watch, derived from the perimeter instead of kept by hand.
 func AdminUsers(spec *config.Spec) []string {
 	var admins []string
 	for _, u := range spec.Users {
 		var entries []policy.Entry
-		for _, p := range u.Policies {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: p.Compiled})
-		}
-		for _, mp := range u.ManagedPolicies {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: mp.Policy.Compiled})
+		for _, ip := range u.IdentityPolicies() {
+			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: ip.Policy.Compiled})
 		}
 		if u.PermissionsBoundary != nil {
 			entries = append(entries, policy.Entry{Kind: policy.Boundary, Policy: u.PermissionsBoundary.Policy.Compiled})

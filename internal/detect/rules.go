@@ -3,10 +3,12 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 // The rules, their finding types and severities (GuardDuty: low < 4 <= medium < 7 <= high).
@@ -31,9 +33,16 @@ import (
 //   - Stealth:IAMUser/CloudTrailLoggingDisabled, 5.0 (2.0 when refused), key API:
 //     cloudtrail StopLogging, DeleteTrail, UpdateTrail; PutEventSelectors and
 //     PutInsightSelectors that log less (reducesLogging).
-//   - Stealth:IAMUser/AuditLogTampered (Phantom), 5.0: Phantom's own audit chain
-//     (eventSource audit.phantom.internal or phantom-audit) recorded AuditLogRecovered (a
-//     torn tail cut), a refused audit operation or a *Tamper* event.
+//   - Stealth:IAMUser/AuditLogTampered (Phantom), 8.0, key chain:segment: an audit chain
+//     was found damaged (cut short, emptied, rewritten, deleted): an AuditChainDamaged
+//     event, which the writer records where it continues the chain and the streaming
+//     detector feeds in itself when it finds the damage (audit.DamageEvent); 5.0, key
+//     event name: the chain (eventSource audit.phantom.internal or phantom-audit)
+//     recorded AuditLogRecovered (a torn tail cut), a refused audit operation or a
+//     *Tamper* event.
+//   - Policy:IAMUser/PerimeterSpecMismatch (Phantom), 5.0, key the digests: a process
+//     recorded that live replicas have enforced different perimeter specs for longer
+//     than a reload interval (config.EventSpecMismatch).
 //   - Recon:IAMUser/AccessDeniedSweep (Phantom), 5.0, one per principal: >= 10 refusals
 //     (AccessDenied, AccessDeniedException, UnauthorizedOperation, Forbidden, …) within 60 s
 //     over >= 5 distinct (API, request parameters). A client retrying one refused call
@@ -100,6 +109,7 @@ const (
 	TypeRoot           = "Policy:IAMUser/RootCredentialUsage"
 	TypeLoggingOff     = "Stealth:IAMUser/CloudTrailLoggingDisabled"
 	TypeAuditTampered  = "Stealth:IAMUser/AuditLogTampered"               // Phantom's own audit log
+	TypeSpecMismatch   = "Policy:IAMUser/PerimeterSpecMismatch"           // Phantom: replicas enforce different specs
 	TypeAdminKey       = "Policy:IAMUser/AdminLongTermKeyUsage"           // Phantom
 	TypeAccessDenied   = "Recon:IAMUser/AccessDeniedSweep"                // Phantom
 	TypeBruteForce     = "UnauthorizedAccess:IAMUser/SignatureBruteForce" // Phantom
@@ -295,6 +305,37 @@ func (d *Detector) rules(c *call, emit func(hit)) {
 func (d *Detector) ruleAuditTampering(c *call, emit func(hit)) {
 	ev := c.ev
 	switch {
+	case ev.EventSource == audit.EventSourceAudit && ev.EventName == audit.EventChainDamaged:
+		dmg, ok := audit.DamageOf(ev)
+		if !ok {
+			return
+		}
+		what := dmg.Detail
+		if r := dmg.Range(); r != "" {
+			what += "; " + r + " are missing or altered"
+		}
+		info := map[string]any{"chain": dmg.Chain, "kind": string(dmg.Kind), "detail": dmg.Detail}
+		if dmg.Segment > 0 {
+			info["segment"] = dmg.Segment
+		}
+		if dmg.From > 0 {
+			info["fromSeq"], info["toSeq"] = dmg.From, max(dmg.To, dmg.From)
+		}
+		emit(hit{typ: TypeAuditTampered, severity: sevHigh, key: fmt.Sprintf("%s:%d", dmg.Chain, dmg.Segment),
+			title: fmt.Sprintf("Phantom's audit chain %s was damaged: evidence is missing", dmg.Chain),
+			desc:  fmt.Sprintf("Audit chain %s: %s. The detector reads the chain on from where it continues.", dmg.Chain, what),
+			info:  info})
+	case ev.EventSource == config.EventSource && ev.EventName == config.EventSpecMismatch:
+		digests, _ := ev.AdditionalEventData["digests"].(map[string]any)
+		keys := make([]string, 0, len(digests))
+		for k := range digests {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		emit(hit{typ: TypeSpecMismatch, severity: sevMedium, key: strings.Join(keys, ","),
+			title: "Replicas of the perimeter enforce different specs",
+			desc:  fmt.Sprintf("%d different perimeter specs are in force on live replicas, for longer than a reload interval: a change that did not reach every replica, or one replica's spec edited alone.", len(keys)),
+			info:  ev.AdditionalEventData})
 	case ev.EventSource == phantomAuditSrc || ev.EventSource == phantomAuditSrc2:
 		if ev.EventName == "AuditLogRecovered" || ev.ErrorCode != "" || strings.Contains(ev.EventName, "Tamper") {
 			emit(hit{typ: TypeAuditTampered, severity: sevMedium, key: ev.EventName,

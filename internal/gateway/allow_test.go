@@ -299,3 +299,34 @@ func TestAuditSurvivesCallerHangup(t *testing.T) {
 
 // emptyHash is the SHA-256 of an empty body, the payload hash of a signed GET.
 const emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// A user's groups' policies are the user's (IAM User Guide, "Policy evaluation logic"):
+// dana has none of her own, reads orders through the readers group's managed policy and
+// is refused order 7 by the group's inline Deny, which the explanation names.
+func TestGroupPoliciesDecide(t *testing.T) {
+	e := newEnv(t)
+	k := e.keys["dana"]
+	if status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders/42", creds: &k}); status != 200 {
+		t.Fatalf("dana GET /orders/42 through her group's policy: %d %s", status, body)
+	}
+	e.hit(t)
+	e.audit.take()
+	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders/7", creds: &k})
+	msg, _ := decodeError(t, body)
+	if status != 403 || !strings.HasSuffix(msg, "with an explicit deny") {
+		t.Fatalf("dana GET /orders/7 against her group's Deny: %d %s", status, body)
+	}
+	e.noHit(t)
+	if ev := e.oneEvent(t); ev.ErrorCode != "AccessDenied" {
+		t.Errorf("event %+v", ev)
+	}
+	spec := e.spec.Load()
+	dana, _ := spec.User("dana")
+	var names []string
+	for _, ip := range dana.IdentityPolicies() {
+		names = append(names, ip.Name())
+	}
+	if want := "group readers inline policy not-order-7,arn:aws:iam::123456789012:policy/OrdersRead"; strings.Join(names, ",") != want {
+		t.Errorf("dana's identity policies %v, want %s", names, want)
+	}
+}

@@ -126,6 +126,7 @@ var (
 	keyUsername          = ck("aws:username")
 	keyTokenIssueTime    = ck("aws:TokenIssueTime")
 	keyMFAPresent        = ck("aws:MultiFactorAuthPresent")
+	keyMFAAge            = ck("aws:MultiFactorAuthAge")
 	keySourceIdentity    = ck("aws:SourceIdentity")
 	keyEC2SourceVPC      = ck("aws:EC2InstanceSourceVPC")
 	keyEC2SourcePrivIPv4 = ck("aws:EC2InstanceSourcePrivateIPv4")
@@ -246,6 +247,9 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		}
 		b.set(keyTokenIssueTime, isoTime(s.IssuedAt))
 		b.set(keyMFAPresent, boolString(s.MFA))
+		if age, ok := s.MFAAge(now); ok {
+			b.set(keyMFAAge, age)
+		}
 		if s.SourceIdentity != "" {
 			b.set(keySourceIdentity, s.SourceIdentity)
 		}
@@ -342,12 +346,9 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 		}
 		return p.Compiled
 	}
-	addPrincipal := func(label string, ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, p := range ps {
-			add(policy.Identity, compiled(p), label+" inline policy "+p.Name)
-		}
-		for _, mp := range mps {
-			add(policy.Identity, compiled(mp.Policy), mp.ARN)
+	addPrincipal := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			add(policy.Identity, compiled(ip.Policy), ip.Name())
 		}
 		if boundary != nil {
 			add(policy.Boundary, compiled(boundary.Policy), "permissions boundary "+boundary.ARN)
@@ -356,9 +357,9 @@ func buildSet(spec *config.Spec, c *caller, api *config.API, ep *config.Endpoint
 	if c != nil {
 		switch {
 		case c.role != nil:
-			addPrincipal("role "+c.role.Name, c.role.Policies, c.role.ManagedPolicies, c.role.PermissionsBoundary)
+			addPrincipal(c.role.IdentityPolicies(), c.role.PermissionsBoundary)
 		case c.user != nil:
-			addPrincipal("user "+c.user.Name, c.user.Policies, c.user.ManagedPolicies, c.user.PermissionsBoundary)
+			addPrincipal(c.user.IdentityPolicies(), c.user.PermissionsBoundary)
 		}
 		if s := c.claims; s != nil {
 			if s.Policy != "" {

@@ -307,6 +307,18 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 	if !later {
 		g.sessionBinding(cl, &c)
 	}
+	if c.claims == nil && cl.m.route.LongTermKeys == config.LongTermKeysRefuse {
+		// A long-term key (AKIA) on a route that takes STS sessions only: refused
+		// before any policy, whatever the policies would allow.
+		const why = " because this API accepts only temporary credentials from STS"
+		ev.AdditionalEventData["reason"] = "the route refuses long-term access keys (longTermKeys: refuse)"
+		if later {
+			// The signature is unchecked (it covers a body never read), so the answer does
+			// not say whose the key is.
+			return unverified(cl, pend, keyID, errAccessDeniedMsg("The caller is not authorized to perform: "+actionInvoke+" on resource: "+cl.resource+why))
+		}
+		return errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " on resource: " + cl.resource + why)
+	}
 	if g.cfg.Risk != nil {
 		c.risk = g.cfg.Risk.RiskLevel(c.arn)
 	}

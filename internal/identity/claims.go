@@ -28,6 +28,10 @@ type Claims struct {
 	IssuedAt time.Time // aws:TokenIssueTime
 	Expires  time.Time
 	MFA      bool // aws:MultiFactorAuthPresent
+	// MFAAt is when the user authenticated with MFA (aws:MultiFactorAuthAge counts from
+	// it): the code's time step for a session issued with a code, the parent's for one
+	// chained from an MFA session. Zero when MFA is false.
+	MFAAt time.Time
 
 	// Where the session was issued (credentials bound to a node's network).
 	Node      string     // enrolled node name, "" when not issued to a node
@@ -65,9 +69,11 @@ func roleName(arn string) string {
 // AssumeRole session and 38% for a minimal one (TestClaimsEncodingSize measures it), and it
 // decodes with one allocation for all strings. Fields in fixed order:
 //
-//	flags      1 byte (bit 0: MFA; other bits must be zero)
+//	flags      1 byte (bit 0: MFA; bit 1: an MFA time follows, only with bit 0; other
+//	           bits must be zero)
 //	issued     8 bytes, big-endian Unix nanoseconds
 //	expires    8 bytes, big-endian Unix nanoseconds
+//	mfa time   8 bytes, big-endian Unix nanoseconds, when flags bit 1 is set
 //	str        access key id, secret, principal, role, source identity, session name
 //	uvarint n  tags, then n × (str key, str value)
 //	uvarint n  transitive tag keys, then n × str
@@ -79,7 +85,10 @@ func roleName(arn string) string {
 //
 // where str is a uvarint length and that many bytes. Trailing bytes and non-minimal
 // varints are errors: each claims value has exactly one encoding.
-const flagMFA = 1
+const (
+	flagMFA   = 1
+	flagMFAAt = 2
+)
 
 var errClaims = errors.New("malformed claims")
 
@@ -87,10 +96,16 @@ func appendClaims(b []byte, c *Claims) []byte {
 	var flags byte
 	if c.MFA {
 		flags |= flagMFA
+		if !c.MFAAt.IsZero() {
+			flags |= flagMFAAt
+		}
 	}
 	b = append(b, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(c.IssuedAt.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.Expires.UnixNano()))
+	if flags&flagMFAAt != 0 {
+		b = binary.BigEndian.AppendUint64(b, uint64(c.MFAAt.UnixNano()))
+	}
 	for _, s := range [...]string{c.AccessKeyID, c.SecretAccessKey, c.Principal, c.Role, c.SourceIdentity, c.SessionName} {
 		b = appendStr(b, s)
 	}
@@ -202,7 +217,7 @@ func (d *claimsDecoder) count(minSize int) int {
 func decodeClaims(s string, c *Claims) error {
 	d := claimsDecoder{s: s}
 	flags := d.byte()
-	if flags&^flagMFA != 0 {
+	if flags&^(flagMFA|flagMFAAt) != 0 || flags == flagMFAAt {
 		return errClaims
 	}
 	c.MFA = flags&flagMFA != 0
@@ -212,6 +227,14 @@ func decodeClaims(s string, c *Claims) error {
 	}
 	c.IssuedAt = time.Unix(0, int64(issued)).UTC()
 	c.Expires = time.Unix(0, int64(expires)).UTC()
+	c.MFAAt = time.Time{}
+	if flags&flagMFAAt != 0 {
+		at := d.u64()
+		if at > math.MaxInt64 || at == 0 {
+			return errClaims // one encoding per value: no MFA time is the flag unset
+		}
+		c.MFAAt = time.Unix(0, int64(at)).UTC()
+	}
 	c.AccessKeyID = d.str()
 	c.SecretAccessKey = d.str()
 	c.Principal = d.str()

@@ -45,7 +45,8 @@ func TestDecodeClaimsRejects(t *testing.T) {
 		b    []byte
 	}{
 		{"empty", nil},
-		{"unknown flag bit", mod(func(b []byte) []byte { b[0] |= 2; return b })},
+		{"unknown flag bit", mod(func(b []byte) []byte { b[0] |= 4; return b })},
+		{"an MFA time without MFA", mod(func(b []byte) []byte { b[0] = flagMFAAt; return b })},
 		{"issue time beyond int64", mod(func(b []byte) []byte { b[1] = 0x80; return b })},
 		{"trailing byte", mod(func(b []byte) []byte { return append(b, 0) })},
 		{"cut by one byte", good[:len(good)-1]},

@@ -1,6 +1,9 @@
 package identity
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // AddConditionKeys adds the global condition keys that describe the caller to dst, in the
 // shape policy.NewContext takes: the principal keys of "AWS global condition context keys"
@@ -44,4 +47,24 @@ func (r *Resolved) AddConditionKeys(dst map[string][]string) {
 	if c.PrivateIP.Is4() {
 		dst["aws:EC2InstanceSourcePrivateIPv4"] = []string{c.PrivateIP.String()}
 	}
+}
+
+// MFAAge is aws:MultiFactorAuthAge at now for a user who authenticated with MFA at at:
+// whole seconds, never negative (a code's time step may begin a moment after now, within
+// the verifier's window).
+func MFAAge(now, at time.Time) string {
+	d := now.Sub(at)
+	if d < 0 {
+		d = 0
+	}
+	return strconv.FormatInt(int64(d/time.Second), 10)
+}
+
+// MFAAge is the session's aws:MultiFactorAuthAge at now; false when the session was not
+// MFA-authenticated (the key is then absent, as AWS leaves it).
+func (c *Claims) MFAAge(now time.Time) (string, bool) {
+	if c == nil || !c.MFA || c.MFAAt.IsZero() {
+		return "", false
+	}
+	return MFAAge(now, c.MFAAt), true
 }

@@ -65,3 +65,26 @@ func TestAddConditionKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestMFAAge(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{now, "0"}, {now.Add(-90 * time.Second), "90"}, {now.Add(-1500 * time.Millisecond), "1"}, {now.Add(10 * time.Second), "0"},
+	} {
+		if got := MFAAge(now, tc.at); got != tc.want {
+			t.Errorf("MFAAge(%v) = %s, want %s", now.Sub(tc.at), got, tc.want)
+		}
+	}
+	if _, ok := (&Claims{MFA: false, MFAAt: now}).MFAAge(now); ok {
+		t.Error("a session without MFA has an MFA age")
+	}
+	if _, ok := (&Claims{MFA: true}).MFAAge(now); ok {
+		t.Error("an MFA session without an MFA time has an MFA age")
+	}
+	if got, ok := (&Claims{MFA: true, MFAAt: now.Add(-time.Minute)}).MFAAge(now); !ok || got != "60" {
+		t.Errorf("MFA age = %s, %v", got, ok)
+	}
+}

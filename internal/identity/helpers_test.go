@@ -57,6 +57,7 @@ func fullClaims(issued time.Time) *Claims {
 		IssuedAt:          issued,
 		Expires:           issued.Add(time.Hour),
 		MFA:               true,
+		MFAAt:             issued.Add(-10 * time.Minute),
 		Node:              "node-eu1-a",
 		VPC:               "vpc-0a1b2c3d4e5f60718",
 		PrivateIP:         netip.MustParseAddr("10.0.12.34"),

@@ -13,6 +13,8 @@ import (
 //	phantom_detector_findings_total{type, severity}         counter
 //	phantom_detector_commit_duration_seconds{result}        histogram (ok | error)
 //	phantom_detector_last_commit_timestamp_seconds          gauge
+//	phantom_detector_chain_damage_total{chain}              counter (damage found: a chain cut, emptied, rewritten, deleted)
+//	phantom_detector_chain_unread{chain}                    gauge (1 while the chain is not being read)
 //
 // severity is GuardDuty's band: low (< 4), medium (< 7), high. A finding repeated in a
 // later batch counts again (its count went up).
@@ -26,6 +28,8 @@ type Detector struct {
 type chainChildren struct {
 	events   prometheus.Counter
 	position prometheus.Gauge
+	damage   prometheus.Counter
+	unread   prometheus.Gauge
 }
 
 // NewDetector registers the streaming detector's collectors on reg.
@@ -37,6 +41,14 @@ func NewDetector(reg prometheus.Registerer) *Detector {
 	position := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: "detector", Name: "chain_position",
 		Help: "Sequence number of the last committed record of each chain (compare with the chain's head for the lag).",
+	}, []string{"chain"})
+	damage := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "detector", Name: "chain_damage_total",
+		Help: "Damage found in audit chains (cut short, emptied, rewritten, records or the whole chain missing), by chain; each raised a Stealth:IAMUser/AuditLogTampered finding.",
+	}, []string{"chain"})
+	unread := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "detector", Name: "chain_unread",
+		Help: "1 while the detector cannot read an audit chain (damaged and not continued yet, missing, unreadable): its events go undetected.",
 	}, []string{"chain"})
 	findings := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Subsystem: "detector", Name: "findings_total",
@@ -53,10 +65,10 @@ func NewDetector(reg prometheus.Registerer) *Detector {
 			Help: "Unix time of the last successful commit.",
 		}),
 	}
-	reg.MustRegister(events, position, findings, d.commits, d.lastCommit)
+	reg.MustRegister(events, position, damage, unread, findings, d.commits, d.lastCommit)
 	d.events = newSeries(token, func(string) string { return Other },
 		func(chain string) chainChildren {
-			return chainChildren{events.WithLabelValues(chain), position.WithLabelValues(chain)}
+			return chainChildren{events.WithLabelValues(chain), position.WithLabelValues(chain), damage.WithLabelValues(chain), unread.WithLabelValues(chain)}
 		})
 	d.findings = newSeries(
 		func(k reasonKey) reasonKey { return reasonKey{token(k.result), k.reason} },
@@ -73,6 +85,26 @@ func (d *Detector) Committed(chain string, events int64, seq uint64) {
 	c := d.events.get(chain)
 	c.events.Add(float64(events))
 	c.position.Set(float64(seq))
+}
+
+// Damaged counts damage found in chain.
+func (d *Detector) Damaged(chain string) {
+	if d == nil {
+		return
+	}
+	d.events.get(chain).damage.Inc()
+}
+
+// Unread sets whether chain is not being read.
+func (d *Detector) Unread(chain string, unread bool) {
+	if d == nil {
+		return
+	}
+	v := 0.0
+	if unread {
+		v = 1
+	}
+	d.events.get(chain).unread.Set(v)
 }
 
 // Finding counts one committed finding.

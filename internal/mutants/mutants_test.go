@@ -214,6 +214,52 @@ var mutants = []mutant{
 		pkg: "internal/detect/respond",
 		run: "^TestClaimedIdentityNeverActedOn$",
 	},
+	// Issue 27: people's short-lived credentials.
+	{
+		name: "gateway refusal of long-term keys",
+		file: "internal/gateway/serve.go",
+		find: "if c.claims == nil && cl.m.route.LongTermKeys == config.LongTermKeysRefuse {", replace: "if false && c.claims == nil && cl.m.route.LongTermKeys == config.LongTermKeysRefuse {",
+		pkg: "internal/gateway",
+		run: "^TestLongTermKeysRefused$",
+	},
+	{
+		name:    "MFA code taken once (the store's compare-and-set)",
+		file:    "internal/store/mfa.go",
+		find:    "AND user_name <> '' AND last_step < ?`, step, serial, user, step)",
+		replace: "AND user_name <> ''`, step, serial, user)",
+		pkg:     "internal/store",
+		run:     "^TestSQLiteContract$",
+	},
+	{
+		name:    "MFA code compare",
+		file:    "internal/mfa/totp.go",
+		find:    "eq := subtle.ConstantTimeCompare([]byte(Code(seed, s)), []byte(code))",
+		replace: "eq := subtle.ConstantTimeCompare([]byte(Code(seed, s)), []byte(Code(seed, s)))",
+		pkg:     "internal/mfa",
+		run:     "^TestVerify$",
+	},
+	{
+		name: "STS MFA only for IAM users",
+		file: "internal/sts/mfa.go",
+		find: "if u == nil {", replace: "if false && u == nil {",
+		pkg: "internal/sts",
+		run: "^TestMFARefusals$",
+	},
+	{
+		name:    "console SSO state bound to the browser",
+		file:    "internal/console/sso.go",
+		find:    "if c := cookieValue(r, ssoCookie); c == \"\" || subtle.ConstantTimeCompare([]byte(c), []byte(state)) != 1 {",
+		replace: "if false {",
+		pkg:     "internal/console",
+		run:     "^TestSSOLoginCSRF$",
+	},
+	{
+		name: "console key sign-in switch",
+		file: "internal/console/signin.go",
+		find: "if h.cfg.Spec().Console.KeySignIn == config.KeySignInRefuse {", replace: "if false {",
+		pkg: "internal/console",
+		run: "^TestKeySignInRefused$",
+	},
 }
 
 // TestMutants applies each mutant to a copy of its file (go test -overlay: the tree is

@@ -145,7 +145,7 @@ func (s *source) fetch(ctx context.Context) ([]*jwk, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := decodeObject(body, &set); err != nil {
+	if err := DecodeObject(body, &set); err != nil {
 		return nil, fmt.Errorf("parse JWKS from %s: %w", jwksURL, err)
 	}
 	if len(set.Keys) > maxJWKSKeys {
@@ -187,7 +187,7 @@ func (s *source) discover(ctx context.Context) (string, error) {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
-	if err := decodeObject(body, &doc); err != nil {
+	if err := DecodeObject(body, &doc); err != nil {
 		return "", fmt.Errorf("parse discovery document %s: %w", u, err)
 	}
 	if strings.TrimSuffix(doc.Issuer, "/") != s.p.url {

@@ -83,7 +83,7 @@ func parseJWS(token string) (*jws, error) {
 		return nil, malformed("header: %w", err)
 	}
 	var t jws
-	if err := decodeObject(hb, &t.header); err != nil {
+	if err := DecodeObject(hb, &t.header); err != nil {
 		return nil, malformed("header: %w", err)
 	}
 	if t.header.Crit != nil {
@@ -107,8 +107,10 @@ func parseJWS(token string) (*jws, error) {
 	return &t, nil
 }
 
-// decodeObject decodes one JSON object and nothing after it.
-func decodeObject(b []byte, v any) error {
+// DecodeObject decodes one JSON object and nothing after it, numbers as json.Number: the
+// strict reading of what an identity provider sends (tokens, discovery documents, JWKS,
+// token endpoint answers).
+func DecodeObject(b []byte, v any) error {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
 		return errors.New("not a JSON object")

@@ -293,7 +293,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 		return nil, err
 	}
 	claims := map[string]any{}
-	if err := decodeObject(t.payload, &claims); err != nil {
+	if err := DecodeObject(t.payload, &claims); err != nil {
 		return nil, malformed("claims: %w", err)
 	}
 	iss, ok := claims["iss"].(string)

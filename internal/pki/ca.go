@@ -21,6 +21,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -306,8 +307,13 @@ type Request struct {
 	// DNSNames and IPs are the names a server certificate is valid for.
 	DNSNames []string
 	IPs      []netip.Addr
-	// Server and Client select the extended key usages; at least one is required.
+	// Server and Client select the extended key usages; at least one is required, unless
+	// AuditSigning.
 	Server, Client bool
+	// AuditSigning issues an audit writer's certificate (identity kind KindAudit, an
+	// Ed25519 key): its only extended key usage is document signing, so it signs audit
+	// digests and cannot serve or authenticate TLS.
+	AuditSigning bool
 	// Validity is the lifetime; zero means the CA's default.
 	Validity time.Duration
 }
@@ -343,7 +349,17 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	if req.Identity.Account != ca.cfg.Account {
 		return nil, fmt.Errorf("issue certificate: identity account %s is not the CA's %s", req.Identity.Account, ca.cfg.Account)
 	}
-	if !req.Server && !req.Client {
+	if req.AuditSigning != (req.Identity.Kind == KindAudit) {
+		return nil, fmt.Errorf("issue certificate for %s: audit signing is for audit writer identities only, and the only usage they get", req.Identity)
+	}
+	if req.AuditSigning {
+		if req.Server || req.Client {
+			return nil, fmt.Errorf("issue certificate for %s: an audit writer gets no TLS usage", req.Identity)
+		}
+		if _, ok := pub.(ed25519.PublicKey); !ok {
+			return nil, fmt.Errorf("issue certificate for %s: audit digests are signed with Ed25519, not %T", req.Identity, pub)
+		}
+	} else if !req.Server && !req.Client {
 		return nil, fmt.Errorf("issue certificate for %s: neither server nor client usage requested", req.Identity)
 	}
 	if err := checkPublicKey(pub); err != nil {
@@ -383,6 +399,9 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	}
 	if req.Client {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	if req.AuditSigning {
+		tmpl.UnknownExtKeyUsage = []asn1.ObjectIdentifier{oidDocumentSigning}
 	}
 	der, err := x509.CreateCertificate(ca.cfg.Rand, tmpl, ca.cert, pub, ca.key)
 	if err != nil {

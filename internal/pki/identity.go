@@ -24,6 +24,10 @@ const (
 	KindGateway Kind = "gateway"
 	// KindNode is an enrolled workload host running the agent.
 	KindNode Kind = "node"
+	// KindAudit is an audit chain's writer; its name is the chain's. Its certificate
+	// vouches for the Ed25519 key that signs the chain's digests, and for nothing else:
+	// it carries only the document-signing usage, so no TLS peer accepts it.
+	KindAudit Kind = "audit"
 )
 
 // Identity is who a Phantom certificate names: spiffe://phantom/<account>/<kind>/<name>.
@@ -38,9 +42,11 @@ var (
 	endpointRe = regexp.MustCompile(`^vpce-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	// Gateway and node names are DNS labels (RFC 1123), as the spec requires.
 	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// chainRe is an audit chain name (audit.ValidChain).
+	chainRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	// uriRe is the whole URI, matched on its text so that no parser normalisation (case,
 	// percent-encoding, dot segments) can make two spellings name one identity.
-	uriRe = regexp.MustCompile(`^spiffe://phantom/([0-9]{12})/(endpoint|gateway|node)/([a-z0-9-]{1,63})$`)
+	uriRe = regexp.MustCompile(`^spiffe://phantom/([0-9]{12})/(endpoint|gateway|node|audit)/([a-z0-9-]{1,63})$`)
 )
 
 // ErrNoIdentity is returned for a certificate that does not carry exactly one Phantom
@@ -61,8 +67,12 @@ func (id Identity) Validate() error {
 		if !labelRe.MatchString(id.Name) {
 			return fmt.Errorf("%s name %q is not a lower-case DNS label", id.Kind, id.Name)
 		}
+	case KindAudit:
+		if !chainRe.MatchString(id.Name) {
+			return fmt.Errorf("audit chain name %q is not [a-z0-9-]+", id.Name)
+		}
 	default:
-		return fmt.Errorf("identity kind %q is not endpoint, gateway or node", id.Kind)
+		return fmt.Errorf("identity kind %q is not endpoint, gateway, node or audit", id.Kind)
 	}
 	return nil
 }

@@ -1,8 +1,10 @@
 package pki
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,4 +125,48 @@ func (v *Verifier) peer(cs tls.ConnectionState, allow []Kind) (Identity, error) 
 		return Identity{}, errors.New("peer certificate not verified")
 	}
 	return v.identity(cs.VerifiedChains[0][0], allow...)
+}
+
+// oidDocumentSigning is id-kp-documentSigning (RFC 9336 §3.1), the only extended key
+// usage of an audit writer's certificate: an IANA-registered usage no TLS stack accepts
+// for server or client authentication.
+var oidDocumentSigning = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 36}
+
+// AuditSigner is what an audit writer's certificate vouches for: the chain whose
+// digests Key signs, during the certificate's validity.
+type AuditSigner struct {
+	Chain               string
+	Key                 ed25519.PublicKey
+	NotBefore, NotAfter time.Time
+}
+
+// VerifyAuditSigner checks that der is an audit writer certificate the CA issued for an
+// identity of this account, and returns what it vouches for. The chain to the CA is
+// checked as of the certificate's own start, since the digests it signed are checked
+// long after it expired; whether a digest's time is within its validity is the
+// caller's check.
+func (v *Verifier) VerifyAuditSigner(der []byte) (AuditSigner, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return AuditSigner{}, fmt.Errorf("audit writer certificate: %w", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots:       v.roots,
+		CurrentTime: cert.NotBefore.Add(time.Second),
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return AuditSigner{}, fmt.Errorf("audit writer certificate: %w", err)
+	}
+	if len(cert.ExtKeyUsage) != 0 || len(cert.UnknownExtKeyUsage) != 1 || !cert.UnknownExtKeyUsage[0].Equal(oidDocumentSigning) {
+		return AuditSigner{}, errors.New("audit writer certificate: its usage is not document signing alone")
+	}
+	id, err := v.identity(cert, KindAudit)
+	if err != nil {
+		return AuditSigner{}, fmt.Errorf("audit writer certificate: %w", err)
+	}
+	key, ok := cert.PublicKey.(ed25519.PublicKey)
+	if !ok {
+		return AuditSigner{}, fmt.Errorf("audit writer certificate: key is %T, want Ed25519", cert.PublicKey)
+	}
+	return AuditSigner{Chain: id.Name, Key: key, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter}, nil
 }

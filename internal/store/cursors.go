@@ -25,9 +25,13 @@ type AuditCursor struct {
 type CursorAdvance struct {
 	Chain  string
 	From   uint64 // the Seq the stored cursor must have now (0 and no row for a new chain)
-	To     uint64 // new Seq (> From)
-	Hash   string // hash of record To
+	To     uint64 // new Seq (> From, unless Reset)
+	Hash   string // hash of record To (for To 0 with Reset: the hash before the chain's first record)
 	Events int64  // records consumed in this batch (added to Events)
+	// Reset lets To be at or before From: the chain was found damaged and continues in
+	// records numbered again from To+1 (the consumer resumes there, the gap recorded as
+	// a finding in the same commit).
+	Reset bool
 }
 
 func validCommit(consumer string, adv []CursorAdvance, findings []Finding) error {
@@ -43,7 +47,7 @@ func validCommit(consumer string, adv []CursorAdvance, findings []Finding) error
 			return fmt.Errorf("chain %s advanced twice in one commit", a.Chain)
 		}
 		seen[a.Chain] = true
-		if a.To <= a.From {
+		if a.To <= a.From && !a.Reset {
 			return fmt.Errorf("chain %s: advance from %d to %d does not move forward", a.Chain, a.From, a.To)
 		}
 		if a.To > math.MaxInt64 {

@@ -59,6 +59,7 @@ type PostgresConfig struct {
 // ones, so at most one call per pooled connection (one that was in use, or idle under a
 // second) fails with the server's error; callers retry as they would any store error.
 type Postgres struct {
+	pgAnchors
 	pool     *pgxpool.Pool
 	listen   *pgx.ConnConfig
 	seal     *sealer
@@ -125,6 +126,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 		return nil, fail(err)
 	}
 	p := &Postgres{pool: pool, listen: listen, seal: seal, now: now, password: password}
+	p.pgAnchors = pgAnchors{q: pool, now: now, where: where, errorf: p.errorf}
 	if err := p.init(ctx, ms); err != nil {
 		pool.Close()
 		return nil, fail(err)

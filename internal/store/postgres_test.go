@@ -102,6 +102,14 @@ func TestPostgresContract(t *testing.T) {
 
 func (h *pgHarness) MasterKey() []byte { return h.key }
 
+func (h *pgHarness) Backend() string { return "postgres" }
+
+func (h *pgHarness) ExecRaw(t *testing.T, stmt string) error {
+	t.Helper()
+	_, err := rawConn(t, h.dsn).Exec(t.Context(), stmt)
+	return err
+}
+
 func (h *pgHarness) Reopen(t *testing.T, key []byte) (storetest.Store, error) {
 	t.Helper()
 	h.Postgres.Close()

@@ -104,3 +104,48 @@ func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
 	}
 	return k, nil
 }
+
+const mfaDeviceCols = `serial, user_name, seed_sealed, created_at, enabled_at, last_step, failures`
+
+// mfaDeviceValues validates d and returns the values of mfaDeviceCols, seed sealed.
+func mfaDeviceValues(seal *sealer, now func() time.Time, d MFADevice) ([]any, error) {
+	if err := validMFADevice(d); err != nil {
+		return nil, err
+	}
+	created, err := requiredTime(d.CreatedAt, now)
+	if err != nil {
+		return nil, fmt.Errorf("mfa device %s: created: %w", d.Serial, err)
+	}
+	enabled, err := optionalTime(d.EnabledAt)
+	if err != nil {
+		return nil, fmt.Errorf("mfa device %s: enabled: %w", d.Serial, err)
+	}
+	sealed, err := seal.seal(kindMFADevice, d.Serial, d.Seed)
+	if err != nil {
+		return nil, fmt.Errorf("mfa device %s: %w", d.Serial, err)
+	}
+	return []any{d.Serial, d.User, sealed, created, enabled, d.LastStep, d.Failures}, nil
+}
+
+// scanMFADevice reads a row of mfaDeviceCols and opens its seed.
+func scanMFADevice(seal *sealer, sc scanner) (MFADevice, error) {
+	var (
+		d       MFADevice
+		sealed  []byte
+		created int64
+		enabled sql.NullInt64
+	)
+	if err := sc.Scan(&d.Serial, &d.User, &sealed, &created, &enabled, &d.LastStep, &d.Failures); err != nil {
+		return MFADevice{}, err
+	}
+	seed, err := seal.open(kindMFADevice, d.Serial, sealed)
+	if err != nil {
+		return MFADevice{}, fmt.Errorf("mfa device %s: seed: %w", d.Serial, err)
+	}
+	d.Seed = seed
+	d.CreatedAt = fromNanos(created)
+	if enabled.Valid {
+		d.EnabledAt = fromNanos(enabled.Int64)
+	}
+	return d, nil
+}

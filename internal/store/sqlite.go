@@ -62,6 +62,7 @@ var (
 const (
 	kindAccessKey  = "access-key"
 	kindSealingKey = "sealing-key"
+	kindMFADevice  = "mfa-device"
 	kindKeyCheck   = "master-key-check"
 	keyCheckValue  = "phantom master key check v1"
 )

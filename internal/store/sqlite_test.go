@@ -65,6 +65,14 @@ func tryOpenHarness(t *testing.T, dir string, key []byte) (*harness, error) {
 
 func (h *harness) MasterKey() []byte { return h.key }
 
+func (h *harness) Backend() string { return "sqlite" }
+
+func (h *harness) ExecRaw(t *testing.T, stmt string) error {
+	t.Helper()
+	_, err := h.raw(t).ExecContext(t.Context(), stmt)
+	return err
+}
+
 func (h *harness) Reopen(t *testing.T, key []byte) (storetest.Store, error) {
 	t.Helper()
 	h.SQLite.Close()
@@ -91,6 +99,7 @@ var rawTables = map[storetest.Kind]struct{ table, id, secret string }{
 	storetest.KindAccessKey:  {"access_keys", "id", "secret_sealed"},
 	storetest.KindSealingKey: {"sealing_keys", "id", "key_sealed"},
 	storetest.KindSecret:     {"secrets", "name", "sealed"},
+	storetest.KindMFADevice:  {"mfa_devices", "serial", "seed_sealed"},
 }
 
 func (h *harness) RawRow(t *testing.T, kind storetest.Kind, id string) []byte {

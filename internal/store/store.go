@@ -2,7 +2,9 @@
 // keys, session revocations, node join tokens, enrolled nodes, detection findings (with
 // the responses applied to them), principals' risk levels, named secrets (the CA, when
 // replicas share the store), the audit cursors that make the detector's consumption
-// exactly-once, and the signatures the gateway's replay guard has seen. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
+// exactly-once, the signatures the gateway's replay guard has seen, the audit chains'
+// anchors (append-only: see package audit) and the spec each process reports it
+// enforces. Secrets (access-key secrets, sealing keys, named secrets) are encrypted
 // at rest with AES-256-GCM under a key derived from the perimeter's master key, each
 // bound to its row so a ciphertext moved to another row does not decrypt.
 //
@@ -35,6 +37,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -108,6 +111,21 @@ type Node struct {
 	// node API (TouchNode); zero and "" before its first call. PutNode ignores them.
 	LastContact   time.Time
 	LastContactIP string
+}
+
+// MFADevice is a virtual MFA device: a TOTP seed, enabled for a user or not yet. Seed is
+// plain in memory only.
+type MFADevice struct {
+	Serial    string // arn:aws:iam::ACCOUNT:mfa/PATHNAME
+	User      string // the user it is enabled for; "" until enabled
+	Seed      []byte
+	CreatedAt time.Time
+	EnabledAt time.Time // zero while not enabled
+	// LastStep is the highest TOTP time step accepted, 0 for none: codes of that step
+	// and earlier are refused.
+	LastStep int64
+	// Failures counts the attempts since the last accepted code.
+	Failures int
 }
 
 // Store is everything a backend implements. Consumers should depend on the narrower
@@ -196,6 +214,54 @@ type Store interface {
 	// Version; the findings do, as PutFinding does.
 	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
 
+	// PutMFADevice stores a new virtual MFA device, not enabled; a serial in use is
+	// ErrExists. MFA devices do not bump Version: nothing is snapshotted from them.
+	PutMFADevice(ctx context.Context, d MFADevice) error
+	// GetMFADevice returns the device with this serial number, or ErrNotFound.
+	GetMFADevice(ctx context.Context, serial string) (MFADevice, error)
+	// ListMFADevices returns user's devices, or every device when user is "", ordered by
+	// user and serial.
+	ListMFADevices(ctx context.Context, user string) ([]MFADevice, error)
+	// EnableMFADevice enables a device for user, with step as the last code accepted; a
+	// device enabled already is ErrConflict, an absent one ErrNotFound.
+	EnableMFADevice(ctx context.Context, serial, user string, step int64, at time.Time) error
+	// DeactivateMFADevice disables user's device, keeping its last step; ErrNotFound when
+	// the device is not enabled for user.
+	DeactivateMFADevice(ctx context.Context, serial, user string) error
+	// ResyncMFADevice clears the failures of user's device and moves its last step to step
+	// (never back); ErrNotFound when the device is not enabled for user.
+	ResyncMFADevice(ctx context.Context, serial, user string, step int64) error
+	// DeleteMFADevice removes a device that is not enabled; an enabled one is
+	// ErrConflict, an absent one ErrNotFound.
+	DeleteMFADevice(ctx context.Context, serial string) error
+	// CountMFAAttempt adds one to the failures of user's device and returns the new count,
+	// before the code is checked, so concurrent attempts are all counted; ErrNotFound
+	// when the device is not enabled for user.
+	CountMFAAttempt(ctx context.Context, serial, user string) (int, error)
+	// AcceptMFACode moves the last step of user's device to step and clears its failures,
+	// when step is after the last step; it reports whether it did (exactly one of
+	// concurrent callers with one step sees true).
+	AcceptMFACode(ctx context.Context, serial, user string, step int64) (bool, error)
+
+	// RegisterAuditChain, PutAuditSigner, PutAuditAnchor and LatestAuditAnchor
+	// implement audit.AnchorStore: append-only, never bumping Version.
+	RegisterAuditChain(ctx context.Context, chain string, at time.Time) error
+	PutAuditSigner(ctx context.Context, s audit.Signer) error
+	PutAuditAnchor(ctx context.Context, a audit.Anchor) error
+	LatestAuditAnchor(ctx context.Context, chain string) (audit.Anchor, bool, error)
+	// PutAuditCheckpoint records what `phantom audit prune` removed (append-only).
+	PutAuditCheckpoint(ctx context.Context, c audit.Checkpoint) error
+	// AuditAnchorSet returns the chains, per chain and segment the anchor with the
+	// highest seq, the writers' certificates and the prune checkpoints;
+	// ListAuditChains the chains alone.
+	AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error)
+	ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error)
+
+	// PutSpecReplica records the spec a process enforces, replacing its earlier report;
+	// ListSpecReplicas returns the reports seen at or after since, ordered by id.
+	PutSpecReplica(ctx context.Context, r SpecReplica) error
+	ListSpecReplicas(ctx context.Context, since time.Time) ([]SpecReplica, error)
+
 	// ClaimSignature records the first use of a request signature (id: the hex SHA-256 of
 	// the signature), good until expires, and reports whether this call made it; of
 	// concurrent claims exactly one does. It does not bump Version (the gateway's replay
@@ -212,5 +278,8 @@ type Store interface {
 	Close() error
 }
 
-// Compile-time check that Store satisfies pki's consumer interface.
-var _ pki.TokenStore = Store(nil)
+// Compile-time checks that Store satisfies its consumers' interfaces.
+var (
+	_ pki.TokenStore    = Store(nil)
+	_ audit.AnchorStore = Store(nil)
+)

@@ -58,6 +58,30 @@ func validSealingKey(k SealingKey) error {
 	return nil
 }
 
+// Bounds on a TOTP seed: RFC 4226 §4 requires at least 128 bits and recommends 160.
+const (
+	minMFASeed = 16
+	maxMFASeed = 64
+)
+
+func validMFADevice(d MFADevice) error {
+	if err := validName(d.Serial); err != nil {
+		return fmt.Errorf("serial: %w", err)
+	}
+	if d.User != "" {
+		if err := validName(d.User); err != nil {
+			return fmt.Errorf("%s: user: %w", d.Serial, err)
+		}
+	}
+	if len(d.Seed) < minMFASeed || len(d.Seed) > maxMFASeed {
+		return fmt.Errorf("%s: seed is %d bytes; want %d to %d", d.Serial, len(d.Seed), minMFASeed, maxMFASeed)
+	}
+	if d.LastStep < 0 || d.Failures < 0 {
+		return fmt.Errorf("%s: negative last step or failures", d.Serial)
+	}
+	return nil
+}
+
 // nanos encodes a time as Unix nanoseconds, refusing times that do not round-trip
 // (before 1678 or after 2262).
 func nanos(t time.Time) (int64, error) {

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
 )
 
@@ -89,18 +90,6 @@ func parseDuration(p params, min, max, def int) (int, bool, *apiError) {
 		return 0, true, memberError(s, "durationSeconds", "Member must have value less than or equal to "+strconv.Itoa(max))
 	}
 	return d, true, nil
-}
-
-// mfaUnsupported refuses MFA parameters: Phantom has no MFA devices, and accepting the
-// parameters silently would let a caller believe the session is MFA-authenticated.
-func mfaUnsupported(p params) *apiError {
-	if _, ok := p["SerialNumber"]; ok {
-		return accessDenied("MultiFactorAuthentication failed: this STS has no MFA devices.")
-	}
-	if _, ok := p["TokenCode"]; ok {
-		return accessDenied("MultiFactorAuthentication failed: this STS has no MFA devices.")
-	}
-	return nil
 }
 
 func parseAssume(p params) (*assumeRequest, *apiError) {
@@ -182,26 +171,9 @@ func parseAssume(p params) (*assumeRequest, *apiError) {
 	for _, m := range tags {
 		k, kok := m["Key"]
 		v, vok := m["Value"]
-		if e := checkLength(k, kok, "tags.member.key", 1, 128); e != nil {
+		if e := checkTag(k, kok, v, vok, seen); e != nil {
 			return nil, e
 		}
-		if e := checkLength(v, vok, "tags.member.value", 0, 256); e != nil {
-			return nil, e
-		}
-		if !tagKeyPattern.MatchString(k) {
-			return nil, memberError(k, "tags.member.key", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]+`)
-		}
-		if !tagValuePattern.MatchString(v) {
-			return nil, memberError(v, "tags.member.value", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*`)
-		}
-		if strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return nil, invalidParameter("Tag keys cannot begin with the reserved prefix aws:.")
-		}
-		lk := strings.ToLower(k)
-		if seen[lk] {
-			return nil, invalidParameter("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
-		}
-		seen[lk] = true
 		a.tags = append(a.tags, Tag{k, v})
 	}
 	keys, ok := p.members("TransitiveTagKeys")
@@ -227,6 +199,33 @@ func parseAssume(p params) (*assumeRequest, *apiError) {
 	return a, nil
 }
 
+// checkTag checks one session tag as AssumeRole's Tags member ("Tag", AWS STS API
+// Reference; "Tagging AWS STS sessions"): lengths, characters, the reserved aws: prefix,
+// and keys unique case-insensitively (seen holds the lower-cased keys so far).
+func checkTag(k string, kok bool, v string, vok bool, seen map[string]bool) *apiError {
+	if e := checkLength(k, kok, "tags.member.key", 1, 128); e != nil {
+		return e
+	}
+	if e := checkLength(v, vok, "tags.member.value", 0, 256); e != nil {
+		return e
+	}
+	if !tagKeyPattern.MatchString(k) {
+		return memberError(k, "tags.member.key", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]+`)
+	}
+	if !tagValuePattern.MatchString(v) {
+		return memberError(v, "tags.member.value", `Member must satisfy regular expression pattern: [\p{L}\p{Z}\p{N}_.:/=+\-@]*`)
+	}
+	lk := strings.ToLower(k)
+	if strings.HasPrefix(lk, "aws:") {
+		return invalidParameter("Tag keys cannot begin with the reserved prefix aws:.")
+	}
+	if seen[lk] {
+		return invalidParameter("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+	}
+	seen[lk] = true
+	return nil
+}
+
 // malformedPolicy reports a session policy the policy engine refused. The first finding
 // says where; the document itself is not echoed.
 func malformedPolicy(err error) *apiError {
@@ -244,11 +243,12 @@ func malformedPolicy(err error) *apiError {
 }
 
 func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiError) {
-	if e := mfaUnsupported(p); e != nil {
-		return nil, e
-	}
 	a, e := parseAssume(p)
 	c.ev.RequestParameters = a.auditParams(p)
+	if e != nil {
+		return nil, e
+	}
+	m, e := parseMFA(p)
 	if e != nil {
 		return nil, e
 	}
@@ -309,6 +309,20 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 		}
 	}
 
+	// MFA: a code in this call authenticates the user now ("Configuring MFA-protected API
+	// access": the trust policy sees aws:MultiFactorAuthPresent); without one, a session
+	// that was MFA-authenticated passes it on, with its original time.
+	var mf mfaState
+	if m != nil {
+		at, e := h.verifyMFA(ctx, c, m)
+		if e != nil {
+			return nil, e
+		}
+		mf = mfaState{present: true, at: at}
+	} else {
+		mf = cr.mfa()
+	}
+
 	// Authorization: the role's trust policy AND the caller's own permissions.
 	role, ok := c.dir.RoleByARN(a.roleARN)
 	actions := []string{"sts:AssumeRole"}
@@ -320,7 +334,7 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 	}
 	var az *authorizer
 	if ok {
-		az = h.newAuthorizer(c, role, h.requestContext(c, a, tags, transitive, sourceIdentity))
+		az = h.newAuthorizer(c, role, h.requestContext(c, a, tags, transitive, sourceIdentity, mf))
 	}
 	for _, action := range actions {
 		if az == nil || !az.allows(action) {
@@ -353,6 +367,8 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 		PolicyARNs:        a.policyARNs,
 		IssuedAt:          c.now,
 		Expires:           c.now.Add(time.Duration(a.duration) * time.Second),
+		MFA:               mf.present,
+		MFAAt:             mf.at,
 	}
 	if cr.session != nil {
 		spec.VPC = cr.session.VPC
@@ -456,12 +472,9 @@ func (az *authorizer) allows(action string) bool {
 func (h *Handler) identitySet(c *call) *policy.Set {
 	cr := &c.caller
 	var entries []policy.Entry
-	addAll := func(ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, p := range ps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: p.Compiled})
-		}
-		for _, mp := range mps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: mp.Policy.Compiled})
+	addAll := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: ip.Policy.Compiled})
 		}
 		if boundary != nil {
 			entries = append(entries, policy.Entry{Kind: policy.Boundary, Policy: boundary.Policy.Compiled})
@@ -469,9 +482,9 @@ func (h *Handler) identitySet(c *call) *policy.Set {
 	}
 	switch {
 	case cr.user != nil:
-		addAll(cr.user.Policies, cr.user.ManagedPolicies, cr.user.PermissionsBoundary)
+		addAll(cr.user.IdentityPolicies(), cr.user.PermissionsBoundary)
 	case cr.role != nil:
-		addAll(cr.role.Policies, cr.role.ManagedPolicies, cr.role.PermissionsBoundary)
+		addAll(cr.role.IdentityPolicies(), cr.role.PermissionsBoundary)
 	default:
 		return nil
 	}
@@ -495,9 +508,23 @@ func (h *Handler) identitySet(c *call) *policy.Set {
 	return policy.NewSet(entries...)
 }
 
+// mfaState is whether the caller of an AssumeRole call authenticated with MFA, and when.
+type mfaState struct {
+	present bool
+	at      time.Time // zero when not known (a session from before MFA times were kept)
+}
+
+// mfa is the caller's own MFA state: its session's, none for a long-term key.
+func (c *caller) mfa() mfaState {
+	if c.session == nil || !c.session.MFA {
+		return mfaState{}
+	}
+	return mfaState{present: true, at: c.session.MFAAt}
+}
+
 // requestContext builds the condition keys of an AssumeRole call ("AWS global condition
 // context keys"; "Available keys for AWS STS").
-func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transitive []string, sourceIdentity string) *policy.Context {
+func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transitive []string, sourceIdentity string, mf mfaState) *policy.Context {
 	cr := &c.caller
 	ctx := policy.NewContext(nil)
 	principalARN := cr.arn
@@ -517,6 +544,18 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 		ctx.Set("aws:userid", userID(cr.user.ARN))
 		ctx.Set("aws:username", cr.user.Name)
 	}
+	// aws:MultiFactorAuthPresent is true with MFA, false for a session without it, and
+	// absent for a long-term key without it, as AWS sets it ("AWS global condition
+	// context keys"); aws:MultiFactorAuthAge only with MFA.
+	switch {
+	case mf.present:
+		ctx.Set("aws:MultiFactorAuthPresent", "true")
+		if !mf.at.IsZero() {
+			ctx.Set("aws:MultiFactorAuthAge", identity.MFAAge(c.now, mf.at))
+		}
+	case cr.session != nil:
+		ctx.Set("aws:MultiFactorAuthPresent", "false")
+	}
 	ctx.Set("aws:PrincipalArn", principalARN)
 	ctx.Set("aws:PrincipalAccount", cr.account)
 	ctx.Set("aws:PrincipalType", ptype)
@@ -528,7 +567,6 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 			ctx.Set("aws:PrincipalTag/"+t.Key, t.Value)
 		}
 		ctx.Set("aws:TokenIssueTime", isoTime(s.IssuedAt))
-		ctx.Set("aws:MultiFactorAuthPresent", boolString(s.MFA))
 		if s.SourceIdentity != "" {
 			ctx.Set("aws:SourceIdentity", s.SourceIdentity)
 		}
@@ -536,17 +574,7 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 			ctx.Set("aws:EC2InstanceSourceVPC", s.VPC)
 		}
 	}
-	if len(tags) > 0 {
-		keys := make([]string, 0, len(tags))
-		for _, t := range tags {
-			ctx.Set("aws:RequestTag/"+t.Key, t.Value)
-			keys = append(keys, t.Key)
-		}
-		ctx.Set("aws:TagKeys", keys...)
-	}
-	if len(transitive) > 0 {
-		ctx.Set("sts:TransitiveTagKeys", transitive...)
-	}
+	setRequestTags(ctx, tags, transitive)
 	if a.externalID != "" {
 		ctx.Set("sts:ExternalId", a.externalID)
 	}
@@ -562,6 +590,22 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 	ctx.Set("aws:UserAgent", c.r.UserAgent())
 	ctx.Set("aws:ViaAWSService", "false")
 	return ctx
+}
+
+// setRequestTags sets the keys of the session tags a call asks for ("Tagging AWS STS
+// sessions"): aws:RequestTag/KEY, aws:TagKeys and sts:TransitiveTagKeys.
+func setRequestTags(ctx *policy.Context, tags []Tag, transitive []string) {
+	if len(tags) > 0 {
+		keys := make([]string, 0, len(tags))
+		for _, t := range tags {
+			ctx.Set("aws:RequestTag/"+t.Key, t.Value)
+			keys = append(keys, t.Key)
+		}
+		ctx.Set("aws:TagKeys", keys...)
+	}
+	if len(transitive) > 0 {
+		ctx.Set("sts:TransitiveTagKeys", transitive...)
+	}
 }
 
 // auditParams is requestParameters for CloudTrail: what was asked, without the session
@@ -623,7 +667,8 @@ func (h *Handler) getSessionToken(ctx context.Context, c *call, p params) (any, 
 	if e != nil {
 		return nil, e
 	}
-	if e := mfaUnsupported(p); e != nil {
+	m, e := parseMFA(p)
+	if e != nil {
 		return nil, e
 	}
 	if cr.session != nil || cr.user == nil {
@@ -634,6 +679,13 @@ func (h *Handler) getSessionToken(ctx context.Context, c *call, p params) (any, 
 		Principal: cr.user.ARN,
 		IssuedAt:  c.now,
 		Expires:   c.now.Add(time.Duration(d) * time.Second),
+	}
+	if m != nil {
+		at, e := h.verifyMFA(ctx, c, m)
+		if e != nil {
+			return nil, e
+		}
+		spec.MFA, spec.MFAAt = true, at
 	}
 	creds, err := h.issuer.Issue(ctx, spec)
 	if err != nil {

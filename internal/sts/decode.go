@@ -47,7 +47,7 @@ func (h *Handler) decodeAuthorizationMessage(c *call, p params) (any, *apiError)
 		// The request context of any STS call; the AssumeRole-only keys it would add from an
 		// empty request stay empty.
 		req := policy.Request{Principal: c.caller.arn, PrincipalAccount: c.caller.account, Action: action, Resource: "*",
-			Context: h.requestContext(c, &assumeRequest{}, nil, nil, "")}
+			Context: h.requestContext(c, &assumeRequest{}, nil, nil, "", c.caller.mfa())}
 		allowed = id.Evaluate(&req).Effect == policy.Allow
 	}
 	if !allowed {

@@ -16,6 +16,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
+	"github.com/phantom-perimeter/phantom/internal/sso"
 )
 
 // apiVersion is the only STS API version.
@@ -84,6 +85,10 @@ func (c *caller) chained() bool { return c.session != nil && c.session.Role != "
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isNodePath(r) {
 		h.serveNode(w, r) // the workload agent's JSON API (node.go)
+		return
+	}
+	if r.URL.Path == sso.SignInConfigPath {
+		h.serveSignIn(w, r) // how people sign in (signin.go)
 		return
 	}
 	c := &call{id: h.newID(), now: h.now(), r: r}

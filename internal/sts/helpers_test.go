@@ -89,7 +89,7 @@ func (f *fakeIssuer) Issue(_ context.Context, s SessionSpec) (SessionCredentials
 	f.creds.put(fakeEntry{
 		cred: sigv4.Credential{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken, Principal: s.Principal, Expires: s.Expires},
 		sess: &Session{Role: s.Role, SessionName: s.SessionName, SourceIdentity: s.SourceIdentity, Tags: s.Tags, TransitiveTagKeys: s.TransitiveTagKeys,
-			Policy: s.Policy, PolicyARNs: s.PolicyARNs, IssuedAt: s.IssuedAt, Expires: s.Expires, MFA: s.MFA, VPC: s.VPC},
+			Policy: s.Policy, PolicyARNs: s.PolicyARNs, IssuedAt: s.IssuedAt, Expires: s.Expires, MFA: s.MFA, MFAAt: s.MFAAt, VPC: s.VPC},
 	})
 	f.mu.Lock()
 	f.specs = append(f.specs, s)

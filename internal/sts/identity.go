@@ -62,6 +62,7 @@ func (a *Identity) LookupSession(ctx context.Context, accessKeyID, sessionToken 
 		IssuedAt:          c.IssuedAt,
 		Expires:           c.Expires,
 		MFA:               c.MFA,
+		MFAAt:             c.MFAAt,
 		VPC:               c.VPC,
 	}
 	if len(c.Tags) > 0 {
@@ -101,6 +102,7 @@ func (a *Identity) Issue(_ context.Context, spec SessionSpec) (SessionCredential
 		Policy:            spec.Policy,
 		PolicyARNs:        spec.PolicyARNs,
 		MFA:               spec.MFA,
+		MFAAt:             spec.MFAAt,
 		VPC:               spec.VPC,
 	}
 	if len(spec.Tags) > 0 {

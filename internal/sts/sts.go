@@ -42,6 +42,9 @@ type Session struct {
 	IssuedAt          time.Time
 	Expires           time.Time
 	MFA               bool
+	// MFAAt is when the user authenticated with MFA (aws:MultiFactorAuthAge); zero
+	// without MFA.
+	MFAAt time.Time
 	// VPC is the network the session is bound to (aws:EC2InstanceSourceVPC); "" when none.
 	VPC string
 }
@@ -65,6 +68,7 @@ type SessionSpec struct {
 	IssuedAt          time.Time
 	Expires           time.Time
 	MFA               bool
+	MFAAt             time.Time // when MFA authenticated the user; zero without MFA
 	VPC               string
 }
 
@@ -87,6 +91,9 @@ type Directory interface {
 	RoleByARN(arn string) (*config.Role, bool)
 	UserByARN(arn string) (*config.User, bool)
 	ManagedPolicyByARN(arn string) (*config.ManagedPolicy, bool)
+	// SignInProvider is the OIDC provider people sign in through, published at
+	// sso.SignInConfigPath.
+	SignInProvider() (*config.OIDCProvider, bool)
 }
 
 var _ Directory = (*config.Spec)(nil)
@@ -130,6 +137,16 @@ type Config struct {
 	Nodes *NodeConfig
 	// Metrics, when set, observes every call.
 	Metrics Metrics
+	// MFA verifies the SerialNumber and TokenCode of GetSessionToken and AssumeRole
+	// (internal/mfa); nil refuses every call that passes them.
+	MFA MFAVerifier
+}
+
+// MFAVerifier takes a code from a user's MFA device, once (*mfa.Verifier). It returns
+// when the code's time step began; a refused code is an *mfa.Refusal, anything else a
+// failure of the store.
+type MFAVerifier interface {
+	Verify(ctx context.Context, user, serial, code string) (time.Time, error)
 }
 
 // Handler is the STS endpoint. It is safe for concurrent use.

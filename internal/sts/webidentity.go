@@ -105,6 +105,10 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 	}
 	ui := &c.ev.UserIdentity
 	ui.Type, ui.PrincipalID, ui.UserName, ui.IdentityProvider = "WebIdentityUser", id.Provider+":"+id.Audience+":"+id.Subject, id.Subject, id.Provider
+	tags, transitive, e := tokenTags(id.Claims)
+	if e != nil {
+		return nil, e
+	}
 
 	c.dir = h.cfg.Directory()
 	if c.dir == nil {
@@ -117,8 +121,8 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 		}
 	}
 	packed := -1
-	if a.policy != nil || len(a.policyARNs) > 0 {
-		packed = packedPercent(a.policyText, a.policyARNs, nil)
+	if a.policy != nil || len(a.policyARNs) > 0 || len(tags) > 0 {
+		packed = packedPercent(a.policyText, a.policyARNs, tags)
 		if packed > 100 {
 			return nil, &apiError{Code: "PackedPolicyTooLarge", Message: "Packed policy consumes " + strconv.Itoa(packed) + "% of allotted space, please use smaller policy.", Status: http.StatusBadRequest}
 		}
@@ -126,11 +130,19 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 
 	// Authorization is the role's trust policy alone: the federated principal has no
 	// identity-based policies of its own ("Creating a role for OIDC federation").
+	// With session tags the trust policy must also allow sts:TagSession ("Passing session
+	// tags using AssumeRoleWithWebIdentity").
 	const action = "sts:AssumeRoleWithWebIdentity"
+	actions := []string{action}
+	if len(tags) > 0 {
+		actions = append(actions, "sts:TagSession")
+	}
 	role, ok := c.dir.RoleByARN(a.roleARN)
-	if !ok || role.TrustPolicy == nil || role.TrustPolicy.Compiled == nil || !h.trustsWebIdentity(c, role.ARN, role.TrustPolicy.Compiled, a, id) {
-		// The same message whether or not the role exists.
-		return nil, accessDenied("Not authorized to perform " + action)
+	for _, act := range actions {
+		if !ok || role.TrustPolicy == nil || role.TrustPolicy.Compiled == nil || !h.trustsWebIdentity(c, role.ARN, role.TrustPolicy.Compiled, a, id, act, tags, transitive) {
+			// The same message whether or not the role exists.
+			return nil, accessDenied("Not authorized to perform " + act)
+		}
 	}
 	maxDur := int(role.MaxSessionDuration / time.Second)
 	if maxDur == 0 {
@@ -142,13 +154,15 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 
 	sessionARN := "arn:aws:sts::" + arnAccount(role.ARN) + ":assumed-role/" + role.Name + "/" + a.sessionName
 	creds, err := h.issuer.Issue(ctx, SessionSpec{
-		Principal:   sessionARN,
-		Role:        role.ARN,
-		SessionName: a.sessionName,
-		Policy:      a.policyText,
-		PolicyARNs:  a.policyARNs,
-		IssuedAt:    c.now,
-		Expires:     c.now.Add(time.Duration(a.duration) * time.Second),
+		Principal:         sessionARN,
+		Role:              role.ARN,
+		SessionName:       a.sessionName,
+		Tags:              tags,
+		TransitiveTagKeys: transitive,
+		Policy:            a.policyText,
+		PolicyARNs:        a.policyARNs,
+		IssuedAt:          c.now,
+		Expires:           c.now.Add(time.Duration(a.duration) * time.Second),
 	})
 	if err != nil {
 		h.log.Error("sts issue session failed", "request_id", c.id, "role_arn", role.ARN, "error", err)
@@ -176,14 +190,100 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 	if packed >= 0 {
 		c.ev.ResponseElements["packedPolicySize"] = packed
 	}
+	if len(tags) > 0 {
+		c.ev.RequestParameters["principalTags"] = tagMap(tags)
+		if len(transitive) > 0 {
+			c.ev.RequestParameters["transitiveTagKeys"] = transitive
+		}
+	}
 	return &assumeRoleWithWebIdentityResponse{Xmlns: xmlns, Result: res, Metadata: responseMetadata{c.id}}, nil
 }
 
-// trustsWebIdentity evaluates the role's trust policy for the federated principal with the
-// token's condition keys ("Available keys for AWS OIDC federation").
-func (h *Handler) trustsWebIdentity(c *call, roleARN string, trust *policy.Policy, a *assumeRequest, id *oidc.Identity) bool {
+// TagsClaim is the ID token claim that carries session tags ("Passing session tags using
+// AssumeRoleWithWebIdentity"): {"principal_tags": {"KEY": ["VALUE"]}, "transitive_tag_keys":
+// ["KEY"]}. Identity providers fill it from what they know of the person (groups,
+// department, cost center).
+const TagsClaim = "https://aws.amazon.com/tags"
+
+// tokenTags reads the session tags of a verified token. A malformed claim refuses the
+// call: a tag a trust policy or a resource policy keys on must not be guessed at.
+func tokenTags(claims map[string]any) ([]Tag, []string, *apiError) {
+	raw, ok := claims[TagsClaim]
+	if !ok {
+		return nil, nil, nil
+	}
+	bad := func(why string) ([]Tag, []string, *apiError) {
+		return nil, nil, invalidParameter("The " + TagsClaim + " claim of the web identity token is malformed: " + why + ".")
+	}
+	obj, ok := raw.(map[string]any)
+	if !ok {
+		return bad("it is not an object")
+	}
+	for k := range obj {
+		if k != "principal_tags" && k != "transitive_tag_keys" {
+			return bad("it has a member other than principal_tags and transitive_tag_keys")
+		}
+	}
+	pt, _ := obj["principal_tags"].(map[string]any)
+	if _, present := obj["principal_tags"]; present && pt == nil {
+		return bad("principal_tags is not an object")
+	}
+	if len(pt) > maxTags {
+		return nil, nil, memberError("["+strconv.Itoa(len(pt))+" tags]", "tags", "Member must have length less than or equal to 50")
+	}
+	keys := make([]string, 0, len(pt))
+	for k := range pt {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // one order for the session whatever the JSON's
+	var tags []Tag
+	seen := map[string]bool{}
+	for _, k := range keys {
+		vals, ok := pt[k].([]any)
+		if !ok || len(vals) != 1 {
+			return bad("the value of tag " + strconv.Quote(truncate(k, 128)) + " is not a list of one string")
+		}
+		v, ok := vals[0].(string)
+		if !ok {
+			return bad("the value of tag " + strconv.Quote(truncate(k, 128)) + " is not a string")
+		}
+		if e := checkTag(k, true, v, true, seen); e != nil {
+			return nil, nil, e
+		}
+		tags = append(tags, Tag{k, v})
+	}
+	var transitive []string
+	if tk, present := obj["transitive_tag_keys"]; present {
+		list, ok := tk.([]any)
+		if !ok || len(list) > maxTags {
+			return bad("transitive_tag_keys is not a list of at most 50 keys")
+		}
+		for _, e := range list {
+			k, ok := e.(string)
+			if !ok || !seen[strings.ToLower(k)] {
+				return bad("a transitive tag key is not one of principal_tags")
+			}
+			transitive = append(transitive, k)
+		}
+	}
+	return tags, transitive, nil
+}
+
+func tagMap(tags []Tag) map[string]string {
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[t.Key] = t.Value
+	}
+	return m
+}
+
+// trustsWebIdentity evaluates the role's trust policy for the federated principal and
+// action with the token's condition keys ("Available keys for AWS OIDC federation") and
+// the session tags it asks for.
+func (h *Handler) trustsWebIdentity(c *call, roleARN string, trust *policy.Policy, a *assumeRequest, id *oidc.Identity, action string, tags []Tag, transitive []string) bool {
 	ctx := policy.NewContext(nil)
 	id.SetConditionKeys(ctx)
+	setRequestTags(ctx, tags, transitive)
 	ctx.Set("sts:RoleSessionName", a.sessionName)
 	ctx.Set("aws:SourceIp", c.ev.SourceIPAddress)
 	ctx.Set("aws:CurrentTime", isoTime(c.now))
@@ -195,7 +295,7 @@ func (h *Handler) trustsWebIdentity(c *call, roleARN string, trust *policy.Polic
 	req := policy.Request{
 		Principal:        id.ProviderARN,
 		PrincipalAccount: arnAccount(id.ProviderARN),
-		Action:           "sts:AssumeRoleWithWebIdentity",
+		Action:           action,
 		Resource:         roleARN,
 		ResourceAccount:  arnAccount(roleARN),
 		Context:          ctx,

@@ -41,6 +41,12 @@ roles:
       {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"},
         "Action": "sts:AssumeRoleWithWebIdentity"}]}
+  - name: tagged
+    trustPolicy: |
+      {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Federated": "%[1]s"}, "Action": "sts:AssumeRoleWithWebIdentity"},
+        {"Effect": "Allow", "Principal": {"Federated": "%[1]s"}, "Action": "sts:TagSession",
+         "Condition": {"StringEquals": {"aws:RequestTag/team": "payments"}}}]}
 oidcProviders:
   - url: %[3]s
     clientIds: [sts.amazonaws.com]

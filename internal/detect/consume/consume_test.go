@@ -32,6 +32,19 @@ type counter struct {
 	pending   []string
 	committed map[string]int
 	findings  map[string]*detect.Finding
+	// damage is what the consumer reported as damage (AuditChainDamaged events): none
+	// is expected where nobody tampered (noDamage).
+	damage []string
+}
+
+// noDamage fails t if the consumer took anything for damage.
+func (c *counter) noDamage(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.damage) > 0 {
+		t.Fatalf("damage reported where nobody tampered: %q", c.damage)
+	}
 }
 
 func newCounter() *counter {
@@ -41,6 +54,10 @@ func newCounter() *counter {
 func (c *counter) Observe(ev *audit.Event) []detect.Finding {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if d, ok := audit.DamageOf(ev); ok {
+		c.damage = append(c.damage, d.Error())
+		return nil
+	}
 	c.pending = append(c.pending, ev.EventID)
 	var n int
 	chain, _, _ := strings.Cut(ev.EventID, "/")
@@ -171,7 +188,7 @@ func newWriter(t testing.TB, dir, chain string) *writer {
 	return &writer{l: l, chain: chain}
 }
 
-func (w *writer) write(t *testing.T, n int) {
+func (w *writer) write(t testing.TB, n int) {
 	t.Helper()
 	for range n {
 		w.n++
@@ -196,6 +213,9 @@ func start(t *testing.T, cfg consume.Config) (*consume.Consumer, func() error) {
 	c, err := consume.New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if det, ok := cfg.Detector.(*counter); ok {
+		t.Cleanup(func() { det.noDamage(t) }) // after the consumer stopped
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -323,6 +343,7 @@ func exactlyOnce(t *testing.T, st store.Store) {
 	if len(det.committed) != len(chains)*perChain {
 		t.Fatalf("%d events committed, want %d (the consumer's own chain read?)", len(det.committed), len(chains)*perChain)
 	}
+
 	// The findings carry the count of every 100th event, restored across restarts.
 	for _, c := range chains {
 		rec, err := st.GetFinding(t.Context(), findingID(c))
@@ -412,15 +433,20 @@ func TestNewChainPickedUp(t *testing.T) {
 	}
 }
 
-// TestTamperedChainStops: a record edited in place stops the consumer with an error
-// naming the chain; the records before it are committed, nothing after it is skipped
-// to, and a restart stops at the same record.
-func TestTamperedChainStops(t *testing.T) {
+// TestEditedRecordDoesNotStop: a record edited in place no longer stops the consumer:
+// the damage is a finding naming the chain, the records before it are committed, nothing
+// after it is skipped to while the chain is not continued (it is unread, and says why),
+// the other chains are read on, and a restart does the same without blocking.
+func TestEditedRecordDoesNotStop(t *testing.T) {
 	st := openSQLite(t)
 	dir := t.TempDir()
 	w := newWriter(t, dir, "gateway-x")
-	w.write(t, 20)
-	newWriter(t, dir, "sts").write(t, 5)
+	w.write(t, 12) // one segment: the chain does not continue after the damage
+	if _, err := os.Stat(filepath.Join(dir, "gateway-x", "00000002.jsonl")); err == nil {
+		t.Fatal("the chain has a second segment")
+	}
+	other := newWriter(t, dir, "sts")
+	other.write(t, 5)
 	seg := filepath.Join(dir, "gateway-x", "00000001.jsonl")
 	b, err := os.ReadFile(seg)
 	if err != nil {
@@ -432,20 +458,24 @@ func TestTamperedChainStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for run := range 2 {
-		c, err := consume.New(testConfig(dir, newCounter(), newResponder(t, st)))
-		if err != nil {
-			t.Fatal(err)
+		det := newTamperDetector(t)
+		c, stop := start(t, testConfig(dir, det, &sink{Sink: newResponder(t, st), c: det.counter}))
+		f := awaitTamperFinding(t, st, "gateway-x", findingLimit)
+		if f.Severity < 7 {
+			t.Fatalf("run %d: finding severity %.1f, want High", run, f.Severity)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		err = c.Run(ctx)
-		cancel()
-		if err == nil || !strings.Contains(err.Error(), "gateway-x") {
-			t.Fatalf("run %d: %v, want an error naming chain gateway-x", run, err)
+		other.write(t, 100)
+		waitEvents(t, c, "sts", int64(5+100*(run+1)), 10*time.Second)
+		if u := c.Unread(); len(u) != 1 || u[0].Chain != "gateway-x" || !strings.Contains(u[0].Reason, "(record 10)") {
+			t.Fatalf("run %d: unread %+v, want gateway-x naming record 10", run, u)
+		}
+		if err := stop(); err != nil {
+			t.Fatalf("run %d: %v", run, err)
 		}
 		cs, _ := st.ListAuditCursors(t.Context(), consume.DefaultConsumer)
 		for _, cur := range cs {
-			if cur.Chain == "gateway-x" && (cur.Seq > 9 || cur.Events != int64(cur.Seq)) {
-				t.Fatalf("run %d: cursor %+v went past the tampered record 10", run, cur)
+			if cur.Chain == "gateway-x" && (cur.Seq != 9 || cur.Events != 9) {
+				t.Fatalf("run %d: cursor %+v, want at the record before the edited one", run, cur)
 			}
 		}
 	}

@@ -15,10 +15,24 @@ type fakeMetrics struct {
 	findings map[string]int
 	commits  int
 	failed   int
+	damaged  map[string]int
+	unread   map[string]bool
 }
 
 func newFakeMetrics() *fakeMetrics {
-	return &fakeMetrics{events: map[string]int64{}, seq: map[string]uint64{}, findings: map[string]int{}}
+	return &fakeMetrics{events: map[string]int64{}, seq: map[string]uint64{}, findings: map[string]int{}, damaged: map[string]int{}, unread: map[string]bool{}}
+}
+
+func (f *fakeMetrics) Damaged(chain string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.damaged[chain]++
+}
+
+func (f *fakeMetrics) Unread(chain string, unread bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unread[chain] = unread
 }
 
 func (f *fakeMetrics) Committed(chain string, events int64, seq uint64) {

@@ -523,12 +523,9 @@ func buildSet(spec *config.Spec, p *principal) *policy.Set {
 		}
 		return cp.Compiled
 	}
-	add := func(ps []*config.Policy, mps []*config.ManagedPolicy, boundary *config.ManagedPolicy) {
-		for _, cp := range ps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: compiled(cp)})
-		}
-		for _, mp := range mps {
-			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: compiled(mp.Policy)})
+	add := func(ips []config.IdentityPolicy, boundary *config.ManagedPolicy) {
+		for _, ip := range ips {
+			entries = append(entries, policy.Entry{Kind: policy.Identity, Policy: compiled(ip.Policy)})
 		}
 		if boundary != nil {
 			entries = append(entries, policy.Entry{Kind: policy.Boundary, Policy: compiled(boundary.Policy)})
@@ -536,9 +533,9 @@ func buildSet(spec *config.Spec, p *principal) *policy.Set {
 	}
 	switch {
 	case p.role != nil:
-		add(p.role.Policies, p.role.ManagedPolicies, p.role.PermissionsBoundary)
+		add(p.role.IdentityPolicies(), p.role.PermissionsBoundary)
 	case p.user != nil:
-		add(p.user.Policies, p.user.ManagedPolicies, p.user.PermissionsBoundary)
+		add(p.user.IdentityPolicies(), p.user.PermissionsBoundary)
 	}
 	if s := p.claims; s != nil {
 		if s.Policy != "" {
@@ -598,6 +595,9 @@ func (h *Handler) conditionKeys(c *call, p *principal) map[string][]string {
 		}
 		m["aws:TokenIssueTime"] = []string{s.IssuedAt.UTC().Format("2006-01-02T15:04:05Z")}
 		m["aws:MultiFactorAuthPresent"] = []string{strconv.FormatBool(s.MFA)}
+		if age, ok := s.MFAAge(c.now); ok {
+			m["aws:MultiFactorAuthAge"] = []string{age}
+		}
 		if s.SourceIdentity != "" {
 			m["aws:SourceIdentity"] = []string{s.SourceIdentity}
 		}

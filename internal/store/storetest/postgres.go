@@ -78,3 +78,65 @@ func PostgresSchema(t testing.TB, prefix string) (dsn, schema string) {
 	})
 	return dsn, schema
 }
+
+// AuditWriterRole creates a login role (dropped at cleanup) with only the audit
+// writer's grants on the schema s uses (store.Postgres.GrantAuditWriter), and returns
+// ownerDSN with that role's credentials instead: what an audit writer logs in with. The
+// owner's login needs CREATEROLE (scripts/postgres gives it).
+func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
+	t.Helper()
+	u, err := url.Parse(ownerDSN)
+	if err != nil {
+		t.Fatal("owner DSN does not parse")
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	role := "phantom_writer_" + hex.EncodeToString(b)
+	rand.Read(b)
+	password := hex.EncodeToString(b)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, ownerDSN)
+	if err != nil {
+		t.Fatalf("connect as the owner: %v", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN PASSWORD '`+password+`'`); err != nil {
+		t.Fatalf("create the writer's role (the owner's login needs CREATEROLE: ALTER ROLE … CREATEROLE): %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(ctx, ownerDSN)
+		if err != nil {
+			t.Errorf("drop role %s: %v", role, err)
+			return
+		}
+		defer c.Close(ctx)
+		// The role owns nothing; its grants go first (DROP OWNED needs membership).
+		r := pgx.Identifier{role}.Sanitize()
+		for _, stmt := range []string{
+			`DO $$ BEGIN EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM ` + r + `', current_schema());
+				EXECUTE format('REVOKE ALL ON SCHEMA %I FROM ` + r + `', current_schema()); END $$`,
+			`DROP ROLE ` + r,
+		} {
+			if _, err := c.Exec(ctx, stmt); err != nil {
+				t.Errorf("drop role %s: %v", role, err)
+				return
+			}
+		}
+	})
+	if err := s.GrantAuditWriter(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, password)
+	return u.String()
+}
+
+// Conn connects to dsn (closed at cleanup), for statements beneath the store.
+func Conn(t testing.TB, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}

@@ -33,6 +33,7 @@ const (
 	KindAccessKey  Kind = "access-key"
 	KindSealingKey Kind = "sealing-key"
 	KindSecret     Kind = "secret" // PutSecretIfAbsent's rows, by name
+	KindMFADevice  Kind = "mfa-device"
 )
 
 // Store is a backend under test plus the hooks the suite needs beneath the interface.
@@ -50,6 +51,11 @@ type Store interface {
 	// AddFutureMigration records, beneath the store, a migration newer than the
 	// backend knows, as a newer Phantom would have.
 	AddFutureMigration(t *testing.T)
+	// ExecRaw runs a statement beneath the store, with the store's own login, as
+	// someone holding its database file or credentials would.
+	ExecRaw(t *testing.T, stmt string) error
+	// Backend is "sqlite" or "postgres".
+	Backend() string
 }
 
 // Run runs the contract suite; open must return a new, empty store each time, and
@@ -80,6 +86,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}
 	tests = append(tests, findingCases()...)
 	tests = append(tests, additionCases()...)
+	tests = append(tests, mfaCases()...)
+	tests = append(tests, anchorCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

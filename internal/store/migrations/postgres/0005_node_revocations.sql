@@ -1,4 +1,4 @@
--- 0003: removing nodes (SQLite's 0005): node_revocations, the node certificate's expiry,
+-- 0005: removing nodes (SQLite's 0007): node_revocations, the node certificate's expiry,
 -- and node_contacts, which does not bump the version.
 
 CREATE TABLE node_revocations (

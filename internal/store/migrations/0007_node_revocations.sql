@@ -1,4 +1,4 @@
--- 0005: removing nodes. node_revocations denies every session issued to a node before
+-- 0007: removing nodes. node_revocations denies every session issued to a node before
 -- `before` (`phantom node revoke`), and a node whose revocation is not older than its
 -- enrollment is refused altogether; nodes keep their certificate's expiry, and
 -- node_contacts when each node last reached STS. Contacts do not bump store_version: no
