@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // Defaults.
@@ -293,7 +295,7 @@ func (a *Agent) Node() string {
 // credentials).
 func (a *Agent) Role() string {
 	if s := a.sess.Load(); s != nil {
-		return roleName(s.creds.RoleArn)
+		return arn.RoleName(s.creds.RoleArn)
 	}
 	return ""
 }
@@ -486,13 +488,6 @@ func (a *Agent) obtain(ctx context.Context) error {
 	a.log.Info("agent: credentials refreshed", "node", a.Node(), "role_arn", resp.RoleArn, "access_key_id", resp.AccessKeyID,
 		"expiration", s.creds.Expiration.Format(time.RFC3339), "next_refresh", s.refreshAt.UTC().Format(time.RFC3339), "latency_ms", now.Sub(start).Milliseconds())
 	return nil
-}
-
-func roleName(arn string) string {
-	if i := strings.LastIndexByte(arn, '/'); i >= 0 {
-		return arn[i+1:]
-	}
-	return ""
 }
 
 func randDuration(r io.Reader, n time.Duration) time.Duration {

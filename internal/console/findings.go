@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
-	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -205,16 +205,16 @@ func (h *Handler) loadFinding(rq *request) (store.Finding, bool) {
 
 // roleOf is the role of the spec whose sessions a principal ARN belongs to: an
 // assumed-role session's role, or a role ARN. Users have no role to revoke here.
-func roleOf(spec *config.Spec, arn string) (*config.Role, bool) {
+func roleOf(spec *config.Spec, principal string) (*config.Role, bool) {
 	switch {
-	case strings.HasPrefix(arn, "arn:aws:sts::") && strings.Contains(arn, ":assumed-role/"):
-		name, ok := respond.RoleName(arn)
-		if !ok {
+	case strings.HasPrefix(principal, "arn:aws:sts::") && strings.Contains(principal, ":assumed-role/"):
+		p, ok := arn.Parse(principal)
+		if !ok || p.Kind != "assumed-role" {
 			return nil, false
 		}
-		return spec.Role(name)
-	case strings.HasPrefix(arn, "arn:aws:iam::") && strings.Contains(arn, ":role/"):
-		return spec.RoleByARN(arn)
+		return spec.Role(p.Name)
+	case strings.HasPrefix(principal, "arn:aws:iam::") && strings.Contains(principal, ":role/"):
+		return spec.RoleByARN(principal)
 	}
 	return nil, false
 }

@@ -2,10 +2,8 @@ package egress
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -817,13 +815,6 @@ func nodeIdentity(s *config.Spec, rs *ruleSet, n *config.Node) audit.UserIdentit
 		}
 	}
 	return ui
-}
-
-// uniqueID is IAM's unique-id shape derived from the ARN, as internal/sts and the
-// gateway derive it, so the same role has the same id in every component's events.
-func uniqueID(prefix, arn string) string {
-	sum := sha256.Sum256([]byte(arn))
-	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:17]
 }
 
 func truncate(s string, n int) string {

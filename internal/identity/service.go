@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
@@ -100,7 +101,7 @@ var _ sigv4.CredentialSource = (*Service)(nil)
 // snapshots once.
 func New(cfg Config, deps Deps) (*Service, error) {
 	var problems []error
-	if !validAccount(cfg.Account) {
+	if !arn.ValidAccount(cfg.Account) {
 		problems = append(problems, fmt.Errorf("account id %q is not 12 digits", cfg.Account))
 	}
 	if cfg.MaxSessionDuration < 0 {
@@ -148,18 +149,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.sealer = sealer
 	return s, nil
-}
-
-func validAccount(a string) bool {
-	if len(a) != 12 {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if a[i] < '0' || a[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Sealer returns the service's token sealer (its ring follows the store on every Refresh).

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/policy"
@@ -566,7 +567,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 	if !ok || !h.nodeTrusted(c, role, node) {
 		return nil, accessDenied("Node " + node.Name + " is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::" + h.cfg.Account + ":role/" + node.Role)
 	}
-	sessionARN := "arn:aws:sts::" + arnAccount(role.ARN) + ":assumed-role/" + role.Name + "/" + node.Name
+	sessionARN := arn.AssumedRole(arn.Account(role.ARN), role.Name, node.Name)
 	s := NodeSession{
 		SessionSpec: SessionSpec{
 			Principal:   sessionARN,
@@ -587,7 +588,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 	}
 	c.ev.ResponseElements = map[string]any{
 		"credentials":     map[string]any{"accessKeyId": creds.AccessKeyID, "expiration": isoTime(creds.Expiration)},
-		"assumedRoleUser": map[string]any{"assumedRoleId": roleID(role.ARN) + ":" + node.Name, "arn": sessionARN},
+		"assumedRoleUser": map[string]any{"assumedRoleId": arn.RoleID(role.ARN) + ":" + node.Name, "arn": sessionARN},
 		"node":            node.Name,
 	}
 	resp := &nodeCredentialsResponse{
@@ -596,7 +597,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		Token:           creds.SessionToken,
 		Expiration:      creds.Expiration.UTC().Format(time.RFC3339),
 		RoleArn:         role.ARN,
-		AccountID:       arnAccount(role.ARN),
+		AccountID:       arn.Account(role.ARN),
 		ProxyPassword:   nc.ProxyPassword(node),
 		Node:            node.Name,
 		Region:          h.cfg.Region,
@@ -642,7 +643,7 @@ func (h *Handler) nodeTrusted(c *call, role *config.Role, node *config.Node) boo
 	ctx.Set("aws:UserAgent", c.r.UserAgent())
 	ctx.Set("aws:ViaAWSService", "false")
 	set := policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: role.TrustPolicy.Compiled})
-	req := policy.Request{Principal: root, PrincipalAccount: h.cfg.Account, Action: "sts:AssumeRole", Resource: role.ARN, ResourceAccount: arnAccount(role.ARN), Context: ctx}
+	req := policy.Request{Principal: root, PrincipalAccount: h.cfg.Account, Action: "sts:AssumeRole", Resource: role.ARN, ResourceAccount: arn.Account(role.ARN), Context: ctx}
 	// The trust policy alone decides (Admits): the spec's assignment is the identity
 	// side, so a statement naming the account admits the node.
 	return set.Admits(&req).Effect == policy.Allow
