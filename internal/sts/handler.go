@@ -166,7 +166,7 @@ func (h *Handler) serve(ctx context.Context, c *call) (any, *apiError) {
 	if err != nil {
 		var se *sigv4.Error
 		if errors.As(err, &se) {
-			c.ev.UserIdentity.AccessKeyID = accessKeyOf(r)
+			c.ev.UserIdentity.AccessKeyID = sigv4.ClaimedAccessKey(r)
 		}
 		return nil, sigv4Error(err)
 	}
@@ -270,27 +270,6 @@ func sigv4Error(err error) *apiError {
 		status = http.StatusForbidden
 	}
 	return &apiError{Code: se.Code, Message: se.Message, Status: status, Detail: detail}
-}
-
-// accessKeyOf returns the access key id a request claims (for the audit of a failed
-// authentication), or "" when it names none in a recognisable form.
-func accessKeyOf(r *http.Request) string {
-	cred := r.URL.Query().Get("X-Amz-Credential")
-	if a := r.Header.Get("Authorization"); a != "" {
-		if i := strings.Index(a, "Credential="); i >= 0 {
-			cred = a[i+len("Credential="):]
-		}
-	}
-	id, _, _ := strings.Cut(cred, "/")
-	if len(id) < 16 || len(id) > 128 {
-		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return ""
-		}
-	}
-	return id
 }
 
 func sourceIP(r *http.Request) string {
