@@ -133,7 +133,7 @@ type Config struct {
 	// WebIdentity returns the verifier of AssumeRoleWithWebIdentity tokens for the current
 	// spec's OIDC providers; nil (or a nil result) refuses every token.
 	WebIdentity func() WebIdentityVerifier
-	// Nodes serves the node API under NodePathPrefix (enrollment, certificate renewal and
+	// Nodes serves the node API under nodeapi.PathPrefix (enrollment, certificate renewal and
 	// node-bound credentials for the workload agent, node.go); nil answers 404 there.
 	Nodes *NodeConfig
 	// Metrics, when set, observes every call.
