@@ -149,7 +149,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	a.log.Info("agent: node enrolled", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
+	a.log.Info("node enrolled", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -175,7 +175,7 @@ func (a *Agent) maybeRenew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
-	a.log.Info("agent: node certificate renewed", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
+	a.log.Info("node certificate renewed", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
 

@@ -64,12 +64,12 @@ func (a *Agent) watch(ctx context.Context) {
 		cancel()
 		switch {
 		case ev.Event == nodeapi.EventRefresh:
-			a.log.Warn("agent: STS says the credentials stopped working; fetching new ones now", "node", a.Node(), "access_key_id", s.creds.AccessKeyID, "reason", ev.Reason)
+			a.log.Warn("STS says the credentials stopped working; fetching new ones now", "node", a.Node(), "access_key_id", s.creds.AccessKeyID, "reason", ev.Reason)
 			a.requestRefresh()
 			backoff = 0
 			a.waitNewSession(ctx, changed, s)
 		case ev.Event == nodeapi.EventRevoked:
-			a.log.Error("agent: STS says this node was removed; no longer serving its credentials", "node", a.Node())
+			a.log.Error("STS says this node was removed; no longer serving its credentials", "node", a.Node())
 			a.stopServing(s)
 			a.requestRefresh()
 			backoff = 0
@@ -86,7 +86,7 @@ func (a *Agent) watch(ctx context.Context) {
 			if errors.Is(err, errWatchUnsupported) {
 				backoff = watchRetryMax * 4
 			}
-			a.log.Debug("agent: watch ended; reopening", "node", a.Node(), "error", err, "retry_in", backoff.String())
+			a.log.Debug("watch ended; reopening", "node", a.Node(), "error", err, "retry_in", backoff.String())
 			t := time.NewTimer(backoff/2 + randDuration(a.rand, backoff/2))
 			select {
 			case <-ctx.Done():

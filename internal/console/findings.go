@@ -76,7 +76,7 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := h.cfg.Store.ListFindings(r.Context(), flt)
 	if err != nil {
-		h.log.Error("console: list findings", "error", err)
+		h.log.Error("list findings", "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Findings unavailable", "The findings could not be read from the store.")
 		return
 	}
@@ -94,7 +94,7 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request) {
 		d.Rows = append(d.Rows, fr)
 	}
 	if d.Risks, err = h.cfg.Store.ListRiskLevels(r.Context()); err != nil {
-		h.log.Error("console: list risk levels", "error", err)
+		h.log.Error("list risk levels", "error", err)
 	}
 	h.render(w, r, http.StatusOK, "findings", rq, "Findings", d)
 }
@@ -196,7 +196,7 @@ func (h *Handler) loadFinding(rq *request) (store.Finding, bool) {
 		return store.Finding{}, false
 	}
 	if err != nil {
-		h.log.Error("console: read finding", "error", err)
+		h.log.Error("read finding", "error", err)
 		h.errorPage(rq.w, rq.r, rq, http.StatusInternalServerError, "Finding unavailable", "The finding could not be read from the store.")
 		return store.Finding{}, false
 	}
@@ -245,7 +245,7 @@ func (h *Handler) archive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.cfg.Store.ArchiveFinding(r.Context(), rec.ID, archive); err != nil {
-		h.log.Error("console: archive finding failed after it was audited", "finding_id", rec.ID, "error", err)
+		h.log.Error("archive finding failed after it was audited", "finding_id", rec.ID, "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Not archived", "The store refused the change.")
 		return
 	}
@@ -282,7 +282,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.cfg.Identity.RevokeSessions(r.Context(), role.Name); err != nil {
-		h.log.Error("console: revoke sessions failed after it was audited", "role", role.Name, "error", err)
+		h.log.Error("revoke sessions failed after it was audited", "role", role.Name, "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Not revoked", "The revocation could not be stored.")
 		return
 	}

@@ -141,6 +141,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.log = s.log.With("component", "identity")
 	ch := make(chan struct{})
 	s.changed.Store(&ch)
 	sealer, err := NewSealer(SealerConfig{MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
@@ -344,7 +345,7 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	for _, k := range keys {
 		if !ValidAccessKeyID(k.ID, PrefixLongTerm) || !validSecret(k.Secret) || k.User == "" {
 			// Never usable; say which key (ids are not secret), never its secret.
-			s.log.Warn("identity: skipping malformed access key", "access_key_id", k.ID, "user", k.User)
+			s.log.Warn("skipping malformed access key", "access_key_id", k.ID, "user", k.User)
 			continue
 		}
 		next.keys[k.ID] = &userKey{
@@ -474,10 +475,10 @@ func (s *Service) Run(ctx context.Context) error {
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
+			s.log.Error("refresh failed; keeping the previous credentials", "error", err)
 			failing = true
 		case err == nil && failing:
-			s.log.Info("identity: store reachable again; credentials refreshed")
+			s.log.Info("store reachable again; credentials refreshed")
 			failing = false
 		}
 		select {
