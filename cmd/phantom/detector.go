@@ -79,7 +79,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	if err != nil {
 		return err
 	}
-	logSigma(c.log, det.SigmaRules())
+	logSigma(detectorLog(c.log), det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)
@@ -91,7 +91,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 	}()
 	go func() {
 		defer c.wg.Done()
-		followDetection(runCtx, c.w, det, c.log)
+		followDetection(runCtx, c.w, det, detectorLog(c.log))
 	}()
 
 	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {
@@ -105,7 +105,7 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 		serveDetector(c.ops, consumer)
 	}
 	err = consumer.Run(ctx)
-	c.log.Info("detector: stopped; finishing webhook notifications in flight")
+	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {

@@ -74,19 +74,25 @@ func newDetector(spec *config.Spec) (*detect.Detector, error) {
 	})
 }
 
-// logSigma logs how many Sigma rules loaded and each one that did not, with the reason.
+// logSigma logs how many Sigma rules loaded and each one that did not, with the reason,
+// on the detector's logger (detectorLog).
 func logSigma(log *slog.Logger, s *sigma.Set) {
 	if s == nil || s.Dir == "" {
 		return
 	}
 	bad, other := s.Unloaded()
 	for _, p := range bad {
-		log.Warn("detector: Sigma rule not loaded", "file", p.File, "title", p.Title, "reason", p.Reason)
+		log.Warn("Sigma rule not loaded", "file", p.File, "title", p.Title, "reason", p.Reason)
 	}
-	log.Info("detector: Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
+	log.Info("Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
 }
 
-// followDetection reloads the detector's threat lists, Sigma rules and peer groups
+// detectorLog is log naming the detector as the component, for what the runtime logs of it
+// (the consumer and the responder name themselves).
+func detectorLog(log *slog.Logger) *slog.Logger { return log.With("component", "detector") }
+
+// followDetection logs on the detector's logger (detectorLog). It reloads the detector's
+// threat lists, Sigma rules and peer groups
 // whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
 // list that does not load keeps the previous set, and so does a rules directory that
 // cannot be read.
@@ -102,19 +108,19 @@ func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			return
 		case <-hup:
 			if err := det.Reload(); err != nil {
-				log.Error("detector: threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
+				log.Error("threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
 				logSigma(log, det.SigmaRules())
 			}
 		case spec := <-specs:
 			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
-				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
+				log.Error("threat lists not reloaded; keeping the previous ones", "error", err)
 			} else {
-				log.Info("detector: threat lists reloaded", "lists", len(spec.Detection.ThreatLists))
+				log.Info("threat lists reloaded", "lists", len(spec.Detection.ThreatLists))
 			}
 			det.SetPeerGroups(detect.PeerGroups(spec))
 			if s, err := det.SetSigmaRules(spec.Detection.SigmaRules); err != nil {
-				log.Error("detector: Sigma rules not reloaded; keeping the previous ones", "error", err)
+				log.Error("Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
 				logSigma(log, s)
 			}

@@ -318,7 +318,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	logSigma(log, det.SigmaRules())
+	logSigma(detectorLog(log), det.SigmaRules())
 	consumer, err := newStreamDetector(logs.dir, []string{detectorChain}, det, responder, p.store, o.detectorMetrics(), log, nil)
 	if err != nil {
 		return err
@@ -328,7 +328,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	go func() {
 		defer wg.Done()
 		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("up: the streaming detector stopped", "error", err)
+			detectorLog(log).Error("the streaming detector stopped", "error", err)
 		}
 	}()
 	wg.Add(2)
@@ -343,7 +343,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followDetection(runCtx, w, det, log)
+		followDetection(runCtx, w, det, detectorLog(log))
 	}()
 
 	var backend *http.Server
@@ -391,7 +391,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
 	}
 	o.serving(readyCheck{"perimeter state", fresh}, logs.readyCheck())
-	log.Info("up: serving", "data_dir", f.dataDir, "spec", specPath)
+	log.Info("serving", "component", "up", "data_dir", f.dataDir, "spec", specPath)
 
 	var runErr error
 	select {
@@ -401,7 +401,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	case err := <-firstDone(servers):
 		runErr = err
 	}
-	log.Info("up: shutting down; finishing in-flight requests")
+	log.Info("shutting down; finishing in-flight requests", "component", "up")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	// Outside in: the endpoints stop taking calls and finish theirs through the gateway,
@@ -603,7 +603,7 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 	}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("up: demo backend stopped", "error", err)
+			log.Error("demo backend stopped", "component", "up", "error", err)
 		}
 	}()
 	return srv, nil
