@@ -3,6 +3,7 @@ package layering
 import (
 	"go/build"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,13 +13,13 @@ import (
 
 const module = "github.com/phantom-perimeter/phantom/"
 
-// foundations import no package of this module: the cores (sigv4, the IAM policy engine)
-// and the small packages every layer may use. A core that imported a component could not
-// be reviewed, fuzzed or benchmarked alone.
-var foundations = []string{
-	"internal/sigv4", "internal/sigv4/rawhttp", "internal/policy",
-	"internal/arn", "internal/nodeapi", "internal/atomicfile", "internal/requestid",
-	"internal/authzmsg", "internal/buildinfo", "internal/testenv",
+// foundations import no package of this module but those listed with them: the cores
+// (sigv4, the IAM policy engine) and the small packages every layer may use. A core that
+// imported a component could not be reviewed, fuzzed or benchmarked alone.
+var foundations = map[string][]string{
+	"internal/sigv4": nil, "internal/sigv4/rawhttp": nil, "internal/policy": nil,
+	"internal/arn": nil, "internal/nodeapi": nil, "internal/atomicfile": nil, "internal/requestid": nil,
+	"internal/authzmsg": nil, "internal/buildinfo": nil, "internal/testenv": nil,
 }
 
 // dataPath are the components on a request's path. They read the store's state only
@@ -99,16 +100,18 @@ func loadPackages(t *testing.T) map[string]pkg {
 
 func TestLayering(t *testing.T) {
 	pkgs := loadPackages(t)
-	for _, list := range [][]string{foundations, dataPath, components, harnesses} {
+	for _, list := range [][]string{slices.Collect(maps.Keys(foundations)), dataPath, components, harnesses} {
 		for _, p := range list {
 			if _, ok := pkgs[p]; !ok {
 				t.Errorf("%s is named by a rule but is not in the repository: update the rule", p)
 			}
 		}
 	}
-	for _, p := range foundations {
-		if imp := pkgs[p].imports; len(imp) > 0 {
-			t.Errorf("%s imports %v: a foundation imports no package of ours", p, imp)
+	for p, allowed := range foundations {
+		for _, imp := range pkgs[p].imports {
+			if !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s: a foundation imports no package of ours but %v", p, imp, allowed)
+			}
 		}
 	}
 	for _, p := range dataPath {
