@@ -82,7 +82,7 @@ var mutants = []mutant{
 	{
 		name: "identity revocation cutoff",
 		file: "internal/identity/service.go",
-		find: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before)", replace: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before.Add(-time.Minute))",
+		find: "snap.revoked[role]; ok && issued.Before(before)", replace: "snap.revoked[role]; ok && issued.Before(before.Add(-time.Minute))",
 		pkg: "internal/identity",
 		run: "^TestRevokeSessions$",
 	},
@@ -168,7 +168,7 @@ var mutants = []mutant{
 	{
 		name: "node revocation refuses the node's sessions",
 		file: "internal/identity/service.go",
-		find: "ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {", replace: "ok && c.IssuedAt.Before(before) && false || snap.nodeRevoked[c.Node] && false {",
+		find: "ok && issued.Before(before) || snap.nodeRevoked[node] {", replace: "ok && issued.Before(before) && false || snap.nodeRevoked[node] && false {",
 		pkg: "internal/identity",
 		run: "^TestRevokeNode$",
 	},
