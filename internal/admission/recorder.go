@@ -156,9 +156,9 @@ type takeResult int
 
 const (
 	takeCounted takeResult = iota // counted into the summary
-	takeQueued                     // the full event is queued for the worker
-	takeFirst                      // the first of its window: the caller records it
-	takeStopped                    // after Stop: the caller records it
+	takeQueued                    // the full event is queued for the worker
+	takeFirst                     // the first of its window: the caller records it
+	takeStopped                   // after Stop: the caller records it
 )
 
 func (f *Recorder) take(r Refusal, queue bool) takeResult {
