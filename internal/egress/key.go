@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 // keyHKDFInfo separates the proxy-credential key from every other key derived from the
@@ -64,6 +66,14 @@ func ProxyPassword(key []byte, c Credential) string {
 	binary.BigEndian.PutUint64(b[8:], uint64(c.Expires.UnixNano()))
 	copy(b[16:], passwordMAC(key, c.Node, c.Addr, b[:16]))
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// Passwords is the password a node's role session comes with, from STS's node API
+// (sts.NodeConfig.ProxyPassword): for the node's address and the session's validity.
+func Passwords(key []byte) func(n *config.Node, issued, expires time.Time) string {
+	return func(n *config.Node, issued, expires time.Time) string {
+		return ProxyPassword(key, Credential{Node: n.Name, Addr: n.PrivateIP, Issued: issued, Expires: expires})
+	}
 }
 
 func passwordMAC(key []byte, node string, addr netip.Addr, times []byte) []byte {

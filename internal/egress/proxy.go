@@ -300,7 +300,9 @@ func (p *Proxy) rules(s *config.Spec, role string, risk int) *ruleSet {
 // Serve accepts proxy connections on ln until Shutdown or Close; cancelling ctx closes
 // the proxy at once. It may be called for several listeners (a plain one on loopback and
 // a TLS one for other hosts, say), concurrently. Each connection counts against
-// MaxConnections and MaxConnectionsPerSource from its accept.
+// MaxConnections and MaxConnectionsPerSource from its accept. ln is a plain listener:
+// for TLS use ServeTLS (a connection Serve counts is no *tls.Conn to the HTTP server, so
+// a certificate on it would go unseen).
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 	return p.serve(ctx, ln, nil)
 }
