@@ -35,9 +35,9 @@ import (
 )
 
 // defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
-// 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448)
-// egress relay 8449 (the agent's; the proxy itself is on free ports), the findings API 8450 and the web console 8452 (all on 127.0.0.1;
-// 8451 is kept for the operations listener).
+// 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448,
+// its egress relay 8449; the egress proxy itself takes free ports), the findings API 8450
+// and the web console 8452 (all on 127.0.0.1; 8451 is kept for the operations listener).
 const defaultPortBase = 8443
 
 // demoPorts is how many consecutive ports the demo takes from --port-base.
