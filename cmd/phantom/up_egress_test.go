@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+)
+
+// nodeProxyPassword asks STS's node API for a role session with the demo node's
+// certificate, as the node's agent does, and returns the proxy password that comes with
+// it (valid as long as the session, refused once the session is revoked).
+func (u *upServer) nodeProxyPassword(t *testing.T) string {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(u.dataDir, "agent", "node.crt"), filepath.Join(u.dataDir, "agent", "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := u.goClient(t, &cert).Post(u.env["PHANTOM_STS_URL"]+"/phantom/node/credentials", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ ProxyPassword, Node string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK || out.ProxyPassword == "" {
+		t.Fatalf("node API: %d %+v %v", resp.StatusCode, out, err)
+	}
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(out.Node+":"+out.ProxyPassword))
+}
+
+// egressTunnel opens a tunnel through the proxy at proxy (with Proxy-Authorization auth
+// unless "") to the node's API (PHANTOM_NODE_API_URL) and completes TLS with the
+// endpoint in it. It returns the proxy's status and, on 200, the TLS connection.
+func (u *upServer) egressTunnel(t *testing.T, proxy, auth string) (int, *tls.Conn) {
+	t.Helper()
+	api, err := url.Parse(u.env["PHANTOM_NODE_API_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: api.Host}, Host: api.Host, Header: http.Header{}}
+	if auth != "" {
+		req.Header.Set("Proxy-Authorization", auth)
+	}
+	if err := req.Write(c); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		t.Fatalf("CONNECT %s: %v", api.Host, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		c.Close()
+		return resp.StatusCode, nil
+	}
+	pem, err := os.ReadFile(u.env["AWS_CA_BUNDLE"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	tc := tls.Client(c, &tls.Config{RootCAs: roots, ServerName: api.Hostname()})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("TLS with the endpoint through the tunnel: %v", err)
+	}
+	t.Cleanup(func() { tc.Close() })
+	return http.StatusOK, tc
+}
+
+// askEndpoint sends one unsigned request through the tunnel; any answer of the
+// perimeter's (a refusal of the unsigned call included) shows the tunnel carries it.
+func (u *upServer) askEndpoint(tc *tls.Conn) error {
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	api, _ := url.Parse(u.env["PHANTOM_NODE_API_URL"])
+	req, _ := http.NewRequest(http.MethodGet, api.String(), nil)
+	if err := req.Write(tc); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// tunnelClosedWithin waits up to d for the proxy to close the tunnel under tc.
+func tunnelClosedWithin(tc *tls.Conn, d time.Duration) bool {
+	tc.SetReadDeadline(time.Now().Add(d))
+	_, err := tc.Read(make([]byte, 1))
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestUpEgressFollowsRevocation: against the built `phantom up`, the egress proxy follows
+// the perimeter's revocations. After the detector's response to stolen credentials and
+// after `phantom iam revoke-sessions` on the node's role, new tunnels with the proxy
+// password the node was handed before are refused within 2 s and its open tunnel is
+// closed; the password that comes with the node's next session works, and so does the
+// node's agent relay (the node's certificate) all along. (On the old code the proxy
+// password was an HMAC of the node name: it never changed, and 10 of 10 new tunnels with
+// it worked after revoke-sessions.)
+func TestUpEgressFollowsRevocation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs phantom up")
+	}
+	u := startUp(t, buildPhantom(t))
+	direct := u.env["PHANTOM_EGRESS_DIRECT"]
+	relay, err := url.Parse(u.env["PHANTOM_EGRESS_PROXY"])
+	if err != nil || direct == "" {
+		t.Fatalf("demo.env: PHANTOM_EGRESS_DIRECT %q, PHANTOM_EGRESS_PROXY %q: %v", direct, u.env["PHANTOM_EGRESS_PROXY"], err)
+	}
+	elsewhere := u.goClient(t, nil)
+	elsewhere.Transport.(*http.Transport).DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext
+
+	revocations := []struct {
+		name   string
+		revoke func() time.Time // revokes, and returns from when the 2 s count
+	}{
+		{"the detector's response to stolen credentials", func() time.Time {
+			stolen, ok := u.imdsCredentials(t)
+			if !ok {
+				t.Fatal("the agent serves no credentials")
+			}
+			start := time.Now()
+			if r := u.signedGo(t, elsewhere, stolen, u.env["PHANTOM_API_URL"], nil); r.Status != http.StatusForbidden {
+				t.Fatalf("the stolen key from 127.0.0.2: %s", r)
+			}
+			u.revocationAfter(t, start)
+			return time.Now()
+		}},
+		{"phantom iam revoke-sessions", func() time.Time {
+			u.phantom(t, "iam", "revoke-sessions", "--role", "service-a")
+			return time.Now()
+		}},
+	}
+	for _, rv := range revocations {
+		old := u.nodeProxyPassword(t)
+		status, tun := u.egressTunnel(t, direct, old)
+		if status != http.StatusOK || u.askEndpoint(tun) != nil {
+			t.Fatalf("%s: the tunnel before it: %d", rv.name, status)
+		}
+		revoked := rv.revoke()
+		refusedWithin2s(t, rv.name+": the old proxy password refused", revoked, func() error {
+			if status, tc := u.egressTunnel(t, direct, old); status != http.StatusProxyAuthRequired {
+				if tc != nil {
+					tc.Close()
+				}
+				return fmt.Errorf("CONNECT answered %d", status)
+			}
+			return nil
+		})
+		if !tunnelClosedWithin(tun, 2*time.Second) {
+			t.Errorf("%s: the node's open tunnel was not closed", rv.name)
+		}
+		ev := u.awaitEvent(t, "the refusal of the old proxy password", func(e *audit.Event) bool {
+			return e.EventSource == "egress.phantom.amazonaws.com" && e.ErrorCode == "ProxyCredentialsRevoked" && !e.EventTime.Before(revoked.Add(-time.Second))
+		})
+		if !strings.Contains(ev.UserIdentity.ARN, "assumed-role/service-a/") {
+			t.Errorf("%s: refusal audited for %q", rv.name, ev.UserIdentity.ARN)
+		}
+		u.awaitEvent(t, "the closing of the open tunnel", func(e *audit.Event) bool {
+			return e.EventSource == "egress.phantom.amazonaws.com" && e.EventName == "CloseTunnel" && e.ErrorCode == "ProxyCredentialsRevoked" && !e.EventTime.Before(revoked.Add(-time.Second))
+		})
+		// The node's next session comes with a password that works, and the agent's relay
+		// (the node's certificate) carries the node's workloads as before.
+		status, tun = u.egressTunnel(t, direct, u.nodeProxyPassword(t))
+		if status != http.StatusOK || u.askEndpoint(tun) != nil {
+			t.Fatalf("%s: the fresh proxy password: %d", rv.name, status)
+		}
+		tun.Close()
+		status, tun = u.egressTunnel(t, relay.Host, "")
+		if status != http.StatusOK || u.askEndpoint(tun) != nil {
+			t.Fatalf("%s: the agent's relay: %d", rv.name, status)
+		}
+		tun.Close()
+	}
+}
