@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +194,116 @@ func TestUpEgressFollowsRevocation(t *testing.T) {
 		}
 		tun.Close()
 	}
+}
+
+// TestUpEgressAuditHonestAndBounded: against the built `phantom up`, a flood of CONNECTs
+// without credentials leaves a bounded number of audit records whose counts add up to
+// the refusals (the summaries are written by the graceful stop at the latest), and an
+// absolute-form forward to a closed port — a rule allowing it added to the running
+// perimeter's spec — is audited as failed, in the one event of the request. (On the old
+// code every refusal was a full record — 5,163 records/s from one client — and the
+// forward was audited as allowed, with no errorCode, before the dial.)
+func TestUpEgressAuditHonestAndBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs phantom up")
+	}
+	u := startUp(t, buildPhantom(t))
+	direct := u.env["PHANTOM_EGRESS_DIRECT"]
+	target := "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com:" + portOf(u.env["PHANTOM_ENDPOINT_ADDR"])
+	const flood = 300
+	for i := range flood {
+		if line := rawProxyConnect(t, direct, target, ""); line != "HTTP/1.1 407" {
+			t.Fatalf("CONNECT %d without credentials: %q", i, line)
+		}
+	}
+
+	// A rule for a closed port on loopback, added to the running perimeter.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	spec := filepath.Join(u.dataDir, "perimeter.yaml")
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const apiRule = "    allow:\n      - api: a1b2c3d4e5\n"
+	if !strings.Contains(string(b), apiRule) {
+		t.Fatalf("the demo spec has no egress rule %q", apiRule)
+	}
+	s := strings.Replace(string(b), apiRule, apiRule+"      - {cidr: 127.0.0.1/32, ports: ["+portOf(closed)+"]}\n", 1)
+	if err := os.WriteFile(spec, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth := u.nodeProxyPassword(t)
+	var reqID string
+	within(t, "the forward to the closed port answered 502", 10*time.Second, func() error {
+		c, err := net.Dial("tcp", direct)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET http://"+closed+"/ HTTP/1.1\r\nHost: "+closed+"\r\nProxy-Authorization: "+auth+"\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway {
+			return fmt.Errorf("%s (the spec not reloaded yet?)", resp.Status)
+		}
+		reqID = resp.Header.Get("X-Amzn-Requestid")
+		return nil
+	})
+	ev := u.awaitEvent(t, "the failed forward", func(e *audit.Event) bool {
+		return e.EventSource == "egress.phantom.amazonaws.com" && e.EventName == "Forward" && e.RequestParameters["port"] == float64(mustPort(t, closed)) &&
+			(reqID == "" || e.RequestID == reqID) && e.ErrorCode != "DestinationNotAllowed" && e.ErrorCode != "PortNotAllowed" && e.ErrorCode != "AddressNotAllowed"
+	})
+	if ev.ErrorCode != "ConnectFailed" || ev.ResponseElements["connectedAddress"] != nil {
+		t.Fatalf("the forward to a closed port audited as %q %v", ev.ErrorCode, ev.ResponseElements)
+	}
+	n := 0
+	for _, e := range auditEvents(t, filepath.Join(u.dataDir, "audit")) {
+		if e.RequestID == ev.RequestID {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the failed forward has %d events, want 1", n)
+	}
+
+	u.stop(t)
+	records, counted := 0, 0
+	for _, e := range auditEvents(t, filepath.Join(u.dataDir, "audit")) {
+		if e.EventSource != "egress.phantom.amazonaws.com" || e.ErrorCode != "ProxyAuthenticationRequired" {
+			continue
+		}
+		records++
+		if s, _ := e.AdditionalEventData["summary"].(bool); s {
+			c, _ := e.AdditionalEventData["count"].(float64)
+			counted += int(c)
+		} else {
+			counted++
+		}
+	}
+	t.Logf("%d refusals without credentials: %d audit records", flood, records)
+	if records > 11 {
+		t.Errorf("%d refusals left %d records, want at most 11 (10 in full, one summary)", flood, records)
+	}
+	if counted != flood {
+		t.Errorf("the records count %d refusals, want %d", counted, flood)
+	}
+}
+
+func mustPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	n, err2 := strconv.Atoi(p)
+	if err != nil || err2 != nil {
+		t.Fatalf("address %q", addr)
+	}
+	return n
 }
