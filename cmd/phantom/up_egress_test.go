@@ -116,7 +116,9 @@ func tunnelClosedWithin(tc *tls.Conn, d time.Duration) bool {
 // after `phantom iam revoke-sessions` on the node's role, new tunnels with the proxy
 // password the node was handed before are refused within 2 s and its open tunnel is
 // closed; the password that comes with the node's next session works, and so does the
-// node's agent relay (the node's certificate) all along. (On the old code the proxy
+// node's agent relay (the node's certificate) all along. The detector's response also
+// raises the node's phantom:RiskLevel to high: a rule with maxRiskLevel low stops
+// applying within 2 s, and the tunnel it opened is closed. (On the old code the proxy
 // password was an HMAC of the node name: it never changed, and 10 of 10 new tunnels with
 // it worked after revoke-sessions.)
 func TestUpEgressFollowsRevocation(t *testing.T) {
@@ -131,6 +133,26 @@ func TestUpEgressFollowsRevocation(t *testing.T) {
 	}
 	elsewhere := u.goClient(t, nil)
 	elsewhere.Transport.(*http.Transport).DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext
+
+	// A server the node may reach only while its phantom:RiskLevel is at most low: a rule
+	// with maxRiskLevel added to the running perimeter's spec. The node's workload holds a
+	// tunnel to it open through the agent's relay (the node's certificate, which
+	// revoke-sessions does not touch: the detector's risk raise is what closes it).
+	echo := echoServer(t)
+	addEgressRule(t, u, "{cidr: 127.0.0.1/32, ports: ["+portOf(echo)+"], maxRiskLevel: low}")
+	within(t, "the rule with maxRiskLevel in force", 10*time.Second, func() error {
+		if line := relayConnect(t, relay.Host, echo); line != "HTTP/1.1 200" {
+			var last audit.Event
+			for _, e := range auditEvents(t, filepath.Join(u.dataDir, "audit")) {
+				if e.EventSource == "egress.phantom.amazonaws.com" && !e.EventTime.Before(last.EventTime) {
+					last = e
+				}
+			}
+			return fmt.Errorf("%s (%s %s: %s)", line, last.EventName, last.ErrorCode, last.ErrorMessage)
+		}
+		return nil
+	})
+	lowRisk := openTunnel(t, relay.Host, echo)
 
 	revocations := []struct {
 		name   string
@@ -193,7 +215,111 @@ func TestUpEgressFollowsRevocation(t *testing.T) {
 			t.Fatalf("%s: the agent's relay: %d", rv.name, status)
 		}
 		tun.Close()
+		if lowRisk == nil {
+			continue
+		}
+		// The detector's response also raised the node's phantom:RiskLevel to high: the
+		// rule with maxRiskLevel low no longer applies, to the open tunnel or new ones.
+		refusedWithin2s(t, rv.name+": the risk raise refusing the maxRiskLevel low rule", revoked, func() error {
+			if line := relayConnect(t, relay.Host, echo); line != "HTTP/1.1 403" {
+				return errors.New(line)
+			}
+			return nil
+		})
+		u.awaitEvent(t, "the RiskLevelTooHigh refusal", func(e *audit.Event) bool {
+			return e.EventSource == "egress.phantom.amazonaws.com" && e.EventName == "Connect" && e.ErrorCode == "RiskLevelTooHigh" && e.AdditionalEventData["riskLevel"] == "high"
+		})
+		lowRisk.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := lowRisk.Read(make([]byte, 1)); err == nil || isTimeout(err) {
+			t.Errorf("%s: the tunnel the maxRiskLevel low rule opened is still open: %v", rv.name, err)
+		}
+		lowRisk = nil
 	}
+}
+
+// relayConnect sends a CONNECT without Proxy-Authorization (the agent's relay presents
+// the node's certificate) and returns the status line's first 12 bytes.
+func relayConnect(t *testing.T, proxy, target string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line := make([]byte, 12)
+	io.ReadFull(c, line)
+	return string(line)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// echoServer serves an echo on a loopback port and returns its address.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// addEgressRule adds an allow rule to the demo role's egress rules in the running
+// perimeter's spec (it reloads live).
+func addEgressRule(t *testing.T, u *upServer, rule string) {
+	t.Helper()
+	spec := filepath.Join(u.dataDir, "perimeter.yaml")
+	b, err := os.ReadFile(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const apiRule = "    allow:\n      - api: a1b2c3d4e5\n"
+	if !strings.Contains(string(b), apiRule) {
+		t.Fatalf("the demo spec has no egress rule %q", apiRule)
+	}
+	s := strings.Replace(string(b), apiRule, apiRule+"      - "+rule+"\n", 1)
+	if err := os.WriteFile(spec, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openTunnel opens a CONNECT tunnel without credentials (the agent's relay adds the
+// node's certificate) and checks it carries bytes to the echo server behind it.
+func openTunnel(t *testing.T, proxy, target string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", proxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("CONNECT %s through %s: %v %v", target, proxy, resp, err)
+	}
+	io.WriteString(c, "ping")
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(br, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("the tunnel to %s: %q %v", target, buf, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
 }
 
 // TestUpEgressAuditHonestAndBounded: against the built `phantom up`, a flood of CONNECTs
@@ -224,19 +350,7 @@ func TestUpEgressAuditHonestAndBounded(t *testing.T) {
 	}
 	closed := ln.Addr().String()
 	ln.Close()
-	spec := filepath.Join(u.dataDir, "perimeter.yaml")
-	b, err := os.ReadFile(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	const apiRule = "    allow:\n      - api: a1b2c3d4e5\n"
-	if !strings.Contains(string(b), apiRule) {
-		t.Fatalf("the demo spec has no egress rule %q", apiRule)
-	}
-	s := strings.Replace(string(b), apiRule, apiRule+"      - {cidr: 127.0.0.1/32, ports: ["+portOf(closed)+"]}\n", 1)
-	if err := os.WriteFile(spec, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	addEgressRule(t, u, "{cidr: 127.0.0.1/32, ports: ["+portOf(closed)+"]}")
 	auth := u.nodeProxyPassword(t)
 	var reqID string
 	within(t, "the forward to the closed port answered 502", 10*time.Second, func() error {
