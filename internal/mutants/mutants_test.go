@@ -194,6 +194,27 @@ var mutants = []mutant{
 		run: "^TestPasswordBoundToAddress$",
 	},
 	{
+		name: "egress refuses a proxy password issued before a revocation",
+		file: "internal/egress/standing.go",
+		find: "if !issued.IsZero() && st.SessionRevoked(n.Role, n.Name, issued) {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestRevokeSessionsCutsEgress$",
+	},
+	{
+		name: "egress refuses an expired proxy password",
+		file: "internal/egress/proxy.go",
+		find: "if !p.now().Before(expires) {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestExpiredPasswordRefused$",
+	},
+	{
+		name: "egress rules stop at their maxRiskLevel",
+		file: "internal/egress/rules.go",
+		find: "if risk > bound {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestRiskRaiseCutsEgress$",
+	},
+	{
 		name: "backend assertion replay cache",
 		file: "internal/gateway/verify.go",
 		find: "if _, dup := v.seen[a.ID]; dup {", replace: "if false {",
