@@ -9,9 +9,11 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
@@ -512,4 +514,46 @@ func TestTunnelBounds(t *testing.T) {
 	if _, line := w.open(t, "rollout-1", w.echo, w.auth("rollout-1", testNow)); !strings.HasPrefix(line, "HTTP/1.1 200") {
 		t.Fatalf("another node: %q", line)
 	}
+}
+
+// TestConnectionBounds: connections a source holds open (idle ones included) are bounded
+// from their accept: past MaxConnectionsPerSource a new one is reset, and the refusal is
+// audited (eventName Accept).
+func TestConnectionBounds(t *testing.T) {
+	w := newStandingWorld(t, func(c *Config) { c.MaxConnectionsPerSource = 2 })
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", w.proxy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		held = append(held, c)
+	}
+	time.Sleep(100 * time.Millisecond) // both accepted
+	// The reset may come before the dial returns, on loopback.
+	if c, err := net.Dial("tcp", w.proxy); err == nil {
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil || isTimeoutErr(err) {
+			t.Fatalf("a third connection from the source was not refused: %v", err)
+		}
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatal(err)
+	}
+	evs := waitEvents(w.tp.audit, "Accept", 1)
+	if len(evs) != 1 || evs[0].ErrorCode != admission.CodeConnectionLimit {
+		t.Fatalf("refused connection audited as %+v", evs)
+	}
+	// A connection closed frees its place.
+	held[0].Close()
+	time.Sleep(100 * time.Millisecond)
+	if _, line := w.open(t, "app-1", w.echo, w.auth("app-1", testNow)); !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("after a connection closed: %q", line)
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
