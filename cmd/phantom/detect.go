@@ -117,7 +117,7 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 	reportSigma(stderr, det.SigmaRules())
 	start := time.Now()
 	rep, err := detect.ReadEvents(f.input, func(ev *audit.Event) error {
-		det.Observe(ev)
+		det.Feed(ev)
 		return nil
 	})
 	if err != nil {

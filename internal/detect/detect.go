@@ -206,13 +206,32 @@ func (d *Detector) Observe(ev *audit.Event) []Finding {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := newCall(ev)
 	var out []Finding
-	emit := func(h hit) {
-		out = append(out, d.record(c, h))
-	}
-	d.rules(c, emit)
+	d.observe(ev, func(f *Finding) { out = append(out, copyFinding(f)) })
 	return out
+}
+
+// Feed is Observe for a caller that reads the findings when it is done (Findings), such
+// as a batch run over files: it copies out none of those each event changed.
+func (d *Detector) Feed(ev *audit.Event) {
+	if ev == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.observe(ev, nil)
+}
+
+// observe runs the rules on ev and records their hits, passing each finding created or
+// updated to changed (when not nil). d.mu is held.
+func (d *Detector) observe(ev *audit.Event, changed func(*Finding)) {
+	c := newCall(ev)
+	d.rules(&c, func(h hit) {
+		f := d.record(&c, h)
+		if changed != nil {
+			changed(f)
+		}
+	})
 }
 
 // hit is one rule's verdict on one event.
@@ -226,8 +245,9 @@ type hit struct {
 	info     map[string]any
 }
 
-// record creates the finding of h or, when one with the same id exists, raises its count.
-func (d *Detector) record(c *call, h hit) Finding {
+// record creates the finding of h or, when one with the same id exists, raises its
+// count, and returns it (d's own: copy before letting go of d.mu).
+func (d *Detector) record(c *call, h hit) *Finding {
 	id := d.findingID(h.typ, c.principal, h.key)
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
@@ -263,7 +283,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 				f.Service.AdditionalInfo["steps"] = append(old[:len(old):len(old)], steps[len(steps)-1])
 			}
 		}
-		return copyFinding(f)
+		return f
 	}
 	account := c.ev.RecipientAccountID
 	if account == "" {
@@ -337,7 +357,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 		f.Service.Evidence = []string{c.ev.EventID}
 	}
 	d.findings.put(id, f)
-	return copyFinding(f)
+	return f
 }
 
 // idKey is what a finding id is derived from.

@@ -211,8 +211,8 @@ type call struct {
 	addr      netip.Addr
 }
 
-func newCall(ev *audit.Event) *call {
-	c := &call{ev: ev}
+func newCall(ev *audit.Event) call {
+	c := call{ev: ev}
 	u := &ev.UserIdentity
 	switch {
 	case u.ARN != "":
