@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,7 +152,8 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 			return &exitError{code: 1, err: err}
 		}
 	} else {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		bw := bufio.NewWriterSize(stdout, 64<<10) // a table of many findings: not a write per cell
+		tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEVERITY\tTYPE\tPRINCIPAL\tAPI\tCOUNT\tFIRST SEEN\tID")
 		for _, x := range findings {
 			principal := ""
@@ -169,6 +171,9 @@ func runDetect(stdout, stderr io.Writer, f *detectFlags, lpSet bool) error {
 				x.Service.EventFirstSeen.Format(time.RFC3339), x.ID[:12])
 		}
 		tw.Flush()
+		if err := bw.Flush(); err != nil {
+			return &exitError{code: 1, err: err}
+		}
 	}
 	switch {
 	case len(findings) > 0 && inputProblem:

@@ -296,8 +296,13 @@ func (d *Detector) record(c *call, h hit) *Finding {
 	if region == "" {
 		region = c.ev.AWSRegion
 	}
+	info := h.info
 	if h.sigma != nil {
+		// A Sigma rule's info is the rule's, shared by its findings and never written
+		// (record writes only a sequence's steps, in the sequence's own map).
 		h.desc = h.sigma.describe(c)
+	} else {
+		info = maps.Clone(h.info) // the finding's own: a sequence's steps grow in it
 	}
 	f := &Finding{
 		SchemaVersion: "2.0",
@@ -305,7 +310,7 @@ func (d *Detector) record(c *call, h hit) *Finding {
 		Region:        region,
 		Partition:     "aws",
 		ID:            id,
-		ARN:           fmt.Sprintf("arn:aws:guardduty:%s:%s:detector/phantom/finding/%s", region, account, id),
+		ARN:           "arn:aws:guardduty:" + region + ":" + account + ":detector/phantom/finding/" + id,
 		Type:          h.typ,
 		Title:         h.title,
 		Description:   h.desc,
@@ -339,7 +344,7 @@ func (d *Detector) record(c *call, h hit) *Finding {
 			Count:          1,
 			EventFirstSeen: t,
 			EventLastSeen:  t,
-			AdditionalInfo: maps.Clone(h.info), // hits may share theirs (a Sigma rule's)
+			AdditionalInfo: info,
 		},
 	}
 	if c.addr.IsValid() {
@@ -387,7 +392,8 @@ func findingID(typ, principal, key string) string {
 	h.Write([]byte(principal))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 func copyFinding(f *Finding) Finding {

@@ -82,8 +82,9 @@ func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
 		return rep, fmt.Errorf("read events: %w", err)
 	}
 	files := []string{path}
+	sizes := []int64{st.Size()}
 	if st.IsDir() {
-		files = files[:0]
+		files, sizes = files[:0], sizes[:0]
 		err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
 				// An unreadable subdirectory is a problem, not the end of the walk.
@@ -102,25 +103,46 @@ func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
 			return rep, fmt.Errorf("read events in %s: %w", path, err)
 		}
 		slices.Sort(files)
+		for _, f := range files {
+			var n int64
+			if st, err := os.Lstat(f); err == nil {
+				n = st.Size()
+			}
+			sizes = append(sizes, n)
+		}
 	}
-	// Parse ahead: parseWorkers goroutines read and decode the next files, each with its
-	// own buffers and decodeCache, while fn takes the events of the one before (decoding
-	// and the rules overlap on two cores). At most parseAhead files are decoded and not
-	// yet taken. fn still sees every event in file order, from this goroutine.
+	// Parse ahead: parseWorkers goroutines read and decode the next batches of files,
+	// each with its own buffers and decodeCache, while fn takes the events of the batch
+	// before (decoding and the rules overlap on two cores). At most parseAhead batches
+	// are decoded and not yet taken. A batch is consecutive files up to batchBytes: AWS
+	// writes a file per account and region every five minutes, often of a few dozen
+	// events, and handing each over on its own would cost as much in wake-ups as its
+	// events in rules. fn still sees every event in file order, from this goroutine.
 	type parsed struct {
 		evs []*audit.Event
 		bad []RecordError
 		err error
 	}
-	results := make([]chan parsed, len(files))
+	type batch struct{ from, to int }
+	var batches []batch
+	for i := 0; i < len(files); {
+		j, n := i+1, sizes[i]
+		for j < len(files) && j-i < batchFiles && n+sizes[j] <= batchBytes {
+			n += sizes[j]
+			j++
+		}
+		batches = append(batches, batch{i, j})
+		i = j
+	}
+	results := make([]chan []parsed, len(batches))
 	for i := range results {
-		results[i] = make(chan parsed, 1)
+		results[i] = make(chan []parsed, 1)
 	}
 	tokens := make(chan struct{}, parseAhead)
 	stop := make(chan struct{})
 	defer close(stop)
 	var next atomic.Int64
-	for range min(parseWorkers, len(files)) {
+	for range min(parseWorkers, len(batches)) {
 		go func() {
 			fd := newFileDecoder()
 			for {
@@ -130,42 +152,53 @@ func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
 					return
 				}
 				i := int(next.Add(1) - 1)
-				if i >= len(files) {
+				if i >= len(batches) {
 					return
 				}
-				evs, bad, err := fd.parseFile(files[i])
-				results[i] <- parsed{evs, bad, err}
+				b := batches[i]
+				out := make([]parsed, 0, b.to-b.from)
+				for _, f := range files[b.from:b.to] {
+					evs, bad, err := fd.parseFile(f)
+					out = append(out, parsed{evs, bad, err})
+				}
+				results[i] <- out
 			}
 		}()
 	}
-	for i, file := range files {
-		p := <-results[i]
+	for i, b := range batches {
+		ps := <-results[i]
 		<-tokens
-		switch {
-		case errors.Is(p.err, ErrNotCloudTrail):
-			rep.NotCloudTrail = append(rep.NotCloudTrail, file)
-			continue
-		case p.err != nil:
-			rep.Problems = append(rep.Problems, FileProblem{File: file, Err: p.err})
-			continue
-		case len(p.bad) > 0:
-			rep.Problems = append(rep.Problems, FileProblem{File: file, Records: len(p.bad), Err: p.bad[0]})
-		}
-		rep.Files++
-		for _, ev := range p.evs {
-			rep.Events++
-			if err := fn(ev); err != nil {
-				return rep, err
+		for k, p := range ps {
+			file := files[b.from+k]
+			switch {
+			case errors.Is(p.err, ErrNotCloudTrail):
+				rep.NotCloudTrail = append(rep.NotCloudTrail, file)
+				continue
+			case p.err != nil:
+				rep.Problems = append(rep.Problems, FileProblem{File: file, Err: p.err})
+				continue
+			case len(p.bad) > 0:
+				rep.Problems = append(rep.Problems, FileProblem{File: file, Records: len(p.bad), Err: p.bad[0]})
+			}
+			rep.Files++
+			for _, ev := range p.evs {
+				rep.Events++
+				if err := fn(ev); err != nil {
+					return rep, err
+				}
 			}
 		}
 	}
 	return rep, nil
 }
 
-// ReadEvents' pipeline: decoding goroutines, and files decoded ahead of the rules.
+// ReadEvents' pipeline: decoding goroutines, batches decoded ahead of the rules, and
+// the bounds of a batch (as stored: a gzipped batch of 256 KB holds about 2,000 events).
 const (
 	parseWorkers = 2
 	parseAhead   = 4
+	batchBytes   = 256 << 10
+	batchFiles   = 64
 )
 
 func eventFileName(name string) bool {

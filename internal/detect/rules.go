@@ -736,3 +736,23 @@ func (w *window) distinct() int {
 	}
 	return len(seen)
 }
+
+// distinctAtLeast reports whether the window holds n different tags, without a map: it
+// runs on every bulk-sensitive read (a workload fetching its one secret), where n is
+// small and the window mostly one tag.
+func (w *window) distinctAtLeast(n int) bool {
+	var found [16]string
+	if n > len(found) {
+		return w.distinct() >= n
+	}
+	k := 0
+	for _, s := range w.tag {
+		if !slices.Contains(found[:k], s) {
+			found[k] = s
+			if k++; k >= n {
+				return true
+			}
+		}
+	}
+	return n <= 0
+}

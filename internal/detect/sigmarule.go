@@ -68,7 +68,7 @@ func (d *Detector) ruleSigma(c *call, emit func(hit)) {
 // describe is a new finding's description: the call, the rule's description, and the
 // attribution.
 func (m *sigmaMeta) describe(c *call) string {
-	return fmt.Sprintf("%s invoked %s. %s%s", c.principal, c.ev.EventName, m.description, m.attribution)
+	return c.principal + " invoked " + c.ev.EventName + ". " + m.description + m.attribution
 }
 
 // sigmaType is a GuardDuty-shaped type naming the rule:
