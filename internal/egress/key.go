@@ -7,13 +7,14 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 )
 
 // keyHKDFInfo separates the proxy-credential key from every other key derived from the
-// master key; passwordLabel versions the MAC input.
+// master key; passwordLabel versions the MAC input (v2: bound to the node's address).
 const (
 	keyHKDFInfo   = "phantom/egress/v1"
-	passwordLabel = "phantom/egress/v1\x00"
+	passwordLabel = "phantom/egress/v2\x00"
 	// KeySize is the length of the key DeriveKey returns.
 	KeySize = 32
 )
@@ -32,27 +33,33 @@ func DeriveKey(masterKey []byte) ([]byte, error) {
 	return k, nil
 }
 
-// ProxyPassword is the node's egress proxy password:
-// base64url(HMAC-SHA256(key, "phantom/egress/v1\x00" + node)), without padding. It is
-// the password half of Proxy-Authorization: Basic NODE:PASSWORD.
-func ProxyPassword(key []byte, node string) string {
-	return base64.RawURLEncoding.EncodeToString(passwordMAC(key, node))
+// ProxyPassword is the node's egress proxy password, bound to the node's address (its
+// privateIp in the spec): base64url(HMAC-SHA256(key, "phantom/egress/v2\x00" + node +
+// "\x00" + addr)), without padding. It is the password half of Proxy-Authorization:
+// Basic NODE:PASSWORD, and the proxy accepts it only from addr: a password copied off
+// the node is of no use elsewhere, and one issued before the node's address changed
+// stops working.
+func ProxyPassword(key []byte, node string, addr netip.Addr) string {
+	return base64.RawURLEncoding.EncodeToString(passwordMAC(key, node, addr))
 }
 
-func passwordMAC(key []byte, node string) []byte {
+func passwordMAC(key []byte, node string, addr netip.Addr) []byte {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(passwordLabel))
 	m.Write([]byte(node))
+	m.Write([]byte{0})
+	m.Write([]byte(addr.Unmap().String()))
 	return m.Sum(nil)
 }
 
-// checkPassword reports, in constant time, whether password is node's proxy password.
-func checkPassword(key []byte, node, password string) bool {
+// checkPassword reports, in constant time, whether password is node's proxy password
+// for addr.
+func checkPassword(key []byte, node string, addr netip.Addr, password string) bool {
 	got, err := base64.RawURLEncoding.Strict().DecodeString(password)
 	if err != nil {
 		// Compare anyway so a malformed password costs the same as a wrong one.
 		got = nil
 	}
-	want := passwordMAC(key, node)
+	want := passwordMAC(key, node, addr)
 	return subtle.ConstantTimeCompare(got, want) == 1 && len(key) > 0
 }
