@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -73,7 +74,9 @@ type Detector struct {
 	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
 	findings  *lru[*Finding]     // id -> finding
 	uaTools   map[string]string  // user agent -> attack tool named in it ("" none)
-	ids       map[idKey]string   // finding ids worked out
+	ids       map[idKey]*idRef   // finding ids worked out
+	// sigmaMatch is the Sigma rules' scratch space, kept from event to event.
+	sigmaMatch sigma.Matcher
 }
 
 // New validates cfg, loads the threat lists and returns a detector.
@@ -94,7 +97,7 @@ func New(cfg Config) (*Detector, error) {
 		cfg:       cfg,
 		admins:    make(map[string]bool),
 		uaTools:   make(map[string]string),
-		ids:       make(map[idKey]string),
+		ids:       make(map[idKey]*idRef),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
 		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
 		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
@@ -255,10 +258,18 @@ func (d *Detector) record(c *call, h hit) *Finding {
 		// which act only on verified principals, never act on it.
 		principal = "claimed:" + principal
 	}
-	id := d.findingID(h.typ, principal, h.key)
+	ref := d.findingRef(h.typ, principal, h.key)
+	id := ref.id
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
-	if f, ok := d.findings.get(id); ok {
+	f, ok := (*Finding)(nil), false
+	if ref.e != nil {
+		f, ok = d.findings.byRef(ref.e)
+	}
+	if !ok {
+		f, ref.e, ok = d.findings.getRef(ref.id)
+	}
+	if ok {
 		f.Service.Count++
 		if t.After(f.Service.EventLastSeen) {
 			f.Service.EventLastSeen = t
@@ -273,8 +284,9 @@ func (d *Detector) record(c *call, h hit) *Finding {
 		if len(f.Service.Evidence) < maxEvidence && c.ev.EventID != "" {
 			f.Service.Evidence = append(f.Service.Evidence, c.ev.EventID)
 		}
-		// A sequence grows: its new last step joins the listed ones.
-		if steps, ok := h.info["steps"].([]string); ok && len(steps) > 0 {
+		// A sequence grows: its new last step joins the listed ones (a Sigma rule's
+		// info is the rule's, never a sequence's).
+		if steps, ok := h.info["steps"].([]string); h.sigma == nil && ok && len(steps) > 0 {
 			var old []string
 			switch o := f.Service.AdditionalInfo["steps"].(type) {
 			case []string:
@@ -311,7 +323,7 @@ func (d *Detector) record(c *call, h hit) *Finding {
 	} else {
 		info = maps.Clone(h.info) // the finding's own: a sequence's steps grow in it
 	}
-	f := &Finding{
+	f = &Finding{
 		SchemaVersion: "2.0",
 		AccountID:     account,
 		Region:        region,
@@ -369,26 +381,34 @@ func (d *Detector) record(c *call, h hit) *Finding {
 	if c.ev.EventID != "" {
 		f.Service.Evidence = []string{c.ev.EventID}
 	}
-	d.findings.put(id, f)
+	ref.e = d.findings.putRef(id, f)
 	return f
 }
 
 // idKey is what a finding id is derived from.
 type idKey struct{ typ, principal, key string }
 
-// findingID is findingID's result remembered: a rule that fires on most events (a Sigma
-// rule for every role session) would hash on every one. Bounded: cleared when full.
-func (d *Detector) findingID(typ, principal, key string) string {
+// idRef is a finding id worked out, and a handle on its finding in d.findings when it
+// was last found or made there (nil before; stale once evicted, see lru.byRef).
+type idRef struct {
+	id string
+	e  *list.Element
+}
+
+// findingRef is findingID's result remembered, with a handle on the finding: a rule
+// that fires on most events (a Sigma rule for every role session) would hash twice on
+// every one, and look up its finding by id. Bounded: cleared when full.
+func (d *Detector) findingRef(typ, principal, key string) *idRef {
 	k := idKey{typ, principal, key}
-	if id, ok := d.ids[k]; ok {
-		return id
+	if r, ok := d.ids[k]; ok {
+		return r
 	}
 	if len(d.ids) >= d.cfg.MaxFindings {
 		clear(d.ids)
 	}
-	id := findingID(typ, principal, key)
-	d.ids[k] = id
-	return id
+	r := &idRef{id: findingID(typ, principal, key)}
+	d.ids[k] = r
+	return r
 }
 
 // findingID is GuardDuty-like: 32 hex characters, derived from what the finding is

@@ -59,7 +59,7 @@ func (d *Detector) ruleSigma(c *call, emit func(hit)) {
 	if l == nil || len(l.set.Rules) == 0 {
 		return
 	}
-	l.set.Match(c.ev, func(r *sigma.Rule) {
+	d.sigmaMatch.Match(l.set, c.ev, func(r *sigma.Rule) {
 		m := l.meta[r]
 		emit(hit{typ: m.typ, severity: r.Severity(), key: m.key, title: r.Title, info: m.info, sigma: m})
 	})
