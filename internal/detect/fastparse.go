@@ -120,7 +120,34 @@ type fastParser struct {
 	// layout (fileTime), @timestamp stands in for a missing one. Audit records
 	// (EventDecoder) are Phantom's own: RFC 3339 only, as encoding/json reads them.
 	files bool
+	// slab is where a file's events are allocated from, a run of them at a time (a
+	// trail is hundreds of thousands of events: one allocation each is GC work).
+	slab []audit.Event
 }
+
+// newEvent returns a zeroed event: for files, from p.slab, refilled for about the
+// events left in the input (at least one per eventSlabBytes of it, at most
+// maxEventSlab); else on its own (a chain record is one event at a time). An event
+// kept keeps its run alive: no more than the batch it came with.
+func (p *fastParser) newEvent() *audit.Event {
+	if !p.files {
+		return new(audit.Event)
+	}
+	if len(p.slab) == 0 {
+		n := min(max((len(p.b)-p.i)/eventSlabBytes, 1), maxEventSlab)
+		p.slab = make([]audit.Event, n)
+	}
+	ev := &p.slab[0]
+	p.slab = p.slab[1:]
+	return ev
+}
+
+// An event as CloudTrail writes it takes 1 to 2 KB of JSON; a slab for what is left of
+// the input at one event a KB holds no more than it needs, mostly.
+const (
+	eventSlabBytes = 1024
+	maxEventSlab   = 128
+)
 
 // fastParse decodes data (already trimmed, non-empty) into events, or fails with errSlow.
 func fastParse(data []byte, c *decodeCache) ([]*audit.Event, error) {
@@ -579,7 +606,7 @@ func (p *fastParser) boolean(dst *bool) error {
 }
 
 func (p *fastParser) event() (*audit.Event, error) {
-	ev := new(audit.Event)
+	ev := p.newEvent()
 	var ts string
 	var s seen
 	err := p.object(func(k []byte) error { return p.eventMember(ev, &ts, k, &s) })
