@@ -94,10 +94,17 @@ func TestWriteSoakLogs(t *testing.T) {
 		}
 		days = n
 	}
+	n, files := writeSoakTrail(t, dir, days)
+	t.Logf("wrote %d events in %d files under %s", n, files, dir)
+}
+
+// writeSoakTrail writes days of the benign soak under dir as TestWriteSoakLogs says,
+// and returns how many events and files it wrote.
+func writeSoakTrail(tb testing.TB, dir string, days int) (events, files int) {
+	tb.Helper()
 	r := rand.New(rand.NewPCG(7, 11))
 	evs := soak(days)
 	recs := trailRecords(evs, r)
-	files := 0
 	for i := 0; i < len(recs); {
 		at := recs[i].EventTime.Truncate(5 * time.Minute)
 		j := i
@@ -108,24 +115,24 @@ func TestWriteSoakLogs(t *testing.T) {
 		r.Shuffle(len(part), func(a, b int) { part[a], part[b] = part[b], part[a] })
 		sub := filepath.Join(dir, "AWSLogs", soakAccount, "CloudTrail", "eu-west-1", at.Format("2006/01/02"))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		name := fmt.Sprintf("%s_CloudTrail_eu-west-1_%s_%016x.json.gz", soakAccount, at.Format("20060102T1504Z"), r.Uint64())
 		data, err := json.Marshal(map[string]any{"Records": part})
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		var b bytes.Buffer
 		zw := gzip.NewWriter(&b)
 		zw.Write(data)
 		if err := zw.Close(); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(sub, name), b.Bytes(), 0o600); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		files++
 		i = j
 	}
-	t.Logf("wrote %d events in %d files under %s", len(recs), files, dir)
+	return len(recs), files
 }
