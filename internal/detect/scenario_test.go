@@ -542,3 +542,41 @@ func TestClaimedIdentity(t *testing.T) {
 		t.Errorf("an authenticated call refused by policy is the verified principal's: %+v", denied)
 	}
 }
+
+// TestEvictedFindingStartsAgain: a finding dropped past MaxFindings (here by findings
+// an earlier run stored, Restore) is not found again through the handle the detector
+// keeps on it (findingRef): its principal's next hit starts a new one at count 1, while
+// a finding still held counts on.
+func TestEvictedFindingStartsAgain(t *testing.T) {
+	d, _ := New(Config{MaxFindings: 3})
+	g := new(gen)
+	hit := func(name string, at int) Finding {
+		t.Helper()
+		ev := g.add(user(name, "AKIA"+strings.ToUpper(name)), t0.Add(time.Duration(at)*time.Second), "cloudtrail.amazonaws.com", "StopLogging", "198.51.100.7", cli, "", nil)
+		for _, f := range d.Observe(ev) {
+			if f.Type == TypeLoggingOff {
+				return f
+			}
+		}
+		t.Fatalf("%s: no %s finding", name, TypeLoggingOff)
+		return Finding{}
+	}
+	a := hit("a", 0)
+	if f := hit("a", 1); f.Service.Count != 2 {
+		t.Fatalf("a's finding held: count %d, want 2", f.Service.Count)
+	}
+	b := hit("b", 2)
+	d.Restore([]Finding{{ID: "stored-1"}, {ID: "stored-2"}}) // a's finding is the least recently used: dropped
+	if f := hit("a", 3); f.Service.Count != 1 || f.ID != a.ID || !f.Service.EventFirstSeen.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("a's dropped finding: count %d, first seen %s; want a new one (same id) at count 1", f.Service.Count, f.Service.EventFirstSeen)
+	}
+	if _, held := d.findings.peek(b.ID); held {
+		t.Fatal("b's finding held past MaxFindings")
+	}
+	if f := hit("a", 4); f.Service.Count != 2 {
+		t.Fatalf("a's new finding: count %d, want 2", f.Service.Count)
+	}
+	if n := d.findings.len(); n != 3 {
+		t.Fatalf("%d findings held, want 3", n)
+	}
+}
