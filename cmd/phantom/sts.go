@@ -130,7 +130,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 			Issuer:        adapter,
 			Registry:      p.store,
 			Sessions:      adapter,
-			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(egressKey, n.Name, n.PrivateIP) },
+			ProxyPassword: egress.Passwords(egressKey),
 		},
 	}, adapter, adapter, auditor)
 }

@@ -25,6 +25,15 @@ import (
 
 var testMaster = bytes.Repeat([]byte{0x42}, 32)
 
+// testNow is the test proxies' clock; passwords are issued a minute before it.
+var testNow = time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+
+// testPassword is node's proxy password for addr, issued a minute before testNow, valid
+// for an hour.
+func testPassword(key []byte, node string, addr netip.Addr) string {
+	return ProxyPassword(key, Credential{Node: node, Addr: addr, Issued: testNow.Add(-time.Minute), Expires: testNow.Add(time.Hour)})
+}
+
 // specAddrs are the addresses the test spec names.
 type specAddrs struct {
 	Endpoint     netip.AddrPort // the API's endpoint listener
@@ -205,7 +214,10 @@ func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*
 		Resolver: tp.res,
 		Dialer:   tp.dial,
 		Auditor:  tp.audit,
-		Now:      func() time.Time { return time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC) },
+		Now:      func() time.Time { return testNow },
+		// Every refusal in full: the tests read each one's event (TestRefusalFlood
+		// checks the bound).
+		RefusalBurst: 1 << 20,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -229,7 +241,7 @@ func (tp *testProxy) password(node string) string {
 	if n, ok := tp.spec.Node(node); ok {
 		addr = n.PrivateIP
 	}
-	return ProxyPassword(tp.key, node, addr)
+	return testPassword(tp.key, node, addr)
 }
 
 // nodeAddr is where node's requests come from: its address in the spec, else 127.0.0.1.

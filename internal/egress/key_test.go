@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestProxyPassword(t *testing.T) {
@@ -24,25 +25,38 @@ func TestProxyPassword(t *testing.T) {
 		t.Fatal("a 16-byte master key was accepted")
 	}
 	addr, addr2 := netip.MustParseAddr("10.0.1.15"), netip.MustParseAddr("10.0.1.16")
-	p := ProxyPassword(k, "service-a-1", addr)
-	if strings.ContainsAny(p, "+/=:") || len(p) != 43 {
-		t.Fatalf("password %q is not unpadded base64url of 32 bytes", p)
+	issued := time.Date(2026, 11, 29, 4, 0, 0, 123456789, time.UTC)
+	c := Credential{Node: "service-a-1", Addr: addr, Issued: issued, Expires: issued.Add(time.Hour)}
+	p := ProxyPassword(k, c)
+	if strings.ContainsAny(p, "+/=:") || len(p) != 64 {
+		t.Fatalf("password %q is not unpadded base64url of 48 bytes", p)
 	}
-	if p == ProxyPassword(k, "service-a-2", addr) {
+	with := func(f func(*Credential)) string {
+		o := c
+		f(&o)
+		return ProxyPassword(k, o)
+	}
+	if p == with(func(o *Credential) { o.Node = "service-a-2" }) {
 		t.Fatal("two nodes share a password")
 	}
-	if p == ProxyPassword(k, "service-a-1", addr2) {
+	if p == with(func(o *Credential) { o.Addr = addr2 }) {
 		t.Fatal("a node's password does not change with its address")
 	}
-	if p != ProxyPassword(k, "service-a-1", netip.MustParseAddr("::ffff:10.0.1.15")) {
+	if p == with(func(o *Credential) { o.Issued = issued.Add(time.Nanosecond) }) {
+		t.Fatal("a node's password does not change with its session")
+	}
+	if p != with(func(o *Credential) { o.Addr = netip.MustParseAddr("::ffff:10.0.1.15") }) {
 		t.Fatal("the IPv4-mapped spelling of the address gives another password")
 	}
 	other, _ := DeriveKey(bytes.Repeat([]byte{8}, 32))
-	// The same 32 bytes spelled with the last character's two unused bits set: a lax
-	// decoder would accept it as the password.
+	// The same 48 bytes spelled with the last character's two unused bits set: a lax
+	// decoder would accept it as the password. (48 bytes are 64 characters exactly: no
+	// unused bits, so flip a low bit of the MAC instead.)
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	respelled := p[:42] + string(alphabet[strings.IndexByte(alphabet, p[42])^1])
-	for _, c := range []struct {
+	flipped := p[:63] + string(alphabet[strings.IndexByte(alphabet, p[63])^1])
+	// Times edited in the clear, MAC kept: a forged validity.
+	forged := with(func(o *Credential) { o.Expires = issued.Add(1000 * time.Hour) })[:22] + p[22:]
+	for _, tc := range []struct {
 		name       string
 		key        []byte
 		node, pass string
@@ -50,17 +64,23 @@ func TestProxyPassword(t *testing.T) {
 	}{
 		{"right", k, "service-a-1", p, true},
 		{"other node", k, "service-a-2", p, false},
-		{"other address", k, "service-a-1", ProxyPassword(k, "service-a-1", addr2), false},
+		{"other address", k, "service-a-1", with(func(o *Credential) { o.Addr = addr2 }), false},
 		{"other key", other, "service-a-1", p, false},
 		{"padded", k, "service-a-1", p + "=", false},
 		{"empty", k, "service-a-1", "", false},
-		{"truncated", k, "service-a-1", p[:42], false},
-		{"other spelling of the same bytes", k, "service-a-1", respelled, false},
-		{"no key", nil, "service-a-1", ProxyPassword(nil, "service-a-1", addr), false},
+		{"truncated", k, "service-a-1", p[:60], false},
+		{"one bit of the MAC", k, "service-a-1", flipped, false},
+		{"validity edited", k, "service-a-1", forged, false},
+		{"the v2 shape (no validity)", k, "service-a-1", p[22:], false},
+		{"no key", nil, "service-a-1", ProxyPassword(nil, c), false},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			if got := checkPassword(c.key, c.node, addr, c.pass); got != c.want {
-				t.Fatalf("checkPassword = %v, want %v", got, c.want)
+		t.Run(tc.name, func(t *testing.T) {
+			gotIssued, gotExpires, got := checkPassword(tc.key, tc.node, addr, tc.pass)
+			if got != tc.want {
+				t.Fatalf("checkPassword = %v, want %v", got, tc.want)
+			}
+			if got && (!gotIssued.Equal(c.Issued) || !gotExpires.Equal(c.Expires)) {
+				t.Fatalf("validity %s..%s, want %s..%s", gotIssued, gotExpires, c.Issued, c.Expires)
 			}
 		})
 	}
