@@ -12,6 +12,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -42,15 +43,15 @@ func openAuditLogs(dataDir string, spec *config.Spec, p *perimeter, sinks []audi
 }
 
 // newGateway builds the gateway over the perimeter's identity service, CA, message
-// sealer and the current spec. Its assertion key comes from the master key, so every
-// replica signs with the same one.
+// sealer and the current spec. Its assertion key is derived from the master key
+// (keys.Assertion), so every replica signs with the same one.
 func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
 	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
 	if err != nil {
 		return nil, err
 	}
-	key, err := gateway.DeriveAssertionKey(p.masterKey)
+	key, err := p.keys.Ed25519(keys.Assertion)
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // defaultEgressListen is the conventional forward-proxy port, on loopback: a workload
@@ -81,13 +82,13 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		return err
 	}
 	defer c.shutdown()
-	key, err := egress.DeriveKey(c.p.masterKey)
+	key, err := c.p.keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
 		return err
 	}
 	px, err := egress.New(egress.Config{
 		Spec:        c.w.Current,
-		Key:         key,
+		PasswordKey: key,
 		Auditor:     c.logs.get(f.chain),
 		Logger:      c.log,
 		Deny:        deny,

@@ -21,6 +21,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -111,7 +112,7 @@ func TestEgressCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := egress.DeriveKey(mk)
+	key, err := keys.DeriveEd25519(mk, keys.EgressPasswords)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -32,12 +33,13 @@ type perimeter struct {
 	notify   store.Notifier // nil when the store announces nothing
 	ids      *identity.Service
 	ca       *pki.CA
-	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
-	// masterKey derives the keys every replica must agree on (audit digests, gateway
-	// assertions); it is never logged or written anywhere else.
-	masterKey []byte
-	poll      time.Duration
-	maxStale  time.Duration
+	messages *authzmsg.Sealer // encoded authorization messages; nil without their key
+	// keys are the keys this process holds (internal/keys): the ones every replica must
+	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
+	// secrets); they are never logged or written anywhere else.
+	keys     *keys.Ring
+	poll     time.Duration
+	maxStale time.Duration
 }
 
 // perimeterOptions say where the perimeter's state is and how fresh it must be kept.
@@ -60,14 +62,18 @@ func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, MasterKey: mk})
+	ring, err := keys.FromMaster(mk)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, Keys: ring})
 	if errors.Is(err, store.ErrWrongMasterKey) && store.IsPostgresURL(o.storeURL) {
 		return nil, fmt.Errorf("%w: every host of a shared store needs the perimeter's master key (PHANTOM_MASTER_KEY, or master.key from the first host's data directory)", err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	p := &perimeter{store: db, masterKey: mk, poll: o.poll, maxStale: o.maxStale}
+	p := &perimeter{store: db, keys: ring, poll: o.poll, maxStale: o.maxStale}
 	if n, ok := db.(store.Notifier); ok {
 		p.notify = n
 	}
@@ -87,12 +93,15 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 	if err == nil {
 		err = ids.Refresh(ctx)
 	}
-	if err == nil && ids.Sealer().CurrentKeyID() == "" {
-		// First start: sessions need a sealing key. Concurrent first starts each add one;
-		// RotateSealingKey keeps exactly one current.
+	if err == nil && !ids.Sealer().CanSeal() && p.keys.Has(keys.StoreTokenSigning) {
+		// First start (sessions need a sealing key), or the first since signed tokens (the
+		// current key cannot sign): a process that may sign makes one. Concurrent starts
+		// each add one; RotateSealingKey keeps exactly one current, and the key replaced
+		// keeps opening its sessions until they expire.
+		first := ids.Sealer().CurrentKeyID() == ""
 		var id string
 		if id, err = ids.RotateSealingKey(ctx); err == nil {
-			log.Info("created the first token-sealing key", "key_id", id)
+			log.Info("created a token-sealing key", "key_id", id, "first", first)
 		}
 	}
 	if err != nil {
@@ -108,7 +117,10 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	msgKey, err := authzmsg.DeriveKey(p.masterKey)
+	if !p.keys.Has(keys.AuthzMessages) {
+		return nil
+	}
+	msgKey, err := p.keys.Key(keys.AuthzMessages)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/mfa"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -104,7 +105,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
 	adapter := sts.NewIdentity(p.ids)
-	egressKey, err := egress.DeriveKey(p.masterKey)
+	egressKey, err := p.keys.Ed25519(keys.EgressPasswords)
 	if err != nil {
 		return nil, err
 	}

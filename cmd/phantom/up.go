@@ -31,6 +31,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -714,17 +715,17 @@ Ctrl-C stops the perimeter.
 // startDemoEgress serves the egress proxy the demo node must use. The agent's own
 // addresses are refused whatever a rule says.
 func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
-	key, err := egress.DeriveKey(p.masterKey)
+	key, err := p.keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
-		return nil, fmt.Errorf("derive the egress proxy key: %w", err)
+		return nil, err
 	}
 	px, err := egress.New(egress.Config{
-		Spec:    current,
-		Key:     key,
-		Auditor: auditor,
-		Logger:  log,
-		Deny:    []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
-		Metrics: m,
+		Spec:        current,
+		PasswordKey: key,
+		Auditor:     auditor,
+		Logger:      log,
+		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
+		Metrics:     m,
 	})
 	if err != nil {
 		return nil, err

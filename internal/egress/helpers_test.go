@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -23,7 +24,10 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
-var testMaster = bytes.Repeat([]byte{0x42}, 32)
+// testPasswordKey is the key the tests' STS signs proxy passwords with.
+func testPasswordKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, ed25519.SeedSize))
+}
 
 // specAddrs are the addresses the test spec names.
 type specAddrs struct {
@@ -177,7 +181,7 @@ func (d *recordingDialer) all() []string {
 type testProxy struct {
 	*Proxy
 	spec  *config.Spec
-	key   []byte
+	key   ed25519.PrivateKey
 	audit *memAudit
 	res   *fakeResolver
 	dial  *recordingDialer
@@ -185,21 +189,18 @@ type testProxy struct {
 
 func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*Config)) *testProxy {
 	t.Helper()
-	key, err := DeriveKey(testMaster)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testPasswordKey()
 	tp := &testProxy{spec: spec, key: key, audit: &memAudit{}, res: res, dial: &recordingDialer{}}
 	if res == nil {
 		tp.res = newResolver(nil)
 	}
 	cfg := Config{
-		Spec:     func() *config.Spec { return spec },
-		Key:      key,
-		Resolver: tp.res,
-		Dialer:   tp.dial,
-		Auditor:  tp.audit,
-		Now:      func() time.Time { return time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC) },
+		Spec:        func() *config.Spec { return spec },
+		PasswordKey: key.Public().(ed25519.PublicKey),
+		Resolver:    tp.res,
+		Dialer:      tp.dial,
+		Auditor:     tp.audit,
+		Now:         func() time.Time { return time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC) },
 	}
 	if mod != nil {
 		mod(&cfg)

@@ -1,58 +1,33 @@
 package egress
 
 import (
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
+	"crypto/ed25519"
 	"encoding/base64"
-	"fmt"
 )
 
-// keyHKDFInfo separates the proxy-credential key from every other key derived from the
-// master key; passwordLabel versions the MAC input.
-const (
-	keyHKDFInfo   = "phantom/egress/v1"
-	passwordLabel = "phantom/egress/v1\x00"
-	// KeySize is the length of the key DeriveKey returns.
-	KeySize = 32
-)
+// passwordDomain separates the signed message from anything else the key could sign.
+const passwordDomain = "phantom/egress-password/v1\x00"
 
-// DeriveKey derives the key behind every node's proxy password from the perimeter master
-// key (HKDF-SHA256, RFC 5869, info "phantom/egress/v1"), so STS (which hands the password
-// to a node's agent) and every egress replica agree without storing anything.
-func DeriveKey(masterKey []byte) ([]byte, error) {
-	if len(masterKey) < 32 {
-		return nil, fmt.Errorf("derive egress key: master key is %d bytes, want at least 32", len(masterKey))
-	}
-	k, err := hkdf.Key(sha256.New, masterKey, nil, keyHKDFInfo, KeySize)
-	if err != nil {
-		return nil, fmt.Errorf("derive egress key: %w", err)
-	}
-	return k, nil
+// ProxyPassword is the node's egress proxy password: base64url, unpadded, of the Ed25519
+// signature (RFC 8032) by key over "phantom/egress-password/v1\x00" + node. It is the
+// password half of Proxy-Authorization: Basic NODE:PASSWORD. STS signs it with the key
+// derived for keys.EgressPasswords; the proxy checks it with the public half only, so a
+// host running the proxy can check passwords and cannot make one.
+func ProxyPassword(key ed25519.PrivateKey, node string) string {
+	return base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, passwordMessage(node)))
 }
 
-// ProxyPassword is the node's egress proxy password:
-// base64url(HMAC-SHA256(key, "phantom/egress/v1\x00" + node)), without padding. It is
-// the password half of Proxy-Authorization: Basic NODE:PASSWORD.
-func ProxyPassword(key []byte, node string) string {
-	return base64.RawURLEncoding.EncodeToString(passwordMAC(key, node))
+func passwordMessage(node string) []byte {
+	return append([]byte(passwordDomain), node...)
 }
 
-func passwordMAC(key []byte, node string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(passwordLabel))
-	m.Write([]byte(node))
-	return m.Sum(nil)
-}
-
-// checkPassword reports, in constant time, whether password is node's proxy password.
-func checkPassword(key []byte, node, password string) bool {
-	got, err := base64.RawURLEncoding.Strict().DecodeString(password)
-	if err != nil {
-		// Compare anyway so a malformed password costs the same as a wrong one.
-		got = nil
+// checkPassword reports whether password is node's proxy password under pub. The strict
+// decoder gives a signature one spelling; the signature is over public data, so the
+// check need not be constant-time.
+func checkPassword(pub ed25519.PublicKey, node, password string) bool {
+	sig, err := base64.RawURLEncoding.Strict().DecodeString(password)
+	if err != nil || len(sig) != ed25519.SignatureSize || len(pub) != ed25519.PublicKeySize {
+		return false
 	}
-	want := passwordMAC(key, node)
-	return subtle.ConstantTimeCompare(got, want) == 1 && len(key) > 0
+	return ed25519.Verify(pub, passwordMessage(node), sig)
 }

@@ -2,52 +2,43 @@ package egress
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"strings"
 	"testing"
 )
 
 func TestProxyPassword(t *testing.T) {
-	master := bytes.Repeat([]byte{7}, 32)
-	k, err := DeriveKey(master)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(k) != KeySize {
-		t.Fatalf("key is %d bytes", len(k))
-	}
-	k2, _ := DeriveKey(master)
-	if !bytes.Equal(k, k2) {
-		t.Fatal("DeriveKey is not deterministic")
-	}
-	if _, err := DeriveKey(master[:16]); err == nil {
-		t.Fatal("a 16-byte master key was accepted")
-	}
+	k := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := k.Public().(ed25519.PublicKey)
 	p := ProxyPassword(k, "service-a-1")
-	if strings.ContainsAny(p, "+/=:") || len(p) != 43 {
-		t.Fatalf("password %q is not unpadded base64url of 32 bytes", p)
+	if strings.ContainsAny(p, "+/=:") || len(p) != 86 {
+		t.Fatalf("password %q is not unpadded base64url of a 64-byte signature", p)
 	}
 	if p == ProxyPassword(k, "service-a-2") {
 		t.Fatal("two nodes share a password")
 	}
-	other, _ := DeriveKey(bytes.Repeat([]byte{8}, 32))
-	// The same 32 bytes spelled with the last character's two unused bits set: a lax
+	other := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, ed25519.SeedSize)).Public().(ed25519.PublicKey)
+	// The same 64 bytes spelled with the last character's two unused bits set: a lax
 	// decoder would accept it as the password.
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	respelled := p[:42] + string(alphabet[strings.IndexByte(alphabet, p[42])^1])
+	respelled := p[:85] + string(alphabet[strings.IndexByte(alphabet, p[85])^1])
 	for _, c := range []struct {
 		name       string
-		key        []byte
+		key        ed25519.PublicKey
 		node, pass string
 		want       bool
 	}{
-		{"right", k, "service-a-1", p, true},
-		{"other node", k, "service-a-2", p, false},
+		{"right", pub, "service-a-1", p, true},
+		{"other node", pub, "service-a-2", p, false},
 		{"other key", other, "service-a-1", p, false},
-		{"padded", k, "service-a-1", p + "=", false},
-		{"empty", k, "service-a-1", "", false},
-		{"truncated", k, "service-a-1", p[:42], false},
-		{"other spelling of the same bytes", k, "service-a-1", respelled, false},
-		{"no key", nil, "service-a-1", ProxyPassword(nil, "service-a-1"), false},
+		{"padded", pub, "service-a-1", p + "==", false},
+		{"empty", pub, "service-a-1", "", false},
+		{"truncated", pub, "service-a-1", p[:85], false},
+		{"other spelling of the same bytes", pub, "service-a-1", respelled, false},
+		{"no key", nil, "service-a-1", p, false},
+		// The public key is all the proxy has: signing with it as if it were a MAC key
+		// (what the proxy could do with the password key before) makes nothing valid.
+		{"made with the public key", pub, "service-a-1", ProxyPassword(ed25519.NewKeyFromSeed(pub), "service-a-1"), false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := checkPassword(c.key, c.node, c.pass); got != c.want {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,7 +18,8 @@ import (
 
 // The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
 // sent to backends as X-Phantom-Identity. The key is derived from the perimeter's master key
-// so every gateway replica signs with the same key and publishes the same JWKS.
+// (keys.Assertion, in the gateway's key file) so every gateway replica signs with the same
+// key and publishes the same JWKS.
 
 // AssertionIssuer is the assertions' iss.
 const AssertionIssuer = "phantom-gateway"
@@ -55,19 +55,6 @@ type Assertion struct {
 
 	IssuedAt  int64 `json:"iat"`
 	ExpiresAt int64 `json:"exp"`
-}
-
-// DeriveAssertionKey derives the assertion signing key from the perimeter's master key
-// (HKDF-SHA256, RFC 5869, label "phantom/assertion/v1").
-func DeriveAssertionKey(masterKey []byte) (ed25519.PrivateKey, error) {
-	if len(masterKey) < 32 {
-		return nil, fmt.Errorf("derive assertion key: master key is %d bytes, want at least 32", len(masterKey))
-	}
-	seed, err := hkdf.Key(sha256.New, masterKey, nil, "phantom/assertion/v1", ed25519.SeedSize)
-	if err != nil {
-		return nil, fmt.Errorf("derive assertion key: %w", err)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
 }
 
 var (

@@ -31,6 +31,9 @@ var (
 	ErrTokenUnknownKey = &CredentialError{"session token is sealed with an unknown or retired key", sigv4.ErrInvalidToken}
 	// ErrTokenTampered: authentication failed (modified header, nonce, ciphertext or tag).
 	ErrTokenTampered = &CredentialError{"session token failed authentication", sigv4.ErrInvalidToken}
+	// ErrTokenForged: the token opened (whoever made it holds the token-opening key) but
+	// its signature is not STS's: made by a holder of the opening keys, a gateway host.
+	ErrTokenForged = &CredentialError{"session token signature is not the issuer's", sigv4.ErrInvalidToken}
 	// ErrTokenExpired: the session's expiry has passed.
 	ErrTokenExpired = &CredentialError{"session token has expired", sigv4.ErrExpiredToken}
 	// ErrTokenMismatch: the token was issued for another access key id.

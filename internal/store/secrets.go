@@ -7,9 +7,6 @@ import (
 	"fmt"
 )
 
-// kindSecret binds a named secret's ciphertext to its name.
-const kindSecret = "secret"
-
 // maxSecretSize bounds a secret: a CA's key and certificate take a few kilobytes.
 const maxSecretSize = 1 << 20
 
