@@ -45,8 +45,11 @@ const (
 	StoreTokenSigning Purpose = "store-token-signing"
 	// StoreMFA seals users' virtual MFA seeds.
 	StoreMFA Purpose = "store-mfa"
-	// StoreCA seals the named secrets: the CA's issuing key, when the store keeps it.
+	// StoreCA seals the named secrets: the CA's issuing keys.
 	StoreCA Purpose = "store-ca"
+	// StoreCARoot seals the CA's root keys kept in the store: only the operator's master
+	// key derives it, so no component can make an issuing CA.
+	StoreCARoot Purpose = "store-ca-root"
 	// Assertion is the seed of the gateway's Ed25519 identity-assertion key.
 	Assertion Purpose = "gateway-assertion"
 	// AuthzMessages seals encoded authorization messages (gateway, STS).
@@ -76,6 +79,7 @@ var purposes = []struct {
 	{p: StoreTokenSigning, label: "phantom/store/token-signing/v2"},
 	{p: StoreMFA, label: "phantom/store/mfa/v2"},
 	{p: StoreCA, label: "phantom/store/ca/v2"},
+	{p: StoreCARoot, label: "phantom/store/ca-root/v2"},
 	{p: Assertion, label: "phantom/assertion/v1"},
 	{p: AuthzMessages, label: "phantom/authzmsg/v1"},
 	{p: AuditLegacy, label: "phantom/audit/v1"},

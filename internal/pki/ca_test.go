@@ -66,7 +66,7 @@ func TestNewCreatesThenLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if !again.Certificate().Equal(c) || !again.key.Equal(ca.key) {
+	if !again.Certificate().Equal(c) || !again.key.(*ecdsa.PrivateKey).Equal(ca.key) {
 		t.Error("reloading created a different CA")
 	}
 }
@@ -117,7 +117,7 @@ func TestNewFailsClosed(t *testing.T) {
 		}, "read CA key"},
 		{"key from another CA", func(t *testing.T, dir string) {
 			other := newTestCA(t, nil)
-			keyPEM, err := encodeKey(other.key)
+			keyPEM, err := encodeKey(other.key.(*ecdsa.PrivateKey))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -92,15 +92,19 @@ func checkKeys(ctx context.Context, kc keyChecks, s *sealer) error {
 			return fmt.Errorf("rewrap %s.%s: %w", c.table, c.col, err)
 		}
 		for id, v := range vals {
-			nv, err := s.rewrap(c.kind, id, v)
+			kind := c.kind
+			if c.table == "secrets" {
+				kind = secretKind(id)
+			}
+			nv, err := s.rewrap(kind, id, v)
 			if err != nil {
-				return fmt.Errorf("rewrap %s %s: %w", c.kind, id, err)
+				return fmt.Errorf("rewrap %s %s: %w", kind, id, err)
 			}
 			if nv == nil {
 				continue
 			}
 			if err := kc.updateSealed(ctx, c, id, nv); err != nil {
-				return fmt.Errorf("rewrap %s %s: %w", c.kind, id, err)
+				return fmt.Errorf("rewrap %s %s: %w", kind, id, err)
 			}
 		}
 	}

@@ -957,7 +957,7 @@ func (p *Postgres) PutSecretIfAbsent(ctx context.Context, name string, value []b
 	if err := validSecret(name, value); err != nil {
 		return nil, fmt.Errorf("put secret: %w", err)
 	}
-	sealed, err := p.seal.seal(kindSecret, name, value)
+	sealed, err := p.seal.seal(secretKind(name), name, value)
 	if err != nil {
 		return nil, fmt.Errorf("put secret %s: %w", name, err)
 	}
@@ -986,7 +986,7 @@ func (p *Postgres) GetSecret(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, p.errorf("get secret %s: %w", name, err)
 	}
-	pt, err := p.seal.open(kindSecret, name, sealed)
+	pt, err := p.seal.open(secretKind(name), name, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("get secret %s: %w", name, err)
 	}

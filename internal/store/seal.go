@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/phantom-perimeter/phantom/internal/keys"
 )
@@ -40,6 +41,7 @@ const (
 	kindSigningKey = "sealing-key-signing"
 	kindMFADevice  = "mfa-device"
 	kindSecret     = "secret"
+	kindRootSecret = "root-secret"
 	kindKeyCheck   = "master-key-check"
 )
 
@@ -49,10 +51,20 @@ var kindPurpose = map[string]keys.Purpose{
 	kindSigningKey: keys.StoreTokenSigning,
 	kindMFADevice:  keys.StoreMFA,
 	kindSecret:     keys.StoreCA,
+	kindRootSecret: keys.StoreCARoot,
+}
+
+// secretKind is the kind a named secret is sealed as: the CA's root keys (pki/root/…)
+// under a key of their own, every other secret under keys.StoreCA.
+func secretKind(name string) string {
+	if strings.HasPrefix(name, "pki/root/") {
+		return kindRootSecret
+	}
+	return kindSecret
 }
 
 // storePurposes are the purposes the store seals with, in a fixed order.
-var storePurposes = []keys.Purpose{keys.StoreAccessKeys, keys.StoreTokenKeys, keys.StoreTokenSigning, keys.StoreMFA, keys.StoreCA}
+var storePurposes = []keys.Purpose{keys.StoreAccessKeys, keys.StoreTokenKeys, keys.StoreTokenSigning, keys.StoreMFA, keys.StoreCA, keys.StoreCARoot}
 
 func newAEAD(k []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(k)

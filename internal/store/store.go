@@ -268,6 +268,15 @@ type Store interface {
 	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
 	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
+	// PutCACertificate, ListCACertificates, DistrustCACertificate,
+	// PutCertificateRevocation and ListCertificateRevocations, with the secrets above,
+	// implement pki.CAStore; each write bumps Version.
+	PutCACertificate(ctx context.Context, c pki.CACertificate) error
+	ListCACertificates(ctx context.Context) ([]pki.CACertificate, error)
+	DistrustCACertificate(ctx context.Context, serial string, at time.Time) error
+	PutCertificateRevocation(ctx context.Context, r pki.Revocation) error
+	ListCertificateRevocations(ctx context.Context) ([]pki.Revocation, error)
+
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)
 	// SchemaVersion returns the number of the last migration applied.
@@ -279,5 +288,6 @@ type Store interface {
 // Compile-time checks that Store satisfies its consumers' interfaces.
 var (
 	_ pki.TokenStore    = Store(nil)
+	_ pki.CAStore       = Store(nil)
 	_ audit.AnchorStore = Store(nil)
 )
