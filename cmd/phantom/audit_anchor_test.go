@@ -50,7 +50,7 @@ func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, "ca"), Account: testAccount})
+	ca, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: testAccount}, Issue: true, Root: true}, st)
 	if err != nil {
 		t.Fatal(err)
 	}

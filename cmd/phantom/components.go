@@ -47,10 +47,6 @@ func openAuditLogs(dataDir string, spec *config.Spec, p *perimeter, sinks []audi
 // (keys.Assertion), so every replica signs with the same one.
 func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
-	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
-	if err != nil {
-		return nil, err
-	}
 	key, err := p.keys.Ed25519(keys.Assertion)
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
@@ -59,7 +55,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Name:         spec.Gateway.Name,
 		Spec:         current,
 		Credentials:  p.ids,
-		Verifier:     verifier,
+		Verifier:     p.ca.Verifier(),
 		Auditor:      auditor,
 		Messages:     p.messages,
 		AssertionKey: key,
@@ -78,10 +74,6 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
 	spec := current()
-	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
-	if err != nil {
-		return nil, err
-	}
 	addrs := make([]net.Addr, 0, len(lns))
 	for _, ln := range lns {
 		addrs = append(addrs, ln.Addr())
@@ -97,7 +89,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		Spec:       current,
 		ServerCert: certs.getServer,
 		ClientCert: certs.getClient,
-		Verifier:   verifier,
+		Verifier:   p.ca.Verifier(),
 		Gateways:   gateways,
 		Auditor:    auditor,
 		Metrics:    m,

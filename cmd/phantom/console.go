@@ -106,7 +106,7 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags, stsFlag
 // is the perimeter CA's.
 func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
 	roots := x509.NewCertPool()
-	roots.AddCert(p.ca.Certificate())
+	roots.AppendCertsFromPEM(p.ca.BundlePEM())
 	verifier := webIdentityVerifier(current, log)
 	return console.New(console.Config{
 		Spec:     current,

@@ -126,10 +126,14 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop = stop
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.p.syncCA(runCtx, filepath.Join(f.dataDir, "ca.pem"), c.log)
 	}()
 	go func() {
 		defer c.wg.Done()

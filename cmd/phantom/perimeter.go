@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,7 +33,7 @@ type perimeter struct {
 	store    store.Store
 	notify   store.Notifier // nil when the store announces nothing
 	ids      *identity.Service
-	ca       *pki.CA
+	ca       *pki.Authority // the CA as this process sees it: trust, and issuing when it may
 	messages *authzmsg.Sealer // encoded authorization messages; nil without their key
 	// keys are the keys this process holds (internal/keys): the ones every replica must
 	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
@@ -108,12 +109,12 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 		return fmt.Errorf("open identity service: %w", err)
 	}
 	p.ids = ids
-	caCfg := pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account}
-	if store.IsPostgresURL(o.storeURL) {
-		p.ca, err = pki.NewShared(ctx, caCfg, p.store)
-	} else {
-		p.ca, err = pki.New(caCfg)
-	}
+	p.ca, err = pki.OpenAuthority(ctx, pki.AuthorityConfig{
+		// A CA from before issuing CAs, in the data directory, is imported once.
+		Config: pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account},
+		Issue:  p.keys.Has(keys.StoreCA),
+		Root:   p.keys.Has(keys.StoreCARoot),
+	}, p.store)
 	if err != nil {
 		return err
 	}
@@ -202,6 +203,56 @@ func (p *perimeter) syncRisk(ctx context.Context, r riskRefresher, fresh *freshn
 			return
 		case <-t.C:
 		case <-changed:
+		}
+	}
+}
+
+// syncCA keeps the CA current: at once on each store notification, else every poll, it
+// reloads the CA certificates and revocations (the verifiers' trust, the issuing CA),
+// renews the issuing CA when this process holds a root key and it is due, and rewrites
+// bundlePath ("" for none) when the bundle changed. It returns when ctx ends.
+func (p *perimeter) syncCA(ctx context.Context, bundlePath string, log *slog.Logger) {
+	t := time.NewTicker(p.poll)
+	defer t.Stop()
+	var changed <-chan struct{}
+	if p.notify != nil {
+		ch, cancel := p.notify.Subscribe()
+		defer cancel()
+		changed = ch
+	}
+	written := p.ca.BundlePEM()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+		rctx, cancel := context.WithTimeout(ctx, max(p.poll, time.Second))
+		err := p.ca.Refresh(rctx)
+		if err == nil {
+			var rotated bool
+			if rotated, err = p.ca.Renew(rctx); rotated {
+				ca, _ := p.ca.CA()
+				log.Info("CA: renewed the issuing CA", "serial", ca.Certificate().SerialNumber.Text(16), "not_after", ca.Certificate().NotAfter)
+			}
+		}
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			log.Error("CA: refresh failed; keeping the current trust", "error", err)
+			failing = true
+		case err == nil && failing:
+			log.Info("CA: refreshed again")
+			failing = false
+		}
+		if b := p.ca.BundlePEM(); bundlePath != "" && !bytes.Equal(b, written) {
+			if err := p.ca.WriteBundle(bundlePath); err != nil {
+				log.Error("CA: could not rewrite the CA bundle", "path", bundlePath, "error", err)
+				continue
+			}
+			written = b
 		}
 	}
 }

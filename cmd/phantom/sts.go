@@ -127,7 +127,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		Nodes: &sts.NodeConfig{
 			CA:            p.ca,
 			Tokens:        pki.NewTokens(pki.TokensConfig{}, p.store),
-			Verifier:      p.ca.Verifier(),
+			Verifier:      p.ca.Verifier(), // follows the CA's rotations and revocations (syncCA)
 			Issuer:        adapter,
 			Registry:      p.store,
 			ProxyPassword: func(node string) string { return egress.ProxyPassword(egressKey, node) },

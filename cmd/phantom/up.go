@@ -238,10 +238,14 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer wg.Done()
+		p.syncCA(runCtx, bundle, log)
 	}()
 	go func() {
 		defer wg.Done()

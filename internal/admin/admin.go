@@ -101,7 +101,7 @@ type Admin struct {
 	ids      *identity.Service
 
 	caMu sync.Mutex
-	ca   *pki.CA // opened (or created) on first use: only node commands need it
+	ca   *pki.Authority // opened (or created) on first use: only node and ca commands need it
 }
 
 // Open prepares the data directory, loads (or creates) the master key, opens the store
@@ -166,21 +166,21 @@ func PrepareDataDir(dir string) error {
 	return nil
 }
 
-// CA returns the perimeter CA in the data directory, creating it on first use.
-func (a *Admin) CA() (*pki.CA, error) {
+// Authority returns the perimeter's CA, kept in the store, creating it on first use (an
+// admin command holds the master key: the root's key too). A CA from before issuing CAs
+// (the data directory's ca/, or the shared store's) is imported.
+func (a *Admin) Authority(ctx context.Context) (*pki.Authority, error) {
 	a.caMu.Lock()
 	defer a.caMu.Unlock()
 	if a.ca != nil {
-		return a.ca, nil
+		return a.ca, a.ca.Refresh(ctx)
 	}
-	cfg := pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand}
-	var ca *pki.CA
-	var err error
-	if store.IsPostgresURL(a.storeURL) {
-		ca, err = pki.NewShared(context.Background(), cfg, a.store)
-	} else {
-		ca, err = pki.New(cfg)
+	cfg := pki.AuthorityConfig{
+		Config: pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand},
+		Issue:  true,
+		Root:   true,
 	}
+	ca, err := pki.OpenAuthority(ctx, cfg, a.store)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -556,4 +557,38 @@ func (a *Authority) Distrust(ctx context.Context, serial string) error {
 		_, err = a.Rotate(ctx, false)
 	}
 	return err
+}
+
+// Issue, Sign, SignCSR and Enroll are the current issuing CA's (CA), or ErrCannotIssue.
+
+func (a *Authority) Issue(req Request) (*tls.Certificate, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	return ca.Issue(req)
+}
+
+func (a *Authority) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	return ca.Sign(pub, req)
+}
+
+func (a *Authority) SignCSR(csr *x509.CertificateRequest, req Request) (*x509.Certificate, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	return ca.SignCSR(csr, req)
+}
+
+func (a *Authority) Enroll(ctx context.Context, tokens *Tokens, token string, csr *x509.CertificateRequest) (*x509.Certificate, JoinToken, error) {
+	ca, err := a.CA()
+	if err != nil {
+		return nil, JoinToken{}, err
+	}
+	return ca.Enroll(ctx, tokens, token, csr)
 }

@@ -132,41 +132,12 @@ func withDefaults(cfg Config) (Config, error) {
 	return cfg, nil
 }
 
-// SecretStore keeps the CA where every replica of every component finds it: a shared
-// store (PostgreSQL), which seals the value at rest under the perimeter's master key.
+// SecretStore keeps named secrets: a store shared by every process, which seals each
+// value at rest (the CA's keys, each kind under a storage key of its own).
 type SecretStore interface {
 	// PutSecretIfAbsent stores value under name unless one is there, and returns the
-	// stored value, so that replicas starting at once agree on one CA.
+	// stored value, so that processes starting at once agree on one CA.
 	PutSecretIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
-}
-
-// NewShared loads the account's CA from s, or creates it there if s holds none. cfg.Dir
-// is not used. A stored value that is not a valid CA of the account is an error, never
-// replaced.
-func NewShared(ctx context.Context, cfg Config, s SecretStore) (*CA, error) {
-	cfg, err := withDefaults(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// A candidate is generated on every start; it is kept only if the store had no CA.
-	certPEM, keyPEM, err := generate(cfg)
-	if err != nil {
-		return nil, err
-	}
-	name := "pki/ca/" + cfg.Account
-	stored, err := s.PutSecretIfAbsent(ctx, name, append(certPEM, keyPEM...))
-	if err != nil {
-		return nil, fmt.Errorf("load the shared CA: %w", err)
-	}
-	certPEM, keyPEM, err = splitCA(stored)
-	if err != nil {
-		return nil, fmt.Errorf("shared CA %s: %w", name, err)
-	}
-	ca, err := parseCA(cfg, certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("shared CA %s: %w", name, err)
-	}
-	return ca, nil
 }
 
 // splitCA splits a stored CA (certificate PEM then key PEM) into its two blocks.
