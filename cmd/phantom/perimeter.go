@@ -33,7 +33,7 @@ type perimeter struct {
 	store    store.Store
 	notify   store.Notifier // nil when the store announces nothing
 	ids      *identity.Service
-	ca       *pki.Authority // the CA as this process sees it: trust, and issuing when it may
+	ca       *pki.Authority   // the CA as this process sees it: trust, and issuing when it may
 	messages *authzmsg.Sealer // encoded authorization messages; nil without their key
 	// keys are the keys this process holds (internal/keys): the ones every replica must
 	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
