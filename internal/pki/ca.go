@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
@@ -302,6 +303,10 @@ func caCertificate(cfg Config, cn string, pub crypto.PublicKey, parent *x509.Cer
 	return x509.ParseCertificate(der)
 }
 
+// Chain is what follows an issued certificate up to a root: the issuing CA's
+// certificate, unless it is a root itself.
+func (ca *CA) Chain() [][]byte { return slices.Clone(ca.chain) }
+
 // Certificate returns the issuing CA certificate.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
@@ -340,6 +345,9 @@ type Request struct {
 	AuditSigning bool
 	// Validity is the lifetime; zero means the CA's default.
 	Validity time.Duration
+	// AuditChains are the audit chains a component certificate lets its holder have
+	// certified (Grant), carried as Subject OU values.
+	AuditChains []string
 }
 
 // Issue generates a P-256 key and a certificate for it.
@@ -387,6 +395,14 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	} else if !req.Server && !req.Client {
 		return nil, fmt.Errorf("issue certificate for %s: neither server nor client usage requested", req.Identity)
 	}
+	if len(req.AuditChains) > 0 && !slices.Contains(ComponentKinds, req.Identity.Kind) {
+		return nil, fmt.Errorf("issue certificate for %s: only a component's certificate names audit chains", req.Identity)
+	}
+	for _, c := range req.AuditChains {
+		if !chainRe.MatchString(c) {
+			return nil, fmt.Errorf("issue certificate for %s: audit chain %q is not [a-z0-9-]+", req.Identity, c)
+		}
+	}
 	if err := checkPublicKey(pub); err != nil {
 		return nil, fmt.Errorf("issue certificate for %s: %w", req.Identity, err)
 	}
@@ -408,7 +424,7 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"Phantom"}, CommonName: string(req.Identity.Kind) + "/" + req.Identity.Name},
+		Subject:               pkix.Name{Organization: []string{"Phantom"}, CommonName: string(req.Identity.Kind) + "/" + req.Identity.Name, OrganizationalUnit: auditChainOUs(req.AuditChains)},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

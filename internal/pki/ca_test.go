@@ -202,7 +202,7 @@ func TestIssue(t *testing.T) {
 		want string
 	}{
 		{"another account", &p256.PublicKey, Request{Identity: Identity{"210987654321", KindNode, "n1"}, Client: true}, "is not the CA's"},
-		{"unknown kind", &p256.PublicKey, Request{Identity: Identity{testAccount, "user", "alice"}, Client: true}, "is not endpoint, gateway, node or audit"},
+		{"unknown kind", &p256.PublicKey, Request{Identity: Identity{testAccount, "user", "alice"}, Client: true}, "is not endpoint, gateway, node, audit, egress, detector or console"},
 		{"endpoint name not a vpce id", &p256.PublicKey, Request{Identity: Identity{testAccount, KindEndpoint, "orders"}, Client: true}, "is not a vpce- id"},
 		{"node name not a label", &p256.PublicKey, Request{Identity: Identity{testAccount, KindNode, "Node_1"}, Client: true}, "not a lower-case DNS label"},
 		{"no usage", &p256.PublicKey, Request{Identity: Identity{testAccount, KindNode, "n1"}}, "neither server nor client"},

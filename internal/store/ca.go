@@ -248,3 +248,15 @@ func (p *Postgres) ListCertificateRevocations(ctx context.Context) ([]pki.Revoca
 	}
 	return nilIfEmpty(out), nil
 }
+
+// grantValue is a join token's grant_json column: NULL for a node's token.
+func grantValue(t pki.JoinToken) (sql.NullString, error) {
+	if t.Grant == nil {
+		return sql.NullString{}, nil
+	}
+	s, err := pki.MarshalGrant(*t.Grant)
+	if err != nil {
+		return sql.NullString{}, err
+	}
+	return sql.NullString{String: s, Valid: true}, nil
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -584,8 +585,12 @@ func (p *Postgres) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
 	if err != nil {
 		return fmt.Errorf("put join token: expires: %w", err)
 	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires)
+	grant, err := grantValue(t)
+	if err != nil {
+		return fmt.Errorf("put join token: %w", err)
+	}
+	tag, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at, grant_json)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires, grant)
 	if err := affected(tag, err, ErrExists); err != nil {
 		return p.errorf("put join token: %w", err)
 	}
@@ -600,8 +605,9 @@ func (p *Postgres) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, 
 		hash             []byte
 		created, expires int64
 	)
-	err := p.pool.QueryRow(ctx, `SELECT id, hash, node, created_at, expires_at FROM join_tokens WHERE id = $1`, id).
-		Scan(&t.ID, &hash, &t.Node, &created, &expires)
+	var grant sql.NullString
+	err := p.pool.QueryRow(ctx, `SELECT id, hash, node, created_at, expires_at, grant_json FROM join_tokens WHERE id = $1`, id).
+		Scan(&t.ID, &hash, &t.Node, &created, &expires, &grant)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pki.JoinToken{}, fmt.Errorf("get join token: %w (%w)", pki.ErrTokenNotFound, ErrNotFound)
 	}
@@ -614,6 +620,13 @@ func (p *Postgres) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, 
 	copy(t.Hash[:], hash)
 	t.Created = fromNanos(created)
 	t.Expires = fromNanos(expires)
+	if grant.Valid {
+		g, err := pki.ParseGrant(grant.String)
+		if err != nil {
+			return pki.JoinToken{}, fmt.Errorf("get join token: %w", err)
+		}
+		t.Grant = &g
+	}
 	return t, nil
 }
 

@@ -536,8 +536,12 @@ func (s *SQLite) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
 	if err != nil {
 		return fmt.Errorf("put join token: expires: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires)
+	grant, err := grantValue(t)
+	if err != nil {
+		return fmt.Errorf("put join token: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at, grant_json)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires, grant)
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put join token: %w", err)
 	}
@@ -553,8 +557,9 @@ func (s *SQLite) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, er
 		hash             []byte
 		created, expires int64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, hash, node, created_at, expires_at FROM join_tokens WHERE id = ?`, id).
-		Scan(&t.ID, &hash, &t.Node, &created, &expires)
+	var grant sql.NullString
+	err := s.r.QueryRowContext(ctx, `SELECT id, hash, node, created_at, expires_at, grant_json FROM join_tokens WHERE id = ?`, id).
+		Scan(&t.ID, &hash, &t.Node, &created, &expires, &grant)
 	if errors.Is(err, sql.ErrNoRows) {
 		return pki.JoinToken{}, fmt.Errorf("get join token: %w (%w)", pki.ErrTokenNotFound, ErrNotFound)
 	}
@@ -567,6 +572,13 @@ func (s *SQLite) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, er
 	copy(t.Hash[:], hash)
 	t.Created = fromNanos(created)
 	t.Expires = fromNanos(expires)
+	if grant.Valid {
+		g, err := pki.ParseGrant(grant.String)
+		if err != nil {
+			return pki.JoinToken{}, fmt.Errorf("get join token: %w", err)
+		}
+		t.Grant = &g
+	}
 	return t, nil
 }
 

@@ -39,3 +39,7 @@ CREATE TRIGGER ca_certificates_del AFTER DELETE ON ca_certificates BEGIN UPDATE 
 CREATE TRIGGER certificate_revocations_ins AFTER INSERT ON certificate_revocations BEGIN UPDATE store_version SET version = version + 1; END;
 CREATE TRIGGER certificate_revocations_upd AFTER UPDATE ON certificate_revocations BEGIN UPDATE store_version SET version = version + 1; END;
 CREATE TRIGGER certificate_revocations_del AFTER DELETE ON certificate_revocations BEGIN UPDATE store_version SET version = version + 1; END;
+
+-- A component's join token (pki.Grant as JSON: identity, names, audit chains); NULL for
+-- a node's.
+ALTER TABLE join_tokens ADD COLUMN grant_json TEXT;

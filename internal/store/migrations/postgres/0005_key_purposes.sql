@@ -41,3 +41,5 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+ALTER TABLE join_tokens ADD COLUMN grant_json text;
