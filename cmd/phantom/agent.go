@@ -24,6 +24,7 @@ import (
 const (
 	defaultIMDSListen      = "127.0.0.1:8169"
 	defaultContainerListen = "127.0.0.1:8170"
+	defaultRelayListen     = "127.0.0.1:8171"
 )
 
 type agentFlags struct {
@@ -31,6 +32,7 @@ type agentFlags struct {
 	joinTokenFile                 string
 	imdsListen, containerListen   string
 	containerTokenFile, egressURL string
+	egressTLS, egressListen       string
 	sessionDuration               time.Duration
 	opsListen                     string
 	log                           logFlags
@@ -58,9 +60,20 @@ aws:EC2InstanceSourcePrivateIPv4, its endpoint). It serves them to unmodified AW
 
 Credentials are refreshed at 2/3 of their lifetime (or 5 minutes before expiry); while STS
 is unreachable the agent serves the current ones until shortly before they expire, then
-answers 503 — never expired credentials. Listeners must be loopback or link-local
-addresses; IMDS responses leave with IP TTL 1. With --egress-proxy, IMDS also serves the
-egress proxy URL with the node's credentials at /latest/meta-data/phantom/egress-proxy.
+answers 503 — never expired credentials. It keeps a watch open on STS for the session it
+serves: when the sessions of its role are revoked (by a detector response or phantom iam
+revoke-sessions) it fetches fresh credentials at once, so workloads get working ones
+within moments, while the revoked ones stay refused; when the node is removed (phantom
+node revoke) it stops serving credentials. Listeners must be loopback or link-local
+addresses; IMDS responses leave with IP TTL 1.
+
+The egress proxy, for workloads (served by IMDS at /latest/meta-data/phantom/egress-proxy):
+  --egress-tls HOST:PORT   the proxy's TLS listener (phantom egress --tls-listen): the agent
+                           relays workloads' proxy connections there from --egress-listen
+                           (HTTPS_PROXY=http://127.0.0.1:8171), authenticated by the node's
+                           certificate. The way for a node on another host than the proxy.
+  --egress-proxy HOST:PORT the proxy's plain listener on this host: the URL carries the
+                           node's proxy password, accepted only from the node's address.
 
 When it is ready it prints "phantom agent: serving IMDS on http://ADDR and container
 credentials on http://ADDR/v1/credentials" on stderr. SIGINT or SIGTERM stops it.`,
@@ -84,7 +97,9 @@ credentials on http://ADDR/v1/credentials" on stderr. SIGINT or SIGTERM stops it
 	fl.StringVar(&f.imdsListen, "imds-listen", defaultIMDSListen, "IMDSv2 listen address (loopback or link-local)")
 	fl.StringVar(&f.containerListen, "container-listen", defaultContainerListen, "container credentials listen address (loopback or link-local)")
 	fl.StringVar(&f.containerTokenFile, "container-token-file", "", "write the container endpoint's authorization token to this file (0600)")
-	fl.StringVar(&f.egressURL, "egress-proxy", "", "egress proxy HOST:PORT to hand workloads through IMDS")
+	fl.StringVar(&f.egressURL, "egress-proxy", "", "egress proxy HOST:PORT (plain, on this host) to hand workloads through IMDS with the node's password")
+	fl.StringVar(&f.egressTLS, "egress-tls", "", "egress proxy TLS listener HOST:PORT: relay workloads' proxy connections there with the node certificate")
+	fl.StringVar(&f.egressListen, "egress-listen", defaultRelayListen, "loopback address of the relay to --egress-tls")
 	fl.StringVar(&f.opsListen, "ops-listen", "", "serve GET /metrics (Prometheus), /healthz and /readyz over plain HTTP on this loopback or link-local address (empty: off)")
 	fl.DurationVar(&f.sessionDuration, "session-duration", 0, "credentials lifetime to ask for (15s to 12h; default: STS's, 1h capped by the role)")
 	for _, name := range []string{"sts", "ca-bundle", "state-dir"} {
@@ -110,6 +125,9 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 		}
 	}
 	listens := []string{f.imdsListen, f.containerListen}
+	if f.egressTLS != "" {
+		listens = append(listens, f.egressListen)
+	}
 	if f.opsListen != "" {
 		listens = append(listens, f.opsListen)
 	}
@@ -132,7 +150,7 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 	}
 	a, err := agent.New(agent.Config{
 		STS: f.sts, CABundle: bundle, StateDir: f.stateDir, JoinToken: token,
-		SessionDuration: f.sessionDuration, EgressProxy: f.egressURL, Logger: log,
+		SessionDuration: f.sessionDuration, EgressProxy: f.egressURL, EgressTLS: f.egressTLS, Logger: log,
 		Metrics: o.agentMetrics(func() time.Time {
 			if a := current.Load(); a != nil {
 				return a.Expiration()
@@ -167,7 +185,21 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 			return err
 		}
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	if f.egressTLS != "" {
+		rl, err := net.Listen("tcp", f.egressListen)
+		if err != nil {
+			imds.Close()
+			cont.Close()
+			return fmt.Errorf("listen on %s: %w", f.egressListen, err)
+		}
+		go func() {
+			if err := a.ServeEgress(ctx, rl); err != nil {
+				served <- fmt.Errorf("egress relay: %w", err)
+			}
+		}()
+		fmt.Fprintf(stderr, "phantom agent: relaying egress proxy connections from http://%s to https://%s\n", rl.Addr(), f.egressTLS)
+	}
 	go func() { served <- a.Serve(ctx, imds, cont) }()
 	fmt.Fprintf(stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
 	log.Info("agent: serving", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,21 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}
+	// To https backends the gateway presents a client certificate from the perimeter CA
+	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
+	// the backend's own CA.
+	client, err := newCertSource(p.ca, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AppendCertsFromPEM(p.ca.BundlePEM())
 	return gateway.New(gateway.Config{
+		ClientCert:   client.getClient,
+		BackendRoots: roots,
 		Name:         spec.Gateway.Name,
 		Spec:         current,
 		Credentials:  p.ids,
@@ -78,7 +93,10 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 	for _, ln := range lns {
 		addrs = append(addrs, ln.Addr())
 	}
-	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, ep.PrivateDNSNames...)
+	// Its private DNS names, and every API's execute-api names ({api} and {api}-{vpce}),
+	// which bind a connection to one API by its TLS server name.
+	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
+	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
 	certs, err := newCertSource(p.ca, req)
 	if err != nil {

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,10 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -54,7 +58,7 @@ roles:
       Statement:
         - {Effect: Allow, Principal: {AWS: "arn:aws:iam::123456789012:root"}, Action: sts:AssumeRole}
 nodes:
-  - {name: service-a-1, role: app, vpc: vpc-0a1b2c3d4e5f60718, privateIp: 10.0.1.15}
+  - {name: service-a-1, role: app, vpc: vpc-0a1b2c3d4e5f60718, privateIp: 127.0.0.1}
 egress:
   - role: app
     allow:
@@ -63,9 +67,10 @@ egress:
 
 // TestEgressCommand runs `phantom egress` in-process against a spec allowing one loopback
 // HTTPS server: a client with the node's proxy password (derived from the data
-// directory's master key, as STS derives it) reaches it, another port and the metadata
-// address are refused, each decision is in the egress audit chain, and cancelling the
-// command's context (SIGINT) shuts it down cleanly.
+// directory's master key, as STS derives it) reaches it from the node's address, a node
+// certificate from the perimeter CA reaches it through --tls-listen, another port and the
+// metadata address are refused, each decision is in the egress audit chain, and
+// cancelling the command's context (SIGINT) shuts it down cleanly.
 func TestEgressCommand(t *testing.T) {
 	backend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") }))
 	defer backend.Close()
@@ -86,12 +91,13 @@ func TestEgressCommand(t *testing.T) {
 	go func() {
 		done <- runEgress(ctx, stderr, egressFlags{
 			componentFlags: componentFlags{config: specFile, dataDir: dataDir, listen: "127.0.0.1:0", poll: time.Second, chain: "egress"},
+			tlsListen:      "127.0.0.1:0",
 			maxTunnels:     16, idle: time.Minute,
 			deny: []string{"127.0.0.1:1"},
 		})
 	}()
-	var proxyAddr string
-	for deadline := time.Now().Add(20 * time.Second); proxyAddr == ""; {
+	var proxyAddr, tlsAddr string
+	for deadline := time.Now().Add(20 * time.Second); proxyAddr == "" || tlsAddr == ""; {
 		if time.Now().After(deadline) {
 			t.Fatalf("no listening line; stderr:\n%s", stderr)
 		}
@@ -104,6 +110,9 @@ func TestEgressCommand(t *testing.T) {
 		for sc.Scan() {
 			if rest, ok := strings.CutPrefix(sc.Text(), "phantom egress: listening on http://"); ok {
 				proxyAddr = rest
+			}
+			if rest, ok := strings.CutPrefix(sc.Text(), "phantom egress: listening on https://"); ok {
+				tlsAddr = rest
 			}
 		}
 	}
@@ -118,7 +127,7 @@ func TestEgressCommand(t *testing.T) {
 	}
 	tlsCfg := backend.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	tr := &http.Transport{
-		Proxy:           http.ProxyURL(&url.URL{Scheme: "http", User: url.UserPassword("service-a-1", egress.ProxyPassword(key, "service-a-1")), Host: proxyAddr}),
+		Proxy:           http.ProxyURL(&url.URL{Scheme: "http", User: url.UserPassword("service-a-1", egress.ProxyPassword(key, "service-a-1", netip.MustParseAddr("127.0.0.1"))), Host: proxyAddr}),
 		TLSClientConfig: tlsCfg,
 	}
 	defer tr.CloseIdleConnections()
@@ -144,6 +153,31 @@ func TestEgressCommand(t *testing.T) {
 		}
 	}
 	tr.CloseIdleConnections()
+
+	// Through the TLS listener with the node's certificate from the data directory's CA.
+	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, admin.CADir), Account: "123456789012"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeCert, err := ca.Issue(pki.Request{Identity: pki.Identity{Account: "123456789012", Kind: pki.KindNode, Name: "service-a-1"}, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg2 := tlsCfg.Clone()
+	tlsCfg2.RootCAs.AppendCertsFromPEM(ca.BundlePEM())
+	tlsCfg2.Certificates = []tls.Certificate{*nodeCert}
+	tr2 := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "https", Host: tlsAddr}), TLSClientConfig: tlsCfg2}
+	defer tr2.CloseIdleConnections()
+	resp, err = (&http.Client{Transport: tr2, Timeout: 10 * time.Second}).Get(backend.URL)
+	if err != nil {
+		t.Fatalf("GET through the TLS listener with the node certificate: %v\n%s", err, stderr)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "hello" {
+		t.Fatalf("body %q through the TLS listener", body)
+	}
+	tr2.CloseIdleConnections()
 	cancel()
 	select {
 	case err := <-done:
@@ -175,8 +209,9 @@ func TestEgressCommand(t *testing.T) {
 			codes = append(codes, rec.Event.EventName+":"+rec.Event.ErrorCode)
 		}
 	}
-	// The spec the process started with, then its decisions (127.0.0.1:1 is --deny).
-	want := []string{config.EventSpecLoaded + ":", "Connect:", "Connect:AddressNotAllowed", "Forward:AddressNotAllowed"}
+	// The spec the process started with, then its decisions (127.0.0.1:1 is --deny), the
+	// last through the TLS listener.
+	want := []string{config.EventSpecLoaded + ":", "Connect:", "Connect:AddressNotAllowed", "Forward:AddressNotAllowed", "Connect:"}
 	if strings.Join(codes, " ") != strings.Join(want, " ") {
 		t.Fatalf("audit chain holds %v, want %v (files %v)", codes, want, files)
 	}

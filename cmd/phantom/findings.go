@@ -18,6 +18,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -53,7 +54,7 @@ them as OCSF or ASFF for a SIEM or Security Hub.` + findingsHelp,
 	p.StringVar(&f.output, "output", "", "output: table or json (default: table for list, json for show)")
 	p.StringVar(&f.format, "format", "", "JSON shape: guardduty, ocsf or asff (implies --output json)")
 	p.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or the postgres://… the components share (default $PHANTOM_STORE)")
-	cmd.AddCommand(newFindingsListCmd(f), newFindingsShowCmd(f), newFindingsArchiveCmd(f), newFindingsRiskCmd(f))
+	cmd.AddCommand(newFindingsListCmd(f), newFindingsShowCmd(f), newFindingsArchiveCmd(f), newFindingsRiskCmd(f), newFindingsLiftCmd(f))
 	return cmd
 }
 
@@ -439,5 +440,88 @@ none (running gateways apply it within a second).` + findingsHelp,
 		},
 	}
 	cmd.Flags().StringVar(&clear, "clear", "", "clear this principal's risk level")
+	return cmd
+}
+
+func newFindingsLiftCmd(f *findingsFlags) *cobra.Command {
+	var reason, auditDir string
+	cmd := &cobra.Command{
+		Use:   "lift ID --reason TEXT",
+		Short: "Break glass: lift the effects of the responses applied to a finding",
+		Long: `Lift what the automatic responses did to a finding's principal, when they hit the wrong
+one: a disabled access key is made Active again, a raised phantom:RiskLevel is cleared
+(when it is still the one this finding raised). Revoked sessions cannot be lifted: they
+include the session that was stolen, and lifting would let it in again; their holders get
+new ones (a node's agent already has, people assume the role again). The finding keeps its
+record of the actions, so its repeats do not apply them again; to keep new findings off
+the principal, add it to detection.protectedPrincipals.
+
+The command is audited in the chain "admin" (in --audit-dir, default DATA_DIR/audit: the
+spec's audit.dir): who ran it (the operating-system user and host), the finding, the
+--reason, and what was lifted. Prints {"FindingId", "Lifted": [{"Action", "Result",
+"Detail"}]}; Result is Lifted, NotLiftable or NothingToLift.` + findingsHelp,
+		Example: `  phantom findings lift 3f9c2a1b7d4e --reason "INC-4711: alice's key disabled by a false positive"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return &exitError{code: 2, err: errors.New("--reason is required: say why the glass is broken")}
+			}
+			st, err := f.open(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			rec, err := resolveFinding(cmd.Context(), st, args[0])
+			if err != nil {
+				return findingsError(cmd, "LiftResponses", err)
+			}
+			fd, err := export.FromStore(rec)
+			if err != nil {
+				return findingsError(cmd, "LiftResponses", err)
+			}
+			dir := admin.DataDir(f.dataDir, os.Getenv)
+			if auditDir == "" {
+				auditDir = filepath.Join(dir, "audit")
+			}
+			mk, err := store.LoadOrCreateMasterKey(dir)
+			if err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			// The chain is held before anything is lifted: a lift that could not be
+			// recorded does not happen.
+			rec2, err := admin.OpenRecorder(admin.AuditTarget{Dir: auditDir, MasterKey: mk, Account: fd.AccountID, Region: fd.Region})
+			if err != nil {
+				return &exitError{code: 1, err: fmt.Errorf("break glass refused: the admin audit chain cannot be written: %w", err)}
+			}
+			defer rec2.Close()
+			res, err := respond.Lift(cmd.Context(), st, rec.ID, time.Now())
+			lifted := make([]map[string]any, 0, len(res))
+			for _, r := range res {
+				lifted = append(lifted, map[string]any{"action": r.Action, "result": r.Result, "detail": r.Detail})
+			}
+			params := map[string]any{"findingId": rec.ID, "findingType": fd.Type, "principal": export.Principal(fd), "reason": reason}
+			resp := map[string]any{"lifted": lifted}
+			if err != nil {
+				resp["error"] = err.Error()
+			}
+			if aerr := rec2.Record(cmd.Context(), "LiftResponses", params, resp); aerr != nil {
+				return &exitError{code: 1, err: fmt.Errorf("the lift of finding %s could not be audited: %w", rec.ID, errors.Join(aerr, err))}
+			}
+			if err != nil {
+				return findingsError(cmd, "LiftResponses", err)
+			}
+			type item struct{ Action, Result, Detail string }
+			out := struct {
+				FindingId string
+				Lifted    []item
+			}{FindingId: rec.ID, Lifted: []item{}}
+			for _, r := range res {
+				out.Lifted = append(out.Lifted, item{r.Action, r.Result, r.Detail})
+			}
+			return writeJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit event; required)")
+	cmd.Flags().StringVar(&auditDir, "audit-dir", "", "audit directory for the admin chain (default DATA_DIR/audit)")
 	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +219,54 @@ func TestFindingsRiskLevels(t *testing.T) {
 	}
 	if r := runFindings(t, dir, "risk-levels", "--clear", "arn:aws:iam::123456789012:user/alice"); r.code != 254 {
 		t.Errorf("clearing again: exit %d, want 254", r.code)
+	}
+}
+
+// TestFindingsLift: the break-glass command makes the key a response disabled Active
+// again and clears the risk level it raised, reports revoked sessions as not liftable,
+// refuses to run without a reason, and is audited in the admin chain with the reason.
+func TestFindingsLift(t *testing.T) {
+	dir, st := findingsPerimeter(t)
+	const id = "bbbbbbbbbbbbbbbb2222222222222222"
+	ctx := t.Context()
+	if err := st.PutAccessKey(ctx, store.AccessKey{ID: "AKIAEXAMPLEEXAMPLE01", User: "alice", Secret: strings.Repeat("s", 40), Status: store.StatusInactive}); err != nil {
+		t.Fatal(err)
+	}
+	// The finding names AKIAEXAMPLE; point it at the stored key.
+	rec, _ := st.GetFinding(ctx, id)
+	f, _ := export.FromStore(rec)
+	f.Resource.AccessKeyDetails.AccessKeyID = "AKIAEXAMPLEEXAMPLE01"
+	rec, _ = export.ToStore(f)
+	if err := st.PutFinding(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"disableAccessKey", "raiseRiskLevel:high", "revokeSessions"} {
+		if _, err := st.MarkFindingResponse(ctx, id, a, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.PutRiskLevel(ctx, store.RiskLevel{Principal: "arn:aws:iam::123456789012:user/alice", Level: "high", FindingID: id, SetAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if r := runFindings(t, dir, "lift", "bbbbbbbbbbbbbbbb2222"); r.code != 2 {
+		t.Fatalf("without --reason: exit %d %s", r.code, r.stderr)
+	}
+	r := findingsOK(t, runFindings(t, dir, "lift", "bbbbbbbbbbbbbbbb2222", "--reason", "INC-1: false positive"))
+	var out struct {
+		FindingId string
+		Lifted    []struct{ Action, Result, Detail string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil || out.FindingId != id || len(out.Lifted) != 3 {
+		t.Fatalf("output %s: %v", r.stdout, err)
+	}
+	if k, _ := st.GetAccessKey(ctx, "AKIAEXAMPLEEXAMPLE01"); k.Status != store.StatusActive {
+		t.Errorf("key after the lift: %s", k.Status)
+	}
+	if levels, _ := st.ListRiskLevels(ctx); len(levels) != 0 {
+		t.Errorf("risk levels after the lift: %+v", levels)
+	}
+	evs := auditEvents(t, filepath.Join(dir, "audit"))
+	if len(evs) != 1 || evs[0].EventName != "LiftResponses" || evs[0].RequestParameters["reason"] != "INC-1: false positive" || evs[0].UserIdentity.Type != "PhantomOperator" {
+		t.Fatalf("admin chain: %+v", evs)
 	}
 }

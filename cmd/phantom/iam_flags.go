@@ -62,7 +62,8 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 	case err != nil:
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}
-	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: admin.DataDir(f.dataDir, os.Getenv), StoreURL: f.store, Spec: spec})
+	dataDir := admin.DataDir(f.dataDir, os.Getenv)
+	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: dataDir, StoreURL: f.store, Spec: spec, AuditDir: specAuditDir(dataDir, spec)})
 	if err != nil {
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}

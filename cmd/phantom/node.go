@@ -23,13 +23,62 @@ func newNodeCmd() *cobra.Command {
 from the perimeter CA, naming it spiffe://phantom/<account>/node/<name>. The operator makes
 a single-use join token for a node of the spec; the node redeems it once for a certificate.
 
-Both commands run against the data directory (the CA lives in <data-dir>/ca). On a
+The commands run against the data directory (the CA lives in <data-dir>/ca). On a
 workload host, "phantom agent --join-token-file F" enrolls over the network instead: STS's
-node API redeems the token, so the host needs only the token and the CA bundle.` + adminFlagsHelp,
+node API redeems the token, so the host needs only the token and the CA bundle.
+
+"phantom node revoke" removes a node: its certificate and every session issued to it are
+refused from then on; "phantom node list" shows every node with its certificate, last
+contact and status.` + adminFlagsHelp,
 	}
 	f.register(cmd)
-	cmd.AddCommand(newNodeJoinTokenCmd(f), newNodeEnrollCmd(f))
+	cmd.AddCommand(newNodeJoinTokenCmd(f), newNodeEnrollCmd(f), newNodeRevokeCmd(f), newNodeListCmd(f))
 	return cmd
+}
+
+func newNodeRevokeCmd(f *adminFlags) *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "revoke --node NAME",
+		Short: "Remove a node: refuse its certificate and every session issued to it",
+		Long: `Remove a node from the perimeter. From now on its certificate is refused by STS's node
+API (it gets no credentials and cannot renew) and by the egress proxy, and every session
+issued to it before now is refused by the gateway, STS and the egress proxy, whatever its
+role: every running process sharing the store applies it within 2 seconds (they poll its
+change counter), and the node's agent, told on its watch, stops serving credentials.
+Sessions issued before now stay refused for good; the node itself may come back only by
+enrolling again with a new join token (phantom node join-token). Prints {"NodeName",
+"CertificateSerial", "RevokedAt"}. The action is audited in the chain "admin" (who ran it:
+the operating-system user and host). To cut off only the sessions of a role, use phantom iam
+revoke-sessions.`,
+		Example: `  phantom node revoke --node service-a-1 --config perimeter.yaml --data-dir /var/lib/phantom
+  phantom node list --output text | grep REVOKED`,
+		Args: cobra.NoArgs,
+		RunE: f.run("RevokeNode", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.RevokeNode(cmd.Context(), node)
+		}),
+	}
+	cmd.Flags().StringVar(&node, "node", "", "node name")
+	cmd.MarkFlagRequired("node")
+	return cmd
+}
+
+func newNodeListCmd(f *adminFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List nodes: status, certificate serial and expiry, last contact",
+		Long: `List the spec's nodes and every enrolled node as {"Nodes": [{"NodeName", "RoleName",
+"Status" (Active, Revoked or NotEnrolled), "CertificateSerial", "NotAfter", "EnrolledAt",
+"LastContact", "LastContactIP", "RevokedAt", "InSpec"}]}. LastContact is the node's last
+call to STS's node API (its agent's credentials, renewals and its watch, at least once a
+minute while it runs).`,
+		Example: `  phantom node list --config perimeter.yaml --data-dir /var/lib/phantom
+  phantom node list | jq -r '.Nodes[] | select(.Status == "Active") | "\(.NodeName) \(.LastContact)"'`,
+		Args: cobra.NoArgs,
+		RunE: f.run("ListNodes", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.ListNodes(cmd.Context())
+		}),
+	}
 }
 
 func newNodeJoinTokenCmd(f *adminFlags) *cobra.Command {

@@ -86,7 +86,7 @@ func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*
 }
 
 func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logger) error {
-	deps := identity.Deps{AccessKeys: p.store, SealingKeys: p.store, Revocations: p.store, Changes: p.store}
+	deps := identity.Deps{AccessKeys: p.store, SealingKeys: p.store, Revocations: p.store, Nodes: p.store, Changes: p.store}
 	if p.notify != nil {
 		deps.Notify = p.notify
 	}

@@ -130,7 +130,8 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 			Verifier:      p.ca.Verifier(), // follows the CA's rotations and revocations (syncCA)
 			Issuer:        adapter,
 			Registry:      p.store,
-			ProxyPassword: func(node string) string { return egress.ProxyPassword(egressKey, node) },
+			Sessions:      adapter,
+			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(egressKey, n.Name, n.PrivateIP) },
 		},
 	}, adapter, adapter, auditor)
 }

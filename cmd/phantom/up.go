@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -354,7 +354,9 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	var backend *http.Server
 	var proxy *egress.Proxy
 	if d != nil {
-		backend = serveDemoBackend(lns.backend, gw, d.APIID, log)
+		if backend, err = serveDemoBackend(lns.backend, p, spec, gw, d.APIID, log); err != nil {
+			return err
+		}
 		fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.store, Credentials: p.ids,
 			Auditor: logs.get("findings"), Risk: responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
 		if err != nil {
@@ -498,7 +500,7 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 	if fixed {
 		specBusy = "the demo spec names this address: is another program using it?"
 		var err error
-		if backend, err = netip.ParseAddrPort(strings.TrimPrefix(d.BackendURL, "http://")); err != nil {
+		if backend, err = d.BackendAddr(); err != nil {
 			return fmt.Errorf("the demo backend URL %q: %w", d.BackendURL, err)
 		}
 	}
@@ -517,7 +519,7 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 	if lns.backend, backend, err = listen(spec(3, backend), "backend", specBusy); err != nil {
 		return err
 	}
-	d.BackendURL = "http://" + backend.String()
+	d.BackendURL = "https://" + backend.String()
 	if lns.imds, _, err = listen(port(4), "agent's IMDS", busy); err != nil {
 		return err
 	}
@@ -560,30 +562,56 @@ func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 	return nil
 }
 
-// serveDemoBackend serves the demo orders service over plain HTTP on loopback: it trusts
-// only the gateway's signed assertion, verified with the gateway's published keys.
-func serveDemoBackend(ln net.Listener, gw *gateway.Gateway, apiID string, log *slog.Logger) *http.Server {
+// serveDemoBackend serves the demo orders service as a backend author should: over TLS
+// with a certificate from the perimeter CA, requiring the gateway's client certificate
+// (mutual TLS: nothing but the perimeter's gateway gets a connection), and trusting only
+// the gateway's signed assertion, checked against its JWKS, bound to the request and used
+// once (docs/backends.md).
+func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gateway.Gateway, apiID string, log *slog.Logger) (*http.Server, error) {
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiID})
+	if err != nil {
+		return nil, err
+	}
 	b := &demo.Backend{Verify: func(r *http.Request) (demo.Caller, error) {
-		a, err := gateway.VerifyAssertion(r.Header.Get(demo.AssertionHeader), gw.JWKS(), apiID, time.Now())
+		a, err := v.VerifyRequest(r)
 		if err != nil {
 			return demo.Caller{}, err
 		}
-		if a.Method != r.Method || a.Path != r.URL.EscapedPath() {
-			return demo.Caller{}, fmt.Errorf("the assertion is for %s %s, not this request", a.Method, a.Path)
-		}
 		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
 	}}
+	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
+	if err != nil {
+		return nil, err
+	}
+	peers := p.ca.Verifier()
+	gatewayName := spec.Gateway.Name
 	srv := &http.Server{
 		Handler:           b,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: certs.getServer,
+			ClientAuth:     tls.RequireAnyClientCert,
+			// The client certificate must be the perimeter CA's and name the gateway.
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				id, err := peers.Verify(cs.PeerCertificates, x509.ExtKeyUsageClientAuth)
+				if err != nil {
+					return err
+				}
+				if id.Kind != pki.KindGateway || id.Name != gatewayName {
+					return fmt.Errorf("client certificate names %s, not the gateway", id)
+				}
+				return nil
+			},
+		},
 	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("up: demo backend stopped", "error", err)
 		}
 	}()
-	return srv
+	return srv, nil
 }
 
 // demoCredentials returns the demo user's active access key, creating one on first start.
@@ -657,6 +685,9 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_CONTAINER_CREDENTIALS_URI", Value: "http://" + lns.container.Addr().String() + agent.ContainerPath},
 		{Name: "PHANTOM_CONTAINER_AUTH_TOKEN", Value: node.ContainerToken()},
 		{Name: "PHANTOM_EGRESS_PROXY", Value: node.ProxyURL(lns.egress.Addr().String())},
+		// The orders API as the node's workloads call it, through the egress proxy: by the
+		// API's private DNS name, which the proxy resolves and which binds the tunnel to it.
+		{Name: "PHANTOM_NODE_API_URL", Value: d.NodeInvokeURL("/orders")},
 		{Name: "PHANTOM_DEMO_NODE", Value: d.Node},
 		// The findings API (GuardDuty's REST routes and /findings), for the demo user.
 		{Name: "PHANTOM_FINDINGS_URL", Value: "https://" + lns.findings.Addr().String()},
@@ -673,7 +704,7 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   endpoint %[3]s  https://%[4]s  (TLS only; security group: tcp %[5]d from %[11]s, 10.0.0.0/16)
   gateway           https://%[6]s  (direct: the orders API's resource policy refuses calls around the endpoint)
   sts               https://%[7]s
-  orders backend    %[8]s  (answers only requests carrying the gateway's signed assertion)
+  orders backend    %[8]s  (mutual TLS with the gateway; answers only requests carrying its signed assertion)
   node %[12]s  agent IMDS http://%[13]s/, container credentials http://%[14]s%[15]s; egress proxy http://%[16]s
   metrics           https://%[19]s/metrics  (Prometheus, ca_file %[20]s; /healthz, /readyz)
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
@@ -701,10 +732,12 @@ Try it (the variables come from %[10]s):
   # Service A's view: the node's credentials from its agent (IMDSv2, as on EC2)...
   TOKEN=$(curl -s -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "${PHANTOM_IMDS_ENDPOINT}latest/api/token")
   curl -s -H "X-aws-ec2-metadata-token: $TOKEN" "${PHANTOM_IMDS_ENDPOINT}latest/meta-data/iam/security-credentials/%[17]s"
-  # ...and an egress proxy that reaches the orders API's endpoint and nothing else (403)
+  # ...and an egress proxy that reaches the orders API (by its name, $PHANTOM_NODE_API_URL) and
+  # nothing else (403)
   curl --cacert "$AWS_CA_BUNDLE" -x "$PHANTOM_EGRESS_PROXY" https://example.com
   # an unmodified SDK needs only AWS_EC2_METADATA_SERVICE_ENDPOINT="$PHANTOM_IMDS_ENDPOINT" (or
-  # AWS_CONTAINER_CREDENTIALS_FULL_URI / AWS_CONTAINER_AUTHORIZATION_TOKEN) and HTTPS_PROXY="$PHANTOM_EGRESS_PROXY"
+  # AWS_CONTAINER_CREDENTIALS_FULL_URI / AWS_CONTAINER_AUTHORIZATION_TOKEN) and HTTPS_PROXY="$PHANTOM_EGRESS_PROXY",
+  # calling "$PHANTOM_NODE_API_URL"
 
   # denied: a path the demo user's policy does not allow
   curl --cacert "$AWS_CA_BUNDLE" --aws-sigv4 "aws:amz:$AWS_REGION:execute-api" \
@@ -730,6 +763,8 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 		Logger:      log,
 		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
 		Metrics:     m,
+		Verifier:    p.ca.Verifier(),
+		Nodes:       p.ids,
 	})
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ func TestUpDetection(t *testing.T) {
 	sdk := u.newSDKServiceA(t, "imds")
 	var stolen aws.Credentials
 	for i := range 10 {
-		r, creds := sdk.call(t, api)
+		r, creds := sdk.call(t, u.env["PHANTOM_NODE_API_URL"])
 		if r.Status != http.StatusOK {
 			t.Fatalf("Service A call %d: %s", i, r)
 		}

@@ -95,7 +95,7 @@ func (u *upServer) serviceA(protocol string, wait time.Duration) ([]svcCall, err
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(py, "-c", serviceAScript, u.env["PHANTOM_API_URL"], fmt.Sprint(wait.Seconds()))
+	cmd := exec.Command(py, "-c", serviceAScript, u.env["PHANTOM_NODE_API_URL"], fmt.Sprint(wait.Seconds()))
 	cmd.Env = u.serviceAEnv(protocol)
 	out, err := cmd.Output()
 	if err != nil {
@@ -153,20 +153,37 @@ func (s *sdkServiceA) call(t *testing.T, rawURL string) (reply, aws.Credentials)
 	if err != nil {
 		t.Fatalf("aws-sdk-go-v2 credentials: %v", err)
 	}
-	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, emptyPayloadHash, "execute-api", os.Getenv("AWS_REGION"), time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := s.client.Do(req)
+	r, err := s.send(creds, rawURL)
 	if err != nil {
 		t.Fatalf("GET %s through the egress proxy: %v", rawURL, err)
 	}
+	return r, creds
+}
+
+// try is call that returns the failure.
+func (s *sdkServiceA) try(rawURL string) (reply, error) {
+	creds, err := s.creds.Retrieve(context.Background())
+	if err != nil {
+		return reply{}, err
+	}
+	return s.send(creds, rawURL)
+}
+
+func (s *sdkServiceA) send(creds aws.Credentials, rawURL string) (reply, error) {
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, emptyPayloadHash, "execute-api", os.Getenv("AWS_REGION"), time.Now()); err != nil {
+		return reply{}, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return reply{Status: resp.StatusCode, Type: resp.Header.Get("x-amzn-ErrorType"), ReqID: resp.Header.Get("x-amzn-RequestId"), Body: string(body)}, creds
+	return reply{Status: resp.StatusCode, Type: resp.Header.Get("x-amzn-ErrorType"), ReqID: resp.Header.Get("x-amzn-RequestId"), Body: string(body)}, nil
 }
 
 // TestUpWorkload drives the demo Service A node of `phantom up`: unmodified SDKs get the
@@ -204,7 +221,7 @@ func TestUpWorkload(t *testing.T) {
 	})
 
 	sdk := u.newSDKServiceA(t, "imds")
-	first, firstCreds := sdk.call(t, u.env["PHANTOM_API_URL"])
+	first, firstCreds := sdk.call(t, u.env["PHANTOM_NODE_API_URL"])
 	if first.Status != http.StatusOK || !strings.Contains(first.Body, nodePrincipal) {
 		t.Fatalf("aws-sdk-go-v2 via IMDS: %s", first)
 	}
@@ -212,10 +229,15 @@ func TestUpWorkload(t *testing.T) {
 	if ev.UserIdentity.SessionContext == nil || ev.UserIdentity.SessionContext.EC2RoleDelivery != "2.0" {
 		t.Fatalf("the node session's audit event has no ec2RoleDelivery: %+v", ev.UserIdentity)
 	}
-	// By the endpoint's private DNS name, which only the egress proxy resolves (to the endpoint).
+	// By the endpoint's private DNS name too (the endpoint serves the one API), which only
+	// the egress proxy resolves; by the endpoint's address, with no server name to bind the
+	// tunnel to an API, the proxy refuses.
 	_, port, _ := net.SplitHostPort(u.env["PHANTOM_ENDPOINT_ADDR"])
 	if r, _ := sdk.call(t, "https://orders.internal.example:"+port+"/prod/orders"); r.Status != http.StatusOK {
 		t.Fatalf("aws-sdk-go-v2 by private DNS name: %s", r)
+	}
+	if _, err := sdk.try(u.env["PHANTOM_API_URL"]); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("aws-sdk-go-v2 to the endpoint's address through the proxy: %v, want the proxy's TLS refusal", err)
 	}
 
 	t.Run("node credentials outside the node's network", func(t *testing.T) {
@@ -277,7 +299,7 @@ func TestUpWorkload(t *testing.T) {
 	if d := time.Until(firstCreds.Expires.Add(time.Second)); d > 0 {
 		time.Sleep(d)
 	}
-	later, laterCreds := sdk.call(t, u.env["PHANTOM_API_URL"])
+	later, laterCreds := sdk.call(t, u.env["PHANTOM_NODE_API_URL"])
 	if later.Status != http.StatusOK || laterCreds.AccessKeyID == firstCreds.AccessKeyID {
 		t.Fatalf("aws-sdk-go-v2 after the first credentials expired: %s (key %s, first %s)", later, laterCreds.AccessKeyID, firstCreds.AccessKeyID)
 	}

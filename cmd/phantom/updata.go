@@ -86,7 +86,7 @@ func openDemoSpec(out io.Writer, lns *upListeners, f upFlags, path string) (*dem
 		specBase := d.PortBase()
 		if f.portBaseSet && f.portBase != 0 && f.portBase != specBase {
 			return nil, 0, &exitError{code: 2, err: fmt.Errorf("--port-base %d does not match %s, which puts the endpoint on %s, STS on %s, the gateway on %s and the backend on %s (and its security group admits the endpoint's port only). Run without --port-base to use the spec's ports, or add --regenerate-spec to write the demo spec for port base %d (the current one is kept beside it)",
-				f.portBase, path, d.EndpointAddr, d.STSAddr, d.GatewayAddr, strings.TrimPrefix(d.BackendURL, "http://"), f.portBase)}
+				f.portBase, path, d.EndpointAddr, d.STSAddr, d.GatewayAddr, strings.TrimPrefix(d.BackendURL, "https://"), f.portBase)}
 		}
 		base := specBase // 0 (free ports) when the spec's ports are not a demo layout
 		if f.portBaseSet {

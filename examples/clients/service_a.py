@@ -3,7 +3,10 @@ credential chain finds the node's role session at the credential agent (IMDSv2 a
 AWS_EC2_METADATA_SERVICE_ENDPOINT, or container credentials at
 AWS_CONTAINER_CREDENTIALS_FULL_URI), the orders API call is signed with SigV4, and
 everything goes out through the egress proxy (HTTPS_PROXY), which lets the node reach the
-orders API's endpoint and nothing else.
+orders API and nothing else. The API is called by its name, PHANTOM_NODE_API_URL
+(a1b2c3d4e5.execute-api.us-east-1.amazonaws.com): the proxy resolves it to the endpoint,
+passes the tunnel only because the TLS server name names an API the node may call, and the
+endpoint binds the connection to that API.
 
     source phantom-data/demo.env
     env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \\
@@ -36,7 +39,7 @@ def send(url, sign):
     return http.send(req.prepare())
 
 
-r = send(os.environ["PHANTOM_API_URL"], sign=True)
+r = send(os.environ["PHANTOM_NODE_API_URL"], sign=True)
 print("orders API:", r.status_code, r.content.decode().strip())
 try:
     other = send("https://example.com/", sign=False)

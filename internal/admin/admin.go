@@ -88,6 +88,10 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives the identity service's warnings; nil means slog.Default().
 	Logger *slog.Logger
+	// AuditDir is where the operations that change who may do what (removing a node,
+	// lifting a response) record themselves, in the chain "admin"; "" records nothing
+	// (tests).
+	AuditDir string
 }
 
 // Admin performs administrative operations on one data directory. Close it when done.
@@ -99,6 +103,8 @@ type Admin struct {
 	rand     io.Reader
 	store    store.Store
 	ids      *identity.Service
+	auditDir string
+	mk       []byte
 
 	caMu sync.Mutex
 	ca   *pki.Authority // opened (or created) on first use: only node and ca commands need it
@@ -126,7 +132,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 		return nil, err
 	}
 	ids, err := identity.New(identity.Config{Account: cfg.Spec.Account, Now: now, Rand: cfg.Rand, Logger: cfg.Logger},
-		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Nodes: st, Changes: st})
 	if err == nil {
 		err = ids.Refresh(ctx)
 	}
@@ -134,7 +140,7 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 		st.Close()
 		return nil, err
 	}
-	return &Admin{dataDir: cfg.DataDir, storeURL: cfg.StoreURL, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids}, nil
+	return &Admin{dataDir: cfg.DataDir, storeURL: cfg.StoreURL, spec: cfg.Spec, now: now, rand: cfg.Rand, store: st, ids: ids, auditDir: cfg.AuditDir, mk: mk}, nil
 }
 
 // Close releases the store.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -56,7 +57,7 @@ func replica(t *testing.T, dir string) *identity.Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := identity.New(identity.Config{Account: account}, identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Changes: st})
+	s, err := identity.New(identity.Config{Account: account}, identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Nodes: st, Changes: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,4 +608,102 @@ func TestAccessKeyQuotaAcrossHosts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRevokeNode: removing a node refuses its sessions on a replica polling the store,
+// shows it Revoked in the list, is audited in the admin chain, and a new enrollment
+// brings it back while its old sessions stay refused.
+func TestRevokeNode(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	auditDir := filepath.Join(dir, "audit")
+	a, err := admin.Open(ctx, admin.Config{DataDir: dir, Spec: loadSpec(t), AuditDir: auditDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	jt, err := a.JoinToken(ctx, "node-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolled, err := a.Enroll(ctx, jt.JoinToken.Token, filepath.Join(t.TempDir(), "n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := replica(t, dir)
+	if _, err := r.RotateSealingKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess, tok, err := r.NewSession(identity.Claims{Principal: "arn:aws:sts::" + account + ":assumed-role/app/node-1", Role: "arn:aws:iam::" + account + ":role/app", Node: "node-1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := a.ListNodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Nodes) != 2 || list.Nodes[0].NodeName != "node-1" || list.Nodes[0].Status != admin.NodeActive || list.Nodes[0].CertificateSerial != enrolled.Node.CertificateSerial ||
+		list.Nodes[0].NotAfter == nil || list.Nodes[1].Status != admin.NodeNotEnrolled {
+		t.Fatalf("nodes before: %+v", list.Nodes)
+	}
+
+	out, err := a.RevokeNode(ctx, "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.NodeName != "node-1" || out.CertificateSerial != enrolled.Node.CertificateSerial || out.RevokedAt == "" {
+		t.Fatalf("output %+v", out)
+	}
+	waitFor(t, func() bool { _ = r.Refresh(ctx); return r.NodeRevoked("node-1") })
+	if _, err := r.Resolve(ctx, sess.AccessKeyID, tok); !errors.Is(err, identity.ErrSessionRevoked) {
+		t.Fatalf("the removed node's session on the replica: %v", err)
+	}
+	list, _ = a.ListNodes(ctx)
+	if list.Nodes[0].Status != admin.NodeRevoked || list.Nodes[0].RevokedAt == nil {
+		t.Fatalf("nodes after: %+v", list.Nodes[0])
+	}
+	recs := adminEvents(t, auditDir)
+	if len(recs) != 1 || recs[0].EventName != "RevokeNode" || recs[0].RequestParameters["nodeName"] != "node-1" || recs[0].UserIdentity.PrincipalID == "" {
+		t.Fatalf("admin chain: %+v", recs)
+	}
+
+	_, err = a.RevokeNode(ctx, "node-9")
+	wantCode(t, err, admin.CodeNoSuchEntity)
+
+	// Enrolled again with a new token: active, and the old session stays refused.
+	jt, err = a.JoinToken(ctx, "node-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Enroll(ctx, jt.JoinToken.Token, filepath.Join(t.TempDir(), "n2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.NodeRevoked("node-1") {
+		t.Error("still revoked after enrolling again")
+	}
+	if _, err := r.Resolve(ctx, sess.AccessKeyID, tok); !errors.Is(err, identity.ErrSessionRevoked) {
+		t.Errorf("the old session after re-enrollment: %v", err)
+	}
+	list, _ = a.ListNodes(ctx)
+	if list.Nodes[0].Status != admin.NodeActive {
+		t.Errorf("after re-enrollment: %+v", list.Nodes[0])
+	}
+}
+
+// adminEvents reads the admin chain's events.
+func adminEvents(t *testing.T, dir string) []*audit.Event {
+	t.Helper()
+	var evs []*audit.Event
+	err := audit.ReadChain(dir, admin.AuditChain, 0, func(e audit.Entry) error {
+		ev, err := e.Decode()
+		evs = append(evs, ev)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
 }

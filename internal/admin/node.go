@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
+	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -115,7 +116,7 @@ func (a *Admin) EnrollNode(ctx context.Context, token string, csr *x509.Certific
 	if !ok {
 		return nil, noSuchNode(rec.Node)
 	}
-	node := store.Node{Name: n.Name, Role: n.Role, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: a.now().UTC()}
+	node := store.Node{Name: n.Name, Role: n.Role, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: a.now().UTC(), CertNotAfter: cert.NotAfter}
 	if err := a.store.PutNode(ctx, node); err != nil {
 		return nil, fmt.Errorf("record node %s: %w", n.Name, err)
 	}
@@ -191,4 +192,142 @@ func (a *Admin) Enroll(ctx context.Context, token, outDir string) (*EnrollOutput
 		os.Remove(outDir) // only if still empty
 	}
 	return nil, err
+}
+
+// RevokeNodeOutput is `phantom node revoke`'s output: from RevokedAt, the node's
+// certificate and every session issued to it before are refused.
+type RevokeNodeOutput struct {
+	NodeName          string
+	CertificateSerial string `json:",omitempty"`
+	RevokedAt         string // full precision, RFC 3339
+}
+
+func (o *RevokeNodeOutput) writeText(w io.Writer) error {
+	return textLine(w, "RevokeNode", o.CertificateSerial, o.NodeName, o.RevokedAt)
+}
+
+// RevokeNode removes a node: its certificate is refused by STS's node API and the egress
+// proxy, and every session issued to it before now by the gateway, STS and the egress
+// proxy, in every process sharing the store within a poll (2 s). It stays removed until it
+// enrolls again with a new join token; sessions issued before now stay refused for good.
+// The action is audited (chain "admin").
+func (a *Admin) RevokeNode(ctx context.Context, node string) (*RevokeNodeOutput, error) {
+	rec, err := a.store.GetNode(ctx, node)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if _, ok := a.spec.Node(node); !ok && err != nil {
+		// Neither in the spec nor enrolled: nothing to remove.
+		return nil, noSuchNode(node)
+	}
+	rev, err := a.ids.RevokeNode(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	out := &RevokeNodeOutput{NodeName: node, CertificateSerial: rec.CertSerial, RevokedAt: rev.Before.UTC().Format(time.RFC3339Nano)}
+	params := map[string]any{"nodeName": node}
+	if err := a.record(ctx, "RevokeNode", params, map[string]any{"certificateSerial": rec.CertSerial, "sessionsIssuedBefore": out.RevokedAt}); err != nil {
+		return out, fmt.Errorf("node %s is revoked, but the audit record failed: %w", node, err)
+	}
+	return out, nil
+}
+
+// Node states ListNodes shows.
+const (
+	NodeActive      = "Active"      // enrolled, not removed
+	NodeRevoked     = "Revoked"     // removed, not enrolled again since
+	NodeNotEnrolled = "NotEnrolled" // in the spec, never enrolled
+)
+
+// NodeInfo is one node as `phantom node list` and the console show it.
+type NodeInfo struct {
+	NodeName          string
+	RoleName          string
+	Status            string
+	CertificateSerial string `json:",omitempty"`
+	NotAfter          *Time  `json:",omitempty"`
+	EnrolledAt        *Time  `json:",omitempty"`
+	LastContact       *Time  `json:",omitempty"`
+	LastContactIP     string `json:",omitempty"`
+	RevokedAt         *Time  `json:",omitempty"`
+	InSpec            bool
+}
+
+// ListNodesOutput is `phantom node list`'s output.
+type ListNodesOutput struct {
+	Nodes []NodeInfo
+}
+
+func (o *ListNodesOutput) writeText(w io.Writer) error {
+	for _, n := range o.Nodes {
+		ts := func(t *Time) string {
+			if t == nil {
+				return "-"
+			}
+			return t.String()
+		}
+		if err := textLine(w, "Nodes", n.CertificateSerial, ts(n.EnrolledAt), fmt.Sprint(n.InSpec), ts(n.LastContact), n.LastContactIP, n.NodeName, ts(n.NotAfter), ts(n.RevokedAt), n.RoleName, n.Status); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ListNodes lists the spec's nodes and every enrolled one (a node removed from the spec
+// but still enrolled is listed, so it can be revoked), with their certificate, last
+// contact and status.
+func (a *Admin) ListNodes(ctx context.Context) (*ListNodesOutput, error) {
+	recs, err := a.store.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &ListNodesOutput{Nodes: NodeList(a.spec, recs, a.ids.NodeRevocation)}, nil
+}
+
+// NodeList merges the spec's nodes with the registry's records, by name: what the
+// console's nodes page and `phantom node list` show. revocation returns a node's last
+// removal time (identity.Service.NodeRevocation).
+func NodeList(spec *config.Spec, recs []store.Node, revocation func(string) (time.Time, bool)) []NodeInfo {
+	ptr := func(t time.Time) *Time {
+		if t.IsZero() {
+			return nil
+		}
+		v := Time(t)
+		return &v
+	}
+	seen := map[string]bool{}
+	var out []NodeInfo
+	add := func(name, role string, rec *store.Node, inSpec bool) {
+		n := NodeInfo{NodeName: name, RoleName: role, Status: NodeNotEnrolled, InSpec: inSpec}
+		before, revoked := revocation(name)
+		if revoked {
+			n.RevokedAt = ptr(before)
+		}
+		if rec != nil {
+			n.CertificateSerial, n.NotAfter, n.EnrolledAt = rec.CertSerial, ptr(rec.CertNotAfter), ptr(rec.EnrolledAt)
+			n.LastContact, n.LastContactIP = ptr(rec.LastContact), rec.LastContactIP
+			n.Status = NodeActive
+			if revoked && !rec.EnrolledAt.After(before) {
+				n.Status = NodeRevoked
+			}
+		} else if revoked {
+			n.Status = NodeRevoked
+		}
+		out = append(out, n)
+	}
+	byName := map[string]*store.Node{}
+	for i := range recs {
+		byName[recs[i].Name] = &recs[i]
+	}
+	for _, sn := range spec.Nodes {
+		seen[sn.Name] = true
+		add(sn.Name, sn.Role, byName[sn.Name], true)
+	}
+	for i := range recs {
+		if !seen[recs[i].Name] {
+			_, inSpec := spec.Node(recs[i].Name)
+			add(recs[i].Name, recs[i].Role, &recs[i], inSpec)
+		}
+	}
+	return out
 }

@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -74,6 +75,10 @@ type Config struct {
 	// EgressProxy is the egress proxy's HOST:PORT; when set, IMDS serves the proxy URL
 	// with the node's credentials at /latest/meta-data/phantom/egress-proxy.
 	EgressProxy string
+	// EgressTLS is the HOST:PORT of the egress proxy's TLS listener: ServeEgress relays
+	// workloads' proxy connections there, authenticated by the node's certificate (the
+	// way for nodes on other hosts than the proxy); IMDS then serves the relay's URL.
+	EgressTLS string
 	// RequestTimeout bounds one call to STS; zero means DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	Logger         *slog.Logger     // nil: slog.Default()
@@ -82,6 +87,9 @@ type Config struct {
 	Rand io.Reader
 	// Metrics, when set, observes every credentials call.
 	Metrics Metrics
+	// NoWatch turns the revocation watch off: credentials are then refreshed on schedule
+	// only (an STS without the watch call).
+	NoWatch bool
 }
 
 // Credentials are role credentials as the agent serves them. SecretAccessKey and Token are
@@ -104,6 +112,9 @@ type session struct {
 	obtained  time.Time
 	refreshAt time.Time
 	serveTill time.Time // Expiration minus the serving margin
+	// stopped reports that STS said these credentials no longer work (the node was
+	// removed): they are not served any more.
+	stopped bool
 }
 
 // Agent obtains and serves a node's credentials. It is safe for concurrent use.
@@ -117,13 +128,22 @@ type Agent struct {
 
 	node      atomic.Pointer[nodeIdentity]
 	sess      atomic.Pointer[session]
-	imdsKey   []byte // MACs IMDS session tokens
-	container string // the container endpoint's authorization token
+	relayAddr atomic.Value // string: ServeEgress's listener, "" before
+	imdsKey   []byte       // MACs IMDS session tokens
+	container string       // the container endpoint's authorization token
 
 	startOnce sync.Once
 	started   atomic.Bool
 	cancel    context.CancelFunc
 	done      chan struct{}
+
+	// kick asks the refresh loop for new credentials now (the watch heard they stopped
+	// working); sessChanged is closed and replaced whenever a new session is stored.
+	kick        chan struct{}
+	sessChanged atomic.Pointer[chan struct{}]
+	watchMu     sync.Mutex
+	watchCancel context.CancelFunc // ends the current watch stream; nil when none
+	watchDone   chan struct{}
 }
 
 // nodeIdentity is the node's current certificate and key.
@@ -152,13 +172,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.RequestTimeout < 0 {
 		problems = append(problems, fmt.Errorf("request timeout %s is negative", cfg.RequestTimeout))
 	}
+	if cfg.EgressTLS != "" {
+		if h, p, err := net.SplitHostPort(cfg.EgressTLS); err != nil || h == "" || p == "" {
+			problems = append(problems, fmt.Errorf("egress TLS proxy %q is not HOST:PORT", cfg.EgressTLS))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("new agent: %w", errors.Join(problems...))
 	}
 	if cfg.RequestTimeout == 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, done: make(chan struct{})}
+	a := &Agent{cfg: cfg, log: cfg.Logger, now: cfg.Now, rand: cfg.Rand, done: make(chan struct{}), kick: make(chan struct{}, 1), watchDone: make(chan struct{})}
+	ch := make(chan struct{})
+	a.sessChanged.Store(&ch)
 	if a.log == nil {
 		a.log = slog.Default()
 	}
@@ -210,7 +237,19 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	if err := a.refresh(ctx); err != nil {
-		return err
+		var e *Error
+		if !errors.As(err, &e) || e.Code != "InvalidClientCertificate" || a.cfg.JoinToken == "" {
+			return err
+		}
+		// The saved certificate is refused (the node was removed, or its certificate
+		// superseded elsewhere) and a join token was given: enroll anew with it.
+		a.log.Warn("agent: the saved node certificate is refused; enrolling again with the join token", "node", a.Node(), "error", err)
+		if err := a.enroll(ctx); err != nil {
+			return err
+		}
+		if err := a.refresh(ctx); err != nil {
+			return err
+		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -220,14 +259,23 @@ func (a *Agent) Start(ctx context.Context) error {
 		defer stop()
 		a.run(runCtx)
 	}()
+	if a.cfg.NoWatch {
+		close(a.watchDone)
+	} else {
+		go func() {
+			defer close(a.watchDone)
+			a.watch(runCtx)
+		}()
+	}
 	return nil
 }
 
-// Close stops the background refresh and waits for it.
+// Close stops the background refresh and the watch, and waits for them.
 func (a *Agent) Close() error {
 	if a.cancel != nil {
 		a.cancel()
 		<-a.done
+		<-a.watchDone
 	}
 	a.client.close()
 	return nil
@@ -264,10 +312,14 @@ func (a *Agent) Credentials() (Credentials, bool) {
 // (AWS_CONTAINER_AUTHORIZATION_TOKEN). It is a secret.
 func (a *Agent) ContainerToken() string { return a.container }
 
-// ProxyURL returns the egress proxy URL carrying the node's proxy credentials,
-// http://NODE:PASSWORD@proxyAddr, for HTTPS_PROXY/HTTP_PROXY; "" before the first
-// credentials. It is a secret.
+// ProxyURL returns the egress proxy URL for HTTPS_PROXY/HTTP_PROXY: the agent's relay to
+// the proxy's TLS listener, http://RELAY, when it serves one (ServeEgress); else the
+// proxy at proxyAddr with the node's proxy credentials, http://NODE:PASSWORD@proxyAddr,
+// a secret; "" before the first credentials.
 func (a *Agent) ProxyURL(proxyAddr string) string {
+	if r, _ := a.relayAddr.Load().(string); r != "" {
+		return "http://" + r
+	}
 	s := a.sess.Load()
 	n := a.node.Load()
 	if s == nil || n == nil || s.proxyPass == "" || proxyAddr == "" {
@@ -279,10 +331,19 @@ func (a *Agent) ProxyURL(proxyAddr string) string {
 // current returns the session that may be served now, or nil.
 func (a *Agent) current() *session {
 	s := a.sess.Load()
-	if s == nil || !a.now().Before(s.serveTill) {
+	if s == nil || s.stopped || !a.now().Before(s.serveTill) {
 		return nil
 	}
 	return s
+}
+
+// setSession makes s current, wakes whoever waits for a new session and ends the watch
+// stream of the previous one (the watch reopens for s).
+func (a *Agent) setSession(s *session) {
+	a.sess.Store(s)
+	ch := make(chan struct{})
+	close(*a.sessChanged.Swap(&ch))
+	a.restartWatch()
 }
 
 func (a *Agent) clientCert(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
@@ -316,14 +377,18 @@ func (a *Agent) run(ctx context.Context) {
 			wait = backoff
 		}
 		t := time.NewTimer(max(wait, 0))
+		forced := false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
+		case <-a.kick:
+			t.Stop()
+			forced = true
 		}
 		err := a.maybeRenew(ctx)
-		if err == nil && !a.now().Before(a.sess.Load().refreshAt) {
+		if err == nil && (forced || !a.now().Before(a.sess.Load().refreshAt)) {
 			err = a.refresh(ctx)
 		}
 		if err == nil {
@@ -417,7 +482,7 @@ func (a *Agent) obtain(ctx context.Context) error {
 		refreshAt: start.Add(refreshIn),
 		serveTill: exp.Add(-margin),
 	}
-	a.sess.Store(s)
+	a.setSession(s)
 	a.log.Info("agent: credentials refreshed", "node", a.Node(), "role_arn", resp.RoleArn, "access_key_id", resp.AccessKeyID,
 		"expiration", s.creds.Expiration.Format(time.RFC3339), "next_refresh", s.refreshAt.UTC().Format(time.RFC3339), "latency_ms", now.Sub(start).Milliseconds())
 	return nil

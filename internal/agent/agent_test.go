@@ -69,6 +69,10 @@ func TestIMDS(t *testing.T) {
 		{"forged token", "GET", creds, []string{"X-aws-ec2-metadata-token", string(forged)}, 401},
 		{"garbage token", "GET", creds, []string{"X-aws-ec2-metadata-token", "AQAEAB"}, 401},
 		{"valid token through a proxy", "GET", creds, []string{"X-aws-ec2-metadata-token", tok, "X-Forwarded-For", "10.0.0.1"}, 403},
+		// RFC 7239's Forwarded says the same as X-Forwarded-For.
+		{"token through a proxy (Forwarded)", "PUT", a.imds + "/latest/api/token", []string{"X-aws-ec2-metadata-token-ttl-seconds", "60", "Forwarded", "for=10.0.0.1"}, 403},
+		{"valid token through a proxy (Forwarded)", "GET", creds, []string{"X-aws-ec2-metadata-token", tok, "Forwarded", "for=\"[2001:db8::1]\";proto=https"}, 403},
+		{"token through a proxy (forwarded, lower case)", "PUT", a.imds + "/latest/api/token", []string{"X-aws-ec2-metadata-token-ttl-seconds", "60", "forwarded", "for=unknown"}, 403},
 		{"role list", "GET", creds, []string{"X-aws-ec2-metadata-token", tok}, 200},
 		{"another role", "GET", creds + "admin", []string{"X-aws-ec2-metadata-token", tok}, 404},
 		{"unknown path", "GET", a.imds + "/latest/meta-data/ami-id", []string{"X-aws-ec2-metadata-token", tok}, 404},
@@ -153,6 +157,7 @@ func TestContainerEndpoint(t *testing.T) {
 		{"token prefix", "GET", u, []string{"Authorization", tok[:10]}, 403},
 		{"Bearer form", "GET", u, []string{"Authorization", "Bearer " + tok}, 403},
 		{"through a proxy", "GET", u, []string{"Authorization", tok, "X-Forwarded-For", "10.0.0.1"}, 403},
+		{"through a proxy (Forwarded)", "GET", u, []string{"Authorization", tok, "Forwarded", "for=10.0.0.1"}, 403},
 		{"other path", "GET", a.container + "/v2/credentials", []string{"Authorization", tok}, 404},
 		{"POST", "POST", u, []string{"Authorization", tok}, 405},
 		{"valid", "GET", u, []string{"Authorization", tok}, 200},

@@ -30,7 +30,7 @@ func (a *Agent) ContainerHandler() http.Handler {
 	want := sha256.Sum256([]byte(a.container))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if _, ok := r.Header["X-Forwarded-For"]; ok {
+		if proxied(r) {
 			containerError(w, http.StatusForbidden, "Forbidden", "Requests through a proxy are refused.")
 			return
 		}

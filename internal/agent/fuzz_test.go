@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,6 +43,38 @@ func FuzzParseTTL(f *testing.F) {
 		}
 		if ok && d != time.Duration(n)*time.Second {
 			t.Fatalf("parseTTL(%q) = %s", s, d)
+		}
+	})
+}
+
+// FuzzReadWatch: whatever STS's watch stream holds, readWatch returns one of the events
+// that end a stream, or an error, never both or neither, and never reads a line longer
+// than its bound into an event.
+func FuzzReadWatch(f *testing.F) {
+	for _, s := range []string{
+		"{\"event\":\"heartbeat\"}\n{\"event\":\"refresh\",\"reason\":\"SessionRevoked\"}\n",
+		"{\"event\":\"revoked\"}\n", "{\"event\":\"reconnect\"}", "", "\n", "not json\n",
+		"{\"event\":\"heartbeat\"}\n{\"event\":\"unknown\"}\n", strings.Repeat("x", 5000) + "\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		lines := 0
+		ev, err := readWatch(bytes.NewReader(in), func() { lines++ })
+		switch ev.Event {
+		case "refresh", "revoked", "reconnect":
+			if err != nil {
+				t.Fatalf("event %q with error %v", ev.Event, err)
+			}
+		case "":
+			if err == nil {
+				t.Fatal("neither an event nor an error")
+			}
+		default:
+			t.Fatalf("returned the non-final event %q", ev.Event)
+		}
+		if lines > bytes.Count(in, []byte("\n"))+1 {
+			t.Fatalf("%d lines from %d newlines", lines, bytes.Count(in, []byte("\n")))
 		}
 	})
 }

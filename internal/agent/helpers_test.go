@@ -44,6 +44,7 @@ type perimeter struct {
 	down     atomic.Bool
 	nodeHits atomic.Int64
 	audit    *memAudit
+	ids      *identity.Service
 }
 
 type memAudit struct {
@@ -80,7 +81,7 @@ func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quietLog()}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
+	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quietLog()}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Nodes: db, Changes: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +96,13 @@ func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &perimeter{ca: ca, tokens: pki.NewTokens(pki.TokensConfig{}, db), bundle: ca.BundlePEM(), egress: ek, audit: &memAudit{}}
+	p := &perimeter{ca: ca, tokens: pki.NewTokens(pki.TokensConfig{}, db), bundle: ca.BundlePEM(), egress: ek, audit: &memAudit{}, ids: svc}
 	id := sts.NewIdentity(svc)
 	h, err := sts.New(sts.Config{
 		Account: testAccount, Region: "us-east-1", Directory: func() sts.Directory { return spec }, Logger: quietLog(),
 		Nodes: &sts.NodeConfig{
-			CA: ca, Tokens: p.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db,
-			ProxyPassword: func(n string) string { return egress.ProxyPassword(ek, n) },
+			CA: ca, Tokens: p.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db, Sessions: id,
+			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(ek, n.Name, n.PrivateIP) },
 		},
 	}, id, id, p.audit)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // IMDSv2 as the EC2 User Guide describes it ("Use the Instance Metadata Service to access
 // instance metadata", "How Instance Metadata Service Version 2 works"):
 //   - PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds (1 to 21600) returns
-//     a session token; a request carrying X-Forwarded-For is refused (a token must not be
+//     a session token; a request carrying X-Forwarded-For (or Forwarded) is refused (a token must not be
 //     obtainable through a proxy or forwarder);
 //   - every other request carries it in X-aws-ec2-metadata-token: without a valid,
 //     unexpired token the answer is 401 (IMDSv1 is off: "HttpTokens: required");
@@ -116,7 +116,7 @@ func (a *Agent) serveIMDS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Server", "EC2ws")
 	h.Set("Cache-Control", "no-store")
-	if _, ok := r.Header["X-Forwarded-For"]; ok {
+	if proxied(r) {
 		// "IMDSv2 ... does not accept a PUT request that contains an X-Forwarded-For
 		// header": the request came through a proxy. Refused for every path.
 		textError(w, http.StatusForbidden)
@@ -211,6 +211,16 @@ func (a *Agent) serveIMDS(w http.ResponseWriter, r *http.Request) {
 	default:
 		textError(w, http.StatusNotFound)
 	}
+}
+
+// proxied reports whether a request says it came through a proxy: X-Forwarded-For, as
+// IMDSv2 checks, or its standard spelling, Forwarded (RFC 7239), which proxies that do not
+// write X-Forwarded-For send instead. Header names are canonicalized by net/http, so any
+// case of either is caught.
+func proxied(r *http.Request) bool {
+	_, xff := r.Header["X-Forwarded-For"]
+	_, fwd := r.Header["Forwarded"]
+	return xff || fwd
 }
 
 func text(w http.ResponseWriter, s string) {

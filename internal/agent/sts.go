@@ -27,9 +27,10 @@ const maxResponseBytes = 64 << 10
 // stsClient calls the STS node API over TLS, trusting only the perimeter CA and presenting
 // the node's current certificate.
 type stsClient struct {
-	base string
-	tr   *http.Transport
-	hc   *http.Client
+	base   string
+	tr     *http.Transport
+	hc     *http.Client
+	stream *http.Client // no overall timeout: the watch stream (watch.go)
 }
 
 func newSTSClient(base string, roots *x509.CertPool, timeout time.Duration, cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)) *stsClient {
@@ -46,7 +47,7 @@ func newSTSClient(base string, roots *x509.CertPool, timeout time.Duration, cert
 		TLSHandshakeTimeout:   timeout,
 		ResponseHeaderTimeout: timeout,
 	}
-	return &stsClient{base: base, tr: tr, hc: &http.Client{Transport: tr, Timeout: timeout}}
+	return &stsClient{base: base, tr: tr, hc: &http.Client{Transport: tr, Timeout: timeout}, stream: &http.Client{Transport: tr}}
 }
 
 // resetConns drops idle connections: after a renewal, a kept-alive connection would still
@@ -229,8 +230,10 @@ func (a *Agent) install(key *ecdsa.PrivateKey, out *certificateResponse) (*nodeI
 	n := &nodeIdentity{name: id.Name, cert: cert, leaf: leaf}
 	a.setNode(n)
 	// A kept-alive connection still presents what it presented at its handshake: none
-	// after enrollment, the superseded certificate after a renewal.
+	// after enrollment, the superseded certificate after a renewal. The watch stream holds
+	// its connection open: end it so it reopens with the new certificate.
 	a.client.resetConns()
+	a.restartWatch()
 	return n, nil
 }
 

@@ -47,6 +47,10 @@ var badSpecs = []struct {
 		want: "testdata/api_duplicate_id.yaml:11:9: apis[1].id: API \"a1b2c3d4e5\" is defined twice (first at line 5); rename or remove one of them"},
 	{name: "api_id_format", schema: schemaRejects,
 		want: "testdata/api_id_format.yaml:5:9: apis[0].id: \"Orders-API\" is not an API id of 10 lower-case letters and digits, like a1b2c3d4e5; write 10 characters from a-z and 0-9, e.g. a1b2c3d4e5"},
+	{name: "backend_ca_plain_http", schema: schemaAccepts,
+		want: "testdata/backend_ca_plain_http.yaml:8:50: apis[0].backends.orders.ca: a CA is for an https backend, and the url is http; use an https:// url, or remove ca"},
+	{name: "backend_ca_missing", schema: schemaAccepts,
+		want: "testdata/backend_ca_missing.yaml:8:51: apis[0].backends.orders.ca: CA bundle testdata/no-such-ca.pem is not readable: open testdata/no-such-ca.pem: no such file or directory; point ca at the PEM file of the CA that issued the backend's certificate"},
 	{name: "backend_timeout_range", schema: schemaAccepts,
 		want: "testdata/backend_timeout_range.yaml:8:55: apis[0].backends.orders.timeout: 10m is outside 50ms to 5m; choose a timeout in that range"},
 	{name: "backend_url_credentials", schema: schemaRejects,
@@ -145,6 +149,12 @@ var badSpecs = []struct {
 		want: "testdata/resource_policy_without_principal.yaml:14:9: apis[0].resourcePolicy.Statement: a resource policy statement needs Principal or NotPrincipal (use \"*\" for everyone, then narrow it with conditions) (MISSING_PRINCIPAL); correct this element of the policy (IAM JSON policy grammar)"},
 	{name: "response_notify_without_webhook", schema: schemaRejects,
 		want: "testdata/response_notify_without_webhook.yaml:6:7: detection.responses[0]: notify needs a webhook; add webhook: https://hooks.example/phantom"},
+	{name: "response_mode_unknown", schema: schemaRejects,
+		want: "testdata/response_mode_unknown.yaml:6:73: detection.responses[0].mode: \"dry-run\" is not a response mode; use enforce (act) or report (record what would have been done)"},
+	{name: "response_max_per_hour", schema: schemaRejects,
+		want: "testdata/response_max_per_hour.yaml:6:79: detection.responses[0].maxPerHour: 0 is outside 1 to 100000; write how many findings the response may act on per hour, e.g. 60"},
+	{name: "protected_other_account", schema: schemaAccepts,
+		want: "testdata/protected_other_account.yaml:6:7: detection.protectedPrincipals[0]: \"arn:aws:iam::210987654321:role/break-glass\" is not a principal of account 123456789012; name a user or role ARN of this perimeter, e.g. arn:aws:iam::123456789012:role/break-glass"},
 	{name: "response_severity_range", schema: schemaRejects,
 		want: "testdata/response_severity_range.yaml:6:53: detection.responses[0].minSeverity: 9.5 is outside GuardDuty's severities 1 to 8.9; use 1-3.9 low, 4-6.9 medium, 7-8.9 high"},
 	{name: "response_unknown_action", schema: schemaRejects,
@@ -884,5 +894,51 @@ oidcProviders:
 	plain, _ := Parse("plain.yaml", []byte("version: 1\naccount: \"123456789012\"\nregion: us-east-1\n"))
 	if _, ok := plain.SignInProvider(); ok || plain.Console.KeySignIn != KeySignInAllow {
 		t.Errorf("defaults: %v %q", ok, plain.Console.KeySignIn)
+	}
+}
+
+// TestBindName: the names that bind a call to an API (API Gateway private API host
+// names, an endpoint's private DNS name when it serves one API), and those that address
+// another endpoint.
+func TestBindName(t *testing.T) {
+	s, err := Parse("bind.yaml", []byte(`version: 1
+account: "123456789012"
+region: us-east-1
+apis:
+  - {id: a1b2c3d4e5, stages: [prod], backends: {b: {url: "http://127.0.0.1:9000"}}, routes: [{path: /x, methods: [GET], backend: b}]}
+  - {id: b2c3d4e5f6, stages: [prod], backends: {b: {url: "http://127.0.0.1:9000"}}, routes: [{path: /x, methods: [GET], backend: b}]}
+endpoints:
+  - {id: vpce-0123456789abcdef0, vpc: vpc-0a1b2c3d4e5f60718, listen: ["127.0.0.1:8443"], ingress: [{ports: "8443", cidrs: [127.0.0.0/8]}],
+     apis: [a1b2c3d4e5], privateDnsNames: [orders.internal.example]}
+  - {id: vpce-0fedcba987654321f, vpc: vpc-0a1b2c3d4e5f60718, listen: ["127.0.0.1:8444"], ingress: [{ports: "8444", cidrs: [127.0.0.0/8]}],
+     apis: [a1b2c3d4e5, b2c3d4e5f6], privateDnsNames: [shared.internal.example]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, _ := s.Endpoint("vpce-0123456789abcdef0")
+	two, _ := s.Endpoint("vpce-0fedcba987654321f")
+	for _, tc := range []struct {
+		name string
+		ep   *Endpoint
+		host string
+		want NameBinding
+	}{
+		{"execute-api name", two, ExecuteAPIName("b2c3d4e5f6", "us-east-1"), NameBinding{API: "b2c3d4e5f6"}},
+		{"upper case, trailing dot", two, "B2C3D4E5F6.execute-api.us-east-1.amazonaws.com.", NameBinding{API: "b2c3d4e5f6"}},
+		{"api-vpce name of this endpoint", two, "b2c3d4e5f6-vpce-0fedcba987654321f.execute-api.us-east-1.amazonaws.com", NameBinding{API: "b2c3d4e5f6"}},
+		{"api-vpce name of another endpoint", one, "b2c3d4e5f6-vpce-0fedcba987654321f.execute-api.us-east-1.amazonaws.com", NameBinding{OtherEndpoint: "vpce-0fedcba987654321f"}},
+		{"unknown API id", two, "zzzzzzzzzz.execute-api.us-east-1.amazonaws.com", NameBinding{}},
+		{"private DNS name, one API", one, "orders.internal.example", NameBinding{API: "a1b2c3d4e5"}},
+		{"private DNS name, two APIs", two, "shared.internal.example", NameBinding{}},
+		{"another endpoint's private DNS name", one, "shared.internal.example", NameBinding{OtherEndpoint: "vpce-0fedcba987654321f"}},
+		{"an address", one, "127.0.0.1", NameBinding{}},
+		{"nothing", one, "", NameBinding{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := s.BindName(tc.ep, tc.host); got != tc.want {
+				t.Errorf("BindName(%s, %q) = %+v, want %+v", tc.ep.ID, tc.host, got, tc.want)
+			}
+		})
 	}
 }

@@ -41,6 +41,8 @@ var (
 	findingTypeRe = regexp.MustCompile(`^[A-Za-z0-9:/._!*-]{1,128}$`)
 	// Threat list names.
 	listNameRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	// A protected principal: an IAM or STS ARN, * matching any run of characters.
+	protectedRe = regexp.MustCompile(`^arn:aws:(iam|sts)::[0-9]{12}:[A-Za-z0-9+=,.@_/*-]{1,512}$`)
 	// An OAuth 2.0 scope token (RFC 6749 §3.3: %x21 / %x23-5B / %x5D-7E).
 	scopeRe = regexp.MustCompile(`^[\x21\x23-\x5b\x5d-\x7e]{1,256}$`)
 )
@@ -60,6 +62,7 @@ const (
 	labelWhat       = "a lower-case DNS label like service-a-1"
 	findingTypeWhat = "a GuardDuty finding type, * for any run of characters"
 	listNameWhat    = "a name of letters, digits, _ . and -"
+	protectedWhat   = "a user or role ARN, * for any run of characters"
 )
 
 // examples show a valid value of each format in "what to do".
@@ -78,6 +81,7 @@ var examples = map[string]string{
 	labelWhat:       "use a-z, 0-9 and inner hyphens, e.g. service-a-1",
 	findingTypeWhat: "write e.g. Recon:IAMUser/* or UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*",
 	listNameWhat:    "rename it, e.g. tor-exits",
+	protectedWhat:   "write e.g. arn:aws:iam::123456789012:role/break-glass or arn:aws:iam::123456789012:user/admin-*",
 }
 
 func fixFor(what string) string {

@@ -147,7 +147,7 @@ func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
 	d.roles(root, s)
 	d.oidcProviders(root, s)
 	d.console(root, s)
-	d.apis(root, s)
+	d.apis(root, s, dir)
 	d.endpoints(root, s, l)
 	d.nodes(root, s)
 	d.egressRules(root, s)

@@ -1,11 +1,15 @@
 package config
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,7 +31,7 @@ const (
 // alone.
 var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "ANY"}
 
-func (d *decoder) apis(root *object, s *Spec) {
+func (d *decoder) apis(root *object, s *Spec, dir string) {
 	items, path := root.list("apis")
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
@@ -49,7 +53,7 @@ func (d *decoder) apis(root *object, s *Spec) {
 			}
 		}
 		if o.require("backends", "backends: {orders: {url: http://127.0.0.1:9000}}") {
-			d.backends(o, a)
+			d.backends(o, a, dir)
 		}
 		if o.require("routes", "routes: [{path: /orders, methods: [GET], backend: orders}]") {
 			d.routes(o, a)
@@ -70,7 +74,7 @@ func (d *decoder) apis(root *object, s *Spec) {
 	}
 }
 
-func (d *decoder) backends(o *object, a *API) {
+func (d *decoder) backends(o *object, a *API, dir string) {
 	n, path := o.get("backends")
 	if n == nil {
 		return
@@ -85,7 +89,7 @@ func (d *decoder) backends(o *object, a *API) {
 			d.problem(e.key, p, fmt.Sprintf("%q is not %s", e.key.Value, backendWhat), "rename the backend")
 			continue
 		}
-		bo := d.object(e.val, p, "url", "timeout")
+		bo := d.object(e.val, p, "url", "timeout", "ca")
 		if !bo.ok {
 			continue
 		}
@@ -110,8 +114,33 @@ func (d *decoder) backends(o *object, a *API) {
 				b.Timeout = t
 			}
 		}
+		if file, cn, cp := bo.str("ca"); cn != nil {
+			d.backendCA(b, file, dir, cn, cp)
+		}
 		a.Backends[b.Name] = b
 	}
+}
+
+// backendCA loads the CA bundle an https backend's certificate must chain to.
+func (d *decoder) backendCA(b *Backend, file, dir string, n *yaml.Node, path string) {
+	if b.URL != nil && b.URL.Scheme != "https" {
+		d.problem(n, path, "a CA is for an https backend, and the url is "+b.URL.Scheme, "use an https:// url, or remove ca")
+		return
+	}
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		d.problem(n, path, fmt.Sprintf("CA bundle %s is not readable: %v", file, err), "point ca at the PEM file of the CA that issued the backend's certificate")
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		d.problem(n, path, fmt.Sprintf("CA bundle %s holds no PEM certificate", file), "point ca at a PEM file of CERTIFICATE blocks")
+		return
+	}
+	b.CAFile, b.CA, b.CADigest = file, pool, sha256.Sum256(pem)
 }
 
 func (d *decoder) routes(o *object, a *API) {

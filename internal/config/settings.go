@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -195,7 +196,7 @@ func (d *decoder) audit(root *object, s *Spec) {
 func (d *decoder) detection(root *object, s *Spec, dir string) {
 	s.Detection.LearningPeriod = defaultLearningPeriod
 	n, path := root.get("detection")
-	o := d.object(n, path, "learningPeriod", "threatLists", "sigmaRules", "responses")
+	o := d.object(n, path, "learningPeriod", "threatLists", "sigmaRules", "responses", "protectedPrincipals")
 	if lp, ln, lpath := o.duration("learningPeriod"); ln != nil {
 		if lp > maxLearningPeriod {
 			d.problem(ln, lpath, fmt.Sprintf("%s is longer than 90 days", ln.Value), "use at most 2160h (90 days)")
@@ -246,17 +247,25 @@ func (d *decoder) detection(root *object, s *Spec, dir string) {
 		}
 	}
 	d.responses(o, s)
+	names, nodes := o.strs("protectedPrincipals", protectedRe, protectedWhat)
+	for i, name := range names {
+		if !strings.HasPrefix(name, "arn:aws:iam::"+s.Account+":") && !strings.HasPrefix(name, "arn:aws:sts::"+s.Account+":") && s.Account != "" {
+			d.problem(nodes[i], indexPath(joinPath(path, "protectedPrincipals"), i), fmt.Sprintf("%q is not a principal of account %s", name, s.Account), "name a user or role ARN of this perimeter, e.g. arn:aws:iam::"+s.Account+":role/break-glass")
+			continue
+		}
+		s.Detection.ProtectedPrincipals = append(s.Detection.ProtectedPrincipals, name)
+	}
 }
 
 func (d *decoder) responses(o *object, s *Spec) {
 	items, path := o.list("responses")
 	for i, n := range items {
 		p := indexPath(path, i)
-		ro := d.object(n, p, "findingType", "minSeverity", "actions", "riskLevel", "webhook")
+		ro := d.object(n, p, "findingType", "minSeverity", "actions", "riskLevel", "webhook", "mode", "maxPerHour")
 		if !ro.ok {
 			continue
 		}
-		r := Response{MinSeverity: minSeverity}
+		r := Response{MinSeverity: minSeverity, Mode: ModeEnforce, MaxPerHour: DefaultMaxPerHour}
 		ro.require("findingType", `findingType: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"`)
 		ro.require("actions", "actions: [revokeSessions]")
 		ft, fn, _ := ro.match("findingType", findingTypeRe, findingTypeWhat)
@@ -320,6 +329,27 @@ func (d *decoder) responses(o *object, s *Spec) {
 		} else if slices.Contains(r.Actions, ActionNotify) {
 			d.problem(ro.n, p, "notify needs a webhook", "add webhook: https://hooks.example/phantom")
 			ok = false
+		}
+		switch mode, mn, mp := ro.str("mode"); {
+		case mn == nil:
+		case mode == string(ModeEnforce) || mode == string(ModeReport):
+			r.Mode = ResponseMode(mode)
+		default:
+			d.problem(mn, mp, fmt.Sprintf("%q is not a response mode", mode), "use enforce (act) or report (record what would have been done)")
+			ok = false
+		}
+		if mn, mp := ro.get("maxPerHour"); mn != nil {
+			v, err := strconv.Atoi(mn.Value)
+			switch {
+			case mn.Kind != yaml.ScalarNode || mn.ShortTag() != "!!int" || err != nil:
+				d.problem(mn, mp, "must be a whole number, not "+describe(mn), "write how many findings the response may act on per hour, e.g. 60")
+				ok = false
+			case v < 1 || v > 100000:
+				d.problem(mn, mp, fmt.Sprintf("%d is outside 1 to 100000", v), "write how many findings the response may act on per hour, e.g. 60")
+				ok = false
+			default:
+				r.MaxPerHour = v
+			}
 		}
 		if ok {
 			s.Detection.Responses = append(s.Detection.Responses, r)

@@ -10,6 +10,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"net/netip"
 	"net/url"
@@ -265,6 +266,12 @@ type Backend struct {
 	Name    string
 	URL     *url.URL
 	Timeout time.Duration
+	// CA verifies an https backend's certificate (loaded from CAFile, relative paths
+	// resolved against the spec's directory); nil means the gateway's default (the
+	// perimeter CA and the system's roots). CADigest is the SHA-256 of the file.
+	CA       *x509.CertPool
+	CAFile   string
+	CADigest [32]byte
 }
 
 // Route maps a path template and methods to a backend.
@@ -434,6 +441,9 @@ type Detection struct {
 	// file's directory). Empty: none.
 	SigmaRules string
 	Responses  []Response
+	// ProtectedPrincipals are principal ARNs (* matches any run of characters) no response
+	// ever acts on: break-glass administrators. A role's ARN protects its sessions too.
+	ProtectedPrincipals []string
 }
 
 // ThreatList is a file of malicious addresses or CIDRs, one a line.
@@ -455,7 +465,24 @@ type Response struct {
 	RiskLevel string
 	// Webhook is where ActionNotify posts the finding.
 	Webhook string
+	// Mode is ModeEnforce (act) or ModeReport (record what would have been done).
+	Mode ResponseMode
+	// MaxPerHour caps how many findings the response acts on in any hour
+	// (DefaultMaxPerHour when unset); past it, actions wait and are audited as throttled.
+	MaxPerHour int
 }
+
+// ResponseMode says whether a response acts.
+type ResponseMode string
+
+const (
+	ModeEnforce ResponseMode = "enforce"
+	ModeReport  ResponseMode = "report"
+)
+
+// DefaultMaxPerHour is a response's cap when the spec sets none: one finding a minute on
+// average, in bursts.
+const DefaultMaxPerHour = 60
 
 // Action is an automatic response to a finding.
 type Action string

@@ -37,6 +37,7 @@
 //	archive / unarchive a finding     guardduty:ArchiveFindings             the detector ARN
 //	                                  guardduty:UnarchiveFindings
 //	revoke a role's sessions          iam:PutRolePolicy                     the role's ARN
+//	/nodes (enrolled nodes)           ec2:DescribeInstances                 *
 //	/simulate                         iam:SimulatePrincipalPolicy           the simulated user's or role's ARN
 //
 // The picture needs all three of its actions. Revoking is iam:PutRolePolicy because that
@@ -116,6 +117,7 @@ type Store interface {
 	GetFinding(ctx context.Context, id string) (store.Finding, error)
 	ArchiveFinding(ctx context.Context, id string, archived bool) error
 	ListRiskLevels(ctx context.Context) ([]store.RiskLevel, error)
+	ListNodes(ctx context.Context) ([]store.Node, error)
 }
 
 // Identity is what the console needs of the identity service (*identity.Service).
@@ -124,6 +126,8 @@ type Identity interface {
 	Resolve(ctx context.Context, accessKeyID, sessionToken string) (identity.Resolved, error)
 	// RevokeSessions denies every session of the role issued before now.
 	RevokeSessions(ctx context.Context, role string) (identity.Revocation, error)
+	// NodeRevocation returns when a node was last removed, if ever.
+	NodeRevocation(node string) (time.Time, bool)
 }
 
 // Auditor records console events (*audit.Log).
@@ -248,6 +252,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("POST /findings/{id}/archive", h.archive)
 	m.HandleFunc("POST /findings/{id}/unarchive", h.archive)
 	m.HandleFunc("POST /findings/{id}/revoke", h.revoke)
+	m.HandleFunc("GET /nodes", h.nodes)
 	m.HandleFunc("GET /simulate", h.simulateForm)
 	m.HandleFunc("POST /simulate", h.simulate)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -68,10 +68,11 @@ func (c *clock) Advance(d time.Duration) {
 // fakeIdentity resolves a fixed set of credentials; RevokeSessions refuses the role's
 // sessions from then on, as the identity service does.
 type fakeIdentity struct {
-	mu      sync.Mutex
-	creds   map[string]*fakeCred
-	revoked []string
-	fail    error // every Resolve fails with it when set
+	mu          sync.Mutex
+	creds       map[string]*fakeCred
+	revoked     []string
+	nodeRevoked map[string]time.Time
+	fail        error // every Resolve fails with it when set
 }
 
 type fakeCred struct {
@@ -111,6 +112,13 @@ func (f *fakeIdentity) RevokeSessions(_ context.Context, role string) (identity.
 	return identity.Revocation{Role: role, Before: t0}, nil
 }
 
+func (f *fakeIdentity) NodeRevocation(node string) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.nodeRevoked[node]
+	return t, ok
+}
+
 func (f *fakeIdentity) set(id string, err error) {
 	f.mu.Lock()
 	f.creds[id].err = err
@@ -128,6 +136,13 @@ type fakeStore struct {
 	mu       sync.Mutex
 	findings map[string]store.Finding
 	risks    []store.RiskLevel
+	nodes    []store.Node
+}
+
+func (s *fakeStore) ListNodes(context.Context) ([]store.Node, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.nodes), nil
 }
 
 func (s *fakeStore) ListFindings(_ context.Context, f store.FindingFilter) ([]store.Finding, error) {

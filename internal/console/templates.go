@@ -14,7 +14,7 @@ import (
 var templates embed.FS
 
 // pageNames are the pages, each parsed with the layout.
-var pageNames = []string{"signin", "overview", "decisions", "findings", "finding", "simulate", "error", "ssorole", "continue"}
+var pageNames = []string{"signin", "overview", "decisions", "findings", "finding", "nodes", "simulate", "error", "ssorole", "continue"}
 
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}

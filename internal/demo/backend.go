@@ -2,6 +2,7 @@ package demo
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,11 +24,13 @@ type Caller struct {
 }
 
 // Backend is the demo orders service. It trusts nothing about the caller but the
-// gateway's assertion, which Verify checks (signature, audience, expiry); a request
-// without a valid one is refused, so the service cannot be reached around the gateway.
+// gateway's assertion, which Verify checks (signature, audience, expiry, that it names
+// this request, that it was not used before, and, as the body is read, the body's hash);
+// a request without a valid one is refused, so the service cannot be reached around the
+// gateway, nor with an assertion captured on the way.
 type Backend struct {
-	// Verify checks the request's assertion (signature, audience, expiry, and that it
-	// names this request's method and path) and returns who it names.
+	// Verify checks the request's assertion (gateway.AssertionVerifier.VerifyRequest) and
+	// returns who it names.
 	Verify func(r *http.Request) (Caller, error)
 	// Now stamps new orders; time.Now when nil.
 	Now func() time.Time
@@ -62,8 +65,19 @@ func (b *Backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"orders": list, "caller": caller})
 	case r.URL.Path == "/orders" && r.Method == http.MethodPost:
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-		if err != nil || !json.Valid(body) {
+		// Read to the end through r.Body: the verifier checks the body against the hash
+		// the client signed when it reaches its end (a reader that stops short of the
+		// end would skip the check; MaxBytesReader fails instead).
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"message": "the body is over 64 KiB"})
+			return
+		case err != nil:
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "no valid gateway assertion: " + err.Error()})
+			return
+		case !json.Valid(body):
 			writeJSON(w, http.StatusBadRequest, map[string]any{"message": "the body must be a JSON document"})
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -99,6 +100,14 @@ func (p Perimeter) InvokeURL(path string) string {
 	return "https://" + p.EndpointAddr.String() + "/prod" + path
 }
 
+// NodeInvokeURL is the URL of a demo route as the demo node's workloads call it: by the
+// orders API's private DNS name (API_ID.execute-api.REGION.amazonaws.com), which the
+// egress proxy resolves to the endpoint, and which binds the connection to the orders API
+// (a tunnel to the endpoint by its address alone is refused).
+func (p Perimeter) NodeInvokeURL(path string) string {
+	return "https://" + config.ExecuteAPIName(p.APIID, p.Region) + ":" + strconv.Itoa(int(p.EndpointPort())) + "/prod" + path
+}
+
 // EnvVar is one line of demo.env.
 type EnvVar struct{ Name, Value string }
 
@@ -124,7 +133,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 // base and STS, the gateway and the backend on the next three ports, all on one address.
 // It is 0 when they do not follow that layout (free ports, or a spec edited by hand).
 func (p Perimeter) PortBase() int {
-	b, err := netip.ParseAddrPort(strings.TrimPrefix(p.BackendURL, "http://"))
+	b, err := p.BackendAddr()
 	if err != nil || !p.EndpointAddr.IsValid() {
 		return 0
 	}
@@ -135,6 +144,16 @@ func (p Perimeter) PortBase() int {
 		}
 	}
 	return base
+}
+
+// BackendAddr is the address of the orders backend, which the demo serves over HTTPS
+// (mutual TLS with the gateway) at an IP address and port: BackendURL's host.
+func (p Perimeter) BackendAddr() (netip.AddrPort, error) {
+	host, ok := strings.CutPrefix(p.BackendURL, "https://")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("the demo backend URL %q is not https://ADDRESS:PORT", p.BackendURL)
+	}
+	return netip.ParseAddrPort(host)
 }
 
 // Adopt takes the demo's addresses from spec, a demo spec written earlier (and perhaps
@@ -153,14 +172,16 @@ func (p *Perimeter) Adopt(spec *config.Spec) error {
 		return fmt.Errorf("it has no API %s", p.APIID)
 	}
 	b, ok := api.Backends[demoBackend]
-	if !ok || b.URL == nil || b.URL.Scheme != "http" {
-		return fmt.Errorf("API %s has no http backend %q", p.APIID, demoBackend)
+	if !ok || b.URL == nil || b.URL.Scheme != "https" {
+		// The demo backend speaks HTTPS only (mutual TLS with the gateway): a spec from
+		// before that names it over http.
+		return fmt.Errorf("API %s has no https backend %q", p.APIID, demoBackend)
 	}
 	if _, err := netip.ParseAddrPort(b.URL.Host); err != nil {
 		return fmt.Errorf("API %s's backend %q is not at an IP address and port: %v", p.APIID, demoBackend, err)
 	}
 	p.GatewayAddr, p.STSAddr, p.EndpointAddr = spec.Gateway.Listen, spec.STS.Listen, ep.Listen[0]
-	p.BackendURL = "http://" + b.URL.Host
+	p.BackendURL = "https://" + b.URL.Host
 	return nil
 }
 

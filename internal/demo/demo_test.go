@@ -20,7 +20,7 @@ func testPerimeter() Perimeter {
 	p.GatewayAddr = netip.MustParseAddrPort("127.0.0.1:18445")
 	p.STSAddr = netip.MustParseAddrPort("127.0.0.1:18444")
 	p.EndpointAddr = netip.MustParseAddrPort("127.0.0.1:18443")
-	p.BackendURL = "http://127.0.0.1:18446"
+	p.BackendURL = "https://127.0.0.1:18446"
 	return p
 }
 
@@ -170,6 +170,20 @@ func TestAdoptReadsTheSpecsAddresses(t *testing.T) {
 	other.Endpoint = "vpce-0000000000000000f"
 	if err := other.Adopt(spec); err == nil || !strings.Contains(err.Error(), "vpce-0000000000000000f") {
 		t.Fatalf("Adopt of a spec without the demo endpoint: %v", err)
+	}
+	// A demo spec from before the backend spoke HTTPS names it over http: the backend
+	// would not answer there, so Adopt says so rather than start a broken demo.
+	old := want
+	old.BackendURL = "http://127.0.0.1:18446"
+	if b, err = old.Spec(); err != nil {
+		t.Fatal(err)
+	}
+	if spec, err = config.Parse("perimeter.yaml", b); err != nil {
+		t.Fatal(err)
+	}
+	again := Defaults()
+	if err := again.Adopt(spec); err == nil || !strings.Contains(err.Error(), "https backend") {
+		t.Fatalf("Adopt of a spec with an http backend: %v", err)
 	}
 }
 

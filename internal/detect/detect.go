@@ -228,7 +228,14 @@ type hit struct {
 
 // record creates the finding of h or, when one with the same id exists, raises its count.
 func (d *Detector) record(c *call, h hit) Finding {
-	id := d.findingID(h.typ, c.principal, h.key)
+	principal := c.principal
+	if c.claimed {
+		// A claimed identity's finding is another finding than a verified one's: its
+		// count and evidence never mix with the verified principal's, and responses,
+		// which act only on verified principals, never act on it.
+		principal = "claimed:" + principal
+	}
+	id := d.findingID(h.typ, principal, h.key)
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
 	if f, ok := d.findings.get(id); ok {
@@ -300,6 +307,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 				UserName:     c.userName(),
 				UserType:     c.ev.UserIdentity.Type,
 				PrincipalARN: c.ev.UserIdentity.ARN,
+				Claimed:      c.claimed,
 			},
 		},
 		Service: Service{

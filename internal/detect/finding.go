@@ -44,6 +44,10 @@ type AccessKeyDetails struct {
 	UserType    string `json:"userType,omitempty"` // IAMUser, AssumedRole, Root, ...
 	// PrincipalARN is Phantom's addition: the caller's ARN, which responses act on.
 	PrincipalARN string `json:"principalArn,omitempty"`
+	// Claimed is Phantom's addition: the identity is only what a request claimed (its
+	// signature or credential did not verify). Such a finding is kept and shown, but no
+	// response acts on the identity: anyone can name someone else's access key id.
+	Claimed bool `json:"claimed,omitempty"`
 }
 
 // Service is GuardDuty's service element: what was seen, how often, when.

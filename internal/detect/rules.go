@@ -209,6 +209,9 @@ type call struct {
 	ev        *audit.Event
 	principal string // finding principal: ARN, else access key, else principal id
 	addr      netip.Addr
+	// claimed: the event names its principal only as the caller claimed it (no ARN, or
+	// the authentication failed), not as a verified signature established it.
+	claimed bool
 }
 
 func newCall(ev *audit.Event) *call {
@@ -227,7 +230,24 @@ func newCall(ev *audit.Event) *call {
 	if a, err := netip.ParseAddr(ev.SourceIPAddress); err == nil {
 		c.addr = a.Unmap()
 	}
+	c.claimed = u.ARN == "" || authFailed(ev.ErrorCode)
 	return c
+}
+
+// authFailed reports whether an errorCode says the caller was not authenticated (a bad
+// or expired signature, an unknown, inactive, revoked or malformed credential): the
+// event's identity is then only what the request claimed. CloudTrail records such
+// events with the ARN of the key the request named; Phantom's components record no ARN.
+func authFailed(code string) bool {
+	switch code {
+	case "SignatureDoesNotMatch", "InvalidSignatureException", "IncompleteSignature", "IncompleteSignatureException",
+		"InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId", "InvalidToken",
+		"ExpiredToken", "ExpiredTokenException", "TokenRefreshRequired", "RequestExpired",
+		"MissingAuthenticationToken", "MissingAuthenticationTokenException", "AuthFailure",
+		"InvalidClientCertificate", "ProxyAuthenticationRequired", "Failed authentication":
+		return true
+	}
+	return false
 }
 
 func (c *call) userName() string {

@@ -452,3 +452,46 @@ func TestBounded(t *testing.T) {
 		t.Fatalf("state past bounds: %d %d %d %d", d.baselines.len(), d.denied.len(), d.ipUsers.len(), d.findings.len())
 	}
 }
+
+// TestClaimedIdentity: a request that failed authentication names only the identity it
+// claims (CloudTrail even writes the ARN of the key it named); its findings are marked
+// claimed and never merge with the verified principal's, so responses (which act only on
+// verified principals) cannot be steered at someone by naming their key.
+func TestClaimedIdentity(t *testing.T) {
+	list := filepath.Join(t.TempDir(), "bad.txt")
+	if err := os.WriteFile(list, []byte("198.51.100.66\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(Config{ThreatLists: []config.ThreatList{{Name: "bad", File: list}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := new(gen)
+	alice := user("alice", "AKIAALICEALICEALICE1")
+	find := func(fs []Finding) *Finding {
+		for i := range fs {
+			if fs[i].Type == TypeMaliciousIP {
+				return &fs[i]
+			}
+		}
+		t.Fatalf("no %s finding in %d", TypeMaliciousIP, len(fs))
+		return nil
+	}
+	// Phantom's gateway records a bad signature with the claimed key only; AWS with the
+	// ARN too. Both are claims.
+	phantom := find(d.Observe(g.add(audit.UserIdentity{AccessKeyID: alice.AccessKeyID}, t0, "execute-api.amazonaws.com", "Invoke", "198.51.100.66", cli, "SignatureDoesNotMatch", nil)))
+	aws := find(d.Observe(g.add(alice, t0.Add(time.Second), "sts.amazonaws.com", "GetCallerIdentity", "198.51.100.66", cli, "SignatureDoesNotMatch", nil)))
+	verified := find(d.Observe(g.add(alice, t0.Add(2*time.Second), "sts.amazonaws.com", "GetCallerIdentity", "198.51.100.66", cli, "", nil)))
+	denied := find(d.Observe(g.add(alice, t0.Add(3*time.Second), "sts.amazonaws.com", "AssumeRole", "198.51.100.66", cli, "AccessDenied", nil)))
+	for name, f := range map[string]*Finding{"phantom's bad signature": phantom, "aws's bad signature": aws} {
+		if !f.Resource.AccessKeyDetails.Claimed {
+			t.Errorf("%s: finding not marked claimed: %+v", name, f.Resource.AccessKeyDetails)
+		}
+	}
+	if verified.Resource.AccessKeyDetails.Claimed || verified.ID == aws.ID {
+		t.Errorf("the verified call's finding is claimed or shares the claimed finding's id")
+	}
+	if denied.ID != verified.ID || denied.Resource.AccessKeyDetails.Claimed {
+		t.Errorf("an authenticated call refused by policy is the verified principal's: %+v", denied)
+	}
+}

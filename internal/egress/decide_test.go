@@ -124,11 +124,11 @@ func TestWrongPassword(t *testing.T) {
 	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), nil)
 	for _, c := range []struct{ name, header string }{
 		{"wrong password", "Basic " + b64("service-a-1:nope")},
-		{"another node's password", "Basic " + b64("service-a-1:"+ProxyPassword(tp.key, "batch-1"))},
-		{"not basic", "Bearer " + ProxyPassword(tp.key, "service-a-1")},
+		{"another node's password", "Basic " + b64("service-a-1:"+tp.password("batch-1"))},
+		{"not basic", "Bearer " + tp.password("service-a-1")},
 		{"not base64", "Basic !!!"},
 		{"no colon", "Basic " + b64("service-a-1")},
-		{"empty user", "Basic " + b64(":"+ProxyPassword(tp.key, ""))},
+		{"empty user", "Basic " + b64(":"+tp.password(""))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := newReq(http.MethodConnect, "api.example.com:443")
@@ -180,7 +180,7 @@ func TestUnspecifiedNeverOpens(t *testing.T) {
 func TestSelfAndRefusedTargetRecorded(t *testing.T) {
 	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), nil)
 	addr := startProxy(t, tp)
-	if line := rawConnect(t, addr, addr, tp.auth("open-1")); !strings.HasPrefix(line, "HTTP/1.1 403") {
+	if line := rawConnectFrom(t, "127.0.0.3", addr, addr, tp.auth("open-1")); !strings.HasPrefix(line, "HTTP/1.1 403") {
 		t.Fatalf("CONNECT to the proxy itself: %q", line)
 	}
 	if ev := tp.audit.last(t); !strings.Contains(ev.ErrorMessage, "this proxy") {

@@ -97,8 +97,10 @@ func (d *refusingDialer) DialContext(_ context.Context, _, addr string) (net.Con
 // no rule names).
 func FuzzProxyRequest(f *testing.F) {
 	key := testPasswordKey()
+	spec := loadSpec(f, specAddrs{})
 	auth := func(node string) string {
-		return "Proxy-Authorization: Basic " + b64(node+":"+ProxyPassword(key, node)) + "\r\n"
+		n, _ := spec.Node(node)
+		return "Proxy-Authorization: Basic " + b64(node+":"+ProxyPassword(key, node, n.PrivateIP)) + "\r\n"
 	}
 	for _, s := range []string{
 		"CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n" + auth("service-a-1") + "\r\n",
@@ -118,7 +120,6 @@ func FuzzProxyRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	spec := loadSpec(f, specAddrs{})
 	allowed := map[string]map[string]bool{
 		"service-a-1": {"127.0.0.1:8443": true, "127.0.0.1:9443": true, "127.0.0.1:9080": true},
 		"open-1":      {"169.254.169.254:80": true},
@@ -128,7 +129,21 @@ func FuzzProxyRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// From the address of the node the request names, where its password is accepted.
 		r.RemoteAddr = "127.0.0.1:50000"
+		if user, _, ok := r.BasicAuth(); ok {
+			if n, ok := spec.Node(user); ok {
+				r.RemoteAddr = n.PrivateIP.String() + ":50000"
+			}
+		}
+		if v := r.Header.Get("Proxy-Authorization"); v != "" {
+			pr := &http.Request{Header: http.Header{"Authorization": {v}}}
+			if user, _, ok := pr.BasicAuth(); ok {
+				if n, ok := spec.Node(user); ok {
+					r.RemoteAddr = n.PrivateIP.String() + ":50000"
+				}
+			}
+		}
 		tp := newTestProxy(t, spec, testResolver(), nil)
 		d := &refusingDialer{}
 		tp.cfg.Dialer = d

@@ -36,6 +36,9 @@ type specAddrs struct {
 	EndpointPort uint16
 	AllowedPort  uint16
 	HTTPPort     uint16 // a plain HTTP server on Allowed's address, for absolute-form
+	// EndpointAPIs are the APIs the endpoint serves; default a1b2c3d4e5 alone (b2c3d4e5f6,
+	// which no rule allows, is the second API of the endpoint tests).
+	EndpointAPIs string
 }
 
 func loadSpec(t testing.TB, a specAddrs) *config.Spec {
@@ -48,6 +51,9 @@ func loadSpec(t testing.TB, a specAddrs) *config.Spec {
 	}
 	if a.HTTPPort == 0 {
 		a.HTTPPort = 9080
+	}
+	if a.EndpointAPIs == "" {
+		a.EndpointAPIs = "a1b2c3d4e5"
 	}
 	a.EndpointPort, a.AllowedPort = a.Endpoint.Port(), a.Allowed.Port()
 	raw, err := os.ReadFile("testdata/spec.yaml.tmpl")
@@ -214,14 +220,32 @@ func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*
 }
 
 func (tp *testProxy) auth(node string) string {
-	return "Basic " + base64.StdEncoding.EncodeToString([]byte(node+":"+ProxyPassword(tp.key, node)))
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(node+":"+tp.password(node)))
+}
+
+// password is node's proxy password (bound to its address in the spec; none for a node
+// the spec does not have).
+func (tp *testProxy) password(node string) string {
+	var addr netip.Addr
+	if n, ok := tp.spec.Node(node); ok {
+		addr = n.PrivateIP
+	}
+	return ProxyPassword(tp.key, node, addr)
+}
+
+// nodeAddr is where node's requests come from: its address in the spec, else 127.0.0.1.
+func (tp *testProxy) nodeAddr(node string) string {
+	if n, ok := tp.spec.Node(node); ok {
+		return n.PrivateIP.String() + ":50000"
+	}
+	return "127.0.0.1:50000"
 }
 
 // decideFor runs the decision for one request without carrying it out.
 func (tp *testProxy) decideFor(method, target, node string) *request {
 	r := httptest.NewRequest(method, "http://unused/", nil)
 	r.RequestURI = target
-	r.RemoteAddr = "127.0.0.1:50000"
+	r.RemoteAddr = tp.nodeAddr(node)
 	if node != "" {
 		r.Header.Set("Proxy-Authorization", tp.auth(node))
 	}
@@ -235,7 +259,7 @@ func (tp *testProxy) decideFor(method, target, node string) *request {
 func (tp *testProxy) serve(method, target, node string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, "http://unused/", nil)
 	r.RequestURI = target
-	r.RemoteAddr = "127.0.0.1:50000"
+	r.RemoteAddr = tp.nodeAddr(node)
 	if node != "" {
 		r.Header.Set("Proxy-Authorization", tp.auth(node))
 	}
@@ -282,7 +306,18 @@ func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
 // rawConnect sends a CONNECT and returns the response's status line.
 func rawConnect(t testing.TB, proxy, target, auth string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", proxy)
+	return rawConnectFrom(t, "", proxy, target, auth)
+}
+
+// rawConnectFrom is rawConnect from a local address (a node's: its password is accepted
+// only from there); "" is the system's choice.
+func rawConnectFrom(t testing.TB, local, proxy, target, auth string) string {
+	t.Helper()
+	d := net.Dialer{}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	c, err := d.Dial("tcp", proxy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,15 @@ package egress
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +60,12 @@ func newWorld(t *testing.T) *world {
 		})
 	}
 	w.allowed = httptest.NewTLSServer(handler("allowed"))
-	w.endpoint = httptest.NewTLSServer(handler("endpoint"))
+	// The endpoint's certificate names what an endpoint's does: its private DNS name and
+	// every API's execute-api names.
+	epCert := selfSigned(t, "orders.internal.example", "*.execute-api.us-east-1.amazonaws.com")
+	w.endpoint = httptest.NewUnstartedServer(handler("endpoint"))
+	w.endpoint.TLS = &tls.Config{Certificates: []tls.Certificate{epCert}}
+	w.endpoint.StartTLS()
 	w.denied = httptest.NewTLSServer(handler("denied"))
 	w.plain = httptest.NewServer(handler("plain"))
 	for _, s := range []*httptest.Server{w.allowed, w.endpoint, w.denied, w.plain} {
@@ -64,14 +75,44 @@ func newWorld(t *testing.T) *world {
 	spec := loadSpec(t, specAddrs{Endpoint: ap(w.endpoint), Allowed: ap(w.allowed), HTTPPort: ap(w.plain).Port()})
 	w.tp = newTestProxy(t, spec, testResolver(), func(c *Config) { c.Dialer = nil })
 	w.proxy = startProxy(t, w.tp)
-	// httptest's TLS servers share one certificate (127.0.0.1, example.com).
+	// httptest's TLS servers share one certificate (127.0.0.1, example.com); the endpoint
+	// has its own.
 	cert := w.allowed.Certificate()
 	w.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(w.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
+	bundle := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: epCert.Leaf.Raw})...)
+	if err := os.WriteFile(w.caFile, bundle, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	w.roots = w.allowed.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	w.roots.RootCAs.AddCert(epCert.Leaf)
 	return w
+}
+
+// endpointURL is the endpoint by one of its names, port included, with path.
+func (w *world) endpointURL(host, path string) string {
+	_, port, _ := net.SplitHostPort(w.endpoint.Listener.Addr().String())
+	return "https://" + host + ":" + port + path
+}
+
+// selfSigned makes a self-signed ECDSA certificate for names (and 127.0.0.1).
+func selfSigned(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
 func (w *world) proxyURL(node, password string) *url.URL {
@@ -82,7 +123,7 @@ func (w *world) client(node string) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
-			Proxy:           http.ProxyURL(w.proxyURL(node, ProxyPassword(w.tp.key, node))),
+			Proxy:           http.ProxyURL(w.proxyURL(node, w.tp.password(node))),
 			TLSClientConfig: w.roots.Clone(),
 		},
 	}
@@ -103,7 +144,10 @@ func TestGoClientThroughProxy(t *testing.T) {
 	}
 	for _, ok := range []struct{ url, body string }{
 		{w.allowed.URL + "/hello", "allowed /hello"},
-		{w.endpoint.URL + "/prod/orders", "endpoint /prod/orders"},
+		// The endpoint by a name that binds the allowed API: its private DNS name and
+		// the API's execute-api name, both resolved by the proxy.
+		{w.endpointURL("orders.internal.example", "/prod/orders"), "endpoint /prod/orders"},
+		{w.endpointURL("a1b2c3d4e5.execute-api.us-east-1.amazonaws.com", "/prod/orders"), "endpoint /prod/orders"},
 		{w.plain.URL + "/plain", "plain /plain"},
 	} {
 		code, body, err := get(ok.url)
@@ -123,6 +167,11 @@ func TestGoClientThroughProxy(t *testing.T) {
 		if _, _, err := get(u); err == nil || !strings.Contains(err.Error(), "Forbidden") {
 			t.Fatalf("GET %s through the proxy: %v, want a 403 CONNECT refusal", u, err)
 		}
+	}
+	// The endpoint by its address: no server name says which API, so the tunnel is
+	// refused before a byte reaches the endpoint (a TLS alert).
+	if _, _, err := get(w.endpoint.URL + "/prod/orders"); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("GET %s (no SNI) through the proxy: %v, want a TLS access-denied alert", w.endpoint.URL, err)
 	}
 	// Wrong password: 407.
 	bad := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(w.proxyURL("service-a-1", "nope")), TLSClientConfig: w.roots.Clone()}}
@@ -148,15 +197,15 @@ func TestGoClientThroughProxy(t *testing.T) {
 			refused++
 		}
 	}
-	if allowed != 3 || refused != 4 {
-		t.Fatalf("%d allowed and %d refused events, want 3 and 4", allowed, refused)
+	if allowed != 4 || refused != 5 {
+		t.Fatalf("%d allowed and %d refused events, want 4 and 5", allowed, refused)
 	}
 }
 
 func TestCurlThroughProxy(t *testing.T) {
 	curl := needBinary(t, "curl")
 	w := newWorld(t)
-	pass := ProxyPassword(w.tp.key, "service-a-1")
+	pass := w.tp.password("service-a-1")
 	run := func(proxyURL string, args ...string) (string, error) {
 		cmd := exec.Command(curl, append([]string{"-sS", "--fail", "--noproxy", "", "-x", proxyURL, "--cacert", w.caFile, "--max-time", "10"}, args...)...)
 		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
@@ -170,10 +219,10 @@ func TestCurlThroughProxy(t *testing.T) {
 		want string
 	}{
 		{[]string{w.allowed.URL + "/hello"}, "allowed /hello"},
-		{[]string{w.endpoint.URL + "/prod/orders"}, "endpoint /prod/orders"},
-		// The endpoint's private DNS name, resolved by the proxy to its listen address
-		// (the certificate names 127.0.0.1 and example.com, so -k).
-		{[]string{"-k", "https://orders.internal.example:" + ePort + "/prod/orders"}, "endpoint /prod/orders"},
+		// The endpoint's private DNS name and the API's, resolved by the proxy to its
+		// listen address; the server name binds the allowed API.
+		{[]string{"https://orders.internal.example:" + ePort + "/prod/orders"}, "endpoint /prod/orders"},
+		{[]string{"https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com:" + ePort + "/prod/orders"}, "endpoint /prod/orders"},
 		{[]string{w.plain.URL + "/plain"}, "plain /plain"},
 	} {
 		out, err := run(proxy, c.args...)
@@ -185,6 +234,8 @@ func TestCurlThroughProxy(t *testing.T) {
 		name, proxy, url, status string
 	}{
 		{"port no rule names", proxy, w.denied.URL + "/", "403"},
+		{"endpoint by address (no SNI)", proxy, w.endpoint.URL + "/prod/orders", "200"},
+		{"another API's name", proxy, "https://b2c3d4e5f6.execute-api.us-east-1.amazonaws.com:" + ePort + "/", "403"},
 		{"metadata", proxy, "http://169.254.169.254/latest/meta-data/", "403"},
 		{"metadata via CONNECT", proxy, "https://169.254.169.254/", "403"},
 		{"host not in rules", proxy, "https://example.org/", "403"},

@@ -101,7 +101,7 @@ func TestNodeCertificate(t *testing.T) {
 		{"endpoint certificate", issue(ca, pki.KindEndpoint, "vpce-0123456789abcdef0", false), nil},
 		{"another CA", issue(other, pki.KindNode, "service-a-1", false), nil},
 		{"node not in the spec", issue(ca, pki.KindNode, "ghost", false), nil},
-		{"certificate and password disagree", node, url.UserPassword("batch-1", ProxyPassword(tp.key, "batch-1"))},
+		{"certificate and password disagree", node, url.UserPassword("batch-1", tp.password("batch-1"))},
 		{"certificate and a wrong password", node, url.UserPassword("service-a-1", "nope")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -115,11 +115,11 @@ func TestNodeCertificate(t *testing.T) {
 		})
 	}
 	// No certificate, the password: still works on the TLS listener.
-	if got, err := get(client(nil, url.UserPassword("service-a-1", ProxyPassword(tp.key, "service-a-1"))), w.allowed.URL+"/z"); err != nil || got != "200 OK allowed /z" {
+	if got, err := get(client(nil, url.UserPassword("service-a-1", tp.password("service-a-1"))), w.allowed.URL+"/z"); err != nil || got != "200 OK allowed /z" {
 		t.Fatalf("password over TLS: %q %v", got, err)
 	}
 	// Certificate and the matching password.
-	if _, err := get(client(node, url.UserPassword("service-a-1", ProxyPassword(tp.key, "service-a-1"))), w.allowed.URL); err != nil {
+	if _, err := get(client(node, url.UserPassword("service-a-1", tp.password("service-a-1"))), w.allowed.URL); err != nil {
 		t.Fatalf("certificate and password: %v", err)
 	}
 	if ev := tp.audit.last(t); ev.AdditionalEventData["authentication"] != "certificate+password" {

@@ -43,6 +43,12 @@ type NodeVerifier interface {
 	Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error)
 }
 
+// NodeStatus tells nodes that were removed (`phantom node revoke`) and not enrolled
+// again since; *identity.Service satisfies it.
+type NodeStatus interface {
+	NodeRevoked(node string) bool
+}
+
 // Auditor records one decision; an error refuses the request (fail closed).
 type Auditor interface {
 	Record(ctx context.Context, ev *audit.Event) error
@@ -89,6 +95,8 @@ type Config struct {
 	// Deny lists addresses refused whatever the rules say: the agent's loopback IMDS and
 	// container-credentials listeners. Port 0 denies every port of the address.
 	Deny []netip.AddrPort
+	// Nodes, when set, refuses removed nodes, by certificate or password alike.
+	Nodes NodeStatus
 	// Metrics, when set, observes every decision.
 	Metrics Metrics
 
@@ -110,8 +118,8 @@ type Proxy struct {
 	compiled atomic.Pointer[compiled]
 	slots    chan struct{}
 	forward  *http.Transport
-	self     atomic.Value // netip.AddrPort of the listener Serve accepts on
-	buffers  sync.Pool    // relay buffers of finished tunnels
+	self     atomic.Pointer[[]netip.AddrPort] // the listeners Serve accepts on
+	buffers  sync.Pool                        // relay buffers of finished tunnels
 
 	mu      sync.Mutex
 	srv     *http.Server
@@ -120,11 +128,13 @@ type Proxy struct {
 	wg      sync.WaitGroup
 }
 
-// compiled is the rules of one spec, per role, built on first use after a reload.
+// compiled is the rules of one spec, per role, built on first use after a reload, and
+// the listen addresses of its endpoints.
 type compiled struct {
-	spec  *config.Spec
-	mu    sync.Mutex
-	roles map[string]*ruleSet
+	spec      *config.Spec
+	endpoints map[netip.AddrPort]*config.Endpoint
+	mu        sync.Mutex
+	roles     map[string]*ruleSet
 }
 
 // New validates cfg and returns a proxy.
@@ -181,13 +191,19 @@ func New(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
-// rules returns the compiled rules of role under spec s.
-func (p *Proxy) rules(s *config.Spec, role string) *ruleSet {
+// compiledFor returns what is compiled of spec s.
+func (p *Proxy) compiledFor(s *config.Spec) *compiled {
 	c := p.compiled.Load()
 	if c == nil || c.spec != s {
-		c = &compiled{spec: s, roles: map[string]*ruleSet{}}
+		c = &compiled{spec: s, roles: map[string]*ruleSet{}, endpoints: endpointListeners(s)}
 		p.compiled.Store(c)
 	}
+	return c
+}
+
+// rules returns the compiled rules of role under spec s.
+func (p *Proxy) rules(s *config.Spec, role string) *ruleSet {
+	c := p.compiledFor(s)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs, ok := c.roles[role]
@@ -199,26 +215,34 @@ func (p *Proxy) rules(s *config.Spec, role string) *ruleSet {
 }
 
 // Serve accepts proxy connections on ln until Shutdown or Close; cancelling ctx closes
-// the proxy at once.
+// the proxy at once. It may be called for several listeners (a plain one on loopback and
+// a TLS one for other hosts, say), concurrently.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           p,
-		MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
-		ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
-		IdleTimeout:       p.cfg.IdleTimeout,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
 	p.mu.Lock()
-	if p.srv != nil {
+	if p.shut {
 		p.mu.Unlock()
-		return errors.New("egress: Serve called twice")
+		return http.ErrServerClosed
 	}
-	p.srv = srv
-	p.mu.Unlock()
+	if p.srv == nil {
+		p.srv = &http.Server{
+			Handler:           p,
+			MaxHeaderBytes:    p.cfg.MaxHeaderBytes,
+			ReadHeaderTimeout: p.cfg.ReadHeaderTimeout,
+			IdleTimeout:       p.cfg.IdleTimeout,
+			BaseContext:       func(net.Listener) context.Context { return ctx },
+			ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		}
+	}
+	srv := p.srv
 	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
-		p.self.Store(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		var self []netip.AddrPort
+		if cur := p.self.Load(); cur != nil {
+			self = append(self, *cur...)
+		}
+		self = append(self, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		p.self.Store(&self)
 	}
+	p.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { p.Close() })
 	defer stop()
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -286,10 +310,13 @@ type request struct {
 	port    uint16
 	rule    string
 	addrs   []netip.AddrPort
-	status  int
-	code    string
-	reason  string
-	start   time.Time // for the metrics
+	// endpoints are the endpoints whose listeners q.addrs are: a tunnel to one carries
+	// only a TLS connection whose server name binds an API the node may reach.
+	endpoints []*config.Endpoint
+	status    int
+	code      string
+	reason    string
+	start     time.Time // for the metrics
 }
 
 // deny records a refusal; nothing is left to dial.
@@ -309,6 +336,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q.ev = p.newEvent(q.spec, name, r)
 	p.decide(r.Context(), q)
+	if q.code == "" {
+		p.checkEndpoints(q)
+	}
 	if q.code != "" {
 		p.refuse(w, q)
 		return
@@ -321,9 +351,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, q)
 		return
 	}
-	if r.Method == http.MethodConnect {
+	switch {
+	case len(q.endpoints) > 0:
+		p.connectEndpoint(w, q)
+	case r.Method == http.MethodConnect:
 		p.connect(w, q)
-	} else {
+	default:
 		p.forwardRequest(w, q)
 	}
 }
@@ -436,7 +469,10 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 // It also refuses the proxy's own listener, so no rule turns the proxy into a loop.
 // It reports whether q may go on.
 func (p *Proxy) checkDeny(q *request) bool {
-	self, _ := p.self.Load().(netip.AddrPort)
+	var selves []netip.AddrPort
+	if s := p.self.Load(); s != nil {
+		selves = *s
+	}
 	for _, a := range q.addrs {
 		for _, d := range p.cfg.Deny {
 			if d.Addr() == a.Addr() && (d.Port() == 0 || d.Port() == a.Port()) {
@@ -444,9 +480,11 @@ func (p *Proxy) checkDeny(q *request) bool {
 				return false
 			}
 		}
-		if self.IsValid() && a.Port() == self.Port() && (a.Addr() == self.Addr() || self.Addr().IsUnspecified() && a.Addr().IsLoopback()) {
-			q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is this proxy")
-			return false
+		for _, self := range selves {
+			if a.Port() == self.Port() && (a.Addr() == self.Addr() || self.Addr().IsUnspecified() && a.Addr().IsLoopback()) {
+				q.deny(http.StatusForbidden, CodeAddressNotAllowed, a.String()+" is this proxy")
+				return false
+			}
 		}
 	}
 	return true
@@ -522,10 +560,20 @@ func (p *Proxy) authenticate(q *request) bool {
 		return fail("Proxy-Authorization has no node name")
 	}
 	q.ev.RequestParameters["proxyUser"] = truncate(user, 128)
-	_, known := q.spec.Node(user)
-	good := checkPassword(p.cfg.PasswordKey, user, pass) // computed for unknown nodes too: same cost
+	n, known := q.spec.Node(user)
+	var addr netip.Addr
+	if known {
+		addr = n.PrivateIP
+	}
+	good := checkPassword(p.cfg.PasswordKey, user, addr, pass) // computed for unknown nodes too: same cost
 	if !known || !good {
 		return fail("the node name or proxy password is wrong")
+	}
+	// The password is the node's only where the node is: a copy used from anywhere else
+	// is refused (the TLS listener's client certificate is the way for nodes whose
+	// address the proxy does not see as theirs).
+	if src, err := netip.ParseAddr(q.ev.SourceIPAddress); err != nil || !addr.IsValid() || src.Unmap() != addr.Unmap() {
+		return fail("the proxy password of node " + truncate(user, 128) + " is not accepted from " + q.ev.SourceIPAddress + ": it is bound to the node's address")
 	}
 	if certNode != "" && certNode != user {
 		return fail("the client certificate names node " + certNode + " but Proxy-Authorization names " + truncate(user, 128))
@@ -542,6 +590,10 @@ func (p *Proxy) identify(q *request, node, how string) bool {
 	n, ok := q.spec.Node(node)
 	if !ok {
 		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, "node "+truncate(node, 128)+" is not in the perimeter spec")
+		return false
+	}
+	if p.cfg.Nodes != nil && p.cfg.Nodes.NodeRevoked(node) {
+		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, "node "+node+" has been revoked")
 		return false
 	}
 	q.node = n

@@ -21,6 +21,7 @@ const (
 	CodeTooManyTunnels      = "TooManyTunnels"
 	CodeConnectFailed       = "ConnectFailed"
 	CodeAuditFailed         = "AuditFailed"
+	CodeServerNameNotAllow  = "ServerNameNotAllowed"
 )
 
 // defaultPorts are the ports of a host or CIDR rule that lists none.
@@ -33,6 +34,7 @@ type ruleSet struct {
 	prefixes []prefixRule          // cidr rules and IP host rules
 	apiAddrs map[netip.AddrPort]string
 	apiNames map[string]apiName // private DNS name of an endpoint serving an allowed API
+	apis     map[string]bool    // the APIs the role's api rules allow
 	roleID   string             // the role's IAM unique id (AROA…), for audit events
 }
 
@@ -63,7 +65,7 @@ func (r portRule) allows(port uint16) bool {
 // compileRules compiles the egress rules of a role; a role without rules gets an empty
 // set, which allows nothing.
 func compileRules(s *config.Spec, role string) *ruleSet {
-	rs := &ruleSet{exact: map[string][]portRule{}, apiAddrs: map[netip.AddrPort]string{}, apiNames: map[string]apiName{}}
+	rs := &ruleSet{exact: map[string][]portRule{}, apiAddrs: map[netip.AddrPort]string{}, apiNames: map[string]apiName{}, apis: map[string]bool{}}
 	if r, ok := s.Role(role); ok {
 		rs.roleID = uniqueID("AROA", r.ARN)
 	}
@@ -78,28 +80,22 @@ func compileRules(s *config.Spec, role string) *ruleSet {
 		}
 		switch {
 		case a.API != "":
+			rs.apis[a.API] = true
 			for _, e := range s.Endpoints {
 				if !slices.Contains(e.APIs, a.API) {
 					continue
 				}
 				desc := "api:" + a.API + " via " + e.ID
-				var addrs []netip.AddrPort
-				for _, l := range e.Listen {
-					ap := netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
-					if ap.Addr().IsUnspecified() {
-						// A wildcard listener has no one address to dial; the
-						// endpoint's private DNS names point at this host's loopback,
-						// as they do for `phantom up`.
-						lo := netip.IPv6Loopback()
-						if ap.Addr().Is4() {
-							lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-						}
-						ap = netip.AddrPortFrom(lo, ap.Port())
-					}
+				addrs := listenAddrs(e)
+				for _, ap := range addrs {
 					rs.apiAddrs[ap] = desc
-					addrs = append(addrs, ap)
 				}
-				for _, n := range e.PrivateDNSNames {
+				// The names the API is reached by through this endpoint: the endpoint's
+				// private DNS names (Route 53 private hosted zones) and the API's
+				// execute-api names (the endpoint's private DNS for execute-api), all
+				// resolved to the endpoint's listeners by the proxy itself.
+				names := append([]string{config.ExecuteAPIName(a.API, s.Region), strings.Replace(config.ExecuteAPIName(a.API, s.Region), ".", "-"+e.ID+".", 1)}, e.PrivateDNSNames...)
+				for _, n := range names {
 					n = strings.ToLower(strings.TrimSuffix(n, "."))
 					an := rs.apiNames[n]
 					an.addrs = append(an.addrs, addrs...)
@@ -129,6 +125,36 @@ func compileRules(s *config.Spec, role string) *ruleSet {
 		}
 	}
 	return rs
+}
+
+// listenAddrs are the addresses an endpoint is dialled at: its listen addresses, a
+// wildcard listener standing for this host's loopback (the endpoint's private DNS names
+// point there, as they do for `phantom up`).
+func listenAddrs(e *config.Endpoint) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range e.Listen {
+		ap := netip.AddrPortFrom(l.Addr().Unmap(), l.Port())
+		if ap.Addr().IsUnspecified() {
+			lo := netip.IPv6Loopback()
+			if ap.Addr().Is4() {
+				lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+			}
+			ap = netip.AddrPortFrom(lo, ap.Port())
+		}
+		out = append(out, ap)
+	}
+	return out
+}
+
+// endpointListeners maps every endpoint's listen addresses to it.
+func endpointListeners(s *config.Spec) map[netip.AddrPort]*config.Endpoint {
+	m := map[netip.AddrPort]*config.Endpoint{}
+	for _, e := range s.Endpoints {
+		for _, ap := range listenAddrs(e) {
+			m[ap] = e
+		}
+	}
+	return m
 }
 
 func portsString(ports []config.PortRange) string {

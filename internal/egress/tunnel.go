@@ -113,6 +113,17 @@ func (p *Proxy) track(cs ...net.Conn) bool {
 	return true
 }
 
+// adopt adds a connection to a tunnel already tracked (Close closes it too).
+func (p *Proxy) adopt(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shut {
+		return false
+	}
+	p.tunnels[c] = struct{}{}
+	return true
+}
+
 func (p *Proxy) untrack(cs ...net.Conn) {
 	p.mu.Lock()
 	for _, c := range cs {

@@ -122,7 +122,11 @@ func TestWithRealGateway(t *testing.T) {
 		t.Fatalf("through the endpoint: %d %s; endpoint events %s; gateway events %s", resp.StatusCode, b, h.aud.describe(), gwAudit.describe())
 	}
 	got := <-hits
-	a, err := gateway.VerifyAssertion(got.assertion, gw.JWKS(), apiOrders, time.Now())
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiOrders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := v.Verify(got.assertion)
 	if err != nil {
 		t.Fatalf("assertion: %v", err)
 	}

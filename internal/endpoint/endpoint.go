@@ -29,6 +29,7 @@
 //	                                      source address holds its maximum of open connections
 //	                                      (endpoints[].limits)
 //	Invoke     VpceAccessDenied           the request names no API, or one the endpoint does not list (403)
+//	Invoke     MisdirectedRequest         the TLS server name binds another API, or names another endpoint (421)
 //	Invoke     SecurityGroupDenied        a reload removed the rule a kept-alive connection came in by (403)
 //	Invoke     BadRequest                 a CONNECT or asterisk-form request (400)
 //	Invoke     GatewayUnreachable         no gateway replica answered (502)

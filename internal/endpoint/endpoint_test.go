@@ -814,3 +814,75 @@ func TestStreaming(t *testing.T) {
 }
 
 func mustRead(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }
+
+// TestSNIBindsAPI: a connection whose TLS server name names an API reaches that API and
+// no other, whatever the Host or x-apigw-api-id of its requests say (the egress proxy
+// admits a tunnel to an endpoint on its server name alone). A server name that binds
+// nothing leaves selection to Host and header, as before.
+func TestSNIBindsAPI(t *testing.T) {
+	p := newTestPKI(t)
+	gw := newFakeGateway(t, p, p.gwCert)
+	h := newHarness(t, p, harnessOpts{spec: specOpts{ingress: defaultSpecOpts().ingress, apis: []string{apiOrders, apiBilling}}, gateways: []string{gw.addr()}})
+	billingHost := apiBilling + ".execute-api.us-east-1.amazonaws.com"
+	tests := []struct {
+		name   string
+		sni    string
+		host   string
+		header string
+		h2     bool
+		want   string // API id forwarded; "" for a refusal
+		status int
+	}{
+		{name: "sni and host agree", sni: ordersHost, host: ordersHost, want: apiOrders},
+		{name: "sni alone", sni: ordersHost, host: "127.0.0.1", want: apiOrders},
+		{name: "sni, header names another API", sni: ordersHost, host: ordersHost, header: apiBilling, status: http.StatusMisdirectedRequest},
+		{name: "sni, header alone names another API", sni: ordersHost, host: "127.0.0.1", header: apiBilling, status: http.StatusMisdirectedRequest},
+		{name: "sni, host names another API", sni: ordersHost, host: billingHost, status: http.StatusMisdirectedRequest},
+		{name: "sni, host names another API (HTTP/2)", sni: ordersHost, host: billingHost, h2: true, status: http.StatusMisdirectedRequest},
+		{name: "sni, api-vpce host of another API", sni: ordersHost, host: apiBilling + "-" + testVPCE + ".execute-api.us-east-1.amazonaws.com", status: http.StatusMisdirectedRequest},
+		{name: "api-vpce sni", sni: apiBilling + "-" + testVPCE + ".execute-api.us-east-1.amazonaws.com", host: "127.0.0.1", want: apiBilling},
+		{name: "api-vpce sni of another endpoint", sni: apiBilling + "-" + otherVPCE + ".execute-api.us-east-1.amazonaws.com", host: billingHost, status: http.StatusMisdirectedRequest},
+		{name: "sni of the endpoint serving two APIs binds nothing", sni: "orders.internal.example", host: "127.0.0.1", header: apiBilling, want: apiBilling},
+		{name: "no sni: host and header decide", host: "127.0.0.1", header: apiBilling, want: apiBilling},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := h.client(tt.h2)
+			tr := c.Transport.(*http.Transport)
+			if tt.sni != "" {
+				tr.TLSClientConfig.ServerName = tt.sni
+			}
+			before := len(gw.requests())
+			req, _ := http.NewRequest("GET", h.url("/prod/x"), nil)
+			req.Host = tt.host
+			if tt.header != "" {
+				req.Header.Set("x-apigw-api-id", tt.header)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tt.want == "" {
+				if resp.StatusCode != tt.status || resp.Header.Get("x-amzn-ErrorType") == "" {
+					t.Fatalf("status %d %s, want %d", resp.StatusCode, body, tt.status)
+				}
+				if len(gw.requests()) != before {
+					t.Error("a refused request reached the gateway")
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("status %d %s", resp.StatusCode, body)
+			}
+			if got := gw.last(t).Header.Get("X-Phantom-Api-Id"); got != tt.want {
+				t.Errorf("api = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	ev := h.aud.waitFor(t, eventInvoke, codeMisdirected)
+	if r, _ := ev.AdditionalEventData["reason"].(string); !strings.Contains(r, apiOrders) || ev.TLSDetails == nil {
+		t.Errorf("misdirected event = %+v", ev)
+	}
+}

@@ -24,6 +24,7 @@ const (
 	codeTLSHandshakeFailed  = "TLSHandshakeFailed"
 	codeConnectionLimit     = admission.CodeConnectionLimit
 	codeAccessDenied        = "VpceAccessDenied"
+	codeMisdirected         = "MisdirectedRequest"
 	codeBadRequest          = "BadRequest"
 	codeGatewayUnreachable  = "GatewayUnreachable"
 	codeGatewayTimeout      = "GatewayTimeout"

@@ -38,6 +38,7 @@ const gatewayHost = "phantom-gateway"
 type connInfo struct {
 	src        netip.AddrPort
 	localPort  uint16
+	sni        string // the TLS server name the caller sent, "" when none
 	srcIP      []string
 	tlsVersion []string
 	tlsCipher  []string
@@ -51,6 +52,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
+		ci.sni = cs.ServerName
 		ci.tlsVersion = []string{audit.TLSVersionName(cs.Version)}
 		ci.tlsCipher = []string{tls.CipherSuiteName(cs.CipherSuite)}
 	}
@@ -77,8 +79,12 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.refuse(w, r, ci.src, http.StatusBadRequest, codeBadRequest, "CONNECT or asterisk-form request", "")
 		return
 	}
-	api, reason := selectAPI(s, ep, r.Host, r.Header[headerAPIID])
-	if api == "" {
+	api, misdirected, reason := selectAPI(s, ep, ci.sni, r.Host, r.Header[headerAPIID])
+	switch {
+	case misdirected:
+		e.refuse(w, r, ci.src, http.StatusMisdirectedRequest, codeMisdirected, reason, "")
+		return
+	case api == "":
 		e.refuse(w, r, ci.src, http.StatusForbidden, codeAccessDenied, reason, "")
 		return
 	}
@@ -202,6 +208,7 @@ func (e *Endpoint) rewrite(pr *httputil.ProxyRequest) {
 // bodies answered by the endpoint itself, in API Gateway's shapes.
 var (
 	bodyForbidden  = []byte(`{"message":"Forbidden"}`)
+	bodyMisdirect  = []byte(`{"message":"Misdirected Request"}`)
 	bodyBadRequest = []byte(`{"message":"Bad Request"}`)
 	bodyBadGateway = []byte(`{"message":"Internal server error"}`)
 	bodyTimeout    = []byte(`{"message":"Endpoint request timed out"}`)
@@ -237,6 +244,8 @@ func (e *Endpoint) refuse(w http.ResponseWriter, r *http.Request, src netip.Addr
 	switch status {
 	case http.StatusForbidden:
 		body, typ = bodyForbidden, "ForbiddenException"
+	case http.StatusMisdirectedRequest:
+		body, typ = bodyMisdirect, "MisdirectedRequestException"
 	case http.StatusBadRequest:
 		body, typ = bodyBadRequest, "BadRequestException"
 	case http.StatusGatewayTimeout:

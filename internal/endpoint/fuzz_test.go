@@ -50,13 +50,13 @@ func TestSelectAPI(t *testing.T) {
 			if tt.spec {
 				sp, e = s, ep
 			}
-			got, why := selectAPI(sp, e, tt.host, tt.hdr)
+			got, _, why := selectAPI(sp, e, "", tt.host, tt.hdr)
 			if got != tt.want || (tt.wantWhy != "" && !strings.Contains(why, tt.wantWhy)) || (tt.want != "" && why != "") {
 				t.Errorf("selectAPI(%q, %q) = %q, %q; want %q, %q", tt.host, tt.hdr, got, why, tt.want, tt.wantWhy)
 			}
 		})
 	}
-	if got, _ := selectAPI(nil, nil, ordersHost, nil); got != "" {
+	if got, _, _ := selectAPI(nil, nil, "", ordersHost, nil); got != "" {
 		t.Errorf("no spec selected %q", got)
 	}
 }
@@ -68,7 +68,7 @@ func FuzzSelectAPI(f *testing.F) {
 		{ordersHost, ""}, {apiBilling + "-" + testVPCE + ".execute-api.us-east-1.amazonaws.com", ""},
 		{"127.0.0.1:8443", apiOrders}, {"[::1]:8443", apiHidden}, {"hidden.internal.example.", ""},
 		{"A1B2C3D4E5.EXECUTE-API", ""}, {"a1b2c3d4e5-vpce-0fedcba987654321f", ""}, {"[", ""}, {":", "x"},
-		{"orders.internal.example:99999", ""}, {"\xff\xfe.example", "\x00"},
+		{"orders.internal.example:99999", ""}, {"\xff\xfe.example", "\x00"}, {"b2c3d4e5f6.execute-api.us-east-1.amazonaws.com", "a1b2c3d4e5"},
 	} {
 		f.Add(seed.host, seed.hdr, true)
 		f.Add(seed.host, seed.hdr, false)
@@ -80,12 +80,24 @@ func FuzzSelectAPI(f *testing.F) {
 		if withHdr {
 			h = []string{hdr}
 		}
-		api, why := selectAPI(s, ep, host, h)
+		api, _, why := selectAPI(s, ep, "", host, h)
 		if api == "" && why == "" {
 			t.Fatalf("refusal without a reason for %q %q", host, h)
 		}
 		if api != "" && !slices.Contains(ep.APIs, api) {
 			t.Fatalf("selected %q, which the endpoint does not list", api)
+		}
+		// Whatever the request names, a server name bound to an API selects that API or
+		// nothing: the binding holds (the host as SNI too, to reach every name shape).
+		for _, sni := range []string{ordersHost, host} {
+			b := s.BindName(ep, hostName(sni))
+			got, _, why := selectAPI(s, ep, hostName(sni), host, h)
+			if b.API != "" && got != "" && got != b.API {
+				t.Fatalf("server name %q bound to %s, request %q %q selected %s", sni, b.API, host, h, got)
+			}
+			if got == "" && why == "" {
+				t.Fatalf("refusal without a reason for sni %q host %q %q", sni, host, h)
+			}
 		}
 		if hn := hostName(host); strings.ToLower(hn) != hn && !strings.ContainsRune(hn, '\uFFFD') {
 			t.Fatalf("hostName(%q) = %q is not lower case", host, hn)

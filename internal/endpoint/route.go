@@ -17,56 +17,77 @@ const headerAPIID = "X-Apigw-Api-Id"
 // for the endpoint and the gateway alike:
 //
 //  1. the Host's first label, {api-id} naming an API or {api-id}-{vpce-id} (the host
-//     names API Gateway gives a private API per endpoint);
+//     names API Gateway gives a private API per endpoint), or a private DNS name of this
+//     endpoint when it serves one API (config.Spec.BindName);
 //  2. the x-apigw-api-id header;
 //  3. the endpoint's only API, when it lists exactly one.
 //
 // The API must be one the endpoint lists. A host that names another endpoint (its vpce id
 // or one of its private DNS names) addresses that endpoint, not this one, and is refused.
-// On refusal api is empty and reason says why (for the audit record, never the caller).
-func selectAPI(s *config.Spec, ep *config.Endpoint, host string, hdr []string) (api, reason string) {
+//
+// The connection's TLS server name (sni) binds it: a server name that names an API makes
+// that the API of every request on the connection, and a request naming another by Host
+// or header is misdirected (RFC 9110 §15.5.20: this connection cannot serve that target),
+// so a tunnel the egress proxy admitted for one API cannot be turned to another. A server
+// name naming another endpoint is refused; one that names no API binds nothing.
+//
+// On refusal api is empty, misdirected tells a 421 from a 403, and reason says why (for
+// the audit record, never the caller).
+func selectAPI(s *config.Spec, ep *config.Endpoint, sni, host string, hdr []string) (api string, misdirected bool, reason string) {
 	if s == nil || ep == nil {
-		return "", "the endpoint is not in the current spec"
+		return "", false, "the endpoint is not in the current spec"
 	}
 	h := hostName(host)
-	label, _, _ := strings.Cut(h, ".")
+	b := s.BindName(ep, h)
 	switch {
-	case len(label) == 10 && isAPIID(label):
-		if _, ok := s.API(label); ok {
-			api = label
-		}
-	case len(label) > 11 && label[10] == '-' && isAPIID(label[:10]) && validVPCEID(label[11:]):
-		if vpce := label[11:]; vpce != ep.ID {
-			return "", fmt.Sprintf("the host names endpoint %s, not this one", vpce)
-		}
-		api = label[:10]
+	case b.OtherEndpoint != "" && isAPIVPCEHost(h):
+		return "", false, fmt.Sprintf("the host names endpoint %s, not this one", b.OtherEndpoint)
+	case b.OtherEndpoint != "":
+		return "", false, fmt.Sprintf("the host is a private DNS name of endpoint %s", b.OtherEndpoint)
 	}
-	if api == "" && h != "" {
-		if other, ok := s.EndpointByDNSName(h); ok && other.ID != ep.ID {
-			return "", fmt.Sprintf("the host is a private DNS name of endpoint %s", other.ID)
-		}
-	}
-	if api == "" {
+	named := b.API
+	if named == "" {
 		switch len(hdr) {
 		case 0:
 		case 1:
-			if api = hdr[0]; api == "" {
-				return "", "the x-apigw-api-id header is empty"
+			if named = hdr[0]; named == "" {
+				return "", false, "the x-apigw-api-id header is empty"
 			}
 		default:
-			return "", "the request has more than one x-apigw-api-id header"
+			return "", false, "the request has more than one x-apigw-api-id header"
 		}
 	}
-	if api == "" {
+	if sni != "" {
+		sb := s.BindName(ep, sni)
+		switch {
+		case sb.OtherEndpoint != "":
+			return "", true, fmt.Sprintf("the TLS server name %q addresses endpoint %s, not this one", truncate(sni, 128), sb.OtherEndpoint)
+		case sb.API != "" && named != "" && named != sb.API:
+			return "", true, fmt.Sprintf("the TLS server name binds the connection to API %s; the request names API %s", sb.API, truncate(named, 64))
+		case sb.API != "" && len(hdr) == 1 && hdr[0] != sb.API:
+			// Named by the host, contradicted by the header: not a request this connection
+			// serves either.
+			return "", true, fmt.Sprintf("the TLS server name binds the connection to API %s; x-apigw-api-id names API %s", sb.API, truncate(hdr[0], 64))
+		case sb.API != "":
+			named = sb.API
+		}
+	}
+	if named == "" {
 		if len(ep.APIs) != 1 {
-			return "", fmt.Sprintf("the request names no API and the endpoint serves %d", len(ep.APIs))
+			return "", false, fmt.Sprintf("the request names no API and the endpoint serves %d", len(ep.APIs))
 		}
-		return ep.APIs[0], ""
+		return ep.APIs[0], false, ""
 	}
-	if !slices.Contains(ep.APIs, api) {
-		return "", fmt.Sprintf("API %q is not served by this endpoint", truncate(api, 64))
+	if !slices.Contains(ep.APIs, named) {
+		return "", false, fmt.Sprintf("API %q is not served by this endpoint", truncate(named, 64))
 	}
-	return api, ""
+	return named, false, ""
+}
+
+// isAPIVPCEHost reports whether a host's first label is {api-id}-{vpce-id}.
+func isAPIVPCEHost(h string) bool {
+	label, _, _ := strings.Cut(h, ".")
+	return len(label) > 11 && label[10] == '-' && isAPIID(label[:10])
 }
 
 // hostName returns the host of a Host header without its port, in lower case and without

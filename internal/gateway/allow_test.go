@@ -33,7 +33,7 @@ func verifyHit(t *testing.T, e *env, h backendHit, requestID string) *Assertion 
 	if len(h.Header[hdrIdentity]) != 1 || h.Header.Get(hdrRequestID) != requestID {
 		t.Fatalf("backend headers %v: want one assertion and request id %s", h.Header, requestID)
 	}
-	a, err := VerifyAssertion(h.Header.Get(hdrIdentity), e.gw.JWKS(), testAPI, e.clock.Now())
+	a, err := verifyToken(h.Header.Get(hdrIdentity), keysOf(t, e.gw.JWKS()), testAPI, e.clock.Now())
 	if err != nil {
 		t.Fatalf("assertion does not verify: %v", err)
 	}
@@ -59,7 +59,8 @@ func TestAllowUserKeyDirect(t *testing.T) {
 	}
 	a := verifyHit(t, e, h, hdr.Get("X-Amzn-Requestid"))
 	if a.Subject != aliceARN || a.Principal != aliceARN || a.Account != testAccount || a.AccessKeyID != k.AccessKeyID ||
-		a.VPCEndpoint != "" || a.SourceIP != "127.0.0.1" || a.Method != "GET" || a.Path != "/orders/42" || a.Role != "" {
+		a.VPCEndpoint != "" || a.SourceIP != "127.0.0.1" || a.Method != "GET" || a.Path != "/svc/orders/42" || a.Query != "a=%20x&b=2" || a.Role != "" ||
+		a.ID != a.RequestID || a.PayloadHash != emptyHash {
 		t.Errorf("assertion %+v", a)
 	}
 	ev := e.oneEvent(t)
@@ -295,6 +296,9 @@ func TestAuditSurvivesCallerHangup(t *testing.T) {
 		t.Fatalf("record saw %v; status %d", a.err, w.Code)
 	}
 }
+
+// emptyHash is the SHA-256 of an empty body, the payload hash of a signed GET.
+const emptyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // A user's groups' policies are the user's (IAM User Guide, "Policy evaluation logic"):
 // dana has none of her own, reads orders through the readers group's managed policy and

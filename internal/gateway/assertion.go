@@ -20,16 +20,28 @@ import (
 // sent to backends as X-Phantom-Identity. The key is derived from the perimeter's master key
 // (keys.Assertion, in the gateway's key file) so every gateway replica signs with the same
 // key and publishes the same JWKS.
+//
+// It says what the gateway authorized, and only that: the request's method, path and query
+// as the backend receives them, the payload hash the client signed, the API (aud), who
+// called through which endpoint from where; it lives 30 seconds and carries a unique id
+// (jti), so an AssertionVerifier at the backend refuses it for any other request, after
+// its time, or a second time. docs/backends.md shows backend authors how to check it.
 
 // AssertionIssuer is the assertions' iss.
 const AssertionIssuer = "phantom-gateway"
 
-// AssertionLifetime is how long an assertion is valid: long enough for a backend to verify
-// it on arrival, short enough that a captured one is of little use.
-const AssertionLifetime = 2 * time.Minute
+// AssertionLifetime is how long an assertion is valid (exp - iat): long enough for a
+// backend to verify it on arrival, short enough that its replay cache stays small.
+const AssertionLifetime = 30 * time.Second
 
-// assertionLeeway is the clock difference VerifyAssertion tolerates on iat and exp.
-const assertionLeeway = 30 * time.Second
+// assertionLeeway is the clock difference between gateway and backend a verifier
+// tolerates on iat and exp.
+const assertionLeeway = 5 * time.Second
+
+// UnsignedPayload is the payloadHash of an assertion whose body no signature covers (the
+// client signed UNSIGNED-PAYLOAD, or the route takes anonymous calls): the backend must
+// not take the body as the caller's word.
+const UnsignedPayload = "UNSIGNED-PAYLOAD"
 
 // maxAssertionLen bounds a token VerifyAssertion parses.
 const maxAssertionLen = 16 << 10
@@ -48,10 +60,17 @@ type Assertion struct {
 	VPCEndpoint string `json:"vpce,omitempty"` // the endpoint the request came through
 	SourceIP    string `json:"sourceIp,omitempty"`
 	RequestID   string `json:"requestId"`
-	// Method and Path bind the assertion to the request: the method and the path after the
-	// stage, as the backend receives it.
-	Method string `json:"method,omitempty"`
-	Path   string `json:"path,omitempty"`
+	// ID is the assertion's unique id (RFC 7519 jti): a verifier refuses a second use.
+	ID string `json:"jti"`
+	// Method, Path and Query bind the assertion to the request as the backend receives
+	// it: the method, the escaped path (the backend URL's path prefix included) and the
+	// raw query ("" for none).
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Query  string `json:"query"`
+	// PayloadHash is what the client's signature says about the body: the hex SHA-256 of
+	// the body it signed, or UnsignedPayload.
+	PayloadHash string `json:"payloadHash"`
 
 	IssuedAt  int64 `json:"iat"`
 	ExpiresAt int64 `json:"exp"`
@@ -101,6 +120,15 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 		bufs: sync.Pool{New: func() any { return new(signBuf) }}}
 }
 
+// SignAssertion signs a as the gateway holding key would (keys.Assertion, derived from the
+// master key): for tools and tests that play the gateway to a backend.
+func SignAssertion(key ed25519.PrivateKey, a *Assertion) (string, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return "", errors.New("gateway: sign assertion: not an Ed25519 private key")
+	}
+	return newAssertionSigner(key).sign(a)
+}
+
 // sign returns the compact JWS of a.
 func (s *assertionSigner) sign(a *Assertion) (string, error) {
 	sb := s.bufs.Get().(*signBuf)
@@ -148,8 +176,16 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 	b = opt(b, "sourceIp", a.SourceIP)
 	b = append(b, `,"requestId":`...)
 	b = appendJSONString(b, a.RequestID)
-	b = opt(b, "method", a.Method)
-	b = opt(b, "path", a.Path)
+	b = append(b, `,"jti":`...)
+	b = appendJSONString(b, a.ID)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, a.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, a.Path)
+	b = append(b, `,"query":`...)
+	b = appendJSONString(b, a.Query)
+	b = append(b, `,"payloadHash":`...)
+	b = appendJSONString(b, a.PayloadHash)
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, a.IssuedAt, 10)
 	b = append(b, `,"exp":`...)
@@ -211,18 +247,53 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// Errors VerifyAssertion returns (wrapped with detail).
+// Errors an AssertionVerifier returns (wrapped with detail).
 var (
 	ErrAssertionMalformed = errors.New("gateway: identity assertion is malformed")
 	ErrAssertionSignature = errors.New("gateway: identity assertion signature does not verify")
 	ErrAssertionClaims    = errors.New("gateway: identity assertion claims are not acceptable")
+	// ErrAssertionRequest: the assertion is for another request (method, path, query).
+	ErrAssertionRequest = errors.New("gateway: identity assertion is for another request")
+	// ErrAssertionReplayed: the assertion was used before.
+	ErrAssertionReplayed = errors.New("gateway: identity assertion was already used")
+	// ErrAssertionPayload: the body is not the one the client signed.
+	ErrAssertionPayload = errors.New("gateway: the request body does not match the identity assertion's payload hash")
 )
 
-// VerifyAssertion verifies an X-Phantom-Identity token for a backend: the signature against
-// the gateway's JWKS (alg EdDSA only, the kid must name a key of the set), iss, aud (the
-// backend's API id), and that now is within [iat, exp] give or take 30 seconds with exp no
-// more than 5 minutes after iat.
-func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Assertion, error) {
+// parsedKey is one Ed25519 key of a JWKS.
+type parsedKey struct {
+	kid string
+	pub ed25519.PublicKey
+}
+
+// parseJWKS reads the Ed25519 signing keys of a JWKS (RFC 7517, RFC 8037).
+func parseJWKS(jwks []byte) ([]parsedKey, error) {
+	var set jwkSet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("gateway: parse JWKS: %w", err)
+	}
+	var keys []parsedKey
+	for _, k := range set.Keys {
+		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid == "" || (k.Alg != "" && k.Alg != "EdDSA") || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		x, err := b64.DecodeString(k.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			continue
+		}
+		keys = append(keys, parsedKey{kid: k.Kid, pub: x})
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("gateway: the JWKS holds no Ed25519 signing key")
+	}
+	return keys, nil
+}
+
+// verifyToken checks an X-Phantom-Identity token's form, signature (alg EdDSA only, the
+// kid must name one of keys), iss, aud and times: now within [iat, exp] give or take
+// assertionLeeway, exp no more than AssertionLifetime after iat. Binding to a request and
+// the replay check are the AssertionVerifier's.
+func verifyToken(token string, keys []parsedKey, aud string, now time.Time) (*Assertion, error) {
 	if len(token) > maxAssertionLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrAssertionMalformed, maxAssertionLen)
 	}
@@ -257,21 +328,12 @@ func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Ass
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("%w: signature encoding", ErrAssertionMalformed)
 	}
-	var set jwkSet
-	if err := json.Unmarshal(jwks, &set); err != nil {
-		return nil, fmt.Errorf("gateway: parse JWKS: %w", err)
-	}
 	var pub ed25519.PublicKey
-	for _, k := range set.Keys {
-		if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Kid != hdr.Kid || (k.Alg != "" && k.Alg != "EdDSA") || (k.Use != "" && k.Use != "sig") {
-			continue
+	for _, k := range keys {
+		if k.kid == hdr.Kid {
+			pub = k.pub
+			break
 		}
-		x, err := b64.DecodeString(k.X)
-		if err != nil || len(x) != ed25519.PublicKeySize {
-			continue
-		}
-		pub = x
-		break
 	}
 	if pub == nil {
 		return nil, fmt.Errorf("%w: no Ed25519 key with kid %q in the JWKS", ErrAssertionSignature, hdr.Kid)
@@ -292,16 +354,19 @@ func VerifyAssertion(token string, jwks []byte, aud string, now time.Time) (*Ass
 	if dec.More() {
 		return nil, fmt.Errorf("%w: data after the claims", ErrAssertionMalformed)
 	}
+	leeway := int64(assertionLeeway / time.Second)
 	switch {
 	case a.Issuer != AssertionIssuer:
 		return nil, fmt.Errorf("%w: iss %q", ErrAssertionClaims, a.Issuer)
 	case a.Audience != aud:
 		return nil, fmt.Errorf("%w: aud %q, want %q", ErrAssertionClaims, a.Audience, aud)
-	case a.ExpiresAt < a.IssuedAt || a.ExpiresAt-a.IssuedAt > int64(5*time.Minute/time.Second):
-		return nil, fmt.Errorf("%w: lifetime iat %d exp %d", ErrAssertionClaims, a.IssuedAt, a.ExpiresAt)
-	case now.Unix() < a.IssuedAt-int64(assertionLeeway/time.Second):
+	case a.ID == "" || a.Method == "" || a.Path == "" || a.PayloadHash == "":
+		return nil, fmt.Errorf("%w: jti, method, path and payloadHash are required", ErrAssertionClaims)
+	case a.ExpiresAt < a.IssuedAt || a.ExpiresAt-a.IssuedAt > int64(AssertionLifetime/time.Second):
+		return nil, fmt.Errorf("%w: lifetime iat %d exp %d is over %s", ErrAssertionClaims, a.IssuedAt, a.ExpiresAt, AssertionLifetime)
+	case now.Unix() < a.IssuedAt-leeway:
 		return nil, fmt.Errorf("%w: issued in the future (iat %d)", ErrAssertionClaims, a.IssuedAt)
-	case now.Unix() > a.ExpiresAt+int64(assertionLeeway/time.Second):
+	case now.Unix() > a.ExpiresAt+leeway:
 		return nil, fmt.Errorf("%w: expired (exp %d)", ErrAssertionClaims, a.ExpiresAt)
 	}
 	return a, nil

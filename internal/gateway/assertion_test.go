@@ -15,11 +15,27 @@ func testSigner(t testing.TB, seed byte) *assertionSigner {
 	return newAssertionSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize)))
 }
 
-func TestVerifyAssertion(t *testing.T) {
+// keysOf parses a JWKS for verifyToken.
+func keysOf(t testing.TB, jwks []byte) []parsedKey {
+	t.Helper()
+	k, err := parseJWKS(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testAssertion is a complete assertion issued at now.
+func testAssertion(now time.Time) Assertion {
+	return Assertion{Issuer: AssertionIssuer, Audience: testAPI, Subject: aliceARN, Principal: aliceARN, RequestID: "r1", ID: "r1",
+		Method: "GET", Path: "/svc/orders/1", Query: "a=1", PayloadHash: UnsignedPayload,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(AssertionLifetime).Unix()}
+}
+
+func TestVerifyToken(t *testing.T) {
 	s := testSigner(t, 1)
 	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
-	base := Assertion{Issuer: AssertionIssuer, Audience: testAPI, Subject: aliceARN, Principal: aliceARN, RequestID: "r1",
-		IssuedAt: now.Unix(), ExpiresAt: now.Add(AssertionLifetime).Unix()}
+	base := testAssertion(now)
 	sign := func(a Assertion) string {
 		tok, err := s.sign(&a)
 		if err != nil {
@@ -28,8 +44,18 @@ func TestVerifyAssertion(t *testing.T) {
 		return tok
 	}
 	good := sign(base)
-	if a, err := VerifyAssertion(good, s.jwks, testAPI, now); err != nil || *a != base {
+	if a, err := verifyToken(good, keysOf(t, s.jwks), testAPI, now); err != nil || *a != base {
 		t.Fatalf("%+v %v", a, err)
+	}
+	lifetime := func(d int64) string {
+		a := base
+		a.ExpiresAt = a.IssuedAt + d
+		return sign(a)
+	}
+	without := func(f func(*Assertion)) string {
+		a := base
+		f(&a)
+		return sign(a)
 	}
 	other := testSigner(t, 2)
 	parts := strings.Split(good, ".")
@@ -47,17 +73,22 @@ func TestVerifyAssertion(t *testing.T) {
 		{"claims changed", parts[0] + "." + b64.EncodeToString(mustJSON(t, Assertion{Issuer: AssertionIssuer, Audience: testAPI, Subject: "arn:aws:iam::123456789012:user/mallory", IssuedAt: base.IssuedAt, ExpiresAt: base.ExpiresAt})) + "." + parts[2], s.jwks, testAPI, now, ErrAssertionSignature},
 		{"alg none", noneHdr + "." + parts[1] + ".", s.jwks, testAPI, now, ErrAssertionMalformed},
 		{"wrong audience", good, s.jwks, otherAPI, now, ErrAssertionClaims},
-		{"expired", good, s.jwks, testAPI, now.Add(AssertionLifetime + time.Minute), ErrAssertionClaims},
-		{"not yet valid", good, s.jwks, testAPI, now.Add(-time.Minute), ErrAssertionClaims},
-		{"lifetime over five minutes", sign(Assertion{Issuer: AssertionIssuer, Audience: testAPI, IssuedAt: base.IssuedAt, ExpiresAt: base.IssuedAt + 301}), s.jwks, testAPI, now, ErrAssertionClaims},
-		{"wrong issuer", sign(Assertion{Issuer: "someone", Audience: testAPI, IssuedAt: base.IssuedAt, ExpiresAt: base.ExpiresAt}), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"expired", good, s.jwks, testAPI, now.Add(AssertionLifetime + assertionLeeway + time.Second), ErrAssertionClaims},
+		{"not yet valid", good, s.jwks, testAPI, now.Add(-assertionLeeway - time.Second), ErrAssertionClaims},
+		{"lifetime over 30 seconds", lifetime(31), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"lifetime of two minutes (the old gateway's)", lifetime(120), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"no jti", without(func(a *Assertion) { a.ID = "" }), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"no method", without(func(a *Assertion) { a.Method = "" }), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"no path", without(func(a *Assertion) { a.Path = "" }), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"no payload hash", without(func(a *Assertion) { a.PayloadHash = "" }), s.jwks, testAPI, now, ErrAssertionClaims},
+		{"wrong issuer", without(func(a *Assertion) { a.Issuer = "someone" }), s.jwks, testAPI, now, ErrAssertionClaims},
 		{"two parts", parts[0] + "." + parts[1], s.jwks, testAPI, now, ErrAssertionMalformed},
 		{"four parts", good + ".x", s.jwks, testAPI, now, ErrAssertionMalformed},
 		{"empty", "", s.jwks, testAPI, now, ErrAssertionMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := VerifyAssertion(tt.token, tt.jwks, tt.aud, tt.now)
+			_, err := verifyToken(tt.token, keysOf(t, tt.jwks), tt.aud, tt.now)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err %v, want %v", err, tt.want)
 			}
@@ -98,13 +129,15 @@ func TestJWKSShape(t *testing.T) {
 func FuzzVerifyAssertion(f *testing.F) {
 	s := testSigner(f, 1)
 	now := time.Unix(1_800_000_000, 0)
-	tok, _ := s.sign(&Assertion{Issuer: AssertionIssuer, Audience: testAPI, RequestID: "r", IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 60})
+	a := testAssertion(now)
+	tok, _ := s.sign(&a)
+	keys := keysOf(f, s.jwks)
 	f.Add(tok)
 	f.Add("")
 	f.Add("a.b.c")
 	f.Add(s.header + "e30.")
 	f.Fuzz(func(t *testing.T, token string) {
-		a, err := VerifyAssertion(token, s.jwks, testAPI, now)
+		a, err := verifyToken(token, keys, testAPI, now)
 		if err == nil && (a.Audience != testAPI || a.Issuer != AssertionIssuer) {
 			t.Fatalf("accepted %+v", a)
 		}
@@ -137,7 +170,7 @@ func checkAssertionJSON(t *testing.T, s string) {
 	for _, a := range []Assertion{
 		{Issuer: AssertionIssuer, Audience: s, RequestID: s, IssuedAt: -1, ExpiresAt: 1 << 40},
 		{Issuer: s, Audience: "a", Subject: s, Principal: s, Account: s, AccessKeyID: s, SessionName: s, Role: s,
-			VPCEndpoint: s, SourceIP: s, RequestID: "r", Method: s, Path: s, IssuedAt: 1764380000, ExpiresAt: 1764380120},
+			VPCEndpoint: s, SourceIP: s, RequestID: "r", ID: s, Method: s, Path: s, Query: s, PayloadHash: s, IssuedAt: 1764380000, ExpiresAt: 1764380030},
 	} {
 		want, err := json.Marshal(&a)
 		if err != nil {

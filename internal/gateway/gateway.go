@@ -29,6 +29,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,8 +103,17 @@ type Config struct {
 	Fresh func() error
 	// Metrics, when set, observes every decision and backend exchange.
 	Metrics Metrics
-	// Transport carries requests to backends; nil means a tuned *http.Transport.
+	// Transport carries requests to backends; nil means the gateway's own (keep-alives,
+	// bounded handshakes; TLS to https backends with ClientCert and BackendRoots).
 	Transport http.RoundTripper
+	// ClientCert is the certificate the gateway presents to https backends: the perimeter
+	// CA's, naming the gateway, so a backend can require it (mutual TLS). nil presents
+	// none.
+	ClientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	// BackendRoots verifies https backends whose spec names no CA of their own (the
+	// perimeter CA and the system's roots, as phantom runs it); nil means the system's
+	// roots.
+	BackendRoots *x509.CertPool
 	// Replay remembers signatures for gateway.replayProtection; required when the spec
 	// enables it (without it such calls are refused).
 	Replay ReplayGuard
@@ -175,7 +185,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.refusals = admission.NewRecorder(admission.RecorderConfig{Auditor: cfg.Auditor, Event: g.connectEvent, Logger: g.log, Now: g.now})
 	transport := cfg.Transport
 	if transport == nil {
-		transport = newTransport()
+		transport = newBackendTransports(cfg.ClientCert, cfg.BackendRoots)
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
@@ -213,12 +223,14 @@ func (b *bufferPool) Get() []byte {
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
-// newTransport is the default backend transport: keep-alives with many idle connections per
-// backend (the gateway talks to few hosts, very often), bounded handshakes and header waits.
-func newTransport() *http.Transport {
+// newTransport is a backend transport: keep-alives with many idle connections per backend
+// (the gateway talks to few hosts, very often), bounded handshakes and header waits, and
+// TLS 1.2 or later verified against roots, presenting clientCert.
+func newTransport(clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), roots *x509.CertPool) *http.Transport {
 	return &http.Transport{
 		Proxy:                 nil, // never an environment proxy between the gateway and its backends
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, GetClientCertificate: clientCert},
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
@@ -226,6 +238,47 @@ func newTransport() *http.Transport {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+}
+
+// backendTransports picks the transport of a request's backend: the default one, or one
+// per CA bundle for backends whose spec names their own CA.
+type backendTransports struct {
+	clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+	def        *http.Transport
+
+	mu   sync.Mutex
+	byCA map[[32]byte]*http.Transport
+}
+
+// maxCATransports bounds the per-CA transports kept (each reload of a spec naming the
+// same file reuses one; only distinct bundles add).
+const maxCATransports = 64
+
+func newBackendTransports(clientCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), roots *x509.CertPool) *backendTransports {
+	return &backendTransports{clientCert: clientCert, def: newTransport(clientCert, roots), byCA: map[[32]byte]*http.Transport{}}
+}
+
+func (b *backendTransports) RoundTrip(r *http.Request) (*http.Response, error) {
+	f, ok := r.Context().Value(callKey{}).(*forwarding)
+	if !ok || f.m.route.Backend.CA == nil {
+		return b.def.RoundTrip(r)
+	}
+	be := f.m.route.Backend
+	b.mu.Lock()
+	t := b.byCA[be.CADigest]
+	if t == nil {
+		if len(b.byCA) >= maxCATransports {
+			for k, old := range b.byCA {
+				old.CloseIdleConnections()
+				delete(b.byCA, k)
+				break
+			}
+		}
+		t = newTransport(b.clientCert, be.CA)
+		b.byCA[be.CADigest] = t
+	}
+	b.mu.Unlock()
+	return t.RoundTrip(r)
 }
 
 // TLSConfig is the gateway listener's TLS configuration: TLS 1.2 or later, HTTP/2 and

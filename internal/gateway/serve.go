@@ -41,6 +41,9 @@ type call struct {
 	caller   *caller // nil: anonymous (Authorization NONE)
 	decision string  // the policy decision, for the audit record
 	start    time.Time
+	// payloadHash is what the verified signature covers of the body (sigv4's
+	// PayloadHash); "" for an anonymous call.
+	payloadHash string
 
 	lim     *config.Limits // the spec's gateway.limits
 	upgrade string         // the protocol an allowed Upgrade switches to; "" none
@@ -345,6 +348,7 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 		g.sessionBinding(cl, &c)
 	}
 	cl.caller = &c
+	cl.payloadHash = res.PayloadHash()
 	if aerr := g.checkReplay(cl, res); aerr != nil {
 		return aerr
 	}
@@ -572,15 +576,23 @@ func (g *Gateway) seal(cl *call, d policy.Decision, cs *compiledSet, principal, 
 // forward proxies an allowed request to its route's backend.
 func (g *Gateway) forward(cl *call) {
 	r := cl.r
+	u, path := backendURL(cl)
+	payload := cl.payloadHash
+	if payload == "" {
+		payload = UnsignedPayload // an anonymous call: nobody signed the body
+	}
 	a := &Assertion{
-		Issuer:    AssertionIssuer,
-		Audience:  cl.api.ID,
-		RequestID: cl.id,
-		SourceIP:  cl.ch.sourceIP,
-		Method:    r.Method,
-		Path:      "/" + strings.Join(cl.m.rest.raw, "/"),
-		IssuedAt:  cl.now.Unix(),
-		ExpiresAt: cl.now.Add(AssertionLifetime).Unix(),
+		Issuer:      AssertionIssuer,
+		Audience:    cl.api.ID,
+		RequestID:   cl.id,
+		ID:          cl.id, // a random UUID per request: unique
+		SourceIP:    cl.ch.sourceIP,
+		Method:      r.Method,
+		Path:        path, // the request line's, as the backend receives it
+		Query:       u.RawQuery,
+		PayloadHash: payload,
+		IssuedAt:    cl.now.Unix(),
+		ExpiresAt:   cl.now.Add(AssertionLifetime).Unix(),
 	}
 	if ep := cl.ch.endpoint; ep != nil {
 		a.VPCEndpoint = ep.ID
@@ -598,7 +610,7 @@ func (g *Gateway) forward(cl *call) {
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	f := &forwarding{call: cl, assertion: token}
+	f := &forwarding{call: cl, assertion: token, url: u}
 	ctx := context.WithValue(r.Context(), callKey{}, f)
 	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
 		// (An upgraded connection outlives the exchange that opened it.)
@@ -625,31 +637,40 @@ func (g *Gateway) forward(cl *call) {
 type forwarding struct {
 	*call
 	assertion string
-	status    int // the backend's status; 0 while it has not answered (or never did)
+	url       *url.URL // the backend request's URL, as the assertion names it
+	status    int      // the backend's status; 0 while it has not answered (or never did)
 }
 
-// rewrite builds the backend request: the backend URL's path joined with the path after the
-// stage, byte for byte the segments that were authorized, the query without SigV4's
-// presigning parameters, no client identity, forwarding, override or credential headers,
-// the caller's address as the gateway knows it, and the gateway's own assertion.
+// backendURL is the backend request's URL and the path of its request line: the backend
+// URL's path joined with the path after the stage, byte for byte the segments that were
+// authorized, and the query without SigV4's presigning parameters.
+func backendURL(cl *call) (*url.URL, string) {
+	target := cl.m.route.Backend.URL
+	base := strings.TrimSuffix(target.EscapedPath(), "/")
+	escaped := base + "/" + strings.Join(cl.m.rest.raw, "/")
+	if len(cl.m.rest.raw) == 0 && base != "" {
+		escaped = base
+	}
+	u := &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
+	if strings.HasPrefix(escaped, "//") {
+		// Not expressible as an opaque request-target; RawPath keeps every valid escaping.
+		u.Path, _ = url.PathUnescape(escaped)
+		u.RawPath = escaped
+	} else {
+		// Written out verbatim: the backend gets the bytes that were authorized.
+		u.Opaque = escaped
+	}
+	return u, escaped
+}
+
+// rewrite builds the backend request: backendURL, no client identity, forwarding,
+// override or credential headers, the caller's address as the gateway knows it, and the
+// gateway's own assertion.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	f := pr.In.Context().Value(callKey{}).(*forwarding)
 	out := pr.Out
-	target := f.m.route.Backend.URL
-	base := strings.TrimSuffix(target.EscapedPath(), "/")
-	escaped := base + "/" + strings.Join(f.m.rest.raw, "/")
-	if len(f.m.rest.raw) == 0 && base != "" {
-		escaped = base
-	}
-	out.URL = &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(pr.In.URL.RawQuery)}
-	if strings.HasPrefix(escaped, "//") {
-		// Not expressible as an opaque request-target; RawPath keeps every valid escaping.
-		out.URL.Path, _ = url.PathUnescape(escaped)
-		out.URL.RawPath = escaped
-	} else {
-		// Written out verbatim: the backend gets the bytes that were authorized.
-		out.URL.Opaque = escaped
-	}
+	u := *f.url
+	out.URL = &u
 	out.Host = ""
 	for name := range out.Header {
 		if strippedHeader(name) {

@@ -90,6 +90,22 @@ func (s *Service) RevokeSessions(ctx context.Context, role string) (Revocation, 
 	return r, nil
 }
 
+// RevokeNode denies every session issued to node before now and the node itself until it
+// enrolls again with a new join token (`phantom node revoke`).
+func (s *Service) RevokeNode(ctx context.Context, node string) (Revocation, error) {
+	if !validIAMName(node) {
+		return Revocation{}, fmt.Errorf("revoke node: node name %q is not 1 to 64 characters of A-Z a-z 0-9 +=,.@_-", node)
+	}
+	r := Revocation{Node: node, Before: s.now().UTC()}
+	if err := s.deps.Revocations.PutRevocation(ctx, r); err != nil {
+		return Revocation{}, fmt.Errorf("revoke node %s: %w", node, err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		return Revocation{}, fmt.Errorf("revoke node %s: %w", node, err)
+	}
+	return r, nil
+}
+
 // RotateSealingKey adds a new current sealing key and retires the previous current keys
 // after the longest session (they keep opening the tokens they sealed until then). With no
 // key yet, it creates the first one. It returns the new key's id.

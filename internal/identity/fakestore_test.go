@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 var errNotFound = errors.New("fake store: not found")
@@ -19,11 +21,13 @@ type fakeStore struct {
 	keys    map[string]AccessKey
 	sealing []SealingKey // insertion order; listed newest first
 	revs    map[string]time.Time
+	nodeRev map[string]time.Time
+	nodes   map[string]store.Node
 	fail    error // returned by every read when set
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{keys: map[string]AccessKey{}, revs: map[string]time.Time{}}
+	return &fakeStore{keys: map[string]AccessKey{}, revs: map[string]time.Time{}, nodeRev: map[string]time.Time{}, nodes: map[string]store.Node{}}
 }
 
 func (f *fakeStore) setFail(err error) { f.mu.Lock(); f.fail = err; f.mu.Unlock() }
@@ -132,11 +136,35 @@ func (f *fakeStore) RetireSealingKey(_ context.Context, id string, after time.Ti
 func (f *fakeStore) PutRevocation(_ context.Context, r Revocation) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if prev, ok := f.revs[r.Role]; !ok || r.Before.After(prev) {
-		f.revs[r.Role] = r.Before
+	m, k := f.revs, r.Role
+	if r.Node != "" {
+		m, k = f.nodeRev, r.Node
+	}
+	if prev, ok := m[k]; !ok || r.Before.After(prev) {
+		m[k] = r.Before
 	}
 	f.version++
 	return nil
+}
+
+func (f *fakeStore) putNode(n store.Node) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes[n.Name] = n
+	f.version++
+}
+
+func (f *fakeStore) ListNodes(context.Context) ([]store.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	var out []store.Node
+	for _, n := range f.nodes {
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func (f *fakeStore) ListRevocations(context.Context) ([]Revocation, error) {
@@ -148,6 +176,9 @@ func (f *fakeStore) ListRevocations(context.Context) ([]Revocation, error) {
 	var out []Revocation
 	for role, before := range f.revs {
 		out = append(out, Revocation{Role: role, Before: before})
+	}
+	for node, before := range f.nodeRev {
+		out = append(out, Revocation{Node: node, Before: before})
 	}
 	return out, nil
 }
@@ -162,5 +193,5 @@ func (f *fakeStore) Version(context.Context) (int64, error) {
 }
 
 func (f *fakeStore) deps() Deps {
-	return Deps{AccessKeys: f, SealingKeys: f, Revocations: f, Changes: f}
+	return Deps{AccessKeys: f, SealingKeys: f, Revocations: f, Nodes: f, Changes: f}
 }

@@ -41,11 +41,14 @@ type Config struct {
 
 // Deps are the stores identity reads its snapshots from. One store value usually fills
 // all of them. Changes is optional: without it Run reloads on every tick. Notify is
-// optional: with it Run also refreshes as soon as the store announces a change.
+// optional: with it Run also refreshes as soon as the store announces a change. Nodes is
+// optional: it tells a node re-enrolled after its revocation from one still revoked;
+// without it a revoked node stays revoked.
 type Deps struct {
 	AccessKeys  AccessKeyStore
 	SealingKeys SealingKeyStore
 	Revocations RevocationStore
+	Nodes       NodeStore
 	Changes     ChangeFeed
 	Notify      Notifier
 }
@@ -64,6 +67,7 @@ type Service struct {
 
 	sealer   *Sealer
 	snap     atomic.Pointer[snapshot] // nil until the first successful Refresh
+	changed  atomic.Pointer[chan struct{}]
 	maxStale time.Duration
 	// synced is when the store last confirmed the snapshots (Unix nanoseconds).
 	synced atomic.Int64
@@ -76,6 +80,11 @@ type snapshot struct {
 	version int64
 	keys    map[string]*userKey  // access key id -> key
 	revoked map[string]time.Time // role name -> sessions issued before this are revoked
+	// nodeBefore: node name -> every session issued to it before this is revoked
+	// (`phantom node revoke`), whatever happened since.
+	nodeBefore map[string]time.Time
+	// nodeRevoked: nodes revoked and not enrolled again since: refused altogether.
+	nodeRevoked map[string]bool
 }
 
 type userKey struct {
@@ -131,6 +140,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	ch := make(chan struct{})
+	s.changed.Store(&ch)
 	sealer, err := NewSealer(SealerConfig{MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
 	if err != nil {
 		return nil, fmt.Errorf("new identity service: %w", err)
@@ -200,20 +211,9 @@ func (s *Service) Resolve(ctx context.Context, accessKeyID, sessionToken string)
 }
 
 func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Resolved, error) {
-	if token == "" {
-		return Resolved{}, ErrTokenMissing
-	}
-	c := new(Claims)
-	if err := s.sealer.openInto(token, c); err != nil {
+	c, err := s.checkSession(snap, accessKeyID, token)
+	if err != nil {
 		return Resolved{}, err
-	}
-	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
-		return Resolved{}, ErrTokenMismatch
-	}
-	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
-	// earlier than the revocation time, for every session of the role.
-	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
-		return Resolved{}, ErrSessionRevoked
 	}
 	return Resolved{
 		Credential: sigv4.Credential{
@@ -226,6 +226,52 @@ func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Res
 		Account: s.account,
 		Claims:  c,
 	}, nil
+}
+
+// checkSession opens a session token and checks it against the revocations. The claims
+// come back with a nil error and with ErrSessionRevoked (the token is genuine).
+func (s *Service) checkSession(snap *snapshot, accessKeyID, token string) (*Claims, error) {
+	if token == "" {
+		return nil, ErrTokenMissing
+	}
+	c := new(Claims)
+	if err := s.sealer.openInto(token, c); err != nil {
+		return nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
+		return nil, ErrTokenMismatch
+	}
+	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
+	// earlier than the revocation time, for every session of the role.
+	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
+		return c, ErrSessionRevoked
+	}
+	// A removed node's sessions: every one issued to it before its revocation, and any
+	// while it stays revoked.
+	if c.Node != "" && len(snap.nodeBefore) > 0 {
+		if before, ok := snap.nodeBefore[c.Node]; ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {
+			return c, ErrSessionRevoked
+		}
+	}
+	return c, nil
+}
+
+// SessionState reports whether a session credential would resolve now: nil, or why not
+// (ErrSessionRevoked, ErrTokenExpired, ErrTokenTampered, ErrStale...). The claims are
+// returned when the token is genuine and unexpired, revoked or not, so a caller can tell
+// whose session it is (STS's node watch checks a node asks about its own).
+func (s *Service) SessionState(accessKeyID, token string) (*Claims, error) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return nil, ErrNotLoaded
+	}
+	if err := s.Fresh(); err != nil {
+		return nil, err
+	}
+	if !ValidAccessKeyID(accessKeyID, PrefixTemporary) {
+		return nil, ErrAccessKeyUnknown
+	}
+	return s.checkSession(snap, accessKeyID, token)
 }
 
 type captureKey struct{}
@@ -289,6 +335,17 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refresh credentials: list revocations: %w", err)
 	}
+	var enrolled map[string]time.Time
+	if s.deps.Nodes != nil && hasNodeRevocation(revs) {
+		nodes, err := s.deps.Nodes.ListNodes(ctx)
+		if err != nil {
+			return fmt.Errorf("refresh credentials: list nodes: %w", err)
+		}
+		enrolled = make(map[string]time.Time, len(nodes))
+		for _, n := range nodes {
+			enrolled[n.Name] = n.EnrolledAt
+		}
+	}
 
 	next := &snapshot{
 		version: version,
@@ -309,11 +366,24 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 		}
 	}
 	for _, r := range revs {
-		if r.Role == "" {
-			continue
+		switch {
+		case r.Role != "":
+			if prev, ok := next.revoked[r.Role]; !ok || r.Before.After(prev) {
+				next.revoked[r.Role] = r.Before
+			}
+		case r.Node != "":
+			if next.nodeBefore == nil {
+				next.nodeBefore, next.nodeRevoked = map[string]time.Time{}, map[string]bool{}
+			}
+			if prev, ok := next.nodeBefore[r.Node]; !ok || r.Before.After(prev) {
+				next.nodeBefore[r.Node] = r.Before
+			}
 		}
-		if prev, ok := next.revoked[r.Role]; !ok || r.Before.After(prev) {
-			next.revoked[r.Role] = r.Before
+	}
+	for node, before := range next.nodeBefore {
+		// Enrolled again (with a new join token) after the revocation: admitted anew.
+		if at, ok := enrolled[node]; !ok || !at.After(before) {
+			next.nodeRevoked[node] = true
 		}
 	}
 	if err := s.sealer.SetKeys(sealing); err != nil {
@@ -321,7 +391,43 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	}
 	s.snap.Store(next)
 	s.markSynced(started)
+	// Wake everyone waiting for a change (Changed); they re-read what they watch.
+	ch := make(chan struct{})
+	close(*s.changed.Swap(&ch))
 	return nil
+}
+
+func hasNodeRevocation(revs []Revocation) bool {
+	for _, r := range revs {
+		if r.Node != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Changed returns a channel that is closed the next time the snapshots are replaced
+// (every reload after a store change, or an administrative write here). Take it before
+// reading what you watch, then wait on it: a change in between is not missed.
+func (s *Service) Changed() <-chan struct{} { return *s.changed.Load() }
+
+// NodeRevocation returns the time before which every session issued to node is refused,
+// and whether there is one.
+func (s *Service) NodeRevocation(node string) (time.Time, bool) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return time.Time{}, false
+	}
+	t, ok := snap.nodeBefore[node]
+	return t, ok
+}
+
+// NodeRevoked reports whether a node was removed (`phantom node revoke`) and not enrolled
+// again since: its certificate and every session it holds are refused. False before the
+// first load.
+func (s *Service) NodeRevoked(node string) bool {
+	snap := s.snap.Load()
+	return snap != nil && snap.nodeRevoked[node]
 }
 
 // markSynced records that the store confirmed the snapshots as of t (taken before the

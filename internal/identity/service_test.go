@@ -14,6 +14,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 const testAccount = "123456789012"
@@ -263,6 +264,111 @@ func TestRevokeSessions(t *testing.T) {
 	}
 	if _, err := s.RevokeSessions(ctx, "role/with/slash"); err == nil {
 		t.Error("role name with slashes accepted")
+	}
+}
+
+// nodeSession issues a 1h session of role app to node.
+func nodeSession(t testing.TB, s *Service, node string) (Claims, string) {
+	t.Helper()
+	c, tok, err := s.NewSession(Claims{
+		Principal: "arn:aws:sts::" + testAccount + ":assumed-role/app/" + node,
+		Role:      "arn:aws:iam::" + testAccount + ":role/app",
+		Node:      node,
+	}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, tok
+}
+
+// Removing a node refuses every session issued to it, of any age, and the node itself
+// until it enrolls again; sessions issued after that re-enrollment work, the old ones
+// never again. Other nodes of the same role are untouched.
+func TestRevokeNode(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	st := newFakeStore()
+	st.putNode(store.Node{Name: "web-1", Role: "app", CertSerial: "01", EnrolledAt: t0.Add(-time.Hour)})
+	s := newTestService(t, st, c)
+	old, oldTok := nodeSession(t, s, "web-1")
+	other, otherTok := nodeSession(t, s, "web-2")
+	plain, plainTok := sessionFor(t, s, "app")
+	if s.NodeRevoked("web-1") {
+		t.Fatal("NodeRevoked before any revocation")
+	}
+	c.Advance(time.Millisecond)
+	changed := s.Changed()
+	if _, err := s.RevokeNode(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("Changed was not closed by the revocation's refresh")
+	}
+	if !s.NodeRevoked("web-1") || s.NodeRevoked("web-2") {
+		t.Errorf("NodeRevoked web-1 = %v, web-2 = %v; want true, false", s.NodeRevoked("web-1"), s.NodeRevoked("web-2"))
+	}
+	if _, err := s.LookupCredential(ctx, old.AccessKeyID, oldTok); !errors.Is(err, ErrSessionRevoked) {
+		t.Fatalf("the removed node's session: err = %v, want ErrSessionRevoked", err)
+	}
+	// Issued after the revocation (an STS that had not heard yet): refused while revoked.
+	c.Advance(time.Millisecond)
+	late, lateTok := nodeSession(t, s, "web-1")
+	if _, err := s.LookupCredential(ctx, late.AccessKeyID, lateTok); !errors.Is(err, ErrSessionRevoked) {
+		t.Fatalf("a session of the node while it is revoked: err = %v, want ErrSessionRevoked", err)
+	}
+	for name, cr := range map[string][2]string{"another node": {other.AccessKeyID, otherTok}, "a role session": {plain.AccessKeyID, plainTok}} {
+		if _, err := s.LookupCredential(ctx, cr[0], cr[1]); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+
+	// Enrolled again: new sessions work, those issued before the revocation stay refused.
+	c.Advance(time.Second)
+	st.putNode(store.Node{Name: "web-1", Role: "app", CertSerial: "02", EnrolledAt: c.Now()})
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.NodeRevoked("web-1") {
+		t.Error("NodeRevoked after re-enrollment")
+	}
+	fresh, freshTok := nodeSession(t, s, "web-1")
+	if _, err := s.LookupCredential(ctx, fresh.AccessKeyID, freshTok); err != nil {
+		t.Errorf("a session issued after re-enrollment: %v", err)
+	}
+	if _, err := s.LookupCredential(ctx, old.AccessKeyID, oldTok); !errors.Is(err, ErrSessionRevoked) {
+		t.Errorf("the old session after re-enrollment: err = %v, want ErrSessionRevoked", err)
+	}
+	if _, err := s.RevokeNode(ctx, "bad name"); err == nil {
+		t.Error("a node name with a space accepted")
+	}
+}
+
+// Without a node store a revoked node stays revoked: nothing tells a re-enrollment.
+func TestRevokeNodeWithoutNodeStore(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	st := newFakeStore()
+	d := st.deps()
+	d.Nodes = nil
+	s, err := New(Config{Account: testAccount, Now: c.Now, Logger: slog.New(slog.DiscardHandler)}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RotateSealingKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeNode(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Hour)
+	tok, tokStr := nodeSession(t, s, "web-1")
+	if !s.NodeRevoked("web-1") {
+		t.Error("NodeRevoked = false without a node store")
+	}
+	if _, err := s.LookupCredential(ctx, tok.AccessKeyID, tokStr); !errors.Is(err, ErrSessionRevoked) {
+		t.Errorf("err = %v, want ErrSessionRevoked", err)
 	}
 }
 

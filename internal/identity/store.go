@@ -21,7 +21,8 @@ type (
 	// RetireAfter (the expiry of the longest session it can have sealed).
 	SealingKey = store.SealingKey
 	// Revocation denies every session of Role (a role name) issued before Before: AWS's
-	// "revoke active sessions", a deny on aws:TokenIssueTime.
+	// "revoke active sessions", a deny on aws:TokenIssueTime; or every session issued to
+	// Node before Before.
 	Revocation = store.Revocation
 )
 
@@ -46,10 +47,17 @@ type SealingKeyStore interface {
 	RetireSealingKey(ctx context.Context, id string, after time.Time) error
 }
 
-// RevocationStore holds session revocations; it keeps the latest Before per role.
+// RevocationStore holds session revocations; it keeps the latest Before per role and per
+// node.
 type RevocationStore interface {
 	PutRevocation(ctx context.Context, r Revocation) error
 	ListRevocations(ctx context.Context) ([]Revocation, error)
+}
+
+// NodeStore lists enrolled nodes (their enrollment time tells a node re-admitted after its
+// revocation from one still revoked).
+type NodeStore interface {
+	ListNodes(ctx context.Context) ([]store.Node, error)
 }
 
 // ChangeFeed reports a counter that every store write bumps, so snapshots can poll cheaply.

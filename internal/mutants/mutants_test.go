@@ -82,7 +82,7 @@ var mutants = []mutant{
 	{
 		name: "identity revocation cutoff",
 		file: "internal/identity/service.go",
-		find: "ok && c.IssuedAt.Before(before)", replace: "ok && c.IssuedAt.Before(before.Add(-time.Minute))",
+		find: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before)", replace: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before.Add(-time.Minute))",
 		pkg: "internal/identity",
 		run: "^TestRevokeSessions$",
 	},
@@ -103,7 +103,7 @@ var mutants = []mutant{
 	{
 		name: "egress proxy password signature check",
 		file: "internal/egress/key.go",
-		find: "return ed25519.Verify(pub, passwordMessage(node), sig)", replace: "return ed25519.Verify(pub, passwordMessage(node), sig) || true",
+		find: "return ed25519.Verify(pub, passwordMessage(node, addr), sig)", replace: "return ed25519.Verify(pub, passwordMessage(node, addr), sig) || true",
 		pkg: "internal/egress",
 		run: "^(TestWrongPassword|TestProxyPassword)$",
 	},
@@ -115,9 +115,9 @@ var mutants = []mutant{
 		run: "^TestServeIMDSHopLimit$",
 	},
 	{
-		name: "agent IMDS X-Forwarded-For refusal",
+		name: "agent IMDS X-Forwarded-For and Forwarded refusal",
 		file: "internal/agent/imds.go",
-		find: "if _, ok := r.Header[\"X-Forwarded-For\"]; ok {", replace: "if _, ok := r.Header[\"X-Forwarded-For\"]; ok && false {",
+		find: "\tif proxied(r) {\n\t\t// \"IMDSv2", replace: "\tif false && proxied(r) {\n\t\t// \"IMDSv2",
 		pkg: "internal/agent",
 		run: "^TestIMDS$",
 	},
@@ -156,6 +156,63 @@ var mutants = []mutant{
 		find: "if id.Kind != pki.KindNode {", replace: "if false && id.Kind != pki.KindNode {",
 		pkg: "internal/sts",
 		run: "^TestNodeRefusals$",
+	},
+	// Issue 17.
+	{
+		name: "agent fetches fresh credentials when told its session was revoked",
+		file: "internal/agent/watch.go",
+		find: "case ev.Event == \"refresh\":", replace: "case false:",
+		pkg: "internal/agent",
+		run: "^TestRevocationHealsWithinTwoSeconds$",
+	},
+	{
+		name: "node revocation refuses the node's sessions",
+		file: "internal/identity/service.go",
+		find: "ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {", replace: "ok && c.IssuedAt.Before(before) && false || snap.nodeRevoked[c.Node] && false {",
+		pkg: "internal/identity",
+		run: "^TestRevokeNode$",
+	},
+	{
+		name: "endpoint TLS server name binds the API",
+		file: "internal/endpoint/route.go",
+		find: "case sb.API != \"\" && named != \"\" && named != sb.API:", replace: "case false:",
+		pkg: "internal/endpoint",
+		run: "^TestSNIBindsAPI$",
+	},
+	{
+		name: "egress tunnel to an endpoint checks the server name",
+		file: "internal/egress/sni.go",
+		find: "api, reason := p.checkServerName(q, hello.ServerName)", replace: "api, reason := q.endpoints[0].APIs[0], \"\"",
+		pkg: "internal/egress",
+		run: "^TestTunnelBoundToAllowedAPI$",
+	},
+	{
+		name: "egress proxy password bound to the node's address",
+		file: "internal/egress/proxy.go",
+		find: "err != nil || !addr.IsValid() || src.Unmap() != addr.Unmap()", replace: "(err != nil || !addr.IsValid() || src.Unmap() != addr.Unmap()) && false",
+		pkg: "internal/egress",
+		run: "^TestPasswordBoundToAddress$",
+	},
+	{
+		name: "backend assertion replay cache",
+		file: "internal/gateway/verify.go",
+		find: "if _, dup := v.seen[a.ID]; dup {", replace: "if false {",
+		pkg: "internal/gateway",
+		run: "^TestCapturedAssertionReplayed$",
+	},
+	{
+		name: "backend assertion bound to the query",
+		file: "internal/gateway/verify.go",
+		find: "case a.Query != query:", replace: "case false:",
+		pkg: "internal/gateway",
+		run: "^TestCapturedAssertionReplayed$",
+	},
+	{
+		name: "responses never act on a claimed identity",
+		file: "internal/detect/respond/respond.go",
+		find: "if d := f.Resource.AccessKeyDetails; d != nil && d.Claimed {", replace: "if false {",
+		pkg: "internal/detect/respond",
+		run: "^TestClaimedIdentityNeverActedOn$",
 	},
 	// Issue 27: people's short-lived credentials.
 	{

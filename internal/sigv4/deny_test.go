@@ -406,6 +406,14 @@ func TestPayloadHash(t *testing.T) {
 				if res.UnsignedPayload != tt.unsigned {
 					t.Errorf("UnsignedPayload = %v", res.UnsignedPayload)
 				}
+				// The payload hash the signature covers, for what the gateway vouches for.
+				want := hashHex(body)
+				if tt.unsigned {
+					want = unsignedPayload
+				}
+				if got := res.PayloadHash(); got != want {
+					t.Errorf("PayloadHash = %q, want %q", got, want)
+				}
 				return
 			}
 			if res != nil {

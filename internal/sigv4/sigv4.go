@@ -116,7 +116,14 @@ type Result struct {
 	// X-Amz-Expires. A replay guard remembers a signature until then.
 	Signature string
 	Expires   time.Time
+	// payload is PayloadHash's, kept in place so Verify allocates nothing for it.
+	payload    [64]byte
+	payloadLen int
 }
+
+// PayloadHash is the payload hash of the canonical request that verified: the hex
+// SHA-256 of the body the client signed, or UNSIGNED-PAYLOAD.
+func (r *Result) PayloadHash() string { return string(r.payload[:r.payloadLen]) }
 
 // Verifier verifies SigV4-signed requests for one region and service. It is safe for
 // concurrent use.

@@ -269,7 +269,7 @@ func (p *Pending) finish(bodyHash []byte, bodyLen int) (*Result, error) {
 	hex.Decode(s.want[:], []byte(a.signature)) // cannot fail: checked above
 	if s.check(a, key[:]) {
 		v.observe(s)
-		return v.result(a, cred, unsigned), nil
+		return v.result(a, cred, unsigned, payloadOf(primary, bodyHash[:])), nil
 	}
 
 	// Other canonical forms that real clients sign. Accepting one must never accept a
@@ -313,7 +313,7 @@ func (p *Pending) finish(bodyHash []byte, bodyLen int) (*Result, error) {
 		s.buildCanonical(r.Method, rawPath, rawQuery, a, o, bodyHash)
 		if s.check(a, key[:]) {
 			v.observe(s)
-			return v.result(a, cred, unsigned || o.payload == unsignedPayload), nil
+			return v.result(a, cred, unsigned || o.payload == unsignedPayload, payloadOf(o, bodyHash[:])), nil
 		}
 	}
 	// Diagnose, never accept: curl 7.x's --aws-sigv4 signs the path and query exactly as
@@ -453,7 +453,15 @@ type resultBuf struct {
 	names [8]string
 }
 
-func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
+// payloadOf is the payload hash a canonical form carries.
+func payloadOf(o canonOpts, bodyHash []byte) []byte {
+	if o.body {
+		return bodyHash
+	}
+	return []byte(o.payload)
+}
+
+func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool, payload []byte) *Result {
 	rb := new(resultBuf)
 	names := rb.names[:0]
 	if n := strings.Count(a.signedHeaders, ";") + 1; n > len(rb.names) {
@@ -482,6 +490,7 @@ func (v *Verifier) result(a *authInfo, cred Credential, unsigned bool) *Result {
 	if a.presigned {
 		rb.res.Expires = a.t.Add(time.Duration(a.expires) * time.Second)
 	}
+	rb.res.payloadLen = copy(rb.res.payload[:], payload)
 	return &rb.res
 }
 

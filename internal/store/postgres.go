@@ -521,40 +521,36 @@ func (p *Postgres) RetireSealingKey(ctx context.Context, id string, after time.T
 
 // --- revocations ---
 
-// PutRevocation records that sessions of r.Role issued before r.Before are revoked; an
-// earlier Before than the one stored changes nothing. One statement: the upsert locks the
-// role's row, so concurrent revocations in any process cannot lower it. GREATEST keeps
-// the statement right on its own; the WHERE spares a write (and a Version bump) when
-// nothing would change.
+// PutRevocation records that sessions of r.Role (or of r.Node) issued before r.Before
+// are revoked; an earlier Before than the one stored changes nothing. One statement: the
+// upsert locks the row, so concurrent revocations in any process cannot lower it.
+// GREATEST keeps the statement right on its own; the WHERE spares a write (and a Version
+// bump) when nothing would change.
 func (p *Postgres) PutRevocation(ctx context.Context, r Revocation) error {
-	if err := validName(r.Role); err != nil {
-		return fmt.Errorf("put revocation: role: %w", err)
-	}
-	if r.Before.IsZero() {
-		return fmt.Errorf("put revocation %s: zero time", r.Role)
-	}
-	n, err := nanos(r.Before)
+	table, key, n, err := revocationRow(r)
 	if err != nil {
-		return fmt.Errorf("put revocation %s: %w", r.Role, err)
+		return err
 	}
-	if _, err := p.pool.Exec(ctx, `INSERT INTO revocations (role, before) VALUES ($1, $2)
-		ON CONFLICT (role) DO UPDATE SET before = GREATEST(revocations.before, excluded.before)
-		WHERE excluded.before > revocations.before`, r.Role, n); err != nil {
-		return p.errorf("put revocation %s: %w", r.Role, err)
+	if _, err := p.pool.Exec(ctx, `INSERT INTO `+table+` (`+key+`, before) VALUES ($1, $2)
+		ON CONFLICT (`+key+`) DO UPDATE SET before = GREATEST(`+table+`.before, excluded.before)
+		WHERE excluded.before > `+table+`.before`, r.Role+r.Node, n); err != nil {
+		return p.errorf("put revocation %s%s: %w", r.Role, r.Node, err)
 	}
 	return nil
 }
 
-// ListRevocations returns one revocation per role, ordered by role.
+// ListRevocations returns one revocation per role, ordered by role, then one per node,
+// ordered by node.
 func (p *Postgres) ListRevocations(ctx context.Context) ([]Revocation, error) {
-	rows, err := p.pool.Query(ctx, `SELECT role, before FROM revocations ORDER BY role`)
+	rows, err := p.pool.Query(ctx, `SELECT role, '' AS node, before FROM revocations
+		UNION ALL SELECT '', node, before FROM node_revocations ORDER BY 2, 1`)
 	if err != nil {
 		return nil, p.errorf("list revocations: %w", err)
 	}
 	rs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Revocation, error) {
 		var r Revocation
 		var before int64
-		err := row.Scan(&r.Role, &before)
+		err := row.Scan(&r.Role, &r.Node, &before)
 		r.Before = fromNanos(before)
 		return r, err
 	})
@@ -659,35 +655,26 @@ func (p *Postgres) DeleteExpiredJoinTokens(ctx context.Context, now time.Time) (
 // PutNode records an enrolled node; re-enrolling a node replaces its record. A zero
 // EnrolledAt means now.
 func (p *Postgres) PutNode(ctx context.Context, n Node) error {
-	if err := validName(n.Name); err != nil {
-		return fmt.Errorf("put node: name: %w", err)
-	}
-	if n.CertSerial == "" {
-		return fmt.Errorf("put node %s: no certificate serial", n.Name)
-	}
-	enrolled, err := requiredTime(n.EnrolledAt, p.now)
+	enrolled, notAfter, err := nodeRow(n, p.now)
 	if err != nil {
-		return fmt.Errorf("put node %s: enrolled: %w", n.Name, err)
+		return err
 	}
-	if _, err := p.pool.Exec(ctx, `INSERT INTO nodes (name, role, cert_serial, enrolled_at) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, enrolled_at = excluded.enrolled_at`,
-		n.Name, n.Role, n.CertSerial, enrolled); err != nil {
+	if _, err := p.pool.Exec(ctx, `INSERT INTO nodes (name, role, cert_serial, enrolled_at, cert_not_after) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
+			enrolled_at = excluded.enrolled_at, cert_not_after = excluded.cert_not_after`,
+		n.Name, n.Role, n.CertSerial, enrolled, notAfter); err != nil {
 		return p.errorf("put node %s: %w", n.Name, err)
 	}
 	return nil
 }
 
 func scanNode(r pgx.CollectableRow) (Node, error) {
-	var n Node
-	var enrolled int64
-	err := r.Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled)
-	n.EnrolledAt = fromNanos(enrolled)
-	return n, err
+	return scanNodeRow(r)
 }
 
 // GetNode returns a node, or ErrNotFound.
 func (p *Postgres) GetNode(ctx context.Context, name string) (Node, error) {
-	rows, err := p.pool.Query(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes WHERE name = $1`, name)
+	rows, err := p.pool.Query(ctx, nodeSelect+` WHERE n.name = $1`, name)
 	if err != nil {
 		return Node{}, p.errorf("get node %s: %w", name, err)
 	}
@@ -703,7 +690,7 @@ func (p *Postgres) GetNode(ctx context.Context, name string) (Node, error) {
 
 // ListNodes returns every node ordered by name.
 func (p *Postgres) ListNodes(ctx context.Context) ([]Node, error) {
-	rows, err := p.pool.Query(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes ORDER BY name`)
+	rows, err := p.pool.Query(ctx, nodeSelect+` ORDER BY n.name`)
 	if err != nil {
 		return nil, p.errorf("list nodes: %w", err)
 	}
@@ -712,6 +699,21 @@ func (p *Postgres) ListNodes(ctx context.Context) ([]Node, error) {
 		return nil, p.errorf("list nodes: %w", err)
 	}
 	return nilIfEmpty(ns), nil
+}
+
+// TouchNode records a node's contact with STS, keeping the latest. node_contacts has no
+// version trigger.
+func (p *Postgres) TouchNode(ctx context.Context, name string, at time.Time, sourceIP string) error {
+	n, err := contactRow(name, at, sourceIP)
+	if err != nil {
+		return err
+	}
+	if _, err := p.pool.Exec(ctx, `INSERT INTO node_contacts (node, at, source_ip) VALUES ($1, $2, $3)
+		ON CONFLICT (node) DO UPDATE SET at = excluded.at, source_ip = excluded.source_ip WHERE excluded.at > node_contacts.at`,
+		name, n, sourceIP); err != nil {
+		return p.errorf("touch node %s: %w", name, err)
+	}
+	return nil
 }
 
 // DeleteNode removes a node, or returns ErrNotFound.

@@ -470,31 +470,27 @@ func (s *SQLite) RetireSealingKey(ctx context.Context, id string, after time.Tim
 
 // --- revocations ---
 
-// PutRevocation records that sessions of r.Role issued before r.Before are revoked; an
-// earlier Before than the one stored changes nothing.
+// PutRevocation records that sessions of r.Role (or of r.Node) issued before r.Before
+// are revoked; an earlier Before than the one stored changes nothing.
 func (s *SQLite) PutRevocation(ctx context.Context, r Revocation) error {
-	if err := validName(r.Role); err != nil {
-		return fmt.Errorf("put revocation: role: %w", err)
-	}
-	if r.Before.IsZero() {
-		return fmt.Errorf("put revocation %s: zero time", r.Role)
-	}
-	n, err := nanos(r.Before)
+	table, key, n, err := revocationRow(r)
 	if err != nil {
-		return fmt.Errorf("put revocation %s: %w", r.Role, err)
+		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO revocations (role, before) VALUES (?, ?)
-		ON CONFLICT (role) DO UPDATE SET before = excluded.before WHERE excluded.before > revocations.before`,
-		r.Role, n); err != nil {
-		return fmt.Errorf("put revocation %s: %w", r.Role, err)
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO `+table+` (`+key+`, before) VALUES (?, ?)
+		ON CONFLICT (`+key+`) DO UPDATE SET before = excluded.before WHERE excluded.before > `+table+`.before`,
+		r.Role+r.Node, n); err != nil {
+		return fmt.Errorf("put revocation %s%s: %w", r.Role, r.Node, err)
 	}
 	s.changed()
 	return nil
 }
 
-// ListRevocations returns one revocation per role, ordered by role.
+// ListRevocations returns one revocation per role, ordered by role, then one per node,
+// ordered by node.
 func (s *SQLite) ListRevocations(ctx context.Context) ([]Revocation, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT role, before FROM revocations ORDER BY role`)
+	rows, err := s.r.QueryContext(ctx, `SELECT role, '', before FROM revocations
+		UNION ALL SELECT '', node, before FROM node_revocations ORDER BY 2, 1`)
 	if err != nil {
 		return nil, fmt.Errorf("list revocations: %w", err)
 	}
@@ -503,7 +499,7 @@ func (s *SQLite) ListRevocations(ctx context.Context) ([]Revocation, error) {
 	for rows.Next() {
 		var r Revocation
 		var before int64
-		if err := rows.Scan(&r.Role, &before); err != nil {
+		if err := rows.Scan(&r.Role, &r.Node, &before); err != nil {
 			return nil, fmt.Errorf("list revocations: %w", err)
 		}
 		r.Before = fromNanos(before)
@@ -625,62 +621,90 @@ func (s *SQLite) DeleteExpiredJoinTokens(ctx context.Context, now time.Time) (in
 // PutNode records an enrolled node; re-enrolling a node replaces its record. A zero
 // EnrolledAt means now.
 func (s *SQLite) PutNode(ctx context.Context, n Node) error {
-	if err := validName(n.Name); err != nil {
-		return fmt.Errorf("put node: name: %w", err)
-	}
-	if n.CertSerial == "" {
-		return fmt.Errorf("put node %s: no certificate serial", n.Name)
-	}
-	enrolled, err := requiredTime(n.EnrolledAt, s.now)
+	enrolled, notAfter, err := nodeRow(n, s.now)
 	if err != nil {
-		return fmt.Errorf("put node %s: enrolled: %w", n.Name, err)
+		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO nodes (name, role, cert_serial, enrolled_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial, enrolled_at = excluded.enrolled_at`,
-		n.Name, n.Role, n.CertSerial, enrolled); err != nil {
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO nodes (name, role, cert_serial, enrolled_at, cert_not_after) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
+			enrolled_at = excluded.enrolled_at, cert_not_after = excluded.cert_not_after`,
+		n.Name, n.Role, n.CertSerial, enrolled, notAfter); err != nil {
 		return fmt.Errorf("put node %s: %w", n.Name, err)
 	}
 	s.changed()
 	return nil
 }
 
-// GetNode returns a node, or ErrNotFound.
-func (s *SQLite) GetNode(ctx context.Context, name string) (Node, error) {
+// nodeSelect reads nodes with their last contact.
+const nodeSelect = `SELECT n.name, n.role, n.cert_serial, n.enrolled_at, n.cert_not_after, c.at, c.source_ip
+	FROM nodes n LEFT JOIN node_contacts c ON c.node = n.name`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanNodeRow(r rowScanner) (Node, error) {
 	var n Node
 	var enrolled int64
-	err := s.r.QueryRowContext(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes WHERE name = ?`, name).
-		Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled)
+	var notAfter, contact sql.NullInt64
+	var ip sql.NullString
+	if err := r.Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled, &notAfter, &contact, &ip); err != nil {
+		return Node{}, err
+	}
+	n.EnrolledAt = fromNanos(enrolled)
+	if notAfter.Valid {
+		n.CertNotAfter = fromNanos(notAfter.Int64)
+	}
+	if contact.Valid {
+		n.LastContact, n.LastContactIP = fromNanos(contact.Int64), ip.String
+	}
+	return n, nil
+}
+
+// GetNode returns a node, or ErrNotFound.
+func (s *SQLite) GetNode(ctx context.Context, name string) (Node, error) {
+	n, err := scanNodeRow(s.r.QueryRowContext(ctx, nodeSelect+` WHERE n.name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
 	if err != nil {
 		return Node{}, fmt.Errorf("get node %s: %w", name, err)
 	}
-	n.EnrolledAt = fromNanos(enrolled)
 	return n, nil
 }
 
 // ListNodes returns every node ordered by name.
 func (s *SQLite) ListNodes(ctx context.Context) ([]Node, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT name, role, cert_serial, enrolled_at FROM nodes ORDER BY name`)
+	rows, err := s.r.QueryContext(ctx, nodeSelect+` ORDER BY n.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	defer rows.Close()
 	var out []Node
 	for rows.Next() {
-		var n Node
-		var enrolled int64
-		if err := rows.Scan(&n.Name, &n.Role, &n.CertSerial, &enrolled); err != nil {
+		n, err := scanNodeRow(rows)
+		if err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
 		}
-		n.EnrolledAt = fromNanos(enrolled)
 		out = append(out, n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return out, nil
+}
+
+// TouchNode records a node's contact with STS, keeping the latest. It does not bump the
+// version: nothing is decided on it.
+func (s *SQLite) TouchNode(ctx context.Context, name string, at time.Time, sourceIP string) error {
+	n, err := contactRow(name, at, sourceIP)
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO node_contacts (node, at, source_ip) VALUES (?, ?, ?)
+		ON CONFLICT (node) DO UPDATE SET at = excluded.at, source_ip = excluded.source_ip WHERE excluded.at > node_contacts.at`,
+		name, n, sourceIP); err != nil {
+		return fmt.Errorf("touch node %s: %w", name, err)
+	}
+	return nil
 }
 
 // DeleteNode removes a node, or returns ErrNotFound.

@@ -100,19 +100,29 @@ type SealingKey struct {
 	RetireAfter time.Time
 }
 
-// Revocation denies every session of Role (a role name) issued before Before.
+// Revocation denies every session of Role (a role name) or of Node (a node name: every
+// session issued to it, whatever its role) issued before Before. Exactly one of Role and
+// Node is set.
 type Revocation struct {
 	Role   string
+	Node   string
 	Before time.Time
 }
 
-// Node is an enrolled node: the name its certificate carries, its role, and the serial of
-// the certificate issued at enrollment.
+// Node is an enrolled node: the name its certificate carries, its role, the serial and
+// expiry of its current certificate, and when it last reached STS.
 type Node struct {
 	Name       string
 	Role       string
 	CertSerial string // hexadecimal
 	EnrolledAt time.Time
+	// CertNotAfter is when the current certificate expires; zero when not recorded
+	// (enrolled by an older Phantom).
+	CertNotAfter time.Time
+	// LastContact and LastContactIP are when and from where the node last called STS's
+	// node API (TouchNode); zero and "" before its first call. PutNode ignores them.
+	LastContact   time.Time
+	LastContactIP string
 }
 
 // MFADevice is a virtual MFA device: a TOTP seed, enabled for a user or not yet. Seed is
@@ -152,9 +162,10 @@ type Store interface {
 	// RetireSealingKey sets the time after which a key is no longer used.
 	RetireSealingKey(ctx context.Context, id string, after time.Time) error
 
-	// PutRevocation records a revocation, keeping the latest Before per role.
+	// PutRevocation records a revocation, keeping the latest Before per role or node.
 	PutRevocation(ctx context.Context, r Revocation) error
-	// ListRevocations returns one revocation per role, ordered by role.
+	// ListRevocations returns one revocation per role, ordered by role, then one per
+	// node, ordered by node.
 	ListRevocations(ctx context.Context) ([]Revocation, error)
 
 	// PutJoinToken, GetJoinToken and DeleteJoinToken implement pki.TokenStore.
@@ -173,6 +184,9 @@ type Store interface {
 	ListNodes(ctx context.Context) ([]Node, error)
 	// DeleteNode removes a node, or returns ErrNotFound.
 	DeleteNode(ctx context.Context, name string) error
+	// TouchNode records that a node called STS at a time from an address, keeping the
+	// latest time. It does not bump Version.
+	TouchNode(ctx context.Context, name string, at time.Time, sourceIP string) error
 
 	// PutFinding inserts or updates a finding by id, keeping a stored finding's
 	// Archived and CreatedAt.

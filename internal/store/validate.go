@@ -121,3 +121,59 @@ func optionalTime(t time.Time) (sql.NullInt64, error) {
 func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
+
+// revocationRow checks a revocation and names its table, key column and time.
+func revocationRow(r Revocation) (table, key string, before int64, err error) {
+	switch {
+	case r.Role != "" && r.Node != "":
+		return "", "", 0, fmt.Errorf("put revocation: role %s and node %s: name one", r.Role, r.Node)
+	case r.Node != "":
+		table, key = "node_revocations", "node"
+		err = validName(r.Node)
+	default:
+		table, key = "revocations", "role"
+		err = validName(r.Role)
+	}
+	if err != nil {
+		return "", "", 0, fmt.Errorf("put revocation: %s: %w", key, err)
+	}
+	if r.Before.IsZero() {
+		return "", "", 0, fmt.Errorf("put revocation %s%s: zero time", r.Role, r.Node)
+	}
+	if before, err = nanos(r.Before); err != nil {
+		return "", "", 0, fmt.Errorf("put revocation %s%s: %w", r.Role, r.Node, err)
+	}
+	return table, key, before, nil
+}
+
+// nodeRow checks a node record and encodes its times.
+func nodeRow(n Node, now func() time.Time) (enrolled int64, notAfter sql.NullInt64, err error) {
+	if err := validName(n.Name); err != nil {
+		return 0, notAfter, fmt.Errorf("put node: name: %w", err)
+	}
+	if n.CertSerial == "" {
+		return 0, notAfter, fmt.Errorf("put node %s: no certificate serial", n.Name)
+	}
+	if enrolled, err = requiredTime(n.EnrolledAt, now); err != nil {
+		return 0, notAfter, fmt.Errorf("put node %s: enrolled: %w", n.Name, err)
+	}
+	if notAfter, err = optionalTime(n.CertNotAfter); err != nil {
+		return 0, notAfter, fmt.Errorf("put node %s: certificate expiry: %w", n.Name, err)
+	}
+	return enrolled, notAfter, nil
+}
+
+// contactRow checks a node contact.
+func contactRow(name string, at time.Time, sourceIP string) (int64, error) {
+	if err := validName(name); err != nil {
+		return 0, fmt.Errorf("touch node: name: %w", err)
+	}
+	if len(sourceIP) > 64 {
+		return 0, fmt.Errorf("touch node %s: source address is %d bytes", name, len(sourceIP))
+	}
+	n, err := nanos(at)
+	if err != nil || at.IsZero() {
+		return 0, fmt.Errorf("touch node %s: time %s is not usable", name, at)
+	}
+	return n, nil
+}

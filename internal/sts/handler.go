@@ -31,6 +31,9 @@ type call struct {
 	caller caller
 	ev     *Event
 	start  time.Time // for the metrics
+	// enrolled is when the node the call authenticated (node API) was last enrolled,
+	// zero without a registry.
+	enrolled time.Time
 }
 
 // auditFailed is what the metrics record for a call whose audit record failed.
@@ -58,7 +61,7 @@ func (h *Handler) observe(c *call, action string, e *apiError) {
 func MetricAction(action string) string {
 	switch action {
 	case "", "AssumeRole", "AssumeRoleWithWebIdentity", "GetSessionToken", "GetCallerIdentity", "DecodeAuthorizationMessage",
-		"EnrollNode", "RenewNodeCertificate", "NodeCredentials",
+		"EnrollNode", "RenewNodeCertificate", "NodeCredentials", "WatchNodeSession",
 		"EnrollComponent", "RenewComponentCertificate", "CertifyAuditWriter":
 		return action
 	}

@@ -20,8 +20,9 @@ type Identity struct {
 }
 
 var (
-	_ Credentials = (*Identity)(nil)
-	_ Issuer      = (*Identity)(nil)
+	_ Credentials  = (*Identity)(nil)
+	_ Issuer       = (*Identity)(nil)
+	_ NodeSessions = (*Identity)(nil)
 )
 
 // NewIdentity returns the adapter for svc.
@@ -124,4 +125,33 @@ func (a *Identity) Issue(_ context.Context, spec SessionSpec) (SessionCredential
 
 func isUserARN(arn string) bool {
 	return strings.HasPrefix(arn, "arn:aws:iam::") && strings.Contains(arn, ":user/")
+}
+
+// NodeRevoked implements NodeSessions.
+func (a *Identity) NodeRevoked(node string) bool { return a.svc.NodeRevoked(node) }
+
+// NodeRevocation implements NodeSessions.
+func (a *Identity) NodeRevocation(node string) (time.Time, bool) { return a.svc.NodeRevocation(node) }
+
+// Changed implements NodeSessions.
+func (a *Identity) Changed() <-chan struct{} { return a.svc.Changed() }
+
+// SessionState implements NodeSessions with the identity service's own check: a session
+// that Resolve would refuse is reported with why.
+func (a *Identity) SessionState(accessKeyID, sessionToken string) (node, state string, err error) {
+	c, err := a.svc.SessionState(accessKeyID, sessionToken)
+	if c != nil {
+		node = c.Node
+	}
+	switch {
+	case err == nil:
+		return node, SessionValid, nil
+	case errors.Is(err, identity.ErrSessionRevoked):
+		return node, SessionRevoked, nil
+	case errors.Is(err, identity.ErrTokenExpired):
+		return "", SessionExpired, nil
+	case errors.Is(err, identity.ErrNotLoaded), errors.Is(err, identity.ErrStale):
+		return "", "", fmt.Errorf("%w: %w", ErrSessionStateUnknown, err)
+	}
+	return "", SessionInvalid, nil
 }

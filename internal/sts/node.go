@@ -30,6 +30,8 @@ import (
 //	POST /phantom/node/enroll       {"token","csr"}        no client certificate
 //	POST /phantom/node/renew        {"csr"}                node certificate (mTLS)
 //	POST /phantom/node/credentials  {"durationSeconds"?}   node certificate (mTLS)
+//	POST /phantom/node/watch        {"accessKeyId","sessionToken"}  node certificate (mTLS);
+//	                                answers with a stream of events (node_watch.go)
 //
 // The STS listener requests but does not require client certificates (SDK callers of the
 // query API have none), so every node call verifies the presented chain itself against the
@@ -63,8 +65,9 @@ type NodeConfig struct {
 	// Issuer mints node-bound sessions (*sts.Identity).
 	Issuer NodeIssuer
 	// ProxyPassword returns a node's egress proxy password
-	// (egress.ProxyPassword(key, node)); it is handed to the node with its credentials.
-	ProxyPassword func(node string) string
+	// (egress.ProxyPassword(key, node, its address)); it is handed to the node with its
+	// credentials.
+	ProxyPassword func(node *config.Node) string
 	// Registry records enrolled nodes and the serial of each one's current certificate
 	// (the store). When set, a node's older certificates stop working once it renews, and
 	// a node removed from the registry is refused. nil: any unexpired certificate of a
@@ -72,6 +75,14 @@ type NodeConfig struct {
 	Registry NodeRegistry
 	// CertValidity is the lifetime of renewed certificates; zero means the CA's default.
 	CertValidity time.Duration
+	// Sessions tells removed nodes and revoked sessions (*sts.Identity); nil leaves the
+	// watch call unserved and removed nodes to the Registry alone.
+	Sessions NodeSessions
+	// WatchHeartbeat is how often a watch stream says it is alive; zero means
+	// DefaultWatchHeartbeat. WatchMaxDuration is how long one stream lasts before the
+	// agent is told to reconnect; zero means DefaultWatchMaxDuration.
+	WatchHeartbeat   time.Duration
+	WatchMaxDuration time.Duration
 }
 
 // NodeCA is the perimeter CA as the node API uses it.
@@ -84,10 +95,11 @@ type NodeCA interface {
 var _ NodeCA = (*pki.CA)(nil)
 
 // NodeRegistry keeps enrolled nodes. GetNode returns store.ErrNotFound (wrapped or not)
-// for an unknown node.
+// for an unknown node. TouchNode records a node's call (its last contact).
 type NodeRegistry interface {
 	PutNode(ctx context.Context, n store.Node) error
 	GetNode(ctx context.Context, name string) (store.Node, error)
+	TouchNode(ctx context.Context, name string, at time.Time, sourceIP string) error
 }
 
 // NodeSession is a node session to mint: a role session bound to the node's network,
@@ -121,6 +133,9 @@ func (nc *NodeConfig) validate() error {
 	if nc.CertValidity < 0 || nc.CertValidity > pki.MaxValidity {
 		return fmt.Errorf("node API: certificate validity %s is outside 0 to %s", nc.CertValidity, pki.MaxValidity)
 	}
+	if nc.WatchHeartbeat < 0 || nc.WatchMaxDuration < 0 {
+		return errors.New("node API: watch heartbeat and maximum duration must not be negative")
+	}
 	return nil
 }
 
@@ -130,6 +145,23 @@ type nodeRequest struct {
 	Token           string `json:"token"`
 	CSR             string `json:"csr"`
 	DurationSeconds *int64 `json:"durationSeconds"`
+	AccessKeyID     string `json:"accessKeyId"`
+	SessionToken    string `json:"sessionToken"`
+}
+
+// only reports whether the request sets no member but those named.
+func (r *nodeRequest) only(members ...string) bool {
+	set := map[string]bool{"token": r.Token != "", "csr": r.CSR != "", "durationSeconds": r.DurationSeconds != nil,
+		"accessKeyId": r.AccessKeyID != "", "sessionToken": r.SessionToken != ""}
+	for _, m := range members {
+		delete(set, m)
+	}
+	for _, v := range set {
+		if v {
+			return false
+		}
+	}
+	return true
 }
 
 // parseNodeRequest decodes a node API body: one JSON object of known members and nothing
@@ -142,7 +174,7 @@ func parseNodeRequest(body []byte) (*nodeRequest, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(req); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object of token, csr and durationSeconds: %v", sanitizeJSONError(err))
+		return nil, fmt.Errorf("the body is not a JSON object of token, csr, durationSeconds, accessKeyId and sessionToken: %v", sanitizeJSONError(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("the body has data after its JSON object")
@@ -272,6 +304,10 @@ func (h *Handler) serveNode(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, c.id, aerr)
 		return
 	}
+	if ws, ok := resp.(*watchStream); ok {
+		h.streamWatch(w, c, ws)
+		return
+	}
 	b, err := json.Marshal(resp)
 	if err != nil {
 		writeJSONError(w, c.id, internalFailure())
@@ -309,6 +345,8 @@ func (h *Handler) nodeCall(ctx context.Context, c *call) (any, *apiError) {
 		c.ev.EventName, do = "RenewNodeCertificate", h.renewNode
 	case "credentials":
 		c.ev.EventName, do = "AssumeRole", h.nodeCredentials
+	case "watch":
+		c.ev.EventName, do = "WatchNodeSession", h.watchNode
 	default:
 		return nil, &apiError{Code: "UnknownOperationException", Message: "No node operation at this path.", Status: http.StatusNotFound}
 	}
@@ -367,19 +405,41 @@ func (h *Handler) nodePeer(ctx context.Context, c *call, nc *NodeConfig) (*confi
 	if !ok {
 		return nil, nil, accessDenied("Node " + id.Name + " is not in the perimeter spec.")
 	}
-	if nc.Registry != nil {
-		rec, err := nc.Registry.GetNode(ctx, id.Name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil, nil, accessDenied("Node " + id.Name + " is not enrolled.")
-		case err != nil:
-			h.log.Error("sts node: registry lookup failed", "request_id", c.id, "node", id.Name, "error", err)
-			return nil, nil, internalFailure()
-		case !strings.EqualFold(rec.CertSerial, leaf.SerialNumber.Text(16)):
-			return nil, nil, &apiError{Code: "InvalidClientCertificate", Message: "The client certificate of node " + id.Name + " has been superseded by a newer one.", Status: http.StatusForbidden}
+	revoked := &apiError{Code: "InvalidClientCertificate", Message: "Node " + id.Name + " has been revoked; it may enroll again only with a new join token.", Status: http.StatusForbidden}
+	if nc.Registry == nil {
+		if nc.Sessions != nil && nc.Sessions.NodeRevoked(id.Name) {
+			return nil, nil, revoked
+		}
+		return node, leaf, nil
+	}
+	rec, err := nc.Registry.GetNode(ctx, id.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil, accessDenied("Node " + id.Name + " is not enrolled.")
+	case err != nil:
+		h.log.Error("sts node: registry lookup failed", "request_id", c.id, "node", id.Name, "error", err)
+		return nil, nil, internalFailure()
+	case !strings.EqualFold(rec.CertSerial, leaf.SerialNumber.Text(16)):
+		return nil, nil, &apiError{Code: "InvalidClientCertificate", Message: "The client certificate of node " + id.Name + " has been superseded by a newer one.", Status: http.StatusForbidden}
+	}
+	// Removed, and not enrolled again since (the registry is read now; the revocation is
+	// the identity service's, which follows the store within a poll).
+	if nc.Sessions != nil {
+		if before, ok := nc.Sessions.NodeRevocation(id.Name); ok && !rec.EnrolledAt.After(before) {
+			return nil, nil, revoked
 		}
 	}
+	c.enrolled = rec.EnrolledAt
+	h.touch(ctx, nc, id.Name, c)
 	return node, leaf, nil
+}
+
+// touch records the node's contact (the console's "last contact"); a failure is logged,
+// never fatal: nothing is decided on it.
+func (h *Handler) touch(ctx context.Context, nc *NodeConfig, node string, c *call) {
+	if err := nc.Registry.TouchNode(ctx, node, h.now(), c.ev.SourceIPAddress); err != nil {
+		h.log.Warn("sts node: record contact failed", "request_id", c.id, "node", node, "error", err)
+	}
 }
 
 func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeRequest) (any, *apiError) {
@@ -387,8 +447,8 @@ func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *
 	if id := joinTokenID(req.Token); id != "" {
 		c.ev.RequestParameters = map[string]any{"joinTokenId": id}
 	}
-	if req.DurationSeconds != nil {
-		return nil, validationError("durationSeconds is not a member of an enrollment request.")
+	if !req.only("token", "csr") {
+		return nil, validationError("An enrollment request has only a token and a csr.")
 	}
 	if req.Token == "" {
 		return nil, validationError("token is required.")
@@ -423,7 +483,7 @@ func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *
 		return nil, accessDenied("Node " + rec.Node + " is not in the perimeter spec.")
 	}
 	if nc.Registry != nil {
-		if err := nc.Registry.PutNode(ctx, store.Node{Name: node.Name, Role: node.Role, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: c.now.UTC()}); err != nil {
+		if err := nc.Registry.PutNode(ctx, store.Node{Name: node.Name, Role: node.Role, CertSerial: cert.SerialNumber.Text(16), EnrolledAt: c.now.UTC(), CertNotAfter: cert.NotAfter}); err != nil {
 			h.log.Error("sts node: record enrolled node failed", "request_id", c.id, "node", node.Name, "error", err)
 			return nil, internalFailure()
 		}
@@ -436,7 +496,7 @@ func (h *Handler) renewNode(ctx context.Context, c *call, nc *NodeConfig, req *n
 	if aerr != nil {
 		return nil, aerr
 	}
-	if req.Token != "" || req.DurationSeconds != nil {
+	if !req.only("csr") {
 		return nil, validationError("A renewal request has only a csr.")
 	}
 	csr, err := parseNodeCSR(req.CSR)
@@ -452,7 +512,7 @@ func (h *Handler) renewNode(ctx context.Context, c *call, nc *NodeConfig, req *n
 	if nc.Registry != nil {
 		rec, err := nc.Registry.GetNode(ctx, node.Name)
 		if err == nil {
-			rec.CertSerial, rec.Role = cert.SerialNumber.Text(16), node.Role
+			rec.CertSerial, rec.Role, rec.CertNotAfter = cert.SerialNumber.Text(16), node.Role, cert.NotAfter
 			err = nc.Registry.PutNode(ctx, rec)
 		}
 		if err != nil {
@@ -483,7 +543,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		return nil, aerr
 	}
 	c.ev.UserIdentity.SessionContext = &SessionContext{Attributes: map[string]string{"mfaAuthenticated": "false"}, EC2RoleDelivery: "2.0"}
-	if req.Token != "" || req.CSR != "" {
+	if !req.only("durationSeconds") {
 		return nil, validationError("A credentials request has only durationSeconds.")
 	}
 	nd := c.dir.(nodeDirectory) // nodePeer checked
@@ -541,7 +601,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		Expiration:      creds.Expiration.UTC().Format(time.RFC3339),
 		RoleArn:         role.ARN,
 		AccountID:       arnAccount(role.ARN),
-		ProxyPassword:   nc.ProxyPassword(node.Name),
+		ProxyPassword:   nc.ProxyPassword(node),
 		Node:            node.Name,
 		Region:          h.cfg.Region,
 		VPC:             node.VPC,

@@ -66,7 +66,7 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
+	svc, err := identity.New(identity.Config{Account: testAccount, Logger: quiet}, identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Nodes: db, Changes: db})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,9 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 	e.h, err = New(Config{
 		Account: testAccount, Region: "us-east-1", Directory: func() Directory { return spec }, Logger: quiet,
 		Nodes: &NodeConfig{
-			CA: ca, Tokens: e.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db,
-			ProxyPassword: func(n string) string { return egress.ProxyPassword(ek, n) },
+			CA: ca, Tokens: e.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db, Sessions: id,
+			ProxyPassword:  func(n *config.Node) string { return egress.ProxyPassword(ek, n.Name, n.PrivateIP) },
+			WatchHeartbeat: 200 * time.Millisecond, WatchMaxDuration: 3 * time.Second,
 		},
 	}, id, id, e.audit)
 	if err != nil {
@@ -248,7 +249,7 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(c.AccessKeyID, "ASIA") || c.RoleArn != "arn:aws:iam::123456789012:role/app" || c.Node != "service-a-1" ||
-		c.ProxyPassword != egress.ProxyPassword(e.egress, "service-a-1") || c.AccountID != testAccount {
+		c.ProxyPassword != egress.ProxyPassword(e.egress, "service-a-1", netip.MustParseAddr("10.0.1.15")) || c.AccountID != testAccount {
 		t.Fatalf("credentials response %+v", c)
 	}
 	exp, err := time.Parse(time.RFC3339, c.Expiration)

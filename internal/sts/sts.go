@@ -163,6 +163,7 @@ type Handler struct {
 	now      func() time.Time
 	log      *slog.Logger
 	newID    func() string
+	watches  watchers // node watch streams, one per node
 }
 
 // DefaultMaxBodyBytes bounds an STS request body.

@@ -27,6 +27,14 @@
 //   - notify posts the finding, wrapped as GuardDuty's EventBridge event ("detail-type":
 //     "GuardDuty Finding"), to an https (or loopback http) webhook, asynchronously so
 //     detection never waits: 5 s per attempt, 3 attempts with backoff, no redirects.
+//   - Safe against being turned on users: an action acts only on a principal whose
+//     signature verified (a finding marked claimed names an identity a request merely
+//     claimed: anyone can name someone else's access key id), never on a principal of
+//     detection.protectedPrincipals (a role's ARN protects its sessions), and at most
+//     maxPerHour findings per response per hour (in this process); a response in mode
+//     report records what it would have done and does nothing. Each refusal is audited
+//     (NotApplicable, or Throttling once per finding and hour). Notify is no action on a
+//     principal: it runs for claimed and protected principals too.
 //   - Audit: one CloudTrail-shaped event per action, eventSource
 //     "detector.phantom.amazonaws.com" (Phantom's own service, named like
 //     egress.phantom.amazonaws.com; GuardDuty itself does not act on findings), eventType
@@ -132,8 +140,12 @@ type Responder struct {
 	now  func() time.Time
 	http *http.Client
 
-	mu   sync.Mutex // serializes Handle: one finding's actions are decided at a time
-	risk atomic.Pointer[riskView]
+	mu sync.Mutex // serializes Handle: one finding's actions are decided at a time
+	// rates and throttled are the rate caps' state (rate.go); guarded by mu.
+	rates          map[string]*rateWindow
+	throttled      map[string]time.Time
+	throttlePruned time.Time
+	risk           atomic.Pointer[riskView]
 	// riskMu serializes snapshot writers (raise and Refresh).
 	riskMu  sync.Mutex
 	version atomic.Int64
@@ -182,7 +194,8 @@ func New(cfg Config) (*Responder, error) {
 	c := *hc
 	c.Timeout = 0
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	r := &Responder{cfg: cfg, log: cfg.Logger, now: cfg.Now, http: &c, pending: make(chan struct{}, cfg.MaxPendingNotifications)}
+	r := &Responder{cfg: cfg, log: cfg.Logger, now: cfg.Now, http: &c, pending: make(chan struct{}, cfg.MaxPendingNotifications),
+		rates: map[string]*rateWindow{}, throttled: map[string]time.Time{}}
 	r.notifyCtx, r.notifyCancel = context.WithCancel(context.Background())
 	r.risk.Store(&riskView{})
 	r.version.Store(-1)
@@ -242,6 +255,9 @@ func (r *Responder) respond(ctx context.Context, f detect.Finding, applied []str
 		}
 		for _, a := range rsp.Actions {
 			key := actionKey(a, rsp)
+			if rsp.Mode == config.ModeReport {
+				key = "report:" + key // enforcing it later is another action
+			}
 			if slices.Contains(applied, key) {
 				continue
 			}
@@ -359,26 +375,83 @@ func (r *Responder) apply(ctx context.Context, spec *config.Spec, f detect.Findi
 		"severity":    f.Severity,
 		"principal":   export.Principal(f),
 	}
-	var name string
+	name := eventName(a)
+	if rsp.Mode == config.ModeReport {
+		params["mode"] = string(config.ModeReport)
+	}
+	if a != config.ActionNotify {
+		// Who the action would touch: never a claimed identity, never a protected one.
+		if d := f.Resource.AccessKeyDetails; d != nil && d.Claimed {
+			return true, r.audit(ctx, spec, name, params, notApplicable("the finding's identity was only claimed by a request whose signature or credential did not verify: responses act only on verified principals"))
+		}
+		if p, ok := protected(spec, export.Principal(f)); ok {
+			return true, r.audit(ctx, spec, name, params, notApplicable("principal "+export.Principal(f)+" is protected (detection.protectedPrincipals: "+p+")"))
+		}
+	}
+	if rsp.Mode == config.ModeReport {
+		return true, r.audit(ctx, spec, name, params, outcome{response: map[string]any{"applied": false, "mode": string(config.ModeReport)}})
+	}
+	if !r.admit(rsp, f.ID) {
+		// Not done: applied when the finding repeats within the cap.
+		if r.throttleOnce(rsp, f.ID, a) {
+			return false, r.audit(ctx, spec, name, params, outcome{code: "Throttling",
+				message: fmt.Sprintf("the response acted on %d findings in the last hour (maxPerHour); it acts on this one when it repeats within the cap", rsp.MaxPerHour)})
+		}
+		return false, nil
+	}
 	var out outcome
 	switch a {
 	case config.ActionRevokeSessions:
-		name = EventRevokeSessions
 		out, done = r.revoke(ctx, f, params)
 	case config.ActionDisableAccessKey:
-		name = EventDisableAccessKey
 		out, done = r.disableKey(ctx, f, params)
 	case config.ActionRaiseRiskLevel:
-		name = EventRaiseRiskLevel
 		out, done = r.raise(ctx, f, rsp.RiskLevel, params)
 	case config.ActionNotify:
 		// Audited when the delivery finishes.
 		return r.notify(spec, f, rsp.Webhook, params), nil
 	default:
-		name = string(a)
 		out, done = outcome{code: "InvalidAction", message: fmt.Sprintf("unknown response action %q", a)}, true
 	}
 	return done, r.audit(ctx, spec, name, params, out)
+}
+
+// eventName is an action's audit eventName.
+func eventName(a config.Action) string {
+	switch a {
+	case config.ActionRevokeSessions:
+		return EventRevokeSessions
+	case config.ActionDisableAccessKey:
+		return EventDisableAccessKey
+	case config.ActionRaiseRiskLevel:
+		return EventRaiseRiskLevel
+	case config.ActionNotify:
+		return EventNotify
+	}
+	return string(a)
+}
+
+// protected reports whether a principal ARN is one of the spec's protected principals,
+// and which pattern protects it: the ARN itself, or, for a role session, its role's ARN.
+func protected(spec *config.Spec, principal string) (string, bool) {
+	if principal == "" || len(spec.Detection.ProtectedPrincipals) == 0 {
+		return "", false
+	}
+	names := []string{principal}
+	if p, ok := parseARN(principal); ok && p.kind == "assumed-role" {
+		if role, ok := spec.Role(p.name); ok {
+			names = append(names, role.ARN)
+		}
+		names = append(names, "arn:aws:iam::"+p.account+":role/"+p.name)
+	}
+	for _, pat := range spec.Detection.ProtectedPrincipals {
+		for _, n := range names {
+			if Glob(pat, n) {
+				return pat, true
+			}
+		}
+	}
+	return "", false
 }
 
 func (r *Responder) audit(ctx context.Context, spec *config.Spec, name string, params map[string]any, out outcome) error {

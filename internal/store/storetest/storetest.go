@@ -401,6 +401,26 @@ func testRevocations(t *testing.T, s Store) {
 	if err := s.PutRevocation(ctx(t), store.Revocation{Role: "x"}); err == nil {
 		t.Error("PutRevocation with a zero time accepted it")
 	}
+
+	// Node revocations: one per node, the latest kept, listed after the roles'; a node
+	// named like a role is a different thing.
+	must(t, s.PutRevocation(ctx(t), store.Revocation{Node: "web-1", Before: later}))
+	must(t, s.PutRevocation(ctx(t), store.Revocation{Node: "web-1", Before: first}))
+	must(t, s.PutRevocation(ctx(t), store.Revocation{Node: "admin", Before: first}))
+	got, err = s.ListRevocations(ctx(t))
+	must(t, err)
+	want := []store.Revocation{{Role: "admin", Before: first}, {Role: "deploy", Before: later}, {Node: "admin", Before: first}, {Node: "web-1", Before: later}}
+	if len(got) != len(want) {
+		t.Fatalf("ListRevocations = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].Role != want[i].Role || got[i].Node != want[i].Node || !got[i].Before.Equal(want[i].Before) {
+			t.Errorf("revocation[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if err := s.PutRevocation(ctx(t), store.Revocation{Role: "r", Node: "n", Before: t0}); err == nil {
+		t.Error("PutRevocation naming both a role and a node accepted it")
+	}
 }
 
 func joinToken(id, node string) pki.JoinToken {
@@ -555,6 +575,38 @@ func testNodes(t *testing.T, s Store) {
 	if err := s.PutNode(ctx(t), store.Node{Name: "x"}); err == nil {
 		t.Error("PutNode with no certificate serial accepted it")
 	}
+
+	// The certificate's expiry is kept; contacts keep the latest and do not bump the
+	// version (a node touches its row on every call).
+	exp := t0.Add(24 * time.Hour)
+	must(t, s.PutNode(ctx(t), store.Node{Name: "web-1", Role: "web", CertSerial: "0a1b2e", EnrolledAt: t0, CertNotAfter: exp}))
+	v, err := s.Version(ctx(t))
+	must(t, err)
+	must(t, s.TouchNode(ctx(t), "web-1", t0.Add(2*time.Minute), "10.0.1.15"))
+	must(t, s.TouchNode(ctx(t), "web-1", t0.Add(time.Minute), "10.9.9.9"))
+	if v2, err := s.Version(ctx(t)); err != nil || v2 != v {
+		t.Errorf("Version after TouchNode = %d (%v), want %d unchanged", v2, err, v)
+	}
+	got, err = s.GetNode(ctx(t), "web-1")
+	must(t, err)
+	if !got.CertNotAfter.Equal(exp) || !got.LastContact.Equal(t0.Add(2*time.Minute)) || got.LastContactIP != "10.0.1.15" {
+		t.Errorf("GetNode = %+v, want expiry %s and the latest contact %s from 10.0.1.15", got, exp, t0.Add(2*time.Minute))
+	}
+	all, err = s.ListNodes(ctx(t))
+	must(t, err)
+	if len(all) != 1 || !all[0].LastContact.Equal(got.LastContact) || !all[0].CertNotAfter.Equal(exp) {
+		t.Errorf("ListNodes = %+v, want web-1 with its contact and expiry", all)
+	}
+	// Re-enrollment keeps the contact (it is about the node, not the certificate).
+	must(t, s.PutNode(ctx(t), store.Node{Name: "web-1", Role: "web", CertSerial: "0a1b2f", EnrolledAt: t0.Add(3 * time.Hour)}))
+	got, err = s.GetNode(ctx(t), "web-1")
+	must(t, err)
+	if !got.CertNotAfter.IsZero() || got.LastContactIP != "10.0.1.15" {
+		t.Errorf("after re-enrollment without an expiry GetNode = %+v, want no expiry and the contact kept", got)
+	}
+	if err := s.TouchNode(ctx(t), "", t0, "10.0.0.1"); err == nil {
+		t.Error("TouchNode with no name accepted it")
+	}
 }
 
 func testVersion(t *testing.T, s Store) {
@@ -597,6 +649,8 @@ func testVersion(t *testing.T, s Store) {
 	bumped("PutRevocation")
 	must(t, s.PutRevocation(ctx(t), store.Revocation{Role: "r", Before: t0.Add(time.Second)}))
 	bumped("PutRevocation (later)")
+	must(t, s.PutRevocation(ctx(t), store.Revocation{Node: "n", Before: t0}))
+	bumped("PutRevocation (node)")
 	must(t, s.PutJoinToken(ctx(t), joinToken("0123456789abcdef0123456789abcdef", "n")))
 	bumped("PutJoinToken")
 	_, err = s.DeleteJoinToken(ctx(t), "0123456789abcdef0123456789abcdef")

@@ -1,4 +1,4 @@
--- 0007: per-purpose storage keys and signed session tokens (issue 26).
+-- 0008: per-purpose storage keys and signed session tokens (issue 26).
 -- key_checks holds, per storage purpose (keys.Store*), a known value sealed under that
 -- purpose's key: a component key file of another perimeter is refused at open.
 CREATE TABLE key_checks (

@@ -1,4 +1,4 @@
--- 0005: per-purpose storage keys and signed session tokens, as SQLite's 0007.
+-- 0006: per-purpose storage keys and signed session tokens, as SQLite's 0008.
 CREATE TABLE key_checks (
 	purpose text PRIMARY KEY,
 	sealed  bytea NOT NULL
@@ -7,7 +7,7 @@ CREATE TABLE key_checks (
 ALTER TABLE sealing_keys ADD COLUMN public_key bytea CHECK (public_key IS NULL OR length(public_key) = 32);
 ALTER TABLE sealing_keys ADD COLUMN sign_sealed bytea;
 
--- The CA's certificates and certificate revocations, as SQLite's 0007.
+-- The CA's certificates and certificate revocations, as SQLite's 0008.
 CREATE TABLE ca_certificates (
 	serial        text PRIMARY KEY,
 	der           bytea NOT NULL,
