@@ -263,3 +263,23 @@ func TestAuditAnchorsExport(t *testing.T) {
 		t.Fatalf("offline verify of a deleted chain: exit %d\n%s", code, out)
 	}
 }
+
+// dataDirCA is the CA of a data directory (kept in its store), as an admin command
+// opens it: for tests that play a component the perimeter's CA certified.
+func dataDirCA(t *testing.T, dataDir, account string) *pki.Authority {
+	t.Helper()
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ca, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true, Root: true}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}

@@ -287,10 +287,7 @@ func TestUpBackendHop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(u.dataDir, admin.CADir), Account: "123456789012"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := dataDirCA(t, u.dataDir, "123456789012")
 	// Another component's certificate of the same CA is not the gateway's.
 	other, _ := ca.Issue(pki.Request{Identity: pki.Identity{Account: "123456789012", Kind: pki.KindEndpoint, Name: "vpce-0123456789abcdef0"}, Client: true})
 	if _, err := u.goClient(t, other).Get(backend + "/orders"); err == nil {
