@@ -13,6 +13,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/audit/audittest"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -57,7 +58,11 @@ func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
 	if err := ca.WriteBundle(filepath.Join(dataDir, "ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	return &perimeter{store: st, ca: ca}
+	ring, err := keys.FromMaster(mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &perimeter{store: st, ca: ca, issuer: ca, keys: ring}
 }
 
 // write writes n records to each chain in two rounds a digest apart.

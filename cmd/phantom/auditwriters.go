@@ -91,10 +91,10 @@ type auditLogs struct {
 // openChains opens chains in dir, each with a writer key certified by ca, anchoring
 // every digest in the store and in sinks.
 func openChains(dir string, chains []string, p *perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*auditLogs, error) {
-	l := &auditLogs{dir: dir, account: account, ca: p.ca, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
+	l := &auditLogs{dir: dir, account: account, ca: p.issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
 	anchors := append([]audit.AnchorStore{p.store}, sinks...)
 	for _, c := range chains {
-		key, cert, err := writerKey(p.ca, account, c)
+		key, cert, err := writerKey(p.issuer, account, c)
 		if err != nil {
 			l.closeAll(log)
 			return nil, err

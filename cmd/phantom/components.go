@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -55,7 +57,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 	// To https backends the gateway presents a client certificate from the perimeter CA
 	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
 	// the backend's own CA.
-	client, err := newCertSource(p.ca, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	client, err := newCertSource(p.issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +100,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
 	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
-	certs, err := newCertSource(p.ca, req)
+	certs, err := newCertSource(p.issuer, req)
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +120,30 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 // newResponder stores findings and applies the spec's responses through the perimeter's
 // identity service; its risk levels are the gateway's phantom:RiskLevel.
 func newResponder(current func() *config.Spec, p *perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
-	r, err := respond.New(respond.Config{Spec: current, Identity: p.ids, Store: p.store, Auditor: auditor, Logger: log})
+	var ids respond.Identity = p.ids
+	if !p.keys.Has(keys.StoreAccessKeys) {
+		ids = statusWriter{p.ids, p.store}
+	}
+	r, err := respond.New(respond.Config{Spec: current, Identity: ids, Store: p.store, Auditor: auditor, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// statusWriter is the responder's identity service in a process that holds no key to
+// read users' secret keys (a detector with its key file): disabling a key changes its
+// status, which needs no secret.
+type statusWriter struct {
+	*identity.Service
+	st interface {
+		UpdateAccessKeyStatus(ctx context.Context, id, status string) error
+	}
+}
+
+func (w statusWriter) UpdateAccessKeyStatus(ctx context.Context, id, status string) error {
+	if err := w.st.UpdateAccessKeyStatus(ctx, id, status); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	return nil
 }

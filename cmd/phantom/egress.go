@@ -149,7 +149,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", f.tlsListen, err)
 		}
-		certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
+		certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
 		if err != nil {
 			ln.Close()
 			return err

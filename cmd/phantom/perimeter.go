@@ -30,10 +30,13 @@ const defaultMaxStale = 30 * time.Second
 // identity service itself, with its refresh interval and staleness bound, and a sealing
 // key, which admin.Open does not expose or create.
 type perimeter struct {
-	store    store.Store
-	notify   store.Notifier // nil when the store announces nothing
-	ids      *identity.Service
-	ca       *pki.Authority   // the CA as this process sees it: trust, and issuing when it may
+	store  store.Store
+	notify store.Notifier // nil when the store announces nothing
+	ids    *identity.Service
+	ca     *pki.Authority // the CA as this process sees it: trust, and issuing when it may
+	// issuer issues this process's own certificates: the CA in a process that holds the
+	// issuing key (STS, phantom up, the operator), else STS's component API (enroll).
+	issuer   componentIssuer
 	messages *authzmsg.Sealer // encoded authorization messages; nil without their key
 	// keys are the keys this process holds (internal/keys): the ones every replica must
 	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
@@ -53,17 +56,44 @@ type perimeterOptions struct {
 	poll     time.Duration
 	// maxStale bounds serving from state the store has not confirmed; 0: unbounded.
 	maxStale time.Duration
+	// component is the kind of process; keysFile its component key file ("": the
+	// master key, which makes the process an operator's).
+	component keys.Component
+	keysFile  string
+}
+
+// componentIssuer is what a process needs to get its own certificates: its TLS
+// certificate and its audit writers' (*pki.Authority or *enroll.Client).
+type componentIssuer interface {
+	certIssuer
+	auditCertifier
+}
+
+// loadKeys is the ring a process runs with: its component key file when it has one (a
+// host that holds no master key), else the master key (an operator's host).
+func loadKeys(o perimeterOptions) (*keys.Ring, error) {
+	if o.keysFile == "" {
+		mk, err := store.LoadOrCreateMasterKey(o.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		return keys.FromMaster(mk)
+	}
+	ring, err := keys.LoadFile(o.keysFile)
+	if err != nil {
+		return nil, err
+	}
+	if o.component != "" && ring.Component() != o.component {
+		return nil, fmt.Errorf("key file %s is a %s's, not a %s's", o.keysFile, ring.Component(), o.component)
+	}
+	return ring, nil
 }
 
 func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*perimeter, error) {
 	if err := admin.PrepareDataDir(o.dataDir); err != nil {
 		return nil, err
 	}
-	mk, err := store.LoadOrCreateMasterKey(o.dataDir)
-	if err != nil {
-		return nil, err
-	}
-	ring, err := keys.FromMaster(mk)
+	ring, err := loadKeys(o)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +116,15 @@ func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*
 }
 
 func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logger) error {
-	deps := identity.Deps{AccessKeys: p.store, SealingKeys: p.store, Revocations: p.store, Nodes: p.store, Changes: p.store}
+	// A process reads only the secrets its keys open: an egress proxy, an endpoint or a
+	// detector loads no access key and no token key.
+	deps := identity.Deps{Revocations: p.store, Nodes: p.store, Changes: p.store}
+	if p.keys.Has(keys.StoreAccessKeys) {
+		deps.AccessKeys = p.store
+	}
+	if p.keys.Has(keys.StoreTokenKeys) {
+		deps.SealingKeys = p.store
+	}
 	if p.notify != nil {
 		deps.Notify = p.notify
 	}
@@ -117,6 +155,9 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 	}, p.store)
 	if err != nil {
 		return err
+	}
+	if p.keys.Has(keys.StoreCA) {
+		p.issuer = p.ca
 	}
 	if !p.keys.Has(keys.AuthzMessages) {
 		return nil

@@ -216,7 +216,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if lns.ops, err = listenOps(f); err != nil {
 		return err
 	}
-	if err := o.serve(lns.ops, p.ca, spec.Account, stderr, log); err != nil {
+	if err := o.serve(lns.ops, p.issuer, spec.Account, stderr, log); err != nil {
 		return err
 	}
 	defer o.close()
@@ -262,7 +262,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	stsCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
+	stsCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	gwCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
+	gwCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		if err != nil {
 			return err
 		}
-		fCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+		fCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
 		if err != nil {
 			return err
 		}
@@ -579,7 +579,7 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 		}
 		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
 	}}
-	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}

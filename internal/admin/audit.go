@@ -30,7 +30,7 @@ func (a *Admin) record(ctx context.Context, name string, params, resp map[string
 }
 
 // AuditTarget says where administrative events are recorded: the audit directory, the
-// master key the chain's digests are signed with (audit.DeriveSigner), and the account
+// master key the chain's digests are signed with (keys.AuditLegacy), and the account
 // and region the events are about.
 type AuditTarget struct {
 	Dir       string

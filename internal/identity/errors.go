@@ -50,6 +50,10 @@ var (
 	ErrAccessKeyInactive = &CredentialError{"access key is inactive", sigv4.ErrUnknownAccessKey}
 )
 
+// ErrNoKeys is returned by the administrative writes of a service without the store
+// they need (Deps.AccessKeys, Deps.SealingKeys): a process that holds no such keys.
+var ErrNoKeys = errors.New("identity: this process holds no access keys or token keys to change")
+
 // ErrNotLoaded is returned before the first successful Refresh: nothing resolves until the
 // snapshots exist (fail closed). It matches no sigv4 sentinel, so the verifier reports an
 // internal failure rather than blaming the caller's credentials.

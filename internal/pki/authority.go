@@ -133,10 +133,40 @@ func OpenAuthority(ctx context.Context, cfg AuthorityConfig, st CAStore) (*Autho
 			return nil, err
 		}
 	}
-	if err := a.Refresh(ctx); err != nil {
+	if err := a.Refresh(ctx); errors.Is(err, ErrNoIssuer) && len(certs) > 0 {
+		// Another process is making the CA (its root is stored, its issuing CA not yet),
+		// or every issuing CA expired: wait for the first, make one when this process
+		// holds a root key.
+		if err := a.awaitIssuer(ctx); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// awaitIssuer waits up to two seconds for another process's first issuing CA, then
+// makes one under the current root when this process holds its key.
+func (a *Authority) awaitIssuer(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var err error
+	for range 40 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if err = a.Refresh(ctx); !errors.Is(err, ErrNoIssuer) {
+			return err
+		}
+	}
+	if !a.cfg.Root && a.cfg.RootSigner == nil {
+		return err
+	}
+	_, err = a.Rotate(ctx, false)
+	return err
 }
 
 // Verifier is the process's verifier; Refresh keeps its trust current.

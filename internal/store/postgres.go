@@ -159,12 +159,20 @@ func (p *Postgres) init(ctx context.Context, ms []migration) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, migrationLockKey); err != nil {
 		return fmt.Errorf("migrate: lock schema %s: %w", *schema, err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at bigint NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	// A component's role (phantom store roles) may not create tables: it finds them in
+	// the current schema (not another of the search_path).
+	var migrated bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&migrated); err != nil {
+		return fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	if !migrated {
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at bigint NOT NULL
+		)`); err != nil {
+			return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		}
 	}
 	rows, err := tx.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
 	if err != nil {

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
+)
+
+// TestKeysExport: a component's key file holds its purposes only (0600), the operator's
+// master key is never exported, and an unknown component is a validation error.
+func TestKeysExport(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "gateway.keys")
+	r := admOK(t, admRun(t, dir, "", "keys", "export", "--component", "gateway", "--out", out))
+	var o struct{ Component, Path string }
+	if err := json.Unmarshal([]byte(r.stdout), &o); err != nil || o.Component != "gateway" {
+		t.Fatalf("output %q: %v", r.stdout, err)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	ring, err := keys.LoadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ring.HasMaster() || ring.Has(keys.StoreTokenSigning) || ring.Has(keys.StoreCA) || ring.Has(keys.StoreMFA) || !ring.Has(keys.Assertion) {
+		t.Fatalf("the gateway's file holds %v", ring.Held())
+	}
+	admWantAWSError(t, admRun(t, dir, "", "keys", "export", "--component", "operator", "--out", out+"2"), "ExportComponentKeys", "ValidationError")
+	admWantAWSError(t, admRun(t, dir, "", "keys", "export", "--component", "ca", "--out", out+"3"), "ExportComponentKeys", "ValidationError")
+	if _, err := os.Stat(out + "2"); !os.IsNotExist(err) {
+		t.Fatal("a refused export wrote a file")
+	}
+}
+
+// TestCACommands: list, rotate with overlap, revoke by identity, distrust, and component
+// join tokens, each refusing what it must.
+func TestCACommands(t *testing.T) {
+	dir := t.TempDir()
+	type ca struct {
+		CACertificates []struct{ Serial, Role, Status string }
+	}
+	list := func(r admResult) ca {
+		t.Helper()
+		var c ca
+		if err := json.Unmarshal([]byte(admOK(t, r).stdout), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	status := func(c ca) map[string]string {
+		m := map[string]string{}
+		for _, x := range c.CACertificates {
+			m[x.Serial] = x.Role + " " + x.Status
+		}
+		return m
+	}
+	before := list(admRun(t, dir, "", "ca", "list"))
+	var old string
+	for _, c := range before.CACertificates {
+		if c.Role == "issuing" && c.Status == "Current" {
+			old = c.Serial
+		}
+	}
+	if len(before.CACertificates) != 2 || old == "" {
+		t.Fatalf("a new perimeter's CA: %+v", before)
+	}
+	after := status(list(admRun(t, dir, "", "ca", "rotate")))
+	if len(after) != 3 || after[old] != "issuing Trusted" {
+		t.Fatalf("after a rotation the old issuing CA stays trusted: %v", after)
+	}
+	if n := strings.Count(fmt.Sprint(after), "issuing Current"); n != 1 {
+		t.Fatalf("after a rotation, %d current issuing CAs: %v", n, after)
+	}
+	if dis := status(list(admRun(t, dir, "", "ca", "distrust", "--serial", old))); dis[old] != "issuing Distrusted" {
+		t.Fatalf("after distrust: %v", dis)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "ca", "distrust", "--serial", "abcdef"), "DistrustCA", "NoSuchEntity")
+
+	admOK(t, admRun(t, dir, "", "ca", "revoke", "--identity", "spiffe://phantom/123456789012/endpoint/vpce-0123456789abcdef0", "--reason", "host compromised"))
+	admWantAWSError(t, admRun(t, dir, "", "ca", "revoke"), "RevokeCertificate", "ValidationError")
+	admWantAWSError(t, admRun(t, dir, "", "ca", "revoke", "--serial", "zz"), "RevokeCertificate", "ValidationError")
+	admWantAWSError(t, admRun(t, dir, "", "ca", "revoke", "--serial", "ab", "--identity", "spiffe://phantom/123456789012/gateway/gateway"), "RevokeCertificate", "ValidationError")
+
+	tok := admOK(t, admRun(t, dir, "", "ca", "join-token", "--kind", "endpoint", "--name", "vpce-0123456789abcdef0", "--output", "text"))
+	if !strings.HasPrefix(tok.stdout, "phjt_") {
+		t.Fatalf("token %q", tok.stdout)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "gateway", "--name", "not-the-gateway"), "CreateComponentJoinToken", "ValidationError")
+	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "endpoint", "--name", "vpce-00000000000000000"), "CreateComponentJoinToken", "NoSuchEntity")
+	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "node", "--name", "service-a-1"), "CreateComponentJoinToken", "ValidationError")
+	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "egress", "--name", "egress", "--ip", "not-an-ip"), "CreateComponentJoinToken", "ValidationError")
+}

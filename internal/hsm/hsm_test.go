@@ -1,0 +1,183 @@
+package hsm_test
+
+import (
+	"crypto/x509"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/hsm"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
+)
+
+const (
+	softhsmModule = "/usr/lib/softhsm/libsofthsm2.so"
+	account       = "123456789012"
+)
+
+// softHSM makes a fresh SoftHSM2 token (its own token directory) and returns its config.
+func softHSM(t *testing.T) hsm.Config {
+	t.Helper()
+	util := testenv.LookPath(t, "softhsm2-util")
+	if _, err := os.Stat(softhsmModule); err != nil {
+		testenv.Skipf(t, "SoftHSM2's module %s not found (apt-get install softhsm2)", softhsmModule)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "softhsm2.conf")
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SOFTHSM2_CONF", conf)
+	out, err := exec.Command(util, "--init-token", "--free", "--label", "phantom-test", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
+	if err != nil {
+		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+	}
+	return hsm.Config{Module: softhsmModule, TokenLabel: "phantom-test", PIN: "1234"}
+}
+
+func open(t *testing.T, cfg hsm.Config) *hsm.Token {
+	t.Helper()
+	tok, err := hsm.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tok.Close() })
+	return tok
+}
+
+// TestRootInToken: a perimeter whose root key is made and kept in a PKCS#11 token
+// (SoftHSM2): the store holds no root key; issuing CAs are signed in the token, also by
+// a later process with a new session; a new root goes there too; a process with neither
+// the token nor the store's root key cannot make an issuing CA.
+func TestRootInToken(t *testing.T) {
+	cfg := softHSM(t)
+	tok := open(t, cfg)
+	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: t.TempDir(), MasterKey: make32()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	withToken := func(tok *hsm.Token) pki.AuthorityConfig {
+		return pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true, RootSigner: tok.RootSigner, NewRootKey: tok.NewRootKey}
+	}
+	a, err := pki.OpenAuthority(t.Context(), withToken(tok), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetSecret(t.Context(), "pki/root/"+account); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the store holds a root key: %v", err)
+	}
+	leaf := issue(t, a)
+	roots := rootsOf(t, a)
+	if len(roots) != 1 {
+		t.Fatalf("%d roots", len(roots))
+	}
+	if _, err := tok.RootSigner(t.Context(), roots[0]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another process, another session: rotates the issuing CA with the token's root.
+	tok2 := open(t, cfg)
+	b, err := pki.OpenAuthority(t.Context(), withToken(tok2), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := b.Rotate(t.Context(), false)
+	if err != nil {
+		t.Fatalf("rotate with the token's root: %v", err)
+	}
+	if err := cert.CheckSignatureFrom(roots[0]); err != nil {
+		t.Fatalf("the new issuing CA is not signed by the token's root: %v", err)
+	}
+	if _, err := b.Verifier().Verify([]*x509.Certificate{leaf}, x509.ExtKeyUsageServerAuth); err != nil {
+		t.Fatalf("a leaf of the old issuing CA after rotation: %v", err)
+	}
+	// A new root is made in the token too.
+	if _, err := b.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rootsOf(t, b)); n != 2 {
+		t.Fatalf("%d roots after a root rotation", n)
+	}
+	for _, r := range rootsOf(t, b) {
+		if _, err := tok2.RootSigner(t.Context(), r); err != nil {
+			t.Errorf("root %s: %v", r.SerialNumber.Text(16), err)
+		}
+	}
+
+	// Without the token (and without the store's root key) no issuing CA is made.
+	c, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Rotate(t.Context(), false); err == nil {
+		t.Fatal("a process without the token made an issuing CA")
+	}
+	// With the master key's store root key but a token root: the store has none.
+	d, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true, Root: true}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Rotate(t.Context(), false); err == nil {
+		t.Fatal("an issuing CA was made without the token's root key")
+	}
+}
+
+// TestOpenRefuses: a wrong PIN, an unknown token, a missing module, an empty config.
+func TestOpenRefuses(t *testing.T) {
+	cfg := softHSM(t)
+	for name, c := range map[string]hsm.Config{
+		"wrong PIN":      {Module: cfg.Module, TokenLabel: cfg.TokenLabel, PIN: "9999"},
+		"unknown token":  {Module: cfg.Module, TokenLabel: "nope", PIN: cfg.PIN},
+		"missing module": {Module: "/nonexistent/libpkcs11.so", TokenLabel: cfg.TokenLabel, PIN: cfg.PIN},
+		"no PIN":         {Module: cfg.Module, TokenLabel: cfg.TokenLabel},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if tok, err := hsm.Open(c); err == nil {
+				tok.Close()
+				t.Fatal("opened")
+			}
+		})
+	}
+}
+
+func make32() []byte {
+	k := make([]byte, 32)
+	for i := range k {
+		k[i] = byte(i + 1)
+	}
+	return k
+}
+
+func issue(t *testing.T, a *pki.Authority) *x509.Certificate {
+	t.Helper()
+	c, err := a.Issue(pki.Request{Identity: pki.Identity{Account: account, Kind: pki.KindGateway, Name: "gateway"}, DNSNames: []string{"localhost"}, Server: true, Validity: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Leaf
+}
+
+func rootsOf(t *testing.T, a *pki.Authority) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	for _, c := range a.Certificates() {
+		if c.Role != pki.RoleRoot {
+			continue
+		}
+		x, err := x509.ParseCertificate(c.DER)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, x)
+	}
+	return out
+}
