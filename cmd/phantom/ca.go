@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -25,9 +27,39 @@ against the current trust and picks up a rotation, a revocation or a distrust wi
 
 A component whose host holds no CA key (a key file from "phantom keys export" without
 store-ca) gets its certificate from STS's component API with a single-use join token made
-here ("phantom ca join-token"), and renews it there.` + adminFlagsHelp,
+here ("phantom ca join-token"), and renews it there.
+
+With --pkcs11-module, --pkcs11-token and --pkcs11-pin-file the root keys live in a PKCS#11
+token (an HSM, SoftHSM2): "phantom ca rotate --root" makes a root there, and later
+rotations sign the issuing CA there; the store never holds that root's key. Then no
+process renews the issuing CA by itself: run "phantom ca rotate" with the token at least
+every 20 days (it lives 30).` + adminFlagsHelp,
 	}
 	f.register(cmd)
+	var tok hsm.Config
+	var pinFile string
+	p := cmd.PersistentFlags()
+	p.StringVar(&tok.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding the CA's root keys, e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: the root keys are in the store, under the master key)")
+	p.StringVar(&tok.TokenLabel, "pkcs11-token", os.Getenv("PHANTOM_PKCS11_TOKEN"), "label of the PKCS#11 token (default $PHANTOM_PKCS11_TOKEN)")
+	p.StringVar(&pinFile, "pkcs11-pin-file", os.Getenv("PHANTOM_PKCS11_PIN_FILE"), "file holding the token's user PIN (default $PHANTOM_PKCS11_PIN_FILE)")
+	// With a token, every ca command makes and uses root keys there.
+	f.before = func(a *admin.Admin) (func(), error) {
+		if tok.Module == "" {
+			return func() {}, nil
+		}
+		cfg := tok
+		pin, err := hsm.ReadPIN(pinFile)
+		if err != nil {
+			return nil, &exitError{code: exitUsage, err: err}
+		}
+		cfg.PIN = pin
+		t, err := hsm.Open(cfg)
+		if err != nil {
+			return nil, &exitError{code: exitOther, err: err}
+		}
+		a.UseRootKeys(t)
+		return func() { t.Close() }, nil
+	}
 	cmd.AddCommand(newCAListCmd(f), newCARotateCmd(f), newCARevokeCmd(f), newCADistrustCmd(f), newCAJoinTokenCmd(f))
 	return cmd
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
@@ -72,7 +73,7 @@ func TestCACommands(t *testing.T) {
 	}
 	after := status(list(admRun(t, dir, "", "ca", "rotate")))
 	if len(after) != 3 || after[old] != "issuing Trusted" {
-		t.Fatalf("after a rotation the old issuing CA stays trusted: %v", after)
+		t.Fatalf("after a rotation the old issuing CA %s stays trusted: %v (before: %+v)", old, after, before)
 	}
 	if n := strings.Count(fmt.Sprint(after), "issuing Current"); n != 1 {
 		t.Fatalf("after a rotation, %d current issuing CAs: %v", n, after)
@@ -95,4 +96,57 @@ func TestCACommands(t *testing.T) {
 	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "endpoint", "--name", "vpce-00000000000000000"), "CreateComponentJoinToken", "NoSuchEntity")
 	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "node", "--name", "service-a-1"), "CreateComponentJoinToken", "ValidationError")
 	admWantAWSError(t, admRun(t, dir, "", "ca", "join-token", "--kind", "egress", "--name", "egress", "--ip", "not-an-ip"), "CreateComponentJoinToken", "ValidationError")
+}
+
+// TestCARootInToken: `phantom ca rotate --root` with a PKCS#11 token (SoftHSM2) makes the
+// new root there, never in the store; `ca rotate` then signs with it; a wrong PIN is
+// refused and changes nothing.
+func TestCARootInToken(t *testing.T) {
+	tok := hsmtest.SoftHSM(t)
+	dir := t.TempDir()
+	pin := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pin, []byte(tok.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hsmFlags := []string{"--pkcs11-module", tok.Module, "--pkcs11-token", tok.TokenLabel, "--pkcs11-pin-file", pin}
+	admOK(t, admRun(t, dir, "", "ca", "list"))
+	admOK(t, admRun(t, dir, "", append([]string{"ca", "rotate", "--root"}, hsmFlags...)...))
+	var out struct {
+		CACertificates []struct{ Serial, Role, Status string }
+	}
+	if err := json.Unmarshal([]byte(admOK(t, admRun(t, dir, "", append([]string{"ca", "rotate"}, hsmFlags...)...)).stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	roots := 0
+	for _, c := range out.CACertificates {
+		if c.Role == "root" {
+			roots++
+		}
+	}
+	if roots != 2 || len(out.CACertificates) != 5 {
+		t.Fatalf("after a token root and a rotation: %+v", out)
+	}
+	// Without the token, the token's root signs nothing: the store has no key of it.
+	if r := admRun(t, dir, "", "ca", "rotate"); r.code == 0 {
+		t.Fatalf("rotated under the token's root without the token: %s", r.stdout)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	os.WriteFile(bad, []byte("0000\n"), 0o600)
+	if r := admRun(t, dir, "", "ca", "rotate", "--pkcs11-module", tok.Module, "--pkcs11-token", tok.TokenLabel, "--pkcs11-pin-file", bad); r.code == 0 {
+		t.Fatal("a wrong PIN rotated")
+	}
+	if n := len(list(t, dir)); n != 5 {
+		t.Fatalf("refused rotations changed the CA: %d certificates", n)
+	}
+}
+
+func list(t *testing.T, dir string) []struct{ Serial, Role, Status string } {
+	t.Helper()
+	var out struct {
+		CACertificates []struct{ Serial, Role, Status string }
+	}
+	if err := json.Unmarshal([]byte(admOK(t, admRun(t, dir, "", "ca", "list")).stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.CACertificates
 }

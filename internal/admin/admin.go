@@ -20,6 +20,8 @@ package admin
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -106,8 +108,24 @@ type Admin struct {
 	auditDir string
 	mk       []byte
 
-	caMu sync.Mutex
-	ca   *pki.Authority // opened (or created) on first use: only node and ca commands need it
+	caMu  sync.Mutex
+	ca    *pki.Authority // opened (or created) on first use: only node and ca commands need it
+	roots RootKeys       // where root keys are: a key provider, else the store (the master key)
+}
+
+// RootKeys is a key provider holding the CA's root keys (hsm.Token): roots are made and
+// used there, never stored.
+type RootKeys interface {
+	RootSigner(ctx context.Context, root *x509.Certificate) (crypto.Signer, error)
+	NewRootKey(ctx context.Context) (crypto.Signer, error)
+}
+
+// UseRootKeys makes the CA's root keys k's, for every CA operation after it (call it
+// before the first).
+func (a *Admin) UseRootKeys(k RootKeys) {
+	a.caMu.Lock()
+	defer a.caMu.Unlock()
+	a.roots, a.ca = k, nil
 }
 
 // Open prepares the data directory, loads (or creates) the master key, opens the store
@@ -185,6 +203,9 @@ func (a *Admin) Authority(ctx context.Context) (*pki.Authority, error) {
 		Config: pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand},
 		Issue:  true,
 		Root:   true,
+	}
+	if a.roots != nil {
+		cfg.RootSigner, cfg.NewRootKey = a.roots.RootSigner, a.roots.NewRootKey
 	}
 	ca, err := pki.OpenAuthority(ctx, cfg, a.store)
 	if err != nil {

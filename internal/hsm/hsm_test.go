@@ -3,45 +3,18 @@ package hsm_test
 import (
 	"crypto/x509"
 	"errors"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/hsm"
+	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
-	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
-const (
-	softhsmModule = "/usr/lib/softhsm/libsofthsm2.so"
-	account       = "123456789012"
-)
+const account = "123456789012"
 
-// softHSM makes a fresh SoftHSM2 token (its own token directory) and returns its config.
-func softHSM(t *testing.T) hsm.Config {
-	t.Helper()
-	util := testenv.LookPath(t, "softhsm2-util")
-	if _, err := os.Stat(softhsmModule); err != nil {
-		testenv.Skipf(t, "SoftHSM2's module %s not found (apt-get install softhsm2)", softhsmModule)
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+filepath.Join(dir, "tokens")+"\nobjectstore.backend = file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", "phantom-test", "--pin", "1234", "--so-pin", "5678").CombinedOutput()
-	if err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
-	return hsm.Config{Module: softhsmModule, TokenLabel: "phantom-test", PIN: "1234"}
-}
+func softHSM(t *testing.T) hsm.Config { return hsmtest.SoftHSM(t) }
 
 func open(t *testing.T, cfg hsm.Config) *hsm.Token {
 	t.Helper()

@@ -265,7 +265,11 @@ func (a *Authority) newRoot(ctx context.Context, first bool) (*x509.Certificate,
 		if err != nil {
 			return nil, nil, fmt.Errorf("create a root key in the key provider: %w", err)
 		}
-		cert, err := caCertificate(a.cfg.Config, cn, key.Public(), nil, key, DefaultCAValidity, 1)
+		cfg, err := a.startingAfter(ctx, RoleRoot)
+		if err != nil {
+			return nil, nil, err
+		}
+		cert, err := caCertificate(cfg, cn, key.Public(), nil, key, DefaultCAValidity, 1)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -281,7 +285,11 @@ func (a *Authority) newRoot(ctx context.Context, first bool) (*x509.Certificate,
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate root key: %w", err)
 	}
-	cert, err := caCertificate(a.cfg.Config, cn, key.Public(), nil, key, DefaultCAValidity, 1)
+	cfg, err := a.startingAfter(ctx, RoleRoot)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := caCertificate(cfg, cn, key.Public(), nil, key, DefaultCAValidity, 1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -311,6 +319,33 @@ func (a *Authority) newRoot(ctx context.Context, first bool) (*x509.Certificate,
 	return cert, skey, nil
 }
 
+// startingAfter is the config to make a CA certificate of role with: its NotBefore is
+// later than every stored one's of that role, so that "newest" (bundleOf's order, which
+// every process computes alike) names the one made last, also when two are made within a
+// second (certificate times have seconds only).
+func (a *Authority) startingAfter(ctx context.Context, role Role) (Config, error) {
+	certs, err := a.st.ListCACertificates(ctx)
+	if err != nil {
+		return Config{}, fmt.Errorf("load the CA: %w", err)
+	}
+	var last time.Time
+	for _, c := range certs {
+		if c.Role == role && c.NotBefore.After(last) {
+			last = c.NotBefore
+		}
+	}
+	cfg := a.cfg.Config
+	now := cfg.Now
+	cfg.Now = func() time.Time {
+		n := now()
+		if min := last.Add(backdate + time.Second); n.Before(min) {
+			return min
+		}
+		return n
+	}
+	return cfg, nil
+}
+
 // newIssuing makes an issuing CA under root and stores it.
 func (a *Authority) newIssuing(ctx context.Context, root *x509.Certificate, rootKey crypto.Signer) (*x509.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), a.cfg.Rand)
@@ -318,7 +353,11 @@ func (a *Authority) newIssuing(ctx context.Context, root *x509.Certificate, root
 		return nil, fmt.Errorf("generate issuing key: %w", err)
 	}
 	cn := "Phantom issuing CA " + a.cfg.Account + " " + a.cfg.Now().UTC().Format("2006-01-02T15:04:05Z")
-	cert, err := caCertificate(a.cfg.Config, cn, key.Public(), root, rootKey, a.cfg.IssuingValidity, 0)
+	cfg, err := a.startingAfter(ctx, RoleIssuing)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := caCertificate(cfg, cn, key.Public(), root, rootKey, a.cfg.IssuingValidity, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -432,3 +432,33 @@ func TestAuthorityConcurrentCreateAgrees(t *testing.T) {
 		t.Fatalf("%d roots after concurrent first starts (%s)", roots, fmt.Sprint(len(st.certs)))
 	}
 }
+
+// Rotations within one second (certificate times have seconds only): each makes the new
+// issuing CA current, in the rotating process and in every other, and a new root is the
+// one the next issuing CA is signed by.
+func TestAuthorityRotationsInOneSecond(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)} // never advances
+	st := newMemCAStore()
+	op := openAuthority(t, st, clock, true, true)
+	sts := openAuthority(t, noRoot{st}, clock, true, false)
+	for i := range 4 {
+		cert, err := op.Rotate(t.Context(), i == 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sts.Refresh(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		for name, a := range map[string]*Authority{"the rotating process": op, "another": sts} {
+			if ca, _ := a.CA(); !ca.Certificate().Equal(cert) {
+				t.Fatalf("rotation %d: %s issues from another CA than the new one", i, name)
+			}
+		}
+		if i == 2 {
+			root, _, err := op.currentRoot(t.Context())
+			if err != nil || cert.CheckSignatureFrom(root) != nil {
+				t.Fatalf("the issuing CA made with a new root is not signed by the newest root: %v", err)
+			}
+		}
+	}
+}
