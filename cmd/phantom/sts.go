@@ -109,6 +109,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 	if err != nil {
 		return nil, err
 	}
+	tokens := pki.NewTokens(pki.TokensConfig{}, p.store)
 	return sts.New(sts.Config{
 		Account:   spec.Account,
 		Region:    spec.Region,
@@ -126,13 +127,16 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
 		Nodes: &sts.NodeConfig{
 			CA:            p.ca,
-			Tokens:        pki.NewTokens(pki.TokensConfig{}, p.store),
+			Tokens:        tokens,
 			Verifier:      p.ca.Verifier(), // follows the CA's rotations and revocations (syncCA)
 			Issuer:        adapter,
 			Registry:      p.store,
 			Sessions:      adapter,
 			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(egressKey, n.Name, n.PrivateIP) },
 		},
+		// The component API: gateways, endpoints and the other components whose hosts hold
+		// no CA key enroll with a join token (phantom ca join-token) and renew here.
+		Components: &sts.ComponentConfig{CA: p.ca, Tokens: tokens, Verifier: p.ca.Verifier()},
 	}, adapter, adapter, auditor)
 }
 
