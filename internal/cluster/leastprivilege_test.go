@@ -16,11 +16,12 @@ import (
 )
 
 // TestLeastPrivilegeCluster: the perimeter runs as docs/threat-model.md says — STS, two
-// gateways and two endpoints as processes of their own, each with its key file (phantom
+// gateways, two endpoints and a detector as processes of their own, each with its key file (phantom
 // keys export), its store role (phantom store roles) and no master key; the gateways and
 // endpoints with certificates STS enrolled from join tokens (phantom ca join-token).
-// Calls work through both endpoints under load, a revocation reaches both gateways, and
-// no component's data directory holds a master key.
+// The detector runs the same way. Calls work through both endpoints under load, the
+// detector reads the chains, a revocation reaches both gateways, and no component's data
+// directory holds a master key.
 func TestLeastPrivilegeCluster(t *testing.T) {
 	postgresDSN(t)
 	dsn, _ := storetest.PostgresSchema(t, "cluster_lp")
@@ -35,10 +36,10 @@ func TestLeastPrivilegeCluster(t *testing.T) {
 	}
 	defer owner.Close()
 	roles := map[string]string{}
-	for _, c := range []keys.Component{keys.STS, keys.Gateway, keys.Endpoint} {
+	for _, c := range []keys.Component{keys.STS, keys.Gateway, keys.Endpoint, keys.Detector} {
 		roles[string(c)] = storetest.ComponentRole(t, owner, dsn, c)
 	}
-	cfg := Config{Gateways: 2, Endpoints: 2, Pin: true, LeastPrivilege: true, StoreRoles: roles, masterKey: mk}
+	cfg := Config{Gateways: 2, Endpoints: 2, Pin: true, Detector: true, LeastPrivilege: true, StoreRoles: roles, masterKey: mk}
 	c := startClusterOn(t, dsn, cfg)
 	ctx := t.Context()
 
@@ -69,6 +70,11 @@ func TestLeastPrivilegeCluster(t *testing.T) {
 	if st.OK == 0 || st.ErrorCount() != 0 {
 		t.Fatalf("%d answered, %d failed: %s", st.OK, st.ErrorCount(), st.ErrorSummary())
 	}
+	// The detector, with no secret and its own role, reads the gateways' chains.
+	waitFor(t, 20*time.Second, "the detector to read gateway-1's chain", func() bool {
+		n, err := c.DetectorCursors(ctx)
+		return err == nil && n["gateway-1"] > 0
+	})
 	revokedAt, err := c.RevokeSessions(ctx)
 	if err != nil {
 		t.Fatal(err)
