@@ -16,12 +16,12 @@ import (
 )
 
 // TestLeastPrivilegeCluster: the perimeter runs as docs/threat-model.md says — STS, two
-// gateways, two endpoints and a detector as processes of their own, each with its key file (phantom
-// keys export), its store role (phantom store roles) and no master key; the gateways and
-// endpoints with certificates STS enrolled from join tokens (phantom ca join-token).
-// The detector runs the same way. Calls work through both endpoints under load, the
-// detector reads the chains, a revocation reaches both gateways, and no component's data
-// directory holds a master key.
+// gateways, two endpoints and a detector as processes of their own, each with its key
+// file (phantom keys export), its store role (phantom store roles) and no master key; all
+// but STS with certificates STS enrolled from join tokens (phantom ca join-token). Calls
+// work through both endpoints under load, the detector reads the chains, a revocation
+// reaches both gateways, and no component's data directory holds a master key. On main,
+// STS served no component API: every component's enrollment got 404.
 func TestLeastPrivilegeCluster(t *testing.T) {
 	postgresDSN(t)
 	dsn, _ := storetest.PostgresSchema(t, "cluster_lp")
