@@ -44,6 +44,7 @@ func parsePath(escaped string) (p reqPath, reason string) {
 	p.raw = make([]string, 0, n)
 	p.dec = make([]string, 0, n)
 	rest := escaped[1:]
+	popped := false
 	for {
 		seg, tail, more := strings.Cut(rest, "/")
 		d, params, why := segment(seg)
@@ -56,11 +57,21 @@ func parsePath(escaped string) (p reqPath, reason string) {
 		case "..":
 			if len(p.raw) > 0 {
 				p.raw, p.dec = p.raw[:len(p.raw)-1], p.dec[:len(p.dec)-1]
+				popped = true
 			}
 		default:
 			p.raw, p.dec = append(p.raw, seg), append(p.dec, d)
 		}
 		if !more {
+			if p.params && popped {
+				// A ".." may have removed the only segment with parameters (/a;v=1/..):
+				// params describes the path that is forwarded, so look again.
+				p.params = false
+				for _, r := range p.raw {
+					_, params, _ := segment(r)
+					p.params = p.params || params
+				}
+			}
 			return p, ""
 		}
 		rest = tail
