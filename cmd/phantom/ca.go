@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/hsm"
@@ -33,31 +34,21 @@ With --pkcs11-module, --pkcs11-token and --pkcs11-pin-file the root keys live in
 token (an HSM, SoftHSM2): "phantom ca rotate --root" makes a root there, and later
 rotations sign the issuing CA there; the store never holds that root's key. Then no
 process renews the issuing CA by itself: run "phantom ca rotate" with the token at least
-every 20 days (it lives 30).` + adminFlagsHelp,
+every 20 days (it lives 30). With --pkcs11-issuing the new issuing CA's key is made in the
+token too, and STS, started with the same --pkcs11-* flags, signs every certificate there.` + adminFlagsHelp,
 	}
 	f.register(cmd)
-	var tok hsm.Config
-	var pinFile string
-	p := cmd.PersistentFlags()
-	p.StringVar(&tok.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding the CA's root keys, e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: the root keys are in the store, under the master key)")
-	p.StringVar(&tok.TokenLabel, "pkcs11-token", os.Getenv("PHANTOM_PKCS11_TOKEN"), "label of the PKCS#11 token (default $PHANTOM_PKCS11_TOKEN)")
-	p.StringVar(&pinFile, "pkcs11-pin-file", os.Getenv("PHANTOM_PKCS11_PIN_FILE"), "file holding the token's user PIN (default $PHANTOM_PKCS11_PIN_FILE)")
+	var tok pkcs11Flags
+	var issuing bool
+	tok.register(cmd.PersistentFlags(), "the CA's root keys")
+	cmd.PersistentFlags().BoolVar(&issuing, "pkcs11-issuing", false, "make new issuing CAs' keys in the token too (then STS needs the token: phantom sts --pkcs11-module …)")
 	// With a token, every ca command makes and uses root keys there.
 	f.before = func(a *admin.Admin) (func(), error) {
-		if tok.Module == "" {
-			return func() {}, nil
+		t, err := tok.open()
+		if err != nil || t == nil {
+			return func() {}, err
 		}
-		cfg := tok
-		pin, err := hsm.ReadPIN(pinFile)
-		if err != nil {
-			return nil, &exitError{code: exitUsage, err: err}
-		}
-		cfg.PIN = pin
-		t, err := hsm.Open(cfg)
-		if err != nil {
-			return nil, &exitError{code: exitOther, err: err}
-		}
-		a.UseRootKeys(t)
+		a.UseRootKeys(t, issuing)
 		return func() { t.Close() }, nil
 	}
 	cmd.AddCommand(newCAListCmd(f), newCARotateCmd(f), newCARevokeCmd(f), newCADistrustCmd(f), newCAJoinTokenCmd(f))
@@ -219,4 +210,34 @@ func exportableComponents() []keys.Component {
 		}
 	}
 	return out
+}
+
+// pkcs11Flags name a PKCS#11 token holding CA keys (internal/hsm).
+type pkcs11Flags struct {
+	cfg     hsm.Config
+	pinFile string
+}
+
+func (f *pkcs11Flags) register(fl *pflag.FlagSet, what string) {
+	fl.StringVar(&f.cfg.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding "+what+", e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: the keys are in the store, sealed)")
+	fl.StringVar(&f.cfg.TokenLabel, "pkcs11-token", os.Getenv("PHANTOM_PKCS11_TOKEN"), "label of the PKCS#11 token (default $PHANTOM_PKCS11_TOKEN)")
+	fl.StringVar(&f.pinFile, "pkcs11-pin-file", os.Getenv("PHANTOM_PKCS11_PIN_FILE"), "file holding the token's user PIN (default $PHANTOM_PKCS11_PIN_FILE)")
+}
+
+// open logs in to the token; nil without --pkcs11-module.
+func (f *pkcs11Flags) open() (*hsm.Token, error) {
+	if f.cfg.Module == "" {
+		return nil, nil
+	}
+	cfg := f.cfg
+	pin, err := hsm.ReadPIN(f.pinFile)
+	if err != nil {
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	cfg.PIN = pin
+	t, err := hsm.Open(cfg)
+	if err != nil {
+		return nil, &exitError{code: exitOther, err: err}
+	}
+	return t, nil
 }

@@ -3,13 +3,18 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // TestKeysExport: a component's key file holds its purposes only (0600), the operator's
@@ -140,13 +145,89 @@ func TestCARootInToken(t *testing.T) {
 	}
 }
 
-func list(t *testing.T, dir string) []struct{ Serial, Role, Status string } {
+type caCert = struct{ Serial, Role, Status string }
+
+func list(t *testing.T, dir string, flags ...string) []caCert {
 	t.Helper()
-	var out struct {
-		CACertificates []struct{ Serial, Role, Status string }
-	}
-	if err := json.Unmarshal([]byte(admOK(t, admRun(t, dir, "", "ca", "list")).stdout), &out); err != nil {
+	var out struct{ CACertificates []caCert }
+	if err := json.Unmarshal([]byte(admOK(t, admRun(t, dir, "", append([]string{"ca", "list"}, flags...)...)).stdout), &out); err != nil {
 		t.Fatal(err)
 	}
 	return out.CACertificates
+}
+
+// TestCAIssuingInToken: `phantom ca rotate --root --pkcs11-issuing` puts the new root and
+// issuing CA's keys in the token; STS's perimeter, with its key file and the token,
+// issues from it, and without the token it cannot (the store holds no key of it).
+func TestCAIssuingInToken(t *testing.T) {
+	tok := hsmtest.SoftHSM(t)
+	dir := t.TempDir()
+	pin := filepath.Join(t.TempDir(), "pin")
+	os.WriteFile(pin, []byte(tok.PIN), 0o600)
+	before := list(t, dir) // the CA made with the master key, in the store
+	admOK(t, admRun(t, dir, "", "ca", "rotate", "--root", "--pkcs11-issuing", "--pkcs11-module", tok.Module, "--pkcs11-token", tok.TokenLabel, "--pkcs11-pin-file", pin))
+	// The CA in the store goes: STS must issue from the token's issuing CA (the one the
+	// rotation made).
+	var current string
+	for _, c := range list(t, dir) {
+		if c.Role == "issuing" && !slices.ContainsFunc(before, func(b caCert) bool { return b.Serial == c.Serial }) {
+			current = c.Serial
+		}
+	}
+	for _, c := range before {
+		admOK(t, admRun(t, dir, "", "ca", "distrust", "--serial", c.Serial, "--pkcs11-module", tok.Module, "--pkcs11-token", tok.TokenLabel, "--pkcs11-pin-file", pin))
+	}
+	// With the token, the operator sees the token's issuing CA as current; the store
+	// holds no CA key any more.
+	for _, c := range list(t, dir, "--pkcs11-module", tok.Module, "--pkcs11-token", tok.TokenLabel, "--pkcs11-pin-file", pin) {
+		if c.Role == "issuing" && (c.Status == "Current") != (c.Serial == current) {
+			t.Errorf("with the token: %+v, want %s current", c, current)
+		}
+	}
+	mk, err := store.LoadOrCreateMasterKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keys.ForComponent(mk, keys.STS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "sts.keys")
+	if err := keys.WriteFile(keyFile, ring); err != nil {
+		t.Fatal(err)
+	}
+	open := func(issuing issuingKeys) (*perimeter, error) {
+		// STS's host: the store is the operator's SQLite file here (one host); its key
+		// file, not the master key.
+		return openPerimeter(t.Context(), perimeterOptions{dataDir: dir, account: testAccount, component: keys.STS, keysFile: keyFile, issuingKeys: issuing}, slog.New(slog.DiscardHandler))
+	}
+	token, err := hsm.Open(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer token.Close()
+	p, err := open(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.store.Close()
+	ca, err := p.ca.CA()
+	if err != nil {
+		t.Fatalf("STS with the token: %v", err)
+	}
+	if got := ca.Certificate().SerialNumber.Text(16); got != current {
+		t.Fatalf("STS issues from %s, want the token's %s", got, current)
+	}
+	if _, err := p.store.GetSecret(t.Context(), "pki/issuing/"+current); err == nil {
+		t.Fatal("the store holds the token's issuing key")
+	}
+	if _, err := p.issuer.Issue(pki.Request{Identity: pki.Identity{Account: testAccount, Kind: pki.KindGateway, Name: "sts"}, DNSNames: []string{"localhost"}, Server: true}); err != nil {
+		t.Fatalf("STS issues with the token: %v", err)
+	}
+	if q, err := open(nil); err == nil {
+		defer q.store.Close()
+		if _, err := q.ca.CA(); err == nil {
+			t.Fatal("STS without the token issues from the token's issuing CA")
+		}
+	}
 }

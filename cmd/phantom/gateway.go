@@ -43,6 +43,8 @@ type componentFlags struct {
 	keys      string
 	sts       string
 	joinToken string
+	// pkcs11 is STS's token holding the issuing CAs' keys (phantom ca --pkcs11-issuing).
+	pkcs11 pkcs11Flags
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -102,8 +104,18 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
 	c.spec.loaded(spec)
-	c.p, err = openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale,
-		component: keys.Component(name), keysFile: f.keys}, c.log)
+	tok, err := f.pkcs11.open()
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	o := perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale,
+		component: keys.Component(name), keysFile: f.keys}
+	if tok != nil {
+		c.close = append(c.close, func() { tok.Close() })
+		o.issuingKeys = tok
+	}
+	c.p, err = openPerimeter(ctx, o, c.log)
 	if err != nil {
 		c.shutdown()
 		return nil, err

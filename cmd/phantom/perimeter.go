@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +62,13 @@ type perimeterOptions struct {
 	// master key, which makes the process an operator's).
 	component keys.Component
 	keysFile  string
+	// issuingKeys is a key provider holding the issuing CAs' keys; nil: the store.
+	issuingKeys issuingKeys
+}
+
+// issuingKeys is a key provider holding issuing CAs' keys (hsm.Token): STS signs there.
+type issuingKeys interface {
+	IssuingSigner(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
 }
 
 // componentIssuer is what a process needs to get its own certificates: its TLS
@@ -147,16 +156,21 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 		return fmt.Errorf("open identity service: %w", err)
 	}
 	p.ids = ids
+	var issuingSigner func(context.Context, *x509.Certificate) (crypto.Signer, error)
+	if o.issuingKeys != nil {
+		issuingSigner = o.issuingKeys.IssuingSigner
+	}
 	p.ca, err = pki.OpenAuthority(ctx, pki.AuthorityConfig{
+		IssuingSigner: issuingSigner,
 		// A CA from before issuing CAs, in the data directory, is imported once.
 		Config: pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account},
-		Issue:  p.keys.Has(keys.StoreCA),
+		Issue:  p.keys.Has(keys.StoreCA) || o.issuingKeys != nil,
 		Root:   p.keys.Has(keys.StoreCARoot),
 	}, p.store)
 	if err != nil {
 		return err
 	}
-	if p.keys.Has(keys.StoreCA) {
+	if p.keys.Has(keys.StoreCA) || o.issuingKeys != nil {
 		p.issuer = p.ca
 	}
 	if !p.keys.Has(keys.AuthzMessages) {

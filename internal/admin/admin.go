@@ -111,21 +111,26 @@ type Admin struct {
 	caMu  sync.Mutex
 	ca    *pki.Authority // opened (or created) on first use: only node and ca commands need it
 	roots RootKeys       // where root keys are: a key provider, else the store (the master key)
+	// newIssuing: new issuing CAs' keys are made in roots' key provider too.
+	newIssuing bool
 }
 
 // RootKeys is a key provider holding the CA's root keys (hsm.Token): roots are made and
-// used there, never stored.
+// used there, never stored; issuing CAs' keys are looked for there first, and made
+// there with UseRootKeys' issuing.
 type RootKeys interface {
 	RootSigner(ctx context.Context, root *x509.Certificate) (crypto.Signer, error)
 	NewRootKey(ctx context.Context) (crypto.Signer, error)
+	IssuingSigner(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
+	NewIssuingKey(ctx context.Context) (crypto.Signer, error)
 }
 
 // UseRootKeys makes the CA's root keys k's, for every CA operation after it (call it
-// before the first).
-func (a *Admin) UseRootKeys(k RootKeys) {
+// before the first); with issuing, new issuing CAs' keys are made in k too.
+func (a *Admin) UseRootKeys(k RootKeys, issuing bool) {
 	a.caMu.Lock()
 	defer a.caMu.Unlock()
-	a.roots, a.ca = k, nil
+	a.roots, a.newIssuing, a.ca = k, issuing, nil
 }
 
 // Open prepares the data directory, loads (or creates) the master key, opens the store
@@ -205,7 +210,10 @@ func (a *Admin) Authority(ctx context.Context) (*pki.Authority, error) {
 		Root:   true,
 	}
 	if a.roots != nil {
-		cfg.RootSigner, cfg.NewRootKey = a.roots.RootSigner, a.roots.NewRootKey
+		cfg.RootSigner, cfg.NewRootKey, cfg.IssuingSigner = a.roots.RootSigner, a.roots.NewRootKey, a.roots.IssuingSigner
+		if a.newIssuing {
+			cfg.NewIssuingKey = a.roots.NewIssuingKey
+		}
 	}
 	ca, err := pki.OpenAuthority(ctx, cfg, a.store)
 	if err != nil {

@@ -154,3 +154,55 @@ func rootsOf(t *testing.T, a *pki.Authority) []*x509.Certificate {
 	}
 	return out
 }
+
+// TestIssuingInToken: with the issuing CAs' keys in the token too, the store holds no key
+// of the CA at all; STS (a process with the token, without the root) issues; a process
+// with neither cannot.
+func TestIssuingInToken(t *testing.T) {
+	cfg := softHSM(t)
+	tok := open(t, cfg)
+	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: t.TempDir(), MasterKey: make32()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	op, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true,
+		RootSigner: tok.RootSigner, NewRootKey: tok.NewRootKey, IssuingSigner: tok.IssuingSigner, NewIssuingKey: tok.NewIssuingKey}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := op.CA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.GetSecret(t.Context(), "pki/issuing/"+ca.Certificate().SerialNumber.Text(16)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the store holds the issuing key: %v", err)
+	}
+	sts, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true, IssuingSigner: open(t, cfg).IssuingSigner}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := issue(t, sts)
+	if err := leaf.CheckSignatureFrom(ca.Certificate()); err != nil {
+		t.Fatalf("STS's leaf is not signed by the token's issuing CA: %v", err)
+	}
+	if _, err := op.Verifier().Verify([]*x509.Certificate{leaf}, x509.ExtKeyUsageServerAuth); err != nil {
+		t.Fatal(err)
+	}
+	// A rotation makes the next issuing key in the token as well; STS takes it.
+	next, err := op.Rotate(t.Context(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sts.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := sts.CA(); !c.Certificate().Equal(next) {
+		t.Fatal("STS does not issue from the rotated issuing CA")
+	}
+	if a, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true}, st); err == nil {
+		if _, err := a.CA(); err == nil {
+			t.Fatal("a process without the token issues")
+		}
+	}
+}

@@ -90,6 +90,12 @@ type AuthorityConfig struct {
 	RootSigner RootSigner
 	// NewRootKey makes a new root key in the key provider; with RootSigner.
 	NewRootKey func(ctx context.Context) (crypto.Signer, error)
+	// IssuingSigner, when set, finds an issuing CA's key in a key provider (PKCS#11)
+	// before the store is looked at.
+	IssuingSigner func(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
+	// NewIssuingKey, when set, makes new issuing CAs' keys in the key provider, which
+	// keeps them (the store keeps no key of theirs).
+	NewIssuingKey func(ctx context.Context) (crypto.Signer, error)
 }
 
 // Authority is the perimeter's CA as one process sees it: the trust (roots, issuing CAs,
@@ -348,8 +354,16 @@ func (a *Authority) startingAfter(ctx context.Context, role Role) (Config, error
 
 // newIssuing makes an issuing CA under root and stores it.
 func (a *Authority) newIssuing(ctx context.Context, root *x509.Certificate, rootKey crypto.Signer) (*x509.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), a.cfg.Rand)
-	if err != nil {
+	// The key: in the key provider (which keeps it), else made here and sealed in the
+	// store before the certificate is listed, so a process that finds the certificate
+	// finds its key.
+	var key crypto.Signer
+	var err error
+	if a.cfg.NewIssuingKey != nil {
+		if key, err = a.cfg.NewIssuingKey(ctx); err != nil {
+			return nil, fmt.Errorf("make an issuing key in the key provider: %w", err)
+		}
+	} else if key, err = ecdsa.GenerateKey(elliptic.P256(), a.cfg.Rand); err != nil {
 		return nil, fmt.Errorf("generate issuing key: %w", err)
 	}
 	cn := "Phantom issuing CA " + a.cfg.Account + " " + a.cfg.Now().UTC().Format("2006-01-02T15:04:05Z")
@@ -361,16 +375,16 @@ func (a *Authority) newIssuing(ctx context.Context, root *x509.Certificate, root
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := encodeKey(key)
-	if err != nil {
-		return nil, err
+	if k, ok := key.(*ecdsa.PrivateKey); ok && a.cfg.NewIssuingKey == nil {
+		keyPEM, err := encodeKey(k)
+		if err != nil {
+			return nil, err
+		}
+		serial := cert.SerialNumber.Text(16)
+		if _, err := a.st.PutSecretIfAbsent(ctx, issuingSecret(serial), append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), keyPEM...)); err != nil {
+			return nil, fmt.Errorf("store the issuing CA: %w", err)
+		}
 	}
-	serial := cert.SerialNumber.Text(16)
-	if _, err := a.st.PutSecretIfAbsent(ctx, issuingSecret(serial), append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), keyPEM...)); err != nil {
-		return nil, fmt.Errorf("store the issuing CA: %w", err)
-	}
-	// The key first, then the certificate: a process that finds the certificate finds
-	// its key.
 	if err := a.st.PutCACertificate(ctx, caRow(cert, RoleIssuing)); err != nil {
 		return nil, fmt.Errorf("store the issuing CA certificate: %w", err)
 	}
@@ -457,6 +471,14 @@ func (a *Authority) issuer(ctx context.Context, trusted []*x509.Certificate, bun
 		c := trusted[i]
 		if !c.MaxPathLenZero || now.After(c.NotAfter) || now.Before(c.NotBefore) {
 			continue // a root of issuing CAs, or not valid now
+		}
+		if cur := a.ca.Load(); cur != nil && cur.cert.Equal(c) {
+			return newIssuing(a.cfg.Config, cur.cert, cur.key, bundle) // its key, found before
+		}
+		if a.cfg.IssuingSigner != nil {
+			if key, err := a.cfg.IssuingSigner(ctx, c); err == nil {
+				return newIssuing(a.cfg.Config, c, key, bundle)
+			}
 		}
 		b, err := a.st.GetSecret(ctx, issuingSecret(c.SerialNumber.Text(16)))
 		if err != nil {
