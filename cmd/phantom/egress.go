@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,10 +25,13 @@ const defaultEgressListen = "127.0.0.1:3128"
 
 type egressFlags struct {
 	componentFlags
-	tlsListen  string
-	deny       []string
-	maxTunnels int
-	idle       time.Duration
+	tlsListen string
+	deny      []string
+	idle      time.Duration
+	// The bounds of egress.Config: tunnels (in all, per node, per source address) and
+	// connections (in all, per source address).
+	maxTunnels, maxTunnelsPerNode, maxTunnelsPerSource int
+	maxConns, maxConnsPerSource                        int
 }
 
 func newEgressCmd() *cobra.Command {
@@ -45,14 +47,25 @@ workloads must use. A node authenticates in one of two ways:
     connections there with that certificate (phantom agent --egress-tls ADDR
     --egress-listen 127.0.0.1:8171; workloads use HTTPS_PROXY=http://127.0.0.1:8171).
   - with Proxy-Authorization: Basic NODE:PASSWORD (the password its agent received from
-    STS; the proxy URL http://NODE:PASSWORD@ADDR works as HTTPS_PROXY/HTTP_PROXY). The
-    password is bound to the node's address (privateIp in the spec): it is refused from
-    anywhere else. On --listen it travels in clear text, so keep --listen on loopback,
-    for workloads on the proxy's own host.
+    STS with its role session; the proxy URL http://NODE:PASSWORD@ADDR works as
+    HTTPS_PROXY/HTTP_PROXY). The password is bound to the node's address (privateIp in
+    the spec): it is refused from anywhere else. It lives as long as the role session it
+    came with, and is refused once the role's sessions are revoked (phantom iam
+    revoke-sessions, a detection response): the agent fetches a new one at once (IMDS
+    /latest/meta-data/phantom/egress-proxy). On --listen it travels in clear text, so
+    keep --listen on loopback, for workloads on the proxy's own host.
 
-A node removed with phantom node revoke is refused either way. The node's role's egress
-rules in the spec decide where it may go: APIs, host names on listed ports, CIDRs.
-Everything else is refused. An api: rule opens that API, not the endpoint serving it: a
+Every request is decided on the node's current standing, as the gateway decides calls: a
+node removed with phantom node revoke is refused either way and its open tunnels are
+closed within a second; while the perimeter state has not been confirmed by the store
+for --max-stale every request is refused (503 PerimeterStateStale). The node's role's
+egress rules in the spec decide where it may go: APIs, host names on listed ports,
+CIDRs, each rule up to a maxRiskLevel of the node's phantom:RiskLevel if it names one
+(tunnels it opened are closed when the level rises above). Everything else is refused,
+or, for a rule set or node in mode: report, forwarded and audited as what would have
+been refused. Tunnels and forwarded requests are bounded in all, per node and per source
+address; connections in all and per source address. Refusals are audited in full up to
+10 per source, code and minute, the rest counted into a summary event. An api: rule opens that API, not the endpoint serving it: a
 tunnel to an endpoint must start with a TLS ClientHello whose server name (SNI) names the
 allowed API (API_ID.execute-api.REGION.amazonaws.com, resolved by the proxy to the
 endpoint, or the endpoint's private DNS name when it serves that one API), and the
@@ -83,6 +96,10 @@ for --tls-listen) on stderr.`,
 	fl.StringVar(&f.tlsListen, "tls-listen", "", "HTTPS proxy listen address: nodes authenticate with their certificate (the agent's --egress-tls)")
 	fl.StringArrayVar(&f.deny, "deny", nil, "ADDR:PORT refused whatever the rules say, e.g. the agent's IMDS listener (repeatable; port 0 = every port)")
 	fl.IntVar(&f.maxTunnels, "max-tunnels", egress.DefaultMaxTunnels, "concurrent tunnels and forwarded requests")
+	fl.IntVar(&f.maxTunnelsPerNode, "max-tunnels-per-node", egress.DefaultMaxTunnelsPerNode, "concurrent tunnels and forwarded requests of one node")
+	fl.IntVar(&f.maxTunnelsPerSource, "max-tunnels-per-source", egress.DefaultMaxTunnelsPerSource, "concurrent tunnels and forwarded requests from one source address")
+	fl.IntVar(&f.maxConns, "max-connections", egress.DefaultMaxConnections, "open client connections (idle keep-alive ones included)")
+	fl.IntVar(&f.maxConnsPerSource, "max-connections-per-source", egress.DefaultMaxConnectionsPerSource, "open client connections from one source address")
 	fl.DurationVar(&f.idle, "idle-timeout", egress.DefaultIdleTimeout, "close a tunnel after this long without traffic either way")
 	return cmd
 }
@@ -96,8 +113,8 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		}
 		deny = append(deny, ap)
 	}
-	if f.maxTunnels <= 0 || f.idle <= 0 {
-		return &exitError{code: 2, err: errors.New("--max-tunnels and --idle-timeout must be positive")}
+	if min(f.maxTunnels, f.maxTunnelsPerNode, f.maxTunnelsPerSource, f.maxConns, f.maxConnsPerSource) <= 0 || f.idle <= 0 {
+		return &exitError{code: 2, err: errors.New("--max-tunnels*, --max-connections* and --idle-timeout must be positive")}
 	}
 	c, err := openComponent(ctx, stderr, "egress", f.componentFlags)
 	if err != nil {
@@ -108,17 +125,28 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	if err != nil {
 		return err
 	}
+	risk, fresh, err := c.riskLevels(ctx, f.componentFlags)
+	if err != nil {
+		return err
+	}
+	c.ops.identityMetrics(c.p, fresh)
 	px, err := egress.New(egress.Config{
-		Spec:        c.w.Current,
-		PasswordKey: key,
-		Verifier:    c.p.ca.Verifier(),
-		Nodes:       c.p.ids,
-		Auditor:     c.logs.get(f.chain),
-		Logger:      c.log,
-		Deny:        deny,
-		MaxTunnels:  f.maxTunnels,
-		IdleTimeout: f.idle,
-		Metrics:     c.ops.egressMetrics(),
+		Spec:                    c.w.Current,
+		PasswordKey:             key,
+		Verifier:                c.p.ca.Verifier(),
+		Standing:                c.p.ids,
+		Risk:                    risk,
+		Fresh:                   fresh,
+		Auditor:                 c.logs.get(f.chain),
+		Logger:                  c.log,
+		Deny:                    deny,
+		MaxTunnels:              f.maxTunnels,
+		MaxTunnelsPerNode:       f.maxTunnelsPerNode,
+		MaxTunnelsPerSource:     f.maxTunnelsPerSource,
+		MaxConnections:          f.maxConns,
+		MaxConnectionsPerSource: f.maxConnsPerSource,
+		IdleTimeout:             f.idle,
+		Metrics:                 c.ops.egressMetrics(),
 	})
 	if err != nil {
 		return err
@@ -128,10 +156,11 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	}
 	done := make(chan error, 2)
 	serving := 0
-	serve := func(ln net.Listener) {
-		// Serve's context only bounds requests; the signal context starts a graceful shutdown.
+	// Serve's context only bounds requests; the signal context starts a graceful shutdown.
+	serveCtx := context.WithoutCancel(ctx)
+	serve := func(run func() error) {
 		serving++
-		go func() { done <- px.Serve(context.WithoutCancel(ctx), ln) }()
+		go func() { done <- run() }()
 	}
 	if f.listen != "" {
 		ln, err := net.Listen("tcp", f.listen)
@@ -141,7 +170,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
 			c.log.Warn("egress: --listen is not a loopback address: proxy passwords travel in clear text on it; serve nodes on other hosts with --tls-listen", "listen", ln.Addr().String())
 		}
-		serve(ln)
+		serve(func() error { return px.Serve(serveCtx, ln) })
 		fmt.Fprintf(stderr, "phantom egress: listening on http://%s\n", ln.Addr())
 	}
 	if f.tlsListen != "" {
@@ -154,10 +183,10 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 			ln.Close()
 			return err
 		}
-		serve(tls.NewListener(ln, px.TLSConfig(certs.getServer)))
+		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.getServer) })
 		fmt.Fprintf(stderr, "phantom egress: listening on https://%s\n", ln.Addr())
 	}
-	c.serving() // the rules are the spec's and the node passwords derive from the master key
+	c.serving(readyCheck{"perimeter state", fresh})
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve egress: %w", err)

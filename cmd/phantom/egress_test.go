@@ -91,7 +91,7 @@ func TestEgressCommand(t *testing.T) {
 		done <- runEgress(ctx, stderr, egressFlags{
 			componentFlags: componentFlags{config: specFile, dataDir: dataDir, listen: "127.0.0.1:0", poll: time.Second, chain: "egress"},
 			tlsListen:      "127.0.0.1:0",
-			maxTunnels:     16, idle: time.Minute,
+			maxTunnels:     16, maxTunnelsPerNode: 16, maxTunnelsPerSource: 16, maxConns: 64, maxConnsPerSource: 64, idle: time.Minute,
 			deny: []string{"127.0.0.1:1"},
 		})
 	}()
@@ -126,7 +126,7 @@ func TestEgressCommand(t *testing.T) {
 	}
 	tlsCfg := backend.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	tr := &http.Transport{
-		Proxy:           http.ProxyURL(&url.URL{Scheme: "http", User: url.UserPassword("service-a-1", egress.ProxyPassword(key, "service-a-1", netip.MustParseAddr("127.0.0.1"))), Host: proxyAddr}),
+		Proxy:           http.ProxyURL(&url.URL{Scheme: "http", User: url.UserPassword("service-a-1", egress.ProxyPassword(key, egress.Credential{Node: "service-a-1", Addr: netip.MustParseAddr("127.0.0.1"), Issued: time.Now(), Expires: time.Now().Add(time.Hour)})), Host: proxyAddr}),
 		TLSClientConfig: tlsCfg,
 	}
 	defer tr.CloseIdleConnections()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/enroll"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
@@ -69,16 +70,18 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 // component is what a standalone component process opens: the spec watcher, the
 // perimeter's identity service and CA, and its audit chain.
 type component struct {
-	w     *config.Watcher
-	p     *perimeter
-	logs  *auditLogs
-	spec  *specTracker
-	log   *slog.Logger
-	ops   *ops // nil without --ops-listen
-	name  string
-	stop  context.CancelFunc
-	wg    sync.WaitGroup
-	close []func()
+	w    *config.Watcher
+	p    *perimeter
+	logs *auditLogs
+	spec *specTracker
+	log  *slog.Logger
+	ops  *ops // nil without --ops-listen
+	name string
+	stop context.CancelFunc
+	// runCtx ends when the component shuts down: its background loops run under it.
+	runCtx context.Context
+	wg     sync.WaitGroup
+	close  []func()
 }
 
 func openComponent(ctx context.Context, stderr io.Writer, name string, f componentFlags) (*component, error) {
@@ -159,7 +162,7 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	}
 	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
-	c.stop = stop
+	c.stop, c.runCtx = stop, runCtx
 	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
@@ -222,6 +225,29 @@ func (c *component) freshCheck() readyCheck {
 	return readyCheck{"perimeter state", c.p.ids.Fresh}
 }
 
+// riskLevels gives the component the risk levels the detector raised (phantom:RiskLevel):
+// loaded now, then kept current from the store until the component shuts down; and its
+// freshness hook, which fails once credentials or risk levels have not been confirmed by
+// the store within --max-stale. The component handles no findings: its responder only
+// reads risk levels.
+func (c *component) riskLevels(ctx context.Context, f componentFlags) (*respond.Responder, func() error, error) {
+	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := risk.Refresh(ctx); err != nil {
+		return nil, nil, err
+	}
+	fresh := &freshness{maxStale: f.maxStale}
+	fresh.mark(time.Now())
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.p.syncRisk(c.runCtx, risk, fresh, c.log)
+	}()
+	return risk, c.p.gatewayFreshness(fresh), nil
+}
+
 // shutdown stops the refresh loop and closes what was opened, newest first.
 func (c *component) shutdown() {
 	c.ops.drain()
@@ -275,29 +301,15 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	defer c.shutdown()
 	spec := c.w.Current()
 	listen := listenAddr(f.listen, spec.Gateway.Listen, defaultGatewayListen)
-	// Risk levels raised by the detector reach this gateway through the store.
-	// (This process handles no findings: its responder only reads risk levels.)
-	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	risk, fresh, err := c.riskLevels(ctx, f)
 	if err != nil {
 		return err
 	}
-	if err := risk.Refresh(ctx); err != nil {
-		return err
-	}
-	riskFresh := &freshness{maxStale: f.maxStale}
-	riskFresh.mark(time.Now())
-	riskCtx, stopRisk := context.WithCancel(ctx)
-	defer stopRisk() // before c.shutdown waits for the goroutines
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.p.syncRisk(riskCtx, risk, riskFresh, c.log)
+		c.p.sweepSignatures(c.runCtx, c.log)
 	}()
-	go func() {
-		defer c.wg.Done()
-		c.p.sweepSignatures(riskCtx, c.log)
-	}()
-	fresh := c.p.gatewayFreshness(riskFresh)
 	c.ops.identityMetrics(c.p, fresh)
 	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, fresh, c.ops.gatewayMetrics(), c.log)
 	if err != nil {

@@ -133,7 +133,7 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 			Issuer:        adapter,
 			Registry:      p.store,
 			Sessions:      adapter,
-			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(egressKey, n.Name, n.PrivateIP) },
+			ProxyPassword: egress.Passwords(egressKey),
 		},
 		// The component API: gateways, endpoints and the other components whose hosts hold
 		// no CA key enroll with a join token (phantom ca join-token) and renew here.

@@ -36,9 +36,9 @@ import (
 )
 
 // defaultPortBase is where the demo's listeners start: endpoint 8443, STS 8444, gateway
-// 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448)
-// egress proxy 8449, the findings API 8450 and the web console 8452 (all on 127.0.0.1;
-// 8451 is kept for the operations listener).
+// 8445, demo backend 8446, the demo node's agent (IMDS 8447, container credentials 8448,
+// its egress relay 8449; the egress proxy itself takes free ports), the findings API 8450
+// and the web console 8452 (all on 127.0.0.1; 8451 is kept for the operations listener).
 const defaultPortBase = 8443
 
 // demoPorts is how many consecutive ports the demo takes from --port-base.
@@ -130,15 +130,19 @@ SIGINT or SIGTERM stops it, finishing in-flight requests first.`,
 type upListeners struct {
 	sts, gateway, backend net.Listener
 	endpoints             map[string][]net.Listener // endpoint id -> its listeners
-	// The demo node's agent and egress proxy.
+	// The demo node's agent: IMDS, container credentials and its egress relay (what the
+	// node's workloads use as their proxy).
 	imds, container, egress net.Listener
+	// The egress proxy itself, on free loopback ports: for passwords, and for the
+	// agent's relay (TLS, the node's certificate).
+	egressDirect, egressTLS net.Listener
 	findings                net.Listener
 	ops                     net.Listener // metrics, health, readiness
 	console                 net.Listener
 }
 
 func (l *upListeners) closeAll() {
-	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.findings, l.console} {
+	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.egressDirect, l.egressTLS, l.findings, l.console} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -367,7 +371,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 			return err
 		}
 		servers = append(servers, serveHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.getServer}, log))
-		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, o.egressMetrics(), log); err != nil {
+		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, responder, fresh, o.egressMetrics(), log); err != nil {
 			return err
 		}
 		var served atomic.Pointer[agent.Agent]
@@ -680,11 +684,15 @@ func writeDemoEnv(ctx context.Context, dataDir, bundle string, d *demo.Perimeter
 		{Name: "PHANTOM_AWS_CONFIG", Value: awsConfig},
 		// The demo Service A node: its agent (for AWS_EC2_METADATA_SERVICE_ENDPOINT, or
 		// AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN) and the
-		// egress proxy it must send everything through (HTTPS_PROXY, credentials included).
+		// egress proxy it must send everything through (HTTPS_PROXY): the agent's relay,
+		// which carries each connection to the proxy with the node's current credentials.
 		{Name: "PHANTOM_IMDS_ENDPOINT", Value: "http://" + lns.imds.Addr().String() + "/"},
 		{Name: "PHANTOM_CONTAINER_CREDENTIALS_URI", Value: "http://" + lns.container.Addr().String() + agent.ContainerPath},
 		{Name: "PHANTOM_CONTAINER_AUTH_TOKEN", Value: node.ContainerToken()},
-		{Name: "PHANTOM_EGRESS_PROXY", Value: node.ProxyURL(lns.egress.Addr().String())},
+		{Name: "PHANTOM_EGRESS_PROXY", Value: "http://" + lns.egress.Addr().String()},
+		// The proxy itself, where the node's password (from STS with each role session)
+		// authenticates it: http://NODE:PASSWORD@this address.
+		{Name: "PHANTOM_EGRESS_DIRECT", Value: lns.egressDirect.Addr().String()},
 		// The orders API as the node's workloads call it, through the egress proxy: by the
 		// API's private DNS name, which the proxy resolves and which binds the tunnel to it.
 		{Name: "PHANTOM_NODE_API_URL", Value: d.NodeInvokeURL("/orders")},
@@ -706,6 +714,7 @@ func printDemo(out io.Writer, dataDir string, d *demo.Perimeter, lns *upListener
   sts               https://%[7]s
   orders backend    %[8]s  (mutual TLS with the gateway; answers only requests carrying its signed assertion)
   node %[12]s  agent IMDS http://%[13]s/, container credentials http://%[14]s%[15]s; egress proxy http://%[16]s
+                    (the agent's relay to the proxy, which checks the node's certificate, revocations and risk)
   metrics           https://%[19]s/metrics  (Prometheus, ca_file %[20]s; /healthz, /readyz)
   audit log         %[9]s  (check it: phantom audit verify %[9]s)
   detector          streams every audit chain; findings: phantom findings list --data-dir %[1]s, or
@@ -749,9 +758,12 @@ Ctrl-C stops the perimeter.
 		d.Node, lns.imds.Addr(), lns.container.Addr(), agent.ContainerPath, lns.egress.Addr(), d.Role, lns.console.Addr(), lns.ops.Addr(), filepath.Join(dataDir, "ca.pem"), filepath.Join(dataDir, demoAWSFile))
 }
 
-// startDemoEgress serves the egress proxy the demo node must use. The agent's own
-// addresses are refused whatever a rule says.
-func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
+// startDemoEgress serves the egress proxy the demo node must use, on two free loopback
+// ports: a plain one where the node's password authenticates it, and a TLS one where its
+// certificate does, which the node's agent relays its workloads to. It decides on the
+// perimeter's state as the gateway does (revocations, risk levels, freshness). The
+// agent's own addresses are refused whatever a rule says.
+func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, risk egress.RiskSource, fresh func() error, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
 	key, err := p.keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
 		return nil, err
@@ -761,19 +773,36 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 		PasswordKey: key,
 		Auditor:     auditor,
 		Logger:      log,
-		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container)},
+		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container), addrPort(lns.egress)},
 		Metrics:     m,
 		Verifier:    p.ca.Verifier(),
-		Nodes:       p.ids,
+		Standing:    p.ids,
+		Risk:        risk,
+		Fresh:       fresh,
 	})
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		if err := px.Serve(ctx, lns.egress); err != nil {
-			log.Error("up: egress proxy stopped", "error", err)
-		}
-	}()
+	if lns.egressDirect, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("listen for the demo egress proxy: %w", err)
+	}
+	if lns.egressTLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("listen for the demo egress proxy: %w", err)
+	}
+	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
+	if err != nil {
+		return nil, err
+	}
+	for _, serve := range []func() error{
+		func() error { return px.Serve(ctx, lns.egressDirect) },
+		func() error { return px.ServeTLS(ctx, lns.egressTLS, certs.getServer) },
+	} {
+		go func() {
+			if err := serve(); err != nil {
+				log.Error("up: egress proxy stopped", "error", err)
+			}
+		}()
+	}
 	return px, nil
 }
 
@@ -796,7 +825,8 @@ func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perime
 		StateDir:        stateDir,
 		JoinToken:       token,
 		SessionDuration: f.nodeSession,
-		EgressProxy:     lns.egress.Addr().String(),
+		EgressProxy:     lns.egressDirect.Addr().String(),
+		EgressTLS:       lns.egressTLS.Addr().String(),
 		Metrics:         m,
 		Logger:          log,
 	})
@@ -806,11 +836,17 @@ func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perime
 	if err := a.Start(ctx); err != nil {
 		return nil, fmt.Errorf("start the demo node's agent: %w", err)
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := a.Serve(ctx, lns.imds, lns.container); err != nil {
 			log.Error("up: agent stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := a.ServeEgress(ctx, lns.egress); err != nil {
+			log.Error("up: the agent's egress relay stopped", "error", err)
 		}
 	}()
 	return a, nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -58,8 +57,8 @@ func refusedWithin2s(t *testing.T, what string, revoked time.Time, f func() erro
 
 // TestUpNodeRevoke: `phantom node revoke` removes the demo node from a running perimeter:
 // within 2 s its session is refused by the gateway, its certificate by STS's node API, its
-// proxy password by the egress proxy, and its agent stops serving credentials; the node
-// list shows it Revoked; the removal is audited.
+// proxy password by the egress proxy (which closes its open tunnel), and its agent stops
+// serving credentials; the node list shows it Revoked; the removal is audited.
 func TestUpNodeRevoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs phantom up")
@@ -84,20 +83,28 @@ func TestUpNodeRevoke(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	proxyURL, err := url.Parse(u.env["PHANTOM_EGRESS_PROXY"])
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The password that comes with the node's session (the node's workloads use the
+	// agent's relay, which presents the node's certificate; the proxy refuses both).
+	password := u.nodeProxyPassword(t)
 	proxyAuth := func() string {
-		pass, _ := proxyURL.User.Password()
-		auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(proxyURL.User.Username()+":"+pass))
-		return rawProxyConnect(t, proxyURL.Host, "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com:"+portOf(u.env["PHANTOM_ENDPOINT_ADDR"]), auth)
+		return rawProxyConnect(t, u.env["PHANTOM_EGRESS_DIRECT"], "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com:"+portOf(u.env["PHANTOM_ENDPOINT_ADDR"]), password)
 	}
 	if code := stsCall(); code != http.StatusOK {
 		t.Fatalf("the node's certificate at STS before: %d", code)
 	}
 	if line := proxyAuth(); line != "HTTP/1.1 200" {
 		t.Fatalf("the node's proxy password before: %q", line)
+	}
+
+	// A tunnel the node's workload holds open through the agent's relay: the proxy
+	// closes it when the node is revoked.
+	relay, err := url.Parse(u.env["PHANTOM_EGRESS_PROXY"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, open := u.egressTunnel(t, relay.Host, "")
+	if status != http.StatusOK || u.askEndpoint(open) != nil {
+		t.Fatalf("the relayed tunnel before: %d", status)
 	}
 
 	out := u.phantom(t, "node", "revoke", "--node", "service-a-1")
@@ -130,6 +137,9 @@ func TestUpNodeRevoke(t *testing.T) {
 		}
 		return nil
 	})
+	if !tunnelClosedWithin(open, 2*time.Second) {
+		t.Error("the revoked node's open tunnel was not closed")
+	}
 	t.Logf("after phantom node revoke returned: gateway %s, STS %s, egress %s, agent %s", gw.Round(time.Millisecond), sts.Round(time.Millisecond), proxy.Round(time.Millisecond), imds.Round(time.Millisecond))
 	var list struct {
 		Nodes []struct{ NodeName, Status, CertificateSerial, LastContact, RevokedAt string }

@@ -16,12 +16,15 @@ type Auditor interface {
 	Record(ctx context.Context, ev *audit.Event) error
 }
 
-// Refusal is one refused connection.
+// Refusal is one refused connection (or request).
 type Refusal struct {
 	Code      string // the audit errorCode
 	Src       netip.AddrPort
 	LocalPort uint16
 	Detail    map[string]any // additionalEventData; "reason" is what the summaries keep
+	// Name, when set, is the eventName of the refusal's summary, and refusals of
+	// different names are counted apart; "" keeps the name RecorderConfig.Event gives.
+	Name string
 }
 
 // RecorderConfig configures a Recorder. Auditor and Event are required.
@@ -33,22 +36,26 @@ type RecorderConfig struct {
 	// Observe, when set, is told every refusal (metrics).
 	Observe func(code string)
 	// Window is the aggregation window (a minute when zero); MaxSources bounds the
-	// sources tracked in one (4096 when zero).
+	// sources tracked in one (4096 when zero); Burst is how many refusals of one source
+	// and code are recorded in full in a window before the rest are counted (1 when
+	// zero).
 	Window     time.Duration
 	MaxSources int
+	Burst      int
 	Logger     *slog.Logger     // nil: slog.Default()
 	Now        func() time.Time // nil: time.Now
 }
 
 type refKey struct {
-	code string
-	src  netip.Addr // invalid: the shared bucket of sources past the tracking bound
+	code, name string
+	src        netip.Addr // invalid: the shared bucket of sources past the tracking bound
 }
 
 // refEntry counts the refusals of one key in the current window that were not recorded
 // one by one.
 type refEntry struct {
 	start       time.Time // window start
+	full        int       // recorded in full this window
 	count       int
 	first, last time.Time
 	localPort   uint16
@@ -56,9 +63,9 @@ type refEntry struct {
 }
 
 // Recorder records connection refusals without letting a flood of them flood the audit
-// log or block the accept loop, and without losing any: the first refusal of a source
-// for an error code in a window is recorded at once, in full; the rest of that window are
-// counted and recorded as one summary event (additionalEventData.summary = true, count,
+// log or block the accept loop, and without losing any: the first refusal (the first
+// Burst) of a source for an error code in a window is recorded at once, in full; the rest
+// of that window are counted and recorded as one summary event (additionalEventData.summary = true, count,
 // firstSeen, lastSeen). Past MaxSources distinct sources in a window, new sources share
 // one summary with an empty sourceIPAddress. The count of refusals in the events
 // therefore always equals the number of refused connections.
@@ -84,6 +91,9 @@ func NewRecorder(cfg RecorderConfig) *Recorder {
 	}
 	if cfg.MaxSources <= 0 {
 		cfg.MaxSources = 4096
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = 1
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,29 +132,64 @@ func (f *Recorder) Note(r Refusal) {
 	if f.cfg.Observe != nil {
 		f.cfg.Observe(r.Code)
 	}
+	switch f.take(r, true) {
+	case takeQueued:
+	case takeStopped:
+		// After Stop (a straggling accept) there is no worker: record it here.
+		f.record(f.fullEvent(r))
+	}
+}
+
+// Count accounts for one refusal whose full event the caller records itself, at once:
+// it reports true when the caller is to record it (among the first Burst of its source,
+// code and name in the window, or any after Stop), false when it was counted into the window's
+// summary instead. For a component that answers after the record is written, so an
+// audit failure can fail the answer closed.
+func (f *Recorder) Count(r Refusal) bool {
+	if f.cfg.Observe != nil {
+		f.cfg.Observe(r.Code)
+	}
+	return f.take(r, false) != takeCounted
+}
+
+type takeResult int
+
+const (
+	takeCounted takeResult = iota // counted into the summary
+	takeQueued                    // the full event is queued for the worker
+	takeFirst                     // the first of its window: the caller records it
+	takeStopped                   // after Stop: the caller records it
+)
+
+func (f *Recorder) take(r Refusal, queue bool) takeResult {
 	now := f.cfg.Now()
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.startLocked()
 	if f.stopped {
-		// After Stop (a straggling accept) there is no worker: record it here.
-		f.mu.Unlock()
-		f.record(f.fullEvent(r))
-		return
+		return takeStopped
 	}
-	k := refKey{r.Code, r.Src.Addr()}
+	k := refKey{code: r.Code, name: r.Name, src: r.Src.Addr()}
 	ent := f.m[k]
 	if ent == nil && len(f.m) >= f.cfg.MaxSources {
 		k.src = netip.Addr{}
 		ent = f.m[k]
 	}
 	if ent == nil {
-		f.m[k] = &refEntry{start: time.Now()} // windows run on the monotonic clock
+		ent = &refEntry{start: time.Now()} // windows run on the monotonic clock
+		f.m[k] = ent
+	}
+	if ent.full < f.cfg.Burst {
+		if !queue {
+			ent.full++
+			return takeFirst
+		}
 		select {
 		case f.q <- f.fullEvent(r):
-			f.mu.Unlock()
-			return
+			ent.full++
+			return takeQueued
 		default:
-			ent = f.m[k] // the auditor is behind: count it into the summary instead
+			// The auditor is behind: count it into the summary instead.
 		}
 	}
 	if ent.count == 0 {
@@ -152,7 +197,7 @@ func (f *Recorder) Note(r Refusal) {
 	}
 	ent.count++
 	ent.last, ent.localPort, ent.reason = now, r.LocalPort, r.Detail["reason"]
-	f.mu.Unlock()
+	return takeCounted
 }
 
 func (f *Recorder) fullEvent(r Refusal) *audit.Event {
@@ -169,6 +214,9 @@ func (f *Recorder) fullEvent(r Refusal) *audit.Event {
 
 func (f *Recorder) summaryEvent(k refKey, ent *refEntry) *audit.Event {
 	ev := f.cfg.Event(k.code, k.src, requestid.New())
+	if k.name != "" {
+		ev.EventName = k.name
+	}
 	ev.AdditionalEventData = map[string]any{
 		"summary":       true,
 		"count":         ent.count,

@@ -8,6 +8,7 @@
 package admission
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"strconv"
@@ -150,6 +151,15 @@ func (c *Conn) Settle(lim config.ConnectionLimits, isExempt bool) (ok bool, reas
 		c.stage = settled
 	}
 	return true, ""
+}
+
+// CloseWrite half-closes the connection (a TCP one under it, or another that can), so
+// whoever relays through it can pass an end of stream on; an error when it cannot.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("admission: the connection cannot half-close")
 }
 
 // Close closes the connection and releases its count.

@@ -102,7 +102,7 @@ func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 		Account: testAccount, Region: "us-east-1", Directory: func() sts.Directory { return spec }, Logger: quietLog(),
 		Nodes: &sts.NodeConfig{
 			CA: ca, Tokens: p.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db, Sessions: id,
-			ProxyPassword: func(n *config.Node) string { return egress.ProxyPassword(ek, n.Name, n.PrivateIP) },
+			ProxyPassword: egress.Passwords(ek),
 		},
 	}, id, id, p.audit)
 	if err != nil {

@@ -40,7 +40,7 @@ func TestEgressRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	pln := listen(t)
-	go px.Serve(context.Background(), tls.NewListener(pln, px.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pxCert, nil })))
+	go px.ServeTLS(context.Background(), pln, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return pxCert, nil })
 	t.Cleanup(func() { px.Close() })
 
 	a := startAgent(t, p, "service-a-1", func(c *Config) { c.EgressTLS = pln.Addr().String() })

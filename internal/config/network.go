@@ -536,7 +536,7 @@ func (d *decoder) nodes(root *object, s *Spec) {
 	ips := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "name", "role", "vpc", "privateIp", "endpoint")
+		o := d.object(n, p, "name", "role", "vpc", "privateIp", "endpoint", "egressMode")
 		if !o.ok {
 			continue
 		}
@@ -578,6 +578,7 @@ func (d *decoder) nodes(root *object, s *Spec) {
 				nd.Endpoint = ep
 			}
 		}
+		nd.EgressMode, _ = d.enforcement(o, "egressMode", "an egress mode")
 		if nameNode == nil || !d.unique(seen, name, nameNode, namePath, "node") {
 			continue
 		}
@@ -596,11 +597,12 @@ func (d *decoder) egressRules(root *object, s *Spec) {
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "role", "allow")
+		o := d.object(n, p, "role", "mode", "allow")
 		if !o.ok {
 			continue
 		}
 		eg := &Egress{}
+		eg.Mode, _ = d.enforcement(o, "mode", "an egress mode")
 		o.require("role", "role: app")
 		o.require("allow", "allow: [{api: a1b2c3d4e5}]")
 		role, rn, rp := o.str("role")
@@ -628,7 +630,7 @@ func (d *decoder) egressRules(root *object, s *Spec) {
 }
 
 func (d *decoder) egressAllow(n *yaml.Node, path string, s *Spec) (EgressAllow, bool) {
-	o := d.object(n, path, "api", "host", "cidr", "ports")
+	o := d.object(n, path, "api", "host", "cidr", "ports", "maxRiskLevel")
 	if !o.ok {
 		return EgressAllow{}, false
 	}
@@ -644,6 +646,13 @@ func (d *decoder) egressAllow(n *yaml.Node, path string, s *Spec) (EgressAllow, 
 	}
 	var a EgressAllow
 	ok := true
+	if level, ln, lp := o.str("maxRiskLevel"); ln != nil {
+		if !slices.Contains(riskLevels, level) {
+			d.problem(ln, lp, fmt.Sprintf("%q is not a risk level", level), "use low, medium or high: the rule applies while the node's phantom:RiskLevel is at most that")
+			ok = false
+		}
+		a.MaxRiskLevel = level
+	}
 	if id, in, ip := o.str("api"); in != nil {
 		if o.has("ports") {
 			d.problem(o.keys["ports"], joinPath(path, "ports"), "an API is reached on its endpoints' listener ports",

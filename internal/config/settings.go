@@ -257,6 +257,20 @@ func (d *decoder) detection(root *object, s *Spec, dir string) {
 	}
 }
 
+// enforcement reads a mode member (enforce or report; enforce when absent) and reports
+// whether it was valid.
+func (d *decoder) enforcement(o *object, key, what string) (ResponseMode, bool) {
+	mode, mn, mp := o.str(key)
+	switch {
+	case mn == nil:
+		return ModeEnforce, true
+	case mode == string(ModeEnforce) || mode == string(ModeReport):
+		return ResponseMode(mode), true
+	}
+	d.problem(mn, mp, fmt.Sprintf("%q is not %s", mode, what), "use enforce (act) or report (record what would have been done)")
+	return ModeEnforce, false
+}
+
 func (d *decoder) responses(o *object, s *Spec) {
 	items, path := o.list("responses")
 	for i, n := range items {
@@ -330,14 +344,9 @@ func (d *decoder) responses(o *object, s *Spec) {
 			d.problem(ro.n, p, "notify needs a webhook", "add webhook: https://hooks.example/phantom")
 			ok = false
 		}
-		switch mode, mn, mp := ro.str("mode"); {
-		case mn == nil:
-		case mode == string(ModeEnforce) || mode == string(ModeReport):
-			r.Mode = ResponseMode(mode)
-		default:
-			d.problem(mn, mp, fmt.Sprintf("%q is not a response mode", mode), "use enforce (act) or report (record what would have been done)")
-			ok = false
-		}
+		mode, valid := d.enforcement(ro, "mode", "a response mode")
+		r.Mode = mode
+		ok = ok && valid
 		if mn, mp := ro.get("maxPerHour"); mn != nil {
 			v, err := strconv.Atoi(mn.Value)
 			switch {

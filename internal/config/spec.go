@@ -358,12 +358,18 @@ type Node struct {
 	PrivateIP netip.Addr
 	// Endpoint is the endpoint this node is expected to use; empty when unbound.
 	Endpoint string
+	// EgressMode is ModeReport when the egress proxy only reports what it would refuse
+	// this node (and forwards it anyway); ModeEnforce otherwise.
+	EgressMode ResponseMode
 }
 
 // Egress lists where workloads of one role may send data; everything else is denied.
 type Egress struct {
 	Role  string
 	Allow []EgressAllow
+	// Mode is ModeReport when the proxy only reports what the rules would refuse (and
+	// forwards it anyway): how a rule set is rolled out without breaking workloads.
+	Mode ResponseMode
 }
 
 // EgressAllow is one allowed destination; exactly one of API, Host and CIDR is set.
@@ -376,6 +382,9 @@ type EgressAllow struct {
 	// CIDR allows an address range.
 	CIDR  netip.Prefix
 	Ports []PortRange
+	// MaxRiskLevel, when set, is the highest phantom:RiskLevel (low, medium, high) of the
+	// node's session for which the rule allows anything: above it the rule does not apply.
+	MaxRiskLevel string
 }
 
 // Gateway holds the gateway's settings.
@@ -472,13 +481,33 @@ type Response struct {
 	MaxPerHour int
 }
 
-// ResponseMode says whether a response acts.
+// ResponseMode says whether a response, an egress rule set or a node's egress acts
+// (enforce) or only records what it would have done (report).
 type ResponseMode string
 
 const (
 	ModeEnforce ResponseMode = "enforce"
 	ModeReport  ResponseMode = "report"
 )
+
+// RiskRank orders phantom:RiskLevel values: none (0) < any unknown level (1) < low <
+// medium < high < critical. The detector raises levels on this order and the egress
+// proxy compares a node's level with a rule's maxRiskLevel on it.
+func RiskRank(level string) int {
+	switch level {
+	case "":
+		return 0
+	case "low":
+		return 2
+	case "medium":
+		return 3
+	case "high":
+		return 4
+	case "critical":
+		return 5
+	}
+	return 1
+}
 
 // DefaultMaxPerHour is a response's cap when the spec sets none: one finding a minute on
 // average, in bursts.

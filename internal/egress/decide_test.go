@@ -162,7 +162,7 @@ func TestWrongPassword(t *testing.T) {
 // there would reach this host.
 func TestUnspecifiedNeverOpens(t *testing.T) {
 	spec := loadSpec(t, specAddrs{})
-	rs := compileRules(spec, "open")
+	rs := compileRules(spec, "open", 0)
 	rs.prefixes = append(rs.prefixes,
 		prefixRule{mustPrefix("0.0.0.0/8"), portRule{ports: defaultPorts, desc: "cidr:0.0.0.0/8"}},
 		prefixRule{mustPrefix("::/128"), portRule{ports: defaultPorts, desc: "cidr:::/128"}},

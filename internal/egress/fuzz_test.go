@@ -100,7 +100,7 @@ func FuzzProxyRequest(f *testing.F) {
 	spec := loadSpec(f, specAddrs{})
 	auth := func(node string) string {
 		n, _ := spec.Node(node)
-		return "Proxy-Authorization: Basic " + b64(node+":"+ProxyPassword(key, node, n.PrivateIP)) + "\r\n"
+		return "Proxy-Authorization: Basic " + b64(node+":"+testPassword(key, node, n.PrivateIP)) + "\r\n"
 	}
 	for _, s := range []string{
 		"CONNECT api.example.com:443 HTTP/1.1\r\nHost: api.example.com:443\r\n" + auth("service-a-1") + "\r\n",

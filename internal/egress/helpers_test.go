@@ -29,6 +29,15 @@ func testPasswordKey() ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, ed25519.SeedSize))
 }
 
+// testNow is the test proxies' clock; passwords are issued a minute before it.
+var testNow = time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+
+// testPassword is node's proxy password for addr, issued a minute before testNow, valid
+// for an hour.
+func testPassword(key ed25519.PrivateKey, node string, addr netip.Addr) string {
+	return ProxyPassword(key, Credential{Node: node, Addr: addr, Issued: testNow.Add(-time.Minute), Expires: testNow.Add(time.Hour)})
+}
+
 // specAddrs are the addresses the test spec names.
 type specAddrs struct {
 	Endpoint     netip.AddrPort // the API's endpoint listener
@@ -206,7 +215,10 @@ func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*
 		Resolver:    tp.res,
 		Dialer:      tp.dial,
 		Auditor:     tp.audit,
-		Now:         func() time.Time { return time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC) },
+		Now:         func() time.Time { return testNow },
+		// Every refusal in full: the tests read each one's event (TestRefusalFlood
+		// checks the bound).
+		RefusalBurst: 1 << 20,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -230,7 +242,7 @@ func (tp *testProxy) password(node string) string {
 	if n, ok := tp.spec.Node(node); ok {
 		addr = n.PrivateIP
 	}
-	return ProxyPassword(tp.key, node, addr)
+	return testPassword(tp.key, node, addr)
 }
 
 // nodeAddr is where node's requests come from: its address in the spec, else 127.0.0.1.

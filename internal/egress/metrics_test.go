@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-type decisionCall struct{ method, result, reason string }
+type decisionCall struct{ method, result, reason, role string }
 
 // fakeMetrics records the hook's calls.
 type fakeMetrics struct {
@@ -15,13 +15,13 @@ type fakeMetrics struct {
 	calls []decisionCall
 }
 
-func (f *fakeMetrics) Decision(method, result, reason string, d time.Duration) {
+func (f *fakeMetrics) Decision(method, result, reason, role string, d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if d <= 0 {
 		method += " (no duration)"
 	}
-	f.calls = append(f.calls, decisionCall{method, result, reason})
+	f.calls = append(f.calls, decisionCall{method, result, reason, role})
 }
 
 func (f *fakeMetrics) take() []decisionCall {
@@ -33,7 +33,8 @@ func (f *fakeMetrics) take() []decisionCall {
 }
 
 // TestMetrics: every decision is one Decision with the method, the result (allow; deny
-// for a 4xx refusal; error for a 5xx) and the audit errorCode; never the node or host.
+// for a 4xx refusal; error for a 5xx), the audit errorCode and the node's role; never the
+// node or host.
 func TestMetrics(t *testing.T) {
 	res := newResolver(map[string][]string{"api.example.com": {"93.184.216.34"}})
 	m := &fakeMetrics{}
@@ -44,12 +45,12 @@ func TestMetrics(t *testing.T) {
 		auditFails                 bool
 		want                       decisionCall
 	}{
-		{"allowed tunnel", "CONNECT", "api.example.com:443", "service-a-1", false, decisionCall{"connect", "allow", ""}},
-		{"no credentials", "CONNECT", "api.example.com:443", "", false, decisionCall{"connect", "deny", CodeAuthRequired}},
-		{"host not in the rules", "GET", "http://evil.example.net/", "service-a-1", false, decisionCall{"forward", "deny", CodeDestinationNotAllow}},
-		{"port not allowed", "CONNECT", "api.example.com:22", "service-a-1", false, decisionCall{"connect", "deny", CodePortNotAllowed}},
-		{"metadata address", "CONNECT", "169.254.169.254:80", "service-a-1", false, decisionCall{"connect", "deny", CodeAddressNotAllowed}},
-		{"audit failure", "CONNECT", "evil.example.net:443", "service-a-1", true, decisionCall{"connect", "error", CodeAuditFailed}},
+		{"allowed tunnel", "CONNECT", "api.example.com:443", "service-a-1", false, decisionCall{"connect", "allow", "", "app"}},
+		{"no credentials", "CONNECT", "api.example.com:443", "", false, decisionCall{"connect", "deny", CodeAuthRequired, ""}},
+		{"host not in the rules", "GET", "http://evil.example.net/", "service-a-1", false, decisionCall{"forward", "deny", CodeDestinationNotAllow, "app"}},
+		{"port not allowed", "CONNECT", "api.example.com:22", "service-a-1", false, decisionCall{"connect", "deny", CodePortNotAllowed, "app"}},
+		{"metadata address", "CONNECT", "169.254.169.254:80", "service-a-1", false, decisionCall{"connect", "deny", CodeAddressNotAllowed, "app"}},
+		{"audit failure", "CONNECT", "evil.example.net:443", "service-a-1", true, decisionCall{"connect", "error", CodeAuditFailed, "app"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tp.audit.mu.Lock()

@@ -46,8 +46,7 @@ func TestNodeCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tln := tls.NewListener(ln, tp.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return proxyCert, nil }))
-	go tp.Serve(context.Background(), tln)
+	go tp.ServeTLS(context.Background(), ln, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return proxyCert, nil })
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -43,10 +44,21 @@ type NodeVerifier interface {
 	Verify(chain []*x509.Certificate, usage x509.ExtKeyUsage) (pki.Identity, error)
 }
 
-// NodeStatus tells nodes that were removed (`phantom node revoke`) and not enrolled
-// again since; *identity.Service satisfies it.
-type NodeStatus interface {
+// Standing tells the perimeter's current view of a node's credentials (the identity
+// service's snapshots, refreshed from the store); *identity.Service satisfies it.
+type Standing interface {
+	// NodeRevoked reports a node removed (`phantom node revoke`) and not enrolled again.
 	NodeRevoked(node string) bool
+	// SessionRevoked reports whether credentials issued at issued with a session of role
+	// to node are revoked: the role's sessions or the node's revoked after they were
+	// issued, or the node removed.
+	SessionRevoked(role, node string, issued time.Time) bool
+}
+
+// RiskSource reports a principal's phantom:RiskLevel, as the detector's responses raise
+// it (on the principal or its role); respond.Responder satisfies it.
+type RiskSource interface {
+	RiskLevel(principalARN string) string
 }
 
 // Auditor records one decision; an error refuses the request (fail closed).
@@ -55,10 +67,12 @@ type Auditor interface {
 }
 
 // Metrics observes the proxy's decisions (internal/metrics). Labels stay bounded: method
-// is connect or forward, result allow, deny or error, reason the audit errorCode (one of
-// the Code constants, "" when allowed). Never the node, host or address.
+// is connect or forward; result allow, report (forwarded in report mode though the rules
+// would refuse), deny or error; reason the audit errorCode (one of the Code constants,
+// "" when allowed, the code that would have refused when reported); role the node's role
+// in the spec ("" before a node is identified). Never the node, host or address.
 type Metrics interface {
-	Decision(method, result, reason string, d time.Duration)
+	Decision(method, result, reason, role string, d time.Duration)
 }
 
 // Defaults of the Config limits.
@@ -70,6 +84,21 @@ const (
 	DefaultResolveTimeout    = 5 * time.Second
 	DefaultResponseTimeout   = 60 * time.Second
 	DefaultMaxTunnels        = 1024
+	// DefaultMaxTunnelsPerNode and DefaultMaxTunnelsPerSource bound one node's, and one
+	// source address's, share of the tunnels and forwarded requests.
+	DefaultMaxTunnelsPerNode   = 256
+	DefaultMaxTunnelsPerSource = 512
+	// DefaultMaxConnections and DefaultMaxConnectionsPerSource bound the TCP connections
+	// the listeners hold open (idle keep-alive ones included), in all and from one address.
+	DefaultMaxConnections          = 4096
+	DefaultMaxConnectionsPerSource = 1024
+	// DefaultRefusalWindow is how long refusals of one source and code are counted into
+	// one summary after the first DefaultRefusalBurst are recorded in full.
+	DefaultRefusalWindow = time.Minute
+	DefaultRefusalBurst  = 10
+	// DefaultRecheckInterval is how often open tunnels are checked against their node's
+	// current standing.
+	DefaultRecheckInterval = 250 * time.Millisecond
 )
 
 // Config configures a Proxy. Spec, Key and Auditor are required.
@@ -95,8 +124,18 @@ type Config struct {
 	// Deny lists addresses refused whatever the rules say: the agent's loopback IMDS and
 	// container-credentials listeners. Port 0 denies every port of the address.
 	Deny []netip.AddrPort
-	// Nodes, when set, refuses removed nodes, by certificate or password alike.
-	Nodes NodeStatus
+	// Standing, when set, decides every request on the node's current standing: a
+	// removed node is refused, by certificate or password, and a password issued before
+	// its role's sessions (or the node's) were revoked is refused; open tunnels of such a
+	// node are closed. Without it passwords are judged by their expiry alone.
+	Standing Standing
+	// Risk, when set, supplies the node's phantom:RiskLevel, which rules' maxRiskLevel
+	// compare with; without it every node's level is none.
+	Risk RiskSource
+	// Fresh, when set, is asked before every decision whether the state Standing and
+	// Risk read is current: while it returns an error every request is refused (503
+	// PerimeterStateStale), as the gateway refuses calls (--max-stale).
+	Fresh func() error
 	// Metrics, when set, observes every decision.
 	Metrics Metrics
 
@@ -106,35 +145,61 @@ type Config struct {
 	DialTimeout       time.Duration // default 10 s
 	ResolveTimeout    time.Duration // default 5 s
 	ResponseTimeout   time.Duration // absolute-form: wait for the response header; default 60 s
-	MaxTunnels        int           // concurrent CONNECT tunnels and forwarded requests; default 1024
+	// Open tunnels and forwarded requests: in all, of one node, from one source address.
+	MaxTunnels          int // default 1024
+	MaxTunnelsPerNode   int // default 256
+	MaxTunnelsPerSource int // default 512
+	// TCP connections the listeners of Serve and ServeTLS hold open.
+	MaxConnections          int // default 4096
+	MaxConnectionsPerSource int // default 1024
+	// RefusalWindow, RefusalBurst and MaxRefusalSources bound the audit records of
+	// refusals: per source address, error code and method, the first RefusalBurst
+	// refusals of a window are recorded in full and the rest counted into one summary
+	// (admission.Recorder). Defaults: a minute, 10, 4096 sources.
+	RefusalWindow     time.Duration
+	RefusalBurst      int
+	MaxRefusalSources int
+	// RecheckInterval is how often open tunnels are checked against their node's standing
+	// and risk level; default 250 ms.
+	RecheckInterval time.Duration
 }
 
-// Proxy is the egress proxy. It is an http.Handler (serve it with Serve, or on a server
-// of the caller's own with the same limits).
+// Proxy is the egress proxy. It is an http.Handler (serve it with Serve or ServeTLS, or
+// on a server of the caller's own with the same limits).
 type Proxy struct {
 	cfg      Config
 	log      *slog.Logger
 	now      func() time.Time
 	compiled atomic.Pointer[compiled]
-	slots    chan struct{}
 	forward  *http.Transport
 	self     atomic.Pointer[[]netip.AddrPort] // the listeners Serve accepts on
 	buffers  sync.Pool                        // relay buffers of finished tunnels
+	slots    *slots                           // tunnels and forwarded requests in flight
+	conns    *admission.Tracker               // connections the listeners hold
+	refusals *admission.Recorder              // refusals: in full once a window, then counted
 
 	mu      sync.Mutex
 	srv     *http.Server
-	tunnels map[net.Conn]struct{}
+	tunnels map[*tunnel]struct{}
 	shut    bool
 	wg      sync.WaitGroup
+	quit    chan struct{} // closed by Close and Shutdown: the recheck loop ends
+	checker bool          // the recheck loop runs
 }
 
-// compiled is the rules of one spec, per role, built on first use after a reload, and
-// the listen addresses of its endpoints.
+// compiled is the rules of one spec, per role and risk level, built on first use after a
+// reload, and the listen addresses of its endpoints.
 type compiled struct {
 	spec      *config.Spec
 	endpoints map[netip.AddrPort]*config.Endpoint
 	mu        sync.Mutex
-	roles     map[string]*ruleSet
+	roles     map[roleRisk]*ruleSet
+}
+
+// roleRisk names the rules of a role that apply at a risk rank (config.RiskRank).
+type roleRisk struct {
+	role string
+	risk int
 }
 
 // New validates cfg and returns a proxy.
@@ -157,12 +222,20 @@ func New(cfg Config) (*Proxy, error) {
 	def(&cfg.DialTimeout, DefaultDialTimeout)
 	def(&cfg.ResolveTimeout, DefaultResolveTimeout)
 	def(&cfg.ResponseTimeout, DefaultResponseTimeout)
-	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	def(&cfg.RefusalWindow, DefaultRefusalWindow)
+	def(&cfg.RecheckInterval, DefaultRecheckInterval)
+	defInt := func(n *int, v int) {
+		if *n <= 0 {
+			*n = v
+		}
 	}
-	if cfg.MaxTunnels <= 0 {
-		cfg.MaxTunnels = DefaultMaxTunnels
-	}
+	defInt(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	defInt(&cfg.MaxTunnels, DefaultMaxTunnels)
+	defInt(&cfg.MaxTunnelsPerNode, DefaultMaxTunnelsPerNode)
+	defInt(&cfg.MaxTunnelsPerSource, DefaultMaxTunnelsPerSource)
+	defInt(&cfg.MaxConnections, DefaultMaxConnections)
+	defInt(&cfg.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
+	defInt(&cfg.RefusalBurst, DefaultRefusalBurst)
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
 	}
@@ -175,10 +248,20 @@ func New(cfg Config) (*Proxy, error) {
 	for i, d := range cfg.Deny {
 		cfg.Deny[i] = netip.AddrPortFrom(d.Addr().Unmap(), d.Port())
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Logger, now: cfg.Now, slots: make(chan struct{}, cfg.MaxTunnels), tunnels: map[net.Conn]struct{}{}}
+	p := &Proxy{cfg: cfg, log: cfg.Logger, now: cfg.Now, tunnels: map[*tunnel]struct{}{}, quit: make(chan struct{}),
+		slots: newSlots(cfg.MaxTunnels, cfg.MaxTunnelsPerNode, cfg.MaxTunnelsPerSource), conns: admission.NewTracker()}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.refusals = admission.NewRecorder(admission.RecorderConfig{
+		Auditor:    cfg.Auditor,
+		Event:      p.refusalEvent,
+		Window:     cfg.RefusalWindow,
+		Burst:      cfg.RefusalBurst,
+		MaxSources: cfg.MaxRefusalSources,
+		Logger:     p.log,
+		Now:        cfg.Now,
+	})
 	p.buffers.New = newRelayBuffer
 	p.forward = &http.Transport{
 		Proxy:                  nil, // never a proxy from the environment
@@ -195,32 +278,49 @@ func New(cfg Config) (*Proxy, error) {
 func (p *Proxy) compiledFor(s *config.Spec) *compiled {
 	c := p.compiled.Load()
 	if c == nil || c.spec != s {
-		c = &compiled{spec: s, roles: map[string]*ruleSet{}, endpoints: endpointListeners(s)}
+		c = &compiled{spec: s, roles: map[roleRisk]*ruleSet{}, endpoints: endpointListeners(s)}
 		p.compiled.Store(c)
 	}
 	return c
 }
 
-// rules returns the compiled rules of role under spec s.
-func (p *Proxy) rules(s *config.Spec, role string) *ruleSet {
+// rules returns the compiled rules of role under spec s that apply at risk rank risk:
+// those whose maxRiskLevel is at least that.
+func (p *Proxy) rules(s *config.Spec, role string, risk int) *ruleSet {
 	c := p.compiledFor(s)
+	k := roleRisk{role, risk}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	rs, ok := c.roles[role]
+	rs, ok := c.roles[k]
 	if !ok {
-		rs = compileRules(s, role)
-		c.roles[role] = rs
+		rs = compileRules(s, role, risk)
+		c.roles[k] = rs
 	}
 	return rs
 }
 
 // Serve accepts proxy connections on ln until Shutdown or Close; cancelling ctx closes
 // the proxy at once. It may be called for several listeners (a plain one on loopback and
-// a TLS one for other hosts, say), concurrently.
+// a TLS one for other hosts, say), concurrently. Each connection counts against
+// MaxConnections and MaxConnectionsPerSource from its accept. ln is a plain listener:
+// for TLS use ServeTLS (a connection Serve counts is no *tls.Conn to the HTTP server, so
+// a certificate on it would go unseen).
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	return p.serve(ctx, ln, nil)
+}
+
+// ServeTLS is Serve over TLS (TLSConfig with getCert): nodes may authenticate with their
+// perimeter-CA client certificate. ln is a plain TCP listener: connections are counted
+// before their handshake.
+func (p *Proxy) ServeTLS(ctx context.Context, ln net.Listener, getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) error {
+	return p.serve(ctx, ln, p.TLSConfig(getCert))
+}
+
+func (p *Proxy) serve(ctx context.Context, ln net.Listener, tlsCfg *tls.Config) error {
 	p.mu.Lock()
 	if p.shut {
 		p.mu.Unlock()
+		ln.Close()
 		return http.ErrServerClosed
 	}
 	if p.srv == nil {
@@ -242,22 +342,24 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 		self = append(self, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
 		p.self.Store(&self)
 	}
+	p.startRecheck()
 	p.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() { p.Close() })
 	defer stop()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	var l net.Listener = &admitListener{Listener: ln, p: p}
+	if tlsCfg != nil {
+		l = tls.NewListener(l, tlsCfg)
+	}
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil
 }
 
 // Shutdown stops accepting, lets in-flight requests and open tunnels finish until ctx
-// ends, then closes what is left.
+// ends, then closes what is left, and records the pending refusal summaries.
 func (p *Proxy) Shutdown(ctx context.Context) error {
-	p.mu.Lock()
-	p.shut = true
-	srv := p.srv
-	p.mu.Unlock()
+	srv := p.stop()
 	var err error
 	if srv != nil {
 		err = srv.Shutdown(ctx)
@@ -273,43 +375,71 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	p.refusals.Stop(ctx)
 	return err
 }
 
-// Close closes the listener, every connection and every tunnel at once.
+// Close closes the listener, every connection and every tunnel at once, and records the
+// pending refusal summaries.
 func (p *Proxy) Close() error {
-	p.mu.Lock()
-	p.shut = true
-	srv := p.srv
-	p.mu.Unlock()
+	srv := p.stop()
 	var err error
 	if srv != nil {
 		err = srv.Close()
 	}
 	p.closeTunnels()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.refusals.Stop(ctx)
 	return err
+}
+
+// stop marks the proxy shut and ends the recheck loop; it returns the server to stop.
+func (p *Proxy) stop() *http.Server {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.shut {
+		p.shut = true
+		close(p.quit)
+	}
+	return p.srv
 }
 
 func (p *Proxy) closeTunnels() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for c := range p.tunnels {
-		c.Close()
+	for t := range p.tunnels {
+		t.close()
 	}
 }
 
 // request is one proxy request being decided.
 type request struct {
-	r       *http.Request
-	ev      *audit.Event
-	spec    *config.Spec
-	node    *config.Node
-	rules   *ruleSet
+	r    *http.Request
+	ev   *audit.Event
+	spec *config.Spec
+	src  netip.AddrPort // the client's address, IPv4-mapped unmapped
+	node *config.Node
+	// rules are the role's rules that apply at the node's risk level; all are every rule
+	// of the role (what a RiskLevelTooHigh refusal and report mode consult).
+	rules, all *ruleSet
+	// issued is when the password's session was issued; zero for a certificate.
+	issued time.Time
+	risk   int // the node's phantom:RiskLevel, ranked (config.RiskRank)
+	// report names why the node's requests are in report mode ("role" or "node"); ""
+	// when the rules are enforced. would is the refusal report mode let through.
+	report string
+	would  *refusal
+	// bound is the risk rank above which the rules that allowed the request no longer
+	// apply (noRiskBound when none of them has a maxRiskLevel).
+	bound   int
 	rawHost string
 	host    Host
 	port    uint16
 	rule    string
 	addrs   []netip.AddrPort
+	// resolved is what the host name resolved to, once it has been.
+	resolved []netip.Addr
 	// endpoints are the endpoints whose listeners q.addrs are: a tunnel to one carries
 	// only a TLS connection whose server name binds an API the node may reach.
 	endpoints []*config.Endpoint
@@ -317,6 +447,14 @@ type request struct {
 	code      string
 	reason    string
 	start     time.Time // for the metrics
+	// recorded: the decision's event is written (a forward records it once connected).
+	recorded bool
+}
+
+// refusal is a refusal's answer.
+type refusal struct {
+	status       int
+	code, reason string
 }
 
 // deny records a refusal; nothing is left to dial.
@@ -324,9 +462,17 @@ func (q *request) deny(status int, code, reason string) {
 	q.status, q.code, q.reason, q.addrs = status, code, reason, nil
 }
 
+// role is the identified node's role, "" before.
+func (q *request) role() string {
+	if q.node == nil {
+		return ""
+	}
+	return q.node.Role
+}
+
 // ServeHTTP decides one proxy request, audits the decision and carries it out.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := &request{r: r, spec: p.cfg.Spec()}
+	q := &request{r: r, spec: p.cfg.Spec(), bound: noRiskBound}
 	if p.cfg.Metrics != nil {
 		q.start = time.Now()
 	}
@@ -335,22 +481,27 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name = "Connect"
 	}
 	q.ev = p.newEvent(q.spec, name, r)
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		q.src = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
 	p.decide(r.Context(), q)
 	if q.code == "" {
 		p.checkEndpoints(q)
 	}
 	if q.code != "" {
+		p.explainRisk(q)
+		if !p.reportInstead(r.Context(), q) {
+			p.refuse(w, q)
+			return
+		}
+	}
+	release, reason := p.slots.acquire(q.node.Name, q.src.Addr())
+	if release == nil {
+		q.deny(http.StatusServiceUnavailable, CodeTooManyTunnels, reason)
 		p.refuse(w, q)
 		return
 	}
-	select {
-	case p.slots <- struct{}{}:
-		defer func() { <-p.slots }()
-	default:
-		q.deny(http.StatusServiceUnavailable, CodeTooManyTunnels, fmt.Sprintf("%d tunnels and requests are in flight", p.cfg.MaxTunnels))
-		p.refuse(w, q)
-		return
-	}
+	defer release()
 	switch {
 	case len(q.endpoints) > 0:
 		p.connectEndpoint(w, q)
@@ -366,7 +517,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // only addresses that may be dialled, or a refusal.
 func (p *Proxy) decide(ctx context.Context, q *request) {
 	if !p.authenticate(q) {
-		// Record where the refused caller wanted to go, keeping the 407.
+		// Record where the refused caller wanted to go, keeping the refusal.
 		status, code, reason := q.status, q.code, q.reason
 		if p.target(q) {
 			q.ev.RequestParameters["host"] = q.host.String()
@@ -391,7 +542,7 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 			q.deny(http.StatusForbidden, v.code, v.reason)
 			return
 		}
-		q.rule = v.rule
+		q.rule, q.bound = v.rule, min(q.bound, v.bound)
 		return
 	}
 	// A private DNS name of an endpoint serving an allowed API resolves to the endpoint's
@@ -416,19 +567,50 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 		q.deny(http.StatusForbidden, CodeDestinationNotAllow, "no egress rule of role "+q.node.Role+" names "+q.host.Name)
 		return
 	}
-	nameRule := ""
-	for _, pr := range named {
-		if pr.allows(q.port) {
-			nameRule = pr.desc
+	var nameRule *portRule
+	for i := range named {
+		if named[i].allows(q.port) {
+			nameRule = &named[i]
 			break
 		}
 	}
-	if nameRule == "" {
+	if nameRule == nil {
 		q.deny(http.StatusForbidden, CodePortNotAllowed, fmt.Sprintf("the rules naming %s do not allow port %d", q.host.Name, q.port))
 		return
 	}
-	// Resolve once; what is checked below is exactly what gets dialled, so an answer that
-	// changes afterwards (DNS rebinding) changes nothing.
+	ips, ok := p.resolve(ctx, q)
+	if !ok {
+		return
+	}
+	rules := map[string]bool{}
+	q.bound = min(q.bound, nameRule.bound)
+	for _, ip := range ips {
+		v := rs.checkAddr(ip, q.port, nameRule.desc)
+		if v.code != "" {
+			q.deny(http.StatusForbidden, CodeAddressNotAllowed, q.host.Name+" resolves to "+ip.String()+": "+v.reason)
+			return
+		}
+		rules[v.rule] = true
+		q.bound = min(q.bound, v.bound)
+		q.addrs = append(q.addrs, netip.AddrPortFrom(ip, q.port))
+	}
+	q.rule = nameRule.desc
+	for r := range rules {
+		if r != nameRule.desc {
+			q.rule = nameRule.desc + "; " + r
+		}
+	}
+	p.checkDeny(q)
+}
+
+// resolve looks q's host name up, once: what is checked afterwards is exactly what gets
+// dialled, so an answer that changes afterwards (DNS rebinding) changes nothing. The
+// addresses come back unmapped, without zones, as the guards and the audit event read
+// them.
+func (p *Proxy) resolve(ctx context.Context, q *request) ([]netip.Addr, bool) {
+	if q.resolved != nil {
+		return q.resolved, true
+	}
 	rctx, cancel := context.WithTimeout(ctx, p.cfg.ResolveTimeout)
 	// Rooted (trailing dot): no resolv.conf search domain turns the name into another.
 	ips, err := p.cfg.Resolver.LookupNetIP(rctx, "ip", q.host.Name+".")
@@ -438,31 +620,16 @@ func (p *Proxy) decide(ctx context.Context, q *request) {
 			err = errors.New("no addresses")
 		}
 		q.deny(http.StatusBadGateway, CodeDNSFailed, "resolve "+q.host.Name+": "+err.Error())
-		return
+		return nil, false
 	}
 	resolved := make([]string, len(ips))
 	for i, ip := range ips {
-		resolved[i] = ip.String()
+		ips[i] = ip.Unmap().WithZone("")
+		resolved[i] = ips[i].String()
 	}
+	q.resolved = ips
 	q.ev.RequestParameters["resolvedAddresses"] = resolved
-	rules := map[string]bool{}
-	for _, ip := range ips {
-		ip = ip.Unmap().WithZone("")
-		v := rs.checkAddr(ip, q.port, nameRule)
-		if v.code != "" {
-			q.deny(http.StatusForbidden, CodeAddressNotAllowed, q.host.Name+" resolves to "+ip.String()+": "+v.reason)
-			return
-		}
-		rules[v.rule] = true
-		q.addrs = append(q.addrs, netip.AddrPortFrom(ip, q.port))
-	}
-	q.rule = nameRule
-	for r := range rules {
-		if r != nameRule {
-			q.rule = nameRule + "; " + r
-		}
-	}
-	p.checkDeny(q)
+	return ips, true
 }
 
 // checkDeny refuses q when any address it would dial is on the always-denied list.
@@ -541,7 +708,7 @@ func (p *Proxy) authenticate(q *request) bool {
 	vals := q.r.Header.Values("Proxy-Authorization")
 	switch {
 	case len(vals) == 0 && certNode != "":
-		return p.identify(q, certNode, "certificate")
+		return p.identify(q, certNode, "certificate", time.Time{})
 	case len(vals) == 0:
 		return fail("the request has no Proxy-Authorization header")
 	case len(vals) > 1:
@@ -565,9 +732,13 @@ func (p *Proxy) authenticate(q *request) bool {
 	if known {
 		addr = n.PrivateIP
 	}
-	good := checkPassword(p.cfg.PasswordKey, user, addr, pass) // computed for unknown nodes too: same cost
+	issued, expires, good := checkPassword(p.cfg.PasswordKey, user, addr, pass) // computed for unknown nodes too: same cost
 	if !known || !good {
 		return fail("the node name or proxy password is wrong")
+	}
+	if !p.now().Before(expires) {
+		return fail("the proxy password of node " + truncate(user, 128) + " expired at " + expires.UTC().Format(time.RFC3339) +
+			": the agent hands a new one with every role session (IMDS /latest/meta-data/phantom/egress-proxy)")
 	}
 	// The password is the node's only where the node is: a copy used from anywhere else
 	// is refused (the TLS listener's client certificate is the way for nodes whose
@@ -582,24 +753,49 @@ func (p *Proxy) authenticate(q *request) bool {
 	if certNode != "" {
 		how = "certificate+password"
 	}
-	return p.identify(q, user, how)
+	return p.identify(q, user, how, issued)
 }
 
-// identify makes an authenticated node the request's principal.
-func (p *Proxy) identify(q *request, node, how string) bool {
+// identify makes an authenticated node the request's principal, and judges its current
+// standing: the perimeter state fresh enough to judge by, the node not removed, the
+// password's session (issued; zero for a certificate) not revoked. It takes the node's
+// risk level, the rules that apply at it, and whether the node's rules are enforced or
+// reported.
+func (p *Proxy) identify(q *request, node, how string, issued time.Time) bool {
 	n, ok := q.spec.Node(node)
 	if !ok {
 		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, "node "+truncate(node, 128)+" is not in the perimeter spec")
 		return false
 	}
-	if p.cfg.Nodes != nil && p.cfg.Nodes.NodeRevoked(node) {
-		q.deny(http.StatusProxyAuthRequired, CodeAuthRequired, "node "+node+" has been revoked")
+	q.node, q.issued = n, issued
+	q.all = p.rules(q.spec, n.Role, 0)
+	q.ev.UserIdentity = nodeIdentity(q.spec, q.all, n)
+	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC, "authentication": how}
+	if !issued.IsZero() {
+		q.ev.AdditionalEventData["credentialsIssued"] = issued.UTC().Format(time.RFC3339Nano)
+	}
+	if p.cfg.Fresh != nil {
+		if err := p.cfg.Fresh(); err != nil {
+			q.deny(http.StatusServiceUnavailable, CodeStateStale, "the perimeter state is too old to decide on: "+err.Error())
+			return false
+		}
+	}
+	if code, reason := p.standing(n, issued); code != "" {
+		q.deny(http.StatusProxyAuthRequired, code, reason)
 		return false
 	}
-	q.node = n
-	q.rules = p.rules(q.spec, n.Role)
-	q.ev.UserIdentity = nodeIdentity(q.spec, q.rules, n)
-	q.ev.AdditionalEventData = map[string]any{"node": n.Name, "vpc": n.VPC, "authentication": how}
+	if p.cfg.Risk != nil {
+		if level := p.cfg.Risk.RiskLevel(q.ev.UserIdentity.ARN); level != "" {
+			q.risk = config.RiskRank(level)
+			q.ev.AdditionalEventData["riskLevel"] = level
+		}
+	}
+	q.rules = p.rules(q.spec, n.Role, q.risk)
+	if n.EgressMode == config.ModeReport {
+		q.report = "node"
+	} else if eg, ok := q.spec.EgressFor(n.Role); ok && eg.Mode == config.ModeReport {
+		q.report = "role"
+	}
 	return true
 }
 
@@ -703,9 +899,8 @@ func SplitHostPort(authority, defPort string) (string, uint16, error) {
 
 // refuse audits a refusal and answers it.
 func (p *Proxy) refuse(w http.ResponseWriter, q *request) {
-	err := p.record(q, nil)
 	status, code, reason := q.status, q.code, q.reason
-	if err != nil {
+	if err := p.recordRefusal(q); err != nil {
 		status, code, reason = http.StatusInternalServerError, CodeAuditFailed, "the decision could not be audited"
 	}
 	h := w.Header()
@@ -720,6 +915,28 @@ func (p *Proxy) refuse(w http.ResponseWriter, q *request) {
 	fmt.Fprintf(w, "%s: %s\n", code, reason)
 }
 
+// recordRefusal audits a refusal (or a failed forward) without letting a flood of them
+// flood the audit log: per source address, error code and method, the first of a window
+// is recorded in full, the rest are counted into the window's summary event, which
+// carries their count (admission.Recorder), so the records always add up to the
+// refusals.
+func (p *Proxy) recordRefusal(q *request) error {
+	localPort := uint16(0)
+	if la, ok := q.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ap, err := netip.ParseAddrPort(la.String()); err == nil {
+			localPort = ap.Port()
+		}
+	}
+	if p.refusals.Count(admission.Refusal{Code: q.code, Name: q.ev.EventName, Src: q.src, LocalPort: localPort, Detail: map[string]any{"reason": truncate(q.reason, 512)}}) {
+		return p.record(q, nil)
+	}
+	if m := p.cfg.Metrics; m != nil {
+		p.observe(m, q, nil)
+	}
+	p.log.Debug("egress refusal counted into its summary", "event", q.ev.EventName, "source_ip", q.ev.SourceIPAddress, "error_code", q.code)
+	return nil
+}
+
 // record writes the decision's audit event; the refusal fields come from q.
 func (p *Proxy) record(q *request, resp map[string]any) error {
 	ev := q.ev
@@ -730,6 +947,13 @@ func (p *Proxy) record(q *request, resp map[string]any) error {
 	if len(q.addrs) > 0 && ev.RequestParameters["resolvedAddresses"] == nil && !q.host.IsAddr() {
 		ev.RequestParameters["resolvedAddresses"] = addrStrings(q.addrs)
 	}
+	if q.would != nil {
+		// Report mode: what the rules would have done, and that they did not.
+		if ev.AdditionalEventData == nil {
+			ev.AdditionalEventData = map[string]any{}
+		}
+		ev.AdditionalEventData["report"] = map[string]any{"mode": q.report, "errorCode": q.would.code, "errorMessage": q.would.reason}
+	}
 	if q.status != 0 {
 		if resp == nil {
 			resp = map[string]any{}
@@ -738,37 +962,37 @@ func (p *Proxy) record(q *request, resp map[string]any) error {
 	}
 	ev.ResponseElements = resp
 	err := p.cfg.Auditor.Record(q.r.Context(), ev)
+	q.recorded = err == nil
 	if m := p.cfg.Metrics; m != nil {
 		p.observe(m, q, err)
 	}
-	lvl := slog.LevelDebug
-	if err != nil {
-		lvl = slog.LevelError
-	}
-	p.log.Log(q.r.Context(), lvl, "egress decision", "event", ev.EventName, "node", ev.AdditionalEventData["node"],
+	p.log.Log(q.r.Context(), slogLevel(err), "egress decision", "event", ev.EventName, "node", ev.AdditionalEventData["node"],
 		"host", q.host.String(), "port", q.port, "rule", q.rule, "error_code", q.code, "reason", q.reason, "audit_error", err)
 	return err
 }
 
-// observe reports a recorded decision: allow, deny (a 4xx refusal) or error (a 5xx: the
-// destination unreachable, DNS, no tunnel slot, or the record itself failed).
+// observe reports a decision: allow, report (forwarded though the rules would refuse),
+// deny (a 4xx refusal) or error (a 5xx: the destination unreachable, DNS, no tunnel
+// slot, stale state, or the record itself failed).
 func (p *Proxy) observe(m Metrics, q *request, auditErr error) {
 	code, status := q.code, q.status
 	if auditErr != nil {
 		code, status = CodeAuditFailed, http.StatusInternalServerError
 	}
 	result := "allow"
-	if code != "" {
+	switch {
+	case code != "" && status >= http.StatusInternalServerError:
+		result = "error"
+	case code != "":
 		result = "deny"
-		if status >= http.StatusInternalServerError {
-			result = "error"
-		}
+	case q.would != nil:
+		result, code = "report", q.would.code
 	}
 	method := "forward"
 	if q.r.Method == http.MethodConnect {
 		method = "connect"
 	}
-	m.Decision(method, result, code, time.Since(q.start))
+	m.Decision(method, result, code, q.role(), time.Since(q.start))
 }
 
 // Audit vocabulary.
@@ -779,25 +1003,43 @@ const (
 )
 
 func (p *Proxy) newEvent(s *config.Spec, name string, r *http.Request) *audit.Event {
+	ev := p.baseEvent(s, name, requestid.New())
+	ev.UserAgent = truncate(r.UserAgent(), 256)
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		ev.SourceIPAddress = ap.Addr().Unmap().String()
+	}
+	return ev
+}
+
+func (p *Proxy) baseEvent(s *config.Spec, name, requestID string) *audit.Event {
 	ev := &audit.Event{
 		EventVersion:      audit.EventVersion,
 		EventTime:         p.now().UTC(),
 		EventSource:       eventSource,
 		EventName:         name,
-		UserAgent:         truncate(r.UserAgent(), 256),
 		RequestParameters: map[string]any{},
-		RequestID:         requestid.New(),
+		RequestID:         requestID,
 		EventID:           requestid.New(),
 		ReadOnly:          false,
 		EventType:         eventType,
 		EventCategory:     eventCategory,
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		ev.SourceIPAddress = ap.Addr().Unmap().String()
-	}
 	if s != nil {
 		ev.AWSRegion, ev.RecipientAccountID = s.Region, s.Account
 	}
+	return ev
+}
+
+// refusalEvent is the event of a refusal summary (and of a refused connection): the
+// recorder fills additionalEventData (count, firstSeen, lastSeen, reason); Refusal.Name
+// names it after the requests it counts.
+func (p *Proxy) refusalEvent(code string, src netip.Addr, id string) *audit.Event {
+	ev := p.baseEvent(p.cfg.Spec(), "Accept", id)
+	if src.IsValid() {
+		ev.SourceIPAddress = src.String()
+	}
+	ev.ErrorCode = code
+	ev.ErrorMessage = "refused; additionalEventData counts the refusals of this source and code"
 	return ev
 }
 
@@ -826,6 +1068,14 @@ func nodeIdentity(s *config.Spec, rs *ruleSet, n *config.Node) audit.UserIdentit
 func uniqueID(prefix, arn string) string {
 	sum := sha256.Sum256([]byte(arn))
 	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:17]
+}
+
+// slogLevel is the level of a log line about an audit record: error when it failed.
+func slogLevel(err error) slog.Level {
+	if err != nil {
+		return slog.LevelError
+	}
+	return slog.LevelDebug
 }
 
 func truncate(s string, n int) string {

@@ -92,7 +92,7 @@ func (p *Proxy) checkEndpoints(q *request) {
 		return
 	}
 	for _, e := range q.endpoints {
-		if !slices.ContainsFunc(e.APIs, func(api string) bool { return q.rules.apis[api] }) {
+		if !slices.ContainsFunc(e.APIs, q.rules.allowsAPI) {
 			q.deny(http.StatusForbidden, CodeDestinationNotAllow, "no api: rule of role "+q.node.Role+" names an API of endpoint "+e.ID)
 			return
 		}
@@ -115,7 +115,7 @@ func (p *Proxy) checkServerName(q *request, sni string) (string, string) {
 			return "", fmt.Sprintf("the server name %q addresses endpoint %s, not %s", truncate(sni, 128), b.OtherEndpoint, e.ID)
 		case b.API == "":
 			return "", fmt.Sprintf("the server name %q names no one API of endpoint %s (it serves %s)", truncate(sni, 128), e.ID, strings.Join(e.APIs, ", "))
-		case !q.rules.apis[b.API]:
+		case !q.rules.allowsAPI(b.API):
 			return "", fmt.Sprintf("the server name %q names API %s, which no api: rule of role %s allows", truncate(sni, 128), b.API, q.node.Role)
 		case !slices.Contains(e.APIs, b.API):
 			return "", fmt.Sprintf("the server name %q names API %s, which endpoint %s does not serve", truncate(sni, 128), b.API, e.ID)
@@ -135,7 +135,8 @@ var (
 // connectEndpoint carries out an allowed CONNECT to an endpoint: answer 200, read the
 // client's ClientHello, check its server name, and only then dial the endpoint, audit the
 // decision and pass the ClientHello on. A refusal after the 200 is a TLS alert and a
-// close, audited like every other.
+// close, audited like every other; in report mode a server name the rules refuse is
+// reported and the tunnel goes on.
 func (p *Proxy) connectEndpoint(w http.ResponseWriter, q *request) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
@@ -147,18 +148,12 @@ func (p *Proxy) connectEndpoint(w http.ResponseWriter, q *request) {
 	if err != nil {
 		return
 	}
-	if !p.track(conn) {
+	t := newTunnel(q)
+	if !p.track(t, conn) {
 		conn.Close()
 		return
 	}
-	var up net.Conn
-	defer func() {
-		if up != nil {
-			p.untrack(conn, up)
-		} else {
-			p.untrack(conn)
-		}
-	}()
+	defer p.untrack(t)
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		return
 	}
@@ -173,7 +168,7 @@ func (p *Proxy) connectEndpoint(w http.ResponseWriter, q *request) {
 	conn.SetReadDeadline(time.Time{})
 	fail := func(status int, code, reason string, alert []byte) {
 		q.deny(status, code, reason)
-		_ = p.record(q, nil)
+		_ = p.recordRefusal(q)
 		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		conn.Write(alert)
 	}
@@ -183,29 +178,39 @@ func (p *Proxy) connectEndpoint(w http.ResponseWriter, q *request) {
 	}
 	q.ev.RequestParameters["serverName"] = truncate(hello.ServerName, 256)
 	api, reason := p.checkServerName(q, hello.ServerName)
-	if reason != "" {
-		fail(http.StatusForbidden, CodeServerNameNotAllow, reason, alertAccessDenied)
-		return
+	if addrs := q.addrs; reason != "" {
+		q.deny(http.StatusForbidden, CodeServerNameNotAllow, reason)
+		p.explainRisk(q)
+		if q.report == "" {
+			fail(q.status, q.code, q.reason, alertAccessDenied)
+			return
+		}
+		q.would = &refusal{q.status, q.code, q.reason}
+		q.status, q.code, q.reason = 0, "", ""
+		q.rule = "none: forwarded in report mode (" + q.report + ")"
+		q.addrs = addrs
+	} else {
+		q.rule = "api:" + api + " via " + q.endpoints[0].ID
+		q.ev.RequestParameters["apiId"] = api
+		q.bound = min(noRiskBound, q.rules.apis[api])
+		t.bound = q.bound
 	}
-	q.rule = "api:" + api + " via " + q.endpoints[0].ID
-	q.ev.RequestParameters["apiId"] = api
 	c, addr, err := p.dial(q.r.Context(), q.addrs)
 	if err != nil {
 		fail(http.StatusBadGateway, CodeConnectFailed, "connect to "+q.host.String()+": "+err.Error(), alertInternalError)
 		return
 	}
-	if !p.adopt(c) {
+	if !t.add(c) {
 		c.Close()
 		return
 	}
-	up = c
 	if err := p.record(q, map[string]any{"connectedAddress": addr.String()}); err != nil {
 		conn.Write(alertInternalError)
 		return
 	}
-	up.SetWriteDeadline(time.Now().Add(p.cfg.IdleTimeout))
-	if _, err := up.Write(raw); err != nil {
+	c.SetWriteDeadline(time.Now().Add(p.cfg.IdleTimeout))
+	if _, err := c.Write(raw); err != nil {
 		return
 	}
-	splice(conn, up, p.cfg.IdleTimeout, &p.buffers)
+	splice(conn, c, p.cfg.IdleTimeout, &p.buffers)
 }

@@ -141,19 +141,21 @@ func TestPasswordBoundToAddress(t *testing.T) {
 	}
 }
 
-// revokedNodes is a NodeStatus naming removed nodes.
+// revokedNodes is a Standing naming removed nodes.
 type revokedNodes map[string]bool
 
 func (r revokedNodes) NodeRevoked(n string) bool { return r[n] }
 
+func (r revokedNodes) SessionRevoked(_, n string, _ time.Time) bool { return r[n] }
+
 // TestRevokedNodeRefused: a removed node is refused, by password as by certificate.
 func TestRevokedNodeRefused(t *testing.T) {
-	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), func(c *Config) { c.Nodes = revokedNodes{"service-a-1": true} })
+	tp := newTestProxy(t, loadSpec(t, specAddrs{}), testResolver(), func(c *Config) { c.Standing = revokedNodes{"service-a-1": true} })
 	if w := tp.serve("CONNECT", "api.example.com:443", "service-a-1"); w.Code != http.StatusProxyAuthRequired || !strings.Contains(w.Body.String(), "revoked") {
 		t.Fatalf("removed node: %d %s", w.Code, w.Body)
 	}
-	if ev := tp.audit.last(t); ev.ErrorCode != CodeAuthRequired {
-		t.Fatalf("audit %q", ev.ErrorCode)
+	if ev := tp.audit.last(t); ev.ErrorCode != CodeNodeRevoked || ev.UserIdentity.ARN == "" {
+		t.Fatalf("audit %q by %q", ev.ErrorCode, ev.UserIdentity.ARN)
 	}
 	if w := tp.serve("CONNECT", "169.254.169.254:80", "open-1"); w.Code == http.StatusProxyAuthRequired {
 		t.Fatalf("another node refused as removed: %s", w.Body)

@@ -242,19 +242,38 @@ func (s *Service) checkSession(snap *snapshot, accessKeyID, token string) (*Clai
 	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
 		return nil, ErrTokenMismatch
 	}
+	if snap.revokedSession(c.RoleName(), c.Node, c.IssuedAt) {
+		return c, ErrSessionRevoked
+	}
+	return c, nil
+}
+
+// revokedSession reports whether a session of role (a role name; "" for a user's session)
+// issued at issued to node ("" when not a node's) is revoked.
+func (snap *snapshot) revokedSession(role, node string, issued time.Time) bool {
 	// "Revoking IAM role temporary security credentials": a deny on aws:TokenIssueTime
 	// earlier than the revocation time, for every session of the role.
-	if before, ok := snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before) {
-		return c, ErrSessionRevoked
+	if before, ok := snap.revoked[role]; ok && issued.Before(before) {
+		return true
 	}
 	// A removed node's sessions: every one issued to it before its revocation, and any
 	// while it stays revoked.
-	if c.Node != "" && len(snap.nodeBefore) > 0 {
-		if before, ok := snap.nodeBefore[c.Node]; ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {
-			return c, ErrSessionRevoked
+	if node != "" && len(snap.nodeBefore) > 0 {
+		if before, ok := snap.nodeBefore[node]; ok && issued.Before(before) || snap.nodeRevoked[node] {
+			return true
 		}
 	}
-	return c, nil
+	return false
+}
+
+// SessionRevoked reports whether credentials issued at issued with a session of role to
+// node are revoked now: the role's sessions were revoked after they were issued, or the
+// node's, or the node stays removed. The egress proxy asks it of a node's proxy
+// credentials, which are issued with its role session. True before the first load (fail
+// closed). It reads the snapshot: no lock, no I/O.
+func (s *Service) SessionRevoked(role, node string, issued time.Time) bool {
+	snap := s.snap.Load()
+	return snap == nil || snap.revokedSession(role, node, issued)
 }
 
 // SessionState reports whether a session credential would resolve now: nil, or why not

@@ -641,3 +641,55 @@ func TestRotateRetiresEveryOtherCurrentKey(t *testing.T) {
 		}
 	}
 }
+
+// SessionRevoked judges credentials issued with a session (the egress proxy's password)
+// as the session itself is judged: by its role's revocation, its node's, and the node
+// staying removed; and before anything is loaded, everything is revoked (fail closed).
+func TestSessionRevoked(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	st := newFakeStore()
+	st.putNode(store.Node{Name: "web-1", Role: "app", CertSerial: "01", EnrolledAt: t0.Add(-time.Hour)})
+	unloaded, err := New(Config{Account: testAccount, Now: c.Now, Logger: slog.New(slog.DiscardHandler)}, st.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !unloaded.SessionRevoked("app", "web-1", t0) {
+		t.Error("SessionRevoked = false before the first load")
+	}
+	s := newTestService(t, st, c)
+	issued := c.Now()
+	if s.SessionRevoked("app", "web-1", issued) {
+		t.Fatal("revoked before any revocation")
+	}
+	c.Advance(time.Millisecond)
+	if _, err := s.RevokeSessions(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		name       string
+		role, node string
+		issued     time.Time
+		want       bool
+	}{
+		{"issued before the role's revocation", "app", "web-1", issued, true},
+		{"issued at the revocation", "app", "web-1", c.Now(), false},
+		{"another role", "db", "web-1", issued, false},
+		{"a user's session (no role)", "", "", issued, false},
+	} {
+		if got := s.SessionRevoked(r.role, r.node, r.issued); got != r.want {
+			t.Errorf("%s: SessionRevoked = %v, want %v", r.name, got, r.want)
+		}
+	}
+	c.Advance(time.Millisecond)
+	if _, err := s.RevokeNode(ctx, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Millisecond)
+	if !s.SessionRevoked("db", "web-1", c.Now()) {
+		t.Error("a removed node's credentials issued after its removal are not revoked")
+	}
+	if s.SessionRevoked("db", "web-2", c.Now()) {
+		t.Error("another node's credentials are revoked")
+	}
+}

@@ -220,18 +220,28 @@ phantom_sts_requests_total{action="NodeCredentials",code="",result="allow"} 1
 	}
 }
 
+// TestEgress: decisions are counted per role, with bounded labels: a method or result
+// outside the vocabulary, or a role that is no plain token, is "other".
 func TestEgress(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := NewEgress(reg)
-	e.Decision("connect", "allow", "", time.Millisecond)
-	e.Decision("forward", "deny", "DestinationNotAllowed", time.Millisecond)
-	e.Decision("GET", "deny", "AddressNotAllowed", time.Millisecond)
+	e.Decision("connect", "allow", "", "app", time.Millisecond)
+	e.Decision("connect", "allow", "", "batch", time.Millisecond)
+	e.Decision("forward", "deny", "DestinationNotAllowed", "app", time.Millisecond)
+	e.Decision("connect", "report", "DestinationNotAllowed", "app", time.Millisecond)
+	e.Decision("connect", "deny", "ProxyAuthenticationRequired", "", time.Millisecond)
+	e.Decision("GET", "deny", "AddressNotAllowed", "app", time.Millisecond)
+	e.Decision("connect", "maybe", "", "role with spaces", time.Millisecond)
 	want := `
-# HELP phantom_egress_requests_total Egress proxy decisions by method (connect, forward), result (allow, deny, error) and reason (the audit errorCode).
+# HELP phantom_egress_requests_total Egress proxy decisions by method (connect, forward), result (allow, report, deny, error), reason (the audit errorCode) and the node's role.
 # TYPE phantom_egress_requests_total counter
-phantom_egress_requests_total{method="connect",reason="",result="allow"} 1
-phantom_egress_requests_total{method="forward",reason="DestinationNotAllowed",result="deny"} 1
-phantom_egress_requests_total{method="other",reason="AddressNotAllowed",result="deny"} 1
+phantom_egress_requests_total{method="connect",reason="",result="allow",role="app"} 1
+phantom_egress_requests_total{method="connect",reason="",result="allow",role="batch"} 1
+phantom_egress_requests_total{method="connect",reason="",result="other",role="other"} 1
+phantom_egress_requests_total{method="connect",reason="DestinationNotAllowed",result="report",role="app"} 1
+phantom_egress_requests_total{method="connect",reason="ProxyAuthenticationRequired",result="deny",role=""} 1
+phantom_egress_requests_total{method="forward",reason="DestinationNotAllowed",result="deny",role="app"} 1
+phantom_egress_requests_total{method="other",reason="AddressNotAllowed",result="deny",role="app"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "phantom_egress_requests_total"); err != nil {
 		t.Error(err)

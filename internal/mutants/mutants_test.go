@@ -82,7 +82,7 @@ var mutants = []mutant{
 	{
 		name: "identity revocation cutoff",
 		file: "internal/identity/service.go",
-		find: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before)", replace: "snap.revoked[c.RoleName()]; ok && c.IssuedAt.Before(before.Add(-time.Minute))",
+		find: "snap.revoked[role]; ok && issued.Before(before)", replace: "snap.revoked[role]; ok && issued.Before(before.Add(-time.Minute))",
 		pkg: "internal/identity",
 		run: "^TestRevokeSessions$",
 	},
@@ -103,7 +103,7 @@ var mutants = []mutant{
 	{
 		name: "egress proxy password signature check",
 		file: "internal/egress/key.go",
-		find: "return ed25519.Verify(pub, passwordMessage(node, addr), sig)", replace: "return ed25519.Verify(pub, passwordMessage(node, addr), sig) || true",
+		find: "if !ed25519.Verify(pub, passwordMessage(node, addr, b[:16]), b[16:]) {", replace: "if false && !ed25519.Verify(pub, passwordMessage(node, addr, b[:16]), b[16:]) {",
 		pkg: "internal/egress",
 		run: "^(TestWrongPassword|TestProxyPassword)$",
 	},
@@ -168,7 +168,7 @@ var mutants = []mutant{
 	{
 		name: "node revocation refuses the node's sessions",
 		file: "internal/identity/service.go",
-		find: "ok && c.IssuedAt.Before(before) || snap.nodeRevoked[c.Node] {", replace: "ok && c.IssuedAt.Before(before) && false || snap.nodeRevoked[c.Node] && false {",
+		find: "ok && issued.Before(before) || snap.nodeRevoked[node] {", replace: "ok && issued.Before(before) && false || snap.nodeRevoked[node] && false {",
 		pkg: "internal/identity",
 		run: "^TestRevokeNode$",
 	},
@@ -192,6 +192,27 @@ var mutants = []mutant{
 		find: "err != nil || !addr.IsValid() || src.Unmap() != addr.Unmap()", replace: "(err != nil || !addr.IsValid() || src.Unmap() != addr.Unmap()) && false",
 		pkg: "internal/egress",
 		run: "^TestPasswordBoundToAddress$",
+	},
+	{
+		name: "egress refuses a proxy password issued before a revocation",
+		file: "internal/egress/standing.go",
+		find: "if !issued.IsZero() && st.SessionRevoked(n.Role, n.Name, issued) {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestRevokeSessionsCutsEgress$",
+	},
+	{
+		name: "egress refuses an expired proxy password",
+		file: "internal/egress/proxy.go",
+		find: "if !p.now().Before(expires) {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestExpiredPasswordRefused$",
+	},
+	{
+		name: "egress rules stop at their maxRiskLevel",
+		file: "internal/egress/rules.go",
+		find: "if risk > bound {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestRiskRaiseCutsEgress$",
 	},
 	{
 		name: "backend assertion replay cache",

@@ -64,10 +64,11 @@ type NodeConfig struct {
 	Verifier *pki.Verifier
 	// Issuer mints node-bound sessions (*sts.Identity).
 	Issuer NodeIssuer
-	// ProxyPassword returns a node's egress proxy password
-	// (egress.ProxyPassword(key, node, its address)); it is handed to the node with its
-	// credentials.
-	ProxyPassword func(node *config.Node) string
+	// ProxyPassword returns a node's egress proxy password for its role session issued
+	// at issued, expiring at expires (egress.ProxyPassword with the node's address); it
+	// is handed to the node with its credentials and shares the session's fate: refused
+	// once it expires or the role's sessions are revoked.
+	ProxyPassword func(node *config.Node, issued, expires time.Time) string
 	// Registry records enrolled nodes and the serial of each one's current certificate
 	// (the store). When set, a node's older certificates stop working once it renews, and
 	// a node removed from the registry is refused. nil: any unexpired certificate of a
@@ -601,7 +602,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		Expiration:      creds.Expiration.UTC().Format(time.RFC3339),
 		RoleArn:         role.ARN,
 		AccountID:       arnAccount(role.ARN),
-		ProxyPassword:   nc.ProxyPassword(node),
+		ProxyPassword:   nc.ProxyPassword(node, issuedAt(creds, c.now), creds.Expiration),
 		Node:            node.Name,
 		Region:          h.cfg.Region,
 		VPC:             node.VPC,
@@ -611,6 +612,15 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 		resp.PrivateIP = node.PrivateIP.String()
 	}
 	return resp, nil
+}
+
+// issuedAt is when a session was issued: what its issuer says, else the call's time
+// (which precedes it).
+func issuedAt(c SessionCredentials, call time.Time) time.Time {
+	if c.IssuedAt.IsZero() {
+		return call
+	}
+	return c.IssuedAt
 }
 
 // nodeTrusted decides whether the role's trust policy admits the node. The spec assigning

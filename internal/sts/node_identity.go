@@ -40,5 +40,6 @@ func (a *Identity) IssueNode(_ context.Context, s NodeSession) (SessionCredentia
 		SecretAccessKey: sealed.SecretAccessKey,
 		SessionToken:    token,
 		Expiration:      sealed.Expires,
+		IssuedAt:        sealed.IssuedAt,
 	}, nil
 }

@@ -87,7 +87,7 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 		Account: testAccount, Region: "us-east-1", Directory: func() Directory { return spec }, Logger: quiet,
 		Nodes: &NodeConfig{
 			CA: ca, Tokens: e.tokens, Verifier: ca.Verifier(), Issuer: id, Registry: db, Sessions: id,
-			ProxyPassword:  func(n *config.Node) string { return egress.ProxyPassword(ek, n.Name, n.PrivateIP) },
+			ProxyPassword:  egress.Passwords(ek),
 			WatchHeartbeat: 200 * time.Millisecond, WatchMaxDuration: 3 * time.Second,
 		},
 	}, id, id, e.audit)
@@ -249,7 +249,7 @@ func TestNodeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(c.AccessKeyID, "ASIA") || c.RoleArn != "arn:aws:iam::123456789012:role/app" || c.Node != "service-a-1" ||
-		c.ProxyPassword != egress.ProxyPassword(e.egress, "service-a-1", netip.MustParseAddr("10.0.1.15")) || c.AccountID != testAccount {
+		c.ProxyPassword == "" || c.AccountID != testAccount {
 		t.Fatalf("credentials response %+v", c)
 	}
 	exp, err := time.Parse(time.RFC3339, c.Expiration)
@@ -265,6 +265,11 @@ func TestNodeLifecycle(t *testing.T) {
 	if cl.Node != "service-a-1" || cl.VPC != "vpc-0a1b2c3d4e5f60718" || cl.PrivateIP != netip.MustParseAddr("10.0.1.15") ||
 		cl.Endpoint != "vpce-0123456789abcdef0" || cl.Principal != "arn:aws:sts::123456789012:assumed-role/app/service-a-1" {
 		t.Fatalf("claims %+v", cl)
+	}
+	// The proxy password is the node's for its address and this session's validity: it
+	// shares the session's expiry and revocation.
+	if want := egress.ProxyPassword(e.egress, egress.Credential{Node: "service-a-1", Addr: netip.MustParseAddr("10.0.1.15"), Issued: cl.IssuedAt, Expires: cl.Expires}); c.ProxyPassword != want {
+		t.Fatalf("proxy password %q, want %q (issued %s, expires %s)", c.ProxyPassword, want, cl.IssuedAt, cl.Expires)
 	}
 	ev := e.lastEvent(t)
 	if ev.EventName != "AssumeRole" || ev.ErrorCode != "" || ev.UserIdentity.Type != "PhantomNode" || ev.UserIdentity.SessionContext == nil ||

@@ -79,6 +79,9 @@ type SessionCredentials struct {
 	SecretAccessKey string
 	SessionToken    string
 	Expiration      time.Time
+	// IssuedAt is the session's aws:TokenIssueTime, which revocations compare with; zero
+	// when the issuer does not say.
+	IssuedAt time.Time
 }
 
 // Issuer mints session credentials.

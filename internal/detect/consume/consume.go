@@ -434,7 +434,9 @@ func (r *run) discover() {
 	defer cancel()
 	known, err := c.cfg.Anchors.ListAuditChains(ctx)
 	if err != nil {
-		c.log.Error("detector: cannot list the anchored audit chains", "error", err)
+		if r.ctx.Err() == nil { // a shutdown cancels the listing: not an error to report
+			c.log.Error("detector: cannot list the anchored audit chains", "error", err)
+		}
 		return
 	}
 	for _, k := range known {

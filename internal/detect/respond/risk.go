@@ -5,28 +5,16 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // Rank orders risk levels: low < medium < high < critical. Any other non-empty level
-// ranks above none and below low, so it is kept but never outranks a known one.
-func Rank(level string) int {
-	switch level {
-	case "":
-		return 0
-	case "low":
-		return 2
-	case "medium":
-		return 3
-	case "high":
-		return 4
-	case "critical":
-		return 5
-	}
-	return 1
-}
+// ranks above none and below low, so it is kept but never outranks a known one
+// (config.RiskRank, which the egress proxy compares levels on too).
+func Rank(level string) int { return config.RiskRank(level) }
 
 // roleKey names a role by account and name: a level set on a role ARN applies to its
 // sessions, whose ARNs carry only the name (not the role's path).
