@@ -281,6 +281,30 @@ var mutants = []mutant{
 		pkg: "internal/console",
 		run: "^TestKeySignInRefused$",
 	},
+	{
+		name:    "a new issuing CA is the current one (issue 26: rotations within a second)",
+		file:    "internal/pki/authority.go",
+		find:    "if min := last.Add(backdate + time.Second); n.Before(min) {",
+		replace: "if min := last.Add(backdate + time.Second); false && n.Before(min) {",
+		pkg:     "internal/pki",
+		run:     "^TestAuthorityRotationsInOneSecond$",
+	},
+	{
+		name:    "component store roles delete no revocation (issue 26; PostgreSQL)",
+		file:    "internal/store/roles.go",
+		find:    "`SELECT, INSERT ON audit_chains, audit_anchors, audit_signers`,",
+		replace: "`SELECT, INSERT ON audit_chains, audit_anchors, audit_signers`, `DELETE ON revocations`,",
+		pkg:     "internal/store",
+		run:     "^TestPostgresComponentRoles$",
+	},
+	{
+		name:    "only the store's owner enables a disabled key (issue 26; PostgreSQL)",
+		file:    "internal/store/migrations/postgres/0007_component_roles.sql",
+		find:    "IF OLD.status = 'Inactive' AND NEW.status = 'Active' AND NOT pg_has_role(",
+		replace: "IF false AND NOT pg_has_role(",
+		pkg:     "internal/store",
+		run:     "^TestPostgresComponentRoles$",
+	},
 }
 
 // TestMutants applies each mutant to a copy of its file (go test -overlay: the tree is
