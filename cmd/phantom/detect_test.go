@@ -117,9 +117,10 @@ func TestDetectSigmaRules(t *testing.T) {
 	}
 }
 
-// TestDetectReadsWhatItCan: a broken file, a record in a time layout CloudTrail does not
-// write and a labels.json beside the logs do not stop the analysis of the rest; each is
-// named, and the exit status tells findings (1) from unreadable input (2) from both (3).
+// TestDetectReadsWhatItCan: a broken file, a record in a time layout neither CloudTrail
+// nor Panther writes (a time without a zone) and a labels.json beside the logs do not
+// stop the analysis of the rest; each is named, and the exit status tells findings (1)
+// from unreadable input (2) from both (3). Panther's own layout is read (as UTC).
 // The old code stopped at the first bad record, printed no findings, exited 1 for either
 // and counted labels.json's objects as events.
 func TestDetectReadsWhatItCan(t *testing.T) {
@@ -130,11 +131,12 @@ func TestDetectReadsWhatItCan(t *testing.T) {
 		}
 	}
 	const labels = `[{"file": "bad.json", "label": "malicious"}, {"file": "good.json", "label": "benign"}]`
-	const panther = `{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21 17:49:47.000000000"}}` + "\n"
+	const noZone = `{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21T17:49:47"}}` + "\n"
+	const panther = `{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21 17:49:48.000000000"}}` + "\n"
 
 	mixed := t.TempDir()
 	write(mixed, "a-broken.json", `{"Records":[{"eventName":`)
-	write(mixed, "b-panther.jsonl", panther+`{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21T17:49:47Z"}}`+"\n")
+	write(mixed, "b-times.jsonl", noZone+panther+`{"enabled": true, "event": {"eventName": "ListUsers", "eventSource": "iam.amazonaws.com", "eventTime": "2025-01-21T17:49:47Z"}}`+"\n")
 	write(mixed, "c-bad.json", detectRecords)
 	write(mixed, "labels.json", labels)
 	code, out, errOut := runDetectCmd("--input", mixed, "--output", "json")
@@ -147,9 +149,9 @@ func TestDetectReadsWhatItCan(t *testing.T) {
 	}
 	for _, want := range []string{
 		"could not read " + filepath.Join(mixed, "a-broken.json") + ": ",
-		"could not read " + filepath.Join(mixed, "b-panther.jsonl") + ": 1 record(s) left out, the first: record 0: ",
+		"could not read " + filepath.Join(mixed, "b-times.jsonl") + ": 1 record(s) left out, the first: record 0: eventTime \"2025-01-21T17:49:47\" is neither RFC 3339",
 		"skipped " + filepath.Join(mixed, "labels.json") + ": not CloudTrail",
-		"read 3 events from 2 files of " + mixed + "; could not read 1 file(s) and 1 record(s)",
+		"read 4 events from 2 files of " + mixed + "; could not read 1 file(s) and 1 record(s)",
 	} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)

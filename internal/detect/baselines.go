@@ -185,7 +185,7 @@ func (d *Detector) bulkRead(c *call, s *sensitiveAPI) *sensitiveAPI {
 			add(n)
 		}
 	}
-	if w.distinct() < bulkDistinct {
+	if !w.distinctAtLeast(bulkDistinct) {
 		return nil
 	}
 	return s

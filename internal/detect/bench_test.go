@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,4 +147,55 @@ func BenchmarkBatchDir(b *testing.B) {
 			b.ReportMetric(float64(files*per*b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// BenchmarkTrail is `phantom detect --sigma-rules` over a directory: days of the benign
+// soak (PHANTOM_SOAK_DAYS, default 7: about 70,000 events) written as AWS delivers a
+// trail (a gzipped file per five minutes, a few dozen events each), read with every
+// rule, the baselines and SigmaHQ's CloudTrail rules. Its baseline, measured in the
+// same run: reading the trail alone (files, gunzip, decoding), which the rules overlap
+// on a second core; "of-read" is the ratio of the two rates.
+func BenchmarkTrail(b *testing.B) {
+	rules := testenv.Shared(b, sigmaRulesRel)
+	days := 7
+	if s := os.Getenv("PHANTOM_SOAK_DAYS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			days = n
+		}
+	}
+	dir := b.TempDir()
+	n, _ := writeSoakTrail(b, dir, days)
+	// run reads the trail b.N times, each time into what start returns (made with the
+	// timer stopped: phantom detect's rate counts from its first file).
+	run := func(b *testing.B, start func() func(*audit.Event)) float64 {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			feed := start()
+			b.StartTimer()
+			rep, err := ReadEvents(dir, func(ev *audit.Event) error { feed(ev); return nil })
+			if err != nil || rep.Events != n {
+				b.Fatal(err, rep.Events, n)
+			}
+		}
+		rate := float64(n*b.N) / b.Elapsed().Seconds()
+		b.ReportMetric(rate, "events/s")
+		return rate
+	}
+	var read float64
+	b.Run("read", func(b *testing.B) {
+		read = run(b, func() func(*audit.Event) { return func(*audit.Event) {} })
+	})
+	b.Run("detect+sigma", func(b *testing.B) {
+		rate := run(b, func() func(*audit.Event) {
+			d, err := New(Config{LearningPeriod: 7 * 24 * time.Hour, SigmaRules: rules})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return d.Feed
+		})
+		if read > 0 {
+			b.ReportMetric(rate/read, "of-read")
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -73,7 +74,9 @@ type Detector struct {
 	ipUsers   *lru[string]       // source address -> last long-term-key principal from it
 	findings  *lru[*Finding]     // id -> finding
 	uaTools   map[string]string  // user agent -> attack tool named in it ("" none)
-	ids       map[idKey]string   // finding ids worked out
+	ids       map[idKey]*idRef   // finding ids worked out
+	// sigmaMatch is the Sigma rules' scratch space, kept from event to event.
+	sigmaMatch sigma.Matcher
 }
 
 // New validates cfg, loads the threat lists and returns a detector.
@@ -94,7 +97,7 @@ func New(cfg Config) (*Detector, error) {
 		cfg:       cfg,
 		admins:    make(map[string]bool),
 		uaTools:   make(map[string]string),
-		ids:       make(map[idKey]string),
+		ids:       make(map[idKey]*idRef),
 		baselines: newLRU[*baseline](cfg.MaxPrincipals),
 		peers:     newLRU[*groupBaseline](cfg.MaxPrincipals),
 		accounts:  newLRU[*groupBaseline](cfg.MaxPrincipals),
@@ -206,13 +209,32 @@ func (d *Detector) Observe(ev *audit.Event) []Finding {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c := newCall(ev)
 	var out []Finding
-	emit := func(h hit) {
-		out = append(out, d.record(c, h))
-	}
-	d.rules(c, emit)
+	d.observe(ev, func(f *Finding) { out = append(out, copyFinding(f)) })
 	return out
+}
+
+// Feed is Observe for a caller that reads the findings when it is done (Findings), such
+// as a batch run over files: it copies out none of those each event changed.
+func (d *Detector) Feed(ev *audit.Event) {
+	if ev == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.observe(ev, nil)
+}
+
+// observe runs the rules on ev and records their hits, passing each finding created or
+// updated to changed (when not nil). d.mu is held.
+func (d *Detector) observe(ev *audit.Event, changed func(*Finding)) {
+	c := newCall(ev)
+	d.rules(&c, func(h hit) {
+		f := d.record(&c, h)
+		if changed != nil {
+			changed(f)
+		}
+	})
 }
 
 // hit is one rule's verdict on one event.
@@ -226,8 +248,9 @@ type hit struct {
 	info     map[string]any
 }
 
-// record creates the finding of h or, when one with the same id exists, raises its count.
-func (d *Detector) record(c *call, h hit) Finding {
+// record creates the finding of h or, when one with the same id exists, raises its
+// count, and returns it (d's own: copy before letting go of d.mu).
+func (d *Detector) record(c *call, h hit) *Finding {
 	principal := c.principal
 	if c.claimed {
 		// A claimed identity's finding is another finding than a verified one's: its
@@ -235,10 +258,18 @@ func (d *Detector) record(c *call, h hit) Finding {
 		// which act only on verified principals, never act on it.
 		principal = "claimed:" + principal
 	}
-	id := d.findingID(h.typ, principal, h.key)
+	ref := d.findingRef(h.typ, principal, h.key)
+	id := ref.id
 	now := d.cfg.Now().UTC()
 	t := c.ev.EventTime.UTC()
-	if f, ok := d.findings.get(id); ok {
+	f, ok := (*Finding)(nil), false
+	if ref.e != nil {
+		f, ok = d.findings.byRef(ref.e)
+	}
+	if !ok {
+		f, ref.e, ok = d.findings.getRef(ref.id)
+	}
+	if ok {
 		f.Service.Count++
 		if t.After(f.Service.EventLastSeen) {
 			f.Service.EventLastSeen = t
@@ -253,8 +284,9 @@ func (d *Detector) record(c *call, h hit) Finding {
 		if len(f.Service.Evidence) < maxEvidence && c.ev.EventID != "" {
 			f.Service.Evidence = append(f.Service.Evidence, c.ev.EventID)
 		}
-		// A sequence grows: its new last step joins the listed ones.
-		if steps, ok := h.info["steps"].([]string); ok && len(steps) > 0 {
+		// A sequence grows: its new last step joins the listed ones (a Sigma rule's
+		// info is the rule's, never a sequence's).
+		if steps, ok := h.info["steps"].([]string); h.sigma == nil && ok && len(steps) > 0 {
 			var old []string
 			switch o := f.Service.AdditionalInfo["steps"].(type) {
 			case []string:
@@ -270,7 +302,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 				f.Service.AdditionalInfo["steps"] = append(old[:len(old):len(old)], steps[len(steps)-1])
 			}
 		}
-		return copyFinding(f)
+		return f
 	}
 	account := c.ev.RecipientAccountID
 	if account == "" {
@@ -283,16 +315,21 @@ func (d *Detector) record(c *call, h hit) Finding {
 	if region == "" {
 		region = c.ev.AWSRegion
 	}
+	info := h.info
 	if h.sigma != nil {
+		// A Sigma rule's info is the rule's, shared by its findings and never written
+		// (record writes only a sequence's steps, in the sequence's own map).
 		h.desc = h.sigma.describe(c)
+	} else {
+		info = maps.Clone(h.info) // the finding's own: a sequence's steps grow in it
 	}
-	f := &Finding{
+	f = &Finding{
 		SchemaVersion: "2.0",
 		AccountID:     account,
 		Region:        region,
 		Partition:     "aws",
 		ID:            id,
-		ARN:           fmt.Sprintf("arn:aws:guardduty:%s:%s:detector/phantom/finding/%s", region, account, id),
+		ARN:           "arn:aws:guardduty:" + region + ":" + account + ":detector/phantom/finding/" + id,
 		Type:          h.typ,
 		Title:         h.title,
 		Description:   h.desc,
@@ -327,7 +364,7 @@ func (d *Detector) record(c *call, h hit) Finding {
 			Count:          1,
 			EventFirstSeen: t,
 			EventLastSeen:  t,
-			AdditionalInfo: maps.Clone(h.info), // hits may share theirs (a Sigma rule's)
+			AdditionalInfo: info,
 		},
 	}
 	if c.addr.IsValid() {
@@ -344,26 +381,34 @@ func (d *Detector) record(c *call, h hit) Finding {
 	if c.ev.EventID != "" {
 		f.Service.Evidence = []string{c.ev.EventID}
 	}
-	d.findings.put(id, f)
-	return copyFinding(f)
+	ref.e = d.findings.putRef(id, f)
+	return f
 }
 
 // idKey is what a finding id is derived from.
 type idKey struct{ typ, principal, key string }
 
-// findingID is findingID's result remembered: a rule that fires on most events (a Sigma
-// rule for every role session) would hash on every one. Bounded: cleared when full.
-func (d *Detector) findingID(typ, principal, key string) string {
+// idRef is a finding id worked out, and a handle on its finding in d.findings when it
+// was last found or made there (nil before; stale once evicted, see lru.byRef).
+type idRef struct {
+	id string
+	e  *list.Element
+}
+
+// findingRef is findingID's result remembered, with a handle on the finding: a rule
+// that fires on most events (a Sigma rule for every role session) would hash twice on
+// every one, and look up its finding by id. Bounded: cleared when full.
+func (d *Detector) findingRef(typ, principal, key string) *idRef {
 	k := idKey{typ, principal, key}
-	if id, ok := d.ids[k]; ok {
-		return id
+	if r, ok := d.ids[k]; ok {
+		return r
 	}
 	if len(d.ids) >= d.cfg.MaxFindings {
 		clear(d.ids)
 	}
-	id := findingID(typ, principal, key)
-	d.ids[k] = id
-	return id
+	r := &idRef{id: findingID(typ, principal, key)}
+	d.ids[k] = r
+	return r
 }
 
 // findingID is GuardDuty-like: 32 hex characters, derived from what the finding is
@@ -375,7 +420,8 @@ func findingID(typ, principal, key string) string {
 	h.Write([]byte(principal))
 	h.Write([]byte{0})
 	h.Write([]byte(key))
-	return hex.EncodeToString(h.Sum(nil))[:32]
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
 func copyFinding(f *Finding) Finding {

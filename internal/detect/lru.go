@@ -12,8 +12,9 @@ type lru[V any] struct {
 }
 
 type lruEntry[V any] struct {
-	key string
-	val V
+	key  string
+	val  V
+	gone bool // evicted: a handle on it (getRef) no longer finds it
 }
 
 func newLRU[V any](max int) *lru[V] {
@@ -25,6 +26,27 @@ func (c *lru[V]) get(key string) (V, bool) {
 	if e, ok := c.items[key]; ok {
 		c.order.MoveToFront(e)
 		return e.Value.(*lruEntry[V]).val, true
+	}
+	var zero V
+	return zero, false
+}
+
+// getRef is get that also returns a handle on the entry, for byRef.
+func (c *lru[V]) getRef(key string) (V, *list.Element, bool) {
+	if e, ok := c.items[key]; ok {
+		c.order.MoveToFront(e)
+		return e.Value.(*lruEntry[V]).val, e, true
+	}
+	var zero V
+	return zero, nil, false
+}
+
+// byRef is get by a handle from getRef or putRef, without hashing the key: false once
+// the entry was evicted.
+func (c *lru[V]) byRef(e *list.Element) (V, bool) {
+	if en := e.Value.(*lruEntry[V]); !en.gone {
+		c.order.MoveToFront(e)
+		return en.val, true
 	}
 	var zero V
 	return zero, false
@@ -50,18 +72,25 @@ func (c *lru[V]) getOrAdd(key string, mk func() V) V {
 }
 
 // put sets key's value, evicting the least recently used entry past the bound.
-func (c *lru[V]) put(key string, v V) {
+func (c *lru[V]) put(key string, v V) { c.putRef(key, v) }
+
+// putRef is put returning a handle on the entry, for byRef.
+func (c *lru[V]) putRef(key string, v V) *list.Element {
 	if e, ok := c.items[key]; ok {
 		e.Value.(*lruEntry[V]).val = v
 		c.order.MoveToFront(e)
-		return
+		return e
 	}
-	c.items[key] = c.order.PushFront(&lruEntry[V]{key: key, val: v})
+	e := c.order.PushFront(&lruEntry[V]{key: key, val: v})
+	c.items[key] = e
 	for len(c.items) > c.max {
 		last := c.order.Back()
 		c.order.Remove(last)
-		delete(c.items, last.Value.(*lruEntry[V]).key)
+		en := last.Value.(*lruEntry[V])
+		en.gone = true
+		delete(c.items, en.key)
 	}
+	return e
 }
 
 func (c *lru[V]) len() int { return len(c.items) }

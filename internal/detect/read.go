@@ -1,9 +1,7 @@
 package detect
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -14,7 +12,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 )
@@ -81,8 +82,9 @@ func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
 		return rep, fmt.Errorf("read events: %w", err)
 	}
 	files := []string{path}
+	sizes := []int64{st.Size()}
 	if st.IsDir() {
-		files = files[:0]
+		files, sizes = files[:0], sizes[:0]
 		err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
 			if err != nil {
 				// An unreadable subdirectory is a problem, not the end of the walk.
@@ -101,59 +103,103 @@ func ReadEvents(path string, fn func(*audit.Event) error) (ReadReport, error) {
 			return rep, fmt.Errorf("read events in %s: %w", path, err)
 		}
 		slices.Sort(files)
+		for _, f := range files {
+			var n int64
+			if st, err := os.Lstat(f); err == nil {
+				n = st.Size()
+			}
+			sizes = append(sizes, n)
+		}
 	}
-	// Parse ahead: up to two files are read and decoded on other goroutines while fn
-	// takes the events of the one before (decoding dominates; with two cores it and the
-	// rules overlap). fn still sees every event in file order, from this goroutine.
+	// Parse ahead: parseWorkers goroutines read and decode the next batches of files,
+	// each with its own buffers and decodeCache, while fn takes the events of the batch
+	// before (decoding and the rules overlap on two cores). At most parseAhead batches
+	// are decoded and not yet taken. A batch is consecutive files up to batchBytes: AWS
+	// writes a file per account and region every five minutes, often of a few dozen
+	// events, and handing each over on its own would cost as much in wake-ups as its
+	// events in rules. fn still sees every event in file order, from this goroutine.
 	type parsed struct {
 		evs []*audit.Event
 		bad []RecordError
 		err error
 	}
-	const workers = 2
-	results := make([]chan parsed, len(files))
-	for i := range results {
-		results[i] = make(chan parsed, 1)
+	type batch struct{ from, to int }
+	var batches []batch
+	for i := 0; i < len(files); {
+		j, n := i+1, sizes[i]
+		for j < len(files) && j-i < batchFiles && n+sizes[j] <= batchBytes {
+			n += sizes[j]
+			j++
+		}
+		batches = append(batches, batch{i, j})
+		i = j
 	}
-	sem := make(chan struct{}, workers)
+	results := make([]chan []parsed, len(batches))
+	for i := range results {
+		results[i] = make(chan []parsed, 1)
+	}
+	tokens := make(chan struct{}, parseAhead)
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
-		for i, f := range files {
-			select {
-			case sem <- struct{}{}:
-			case <-stop:
-				return
+	var next atomic.Int64
+	for range min(parseWorkers, len(batches)) {
+		go func() {
+			fd := newFileDecoder()
+			for {
+				select {
+				case tokens <- struct{}{}:
+				case <-stop:
+					return
+				}
+				i := int(next.Add(1) - 1)
+				if i >= len(batches) {
+					return
+				}
+				b := batches[i]
+				out := make([]parsed, 0, b.to-b.from)
+				for _, f := range files[b.from:b.to] {
+					evs, bad, err := fd.parseFile(f)
+					out = append(out, parsed{evs, bad, err})
+				}
+				results[i] <- out
 			}
-			go func() {
-				evs, bad, err := parseFile(f)
-				results[i] <- parsed{evs, bad, err}
-			}()
-		}
-	}()
-	for i, file := range files {
-		p := <-results[i]
-		<-sem
-		switch {
-		case errors.Is(p.err, ErrNotCloudTrail):
-			rep.NotCloudTrail = append(rep.NotCloudTrail, file)
-			continue
-		case p.err != nil:
-			rep.Problems = append(rep.Problems, FileProblem{File: file, Err: p.err})
-			continue
-		case len(p.bad) > 0:
-			rep.Problems = append(rep.Problems, FileProblem{File: file, Records: len(p.bad), Err: p.bad[0]})
-		}
-		rep.Files++
-		for _, ev := range p.evs {
-			rep.Events++
-			if err := fn(ev); err != nil {
-				return rep, err
+		}()
+	}
+	for i, b := range batches {
+		ps := <-results[i]
+		<-tokens
+		for k, p := range ps {
+			file := files[b.from+k]
+			switch {
+			case errors.Is(p.err, ErrNotCloudTrail):
+				rep.NotCloudTrail = append(rep.NotCloudTrail, file)
+				continue
+			case p.err != nil:
+				rep.Problems = append(rep.Problems, FileProblem{File: file, Err: p.err})
+				continue
+			case len(p.bad) > 0:
+				rep.Problems = append(rep.Problems, FileProblem{File: file, Records: len(p.bad), Err: p.bad[0]})
+			}
+			rep.Files++
+			for _, ev := range p.evs {
+				rep.Events++
+				if err := fn(ev); err != nil {
+					return rep, err
+				}
 			}
 		}
 	}
 	return rep, nil
 }
+
+// ReadEvents' pipeline: decoding goroutines, batches decoded ahead of the rules, and
+// the bounds of a batch (as stored: a gzipped batch of 256 KB holds about 2,000 events).
+const (
+	parseWorkers = 2
+	parseAhead   = 4
+	batchBytes   = 256 << 10
+	batchFiles   = 64
+)
 
 func eventFileName(name string) bool {
 	name = strings.TrimSuffix(strings.ToLower(name), ".gz")
@@ -165,65 +211,181 @@ func eventFileName(name string) bool {
 	return false
 }
 
-func parseFile(path string) ([]*audit.Event, []RecordError, error) {
+// fileDecoder reads and decodes files one after another, keeping its buffers, gzip
+// reader and decodeCache from one to the next: AWS delivers a trail as many small files
+// (one per account, region and five minutes), whose set-up would otherwise cost as much
+// as their events.
+type fileDecoder struct {
+	raw, plain []byte
+	zr         *gzip.Reader
+	cache      *decodeCache
+}
+
+func newFileDecoder() *fileDecoder { return &fileDecoder{cache: newDecodeCache()} }
+
+func (d *fileDecoder) parseFile(path string) ([]*audit.Event, []RecordError, error) {
+	data, err := d.read(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	evs, bad, err := parseEvents(data, d.cache)
+	// The events hold copies of what they took from data: the buffers can be reused,
+	// unless a rare large file made them too large to keep.
+	if cap(d.plain) > maxKeptBuffer {
+		d.plain = nil
+	}
+	if cap(d.raw) > maxKeptBuffer {
+		d.raw = nil
+	}
+	return evs, bad, err
+}
+
+// maxKeptBuffer is the largest buffer a fileDecoder keeps for the next file.
+const maxKeptBuffer = 64 << 20
+
+// read reads a file, gunzipping it when it starts with gzip's magic number.
+func (d *fileDecoder) read(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer f.Close()
-	data, err := readAll(f)
-	if err != nil {
-		return nil, nil, err
+	if d.raw, err = readInto(d.raw[:0], f, fileSize(f)); err != nil {
+		return nil, err
 	}
-	return ParseEvents(data)
+	raw := d.raw
+	if len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		return raw, nil
+	}
+	if d.zr == nil {
+		d.zr = new(gzip.Reader)
+	}
+	if err := d.zr.Reset(bytes.NewReader(raw)); err != nil {
+		return nil, err
+	}
+	// gzip's trailer holds the (last member's) size modulo 2^32: a hint for the buffer.
+	hint := int64(0)
+	if len(raw) >= 18 {
+		hint = int64(binary.LittleEndian.Uint32(raw[len(raw)-4:]))
+	}
+	if d.plain, err = readInto(d.plain[:0], d.zr, hint); err != nil {
+		return nil, err
+	}
+	return d.plain, nil
 }
 
-// readAll reads a file, gunzipping it when it starts with gzip's magic number. The
-// buffer is sized up front (the file's size, or gzip's ISIZE trailer) so a large file is
-// not copied over and over as it grows.
-func readAll(f *os.File) ([]byte, error) {
-	var size int64
+func fileSize(f *os.File) int64 {
 	if st, err := f.Stat(); err == nil {
-		size = st.Size()
+		return st.Size()
 	}
-	var magic [2]byte
-	n, _ := io.ReadFull(f, magic[:])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	var r io.Reader = f
-	if n == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		var isize [4]byte
-		hint := int64(0)
-		if size >= 18 {
-			if _, err := f.ReadAt(isize[:], size-4); err == nil {
-				hint = int64(binary.LittleEndian.Uint32(isize[:]))
-			}
-		}
-		zr, err := gzip.NewReader(bufio.NewReaderSize(f, 64*1024))
-		if err != nil {
-			return nil, err
-		}
-		defer zr.Close()
-		r, size = zr, hint
-	}
-	if size <= 0 || size > maxFileBytes {
-		size = 512
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
-	if _, err := buf.ReadFrom(io.LimitReader(r, maxFileBytes+1)); err != nil {
-		return nil, err
-	}
-	if buf.Len() > maxFileBytes {
-		return nil, fmt.Errorf("more than %d bytes", maxFileBytes)
-	}
-	return buf.Bytes(), nil
+	return 0
 }
 
-// wireEvent is an event as files carry it: CloudTrail's fields plus Logstash's time.
+// readInto appends r's content to buf, sized up front for hint bytes so a large file is
+// not copied over and over as it grows; more than maxFileBytes is an error.
+func readInto(buf []byte, r io.Reader, hint int64) ([]byte, error) {
+	if hint <= 0 || hint > maxFileBytes {
+		hint = 512
+	}
+	if int64(cap(buf)) < hint+bytes.MinRead {
+		buf = make([]byte, 0, hint+bytes.MinRead)
+	}
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(io.LimitReader(r, maxFileBytes+1)); err != nil {
+		return b.Bytes(), err
+	}
+	if b.Len() > maxFileBytes {
+		return b.Bytes()[:0], fmt.Errorf("more than %d bytes", maxFileBytes)
+	}
+	return b.Bytes(), nil
+}
+
+// wireEvent is an event as files carry it: CloudTrail's fields, with an eventTime in
+// CloudTrail's layout or Panther's, plus Logstash's time.
 type wireEvent struct {
 	audit.Event
-	Timestamp string `json:"@timestamp"`
+	EventTime fileTime `json:"eventTime"` // shadows Event's
+	Timestamp string   `json:"@timestamp"`
+}
+
+// finish is the event w decoded: its eventTime, else its @timestamp.
+func (w *wireEvent) finish() *audit.Event {
+	ev := &w.Event
+	ev.EventTime = time.Time(w.EventTime)
+	if ev.EventTime.IsZero() && w.Timestamp != "" {
+		if t, err := time.Parse(time.RFC3339Nano, w.Timestamp); err == nil {
+			ev.EventTime = t
+		}
+	}
+	return ev
+}
+
+// fileTime is an eventTime as files carry it: RFC 3339, as CloudTrail writes it, or
+// Panther's "2006-01-02 15:04:05.000000000", the layout of events exported from
+// Panther's data lake and of its rule tests, which Panther normalises to UTC
+// (panther-labs/panther, pantherlog timestamps: "ensure UTC"; its docs' Standard
+// Fields: p_event_time "normalized to UTC").
+type fileTime time.Time
+
+func (t *fileTime) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	v, err := parseTime(b, true)
+	if err != nil {
+		return err
+	}
+	*t = fileTime(v)
+	return nil
+}
+
+// pantherLayout is Panther's time layout (fractional seconds, of any length, optional).
+const pantherLayout = time.DateTime
+
+// parseTime reads an eventTime's JSON text (quotes included) as encoding/json reads a
+// time.Time, strict RFC 3339, and, when files, Panther's layout as UTC.
+func parseTime(q []byte, files bool) (time.Time, error) {
+	if t, ok := quickTime(q); ok {
+		return t, nil
+	}
+	var t time.Time
+	err := t.UnmarshalJSON(q)
+	if err == nil || !files {
+		return t, err
+	}
+	if len(q) >= 2 && q[0] == '"' && q[len(q)-1] == '"' {
+		if t, err := time.Parse(pantherLayout, string(q[1:len(q)-1])); err == nil {
+			return t, nil
+		}
+	}
+	if len(q) > 48 {
+		q = append(q[:45:45], "..."...)
+	}
+	return time.Time{}, fmt.Errorf("eventTime %s is neither RFC 3339 (CloudTrail's layout) nor Panther's %q (UTC)", q, "2006-01-02 15:04:05.000000000")
+}
+
+// quickTime reads the layout CloudTrail writes, "2006-01-02T15:04:05Z", without
+// time.Parse; ok false for anything else (time.Parse decides).
+func quickTime(q []byte) (time.Time, bool) {
+	if len(q) != 22 || q[0] != '"' || q[5] != '-' || q[8] != '-' || q[11] != 'T' || q[14] != ':' || q[17] != ':' || q[20] != 'Z' || q[21] != '"' {
+		return time.Time{}, false
+	}
+	num := func(i, n int) int {
+		v := 0
+		for _, c := range q[i : i+n] {
+			if c < '0' || c > '9' {
+				return -1
+			}
+			v = v*10 + int(c-'0')
+		}
+		return v
+	}
+	y, mo, d, h, mi, s := num(1, 4), num(6, 2), num(9, 2), num(12, 2), num(15, 2), num(18, 2)
+	if y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, s, 0, time.UTC)
+	return t, t.Day() == d // not a day past the month's end
 }
 
 // ErrNotCloudTrail is content that is JSON but holds no CloudTrail event: no value with
@@ -243,16 +405,22 @@ func (e RecordError) Error() string { return fmt.Sprintf("record %d: %v", e.Reco
 
 // ParseEvents parses the (decompressed) content of one file, see ReadEvents, and returns
 // its events sorted by eventTime (stable), and the records it left out: values that do
-// not decode as an event (a field in a format CloudTrail does not write, such as another
-// time layout) or that are not events (no eventName), and, after a syntax error, the
-// rest of the file as one record. The error is for content whose first value is not JSON,
-// or that holds no event at all (ErrNotCloudTrail).
+// not decode as an event (a field in a format CloudTrail does not write, such as a time
+// layout other than CloudTrail's RFC 3339 and Panther's, see fileTime) or that are not
+// events (no eventName), and, after a syntax error, the rest of the file as one record.
+// The error is for content whose first value is not JSON, or that holds no event at all
+// (ErrNotCloudTrail). Events of one session may share their sessionContext and
+// tlsDetails: they are read-only.
 func ParseEvents(data []byte) ([]*audit.Event, []RecordError, error) {
+	return parseEvents(data, newDecodeCache())
+}
+
+func parseEvents(data []byte, c *decodeCache) ([]*audit.Event, []RecordError, error) {
 	data = bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(data) == 0 {
 		return nil, nil, nil
 	}
-	out, err := fastParse(data)
+	out, err := fastParse(data, c)
 	var bad []RecordError
 	if err != nil || !allNamed(out) {
 		if out, bad, err = slowParse(data); err != nil {
@@ -291,13 +459,7 @@ func slowParse(data []byte) ([]*audit.Event, []RecordError, error) {
 			bad = append(bad, RecordError{Record: i, Err: errNoEventName})
 			return
 		}
-		ev := &w.Event
-		if ev.EventTime.IsZero() && w.Timestamp != "" {
-			if t, err := time.Parse(time.RFC3339Nano, w.Timestamp); err == nil {
-				ev.EventTime = t
-			}
-		}
-		out = append(out, ev)
+		out = append(out, w.finish())
 	}
 	// broken ends the read at a syntax error: fatal on the first value, else the rest of
 	// the file is one bad record.

@@ -214,8 +214,8 @@ type call struct {
 	claimed bool
 }
 
-func newCall(ev *audit.Event) *call {
-	c := &call{ev: ev}
+func newCall(ev *audit.Event) call {
+	c := call{ev: ev}
 	u := &ev.UserIdentity
 	switch {
 	case u.ARN != "":
@@ -755,4 +755,24 @@ func (w *window) distinct() int {
 		seen[s] = struct{}{}
 	}
 	return len(seen)
+}
+
+// distinctAtLeast reports whether the window holds n different tags, without a map: it
+// runs on every bulk-sensitive read (a workload fetching its one secret), where n is
+// small and the window mostly one tag.
+func (w *window) distinctAtLeast(n int) bool {
+	var found [16]string
+	if n > len(found) {
+		return w.distinct() >= n
+	}
+	k := 0
+	for _, s := range w.tag {
+		if !slices.Contains(found[:k], s) {
+			found[k] = s
+			if k++; k >= n {
+				return true
+			}
+		}
+	}
+	return n <= 0
 }

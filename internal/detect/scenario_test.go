@@ -396,11 +396,12 @@ func TestReadFormats(t *testing.T) {
 	if rep, err := ReadEvents(dir, func(*audit.Event) error { n++; return nil }); err != nil || n != 16 || rep.Files != 8 || rep.Events != 16 {
 		t.Fatalf("dir: %d events, %+v, %v", n, rep, err)
 	}
-	// A broken file, a file with one record in a time layout CloudTrail does not write,
-	// and a file that is JSON but not CloudTrail: the read goes on, and says so.
+	// A broken file, a file with one record in a time layout neither CloudTrail nor
+	// Panther writes (no time zone), and a file that is JSON but not CloudTrail: the
+	// read goes on, and says so.
 	os.WriteFile(filepath.Join(dir, "broken.json"), []byte(`{"Records":[{`), 0o600)
 	os.WriteFile(filepath.Join(dir, "mixed.jsonl"), []byte(`{"eventName":"A","eventTime":"2026-11-01T09:00:00Z"}
-{"eventName":"B","eventTime":"2025-01-21 17:49:47.000000000"}
+{"eventName":"B","eventTime":"2025-01-21T17:49:47"}
 {"eventName":"C","eventTime":"2026-11-01T09:00:02Z"}
 `), 0o600)
 	os.WriteFile(filepath.Join(dir, "labels.json"), []byte(`[{"file":"x.json","label":"malicious"},{"file":"y.json"}]`), 0o600)
@@ -423,12 +424,58 @@ func TestReadFormats(t *testing.T) {
 				t.Errorf("broken.json: %v", p)
 			}
 		case "mixed.jsonl":
-			if p.Records != 1 || !strings.Contains(p.String(), "record 1: ") || !strings.Contains(p.String(), "2025-01-21 17:49:47") {
+			if p.Records != 1 || !strings.Contains(p.String(), "record 1: ") || !strings.Contains(p.String(), "2025-01-21T17:49:47") {
 				t.Errorf("mixed.jsonl: %v", p)
 			}
 		default:
 			t.Errorf("unexpected problem %v", p)
 		}
+	}
+}
+
+// TestPantherTime: events exported from Panther (and its rule tests) carry eventTime in
+// Panther's layout, which Panther writes in UTC; they are read as such, with fractional
+// seconds of any length or none, under any spelling of the key encoding/json accepts.
+// A time without a zone in any other layout is refused with the reason.
+func TestPantherTime(t *testing.T) {
+	data := []byte(`{"eventName":"A","eventTime":"2025-01-21 17:49:47.000000000"}
+{"eventName":"B","eventTime":"2022-11-21 18:06:52"}
+{"eventName":"C","eventTime":"2021-01-24 04:55:45.125"}
+{"eventname":"D","eventtime":"2021-01-24 04:55:46"}
+{"eventName":"E","eventTime":"2021-01-24T04:55:47"}
+{"eventName":"F","eventTime":"redacted"}
+{"eventName":"G","eventTime":"2021-01-24 04:55:48 +0100"}
+`)
+	evs, bad, err := ParseEvents(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]time.Time{
+		"A": time.Date(2025, 1, 21, 17, 49, 47, 0, time.UTC),
+		"B": time.Date(2022, 11, 21, 18, 6, 52, 0, time.UTC),
+		"C": time.Date(2021, 1, 24, 4, 55, 45, 125e6, time.UTC),
+		"D": time.Date(2021, 1, 24, 4, 55, 46, 0, time.UTC),
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("%d events, want %d (bad: %v)", len(evs), len(want), bad)
+	}
+	for _, ev := range evs {
+		if w := want[ev.EventName]; !ev.EventTime.Equal(w) || ev.EventTime.Location() != time.UTC {
+			t.Errorf("%s: %v, want %v", ev.EventName, ev.EventTime, w)
+		}
+	}
+	if len(bad) != 3 {
+		t.Fatalf("bad records %v, want E, F, G", bad)
+	}
+	for _, b := range bad {
+		if !strings.Contains(b.Error(), "neither RFC 3339") || !strings.Contains(b.Error(), "Panther") {
+			t.Errorf("refusal without its reason: %v", b)
+		}
+	}
+	// Phantom's own audit records are RFC 3339 only, as encoding/json reads time.Time.
+	var d EventDecoder
+	if _, err := d.Decode([]byte(`{"eventName":"A","eventTime":"2025-01-21 17:49:47.000000000"}`)); err == nil {
+		t.Error("EventDecoder took Panther's layout in an audit record")
 	}
 }
 
@@ -493,5 +540,43 @@ func TestClaimedIdentity(t *testing.T) {
 	}
 	if denied.ID != verified.ID || denied.Resource.AccessKeyDetails.Claimed {
 		t.Errorf("an authenticated call refused by policy is the verified principal's: %+v", denied)
+	}
+}
+
+// TestEvictedFindingStartsAgain: a finding dropped past MaxFindings (here by findings
+// an earlier run stored, Restore) is not found again through the handle the detector
+// keeps on it (findingRef): its principal's next hit starts a new one at count 1, while
+// a finding still held counts on.
+func TestEvictedFindingStartsAgain(t *testing.T) {
+	d, _ := New(Config{MaxFindings: 3})
+	g := new(gen)
+	hit := func(name string, at int) Finding {
+		t.Helper()
+		ev := g.add(user(name, "AKIA"+strings.ToUpper(name)), t0.Add(time.Duration(at)*time.Second), "cloudtrail.amazonaws.com", "StopLogging", "198.51.100.7", cli, "", nil)
+		for _, f := range d.Observe(ev) {
+			if f.Type == TypeLoggingOff {
+				return f
+			}
+		}
+		t.Fatalf("%s: no %s finding", name, TypeLoggingOff)
+		return Finding{}
+	}
+	a := hit("a", 0)
+	if f := hit("a", 1); f.Service.Count != 2 {
+		t.Fatalf("a's finding held: count %d, want 2", f.Service.Count)
+	}
+	b := hit("b", 2)
+	d.Restore([]Finding{{ID: "stored-1"}, {ID: "stored-2"}}) // a's finding is the least recently used: dropped
+	if f := hit("a", 3); f.Service.Count != 1 || f.ID != a.ID || !f.Service.EventFirstSeen.Equal(t0.Add(3*time.Second)) {
+		t.Fatalf("a's dropped finding: count %d, first seen %s; want a new one (same id) at count 1", f.Service.Count, f.Service.EventFirstSeen)
+	}
+	if _, held := d.findings.peek(b.ID); held {
+		t.Fatal("b's finding held past MaxFindings")
+	}
+	if f := hit("a", 4); f.Service.Count != 2 {
+		t.Fatalf("a's new finding: count %d, want 2", f.Service.Count)
+	}
+	if n := d.findings.len(); n != 3 {
+		t.Fatalf("%d findings held, want 3", n)
 	}
 }

@@ -59,7 +59,7 @@ func (d *Detector) ruleSigma(c *call, emit func(hit)) {
 	if l == nil || len(l.set.Rules) == 0 {
 		return
 	}
-	l.set.Match(c.ev, func(r *sigma.Rule) {
+	d.sigmaMatch.Match(l.set, c.ev, func(r *sigma.Rule) {
 		m := l.meta[r]
 		emit(hit{typ: m.typ, severity: r.Severity(), key: m.key, title: r.Title, info: m.info, sigma: m})
 	})
@@ -68,7 +68,7 @@ func (d *Detector) ruleSigma(c *call, emit func(hit)) {
 // describe is a new finding's description: the call, the rule's description, and the
 // attribution.
 func (m *sigmaMeta) describe(c *call) string {
-	return fmt.Sprintf("%s invoked %s. %s%s", c.principal, c.ev.EventName, m.description, m.attribution)
+	return c.principal + " invoked " + c.ev.EventName + ". " + m.description + m.attribution
 }
 
 // sigmaType is a GuardDuty-shaped type naming the rule:

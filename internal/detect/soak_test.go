@@ -3,8 +3,6 @@ package detect
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -372,27 +370,6 @@ func soakPrincipalOf(ev *audit.Event) string {
 	if strings.Contains(ev.UserIdentity.ARN, "@") {
 		return ev.UserIdentity.ARN
 	}
-	return newCall(ev).baselineKey()
-}
-
-// TestWriteSoakLogs writes the two-week soak as CloudTrail log files (one per hour,
-// gzipped as AWS delivers them) into $PHANTOM_SOAK_LOGS, for measuring `phantom detect`
-// over a directory: go test -run TestWriteSoakLogs ./internal/detect/ with the variable
-// set. Skipped without it.
-func TestWriteSoakLogs(t *testing.T) {
-	dir := os.Getenv("PHANTOM_SOAK_LOGS")
-	if dir == "" {
-		t.Skip("PHANTOM_SOAK_LOGS not set: nothing to write")
-	}
-	evs := soak(14)
-	for i := 0; i < len(evs); {
-		hour := evs[i].EventTime.Truncate(time.Hour)
-		j := i
-		for j < len(evs) && evs[j].EventTime.Truncate(time.Hour).Equal(hour) {
-			j++
-		}
-		name := fmt.Sprintf("%s_CloudTrail_eu-west-1_%s_soak.json.gz", soakAccount, hour.Format("20060102T1504Z"))
-		writeRecords(t, filepath.Join(dir, name), evs[i:j], true)
-		i = j
-	}
+	c := newCall(ev)
+	return c.baselineKey()
 }

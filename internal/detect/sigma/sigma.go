@@ -468,10 +468,23 @@ func (c *compiler) expr(e sigmago.SearchExpr) (expr, error) {
 // Match calls fn with every rule the event satisfies: the rules indexed under its
 // eventName, then those whose condition names none.
 func (s *Set) Match(ev *audit.Event, fn func(*Rule)) {
+	new(Matcher).Match(s, ev, fn)
+}
+
+// Matcher is Set.Match with its scratch space kept from one event to the next: an
+// event being matched escapes to the heap (the conditions are interfaces), and a
+// detector matching every event of a trail would allocate it for each. Not for
+// concurrent use.
+type Matcher struct{ e event }
+
+// Match is Set.Match.
+func (m *Matcher) Match(s *Set, ev *audit.Event, fn func(*Rule)) {
 	if s == nil || len(s.Rules) == 0 {
 		return
 	}
-	e := event{ev: ev}
+	m.e = event{ev: ev}
+	defer func() { m.e = event{} }() // keep no event alive past the call
+	e := &m.e
 	var rs []*Rule
 	var buf [96]byte
 	if n := len(ev.EventName); n <= len(buf) {
@@ -480,12 +493,12 @@ func (s *Set) Match(ev *audit.Event, fn func(*Rule)) {
 		rs = s.byName[strings.ToLower(ev.EventName)]
 	}
 	for _, r := range rs {
-		if r.cond.eval(&e) {
+		if r.cond.eval(e) {
 			fn(r)
 		}
 	}
 	for _, r := range s.anyName {
-		if r.cond.eval(&e) {
+		if r.cond.eval(e) {
 			fn(r)
 		}
 	}
