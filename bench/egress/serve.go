@@ -131,15 +131,13 @@ func phantomProxy(ln net.Listener, target string) (h http.Handler, auth, dir str
 	if err != nil {
 		return nil, "", "", nil, err
 	}
-	key, err := egress.DeriveKey(bytes.Repeat([]byte{7}, 32))
-	if err != nil {
-		return nil, "", "", nil, err
-	}
+	// STS's password key; the proxy holds its public half.
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
 	px, err := egress.New(egress.Config{
-		Spec:    func() *config.Spec { return spec },
-		Key:     key,
-		Auditor: alog,
-		Logger:  slog.New(slog.DiscardHandler),
+		Spec:        func() *config.Spec { return spec },
+		PasswordKey: key.Public().(ed25519.PublicKey),
+		Auditor:     alog,
+		Logger:      slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, "", "", nil, err
@@ -150,7 +148,7 @@ func phantomProxy(ln net.Listener, target string) (h http.Handler, auth, dir str
 }
 
 // password is node app-1's proxy password, as STS hands it with a role session.
-func password(key []byte) string {
+func password(key ed25519.PrivateKey) string {
 	now := time.Now()
 	return egress.ProxyPassword(key, egress.Credential{Node: "app-1", Addr: netip.MustParseAddr("127.0.0.1"), Issued: now, Expires: now.Add(time.Hour)})
 }

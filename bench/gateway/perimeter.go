@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,6 +27,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -196,7 +198,12 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	p.serve(proxyLn, rp, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*proxyCert}})
 
 	// (b) the gateway, with a real audit chain.
-	signer, err := audit.DeriveSigner(masterKey)
+	_, signer, err := ed25519.GenerateKey(rnd)
+	if err != nil {
+		return nil, err
+	}
+	// The gateway holds its component's keys only, as a gateway host would.
+	ring, err := keys.ForComponent(masterKey, keys.Gateway)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +217,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		return nil, err
 	}
 	p.closers = append(p.closers, func() { epLog.Close() })
-	msgKey, err := authzmsg.DeriveKey(masterKey)
+	msgKey, err := ring.Key(keys.AuthzMessages)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +225,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	assertKey, err := gateway.DeriveAssertionKey(masterKey)
+	assertKey, err := ring.Ed25519(keys.Assertion)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -457,7 +458,7 @@ func runAuditPublicKey(stdout io.Writer, dataDir string) error {
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	signer, err := audit.DeriveSigner(mk)
+	signer, err := keys.DeriveEd25519(mk, keys.AuditLegacy)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/audit/audittest"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -50,14 +51,18 @@ func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, "ca"), Account: testAccount})
+	ca, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: testAccount}, Issue: true, Root: true}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ca.WriteBundle(filepath.Join(dataDir, "ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	return &perimeter{store: st, ca: ca}
+	ring, err := keys.FromMaster(mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &perimeter{store: st, ca: ca, issuer: ca, keys: ring}
 }
 
 // write writes n records to each chain in two rounds a digest apart.
@@ -262,4 +267,24 @@ func TestAuditAnchorsExport(t *testing.T) {
 	if code, out, _ := runAudit("verify", copyDir, "--anchors", file, "--ca", ca); code != 1 || !strings.Contains(out, "TAMPERED: sts seq 1: removed: the chain is missing") {
 		t.Fatalf("offline verify of a deleted chain: exit %d\n%s", code, out)
 	}
+}
+
+// dataDirCA is the CA of a data directory (kept in its store), as an admin command
+// opens it: for tests that play a component the perimeter's CA certified.
+func dataDirCA(t *testing.T, dataDir, account string) *pki.Authority {
+	t.Helper()
+	mk, err := store.LoadOrCreateMasterKey(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), store.OpenConfig{DataDir: dataDir, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ca, err := pki.OpenAuthority(t.Context(), pki.AuthorityConfig{Config: pki.Config{Account: account}, Issue: true, Root: true}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -20,7 +21,7 @@ import (
 func auditDir(t *testing.T, n int) (dir, pubFile string) {
 	t.Helper()
 	dir = t.TempDir()
-	key, err := audit.DeriveSigner(bytes.Repeat([]byte{1}, 32))
+	key, err := keys.DeriveEd25519(bytes.Repeat([]byte{1}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestAuditPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, _ := audit.DeriveSigner(mk)
+	signer, _ := keys.DeriveEd25519(mk, keys.AuditLegacy)
 	dir := t.TempDir()
 	l, err := audit.Open(audit.Config{Dir: dir, Chain: "sts", Signer: signer})
 	if err != nil {
@@ -184,7 +185,7 @@ func TestAuditPublicKey(t *testing.T) {
 	// Another master key's public key does not verify it.
 	otherDir := t.TempDir()
 	omk, _ := store.LoadOrCreateMasterKey(otherDir)
-	osigner, _ := audit.DeriveSigner(omk)
+	osigner, _ := keys.DeriveEd25519(omk, keys.AuditLegacy)
 	op, _ := audit.MarshalPublicKey(osigner.Public().(ed25519.PublicKey))
 	os.WriteFile(pub, op, 0o600)
 	if code, out, _ := runAudit("verify", dir, "--public-key", pub); code != 1 || !strings.Contains(out, "bad-signature") {

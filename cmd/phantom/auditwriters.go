@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -53,6 +54,11 @@ func anchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(
 	return sinks, closeAll, nil
 }
 
+// auditCertifier certifies audit writer keys (*pki.Authority).
+type auditCertifier interface {
+	Sign(pub crypto.PublicKey, req pki.Request) (*x509.Certificate, error)
+}
+
 // writerValidity is how long an audit writer's certificate is valid; renewWriters
 // renews it at half its life.
 const writerValidity = pki.MaxValidity
@@ -61,7 +67,7 @@ const writerValidity = pki.MaxValidity
 // only, and has the perimeter CA certify it for that chain alone: what it signs, no
 // other chain's verification accepts, and a key that leaks from one process signs
 // nothing of another's.
-func writerKey(ca *pki.CA, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
+func writerKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -77,7 +83,7 @@ func writerKey(ca *pki.CA, account, chain string) (ed25519.PrivateKey, *x509.Cer
 type auditLogs struct {
 	dir     string
 	account string
-	ca      *pki.CA
+	ca      auditCertifier
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
 }
@@ -85,10 +91,10 @@ type auditLogs struct {
 // openChains opens chains in dir, each with a writer key certified by ca, anchoring
 // every digest in the store and in sinks.
 func openChains(dir string, chains []string, p *perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*auditLogs, error) {
-	l := &auditLogs{dir: dir, account: account, ca: p.ca, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
+	l := &auditLogs{dir: dir, account: account, ca: p.issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
 	anchors := append([]audit.AnchorStore{p.store}, sinks...)
 	for _, c := range chains {
-		key, cert, err := writerKey(p.ca, account, c)
+		key, cert, err := writerKey(p.issuer, account, c)
 		if err != nil {
 			l.closeAll(log)
 			return nil, err

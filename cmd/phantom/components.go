@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -43,22 +46,18 @@ func openAuditLogs(dataDir string, spec *config.Spec, p *perimeter, sinks []audi
 }
 
 // newGateway builds the gateway over the perimeter's identity service, CA, message
-// sealer and the current spec. Its assertion key comes from the master key, so every
-// replica signs with the same one.
+// sealer and the current spec. Its assertion key is derived from the master key
+// (keys.Assertion), so every replica signs with the same one.
 func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
-	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
-	if err != nil {
-		return nil, err
-	}
-	key, err := gateway.DeriveAssertionKey(p.masterKey)
+	key, err := p.keys.Ed25519(keys.Assertion)
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}
 	// To https backends the gateway presents a client certificate from the perimeter CA
 	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
 	// the backend's own CA.
-	client, err := newCertSource(p.ca, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	client, err := newCertSource(p.issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +72,7 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 		Name:         spec.Gateway.Name,
 		Spec:         current,
 		Credentials:  p.ids,
-		Verifier:     verifier,
+		Verifier:     p.ca.Verifier(),
 		Auditor:      auditor,
 		Messages:     p.messages,
 		AssertionKey: key,
@@ -92,10 +91,6 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
 	spec := current()
-	verifier, err := pki.NewVerifier(p.ca.BundlePEM(), spec.Account, nil)
-	if err != nil {
-		return nil, err
-	}
 	addrs := make([]net.Addr, 0, len(lns))
 	for _, ln := range lns {
 		addrs = append(addrs, ln.Addr())
@@ -105,7 +100,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
 	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
-	certs, err := newCertSource(p.ca, req)
+	certs, err := newCertSource(p.issuer, req)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +109,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		Spec:       current,
 		ServerCert: certs.getServer,
 		ClientCert: certs.getClient,
-		Verifier:   verifier,
+		Verifier:   p.ca.Verifier(),
 		Gateways:   gateways,
 		Auditor:    auditor,
 		Metrics:    m,
@@ -125,9 +120,30 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 // newResponder stores findings and applies the spec's responses through the perimeter's
 // identity service; its risk levels are the gateway's phantom:RiskLevel.
 func newResponder(current func() *config.Spec, p *perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
-	r, err := respond.New(respond.Config{Spec: current, Identity: p.ids, Store: p.store, Auditor: auditor, Logger: log})
+	var ids respond.Identity = p.ids
+	if !p.keys.Has(keys.StoreAccessKeys) {
+		ids = statusWriter{p.ids, p.store}
+	}
+	r, err := respond.New(respond.Config{Spec: current, Identity: ids, Store: p.store, Auditor: auditor, Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// statusWriter is the responder's identity service in a process that holds no key to
+// read users' secret keys (a detector with its key file): disabling a key changes its
+// status, which needs no secret.
+type statusWriter struct {
+	*identity.Service
+	st interface {
+		UpdateAccessKeyStatus(ctx context.Context, id, status string) error
+	}
+}
+
+func (w statusWriter) UpdateAccessKeyStatus(ctx context.Context, id, status string) error {
+	if err := w.st.UpdateAccessKeyStatus(ctx, id, status); err != nil {
+		return fmt.Errorf("update access key %s: %w", id, err)
+	}
+	return nil
 }

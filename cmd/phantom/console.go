@@ -30,7 +30,6 @@ const defaultConsoleListen = "127.0.0.1:8452"
 
 func newConsoleCmd() *cobra.Command {
 	var f componentFlags
-	var stsURL string
 	cmd := &cobra.Command{
 		Use:   "console --config FILE --data-dir DIR [--store URL] [--listen ADDR]",
 		Short: "Serve the web console: the perimeter as a picture, live decisions, findings, a policy simulator",
@@ -63,23 +62,22 @@ When it is ready it prints "phantom console: listening on https://ADDR" on stder
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			f.log = logFlagsOf(cmd)
-			return runConsole(ctx, cmd.ErrOrStderr(), f, stsURL)
+			return runConsole(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
 	f.register(cmd, "console")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default "+defaultConsoleListen+")")
-	cmd.Flags().StringVar(&stsURL, "sts", "", "STS URL single sign-on exchanges ID tokens at (default $PHANTOM_STS_URL, else https:// and the spec's sts.listen)")
 	return cmd
 }
 
-func runConsole(ctx context.Context, stderr io.Writer, f componentFlags, stsFlag string) error {
+func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	c, err := openComponent(ctx, stderr, "console", f)
 	if err != nil {
 		return err
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	stsURL := cmp.Or(stsFlag, os.Getenv("PHANTOM_STS_URL"), "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
+	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
 	h, err := newConsole(c.w.Current, c.p, specAuditDir(f.dataDir, spec), c.logs.get(f.chain), stsURL, c.log)
 	if err != nil {
 		return err
@@ -106,7 +104,7 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags, stsFlag
 // is the perimeter CA's.
 func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
 	roots := x509.NewCertPool()
-	roots.AddCert(p.ca.Certificate())
+	roots.AppendCertsFromPEM(p.ca.BundlePEM())
 	verifier := webIdentityVerifier(current, log)
 	return console.New(console.Config{
 		Spec:     current,
@@ -139,7 +137,7 @@ func (c consoleSTS) AssumeRoleWithWebIdentity(ctx context.Context, role, session
 // consoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the
 // perimeter CA naming the listener (renewed before it expires).
 func consoleTLSConfig(p *perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
-	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
@@ -105,7 +107,7 @@ func detectorKill9(t *testing.T, bin, storeURL string) {
 
 	const perChain = 20000
 	chains := []string{"gateway-1", "gateway-2", "ignored"}
-	signer, err := audit.DeriveSigner(make([]byte, 32))
+	signer, err := keys.DeriveEd25519(bytes.Repeat([]byte{1}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +259,7 @@ func TestDetectorSigmaRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := filepath.Join(dir, "data")
-	signer, err := audit.DeriveSigner(make([]byte, 32))
+	signer, err := keys.DeriveEd25519(bytes.Repeat([]byte{1}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -120,7 +121,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		return err
 	}
 	defer c.shutdown()
-	key, err := egress.DeriveKey(c.p.masterKey)
+	key, err := c.p.keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	c.ops.identityMetrics(c.p, fresh)
 	px, err := egress.New(egress.Config{
 		Spec:                    c.w.Current,
-		Key:                     key,
+		PasswordKey:             key,
 		Verifier:                c.p.ca.Verifier(),
 		Standing:                c.p.ids,
 		Risk:                    risk,
@@ -177,7 +178,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", f.tlsListen, err)
 		}
-		certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
+		certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
 		if err != nil {
 			ln.Close()
 			return err

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -120,7 +120,7 @@ func TestEgressCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := egress.DeriveKey(mk)
+	key, err := keys.DeriveEd25519(mk, keys.EgressPasswords)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,10 +154,7 @@ func TestEgressCommand(t *testing.T) {
 	tr.CloseIdleConnections()
 
 	// Through the TLS listener with the node's certificate from the data directory's CA.
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(dataDir, admin.CADir), Account: "123456789012"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := dataDirCA(t, dataDir, "123456789012")
 	nodeCert, err := ca.Issue(pki.Request{Identity: pki.Identity{Account: "123456789012", Kind: pki.KindNode, Name: "service-a-1"}, Client: true})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -18,7 +19,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
+	"github.com/phantom-perimeter/phantom/internal/enroll"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -36,6 +39,13 @@ type componentFlags struct {
 	log       logFlags
 	// anchors are --audit-anchors: more anchor stores than the store.
 	anchors []string
+	// keys is --keys, the component key file ("": the master key); sts and joinToken
+	// are where and how a process without the CA's issuing key enrolls.
+	keys      string
+	sts       string
+	joinToken string
+	// pkcs11 is STS's token holding the issuing CAs' keys (phantom ca --pkcs11-issuing).
+	pkcs11 pkcs11Flags
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -48,6 +58,9 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
 	fl.StringVar(&f.opsListen, "ops-listen", "", opsListenHelp)
 	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
+	fl.StringVar(&f.keys, "keys", os.Getenv(keys.FileEnv), "component key file (phantom keys export): the keys of this kind of process only, instead of the master key (default $"+keys.FileEnv+")")
+	fl.StringVar(&f.sts, "sts", os.Getenv("PHANTOM_STS_URL"), "STS URL: where a process holding no CA key enrolls and renews its certificate, and where the console's single sign-on exchanges ID tokens (default $PHANTOM_STS_URL, else https:// and the spec's sts.listen)")
+	fl.StringVar(&f.joinToken, "join-token", os.Getenv("PHANTOM_JOIN_TOKEN"), "join token (phantom ca join-token) a process holding no CA key enrolls with, once (default $PHANTOM_JOIN_TOKEN)")
 	for _, name := range []string{"config", "data-dir"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -94,12 +107,33 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
 	c.spec.loaded(spec)
-	c.p, err = openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale}, c.log)
+	tok, err := f.pkcs11.open()
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	o := perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale,
+		component: keys.Component(name), keysFile: f.keys}
+	if tok != nil {
+		c.close = append(c.close, func() { tok.Close() })
+		o.issuingKeys = tok
+	}
+	c.p, err = openPerimeter(ctx, o, c.log)
 	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
 	c.close = append(c.close, func() { c.p.store.Close() })
+	if c.p.issuer == nil {
+		// A host without the CA's issuing key: its certificate comes from STS.
+		cl, err := enrollComponent(ctx, f, name, spec, c.p, c.log)
+		if err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		c.close = append(c.close, cl.Close)
+		c.p.issuer = cl
+	}
 	if err := c.p.ca.WriteBundle(filepath.Join(f.dataDir, "ca.pem")); err != nil {
 		c.shutdown()
 		return nil, fmt.Errorf("write CA bundle: %w", err)
@@ -118,7 +152,7 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.spec.attach(c.logs)
 	if f.opsListen != "" {
 		c.ops = newOps(name)
-		if err := c.ops.start(f.opsListen, c.p.ca, spec.Account, stderr, c.log); err != nil {
+		if err := c.ops.start(f.opsListen, c.p.issuer, spec.Account, stderr, c.log); err != nil {
 			c.shutdown()
 			return nil, err
 		}
@@ -129,10 +163,14 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop, c.runCtx = stop, runCtx
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
 		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.p.syncCA(runCtx, filepath.Join(f.dataDir, "ca.pem"), c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
@@ -143,6 +181,36 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 		c.logs.renewWriters(runCtx, time.Hour, c.log)
 	}()
 	return c, nil
+}
+
+// componentKinds are the certificate identities of the components that enroll.
+var componentKinds = map[string]pki.Kind{
+	"gateway": pki.KindGateway, "endpoint": pki.KindEndpoint, "egress": pki.KindEgress,
+	"detector": pki.KindDetector, "console": pki.KindConsole,
+}
+
+// enrollComponent opens the component's certificate from STS's component API: the one in
+// its state directory (DATA_DIR/component/CHAIN), else enrolled with the join token.
+// STS's certificate is checked against the CA bundle the store holds.
+func enrollComponent(ctx context.Context, f componentFlags, name string, spec *config.Spec, p *perimeter, log *slog.Logger) (*enroll.Client, error) {
+	kind, ok := componentKinds[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: this process holds no CA issuing key (store-ca) and cannot enroll: give it a key file that holds one, or the master key", name)
+	}
+	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
+	cl, err := enroll.Open(ctx, enroll.Config{
+		STS:       stsURL,
+		CABundle:  p.ca.BundlePEM(),
+		StateDir:  filepath.Join(f.dataDir, "component", f.chain),
+		JoinToken: f.joinToken,
+		Kind:      kind,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)
+	}
+	log.Info(name+": certificate from STS", "identity", cl.Identity().String(), "sts", stsURL)
+	return cl, nil
 }
 
 // serving tells /readyz that the component's listeners serve: ready while checks hold
@@ -251,7 +319,7 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err

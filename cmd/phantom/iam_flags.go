@@ -18,6 +18,9 @@ type adminFlags struct {
 	config  string
 	output  string
 	store   string
+	// before, when set, prepares the opened Admin (a key provider); the function it
+	// returns runs after the command.
+	before func(*admin.Admin) (func(), error)
 }
 
 const adminFlagsHelp = `
@@ -88,6 +91,13 @@ func (f *adminFlags) run(op string, body func(cmd *cobra.Command, a *admin.Admin
 			return err
 		}
 		defer a.Close()
+		if f.before != nil {
+			done, err := f.before(a)
+			if err != nil {
+				return err
+			}
+			defer done()
+		}
 		out, err := body(cmd, a)
 		if err != nil {
 			return fail(cmd, op, err)

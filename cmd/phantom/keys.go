@@ -10,12 +10,13 @@ func newKeysCmd() *cobra.Command {
 	f := new(adminFlags)
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Session-token sealing keys: rotate, list",
+		Short: "Session-token sealing keys: rotate, list; component key files: export",
 		Long: `Session tokens are sealed (AES-256-GCM) under a ring of keys stored encrypted in the
 data directory. The newest current key seals; older keys only open the tokens they sealed.` + adminFlagsHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(
+		newKeysExportCmd(f),
 		&cobra.Command{
 			Use:   "rotate",
 			Short: "Add a new sealing key; older keys stay valid until the longest session expires",

@@ -87,6 +87,8 @@ policies, so the AWS CLI, every AWS SDK and curl --aws-sigv4 work against it unc
 		newSTSCmd(),
 		newIAMCmd(),
 		newKeysCmd(),
+		newCACmd(),
+		newStoreCmd(),
 		newNodeCmd(),
 		newAuditCmd(),
 		newGatewayCmd(),

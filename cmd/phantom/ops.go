@@ -200,7 +200,7 @@ func (o *ops) serving(checks ...readyCheck) {
 // start listens on addr and serves over HTTPS with a certificate from ca for the
 // perimeter account, or over plain HTTP when ca is nil (the workload agent, which holds
 // no CA key, serves on loopback only). It prints the URL on stderr.
-func (o *ops) start(addr string, ca *pki.CA, account string, stderr io.Writer, log *slog.Logger) error {
+func (o *ops) start(addr string, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for --ops-listen on %s: %w", addr, err)
@@ -209,7 +209,7 @@ func (o *ops) start(addr string, ca *pki.CA, account string, stderr io.Writer, l
 }
 
 // serve is start on a listener the caller opened; it takes ownership of ln.
-func (o *ops) serve(ln net.Listener, ca *pki.CA, account string, stderr io.Writer, log *slog.Logger) error {
+func (o *ops) serve(ln net.Listener, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
 	o.addr = ln.Addr()
 	o.srv = &http.Server{
 		Handler:           o.handler(log),

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +15,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -28,16 +32,20 @@ const defaultMaxStale = 30 * time.Second
 // identity service itself, with its refresh interval and staleness bound, and a sealing
 // key, which admin.Open does not expose or create.
 type perimeter struct {
-	store    store.Store
-	notify   store.Notifier // nil when the store announces nothing
-	ids      *identity.Service
-	ca       *pki.CA
-	messages *authzmsg.Sealer // encoded authorization messages, keyed from the master key
-	// masterKey derives the keys every replica must agree on (audit digests, gateway
-	// assertions); it is never logged or written anywhere else.
-	masterKey []byte
-	poll      time.Duration
-	maxStale  time.Duration
+	store  store.Store
+	notify store.Notifier // nil when the store announces nothing
+	ids    *identity.Service
+	ca     *pki.Authority // the CA as this process sees it: trust, and issuing when it may
+	// issuer issues this process's own certificates: the CA in a process that holds the
+	// issuing key (STS, phantom up, the operator), else STS's component API (enroll).
+	issuer   componentIssuer
+	messages *authzmsg.Sealer // encoded authorization messages; nil without their key
+	// keys are the keys this process holds (internal/keys): the ones every replica must
+	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
+	// secrets); they are never logged or written anywhere else.
+	keys     *keys.Ring
+	poll     time.Duration
+	maxStale time.Duration
 }
 
 // perimeterOptions say where the perimeter's state is and how fresh it must be kept.
@@ -50,24 +58,62 @@ type perimeterOptions struct {
 	poll     time.Duration
 	// maxStale bounds serving from state the store has not confirmed; 0: unbounded.
 	maxStale time.Duration
+	// component is the kind of process; keysFile its component key file ("": the
+	// master key, which makes the process an operator's).
+	component keys.Component
+	keysFile  string
+	// issuingKeys is a key provider holding the issuing CAs' keys; nil: the store.
+	issuingKeys issuingKeys
+}
+
+// issuingKeys is a key provider holding issuing CAs' keys (hsm.Token): STS signs there.
+type issuingKeys interface {
+	IssuingSigner(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
+}
+
+// componentIssuer is what a process needs to get its own certificates: its TLS
+// certificate and its audit writers' (*pki.Authority or *enroll.Client).
+type componentIssuer interface {
+	certIssuer
+	auditCertifier
+}
+
+// loadKeys is the ring a process runs with: its component key file when it has one (a
+// host that holds no master key), else the master key (an operator's host).
+func loadKeys(o perimeterOptions) (*keys.Ring, error) {
+	if o.keysFile == "" {
+		mk, err := store.LoadOrCreateMasterKey(o.dataDir)
+		if err != nil {
+			return nil, err
+		}
+		return keys.FromMaster(mk)
+	}
+	ring, err := keys.LoadFile(o.keysFile)
+	if err != nil {
+		return nil, err
+	}
+	if o.component != "" && ring.Component() != o.component {
+		return nil, fmt.Errorf("key file %s is a %s's, not a %s's", o.keysFile, ring.Component(), o.component)
+	}
+	return ring, nil
 }
 
 func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*perimeter, error) {
 	if err := admin.PrepareDataDir(o.dataDir); err != nil {
 		return nil, err
 	}
-	mk, err := store.LoadOrCreateMasterKey(o.dataDir)
+	ring, err := loadKeys(o)
 	if err != nil {
 		return nil, err
 	}
-	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, MasterKey: mk})
+	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, Keys: ring})
 	if errors.Is(err, store.ErrWrongMasterKey) && store.IsPostgresURL(o.storeURL) {
 		return nil, fmt.Errorf("%w: every host of a shared store needs the perimeter's master key (PHANTOM_MASTER_KEY, or master.key from the first host's data directory)", err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	p := &perimeter{store: db, masterKey: mk, poll: o.poll, maxStale: o.maxStale}
+	p := &perimeter{store: db, keys: ring, poll: o.poll, maxStale: o.maxStale}
 	if n, ok := db.(store.Notifier); ok {
 		p.notify = n
 	}
@@ -79,7 +125,15 @@ func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*
 }
 
 func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logger) error {
-	deps := identity.Deps{AccessKeys: p.store, SealingKeys: p.store, Revocations: p.store, Nodes: p.store, Changes: p.store}
+	// A process reads only the secrets its keys open: an egress proxy, an endpoint or a
+	// detector loads no access key and no token key.
+	deps := identity.Deps{Revocations: p.store, Nodes: p.store, Changes: p.store}
+	if p.keys.Has(keys.StoreAccessKeys) {
+		deps.AccessKeys = p.store
+	}
+	if p.keys.Has(keys.StoreTokenKeys) {
+		deps.SealingKeys = p.store
+	}
 	if p.notify != nil {
 		deps.Notify = p.notify
 	}
@@ -87,28 +141,42 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 	if err == nil {
 		err = ids.Refresh(ctx)
 	}
-	if err == nil && ids.Sealer().CurrentKeyID() == "" {
-		// First start: sessions need a sealing key. Concurrent first starts each add one;
-		// RotateSealingKey keeps exactly one current.
+	if err == nil && !ids.Sealer().CanSeal() && p.keys.Has(keys.StoreTokenSigning) {
+		// First start (sessions need a sealing key), or the first since signed tokens (the
+		// current key cannot sign): a process that may sign makes one. Concurrent starts
+		// each add one; RotateSealingKey keeps exactly one current, and the key replaced
+		// keeps opening its sessions until they expire.
+		first := ids.Sealer().CurrentKeyID() == ""
 		var id string
 		if id, err = ids.RotateSealingKey(ctx); err == nil {
-			log.Info("created the first token-sealing key", "key_id", id)
+			log.Info("created a token-sealing key", "key_id", id, "first", first)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("open identity service: %w", err)
 	}
 	p.ids = ids
-	caCfg := pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account}
-	if store.IsPostgresURL(o.storeURL) {
-		p.ca, err = pki.NewShared(ctx, caCfg, p.store)
-	} else {
-		p.ca, err = pki.New(caCfg)
+	var issuingSigner func(context.Context, *x509.Certificate) (crypto.Signer, error)
+	if o.issuingKeys != nil {
+		issuingSigner = o.issuingKeys.IssuingSigner
 	}
+	p.ca, err = pki.OpenAuthority(ctx, pki.AuthorityConfig{
+		IssuingSigner: issuingSigner,
+		// A CA from before issuing CAs, in the data directory, is imported once.
+		Config: pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account},
+		Issue:  p.keys.Has(keys.StoreCA) || o.issuingKeys != nil,
+		Root:   p.keys.Has(keys.StoreCARoot),
+	}, p.store)
 	if err != nil {
 		return err
 	}
-	msgKey, err := authzmsg.DeriveKey(p.masterKey)
+	if p.keys.Has(keys.StoreCA) || o.issuingKeys != nil {
+		p.issuer = p.ca
+	}
+	if !p.keys.Has(keys.AuthzMessages) {
+		return nil
+	}
+	msgKey, err := p.keys.Key(keys.AuthzMessages)
 	if err != nil {
 		return err
 	}
@@ -190,6 +258,56 @@ func (p *perimeter) syncRisk(ctx context.Context, r riskRefresher, fresh *freshn
 			return
 		case <-t.C:
 		case <-changed:
+		}
+	}
+}
+
+// syncCA keeps the CA current: at once on each store notification, else every poll, it
+// reloads the CA certificates and revocations (the verifiers' trust, the issuing CA),
+// renews the issuing CA when this process holds a root key and it is due, and rewrites
+// bundlePath ("" for none) when the bundle changed. It returns when ctx ends.
+func (p *perimeter) syncCA(ctx context.Context, bundlePath string, log *slog.Logger) {
+	t := time.NewTicker(p.poll)
+	defer t.Stop()
+	var changed <-chan struct{}
+	if p.notify != nil {
+		ch, cancel := p.notify.Subscribe()
+		defer cancel()
+		changed = ch
+	}
+	written := p.ca.BundlePEM()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+		rctx, cancel := context.WithTimeout(ctx, max(p.poll, time.Second))
+		err := p.ca.Refresh(rctx)
+		if err == nil {
+			var rotated bool
+			if rotated, err = p.ca.Renew(rctx); rotated {
+				ca, _ := p.ca.CA()
+				log.Info("CA: renewed the issuing CA", "serial", ca.Certificate().SerialNumber.Text(16), "not_after", ca.Certificate().NotAfter)
+			}
+		}
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			log.Error("CA: refresh failed; keeping the current trust", "error", err)
+			failing = true
+		case err == nil && failing:
+			log.Info("CA: refreshed again")
+			failing = false
+		}
+		if b := p.ca.BundlePEM(); bundlePath != "" && !bytes.Equal(b, written) {
+			if err := p.ca.WriteBundle(bundlePath); err != nil {
+				log.Error("CA: could not rewrite the CA bundle", "path", bundlePath, "error", err)
+				continue
+			}
+			written = b
 		}
 	}
 }

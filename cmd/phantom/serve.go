@@ -30,11 +30,16 @@ func listenAddr(flag string, spec netip.AddrPort, def string) string {
 	return def
 }
 
+// certIssuer issues this process's certificates (*pki.Authority).
+type certIssuer interface {
+	Issue(req pki.Request) (*tls.Certificate, error)
+}
+
 // certSource issues a component's short-lived certificate from the perimeter CA and a
 // fresh one when the current one is past half its life, so a long-running component
 // never presents an expired one.
 type certSource struct {
-	ca  *pki.CA
+	ca  certIssuer
 	req pki.Request
 
 	mu      sync.Mutex
@@ -43,7 +48,7 @@ type certSource struct {
 }
 
 // newCertSource issues the first certificate now, so a CA problem stops the start.
-func newCertSource(ca *pki.CA, req pki.Request) (*certSource, error) {
+func newCertSource(ca certIssuer, req pki.Request) (*certSource, error) {
 	c := &certSource{ca: ca, req: req}
 	if _, err := c.get(); err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/mfa"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -66,6 +67,7 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 	}
 	f.register(cmd, "sts")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+defaultSTSListen+")")
+	f.pkcs11.register(cmd.Flags(), "the issuing CAs' keys (phantom ca rotate --pkcs11-issuing)")
 	return cmd
 }
 
@@ -86,7 +88,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newCertSource(c.p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
@@ -104,10 +106,11 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
 	adapter := sts.NewIdentity(p.ids)
-	egressKey, err := egress.DeriveKey(p.masterKey)
+	egressKey, err := p.keys.Ed25519(keys.EgressPasswords)
 	if err != nil {
 		return nil, err
 	}
+	tokens := pki.NewTokens(pki.TokensConfig{}, p.store)
 	return sts.New(sts.Config{
 		Account:   spec.Account,
 		Region:    spec.Region,
@@ -125,13 +128,16 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
 		Nodes: &sts.NodeConfig{
 			CA:            p.ca,
-			Tokens:        pki.NewTokens(pki.TokensConfig{}, p.store),
-			Verifier:      p.ca.Verifier(),
+			Tokens:        tokens,
+			Verifier:      p.ca.Verifier(), // follows the CA's rotations and revocations (syncCA)
 			Issuer:        adapter,
 			Registry:      p.store,
 			Sessions:      adapter,
 			ProxyPassword: egress.Passwords(egressKey),
 		},
+		// The component API: gateways, endpoints and the other components whose hosts hold
+		// no CA key enroll with a join token (phantom ca join-token) and renew here.
+		Components: &sts.ComponentConfig{CA: p.ca, Tokens: tokens, Verifier: p.ca.Verifier()},
 	}, adapter, adapter, auditor)
 }
 

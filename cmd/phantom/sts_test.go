@@ -28,6 +28,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
@@ -439,7 +440,7 @@ print(json.dumps({"arn": s.get_caller_identity()["Arn"], "akid": c["AccessKeyId"
 		if err != nil {
 			t.Fatal(err)
 		}
-		key, err := authzmsg.DeriveKey(mk)
+		key, err := keys.Derive(mk, keys.AuthzMessages)
 		if err != nil {
 			t.Fatal(err)
 		}

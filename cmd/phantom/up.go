@@ -31,6 +31,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -219,7 +220,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if lns.ops, err = listenOps(f); err != nil {
 		return err
 	}
-	if err := o.serve(lns.ops, p.ca, spec.Account, stderr, log); err != nil {
+	if err := o.serve(lns.ops, p.issuer, spec.Account, stderr, log); err != nil {
 		return err
 	}
 	defer o.close()
@@ -241,10 +242,14 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer wg.Done()
+		p.syncCA(runCtx, bundle, log)
 	}()
 	go func() {
 		defer wg.Done()
@@ -261,7 +266,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	stsCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
+	stsCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
 	if err != nil {
 		return err
 	}
@@ -280,7 +285,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	gwCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
+	gwCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
 	if err != nil {
 		return err
 	}
@@ -361,7 +366,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		if err != nil {
 			return err
 		}
-		fCerts, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+		fCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
 		if err != nil {
 			return err
 		}
@@ -578,7 +583,7 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 		}
 		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
 	}}
-	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}
@@ -759,21 +764,21 @@ Ctrl-C stops the perimeter.
 // perimeter's state as the gateway does (revocations, risk levels, freshness). The
 // agent's own addresses are refused whatever a rule says.
 func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, risk egress.RiskSource, fresh func() error, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
-	key, err := egress.DeriveKey(p.masterKey)
+	key, err := p.keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
-		return nil, fmt.Errorf("derive the egress proxy key: %w", err)
+		return nil, err
 	}
 	px, err := egress.New(egress.Config{
-		Spec:     current,
-		Key:      key,
-		Auditor:  auditor,
-		Logger:   log,
-		Deny:     []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container), addrPort(lns.egress)},
-		Metrics:  m,
-		Verifier: p.ca.Verifier(),
-		Standing: p.ids,
-		Risk:     risk,
-		Fresh:    fresh,
+		Spec:        current,
+		PasswordKey: key,
+		Auditor:     auditor,
+		Logger:      log,
+		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container), addrPort(lns.egress)},
+		Metrics:     m,
+		Verifier:    p.ca.Verifier(),
+		Standing:    p.ids,
+		Risk:        risk,
+		Fresh:       fresh,
 	})
 	if err != nil {
 		return nil, err
@@ -784,7 +789,7 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 	if lns.egressTLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("listen for the demo egress proxy: %w", err)
 	}
-	certs, err := newCertSource(p.ca, serverRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
+	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
 	if err != nil {
 		return nil, err
 	}

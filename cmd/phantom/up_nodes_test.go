@@ -22,6 +22,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
@@ -296,10 +297,7 @@ func TestUpBackendHop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.New(pki.Config{Dir: filepath.Join(u.dataDir, admin.CADir), Account: "123456789012"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := dataDirCA(t, u.dataDir, "123456789012")
 	// Another component's certificate of the same CA is not the gateway's.
 	other, _ := ca.Issue(pki.Request{Identity: pki.Identity{Account: "123456789012", Kind: pki.KindEndpoint, Name: "vpce-0123456789abcdef0"}, Client: true})
 	if _, err := u.goClient(t, other).Get(backend + "/orders"); err == nil {
@@ -311,7 +309,7 @@ func TestUpBackendHop(t *testing.T) {
 	}
 	c := u.goClient(t, gwCert)
 	// Assertions as the gateway signs them (its key derives from the master key), captured.
-	key, err := gateway.DeriveAssertionKey(mk)
+	key, err := keys.DeriveEd25519(mk, keys.Assertion)
 	if err != nil {
 		t.Fatal(err)
 	}

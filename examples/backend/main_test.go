@@ -16,6 +16,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
@@ -37,7 +38,8 @@ func (noAudit) Record(context.Context, *audit.Event) error { return nil }
 // get a connection.
 func TestExampleBackend(t *testing.T) {
 	master := make([]byte, 32)
-	key, err := gateway.DeriveAssertionKey(master)
+	master[0] = 1
+	key, err := keys.DeriveEd25519(master, keys.Assertion)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestExampleBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := ParseJWKS(gw.JWKS())
+	jwks, err := ParseJWKS(gw.JWKS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestExampleBackend(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Certificate())
-	srv := httptest.NewUnstartedServer(Handler(&Verifier{API: "a1b2c3d4e5", Keys: keys, Now: time.Now}))
+	srv := httptest.NewUnstartedServer(Handler(&Verifier{API: "a1b2c3d4e5", Keys: jwks, Now: time.Now}))
 	srv.TLS = GatewayOnly(*srvCert, roots, "spiffe://phantom/123456789012/gateway/gateway")
 	srv.StartTLS()
 	defer srv.Close()

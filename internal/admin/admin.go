@@ -20,6 +20,8 @@ package admin
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -106,8 +108,29 @@ type Admin struct {
 	auditDir string
 	mk       []byte
 
-	caMu sync.Mutex
-	ca   *pki.CA // opened (or created) on first use: only node commands need it
+	caMu  sync.Mutex
+	ca    *pki.Authority // opened (or created) on first use: only node and ca commands need it
+	roots RootKeys       // where root keys are: a key provider, else the store (the master key)
+	// newIssuing: new issuing CAs' keys are made in roots' key provider too.
+	newIssuing bool
+}
+
+// RootKeys is a key provider holding the CA's root keys (hsm.Token): roots are made and
+// used there, never stored; issuing CAs' keys are looked for there first, and made
+// there with UseRootKeys' issuing.
+type RootKeys interface {
+	RootSigner(ctx context.Context, root *x509.Certificate) (crypto.Signer, error)
+	NewRootKey(ctx context.Context) (crypto.Signer, error)
+	IssuingSigner(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
+	NewIssuingKey(ctx context.Context) (crypto.Signer, error)
+}
+
+// UseRootKeys makes the CA's root keys k's, for every CA operation after it (call it
+// before the first); with issuing, new issuing CAs' keys are made in k too.
+func (a *Admin) UseRootKeys(k RootKeys, issuing bool) {
+	a.caMu.Lock()
+	defer a.caMu.Unlock()
+	a.roots, a.newIssuing, a.ca = k, issuing, nil
 }
 
 // Open prepares the data directory, loads (or creates) the master key, opens the store
@@ -172,21 +195,27 @@ func PrepareDataDir(dir string) error {
 	return nil
 }
 
-// CA returns the perimeter CA in the data directory, creating it on first use.
-func (a *Admin) CA() (*pki.CA, error) {
+// Authority returns the perimeter's CA, kept in the store, creating it on first use (an
+// admin command holds the master key: the root's key too). A CA from before issuing CAs
+// (the data directory's ca/, or the shared store's) is imported.
+func (a *Admin) Authority(ctx context.Context) (*pki.Authority, error) {
 	a.caMu.Lock()
 	defer a.caMu.Unlock()
 	if a.ca != nil {
-		return a.ca, nil
+		return a.ca, a.ca.Refresh(ctx)
 	}
-	cfg := pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand}
-	var ca *pki.CA
-	var err error
-	if store.IsPostgresURL(a.storeURL) {
-		ca, err = pki.NewShared(context.Background(), cfg, a.store)
-	} else {
-		ca, err = pki.New(cfg)
+	cfg := pki.AuthorityConfig{
+		Config: pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand},
+		Issue:  true,
+		Root:   true,
 	}
+	if a.roots != nil {
+		cfg.RootSigner, cfg.NewRootKey, cfg.IssuingSigner = a.roots.RootSigner, a.roots.NewRootKey, a.roots.IssuingSigner
+		if a.newIssuing {
+			cfg.NewIssuingKey = a.roots.NewIssuingKey
+		}
+	}
+	ca, err := pki.OpenAuthority(ctx, cfg, a.store)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
@@ -29,7 +30,7 @@ func (a *Admin) record(ctx context.Context, name string, params, resp map[string
 }
 
 // AuditTarget says where administrative events are recorded: the audit directory, the
-// master key the chain's digests are signed with (audit.DeriveSigner), and the account
+// master key the chain's digests are signed with (keys.AuditLegacy), and the account
 // and region the events are about.
 type AuditTarget struct {
 	Dir       string
@@ -70,7 +71,10 @@ func OpenRecorder(t AuditTarget) (*Recorder, error) {
 	if now == nil {
 		now = time.Now
 	}
-	signer, err := audit.DeriveSigner(t.MasterKey)
+	// An operator's command holds the master key; its chain is signed with the key
+	// derived for audit writers from before per-writer keys (keys.AuditLegacy), which
+	// `phantom audit public-key` prints for pinning.
+	signer, err := keys.DeriveEd25519(t.MasterKey, keys.AuditLegacy)
 	if err != nil {
 		return nil, err
 	}

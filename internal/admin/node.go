@@ -93,7 +93,7 @@ func NewNodeKey(r io.Reader) (*ecdsa.PrivateKey, *x509.CertificateRequest, error
 // removed from the spec since its token was made is refused (the token is spent; the
 // certificate is discarded).
 func (a *Admin) EnrollNode(ctx context.Context, token string, csr *x509.CertificateRequest) (*Enrollment, error) {
-	ca, err := a.CA()
+	ca, err := a.Authority(ctx)
 	if err != nil {
 		return nil, err
 	}

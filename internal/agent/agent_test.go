@@ -98,7 +98,7 @@ func TestIMDS(t *testing.T) {
 	exp := c.Expiration.Format("2006-01-02T15:04:05Z")
 	if doc["Code"] != "Success" || doc["Type"] != "AWS-HMAC" || doc["AccessKeyId"] != c.AccessKeyID || doc["SecretAccessKey"] != c.SecretAccessKey ||
 		doc["Token"] != c.Token || doc["Expiration"] != exp || doc["LastUpdated"] == "" || len(doc) != 7 {
-		t.Fatalf("credentials document %v", keys(doc))
+		t.Fatalf("credentials document %v", docKeys(doc))
 	}
 	_, _, proxy := req(t, "GET", a.imds+"/latest/meta-data/phantom/egress-proxy", "X-aws-ec2-metadata-token", tok)
 	if want := a.ProxyURL("127.0.0.1:3128"); proxy != want || !strings.HasPrefix(proxy, "http://service-a-1:") || !strings.HasSuffix(proxy, "@127.0.0.1:3128") {
@@ -106,7 +106,7 @@ func TestIMDS(t *testing.T) {
 	}
 }
 
-func keys(m map[string]string) []string {
+func docKeys(m map[string]string) []string {
 	var ks []string
 	for k := range m {
 		ks = append(ks, k)
@@ -178,7 +178,7 @@ func TestContainerEndpoint(t *testing.T) {
 	c, _ := a.Credentials()
 	if doc["AccessKeyId"] != c.AccessKeyID || doc["Token"] != c.Token || doc["RoleArn"] != "arn:aws:iam::123456789012:role/app" || doc["AccountId"] != testAccount ||
 		doc["Expiration"] != c.Expiration.Format("2006-01-02T15:04:05Z") {
-		t.Fatalf("container document %v", keys(doc))
+		t.Fatalf("container document %v", docKeys(doc))
 	}
 }
 

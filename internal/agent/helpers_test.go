@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/sts"
@@ -38,7 +40,7 @@ type perimeter struct {
 	tokens   *pki.Tokens
 	bundle   []byte
 	caFile   string
-	egress   []byte
+	egress   ed25519.PrivateKey
 	down     atomic.Bool
 	nodeHits atomic.Int64
 	audit    *memAudit
@@ -90,7 +92,7 @@ func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ek, err := egress.DeriveKey(mk)
+	ek, err := keys.DeriveEd25519(mk, keys.EgressPasswords)
 	if err != nil {
 		t.Fatal(err)
 	}

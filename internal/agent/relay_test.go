@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -30,7 +31,7 @@ func TestEgressRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	aud := &memAudit{}
-	px, err := egress.New(egress.Config{Spec: func() *config.Spec { return spec }, Key: p.egress, Verifier: p.ca.Verifier(), Auditor: aud})
+	px, err := egress.New(egress.Config{Spec: func() *config.Spec { return spec }, PasswordKey: p.egress.Public().(ed25519.PublicKey), Verifier: p.ca.Verifier(), Auditor: aud})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,24 +11,6 @@ import (
 	"fmt"
 	"os"
 )
-
-// signerHKDFInfo separates the audit signing key from every other key derived from the
-// master key.
-const signerHKDFInfo = "phantom/audit/v1"
-
-// DeriveSigner derives the audit log's Ed25519 signing key from the perimeter master key
-// (HKDF-SHA256, RFC 5869, info "phantom/audit/v1"), so every replica and every restart
-// signs with the same key and the public key can be pinned once.
-func DeriveSigner(masterKey []byte) (ed25519.PrivateKey, error) {
-	if len(masterKey) < 32 {
-		return nil, fmt.Errorf("derive audit signer: master key is %d bytes, want at least 32", len(masterKey))
-	}
-	seed, err := hkdf.Key(sha256.New, masterKey, nil, signerHKDFInfo, ed25519.SeedSize)
-	if err != nil {
-		return nil, fmt.Errorf("derive audit signer: %w", err)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
 
 // KeyID names a public key in digests: the first 8 bytes of its SHA-256, in hex.
 func KeyID(pub ed25519.PublicKey) string {

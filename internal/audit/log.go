@@ -28,7 +28,7 @@ type Config struct {
 	// Chain names the writer: [a-z0-9-]+, e.g. "gateway", "endpoint-vpce-0123", "sts".
 	// Each replica writes its own chain; one process at a time may write a chain.
 	Chain string
-	// Signer signs digests; see DeriveSigner.
+	// Signer signs digests: the writer's own key, which Certificate vouches for.
 	Signer ed25519.PrivateKey
 	// SegmentBytes is the size at which the log moves to a new segment (default 64 MiB).
 	SegmentBytes int64

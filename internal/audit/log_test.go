@@ -13,13 +13,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
-var testMaster = bytes.Repeat([]byte{7}, 32)
-
+// testSigner is the key the golden chain was signed with: the one every process derived
+// from the master key before writers had keys of their own (keys.AuditLegacy).
 func testSigner(t testing.TB) ed25519.PrivateKey {
 	t.Helper()
-	k, err := DeriveSigner(testMaster)
+	k, err := keys.DeriveEd25519(bytes.Repeat([]byte{7}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,21 +302,6 @@ func TestUncoveredIsAWarning(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no not-covered warning: %v", rep.Warnings)
-	}
-}
-
-func TestDeriveSigner(t *testing.T) {
-	a, err := DeriveSigner(testMaster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := DeriveSigner(testMaster)
-	c, _ := DeriveSigner(bytes.Repeat([]byte{8}, 32))
-	if !a.Equal(b) || a.Equal(c) {
-		t.Fatal("DeriveSigner is not a function of the master key")
-	}
-	if _, err := DeriveSigner([]byte("short")); err == nil {
-		t.Fatal("short master key accepted")
 	}
 }
 

@@ -7,16 +7,14 @@
 //
 // It owns the message's JSON shape and its sealed wire format. It does not decide
 // anything (internal/policy does), serve the STS action (internal/sts) or store keys:
-// the key is derived from the perimeter's master key (DeriveKey), so every replica
-// sharing the master key decodes every other's messages.
+// the key is derived from the perimeter's master key (keys.AuthzMessages, held by gateways
+// and STS), so every replica decodes every other's messages.
 package authzmsg
 
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -102,15 +100,6 @@ const MaxEncodedLen = 10240
 // ErrInvalid is returned for anything that is not a message sealed under the key:
 // malformed, truncated, tampered, another key or version. It says nothing more, by design.
 var ErrInvalid = errors.New("authzmsg: invalid encoded authorization message")
-
-// DeriveKey derives the message sealing key from the perimeter's master key (HKDF-SHA256,
-// RFC 5869, with its own label so it is independent of every other use of the master key).
-func DeriveKey(masterKey []byte) ([]byte, error) {
-	if len(masterKey) < 32 {
-		return nil, fmt.Errorf("derive authorization message key: master key is %d bytes, want at least 32", len(masterKey))
-	}
-	return hkdf.Key(sha256.New, masterKey, nil, "phantom/authzmsg/v1", KeySize)
-}
 
 // Sealer seals and opens messages under one key. It is safe for concurrent use.
 type Sealer struct {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -510,7 +511,7 @@ func TestEscaping(t *testing.T) {
 // writeChain appends events to an audit chain of dir.
 func writeChain(t *testing.T, dir, chain string, evs ...*audit.Event) {
 	t.Helper()
-	signer, err := audit.DeriveSigner(randomKey(t))
+	signer, err := keys.DeriveEd25519(randomKey(t), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -90,7 +91,7 @@ func TestBrowser(t *testing.T) {
 		evs = append(evs, ev)
 	}
 	writeChain(t, auditDir, "gateway", evs...)
-	signer, err := audit.DeriveSigner(master)
+	signer, err := keys.DeriveEd25519(master, keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}

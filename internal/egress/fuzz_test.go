@@ -96,7 +96,7 @@ func (d *refusingDialer) DialContext(_ context.Context, _, addr string) (net.Con
 // address the proxy dials is one the test spec allows that node (never a guarded address
 // no rule names).
 func FuzzProxyRequest(f *testing.F) {
-	key, _ := DeriveKey(testMaster)
+	key := testPasswordKey()
 	spec := loadSpec(f, specAddrs{})
 	auth := func(node string) string {
 		n, _ := spec.Node(node)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"io"
@@ -23,14 +24,17 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
-var testMaster = bytes.Repeat([]byte{0x42}, 32)
+// testPasswordKey is the key the tests' STS signs proxy passwords with.
+func testPasswordKey() ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x42}, ed25519.SeedSize))
+}
 
 // testNow is the test proxies' clock; passwords are issued a minute before it.
 var testNow = time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
 
 // testPassword is node's proxy password for addr, issued a minute before testNow, valid
 // for an hour.
-func testPassword(key []byte, node string, addr netip.Addr) string {
+func testPassword(key ed25519.PrivateKey, node string, addr netip.Addr) string {
 	return ProxyPassword(key, Credential{Node: node, Addr: addr, Issued: testNow.Add(-time.Minute), Expires: testNow.Add(time.Hour)})
 }
 
@@ -192,7 +196,7 @@ func (d *recordingDialer) all() []string {
 type testProxy struct {
 	*Proxy
 	spec  *config.Spec
-	key   []byte
+	key   ed25519.PrivateKey
 	audit *memAudit
 	res   *fakeResolver
 	dial  *recordingDialer
@@ -200,21 +204,18 @@ type testProxy struct {
 
 func newTestProxy(t testing.TB, spec *config.Spec, res *fakeResolver, mod func(*Config)) *testProxy {
 	t.Helper()
-	key, err := DeriveKey(testMaster)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := testPasswordKey()
 	tp := &testProxy{spec: spec, key: key, audit: &memAudit{}, res: res, dial: &recordingDialer{}}
 	if res == nil {
 		tp.res = newResolver(nil)
 	}
 	cfg := Config{
-		Spec:     func() *config.Spec { return spec },
-		Key:      key,
-		Resolver: tp.res,
-		Dialer:   tp.dial,
-		Auditor:  tp.audit,
-		Now:      func() time.Time { return testNow },
+		Spec:        func() *config.Spec { return spec },
+		PasswordKey: key.Public().(ed25519.PublicKey),
+		Resolver:    tp.res,
+		Dialer:      tp.dial,
+		Auditor:     tp.audit,
+		Now:         func() time.Time { return testNow },
 		// Every refusal in full: the tests read each one's event (TestRefusalFlood
 		// checks the bound).
 		RefusalBurst: 1 << 20,

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -103,8 +104,9 @@ type Config struct {
 	// Spec returns the current perimeter spec (config.Watcher.Current); rules follow
 	// reloads.
 	Spec func() *config.Spec
-	// Key is DeriveKey(masterKey): it checks the nodes' proxy passwords.
-	Key []byte
+	// PasswordKey checks the nodes' proxy passwords: the public half of the key STS signs
+	// them with (keys.EgressPasswordsPublic). The proxy cannot make a password.
+	PasswordKey ed25519.PublicKey
 	// Resolver resolves host names once per request; default net.DefaultResolver.
 	Resolver Resolver
 	// Dialer dials checked addresses; default a net.Dialer with DialTimeout.
@@ -203,8 +205,8 @@ func New(cfg Config) (*Proxy, error) {
 	switch {
 	case cfg.Spec == nil:
 		return nil, errors.New("egress: Config.Spec is required")
-	case len(cfg.Key) < 32:
-		return nil, errors.New("egress: Config.Key must be DeriveKey's 32-byte key")
+	case len(cfg.PasswordKey) != ed25519.PublicKeySize:
+		return nil, errors.New("egress: Config.PasswordKey must be an Ed25519 public key")
 	case cfg.Auditor == nil:
 		return nil, errors.New("egress: Config.Auditor is required: every decision is audited")
 	}
@@ -728,7 +730,7 @@ func (p *Proxy) authenticate(q *request) bool {
 	if known {
 		addr = n.PrivateIP
 	}
-	issued, expires, good := checkPassword(p.cfg.Key, user, addr, pass) // computed for unknown nodes too: same cost
+	issued, expires, good := checkPassword(p.cfg.PasswordKey, user, addr, pass) // computed for unknown nodes too: same cost
 	if !known || !good {
 		return fail("the node name or proxy password is wrong")
 	}

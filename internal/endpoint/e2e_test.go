@@ -20,6 +20,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // TestWithRealGateway runs the data path of DESIGN's picture in process: an AWS SDK
@@ -56,7 +57,7 @@ func newPerimeter(t testing.TB, backend http.HandlerFunc) *perimeter {
 	}
 	mk := make([]byte, 32)
 	rand.Read(mk)
-	akey, err := gateway.DeriveAssertionKey(mk)
+	akey, err := keys.DeriveEd25519(mk, keys.Assertion)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,7 +18,8 @@ import (
 
 // The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
 // sent to backends as X-Phantom-Identity. The key is derived from the perimeter's master key
-// so every gateway replica signs with the same key and publishes the same JWKS.
+// (keys.Assertion, in the gateway's key file) so every gateway replica signs with the same
+// key and publishes the same JWKS.
 //
 // It says what the gateway authorized, and only that: the request's method, path and query
 // as the backend receives them, the payload hash the client signed, the API (aud), who
@@ -76,19 +76,6 @@ type Assertion struct {
 	ExpiresAt int64 `json:"exp"`
 }
 
-// DeriveAssertionKey derives the assertion signing key from the perimeter's master key
-// (HKDF-SHA256, RFC 5869, label "phantom/assertion/v1").
-func DeriveAssertionKey(masterKey []byte) (ed25519.PrivateKey, error) {
-	if len(masterKey) < 32 {
-		return nil, fmt.Errorf("derive assertion key: master key is %d bytes, want at least 32", len(masterKey))
-	}
-	seed, err := hkdf.Key(sha256.New, masterKey, nil, "phantom/assertion/v1", ed25519.SeedSize)
-	if err != nil {
-		return nil, fmt.Errorf("derive assertion key: %w", err)
-	}
-	return ed25519.NewKeyFromSeed(seed), nil
-}
-
 var (
 	b64 = base64.RawURLEncoding
 	// b64Strict decodes: one spelling per value (no non-zero padding bits), so a token that
@@ -133,7 +120,7 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 		bufs: sync.Pool{New: func() any { return new(signBuf) }}}
 }
 
-// SignAssertion signs a as the gateway holding key would (DeriveAssertionKey of the
+// SignAssertion signs a as the gateway holding key would (keys.Assertion, derived from the
 // master key): for tools and tests that play the gateway to a backend.
 func SignAssertion(key ed25519.PrivateKey, a *Assertion) (string, error) {
 	if len(key) != ed25519.PrivateKeySize {

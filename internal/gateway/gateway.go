@@ -92,7 +92,7 @@ type Config struct {
 	Auditor Auditor
 	// Messages seals encoded authorization messages; nil leaves them out of denials.
 	Messages MessageSealer
-	// AssertionKey signs the X-Phantom-Identity assertions (DeriveAssertionKey). Required.
+	// AssertionKey signs the X-Phantom-Identity assertions (keys.Assertion). Required.
 	AssertionKey ed25519.PrivateKey
 	// Risk supplies phantom:RiskLevel; optional.
 	Risk RiskSource

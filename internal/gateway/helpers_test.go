@@ -30,6 +30,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -185,14 +186,18 @@ func newEnvFrom(t testing.TB, file string, replace map[string]string, backend ht
 	e.bundle = x509.NewCertPool()
 	e.bundle.AddCert(e.ca.Certificate())
 
-	mkey, err := authzmsg.DeriveKey(mk)
+	ring, err := keys.ForComponent(mk, keys.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkey, err := ring.Key(keys.AuthzMessages)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.msgs, err = authzmsg.NewSealer(mkey, nil); err != nil {
 		t.Fatal(err)
 	}
-	akey, err := DeriveAssertionKey(mk)
+	akey, err := ring.Ed25519(keys.Assertion)
 	if err != nil {
 		t.Fatal(err)
 	}

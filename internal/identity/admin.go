@@ -26,6 +26,9 @@ func (s *Service) CreateAccessKey(ctx context.Context, user string) (AccessKey, 
 		return AccessKey{}, fmt.Errorf("create access key: %w", err)
 	}
 	k := AccessKey{ID: id, User: user, Secret: secret, Status: StatusActive, CreatedAt: s.now().UTC()}
+	if s.deps.AccessKeys == nil {
+		return AccessKey{}, ErrNoKeys
+	}
 	if err := s.deps.AccessKeys.PutAccessKey(ctx, k); err != nil {
 		return AccessKey{}, fmt.Errorf("create access key for %s: %w", user, err)
 	}
@@ -38,6 +41,9 @@ func (s *Service) CreateAccessKey(ctx context.Context, user string) (AccessKey, 
 // ListAccessKeys returns user's keys (every user's when user is "") without their secrets,
 // as `iam list-access-keys` shows them.
 func (s *Service) ListAccessKeys(ctx context.Context, user string) ([]AccessKey, error) {
+	if s.deps.AccessKeys == nil {
+		return nil, ErrNoKeys
+	}
 	keys, err := s.deps.AccessKeys.ListAccessKeys(ctx, user)
 	if err != nil {
 		return nil, fmt.Errorf("list access keys: %w", err)
@@ -54,6 +60,9 @@ func (s *Service) UpdateAccessKeyStatus(ctx context.Context, id, status string) 
 	if status != StatusActive && status != StatusInactive {
 		return fmt.Errorf("update access key %s: status %q is neither %s nor %s", id, status, StatusActive, StatusInactive)
 	}
+	if s.deps.AccessKeys == nil {
+		return ErrNoKeys
+	}
 	if err := s.deps.AccessKeys.UpdateAccessKeyStatus(ctx, id, status); err != nil {
 		return fmt.Errorf("update access key %s: %w", id, err)
 	}
@@ -65,6 +74,9 @@ func (s *Service) UpdateAccessKeyStatus(ctx context.Context, id, status string) 
 
 // DeleteAccessKey deletes a key.
 func (s *Service) DeleteAccessKey(ctx context.Context, id string) error {
+	if s.deps.AccessKeys == nil {
+		return ErrNoKeys
+	}
 	if err := s.deps.AccessKeys.DeleteAccessKey(ctx, id); err != nil {
 		return fmt.Errorf("delete access key %s: %w", id, err)
 	}
@@ -114,6 +126,9 @@ func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
 	k, err := NewSealingKey(s.rand, now)
 	if err != nil {
 		return "", fmt.Errorf("rotate sealing key: %w", err)
+	}
+	if s.deps.SealingKeys == nil {
+		return "", ErrNoKeys
 	}
 	// Store the new key before retiring the old: a crash in between leaves two current keys
 	// (the newest seals), never none.

@@ -31,6 +31,9 @@ var (
 	ErrTokenUnknownKey = &CredentialError{"session token is sealed with an unknown or retired key", sigv4.ErrInvalidToken}
 	// ErrTokenTampered: authentication failed (modified header, nonce, ciphertext or tag).
 	ErrTokenTampered = &CredentialError{"session token failed authentication", sigv4.ErrInvalidToken}
+	// ErrTokenForged: the token opened (whoever made it holds the token-opening key) but
+	// its signature is not STS's: made by a holder of the opening keys, a gateway host.
+	ErrTokenForged = &CredentialError{"session token signature is not the issuer's", sigv4.ErrInvalidToken}
 	// ErrTokenExpired: the session's expiry has passed.
 	ErrTokenExpired = &CredentialError{"session token has expired", sigv4.ErrExpiredToken}
 	// ErrTokenMismatch: the token was issued for another access key id.
@@ -46,6 +49,10 @@ var (
 	// ErrAccessKeyInactive: the access key exists but is Inactive.
 	ErrAccessKeyInactive = &CredentialError{"access key is inactive", sigv4.ErrUnknownAccessKey}
 )
+
+// ErrNoKeys is returned by the administrative writes of a service without the store
+// they need (Deps.AccessKeys, Deps.SealingKeys): a process that holds no such keys.
+var ErrNoKeys = errors.New("identity: this process holds no access keys or token keys to change")
 
 // ErrNotLoaded is returned before the first successful Refresh: nothing resolves until the
 // snapshots exist (fail closed). It matches no sigv4 sentinel, so the verifier reports an

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -18,9 +19,24 @@ func newClock(t time.Time) *clock        { c := new(clock); c.ns.Store(t.UnixNan
 func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// testKey returns a sealing key with a fixed id and bytes derived from seed.
+// testKey returns a sealing key with a fixed id and bytes derived from seed, with its
+// signing key (as STS holds it).
 func testKey(id string, seed byte, created time.Time) SealingKey {
-	return SealingKey{ID: id, Key: bytes.Repeat([]byte{seed}, 32), CreatedAt: created}
+	sign := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed ^ 0x5a}, ed25519.SeedSize))
+	return SealingKey{ID: id, Key: bytes.Repeat([]byte{seed}, 32), SigningSeed: sign.Seed(),
+		PublicKey: sign.Public().(ed25519.PublicKey), CreatedAt: created}
+}
+
+// openOnly is k as a gateway holds it: no signing key.
+func openOnly(k SealingKey) SealingKey {
+	k.SigningSeed = nil
+	return k
+}
+
+// legacyKey is k as made before signed tokens: no signing key, no public key.
+func legacyKey(k SealingKey) SealingKey {
+	k.SigningSeed, k.PublicKey = nil, nil
+	return k
 }
 
 func newTestSealer(t testing.TB, c *clock, keys ...SealingKey) *Sealer {

@@ -1,8 +1,11 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
 	"encoding/base64"
@@ -16,24 +19,39 @@ import (
 	"time"
 )
 
-// Session token format, version 1, base64url without padding (strict: one spelling per token):
+// Session token format, version 2, base64url without padding (strict: one spelling per token):
 //
-//	version    1 byte  (1)
+//	version    1 byte  (2)
 //	key id len 1 byte  (1..32)
 //	key id     the sealing key's id
 //	body len   2 bytes big-endian: length of ciphertext+tag
 //	nonce      12 bytes, random
-//	ciphertext AES-256-GCM of the claims encoding (claims.go), 16-byte tag appended
+//	ciphertext AES-256-GCM of the claims encoding (claims.go) followed by a 64-byte
+//	           Ed25519ctx signature (RFC 8032 §5.1, context "phantom session token v2")
+//	           over everything before it in the plaintext token (version to claims);
+//	           16-byte tag appended
 //
 // The additional authenticated data is everything before the nonce, so the version, key id
 // and length are bound to the ciphertext. The length lets a truncated token be told apart
 // from a tampered one before any decryption.
+//
+// Two keys, two jobs: the AES key keeps the claims (the session's secret key among them)
+// confidential and refuses tampering by anyone without it; the signature says STS made
+// the token. A gateway holds the AES keys and the public keys only (keys.StoreTokenKeys),
+// so it opens every token and can make none: a token it encrypted itself has no valid
+// signature.
+//
+// Version 1 is the same without the signature. It is opened only under a key made before
+// signed tokens (one without a public key), so sessions issued before an upgrade keep
+// working until they expire; no key with a public key opens it, and Seal never writes it.
 const (
-	tokenVersion  = 1
-	maxKeyIDLen   = 32
-	sealingKeyLen = 32 // AES-256
-	nonceLen      = 12
-	tagLen        = 16
+	tokenVersion       = 2
+	tokenVersionLegacy = 1
+	maxKeyIDLen        = 32
+	sealingKeyLen      = 32 // AES-256
+	nonceLen           = 12
+	tagLen             = 16
+	sigLen             = ed25519.SignatureSize
 
 	// MaxTokenLen bounds an encoded token (sigv4 refuses longer X-Amz-Security-Token values).
 	MaxTokenLen = 16 << 10
@@ -45,7 +63,14 @@ const (
 	// maxSealsPerKey keeps random 96-bit nonces within NIST SP 800-38D §8.3's bound of 2^32
 	// invocations per key; past it Seal refuses until the key is rotated.
 	maxSealsPerKey = 1 << 32
+
+	// maxVerified bounds the cache of tokens whose signature was checked.
+	maxVerified = 1 << 16
 )
+
+// signOptions selects Ed25519ctx with the token's context string, so a signature made for
+// anything else with the same key never verifies as a token's (RFC 8032 §8.3).
+var signOptions = &ed25519.Options{Context: "phantom session token v2"}
 
 // tokenEncoding is strict so that a token has exactly one spelling (no malleable padding
 // bits); base64url below closes the other gap, the decoder skipping '\r' and '\n'.
@@ -85,6 +110,13 @@ type Sealer struct {
 	mu   sync.Mutex // writers only
 	ring atomic.Pointer[keyRing]
 	bufs sync.Pool // *[]byte decode buffers for Open
+
+	// verified remembers the SHA-256 of tokens whose signature checked, so a session's
+	// every request after its first costs an AES-GCM open and not an Ed25519
+	// verification too (SDKs send one token for many requests). A hit stands only for
+	// the exact bytes that verified.
+	verifiedMu sync.Mutex
+	verified   map[[sha256.Size]byte]struct{}
 }
 
 type keyRing struct {
@@ -96,6 +128,8 @@ type ringKey struct {
 	id          string
 	raw         []byte // to tell a reload of the same key from a conflicting one
 	aead        cipher.AEAD
+	sign        ed25519.PrivateKey // nil: this process cannot seal with it
+	pub         ed25519.PublicKey  // nil: a key from before signed tokens (version 1 only)
 	createdAt   time.Time
 	retireAfter time.Time      // zero: not retired
 	seals       *atomic.Uint64 // shared by every snapshot holding this key
@@ -107,7 +141,7 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 	if cfg.MaxSessionDuration < 0 {
 		return nil, fmt.Errorf("new sealer: max session duration %s is negative", cfg.MaxSessionDuration)
 	}
-	s := &Sealer{maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand}
+	s := &Sealer{maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand, verified: map[[sha256.Size]byte]struct{}{}}
 	if s.maxSession == 0 {
 		s.maxSession = DefaultMaxSessionDuration
 	}
@@ -118,15 +152,29 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 	return s, nil
 }
 
-// NewSealingKey returns a new current key: a 32-byte AES-256 key and an 8-character id,
-// both from r (nil: crypto/rand).
+// NewSealingKey returns a new current key: a 32-byte AES-256 key, an Ed25519 signing key
+// and an 8-character id, all from r (nil: crypto/rand).
 func NewSealingKey(r io.Reader, now time.Time) (SealingKey, error) {
-	var b [5 + sealingKeyLen]byte
+	var b [5 + sealingKeyLen + ed25519.SeedSize]byte
 	if err := readRandom(r, b[:]); err != nil {
 		return SealingKey{}, fmt.Errorf("new sealing key: %w", err)
 	}
 	id := strings.ToLower(base32.StdEncoding.EncodeToString(b[:5]))
-	return SealingKey{ID: id, Key: append([]byte(nil), b[5:]...), CreatedAt: now.UTC()}, nil
+	sign := ed25519.NewKeyFromSeed(b[5+sealingKeyLen:])
+	return SealingKey{
+		ID:          id,
+		Key:         append([]byte(nil), b[5:5+sealingKeyLen]...),
+		SigningSeed: sign.Seed(),
+		PublicKey:   append([]byte(nil), sign.Public().(ed25519.PublicKey)...),
+		CreatedAt:   now.UTC(),
+	}, nil
+}
+
+// CanSeal reports whether Seal can make tokens: the current key is one this process
+// holds the signing key of.
+func (s *Sealer) CanSeal() bool {
+	k := s.ring.Load().current
+	return k != nil && k.sign != nil
 }
 
 // CurrentKeyID returns the id of the key Seal uses, "" when there is none.
@@ -194,18 +242,21 @@ func (s *Sealer) SetKeys(keys []SealingKey) error {
 			return fmt.Errorf("load sealing keys: key id %q appears twice", k.ID)
 		}
 		var rk *ringKey
+		var err error
 		if prev, ok := old.keys[k.ID]; ok {
-			if len(prev.raw) != len(k.Key) || subtle.ConstantTimeCompare(prev.raw, k.Key) != 1 {
+			if len(prev.raw) != len(k.Key) || subtle.ConstantTimeCompare(prev.raw, k.Key) != 1 || !bytes.Equal(prev.pub, k.PublicKey) {
 				return fmt.Errorf("load sealing keys: key id %q now has different key bytes", k.ID)
 			}
 			c := *prev
 			c.createdAt, c.retireAfter = k.CreatedAt, k.RetireAfter
-			rk = &c
-		} else {
-			var err error
-			if rk, err = newRingKey(k); err != nil {
-				return fmt.Errorf("load sealing keys: %w", err)
+			if c.sign == nil && k.SigningSeed != nil {
+				if c.sign, err = signingKey(k); err != nil {
+					return fmt.Errorf("load sealing keys: %w", err)
+				}
 			}
+			rk = &c
+		} else if rk, err = newRingKey(k); err != nil {
+			return fmt.Errorf("load sealing keys: %w", err)
 		}
 		if retired(rk, now) {
 			continue
@@ -246,7 +297,34 @@ func newRingKey(k SealingKey) (*ringKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealing key %q: %w", k.ID, err)
 	}
-	return &ringKey{id: k.ID, raw: raw, aead: aead, createdAt: k.CreatedAt, retireAfter: k.RetireAfter, seals: new(atomic.Uint64)}, nil
+	rk := &ringKey{id: k.ID, raw: raw, aead: aead, createdAt: k.CreatedAt, retireAfter: k.RetireAfter, seals: new(atomic.Uint64)}
+	if k.PublicKey != nil {
+		if len(k.PublicKey) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("sealing key %q: public key is %d bytes, want %d", k.ID, len(k.PublicKey), ed25519.PublicKeySize)
+		}
+		rk.pub = append(ed25519.PublicKey(nil), k.PublicKey...)
+	}
+	if rk.sign, err = signingKey(k); err != nil {
+		return nil, err
+	}
+	return rk, nil
+}
+
+// signingKey returns k's signing key, nil when k carries none (this process does not
+// hold the token-signing storage key, or k is from before signed tokens). A seed whose
+// public key is not k's is refused.
+func signingKey(k SealingKey) (ed25519.PrivateKey, error) {
+	if k.SigningSeed == nil {
+		return nil, nil
+	}
+	if len(k.SigningSeed) != ed25519.SeedSize || k.PublicKey == nil {
+		return nil, fmt.Errorf("sealing key %q: a signing key needs a %d-byte seed and its public key", k.ID, ed25519.SeedSize)
+	}
+	sign := ed25519.NewKeyFromSeed(k.SigningSeed)
+	if !sign.Public().(ed25519.PublicKey).Equal(ed25519.PublicKey(k.PublicKey)) {
+		return nil, fmt.Errorf("sealing key %q: signing key does not match its public key", k.ID)
+	}
+	return sign, nil
 }
 
 func validKeyID(id string) bool {
@@ -271,12 +349,15 @@ func (s *Sealer) Seal(c *Claims) (string, error) {
 	if k == nil {
 		return "", errors.New("seal session token: no current sealing key (rotate one in)")
 	}
+	if k.sign == nil {
+		return "", fmt.Errorf("seal session token: this process cannot sign with key %q (only STS holds token-signing keys; a key from before signed tokens must be rotated out)", k.id)
+	}
 	if k.seals.Add(1) > maxSealsPerKey {
 		return "", fmt.Errorf("seal session token: key %q has sealed 2^32 tokens; rotate the sealing key", k.id)
 	}
 
 	hdr := 2 + len(k.id) + 2
-	b := make([]byte, hdr+nonceLen, hdr+nonceLen+claimsSizeHint(c)+tagLen)
+	b := make([]byte, hdr+nonceLen, hdr+nonceLen+claimsSizeHint(c)+sigLen+tagLen)
 	b[0] = tokenVersion
 	b[1] = byte(len(k.id))
 	copy(b[2:], k.id)
@@ -284,14 +365,40 @@ func (s *Sealer) Seal(c *Claims) (string, error) {
 		return "", fmt.Errorf("seal session token: nonce: %w", err)
 	}
 	b = appendClaims(b, c)
-	body := len(b) - hdr - nonceLen + tagLen
-	if tokenEncoding.EncodedLen(len(b)+tagLen) > MaxTokenLen {
-		return "", fmt.Errorf("seal session token: claims make a %d-byte token, over the %d-byte limit (fewer tags or a shorter session policy)", tokenEncoding.EncodedLen(len(b)+tagLen), MaxTokenLen)
+	body := len(b) - hdr - nonceLen + sigLen + tagLen
+	if n := tokenEncoding.EncodedLen(len(b) + sigLen + tagLen); n > MaxTokenLen {
+		return "", fmt.Errorf("seal session token: claims make a %d-byte token, over the %d-byte limit (fewer tags or a shorter session policy)", n, MaxTokenLen)
 	}
 	binary.BigEndian.PutUint16(b[hdr-2:hdr], uint16(body))
+	sig, err := k.sign.Sign(nil, b, signOptions)
+	if err != nil {
+		return "", fmt.Errorf("seal session token: sign: %w", err)
+	}
+	b = append(b, sig...)
 	plain := b[hdr+nonceLen:]
 	sealed := k.aead.Seal(plain[:0], b[hdr:hdr+nonceLen], plain, b[:hdr])
 	return tokenEncoding.EncodeToString(b[:hdr+nonceLen+len(sealed)]), nil
+}
+
+// checkSignature verifies a token's signature, or finds the token (by sum, the SHA-256 of
+// its raw bytes) among those that verified already.
+func (s *Sealer) checkSignature(pub ed25519.PublicKey, sum [sha256.Size]byte, signed, sig []byte) bool {
+	s.verifiedMu.Lock()
+	_, ok := s.verified[sum]
+	s.verifiedMu.Unlock()
+	if ok {
+		return true
+	}
+	if ed25519.VerifyWithOptions(pub, signed, sig, signOptions) != nil {
+		return false
+	}
+	s.verifiedMu.Lock()
+	if len(s.verified) >= maxVerified {
+		clear(s.verified) // a bound, not an LRU: the next requests verify again
+	}
+	s.verified[sum] = struct{}{}
+	s.verifiedMu.Unlock()
+	return true
 }
 
 func claimsSizeHint(c *Claims) int {
@@ -367,7 +474,8 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	if len(b) < 2 {
 		return ErrTokenTruncated
 	}
-	if b[0] != tokenVersion {
+	version := b[0]
+	if version != tokenVersion && version != tokenVersionLegacy {
 		return ErrTokenMalformed
 	}
 	idLen := int(b[1])
@@ -393,10 +501,28 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	if k == nil || retired(k, now) {
 		return ErrTokenUnknownKey
 	}
+	// A signed key opens only signed tokens; a key from before them, only unsigned ones.
+	if (version == tokenVersion) != (k.pub != nil) {
+		return ErrTokenTampered
+	}
+	var sum [sha256.Size]byte
+	if version == tokenVersion {
+		sum = sha256.Sum256(b) // before the in-place decryption below
+	}
 	ct := b[hdr+nonceLen:]
 	plain, err := k.aead.Open(ct[:0], b[hdr:hdr+nonceLen], ct, b[:hdr])
 	if err != nil {
 		return ErrTokenTampered
+	}
+	if version == tokenVersion {
+		if len(plain) < sigLen {
+			return ErrTokenMalformed
+		}
+		signed := b[:hdr+nonceLen+len(plain)-sigLen]
+		if !s.checkSignature(k.pub, sum, signed, plain[len(plain)-sigLen:]) {
+			return ErrTokenForged
+		}
+		plain = plain[:len(plain)-sigLen]
 	}
 	// Authenticated: these are claims this ring sealed. Checks below are defence in depth.
 	if err := decodeClaims(string(plain), c); err != nil {

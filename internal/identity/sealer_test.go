@@ -1,6 +1,10 @@
 package identity
 
 import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -137,7 +141,8 @@ func TestOpenRejects(t *testing.T) {
 		{"newline inside (encoding/base64 would skip it)", good[:40] + "\n" + good[40:], ErrTokenMalformed},
 		{"CRLF at the end", good + "\r\n", ErrTokenMalformed},
 		{"non-canonical last character (strict base64: one spelling per token)", good[:len(good)-1] + nonCanonicalLast(good), ErrTokenMalformed},
-		{"version 2", with(func(b []byte) []byte { b[0] = 2; return b }), ErrTokenMalformed},
+		{"version 3", with(func(b []byte) []byte { b[0] = 3; return b }), ErrTokenMalformed},
+		{"version 1 (unsigned) under a signed key", with(func(b []byte) []byte { b[0] = 1; return b }), ErrTokenTampered},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b }), ErrTokenMalformed},
 		{"key id length 0", with(func(b []byte) []byte { b[1] = 0; return b }), ErrTokenMalformed},
 		{"key id length 33", with(func(b []byte) []byte { b[1] = 33; return b }), ErrTokenMalformed},
@@ -411,4 +416,127 @@ func TestConcurrentSealOpenRotate(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// A process holding a key's opening half only (a gateway: keys.StoreTokenKeys, not
+// keys.StoreTokenSigning) opens every token STS seals and can make none: Seal refuses, and
+// a token it encrypts itself with the AES key, however well formed, is refused as forged.
+func TestOpenOnlyCannotMint(t *testing.T) {
+	c := newClock(t0)
+	k := testKey("k1", 1, t0)
+	sts := newTestSealer(t, c, k)
+	gw := newTestSealer(t, c, openOnly(k))
+	tok, err := sts.Seal(fullClaims(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.Open(tok); err != nil {
+		t.Fatalf("the gateway cannot open STS's token: %v", err)
+	}
+	if gw.CanSeal() || !sts.CanSeal() {
+		t.Fatalf("CanSeal: gateway %v, STS %v", gw.CanSeal(), sts.CanSeal())
+	}
+	if _, err := gw.Seal(fullClaims(t0)); err == nil {
+		t.Fatal("a sealer without the signing key sealed a token")
+	}
+	// The gateway's best forgery: STS's format, its own claims, encrypted under the AES key
+	// it holds, signed with a key of its own (or with none, or with the public key).
+	forge := func(signer ed25519.PrivateKey, version byte, withSig bool) string {
+		b := []byte{version, byte(len(k.ID))}
+		b = append(b, k.ID...)
+		b = append(b, 0, 0)
+		hdr := len(b)
+		b = append(b, make([]byte, nonceLen)...)
+		claims := fullClaims(t0)
+		claims.Role = "arn:aws:iam::123456789012:role/admin"
+		b = appendClaims(b, claims)
+		body := len(b) - hdr - nonceLen + tagLen
+		if withSig {
+			body += sigLen
+		}
+		binary.BigEndian.PutUint16(b[hdr-2:hdr], uint16(body))
+		if withSig {
+			sig, _ := signer.Sign(nil, b, signOptions)
+			b = append(b, sig...)
+		}
+		block, _ := aes.NewCipher(k.Key)
+		aead, _ := cipher.NewGCM(block)
+		plain := b[hdr+nonceLen:]
+		sealed := aead.Seal(plain[:0], b[hdr:hdr+nonceLen], plain, b[:hdr])
+		return retoken(b[:hdr+nonceLen+len(sealed)])
+	}
+	own := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	for name, tc := range map[string]struct {
+		tok  string
+		want error
+	}{
+		"signed with another key":            {forge(own, tokenVersion, true), ErrTokenForged},
+		"signed with the public key as seed": {forge(ed25519.NewKeyFromSeed(k.PublicKey), tokenVersion, true), ErrTokenForged},
+		"unsigned, as version 1":             {forge(nil, tokenVersionLegacy, false), ErrTokenTampered},
+		"version 2 without a signature":      {forge(nil, tokenVersion, false), ErrTokenForged},
+	} {
+		for who, s := range map[string]*Sealer{"gateway": gw, "STS": sts} {
+			if _, err := s.Open(tc.tok); !errors.Is(err, tc.want) {
+				t.Errorf("%s: %s opened it: err %v, want %v", name, who, err, tc.want)
+			}
+		}
+	}
+	// The genuine one, checked through the cache on its second use, still opens; the
+	// cache does not carry a forgery that shares its nonce and key.
+	for range 2 {
+		if _, err := gw.Open(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Sessions sealed before signed tokens (version 1, under a key without a public key) keep
+// opening until their key retires; a key made since opens no version 1 token.
+func TestLegacyTokensUnderLegacyKeys(t *testing.T) {
+	c := newClock(t0)
+	old := legacyKey(testKey("old", 1, t0.Add(-time.Hour)))
+	s := newTestSealer(t, c, old)
+	if s.CanSeal() {
+		t.Fatal("a key from before signed tokens seals")
+	}
+	legacy := sealLegacy(t, old, fullClaims(t0))
+	if _, err := s.Open(legacy); err != nil {
+		t.Fatalf("a session from before the upgrade: %v", err)
+	}
+	// Rotated: the new key signs; the old one still opens its tokens.
+	if err := s.Rotate(testKey("new", 2, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(legacy); err != nil {
+		t.Fatalf("after the rotation: %v", err)
+	}
+	tok, err := s.Seal(fullClaims(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := tokenBytes(t, tok)
+	raw[0] = tokenVersionLegacy
+	if _, err := s.Open(retoken(raw)); !errors.Is(err, ErrTokenTampered) {
+		t.Fatalf("a version 1 token under the signed key: %v", err)
+	}
+}
+
+// sealLegacy seals c as a Phantom before signed tokens did (version 1, no signature).
+func sealLegacy(t testing.TB, k SealingKey, c *Claims) string {
+	t.Helper()
+	b := []byte{tokenVersionLegacy, byte(len(k.ID))}
+	b = append(b, k.ID...)
+	b = append(b, 0, 0)
+	hdr := len(b)
+	b = append(b, make([]byte, nonceLen)...)
+	b = appendClaims(b, c)
+	binary.BigEndian.PutUint16(b[hdr-2:hdr], uint16(len(b)-hdr-nonceLen+tagLen))
+	block, err := aes.NewCipher(k.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, _ := cipher.NewGCM(block)
+	plain := b[hdr+nonceLen:]
+	sealed := aead.Seal(plain[:0], b[hdr:hdr+nonceLen], plain, b[:hdr])
+	return retoken(b[:hdr+nonceLen+len(sealed)])
 }

@@ -41,10 +41,11 @@ type Config struct {
 }
 
 // Deps are the stores identity reads its snapshots from. One store value usually fills
-// all of them. Changes is optional: without it Run reloads on every tick. Notify is
-// optional: with it Run also refreshes as soon as the store announces a change. Nodes is
-// optional: it tells a node re-enrolled after its revocation from one still revoked;
-// without it a revoked node stays revoked.
+// all of them. AccessKeys and SealingKeys are nil in a process that holds no key to read
+// them with (an egress proxy, a detector: keys.Component): it resolves no credential, and
+// the administrative writes that need them fail with ErrNoKeys. Changes is optional:
+// without it Run reloads on every tick. Notify is optional: with it Run also refreshes as
+// soon as the store announces a change.
 type Deps struct {
 	AccessKeys  AccessKeyStore
 	SealingKeys SealingKeyStore
@@ -113,8 +114,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if cfg.MaxStale < 0 {
 		problems = append(problems, fmt.Errorf("max stale %s is negative", cfg.MaxStale))
 	}
-	if deps.AccessKeys == nil || deps.SealingKeys == nil || deps.Revocations == nil {
-		problems = append(problems, errors.New("access key, sealing key and revocation stores are all required"))
+	if deps.Revocations == nil {
+		problems = append(problems, errors.New("a revocation store is required"))
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("new identity service: %w", errors.Join(problems...))
@@ -332,13 +333,18 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 		}
 		version = v
 	}
-	keys, err := s.deps.AccessKeys.ListAccessKeys(ctx, "")
-	if err != nil {
-		return fmt.Errorf("refresh credentials: list access keys: %w", err)
+	var keys []AccessKey
+	var sealing []SealingKey
+	var err error
+	if s.deps.AccessKeys != nil {
+		if keys, err = s.deps.AccessKeys.ListAccessKeys(ctx, ""); err != nil {
+			return fmt.Errorf("refresh credentials: list access keys: %w", err)
+		}
 	}
-	sealing, err := s.deps.SealingKeys.ListSealingKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("refresh credentials: list sealing keys: %w", err)
+	if s.deps.SealingKeys != nil {
+		if sealing, err = s.deps.SealingKeys.ListSealingKeys(ctx); err != nil {
+			return fmt.Errorf("refresh credentials: list sealing keys: %w", err)
+		}
 	}
 	revs, err := s.deps.Revocations.ListRevocations(ctx)
 	if err != nil {

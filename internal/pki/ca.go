@@ -1,13 +1,15 @@
-// Package pki owns the perimeter's certificate authority: it creates the CA in the data
-// directory on first start (private key 0600), issues short-lived ECDSA P-256
-// certificates whose one URI SAN names an endpoint, gateway or node
-// (spiffe://phantom/<account>/<kind>/<name>), verifies peers and tells a TLS server who
-// they are, builds mutual-TLS configurations, writes the CA bundle AWS tools trust
-// (AWS_CA_BUNDLE), and enrolls nodes with single-use join tokens.
+// Package pki owns the perimeter's certificate authority: a root that signs short-lived
+// issuing CAs (Authority, kept in the store every process shares, the root's key apart
+// from the issuing key), the issuing CA that signs short-lived ECDSA P-256 certificates
+// whose one URI SAN names an endpoint, gateway or node
+// (spiffe://phantom/<account>/<kind>/<name>), rotation with overlap, certificate
+// revocations, verifying peers against the current trust and telling a TLS server who
+// they are, mutual-TLS configurations, the CA bundle AWS tools trust (AWS_CA_BUNDLE), and
+// enrolling nodes with single-use join tokens.
 //
-// It does not own storage (join tokens live behind the TokenStore interface it declares;
-// the SQLite store implements it), revocation of certificates (they are short-lived
-// instead), or the CLI commands that hand out tokens and enroll nodes.
+// It does not own storage (the CA's certificates and keys, join tokens and revocations
+// live behind the CAStore and TokenStore interfaces it declares; internal/store
+// implements them), nor the CLI commands that hand out tokens, rotate and revoke.
 package pki
 
 import (
@@ -33,14 +35,20 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 )
 
 const (
-	// DefaultCAValidity is the CA certificate's lifetime.
+	// DefaultCAValidity is a root certificate's lifetime (and a CA's made by New, which is
+	// both root and issuer).
 	DefaultCAValidity = 10 * 365 * 24 * time.Hour
+	// DefaultIssuingValidity is an issuing CA's lifetime: the root signs a new one before
+	// two thirds of it have passed (Authority.Renew), so a stolen issuing key is useful
+	// for weeks, not years.
+	DefaultIssuingValidity = 30 * 24 * time.Hour
 	// DefaultValidity is a leaf certificate's lifetime: short, so that a stolen key is
 	// useful only briefly and no revocation list is needed.
 	DefaultValidity = 24 * time.Hour
@@ -67,12 +75,18 @@ type Config struct {
 	Validity time.Duration
 }
 
-// CA is the perimeter certificate authority.
+// CA is the perimeter's issuing certificate authority: the certificate and key that sign
+// leaf certificates. Made by New (one self-signed CA in a directory, the layout before
+// issuing CAs, kept for tests and tools) or by an Authority (an issuing CA its root
+// signed).
 type CA struct {
 	cfg     Config
 	cert    *x509.Certificate
-	certPEM []byte
-	key     *ecdsa.PrivateKey
+	certPEM []byte // the trusted bundle: cert alone (New), or every trusted CA (Authority)
+	key     crypto.Signer
+	// chain is sent after an issued TLS certificate: the issuing certificate, unless it is
+	// a root, so a client that trusts only the root can build the path.
+	chain [][]byte
 }
 
 // New loads the CA from cfg.Dir, or creates it there if the directory holds none. A
@@ -119,41 +133,12 @@ func withDefaults(cfg Config) (Config, error) {
 	return cfg, nil
 }
 
-// SecretStore keeps the CA where every replica of every component finds it: a shared
-// store (PostgreSQL), which seals the value at rest under the perimeter's master key.
+// SecretStore keeps named secrets: a store shared by every process, which seals each
+// value at rest (the CA's keys, each kind under a storage key of its own).
 type SecretStore interface {
 	// PutSecretIfAbsent stores value under name unless one is there, and returns the
-	// stored value, so that replicas starting at once agree on one CA.
+	// stored value, so that processes starting at once agree on one CA.
 	PutSecretIfAbsent(ctx context.Context, name string, value []byte) ([]byte, error)
-}
-
-// NewShared loads the account's CA from s, or creates it there if s holds none. cfg.Dir
-// is not used. A stored value that is not a valid CA of the account is an error, never
-// replaced.
-func NewShared(ctx context.Context, cfg Config, s SecretStore) (*CA, error) {
-	cfg, err := withDefaults(cfg)
-	if err != nil {
-		return nil, err
-	}
-	// A candidate is generated on every start; it is kept only if the store had no CA.
-	certPEM, keyPEM, err := generate(cfg)
-	if err != nil {
-		return nil, err
-	}
-	name := "pki/ca/" + cfg.Account
-	stored, err := s.PutSecretIfAbsent(ctx, name, append(certPEM, keyPEM...))
-	if err != nil {
-		return nil, fmt.Errorf("load the shared CA: %w", err)
-	}
-	certPEM, keyPEM, err = splitCA(stored)
-	if err != nil {
-		return nil, fmt.Errorf("shared CA %s: %w", name, err)
-	}
-	ca, err := parseCA(cfg, certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("shared CA %s: %w", name, err)
-	}
-	return ca, nil
 }
 
 // splitCA splits a stored CA (certificate PEM then key PEM) into its two blocks.
@@ -219,6 +204,26 @@ func parseCA(cfg Config, certPEM, keyPEM []byte) (*CA, error) {
 	return &CA{cfg: cfg, cert: cert, certPEM: certPEM, key: key}, nil
 }
 
+// newIssuing is the CA that signs with key under cert, trusted as bundlePEM says.
+func newIssuing(cfg Config, cert *x509.Certificate, key crypto.Signer, bundlePEM []byte) (*CA, error) {
+	if !cert.IsCA || cert.Subject.SerialNumber != cfg.Account {
+		return nil, fmt.Errorf("issuing certificate is not a CA of account %s", cfg.Account)
+	}
+	if !publicKeyEqual(cert.PublicKey, key.Public()) {
+		return nil, errors.New("issuing key does not match its certificate")
+	}
+	ca := &CA{cfg: cfg, cert: cert, certPEM: bundlePEM, key: key}
+	if !isRoot(cert) {
+		ca.chain = [][]byte{cert.Raw}
+	}
+	return ca, nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
 // create makes a new CA under an exclusive lock on the directory, so two processes
 // starting at once agree on one CA; each file is written to a temporary name and renamed,
 // so a reader never sees half a file.
@@ -244,47 +249,68 @@ func create(cfg Config) (*CA, error) {
 	return load(cfg)
 }
 
-// generate makes a new CA key and self-signed certificate, in PEM.
+// generate makes a new CA key and self-signed certificate, in PEM: New's CA, which is
+// both root and issuer.
 func generate(cfg Config) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), cfg.Rand)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
 	}
-	serial, err := randomSerial(cfg.Rand)
+	cert, err := caCertificate(cfg, "Phantom perimeter CA "+cfg.Account, key.Public(), nil, key, DefaultCAValidity, 0)
 	if err != nil {
 		return nil, nil, err
+	}
+	keyPEM, err = encodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), keyPEM, nil
+}
+
+// caCertificate makes a CA certificate for pub named cn, signed by parent's key (self-
+// signed when parent is nil). maxPathLen 0 signs leaves only (an issuing CA: a leaf key
+// can never mint certificates); 1 signs issuing CAs (a root).
+func caCertificate(cfg Config, cn string, pub crypto.PublicKey, parent *x509.Certificate, parentKey crypto.Signer, validity time.Duration, maxPathLen int) (*x509.Certificate, error) {
+	serial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
 	}
 	now := cfg.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject: pkix.Name{
 			Organization: []string{"Phantom"},
-			CommonName:   "Phantom perimeter CA " + cfg.Account,
+			CommonName:   cn,
 			SerialNumber: cfg.Account,
 		},
 		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(DefaultCAValidity),
+		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		// Leaves only: a leaf key can never mint certificates.
-		MaxPathLenZero: true,
+		MaxPathLen:            maxPathLen,
+		MaxPathLenZero:        maxPathLen == 0,
 	}
-	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, key.Public(), key)
+	if parent == nil {
+		parent = tmpl
+	} else if tmpl.NotAfter.After(parent.NotAfter) {
+		tmpl.NotAfter = parent.NotAfter
+	}
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, parent, pub, parentKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
+		return nil, fmt.Errorf("create CA certificate %q: %w", cn, err)
 	}
-	keyPEM, err = encodeKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM, nil
+	return x509.ParseCertificate(der)
 }
 
-// Certificate returns the CA certificate.
+// Chain is what follows an issued certificate up to a root: the issuing CA's
+// certificate, unless it is a root itself.
+func (ca *CA) Chain() [][]byte { return slices.Clone(ca.chain) }
+
+// Certificate returns the issuing CA certificate.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
-// BundlePEM returns the CA certificate in PEM, the bundle clients trust.
+// BundlePEM returns the CA bundle clients trust, in PEM: the roots and issuing CAs.
 func (ca *CA) BundlePEM() []byte { return bytes.Clone(ca.certPEM) }
 
 // WriteBundle writes the CA bundle to path (0644, replaced atomically) for AWS_CA_BUNDLE,
@@ -293,11 +319,14 @@ func (ca *CA) WriteBundle(path string) error {
 	return atomicfile.Write(path, ca.certPEM, 0o644)
 }
 
-// Verifier returns a Verifier trusting this CA.
+// Verifier returns a Verifier trusting this CA's bundle (no revocations: an Authority's
+// Verifier follows those).
 func (ca *CA) Verifier() *Verifier {
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	return &Verifier{roots: pool, account: ca.cfg.Account, now: ca.cfg.Now}
+	v, err := NewVerifier(ca.certPEM, ca.cfg.Account, ca.cfg.Now)
+	if err != nil {
+		panic("pki: a CA's own bundle does not parse: " + err.Error())
+	}
+	return v
 }
 
 // Request describes a certificate to issue.
@@ -316,6 +345,9 @@ type Request struct {
 	AuditSigning bool
 	// Validity is the lifetime; zero means the CA's default.
 	Validity time.Duration
+	// AuditChains are the audit chains a component certificate lets its holder have
+	// certified (Grant), carried as Subject OU values.
+	AuditChains []string
 }
 
 // Issue generates a P-256 key and a certificate for it.
@@ -328,7 +360,8 @@ func (ca *CA) Issue(req Request) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}, nil
+	chain := append([][]byte{cert.Raw}, ca.chain...)
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: cert}, nil
 }
 
 // SignCSR signs the key of a certificate signing request, as a node enrolling with its
@@ -362,6 +395,14 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	} else if !req.Server && !req.Client {
 		return nil, fmt.Errorf("issue certificate for %s: neither server nor client usage requested", req.Identity)
 	}
+	if len(req.AuditChains) > 0 && !slices.Contains(ComponentKinds, req.Identity.Kind) {
+		return nil, fmt.Errorf("issue certificate for %s: only a component's certificate names audit chains", req.Identity)
+	}
+	for _, c := range req.AuditChains {
+		if !chainRe.MatchString(c) {
+			return nil, fmt.Errorf("issue certificate for %s: audit chain %q is not [a-z0-9-]+", req.Identity, c)
+		}
+	}
 	if err := checkPublicKey(pub); err != nil {
 		return nil, fmt.Errorf("issue certificate for %s: %w", req.Identity, err)
 	}
@@ -383,7 +424,7 @@ func (ca *CA) Sign(pub crypto.PublicKey, req Request) (*x509.Certificate, error)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"Phantom"}, CommonName: string(req.Identity.Kind) + "/" + req.Identity.Name},
+		Subject:               pkix.Name{Organization: []string{"Phantom"}, CommonName: string(req.Identity.Kind) + "/" + req.Identity.Name, OrganizationalUnit: auditChainOUs(req.AuditChains)},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,

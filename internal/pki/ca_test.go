@@ -66,7 +66,7 @@ func TestNewCreatesThenLoads(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reload: %v", err)
 	}
-	if !again.Certificate().Equal(c) || !again.key.Equal(ca.key) {
+	if !again.Certificate().Equal(c) || !again.key.(*ecdsa.PrivateKey).Equal(ca.key) {
 		t.Error("reloading created a different CA")
 	}
 }
@@ -117,7 +117,7 @@ func TestNewFailsClosed(t *testing.T) {
 		}, "read CA key"},
 		{"key from another CA", func(t *testing.T, dir string) {
 			other := newTestCA(t, nil)
-			keyPEM, err := encodeKey(other.key)
+			keyPEM, err := encodeKey(other.key.(*ecdsa.PrivateKey))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +202,7 @@ func TestIssue(t *testing.T) {
 		want string
 	}{
 		{"another account", &p256.PublicKey, Request{Identity: Identity{"210987654321", KindNode, "n1"}, Client: true}, "is not the CA's"},
-		{"unknown kind", &p256.PublicKey, Request{Identity: Identity{testAccount, "user", "alice"}, Client: true}, "is not endpoint, gateway, node or audit"},
+		{"unknown kind", &p256.PublicKey, Request{Identity: Identity{testAccount, "user", "alice"}, Client: true}, "is not endpoint, gateway, node, audit, egress, detector or console"},
 		{"endpoint name not a vpce id", &p256.PublicKey, Request{Identity: Identity{testAccount, KindEndpoint, "orders"}, Client: true}, "is not a vpce- id"},
 		{"node name not a label", &p256.PublicKey, Request{Identity: Identity{testAccount, KindNode, "Node_1"}, Client: true}, "not a lower-case DNS label"},
 		{"no usage", &p256.PublicKey, Request{Identity: Identity{testAccount, KindNode, "n1"}}, "neither server nor client"},

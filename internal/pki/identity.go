@@ -28,7 +28,17 @@ const (
 	// vouches for the Ed25519 key that signs the chain's digests, and for nothing else:
 	// it carries only the document-signing usage, so no TLS peer accepts it.
 	KindAudit Kind = "audit"
+	// KindEgress is an egress proxy, KindDetector a detector, KindConsole a console: the
+	// components that enroll with STS as gateways and endpoints do, so that their hosts
+	// hold a certificate of their own and no CA key.
+	KindEgress   Kind = "egress"
+	KindDetector Kind = "detector"
+	KindConsole  Kind = "console"
 )
+
+// ComponentKinds are the kinds a component enrolls as (STS's component API); a node
+// enrolls through the node API, and audit writers are certified, not enrolled.
+var ComponentKinds = []Kind{KindEndpoint, KindGateway, KindEgress, KindDetector, KindConsole}
 
 // Identity is who a Phantom certificate names: spiffe://phantom/<account>/<kind>/<name>.
 type Identity struct {
@@ -42,11 +52,13 @@ var (
 	endpointRe = regexp.MustCompile(`^vpce-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	// Gateway and node names are DNS labels (RFC 1123), as the spec requires.
 	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// hostLabelRe is a DNS label of a host name (RFC 1123), either case.
+	hostLabelRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
 	// chainRe is an audit chain name (audit.ValidChain).
 	chainRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	// uriRe is the whole URI, matched on its text so that no parser normalisation (case,
 	// percent-encoding, dot segments) can make two spellings name one identity.
-	uriRe = regexp.MustCompile(`^spiffe://phantom/([0-9]{12})/(endpoint|gateway|node|audit)/([a-z0-9-]{1,63})$`)
+	uriRe = regexp.MustCompile(`^spiffe://phantom/([0-9]{12})/(endpoint|gateway|node|audit|egress|detector|console)/([a-z0-9-]{1,63})$`)
 )
 
 // ErrNoIdentity is returned for a certificate that does not carry exactly one Phantom
@@ -63,7 +75,7 @@ func (id Identity) Validate() error {
 		if !endpointRe.MatchString(id.Name) {
 			return fmt.Errorf("endpoint name %q is not a vpce- id", id.Name)
 		}
-	case KindGateway, KindNode:
+	case KindGateway, KindNode, KindEgress, KindDetector, KindConsole:
 		if !labelRe.MatchString(id.Name) {
 			return fmt.Errorf("%s name %q is not a lower-case DNS label", id.Kind, id.Name)
 		}
@@ -72,7 +84,7 @@ func (id Identity) Validate() error {
 			return fmt.Errorf("audit chain name %q is not [a-z0-9-]+", id.Name)
 		}
 	default:
-		return fmt.Errorf("identity kind %q is not endpoint, gateway, node or audit", id.Kind)
+		return fmt.Errorf("identity kind %q is not endpoint, gateway, node, audit, egress, detector or console", id.Kind)
 	}
 	return nil
 }

@@ -125,7 +125,9 @@ func TestMutualTLS(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, result := serveOnce(t, v, v.ServerConfig(gateway, KindEndpoint))
-			cfg := &tls.Config{RootCAs: v.roots, ServerName: "127.0.0.1", MaxVersion: tc.maxVersion, MinVersion: tls.VersionTLS10}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(ca.BundlePEM())
+			cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MaxVersion: tc.maxVersion, MinVersion: tls.VersionTLS10}
 			if tc.client != nil {
 				cfg = v.ClientConfig(tc.client, "127.0.0.1", KindGateway)
 				cfg.MaxVersion = tc.maxVersion
@@ -196,7 +198,9 @@ func TestClientVerifiesServer(t *testing.T) {
 			sv := ca.Verifier()
 			if tc.name == "server from another CA" {
 				sv = otherCA.Verifier()
-				sv.roots.AddCert(ca.cert)
+				if err := sv.SetTrust(append(otherCA.BundlePEM(), ca.BundlePEM()...), Revocations{}); err != nil {
+					t.Fatal(err)
+				}
 			}
 			addr, result := serveOnce(t, sv, sv.ServerConfig(srv))
 			err = dial(addr, v.ClientConfig(client, "127.0.0.1", KindGateway))

@@ -48,8 +48,11 @@ type JoinToken struct {
 	ID string
 	// Hash is the SHA-256 of the secret half.
 	Hash [32]byte
-	// Node is the node name the token enrolls.
-	Node    string
+	// Node is the node name the token enrolls (a component's name, with Grant).
+	Node string
+	// Grant, when set, makes the token a component's (CreateGrant): it enrolls the
+	// grant's identity through STS's component API, never a node.
+	Grant   *Grant
 	Created time.Time
 	Expires time.Time
 }
@@ -99,6 +102,10 @@ func (t *Tokens) Create(ctx context.Context, node string, ttl time.Duration) (to
 	if !labelRe.MatchString(node) {
 		return "", time.Time{}, fmt.Errorf("join token: node name %q is not a lower-case DNS label", node)
 	}
+	return t.create(ctx, node, nil, ttl)
+}
+
+func (t *Tokens) create(ctx context.Context, node string, g *Grant, ttl time.Duration) (token string, expires time.Time, err error) {
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
@@ -112,7 +119,7 @@ func (t *Tokens) Create(ctx context.Context, node string, ttl time.Duration) (to
 	id := hex.EncodeToString(buf[:idBytes])
 	secret := buf[idBytes:]
 	now := t.now()
-	rec := JoinToken{ID: id, Hash: sha256.Sum256(secret), Node: node, Created: now, Expires: now.Add(ttl)}
+	rec := JoinToken{ID: id, Hash: sha256.Sum256(secret), Node: node, Grant: g, Created: now, Expires: now.Add(ttl)}
 	if err := t.store.PutJoinToken(ctx, rec); err != nil {
 		return "", time.Time{}, fmt.Errorf("join token: store: %w", err)
 	}
@@ -227,6 +234,9 @@ func (ca *CA) Enroll(ctx context.Context, tokens *Tokens, token string, csr *x50
 	rec, err := tokens.Redeem(ctx, token)
 	if err != nil {
 		return nil, JoinToken{}, err
+	}
+	if rec.Grant != nil {
+		return nil, JoinToken{}, ErrTokenInvalid // a component's token enrolls no node
 	}
 	cert, err := ca.SignCSR(csr, Request{Identity: Identity{Account: ca.cfg.Account, Kind: KindNode, Name: rec.Node}, Client: true})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -57,6 +58,16 @@ type Config struct {
 	MaxStale time.Duration // components' --max-stale; 0: their default
 	// Logs receives every component's stderr; nil: Dir/logs/<name>.log only.
 	Logs io.Writer
+	// LeastPrivilege runs each component as docs/threat-model.md says: without the
+	// master key, with its key file (phantom keys export), and for gateways and endpoints
+	// a certificate enrolled at STS with a join token (phantom ca join-token).
+	LeastPrivilege bool
+	// StoreRoles, with LeastPrivilege, are the store URLs each component kind ("sts",
+	// "gateway", "endpoint", …) logs in with (phantom store roles); a kind not named
+	// uses StoreURL.
+	StoreRoles map[string]string
+	// masterKey is the perimeter's master key; nil: a random one.
+	masterKey []byte
 }
 
 // Cluster is a running perimeter.
@@ -94,14 +105,18 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if cfg.Bin == "" || cfg.Dir == "" || cfg.StoreURL == "" {
 		return nil, errors.New("cluster: Bin, Dir and StoreURL are required")
 	}
-	mk := make([]byte, 32)
-	if _, err := rand.Read(mk); err != nil {
-		return nil, err
+	mk := cfg.masterKey
+	if mk == nil {
+		mk = make([]byte, 32)
+		if _, err := rand.Read(mk); err != nil {
+			return nil, err
+		}
 	}
 	c = &Cluster{cfg: cfg, masterKey: base64.StdEncoding.EncodeToString(mk), auditDir: filepath.Join(cfg.Dir, "audit")}
+	started := c // the return statements below set c to nil
 	defer func() {
 		if err != nil {
-			c.Close()
+			started.Close()
 			c = nil
 		}
 	}()
@@ -124,28 +139,47 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		return nil, err
 	}
 
+	if cfg.LeastPrivilege {
+		// The operator makes the store and the CA (the root needs the master key).
+		if _, err := c.Phantom(ctx, "ca", "list"); err != nil {
+			return nil, err
+		}
+	}
 	// STS first: the first process to open the store migrates it and creates the CA and
 	// the sealing key; the others find them.
-	c.sts = c.newProc("sts", "sts", "--listen", c.stsAddr, "--audit-chain", "sts")
+	if c.sts, err = c.component(ctx, "sts", "", "sts", "sts", "--listen", c.stsAddr, "--audit-chain", "sts"); err != nil {
+		return nil, err
+	}
 	if err := c.sts.Start(ctx); err != nil {
 		return nil, err
 	}
 	for i, addr := range c.gatewayAddrs {
 		name := fmt.Sprintf("gateway-%d", i+1)
-		c.gateways = append(c.gateways, c.newProc(name, "gateway", "--listen", addr, "--audit-chain", name))
+		p, err := c.component(ctx, name, "gateway", "gateway", "gateway", "--listen", addr, "--audit-chain", name)
+		if err != nil {
+			return nil, err
+		}
+		c.gateways = append(c.gateways, p)
 	}
 	for i := range c.endpointAddrs {
-		args := []string{"endpoint", "--id", EndpointID(i), "--audit-chain", fmt.Sprintf("endpoint-%d", i+1)}
+		name := fmt.Sprintf("endpoint-%d", i+1)
+		args := []string{"endpoint", "--id", EndpointID(i), "--audit-chain", name}
 		for j, g := range c.gatewayAddrs {
 			if !cfg.Pin || j == i%len(c.gatewayAddrs) {
 				args = append(args, "--gateway", g)
 			}
 		}
-		c.endpoints = append(c.endpoints, c.newProc(fmt.Sprintf("endpoint-%d", i+1), args...))
+		p, err := c.component(ctx, name, "endpoint", EndpointID(i), args[0], args[1:]...)
+		if err != nil {
+			return nil, err
+		}
+		c.endpoints = append(c.endpoints, p)
 	}
 	procs := append(append([]*Proc{}, c.gateways...), c.endpoints...)
 	if cfg.Detector {
-		c.detector = c.newProc("detector", "detector")
+		if c.detector, err = c.component(ctx, "detector", "detector", "detector", "detector"); err != nil {
+			return nil, err
+		}
 		procs = append(procs, c.detector)
 	}
 	errs := make(chan error, len(procs))
@@ -207,6 +241,46 @@ func (c *Cluster) STSURL() string { return "https://" + c.stsAddr }
 // env is every process's environment: the shared master key and store.
 func (c *Cluster) env() []string {
 	return append(os.Environ(), "PHANTOM_MASTER_KEY="+c.masterKey, "PHANTOM_STORE="+c.cfg.StoreURL)
+}
+
+// component is the process name runs as `phantom <cmd> args…`. With LeastPrivilege it
+// gets its kind's key file and store role and no master key, and, when kind is a
+// certificate kind other than STS's, a join token for the identity kind/certName with
+// name as its audit chain.
+func (c *Cluster) component(ctx context.Context, name, kind, certName, cmd string, args ...string) (*Proc, error) {
+	args = append([]string{cmd}, args...)
+	if !c.cfg.LeastPrivilege {
+		return c.newProc(name, args...), nil
+	}
+	component := cmd
+	keyFile := filepath.Join(c.cfg.Dir, "keys", name+".keys")
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		return nil, err
+	}
+	if _, err := c.Phantom(ctx, "keys", "export", "--component", component, "--out", keyFile); err != nil {
+		return nil, err
+	}
+	args = append(args, "--keys", keyFile)
+	if kind != "" {
+		tok, err := c.Phantom(ctx, "ca", "join-token", "--kind", kind, "--name", certName, "--audit-chain", name, "--output", "text")
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--join-token", strings.TrimSpace(string(tok)), "--sts", c.STSURL())
+	}
+	p := c.newProc(name, args...)
+	if dsn, ok := c.cfg.StoreRoles[component]; ok {
+		for i := range p.args {
+			if p.args[i] == "--store" {
+				p.args[i+1] = dsn
+			}
+		}
+	}
+	// Nothing of the operator's: no master key, no owner's store URL in the environment.
+	p.env = slices.DeleteFunc(slices.Clone(os.Environ()), func(e string) bool {
+		return strings.HasPrefix(e, "PHANTOM_MASTER_KEY=") || strings.HasPrefix(e, "PHANTOM_STORE=")
+	})
+	return p, nil
 }
 
 func (c *Cluster) newProc(name string, args ...string) *Proc {

@@ -2,11 +2,7 @@ package store
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -142,68 +138,4 @@ func decodeMasterKey(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("decodes to %d bytes; want %d", n, MasterKeySize)
 	}
 	return key[:n], nil
-}
-
-// sealer encrypts secrets at rest. Its key is derived from the master key (HKDF-SHA256) so
-// the master key itself never keys data anywhere else it may be used. A sealed value is
-// version byte || 12-byte random nonce || AES-256-GCM ciphertext and tag; the additional
-// data names the row ("access-key:AKIA…"), so a ciphertext copied to another row fails.
-type sealer struct {
-	aead cipher.AEAD
-}
-
-const (
-	sealVersion  = 1
-	sealHKDFInfo = "phantom store: secrets at rest v1"
-	aadPrefix    = "phantom-store/v1 "
-)
-
-func newSealer(masterKey []byte) (*sealer, error) {
-	if len(masterKey) != MasterKeySize {
-		return nil, fmt.Errorf("master key is %d bytes; want %d", len(masterKey), MasterKeySize)
-	}
-	if bytes.Equal(masterKey, make([]byte, MasterKeySize)) {
-		return nil, errors.New("master key is all zeros")
-	}
-	k, err := hkdf.Key(sha256.New, masterKey, nil, sealHKDFInfo, 32)
-	if err != nil {
-		return nil, fmt.Errorf("derive storage key: %w", err)
-	}
-	block, err := aes.NewCipher(k)
-	if err != nil {
-		return nil, fmt.Errorf("derive storage key: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("derive storage key: %w", err)
-	}
-	return &sealer{aead: aead}, nil
-}
-
-// seal encrypts plaintext bound to the row named by kind and id.
-func (s *sealer) seal(kind, id string, plaintext []byte) ([]byte, error) {
-	ns := s.aead.NonceSize()
-	out := make([]byte, 1+ns, 1+ns+len(plaintext)+s.aead.Overhead())
-	out[0] = sealVersion
-	if _, err := rand.Read(out[1:]); err != nil {
-		return nil, fmt.Errorf("seal %s: nonce: %w", kind, err)
-	}
-	return s.aead.Seal(out, out[1:1+ns], plaintext, aad(kind, id)), nil
-}
-
-// open decrypts a sealed value of the row named by kind and id; any mismatch is ErrDecrypt.
-func (s *sealer) open(kind, id string, sealed []byte) ([]byte, error) {
-	ns := s.aead.NonceSize()
-	if len(sealed) < 1+ns+s.aead.Overhead() || sealed[0] != sealVersion {
-		return nil, ErrDecrypt
-	}
-	pt, err := s.aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], aad(kind, id))
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	return pt, nil
-}
-
-func aad(kind, id string) []byte {
-	return []byte(aadPrefix + kind + ":" + id)
 }

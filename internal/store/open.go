@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // OpenConfig selects and configures a backend by URL, for callers (cmd/phantom) that
@@ -16,8 +18,10 @@ type OpenConfig struct {
 	URL string
 	// DataDir is SQLite's directory; PostgreSQL ignores it.
 	DataDir string
-	// MasterKey is the 32-byte perimeter master key.
+	// MasterKey is the 32-byte perimeter master key. Keys, when set, replaces it: the
+	// ring of the keys this process holds (a component's, from its key file).
 	MasterKey []byte
+	Keys      *keys.Ring
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -26,13 +30,13 @@ type OpenConfig struct {
 func Open(ctx context.Context, cfg OpenConfig) (Store, error) {
 	switch {
 	case cfg.URL == "" || cfg.URL == "sqlite":
-		s, err := OpenSQLite(ctx, Config{DataDir: cfg.DataDir, MasterKey: cfg.MasterKey, Now: cfg.Now})
+		s, err := OpenSQLite(ctx, Config{DataDir: cfg.DataDir, MasterKey: cfg.MasterKey, Keys: cfg.Keys, Now: cfg.Now})
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	case IsPostgresURL(cfg.URL):
-		s, err := OpenPostgres(ctx, PostgresConfig{DSN: cfg.URL, MasterKey: cfg.MasterKey, Now: cfg.Now})
+		s, err := OpenPostgres(ctx, PostgresConfig{DSN: cfg.URL, MasterKey: cfg.MasterKey, Keys: cfg.Keys, Now: cfg.Now})
 		if err != nil {
 			return nil, err
 		}

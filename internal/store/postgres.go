@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -42,8 +43,9 @@ type PostgresConfig struct {
 	// forever", is not honored: a perimeter must not hang at start.
 	DSN string
 	// MasterKey is the 32-byte perimeter master key. Opening a database created under
-	// another key fails with ErrWrongMasterKey.
+	// another key fails with ErrWrongMasterKey. Keys, when set, replaces it (Config.Keys).
 	MasterKey []byte
+	Keys      *keys.Ring
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// MaxConns bounds the connection pool; zero means pgxpool's default (the larger of
@@ -86,7 +88,7 @@ var (
 // returns later, never contain the DSN's password.
 func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	where := RedactURL(cfg.DSN)
-	seal, err := newSealer(cfg.MasterKey)
+	seal, err := sealerFor(cfg.Keys, cfg.MasterKey)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
@@ -157,12 +159,20 @@ func (p *Postgres) init(ctx context.Context, ms []migration) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, migrationLockKey); err != nil {
 		return fmt.Errorf("migrate: lock schema %s: %w", *schema, err)
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    integer PRIMARY KEY,
-		name       text NOT NULL,
-		applied_at bigint NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrate: create schema_migrations: %w", err)
+	// A component's role (phantom store roles) may not create tables: it finds them in
+	// the current schema (not another of the search_path).
+	var migrated bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&migrated); err != nil {
+		return fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	if !migrated {
+		if _, err := tx.Exec(ctx, `CREATE TABLE schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at bigint NOT NULL
+		)`); err != nil {
+			return fmt.Errorf("migrate: create schema_migrations: %w", err)
+		}
 	}
 	rows, err := tx.Query(ctx, `SELECT version, name FROM schema_migrations ORDER BY version`)
 	if err != nil {
@@ -189,7 +199,7 @@ func (p *Postgres) init(ctx context.Context, ms []migration) error {
 			return fmt.Errorf("migrate: record %s: %w", m.name, err)
 		}
 	}
-	if err := p.checkMasterKey(ctx, tx); err != nil {
+	if err := checkKeys(ctx, pgKeyTx{tx}, p.seal); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -198,28 +208,57 @@ func (p *Postgres) init(ctx context.Context, ms []migration) error {
 	return nil
 }
 
-// checkMasterKey seals a known value on first open and opens it on every later one.
-func (p *Postgres) checkMasterKey(ctx context.Context, tx pgx.Tx) error {
-	var sealed []byte
-	err := tx.QueryRow(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`).Scan(&sealed)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		sealed, err = p.seal.seal(kindKeyCheck, "1", []byte(keyCheckValue))
-		if err != nil {
-			return fmt.Errorf("check master key: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO master_key_check (id, sealed) VALUES (1, $1)`, sealed); err != nil {
-			return fmt.Errorf("check master key: record: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("check master key: %w", err)
-	default:
-		pt, err := p.seal.open(kindKeyCheck, "1", sealed)
-		if err != nil || subtle.ConstantTimeCompare(pt, []byte(keyCheckValue)) != 1 {
-			return ErrWrongMasterKey
-		}
+type pgKeyTx struct{ tx pgx.Tx }
+
+func (t pgKeyTx) row(ctx context.Context, q string, args ...any) ([]byte, bool, error) {
+	var b []byte
+	err := t.tx.QueryRow(ctx, q, args...).Scan(&b)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
 	}
-	return nil
+	return b, err == nil, err
+}
+
+func (t pgKeyTx) legacyCheck(ctx context.Context) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`)
+}
+
+func (t pgKeyTx) putLegacyCheck(ctx context.Context, sealed []byte) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO master_key_check (id, sealed) VALUES (1, $1)`, sealed)
+	return err
+}
+
+func (t pgKeyTx) purposeCheck(ctx context.Context, p keys.Purpose) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = $1`, string(p))
+}
+
+func (t pgKeyTx) putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES ($1, $2)`, string(p), sealed)
+	return err
+}
+
+// The table and column names come from sealedColumns, never from input.
+func (t pgKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[string][]byte, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+c.id+`, `+c.col+` FROM `+c.table+` WHERE `+c.col+` IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var v []byte
+		if err := rows.Scan(&id, &v); err != nil {
+			return nil, err
+		}
+		out[id] = v
+	}
+	return out, rows.Err()
+}
+
+func (t pgKeyTx) updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error {
+	_, err := t.tx.Exec(ctx, `UPDATE `+c.table+` SET `+c.col+` = $1 WHERE `+c.id+` = $2`, v, id)
+	return err
 }
 
 // listenLoop keeps one connection LISTENing on the schema's channel until Close, waking
@@ -450,7 +489,7 @@ func (p *Postgres) PutSealingKey(ctx context.Context, k SealingKey) error {
 		return fmt.Errorf("put sealing key: %w", err)
 	}
 	tag, err := p.pool.Exec(ctx, `INSERT INTO sealing_keys (`+sealingKeyCols+`)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`, vals...)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := affected(tag, err, ErrExists); err != nil {
 		return p.errorf("put sealing key %s: %w", k.ID, err)
 	}
@@ -459,7 +498,7 @@ func (p *Postgres) PutSealingKey(ctx context.Context, k SealingKey) error {
 
 // ListSealingKeys returns every sealing key, newest first.
 func (p *Postgres) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+sealingKeyCols+` FROM sealing_keys
+	rows, err := p.pool.Query(ctx, `SELECT `+sealingKeySelect(p.seal)+` FROM sealing_keys
 		ORDER BY created_at DESC, seq DESC`)
 	if err != nil {
 		return nil, p.errorf("list sealing keys: %w", err)
@@ -550,8 +589,12 @@ func (p *Postgres) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
 	if err != nil {
 		return fmt.Errorf("put join token: expires: %w", err)
 	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires)
+	grant, err := grantValue(t)
+	if err != nil {
+		return fmt.Errorf("put join token: %w", err)
+	}
+	tag, err := p.pool.Exec(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at, grant_json)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires, grant)
 	if err := affected(tag, err, ErrExists); err != nil {
 		return p.errorf("put join token: %w", err)
 	}
@@ -566,8 +609,9 @@ func (p *Postgres) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, 
 		hash             []byte
 		created, expires int64
 	)
-	err := p.pool.QueryRow(ctx, `SELECT id, hash, node, created_at, expires_at FROM join_tokens WHERE id = $1`, id).
-		Scan(&t.ID, &hash, &t.Node, &created, &expires)
+	var grant sql.NullString
+	err := p.pool.QueryRow(ctx, `SELECT id, hash, node, created_at, expires_at, grant_json FROM join_tokens WHERE id = $1`, id).
+		Scan(&t.ID, &hash, &t.Node, &created, &expires, &grant)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return pki.JoinToken{}, fmt.Errorf("get join token: %w (%w)", pki.ErrTokenNotFound, ErrNotFound)
 	}
@@ -580,6 +624,13 @@ func (p *Postgres) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, 
 	copy(t.Hash[:], hash)
 	t.Created = fromNanos(created)
 	t.Expires = fromNanos(expires)
+	if grant.Valid {
+		g, err := pki.ParseGrant(grant.String)
+		if err != nil {
+			return pki.JoinToken{}, fmt.Errorf("get join token: %w", err)
+		}
+		t.Grant = &g
+	}
 	return t, nil
 }
 
@@ -929,7 +980,7 @@ func (p *Postgres) PutSecretIfAbsent(ctx context.Context, name string, value []b
 	if err := validSecret(name, value); err != nil {
 		return nil, fmt.Errorf("put secret: %w", err)
 	}
-	sealed, err := p.seal.seal(kindSecret, name, value)
+	sealed, err := p.seal.seal(secretKind(name), name, value)
 	if err != nil {
 		return nil, fmt.Errorf("put secret %s: %w", name, err)
 	}
@@ -958,7 +1009,7 @@ func (p *Postgres) GetSecret(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, p.errorf("get secret %s: %w", name, err)
 	}
-	pt, err := p.seal.open(kindSecret, name, sealed)
+	pt, err := p.seal.open(secretKind(name), name, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("get secret %s: %w", name, err)
 	}

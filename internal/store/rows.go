@@ -57,9 +57,24 @@ func scanAccessKey(seal *sealer, sc scanner) (AccessKey, error) {
 	return k, nil
 }
 
-const sealingKeyCols = `id, key_sealed, created_at, retire_after`
+// sealingKeyCols are the columns a sealing key is written with. A process without the
+// token-signing storage key reads sealingKeyReadCols, leaving the signing seed unselected
+// (with PostgreSQL roles it may not select it: phantom store roles).
+const (
+	sealingKeyCols         = `id, key_sealed, created_at, retire_after, public_key, sign_sealed`
+	sealingKeyReadCols     = `id, key_sealed, created_at, retire_after, public_key`
+	sealingKeyPlaceholders = 6
+)
 
-// sealingKeyValues validates k and returns the values of sealingKeyCols, key sealed.
+// sealingKeySelect is the column list ListSealingKeys selects.
+func sealingKeySelect(seal *sealer) string {
+	if seal.holds(kindSigningKey) {
+		return sealingKeyCols
+	}
+	return sealingKeyReadCols
+}
+
+// sealingKeyValues validates k and returns the values of sealingKeyCols, keys sealed.
 func sealingKeyValues(seal *sealer, now func() time.Time, k SealingKey) ([]any, error) {
 	if err := validSealingKey(k); err != nil {
 		return nil, err
@@ -76,18 +91,31 @@ func sealingKeyValues(seal *sealer, now func() time.Time, k SealingKey) ([]any, 
 	if err != nil {
 		return nil, fmt.Errorf("sealing key %s: %w", k.ID, err)
 	}
-	return []any{k.ID, sealed, created, retire}, nil
+	var pub, signSealed []byte
+	if k.SigningSeed != nil {
+		if signSealed, err = seal.seal(kindSigningKey, k.ID, k.SigningSeed); err != nil {
+			return nil, fmt.Errorf("sealing key %s: %w", k.ID, err)
+		}
+		pub = k.PublicKey
+	}
+	return []any{k.ID, sealed, created, retire, pub, signSealed}, nil
 }
 
-// scanSealingKey reads a row of sealingKeyCols and opens its key.
+// scanSealingKey reads a row of sealingKeySelect(seal) and opens its keys.
 func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
 	var (
-		k       SealingKey
-		sealed  []byte
-		created int64
-		retire  sql.NullInt64
+		k          SealingKey
+		sealed     []byte
+		created    int64
+		retire     sql.NullInt64
+		signSealed []byte
 	)
-	if err := sc.Scan(&k.ID, &sealed, &created, &retire); err != nil {
+	dest := []any{&k.ID, &sealed, &created, &retire, &k.PublicKey}
+	withSeed := seal.holds(kindSigningKey)
+	if withSeed {
+		dest = append(dest, &signSealed)
+	}
+	if err := sc.Scan(dest...); err != nil {
 		return SealingKey{}, err
 	}
 	key, err := seal.open(kindSealingKey, k.ID, sealed)
@@ -98,6 +126,21 @@ func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
 		return SealingKey{}, fmt.Errorf("key %s is %d bytes", k.ID, len(key))
 	}
 	k.Key = key
+	if len(k.PublicKey) == 0 {
+		k.PublicKey = nil
+	} else if len(k.PublicKey) != SealingKeySize {
+		return SealingKey{}, fmt.Errorf("key %s: public key is %d bytes", k.ID, len(k.PublicKey))
+	}
+	if withSeed && signSealed != nil {
+		seed, err := seal.open(kindSigningKey, k.ID, signSealed)
+		if err != nil {
+			return SealingKey{}, fmt.Errorf("key %s: signing key: %w", k.ID, err)
+		}
+		if len(seed) != SealingKeySize {
+			return SealingKey{}, fmt.Errorf("key %s: signing key is %d bytes", k.ID, len(seed))
+		}
+		k.SigningSeed = seed
+	}
 	k.CreatedAt = fromNanos(created)
 	if retire.Valid {
 		k.RetireAfter = fromNanos(retire.Int64)

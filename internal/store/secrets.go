@@ -7,9 +7,6 @@ import (
 	"fmt"
 )
 
-// kindSecret binds a named secret's ciphertext to its name.
-const kindSecret = "secret"
-
 // maxSecretSize bounds a secret: a CA's key and certificate take a few kilobytes.
 const maxSecretSize = 1 << 20
 
@@ -33,7 +30,7 @@ func (s *SQLite) PutSecretIfAbsent(ctx context.Context, name string, value []byt
 	if err := validSecret(name, value); err != nil {
 		return nil, fmt.Errorf("put secret: %w", err)
 	}
-	sealed, err := s.seal.seal(kindSecret, name, value)
+	sealed, err := s.seal.seal(secretKind(name), name, value)
 	if err != nil {
 		return nil, fmt.Errorf("put secret %s: %w", name, err)
 	}
@@ -57,7 +54,7 @@ func (s *SQLite) PutSecretIfAbsent(ctx context.Context, name string, value []byt
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("put secret %s: commit: %w", name, err)
 	}
-	pt, err := s.seal.open(kindSecret, name, stored)
+	pt, err := s.seal.open(secretKind(name), name, stored)
 	if err != nil {
 		return nil, fmt.Errorf("put secret %s: stored value: %w", name, err)
 	}
@@ -74,7 +71,7 @@ func (s *SQLite) GetSecret(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get secret %s: %w", name, err)
 	}
-	pt, err := s.seal.open(kindSecret, name, sealed)
+	pt, err := s.seal.open(secretKind(name), name, sealed)
 	if err != nil {
 		return nil, fmt.Errorf("get secret %s: %w", name, err)
 	}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"modernc.org/sqlite"
 
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -29,8 +29,11 @@ type Config struct {
 	// DataDir holds phantom.db (0600); it is created 0700 when missing.
 	DataDir string
 	// MasterKey is the 32-byte perimeter master key (LoadOrCreateMasterKey). Opening a
-	// database created under another key fails with ErrWrongMasterKey.
+	// database created under another key fails with ErrWrongMasterKey. Keys, when set,
+	// replaces it: a component's ring (keys.ForComponent, a key file) reads only the
+	// secrets of its purposes.
 	MasterKey []byte
+	Keys      *keys.Ring
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// BusyTimeout bounds the wait for another process's lock; zero means DefaultBusyTimeout.
@@ -59,20 +62,12 @@ var (
 	_ Notifier = (*SQLite)(nil)
 )
 
-const (
-	kindAccessKey  = "access-key"
-	kindSealingKey = "sealing-key"
-	kindMFADevice  = "mfa-device"
-	kindKeyCheck   = "master-key-check"
-	keyCheckValue  = "phantom master key check v1"
-)
-
 // OpenSQLite opens (creating and migrating as needed) the database in cfg.DataDir.
 func OpenSQLite(ctx context.Context, cfg Config) (*SQLite, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("open store: no data directory")
 	}
-	seal, err := newSealer(cfg.MasterKey)
+	seal, err := sealerFor(cfg.Keys, cfg.MasterKey)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -207,40 +202,77 @@ func (s *SQLite) init(ctx context.Context, ms []migration) error {
 		return err
 	}
 	s.schema = v
-	return s.checkMasterKey(ctx)
+	return s.checkKeys(ctx)
 }
 
-// checkMasterKey seals a known value on first open and opens it on every later one, so
-// a wrong master key is reported at open instead of on the first secret read.
-func (s *SQLite) checkMasterKey(ctx context.Context) error {
+// checkKeys checks the keys this process holds against the database (checkKeys), in
+// one write transaction.
+func (s *SQLite) checkKeys(ctx context.Context) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("check master key: %w", err)
+		return fmt.Errorf("check keys: %w", err)
 	}
 	defer tx.Rollback()
-	var sealed []byte
-	err = tx.QueryRowContext(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`).Scan(&sealed)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		sealed, err = s.seal.seal(kindKeyCheck, "1", []byte(keyCheckValue))
-		if err != nil {
-			return fmt.Errorf("check master key: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO master_key_check (id, sealed) VALUES (1, ?)`, sealed); err != nil {
-			return fmt.Errorf("check master key: record: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("check master key: %w", err)
-	default:
-		pt, err := s.seal.open(kindKeyCheck, "1", sealed)
-		if err != nil || subtle.ConstantTimeCompare(pt, []byte(keyCheckValue)) != 1 {
-			return ErrWrongMasterKey
-		}
+	if err := checkKeys(ctx, sqliteKeyTx{tx}, s.seal); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("check master key: commit: %w", err)
+		return fmt.Errorf("check keys: commit: %w", err)
 	}
 	return nil
+}
+
+type sqliteKeyTx struct{ tx *sql.Tx }
+
+func (t sqliteKeyTx) row(ctx context.Context, q string, args ...any) ([]byte, bool, error) {
+	var b []byte
+	err := t.tx.QueryRowContext(ctx, q, args...).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	return b, err == nil, err
+}
+
+func (t sqliteKeyTx) legacyCheck(ctx context.Context) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM master_key_check WHERE id = 1`)
+}
+
+func (t sqliteKeyTx) putLegacyCheck(ctx context.Context, sealed []byte) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO master_key_check (id, sealed) VALUES (1, ?)`, sealed)
+	return err
+}
+
+func (t sqliteKeyTx) purposeCheck(ctx context.Context, p keys.Purpose) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = ?`, string(p))
+}
+
+func (t sqliteKeyTx) putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES (?, ?)`, string(p), sealed)
+	return err
+}
+
+// The table and column names come from sealedColumns, never from input.
+func (t sqliteKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[string][]byte, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT `+c.id+`, `+c.col+` FROM `+c.table+` WHERE `+c.col+` IS NOT NULL`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var v []byte
+		if err := rows.Scan(&id, &v); err != nil {
+			return nil, err
+		}
+		out[id] = v
+	}
+	return out, rows.Err()
+}
+
+func (t sqliteKeyTx) updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error {
+	_, err := t.tx.ExecContext(ctx, `UPDATE `+c.table+` SET `+c.col+` = ? WHERE `+c.id+` = ?`, v, id)
+	return err
 }
 
 // Subscribe implements Notifier for writes made through this handle: each write method
@@ -388,7 +420,7 @@ func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
 		return fmt.Errorf("put sealing key: %w", err)
 	}
 	res, err := s.w.ExecContext(ctx, `INSERT INTO sealing_keys (`+sealingKeyCols+`)
-		VALUES (?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, vals...)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, vals...)
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put sealing key %s: %w", k.ID, err)
 	}
@@ -398,7 +430,7 @@ func (s *SQLite) PutSealingKey(ctx context.Context, k SealingKey) error {
 
 // ListSealingKeys returns every sealing key, newest first.
 func (s *SQLite) ListSealingKeys(ctx context.Context) ([]SealingKey, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+sealingKeyCols+` FROM sealing_keys
+	rows, err := s.r.QueryContext(ctx, `SELECT `+sealingKeySelect(s.seal)+` FROM sealing_keys
 		ORDER BY created_at DESC, rowid DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("list sealing keys: %w", err)
@@ -500,8 +532,12 @@ func (s *SQLite) PutJoinToken(ctx context.Context, t pki.JoinToken) error {
 	if err != nil {
 		return fmt.Errorf("put join token: expires: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires)
+	grant, err := grantValue(t)
+	if err != nil {
+		return fmt.Errorf("put join token: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO join_tokens (id, hash, node, created_at, expires_at, grant_json)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`, t.ID, t.Hash[:], t.Node, created, expires, grant)
 	if err := oneRow(res, err, ErrExists); err != nil {
 		return fmt.Errorf("put join token: %w", err)
 	}
@@ -517,8 +553,9 @@ func (s *SQLite) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, er
 		hash             []byte
 		created, expires int64
 	)
-	err := s.r.QueryRowContext(ctx, `SELECT id, hash, node, created_at, expires_at FROM join_tokens WHERE id = ?`, id).
-		Scan(&t.ID, &hash, &t.Node, &created, &expires)
+	var grant sql.NullString
+	err := s.r.QueryRowContext(ctx, `SELECT id, hash, node, created_at, expires_at, grant_json FROM join_tokens WHERE id = ?`, id).
+		Scan(&t.ID, &hash, &t.Node, &created, &expires, &grant)
 	if errors.Is(err, sql.ErrNoRows) {
 		return pki.JoinToken{}, fmt.Errorf("get join token: %w (%w)", pki.ErrTokenNotFound, ErrNotFound)
 	}
@@ -531,6 +568,13 @@ func (s *SQLite) GetJoinToken(ctx context.Context, id string) (pki.JoinToken, er
 	copy(t.Hash[:], hash)
 	t.Created = fromNanos(created)
 	t.Expires = fromNanos(expires)
+	if grant.Valid {
+		g, err := pki.ParseGrant(grant.String)
+		if err != nil {
+			return pki.JoinToken{}, fmt.Errorf("get join token: %w", err)
+		}
+		t.Grant = &g
+	}
 	return t, nil
 }
 

@@ -58,6 +58,10 @@ var (
 	// ErrWrongMasterKey is returned by Open when the master key is not the one the
 	// database was created with.
 	ErrWrongMasterKey = errors.New("master key does not match the one this database was created with")
+	// ErrWrongKey is returned by Open when a derived storage key the process holds (from
+	// its component key file) is not the one this database's secrets of that purpose are
+	// sealed under: the key file comes from another perimeter's master key.
+	ErrWrongKey = errors.New("storage key does not match the one this database was created with")
 	// ErrDecrypt is returned (wrapped) when a stored secret fails authentication: the
 	// master key is wrong or the row was altered. No plaintext is ever returned then.
 	ErrDecrypt = errors.New("stored secret failed authentication (wrong master key or altered row)")
@@ -81,9 +85,17 @@ type AccessKey struct {
 
 // SealingKey is a session-token sealing key. RetireAfter zero means current; a rotated-out
 // key stays until RetireAfter so tokens it sealed can still be opened.
+//
+// Key encrypts and opens tokens; SigningSeed (an Ed25519 seed) signs them and PublicKey
+// checks the signature, so a process that can open tokens (a gateway) cannot make them.
+// Keys made before signed tokens have neither. SigningSeed is read back only by a
+// process holding the token-signing storage key (keys.StoreTokenSigning): for others
+// ListSealingKeys leaves it nil and does not even select it.
 type SealingKey struct {
 	ID          string // 1 to 32 characters of [A-Za-z0-9._-]
 	Key         []byte // SealingKeySize bytes
+	SigningSeed []byte // SealingKeySize bytes, or nil
+	PublicKey   []byte // SealingKeySize bytes, or nil
 	CreatedAt   time.Time
 	RetireAfter time.Time
 }
@@ -270,6 +282,15 @@ type Store interface {
 	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
 	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
+	// PutCACertificate, ListCACertificates, DistrustCACertificate,
+	// PutCertificateRevocation and ListCertificateRevocations, with the secrets above,
+	// implement pki.CAStore; each write bumps Version.
+	PutCACertificate(ctx context.Context, c pki.CACertificate) error
+	ListCACertificates(ctx context.Context) ([]pki.CACertificate, error)
+	DistrustCACertificate(ctx context.Context, serial string, at time.Time) error
+	PutCertificateRevocation(ctx context.Context, r pki.Revocation) error
+	ListCertificateRevocations(ctx context.Context) ([]pki.Revocation, error)
+
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)
 	// SchemaVersion returns the number of the last migration applied.
@@ -281,5 +302,6 @@ type Store interface {
 // Compile-time checks that Store satisfies its consumers' interfaces.
 var (
 	_ pki.TokenStore    = Store(nil)
+	_ pki.CAStore       = Store(nil)
 	_ audit.AnchorStore = Store(nil)
 )

@@ -55,6 +55,12 @@ func validSealingKey(k SealingKey) error {
 	if len(k.Key) != SealingKeySize {
 		return fmt.Errorf("%s: key is %d bytes; want %d", k.ID, len(k.Key), SealingKeySize)
 	}
+	if (k.SigningSeed == nil) != (k.PublicKey == nil) {
+		return fmt.Errorf("%s: a signing key and its public key come together", k.ID)
+	}
+	if k.SigningSeed != nil && (len(k.SigningSeed) != SealingKeySize || len(k.PublicKey) != SealingKeySize) {
+		return fmt.Errorf("%s: signing and public keys must be %d bytes", k.ID, SealingKeySize)
+	}
 	return nil
 }
 

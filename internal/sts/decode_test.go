@@ -14,6 +14,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
@@ -54,7 +55,7 @@ func newDecodeEnv(t testing.TB) (*Handler, *authzmsg.Sealer, *memAudit, map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := authzmsg.DeriveKey(bytes.Repeat([]byte{7}, 32))
+	key, err := keys.Derive(bytes.Repeat([]byte{7}, 32), keys.AuthzMessages)
 	if err != nil {
 		t.Fatal(err)
 	}

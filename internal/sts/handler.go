@@ -60,7 +60,8 @@ func (h *Handler) observe(c *call, action string, e *apiError) {
 func MetricAction(action string) string {
 	switch action {
 	case "", "AssumeRole", "AssumeRoleWithWebIdentity", "GetSessionToken", "GetCallerIdentity", "DecodeAuthorizationMessage",
-		"EnrollNode", "RenewNodeCertificate", "NodeCredentials", "WatchNodeSession":
+		"EnrollNode", "RenewNodeCertificate", "NodeCredentials", "WatchNodeSession",
+		"EnrollComponent", "RenewComponentCertificate", "CertifyAuditWriter":
 		return action
 	}
 	return "other"
@@ -82,8 +83,8 @@ func (c *caller) chained() bool { return c.session != nil && c.session.Role != "
 
 // ServeHTTP answers one STS query-API call.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if isNodePath(r) {
-		h.serveNode(w, r) // the workload agent's JSON API (node.go)
+	if isNodePath(r) || isComponentPath(r) {
+		h.serveNode(w, r) // the JSON APIs of the workload agent (node.go) and components (component.go)
 		return
 	}
 	if r.URL.Path == sso.SignInConfigPath {

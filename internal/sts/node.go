@@ -241,7 +241,11 @@ func (h *Handler) serveNode(w http.ResponseWriter, r *http.Request) {
 		c.start = time.Now()
 	}
 	c.ev = h.newEvent(c)
-	resp, aerr := h.nodeCall(r.Context(), c)
+	call := h.nodeCall
+	if isComponentPath(r) {
+		call = h.componentCall
+	}
+	resp, aerr := call(r.Context(), c)
 	if aerr != nil {
 		c.ev.ErrorCode, c.ev.ErrorMessage = aerr.Code, aerr.Message
 		c.ev.ResponseElements = nil

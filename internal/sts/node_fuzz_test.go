@@ -116,3 +116,30 @@ func FuzzParseCSR(f *testing.F) {
 		}
 	})
 }
+
+// FuzzComponentRequest: the component API's body parser takes one JSON object of its
+// four string members and nothing else, and never echoes the body (it may carry a join
+// token) in an error.
+func FuzzComponentRequest(f *testing.F) {
+	for _, s := range []string{
+		``, `{}`, `{"token": "phjt_00.secret", "csr": "x"}`, `{"publicKey": "AAAA", "chain": "gateway-1"}`,
+		`{"chain": 1}`, `{"durationSeconds": 9}`, `{} {}`, `[]`, `null`, `{"token": "SECRETSECRET"`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseComponentRequest(body)
+		if err != nil {
+			if req != nil {
+				t.Fatal("a request and an error")
+			}
+			if len(body) >= 12 && strings.Contains(err.Error(), string(body)) {
+				t.Fatalf("error %q echoes the body", err)
+			}
+			return
+		}
+		if req == nil {
+			t.Fatal("nil request without an error")
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -27,6 +28,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -45,7 +47,7 @@ type nodeEnv struct {
 	h      *Handler
 	srv    *httptest.Server
 	roots  *x509.CertPool
-	egress []byte
+	egress ed25519.PrivateKey
 }
 
 func newNodeEnv(t testing.TB) *nodeEnv {
@@ -76,7 +78,7 @@ func newNodeEnv(t testing.TB) *nodeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ek, err := egress.DeriveKey(mk)
+	ek, err := keys.DeriveEd25519(mk, keys.EgressPasswords)
 	if err != nil {
 		t.Fatal(err)
 	}

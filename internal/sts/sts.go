@@ -139,6 +139,10 @@ type Config struct {
 	// Nodes serves the node API under nodeapi.PathPrefix (enrollment, certificate renewal and
 	// node-bound credentials for the workload agent, node.go); nil answers 404 there.
 	Nodes *NodeConfig
+	// Components serves the component API under ComponentPathPrefix (enrollment,
+	// renewal and audit writer certification for components whose hosts hold no CA key,
+	// component.go); nil answers 404 there.
+	Components *ComponentConfig
 	// Metrics, when set, observes every call.
 	Metrics Metrics
 	// MFA verifies the SerialNumber and TokenCode of GetSessionToken and AssumeRole
@@ -192,6 +196,11 @@ func New(cfg Config, creds Credentials, issuer Issuer, auditor Auditor) (*Handle
 	}
 	if cfg.Nodes != nil {
 		if err := cfg.Nodes.validate(); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if cfg.Components != nil {
+		if err := cfg.Components.validate(); err != nil {
 			problems = append(problems, err)
 		}
 	}

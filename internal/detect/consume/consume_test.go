@@ -19,6 +19,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -176,7 +177,7 @@ type writer struct {
 
 func newWriter(t testing.TB, dir, chain string) *writer {
 	t.Helper()
-	signer, err := audit.DeriveSigner(bytes.Repeat([]byte{7}, 32))
+	signer, err := keys.DeriveEd25519(bytes.Repeat([]byte{7}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
@@ -102,7 +103,7 @@ func awaitTamperFinding(t *testing.T, st store.Store, chain string, within time.
 // anchoredWriter is a writer that anchors in as (the store, or a writer's own login).
 func anchoredWriter(t testing.TB, dir, chain string, as ...audit.AnchorStore) *writer {
 	t.Helper()
-	signer, err := audit.DeriveSigner(bytes.Repeat([]byte{7}, 32))
+	signer, err := keys.DeriveEd25519(bytes.Repeat([]byte{7}, 32), keys.AuditLegacy)
 	if err != nil {
 		t.Fatal(err)
 	}

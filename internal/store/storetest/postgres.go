@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -85,13 +86,30 @@ func PostgresSchema(t testing.TB, prefix string) (dsn, schema string) {
 // owner's login needs CREATEROLE (scripts/postgres gives it).
 func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
 	t.Helper()
+	return LoginRole(t, ownerDSN, "phantom_writer", func(role string) error { return s.GrantAuditWriter(context.Background(), role) })
+}
+
+// ComponentRole is AuditWriterRole for component c's store role (phantom store roles:
+// store.Postgres.GrantComponent, which creates the role).
+func ComponentRole(t testing.TB, s *store.Postgres, ownerDSN string, c keys.Component) string {
+	t.Helper()
+	return LoginRole(t, ownerDSN, "phantom_"+string(c), func(role string) error {
+		return s.GrantComponent(context.Background(), c, role, true)
+	})
+}
+
+// LoginRole makes a role named prefix_<random> with a random password (dropped at
+// cleanup, with its grants), grants it with grant (which may create it), and returns
+// ownerDSN with its credentials.
+func LoginRole(t testing.TB, ownerDSN, prefix string, grant func(role string) error) string {
+	t.Helper()
 	u, err := url.Parse(ownerDSN)
 	if err != nil {
 		t.Fatal("owner DSN does not parse")
 	}
 	b := make([]byte, 8)
 	rand.Read(b)
-	role := "phantom_writer_" + hex.EncodeToString(b)
+	role := prefix + "_" + hex.EncodeToString(b)
 	rand.Read(b)
 	password := hex.EncodeToString(b)
 	ctx := context.Background()
@@ -100,8 +118,9 @@ func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
 		t.Fatalf("connect as the owner: %v", err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN PASSWORD '`+password+`'`); err != nil {
-		t.Fatalf("create the writer's role (the owner's login needs CREATEROLE: ALTER ROLE … CREATEROLE): %v", err)
+	r := pgx.Identifier{role}.Sanitize()
+	if _, err := c.Exec(ctx, `CREATE ROLE `+r+` LOGIN PASSWORD '`+password+`'`); err != nil {
+		t.Fatalf("create the role (the owner's login needs CREATEROLE: ALTER ROLE … CREATEROLE): %v", err)
 	}
 	t.Cleanup(func() {
 		c, err := pgx.Connect(ctx, ownerDSN)
@@ -111,7 +130,6 @@ func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
 		}
 		defer c.Close(ctx)
 		// The role owns nothing; its grants go first (DROP OWNED needs membership).
-		r := pgx.Identifier{role}.Sanitize()
 		for _, stmt := range []string{
 			`DO $$ BEGIN EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM ` + r + `', current_schema());
 				EXECUTE format('REVOKE ALL ON SCHEMA %I FROM ` + r + `', current_schema()); END $$`,
@@ -123,7 +141,7 @@ func AuditWriterRole(t testing.TB, s *store.Postgres, ownerDSN string) string {
 			}
 		}
 	})
-	if err := s.GrantAuditWriter(ctx, role); err != nil {
+	if err := grant(role); err != nil {
 		t.Fatal(err)
 	}
 	u.User = url.UserPassword(role, password)

@@ -1,0 +1,270 @@
+package keys
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func master(t testing.TB) []byte {
+	t.Helper()
+	m := bytes.Repeat([]byte{7}, MasterSize)
+	m[0] = 1
+	return m
+}
+
+// Every purpose has its own label and key; the labels that data already depends on are
+// the ones the code used before this package (a changed label would orphan every
+// sealed secret and every published key).
+func TestLabels(t *testing.T) {
+	seen := map[string]Purpose{}
+	for _, p := range Purposes() {
+		l, ok := Label(p)
+		if !ok {
+			t.Fatalf("%s has no entry", p)
+		}
+		if l == "" {
+			continue // computed public key
+		}
+		if q, dup := seen[l]; dup {
+			t.Fatalf("%s and %s share the label %q", p, q, l)
+		}
+		seen[l] = p
+	}
+	for p, want := range map[Purpose]string{
+		StoreLegacy:   "phantom store: secrets at rest v1",
+		Assertion:     "phantom/assertion/v1",
+		AuthzMessages: "phantom/authzmsg/v1",
+		AuditLegacy:   "phantom/audit/v1",
+	} {
+		got, _ := Label(p)
+		if got != want {
+			t.Errorf("%s label = %q, want %q (existing data is keyed by it)", p, got, want)
+		}
+		k, err := Derive(master(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := hkdf.Key(sha256.New, master(t), nil, want, Size)
+		if !bytes.Equal(k, ref) {
+			t.Errorf("%s key is not HKDF-SHA256(master, %q)", p, want)
+		}
+	}
+	keys := map[string]Purpose{}
+	for _, p := range Purposes() {
+		k, err := Derive(master(t), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, dup := keys[string(k)]; dup {
+			t.Fatalf("%s and %s derive the same key", p, q)
+		}
+		keys[string(k)] = p
+	}
+}
+
+func TestDeriveRefuses(t *testing.T) {
+	for name, m := range map[string][]byte{"short": make([]byte, 16), "zero": make([]byte, MasterSize), "long": make([]byte, 33)} {
+		if _, err := Derive(m, Assertion); err == nil {
+			t.Errorf("%s master key accepted", name)
+		}
+	}
+	if _, err := Derive(master(t), "nonsense"); err == nil {
+		t.Error("unknown purpose derived")
+	}
+}
+
+func TestEgressPublicMatchesSeed(t *testing.T) {
+	op, err := FromMaster(master(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := op.Ed25519(EgressPasswords)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := op.Key(EgressPasswordsPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !priv.Public().(ed25519.PublicKey).Equal(ed25519.PublicKey(pub)) {
+		t.Fatal("the egress public key is not the signing key's")
+	}
+}
+
+// A component's ring yields its purposes and refuses every other, including the master
+// key: what a host is given is all it can use.
+func TestComponentRingHoldsOnlyItsPurposes(t *testing.T) {
+	for _, c := range Components() {
+		if c == Operator {
+			continue
+		}
+		r, err := ForComponent(master(t), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, _ := c.Purposes()
+		if _, err := r.Master(); !errors.Is(err, ErrNotHeld) {
+			t.Errorf("%s: master key handed out (err %v)", c, err)
+		}
+		for _, p := range Purposes() {
+			k, err := r.Key(p)
+			held := false
+			for _, q := range own {
+				held = held || q == p
+			}
+			switch {
+			case held && err != nil:
+				t.Errorf("%s: own purpose %s refused: %v", c, p, err)
+			case held:
+				want, _ := Derive(master(t), p)
+				if !bytes.Equal(k, want) {
+					t.Errorf("%s: %s key differs from the master's derivation", c, p)
+				}
+			case !errors.Is(err, ErrNotHeld):
+				t.Errorf("%s: %s not refused (err %v)", c, p, err)
+			}
+			if r.Has(p) != held {
+				t.Errorf("%s: Has(%s) = %v", c, p, !held)
+			}
+		}
+	}
+	// The edge derives nothing secret.
+	for _, c := range []Component{Endpoint, Detector} {
+		r, _ := ForComponent(master(t), c)
+		if h := r.Held(); len(h) != 0 {
+			t.Errorf("%s holds %v", c, h)
+		}
+	}
+	gw, _ := ForComponent(master(t), Gateway)
+	for _, p := range []Purpose{StoreTokenSigning, StoreCA, StoreMFA, EgressPasswords, StoreLegacy} {
+		if gw.Has(p) {
+			t.Errorf("a gateway holds %s", p)
+		}
+	}
+	if _, err := gw.Restrict(STS); !errors.Is(err, ErrNotHeld) {
+		t.Errorf("a gateway ring restricted to STS: err %v, want ErrNotHeld", err)
+	}
+}
+
+func TestKeyFileRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range Components() {
+		if c == Operator {
+			continue
+		}
+		r, _ := ForComponent(master(t), c)
+		path := filepath.Join(dir, string(c)+".keys")
+		if err := WriteFile(path, r); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(path)
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s key file mode %#o", c, st.Mode().Perm())
+		}
+		got, err := LoadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Component() != c || strings.Join(purposeNames(got.Held()), ",") != strings.Join(purposeNames(r.Held()), ",") {
+			t.Fatalf("%s: read back %s holding %v", c, got.Component(), got.Held())
+		}
+		for _, p := range r.Held() {
+			a, _ := r.Key(p)
+			b, _ := got.Key(p)
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%s: %s differs after the round trip", c, p)
+			}
+		}
+		os.Chmod(path, 0o640)
+		if _, err := LoadFile(path); err == nil {
+			t.Fatalf("%s: a group-readable key file was read", c)
+		}
+	}
+	op, _ := FromMaster(master(t))
+	if _, err := op.Marshal(); err == nil {
+		t.Fatal("the master key was written as a component key file")
+	}
+}
+
+func purposeNames(ps []Purpose) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = string(p)
+	}
+	return out
+}
+
+func TestParseRefuses(t *testing.T) {
+	gw, _ := ForComponent(master(t), Gateway)
+	good, _ := gw.Marshal()
+	sts, _ := ForComponent(master(t), STS)
+	signing, _ := sts.Key(StoreTokenSigning)
+	extra := string(good) + "store-token-signing " + b64(signing) + "\n"
+	lines := strings.Split(strings.TrimSpace(string(good)), "\n")
+	for name, in := range map[string]string{
+		"empty":           "",
+		"no magic":        "gateway\n",
+		"operator":        "phantom-keys v1 operator\n",
+		"unknown":         "phantom-keys v1 toaster\n",
+		"extra purpose":   extra,
+		"missing purpose": strings.Join(lines[:len(lines)-1], "\n") + "\n",
+		"duplicate":       string(good) + lines[1] + "\n",
+		"short key":       lines[0] + "\nstore-access-keys AAAA\n",
+		"no value":        lines[0] + "\nstore-access-keys\n",
+	} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := Parse(good); err != nil {
+		t.Fatalf("the good file: %v", err)
+	}
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func FuzzParse(f *testing.F) {
+	for _, c := range Components() {
+		if c == Operator {
+			continue
+		}
+		r, _ := ForComponent(master(f), c)
+		b, _ := r.Marshal()
+		f.Add(b)
+	}
+	f.Add([]byte("phantom-keys v1 gateway\nstore-access-keys x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses holds exactly its component's purposes and round-trips.
+		want, _ := r.Component().Purposes()
+		if len(r.Held()) != len(want) {
+			t.Fatalf("%s holds %v, want %v", r.Component(), r.Held(), want)
+		}
+		out, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range want {
+			a, _ := r.Key(p)
+			b, _ := again.Key(p)
+			if !bytes.Equal(a, b) {
+				t.Fatal("round trip changed a key")
+			}
+		}
+	})
+}
