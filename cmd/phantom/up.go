@@ -799,7 +799,7 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 	} {
 		go func() {
 			if err := serve(); err != nil {
-				log.Error("up: egress proxy stopped", "error", err)
+				log.Error("egress proxy stopped", "component", "up", "error", err)
 			}
 		}()
 	}
@@ -840,13 +840,13 @@ func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perime
 	go func() {
 		defer wg.Done()
 		if err := a.Serve(ctx, lns.imds, lns.container); err != nil {
-			log.Error("up: agent stopped", "error", err)
+			log.Error("agent stopped", "component", "up", "error", err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		if err := a.ServeEgress(ctx, lns.egress); err != nil {
-			log.Error("up: the agent's egress relay stopped", "error", err)
+			log.Error("the agent's egress relay stopped", "component", "up", "error", err)
 		}
 	}()
 	return a, nil

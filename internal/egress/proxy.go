@@ -251,6 +251,7 @@ func New(cfg Config) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.log = p.log.With("component", "egress")
 	p.refusals = admission.NewRecorder(admission.RecorderConfig{
 		Auditor:    cfg.Auditor,
 		Event:      p.refusalEvent,
