@@ -1,5 +1,5 @@
 // Command replicas measures what gateway replicas give, with the perimeter run as
-// separate processes on a PostgreSQL store (internal/cluster):
+// separate processes on a PostgreSQL store (internal/proctest):
 //
 //	(a) throughput and latency through ONE endpoint in front of ONE gateway and in front
 //	    of TWO gateway replicas, at several concurrencies, measured in interleaved rounds
@@ -29,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
@@ -74,7 +74,7 @@ func run() int {
 			return fail(1, err)
 		}
 		defer os.RemoveAll(dir)
-		if o.bin, err = cluster.Build(ctx, dir); err != nil {
+		if o.bin, err = proctest.Build(ctx, dir); err != nil {
 			return fail(1, err)
 		}
 	}
@@ -113,11 +113,11 @@ func parseLevels(s string) ([]int, error) {
 
 // started is a cluster on its own schema and directory.
 type started struct {
-	*cluster.Cluster
+	*proctest.Cluster
 	close func()
 }
 
-func start(ctx context.Context, o options, cfg cluster.Config) (*started, error) {
+func start(ctx context.Context, o options, cfg proctest.Config) (*started, error) {
 	dsn, _, drop, err := storetest.FreshSchema(ctx, o.store, "replicas")
 	if err != nil {
 		return nil, err
@@ -128,7 +128,7 @@ func start(ctx context.Context, o options, cfg cluster.Config) (*started, error)
 		return nil, err
 	}
 	cfg.Bin, cfg.Dir, cfg.StoreURL = o.bin, dir, dsn
-	c, err := cluster.Start(ctx, cfg)
+	c, err := proctest.Start(ctx, cfg)
 	if err != nil {
 		drop(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("%w (logs in %s)", err, dir)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 )
 
 // neverDenied bounds the wait for one endpoint to refuse a revoked session.
@@ -18,13 +18,13 @@ const neverDenied = 10 * time.Second
 
 // probe is what polling one endpoint around one revocation saw.
 type probe struct {
-	denied  time.Time     // when the first refusal came back (zero: none)
-	latency time.Duration // of the refused request
-	other   cluster.Stats // replies neither 200 nor the refusal
+	denied  time.Time      // when the first refusal came back (zero: none)
+	latency time.Duration  // of the refused request
+	other   proctest.Stats // replies neither 200 nor the refusal
 }
 
 func revocation(ctx context.Context, out io.Writer, o options) error {
-	c, err := start(ctx, o, cluster.Config{Gateways: 2, Endpoints: 2, Pin: true})
+	c, err := start(ctx, o, proctest.Config{Gateways: 2, Endpoints: 2, Pin: true})
 	if err != nil {
 		return err
 	}
@@ -35,7 +35,7 @@ func revocation(ctx context.Context, out io.Writer, o options) error {
 	}
 	delays := make([][]time.Duration, 2) // per gateway
 	var revokeCmd, refusedLatency []time.Duration
-	var other cluster.Stats
+	var other proctest.Stats
 	beforeReturn, never := 0, 0
 	for n := range o.revocations {
 		session, err := c.AssumeRole(ctx, user, "bench")
@@ -117,7 +117,7 @@ func revocation(ctx context.Context, out io.Writer, o options) error {
 // poll tries the session through endpoint i every period until it is refused or ctx ends.
 func poll(ctx context.Context, c *started, i int, creds aws.Credentials, period time.Duration) probe {
 	var p probe
-	var t cluster.Tally
+	var t proctest.Tally
 	for next := time.Now(); ctx.Err() == nil; next = next.Add(period) {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)

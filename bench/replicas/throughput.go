@@ -12,7 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 )
 
 func numCPU() int { return runtime.NumCPU() }
@@ -27,7 +27,7 @@ type setup struct {
 
 // result is one setup at one concurrency, summed over the rounds.
 type result struct {
-	stats          cluster.Stats
+	stats          proctest.Stats
 	elapsed        time.Duration
 	gwCPU          []time.Duration // per gateway
 	epCPU, loadCPU time.Duration
@@ -49,7 +49,7 @@ func throughput(ctx context.Context, out io.Writer, o options) error {
 	// Both perimeters run for the whole of (a), the one not measured idle, so each round
 	// measures the two under the same conditions.
 	for _, gws := range []int{1, 2} {
-		c, err := start(ctx, o, cluster.Config{Gateways: gws, Endpoints: 1})
+		c, err := start(ctx, o, proctest.Config{Gateways: gws, Endpoints: 1})
 		if err != nil {
 			return err
 		}
@@ -163,11 +163,11 @@ func measure(ctx context.Context, s *setup, conc int, d time.Duration) (*result,
 	if err != nil {
 		return nil, err
 	}
-	var t cluster.Tally
+	var t proctest.Tally
 	lctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	t0 := time.Now()
-	err = s.c.Load(lctx, cluster.LoadOptions{Concurrency: conc, Creds: func() aws.Credentials { return s.creds }, Latencies: true}, &t)
+	err = s.c.Load(lctx, proctest.LoadOptions{Concurrency: conc, Creds: func() aws.Credentials { return s.creds }, Latencies: true}, &t)
 	elapsed := time.Since(t0)
 	if err != nil {
 		return nil, err

@@ -1,5 +1,5 @@
 // Command soak runs a Phantom perimeter as separate processes (an STS, gateway
-// replicas, endpoints and the detector, on a PostgreSQL store; internal/cluster) under
+// replicas, endpoints and the detector, on a PostgreSQL store; internal/proctest) under
 // steady SigV4-signed load for a long time, and watches two things: that every request
 // keeps succeeding, and that no process's memory keeps growing. Every -interval it prints
 // the requests, errors by kind and each process's VmRSS/VmHWM; at the end a summary with a
@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 )
 
 func main() { os.Exit(run()) }
@@ -61,11 +61,11 @@ func run() int {
 			return fail(1, err.Error())
 		}
 		defer os.RemoveAll(dir)
-		if o.bin, err = cluster.Build(ctx, dir); err != nil {
+		if o.bin, err = proctest.Build(ctx, dir); err != nil {
 			return fail(1, err.Error())
 		}
 	}
-	if o.detector && !cluster.HasCommand(ctx, o.bin, "detector") {
+	if o.detector && !proctest.HasCommand(ctx, o.bin, "detector") {
 		return fail(2, "this phantom has no detector command: run with -detector=false")
 	}
 	rep, err := soak(ctx, os.Stdout, o)

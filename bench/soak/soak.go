@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
@@ -34,7 +34,7 @@ type options struct {
 // report is what a soak found.
 type report struct {
 	elapsed  time.Duration
-	total    cluster.Stats
+	total    proctest.Stats
 	renewals int
 	mem      []memReport
 }
@@ -64,9 +64,9 @@ func (r report) failures(maxErrors int) []string {
 // track is the memory samples of one process, or of this one's Go heap.
 type track struct {
 	name string
-	read func() (cluster.Mem, error)
+	read func() (proctest.Mem, error)
 	rss  []uint64
-	last cluster.Mem
+	last proctest.Mem
 	peak uint64
 }
 
@@ -83,14 +83,14 @@ func (t *track) sample() error {
 
 // liveHeap is this process's Go heap that the last GC found live: unlike HeapAlloc it
 // does not swing with where the sample falls in the GC cycle.
-func liveHeap() (cluster.Mem, error) {
+func liveHeap() (proctest.Mem, error) {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
-		return cluster.Mem{}, errors.New("runtime/metrics has no /gc/heap/live:bytes")
+		return proctest.Mem{}, errors.New("runtime/metrics has no /gc/heap/live:bytes")
 	}
 	v := s[0].Value.Uint64()
-	return cluster.Mem{RSS: v, HWM: v}, nil
+	return proctest.Mem{RSS: v, HWM: v}, nil
 }
 
 // soak starts a cluster on a fresh schema, puts load on it for o.duration, prints a line
@@ -121,7 +121,7 @@ func soak(ctx context.Context, out io.Writer, o options) (rep report, err error)
 		os.RemoveAll(dir)
 	}()
 
-	c, err := cluster.Start(ctx, cluster.Config{
+	c, err := proctest.Start(ctx, proctest.Config{
 		Bin: o.bin, Dir: dir, StoreURL: dsn,
 		Gateways: o.gateways, Endpoints: o.endpoints, Detector: o.detector,
 	})
@@ -161,14 +161,14 @@ func soak(ctx context.Context, out io.Writer, o options) (rep report, err error)
 	}
 	fmt.Fprintln(out, hdr.String())
 
-	var tally cluster.Tally
+	var tally proctest.Tally
 	start := time.Now()
 	end := start.Add(o.duration)
 	loadCtx, stopLoad := context.WithDeadline(ctx, end)
 	defer stopLoad()
 	loadDone := make(chan error, 1)
 	go func() {
-		loadDone <- c.Load(loadCtx, cluster.LoadOptions{Concurrency: o.clients, Creds: sess.Creds, Rate: o.rate}, &tally)
+		loadDone <- c.Load(loadCtx, proctest.LoadOptions{Concurrency: o.clients, Creds: sess.Creds, Rate: o.rate}, &tally)
 	}()
 
 	sampleTick := time.NewTicker(o.sample)
@@ -196,7 +196,7 @@ loop:
 		case err := <-sess.Errors():
 			// A failed renewal is an error of the run; the current session keeps the load going.
 			fmt.Fprintf(out, "session: %v\n", err)
-			rep.total.Add(cluster.Stats{Errors: map[string]int{"session renewal": 1}})
+			rep.total.Add(proctest.Stats{Errors: map[string]int{"session renewal": 1}})
 		case <-sampleTick.C:
 			if time.Since(lastSample) < o.sample/2 {
 				continue // a line just took one
@@ -285,17 +285,17 @@ func rateNote(r float64) string {
 	return fmt.Sprintf(" (at most %.0f req/s)", r)
 }
 
-func orKind(r cluster.Reply) string {
+func orKind(r proctest.Reply) string {
 	if r.Err != nil {
 		return r.Err.Error()
 	}
-	if k := cluster.ErrorKind(r); k != "" {
+	if k := proctest.ErrorKind(r); k != "" {
 		return k
 	}
 	return "200"
 }
 
-func tailOf(c *cluster.Cluster, name string) string {
+func tailOf(c *proctest.Cluster, name string) string {
 	for _, p := range c.Processes() {
 		if p.Name == name {
 			s := p.Log()

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/cluster"
+	"github.com/phantom-perimeter/phantom/internal/proctest"
 )
 
 const mb = 1 << 20
@@ -80,11 +80,11 @@ func TestSoakShort(t *testing.T) {
 		t.Skip("-short: the soak takes 40 s")
 	}
 	ctx := t.Context()
-	bin, err := cluster.Build(ctx, t.TempDir())
+	bin, err := proctest.Build(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	detector := cluster.HasCommand(ctx, bin, "detector")
+	detector := proctest.HasCommand(ctx, bin, "detector")
 	if !detector {
 		t.Log("phantom has no detector command yet: soaking without the detector")
 	}

@@ -202,7 +202,7 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 	}
 	go func() { served <- a.Serve(ctx, imds, cont) }()
 	fmt.Fprintf(stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
-	log.Info("agent: serving", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
+	log.Info("serving", "component", "agent", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
 	o.serving(readyCheck{"credentials", func() error {
 		if _, ok := a.Credentials(); !ok {
 			return errors.New("no unexpired credentials to serve (STS unreachable?)")

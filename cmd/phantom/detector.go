@@ -3,121 +3,113 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
+	"io"
 	"os"
 	"os/signal"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/config"
-	"github.com/phantom-perimeter/phantom/internal/detect"
-	"github.com/phantom-perimeter/phantom/internal/detect/consume"
-	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
+	"github.com/spf13/cobra"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
 )
 
-// detectorChain is the audit chain the detector's responses are written to: never
-// consumed, or each response would be an event for the detector.
-const detectorChain = "detector"
-
-// findingHandler takes the detector's findings: commits them with the audit cursors,
-// then applies the spec's responses (respond.Responder).
-type findingHandler = consume.Sink
-
-// newStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
-// from the cursors in the store: every chain, including those that appear later, but
-// the excluded. Every event goes, in each chain's order, to det; the findings go to h.
-// anchors (the store) tells it the chains that should be there. Its Run returns nil
-// when ctx ends (after committing what it consumed), or the error that stopped it
-// (another detector on the same store, a store that stays unreachable); a damaged
-// chain is a finding, never a stop.
-func newStreamDetector(dir string, exclude []string, det *detect.Detector, h findingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
-	slices.Sort(exclude)
-	return consume.New(consume.Config{Dir: dir, Exclude: slices.Compact(exclude), Detector: det, Sink: h, Anchors: anchors, Metrics: m, Logger: log, Ready: ready})
+type detectorFlags struct {
+	componentFlags
+	exclude []string
 }
 
-// serveDetector exposes the detector's view of the audit chains on the ops listener:
-// /readyz is 503 naming the chains it cannot read (their events go undetected), and,
-// when ready, names the damage found in chains since the process started.
-func serveDetector(o *ops, c *consume.Consumer) {
-	o.addCheck(readyCheck{"audit chains", func() error {
-		u := c.Unread()
-		if len(u) == 0 {
-			return nil
+func newDetectorCmd() *cobra.Command {
+	var f detectorFlags
+	cmd := &cobra.Command{
+		Use:   "detector --config FILE --data-dir DIR [--store URL] [--exclude-chain NAME...]",
+		Short: "Run the streaming detector over every replica's audit chain, exactly once, and respond to findings",
+		Long: `detector follows every audit chain under the spec's audit.dir (each gateway, endpoint, STS
+and egress replica writes its own), including chains that appear while it runs, and feeds
+their events to the detection rules. It commits in batches: the findings a batch produced
+and how far each chain was read are stored in one transaction, so a restarted detector
+(even after kill -9) resumes exactly where the last commit left off, no event counted
+twice or lost. Then it applies the spec's detection.responses (revoke sessions, disable
+access keys, raise risk levels, notify webhooks) through the store, once per finding and
+action, each audited in its own chain --audit-chain, which it does not consume.
+
+It never skips a record silently and never stops for one chain: a chain cut short,
+emptied, rewritten, with records missing, or (the store knows every chain) deleted is a
+High Stealth:IAMUser/AuditLogTampered finding naming the chain and the records, the
+responses apply, and the detector reads every other chain on, and the damaged one from
+where its writer continued it. Meanwhile /readyz answers 503 naming the chains it cannot
+read, and phantom_detector_chain_unread says the same. Run one detector per store: a
+second one makes one of them stop.
+
+When it is ready it prints "phantom detector: following audit chains in DIR" on stderr.
+SIGINT or SIGTERM stops it after committing what it has read.`,
+		Example: `  phantom detector --config perimeter.yaml --data-dir /var/lib/phantom --store postgres://phantom@db/phantom`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			f.log = logFlagsOf(cmd)
+			return runDetector(ctx, cmd.ErrOrStderr(), f)
+		},
+	}
+	f.register(cmd, detectorChain)
+	cmd.Flags().StringSliceVar(&f.exclude, "exclude-chain", nil, "audit chain not to consume (repeatable)")
+	return cmd
+}
+
+func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
+	for _, c := range f.exclude {
+		if !audit.ValidChain(c) {
+			return &exitError{code: 2, err: fmt.Errorf("--exclude-chain %q: use lower-case letters, digits and dashes", c)}
 		}
-		parts := make([]string, len(u))
-		for i, s := range u {
-			parts[i] = fmt.Sprintf("%s (since %s: %s)", s.Chain, s.Since.UTC().Format(time.RFC3339), s.Reason)
-		}
-		return fmt.Errorf("not reading %s", strings.Join(parts, "; "))
-	}})
-	o.addNotes(func() []string {
-		var out []string
-		for _, d := range c.Damage() {
-			out = append(out, fmt.Sprintf("audit chain %s damaged (found %s): %s", d.Chain, d.Since.UTC().Format(time.RFC3339), d.Reason))
-		}
-		return out
+	}
+	c, err := openComponent(ctx, stderr, "detector", f.componentFlags)
+	if err != nil {
+		return err
+	}
+	defer c.shutdown()
+	responder, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	if err != nil {
+		return err
+	}
+	if err := responder.Refresh(ctx); err != nil {
+		return err
+	}
+	det, err := newDetector(c.w.Current())
+	if err != nil {
+		return err
+	}
+	logSigma(detectorLog(c.log), det.SigmaRules())
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun() // before c.shutdown waits for the goroutines
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		// Risk levels set by other processes (or lowered by an analyst): raise compares
+		// against the current ones.
+		c.p.syncRisk(runCtx, responder, &freshness{maxStale: f.maxStale}, c.log)
+	}()
+	go func() {
+		defer c.wg.Done()
+		followDetection(runCtx, c.w, det, detectorLog(c.log))
+	}()
+
+	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {
+		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
+		c.serving(c.freshCheck())
 	})
-}
-
-// newDetector is the detector of a spec's detection settings.
-func newDetector(spec *config.Spec) (*detect.Detector, error) {
-	return detect.New(detect.Config{
-		Account:        spec.Account,
-		Region:         spec.Region,
-		LearningPeriod: spec.Detection.LearningPeriod,
-		ThreatLists:    spec.Detection.ThreatLists,
-		SigmaRules:     spec.Detection.SigmaRules,
-		PeerGroups:     detect.PeerGroups(spec),
-		AdminUsers:     detect.AdminUsers(spec),
-	})
-}
-
-// logSigma logs how many Sigma rules loaded and each one that did not, with the reason.
-func logSigma(log *slog.Logger, s *sigma.Set) {
-	if s == nil || s.Dir == "" {
-		return
+	if err != nil {
+		return err
 	}
-	bad, other := s.Unloaded()
-	for _, p := range bad {
-		log.Warn("detector: Sigma rule not loaded", "file", p.File, "title", p.Title, "reason", p.Reason)
+	if c.ops != nil {
+		serveDetector(c.ops, consumer)
 	}
-	log.Info("detector: Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
-}
-
-// followDetection reloads the detector's threat lists, Sigma rules and peer groups
-// whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
-// list that does not load keeps the previous set, and so does a rules directory that
-// cannot be read.
-func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
-	specs, cancel := w.Subscribe()
-	defer cancel()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			if err := det.Reload(); err != nil {
-				log.Error("detector: threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
-			} else {
-				logSigma(log, det.SigmaRules())
-			}
-		case spec := <-specs:
-			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
-				log.Error("detector: threat lists not reloaded; keeping the previous ones", "error", err)
-			} else {
-				log.Info("detector: threat lists reloaded", "lists", len(spec.Detection.ThreatLists))
-			}
-			det.SetPeerGroups(detect.PeerGroups(spec))
-			if s, err := det.SetSigmaRules(spec.Detection.SigmaRules); err != nil {
-				log.Error("detector: Sigma rules not reloaded; keeping the previous ones", "error", err)
-			} else {
-				logSigma(log, s)
-			}
-		}
+	err = consumer.Run(ctx)
+	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
+		err = fmt.Errorf("finish webhook notifications: %w", cerr)
 	}
+	return err
 }

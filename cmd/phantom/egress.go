@@ -168,7 +168,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 			return fmt.Errorf("listen on %s: %w", f.listen, err)
 		}
 		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
-			c.log.Warn("egress: --listen is not a loopback address: proxy passwords travel in clear text on it; serve nodes on other hosts with --tls-listen", "listen", ln.Addr().String())
+			c.log.Warn("--listen is not a loopback address: proxy passwords travel in clear text on it; serve nodes on other hosts with --tls-listen", "component", "egress", "listen", ln.Addr().String())
 		}
 		serve(func() error { return px.Serve(serveCtx, ln) })
 		fmt.Fprintf(stderr, "phantom egress: listening on http://%s\n", ln.Addr())
@@ -192,7 +192,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		return fmt.Errorf("serve egress: %w", err)
 	case <-ctx.Done():
 	}
-	c.log.Info("egress: shutting down; finishing open tunnels")
+	c.log.Info("shutting down; finishing open tunnels", "component", "egress")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = px.Shutdown(shutdownCtx)
@@ -202,7 +202,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		c.log.Warn("egress: tunnels still open at the shutdown deadline were closed")
+		c.log.Warn("tunnels still open at the shutdown deadline were closed", "component", "egress")
 		err = nil
 	}
 	return err

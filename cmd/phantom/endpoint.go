@@ -99,7 +99,7 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		}
 	case <-ctx.Done():
 	}
-	c.log.Info("endpoint: shutting down; finishing in-flight requests")
+	c.log.Info("shutting down; finishing in-flight requests", "component", "endpoint")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	return errors.Join(runErr, e.Shutdown(shutdownCtx))

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -116,7 +117,7 @@ altered token is InvalidClientTokenId, an expired one ExpiredToken.
 
 --token-file reads the token from a file (- for stdin) so it stays out of the process list.
 This runs against the CA in the same data directory as join-token; "phantom agent" enrolls
-over the network through STS.`, admin.NodeCertFile, admin.NodeKeyFile, admin.CABundleFile),
+over the network through STS.`, nodeapi.CertFile, nodeapi.KeyFile, nodeapi.CABundleFile),
 		Example: `  phantom node join-token --node service-a-1 --output text | phantom node enroll --token-file - --out /etc/phantom/node
   phantom node enroll --token-file token.txt --out /etc/phantom/node`,
 		Args: cobra.NoArgs,

@@ -107,7 +107,7 @@ func TestReadmeCommandsOnAClone(t *testing.T) {
 			// go run's own exit status is not the program's ("go help run"): after an
 			// interrupt it is 1 even when the program ends cleanly. Phantom's log says how
 			// it ended.
-			if !strings.Contains(log.String(), "up: shutting down; finishing in-flight requests") || strings.Contains(log.String(), "level=ERROR") {
+			if !strings.Contains(log.String(), `msg="shutting down; finishing in-flight requests" component=up`) || strings.Contains(log.String(), "level=ERROR") {
 				t.Fatalf("go run ./cmd/phantom up did not shut down cleanly after Ctrl-C:\n%s", log.String())
 			}
 		case <-time.After(30 * time.Second):

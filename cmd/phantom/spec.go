@@ -274,10 +274,10 @@ func (t *specTracker) run(ctx context.Context, st specReplicas, poll, interval t
 		err := t.compare(ctx, st, poll, interval)
 		switch {
 		case err != nil && !failing && ctx.Err() == nil:
-			t.log.Error("spec: cannot compare with the other replicas", "error", err)
+			t.log.Error("cannot compare the spec with the other replicas", "error", err)
 			failing = true
 		case err == nil && failing:
-			t.log.Info("spec: comparing with the other replicas again")
+			t.log.Info("comparing the spec with the other replicas again")
 			failing = false
 		}
 		select {
@@ -315,7 +315,7 @@ func (t *specTracker) compare(ctx context.Context, st specReplicas, poll, interv
 	defer t.mu.Unlock()
 	if len(digests) <= 1 || now.Sub(since) <= interval {
 		if !t.view.disagreeSince.IsZero() {
-			t.log.Info("spec: the replicas agree again", "digest", t.digest)
+			t.log.Info("the replicas agree on the spec again", "digest", t.digest)
 		}
 		t.view = replicaView{}
 		t.metrics.Disagreeing(0)
@@ -341,7 +341,7 @@ func (t *specTracker) compare(ctx context.Context, st specReplicas, poll, interv
 	t.view = replicaView{disagreeSince: since, digests: digests, reported: true, mineOK: !tie && best == t.digest}
 	t.metrics.Disagreeing(others)
 	if !reported {
-		t.log.Error("spec: replicas enforce different specs", "since", since, "replicas", describeDigests(digests, t.digest))
+		t.log.Error("replicas enforce different specs", "since", since, "replicas", describeDigests(digests, t.digest))
 		info := map[string]any{}
 		for d, ids := range digests {
 			info[d] = slices.Clone(ids)

@@ -96,7 +96,7 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	srv := serveHTTPS("sts", ln, h, stsTLSConfig(certs.getServer), c.log)
 	bundle := filepath.Join(f.dataDir, "ca.pem")
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
-	c.log.Info("sts: serving", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
+	c.log.Info("serving", "component", "sts", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
 	c.serving(c.freshCheck())
 	return waitAndShutdown(ctx, c.log, "sts", srv)
 }
@@ -166,7 +166,7 @@ func webIdentityVerifier(current func() *config.Spec, log *slog.Logger) func() s
 			// the same host, as the tests and local development run one.
 			v, err := oidc.New(oidc.Config{Providers: spec.OIDCProviders, Logger: log, AllowInsecureLoopback: true})
 			if err != nil {
-				log.Error("sts: oidc providers unusable; refusing web identity tokens", "error", err)
+				log.Error("oidc providers unusable; refusing web identity tokens", "component", "sts", "error", err)
 				v = nil
 			}
 			b = &built{spec: spec, v: v}

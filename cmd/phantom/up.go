@@ -327,7 +327,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	logSigma(log, det.SigmaRules())
+	logSigma(detectorLog(log), det.SigmaRules())
 	consumer, err := newStreamDetector(logs.dir, []string{detectorChain}, det, responder, p.store, o.detectorMetrics(), log, nil)
 	if err != nil {
 		return err
@@ -337,7 +337,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	go func() {
 		defer wg.Done()
 		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("up: the streaming detector stopped", "error", err)
+			detectorLog(log).Error("the streaming detector stopped", "error", err)
 		}
 	}()
 	wg.Add(2)
@@ -352,7 +352,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followDetection(runCtx, w, det, log)
+		followDetection(runCtx, w, det, detectorLog(log))
 	}()
 
 	var backend *http.Server
@@ -400,7 +400,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
 	}
 	o.serving(readyCheck{"perimeter state", fresh}, logs.readyCheck())
-	log.Info("up: serving", "data_dir", f.dataDir, "spec", specPath)
+	log.Info("serving", "component", "up", "data_dir", f.dataDir, "spec", specPath)
 
 	var runErr error
 	select {
@@ -410,7 +410,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	case err := <-firstDone(servers):
 		runErr = err
 	}
-	log.Info("up: shutting down; finishing in-flight requests")
+	log.Info("shutting down; finishing in-flight requests", "component", "up")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	// Outside in: the endpoints stop taking calls and finish theirs through the gateway,
@@ -612,7 +612,7 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 	}
 	go func() {
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("up: demo backend stopped", "error", err)
+			log.Error("demo backend stopped", "component", "up", "error", err)
 		}
 	}()
 	return srv, nil
@@ -799,7 +799,7 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 	} {
 		go func() {
 			if err := serve(); err != nil {
-				log.Error("up: egress proxy stopped", "error", err)
+				log.Error("egress proxy stopped", "component", "up", "error", err)
 			}
 		}()
 	}
@@ -840,13 +840,13 @@ func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perime
 	go func() {
 		defer wg.Done()
 		if err := a.Serve(ctx, lns.imds, lns.container); err != nil {
-			log.Error("up: agent stopped", "error", err)
+			log.Error("agent stopped", "component", "up", "error", err)
 		}
 	}()
 	go func() {
 		defer wg.Done()
 		if err := a.ServeEgress(ctx, lns.egress); err != nil {
-			log.Error("up: the agent's egress relay stopped", "error", err)
+			log.Error("the agent's egress relay stopped", "component", "up", "error", err)
 		}
 	}()
 	return a, nil

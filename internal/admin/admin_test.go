@@ -17,6 +17,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -437,14 +438,14 @@ func TestJoinAndEnroll(t *testing.T) {
 	if res.Node.Identity != "spiffe://phantom/123456789012/node/node-1" || res.Node.RoleName != "app" {
 		t.Fatalf("enrolled %+v", res.Node)
 	}
-	cert, err := pki.LoadKeyPair(filepath.Join(out, admin.NodeCertFile), filepath.Join(out, admin.NodeKeyFile))
+	cert, err := pki.LoadKeyPair(filepath.Join(out, nodeapi.CertFile), filepath.Join(out, nodeapi.KeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := os.Stat(filepath.Join(out, admin.NodeKeyFile)); st.Mode().Perm() != 0o600 {
+	if st, _ := os.Stat(filepath.Join(out, nodeapi.KeyFile)); st.Mode().Perm() != 0o600 {
 		t.Fatalf("key mode %v", st.Mode())
 	}
-	bundle, err := os.ReadFile(filepath.Join(out, admin.CABundleFile))
+	bundle, err := os.ReadFile(filepath.Join(out, nodeapi.CABundleFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,15 +18,9 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
-)
-
-// Files an enrolled node's directory holds.
-const (
-	NodeCertFile = "node.crt" // the node's client certificate (PEM, 0644)
-	NodeKeyFile  = "node.key" // its private key (PKCS #8 PEM, 0600)
-	CABundleFile = "ca.crt"   // the perimeter CA bundle (PEM, 0644)
 )
 
 // JoinToken is a node join token: the only time its secret is shown.
@@ -151,7 +145,7 @@ func WriteNodeFiles(dir string, key *ecdsa.PrivateKey, e *Enrollment) (*EnrollOu
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
-	certPath, keyPath, caPath := filepath.Join(dir, NodeCertFile), filepath.Join(dir, NodeKeyFile), filepath.Join(dir, CABundleFile)
+	certPath, keyPath, caPath := filepath.Join(dir, nodeapi.CertFile), filepath.Join(dir, nodeapi.KeyFile), filepath.Join(dir, nodeapi.CABundleFile)
 	if err := pki.WriteKeyPair(certPath, keyPath, &tls.Certificate{Certificate: [][]byte{e.Cert.Raw}, PrivateKey: key}); err != nil {
 		return nil, err
 	}

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // Defaults.
@@ -189,6 +191,7 @@ func New(cfg Config) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.log = a.log.With("component", "agent")
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -243,7 +246,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		}
 		// The saved certificate is refused (the node was removed, or its certificate
 		// superseded elsewhere) and a join token was given: enroll anew with it.
-		a.log.Warn("agent: the saved node certificate is refused; enrolling again with the join token", "node", a.Node(), "error", err)
+		a.log.Warn("the saved node certificate is refused; enrolling again with the join token", "node", a.Node(), "error", err)
 		if err := a.enroll(ctx); err != nil {
 			return err
 		}
@@ -293,7 +296,7 @@ func (a *Agent) Node() string {
 // credentials).
 func (a *Agent) Role() string {
 	if s := a.sess.Load(); s != nil {
-		return roleName(s.creds.RoleArn)
+		return arn.RoleName(s.creds.RoleArn)
 	}
 	return ""
 }
@@ -400,7 +403,7 @@ func (a *Agent) run(ctx context.Context) {
 		}
 		backoff = a.nextBackoff(backoff)
 		s := a.sess.Load()
-		a.log.Warn("agent: refresh failed; serving the current credentials until they expire",
+		a.log.Warn("refresh failed; serving the current credentials until they expire",
 			"node", a.Node(), "error", err, "retry_in", backoff.String(), "credentials_valid_until", s.serveTill.UTC().Format(time.RFC3339))
 	}
 }
@@ -483,16 +486,9 @@ func (a *Agent) obtain(ctx context.Context) error {
 		serveTill: exp.Add(-margin),
 	}
 	a.setSession(s)
-	a.log.Info("agent: credentials refreshed", "node", a.Node(), "role_arn", resp.RoleArn, "access_key_id", resp.AccessKeyID,
+	a.log.Info("credentials refreshed", "node", a.Node(), "role_arn", resp.RoleArn, "access_key_id", resp.AccessKeyID,
 		"expiration", s.creds.Expiration.Format(time.RFC3339), "next_refresh", s.refreshAt.UTC().Format(time.RFC3339), "latency_ms", now.Sub(start).Milliseconds())
 	return nil
-}
-
-func roleName(arn string) string {
-	if i := strings.LastIndexByte(arn, '/'); i >= 0 {
-		return arn[i+1:]
-	}
-	return ""
 }
 
 func randDuration(r io.Reader, n time.Duration) time.Duration {

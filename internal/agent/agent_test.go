@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
@@ -231,7 +232,7 @@ func TestEnrollOnceThenReuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Close()
-	fi, err := os.Stat(filepath.Join(dir, keyFile))
+	fi, err := os.Stat(filepath.Join(dir, nodeapi.KeyFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
 	}

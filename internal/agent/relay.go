@@ -62,7 +62,7 @@ func (a *Agent) ServeEgress(ctx context.Context, ln net.Listener) error {
 		select {
 		case slots <- struct{}{}:
 		default:
-			a.log.Warn("agent: too many relayed egress connections; refusing one", "limit", maxRelayed)
+			a.log.Warn("too many relayed egress connections; refusing one", "limit", maxRelayed)
 			c.Close()
 			continue
 		}
@@ -109,7 +109,7 @@ func (a *Agent) relay(ctx context.Context, c net.Conn, track func(net.Conn)) {
 	up, err := d.DialContext(dctx, "tcp", a.cfg.EgressTLS)
 	cancel()
 	if err != nil {
-		a.log.Warn("agent: egress proxy unreachable", "egress_tls", a.cfg.EgressTLS, "error", err)
+		a.log.Warn("egress proxy unreachable", "egress_tls", a.cfg.EgressTLS, "error", err)
 		io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
 		return
 	}

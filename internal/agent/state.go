@@ -11,17 +11,13 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// The state directory's files: the layout `phantom node enroll --out DIR` writes, so a
-// node enrolled that way runs the agent on the same directory.
-const (
-	certFile = "node.crt" // the node's client certificate (PEM, 0644)
-	keyFile  = "node.key" // its private key (PKCS #8 PEM, 0600)
-	caFile   = "ca.crt"   // the perimeter CA bundle (PEM, 0644)
-)
-
+// stateDir is the node directory (internal/nodeapi's files): the layout `phantom node
+// enroll --out DIR` writes, so a node enrolled that way runs the agent on the same
+// directory.
 type stateDir struct{ dir string }
 
 // prepare creates the directory (0700) and checks it can be written, before a join token
@@ -41,7 +37,7 @@ func (s *stateDir) prepare() error {
 // load returns the node identity saved in the directory, or nil when there is none or
 // its certificate has expired (the node must enroll again).
 func (s *stateDir) load(now time.Time) (*nodeIdentity, error) {
-	certPath, keyPath := filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile)
+	certPath, keyPath := filepath.Join(s.dir, nodeapi.CertFile), filepath.Join(s.dir, nodeapi.KeyFile)
 	if _, err := os.Stat(certPath); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -69,11 +65,11 @@ func (s *stateDir) save(cert *tls.Certificate, caPEM, fallbackCA []byte) error {
 	if err := s.prepare(); err != nil {
 		return err
 	}
-	if err := pki.WriteKeyPair(filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile), cert); err != nil {
+	if err := pki.WriteKeyPair(filepath.Join(s.dir, nodeapi.CertFile), filepath.Join(s.dir, nodeapi.KeyFile), cert); err != nil {
 		return fmt.Errorf("node state: %w", err)
 	}
 	if len(caPEM) == 0 {
 		caPEM = fallbackCA
 	}
-	return atomicfile.Write(filepath.Join(s.dir, caFile), caPEM, 0o644)
+	return atomicfile.Write(filepath.Join(s.dir, nodeapi.CABundleFile), caPEM, 0o644)
 }

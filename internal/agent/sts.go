@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -24,7 +25,7 @@ import (
 // credentials: a few KiB).
 const maxResponseBytes = 64 << 10
 
-// stsClient calls the STS node API over TLS, trusting only the perimeter CA and presenting
+// stsClient calls the STS node API (internal/nodeapi) over TLS, trusting only the perimeter CA and presenting
 // the node's current certificate.
 type stsClient struct {
 	base   string
@@ -67,26 +68,6 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("sts node API: %d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// credentialsResponse is POST /phantom/node/credentials's answer.
-type credentialsResponse struct {
-	AccessKeyID     string `json:"AccessKeyId"`
-	SecretAccessKey string `json:"SecretAccessKey"`
-	Token           string `json:"Token"`
-	Expiration      string `json:"Expiration"`
-	RoleArn         string `json:"RoleArn"`
-	AccountID       string `json:"AccountId"`
-	ProxyPassword   string `json:"ProxyPassword"`
-	Node            string `json:"Node"`
-	Region          string `json:"Region"`
-}
-
-// certificateResponse is what enroll and renew answer.
-type certificateResponse struct {
-	Certificate string `json:"certificate"`
-	CA          string `json:"ca"`
-	Node        string `json:"node"`
-}
-
 func (c *stsClient) post(ctx context.Context, path string, body any, out any) error {
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -111,10 +92,7 @@ func (c *stsClient) post(ctx context.Context, path string, body any, out any) er
 		return fmt.Errorf("sts node API %s: response exceeds %d bytes", path, maxResponseBytes)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Type    string `json:"__type"`
-			Message string `json:"message"`
-		}
+		var e nodeapi.Error
 		_ = json.Unmarshal(data, &e)
 		return &Error{Status: resp.StatusCode, Code: truncate(e.Type, 64), Message: truncate(e.Message, 256)}
 	}
@@ -124,13 +102,14 @@ func (c *stsClient) post(ctx context.Context, path string, body any, out any) er
 	return nil
 }
 
-func (c *stsClient) credentials(ctx context.Context, d time.Duration) (*credentialsResponse, error) {
-	body := map[string]any{}
+func (c *stsClient) credentials(ctx context.Context, d time.Duration) (*nodeapi.Credentials, error) {
+	body := &nodeapi.Request{}
 	if d > 0 {
-		body["durationSeconds"] = int64(d / time.Second)
+		secs := int64(d / time.Second)
+		body.DurationSeconds = &secs
 	}
-	out := &credentialsResponse{}
-	if err := c.post(ctx, "/phantom/node/credentials", body, out); err != nil {
+	out := &nodeapi.Credentials{}
+	if err := c.post(ctx, nodeapi.CredentialsPath, body, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -162,15 +141,15 @@ func (a *Agent) enroll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	out := &certificateResponse{}
-	if err := a.client.post(ctx, "/phantom/node/enroll", map[string]string{"token": a.cfg.JoinToken, "csr": csr}, out); err != nil {
+	out := &nodeapi.Certificate{}
+	if err := a.client.post(ctx, nodeapi.EnrollPath, &nodeapi.Request{Token: a.cfg.JoinToken, CSR: csr}, out); err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
 	id, err := a.install(key, out)
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	a.log.Info("agent: node enrolled", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
+	a.log.Info("node enrolled", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
 
@@ -188,20 +167,20 @@ func (a *Agent) maybeRenew(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	out := &certificateResponse{}
-	if err := a.client.post(ctx, "/phantom/node/renew", map[string]string{"csr": csr}, out); err != nil {
+	out := &nodeapi.Certificate{}
+	if err := a.client.post(ctx, nodeapi.RenewPath, &nodeapi.Request{CSR: csr}, out); err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
 	id, err := a.install(key, out)
 	if err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
-	a.log.Info("agent: node certificate renewed", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
+	a.log.Info("node certificate renewed", "node", id.name, "certificate_serial", id.leaf.SerialNumber.Text(16), "not_after", id.leaf.NotAfter.UTC().Format(time.RFC3339))
 	return nil
 }
 
 // install checks a certificate STS issued for key, saves it and makes it current.
-func (a *Agent) install(key *ecdsa.PrivateKey, out *certificateResponse) (*nodeIdentity, error) {
+func (a *Agent) install(key *ecdsa.PrivateKey, out *nodeapi.Certificate) (*nodeIdentity, error) {
 	block, _ := pem.Decode([]byte(out.Certificate))
 	if block == nil || block.Type != "CERTIFICATE" {
 		return nil, errors.New("the response holds no certificate")

@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 )
 
 // The revocation watch: the agent keeps a POST /phantom/node/watch open on STS's node
@@ -61,18 +63,18 @@ func (a *Agent) watch(ctx context.Context) {
 		ev, err := a.client.watch(sctx, s.creds.AccessKeyID, s.creds.Token)
 		cancel()
 		switch {
-		case ev.Event == "refresh":
-			a.log.Warn("agent: STS says the credentials stopped working; fetching new ones now", "node", a.Node(), "access_key_id", s.creds.AccessKeyID, "reason", ev.Reason)
+		case ev.Event == nodeapi.EventRefresh:
+			a.log.Warn("STS says the credentials stopped working; fetching new ones now", "node", a.Node(), "access_key_id", s.creds.AccessKeyID, "reason", ev.Reason)
 			a.requestRefresh()
 			backoff = 0
 			a.waitNewSession(ctx, changed, s)
-		case ev.Event == "revoked":
-			a.log.Error("agent: STS says this node was removed; no longer serving its credentials", "node", a.Node())
+		case ev.Event == nodeapi.EventRevoked:
+			a.log.Error("STS says this node was removed; no longer serving its credentials", "node", a.Node())
 			a.stopServing(s)
 			a.requestRefresh()
 			backoff = 0
 			a.waitNewSession(ctx, changed, s)
-		case ev.Event == "reconnect":
+		case ev.Event == nodeapi.EventReconnect:
 			backoff = 0
 		case ctx.Err() != nil:
 			return
@@ -84,7 +86,7 @@ func (a *Agent) watch(ctx context.Context) {
 			if errors.Is(err, errWatchUnsupported) {
 				backoff = watchRetryMax * 4
 			}
-			a.log.Debug("agent: watch ended; reopening", "node", a.Node(), "error", err, "retry_in", backoff.String())
+			a.log.Debug("watch ended; reopening", "node", a.Node(), "error", err, "retry_in", backoff.String())
 			t := time.NewTimer(backoff/2 + randDuration(a.rand, backoff/2))
 			select {
 			case <-ctx.Done():
@@ -141,24 +143,18 @@ func (a *Agent) restartWatch() {
 	}
 }
 
-// watchEvent is one line of STS's watch stream.
-type watchEvent struct {
-	Event  string `json:"event"`
-	Reason string `json:"reason"`
-}
-
 // watch opens a watch for a session and reads it until an event that ends it (refresh,
 // revoked, reconnect), an error, or ctx. The zero event comes with the error.
-func (c *stsClient) watch(ctx context.Context, accessKeyID, token string) (watchEvent, error) {
-	b, err := json.Marshal(map[string]string{"accessKeyId": accessKeyID, "sessionToken": token})
+func (c *stsClient) watch(ctx context.Context, accessKeyID, token string) (nodeapi.WatchEvent, error) {
+	b, err := json.Marshal(&nodeapi.Request{AccessKeyID: accessKeyID, SessionToken: token})
 	if err != nil {
-		return watchEvent{}, err
+		return nodeapi.WatchEvent{}, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/phantom/node/watch", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+nodeapi.WatchPath, bytes.NewReader(b))
 	if err != nil {
-		return watchEvent{}, err
+		return nodeapi.WatchEvent{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "phantom-agent")
@@ -166,20 +162,17 @@ func (c *stsClient) watch(ctx context.Context, accessKeyID, token string) (watch
 	// transport still bounds the handshake and the wait for the response header.
 	resp, err := c.stream.Do(req)
 	if err != nil {
-		return watchEvent{}, fmt.Errorf("sts node API watch: %w", err)
+		return nodeapi.WatchEvent{}, fmt.Errorf("sts node API watch: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-		var e struct {
-			Type    string `json:"__type"`
-			Message string `json:"message"`
-		}
+		var e nodeapi.Error
 		_ = json.Unmarshal(data, &e)
 		if resp.StatusCode == http.StatusNotFound {
-			return watchEvent{}, errWatchUnsupported
+			return nodeapi.WatchEvent{}, errWatchUnsupported
 		}
-		return watchEvent{}, &Error{Status: resp.StatusCode, Code: truncate(e.Type, 64), Message: truncate(e.Message, 256)}
+		return nodeapi.WatchEvent{}, &Error{Status: resp.StatusCode, Code: truncate(e.Type, 64), Message: truncate(e.Message, 256)}
 	}
 	// Silence for watchIdle ends the stream: a connection that died without a word.
 	idle := time.AfterFunc(watchIdle, cancel)
@@ -191,22 +184,22 @@ func (c *stsClient) watch(ctx context.Context, accessKeyID, token string) (watch
 // reconnect), calling alive for each line. Heartbeats and events it does not know are
 // skipped; a line that is not a JSON event, or longer than watchMaxLine, ends it with an
 // error.
-func readWatch(r io.Reader, alive func()) (watchEvent, error) {
+func readWatch(r io.Reader, alive func()) (nodeapi.WatchEvent, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 512), watchMaxLine)
 	for sc.Scan() {
 		alive()
-		var ev watchEvent
+		var ev nodeapi.WatchEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return watchEvent{}, fmt.Errorf("sts node API watch: malformed event: %w", err)
+			return nodeapi.WatchEvent{}, fmt.Errorf("sts node API watch: malformed event: %w", err)
 		}
 		switch ev.Event {
-		case "refresh", "revoked", "reconnect":
+		case nodeapi.EventRefresh, nodeapi.EventRevoked, nodeapi.EventReconnect:
 			return ev, nil
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return watchEvent{}, fmt.Errorf("sts node API watch: %w", err)
+		return nodeapi.WatchEvent{}, fmt.Errorf("sts node API watch: %w", err)
 	}
-	return watchEvent{}, errors.New("sts node API watch: the stream ended without a word")
+	return nodeapi.WatchEvent{}, errors.New("sts node API watch: the stream ended without a word")
 }

@@ -226,7 +226,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{
 		cfg:      cfg,
-		log:      cfg.Logger,
+		log:      cfg.Logger.With("component", "console"),
 		pages:    pages,
 		sessions: newSessions(maxSessions),
 		limiter:  newLimiter(),

@@ -8,11 +8,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
-	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -76,7 +76,7 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := h.cfg.Store.ListFindings(r.Context(), flt)
 	if err != nil {
-		h.log.Error("console: list findings", "error", err)
+		h.log.Error("list findings", "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Findings unavailable", "The findings could not be read from the store.")
 		return
 	}
@@ -94,7 +94,7 @@ func (h *Handler) findings(w http.ResponseWriter, r *http.Request) {
 		d.Rows = append(d.Rows, fr)
 	}
 	if d.Risks, err = h.cfg.Store.ListRiskLevels(r.Context()); err != nil {
-		h.log.Error("console: list risk levels", "error", err)
+		h.log.Error("list risk levels", "error", err)
 	}
 	h.render(w, r, http.StatusOK, "findings", rq, "Findings", d)
 }
@@ -196,7 +196,7 @@ func (h *Handler) loadFinding(rq *request) (store.Finding, bool) {
 		return store.Finding{}, false
 	}
 	if err != nil {
-		h.log.Error("console: read finding", "error", err)
+		h.log.Error("read finding", "error", err)
 		h.errorPage(rq.w, rq.r, rq, http.StatusInternalServerError, "Finding unavailable", "The finding could not be read from the store.")
 		return store.Finding{}, false
 	}
@@ -205,16 +205,16 @@ func (h *Handler) loadFinding(rq *request) (store.Finding, bool) {
 
 // roleOf is the role of the spec whose sessions a principal ARN belongs to: an
 // assumed-role session's role, or a role ARN. Users have no role to revoke here.
-func roleOf(spec *config.Spec, arn string) (*config.Role, bool) {
+func roleOf(spec *config.Spec, principal string) (*config.Role, bool) {
 	switch {
-	case strings.HasPrefix(arn, "arn:aws:sts::") && strings.Contains(arn, ":assumed-role/"):
-		name, ok := respond.RoleName(arn)
-		if !ok {
+	case strings.HasPrefix(principal, "arn:aws:sts::") && strings.Contains(principal, ":assumed-role/"):
+		p, ok := arn.Parse(principal)
+		if !ok || p.Kind != "assumed-role" {
 			return nil, false
 		}
-		return spec.Role(name)
-	case strings.HasPrefix(arn, "arn:aws:iam::") && strings.Contains(arn, ":role/"):
-		return spec.RoleByARN(arn)
+		return spec.Role(p.Name)
+	case strings.HasPrefix(principal, "arn:aws:iam::") && strings.Contains(principal, ":role/"):
+		return spec.RoleByARN(principal)
 	}
 	return nil, false
 }
@@ -245,7 +245,7 @@ func (h *Handler) archive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.cfg.Store.ArchiveFinding(r.Context(), rec.ID, archive); err != nil {
-		h.log.Error("console: archive finding failed after it was audited", "finding_id", rec.ID, "error", err)
+		h.log.Error("archive finding failed after it was audited", "finding_id", rec.ID, "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Not archived", "The store refused the change.")
 		return
 	}
@@ -282,7 +282,7 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.cfg.Identity.RevokeSessions(r.Context(), role.Name); err != nil {
-		h.log.Error("console: revoke sessions failed after it was audited", "role", role.Name, "error", err)
+		h.log.Error("revoke sessions failed after it was audited", "role", role.Name, "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Not revoked", "The revocation could not be stored.")
 		return
 	}

@@ -36,7 +36,7 @@ func (h *Handler) nodes(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := h.cfg.Store.ListNodes(r.Context())
 	if err != nil {
-		h.log.Error("console: list nodes", "error", err)
+		h.log.Error("list nodes", "error", err)
 		h.errorPage(w, r, rq, http.StatusInternalServerError, "Nodes unavailable", "The nodes could not be read from the store.")
 		return
 	}

@@ -67,7 +67,7 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, api bool) (*r
 	}
 	risk, err := h.riskLevel(r.Context(), p)
 	if err != nil {
-		h.log.Error("console: read risk levels", "error", err)
+		h.log.Error("read risk levels", "error", err)
 		h.unavailable(w, r, api)
 		return nil, false
 	}

@@ -49,7 +49,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, pag
 	}
 	var buf bytes.Buffer
 	if err := h.pages[page].Execute(&buf, d); err != nil {
-		h.log.Error("console: render page", "page", page, "error", err)
+		h.log.Error("render page", "page", page, "error", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}

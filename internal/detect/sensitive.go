@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 )
 
@@ -256,7 +257,7 @@ func trustsOutside(ev *audit.Event) bool {
 					continue // a service or a partition-wide name, not an account
 				}
 			}
-			if isAccountID(acct) && acct != own {
+			if arn.ValidAccount(acct) && acct != own {
 				return true
 			}
 		}
@@ -280,18 +281,6 @@ func collect(v any, out *[]string) {
 			}
 		}
 	}
-}
-
-func isAccountID(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // addsPermission: a sharing attribute adds an account or the public ("all"): EC2's

@@ -3,10 +3,8 @@ package egress
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -253,6 +251,7 @@ func New(cfg Config) (*Proxy, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
+	p.log = p.log.With("component", "egress")
 	p.refusals = admission.NewRecorder(admission.RecorderConfig{
 		Auditor:    cfg.Auditor,
 		Event:      p.refusalEvent,
@@ -1061,13 +1060,6 @@ func nodeIdentity(s *config.Spec, rs *ruleSet, n *config.Node) audit.UserIdentit
 		}
 	}
 	return ui
-}
-
-// uniqueID is IAM's unique-id shape derived from the ARN, as internal/sts and the
-// gateway derive it, so the same role has the same id in every component's events.
-func uniqueID(prefix, arn string) string {
-	sum := sha256.Sum256([]byte(arn))
-	return prefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:])[:17]
 }
 
 // slogLevel is the level of a log line about an audit record: error when it failed.

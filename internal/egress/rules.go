@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
@@ -96,7 +97,7 @@ func (r portRule) allows(port uint16) bool {
 func compileRules(s *config.Spec, role string, risk int) *ruleSet {
 	rs := &ruleSet{exact: map[string][]portRule{}, apiAddrs: map[netip.AddrPort]apiAddr{}, apiNames: map[string]apiName{}, apis: map[string]int{}}
 	if r, ok := s.Role(role); ok {
-		rs.roleID = uniqueID("AROA", r.ARN)
+		rs.roleID = arn.RoleID(r.ARN)
 	}
 	eg, ok := s.EgressFor(role)
 	if !ok {

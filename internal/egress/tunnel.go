@@ -230,7 +230,7 @@ func (p *Proxy) forwardRequest(w http.ResponseWriter, q *request) {
 				p.refuse(w, q)
 			default:
 				// Connected (and recorded so), then the exchange failed.
-				p.log.Info("egress: forward failed after it connected", "host", host, "request_id", q.ev.RequestID, "error", err)
+				p.log.Info("forward failed after it connected", "host", host, "request_id", q.ev.RequestID, "error", err)
 				w.Header().Set("X-Phantom-Egress-Error", CodeConnectFailed)
 				http.Error(w, CodeConnectFailed+": "+host+" did not answer", http.StatusBadGateway)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
 // Headers the endpoint sets for the gateway, which trusts them only on a connection whose
@@ -156,28 +157,6 @@ func strippedHeader(k string) bool {
 	return strings.EqualFold(k, "forwarded")
 }
 
-// requestTarget splits the raw request-target as the caller sent it (RequestURI; for
-// HTTP/2 the :path pseudo-header) into path and query. An absolute-form target (RFC 9112
-// §3.2.2) loses its scheme and authority.
-func requestTarget(r *http.Request) (path, query string, hasQuery bool) {
-	t := r.RequestURI
-	if t == "" {
-		return r.URL.EscapedPath(), r.URL.RawQuery, r.URL.ForceQuery || r.URL.RawQuery != ""
-	}
-	if !strings.HasPrefix(t, "/") {
-		if i := strings.Index(t, "://"); i >= 0 {
-			t = t[i+3:]
-			if j := strings.IndexAny(t, "/?"); j >= 0 {
-				t = t[j:]
-			} else {
-				t = ""
-			}
-		}
-	}
-	path, query, hasQuery = strings.Cut(t, "?")
-	return path, query, hasQuery
-}
-
 // rewrite points the outgoing request at the gateway and keeps the request-target byte
 // for byte: the SigV4 canonical request is computed over the path and query as sent, so
 // no re-escaping, dot-segment removal or query re-encoding may happen on the way.
@@ -186,7 +165,7 @@ func requestTarget(r *http.Request) (path, query string, hasQuery bool) {
 func (e *Endpoint) rewrite(pr *httputil.ProxyRequest) {
 	u := pr.Out.URL
 	u.Scheme, u.Host, u.User, u.Fragment, u.RawFragment = "https", gatewayHost, nil, "", ""
-	path, query, hasQuery := requestTarget(pr.In)
+	path, query, hasQuery := sigv4.RequestTarget(pr.In)
 	switch {
 	case path == "":
 		u.Opaque, u.Path, u.RawPath = "/", "/", ""

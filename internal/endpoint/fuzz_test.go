@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
 func TestSelectAPI(t *testing.T) {
@@ -169,7 +171,7 @@ func FuzzRewrite(f *testing.F) {
 		if pr.Out.URL.Host != gatewayHost || pr.Out.URL.Scheme != "https" || pr.Out.Host != ordersHost {
 			t.Fatalf("out URL %v host %q", pr.Out.URL, pr.Out.Host)
 		}
-		path, query, hasQuery := requestTarget(in)
+		path, query, hasQuery := sigv4.RequestTarget(in)
 		want := path
 		if hasQuery {
 			want += "?" + query

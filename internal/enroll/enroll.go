@@ -97,6 +97,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Logger = cfg.Logger.With("component", "enroll")
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(cfg.CABundle) {
 		return nil, errors.New("enroll: the CA bundle holds no certificate")
@@ -185,7 +186,7 @@ func (c *Client) Certificate(ctx context.Context) (*tls.Certificate, error) {
 	}
 	if err := c.renew(ctx); err != nil {
 		if c.cfg.Now().Before(l.NotAfter) {
-			c.cfg.Logger.Warn("enroll: certificate renewal failed; keeping the current one", "not_after", l.NotAfter, "error", err)
+			c.cfg.Logger.Warn("certificate renewal failed; keeping the current one", "not_after", l.NotAfter, "error", err)
 			return cur, nil
 		}
 		return nil, err
@@ -249,7 +250,7 @@ func (c *Client) enroll(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	c.cfg.Logger.Info("enroll: component enrolled", "identity", out.Identity, "serial", cert.Leaf.SerialNumber.Text(16), "not_after", cert.Leaf.NotAfter)
+	c.cfg.Logger.Info("component enrolled", "identity", out.Identity, "serial", cert.Leaf.SerialNumber.Text(16), "not_after", cert.Leaf.NotAfter)
 	return nil
 }
 
@@ -266,7 +267,7 @@ func (c *Client) renew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
-	c.cfg.Logger.Info("enroll: component certificate renewed", "identity", out.Identity, "serial", cert.Leaf.SerialNumber.Text(16), "not_after", cert.Leaf.NotAfter)
+	c.cfg.Logger.Info("component certificate renewed", "identity", out.Identity, "serial", cert.Leaf.SerialNumber.Text(16), "not_after", cert.Leaf.NotAfter)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base32"
 	"errors"
 	"sort"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
@@ -53,7 +53,7 @@ type caller struct {
 // is refused: its policies cannot be known.
 func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
 	spec := st.spec
-	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arnAccount(cred.Principal)}
+	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arn.Account(cred.Principal)}
 	if rv != nil && rv.Credential.AccessKeyID == keyID {
 		c.claims = rv.Claims
 	}
@@ -68,11 +68,11 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 			return c, errAccessDeniedMsg("User: " + c.arn + " is not authorized to perform: " + actionInvoke + " because the role of its session no longer exists")
 		}
 		c.role = role
-		rid := st.uniqueID("AROA", role.ARN)
+		rid := st.uniqueID(role.ARN, arn.RoleID)
 		c.principalID = rid + ":" + c.claims.SessionName
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
 		ui.SessionContext = &audit.SessionContext{
-			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
+			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name},
 			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
@@ -91,7 +91,7 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 			return c, errInvalidToken()
 		}
 		c.user = u
-		c.principalID = st.uniqueID("AIDA", u.ARN)
+		c.principalID = st.uniqueID(u.ARN, arn.UserID)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
 			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}
@@ -442,27 +442,6 @@ func explain(d policy.Decision, cs *compiledSet, principal, principalID string, 
 	}
 	return m
 }
-
-// arnAccount returns an ARN's account field.
-func arnAccount(arn string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) < 6 {
-		return ""
-	}
-	return parts[4]
-}
-
-// Unique ids in IAM's shape (AIDA… users, AROA… roles), derived from the ARN exactly as
-// internal/sts derives them, so every component names a principal the same way.
-var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-func uniqueID(prefix, arn string) string {
-	sum := sha256.Sum256([]byte(arn))
-	return prefix + idEncoding.EncodeToString(sum[:])[:17]
-}
-
-func userID(arn string) string { return uniqueID("AIDA", arn) }
-func roleID(arn string) string { return uniqueID("AROA", arn) }
 
 func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 

@@ -15,8 +15,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// Headers an endpoint sets on the mTLS connection (.coord/dataplane-api.md). They are read
-// only when the connection's verified peer is an endpoint of the current spec.
+// Headers an endpoint sets on the mTLS connection (internal/endpoint's forward.go, which
+// strips any a caller sent). They are read only when the connection's verified peer is an
+// endpoint of the current spec.
 const (
 	hdrSourceIP   = "X-Phantom-Source-Ip"
 	hdrAPIID      = "X-Phantom-Api-Id"

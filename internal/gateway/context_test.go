@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -66,7 +67,7 @@ func TestConditionKeys(t *testing.T) {
 	wantKeys(t, conditions(t, e, body), map[string]string{
 		"aws:SourceIp": "10.0.1.15", "aws:SourceVpce": testEndpoint, "aws:SourceVpc": testVPC, "aws:SecureTransport": "true",
 		"aws:CurrentTime": now.Format("2006-01-02T15:04:05Z"), "aws:EpochTime": "*", "aws:PrincipalArn": bob,
-		"aws:PrincipalAccount": testAccount, "aws:PrincipalType": "User", "aws:userid": userID(bob), "aws:username": "bob",
+		"aws:PrincipalAccount": testAccount, "aws:PrincipalType": "User", "aws:userid": arn.UserID(bob), "aws:username": "bob",
 		"aws:RequestedRegion": "us-east-1", "aws:UserAgent": "test-agent/1.0",
 	}, "aws:TokenIssueTime", "aws:MultiFactorAuthPresent", "phantom:RiskLevel")
 
@@ -77,7 +78,7 @@ func TestConditionKeys(t *testing.T) {
 	}
 	wantKeys(t, conditions(t, e, body), map[string]string{
 		"aws:SourceIp": "127.0.0.1", "aws:SecureTransport": "false", "aws:PrincipalArn": appRoleARN, "aws:PrincipalType": "AssumedRole",
-		"aws:userid": roleID(appRoleARN) + ":s1", "aws:PrincipalTag/project": "x", "aws:PrincipalTag/service": "override",
+		"aws:userid": arn.RoleID(appRoleARN) + ":s1", "aws:PrincipalTag/project": "x", "aws:PrincipalTag/service": "override",
 		"aws:TokenIssueTime": now.Format("2006-01-02T15:04:05Z"), "aws:MultiFactorAuthPresent": "false",
 	}, "aws:SourceVpce", "aws:SourceVpc", "aws:username")
 }

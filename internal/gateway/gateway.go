@@ -309,12 +309,13 @@ type state struct {
 }
 
 // uniqueID returns the IAM-style unique id of one of the spec's users or roles.
-func (st *state) uniqueID(prefix, arn string) string {
-	if v, ok := st.ids.Load(arn); ok {
+// derive is arn.UserID or arn.RoleID.
+func (st *state) uniqueID(principal string, derive func(string) string) string {
+	if v, ok := st.ids.Load(principal); ok {
 		return v.(string)
 	}
-	id := uniqueID(prefix, arn)
-	st.ids.Store(arn, id)
+	id := derive(principal)
+	st.ids.Store(principal, id)
 	return id
 }
 

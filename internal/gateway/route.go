@@ -223,10 +223,11 @@ func moreSpecific(a, b []config.Segment) bool {
 	return len(a) > len(b)
 }
 
-// selectAPI picks the API a request is for, in the contract's order (.coord/dataplane-api.md,
-// "API selection"): the Host's first label naming an API ({apiid} or {apiid}-{vpceid}), then
-// the x-apigw-api-id header, then the only API there is (the endpoint's list when the request
-// came through one, else the spec's). ok is false when none applies.
+// selectAPI picks the API a request is for, in this order (as a private API's callers name
+// it: "Invoking a private API", API Gateway Developer Guide): the Host's first label naming
+// an API ({apiid} or {apiid}-{vpceid}), then the x-apigw-api-id header, then the only API
+// there is (the endpoint's list when the request came through one, else the spec's). ok is
+// false when none applies.
 func selectAPI(spec *config.Spec, host string, hdr http.Header, ep *config.Endpoint) (*config.API, bool) {
 	if id := hostAPIID(host); id != "" {
 		if api, ok := spec.API(id); ok {

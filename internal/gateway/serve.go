@@ -281,7 +281,7 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 	ctx, rv := identity.Capture(r.Context())
 	pend, err := st.verifier.Begin(ctx, r)
 	if err != nil {
-		return g.sigv4Refusal(cl, accessKeyOf(r), err)
+		return g.sigv4Refusal(cl, sigv4.ClaimedAccessKey(r), err)
 	}
 	keyID, cred := pend.AccessKeyID(), pend.Credential()
 	declared, stream := pend.DeclaredHash()
@@ -804,27 +804,6 @@ func (f *forwarding) bodyErr() error {
 		return f.hashed.failed()
 	}
 	return nil
-}
-
-// accessKeyOf returns the access key id a request claims, for the audit record of a failed
-// authentication, or "" when it names none in a recognisable form.
-func accessKeyOf(r *http.Request) string {
-	cred := r.URL.Query().Get("X-Amz-Credential")
-	if a := r.Header.Get("Authorization"); a != "" {
-		if i := strings.Index(a, "Credential="); i >= 0 {
-			cred = a[i+len("Credential="):]
-		}
-	}
-	id, _, _ := strings.Cut(cred, "/")
-	if len(id) < 16 || len(id) > 128 {
-		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return ""
-		}
-	}
-	return id
 }
 
 func truncate(s string, n int) string {

@@ -5,8 +5,9 @@ import (
 	"errors"
 	"math"
 	"net/netip"
-	"strings"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // Claims is what a session token carries: everything needed to verify the session's
@@ -50,19 +51,7 @@ type Tag struct {
 // role's (GetSessionToken carries its user's ARN in Role) has no role name, so revoking a
 // role never touches the sessions of a user who happens to share its name.
 func (c *Claims) RoleName() string {
-	if !strings.Contains(c.Role, ":role/") {
-		return ""
-	}
-	return roleName(c.Role)
-}
-
-func roleName(arn string) string {
-	for i := len(arn) - 1; i >= 0; i-- {
-		if arn[i] == '/' {
-			return arn[i+1:]
-		}
-	}
-	return ""
+	return arn.RoleName(c.Role)
 }
 
 // Claims encoding, version 1. Binary rather than JSON: 62% of JSON's size for a full

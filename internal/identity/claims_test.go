@@ -63,18 +63,6 @@ func TestDecodeClaimsRejects(t *testing.T) {
 	}
 }
 
-func TestRoleName(t *testing.T) {
-	for _, tc := range []struct{ arn, want string }{
-		{"arn:aws:iam::123456789012:role/app", "app"},
-		{"arn:aws:iam::123456789012:role/service/team/app", "app"}, // role names are unique whatever the path
-		{"no-slash", ""},
-	} {
-		if got := roleName(tc.arn); got != tc.want {
-			t.Errorf("roleName(%q) = %q, want %q", tc.arn, got, tc.want)
-		}
-	}
-}
-
 // tagCountPrefix encodes claims up to the tag count, which is n, and nothing after it.
 func tagCountPrefix(n uint64) []byte {
 	c := minimalClaims(t0)

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
 )
 
@@ -101,7 +102,7 @@ var _ sigv4.CredentialSource = (*Service)(nil)
 // snapshots once.
 func New(cfg Config, deps Deps) (*Service, error) {
 	var problems []error
-	if !validAccount(cfg.Account) {
+	if !arn.ValidAccount(cfg.Account) {
 		problems = append(problems, fmt.Errorf("account id %q is not 12 digits", cfg.Account))
 	}
 	if cfg.MaxSessionDuration < 0 {
@@ -141,6 +142,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.log = s.log.With("component", "identity")
 	ch := make(chan struct{})
 	s.changed.Store(&ch)
 	sealer, err := NewSealer(SealerConfig{MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
@@ -149,18 +151,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.sealer = sealer
 	return s, nil
-}
-
-func validAccount(a string) bool {
-	if len(a) != 12 {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if a[i] < '0' || a[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // Sealer returns the service's token sealer (its ring follows the store on every Refresh).
@@ -380,7 +370,7 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	for _, k := range keys {
 		if !ValidAccessKeyID(k.ID, PrefixLongTerm) || !validSecret(k.Secret) || k.User == "" {
 			// Never usable; say which key (ids are not secret), never its secret.
-			s.log.Warn("identity: skipping malformed access key", "access_key_id", k.ID, "user", k.User)
+			s.log.Warn("skipping malformed access key", "access_key_id", k.ID, "user", k.User)
 			continue
 		}
 		next.keys[k.ID] = &userKey{
@@ -510,10 +500,10 @@ func (s *Service) Run(ctx context.Context) error {
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Error("identity: refresh failed; keeping the previous credentials", "error", err)
+			s.log.Error("refresh failed; keeping the previous credentials", "error", err)
 			failing = true
 		case err == nil && failing:
-			s.log.Info("identity: store reachable again; credentials refreshed")
+			s.log.Info("store reachable again; credentials refreshed")
 			failing = false
 		}
 		select {

@@ -7,8 +7,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// The store interfaces identity consumes (contract: .coord/store-api.md), no more than the
-// methods it calls. internal/store's implementations satisfy them; identity calls them only
+// The store interfaces identity consumes, no more than the methods it calls. internal/store's implementations satisfy them; identity calls them only
 // to refresh its snapshots and for administrative writes, never while resolving a request.
 
 // The stored types are internal/store's (aliases, so that *store.SQLite satisfies the

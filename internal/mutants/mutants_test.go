@@ -161,7 +161,7 @@ var mutants = []mutant{
 	{
 		name: "agent fetches fresh credentials when told its session was revoked",
 		file: "internal/agent/watch.go",
-		find: "case ev.Event == \"refresh\":", replace: "case false:",
+		find: "case ev.Event == nodeapi.EventRefresh:", replace: "case false:",
 		pkg: "internal/agent",
 		run: "^TestRevocationHealsWithinTwoSeconds$",
 	},

@@ -38,6 +38,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 )
 
@@ -115,7 +116,7 @@ func New(cfg Config) (*CA, error) {
 
 // withDefaults validates cfg and fills its defaults.
 func withDefaults(cfg Config) (Config, error) {
-	if !accountRe.MatchString(cfg.Account) {
+	if !arn.ValidAccount(cfg.Account) {
 		return cfg, fmt.Errorf("pki: account %q is not 12 digits", cfg.Account)
 	}
 	if cfg.Now == nil {

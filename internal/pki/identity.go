@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // TrustDomain is the SPIFFE trust domain of every Phantom identity. The account id is the
@@ -48,7 +50,6 @@ type Identity struct {
 }
 
 var (
-	accountRe  = regexp.MustCompile(`^[0-9]{12}$`)
 	endpointRe = regexp.MustCompile(`^vpce-([0-9a-f]{8}|[0-9a-f]{17})$`)
 	// Gateway and node names are DNS labels (RFC 1123), as the spec requires.
 	labelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -67,7 +68,7 @@ var ErrNoIdentity = errors.New("certificate does not name exactly one phantom id
 
 // Validate checks the identity's fields.
 func (id Identity) Validate() error {
-	if !accountRe.MatchString(id.Account) {
+	if !arn.ValidAccount(id.Account) {
 		return fmt.Errorf("identity account %q is not 12 digits", id.Account)
 	}
 	switch id.Kind {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // Verifier checks certificates against the perimeter's trust: its root certificates,
@@ -37,7 +39,7 @@ type trust struct {
 // NewVerifier trusts the CA certificates in bundlePEM (roots and the intermediates they
 // signed) for identities of account. now is the clock (nil means time.Now).
 func NewVerifier(bundlePEM []byte, account string, now func() time.Time) (*Verifier, error) {
-	if !accountRe.MatchString(account) {
+	if !arn.ValidAccount(account) {
 		return nil, fmt.Errorf("pki: account %q is not 12 digits", account)
 	}
 	if now == nil {

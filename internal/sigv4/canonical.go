@@ -87,10 +87,12 @@ func appendDecodedEncoded(dst []byte, s string, plusSpace, keepSlash bool) ([]by
 	return dst, true
 }
 
-// requestTarget returns the path and query exactly as the client sent them. A server
-// request carries the raw request-target in RequestURI; requests built in process (tests,
-// rawhttp) may only have a URL, whose RawPath/Opaque keep the client's escaping.
-func requestTarget(r *http.Request) (path, query string) {
+// RequestTarget returns the path and query exactly as the client sent them, and whether
+// the target had a "?" (an empty query is still one). A server request carries the raw
+// request-target in RequestURI; requests built in process (tests, rawhttp) may only have a
+// URL, whose RawPath/Opaque keep the client's escaping. The endpoint forwards this target
+// byte for byte, since the canonical request is computed over it.
+func RequestTarget(r *http.Request) (path, query string, hasQuery bool) {
 	if t := r.RequestURI; t != "" && t != "*" {
 		if !strings.HasPrefix(t, "/") {
 			// absolute-form (RFC 9112 §3.2.2): drop scheme and authority.
@@ -103,8 +105,7 @@ func requestTarget(r *http.Request) (path, query string) {
 				}
 			}
 		}
-		path, query, _ = strings.Cut(t, "?")
-		return path, query
+		return strings.Cut(t, "?")
 	}
 	u := r.URL
 	switch {
@@ -120,7 +121,7 @@ func requestTarget(r *http.Request) (path, query string) {
 	default:
 		path = u.EscapedPath()
 	}
-	return path, u.RawQuery
+	return path, u.RawQuery, u.ForceQuery || u.RawQuery != ""
 }
 
 // appendCanonicalURI appends the canonical URI for the raw (as sent) path.

@@ -66,7 +66,7 @@ func (v *Verifier) Begin(ctx context.Context, r *http.Request) (*Pending, error)
 
 func (p *Pending) begin(ctx context.Context) *Error {
 	v, s, r := p.v, p.s, p.r
-	p.rawPath, p.rawQuery = requestTarget(r)
+	p.rawPath, p.rawQuery, _ = RequestTarget(r)
 	if e := s.parseQuery(p.rawQuery); e != nil {
 		return e
 	}
@@ -739,7 +739,7 @@ func mismatchHint(s *scratch, a *authInfo, r *http.Request, cfg Config, bodyLen 
 	if a.presigned {
 		hints = append(hints, "tried both the body's SHA-256 and UNSIGNED-PAYLOAD as the payload hash")
 	}
-	path, _ := requestTarget(r)
+	path, _, _ := RequestTarget(r)
 	if !cfg.DisablePathNormalization && strings.ContainsAny(path, "%.") {
 		hints = append(hints, "the path is normalized (dot segments removed, repeated slashes collapsed) and encoded a second time; S3-style signers need DisablePathNormalization")
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+
+	"github.com/phantom-perimeter/phantom/internal/arn"
 )
 
 // SignInConfigPath is where STS publishes how people sign in, so `phantom login` needs only
@@ -21,10 +23,7 @@ type SignInConfig struct {
 	Region    string   `json:"region"`
 }
 
-var (
-	accountRe = regexp.MustCompile(`^[0-9]{12}$`)
-	regionRe  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
-)
+var regionRe = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$`)
 
 // ParseSignInConfig reads the document STS publishes, checking what the CLI will use: an
 // issuer it may send people to, a printable client id, openid among the scopes.
@@ -40,7 +39,7 @@ func ParseSignInConfig(body []byte) (*SignInConfig, error) {
 		return nil, errors.New("sign-in configuration: clientId is missing or not printable")
 	case !contains(c.Scopes, "openid"):
 		return nil, errors.New("sign-in configuration: openid is not among the scopes")
-	case !accountRe.MatchString(c.Account) || !regionRe.MatchString(c.Region):
+	case !arn.ValidAccount(c.Account) || !regionRe.MatchString(c.Region):
 		return nil, errors.New("sign-in configuration: account or region is malformed")
 	case !vschar(c.RoleClaim, 0, 256):
 		return nil, errors.New("sign-in configuration: roleClaim is not printable")

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/policy"
@@ -355,7 +356,7 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 		return nil, validationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 
-	sessionARN := "arn:aws:sts::" + arnAccount(role.ARN) + ":assumed-role/" + role.Name + "/" + a.sessionName
+	sessionARN := arn.AssumedRole(arn.Account(role.ARN), role.Name, a.sessionName)
 	spec := SessionSpec{
 		Principal:         sessionARN,
 		Role:              role.ARN,
@@ -380,7 +381,7 @@ func (h *Handler) assumeRole(ctx context.Context, c *call, p params) (any, *apiE
 	}
 	res := assumeRoleResult{
 		Credentials:     credXML(creds),
-		AssumedRoleUser: assumedRoleUser{AssumedRoleID: roleID(role.ARN) + ":" + a.sessionName, Arn: sessionARN},
+		AssumedRoleUser: assumedRoleUser{AssumedRoleID: arn.RoleID(role.ARN) + ":" + a.sessionName, Arn: sessionARN},
 		SourceIdentity:  sourceIdentity,
 	}
 	if packed >= 0 {
@@ -456,7 +457,7 @@ func (h *Handler) newAuthorizer(c *call, role *config.Role, ctx *policy.Context)
 func (az *authorizer) allows(action string) bool {
 	req := az.req
 	req.Action = action
-	req.ResourceAccount = arnAccount(req.Resource)
+	req.ResourceAccount = arn.Account(req.Resource)
 	// The trust policy must allow on its own, whoever it names: naming the account
 	// delegates to the caller's identity-based policies, checked next.
 	if az.trust.Admits(&req).Effect != policy.Allow {
@@ -538,10 +539,10 @@ func (h *Handler) requestContext(c *call, a *assumeRequest, tags []Tag, transiti
 		for k, v := range cr.role.Tags {
 			ptags[k] = v
 		}
-		ctx.Set("aws:userid", roleID(cr.role.ARN)+":"+cr.session.SessionName)
+		ctx.Set("aws:userid", arn.RoleID(cr.role.ARN)+":"+cr.session.SessionName)
 	case cr.user != nil:
 		ptags = cr.user.Tags
-		ctx.Set("aws:userid", userID(cr.user.ARN))
+		ctx.Set("aws:userid", arn.UserID(cr.user.ARN))
 		ctx.Set("aws:username", cr.user.Name)
 	}
 	// aws:MultiFactorAuthPresent is true with MFA, false for a session without it, and

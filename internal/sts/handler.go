@@ -2,9 +2,7 @@ package sts
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base32"
 	"errors"
 	"mime"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
@@ -168,7 +167,7 @@ func (h *Handler) serve(ctx context.Context, c *call) (any, *apiError) {
 	if err != nil {
 		var se *sigv4.Error
 		if errors.As(err, &se) {
-			c.ev.UserIdentity.AccessKeyID = accessKeyOf(r)
+			c.ev.UserIdentity.AccessKeyID = sigv4.ClaimedAccessKey(r)
 		}
 		return nil, sigv4Error(err)
 	}
@@ -212,7 +211,7 @@ func (h *Handler) serve(ctx context.Context, c *call) (any, *apiError) {
 func (h *Handler) identify(c *call, res *sigv4.Result, sess *Session) *apiError {
 	cr := &c.caller
 	cr.arn, cr.accessKeyID, cr.session = res.Credential.Principal, res.AccessKeyID, sess
-	cr.account = arnAccount(cr.arn)
+	cr.account = arn.Account(cr.arn)
 	ui := &c.ev.UserIdentity
 	ui.AccessKeyID, ui.ARN, ui.AccountID = cr.accessKeyID, cr.arn, cr.account
 	switch {
@@ -226,9 +225,9 @@ func (h *Handler) identify(c *call, res *sigv4.Result, sess *Session) *apiError 
 			return accessDenied("The role of the calling session no longer exists.")
 		}
 		cr.role = role
-		ui.Type, ui.PrincipalID = "AssumedRole", roleID(role.ARN)+":"+sess.SessionName
+		ui.Type, ui.PrincipalID = "AssumedRole", arn.RoleID(role.ARN)+":"+sess.SessionName
 		ui.SessionContext = &SessionContext{
-			SessionIssuer:  &SessionIssuer{Type: "Role", PrincipalID: roleID(role.ARN), ARN: role.ARN, AccountID: arnAccount(role.ARN), UserName: role.Name},
+			SessionIssuer:  &SessionIssuer{Type: "Role", PrincipalID: arn.RoleID(role.ARN), ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name},
 			Attributes:     map[string]string{"creationDate": isoTime(sess.IssuedAt), "mfaAuthenticated": boolString(sess.MFA)},
 			SourceIdentity: sess.SourceIdentity,
 		}
@@ -241,7 +240,7 @@ func (h *Handler) identify(c *call, res *sigv4.Result, sess *Session) *apiError 
 			return &apiError{Code: "InvalidClientTokenId", Message: "The security token included in the request is invalid.", Status: http.StatusForbidden}
 		}
 		cr.user = u
-		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", userID(u.ARN), u.Name
+		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", arn.UserID(u.ARN), u.Name
 		if sess != nil {
 			ui.SessionContext = &SessionContext{Attributes: map[string]string{"creationDate": isoTime(sess.IssuedAt), "mfaAuthenticated": boolString(sess.MFA)}}
 		}
@@ -274,27 +273,6 @@ func sigv4Error(err error) *apiError {
 	return &apiError{Code: se.Code, Message: se.Message, Status: status, Detail: detail}
 }
 
-// accessKeyOf returns the access key id a request claims (for the audit of a failed
-// authentication), or "" when it names none in a recognisable form.
-func accessKeyOf(r *http.Request) string {
-	cred := r.URL.Query().Get("X-Amz-Credential")
-	if a := r.Header.Get("Authorization"); a != "" {
-		if i := strings.Index(a, "Credential="); i >= 0 {
-			cred = a[i+len("Credential="):]
-		}
-	}
-	id, _, _ := strings.Cut(cred, "/")
-	if len(id) < 16 || len(id) > 128 {
-		return ""
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return ""
-		}
-	}
-	return id
-}
-
 func sourceIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -302,27 +280,6 @@ func sourceIP(r *http.Request) string {
 	}
 	return host
 }
-
-// arnAccount returns an ARN's account field.
-func arnAccount(arn string) string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) < 6 {
-		return ""
-	}
-	return parts[4]
-}
-
-// Unique ids in IAM's shape (AIDA… for users, AROA… for roles: a prefix and 17 upper-case
-// base32 characters), derived from the ARN so every replica computes the same id.
-var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-func uniqueID(prefix, arn string) string {
-	sum := sha256.Sum256([]byte(arn))
-	return prefix + idEncoding.EncodeToString(sum[:])[:17]
-}
-
-func userID(arn string) string { return uniqueID("AIDA", arn) }
-func roleID(arn string) string { return uniqueID("AROA", arn) }
 
 func boolString(b bool) string {
 	if b {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 )
 
 type metricsCall struct{ action, result, code string }
@@ -69,7 +71,7 @@ func TestMetrics(t *testing.T) {
 		{"unknown action, signed", func(t *testing.T) { e.call(t, alice, form("DeleteEverything")) },
 			metricsCall{"", "deny", "InvalidAction"}, nil},
 		{"node API without node configuration", func(t *testing.T) {
-			e.h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, NodePathPrefix+"credentials", nil))
+			e.h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, nodeapi.CredentialsPath, nil))
 		}, metricsCall{"NodeCredentials", "deny", "UnknownOperationException"}, nil},
 		{"audit failure", func(t *testing.T) { e.call(t, alice, form("GetCallerIdentity")) },
 			metricsCall{"GetCallerIdentity", "error", "AuditFailed"}, func() { e.h.audit = failingAudit{} }},

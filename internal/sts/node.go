@@ -17,28 +17,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/policy"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // The node API: how the workload agent on an enrolled host obtains its certificate and
-// its role's credentials. It is served under NodePathPrefix on the STS listener, next to
-// the query API, and speaks JSON (AWS's JSON protocol error shape, {"__type","message"}).
-//
-//	POST /phantom/node/enroll       {"token","csr"}        no client certificate
-//	POST /phantom/node/renew        {"csr"}                node certificate (mTLS)
-//	POST /phantom/node/credentials  {"durationSeconds"?}   node certificate (mTLS)
-//	POST /phantom/node/watch        {"accessKeyId","sessionToken"}  node certificate (mTLS);
-//	                                answers with a stream of events (node_watch.go)
+// its role's credentials. It is served under nodeapi.PathPrefix on the STS listener, next
+// to the query API, and speaks JSON; its calls and bodies are internal/nodeapi's, the
+// contract the agent imports too. The watch call is node_watch.go.
 //
 // The STS listener requests but does not require client certificates (SDK callers of the
 // query API have none), so every node call verifies the presented chain itself against the
 // perimeter CA: a certificate from another CA, of another kind, or naming a node the
 // current spec does not list is refused, audited like every other call.
-const NodePathPrefix = "/phantom/node/"
-
 // Node API limits.
 const (
 	// DefaultNodeMaxBodyBytes bounds a node API body: a P-256 CSR in PEM is ~500 bytes.
@@ -140,18 +135,9 @@ func (nc *NodeConfig) validate() error {
 	return nil
 }
 
-// nodeRequest is the body of every node API call; each call uses its own members and
-// refuses the others.
-type nodeRequest struct {
-	Token           string `json:"token"`
-	CSR             string `json:"csr"`
-	DurationSeconds *int64 `json:"durationSeconds"`
-	AccessKeyID     string `json:"accessKeyId"`
-	SessionToken    string `json:"sessionToken"`
-}
-
-// only reports whether the request sets no member but those named.
-func (r *nodeRequest) only(members ...string) bool {
+// only reports whether the request sets no member but those named: each call uses its own
+// members and refuses the others.
+func only(r *nodeapi.Request, members ...string) bool {
 	set := map[string]bool{"token": r.Token != "", "csr": r.CSR != "", "durationSeconds": r.DurationSeconds != nil,
 		"accessKeyId": r.AccessKeyID != "", "sessionToken": r.SessionToken != ""}
 	for _, m := range members {
@@ -167,8 +153,8 @@ func (r *nodeRequest) only(members ...string) bool {
 
 // parseNodeRequest decodes a node API body: one JSON object of known members and nothing
 // after it. An empty body is an empty request.
-func parseNodeRequest(body []byte) (*nodeRequest, error) {
-	req := &nodeRequest{}
+func parseNodeRequest(body []byte) (*nodeapi.Request, error) {
+	req := &nodeapi.Request{}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return req, nil
 	}
@@ -248,31 +234,6 @@ func parseNodeCSR(text string) (*x509.CertificateRequest, error) {
 	return csr, nil
 }
 
-// nodeCredentialsResponse is what POST /phantom/node/credentials returns. The field names
-// are the container-credentials provider's, so the agent passes them through.
-type nodeCredentialsResponse struct {
-	AccessKeyID     string `json:"AccessKeyId"`
-	SecretAccessKey string `json:"SecretAccessKey"`
-	Token           string `json:"Token"`
-	Expiration      string `json:"Expiration"`
-	RoleArn         string `json:"RoleArn"`
-	AccountID       string `json:"AccountId"`
-	ProxyPassword   string `json:"ProxyPassword"`
-	Node            string `json:"Node"`
-	Region          string `json:"Region"`
-	VPC             string `json:"Vpc,omitempty"`
-	PrivateIP       string `json:"PrivateIp,omitempty"`
-	Endpoint        string `json:"Endpoint,omitempty"`
-}
-
-// nodeCertificateResponse is what enroll and renew return.
-type nodeCertificateResponse struct {
-	Certificate string `json:"certificate"`
-	CA          string `json:"ca"`
-	Node        string `json:"node"`
-	Expiration  string `json:"expiration"`
-}
-
 // serveNode answers one node API call, recording it like every STS call.
 func (h *Handler) serveNode(w http.ResponseWriter, r *http.Request) {
 	c := &call{id: h.newID(), now: h.now(), r: r}
@@ -323,10 +284,7 @@ func (h *Handler) serveNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSONError(w http.ResponseWriter, id string, e *apiError) {
-	b, _ := json.Marshal(struct {
-		Type    string `json:"__type"`
-		Message string `json:"message"`
-	}{e.Code, e.Message})
+	b, _ := json.Marshal(nodeapi.Error{Type: e.Code, Message: e.Message})
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-store")
@@ -338,8 +296,8 @@ func writeJSONError(w http.ResponseWriter, id string, e *apiError) {
 
 func (h *Handler) nodeCall(ctx context.Context, c *call) (any, *apiError) {
 	r := c.r
-	var do func(context.Context, *call, *NodeConfig, *nodeRequest) (any, *apiError)
-	switch strings.TrimPrefix(r.URL.Path, NodePathPrefix) {
+	var do func(context.Context, *call, *NodeConfig, *nodeapi.Request) (any, *apiError)
+	switch strings.TrimPrefix(r.URL.Path, nodeapi.PathPrefix) {
 	case "enroll":
 		c.ev.EventName, do = "EnrollNode", h.enrollNode
 	case "renew":
@@ -443,12 +401,12 @@ func (h *Handler) touch(ctx context.Context, nc *NodeConfig, node string, c *cal
 	}
 }
 
-func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeRequest) (any, *apiError) {
+func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeapi.Request) (any, *apiError) {
 	c.ev.UserIdentity.Type = "Unknown"
 	if id := joinTokenID(req.Token); id != "" {
 		c.ev.RequestParameters = map[string]any{"joinTokenId": id}
 	}
-	if !req.only("token", "csr") {
+	if !only(req, "token", "csr") {
 		return nil, validationError("An enrollment request has only a token and a csr.")
 	}
 	if req.Token == "" {
@@ -492,12 +450,12 @@ func (h *Handler) enrollNode(ctx context.Context, c *call, nc *NodeConfig, req *
 	return h.certificateResponse(c, nc, node.Name, cert), nil
 }
 
-func (h *Handler) renewNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeRequest) (any, *apiError) {
+func (h *Handler) renewNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeapi.Request) (any, *apiError) {
 	node, _, aerr := h.nodePeer(ctx, c, nc)
 	if aerr != nil {
 		return nil, aerr
 	}
-	if !req.only("csr") {
+	if !only(req, "csr") {
 		return nil, validationError("A renewal request has only a csr.")
 	}
 	csr, err := parseNodeCSR(req.CSR)
@@ -524,13 +482,13 @@ func (h *Handler) renewNode(ctx context.Context, c *call, nc *NodeConfig, req *n
 	return h.certificateResponse(c, nc, node.Name, cert), nil
 }
 
-func (h *Handler) certificateResponse(c *call, nc *NodeConfig, node string, cert *x509.Certificate) *nodeCertificateResponse {
+func (h *Handler) certificateResponse(c *call, nc *NodeConfig, node string, cert *x509.Certificate) *nodeapi.Certificate {
 	c.ev.ResponseElements = map[string]any{
 		"node":              node,
 		"certificateSerial": cert.SerialNumber.Text(16),
 		"notAfter":          isoTime(cert.NotAfter),
 	}
-	return &nodeCertificateResponse{
+	return &nodeapi.Certificate{
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})),
 		CA:          string(nc.CA.BundlePEM()),
 		Node:        node,
@@ -538,13 +496,13 @@ func (h *Handler) certificateResponse(c *call, nc *NodeConfig, node string, cert
 	}
 }
 
-func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, req *nodeRequest) (any, *apiError) {
+func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, req *nodeapi.Request) (any, *apiError) {
 	node, _, aerr := h.nodePeer(ctx, c, nc)
 	if aerr != nil {
 		return nil, aerr
 	}
 	c.ev.UserIdentity.SessionContext = &SessionContext{Attributes: map[string]string{"mfaAuthenticated": "false"}, EC2RoleDelivery: "2.0"}
-	if !req.only("durationSeconds") {
+	if !only(req, "durationSeconds") {
 		return nil, validationError("A credentials request has only durationSeconds.")
 	}
 	nd := c.dir.(nodeDirectory) // nodePeer checked
@@ -571,7 +529,7 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 	if !ok || !h.nodeTrusted(c, role, node) {
 		return nil, accessDenied("Node " + node.Name + " is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::" + h.cfg.Account + ":role/" + node.Role)
 	}
-	sessionARN := "arn:aws:sts::" + arnAccount(role.ARN) + ":assumed-role/" + role.Name + "/" + node.Name
+	sessionARN := arn.AssumedRole(arn.Account(role.ARN), role.Name, node.Name)
 	s := NodeSession{
 		SessionSpec: SessionSpec{
 			Principal:   sessionARN,
@@ -592,16 +550,16 @@ func (h *Handler) nodeCredentials(ctx context.Context, c *call, nc *NodeConfig, 
 	}
 	c.ev.ResponseElements = map[string]any{
 		"credentials":     map[string]any{"accessKeyId": creds.AccessKeyID, "expiration": isoTime(creds.Expiration)},
-		"assumedRoleUser": map[string]any{"assumedRoleId": roleID(role.ARN) + ":" + node.Name, "arn": sessionARN},
+		"assumedRoleUser": map[string]any{"assumedRoleId": arn.RoleID(role.ARN) + ":" + node.Name, "arn": sessionARN},
 		"node":            node.Name,
 	}
-	resp := &nodeCredentialsResponse{
+	resp := &nodeapi.Credentials{
 		AccessKeyID:     creds.AccessKeyID,
 		SecretAccessKey: creds.SecretAccessKey,
 		Token:           creds.SessionToken,
 		Expiration:      creds.Expiration.UTC().Format(time.RFC3339),
 		RoleArn:         role.ARN,
-		AccountID:       arnAccount(role.ARN),
+		AccountID:       arn.Account(role.ARN),
 		ProxyPassword:   nc.ProxyPassword(node, issuedAt(creds, c.now), creds.Expiration),
 		Node:            node.Name,
 		Region:          h.cfg.Region,
@@ -656,7 +614,7 @@ func (h *Handler) nodeTrusted(c *call, role *config.Role, node *config.Node) boo
 	ctx.Set("aws:UserAgent", c.r.UserAgent())
 	ctx.Set("aws:ViaAWSService", "false")
 	set := policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: role.TrustPolicy.Compiled})
-	req := policy.Request{Principal: root, PrincipalAccount: h.cfg.Account, Action: "sts:AssumeRole", Resource: role.ARN, ResourceAccount: arnAccount(role.ARN), Context: ctx}
+	req := policy.Request{Principal: root, PrincipalAccount: h.cfg.Account, Action: "sts:AssumeRole", Resource: role.ARN, ResourceAccount: arn.Account(role.ARN), Context: ctx}
 	// The trust policy alone decides (Admits): the spec's assignment is the identity
 	// side, so a statement naming the account admits the node.
 	return set.Admits(&req).Effect == policy.Allow
@@ -678,4 +636,4 @@ func joinTokenID(tok string) string {
 }
 
 // isNodePath reports whether a request is for the node API.
-func isNodePath(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, NodePathPrefix) }
+func isNodePath(r *http.Request) bool { return strings.HasPrefix(r.URL.Path, nodeapi.PathPrefix) }

@@ -12,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 )
 
 // FuzzNodeRequest: any body either parses into the three members or is refused with an
@@ -40,7 +42,7 @@ func FuzzNodeRequest(f *testing.F) {
 			t.Fatal("nil request without an error")
 		}
 		if len(bytes.TrimSpace(body)) == 0 {
-			if *req != (nodeRequest{}) {
+			if *req != (nodeapi.Request{}) {
 				t.Fatalf("an empty body gave %+v", req)
 			}
 			return
@@ -54,7 +56,7 @@ func FuzzNodeRequest(f *testing.F) {
 				t.Fatalf("accepted a body with member %q", k)
 			}
 		}
-		var plain nodeRequest
+		var plain nodeapi.Request
 		if err := json.Unmarshal(body, &plain); err != nil {
 			t.Fatalf("encoding/json refuses what was accepted: %v", err)
 		}

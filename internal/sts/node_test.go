@@ -29,6 +29,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -198,7 +199,7 @@ func (e *nodeEnv) enroll(t testing.TB, node string) *tls.Certificate {
 
 func certFrom(t testing.TB, body []byte, key *ecdsa.PrivateKey) *tls.Certificate {
 	t.Helper()
-	var out nodeCertificateResponse
+	var out nodeapi.Certificate
 	if err := json.Unmarshal(body, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestNodeLifecycle(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("credentials: %d %s", r.status, r.body)
 	}
-	var c nodeCredentialsResponse
+	var c nodeapi.Credentials
 	if err := json.Unmarshal(r.body, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +424,7 @@ func TestNodeTrust(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("ec2-style node: %d %s", r.status, r.body)
 	}
-	var c nodeCredentialsResponse
+	var c nodeapi.Credentials
 	_ = json.Unmarshal(r.body, &c)
 	exp, _ := time.Parse(time.RFC3339, c.Expiration)
 	if d := time.Until(exp); d > 2*time.Hour || d < 2*time.Hour-time.Minute {

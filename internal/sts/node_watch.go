@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 )
 
 // The watch call tells a node's agent, as soon as this STS knows it, that the session it
@@ -43,11 +45,10 @@ const (
 
 // Session states a watch reports (the "reason" of a refresh event).
 const (
-	SessionValid    = ""
-	SessionRevoked  = "SessionRevoked"
-	SessionExpired  = "SessionExpired"
-	SessionInvalid  = "SessionInvalid"
-	watchContentTyp = "application/x-ndjson"
+	SessionValid   = ""
+	SessionRevoked = "SessionRevoked"
+	SessionExpired = "SessionExpired"
+	SessionInvalid = "SessionInvalid"
 )
 
 // ErrSessionStateUnknown is what NodeSessions.SessionState returns when this STS cannot
@@ -90,13 +91,7 @@ func (ws *watchStream) revoked() bool {
 	return ok && !ws.enrolled.After(before)
 }
 
-// watchEvent is one line of the stream.
-type watchEvent struct {
-	Event  string `json:"event"`
-	Reason string `json:"reason,omitempty"`
-}
-
-func (h *Handler) watchNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeRequest) (any, *apiError) {
+func (h *Handler) watchNode(ctx context.Context, c *call, nc *NodeConfig, req *nodeapi.Request) (any, *apiError) {
 	node, _, aerr := h.nodePeer(ctx, c, nc)
 	if aerr != nil {
 		return nil, aerr
@@ -104,7 +99,7 @@ func (h *Handler) watchNode(ctx context.Context, c *call, nc *NodeConfig, req *n
 	if nc.Sessions == nil {
 		return nil, &apiError{Code: "UnknownOperationException", Message: "This STS does not serve node watches.", Status: http.StatusNotFound}
 	}
-	if !req.only("accessKeyId", "sessionToken") || req.AccessKeyID == "" || req.SessionToken == "" {
+	if !only(req, "accessKeyId", "sessionToken") || req.AccessKeyID == "" || req.SessionToken == "" {
 		return nil, validationError("A watch request has an accessKeyId and a sessionToken, and nothing else.")
 	}
 	c.ev.RequestParameters = map[string]any{"accessKeyId": truncate(req.AccessKeyID, 32)}
@@ -184,20 +179,20 @@ func (h *Handler) streamWatch(w http.ResponseWriter, c *call, ws *watchStream) {
 	// Each write gets its own deadline below.
 	_ = rc.SetReadDeadline(time.Time{})
 	hd := w.Header()
-	hd.Set("Content-Type", watchContentTyp)
+	hd.Set("Content-Type", nodeapi.WatchContentType)
 	hd.Set("Cache-Control", "no-store")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("x-amzn-RequestId", c.id)
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
-	send := func(ev watchEvent) bool {
+	send := func(ev nodeapi.WatchEvent) bool {
 		_ = rc.SetWriteDeadline(time.Now().Add(beat + 10*time.Second))
 		if err := enc.Encode(ev); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
-	if !send(watchEvent{Event: "heartbeat"}) {
+	if !send(nodeapi.WatchEvent{Event: nodeapi.EventHeartbeat}) {
 		return
 	}
 	tick := time.NewTicker(beat)
@@ -209,12 +204,12 @@ func (h *Handler) streamWatch(w http.ResponseWriter, c *call, ws *watchStream) {
 		// Take the channel before looking, so a change in between wakes the wait below.
 		changed := nc.Sessions.Changed()
 		if ws.revoked() {
-			send(watchEvent{Event: "revoked"})
+			send(nodeapi.WatchEvent{Event: nodeapi.EventRevoked})
 			h.log.Info("sts node watch: node revoked", "request_id", c.id, "node", ws.node)
 			return
 		}
 		if _, state, err := nc.Sessions.SessionState(ws.accessKeyID, ws.token); err == nil && state != SessionValid {
-			send(watchEvent{Event: "refresh", Reason: state})
+			send(nodeapi.WatchEvent{Event: nodeapi.EventRefresh, Reason: state})
 			h.log.Info("sts node watch: told the node to refresh", "request_id", c.id, "node", ws.node, "reason", state)
 			return
 		}
@@ -222,10 +217,10 @@ func (h *Handler) streamWatch(w http.ResponseWriter, c *call, ws *watchStream) {
 		case <-ctx.Done():
 			return
 		case <-end.C:
-			send(watchEvent{Event: "reconnect"})
+			send(nodeapi.WatchEvent{Event: nodeapi.EventReconnect})
 			return
 		case <-tick.C:
-			if !send(watchEvent{Event: "heartbeat"}) {
+			if !send(nodeapi.WatchEvent{Event: nodeapi.EventHeartbeat}) {
 				return
 			}
 			if nc.Registry != nil && time.Since(touched) >= watchTouchEvery {

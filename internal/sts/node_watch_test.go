@@ -10,17 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // credentialsOf asks the node API for cert's node's credentials.
-func (e *nodeEnv) credentialsOf(t testing.TB, cert *tls.Certificate) nodeCredentialsResponse {
+func (e *nodeEnv) credentialsOf(t testing.TB, cert *tls.Certificate) nodeapi.Credentials {
 	t.Helper()
 	r := e.post(t, cert, "/phantom/node/credentials", `{}`)
 	if r.status != http.StatusOK {
 		t.Fatalf("credentials: %d %s", r.status, r.body)
 	}
-	var c nodeCredentialsResponse
+	var c nodeapi.Credentials
 	if err := json.Unmarshal(r.body, &c); err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func (e *nodeEnv) credentialsOf(t testing.TB, cert *tls.Certificate) nodeCredent
 
 // watchEvents opens a watch and returns its events as they come, closed when the stream
 // ends. A refusal before the stream fails the test with the body.
-func (e *nodeEnv) watchEvents(t testing.TB, cert *tls.Certificate, akid, token string) <-chan watchEvent {
+func (e *nodeEnv) watchEvents(t testing.TB, cert *tls.Certificate, akid, token string) <-chan nodeapi.WatchEvent {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/phantom/node/watch", strings.NewReader(jsonBody(t, map[string]string{"accessKeyId": akid, "sessionToken": token})))
 	if err != nil {
@@ -47,13 +48,13 @@ func (e *nodeEnv) watchEvents(t testing.TB, cert *tls.Certificate, akid, token s
 		resp.Body.Close()
 		t.Fatalf("watch: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	out := make(chan watchEvent, 64)
+	out := make(chan nodeapi.WatchEvent, 64)
 	go func() {
 		defer close(out)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
-			var ev watchEvent
+			var ev nodeapi.WatchEvent
 			if json.Unmarshal(sc.Bytes(), &ev) == nil {
 				out <- ev
 			}
@@ -63,7 +64,7 @@ func (e *nodeEnv) watchEvents(t testing.TB, cert *tls.Certificate, akid, token s
 }
 
 // next returns the next event other than a heartbeat, or fails after d.
-func next(t testing.TB, evs <-chan watchEvent, d time.Duration) (watchEvent, time.Duration) {
+func next(t testing.TB, evs <-chan nodeapi.WatchEvent, d time.Duration) (nodeapi.WatchEvent, time.Duration) {
 	t.Helper()
 	start := time.Now()
 	timeout := time.After(d)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
@@ -135,7 +136,7 @@ type Config struct {
 	// WebIdentity returns the verifier of AssumeRoleWithWebIdentity tokens for the current
 	// spec's OIDC providers; nil (or a nil result) refuses every token.
 	WebIdentity func() WebIdentityVerifier
-	// Nodes serves the node API under NodePathPrefix (enrollment, certificate renewal and
+	// Nodes serves the node API under nodeapi.PathPrefix (enrollment, certificate renewal and
 	// node-bound credentials for the workload agent, node.go); nil answers 404 there.
 	Nodes *NodeConfig
 	// Components serves the component API under ComponentPathPrefix (enrollment,
@@ -175,7 +176,7 @@ const DefaultMaxBodyBytes = 64 << 10
 // New validates cfg and builds the handler.
 func New(cfg Config, creds Credentials, issuer Issuer, auditor Auditor) (*Handler, error) {
 	var problems []error
-	if !validAccount(cfg.Account) {
+	if !arn.ValidAccount(cfg.Account) {
 		problems = append(problems, fmt.Errorf("account id %q is not 12 digits", cfg.Account))
 	}
 	if cfg.Directory == nil {
@@ -244,18 +245,6 @@ func (c credSource) LookupCredential(ctx context.Context, id, token string) (sig
 		slot.s = sess
 	}
 	return cred, nil
-}
-
-func validAccount(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 var _ http.Handler = (*Handler)(nil)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/policy"
 )
@@ -152,7 +153,7 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 		return nil, validationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
 	}
 
-	sessionARN := "arn:aws:sts::" + arnAccount(role.ARN) + ":assumed-role/" + role.Name + "/" + a.sessionName
+	sessionARN := arn.AssumedRole(arn.Account(role.ARN), role.Name, a.sessionName)
 	creds, err := h.issuer.Issue(ctx, SessionSpec{
 		Principal:         sessionARN,
 		Role:              role.ARN,
@@ -171,7 +172,7 @@ func (h *Handler) assumeRoleWithWebIdentity(ctx context.Context, c *call, p para
 	res := assumeRoleWithWebIdentityResult{
 		Credentials:                 credXML(creds),
 		SubjectFromWebIdentityToken: id.Subject,
-		AssumedRoleUser:             assumedRoleUser{AssumedRoleID: roleID(role.ARN) + ":" + a.sessionName, Arn: sessionARN},
+		AssumedRoleUser:             assumedRoleUser{AssumedRoleID: arn.RoleID(role.ARN) + ":" + a.sessionName, Arn: sessionARN},
 		// The API reference says "the value of the iss field"; for IAM OIDC providers AWS
 		// answers with the provider's ARN (as EKS and GitHub Actions users see it).
 		Provider: id.ProviderARN,
@@ -294,10 +295,10 @@ func (h *Handler) trustsWebIdentity(c *call, roleARN string, trust *policy.Polic
 	ctx.Set("aws:ViaAWSService", "false")
 	req := policy.Request{
 		Principal:        id.ProviderARN,
-		PrincipalAccount: arnAccount(id.ProviderARN),
+		PrincipalAccount: arn.Account(id.ProviderARN),
 		Action:           action,
 		Resource:         roleARN,
-		ResourceAccount:  arnAccount(roleARN),
+		ResourceAccount:  arn.Account(roleARN),
 		Context:          ctx,
 	}
 	return policy.NewSet(policy.Entry{Kind: policy.Resource, Policy: trust}).Evaluate(&req).Effect == policy.Allow

@@ -223,7 +223,7 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.RestoreFindings == 0 {
 		cfg.RestoreFindings = detect.DefaultMaxFindings
 	}
-	return &Consumer{cfg: cfg, log: cfg.Logger, committed: map[string]store.AuditCursor{},
+	return &Consumer{cfg: cfg, log: cfg.Logger.With("component", "detector"), committed: map[string]store.AuditCursor{},
 		unread: map[string]ChainStatus{}, damage: map[string]ChainStatus{}}, nil
 }
 
@@ -315,7 +315,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.mu.Lock()
 	for chain, cur := range c.committed {
 		if st := r.chains[chain]; (st == nil || !st.reading) && !slices.Contains(c.cfg.Exclude, chain) {
-			c.log.Warn("detector: an audit chain with a cursor is not being read", "chain", chain, "seq", cur.Seq, "events", cur.Events)
+			c.log.Warn("an audit chain with a cursor is not being read", "chain", chain, "seq", cur.Seq, "events", cur.Events)
 		}
 	}
 	c.mu.Unlock()
@@ -407,7 +407,7 @@ func (r *run) discover() {
 	c := r.c
 	names, err := audit.Chains(c.cfg.Dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		c.log.Error("detector: cannot list the audit chains", "dir", c.cfg.Dir, "error", err)
+		c.log.Error("cannot list the audit chains", "dir", c.cfg.Dir, "error", err)
 	}
 	onDisk := map[string]bool{}
 	for _, name := range names {
@@ -435,7 +435,7 @@ func (r *run) discover() {
 	known, err := c.cfg.Anchors.ListAuditChains(ctx)
 	if err != nil {
 		if r.ctx.Err() == nil { // a shutdown cancels the listing: not an error to report
-			c.log.Error("detector: cannot list the anchored audit chains", "error", err)
+			c.log.Error("cannot list the anchored audit chains", "error", err)
 		}
 		return
 	}
@@ -480,9 +480,9 @@ func (r *run) follow(chain string, cur store.AuditCursor) {
 	}
 	if cur.Seq > 0 {
 		rd.ExpectAfter(cur.Hash)
-		c.log.Info("detector: following audit chain", "chain", chain, "after_seq", cur.Seq, "events", cur.Events)
+		c.log.Info("following audit chain", "chain", chain, "after_seq", cur.Seq, "events", cur.Events)
 	} else {
-		c.log.Info("detector: following audit chain from its first record", "chain", chain)
+		c.log.Info("following audit chain from its first record", "chain", chain)
 	}
 	fctx, stop := context.WithCancel(r.ctx)
 	st.gen++
@@ -530,16 +530,16 @@ func (r *run) handle(rec record) {
 	c := r.c
 	d, ok := errors.AsType[*audit.Damage](rec.err)
 	if !ok {
-		c.log.Error("detector: reading an audit chain failed; trying again", "chain", rec.chain, "error", rec.err)
+		c.log.Error("reading an audit chain failed; trying again", "chain", rec.chain, "error", rec.err)
 		st.retry = retryAfter
 		c.setUnread(rec.chain, rec.err.Error())
 		return
 	}
 	if cp := r.prunedBy(d); cp != nil {
 		if cur := c.cursor(d.Chain); cur.Seq < cp.Seq && cur.Seq+1 < d.From {
-			c.log.Warn("detector: records were pruned from an audit chain before they were read", "chain", d.Chain, "from", cur.Seq+1, "to", cp.Seq)
+			c.log.Warn("records were pruned from an audit chain before they were read", "chain", d.Chain, "from", cur.Seq+1, "to", cp.Seq)
 		} else {
-			c.log.Info("detector: records pruned from an audit chain; reading on after them", "chain", d.Chain, "to", cp.Seq)
+			c.log.Info("records pruned from an audit chain; reading on after them", "chain", d.Chain, "to", cp.Seq)
 		}
 		r.jump(d.Chain, cp.Seq, cp.Hash)
 		r.follow(d.Chain, c.cursorAt(d.Chain, cp.Seq, cp.Hash))
@@ -577,9 +577,9 @@ func (r *run) tryResume(chain string, st *chainState) {
 	}
 	st.resumed = append(st.resumed, p)
 	if cur := r.c.cursor(chain).Seq; p.Seq > cur+1 {
-		r.c.log.Warn("detector: records of a damaged audit chain are skipped: the chain continues after them", "chain", chain, "from", cur+1, "to", p.Seq)
+		r.c.log.Warn("records of a damaged audit chain are skipped: the chain continues after them", "chain", chain, "from", cur+1, "to", p.Seq)
 	}
-	r.c.log.Info("detector: reading a damaged audit chain on from where it continues", "chain", chain, "segment", p.Segment, "after_seq", p.Seq)
+	r.c.log.Info("reading a damaged audit chain on from where it continues", "chain", chain, "segment", p.Segment, "after_seq", p.Seq)
 	r.jump(chain, p.Seq, p.Hash)
 	r.follow(chain, r.c.cursorAt(chain, p.Seq, p.Hash))
 }
@@ -617,7 +617,7 @@ func (r *run) prunedBy(d *audit.Damage) *audit.Checkpoint {
 	defer cancel()
 	set, err := r.c.cfg.Anchors.AuditAnchorSet(ctx)
 	if err != nil {
-		r.c.log.Error("detector: cannot read the prune checkpoints", "error", err)
+		r.c.log.Error("cannot read the prune checkpoints", "error", err)
 		return nil
 	}
 	for i := range set.Checkpoints {
@@ -635,7 +635,7 @@ func (r *run) prunedBy(d *audit.Damage) *audit.Checkpoint {
 // raise feeds the detector the damage and adds the finding to the batch.
 func (r *run) raise(d *audit.Damage) {
 	c := r.c
-	c.log.Error("detector: audit chain damaged", "chain", d.Chain, "damage", d.Describe())
+	c.log.Error("audit chain damaged", "chain", d.Chain, "damage", d.Describe())
 	ev := audit.DamageEvent(d, 0)
 	ev.EventTime = time.Now().UTC()
 	for _, f := range c.cfg.Detector.Observe(ev) {
@@ -707,7 +707,7 @@ func (c *Consumer) restore(ctx context.Context, last time.Time) error {
 			break // newest first
 		}
 		if err := c.cfg.Sink.Apply(ctx, f); err != nil {
-			c.log.Error("detector: applying a finding's responses failed", "finding_id", f.ID, "type", f.Type, "error", err)
+			c.log.Error("applying a finding's responses failed", "finding_id", f.ID, "type", f.Type, "error", err)
 		}
 	}
 	return nil
@@ -784,7 +784,7 @@ func (c *Consumer) commitBatch(ctx context.Context, b *batch) error {
 		if ctx.Err() != nil || time.Now().Add(wait).After(deadline) {
 			return fmt.Errorf("consume audit: commit %d records: %w", b.records, err)
 		}
-		c.log.Error("detector: committing consumed audit records failed; retrying", "records", b.records, "retry_in", wait, "error", err)
+		c.log.Error("committing consumed audit records failed; retrying", "records", b.records, "retry_in", wait, "error", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("consume audit: commit %d records: %w", b.records, err)
@@ -815,7 +815,7 @@ func (c *Consumer) commitBatch(ctx context.Context, b *batch) error {
 		err := c.cfg.Sink.Apply(actx, f)
 		cancel()
 		if err != nil {
-			c.log.Error("detector: applying a finding's responses failed", "finding_id", f.ID, "type", f.Type, "error", err)
+			c.log.Error("applying a finding's responses failed", "finding_id", f.ID, "type", f.Type, "error", err)
 		}
 	}
 	return nil

@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
@@ -438,11 +439,11 @@ func protected(spec *config.Spec, principal string) (string, bool) {
 		return "", false
 	}
 	names := []string{principal}
-	if p, ok := parseARN(principal); ok && p.kind == "assumed-role" {
-		if role, ok := spec.Role(p.name); ok {
+	if p, ok := arn.Parse(principal); ok && p.Kind == "assumed-role" {
+		if role, ok := spec.Role(p.Name); ok {
 			names = append(names, role.ARN)
 		}
-		names = append(names, "arn:aws:iam::"+p.account+":role/"+p.name)
+		names = append(names, "arn:aws:iam::"+p.Account+":role/"+p.Name)
 	}
 	for _, pat := range spec.Detection.ProtectedPrincipals {
 		for _, n := range names {
@@ -532,63 +533,14 @@ func (r *Responder) disableKey(ctx context.Context, f detect.Finding, params map
 // the role of an assumed-role session (arn:aws:sts::A:assumed-role/ROLE/SESSION) or of
 // a role ARN (arn:aws:iam::A:role/PATH/ROLE), or an IAM user's name
 // (arn:aws:iam::A:user/PATH/NAME), whose GetSessionToken sessions carry it.
-func RoleName(arn string) (string, bool) {
-	p, ok := parseARN(arn)
+func RoleName(principal string) (string, bool) {
+	p, ok := arn.Parse(principal)
 	if !ok {
 		return "", false
 	}
-	switch p.kind {
+	switch p.Kind {
 	case "assumed-role", "role", "user":
-		return p.name, p.name != ""
+		return p.Name, p.Name != ""
 	}
 	return "", false
-}
-
-// arnParts is the principal-relevant part of an IAM or STS ARN.
-type arnParts struct {
-	account string
-	kind    string // assumed-role, role, user, root, ...
-	name    string // role or user name (last path segment; the role for assumed-role)
-}
-
-// parseARN splits arn:PARTITION:{iam|sts}::ACCOUNT:RESOURCE without allocating.
-func parseARN(arn string) (arnParts, bool) {
-	rest, ok := strings.CutPrefix(arn, "arn:")
-	if !ok {
-		return arnParts{}, false
-	}
-	_, rest, ok = strings.Cut(rest, ":") // partition
-	if !ok {
-		return arnParts{}, false
-	}
-	svc, rest, ok := strings.Cut(rest, ":")
-	if !ok || (svc != "iam" && svc != "sts") {
-		return arnParts{}, false
-	}
-	region, rest, ok := strings.Cut(rest, ":")
-	if !ok || region != "" {
-		return arnParts{}, false
-	}
-	account, res, ok := strings.Cut(rest, ":")
-	if !ok || account == "" {
-		return arnParts{}, false
-	}
-	kind, path, _ := strings.Cut(res, "/")
-	switch {
-	case svc == "sts" && kind == "assumed-role":
-		role, session, ok := strings.Cut(path, "/")
-		if !ok || role == "" || session == "" || strings.Contains(session, "/") {
-			return arnParts{}, false
-		}
-		return arnParts{account: account, kind: kind, name: role}, true
-	case svc == "iam" && (kind == "role" || kind == "user"):
-		name := path[strings.LastIndexByte(path, '/')+1:]
-		if name == "" {
-			return arnParts{}, false
-		}
-		return arnParts{account: account, kind: kind, name: name}, true
-	case svc == "iam" && kind == "root":
-		return arnParts{account: account, kind: kind}, true
-	}
-	return arnParts{}, false
 }

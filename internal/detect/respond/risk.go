@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
@@ -39,8 +40,8 @@ func (v *riskView) with(principal, level string) *riskView {
 }
 
 func (v *riskView) add(principal, level string) {
-	if p, ok := parseARN(principal); ok && p.kind == "role" {
-		k := roleKey{p.account, p.name}
+	if p, ok := arn.Parse(principal); ok && p.Kind == "role" {
+		k := roleKey{p.Account, p.Name}
 		if Rank(level) > Rank(v.roles[k]) {
 			v.roles[k] = level
 		}
@@ -51,13 +52,13 @@ func (v *riskView) add(principal, level string) {
 	}
 }
 
-func (v *riskView) level(arn string) string {
-	l := v.exact[arn]
+func (v *riskView) level(principal string) string {
+	l := v.exact[principal]
 	if len(v.roles) == 0 {
 		return l
 	}
-	if p, ok := parseARN(arn); ok && (p.kind == "assumed-role" || p.kind == "role") {
-		if rl := v.roles[roleKey{p.account, p.name}]; Rank(rl) > Rank(l) {
+	if p, ok := arn.Parse(principal); ok && (p.Kind == "assumed-role" || p.Kind == "role") {
+		if rl := v.roles[roleKey{p.Account, p.Name}]; Rank(rl) > Rank(l) {
 			l = rl
 		}
 	}

@@ -9,6 +9,19 @@ import (
 	"time"
 )
 
+// The replay guard's record of used signatures.
+func signatureCases() []struct {
+	name string
+	fn   func(t *testing.T, s Store)
+} {
+	return []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"UsedSignatures", testUsedSignatures},
+	}
+}
+
 func signatureID(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])

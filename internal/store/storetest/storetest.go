@@ -85,7 +85,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"NewerSchemaRefused", testNewerSchema},
 	}
 	tests = append(tests, findingCases()...)
-	tests = append(tests, additionCases()...)
+	tests = append(tests, secretCases()...)
+	tests = append(tests, cursorCases()...)
+	tests = append(tests, notifyCases()...)
+	tests = append(tests, signatureCases()...)
 	tests = append(tests, mfaCases()...)
 	tests = append(tests, anchorCases()...)
 	tests = append(tests, caCases()...)

@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,8 +11,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// Cases for issue 8's additions: named secrets, audit cursors and change notifications.
-func additionCases() []struct {
+// Audit cursors: a consumer's place in each chain, committed with its findings in one
+// transaction, refused when another consumer moved them first.
+func cursorCases() []struct {
 	name string
 	fn   func(t *testing.T, s Store)
 } {
@@ -21,130 +21,11 @@ func additionCases() []struct {
 		name string
 		fn   func(t *testing.T, s Store)
 	}{
-		{"Secrets", testSecrets},
-		{"SecretFirstWriterWins", testSecretRace},
-		{"SecretEncryptedAndBound", testSecretAtRest},
 		{"AuditCursors", testAuditCursors},
 		{"AuditConflictWritesNothing", testAuditConflict},
 		{"AuditCommitFindings", testAuditFindings},
 		{"AuditCommitInvalid", testAuditInvalid},
 		{"AuditCommitRace", testAuditRace},
-		{"Subscribe", testSubscribe},
-		{"UsedSignatures", testUsedSignatures},
-	}
-}
-
-func version(t *testing.T, s Store) int64 {
-	t.Helper()
-	v, err := s.Version(ctx(t))
-	must(t, err)
-	return v
-}
-
-func testSecrets(t *testing.T, s Store) {
-	if _, err := s.GetSecret(ctx(t), "ca"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("GetSecret(missing): err = %v, want ErrNotFound", err)
-	}
-	v0 := version(t, s)
-	first := []byte("first\x00value\xff")
-	got, err := s.PutSecretIfAbsent(ctx(t), "ca", first)
-	must(t, err)
-	if !bytes.Equal(got, first) {
-		t.Errorf("PutSecretIfAbsent on an empty name returned %q, want %q", got, first)
-	}
-	got, err = s.PutSecretIfAbsent(ctx(t), "ca", []byte("second"))
-	must(t, err)
-	if !bytes.Equal(got, first) {
-		t.Errorf("second PutSecretIfAbsent returned %q, want the stored %q", got, first)
-	}
-	got, err = s.GetSecret(ctx(t), "ca")
-	must(t, err)
-	if !bytes.Equal(got, first) {
-		t.Errorf("GetSecret = %q, want %q", got, first)
-	}
-	if v := version(t, s); v != v0 {
-		t.Errorf("Version after secret writes = %d, want unchanged %d", v, v0)
-	}
-	for name, c := range map[string]struct {
-		name  string
-		value []byte
-	}{
-		"empty name":     {"", []byte("x")},
-		"name with tab":  {"a\tb", []byte("x")},
-		"empty value":    {"empty", nil},
-		"oversize value": {"big", make([]byte, 1<<20+1)},
-	} {
-		if _, err := s.PutSecretIfAbsent(ctx(t), c.name, c.value); err == nil {
-			t.Errorf("PutSecretIfAbsent with %s accepted it", name)
-		}
-	}
-	if _, err := s.GetSecret(ctx(t), "empty"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("refused secret was stored: err = %v", err)
-	}
-
-	s2, err := s.Reopen(t, s.MasterKey())
-	must(t, err)
-	got, err = s2.GetSecret(ctx(t), "ca")
-	must(t, err)
-	if !bytes.Equal(got, first) {
-		t.Errorf("GetSecret after reopen = %q, want %q", got, first)
-	}
-}
-
-// Replicas starting together each offer a CA; all must end up with one and the same.
-func testSecretRace(t *testing.T, s Store) {
-	const n = 16
-	results := make([][]byte, n)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			v, err := s.PutSecretIfAbsent(ctx(t), "ca-key", fmt.Appendf(nil, "candidate-%02d", i))
-			if err != nil {
-				t.Error(err)
-			}
-			results[i] = v
-		})
-	}
-	close(start)
-	wg.Wait()
-	stored, err := s.GetSecret(ctx(t), "ca-key")
-	must(t, err)
-	if !bytes.HasPrefix(stored, []byte("candidate-")) {
-		t.Fatalf("stored secret %q is none of the candidates", stored)
-	}
-	for i, r := range results {
-		if !bytes.Equal(r, stored) {
-			t.Errorf("caller %d got %q, want the stored %q", i, r, stored)
-		}
-	}
-}
-
-func testSecretAtRest(t *testing.T, s Store) {
-	a := bytes.Repeat([]byte("CA-PRIVATE-KEY-A"), 4)
-	b := bytes.Repeat([]byte("CA-PRIVATE-KEY-B"), 4)
-	_, err := s.PutSecretIfAbsent(ctx(t), "secret-a", a)
-	must(t, err)
-	_, err = s.PutSecretIfAbsent(ctx(t), "secret-b", b)
-	must(t, err)
-	row := s.RawRow(t, KindSecret, "secret-a")
-	if !bytes.Contains(row, []byte("secret-a")) {
-		t.Fatal("raw secret row does not hold its name: the hook reads the wrong row")
-	}
-	if bytes.Contains(row, []byte("CA-PRIVATE-KEY")) {
-		t.Error("secret stored in plain text")
-	}
-	// A ciphertext moved to another name does not decrypt there.
-	s.SwapSecrets(t, KindSecret, "secret-a", "secret-b")
-	for _, name := range []string{"secret-a", "secret-b"} {
-		got, err := s.GetSecret(ctx(t), name)
-		if !errors.Is(err, store.ErrDecrypt) {
-			t.Errorf("GetSecret(%s) after swap: err = %v (value returned: %v), want ErrDecrypt", name, err, got != nil)
-		}
-		if _, err := s.PutSecretIfAbsent(ctx(t), name, []byte("x")); !errors.Is(err, store.ErrDecrypt) {
-			t.Errorf("PutSecretIfAbsent(%s) after swap: err = %v, want ErrDecrypt", name, err)
-		}
 	}
 }
 
@@ -330,8 +211,6 @@ func testAuditInvalid(t *testing.T, s Store) {
 	}
 }
 
-// Two detector instances reading the same chain from the same point: exactly one
-// commit lands, and only its findings are stored.
 func testAuditRace(t *testing.T, s Store) {
 	const n = 10
 	errs := make([]error, n)
@@ -368,76 +247,5 @@ func testAuditRace(t *testing.T, s Store) {
 	must(t, err)
 	if want := []string{fmt.Sprintf("race-%d", winner)}; !slices.Equal(findingIDs(fs), want) {
 		t.Errorf("findings = %v, want only the winner's %v", findingIDs(fs), want)
-	}
-}
-
-// wakeWithin reports whether ch receives within d.
-func wakeWithin(ch <-chan struct{}, d time.Duration) bool {
-	select {
-	case <-ch:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
-
-func drain(ch <-chan struct{}) {
-	for {
-		select {
-		case <-ch:
-		default:
-			return
-		}
-	}
-}
-
-func testSubscribe(t *testing.T, s Store) {
-	n, ok := s.(store.Notifier)
-	if !ok {
-		t.Skipf("%T does not implement store.Notifier (optional)", s)
-	}
-	a, cancelA := n.Subscribe()
-	defer cancelA()
-	b, cancelB := n.Subscribe()
-	defer cancelB()
-	writes := []struct {
-		name string
-		fn   func() error
-	}{
-		{"PutRevocation", func() error { return s.PutRevocation(ctx(t), store.Revocation{Role: "r", Before: t0}) }},
-		{"PutNode", func() error {
-			return s.PutNode(ctx(t), store.Node{Name: "n", Role: "r", CertSerial: "01", EnrolledAt: t0})
-		}},
-		{"CommitAudit with a finding", func() error {
-			return s.CommitAudit(ctx(t), "detector", []store.CursorAdvance{{Chain: "c", From: 0, To: 1, Hash: "h", Events: 1}},
-				[]store.Finding{newFinding("sub", typeExfil, 8, roleARN, t0)})
-		}},
-	}
-	for _, w := range writes {
-		// A wakeup must mean the write is visible: drain, write, then wait.
-		drain(a)
-		drain(b)
-		before := version(t, s)
-		must(t, w.fn())
-		for name, ch := range map[string]<-chan struct{}{"first": a, "second": b} {
-			if !wakeWithin(ch, 2*time.Second) {
-				t.Errorf("%s: %s subscriber not woken within 2 s", w.name, name)
-			}
-		}
-		if v := version(t, s); v <= before {
-			t.Errorf("%s: Version %d after the wakeup, want more than %d", w.name, v, before)
-		}
-	}
-	// After cancel, nothing more is sent; the other subscriber still hears.
-	cancelA()
-	cancelA() // idempotent
-	drain(a)
-	drain(b)
-	must(t, s.PutRevocation(ctx(t), store.Revocation{Role: "r", Before: t0.Add(time.Hour)}))
-	if !wakeWithin(b, 2*time.Second) {
-		t.Error("remaining subscriber not woken after another unsubscribed")
-	}
-	if wakeWithin(a, 200*time.Millisecond) {
-		t.Error("cancelled subscriber still woken")
 	}
 }
