@@ -5,15 +5,14 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -27,8 +26,8 @@ const defaultMaxStale = 30 * time.Second
 // perimeter is what every server component opens: the store, the identity service over
 // it (snapshots loaded, a sealing key present) and the CA.
 //
-// It shares internal/admin's data directory layout and checks (admin.PrepareDataDir,
-// master.key, admin.CADir); it is a separate opener only because components need the
+// It shares internal/admin's data directory layout and checks (datadir.Prepare,
+// master.key, datadir.CADir); it is a separate opener only because components need the
 // identity service itself, with its refresh interval and staleness bound, and a sealing
 // key, which admin.Open does not expose or create.
 type perimeter struct {
@@ -78,38 +77,8 @@ type componentIssuer interface {
 	auditCertifier
 }
 
-// loadKeys is the ring a process runs with: its component key file when it has one (a
-// host that holds no master key), else the master key (an operator's host).
-func loadKeys(o perimeterOptions) (*keys.Ring, error) {
-	if o.keysFile == "" {
-		mk, err := store.LoadOrCreateMasterKey(o.dataDir)
-		if err != nil {
-			return nil, err
-		}
-		return keys.FromMaster(mk)
-	}
-	ring, err := keys.LoadFile(o.keysFile)
-	if err != nil {
-		return nil, err
-	}
-	if o.component != "" && ring.Component() != o.component {
-		return nil, fmt.Errorf("key file %s is a %s's, not a %s's", o.keysFile, ring.Component(), o.component)
-	}
-	return ring, nil
-}
-
 func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*perimeter, error) {
-	if err := admin.PrepareDataDir(o.dataDir); err != nil {
-		return nil, err
-	}
-	ring, err := loadKeys(o)
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, store.OpenConfig{URL: o.storeURL, DataDir: o.dataDir, Keys: ring})
-	if errors.Is(err, store.ErrWrongMasterKey) && store.IsPostgresURL(o.storeURL) {
-		return nil, fmt.Errorf("%w: every host of a shared store needs the perimeter's master key (PHANTOM_MASTER_KEY, or master.key from the first host's data directory)", err)
-	}
+	db, ring, err := datadir.OpenStore(ctx, datadir.StoreOptions{DataDir: o.dataDir, StoreURL: o.storeURL, KeysFile: o.keysFile, Component: o.component})
 	if err != nil {
 		return nil, err
 	}
@@ -125,22 +94,7 @@ func openPerimeter(ctx context.Context, o perimeterOptions, log *slog.Logger) (*
 }
 
 func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logger) error {
-	// A process reads only the secrets its keys open: an egress proxy, an endpoint or a
-	// detector loads no access key and no token key.
-	deps := identity.Deps{Revocations: p.store, Nodes: p.store, Changes: p.store}
-	if p.keys.Has(keys.StoreAccessKeys) {
-		deps.AccessKeys = p.store
-	}
-	if p.keys.Has(keys.StoreTokenKeys) {
-		deps.SealingKeys = p.store
-	}
-	if p.notify != nil {
-		deps.Notify = p.notify
-	}
-	ids, err := identity.New(identity.Config{Account: o.account, RefreshInterval: o.poll, MaxStale: o.maxStale, Logger: log}, deps)
-	if err == nil {
-		err = ids.Refresh(ctx)
-	}
+	ids, err := datadir.OpenIdentity(ctx, p.store, p.keys, identity.Config{Account: o.account, RefreshInterval: o.poll, MaxStale: o.maxStale, Logger: log})
 	if err == nil && !ids.Sealer().CanSeal() && p.keys.Has(keys.StoreTokenSigning) {
 		// First start (sessions need a sealing key), or the first since signed tokens (the
 		// current key cannot sign): a process that may sign makes one. Concurrent starts
@@ -163,7 +117,7 @@ func (p *perimeter) open(ctx context.Context, o perimeterOptions, log *slog.Logg
 	p.ca, err = pki.OpenAuthority(ctx, pki.AuthorityConfig{
 		IssuingSigner: issuingSigner,
 		// A CA from before issuing CAs, in the data directory, is imported once.
-		Config: pki.Config{Dir: filepath.Join(o.dataDir, admin.CADir), Account: o.account},
+		Config: pki.Config{Dir: filepath.Join(o.dataDir, datadir.CADir), Account: o.account},
 		Issue:  p.keys.Has(keys.StoreCA) || o.issuingKeys != nil,
 		Root:   p.keys.Has(keys.StoreCARoot),
 	}, p.store)

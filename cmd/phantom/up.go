@@ -22,9 +22,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/agent"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/demo"
 	"github.com/phantom-perimeter/phantom/internal/detect/findingsapi"
 	"github.com/phantom-perimeter/phantom/internal/egress"
@@ -171,7 +171,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if f.regenerateSpec && f.config != "" {
 		return &exitError{code: 2, err: errors.New("--regenerate-spec rewrites the demo spec; it does not apply to --config")}
 	}
-	if err := admin.PrepareDataDir(f.dataDir); err != nil {
+	if err := datadir.Prepare(f.dataDir); err != nil {
 		return err
 	}
 	// Before anything is written: a second up on this directory stops here.
