@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/agent"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // Default agent listeners, on loopback: workloads on this host only.
@@ -138,20 +139,20 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 	}
 	// The agent holds no CA key: its ops listener is plain HTTP, on loopback like its
 	// credentials endpoints.
-	var o *ops
+	var o *perimeter.Ops
 	var current atomic.Pointer[agent.Agent]
 	if f.opsListen != "" {
-		o = newOps("agent")
-		if err := o.start(f.opsListen, nil, "", stderr, log); err != nil {
+		o = perimeter.NewOps("agent")
+		if err := o.Start(f.opsListen, nil, "", stderr, log); err != nil {
 			return err
 		}
-		defer o.close()
-		context.AfterFunc(ctx, o.drain)
+		defer o.Close()
+		context.AfterFunc(ctx, o.Drain)
 	}
 	a, err := agent.New(agent.Config{
 		STS: f.sts, CABundle: bundle, StateDir: f.stateDir, JoinToken: token,
 		SessionDuration: f.sessionDuration, EgressProxy: f.egressURL, EgressTLS: f.egressTLS, Logger: log,
-		Metrics: o.agentMetrics(func() time.Time {
+		Metrics: o.AgentMetrics(func() time.Time {
 			if a := current.Load(); a != nil {
 				return a.Expiration()
 			}
@@ -203,7 +204,7 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 	go func() { served <- a.Serve(ctx, imds, cont) }()
 	fmt.Fprintf(stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
 	log.Info("serving", "component", "agent", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
-	o.serving(readyCheck{"credentials", func() error {
+	o.Serving(perimeter.ReadyCheck{Name: "credentials", Check: func() error {
 		if _, ok := a.Credentials(); !ok {
 			return errors.New("no unexpired credentials to serve (STS unreachable?)")
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/console"
 	"github.com/phantom-perimeter/phantom/internal/login"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -77,12 +78,12 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
-	h, err := newConsole(c.w.Current, c.p, specAuditDir(f.dataDir, spec), c.logs.get(f.chain), stsURL, c.log)
+	stsURL := cmp.Or(f.sts, "https://"+perimeter.ListenAddr("", spec.STS.Listen, defaultSTSListen))
+	h, err := newConsole(c.w.Current, c.p, perimeter.AuditDir(f.dataDir, spec), c.logs.Get(f.chain), stsURL, c.log)
 	if err != nil {
 		return err
 	}
-	listen := listenAddr(f.listen, netip.AddrPort{}, defaultConsoleListen)
+	listen := perimeter.ListenAddr(f.listen, netip.AddrPort{}, defaultConsoleListen)
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
@@ -92,7 +93,7 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 		ln.Close()
 		return err
 	}
-	srv := serveHTTPS("console", ln, h, tlsCfg, c.log)
+	srv := perimeter.ServeHTTPS("console", ln, h, tlsCfg, c.log)
 	fmt.Fprintf(stderr, "phantom console: listening on https://%s\n", ln.Addr())
 	c.serving(c.freshCheck())
 	return waitAndShutdown(ctx, c.log, "console", srv)
@@ -102,14 +103,14 @@ func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
 // own events go to auditor (the "console" chain) and its decisions page reads every chain
 // in auditDir. Single sign-on exchanges ID tokens at the STS at stsURL, whose certificate
 // is the perimeter CA's.
-func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
+func newConsole(current func() *config.Spec, p *perimeter.Perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.ca.BundlePEM())
+	roots.AppendCertsFromPEM(p.CA.BundlePEM())
 	verifier := webIdentityVerifier(current, log)
 	return console.New(console.Config{
 		Spec:     current,
-		Store:    p.store,
-		Identity: p.ids,
+		Store:    p.Store,
+		Identity: p.IDs,
 		AuditDir: auditDir,
 		Auditor:  auditor,
 		Logger:   log,
@@ -136,10 +137,10 @@ func (c consoleSTS) AssumeRoleWithWebIdentity(ctx context.Context, role, session
 
 // consoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the
 // perimeter CA naming the listener (renewed before it expires).
-func consoleTLSConfig(p *perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
-	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
+func consoleTLSConfig(p *perimeter.Perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
+	certs, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetServer}, nil
 }

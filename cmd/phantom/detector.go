@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 type detectorFlags struct {
@@ -52,7 +53,7 @@ SIGINT or SIGTERM stops it after committing what it has read.`,
 			return runDetector(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
-	f.register(cmd, detectorChain)
+	f.register(cmd, perimeter.DetectorChain)
 	cmd.Flags().StringSliceVar(&f.exclude, "exclude-chain", nil, "audit chain not to consume (repeatable)")
 	return cmd
 }
@@ -68,18 +69,18 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 		return err
 	}
 	defer c.shutdown()
-	responder, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	responder, err := perimeter.NewResponder(c.w.Current, c.p, c.logs.Get(f.chain), c.log)
 	if err != nil {
 		return err
 	}
 	if err := responder.Refresh(ctx); err != nil {
 		return err
 	}
-	det, err := newDetector(c.w.Current())
+	det, err := perimeter.NewDetector(c.w.Current())
 	if err != nil {
 		return err
 	}
-	logSigma(detectorLog(c.log), det.SigmaRules())
+	perimeter.LogSigma(perimeter.DetectorLog(c.log), det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)
@@ -87,25 +88,25 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 		defer c.wg.Done()
 		// Risk levels set by other processes (or lowered by an analyst): raise compares
 		// against the current ones.
-		c.p.syncRisk(runCtx, responder, &freshness{maxStale: f.maxStale}, c.log)
+		c.p.SyncRisk(runCtx, responder, &perimeter.Freshness{MaxStale: f.maxStale}, c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
-		followDetection(runCtx, c.w, det, detectorLog(c.log))
+		perimeter.FollowDetection(runCtx, c.w, det, perimeter.DetectorLog(c.log))
 	}()
 
-	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {
-		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
+	consumer, err := perimeter.NewStreamDetector(c.logs.Dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.Store, c.ops.DetectorMetrics(), c.log, func() {
+		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
 		c.serving(c.freshCheck())
 	})
 	if err != nil {
 		return err
 	}
 	if c.ops != nil {
-		serveDetector(c.ops, consumer)
+		perimeter.ServeDetector(c.ops, consumer)
 	}
 	err = consumer.Run(ctx)
-	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	perimeter.DetectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -121,7 +122,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		return err
 	}
 	defer c.shutdown()
-	key, err := c.p.keys.Key(keys.EgressPasswordsPublic)
+	key, err := c.p.Keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
 		return err
 	}
@@ -129,15 +130,15 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	if err != nil {
 		return err
 	}
-	c.ops.identityMetrics(c.p, fresh)
+	c.ops.IdentityMetrics(c.p, fresh)
 	px, err := egress.New(egress.Config{
 		Spec:                    c.w.Current,
 		PasswordKey:             key,
-		Verifier:                c.p.ca.Verifier(),
-		Standing:                c.p.ids,
+		Verifier:                c.p.CA.Verifier(),
+		Standing:                c.p.IDs,
 		Risk:                    risk,
 		Fresh:                   fresh,
-		Auditor:                 c.logs.get(f.chain),
+		Auditor:                 c.logs.Get(f.chain),
 		Logger:                  c.log,
 		Deny:                    deny,
 		MaxTunnels:              f.maxTunnels,
@@ -146,7 +147,7 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		MaxConnections:          f.maxConns,
 		MaxConnectionsPerSource: f.maxConnsPerSource,
 		IdleTimeout:             f.idle,
-		Metrics:                 c.ops.egressMetrics(),
+		Metrics:                 c.ops.EgressMetrics(),
 	})
 	if err != nil {
 		return err
@@ -178,15 +179,15 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", f.tlsListen, err)
 		}
-		certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
+		certs, err := perimeter.NewCertSource(c.p.Issuer, perimeter.ServerRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.getServer) })
+		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.GetServer) })
 		fmt.Fprintf(stderr, "phantom egress: listening on https://%s\n", ln.Addr())
 	}
-	c.serving(readyCheck{"perimeter state", fresh})
+	c.serving(perimeter.ReadyCheck{Name: "perimeter state", Check: fresh})
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve egress: %w", err)

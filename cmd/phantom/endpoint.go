@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/spf13/cobra"
 )
 
@@ -65,7 +66,7 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		return &exitError{code: 2, err: fmt.Errorf("the spec has no endpoint %q", id)}
 	}
 	if len(gateways) == 0 {
-		gateways = []string{listenAddr("", spec.Gateway.Listen, defaultGatewayListen)}
+		gateways = []string{perimeter.ListenAddr("", spec.Gateway.Listen, perimeter.DefaultGatewayListen)}
 	}
 	var lns []net.Listener
 	defer func() {
@@ -80,7 +81,7 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 		}
 		lns = append(lns, ln)
 	}
-	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.get(f.chain), lns, c.ops.endpointMetrics()(id), c.log)
+	e, err := perimeter.NewEndpoint(c.w.Current, c.p, ep, gateways, c.logs.Get(f.chain), lns, c.ops.EndpointMetrics()(id), c.log)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/enroll"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -54,7 +55,7 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: master key, audit chains, CA bundle, and the store and CA unless --store is shared (required)")
 	fl.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or postgres://… (also the CA's home) shared by replicas (default $PHANTOM_STORE)")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to resync keys, revocations, sealing keys and risk levels from the store (changes are also pushed by PostgreSQL)")
-	fl.DurationVar(&f.maxStale, "max-stale", defaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
+	fl.DurationVar(&f.maxStale, "max-stale", perimeter.DefaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
 	fl.StringVar(&f.opsListen, "ops-listen", "", opsListenHelp)
 	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
@@ -71,11 +72,11 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 // perimeter's identity service and CA, and its audit chain.
 type component struct {
 	w    *config.Watcher
-	p    *perimeter
-	logs *auditLogs
-	spec *specTracker
+	p    *perimeter.Perimeter
+	logs *perimeter.Chains
+	spec *perimeter.SpecTracker
 	log  *slog.Logger
-	ops  *ops // nil without --ops-listen
+	ops  *perimeter.Ops // nil without --ops-listen
 	name string
 	stop context.CancelFunc
 	// runCtx ends when the component shuts down: its background loops run under it.
@@ -98,33 +99,33 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 	if err != nil {
 		return nil, err
 	}
-	c := &component{log: log, name: name, spec: newSpecTracker(name, f.config, log)}
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: f.config, Logger: c.log, OnReload: c.spec.watch})
+	c := &component{log: log, name: name, spec: perimeter.NewSpecTracker(name, f.config, log)}
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: f.config, Logger: c.log, OnReload: c.spec.Watch})
 	if err != nil {
 		return nil, fmt.Errorf("load perimeter spec: %w", err)
 	}
 	c.w = w
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
-	c.spec.loaded(spec)
+	c.spec.Loaded(spec)
 	tok, err := f.pkcs11.open()
 	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
-	o := perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale,
-		component: keys.Component(name), keysFile: f.keys}
+	o := perimeter.Options{DataDir: f.dataDir, StoreURL: f.store, Account: spec.Account, Poll: f.poll, MaxStale: f.maxStale,
+		Component: keys.Component(name), KeysFile: f.keys}
 	if tok != nil {
 		c.close = append(c.close, func() { tok.Close() })
-		o.issuingKeys = tok
+		o.IssuingKeys = tok
 	}
-	c.p, err = openPerimeter(ctx, o, c.log)
+	c.p, err = perimeter.Open(ctx, o, c.log)
 	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
-	c.close = append(c.close, func() { c.p.store.Close() })
-	if c.p.issuer == nil {
+	c.close = append(c.close, func() { c.p.Store.Close() })
+	if c.p.Issuer == nil {
 		// A host without the CA's issuing key: its certificate comes from STS.
 		cl, err := enrollComponent(ctx, f, name, spec, c.p, c.log)
 		if err != nil {
@@ -132,53 +133,53 @@ func openComponent(ctx context.Context, stderr io.Writer, name string, f compone
 			return nil, err
 		}
 		c.close = append(c.close, cl.Close)
-		c.p.issuer = cl
+		c.p.Issuer = cl
 	}
-	if err := c.p.ca.WriteBundle(filepath.Join(f.dataDir, "ca.pem")); err != nil {
+	if err := c.p.CA.WriteBundle(filepath.Join(f.dataDir, "ca.pem")); err != nil {
 		c.shutdown()
 		return nil, fmt.Errorf("write CA bundle: %w", err)
 	}
-	sinks, closeSinks, err := anchorSinks(ctx, auditAnchorURLs(f.anchors))
+	sinks, closeSinks, err := perimeter.OpenAnchorSinks(ctx, auditAnchorURLs(f.anchors))
 	if err != nil {
 		c.shutdown()
 		return nil, err
 	}
 	c.close = append(c.close, closeSinks)
-	if c.logs, err = openChains(specAuditDir(f.dataDir, spec), []string{f.chain}, c.p, spec.Account, sinks, c.log); err != nil {
+	if c.logs, err = perimeter.OpenChains(perimeter.AuditDir(f.dataDir, spec), []string{f.chain}, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}
-	c.close = append(c.close, func() { c.logs.closeAll(c.log) })
-	c.spec.attach(c.logs)
+	c.close = append(c.close, func() { c.logs.CloseAll(c.log) })
+	c.spec.Attach(c.logs)
 	if f.opsListen != "" {
-		c.ops = newOps(name)
-		if err := c.ops.start(f.opsListen, c.p.issuer, spec.Account, stderr, c.log); err != nil {
+		c.ops = perimeter.NewOps(name)
+		if err := c.ops.Start(f.opsListen, c.p.Issuer, spec.Account, stderr, c.log); err != nil {
 			c.shutdown()
 			return nil, err
 		}
-		c.close = append(c.close, c.ops.close)
+		c.close = append(c.close, c.ops.Close)
 		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
-		context.AfterFunc(ctx, c.ops.drain)
+		context.AfterFunc(ctx, c.ops.Drain)
 	}
-	c.spec.serve(c.ops)
+	c.spec.Serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop, c.runCtx = stop, runCtx
 	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
-		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+		_ = c.p.IDs.Run(runCtx) // returns when runCtx ends; failures are logged by identity
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.p.syncCA(runCtx, filepath.Join(f.dataDir, "ca.pem"), c.log)
+		c.p.SyncCA(runCtx, filepath.Join(f.dataDir, "ca.pem"), c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.spec.run(runCtx, c.p.store, f.poll, reloadInterval(f.poll))
+		c.spec.Run(runCtx, c.p.Store, f.poll, perimeter.ReloadInterval(f.poll))
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.logs.renewWriters(runCtx, time.Hour, c.log)
+		c.logs.RenewWriters(runCtx, time.Hour, c.log)
 	}()
 	return c, nil
 }
@@ -192,15 +193,15 @@ var componentKinds = map[string]pki.Kind{
 // enrollComponent opens the component's certificate from STS's component API: the one in
 // its state directory (DATA_DIR/component/CHAIN), else enrolled with the join token.
 // STS's certificate is checked against the CA bundle the store holds.
-func enrollComponent(ctx context.Context, f componentFlags, name string, spec *config.Spec, p *perimeter, log *slog.Logger) (*enroll.Client, error) {
+func enrollComponent(ctx context.Context, f componentFlags, name string, spec *config.Spec, p *perimeter.Perimeter, log *slog.Logger) (*enroll.Client, error) {
 	kind, ok := componentKinds[name]
 	if !ok {
 		return nil, fmt.Errorf("%s: this process holds no CA issuing key (store-ca) and cannot enroll: give it a key file that holds one, or the master key", name)
 	}
-	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
+	stsURL := cmp.Or(f.sts, "https://"+perimeter.ListenAddr("", spec.STS.Listen, defaultSTSListen))
 	cl, err := enroll.Open(ctx, enroll.Config{
 		STS:       stsURL,
-		CABundle:  p.ca.BundlePEM(),
+		CABundle:  p.CA.BundlePEM(),
 		StateDir:  filepath.Join(f.dataDir, "component", f.chain),
 		JoinToken: f.joinToken,
 		Kind:      kind,
@@ -215,14 +216,14 @@ func enrollComponent(ctx context.Context, f componentFlags, name string, spec *c
 
 // serving tells /readyz that the component's listeners serve: ready while checks hold
 // and its audit chains can be written.
-func (c *component) serving(checks ...readyCheck) {
-	c.ops.serving(append(checks, c.logs.readyCheck())...)
+func (c *component) serving(checks ...perimeter.ReadyCheck) {
+	c.ops.Serving(append(checks, c.logs.ReadyCheck())...)
 }
 
 // freshCheck is the readiness check of a component that decides on the identity
 // service's state.
-func (c *component) freshCheck() readyCheck {
-	return readyCheck{"perimeter state", c.p.ids.Fresh}
+func (c *component) freshCheck() perimeter.ReadyCheck {
+	return perimeter.ReadyCheck{Name: "perimeter state", Check: c.p.IDs.Fresh}
 }
 
 // riskLevels gives the component the risk levels the detector raised (phantom:RiskLevel):
@@ -231,26 +232,26 @@ func (c *component) freshCheck() readyCheck {
 // the store within --max-stale. The component handles no findings: its responder only
 // reads risk levels.
 func (c *component) riskLevels(ctx context.Context, f componentFlags) (*respond.Responder, func() error, error) {
-	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
+	risk, err := perimeter.NewResponder(c.w.Current, c.p, c.logs.Get(f.chain), c.log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := risk.Refresh(ctx); err != nil {
 		return nil, nil, err
 	}
-	fresh := &freshness{maxStale: f.maxStale}
-	fresh.mark(time.Now())
+	fresh := &perimeter.Freshness{MaxStale: f.maxStale}
+	fresh.Mark(time.Now())
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.p.syncRisk(c.runCtx, risk, fresh, c.log)
+		c.p.SyncRisk(c.runCtx, risk, fresh, c.log)
 	}()
-	return risk, c.p.gatewayFreshness(fresh), nil
+	return risk, c.p.GatewayFreshness(fresh), nil
 }
 
 // shutdown stops the refresh loop and closes what was opened, newest first.
 func (c *component) shutdown() {
-	c.ops.drain()
+	c.ops.Drain()
 	if c.stop != nil {
 		c.stop()
 		c.wg.Wait()
@@ -289,7 +290,7 @@ When it is ready it prints "phantom gateway: listening on https://ADDR" on stder
 		},
 	}
 	f.register(cmd, "gateway")
-	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+defaultGatewayListen+")")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+perimeter.DefaultGatewayListen+")")
 	return cmd
 }
 
@@ -300,7 +301,7 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := listenAddr(f.listen, spec.Gateway.Listen, defaultGatewayListen)
+	listen := perimeter.ListenAddr(f.listen, spec.Gateway.Listen, perimeter.DefaultGatewayListen)
 	risk, fresh, err := c.riskLevels(ctx, f)
 	if err != nil {
 		return err
@@ -308,10 +309,10 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.p.sweepSignatures(c.runCtx, c.log)
+		c.p.SweepSignatures(c.runCtx, c.log)
 	}()
-	c.ops.identityMetrics(c.p, fresh)
-	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, fresh, c.ops.gatewayMetrics(), c.log)
+	c.ops.IdentityMetrics(c.p, fresh)
+	gw, err := perimeter.NewGateway(c.w.Current, c.p, c.logs.Get(f.chain), risk, fresh, c.ops.GatewayMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -319,26 +320,26 @@ func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
+	certs, err := perimeter.NewCertSource(c.p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := serveGateway(ln, gw, gw.TLSConfig(certs.getServer))
+	srv := perimeter.ServeGateway(ln, gw, gw.TLSConfig(certs.GetServer))
 	fmt.Fprintf(stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
-	c.serving(readyCheck{"perimeter state", fresh})
+	c.serving(perimeter.ReadyCheck{Name: "perimeter state", Check: fresh})
 	return waitAndShutdown(ctx, c.log, "gateway", srv)
 }
 
 // waitAndShutdown serves until ctx ends or the server fails, then shuts down gracefully.
-func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *httpsServer) error {
+func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *perimeter.HTTPSServer) error {
 	select {
-	case err := <-srv.done:
+	case err := <-srv.Done:
 		return fmt.Errorf("serve %s: %w", name, err)
 	case <-ctx.Done():
 	}
 	log.Info(name + ": shutting down; finishing in-flight requests")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
-	return srv.shutdown(shutdownCtx)
+	return srv.Shutdown(shutdownCtx)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/datadir"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // adminFlags are the flags the administrative command groups (iam, keys, node) share.
@@ -67,7 +68,7 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}
 	dataDir := datadir.Dir(f.dataDir, os.Getenv)
-	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: dataDir, StoreURL: f.store, Spec: spec, AuditDir: specAuditDir(dataDir, spec)})
+	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: dataDir, StoreURL: f.store, Spec: spec, AuditDir: perimeter.AuditDir(dataDir, spec)})
 	if err != nil {
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/mfa"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/sts"
 )
@@ -78,9 +79,9 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := listenAddr(f.listen, spec.STS.Listen, defaultSTSListen)
-	c.ops.identityMetrics(c.p, c.p.ids.Fresh)
-	h, err := newSTSHandler(c.w.Current, c.p, c.logs.get(f.chain), c.ops.stsMetrics(), c.log)
+	listen := perimeter.ListenAddr(f.listen, spec.STS.Listen, defaultSTSListen)
+	c.ops.IdentityMetrics(c.p, c.p.IDs.Fresh)
+	h, err := newSTSHandler(c.w.Current, c.p, c.logs.Get(f.chain), c.ops.StsMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -88,12 +89,12 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
+	certs, err := perimeter.NewCertSource(c.p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := serveHTTPS("sts", ln, h, stsTLSConfig(certs.getServer), c.log)
+	srv := perimeter.ServeHTTPS("sts", ln, h, stsTLSConfig(certs.GetServer), c.log)
 	bundle := filepath.Join(f.dataDir, "ca.pem")
 	fmt.Fprintf(stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
 	c.log.Info("serving", "component", "sts", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
@@ -103,14 +104,14 @@ func runSTS(ctx context.Context, stderr io.Writer, f componentFlags) error {
 
 // newSTSHandler is the STS query API over the perimeter's identity service, the current
 // spec and auditor.
-func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
+func newSTSHandler(current func() *config.Spec, p *perimeter.Perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
-	adapter := sts.NewIdentity(p.ids)
-	egressKey, err := p.keys.Ed25519(keys.EgressPasswords)
+	adapter := sts.NewIdentity(p.IDs)
+	egressKey, err := p.Keys.Ed25519(keys.EgressPasswords)
 	if err != nil {
 		return nil, err
 	}
-	tokens := pki.NewTokens(pki.TokensConfig{}, p.store)
+	tokens := pki.NewTokens(pki.TokensConfig{}, p.Store)
 	return sts.New(sts.Config{
 		Account:   spec.Account,
 		Region:    spec.Region,
@@ -118,26 +119,26 @@ func newSTSHandler(current func() *config.Spec, p *perimeter, auditor sts.Audito
 		Directory: func() sts.Directory { return current() },
 		Logger:    log,
 		Metrics:   m,
-		Messages:  p.messages,
+		Messages:  p.Messages,
 		// Rebuilt when a reload swaps in a new spec: the providers may have changed.
 		WebIdentity: webIdentityVerifier(current, log),
 		// Users' virtual MFA devices, in the store every replica shares: a code is taken
 		// once whichever replica sees it.
-		MFA: mfa.NewVerifier(p.store, nil),
+		MFA: mfa.NewVerifier(p.Store, nil),
 		// The workload agent's node API: enrollment with join tokens from the store,
 		// certificate renewal and node-bound credentials (mTLS, verified in the handler).
 		Nodes: &sts.NodeConfig{
-			CA:            p.ca,
+			CA:            p.CA,
 			Tokens:        tokens,
-			Verifier:      p.ca.Verifier(), // follows the CA's rotations and revocations (syncCA)
+			Verifier:      p.CA.Verifier(), // follows the CA's rotations and revocations (syncCA)
 			Issuer:        adapter,
-			Registry:      p.store,
+			Registry:      p.Store,
 			Sessions:      adapter,
 			ProxyPassword: egress.Passwords(egressKey),
 		},
 		// The component API: gateways, endpoints and the other components whose hosts hold
 		// no CA key enroll with a join token (phantom ca join-token) and renew here.
-		Components: &sts.ComponentConfig{CA: p.ca, Tokens: tokens, Verifier: p.ca.Verifier()},
+		Components: &sts.ComponentConfig{CA: p.CA, Tokens: tokens, Verifier: p.CA.Verifier()},
 	}, adapter, adapter, auditor)
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -141,7 +142,7 @@ type upListeners struct {
 	console                 net.Listener
 }
 
-func (l *upListeners) closeAll() {
+func (l *upListeners) CloseAll() {
 	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.egressDirect, l.egressTLS, l.findings, l.console} {
 		if ln != nil {
 			ln.Close()
@@ -182,7 +183,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	defer lock.release()
 
 	lns := &upListeners{endpoints: map[string][]net.Listener{}}
-	defer lns.closeAll()
+	defer lns.CloseAll()
 	specPath := f.config
 	var d *demo.Perimeter
 	if specPath == "" {
@@ -192,52 +193,52 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 
-	tracker := newSpecTracker("up", specPath, log)
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: specPath, Logger: log, OnReload: tracker.watch})
+	tracker := perimeter.NewSpecTracker("up", specPath, log)
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: specPath, Logger: log, OnReload: tracker.Watch})
 	if err != nil {
 		return fmt.Errorf("load perimeter spec: %w", err)
 	}
 	defer w.Close()
 	spec := w.Current()
-	tracker.loaded(spec)
+	tracker.Loaded(spec)
 	if d == nil {
 		if err := openSpecListeners(lns, spec); err != nil {
 			return err
 		}
 	}
 
-	p, err := openPerimeter(ctx, perimeterOptions{dataDir: f.dataDir, account: spec.Account, poll: f.poll, maxStale: defaultMaxStale}, log)
+	p, err := perimeter.Open(ctx, perimeter.Options{DataDir: f.dataDir, Account: spec.Account, Poll: f.poll, MaxStale: perimeter.DefaultMaxStale}, log)
 	if err != nil {
 		return err
 	}
-	defer p.store.Close()
+	defer p.Store.Close()
 	bundle := filepath.Join(f.dataDir, "ca.pem")
-	if err := p.ca.WriteBundle(bundle); err != nil {
+	if err := p.CA.WriteBundle(bundle); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
 	// One registry for every component of this process, served with /healthz and /readyz.
-	o := newOps("up")
+	o := perimeter.NewOps("up")
 	if lns.ops, err = listenOps(f); err != nil {
 		return err
 	}
-	if err := o.serve(lns.ops, p.issuer, spec.Account, stderr, log); err != nil {
+	if err := o.Serve(lns.ops, p.Issuer, spec.Account, stderr, log); err != nil {
 		return err
 	}
-	defer o.close()
-	context.AfterFunc(ctx, o.drain)
+	defer o.Close()
+	context.AfterFunc(ctx, o.Drain)
 
-	sinks, closeSinks, err := anchorSinks(ctx, auditAnchorURLs(f.anchors))
+	sinks, closeSinks, err := perimeter.OpenAnchorSinks(ctx, auditAnchorURLs(f.anchors))
 	if err != nil {
 		return err
 	}
 	defer closeSinks()
-	logs, err := openAuditLogs(f.dataDir, spec, p, sinks, log)
+	logs, err := perimeter.OpenAuditLogs(f.dataDir, spec, p, sinks, log)
 	if err != nil {
 		return err
 	}
-	defer logs.closeAll(log)
-	tracker.attach(logs)
-	tracker.serve(o)
+	defer logs.CloseAll(log)
+	tracker.Attach(logs)
+	tracker.Serve(o)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -245,58 +246,58 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	wg.Add(4)
 	go func() {
 		defer wg.Done()
-		_ = p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+		_ = p.IDs.Run(runCtx) // returns when runCtx ends; failures are logged by identity
 	}()
 	go func() {
 		defer wg.Done()
-		p.syncCA(runCtx, bundle, log)
+		p.SyncCA(runCtx, bundle, log)
 	}()
 	go func() {
 		defer wg.Done()
-		tracker.run(runCtx, p.store, f.poll, reloadInterval(f.poll))
+		tracker.Run(runCtx, p.Store, f.poll, perimeter.ReloadInterval(f.poll))
 	}()
 	go func() {
 		defer wg.Done()
-		logs.renewWriters(runCtx, time.Hour, log)
+		logs.RenewWriters(runCtx, time.Hour, log)
 	}()
 	defer wg.Wait()
 	defer cancel()
 
-	stsH, err := newSTSHandler(w.Current, p, logs.get("sts"), o.stsMetrics(), log)
+	stsH, err := newSTSHandler(w.Current, p, logs.Get("sts"), o.StsMetrics(), log)
 	if err != nil {
 		return err
 	}
-	stsCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
+	stsCerts, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
 	if err != nil {
 		return err
 	}
-	responder, err := newResponder(w.Current, p, logs.get("detector"), log)
+	responder, err := perimeter.NewResponder(w.Current, p, logs.Get("detector"), log)
 	if err != nil {
 		return err
 	}
 	if err := responder.Refresh(ctx); err != nil {
 		return err
 	}
-	riskFresh := &freshness{maxStale: defaultMaxStale}
-	riskFresh.mark(time.Now())
-	fresh := p.gatewayFreshness(riskFresh)
-	o.identityMetrics(p, fresh)
-	gw, err := newGateway(w.Current, p, logs.get("gateway"), responder, fresh, o.gatewayMetrics(), log)
+	riskFresh := &perimeter.Freshness{MaxStale: perimeter.DefaultMaxStale}
+	riskFresh.Mark(time.Now())
+	fresh := p.GatewayFreshness(riskFresh)
+	o.IdentityMetrics(p, fresh)
+	gw, err := perimeter.NewGateway(w.Current, p, logs.Get("gateway"), responder, fresh, o.GatewayMetrics(), log)
 	if err != nil {
 		return err
 	}
-	gwCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
+	gwCerts, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
 	if err != nil {
 		return err
 	}
 
-	var servers []*httpsServer
+	var servers []*perimeter.HTTPSServer
 	servers = append(servers,
-		serveHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.getServer), log),
-		serveGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.getServer)))
+		perimeter.ServeHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.GetServer), log),
+		perimeter.ServeGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.GetServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := newConsole(w.Current, p, logs.dir, logs.get("console"), "https://"+lns.sts.Addr().String(), log)
+	consoleH, err := newConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}
@@ -304,13 +305,13 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	if err != nil {
 		return err
 	}
-	servers = append(servers, serveHTTPS("console", lns.console, consoleH, consoleTLS, log))
+	servers = append(servers, perimeter.ServeHTTPS("console", lns.console, consoleH, consoleTLS, log))
 
 	var endpoints []*endpoint.Endpoint
 	epErr := make(chan error, 8)
-	epMetrics := o.endpointMetrics()
+	epMetrics := o.EndpointMetrics()
 	for _, ep := range spec.Endpoints {
-		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
+		e, err := perimeter.NewEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}
@@ -323,36 +324,36 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	// The streaming detector follows every chain but its own (its events are the
 	// responses to findings) and hands findings to the responder, which applies them to
 	// the identity service and risk levels this process's gateway reads: immediately.
-	det, err := newDetector(spec)
+	det, err := perimeter.NewDetector(spec)
 	if err != nil {
 		return err
 	}
-	logSigma(detectorLog(log), det.SigmaRules())
-	consumer, err := newStreamDetector(logs.dir, []string{detectorChain}, det, responder, p.store, o.detectorMetrics(), log, nil)
+	perimeter.LogSigma(perimeter.DetectorLog(log), det.SigmaRules())
+	consumer, err := perimeter.NewStreamDetector(logs.Dir, []string{perimeter.DetectorChain}, det, responder, p.Store, o.DetectorMetrics(), log, nil)
 	if err != nil {
 		return err
 	}
-	serveDetector(o, consumer)
+	perimeter.ServeDetector(o, consumer)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			detectorLog(log).Error("the streaming detector stopped", "error", err)
+			perimeter.DetectorLog(log).Error("the streaming detector stopped", "error", err)
 		}
 	}()
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.syncRisk(runCtx, responder, riskFresh, log) // picks up risk levels set by other processes
+		p.SyncRisk(runCtx, responder, riskFresh, log) // picks up risk levels set by other processes
 	}()
 	go func() {
 		defer wg.Done()
-		p.sweepSignatures(runCtx, log)
+		p.SweepSignatures(runCtx, log)
 	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		followDetection(runCtx, w, det, detectorLog(log))
+		perimeter.FollowDetection(runCtx, w, det, perimeter.DetectorLog(log))
 	}()
 
 	var backend *http.Server
@@ -361,21 +362,21 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		if backend, err = serveDemoBackend(lns.backend, p, spec, gw, d.APIID, log); err != nil {
 			return err
 		}
-		fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.store, Credentials: p.ids,
-			Auditor: logs.get("findings"), Risk: responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
+		fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.Store, Credentials: p.IDs,
+			Auditor: logs.Get("findings"), Risk: responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
 		if err != nil {
 			return err
 		}
-		fCerts, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+		fCerts, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
 		if err != nil {
 			return err
 		}
-		servers = append(servers, serveHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.getServer}, log))
-		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.get("egress"), lns, responder, fresh, o.egressMetrics(), log); err != nil {
+		servers = append(servers, perimeter.ServeHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.GetServer}, log))
+		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.Get("egress"), lns, responder, fresh, o.EgressMetrics(), log); err != nil {
 			return err
 		}
 		var served atomic.Pointer[agent.Agent]
-		am := o.agentMetrics(func() time.Time {
+		am := o.AgentMetrics(func() time.Time {
 			if a := served.Load(); a != nil {
 				return a.Expiration()
 			}
@@ -386,7 +387,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 			return err
 		}
 		served.Store(node)
-		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.ids, lns, node); err != nil {
+		if err := writeDemoEnv(ctx, f.dataDir, bundle, d, p.IDs, lns, node); err != nil {
 			return err
 		}
 		printDemo(stdout, f.dataDir, d, lns)
@@ -399,7 +400,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
 	}
-	o.serving(readyCheck{"perimeter state", fresh}, logs.readyCheck())
+	o.Serving(perimeter.ReadyCheck{Name: "perimeter state", Check: fresh}, logs.ReadyCheck())
 	log.Info("serving", "component", "up", "data_dir", f.dataDir, "spec", specPath)
 
 	var runErr error
@@ -421,7 +422,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 		}
 	}
 	for _, s := range servers {
-		if err := s.shutdown(shutdownCtx); err != nil {
+		if err := s.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
@@ -460,12 +461,12 @@ func listenOps(f upFlags) (net.Listener, error) {
 
 // firstDone reports the first server that stopped on its own (an error: a server only
 // stops by itself when serving fails).
-func firstDone(servers []*httpsServer) <-chan error {
+func firstDone(servers []*perimeter.HTTPSServer) <-chan error {
 	ch := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {
-			if err := <-s.done; err != nil {
-				ch <- fmt.Errorf("serve %s: %w", s.name, err)
+			if err := <-s.Done; err != nil {
+				ch <- fmt.Errorf("serve %s: %w", s.Name, err)
 			}
 		}()
 	}
@@ -545,10 +546,10 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 // openSpecListeners binds what a spec of the user's names.
 func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 	var err error
-	if lns.sts, err = net.Listen("tcp", listenAddr("", spec.STS.Listen, defaultSTSListen)); err != nil {
+	if lns.sts, err = net.Listen("tcp", perimeter.ListenAddr("", spec.STS.Listen, defaultSTSListen)); err != nil {
 		return fmt.Errorf("listen for the STS: %w", err)
 	}
-	if lns.gateway, err = net.Listen("tcp", listenAddr("", spec.Gateway.Listen, defaultGatewayListen)); err != nil {
+	if lns.gateway, err = net.Listen("tcp", perimeter.ListenAddr("", spec.Gateway.Listen, perimeter.DefaultGatewayListen)); err != nil {
 		return fmt.Errorf("listen for the gateway: %w", err)
 	}
 	for _, ep := range spec.Endpoints {
@@ -571,7 +572,7 @@ func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 // (mutual TLS: nothing but the perimeter's gateway gets a connection), and trusting only
 // the gateway's signed assertion, checked against its JWKS, bound to the request and used
 // once (docs/backends.md).
-func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gateway.Gateway, apiID string, log *slog.Logger) (*http.Server, error) {
+func serveDemoBackend(ln net.Listener, p *perimeter.Perimeter, spec *config.Spec, gw *gateway.Gateway, apiID string, log *slog.Logger) (*http.Server, error) {
 	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiID})
 	if err != nil {
 		return nil, err
@@ -583,11 +584,11 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 		}
 		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
 	}}
-	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
+	certs, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}
-	peers := p.ca.Verifier()
+	peers := p.CA.Verifier()
 	gatewayName := spec.Gateway.Name
 	srv := &http.Server{
 		Handler:           b,
@@ -595,7 +596,7 @@ func serveDemoBackend(ln net.Listener, p *perimeter, spec *config.Spec, gw *gate
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.getServer,
+			GetCertificate: certs.GetServer,
 			ClientAuth:     tls.RequireAnyClientCert,
 			// The client certificate must be the perimeter CA's and name the gateway.
 			VerifyConnection: func(cs tls.ConnectionState) error {
@@ -763,8 +764,8 @@ Ctrl-C stops the perimeter.
 // certificate does, which the node's agent relays its workloads to. It decides on the
 // perimeter's state as the gateway does (revocations, risk levels, freshness). The
 // agent's own addresses are refused whatever a rule says.
-func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter, auditor egress.Auditor, lns *upListeners, risk egress.RiskSource, fresh func() error, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
-	key, err := p.keys.Key(keys.EgressPasswordsPublic)
+func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perimeter.Perimeter, auditor egress.Auditor, lns *upListeners, risk egress.RiskSource, fresh func() error, m egress.Metrics, log *slog.Logger) (*egress.Proxy, error) {
+	key, err := p.Keys.Key(keys.EgressPasswordsPublic)
 	if err != nil {
 		return nil, err
 	}
@@ -775,8 +776,8 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 		Logger:      log,
 		Deny:        []netip.AddrPort{addrPort(lns.imds), addrPort(lns.container), addrPort(lns.egress)},
 		Metrics:     m,
-		Verifier:    p.ca.Verifier(),
-		Standing:    p.ids,
+		Verifier:    p.CA.Verifier(),
+		Standing:    p.IDs,
 		Risk:        risk,
 		Fresh:       fresh,
 	})
@@ -789,13 +790,13 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *perime
 	if lns.egressTLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("listen for the demo egress proxy: %w", err)
 	}
-	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
+	certs, err := perimeter.NewCertSource(p.Issuer, perimeter.ServerRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
 	if err != nil {
 		return nil, err
 	}
 	for _, serve := range []func() error{
 		func() error { return px.Serve(ctx, lns.egressDirect) },
-		func() error { return px.ServeTLS(ctx, lns.egressTLS, certs.getServer) },
+		func() error { return px.ServeTLS(ctx, lns.egressTLS, certs.GetServer) },
 	} {
 		go func() {
 			if err := serve(); err != nil {
@@ -811,17 +812,17 @@ func addrPort(ln net.Listener) netip.AddrPort { return ln.Addr().(*net.TCPAddr).
 // startDemoAgent runs the demo node's credential agent: on first start it enrolls over
 // the STS node API with a join token made for it here, as an operator would hand one to
 // a new host; later starts reuse the certificate in DATA_DIR/agent.
-func startDemoAgent(ctx context.Context, f upFlags, p *perimeter, d *demo.Perimeter, lns *upListeners, wg *sync.WaitGroup, m agent.Metrics, log *slog.Logger) (*agent.Agent, error) {
+func startDemoAgent(ctx context.Context, f upFlags, p *perimeter.Perimeter, d *demo.Perimeter, lns *upListeners, wg *sync.WaitGroup, m agent.Metrics, log *slog.Logger) (*agent.Agent, error) {
 	stateDir := filepath.Join(f.dataDir, "agent")
 	var token string
 	if _, err := os.Stat(filepath.Join(stateDir, "node.crt")); err != nil {
-		if token, _, err = pki.NewTokens(pki.TokensConfig{}, p.store).Create(ctx, d.Node, 10*time.Minute); err != nil {
+		if token, _, err = pki.NewTokens(pki.TokensConfig{}, p.Store).Create(ctx, d.Node, 10*time.Minute); err != nil {
 			return nil, fmt.Errorf("join token for the demo node: %w", err)
 		}
 	}
 	a, err := agent.New(agent.Config{
 		STS:             "https://" + d.STSAddr.String(),
-		CABundle:        p.ca.BundlePEM(),
+		CABundle:        p.CA.BundlePEM(),
 		StateDir:        stateDir,
 		JoinToken:       token,
 		SessionDuration: f.nodeSession,

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// specTracker makes the perimeter spec evidence: every load, reload and rejected file
+// SpecTracker makes the perimeter spec evidence: every load, reload and rejected file
 // of this process is an audit event in each chain it writes (who can say otherwise
 // later, the file's owner and mode are on the record); the digest in force is in
 // /readyz and phantom_spec_info; and the process reports its digest to the store and
@@ -32,7 +32,7 @@ import (
 // specs for longer than a reload interval are reported: in readiness (the replicas not
 // holding the spec most of them hold), a metric, and an audit event the detector turns
 // into a Policy:IAMUser/PerimeterSpecMismatch finding.
-type specTracker struct {
+type SpecTracker struct {
 	process string // what the process runs: "up", "gateway", …
 	path    string
 	id      string // this replica: host, pid and a random suffix
@@ -41,7 +41,7 @@ type specTracker struct {
 	metrics *metrics.Spec // nil without an ops listener
 
 	mu       sync.Mutex
-	logs     *auditLogs     // nil until the chains are open
+	logs     *Chains        // nil until the chains are open
 	pending  []*audit.Event // recorded before the chains were open
 	digest   string
 	loadedAt time.Time
@@ -60,7 +60,7 @@ type replicaView struct {
 	mineOK        bool                // this replica holds the spec most hold
 }
 
-func newSpecTracker(process, path string, log *slog.Logger) *specTracker {
+func NewSpecTracker(process, path string, log *slog.Logger) *SpecTracker {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "unknown"
@@ -71,15 +71,15 @@ func newSpecTracker(process, path string, log *slog.Logger) *specTracker {
 	if err != nil {
 		abs = path
 	}
-	return &specTracker{process: process, path: abs, host: host, log: log, kick: make(chan struct{}, 1),
+	return &SpecTracker{process: process, path: abs, host: host, log: log, kick: make(chan struct{}, 1),
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))}
 }
 
 // digestOf names a spec's digest as events, metrics and replicas do.
 func digestOf(s *config.Spec) string { return "sha256:" + hex.EncodeToString(s.Digest[:]) }
 
-// watch is the spec watcher's OnReload of a process: the log line, then the record.
-func (t *specTracker) watch(s *config.Spec, changed bool, err error) {
+// Watch is the spec watcher's OnReload of a process: the log line, then the record.
+func (t *SpecTracker) Watch(s *config.Spec, changed bool, err error) {
 	if err != nil {
 		t.log.Error(t.process+": perimeter spec rejected; keeping the running one", "path", t.path, "error", err)
 	} else if changed {
@@ -88,28 +88,28 @@ func (t *specTracker) watch(s *config.Spec, changed bool, err error) {
 	t.onReload(s, changed, err)
 }
 
-// serve exposes the spec on the ops listener: its metrics, the /readyz line naming it,
+// Serve exposes the spec on the ops listener: its metrics, the /readyz line naming it,
 // and the readiness check of replica agreement.
-func (t *specTracker) serve(o *ops) {
+func (t *SpecTracker) Serve(o *Ops) {
 	if o == nil {
 		return
 	}
 	t.mu.Lock()
-	t.metrics = o.specMetrics()
+	t.metrics = o.SpecMetrics()
 	if t.digest != "" {
 		t.metrics.Loaded(t.digest, t.loadedAt)
 	}
 	t.mu.Unlock()
-	o.addCheck(readyCheck{"spec", t.ready})
-	o.addNotes(t.note)
+	o.AddCheck(ReadyCheck{"spec", t.ready})
+	o.AddNotes(t.note)
 }
 
-// reloadInterval is how long a spec change may take to reach every replica before
+// ReloadInterval is how long a spec change may take to reach every replica before
 // replicas that disagree are reported: the watcher's resync and one poll of the store.
-func reloadInterval(poll time.Duration) time.Duration { return config.DefaultResync + poll }
+func ReloadInterval(poll time.Duration) time.Duration { return config.DefaultResync + poll }
 
-// loaded records the spec the process starts with.
-func (t *specTracker) loaded(s *config.Spec) {
+// Loaded records the spec the process starts with.
+func (t *SpecTracker) Loaded(s *config.Spec) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.account, t.region = s.Account, s.Region
@@ -119,7 +119,7 @@ func (t *specTracker) loaded(s *config.Spec) {
 }
 
 // onReload is the watcher's OnReload: a changed spec or a rejected file is recorded.
-func (t *specTracker) onReload(s *config.Spec, changed bool, err error) {
+func (t *SpecTracker) onReload(s *config.Spec, changed bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -152,7 +152,7 @@ func fileDigest(path string) string {
 }
 
 // event is the audit event of a load (name), from digest old to digest new.
-func (t *specTracker) event(name, old, digest string, rejected error) *audit.Event {
+func (t *SpecTracker) event(name, old, digest string, rejected error) *audit.Event {
 	params := map[string]any{"file": t.path}
 	if fi, err := os.Stat(t.path); err == nil {
 		params["mode"] = fmt.Sprintf("%#o", fi.Mode().Perm())
@@ -197,8 +197,8 @@ func truncateMessage(s string) string {
 	return s
 }
 
-// attach makes the events go to logs' chains, starting with those recorded before.
-func (t *specTracker) attach(logs *auditLogs) {
+// Attach makes the events go to logs' chains, starting with those recorded before.
+func (t *SpecTracker) Attach(logs *Chains) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.logs = logs
@@ -211,21 +211,21 @@ func (t *specTracker) attach(logs *auditLogs) {
 
 // recordLocked records ev in every chain of the process (each decision a chain holds
 // is then next to the spec it was made under), or keeps it until attach.
-func (t *specTracker) recordLocked(ev *audit.Event) {
+func (t *SpecTracker) recordLocked(ev *audit.Event) {
 	if t.logs == nil {
 		t.pending = append(t.pending, ev)
 		return
 	}
-	for _, c := range t.logs.names() {
+	for _, c := range t.logs.Names() {
 		e := *ev
-		if err := t.logs.get(c).Record(context.Background(), &e); err != nil {
+		if err := t.logs.Get(c).Record(context.Background(), &e); err != nil {
 			t.log.Error("spec event not audited", "chain", c, "event", ev.EventName, "error", err)
 		}
 	}
 }
 
 // note is the /readyz line naming the spec in force.
-func (t *specTracker) note() []string {
+func (t *SpecTracker) note() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return []string{fmt.Sprintf("spec %s (%s, loaded %s)", t.digest, t.path, t.loadedAt.UTC().Format(time.RFC3339))}
@@ -233,7 +233,7 @@ func (t *specTracker) note() []string {
 
 // ready fails while live replicas disagree and this one does not hold the spec most of
 // them hold (a tie fails every one of them: no replica's spec wins by default).
-func (t *specTracker) ready() error {
+func (t *SpecTracker) ready() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	v := t.view
@@ -262,11 +262,11 @@ type specReplicas interface {
 	ListSpecReplicas(ctx context.Context, since time.Time) ([]store.SpecReplica, error)
 }
 
-// run reports this replica's spec to st every poll (and at once after a reload) and
+// Run reports this replica's spec to st every poll (and at once after a reload) and
 // compares it with the live replicas' (those that reported within three polls). A
 // disagreement counts once it has lasted longer than interval, a reload interval: the
 // file watcher's resync plus a poll, the time a change takes to reach every replica.
-func (t *specTracker) run(ctx context.Context, st specReplicas, poll, interval time.Duration) {
+func (t *SpecTracker) Run(ctx context.Context, st specReplicas, poll, interval time.Duration) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	failing := false
@@ -289,7 +289,7 @@ func (t *specTracker) run(ctx context.Context, st specReplicas, poll, interval t
 	}
 }
 
-func (t *specTracker) compare(ctx context.Context, st specReplicas, poll, interval time.Duration) error {
+func (t *SpecTracker) compare(ctx context.Context, st specReplicas, poll, interval time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, max(poll, time.Second))
 	defer cancel()
 	now := time.Now()

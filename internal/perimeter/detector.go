@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -17,31 +17,31 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
-// detectorChain is the audit chain the detector's responses are written to: never
+// DetectorChain is the audit chain the detector's responses are written to: never
 // consumed, or each response would be an event for the detector.
-const detectorChain = "detector"
+const DetectorChain = "detector"
 
-// findingHandler takes the detector's findings: commits them with the audit cursors,
+// FindingHandler takes the detector's findings: commits them with the audit cursors,
 // then applies the spec's responses (respond.Responder).
-type findingHandler = consume.Sink
+type FindingHandler = consume.Sink
 
-// newStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
+// NewStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
 // from the cursors in the store: every chain, including those that appear later, but
 // the excluded. Every event goes, in each chain's order, to det; the findings go to h.
 // anchors (the store) tells it the chains that should be there. Its Run returns nil
 // when ctx ends (after committing what it consumed), or the error that stopped it
 // (another detector on the same store, a store that stays unreachable); a damaged
 // chain is a finding, never a stop.
-func newStreamDetector(dir string, exclude []string, det *detect.Detector, h findingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
+func NewStreamDetector(dir string, exclude []string, det *detect.Detector, h FindingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
 	slices.Sort(exclude)
 	return consume.New(consume.Config{Dir: dir, Exclude: slices.Compact(exclude), Detector: det, Sink: h, Anchors: anchors, Metrics: m, Logger: log, Ready: ready})
 }
 
-// serveDetector exposes the detector's view of the audit chains on the ops listener:
+// ServeDetector exposes the detector's view of the audit chains on the ops listener:
 // /readyz is 503 naming the chains it cannot read (their events go undetected), and,
 // when ready, names the damage found in chains since the process started.
-func serveDetector(o *ops, c *consume.Consumer) {
-	o.addCheck(readyCheck{"audit chains", func() error {
+func ServeDetector(o *Ops, c *consume.Consumer) {
+	o.AddCheck(ReadyCheck{Name: "audit chains", Check: func() error {
 		u := c.Unread()
 		if len(u) == 0 {
 			return nil
@@ -52,7 +52,7 @@ func serveDetector(o *ops, c *consume.Consumer) {
 		}
 		return fmt.Errorf("not reading %s", strings.Join(parts, "; "))
 	}})
-	o.addNotes(func() []string {
+	o.AddNotes(func() []string {
 		var out []string
 		for _, d := range c.Damage() {
 			out = append(out, fmt.Sprintf("audit chain %s damaged (found %s): %s", d.Chain, d.Since.UTC().Format(time.RFC3339), d.Reason))
@@ -61,8 +61,8 @@ func serveDetector(o *ops, c *consume.Consumer) {
 	})
 }
 
-// newDetector is the detector of a spec's detection settings.
-func newDetector(spec *config.Spec) (*detect.Detector, error) {
+// NewDetector is the detector of a spec's detection settings.
+func NewDetector(spec *config.Spec) (*detect.Detector, error) {
 	return detect.New(detect.Config{
 		Account:        spec.Account,
 		Region:         spec.Region,
@@ -74,9 +74,9 @@ func newDetector(spec *config.Spec) (*detect.Detector, error) {
 	})
 }
 
-// logSigma logs how many Sigma rules loaded and each one that did not, with the reason,
-// on the detector's logger (detectorLog).
-func logSigma(log *slog.Logger, s *sigma.Set) {
+// LogSigma logs how many Sigma rules loaded and each one that did not, with the reason,
+// on the detector's logger (DetectorLog).
+func LogSigma(log *slog.Logger, s *sigma.Set) {
 	if s == nil || s.Dir == "" {
 		return
 	}
@@ -87,16 +87,16 @@ func logSigma(log *slog.Logger, s *sigma.Set) {
 	log.Info("Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
 }
 
-// detectorLog is log naming the detector as the component, for what the runtime logs of it
+// DetectorLog is log naming the detector as the component, for what the runtime logs of it
 // (the consumer and the responder name themselves).
-func detectorLog(log *slog.Logger) *slog.Logger { return log.With("component", "detector") }
+func DetectorLog(log *slog.Logger) *slog.Logger { return log.With("component", "detector") }
 
-// followDetection logs on the detector's logger (detectorLog). It reloads the detector's
+// FollowDetection logs on the detector's logger (DetectorLog). It reloads the detector's
 // threat lists, Sigma rules and peer groups
 // whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
 // list that does not load keeps the previous set, and so does a rules directory that
 // cannot be read.
-func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
+func FollowDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
 	specs, cancel := w.Subscribe()
 	defer cancel()
 	hup := make(chan os.Signal, 1)
@@ -110,7 +110,7 @@ func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			if err := det.Reload(); err != nil {
 				log.Error("threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
-				logSigma(log, det.SigmaRules())
+				LogSigma(log, det.SigmaRules())
 			}
 		case spec := <-specs:
 			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
@@ -122,7 +122,7 @@ func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			if s, err := det.SetSigmaRules(spec.Detection.SigmaRules); err != nil {
 				log.Error("Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
-				logSigma(log, s)
+				LogSigma(log, s)
 			}
 		}
 	}

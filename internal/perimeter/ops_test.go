@@ -1,12 +1,10 @@
-package main
+package perimeter
 
 import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -30,13 +28,13 @@ func get(t *testing.T, h http.Handler, path string) (int, string, http.Header) {
 // a check fails (the perimeter state is stale) and once it drains; 200 otherwise.
 // /healthz is 200 throughout.
 func TestOpsReadiness(t *testing.T) {
-	o := newOps("gateway")
-	h := o.handler(slog.New(slog.DiscardHandler))
+	o := NewOps("gateway")
+	h := o.Handler(slog.New(slog.DiscardHandler))
 	if code, body, _ := get(t, h, "/readyz"); code != 503 || body != "starting: not serving yet\n" {
 		t.Errorf("before serving: %d %q", code, body)
 	}
 	var stale error
-	o.serving(readyCheck{"perimeter state", func() error { return stale }})
+	o.Serving(ReadyCheck{"perimeter state", func() error { return stale }})
 	if code, body, hdr := get(t, h, "/readyz"); code != 200 || body != "ok\n" || hdr.Get("Content-Type") != "text/plain; charset=utf-8" {
 		t.Errorf("serving: %d %q %v", code, body, hdr)
 	}
@@ -45,7 +43,7 @@ func TestOpsReadiness(t *testing.T) {
 		t.Errorf("stale: %d %q", code, body)
 	}
 	stale = nil
-	o.drain()
+	o.Drain()
 	if code, body, _ := get(t, h, "/readyz"); code != 503 || body != "shutting down\n" {
 		t.Errorf("draining: %d %q", code, body)
 	}
@@ -62,10 +60,10 @@ func TestOpsReadiness(t *testing.T) {
 // TestOpsMetrics: /metrics is the registry in Prometheus's text format, with the
 // components' collectors only when ops is on.
 func TestOpsMetrics(t *testing.T) {
-	o := newOps("gateway")
-	gm := o.gatewayMetrics()
+	o := NewOps("gateway")
+	gm := o.GatewayMetrics()
 	gm.Decision("a1b2c3d4e5", "deny", "AccessDenied", time.Millisecond)
-	code, body, hdr := get(t, o.handler(slog.New(slog.DiscardHandler)), "/metrics")
+	code, body, hdr := get(t, o.Handler(slog.New(slog.DiscardHandler)), "/metrics")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %v", code, hdr)
 	}
@@ -79,14 +77,14 @@ func TestOpsMetrics(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, body)
 		}
 	}
-	var off *ops
-	if off.gatewayMetrics() != nil || off.stsMetrics() != nil || off.egressMetrics() != nil || off.detectorMetrics() != nil ||
-		off.endpointMetrics()("vpce-0123456789abcdef0") != nil || off.agentMetrics(time.Now) != nil {
+	var off *Ops
+	if off.GatewayMetrics() != nil || off.StsMetrics() != nil || off.EgressMetrics() != nil || off.DetectorMetrics() != nil ||
+		off.EndpointMetrics()("vpce-0123456789abcdef0") != nil || off.AgentMetrics(time.Now) != nil {
 		t.Error("ops off: a component got metrics (a typed nil would not be nil either)")
 	}
-	off.serving()
-	off.drain()
-	off.close()
+	off.Serving()
+	off.Drain()
+	off.Close()
 }
 
 // TestOpsHTTPS: the ops listener serves over TLS with a certificate from the perimeter
@@ -96,22 +94,22 @@ func TestOpsHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := newOps("sts")
+	o := NewOps("sts")
 	var stderr bytes.Buffer
-	if err := o.start("127.0.0.1:0", ca, "123456789012", &stderr, slog.New(slog.DiscardHandler)); err != nil {
+	if err := o.Start("127.0.0.1:0", ca, "123456789012", &stderr, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(o.close)
-	if want := "phantom sts: metrics at " + o.url() + "/metrics"; !strings.HasPrefix(stderr.String(), want) || strings.Contains(stderr.String(), ": listening on ") {
+	t.Cleanup(o.Close)
+	if want := "phantom sts: metrics at " + o.Url() + "/metrics"; !strings.HasPrefix(stderr.String(), want) || strings.Contains(stderr.String(), ": listening on ") {
 		t.Errorf("printed %q, want it to start %q (and not look like the component's listening line)", stderr.String(), want)
 	}
-	if !strings.HasPrefix(o.url(), "https://127.0.0.1:") {
-		t.Fatalf("url %s", o.url())
+	if !strings.HasPrefix(o.Url(), "https://127.0.0.1:") {
+		t.Fatalf("url %s", o.Url())
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.BundlePEM())
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := c.Get(o.url() + "/healthz")
+	resp, err := c.Get(o.Url() + "/healthz")
 	if err != nil {
 		t.Fatalf("healthz over TLS with the perimeter CA: %v", err)
 	}
@@ -121,67 +119,20 @@ func TestOpsHTTPS(t *testing.T) {
 	}
 }
 
-// TestNewLogger: --log-format text|json and --log-level, else $PHANTOM_LOG_FORMAT and
-// $PHANTOM_LOG_LEVEL, else text at info; anything else is a usage error (exit 2).
-func TestNewLogger(t *testing.T) {
-	t.Setenv("PHANTOM_LOG_FORMAT", "")
-	t.Setenv("PHANTOM_LOG_LEVEL", "")
-	var buf bytes.Buffer
-	log, err := newLogger(&buf, logFlags{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Debug("hidden")
-	log.Info("shown", "key_id", "k1")
-	if got := buf.String(); strings.Contains(got, "hidden") || !strings.Contains(got, `level=INFO msg=shown key_id=k1`) {
-		t.Errorf("default text at info: %q", got)
-	}
-
-	buf.Reset()
-	t.Setenv("PHANTOM_LOG_FORMAT", "json")
-	t.Setenv("PHANTOM_LOG_LEVEL", "debug")
-	if log, err = newLogger(&buf, logFlags{}); err != nil {
-		t.Fatal(err)
-	}
-	log.Debug("shown", "chain", "sts")
-	var rec map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec["level"] != "DEBUG" || rec["msg"] != "shown" || rec["chain"] != "sts" {
-		t.Errorf("json from the environment: %q %v", buf.String(), err)
-	}
-
-	buf.Reset()
-	if log, err = newLogger(&buf, logFlags{format: "text", level: "warn"}); err != nil {
-		t.Fatal(err)
-	}
-	log.Info("hidden")
-	log.Warn("shown")
-	if got := buf.String(); strings.Contains(got, "hidden") || !strings.Contains(got, "level=WARN msg=shown") {
-		t.Errorf("flags over the environment: %q", got)
-	}
-
-	for _, lf := range []logFlags{{format: "xml"}, {level: "loud"}, {level: "info+4"}} {
-		_, err := newLogger(io.Discard, lf)
-		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != 2 {
-			t.Errorf("%+v: %v, want a usage error", lf, err)
-		}
-	}
-}
-
 // TestAuditReadiness (issue 15, attack 6): /readyz is 503 while a component's audit chain
 // cannot be written (its calls fail closed meanwhile), and 200 again once the disk takes
 // writes, without a restart: the chain resumes by itself and records the gap.
 func TestAuditReadiness(t *testing.T) {
 	dir := t.TempDir()
-	logs, err := openChains(dir, []string{"gateway"}, testPerimeter(t, t.TempDir(), ""), testAccount, nil, slog.New(slog.DiscardHandler))
+	logs, err := OpenChains(dir, []string{"gateway"}, testPerimeter(t, t.TempDir(), ""), testAccount, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logs.closeAll(slog.New(slog.DiscardHandler))
-	o := newOps("gateway")
-	h := o.handler(slog.New(slog.DiscardHandler))
-	o.serving(logs.readyCheck())
-	chain := logs.get("gateway")
+	defer logs.CloseAll(slog.New(slog.DiscardHandler))
+	o := NewOps("gateway")
+	h := o.Handler(slog.New(slog.DiscardHandler))
+	o.Serving(logs.ReadyCheck())
+	chain := logs.Get("gateway")
 	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -38,29 +38,29 @@ func specEvents(t *testing.T, dir, chain string) []audit.Event {
 func TestSpecEvents(t *testing.T) {
 	d := newAnchoredData(t, "")
 	specPath := filepath.Join(t.TempDir(), "perimeter.yaml")
-	if err := os.WriteFile(specPath, []byte(stsTestSpec), 0o600); err != nil {
+	if err := os.WriteFile(specPath, []byte(testSpec), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	tr := newSpecTracker("gateway", specPath, log)
-	w, err := config.NewWatcher(t.Context(), config.WatchConfig{Path: specPath, OnReload: tr.watch, Signals: make(chan os.Signal)})
+	tr := NewSpecTracker("gateway", specPath, log)
+	w, err := config.NewWatcher(t.Context(), config.WatchConfig{Path: specPath, OnReload: tr.Watch, Signals: make(chan os.Signal)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	tr.loaded(w.Current())
+	tr.Loaded(w.Current())
 	first := digestOf(w.Current())
-	logs, err := openChains(d.auditDir, []string{"gateway-1", "gateway-2"}, d.p, testAccount, nil, log)
+	logs, err := OpenChains(d.auditDir, []string{"gateway-1", "gateway-2"}, d.p, testAccount, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.attach(logs)
-	o := newOps("gateway")
-	tr.serve(o)
+	tr.Attach(logs)
+	o := NewOps("gateway")
+	tr.Serve(o)
 
 	// A valid edit, then a broken one.
-	edited := strings.Replace(stsTestSpec, "region: us-east-1", "region: us-east-1 # edited", 1)
-	if edited == stsTestSpec {
+	edited := strings.Replace(testSpec, "region: us-east-1", "region: us-east-1 # edited", 1)
+	if edited == testSpec {
 		t.Fatal("the edit changed nothing")
 	}
 	os.WriteFile(specPath, []byte(edited), 0o600)
@@ -75,7 +75,7 @@ func TestSpecEvents(t *testing.T) {
 		t.Fatal("a broken spec loaded")
 	}
 	w.Reload() // the same broken file again: recorded once
-	logs.closeAll(log)
+	logs.CloseAll(log)
 
 	for _, chain := range []string{"gateway-1", "gateway-2"} {
 		evs := specEvents(t, d.auditDir, chain)
@@ -95,7 +95,7 @@ func TestSpecEvents(t *testing.T) {
 			t.Errorf("rejected event %+v", evs[2])
 		}
 	}
-	o.serving()
+	o.Serving()
 	if notes := tr.note(); len(notes) != 1 || !strings.Contains(notes[0], second) {
 		t.Fatalf("readiness note %q, want the digest in force", notes)
 	}
@@ -107,22 +107,22 @@ func TestSpecEvents(t *testing.T) {
 // an audit event the detector turns into a finding is recorded once.
 func TestSpecReplicasDisagree(t *testing.T) {
 	d := newAnchoredData(t, "")
-	st := d.p.store
+	st := d.p.Store
 	log := slog.New(slog.DiscardHandler)
-	replica := func(name, digest string) *specTracker {
-		tr := newSpecTracker("gateway", "/etc/phantom/perimeter.yaml", log)
+	replica := func(name, digest string) *SpecTracker {
+		tr := NewSpecTracker("gateway", "/etc/phantom/perimeter.yaml", log)
 		tr.digest, tr.loadedAt, tr.account = digest, time.Now().Add(-time.Minute), testAccount
-		logs, err := openChains(d.auditDir, []string{name}, d.p, testAccount, nil, log)
+		logs, err := OpenChains(d.auditDir, []string{name}, d.p, testAccount, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { logs.closeAll(log) })
-		tr.attach(logs)
+		t.Cleanup(func() { logs.CloseAll(log) })
+		tr.Attach(logs)
 		return tr
 	}
 	a, b := replica("gw-a", "sha256:aaaa"), replica("gw-b", "sha256:bbbb")
 	ctx := context.Background()
-	compare := func(trs ...*specTracker) {
+	compare := func(trs ...*SpecTracker) {
 		for range 2 { // each sees the others' latest report
 			for _, tr := range trs {
 				if err := tr.compare(ctx, st, time.Second, 2*time.Second); err != nil {
@@ -195,23 +195,23 @@ func TestDetectorReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := &config.Spec{Account: testAccount, Region: "us-east-1"}
-	responder, err := newResponder(func() *config.Spec { return spec }, d.p, nopRecorder{}, slog.New(slog.DiscardHandler))
+	responder, err := NewResponder(func() *config.Spec { return spec }, d.p, nopRecorder{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := newOps("detector")
-	c, err := newStreamDetector(d.auditDir, []string{detectorChain}, det, responder, d.p.store, o.detectorMetrics(), slog.New(slog.DiscardHandler), func() { o.serving() })
+	o := NewOps("detector")
+	c, err := NewStreamDetector(d.auditDir, []string{DetectorChain}, det, responder, d.p.Store, o.DetectorMetrics(), slog.New(slog.DiscardHandler), func() { o.Serving() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveDetector(o, c)
+	ServeDetector(o, c)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := o.ready()
+		err := o.Ready()
 		if err != nil && strings.Contains(err.Error(), "audit chains: not reading sts") && strings.Contains(err.Error(), "(record 2)") {
 			t.Logf("/readyz: %v", err)
 			break
