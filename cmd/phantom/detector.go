@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,53 +63,9 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 			return &exitError{code: 2, err: fmt.Errorf("--exclude-chain %q: use lower-case letters, digits and dashes", c)}
 		}
 	}
-	c, err := openComponent(ctx, stderr, "detector", f.componentFlags)
+	cfg, err := f.process("detector", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	responder, err := perimeter.NewResponder(c.w.Current, c.p, c.logs.Get(f.chain), c.log)
-	if err != nil {
-		return err
-	}
-	if err := responder.Refresh(ctx); err != nil {
-		return err
-	}
-	det, err := perimeter.NewDetector(c.w.Current())
-	if err != nil {
-		return err
-	}
-	perimeter.LogSigma(perimeter.DetectorLog(c.log), det.SigmaRules())
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun() // before c.shutdown waits for the goroutines
-	c.wg.Add(2)
-	go func() {
-		defer c.wg.Done()
-		// Risk levels set by other processes (or lowered by an analyst): raise compares
-		// against the current ones.
-		c.p.SyncRisk(runCtx, responder, &perimeter.Freshness{MaxStale: f.maxStale}, c.log)
-	}()
-	go func() {
-		defer c.wg.Done()
-		perimeter.FollowDetection(runCtx, c.w, det, perimeter.DetectorLog(c.log))
-	}()
-
-	consumer, err := perimeter.NewStreamDetector(c.logs.Dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.Store, c.ops.DetectorMetrics(), c.log, func() {
-		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
-		c.serving(c.freshCheck())
-	})
-	if err != nil {
-		return err
-	}
-	if c.ops != nil {
-		perimeter.ServeDetector(c.ops, consumer)
-	}
-	err = consumer.Run(ctx)
-	perimeter.DetectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
-	defer done()
-	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
-		err = fmt.Errorf("finish webhook notifications: %w", cerr)
-	}
-	return err
+	return perimeter.RunDetector(ctx, cfg, f.exclude)
 }

@@ -263,7 +263,7 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 	defer wg.Wait()
 	defer cancel()
 
-	stsH, err := newSTSHandler(w.Current, p, logs.Get("sts"), o.StsMetrics(), log)
+	stsH, err := perimeter.NewSTSHandler(w.Current, p, logs.Get("sts"), o.StsMetrics(), log)
 	if err != nil {
 		return err
 	}
@@ -293,15 +293,15 @@ func runUp(ctx context.Context, stdout, stderr io.Writer, f upFlags) error {
 
 	var servers []*perimeter.HTTPSServer
 	servers = append(servers,
-		perimeter.ServeHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.GetServer), log),
+		perimeter.ServeHTTPS("sts", lns.sts, stsH, perimeter.STSTLSConfig(stsCerts.GetServer), log),
 		perimeter.ServeGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.GetServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := newConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
+	consoleH, err := perimeter.NewConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}
-	consoleTLS, err := consoleTLSConfig(p, spec, lns.console)
+	consoleTLS, err := perimeter.ConsoleTLSConfig(p, spec, lns.console)
 	if err != nil {
 		return err
 	}
@@ -546,7 +546,7 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 // openSpecListeners binds what a spec of the user's names.
 func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 	var err error
-	if lns.sts, err = net.Listen("tcp", perimeter.ListenAddr("", spec.STS.Listen, defaultSTSListen)); err != nil {
+	if lns.sts, err = net.Listen("tcp", perimeter.ListenAddr("", spec.STS.Listen, perimeter.DefaultSTSListen)); err != nil {
 		return fmt.Errorf("listen for the STS: %w", err)
 	}
 	if lns.gateway, err = net.Listen("tcp", perimeter.ListenAddr("", spec.Gateway.Listen, perimeter.DefaultGatewayListen)); err != nil {
@@ -561,7 +561,7 @@ func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 			lns.endpoints[ep.ID] = append(lns.endpoints[ep.ID], ln)
 		}
 	}
-	if lns.console, err = net.Listen("tcp", defaultConsoleListen); err != nil {
+	if lns.console, err = net.Listen("tcp", perimeter.DefaultConsoleListen); err != nil {
 		return fmt.Errorf("listen for the web console: %w", err)
 	}
 	return nil

@@ -127,3 +127,57 @@ func FollowDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 		}
 	}
 }
+
+// RunDetector runs the streaming detector over every audit chain but its own and
+// exclude, until ctx ends.
+func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error {
+	c, err := openProcess(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.shutdown()
+	responder, err := NewResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
+	if err != nil {
+		return err
+	}
+	if err := responder.Refresh(ctx); err != nil {
+		return err
+	}
+	det, err := NewDetector(c.w.Current())
+	if err != nil {
+		return err
+	}
+	LogSigma(DetectorLog(c.log), det.SigmaRules())
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun() // before c.shutdown waits for the goroutines
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		// Risk levels set by other processes (or lowered by an analyst): raise compares
+		// against the current ones.
+		c.p.SyncRisk(runCtx, responder, &Freshness{MaxStale: cfg.MaxStale}, c.log)
+	}()
+	go func() {
+		defer c.wg.Done()
+		FollowDetection(runCtx, c.w, det, DetectorLog(c.log))
+	}()
+
+	consumer, err := NewStreamDetector(c.logs.Dir, append([]string{cfg.Chain}, exclude...), det, responder, c.p.Store, c.ops.DetectorMetrics(), c.log, func() {
+		fmt.Fprintf(cfg.Stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
+		c.serving(c.freshCheck())
+	})
+	if err != nil {
+		return err
+	}
+	if c.ops != nil {
+		ServeDetector(c.ops, consumer)
+	}
+	err = consumer.Run(ctx)
+	DetectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
+		err = fmt.Errorf("finish webhook notifications: %w", cerr)
+	}
+	return err
+}
