@@ -23,6 +23,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/demo"
 	"github.com/phantom-perimeter/phantom/internal/detect/findingsapi"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/egress"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
@@ -87,41 +88,105 @@ func (l *upListeners) CloseAll() {
 // Up runs the whole perimeter in one process (phantom up) until ctx ends, then shuts it
 // down gracefully: the demo perimeter in cfg.DataDir, or the spec cfg.Config.
 func Up(ctx context.Context, cfg UpConfig) error {
-	log, stdout, stderr := cfg.Log, cfg.Stdout, cfg.Stderr
 	if cfg.RegenerateSpec && cfg.Config != "" {
 		return &UsageError{Err: errors.New("--regenerate-spec rewrites the demo spec; it does not apply to --config")}
 	}
+	u := &up{cfg: cfg, log: cfg.Log, lns: &upListeners{endpoints: map[string][]net.Listener{}}, epErr: make(chan error, 8)}
+	defer u.close()
+	if err := u.open(ctx); err != nil {
+		return err
+	}
+	u.startLoops(ctx)
+	if err := u.startServers(ctx); err != nil {
+		return err
+	}
+	if err := u.startDetector(); err != nil {
+		return err
+	}
+	if u.d != nil {
+		if err := u.startDemo(ctx); err != nil {
+			return err
+		}
+	} else {
+		u.printSpec()
+	}
+	u.o.Serving(ReadyCheck{Name: "perimeter state", Check: u.fresh}, u.logs.ReadyCheck())
+	u.log.Info("serving", "component", "up", "data_dir", cfg.DataDir, "spec", u.specPath)
+	return u.wait(ctx)
+}
+
+// up is one phantom up: what it opened, in the order it is closed again (closers, newest
+// first), and what it serves.
+type up struct {
+	cfg      UpConfig
+	log      *slog.Logger
+	lns      *upListeners
+	specPath string
+	d        *demo.Perimeter // nil with --config
+	w        *config.Watcher
+	tracker  *SpecTracker
+	p        *Perimeter
+	bundle   string
+	o        *Ops
+	logs     *Chains
+	closers  []func()
+
+	runCtx context.Context
+	wg     sync.WaitGroup
+
+	responder *respond.Responder
+	riskFresh *Freshness
+	fresh     func() error
+	gw        *gateway.Gateway
+	servers   []*HTTPSServer
+	endpoints []*endpoint.Endpoint
+	epErr     chan error
+	backend   *http.Server
+	proxy     *egress.Proxy
+}
+
+// onClose runs fn when up closes, before what was opened earlier.
+func (u *up) onClose(fn func()) { u.closers = append(u.closers, fn) }
+
+func (u *up) close() {
+	for i := len(u.closers) - 1; i >= 0; i-- {
+		u.closers[i]()
+	}
+}
+
+// open takes the data directory (up.lock first: a second up on it stops before it writes
+// anything), binds the listeners, loads the spec (the demo's, written on first start),
+// opens the perimeter and the ops listener, and opens every component's audit chain.
+func (u *up) open(ctx context.Context) error {
+	cfg, log := u.cfg, u.log
 	if err := datadir.Prepare(cfg.DataDir); err != nil {
 		return err
 	}
-	// Before anything is written: a second up on this directory stops here.
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	defer lock.release()
-
-	lns := &upListeners{endpoints: map[string][]net.Listener{}}
-	defer lns.CloseAll()
-	specPath := cfg.Config
-	var d *demo.Perimeter
-	if specPath == "" {
-		specPath = filepath.Join(cfg.DataDir, demoSpecFile)
-		if d, cfg.PortBase, err = openDemoSpec(stdout, lns, cfg, specPath); err != nil {
+	u.onClose(lock.release)
+	u.onClose(u.lns.CloseAll)
+	u.specPath = cfg.Config
+	if u.specPath == "" {
+		u.specPath = filepath.Join(cfg.DataDir, demoSpecFile)
+		if u.d, u.cfg.PortBase, err = openDemoSpec(cfg.Stdout, u.lns, cfg, u.specPath); err != nil {
 			return err
 		}
 	}
 
-	tracker := NewSpecTracker("up", specPath, log)
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: specPath, Logger: log, OnReload: tracker.Watch})
+	u.tracker = NewSpecTracker("up", u.specPath, log)
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: u.specPath, Logger: log, OnReload: u.tracker.Watch})
 	if err != nil {
 		return fmt.Errorf("load perimeter spec: %w", err)
 	}
-	defer w.Close()
+	u.w = w
+	u.onClose(func() { w.Close() })
 	spec := w.Current()
-	tracker.Loaded(spec)
-	if d == nil {
-		if err := openSpecListeners(lns, spec); err != nil {
+	u.tracker.Loaded(spec)
+	if u.d == nil {
+		if err := openSpecListeners(u.lns, spec); err != nil {
 			return err
 		}
 	}
@@ -130,58 +195,73 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	if err != nil {
 		return err
 	}
-	defer p.Store.Close()
-	bundle := filepath.Join(cfg.DataDir, "ca.pem")
-	if err := p.CA.WriteBundle(bundle); err != nil {
+	u.p = p
+	u.onClose(func() { p.Store.Close() })
+	u.bundle = filepath.Join(cfg.DataDir, "ca.pem")
+	if err := p.CA.WriteBundle(u.bundle); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
 	// One registry for every component of this process, served with /healthz and /readyz.
-	o := NewOps("up")
-	if lns.ops, err = listenOps(cfg); err != nil {
+	u.o = NewOps("up")
+	if u.lns.ops, err = listenOps(u.cfg); err != nil {
 		return err
 	}
-	if err := o.Serve(lns.ops, p.Issuer, spec.Account, stderr, log); err != nil {
+	if err := u.o.Serve(u.lns.ops, p.Issuer, spec.Account, cfg.Stderr, log); err != nil {
 		return err
 	}
-	defer o.Close()
-	context.AfterFunc(ctx, o.Drain)
+	u.onClose(u.o.Close)
+	context.AfterFunc(ctx, u.o.Drain)
 
 	sinks, closeSinks, err := OpenAnchorSinks(ctx, cfg.Anchors)
 	if err != nil {
 		return err
 	}
-	defer closeSinks()
-	logs, err := OpenAuditLogs(cfg.DataDir, spec, p, sinks, log)
-	if err != nil {
+	u.onClose(closeSinks)
+	if u.logs, err = OpenAuditLogs(cfg.DataDir, spec, p, sinks, log); err != nil {
 		return err
 	}
-	defer logs.CloseAll(log)
-	tracker.Attach(logs)
-	tracker.Serve(o)
+	u.onClose(func() { u.logs.CloseAll(log) })
+	u.tracker.Attach(u.logs)
+	u.tracker.Serve(u.o)
+	return nil
+}
 
+// startLoops starts what keeps the process's state current (credentials, the CA, the
+// spec replicas agree on, audit writers' certificates) under a context that ends, and
+// is waited for, before anything opened is closed.
+func (u *up) startLoops(ctx context.Context) {
 	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(4)
+	u.runCtx = runCtx
+	u.onClose(func() {
+		cancel()
+		u.wg.Wait()
+	})
+	p, log := u.p, u.log
+	u.wg.Add(4)
 	go func() {
-		defer wg.Done()
+		defer u.wg.Done()
 		_ = p.IDs.Run(runCtx) // returns when runCtx ends; failures are logged by identity
 	}()
 	go func() {
-		defer wg.Done()
-		p.SyncCA(runCtx, bundle, log)
+		defer u.wg.Done()
+		p.SyncCA(runCtx, u.bundle, log)
 	}()
 	go func() {
-		defer wg.Done()
-		tracker.Run(runCtx, p.Store, cfg.Poll, ReloadInterval(cfg.Poll))
+		defer u.wg.Done()
+		u.tracker.Run(runCtx, p.Store, u.cfg.Poll, ReloadInterval(u.cfg.Poll))
 	}()
 	go func() {
-		defer wg.Done()
-		logs.RenewWriters(runCtx, time.Hour, log)
+		defer u.wg.Done()
+		u.logs.RenewWriters(runCtx, time.Hour, log)
 	}()
-	defer wg.Wait()
-	defer cancel()
+}
 
+// startServers builds and starts STS, the gateway (over the responder's risk levels),
+// the console and every endpoint of the spec.
+func (u *up) startServers(ctx context.Context) error {
+	p, w, log, lns, o := u.p, u.w, u.log, u.lns, u.o
+	spec := w.Current()
+	logs := u.logs
 	stsH, err := NewSTSHandler(w.Current, p, logs.Get("sts"), o.StsMetrics(), log)
 	if err != nil {
 		return err
@@ -190,18 +270,18 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	if err != nil {
 		return err
 	}
-	responder, err := NewResponder(w.Current, p, logs.Get("detector"), log)
+	u.responder, err = NewResponder(w.Current, p, logs.Get("detector"), log)
 	if err != nil {
 		return err
 	}
-	if err := responder.Refresh(ctx); err != nil {
+	if err := u.responder.Refresh(ctx); err != nil {
 		return err
 	}
-	riskFresh := &Freshness{MaxStale: DefaultMaxStale}
-	riskFresh.Mark(time.Now())
-	fresh := p.GatewayFreshness(riskFresh)
-	o.IdentityMetrics(p, fresh)
-	gw, err := NewGateway(w.Current, p, logs.Get("gateway"), responder, fresh, o.GatewayMetrics(), log)
+	u.riskFresh = &Freshness{MaxStale: DefaultMaxStale}
+	u.riskFresh.Mark(time.Now())
+	u.fresh = p.GatewayFreshness(u.riskFresh)
+	o.IdentityMetrics(p, u.fresh)
+	u.gw, err = NewGateway(w.Current, p, logs.Get("gateway"), u.responder, u.fresh, o.GatewayMetrics(), log)
 	if err != nil {
 		return err
 	}
@@ -210,10 +290,9 @@ func Up(ctx context.Context, cfg UpConfig) error {
 		return err
 	}
 
-	var servers []*HTTPSServer
-	servers = append(servers,
+	u.servers = append(u.servers,
 		ServeHTTPS("sts", lns.sts, stsH, STSTLSConfig(stsCerts.GetServer), log),
-		ServeGateway(lns.gateway, gw, gw.TLSConfig(gwCerts.GetServer)))
+		ServeGateway(lns.gateway, u.gw, u.gw.TLSConfig(gwCerts.GetServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
 	consoleH, err := NewConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
@@ -224,22 +303,26 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	if err != nil {
 		return err
 	}
-	servers = append(servers, ServeHTTPS("console", lns.console, consoleH, consoleTLS, log))
+	u.servers = append(u.servers, ServeHTTPS("console", lns.console, consoleH, consoleTLS, log))
 
-	var endpoints []*endpoint.Endpoint
-	epErr := make(chan error, 8)
 	epMetrics := o.EndpointMetrics()
 	for _, ep := range spec.Endpoints {
 		e, err := NewEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}
-		endpoints = append(endpoints, e)
+		u.endpoints = append(u.endpoints, e)
 		for _, ln := range lns.endpoints[ep.ID] {
-			go func() { epErr <- e.Serve(runCtx, ln) }()
+			go func() { u.epErr <- e.Serve(u.runCtx, ln) }()
 		}
 	}
+	return nil
+}
 
+// startDetector starts the streaming detector and the loops that keep risk levels and
+// the replay guard current.
+func (u *up) startDetector() error {
+	p, w, log, o, logs, runCtx, responder, spec := u.p, u.w, u.log, u.o, u.logs, u.runCtx, u.responder, u.w.Current()
 	// The streaming detector follows every chain but its own (its events are the
 	// responses to findings) and hands findings to the responder, which applies them to
 	// the identity service and risk levels this process's gateway reads: immediately.
@@ -253,108 +336,118 @@ func Up(ctx context.Context, cfg UpConfig) error {
 		return err
 	}
 	ServeDetector(o, consumer)
-	wg.Add(1)
+	u.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer u.wg.Done()
 		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
 			DetectorLog(log).Error("the streaming detector stopped", "error", err)
 		}
 	}()
-	wg.Add(2)
+	u.wg.Add(2)
 	go func() {
-		defer wg.Done()
-		p.SyncRisk(runCtx, responder, riskFresh, log) // picks up risk levels set by other processes
+		defer u.wg.Done()
+		p.SyncRisk(runCtx, responder, u.riskFresh, log) // picks up risk levels set by other processes
 	}()
 	go func() {
-		defer wg.Done()
+		defer u.wg.Done()
 		p.SweepSignatures(runCtx, log)
 	}()
-	wg.Add(1)
+	u.wg.Add(1)
 	go func() {
-		defer wg.Done()
+		defer u.wg.Done()
 		FollowDetection(runCtx, w, det, DetectorLog(log))
 	}()
 
-	var backend *http.Server
-	var proxy *egress.Proxy
-	if d != nil {
-		if backend, err = serveDemoBackend(lns.backend, p, spec, gw, d.APIID, log); err != nil {
-			return err
-		}
-		fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.Store, Credentials: p.IDs,
-			Auditor: logs.Get("findings"), Risk: responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
-		if err != nil {
-			return err
-		}
-		fCerts, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
-		if err != nil {
-			return err
-		}
-		servers = append(servers, ServeHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.GetServer}, log))
-		if proxy, err = startDemoEgress(runCtx, w.Current, p, logs.Get("egress"), lns, responder, fresh, o.EgressMetrics(), log); err != nil {
-			return err
-		}
-		var served atomic.Pointer[agent.Agent]
-		am := o.AgentMetrics(func() time.Time {
-			if a := served.Load(); a != nil {
-				return a.Expiration()
-			}
-			return time.Time{}
-		})
-		node, err := startDemoAgent(runCtx, cfg, p, d, lns, &wg, am, log)
-		if err != nil {
-			return err
-		}
-		served.Store(node)
-		if err := writeDemoEnv(ctx, cfg.DataDir, bundle, d, p.IDs, lns, node); err != nil {
-			return err
-		}
-		printDemo(stdout, cfg.DataDir, d, lns)
-	} else {
-		fmt.Fprintf(stdout, "phantom up: perimeter %s running: sts https://%s, gateway https://%s\n", specPath, lns.sts.Addr(), lns.gateway.Addr())
-		for id, l := range lns.endpoints {
-			for _, ln := range l {
-				fmt.Fprintf(stdout, "  endpoint %s on https://%s\n", id, ln.Addr())
-			}
-		}
-		fmt.Fprintf(stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", lns.ops.Addr())
-	}
-	o.Serving(ReadyCheck{Name: "perimeter state", Check: fresh}, logs.ReadyCheck())
-	log.Info("serving", "component", "up", "data_dir", cfg.DataDir, "spec", specPath)
+	return nil
+}
 
+// startDemo serves the demo perimeter's parts: the orders backend, the findings API, the
+// egress proxy and the demo node's agent; then writes demo.env and aws-config and prints
+// what to try.
+func (u *up) startDemo(ctx context.Context) error {
+	p, w, log, o, logs, lns, d, spec := u.p, u.w, u.log, u.o, u.logs, u.lns, u.d, u.w.Current()
+	var err error
+	if u.backend, err = serveDemoBackend(lns.backend, p, spec, u.gw, d.APIID, log); err != nil {
+		return err
+	}
+	fapi, err := findingsapi.New(findingsapi.Config{Spec: w.Current, Store: p.Store, Credentials: p.IDs,
+		Auditor: logs.Get("findings"), Risk: u.responder, MaxSkew: spec.Gateway.ClockSkew, Logger: log})
+	if err != nil {
+		return err
+	}
+	fCerts, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+	if err != nil {
+		return err
+	}
+	u.servers = append(u.servers, ServeHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.GetServer}, log))
+	if u.proxy, err = startDemoEgress(u.runCtx, w.Current, p, logs.Get("egress"), lns, u.responder, u.fresh, o.EgressMetrics(), log); err != nil {
+		return err
+	}
+	var served atomic.Pointer[agent.Agent]
+	am := o.AgentMetrics(func() time.Time {
+		if a := served.Load(); a != nil {
+			return a.Expiration()
+		}
+		return time.Time{}
+	})
+	node, err := startDemoAgent(u.runCtx, u.cfg, p, d, lns, &u.wg, am, log)
+	if err != nil {
+		return err
+	}
+	served.Store(node)
+	if err := writeDemoEnv(ctx, u.cfg.DataDir, u.bundle, d, p.IDs, lns, node); err != nil {
+		return err
+	}
+	printDemo(u.cfg.Stdout, u.cfg.DataDir, d, lns)
+	return nil
+}
+
+// printSpec prints where a perimeter run from --config serves.
+func (u *up) printSpec() {
+	fmt.Fprintf(u.cfg.Stdout, "phantom up: perimeter %s running: sts https://%s, gateway https://%s\n", u.specPath, u.lns.sts.Addr(), u.lns.gateway.Addr())
+	for id, l := range u.lns.endpoints {
+		for _, ln := range l {
+			fmt.Fprintf(u.cfg.Stdout, "  endpoint %s on https://%s\n", id, ln.Addr())
+		}
+	}
+	fmt.Fprintf(u.cfg.Stdout, "  metrics https://%s/metrics (/healthz, /readyz)\n", u.lns.ops.Addr())
+}
+
+// wait serves until ctx ends or a server fails, then shuts down gracefully.
+func (u *up) wait(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case err := <-epErr:
+	case err := <-u.epErr:
 		runErr = fmt.Errorf("serve endpoint: %w", err)
-	case err := <-firstDone(servers):
+	case err := <-firstDone(u.servers):
 		runErr = err
 	}
-	log.Info("shutting down; finishing in-flight requests", "component", "up")
+	u.log.Info("shutting down; finishing in-flight requests", "component", "up")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	// Outside in: the endpoints stop taking calls and finish theirs through the gateway,
 	// then the gateway, STS and backend finish what is left.
-	for _, e := range endpoints {
+	for _, e := range u.endpoints {
 		if err := e.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
-	for _, s := range servers {
+	for _, s := range u.servers {
 		if err := s.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
-	if err := responder.Close(shutdownCtx); err != nil { // webhook deliveries in flight
+	if err := u.responder.Close(shutdownCtx); err != nil { // webhook deliveries in flight
 		runErr = errors.Join(runErr, fmt.Errorf("finish webhook notifications: %w", err))
 	}
-	if proxy != nil {
-		if err := proxy.Shutdown(shutdownCtx); err != nil {
+	if u.proxy != nil {
+		if err := u.proxy.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("shut down egress proxy: %w", err))
 		}
 	}
-	if backend != nil {
-		if err := backend.Shutdown(shutdownCtx); err != nil {
+	if u.backend != nil {
+		if err := u.backend.Shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("shut down demo backend: %w", err))
 		}
 	}
