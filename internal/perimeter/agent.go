@@ -46,20 +46,20 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	log := cfg.Log
 	// The agent holds no CA key: its ops listener is plain HTTP, on loopback like its
 	// credentials endpoints.
-	var o *Ops
+	var o *ops
 	var current atomic.Pointer[agent.Agent]
 	if cfg.OpsListen != "" {
-		o = NewOps("agent")
-		if err := o.Start(cfg.OpsListen, nil, "", cfg.Stderr, log); err != nil {
+		o = newOps("agent")
+		if err := o.start(cfg.OpsListen, nil, "", cfg.Stderr, log); err != nil {
 			return err
 		}
-		defer o.Close()
-		context.AfterFunc(ctx, o.Drain)
+		defer o.close()
+		context.AfterFunc(ctx, o.drain)
 	}
 	a, err := agent.New(agent.Config{
 		STS: cfg.STS, CABundle: cfg.CABundle, StateDir: cfg.StateDir, JoinToken: cfg.JoinToken,
 		SessionDuration: cfg.SessionDuration, EgressProxy: cfg.EgressURL, EgressTLS: cfg.EgressTLS, Logger: log,
-		Metrics: o.AgentMetrics(func() time.Time {
+		Metrics: o.agentMetrics(func() time.Time {
 			if a := current.Load(); a != nil {
 				return a.Expiration()
 			}
@@ -111,7 +111,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	go func() { served <- a.Serve(ctx, imds, cont) }()
 	fmt.Fprintf(cfg.Stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
 	log.Info("serving", "component", "agent", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
-	o.Serving(ReadyCheck{Name: "credentials", Check: func() error {
+	o.serving(readyCheck{Name: "credentials", Check: func() error {
 		if _, ok := a.Credentials(); !ok {
 			return errors.New("no unexpired credentials to serve (STS unreachable?)")
 		}

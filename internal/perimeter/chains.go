@@ -16,9 +16,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// OpenAnchorSinks opens the extra anchor stores: each must be reachable at start (a sink
+// openAnchorSinks opens the extra anchor stores: each must be reachable at start (a sink
 // that was never reached anchors nothing).
-func OpenAnchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(), error) {
+func openAnchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(), error) {
 	var sinks []audit.AnchorStore
 	var clients []*store.AnchorClient
 	closeAll := func() {
@@ -38,8 +38,8 @@ func OpenAnchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, f
 	return sinks, closeAll, nil
 }
 
-// AuditCertifier certifies audit writer keys (*pki.Authority).
-type AuditCertifier interface {
+// auditCertifier certifies audit writer keys (*pki.Authority).
+type auditCertifier interface {
 	Sign(pub crypto.PublicKey, req pki.Request) (*x509.Certificate, error)
 }
 
@@ -51,7 +51,7 @@ const writerValidity = pki.MaxValidity
 // only, and has the perimeter CA certify it for that chain alone: what it signs, no
 // other chain's verification accepts, and a key that leaks from one process signs
 // nothing of another's.
-func WriterKey(ca AuditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
+func WriterKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -67,7 +67,7 @@ func WriterKey(ca AuditCertifier, account, chain string) (ed25519.PrivateKey, *x
 type Chains struct {
 	Dir     string
 	account string
-	ca      AuditCertifier
+	ca      auditCertifier
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
 }
@@ -93,9 +93,9 @@ func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks
 	return l, nil
 }
 
-// RenewWriters gives each chain a new certified key when its certificate is past half
+// renewWriters gives each chain a new certified key when its certificate is past half
 // its life, checking every interval until ctx ends.
-func (l *Chains) RenewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
+func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -104,7 +104,7 @@ func (l *Chains) RenewWriters(ctx context.Context, interval time.Duration, log *
 			return
 		case <-t.C:
 		}
-		for _, c := range l.Names() {
+		for _, c := range l.names() {
 			if time.Until(l.expires[c]) > writerValidity/2 {
 				continue
 			}
@@ -125,7 +125,7 @@ func (l *Chains) RenewWriters(ctx context.Context, interval time.Duration, log *
 func (l *Chains) Get(chain string) *audit.Log { return l.logs[chain] }
 
 // Names lists the chains, sorted.
-func (l *Chains) Names() []string {
+func (l *Chains) names() []string {
 	names := make([]string, 0, len(l.logs))
 	for c := range l.logs {
 		names = append(names, c)
@@ -134,12 +134,12 @@ func (l *Chains) Names() []string {
 	return names
 }
 
-// ReadyCheck is the readiness check of the chains: a chain that cannot be written makes
+// readyCheck is the readiness check of the chains: a chain that cannot be written makes
 // its process refuse every call it would have to record (fail closed), so it is not
 // ready until the chain resumes (which it does by itself).
-func (l *Chains) ReadyCheck() ReadyCheck {
-	return ReadyCheck{"audit log", func() error {
-		for _, c := range l.Names() {
+func (l *Chains) readyCheck() readyCheck {
+	return readyCheck{"audit log", func() error {
+		for _, c := range l.names() {
 			if err := l.logs[c].Err(); err != nil {
 				return err
 			}

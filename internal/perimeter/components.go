@@ -35,9 +35,9 @@ func AuditDir(dataDir string, spec *config.Spec) string {
 	return filepath.Join(dataDir, dir)
 }
 
-// OpenAuditLogs opens the chains of every component a spec names (sts, gateway, one per
+// openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
 // endpoint, …), each signed by a key of its own the perimeter CA certified.
-func OpenAuditLogs(dataDir string, spec *config.Spec, p *Perimeter, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
+func openAuditLogs(dataDir string, spec *config.Spec, p *Perimeter, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
 	chains := []string{"sts", "gateway", "egress", "detector", "findings", "console"}
 	for _, ep := range spec.Endpoints {
 		chains = append(chains, "endpoint-"+ep.ID)
@@ -45,10 +45,10 @@ func OpenAuditLogs(dataDir string, spec *config.Spec, p *Perimeter, sinks []audi
 	return OpenChains(AuditDir(dataDir, spec), chains, p, spec.Account, sinks, log)
 }
 
-// NewGateway builds the gateway over the perimeter's identity service, CA, message
+// newGateway builds the gateway over the perimeter's identity service, CA, message
 // sealer and the current spec. Its assertion key is derived from the master key
 // (keys.Assertion), so every replica signs with the same one.
-func NewGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
 	key, err := p.Keys.Ed25519(keys.Assertion)
 	if err != nil {
@@ -57,7 +57,7 @@ func NewGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Audit
 	// To https backends the gateway presents a client certificate from the perimeter CA
 	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
 	// the backend's own CA.
-	client, err := NewCertSource(p.Issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	client, err := newCertSource(p.Issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func NewGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Audit
 	}
 	roots.AppendCertsFromPEM(p.CA.BundlePEM())
 	return gateway.New(gateway.Config{
-		ClientCert:   client.GetClient,
+		ClientCert:   client.getClient,
 		BackendRoots: roots,
 		Name:         spec.Gateway.Name,
 		Spec:         current,
@@ -84,9 +84,9 @@ func NewGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Audit
 	})
 }
 
-// NewEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
+// newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
 // callers (with its private DNS names) and authenticates it to the gateways.
-func NewEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
+func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
 	if len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
@@ -98,17 +98,17 @@ func NewEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint,
 	// Its private DNS names, and every API's execute-api names ({api} and {api}-{vpce}),
 	// which bind a connection to one API by its TLS server name.
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
-	req := ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
+	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
-	certs, err := NewCertSource(p.Issuer, req)
+	certs, err := newCertSource(p.Issuer, req)
 	if err != nil {
 		return nil, err
 	}
 	return endpoint.New(endpoint.Config{
 		ID:         ep.ID,
 		Spec:       current,
-		ServerCert: certs.GetServer,
-		ClientCert: certs.GetClient,
+		ServerCert: certs.getServer,
+		ClientCert: certs.getClient,
 		Verifier:   p.CA.Verifier(),
 		Gateways:   gateways,
 		Auditor:    auditor,
@@ -117,9 +117,9 @@ func NewEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint,
 	})
 }
 
-// NewResponder stores findings and applies the spec's responses through the perimeter's
+// newResponder stores findings and applies the spec's responses through the perimeter's
 // identity service; its risk levels are the gateway's phantom:RiskLevel.
-func NewResponder(current func() *config.Spec, p *Perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
+func newResponder(current func() *config.Spec, p *Perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
 	var ids respond.Identity = p.IDs
 	if !p.Keys.Has(keys.StoreAccessKeys) {
 		ids = statusWriter{p.IDs, p.Store}

@@ -30,32 +30,32 @@ func RunConsole(ctx context.Context, cfg ProcessConfig) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	stsURL := cmp.Or(cfg.STS, "https://"+ListenAddr("", spec.STS.Listen, DefaultSTSListen))
-	h, err := NewConsole(c.w.Current, c.p, AuditDir(cfg.DataDir, spec), c.logs.Get(cfg.Chain), stsURL, c.log)
+	stsURL := cmp.Or(cfg.STS, "https://"+listenAddr("", spec.STS.Listen, DefaultSTSListen))
+	h, err := newConsole(c.w.Current, c.p, AuditDir(cfg.DataDir, spec), c.logs.Get(cfg.Chain), stsURL, c.log)
 	if err != nil {
 		return err
 	}
-	listen := ListenAddr(cfg.Listen, netip.AddrPort{}, DefaultConsoleListen)
+	listen := listenAddr(cfg.Listen, netip.AddrPort{}, DefaultConsoleListen)
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	tlsCfg, err := ConsoleTLSConfig(c.p, spec, ln)
+	tlsCfg, err := consoleTLSConfig(c.p, spec, ln)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := ServeHTTPS("console", ln, h, tlsCfg, c.log)
+	srv := serveHTTPS("console", ln, h, tlsCfg, c.log)
 	fmt.Fprintf(cfg.Stderr, "phantom console: listening on https://%s\n", ln.Addr())
 	c.serving(c.freshCheck())
 	return waitAndShutdown(ctx, c.log, "console", srv)
 }
 
-// NewConsole builds the web console over the perimeter's store and identity service; its
+// newConsole builds the web console over the perimeter's store and identity service; its
 // own events go to auditor (the "console" chain) and its decisions page reads every chain
 // in auditDir. Single sign-on exchanges ID tokens at the STS at stsURL, whose certificate
 // is the perimeter CA's.
-func NewConsole(current func() *config.Spec, p *Perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
+func newConsole(current func() *config.Spec, p *Perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(p.CA.BundlePEM())
 	verifier := webIdentityVerifier(current, log)
@@ -87,12 +87,12 @@ func (c consoleSTS) AssumeRoleWithWebIdentity(ctx context.Context, role, session
 	return cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, nil
 }
 
-// ConsoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the
+// consoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the
 // perimeter CA naming the listener (renewed before it expires).
-func ConsoleTLSConfig(p *Perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
-	certs, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
+func consoleTLSConfig(p *Perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
+	certs, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetServer}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, nil
 }

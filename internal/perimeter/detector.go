@@ -21,27 +21,27 @@ import (
 // consumed, or each response would be an event for the detector.
 const DetectorChain = "detector"
 
-// FindingHandler takes the detector's findings: commits them with the audit cursors,
+// findingHandler takes the detector's findings: commits them with the audit cursors,
 // then applies the spec's responses (respond.Responder).
-type FindingHandler = consume.Sink
+type findingHandler = consume.Sink
 
-// NewStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
+// newStreamDetector is the consumer of the audit chains in dir, exactly once, resuming
 // from the cursors in the store: every chain, including those that appear later, but
 // the excluded. Every event goes, in each chain's order, to det; the findings go to h.
 // anchors (the store) tells it the chains that should be there. Its Run returns nil
 // when ctx ends (after committing what it consumed), or the error that stopped it
 // (another detector on the same store, a store that stays unreachable); a damaged
 // chain is a finding, never a stop.
-func NewStreamDetector(dir string, exclude []string, det *detect.Detector, h FindingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
+func newStreamDetector(dir string, exclude []string, det *detect.Detector, h findingHandler, anchors consume.AnchorSource, m consume.Metrics, log *slog.Logger, ready func()) (*consume.Consumer, error) {
 	slices.Sort(exclude)
 	return consume.New(consume.Config{Dir: dir, Exclude: slices.Compact(exclude), Detector: det, Sink: h, Anchors: anchors, Metrics: m, Logger: log, Ready: ready})
 }
 
-// ServeDetector exposes the detector's view of the audit chains on the ops listener:
+// serveDetector exposes the detector's view of the audit chains on the ops listener:
 // /readyz is 503 naming the chains it cannot read (their events go undetected), and,
 // when ready, names the damage found in chains since the process started.
-func ServeDetector(o *Ops, c *consume.Consumer) {
-	o.AddCheck(ReadyCheck{Name: "audit chains", Check: func() error {
+func serveDetector(o *ops, c *consume.Consumer) {
+	o.addCheck(readyCheck{Name: "audit chains", Check: func() error {
 		u := c.Unread()
 		if len(u) == 0 {
 			return nil
@@ -52,7 +52,7 @@ func ServeDetector(o *Ops, c *consume.Consumer) {
 		}
 		return fmt.Errorf("not reading %s", strings.Join(parts, "; "))
 	}})
-	o.AddNotes(func() []string {
+	o.addNotes(func() []string {
 		var out []string
 		for _, d := range c.Damage() {
 			out = append(out, fmt.Sprintf("audit chain %s damaged (found %s): %s", d.Chain, d.Since.UTC().Format(time.RFC3339), d.Reason))
@@ -61,8 +61,8 @@ func ServeDetector(o *Ops, c *consume.Consumer) {
 	})
 }
 
-// NewDetector is the detector of a spec's detection settings.
-func NewDetector(spec *config.Spec) (*detect.Detector, error) {
+// newDetector is the detector of a spec's detection settings.
+func newDetector(spec *config.Spec) (*detect.Detector, error) {
 	return detect.New(detect.Config{
 		Account:        spec.Account,
 		Region:         spec.Region,
@@ -74,9 +74,9 @@ func NewDetector(spec *config.Spec) (*detect.Detector, error) {
 	})
 }
 
-// LogSigma logs how many Sigma rules loaded and each one that did not, with the reason,
-// on the detector's logger (DetectorLog).
-func LogSigma(log *slog.Logger, s *sigma.Set) {
+// logSigma logs how many Sigma rules loaded and each one that did not, with the reason,
+// on the detector's logger (detectorLog).
+func logSigma(log *slog.Logger, s *sigma.Set) {
 	if s == nil || s.Dir == "" {
 		return
 	}
@@ -87,16 +87,16 @@ func LogSigma(log *slog.Logger, s *sigma.Set) {
 	log.Info("Sigma rules loaded", "dir", s.Dir, "rules", len(s.Rules), "other_log_sources", other)
 }
 
-// DetectorLog is log naming the detector as the component, for what the runtime logs of it
+// detectorLog is log naming the detector as the component, for what the runtime logs of it
 // (the consumer and the responder name themselves).
-func DetectorLog(log *slog.Logger) *slog.Logger { return log.With("component", "detector") }
+func detectorLog(log *slog.Logger) *slog.Logger { return log.With("component", "detector") }
 
-// FollowDetection logs on the detector's logger (DetectorLog). It reloads the detector's
+// followDetection logs on the detector's logger (detectorLog). It reloads the detector's
 // threat lists, Sigma rules and peer groups
 // whenever the spec is reloaded, and re-reads the files on SIGHUP (edited in place); a
 // list that does not load keeps the previous set, and so does a rules directory that
 // cannot be read.
-func FollowDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
+func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detector, log *slog.Logger) {
 	specs, cancel := w.Subscribe()
 	defer cancel()
 	hup := make(chan os.Signal, 1)
@@ -110,7 +110,7 @@ func FollowDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			if err := det.Reload(); err != nil {
 				log.Error("threat lists or Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
-				LogSigma(log, det.SigmaRules())
+				logSigma(log, det.SigmaRules())
 			}
 		case spec := <-specs:
 			if err := det.SetThreatLists(spec.Detection.ThreatLists); err != nil {
@@ -122,7 +122,7 @@ func FollowDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			if s, err := det.SetSigmaRules(spec.Detection.SigmaRules); err != nil {
 				log.Error("Sigma rules not reloaded; keeping the previous ones", "error", err)
 			} else {
-				LogSigma(log, s)
+				logSigma(log, s)
 			}
 		}
 	}
@@ -136,18 +136,18 @@ func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error
 		return err
 	}
 	defer c.shutdown()
-	responder, err := NewResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
+	responder, err := newResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
 	if err != nil {
 		return err
 	}
 	if err := responder.Refresh(ctx); err != nil {
 		return err
 	}
-	det, err := NewDetector(c.w.Current())
+	det, err := newDetector(c.w.Current())
 	if err != nil {
 		return err
 	}
-	LogSigma(DetectorLog(c.log), det.SigmaRules())
+	logSigma(detectorLog(c.log), det.SigmaRules())
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun() // before c.shutdown waits for the goroutines
 	c.wg.Add(2)
@@ -155,14 +155,14 @@ func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error
 		defer c.wg.Done()
 		// Risk levels set by other processes (or lowered by an analyst): raise compares
 		// against the current ones.
-		c.p.SyncRisk(runCtx, responder, &Freshness{MaxStale: cfg.MaxStale}, c.log)
+		c.p.syncRisk(runCtx, responder, &freshness{MaxStale: cfg.MaxStale}, c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
-		FollowDetection(runCtx, c.w, det, DetectorLog(c.log))
+		followDetection(runCtx, c.w, det, detectorLog(c.log))
 	}()
 
-	consumer, err := NewStreamDetector(c.logs.Dir, append([]string{cfg.Chain}, exclude...), det, responder, c.p.Store, c.ops.DetectorMetrics(), c.log, func() {
+	consumer, err := newStreamDetector(c.logs.Dir, append([]string{cfg.Chain}, exclude...), det, responder, c.p.Store, c.ops.detectorMetrics(), c.log, func() {
 		fmt.Fprintf(cfg.Stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
 		c.serving(c.freshCheck())
 	})
@@ -170,10 +170,10 @@ func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error
 		return err
 	}
 	if c.ops != nil {
-		ServeDetector(c.ops, consumer)
+		serveDetector(c.ops, consumer)
 	}
 	err = consumer.Run(ctx)
-	DetectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
 	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {

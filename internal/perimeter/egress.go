@@ -40,7 +40,7 @@ func RunEgress(ctx context.Context, cfg ProcessConfig, e EgressConfig) error {
 	if err != nil {
 		return err
 	}
-	c.ops.IdentityMetrics(c.p, fresh)
+	c.ops.identityMetrics(c.p, fresh)
 	px, err := egress.New(egress.Config{
 		Spec:                    c.w.Current,
 		PasswordKey:             key,
@@ -57,7 +57,7 @@ func RunEgress(ctx context.Context, cfg ProcessConfig, e EgressConfig) error {
 		MaxConnections:          e.MaxConnections,
 		MaxConnectionsPerSource: e.MaxConnectionsPerSource,
 		IdleTimeout:             e.IdleTimeout,
-		Metrics:                 c.ops.EgressMetrics(),
+		Metrics:                 c.ops.egressMetrics(),
 	})
 	if err != nil {
 		return err
@@ -89,15 +89,15 @@ func RunEgress(ctx context.Context, cfg ProcessConfig, e EgressConfig) error {
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", e.TLSListen, err)
 		}
-		certs, err := NewCertSource(c.p.Issuer, ServerRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
+		certs, err := newCertSource(c.p.Issuer, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.GetServer) })
+		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.getServer) })
 		fmt.Fprintf(cfg.Stderr, "phantom egress: listening on https://%s\n", ln.Addr())
 	}
-	c.serving(ReadyCheck{Name: "perimeter state", Check: fresh})
+	c.serving(readyCheck{Name: "perimeter state", Check: fresh})
 	select {
 	case err := <-done:
 		return fmt.Errorf("serve egress: %w", err)

@@ -22,7 +22,7 @@ func RunEndpoint(ctx context.Context, cfg ProcessConfig, id string, gateways []s
 		return &UsageError{Err: fmt.Errorf("the spec has no endpoint %q", id)}
 	}
 	if len(gateways) == 0 {
-		gateways = []string{ListenAddr("", spec.Gateway.Listen, DefaultGatewayListen)}
+		gateways = []string{listenAddr("", spec.Gateway.Listen, DefaultGatewayListen)}
 	}
 	var lns []net.Listener
 	defer func() {
@@ -37,7 +37,7 @@ func RunEndpoint(ctx context.Context, cfg ProcessConfig, id string, gateways []s
 		}
 		lns = append(lns, ln)
 	}
-	e, err := NewEndpoint(c.w.Current, c.p, ep, gateways, c.logs.Get(cfg.Chain), lns, c.ops.EndpointMetrics()(id), c.log)
+	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.Get(cfg.Chain), lns, c.ops.endpointMetrics()(id), c.log)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ func RunGateway(ctx context.Context, cfg ProcessConfig) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := ListenAddr(cfg.Listen, spec.Gateway.Listen, DefaultGatewayListen)
+	listen := listenAddr(cfg.Listen, spec.Gateway.Listen, DefaultGatewayListen)
 	risk, fresh, err := c.riskLevels(ctx, cfg)
 	if err != nil {
 		return err
@@ -24,10 +24,10 @@ func RunGateway(ctx context.Context, cfg ProcessConfig) error {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.p.SweepSignatures(c.runCtx, c.log)
+		c.p.sweepSignatures(c.runCtx, c.log)
 	}()
-	c.ops.IdentityMetrics(c.p, fresh)
-	gw, err := NewGateway(c.w.Current, c.p, c.logs.Get(cfg.Chain), risk, fresh, c.ops.GatewayMetrics(), c.log)
+	c.ops.identityMetrics(c.p, fresh)
+	gw, err := newGateway(c.w.Current, c.p, c.logs.Get(cfg.Chain), risk, fresh, c.ops.gatewayMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -35,13 +35,13 @@ func RunGateway(ctx context.Context, cfg ProcessConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := NewCertSource(c.p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(c.p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := ServeGateway(ln, gw, gw.TLSConfig(certs.GetServer))
+	srv := serveGateway(ln, gw, gw.TLSConfig(certs.getServer))
 	fmt.Fprintf(cfg.Stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
-	c.serving(ReadyCheck{Name: "perimeter state", Check: fresh})
+	c.serving(readyCheck{Name: "perimeter state", Check: fresh})
 	return waitAndShutdown(ctx, c.log, "gateway", srv)
 }

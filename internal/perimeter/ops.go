@@ -27,20 +27,20 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/sts"
 )
 
-// ReadyCheck is one condition of /readyz: nil while it holds.
-type ReadyCheck struct {
+// readyCheck is one condition of /readyz: nil while it holds.
+type readyCheck struct {
 	Name  string
 	Check func() error
 }
 
-// Ops is a process's operations listener: its metrics registry, served with /healthz and
-// /readyz. A nil *Ops is "off": its metrics are nil (the components observe nothing) and
+// ops is a process's operations listener: its metrics registry, served with /healthz and
+// /readyz. A nil *ops is "off": its metrics are nil (the components observe nothing) and
 // its methods do nothing.
-type Ops struct {
+type ops struct {
 	name string
 	reg  *prometheus.Registry
 	// checks is nil until the component's listeners serve; then what /readyz asks.
-	checks   atomic.Pointer[[]ReadyCheck]
+	checks   atomic.Pointer[[]readyCheck]
 	draining atomic.Bool
 	srv      *http.Server
 	addr     net.Addr
@@ -49,12 +49,12 @@ type Ops struct {
 	// chains read); notes are lines /readyz adds after "ok" (the spec in force, damage
 	// found in audit chains).
 	mu       sync.Mutex
-	standing []ReadyCheck
+	standing []readyCheck
 	notes    []func() []string
 }
 
-// AddCheck adds a readiness check to the component's own.
-func (o *Ops) AddCheck(c ReadyCheck) {
+// addCheck adds a readiness check to the component's own.
+func (o *ops) addCheck(c readyCheck) {
 	if o == nil {
 		return
 	}
@@ -63,8 +63,8 @@ func (o *Ops) AddCheck(c ReadyCheck) {
 	o.standing = append(o.standing, c)
 }
 
-// AddNotes adds lines /readyz prints after "ok".
-func (o *Ops) AddNotes(fn func() []string) {
+// addNotes adds lines /readyz prints after "ok".
+func (o *ops) addNotes(fn func() []string) {
 	if o == nil {
 		return
 	}
@@ -73,13 +73,13 @@ func (o *Ops) AddNotes(fn func() []string) {
 	o.notes = append(o.notes, fn)
 }
 
-// NewOps makes the registry of a process named name (Go, process, build info).
-func NewOps(name string) *Ops {
-	return &Ops{name: name, reg: metrics.NewRegistry()}
+// newOps makes the registry of a process named name (Go, process, build info).
+func newOps(name string) *ops {
+	return &ops{name: name, reg: metrics.NewRegistry()}
 }
 
 // Handler serves GET /metrics, /healthz and /readyz.
-func (o *Ops) Handler(log *slog.Logger) http.Handler {
+func (o *ops) handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -88,7 +88,7 @@ func (o *Ops) Handler(log *slog.Logger) http.Handler {
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := o.Ready(); err != nil {
+		if err := o.ready(); err != nil {
 			plain(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -116,7 +116,7 @@ func plain(w http.ResponseWriter, status int, msg string) {
 }
 
 // Ready is nil when the component serves and every check holds, else why not.
-func (o *Ops) Ready() error {
+func (o *ops) ready() error {
 	if o.draining.Load() {
 		return errors.New("shutting down")
 	}
@@ -135,9 +135,9 @@ func (o *Ops) Ready() error {
 	return nil
 }
 
-// Serving marks the component's listeners as serving: /readyz answers 200 while checks
+// serving marks the component's listeners as serving: /readyz answers 200 while checks
 // hold.
-func (o *Ops) Serving(checks ...ReadyCheck) {
+func (o *ops) serving(checks ...readyCheck) {
 	if o == nil {
 		return
 	}
@@ -147,19 +147,19 @@ func (o *Ops) Serving(checks ...ReadyCheck) {
 // Start listens on addr and serves over HTTPS with a certificate from ca for the
 // perimeter account, or over plain HTTP when ca is nil (the workload agent, which holds
 // no CA key, serves on loopback only). It prints the URL on stderr.
-func (o *Ops) Start(addr string, ca CertIssuer, account string, stderr io.Writer, log *slog.Logger) error {
+func (o *ops) start(addr string, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen for --ops-listen on %s: %w", addr, err)
 	}
-	return o.Serve(ln, ca, account, stderr, log)
+	return o.serve(ln, ca, account, stderr, log)
 }
 
 // Serve is start on a listener the caller opened; it takes ownership of ln.
-func (o *Ops) Serve(ln net.Listener, ca CertIssuer, account string, stderr io.Writer, log *slog.Logger) error {
+func (o *ops) serve(ln net.Listener, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
 	o.addr = ln.Addr()
 	o.srv = &http.Server{
-		Handler:           o.Handler(log),
+		Handler:           o.handler(log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -169,12 +169,12 @@ func (o *Ops) Serve(ln net.Listener, ca CertIssuer, account string, stderr io.Wr
 	}
 	scheme := "http"
 	if ca != nil {
-		certs, err := NewCertSource(ca, ServerRequest(pki.Identity{Account: account, Kind: pki.KindGateway, Name: "ops"}, []net.Addr{ln.Addr()}))
+		certs, err := newCertSource(ca, serverRequest(pki.Identity{Account: account, Kind: pki.KindGateway, Name: "ops"}, []net.Addr{ln.Addr()}))
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		o.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.GetServer}
+		o.srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}
 		ln = tls.NewListener(ln, o.srv.TLSConfig)
 		scheme = "https"
 	}
@@ -188,7 +188,7 @@ func (o *Ops) Serve(ln net.Listener, ca CertIssuer, account string, stderr io.Wr
 }
 
 // Url is the ops listener's base URL.
-func (o *Ops) Url() string {
+func (o *ops) url() string {
 	scheme := "https"
 	if o.srv.TLSConfig == nil {
 		scheme = "http"
@@ -196,15 +196,15 @@ func (o *Ops) Url() string {
 	return scheme + "://" + o.addr.String()
 }
 
-// Drain makes /readyz answer 503 while the component finishes in-flight work.
-func (o *Ops) Drain() {
+// drain makes /readyz answer 503 while the component finishes in-flight work.
+func (o *ops) drain() {
 	if o != nil {
 		o.draining.Store(true)
 	}
 }
 
 // Close stops the ops listener.
-func (o *Ops) Close() {
+func (o *ops) close() {
 	if o == nil || o.srv == nil {
 		return
 	}
@@ -215,44 +215,44 @@ func (o *Ops) Close() {
 
 // The components' metrics, nil when ops is off so the components observe nothing.
 
-func (o *Ops) GatewayMetrics() gateway.Metrics {
+func (o *ops) gatewayMetrics() gateway.Metrics {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewGateway(o.reg)
 }
 
-func (o *Ops) StsMetrics() sts.Metrics {
+func (o *ops) stsMetrics() sts.Metrics {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewSTS(o.reg)
 }
 
-func (o *Ops) EgressMetrics() egress.Metrics {
+func (o *ops) egressMetrics() egress.Metrics {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewEgress(o.reg)
 }
 
-func (o *Ops) DetectorMetrics() consume.Metrics {
+func (o *ops) detectorMetrics() consume.Metrics {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewDetector(o.reg)
 }
 
-func (o *Ops) SpecMetrics() *metrics.Spec {
+func (o *ops) specMetrics() *metrics.Spec {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewSpec(o.reg)
 }
 
-// EndpointMetrics returns a function giving each endpoint id its metrics (up runs
+// endpointMetrics returns a function giving each endpoint id its metrics (up runs
 // several endpoints on one registry).
-func (o *Ops) EndpointMetrics() func(id string) endpoint.Metrics {
+func (o *ops) endpointMetrics() func(id string) endpoint.Metrics {
 	if o == nil {
 		return func(string) endpoint.Metrics { return nil }
 	}
@@ -260,17 +260,17 @@ func (o *Ops) EndpointMetrics() func(id string) endpoint.Metrics {
 	return func(id string) endpoint.Metrics { return eps.For(id) }
 }
 
-// AgentMetrics registers the agent's collectors; expiry is read at each scrape.
-func (o *Ops) AgentMetrics(expiry func() time.Time) agent.Metrics {
+// agentMetrics registers the agent's collectors; expiry is read at each scrape.
+func (o *ops) agentMetrics(expiry func() time.Time) agent.Metrics {
 	if o == nil {
 		return nil
 	}
 	return metrics.NewAgent(o.reg, expiry)
 }
 
-// IdentityMetrics registers the freshness gauges of the perimeter's identity service;
+// identityMetrics registers the freshness gauges of the perimeter's identity service;
 // fresh is the component's own staleness check.
-func (o *Ops) IdentityMetrics(p *Perimeter, fresh func() error) {
+func (o *ops) identityMetrics(p *Perimeter, fresh func() error) {
 	if o == nil {
 		return
 	}

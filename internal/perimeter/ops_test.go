@@ -28,13 +28,13 @@ func get(t *testing.T, h http.Handler, path string) (int, string, http.Header) {
 // a check fails (the perimeter state is stale) and once it drains; 200 otherwise.
 // /healthz is 200 throughout.
 func TestOpsReadiness(t *testing.T) {
-	o := NewOps("gateway")
-	h := o.Handler(slog.New(slog.DiscardHandler))
+	o := newOps("gateway")
+	h := o.handler(slog.New(slog.DiscardHandler))
 	if code, body, _ := get(t, h, "/readyz"); code != 503 || body != "starting: not serving yet\n" {
 		t.Errorf("before serving: %d %q", code, body)
 	}
 	var stale error
-	o.Serving(ReadyCheck{"perimeter state", func() error { return stale }})
+	o.serving(readyCheck{"perimeter state", func() error { return stale }})
 	if code, body, hdr := get(t, h, "/readyz"); code != 200 || body != "ok\n" || hdr.Get("Content-Type") != "text/plain; charset=utf-8" {
 		t.Errorf("serving: %d %q %v", code, body, hdr)
 	}
@@ -43,7 +43,7 @@ func TestOpsReadiness(t *testing.T) {
 		t.Errorf("stale: %d %q", code, body)
 	}
 	stale = nil
-	o.Drain()
+	o.drain()
 	if code, body, _ := get(t, h, "/readyz"); code != 503 || body != "shutting down\n" {
 		t.Errorf("draining: %d %q", code, body)
 	}
@@ -60,10 +60,10 @@ func TestOpsReadiness(t *testing.T) {
 // TestOpsMetrics: /metrics is the registry in Prometheus's text format, with the
 // components' collectors only when ops is on.
 func TestOpsMetrics(t *testing.T) {
-	o := NewOps("gateway")
-	gm := o.GatewayMetrics()
+	o := newOps("gateway")
+	gm := o.gatewayMetrics()
 	gm.Decision("a1b2c3d4e5", "deny", "AccessDenied", time.Millisecond)
-	code, body, hdr := get(t, o.Handler(slog.New(slog.DiscardHandler)), "/metrics")
+	code, body, hdr := get(t, o.handler(slog.New(slog.DiscardHandler)), "/metrics")
 	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "text/plain; version=0.0.4") {
 		t.Fatalf("%d %v", code, hdr)
 	}
@@ -77,14 +77,14 @@ func TestOpsMetrics(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, body)
 		}
 	}
-	var off *Ops
-	if off.GatewayMetrics() != nil || off.StsMetrics() != nil || off.EgressMetrics() != nil || off.DetectorMetrics() != nil ||
-		off.EndpointMetrics()("vpce-0123456789abcdef0") != nil || off.AgentMetrics(time.Now) != nil {
+	var off *ops
+	if off.gatewayMetrics() != nil || off.stsMetrics() != nil || off.egressMetrics() != nil || off.detectorMetrics() != nil ||
+		off.endpointMetrics()("vpce-0123456789abcdef0") != nil || off.agentMetrics(time.Now) != nil {
 		t.Error("ops off: a component got metrics (a typed nil would not be nil either)")
 	}
-	off.Serving()
-	off.Drain()
-	off.Close()
+	off.serving()
+	off.drain()
+	off.close()
 }
 
 // TestOpsHTTPS: the ops listener serves over TLS with a certificate from the perimeter
@@ -94,22 +94,22 @@ func TestOpsHTTPS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := NewOps("sts")
+	o := newOps("sts")
 	var stderr bytes.Buffer
-	if err := o.Start("127.0.0.1:0", ca, "123456789012", &stderr, slog.New(slog.DiscardHandler)); err != nil {
+	if err := o.start("127.0.0.1:0", ca, "123456789012", &stderr, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(o.Close)
-	if want := "phantom sts: metrics at " + o.Url() + "/metrics"; !strings.HasPrefix(stderr.String(), want) || strings.Contains(stderr.String(), ": listening on ") {
+	t.Cleanup(o.close)
+	if want := "phantom sts: metrics at " + o.url() + "/metrics"; !strings.HasPrefix(stderr.String(), want) || strings.Contains(stderr.String(), ": listening on ") {
 		t.Errorf("printed %q, want it to start %q (and not look like the component's listening line)", stderr.String(), want)
 	}
-	if !strings.HasPrefix(o.Url(), "https://127.0.0.1:") {
-		t.Fatalf("url %s", o.Url())
+	if !strings.HasPrefix(o.url(), "https://127.0.0.1:") {
+		t.Fatalf("url %s", o.url())
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.BundlePEM())
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	resp, err := c.Get(o.Url() + "/healthz")
+	resp, err := c.Get(o.url() + "/healthz")
 	if err != nil {
 		t.Fatalf("healthz over TLS with the perimeter CA: %v", err)
 	}
@@ -129,9 +129,9 @@ func TestAuditReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logs.CloseAll(slog.New(slog.DiscardHandler))
-	o := NewOps("gateway")
-	h := o.Handler(slog.New(slog.DiscardHandler))
-	o.Serving(logs.ReadyCheck())
+	o := newOps("gateway")
+	h := o.handler(slog.New(slog.DiscardHandler))
+	o.serving(logs.readyCheck())
 	chain := logs.Get("gateway")
 	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ type Perimeter struct {
 	CA     *pki.Authority // the CA as this process sees it: trust, and issuing when it may
 	// Issuer issues this process's own certificates: the CA in a process that holds the
 	// issuing key (STS, phantom up, the operator), else STS's component API (enroll).
-	Issuer   ComponentIssuer
+	Issuer   componentIssuer
 	Messages *authzmsg.Sealer // encoded authorization messages; nil without their key
 	// Keys are the keys this process holds (internal/keys): the ones every replica must
 	// agree on (gateway assertions, authorization messages, proxy passwords, the store's
@@ -70,11 +70,11 @@ type IssuingKeys interface {
 	IssuingSigner(ctx context.Context, cert *x509.Certificate) (crypto.Signer, error)
 }
 
-// ComponentIssuer is what a process needs to get its own certificates: its TLS
+// componentIssuer is what a process needs to get its own certificates: its TLS
 // certificate and its audit writers' (*pki.Authority or *enroll.Client).
-type ComponentIssuer interface {
-	CertIssuer
-	AuditCertifier
+type componentIssuer interface {
+	certIssuer
+	auditCertifier
 }
 
 func Open(ctx context.Context, o Options, log *slog.Logger) (*Perimeter, error) {
@@ -138,16 +138,16 @@ func (p *Perimeter) open(ctx context.Context, o Options, log *slog.Logger) error
 	return err
 }
 
-// Freshness tracks when a refresh loop last had the store confirm its state, for a
+// freshness tracks when a refresh loop last had the store confirm its state, for a
 // staleness bound.
-type Freshness struct {
+type freshness struct {
 	MaxStale time.Duration
 	synced   atomic.Int64 // Unix nanoseconds
 }
 
-func (f *Freshness) Mark(t time.Time) { f.synced.Store(t.UnixNano()) }
+func (f *freshness) mark(t time.Time) { f.synced.Store(t.UnixNano()) }
 
-func (f *Freshness) Check(what string) error {
+func (f *freshness) check(what string) error {
 	if f.MaxStale <= 0 {
 		return nil
 	}
@@ -162,9 +162,9 @@ type riskRefresher interface {
 	Refresh(ctx context.Context) error
 }
 
-// SweepSignatures forgets, every minute, the used signatures of the gateway's replay guard
+// sweepSignatures forgets, every minute, the used signatures of the gateway's replay guard
 // that no verifier accepts any more. It returns when ctx ends.
-func (p *Perimeter) SweepSignatures(ctx context.Context, log *slog.Logger) {
+func (p *Perimeter) sweepSignatures(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -179,9 +179,9 @@ func (p *Perimeter) SweepSignatures(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// SyncRisk keeps the responder's risk levels current: at once on each store notification,
+// syncRisk keeps the responder's risk levels current: at once on each store notification,
 // else every poll, recording each success in fresh. It returns when ctx ends.
-func (p *Perimeter) SyncRisk(ctx context.Context, r riskRefresher, fresh *Freshness, log *slog.Logger) {
+func (p *Perimeter) syncRisk(ctx context.Context, r riskRefresher, fresh *freshness, log *slog.Logger) {
 	t := time.NewTicker(p.Poll)
 	defer t.Stop()
 	var changed <-chan struct{}
@@ -198,7 +198,7 @@ func (p *Perimeter) SyncRisk(ctx context.Context, r riskRefresher, fresh *Freshn
 		cancel()
 		switch {
 		case err == nil:
-			fresh.Mark(started)
+			fresh.mark(started)
 			if failing {
 				log.Info("risk levels: store reachable again")
 				failing = false
@@ -216,11 +216,11 @@ func (p *Perimeter) SyncRisk(ctx context.Context, r riskRefresher, fresh *Freshn
 	}
 }
 
-// SyncCA keeps the CA current: at once on each store notification, else every poll, it
+// syncCA keeps the CA current: at once on each store notification, else every poll, it
 // reloads the CA certificates and revocations (the verifiers' trust, the issuing CA),
 // renews the issuing CA when this process holds a root key and it is due, and rewrites
 // bundlePath ("" for none) when the bundle changed. It returns when ctx ends.
-func (p *Perimeter) SyncCA(ctx context.Context, bundlePath string, log *slog.Logger) {
+func (p *Perimeter) syncCA(ctx context.Context, bundlePath string, log *slog.Logger) {
 	t := time.NewTicker(p.Poll)
 	defer t.Stop()
 	var changed <-chan struct{}
@@ -266,13 +266,13 @@ func (p *Perimeter) SyncCA(ctx context.Context, bundlePath string, log *slog.Log
 	}
 }
 
-// GatewayFreshness is the gateway's Fresh hook: credentials and risk levels both
+// gatewayFreshness is the gateway's Fresh hook: credentials and risk levels both
 // confirmed by the store within the bound.
-func (p *Perimeter) GatewayFreshness(risk *Freshness) func() error {
+func (p *Perimeter) gatewayFreshness(risk *freshness) func() error {
 	return func() error {
 		if err := p.IDs.Fresh(); err != nil {
 			return err
 		}
-		return risk.Check("risk levels")
+		return risk.check("risk levels")
 	}
 }

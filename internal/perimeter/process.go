@@ -59,9 +59,9 @@ type process struct {
 	w    *config.Watcher
 	p    *Perimeter
 	logs *Chains
-	spec *SpecTracker
+	spec *specTracker
 	log  *slog.Logger
-	ops  *Ops // nil without --ops-listen
+	ops  *ops // nil without --ops-listen
 	name string
 	stop context.CancelFunc
 	// runCtx ends when the process shuts down: its background loops run under it.
@@ -73,15 +73,15 @@ type process struct {
 func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	name, stderr := cfg.Name, cfg.Stderr
 	log := cfg.Log
-	c := &process{log: log, name: name, spec: NewSpecTracker(name, cfg.Config, log)}
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: cfg.Config, Logger: c.log, OnReload: c.spec.Watch})
+	c := &process{log: log, name: name, spec: newSpecTracker(name, cfg.Config, log)}
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: cfg.Config, Logger: c.log, OnReload: c.spec.watch})
 	if err != nil {
 		return nil, fmt.Errorf("load perimeter spec: %w", err)
 	}
 	c.w = w
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
-	c.spec.Loaded(spec)
+	c.spec.loaded(spec)
 	var tok IssuingToken
 	if cfg.OpenIssuingKeys != nil {
 		if tok, err = cfg.OpenIssuingKeys(); err != nil {
@@ -115,7 +115,7 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		c.shutdown()
 		return nil, fmt.Errorf("write CA bundle: %w", err)
 	}
-	sinks, closeSinks, err := OpenAnchorSinks(ctx, cfg.Anchors)
+	sinks, closeSinks, err := openAnchorSinks(ctx, cfg.Anchors)
 	if err != nil {
 		c.shutdown()
 		return nil, err
@@ -126,18 +126,18 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		return nil, err
 	}
 	c.close = append(c.close, func() { c.logs.CloseAll(c.log) })
-	c.spec.Attach(c.logs)
+	c.spec.attach(c.logs)
 	if cfg.OpsListen != "" {
-		c.ops = NewOps(name)
-		if err := c.ops.Start(cfg.OpsListen, c.p.Issuer, spec.Account, stderr, c.log); err != nil {
+		c.ops = newOps(name)
+		if err := c.ops.start(cfg.OpsListen, c.p.Issuer, spec.Account, stderr, c.log); err != nil {
 			c.shutdown()
 			return nil, err
 		}
-		c.close = append(c.close, c.ops.Close)
+		c.close = append(c.close, c.ops.close)
 		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
-		context.AfterFunc(ctx, c.ops.Drain)
+		context.AfterFunc(ctx, c.ops.drain)
 	}
-	c.spec.Serve(c.ops)
+	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop, c.runCtx = stop, runCtx
 	c.wg.Add(4)
@@ -147,15 +147,15 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.p.SyncCA(runCtx, filepath.Join(cfg.DataDir, "ca.pem"), c.log)
+		c.p.syncCA(runCtx, filepath.Join(cfg.DataDir, "ca.pem"), c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.spec.Run(runCtx, c.p.Store, cfg.Poll, ReloadInterval(cfg.Poll))
+		c.spec.run(runCtx, c.p.Store, cfg.Poll, reloadInterval(cfg.Poll))
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.logs.RenewWriters(runCtx, time.Hour, c.log)
+		c.logs.renewWriters(runCtx, time.Hour, c.log)
 	}()
 	return c, nil
 }
@@ -175,7 +175,7 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 	if !ok {
 		return nil, fmt.Errorf("%s: this process holds no CA issuing key (store-ca) and cannot enroll: give it a key file that holds one, or the master key", name)
 	}
-	stsURL := cmp.Or(cfg.STS, "https://"+ListenAddr("", spec.STS.Listen, DefaultSTSListen))
+	stsURL := cmp.Or(cfg.STS, "https://"+listenAddr("", spec.STS.Listen, DefaultSTSListen))
 	cl, err := enroll.Open(ctx, enroll.Config{
 		STS:       stsURL,
 		CABundle:  p.CA.BundlePEM(),
@@ -193,14 +193,14 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 
 // serving tells /readyz that the component's listeners serve: ready while checks hold
 // and its audit chains can be written.
-func (c *process) serving(checks ...ReadyCheck) {
-	c.ops.Serving(append(checks, c.logs.ReadyCheck())...)
+func (c *process) serving(checks ...readyCheck) {
+	c.ops.serving(append(checks, c.logs.readyCheck())...)
 }
 
 // freshCheck is the readiness check of a process that decides on the identity
 // service's state.
-func (c *process) freshCheck() ReadyCheck {
-	return ReadyCheck{Name: "perimeter state", Check: c.p.IDs.Fresh}
+func (c *process) freshCheck() readyCheck {
+	return readyCheck{Name: "perimeter state", Check: c.p.IDs.Fresh}
 }
 
 // riskLevels gives the process the risk levels the detector raised (phantom:RiskLevel):
@@ -209,26 +209,26 @@ func (c *process) freshCheck() ReadyCheck {
 // the store within --max-stale. The process handles no findings: its responder only
 // reads risk levels.
 func (c *process) riskLevels(ctx context.Context, cfg ProcessConfig) (*respond.Responder, func() error, error) {
-	risk, err := NewResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
+	risk, err := newResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := risk.Refresh(ctx); err != nil {
 		return nil, nil, err
 	}
-	fresh := &Freshness{MaxStale: cfg.MaxStale}
-	fresh.Mark(time.Now())
+	fresh := &freshness{MaxStale: cfg.MaxStale}
+	fresh.mark(time.Now())
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		c.p.SyncRisk(c.runCtx, risk, fresh, c.log)
+		c.p.syncRisk(c.runCtx, risk, fresh, c.log)
 	}()
-	return risk, c.p.GatewayFreshness(fresh), nil
+	return risk, c.p.gatewayFreshness(fresh), nil
 }
 
 // shutdown stops the refresh loop and closes what was opened, newest first.
 func (c *process) shutdown() {
-	c.ops.Drain()
+	c.ops.drain()
 	if c.stop != nil {
 		c.stop()
 		c.wg.Wait()
@@ -239,7 +239,7 @@ func (c *process) shutdown() {
 }
 
 // waitAndShutdown serves until ctx ends or the server fails, then shuts down gracefully.
-func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *HTTPSServer) error {
+func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *httpsServer) error {
 	select {
 	case err := <-srv.Done:
 		return fmt.Errorf("serve %s: %w", name, err)
@@ -248,5 +248,5 @@ func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *HT
 	log.Info(name + ": shutting down; finishing in-flight requests")
 	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
 	defer done()
-	return srv.Shutdown(shutdownCtx)
+	return srv.shutdown(shutdownCtx)
 }

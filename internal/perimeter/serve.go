@@ -18,9 +18,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// ListenAddr is where a component listens: the flag when given, else the spec's address,
+// listenAddr is where a component listens: the flag when given, else the spec's address,
 // else the default.
-func ListenAddr(flag string, spec netip.AddrPort, def string) string {
+func listenAddr(flag string, spec netip.AddrPort, def string) string {
 	switch {
 	case flag != "":
 		return flag
@@ -30,16 +30,16 @@ func ListenAddr(flag string, spec netip.AddrPort, def string) string {
 	return def
 }
 
-// CertIssuer issues this process's certificates (*pki.Authority).
-type CertIssuer interface {
+// certIssuer issues this process's certificates (*pki.Authority).
+type certIssuer interface {
 	Issue(req pki.Request) (*tls.Certificate, error)
 }
 
-// CertSource issues a component's short-lived certificate from the perimeter CA and a
+// certSource issues a component's short-lived certificate from the perimeter CA and a
 // fresh one when the current one is past half its life, so a long-running component
 // never presents an expired one.
-type CertSource struct {
-	ca  CertIssuer
+type certSource struct {
+	ca  certIssuer
 	req pki.Request
 
 	mu      sync.Mutex
@@ -47,19 +47,19 @@ type CertSource struct {
 	renewAt time.Time
 }
 
-// NewCertSource issues the first certificate now, so a CA problem stops the start.
-func NewCertSource(ca CertIssuer, req pki.Request) (*CertSource, error) {
-	c := &CertSource{ca: ca, req: req}
+// newCertSource issues the first certificate now, so a CA problem stops the start.
+func newCertSource(ca certIssuer, req pki.Request) (*certSource, error) {
+	c := &certSource{ca: ca, req: req}
 	if _, err := c.get(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// ServerRequest names a server certificate for a component listening on addrs: its
+// serverRequest names a server certificate for a component listening on addrs: its
 // identity, localhost and loopback, the host name, any specific listen IP, and extra DNS
 // names (an endpoint's private DNS names).
-func ServerRequest(id pki.Identity, addrs []net.Addr, dnsNames ...string) pki.Request {
+func serverRequest(id pki.Identity, addrs []net.Addr, dnsNames ...string) pki.Request {
 	req := pki.Request{
 		Identity: id,
 		DNSNames: append([]string{"localhost"}, dnsNames...),
@@ -79,13 +79,13 @@ func ServerRequest(id pki.Identity, addrs []net.Addr, dnsNames ...string) pki.Re
 	return req
 }
 
-func (c *CertSource) GetServer(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.get() }
+func (c *certSource) getServer(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.get() }
 
-func (c *CertSource) GetClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+func (c *certSource) getClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return c.get()
 }
 
-func (c *CertSource) get() (*tls.Certificate, error) {
+func (c *certSource) get() (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -109,15 +109,15 @@ func (c *CertSource) get() (*tls.Certificate, error) {
 	return cert, nil
 }
 
-// HTTPSServer is one component's HTTPS server on a listener it was given.
-type HTTPSServer struct {
+// httpsServer is one component's HTTPS server on a listener it was given.
+type httpsServer struct {
 	Name string
 	Done chan error
 	stop func(ctx context.Context) error
 }
 
-// ServeHTTPS starts serving h with TLS on ln; tlsCfg must provide the certificate.
-func ServeHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *HTTPSServer {
+// serveHTTPS starts serving h with TLS on ln; tlsCfg must provide the certificate.
+func serveHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config, log *slog.Logger) *httpsServer {
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg,
@@ -131,14 +131,14 @@ func ServeHTTPS(name string, ln net.Listener, h http.Handler, tlsCfg *tls.Config
 	return startServer(name, func() error { return srv.ServeTLS(ln, "", "") }, srv.Shutdown)
 }
 
-// ServeGateway starts the gateway on ln: it runs its own listener, which applies the
+// serveGateway starts the gateway on ln: it runs its own listener, which applies the
 // spec's connection limits and header timeout before any HTTP is read.
-func ServeGateway(ln net.Listener, gw *gateway.Gateway, tlsCfg *tls.Config) *HTTPSServer {
+func serveGateway(ln net.Listener, gw *gateway.Gateway, tlsCfg *tls.Config) *httpsServer {
 	return startServer("gateway", func() error { return gw.Serve(ln, tlsCfg) }, gw.Shutdown)
 }
 
-func startServer(name string, serve func() error, stop func(context.Context) error) *HTTPSServer {
-	s := &HTTPSServer{Name: name, Done: make(chan error, 1), stop: stop}
+func startServer(name string, serve func() error, stop func(context.Context) error) *httpsServer {
+	s := &httpsServer{Name: name, Done: make(chan error, 1), stop: stop}
 	go func() {
 		err := serve()
 		if errors.Is(err, http.ErrServerClosed) {
@@ -150,7 +150,7 @@ func startServer(name string, serve func() error, stop func(context.Context) err
 }
 
 // Shutdown stops accepting and waits for in-flight requests until ctx ends.
-func (s *HTTPSServer) Shutdown(ctx context.Context) error {
+func (s *httpsServer) shutdown(ctx context.Context) error {
 	if err := s.stop(ctx); err != nil {
 		return fmt.Errorf("shut down %s: %w", s.Name, err)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// SpecTracker makes the perimeter spec evidence: every load, reload and rejected file
+// specTracker makes the perimeter spec evidence: every load, reload and rejected file
 // of this process is an audit event in each chain it writes (who can say otherwise
 // later, the file's owner and mode are on the record); the digest in force is in
 // /readyz and phantom_spec_info; and the process reports its digest to the store and
@@ -32,7 +32,7 @@ import (
 // specs for longer than a reload interval are reported: in readiness (the replicas not
 // holding the spec most of them hold), a metric, and an audit event the detector turns
 // into a Policy:IAMUser/PerimeterSpecMismatch finding.
-type SpecTracker struct {
+type specTracker struct {
 	process string // what the process runs: "up", "gateway", …
 	path    string
 	id      string // this replica: host, pid and a random suffix
@@ -60,7 +60,7 @@ type replicaView struct {
 	mineOK        bool                // this replica holds the spec most hold
 }
 
-func NewSpecTracker(process, path string, log *slog.Logger) *SpecTracker {
+func newSpecTracker(process, path string, log *slog.Logger) *specTracker {
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "unknown"
@@ -71,7 +71,7 @@ func NewSpecTracker(process, path string, log *slog.Logger) *SpecTracker {
 	if err != nil {
 		abs = path
 	}
-	return &SpecTracker{process: process, path: abs, host: host, log: log, kick: make(chan struct{}, 1),
+	return &specTracker{process: process, path: abs, host: host, log: log, kick: make(chan struct{}, 1),
 		id: fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))}
 }
 
@@ -79,7 +79,7 @@ func NewSpecTracker(process, path string, log *slog.Logger) *SpecTracker {
 func digestOf(s *config.Spec) string { return "sha256:" + hex.EncodeToString(s.Digest[:]) }
 
 // Watch is the spec watcher's OnReload of a process: the log line, then the record.
-func (t *SpecTracker) Watch(s *config.Spec, changed bool, err error) {
+func (t *specTracker) watch(s *config.Spec, changed bool, err error) {
 	if err != nil {
 		t.log.Error(t.process+": perimeter spec rejected; keeping the running one", "path", t.path, "error", err)
 	} else if changed {
@@ -90,26 +90,26 @@ func (t *SpecTracker) Watch(s *config.Spec, changed bool, err error) {
 
 // Serve exposes the spec on the ops listener: its metrics, the /readyz line naming it,
 // and the readiness check of replica agreement.
-func (t *SpecTracker) Serve(o *Ops) {
+func (t *specTracker) serve(o *ops) {
 	if o == nil {
 		return
 	}
 	t.mu.Lock()
-	t.metrics = o.SpecMetrics()
+	t.metrics = o.specMetrics()
 	if t.digest != "" {
 		t.metrics.Loaded(t.digest, t.loadedAt)
 	}
 	t.mu.Unlock()
-	o.AddCheck(ReadyCheck{"spec", t.ready})
-	o.AddNotes(t.note)
+	o.addCheck(readyCheck{"spec", t.ready})
+	o.addNotes(t.note)
 }
 
-// ReloadInterval is how long a spec change may take to reach every replica before
+// reloadInterval is how long a spec change may take to reach every replica before
 // replicas that disagree are reported: the watcher's resync and one poll of the store.
-func ReloadInterval(poll time.Duration) time.Duration { return config.DefaultResync + poll }
+func reloadInterval(poll time.Duration) time.Duration { return config.DefaultResync + poll }
 
 // Loaded records the spec the process starts with.
-func (t *SpecTracker) Loaded(s *config.Spec) {
+func (t *specTracker) loaded(s *config.Spec) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.account, t.region = s.Account, s.Region
@@ -119,7 +119,7 @@ func (t *SpecTracker) Loaded(s *config.Spec) {
 }
 
 // onReload is the watcher's OnReload: a changed spec or a rejected file is recorded.
-func (t *SpecTracker) onReload(s *config.Spec, changed bool, err error) {
+func (t *specTracker) onReload(s *config.Spec, changed bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
@@ -152,7 +152,7 @@ func fileDigest(path string) string {
 }
 
 // event is the audit event of a load (name), from digest old to digest new.
-func (t *SpecTracker) event(name, old, digest string, rejected error) *audit.Event {
+func (t *specTracker) event(name, old, digest string, rejected error) *audit.Event {
 	params := map[string]any{"file": t.path}
 	if fi, err := os.Stat(t.path); err == nil {
 		params["mode"] = fmt.Sprintf("%#o", fi.Mode().Perm())
@@ -198,7 +198,7 @@ func truncateMessage(s string) string {
 }
 
 // Attach makes the events go to logs' chains, starting with those recorded before.
-func (t *SpecTracker) Attach(logs *Chains) {
+func (t *specTracker) attach(logs *Chains) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.logs = logs
@@ -211,12 +211,12 @@ func (t *SpecTracker) Attach(logs *Chains) {
 
 // recordLocked records ev in every chain of the process (each decision a chain holds
 // is then next to the spec it was made under), or keeps it until attach.
-func (t *SpecTracker) recordLocked(ev *audit.Event) {
+func (t *specTracker) recordLocked(ev *audit.Event) {
 	if t.logs == nil {
 		t.pending = append(t.pending, ev)
 		return
 	}
-	for _, c := range t.logs.Names() {
+	for _, c := range t.logs.names() {
 		e := *ev
 		if err := t.logs.Get(c).Record(context.Background(), &e); err != nil {
 			t.log.Error("spec event not audited", "chain", c, "event", ev.EventName, "error", err)
@@ -225,7 +225,7 @@ func (t *SpecTracker) recordLocked(ev *audit.Event) {
 }
 
 // note is the /readyz line naming the spec in force.
-func (t *SpecTracker) note() []string {
+func (t *specTracker) note() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return []string{fmt.Sprintf("spec %s (%s, loaded %s)", t.digest, t.path, t.loadedAt.UTC().Format(time.RFC3339))}
@@ -233,7 +233,7 @@ func (t *SpecTracker) note() []string {
 
 // ready fails while live replicas disagree and this one does not hold the spec most of
 // them hold (a tie fails every one of them: no replica's spec wins by default).
-func (t *SpecTracker) ready() error {
+func (t *specTracker) ready() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	v := t.view
@@ -266,7 +266,7 @@ type specReplicas interface {
 // compares it with the live replicas' (those that reported within three polls). A
 // disagreement counts once it has lasted longer than interval, a reload interval: the
 // file watcher's resync plus a poll, the time a change takes to reach every replica.
-func (t *SpecTracker) Run(ctx context.Context, st specReplicas, poll, interval time.Duration) {
+func (t *specTracker) run(ctx context.Context, st specReplicas, poll, interval time.Duration) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	failing := false
@@ -289,7 +289,7 @@ func (t *SpecTracker) Run(ctx context.Context, st specReplicas, poll, interval t
 	}
 }
 
-func (t *SpecTracker) compare(ctx context.Context, st specReplicas, poll, interval time.Duration) error {
+func (t *specTracker) compare(ctx context.Context, st specReplicas, poll, interval time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, max(poll, time.Second))
 	defer cancel()
 	now := time.Now()

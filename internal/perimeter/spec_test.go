@@ -42,21 +42,21 @@ func TestSpecEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	tr := NewSpecTracker("gateway", specPath, log)
-	w, err := config.NewWatcher(t.Context(), config.WatchConfig{Path: specPath, OnReload: tr.Watch, Signals: make(chan os.Signal)})
+	tr := newSpecTracker("gateway", specPath, log)
+	w, err := config.NewWatcher(t.Context(), config.WatchConfig{Path: specPath, OnReload: tr.watch, Signals: make(chan os.Signal)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	tr.Loaded(w.Current())
+	tr.loaded(w.Current())
 	first := digestOf(w.Current())
 	logs, err := OpenChains(d.auditDir, []string{"gateway-1", "gateway-2"}, d.p, testAccount, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr.Attach(logs)
-	o := NewOps("gateway")
-	tr.Serve(o)
+	tr.attach(logs)
+	o := newOps("gateway")
+	tr.serve(o)
 
 	// A valid edit, then a broken one.
 	edited := strings.Replace(testSpec, "region: us-east-1", "region: us-east-1 # edited", 1)
@@ -95,7 +95,7 @@ func TestSpecEvents(t *testing.T) {
 			t.Errorf("rejected event %+v", evs[2])
 		}
 	}
-	o.Serving()
+	o.serving()
 	if notes := tr.note(); len(notes) != 1 || !strings.Contains(notes[0], second) {
 		t.Fatalf("readiness note %q, want the digest in force", notes)
 	}
@@ -109,20 +109,20 @@ func TestSpecReplicasDisagree(t *testing.T) {
 	d := newAnchoredData(t, "")
 	st := d.p.Store
 	log := slog.New(slog.DiscardHandler)
-	replica := func(name, digest string) *SpecTracker {
-		tr := NewSpecTracker("gateway", "/etc/phantom/perimeter.yaml", log)
+	replica := func(name, digest string) *specTracker {
+		tr := newSpecTracker("gateway", "/etc/phantom/perimeter.yaml", log)
 		tr.digest, tr.loadedAt, tr.account = digest, time.Now().Add(-time.Minute), testAccount
 		logs, err := OpenChains(d.auditDir, []string{name}, d.p, testAccount, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { logs.CloseAll(log) })
-		tr.Attach(logs)
+		tr.attach(logs)
 		return tr
 	}
 	a, b := replica("gw-a", "sha256:aaaa"), replica("gw-b", "sha256:bbbb")
 	ctx := context.Background()
-	compare := func(trs ...*SpecTracker) {
+	compare := func(trs ...*specTracker) {
 		for range 2 { // each sees the others' latest report
 			for _, tr := range trs {
 				if err := tr.compare(ctx, st, time.Second, 2*time.Second); err != nil {
@@ -195,23 +195,23 @@ func TestDetectorReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := &config.Spec{Account: testAccount, Region: "us-east-1"}
-	responder, err := NewResponder(func() *config.Spec { return spec }, d.p, nopRecorder{}, slog.New(slog.DiscardHandler))
+	responder, err := newResponder(func() *config.Spec { return spec }, d.p, nopRecorder{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := NewOps("detector")
-	c, err := NewStreamDetector(d.auditDir, []string{DetectorChain}, det, responder, d.p.Store, o.DetectorMetrics(), slog.New(slog.DiscardHandler), func() { o.Serving() })
+	o := newOps("detector")
+	c, err := newStreamDetector(d.auditDir, []string{DetectorChain}, det, responder, d.p.Store, o.detectorMetrics(), slog.New(slog.DiscardHandler), func() { o.serving() })
 	if err != nil {
 		t.Fatal(err)
 	}
-	ServeDetector(o, c)
+	serveDetector(o, c)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := o.Ready()
+		err := o.ready()
 		if err != nil && strings.Contains(err.Error(), "audit chains: not reading sts") && strings.Contains(err.Error(), "(record 2)") {
 			t.Logf("/readyz: %v", err)
 			break

@@ -30,9 +30,9 @@ func RunSTS(ctx context.Context, cfg ProcessConfig) error {
 	}
 	defer c.shutdown()
 	spec := c.w.Current()
-	listen := ListenAddr(cfg.Listen, spec.STS.Listen, DefaultSTSListen)
-	c.ops.IdentityMetrics(c.p, c.p.IDs.Fresh)
-	h, err := NewSTSHandler(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.ops.StsMetrics(), c.log)
+	listen := listenAddr(cfg.Listen, spec.STS.Listen, DefaultSTSListen)
+	c.ops.identityMetrics(c.p, c.p.IDs.Fresh)
+	h, err := newSTSHandler(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.ops.stsMetrics(), c.log)
 	if err != nil {
 		return err
 	}
@@ -40,12 +40,12 @@ func RunSTS(ctx context.Context, cfg ProcessConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	certs, err := NewCertSource(c.p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(c.p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	srv := ServeHTTPS("sts", ln, h, STSTLSConfig(certs.GetServer), c.log)
+	srv := serveHTTPS("sts", ln, h, stsTLSConfig(certs.getServer), c.log)
 	bundle := filepath.Join(cfg.DataDir, "ca.pem")
 	fmt.Fprintf(cfg.Stderr, "phantom sts: listening on https://%s (CA bundle %s)\n", ln.Addr(), bundle)
 	c.log.Info("serving", "component", "sts", "addr", ln.Addr().String(), "account", spec.Account, "region", spec.Region, "ca_bundle", bundle)
@@ -53,9 +53,9 @@ func RunSTS(ctx context.Context, cfg ProcessConfig) error {
 	return waitAndShutdown(ctx, c.log, "sts", srv)
 }
 
-// NewSTSHandler is the STS query API over the perimeter's identity service, the current
+// newSTSHandler is the STS query API over the perimeter's identity service, the current
 // spec and auditor.
-func NewSTSHandler(current func() *config.Spec, p *Perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
+func newSTSHandler(current func() *config.Spec, p *Perimeter, auditor sts.Auditor, m sts.Metrics, log *slog.Logger) (*sts.Handler, error) {
 	spec := current()
 	adapter := sts.NewIdentity(p.IDs)
 	egressKey, err := p.Keys.Ed25519(keys.EgressPasswords)
@@ -93,11 +93,11 @@ func NewSTSHandler(current func() *config.Spec, p *Perimeter, auditor sts.Audito
 	}, adapter, adapter, auditor)
 }
 
-// STSTLSConfig is the STS listener's TLS: it requests, without requiring, a client
+// stsTLSConfig is the STS listener's TLS: it requests, without requiring, a client
 // certificate, so the workload agent can present its node certificate to the node API
 // (which verifies it against the perimeter CA itself) while SDK callers of the query API
 // present none.
-func STSTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
+func stsTLSConfig(getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert, ClientAuth: tls.RequestClientCert}
 }
 

@@ -72,7 +72,7 @@ type upListeners struct {
 	console                 net.Listener
 }
 
-func (l *upListeners) CloseAll() {
+func (l *upListeners) closeAll() {
 	for _, ln := range []net.Listener{l.sts, l.gateway, l.backend, l.imds, l.container, l.egress, l.egressDirect, l.egressTLS, l.findings, l.console} {
 		if ln != nil {
 			ln.Close()
@@ -110,7 +110,7 @@ func Up(ctx context.Context, cfg UpConfig) error {
 	} else {
 		u.printSpec()
 	}
-	u.o.Serving(ReadyCheck{Name: "perimeter state", Check: u.fresh}, u.logs.ReadyCheck())
+	u.o.serving(readyCheck{Name: "perimeter state", Check: u.fresh}, u.logs.readyCheck())
 	u.log.Info("serving", "component", "up", "data_dir", cfg.DataDir, "spec", u.specPath)
 	return u.wait(ctx)
 }
@@ -124,10 +124,10 @@ type up struct {
 	specPath string
 	d        *demo.Perimeter // nil with --config
 	w        *config.Watcher
-	tracker  *SpecTracker
+	tracker  *specTracker
 	p        *Perimeter
 	bundle   string
-	o        *Ops
+	o        *ops
 	logs     *Chains
 	closers  []func()
 
@@ -135,10 +135,10 @@ type up struct {
 	wg     sync.WaitGroup
 
 	responder *respond.Responder
-	riskFresh *Freshness
+	riskFresh *freshness
 	fresh     func() error
 	gw        *gateway.Gateway
-	servers   []*HTTPSServer
+	servers   []*httpsServer
 	endpoints []*endpoint.Endpoint
 	epErr     chan error
 	backend   *http.Server
@@ -167,7 +167,7 @@ func (u *up) open(ctx context.Context) error {
 		return err
 	}
 	u.onClose(lock.release)
-	u.onClose(u.lns.CloseAll)
+	u.onClose(u.lns.closeAll)
 	u.specPath = cfg.Config
 	if u.specPath == "" {
 		u.specPath = filepath.Join(cfg.DataDir, demoSpecFile)
@@ -176,15 +176,15 @@ func (u *up) open(ctx context.Context) error {
 		}
 	}
 
-	u.tracker = NewSpecTracker("up", u.specPath, log)
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: u.specPath, Logger: log, OnReload: u.tracker.Watch})
+	u.tracker = newSpecTracker("up", u.specPath, log)
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: u.specPath, Logger: log, OnReload: u.tracker.watch})
 	if err != nil {
 		return fmt.Errorf("load perimeter spec: %w", err)
 	}
 	u.w = w
 	u.onClose(func() { w.Close() })
 	spec := w.Current()
-	u.tracker.Loaded(spec)
+	u.tracker.loaded(spec)
 	if u.d == nil {
 		if err := openSpecListeners(u.lns, spec); err != nil {
 			return err
@@ -202,27 +202,27 @@ func (u *up) open(ctx context.Context) error {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
 	// One registry for every component of this process, served with /healthz and /readyz.
-	u.o = NewOps("up")
+	u.o = newOps("up")
 	if u.lns.ops, err = listenOps(u.cfg); err != nil {
 		return err
 	}
-	if err := u.o.Serve(u.lns.ops, p.Issuer, spec.Account, cfg.Stderr, log); err != nil {
+	if err := u.o.serve(u.lns.ops, p.Issuer, spec.Account, cfg.Stderr, log); err != nil {
 		return err
 	}
-	u.onClose(u.o.Close)
-	context.AfterFunc(ctx, u.o.Drain)
+	u.onClose(u.o.close)
+	context.AfterFunc(ctx, u.o.drain)
 
-	sinks, closeSinks, err := OpenAnchorSinks(ctx, cfg.Anchors)
+	sinks, closeSinks, err := openAnchorSinks(ctx, cfg.Anchors)
 	if err != nil {
 		return err
 	}
 	u.onClose(closeSinks)
-	if u.logs, err = OpenAuditLogs(cfg.DataDir, spec, p, sinks, log); err != nil {
+	if u.logs, err = openAuditLogs(cfg.DataDir, spec, p, sinks, log); err != nil {
 		return err
 	}
 	u.onClose(func() { u.logs.CloseAll(log) })
-	u.tracker.Attach(u.logs)
-	u.tracker.Serve(u.o)
+	u.tracker.attach(u.logs)
+	u.tracker.serve(u.o)
 	return nil
 }
 
@@ -244,15 +244,15 @@ func (u *up) startLoops(ctx context.Context) {
 	}()
 	go func() {
 		defer u.wg.Done()
-		p.SyncCA(runCtx, u.bundle, log)
+		p.syncCA(runCtx, u.bundle, log)
 	}()
 	go func() {
 		defer u.wg.Done()
-		u.tracker.Run(runCtx, p.Store, u.cfg.Poll, ReloadInterval(u.cfg.Poll))
+		u.tracker.run(runCtx, p.Store, u.cfg.Poll, reloadInterval(u.cfg.Poll))
 	}()
 	go func() {
 		defer u.wg.Done()
-		u.logs.RenewWriters(runCtx, time.Hour, log)
+		u.logs.renewWriters(runCtx, time.Hour, log)
 	}()
 }
 
@@ -262,52 +262,52 @@ func (u *up) startServers(ctx context.Context) error {
 	p, w, log, lns, o := u.p, u.w, u.log, u.lns, u.o
 	spec := w.Current()
 	logs := u.logs
-	stsH, err := NewSTSHandler(w.Current, p, logs.Get("sts"), o.StsMetrics(), log)
+	stsH, err := newSTSHandler(w.Current, p, logs.Get("sts"), o.stsMetrics(), log)
 	if err != nil {
 		return err
 	}
-	stsCerts, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
+	stsCerts, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "sts"}, []net.Addr{lns.sts.Addr()}))
 	if err != nil {
 		return err
 	}
-	u.responder, err = NewResponder(w.Current, p, logs.Get("detector"), log)
+	u.responder, err = newResponder(w.Current, p, logs.Get("detector"), log)
 	if err != nil {
 		return err
 	}
 	if err := u.responder.Refresh(ctx); err != nil {
 		return err
 	}
-	u.riskFresh = &Freshness{MaxStale: DefaultMaxStale}
-	u.riskFresh.Mark(time.Now())
-	u.fresh = p.GatewayFreshness(u.riskFresh)
-	o.IdentityMetrics(p, u.fresh)
-	u.gw, err = NewGateway(w.Current, p, logs.Get("gateway"), u.responder, u.fresh, o.GatewayMetrics(), log)
+	u.riskFresh = &freshness{MaxStale: DefaultMaxStale}
+	u.riskFresh.mark(time.Now())
+	u.fresh = p.gatewayFreshness(u.riskFresh)
+	o.identityMetrics(p, u.fresh)
+	u.gw, err = newGateway(w.Current, p, logs.Get("gateway"), u.responder, u.fresh, o.gatewayMetrics(), log)
 	if err != nil {
 		return err
 	}
-	gwCerts, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
+	gwCerts, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{lns.gateway.Addr()}))
 	if err != nil {
 		return err
 	}
 
 	u.servers = append(u.servers,
-		ServeHTTPS("sts", lns.sts, stsH, STSTLSConfig(stsCerts.GetServer), log),
-		ServeGateway(lns.gateway, u.gw, u.gw.TLSConfig(gwCerts.GetServer)))
+		serveHTTPS("sts", lns.sts, stsH, stsTLSConfig(stsCerts.getServer), log),
+		serveGateway(lns.gateway, u.gw, u.gw.TLSConfig(gwCerts.getServer)))
 
 	// The web console, behind sign-in with the perimeter's own credentials.
-	consoleH, err := NewConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
+	consoleH, err := newConsole(w.Current, p, logs.Dir, logs.Get("console"), "https://"+lns.sts.Addr().String(), log)
 	if err != nil {
 		return err
 	}
-	consoleTLS, err := ConsoleTLSConfig(p, spec, lns.console)
+	consoleTLS, err := consoleTLSConfig(p, spec, lns.console)
 	if err != nil {
 		return err
 	}
-	u.servers = append(u.servers, ServeHTTPS("console", lns.console, consoleH, consoleTLS, log))
+	u.servers = append(u.servers, serveHTTPS("console", lns.console, consoleH, consoleTLS, log))
 
-	epMetrics := o.EndpointMetrics()
+	epMetrics := o.endpointMetrics()
 	for _, ep := range spec.Endpoints {
-		e, err := NewEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
+		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}
@@ -326,36 +326,36 @@ func (u *up) startDetector() error {
 	// The streaming detector follows every chain but its own (its events are the
 	// responses to findings) and hands findings to the responder, which applies them to
 	// the identity service and risk levels this process's gateway reads: immediately.
-	det, err := NewDetector(spec)
+	det, err := newDetector(spec)
 	if err != nil {
 		return err
 	}
-	LogSigma(DetectorLog(log), det.SigmaRules())
-	consumer, err := NewStreamDetector(logs.Dir, []string{DetectorChain}, det, responder, p.Store, o.DetectorMetrics(), log, nil)
+	logSigma(detectorLog(log), det.SigmaRules())
+	consumer, err := newStreamDetector(logs.Dir, []string{DetectorChain}, det, responder, p.Store, o.detectorMetrics(), log, nil)
 	if err != nil {
 		return err
 	}
-	ServeDetector(o, consumer)
+	serveDetector(o, consumer)
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
 		if err := consumer.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
-			DetectorLog(log).Error("the streaming detector stopped", "error", err)
+			detectorLog(log).Error("the streaming detector stopped", "error", err)
 		}
 	}()
 	u.wg.Add(2)
 	go func() {
 		defer u.wg.Done()
-		p.SyncRisk(runCtx, responder, u.riskFresh, log) // picks up risk levels set by other processes
+		p.syncRisk(runCtx, responder, u.riskFresh, log) // picks up risk levels set by other processes
 	}()
 	go func() {
 		defer u.wg.Done()
-		p.SweepSignatures(runCtx, log)
+		p.sweepSignatures(runCtx, log)
 	}()
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
-		FollowDetection(runCtx, w, det, DetectorLog(log))
+		followDetection(runCtx, w, det, detectorLog(log))
 	}()
 
 	return nil
@@ -375,16 +375,16 @@ func (u *up) startDemo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fCerts, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
+	fCerts, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "findings"}, []net.Addr{lns.findings.Addr()}))
 	if err != nil {
 		return err
 	}
-	u.servers = append(u.servers, ServeHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.GetServer}, log))
-	if u.proxy, err = startDemoEgress(u.runCtx, w.Current, p, logs.Get("egress"), lns, u.responder, u.fresh, o.EgressMetrics(), log); err != nil {
+	u.servers = append(u.servers, serveHTTPS("findings", lns.findings, fapi, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fCerts.getServer}, log))
+	if u.proxy, err = startDemoEgress(u.runCtx, w.Current, p, logs.Get("egress"), lns, u.responder, u.fresh, o.egressMetrics(), log); err != nil {
 		return err
 	}
 	var served atomic.Pointer[agent.Agent]
-	am := o.AgentMetrics(func() time.Time {
+	am := o.agentMetrics(func() time.Time {
 		if a := served.Load(); a != nil {
 			return a.Expiration()
 		}
@@ -434,7 +434,7 @@ func (u *up) wait(ctx context.Context) error {
 		}
 	}
 	for _, s := range u.servers {
-		if err := s.Shutdown(shutdownCtx); err != nil {
+		if err := s.shutdown(shutdownCtx); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
@@ -473,7 +473,7 @@ func listenOps(cfg UpConfig) (net.Listener, error) {
 
 // firstDone reports the first server that stopped on its own (an error: a server only
 // stops by itself when serving fails).
-func firstDone(servers []*HTTPSServer) <-chan error {
+func firstDone(servers []*httpsServer) <-chan error {
 	ch := make(chan error, len(servers))
 	for _, s := range servers {
 		go func() {
@@ -558,10 +558,10 @@ func openDemo(lns *upListeners, d *demo.Perimeter, base int, fixed bool) error {
 // openSpecListeners binds what a spec of the user's names.
 func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 	var err error
-	if lns.sts, err = net.Listen("tcp", ListenAddr("", spec.STS.Listen, DefaultSTSListen)); err != nil {
+	if lns.sts, err = net.Listen("tcp", listenAddr("", spec.STS.Listen, DefaultSTSListen)); err != nil {
 		return fmt.Errorf("listen for the STS: %w", err)
 	}
-	if lns.gateway, err = net.Listen("tcp", ListenAddr("", spec.Gateway.Listen, DefaultGatewayListen)); err != nil {
+	if lns.gateway, err = net.Listen("tcp", listenAddr("", spec.Gateway.Listen, DefaultGatewayListen)); err != nil {
 		return fmt.Errorf("listen for the gateway: %w", err)
 	}
 	for _, ep := range spec.Endpoints {
@@ -596,7 +596,7 @@ func serveDemoBackend(ln net.Listener, p *Perimeter, spec *config.Spec, gw *gate
 		}
 		return demo.Caller{Principal: a.Principal, Endpoint: a.VPCEndpoint, SourceIP: a.SourceIP, RequestID: a.RequestID}, nil
 	}}
-	certs, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
+	certs, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "orders-backend"}, []net.Addr{ln.Addr()}))
 	if err != nil {
 		return nil, err
 	}
@@ -608,7 +608,7 @@ func serveDemoBackend(ln net.Listener, p *Perimeter, spec *config.Spec, gw *gate
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
 			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.GetServer,
+			GetCertificate: certs.getServer,
 			ClientAuth:     tls.RequireAnyClientCert,
 			// The client certificate must be the perimeter CA's and name the gateway.
 			VerifyConnection: func(cs tls.ConnectionState) error {
@@ -802,13 +802,13 @@ func startDemoEgress(ctx context.Context, current func() *config.Spec, p *Perime
 	if lns.egressTLS, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("listen for the demo egress proxy: %w", err)
 	}
-	certs, err := NewCertSource(p.Issuer, ServerRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
+	certs, err := newCertSource(p.Issuer, serverRequest(pki.Identity{Account: current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{lns.egressTLS.Addr()}))
 	if err != nil {
 		return nil, err
 	}
 	for _, serve := range []func() error{
 		func() error { return px.Serve(ctx, lns.egressDirect) },
-		func() error { return px.ServeTLS(ctx, lns.egressTLS, certs.GetServer) },
+		func() error { return px.ServeTLS(ctx, lns.egressTLS, certs.getServer) },
 	} {
 		go func() {
 			if err := serve(); err != nil {
