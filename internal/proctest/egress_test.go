@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 // proxyReply is the egress proxy's answer to one request.
@@ -71,21 +72,33 @@ func egressForward(proxy, auth, backend string) proxyReply {
 	return proxyReply{status: resp.StatusCode, code: resp.Header.Get("X-Phantom-Egress-Error"), body: string(b)}
 }
 
-// egressServes reports whether both a tunnel and a forward reach the backend.
-func egressServes(proxy, auth, backend string) bool {
-	const orders = `{"orders":[]}`
-	return egressConnect(proxy, auth, backend).body == orders && egressForward(proxy, auth, backend).body == orders
-}
-
-// TestEgressStaleStoreRefuses: `phantom egress`, its own process on the cluster's
-// PostgreSQL, with --max-stale 3s. The store stops: the proxy keeps deciding from its
-// state for --max-stale, then refuses new CONNECTs and absolute-form requests of a node
-// with valid credentials with 503 PerimeterStateStale, each refusal audited in the
-// proxy's chain; the store starts again and the same credentials work, with no restart.
+// TestEgressStaleStoreRefuses: `phantom egress`, its own process on a PostgreSQL server
+// of the test's own, with --max-stale 3s. The server stops: the proxy keeps deciding from
+// its state for --max-stale, then refuses new CONNECTs and absolute-form requests of a
+// node with valid credentials with 503 PerimeterStateStale, each refusal audited in the
+// proxy's chain; the server starts again and the same credentials work, with no restart.
 // (Without the freshness check in the proxy's decision the tunnels and forwards go on
 // while the store is down, and the wait for the refusal times out.)
 func TestEgressStaleStoreRefuses(t *testing.T) {
 	dsn, ctl := privatePostgres(t)
+	staleStoreRefuses(t, dsn, "PostgreSQL stopped", func() { ctl("stop") }, func() { ctl("start") })
+}
+
+// TestEgressUnreachableStoreRefuses is TestEgressStaleStoreRefuses with a store that stops
+// answering instead of refusing connections: the components reach PostgreSQL through a
+// link that, cut, holds every byte either way and every new connection unanswered (a
+// network partition), and delivers them again once restored.
+func TestEgressUnreachableStoreRefuses(t *testing.T) {
+	postgresDSN(t)
+	dsn, _ := storetest.PostgresSchema(t, "cluster")
+	l := newLink(t, dsn)
+	staleStoreRefuses(t, l.dsn, "the store unreachable", l.cut, l.restore)
+}
+
+// staleStoreRefuses runs the cluster with the egress proxy on the store at dsn, takes the
+// store away with down and brings it back with up, and checks the proxy refuses on stale
+// state meanwhile and serves again after.
+func staleStoreRefuses(t *testing.T, dsn, outage string, down, up func()) {
 	const maxStale = 3 * time.Second
 	c := startClusterOn(t, dsn, Config{Gateways: 1, Endpoints: 1, Egress: true, Poll: 500 * time.Millisecond, MaxStale: maxStale})
 	proxy, backend := c.EgressAddr(), c.BackendAddr()
@@ -94,55 +107,67 @@ func TestEgressStaleStoreRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := c.Egress().PID()
-	if !egressServes(proxy, auth, backend) {
+	// Every stale refusal the client sees, by eventName, to compare with the audit chain.
+	refused := map[string]int{}
+	count := func(name string, r proxyReply) proxyReply {
+		if r.status == http.StatusServiceUnavailable && r.code == "PerimeterStateStale" {
+			refused[name]++
+		}
+		return r
+	}
+	connect := func() proxyReply { return count("Connect", egressConnect(proxy, auth, backend)) }
+	forward := func() proxyReply { return count("Forward", egressForward(proxy, auth, backend)) }
+	const orders = `{"orders":[]}`
+	serves := func() bool { return connect().body == orders && forward().body == orders }
+	if !serves() {
 		t.Fatalf("before the outage: CONNECT %+v, forward %+v", egressConnect(proxy, auth, backend), egressForward(proxy, auth, backend))
 	}
 
-	ctl("stop")
+	down()
 	stopped := time.Now()
-	if r := egressConnect(proxy, auth, backend); r.status != http.StatusOK {
+	away := true
+	t.Cleanup(func() { // before the cluster's stop: a failed test leaves no store away
+		if away {
+			up()
+		}
+	})
+	if r := connect(); r.status != http.StatusOK {
 		t.Errorf("CONNECT right after the store went away: %+v, want still served from the proxy's state", r)
 	}
-	// Refusals the client saw, by eventName, to compare with the audit chain.
-	refused := map[string]int{}
 	var first proxyReply
 	var refusedAfter time.Duration
 	waitFor(t, maxStale+5*time.Second, "the proxy to refuse a CONNECT on stale state", func() bool {
-		first = egressConnect(proxy, auth, backend)
+		first = connect()
 		refusedAfter = time.Since(stopped)
 		return first.status == http.StatusServiceUnavailable
 	})
-	refused["Connect"]++
 	if first.code != "PerimeterStateStale" || !strings.HasPrefix(first.body, "PerimeterStateStale: ") {
 		t.Errorf("stale CONNECT refusal: %+v", first)
 	}
+	// The state is as old as its last confirmation, up to a --poll before the outage.
 	if refusedAfter < maxStale-time.Second {
 		t.Errorf("CONNECT refused %s after the store went away, before --max-stale %s", refusedAfter, maxStale)
 	}
-	fw := egressForward(proxy, auth, backend)
-	if fw.status != http.StatusServiceUnavailable || fw.code != "PerimeterStateStale" {
-		t.Errorf("absolute-form request on stale state: %+v, want 503 PerimeterStateStale", fw)
-	} else {
-		refused["Forward"]++
-	}
-	// Every request is refused while the store stays down, not only the first.
-	for range 3 {
-		time.Sleep(300 * time.Millisecond)
-		for name, r := range map[string]proxyReply{"Connect": egressConnect(proxy, auth, backend), "Forward": egressForward(proxy, auth, backend)} {
+	// Every request is refused while the store stays away, not only the first.
+	for i := range 4 {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond)
+		}
+		for name, r := range map[string]proxyReply{"Connect": connect(), "Forward": forward()} {
 			if r.status != http.StatusServiceUnavailable || r.code != "PerimeterStateStale" {
-				t.Errorf("%s while the store is down: %+v, want 503 PerimeterStateStale", name, r)
-				continue
+				t.Errorf("%s while the store is away: %+v, want 503 PerimeterStateStale", name, r)
 			}
-			refused[name]++
 		}
 	}
 
-	ctl("start")
-	restarted := time.Now()
-	waitFor(t, 15*time.Second, "the proxy to serve again once the store is back", func() bool { return egressServes(proxy, auth, backend) })
-	recovered := time.Since(restarted)
-	t.Logf("store stopped; the proxy refused %s later (--max-stale %s, --poll 500ms); store started again; the proxy served %s later",
-		refusedAfter.Round(time.Millisecond), maxStale, recovered.Round(time.Millisecond))
+	restoring := time.Now()
+	up()
+	away = false
+	restored := time.Now()
+	waitFor(t, 15*time.Second, "the proxy to serve again once the store is back", serves)
+	recovered := time.Now()
+	t.Logf("%s: the proxy refused %s later (--max-stale %s, --poll 500ms); the store back (%s to bring it back), the proxy served %s later; %v stale refusals",
+		outage, refusedAfter.Round(time.Millisecond), maxStale, restored.Sub(restoring).Round(time.Millisecond), recovered.Sub(restored).Round(time.Millisecond), refused)
 	if p := c.Egress().PID(); p != pid || !c.Egress().Running() {
 		t.Errorf("phantom egress was restarted or died (pid %d, was %d)", p, pid)
 	}
@@ -158,21 +183,21 @@ func TestEgressStaleStoreRefuses(t *testing.T) {
 		if ev.EventSource != "egress.phantom.amazonaws.com" || ev.ErrorCode != "PerimeterStateStale" {
 			return nil
 		}
-		if ev.EventTime.Before(stopped) || ev.EventTime.After(restarted) {
-			t.Errorf("a PerimeterStateStale event at %s, outside the outage (%s to %s)", ev.EventTime, stopped, restarted)
-		}
 		if n, ok := ev.AdditionalEventData["count"].(float64); ok {
-			audited[ev.EventName] += int(n)
-		} else {
-			audited[ev.EventName]++
+			audited[ev.EventName] += int(n) // a summary, written when its window ends
+			return nil
 		}
+		if ev.EventTime.Before(stopped) || ev.EventTime.After(recovered) {
+			t.Errorf("a PerimeterStateStale event at %s, outside the outage (%s to %s)", ev.EventTime, stopped, recovered)
+		}
+		audited[ev.EventName]++
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"Connect", "Forward"} {
-		if audited[name] != refused[name] {
+		if audited[name] != refused[name] || refused[name] == 0 {
 			t.Errorf("%d %s refusals on stale state, the audit chain counts %d", refused[name], name, audited[name])
 		}
 	}
