@@ -2,16 +2,39 @@ package proctest
 
 import (
 	"bufio"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/egress"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
+
+// nodeProxyAuthorization is the Proxy-Authorization value of node Node for the egress
+// proxy: the password STS hands the node's agent with a role session issued now and valid
+// for d, signed here with the key STS signs with (derived from the perimeter's master key,
+// which the harness holds as the operator does).
+func (c *Cluster) nodeProxyAuthorization(d time.Duration) (string, error) {
+	mk, err := base64.StdEncoding.DecodeString(c.masterKey)
+	if err != nil {
+		return "", err
+	}
+	key, err := keys.DeriveEd25519(mk, keys.EgressPasswords)
+	if err != nil {
+		return "", fmt.Errorf("egress password key: %w", err)
+	}
+	now := time.Now()
+	pw := egress.ProxyPassword(key, egress.Credential{Node: Node, Addr: netip.MustParseAddr("127.0.0.1"), Issued: now, Expires: now.Add(d)})
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(Node+":"+pw)), nil
+}
 
 // proxyReply is the egress proxy's answer to one request.
 type proxyReply struct {
@@ -102,7 +125,7 @@ func staleStoreRefuses(t *testing.T, dsn, outage string, down, up func()) {
 	const maxStale = 3 * time.Second
 	c := startClusterOn(t, dsn, Config{Gateways: 1, Endpoints: 1, Egress: true, Poll: 500 * time.Millisecond, MaxStale: maxStale})
 	proxy, backend := c.EgressAddr(), c.BackendAddr()
-	auth, err := c.NodeProxyAuthorization(time.Hour)
+	auth, err := c.nodeProxyAuthorization(time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
 // Package proctest is a multi-process test harness: it runs a Phantom perimeter as
 // separate processes on this machine, the way a team runs it across several: one STS,
-// gateway replicas, endpoints that forward to all of them, and a detector, each its own
-// `phantom` process with its own data directory, sharing a PostgreSQL store and the
-// perimeter's master key, and writing their audit chains into one directory. The
+// gateway replicas, endpoints that forward to all of them, a detector and an egress
+// proxy, each its own `phantom` process with its own data directory, sharing a
+// PostgreSQL store and the perimeter's master key, and writing their audit chains into
+// one directory. The
 // replica, fault and load tests and bench/soak drive it; it signs calls with
 // aws-sdk-go-v2's SigV4 signer, a client Phantom did not write.
 //
