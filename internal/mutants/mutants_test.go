@@ -208,6 +208,13 @@ var mutants = []mutant{
 		run: "^TestExpiredPasswordRefused$",
 	},
 	{
+		name: "egress refuses on stale perimeter state",
+		file: "internal/egress/proxy.go",
+		find: "if p.cfg.Fresh != nil {", replace: "if false {",
+		pkg: "internal/egress",
+		run: "^TestStaleStateRefuses$",
+	},
+	{
 		name: "egress rules stop at their maxRiskLevel",
 		file: "internal/egress/rules.go",
 		find: "if risk > bound {", replace: "if false {",

@@ -1,8 +1,9 @@
 // Package proctest is a multi-process test harness: it runs a Phantom perimeter as
 // separate processes on this machine, the way a team runs it across several: one STS,
-// gateway replicas, endpoints that forward to all of them, and a detector, each its own
-// `phantom` process with its own data directory, sharing a PostgreSQL store and the
-// perimeter's master key, and writing their audit chains into one directory. The
+// gateway replicas, endpoints that forward to all of them, a detector and an egress
+// proxy, each its own `phantom` process with its own data directory, sharing a
+// PostgreSQL store and the perimeter's master key, and writing their audit chains into
+// one directory. The
 // replica, fault and load tests and bench/soak drive it; it signs calls with
 // aws-sdk-go-v2's SigV4 signer, a client Phantom did not write.
 //
@@ -41,6 +42,7 @@ const (
 	User    = "alice"
 	Role    = "app"
 	VPC     = "vpc-0c1a2b3c4d5e6f708"
+	Node    = "app-node-1" // the node whose egress rules allow the backend (privateIp 127.0.0.1)
 )
 
 // Config says what to run.
@@ -53,7 +55,10 @@ type Config struct {
 	// Pin has endpoint i forward only to gateway i mod Gateways, so a test knows which
 	// replica answered.
 	Pin      bool
-	Detector bool          // run `phantom detector` too
+	Detector bool // run `phantom detector` too
+	// Egress runs `phantom egress` too, a proxy for the spec's node Node (role Role, at
+	// 127.0.0.1) whose egress rules allow the cluster's backend.
+	Egress   bool
 	Poll     time.Duration // components' --poll; 0: their default
 	MaxStale time.Duration // components' --max-stale; 0: their default
 	// Logs receives every component's stderr; nil: Dir/logs/<name>.log only.
@@ -83,10 +88,12 @@ type Cluster struct {
 	gateways  []*Proc
 	endpoints []*Proc
 	detector  *Proc
+	egress    *Proc
 
 	gatewayAddrs  []string
 	endpointAddrs []string
 	stsAddr       string
+	egressAddr    string
 
 	clientOnce sync.Once
 	client     *http.Client
@@ -128,13 +135,16 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err := c.startBackend(); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(1 + cfg.Gateways + cfg.Endpoints)
+	ports, err := freePorts(2 + cfg.Gateways + cfg.Endpoints)
 	if err != nil {
 		return nil, err
 	}
 	c.stsAddr = ports[0]
 	c.gatewayAddrs = ports[1 : 1+cfg.Gateways]
-	c.endpointAddrs = ports[1+cfg.Gateways:]
+	c.endpointAddrs = ports[1+cfg.Gateways : 1+cfg.Gateways+cfg.Endpoints]
+	if cfg.Egress {
+		c.egressAddr = ports[len(ports)-1]
+	}
 	if err := c.writeSpec(); err != nil {
 		return nil, err
 	}
@@ -182,6 +192,12 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		procs = append(procs, c.detector)
 	}
+	if cfg.Egress {
+		if c.egress, err = c.component(ctx, "egress", "", "", "egress", "--listen", c.egressAddr, "--audit-chain", "egress"); err != nil {
+			return nil, err
+		}
+		procs = append(procs, c.egress)
+	}
 	errs := make(chan error, len(procs))
 	for _, p := range procs {
 		go func() { errs <- p.Start(ctx) }()
@@ -213,6 +229,9 @@ func (c *Cluster) procs() []*Proc {
 	if c.detector != nil {
 		ps = append(ps, c.detector)
 	}
+	if c.egress != nil {
+		ps = append(ps, c.egress)
+	}
 	ps = append(ps, c.endpoints...)
 	ps = append(ps, c.gateways...)
 	if c.sts != nil {
@@ -226,6 +245,7 @@ func (c *Cluster) STS() *Proc             { return c.sts }
 func (c *Cluster) Gateway(i int) *Proc    { return c.gateways[i] }
 func (c *Cluster) Endpoint(i int) *Proc   { return c.endpoints[i] }
 func (c *Cluster) Detector() *Proc        { return c.detector }
+func (c *Cluster) Egress() *Proc          { return c.egress }
 func (c *Cluster) AuditDir() string       { return c.auditDir }
 func (c *Cluster) SpecPath() string       { return c.spec }
 func (c *Cluster) GatewayAddrs() []string { return c.gatewayAddrs }
@@ -234,6 +254,12 @@ func (c *Cluster) GatewayAddrs() []string { return c.gatewayAddrs }
 func (c *Cluster) EndpointURL(i int) string {
 	return "https://" + c.endpointAddrs[i] + "/prod/orders"
 }
+
+// EgressAddr is the egress proxy's listen address ("" without Config.Egress).
+func (c *Cluster) EgressAddr() string { return c.egressAddr }
+
+// BackendAddr is the address of the APIs' backend, which the node's egress rules allow.
+func (c *Cluster) BackendAddr() string { return c.backendLn.Addr().String() }
 
 // STSURL is the STS's URL.
 func (c *Cluster) STSURL() string { return "https://" + c.stsAddr }
@@ -437,6 +463,7 @@ func (c *Cluster) writeSpec() error {
 		"Account": Account, "Region": Region, "APIID": APIID, "User": User, "Role": Role, "VPC": VPC,
 		"AuditDir": c.auditDir, "Backend": "http://" + c.backendLn.Addr().String(), "Endpoints": eps,
 		"STSAddr": c.stsAddr, "GatewayAddr": c.gatewayAddrs[0],
+		"Node": Node, "BackendPort": c.backendLn.Addr().(*net.TCPAddr).Port,
 	})
 	if err != nil {
 		return err
@@ -511,4 +538,10 @@ endpoints:
       - {protocol: tcp, ports: "{{.Port}}", cidrs: [127.0.0.0/8]}
     apis: [{{$.APIID}}]
 {{- end}}
+nodes:
+  - {name: {{.Node}}, role: {{.Role}}, vpc: {{.VPC}}, privateIp: 127.0.0.1}
+egress:
+  - role: {{.Role}}
+    allow:
+      - {cidr: 127.0.0.1/32, ports: [{{.BackendPort}}]}
 `))

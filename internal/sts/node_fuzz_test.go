@@ -10,20 +10,21 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/phantom-perimeter/phantom/internal/nodeapi"
 )
 
-// FuzzNodeRequest: any body either parses into the three members or is refused with an
+// FuzzNodeRequest: any body either parses into nodeapi.Request's five members or is refused with an
 // error that never echoes the body (it may carry a join token). An accepted body is empty
 // or one JSON object naming no other member, its values are what encoding/json reads
 // from it, and the request written back as JSON parses to the same request.
 func FuzzNodeRequest(f *testing.F) {
 	for _, s := range []string{
 		``, `{}`, `{"durationSeconds": 900}`, `{"token": "phjt_00.secret", "csr": "x"}`, `{"csr": "-----BEGIN"}`,
-		`{"durationSeconds": "9"}`, `{"roleArn": 1}`, `{} {}`, `[]`, `null`, `{"token": "SECRETSECRET"`, `{"durationSeconds": 1e400}`,
+		`{"durationSeconds": "9"}`, `{"roleArn": 1}`, `{"accessKeyId": "ASIA0", "sessionToken": "t"}`, `{} {}`, `[]`, `null`, `{"token": "SECRETSECRET"`, `{"durationSeconds": 1e400}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -52,7 +53,7 @@ func FuzzNodeRequest(f *testing.F) {
 			t.Fatalf("accepted a body that is not one JSON object: %v", err)
 		}
 		for k := range members {
-			if !strings.EqualFold(k, "token") && !strings.EqualFold(k, "csr") && !strings.EqualFold(k, "durationSeconds") {
+			if !slices.ContainsFunc(nodeRequestMembers, func(m string) bool { return strings.EqualFold(k, m) }) {
 				t.Fatalf("accepted a body with member %q", k)
 			}
 		}
@@ -73,6 +74,10 @@ func FuzzNodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// nodeRequestMembers are the members the node API's body may name (watch sends the
+// session it watches; enroll, renew and credentials the others).
+var nodeRequestMembers = []string{"token", "csr", "durationSeconds", "accessKeyId", "sessionToken"}
 
 // FuzzParseCSR: parseNodeCSR never panics and accepts only a self-signed request for a
 // P-256 or Ed25519 key, given as exactly one PEM CERTIFICATE REQUEST block with nothing
