@@ -53,7 +53,7 @@ type IssuingToken interface {
 	Close() error
 }
 
-// process is what a standalone process process opens: the spec watcher, the
+// process is what a standalone component process opens: the spec watcher, the
 // perimeter's identity service and CA, and its audit chain.
 type process struct {
 	w    *config.Watcher
@@ -70,6 +70,8 @@ type process struct {
 	close  []func()
 }
 
+// openProcess opens what every component process runs on and starts its background
+// loops; shutdown stops them and closes what it opened, newest first.
 func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	name, stderr := cfg.Name, cfg.Stderr
 	log := cfg.Log
