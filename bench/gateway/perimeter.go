@@ -24,12 +24,12 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/authzmsg"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
-	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 const (
@@ -129,20 +129,13 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	}
 	current := func() *config.Spec { return spec }
 
-	masterKey := make([]byte, 32)
-	if _, err := io.ReadFull(rnd, masterKey); err != nil {
-		return nil, err
-	}
-	db, err := store.OpenSQLite(ctx, store.Config{DataDir: dir, MasterKey: masterKey})
+	// The data directory is opened as every process opens one (a master key made in it).
+	db, master, err := datadir.OpenStore(ctx, datadir.StoreOptions{DataDir: dir})
 	if err != nil {
 		return nil, err
 	}
 	p.closers = append(p.closers, func() { db.Close() })
-	ids, err := identity.New(identity.Config{Account: benchAccount, Logger: log},
-		identity.Deps{AccessKeys: db, SealingKeys: db, Revocations: db, Changes: db})
-	if err == nil {
-		err = ids.Refresh(ctx)
-	}
+	ids, err := datadir.OpenIdentity(ctx, db, master, identity.Config{Account: benchAccount, Logger: log})
 	if err == nil {
 		_, err = ids.RotateSealingKey(ctx)
 	}
@@ -203,7 +196,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		return nil, err
 	}
 	// The gateway holds its component's keys only, as a gateway host would.
-	ring, err := keys.ForComponent(masterKey, keys.Gateway)
+	ring, err := master.Restrict(keys.Gateway)
 	if err != nil {
 		return nil, err
 	}

@@ -11,13 +11,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/agent"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // Default agent listeners, on loopback: workloads on this host only.
@@ -136,80 +135,12 @@ func runAgent(ctx context.Context, stdin io.Reader, stderr io.Writer, f agentFla
 			return &exitError{code: 2, err: err}
 		}
 	}
-	// The agent holds no CA key: its ops listener is plain HTTP, on loopback like its
-	// credentials endpoints.
-	var o *ops
-	var current atomic.Pointer[agent.Agent]
-	if f.opsListen != "" {
-		o = newOps("agent")
-		if err := o.start(f.opsListen, nil, "", stderr, log); err != nil {
-			return err
-		}
-		defer o.close()
-		context.AfterFunc(ctx, o.drain)
-	}
-	a, err := agent.New(agent.Config{
+	return perimeter.RunAgent(ctx, perimeter.AgentConfig{
 		STS: f.sts, CABundle: bundle, StateDir: f.stateDir, JoinToken: token,
-		SessionDuration: f.sessionDuration, EgressProxy: f.egressURL, EgressTLS: f.egressTLS, Logger: log,
-		Metrics: o.agentMetrics(func() time.Time {
-			if a := current.Load(); a != nil {
-				return a.Expiration()
-			}
-			return time.Time{}
-		}),
+		IMDSListen: f.imdsListen, ContainerListen: f.containerListen, ContainerTokenFile: f.containerTokenFile,
+		EgressURL: f.egressURL, EgressTLS: f.egressTLS, EgressListen: f.egressListen,
+		SessionDuration: f.sessionDuration, OpsListen: f.opsListen, Stderr: stderr, Log: log,
 	})
-	if err != nil {
-		return &exitError{code: 2, err: err}
-	}
-	defer a.Close()
-	current.Store(a)
-	// Listen before enrolling: a busy port should not cost the join token.
-	imds, err := net.Listen("tcp", f.imdsListen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.imdsListen, err)
-	}
-	cont, err := net.Listen("tcp", f.containerListen)
-	if err != nil {
-		imds.Close()
-		return fmt.Errorf("listen on %s: %w", f.containerListen, err)
-	}
-	if err := a.Start(ctx); err != nil {
-		imds.Close()
-		cont.Close()
-		return err
-	}
-	if f.containerTokenFile != "" {
-		if err := writeSecretFile(f.containerTokenFile, a.ContainerToken()+"\n"); err != nil {
-			imds.Close()
-			cont.Close()
-			return err
-		}
-	}
-	served := make(chan error, 2)
-	if f.egressTLS != "" {
-		rl, err := net.Listen("tcp", f.egressListen)
-		if err != nil {
-			imds.Close()
-			cont.Close()
-			return fmt.Errorf("listen on %s: %w", f.egressListen, err)
-		}
-		go func() {
-			if err := a.ServeEgress(ctx, rl); err != nil {
-				served <- fmt.Errorf("egress relay: %w", err)
-			}
-		}()
-		fmt.Fprintf(stderr, "phantom agent: relaying egress proxy connections from http://%s to https://%s\n", rl.Addr(), f.egressTLS)
-	}
-	go func() { served <- a.Serve(ctx, imds, cont) }()
-	fmt.Fprintf(stderr, "phantom agent: serving IMDS on http://%s and container credentials on http://%s%s\n", imds.Addr(), cont.Addr(), agent.ContainerPath)
-	log.Info("serving", "component", "agent", "node", a.Node(), "role", a.Role(), "imds", imds.Addr().String(), "container", cont.Addr().String())
-	o.serving(readyCheck{"credentials", func() error {
-		if _, ok := a.Credentials(); !ok {
-			return errors.New("no unexpired credentials to serve (STS unreachable?)")
-		}
-		return nil
-	}})
-	return <-served
 }
 
 // localListenAddr refuses listen addresses other than loopback and link-local: the
@@ -249,27 +180,4 @@ func readSecretLine(path string, stdin io.Reader) (string, error) {
 		return "", errors.New("the file is empty")
 	}
 	return line, nil
-}
-
-// writeSecretFile writes a secret 0600, replacing the file atomically. The temporary file
-// is created exclusively, so it never exists with a wider mode.
-func writeSecretFile(path, data string) error {
-	tmp := path + ".tmp"
-	os.Remove(tmp)
-	fh, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = fh.WriteString(data)
-	if cerr := fh.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -19,8 +19,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -440,7 +440,7 @@ write the audit log cannot.`,
 		Example: `  phantom audit public-key --data-dir /var/lib/phantom > audit-signer.pem`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAuditPublicKey(cmd.OutOrStdout(), admin.DataDir(dataDir, os.Getenv))
+			return runAuditPublicKey(cmd.OutOrStdout(), datadir.Dir(dataDir, os.Getenv))
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "data directory (default $PHANTOM_DATA_DIR or ./phantom-data)")

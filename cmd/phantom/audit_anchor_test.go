@@ -14,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/audit/audittest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -26,7 +27,7 @@ const testAccount = "123456789012"
 // (and in sinks).
 type anchoredData struct {
 	dataDir, auditDir string
-	p                 *perimeter
+	p                 *perimeter.Perimeter
 }
 
 func newAnchoredData(t *testing.T, storeURL string, sinks ...audit.AnchorStore) *anchoredData {
@@ -38,9 +39,9 @@ func newAnchoredData(t *testing.T, storeURL string, sinks ...audit.AnchorStore) 
 	return d
 }
 
-// testPerimeter is what openChains needs of a perimeter: the store of dataDir (or
+// testPerimeter is what perimeter.OpenChains needs of a perimeter: the store of dataDir (or
 // storeURL) and a CA whose bundle is dataDir/ca.pem.
-func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
+func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter.Perimeter {
 	t.Helper()
 	mk, err := store.LoadOrCreateMasterKey(dataDir)
 	if err != nil {
@@ -62,13 +63,13 @@ func testPerimeter(t *testing.T, dataDir, storeURL string) *perimeter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &perimeter{store: st, ca: ca, issuer: ca, keys: ring}
+	return &perimeter.Perimeter{Store: st, CA: ca, Issuer: ca, Keys: ring}
 }
 
 // write writes n records to each chain in two rounds a digest apart.
 func (d *anchoredData) write(t *testing.T, chains []string, sinks []audit.AnchorStore, n int) {
 	t.Helper()
-	logs, err := openChains(d.auditDir, chains, d.p, testAccount, sinks, slog.New(slog.DiscardHandler))
+	logs, err := perimeter.OpenChains(d.auditDir, chains, d.p, testAccount, sinks, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,21 +77,21 @@ func (d *anchoredData) write(t *testing.T, chains []string, sinks []audit.Anchor
 		for _, c := range chains {
 			for i := range n / 2 {
 				ev := &audit.Event{EventSource: "sts.amazonaws.com", EventName: "GetCallerIdentity", RequestID: c + "-" + string(rune('a'+round)) + string(rune('a'+i))}
-				if err := logs.get(c).Record(context.Background(), ev); err != nil {
+				if err := logs.Get(c).Record(context.Background(), ev); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
 		time.Sleep(1100 * time.Millisecond) // a digest (DigestInterval 1s) covers the round
 	}
-	logs.closeAll(slog.New(slog.DiscardHandler))
+	logs.CloseAll(slog.New(slog.DiscardHandler))
 }
 
 // replacement writes a shorter valid chain elsewhere, certified as an attacker holding
 // the data directory (its CA key) can.
 func (d *anchoredData) replacement(t testing.TB, chain string) string {
 	other := t.TempDir()
-	key, cert, err := writerKey(d.p.ca, testAccount, chain)
+	key, cert, err := perimeter.WriterKey(d.p.CA, testAccount, chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,11 +211,11 @@ func TestAuditVerifyNoise(t *testing.T) {
 func TestAuditPrune(t *testing.T) {
 	d := newAnchoredData(t, "")
 	// Small segments, so there is something sealed to prune.
-	key, cert, err := writerKey(d.p.ca, testAccount, "gateway")
+	key, cert, err := perimeter.WriterKey(d.p.CA, testAccount, "gateway")
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := audit.Open(audit.Config{Dir: d.auditDir, Chain: "gateway", Signer: key, Certificate: cert.Raw, SegmentBytes: 4 << 10, Anchors: []audit.AnchorStore{d.p.store}})
+	l, err := audit.Open(audit.Config{Dir: d.auditDir, Chain: "gateway", Signer: key, Certificate: cert.Raw, SegmentBytes: 4 << 10, Anchors: []audit.AnchorStore{d.p.Store}})
 	if err != nil {
 		t.Fatal(err)
 	}

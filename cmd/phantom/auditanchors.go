@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -38,7 +38,7 @@ write the audit directory cannot.`,
   phantom audit anchors export --store 'postgres://auditor@db.internal/phantom' > anchors.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runAnchorsExport(cmd.Context(), cmd.OutOrStdout(), admin.DataDir(dataDir, os.Getenv), storeURL, output)
+			return runAnchorsExport(cmd.Context(), cmd.OutOrStdout(), datadir.Dir(dataDir, os.Getenv), storeURL, output)
 		},
 	}
 	fl := cmd.Flags()
@@ -98,7 +98,7 @@ key.`,
   phantom gateway … --audit-anchors 'postgres://audit_writer:…@anchors.internal/phantom?sslmode=verify-full'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runAnchorsGrant(cmd.Context(), cmd.OutOrStdout(), admin.DataDir(dataDir, os.Getenv), storeURL, args[0])
+			return runAnchorsGrant(cmd.Context(), cmd.OutOrStdout(), datadir.Dir(dataDir, os.Getenv), storeURL, args[0])
 		},
 	}
 	fl := cmd.Flags()
@@ -198,7 +198,7 @@ func runAuditPrune(ctx context.Context, stdout io.Writer, dir string, f pruneFla
 	dataDir := f.dataDir
 	if dataDir == "" {
 		if dataDir = auditDataDir(dir); dataDir == "" {
-			dataDir = admin.DataDir("", os.Getenv)
+			dataDir = datadir.Dir("", os.Getenv)
 		}
 	}
 	chains := f.chains

@@ -13,6 +13,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -196,10 +197,10 @@ func TestCAIssuingInToken(t *testing.T) {
 	if err := keys.WriteFile(keyFile, ring); err != nil {
 		t.Fatal(err)
 	}
-	open := func(issuing issuingKeys) (*perimeter, error) {
+	open := func(issuing perimeter.IssuingKeys) (*perimeter.Perimeter, error) {
 		// STS's host: the store is the operator's SQLite file here (one host); its key
 		// file, not the master key.
-		return openPerimeter(t.Context(), perimeterOptions{dataDir: dir, account: testAccount, component: keys.STS, keysFile: keyFile, issuingKeys: issuing}, slog.New(slog.DiscardHandler))
+		return perimeter.Open(t.Context(), perimeter.Options{DataDir: dir, Account: testAccount, Component: keys.STS, KeysFile: keyFile, IssuingKeys: issuing}, slog.New(slog.DiscardHandler))
 	}
 	token, err := hsm.Open(tok)
 	if err != nil {
@@ -210,23 +211,23 @@ func TestCAIssuingInToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.store.Close()
-	ca, err := p.ca.CA()
+	defer p.Store.Close()
+	ca, err := p.CA.CA()
 	if err != nil {
 		t.Fatalf("STS with the token: %v", err)
 	}
 	if got := ca.Certificate().SerialNumber.Text(16); got != current {
 		t.Fatalf("STS issues from %s, want the token's %s", got, current)
 	}
-	if _, err := p.store.GetSecret(t.Context(), "pki/issuing/"+current); err == nil {
+	if _, err := p.Store.GetSecret(t.Context(), "pki/issuing/"+current); err == nil {
 		t.Fatal("the store holds the token's issuing key")
 	}
-	if _, err := p.issuer.Issue(pki.Request{Identity: pki.Identity{Account: testAccount, Kind: pki.KindGateway, Name: "sts"}, DNSNames: []string{"localhost"}, Server: true}); err != nil {
+	if _, err := p.Issuer.Issue(pki.Request{Identity: pki.Identity{Account: testAccount, Kind: pki.KindGateway, Name: "sts"}, DNSNames: []string{"localhost"}, Server: true}); err != nil {
 		t.Fatalf("STS issues with the token: %v", err)
 	}
 	if q, err := open(nil); err == nil {
-		defer q.store.Close()
-		if _, err := q.ca.CA(); err == nil {
+		defer q.Store.Close()
+		if _, err := q.CA.CA(); err == nil {
 			t.Fatal("STS without the token issues from the token's issuing CA")
 		}
 	}

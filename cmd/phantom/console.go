@@ -1,32 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/config"
-	"github.com/phantom-perimeter/phantom/internal/console"
-	"github.com/phantom-perimeter/phantom/internal/login"
-	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
-
-// defaultConsoleListen is where phantom console listens without --listen: the demo's
-// port base (8443) + 9.
-const defaultConsoleListen = "127.0.0.1:8452"
 
 func newConsoleCmd() *cobra.Command {
 	var f componentFlags
@@ -66,80 +50,14 @@ When it is ready it prints "phantom console: listening on https://ADDR" on stder
 		},
 	}
 	f.register(cmd, "console")
-	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default "+defaultConsoleListen+")")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default "+perimeter.DefaultConsoleListen+")")
 	return cmd
 }
 
 func runConsole(ctx context.Context, stderr io.Writer, f componentFlags) error {
-	c, err := openComponent(ctx, stderr, "console", f)
+	cfg, err := f.process("console", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	spec := c.w.Current()
-	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
-	h, err := newConsole(c.w.Current, c.p, specAuditDir(f.dataDir, spec), c.logs.get(f.chain), stsURL, c.log)
-	if err != nil {
-		return err
-	}
-	listen := listenAddr(f.listen, netip.AddrPort{}, defaultConsoleListen)
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", listen, err)
-	}
-	tlsCfg, err := consoleTLSConfig(c.p, spec, ln)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	srv := serveHTTPS("console", ln, h, tlsCfg, c.log)
-	fmt.Fprintf(stderr, "phantom console: listening on https://%s\n", ln.Addr())
-	c.serving(c.freshCheck())
-	return waitAndShutdown(ctx, c.log, "console", srv)
-}
-
-// newConsole builds the web console over the perimeter's store and identity service; its
-// own events go to auditor (the "console" chain) and its decisions page reads every chain
-// in auditDir. Single sign-on exchanges ID tokens at the STS at stsURL, whose certificate
-// is the perimeter CA's.
-func newConsole(current func() *config.Spec, p *perimeter, auditDir string, auditor console.Auditor, stsURL string, log *slog.Logger) (http.Handler, error) {
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(p.ca.BundlePEM())
-	verifier := webIdentityVerifier(current, log)
-	return console.New(console.Config{
-		Spec:     current,
-		Store:    p.store,
-		Identity: p.ids,
-		AuditDir: auditDir,
-		Auditor:  auditor,
-		Logger:   log,
-		STS:      consoleSTS{&login.STS{URL: stsURL, Region: current().Region, HTTP: login.NewSTSHTTPClient(roots)}},
-		IDTokens: func() console.IDTokenVerifier {
-			if v := verifier(); v != nil {
-				return v
-			}
-			return nil
-		},
-	})
-}
-
-// consoleSTS adapts login.STS to the console's WebIdentitySTS.
-type consoleSTS struct{ s *login.STS }
-
-func (c consoleSTS) AssumeRoleWithWebIdentity(ctx context.Context, role, session, token string, d time.Duration) (string, string, string, error) {
-	cr, _, err := c.s.AssumeRoleWithWebIdentity(ctx, role, session, token, d)
-	if err != nil {
-		return "", "", "", err
-	}
-	return cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken, nil
-}
-
-// consoleTLSConfig is the console's server TLS: TLS 1.2 or later, a certificate from the
-// perimeter CA naming the listener (renewed before it expires).
-func consoleTLSConfig(p *perimeter, spec *config.Spec, ln net.Listener) (*tls.Config, error) {
-	certs, err := newCertSource(p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: "console"}, []net.Addr{ln.Addr()}))
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getServer}, nil
+	return perimeter.RunConsole(ctx, cfg)
 }

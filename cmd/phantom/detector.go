@@ -7,11 +7,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 type detectorFlags struct {
@@ -52,7 +52,7 @@ SIGINT or SIGTERM stops it after committing what it has read.`,
 			return runDetector(ctx, cmd.ErrOrStderr(), f)
 		},
 	}
-	f.register(cmd, detectorChain)
+	f.register(cmd, perimeter.DetectorChain)
 	cmd.Flags().StringSliceVar(&f.exclude, "exclude-chain", nil, "audit chain not to consume (repeatable)")
 	return cmd
 }
@@ -63,53 +63,9 @@ func runDetector(ctx context.Context, stderr io.Writer, f detectorFlags) error {
 			return &exitError{code: 2, err: fmt.Errorf("--exclude-chain %q: use lower-case letters, digits and dashes", c)}
 		}
 	}
-	c, err := openComponent(ctx, stderr, "detector", f.componentFlags)
+	cfg, err := f.process("detector", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	responder, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
-	if err != nil {
-		return err
-	}
-	if err := responder.Refresh(ctx); err != nil {
-		return err
-	}
-	det, err := newDetector(c.w.Current())
-	if err != nil {
-		return err
-	}
-	logSigma(detectorLog(c.log), det.SigmaRules())
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun() // before c.shutdown waits for the goroutines
-	c.wg.Add(2)
-	go func() {
-		defer c.wg.Done()
-		// Risk levels set by other processes (or lowered by an analyst): raise compares
-		// against the current ones.
-		c.p.syncRisk(runCtx, responder, &freshness{maxStale: f.maxStale}, c.log)
-	}()
-	go func() {
-		defer c.wg.Done()
-		followDetection(runCtx, c.w, det, detectorLog(c.log))
-	}()
-
-	consumer, err := newStreamDetector(c.logs.dir, append([]string{f.chain}, f.exclude...), det, responder, c.p.store, c.ops.detectorMetrics(), c.log, func() {
-		fmt.Fprintf(stderr, "phantom detector: following audit chains in %s\n", c.logs.dir)
-		c.serving(c.freshCheck())
-	})
-	if err != nil {
-		return err
-	}
-	if c.ops != nil {
-		serveDetector(c.ops, consumer)
-	}
-	err = consumer.Run(ctx)
-	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
-	defer done()
-	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
-		err = fmt.Errorf("finish webhook notifications: %w", cerr)
-	}
-	return err
+	return perimeter.RunDetector(ctx, cfg, f.exclude)
 }

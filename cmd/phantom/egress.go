@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -15,8 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/egress"
-	"github.com/phantom-perimeter/phantom/internal/keys"
-	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // defaultEgressListen is the conventional forward-proxy port, on loopback: a workload
@@ -116,29 +114,12 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 	if min(f.maxTunnels, f.maxTunnelsPerNode, f.maxTunnelsPerSource, f.maxConns, f.maxConnsPerSource) <= 0 || f.idle <= 0 {
 		return &exitError{code: 2, err: errors.New("--max-tunnels*, --max-connections* and --idle-timeout must be positive")}
 	}
-	c, err := openComponent(ctx, stderr, "egress", f.componentFlags)
+	cfg, err := f.process("egress", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	key, err := c.p.keys.Key(keys.EgressPasswordsPublic)
-	if err != nil {
-		return err
-	}
-	risk, fresh, err := c.riskLevels(ctx, f.componentFlags)
-	if err != nil {
-		return err
-	}
-	c.ops.identityMetrics(c.p, fresh)
-	px, err := egress.New(egress.Config{
-		Spec:                    c.w.Current,
-		PasswordKey:             key,
-		Verifier:                c.p.ca.Verifier(),
-		Standing:                c.p.ids,
-		Risk:                    risk,
-		Fresh:                   fresh,
-		Auditor:                 c.logs.get(f.chain),
-		Logger:                  c.log,
+	return perimeter.RunEgress(ctx, cfg, perimeter.EgressConfig{
+		TLSListen:               f.tlsListen,
 		Deny:                    deny,
 		MaxTunnels:              f.maxTunnels,
 		MaxTunnelsPerNode:       f.maxTunnelsPerNode,
@@ -146,64 +127,5 @@ func runEgress(ctx context.Context, stderr io.Writer, f egressFlags) error {
 		MaxConnections:          f.maxConns,
 		MaxConnectionsPerSource: f.maxConnsPerSource,
 		IdleTimeout:             f.idle,
-		Metrics:                 c.ops.egressMetrics(),
 	})
-	if err != nil {
-		return err
-	}
-	if f.listen == "" && f.tlsListen == "" {
-		return &exitError{code: 2, err: errors.New("give --listen, --tls-listen or both")}
-	}
-	done := make(chan error, 2)
-	serving := 0
-	// Serve's context only bounds requests; the signal context starts a graceful shutdown.
-	serveCtx := context.WithoutCancel(ctx)
-	serve := func(run func() error) {
-		serving++
-		go func() { done <- run() }()
-	}
-	if f.listen != "" {
-		ln, err := net.Listen("tcp", f.listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", f.listen, err)
-		}
-		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() {
-			c.log.Warn("--listen is not a loopback address: proxy passwords travel in clear text on it; serve nodes on other hosts with --tls-listen", "component", "egress", "listen", ln.Addr().String())
-		}
-		serve(func() error { return px.Serve(serveCtx, ln) })
-		fmt.Fprintf(stderr, "phantom egress: listening on http://%s\n", ln.Addr())
-	}
-	if f.tlsListen != "" {
-		ln, err := net.Listen("tcp", f.tlsListen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", f.tlsListen, err)
-		}
-		certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: c.w.Current().Account, Kind: pki.KindGateway, Name: "egress"}, []net.Addr{ln.Addr()}))
-		if err != nil {
-			ln.Close()
-			return err
-		}
-		serve(func() error { return px.ServeTLS(serveCtx, ln, certs.getServer) })
-		fmt.Fprintf(stderr, "phantom egress: listening on https://%s\n", ln.Addr())
-	}
-	c.serving(readyCheck{"perimeter state", fresh})
-	select {
-	case err := <-done:
-		return fmt.Errorf("serve egress: %w", err)
-	case <-ctx.Done():
-	}
-	c.log.Info("shutting down; finishing open tunnels", "component", "egress")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	err = px.Shutdown(shutdownCtx)
-	for range serving {
-		if serr := <-done; serr != nil && err == nil {
-			err = serr
-		}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		c.log.Warn("tunnels still open at the shutdown deadline were closed", "component", "egress")
-		err = nil
-	}
-	return err
 }

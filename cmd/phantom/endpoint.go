@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/spf13/cobra"
 )
 
@@ -54,53 +51,9 @@ func runEndpoint(ctx context.Context, stderr io.Writer, f componentFlags, id str
 	if f.chain == "" {
 		f.chain = "endpoint-" + id
 	}
-	c, err := openComponent(ctx, stderr, "endpoint", f)
+	cfg, err := f.process("endpoint", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	spec := c.w.Current()
-	ep, ok := spec.Endpoint(id)
-	if !ok {
-		return &exitError{code: 2, err: fmt.Errorf("the spec has no endpoint %q", id)}
-	}
-	if len(gateways) == 0 {
-		gateways = []string{listenAddr("", spec.Gateway.Listen, defaultGatewayListen)}
-	}
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for _, a := range ep.Listen {
-		ln, err := net.Listen("tcp", a.String())
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", a, err)
-		}
-		lns = append(lns, ln)
-	}
-	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.get(f.chain), lns, c.ops.endpointMetrics()(id), c.log)
-	if err != nil {
-		return err
-	}
-	serveErr := make(chan error, len(lns))
-	for _, ln := range lns {
-		go func() { serveErr <- e.Serve(ctx, ln) }()
-		fmt.Fprintf(stderr, "phantom endpoint: listening on https://%s\n", ln.Addr())
-	}
-	// The endpoint decides on its spec alone (no store state): serving is ready.
-	c.serving()
-	var runErr error
-	select {
-	case err := <-serveErr:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			runErr = fmt.Errorf("serve endpoint %s: %w", id, err)
-		}
-	case <-ctx.Done():
-	}
-	c.log.Info("shutting down; finishing in-flight requests", "component", "endpoint")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
-	defer done()
-	return errors.Join(runErr, e.Shutdown(shutdownCtx))
+	return perimeter.RunEndpoint(ctx, cfg, id, gateways)
 }

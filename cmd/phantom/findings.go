@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/export"
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
@@ -90,7 +91,7 @@ func (f *findingsFlags) outputMode(defaultOutput string) (table bool, format str
 
 // open opens the data directory's store; the directory must hold a perimeter already.
 func (f *findingsFlags) open(ctx context.Context) (store.Store, error) {
-	dir := admin.DataDir(f.dataDir, os.Getenv)
+	dir := datadir.Dir(f.dataDir, os.Getenv)
 	if f.store != "" && !store.IsPostgresURL(f.store) {
 		return nil, &exitError{code: 2, err: errors.New("--store: want a postgres:// URL, or none for the data directory's SQLite store")}
 	}
@@ -479,7 +480,7 @@ spec's audit.dir): who ran it (the operating-system user and host), the finding,
 			if err != nil {
 				return findingsError(cmd, "LiftResponses", err)
 			}
-			dir := admin.DataDir(f.dataDir, os.Getenv)
+			dir := datadir.Dir(f.dataDir, os.Getenv)
 			if auditDir == "" {
 				auditDir = filepath.Join(dir, "audit")
 			}

@@ -1,28 +1,20 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
-	"github.com/phantom-perimeter/phantom/internal/config"
-	"github.com/phantom-perimeter/phantom/internal/detect/respond"
-	"github.com/phantom-perimeter/phantom/internal/enroll"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
-	"github.com/phantom-perimeter/phantom/internal/pki"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 type componentFlags struct {
@@ -54,7 +46,7 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory: master key, audit chains, CA bundle, and the store and CA unless --store is shared (required)")
 	fl.StringVar(&f.store, "store", os.Getenv("PHANTOM_STORE"), "store URL: empty for SQLite in the data directory, or postgres://… (also the CA's home) shared by replicas (default $PHANTOM_STORE)")
 	fl.DurationVar(&f.poll, "poll", identity.DefaultRefreshInterval, "how often to resync keys, revocations, sealing keys and risk levels from the store (changes are also pushed by PostgreSQL)")
-	fl.DurationVar(&f.maxStale, "max-stale", defaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
+	fl.DurationVar(&f.maxStale, "max-stale", perimeter.DefaultMaxStale, "refuse every call once the store has not confirmed the state for this long (0: never)")
 	fl.StringVar(&f.chain, "audit-chain", chainDefault, "name of this process's audit chain (one per replica)")
 	fl.StringVar(&f.opsListen, "ops-listen", "", opsListenHelp)
 	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
@@ -65,199 +57,6 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 		cmd.MarkFlagRequired(name)
 	}
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
-}
-
-// component is what a standalone component process opens: the spec watcher, the
-// perimeter's identity service and CA, and its audit chain.
-type component struct {
-	w    *config.Watcher
-	p    *perimeter
-	logs *auditLogs
-	spec *specTracker
-	log  *slog.Logger
-	ops  *ops // nil without --ops-listen
-	name string
-	stop context.CancelFunc
-	// runCtx ends when the component shuts down: its background loops run under it.
-	runCtx context.Context
-	wg     sync.WaitGroup
-	close  []func()
-}
-
-func openComponent(ctx context.Context, stderr io.Writer, name string, f componentFlags) (*component, error) {
-	if f.poll <= 0 {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
-	}
-	if f.maxStale < 0 || (f.maxStale > 0 && f.maxStale <= f.poll) {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--max-stale %s must be 0 or longer than --poll %s", f.maxStale, f.poll)}
-	}
-	if !audit.ValidChain(f.chain) {
-		return nil, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
-	}
-	log, err := newLogger(stderr, f.log)
-	if err != nil {
-		return nil, err
-	}
-	c := &component{log: log, name: name, spec: newSpecTracker(name, f.config, log)}
-	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: f.config, Logger: c.log, OnReload: c.spec.watch})
-	if err != nil {
-		return nil, fmt.Errorf("load perimeter spec: %w", err)
-	}
-	c.w = w
-	c.close = append(c.close, func() { w.Close() })
-	spec := w.Current()
-	c.spec.loaded(spec)
-	tok, err := f.pkcs11.open()
-	if err != nil {
-		c.shutdown()
-		return nil, err
-	}
-	o := perimeterOptions{dataDir: f.dataDir, storeURL: f.store, account: spec.Account, poll: f.poll, maxStale: f.maxStale,
-		component: keys.Component(name), keysFile: f.keys}
-	if tok != nil {
-		c.close = append(c.close, func() { tok.Close() })
-		o.issuingKeys = tok
-	}
-	c.p, err = openPerimeter(ctx, o, c.log)
-	if err != nil {
-		c.shutdown()
-		return nil, err
-	}
-	c.close = append(c.close, func() { c.p.store.Close() })
-	if c.p.issuer == nil {
-		// A host without the CA's issuing key: its certificate comes from STS.
-		cl, err := enrollComponent(ctx, f, name, spec, c.p, c.log)
-		if err != nil {
-			c.shutdown()
-			return nil, err
-		}
-		c.close = append(c.close, cl.Close)
-		c.p.issuer = cl
-	}
-	if err := c.p.ca.WriteBundle(filepath.Join(f.dataDir, "ca.pem")); err != nil {
-		c.shutdown()
-		return nil, fmt.Errorf("write CA bundle: %w", err)
-	}
-	sinks, closeSinks, err := anchorSinks(ctx, auditAnchorURLs(f.anchors))
-	if err != nil {
-		c.shutdown()
-		return nil, err
-	}
-	c.close = append(c.close, closeSinks)
-	if c.logs, err = openChains(specAuditDir(f.dataDir, spec), []string{f.chain}, c.p, spec.Account, sinks, c.log); err != nil {
-		c.shutdown()
-		return nil, err
-	}
-	c.close = append(c.close, func() { c.logs.closeAll(c.log) })
-	c.spec.attach(c.logs)
-	if f.opsListen != "" {
-		c.ops = newOps(name)
-		if err := c.ops.start(f.opsListen, c.p.issuer, spec.Account, stderr, c.log); err != nil {
-			c.shutdown()
-			return nil, err
-		}
-		c.close = append(c.close, c.ops.close)
-		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
-		context.AfterFunc(ctx, c.ops.drain)
-	}
-	c.spec.serve(c.ops)
-	runCtx, stop := context.WithCancel(ctx)
-	c.stop, c.runCtx = stop, runCtx
-	c.wg.Add(4)
-	go func() {
-		defer c.wg.Done()
-		_ = c.p.ids.Run(runCtx) // returns when runCtx ends; failures are logged by identity
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.p.syncCA(runCtx, filepath.Join(f.dataDir, "ca.pem"), c.log)
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.spec.run(runCtx, c.p.store, f.poll, reloadInterval(f.poll))
-	}()
-	go func() {
-		defer c.wg.Done()
-		c.logs.renewWriters(runCtx, time.Hour, c.log)
-	}()
-	return c, nil
-}
-
-// componentKinds are the certificate identities of the components that enroll.
-var componentKinds = map[string]pki.Kind{
-	"gateway": pki.KindGateway, "endpoint": pki.KindEndpoint, "egress": pki.KindEgress,
-	"detector": pki.KindDetector, "console": pki.KindConsole,
-}
-
-// enrollComponent opens the component's certificate from STS's component API: the one in
-// its state directory (DATA_DIR/component/CHAIN), else enrolled with the join token.
-// STS's certificate is checked against the CA bundle the store holds.
-func enrollComponent(ctx context.Context, f componentFlags, name string, spec *config.Spec, p *perimeter, log *slog.Logger) (*enroll.Client, error) {
-	kind, ok := componentKinds[name]
-	if !ok {
-		return nil, fmt.Errorf("%s: this process holds no CA issuing key (store-ca) and cannot enroll: give it a key file that holds one, or the master key", name)
-	}
-	stsURL := cmp.Or(f.sts, "https://"+listenAddr("", spec.STS.Listen, defaultSTSListen))
-	cl, err := enroll.Open(ctx, enroll.Config{
-		STS:       stsURL,
-		CABundle:  p.ca.BundlePEM(),
-		StateDir:  filepath.Join(f.dataDir, "component", f.chain),
-		JoinToken: f.joinToken,
-		Kind:      kind,
-		Logger:    log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)
-	}
-	log.Info(name+": certificate from STS", "identity", cl.Identity().String(), "sts", stsURL)
-	return cl, nil
-}
-
-// serving tells /readyz that the component's listeners serve: ready while checks hold
-// and its audit chains can be written.
-func (c *component) serving(checks ...readyCheck) {
-	c.ops.serving(append(checks, c.logs.readyCheck())...)
-}
-
-// freshCheck is the readiness check of a component that decides on the identity
-// service's state.
-func (c *component) freshCheck() readyCheck {
-	return readyCheck{"perimeter state", c.p.ids.Fresh}
-}
-
-// riskLevels gives the component the risk levels the detector raised (phantom:RiskLevel):
-// loaded now, then kept current from the store until the component shuts down; and its
-// freshness hook, which fails once credentials or risk levels have not been confirmed by
-// the store within --max-stale. The component handles no findings: its responder only
-// reads risk levels.
-func (c *component) riskLevels(ctx context.Context, f componentFlags) (*respond.Responder, func() error, error) {
-	risk, err := newResponder(c.w.Current, c.p, c.logs.get(f.chain), c.log)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := risk.Refresh(ctx); err != nil {
-		return nil, nil, err
-	}
-	fresh := &freshness{maxStale: f.maxStale}
-	fresh.mark(time.Now())
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.p.syncRisk(c.runCtx, risk, fresh, c.log)
-	}()
-	return risk, c.p.gatewayFreshness(fresh), nil
-}
-
-// shutdown stops the refresh loop and closes what was opened, newest first.
-func (c *component) shutdown() {
-	c.ops.drain()
-	if c.stop != nil {
-		c.stop()
-		c.wg.Wait()
-	}
-	for i := len(c.close) - 1; i >= 0; i-- {
-		c.close[i]()
-	}
 }
 
 func newGatewayCmd() *cobra.Command {
@@ -289,56 +88,45 @@ When it is ready it prints "phantom gateway: listening on https://ADDR" on stder
 		},
 	}
 	f.register(cmd, "gateway")
-	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+defaultGatewayListen+")")
+	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+perimeter.DefaultGatewayListen+")")
 	return cmd
 }
 
 func runGateway(ctx context.Context, stderr io.Writer, f componentFlags) error {
-	c, err := openComponent(ctx, stderr, "gateway", f)
+	cfg, err := f.process("gateway", stderr)
 	if err != nil {
 		return err
 	}
-	defer c.shutdown()
-	spec := c.w.Current()
-	listen := listenAddr(f.listen, spec.Gateway.Listen, defaultGatewayListen)
-	risk, fresh, err := c.riskLevels(ctx, f)
-	if err != nil {
-		return err
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		c.p.sweepSignatures(c.runCtx, c.log)
-	}()
-	c.ops.identityMetrics(c.p, fresh)
-	gw, err := newGateway(c.w.Current, c.p, c.logs.get(f.chain), risk, fresh, c.ops.gatewayMetrics(), c.log)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", listen, err)
-	}
-	certs, err := newCertSource(c.p.issuer, serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, []net.Addr{ln.Addr()}))
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	srv := serveGateway(ln, gw, gw.TLSConfig(certs.getServer))
-	fmt.Fprintf(stderr, "phantom gateway: listening on https://%s\n", ln.Addr())
-	c.serving(readyCheck{"perimeter state", fresh})
-	return waitAndShutdown(ctx, c.log, "gateway", srv)
+	return perimeter.RunGateway(ctx, cfg)
 }
 
-// waitAndShutdown serves until ctx ends or the server fails, then shuts down gracefully.
-func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *httpsServer) error {
-	select {
-	case err := <-srv.done:
-		return fmt.Errorf("serve %s: %w", name, err)
-	case <-ctx.Done():
+// process validates the flags every component shares (exit 2 on a bad value) and makes
+// the process's logger: what perimeter runs the component with.
+func (f componentFlags) process(name string, stderr io.Writer) (perimeter.ProcessConfig, error) {
+	if f.poll <= 0 {
+		return perimeter.ProcessConfig{}, &exitError{code: 2, err: fmt.Errorf("--poll %s is not positive", f.poll)}
 	}
-	log.Info(name + ": shutting down; finishing in-flight requests")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
-	defer done()
-	return srv.shutdown(shutdownCtx)
+	if f.maxStale < 0 || (f.maxStale > 0 && f.maxStale <= f.poll) {
+		return perimeter.ProcessConfig{}, &exitError{code: 2, err: fmt.Errorf("--max-stale %s must be 0 or longer than --poll %s", f.maxStale, f.poll)}
+	}
+	if !audit.ValidChain(f.chain) {
+		return perimeter.ProcessConfig{}, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
+	}
+	log, err := newLogger(stderr, f.log)
+	if err != nil {
+		return perimeter.ProcessConfig{}, err
+	}
+	return perimeter.ProcessConfig{
+		Name: name, Config: f.config, DataDir: f.dataDir, StoreURL: f.store, Listen: f.listen,
+		Poll: f.poll, MaxStale: f.maxStale, Chain: f.chain, Anchors: auditAnchorURLs(f.anchors),
+		OpsListen: f.opsListen, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
+		OpenIssuingKeys: func() (perimeter.IssuingToken, error) {
+			tok, err := f.pkcs11.open()
+			if tok == nil {
+				return nil, err // not a typed nil: no token
+			}
+			return tok, nil
+		},
+		Stderr: stderr, Log: log,
+	}, nil
 }

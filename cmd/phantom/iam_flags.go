@@ -10,6 +10,8 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // adminFlags are the flags the administrative command groups (iam, keys, node) share.
@@ -51,7 +53,7 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 	if err != nil {
 		return nil, "", &exitError{code: exitUsage, err: err}
 	}
-	path := admin.ConfigPath(f.config, os.Getenv)
+	path := datadir.ConfigPath(f.config, os.Getenv)
 	spec, err := config.Load(path)
 	var cerr *config.Error
 	switch {
@@ -61,12 +63,12 @@ func (f *adminFlags) open(cmd *cobra.Command) (*admin.Admin, admin.Format, error
 		}
 		return nil, "", &exitError{code: exitConfig, err: fmt.Errorf("%s: %d problem(s)", path, len(cerr.Problems))}
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "", &exitError{code: exitConfig, err: fmt.Errorf("perimeter spec %s not found: pass --config FILE or set %s (source the demo.env phantom up writes)", path, admin.ConfigEnv)}
+		return nil, "", &exitError{code: exitConfig, err: fmt.Errorf("perimeter spec %s not found: pass --config FILE or set %s (source the demo.env phantom up writes)", path, datadir.ConfigEnv)}
 	case err != nil:
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}
-	dataDir := admin.DataDir(f.dataDir, os.Getenv)
-	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: dataDir, StoreURL: f.store, Spec: spec, AuditDir: specAuditDir(dataDir, spec)})
+	dataDir := datadir.Dir(f.dataDir, os.Getenv)
+	a, err := admin.Open(cmd.Context(), admin.Config{DataDir: dataDir, StoreURL: f.store, Spec: spec, AuditDir: perimeter.AuditDir(dataDir, spec)})
 	if err != nil {
 		return nil, "", &exitError{code: exitConfig, err: err}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/buildinfo"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 )
 
 // versionOf is the build's version alone, for man pages' footers.
@@ -55,6 +56,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "phantom:", ee.err)
 		}
 		return ee.code
+	}
+	var ue *perimeter.UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(stderr, "phantom:", ue.Err)
+		return 2
 	}
 	// What is left is cobra's: an unknown flag or command, a missing required flag, extra
 	// arguments.

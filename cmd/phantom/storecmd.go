@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/phantom-perimeter/phantom/internal/admin"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -50,7 +50,7 @@ run it again after an upgrade that adds tables. A component then logs in with it
   phantom gateway --store 'postgres://phantom_gateway:…@db.internal/phantom?sslmode=verify-full' --keys gateway.keys …`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runStoreRoles(cmd.Context(), cmd.OutOrStdout(), admin.DataDir(dataDir, os.Getenv), storeURL, prefix, components, create)
+			return runStoreRoles(cmd.Context(), cmd.OutOrStdout(), datadir.Dir(dataDir, os.Getenv), storeURL, prefix, components, create)
 		},
 	}
 	fl := cmd.Flags()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -25,7 +26,7 @@ import (
 // TestZoneHostsCannotForge is docs/threat-model.md's test per zone (E1–E6, D1): a host
 // given only what its component needs — its data directory, a key file from `phantom keys
 // export`, its store role from `phantom store roles` — opens the perimeter as its process
-// does (openPerimeter), and every forgery the issue names fails: a certificate for another
+// does (perimeter.Open), and every forgery the issue names fails: a certificate for another
 // component, a session token, an egress password, a secret read, a revocation removed, a
 // disabled key re-enabled. The gateway opens sessions but cannot mint them. On main,
 // every process opened the perimeter with the master key and the store's owner login,
@@ -37,35 +38,35 @@ func TestZoneHostsCannotForge(t *testing.T) {
 	// The operator's host: the master key, the owner's login; it makes the CA, a token
 	// key, a user's key it disables and a revocation.
 	opDir := t.TempDir()
-	op, err := openPerimeter(ctx, perimeterOptions{dataDir: opDir, storeURL: dsn, account: testAccount}, log)
+	op, err := perimeter.Open(ctx, perimeter.Options{DataDir: opDir, StoreURL: dsn, Account: testAccount}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { op.store.Close() })
+	t.Cleanup(func() { op.Store.Close() })
 	mk, err := store.LoadOrCreateMasterKey(opDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := op.ids.CreateAccessKey(ctx, "alice")
+	key, err := op.IDs.CreateAccessKey(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := op.ids.UpdateAccessKeyStatus(ctx, key.ID, identity.StatusInactive); err != nil {
+	if err := op.IDs.UpdateAccessKeyStatus(ctx, key.ID, identity.StatusInactive); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := op.ids.RevokeSessions(ctx, "app"); err != nil {
+	if _, err := op.IDs.RevokeSessions(ctx, "app"); err != nil {
 		t.Fatal(err)
 	}
 	claims := identity.Claims{Principal: "arn:aws:sts::" + testAccount + ":assumed-role/app/s", Role: "arn:aws:iam::" + testAccount + ":role/app", SessionName: "s"}
-	_, token, err := op.ids.NewSession(claims, time.Hour)
+	_, token, err := op.IDs.NewSession(claims, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuing, err := op.ca.CA()
+	issuing, err := op.CA.CA()
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner := op.store.(*store.Postgres)
+	owner := op.Store.(*store.Postgres)
 
 	for _, c := range []keys.Component{keys.Endpoint, keys.Egress, keys.Gateway} {
 		t.Run(string(c), func(t *testing.T) {
@@ -79,45 +80,45 @@ func TestZoneHostsCannotForge(t *testing.T) {
 				t.Fatal(err)
 			}
 			roleDSN := storetest.ComponentRole(t, owner, dsn, c)
-			p, err := openPerimeter(ctx, perimeterOptions{dataDir: host, storeURL: roleDSN, account: testAccount, component: c, keysFile: keyFile}, log)
+			p, err := perimeter.Open(ctx, perimeter.Options{DataDir: host, StoreURL: roleDSN, Account: testAccount, Component: c, KeysFile: keyFile}, log)
 			if err != nil {
 				t.Fatalf("the %s opens the perimeter with its own material: %v", c, err)
 			}
-			defer p.store.Close()
+			defer p.Store.Close()
 			if _, err := os.Stat(filepath.Join(host, store.MasterKeyFile)); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the %s host has a master key: %v", c, err)
 			}
 
 			// E1/D1: a certificate for another component.
-			if p.issuer != nil {
+			if p.Issuer != nil {
 				t.Error("the host issues its own certificates")
 			}
-			if _, err := p.ca.CA(); !errors.Is(err, pki.ErrCannotIssue) {
+			if _, err := p.CA.CA(); !errors.Is(err, pki.ErrCannotIssue) {
 				t.Errorf("the host's CA issues: %v", err)
 			}
-			if _, err := p.store.GetSecret(ctx, "pki/issuing/"+issuing.Certificate().SerialNumber.Text(16)); err == nil {
+			if _, err := p.Store.GetSecret(ctx, "pki/issuing/"+issuing.Certificate().SerialNumber.Text(16)); err == nil {
 				t.Error("the host read the issuing CA's key")
 			}
-			if a, err := pki.OpenAuthority(ctx, pki.AuthorityConfig{Config: pki.Config{Account: testAccount}, Issue: true, Root: true}, p.store); err == nil {
+			if a, err := pki.OpenAuthority(ctx, pki.AuthorityConfig{Config: pki.Config{Account: testAccount}, Issue: true, Root: true}, p.Store); err == nil {
 				if _, err := a.Issue(pki.Request{Identity: pki.Identity{Account: testAccount, Kind: pki.KindGateway, Name: "gateway"}, DNSNames: []string{"localhost"}, Server: true}); err == nil {
 					t.Error("the host issued a gateway certificate")
 				}
 			}
-			if _, err := p.ca.Rotate(ctx, true); err == nil {
+			if _, err := p.CA.Rotate(ctx, true); err == nil {
 				t.Error("the host made a root")
 			}
 
 			// E2/D1: a session token.
-			if p.ids.Sealer().CanSeal() {
+			if p.IDs.Sealer().CanSeal() {
 				t.Error("the host's sealer can seal")
 			}
-			if _, _, err := p.ids.NewSession(claims, time.Hour); err == nil {
+			if _, _, err := p.IDs.NewSession(claims, time.Hour); err == nil {
 				t.Error("the host minted a session")
 			}
-			if _, err := p.ids.RotateSealingKey(ctx); err == nil {
+			if _, err := p.IDs.RotateSealingKey(ctx); err == nil {
 				t.Error("the host made a token key")
 			}
-			_, openErr := p.ids.Sealer().Open(token)
+			_, openErr := p.IDs.Sealer().Open(token)
 			if c == keys.Gateway && openErr != nil {
 				t.Errorf("the gateway cannot open STS's sessions: %v", openErr)
 			}
@@ -126,10 +127,10 @@ func TestZoneHostsCannotForge(t *testing.T) {
 			}
 
 			// E3: long-term secrets and MFA seeds.
-			if _, err := p.store.ListMFADevices(ctx, ""); err == nil {
+			if _, err := p.Store.ListMFADevices(ctx, ""); err == nil {
 				t.Error("the host read MFA seeds")
 			}
-			if _, err := p.store.ListAccessKeys(ctx, ""); (err == nil) != (c == keys.Gateway) {
+			if _, err := p.Store.ListAccessKeys(ctx, ""); (err == nil) != (c == keys.Gateway) {
 				t.Errorf("users' secret keys read: %v (only a gateway verifies SigV4)", err)
 			}
 
@@ -139,10 +140,10 @@ func TestZoneHostsCannotForge(t *testing.T) {
 			}
 
 			// E5: a revocation removed, a disabled key re-enabled, a finding cleared.
-			if err := p.store.UpdateAccessKeyStatus(ctx, key.ID, store.StatusActive); err == nil {
+			if err := p.Store.UpdateAccessKeyStatus(ctx, key.ID, store.StatusActive); err == nil {
 				t.Error("the host re-enabled a disabled key")
 			}
-			if err := p.ids.UpdateAccessKeyStatus(ctx, key.ID, identity.StatusActive); err == nil {
+			if err := p.IDs.UpdateAccessKeyStatus(ctx, key.ID, identity.StatusActive); err == nil {
 				t.Error("the host re-enabled a disabled key through the identity service")
 			}
 			conn := storetest.Conn(t, roleDSN)
@@ -169,11 +170,11 @@ func TestStoreRolesCommand(t *testing.T) {
 	dsn, _ := storetest.PostgresSchema(t, "phantom_roles") // skips without a server
 	dir := t.TempDir()
 	// The operator's host made the store (and its master key).
-	op, err := openPerimeter(t.Context(), perimeterOptions{dataDir: dir, storeURL: dsn, account: testAccount}, slog.New(slog.DiscardHandler))
+	op, err := perimeter.Open(t.Context(), perimeter.Options{DataDir: dir, StoreURL: dsn, Account: testAccount}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	op.store.Close()
+	op.Store.Close()
 	prefix := "phantom_t" + strings.ToLower(rand.Text()[:10]) + "_"
 	owner := storetest.Conn(t, dsn)
 	t.Cleanup(func() {

@@ -33,45 +33,14 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// Defaults for where the data directory and the spec are, and the environment variables
-// that override them (flags override both).
-const (
-	DataDirEnv     = "PHANTOM_DATA_DIR"
-	DefaultDataDir = "phantom-data"
-	ConfigEnv      = "PHANTOM_CONFIG"
-	DefaultConfig  = "phantom.yaml"
-
-	// CADir is the CA's directory inside the data directory.
-	CADir    = "ca"
-	lockFile = "admin.lock"
-)
-
-// DataDir returns flag when set, else $PHANTOM_DATA_DIR, else ./phantom-data.
-func DataDir(flag string, getenv func(string) string) string {
-	if flag != "" {
-		return flag
-	}
-	if v := getenv(DataDirEnv); v != "" {
-		return v
-	}
-	return DefaultDataDir
-}
-
-// ConfigPath returns flag when set, else $PHANTOM_CONFIG, else ./phantom.yaml.
-func ConfigPath(flag string, getenv func(string) string) string {
-	if flag != "" {
-		return flag
-	}
-	if v := getenv(ConfigEnv); v != "" {
-		return v
-	}
-	return DefaultConfig
-}
+// lockFile serialises access-key creation in the data directory.
+const lockFile = "admin.lock"
 
 // Config configures Open.
 type Config struct {
@@ -106,7 +75,7 @@ type Admin struct {
 	store    store.Store
 	ids      *identity.Service
 	auditDir string
-	mk       []byte
+	mk       []byte // the master key: admin commands are the operator's
 
 	caMu  sync.Mutex
 	ca    *pki.Authority // opened (or created) on first use: only node and ca commands need it
@@ -139,25 +108,18 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 	if cfg.Spec == nil {
 		return nil, errors.New("admin: no perimeter spec")
 	}
-	if err := PrepareDataDir(cfg.DataDir); err != nil {
-		return nil, err
-	}
 	now := cfg.Now
 	if now == nil {
 		now = time.Now
 	}
-	mk, err := store.LoadOrCreateMasterKey(cfg.DataDir)
+	st, ring, err := datadir.OpenStore(ctx, datadir.StoreOptions{DataDir: cfg.DataDir, StoreURL: cfg.StoreURL, Now: now})
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, store.OpenConfig{URL: cfg.StoreURL, DataDir: cfg.DataDir, MasterKey: mk, Now: now})
-	if err != nil {
-		return nil, err
-	}
-	ids, err := identity.New(identity.Config{Account: cfg.Spec.Account, Now: now, Rand: cfg.Rand, Logger: cfg.Logger},
-		identity.Deps{AccessKeys: st, SealingKeys: st, Revocations: st, Nodes: st, Changes: st})
+	mk, err := ring.Master()
+	var ids *identity.Service
 	if err == nil {
-		err = ids.Refresh(ctx)
+		ids, err = datadir.OpenIdentity(ctx, st, ring, identity.Config{Account: cfg.Spec.Account, Now: now, Rand: cfg.Rand, Logger: cfg.Logger})
 	}
 	if err != nil {
 		st.Close()
@@ -169,32 +131,6 @@ func Open(ctx context.Context, cfg Config) (*Admin, error) {
 // Close releases the store.
 func (a *Admin) Close() error { return a.store.Close() }
 
-// PrepareDataDir creates dir 0700 when missing and tightens an existing one that group or
-// others can enter to 0700 (failing when it cannot): it holds the master key and the CA
-// key.
-func PrepareDataDir(dir string) error {
-	if dir == "" {
-		return errors.New("no data directory: pass --data-dir or set " + DataDirEnv)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("data directory %s is not a directory", dir)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		// As the store tightens its database files: the directory is ours to close.
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("data directory %s has mode %#o, open to others, and cannot be tightened: %w", dir, perm, err)
-		}
-	}
-	return nil
-}
-
 // Authority returns the perimeter's CA, kept in the store, creating it on first use (an
 // admin command holds the master key: the root's key too). A CA from before issuing CAs
 // (the data directory's ca/, or the shared store's) is imported.
@@ -205,7 +141,7 @@ func (a *Admin) Authority(ctx context.Context) (*pki.Authority, error) {
 		return a.ca, a.ca.Refresh(ctx)
 	}
 	cfg := pki.AuthorityConfig{
-		Config: pki.Config{Dir: filepath.Join(a.dataDir, CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand},
+		Config: pki.Config{Dir: filepath.Join(a.dataDir, datadir.CADir), Account: a.spec.Account, Now: a.now, Rand: a.rand},
 		Issue:  true,
 		Root:   true,
 	}

@@ -535,35 +535,6 @@ func TestOutputShapes(t *testing.T) {
 	}
 }
 
-func TestDataDir(t *testing.T) {
-	env := func(v string) func(string) string { return func(string) string { return v } }
-	if got := admin.DataDir("", env("")); got != admin.DefaultDataDir {
-		t.Fatalf("default %q", got)
-	}
-	if got := admin.DataDir("", env("/srv/p")); got != "/srv/p" {
-		t.Fatalf("env %q", got)
-	}
-	if got := admin.DataDir("/x", env("/srv/p")); got != "/x" {
-		t.Fatalf("flag %q", got)
-	}
-	dir := filepath.Join(t.TempDir(), "new")
-	if err := admin.PrepareDataDir(dir); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := os.Stat(dir); st.Mode().Perm() != 0o700 {
-		t.Fatalf("created %v", st.Mode())
-	}
-	open := filepath.Join(t.TempDir(), "open")
-	os.Mkdir(open, 0o755)
-	os.Chmod(open, 0o755)
-	if err := admin.PrepareDataDir(open); err != nil {
-		t.Fatal(err)
-	}
-	if st, _ := os.Stat(open); st.Mode().Perm() != 0o700 {
-		t.Fatalf("a data directory others can enter was left %v", st.Mode())
-	}
-}
-
 // TestAccessKeyQuotaAcrossHosts: operators on two hosts (two data directories, each
 // with its own lock) share one PostgreSQL store and create keys for the same user at
 // once. The data-directory lock cannot serialise them; the check after the write must

@@ -40,6 +40,11 @@ var components = []string{
 	"internal/console", "internal/detect/consume",
 }
 
+// runtime assembles components into processes (internal/perimeter): it may import every
+// component, and only commands, benches and harnesses import it, so no component comes
+// to depend on how it is run.
+const runtime = "internal/perimeter"
+
 // harnesses are for tests and benches only: these, and every package whose name ends in
 // "test" (storetest, audittest, oidctest, ssotest, …).
 var harnesses = []string{"internal/testenv", "internal/proctest"}
@@ -128,11 +133,17 @@ func TestLayering(t *testing.T) {
 			}
 		}
 	}
+	if _, ok := pkgs[runtime]; !ok {
+		t.Errorf("%s is named by a rule but is not in the repository: update the rule", runtime)
+	}
 	for _, p := range pkgs {
 		for _, imp := range append(slices.Clone(p.imports), p.tests...) {
 			if imp == "cmd" || strings.HasPrefix(imp, "cmd/") {
 				t.Errorf("%s imports %s: nothing imports a command", p.path, imp)
 			}
+		}
+		if slices.Contains(p.imports, runtime) && !strings.HasPrefix(p.path, "cmd/") && !strings.HasPrefix(p.path, "bench/") && !harness(p.path) {
+			t.Errorf("%s imports %s: only commands, benches and harnesses build processes", p.path, runtime)
 		}
 		if strings.HasPrefix(p.path, "bench/") || harness(p.path) {
 			continue // benches drive harnesses; a harness may build on another

@@ -2,7 +2,7 @@
 // Each component declares the small interface it calls (gateway.Metrics, sts.Metrics,
 // endpoint.Metrics, egress.Metrics, agent.Metrics, consume.Metrics); this package has one
 // struct per component, made from the process's registry, that satisfies it. There is no
-// global registry: cmd/phantom makes one per process (NewRegistry) and serves it.
+// global registry: internal/perimeter makes one per process (NewRegistry) and serves it.
 //
 // Labels are bounded vocabularies only: API ids and endpoint ids from the spec, audit
 // error codes, actions, results, chain names, gateway replica addresses from the flags.
@@ -15,7 +15,7 @@
 // immutable map swapped under a mutex, so an observation is one lock-free map read, an
 // atomic add and (for histograms) a bucket search, with no allocation.
 //
-// It does not serve the registry (cmd/phantom's ops listener does) or decide what is
+// It does not serve the registry (internal/perimeter's ops listener does) or decide what is
 // ready.
 package metrics
 

@@ -72,7 +72,7 @@ func validCheckpoint(c audit.Checkpoint) error {
 }
 
 // SpecReplica is one process's report of the perimeter spec it enforces: replicas that
-// disagree for longer than a reload interval are reported (cmd/phantom).
+// disagree for longer than a reload interval are reported (internal/perimeter).
 type SpecReplica struct {
 	ID       string // unique per process: host, pid and start
 	Process  string // what the process runs: "up", "gateway", …

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -8,9 +8,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -18,23 +16,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// auditAnchorsEnv supplies --audit-anchors.
-const auditAnchorsEnv = "PHANTOM_AUDIT_ANCHORS"
-
-// auditAnchorsHelp documents --audit-anchors on every command that writes audit chains.
-const auditAnchorsHelp = "also anchor every audit digest in this PostgreSQL schema (postgres://…; repeatable; default $" + auditAnchorsEnv + ", space-separated): ideally on another host, with a login that may only insert anchors (phantom audit anchors grant)"
-
-// auditAnchorURLs is --audit-anchors, else the environment variable's words.
-func auditAnchorURLs(flag []string) []string {
-	if len(flag) > 0 {
-		return flag
-	}
-	return strings.Fields(os.Getenv(auditAnchorsEnv))
-}
-
-// anchorSinks opens the extra anchor stores: each must be reachable at start (a sink
+// openAnchorSinks opens the extra anchor stores: each must be reachable at start (a sink
 // that was never reached anchors nothing).
-func anchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(), error) {
+func openAnchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(), error) {
 	var sinks []audit.AnchorStore
 	var clients []*store.AnchorClient
 	closeAll := func() {
@@ -46,7 +30,7 @@ func anchorSinks(ctx context.Context, urls []string) ([]audit.AnchorStore, func(
 		c, err := store.OpenAnchorClient(ctx, u)
 		if err != nil {
 			closeAll()
-			return nil, nil, &exitError{code: 2, err: fmt.Errorf("--audit-anchors: %w", err)}
+			return nil, nil, &UsageError{Err: fmt.Errorf("--audit-anchors: %w", err)}
 		}
 		clients = append(clients, c)
 		sinks = append(sinks, c)
@@ -63,11 +47,11 @@ type auditCertifier interface {
 // renews it at half its life.
 const writerValidity = pki.MaxValidity
 
-// writerKey makes a new Ed25519 key for chain's writer, kept in this process's memory
+// WriterKey makes a new Ed25519 key for chain's writer, kept in this process's memory
 // only, and has the perimeter CA certify it for that chain alone: what it signs, no
 // other chain's verification accepts, and a key that leaks from one process signs
 // nothing of another's.
-func writerKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
+func WriterKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -79,29 +63,29 @@ func writerKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x
 	return key, cert, nil
 }
 
-// auditLogs are the chains one process writes: one per component it runs.
-type auditLogs struct {
-	dir     string
+// Chains are the chains one process writes: one per component it runs.
+type Chains struct {
+	Dir     string
 	account string
 	ca      auditCertifier
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
 }
 
-// openChains opens chains in dir, each with a writer key certified by ca, anchoring
+// OpenChains opens chains in dir, each with a writer key certified by ca, anchoring
 // every digest in the store and in sinks.
-func openChains(dir string, chains []string, p *perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*auditLogs, error) {
-	l := &auditLogs{dir: dir, account: account, ca: p.issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
-	anchors := append([]audit.AnchorStore{p.store}, sinks...)
+func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
+	l := &Chains{Dir: dir, account: account, ca: p.Issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
+	anchors := append([]audit.AnchorStore{p.Store}, sinks...)
 	for _, c := range chains {
-		key, cert, err := writerKey(p.issuer, account, c)
+		key, cert, err := WriterKey(p.Issuer, account, c)
 		if err != nil {
-			l.closeAll(log)
+			l.CloseAll(log)
 			return nil, err
 		}
 		al, err := audit.Open(audit.Config{Dir: dir, Chain: c, Signer: key, Certificate: cert.Raw, Anchors: anchors, Logger: log})
 		if err != nil {
-			l.closeAll(log)
+			l.CloseAll(log)
 			return nil, fmt.Errorf("open audit chain %s: %w", c, err)
 		}
 		l.logs[c], l.expires[c] = al, cert.NotAfter
@@ -111,7 +95,7 @@ func openChains(dir string, chains []string, p *perimeter, account string, sinks
 
 // renewWriters gives each chain a new certified key when its certificate is past half
 // its life, checking every interval until ctx ends.
-func (l *auditLogs) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
+func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -124,7 +108,7 @@ func (l *auditLogs) renewWriters(ctx context.Context, interval time.Duration, lo
 			if time.Until(l.expires[c]) > writerValidity/2 {
 				continue
 			}
-			key, cert, err := writerKey(l.ca, l.account, c)
+			key, cert, err := WriterKey(l.ca, l.account, c)
 			if err == nil {
 				err = l.logs[c].SetSigner(key, cert.Raw)
 			}
@@ -138,10 +122,10 @@ func (l *auditLogs) renewWriters(ctx context.Context, interval time.Duration, lo
 	}
 }
 
-func (l *auditLogs) get(chain string) *audit.Log { return l.logs[chain] }
+func (l *Chains) Get(chain string) *audit.Log { return l.logs[chain] }
 
-// names lists the chains, sorted.
-func (l *auditLogs) names() []string {
+// Names lists the chains, sorted.
+func (l *Chains) names() []string {
 	names := make([]string, 0, len(l.logs))
 	for c := range l.logs {
 		names = append(names, c)
@@ -153,7 +137,7 @@ func (l *auditLogs) names() []string {
 // readyCheck is the readiness check of the chains: a chain that cannot be written makes
 // its process refuse every call it would have to record (fail closed), so it is not
 // ready until the chain resumes (which it does by itself).
-func (l *auditLogs) readyCheck() readyCheck {
+func (l *Chains) readyCheck() readyCheck {
 	return readyCheck{"audit log", func() error {
 		for _, c := range l.names() {
 			if err := l.logs[c].Err(); err != nil {
@@ -164,8 +148,8 @@ func (l *auditLogs) readyCheck() readyCheck {
 	}}
 }
 
-// closeAll signs each chain's final digest.
-func (l *auditLogs) closeAll(log *slog.Logger) {
+// CloseAll signs each chain's final digest.
+func (l *Chains) CloseAll(log *slog.Logger) {
 	for c, al := range l.logs {
 		if err := al.Close(); err != nil {
 			log.Error("close audit chain", "chain", c, "error", err)

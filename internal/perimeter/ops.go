@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -9,16 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/cobra"
 
 	"github.com/phantom-perimeter/phantom/internal/agent"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
@@ -30,60 +27,10 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/sts"
 )
 
-// opsListenHelp documents --ops-listen on every long-running command.
-const opsListenHelp = "serve GET /metrics (Prometheus), /healthz and /readyz (503 with the reason until the listeners serve, while the perimeter state is stale or while the audit log cannot be written) over HTTPS with a perimeter-CA certificate on this address (default: off)"
-
-// logFlags are the root command's --log-format and --log-level.
-type logFlags struct{ format, level string }
-
-// addLogFlags adds --log-format and --log-level to every command.
-func addLogFlags(root *cobra.Command) {
-	pf := root.PersistentFlags()
-	pf.String("log-format", "", "log format: text or json (default $PHANTOM_LOG_FORMAT, else text)")
-	pf.String("log-level", "", "log level: debug, info, warn or error (default $PHANTOM_LOG_LEVEL, else info)")
-}
-
-// logFlagsOf reads the log flags a command inherited from the root.
-func logFlagsOf(cmd *cobra.Command) logFlags {
-	var lf logFlags
-	lf.format, _ = cmd.Flags().GetString("log-format")
-	lf.level, _ = cmd.Flags().GetString("log-level")
-	return lf
-}
-
-// newLogger is every command's structured logger on w: the flag, else the environment
-// variable, else text at info. A value it does not know is a usage error (exit 2).
-func newLogger(w io.Writer, lf logFlags) (*slog.Logger, error) {
-	format := firstNonEmpty(lf.format, os.Getenv("PHANTOM_LOG_FORMAT"), "text")
-	level := firstNonEmpty(lf.level, os.Getenv("PHANTOM_LOG_LEVEL"), "info")
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil || strings.ContainsAny(level, "+-") {
-		return nil, &exitError{code: 2, err: fmt.Errorf("log level %q: use debug, info, warn or error", level)}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch strings.ToLower(format) {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, &exitError{code: 2, err: fmt.Errorf("log format %q: use text or json", format)}
-}
-
-// firstNonEmpty returns the first non-empty string.
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
 // readyCheck is one condition of /readyz: nil while it holds.
 type readyCheck struct {
-	name  string
-	check func() error
+	Name  string
+	Check func() error
 }
 
 // ops is a process's operations listener: its metrics registry, served with /healthz and
@@ -131,7 +78,7 @@ func newOps(name string) *ops {
 	return &ops{name: name, reg: metrics.NewRegistry()}
 }
 
-// handler serves GET /metrics, /healthz and /readyz.
+// Handler serves GET /metrics, /healthz and /readyz.
 func (o *ops) handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{
@@ -168,7 +115,7 @@ func plain(w http.ResponseWriter, status int, msg string) {
 	io.WriteString(w, msg+"\n")
 }
 
-// ready is nil when the component serves and every check holds, else why not.
+// Ready is nil when the component serves and every check holds, else why not.
 func (o *ops) ready() error {
 	if o.draining.Load() {
 		return errors.New("shutting down")
@@ -181,8 +128,8 @@ func (o *ops) ready() error {
 	all := append(slices.Clone(*checks), o.standing...)
 	o.mu.Unlock()
 	for _, c := range all {
-		if err := c.check(); err != nil {
-			return fmt.Errorf("%s: %v", c.name, err)
+		if err := c.Check(); err != nil {
+			return fmt.Errorf("%s: %v", c.Name, err)
 		}
 	}
 	return nil
@@ -197,7 +144,7 @@ func (o *ops) serving(checks ...readyCheck) {
 	o.checks.Store(&checks)
 }
 
-// start listens on addr and serves over HTTPS with a certificate from ca for the
+// Start listens on addr and serves over HTTPS with a certificate from ca for the
 // perimeter account, or over plain HTTP when ca is nil (the workload agent, which holds
 // no CA key, serves on loopback only). It prints the URL on stderr.
 func (o *ops) start(addr string, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
@@ -208,7 +155,7 @@ func (o *ops) start(addr string, ca certIssuer, account string, stderr io.Writer
 	return o.serve(ln, ca, account, stderr, log)
 }
 
-// serve is start on a listener the caller opened; it takes ownership of ln.
+// Serve is start on a listener the caller opened; it takes ownership of ln.
 func (o *ops) serve(ln net.Listener, ca certIssuer, account string, stderr io.Writer, log *slog.Logger) error {
 	o.addr = ln.Addr()
 	o.srv = &http.Server{
@@ -240,7 +187,7 @@ func (o *ops) serve(ln net.Listener, ca certIssuer, account string, stderr io.Wr
 	return nil
 }
 
-// url is the ops listener's base URL.
+// Url is the ops listener's base URL.
 func (o *ops) url() string {
 	scheme := "https"
 	if o.srv.TLSConfig == nil {
@@ -256,7 +203,7 @@ func (o *ops) drain() {
 	}
 }
 
-// close stops the ops listener.
+// Close stops the ops listener.
 func (o *ops) close() {
 	if o == nil || o.srv == nil {
 		return
@@ -323,13 +270,13 @@ func (o *ops) agentMetrics(expiry func() time.Time) agent.Metrics {
 
 // identityMetrics registers the freshness gauges of the perimeter's identity service;
 // fresh is the component's own staleness check.
-func (o *ops) identityMetrics(p *perimeter, fresh func() error) {
+func (o *ops) identityMetrics(p *Perimeter, fresh func() error) {
 	if o == nil {
 		return
 	}
 	metrics.RegisterFreshness(o.reg, metrics.Freshness{
-		SyncedAt:  p.ids.SyncedAt,
+		SyncedAt:  p.IDs.SyncedAt,
 		Fresh:     fresh,
-		Reachable: 2*p.poll + max(p.poll, time.Second),
+		Reachable: 2*p.Poll + max(p.Poll, time.Second),
 	})
 }

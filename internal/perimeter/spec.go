@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -41,7 +41,7 @@ type specTracker struct {
 	metrics *metrics.Spec // nil without an ops listener
 
 	mu       sync.Mutex
-	logs     *auditLogs     // nil until the chains are open
+	logs     *Chains        // nil until the chains are open
 	pending  []*audit.Event // recorded before the chains were open
 	digest   string
 	loadedAt time.Time
@@ -78,7 +78,7 @@ func newSpecTracker(process, path string, log *slog.Logger) *specTracker {
 // digestOf names a spec's digest as events, metrics and replicas do.
 func digestOf(s *config.Spec) string { return "sha256:" + hex.EncodeToString(s.Digest[:]) }
 
-// watch is the spec watcher's OnReload of a process: the log line, then the record.
+// Watch is the spec watcher's OnReload of a process: the log line, then the record.
 func (t *specTracker) watch(s *config.Spec, changed bool, err error) {
 	if err != nil {
 		t.log.Error(t.process+": perimeter spec rejected; keeping the running one", "path", t.path, "error", err)
@@ -88,7 +88,7 @@ func (t *specTracker) watch(s *config.Spec, changed bool, err error) {
 	t.onReload(s, changed, err)
 }
 
-// serve exposes the spec on the ops listener: its metrics, the /readyz line naming it,
+// Serve exposes the spec on the ops listener: its metrics, the /readyz line naming it,
 // and the readiness check of replica agreement.
 func (t *specTracker) serve(o *ops) {
 	if o == nil {
@@ -108,7 +108,7 @@ func (t *specTracker) serve(o *ops) {
 // replicas that disagree are reported: the watcher's resync and one poll of the store.
 func reloadInterval(poll time.Duration) time.Duration { return config.DefaultResync + poll }
 
-// loaded records the spec the process starts with.
+// Loaded records the spec the process starts with.
 func (t *specTracker) loaded(s *config.Spec) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -197,8 +197,8 @@ func truncateMessage(s string) string {
 	return s
 }
 
-// attach makes the events go to logs' chains, starting with those recorded before.
-func (t *specTracker) attach(logs *auditLogs) {
+// Attach makes the events go to logs' chains, starting with those recorded before.
+func (t *specTracker) attach(logs *Chains) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.logs = logs
@@ -218,7 +218,7 @@ func (t *specTracker) recordLocked(ev *audit.Event) {
 	}
 	for _, c := range t.logs.names() {
 		e := *ev
-		if err := t.logs.get(c).Record(context.Background(), &e); err != nil {
+		if err := t.logs.Get(c).Record(context.Background(), &e); err != nil {
 			t.log.Error("spec event not audited", "chain", c, "event", ev.EventName, "error", err)
 		}
 	}
@@ -262,7 +262,7 @@ type specReplicas interface {
 	ListSpecReplicas(ctx context.Context, since time.Time) ([]store.SpecReplica, error)
 }
 
-// run reports this replica's spec to st every poll (and at once after a reload) and
+// Run reports this replica's spec to st every poll (and at once after a reload) and
 // compares it with the live replicas' (those that reported within three polls). A
 // disagreement counts once it has lasted longer than interval, a reload interval: the
 // file watcher's resync plus a poll, the time a change takes to reach every replica.

@@ -1,12 +1,10 @@
-package main
+package perimeter
 
 import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -121,67 +119,20 @@ func TestOpsHTTPS(t *testing.T) {
 	}
 }
 
-// TestNewLogger: --log-format text|json and --log-level, else $PHANTOM_LOG_FORMAT and
-// $PHANTOM_LOG_LEVEL, else text at info; anything else is a usage error (exit 2).
-func TestNewLogger(t *testing.T) {
-	t.Setenv("PHANTOM_LOG_FORMAT", "")
-	t.Setenv("PHANTOM_LOG_LEVEL", "")
-	var buf bytes.Buffer
-	log, err := newLogger(&buf, logFlags{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log.Debug("hidden")
-	log.Info("shown", "key_id", "k1")
-	if got := buf.String(); strings.Contains(got, "hidden") || !strings.Contains(got, `level=INFO msg=shown key_id=k1`) {
-		t.Errorf("default text at info: %q", got)
-	}
-
-	buf.Reset()
-	t.Setenv("PHANTOM_LOG_FORMAT", "json")
-	t.Setenv("PHANTOM_LOG_LEVEL", "debug")
-	if log, err = newLogger(&buf, logFlags{}); err != nil {
-		t.Fatal(err)
-	}
-	log.Debug("shown", "chain", "sts")
-	var rec map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil || rec["level"] != "DEBUG" || rec["msg"] != "shown" || rec["chain"] != "sts" {
-		t.Errorf("json from the environment: %q %v", buf.String(), err)
-	}
-
-	buf.Reset()
-	if log, err = newLogger(&buf, logFlags{format: "text", level: "warn"}); err != nil {
-		t.Fatal(err)
-	}
-	log.Info("hidden")
-	log.Warn("shown")
-	if got := buf.String(); strings.Contains(got, "hidden") || !strings.Contains(got, "level=WARN msg=shown") {
-		t.Errorf("flags over the environment: %q", got)
-	}
-
-	for _, lf := range []logFlags{{format: "xml"}, {level: "loud"}, {level: "info+4"}} {
-		_, err := newLogger(io.Discard, lf)
-		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != 2 {
-			t.Errorf("%+v: %v, want a usage error", lf, err)
-		}
-	}
-}
-
 // TestAuditReadiness (issue 15, attack 6): /readyz is 503 while a component's audit chain
 // cannot be written (its calls fail closed meanwhile), and 200 again once the disk takes
 // writes, without a restart: the chain resumes by itself and records the gap.
 func TestAuditReadiness(t *testing.T) {
 	dir := t.TempDir()
-	logs, err := openChains(dir, []string{"gateway"}, testPerimeter(t, t.TempDir(), ""), testAccount, nil, slog.New(slog.DiscardHandler))
+	logs, err := OpenChains(dir, []string{"gateway"}, testPerimeter(t, t.TempDir(), ""), testAccount, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer logs.closeAll(slog.New(slog.DiscardHandler))
+	defer logs.CloseAll(slog.New(slog.DiscardHandler))
 	o := newOps("gateway")
 	h := o.handler(slog.New(slog.DiscardHandler))
 	o.serving(logs.readyCheck())
-	chain := logs.get("gateway")
+	chain := logs.Get("gateway")
 	if err := chain.Record(t.Context(), &audit.Event{EventName: "Invoke"}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -111,8 +111,8 @@ func (c *certSource) get() (*tls.Certificate, error) {
 
 // httpsServer is one component's HTTPS server on a listener it was given.
 type httpsServer struct {
-	name string
-	done chan error
+	Name string
+	Done chan error
 	stop func(ctx context.Context) error
 }
 
@@ -138,21 +138,21 @@ func serveGateway(ln net.Listener, gw *gateway.Gateway, tlsCfg *tls.Config) *htt
 }
 
 func startServer(name string, serve func() error, stop func(context.Context) error) *httpsServer {
-	s := &httpsServer{name: name, done: make(chan error, 1), stop: stop}
+	s := &httpsServer{Name: name, Done: make(chan error, 1), stop: stop}
 	go func() {
 		err := serve()
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.done <- err
+		s.Done <- err
 	}()
 	return s
 }
 
-// shutdown stops accepting and waits for in-flight requests until ctx ends.
+// Shutdown stops accepting and waits for in-flight requests until ctx ends.
 func (s *httpsServer) shutdown(ctx context.Context) error {
 	if err := s.stop(ctx); err != nil {
-		return fmt.Errorf("shut down %s: %w", s.name, err)
+		return fmt.Errorf("shut down %s: %w", s.Name, err)
 	}
 	return nil
 }

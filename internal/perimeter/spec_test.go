@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func specEvents(t *testing.T, dir, chain string) []audit.Event {
 func TestSpecEvents(t *testing.T) {
 	d := newAnchoredData(t, "")
 	specPath := filepath.Join(t.TempDir(), "perimeter.yaml")
-	if err := os.WriteFile(specPath, []byte(stsTestSpec), 0o600); err != nil {
+	if err := os.WriteFile(specPath, []byte(testSpec), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -50,7 +50,7 @@ func TestSpecEvents(t *testing.T) {
 	defer w.Close()
 	tr.loaded(w.Current())
 	first := digestOf(w.Current())
-	logs, err := openChains(d.auditDir, []string{"gateway-1", "gateway-2"}, d.p, testAccount, nil, log)
+	logs, err := OpenChains(d.auditDir, []string{"gateway-1", "gateway-2"}, d.p, testAccount, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +59,8 @@ func TestSpecEvents(t *testing.T) {
 	tr.serve(o)
 
 	// A valid edit, then a broken one.
-	edited := strings.Replace(stsTestSpec, "region: us-east-1", "region: us-east-1 # edited", 1)
-	if edited == stsTestSpec {
+	edited := strings.Replace(testSpec, "region: us-east-1", "region: us-east-1 # edited", 1)
+	if edited == testSpec {
 		t.Fatal("the edit changed nothing")
 	}
 	os.WriteFile(specPath, []byte(edited), 0o600)
@@ -75,7 +75,7 @@ func TestSpecEvents(t *testing.T) {
 		t.Fatal("a broken spec loaded")
 	}
 	w.Reload() // the same broken file again: recorded once
-	logs.closeAll(log)
+	logs.CloseAll(log)
 
 	for _, chain := range []string{"gateway-1", "gateway-2"} {
 		evs := specEvents(t, d.auditDir, chain)
@@ -107,16 +107,16 @@ func TestSpecEvents(t *testing.T) {
 // an audit event the detector turns into a finding is recorded once.
 func TestSpecReplicasDisagree(t *testing.T) {
 	d := newAnchoredData(t, "")
-	st := d.p.store
+	st := d.p.Store
 	log := slog.New(slog.DiscardHandler)
 	replica := func(name, digest string) *specTracker {
 		tr := newSpecTracker("gateway", "/etc/phantom/perimeter.yaml", log)
 		tr.digest, tr.loadedAt, tr.account = digest, time.Now().Add(-time.Minute), testAccount
-		logs, err := openChains(d.auditDir, []string{name}, d.p, testAccount, nil, log)
+		logs, err := OpenChains(d.auditDir, []string{name}, d.p, testAccount, nil, log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { logs.closeAll(log) })
+		t.Cleanup(func() { logs.CloseAll(log) })
 		tr.attach(logs)
 		return tr
 	}
@@ -200,7 +200,7 @@ func TestDetectorReadiness(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := newOps("detector")
-	c, err := newStreamDetector(d.auditDir, []string{detectorChain}, det, responder, d.p.store, o.detectorMetrics(), slog.New(slog.DiscardHandler), func() { o.serving() })
+	c, err := newStreamDetector(d.auditDir, []string{DetectorChain}, det, responder, d.p.Store, o.detectorMetrics(), slog.New(slog.DiscardHandler), func() { o.serving() })
 	if err != nil {
 		t.Fatal(err)
 	}

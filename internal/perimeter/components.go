@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -19,12 +19,12 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// defaultGatewayListen is where the gateway listens when neither --listen nor the spec's
+// DefaultGatewayListen is where the gateway listens when neither --listen nor the spec's
 // gateway.listen says.
-const defaultGatewayListen = "127.0.0.1:8445"
+const DefaultGatewayListen = "127.0.0.1:8445"
 
-// specAuditDir is where a spec's audit log lives: audit.dir, relative to the data directory.
-func specAuditDir(dataDir string, spec *config.Spec) string {
+// AuditDir is where a spec's audit log lives: audit.dir, relative to the data directory.
+func AuditDir(dataDir string, spec *config.Spec) string {
 	dir := spec.Audit.Dir
 	if dir == "" {
 		dir = "audit"
@@ -37,27 +37,27 @@ func specAuditDir(dataDir string, spec *config.Spec) string {
 
 // openAuditLogs opens the chains of every component a spec names (sts, gateway, one per
 // endpoint, …), each signed by a key of its own the perimeter CA certified.
-func openAuditLogs(dataDir string, spec *config.Spec, p *perimeter, sinks []audit.AnchorStore, log *slog.Logger) (*auditLogs, error) {
+func openAuditLogs(dataDir string, spec *config.Spec, p *Perimeter, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
 	chains := []string{"sts", "gateway", "egress", "detector", "findings", "console"}
 	for _, ep := range spec.Endpoints {
 		chains = append(chains, "endpoint-"+ep.ID)
 	}
-	return openChains(specAuditDir(dataDir, spec), chains, p, spec.Account, sinks, log)
+	return OpenChains(AuditDir(dataDir, spec), chains, p, spec.Account, sinks, log)
 }
 
 // newGateway builds the gateway over the perimeter's identity service, CA, message
 // sealer and the current spec. Its assertion key is derived from the master key
 // (keys.Assertion), so every replica signs with the same one.
-func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
+func newGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Auditor, risk gateway.RiskSource, fresh func() error, m gateway.Metrics, log *slog.Logger) (*gateway.Gateway, error) {
 	spec := current()
-	key, err := p.keys.Ed25519(keys.Assertion)
+	key, err := p.Keys.Ed25519(keys.Assertion)
 	if err != nil {
 		return nil, fmt.Errorf("derive the gateway assertion key: %w", err)
 	}
 	// To https backends the gateway presents a client certificate from the perimeter CA
 	// naming it, and trusts the perimeter CA and the system's roots unless the spec names
 	// the backend's own CA.
-	client, err := newCertSource(p.issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
+	client, err := newCertSource(p.Issuer, pki.Request{Identity: pki.Identity{Account: spec.Account, Kind: pki.KindGateway, Name: spec.Gateway.Name}, Client: true})
 	if err != nil {
 		return nil, err
 	}
@@ -65,28 +65,28 @@ func newGateway(current func() *config.Spec, p *perimeter, auditor gateway.Audit
 	if err != nil {
 		roots = x509.NewCertPool()
 	}
-	roots.AppendCertsFromPEM(p.ca.BundlePEM())
+	roots.AppendCertsFromPEM(p.CA.BundlePEM())
 	return gateway.New(gateway.Config{
 		ClientCert:   client.getClient,
 		BackendRoots: roots,
 		Name:         spec.Gateway.Name,
 		Spec:         current,
-		Credentials:  p.ids,
-		Verifier:     p.ca.Verifier(),
+		Credentials:  p.IDs,
+		Verifier:     p.CA.Verifier(),
 		Auditor:      auditor,
-		Messages:     p.messages,
+		Messages:     p.Messages,
 		AssertionKey: key,
 		Risk:         risk,
 		Fresh:        fresh,
 		Metrics:      m,
-		Replay:       p.store,
+		Replay:       p.Store,
 		Logger:       log,
 	})
 }
 
 // newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
 // callers (with its private DNS names) and authenticates it to the gateways.
-func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
+func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
 	if len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
@@ -100,7 +100,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
 	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
 	req.Client = true
-	certs, err := newCertSource(p.issuer, req)
+	certs, err := newCertSource(p.Issuer, req)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 		Spec:       current,
 		ServerCert: certs.getServer,
 		ClientCert: certs.getClient,
-		Verifier:   p.ca.Verifier(),
+		Verifier:   p.CA.Verifier(),
 		Gateways:   gateways,
 		Auditor:    auditor,
 		Metrics:    m,
@@ -119,12 +119,12 @@ func newEndpoint(current func() *config.Spec, p *perimeter, ep *config.Endpoint,
 
 // newResponder stores findings and applies the spec's responses through the perimeter's
 // identity service; its risk levels are the gateway's phantom:RiskLevel.
-func newResponder(current func() *config.Spec, p *perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
-	var ids respond.Identity = p.ids
-	if !p.keys.Has(keys.StoreAccessKeys) {
-		ids = statusWriter{p.ids, p.store}
+func newResponder(current func() *config.Spec, p *Perimeter, auditor respond.Auditor, log *slog.Logger) (*respond.Responder, error) {
+	var ids respond.Identity = p.IDs
+	if !p.Keys.Has(keys.StoreAccessKeys) {
+		ids = statusWriter{p.IDs, p.Store}
 	}
-	r, err := respond.New(respond.Config{Spec: current, Identity: ids, Store: p.store, Auditor: auditor, Logger: log})
+	r, err := respond.New(respond.Config{Spec: current, Identity: ids, Store: p.Store, Auditor: auditor, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"errors"
@@ -68,29 +68,29 @@ func (l *dataDirLock) release() {
 // the old one beside it): afterwards it is the user's, edits included, and its addresses
 // decide where the demo listens. It returns the port base the listeners the spec does not
 // name (agent, egress proxy, findings API, metrics, console) were taken from.
-func openDemoSpec(out io.Writer, lns *upListeners, f upFlags, path string) (*demo.Perimeter, int, error) {
+func openDemoSpec(out io.Writer, lns *upListeners, cfg UpConfig, path string) (*demo.Perimeter, int, error) {
 	d := demo.Defaults()
 	_, err := os.Stat(path)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("the demo spec: %w", err)
 	}
-	if exists && !f.regenerateSpec {
+	if exists && !cfg.RegenerateSpec {
 		spec, err := config.Load(path)
 		if err != nil {
-			return nil, 0, &exitError{code: 2, err: fmt.Errorf("%w\n(fix %s, or pass --regenerate-spec to replace it with a fresh demo spec; the current one is kept beside it)", err, path)}
+			return nil, 0, &UsageError{Err: fmt.Errorf("%w\n(fix %s, or pass --regenerate-spec to replace it with a fresh demo spec; the current one is kept beside it)", err, path)}
 		}
 		if err := d.Adopt(spec); err != nil {
-			return nil, 0, &exitError{code: 2, err: fmt.Errorf("%s is no longer the demo perimeter: %v. Run it as your own perimeter with --config %s (without the demo's backend, user and node), or pass --regenerate-spec to write a fresh demo spec (the current one is kept beside it)", path, err, path)}
+			return nil, 0, &UsageError{Err: fmt.Errorf("%s is no longer the demo perimeter: %v. Run it as your own perimeter with --config %s (without the demo's backend, user and node), or pass --regenerate-spec to write a fresh demo spec (the current one is kept beside it)", path, err, path)}
 		}
 		specBase := d.PortBase()
-		if f.portBaseSet && f.portBase != 0 && f.portBase != specBase {
-			return nil, 0, &exitError{code: 2, err: fmt.Errorf("--port-base %d does not match %s, which puts the endpoint on %s, STS on %s, the gateway on %s and the backend on %s (and its security group admits the endpoint's port only). Run without --port-base to use the spec's ports, or add --regenerate-spec to write the demo spec for port base %d (the current one is kept beside it)",
-				f.portBase, path, d.EndpointAddr, d.STSAddr, d.GatewayAddr, strings.TrimPrefix(d.BackendURL, "https://"), f.portBase)}
+		if cfg.PortBaseSet && cfg.PortBase != 0 && cfg.PortBase != specBase {
+			return nil, 0, &UsageError{Err: fmt.Errorf("--port-base %d does not match %s, which puts the endpoint on %s, STS on %s, the gateway on %s and the backend on %s (and its security group admits the endpoint's port only). Run without --port-base to use the spec's ports, or add --regenerate-spec to write the demo spec for port base %d (the current one is kept beside it)",
+				cfg.PortBase, path, d.EndpointAddr, d.STSAddr, d.GatewayAddr, strings.TrimPrefix(d.BackendURL, "https://"), cfg.PortBase)}
 		}
 		base := specBase // 0 (free ports) when the spec's ports are not a demo layout
-		if f.portBaseSet {
-			base = f.portBase
+		if cfg.PortBaseSet {
+			base = cfg.PortBase
 		}
 		if err := openDemo(lns, &d, base, true); err != nil {
 			return nil, 0, err
@@ -98,7 +98,7 @@ func openDemoSpec(out io.Writer, lns *upListeners, f upFlags, path string) (*dem
 		return &d, base, nil
 	}
 
-	if err := openDemo(lns, &d, f.portBase, false); err != nil {
+	if err := openDemo(lns, &d, cfg.PortBase, false); err != nil {
 		return nil, 0, err
 	}
 	b, err := d.Spec()
@@ -115,5 +115,5 @@ func openDemoSpec(out io.Writer, lns *upListeners, f upFlags, path string) (*dem
 	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return nil, 0, fmt.Errorf("write the demo spec: %w", err)
 	}
-	return &d, f.portBase, nil
+	return &d, cfg.PortBase, nil
 }

@@ -1,4 +1,4 @@
-package main
+package perimeter
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
-// detectorChain is the audit chain the detector's responses are written to: never
+// DetectorChain is the audit chain the detector's responses are written to: never
 // consumed, or each response would be an event for the detector.
-const detectorChain = "detector"
+const DetectorChain = "detector"
 
 // findingHandler takes the detector's findings: commits them with the audit cursors,
 // then applies the spec's responses (respond.Responder).
@@ -41,7 +41,7 @@ func newStreamDetector(dir string, exclude []string, det *detect.Detector, h fin
 // /readyz is 503 naming the chains it cannot read (their events go undetected), and,
 // when ready, names the damage found in chains since the process started.
 func serveDetector(o *ops, c *consume.Consumer) {
-	o.addCheck(readyCheck{"audit chains", func() error {
+	o.addCheck(readyCheck{Name: "audit chains", Check: func() error {
 		u := c.Unread()
 		if len(u) == 0 {
 			return nil
@@ -126,4 +126,58 @@ func followDetection(ctx context.Context, w *config.Watcher, det *detect.Detecto
 			}
 		}
 	}
+}
+
+// RunDetector runs the streaming detector over every audit chain but its own and
+// exclude, until ctx ends.
+func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error {
+	c, err := openProcess(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.shutdown()
+	responder, err := newResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
+	if err != nil {
+		return err
+	}
+	if err := responder.Refresh(ctx); err != nil {
+		return err
+	}
+	det, err := newDetector(c.w.Current())
+	if err != nil {
+		return err
+	}
+	logSigma(detectorLog(c.log), det.SigmaRules())
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun() // before c.shutdown waits for the goroutines
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		// Risk levels set by other processes (or lowered by an analyst): raise compares
+		// against the current ones.
+		c.p.syncRisk(runCtx, responder, &freshness{MaxStale: cfg.MaxStale}, c.log)
+	}()
+	go func() {
+		defer c.wg.Done()
+		followDetection(runCtx, c.w, det, detectorLog(c.log))
+	}()
+
+	consumer, err := newStreamDetector(c.logs.Dir, append([]string{cfg.Chain}, exclude...), det, responder, c.p.Store, c.ops.detectorMetrics(), c.log, func() {
+		fmt.Fprintf(cfg.Stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
+		c.serving(c.freshCheck())
+	})
+	if err != nil {
+		return err
+	}
+	if c.ops != nil {
+		serveDetector(c.ops, consumer)
+	}
+	err = consumer.Run(ctx)
+	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
+		err = fmt.Errorf("finish webhook notifications: %w", cerr)
+	}
+	return err
 }

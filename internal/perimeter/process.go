@@ -1,0 +1,254 @@
+package perimeter
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
+	"github.com/phantom-perimeter/phantom/internal/enroll"
+	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// ProcessConfig is what a standalone component process runs with: cmd/phantom's flags,
+// validated, and its logger.
+type ProcessConfig struct {
+	// Name is the kind of process: gateway, sts, endpoint, egress, detector or console.
+	Name string
+	// Config is the perimeter spec's path; DataDir the data directory; StoreURL "" for
+	// SQLite in it, or a postgres:// URL of a store shared by replicas.
+	Config, DataDir, StoreURL string
+	// Listen is the listen address ("": the spec's, else the component's default).
+	Listen string
+	// Poll is how often state is resynced from the store; MaxStale how long the process
+	// decides on state the store has not confirmed (0: unbounded).
+	Poll, MaxStale time.Duration
+	// Chain is this process's audit chain; Anchors more anchor stores (postgres:// URLs).
+	Chain   string
+	Anchors []string
+	// OpsListen is the ops listener's address ("": none).
+	OpsListen string
+	// KeysFile is the component key file ("": the master key); STS and JoinToken are
+	// where and how a process without the CA's issuing key enrolls.
+	KeysFile, STS, JoinToken string
+	// OpenIssuingKeys opens the key provider holding the issuing CAs' keys (STS with
+	// --pkcs11-module); nil, or a nil token: the store.
+	OpenIssuingKeys func() (IssuingToken, error)
+	// Stderr receives the "listening on" lines; Log the process's log.
+	Stderr io.Writer
+	Log    *slog.Logger
+}
+
+// IssuingToken is a key provider holding the issuing CAs' keys (hsm.Token), closed when
+// the process stops.
+type IssuingToken interface {
+	IssuingKeys
+	Close() error
+}
+
+// process is what a standalone component process opens: the spec watcher, the
+// perimeter's identity service and CA, and its audit chain.
+type process struct {
+	w    *config.Watcher
+	p    *Perimeter
+	logs *Chains
+	spec *specTracker
+	log  *slog.Logger
+	ops  *ops // nil without --ops-listen
+	name string
+	stop context.CancelFunc
+	// runCtx ends when the process shuts down: its background loops run under it.
+	runCtx context.Context
+	wg     sync.WaitGroup
+	close  []func()
+}
+
+// openProcess opens what every component process runs on and starts its background
+// loops; shutdown stops them and closes what it opened, newest first.
+func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
+	name, stderr := cfg.Name, cfg.Stderr
+	log := cfg.Log
+	c := &process{log: log, name: name, spec: newSpecTracker(name, cfg.Config, log)}
+	w, err := config.NewWatcher(ctx, config.WatchConfig{Path: cfg.Config, Logger: c.log, OnReload: c.spec.watch})
+	if err != nil {
+		return nil, fmt.Errorf("load perimeter spec: %w", err)
+	}
+	c.w = w
+	c.close = append(c.close, func() { w.Close() })
+	spec := w.Current()
+	c.spec.loaded(spec)
+	var tok IssuingToken
+	if cfg.OpenIssuingKeys != nil {
+		if tok, err = cfg.OpenIssuingKeys(); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+	}
+	o := Options{DataDir: cfg.DataDir, StoreURL: cfg.StoreURL, Account: spec.Account, Poll: cfg.Poll, MaxStale: cfg.MaxStale,
+		Component: keys.Component(name), KeysFile: cfg.KeysFile}
+	if tok != nil {
+		c.close = append(c.close, func() { tok.Close() })
+		o.IssuingKeys = tok
+	}
+	c.p, err = Open(ctx, o, c.log)
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, func() { c.p.Store.Close() })
+	if c.p.Issuer == nil {
+		// A host without the CA's issuing key: its certificate comes from STS.
+		cl, err := enrollComponent(ctx, cfg, spec, c.p, c.log)
+		if err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		c.close = append(c.close, cl.Close)
+		c.p.Issuer = cl
+	}
+	if err := c.p.CA.WriteBundle(filepath.Join(cfg.DataDir, "ca.pem")); err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("write CA bundle: %w", err)
+	}
+	sinks, closeSinks, err := openAnchorSinks(ctx, cfg.Anchors)
+	if err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, closeSinks)
+	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), []string{cfg.Chain}, c.p, spec.Account, sinks, c.log); err != nil {
+		c.shutdown()
+		return nil, err
+	}
+	c.close = append(c.close, func() { c.logs.CloseAll(c.log) })
+	c.spec.attach(c.logs)
+	if cfg.OpsListen != "" {
+		c.ops = newOps(name)
+		if err := c.ops.start(cfg.OpsListen, c.p.Issuer, spec.Account, stderr, c.log); err != nil {
+			c.shutdown()
+			return nil, err
+		}
+		c.close = append(c.close, c.ops.close)
+		// /readyz turns 503 as soon as a signal starts the graceful shutdown.
+		context.AfterFunc(ctx, c.ops.drain)
+	}
+	c.spec.serve(c.ops)
+	runCtx, stop := context.WithCancel(ctx)
+	c.stop, c.runCtx = stop, runCtx
+	c.wg.Add(4)
+	go func() {
+		defer c.wg.Done()
+		_ = c.p.IDs.Run(runCtx) // returns when runCtx ends; failures are logged by identity
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.p.syncCA(runCtx, filepath.Join(cfg.DataDir, "ca.pem"), c.log)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.spec.run(runCtx, c.p.Store, cfg.Poll, reloadInterval(cfg.Poll))
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.logs.renewWriters(runCtx, time.Hour, c.log)
+	}()
+	return c, nil
+}
+
+// componentKinds are the certificate identities of the components that enroll.
+var componentKinds = map[string]pki.Kind{
+	"gateway": pki.KindGateway, "endpoint": pki.KindEndpoint, "egress": pki.KindEgress,
+	"detector": pki.KindDetector, "console": pki.KindConsole,
+}
+
+// enrollComponent opens the component's certificate from STS's process API: the one in
+// its state directory (DATA_DIR/component/CHAIN), else enrolled with the join token.
+// STS's certificate is checked against the CA bundle the store holds.
+func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, p *Perimeter, log *slog.Logger) (*enroll.Client, error) {
+	name := cfg.Name
+	kind, ok := componentKinds[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: this process holds no CA issuing key (store-ca) and cannot enroll: give it a key file that holds one, or the master key", name)
+	}
+	stsURL := cmp.Or(cfg.STS, "https://"+listenAddr("", spec.STS.Listen, DefaultSTSListen))
+	cl, err := enroll.Open(ctx, enroll.Config{
+		STS:       stsURL,
+		CABundle:  p.CA.BundlePEM(),
+		StateDir:  filepath.Join(cfg.DataDir, "component", cfg.Chain),
+		JoinToken: cfg.JoinToken,
+		Kind:      kind,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)
+	}
+	log.Info(name+": certificate from STS", "identity", cl.Identity().String(), "sts", stsURL)
+	return cl, nil
+}
+
+// serving tells /readyz that the component's listeners serve: ready while checks hold
+// and its audit chains can be written.
+func (c *process) serving(checks ...readyCheck) {
+	c.ops.serving(append(checks, c.logs.readyCheck())...)
+}
+
+// freshCheck is the readiness check of a process that decides on the identity
+// service's state.
+func (c *process) freshCheck() readyCheck {
+	return readyCheck{Name: "perimeter state", Check: c.p.IDs.Fresh}
+}
+
+// riskLevels gives the process the risk levels the detector raised (phantom:RiskLevel):
+// loaded now, then kept current from the store until the process shuts down; and its
+// freshness hook, which fails once credentials or risk levels have not been confirmed by
+// the store within --max-stale. The process handles no findings: its responder only
+// reads risk levels.
+func (c *process) riskLevels(ctx context.Context, cfg ProcessConfig) (*respond.Responder, func() error, error) {
+	risk, err := newResponder(c.w.Current, c.p, c.logs.Get(cfg.Chain), c.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := risk.Refresh(ctx); err != nil {
+		return nil, nil, err
+	}
+	fresh := &freshness{MaxStale: cfg.MaxStale}
+	fresh.mark(time.Now())
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.p.syncRisk(c.runCtx, risk, fresh, c.log)
+	}()
+	return risk, c.p.gatewayFreshness(fresh), nil
+}
+
+// shutdown stops the refresh loop and closes what was opened, newest first.
+func (c *process) shutdown() {
+	c.ops.drain()
+	if c.stop != nil {
+		c.stop()
+		c.wg.Wait()
+	}
+	for i := len(c.close) - 1; i >= 0; i-- {
+		c.close[i]()
+	}
+}
+
+// waitAndShutdown serves until ctx ends or the server fails, then shuts down gracefully.
+func waitAndShutdown(ctx context.Context, log *slog.Logger, name string, srv *httpsServer) error {
+	select {
+	case err := <-srv.Done:
+		return fmt.Errorf("serve %s: %w", name, err)
+	case <-ctx.Done():
+	}
+	log.Info(name + ": shutting down; finishing in-flight requests")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	return srv.shutdown(shutdownCtx)
+}
