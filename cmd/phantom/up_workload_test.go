@@ -321,12 +321,3 @@ func TestUpWorkload(t *testing.T) {
 		}
 	}
 }
-
-// hostOnly is a URL authority's host, without brackets and port.
-func hostOnly(authority string) string {
-	h, _, err := net.SplitHostPort(authority)
-	if err != nil {
-		return strings.Trim(authority, "[]")
-	}
-	return h
-}

@@ -376,7 +376,11 @@ func (h *Handler) nodePeer(ctx context.Context, c *call, nc *NodeConfig) (*confi
 	case errors.Is(err, store.ErrNotFound):
 		return nil, nil, accessDenied("Node " + id.Name + " is not enrolled.")
 	case err != nil:
-		h.log.Error("sts node: registry lookup failed", "request_id", c.id, "node", id.Name, "error", err)
+		if ctx.Err() != nil { // the caller left or the server is stopping: not a store failure
+			h.log.Info("sts node: registry lookup abandoned", "request_id", c.id, "node", id.Name, "error", err)
+		} else {
+			h.log.Error("sts node: registry lookup failed", "request_id", c.id, "node", id.Name, "error", err)
+		}
 		return nil, nil, internalFailure()
 	case !strings.EqualFold(rec.CertSerial, leaf.SerialNumber.Text(16)):
 		return nil, nil, &apiError{Code: "InvalidClientCertificate", Message: "The client certificate of node " + id.Name + " has been superseded by a newer one.", Status: http.StatusForbidden}
