@@ -7,11 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -78,13 +76,8 @@ type componentRequest struct {
 
 func parseComponentRequest(body []byte) (*componentRequest, error) {
 	req := &componentRequest{}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object of token, csr, publicKey and chain: %v", sanitizeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("the body has data after its JSON object")
+	if err := decodeObject(body, req, "token, csr, publicKey and chain"); err != nil {
+		return nil, err
 	}
 	return req, nil
 }
@@ -114,15 +107,9 @@ func (h *Handler) componentCall(ctx context.Context, c *call) (any, *apiError) {
 	if cc == nil {
 		return nil, &apiError{Code: "UnknownOperationException", Message: "This STS does not serve the component API.", Status: http.StatusNotFound}
 	}
-	if r.Method != http.MethodPost {
-		return nil, &apiError{Code: "InvalidAction", Message: "The component API accepts POST only.", Status: http.StatusMethodNotAllowed}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, DefaultNodeMaxBodyBytes+1))
-	if err != nil {
-		return nil, &apiError{Code: "SerializationException", Message: "The request body could not be read.", Status: http.StatusBadRequest}
-	}
-	if len(body) > DefaultNodeMaxBodyBytes {
-		return nil, &apiError{Code: "RequestEntityTooLarge", Message: "The request body exceeds " + strconv.Itoa(DefaultNodeMaxBodyBytes) + " bytes.", Status: http.StatusRequestEntityTooLarge}
+	body, aerr := readPostBody(r, "component")
+	if aerr != nil {
+		return nil, aerr
 	}
 	req, err := parseComponentRequest(body)
 	if err != nil {

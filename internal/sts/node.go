@@ -1,6 +1,7 @@
 package sts
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -158,15 +159,40 @@ func parseNodeRequest(body []byte) (*nodeapi.Request, error) {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return req, nil
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(req); err != nil {
-		return nil, fmt.Errorf("the body is not a JSON object of token, csr, durationSeconds, accessKeyId and sessionToken: %v", sanitizeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("the body has data after its JSON object")
+	if err := decodeObject(body, req, "token, csr, durationSeconds, accessKeyId and sessionToken"); err != nil {
+		return nil, err
 	}
 	return req, nil
+}
+
+// readPostBody reads the body of a node or component API call (api names it in the
+// errors): POST only, at most DefaultNodeMaxBodyBytes.
+func readPostBody(r *http.Request, api string) ([]byte, *apiError) {
+	if r.Method != http.MethodPost {
+		return nil, &apiError{Code: "InvalidAction", Message: "The " + api + " API accepts POST only.", Status: http.StatusMethodNotAllowed}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, DefaultNodeMaxBodyBytes+1))
+	if err != nil {
+		return nil, &apiError{Code: "SerializationException", Message: "The request body could not be read.", Status: http.StatusBadRequest}
+	}
+	if len(body) > DefaultNodeMaxBodyBytes {
+		return nil, &apiError{Code: "RequestEntityTooLarge", Message: "The request body exceeds " + strconv.Itoa(DefaultNodeMaxBodyBytes) + " bytes.", Status: http.StatusRequestEntityTooLarge}
+	}
+	return body, nil
+}
+
+// decodeObject reads body as exactly one JSON object of v's members (listed in
+// members for the error) and nothing after it; its errors never echo the body.
+func decodeObject(body []byte, v any, members string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("the body is not a JSON object of %s: %v", members, sanitizeJSONError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("the body has data after its JSON object")
+	}
+	return nil
 }
 
 // sanitizeJSONError keeps encoding/json's description of where the body went wrong but
@@ -313,15 +339,9 @@ func (h *Handler) nodeCall(ctx context.Context, c *call) (any, *apiError) {
 	if nc == nil {
 		return nil, &apiError{Code: "UnknownOperationException", Message: "This STS does not serve the node API.", Status: http.StatusNotFound}
 	}
-	if r.Method != http.MethodPost {
-		return nil, &apiError{Code: "InvalidAction", Message: "The node API accepts POST only.", Status: http.StatusMethodNotAllowed}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, DefaultNodeMaxBodyBytes+1))
-	if err != nil {
-		return nil, &apiError{Code: "SerializationException", Message: "The request body could not be read.", Status: http.StatusBadRequest}
-	}
-	if len(body) > DefaultNodeMaxBodyBytes {
-		return nil, &apiError{Code: "RequestEntityTooLarge", Message: "The request body exceeds " + strconv.Itoa(DefaultNodeMaxBodyBytes) + " bytes.", Status: http.StatusRequestEntityTooLarge}
+	body, aerr := readPostBody(r, "node")
+	if aerr != nil {
+		return nil, aerr
 	}
 	req, err := parseNodeRequest(body)
 	if err != nil {
