@@ -306,6 +306,9 @@ type state struct {
 	verifier *sigv4.Verifier
 	sets     *setCache
 	ids      sync.Map // principal ARN -> IAM unique id (AIDA…/AROA…), for the spec's principals
+	// macs are the HS256 assertion signers of the spec's APIs with assertion: hs256, by
+	// API id (their keys derived once per spec, not per request).
+	macs map[string]*assertionSigner
 }
 
 // uniqueID returns the IAM-style unique id of one of the spec's users or roles.
@@ -334,7 +337,17 @@ func (g *Gateway) stateFor(spec *config.Spec) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sigv4 verifier for spec %s: %w", spec.File, err)
 	}
-	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize)}
+	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize), macs: map[string]*assertionSigner{}}
+	for _, api := range spec.APIs {
+		if api.Assertion == config.AssertionEdDSA {
+			continue
+		}
+		k, err := DeriveBackendKey(g.cfg.AssertionKey, api.ID)
+		if err != nil {
+			return nil, fmt.Errorf("assertion key of API %s: %w", api.ID, err)
+		}
+		st.macs[api.ID] = newMACSigner(k)
+	}
 	g.state.Store(st)
 	return st, nil
 }

@@ -604,7 +604,13 @@ func (g *Gateway) forward(cl *call) {
 			a.SessionName = c.claims.SessionName
 		}
 	}
-	token, err := g.signer.sign(a)
+	signer := g.assertion(cl)
+	if signer == nil {
+		g.log.Error("gateway has no assertion key for the API", "request_id", cl.id, "api_id", cl.api.ID)
+		writeError(cl.w, cl.id, errInternal())
+		return
+	}
+	token, err := signer.sign(a)
 	if err != nil {
 		g.log.Error("gateway could not sign the identity assertion", "request_id", cl.id, "error", err)
 		writeError(cl.w, cl.id, errInternal())
@@ -632,6 +638,15 @@ func (g *Gateway) forward(cl *call) {
 	if g.cfg.Metrics != nil {
 		g.cfg.Metrics.Backend(cl.api.ID, f.status, time.Since(start))
 	}
+}
+
+// assertion is the signer of the call's API: its HS256 key, or the gateway's Ed25519 key
+// for an API with assertion: eddsa.
+func (g *Gateway) assertion(cl *call) *assertionSigner {
+	if cl.api.Assertion == config.AssertionEdDSA {
+		return g.signer
+	}
+	return cl.st.macs[cl.api.ID] // nil: not reached, stateFor makes one for every other API
 }
 
 type forwarding struct {
