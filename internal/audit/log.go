@@ -951,11 +951,10 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	}
 	rb := l.bufs.Get().(*recBuf)
 	defer l.putBuf(rb)
-	rb.line = append(rb.line[:0], recEvent...)
-	if err := rb.enc.Encode(ev); err != nil {
+	line, err := rb.encode(ev)
+	if err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
-	line := bytes.TrimSuffix(rb.line, []byte("\n")) // Encode's newline
 	// The event's share of the record hash is computed here, in parallel; under the lock
 	// only the position (seq, prev) is hashed and the line written.
 	rh := beginRecord(rb.h, l.cfg.Chain, line)
@@ -1071,12 +1070,11 @@ func (l *Log) resumeLocked() error {
 	}
 	rb := l.bufs.Get().(*recBuf)
 	defer l.putBuf(rb)
-	rb.line = append(rb.line[:0], recEvent...)
-	if err := rb.enc.Encode(ev); err != nil {
+	line, err := rb.encode(ev)
+	if err != nil {
 		l.failure = gap
 		return fmt.Errorf("audit record of a gap: %w", err)
 	}
-	line := bytes.TrimSuffix(rb.line, []byte("\n"))
 	if err := l.appendLocked(rb, beginRecord(rb.h, l.cfg.Chain, line), line); err != nil {
 		l.failure = gap
 		l.failLocked(err)
@@ -1159,12 +1157,28 @@ func reopenAt(path string, size int64) (*os.File, error) {
 	return f, nil
 }
 
-// recBuf is the per-call scratch of Record, pooled: the line being built, its hasher
-// and a JSON encoder writing into the line (json.Marshal would copy the event once more).
+// recBuf is the per-call scratch of Record, pooled: the line being built, its hasher,
+// the event writer and, for events it does not spell, a JSON encoder writing into the
+// line (json.Marshal would copy the event once more).
 type recBuf struct {
 	line []byte
 	h    hash.Hash
+	w    eventWriter
 	enc  *json.Encoder
+}
+
+// encode builds the record's line up to the event's JSON: recEvent and ev.
+func (rb *recBuf) encode(ev *Event) ([]byte, error) {
+	line, ok := appendEvent(&rb.w, append(rb.line[:0], recEvent...), ev)
+	if ok {
+		rb.line = line
+		return line, nil
+	}
+	rb.line = append(line[:0], recEvent...)
+	if err := rb.enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(rb.line, []byte("\n")), nil // Encode's newline
 }
 
 func (rb *recBuf) Write(p []byte) (int, error) {

@@ -15,7 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/phantom-perimeter/phantom/internal/jsonstr"
 )
 
 // The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
@@ -203,11 +204,11 @@ type signBuf struct {
 // signs one assertion per request.
 func (a *Assertion) appendJSON(b []byte) []byte {
 	b = append(b, `{"iss":`...)
-	b = appendJSONString(b, a.Issuer)
+	b = jsonstr.Append(b, a.Issuer)
 	b = append(b, `,"aud":`...)
-	b = appendJSONString(b, a.Audience)
+	b = jsonstr.Append(b, a.Audience)
 	b = append(b, `,"sub":`...)
-	b = appendJSONString(b, a.Subject)
+	b = jsonstr.Append(b, a.Subject)
 	opt := func(b []byte, name, v string) []byte {
 		if v == "" {
 			return b
@@ -215,7 +216,7 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 		b = append(b, ',', '"')
 		b = append(b, name...)
 		b = append(b, '"', ':')
-		return appendJSONString(b, v)
+		return jsonstr.Append(b, v)
 	}
 	b = opt(b, "principal", a.Principal)
 	b = opt(b, "account", a.Account)
@@ -225,76 +226,22 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 	b = opt(b, "vpce", a.VPCEndpoint)
 	b = opt(b, "sourceIp", a.SourceIP)
 	b = append(b, `,"requestId":`...)
-	b = appendJSONString(b, a.RequestID)
+	b = jsonstr.Append(b, a.RequestID)
 	b = append(b, `,"jti":`...)
-	b = appendJSONString(b, a.ID)
+	b = jsonstr.Append(b, a.ID)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, a.Method)
+	b = jsonstr.Append(b, a.Method)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, a.Path)
+	b = jsonstr.Append(b, a.Path)
 	b = append(b, `,"query":`...)
-	b = appendJSONString(b, a.Query)
+	b = jsonstr.Append(b, a.Query)
 	b = append(b, `,"payloadHash":`...)
-	b = appendJSONString(b, a.PayloadHash)
+	b = jsonstr.Append(b, a.PayloadHash)
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, a.IssuedAt, 10)
 	b = append(b, `,"exp":`...)
 	b = strconv.AppendInt(b, a.ExpiresAt, 10)
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json writes it: HTML
-// characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Errors an AssertionVerifier returns (wrapped with detail).
