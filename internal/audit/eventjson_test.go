@@ -38,7 +38,7 @@ func TestEventJSON(t *testing.T) {
 	full.AdditionalEventData = map[string]any{
 		"decision": "Allow", "signatureVerified": false, "n": 3, "n64": int64(-4), "u": uint64(5), "nil": nil,
 		"sessionBinding": map[string]any{"node": "n1", "vpc": "vpc-1", "nested": map[string]any{"z": 1, "a": []any{"x", 2, true, nil}}},
-		"list": []string{"b", "a"}, "nilList": []string(nil), "attrs": map[string]string{"k": "v", "a": "\u2028"},
+		"list":           []string{"b", "a"}, "nilList": []string(nil), "attrs": map[string]string{"k": "v", "a": "\u2028"},
 		"\xffodd key <&>": "\xfe value",
 	}
 	minimal := &Event{EventTime: time.Unix(0, 0).UTC()}
