@@ -193,7 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 		ErrorHandler: g.backendError,
 		BufferPool:   &bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			f, ok := resp.Request.Context().Value(callKey{}).(*forwarding)
+			f, ok := resp.Request.Context().Value(callKey{}).(*call)
 			if !ok {
 				return nil
 			}
@@ -202,7 +202,8 @@ func New(cfg Config) (*Gateway, error) {
 				// that was authorized: no tunnel opens.
 				return errors.New("the backend switched protocols without completing the WebSocket handshake of an allowed upgrade")
 			}
-			resp.Header.Set("X-Amzn-Requestid", f.id)
+			f.hdrs[3] = f.id
+			resp.Header["X-Amzn-Requestid"] = f.hdrs[3:4:4] // as Set, in the call's array
 			f.status = resp.StatusCode
 			return nil
 		},
@@ -259,7 +260,7 @@ func newBackendTransports(clientCert func(*tls.CertificateRequestInfo) (*tls.Cer
 }
 
 func (b *backendTransports) RoundTrip(r *http.Request) (*http.Response, error) {
-	f, ok := r.Context().Value(callKey{}).(*forwarding)
+	f, ok := r.Context().Value(callKey{}).(*call)
 	if !ok || f.m.route.Backend.CA == nil {
 		return b.def.RoundTrip(r)
 	}

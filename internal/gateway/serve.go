@@ -33,6 +33,8 @@ type call struct {
 	spec *config.Spec
 	st   *state
 	ev   *audit.Event
+	// event is ev's storage: one allocation with the call.
+	event audit.Event
 
 	ch       channel
 	api      *config.API
@@ -50,6 +52,14 @@ type call struct {
 	body    *limitedBody   // the body as it streams to the backend; nil when read already or absent
 	hashed  *hashedBody    // the same, checked against its declared hash
 	held    int64          // bytes of the body budget this request holds
+
+	// The forwarding of an allowed call (forward): the assertion, the backend request's
+	// URL as the assertion names it, the backend's status (0 while it has not answered,
+	// or never did), and the backing arrays of the headers the gateway sets.
+	assertion string
+	url       url.URL
+	status    int
+	hdrs      [4]string
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -101,7 +111,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var eventID string
 	cl.id, eventID = requestid.New(), requestid.New()
 	cl.spec = g.cfg.Spec()
-	cl.ev = g.newEvent(cl, eventID)
+	cl.ev = &cl.event
+	g.newEvent(cl, eventID)
 	maxInFlight := 0
 	if cl.spec != nil {
 		cl.lim = &cl.spec.Gateway.Limits
@@ -148,9 +159,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.forward(cl)
 }
 
-func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
+// newEvent fills the call's event with what is known of every request.
+func (g *Gateway) newEvent(cl *call, eventID string) {
 	r := cl.r
-	ev := &audit.Event{
+	ev := cl.ev
+	*ev = audit.Event{
 		EventVersion:        audit.EventVersion,
 		EventTime:           cl.now.UTC(),
 		EventSource:         "execute-api.amazonaws.com",
@@ -169,7 +182,6 @@ func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
 	if cl.spec != nil {
 		ev.AWSRegion, ev.RecipientAccountID = cl.spec.Region, cl.spec.Account
 	}
-	return ev
 }
 
 // methods are the methods API Gateway routes; any other (including a lower-case spelling,
@@ -576,7 +588,8 @@ func (g *Gateway) seal(cl *call, d policy.Decision, cs *compiledSet, principal, 
 // forward proxies an allowed request to its route's backend.
 func (g *Gateway) forward(cl *call) {
 	r := cl.r
-	u, path := backendURL(cl)
+	path := backendURL(cl, &cl.url)
+	u := &cl.url
 	payload := cl.payloadHash
 	if payload == "" {
 		payload = UnsignedPayload // an anonymous call: nobody signed the body
@@ -616,8 +629,8 @@ func (g *Gateway) forward(cl *call) {
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	f := &forwarding{call: cl, assertion: token, url: u}
-	ctx := context.WithValue(r.Context(), callKey{}, f)
+	cl.assertion = token
+	ctx := context.WithValue(r.Context(), callKey{}, cl)
 	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
 		// (An upgraded connection outlives the exchange that opened it.)
 		var cancel context.CancelFunc
@@ -636,7 +649,7 @@ func (g *Gateway) forward(cl *call) {
 	}
 	g.proxy.ServeHTTP(cl.w, r.WithContext(ctx))
 	if g.cfg.Metrics != nil {
-		g.cfg.Metrics.Backend(cl.api.ID, f.status, time.Since(start))
+		g.cfg.Metrics.Backend(cl.api.ID, cl.status, time.Since(start))
 	}
 }
 
@@ -649,24 +662,17 @@ func (g *Gateway) assertion(cl *call) *assertionSigner {
 	return cl.st.macs[cl.api.ID] // nil: not reached, stateFor makes one for every other API
 }
 
-type forwarding struct {
-	*call
-	assertion string
-	url       *url.URL // the backend request's URL, as the assertion names it
-	status    int      // the backend's status; 0 while it has not answered (or never did)
-}
-
-// backendURL is the backend request's URL and the path of its request line: the backend
-// URL's path joined with the path after the stage, byte for byte the segments that were
-// authorized, and the query without SigV4's presigning parameters.
-func backendURL(cl *call) (*url.URL, string) {
+// backendURL sets u to the backend request's URL and returns the path of its request
+// line: the backend URL's path joined with the path after the stage, byte for byte the
+// segments that were authorized, and the query without SigV4's presigning parameters.
+func backendURL(cl *call, u *url.URL) string {
 	target := cl.m.route.Backend.URL
 	base := strings.TrimSuffix(target.EscapedPath(), "/")
-	escaped := base + "/" + strings.Join(cl.m.rest.raw, "/")
-	if len(cl.m.rest.raw) == 0 && base != "" {
-		escaped = base
+	escaped := base
+	if len(cl.m.rest.raw) > 0 || base == "" {
+		escaped = joinPath(base, cl.m.rest.raw)
 	}
-	u := &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
+	*u = url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
 	if strings.HasPrefix(escaped, "//") {
 		// Not expressible as an opaque request-target; RawPath keeps every valid escaping.
 		u.Path, _ = url.PathUnescape(escaped)
@@ -675,17 +681,35 @@ func backendURL(cl *call) (*url.URL, string) {
 		// Written out verbatim: the backend gets the bytes that were authorized.
 		u.Opaque = escaped
 	}
-	return u, escaped
+	return escaped
+}
+
+// joinPath is prefix, then each segment after a slash, in one allocation.
+func joinPath(prefix string, segs []string) string {
+	n := len(prefix) + 1
+	for _, s := range segs {
+		n += len(s) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(prefix)
+	b.WriteByte('/')
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // rewrite builds the backend request: backendURL, no client identity, forwarding,
 // override or credential headers, the caller's address as the gateway knows it, and the
 // gateway's own assertion.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	f := pr.In.Context().Value(callKey{}).(*forwarding)
+	f := pr.In.Context().Value(callKey{}).(*call)
 	out := pr.Out
-	u := *f.url
-	out.URL = &u
+	out.URL = &f.url // the transport reads it only
 	out.Host = ""
 	for name := range out.Header {
 		if strippedHeader(name) {
@@ -709,10 +733,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		xff[0] = f.ch.sourceIP
 		out.Header["X-Forwarded-For"] = xff
 	}
-	out.Header.Set(hdrIdentity, f.assertion)
-	out.Header.Set(hdrRequestID, f.id)
+	// One-value headers backed by the call's array (canonical names: set as Set would).
+	f.hdrs[0], f.hdrs[1] = f.assertion, f.id
+	out.Header[hdrIdentity] = f.hdrs[0:1:1]
+	out.Header[hdrRequestID] = f.hdrs[1:2:2]
 	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // do not add Go's default
+		out.Header["User-Agent"] = f.hdrs[2:3:3] // "": do not add Go's default
 	}
 }
 
@@ -769,14 +795,14 @@ func isPresignParam(k string) bool {
 // (too large, too slow, not matching its signed hash) the upstream request was aborted:
 // that is answered as the body's error and recorded as a second event of the call.
 func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error) {
-	f, _ := r.Context().Value(callKey{}).(*forwarding)
+	f, _ := r.Context().Value(callKey{}).(*call)
 	id := ""
 	if f != nil {
 		id = f.id
 	}
 	if cause := f.bodyErr(); cause != nil {
 		e := bodyError(cause)
-		g.recordAbort(f.call, e, cause)
+		g.recordAbort(f, e, cause)
 		writeError(w, id, e)
 		return
 	}
@@ -809,7 +835,7 @@ func (g *Gateway) recordAbort(cl *call, e *apiError, cause error) {
 }
 
 // bodyErr is the error the request's streamed body failed with, if it did.
-func (f *forwarding) bodyErr() error {
+func (f *call) bodyErr() error {
 	switch {
 	case f == nil:
 		return nil
