@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/arn"
@@ -212,8 +213,9 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		}
 	}
 	b.set(keySecureTransport, boolString(cl.ch.secure))
-	b.set(keyCurrentTime, isoTime(now))
-	b.set(keyEpochTime, strconv.FormatInt(now.Unix(), 10))
+	ct := g.clockKeys.at(now)
+	b.set(keyCurrentTime, ct.iso)
+	b.set(keyEpochTime, ct.epoch)
 	b.set(keyRequestedRegion, cl.spec.Region)
 	if ua := cl.r.UserAgent(); ua != "" {
 		b.set(keyUserAgent, ua)
@@ -264,6 +266,25 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		b.set(keyRiskLevel, c.risk)
 	}
 	return
+}
+
+// clockKeys keeps aws:CurrentTime and aws:EpochTime of the current second: every
+// request of that second shares the two strings instead of formatting its own.
+type clockKeys struct{ p atomic.Pointer[clockStrings] }
+
+type clockStrings struct {
+	unix       int64
+	iso, epoch string
+}
+
+func (c *clockKeys) at(now time.Time) *clockStrings {
+	u := now.Unix()
+	if s := c.p.Load(); s != nil && s.unix == u {
+		return s
+	}
+	s := &clockStrings{unix: u, iso: isoTime(now), epoch: strconv.FormatInt(u, 10)}
+	c.p.Store(s)
+	return s
 }
 
 // compiledSet is a policy set with the names of its entries, for explanations.

@@ -140,6 +140,7 @@ type Gateway struct {
 	peers peerCache
 
 	keyBuilders keyBuilders
+	clockKeys   clockKeys
 
 	signer *assertionSigner
 	proxy  *httputil.ReverseProxy

@@ -109,7 +109,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cl.start = time.Now() // g.now may be a test's clock; durations need the monotonic one
 	}
 	var eventID string
-	cl.id, eventID = requestid.New(), requestid.New()
+	cl.id, eventID = requestid.Two()
 	cl.spec = g.cfg.Spec()
 	cl.ev = &cl.event
 	g.newEvent(cl, eventID)
@@ -133,7 +133,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cl.ev.ResponseElements = map[string]any{"status": aerr.Status}
 	}
 	if cl.decision != "" {
-		cl.ev.AdditionalEventData["decision"] = cl.decision
+		cl.ev.AdditionalEventData["decision"] = boxed(cl.decision)
 	}
 	// A caller that hangs up does not cancel its own audit record.
 	if err := g.cfg.Auditor.Record(context.WithoutCancel(r.Context()), cl.ev); err != nil {
@@ -170,7 +170,7 @@ func (g *Gateway) newEvent(cl *call, eventID string) {
 		EventName:           "Invoke",
 		SourceIPAddress:     peerIP(r.RemoteAddr),
 		UserAgent:           truncate(r.UserAgent(), 1024),
-		RequestParameters:   map[string]any{"httpMethod": truncate(r.Method, 32)},
+		RequestParameters:   map[string]any{"httpMethod": boxed(truncate(r.Method, 32))},
 		AdditionalEventData: map[string]any{},
 		RequestID:           cl.id,
 		EventID:             eventID,
@@ -182,6 +182,29 @@ func (g *Gateway) newEvent(cl *call, eventID string) {
 	if cl.spec != nil {
 		ev.AWSRegion, ev.RecipientAccountID = cl.spec.Region, cl.spec.Account
 	}
+}
+
+// constants are the values of event members that come from a short list (methods,
+// decisions, authorization types), as interface values made once: storing one in an
+// event's map allocates nothing.
+var constants = func() map[string]any {
+	m := map[string]any{}
+	for _, s := range []string{
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions,
+		policy.Allow.String(), policy.ExplicitDeny.String(), policy.ImplicitDeny.String(),
+		string(config.AuthIAM), string(config.AuthNone),
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// boxed is s as an interface value, without an allocation when it is one of constants.
+func boxed(s string) any {
+	if v, ok := constants[s]; ok {
+		return v
+	}
+	return s
 }
 
 // methods are the methods API Gateway routes; any other (including a lower-case spelling,
@@ -263,7 +286,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	ev.RequestParameters["stage"] = m.stage
 	ev.RequestParameters["resource"] = m.route.Path
 	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
-	ev.AdditionalEventData["authorization"] = string(m.route.Authorization)
+	ev.AdditionalEventData["authorization"] = boxed(string(m.route.Authorization))
 	if up, asked := upgradeOf(r.Header); asked {
 		if up == "" || !slices.Contains(m.route.Upgrade, up) {
 			ev.AdditionalEventData["reason"] = "the request asks for an Upgrade (" + truncate(strings.Join(r.Header.Values("Upgrade"), ", "), 64) + ") the route does not allow"
