@@ -74,24 +74,32 @@ var (
 // recordHasher hashes one record. The event comes first in the line so that its bytes,
 // nearly all of the work, are hashed before the record's place in the chain is known:
 // outside the writer's lock.
-type recordHasher struct{ h hash.Hash }
+type recordHasher struct {
+	h   hash.Hash
+	sum *[sha256.Size]byte // the digest's scratch (a pooled recBuf's, off the heap per record)
+}
 
 // startRecord starts the line and hash of a record holding event: dst gets `{"event":...`.
 func startRecord(dst []byte, chain string, event []byte) ([]byte, recordHasher) {
 	start := len(dst)
 	dst = append(dst, recEvent...)
 	dst = append(dst, event...)
-	return dst, beginRecord(sha256.New(), chain, dst[start:])
+	return dst, beginRecord(sha256.New(), new([sha256.Size]byte), recordPrefix(chain), dst[start:])
 }
 
-// beginRecord hashes, with h, the start of a record line: `{"event":<event>`.
-func beginRecord(h hash.Hash, chain string, start []byte) recordHasher {
+// recordPrefix is what every record hash of chain begins with: the domain, the chain's
+// name and a zero byte.
+func recordPrefix(chain string) []byte {
+	return append(append([]byte(recordDomain), chain...), 0)
+}
+
+// beginRecord hashes, with h, the chain's recordPrefix and the start of a record line:
+// `{"event":<event>`. sum is the scratch finish takes the digest in.
+func beginRecord(h hash.Hash, sum *[sha256.Size]byte, prefix, start []byte) recordHasher {
 	h.Reset()
-	h.Write([]byte(recordDomain))
-	h.Write([]byte(chain))
-	h.Write([]byte{0})
+	h.Write(prefix)
 	h.Write(start)
-	return recordHasher{h}
+	return recordHasher{h, sum}
 }
 
 // finish appends the record's position, hash and newline to the line startRecord began,
@@ -104,10 +112,9 @@ func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, stri
 	dst = append(dst, prev...)
 	dst = append(dst, '"')
 	rh.h.Write(dst[start:])
-	var sum [sha256.Size]byte
-	rh.h.Sum(sum[:0])
+	sum := rh.h.Sum(rh.sum[:0])
 	var hx [hashHexLen]byte
-	hex.Encode(hx[:], sum[:])
+	hex.Encode(hx[:], sum)
 	dst = append(dst, recHashTag[1:]...) // the quote closing prev is already there
 	dst = append(dst, hx[:]...)
 	dst = append(dst, recSuffix...)

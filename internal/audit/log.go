@@ -70,6 +70,8 @@ type Log struct {
 	keyID string
 	lock  *os.File
 	log   *slog.Logger
+	// prefix begins every record hash of the chain (recordPrefix).
+	prefix []byte
 
 	// mu guards the record state; it is held for one write(2) per record.
 	mu       sync.Mutex
@@ -139,13 +141,14 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		cfg:  cfg,
-		dir:  filepath.Join(cfg.Dir, cfg.Chain),
-		pub:  cfg.Signer.Public().(ed25519.PublicKey),
-		log:  cfg.Logger.With("chain", cfg.Chain),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-		bufs: sync.Pool{New: newRecBuf},
+		cfg:    cfg,
+		dir:    filepath.Join(cfg.Dir, cfg.Chain),
+		pub:    cfg.Signer.Public().(ed25519.PublicKey),
+		prefix: recordPrefix(cfg.Chain),
+		log:    cfg.Logger.With("chain", cfg.Chain),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		bufs:   sync.Pool{New: newRecBuf},
 	}
 	l.keyID = KeyID(l.pub)
 	for _, a := range cfg.Anchors {
@@ -957,7 +960,7 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	}
 	// The event's share of the record hash is computed here, in parallel; under the lock
 	// only the position (seq, prev) is hashed and the line written.
-	rh := beginRecord(rb.h, l.cfg.Chain, line)
+	rh := beginRecord(rb.h, &rb.sum, l.prefix, line)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -1075,7 +1078,7 @@ func (l *Log) resumeLocked() error {
 		l.failure = gap
 		return fmt.Errorf("audit record of a gap: %w", err)
 	}
-	if err := l.appendLocked(rb, beginRecord(rb.h, l.cfg.Chain, line), line); err != nil {
+	if err := l.appendLocked(rb, beginRecord(rb.h, &rb.sum, l.prefix, line), line); err != nil {
 		l.failure = gap
 		l.failLocked(err)
 		return fmt.Errorf("audit log unusable: %w", err)
@@ -1163,6 +1166,7 @@ func reopenAt(path string, size int64) (*os.File, error) {
 type recBuf struct {
 	line []byte
 	h    hash.Hash
+	sum  [sha256.Size]byte
 	w    eventWriter
 	enc  *json.Encoder
 }

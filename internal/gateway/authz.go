@@ -47,6 +47,7 @@ type caller struct {
 	claims      *identity.Claims
 	principalID string // aws:userid: AIDA… for users, AROA…:session for role sessions
 	risk        string // phantom:RiskLevel, "" absent
+	issued      string // the session's issue time (ISO 8601), "" without claims
 }
 
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
@@ -57,6 +58,10 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arn.Account(cred.Principal)}
 	if rv != nil && rv.Credential.AccessKeyID == keyID {
 		c.claims = rv.Claims
+	}
+	if c.claims != nil {
+		// creationDate and aws:TokenIssueTime, formatted once.
+		c.issued = isoTime(c.claims.IssuedAt)
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
 	switch {
@@ -74,7 +79,7 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
 		ui.SessionContext = &audit.SessionContext{
 			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name},
-			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
+			Attributes:     map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
 		if c.claims.Node != "" {
@@ -95,7 +100,7 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		c.principalID = st.uniqueID(u.ARN, arn.UserID)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
-			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}
+			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)}}
 		}
 	default:
 		return c, errAccessDeniedMsg("The calling principal " + c.arn + " is not an IAM user or role session.")
@@ -142,6 +147,10 @@ type keyBuilder struct {
 	canonical bool
 	m         map[string][]string
 	vals      []string
+	// ctx and req are the one evaluation's policy.Context over m and policy.Request,
+	// pooled with m.
+	ctx policy.Context
+	req policy.Request
 }
 
 func newKeyBuilder(canonical bool) *keyBuilder {
@@ -166,6 +175,7 @@ func (kb *keyBuilders) put(b *keyBuilder) {
 	clear(b.m)
 	clear(b.vals)
 	b.vals = b.vals[:0]
+	b.ctx, b.req = policy.Context{}, policy.Request{}
 	kb.p.Put(b)
 }
 
@@ -247,7 +257,7 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		for _, t := range s.Tags {
 			b.tag(t.Key, t.Value)
 		}
-		b.set(keyTokenIssueTime, isoTime(s.IssuedAt))
+		b.set(keyTokenIssueTime, c.issued)
 		b.set(keyMFAPresent, boolString(s.MFA))
 		if age, ok := s.MFAAge(now); ok {
 			b.set(keyMFAAge, age)

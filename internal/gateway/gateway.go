@@ -213,17 +213,24 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// bufferPool recycles the reverse proxy's 32 KiB copy buffers.
+// bufferPool recycles the reverse proxy's 32 KiB copy buffers, as array pointers (a
+// slice put in a sync.Pool would allocate its header each time).
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
+}
 
 // newTransport is a backend transport: keep-alives with many idle connections per backend
 // (the gateway talks to few hosts, very often), bounded handshakes and header waits, and

@@ -60,6 +60,8 @@ type call struct {
 	url       url.URL
 	status    int
 	hdrs      [4]string
+	// segs backs the path's segments (parsePathIn) when there are at most 8.
+	segs [16]string
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -260,13 +262,17 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	cl.api = api
 	ev.RequestParameters["apiId"] = api.ID
 	escaped := requestPath(r)
-	p, why := parsePath(escaped)
+	p, why := parsePathIn(escaped, cl.segs[:])
 	if why != "" {
 		ev.RequestParameters["path"] = truncate(escaped, 1024)
 		ev.AdditionalEventData["reason"] = why
 		return errBadRequest("Invalid request path")
 	}
-	ev.RequestParameters["path"] = truncate("/"+strings.Join(p.raw, "/"), 1024)
+	normalized := escaped
+	if !p.is(escaped) {
+		normalized = joinPath("", p.raw)
+	}
+	ev.RequestParameters["path"] = truncate(normalized, 1024)
 	if !knownMethod(r.Method) {
 		return errMissingToken()
 	}
@@ -456,15 +462,16 @@ func (g *Gateway) decide(cl *call, c *caller) (policy.Decision, *compiledSet) {
 		k.endpoint = ep.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, c, cl.api, cl.ch.endpoint) })
-	req := policy.Request{
+	keys.ctx.Reset(keys.m)
+	keys.req = policy.Request{
 		Principal:        c.arn,
 		PrincipalAccount: c.account,
 		Action:           actionInvoke,
 		Resource:         cl.resource,
 		ResourceAccount:  cl.spec.Account,
-		Context:          policy.ContextOf(keys.m),
+		Context:          &keys.ctx,
 	}
-	return cs.set.Evaluate(&req), cs
+	return cs.set.Evaluate(&keys.req), cs
 }
 
 // streamBody lets an authorized request's body stream to the backend within the limits,
@@ -582,8 +589,9 @@ func (g *Gateway) decideAnonymous(cl *call) *apiError {
 		k.endpoint = cl.ch.endpoint.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, nil, cl.api, cl.ch.endpoint) })
-	req := policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: policy.ContextOf(keys.m)}
-	d := cs.set.Evaluate(&req)
+	keys.ctx.Reset(keys.m)
+	keys.req = policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: &keys.ctx}
+	d := cs.set.Evaluate(&keys.req)
 	if d.Effect != policy.ExplicitDeny {
 		cl.decision = "Allow"
 		return nil
