@@ -53,7 +53,13 @@ type caller struct {
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
 // event's userIdentity. A principal the spec no longer has, or a session without its claims,
 // is refused: its policies cannot be known.
-func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+// sessionParts is where identifyCaller puts a session's context for the event.
+type sessionParts struct {
+	ctx    audit.SessionContext
+	issuer audit.SessionIssuer
+}
+
+func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity, sp *sessionParts) (caller, *apiError) {
 	spec := st.spec
 	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arn.Account(cred.Principal)}
 	if rv != nil && rv.Credential.AccessKeyID == keyID {
@@ -77,11 +83,13 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		rid := st.uniqueID(role.ARN, arn.RoleID)
 		c.principalID = rid + ":" + c.claims.SessionName
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
-		ui.SessionContext = &audit.SessionContext{
-			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name},
+		sp.issuer = audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name}
+		sp.ctx = audit.SessionContext{
+			SessionIssuer:  &sp.issuer,
 			Attributes:     map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
+		ui.SessionContext = &sp.ctx
 		if c.claims.Node != "" {
 			// Credentials an agent obtained for a node, as CloudTrail marks IMDSv2 deliveries.
 			ui.SessionContext.EC2RoleDelivery = "2.0"
@@ -100,7 +108,8 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		c.principalID = st.uniqueID(u.ARN, arn.UserID)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
-			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)}}
+			sp.ctx = audit.SessionContext{Attributes: map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)}}
+			ui.SessionContext = &sp.ctx
 		}
 	default:
 		return c, errAccessDeniedMsg("The calling principal " + c.arn + " is not an IAM user or role session.")
@@ -193,7 +202,13 @@ func (b *keyBuilder) setName(name, v string) {
 	b.m[name] = b.vals[n-1 : n : n]
 }
 
-func (b *keyBuilder) tag(key, v string) {
+func (b *keyBuilder) tag(names map[string]string, key, v string) {
+	if !b.canonical {
+		if name, ok := names[key]; ok {
+			b.setName(name, v)
+			return
+		}
+	}
 	name := principalTagPrefix + key
 	if !b.canonical {
 		name = strings.ToLower(name)
@@ -250,12 +265,12 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		specTags = c.user.Tags
 	}
 	for k, v := range specTags {
-		b.tag(k, v)
+		b.tag(cl.st.tagNames, k, v)
 	}
 	if s := c.claims; s != nil {
 		// Session tags override the principal's own tags of the same key.
 		for _, t := range s.Tags {
-			b.tag(t.Key, t.Value)
+			b.tag(cl.st.tagNames, t.Key, t.Value)
 		}
 		b.set(keyTokenIssueTime, c.issued)
 		b.set(keyMFAPresent, boolString(s.MFA))

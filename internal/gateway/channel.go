@@ -47,11 +47,12 @@ func (e *errClientCert) Error() string { return e.reason }
 // is refused (InvalidClientCertificate), never downgraded to a direct connection: a peer that
 // presents a certificate claims to be an endpoint. Without a certificate the request is
 // direct, and only the TCP peer and r.TLS describe it.
-func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errClientCert) {
+func (g *Gateway) identify(r *http.Request, spec *config.Spec, td *audit.TLSDetails) (channel, *errClientCert) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
 		if r.TLS != nil {
-			c.tls = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			c.tls = td
 		}
 		return c, nil
 	}
@@ -76,11 +77,12 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 	}
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
-	c.tls = &audit.TLSDetails{
+	*td = audit.TLSDetails{
 		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
 		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
 	}
+	c.tls = td
 	return c, nil
 }
 

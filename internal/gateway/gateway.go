@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,6 +319,20 @@ type state struct {
 	// macs are the HS256 assertion signers of the spec's APIs with assertion: hs256, by
 	// API id (their keys derived once per spec, not per request).
 	macs map[string]*assertionSigner
+	// boxes are the spec's API ids, stages and route paths as interface values, and
+	// tagNames the lower-case condition key of each principal tag key of its users and
+	// roles: made once per spec, read without locks, so an event or a decision does not
+	// allocate them per request.
+	boxes    map[string]any
+	tagNames map[string]string
+}
+
+// box is s as an interface value, made once when the spec names it.
+func (st *state) box(s string) any {
+	if v, ok := st.boxes[s]; ok {
+		return v
+	}
+	return s
 }
 
 // uniqueID returns the IAM-style unique id of one of the spec's users or roles.
@@ -346,7 +361,28 @@ func (g *Gateway) stateFor(spec *config.Spec) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sigv4 verifier for spec %s: %w", spec.File, err)
 	}
-	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize), macs: map[string]*assertionSigner{}}
+	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize), macs: map[string]*assertionSigner{},
+		boxes: map[string]any{}, tagNames: map[string]string{}}
+	for _, api := range spec.APIs {
+		st.boxes[api.ID] = api.ID
+		for _, s := range api.Stages {
+			st.boxes[s] = s
+		}
+		for _, r := range api.Routes {
+			st.boxes[r.Path] = r.Path
+		}
+	}
+	addTags := func(tags map[string]string) {
+		for k := range tags {
+			st.tagNames[k] = strings.ToLower(principalTagPrefix + k)
+		}
+	}
+	for _, u := range spec.Users {
+		addTags(u.Tags)
+	}
+	for _, r := range spec.Roles {
+		addTags(r.Tags)
+	}
 	for _, api := range spec.APIs {
 		if api.Assertion == config.AssertionEdDSA {
 			continue

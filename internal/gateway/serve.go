@@ -62,6 +62,12 @@ type call struct {
 	hdrs      [4]string
 	// segs backs the path's segments (parsePathIn) when there are at most 8.
 	segs [16]string
+	// store holds what the event and the SigV4 check point to, allocated with the call.
+	store struct {
+		tls      audit.TLSDetails
+		resolved identity.Resolved
+		session  sessionParts
+	}
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -241,7 +247,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	}
 
 	// 1. The channel: an endpoint's verified certificate, or a direct connection.
-	ch, cerr := g.identify(r, cl.spec)
+	ch, cerr := g.identify(r, cl.spec, &cl.store.tls)
 	cl.ch = ch
 	ev.SourceIPAddress = ch.sourceIP
 	ev.TLSDetails = ch.tls
@@ -260,7 +266,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.api = api
-	ev.RequestParameters["apiId"] = api.ID
+	ev.RequestParameters["apiId"] = st.box(api.ID)
 	escaped := requestPath(r)
 	p, why := parsePathIn(escaped, cl.segs[:])
 	if why != "" {
@@ -289,8 +295,8 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		g.log.Error("gateway route has no backend", "api_id", api.ID, "route", m.route.Path)
 		return errInternal()
 	}
-	ev.RequestParameters["stage"] = m.stage
-	ev.RequestParameters["resource"] = m.route.Path
+	ev.RequestParameters["stage"] = st.box(m.stage)
+	ev.RequestParameters["resource"] = st.box(m.route.Path)
 	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
 	ev.AdditionalEventData["authorization"] = boxed(string(m.route.Authorization))
 	if up, asked := upgradeOf(r.Header); asked {
@@ -319,7 +325,8 @@ func (g *Gateway) authorize(cl *call) *apiError {
 // checked over it: a denied caller never uploads anything.
 func (g *Gateway) authenticate(cl *call) *apiError {
 	r, ev, st := cl.r, cl.ev, cl.st
-	ctx, rv := identity.Capture(r.Context())
+	rv := &cl.store.resolved
+	ctx := identity.CaptureInto(r.Context(), rv)
 	pend, err := st.verifier.Begin(ctx, r)
 	if err != nil {
 		return g.sigv4Refusal(cl, sigv4.ClaimedAccessKey(r), err)
@@ -338,7 +345,7 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 			return g.sigv4Refusal(cl, keyID, err)
 		}
 	}
-	c, aerr := identifyCaller(st, keyID, cred, rv, &ev.UserIdentity)
+	c, aerr := identifyCaller(st, keyID, cred, rv, &ev.UserIdentity, &cl.store.session)
 	if aerr != nil {
 		if later {
 			return unverified(cl, pend, keyID, aerr)

@@ -291,7 +291,12 @@ type captureKey struct{}
 // identity, node network) for the request context without opening the token twice.
 func Capture(ctx context.Context) (context.Context, *Resolved) {
 	r := new(Resolved)
-	return context.WithValue(ctx, captureKey{}, r), r
+	return CaptureInto(ctx, r), r
+}
+
+// CaptureInto is Capture into r, which the caller owns (a request's own storage).
+func CaptureInto(ctx context.Context, r *Resolved) context.Context {
+	return context.WithValue(ctx, captureKey{}, r)
 }
 
 // LookupCredential implements sigv4.CredentialSource. Refusals wrap the sigv4 sentinel the
