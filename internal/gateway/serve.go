@@ -67,6 +67,7 @@ type call struct {
 		tls      audit.TLSDetails
 		resolved identity.Resolved
 		session  sessionParts
+		caller   caller
 	}
 }
 
@@ -395,7 +396,8 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 		}
 		g.sessionBinding(cl, &c)
 	}
-	cl.caller = &c
+	cl.store.caller = c
+	cl.caller = &cl.store.caller
 	cl.payloadHash = res.PayloadHash()
 	if aerr := g.checkReplay(cl, res); aerr != nil {
 		return aerr
