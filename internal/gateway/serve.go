@@ -65,9 +65,10 @@ type call struct {
 	// store holds what the event and the SigV4 check point to, allocated with the call.
 	store struct {
 		tls      audit.TLSDetails
-		resolved identity.Resolved
+		captured identity.Captured
 		session  sessionParts
 		caller   caller
+		ctx      callContext
 	}
 }
 
@@ -98,6 +99,20 @@ func (cl *call) apiID() string {
 }
 
 type callKey struct{}
+
+// callContext is the request's context with the call as callKey's value, as
+// context.WithValue would make it, kept in the call (no allocation).
+type callContext struct {
+	context.Context
+	cl *call
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cl
+	}
+	return c.Context.Value(key)
+}
 
 // ServeHTTP authorizes one request and proxies it when allowed. Every request to an API,
 // allowed or refused at any step, produces exactly one audit event, recorded before the
@@ -326,8 +341,9 @@ func (g *Gateway) authorize(cl *call) *apiError {
 // checked over it: a denied caller never uploads anything.
 func (g *Gateway) authenticate(cl *call) *apiError {
 	r, ev, st := cl.r, cl.ev, cl.st
-	rv := &cl.store.resolved
-	ctx := identity.CaptureInto(r.Context(), rv)
+	capture := &cl.store.captured
+	capture.Context = r.Context()
+	ctx, rv := context.Context(capture), &capture.Resolved
 	pend, err := st.verifier.Begin(ctx, r)
 	if err != nil {
 		return g.sigv4Refusal(cl, sigv4.ClaimedAccessKey(r), err)
@@ -670,7 +686,8 @@ func (g *Gateway) forward(cl *call) {
 		return
 	}
 	cl.assertion = token
-	ctx := context.WithValue(r.Context(), callKey{}, cl)
+	cl.store.ctx = callContext{r.Context(), cl}
+	var ctx context.Context = &cl.store.ctx
 	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
 		// (An upgraded connection outlives the exchange that opened it.)
 		var cancel context.CancelFunc

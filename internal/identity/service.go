@@ -291,12 +291,23 @@ type captureKey struct{}
 // identity, node network) for the request context without opening the token twice.
 func Capture(ctx context.Context) (context.Context, *Resolved) {
 	r := new(Resolved)
-	return CaptureInto(ctx, r), r
+	return context.WithValue(ctx, captureKey{}, r), r
 }
 
-// CaptureInto is Capture into r, which the caller owns (a request's own storage).
-func CaptureInto(ctx context.Context, r *Resolved) context.Context {
-	return context.WithValue(ctx, captureKey{}, r)
+// Captured is Capture's context as a value the caller keeps (in a request's own storage,
+// so it costs no allocation): set Context to the parent, pass a pointer to it, and read
+// Resolved after the lookup.
+type Captured struct {
+	context.Context
+	Resolved Resolved
+}
+
+// Value answers Capture's key with c.Resolved and every other from the parent.
+func (c *Captured) Value(key any) any {
+	if key == (captureKey{}) {
+		return &c.Resolved
+	}
+	return c.Context.Value(key)
 }
 
 // LookupCredential implements sigv4.CredentialSource. Refusals wrap the sigv4 sentinel the
