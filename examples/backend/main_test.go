@@ -71,7 +71,7 @@ func testExampleBackend(t *testing.T, hs256 bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiKey, err := gateway.ParseBackendKey(keyFile)
+	apiKey, err := keys.ParseBackendKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

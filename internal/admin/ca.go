@@ -13,7 +13,6 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/config"
-	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
@@ -85,11 +84,11 @@ func (a *Admin) ExportBackendKey(ctx context.Context, api, path string) (*Export
 	if spec.Assertion == config.AssertionEdDSA {
 		return nil, validation(api, "api", "Member must be an API with assertion: hs256; this one's backends verify with the gateway's JWKS (/.well-known/phantom/jwks.json)")
 	}
-	seed, err := keys.DeriveEd25519(a.mk, keys.Assertion)
+	seed, err := keys.Derive(a.mk, keys.Assertion)
 	if err != nil {
 		return nil, err
 	}
-	k, err := gateway.DeriveBackendKey(seed, api)
+	k, err := keys.DeriveBackendKey(seed, api)
 	if err != nil {
 		return nil, err
 	}

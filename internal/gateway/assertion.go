@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/jsonstr"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
@@ -131,7 +132,7 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 }
 
 // newMACSigner is the signer of one API's HS256 assertions.
-func newMACSigner(k BackendKey) *assertionSigner {
+func newMACSigner(k keys.BackendKey) *assertionSigner {
 	key := slices.Clone(k.Key)
 	return &assertionSigner{
 		macs:   &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
@@ -161,8 +162,8 @@ func SignAssertion(key ed25519.PrivateKey, a *Assertion) (string, error) {
 
 // SignAssertionHS256 makes a's token under an API's key as the gateway would for an API
 // with assertion: hs256 (the default): for tools and tests that play the gateway.
-func SignAssertionHS256(k BackendKey, a *Assertion) (string, error) {
-	if err := k.check(); err != nil {
+func SignAssertionHS256(k keys.BackendKey, a *Assertion) (string, error) {
+	if err := k.Check(); err != nil {
 		return "", err
 	}
 	return newMACSigner(k).sign(a)
@@ -291,10 +292,10 @@ func parseJWKS(jwks []byte) ([]parsedKey, error) {
 // token under an EdDSA verifier, or the reverse, or "none", is refused before any key is
 // used).
 type verifyKeys struct {
-	alg string      // algEdDSA or algHS256
-	ed  []parsedKey // EdDSA: the JWKS's keys
-	mac *BackendKey // HS256: the API's key
-	kid string      // HS256: mac's kid
+	alg string           // algEdDSA or algHS256
+	ed  []parsedKey      // EdDSA: the JWKS's keys
+	mac *keys.BackendKey // HS256: the API's key
+	kid string           // HS256: mac's kid
 }
 
 // verifyToken checks an EdDSA token against a JWKS's keys (verifyWith).

@@ -386,7 +386,7 @@ func (e *env) assertionKeys(t testing.TB, api string) verifyKeys {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ParseBackendKey(file)
+	k, err := keys.ParseBackendKey(file)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // AssertionVerifierConfig configures NewAssertionVerifier.
@@ -64,29 +66,29 @@ func NewAssertionVerifier(cfg AssertionVerifierConfig) (*AssertionVerifier, erro
 	if cfg.Audience == "" {
 		return nil, errors.New("gateway: an assertion verifier needs its API id as audience")
 	}
-	var keys verifyKeys
+	var vk verifyKeys
 	switch {
 	case cfg.Key != nil && cfg.JWKS != nil:
 		return nil, errors.New("gateway: an assertion verifier takes the API's key (HS256) or the gateway's JWKS (EdDSA), not both")
 	case cfg.Key != nil:
-		k, err := ParseBackendKey(cfg.Key)
+		k, err := keys.ParseBackendKey(cfg.Key)
 		if err != nil {
 			return nil, err
 		}
 		if k.API != cfg.Audience {
 			return nil, fmt.Errorf("gateway: the key file is API %s's, not %s's", k.API, cfg.Audience)
 		}
-		keys = verifyKeys{alg: algHS256, mac: &k, kid: k.KeyID()}
+		vk = verifyKeys{alg: algHS256, mac: &k, kid: k.KeyID()}
 	case cfg.JWKS != nil:
 		ed, err := parseJWKS(cfg.JWKS)
 		if err != nil {
 			return nil, err
 		}
-		keys = verifyKeys{alg: algEdDSA, ed: ed}
+		vk = verifyKeys{alg: algEdDSA, ed: ed}
 	default:
 		return nil, errors.New("gateway: an assertion verifier needs the API's key file or the gateway's JWKS")
 	}
-	v := &AssertionVerifier{keys: keys, aud: cfg.Audience, now: cfg.Now, max: cfg.MaxInFlight, seen: map[string]int64{}}
+	v := &AssertionVerifier{keys: vk, aud: cfg.Audience, now: cfg.Now, max: cfg.MaxInFlight, seen: map[string]int64{}}
 	if v.now == nil {
 		v.now = time.Now
 	}

@@ -295,3 +295,37 @@ func TestDeriveBackendAssertion(t *testing.T) {
 		t.Fatal("an empty API id was accepted")
 	}
 }
+
+func FuzzParseBackendKey(f *testing.F) {
+	seed, err := Derive(master(f), Assertion)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k, err := DeriveBackendKey(seed, "a1b2c3d4e5")
+	if err != nil {
+		f.Fatal(err)
+	}
+	file, err := k.MarshalJWK()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(file)
+	f.Add([]byte(`{"kty":"oct"}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseBackendKey(data)
+		if err != nil {
+			return
+		}
+		if got.Check() != nil || !strings.HasPrefix(got.KeyID(), got.API+":") {
+			t.Fatalf("accepted %+v", got)
+		}
+		again, err := got.MarshalJWK()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := ParseBackendKey(again); err != nil || !bytes.Equal(back.Key, got.Key) || back.API != got.API {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	})
+}
