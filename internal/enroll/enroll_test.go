@@ -332,7 +332,9 @@ func TestRenewal(t *testing.T) {
 	}
 	// A failing renewal keeps a still-valid certificate ...
 	f.mu.Lock()
-	f.answer = func(string, any) (int, []byte) { return 503, []byte(`{"__type":"ServiceUnavailable","message":"store down"}`) }
+	f.answer = func(string, any) (int, []byte) {
+		return 503, []byte(`{"__type":"ServiceUnavailable","message":"store down"}`)
+	}
 	f.mu.Unlock()
 	set(second.Leaf.NotBefore.Add(50 * time.Minute))
 	if got, err := c.Certificate(t.Context()); err != nil || got != second {
