@@ -37,8 +37,8 @@ type AssertionVerifierConfig struct {
 const DefaultMaxInFlight = 1 << 20
 
 // AssertionVerifier checks X-Phantom-Identity assertions for one backend: the MAC under
-// the API's key or the signature against the gateway's JWKS (as configured, never
-// either), the claims, that the assertion is for this very request
+// the API's key or the signature against the gateway's JWKS (whichever it was configured
+// with, never both), the claims, that the assertion is for this very request
 // (VerifyRequest), and that it was not used before. It keeps the ids of the assertions it
 // accepted until they expire, so a captured assertion replayed to the backend, with the
 // same request or another, is refused. It is safe for concurrent use. One verifier per
