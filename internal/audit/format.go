@@ -103,8 +103,9 @@ func beginRecord(h hash.Hash, sum *[sha256.Size]byte, prefix, start []byte) reco
 }
 
 // finish appends the record's position, hash and newline to the line startRecord began,
-// and returns the line and the record's hash.
-func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, string) {
+// and returns the line and the record's hash (hex, in an array: the writer makes a string
+// of it only when it needs one).
+func (rh recordHasher) finish(dst []byte, seq uint64, prev []byte) ([]byte, [hashHexLen]byte) {
 	start := len(dst)
 	dst = append(dst, recSeq...)
 	dst = strconv.AppendUint(dst, seq, 10)
@@ -119,14 +120,15 @@ func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, stri
 	dst = append(dst, hx[:]...)
 	dst = append(dst, recSuffix...)
 	dst = append(dst, '\n')
-	return dst, string(hx[:])
+	return dst, hx
 }
 
 // appendRecord appends the record line for (seq, prev, event) with its trailing newline
 // to dst, and returns the new slice and the record's hash.
 func appendRecord(dst []byte, chain string, seq uint64, prev string, event []byte) ([]byte, string) {
 	dst, rh := startRecord(dst, chain, event)
-	return rh.finish(dst, seq, prev)
+	dst, hx := rh.finish(dst, seq, []byte(prev))
+	return dst, string(hx[:])
 }
 
 // ErrModified is returned by ParseRecord for a well-formed line whose stated hash is
