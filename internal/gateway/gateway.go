@@ -21,7 +21,8 @@
 // References: "Control access to an API with IAM permissions", "API Gateway resource
 // policies", "How API Gateway resource policies affect authorization workflow" and
 // "Gateway responses" (Amazon API Gateway Developer Guide); "Policy evaluation logic" and
-// "AWS global condition context keys" (IAM User Guide); RFC 3986 §5.2.4; RFC 8037 and
+// "AWS global condition context keys" (IAM User Guide); RFC 3986 §5.2.4; RFC 7518 §3.2
+// (HS256), RFC 8037 and
 // RFC 7638 (EdDSA JWS, JWK thumbprints).
 package gateway
 
