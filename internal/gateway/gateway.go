@@ -2,8 +2,8 @@
 // perimeter spec, authorizes every call with SigV4 and IAM policy evaluation (identity
 // policies, permissions boundary, session policies, the API's resource policy and, for calls
 // that came through an endpoint, the endpoint policy, in one decision), proxies allowed calls
-// to their backends with a signed identity assertion, and records one CloudTrail-shaped
-// audit event per call, allowed or refused.
+// to their backends with an identity assertion (HS256 under the API's key, or EdDSA), and
+// records one CloudTrail-shaped audit event per call, allowed or refused.
 //
 // Its own listener (Serve) bounds what callers can make it hold before any HTTP is read
 // (connections per listener and per source address, the header time); a body is read only
