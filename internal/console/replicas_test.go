@@ -337,7 +337,7 @@ func TestReplicaStoreDown(t *testing.T) {
 			t.Errorf("a sign-in on A with its store down: %d", r.status)
 		}
 		if got := a.aud.named("ConsoleLogin"); len(got) == 0 || got[len(got)-1].ErrorCode != "ServiceUnavailable" {
-			t.Errorf("the refused sign-in is not audited as such: %+v", got)
+			t.Errorf("the refused sign-in is not audited as such (%d ConsoleLogin events)", len(got))
 		}
 		if r := br.get("/findings"); r.status != http.StatusOK {
 			t.Errorf("B with its store up: %d", r.status)
