@@ -236,6 +236,7 @@ func New(cfg Config) (*Handler, error) {
 		pages:    pages,
 		sessions: &sessions{st: cfg.Store, idle: cfg.IdleTimeout, log: cfg.Logger.With("component", "console")},
 		limiter:  &limiter{st: cfg.Store},
+		pending:  pendingTable{st: cfg.Store},
 		tail:     newTail(cfg.AuditDir, cfg.Tail),
 	}
 	h.routes()

@@ -344,3 +344,37 @@ func TestReplicaStoreDown(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicasShareSSO: a single sign-on started on A comes back from the provider to B,
+// the role is chosen on A, and the session works on B; the provider's answer is good
+// once, on any replica. On the old code B knew nothing of A's sign-in in progress.
+func TestReplicasShareSSO(t *testing.T) {
+	forBackends(t, func(t *testing.T, open replicaStores) {
+		s := newSSOEnv(t, "")
+		sa, sb, _ := open(t)
+		a, b := s.env.replica(sa), s.env.replica(sb)
+		for _, r := range []*env{a, b} {
+			r.h.cfg.STS, r.h.cfg.IDTokens = s.h.cfg.STS, s.h.cfg.IDTokens
+		}
+		onA := a.browser()
+		onB := onA.on(b)
+		loc := s.op.SignIn(t, (&ssoEnv{env: a, op: s.op, sts: s.sts}).startSSO(onA), "dana", "pw")
+		r := onB.callback(loc)
+		if r.status != http.StatusOK || !strings.Contains(r.body, "Choose a role") {
+			t.Fatalf("A's sign-in coming back to B: %d\n%.400s", r.status, r.body)
+		}
+		if r := onA.callback(loc); r.status != http.StatusForbidden {
+			t.Fatalf("the provider's answer used again, on A: %d", r.status)
+		}
+		choice := regexpFind(t, `name="choice" value="([^"]+)"`, r.body)
+		if r := onA.post("/sso/role", url.Values{"choice": {choice}, "role": {appARN}}); r.status != http.StatusOK {
+			t.Fatalf("choosing on A what B offered: %d %s", r.status, r.body)
+		}
+		if r := onB.get("/findings"); r.status != http.StatusOK || !strings.Contains(r.body, "assumed-role/app/dana") {
+			t.Fatalf("the SSO session on B: %d %s", r.status, r.location)
+		}
+		if r := onB.post("/sso/role", url.Values{"choice": {choice}, "role": {appARN}}); r.status != http.StatusForbidden {
+			t.Fatalf("the choice used again, on B: %d", r.status)
+		}
+	})
+}

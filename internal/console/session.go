@@ -35,14 +35,16 @@ const (
 // stored nowhere. Every request reads the row (no cache: a sign-out elsewhere counts at
 // once) and moves its last use forward.
 
-// SessionStore is what the console keeps its sessions and sign-in limiter in
-// (store.Store).
+// SessionStore is what the console keeps its sessions, single sign-ons in progress and
+// sign-in limiter in (store.Store).
 type SessionStore interface {
 	PutConsoleSession(ctx context.Context, s store.ConsoleSession, max int) (bool, error)
 	GetConsoleSession(ctx context.Context, id [32]byte) (store.ConsoleSession, error)
 	TouchConsoleSession(ctx context.Context, id [32]byte, at time.Time) error
 	DeleteConsoleSession(ctx context.Context, id [32]byte) error
 	DeleteEndedConsoleSessions(ctx context.Context, now, idleSince time.Time) (int, error)
+	PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error)
+	TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error)
 	UpdateLimitBuckets(ctx context.Context, names []string, fn func([]store.LimitBucket) error) error
 	DeleteIdleLimitBuckets(ctx context.Context, now time.Time) (int, error)
 }

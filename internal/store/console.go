@@ -198,7 +198,7 @@ func (s *SQLite) DeleteConsoleSession(ctx context.Context, id [32]byte) error {
 }
 
 // DeleteEndedConsoleSessions deletes the sessions past their expiry at now, or unused
-// since idleSince.
+// since idleSince, and the single sign-ons in progress past theirs.
 func (s *SQLite) DeleteEndedConsoleSessions(ctx context.Context, now, idleSince time.Time) (int, error) {
 	n, err := nanos(now)
 	if err != nil {
@@ -215,6 +215,9 @@ func (s *SQLite) DeleteEndedConsoleSessions(ctx context.Context, now, idleSince 
 	c, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("delete ended console sessions: %w", err)
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM console_sso WHERE expires_at <= ?`, n); err != nil {
+		return int(c), fmt.Errorf("delete expired console sign-ons: %w", err)
 	}
 	return int(c), nil
 }
@@ -360,6 +363,9 @@ func (p *Postgres) DeleteEndedConsoleSessions(ctx context.Context, now, idleSinc
 	if err != nil {
 		return 0, p.errorf("delete ended console sessions: %w", err)
 	}
+	if _, err := p.pool.Exec(ctx, `DELETE FROM console_sso WHERE expires_at <= $1`, n); err != nil {
+		return int(tag.RowsAffected()), p.errorf("delete expired console sign-ons: %w", err)
+	}
 	return int(tag.RowsAffected()), nil
 }
 
@@ -426,4 +432,108 @@ func (p *Postgres) DeleteIdleLimitBuckets(ctx context.Context, now time.Time) (i
 		return 0, p.errorf("delete idle limit buckets: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// maxSSOSealed bounds a sealed sign-on in progress (an ID token and a few fields).
+const maxSSOSealed = 64 << 10
+
+func validConsoleSSO(id [32]byte, sealed []byte, expires time.Time) (int64, error) {
+	switch {
+	case id == [32]byte{}:
+		return 0, errors.New("no id")
+	case len(sealed) == 0 || len(sealed) > maxSSOSealed:
+		return 0, fmt.Errorf("sealed state of %d bytes, want 1 to %d", len(sealed), maxSSOSealed)
+	}
+	return nanos(expires)
+}
+
+// PutConsoleSSO stores a single sign-on in progress (sealed by the console) until
+// expires, unless max are stored (false). An id already taken is ErrExists.
+func (s *SQLite) PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error) {
+	exp, err := validConsoleSSO(id, sealed, expires)
+	if err != nil {
+		return false, fmt.Errorf("put console sign-on: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `INSERT INTO console_sso (id, sealed, expires_at)
+		SELECT ?, ?, ? WHERE (SELECT count(*) FROM console_sso) < ? ON CONFLICT (id) DO NOTHING`, id[:], sealed, exp, max)
+	if err != nil {
+		return false, fmt.Errorf("put console sign-on: %w", err)
+	}
+	n, err := res.RowsAffected()
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("put console sign-on: %w", err)
+	case n == 1:
+		return true, nil
+	}
+	var one int
+	switch err := s.w.QueryRowContext(ctx, `SELECT 1 FROM console_sso WHERE id = ?`, id[:]).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("put console sign-on: %w", err)
+	}
+	return false, fmt.Errorf("put console sign-on: %w", ErrExists)
+}
+
+// TakeConsoleSSO deletes the sign-on in progress under id and returns it, unless it
+// expired by now (ErrNotFound, as for none): of concurrent takes, from any process, one
+// gets it.
+func (s *SQLite) TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error) {
+	n, err := nanos(now)
+	if err != nil {
+		return nil, fmt.Errorf("take console sign-on: %w", err)
+	}
+	var sealed []byte
+	var exp int64
+	err = s.w.QueryRowContext(ctx, `DELETE FROM console_sso WHERE id = ? RETURNING sealed, expires_at`, id[:]).Scan(&sealed, &exp)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || err == nil && exp <= n:
+		return nil, fmt.Errorf("take console sign-on: %w", ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("take console sign-on: %w", err)
+	}
+	return sealed, nil
+}
+
+// PutConsoleSSO is SQLite's PutConsoleSSO on PostgreSQL.
+func (p *Postgres) PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error) {
+	exp, err := validConsoleSSO(id, sealed, expires)
+	if err != nil {
+		return false, fmt.Errorf("put console sign-on: %w", err)
+	}
+	tag, err := p.pool.Exec(ctx, `INSERT INTO console_sso (id, sealed, expires_at)
+		SELECT $1, $2, $3 WHERE (SELECT count(*) FROM console_sso) < $4 ON CONFLICT (id) DO NOTHING`, id[:], sealed, exp, max)
+	if err != nil {
+		return false, p.errorf("put console sign-on: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var one int
+	switch err := p.pool.QueryRow(ctx, `SELECT 1 FROM console_sso WHERE id = $1`, id[:]).Scan(&one); {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, p.errorf("put console sign-on: %w", err)
+	}
+	return false, fmt.Errorf("put console sign-on: %w", ErrExists)
+}
+
+// TakeConsoleSSO is SQLite's TakeConsoleSSO on PostgreSQL.
+func (p *Postgres) TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error) {
+	n, err := nanos(now)
+	if err != nil {
+		return nil, fmt.Errorf("take console sign-on: %w", err)
+	}
+	var sealed []byte
+	var exp int64
+	err = p.pool.QueryRow(ctx, `DELETE FROM console_sso WHERE id = $1 RETURNING sealed, expires_at`, id[:]).Scan(&sealed, &exp)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || err == nil && exp <= n:
+		return nil, fmt.Errorf("take console sign-on: %w", ErrNotFound)
+	case err != nil:
+		return nil, p.errorf("take console sign-on: %w", err)
+	}
+	return sealed, nil
 }

@@ -120,6 +120,7 @@ func TestPostgresComponentRoles(t *testing.T) {
 			// A session row is written once: its principal, key or expiry never change.
 			`UPDATE console_sessions SET principal = 'arn:aws:iam::123456789012:user/admin'`,
 			`UPDATE console_sessions SET expires_at = 9000000000000000000`,
+			`UPDATE console_sso SET expires_at = 9000000000000000000`,
 		}, can: func(t *testing.T, s *store.Postgres) {
 			now := time.Now()
 			cs := store.ConsoleSession{ID: [32]byte{1}, AccessKeyID: "AKIAAAAAAAAAAAAAAAAB", SecretHash: [32]byte{2},
@@ -147,6 +148,12 @@ func TestPostgresComponentRoles(t *testing.T) {
 			}
 			if _, err := s.DeleteIdleLimitBuckets(ctx, now); err != nil {
 				t.Errorf("the console deletes idle limiter buckets: %v", err)
+			}
+			if _, err := s.PutConsoleSSO(ctx, [32]byte{3}, []byte("sealed"), now.Add(time.Minute), 10); err != nil {
+				t.Errorf("the console stores a sign-on in progress: %v", err)
+			}
+			if _, err := s.TakeConsoleSSO(ctx, [32]byte{3}, now); err != nil {
+				t.Errorf("the console takes a sign-on in progress: %v", err)
 			}
 		}},
 	} {
@@ -184,7 +191,7 @@ func TestPostgresComponentRoles(t *testing.T) {
 					`INSERT INTO console_sessions (id, access_key_id, session_token, secret_hash, principal, created_at, expires_at, last_seen)
 						VALUES ('\x0000000000000000000000000000000000000000000000000000000000000001', 'AKIAAAAAAAAAAAAAAAAB', '', '\x0000000000000000000000000000000000000000000000000000000000000001', 'p', 0, 1, 0)`,
 					`UPDATE console_sessions SET last_seen = 0`, `SELECT tokens FROM signin_limits`, `UPDATE signin_limits SET tokens = 100`,
-					`DELETE FROM signin_limits`)
+					`DELETE FROM signin_limits`, `SELECT sealed FROM console_sso`, `DELETE FROM console_sso`)
 			}
 			for _, stmt := range refused {
 				if _, err := attacker.Exec(ctx, stmt); err == nil {

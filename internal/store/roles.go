@@ -19,8 +19,8 @@ import (
 // owner (the operator's login) deletes security state: revocations, keys, certificates,
 // CA rows, findings. Short-lived bookkeeping is deleted by components: used_signatures
 // (a replay guard's expired entries), spec_replicas (replicas not seen for a while),
-// console_sessions and signin_limits (the console's, signed out, ended or idle); join_tokens
-// are deleted by STS as it spends them (single use).
+// console_sessions, console_sso and signin_limits (the console's: signed out, ended,
+// used or idle); join_tokens are deleted by STS as it spends them (single use).
 
 // componentGrants lists, per component, the table privileges on top of commonGrants.
 // Columns in parentheses limit a privilege to them (PostgreSQL column privileges).
@@ -61,6 +61,7 @@ var componentGrants = map[keys.Component][]string{
 		`UPDATE (archived, updated_at) ON findings`,
 		`SELECT, INSERT, UPDATE, DELETE ON used_signatures`,
 		`SELECT, INSERT, DELETE, UPDATE (last_seen) ON console_sessions`,
+		`SELECT, INSERT, DELETE ON console_sso`,
 		`SELECT, INSERT, UPDATE, DELETE ON signin_limits`,
 	},
 }

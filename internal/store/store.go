@@ -289,6 +289,8 @@ type Store interface {
 	TouchConsoleSession(ctx context.Context, id [32]byte, at time.Time) error
 	DeleteConsoleSession(ctx context.Context, id [32]byte) error
 	DeleteEndedConsoleSessions(ctx context.Context, now, idleSince time.Time) (int, error)
+	PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error)
+	TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error)
 	UpdateLimitBuckets(ctx context.Context, names []string, fn func([]LimitBucket) error) error
 	DeleteIdleLimitBuckets(ctx context.Context, now time.Time) (int, error)
 

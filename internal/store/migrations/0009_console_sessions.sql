@@ -1,4 +1,5 @@
--- 0009: the web console's sessions and sign-in limiter (issue 20), so that several
+-- 0009: the web console's sessions, sign-in limiter and single sign-ons in progress
+-- (issue 20), so that several
 -- console replicas on one store serve any request. Neither bumps store_version: no
 -- snapshot is built from them, and a session is touched on every console request.
 --
@@ -30,3 +31,14 @@ CREATE TABLE signin_limits (
 	idle_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX signin_limits_by_idle ON signin_limits (idle_at);
+
+-- console_sso: single sign-ons in progress (the provider's redirect back, a role still to
+-- choose), by the SHA-256 of the state or choice token the browser holds; sealed is
+-- AES-256-GCM under a key derived from that token, so the store never holds the PKCE
+-- verifier or an ID token readably. Each row is taken (deleted) once.
+CREATE TABLE console_sso (
+	id         BLOB PRIMARY KEY CHECK (length(id) = 32),
+	sealed     BLOB NOT NULL,
+	expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX console_sso_by_expiry ON console_sso (expires_at);

@@ -24,6 +24,7 @@ func consoleCases() []struct {
 		{"ConsoleSessionInvalid", testConsoleSessionInvalid},
 		{"LimitBuckets", testLimitBuckets},
 		{"LimitBucketsRace", testLimitBucketsRace},
+		{"ConsoleSSO", testConsoleSSO},
 	}
 }
 
@@ -200,5 +201,57 @@ func testLimitBucketsRace(t *testing.T, s Store) {
 	wg.Wait()
 	if took.Load() != tokens {
 		t.Errorf("%d of %d concurrent updates took a token of %d", took.Load(), racers, tokens)
+	}
+}
+
+// testConsoleSSO: a sign-on in progress is taken once (of concurrent takes, one gets it),
+// not after it expired, and not beyond the bound; expired ones are deleted with ended
+// sessions.
+func testConsoleSSO(t *testing.T, s Store) {
+	now := time.Unix(1_800_000_000, 0).UTC()
+	id := sha256.Sum256([]byte("state"))
+	ok, err := s.PutConsoleSSO(ctx(t), id, []byte("sealed"), now.Add(time.Minute), 2)
+	must(t, err)
+	if !ok {
+		t.Fatal("refused")
+	}
+	if _, err := s.PutConsoleSSO(ctx(t), id, []byte("other"), now.Add(time.Minute), 2); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("the same id again: %v", err)
+	}
+	if ok, err := s.PutConsoleSSO(ctx(t), sha256.Sum256([]byte("old")), []byte("x"), now.Add(time.Second), 2); err != nil || !ok {
+		t.Fatalf("a second: %v %v", ok, err)
+	}
+	if ok, err := s.PutConsoleSSO(ctx(t), sha256.Sum256([]byte("third")), []byte("x"), now.Add(time.Minute), 2); err != nil || ok {
+		t.Fatalf("a third beyond the bound: %v %v", ok, err)
+	}
+	if _, err := s.TakeConsoleSSO(ctx(t), sha256.Sum256([]byte("old")), now.Add(time.Second)); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an expired one: %v", err)
+	}
+	var got atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			b, err := s.TakeConsoleSSO(ctx(t), id, now)
+			switch {
+			case err == nil && string(b) == "sealed":
+				got.Add(1)
+			case !errors.Is(err, store.ErrNotFound):
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got.Load() != 1 {
+		t.Fatalf("%d concurrent takes got it, want 1", got.Load())
+	}
+	must(t, func() error {
+		_, err := s.PutConsoleSSO(ctx(t), sha256.Sum256([]byte("late")), []byte("x"), now.Add(time.Second), 10)
+		return err
+	}())
+	if _, err := s.DeleteEndedConsoleSessions(ctx(t), now.Add(time.Second), now); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.PutConsoleSSO(ctx(t), sha256.Sum256([]byte("late")), []byte("x"), now.Add(time.Minute), 10); err != nil || !ok {
+		t.Fatalf("the expired one was not deleted: %v %v", ok, err)
 	}
 }

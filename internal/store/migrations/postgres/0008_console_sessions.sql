@@ -22,3 +22,10 @@ CREATE TABLE signin_limits (
 	idle_at bigint NOT NULL
 );
 CREATE INDEX signin_limits_by_idle ON signin_limits (idle_at);
+
+CREATE TABLE console_sso (
+	id         bytea PRIMARY KEY CHECK (length(id) = 32),
+	sealed     bytea NOT NULL,
+	expires_at bigint NOT NULL
+);
+CREATE INDEX console_sso_by_expiry ON console_sso (expires_at);
