@@ -26,6 +26,10 @@ const (
 	maxSessions = 10000
 	// sweepEvery is how often ended sessions and idle limiter buckets are deleted.
 	sweepEvery = time.Minute
+	// touchParts: a session's last use is written when it is older than the idle timeout
+	// over touchParts (30 s of 15 min), not on every request (a commit each); a session
+	// may so end up to that much before its idle timeout, never after.
+	touchParts = 30
 )
 
 // Sessions live in the store, so that every console replica on it serves every request
@@ -33,7 +37,7 @@ const (
 // secret; the store keeps its SHA-256 (the row's key), never the secret, so whoever reads
 // the store cannot present a session; the CSRF token is an HMAC of the secret, so it is
 // stored nowhere. Every request reads the row (no cache: a sign-out elsewhere counts at
-// once) and moves its last use forward.
+// once) and moves its last use forward (at most every IdleTimeout/touchParts).
 
 // SessionStore is what the console keeps its sessions, single sign-ons in progress and
 // sign-in limiter in (store.Store).
@@ -123,11 +127,13 @@ func (t *sessions) get(ctx context.Context, secret string, now time.Time) (*sess
 		}
 		return nil, nil
 	}
-	switch err := t.st.TouchConsoleSession(ctx, id, now); {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, nil // signed out on another replica meanwhile
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w", errSessionStore, err)
+	if now.Sub(cs.LastSeen) >= t.idle/touchParts {
+		switch err := t.st.TouchConsoleSession(ctx, id, now); {
+		case errors.Is(err, store.ErrNotFound):
+			return nil, nil // signed out on another replica meanwhile
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", errSessionStore, err)
+		}
 	}
 	return &session{id: id, csrf: csrfToken(secret), accessKey: cs.AccessKeyID, token: cs.SessionToken,
 		secretHash: cs.SecretHash, principal: cs.Principal, expires: cs.ExpiresAt}, nil

@@ -159,10 +159,9 @@ func (s *SQLite) sessionExists(ctx context.Context, id [32]byte) (bool, error) {
 }
 
 // GetConsoleSession returns the session whose cookie secret hashes to id (ErrNotFound:
-// none, or signed out). Reads go through the writer, so a sign-out by this process is
-// seen at once.
+// none, or signed out: each read sees every committed sign-out, from any process).
 func (s *SQLite) GetConsoleSession(ctx context.Context, id [32]byte) (ConsoleSession, error) {
-	cs, err := scanConsoleSession(s.w.QueryRowContext(ctx, `SELECT `+consoleSessionColumns+` FROM console_sessions WHERE id = ?`, id[:]))
+	cs, err := scanConsoleSession(s.r.QueryRowContext(ctx, `SELECT `+consoleSessionColumns+` FROM console_sessions WHERE id = ?`, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return cs, fmt.Errorf("get console session: %w", ErrNotFound)
 	}
