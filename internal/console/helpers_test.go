@@ -298,6 +298,13 @@ func newEnv(t *testing.T) *env {
 	}}
 	e.db = openSQLite(t, t.TempDir())
 	e.st = &fakeStore{SessionStore: e.db, findings: map[string]store.Finding{findingID: testFinding(t, findingID)}}
+	e.serve()
+	return e
+}
+
+// serve builds e's handler over e.st and serves it.
+func (e *env) serve() {
+	e.t.Helper()
 	h, err := New(Config{
 		Spec:     func() *config.Spec { return e.spec },
 		Store:    e.st,
@@ -308,12 +315,11 @@ func newEnv(t *testing.T) *env {
 		Now:      e.clk.Now,
 	})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.h = h
 	e.srv = httptest.NewTLSServer(h)
-	t.Cleanup(e.srv.Close)
-	return e
+	e.t.Cleanup(e.srv.Close)
 }
 
 // browser is a cookie-keeping client that does not follow redirects.

@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -69,21 +66,7 @@ func (e *env) replica(st SessionStore) *env {
 	e.t.Helper()
 	r := *e
 	r.st = &fakeStore{SessionStore: st, findings: map[string]store.Finding{findingID: testFinding(e.t, findingID)}}
-	h, err := New(Config{
-		Spec:     func() *config.Spec { return e.spec },
-		Store:    r.st,
-		Identity: e.ids,
-		AuditDir: e.dir,
-		Auditor:  e.aud,
-		Logger:   slog.New(slog.DiscardHandler),
-		Now:      e.clk.Now,
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	r.h = h
-	r.srv = httptest.NewTLSServer(h)
-	e.t.Cleanup(r.srv.Close)
+	r.serve()
 	return &r
 }
 

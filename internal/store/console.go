@@ -129,33 +129,34 @@ func (s *SQLite) PutConsoleSession(ctx context.Context, cs ConsoleSession, max i
 	if err != nil {
 		return false, fmt.Errorf("put console session: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO console_sessions (`+consoleSessionColumns+`)
+	ok, err := s.boundedInsert(ctx, "console_sessions", cs.ID, `INSERT INTO console_sessions (`+consoleSessionColumns+`)
 		SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE (SELECT count(*) FROM console_sessions) < ?
 		ON CONFLICT (id) DO NOTHING`,
 		cs.ID[:], cs.AccessKeyID, cs.SessionToken, cs.SecretHash[:], cs.Principal, created, expires, seen, max)
 	if err != nil {
 		return false, fmt.Errorf("put console session: %w", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("put console session: %w", err)
-	}
-	if n == 0 {
-		return s.sessionExists(ctx, cs.ID)
-	}
-	return true, nil
+	return ok, nil
 }
 
-func (s *SQLite) sessionExists(ctx context.Context, id [32]byte) (bool, error) {
-	var one int
-	err := s.w.QueryRowContext(ctx, `SELECT 1 FROM console_sessions WHERE id = ?`, id[:]).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil // full
-	case err != nil:
-		return false, fmt.Errorf("put console session: %w", err)
+// boundedInsert runs insert, which inserts nothing when table is full or id is taken,
+// and says which: true inserted, false full, ErrExists taken.
+func (s *SQLite) boundedInsert(ctx context.Context, table string, id [32]byte, insert string, args ...any) (bool, error) {
+	res, err := s.w.ExecContext(ctx, insert, args...)
+	if err != nil {
+		return false, err
 	}
-	return false, fmt.Errorf("put console session: %w", ErrExists)
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return n == 1, err
+	}
+	var one int
+	switch err := s.w.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE id = ?`, id[:]).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return false, ErrExists
 }
 
 // GetConsoleSession returns the session whose cookie secret hashes to id (ErrNotFound:
@@ -291,25 +292,30 @@ func (p *Postgres) PutConsoleSession(ctx context.Context, cs ConsoleSession, max
 	if err != nil {
 		return false, fmt.Errorf("put console session: %w", err)
 	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO console_sessions (`+consoleSessionColumns+`)
+	ok, err := p.boundedInsert(ctx, "console_sessions", cs.ID, `INSERT INTO console_sessions (`+consoleSessionColumns+`)
 		SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE (SELECT count(*) FROM console_sessions) < $9
 		ON CONFLICT (id) DO NOTHING`,
 		cs.ID[:], cs.AccessKeyID, cs.SessionToken, cs.SecretHash[:], cs.Principal, created, expires, seen, max)
 	if err != nil {
 		return false, p.errorf("put console session: %w", err)
 	}
-	if tag.RowsAffected() == 1 {
-		return true, nil
+	return ok, nil
+}
+
+// boundedInsert is SQLite's boundedInsert on PostgreSQL.
+func (p *Postgres) boundedInsert(ctx context.Context, table string, id [32]byte, insert string, args ...any) (bool, error) {
+	tag, err := p.pool.Exec(ctx, insert, args...)
+	if err != nil || tag.RowsAffected() == 1 {
+		return err == nil, err
 	}
 	var one int
-	err = p.pool.QueryRow(ctx, `SELECT 1 FROM console_sessions WHERE id = $1`, cs.ID[:]).Scan(&one)
-	switch {
+	switch err := p.pool.QueryRow(ctx, `SELECT 1 FROM `+table+` WHERE id = $1`, id[:]).Scan(&one); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return false, nil
 	case err != nil:
-		return false, p.errorf("put console session: %w", err)
+		return false, err
 	}
-	return false, fmt.Errorf("put console session: %w", ErrExists)
+	return false, ErrExists
 }
 
 // GetConsoleSession is SQLite's GetConsoleSession on PostgreSQL.
@@ -453,26 +459,12 @@ func (s *SQLite) PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, 
 	if err != nil {
 		return false, fmt.Errorf("put console sign-on: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `INSERT INTO console_sso (id, sealed, expires_at)
+	ok, err := s.boundedInsert(ctx, "console_sso", id, `INSERT INTO console_sso (id, sealed, expires_at)
 		SELECT ?, ?, ? WHERE (SELECT count(*) FROM console_sso) < ? ON CONFLICT (id) DO NOTHING`, id[:], sealed, exp, max)
 	if err != nil {
 		return false, fmt.Errorf("put console sign-on: %w", err)
 	}
-	n, err := res.RowsAffected()
-	switch {
-	case err != nil:
-		return false, fmt.Errorf("put console sign-on: %w", err)
-	case n == 1:
-		return true, nil
-	}
-	var one int
-	switch err := s.w.QueryRowContext(ctx, `SELECT 1 FROM console_sso WHERE id = ?`, id[:]).Scan(&one); {
-	case errors.Is(err, sql.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("put console sign-on: %w", err)
-	}
-	return false, fmt.Errorf("put console sign-on: %w", ErrExists)
+	return ok, nil
 }
 
 // TakeConsoleSSO deletes the sign-on in progress under id and returns it, unless it
@@ -501,22 +493,12 @@ func (p *Postgres) PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte
 	if err != nil {
 		return false, fmt.Errorf("put console sign-on: %w", err)
 	}
-	tag, err := p.pool.Exec(ctx, `INSERT INTO console_sso (id, sealed, expires_at)
+	ok, err := p.boundedInsert(ctx, "console_sso", id, `INSERT INTO console_sso (id, sealed, expires_at)
 		SELECT $1, $2, $3 WHERE (SELECT count(*) FROM console_sso) < $4 ON CONFLICT (id) DO NOTHING`, id[:], sealed, exp, max)
 	if err != nil {
 		return false, p.errorf("put console sign-on: %w", err)
 	}
-	if tag.RowsAffected() == 1 {
-		return true, nil
-	}
-	var one int
-	switch err := p.pool.QueryRow(ctx, `SELECT 1 FROM console_sso WHERE id = $1`, id[:]).Scan(&one); {
-	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, p.errorf("put console sign-on: %w", err)
-	}
-	return false, fmt.Errorf("put console sign-on: %w", ErrExists)
+	return ok, nil
 }
 
 // TakeConsoleSSO is SQLite's TakeConsoleSSO on PostgreSQL.
