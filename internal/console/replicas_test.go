@@ -2,9 +2,11 @@ package console
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -360,4 +362,34 @@ func TestReplicasShareSSO(t *testing.T) {
 			t.Fatalf("the choice used again, on B: %d", r.status)
 		}
 	})
+}
+
+// failingDeletes is a session store whose deletes fail (the store went away between a
+// read and the write).
+type failingDeletes struct{ SessionStore }
+
+func (failingDeletes) DeleteConsoleSession(context.Context, [32]byte) error {
+	return errors.New("connection refused")
+}
+
+// TestSignOutNotRecorded: a sign-out the store did not record is not reported as done
+// (503), and the session is not dropped from the browser while every replica still
+// serves it; a sign-in over an old session that cannot be ended is refused.
+func TestSignOutNotRecorded(t *testing.T) {
+	e := newEnv(t)
+	br := e.signedIn(aliceKey)
+	tok := br.csrf()
+	e.st.SessionStore = failingDeletes{e.db}
+	if r := br.post("/signout", url.Values{"csrf": {tok}}); r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "could not be ended") {
+		t.Fatalf("a sign-out the store refused: %d %s", r.status, r.location)
+	}
+	if br.sessionCookieOf() == "" {
+		t.Fatal("the browser dropped a session that is still live")
+	}
+	if got := e.aud.named("ConsoleSignOut"); len(got) != 0 {
+		t.Fatalf("a sign-out that did not happen was audited: %d events", len(got))
+	}
+	if r := br.signIn(bobKey, secretOf, ""); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("a sign-in over a session that cannot be ended: %d", r.status)
+	}
 }
