@@ -132,7 +132,7 @@ func pendingAEAD(token string) cipher.AEAD {
 }
 
 // put stores p under token; false when the store holds maxPending sign-ins.
-func (t pendingTable) put(ctx context.Context, token string, p *pendingSSO, now time.Time) (bool, error) {
+func (t pendingTable) put(ctx context.Context, token string, p *pendingSSO) (bool, error) {
 	plain, err := json.Marshal(p)
 	if err != nil {
 		return false, fmt.Errorf("seal a sign-in in progress: %w", err)
@@ -213,7 +213,7 @@ func (h *Handler) ssoStart(w http.ResponseWriter, r *http.Request) {
 	state := sso.RandomToken()
 	pend := &pendingSSO{Issuer: p.URL, ClientID: p.SignIn.ClientID, Redirect: redirect, Verifier: verifier, Nonce: sso.RandomToken(),
 		Created: now, RoleClaim: p.SignIn.RoleClaim}
-	if !h.putPending(w, r, state, pend, now) {
+	if !h.putPending(w, r, state, pend) {
 		return
 	}
 	c := &sso.Client{Provider: pr, ClientID: p.SignIn.ClientID, Scopes: p.SignIn.Scopes}
@@ -223,8 +223,8 @@ func (h *Handler) ssoStart(w http.ResponseWriter, r *http.Request) {
 }
 
 // putPending stores a sign-in in progress; on failure it answers and returns false.
-func (h *Handler) putPending(w http.ResponseWriter, r *http.Request, token string, pend *pendingSSO, now time.Time) bool {
-	ok, err := h.pending.put(r.Context(), token, pend, now)
+func (h *Handler) putPending(w http.ResponseWriter, r *http.Request, token string, pend *pendingSSO) bool {
+	ok, err := h.pending.put(r.Context(), token, pend)
 	switch {
 	case err != nil:
 		h.log.Error("console sso: store a sign-in in progress", "error", err)
@@ -323,7 +323,7 @@ func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	choice := sso.RandomToken()
 	pend.Roles, pend.Created = roles, now
-	if !h.putPending(w, r, choice, pend, now) {
+	if !h.putPending(w, r, choice, pend) {
 		return
 	}
 	h.render(w, r, http.StatusOK, "ssorole", nil, "Choose a role", roleChoice{Choice: choice, Subject: id.Subject, Roles: roles})
