@@ -393,3 +393,21 @@ func TestSignOutNotRecorded(t *testing.T) {
 		t.Fatalf("a sign-in over a session that cannot be ended: %d", r.status)
 	}
 }
+
+// TestEndedSessionsSwept: sessions nobody comes back to are deleted from the store by the
+// next sign-in or request a minute or more later, on any replica.
+func TestEndedSessionsSwept(t *testing.T) {
+	dir := t.TempDir()
+	base := newEnv(t)
+	a, b := base.replica(openSQLite(t, dir)), base.replica(openSQLite(t, dir))
+	a.signedIn(aliceKey)
+	a.signedIn(carolKey)
+	if n := len(rawSessionRows(t, dir)); n != 2 {
+		t.Fatalf("%d session rows, want 2", n)
+	}
+	a.clk.Advance(DefaultIdleTimeout + sweepEvery)
+	b.signedIn(bobKey)
+	if n := len(rawSessionRows(t, dir)); n != 1 {
+		t.Fatalf("%d session rows after the idle ones ended, want 1 (bob's)", n)
+	}
+}
