@@ -312,6 +312,39 @@ var mutants = []mutant{
 		pkg:     "internal/store",
 		run:     "^TestPostgresComponentRoles$",
 	},
+	// Issue 20: console replicas share sessions and the sign-in limiter in the store.
+	{
+		name:    "console sign-out ends the session in the store (issue 20)",
+		file:    "internal/console/signin.go",
+		find:    "\tif err := h.sessions.remove(r.Context(), s); err != nil {\n\t\t// Not signed out",
+		replace: "\tif err := error(nil); err != nil {\n\t\t// Not signed out",
+		pkg:     "internal/console",
+		run:     "^TestReplicasShareSessions$",
+	},
+	{
+		name:    "console idle timeout across replicas (issue 20)",
+		file:    "internal/console/session.go",
+		find:    "if !now.Before(cs.ExpiresAt) || now.Sub(cs.LastSeen) >= t.idle {",
+		replace: "if !now.Before(cs.ExpiresAt) {",
+		pkg:     "internal/console",
+		run:     "^TestReplicasShareSessions$",
+	},
+	{
+		name:    "console sign-in limiter refuses a spent address (issue 20)",
+		file:    "internal/console/limiter.go",
+		find:    "case k.pace == 0:",
+		replace: "case false:",
+		pkg:     "internal/console",
+		run:     "^TestReplicasShareLimiter$",
+	},
+	{
+		name:    "console store role writes a session once (issue 20; PostgreSQL)",
+		file:    "internal/store/roles.go",
+		find:    "`SELECT, INSERT, DELETE, UPDATE (last_seen) ON console_sessions`,",
+		replace: "`SELECT, INSERT, DELETE, UPDATE ON console_sessions`,",
+		pkg:     "internal/store",
+		run:     "^TestPostgresComponentRoles$",
+	},
 }
 
 // TestMutants applies each mutant to a copy of its file (go test -overlay: the tree is
