@@ -35,6 +35,10 @@ type ProcessConfig struct {
 	Anchors []string
 	// OpsListen is the ops listener's address ("": none).
 	OpsListen string
+	// Endpoints are endpoints a gateway process runs in process, handing their requests
+	// to its gateway in memory (gateway --endpoint); each writes the chain
+	// EndpointChain(Chain, id).
+	Endpoints []string
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
 	// where and how a process without the CA's issuing key enrolls.
 	KeysFile, STS, JoinToken string
@@ -123,7 +127,11 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		return nil, err
 	}
 	c.close = append(c.close, closeSinks)
-	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), []string{cfg.Chain}, c.p, spec.Account, sinks, c.log); err != nil {
+	chains := []string{cfg.Chain}
+	for _, id := range cfg.Endpoints {
+		chains = append(chains, EndpointChain(cfg.Chain, id))
+	}
+	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), chains, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}
