@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/endpoint"
+	"github.com/phantom-perimeter/phantom/internal/pki"
+)
+
+// childEnv names the file of a childConfig: set, the bench binary runs as the separate
+// endpoint process of target (d) instead of as the bench.
+const childEnv = "PHANTOM_BENCH_GATEWAY_ENDPOINT"
+
+// childConfig is what the endpoint process is started with: the spec, its certificate
+// and key, the perimeter CA and the gateway's address, as `phantom endpoint` has them.
+type childConfig struct {
+	Spec     []byte `json:"spec"`
+	CertPEM  []byte `json:"certPEM"`
+	KeyPEM   []byte `json:"keyPEM"`
+	Bundle   []byte `json:"bundle"`
+	Gateway  string `json:"gateway"`
+	AuditDir string `json:"auditDir"`
+}
+
+// startChildEndpoint re-executes this binary as the endpoint process and returns the
+// address it listens on. The process stops when the bench closes its stdin.
+func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw string) (string, error) {
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		return "", err
+	}
+	cc := childConfig{Spec: spec, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
+		Bundle: bundle, Gateway: gw, AuditDir: filepath.Join(dir, "child-audit")}
+	for _, der := range cert.Certificate {
+		cc.CertPEM = append(cc.CertPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	b, err := json.Marshal(cc)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(dir, "child.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		return "", err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), childEnv+"="+file)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	p.closers = append(p.closers, func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		return "", fmt.Errorf("the endpoint process did not start: %q %v", line, err)
+	}
+	if _, ok := childCPU(cmd.Process.Pid); !ok {
+		return "", errors.New("no /proc/PID/stat: the endpoint process's CPU time cannot be counted")
+	}
+	p.children = append(p.children, cmd.Process.Pid)
+	return addr, nil
+}
+
+// runChild is the endpoint process: it serves until its stdin closes.
+func runChild(file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var cc childConfig
+	if err := json.Unmarshal(b, &cc); err != nil {
+		return err
+	}
+	spec, err := config.Parse("bench.yaml", cc.Spec)
+	if err != nil {
+		return err
+	}
+	cert, err := tls.X509KeyPair(cc.CertPEM, cc.KeyPEM)
+	if err != nil {
+		return err
+	}
+	verifier, err := pki.NewVerifier(cc.Bundle, spec.Account, nil)
+	if err != nil {
+		return err
+	}
+	_, signer, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.DiscardHandler)
+	aud, err := audit.Open(audit.Config{Dir: cc.AuditDir, Chain: "endpoint-" + benchEndpoint, Signer: signer, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer aud.Close()
+	ep, err := endpoint.New(endpoint.Config{
+		ID: benchEndpoint, Spec: func() *config.Spec { return spec },
+		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
+		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		Verifier:   verifier, Gateways: []string{cc.Gateway}, Auditor: aud, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := listen()
+	if err != nil {
+		return err
+	}
+	go ep.Serve(context.Background(), ln)
+	fmt.Printf("listening %s\n", ln.Addr())
+	io.Copy(io.Discard, os.Stdin) // until the bench closes it
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return ep.Shutdown(ctx)
+}
+
+// childCPU is a process's user and system CPU time so far, all its threads (Linux:
+// /proc/PID/stat's utime and stime, in clock ticks of 10 ms), and whether it is known.
+func childCPU(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	_, rest, ok := strings.Cut(string(b), ") ") // the command name may hold spaces
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on every Linux ABI Go supports
+	return time.Duration(utime+stime) * tick, true
+}
