@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -90,7 +91,8 @@ func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certif
 			<-done
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
+	out := bufio.NewReader(stdout)
+	line, err := out.ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
 		return "", fmt.Errorf("the endpoint process did not start: %q %v", line, err)
@@ -99,6 +101,7 @@ func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certif
 		return "", errors.New("no /proc/PID/stat: the endpoint process's CPU time cannot be counted")
 	}
 	p.children = append(p.children, cmd.Process.Pid)
+	p.child = &childProc{stdin: stdin, stdout: out}
 	return addr, nil
 }
 
@@ -134,11 +137,12 @@ func runChild(file string) error {
 		return err
 	}
 	defer aud.Close()
+	m := &dialCounter{}
 	ep, err := endpoint.New(endpoint.Config{
 		ID: benchEndpoint, Spec: func() *config.Spec { return spec },
 		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
-		Verifier:   verifier, Gateways: []string{cc.Gateway}, Auditor: aud, Logger: log,
+		Verifier:   verifier, Gateways: []string{cc.Gateway}, Auditor: aud, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		return err
@@ -149,10 +153,50 @@ func runChild(file string) error {
 	}
 	go ep.Serve(context.Background(), ln)
 	fmt.Printf("listening %s\n", ln.Addr())
-	io.Copy(io.Discard, os.Stdin) // until the bench closes it
+	// Until the bench closes stdin; each line asks how the mTLS hop was used.
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		fmt.Printf("forwarded %d dialed %d\n", m.forwarded.Load(), m.dialed.Load())
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return ep.Shutdown(ctx)
+}
+
+// dialCounter counts the requests the endpoint forwarded and the connections it dialed
+// to the gateway: how well the pool of mTLS connections is reused.
+type dialCounter struct{ forwarded, dialed atomic.Int64 }
+
+func (d *dialCounter) Connection(string)             {}
+func (d *dialCounter) Request(string, string)        {}
+func (d *dialCounter) Forward(string, time.Duration) { d.forwarded.Add(1) }
+func (d *dialCounter) Replica(_ string, err error) {
+	if err == nil {
+		d.dialed.Add(1)
+	}
+}
+
+// hopStats asks the endpoint process how many requests it forwarded over how many
+// connections it dialed.
+func (p *perimeter) hopStats() (forwarded, dialed int64, err error) {
+	if p.child == nil {
+		return 0, 0, errors.New("no endpoint process")
+	}
+	if _, err := io.WriteString(p.child.stdin, "stats\n"); err != nil {
+		return 0, 0, err
+	}
+	line, err := p.child.stdout.ReadString('\n')
+	if err != nil {
+		return 0, 0, err
+	}
+	_, err = fmt.Sscanf(line, "forwarded %d dialed %d", &forwarded, &dialed)
+	return forwarded, dialed, err
+}
+
+// childProc is the endpoint process's pipes.
+type childProc struct {
+	stdin  io.Writer
+	stdout *bufio.Reader
 }
 
 // childCPU is a process's user and system CPU time so far, all its threads (Linux:

@@ -101,6 +101,7 @@ type perimeter struct {
 	// children are the bench's child processes (the separate endpoint): their CPU time
 	// counts with the bench's own.
 	children []int
+	child    *childProc
 	// assertions are requests the backend received, kept to measure what verifying their
 	// identity assertions costs a backend (verifyCost).
 	assertions *assertionLog
