@@ -11,8 +11,11 @@
 //
 // It does not authenticate callers or evaluate policies: SigV4, IAM, the endpoint policy
 // and aws:SourceVpce are the gateway's, which learns this endpoint's identity from the
-// mTLS certificate and nothing else. It does not open listeners either: the caller hands
-// Serve plain TCP listeners, one per address of the spec's endpoint.
+// mTLS certificate and nothing else. An endpoint in the gateway's own process
+// (Config.Local) crosses no hop: it hands each request over in memory with a typed
+// Handover in place of the certificate and the X-Phantom-* headers, after the same checks.
+// It does not open listeners either: the caller hands Serve plain TCP listeners, one per
+// address of the spec's endpoint.
 //
 // # Audit
 //

@@ -79,11 +79,13 @@ func TestHandoverIgnoresCallerHeaders(t *testing.T) {
 	}
 }
 
-// TestHandoverRefusals: the decisions behind the endpoint hold on the in-memory path. The
-// same signed call with a caller address outside the resource policy's aws:SourceIp is
-// denied; a handover naming an endpoint the spec does not define is refused, as an
-// unknown endpoint's certificate is; and the same gateway reached directly (no handover)
-// is denied by the aws:SourceVpce condition however the caller dresses the request.
+// TestHandoverRefusals: the decisions behind the endpoint hold on the in-memory path, and
+// each refused request also carries X-Phantom-* headers claiming the allowed endpoint,
+// address and API, which must change nothing. The same signed call with a caller address
+// outside the resource policy's aws:SourceIp is denied; a handover naming an endpoint the
+// spec does not define is refused, as an unknown endpoint's certificate is; one naming an
+// API the endpoint does not list is refused; and the same gateway reached directly (no
+// handover) is denied by the aws:SourceVpce condition.
 func TestHandoverRefusals(t *testing.T) {
 	hits := 0
 	pm := newPerimeter(t, func(w http.ResponseWriter, r *http.Request) { hits++; io.WriteString(w, "{}") })
@@ -121,7 +123,7 @@ func TestHandoverRefusals(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			before := hits
-			if c := call(tc.h, tc.h == nil); c < 400 {
+			if c := call(tc.h, true); c < 400 {
 				t.Fatalf("status %d, want a refusal", c)
 			}
 			if hits != before {
