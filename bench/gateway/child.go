@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -40,17 +41,18 @@ type childConfig struct {
 	Bundle   []byte `json:"bundle"`
 	Gateway  string `json:"gateway"`
 	AuditDir string `json:"auditDir"`
+	Profile  string `json:"profile"` // "": none
 }
 
 // startChildEndpoint re-executes this binary as the endpoint process and returns the
 // address it listens on. The process stops when the bench closes its stdin.
-func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw string) (string, error) {
+func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, profile string) (string, error) {
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return "", err
 	}
 	cc := childConfig{Spec: spec, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
-		Bundle: bundle, Gateway: gw, AuditDir: filepath.Join(dir, "child-audit")}
+		Bundle: bundle, Gateway: gw, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
 	for _, der := range cert.Certificate {
 		cc.CertPEM = append(cc.CertPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
@@ -114,6 +116,17 @@ func runChild(file string) error {
 	var cc childConfig
 	if err := json.Unmarshal(b, &cc); err != nil {
 		return err
+	}
+	if cc.Profile != "" {
+		f, err := os.Create(cc.Profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	spec, err := config.Parse("bench.yaml", cc.Spec)
 	if err != nil {

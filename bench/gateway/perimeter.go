@@ -126,7 +126,7 @@ func (p *perimeter) cpuTime() time.Duration {
 
 func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
-func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger) (_ *perimeter, err error) {
+func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger, childProfile string) (_ *perimeter, err error) {
 	p := &perimeter{assertions: &assertionLog{max: 2000}}
 	defer func() {
 		if err != nil {
@@ -320,7 +320,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 
 	// (d) the endpoint in a process of its own, over mTLS to the gateway (phantom
 	// endpoint; on another host in production).
-	childAddr, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String())
+	childAddr, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), childProfile)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint process: %w", err)
 	}
