@@ -85,8 +85,6 @@ func newGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Audit
 	})
 }
 
-// newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
-// callers (with its private DNS names) and authenticates it to the gateways.
 // EndpointChain is the audit chain of endpoint id run inside the gateway process whose
 // chain is gatewayChain: endpoint-<id> beside the default "gateway" chain, else prefixed
 // with the gateway's, so replicas each running the endpoint write chains of their own.
@@ -97,9 +95,10 @@ func EndpointChain(gatewayChain, id string) string {
 	return gatewayChain + "-endpoint-" + id
 }
 
-// newEndpoint builds endpoint ep on its listeners. With local set, the gateway runs in
-// this process and requests are handed to it in memory (gateway.ServeHandover); else
-// they go to gateways over mTLS, with a client certificate naming the endpoint.
+// newEndpoint builds endpoint ep on its listeners: one certificate from the perimeter CA
+// naming it serves callers (with its private DNS names). With local set, the gateway runs
+// in this process and requests are handed to it in memory (gateway.ServeHandover); else
+// they go to gateways over mTLS, and the same certificate authenticates it to them.
 func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, local *gateway.Gateway, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
 	if local == nil && len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
