@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -109,6 +110,13 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.close = append(c.close, func() { c.p.Store.Close() })
 	if c.p.Issuer == nil {
 		// A host without the CA's issuing key: its certificate comes from STS.
+		if len(cfg.Endpoints) > 0 {
+			// Enrolled, the process holds one certificate, its own: none naming an endpoint
+			// for callers, nor the endpoint's audit chain. Refuse rather than serve callers
+			// the gateway's certificate.
+			c.shutdown()
+			return nil, &UsageError{Err: fmt.Errorf("--endpoint needs the CA's issuing key on this host (an enrolled %s holds only its own certificate): run phantom endpoint for %s instead", name, strings.Join(cfg.Endpoints, ", "))}
+		}
 		cl, err := enrollComponent(ctx, cfg, spec, c.p, c.log)
 		if err != nil {
 			c.shutdown()

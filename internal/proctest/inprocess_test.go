@@ -4,10 +4,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/perimeter"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 // TestEndpointInGatewayProcess: `phantom gateway --endpoint` serves the endpoint in the
@@ -23,9 +26,8 @@ func TestEndpointInGatewayProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.Call(ctx, 0, user); r.Status != 200 {
-		t.Fatalf("through the in-process endpoint: %+v", r)
-	}
+	// The gateway learns the new key from the store (notified, else at its next poll).
+	waitFor(t, 10*time.Second, "the user's call through the in-process endpoint", func() bool { return c.Call(ctx, 0, user).Status == 200 })
 	client, err := c.Client()
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +61,23 @@ func TestEndpointInGatewayProcess(t *testing.T) {
 		}
 		return nil
 	})
+	// Calls before the gateway knew the key are denied through the endpoint, so they name it.
 	if err != nil || allowed != 1 || denied != 1 {
 		t.Errorf("gateway chain: %d allowed calls naming %s, %d denied direct calls (want 1 and 1); %v", allowed, EndpointID(0), denied, err)
+	}
+}
+
+// TestEndpointInEnrolledGatewayRefused: a gateway without the CA's issuing key (enrolled
+// from a join token, least privilege) holds only its own certificate, so it cannot serve
+// an endpoint's callers or write the endpoint's chain: `phantom gateway --endpoint` there
+// refuses to start, saying why, rather than serve callers the gateway's certificate.
+func TestEndpointInEnrolledGatewayRefused(t *testing.T) {
+	postgresDSN(t)
+	dsn, _ := storetest.PostgresSchema(t, "cluster_inprocess_lp")
+	_, err := Start(t.Context(), Config{Bin: phantomBin(t), Dir: t.TempDir(), StoreURL: dsn,
+		Gateways: 1, Endpoints: 1, InProcess: true, LeastPrivilege: true})
+	if err == nil || !strings.Contains(err.Error(), "--endpoint needs the CA's issuing key") {
+		t.Fatalf("an enrolled gateway with --endpoint: %v", err)
 	}
 }
 
