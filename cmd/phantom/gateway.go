@@ -80,6 +80,8 @@ selection, its own audit chain endpoint-VPCE_ID, or GATEWAY_CHAIN-endpoint-VPCE_
 --audit-chain is not "gateway"), but hands each admitted request to the gateway in memory
 with the endpoint's identity as a typed value instead of over an mTLS hop: the same
 decision, without a second TLS termination. This is how "phantom up" runs its endpoints.
+The process issues the endpoint's certificate itself, so --endpoint needs the CA's issuing
+key on the host; a gateway enrolled with --join-token refuses it (run phantom endpoint).
 
 When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr, then one
 line per in-process endpoint listener.`,
