@@ -65,6 +65,20 @@ var mutants = []mutant{
 		run: "^TestEndpointCertificateExpiresMidConnection$",
 	},
 	{
+		name: "gateway handover endpoint in spec",
+		file: "internal/gateway/channel.go",
+		find: "	ep, ok := spec.Endpoint(h.Endpoint)\n	if !ok {", replace: "	ep, ok := spec.Endpoint(h.Endpoint)\n	if ok = true; ep == nil {\n		ep = &config.Endpoint{ID: h.Endpoint}\n	}\n	if !ok {",
+		pkg: "internal/endpoint",
+		run: "^TestHandoverRefusals$",
+	},
+	{
+		name: "gateway handover believes headers",
+		file: "internal/gateway/channel.go",
+		find: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n", replace: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n	if v := r.Header.Get(hdrSourceIP); v != \"\" {\n		src = v\n	}\n",
+		pkg: "internal/endpoint",
+		run: "^TestHandoverRefusals$",
+	},
+	{
 		name: "gateway staleness hook",
 		file: "internal/gateway/serve.go",
 		find: "if g.cfg.Fresh != nil {", replace: "if false && g.cfg.Fresh != nil {",
