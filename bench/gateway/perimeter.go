@@ -105,7 +105,7 @@ type perimeter struct {
 	// assertions are requests the backend received, kept to measure what verifying their
 	// identity assertions costs a backend (verifyCost).
 	assertions *assertionLog
-	jwks       []byte
+	backendKey []byte
 }
 
 func (p *perimeter) close() {
@@ -268,7 +268,10 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	p.jwks = gw.JWKS()
+	// The bench API's assertion key file (HS256, the default), as its backend holds it.
+	if p.backendKey, err = gw.BackendKey(benchAPI); err != nil {
+		return nil, err
+	}
 	gwCert, err := issue(pki.KindGateway, "gateway", false)
 	if err != nil {
 		return nil, err

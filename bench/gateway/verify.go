@@ -68,7 +68,7 @@ func verifyCost(ctx context.Context, p *perimeter, n int) (time.Duration, error)
 	if len(reqs) == 0 {
 		return 0, fmt.Errorf("the backend received no identity assertion")
 	}
-	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: p.jwks, Audience: benchAPI})
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{Key: p.backendKey, Audience: benchAPI})
 	if err != nil {
 		return 0, err
 	}

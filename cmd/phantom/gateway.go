@@ -70,8 +70,9 @@ func newGatewayCmd() *cobra.Command {
 CA in DIR/ca). Every call is authorized in one decision: SigV4, the session token, revocation,
 the caller's identity policies, permissions boundary and session policy, the API's resource
 policy and, for calls that come through an endpoint (known only from the endpoint's mTLS
-certificate), that endpoint's policy. Allowed calls reach the route's backend with a signed
-identity assertion (X-Phantom-Identity; keys at /.well-known/phantom/jwks.json). Every call
+certificate), that endpoint's policy. Allowed calls reach the route's backend with an
+identity assertion (X-Phantom-Identity: HS256 under the API's key, phantom keys backend; or,
+for an API with assertion: eddsa, Ed25519 with keys at /.well-known/phantom/jwks.json). Every call
 is one CloudTrail event in the audit chain --audit-chain under the spec's audit.dir.
 
 With --endpoint VPCE_ID (repeatable) the process also runs that endpoint of the spec on its

@@ -10,13 +10,14 @@ func newKeysCmd() *cobra.Command {
 	f := new(adminFlags)
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Session-token sealing keys: rotate, list; component key files: export",
+		Short: "Session-token sealing keys: rotate, list; component key files: export; backends' assertion keys: backend",
 		Long: `Session tokens are sealed (AES-256-GCM) under a ring of keys stored encrypted in the
 data directory. The newest current key seals; older keys only open the tokens they sealed.` + adminFlagsHelp,
 	}
 	f.register(cmd)
 	cmd.AddCommand(
 		newKeysExportCmd(f),
+		newKeysBackendCmd(f),
 		&cobra.Command{
 			Use:   "rotate",
 			Short: "Add a new sealing key; older keys stay valid until the longest session expires",
@@ -46,5 +47,32 @@ Retired (opens nothing).`,
 			}),
 		},
 	)
+	return cmd
+}
+
+func newKeysBackendCmd(f *adminFlags) *cobra.Command {
+	var api, out string
+	cmd := &cobra.Command{
+		Use:   "backend --api ID --out FILE",
+		Short: "Write an API's assertion key file for its backends (HS256): they verify X-Phantom-Identity with it",
+		Long: `Write the key file of API --api to --out (0600): the HS256 key the gateway MACs that API's
+identity assertions (X-Phantom-Identity) with, as a JWK {"kty":"oct","kid":"API:CHECK",
+"alg":"HS256","use":"sig","k":…}. Give it to the API's backends (gateway.NewAssertionVerifier's
+Key, or any JOSE library: docs/backends.md). It is derived from the gateway's assertion key
+with the API id: its holder can check, and make, assertions for this API only, not for
+another API. The same file comes out every time until the master key changes. An API with
+assertion: eddsa has no key file (its backends use the gateway's JWKS). Prints the API, the
+kid and the file, never the key. Audited in the chain "admin".`,
+		Example: `  phantom keys backend --api a1b2c3d4e5 --out /etc/orders/phantom-assertion.jwk
+  phantom keys backend --api a1b2c3d4e5 --out orders.jwk --output text`,
+		Args: cobra.NoArgs,
+		RunE: f.run("ExportBackendKey", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.ExportBackendKey(cmd.Context(), api, out)
+		}),
+	}
+	cmd.Flags().StringVar(&api, "api", "", "the API id (apis[].id in the spec)")
+	cmd.Flags().StringVar(&out, "out", "", "key file to write (0600)")
+	cmd.MarkFlagRequired("api")
+	cmd.MarkFlagRequired("out")
 	return cmd
 }

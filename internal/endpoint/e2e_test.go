@@ -128,7 +128,11 @@ func TestWithRealGateway(t *testing.T) {
 		t.Fatalf("through the endpoint: %d %s; endpoint events %s; gateway events %s", resp.StatusCode, b, h.aud.describe(), gwAudit.describe())
 	}
 	got := <-hits
-	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiOrders})
+	key, err := gw.BackendKey(apiOrders) // the orders API's assertion key (HS256, the default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{Key: key, Audience: apiOrders})
 	if err != nil {
 		t.Fatal(err)
 	}

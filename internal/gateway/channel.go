@@ -72,14 +72,15 @@ func (e *errClientCert) Error() string { return e.reason }
 // is refused (InvalidClientCertificate), never downgraded to a direct connection: a peer that
 // presents a certificate claims to be an endpoint. Without a certificate the request is
 // direct, and only the TCP peer and r.TLS describe it.
-func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errClientCert) {
+func (g *Gateway) identify(r *http.Request, spec *config.Spec, td *audit.TLSDetails) (channel, *errClientCert) {
 	if h, ok := r.Context().Value(handoverKey{}).(*Handover); ok {
-		return handedOver(r, spec, h)
+		return handedOver(r, spec, h, td)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
 		if r.TLS != nil {
-			c.tls = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			c.tls = td
 		}
 		return c, nil
 	}
@@ -104,25 +105,26 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 	}
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
-	c.tls = &audit.TLSDetails{
+	*td = audit.TLSDetails{
 		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
 		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
 	}
+	c.tls = td
 	return c, nil
 }
 
 // handedOver is the channel of a request an endpoint of this process handed over: the
 // endpoint must be one of the current spec (a reload may have removed it), as a
 // certificate's must.
-func handedOver(r *http.Request, spec *config.Spec, h *Handover) (channel, *errClientCert) {
+func handedOver(r *http.Request, spec *config.Spec, h *Handover, td *audit.TLSDetails) (channel, *errClientCert) {
 	src := h.SourceIP.Unmap().WithZone("").String()
 	ep, ok := spec.Endpoint(h.Endpoint)
 	if !ok {
 		return channel{sourceIP: src, secure: true}, &errClientCert{"the handover names endpoint " + h.Endpoint + ", which the spec does not define"}
 	}
-	c := channel{endpoint: ep, sourceIP: src, secure: true,
-		tls: &audit.TLSDetails{TLSVersion: audit.TLSVersionName(h.TLSVersion), CipherSuite: tls.CipherSuiteName(h.CipherSuite), ClientProvidedHostHeader: r.Host}}
+	*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(h.TLSVersion), CipherSuite: tls.CipherSuiteName(h.CipherSuite), ClientProvidedHostHeader: r.Host}
+	c := channel{endpoint: ep, sourceIP: src, secure: true, tls: td}
 	if h.APIID != "" {
 		c.apiIDs = []string{h.APIID}
 	}

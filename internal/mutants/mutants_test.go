@@ -249,6 +249,21 @@ var mutants = []mutant{
 		pkg: "internal/gateway",
 		run: "^TestCapturedAssertionReplayed$",
 	},
+	// Issue 19: HS256 assertions under a key per API.
+	{
+		name: "assertion alg pinned by the verifier",
+		file: "internal/gateway/assertion.go",
+		find: "if hdr.Alg != vk.alg {", replace: "if false {",
+		pkg: "internal/gateway",
+		run: "^TestHS256Refusals$",
+	},
+	{
+		name: "assertion HS256 MAC checked",
+		file: "internal/gateway/assertion.go",
+		find: "if !hmac.Equal(m.Sum(nil), sig) {", replace: "if false {",
+		pkg: "internal/gateway",
+		run: "^TestHS256Refusals$",
+	},
 	{
 		name: "responses never act on a claimed identity",
 		file: "internal/detect/respond/respond.go",
