@@ -228,12 +228,27 @@ func (t pgKeyTx) putLegacyCheck(ctx context.Context, sealed []byte) error {
 	return err
 }
 
-func (t pgKeyTx) purposeCheck(ctx context.Context, p keys.Purpose) ([]byte, bool, error) {
-	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = $1`, string(p))
+func (t pgKeyTx) purposeCheck(ctx context.Context, name string) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = $1`, name)
 }
 
-func (t pgKeyTx) putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES ($1, $2)`, string(p), sealed)
+func (t pgKeyTx) putPurposeCheck(ctx context.Context, name string, sealed []byte) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES ($1, $2)`, name, sealed)
+	return err
+}
+
+func (t pgKeyTx) generations(ctx context.Context) ([]genRow, error) {
+	rows, err := t.tx.Query(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
+}
+
+func (t pgKeyTx) putGeneration(ctx context.Context, r genRow) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (purpose, generation) DO UPDATE SET state = excluded.state, changed_at = excluded.changed_at`, string(r.p), int64(r.g), r.state, r.at)
 	return err
 }
 
@@ -259,6 +274,60 @@ func (t pgKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[string][
 func (t pgKeyTx) updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error {
 	_, err := t.tx.Exec(ctx, `UPDATE `+c.table+` SET `+c.col+` = $1 WHERE `+c.id+` = $2`, v, id)
 	return err
+}
+
+func (t pgKeyTx) updateSealedIf(ctx context.Context, c sealedColumn, id string, old, v []byte) (bool, error) {
+	tag, err := t.tx.Exec(ctx, `UPDATE `+c.table+` SET `+c.col+` = $1 WHERE `+c.id+` = $2 AND `+c.col+` = $3`, v, id, old)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// keyTx runs fn in one transaction.
+func (p *Postgres) keyTx(ctx context.Context, fn func(keyChecks) error) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return p.errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := fn(pgKeyTx{tx}); err != nil {
+		return p.errorf("%w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return p.errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// RotateStorageKey makes purpose p's next key generation current (rotate.go).
+func (p *Postgres) RotateStorageKey(ctx context.Context, pu keys.Purpose) (keys.Generation, error) {
+	return rotateStorageKey(ctx, p.keyTx, p.seal, pu, p.now())
+}
+
+// ResealStorageKey re-seals every value of pu under its current generation.
+func (p *Postgres) ResealStorageKey(ctx context.Context, pu keys.Purpose) (int, error) {
+	return resealStorageKey(ctx, p.keyTx, p.seal, pu, false)
+}
+
+// RetireStorageKeys retires pu's generations superseded at least overlap ago.
+func (p *Postgres) RetireStorageKeys(ctx context.Context, pu keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error) {
+	return retireStorageKeys(ctx, p.keyTx, p.seal, pu, overlap, p.now())
+}
+
+// StorageKeyGenerations lists every storage purpose's key generations.
+func (p *Postgres) StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error) {
+	rows, err := p.genRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return storageKeyGenerations(rows), nil
+}
+
+func (p *Postgres) genRows(ctx context.Context) ([]genRow, error) {
+	rows, err := p.pool.Query(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, p.errorf("read key generations: %w", err)
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
 }
 
 // listenLoop keeps one connection LISTENing on the schema's channel until Close, waking
@@ -374,6 +443,17 @@ func (p *Postgres) Version(ctx context.Context) (int64, error) {
 	var v int64
 	if err := p.pool.QueryRow(ctx, `SELECT version FROM store_version WHERE id = 1`).Scan(&v); err != nil {
 		return 0, p.errorf("read store version: %w", err)
+	}
+	// The storage key generations are read again whenever the store changed: a rotation
+	// reaches every process within a poll.
+	if v != p.seal.gens.Load().version {
+		rows, err := p.genRows(ctx)
+		if err == nil {
+			err = p.seal.loadGenerations(rows, v)
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
 	return v, nil
 }

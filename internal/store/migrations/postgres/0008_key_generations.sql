@@ -1,0 +1,15 @@
+-- 0008: generations of the storage keys, as SQLite's 0009.
+CREATE TABLE key_generations (
+	purpose    text NOT NULL,
+	generation integer NOT NULL CHECK (generation >= 1),
+	state      text NOT NULL CHECK (state IN ('current', 'retiring', 'retired')),
+	changed_at bigint NOT NULL,
+	PRIMARY KEY (purpose, generation)
+);
+
+CREATE TRIGGER key_generations_ins AFTER INSERT ON key_generations REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION phantom_store_changed();
+CREATE TRIGGER key_generations_upd AFTER UPDATE ON key_generations REFERENCING NEW TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION phantom_store_changed();
+CREATE TRIGGER key_generations_del AFTER DELETE ON key_generations REFERENCING OLD TABLE AS changed
+	FOR EACH STATEMENT EXECUTE FUNCTION phantom_store_changed();
