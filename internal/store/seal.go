@@ -55,7 +55,7 @@ func (pg purposeGen) String() string {
 
 // generations is one reading of the store's key_generations.
 type generations struct {
-	version int64                           // the store version it was read at; -1 before
+	version int64                            // the store version it was read at; -1 before
 	current map[keys.Purpose]keys.Generation // absent: generation 1
 	retired map[purposeGen]bool
 	aeads   map[purposeGen]cipher.AEAD // every live generation the ring holds
@@ -312,7 +312,9 @@ func sealGen(a cipher.AEAD, g keys.Generation, kind, id string, plaintext []byte
 }
 
 // genPrefix is the additional data's prefix of a version 3 value, naming its generation.
-func genPrefix(g keys.Generation) string { return aadPrefixGen + strconv.FormatUint(uint64(g), 10) + " " }
+func genPrefix(g keys.Generation) string {
+	return aadPrefixGen + strconv.FormatUint(uint64(g), 10) + " "
+}
 
 func sealWith(a cipher.AEAD, head []byte, prefix, kind, id string, plaintext []byte) ([]byte, error) {
 	ns := a.NonceSize()
