@@ -132,3 +132,9 @@ func (r *Ring) Generations(p Purpose) []Generation {
 	}
 	return append(out, slices.Sorted(maps.Keys(r.gens[p]))...)
 }
+
+// StoragePurposes are the purposes whose keys seal values in the store, the ones that
+// rotate by generation.
+func StoragePurposes() []Purpose {
+	return []Purpose{StoreAccessKeys, StoreTokenKeys, StoreTokenSigning, StoreMFA, StoreCA, StoreCARoot}
+}

@@ -120,7 +120,7 @@ func secretKind(name string) string {
 }
 
 // storePurposes are the purposes the store seals with, in a fixed order.
-var storePurposes = []keys.Purpose{keys.StoreAccessKeys, keys.StoreTokenKeys, keys.StoreTokenSigning, keys.StoreMFA, keys.StoreCA, keys.StoreCARoot}
+var storePurposes = keys.StoragePurposes()
 
 func newAEAD(k []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(k)

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -290,6 +291,13 @@ type Store interface {
 	DistrustCACertificate(ctx context.Context, serial string, at time.Time) error
 	PutCertificateRevocation(ctx context.Context, r pki.Revocation) error
 	ListCertificateRevocations(ctx context.Context) ([]pki.Revocation, error)
+
+	// RotateStorageKey, ResealStorageKey, RetireStorageKeys and StorageKeyGenerations
+	// rotate the storage keys (rotate.go); only a holder of the master key rotates.
+	RotateStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error)
+	ResealStorageKey(ctx context.Context, p keys.Purpose) (int, error)
+	RetireStorageKeys(ctx context.Context, p keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error)
+	StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error)
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)
