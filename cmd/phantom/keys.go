@@ -53,9 +53,9 @@ nothing).`,
 
 func newKeysRotateCmd(f *adminFlags) *cobra.Command {
 	var purpose string
-	var resealOnly bool
+	var resealOnly, stage bool
 	cmd := &cobra.Command{
-		Use:   "rotate [--purpose PURPOSE [--reseal-only]]",
+		Use:   "rotate [--purpose PURPOSE [--stage | --reseal-only]]",
 		Short: "Add a new sealing key, or rotate one storage key (--purpose)",
 		Long: fmt.Sprintf(`Without --purpose: add a new current session-token sealing key (creating the first
 one on a new perimeter). The keys it replaces keep opening the tokens they sealed until
@@ -63,24 +63,34 @@ the longest possible session has expired (36 hours, GetSessionToken's maximum), 
 nothing. Prints the new key's id and every key (ids and times, never key material).
 
 With --purpose (one of %v): make that storage key's next generation current and re-seal
-every value of that purpose under it. Each row is re-sealed only if it still holds what
+every value of that purpose under it. Where components run with key files (--keys), stage
+it first: "--stage" adds the next generation, which key files exported from then on carry
+and which seals nothing yet; export the components' files again (they take a new file
+within a poll, without a restart); then rotate, which makes the staged generation current. Each row is re-sealed only if it still holds what
 was read, and values already under the current generation are left alone, so it is safe
 while replicas read and write, and running it again (or with --reseal-only, which only
 re-seals) finishes an interrupted one. Processes holding the master key seal under the new
-generation within a poll; processes with a component key file keep opening the
-generations their file carries: export their key files again (phantom keys export), and
-they take the new file within a poll, without a restart. Old sessions are untouched: the
+generation within a poll; processes with a component key file open what the generations
+their file carries sealed. Old sessions are untouched: the
 token keys themselves do not change, only what seals them at rest. Needs the master key.`, keys.StoragePurposes()),
 		Example: `  phantom keys rotate --data-dir /var/lib/phantom
+  phantom keys rotate --purpose store-access-keys
+  # with components on key files:
+  phantom keys rotate --purpose store-access-keys --stage
+  phantom keys export --component gateway --out /etc/phantom/gateway.keys   # on each host
   phantom keys rotate --purpose store-access-keys
   phantom keys rotate --purpose store-access-keys --reseal-only`,
 		Args: cobra.NoArgs,
 		RunE: f.run("RotateKeys", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			switch {
-			case purpose == "" && resealOnly:
-				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--reseal-only needs --purpose"}
+			case purpose == "" && (resealOnly || stage):
+				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--stage and --reseal-only need --purpose"}
+			case resealOnly && stage:
+				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--stage and --reseal-only exclude each other"}
 			case purpose == "":
 				return a.RotateKeys(cmd.Context())
+			case stage:
+				return a.StageStorageKey(cmd.Context(), purpose)
 			case resealOnly:
 				return a.ResealStorageKey(cmd.Context(), purpose)
 			}
@@ -89,6 +99,7 @@ token keys themselves do not change, only what seals them at rest. Needs the mas
 	}
 	cmd.Flags().StringVar(&purpose, "purpose", "", "storage purpose to rotate")
 	cmd.Flags().BoolVar(&resealOnly, "reseal-only", false, "only re-seal the purpose's values under its current generation")
+	cmd.Flags().BoolVar(&stage, "stage", false, "only add the purpose's next generation, for key files, sealing nothing yet")
 	return cmd
 }
 

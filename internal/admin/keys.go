@@ -21,6 +21,9 @@ const (
 	KeyRetiring = "Retiring"
 	// KeyRetired: past RetireAfter; opens nothing.
 	KeyRetired = "Retired"
+	// KeyStaged: a storage key generation carried by key files exported now that seals
+	// nothing until `phantom keys rotate --purpose` makes it current.
+	KeyStaged = "Staged"
 )
 
 // SealingKey describes a token-sealing key. It has no field for the key bytes, so no
@@ -133,7 +136,7 @@ func (a *Admin) storageKeys(ctx context.Context) ([]StorageKey, error) {
 	return out, nil
 }
 
-var storageKeyStatus = map[string]string{"current": KeyCurrent, "retiring": KeyRetiring, "retired": KeyRetired}
+var storageKeyStatus = map[string]string{"staged": KeyStaged, "current": KeyCurrent, "retiring": KeyRetiring, "retired": KeyRetired}
 
 // liveGenerations are the generations of each storage purpose not retired: what a key
 // file exported now carries.
@@ -198,6 +201,29 @@ func (a *Admin) RotateStorageKey(ctx context.Context, p string) (*RotateStorageK
 	}
 	if out.StorageKeys, err = a.storageKeys(ctx); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// StageStorageKey adds the next generation of storage purpose p, staged: key files
+// exported from now on carry it, nothing seals under it until RotateStorageKey. Where
+// components run with key files, stage, export their files, then rotate: they hold the
+// new generation before any value is sealed under it.
+func (a *Admin) StageStorageKey(ctx context.Context, p string) (*RotateStorageKeyOutput, error) {
+	pu, err := storagePurpose(p)
+	if err != nil {
+		return nil, err
+	}
+	g, err := a.store.StageStorageKey(ctx, pu)
+	if err != nil {
+		return nil, err
+	}
+	out := &RotateStorageKeyOutput{Purpose: p, Generation: int(g)}
+	if out.StorageKeys, err = a.storageKeys(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.record(ctx, "StageStorageKey", map[string]any{"purpose": p}, map[string]any{"generation": int(g)}); err != nil {
+		return out, fmt.Errorf("staged, but the audit record failed: %w", err)
 	}
 	return out, nil
 }

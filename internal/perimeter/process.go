@@ -159,6 +159,13 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		defer c.wg.Done()
 		c.logs.renewWriters(runCtx, time.Hour, c.log)
 	}()
+	if cfg.KeysFile != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.p.watchKeyFile(runCtx, cfg.KeysFile, keys.Component(name), cfg.Poll, c.log)
+		}()
+	}
 	return c, nil
 }
 

@@ -297,6 +297,11 @@ func (p *Postgres) keyTx(ctx context.Context, fn func(keyChecks) error) error {
 	return nil
 }
 
+// StageStorageKey adds purpose pu's next key generation, staged (rotate.go).
+func (p *Postgres) StageStorageKey(ctx context.Context, pu keys.Purpose) (keys.Generation, error) {
+	return stageStorageKey(ctx, p.keyTx, p.seal, pu, p.now())
+}
+
 // RotateStorageKey makes purpose p's next key generation current (rotate.go).
 func (p *Postgres) RotateStorageKey(ctx context.Context, pu keys.Purpose) (keys.Generation, error) {
 	return rotateStorageKey(ctx, p.keyTx, p.seal, pu, p.now())
@@ -310,6 +315,11 @@ func (p *Postgres) ResealStorageKey(ctx context.Context, pu keys.Purpose) (int, 
 // RetireStorageKeys retires pu's generations superseded at least overlap ago.
 func (p *Postgres) RetireStorageKeys(ctx context.Context, pu keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error) {
 	return retireStorageKeys(ctx, p.keyTx, p.seal, pu, overlap, p.now())
+}
+
+// SetKeys replaces this component's keys with a newer export of its key file.
+func (p *Postgres) SetKeys(ctx context.Context, ring *keys.Ring) error {
+	return setKeys(ctx, p.keyTx, p.seal, ring)
 }
 
 // StorageKeyGenerations lists every storage purpose's key generations.

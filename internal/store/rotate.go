@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/cipher"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -13,9 +14,13 @@ import (
 
 // Rotation of the storage keys (the store purposes of internal/keys), by the operator:
 //
-//  1. RotateStorageKey makes the purpose's next generation current (the one before it
-//     retiring) and records its check; every process seals under it within a poll
-//     (Version reloads key_generations when the store changed).
+//  0. StageStorageKey adds the purpose's next generation, staged, and records its
+//     check: key files exported from then on carry it (components take a new file
+//     without a restart), nothing seals under it yet. Needed only where components run
+//     with key files: they must hold a generation before values are sealed under it.
+//  1. RotateStorageKey makes the staged generation current (staging one if none is; the
+//     one before it retiring); every process seals under it within a poll (Version
+//     reloads key_generations when the store changed).
 //  2. ResealStorageKey re-seals every value of the purpose under the current generation,
 //     one column at a time, each row only if it still holds what was read (a writer's
 //     change is never overwritten). It is idempotent and resumable: a value already under
@@ -42,7 +47,7 @@ type keyTxRunner func(ctx context.Context, fn func(keyChecks) error) error
 
 // errNeedMaster is why a component cannot rotate: rotation derives new generations.
 func errNeedMaster(s *sealer, what string) error {
-	return fmt.Errorf("%s: only the operator's master key rotates storage keys (this process is a %s): %w", what, s.ring.Component(), keys.ErrNotHeld)
+	return fmt.Errorf("%s: only the operator's master key rotates storage keys (this process is a %s): %w", what, s.keys().Component(), keys.ErrNotHeld)
 }
 
 func isStoragePurpose(p keys.Purpose) bool { return slices.Contains(storePurposes, p) }
@@ -65,13 +70,27 @@ func storageKeyGenerations(rows []genRow) []KeyGeneration {
 	return out
 }
 
-// rotateStorageKey makes p's next generation current.
+// stageStorageKey adds p's next generation as staged (or returns the one staged):
+// key files exported from now on carry it, nothing seals under it yet.
+func stageStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Purpose, now time.Time) (keys.Generation, error) {
+	return nextStorageKey(ctx, run, s, p, now, false)
+}
+
+// rotateStorageKey makes p's staged generation current, staging one first if none is.
 func rotateStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Purpose, now time.Time) (keys.Generation, error) {
-	if !s.ring.HasMaster() {
-		return 0, errNeedMaster(s, "rotate "+string(p))
+	return nextStorageKey(ctx, run, s, p, now, true)
+}
+
+func nextStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Purpose, now time.Time, promote bool) (keys.Generation, error) {
+	what := "stage"
+	if promote {
+		what = "rotate"
+	}
+	if !s.keys().HasMaster() {
+		return 0, errNeedMaster(s, what+" "+string(p))
 	}
 	if !isStoragePurpose(p) {
-		return 0, fmt.Errorf("rotate %s: not a storage purpose (one of %v)", p, storePurposes)
+		return 0, fmt.Errorf("%s %s: not a storage purpose (one of %v)", what, p, storePurposes)
 	}
 	var next keys.Generation
 	err := run(ctx, func(kc keyChecks) error {
@@ -79,22 +98,33 @@ func rotateStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Pu
 		if err != nil {
 			return err
 		}
-		cur, top := keys.FirstGeneration, keys.FirstGeneration
+		cur, top, staged := keys.FirstGeneration, keys.FirstGeneration, keys.Generation(0)
 		for _, r := range rows {
 			if r.p != p {
 				continue
 			}
 			top = max(top, r.g)
-			if r.state == genCurrent {
+			switch r.state {
+			case genCurrent:
 				cur = r.g
+			case genStaged:
+				staged = r.g
 			}
 		}
-		next = top + 1
-		if err := kc.putGeneration(ctx, genRow{p: p, g: cur, state: genRetiring, at: now.UnixNano()}); err != nil {
-			return err
+		next = staged
+		if next == 0 {
+			next = top + 1
+			if err := kc.putGeneration(ctx, genRow{p: p, g: next, state: genStaged, at: now.UnixNano()}); err != nil {
+				return err
+			}
 		}
-		if err := kc.putGeneration(ctx, genRow{p: p, g: next, state: genCurrent, at: now.UnixNano()}); err != nil {
-			return err
+		if promote {
+			if err := kc.putGeneration(ctx, genRow{p: p, g: cur, state: genRetiring, at: now.UnixNano()}); err != nil {
+				return err
+			}
+			if err := kc.putGeneration(ctx, genRow{p: p, g: next, state: genCurrent, at: now.UnixNano()}); err != nil {
+				return err
+			}
 		}
 		if rows, err = kc.generations(ctx); err != nil {
 			return err
@@ -103,6 +133,9 @@ func rotateStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Pu
 			return err
 		}
 		pg := purposeGen{p, next}
+		if _, found, err := kc.purposeCheck(ctx, pg.String()); err != nil || found {
+			return err
+		}
 		sealed, err := s.sealCheck(pg)
 		if err != nil {
 			return err
@@ -110,7 +143,7 @@ func rotateStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Pu
 		return kc.putPurposeCheck(ctx, pg.String(), sealed)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("rotate %s: %w", p, err)
+		return 0, fmt.Errorf("%s %s: %w", what, p, err)
 	}
 	return next, nil
 }
@@ -120,7 +153,7 @@ func rotateStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Pu
 // (by the master key, which derives them): what a stale writer sealed during
 // retirement.
 func resealStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Purpose, rescue bool) (int, error) {
-	if !s.ring.HasMaster() {
+	if !s.keys().HasMaster() {
 		return 0, errNeedMaster(s, "re-seal "+string(p))
 	}
 	if !isStoragePurpose(p) {
@@ -129,7 +162,7 @@ func resealStorageKey(ctx context.Context, run keyTxRunner, s *sealer, p keys.Pu
 	open := s.openingAEAD
 	if rescue {
 		open = func(kind string, g keys.Generation) (cipher.AEAD, error) {
-			k, err := s.ring.KeyGeneration(kindPurpose[kind], g)
+			k, err := s.keys().KeyGeneration(kindPurpose[kind], g)
 			if err != nil {
 				return nil, err
 			}
@@ -243,4 +276,27 @@ type OverlapError struct {
 
 func (e *OverlapError) Error() string {
 	return fmt.Sprintf("retire %s: not yet retired, within the %s overlap: %v", e.Purpose, e.Overlap, e.Waiting)
+}
+
+// setKeys replaces a component's key file ring with ring, a newer export of the same
+// component's file, once the store's checks of every generation it carries pass: a
+// process takes new generations without a restart.
+func setKeys(ctx context.Context, run keyTxRunner, s *sealer, ring *keys.Ring) error {
+	cur := s.keys()
+	switch {
+	case cur.HasMaster():
+		return errors.New("replace keys: this process holds the master key")
+	case ring == nil || ring.HasMaster() || ring.Component() != cur.Component():
+		return fmt.Errorf("replace keys: not a %s's key file", cur.Component())
+	}
+	ns, err := newSealer(ring)
+	if err != nil {
+		return err
+	}
+	if err := run(ctx, func(kc keyChecks) error { return checkKeys(ctx, kc, ns) }); err != nil {
+		return fmt.Errorf("replace keys: %w", err)
+	}
+	s.ring.Store(ring)
+	s.gens.Store(ns.gens.Load())
+	return nil
 }

@@ -63,6 +63,20 @@ func TestStorageKeyRotation(t *testing.T) {
 	}
 	defer gw1.Close()
 
+	// Staged: carried by key files exported now, sealing nothing yet; staging again
+	// names the same generation, and the rotation promotes it.
+	for range 2 {
+		if g, err := op.StageStorageKey(ctx, keys.StoreAccessKeys); err != nil || g != 2 {
+			t.Fatalf("stage: generation %d, %v", g, err)
+		}
+	}
+	d := AccessKey{ID: "AKIADDDDDDDDDDDDDDDD", User: "dave", Secret: "5555555555666666666677777777778888888888", Status: StatusActive}
+	if err := op.PutAccessKey(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if g := genOf(t, rawAccessKey(t, op, d.ID)); g != 1 {
+		t.Fatalf("a value written while generation 2 is staged is under generation %d", g)
+	}
 	g, err := op.RotateStorageKey(ctx, keys.StoreAccessKeys)
 	if err != nil || g != 2 {
 		t.Fatalf("rotate: generation %d, %v", g, err)
@@ -100,7 +114,7 @@ func TestStorageKeyRotation(t *testing.T) {
 	for _, s := range []*SQLite{op, gw12} {
 		for _, k := range []AccessKey{a, b} {
 			if got, err := s.GetAccessKey(ctx, k.ID); err != nil || got.Secret != k.Secret {
-				t.Fatalf("%s reads %s during the overlap: %v", s.seal.ring.Component(), k.ID, err)
+				t.Fatalf("%s reads %s during the overlap: %v", s.seal.keys().Component(), k.ID, err)
 			}
 		}
 	}
@@ -112,8 +126,23 @@ func TestStorageKeyRotation(t *testing.T) {
 		t.Fatalf("a gateway holding generation 1 only read a generation 2 value: %v", err)
 	}
 
-	// Re-seal: one value (a) left under generation 1; a second run finds none.
-	if n, err := op.ResealStorageKey(ctx, keys.StoreAccessKeys); err != nil || n != 1 {
+	// The gateway takes a new export of its key file without reopening; not another
+	// component's file, nor does a process holding the master key swap it for a file.
+	if err := gw1.SetKeys(ctx, ring(t, master, keys.Console)); err == nil {
+		t.Error("a gateway took a console's key file")
+	}
+	if err := op.SetKeys(ctx, both); err == nil {
+		t.Error("a process holding the master key took a key file")
+	}
+	if err := gw1.SetKeys(ctx, both); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := gw1.GetAccessKey(ctx, b.ID); err != nil || got.Secret != b.Secret {
+		t.Fatalf("after taking the new key file the gateway reads b: %v", err)
+	}
+
+	// Re-seal: two values (a, d) left under generation 1; a second run finds none.
+	if n, err := op.ResealStorageKey(ctx, keys.StoreAccessKeys); err != nil || n != 2 {
 		t.Fatalf("re-seal: %d values, %v", n, err)
 	}
 	if n, err := op.ResealStorageKey(ctx, keys.StoreAccessKeys); err != nil || n != 0 {
@@ -176,7 +205,7 @@ func TestStorageKeyRotation(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := s.GetAccessKey(ctx, a.ID); !errors.Is(err, ErrRetiredKey) {
-			t.Errorf("%s opened a value sealed under the retired generation: %v", s.seal.ring.Component(), err)
+			t.Errorf("%s opened a value sealed under the retired generation: %v", s.seal.keys().Component(), err)
 		}
 	}
 	reopened, err := OpenSQLite(ctx, Config{DataDir: dir, MasterKey: master})

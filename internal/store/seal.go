@@ -32,7 +32,9 @@ import (
 // holder of the master key opens it, and Open rewraps such values when it holds the
 // master key (rewrapLegacy).
 type sealer struct {
-	ring   *keys.Ring
+	// ring is the keys held; a component's is replaced when its key file is exported
+	// again (setKeys), the master key's never.
+	ring   atomic.Pointer[keys.Ring]
 	legacy cipher.AEAD // nil without the master key
 	// gens is which generation of each purpose seals and which are retired, as the
 	// store recorded it when last read (loadGenerations), with the AEADs of every live
@@ -71,6 +73,7 @@ type genRow struct {
 
 // The states of a generation.
 const (
+	genStaged   = "staged"
 	genCurrent  = "current"
 	genRetiring = "retiring"
 	genRetired  = "retired"
@@ -148,7 +151,8 @@ func newSealer(ring *keys.Ring) (*sealer, error) {
 	if ring == nil {
 		return nil, errors.New("no keys")
 	}
-	s := &sealer{ring: ring}
+	s := &sealer{}
+	s.ring.Store(ring)
 	if ring.HasMaster() {
 		k, err := ring.Key(keys.StoreLegacy)
 		if err != nil {
@@ -163,6 +167,8 @@ func newSealer(ring *keys.Ring) (*sealer, error) {
 	}
 	return s, nil
 }
+
+func (s *sealer) keys() *keys.Ring { return s.ring.Load() }
 
 // loadGenerations takes rows of key_generations, read at store version v: the current
 // generation of each purpose and the retired ones, and the AEADs of every live
@@ -180,11 +186,11 @@ func (s *sealer) loadGenerations(rows []genRow, v int64) error {
 		known[r.p] = append(known[r.p], r.g)
 	}
 	for _, p := range storePurposes {
-		if !s.ring.Has(p) {
+		if !s.keys().Has(p) {
 			continue
 		}
-		held := s.ring.Generations(p)
-		if s.ring.HasMaster() {
+		held := s.keys().Generations(p)
+		if s.keys().HasMaster() {
 			held = append([]keys.Generation{keys.FirstGeneration}, known[p]...)
 		}
 		for _, g := range held {
@@ -192,7 +198,7 @@ func (s *sealer) loadGenerations(rows []genRow, v int64) error {
 			if st.retired[pg] || st.aeads[pg] != nil {
 				continue
 			}
-			k, err := s.ring.KeyGeneration(p, g)
+			k, err := s.keys().KeyGeneration(p, g)
 			if err != nil {
 				return fmt.Errorf("storage key %s: %w", pg, err)
 			}
@@ -255,7 +261,7 @@ func (s *sealer) sealingAEAD(kind string) (cipher.AEAD, keys.Generation, error) 
 			return a, g, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("%s: %w", kind, &MissingKeyError{Purpose: p, Component: s.ring.Component()})
+	return nil, 0, fmt.Errorf("%s: %w", kind, &MissingKeyError{Purpose: p, Component: s.keys().Component()})
 }
 
 // openingAEAD is the AEAD that opens kind's values sealed under generation g.
@@ -272,7 +278,7 @@ func (s *sealer) openingAEAD(kind string, g keys.Generation) (cipher.AEAD, error
 	if a := st.aeads[pg]; a != nil {
 		return a, nil
 	}
-	return nil, fmt.Errorf("%s: %w", kind, &MissingKeyError{Purpose: p, Generation: g, Component: s.ring.Component()})
+	return nil, fmt.Errorf("%s: %w", kind, &MissingKeyError{Purpose: p, Generation: g, Component: s.keys().Component()})
 }
 
 // MissingKeyError says a process tried to read or write a kind of secret its keys do
@@ -410,7 +416,7 @@ func checkValue(pg purposeGen) []byte { return []byte("phantom key check v2 " + 
 func (s *sealer) sealCheck(pg purposeGen) ([]byte, error) {
 	a := s.gens.Load().aeads[pg]
 	if a == nil {
-		return nil, &MissingKeyError{Purpose: pg.p, Generation: pg.g, Component: s.ring.Component()}
+		return nil, &MissingKeyError{Purpose: pg.p, Generation: pg.g, Component: s.keys().Component()}
 	}
 	return sealGen(a, pg.g, kindKeyCheck, pg.String(), checkValue(pg))
 }

@@ -315,6 +315,11 @@ func (s *SQLite) keyTx(ctx context.Context, fn func(keyChecks) error) error {
 	return nil
 }
 
+// StageStorageKey adds purpose p's next key generation, staged (rotate.go).
+func (s *SQLite) StageStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error) {
+	return stageStorageKey(ctx, s.keyTx, s.seal, p, s.now())
+}
+
 // RotateStorageKey makes purpose p's next key generation current (rotate.go).
 func (s *SQLite) RotateStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error) {
 	return rotateStorageKey(ctx, s.keyTx, s.seal, p, s.now())
@@ -328,6 +333,11 @@ func (s *SQLite) ResealStorageKey(ctx context.Context, p keys.Purpose) (int, err
 // RetireStorageKeys retires p's generations superseded at least overlap ago.
 func (s *SQLite) RetireStorageKeys(ctx context.Context, p keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error) {
 	return retireStorageKeys(ctx, s.keyTx, s.seal, p, overlap, s.now())
+}
+
+// SetKeys replaces this component's keys with a newer export of its key file.
+func (s *SQLite) SetKeys(ctx context.Context, ring *keys.Ring) error {
+	return setKeys(ctx, s.keyTx, s.seal, ring)
 }
 
 // StorageKeyGenerations lists every storage purpose's key generations.

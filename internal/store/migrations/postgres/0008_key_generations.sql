@@ -2,7 +2,7 @@
 CREATE TABLE key_generations (
 	purpose    text NOT NULL,
 	generation integer NOT NULL CHECK (generation >= 1),
-	state      text NOT NULL CHECK (state IN ('current', 'retiring', 'retired')),
+	state      text NOT NULL CHECK (state IN ('staged', 'current', 'retiring', 'retired')),
 	changed_at bigint NOT NULL,
 	PRIMARY KEY (purpose, generation)
 );
