@@ -157,7 +157,7 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.logs.renewWriters(runCtx, time.Hour, c.log)
+		c.logs.renewWriters(runCtx, writerCheckInterval(cfg.Poll), c.log)
 	}()
 	if cfg.KeysFile != "" {
 		c.wg.Add(1)
@@ -191,7 +191,9 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 		StateDir:  filepath.Join(cfg.DataDir, "component", cfg.Chain),
 		JoinToken: cfg.JoinToken,
 		Kind:      kind,
-		Logger:    log,
+		// A CA rotation renews the certificate within a poll of the trust (syncCA).
+		IssuingKeyID: p.CA.IssuingKeyID,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)

@@ -1,6 +1,7 @@
 package perimeter
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +46,33 @@ type certSource struct {
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	renewAt time.Time
+	// triedFor and triedAt: the newest issuing CA an early renewal was last tried for.
+	triedFor []byte
+	triedAt  time.Time
+}
+
+// issuingKeyIDer names the newest trusted issuing CA (*pki.Authority): a certificate
+// another CA signed is renewed at once, so a CA rotation reaches every holder within a
+// poll.
+type issuingKeyIDer interface{ IssuingKeyID() []byte }
+
+// supersededRetry is how often an early renewal for a newer CA is retried while the
+// issuer still signs with the old one.
+const supersededRetry = 2 * time.Second
+
+// supersededLocked reports whether a newer issuing CA than cert's is trusted (at most
+// once per supersededRetry for one CA). Callers hold mu.
+func (c *certSource) supersededLocked(now time.Time) bool {
+	ider, ok := c.ca.(issuingKeyIDer)
+	if !ok || c.cert == nil {
+		return false
+	}
+	newest := ider.IssuingKeyID()
+	if len(newest) == 0 || bytes.Equal(newest, c.cert.Leaf.AuthorityKeyId) || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
+		return false
+	}
+	c.triedFor, c.triedAt = newest, now
+	return true
 }
 
 // newCertSource issues the first certificate now, so a CA problem stops the start.
@@ -89,7 +117,7 @@ func (c *certSource) get() (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if c.cert != nil && now.Before(c.renewAt) {
+	if c.cert != nil && now.Before(c.renewAt) && !c.supersededLocked(now) {
 		return c.cert, nil
 	}
 	cert, err := c.ca.Issue(c.req)

@@ -108,6 +108,7 @@ type Authority struct {
 	ca       atomic.Pointer[CA]
 	bundle   atomic.Pointer[[]byte]
 	certs    atomic.Pointer[[]CACertificate]
+	newest   atomic.Pointer[[]byte] // subject key id of the newest trusted CA that issues
 	mu       sync.Mutex // Refresh and rotations, one at a time
 }
 
@@ -184,6 +185,17 @@ func (a *Authority) BundlePEM() []byte { return bytes.Clone(*a.bundle.Load()) }
 // WriteBundle writes the current bundle to path (0644, replaced atomically).
 func (a *Authority) WriteBundle(path string) error {
 	return atomicfile.Write(path, *a.bundle.Load(), 0o644)
+}
+
+// IssuingKeyID is the subject key id of the newest trusted CA that issues leaves (the
+// issuing CA made last, as last refreshed): a holder whose certificate another CA signed
+// renews it early, so a rotation moves every component to the new CA within a poll
+// instead of a leaf lifetime.
+func (a *Authority) IssuingKeyID() []byte {
+	if p := a.newest.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Certificates lists the perimeter's CA certificates as last refreshed.
@@ -422,6 +434,8 @@ func (a *Authority) refreshLocked(ctx context.Context) error {
 	}
 	a.bundle.Store(&bundle)
 	a.certs.Store(&certs)
+	newest := bytes.Clone(trusted[len(trusted)-1].SubjectKeyId) // issuing CAs last, oldest first
+	a.newest.Store(&newest)
 	if !a.cfg.Issue {
 		return nil
 	}
