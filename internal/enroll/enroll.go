@@ -58,10 +58,11 @@ type Config struct {
 	Kind pki.Kind
 	// Timeout bounds one API call; zero means 10 s.
 	Timeout time.Duration
-	// IssuingKeyID, when set, names the newest trusted issuing CA (its subject key id,
-	// pki.Authority.IssuingKeyID): a certificate another CA signed is renewed at once, so
-	// a CA rotation reaches the component within a poll. nil: renewed at half life only.
-	IssuingKeyID func() []byte
+	// NewerIssuing, when set, names the issuing CA that superseded the one with the
+	// given key id (pki.Authority.NewerIssuing): a certificate it signed is renewed at
+	// once, so an issuing CA rotation reaches the component within a poll. nil: renewed
+	// at half life only.
+	NewerIssuing func(issuer []byte) []byte
 	Now          func() time.Time
 	Logger       *slog.Logger
 }
@@ -212,27 +213,24 @@ func (c *Client) Certificate(ctx context.Context) (*tls.Certificate, error) {
 // supersededRetry for that CA: a renewal that still gets the old CA's signature (STS has
 // not polled the rotation yet) is not retried on every handshake.
 func (c *Client) superseded(leaf *x509.Certificate) bool {
-	if c.cfg.IssuingKeyID == nil {
-		return false
-	}
-	newest := c.cfg.IssuingKeyID()
+	newest := c.NewerIssuing(leaf.AuthorityKeyId)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
-	if len(newest) == 0 || bytes.Equal(newest, leaf.AuthorityKeyId) || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
+	if len(newest) == 0 || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
 		return false
 	}
 	c.triedFor, c.triedAt = newest, now
 	return true
 }
 
-// IssuingKeyID is the newest trusted issuing CA's key id as Config.IssuingKeyID says (nil
-// without it): a certSource over this client renews early on a CA rotation too.
-func (c *Client) IssuingKeyID() []byte {
-	if c.cfg.IssuingKeyID == nil {
+// NewerIssuing is Config.NewerIssuing (nil without it): a certSource over this client
+// renews early on an issuing CA rotation too.
+func (c *Client) NewerIssuing(issuer []byte) []byte {
+	if c.cfg.NewerIssuing == nil {
 		return nil
 	}
-	return c.cfg.IssuingKeyID()
+	return c.cfg.NewerIssuing(issuer)
 }
 
 // Issue is Certificate for callers that ask a CA for a certificate (pki.Request): an

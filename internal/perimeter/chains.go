@@ -1,7 +1,6 @@
 package perimeter
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -98,8 +97,8 @@ func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks
 }
 
 // renewWriters gives each chain a new certified key when its certificate is past half
-// its life, or when a newer issuing CA than the one that certified it is trusted (a CA
-// rotation moves the writers to the new CA: the chain's next digests are signed by the
+// its life, or when a newer issuing CA under the same root than the one that certified it
+// is trusted (an issuing CA rotation moves the writers to the new CA: the chain's next digests are signed by the
 // new key, and verify against the bundle holding both), checking every interval until
 // ctx ends.
 func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
@@ -111,14 +110,11 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 			return
 		case <-t.C:
 		}
-		var newest []byte
-		if ider, ok := l.ca.(issuingKeyIDer); ok {
-			newest = ider.IssuingKeyID()
-		}
+		ni, _ := l.ca.(newerIssuer)
 		for _, c := range l.names() {
 			// An issuer still signing with the old CA (it polls too) is asked again, every
 			// few intervals: each try is a new key and certificate in the chain's signers.
-			superseded := len(newest) > 0 && !bytes.Equal(newest, l.issuers[c]) && time.Since(l.tried[c]) >= 5*interval
+			superseded := ni != nil && len(ni.NewerIssuing(l.issuers[c])) > 0 && time.Since(l.tried[c]) >= 5*interval
 			if time.Until(l.expires[c]) > writerValidity/2 && !superseded {
 				continue
 			}

@@ -192,7 +192,7 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 		JoinToken: cfg.JoinToken,
 		Kind:      kind,
 		// A CA rotation renews the certificate within a poll of the trust (syncCA).
-		IssuingKeyID: p.CA.IssuingKeyID,
+		NewerIssuing: p.CA.NewerIssuing,
 		Logger:       log,
 	})
 	if err != nil {

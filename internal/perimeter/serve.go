@@ -51,10 +51,10 @@ type certSource struct {
 	triedAt  time.Time
 }
 
-// issuingKeyIDer names the newest trusted issuing CA (*pki.Authority): a certificate
-// another CA signed is renewed at once, so a CA rotation reaches every holder within a
-// poll.
-type issuingKeyIDer interface{ IssuingKeyID() []byte }
+// newerIssuer names the issuing CA that superseded another under the same root
+// (*pki.Authority, *enroll.Client): a certificate the older one signed is renewed at
+// once, so an issuing CA rotation reaches every holder within a poll.
+type newerIssuer interface{ NewerIssuing(issuer []byte) []byte }
 
 // supersededRetry is how often an early renewal for a newer CA is retried while the
 // issuer still signs with the old one.
@@ -63,12 +63,12 @@ const supersededRetry = 2 * time.Second
 // supersededLocked reports whether a newer issuing CA than cert's is trusted (at most
 // once per supersededRetry for one CA). Callers hold mu.
 func (c *certSource) supersededLocked(now time.Time) bool {
-	ider, ok := c.ca.(issuingKeyIDer)
+	ni, ok := c.ca.(newerIssuer)
 	if !ok || c.cert == nil {
 		return false
 	}
-	newest := ider.IssuingKeyID()
-	if len(newest) == 0 || bytes.Equal(newest, c.cert.Leaf.AuthorityKeyId) || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
+	newest := ni.NewerIssuing(c.cert.Leaf.AuthorityKeyId)
+	if len(newest) == 0 || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
 		return false
 	}
 	c.triedFor, c.triedAt = newest, now

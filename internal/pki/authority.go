@@ -108,8 +108,8 @@ type Authority struct {
 	ca       atomic.Pointer[CA]
 	bundle   atomic.Pointer[[]byte]
 	certs    atomic.Pointer[[]CACertificate]
-	newest   atomic.Pointer[[]byte] // subject key id of the newest trusted CA that issues
-	mu       sync.Mutex // Refresh and rotations, one at a time
+	newer    atomic.Pointer[map[string][]byte] // NewerIssuing's answers, by issuing CA key id
+	mu       sync.Mutex                        // Refresh and rotations, one at a time
 }
 
 // ErrCannotIssue is returned by Authority.CA in a process that does not issue.
@@ -187,15 +187,38 @@ func (a *Authority) WriteBundle(path string) error {
 	return atomicfile.Write(path, *a.bundle.Load(), 0o644)
 }
 
-// IssuingKeyID is the subject key id of the newest trusted CA that issues leaves (the
-// issuing CA made last, as last refreshed): a holder whose certificate another CA signed
-// renews it early, so a rotation moves every component to the new CA within a poll
-// instead of a leaf lifetime.
-func (a *Authority) IssuingKeyID() []byte {
-	if p := a.newest.Load(); p != nil {
-		return *p
+// NewerIssuing returns the key id of the newest trusted issuing CA under the same root
+// as the issuing CA whose key id is issuer, when that is another CA (nil otherwise): a
+// holder of a certificate issuer signed renews it early, so an issuing CA rotation moves
+// every component within a poll instead of a leaf lifetime. A new root is not followed
+// early: clients must trust it first (they have half a leaf lifetime, as the old root
+// stays trusted), so leaves move to it when they renew at half life.
+func (a *Authority) NewerIssuing(issuer []byte) []byte {
+	if m := a.newer.Load(); m != nil {
+		return (*m)[string(issuer)]
 	}
 	return nil
+}
+
+// newerIssuing maps each trusted issuing CA's key id to the newest trusted issuing CA's
+// under the same root, when another one is newer. trusted is oldest first per role.
+func newerIssuing(trusted []*x509.Certificate) map[string][]byte {
+	newest := map[string]*x509.Certificate{} // by root key id
+	for _, c := range trusted {
+		if bytes.Equal(c.RawIssuer, c.RawSubject) {
+			continue // a root
+		}
+		if n := newest[string(c.AuthorityKeyId)]; n == nil || !c.NotBefore.Before(n.NotBefore) {
+			newest[string(c.AuthorityKeyId)] = c
+		}
+	}
+	out := map[string][]byte{}
+	for _, c := range trusted {
+		if n := newest[string(c.AuthorityKeyId)]; n != nil && !bytes.Equal(n.SubjectKeyId, c.SubjectKeyId) && !bytes.Equal(c.RawIssuer, c.RawSubject) {
+			out[string(c.SubjectKeyId)] = bytes.Clone(n.SubjectKeyId)
+		}
+	}
+	return out
 }
 
 // Certificates lists the perimeter's CA certificates as last refreshed.
@@ -434,8 +457,8 @@ func (a *Authority) refreshLocked(ctx context.Context) error {
 	}
 	a.bundle.Store(&bundle)
 	a.certs.Store(&certs)
-	newest := bytes.Clone(trusted[len(trusted)-1].SubjectKeyId) // issuing CAs last, oldest first
-	a.newest.Store(&newest)
+	newer := newerIssuing(trusted)
+	a.newer.Store(&newer)
 	if !a.cfg.Issue {
 		return nil
 	}

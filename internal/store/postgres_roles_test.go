@@ -61,6 +61,12 @@ func TestPostgresComponentRoles(t *testing.T) {
 		`INSERT INTO secrets (name, sealed, created_at) VALUES ('pki/issuing/ff', '\x00', 0)`,
 		`INSERT INTO join_tokens (id, hash, node, created_at, expires_at) VALUES ('x', '\x0000000000000000000000000000000000000000000000000000000000000000', 'n', 0, 1)`,
 		`INSERT INTO mfa_devices (serial, user_name, seed_sealed, created_at, last_step, failures) VALUES ('s', 'u', '\x00', 0, 0, 0)`,
+		// Storage key generations are the operator's: no component rotates, retires or
+		// revives one, nor records a key check.
+		`INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES ('store-access-keys', 9, 'current', 0)`,
+		`UPDATE key_generations SET state = 'current'`,
+		`DELETE FROM key_generations`,
+		`INSERT INTO key_checks (purpose, sealed) VALUES ('store-access-keys#9', '\x00')`,
 		`DROP TABLE revocations`,
 		`ALTER TABLE revocations DISABLE TRIGGER USER`,
 		`CREATE TABLE mine (x int)`,
