@@ -187,12 +187,13 @@ func (a *Authority) WriteBundle(path string) error {
 	return atomicfile.Write(path, *a.bundle.Load(), 0o644)
 }
 
-// NewerIssuing returns the key id of the newest trusted issuing CA under the same root
-// as the issuing CA whose key id is issuer, when that is another CA (nil otherwise): a
-// holder of a certificate issuer signed renews it early, so an issuing CA rotation moves
-// every component within a poll instead of a leaf lifetime. A new root is not followed
-// early: clients must trust it first (they have half a leaf lifetime, as the old root
-// stays trusted), so leaves move to it when they renew at half life.
+// NewerIssuing returns the key id of the newest trusted issuing CA (the one a renewal
+// gets a certificate from) when it superseded the issuing CA whose key id is issuer
+// under the same root, nil otherwise: a holder of a certificate issuer signed renews it
+// early, so an issuing CA rotation moves every component within a poll instead of a leaf
+// lifetime, and its clients, which trust the root, see no change. A new root is not
+// followed early: clients must trust it first (the old root stays trusted), so leaves
+// move to it when they renew at half life.
 func (a *Authority) NewerIssuing(issuer []byte) []byte {
 	if m := a.newer.Load(); m != nil {
 		return (*m)[string(issuer)]
@@ -200,22 +201,22 @@ func (a *Authority) NewerIssuing(issuer []byte) []byte {
 	return nil
 }
 
-// newerIssuing maps each trusted issuing CA's key id to the newest trusted issuing CA's
-// under the same root, when another one is newer. trusted is oldest first per role.
+// newerIssuing maps the key id of each trusted issuing CA under the same root as the
+// newest one, other than it, to the newest's. trusted is oldest first per role.
 func newerIssuing(trusted []*x509.Certificate) map[string][]byte {
-	newest := map[string]*x509.Certificate{} // by root key id
+	var newest *x509.Certificate
 	for _, c := range trusted {
-		if bytes.Equal(c.RawIssuer, c.RawSubject) {
-			continue // a root
-		}
-		if n := newest[string(c.AuthorityKeyId)]; n == nil || !c.NotBefore.Before(n.NotBefore) {
-			newest[string(c.AuthorityKeyId)] = c
+		if !bytes.Equal(c.RawIssuer, c.RawSubject) && (newest == nil || !c.NotBefore.Before(newest.NotBefore)) {
+			newest = c
 		}
 	}
 	out := map[string][]byte{}
+	if newest == nil {
+		return out
+	}
 	for _, c := range trusted {
-		if n := newest[string(c.AuthorityKeyId)]; n != nil && !bytes.Equal(n.SubjectKeyId, c.SubjectKeyId) && !bytes.Equal(c.RawIssuer, c.RawSubject) {
-			out[string(c.SubjectKeyId)] = bytes.Clone(n.SubjectKeyId)
+		if c != newest && !bytes.Equal(c.RawIssuer, c.RawSubject) && bytes.Equal(c.AuthorityKeyId, newest.AuthorityKeyId) {
+			out[string(c.SubjectKeyId)] = bytes.Clone(newest.SubjectKeyId)
 		}
 	}
 	return out
