@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,8 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/phantom-perimeter/phantom/internal/keys"
-	"github.com/phantom-perimeter/phantom/internal/store"
-	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 )
 
 // TestStorageKeyRotationUnderLoad: the least-privilege cluster (STS, two gateways, two
@@ -35,23 +32,7 @@ import (
 // store holds no value under a retired generation, and the key files exported last carry
 // none.
 func TestStorageKeyRotationUnderLoad(t *testing.T) {
-	postgresDSN(t)
-	dsn, _ := storetest.PostgresSchema(t, "cluster_keyrot")
-	mk := make([]byte, 32)
-	for i := range mk {
-		mk[i] = byte(11 * (i + 3))
-	}
-	owner, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: dsn, MasterKey: mk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	roles := map[string]string{}
-	for _, c := range []keys.Component{keys.STS, keys.Gateway, keys.Endpoint} {
-		roles[string(c)] = storetest.ComponentRole(t, owner, dsn, c)
-	}
-	c := startClusterOn(t, dsn, Config{Gateways: 2, Endpoints: 2, Pin: true, Poll: 500 * time.Millisecond,
-		LeastPrivilege: true, StoreRoles: roles, masterKey: mk})
+	c, owner := startLeastPrivilege(t, "cluster_keyrot", Config{Gateways: 2, Endpoints: 2, Pin: true, Poll: 500 * time.Millisecond})
 	ctx := t.Context()
 	user, err := c.CreateUserKey(ctx)
 	if err != nil {
@@ -187,17 +168,7 @@ func TestStorageKeyRotationUnderLoad(t *testing.T) {
 	}
 	// Every chain verifies across the change, against the bundle of both issuing CAs and
 	// the store's anchors.
-	bundle := filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes, err := os.ReadFile(filepath.Join(c.cfg.Dir, "data", "sts", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(bundle, pemBytes, 0o644)
-	cmd := exec.Command(c.cfg.Bin, "audit", "verify", c.AuditDir(), "--ca", bundle, "--store", c.cfg.StoreURL)
-	cmd.Env = c.env()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Errorf("phantom audit verify after the rotations: %v\n%s", err, out)
-	}
+	verifyChains(t, c)
 }
 
 func (c *Cluster) mustPhantom(t *testing.T, args ...string) []byte {
