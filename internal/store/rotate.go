@@ -53,18 +53,24 @@ func errNeedMaster(s *sealer, what string) error {
 func isStoragePurpose(p keys.Purpose) bool { return slices.Contains(storePurposes, p) }
 
 // storageKeyGenerations lists every purpose's generations: the recorded rows, and
-// generation 1 (current) of a purpose never rotated.
+// generation 1, current, of a purpose never rotated (it has no row; a staged generation
+// may).
 func storageKeyGenerations(rows []genRow) []KeyGeneration {
 	var out []KeyGeneration
 	for _, p := range storePurposes {
-		n := len(out)
+		first := true
+		for _, r := range rows {
+			if r.p == p && r.g == keys.FirstGeneration {
+				first = false
+			}
+		}
+		if first {
+			out = append(out, KeyGeneration{Purpose: p, Generation: keys.FirstGeneration, State: genCurrent})
+		}
 		for _, r := range rows {
 			if r.p == p {
 				out = append(out, KeyGeneration{Purpose: p, Generation: r.g, State: r.state, ChangedAt: fromNanos(r.at)})
 			}
-		}
-		if len(out) == n {
-			out = append(out, KeyGeneration{Purpose: p, Generation: keys.FirstGeneration, State: genCurrent})
 		}
 	}
 	return out

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -16,6 +17,22 @@ func rawAccessKey(t *testing.T, s *SQLite, id string) []byte {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// accessKeyStates lists the access keys' generations as "generation state".
+func accessKeyStates(t *testing.T, s *SQLite) []string {
+	t.Helper()
+	list, err := s.StorageKeyGenerations(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, kg := range list {
+		if kg.Purpose == keys.StoreAccessKeys {
+			out = append(out, fmt.Sprintf("%d %s", kg.Generation, kg.State))
+		}
+	}
+	return out
 }
 
 func genOf(t *testing.T, v []byte) keys.Generation {
@@ -69,6 +86,9 @@ func TestStorageKeyRotation(t *testing.T) {
 		if g, err := op.StageStorageKey(ctx, keys.StoreAccessKeys); err != nil || g != 2 {
 			t.Fatalf("stage: generation %d, %v", g, err)
 		}
+	}
+	if got := accessKeyStates(t, op); !slices.Equal(got, []string{"1 " + genCurrent, "2 " + genStaged}) {
+		t.Fatalf("generations while staged: %v", got)
 	}
 	d := AccessKey{ID: "AKIADDDDDDDDDDDDDDDD", User: "dave", Secret: "5555555555666666666677777777778888888888", Status: StatusActive}
 	if err := op.PutAccessKey(ctx, d); err != nil {
@@ -182,18 +202,8 @@ func TestStorageKeyRotation(t *testing.T) {
 	if gens, _, err := op.RetireStorageKeys(ctx, keys.StoreAccessKeys, 0); err != nil || !slices.Equal(gens, []keys.Generation{1}) {
 		t.Fatalf("retire: %v, %v", gens, err)
 	}
-	list, err := op.StorageKeyGenerations(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var states []string
-	for _, kg := range list {
-		if kg.Purpose == keys.StoreAccessKeys {
-			states = append(states, kg.State)
-		}
-	}
-	if !slices.Equal(states, []string{genRetired, genCurrent}) {
-		t.Fatalf("generations of %s: %v", keys.StoreAccessKeys, states)
+	if got := accessKeyStates(t, op); !slices.Equal(got, []string{"1 " + genRetired, "2 " + genCurrent}) {
+		t.Fatalf("generations after retirement: %v", got)
 	}
 	// The value sealed under generation 1 before, put back: refused by the master key
 	// and by a key file that still carries generation 1.
