@@ -182,3 +182,40 @@ func issuingSerial(t *testing.T, a *pki.Authority) string {
 	}
 	return ca.Certificate().SerialNumber.Text(16)
 }
+
+// TestPostgresRolesFromBeforeKeyGenerations: a component role made before the storage
+// key generations (phantom store roles on an older schema) reads them after the
+// migration that adds them, so its process follows a rotation without the operator
+// granting anything again.
+func TestPostgresRolesFromBeforeKeyGenerations(t *testing.T) {
+	dsn, _ := newSchema(t)
+	mk := newMasterKey(t)
+	owner := mustOpenPostgres(t, dsn, mk)
+	gwDSN := storetest.ComponentRole(t, owner, dsn, keys.Gateway)
+	owner.Close()
+	// Back to the schema before the migration: no table, no record of it.
+	conn := rawConn(t, dsn)
+	for _, q := range []string{
+		`DROP TABLE key_generations`,
+		`DELETE FROM key_checks WHERE purpose LIKE '%#%'`,
+		`DELETE FROM schema_migrations WHERE name = '0008_key_generations.sql'`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	owner = mustOpenPostgres(t, dsn, mk) // migrates again
+	defer owner.Close()
+	ring, err := keys.ForComponent(mk, keys.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: gwDSN, Keys: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Version(t.Context()); err != nil {
+		t.Fatalf("a role from before the migration polls: %v", err)
+	}
+}
