@@ -97,10 +97,10 @@ func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks
 }
 
 // renewWriters gives each chain a new certified key when its certificate is past half
-// its life, or when a newer issuing CA under the same root than the one that certified it
-// is trusted (an issuing CA rotation moves the writers to the new CA: the chain's next digests are signed by the
-// new key, and verify against the bundle holding both), checking every interval until
-// ctx ends.
+// its life, or when a newer issuing CA under the same root than the one that certified
+// it is trusted (an issuing CA rotation moves the writers to the new CA: the chain's
+// next digests are signed by the new key and verify against the bundle holding both),
+// checking every interval until ctx ends.
 func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
