@@ -450,18 +450,44 @@ func affected(tag pgconn.CommandTag, err error, ifNone error) error {
 
 // Version returns the change counter.
 func (p *Postgres) Version(ctx context.Context) (int64, error) {
-	var v int64
-	if err := p.pool.QueryRow(ctx, `SELECT version FROM store_version WHERE id = 1`).Scan(&v); err != nil {
+	// The storage key generations come in the same round trip and are taken whenever
+	// the store changed: a rotation reaches every process within a poll, and polling
+	// costs no extra query.
+	rows, err := p.pool.Query(ctx, `SELECT v.version, g.purpose, g.generation, g.state, g.changed_at
+		FROM store_version v LEFT JOIN key_generations g ON true WHERE v.id = 1 ORDER BY g.purpose, g.generation`)
+	if err != nil {
 		return 0, p.errorf("read store version: %w", err)
 	}
-	// The storage key generations are read again whenever the store changed: a rotation
-	// reaches every process within a poll.
-	if v != p.seal.gens.Load().version {
-		rows, err := p.genRows(ctx)
-		if err == nil {
-			err = p.seal.loadGenerations(rows, v)
+	defer rows.Close()
+	var (
+		v    int64
+		seen bool
+		gens []genRow
+	)
+	for rows.Next() {
+		var (
+			pu, state *string // NULL without generations
+			g, at     *int64
+		)
+		if err := rows.Scan(&v, &pu, &g, &state, &at); err != nil {
+			return 0, p.errorf("read store version: %w", err)
 		}
-		if err != nil {
+		seen = true
+		if pu != nil && g != nil && state != nil && at != nil {
+			if *g < int64(keys.FirstGeneration) || *g > int64(^uint32(0)) {
+				return 0, fmt.Errorf("read store version: key generation %d of %s out of range", *g, *pu)
+			}
+			gens = append(gens, genRow{p: keys.Purpose(*pu), g: keys.Generation(*g), state: *state, at: *at})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, p.errorf("read store version: %w", err)
+	}
+	if !seen {
+		return 0, p.errorf("read store version: %w", pgx.ErrNoRows)
+	}
+	if v != p.seal.gens.Load().version {
+		if err := p.seal.loadGenerations(gens, v); err != nil {
 			return 0, err
 		}
 	}
