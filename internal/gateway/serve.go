@@ -505,15 +505,15 @@ func resourceARN(spec *config.Spec, api, stage, method string, segs []string) st
 	return b.String()
 }
 
-// selectAPI applies the contract's API selection. Through an endpoint the endpoint's
-// X-Phantom-Api-Id (or, without it, the same selection the endpoint makes) must name an API
-// the endpoint lists.
+// selectAPI applies the contract's API selection. Through an endpoint the API the endpoint
+// selected (X-Phantom-Api-Id on its mTLS hop, Handover.APIID in process; without it, the
+// same selection the endpoint makes) must name an API the endpoint lists.
 func (g *Gateway) selectAPI(cl *call) (*config.API, *apiError) {
 	r, ep := cl.r, cl.ch.endpoint
 	var api *config.API
 	ok := false
 	if ep != nil {
-		if v := r.Header.Values(hdrAPIID); len(v) > 0 {
+		if v := cl.ch.apiIDs; len(v) > 0 {
 			if len(v) == 1 {
 				api, ok = cl.spec.API(v[0])
 			}
