@@ -245,7 +245,7 @@ func TestPostgresRolesFromBeforeKeyGenerations(t *testing.T) {
 	for _, q := range []string{
 		`DROP TABLE key_generations`,
 		`DELETE FROM key_checks WHERE purpose LIKE '%#%'`,
-		`DELETE FROM schema_migrations WHERE name = '0008_key_generations.sql'`,
+		`DELETE FROM schema_migrations WHERE name = '0009_key_generations.sql'`,
 	} {
 		if _, err := conn.Exec(t.Context(), q); err != nil {
 			t.Fatalf("%s: %v", q, err)

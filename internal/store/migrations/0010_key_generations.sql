@@ -1,4 +1,4 @@
--- 0009: generations of the storage keys (issue 26). A row per generation of a storage
+-- 0010: generations of the storage keys (issue 26). A row per generation of a storage
 -- purpose (keys.Generation) the operator made: a staged one is carried by key files
 -- exported from then on but seals nothing yet, the current one seals, a retiring one
 -- still opens what it sealed, a retired one opens nothing. A purpose

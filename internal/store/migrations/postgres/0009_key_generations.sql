@@ -1,4 +1,4 @@
--- 0008: generations of the storage keys, as SQLite's 0009.
+-- 0009: generations of the storage keys, as SQLite's 0010.
 CREATE TABLE key_generations (
 	purpose    text NOT NULL,
 	generation integer NOT NULL CHECK (generation >= 1),
