@@ -102,6 +102,76 @@ func TestKeysBackend(t *testing.T) {
 
 func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
+// TestKeysRotatePurpose: a storage key is staged (exported key files carry it), rotated
+// (re-sealing what it sealed), refused retirement within the overlap, retired, and then
+// exported no more; bad flags are validation errors.
+func TestKeysRotatePurpose(t *testing.T) {
+	dir := t.TempDir()
+	admOK(t, admRun(t, dir, "", "iam", "create-access-key", "--user", "alice"))
+	type out struct {
+		Purpose     string
+		Generation  int
+		Resealed    int
+		Retired     []int
+		StorageKeys []struct {
+			Purpose    string
+			Generation int
+			Status     string
+		}
+	}
+	run := func(args ...string) out {
+		t.Helper()
+		var o out
+		r := admOK(t, admRun(t, dir, "", append([]string{"keys"}, args...)...))
+		if err := json.Unmarshal([]byte(r.stdout), &o); err != nil {
+			t.Fatalf("output %q: %v", r.stdout, err)
+		}
+		return o
+	}
+	status := func(o out) string {
+		var s []string
+		for _, k := range o.StorageKeys {
+			if k.Purpose == "store-access-keys" {
+				s = append(s, fmt.Sprintf("%d:%s", k.Generation, k.Status))
+			}
+		}
+		return strings.Join(s, " ")
+	}
+	if o := run("rotate", "--purpose", "store-access-keys", "--stage"); o.Generation != 2 || status(o) != "1:Current 2:Staged" {
+		t.Fatalf("stage: %+v", o)
+	}
+	file := filepath.Join(t.TempDir(), "gateway.keys")
+	admOK(t, admRun(t, dir, "", "keys", "export", "--component", "gateway", "--out", file))
+	ring, err := keys.LoadFile(file)
+	if err != nil || !slices.Equal(ring.Generations(keys.StoreAccessKeys), []keys.Generation{1, 2}) {
+		t.Fatalf("the key file exported while generation 2 is staged: %v", err)
+	}
+	if o := run("rotate", "--purpose", "store-access-keys"); o.Generation != 2 || o.Resealed < 1 || status(o) != "1:Retiring 2:Current" {
+		t.Fatalf("rotate: %+v", o)
+	}
+	if o := run("rotate", "--purpose", "store-access-keys", "--reseal-only"); o.Resealed != 0 {
+		t.Fatalf("a second re-seal found %d values", o.Resealed)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "keys", "retire", "--purpose", "store-access-keys"), "RetireStorageKeys", "ValidationError")
+	if o := run("retire", "--purpose", "store-access-keys", "--overlap", "0s"); !slices.Equal(o.Retired, []int{1}) || status(o) != "1:Retired 2:Current" {
+		t.Fatalf("retire: %+v", o)
+	}
+	admOK(t, admRun(t, dir, "", "keys", "export", "--component", "gateway", "--out", file))
+	if ring, err = keys.LoadFile(file); err != nil || !slices.Equal(ring.Generations(keys.StoreAccessKeys), []keys.Generation{2}) {
+		t.Fatalf("the key file exported after retirement: %v", err)
+	}
+	admOK(t, admRun(t, dir, "", "iam", "list-access-keys", "--user", "alice"))
+	for _, bad := range [][]string{
+		{"rotate", "--purpose", "gateway-assertion"},
+		{"rotate", "--stage"},
+		{"rotate", "--purpose", "store-mfa", "--stage", "--reseal-only"},
+		{"retire", "--purpose", "store-mfa", "--overlap", "-1s"},
+	} {
+		op := map[string]string{"rotate": "RotateKeys", "retire": "RetireStorageKeys"}[bad[0]]
+		admWantAWSError(t, admRun(t, dir, "", append([]string{"keys"}, bad...)...), op, "ValidationError")
+	}
+}
+
 // TestCACommands: list, rotate with overlap, revoke by identity, distrust, and component
 // join tokens, each refusing what it must.
 func TestCACommands(t *testing.T) {

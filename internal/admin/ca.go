@@ -43,7 +43,11 @@ func (a *Admin) ExportKeys(ctx context.Context, c keys.Component, path string) (
 	if c == keys.Operator {
 		return nil, validation(string(c), "component", "Member must be a component; the operator holds the master key itself")
 	}
-	ring, err := keys.ForComponent(a.mk, c)
+	gens, err := a.liveGenerations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := keys.ForComponentGenerations(a.mk, c, gens)
 	if err != nil {
 		return nil, validation(string(c), "component", err.Error())
 	}
@@ -52,7 +56,13 @@ func (a *Admin) ExportKeys(ctx context.Context, c keys.Component, path string) (
 	}
 	out := &ExportKeysOutput{Component: string(c), Path: path}
 	for _, p := range ring.Held() {
-		out.Purposes = append(out.Purposes, string(p))
+		for _, g := range ring.Generations(p) {
+			name := string(p)
+			if g != keys.FirstGeneration {
+				name = fmt.Sprintf("%s#%d", p, g)
+			}
+			out.Purposes = append(out.Purposes, name)
+		}
 	}
 	if err := a.record(ctx, "ExportComponentKeys", map[string]any{"component": string(c)}, map[string]any{"purposes": out.Purposes}); err != nil {
 		return out, fmt.Errorf("the key file is written, but the audit record failed: %w", err)

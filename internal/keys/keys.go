@@ -179,7 +179,8 @@ func DeriveBackendAssertion(assertion []byte, api string) ([]byte, error) {
 type Ring struct {
 	component Component
 	master    []byte
-	keys      map[Purpose][]byte
+	keys      map[Purpose][]byte                // generation 1 of each purpose
+	gens      map[Purpose]map[Generation][]byte // later generations (generation.go)
 }
 
 // FromMaster returns a ring holding the master key: every purpose.
@@ -220,11 +221,16 @@ func (r *Ring) Restrict(c Component) (*Ring, error) {
 	}
 	out := &Ring{component: c, keys: make(map[Purpose][]byte, len(ps))}
 	for _, p := range ps {
-		k, err := r.Key(p)
-		if err != nil {
+		if !r.Has(p) {
+			_, err := r.Key(p)
 			return nil, fmt.Errorf("restrict keys to %s: %w", c, err)
 		}
-		out.keys[p] = k
+		if k, ok := r.keys[p]; ok {
+			out.keys[p] = slices.Clone(k)
+		}
+		for g, k := range r.gens[p] {
+			out.addGeneration(p, g, slices.Clone(k))
+		}
 	}
 	return out, nil
 }
@@ -250,7 +256,7 @@ func (r *Ring) Has(p Purpose) bool {
 		return ok
 	}
 	_, ok := r.keys[p]
-	return ok
+	return ok || len(r.gens[p]) > 0
 }
 
 // Key returns p's key, or an error wrapping ErrNotHeld.

@@ -326,6 +326,14 @@ var mutants = []mutant{
 		run:     "^TestAuthorityRotationsInOneSecond$",
 	},
 	{
+		name:    "a retired storage key generation opens nothing (issue 26)",
+		file:    "internal/store/seal.go",
+		find:    "if st.retired[pg] {",
+		replace: "if false {",
+		pkg:     "internal/store",
+		run:     "^TestStorageKeyRotation$",
+	},
+	{
 		name:    "component store roles delete no revocation (issue 26; PostgreSQL)",
 		file:    "internal/store/roles.go",
 		find:    "`SELECT, INSERT ON audit_chains, audit_anchors, audit_signers`,",

@@ -173,8 +173,15 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.logs.renewWriters(runCtx, time.Hour, c.log)
+		c.logs.renewWriters(runCtx, writerCheckInterval(cfg.Poll), c.log)
 	}()
+	if cfg.KeysFile != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.p.watchKeyFile(runCtx, cfg.KeysFile, keys.Component(name), cfg.Poll, c.log)
+		}()
+	}
 	return c, nil
 }
 
@@ -200,7 +207,9 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 		StateDir:  filepath.Join(cfg.DataDir, "component", cfg.Chain),
 		JoinToken: cfg.JoinToken,
 		Kind:      kind,
-		Logger:    log,
+		// A CA rotation renews the certificate within a poll of the trust (syncCA).
+		NewerIssuing: p.CA.NewerIssuing,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)

@@ -252,7 +252,7 @@ func (u *up) startLoops(ctx context.Context) {
 	}()
 	go func() {
 		defer u.wg.Done()
-		u.logs.renewWriters(runCtx, time.Hour, log)
+		u.logs.renewWriters(runCtx, writerCheckInterval(u.cfg.Poll), log)
 	}()
 }
 

@@ -61,6 +61,12 @@ func TestPostgresComponentRoles(t *testing.T) {
 		`INSERT INTO secrets (name, sealed, created_at) VALUES ('pki/issuing/ff', '\x00', 0)`,
 		`INSERT INTO join_tokens (id, hash, node, created_at, expires_at) VALUES ('x', '\x0000000000000000000000000000000000000000000000000000000000000000', 'n', 0, 1)`,
 		`INSERT INTO mfa_devices (serial, user_name, seed_sealed, created_at, last_step, failures) VALUES ('s', 'u', '\x00', 0, 0, 0)`,
+		// Storage key generations are the operator's: no component rotates, retires or
+		// revives one, nor records a key check.
+		`INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES ('store-access-keys', 9, 'current', 0)`,
+		`UPDATE key_generations SET state = 'current'`,
+		`DELETE FROM key_generations`,
+		`INSERT INTO key_checks (purpose, sealed) VALUES ('store-access-keys#9', '\x00')`,
 		`DROP TABLE revocations`,
 		`ALTER TABLE revocations DISABLE TRIGGER USER`,
 		`CREATE TABLE mine (x int)`,
@@ -222,4 +228,41 @@ func issuingSerial(t *testing.T, a *pki.Authority) string {
 		t.Fatal(err)
 	}
 	return ca.Certificate().SerialNumber.Text(16)
+}
+
+// TestPostgresRolesFromBeforeKeyGenerations: a component role made before the storage
+// key generations (phantom store roles on an older schema) reads them after the
+// migration that adds them, so its process follows a rotation without the operator
+// granting anything again.
+func TestPostgresRolesFromBeforeKeyGenerations(t *testing.T) {
+	dsn, _ := newSchema(t)
+	mk := newMasterKey(t)
+	owner := mustOpenPostgres(t, dsn, mk)
+	gwDSN := storetest.ComponentRole(t, owner, dsn, keys.Gateway)
+	owner.Close()
+	// Back to the schema before the migration: no table, no record of it.
+	conn := rawConn(t, dsn)
+	for _, q := range []string{
+		`DROP TABLE key_generations`,
+		`DELETE FROM key_checks WHERE purpose LIKE '%#%'`,
+		`DELETE FROM schema_migrations WHERE name = '0009_key_generations.sql'`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	owner = mustOpenPostgres(t, dsn, mk) // migrates again
+	defer owner.Close()
+	ring, err := keys.ForComponent(mk, keys.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: gwDSN, Keys: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Version(t.Context()); err != nil {
+		t.Fatalf("a role from before the migration polls: %v", err)
+	}
 }

@@ -71,7 +71,7 @@ var componentGrants = map[keys.Component][]string{
 // anchors a writer appends (AuditWriterGrants) and the spec agreement.
 var commonGrants = []string{
 	`USAGE ON SCHEMA ` + currentSchema,
-	`SELECT ON schema_migrations, store_version, master_key_check, key_checks, ca_certificates, certificate_revocations,
+	`SELECT ON schema_migrations, store_version, master_key_check, key_checks, key_generations, ca_certificates, certificate_revocations,
 		revocations, node_revocations, nodes, risk_levels, audit_checkpoints`,
 	// A write to a watched table bumps the change counter (phantom_store_changed runs as
 	// the writer).

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -302,6 +303,18 @@ type Store interface {
 	DistrustCACertificate(ctx context.Context, serial string, at time.Time) error
 	PutCertificateRevocation(ctx context.Context, r pki.Revocation) error
 	ListCertificateRevocations(ctx context.Context) ([]pki.Revocation, error)
+
+	// StageStorageKey, RotateStorageKey, ResealStorageKey, RetireStorageKeys and
+	// StorageKeyGenerations
+	// rotate the storage keys (rotate.go); only a holder of the master key rotates.
+	StageStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error)
+	RotateStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error)
+	ResealStorageKey(ctx context.Context, p keys.Purpose) (int, error)
+	RetireStorageKeys(ctx context.Context, p keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error)
+	StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error)
+	// SetKeys replaces a component's key file ring with a newer export of it (the same
+	// component), once the store's checks of its generations pass.
+	SetKeys(ctx context.Context, ring *keys.Ring) error
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)
