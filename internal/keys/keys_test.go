@@ -340,6 +340,7 @@ func FuzzParseBackendKey(f *testing.F) {
 		}
 	})
 }
+
 // Generation 1 of a purpose is the key it always had; later generations are HKDF with
 // the label and "/gen/n", independent of each other and of other purposes. A key file
 // names them as purpose#n and refuses any other spelling.
