@@ -51,7 +51,6 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 	}
 	f.register(cmd, "sts")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+perimeter.DefaultSTSListen+")")
-	f.pkcs11.register(cmd.Flags(), "the issuing CAs' keys (phantom ca rotate --pkcs11-issuing)")
 	return cmd
 }
 

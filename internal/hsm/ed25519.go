@@ -378,6 +378,6 @@ func (t *Token) TokenSigningKey(ctx context.Context, pub ed25519.PublicKey) (cry
 // NewAuditKey makes the key of chain's audit writer in the token. The caller destroys it
 // (Ed25519Key.Destroy) when it gives the chain a new one: what it signed stays verifiable
 // by its certificate.
-func (t *Token) NewAuditKey(ctx context.Context, chain string) (*Ed25519Key, error) {
+func (t *Token) NewAuditKey(ctx context.Context, chain string) (crypto.Signer, error) {
 	return t.NewEd25519Key(ctx, AuditLabel+chain)
 }
