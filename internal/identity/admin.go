@@ -124,15 +124,26 @@ func (s *Service) RevokeNode(ctx context.Context, node string) (Revocation, erro
 // key yet, it creates the first one. It returns the new key's id. With Config.TokenKeys
 // the new key's signing key is made in the token and only its public key is stored.
 func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
+	return s.RotateSealingKeyIn(ctx, s.tokenKeys)
+}
+
+// RotateSealingKeyIn is RotateSealingKey with the new signing key made in tk (nil: at
+// random, sealed in the store), whatever Config.TokenKeys is: the operator's command
+// rotates with the token it is given. Without tk, a current key that signs in a token is
+// not replaced by one in the store (that would take the token out of use): refused.
+func (s *Service) RotateSealingKeyIn(ctx context.Context, tk TokenSigningKeys) (string, error) {
 	if s.deps.SealingKeys == nil {
 		return "", ErrNoKeys
+	}
+	if tk == nil && s.sealer.CurrentInToken() {
+		return "", fmt.Errorf("rotate sealing key: the current key %q signs in a PKCS#11 token: rotate with that token (--pkcs11-module, --pkcs11-token, --pkcs11-pin-file)", s.sealer.CurrentKeyID())
 	}
 	now := s.now().UTC()
 	var k SealingKey
 	var signer crypto.Signer
 	var err error
-	if s.tokenKeys != nil {
-		if signer, err = s.tokenKeys.NewTokenSigningKey(ctx); err == nil {
+	if tk != nil {
+		if signer, err = tk.NewTokenSigningKey(ctx); err == nil {
 			k, err = NewSealingKeyInToken(s.rand, now, signer)
 		}
 	} else {

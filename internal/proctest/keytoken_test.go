@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
@@ -85,6 +86,34 @@ func TestKeysInToken(t *testing.T) {
 		if _, err := token.FindEd25519Key(ctx, hsm.AuditLabel+chain, writers[chain]); err != nil {
 			t.Fatalf("the %s chain's writer key: %v", chain, err)
 		}
+	}
+
+	// The operator rotates the token key: without the token it refuses (a key in the
+	// store would take the token out of use); with it the new key is made there, STS
+	// signs with it within a poll, and the session of the old key keeps working.
+	if out, err := c.Phantom(ctx, "keys", "rotate"); err == nil || !strings.Contains(err.Error(), "PKCS#11 token") {
+		t.Fatalf("keys rotate without the token: %v\n%s", err, out)
+	}
+	if out, err := c.Phantom(ctx, append([]string{"keys", "rotate"}, flags("")[:6]...)...); err != nil {
+		t.Fatalf("keys rotate with the token: %v\n%s", err, out)
+	}
+	if sealing, err = owner.ListSealingKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := sealing[0]
+	if next.ID == cur.ID || !next.SignerInToken || next.SigningSeed != nil {
+		t.Fatalf("after rotation the current key is %s (in token %v, seed %v)", next.ID, next.SignerInToken, next.SigningSeed != nil)
+	}
+	waitFor(t, 10*time.Second, "STS to sign with the rotated key", func() bool {
+		s, err := c.AssumeRole(ctx, user, "in-token-2")
+		if err != nil {
+			return false
+		}
+		b, _ := base64.RawURLEncoding.DecodeString(s.SessionToken)
+		return len(b) > 2+len(next.ID) && b[0] == 3 && string(b[2:2+int(b[1])]) == next.ID && c.Call(ctx, 0, s).Status == 200
+	})
+	if r := c.Call(ctx, 0, session); r.Status != 200 {
+		t.Fatalf("the old key's session after rotation: %d %s", r.Status, r.ErrorType)
 	}
 
 	c.Close()
