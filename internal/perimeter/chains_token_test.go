@@ -33,9 +33,9 @@ func (k tokenKey) Destroy() error {
 }
 
 type fakeAuditToken struct {
-	mu    sync.Mutex
-	made  int
-	live  map[string]string // public key -> chain
+	mu   sync.Mutex
+	made int
+	live map[string]string // public key -> chain
 }
 
 func (f *fakeAuditToken) NewAuditKey(_ context.Context, chain string) (crypto.Signer, error) {
