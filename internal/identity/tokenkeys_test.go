@@ -186,3 +186,31 @@ func reseal(t *testing.T, key []byte, token string, version byte) string {
 	out[0] = version
 	return retoken(aead.Seal(out, out[hdr:hdr+nonceLen], plain, out[:hdr]))
 }
+
+// ctxSigner is a token that signs Ed25519ctx when asked for pure Ed25519: the scheme
+// SoftHSM2 would substitute the other way round.
+type ctxSigner struct{ k ed25519.PrivateKey }
+
+func (c ctxSigner) Public() crypto.PublicKey { return c.k.Public() }
+func (c ctxSigner) Sign(_ io.Reader, msg []byte, _ crypto.SignerOpts) ([]byte, error) {
+	return c.k.Sign(nil, msg, &ed25519.Options{Context: "x"})
+}
+
+type oneKey struct{ s crypto.Signer }
+
+func (o oneKey) NewTokenSigningKey(context.Context) (crypto.Signer, error) { return o.s, nil }
+func (o oneKey) TokenSigningKey(context.Context, ed25519.PublicKey) (crypto.Signer, error) {
+	return o.s, nil
+}
+
+// TestTokenKeyWrongSchemeRefused: a token that returns a signature of another scheme
+// makes no session.
+func TestTokenKeyWrongSchemeRefused(t *testing.T) {
+	k := testKey("k1", 1, t0)
+	bad := ctxSigner{ed25519.NewKeyFromSeed(k.SigningSeed)}
+	k.SigningSeed, k.SignerInToken = nil, true
+	s := tokenSealer(t, newClock(t0), oneKey{bad}, k)
+	if tok, err := s.Seal(fullClaims(t0)); err == nil {
+		t.Fatalf("sealed %q with a signature of another scheme", tok)
+	}
+}
