@@ -267,7 +267,7 @@ func (f *pkcs11Flags) inToken(name string) (perimeter.TokenKeys, error) {
 }
 
 func (f *pkcs11Flags) register(fl *pflag.FlagSet, what string) {
-	fl.StringVar(&f.cfg.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding "+what+", e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: the keys are in the store, sealed)")
+	fl.StringVar(&f.cfg.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding "+what+", e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: no key is in a token: the store, sealed, or memory)")
 	fl.StringVar(&f.cfg.TokenLabel, "pkcs11-token", os.Getenv("PHANTOM_PKCS11_TOKEN"), "label of the PKCS#11 token (default $PHANTOM_PKCS11_TOKEN)")
 	fl.StringVar(&f.pinFile, "pkcs11-pin-file", os.Getenv("PHANTOM_PKCS11_PIN_FILE"), "file holding the token's user PIN (default $PHANTOM_PKCS11_PIN_FILE)")
 }
