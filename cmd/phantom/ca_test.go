@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
@@ -44,6 +47,60 @@ func TestKeysExport(t *testing.T) {
 		t.Fatal("a refused export wrote a file")
 	}
 }
+
+// TestKeysBackend: an API's backend key file (0600) is the key the gateway MACs that
+// API's assertions with, so a verifier made from it checks the gateway's assertions; an
+// API the spec lacks is a validation error and writes nothing.
+func TestKeysBackend(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "orders.jwk")
+	r := admOK(t, admRun(t, dir, "", "keys", "backend", "--api", "a1b2c3d4e5", "--out", out))
+	var o struct{ API, KeyID, Path string }
+	if err := json.Unmarshal([]byte(r.stdout), &o); err != nil || o.API != "a1b2c3d4e5" || o.Path != out {
+		t.Fatalf("output %q: %v", r.stdout, err)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	file, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := store.LoadOrCreateMasterKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := keys.DeriveEd25519(mk, keys.Assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.DeriveBackendKey(seed, "a1b2c3d4e5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.KeyID != gw.KeyID() || strings.Contains(r.stdout, b64url(gw.Key)) {
+		t.Fatalf("output %q: want kid %s and no key", r.stdout, gw.KeyID())
+	}
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{Key: file, Audience: "a1b2c3d4e5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := gateway.SignAssertionHS256(gw, &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: "a1b2c3d4e5", ID: "j1", RequestID: "j1",
+		Method: "GET", Path: "/orders", PayloadHash: gateway.UnsignedPayload, IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("the key file does not verify the gateway's assertion: %v", err)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "keys", "backend", "--api", "zzzzzzzzzz", "--out", out+"2"), "ExportBackendKey", "ValidationError")
+	if _, err := os.Stat(out + "2"); !os.IsNotExist(err) {
+		t.Fatal("a refused export wrote a file")
+	}
+}
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // TestCACommands: list, rotate with overlap, revoke by identity, distrust, and component
 // join tokens, each refusing what it must.

@@ -10,7 +10,7 @@ func newKeysCmd() *cobra.Command {
 	f := new(adminFlags)
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "Session-token sealing keys: rotate, list; component key files: export",
+		Short: "Session-token sealing keys: rotate, list; component key files: export; backends' assertion keys: backend",
 		Long: `Session tokens are sealed (AES-256-GCM) under a ring of keys stored encrypted in the
 data directory. The newest current key seals; older keys only open the tokens they sealed.` + adminFlagsHelp,
 	}
@@ -18,6 +18,7 @@ data directory. The newest current key seals; older keys only open the tokens th
 	cmd.AddCommand(
 		newKeysExportCmd(f),
 		newKeysRotateCmd(f),
+		newKeysBackendCmd(f),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List sealing keys: id, status, created, retire-after (never key material)",
@@ -67,5 +68,32 @@ token is refused (a key in the store would take the token out of use).`,
 		}),
 	}
 	tok.register(cmd.Flags(), "the new key's signing key")
+	return cmd
+}
+
+func newKeysBackendCmd(f *adminFlags) *cobra.Command {
+	var api, out string
+	cmd := &cobra.Command{
+		Use:   "backend --api ID --out FILE",
+		Short: "Write an API's assertion key file for its backends (HS256): they verify X-Phantom-Identity with it",
+		Long: `Write the key file of API --api to --out (0600): the HS256 key the gateway MACs that API's
+identity assertions (X-Phantom-Identity) with, as a JWK {"kty":"oct","kid":"API:CHECK",
+"alg":"HS256","use":"sig","k":…}. Give it to the API's backends (gateway.NewAssertionVerifier's
+Key, or any JOSE library: docs/backends.md). It is derived from the gateway's assertion key
+with the API id: its holder can check, and make, assertions for this API only, not for
+another API. The same file comes out every time until the master key changes. An API with
+assertion: eddsa has no key file (its backends use the gateway's JWKS). Prints the API, the
+kid and the file, never the key. Audited in the chain "admin".`,
+		Example: `  phantom keys backend --api a1b2c3d4e5 --out /etc/orders/phantom-assertion.jwk
+  phantom keys backend --api a1b2c3d4e5 --out orders.jwk --output text`,
+		Args: cobra.NoArgs,
+		RunE: f.run("ExportBackendKey", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
+			return a.ExportBackendKey(cmd.Context(), api, out)
+		}),
+	}
+	cmd.Flags().StringVar(&api, "api", "", "the API id (apis[].id in the spec)")
+	cmd.Flags().StringVar(&out, "out", "", "key file to write (0600)")
+	cmd.MarkFlagRequired("api")
+	cmd.MarkFlagRequired("out")
 	return cmd
 }

@@ -150,6 +150,30 @@ func DeriveEd25519(master []byte, p Purpose) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
+// backendAssertionLabel is the HKDF info prefix of the APIs' assertion MAC keys; the API
+// id follows it.
+const backendAssertionLabel = "phantom/assertion/hs256/v1 api="
+
+// DeriveBackendAssertion derives API api's assertion MAC key (HS256, spec apis[].assertion)
+// from the gateway's assertion key (the Assertion purpose's key, the Ed25519 seed):
+// HKDF-SHA256 with the API id in the info. Every gateway replica derives the same key; a
+// backend given its API's key can verify that API's assertions and learns nothing of
+// another API's key or of the signing key (RFC 5869: outputs for distinct infos are
+// independent).
+func DeriveBackendAssertion(assertion []byte, api string) ([]byte, error) {
+	if len(assertion) != Size {
+		return nil, fmt.Errorf("derive the assertion key of API %s: the assertion key is %d bytes, want %d", api, len(assertion), Size)
+	}
+	if api == "" {
+		return nil, errors.New("derive an API's assertion key: no API id")
+	}
+	k, err := hkdf.Key(sha256.New, assertion, nil, backendAssertionLabel+api, Size)
+	if err != nil {
+		return nil, fmt.Errorf("derive the assertion key of API %s: %w", api, err)
+	}
+	return k, nil
+}
+
 // Ring is the keys one process holds: the master key (every purpose derivable) or the
 // derived keys of some purposes only. It is immutable and safe for concurrent use.
 type Ring struct {

@@ -268,3 +268,64 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Each API gets its own MAC key from the assertion key, the same on every replica, and
+// the label is the one backends' key files depend on.
+func TestDeriveBackendAssertion(t *testing.T) {
+	seed, err := Derive(master(t), Assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := DeriveBackendAssertion(seed, "a1b2c3d4e5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := hkdf.Key(sha256.New, seed, nil, "phantom/assertion/hs256/v1 api=a1b2c3d4e5", Size)
+	if !bytes.Equal(a, want) {
+		t.Fatal("the API key is not HKDF-SHA256(assertion key, info \"phantom/assertion/hs256/v1 api=ID\")")
+	}
+	b, _ := DeriveBackendAssertion(seed, "b2c3d4e5f6")
+	if bytes.Equal(a, b) || bytes.Equal(a, seed) {
+		t.Fatal("two APIs, or an API and the assertion key, share a key")
+	}
+	if _, err := DeriveBackendAssertion(seed[:16], "a1b2c3d4e5"); err == nil {
+		t.Fatal("a short assertion key was accepted")
+	}
+	if _, err := DeriveBackendAssertion(seed, ""); err == nil {
+		t.Fatal("an empty API id was accepted")
+	}
+}
+
+func FuzzParseBackendKey(f *testing.F) {
+	seed, err := Derive(master(f), Assertion)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k, err := DeriveBackendKey(seed, "a1b2c3d4e5")
+	if err != nil {
+		f.Fatal(err)
+	}
+	file, err := k.MarshalJWK()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(file)
+	f.Add([]byte(`{"kty":"oct"}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseBackendKey(data)
+		if err != nil {
+			return
+		}
+		if got.Check() != nil || !strings.HasPrefix(got.KeyID(), got.API+":") {
+			t.Fatalf("accepted %+v", got)
+		}
+		again, err := got.MarshalJWK()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := ParseBackendKey(again); err != nil || !bytes.Equal(back.Key, got.Key) || back.API != got.API {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +37,10 @@ type ProcessConfig struct {
 	Anchors []string
 	// OpsListen is the ops listener's address ("": none).
 	OpsListen string
+	// Endpoints are endpoints a gateway process runs in process, handing their requests
+	// to its gateway in memory (gateway --endpoint); each writes the chain
+	// EndpointChain(Chain, id).
+	Endpoints []string
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
 	// where and how a process without the CA's issuing key enrolls.
 	KeysFile, STS, JoinToken string
@@ -124,6 +129,13 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.close = append(c.close, func() { c.p.Store.Close() })
 	if c.p.Issuer == nil {
 		// A host without the CA's issuing key: its certificate comes from STS.
+		if len(cfg.Endpoints) > 0 {
+			// Enrolled, the process holds one certificate, its own: none naming an endpoint
+			// for callers, nor the endpoint's audit chain. Refuse rather than serve callers
+			// the gateway's certificate.
+			c.shutdown()
+			return nil, &UsageError{Err: fmt.Errorf("--endpoint needs the CA's issuing key on this host (an enrolled %s holds only its own certificate): run phantom endpoint for %s instead", name, strings.Join(cfg.Endpoints, ", "))}
+		}
 		cl, err := enrollComponent(ctx, cfg, spec, c.p, c.log)
 		if err != nil {
 			c.shutdown()
@@ -142,7 +154,11 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		return nil, err
 	}
 	c.close = append(c.close, closeSinks)
-	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), []string{cfg.Chain}, c.p, spec.Account, sinks, c.log); err != nil {
+	chains := []string{cfg.Chain}
+	for _, id := range cfg.Endpoints {
+		chains = append(chains, EndpointChain(cfg.Chain, id))
+	}
+	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), chains, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}

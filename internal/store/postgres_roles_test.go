@@ -117,6 +117,44 @@ func TestPostgresComponentRoles(t *testing.T) {
 		}},
 		{c: keys.Console, refused: []string{
 			`UPDATE access_keys SET status = 'Active'`, `SELECT sealed FROM secrets`, `UPDATE revocations SET before = 0`,
+			// A session row is written once: its principal, key or expiry never change.
+			`UPDATE console_sessions SET principal = 'arn:aws:iam::123456789012:user/admin'`,
+			`UPDATE console_sessions SET expires_at = 9000000000000000000`,
+			`UPDATE console_sso SET expires_at = 9000000000000000000`,
+		}, can: func(t *testing.T, s *store.Postgres) {
+			now := time.Now()
+			cs := store.ConsoleSession{ID: [32]byte{1}, AccessKeyID: "AKIAAAAAAAAAAAAAAAAB", SecretHash: [32]byte{2},
+				Principal: "arn:aws:iam::123456789012:user/alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastSeen: now}
+			if ok, err := s.PutConsoleSession(ctx, cs, 10); err != nil || !ok {
+				t.Errorf("the console starts a session: %v %v", ok, err)
+			}
+			if _, err := s.GetConsoleSession(ctx, cs.ID); err != nil {
+				t.Errorf("the console reads a session: %v", err)
+			}
+			if err := s.TouchConsoleSession(ctx, cs.ID, now.Add(time.Minute)); err != nil {
+				t.Errorf("the console touches a session: %v", err)
+			}
+			if err := s.DeleteConsoleSession(ctx, cs.ID); err != nil {
+				t.Errorf("the console ends a session: %v", err)
+			}
+			if _, err := s.DeleteEndedConsoleSessions(ctx, now, now.Add(-time.Hour)); err != nil {
+				t.Errorf("the console deletes ended sessions: %v", err)
+			}
+			if err := s.UpdateLimitBuckets(ctx, []string{"global"}, func(bs []store.LimitBucket) error {
+				bs[0].At, bs[0].Pace, bs[0].IdleAt = now, now, now
+				return nil
+			}); err != nil {
+				t.Errorf("the console counts sign-in failures: %v", err)
+			}
+			if _, err := s.DeleteIdleLimitBuckets(ctx, now); err != nil {
+				t.Errorf("the console deletes idle limiter buckets: %v", err)
+			}
+			if _, err := s.PutConsoleSSO(ctx, [32]byte{3}, []byte("sealed"), now.Add(time.Minute), 10); err != nil {
+				t.Errorf("the console stores a sign-on in progress: %v", err)
+			}
+			if _, err := s.TakeConsoleSSO(ctx, [32]byte{3}, now); err != nil {
+				t.Errorf("the console takes a sign-on in progress: %v", err)
+			}
 		}},
 	} {
 		t.Run(string(tc.c), func(t *testing.T) {
@@ -146,7 +184,16 @@ func TestPostgresComponentRoles(t *testing.T) {
 				tc.can(t, s)
 			}
 			attacker := rawConn(t, roleDSN)
-			for _, stmt := range append(append([]string{}, everyone...), tc.refused...) {
+			refused := append(append([]string{}, everyone...), tc.refused...)
+			if tc.c != keys.Console {
+				// Only the console reads or writes its sessions and sign-in limiter.
+				refused = append(refused, `SELECT principal FROM console_sessions`, `DELETE FROM console_sessions`,
+					`INSERT INTO console_sessions (id, access_key_id, session_token, secret_hash, principal, created_at, expires_at, last_seen)
+						VALUES ('\x0000000000000000000000000000000000000000000000000000000000000001', 'AKIAAAAAAAAAAAAAAAAB', '', '\x0000000000000000000000000000000000000000000000000000000000000001', 'p', 0, 1, 0)`,
+					`UPDATE console_sessions SET last_seen = 0`, `SELECT tokens FROM signin_limits`, `UPDATE signin_limits SET tokens = 100`,
+					`DELETE FROM signin_limits`, `SELECT sealed FROM console_sso`, `DELETE FROM console_sso`)
+			}
+			for _, stmt := range refused {
 				if _, err := attacker.Exec(ctx, stmt); err == nil {
 					t.Errorf("with the %s role, %q succeeded", tc.c, stmt)
 				} else if !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {

@@ -287,6 +287,18 @@ type Store interface {
 	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
 	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
+	// The web console's sessions and sign-in limiter (package console), shared by its
+	// replicas; none of these bump Version.
+	PutConsoleSession(ctx context.Context, s ConsoleSession, max int) (bool, error)
+	GetConsoleSession(ctx context.Context, id [32]byte) (ConsoleSession, error)
+	TouchConsoleSession(ctx context.Context, id [32]byte, at time.Time) error
+	DeleteConsoleSession(ctx context.Context, id [32]byte) error
+	DeleteEndedConsoleSessions(ctx context.Context, now, idleSince time.Time) (int, error)
+	PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error)
+	TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error)
+	UpdateLimitBuckets(ctx context.Context, names []string, fn func([]LimitBucket) error) error
+	DeleteIdleLimitBuckets(ctx context.Context, now time.Time) (int, error)
+
 	// PutCACertificate, ListCACertificates, DistrustCACertificate,
 	// PutCertificateRevocation and ListCertificateRevocations, with the secrets above,
 	// implement pki.CAStore; each write bumps Version.
