@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admin"
 	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/keys"
+	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -212,14 +214,60 @@ func exportableComponents() []keys.Component {
 	return out
 }
 
-// pkcs11Flags name a PKCS#11 token holding CA keys (internal/hsm).
+// pkcs11Flags name a PKCS#11 token holding keys (internal/hsm): the CA's, and a
+// component's (--pkcs11-keys).
 type pkcs11Flags struct {
 	cfg     hsm.Config
 	pinFile string
+	keys    []string // --pkcs11-keys, for components
+}
+
+// The keys --pkcs11-keys names.
+const (
+	pkcs11Issuing      = "issuing"
+	pkcs11TokenSigning = "token-signing"
+	pkcs11Audit        = "audit"
+)
+
+// inToken validates --pkcs11-keys for the component name: STS may keep its issuing CAs',
+// its token-signing and its audit writer's keys in the token (default: issuing), every
+// other component its audit writer's (the default).
+func (f *pkcs11Flags) inToken(name string) (perimeter.TokenKeys, error) {
+	var tk perimeter.TokenKeys
+	if f.cfg.Module == "" {
+		if len(f.keys) > 0 {
+			return tk, errors.New("--pkcs11-keys needs --pkcs11-module")
+		}
+		return tk, nil
+	}
+	ks := f.keys
+	if len(ks) == 0 {
+		ks = []string{pkcs11Audit}
+		if name == "sts" {
+			ks = []string{pkcs11Issuing}
+		}
+	}
+	for _, k := range ks {
+		switch {
+		case k == pkcs11Audit:
+			tk.Audit = true
+		case k == pkcs11Issuing && name == "sts":
+			tk.Issuing = true
+		case k == pkcs11TokenSigning && name == "sts":
+			tk.TokenSigning = true
+		default:
+			allowed := pkcs11Audit
+			if name == "sts" {
+				allowed = pkcs11Issuing + ", " + pkcs11TokenSigning + ", " + pkcs11Audit
+			}
+			return tk, fmt.Errorf("--pkcs11-keys %q: phantom %s keeps %s keys in a token", k, name, allowed)
+		}
+	}
+	return tk, nil
 }
 
 func (f *pkcs11Flags) register(fl *pflag.FlagSet, what string) {
-	fl.StringVar(&f.cfg.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding "+what+", e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: the keys are in the store, sealed)")
+	fl.StringVar(&f.cfg.Module, "pkcs11-module", os.Getenv("PHANTOM_PKCS11_MODULE"), "PKCS#11 library holding "+what+", e.g. /usr/lib/softhsm/libsofthsm2.so (default $PHANTOM_PKCS11_MODULE; none: no key is in a token: the store, sealed, or memory)")
 	fl.StringVar(&f.cfg.TokenLabel, "pkcs11-token", os.Getenv("PHANTOM_PKCS11_TOKEN"), "label of the PKCS#11 token (default $PHANTOM_PKCS11_TOKEN)")
 	fl.StringVar(&f.pinFile, "pkcs11-pin-file", os.Getenv("PHANTOM_PKCS11_PIN_FILE"), "file holding the token's user PIN (default $PHANTOM_PKCS11_PIN_FILE)")
 }

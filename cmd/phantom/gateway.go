@@ -36,7 +36,9 @@ type componentFlags struct {
 	keys      string
 	sts       string
 	joinToken string
-	// pkcs11 is STS's token holding the issuing CAs' keys (phantom ca --pkcs11-issuing).
+	// pkcs11 is the token holding the keys --pkcs11-keys names: STS's issuing CAs' keys
+	// (phantom ca --pkcs11-issuing) and token-signing keys, any component's audit
+	// writer's key.
 	pkcs11 pkcs11Flags
 	// endpoints are gateway --endpoint: endpoints run in the gateway's process.
 	endpoints []string
@@ -55,6 +57,8 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.StringVar(&f.keys, "keys", os.Getenv(keys.FileEnv), "component key file (phantom keys export): the keys of this kind of process only, instead of the master key (default $"+keys.FileEnv+")")
 	fl.StringVar(&f.sts, "sts", os.Getenv("PHANTOM_STS_URL"), "STS URL: where a process holding no CA key enrolls and renews its certificate, and where the console's single sign-on exchanges ID tokens (default $PHANTOM_STS_URL, else https:// and the spec's sts.listen)")
 	fl.StringVar(&f.joinToken, "join-token", os.Getenv("PHANTOM_JOIN_TOKEN"), "join token (phantom ca join-token) a process holding no CA key enrolls with, once (default $PHANTOM_JOIN_TOKEN)")
+	f.pkcs11.register(fl, "the keys --pkcs11-keys names")
+	fl.StringSliceVar(&f.pkcs11.keys, "pkcs11-keys", nil, "keys kept in the PKCS#11 token, comma-separated: audit (this process's audit writer key) for every component; for sts also issuing (the issuing CAs', phantom ca --pkcs11-issuing) and token-signing (new session-token signing keys are made there; sessions are signed there). Default with --pkcs11-module: issuing for sts, audit for the others")
 	for _, name := range []string{"config", "data-dir"} {
 		cmd.MarkFlagRequired(name)
 	}
@@ -129,6 +133,10 @@ func (f componentFlags) process(name string, stderr io.Writer) (perimeter.Proces
 	if !audit.ValidChain(f.chain) {
 		return perimeter.ProcessConfig{}, &exitError{code: 2, err: fmt.Errorf("--audit-chain %q: use lower-case letters, digits and dashes", f.chain)}
 	}
+	inToken, err := f.pkcs11.inToken(name)
+	if err != nil {
+		return perimeter.ProcessConfig{}, &exitError{code: 2, err: err}
+	}
 	log, err := newLogger(stderr, f.log)
 	if err != nil {
 		return perimeter.ProcessConfig{}, err
@@ -137,13 +145,14 @@ func (f componentFlags) process(name string, stderr io.Writer) (perimeter.Proces
 		Name: name, Config: f.config, DataDir: f.dataDir, StoreURL: f.store, Listen: f.listen,
 		Poll: f.poll, MaxStale: f.maxStale, Chain: f.chain, Anchors: auditAnchorURLs(f.anchors),
 		OpsListen: f.opsListen, Endpoints: f.endpoints, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
-		OpenIssuingKeys: func() (perimeter.IssuingToken, error) {
+		OpenKeyToken: func() (perimeter.KeyToken, error) {
 			tok, err := f.pkcs11.open()
 			if tok == nil {
 				return nil, err // not a typed nil: no token
 			}
 			return tok, nil
 		},
-		Stderr: stderr, Log: log,
+		InToken: inToken,
+		Stderr:  stderr, Log: log,
 	}, nil
 }

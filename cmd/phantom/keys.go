@@ -82,6 +82,7 @@ kid and the file, never the key. Audited in the chain "admin".`,
 func newKeysRotateCmd(f *adminFlags) *cobra.Command {
 	var purpose string
 	var resealOnly, stage bool
+	var tok pkcs11Flags
 	cmd := &cobra.Command{
 		Use:   "rotate [--purpose PURPOSE [--stage | --reseal-only]]",
 		Short: "Add a new sealing key, or rotate one storage key (--purpose)",
@@ -100,14 +101,20 @@ while replicas read and write, and running it again (or with --reseal-only, whic
 re-seals) finishes an interrupted one. Processes holding the master key seal under the new
 generation within a poll; processes with a component key file open what the generations
 their file carries sealed. Old sessions are untouched: the
-token keys themselves do not change, only what seals them at rest. Needs the master key.`, keys.StoragePurposes()),
+token keys themselves do not change, only what seals them at rest. Needs the master key.
+
+With --pkcs11-module, --pkcs11-token and --pkcs11-pin-file (no --purpose) the new sealing
+key's signing key is made in that PKCS#11 token and never leaves it; STS must then run with
+the same token and --pkcs11-keys token-signing. While the current key signs in a token,
+rotating without the token is refused (a key in the store would take the token out of use).`, keys.StoragePurposes()),
 		Example: `  phantom keys rotate --data-dir /var/lib/phantom
   phantom keys rotate --purpose store-access-keys
   # with components on key files:
   phantom keys rotate --purpose store-access-keys --stage
   phantom keys export --component gateway --out /etc/phantom/gateway.keys   # on each host
   phantom keys rotate --purpose store-access-keys
-  phantom keys rotate --purpose store-access-keys --reseal-only`,
+  phantom keys rotate --purpose store-access-keys --reseal-only
+  phantom keys rotate --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token phantom --pkcs11-pin-file pin`,
 		Args: cobra.NoArgs,
 		RunE: f.run("RotateKeys", func(cmd *cobra.Command, a *admin.Admin) (admin.Output, error) {
 			switch {
@@ -115,8 +122,18 @@ token keys themselves do not change, only what seals them at rest. Needs the mas
 				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--stage and --reseal-only need --purpose"}
 			case resealOnly && stage:
 				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--stage and --reseal-only exclude each other"}
+			case purpose != "" && tok.cfg.Module != "":
+				return nil, &admin.Error{Code: admin.CodeValidationError, Message: "--pkcs11-* make a new sealing key's signing key, not a storage key: leave out --purpose"}
 			case purpose == "":
-				return a.RotateKeys(cmd.Context())
+				t, err := tok.open()
+				if err != nil {
+					return nil, err
+				}
+				if t == nil {
+					return a.RotateKeys(cmd.Context(), nil)
+				}
+				defer t.Close()
+				return a.RotateKeys(cmd.Context(), t)
 			case stage:
 				return a.StageStorageKey(cmd.Context(), purpose)
 			case resealOnly:
@@ -128,6 +145,7 @@ token keys themselves do not change, only what seals them at rest. Needs the mas
 	cmd.Flags().StringVar(&purpose, "purpose", "", "storage purpose to rotate")
 	cmd.Flags().BoolVar(&resealOnly, "reseal-only", false, "only re-seal the purpose's values under its current generation")
 	cmd.Flags().BoolVar(&stage, "stage", false, "only add the purpose's next generation, for key files, sealing nothing yet")
+	tok.register(cmd.Flags(), "the new sealing key's signing key")
 	return cmd
 }
 

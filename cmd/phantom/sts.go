@@ -37,6 +37,12 @@ validate is rejected and the running one stays. Every call is recorded as one Cl
 event in the tamper-evident audit chain "sts" under the spec's audit.dir (DIR/audit by
 default; check it with phantom audit verify). SIGINT or SIGTERM stops it gracefully.
 
+With --pkcs11-module, --pkcs11-token and --pkcs11-pin-file, --pkcs11-keys names the keys
+kept in that PKCS#11 token, made there non-extractable and used there: issuing (the issuing
+CAs' keys: phantom ca rotate --pkcs11-issuing; the default), token-signing (session tokens
+are signed there; the store holds the public key only; without the token STS refuses to
+start once the current key is there) and audit (this chain's writer key).
+
 When it is ready it prints "phantom sts: listening on https://ADDR" on stderr (ADDR is
 the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 		Example: `  phantom sts --config perimeter.yaml --data-dir /var/lib/phantom
@@ -51,7 +57,6 @@ the bound address, so --listen 127.0.0.1:0 picks a free port).`,
 	}
 	f.register(cmd, "sts")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's sts.listen, else "+perimeter.DefaultSTSListen+")")
-	f.pkcs11.register(cmd.Flags(), "the issuing CAs' keys (phantom ca rotate --pkcs11-issuing)")
 	return cmd
 }
 

@@ -297,7 +297,7 @@ func TestRevokeSessions(t *testing.T) {
 	a := open(t, dir)
 	_, err := a.RevokeSessions(ctx, "nosuchrole")
 	wantCode(t, err, admin.CodeNoSuchEntity)
-	if _, err := a.RotateKeys(ctx); err != nil {
+	if _, err := a.RotateKeys(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	rep := replica(t, dir)
@@ -335,14 +335,14 @@ func TestRotateKeys(t *testing.T) {
 	if l, err := a.ListKeys(ctx); err != nil || len(l.SealingKeys) != 0 {
 		t.Fatalf("fresh list = %+v, %v", l, err)
 	}
-	first, err := a.RotateKeys(ctx)
+	first, err := a.RotateKeys(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rep := replica(t, dir)
 	c, tok := session(t, rep, "app")
 
-	second, err := a.RotateKeys(ctx)
+	second, err := a.RotateKeys(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
@@ -309,8 +310,11 @@ func (a *Admin) RetireStorageKeys(ctx context.Context, p string, overlap time.Du
 // RotateKeys adds a new current sealing key; the previous current keys keep opening the
 // tokens they sealed until the longest session they can have sealed has expired
 // (identity.DefaultMaxSessionDuration after now). With no key yet it creates the first.
-func (a *Admin) RotateKeys(ctx context.Context) (*RotateKeysOutput, error) {
-	id, err := a.ids.RotateSealingKey(ctx)
+// With inToken, the new key's signing key is made in that PKCS#11 token (STS then needs
+// it: phantom sts --pkcs11-keys token-signing); without, a current key that signs in a
+// token is not replaced.
+func (a *Admin) RotateKeys(ctx context.Context, inToken identity.TokenSigningKeys) (*RotateKeysOutput, error) {
+	id, err := a.ids.RotateSealingKeyIn(ctx, inToken)
 	if err != nil {
 		return nil, err
 	}

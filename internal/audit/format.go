@@ -30,6 +30,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -250,12 +251,19 @@ var (
 
 // appendDigest signs body and appends its line with a newline; it returns the line's
 // hash (the next digest's PrevDigest).
-func appendDigest(dst []byte, key ed25519.PrivateKey, body *digestBody) ([]byte, string, error) {
+func appendDigest(dst []byte, key crypto.Signer, body *digestBody) ([]byte, string, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return dst, "", err
 	}
-	sig := ed25519.Sign(key, append([]byte(digestDomain), b...))
+	// Pure Ed25519 (RFC 8032 §5.1) over the domain and the body, in memory or in a token.
+	sig, err := key.Sign(nil, append([]byte(digestDomain), b...), crypto.Hash(0))
+	if err != nil {
+		return dst, "", fmt.Errorf("sign audit digest: %w", err)
+	}
+	if len(sig) != ed25519.SignatureSize {
+		return dst, "", fmt.Errorf("sign audit digest: a %d-byte signature", len(sig))
+	}
 	start := len(dst)
 	dst = append(dst, digPrefix...)
 	dst = append(dst, b...)

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
@@ -28,8 +29,11 @@ type Config struct {
 	// Chain names the writer: [a-z0-9-]+, e.g. "gateway", "endpoint-vpce-0123", "sts".
 	// Each replica writes its own chain; one process at a time may write a chain.
 	Chain string
-	// Signer signs digests: the writer's own key, which Certificate vouches for.
-	Signer ed25519.PrivateKey
+	// Signer signs digests: the writer's own key, which Certificate vouches for. Its
+	// public key is Ed25519 and it signs pure Ed25519 (crypto.Hash(0)): an
+	// ed25519.PrivateKey, or a key in a PKCS#11 token (hsm.Ed25519Key), whose digests
+	// are the same bytes and verify the same way.
+	Signer crypto.Signer
 	// SegmentBytes is the size at which the log moves to a new segment (default 64 MiB).
 	SegmentBytes int64
 	// DigestInterval is how often, at most, records wait for a signed digest while they
@@ -270,7 +274,7 @@ func (c *Config) validate() error {
 	if !ValidChain(c.Chain) {
 		return fmt.Errorf("audit: chain name %q: want [a-z0-9-]+, at most 63 characters", c.Chain)
 	}
-	if len(c.Signer) != ed25519.PrivateKeySize {
+	if !ed25519Signer(c.Signer) {
 		return errors.New("audit: no Ed25519 signing key")
 	}
 	if c.SegmentBytes == 0 {
@@ -1248,8 +1252,8 @@ func (l *Log) rotate() error {
 // digests from the next one on: a writer renews its key before its certificate expires.
 // The certificate goes to signers.pem now and to the anchor stores with the next
 // anchors.
-func (l *Log) SetSigner(key ed25519.PrivateKey, cert []byte) error {
-	if len(key) != ed25519.PrivateKeySize || len(cert) == 0 {
+func (l *Log) SetSigner(key crypto.Signer, cert []byte) error {
+	if !ed25519Signer(key) || len(cert) == 0 {
 		return errors.New("audit: set signer: an Ed25519 key and its certificate are required")
 	}
 	pub := key.Public().(ed25519.PublicKey)
@@ -1265,6 +1269,18 @@ func (l *Log) SetSigner(key ed25519.PrivateKey, cert []byte) error {
 		k.signers = append(k.signers, Signer{KeyID: l.keyID, Chain: l.cfg.Chain, Cert: cert})
 	}
 	return nil
+}
+
+// ed25519Signer reports whether k is a signer of an Ed25519 public key.
+func ed25519Signer(k crypto.Signer) bool {
+	if k == nil {
+		return false
+	}
+	if p, ok := k.(ed25519.PrivateKey); ok && len(p) != ed25519.PrivateKeySize {
+		return false // Public would panic
+	}
+	pub, ok := k.Public().(ed25519.PublicKey)
+	return ok && len(pub) == ed25519.PublicKeySize
 }
 
 // recordRecovery appends the event that tells the chain a torn tail was cut at Open,

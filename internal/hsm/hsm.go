@@ -1,9 +1,11 @@
 // Package hsm keeps keys in a PKCS#11 token (an HSM, a cloud KMS's PKCS#11 library,
 // SoftHSM2) instead of files or the store: the perimeter CA's root keys and, optionally,
 // its issuing CAs' keys, made in the token as non-extractable ECDSA P-256 key pairs and
-// used there to sign. It plugs into pki.AuthorityConfig (RootSigner, NewRootKey,
-// IssuingSigner, NewIssuingKey); the token's library does the cryptography (PKCS#11 v2.40
-// C_GenerateKeyPair, C_Sign), through crypto11.
+// used there to sign; and Ed25519 keys (ed25519.go) that sign session tokens and audit
+// digests. It plugs into pki.AuthorityConfig (RootSigner, NewRootKey, IssuingSigner,
+// NewIssuingKey), identity's token-signing keys and the audit writers; the token's library
+// does the cryptography (PKCS#11 C_GenerateKeyPair, C_Sign), through crypto11 and, for
+// EdDSA, which crypto11 lacks, miekg/pkcs11.
 //
 // It does not own which keys matter or when they are used: internal/pki decides that.
 package hsm
@@ -54,6 +56,7 @@ func (c Config) Validate() error {
 // Token is an open session pool on one token.
 type Token struct {
 	ctx *crypto11.Context
+	ed  *edSessions // CKM_EDDSA, which crypto11 lacks
 }
 
 // Open logs in to the token cfg names.
@@ -68,11 +71,20 @@ func Open(cfg Config) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11: open token %q with %s: %w", cfg.TokenLabel, cfg.Module, err)
 	}
-	return &Token{ctx: c}, nil
+	ed, err := openEdSessions(cfg)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return &Token{ctx: c, ed: ed}, nil
 }
 
-// Close ends the token's sessions.
-func (t *Token) Close() error { return t.ctx.Close() }
+// Close ends the token's sessions: the Ed25519 ones first, as crypto11 finalizes the
+// module when its last context closes.
+func (t *Token) Close() error {
+	t.ed.close()
+	return t.ctx.Close()
+}
 
 // NewRootKey makes a root key pair in the token (pki.AuthorityConfig.NewRootKey). Its
 // private half never leaves the token.

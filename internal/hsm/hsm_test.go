@@ -16,7 +16,7 @@ const account = "123456789012"
 
 func softHSM(t *testing.T) hsm.Config { return hsmtest.SoftHSM(t) }
 
-func open(t *testing.T, cfg hsm.Config) *hsm.Token {
+func open(t testing.TB, cfg hsm.Config) *hsm.Token {
 	t.Helper()
 	tok, err := hsm.Open(cfg)
 	if err != nil {

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"time"
@@ -120,19 +121,43 @@ func (s *Service) RevokeNode(ctx context.Context, node string) (Revocation, erro
 
 // RotateSealingKey adds a new current sealing key and retires the previous current keys
 // after the longest session (they keep opening the tokens they sealed until then). With no
-// key yet, it creates the first one. It returns the new key's id.
+// key yet, it creates the first one. It returns the new key's id. With Config.TokenKeys
+// the new key's signing key is made in the token and only its public key is stored.
 func (s *Service) RotateSealingKey(ctx context.Context) (string, error) {
-	now := s.now().UTC()
-	k, err := NewSealingKey(s.rand, now)
-	if err != nil {
-		return "", fmt.Errorf("rotate sealing key: %w", err)
-	}
+	return s.RotateSealingKeyIn(ctx, s.tokenKeys)
+}
+
+// RotateSealingKeyIn is RotateSealingKey with the new signing key made in tk (nil: at
+// random, sealed in the store), whatever Config.TokenKeys is: the operator's command
+// rotates with the token it is given. Without tk, a current key that signs in a token is
+// not replaced by one in the store (that would take the token out of use): refused.
+func (s *Service) RotateSealingKeyIn(ctx context.Context, tk TokenSigningKeys) (string, error) {
 	if s.deps.SealingKeys == nil {
 		return "", ErrNoKeys
+	}
+	if tk == nil && s.sealer.CurrentInToken() {
+		return "", fmt.Errorf("rotate sealing key: the current key %q signs in a PKCS#11 token: rotate with that token (--pkcs11-module, --pkcs11-token, --pkcs11-pin-file)", s.sealer.CurrentKeyID())
+	}
+	now := s.now().UTC()
+	var k SealingKey
+	var signer crypto.Signer
+	var err error
+	if tk != nil {
+		if signer, err = tk.NewTokenSigningKey(ctx); err == nil {
+			k, err = NewSealingKeyInToken(s.rand, now, signer)
+		}
+	} else {
+		k, err = NewSealingKey(s.rand, now)
+	}
+	if err != nil {
+		return "", fmt.Errorf("rotate sealing key: %w", err)
 	}
 	// Store the new key before retiring the old: a crash in between leaves two current keys
 	// (the newest seals), never none.
 	if err := s.deps.SealingKeys.PutSealingKey(ctx, k); err != nil {
+		if d, ok := signer.(interface{ Destroy() error }); ok {
+			err = errors.Join(err, d.Destroy()) // no key nothing names left in the token
+		}
 		return "", fmt.Errorf("rotate sealing key: store key %s: %w", k.ID, err)
 	}
 	// List after the write, so a key another replica rotated in meanwhile is retired too

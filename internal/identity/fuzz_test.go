@@ -22,10 +22,21 @@ func FuzzOpen(f *testing.F) {
 		}
 		return s
 	}
-	sealer := deterministic(1, testKey("k1", 1, t0), testKey("k2", 2, t0.Add(-time.Hour)))
+	// k3 signs in a token (version 3), with the same key pair as k2 (version 2): the ring
+	// opens each only in its own scheme.
+	tok := newFakeToken()
+	k3 := inToken(tok, testKey("k3", 2, t0.Add(-2*time.Hour)))
+	sealer := deterministic(1, testKey("k1", 1, t0), testKey("k2", 2, t0.Add(-time.Hour)), k3)
 	k2Only := deterministic(2, testKey("k2", 2, t0)) // seals under k2, still in the ring
+	k3Only, err := NewSealer(SealerConfig{Now: c.Now, Rand: rand.NewChaCha8([32]byte{3}), TokenKeys: tok})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := k3Only.SetKeys([]SealingKey{k3}); err != nil {
+		f.Fatal(err)
+	}
 	sealed := map[string]bool{}
-	for _, s := range []*Sealer{sealer, k2Only} {
+	for _, s := range []*Sealer{sealer, k2Only, k3Only} {
 		for _, cl := range []*Claims{fullClaims(t0), minimalClaims(t0)} {
 			tok, err := s.Seal(cl)
 			if err != nil {

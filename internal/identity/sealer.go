@@ -2,6 +2,8 @@ package identity
 
 import (
 	"bytes"
+	"context"
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
@@ -41,11 +43,20 @@ import (
 // so it opens every token and can make none: a token it encrypted itself has no valid
 // signature.
 //
+// Version 3 is version 2 signed by a key in a PKCS#11 token (SealingKey.SignerInToken):
+// tokens sign pure Ed25519 only (SoftHSM2 ignores CK_EDDSA_PARAMS, so Ed25519ctx is not to
+// be had), so the signature is pure Ed25519 (RFC 8032 §5.1) over tokenV3Domain followed by
+// everything before it. The domain separates it from every other use of the key as the
+// context does for version 2; no message of another Phantom signer starts with it. A key
+// opens the one version its signer makes: a version 2 token under a token key, or a
+// version 3 token under a file key, is refused whatever its signature.
+//
 // Version 1 is the same without the signature. It is opened only under a key made before
 // signed tokens (one without a public key), so sessions issued before an upgrade keep
 // working until they expire; no key with a public key opens it, and Seal never writes it.
 const (
 	tokenVersion       = 2
+	tokenVersionInHSM  = 3
 	tokenVersionLegacy = 1
 	maxKeyIDLen        = 32
 	sealingKeyLen      = 32 // AES-256
@@ -72,6 +83,11 @@ const (
 // anything else with the same key never verifies as a token's (RFC 8032 §8.3).
 var signOptions = &ed25519.Options{Context: "phantom session token v2"}
 
+// tokenV3Domain starts every message a token key signs (version 3). It cannot start an
+// Ed25519ctx message's hash input (RFC 8032's dom2 begins "SigEd25519 no Ed25519
+// collisions"), nor an audit digest's ("phantom/audit/v1 digest").
+const tokenV3Domain = "phantom session token v3 (pure Ed25519)\x00"
+
 // tokenEncoding is strict so that a token has exactly one spelling (no malleable padding
 // bits); base64url below closes the other gap, the decoder skipping '\r' and '\n'.
 var tokenEncoding = base64.RawURLEncoding.Strict()
@@ -91,6 +107,9 @@ func base64url(s string) bool {
 
 // SealerConfig configures a Sealer.
 type SealerConfig struct {
+	// TokenKeys finds the signing keys of keys that sign in a PKCS#11 token
+	// (SignerInToken); nil: this process cannot seal with such keys, only open.
+	TokenKeys TokenSigningKeys
 	// MaxSessionDuration is the longest session Seal accepts and how long a rotated-out key
 	// stays in the ring; 0 means DefaultMaxSessionDuration.
 	MaxSessionDuration time.Duration
@@ -103,6 +122,7 @@ type SealerConfig struct {
 // lock: the ring is an immutable snapshot behind an atomic.Pointer, replaced by Rotate and
 // SetKeys (which serialize among themselves).
 type Sealer struct {
+	tokenKeys  TokenSigningKeys
 	maxSession time.Duration
 	now        func() time.Time
 	rand       io.Reader
@@ -128,8 +148,9 @@ type ringKey struct {
 	id          string
 	raw         []byte // to tell a reload of the same key from a conflicting one
 	aead        cipher.AEAD
-	sign        ed25519.PrivateKey // nil: this process cannot seal with it
-	pub         ed25519.PublicKey  // nil: a key from before signed tokens (version 1 only)
+	sign        crypto.Signer     // nil: this process cannot seal with it
+	pub         ed25519.PublicKey // nil: a key from before signed tokens (version 1 only)
+	inToken     bool              // sign is in a PKCS#11 token: version 3
 	createdAt   time.Time
 	retireAfter time.Time      // zero: not retired
 	seals       *atomic.Uint64 // shared by every snapshot holding this key
@@ -141,7 +162,7 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 	if cfg.MaxSessionDuration < 0 {
 		return nil, fmt.Errorf("new sealer: max session duration %s is negative", cfg.MaxSessionDuration)
 	}
-	s := &Sealer{maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand, verified: map[[sha256.Size]byte]struct{}{}}
+	s := &Sealer{tokenKeys: cfg.TokenKeys, maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand, verified: map[[sha256.Size]byte]struct{}{}}
 	if s.maxSession == 0 {
 		s.maxSession = DefaultMaxSessionDuration
 	}
@@ -168,6 +189,40 @@ func NewSealingKey(r io.Reader, now time.Time) (SealingKey, error) {
 		PublicKey:   append([]byte(nil), sign.Public().(ed25519.PublicKey)...),
 		CreatedAt:   now.UTC(),
 	}, nil
+}
+
+// TokenSigningKeys is a key provider holding token-signing keys (hsm.Token): STS makes
+// new ones there and signs there; their private halves never leave it. The signers sign
+// pure Ed25519 (crypto.Hash(0)).
+type TokenSigningKeys interface {
+	NewTokenSigningKey(ctx context.Context) (crypto.Signer, error)
+	TokenSigningKey(ctx context.Context, pub ed25519.PublicKey) (crypto.Signer, error)
+}
+
+// NewSealingKeyInToken returns a new current key whose signing key is signer, in a
+// token: a 32-byte AES-256 key and an 8-character id from r (nil: crypto/rand).
+func NewSealingKeyInToken(r io.Reader, now time.Time, signer crypto.Signer) (SealingKey, error) {
+	pub, ok := signer.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return SealingKey{}, fmt.Errorf("new sealing key: the token's key is a %T, not Ed25519", signer.Public())
+	}
+	var b [5 + sealingKeyLen]byte
+	if err := readRandom(r, b[:]); err != nil {
+		return SealingKey{}, fmt.Errorf("new sealing key: %w", err)
+	}
+	return SealingKey{
+		ID:            strings.ToLower(base32.StdEncoding.EncodeToString(b[:5])),
+		Key:           append([]byte(nil), b[5:]...),
+		PublicKey:     append([]byte(nil), pub...),
+		SignerInToken: true,
+		CreatedAt:     now.UTC(),
+	}, nil
+}
+
+// CurrentInToken reports whether the current key signs in a PKCS#11 token.
+func (s *Sealer) CurrentInToken() bool {
+	k := s.ring.Load().current
+	return k != nil && k.inToken
 }
 
 // CanSeal reports whether Seal can make tokens: the current key is one this process
@@ -210,6 +265,9 @@ func (s *Sealer) Rotate(k SealingKey) error {
 	if err != nil {
 		return fmt.Errorf("rotate sealing key: %w", err)
 	}
+	if err := s.findSigner(nk); err != nil {
+		return fmt.Errorf("rotate sealing key: %w", err)
+	}
 	nk.retireAfter = time.Time{}
 	next := &keyRing{current: nk, keys: make(map[string]*ringKey, len(old.keys)+1)}
 	for id, rk := range old.keys {
@@ -244,7 +302,7 @@ func (s *Sealer) SetKeys(keys []SealingKey) error {
 		var rk *ringKey
 		var err error
 		if prev, ok := old.keys[k.ID]; ok {
-			if len(prev.raw) != len(k.Key) || subtle.ConstantTimeCompare(prev.raw, k.Key) != 1 || !bytes.Equal(prev.pub, k.PublicKey) {
+			if len(prev.raw) != len(k.Key) || subtle.ConstantTimeCompare(prev.raw, k.Key) != 1 || !bytes.Equal(prev.pub, k.PublicKey) || prev.inToken != k.SignerInToken {
 				return fmt.Errorf("load sealing keys: key id %q now has different key bytes", k.ID)
 			}
 			c := *prev
@@ -266,8 +324,45 @@ func (s *Sealer) SetKeys(keys []SealingKey) error {
 			next.current = rk
 		}
 	}
+	// Only the current key seals: only its token key is looked for. A process with the
+	// token that does not find it there fails to load (it would seal with nothing).
+	if next.current != nil && next.current.inToken && next.current.sign == nil && s.tokenKeys != nil {
+		c := *next.current
+		if err := s.findSigner(&c); err != nil {
+			return fmt.Errorf("load sealing keys: %w", err)
+		}
+		next.current, next.keys[c.id] = &c, &c
+	}
 	s.ring.Store(next)
 	return nil
+}
+
+// findSigner gives a key that signs in a token its signer from s.tokenKeys, if s has
+// them.
+func (s *Sealer) findSigner(rk *ringKey) error {
+	if !rk.inToken || rk.sign != nil || s.tokenKeys == nil {
+		return nil
+	}
+	sign, err := s.tokenKeys.TokenSigningKey(context.Background(), rk.pub)
+	if err != nil {
+		return fmt.Errorf("sealing key %q: %w", rk.id, err)
+	}
+	if pub, ok := sign.Public().(ed25519.PublicKey); !ok || !pub.Equal(rk.pub) {
+		return fmt.Errorf("sealing key %q: the token's key is not its public key", rk.id)
+	}
+	rk.sign = sign
+	return nil
+}
+
+// version is the token version k's signer makes and the only one it opens.
+func (k *ringKey) version() byte {
+	switch {
+	case k.pub == nil:
+		return tokenVersionLegacy
+	case k.inToken:
+		return tokenVersionInHSM
+	}
+	return tokenVersion
 }
 
 func newer(a, b *ringKey) bool {
@@ -304,6 +399,13 @@ func newRingKey(k SealingKey) (*ringKey, error) {
 		}
 		rk.pub = append(ed25519.PublicKey(nil), k.PublicKey...)
 	}
+	if k.SignerInToken {
+		if rk.pub == nil || k.SigningSeed != nil {
+			return nil, fmt.Errorf("sealing key %q: a key signing in a token has a public key and no seed", k.ID)
+		}
+		rk.inToken = true
+		return rk, nil
+	}
 	if rk.sign, err = signingKey(k); err != nil {
 		return nil, err
 	}
@@ -313,7 +415,7 @@ func newRingKey(k SealingKey) (*ringKey, error) {
 // signingKey returns k's signing key, nil when k carries none (this process does not
 // hold the token-signing storage key, or k is from before signed tokens). A seed whose
 // public key is not k's is refused.
-func signingKey(k SealingKey) (ed25519.PrivateKey, error) {
+func signingKey(k SealingKey) (crypto.Signer, error) {
 	if k.SigningSeed == nil {
 		return nil, nil
 	}
@@ -359,6 +461,9 @@ func (s *Sealer) Seal(c *Claims) (string, error) {
 	hdr := 2 + len(k.id) + 2
 	b := make([]byte, hdr+nonceLen, hdr+nonceLen+claimsSizeHint(c)+sigLen+tagLen)
 	b[0] = tokenVersion
+	if k.inToken {
+		b[0] = tokenVersionInHSM
+	}
 	b[1] = byte(len(k.id))
 	copy(b[2:], k.id)
 	if err := readRandom(s.rand, b[hdr:hdr+nonceLen]); err != nil {
@@ -370,9 +475,23 @@ func (s *Sealer) Seal(c *Claims) (string, error) {
 		return "", fmt.Errorf("seal session token: claims make a %d-byte token, over the %d-byte limit (fewer tags or a shorter session policy)", n, MaxTokenLen)
 	}
 	binary.BigEndian.PutUint16(b[hdr-2:hdr], uint16(body))
-	sig, err := k.sign.Sign(nil, b, signOptions)
+	var sig []byte
+	var err error
+	if k.inToken {
+		// A token's signature is checked before it is handed out: a token (library) that
+		// signed another scheme, or badly, makes no session (a few percent of its cost).
+		msg := append([]byte(tokenV3Domain), b...)
+		if sig, err = k.sign.Sign(nil, msg, crypto.Hash(0)); err == nil && !ed25519.Verify(k.pub, msg, sig) {
+			err = errors.New("the token's signature does not verify as pure Ed25519")
+		}
+	} else {
+		sig, err = k.sign.Sign(nil, b, signOptions)
+	}
 	if err != nil {
 		return "", fmt.Errorf("seal session token: sign: %w", err)
+	}
+	if len(sig) != sigLen {
+		return "", fmt.Errorf("seal session token: a %d-byte signature", len(sig))
 	}
 	b = append(b, sig...)
 	plain := b[hdr+nonceLen:]
@@ -382,14 +501,23 @@ func (s *Sealer) Seal(c *Claims) (string, error) {
 
 // checkSignature verifies a token's signature, or finds the token (by sum, the SHA-256 of
 // its raw bytes) among those that verified already.
-func (s *Sealer) checkSignature(pub ed25519.PublicKey, sum [sha256.Size]byte, signed, sig []byte) bool {
+func (s *Sealer) checkSignature(version byte, pub ed25519.PublicKey, sum [sha256.Size]byte, signed, sig []byte) bool {
 	s.verifiedMu.Lock()
 	_, ok := s.verified[sum]
 	s.verifiedMu.Unlock()
 	if ok {
 		return true
 	}
-	if ed25519.VerifyWithOptions(pub, signed, sig, signOptions) != nil {
+	switch version {
+	case tokenVersion:
+		if ed25519.VerifyWithOptions(pub, signed, sig, signOptions) != nil {
+			return false
+		}
+	case tokenVersionInHSM:
+		if !ed25519.Verify(pub, append([]byte(tokenV3Domain), signed...), sig) {
+			return false
+		}
+	default:
 		return false
 	}
 	s.verifiedMu.Lock()
@@ -475,7 +603,7 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 		return ErrTokenTruncated
 	}
 	version := b[0]
-	if version != tokenVersion && version != tokenVersionLegacy {
+	if version != tokenVersion && version != tokenVersionInHSM && version != tokenVersionLegacy {
 		return ErrTokenMalformed
 	}
 	idLen := int(b[1])
@@ -501,12 +629,14 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	if k == nil || retired(k, now) {
 		return ErrTokenUnknownKey
 	}
-	// A signed key opens only signed tokens; a key from before them, only unsigned ones.
-	if (version == tokenVersion) != (k.pub != nil) {
+	// A key opens only the version its signer makes: a file key version 2, a token key
+	// version 3, a key from before signed tokens version 1 (no alg confusion).
+	if version != k.version() {
 		return ErrTokenTampered
 	}
+	signed := version != tokenVersionLegacy
 	var sum [sha256.Size]byte
-	if version == tokenVersion {
+	if signed {
 		sum = sha256.Sum256(b) // before the in-place decryption below
 	}
 	ct := b[hdr+nonceLen:]
@@ -514,12 +644,12 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	if err != nil {
 		return ErrTokenTampered
 	}
-	if version == tokenVersion {
+	if signed {
 		if len(plain) < sigLen {
 			return ErrTokenMalformed
 		}
 		signed := b[:hdr+nonceLen+len(plain)-sigLen]
-		if !s.checkSignature(k.pub, sum, signed, plain[len(plain)-sigLen:]) {
+		if !s.checkSignature(version, k.pub, sum, signed, plain[len(plain)-sigLen:]) {
 			return ErrTokenForged
 		}
 		plain = plain[:len(plain)-sigLen]

@@ -141,7 +141,8 @@ func TestOpenRejects(t *testing.T) {
 		{"newline inside (encoding/base64 would skip it)", good[:40] + "\n" + good[40:], ErrTokenMalformed},
 		{"CRLF at the end", good + "\r\n", ErrTokenMalformed},
 		{"non-canonical last character (strict base64: one spelling per token)", good[:len(good)-1] + nonCanonicalLast(good), ErrTokenMalformed},
-		{"version 3", with(func(b []byte) []byte { b[0] = 3; return b }), ErrTokenMalformed},
+		{"version 3 (a token key's) under a file key", with(func(b []byte) []byte { b[0] = 3; return b }), ErrTokenTampered},
+		{"version 4", with(func(b []byte) []byte { b[0] = 4; return b }), ErrTokenMalformed},
 		{"version 1 (unsigned) under a signed key", with(func(b []byte) []byte { b[0] = 1; return b }), ErrTokenTampered},
 		{"version 0", with(func(b []byte) []byte { b[0] = 0; return b }), ErrTokenMalformed},
 		{"key id length 0", with(func(b []byte) []byte { b[1] = 0; return b }), ErrTokenMalformed},
@@ -214,7 +215,7 @@ func TestTamperEveryByte(t *testing.T) {
 	class := func(i int) (string, []error) {
 		switch {
 		case i == 0:
-			return "version", []error{ErrTokenMalformed}
+			return "version", []error{ErrTokenMalformed, ErrTokenTampered} // 1 and 3 name another key kind
 		case i == 1:
 			return "key id length", []error{ErrTokenMalformed, ErrTokenTruncated, ErrTokenUnknownKey}
 		case i < 2+idLen:

@@ -34,6 +34,10 @@ type Config struct {
 	// every credential with ErrStale until the store answers again: a replica cut off
 	// from the store keeps serving briefly, then fails closed. 0 means no bound.
 	MaxStale time.Duration
+	// TokenKeys is a key provider (a PKCS#11 token) that makes and holds token-signing
+	// keys: with it RotateSealingKey makes the signing key there, and the current key is
+	// signed with there; nil: signing keys are made at random and sealed in the store.
+	TokenKeys TokenSigningKeys
 
 	Now    func() time.Time // nil: time.Now
 	Rand   io.Reader        // key material and nonces; nil: crypto/rand
@@ -67,10 +71,11 @@ type Service struct {
 	log        *slog.Logger
 	deps       Deps
 
-	sealer   *Sealer
-	snap     atomic.Pointer[snapshot] // nil until the first successful Refresh
-	changed  atomic.Pointer[chan struct{}]
-	maxStale time.Duration
+	sealer    *Sealer
+	tokenKeys TokenSigningKeys
+	snap      atomic.Pointer[snapshot] // nil until the first successful Refresh
+	changed   atomic.Pointer[chan struct{}]
+	maxStale  time.Duration
 	// synced is when the store last confirmed the snapshots (Unix nanoseconds).
 	synced atomic.Int64
 
@@ -129,6 +134,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		rand:       cfg.Rand,
 		log:        cfg.Logger,
 		deps:       deps,
+		tokenKeys:  cfg.TokenKeys,
 	}
 	if s.maxSession == 0 {
 		s.maxSession = DefaultMaxSessionDuration
@@ -145,7 +151,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.log = s.log.With("component", "identity")
 	ch := make(chan struct{})
 	s.changed.Store(&ch)
-	sealer, err := NewSealer(SealerConfig{MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
+	sealer, err := NewSealer(SealerConfig{TokenKeys: cfg.TokenKeys, MaxSessionDuration: s.maxSession, Now: s.now, Rand: s.rand})
 	if err != nil {
 		return nil, fmt.Errorf("new identity service: %w", err)
 	}

@@ -94,6 +94,14 @@ var mutants = []mutant{
 		run:     "^TestStaleSnapshotsFailClosed$",
 	},
 	{
+		name:    "session token alg bound to its key (issue 26)",
+		file:    "internal/identity/sealer.go",
+		find:    "if version != k.version() {",
+		replace: "if version == tokenVersionLegacy && k.pub != nil {",
+		pkg:     "internal/identity",
+		run:     "^TestTokenKeyAlgConfusion$",
+	},
+	{
 		name: "identity revocation cutoff",
 		file: "internal/identity/service.go",
 		find: "snap.revoked[role]; ok && issued.Before(before)", replace: "snap.revoked[role]; ok && issued.Before(before.Add(-time.Minute))",

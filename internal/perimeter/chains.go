@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,20 +48,46 @@ type auditCertifier interface {
 // renews it at half its life.
 const writerValidity = pki.MaxValidity
 
+// AuditKeys is a key provider (hsm.Token) that makes audit writers' Ed25519 keys, whose
+// private halves never leave it. A key it returns may have a Destroy method: a writer
+// destroys its old key once the new one signs.
+type AuditKeys interface {
+	NewAuditKey(ctx context.Context, chain string) (crypto.Signer, error)
+}
+
 // WriterKey makes a new Ed25519 key for chain's writer, kept in this process's memory
 // only, and has the perimeter CA certify it for that chain alone: what it signs, no
 // other chain's verification accepts, and a key that leaks from one process signs
 // nothing of another's.
-func WriterKey(ca auditCertifier, account, chain string) (ed25519.PrivateKey, *x509.Certificate, error) {
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, err
+func WriterKey(ca auditCertifier, account, chain string) (crypto.Signer, *x509.Certificate, error) {
+	return writerKey(context.Background(), nil, ca, account, chain)
+}
+
+// writerKey is WriterKey with the key made in inToken when it is not nil.
+func writerKey(ctx context.Context, inToken AuditKeys, ca auditCertifier, account, chain string) (crypto.Signer, *x509.Certificate, error) {
+	var key crypto.Signer
+	var err error
+	if inToken != nil {
+		key, err = inToken.NewAuditKey(ctx, chain)
+	} else {
+		_, key, err = ed25519.GenerateKey(rand.Reader)
 	}
-	cert, err := ca.Sign(pub, pki.Request{Identity: pki.Identity{Account: account, Kind: pki.KindAudit, Name: chain}, AuditSigning: true, Validity: writerValidity})
 	if err != nil {
-		return nil, nil, fmt.Errorf("certify the audit writer of chain %s: %w", chain, err)
+		return nil, nil, fmt.Errorf("make the audit writer key of chain %s: %w", chain, err)
+	}
+	cert, err := ca.Sign(key.Public(), pki.Request{Identity: pki.Identity{Account: account, Kind: pki.KindAudit, Name: chain}, AuditSigning: true, Validity: writerValidity})
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("certify the audit writer of chain %s: %w", chain, err), destroy(key))
 	}
 	return key, cert, nil
+}
+
+// destroy deletes key from its token, if it is in one.
+func destroy(key crypto.Signer) error {
+	if d, ok := key.(interface{ Destroy() error }); ok {
+		return d.Destroy()
+	}
+	return nil
 }
 
 // Chains are the chains one process writes: one per component it runs.
@@ -68,6 +95,8 @@ type Chains struct {
 	Dir     string
 	account string
 	ca      auditCertifier
+	inToken AuditKeys                // nil: writer keys are in memory
+	keys    map[string]crypto.Signer // each chain's current writer key
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
 	issuers map[string][]byte    // the key id of the CA that certified each writer
@@ -77,21 +106,22 @@ type Chains struct {
 // OpenChains opens chains in dir, each with a writer key certified by ca, anchoring
 // every digest in the store and in sinks.
 func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
-	l := &Chains{Dir: dir, account: account, ca: p.Issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{},
-		issuers: map[string][]byte{}, tried: map[string]time.Time{}}
+	l := &Chains{Dir: dir, account: account, ca: p.Issuer, inToken: p.AuditKeys, keys: map[string]crypto.Signer{}, logs: map[string]*audit.Log{},
+		expires: map[string]time.Time{}, issuers: map[string][]byte{}, tried: map[string]time.Time{}}
 	anchors := append([]audit.AnchorStore{p.Store}, sinks...)
 	for _, c := range chains {
-		key, cert, err := WriterKey(p.Issuer, account, c)
+		key, cert, err := writerKey(context.Background(), l.inToken, p.Issuer, account, c)
 		if err != nil {
 			l.CloseAll(log)
 			return nil, err
 		}
 		al, err := audit.Open(audit.Config{Dir: dir, Chain: c, Signer: key, Certificate: cert.Raw, Anchors: anchors, Logger: log})
 		if err != nil {
+			err = errors.Join(fmt.Errorf("open audit chain %s: %w", c, err), destroy(key))
 			l.CloseAll(log)
-			return nil, fmt.Errorf("open audit chain %s: %w", c, err)
+			return nil, err
 		}
-		l.logs[c], l.expires[c], l.issuers[c] = al, cert.NotAfter, cert.AuthorityKeyId
+		l.logs[c], l.expires[c], l.issuers[c], l.keys[c] = al, cert.NotAfter, cert.AuthorityKeyId, key
 	}
 	return l, nil
 }
@@ -121,16 +151,23 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 			if superseded {
 				l.tried[c] = time.Now()
 			}
-			key, cert, err := WriterKey(l.ca, l.account, c)
+			key, cert, err := writerKey(ctx, l.inToken, l.ca, l.account, c)
 			if err == nil {
-				err = l.logs[c].SetSigner(key, cert.Raw)
+				if err = l.logs[c].SetSigner(key, cert.Raw); err != nil {
+					err = errors.Join(err, destroy(key))
+				}
 			}
 			if err != nil {
 				log.Error("audit writer key not renewed; retrying", "chain", c, "expires", l.expires[c], "error", err)
 				continue
 			}
-			l.expires[c], l.issuers[c] = cert.NotAfter, cert.AuthorityKeyId
-			log.Info("audit writer key renewed", "chain", c, "key_id", audit.KeyID(key.Public().(ed25519.PublicKey)), "superseded_ca", superseded)
+			// The old key signs no more: out of the token with it (its certificate still
+			// verifies what it signed).
+			if err := destroy(l.keys[c]); err != nil {
+				log.Warn("old audit writer key not destroyed in the token", "chain", c, "error", err)
+			}
+			l.expires[c], l.issuers[c], l.keys[c] = cert.NotAfter, cert.AuthorityKeyId, key
+			log.Info("audit writer key renewed", "chain", c, "key_id", audit.KeyID(key.Public().(ed25519.PublicKey)), "superseded_ca", superseded, "in_token", l.inToken != nil)
 		}
 	}
 }
@@ -175,6 +212,13 @@ func (l *Chains) CloseAll(log *slog.Logger) {
 	for c, al := range l.logs {
 		if err := al.Close(); err != nil {
 			log.Error("close audit chain", "chain", c, "error", err)
+		}
+	}
+	// Closed, the chains sign nothing more: their keys leave the token (a key of a
+	// process that died stays there, signing nothing; its chain name is in its label).
+	for c, k := range l.keys {
+		if err := destroy(k); err != nil {
+			log.Warn("audit writer key not destroyed in the token", "chain", c, "error", err)
 		}
 	}
 }

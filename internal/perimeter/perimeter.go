@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -45,6 +46,9 @@ type Perimeter struct {
 	Keys     *keys.Ring
 	Poll     time.Duration
 	MaxStale time.Duration
+	// AuditKeys makes this process's audit writers' keys in a PKCS#11 token; nil: in
+	// memory.
+	AuditKeys AuditKeys
 }
 
 // Options say where the perimeter's state is and how fresh it must be kept.
@@ -63,6 +67,11 @@ type Options struct {
 	KeysFile  string
 	// IssuingKeys is a key provider holding the issuing CAs' keys; nil: the store.
 	IssuingKeys IssuingKeys
+	// TokenSigningKeys is a key provider holding the session-token signing keys: new
+	// ones are made there, and the process signs there (STS); nil: the store.
+	TokenSigningKeys identity.TokenSigningKeys
+	// AuditKeys is a key provider making the audit writers' keys; nil: memory.
+	AuditKeys AuditKeys
 }
 
 // IssuingKeys is a key provider holding issuing CAs' keys (hsm.Token): STS signs there.
@@ -82,7 +91,7 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Perimeter, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := &Perimeter{Store: db, Keys: ring, Poll: o.Poll, MaxStale: o.MaxStale}
+	p := &Perimeter{Store: db, Keys: ring, Poll: o.Poll, MaxStale: o.MaxStale, AuditKeys: o.AuditKeys}
 	if n, ok := db.(store.Notifier); ok {
 		p.Notify = n
 	}
@@ -94,8 +103,25 @@ func Open(ctx context.Context, o Options, log *slog.Logger) (*Perimeter, error) 
 }
 
 func (p *Perimeter) open(ctx context.Context, o Options, log *slog.Logger) error {
-	ids, err := datadir.OpenIdentity(ctx, p.Store, p.Keys, identity.Config{Account: o.Account, RefreshInterval: o.Poll, MaxStale: o.MaxStale, Logger: log})
-	if err == nil && !ids.Sealer().CanSeal() && p.Keys.Has(keys.StoreTokenSigning) {
+	ids, err := datadir.OpenIdentity(ctx, p.Store, p.Keys, identity.Config{Account: o.Account, RefreshInterval: o.Poll, MaxStale: o.MaxStale, Logger: log, TokenKeys: o.TokenSigningKeys})
+	switch {
+	case err != nil:
+	case o.TokenSigningKeys != nil && !ids.Sealer().CurrentInToken():
+		// Told to sign in a token and the current key is not there (first start, or the
+		// move from the store to a token): make one there. Its sessions are version 3.
+		var id string
+		if id, err = ids.RotateSealingKey(ctx); err == nil {
+			log.Info("created a token-sealing key signing in the PKCS#11 token", "key_id", id)
+		}
+	case o.TokenSigningKeys == nil && ids.Sealer().CurrentInToken() && p.Keys.Has(keys.StoreTokenSigning):
+		// The current key signs in a token this process was not given: it cannot issue
+		// sessions, and making a key in the store instead would undo the token.
+		if o.Component == keys.STS {
+			err = errors.New("the current token-signing key is in a PKCS#11 token: start STS with --pkcs11-module, --pkcs11-token, --pkcs11-pin-file and --pkcs11-keys token-signing")
+		} else {
+			log.Warn("this process cannot issue sessions: the current token-signing key is in a PKCS#11 token", "key_id", ids.Sealer().CurrentKeyID())
+		}
+	case !ids.Sealer().CanSeal() && p.Keys.Has(keys.StoreTokenSigning):
 		// First start (sessions need a sealing key), or the first since signed tokens (the
 		// current key cannot sign): a process that may sign makes one. Concurrent starts
 		// each add one; RotateSealingKey keeps exactly one current, and the key replaced

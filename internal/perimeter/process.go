@@ -14,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/enroll"
+	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -43,19 +44,29 @@ type ProcessConfig struct {
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
 	// where and how a process without the CA's issuing key enrolls.
 	KeysFile, STS, JoinToken string
-	// OpenIssuingKeys opens the key provider holding the issuing CAs' keys (STS with
-	// --pkcs11-module); nil, or a nil token: the store.
-	OpenIssuingKeys func() (IssuingToken, error)
+	// OpenKeyToken opens the PKCS#11 token (--pkcs11-module) holding the keys InToken
+	// names; nil, or a nil token: none (the store and memory).
+	OpenKeyToken func() (KeyToken, error)
+	InToken      TokenKeys
 	// Stderr receives the "listening on" lines; Log the process's log.
 	Stderr io.Writer
 	Log    *slog.Logger
 }
 
-// IssuingToken is a key provider holding the issuing CAs' keys (hsm.Token), closed when
+// KeyToken is a key provider (hsm.Token) holding some of a process's keys, closed when
 // the process stops.
-type IssuingToken interface {
+type KeyToken interface {
 	IssuingKeys
+	identity.TokenSigningKeys
+	AuditKeys
 	Close() error
+}
+
+// TokenKeys say which of a process's keys are in its KeyToken.
+type TokenKeys struct {
+	Issuing      bool // the issuing CAs' keys (STS): it signs certificates there
+	TokenSigning bool // the session-token signing keys (STS)
+	Audit        bool // the audit writers' keys (any component)
 }
 
 // process is what a standalone component process opens: the spec watcher, the
@@ -89,9 +100,9 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.close = append(c.close, func() { w.Close() })
 	spec := w.Current()
 	c.spec.loaded(spec)
-	var tok IssuingToken
-	if cfg.OpenIssuingKeys != nil {
-		if tok, err = cfg.OpenIssuingKeys(); err != nil {
+	var tok KeyToken
+	if cfg.OpenKeyToken != nil {
+		if tok, err = cfg.OpenKeyToken(); err != nil {
 			c.shutdown()
 			return nil, err
 		}
@@ -100,7 +111,15 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		Component: keys.Component(name), KeysFile: cfg.KeysFile}
 	if tok != nil {
 		c.close = append(c.close, func() { tok.Close() })
-		o.IssuingKeys = tok
+		if cfg.InToken.Issuing {
+			o.IssuingKeys = tok
+		}
+		if cfg.InToken.TokenSigning {
+			o.TokenSigningKeys = tok
+		}
+		if cfg.InToken.Audit {
+			o.AuditKeys = tok
+		}
 	}
 	c.p, err = Open(ctx, o, c.log)
 	if err != nil {

@@ -74,6 +74,8 @@ type Config struct {
 	// "gateway", "endpoint", …) logs in with (phantom store roles); a kind not named
 	// uses StoreURL.
 	StoreRoles map[string]string
+	// Args are more arguments for each command ("sts", "gateway", …), e.g. --pkcs11-….
+	Args map[string][]string
 	// masterKey is the perimeter's master key; nil: a random one.
 	masterKey []byte
 }
@@ -291,7 +293,7 @@ func (c *Cluster) env() []string {
 // certificate kind other than STS's, a join token for the identity kind/certName with
 // name as its audit chain.
 func (c *Cluster) component(ctx context.Context, name, kind, certName, cmd string, args ...string) (*Proc, error) {
-	args = append([]string{cmd}, args...)
+	args = append(append([]string{cmd}, args...), c.cfg.Args[cmd]...)
 	if !c.cfg.LeastPrivilege {
 		return c.newProc(name, args...), nil
 	}

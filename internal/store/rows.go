@@ -60,16 +60,18 @@ func scanAccessKey(seal *sealer, sc scanner) (AccessKey, error) {
 // sealingKeyCols are the columns a sealing key is written with. A process without the
 // token-signing storage key reads sealingKeyReadCols, leaving the signing seed unselected
 // (with PostgreSQL roles it may not select it: phantom store roles).
+// Whether a signing seed is stored (not its value) tells every reader a file key from
+// one whose signing key is in a PKCS#11 token (SealingKey.SignerInToken).
 const (
 	sealingKeyCols         = `id, key_sealed, created_at, retire_after, public_key, sign_sealed`
-	sealingKeyReadCols     = `id, key_sealed, created_at, retire_after, public_key`
+	sealingKeyReadCols     = `id, key_sealed, created_at, retire_after, public_key, sign_sealed IS NOT NULL`
 	sealingKeyPlaceholders = 6
 )
 
 // sealingKeySelect is the column list ListSealingKeys selects.
 func sealingKeySelect(seal *sealer) string {
 	if seal.holds(kindSigningKey) {
-		return sealingKeyCols
+		return sealingKeyReadCols + `, sign_sealed`
 	}
 	return sealingKeyReadCols
 }
@@ -96,6 +98,8 @@ func sealingKeyValues(seal *sealer, now func() time.Time, k SealingKey) ([]any, 
 		if signSealed, err = seal.seal(kindSigningKey, k.ID, k.SigningSeed); err != nil {
 			return nil, fmt.Errorf("sealing key %s: %w", k.ID, err)
 		}
+	}
+	if k.SigningSeed != nil || k.SignerInToken {
 		pub = k.PublicKey
 	}
 	return []any{k.ID, sealed, created, retire, pub, signSealed}, nil
@@ -109,8 +113,9 @@ func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
 		created    int64
 		retire     sql.NullInt64
 		signSealed []byte
+		hasSeed    bool
 	)
-	dest := []any{&k.ID, &sealed, &created, &retire, &k.PublicKey}
+	dest := []any{&k.ID, &sealed, &created, &retire, &k.PublicKey, &hasSeed}
 	withSeed := seal.holds(kindSigningKey)
 	if withSeed {
 		dest = append(dest, &signSealed)
@@ -131,6 +136,8 @@ func scanSealingKey(seal *sealer, sc scanner) (SealingKey, error) {
 	} else if len(k.PublicKey) != SealingKeySize {
 		return SealingKey{}, fmt.Errorf("key %s: public key is %d bytes", k.ID, len(k.PublicKey))
 	}
+	// A public key without a stored seed: the signing key is in a token.
+	k.SignerInToken = k.PublicKey != nil && !hasSeed
 	if withSeed && signSealed != nil {
 		seed, err := seal.open(kindSigningKey, k.ID, signSealed)
 		if err != nil {

@@ -97,8 +97,13 @@ type SealingKey struct {
 	Key         []byte // SealingKeySize bytes
 	SigningSeed []byte // SealingKeySize bytes, or nil
 	PublicKey   []byte // SealingKeySize bytes, or nil
-	CreatedAt   time.Time
-	RetireAfter time.Time
+	// SignerInToken: the signing key is in a PKCS#11 token (a key provider), never in
+	// the store: SigningSeed is nil, PublicKey is set, and its tokens are signed the way
+	// a token signs (identity's version 3). Every reader learns it: it is whether a
+	// seed is stored, not the seed.
+	SignerInToken bool
+	CreatedAt     time.Time
+	RetireAfter   time.Time
 }
 
 // Revocation denies every session of Role (a role name) or of Node (a node name: every

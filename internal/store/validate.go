@@ -55,6 +55,12 @@ func validSealingKey(k SealingKey) error {
 	if len(k.Key) != SealingKeySize {
 		return fmt.Errorf("%s: key is %d bytes; want %d", k.ID, len(k.Key), SealingKeySize)
 	}
+	if k.SignerInToken {
+		if k.SigningSeed != nil || len(k.PublicKey) != SealingKeySize {
+			return fmt.Errorf("%s: a key signing in a token has a %d-byte public key and no seed", k.ID, SealingKeySize)
+		}
+		return nil
+	}
 	if (k.SigningSeed == nil) != (k.PublicKey == nil) {
 		return fmt.Errorf("%s: a signing key and its public key come together", k.ID)
 	}

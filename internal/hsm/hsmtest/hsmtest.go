@@ -17,7 +17,7 @@ const Module = "/usr/lib/softhsm/libsofthsm2.so"
 // SoftHSM makes a fresh SoftHSM2 token in a token directory of its own (SOFTHSM2_CONF
 // is set for the test) and returns its config: label "phantom-test", user PIN "1234".
 // Without SoftHSM2 it skips, or fails under CI=true.
-func SoftHSM(t *testing.T) hsm.Config {
+func SoftHSM(t testing.TB) hsm.Config {
 	t.Helper()
 	util := testenv.LookPath(t, "softhsm2-util")
 	if _, err := os.Stat(Module); err != nil {

@@ -10,6 +10,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -72,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"AccessKeyConcurrentPuts", testAccessKeyConcurrentPuts},
 		{"SealingKeys", testSealingKeys},
 		{"SealingKeyInvalid", testSealingKeyInvalid},
+		{"SealingKeySigners", testSealingKeySigners},
 		{"Revocations", testRevocations},
 		{"JoinTokens", testJoinTokens},
 		{"JoinTokenSingleUse", testJoinTokenSingleUse},
@@ -349,6 +351,42 @@ func testSealingKeys(t *testing.T, s Store) {
 	}
 	if !keys[1].RetireAfter.Equal(retire) {
 		t.Errorf("retired key RetireAfter = %s, want %s", keys[1].RetireAfter, retire)
+	}
+}
+
+// testSealingKeySigners: the three kinds of token keys come back as they went in: from
+// before signed tokens (no public key), signing with a stored seed, signing in a token
+// (public key, no seed); a token-signed key with a seed, or without its public key, is
+// refused.
+func testSealingKeySigners(t *testing.T, s Store) {
+	pub, priv, err := ed25519.GenerateKey(nil)
+	must(t, err)
+	want := []store.SealingKey{
+		{ID: "token", Key: randomKey(t), PublicKey: pub, SignerInToken: true, CreatedAt: t0.Add(2 * time.Hour)},
+		{ID: "file", Key: randomKey(t), PublicKey: pub, SigningSeed: priv.Seed(), CreatedAt: t0.Add(time.Hour)},
+		{ID: "legacy", Key: randomKey(t), CreatedAt: t0},
+	}
+	for _, k := range want {
+		must(t, s.PutSealingKey(ctx(t), k))
+	}
+	for _, bad := range []store.SealingKey{
+		{ID: "token-seed", Key: randomKey(t), PublicKey: pub, SigningSeed: priv.Seed(), SignerInToken: true},
+		{ID: "token-nopub", Key: randomKey(t), SignerInToken: true},
+	} {
+		if err := s.PutSealingKey(ctx(t), bad); err == nil {
+			t.Errorf("PutSealingKey accepted %s", bad.ID)
+		}
+	}
+	got, err := s.ListSealingKeys(ctx(t))
+	must(t, err)
+	if len(got) != len(want) {
+		t.Fatalf("%d keys, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.ID != w.ID || g.SignerInToken != w.SignerInToken || !bytes.Equal(g.PublicKey, w.PublicKey) || (g.SigningSeed != nil) != (w.SigningSeed != nil) {
+			t.Errorf("key %s came back as {id %s inToken %v pub %x seed %v}", w.ID, g.ID, g.SignerInToken, g.PublicKey, g.SigningSeed != nil)
+		}
 	}
 }
 
