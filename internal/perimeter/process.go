@@ -33,6 +33,9 @@ type ProcessConfig struct {
 	// Chain is this process's audit chain; Anchors more anchor stores (postgres:// URLs).
 	Chain   string
 	Anchors []string
+	// Events is --events: the NATS broker the process publishes its audit records to
+	// (and a detector reads them from), over the spec's events setting.
+	Events EventsFlags
 	// OpsListen is the ops listener's address ("": none).
 	OpsListen string
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
@@ -62,6 +65,8 @@ type process struct {
 	spec *specTracker
 	log  *slog.Logger
 	ops  *ops // nil without --ops-listen
+	// events is the connection to the event broker; nil without one.
+	events *eventsConn
 	name string
 	stop context.CancelFunc
 	// runCtx ends when the process shuts down: its background loops run under it.
@@ -142,6 +147,10 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop, c.runCtx = stop, runCtx
+	if err := c.startPublisher(ctx, cfg, spec); err != nil {
+		c.shutdown()
+		return nil, err
+	}
 	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
@@ -160,6 +169,35 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		c.logs.renewWriters(runCtx, time.Hour, c.log)
 	}()
 	return c, nil
+}
+
+// startPublisher connects to the event broker, when there is one, and publishes the
+// process's chain to it in the background until the process shuts down.
+func (c *process) startPublisher(ctx context.Context, cfg ProcessConfig, spec *config.Spec) error {
+	b, ok, err := cfg.Events.broker(spec)
+	if err != nil || !ok {
+		return err
+	}
+	ec, err := openEvents(ctx, b, spec.Account, cfg.Chain, c.log)
+	if err != nil {
+		return err
+	}
+	c.events = ec
+	c.close = append(c.close, ec.nc.Close)
+	pub, err := publishChains(ctx, ec, c.logs, cfg.DataDir, spec.Account, c.log)
+	if err != nil {
+		return err
+	}
+	if c.ops != nil {
+		c.ops.addNotes(publisherNotes(pub))
+	}
+	c.log.Info("events: publishing the audit chain", "chain", cfg.Chain, "broker", describeBroker(b), "stream", b.Stream)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		pub.Run(c.runCtx)
+	}()
+	return nil
 }
 
 // componentKinds are the certificate identities of the components that enroll.
