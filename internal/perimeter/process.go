@@ -67,8 +67,8 @@ type process struct {
 	ops  *ops // nil without --ops-listen
 	// events is the connection to the event broker; nil without one.
 	events *eventsConn
-	name string
-	stop context.CancelFunc
+	name   string
+	stop   context.CancelFunc
 	// runCtx ends when the process shuts down: its background loops run under it.
 	runCtx context.Context
 	wg     sync.WaitGroup
