@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/detect"
 )
 
 // SubjectPrefix is the first tokens of every audit record's subject.
@@ -20,10 +22,57 @@ const (
 	HeaderSeq   = "Phantom-Seq"
 	HeaderPrev  = "Phantom-Prev"
 	HeaderHash  = "Phantom-Hash"
+	// HeaderPartPrev is "<seq> <hash>" of the chain's previous record in the same
+	// partition ("0 " + zero hash: none), so a consumer of one partition checks that it
+	// has every one of the chain's records there. HeaderGap says the chain itself lacks
+	// records before this one (damage its writer found): the consumer raises it.
+	HeaderPartPrev = "Phantom-Part-Prev"
+	HeaderGap      = "Phantom-Gap"
 	// HeaderMsgID is JetStream's deduplication header ("JetStream model deep dive:
 	// message deduplication").
 	HeaderMsgID = "Nats-Msg-Id"
 )
+
+// Partitions is how many partitions the records are split into, by the principal whose
+// state the detector keeps (detect.PartitionKey): a detector replica takes whole
+// partitions, so each principal's state is in one replica. Fixed: the detectors' cursors
+// are per partition.
+const Partitions = 16
+
+// Partition is the partition of a principal key: FNV-1a, modulo Partitions.
+func Partition(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % Partitions)
+}
+
+// PartitionOf is the partition of a record: its event's principal's. A record whose
+// event does not decode goes to partition 0 (its consumer raises it).
+func PartitionOf(r audit.Record) int {
+	var ev audit.Event
+	if json.Unmarshal(r.Event, &ev) != nil {
+		return 0
+	}
+	return Partition(detect.PartitionKey(&ev))
+}
+
+// Link is a record's place: its seq and hash (seq 0: before the chain's first record).
+type Link struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// String is the HeaderPartPrev form.
+func (l Link) String() string { return strconv.FormatUint(l.Seq, 10) + " " + l.Hash }
+
+func parseLink(s string) (Link, error) {
+	seq, hash, ok := strings.Cut(s, " ")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil || strconv.FormatUint(n, 10) != seq || len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return Link{}, fmt.Errorf("%s %q is not <seq> <hash>", HeaderPartPrev, truncate(s))
+	}
+	return Link{Seq: n, Hash: hash}, nil
+}
 
 // MaxMessageBytes bounds a message a consumer parses: an audit record is a few KiB
 // (NATS's own default max_payload is 1 MiB).
@@ -35,21 +84,26 @@ type Message struct {
 	Account string
 	Chain   string
 	Source  string // the subject token of the event's source, see SourceToken
-	Record  audit.Record
+	// Partition is the record's partition; PartPrev the chain's previous record in it;
+	// Gap whether the chain lacks records before this one.
+	Partition int
+	PartPrev  Link
+	Gap       bool
+	Record    audit.Record
 }
 
-// Subject is the record's subject: phantom.audit.<account>.<chain>.<source>.
-func Subject(account, chain, source string) string {
-	return SubjectPrefix + "." + account + "." + chain + "." + source
+// Subject is the record's subject: phantom.audit.<account>.<chain>.<source>.<partition>.
+func Subject(account, chain, source string, partition int) string {
+	return SubjectPrefix + "." + account + "." + chain + "." + source + "." + strconv.Itoa(partition)
+}
+
+// PartitionSubjects is the subject filter of one partition of account's records.
+func PartitionSubjects(account string, partition int) string {
+	return SubjectPrefix + "." + account + ".*.*." + strconv.Itoa(partition)
 }
 
 // AccountSubjects is the subject filter of every record of account.
 func AccountSubjects(account string) string { return SubjectPrefix + "." + account + ".>" }
-
-// ChainSubjects is the subject filter of every record of one chain of account.
-func ChainSubjects(account, chain string) string {
-	return SubjectPrefix + "." + account + "." + chain + ".*"
-}
 
 // SourceToken is an event source as one subject token: CloudTrail's eventSource
 // ("s3.amazonaws.com") with its dots, which separate NATS subject tokens, as
@@ -112,10 +166,16 @@ func ParseMessage(subject string, h Header, data []byte) (Message, error) {
 		return m, fmt.Errorf("subject %q is not an audit record's", truncate(subject))
 	}
 	parts := strings.Split(rest, ".")
-	if len(parts) != 3 {
-		return m, fmt.Errorf("subject %q: want %s.<account>.<chain>.<source>", truncate(subject), SubjectPrefix)
+	if len(parts) != 4 {
+		return m, fmt.Errorf("subject %q: want %s.<account>.<chain>.<source>.<partition>", truncate(subject), SubjectPrefix)
 	}
 	m.Account, m.Chain, m.Source = parts[0], parts[1], parts[2]
+	var r audit.Record
+	part, err := strconv.Atoi(parts[3])
+	if err != nil || part < 0 || part >= Partitions || strconv.Itoa(part) != parts[3] {
+		return m, fmt.Errorf("subject %q: partition is not 0 to %d", truncate(subject), Partitions-1)
+	}
+	m.Partition = part
 	if !validAccount(m.Account) {
 		return m, fmt.Errorf("subject %q: account is not 12 digits", truncate(subject))
 	}
@@ -125,7 +185,7 @@ func ParseMessage(subject string, h Header, data []byte) (Message, error) {
 	if h == nil || h.Get(HeaderChain) != m.Chain {
 		return m, fmt.Errorf("chain %s: the %s header does not name the subject's chain", m.Chain, HeaderChain)
 	}
-	r, err := audit.ParseRecord(m.Chain, data)
+	r, err = audit.ParseRecord(m.Chain, data)
 	if err != nil {
 		return m, fmt.Errorf("chain %s: the message is not a record of the chain: %w", m.Chain, err)
 	}
@@ -138,6 +198,22 @@ func ParseMessage(subject string, h Header, data []byte) (Message, error) {
 	}
 	if id := h.Get(HeaderMsgID); id != "" && id != MsgID(m.Account, m.Chain, r) {
 		return m, fmt.Errorf("chain %s seq %d: %s does not name the record", m.Chain, r.Seq, HeaderMsgID)
+	}
+	if got := PartitionOf(r); got != m.Partition {
+		return m, fmt.Errorf("chain %s seq %d: subject names partition %d, the event's principal is in %d", m.Chain, r.Seq, m.Partition, got)
+	}
+	if m.PartPrev, err = parseLink(h.Get(HeaderPartPrev)); err != nil {
+		return m, fmt.Errorf("chain %s seq %d: %w", m.Chain, r.Seq, err)
+	}
+	if m.PartPrev.Seq >= r.Seq {
+		return m, fmt.Errorf("chain %s seq %d: %s names seq %d, not an earlier record", m.Chain, r.Seq, HeaderPartPrev, m.PartPrev.Seq)
+	}
+	switch h.Get(HeaderGap) {
+	case "":
+	case "1":
+		m.Gap = true
+	default:
+		return m, fmt.Errorf("chain %s seq %d: %s is not 1", m.Chain, r.Seq, HeaderGap)
 	}
 	return m, nil
 }

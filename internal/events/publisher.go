@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -66,7 +67,28 @@ type Publisher struct {
 type Position struct {
 	Seq  uint64 `json:"seq"`
 	Hash string `json:"hash"`
+	// Parts is, per partition, the last record of the chain published there (the
+	// HeaderPartPrev of the next); Gaps the partitions whose next record carries
+	// HeaderGap (bit i: partition i).
+	Parts []Link `json:"parts"`
+	Gaps  uint32 `json:"gaps,omitempty"`
 }
+
+// fill gives pos a link per partition (a position saved without them: none yet).
+func (pos *Position) fill() {
+	if len(pos.Parts) != Partitions {
+		pos.Parts = make([]Link, Partitions)
+	}
+	for i := range pos.Parts {
+		if pos.Parts[i].Hash == "" {
+			pos.Parts[i].Hash = zeroHash
+		}
+	}
+}
+
+// zeroHash is the prev of a chain's first record: the HeaderPartPrev of a partition's
+// first record of the chain.
+const zeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // NewPublisher checks cfg.
 func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
@@ -151,7 +173,7 @@ func (p *Publisher) runChain(ctx context.Context, chain string) {
 			return
 		}
 		p.setErr(chain, err)
-		if pos != before {
+		if pos.Seq != before.Seq {
 			wait = 100 * time.Millisecond
 		}
 		p.log.Warn("events: publishing stopped; starting again from the last acknowledged record", "chain", chain, "after_seq", pos.Seq, "retry_in", wait, "error", err)
@@ -169,6 +191,8 @@ type inflight struct {
 	ack  jetstream.PubAckFuture
 	seq  uint64
 	hash string
+	part int
+	gap  bool
 }
 
 // publish reads chain after *pos and publishes each record, advancing *pos as the broker
@@ -182,6 +206,9 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 	if pos.Seq > 0 {
 		rd.ExpectAfter(pos.Hash)
 	}
+	pos.fill()
+	// parts and gaps run ahead of pos by the records awaiting acknowledgement.
+	parts, gaps := slices.Clone(pos.Parts), pos.Gaps
 	var pending []inflight
 	lastSave := time.Now()
 	// settle takes acknowledgements in order: all of them (block), or those already in.
@@ -194,6 +221,10 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 				return err
 			}
 			pos.Seq, pos.Hash = f.seq, f.hash
+			pos.Parts[f.part] = Link{Seq: f.seq, Hash: f.hash}
+			if f.gap {
+				pos.Gaps &^= 1 << f.part
+			}
 			pending = pending[1:]
 		}
 		return nil
@@ -228,6 +259,7 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 				if err := rd.Accept(d); err != nil {
 					return err
 				}
+				gaps = 1<<Partitions - 1
 				continue
 			}
 			if d, ok := errors.AsType[*audit.Damage](err); ok {
@@ -236,29 +268,37 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 						return err
 					}
 					p.log.Error("events: audit chain damaged; publishing on from where its writer continued it", "chain", chain, "damage", d.Describe(), "after_seq", rp.Seq)
-					pos.Seq, pos.Hash = rp.Seq, rp.Hash
+					pos.Seq, pos.Hash, pos.Gaps = rp.Seq, rp.Hash, 1<<Partitions-1
 					return fmt.Errorf("chain damaged: %s", d.Describe())
 				}
 			}
 			return err
 		}
 		line = e.Record.AppendLine(line[:0])
+		part := PartitionOf(e.Record)
 		msg := &nats.Msg{
-			Subject: Subject(p.cfg.Account, chain, Source(e.Record)),
+			Subject: Subject(p.cfg.Account, chain, Source(e.Record), part),
 			Data:    append([]byte(nil), line...),
 			Header: nats.Header{
-				HeaderChain: {chain},
-				HeaderSeq:   {strconv.FormatUint(e.Seq, 10)},
-				HeaderPrev:  {e.Record.Prev},
-				HeaderHash:  {e.Record.Hash},
-				HeaderMsgID: {MsgID(p.cfg.Account, chain, e.Record)},
+				HeaderChain:    {chain},
+				HeaderSeq:      {strconv.FormatUint(e.Seq, 10)},
+				HeaderPrev:     {e.Record.Prev},
+				HeaderHash:     {e.Record.Hash},
+				HeaderMsgID:    {MsgID(p.cfg.Account, chain, e.Record)},
+				HeaderPartPrev: {parts[part].String()},
 			},
+		}
+		gap := gaps&(1<<part) != 0
+		if gap {
+			msg.Header.Set(HeaderGap, "1")
 		}
 		f, err := p.cfg.JetStream.PublishMsgAsync(msg)
 		if err != nil {
 			return fmt.Errorf("publish record seq %d: %w", e.Seq, err)
 		}
-		pending = append(pending, inflight{ack: f, seq: e.Seq, hash: e.Record.Hash})
+		pending = append(pending, inflight{ack: f, seq: e.Seq, hash: e.Record.Hash, part: part, gap: gap})
+		parts[part] = Link{Seq: e.Seq, Hash: e.Record.Hash}
+		gaps &^= 1 << part
 		if err := settle(len(pending) >= p.cfg.Window); err != nil {
 			return err
 		}
@@ -299,6 +339,7 @@ func awaitAck(ctx context.Context, f inflight, block bool) error {
 }
 
 func (p *Publisher) setPos(chain string, pos Position) {
+	pos.Parts = slices.Clone(pos.Parts)
 	p.mu.Lock()
 	p.pos[chain] = pos
 	p.mu.Unlock()

@@ -38,6 +38,7 @@ func record(t testing.TB, l *audit.Log, n int, source string) {
 	t.Helper()
 	for i := 0; i < n; i++ {
 		ev := &audit.Event{EventVersion: audit.EventVersion, EventTime: time.Now().UTC(), EventSource: source, EventName: "GetObject",
+			UserIdentity: audit.UserIdentity{Type: "IAMUser", ARN: fmt.Sprintf("arn:aws:iam::%s:user/u%d", account, i%7)},
 			RequestID: fmt.Sprint(i), EventID: fmt.Sprint(i), RecipientAccountID: account}
 		if err := l.Record(context.Background(), ev); err != nil {
 			t.Fatal(err)
@@ -117,6 +118,7 @@ func checkContinuous(t *testing.T, msgs []events.Message, chain string, n uint64
 	t.Helper()
 	var seq uint64
 	prev := ""
+	parts := map[int]events.Link{}
 	for _, m := range msgs {
 		if m.Chain != chain {
 			continue
@@ -124,7 +126,14 @@ func checkContinuous(t *testing.T, msgs []events.Message, chain string, n uint64
 		if m.Record.Seq != seq+1 || seq > 0 && m.Record.Prev != prev {
 			t.Fatalf("chain %s: seq %d follows seq %d in the stream", chain, m.Record.Seq, seq)
 		}
+		if want := parts[m.Partition]; m.PartPrev.Seq != want.Seq || want.Seq > 0 && m.PartPrev.Hash != want.Hash {
+			t.Fatalf("chain %s seq %d: partition %d link %v, want %v", chain, m.Record.Seq, m.Partition, m.PartPrev, want)
+		}
+		parts[m.Partition] = events.Link{Seq: m.Record.Seq, Hash: m.Record.Hash}
 		seq, prev = m.Record.Seq, m.Record.Hash
+	}
+	if len(parts) < 3 {
+		t.Fatalf("chain %s: records in %d partitions, want several", chain, len(parts))
 	}
 	if seq != n {
 		t.Fatalf("chain %s: the stream holds records up to seq %d, want %d", chain, seq, n)
