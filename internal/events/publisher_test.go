@@ -39,7 +39,7 @@ func record(t testing.TB, l *audit.Log, n int, source string) {
 	for i := 0; i < n; i++ {
 		ev := &audit.Event{EventVersion: audit.EventVersion, EventTime: time.Now().UTC(), EventSource: source, EventName: "GetObject",
 			UserIdentity: audit.UserIdentity{Type: "IAMUser", ARN: fmt.Sprintf("arn:aws:iam::%s:user/u%d", account, i%7)},
-			RequestID: fmt.Sprint(i), EventID: fmt.Sprint(i), RecipientAccountID: account}
+			RequestID:    fmt.Sprint(i), EventID: fmt.Sprint(i), RecipientAccountID: account}
 		if err := l.Record(context.Background(), ev); err != nil {
 			t.Fatal(err)
 		}
