@@ -60,7 +60,7 @@ SIGINT or SIGTERM stops it after committing what it has read.`,
   phantom detector --config perimeter.yaml --data-dir /var/lib/phantom --store postgres://phantom@db/phantom \
     --events nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --events-creds /etc/phantom/nats.creds --audit-chain detector-1
   phantom detector … --audit-chain detector-2`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
