@@ -50,6 +50,10 @@ type PublisherConfig struct {
 	Poll     time.Duration
 	Window   int
 	Logger   *slog.Logger
+	// Prepare, when set, runs before publishing starts and again after each failure:
+	// it makes sure the stream exists (a broker that was not reachable, or a cluster
+	// without a leader yet, when the process started).
+	Prepare func(ctx context.Context) error
 }
 
 // Publisher publishes the records of its process's chains. Run it with Run.
@@ -167,7 +171,13 @@ func (p *Publisher) runChain(ctx context.Context, chain string) {
 	wait := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		before := pos
-		err := p.publish(ctx, chain, &pos)
+		var err error
+		if p.cfg.Prepare != nil {
+			err = p.cfg.Prepare(ctx)
+		}
+		if err == nil {
+			err = p.publish(ctx, chain, &pos)
+		}
 		p.save(chain, pos)
 		if ctx.Err() != nil {
 			return

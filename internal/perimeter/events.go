@@ -60,10 +60,10 @@ type eventsConn struct {
 	js     jetstream.JetStream
 }
 
-// openEvents connects to the broker and makes sure the account's stream exists. A broker
-// that does not answer at start is waited for in the background: the process serves,
-// its chains hold every record, and publishing catches up when it answers.
-func openEvents(ctx context.Context, b events.Broker, account, name string, log *slog.Logger) (*eventsConn, error) {
+// openEvents connects to the broker. A broker that does not answer at start is waited for
+// in the background: the process serves, its chains hold every record, and publishing
+// catches up when it answers.
+func openEvents(b events.Broker, name string, log *slog.Logger) (*eventsConn, error) {
 	nc, err := events.Dial(b, name, log)
 	if err != nil {
 		return nil, err
@@ -73,11 +73,8 @@ func openEvents(ctx context.Context, b events.Broker, account, name string, log 
 		nc.Close()
 		return nil, fmt.Errorf("events: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := events.EnsureStream(sctx, js, b, account); err != nil {
-		log.Warn("events: the audit stream is not reachable yet; records are published when it is", "stream", b.Stream, "error", err)
-	}
+	// The stream is made sure of by the publisher, in the background (publishChains):
+	// a process starts and serves whether or not the broker answers.
 	return &eventsConn{broker: b, nc: nc, js: js}, nil
 }
 
@@ -87,6 +84,12 @@ func publishChains(ctx context.Context, ec *eventsConn, logs *Chains, dataDir, a
 	return events.NewPublisher(events.PublisherConfig{
 		JetStream: ec.js, Account: account, Dir: logs.Dir, Chains: logs.names(),
 		StateDir: filepath.Join(dataDir, "events", "published"), Logger: log,
+		Prepare: func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			_, err := events.EnsureStream(sctx, ec.js, ec.broker, account)
+			return err
+		},
 	})
 }
 

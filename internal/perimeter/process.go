@@ -178,7 +178,7 @@ func (c *process) startPublisher(ctx context.Context, cfg ProcessConfig, spec *c
 	if err != nil || !ok {
 		return err
 	}
-	ec, err := openEvents(ctx, b, spec.Account, cfg.Chain, c.log)
+	ec, err := openEvents(b, cfg.Chain, c.log)
 	if err != nil {
 		return err
 	}

@@ -308,21 +308,28 @@ func (r *Replica) balance(ctx context.Context) {
 		r.log.Info("giving a partition back to balance the replicas", "partition", n, "replicas", len(live))
 		r.stop(n, true)
 	}
-	for n := 0; n < events.Partitions && len(mine) < share; n++ {
-		if _, taken := held[n]; taken || slices.Contains(mine, n) {
+	var taken []int
+	for n := 0; n < events.Partitions && len(mine)+len(taken) < share; n++ {
+		if _, held := held[n]; held || slices.Contains(mine, n) {
 			continue
 		}
-		ok, err := r.cfg.Leases.AcquireLease(lctx, leaseName(n), r.cfg.Holder, r.cfg.LeaseTTL)
-		if err != nil || !ok {
-			continue
+		if ok, err := r.cfg.Leases.AcquireLease(lctx, leaseName(n), r.cfg.Holder, r.cfg.LeaseTTL); err == nil && ok {
+			taken = append(taken, n)
 		}
-		if err := r.start(ctx, n); err != nil {
-			r.log.Error("cannot work a partition; giving it back", "partition", n, "error", err)
-			r.cfg.Leases.ReleaseLease(lctx, leaseName(n), r.cfg.Holder)
-			continue
-		}
-		mine = append(mine, n)
 	}
+	// The partitions taken start together: a takeover waits for the slowest, not the sum.
+	var wg sync.WaitGroup
+	for _, n := range taken {
+		wg.Go(func() {
+			if err := r.start(ctx, n); err != nil {
+				r.log.Error("cannot work a partition; giving it back", "partition", n, "error", err)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
+				defer cancel()
+				r.cfg.Leases.ReleaseLease(rctx, leaseName(n), r.cfg.Holder)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // expireUnrenewed stops the workers whose lease may have expired unrenewed: another
