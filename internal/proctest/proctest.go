@@ -277,14 +277,14 @@ func (c *Cluster) procs() []*Proc {
 }
 
 // STS, Gateway, Endpoint and Detector return the processes (i from 0).
-func (c *Cluster) STS() *Proc             { return c.sts }
-func (c *Cluster) Gateway(i int) *Proc    { return c.gateways[i] }
-func (c *Cluster) Endpoint(i int) *Proc   { return c.endpoints[i] }
-func (c *Cluster) Detector() *Proc        { return c.detector }
-func (c *Cluster) Detectors() []*Proc     { return c.detectors }
-func (c *Cluster) MoreSTS(i int) *Proc    { return c.moreSTS[i] }
-func (c *Cluster) Egress() *Proc          { return c.egress }
-func (c *Cluster) AuditDir() string       { return c.auditDir }
+func (c *Cluster) STS() *Proc           { return c.sts }
+func (c *Cluster) Gateway(i int) *Proc  { return c.gateways[i] }
+func (c *Cluster) Endpoint(i int) *Proc { return c.endpoints[i] }
+func (c *Cluster) Detector() *Proc      { return c.detector }
+func (c *Cluster) Detectors() []*Proc   { return c.detectors }
+func (c *Cluster) MoreSTS(i int) *Proc  { return c.moreSTS[i] }
+func (c *Cluster) Egress() *Proc        { return c.egress }
+func (c *Cluster) AuditDir() string     { return c.auditDir }
 
 // ProcAuditDir is the audit directory process name writes its chain to.
 func (c *Cluster) ProcAuditDir(name string) string {
