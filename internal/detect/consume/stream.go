@@ -107,9 +107,10 @@ type Replica struct {
 	cfg StreamConfig
 	log *slog.Logger
 
-	mu      sync.Mutex
-	workers map[int]*partWorker
-	damage  map[string]ChainStatus
+	mu       sync.Mutex
+	workers  map[int]*partWorker
+	starting map[int]bool // partitions whose lease is taken and worker starting
+	damage   map[string]ChainStatus
 	failed  chan error // a partition's worker stopped for a reason that stops the replica
 	wg      sync.WaitGroup
 }
@@ -153,7 +154,7 @@ func NewReplica(cfg StreamConfig) (*Replica, error) {
 		cfg.RetryFor = DefaultRetryFor
 	}
 	return &Replica{cfg: cfg, log: cfg.Logger.With("component", "detector", "replica", cfg.Holder),
-		workers: map[int]*partWorker{}, damage: map[string]ChainStatus{}, failed: make(chan error, 1)}, nil
+		workers: map[int]*partWorker{}, starting: map[int]bool{}, damage: map[string]ChainStatus{}, failed: make(chan error, 1)}, nil
 }
 
 // PartitionConsumer is the store consumer name of partition n's cursors.
@@ -285,6 +286,18 @@ func (r *Replica) balance(ctx context.Context) {
 		live[l.Holder] = true
 	}
 	share := (events.Partitions + len(live) - 1) / len(live)
+	// Partitions still starting are renewed like the others, never given back meanwhile.
+	r.mu.Lock()
+	starting := make([]int, 0, len(r.starting))
+	for n := range r.starting {
+		starting = append(starting, n)
+	}
+	r.mu.Unlock()
+	for _, n := range starting {
+		if _, err := r.cfg.Leases.AcquireLease(lctx, leaseName(n), r.cfg.Holder, r.cfg.LeaseTTL); err != nil {
+			r.log.Error("cannot renew a partition's lease", "partition", n, "error", err)
+		}
+	}
 	mine := r.Partitions()
 	// Renew what is held; a lease lost (taken after it expired) stops its worker.
 	for _, n := range mine {
@@ -301,27 +314,35 @@ func (r *Replica) balance(ctx context.Context) {
 		}
 	}
 	mine = r.Partitions()
+	busy := len(starting)
 	// Above the share: give back the last ones (their batches are committed first).
-	for len(mine) > share {
+	for len(mine) > 0 && len(mine)+busy > share {
 		n := mine[len(mine)-1]
 		mine = mine[:len(mine)-1]
 		r.log.Info("giving a partition back to balance the replicas", "partition", n, "replicas", len(live))
 		r.stop(n, true)
 	}
 	var taken []int
-	for n := 0; n < events.Partitions && len(mine)+len(taken) < share; n++ {
-		if _, held := held[n]; held || slices.Contains(mine, n) {
+	for n := 0; n < events.Partitions && len(mine)+busy+len(taken) < share; n++ {
+		if _, held := held[n]; held || slices.Contains(mine, n) || slices.Contains(starting, n) {
 			continue
 		}
 		if ok, err := r.cfg.Leases.AcquireLease(lctx, leaseName(n), r.cfg.Holder, r.cfg.LeaseTTL); err == nil && ok {
 			taken = append(taken, n)
 		}
 	}
-	// The partitions taken start together: a takeover waits for the slowest, not the sum.
-	var wg sync.WaitGroup
+	// The partitions taken start together, and in the background: a takeover waits for
+	// the slowest, not the sum, and the leases held are renewed meanwhile.
 	for _, n := range taken {
-		wg.Go(func() {
-			if err := r.start(ctx, n); err != nil {
+		r.mu.Lock()
+		r.starting[n] = true
+		r.mu.Unlock()
+		r.wg.Go(func() {
+			err := r.start(ctx, n)
+			r.mu.Lock()
+			delete(r.starting, n)
+			r.mu.Unlock()
+			if err != nil {
 				r.log.Error("cannot work a partition; giving it back", "partition", n, "error", err)
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.LeaseTTL)
 				defer cancel()
@@ -329,7 +350,6 @@ func (r *Replica) balance(ctx context.Context) {
 			}
 		})
 	}
-	wg.Wait()
 }
 
 // expireUnrenewed stops the workers whose lease may have expired unrenewed: another
@@ -380,7 +400,7 @@ func (r *Replica) start(ctx context.Context, n int) error {
 		c.committed[cur.Chain] = cur
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &partWorker{r: r, n: n, c: c, cons: cons, cancel: cancel, done: make(chan struct{}), renewed: time.Now()}
+	w := &partWorker{r: r, n: n, c: c, cons: cons, cancel: cancel, done: make(chan struct{}), renewed: time.Now(), early: map[string]earlyMark{}}
 	r.mu.Lock()
 	r.workers[n] = w
 	r.mu.Unlock()
@@ -454,6 +474,16 @@ type partWorker struct {
 	dec  detect.EventDecoder
 	b    *batch
 	held []jetstream.Msg // messages of the batch, acknowledged after its commit
+	// lost, when it wraps store.ErrConflict, stops the worker: its cursors moved under it.
+	lost error
+	// early is, per chain, since when records have come before their predecessor with
+	// the cursor where it is.
+	early map[string]earlyMark
+}
+
+type earlyMark struct {
+	at    events.Link
+	since time.Time
 }
 
 func (w *partWorker) renewedAt() time.Time {
@@ -481,6 +511,11 @@ func (w *partWorker) run(ctx context.Context) error {
 			case <-time.After(250 * time.Millisecond):
 			}
 		}
+		if w.lost != nil && errors.Is(w.lost, store.ErrConflict) {
+			w.nakHeld()
+			return w.lost
+		}
+		w.lost = nil // the store did not answer: the early record is asked about again
 		if err := w.commit(ctx); err != nil {
 			w.nakHeld()
 			return err
@@ -559,9 +594,22 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	case m.PartPrev.Seq > cur.Seq && !m.Gap:
-		// Its predecessor in the partition has not come yet: wait for it a while.
-		if md, err := msg.Metadata(); err == nil && md.NumDelivered < uint64(w.r.cfg.EarlyWait/earlyDelay)+1 {
+		// Its predecessor in the partition has not come yet: wait for it a while, timed
+		// by this worker from the cursor it is at (a message's delivery count includes
+		// deliveries to a replica that held the partition before).
+		e, ok := w.early[m.Chain]
+		if !ok || e.at != cur {
+			e = earlyMark{at: cur, since: time.Now()}
+			w.early[m.Chain] = e
+		}
+		if time.Since(e.since) < w.r.cfg.EarlyWait {
 			_ = msg.NakWithDelay(earlyDelay)
+			return
+		}
+		if w.moved(m.Chain) {
+			// Another replica consumed the predecessor: this one no longer holds the
+			// partition. Not a gap; stop.
+			_ = msg.Nak()
 			return
 		}
 		w.raise(&audit.Damage{Chain: m.Chain, Kind: audit.Removed, From: cur.Seq + 1, To: m.PartPrev.Seq,
@@ -585,6 +633,28 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 	}
 	w.c.observe(w.b, record{chain: m.Chain, seq: r.Seq, hash: r.Hash, ev: ev})
 	w.held = append(w.held, msg)
+}
+
+// moved reports whether chain's cursor in the store is not the one this worker
+// committed last: another replica works the partition. The worker then stops (run sees
+// lost) rather than take what the other consumed for a gap.
+func (w *partWorker) moved(chain string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	cs, err := w.r.cfg.Sink.Cursors(ctx, w.c.cfg.Consumer)
+	if err != nil {
+		w.r.log.Error("cannot read the partition's cursors before raising a gap; waiting", "partition", w.n, "error", err)
+		w.lost = fmt.Errorf("partition %d: read cursors: %w", w.n, err)
+		return true
+	}
+	mine := w.c.cursor(chain)
+	for _, c := range cs {
+		if c.Chain == chain && (c.Seq != mine.Seq || c.Hash != mine.Hash) {
+			w.lost = fmt.Errorf("partition %d: chain %s's cursor moved to seq %d under this replica (at %d): %w", w.n, chain, c.Seq, mine.Seq, store.ErrConflict)
+			return true
+		}
+	}
+	return false
 }
 
 // raise feeds the detector the damage and adds the finding to the batch.

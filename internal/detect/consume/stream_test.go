@@ -56,7 +56,7 @@ type streamRig struct {
 	chain map[string]*streamWriter
 }
 
-func newStreamRig(t *testing.T, chains ...string) *streamRig {
+func newStreamRig(t testing.TB, chains ...string) *streamRig {
 	t.Helper()
 	srv := natstest.Start(t)
 	b := events.Broker{URLs: []string{srv.URL()}}
@@ -75,7 +75,7 @@ func newStreamRig(t *testing.T, chains ...string) *streamRig {
 	if _, err := events.EnsureStream(t.Context(), js, b, streamAccount); err != nil {
 		t.Fatal(err)
 	}
-	rig := &streamRig{url: srv.URL(), js: js, nc: nc, dir: t.TempDir(), st: openSQLite(t), chain: map[string]*streamWriter{}}
+	rig := &streamRig{url: srv.URL(), js: js, nc: nc, dir: t.TempDir(), st: openSQLiteB(t), chain: map[string]*streamWriter{}}
 	for _, c := range chains {
 		w := newWriter(t, rig.dir, c)
 		rig.chain[c] = &streamWriter{l: w.l, chain: c}
@@ -208,7 +208,7 @@ func (c *streamCounter) damages() []string {
 }
 
 // committed sums, per chain, the events the partitions' cursors counted.
-func committed(t *testing.T, st store.Store) map[string]int64 {
+func committed(t testing.TB, st store.Store) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
 	for n := range events.Partitions {
@@ -223,7 +223,7 @@ func committed(t *testing.T, st store.Store) map[string]int64 {
 	return out
 }
 
-func waitCommitted(t *testing.T, st store.Store, want map[string]int64, within time.Duration) {
+func waitCommitted(t testing.TB, st store.Store, want map[string]int64, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -287,9 +287,7 @@ func TestStreamReplicasShareAndTakeOverExactlyOnce(t *testing.T) {
 		want[c] = int64(w.n)
 	}
 	waitCommitted(t, rig.st, want, 30*time.Second)
-	if err := a.stop(); err == nil || !errors.Is(err, errDead) {
-		t.Errorf("the killed replica's Run = %v, want it stopped by its failing store", err)
-	}
+	a.stop() // what a killed process would not do: its result says nothing
 	if err := b.stop(); err != nil {
 		t.Fatal(err)
 	}
