@@ -111,8 +111,8 @@ type Replica struct {
 	workers  map[int]*partWorker
 	starting map[int]bool // partitions whose lease is taken and worker starting
 	damage   map[string]ChainStatus
-	failed  chan error // a partition's worker stopped for a reason that stops the replica
-	wg      sync.WaitGroup
+	failed   chan error // a partition's worker stopped for a reason that stops the replica
+	wg       sync.WaitGroup
 }
 
 // NewReplica checks cfg and fills in the defaults.
