@@ -46,7 +46,7 @@ func record(t testing.TB, l *audit.Log, n int, source string) {
 	}
 }
 
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := events.Dial(events.Broker{URLs: []string{url}}, "test", slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -60,7 +60,7 @@ func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
-func startPublisher(t *testing.T, js jetstream.JetStream, dir, state string, chains ...string) (*events.Publisher, context.CancelFunc) {
+func startPublisher(t testing.TB, js jetstream.JetStream, dir, state string, chains ...string) (*events.Publisher, context.CancelFunc) {
 	t.Helper()
 	p, err := events.NewPublisher(events.PublisherConfig{JetStream: js, Account: account, Dir: dir, Chains: chains, StateDir: state})
 	if err != nil {
@@ -102,7 +102,7 @@ func streamRecords(t *testing.T, js jetstream.JetStream) []events.Message {
 }
 
 // waitPublished waits until chain's acknowledged position reaches seq.
-func waitPublished(t *testing.T, p *events.Publisher, chain string, seq uint64) {
+func waitPublished(t testing.TB, p *events.Publisher, chain string, seq uint64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for p.Positions()[chain].Seq < seq {
