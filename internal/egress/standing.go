@@ -19,8 +19,9 @@ import (
 // the password is issued with the node's role session and shares its fate. The node's
 // phantom:RiskLevel picks the rules that apply (maxRiskLevel). Tunnels already open are
 // checked again every RecheckInterval: those of a removed node, of a revoked password, or
-// opened by a rule that no longer applies at the node's risk level are closed, and the
-// closing is audited (eventName CloseTunnel, with the tunnel's requestID).
+// opened by a rule that no longer applies at the node's risk level are closed, as are all
+// of them while the state is stale (Fresh); the closing is audited (eventName
+// CloseTunnel, with the tunnel's requestID).
 
 // standing refuses a node removed, or credentials issued at issued (zero: a
 // certificate) whose session was revoked since; it returns the refusal's code and reason.
@@ -240,7 +241,8 @@ func (p *Proxy) startRecheck() {
 
 // recheckTunnels closes the open tunnels whose node no longer stands: removed from the
 // spec or revoked, its password revoked, or its risk level now above the bound of the
-// rules that opened the tunnel. Each closing is audited.
+// rules that opened the tunnel — and every tunnel while the perimeter state is stale.
+// Each closing is audited.
 func (p *Proxy) recheckTunnels() {
 	p.mu.Lock()
 	open := make([]*tunnel, 0, len(p.tunnels))
@@ -252,9 +254,18 @@ func (p *Proxy) recheckTunnels() {
 		return
 	}
 	spec := p.cfg.Spec()
+	// A revocation made while the state is stale may not have reached this proxy: its
+	// tunnels close as its new requests are refused (fail closed), and the agents reopen
+	// them once the store answers again.
+	var stale error
+	if p.cfg.Fresh != nil {
+		stale = p.cfg.Fresh()
+	}
 	for _, t := range open {
 		code, reason := "", ""
-		if n, ok := spec.Node(t.node.Name); !ok || n.Role != t.node.Role {
+		if stale != nil {
+			code, reason = CodeStateStale, "the perimeter state is too old to decide on: "+stale.Error()
+		} else if n, ok := spec.Node(t.node.Name); !ok || n.Role != t.node.Role {
 			code, reason = CodeAuthRequired, "node "+t.node.Name+" is no longer in the perimeter spec with role "+t.node.Role
 		} else {
 			code, reason = p.standing(n, t.issued)

@@ -557,3 +557,31 @@ func isTimeoutErr(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestStaleStateClosesTunnels: once the perimeter state is stale, a revocation might not
+// have reached the proxy, so open tunnels close (audited PerimeterStateStale) as new
+// requests are refused; after the store answers, the node opens a tunnel again.
+func TestStaleStateClosesTunnels(t *testing.T) {
+	w := newStandingWorld(t, nil)
+	auth := w.auth("app-1", testNow.Add(-time.Minute))
+	tun, line := w.open(t, "app-1", w.echo, auth)
+	if !strings.HasPrefix(line, "HTTP/1.1 200") || !echoes(tun) {
+		t.Fatalf("tunnel: %q", line)
+	}
+	w.st.set(func(f *fakeStanding) { f.stale = errors.New("store unreachable for 31s") })
+	if _, closed := closedWithin(tun, 2*time.Second); !closed {
+		t.Fatal("the open tunnel stayed open on stale state")
+	}
+	closes := waitEvents(w.tp.audit, "CloseTunnel", 1)
+	if len(closes) != 1 || closes[0].ErrorCode != CodeStateStale {
+		t.Fatalf("closing audited as %+v", closes)
+	}
+	if _, line := w.open(t, "app-1", w.echo, auth); !strings.HasPrefix(line, "HTTP/1.1 503") {
+		t.Fatalf("new tunnel on stale state: %q", line)
+	}
+	w.st.set(func(f *fakeStanding) { f.stale = nil })
+	again, line := w.open(t, "app-1", w.echo, auth)
+	if !strings.HasPrefix(line, "HTTP/1.1 200") || !echoes(again) {
+		t.Fatalf("tunnel after the store answered: %q", line)
+	}
+}

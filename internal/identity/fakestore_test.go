@@ -24,6 +24,7 @@ type fakeStore struct {
 	nodeRev map[string]time.Time
 	nodes   map[string]store.Node
 	fail    error // returned by every read when set
+	polls   int   // Version calls
 }
 
 func newFakeStore() *fakeStore {
@@ -186,10 +187,17 @@ func (f *fakeStore) ListRevocations(context.Context) ([]Revocation, error) {
 func (f *fakeStore) Version(context.Context) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.polls++
 	if f.fail != nil {
 		return 0, f.fail
 	}
 	return f.version, nil
+}
+
+func (f *fakeStore) versionCalls() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.polls
 }
 
 func (f *fakeStore) deps() Deps {

@@ -188,3 +188,75 @@ func TestStoreGoingBackIsRefused(t *testing.T) {
 		t.Errorf("revoked session after the store went back: %v, want ErrSessionRevoked", err)
 	}
 }
+
+// levelCounter counts log records per level and message.
+type levelCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.n[r.Level.String()+" "+r.Message]++
+	h.mu.Unlock()
+	return nil
+}
+func (h *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelCounter) WithGroup(string) slog.Handler      { return h }
+func (h *levelCounter) count(key string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.n[key]
+}
+
+// TestOutageLogsOncePerMinute: a store that keeps failing is logged as an ERROR at the
+// first failure and then once a minute, not on every poll; its return is logged once.
+func TestOutageLogsOncePerMinute(t *testing.T) {
+	ctx := context.Background()
+	c := newClock(t0)
+	st := newFakeStore()
+	newTestService(t, st, c)
+	logs := &levelCounter{n: map[string]int{}}
+	s, err := New(Config{Account: testAccount, Now: c.Now, RefreshInterval: time.Millisecond, Logger: slog.New(logs)}, st.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const failed, back = "ERROR refresh failed; keeping the previous credentials", "INFO store reachable again; credentials refreshed"
+	wait := func(key string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); logs.count(key) < n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%q logged %d times, want %d", key, logs.count(key), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	polls := func() int { return st.versionCalls() }
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { s.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	st.setFail(errors.New("connection refused"))
+	wait(failed, 1)
+	for p := polls(); polls() < p+50; {
+		time.Sleep(time.Millisecond)
+	}
+	if n := logs.count(failed); n != 1 {
+		t.Fatalf("50 failed polls within a minute logged %d ERRORs, want 1", n)
+	}
+	c.Advance(61 * time.Second)
+	wait(failed, 2)
+	for p := polls(); polls() < p+50; {
+		time.Sleep(time.Millisecond)
+	}
+	if n := logs.count(failed); n != 2 {
+		t.Fatalf("a minute later: %d ERRORs, want 2", n)
+	}
+	st.setFail(nil)
+	wait(back, 1)
+}

@@ -491,7 +491,10 @@ func (s *Service) Run(ctx context.Context) error {
 		defer cancel()
 		changed = ch
 	}
-	failing := false
+	// During an outage the first failure is logged at once, then one line a minute with
+	// the count: a poll every second must not flood the log.
+	var failures int
+	var logged time.Time
 	for {
 		// Each attempt is bounded, so a store that hangs cannot stall the loop past the
 		// point where the snapshots go stale.
@@ -500,11 +503,14 @@ func (s *Service) Run(ctx context.Context) error {
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
-			s.log.Error("refresh failed; keeping the previous credentials", "error", err)
-			failing = true
-		case err == nil && failing:
-			s.log.Info("store reachable again; credentials refreshed")
-			failing = false
+			failures++
+			if failures == 1 || s.now().Sub(logged) >= failureLogInterval {
+				s.log.Error("refresh failed; keeping the previous credentials", "error", err, "failures", failures, "fresh", s.Fresh() == nil)
+				logged = s.now()
+			}
+		case err == nil && failures > 0:
+			s.log.Info("store reachable again; credentials refreshed", "failures", failures)
+			failures = 0
 		}
 		select {
 		case <-ctx.Done():
@@ -514,6 +520,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// failureLogInterval spaces the ERROR lines of a refresh that keeps failing.
+const failureLogInterval = time.Minute
 
 // attemptTimeout bounds one refresh: the polling interval, at least a second.
 func (s *Service) attemptTimeout() time.Duration {
