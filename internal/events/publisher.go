@@ -220,7 +220,7 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 	// parts and gaps run ahead of pos by the records awaiting acknowledgement.
 	parts, gaps := slices.Clone(pos.Parts), pos.Gaps
 	var pending []inflight
-	lastSave := time.Now()
+	lastSave, saved := time.Now(), pos.Seq
 	// settle takes acknowledgements in order: all of them (block), or those already in.
 	settle := func(block bool) error {
 		for len(pending) > 0 {
@@ -251,9 +251,9 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 			}
 			p.setPos(chain, *pos)
 			p.setErr(chain, nil)
-			if time.Since(lastSave) >= saveEvery {
+			if pos.Seq != saved && time.Since(lastSave) >= saveEvery {
 				p.save(chain, *pos)
-				lastSave = time.Now()
+				lastSave, saved = time.Now(), pos.Seq
 			}
 			select {
 			case <-ctx.Done():
@@ -312,9 +312,9 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 		if err := settle(len(pending) >= p.cfg.Window); err != nil {
 			return err
 		}
-		if time.Since(lastSave) >= saveEvery {
+		if pos.Seq != saved && time.Since(lastSave) >= saveEvery {
 			p.save(chain, *pos)
-			lastSave = time.Now()
+			lastSave, saved = time.Now(), pos.Seq
 		}
 	}
 }

@@ -313,6 +313,7 @@ func (r *Replica) balance(ctx context.Context) {
 			r.renewed(n)
 		}
 	}
+	r.expireUnrenewed() // renewals that keep failing: another replica may hold them soon
 	mine = r.Partitions()
 	busy := len(starting)
 	// Above the share: give back the last ones (their batches are committed first).
