@@ -351,18 +351,29 @@ func TestStreamGapsAndContradictionsAreFindings(t *testing.T) {
 	parts := partitionRecords(t, dir, "gateway-a")
 	var recs []audit.Record
 	for _, rs := range parts {
-		if len(rs) >= 4 {
+		if len(rs) >= 5 {
 			recs = rs
 			break
 		}
 	}
 	if recs == nil {
-		t.Fatal("no partition with 4 records")
+		t.Fatal("no partition with 5 records")
 	}
 	r := startReplica(t, rig, "replica-a")
-	// 0 in order; 1 lost; 2 links to 1 (a gap); 3 follows 2. Then a forged record at
-	// 3's seq, and one linking to 0 (behind the cursor).
+	// 0 comes after 1, which links to it: 1 waits for it, both are evaluated, no
+	// finding. Then 2 lost; 3 links to 2 (a gap); 4 follows 3. Then a forged record at
+	// 4's seq, and one linking to 0 (behind the cursor).
+	if len(recs) < 5 {
+		t.Fatal("no partition with 5 records")
+	}
+	publishRaw(t, rig.js, "gateway-a", recs[1], events.Link{Seq: recs[0].Seq, Hash: recs[0].Hash})
+	time.Sleep(300 * time.Millisecond)
 	publishRaw(t, rig.js, "gateway-a", recs[0], zeroLink)
+	waitCommitted(t, rig.st, map[string]int64{"gateway-a": 2}, 10*time.Second)
+	if d := r.det.damages(); len(d) != 0 {
+		t.Fatalf("a record that came before its predecessor was taken for a gap: %q", d)
+	}
+	recs = recs[1:]
 	publishRaw(t, rig.js, "gateway-a", recs[2], events.Link{Seq: recs[1].Seq, Hash: recs[1].Hash})
 	publishRaw(t, rig.js, "gateway-a", recs[3], events.Link{Seq: recs[2].Seq, Hash: recs[2].Hash})
 	deadline := time.Now().Add(15 * time.Second)
@@ -375,7 +386,7 @@ func TestStreamGapsAndContradictionsAreFindings(t *testing.T) {
 	if d := r.det.damages(); len(d) != 1 || !strings.Contains(d[0], "never reached the audit stream") {
 		t.Fatalf("damage = %q, want the gap", d)
 	}
-	waitCommitted(t, rig.st, map[string]int64{"gateway-a": 3}, 10*time.Second)
+	waitCommitted(t, rig.st, map[string]int64{"gateway-a": 4}, 10*time.Second)
 
 	forged := recs[3]
 	forged.Event = []byte(strings.Replace(string(forged.Event), "Invoke", "Forged", 1))
@@ -389,18 +400,49 @@ func TestStreamGapsAndContradictionsAreFindings(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if d := r.det.damages(); len(d) != 2 || !strings.Contains(d[1], "not one of its records") {
+		t.Fatalf("damage = %q, want the forged record", d)
+	}
+	// Another writer's chain of the same name (a host that lies, or a name reused):
+	// valid records, but its record at the cursor's seq is not the one read, and its
+	// next record links to a record that was not read.
+	otherDir := t.TempDir()
+	other := &streamWriter{l: newWriter(t, otherDir, "gateway-a").l, chain: "gateway-a"}
+	other.write(t, 200)
+	var twin, next audit.Record
+	audit.ReadChain(otherDir, "gateway-a", 0, func(e audit.Entry) error {
+		if e.Seq == recs[3].Seq {
+			twin = e.Record
+		}
+		if e.Seq > recs[3].Seq && next.Seq == 0 && events.PartitionOf(e.Record) == events.PartitionOf(recs[3]) {
+			next = e.Record
+		}
+		return nil
+	})
+	if twin.Seq == 0 || next.Seq == 0 {
+		t.Fatal("the other chain has no record at the seqs wanted")
+	}
+	publishRaw(t, rig.js, "gateway-a", twin, events.Link{Seq: recs[2].Seq, Hash: recs[2].Hash})
+	publishRaw(t, rig.js, "gateway-a", next, events.Link{Seq: recs[3].Seq, Hash: twin.Hash})
+	deadline = time.Now().Add(10 * time.Second)
+	for len(r.det.damages()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no finding for the contradicting records: %q", r.det.damages())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if d := r.det.damages(); len(d) != 2 || !strings.Contains(d[1], "not one of its records") {
-		t.Fatalf("damage = %q, want the forged record", d)
+	if d := r.det.damages(); len(d) != 4 || !strings.Contains(d[2], "two different records") || !strings.Contains(d[3], "does not follow") {
+		t.Fatalf("damage = %q, want the second record at a seq and the record linking elsewhere", d)
 	}
 	for id, n := range r.det.seen {
 		if n != 1 {
 			t.Fatalf("observed %s %d times", id, n)
 		}
 	}
-	if len(r.det.seen) != 3 {
-		t.Fatalf("observed %d events, want 3 (the lost one and the forged one not)", len(r.det.seen))
+	if len(r.det.seen) != 4 {
+		t.Fatalf("observed %d events, want 4 (the lost one, the forged one and the other chain's not)", len(r.det.seen))
 	}
 }
