@@ -49,11 +49,24 @@ func Partition(key string) int {
 // PartitionOf is the partition of a record: its event's principal's. A record whose
 // event does not decode goes to partition 0 (its consumer raises it).
 func PartitionOf(r audit.Record) int {
-	var ev audit.Event
+	_, part := Route(r)
+	return part
+}
+
+// routing is what of an event routes its record: read alone, not the whole event.
+type routing struct {
+	EventSource  string             `json:"eventSource"`
+	UserIdentity audit.UserIdentity `json:"userIdentity"`
+}
+
+// Route is a record's subject token of its event source (SourceToken) and its partition,
+// from one decoding of the event.
+func Route(r audit.Record) (source string, partition int) {
+	var ev routing
 	if json.Unmarshal(r.Event, &ev) != nil {
-		return 0
+		return "other", 0
 	}
-	return Partition(detect.PartitionKey(&ev))
+	return SourceToken(ev.EventSource), Partition(detect.PartitionKey(&audit.Event{UserIdentity: ev.UserIdentity}))
 }
 
 // Link is a record's place: its seq and hash (seq 0: before the chain's first record).
@@ -131,18 +144,10 @@ func MsgID(account, chain string, r audit.Record) string {
 	return account + "." + chain + "." + strconv.FormatUint(r.Seq, 10) + "." + r.Hash
 }
 
-// eventSource reads only the event's source.
-type eventSource struct {
-	EventSource string `json:"eventSource"`
-}
-
 // Source is the subject token of the record's event source.
 func Source(r audit.Record) string {
-	var es eventSource
-	if json.Unmarshal(r.Event, &es) != nil {
-		return "other"
-	}
-	return SourceToken(es.EventSource)
+	source, _ := Route(r)
+	return source
 }
 
 // Header is what a message carries besides its subject and body: a subset of
@@ -193,14 +198,15 @@ func ParseMessage(subject string, h Header, data []byte) (Message, error) {
 	if h.Get(HeaderSeq) != strconv.FormatUint(r.Seq, 10) || h.Get(HeaderPrev) != r.Prev || h.Get(HeaderHash) != r.Hash {
 		return m, fmt.Errorf("chain %s seq %d: the headers do not name the record's place in the chain", m.Chain, r.Seq)
 	}
-	if got := Source(r); got != m.Source {
-		return m, fmt.Errorf("chain %s seq %d: subject names source %q, the event %q", m.Chain, r.Seq, truncate(m.Source), got)
+	source, partition := Route(r)
+	if source != m.Source {
+		return m, fmt.Errorf("chain %s seq %d: subject names source %q, the event %q", m.Chain, r.Seq, truncate(m.Source), source)
 	}
 	if id := h.Get(HeaderMsgID); id != "" && id != MsgID(m.Account, m.Chain, r) {
 		return m, fmt.Errorf("chain %s seq %d: %s does not name the record", m.Chain, r.Seq, HeaderMsgID)
 	}
-	if got := PartitionOf(r); got != m.Partition {
-		return m, fmt.Errorf("chain %s seq %d: subject names partition %d, the event's principal is in %d", m.Chain, r.Seq, m.Partition, got)
+	if partition != m.Partition {
+		return m, fmt.Errorf("chain %s seq %d: subject names partition %d, the event's principal is in %d", m.Chain, r.Seq, m.Partition, partition)
 	}
 	if m.PartPrev, err = parseLink(h.Get(HeaderPartPrev)); err != nil {
 		return m, fmt.Errorf("chain %s seq %d: %w", m.Chain, r.Seq, err)

@@ -285,9 +285,9 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 			return err
 		}
 		line = e.Record.AppendLine(line[:0])
-		part := PartitionOf(e.Record)
+		source, part := Route(e.Record)
 		msg := &nats.Msg{
-			Subject: Subject(p.cfg.Account, chain, Source(e.Record), part),
+			Subject: Subject(p.cfg.Account, chain, source, part),
 			Data:    append([]byte(nil), line...),
 			Header: nats.Header{
 				HeaderChain:    {chain},
