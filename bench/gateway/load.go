@@ -32,10 +32,10 @@ type result struct {
 	elapsed   time.Duration
 	p50, p99  time.Duration
 	lat       []time.Duration // every request's latency, until finish
-	cpu       time.Duration   // CPU time of the whole process (clients included) while measuring
+	cpu       time.Duration   // CPU time of the bench's processes (clients included) while measuring
 }
 
-// cpuPerReq is the process's CPU time per request: unlike req/s it does not move with
+// cpuPerReq is the bench's CPU time per request (the endpoint process's included): unlike req/s it does not move with
 // what other processes on the machine take, so it compares the targets' cost.
 func (r result) cpuPerReq() time.Duration {
 	if r.n == 0 {
@@ -44,7 +44,7 @@ func (r result) cpuPerReq() time.Duration {
 	return r.cpu / time.Duration(r.n)
 }
 
-// cpuTime is the process's user and system CPU time so far.
+// cpuTime is this process's user and system CPU time so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -91,7 +91,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), cpuTime()
+	start, cpu0 := time.Now(), p.cpuTime()
 	for i := range c {
 		wg.Add(1)
 		go func() {
@@ -112,7 +112,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 		}()
 	}
 	wg.Wait()
-	r := result{elapsed: time.Since(start), cpu: cpuTime() - cpu0, firstErr: firstErr}
+	r := result{elapsed: time.Since(start), cpu: p.cpuTime() - cpu0, firstErr: firstErr}
 	for i := range c {
 		r.lat = append(r.lat, lat[i]...)
 		r.errors += errs[i]

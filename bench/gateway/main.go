@@ -1,16 +1,24 @@
 // Command gateway measures what the data path costs. In one run it puts the same
-// SigV4-signed load on the same backend through
+// SigV4-signed load (aws-sdk-go-v2's signer) on the same backend (https, requiring the
+// caller's perimeter certificate: mutual TLS, as the demo ships it) through
 //
 //	(a) a bare Go TLS reverse proxy (the baseline),
-//	(b) the gateway directly (SigV4, IAM evaluation, audit, assertion), and
-//	(c) the endpoint, then the gateway (security group, TLS, mTLS hop),
+//	(b) the gateway directly (SigV4, IAM evaluation, audit, identity assertion),
+//	(c) the endpoint, then the gateway in the same process, the request handed over in
+//	    memory (phantom up, phantom gateway --endpoint),
+//	(d) the endpoint in a process of its own (this binary, re-executed), then the gateway
+//	    over a pooled mTLS connection (phantom endpoint), and
+//	(e) the endpoint and the gateway in one process over an mTLS hop, as phantom up ran
+//	    before the in-memory handover,
 //
 // at several concurrencies, and prints requests/s, p50/p99 latency and the ratios to (a),
-// and the process's CPU time per request (clients included) and its ratio: (a)'s CPU per
-// request over the target's, the throughput ratio a CPU-bound machine would show.
-// Everything runs in this process on loopback.
+// and the CPU time per request of the bench's processes (clients and the endpoint process
+// included) and its ratio: (a)'s CPU per request over the target's, the throughput ratio a
+// CPU-bound machine would show. Last it verifies identity assertions the backend received,
+// as a backend would, and prints that cost apart: the backend under load verifies nothing.
+// Everything runs on loopback.
 //
-//	go run ./bench/gateway -duration 5s -concurrency 1,4,16,64
+//	go run ./bench/gateway -duration 5s -concurrency 1,16,32,64 -rounds 5
 package main
 
 import (
@@ -28,11 +36,18 @@ import (
 )
 
 func main() {
+	if file := os.Getenv(childEnv); file != "" {
+		if err := runChild(file); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway endpoint process:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	duration := flag.Duration("duration", 5*time.Second, "how long each target is measured at each concurrency")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured load before each measurement")
-	conc := flag.String("concurrency", "1,4,16,64", "comma-separated numbers of concurrent clients")
-	only := flag.String("only", "", "measure only the targets whose name contains this (a, b or c); the baseline (a) always runs")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	conc := flag.String("concurrency", "1,16,32,64", "comma-separated numbers of concurrent clients")
+	only := flag.String("only", "", "measure only the targets whose letter is in this (b, c, d, e; \"cd\" for two); the baseline (a) always runs")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file, and the endpoint process's to FILE.endpoint")
 	rounds := flag.Int("rounds", 1, "split each cell into this many slices, measured in turns across the targets, so load from other processes falls on all of them alike")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -55,7 +70,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/gateway: -rounds must be at least 1")
 		os.Exit(2)
 	}
-	if err := run(context.Background(), os.Stdout, options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds}); err != nil {
+	o := options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds}
+	if *cpuprofile != "" {
+		o.childProfile = *cpuprofile + ".endpoint"
+	}
+	if err := run(context.Background(), os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -66,7 +85,8 @@ type options struct {
 	duration, warmup time.Duration
 	levels           []int
 	only             string
-	rounds           int // 0 or 1: each target measured once per cell
+	rounds           int    // 0 or 1: each target measured once per cell
+	childProfile     string // "": the endpoint process writes no CPU profile
 }
 
 func parseLevels(s string) ([]int, error) {
@@ -88,7 +108,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := newPerimeter(ctx, dir, rand.Reader, log)
+	p, err := newPerimeter(ctx, dir, rand.Reader, log, o.childProfile)
 	if err != nil {
 		return err
 	}
@@ -96,12 +116,12 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	fmt.Fprintf(out, "phantom gateway bench: GET %s, %s per cell after %s warm-up, GOMAXPROCS=%d\n\n",
 		benchPath, o.duration, o.warmup, gomaxprocs())
-	fmt.Fprintf(out, "%-22s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
+	fmt.Fprintf(out, "%-40s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
 	rounds := max(o.rounds, 1)
 	for _, c := range o.levels {
 		var ts []target
 		for i, t := range p.targets {
-			if i == 0 || o.only == "" || strings.Contains(t.name, "("+o.only+")") {
+			if i == 0 || o.only == "" || strings.Contains(o.only, t.name[1:2]) {
 				ts = append(ts, t)
 			}
 		}
@@ -123,11 +143,21 @@ func run(ctx context.Context, out io.Writer, o options) error {
 				return fmt.Errorf("%s at %d clients: %d failed requests (first: %v)", t.name, c, r.errors, r.firstErr)
 			}
 			base := rs[0]
-			fmt.Fprintf(out, "%-22s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
+			fmt.Fprintf(out, "%-40s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
 				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99),
 				r.cpuPerReq().Round(time.Microsecond), float64(base.cpuPerReq())/float64(r.cpuPerReq()))
 		}
 	}
+	fwd, dialed, err := p.hopStats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n(d)'s mTLS hop: %d requests forwarded over %d connections dialed (pooled HTTP/1.1, kept alive)\n", fwd, dialed)
+	d, err := verifyCost(ctx, p, 2000)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "backend's own cost, apart: verifying one identity assertion (gateway.AssertionVerifier.VerifyRequest) takes %s of CPU\n", d.Round(100*time.Nanosecond))
 	return nil
 }
 

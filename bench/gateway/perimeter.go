@@ -41,7 +41,10 @@ const (
 )
 
 // benchSpec is the perimeter under load: one user allowed to invoke the API, whose
-// resource policy and endpoint policy both have something to evaluate.
+// resource policy and endpoint policy both have something to evaluate. The backend is
+// https and requires the gateway's client certificate (mutual TLS, as the demo ships it);
+// the endpoint's security group admits loopback on any port, since its three
+// deployments below listen on ports of their own.
 const benchSpec = `version: 1
 account: "%[1]s"
 region: %[2]s
@@ -78,7 +81,7 @@ endpoints:
     vpc: vpc-0b0e0c0d0a0f00001
     listen: ["%[7]s"]
     ingress:
-      - {protocol: tcp, ports: "%[8]d", cidrs: [127.0.0.0/8]}
+      - {protocol: tcp, ports: "1-65535", cidrs: [127.0.0.0/8]}
     apis: [%[4]s]
     policy:
       Version: "2012-10-17"
@@ -95,6 +98,14 @@ type perimeter struct {
 	creds   aws.Credentials
 	targets []target
 	closers []func()
+	// children are the bench's child processes (the separate endpoint): their CPU time
+	// counts with the bench's own.
+	children []int
+	child    *childProc
+	// assertions are requests the backend received, kept to measure what verifying their
+	// identity assertions costs a backend (verifyCost).
+	assertions *assertionLog
+	backendKey []byte
 }
 
 func (p *perimeter) close() {
@@ -103,16 +114,26 @@ func (p *perimeter) close() {
 	}
 }
 
+// cpuTime is the CPU time of the bench and its child processes so far.
+func (p *perimeter) cpuTime() time.Duration {
+	t := cpuTime()
+	for _, pid := range p.children {
+		c, _ := childCPU(pid)
+		t += c
+	}
+	return t
+}
+
 func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
-func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger) (_ *perimeter, err error) {
-	p := &perimeter{}
+func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger, childProfile string) (_ *perimeter, err error) {
+	p := &perimeter{assertions: &assertionLog{max: 2000}}
 	defer func() {
 		if err != nil {
 			p.close()
 		}
 	}()
-	lns := make([]net.Listener, 4) // backend, proxy, gateway, endpoint
+	lns := make([]net.Listener, 5) // backend, proxy, gateway, endpoint in process, endpoint over mTLS in process
 	for i := range lns {
 		if lns[i], err = listen(); err != nil {
 			return nil, err
@@ -120,10 +141,11 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		ln := lns[i]
 		p.closers = append(p.closers, func() { ln.Close() })
 	}
-	backendLn, proxyLn, gwLn, epLn := lns[0], lns[1], lns[2], lns[3]
+	backendLn, proxyLn, gwLn, epLn, epTLSLn := lns[0], lns[1], lns[2], lns[3], lns[4]
 	epAddr := epLn.Addr().(*net.TCPAddr).AddrPort()
-	spec, err := config.Parse("bench.yaml", fmt.Appendf(nil, benchSpec, benchAccount, benchRegion, gwLn.Addr(), benchAPI,
-		"http://"+backendLn.Addr().String(), benchEndpoint, epAddr, epAddr.Port()))
+	specYAML := fmt.Appendf(nil, benchSpec, benchAccount, benchRegion, gwLn.Addr(), benchAPI,
+		"https://"+backendLn.Addr().String(), benchEndpoint, epAddr)
+	spec, err := config.Parse("bench.yaml", specYAML)
 	if err != nil {
 		return nil, fmt.Errorf("bench spec: %w", err)
 	}
@@ -166,17 +188,26 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		})
 	}
 
-	// The backend: a small JSON answer, as an internal service would give.
-	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// The backend: a small JSON answer, as an internal service would give, over TLS to
+	// callers with a certificate of the perimeter CA. It does not verify the identity
+	// assertion (verifyCost measures that apart); it keeps some requests to measure it on.
+	backendCert, err := issue(pki.KindGateway, "bench-backend", false)
+	if err != nil {
+		return nil, err
+	}
+	backend := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.assertions.keep(r)
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"items":[{"id":"1","name":"widget"}]}`)
-	})}
-	go backend.Serve(backendLn)
+	}), ErrorLog: quietLog(), TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*backendCert},
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots}}
+	go backend.ServeTLS(backendLn, "", "")
 	p.closers = append(p.closers, func() { backend.Close() })
-	backendURL, _ := url.Parse("http://" + backendLn.Addr().String())
+	backendURL, _ := url.Parse("https://" + backendLn.Addr().String())
 
-	// (a) a bare Go TLS reverse proxy, stage prefix stripped as the gateway does.
-	proxyCert, err := issue(pki.KindGateway, "bare-proxy", false)
+	// (a) a bare Go TLS reverse proxy, stage prefix stripped as the gateway does, to the
+	// same backend over the same mutual TLS.
+	proxyCert, err := issue(pki.KindGateway, "bare-proxy", true)
 	if err != nil {
 		return nil, err
 	}
@@ -185,12 +216,13 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 			r.SetURL(backendURL)
 			r.Out.URL.Path = r.In.URL.Path[len("/prod"):]
 		},
-		Transport: backendTransport(),
+		Transport: backendTransport(roots, proxyCert),
 		ErrorLog:  quietLog(),
 	}
 	p.serve(proxyLn, rp, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*proxyCert}})
 
-	// (b) the gateway, with a real audit chain.
+	// (b) the gateway, with a real audit chain, mutual TLS to the backend and the
+	// identity assertion, as internal/perimeter builds it.
 	_, signer, err := ed25519.GenerateKey(rnd)
 	if err != nil {
 		return nil, err
@@ -200,16 +232,17 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	gwLog, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit"), Chain: "gateway", Signer: signer, Logger: log})
+	openLog := func(chain string) (*audit.Log, error) {
+		l, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit"), Chain: chain, Signer: signer, Logger: log})
+		if err == nil {
+			p.closers = append(p.closers, func() { l.Close() })
+		}
+		return l, err
+	}
+	gwLog, err := openLog("gateway")
 	if err != nil {
 		return nil, err
 	}
-	p.closers = append(p.closers, func() { gwLog.Close() })
-	epLog, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit"), Chain: "endpoint-" + benchEndpoint, Signer: signer, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	p.closers = append(p.closers, func() { epLog.Close() })
 	msgKey, err := ring.Key(keys.AuthzMessages)
 	if err != nil {
 		return nil, err
@@ -222,41 +255,93 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	gwClient, err := issue(pki.KindGateway, "gateway", true)
+	if err != nil {
+		return nil, err
+	}
 	gw, err := gateway.New(gateway.Config{
 		Name: "gateway", Spec: current, Credentials: ids, Verifier: verifier, Auditor: gwLog,
 		Messages: messages, AssertionKey: assertKey, Logger: log,
+		ClientCert:   func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return gwClient, nil },
+		BackendRoots: roots,
 	})
 	if err != nil {
+		return nil, err
+	}
+	// The bench API's assertion key file (HS256, the default), as its backend holds it.
+	if p.backendKey, err = gw.BackendKey(benchAPI); err != nil {
 		return nil, err
 	}
 	gwCert, err := issue(pki.KindGateway, "gateway", false)
 	if err != nil {
 		return nil, err
 	}
-	p.serve(gwLn, gw, gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil }))
+	go gw.Serve(gwLn, gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil }))
+	p.closers = append(p.closers, func() {
+		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		gw.Shutdown(sctx)
+	})
 
-	// (c) the endpoint in front of the gateway.
+	// The endpoint's certificate, for callers and for the gateway.
 	epCert, err := issue(pki.KindEndpoint, benchEndpoint, true)
 	if err != nil {
 		return nil, err
 	}
-	ep, err := endpoint.New(endpoint.Config{
-		ID: benchEndpoint, Spec: current,
-		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return epCert, nil },
-		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return epCert, nil },
-		Verifier:   verifier, Gateways: []string{gwLn.Addr().String()}, Auditor: epLog, Logger: log,
-	})
+	serverCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return epCert, nil }
+	startEndpoint := func(cfg endpoint.Config, ln net.Listener) error {
+		ep, err := endpoint.New(cfg)
+		if err != nil {
+			return err
+		}
+		epCtx, stop := context.WithCancel(context.Background())
+		go ep.Serve(epCtx, ln)
+		p.closers = append(p.closers, func() {
+			stop()
+			sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+			defer done()
+			ep.Shutdown(sctx)
+		})
+		return nil
+	}
+
+	// (c) the endpoint in the gateway's process, handing requests over in memory (phantom
+	// up, phantom gateway --endpoint).
+	epLog, err := openLog("endpoint-" + benchEndpoint)
 	if err != nil {
 		return nil, err
 	}
-	epCtx, stop := context.WithCancel(context.Background())
-	go ep.Serve(epCtx, epLn)
-	p.closers = append(p.closers, func() {
-		stop()
-		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		defer done()
-		ep.Shutdown(sctx)
-	})
+	err = startEndpoint(endpoint.Config{
+		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: epLog, Logger: log,
+		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+		},
+	}, epLn)
+	if err != nil {
+		return nil, err
+	}
+
+	// (d) the endpoint in a process of its own, over mTLS to the gateway (phantom
+	// endpoint; on another host in production).
+	childAddr, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), childProfile)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint process: %w", err)
+	}
+
+	// (e) the endpoint in the gateway's process but over an mTLS hop, as phantom up ran
+	// it before the in-memory handover: the baseline (c) improves on.
+	epTLSLog, err := openLog("endpoint-mtls-" + benchEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	err = startEndpoint(endpoint.Config{
+		ID: benchEndpoint, Spec: current, ServerCert: serverCert,
+		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return epCert, nil },
+		Verifier:   verifier, Gateways: []string{gwLn.Addr().String()}, Auditor: epTLSLog, Logger: log,
+	}, epTLSLn)
+	if err != nil {
+		return nil, err
+	}
 
 	client := func() *http.Client {
 		return &http.Client{Transport: &http.Transport{
@@ -269,10 +354,12 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	p.targets = []target{
 		{name: "(a) bare TLS proxy", url: "https://" + proxyLn.Addr().String() + benchPath, client: client()},
 		{name: "(b) gateway", url: "https://" + gwLn.Addr().String() + benchPath, client: client()},
-		{name: "(c) endpoint+gateway", url: "https://" + epLn.Addr().String() + benchPath, client: client()},
+		{name: "(c) endpoint>gateway, in memory", url: "https://" + epLn.Addr().String() + benchPath, client: client()},
+		{name: "(d) endpoint|gateway, 2 processes", url: "https://" + childAddr + benchPath, client: client()},
+		{name: "(e) endpoint>gateway, mTLS in 1 process", url: "https://" + epTLSLn.Addr().String() + benchPath, client: client()},
 	}
 	// Direct calls (b) come without aws:SourceVpce; the resource policy only requires the
-	// account, so all three serve the same request.
+	// account, so all of them serve the same request.
 	for _, t := range p.targets {
 		if err := call(ctx, v4.NewSigner(), p.creds, t); err != nil && !errors.Is(err, context.Canceled) {
 			return nil, fmt.Errorf("first request through %s: %w", t.name, err)
@@ -281,8 +368,9 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	return p, nil
 }
 
-func backendTransport() *http.Transport {
-	return &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}
+func backendTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transport {
+	return &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
+		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{*cert}}}
 }
 
 func (p *perimeter) serve(ln net.Listener, h http.Handler, cfg *tls.Config) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/gateway"
 	"github.com/phantom-perimeter/phantom/internal/hsm"
 	"github.com/phantom-perimeter/phantom/internal/hsm/hsmtest"
 	"github.com/phantom-perimeter/phantom/internal/keys"
@@ -42,6 +45,130 @@ func TestKeysExport(t *testing.T) {
 	admWantAWSError(t, admRun(t, dir, "", "keys", "export", "--component", "ca", "--out", out+"3"), "ExportComponentKeys", "ValidationError")
 	if _, err := os.Stat(out + "2"); !os.IsNotExist(err) {
 		t.Fatal("a refused export wrote a file")
+	}
+}
+
+// TestKeysBackend: an API's backend key file (0600) is the key the gateway MACs that
+// API's assertions with, so a verifier made from it checks the gateway's assertions; an
+// API the spec lacks is a validation error and writes nothing.
+func TestKeysBackend(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(t.TempDir(), "orders.jwk")
+	r := admOK(t, admRun(t, dir, "", "keys", "backend", "--api", "a1b2c3d4e5", "--out", out))
+	var o struct{ API, KeyID, Path string }
+	if err := json.Unmarshal([]byte(r.stdout), &o); err != nil || o.API != "a1b2c3d4e5" || o.Path != out {
+		t.Fatalf("output %q: %v", r.stdout, err)
+	}
+	if st, err := os.Stat(out); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	file, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := store.LoadOrCreateMasterKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := keys.DeriveEd25519(mk, keys.Assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.DeriveBackendKey(seed, "a1b2c3d4e5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.KeyID != gw.KeyID() || strings.Contains(r.stdout, b64url(gw.Key)) {
+		t.Fatalf("output %q: want kid %s and no key", r.stdout, gw.KeyID())
+	}
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{Key: file, Audience: "a1b2c3d4e5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tok, err := gateway.SignAssertionHS256(gw, &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: "a1b2c3d4e5", ID: "j1", RequestID: "j1",
+		Method: "GET", Path: "/orders", PayloadHash: gateway.UnsignedPayload, IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(tok); err != nil {
+		t.Fatalf("the key file does not verify the gateway's assertion: %v", err)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "keys", "backend", "--api", "zzzzzzzzzz", "--out", out+"2"), "ExportBackendKey", "ValidationError")
+	if _, err := os.Stat(out + "2"); !os.IsNotExist(err) {
+		t.Fatal("a refused export wrote a file")
+	}
+}
+
+func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestKeysRotatePurpose: a storage key is staged (exported key files carry it), rotated
+// (re-sealing what it sealed), refused retirement within the overlap, retired, and then
+// exported no more; bad flags are validation errors.
+func TestKeysRotatePurpose(t *testing.T) {
+	dir := t.TempDir()
+	admOK(t, admRun(t, dir, "", "iam", "create-access-key", "--user", "alice"))
+	type out struct {
+		Purpose     string
+		Generation  int
+		Resealed    int
+		Retired     []int
+		StorageKeys []struct {
+			Purpose    string
+			Generation int
+			Status     string
+		}
+	}
+	run := func(args ...string) out {
+		t.Helper()
+		var o out
+		r := admOK(t, admRun(t, dir, "", append([]string{"keys"}, args...)...))
+		if err := json.Unmarshal([]byte(r.stdout), &o); err != nil {
+			t.Fatalf("output %q: %v", r.stdout, err)
+		}
+		return o
+	}
+	status := func(o out) string {
+		var s []string
+		for _, k := range o.StorageKeys {
+			if k.Purpose == "store-access-keys" {
+				s = append(s, fmt.Sprintf("%d:%s", k.Generation, k.Status))
+			}
+		}
+		return strings.Join(s, " ")
+	}
+	if o := run("rotate", "--purpose", "store-access-keys", "--stage"); o.Generation != 2 || status(o) != "1:Current 2:Staged" {
+		t.Fatalf("stage: %+v", o)
+	}
+	file := filepath.Join(t.TempDir(), "gateway.keys")
+	admOK(t, admRun(t, dir, "", "keys", "export", "--component", "gateway", "--out", file))
+	ring, err := keys.LoadFile(file)
+	if err != nil || !slices.Equal(ring.Generations(keys.StoreAccessKeys), []keys.Generation{1, 2}) {
+		t.Fatalf("the key file exported while generation 2 is staged: %v", err)
+	}
+	if o := run("rotate", "--purpose", "store-access-keys"); o.Generation != 2 || o.Resealed < 1 || status(o) != "1:Retiring 2:Current" {
+		t.Fatalf("rotate: %+v", o)
+	}
+	if o := run("rotate", "--purpose", "store-access-keys", "--reseal-only"); o.Resealed != 0 {
+		t.Fatalf("a second re-seal found %d values", o.Resealed)
+	}
+	admWantAWSError(t, admRun(t, dir, "", "keys", "retire", "--purpose", "store-access-keys"), "RetireStorageKeys", "ValidationError")
+	if o := run("retire", "--purpose", "store-access-keys", "--overlap", "0s"); !slices.Equal(o.Retired, []int{1}) || status(o) != "1:Retired 2:Current" {
+		t.Fatalf("retire: %+v", o)
+	}
+	admOK(t, admRun(t, dir, "", "keys", "export", "--component", "gateway", "--out", file))
+	if ring, err = keys.LoadFile(file); err != nil || !slices.Equal(ring.Generations(keys.StoreAccessKeys), []keys.Generation{2}) {
+		t.Fatalf("the key file exported after retirement: %v", err)
+	}
+	admOK(t, admRun(t, dir, "", "iam", "list-access-keys", "--user", "alice"))
+	for _, bad := range [][]string{
+		{"rotate", "--purpose", "gateway-assertion"},
+		{"rotate", "--stage"},
+		{"rotate", "--purpose", "store-mfa", "--stage", "--reseal-only"},
+		{"retire", "--purpose", "store-mfa", "--overlap", "-1s"},
+	} {
+		op := map[string]string{"rotate": "RotateKeys", "retire": "RetireStorageKeys"}[bad[0]]
+		admWantAWSError(t, admRun(t, dir, "", append([]string{"keys"}, bad...)...), op, "ValidationError")
 	}
 }
 

@@ -40,6 +40,8 @@ type componentFlags struct {
 	events eventsFlags
 	// pkcs11 is STS's token holding the issuing CAs' keys (phantom ca --pkcs11-issuing).
 	pkcs11 pkcs11Flags
+	// endpoints are gateway --endpoint: endpoints run in the gateway's process.
+	endpoints []string
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -71,17 +73,31 @@ func newGatewayCmd() *cobra.Command {
 CA in DIR/ca). Every call is authorized in one decision: SigV4, the session token, revocation,
 the caller's identity policies, permissions boundary and session policy, the API's resource
 policy and, for calls that come through an endpoint (known only from the endpoint's mTLS
-certificate), that endpoint's policy. Allowed calls reach the route's backend with a signed
-identity assertion (X-Phantom-Identity; keys at /.well-known/phantom/jwks.json). Every call
+certificate), that endpoint's policy. Allowed calls reach the route's backend with an
+identity assertion (X-Phantom-Identity: HS256 under the API's key, phantom keys backend; or,
+for an API with assertion: eddsa, Ed25519 with keys at /.well-known/phantom/jwks.json). Every call
 is one CloudTrail event in the audit chain --audit-chain under the spec's audit.dir.
 
-When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr.`,
+With --endpoint VPCE_ID (repeatable) the process also runs that endpoint of the spec on its
+listen addresses, exactly as "phantom endpoint" would (TLS only, security group, API
+selection, its own audit chain endpoint-VPCE_ID, or GATEWAY_CHAIN-endpoint-VPCE_ID when
+--audit-chain is not "gateway"), but hands each admitted request to the gateway in memory
+with the endpoint's identity as a typed value instead of over an mTLS hop: the same
+decision, without a second TLS termination. This is how "phantom up" runs its endpoints.
+The process issues the endpoint's certificate itself, so --endpoint needs the CA's issuing
+key on the host; a gateway enrolled with --join-token refuses it (run phantom endpoint).
+
+When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr, then one
+line per in-process endpoint listener.`,
 		Example: `  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom
 
   # two replicas on one shared PostgreSQL store, each with its own audit chain
   export PHANTOM_STORE='postgres://phantom:…@db.internal:5432/phantom?sslmode=verify-full' PHANTOM_MASTER_KEY=…
   phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-1 --listen 10.0.1.10:8445
-  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-2 --listen 10.0.1.11:8445`,
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-2 --listen 10.0.1.11:8445
+
+  # the gateway and an endpoint on one host, in one process (no mTLS hop between them)
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --endpoint vpce-0123456789abcdef0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -92,6 +108,7 @@ When it is ready it prints "phantom gateway: listening on https://ADDR" on stder
 	}
 	f.register(cmd, "gateway")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+perimeter.DefaultGatewayListen+")")
+	cmd.Flags().StringArrayVar(&f.endpoints, "endpoint", nil, "also run this endpoint of the spec (vpce-...) in this process, handing its requests to the gateway in memory (repeatable)")
 	return cmd
 }
 
@@ -123,7 +140,7 @@ func (f componentFlags) process(name string, stderr io.Writer) (perimeter.Proces
 		Name: name, Config: f.config, DataDir: f.dataDir, StoreURL: f.store, Listen: f.listen,
 		Poll: f.poll, MaxStale: f.maxStale, Chain: f.chain, Anchors: auditAnchorURLs(f.anchors),
 		Events:    f.events.process(),
-		OpsListen: f.opsListen, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
+		OpsListen: f.opsListen, Endpoints: f.endpoints, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
 		OpenIssuingKeys: func() (perimeter.IssuingToken, error) {
 			tok, err := f.pkcs11.open()
 			if tok == nil {

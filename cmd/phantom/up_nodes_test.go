@@ -308,18 +308,26 @@ func TestUpBackendHop(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := u.goClient(t, gwCert)
-	// Assertions as the gateway signs them (its key derives from the master key), captured.
+	// Assertions as the gateway makes them (HS256 under the orders API's key, derived from
+	// the assertion key, which derives from the master key), captured.
 	key, err := keys.DeriveEd25519(mk, keys.Assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiKey, err := gateway.DeriveBackendKey(key, "a1b2c3d4e5")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body := `{"item":"book"}`
 	sum := sha256.Sum256([]byte(body))
-	sign := func(id string) string {
+	assertion := func(id string) *gateway.Assertion {
 		now := time.Now()
-		tok, err := gateway.SignAssertion(key, &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: "a1b2c3d4e5", Subject: "arn:aws:iam::123456789012:user/demo",
+		return &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: "a1b2c3d4e5", Subject: "arn:aws:iam::123456789012:user/demo",
 			Principal: "arn:aws:iam::123456789012:user/demo", RequestID: id, ID: id,
-			Method: "POST", Path: "/orders", Query: "", PayloadHash: hex.EncodeToString(sum[:]), IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()})
+			Method: "POST", Path: "/orders", Query: "", PayloadHash: hex.EncodeToString(sum[:]), IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()}
+	}
+	sign := func(id string) string {
+		tok, err := gateway.SignAssertionHS256(apiKey, assertion(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,6 +351,15 @@ func TestUpBackendHop(t *testing.T) {
 	}
 	if code := post(first, "/orders", `{"item":"car"}`); code != http.StatusUnauthorized {
 		t.Errorf("with another body: %d, want 401", code)
+	}
+	// A genuine Ed25519 signature of the gateway is not what this API's backend takes
+	// (its spec says hs256): the algorithm is the backend's choice, not the token's.
+	edTok, err := gateway.SignAssertion(key, assertion("0b1e1f7a-0000-4000-8000-000000000003"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := post(edTok, "/orders", body); code != http.StatusUnauthorized {
+		t.Errorf("an EdDSA assertion to the HS256 backend: %d, want 401", code)
 	}
 	// The request it names: once.
 	second := sign("0b1e1f7a-0000-4000-8000-000000000002")

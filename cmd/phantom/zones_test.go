@@ -204,6 +204,32 @@ func TestStoreRolesCommand(t *testing.T) {
 	if _, err := ep.Exec(t.Context(), `DELETE FROM revocations`); err == nil {
 		t.Fatal("the endpoint's role deleted revocations")
 	}
+	// Only the console's role keeps console sessions and the sign-in limiter, and it
+	// writes a session once: its last use is all that moves after.
+	if _, err := ep.Exec(t.Context(), `SELECT count(*) FROM console_sessions`); err == nil {
+		t.Fatal("the endpoint's role reads console sessions")
+	}
+	if _, err := owner.Exec(t.Context(), `ALTER ROLE `+pgx.Identifier{prefix + "console"}.Sanitize()+` PASSWORD 'console-test'`); err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(prefix+"console", "console-test")
+	con := storetest.Conn(t, u.String())
+	for _, stmt := range []string{
+		`INSERT INTO console_sessions (id, access_key_id, session_token, secret_hash, principal, created_at, expires_at, last_seen)
+			VALUES (sha256('c'), 'AKIAAAAAAAAAAAAAAAAB', '', sha256('s'), 'arn:aws:iam::123456789012:user/alice', 0, 1, 0)`,
+		`UPDATE console_sessions SET last_seen = 1`,
+		`INSERT INTO signin_limits (name, tokens, at, pace, idle_at) VALUES ('global', 1, 1, 1, 1)`,
+		`UPDATE signin_limits SET tokens = 0`,
+		`DELETE FROM signin_limits`,
+		`DELETE FROM console_sessions`,
+	} {
+		if _, err := con.Exec(t.Context(), stmt); err != nil {
+			t.Fatalf("the console's role: %s: %v", stmt, err)
+		}
+	}
+	if _, err := con.Exec(t.Context(), `UPDATE console_sessions SET principal = 'arn:aws:iam::123456789012:user/admin'`); err == nil {
+		t.Fatal("the console's role rewrote a session's principal")
+	}
 	// Run again: the same grants, nothing more (idempotent).
 	admOK(t, storeRun(dir, "store", "roles", "--store", dsn, "--prefix", prefix, "--component", "endpoint"))
 	if res := storeRun(dir, "store", "roles"); res.code != exitUsage {

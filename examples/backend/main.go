@@ -2,20 +2,23 @@
 // with the standard library only: it serves TLS, accepts connections only from the
 // gateway (a client certificate of the perimeter CA naming it), and trusts nothing about
 // a caller but the gateway's X-Phantom-Identity assertion, which it checks in full —
-// signature, API, time, that it names this very request and body, and that it was not
-// used before.
+// MAC or signature, API, time, that it names this very request and body, and that it was
+// not used before.
 //
+//	phantom keys backend --api a1b2c3d4e5 --out orders.jwk
 //	go run ./examples/backend -listen 127.0.0.1:9000 -cert backend.crt -key backend.key \
-//	    -perimeter-ca phantom-data/ca.pem -jwks jwks.json -api a1b2c3d4e5 \
+//	    -perimeter-ca phantom-data/ca.pem -assertion-key orders.jwk -api a1b2c3d4e5 \
 //	    -gateway spiffe://phantom/123456789012/gateway/gateway
 //
-// jwks.json is the gateway's key set: curl --cacert phantom-data/ca.pem
-// https://GATEWAY/.well-known/phantom/jwks.json.
+// orders.jwk is the API's assertion key (HS256, the default). For an API with
+// assertion: eddsa give -jwks jwks.json instead, the gateway's key set: curl --cacert
+// phantom-data/ca.pem https://GATEWAY/.well-known/phantom/jwks.json.
 package main
 
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -53,14 +56,36 @@ type Claims struct {
 }
 
 // Verifier checks assertions for one API. Keep one per process: it remembers the ids it
-// accepted until they expire.
+// accepted until they expire. Give it the API's key (HS256) or the JWKS's keys (EdDSA),
+// never both: it accepts that algorithm only.
 type Verifier struct {
 	API  string
-	Keys map[string]ed25519.PublicKey // kid -> key, from the JWKS
+	Key  *KeyFile                     // HS256: the API's key file
+	Keys map[string]ed25519.PublicKey // EdDSA: kid -> key, from the JWKS
 	Now  func() time.Time
 
 	mu   sync.Mutex
 	seen map[string]int64 // jti -> exp
+}
+
+// KeyFile is the API's assertion key, as `phantom keys backend` writes it: a JWK
+// {"kty":"oct","kid":"API:CHECK","alg":"HS256","use":"sig","k":…}.
+type KeyFile struct {
+	Kid string
+	Key []byte
+}
+
+// ParseKeyFile reads the API's key file.
+func ParseKeyFile(data []byte) (*KeyFile, error) {
+	var k struct{ Kty, Kid, Alg, K string }
+	if err := json.Unmarshal(data, &k); err != nil {
+		return nil, err
+	}
+	key, err := base64.RawURLEncoding.Strict().DecodeString(k.K)
+	if k.Kty != "oct" || k.Alg != "HS256" || err != nil || len(key) != 32 || k.Kid == "" {
+		return nil, errors.New("not an HS256 key file (phantom keys backend)")
+	}
+	return &KeyFile{Kid: k.Kid, Key: key}, nil
 }
 
 // ParseJWKS reads the gateway's Ed25519 keys (RFC 8037 OKP keys).
@@ -99,13 +124,24 @@ func (v *Verifier) Check(r *http.Request) (*Claims, error) {
 	enc := base64.RawURLEncoding.Strict()
 	var hdr struct{ Alg, Kid string }
 	h, err := enc.DecodeString(parts[0])
-	if err != nil || json.Unmarshal(h, &hdr) != nil || hdr.Alg != "EdDSA" {
-		return nil, errors.New("the header is not an EdDSA JWS header")
+	if err != nil || json.Unmarshal(h, &hdr) != nil {
+		return nil, errors.New("the header does not parse")
 	}
 	sig, err := enc.DecodeString(parts[2])
-	key, ok := v.Keys[hdr.Kid]
-	if err != nil || !ok || !ed25519.Verify(key, []byte(parts[0]+"."+parts[1]), sig) {
-		return nil, errors.New("the signature does not verify")
+	signed := []byte(parts[0] + "." + parts[1])
+	// The algorithm is the one this verifier was given a key for, whatever the token says
+	// (a token never chooses how it is checked: no "none", no HS256 under a public key).
+	if v.Key != nil {
+		mac := hmac.New(sha256.New, v.Key.Key)
+		mac.Write(signed)
+		if hdr.Alg != "HS256" || hdr.Kid != v.Key.Kid || err != nil || !hmac.Equal(mac.Sum(nil), sig) {
+			return nil, errors.New("the MAC does not verify")
+		}
+	} else {
+		key, ok := v.Keys[hdr.Kid]
+		if hdr.Alg != "EdDSA" || err != nil || !ok || !ed25519.Verify(key, signed, sig) {
+			return nil, errors.New("the signature does not verify")
+		}
 	}
 	var c Claims
 	body, err := enc.DecodeString(parts[1])
@@ -212,7 +248,8 @@ func main() {
 	certFile := flag.String("cert", "", "the backend's certificate (PEM)")
 	keyFile := flag.String("key", "", "its key (PEM)")
 	caFile := flag.String("perimeter-ca", "", "the perimeter CA bundle (phantom-data/ca.pem)")
-	jwksFile := flag.String("jwks", "", "the gateway's JWKS (/.well-known/phantom/jwks.json)")
+	keyFileName := flag.String("assertion-key", "", "the API's assertion key file (phantom keys backend), for HS256 assertions (the default)")
+	jwksFile := flag.String("jwks", "", "the gateway's JWKS (/.well-known/phantom/jwks.json), for an API with assertion: eddsa")
 	api := flag.String("api", "", "the API id this backend serves")
 	gatewayURI := flag.String("gateway", "", "the gateway's identity, spiffe://phantom/ACCOUNT/gateway/NAME")
 	flag.Parse()
@@ -226,15 +263,28 @@ func main() {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	jwks, err := os.ReadFile(*jwksFile)
-	if err != nil {
-		log.Fatal(err)
+	v := &Verifier{API: *api, Now: time.Now}
+	switch {
+	case (*keyFileName == "") == (*jwksFile == ""):
+		log.Fatal("give -assertion-key (HS256) or -jwks (EdDSA)")
+	case *keyFileName != "":
+		data, err := os.ReadFile(*keyFileName)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if v.Key, err = ParseKeyFile(data); err != nil {
+			log.Fatal(err)
+		}
+	default:
+		jwks, err := os.ReadFile(*jwksFile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if v.Keys, err = ParseJWKS(jwks); err != nil {
+			log.Fatal(err)
+		}
 	}
-	keys, err := ParseJWKS(jwks)
-	if err != nil {
-		log.Fatal(err)
-	}
-	srv := &http.Server{Addr: *listen, Handler: Handler(&Verifier{API: *api, Keys: keys, Now: time.Now}),
+	srv := &http.Server{Addr: *listen, Handler: Handler(v),
 		TLSConfig: GatewayOnly(cert, roots, *gatewayURI), ReadHeaderTimeout: 10 * time.Second}
 	log.Fatal(srv.ListenAndServeTLS("", ""))
 }

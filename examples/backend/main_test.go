@@ -31,12 +31,23 @@ type noAudit struct{}
 
 func (noAudit) Record(context.Context, *audit.Event) error { return nil }
 
-// TestExampleBackend holds the documented example to what the gateway sends: the JWKS a
-// real gateway publishes, assertions signed the way it signs them, its client certificate
-// from the perimeter CA. The request an assertion names passes once; a replay, another
-// query, another body, another API are refused; a client that is not the gateway does not
+// TestExampleBackend holds the documented example to what the gateway sends: the API's
+// key file a real gateway derives (HS256, the default) or the JWKS it publishes (EdDSA),
+// assertions made the way it makes them, its client certificate from the perimeter CA.
+// The request an assertion names passes once; a replay, another query, another body,
+// another API, the other algorithm are refused; a client that is not the gateway does not
 // get a connection.
 func TestExampleBackend(t *testing.T) {
+	for _, hs256 := range []bool{true, false} {
+		name := "eddsa"
+		if hs256 {
+			name = "hs256"
+		}
+		t.Run(name, func(t *testing.T) { testExampleBackend(t, hs256) })
+	}
+}
+
+func testExampleBackend(t *testing.T, hs256 bool) {
 	master := make([]byte, 32)
 	master[0] = 1
 	key, err := keys.DeriveEd25519(master, keys.Assertion)
@@ -47,7 +58,20 @@ func TestExampleBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := ParseJWKS(gw.JWKS())
+	v := &Verifier{API: "a1b2c3d4e5", Now: time.Now}
+	keyFile, err := gw.BackendKey("a1b2c3d4e5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs256 {
+		v.Key, err = ParseKeyFile(keyFile)
+	} else {
+		v.Keys, err = ParseJWKS(gw.JWKS())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiKey, err := keys.ParseBackendKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +85,7 @@ func TestExampleBackend(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Certificate())
-	srv := httptest.NewUnstartedServer(Handler(&Verifier{API: "a1b2c3d4e5", Keys: jwks, Now: time.Now}))
+	srv := httptest.NewUnstartedServer(Handler(v))
 	srv.TLS = GatewayOnly(*srvCert, roots, "spiffe://phantom/123456789012/gateway/gateway")
 	srv.StartTLS()
 	defer srv.Close()
@@ -75,16 +99,22 @@ func TestExampleBackend(t *testing.T) {
 	gwClient := client(pki.KindGateway, "gateway")
 	body := `{"item":"book"}`
 	sum := sha256.Sum256([]byte(body))
-	sign := func(id, api, query string) string {
+	// signAs makes an assertion as the gateway does, HS256 under the API's key or EdDSA.
+	signAs := func(mac bool, id, api, query string) string {
 		now := time.Now()
-		tok, err := gateway.SignAssertion(key, &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: api, Principal: "arn:aws:iam::123456789012:user/alice",
+		a := &gateway.Assertion{Issuer: gateway.AssertionIssuer, Audience: api, Principal: "arn:aws:iam::123456789012:user/alice",
 			RequestID: id, ID: id, Method: "POST", Path: "/orders", Query: query, PayloadHash: hex.EncodeToString(sum[:]),
-			IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()})
+			IssuedAt: now.Unix(), ExpiresAt: now.Add(gateway.AssertionLifetime).Unix()}
+		tok, err := gateway.SignAssertion(key, a)
+		if mac {
+			tok, err = gateway.SignAssertionHS256(apiKey, a)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
+	sign := func(id, api, query string) string { return signAs(hs256, id, api, query) }
 	post := func(c *http.Client, tok, path, b string) (int, error) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(b))
 		req.Header.Set("X-Phantom-Identity", tok)
@@ -105,6 +135,7 @@ func TestExampleBackend(t *testing.T) {
 		{"the request", sign("r3", "a1b2c3d4e5", "x=1"), "/orders?x=1", body, 200},
 		{"the request again", sign("r3", "a1b2c3d4e5", "x=1"), "/orders?x=1", body, 401},
 		{"no assertion", "", "/orders", body, 401},
+		{"the other algorithm's genuine assertion", signAs(!hs256, "r5", "a1b2c3d4e5", ""), "/orders", body, 401},
 	} {
 		if code, err := post(gwClient, tc.tok, tc.path, tc.body); err != nil || code != tc.want {
 			t.Errorf("%s: %d %v, want %d", tc.name, code, err, tc.want)

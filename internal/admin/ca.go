@@ -11,13 +11,15 @@ import (
 	"slices"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/atomicfile"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// The operator's side of keeping components apart (`phantom keys export`, `phantom ca`):
+// The operator's side of keeping components apart (`phantom keys export`, `phantom keys
+// backend`, `phantom ca`):
 // key files holding one component's keys, join tokens granting one component identity,
 // CA rotation, certificate revocation and distrust. Each is audited in the chain "admin".
 
@@ -41,7 +43,11 @@ func (a *Admin) ExportKeys(ctx context.Context, c keys.Component, path string) (
 	if c == keys.Operator {
 		return nil, validation(string(c), "component", "Member must be a component; the operator holds the master key itself")
 	}
-	ring, err := keys.ForComponent(a.mk, c)
+	gens, err := a.liveGenerations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := keys.ForComponentGenerations(a.mk, c, gens)
 	if err != nil {
 		return nil, validation(string(c), "component", err.Error())
 	}
@@ -50,9 +56,61 @@ func (a *Admin) ExportKeys(ctx context.Context, c keys.Component, path string) (
 	}
 	out := &ExportKeysOutput{Component: string(c), Path: path}
 	for _, p := range ring.Held() {
-		out.Purposes = append(out.Purposes, string(p))
+		for _, g := range ring.Generations(p) {
+			name := string(p)
+			if g != keys.FirstGeneration {
+				name = fmt.Sprintf("%s#%d", p, g)
+			}
+			out.Purposes = append(out.Purposes, name)
+		}
 	}
 	if err := a.record(ctx, "ExportComponentKeys", map[string]any{"component": string(c)}, map[string]any{"purposes": out.Purposes}); err != nil {
+		return out, fmt.Errorf("the key file is written, but the audit record failed: %w", err)
+	}
+	return out, nil
+}
+
+// ExportBackendKeyOutput is `phantom keys backend`'s output: where the key went and its
+// kid, never the key.
+type ExportBackendKeyOutput struct {
+	API   string
+	KeyID string
+	Path  string
+}
+
+func (o *ExportBackendKeyOutput) writeText(w io.Writer) error {
+	return textLine(w, "BACKENDKEY", o.API, o.KeyID, o.Path)
+}
+
+// ExportBackendKey writes API api's assertion key file to path (0600): the HS256 key its
+// backends verify X-Phantom-Identity with (docs/backends.md), derived from the gateway's
+// assertion key with the API id. It lets its holder check, and make, assertions for this
+// API only. The API must be in the spec.
+func (a *Admin) ExportBackendKey(ctx context.Context, api, path string) (*ExportBackendKeyOutput, error) {
+	spec, ok := a.spec.API(api)
+	if !ok {
+		return nil, validation(api, "api", "Member must be the id of an API in the spec")
+	}
+	if spec.Assertion == config.AssertionEdDSA {
+		return nil, validation(api, "api", "Member must be an API with assertion: hs256; this one's backends verify with the gateway's JWKS (/.well-known/phantom/jwks.json)")
+	}
+	seed, err := keys.Derive(a.mk, keys.Assertion)
+	if err != nil {
+		return nil, err
+	}
+	k, err := keys.DeriveBackendKey(seed, api)
+	if err != nil {
+		return nil, err
+	}
+	file, err := k.MarshalJWK()
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(path, file, 0o600); err != nil {
+		return nil, err
+	}
+	out := &ExportBackendKeyOutput{API: api, KeyID: k.KeyID(), Path: path}
+	if err := a.record(ctx, "ExportBackendKey", map[string]any{"api": api}, map[string]any{"keyId": out.KeyID}); err != nil {
 		return out, fmt.Errorf("the key file is written, but the audit record failed: %w", err)
 	}
 	return out, nil

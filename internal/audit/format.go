@@ -74,29 +74,38 @@ var (
 // recordHasher hashes one record. The event comes first in the line so that its bytes,
 // nearly all of the work, are hashed before the record's place in the chain is known:
 // outside the writer's lock.
-type recordHasher struct{ h hash.Hash }
+type recordHasher struct {
+	h   hash.Hash
+	sum *[sha256.Size]byte // the digest's scratch (a pooled recBuf's, off the heap per record)
+}
 
 // startRecord starts the line and hash of a record holding event: dst gets `{"event":...`.
 func startRecord(dst []byte, chain string, event []byte) ([]byte, recordHasher) {
 	start := len(dst)
 	dst = append(dst, recEvent...)
 	dst = append(dst, event...)
-	return dst, beginRecord(sha256.New(), chain, dst[start:])
+	return dst, beginRecord(sha256.New(), new([sha256.Size]byte), recordPrefix(chain), dst[start:])
 }
 
-// beginRecord hashes, with h, the start of a record line: `{"event":<event>`.
-func beginRecord(h hash.Hash, chain string, start []byte) recordHasher {
+// recordPrefix is what every record hash of chain begins with: the domain, the chain's
+// name and a zero byte.
+func recordPrefix(chain string) []byte {
+	return append(append([]byte(recordDomain), chain...), 0)
+}
+
+// beginRecord hashes, with h, the chain's recordPrefix and the start of a record line:
+// `{"event":<event>`. sum is the scratch finish takes the digest in.
+func beginRecord(h hash.Hash, sum *[sha256.Size]byte, prefix, start []byte) recordHasher {
 	h.Reset()
-	h.Write([]byte(recordDomain))
-	h.Write([]byte(chain))
-	h.Write([]byte{0})
+	h.Write(prefix)
 	h.Write(start)
-	return recordHasher{h}
+	return recordHasher{h, sum}
 }
 
 // finish appends the record's position, hash and newline to the line startRecord began,
-// and returns the line and the record's hash.
-func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, string) {
+// and returns the line and the record's hash (hex, in an array: the writer makes a string
+// of it only when it needs one).
+func (rh recordHasher) finish(dst []byte, seq uint64, prev []byte) ([]byte, [hashHexLen]byte) {
 	start := len(dst)
 	dst = append(dst, recSeq...)
 	dst = strconv.AppendUint(dst, seq, 10)
@@ -104,22 +113,22 @@ func (rh recordHasher) finish(dst []byte, seq uint64, prev string) ([]byte, stri
 	dst = append(dst, prev...)
 	dst = append(dst, '"')
 	rh.h.Write(dst[start:])
-	var sum [sha256.Size]byte
-	rh.h.Sum(sum[:0])
+	sum := rh.h.Sum(rh.sum[:0])
 	var hx [hashHexLen]byte
-	hex.Encode(hx[:], sum[:])
+	hex.Encode(hx[:], sum)
 	dst = append(dst, recHashTag[1:]...) // the quote closing prev is already there
 	dst = append(dst, hx[:]...)
 	dst = append(dst, recSuffix...)
 	dst = append(dst, '\n')
-	return dst, string(hx[:])
+	return dst, hx
 }
 
 // appendRecord appends the record line for (seq, prev, event) with its trailing newline
 // to dst, and returns the new slice and the record's hash.
 func appendRecord(dst []byte, chain string, seq uint64, prev string, event []byte) ([]byte, string) {
 	dst, rh := startRecord(dst, chain, event)
-	return rh.finish(dst, seq, prev)
+	dst, hx := rh.finish(dst, seq, []byte(prev))
+	return dst, string(hx[:])
 }
 
 // AppendLine appends the record's line, as its chain holds it but without the newline,

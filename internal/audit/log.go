@@ -70,6 +70,8 @@ type Log struct {
 	keyID string
 	lock  *os.File
 	log   *slog.Logger
+	// prefix begins every record hash of the chain (recordPrefix).
+	prefix []byte
 
 	// mu guards the record state; it is held for one write(2) per record.
 	mu       sync.Mutex
@@ -79,8 +81,12 @@ type Log struct {
 	segFirst uint64   // seq of the segment's first record
 	segPrev  string   // hash before segFirst
 	seq      uint64   // last seq written
-	last     string   // its hash
-	lastLen  int64    // its line's length
+	last     string   // its hash, unless lastPending
+	// lastHex is the last record's hash when lastPending: a record's hash becomes a string
+	// only when something asks for it (lastHash), not once per record.
+	lastHex     [hashHexLen]byte
+	lastPending bool
+	lastLen     int64 // its line's length
 	// The first record written since the last digest (uLen 0: none): the integrity
 	// check reads it back too, so a cut below it is found before a digest signs the
 	// records after it.
@@ -139,13 +145,14 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		cfg:  cfg,
-		dir:  filepath.Join(cfg.Dir, cfg.Chain),
-		pub:  cfg.Signer.Public().(ed25519.PublicKey),
-		log:  cfg.Logger.With("chain", cfg.Chain),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-		bufs: sync.Pool{New: newRecBuf},
+		cfg:    cfg,
+		dir:    filepath.Join(cfg.Dir, cfg.Chain),
+		pub:    cfg.Signer.Public().(ed25519.PublicKey),
+		prefix: recordPrefix(cfg.Chain),
+		log:    cfg.Logger.With("chain", cfg.Chain),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		bufs:   sync.Pool{New: newRecBuf},
 	}
 	l.keyID = KeyID(l.pub)
 	for _, a := range cfg.Anchors {
@@ -462,7 +469,7 @@ func (l *Log) resume(anchor *Anchor) (int64, *Damage, error) {
 			return 0, nil, fmt.Errorf("repair audit segment %s: %w", segmentName(n), err)
 		}
 	}
-	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen = n, f, good, first, prev, seq, last, lastLen
+	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastPending, l.lastLen = n, f, good, first, prev, seq, last, false, lastLen
 	l.dseg, l.prevDigest, l.recovered, l.startDigest = n, prevDigest, torn, prevDigest
 	if len(ds) == 0 {
 		// The opening digest was never written: write it now.
@@ -565,7 +572,7 @@ func (l *Log) startSegment(n, first uint64, prev, prevDigest string) error {
 			l.damaged = d
 		}
 	}
-	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastLen, l.uLen = n, nil, 0, first, prev, first-1, prev, 0, 0
+	l.seg, l.f, l.off, l.segFirst, l.segPrev, l.seq, l.last, l.lastPending, l.lastLen, l.uLen = n, nil, 0, first, prev, first-1, prev, false, 0, 0
 	l.dseg, l.prevDigest, l.startDigest = n, prevDigest, prevDigest
 	// A segment's files are new, or left by a start that failed (resumeLocked redoes it):
 	// either way they start empty.
@@ -624,7 +631,24 @@ type segState struct {
 
 // state snapshots the record state; callers hold mu (or own l exclusively).
 func (l *Log) state() segState {
-	return segState{seg: l.seg, f: l.f, first: l.segFirst, seq: l.seq, prev: l.segPrev, last: l.last, off: l.off, lastLen: l.lastLen}
+	return segState{seg: l.seg, f: l.f, first: l.segFirst, seq: l.seq, prev: l.segPrev, last: l.lastHash(), off: l.off, lastLen: l.lastLen}
+}
+
+// lastHash is the last record's hash. Callers hold mu.
+func (l *Log) lastHash() string {
+	if l.lastPending {
+		l.last, l.lastPending = string(l.lastHex[:]), false
+	}
+	return l.last
+}
+
+// prevHash is the last record's hash as the next record's prev, without making a string.
+// Callers hold mu.
+func (l *Log) prevHash() []byte {
+	if l.lastPending {
+		return l.lastHex[:]
+	}
+	return []byte(l.last)
 }
 
 // writeDigest makes s durable and signs a digest of it. Callers hold dmu (or own l).
@@ -797,7 +821,7 @@ func (l *Log) continueLive(dmg *Damage) error {
 		return err
 	}
 	// On a failure here l.f is nil: resumeLocked redoes the segment start.
-	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+	return l.startSegment(l.seg+1, l.seq+1, l.lastHash(), l.prevDigest)
 }
 
 // recreateDir makes the chain's directory, lock and key files exist again after they
@@ -951,14 +975,13 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	}
 	rb := l.bufs.Get().(*recBuf)
 	defer l.putBuf(rb)
-	rb.line = append(rb.line[:0], recEvent...)
-	if err := rb.enc.Encode(ev); err != nil {
+	line, err := rb.encode(ev)
+	if err != nil {
 		return fmt.Errorf("audit record: %w", err)
 	}
-	line := bytes.TrimSuffix(rb.line, []byte("\n")) // Encode's newline
 	// The event's share of the record hash is computed here, in parallel; under the lock
 	// only the position (seq, prev) is hashed and the line written.
-	rh := beginRecord(rb.h, l.cfg.Chain, line)
+	rh := beginRecord(rb.h, &rb.sum, l.prefix, line)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -987,7 +1010,7 @@ func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
 			return err
 		}
 	}
-	buf, h := rh.finish(line, l.seq+1, l.last)
+	buf, hx := rh.finish(line, l.seq+1, l.prevHash())
 	rb.line = buf
 	if _, err := l.f.WriteAt(buf, l.off); err != nil {
 		// Leave no partial line behind: the next record must start at l.off (if even
@@ -995,12 +1018,12 @@ func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
 		l.f.Truncate(l.off)
 		return fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
 	}
+	l.lastHex, l.lastPending, l.lastLen = hx, true, int64(len(buf))
 	if l.uLen == 0 {
-		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(buf)), h
+		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(buf)), l.lastHash()
 	}
 	l.off += int64(len(buf))
 	l.seq++
-	l.last, l.lastLen = h, int64(len(buf))
 	return nil
 }
 
@@ -1071,13 +1094,12 @@ func (l *Log) resumeLocked() error {
 	}
 	rb := l.bufs.Get().(*recBuf)
 	defer l.putBuf(rb)
-	rb.line = append(rb.line[:0], recEvent...)
-	if err := rb.enc.Encode(ev); err != nil {
+	line, err := rb.encode(ev)
+	if err != nil {
 		l.failure = gap
 		return fmt.Errorf("audit record of a gap: %w", err)
 	}
-	line := bytes.TrimSuffix(rb.line, []byte("\n"))
-	if err := l.appendLocked(rb, beginRecord(rb.h, l.cfg.Chain, line), line); err != nil {
+	if err := l.appendLocked(rb, beginRecord(rb.h, &rb.sum, l.prefix, line), line); err != nil {
 		l.failure = gap
 		l.failLocked(err)
 		return fmt.Errorf("audit log unusable: %w", err)
@@ -1129,7 +1151,7 @@ func (l *Log) changedOutside(err error) error {
 	if l.damaged == nil {
 		l.damaged = dmg
 	}
-	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+	return l.startSegment(l.seg+1, l.seq+1, l.lastHash(), l.prevDigest)
 }
 
 // errChangedOutside is reopenAt's refusal of a file shorter than what the log wrote.
@@ -1159,12 +1181,29 @@ func reopenAt(path string, size int64) (*os.File, error) {
 	return f, nil
 }
 
-// recBuf is the per-call scratch of Record, pooled: the line being built, its hasher
-// and a JSON encoder writing into the line (json.Marshal would copy the event once more).
+// recBuf is the per-call scratch of Record, pooled: the line being built, its hasher,
+// the event writer and, for events it does not spell, a JSON encoder writing into the
+// line (json.Marshal would copy the event once more).
 type recBuf struct {
 	line []byte
 	h    hash.Hash
+	sum  [sha256.Size]byte
+	w    eventWriter
 	enc  *json.Encoder
+}
+
+// encode builds the record's line up to the event's JSON: recEvent and ev.
+func (rb *recBuf) encode(ev *Event) ([]byte, error) {
+	line, ok := appendEvent(&rb.w, append(rb.line[:0], recEvent...), ev)
+	if ok {
+		rb.line = line
+		return line, nil
+	}
+	rb.line = append(line[:0], recEvent...)
+	if err := rb.enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(rb.line, []byte("\n")), nil // Encode's newline
 }
 
 func (rb *recBuf) Write(p []byte) (int, error) {
@@ -1202,7 +1241,7 @@ func (l *Log) rotate() error {
 		return fmt.Errorf("seal audit segment: %w", err)
 	}
 	// On a failure here l.f is nil: resumeLocked redoes the segment start.
-	return l.startSegment(l.seg+1, l.seq+1, l.last, l.prevDigest)
+	return l.startSegment(l.seg+1, l.seq+1, l.lastHash(), l.prevDigest)
 }
 
 // SetSigner makes key, certified by cert (DER, naming this chain), sign the chain's

@@ -173,6 +173,8 @@ var badSpecs = []struct {
 		want: "testdata/role_missing_trust_policy.yaml:5:5: roles[0]: missing required key \"trustPolicy\"; add trustPolicy: a policy naming who may assume the role"},
 	{name: "root_is_list", schema: schemaRejects,
 		want: "testdata/root_is_list.yaml:1:1: must be a mapping of keys to values, not a list; write it as key: value lines"},
+	{name: "api_assertion_unknown", schema: schemaRejects,
+		want: "testdata/api_assertion_unknown.yaml:7:16: apis[0].assertion: \"hmac\" is not hs256 or eddsa; write assertion: hs256 (backends hold the API's key: phantom keys backend), or eddsa (backends verify with the gateway's JWKS)"},
 	{name: "long_term_keys_invalid", schema: schemaRejects,
 		want: "testdata/long_term_keys_invalid.yaml:5:17: gateway.longTermKeys: \"deny\" is not allow or refuse; write longTermKeys: refuse to accept only STS sessions, or allow"},
 	{name: "long_term_keys_route_none", schema: schemaAccepts,

@@ -36,12 +36,13 @@ func (d *decoder) apis(root *object, s *Spec, dir string) {
 	seen := map[string]*yaml.Node{}
 	for i, n := range items {
 		p := indexPath(path, i)
-		o := d.object(n, p, "id", "name", "description", "stages", "backends", "routes", "resourcePolicy", "longTermKeys")
+		o := d.object(n, p, "id", "name", "description", "stages", "backends", "routes", "resourcePolicy", "longTermKeys", "assertion")
 		if !o.ok {
 			continue
 		}
 		a := &API{Backends: map[string]*Backend{}}
 		a.LongTermKeys = d.longTermKeys(o, s.Gateway.LongTermKeys)
+		a.Assertion = d.assertionKind(o)
 		o.require("id", "id: a1b2c3d4e5")
 		id, idNode, idPath := o.match("id", apiIDRe, apiIDWhat)
 		a.Name, _, _ = o.str("name")

@@ -419,6 +419,20 @@ func (d *decoder) responses(o *object, s *Spec) {
 	}
 }
 
+// assertionKind reads an API's assertion setting: hs256 or eddsa, hs256 when absent.
+func (d *decoder) assertionKind(o *object) AssertionKind {
+	v, n, p := o.str("assertion")
+	if n == nil {
+		return AssertionHS256
+	}
+	switch k := AssertionKind(v); k {
+	case AssertionHS256, AssertionEdDSA:
+		return k
+	}
+	d.problem(n, p, fmt.Sprintf("%q is not hs256 or eddsa", v), "write assertion: hs256 (backends hold the API's key: phantom keys backend), or eddsa (backends verify with the gateway's JWKS)")
+	return AssertionHS256
+}
+
 // longTermKeys reads a longTermKeys setting: allow or refuse, def when absent.
 func (d *decoder) longTermKeys(o *object, def LongTermKeys) LongTermKeys {
 	v, n, p := o.str("longTermKeys")

@@ -248,6 +248,21 @@ const (
 	LongTermKeysRefuse LongTermKeys = "refuse"
 )
 
+// AssertionKind is how the gateway proves a call's identity to an API's backends
+// (X-Phantom-Identity, docs/backends.md).
+type AssertionKind string
+
+const (
+	// AssertionHS256 MACs the assertion (JWS HS256, RFC 7518 §3.2) under the API's own
+	// key, derived from the gateway's assertion key with the API id (phantom keys
+	// backend): a backend holding its API's key verifies, and cannot forge assertions
+	// for another API. The default: a hash per request instead of a signature.
+	AssertionHS256 AssertionKind = "hs256"
+	// AssertionEdDSA signs it with the gateway's Ed25519 key (RFC 8037), verifiable with
+	// the published JWKS and no secret at the backend.
+	AssertionEdDSA AssertionKind = "eddsa"
+)
+
 // API is an API Gateway-like REST API served by the gateway.
 type API struct {
 	ID             string
@@ -260,6 +275,8 @@ type API struct {
 	// LongTermKeys is the API's own setting, or the gateway's when it has none; each
 	// route resolves its own from it.
 	LongTermKeys LongTermKeys
+	// Assertion is how its backends are told who called (hs256 by default).
+	Assertion AssertionKind
 }
 
 // Backend is an upstream HTTP service.

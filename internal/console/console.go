@@ -12,10 +12,14 @@
 // must open, be unexpired and not revoked) and the secret is compared in constant time.
 // Unknown keys, wrong secrets, inactive keys and refused sessions all get the same answer;
 // failures are rate limited per source address (the connection's, never a forwarding
-// header) and every attempt is audited as a ConsoleLogin event. A successful sign-in
-// starts a server-side session: a random 256-bit id in a __Host- cookie (Secure,
-// HttpOnly, SameSite=Strict, Path=/), at most SessionLifetime long (and never past the
-// credential's own expiry), ended after IdleTimeout without a request. Every request
+// header), per key and in all (limiter.go), and every attempt is audited as a
+// ConsoleLogin event. A successful sign-in starts a server-side session: a random 256-bit
+// secret in a __Host- cookie (Secure, HttpOnly, SameSite=Strict, Path=/), at most
+// SessionLifetime long (and never past the credential's own expiry), ended after
+// IdleTimeout without a request. Sessions and the limiter's counts are kept in the store
+// (session.go), so any number of console replicas on one store serve any request, with
+// no sticky sessions, and a sign-out on one is refused on all; when the store cannot be
+// reached, no one signs in and no session is served (503). Every request
 // resolves the credential again, so a revoked session, a disabled or deleted key, or a
 // principal removed from the spec signs the console session out at once. Every POST
 // carries the session's synchronizer CSRF token (sign-in: a double-submit cookie) and,
@@ -111,8 +115,10 @@ const (
 	DefaultTail            = 1000
 )
 
-// Store is what the console needs of the store (store.Store).
+// Store is what the console needs of the store (store.Store): findings, risk levels and
+// nodes to show, and its sessions and sign-in limiter, shared by its replicas.
 type Store interface {
+	SessionStore
 	ListFindings(ctx context.Context, f store.FindingFilter) ([]store.Finding, error)
 	GetFinding(ctx context.Context, id string) (store.Finding, error)
 	ArchiveFinding(ctx context.Context, id string, archived bool) error
@@ -228,8 +234,9 @@ func New(cfg Config) (*Handler, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("component", "console"),
 		pages:    pages,
-		sessions: newSessions(maxSessions),
-		limiter:  newLimiter(),
+		sessions: &sessions{st: cfg.Store, idle: cfg.IdleTimeout, log: cfg.Logger.With("component", "console")},
+		limiter:  &limiter{st: cfg.Store},
+		pending:  pendingTable{st: cfg.Store},
 		tail:     newTail(cfg.AuditDir, cfg.Tail),
 	}
 	h.routes()

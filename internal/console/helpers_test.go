@@ -131,8 +131,10 @@ func (f *fakeIdentity) revokedRoles() []string {
 	return slices.Clone(f.revoked)
 }
 
-// fakeStore holds findings and risk levels in memory.
+// fakeStore holds findings and risk levels in memory; sessions and the sign-in limiter
+// are a real store's.
 type fakeStore struct {
+	SessionStore
 	mu       sync.Mutex
 	findings map[string]store.Finding
 	risks    []store.RiskLevel
@@ -273,6 +275,7 @@ type env struct {
 	srv  *httptest.Server
 	ids  *fakeIdentity
 	st   *fakeStore
+	db   *store.SQLite
 	aud  *fakeAuditor
 	clk  *clock
 	spec *config.Spec
@@ -293,7 +296,15 @@ func newEnv(t *testing.T) *env {
 			Claims: &identity.Claims{AccessKeyID: appKey, Principal: appSession, Role: appARN, SessionName: "console",
 				IssuedAt: t0.Add(-time.Minute), Expires: t0.Add(time.Hour)}}},
 	}}
-	e.st = &fakeStore{findings: map[string]store.Finding{findingID: testFinding(t, findingID)}}
+	e.db = openSQLite(t, t.TempDir())
+	e.st = &fakeStore{SessionStore: e.db, findings: map[string]store.Finding{findingID: testFinding(t, findingID)}}
+	e.serve()
+	return e
+}
+
+// serve builds e's handler over e.st and serves it.
+func (e *env) serve() {
+	e.t.Helper()
 	h, err := New(Config{
 		Spec:     func() *config.Spec { return e.spec },
 		Store:    e.st,
@@ -304,12 +315,11 @@ func newEnv(t *testing.T) *env {
 		Now:      e.clk.Now,
 	})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	e.h = h
 	e.srv = httptest.NewTLSServer(h)
-	t.Cleanup(e.srv.Close)
-	return e
+	e.t.Cleanup(e.srv.Close)
 }
 
 // browser is a cookie-keeping client that does not follow redirects.
@@ -404,3 +414,16 @@ func randomKey(t testing.TB) []byte {
 	}
 	return k
 }
+
+// openSQLite opens a SQLite store in dir (the same file for every replica of a test).
+func openSQLite(t testing.TB, dir string) *store.SQLite {
+	t.Helper()
+	db, err := store.OpenSQLite(t.Context(), store.Config{DataDir: dir, MasterKey: testMasterKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+var testMasterKey = []byte("0123456789abcdef0123456789abcdef")

@@ -1,11 +1,15 @@
 package console
 
 import (
-	"sync"
+	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
-// The sign-in limiter. Failed sign-ins are counted per source address, per access key
+// The sign-in limiter. Sign-in attempts are counted per source address, per access key
 // and in all, each in a token bucket that only failures drain:
 //
 //   - An address that spent its bucket is refused (429, Retry-After) until it refills:
@@ -18,9 +22,14 @@ import (
 //     through one lane, one per globalPace, each waiting at most maxDelay: a flood from
 //     many addresses slows the answers, it does not lock anyone out.
 //
-// Memory is bounded: each table keeps at most maxLimited entries. A new address or key
-// that finds its table full, even after forgetting the refilled entries, is not tracked
-// (it is never refused for it); the global bucket still paces it.
+// The buckets live in the store, so every console replica counts the same attempts. An
+// attempt takes its tokens when it is admitted, in one store transaction that locks the
+// buckets against every other replica (store.UpdateLimitBuckets), and gives them back
+// when it did not fail (signed in, or the credential could not be checked): attempts in
+// flight count, so concurrent attempts split across replicas never get past a bucket
+// together, and what stays taken is exactly the failures. A bucket full again with no
+// pacing slot ahead is deleted (sessions.sweep). When the store cannot be reached no
+// attempt is admitted.
 const (
 	signinBurst  = 5                // failures an address may make at once
 	signinRefill = 12 * time.Second // one more every 12 s
@@ -30,123 +39,122 @@ const (
 	globalRefill = 50 * time.Millisecond // 20 failures a second, sustained, before pacing
 	globalPace   = 50 * time.Millisecond
 	maxDelay     = 5 * time.Second // the longest an attempt is made to wait
-	maxLimited   = 10000           // entries per table
 )
 
-// buckets are token buckets by name, refilled one token every refill up to burst.
-type buckets struct {
+// bucketKind is the parameters of one kind of bucket.
+type bucketKind struct {
+	prefix string
 	burst  float64
 	refill time.Duration
-	max    int
-	m      map[string]*bucket
-	swept  time.Time // when a full table last forgot its refilled buckets
+	pace   time.Duration // 0: refused when empty, not paced
 }
 
-type bucket struct {
-	tokens float64
-	at     time.Time
-	pace   time.Time // next free slot while the bucket is empty (paced tables)
+var (
+	addrBuckets   = bucketKind{"addr/", signinBurst, signinRefill, 0}
+	keyBuckets    = bucketKind{"key/", keyBurst, keyRefill, keyRefill}
+	globalBuckets = bucketKind{"global", globalBurst, globalRefill, globalPace}
+)
+
+// level is b's tokens at now (a bucket never stored is full; time running backwards,
+// another replica's clock, refills nothing).
+func (k bucketKind) level(b store.LimitBucket, now time.Time) float64 {
+	if b.At.IsZero() {
+		return k.burst
+	}
+	return min(k.burst, b.Tokens+float64(max(0, now.Sub(b.At)))/float64(k.refill))
 }
 
-func newBuckets(burst int, refill time.Duration, max int) *buckets {
-	return &buckets{burst: float64(burst), refill: refill, max: max, m: map[string]*bucket{}}
+// set stores level lv at now in b, with when it is idle again.
+func (k bucketKind) set(b *store.LimitBucket, lv float64, now time.Time) {
+	if b.At.IsZero() || b.Pace.Before(now) {
+		b.Pace = now
+	}
+	b.Tokens, b.At = lv, now
+	b.IdleAt = now.Add(time.Duration((k.burst - lv) * float64(k.refill)))
+	b.IdleAt = later(b.IdleAt, b.Pace)
 }
 
-func (bs *buckets) level(b *bucket, now time.Time) float64 {
-	return min(bs.burst, b.tokens+float64(now.Sub(b.at))/float64(bs.refill))
-}
-
-// get returns name's bucket, or nil when it has none (create: a new one, unless the table
-// is full even after forgetting refilled buckets).
-func (bs *buckets) get(name string, now time.Time, create bool) *bucket {
-	if b := bs.m[name]; b != nil || !create {
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
 		return b
 	}
-	if len(bs.m) >= bs.max {
-		// At most once a second, so a flood of new names costs no sweep each.
-		if now.Sub(bs.swept) >= time.Second {
-			bs.swept = now
-			for k, b := range bs.m {
-				if bs.level(b, now) >= bs.burst && !b.pace.After(now) {
-					delete(bs.m, k)
-				}
-			}
-		}
-		if len(bs.m) >= bs.max {
-			return nil
-		}
-	}
-	b := &bucket{tokens: bs.burst, at: now}
-	bs.m[name] = b
-	return b
+	return a
 }
 
-// take spends a token of name's bucket (a failure).
-func (bs *buckets) take(name string, now time.Time) {
-	if b := bs.get(name, now, true); b != nil {
-		b.tokens, b.at = max(0, bs.level(b, now)-1), now
-	}
-}
-
-// paced returns how long an attempt must wait for its slot when b is empty (0 when it is
-// not), taking the slot: slots are interval apart, and none is further than maxDelay
-// away.
-func paced(b *bucket, level float64, now time.Time, interval time.Duration) time.Duration {
-	if level >= 1 {
-		return 0
-	}
-	slot := b.pace
+// paced returns how long an attempt must wait for its slot in b's lane, taking the slot:
+// slots are k.pace apart, and none is further than maxDelay away.
+func (k bucketKind) paced(b *store.LimitBucket, now time.Time) time.Duration {
+	slot := b.Pace
 	if slot.Before(now) {
 		slot = now
 	}
 	if d := slot.Sub(now); d >= maxDelay {
 		return maxDelay // the lane is full: wait the longest, do not queue further
 	}
-	b.pace = slot.Add(interval)
+	b.Pace = slot.Add(k.pace)
+	b.IdleAt = later(b.IdleAt, b.Pace)
 	return slot.Sub(now)
 }
 
-type limiter struct {
-	mu     sync.Mutex
-	addrs  *buckets
-	keys   *buckets
-	global *buckets // one bucket, ""
+// limiter counts sign-in attempts in the store.
+type limiter struct{ st SessionStore }
+
+// ticket is an admitted attempt: the buckets it took a token from.
+type ticket struct {
+	names []string
+	kinds []bucketKind
 }
 
-func newLimiter() *limiter {
-	return &limiter{
-		addrs:  newBuckets(signinBurst, signinRefill, maxLimited),
-		keys:   newBuckets(keyBurst, keyRefill, maxLimited),
-		global: newBuckets(globalBurst, globalRefill, 1),
-	}
-}
+var errThrottled = errors.New("throttled")
 
 // admit decides a sign-in attempt from ip for key before its credential is checked: ok
-// false when the address must wait retry; otherwise the attempt waits delay first.
-func (l *limiter) admit(ip, key string, now time.Time) (ok bool, retry, delay time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if b := l.addrs.get(ip, now, false); b != nil {
-		if lv := l.addrs.level(b, now); lv < 1 {
-			return false, time.Duration((1 - lv) * float64(l.addrs.refill)), 0
+// false when the address must wait retry; otherwise the attempt waits delay first, and
+// its outcome is settled with the ticket. An error means the store could not count it:
+// the attempt is refused.
+func (l *limiter) admit(ctx context.Context, ip, key string, now time.Time) (t ticket, ok bool, retry, delay time.Duration, err error) {
+	names := []string{addrBuckets.prefix + ip, globalBuckets.prefix}
+	kinds := []bucketKind{addrBuckets, globalBuckets}
+	if key != "" {
+		names, kinds = append(names, keyBuckets.prefix+key), append(kinds, keyBuckets)
+	}
+	err = l.st.UpdateLimitBuckets(ctx, names, func(bs []store.LimitBucket) error {
+		t, retry, delay = ticket{}, 0, 0
+		for i, k := range kinds {
+			b := &bs[i]
+			lv := k.level(*b, now)
+			switch {
+			case lv >= 1:
+				k.set(b, lv-1, now)
+				t.names, t.kinds = append(t.names, names[i]), append(t.kinds, k)
+			case k.pace == 0:
+				retry = time.Duration((1 - lv) * float64(k.refill))
+				return errThrottled // nothing is taken
+			default:
+				k.set(b, lv, now)
+				delay = max(delay, k.paced(b, now))
+			}
 		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errThrottled):
+		return ticket{}, false, retry, 0, nil
+	case err != nil:
+		return ticket{}, false, 0, 0, fmt.Errorf("%w: sign-in limiter: %w", errSessionStore, err)
 	}
-	if b := l.keys.get(key, now, false); b != nil && key != "" {
-		delay = paced(b, l.keys.level(b, now), now, l.keys.refill)
-	}
-	if g := l.global.get("", now, true); g != nil {
-		delay = max(delay, paced(g, l.global.level(g, now), now, globalPace))
-	}
-	return true, 0, delay
+	return t, true, 0, delay, nil
 }
 
-// fail counts a failed sign-in from ip for key.
-func (l *limiter) fail(ip, key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.addrs.take(ip, now)
-	if key != "" {
-		l.keys.take(key, now)
+// settle gives back the tokens of an attempt that did not fail; a failed one keeps them
+// taken.
+func (l *limiter) settle(ctx context.Context, t ticket, failed bool, now time.Time) error {
+	if failed || len(t.names) == 0 {
+		return nil
 	}
-	l.global.take("", now)
+	return l.st.UpdateLimitBuckets(ctx, t.names, func(bs []store.LimitBucket) error {
+		for i, k := range t.kinds {
+			k.set(&bs[i], min(k.burst, k.level(bs[i], now)+1), now)
+		}
+		return nil
+	})
 }

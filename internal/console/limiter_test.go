@@ -55,32 +55,77 @@ func TestSignInFloodNoLockout(t *testing.T) {
 	testenv.Latency(t, "the sign-in after the flood", took, maxDelay+time.Second, 4*maxDelay)
 }
 
-// TestLimiter: the three tables of the sign-in limiter on a still clock.
+// failAt counts a failed sign-in from ip for key.
+func failAt(t *testing.T, l *limiter, ip, key string, now time.Time) {
+	t.Helper()
+	tk, ok, _, _, err := l.admit(t.Context(), ip, key, now)
+	if err != nil || !ok {
+		t.Fatalf("a failure to count from %s was not admitted: %v %v", ip, ok, err)
+	}
+	if err := l.settle(t.Context(), tk, true, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// admitAt admits an attempt and settles it as not failed (signed in).
+func admitAt(t *testing.T, l *limiter, ip, key string, now time.Time) (ok bool, retry, delay time.Duration) {
+	t.Helper()
+	tk, ok, retry, delay, err := l.admit(t.Context(), ip, key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.settle(t.Context(), tk, false, now); err != nil {
+		t.Fatal(err)
+	}
+	return ok, retry, delay
+}
+
+// TestLimiter: the three kinds of buckets of the sign-in limiter on a still clock.
 func TestLimiter(t *testing.T) {
 	now := time.Date(2026, 11, 29, 1, 0, 0, 0, time.UTC)
+	newLimiter := func(t *testing.T) *limiter { return &limiter{st: openSQLite(t, t.TempDir())} }
 	t.Run("an address that spent its failures is refused until it refills", func(t *testing.T) {
-		l := newLimiter()
+		l := newLimiter(t)
 		for range signinBurst {
-			l.fail("192.0.2.1", "", now)
+			failAt(t, l, "192.0.2.1", "", now)
 		}
-		if ok, retry, _ := l.admit("192.0.2.1", "", now); ok || retry <= 0 || retry > signinRefill {
+		if ok, retry, _ := admitAt(t, l, "192.0.2.1", "", now); ok || retry <= 0 || retry > signinRefill {
 			t.Fatalf("ok %v retry %s", ok, retry)
 		}
-		if ok, _, _ := l.admit("192.0.2.1", "", now.Add(signinRefill)); !ok {
+		if ok, _, _ := admitAt(t, l, "192.0.2.1", "", now.Add(signinRefill)); !ok {
 			t.Fatal("still refused after a refill")
 		}
-		if ok, _, d := l.admit("192.0.2.2", "", now); !ok || d != 0 {
+		if ok, _, d := admitAt(t, l, "192.0.2.2", "", now); !ok || d != 0 {
 			t.Fatalf("another address: %v, delay %s", ok, d)
 		}
 	})
+	t.Run("attempts that did not fail give their tokens back", func(t *testing.T) {
+		l := newLimiter(t)
+		for range 3 * signinBurst {
+			if ok, _, _ := admitAt(t, l, "192.0.2.3", aliceKey, now); !ok {
+				t.Fatal("a successful sign-in drained the address")
+			}
+		}
+	})
+	t.Run("attempts in flight count", func(t *testing.T) {
+		l := newLimiter(t)
+		for range signinBurst {
+			if _, ok, _, _, err := l.admit(t.Context(), "192.0.2.4", "", now); err != nil || !ok {
+				t.Fatalf("admit: %v %v", ok, err)
+			}
+		}
+		if _, ok, _, _, err := l.admit(t.Context(), "192.0.2.4", "", now); err != nil || ok {
+			t.Fatalf("a sixth attempt while five are unsettled: %v %v", ok, err)
+		}
+	})
 	t.Run("a key that spent its failures is paced, never refused", func(t *testing.T) {
-		l := newLimiter()
+		l := newLimiter(t)
 		for i := range keyBurst {
-			l.fail(fmt.Sprintf("198.51.100.%d", i), aliceKey, now)
+			failAt(t, l, fmt.Sprintf("198.51.100.%d", i), aliceKey, now)
 		}
 		var delays []time.Duration
 		for i := range 4 {
-			ok, _, d := l.admit(fmt.Sprintf("203.0.113.%d", i), aliceKey, now)
+			ok, _, d := admitAt(t, l, fmt.Sprintf("203.0.113.%d", i), aliceKey, now)
 			if !ok {
 				t.Fatal("the key's owner was refused")
 			}
@@ -89,39 +134,41 @@ func TestLimiter(t *testing.T) {
 		if delays[0] != 0 || delays[1] != keyRefill || delays[3] != maxDelay {
 			t.Errorf("delays %v: want 0, %s, then capped at %s", delays, keyRefill, maxDelay)
 		}
-		if _, _, d := l.admit("203.0.113.9", bobKey, now); d != 0 {
+		if _, _, d := admitAt(t, l, "203.0.113.9", bobKey, now); d != 0 {
 			t.Errorf("another key waits %s", d)
 		}
 	})
 	t.Run("a flood from everywhere slows every answer and locks nobody out", func(t *testing.T) {
-		l := newLimiter()
+		l := newLimiter(t)
 		for i := range globalBurst + 1 {
-			l.fail(fmt.Sprintf("10.0.%d.%d", i>>8, i&0xff), "", now)
+			failAt(t, l, fmt.Sprintf("10.0.%d.%d", i>>8, i&0xff), "", now)
 		}
-		_, _, d1 := l.admit("192.0.2.50", aliceKey, now)
-		_, _, d2 := l.admit("192.0.2.51", aliceKey, now)
+		_, _, d1 := admitAt(t, l, "192.0.2.50", aliceKey, now)
+		_, _, d2 := admitAt(t, l, "192.0.2.51", aliceKey, now)
 		if d2 <= d1 || d2 > maxDelay {
 			t.Errorf("paced delays %s then %s", d1, d2)
 		}
-		for range 1000 {
-			if ok, _, d := l.admit("192.0.2.52", bobKey, now); !ok || d > maxDelay {
+		for range 200 {
+			if ok, _, d := admitAt(t, l, "192.0.2.52", bobKey, now); !ok || d > maxDelay {
 				t.Fatalf("refused or waiting %s", d)
 			}
 		}
-		if _, _, d := l.admit("192.0.2.53", "", now.Add(time.Hour)); d != 0 {
+		if _, _, d := admitAt(t, l, "192.0.2.53", "", now.Add(time.Hour)); d != 0 {
 			t.Errorf("an hour later: %s", d)
 		}
 	})
-	t.Run("memory is bounded", func(t *testing.T) {
-		l := newLimiter()
-		for i := range 3 * maxLimited {
-			l.fail(fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&0xff, i&0xff), fmt.Sprintf("AKIA%016d", i), now)
+	t.Run("idle buckets are deleted", func(t *testing.T) {
+		db := openSQLite(t, t.TempDir())
+		l := &limiter{st: db}
+		for i := range 100 {
+			failAt(t, l, fmt.Sprintf("10.1.0.%d", i), fmt.Sprintf("AKIA%016d", i), now)
 		}
-		if len(l.addrs.m) > maxLimited || len(l.keys.m) > maxLimited {
-			t.Fatalf("%d addresses, %d keys tracked", len(l.addrs.m), len(l.keys.m))
+		if n, err := db.DeleteIdleLimitBuckets(t.Context(), now.Add(time.Second)); err != nil || n != 0 {
+			t.Fatalf("deleted %d buckets before any refilled: %v", n, err)
 		}
-		if ok, _, _ := l.admit("192.0.2.99", "", now); !ok {
-			t.Fatal("a new address was refused because the table is full")
+		// A key refills in 3 s, the global bucket in 100 × 50 ms, an address in 12 s.
+		if n, err := db.DeleteIdleLimitBuckets(t.Context(), now.Add(signinRefill)); err != nil || n != 201 {
+			t.Fatalf("deleted %d idle buckets, want 201: %v", n, err)
 		}
 	})
 }

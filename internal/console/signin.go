@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -37,11 +38,17 @@ const errBadCredentials = "The access key ID, secret access key or session token
 func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, api bool) (*request, bool) {
 	now := h.cfg.Now()
 	rq := &request{w: w, r: r, spec: h.cfg.Spec(), now: now}
-	s := h.sessions.get(cookieValue(r, sessionCookie), now, h.cfg.IdleTimeout)
+	s, err := h.sessions.get(r.Context(), cookieValue(r, sessionCookie), now)
+	if err != nil {
+		h.log.Error("read console session", "error", err)
+		h.unavailable(w, r, api)
+		return nil, false
+	}
 	if s == nil {
 		h.toSignin(w, r, api, "")
 		return nil, false
 	}
+	h.sessions.sweep(r.Context(), now)
 	rv, err := h.cfg.Identity.Resolve(r.Context(), s.accessKey, s.token)
 	if errors.Is(err, identity.ErrStale) || errors.Is(err, identity.ErrNotLoaded) {
 		h.unavailable(w, r, api)
@@ -77,7 +84,10 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request, api bool) (*r
 
 // endSession removes a session whose credential stopped resolving, and audits it.
 func (h *Handler) endSession(w http.ResponseWriter, r *http.Request, s *session, now time.Time, reason string) {
-	h.sessions.remove(s)
+	if err := h.sessions.remove(r.Context(), s); err != nil {
+		// It is refused anyway: the credential is resolved on every request.
+		h.log.Error("delete an ended console session", "error", err)
+	}
 	clearCookie(w, sessionCookie)
 	ev := h.event(r, now, "ConsoleSignOut")
 	ev.UserIdentity = audit.UserIdentity{ARN: s.principal, AccessKeyID: s.accessKey}
@@ -195,7 +205,20 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 	if identity.ValidAccessKeyID(akid, identity.PrefixLongTerm) || identity.ValidAccessKeyID(akid, identity.PrefixTemporary) {
 		form.AccessKeyID = akid
 	}
-	ok, wait, delay := h.limiter.admit(ip, limiterKey(akid), now)
+	tk, ok, wait, delay, err := h.limiter.admit(r.Context(), ip, limiterKey(akid), now)
+	if err != nil {
+		h.log.Error("console sign-in refused: the limiter cannot count it", "error", err)
+		h.auditLogin(r, now, form.AccessKeyID, "", "ServiceUnavailable", "the sign-in limiter's store cannot be reached")
+		fail(http.StatusServiceUnavailable, "The console cannot sign you in right now. Try again shortly.")
+		return
+	}
+	// An attempt that did not fail gives its tokens back; a failed one keeps them taken.
+	failed := false
+	defer func() {
+		if err := h.limiter.settle(context.WithoutCancel(r.Context()), tk, failed, now); err != nil {
+			h.log.Warn("console sign-in limiter: give back an attempt's tokens", "error", err)
+		}
+	}()
 	if !ok {
 		h.auditLogin(r, now, form.AccessKeyID, "", "Throttling", "too many failed sign-ins from this address")
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
@@ -218,7 +241,7 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p == nil {
-		h.limiter.fail(ip, limiterKey(akid), now)
+		failed = true
 		h.auditLogin(r, now, form.AccessKeyID, "", "Failed authentication", reason)
 		fail(http.StatusUnauthorized, errBadCredentials)
 		return
@@ -237,24 +260,28 @@ func (h *Handler) signin(w http.ResponseWriter, r *http.Request) {
 // expiry, audited as a successful ConsoleLogin with extra in additionalEventData. It sets
 // the session cookie; on failure it returns the status and what to tell the person.
 func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, now time.Time, p *principal, rv identity.Resolved, akid, token, secret string, extra map[string]any) (int, string) {
-	if old := h.sessions.get(cookieValue(r, sessionCookie), now, h.cfg.IdleTimeout); old != nil {
-		h.sessions.remove(old)
+	if c := cookieValue(r, sessionCookie); c != "" && len(c) <= 128 {
+		if err := h.sessions.remove(r.Context(), &session{id: sessionID(c)}); err != nil {
+			h.log.Error("console sign-in refused: the old session cannot be ended", "error", err)
+			return http.StatusServiceUnavailable, "The console cannot sign you in right now. Try again shortly."
+		}
 	}
 	s := &session{
-		csrf:       newToken(32),
 		accessKey:  akid,
 		token:      token,
 		secretHash: sha256.Sum256([]byte(secret)),
 		principal:  p.arn,
-		created:    now,
 		expires:    now.Add(h.cfg.SessionLifetime),
-		lastSeen:   now,
 	}
 	if exp := rv.Credential.Expires; !exp.IsZero() && exp.Before(s.expires) {
 		s.expires = exp
 	}
-	id := h.sessions.add(s, now, h.cfg.IdleTimeout)
-	if id == "" {
+	id, err := h.sessions.add(r.Context(), s, now)
+	switch {
+	case err != nil:
+		h.log.Error("console sign-in refused: the session cannot be stored", "error", err)
+		return http.StatusServiceUnavailable, "The console cannot sign you in right now. Try again shortly."
+	case id == "":
 		return http.StatusServiceUnavailable, "Too many console sessions are open. Try again later."
 	}
 	ev := h.event(r, now, "ConsoleLogin")
@@ -266,7 +293,9 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, now time.
 		ev.AdditionalEventData[k] = v
 	}
 	if err := h.cfg.Auditor.Record(r.Context(), ev); err != nil {
-		h.sessions.remove(s)
+		if err := h.sessions.remove(r.Context(), s); err != nil {
+			h.log.Error("delete an unaudited console session", "error", err) // its cookie is never sent
+		}
 		h.log.Error("console could not audit a sign-in; refusing it", "error", err)
 		return http.StatusInternalServerError, "The sign-in could not be recorded, so it was refused."
 	}
@@ -335,7 +364,12 @@ func (h *Handler) auditLogin(r *http.Request, now time.Time, akid, arn, code, re
 // signout ends the session.
 func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
 	now := h.cfg.Now()
-	s := h.sessions.get(cookieValue(r, sessionCookie), now, h.cfg.IdleTimeout)
+	s, err := h.sessions.get(r.Context(), cookieValue(r, sessionCookie), now)
+	if err != nil {
+		h.log.Error("read console session", "error", err)
+		h.unavailable(w, r, false)
+		return
+	}
 	if s == nil {
 		h.toSignin(w, r, false, "")
 		return
@@ -350,7 +384,13 @@ func (h *Handler) signout(w http.ResponseWriter, r *http.Request) {
 		h.errorPage(w, r, nil, http.StatusForbidden, "Request refused", "The form's CSRF token is missing or wrong. Reload the page and try again.")
 		return
 	}
-	h.sessions.remove(s)
+	if err := h.sessions.remove(r.Context(), s); err != nil {
+		// Not signed out: the session would still be served by every replica.
+		h.log.Error("console sign-out failed", "error", err)
+		h.errorPage(w, r, nil, http.StatusServiceUnavailable, "Sign-out failed",
+			"The console cannot reach its store, so your session could not be ended. Try again shortly.")
+		return
+	}
 	clearCookie(w, sessionCookie)
 	ev := h.event(r, now, "ConsoleSignOut")
 	ev.UserIdentity = audit.UserIdentity{ARN: s.principal, AccessKeyID: s.accessKey}

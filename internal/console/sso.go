@@ -2,9 +2,15 @@ package console
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -15,6 +21,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/oidc"
 	"github.com/phantom-perimeter/phantom/internal/sso"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // Single sign-on: the authorization code flow with PKCE against the spec's sign-in provider
@@ -46,17 +53,21 @@ const (
 )
 
 // pendingSSO is a sign-in in progress: started (waiting for the provider), or signed in
-// at the provider with several roles to choose from.
+// at the provider with several roles to choose from. It is kept in the store (sealed,
+// pendingTable), so the provider's redirect back and the role choice may reach any
+// replica.
 type pendingSSO struct {
-	issuer, clientID       string
-	redirect, verifier     string
-	nonce                  string
-	created                time.Time
-	token                  string // the verified ID token, once the provider answered
-	id                     *oidc.Identity
-	roles                  []string
-	choice                 string // the chooser form's token
-	roleClaim, sessionName string
+	Issuer      string    `json:"issuer"`
+	ClientID    string    `json:"clientId"`
+	Redirect    string    `json:"redirect"`
+	Verifier    string    `json:"verifier"`
+	Nonce       string    `json:"nonce"`
+	Created     time.Time `json:"created"`
+	Token       string    `json:"token,omitempty"`   // the verified ID token, once the provider answered
+	Subject     string    `json:"subject,omitempty"` // its subject
+	Roles       []string  `json:"roles,omitempty"`
+	RoleClaim   string    `json:"roleClaim,omitempty"`
+	SessionName string    `json:"sessionName,omitempty"`
 }
 
 // discoveryTTL is how long the provider's endpoints are reused: sign-ins (and anyone
@@ -94,46 +105,78 @@ func (d *discoveries) get(ctx context.Context, hc *http.Client, issuer string, n
 	return p, nil
 }
 
-// pendingTable holds sign-ins in progress by the SHA-256 of their state, bounded.
-type pendingTable struct {
-	mu sync.Mutex
-	m  map[[32]byte]*pendingSSO
+// pendingTable holds sign-ins in progress in the store, each under the SHA-256 of the
+// token the browser holds for it (the state, or the chooser form's token) and sealed
+// (AES-256-GCM) under a key derived from that token: the store never holds a PKCE
+// verifier or an ID token readably, and a row opens only for the browser that has the
+// token. Each is taken once, by whichever replica the browser reaches.
+type pendingTable struct{ st SessionStore }
+
+// pendingKey is the sealing key of the sign-in held under token.
+func pendingKey(token string) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("phantom console sso"))
+	return m.Sum(nil)
 }
 
-func (t *pendingTable) put(key string, p *pendingSSO, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = map[[32]byte]*pendingSSO{}
+func pendingAEAD(token string) cipher.AEAD {
+	b, err := aes.NewCipher(pendingKey(token))
+	if err != nil {
+		panic("console: AES-256: " + err.Error()) // a 32-byte key never fails
 	}
-	if len(t.m) >= maxPending {
-		for k, o := range t.m {
-			if now.Sub(o.created) >= ssoLifetime {
-				delete(t.m, k)
-			}
-		}
-		if len(t.m) >= maxPending {
-			return false
-		}
+	g, err := cipher.NewGCM(b)
+	if err != nil {
+		panic("console: GCM: " + err.Error())
 	}
-	t.m[sha256.Sum256([]byte(key))] = p
-	return true
+	return g
 }
 
-// take removes and returns the live sign-in under key: each is used once.
-func (t *pendingTable) take(key string, now time.Time) *pendingSSO {
-	if key == "" || len(key) > 128 {
-		return nil
+// put stores p under token; false when the store holds maxPending sign-ins.
+func (t pendingTable) put(ctx context.Context, token string, p *pendingSSO) (bool, error) {
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return false, fmt.Errorf("seal a sign-in in progress: %w", err)
 	}
-	k := sha256.Sum256([]byte(key))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := t.m[k]
-	delete(t.m, k)
-	if p == nil || now.Sub(p.created) >= ssoLifetime {
-		return nil
+	id := sha256.Sum256([]byte(token))
+	g := pendingAEAD(token)
+	nonce := make([]byte, g.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return false, fmt.Errorf("seal a sign-in in progress: %w", err)
 	}
-	return p
+	ok, err := t.st.PutConsoleSSO(ctx, id, g.Seal(nonce, nonce, plain, id[:]), p.Created.Add(ssoLifetime), maxPending)
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errSessionStore, err)
+	}
+	return ok, nil
+}
+
+// take removes and returns the live sign-in under token: each is used once. nil when
+// there is none (expired, used, or never this browser's).
+func (t pendingTable) take(ctx context.Context, token string, now time.Time) (*pendingSSO, error) {
+	if token == "" || len(token) > 128 {
+		return nil, nil
+	}
+	id := sha256.Sum256([]byte(token))
+	sealed, err := t.st.TakeConsoleSSO(ctx, id, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errSessionStore, err)
+	}
+	g := pendingAEAD(token)
+	if len(sealed) < g.NonceSize() {
+		return nil, nil
+	}
+	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], id[:])
+	if err != nil {
+		return nil, nil // not sealed for this token: altered in the store
+	}
+	var p pendingSSO
+	if err := json.Unmarshal(plain, &p); err != nil || now.Sub(p.Created) >= ssoLifetime {
+		return nil, nil
+	}
+	return &p, nil
 }
 
 // signInProvider is the spec's sign-in provider when single sign-on can run.
@@ -168,16 +211,42 @@ func (h *Handler) ssoStart(w http.ResponseWriter, r *http.Request) {
 	}
 	verifier, challenge := sso.NewPKCE()
 	state := sso.RandomToken()
-	pend := &pendingSSO{issuer: p.URL, clientID: p.SignIn.ClientID, redirect: redirect, verifier: verifier, nonce: sso.RandomToken(),
-		created: now, roleClaim: p.SignIn.RoleClaim}
-	if !h.pending.put(state, pend, now) {
-		h.signinPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins are in progress. Try again later.")
+	pend := &pendingSSO{Issuer: p.URL, ClientID: p.SignIn.ClientID, Redirect: redirect, Verifier: verifier, Nonce: sso.RandomToken(),
+		Created: now, RoleClaim: p.SignIn.RoleClaim}
+	if !h.putPending(w, r, state, pend) {
 		return
 	}
 	c := &sso.Client{Provider: pr, ClientID: p.SignIn.ClientID, Scopes: p.SignIn.Scopes}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: state, Path: "/", MaxAge: int(ssoLifetime / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	http.Redirect(w, r, c.AuthCodeURL(redirect, state, pend.nonce, challenge), http.StatusSeeOther)
+	http.Redirect(w, r, c.AuthCodeURL(redirect, state, pend.Nonce, challenge), http.StatusSeeOther)
+}
+
+// putPending stores a sign-in in progress; on failure it answers and returns false.
+func (h *Handler) putPending(w http.ResponseWriter, r *http.Request, token string, pend *pendingSSO) bool {
+	ok, err := h.pending.put(r.Context(), token, pend)
+	switch {
+	case err != nil:
+		h.log.Error("console sso: store a sign-in in progress", "error", err)
+		h.signinPage(w, r, http.StatusServiceUnavailable, "The console cannot sign you in right now. Try again shortly.")
+		return false
+	case !ok:
+		h.signinPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins are in progress. Try again later.")
+		return false
+	}
+	return true
+}
+
+// takePending takes a sign-in in progress; a store failure is answered (503) and
+// reported as ok false.
+func (h *Handler) takePending(w http.ResponseWriter, r *http.Request, token string, now time.Time) (*pendingSSO, bool) {
+	pend, err := h.pending.take(r.Context(), token, now)
+	if err != nil {
+		h.log.Error("console sso: take a sign-in in progress", "error", err)
+		h.signinPage(w, r, http.StatusServiceUnavailable, "The console cannot sign you in right now. Try again shortly.")
+		return nil, false
+	}
+	return pend, true
 }
 
 // callbackURL is this console's redirect URI, https://HOST/sso/callback, for the host the
@@ -215,7 +284,10 @@ func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		h.signinPage(w, r, http.StatusForbidden, "This sign-in did not start in this browser, or it expired. Please sign in again.")
 		return
 	}
-	pend := h.pending.take(state, now)
+	pend, ok := h.takePending(w, r, state, now)
+	if !ok {
+		return
+	}
 	if pend == nil {
 		h.auditLogin(r, now, "", "", "InvalidCsrfToken", "single sign-on: no sign-in in progress for this state (expired or used)")
 		h.signinPage(w, r, http.StatusForbidden, "This sign-in expired or was used already. Please sign in again.")
@@ -232,13 +304,13 @@ func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		h.signinPage(w, r, http.StatusUnauthorized, "The sign-in could not be verified.")
 		return
 	}
-	pend.id, pend.token, pend.sessionName = id, token, sso.SessionName(id.Claims)
-	roles, err := sso.Roles(id.Claims, pend.roleClaim, h.cfg.Spec().Account)
+	pend.Subject, pend.Token, pend.SessionName = id.Subject, token, sso.SessionName(id.Claims)
+	roles, err := sso.Roles(id.Claims, pend.RoleClaim, h.cfg.Spec().Account)
 	switch {
-	case pend.roleClaim == "":
+	case pend.RoleClaim == "":
 		err = errors.New("the spec's signIn has no roleClaim: the console cannot tell which role to ask for")
 	case err == nil && len(roles) == 0:
-		err = errors.New("the token's " + pend.roleClaim + " claim lists no role")
+		err = errors.New("the token's " + pend.RoleClaim + " claim lists no role")
 	}
 	if err != nil {
 		h.auditLogin(r, now, "", "", "Failed authentication", "single sign-on as "+id.Subject+": "+err.Error())
@@ -249,12 +321,12 @@ func (h *Handler) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		h.ssoFinish(w, r, pend, roles[0])
 		return
 	}
-	pend.roles, pend.choice, pend.created = roles, sso.RandomToken(), now
-	if !h.pending.put(pend.choice, pend, now) {
-		h.signinPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins are in progress. Try again later.")
+	choice := sso.RandomToken()
+	pend.Roles, pend.Created = roles, now
+	if !h.putPending(w, r, choice, pend) {
 		return
 	}
-	h.render(w, r, http.StatusOK, "ssorole", nil, "Choose a role", roleChoice{Choice: pend.choice, Subject: id.Subject, Roles: roles})
+	h.render(w, r, http.StatusOK, "ssorole", nil, "Choose a role", roleChoice{Choice: choice, Subject: id.Subject, Roles: roles})
 }
 
 type roleChoice struct {
@@ -269,9 +341,12 @@ func (h *Handler) ssoRole(w http.ResponseWriter, r *http.Request) {
 		h.signinPage(w, r, http.StatusBadRequest, "The form could not be read.")
 		return
 	}
-	pend := h.pending.take(r.PostForm.Get("choice"), now)
+	pend, ok := h.takePending(w, r, r.PostForm.Get("choice"), now)
+	if !ok {
+		return
+	}
 	role := r.PostForm.Get("role")
-	if pend == nil || pend.id == nil || !slices.Contains(pend.roles, role) {
+	if pend == nil || pend.Token == "" || !slices.Contains(pend.Roles, role) {
 		h.auditLogin(r, now, "", "", "InvalidCsrfToken", "single sign-on: the role choice is stale, used or not one offered")
 		h.signinPage(w, r, http.StatusForbidden, "This sign-in expired or was used already. Please sign in again.")
 		return
@@ -282,12 +357,12 @@ func (h *Handler) ssoRole(w http.ResponseWriter, r *http.Request) {
 // ssoToken exchanges the code and verifies the ID token it brings. It returns the identity
 // and the raw token, or nil and why not.
 func (h *Handler) ssoToken(ctx context.Context, pend *pendingSSO, code string, now time.Time) (*oidc.Identity, string, string) {
-	pr, err := h.discovery.get(ctx, h.cfg.ProviderHTTP, pend.issuer, now)
+	pr, err := h.discovery.get(ctx, h.cfg.ProviderHTTP, pend.Issuer, now)
 	if err != nil {
 		return nil, "", "discover the provider: " + err.Error()
 	}
-	c := &sso.Client{Provider: pr, ClientID: pend.clientID}
-	tok, err := c.Exchange(ctx, code, pend.redirect, pend.verifier)
+	c := &sso.Client{Provider: pr, ClientID: pend.ClientID}
+	tok, err := c.Exchange(ctx, code, pend.Redirect, pend.Verifier)
 	if err != nil {
 		return nil, "", "exchange the code: " + err.Error()
 	}
@@ -301,11 +376,11 @@ func (h *Handler) ssoToken(ctx context.Context, pend *pendingSSO, code string, n
 	}
 	nonce, _ := id.Claims["nonce"].(string)
 	switch {
-	case id.Issuer != pend.issuer:
+	case id.Issuer != pend.Issuer:
 		return nil, "", "the ID token is from " + id.Issuer + ", not the sign-in provider"
-	case !slices.Contains(id.Audiences, pend.clientID):
-		return nil, "", "the ID token is not for the client " + pend.clientID
-	case subtle.ConstantTimeCompare([]byte(nonce), []byte(pend.nonce)) != 1:
+	case !slices.Contains(id.Audiences, pend.ClientID):
+		return nil, "", "the ID token is not for the client " + pend.ClientID
+	case subtle.ConstantTimeCompare([]byte(nonce), []byte(pend.Nonce)) != 1:
 		// OpenID Connect Core §3.1.3.7: a token minted for another sign-in.
 		return nil, "", "the ID token's nonce is not this sign-in's"
 	}
@@ -315,8 +390,8 @@ func (h *Handler) ssoToken(ctx context.Context, pend *pendingSSO, code string, n
 // ssoFinish asks STS for the role session and starts the console session bound to it.
 func (h *Handler) ssoFinish(w http.ResponseWriter, r *http.Request, pend *pendingSSO, role string) {
 	now := h.cfg.Now()
-	who := "single sign-on as " + pend.id.Subject + " (" + pend.issuer + ") for " + role
-	akid, secret, token, err := h.cfg.STS.AssumeRoleWithWebIdentity(r.Context(), role, pend.sessionName, pend.token, 0)
+	who := "single sign-on as " + pend.Subject + " (" + pend.Issuer + ") for " + role
+	akid, secret, token, err := h.cfg.STS.AssumeRoleWithWebIdentity(r.Context(), role, pend.SessionName, pend.Token, 0)
 	if err != nil {
 		h.auditLogin(r, now, "", "", "AccessDenied", who+": STS refused the session: "+err.Error())
 		h.signinPage(w, r, http.StatusForbidden, "The perimeter refused you a session of "+role+".")
@@ -340,7 +415,7 @@ func (h *Handler) ssoFinish(w http.ResponseWriter, r *http.Request, pend *pendin
 		h.signinPage(w, r, http.StatusForbidden, "The session could not be used.")
 		return
 	}
-	extra := map[string]any{"signInMethod": "SSO", "identityProvider": pend.issuer, "subject": pend.id.Subject}
+	extra := map[string]any{"signInMethod": "SSO", "identityProvider": pend.Issuer, "subject": pend.Subject}
 	if status, msg := h.startSession(w, r, now, p, rv, akid, token, secret, extra); msg != "" {
 		h.signinPage(w, r, status, msg)
 		return

@@ -82,8 +82,14 @@ func newPerimeter(t testing.TB, backend http.HandlerFunc) *perimeter {
 	pm.gwSrv.Config.ErrorLog = quietLog()
 	pm.gwSrv.StartTLS()
 	t.Cleanup(pm.gwSrv.Close)
+	registerLocal(t, pm.gwSrv.Listener.Addr().String(), pm.handOver)
 	pm.ep = newHarness(t, p, harnessOpts{spec: defaultSpecOpts(), specValue: spec, gateways: []string{pm.gwSrv.Listener.Addr().String()}})
 	return pm
+}
+
+// handOver hands a request to the real gateway in memory, as internal/perimeter wires it.
+func (pm *perimeter) handOver(w http.ResponseWriter, r *http.Request, h Handover) {
+	pm.gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
 }
 
 // signedOrders is a POST /prod/orders signed by aws-sdk-go-v2 for the API's host.
@@ -122,7 +128,11 @@ func TestWithRealGateway(t *testing.T) {
 		t.Fatalf("through the endpoint: %d %s; endpoint events %s; gateway events %s", resp.StatusCode, b, h.aud.describe(), gwAudit.describe())
 	}
 	got := <-hits
-	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiOrders})
+	key, err := gw.BackendKey(apiOrders) // the orders API's assertion key (HS256, the default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{Key: key, Audience: apiOrders})
 	if err != nil {
 		t.Fatal(err)
 	}

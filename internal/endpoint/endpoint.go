@@ -11,8 +11,11 @@
 //
 // It does not authenticate callers or evaluate policies: SigV4, IAM, the endpoint policy
 // and aws:SourceVpce are the gateway's, which learns this endpoint's identity from the
-// mTLS certificate and nothing else. It does not open listeners either: the caller hands
-// Serve plain TCP listeners, one per address of the spec's endpoint.
+// mTLS certificate and nothing else. An endpoint in the gateway's own process
+// (Config.Local) crosses no hop: it hands each request over in memory with a typed
+// Handover in place of the certificate and the X-Phantom-* headers, after the same checks.
+// It does not open listeners either: the caller hands Serve plain TCP listeners, one per
+// address of the spec's endpoint.
 //
 // # Audit
 //
@@ -89,7 +92,20 @@ type Metrics interface {
 	Replica(gateway string, err error)
 }
 
-// Config configures an endpoint. Every field but Logger, Now and Metrics is required.
+// Handover is what the endpoint knows of a request it hands to a gateway in its own
+// process (Config.Local): everything it would otherwise send as X-Phantom-* headers on
+// its mTLS connection, and its own identity, which the certificate of that connection
+// would carry.
+type Handover struct {
+	Endpoint    string     // this endpoint's id, vpce-…
+	SourceIP    netip.Addr // the caller's address
+	APIID       string     // the API selected for the request
+	TLSVersion  uint16     // the caller's TLS connection
+	CipherSuite uint16
+}
+
+// Config configures an endpoint. Every field but Logger, Now and Metrics is required,
+// except that an endpoint with a Local gateway has no Gateways, ClientCert or Verifier.
 type Config struct {
 	// ID is the endpoint's id in the spec, vpce-….
 	ID string
@@ -107,6 +123,11 @@ type Config struct {
 	// Gateways are the host:port addresses of the gateway replicas. New connections go to
 	// them in turn; one that cannot be reached is skipped.
 	Gateways []string
+	// Local, when set, is a gateway in this process: each request the endpoint admits is
+	// handed to it in memory with the endpoint's identity as a typed Handover, instead of
+	// crossing an mTLS hop. Gateways, ClientCert and Verifier are then not used and must
+	// be left unset.
+	Local func(w http.ResponseWriter, r *http.Request, h Handover)
 	// Auditor records refusals and failures.
 	Auditor Auditor
 	// Logger receives operational logs; nil means slog.Default().
@@ -159,8 +180,8 @@ type Endpoint struct {
 	lim    limits
 	tlsCfg *tls.Config
 	srv    *http.Server
-	proxy  *httputil.ReverseProxy
-	gw     *gateways
+	proxy  *httputil.ReverseProxy // nil with a Local gateway
+	gw     *gateways              // nil with a Local gateway
 	ref    *admission.Recorder
 
 	slots chan struct{} // handshake slots
@@ -195,14 +216,21 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 	if cfg.ServerCert == nil {
 		problems = append(problems, "no ServerCert")
 	}
-	if cfg.ClientCert == nil {
-		problems = append(problems, "no ClientCert for the mTLS connection to the gateway")
-	}
-	if cfg.Verifier == nil {
-		problems = append(problems, "no Verifier for the gateway's certificate")
-	}
-	if len(cfg.Gateways) == 0 {
-		problems = append(problems, "no Gateways")
+	switch {
+	case cfg.Local != nil:
+		if len(cfg.Gateways) > 0 || cfg.ClientCert != nil || cfg.Verifier != nil {
+			problems = append(problems, "a Local gateway takes no Gateways, ClientCert or Verifier: requests never leave the process")
+		}
+	default:
+		if cfg.ClientCert == nil {
+			problems = append(problems, "no ClientCert for the mTLS connection to the gateway")
+		}
+		if cfg.Verifier == nil {
+			problems = append(problems, "no Verifier for the gateway's certificate")
+		}
+		if len(cfg.Gateways) == 0 {
+			problems = append(problems, "no Gateways")
+		}
 	}
 	for _, g := range cfg.Gateways {
 		if h, p, err := net.SplitHostPort(g); err != nil || h == "" || p == "" {
@@ -239,7 +267,10 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		NextProtos:     []string{"h2", "http/1.1"},
 		Time:           cfg.Now,
 	}
-	e.gw = newGateways(cfg, e.log, lim, e.verifyGateway)
+	if cfg.Local == nil {
+		e.gw = newGateways(cfg, e.log, lim, e.verifyGateway)
+		e.proxy = e.newProxy()
+	}
 	e.ref = admission.NewRecorder(admission.RecorderConfig{
 		Auditor: cfg.Auditor,
 		Event: func(code string, src netip.Addr, id string) *audit.Event {
@@ -255,7 +286,6 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		Logger:     e.log,
 		Now:        cfg.Now,
 	})
-	e.proxy = e.newProxy()
 	e.srv = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -348,7 +378,9 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 	}
 	e.cancelBase()
 	e.ref.Stop(ctx)
-	e.gw.transport.CloseIdleConnections()
+	if e.gw != nil {
+		e.gw.transport.CloseIdleConnections()
+	}
 	return err
 }
 

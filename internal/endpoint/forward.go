@@ -40,6 +40,8 @@ type connInfo struct {
 	src        netip.AddrPort
 	localPort  uint16
 	sni        string // the TLS server name the caller sent, "" when none
+	version    uint16 // the TLS version and cipher suite, for a Local gateway
+	cipher     uint16
 	srcIP      []string
 	tlsVersion []string
 	tlsCipher  []string
@@ -53,7 +55,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 	ci := &connInfo{src: src, localPort: port, srcIP: []string{src.Addr().String()}}
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
-		ci.sni = cs.ServerName
+		ci.sni, ci.version, ci.cipher = cs.ServerName, cs.Version, cs.CipherSuite
 		ci.tlsVersion = []string{audit.TLSVersionName(cs.Version)}
 		ci.tlsCipher = []string{tls.CipherSuiteName(cs.CipherSuite)}
 	}
@@ -95,14 +97,24 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(h, k)
 		}
 	}
-	h[hdrSourceIP] = ci.srcIP
-	h[hdrAPIID] = []string{api}
-	h[hdrTLSVersion] = ci.tlsVersion
-	h[hdrTLSCipher] = ci.tlsCipher
 	var start time.Time
 	if e.cfg.Metrics != nil {
 		start = time.Now()
 	}
+	if e.cfg.Local != nil {
+		// In memory: no headers to set, no hop; the gateway reads the body, answers and
+		// bounds the exchange itself, as on its own listener.
+		e.cfg.Local(w, r, Handover{Endpoint: e.id, SourceIP: ci.src.Addr(), APIID: api, TLSVersion: ci.version, CipherSuite: ci.cipher})
+		if m := e.cfg.Metrics; m != nil {
+			m.Request(api, "")
+			m.Forward(api, time.Since(start))
+		}
+		return
+	}
+	h[hdrSourceIP] = ci.srcIP
+	h[hdrAPIID] = []string{api}
+	h[hdrTLSVersion] = ci.tlsVersion
+	h[hdrTLSCipher] = ci.tlsCipher
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		e.forwardWithBody(w, r)
 	} else {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -197,8 +198,34 @@ type seen struct {
 	PeerErr                         error
 }
 
+// handoverMode, set by PHANTOM_ENDPOINT_HANDOVER=1 (TestHandoverSuite re-runs the
+// package's tests so), gives every harness its gateway in process (Config.Local) instead
+// of over mTLS: each test's gateway registers in localGateways under its address. A
+// harness whose gateway is not registered (an address nothing serves, for tests that
+// never reach a gateway) fails the test if a request is handed over.
+var handoverMode = os.Getenv("PHANTOM_ENDPOINT_HANDOVER") == "1"
+
+// skipHandover skips a test of the mTLS hop itself (replicas, their certificates) in
+// handover mode, where there is no hop.
+func skipHandover(t testing.TB) {
+	t.Helper()
+	if handoverMode {
+		t.Skip("handover mode: this test is of the mTLS hop to gateway replicas")
+	}
+}
+
+// localGateways maps a test gateway's address to its in-process entry point.
+var localGateways sync.Map // string -> func(http.ResponseWriter, *http.Request, Handover)
+
+func registerLocal(t testing.TB, addr string, f func(http.ResponseWriter, *http.Request, Handover)) {
+	localGateways.Store(addr, f)
+	t.Cleanup(func() { localGateways.Delete(addr) })
+}
+
 // fakeGateway is an httptest TLS server that, like the gateway, requires a client
-// certificate from the perimeter CA and records what it receives.
+// certificate from the perimeter CA and records what it receives. In handover mode it
+// records a handed-over request the same way, with the Handover written as the
+// X-Phantom-* headers the mTLS hop would carry and the endpoint as the peer identity.
 type fakeGateway struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
@@ -214,21 +241,7 @@ func newFakeGateway(t testing.TB, p *testPKI, cert *tls.Certificate) *fakeGatewa
 		body, _ := io.ReadAll(r.Body)
 		s := seen{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(), Body: body}
 		s.Peer, s.PeerErr = v.PeerIdentity(*r.TLS)
-		g.mu.Lock()
-		g.reqs = append(g.reqs, s)
-		h := g.handler
-		g.mu.Unlock()
-		if h != nil {
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			h(w, r)
-			return
-		}
-		w.Header().Add("Set-Cookie", "a=1")
-		w.Header().Add("Set-Cookie", "b=2")
-		w.Header().Set("X-Gateway", "fake")
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusCreated)
-		io.WriteString(w, "hello from the gateway")
+		g.answer(w, r, s)
 	}))
 	g.srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{*cert},
@@ -239,7 +252,39 @@ func newFakeGateway(t testing.TB, p *testPKI, cert *tls.Certificate) *fakeGatewa
 	g.srv.Config.ErrorLog = quietLog()
 	g.srv.StartTLS()
 	t.Cleanup(g.srv.Close)
+	registerLocal(t, g.addr(), g.serveLocal)
 	return g
+}
+
+func (g *fakeGateway) serveLocal(w http.ResponseWriter, r *http.Request, h Handover) {
+	body, _ := io.ReadAll(r.Body)
+	hdr := r.Header.Clone()
+	hdr.Set(hdrSourceIP, h.SourceIP.String())
+	hdr.Set(hdrAPIID, h.APIID)
+	hdr.Set(hdrTLSVersion, audit.TLSVersionName(h.TLSVersion))
+	hdr.Set(hdrTLSCipher, tls.CipherSuiteName(h.CipherSuite))
+	s := seen{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: hdr, Body: body,
+		Peer: pki.Identity{Account: testAccount, Kind: pki.KindEndpoint, Name: h.Endpoint}}
+	g.answer(w, r, s)
+}
+
+// answer records s and answers r.
+func (g *fakeGateway) answer(w http.ResponseWriter, r *http.Request, s seen) {
+	g.mu.Lock()
+	g.reqs = append(g.reqs, s)
+	h := g.handler
+	g.mu.Unlock()
+	if h != nil {
+		r.Body = io.NopCloser(bytes.NewReader(s.Body))
+		h(w, r)
+		return
+	}
+	w.Header().Add("Set-Cookie", "a=1")
+	w.Header().Add("Set-Cookie", "b=2")
+	w.Header().Set("X-Gateway", "fake")
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(http.StatusCreated)
+	io.WriteString(w, "hello from the gateway")
 }
 
 func (g *fakeGateway) addr() string { return g.srv.Listener.Addr().String() }
@@ -284,6 +329,7 @@ type harnessOpts struct {
 	// specValue, when set, is the spec instead of one built from spec.
 	specValue *config.Spec
 	metrics   Metrics
+	local     bool // the gateway in process (registered under gateways[0]), whatever the mode
 }
 
 func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
@@ -305,7 +351,7 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 	if o.lim != nil {
 		lim = *o.lim
 	}
-	ep, err := newEndpoint(Config{
+	cfg := Config{
 		ID:         testVPCE,
 		Spec:       h.spec.Load,
 		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.serverCert, nil },
@@ -315,7 +361,18 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		Auditor:    aud,
 		Logger:     slog.New(slog.DiscardHandler),
 		Metrics:    o.metrics,
-	}, lim)
+	}
+	if handoverMode || o.local {
+		cfg.Local = func(w http.ResponseWriter, _ *http.Request, _ Handover) {
+			t.Errorf("handed a request to gateway %v, which the test does not serve", o.gateways)
+			w.WriteHeader(http.StatusBadGateway)
+		}
+		if local, ok := localGateways.Load(o.gateways[0]); ok && len(o.gateways) == 1 {
+			cfg.Local = local.(func(http.ResponseWriter, *http.Request, Handover))
+		}
+		cfg.Gateways, cfg.ClientCert, cfg.Verifier = nil, nil, nil
+	}
+	ep, err := newEndpoint(cfg, lim)
 	if err != nil {
 		t.Fatal(err)
 	}

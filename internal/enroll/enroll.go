@@ -58,8 +58,13 @@ type Config struct {
 	Kind pki.Kind
 	// Timeout bounds one API call; zero means 10 s.
 	Timeout time.Duration
-	Now     func() time.Time
-	Logger  *slog.Logger
+	// NewerIssuing, when set, names the issuing CA that superseded the one with the
+	// given key id (pki.Authority.NewerIssuing): a certificate it signed is renewed at
+	// once, so an issuing CA rotation reaches the component within a poll. nil: renewed
+	// at half life only.
+	NewerIssuing func(issuer []byte) []byte
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Client holds a component's certificate and renews it.
@@ -69,7 +74,15 @@ type Client struct {
 	tr   *http.Transport
 	mu   sync.Mutex
 	cert *tls.Certificate // current; nil before Open enrolls
+	// triedFor and triedAt: the newest issuing CA an early renewal was last tried for,
+	// and when (superseded).
+	triedFor []byte
+	triedAt  time.Time
 }
+
+// supersededRetry is how often an early renewal for a newer CA is retried while STS
+// still signs with the old one (it takes the rotation within its own poll).
+const supersededRetry = 2 * time.Second
 
 // Error is a refusal from the component API, in AWS's JSON error shape.
 type Error struct {
@@ -181,7 +194,7 @@ func (c *Client) Certificate(ctx context.Context) (*tls.Certificate, error) {
 	cur := c.cert
 	c.mu.Unlock()
 	l := cur.Leaf
-	if c.cfg.Now().Before(l.NotBefore.Add(l.NotAfter.Sub(l.NotBefore) / 2)) {
+	if c.cfg.Now().Before(l.NotBefore.Add(l.NotAfter.Sub(l.NotBefore)/2)) && !c.superseded(l) {
 		return cur, nil
 	}
 	if err := c.renew(ctx); err != nil {
@@ -194,6 +207,30 @@ func (c *Client) Certificate(ctx context.Context) (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cert, nil
+}
+
+// superseded reports whether a newer issuing CA than leaf's is trusted, at most once per
+// supersededRetry for that CA: a renewal that still gets the old CA's signature (STS has
+// not polled the rotation yet) is not retried on every handshake.
+func (c *Client) superseded(leaf *x509.Certificate) bool {
+	newest := c.NewerIssuing(leaf.AuthorityKeyId)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	if len(newest) == 0 || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
+		return false
+	}
+	c.triedFor, c.triedAt = newest, now
+	return true
+}
+
+// NewerIssuing is Config.NewerIssuing (nil without it): a certSource over this client
+// renews early on an issuing CA rotation too.
+func (c *Client) NewerIssuing(issuer []byte) []byte {
+	if c.cfg.NewerIssuing == nil {
+		return nil
+	}
+	return c.cfg.NewerIssuing(issuer)
 }
 
 // Issue is Certificate for callers that ask a CA for a certificate (pki.Request): an

@@ -1,6 +1,7 @@
 package enroll
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -400,5 +401,51 @@ func TestSignAuditWriterKey(t *testing.T) {
 	f.mu.Unlock()
 	if _, err := c.Sign(pub, pki.Request{Identity: pki.Identity{Account: testAccount, Kind: pki.KindAudit, Name: "gateway"}, AuditSigning: true}); err == nil || !strings.Contains(err.Error(), "not for the key sent") {
 		t.Fatalf("an audit certificate for another key: %v", err)
+	}
+}
+
+// When the trust names a newer issuing CA than the one that signed the certificate
+// (Config.NewerIssuing), the client renews at once, well before half life, and does not
+// ask again on every call while the answer still comes from the old CA.
+func TestRenewalOnNewerIssuingCA(t *testing.T) {
+	f := newFakeSTS(t)
+	var mu sync.Mutex
+	now := time.Now()
+	var newer []byte
+	cfg := f.config(t.TempDir(), "join")
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.NewerIssuing = func(issuer []byte) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if newer != nil && !bytes.Equal(issuer, newer) {
+			return newer
+		}
+		return nil
+	}
+	c, err := Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	first, _ := c.Certificate(t.Context())
+	if got, _ := c.Certificate(t.Context()); got != first || f.count("renew") != 0 {
+		t.Fatal("renewed with no newer CA")
+	}
+	mu.Lock()
+	newer = []byte("the new issuing CA's key id")
+	mu.Unlock()
+	second, err := c.Certificate(t.Context())
+	if err != nil || second == first || f.count("renew") != 1 {
+		t.Fatalf("not renewed on a newer issuing CA: %v (renewals %d)", err, f.count("renew"))
+	}
+	// The fake STS still signs with the old CA: no second renewal until the retry.
+	if got, _ := c.Certificate(t.Context()); got != second || f.count("renew") != 1 {
+		t.Fatalf("renewed again at once (renewals %d)", f.count("renew"))
+	}
+	mu.Lock()
+	now = now.Add(supersededRetry)
+	mu.Unlock()
+	if _, err := c.Certificate(t.Context()); err != nil || f.count("renew") != 2 {
+		t.Fatalf("not retried after %s: %v (renewals %d)", supersededRetry, err, f.count("renew"))
 	}
 }

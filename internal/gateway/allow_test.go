@@ -16,7 +16,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// verifyHit checks what the backend got: the gateway's assertion, verifiable with the JWKS,
+// verifyHit checks what the backend got: the gateway's assertion, verifiable with the API's key,
 // the caller's address as the gateway knows it (X-Forwarded-For, one value, the
 // assertion's sourceIp), and none of the client's X-Phantom, forwarding, override or
 // credential headers.
@@ -33,7 +33,7 @@ func verifyHit(t *testing.T, e *env, h backendHit, requestID string) *Assertion 
 	if len(h.Header[hdrIdentity]) != 1 || h.Header.Get(hdrRequestID) != requestID {
 		t.Fatalf("backend headers %v: want one assertion and request id %s", h.Header, requestID)
 	}
-	a, err := verifyToken(h.Header.Get(hdrIdentity), keysOf(t, e.gw.JWKS()), testAPI, e.clock.Now())
+	a, err := verifyWith(h.Header.Get(hdrIdentity), e.assertionKeys(t, testAPI), testAPI, e.clock.Now())
 	if err != nil {
 		t.Fatalf("assertion does not verify: %v", err)
 	}

@@ -3,23 +3,31 @@ package gateway
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"github.com/phantom-perimeter/phantom/internal/jsonstr"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
-// The identity assertion is a compact JWS (RFC 7515) signed with Ed25519 (EdDSA, RFC 8037),
-// sent to backends as X-Phantom-Identity. The key is derived from the perimeter's master key
-// (keys.Assertion, in the gateway's key file) so every gateway replica signs with the same
-// key and publishes the same JWKS.
+// The identity assertion is a compact JWS (RFC 7515) sent to backends as X-Phantom-Identity:
+// MAC'd with HMAC-SHA256 (HS256, RFC 7518 §3.2) under its API's own key by default, or
+// signed with Ed25519 (EdDSA, RFC 8037) for an API with assertion: eddsa. Both keys come
+// from the assertion key, derived from the perimeter's master key (keys.Assertion, in the
+// gateway's key file; an API's MAC key is keys.DeriveBackendKey of it with the API id), so
+// every gateway replica makes the same assertions and publishes the same JWKS. A MAC
+// costs the gateway a hash per call where a signature cost ~25 µs; a backend holding its
+// API's key can check, and make, that API's assertions only.
 //
 // It says what the gateway authorized, and only that: the request's method, path and query
 // as the backend receives them, the payload hash the client signed, the API (aud), who
@@ -96,12 +104,25 @@ type jwkSet struct {
 	Keys []jwk `json:"keys"`
 }
 
+// assertionSigner makes the compact JWS of assertions under one key: the gateway's
+// Ed25519 key (EdDSA, every API with assertion: eddsa) or one API's MAC key (HS256).
 type assertionSigner struct {
-	key    ed25519.PrivateKey
+	ed     ed25519.PrivateKey // EdDSA; nil for HS256
+	macs   *sync.Pool         // HS256: of hash.Hash, HMAC-SHA256 under the API's key
 	kid    string
-	header string // base64url of the JOSE header, with the trailing "."
-	jwks   []byte
-	bufs   sync.Pool // of *signBuf
+	header string     // base64url of the JOSE header, with the trailing "."
+	jwks   []byte     // EdDSA: the JWKS publishing the public key
+	bufs   *sync.Pool // of *signBuf
+}
+
+// joseHeader is the protected header of a token: the alg, the key id, typ JWT.
+func joseHeader(alg, kid string) string {
+	hdr, _ := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+		Typ string `json:"typ"`
+	}{alg, kid, "JWT"})
+	return b64.EncodeToString(hdr) + "."
 }
 
 func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
@@ -110,23 +131,46 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 	// RFC 7638 thumbprint: the required members in lexicographic order, no whitespace.
 	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
 	kid := b64.EncodeToString(sum[:])
-	hdr, _ := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{"EdDSA", kid, "JWT"})
 	jwks, _ := json.Marshal(jwkSet{Keys: []jwk{{Kty: "OKP", Crv: "Ed25519", X: x, Kid: kid, Use: "sig", Alg: "EdDSA"}}})
-	return &assertionSigner{key: key, kid: kid, header: b64.EncodeToString(hdr) + ".", jwks: jwks,
-		bufs: sync.Pool{New: func() any { return new(signBuf) }}}
+	return &assertionSigner{ed: key, kid: kid, header: joseHeader(algEdDSA, kid), jwks: jwks, bufs: newSignBufs()}
 }
 
+// newMACSigner is the signer of one API's HS256 assertions.
+func newMACSigner(k keys.BackendKey) *assertionSigner {
+	key := slices.Clone(k.Key)
+	return &assertionSigner{
+		macs:   &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
+		kid:    k.KeyID(),
+		header: joseHeader(algHS256, k.KeyID()),
+		bufs:   newSignBufs(),
+	}
+}
+
+func newSignBufs() *sync.Pool { return &sync.Pool{New: func() any { return new(signBuf) }} }
+
+// The two algorithms an assertion is made with (RFC 7518 §3.2, RFC 8037 §3.1).
+const (
+	algHS256 = "HS256"
+	algEdDSA = "EdDSA"
+)
+
 // SignAssertion signs a as the gateway holding key would (keys.Assertion, derived from the
-// master key): for tools and tests that play the gateway to a backend.
+// master key) for an API with assertion: eddsa: for tools and tests that play the gateway
+// to a backend.
 func SignAssertion(key ed25519.PrivateKey, a *Assertion) (string, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return "", errors.New("gateway: sign assertion: not an Ed25519 private key")
 	}
 	return newAssertionSigner(key).sign(a)
+}
+
+// SignAssertionHS256 makes a's token under an API's key as the gateway would for an API
+// with assertion: hs256 (the default): for tools and tests that play the gateway.
+func SignAssertionHS256(k keys.BackendKey, a *Assertion) (string, error) {
+	if err := k.Check(); err != nil {
+		return "", err
+	}
+	return newMACSigner(k).sign(a)
 }
 
 // sign returns the compact JWS of a.
@@ -138,7 +182,16 @@ func (s *assertionSigner) sign(a *Assertion) (string, error) {
 	buf := slices.Grow(sb.token[:0], n+1+b64.EncodedLen(ed25519.SignatureSize))
 	buf = append(buf, s.header...)
 	buf = b64.AppendEncode(buf, sb.claims)
-	sig := ed25519.Sign(s.key, buf)
+	var sig []byte
+	if s.ed != nil {
+		sig = ed25519.Sign(s.ed, buf)
+	} else {
+		h := s.macs.Get().(hash.Hash)
+		h.Reset()
+		h.Write(buf)
+		sig = h.Sum(sb.sig[:0])
+		s.macs.Put(h)
+	}
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
 	sb.token = buf
@@ -146,18 +199,21 @@ func (s *assertionSigner) sign(a *Assertion) (string, error) {
 }
 
 // signBuf is sign's scratch, pooled.
-type signBuf struct{ claims, token []byte }
+type signBuf struct {
+	claims, token []byte
+	sig           [sha256.Size]byte
+}
 
 // appendJSON appends the claims as json.Marshal(a) spells them (same members, order and
 // escaping; TestAssertionJSON holds the two together) without reflection: the gateway
 // signs one assertion per request.
 func (a *Assertion) appendJSON(b []byte) []byte {
 	b = append(b, `{"iss":`...)
-	b = appendJSONString(b, a.Issuer)
+	b = jsonstr.Append(b, a.Issuer)
 	b = append(b, `,"aud":`...)
-	b = appendJSONString(b, a.Audience)
+	b = jsonstr.Append(b, a.Audience)
 	b = append(b, `,"sub":`...)
-	b = appendJSONString(b, a.Subject)
+	b = jsonstr.Append(b, a.Subject)
 	opt := func(b []byte, name, v string) []byte {
 		if v == "" {
 			return b
@@ -165,7 +221,7 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 		b = append(b, ',', '"')
 		b = append(b, name...)
 		b = append(b, '"', ':')
-		return appendJSONString(b, v)
+		return jsonstr.Append(b, v)
 	}
 	b = opt(b, "principal", a.Principal)
 	b = opt(b, "account", a.Account)
@@ -175,76 +231,22 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 	b = opt(b, "vpce", a.VPCEndpoint)
 	b = opt(b, "sourceIp", a.SourceIP)
 	b = append(b, `,"requestId":`...)
-	b = appendJSONString(b, a.RequestID)
+	b = jsonstr.Append(b, a.RequestID)
 	b = append(b, `,"jti":`...)
-	b = appendJSONString(b, a.ID)
+	b = jsonstr.Append(b, a.ID)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, a.Method)
+	b = jsonstr.Append(b, a.Method)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, a.Path)
+	b = jsonstr.Append(b, a.Path)
 	b = append(b, `,"query":`...)
-	b = appendJSONString(b, a.Query)
+	b = jsonstr.Append(b, a.Query)
 	b = append(b, `,"payloadHash":`...)
-	b = appendJSONString(b, a.PayloadHash)
+	b = jsonstr.Append(b, a.PayloadHash)
 	b = append(b, `,"iat":`...)
 	b = strconv.AppendInt(b, a.IssuedAt, 10)
 	b = append(b, `,"exp":`...)
 	b = strconv.AppendInt(b, a.ExpiresAt, 10)
 	return append(b, '}')
-}
-
-// appendJSONString appends s as a JSON string the way encoding/json writes it: HTML
-// characters, U+2028 and U+2029 escaped, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // Errors an AssertionVerifier returns (wrapped with detail).
@@ -289,11 +291,27 @@ func parseJWKS(jwks []byte) ([]parsedKey, error) {
 	return keys, nil
 }
 
-// verifyToken checks an X-Phantom-Identity token's form, signature (alg EdDSA only, the
-// kid must name one of keys), iss, aud and times: now within [iat, exp] give or take
-// assertionLeeway, exp no more than AssertionLifetime after iat. Binding to a request and
-// the replay check are the AssertionVerifier's.
+// verifyKeys is what a verifier checks tokens with: one algorithm and its keys, never
+// both kinds, so a token cannot choose how it is checked (no alg confusion: an HS256
+// token under an EdDSA verifier, or the reverse, or "none", is refused before any key is
+// used).
+type verifyKeys struct {
+	alg string           // algEdDSA or algHS256
+	ed  []parsedKey      // EdDSA: the JWKS's keys
+	mac *keys.BackendKey // HS256: the API's key
+	kid string           // HS256: mac's kid
+}
+
+// verifyToken checks an EdDSA token against a JWKS's keys (verifyWith).
 func verifyToken(token string, keys []parsedKey, aud string, now time.Time) (*Assertion, error) {
+	return verifyWith(token, verifyKeys{alg: algEdDSA, ed: keys}, aud, now)
+}
+
+// verifyWith checks an X-Phantom-Identity token's form, signature or MAC (alg as vk's
+// only; the kid must name one of its keys), iss, aud and times: now within [iat, exp]
+// give or take assertionLeeway, exp no more than AssertionLifetime after iat. Binding to
+// a request and the replay check are the AssertionVerifier's.
+func verifyWith(token string, vk verifyKeys, aud string, now time.Time) (*Assertion, error) {
 	if len(token) > maxAssertionLen {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrAssertionMalformed, maxAssertionLen)
 	}
@@ -318,28 +336,46 @@ func verifyToken(token string, keys []parsedKey, aud string, now time.Time) (*As
 	if err := json.Unmarshal(hdrJSON, &hdr); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrAssertionMalformed, err)
 	}
-	if hdr.Alg != "EdDSA" {
-		return nil, fmt.Errorf("%w: alg %q, want EdDSA", ErrAssertionMalformed, hdr.Alg)
+	if hdr.Alg != vk.alg {
+		return nil, fmt.Errorf("%w: alg %q, want %s", ErrAssertionMalformed, truncate(hdr.Alg, 32), vk.alg)
 	}
 	if hdr.Crit != nil {
 		return nil, fmt.Errorf("%w: unsupported crit header", ErrAssertionMalformed)
 	}
 	sig, err := b64Strict.DecodeString(s)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature encoding", ErrAssertionMalformed)
-	}
-	var pub ed25519.PublicKey
-	for _, k := range keys {
-		if k.kid == hdr.Kid {
-			pub = k.pub
-			break
+	signed := []byte(token[:len(h)+1+len(c)])
+	switch vk.alg {
+	case algEdDSA:
+		if err != nil || len(sig) != ed25519.SignatureSize {
+			return nil, fmt.Errorf("%w: signature encoding", ErrAssertionMalformed)
 		}
-	}
-	if pub == nil {
-		return nil, fmt.Errorf("%w: no Ed25519 key with kid %q in the JWKS", ErrAssertionSignature, hdr.Kid)
-	}
-	if !ed25519.Verify(pub, []byte(token[:len(h)+1+len(c)]), sig) {
-		return nil, ErrAssertionSignature
+		var pub ed25519.PublicKey
+		for _, k := range vk.ed {
+			if k.kid == hdr.Kid {
+				pub = k.pub
+				break
+			}
+		}
+		if pub == nil {
+			return nil, fmt.Errorf("%w: no Ed25519 key with kid %q in the JWKS", ErrAssertionSignature, truncate(hdr.Kid, 80))
+		}
+		if !ed25519.Verify(pub, signed, sig) {
+			return nil, ErrAssertionSignature
+		}
+	case algHS256:
+		if err != nil || len(sig) != sha256.Size {
+			return nil, fmt.Errorf("%w: MAC encoding", ErrAssertionMalformed)
+		}
+		if vk.mac == nil || hdr.Kid != vk.kid {
+			return nil, fmt.Errorf("%w: kid %q is not this API's key (%s)", ErrAssertionSignature, truncate(hdr.Kid, 80), vk.kid)
+		}
+		m := hmac.New(sha256.New, vk.mac.Key)
+		m.Write(signed)
+		if !hmac.Equal(m.Sum(nil), sig) {
+			return nil, ErrAssertionSignature
+		}
+	default:
+		return nil, fmt.Errorf("%w: the verifier has no key", ErrAssertionSignature)
 	}
 	claims, err := b64Strict.DecodeString(c)
 	if err != nil {

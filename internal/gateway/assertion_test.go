@@ -121,7 +121,7 @@ func TestJWKSShape(t *testing.T) {
 	}
 	k := set.Keys[0]
 	x, _ := b64.DecodeString(k.X)
-	if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Use != "sig" || k.Kid != s.kid || !bytes.Equal(x, s.key.Public().(ed25519.PublicKey)) {
+	if k.Kty != "OKP" || k.Crv != "Ed25519" || k.Alg != "EdDSA" || k.Use != "sig" || k.Kid != s.kid || !bytes.Equal(x, s.ed.Public().(ed25519.PublicKey)) {
 		t.Fatalf("%+v", k)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/arn"
@@ -46,16 +47,27 @@ type caller struct {
 	claims      *identity.Claims
 	principalID string // aws:userid: AIDA… for users, AROA…:session for role sessions
 	risk        string // phantom:RiskLevel, "" absent
+	issued      string // the session's issue time (ISO 8601), "" without claims
 }
 
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
 // event's userIdentity. A principal the spec no longer has, or a session without its claims,
 // is refused: its policies cannot be known.
-func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity) (caller, *apiError) {
+// sessionParts is where identifyCaller puts a session's context for the event.
+type sessionParts struct {
+	ctx    audit.SessionContext
+	issuer audit.SessionIssuer
+}
+
+func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity.Resolved, ui *audit.UserIdentity, sp *sessionParts) (caller, *apiError) {
 	spec := st.spec
 	c := caller{arn: cred.Principal, accessKeyID: keyID, account: arn.Account(cred.Principal)}
 	if rv != nil && rv.Credential.AccessKeyID == keyID {
 		c.claims = rv.Claims
+	}
+	if c.claims != nil {
+		// creationDate and aws:TokenIssueTime, formatted once.
+		c.issued = isoTime(c.claims.IssuedAt)
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
 	switch {
@@ -71,11 +83,13 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		rid := st.uniqueID(role.ARN, arn.RoleID)
 		c.principalID = rid + ":" + c.claims.SessionName
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
-		ui.SessionContext = &audit.SessionContext{
-			SessionIssuer:  &audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name},
-			Attributes:     map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)},
+		sp.issuer = audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name}
+		sp.ctx = audit.SessionContext{
+			SessionIssuer:  &sp.issuer,
+			Attributes:     map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)},
 			SourceIdentity: c.claims.SourceIdentity,
 		}
+		ui.SessionContext = &sp.ctx
 		if c.claims.Node != "" {
 			// Credentials an agent obtained for a node, as CloudTrail marks IMDSv2 deliveries.
 			ui.SessionContext.EC2RoleDelivery = "2.0"
@@ -94,7 +108,8 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		c.principalID = st.uniqueID(u.ARN, arn.UserID)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
-			ui.SessionContext = &audit.SessionContext{Attributes: map[string]string{"creationDate": isoTime(c.claims.IssuedAt), "mfaAuthenticated": boolString(c.claims.MFA)}}
+			sp.ctx = audit.SessionContext{Attributes: map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)}}
+			ui.SessionContext = &sp.ctx
 		}
 	default:
 		return c, errAccessDeniedMsg("The calling principal " + c.arn + " is not an IAM user or role session.")
@@ -141,6 +156,10 @@ type keyBuilder struct {
 	canonical bool
 	m         map[string][]string
 	vals      []string
+	// ctx and req are the one evaluation's policy.Context over m and policy.Request,
+	// pooled with m.
+	ctx policy.Context
+	req policy.Request
 }
 
 func newKeyBuilder(canonical bool) *keyBuilder {
@@ -165,6 +184,7 @@ func (kb *keyBuilders) put(b *keyBuilder) {
 	clear(b.m)
 	clear(b.vals)
 	b.vals = b.vals[:0]
+	b.ctx, b.req = policy.Context{}, policy.Request{}
 	kb.p.Put(b)
 }
 
@@ -182,7 +202,13 @@ func (b *keyBuilder) setName(name, v string) {
 	b.m[name] = b.vals[n-1 : n : n]
 }
 
-func (b *keyBuilder) tag(key, v string) {
+func (b *keyBuilder) tag(names map[string]string, key, v string) {
+	if !b.canonical {
+		if name, ok := names[key]; ok {
+			b.setName(name, v)
+			return
+		}
+	}
 	name := principalTagPrefix + key
 	if !b.canonical {
 		name = strings.ToLower(name)
@@ -212,8 +238,9 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		}
 	}
 	b.set(keySecureTransport, boolString(cl.ch.secure))
-	b.set(keyCurrentTime, isoTime(now))
-	b.set(keyEpochTime, strconv.FormatInt(now.Unix(), 10))
+	ct := g.clockKeys.at(now)
+	b.set(keyCurrentTime, ct.iso)
+	b.set(keyEpochTime, ct.epoch)
 	b.set(keyRequestedRegion, cl.spec.Region)
 	if ua := cl.r.UserAgent(); ua != "" {
 		b.set(keyUserAgent, ua)
@@ -238,14 +265,14 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		specTags = c.user.Tags
 	}
 	for k, v := range specTags {
-		b.tag(k, v)
+		b.tag(cl.st.tagNames, k, v)
 	}
 	if s := c.claims; s != nil {
 		// Session tags override the principal's own tags of the same key.
 		for _, t := range s.Tags {
-			b.tag(t.Key, t.Value)
+			b.tag(cl.st.tagNames, t.Key, t.Value)
 		}
-		b.set(keyTokenIssueTime, isoTime(s.IssuedAt))
+		b.set(keyTokenIssueTime, c.issued)
 		b.set(keyMFAPresent, boolString(s.MFA))
 		if age, ok := s.MFAAge(now); ok {
 			b.set(keyMFAAge, age)
@@ -264,6 +291,25 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 		b.set(keyRiskLevel, c.risk)
 	}
 	return
+}
+
+// clockKeys keeps aws:CurrentTime and aws:EpochTime of the current second: every
+// request of that second shares the two strings instead of formatting its own.
+type clockKeys struct{ p atomic.Pointer[clockStrings] }
+
+type clockStrings struct {
+	unix       int64
+	iso, epoch string
+}
+
+func (c *clockKeys) at(now time.Time) *clockStrings {
+	u := now.Unix()
+	if s := c.p.Load(); s != nil && s.unix == u {
+		return s
+	}
+	s := &clockStrings{unix: u, iso: isoTime(now), epoch: strconv.FormatInt(u, 10)}
+	c.p.Store(s)
+	return s
 }
 
 // compiledSet is a policy set with the names of its entries, for explanations.

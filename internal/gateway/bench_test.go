@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -120,22 +122,26 @@ func BenchmarkServeHTTP(b *testing.B) {
 		// The backend drops hits once its buffer is full (non-blocking send).
 		runRequests(b, e.gw, r, 200)
 	})
-	b.Run("role-session-endpoint", func(b *testing.B) {
-		e := benchEnv(b)
-		s := e.session("app", "s1", time.Hour)
-		cert := endpointCert(b, e.ca, pki.KindEndpoint, testEndpoint)
-		r := newRequest(b, "GET", "https://gateway/prod/private/data", nil)
-		e.sign(r, s, nil)
-		for k, v := range viaEndpoint(testAPI, "10.0.1.15") {
-			r.Header.Set(k, v)
-		}
+	b.Run("user-key-direct-audit-chain", func(b *testing.B) {
+		// user-key-direct with the real audit chain writer (JSON, record hash, write(2) to
+		// a segment file in a temporary directory) instead of discardAudit: the whole
+		// decision, its record included.
+		e := newEnv(b, func(c *Config) {
+			c.Transport = inProcess{}
+			c.Auditor = benchChain(b)
+		})
+		r := newRequest(b, "GET", "http://gateway/prod/orders/42?x=1", nil)
+		r.Header.Set("X-Apigw-Api-Id", testAPI)
+		r.Header.Set("User-Agent", "aws-sdk-go-v2/1.0")
+		e.sign(r, e.keys["alice"], nil)
 		r.RemoteAddr = "127.0.0.1:1"
-		leaf, err := x509.ParseCertificate(cert.Certificate[0])
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{leaf}}
 		runRequests(b, e.gw, r, 200)
+	})
+	b.Run("role-session-endpoint", func(b *testing.B) {
+		benchRoleSessionEndpoint(b, discardAudit{})
+	})
+	b.Run("role-session-endpoint-audit-chain", func(b *testing.B) {
+		benchRoleSessionEndpoint(b, benchChain(b))
 	})
 	b.Run("none-route", func(b *testing.B) {
 		e := benchEnv(b)
@@ -159,3 +165,42 @@ type countingMetrics struct{ decisions, backends atomic.Int64 }
 
 func (m *countingMetrics) Decision(string, string, string, time.Duration) { m.decisions.Add(1) }
 func (m *countingMetrics) Backend(string, int, time.Duration)             { m.backends.Add(1) }
+
+// benchRoleSessionEndpoint is an allowed call of a role session through an endpoint (its
+// mTLS certificate verified, its forwarded headers read) with auditor recording it.
+func benchRoleSessionEndpoint(b *testing.B, auditor Auditor) {
+	e := newEnv(b, func(c *Config) {
+		c.Transport = inProcess{}
+		c.Auditor = auditor
+	})
+	s := e.session("app", "s1", time.Hour)
+	cert := endpointCert(b, e.ca, pki.KindEndpoint, testEndpoint)
+	r := newRequest(b, "GET", "https://gateway/prod/private/data", nil)
+	e.sign(r, s, nil)
+	for k, v := range viaEndpoint(testAPI, "10.0.1.15") {
+		r.Header.Set(k, v)
+	}
+	r.RemoteAddr = "127.0.0.1:1"
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{leaf}}
+	runRequests(b, e.gw, r, 200)
+}
+
+// benchChain is the real audit chain writer over a temporary directory, with the
+// default digest interval (digests are signed and synced off the request path).
+func benchChain(b *testing.B) *audit.Log {
+	b.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := audit.Open(audit.Config{Dir: b.TempDir(), Chain: "gateway", Signer: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	return l
+}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -32,9 +33,33 @@ const (
 // any, and the caller's address and TLS.
 type channel struct {
 	endpoint *config.Endpoint // nil: a direct connection
+	apiIDs   []string         // the API the endpoint selected; nil: none said
 	sourceIP string           // aws:SourceIp, sourceIPAddress
 	secure   bool             // aws:SecureTransport: the caller's hop was TLS
 	tls      *audit.TLSDetails
+}
+
+// Handover is what an endpoint running in the gateway's own process says about a request
+// it hands over in memory instead of over an mTLS hop (internal/perimeter wires it): the
+// endpoint's identity is this typed value, which only code in the process can make, so
+// no header a caller sends can stand in for it. The endpoint has applied its security
+// group, TLS-only listener and API selection, exactly as before an mTLS hop.
+type Handover struct {
+	Endpoint    string     // the endpoint's id, vpce-…
+	SourceIP    netip.Addr // the caller's address
+	APIID       string     // the API the endpoint selected for the request
+	TLSVersion  uint16     // the caller's TLS connection to the endpoint
+	CipherSuite uint16
+}
+
+type handoverKey struct{}
+
+// ServeHandover serves a request an endpoint of this process accepted, as ServeHTTP
+// serves one that came over an endpoint's mTLS connection: the same decision, audit
+// record and forwarding, with the channel taken from h. r.TLS and r.RemoteAddr describe
+// the caller's connection to the endpoint and are not consulted for the endpoint.
+func (g *Gateway) ServeHandover(w http.ResponseWriter, r *http.Request, h *Handover) {
+	g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), handoverKey{}, h)))
 }
 
 // errClientCert is a presented certificate the gateway does not accept as an endpoint.
@@ -47,11 +72,15 @@ func (e *errClientCert) Error() string { return e.reason }
 // is refused (InvalidClientCertificate), never downgraded to a direct connection: a peer that
 // presents a certificate claims to be an endpoint. Without a certificate the request is
 // direct, and only the TCP peer and r.TLS describe it.
-func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errClientCert) {
+func (g *Gateway) identify(r *http.Request, spec *config.Spec, td *audit.TLSDetails) (channel, *errClientCert) {
+	if h, ok := r.Context().Value(handoverKey{}).(*Handover); ok {
+		return handedOver(r, spec, h, td)
+	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
 		if r.TLS != nil {
-			c.tls = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			c.tls = td
 		}
 		return c, nil
 	}
@@ -66,7 +95,7 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 	if !ok {
 		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
 	}
-	c := channel{endpoint: ep, secure: true}
+	c := channel{endpoint: ep, apiIDs: r.Header.Values(hdrAPIID), secure: true}
 	if v := r.Header.Get(hdrSourceIP); v != "" {
 		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
 			if c.sourceIP = v; !a.Is4() {
@@ -76,10 +105,28 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec) (channel, *errCli
 	}
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
-	c.tls = &audit.TLSDetails{
+	*td = audit.TLSDetails{
 		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
 		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
+	}
+	c.tls = td
+	return c, nil
+}
+
+// handedOver is the channel of a request an endpoint of this process handed over: the
+// endpoint must be one of the current spec (a reload may have removed it), as a
+// certificate's must.
+func handedOver(r *http.Request, spec *config.Spec, h *Handover, td *audit.TLSDetails) (channel, *errClientCert) {
+	src := h.SourceIP.Unmap().WithZone("").String()
+	ep, ok := spec.Endpoint(h.Endpoint)
+	if !ok {
+		return channel{sourceIP: src, secure: true}, &errClientCert{"the handover names endpoint " + h.Endpoint + ", which the spec does not define"}
+	}
+	*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(h.TLSVersion), CipherSuite: tls.CipherSuiteName(h.CipherSuite), ClientProvidedHostHeader: r.Host}
+	c := channel{endpoint: ep, sourceIP: src, secure: true, tls: td}
+	if h.APIID != "" {
+		c.apiIDs = []string{h.APIID}
 	}
 	return c, nil
 }

@@ -29,8 +29,15 @@ func FuzzParsePath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		p, why := parsePath(s)
+		var scratch [4]string
+		if q, qwhy := parsePathIn(s, scratch[:]); qwhy != why || !slices.Equal(q.raw, p.raw) || !slices.Equal(q.dec, p.dec) || q.params != p.params {
+			t.Fatalf("with scratch: %q %q %s, without: %q %q %s", q.raw, q.dec, qwhy, p.raw, p.dec, why)
+		}
 		if why != "" {
 			return
+		}
+		if p.is(s) != (s == "/"+strings.Join(p.raw, "/")) {
+			t.Fatalf("is(%q) = %v for %q", s, p.is(s), p.raw)
 		}
 		if len(p.raw) != len(p.dec) {
 			t.Fatalf("raw %q dec %q", p.raw, p.dec)

@@ -2,8 +2,8 @@
 // perimeter spec, authorizes every call with SigV4 and IAM policy evaluation (identity
 // policies, permissions boundary, session policies, the API's resource policy and, for calls
 // that came through an endpoint, the endpoint policy, in one decision), proxies allowed calls
-// to their backends with a signed identity assertion, and records one CloudTrail-shaped
-// audit event per call, allowed or refused.
+// to their backends with an identity assertion (HS256 under the API's key, or EdDSA), and
+// records one CloudTrail-shaped audit event per call, allowed or refused.
 //
 // Its own listener (Serve) bounds what callers can make it hold before any HTTP is read
 // (connections per listener and per source address, the header time); a body is read only
@@ -21,7 +21,8 @@
 // References: "Control access to an API with IAM permissions", "API Gateway resource
 // policies", "How API Gateway resource policies affect authorization workflow" and
 // "Gateway responses" (Amazon API Gateway Developer Guide); "Policy evaluation logic" and
-// "AWS global condition context keys" (IAM User Guide); RFC 3986 §5.2.4; RFC 8037 and
+// "AWS global condition context keys" (IAM User Guide); RFC 3986 §5.2.4; RFC 7518 §3.2
+// (HS256), RFC 8037 and
 // RFC 7638 (EdDSA JWS, JWK thumbprints).
 package gateway
 
@@ -36,6 +37,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,6 +142,7 @@ type Gateway struct {
 	peers peerCache
 
 	keyBuilders keyBuilders
+	clockKeys   clockKeys
 
 	signer *assertionSigner
 	proxy  *httputil.ReverseProxy
@@ -193,7 +196,7 @@ func New(cfg Config) (*Gateway, error) {
 		ErrorHandler: g.backendError,
 		BufferPool:   &bufferPool{},
 		ModifyResponse: func(resp *http.Response) error {
-			f, ok := resp.Request.Context().Value(callKey{}).(*forwarding)
+			f, ok := resp.Request.Context().Value(callKey{}).(*call)
 			if !ok {
 				return nil
 			}
@@ -202,7 +205,8 @@ func New(cfg Config) (*Gateway, error) {
 				// that was authorized: no tunnel opens.
 				return errors.New("the backend switched protocols without completing the WebSocket handshake of an allowed upgrade")
 			}
-			resp.Header.Set("X-Amzn-Requestid", f.id)
+			f.hdrs[3] = f.id
+			resp.Header["X-Amzn-Requestid"] = f.hdrs[3:4:4] // as Set, in the call's array
 			f.status = resp.StatusCode
 			return nil
 		},
@@ -211,17 +215,24 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// bufferPool recycles the reverse proxy's 32 KiB copy buffers.
+// bufferPool recycles the reverse proxy's 32 KiB copy buffers, as array pointers (a
+// slice put in a sync.Pool would allocate its header each time).
 type bufferPool struct{ p sync.Pool }
 
+const copyBufferSize = 32 << 10
+
 func (b *bufferPool) Get() []byte {
-	if v, ok := b.p.Get().(*[]byte); ok {
-		return *v
+	if v, ok := b.p.Get().(*[copyBufferSize]byte); ok {
+		return v[:]
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, copyBufferSize)
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
+}
 
 // newTransport is a backend transport: keep-alives with many idle connections per backend
 // (the gateway talks to few hosts, very often), bounded handshakes and header waits, and
@@ -259,7 +270,7 @@ func newBackendTransports(clientCert func(*tls.CertificateRequestInfo) (*tls.Cer
 }
 
 func (b *backendTransports) RoundTrip(r *http.Request) (*http.Response, error) {
-	f, ok := r.Context().Value(callKey{}).(*forwarding)
+	f, ok := r.Context().Value(callKey{}).(*call)
 	if !ok || f.m.route.Backend.CA == nil {
 		return b.def.RoundTrip(r)
 	}
@@ -306,6 +317,23 @@ type state struct {
 	verifier *sigv4.Verifier
 	sets     *setCache
 	ids      sync.Map // principal ARN -> IAM unique id (AIDA…/AROA…), for the spec's principals
+	// macs are the HS256 assertion signers of the spec's APIs with assertion: hs256, by
+	// API id (their keys derived once per spec, not per request).
+	macs map[string]*assertionSigner
+	// boxes are the spec's API ids, stages and route paths as interface values, and
+	// tagNames the lower-case condition key of each principal tag key of its users and
+	// roles: made once per spec, read without locks, so an event or a decision does not
+	// allocate them per request.
+	boxes    map[string]any
+	tagNames map[string]string
+}
+
+// box is s as an interface value, made once when the spec names it.
+func (st *state) box(s string) any {
+	if v, ok := st.boxes[s]; ok {
+		return v
+	}
+	return s
 }
 
 // uniqueID returns the IAM-style unique id of one of the spec's users or roles.
@@ -334,7 +362,38 @@ func (g *Gateway) stateFor(spec *config.Spec) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sigv4 verifier for spec %s: %w", spec.File, err)
 	}
-	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize)}
+	st := &state{spec: spec, verifier: v, sets: newSetCache(setCacheSize), macs: map[string]*assertionSigner{},
+		boxes: map[string]any{}, tagNames: map[string]string{}}
+	for _, api := range spec.APIs {
+		st.boxes[api.ID] = api.ID
+		for _, s := range api.Stages {
+			st.boxes[s] = s
+		}
+		for _, r := range api.Routes {
+			st.boxes[r.Path] = r.Path
+		}
+	}
+	addTags := func(tags map[string]string) {
+		for k := range tags {
+			st.tagNames[k] = strings.ToLower(principalTagPrefix + k)
+		}
+	}
+	for _, u := range spec.Users {
+		addTags(u.Tags)
+	}
+	for _, r := range spec.Roles {
+		addTags(r.Tags)
+	}
+	for _, api := range spec.APIs {
+		if api.Assertion == config.AssertionEdDSA {
+			continue
+		}
+		k, err := DeriveBackendKey(g.cfg.AssertionKey, api.ID)
+		if err != nil {
+			return nil, fmt.Errorf("assertion key of API %s: %w", api.ID, err)
+		}
+		st.macs[api.ID] = newMACSigner(k)
+	}
 	g.state.Store(st)
 	return st, nil
 }

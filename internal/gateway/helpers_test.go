@@ -374,3 +374,41 @@ func decodeError(t testing.TB, body string) (msg, enc string) {
 }
 
 func hasPrefix(s, p string) bool { return strings.HasPrefix(s, p) }
+
+// assertionKeys is what a backend of api verifies the env gateway's assertions with: the
+// API's key (HS256), or the JWKS for an API with assertion: eddsa.
+func (e *env) assertionKeys(t testing.TB, api string) verifyKeys {
+	t.Helper()
+	if a, ok := e.spec.Load().API(api); ok && a.Assertion == config.AssertionEdDSA {
+		return verifyKeys{alg: algEdDSA, ed: keysOf(t, e.gw.JWKS())}
+	}
+	file, err := e.gw.BackendKey(api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := keys.ParseBackendKey(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return macKeys(k)
+}
+
+// backendVerifier is an AssertionVerifier of api as its backend would configure it.
+func (e *env) backendVerifier(t testing.TB, api string) *AssertionVerifier {
+	t.Helper()
+	cfg := AssertionVerifierConfig{Audience: api, Now: e.clock.Now}
+	if a, ok := e.spec.Load().API(api); ok && a.Assertion == config.AssertionEdDSA {
+		cfg.JWKS = e.gw.JWKS()
+	} else {
+		file, err := e.gw.BackendKey(api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Key = file
+	}
+	v, err := NewAssertionVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -324,7 +324,7 @@ func TestOnePath(t *testing.T) {
 				if hit.RawPath != c.backend {
 					t.Errorf("%s reached the backend as %s, want %s", c.path, hit.RawPath, c.backend)
 				}
-				a, err := verifyToken(hit.Header.Get(hdrIdentity), keysOf(t, h.gw.JWKS()), testAPI, h.clock.Now())
+				a, err := verifyWith(hit.Header.Get(hdrIdentity), h.assertionKeys(t, testAPI), testAPI, h.clock.Now())
 				if err != nil || "/"+strings.TrimPrefix(c.backend, "/") != a.Path {
 					t.Errorf("assertion path %q, want %q (%v)", a.Path, c.backend, err)
 				}

@@ -37,12 +37,22 @@ const maxDecodes = 4
 // spelled with escapes (%2e%2e), or is a dot segment before ";" parameters (..;). A
 // literal dot segment is removed as RFC 3986 §5.2.4 says.
 func parsePath(escaped string) (p reqPath, reason string) {
+	return parsePathIn(escaped, nil)
+}
+
+// parsePathIn is parsePath with the segments kept in scratch (two halves: raw, decoded)
+// when they fit.
+func parsePathIn(escaped string, scratch []string) (p reqPath, reason string) {
 	if !strings.HasPrefix(escaped, "/") {
 		return p, "the path does not start with /"
 	}
 	n := strings.Count(escaped, "/")
-	p.raw = make([]string, 0, n)
-	p.dec = make([]string, 0, n)
+	if half := len(scratch) / 2; n <= half {
+		p.raw, p.dec = scratch[:0:half], scratch[half:half:2*half]
+	} else {
+		p.raw = make([]string, 0, n)
+		p.dec = make([]string, 0, n)
+	}
 	rest := escaped[1:]
 	popped := false
 	for {
@@ -76,6 +86,21 @@ func parsePath(escaped string) (p reqPath, reason string) {
 		}
 		rest = tail
 	}
+}
+
+// is reports whether escaped is "/" and the raw segments joined by "/": the path came in
+// normalized (the path an event names is then the request's own string).
+func (p reqPath) is(escaped string) bool {
+	if len(p.raw) == 0 {
+		return escaped == "/"
+	}
+	for _, seg := range p.raw {
+		if len(escaped) < 1+len(seg) || escaped[0] != '/' || escaped[1:1+len(seg)] != seg {
+			return false
+		}
+		escaped = escaped[1+len(seg):]
+	}
+	return escaped == ""
 }
 
 // segment decodes one raw segment and applies parsePath's rules to it.

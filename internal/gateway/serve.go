@@ -33,6 +33,8 @@ type call struct {
 	spec *config.Spec
 	st   *state
 	ev   *audit.Event
+	// event is ev's storage: one allocation with the call.
+	event audit.Event
 
 	ch       channel
 	api      *config.API
@@ -50,6 +52,24 @@ type call struct {
 	body    *limitedBody   // the body as it streams to the backend; nil when read already or absent
 	hashed  *hashedBody    // the same, checked against its declared hash
 	held    int64          // bytes of the body budget this request holds
+
+	// The forwarding of an allowed call (forward): the assertion, the backend request's
+	// URL as the assertion names it, the backend's status (0 while it has not answered,
+	// or never did), and the backing arrays of the headers the gateway sets.
+	assertion string
+	url       url.URL
+	status    int
+	hdrs      [4]string
+	// segs backs the path's segments (parsePathIn) when there are at most 8.
+	segs [16]string
+	// store holds what the event and the SigV4 check point to, allocated with the call.
+	store struct {
+		tls      audit.TLSDetails
+		captured identity.Captured
+		session  sessionParts
+		caller   caller
+		ctx      callContext
+	}
 }
 
 // observe reports the request's decision to the metrics: allow, deny (a 4xx refusal) or
@@ -80,6 +100,20 @@ func (cl *call) apiID() string {
 
 type callKey struct{}
 
+// callContext is the request's context with the call as callKey's value, as
+// context.WithValue would make it, kept in the call (no allocation).
+type callContext struct {
+	context.Context
+	cl *call
+}
+
+func (c *callContext) Value(key any) any {
+	if key == (callKey{}) {
+		return c.cl
+	}
+	return c.Context.Value(key)
+}
+
 // ServeHTTP authorizes one request and proxies it when allowed. Every request to an API,
 // allowed or refused at any step, produces exactly one audit event, recorded before the
 // response is written and, for an allowed request, before the backend is called: a request
@@ -99,9 +133,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cl.start = time.Now() // g.now may be a test's clock; durations need the monotonic one
 	}
 	var eventID string
-	cl.id, eventID = requestid.New(), requestid.New()
+	cl.id, eventID = requestid.Two()
 	cl.spec = g.cfg.Spec()
-	cl.ev = g.newEvent(cl, eventID)
+	cl.ev = &cl.event
+	g.newEvent(cl, eventID)
 	maxInFlight := 0
 	if cl.spec != nil {
 		cl.lim = &cl.spec.Gateway.Limits
@@ -122,7 +157,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cl.ev.ResponseElements = map[string]any{"status": aerr.Status}
 	}
 	if cl.decision != "" {
-		cl.ev.AdditionalEventData["decision"] = cl.decision
+		cl.ev.AdditionalEventData["decision"] = boxed(cl.decision)
 	}
 	// A caller that hangs up does not cancel its own audit record.
 	if err := g.cfg.Auditor.Record(context.WithoutCancel(r.Context()), cl.ev); err != nil {
@@ -148,16 +183,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.forward(cl)
 }
 
-func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
+// newEvent fills the call's event with what is known of every request.
+func (g *Gateway) newEvent(cl *call, eventID string) {
 	r := cl.r
-	ev := &audit.Event{
+	ev := cl.ev
+	*ev = audit.Event{
 		EventVersion:        audit.EventVersion,
 		EventTime:           cl.now.UTC(),
 		EventSource:         "execute-api.amazonaws.com",
 		EventName:           "Invoke",
 		SourceIPAddress:     peerIP(r.RemoteAddr),
 		UserAgent:           truncate(r.UserAgent(), 1024),
-		RequestParameters:   map[string]any{"httpMethod": truncate(r.Method, 32)},
+		RequestParameters:   map[string]any{"httpMethod": boxed(truncate(r.Method, 32))},
 		AdditionalEventData: map[string]any{},
 		RequestID:           cl.id,
 		EventID:             eventID,
@@ -169,7 +206,29 @@ func (g *Gateway) newEvent(cl *call, eventID string) *audit.Event {
 	if cl.spec != nil {
 		ev.AWSRegion, ev.RecipientAccountID = cl.spec.Region, cl.spec.Account
 	}
-	return ev
+}
+
+// constants are the values of event members that come from a short list (methods,
+// decisions, authorization types), as interface values made once: storing one in an
+// event's map allocates nothing.
+var constants = func() map[string]any {
+	m := map[string]any{}
+	for _, s := range []string{
+		http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions,
+		policy.Allow.String(), policy.ExplicitDeny.String(), policy.ImplicitDeny.String(),
+		string(config.AuthIAM), string(config.AuthNone),
+	} {
+		m[s] = s
+	}
+	return m
+}()
+
+// boxed is s as an interface value, without an allocation when it is one of constants.
+func boxed(s string) any {
+	if v, ok := constants[s]; ok {
+		return v
+	}
+	return s
 }
 
 // methods are the methods API Gateway routes; any other (including a lower-case spelling,
@@ -204,7 +263,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	}
 
 	// 1. The channel: an endpoint's verified certificate, or a direct connection.
-	ch, cerr := g.identify(r, cl.spec)
+	ch, cerr := g.identify(r, cl.spec, &cl.store.tls)
 	cl.ch = ch
 	ev.SourceIPAddress = ch.sourceIP
 	ev.TLSDetails = ch.tls
@@ -223,15 +282,19 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		return aerr
 	}
 	cl.api = api
-	ev.RequestParameters["apiId"] = api.ID
+	ev.RequestParameters["apiId"] = st.box(api.ID)
 	escaped := requestPath(r)
-	p, why := parsePath(escaped)
+	p, why := parsePathIn(escaped, cl.segs[:])
 	if why != "" {
 		ev.RequestParameters["path"] = truncate(escaped, 1024)
 		ev.AdditionalEventData["reason"] = why
 		return errBadRequest("Invalid request path")
 	}
-	ev.RequestParameters["path"] = truncate("/"+strings.Join(p.raw, "/"), 1024)
+	normalized := escaped
+	if !p.is(escaped) {
+		normalized = joinPath("", p.raw)
+	}
+	ev.RequestParameters["path"] = truncate(normalized, 1024)
 	if !knownMethod(r.Method) {
 		return errMissingToken()
 	}
@@ -248,10 +311,10 @@ func (g *Gateway) authorize(cl *call) *apiError {
 		g.log.Error("gateway route has no backend", "api_id", api.ID, "route", m.route.Path)
 		return errInternal()
 	}
-	ev.RequestParameters["stage"] = m.stage
-	ev.RequestParameters["resource"] = m.route.Path
+	ev.RequestParameters["stage"] = st.box(m.stage)
+	ev.RequestParameters["resource"] = st.box(m.route.Path)
 	cl.resource = resourceARN(cl.spec, api.ID, m.stage, r.Method, m.rest.dec)
-	ev.AdditionalEventData["authorization"] = string(m.route.Authorization)
+	ev.AdditionalEventData["authorization"] = boxed(string(m.route.Authorization))
 	if up, asked := upgradeOf(r.Header); asked {
 		if up == "" || !slices.Contains(m.route.Upgrade, up) {
 			ev.AdditionalEventData["reason"] = "the request asks for an Upgrade (" + truncate(strings.Join(r.Header.Values("Upgrade"), ", "), 64) + ") the route does not allow"
@@ -278,7 +341,9 @@ func (g *Gateway) authorize(cl *call) *apiError {
 // checked over it: a denied caller never uploads anything.
 func (g *Gateway) authenticate(cl *call) *apiError {
 	r, ev, st := cl.r, cl.ev, cl.st
-	ctx, rv := identity.Capture(r.Context())
+	capture := &cl.store.captured
+	capture.Context = r.Context()
+	ctx, rv := context.Context(capture), &capture.Resolved
 	pend, err := st.verifier.Begin(ctx, r)
 	if err != nil {
 		return g.sigv4Refusal(cl, sigv4.ClaimedAccessKey(r), err)
@@ -297,7 +362,7 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 			return g.sigv4Refusal(cl, keyID, err)
 		}
 	}
-	c, aerr := identifyCaller(st, keyID, cred, rv, &ev.UserIdentity)
+	c, aerr := identifyCaller(st, keyID, cred, rv, &ev.UserIdentity, &cl.store.session)
 	if aerr != nil {
 		if later {
 			return unverified(cl, pend, keyID, aerr)
@@ -347,7 +412,8 @@ func (g *Gateway) authenticate(cl *call) *apiError {
 		}
 		g.sessionBinding(cl, &c)
 	}
-	cl.caller = &c
+	cl.store.caller = c
+	cl.caller = &cl.store.caller
 	cl.payloadHash = res.PayloadHash()
 	if aerr := g.checkReplay(cl, res); aerr != nil {
 		return aerr
@@ -421,15 +487,16 @@ func (g *Gateway) decide(cl *call, c *caller) (policy.Decision, *compiledSet) {
 		k.endpoint = ep.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, c, cl.api, cl.ch.endpoint) })
-	req := policy.Request{
+	keys.ctx.Reset(keys.m)
+	keys.req = policy.Request{
 		Principal:        c.arn,
 		PrincipalAccount: c.account,
 		Action:           actionInvoke,
 		Resource:         cl.resource,
 		ResourceAccount:  cl.spec.Account,
-		Context:          policy.ContextOf(keys.m),
+		Context:          &keys.ctx,
 	}
-	return cs.set.Evaluate(&req), cs
+	return cs.set.Evaluate(&keys.req), cs
 }
 
 // streamBody lets an authorized request's body stream to the backend within the limits,
@@ -505,15 +572,15 @@ func resourceARN(spec *config.Spec, api, stage, method string, segs []string) st
 	return b.String()
 }
 
-// selectAPI applies the contract's API selection. Through an endpoint the endpoint's
-// X-Phantom-Api-Id (or, without it, the same selection the endpoint makes) must name an API
-// the endpoint lists.
+// selectAPI applies the contract's API selection. Through an endpoint the API the endpoint
+// selected (X-Phantom-Api-Id on its mTLS hop, Handover.APIID in process; without it, the
+// same selection the endpoint makes) must name an API the endpoint lists.
 func (g *Gateway) selectAPI(cl *call) (*config.API, *apiError) {
 	r, ep := cl.r, cl.ch.endpoint
 	var api *config.API
 	ok := false
 	if ep != nil {
-		if v := r.Header.Values(hdrAPIID); len(v) > 0 {
+		if v := cl.ch.apiIDs; len(v) > 0 {
 			if len(v) == 1 {
 				api, ok = cl.spec.API(v[0])
 			}
@@ -547,8 +614,9 @@ func (g *Gateway) decideAnonymous(cl *call) *apiError {
 		k.endpoint = cl.ch.endpoint.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, nil, cl.api, cl.ch.endpoint) })
-	req := policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: policy.ContextOf(keys.m)}
-	d := cs.set.Evaluate(&req)
+	keys.ctx.Reset(keys.m)
+	keys.req = policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: &keys.ctx}
+	d := cs.set.Evaluate(&keys.req)
 	if d.Effect != policy.ExplicitDeny {
 		cl.decision = "Allow"
 		return nil
@@ -576,7 +644,8 @@ func (g *Gateway) seal(cl *call, d policy.Decision, cs *compiledSet, principal, 
 // forward proxies an allowed request to its route's backend.
 func (g *Gateway) forward(cl *call) {
 	r := cl.r
-	u, path := backendURL(cl)
+	path := backendURL(cl, &cl.url)
+	u := &cl.url
 	payload := cl.payloadHash
 	if payload == "" {
 		payload = UnsignedPayload // an anonymous call: nobody signed the body
@@ -604,14 +673,21 @@ func (g *Gateway) forward(cl *call) {
 			a.SessionName = c.claims.SessionName
 		}
 	}
-	token, err := g.signer.sign(a)
+	signer := g.assertion(cl)
+	if signer == nil {
+		g.log.Error("gateway has no assertion key for the API", "request_id", cl.id, "api_id", cl.api.ID)
+		writeError(cl.w, cl.id, errInternal())
+		return
+	}
+	token, err := signer.sign(a)
 	if err != nil {
 		g.log.Error("gateway could not sign the identity assertion", "request_id", cl.id, "error", err)
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	f := &forwarding{call: cl, assertion: token, url: u}
-	ctx := context.WithValue(r.Context(), callKey{}, f)
+	cl.assertion = token
+	cl.store.ctx = callContext{r.Context(), cl}
+	var ctx context.Context = &cl.store.ctx
 	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
 		// (An upgraded connection outlives the exchange that opened it.)
 		var cancel context.CancelFunc
@@ -630,28 +706,30 @@ func (g *Gateway) forward(cl *call) {
 	}
 	g.proxy.ServeHTTP(cl.w, r.WithContext(ctx))
 	if g.cfg.Metrics != nil {
-		g.cfg.Metrics.Backend(cl.api.ID, f.status, time.Since(start))
+		g.cfg.Metrics.Backend(cl.api.ID, cl.status, time.Since(start))
 	}
 }
 
-type forwarding struct {
-	*call
-	assertion string
-	url       *url.URL // the backend request's URL, as the assertion names it
-	status    int      // the backend's status; 0 while it has not answered (or never did)
+// assertion is the signer of the call's API: its HS256 key, or the gateway's Ed25519 key
+// for an API with assertion: eddsa.
+func (g *Gateway) assertion(cl *call) *assertionSigner {
+	if cl.api.Assertion == config.AssertionEdDSA {
+		return g.signer
+	}
+	return cl.st.macs[cl.api.ID] // nil: not reached, stateFor makes one for every other API
 }
 
-// backendURL is the backend request's URL and the path of its request line: the backend
-// URL's path joined with the path after the stage, byte for byte the segments that were
-// authorized, and the query without SigV4's presigning parameters.
-func backendURL(cl *call) (*url.URL, string) {
+// backendURL sets u to the backend request's URL and returns the path of its request
+// line: the backend URL's path joined with the path after the stage, byte for byte the
+// segments that were authorized, and the query without SigV4's presigning parameters.
+func backendURL(cl *call, u *url.URL) string {
 	target := cl.m.route.Backend.URL
 	base := strings.TrimSuffix(target.EscapedPath(), "/")
-	escaped := base + "/" + strings.Join(cl.m.rest.raw, "/")
-	if len(cl.m.rest.raw) == 0 && base != "" {
-		escaped = base
+	escaped := base
+	if len(cl.m.rest.raw) > 0 || base == "" {
+		escaped = joinPath(base, cl.m.rest.raw)
 	}
-	u := &url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
+	*u = url.URL{Scheme: target.Scheme, Host: target.Host, RawQuery: backendQuery(cl.r.URL.RawQuery)}
 	if strings.HasPrefix(escaped, "//") {
 		// Not expressible as an opaque request-target; RawPath keeps every valid escaping.
 		u.Path, _ = url.PathUnescape(escaped)
@@ -660,17 +738,35 @@ func backendURL(cl *call) (*url.URL, string) {
 		// Written out verbatim: the backend gets the bytes that were authorized.
 		u.Opaque = escaped
 	}
-	return u, escaped
+	return escaped
+}
+
+// joinPath is prefix, then each segment after a slash, in one allocation.
+func joinPath(prefix string, segs []string) string {
+	n := len(prefix) + 1
+	for _, s := range segs {
+		n += len(s) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(prefix)
+	b.WriteByte('/')
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // rewrite builds the backend request: backendURL, no client identity, forwarding,
 // override or credential headers, the caller's address as the gateway knows it, and the
 // gateway's own assertion.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	f := pr.In.Context().Value(callKey{}).(*forwarding)
+	f := pr.In.Context().Value(callKey{}).(*call)
 	out := pr.Out
-	u := *f.url
-	out.URL = &u
+	out.URL = &f.url // the transport reads it only
 	out.Host = ""
 	for name := range out.Header {
 		if strippedHeader(name) {
@@ -694,10 +790,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		xff[0] = f.ch.sourceIP
 		out.Header["X-Forwarded-For"] = xff
 	}
-	out.Header.Set(hdrIdentity, f.assertion)
-	out.Header.Set(hdrRequestID, f.id)
+	// One-value headers backed by the call's array (canonical names: set as Set would).
+	f.hdrs[0], f.hdrs[1] = f.assertion, f.id
+	out.Header[hdrIdentity] = f.hdrs[0:1:1]
+	out.Header[hdrRequestID] = f.hdrs[1:2:2]
 	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header["User-Agent"] = []string{""} // do not add Go's default
+		out.Header["User-Agent"] = f.hdrs[2:3:3] // "": do not add Go's default
 	}
 }
 
@@ -754,14 +852,14 @@ func isPresignParam(k string) bool {
 // (too large, too slow, not matching its signed hash) the upstream request was aborted:
 // that is answered as the body's error and recorded as a second event of the call.
 func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error) {
-	f, _ := r.Context().Value(callKey{}).(*forwarding)
+	f, _ := r.Context().Value(callKey{}).(*call)
 	id := ""
 	if f != nil {
 		id = f.id
 	}
 	if cause := f.bodyErr(); cause != nil {
 		e := bodyError(cause)
-		g.recordAbort(f.call, e, cause)
+		g.recordAbort(f, e, cause)
 		writeError(w, id, e)
 		return
 	}
@@ -794,7 +892,7 @@ func (g *Gateway) recordAbort(cl *call, e *apiError, cause error) {
 }
 
 // bodyErr is the error the request's streamed body failed with, if it did.
-func (f *forwarding) bodyErr() error {
+func (f *call) bodyErr() error {
 	switch {
 	case f == nil:
 		return nil

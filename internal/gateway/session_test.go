@@ -210,7 +210,7 @@ func TestHTTPSBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := New(Config{Spec: func() *config.Spec { return spec }, Credentials: e.svc, Auditor: e.audit, AssertionKey: e.gw.signer.key,
+	gw, err := New(Config{Spec: func() *config.Spec { return spec }, Credentials: e.svc, Auditor: e.audit, AssertionKey: e.gw.signer.ed,
 		Transport: tlsBackend.Client().Transport, Logger: quiet, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -9,11 +9,18 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 // AssertionVerifierConfig configures NewAssertionVerifier.
 type AssertionVerifierConfig struct {
-	// JWKS is the gateway's key set (https://GATEWAY/.well-known/phantom/jwks.json).
+	// Key is the API's key file (phantom keys backend; Gateway.BackendKey): assertions
+	// are HS256 under it, for an API with assertion: hs256 (the default).
+	Key []byte
+	// JWKS is the gateway's key set (https://GATEWAY/.well-known/phantom/jwks.json):
+	// assertions are EdDSA, for an API with assertion: eddsa. Exactly one of Key and
+	// JWKS is set: the verifier accepts that algorithm only.
 	JWKS []byte
 	// Audience is the backend's API id: assertions for other APIs are refused.
 	Audience string
@@ -29,15 +36,16 @@ type AssertionVerifierConfig struct {
 // some 30,000 requests a second, in a few tens of MiB.
 const DefaultMaxInFlight = 1 << 20
 
-// AssertionVerifier checks X-Phantom-Identity assertions for one backend: the signature
-// against the gateway's JWKS, the claims, that the assertion is for this very request
+// AssertionVerifier checks X-Phantom-Identity assertions for one backend: the MAC under
+// the API's key or the signature against the gateway's JWKS (whichever it was configured
+// with, never both), the claims, that the assertion is for this very request
 // (VerifyRequest), and that it was not used before. It keeps the ids of the assertions it
 // accepted until they expire, so a captured assertion replayed to the backend, with the
 // same request or another, is refused. It is safe for concurrent use. One verifier per
 // backend process: replicas of a backend behind a load balancer each keep their own
 // cache, so a replay is refused at the replica that saw the first use.
 type AssertionVerifier struct {
-	keys []parsedKey
+	keys verifyKeys
 	aud  string
 	now  func() time.Time
 	max  int
@@ -53,16 +61,34 @@ type seenID struct {
 	expiry int64
 }
 
-// NewAssertionVerifier parses the JWKS and returns a verifier for one API.
+// NewAssertionVerifier parses the key file or the JWKS and returns a verifier for one API.
 func NewAssertionVerifier(cfg AssertionVerifierConfig) (*AssertionVerifier, error) {
 	if cfg.Audience == "" {
 		return nil, errors.New("gateway: an assertion verifier needs its API id as audience")
 	}
-	keys, err := parseJWKS(cfg.JWKS)
-	if err != nil {
-		return nil, err
+	var vk verifyKeys
+	switch {
+	case cfg.Key != nil && cfg.JWKS != nil:
+		return nil, errors.New("gateway: an assertion verifier takes the API's key (HS256) or the gateway's JWKS (EdDSA), not both")
+	case cfg.Key != nil:
+		k, err := keys.ParseBackendKey(cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		if k.API != cfg.Audience {
+			return nil, fmt.Errorf("gateway: the key file is API %s's, not %s's", k.API, cfg.Audience)
+		}
+		vk = verifyKeys{alg: algHS256, mac: &k, kid: k.KeyID()}
+	case cfg.JWKS != nil:
+		ed, err := parseJWKS(cfg.JWKS)
+		if err != nil {
+			return nil, err
+		}
+		vk = verifyKeys{alg: algEdDSA, ed: ed}
+	default:
+		return nil, errors.New("gateway: an assertion verifier needs the API's key file or the gateway's JWKS")
 	}
-	v := &AssertionVerifier{keys: keys, aud: cfg.Audience, now: cfg.Now, max: cfg.MaxInFlight, seen: map[string]int64{}}
+	v := &AssertionVerifier{keys: vk, aud: cfg.Audience, now: cfg.Now, max: cfg.MaxInFlight, seen: map[string]int64{}}
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -77,7 +103,7 @@ func NewAssertionVerifier(cfg AssertionVerifierConfig) (*AssertionVerifier, erro
 // VerifyRequest.
 func (v *AssertionVerifier) Verify(token string) (*Assertion, error) {
 	now := v.now()
-	a, err := verifyToken(token, v.keys, v.aud, now)
+	a, err := verifyWith(token, v.keys, v.aud, now)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +125,7 @@ func (v *AssertionVerifier) VerifyRequest(r *http.Request) (*Assertion, error) {
 		return nil, fmt.Errorf("%w: the request carries %d %s headers, want 1", ErrAssertionMalformed, len(tokens), hdrIdentity)
 	}
 	now := v.now()
-	a, err := verifyToken(tokens[0], v.keys, v.aud, now)
+	a, err := verifyWith(tokens[0], v.keys, v.aud, now)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/config"
 )
 
 // backendRequest is the request a backend receives: the assertion in its header, the
@@ -141,16 +143,23 @@ func TestAssertionVerifierForgets(t *testing.T) {
 // TestCapturedAssertionReplayed is the attack the issue names: an X-Phantom-Identity
 // captured on the gateway-to-backend hop, replayed straight to the backend with new bodies
 // and ?admin=1. On the old gateway it was good for two minutes, any number of times, for
-// any body and query.
+// any body and query. The same holds of HS256 (the default) and EdDSA assertions.
 func TestCapturedAssertionReplayed(t *testing.T) {
-	e := newEnv(t)
+	for _, kind := range []config.AssertionKind{config.AssertionHS256, config.AssertionEdDSA} {
+		t.Run(string(kind), func(t *testing.T) {
+			testCapturedAssertionReplayed(t, newEnvFrom(t, "spec.yaml", map[string]string{"    name: orders\n": "    name: orders\n    assertion: " + string(kind) + "\n"}, nil))
+		})
+	}
+}
+
+func testCapturedAssertionReplayed(t *testing.T, e *env) {
 	k := e.keys["alice"]
 	status, _, _ := e.send(t, testCall{method: "POST", path: "/prod/orders", body: []byte(`{"item":1}`), creds: &k})
 	if status != 200 {
 		t.Fatalf("allowed POST: %d", status)
 	}
 	h := e.hit(t)
-	v := newVerifier(t, e.gw.JWKS(), e.clock.Now, 0)
+	v := e.backendVerifier(t, testAPI)
 	first := backendRequest(h.Method, h.Path, h.Header.Get(hdrIdentity), h.Body)
 	if _, err := v.VerifyRequest(first); err != nil {
 		t.Fatalf("the backend refuses the gateway's own request: %v", err)
@@ -168,7 +177,7 @@ func TestCapturedAssertionReplayed(t *testing.T) {
 		}
 	}
 	// A fresh verifier (another backend replica) still refuses the altered requests.
-	w := newVerifier(t, e.gw.JWKS(), e.clock.Now, 0)
+	w := e.backendVerifier(t, testAPI)
 	r := backendRequest("POST", h.Path+"?admin=1", h.Header.Get(hdrIdentity), h.Body)
 	if _, err := w.VerifyRequest(r); !errors.Is(err, ErrAssertionRequest) {
 		t.Errorf("?admin=1 at another replica: %v", err)
@@ -182,7 +191,7 @@ func TestCapturedAssertionReplayed(t *testing.T) {
 	}
 	// And after its 30 s, nothing.
 	e.clock.Advance(AssertionLifetime + assertionLeeway + time.Second)
-	if _, err := newVerifier(t, e.gw.JWKS(), e.clock.Now, 0).VerifyRequest(backendRequest(h.Method, h.Path, h.Header.Get(hdrIdentity), h.Body)); !errors.Is(err, ErrAssertionClaims) {
+	if _, err := e.backendVerifier(t, testAPI).VerifyRequest(backendRequest(h.Method, h.Path, h.Header.Get(hdrIdentity), h.Body)); !errors.Is(err, ErrAssertionClaims) {
 		t.Errorf("after its lifetime: %v", err)
 	}
 }

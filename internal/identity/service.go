@@ -294,6 +294,22 @@ func Capture(ctx context.Context) (context.Context, *Resolved) {
 	return context.WithValue(ctx, captureKey{}, r), r
 }
 
+// Captured is Capture's context as a value the caller keeps (in a request's own storage,
+// so it costs no allocation): set Context to the parent, pass a pointer to it, and read
+// Resolved after the lookup.
+type Captured struct {
+	context.Context
+	Resolved Resolved
+}
+
+// Value answers Capture's key with c.Resolved and every other from the parent.
+func (c *Captured) Value(key any) any {
+	if key == (captureKey{}) {
+		return &c.Resolved
+	}
+	return c.Context.Value(key)
+}
+
 // LookupCredential implements sigv4.CredentialSource. Refusals wrap the sigv4 sentinel the
 // verifier maps to AWS's error code; a context from Capture receives the resolution.
 func (s *Service) LookupCredential(ctx context.Context, accessKeyID, sessionToken string) (sigv4.Credential, error) {

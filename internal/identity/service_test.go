@@ -197,6 +197,12 @@ func TestResolveSession(t *testing.T) {
 	if cred != want {
 		t.Fatalf("credential for %s differs", claims.AccessKeyID)
 	}
+	// A Captured the caller keeps receives the same resolution, and passes other values on.
+	type otherKey struct{}
+	kept := &Captured{Context: context.WithValue(ctx, otherKey{}, "v")}
+	if _, err := s.LookupCredential(kept, claims.AccessKeyID, tok); err != nil || kept.Resolved.Claims == nil || kept.Resolved.Claims.Principal != claims.Principal || kept.Value(otherKey{}) != "v" {
+		t.Fatalf("Captured: %+v %v", kept.Resolved, err)
+	}
 	if got.Claims == nil || got.Claims.Principal != claims.Principal || got.Claims.Tags[0] != (Tag{"team", "payments"}) || !got.Claims.IssuedAt.Equal(t0) {
 		t.Fatalf("captured claims %+v", got.Claims)
 	}

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/phantom-perimeter/phantom/internal/atomicfile"
@@ -24,7 +26,9 @@ const FileEnv = "PHANTOM_KEYS_FILE"
 //	store-token-keys <base64>
 //	…
 //
-// The header names the component; the lines are exactly its purposes, each once. `phantom
+// The header names the component; the lines are exactly its purposes, one line per
+// generation held (keys.Generation): a bare purpose is generation 1, "store-access-keys#2
+// <base64>" generation 2; a purpose whose generation 1 is retired has no bare line. `phantom
 // keys export` writes it (0600) on a host holding the master key; the component reads it
 // with --keys or $PHANTOM_KEYS_FILE instead of the master key.
 const fileMagic = "phantom-keys v1"
@@ -45,7 +49,12 @@ func (r *Ring) Marshal() ([]byte, error) {
 		return nil, err
 	}
 	for _, p := range ps {
-		fmt.Fprintf(&b, "%s %s\n", p, base64.StdEncoding.EncodeToString(r.keys[p]))
+		if k, ok := r.keys[p]; ok {
+			fmt.Fprintf(&b, "%s %s\n", p, base64.StdEncoding.EncodeToString(k))
+		}
+		for _, g := range slices.Sorted(maps.Keys(r.gens[p])) {
+			fmt.Fprintf(&b, "%s#%d %s\n", p, g, base64.StdEncoding.EncodeToString(r.gens[p][g]))
+		}
 	}
 	return b.Bytes(), nil
 }
@@ -79,27 +88,34 @@ func Parse(data []byte) (*Ring, error) {
 		if text == "" {
 			continue
 		}
-		ps, enc, ok := strings.Cut(text, " ")
+		name, enc, ok := strings.Cut(text, " ")
+		ps, g, gok := parseGenerationName(name)
 		p := Purpose(ps)
 		switch {
 		case !ok:
-			return nil, fmt.Errorf("key file line %d: want PURPOSE BASE64", line)
+			return nil, fmt.Errorf("key file line %d: want PURPOSE[#GENERATION] BASE64", line)
+		case !gok:
+			return nil, fmt.Errorf("key file line %d: %q: a generation is a number above 1", line, name)
 		case !slices.Contains(want, p):
 			return nil, fmt.Errorf("key file line %d: a %s holds no %q key", line, c, ps)
-		case r.keys[p] != nil:
-			return nil, fmt.Errorf("key file line %d: %s appears twice", line, p)
+		case g == FirstGeneration && r.keys[p] != nil, g != FirstGeneration && r.gens[p][g] != nil:
+			return nil, fmt.Errorf("key file line %d: %s appears twice", line, name)
 		}
 		k, err := base64.StdEncoding.Strict().DecodeString(enc)
 		if err != nil || len(k) != Size {
-			return nil, fmt.Errorf("key file line %d: %s is not base64 of %d bytes", line, p, Size)
+			return nil, fmt.Errorf("key file line %d: %s is not base64 of %d bytes", line, name, Size)
 		}
-		r.keys[p] = k
+		if g == FirstGeneration {
+			r.keys[p] = k
+		} else {
+			r.addGeneration(p, g, k)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
 	for _, p := range want {
-		if r.keys[p] == nil {
+		if !r.Has(p) {
 			return nil, fmt.Errorf("key file: the %s's %s key is missing", c, p)
 		}
 	}
@@ -141,4 +157,21 @@ func LoadFile(path string) (*Ring, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return r, nil
+}
+
+// parseGenerationName splits "purpose#n" (n > 1, decimal, no sign or leading zero) into
+// the purpose and n; a bare purpose is generation 1.
+func parseGenerationName(name string) (string, Generation, bool) {
+	p, n, found := strings.Cut(name, "#")
+	if !found {
+		return p, FirstGeneration, true
+	}
+	if n == "" || n[0] == '0' || n[0] == '+' {
+		return p, 0, false
+	}
+	g, err := strconv.ParseUint(n, 10, 32)
+	if err != nil || g <= uint64(FirstGeneration) {
+		return p, 0, false
+	}
+	return p, Generation(g), true
 }

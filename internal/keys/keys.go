@@ -150,12 +150,37 @@ func DeriveEd25519(master []byte, p Purpose) (ed25519.PrivateKey, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
+// backendAssertionLabel is the HKDF info prefix of the APIs' assertion MAC keys; the API
+// id follows it.
+const backendAssertionLabel = "phantom/assertion/hs256/v1 api="
+
+// DeriveBackendAssertion derives API api's assertion MAC key (HS256, spec apis[].assertion)
+// from the gateway's assertion key (the Assertion purpose's key, the Ed25519 seed):
+// HKDF-SHA256 with the API id in the info. Every gateway replica derives the same key; a
+// backend given its API's key can verify that API's assertions and learns nothing of
+// another API's key or of the signing key (RFC 5869: outputs for distinct infos are
+// independent).
+func DeriveBackendAssertion(assertion []byte, api string) ([]byte, error) {
+	if len(assertion) != Size {
+		return nil, fmt.Errorf("derive the assertion key of API %s: the assertion key is %d bytes, want %d", api, len(assertion), Size)
+	}
+	if api == "" {
+		return nil, errors.New("derive an API's assertion key: no API id")
+	}
+	k, err := hkdf.Key(sha256.New, assertion, nil, backendAssertionLabel+api, Size)
+	if err != nil {
+		return nil, fmt.Errorf("derive the assertion key of API %s: %w", api, err)
+	}
+	return k, nil
+}
+
 // Ring is the keys one process holds: the master key (every purpose derivable) or the
 // derived keys of some purposes only. It is immutable and safe for concurrent use.
 type Ring struct {
 	component Component
 	master    []byte
-	keys      map[Purpose][]byte
+	keys      map[Purpose][]byte                // generation 1 of each purpose
+	gens      map[Purpose]map[Generation][]byte // later generations (generation.go)
 }
 
 // FromMaster returns a ring holding the master key: every purpose.
@@ -196,11 +221,16 @@ func (r *Ring) Restrict(c Component) (*Ring, error) {
 	}
 	out := &Ring{component: c, keys: make(map[Purpose][]byte, len(ps))}
 	for _, p := range ps {
-		k, err := r.Key(p)
-		if err != nil {
+		if !r.Has(p) {
+			_, err := r.Key(p)
 			return nil, fmt.Errorf("restrict keys to %s: %w", c, err)
 		}
-		out.keys[p] = k
+		if k, ok := r.keys[p]; ok {
+			out.keys[p] = slices.Clone(k)
+		}
+		for g, k := range r.gens[p] {
+			out.addGeneration(p, g, slices.Clone(k))
+		}
 	}
 	return out, nil
 }
@@ -226,7 +256,7 @@ func (r *Ring) Has(p Purpose) bool {
 		return ok
 	}
 	_, ok := r.keys[p]
-	return ok
+	return ok || len(r.gens[p]) > 0
 }
 
 // Key returns p's key, or an error wrapping ErrNotHeld.

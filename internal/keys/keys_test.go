@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -241,6 +242,10 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("phantom-keys v1 gateway\nstore-access-keys x\n"))
+	if r, err := ForComponentGenerations(master(f), Gateway, map[Purpose][]Generation{StoreAccessKeys: {2, 3}, StoreTokenKeys: {1, 2}}); err == nil {
+		b, _ := r.Marshal()
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := Parse(data)
 		if err != nil {
@@ -260,11 +265,137 @@ func FuzzParse(f *testing.F) {
 			t.Fatal(err)
 		}
 		for _, p := range want {
-			a, _ := r.Key(p)
-			b, _ := again.Key(p)
-			if !bytes.Equal(a, b) {
-				t.Fatal("round trip changed a key")
+			gens := r.Generations(p)
+			if len(gens) == 0 || !slices.Equal(gens, again.Generations(p)) {
+				t.Fatalf("%s: generations %v, after a round trip %v", p, gens, again.Generations(p))
+			}
+			for _, g := range gens {
+				a, _ := r.KeyGeneration(p, g)
+				b, _ := again.KeyGeneration(p, g)
+				if len(a) != Size || !bytes.Equal(a, b) {
+					t.Fatal("round trip changed a key")
+				}
 			}
 		}
 	})
+}
+
+// Each API gets its own MAC key from the assertion key, the same on every replica, and
+// the label is the one backends' key files depend on.
+func TestDeriveBackendAssertion(t *testing.T) {
+	seed, err := Derive(master(t), Assertion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := DeriveBackendAssertion(seed, "a1b2c3d4e5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := hkdf.Key(sha256.New, seed, nil, "phantom/assertion/hs256/v1 api=a1b2c3d4e5", Size)
+	if !bytes.Equal(a, want) {
+		t.Fatal("the API key is not HKDF-SHA256(assertion key, info \"phantom/assertion/hs256/v1 api=ID\")")
+	}
+	b, _ := DeriveBackendAssertion(seed, "b2c3d4e5f6")
+	if bytes.Equal(a, b) || bytes.Equal(a, seed) {
+		t.Fatal("two APIs, or an API and the assertion key, share a key")
+	}
+	if _, err := DeriveBackendAssertion(seed[:16], "a1b2c3d4e5"); err == nil {
+		t.Fatal("a short assertion key was accepted")
+	}
+	if _, err := DeriveBackendAssertion(seed, ""); err == nil {
+		t.Fatal("an empty API id was accepted")
+	}
+}
+
+func FuzzParseBackendKey(f *testing.F) {
+	seed, err := Derive(master(f), Assertion)
+	if err != nil {
+		f.Fatal(err)
+	}
+	k, err := DeriveBackendKey(seed, "a1b2c3d4e5")
+	if err != nil {
+		f.Fatal(err)
+	}
+	file, err := k.MarshalJWK()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(file)
+	f.Add([]byte(`{"kty":"oct"}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseBackendKey(data)
+		if err != nil {
+			return
+		}
+		if got.Check() != nil || !strings.HasPrefix(got.KeyID(), got.API+":") {
+			t.Fatalf("accepted %+v", got)
+		}
+		again, err := got.MarshalJWK()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := ParseBackendKey(again); err != nil || !bytes.Equal(back.Key, got.Key) || back.API != got.API {
+			t.Fatalf("round trip: %+v %v", back, err)
+		}
+	})
+}
+
+// Generation 1 of a purpose is the key it always had; later generations are HKDF with
+// the label and "/gen/n", independent of each other and of other purposes. A key file
+// names them as purpose#n and refuses any other spelling.
+func TestGenerations(t *testing.T) {
+	m := master(t)
+	g1, err := DeriveGeneration(m, StoreAccessKeys, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := Derive(m, StoreAccessKeys)
+	if !bytes.Equal(g1, k) {
+		t.Fatal("generation 1 is not the purpose's key")
+	}
+	g2, err := DeriveGeneration(m, StoreAccessKeys, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := hkdf.Key(sha256.New, m, nil, "phantom/store/access-keys/v2/gen/2", Size)
+	if !bytes.Equal(g2, ref) || bytes.Equal(g2, g1) {
+		t.Fatal("generation 2 is not HKDF(master, label/gen/2)")
+	}
+	if _, err := DeriveGeneration(m, StoreAccessKeys, 0); err == nil {
+		t.Fatal("generation 0 derived")
+	}
+	// A ring of generation 2 only: no generation 1, and Has still true.
+	r, err := ForComponentGenerations(m, Gateway, map[Purpose][]Generation{StoreAccessKeys: {2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.KeyGeneration(StoreAccessKeys, 1); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("a ring without generation 1 gave it: %v", err)
+	}
+	if _, err := r.KeyGeneration(StoreAccessKeys, 3); !errors.Is(err, ErrNotHeld) {
+		t.Fatalf("a ring derived a generation it was not given: %v", err)
+	}
+	if !r.Has(StoreAccessKeys) || !slices.Equal(r.Generations(StoreAccessKeys), []Generation{2}) {
+		t.Fatalf("generations held: %v", r.Generations(StoreAccessKeys))
+	}
+	good, _ := r.Marshal()
+	line := "store-access-keys#2 " + b64(g2)
+	if !strings.Contains(string(good), line+"\n") {
+		t.Fatalf("the key file does not carry %q:\n%s", line, good)
+	}
+	for _, bad := range []string{"#1", "#0", "#02", "#+2", "#-2", "#", "#x", "#4294967296"} {
+		data := strings.Replace(string(good), "store-access-keys#2 ", "store-access-keys"+bad+" ", 1)
+		if _, err := Parse([]byte(data)); err == nil {
+			t.Errorf("a key file naming store-access-keys%s parsed", bad)
+		}
+	}
+	twice := string(good) + line + "\n"
+	if _, err := Parse([]byte(twice)); err == nil {
+		t.Error("a key file with a generation twice parsed")
+	}
+	other := strings.Replace(string(good), "store-access-keys#2 ", "store-mfa#2 ", 1)
+	if _, err := Parse([]byte(other)); err == nil {
+		t.Error("a gateway's key file with an MFA generation parsed")
+	}
 }

@@ -16,7 +16,9 @@ import (
 //	phantom_endpoint_gateway_dial_errors_total{endpoint, gateway}  counter
 //
 // reason is the audit errorCode of a refusal (SecurityGroupDenied, PlaintextRefused,
-// VpceAccessDenied, GatewayUnreachable, ...); gateway a --gateway replica address.
+// VpceAccessDenied, GatewayUnreachable, ...); gateway a --gateway replica address. An
+// endpoint in the gateway's process (phantom up, gateway --endpoint) dials no replica and
+// reports neither gateway series.
 type Endpoints struct {
 	conns      *prometheus.CounterVec
 	requests   *prometheus.CounterVec

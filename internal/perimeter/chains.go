@@ -70,12 +70,15 @@ type Chains struct {
 	ca      auditCertifier
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
+	issuers map[string][]byte    // the key id of the CA that certified each writer
+	tried   map[string]time.Time // when an early renewal for a newer CA was last tried
 }
 
 // OpenChains opens chains in dir, each with a writer key certified by ca, anchoring
 // every digest in the store and in sinks.
 func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
-	l := &Chains{Dir: dir, account: account, ca: p.Issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{}}
+	l := &Chains{Dir: dir, account: account, ca: p.Issuer, logs: map[string]*audit.Log{}, expires: map[string]time.Time{},
+		issuers: map[string][]byte{}, tried: map[string]time.Time{}}
 	anchors := append([]audit.AnchorStore{p.Store}, sinks...)
 	for _, c := range chains {
 		key, cert, err := WriterKey(p.Issuer, account, c)
@@ -88,13 +91,16 @@ func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks
 			l.CloseAll(log)
 			return nil, fmt.Errorf("open audit chain %s: %w", c, err)
 		}
-		l.logs[c], l.expires[c] = al, cert.NotAfter
+		l.logs[c], l.expires[c], l.issuers[c] = al, cert.NotAfter, cert.AuthorityKeyId
 	}
 	return l, nil
 }
 
 // renewWriters gives each chain a new certified key when its certificate is past half
-// its life, checking every interval until ctx ends.
+// its life, or when a newer issuing CA under the same root than the one that certified
+// it is trusted (an issuing CA rotation moves the writers to the new CA: the chain's
+// next digests are signed by the new key and verify against the bundle holding both),
+// checking every interval until ctx ends.
 func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -104,9 +110,16 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 			return
 		case <-t.C:
 		}
+		ni, _ := l.ca.(newerIssuer)
 		for _, c := range l.names() {
-			if time.Until(l.expires[c]) > writerValidity/2 {
+			// An issuer still signing with the old CA (it polls too) is asked again, every
+			// few intervals: each try is a new key and certificate in the chain's signers.
+			superseded := ni != nil && len(ni.NewerIssuing(l.issuers[c])) > 0 && time.Since(l.tried[c]) >= 5*interval
+			if time.Until(l.expires[c]) > writerValidity/2 && !superseded {
 				continue
+			}
+			if superseded {
+				l.tried[c] = time.Now()
 			}
 			key, cert, err := WriterKey(l.ca, l.account, c)
 			if err == nil {
@@ -116,10 +129,19 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 				log.Error("audit writer key not renewed; retrying", "chain", c, "expires", l.expires[c], "error", err)
 				continue
 			}
-			l.expires[c] = cert.NotAfter
-			log.Info("audit writer key renewed", "chain", c, "key_id", audit.KeyID(key.Public().(ed25519.PublicKey)))
+			l.expires[c], l.issuers[c] = cert.NotAfter, cert.AuthorityKeyId
+			log.Info("audit writer key renewed", "chain", c, "key_id", audit.KeyID(key.Public().(ed25519.PublicKey)), "superseded_ca", superseded)
 		}
 	}
+}
+
+// writerCheckInterval is how often renewWriters looks: a few polls, so a CA rotation
+// reaches the writers soon after the trust, and at most a minute.
+func writerCheckInterval(poll time.Duration) time.Duration {
+	if poll <= 0 {
+		return time.Minute
+	}
+	return min(2*poll, time.Minute)
 }
 
 func (l *Chains) Get(chain string) *audit.Log { return l.logs[chain] }

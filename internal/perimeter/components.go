@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -84,10 +85,22 @@ func newGateway(current func() *config.Spec, p *Perimeter, auditor gateway.Audit
 	})
 }
 
-// newEndpoint builds endpoint ep: one certificate from the perimeter CA naming it serves
-// callers (with its private DNS names) and authenticates it to the gateways.
-func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
-	if len(gateways) == 0 {
+// EndpointChain is the audit chain of endpoint id run inside the gateway process whose
+// chain is gatewayChain: endpoint-<id> beside the default "gateway" chain, else prefixed
+// with the gateway's, so replicas each running the endpoint write chains of their own.
+func EndpointChain(gatewayChain, id string) string {
+	if gatewayChain == "gateway" {
+		return "endpoint-" + id
+	}
+	return gatewayChain + "-endpoint-" + id
+}
+
+// newEndpoint builds endpoint ep on its listeners: one certificate from the perimeter CA
+// naming it serves callers (with its private DNS names). With local set, the gateway runs
+// in this process and requests are handed to it in memory (gateway.ServeHandover); else
+// they go to gateways over mTLS, and the same certificate authenticates it to them.
+func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, local *gateway.Gateway, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
+	if local == nil && len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
 	spec := current()
@@ -99,22 +112,33 @@ func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint,
 	// which bind a connection to one API by its TLS server name.
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
 	req := serverRequest(pki.Identity{Account: spec.Account, Kind: pki.KindEndpoint, Name: ep.ID}, addrs, names...)
-	req.Client = true
+	req.Client = local == nil
 	certs, err := newCertSource(p.Issuer, req)
 	if err != nil {
 		return nil, err
 	}
-	return endpoint.New(endpoint.Config{
+	cfg := endpoint.Config{
 		ID:         ep.ID,
 		Spec:       current,
 		ServerCert: certs.getServer,
-		ClientCert: certs.getClient,
-		Verifier:   p.CA.Verifier(),
-		Gateways:   gateways,
 		Auditor:    auditor,
 		Metrics:    m,
 		Logger:     log,
-	})
+	}
+	if local != nil {
+		cfg.Local = handOver(local)
+	} else {
+		cfg.ClientCert, cfg.Verifier, cfg.Gateways = certs.getClient, p.CA.Verifier(), gateways
+	}
+	return endpoint.New(cfg)
+}
+
+// handOver is endpoint.Config.Local for a gateway in the endpoint's process: the
+// endpoint's Handover becomes the gateway's, a typed value no caller can send.
+func handOver(gw *gateway.Gateway) func(http.ResponseWriter, *http.Request, endpoint.Handover) {
+	return func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+		gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+	}
 }
 
 // newResponder stores findings and applies the spec's responses through the perimeter's

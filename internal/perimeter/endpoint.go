@@ -37,7 +37,7 @@ func RunEndpoint(ctx context.Context, cfg ProcessConfig, id string, gateways []s
 		}
 		lns = append(lns, ln)
 	}
-	e, err := newEndpoint(c.w.Current, c.p, ep, gateways, c.logs.Get(cfg.Chain), lns, c.ops.endpointMetrics()(id), c.log)
+	e, err := newEndpoint(c.w.Current, c.p, ep, nil, gateways, c.logs.Get(cfg.Chain), lns, c.ops.endpointMetrics()(id), c.log)
 	if err != nil {
 		return err
 	}

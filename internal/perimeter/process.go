@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,10 @@ type ProcessConfig struct {
 	Events EventsFlags
 	// OpsListen is the ops listener's address ("": none).
 	OpsListen string
+	// Endpoints are endpoints a gateway process runs in process, handing their requests
+	// to its gateway in memory (gateway --endpoint); each writes the chain
+	// EndpointChain(Chain, id).
+	Endpoints []string
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
 	// where and how a process without the CA's issuing key enrolls.
 	KeysFile, STS, JoinToken string
@@ -110,6 +115,13 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.close = append(c.close, func() { c.p.Store.Close() })
 	if c.p.Issuer == nil {
 		// A host without the CA's issuing key: its certificate comes from STS.
+		if len(cfg.Endpoints) > 0 {
+			// Enrolled, the process holds one certificate, its own: none naming an endpoint
+			// for callers, nor the endpoint's audit chain. Refuse rather than serve callers
+			// the gateway's certificate.
+			c.shutdown()
+			return nil, &UsageError{Err: fmt.Errorf("--endpoint needs the CA's issuing key on this host (an enrolled %s holds only its own certificate): run phantom endpoint for %s instead", name, strings.Join(cfg.Endpoints, ", "))}
+		}
 		cl, err := enrollComponent(ctx, cfg, spec, c.p, c.log)
 		if err != nil {
 			c.shutdown()
@@ -128,7 +140,11 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		return nil, err
 	}
 	c.close = append(c.close, closeSinks)
-	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), []string{cfg.Chain}, c.p, spec.Account, sinks, c.log); err != nil {
+	chains := []string{cfg.Chain}
+	for _, id := range cfg.Endpoints {
+		chains = append(chains, EndpointChain(cfg.Chain, id))
+	}
+	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), chains, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()
 		return nil, err
 	}
@@ -166,8 +182,15 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.logs.renewWriters(runCtx, time.Hour, c.log)
+		c.logs.renewWriters(runCtx, writerCheckInterval(cfg.Poll), c.log)
 	}()
+	if cfg.KeysFile != "" {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.p.watchKeyFile(runCtx, cfg.KeysFile, keys.Component(name), cfg.Poll, c.log)
+		}()
+	}
 	return c, nil
 }
 
@@ -222,7 +245,9 @@ func enrollComponent(ctx context.Context, cfg ProcessConfig, spec *config.Spec, 
 		StateDir:  filepath.Join(cfg.DataDir, "component", cfg.Chain),
 		JoinToken: cfg.JoinToken,
 		Kind:      kind,
-		Logger:    log,
+		// A CA rotation renews the certificate within a poll of the trust (syncCA).
+		NewerIssuing: p.CA.NewerIssuing,
+		Logger:       log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s certificate from STS %s: %w", name, stsURL, err)

@@ -1,6 +1,7 @@
 package perimeter
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -45,6 +46,33 @@ type certSource struct {
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	renewAt time.Time
+	// triedFor and triedAt: the newest issuing CA an early renewal was last tried for.
+	triedFor []byte
+	triedAt  time.Time
+}
+
+// newerIssuer names the issuing CA that superseded another under the same root
+// (*pki.Authority, *enroll.Client): a certificate the older one signed is renewed at
+// once, so an issuing CA rotation reaches every holder within a poll.
+type newerIssuer interface{ NewerIssuing(issuer []byte) []byte }
+
+// supersededRetry is how often an early renewal for a newer CA is retried while the
+// issuer still signs with the old one.
+const supersededRetry = 2 * time.Second
+
+// supersededLocked reports whether a newer issuing CA than cert's is trusted (at most
+// once per supersededRetry for one CA). Callers hold mu.
+func (c *certSource) supersededLocked(now time.Time) bool {
+	ni, ok := c.ca.(newerIssuer)
+	if !ok || c.cert == nil {
+		return false
+	}
+	newest := ni.NewerIssuing(c.cert.Leaf.AuthorityKeyId)
+	if len(newest) == 0 || (bytes.Equal(newest, c.triedFor) && now.Sub(c.triedAt) < supersededRetry) {
+		return false
+	}
+	c.triedFor, c.triedAt = newest, now
+	return true
 }
 
 // newCertSource issues the first certificate now, so a CA problem stops the start.
@@ -89,7 +117,7 @@ func (c *certSource) get() (*tls.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	if c.cert != nil && now.Before(c.renewAt) {
+	if c.cert != nil && now.Before(c.renewAt) && !c.supersededLocked(now) {
 		return c.cert, nil
 	}
 	cert, err := c.ca.Issue(c.req)

@@ -252,7 +252,7 @@ func (u *up) startLoops(ctx context.Context) {
 	}()
 	go func() {
 		defer u.wg.Done()
-		u.logs.renewWriters(runCtx, time.Hour, log)
+		u.logs.renewWriters(runCtx, writerCheckInterval(u.cfg.Poll), log)
 	}()
 }
 
@@ -307,7 +307,7 @@ func (u *up) startServers(ctx context.Context) error {
 
 	epMetrics := o.endpointMetrics()
 	for _, ep := range spec.Endpoints {
-		e, err := newEndpoint(w.Current, p, ep, []string{lns.gateway.Addr().String()}, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
+		e, err := newEndpoint(w.Current, p, ep, u.gw, nil, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}
@@ -582,10 +582,21 @@ func openSpecListeners(lns *upListeners, spec *config.Spec) error {
 // serveDemoBackend serves the demo orders service as a backend author should: over TLS
 // with a certificate from the perimeter CA, requiring the gateway's client certificate
 // (mutual TLS: nothing but the perimeter's gateway gets a connection), and trusting only
-// the gateway's signed assertion, checked against its JWKS, bound to the request and used
-// once (docs/backends.md).
+// the gateway's assertion, checked under the API's key (the key file `phantom keys backend`
+// writes; the JWKS for an API with assertion: eddsa), bound to the request and used once
+// (docs/backends.md).
 func serveDemoBackend(ln net.Listener, p *Perimeter, spec *config.Spec, gw *gateway.Gateway, apiID string, log *slog.Logger) (*http.Server, error) {
-	v, err := gateway.NewAssertionVerifier(gateway.AssertionVerifierConfig{JWKS: gw.JWKS(), Audience: apiID})
+	vc := gateway.AssertionVerifierConfig{Audience: apiID}
+	if api, ok := spec.API(apiID); ok && api.Assertion == config.AssertionEdDSA {
+		vc.JWKS = gw.JWKS()
+	} else {
+		key, err := gw.BackendKey(apiID)
+		if err != nil {
+			return nil, err
+		}
+		vc.Key = key
+	}
+	v, err := gateway.NewAssertionVerifier(vc)
 	if err != nil {
 		return nil, err
 	}

@@ -108,7 +108,8 @@ type Authority struct {
 	ca       atomic.Pointer[CA]
 	bundle   atomic.Pointer[[]byte]
 	certs    atomic.Pointer[[]CACertificate]
-	mu       sync.Mutex // Refresh and rotations, one at a time
+	newer    atomic.Pointer[map[string][]byte] // NewerIssuing's answers, by issuing CA key id
+	mu       sync.Mutex                        // Refresh and rotations, one at a time
 }
 
 // ErrCannotIssue is returned by Authority.CA in a process that does not issue.
@@ -184,6 +185,41 @@ func (a *Authority) BundlePEM() []byte { return bytes.Clone(*a.bundle.Load()) }
 // WriteBundle writes the current bundle to path (0644, replaced atomically).
 func (a *Authority) WriteBundle(path string) error {
 	return atomicfile.Write(path, *a.bundle.Load(), 0o644)
+}
+
+// NewerIssuing returns the key id of the newest trusted issuing CA (the one a renewal
+// gets a certificate from) when it superseded the issuing CA whose key id is issuer
+// under the same root, nil otherwise: a holder of a certificate issuer signed renews it
+// early, so an issuing CA rotation moves every component within a poll instead of a leaf
+// lifetime, and its clients, which trust the root, see no change. A new root is not
+// followed early: clients must trust it first (the old root stays trusted), so leaves
+// move to it when they renew at half life.
+func (a *Authority) NewerIssuing(issuer []byte) []byte {
+	if m := a.newer.Load(); m != nil {
+		return (*m)[string(issuer)]
+	}
+	return nil
+}
+
+// newerIssuing maps the key id of each trusted issuing CA under the same root as the
+// newest one, other than it, to the newest's. trusted is oldest first per role.
+func newerIssuing(trusted []*x509.Certificate) map[string][]byte {
+	var newest *x509.Certificate
+	for _, c := range trusted {
+		if !bytes.Equal(c.RawIssuer, c.RawSubject) && (newest == nil || !c.NotBefore.Before(newest.NotBefore)) {
+			newest = c
+		}
+	}
+	out := map[string][]byte{}
+	if newest == nil {
+		return out
+	}
+	for _, c := range trusted {
+		if c != newest && !bytes.Equal(c.RawIssuer, c.RawSubject) && bytes.Equal(c.AuthorityKeyId, newest.AuthorityKeyId) {
+			out[string(c.SubjectKeyId)] = bytes.Clone(newest.SubjectKeyId)
+		}
+	}
+	return out
 }
 
 // Certificates lists the perimeter's CA certificates as last refreshed.
@@ -422,6 +458,8 @@ func (a *Authority) refreshLocked(ctx context.Context) error {
 	}
 	a.bundle.Store(&bundle)
 	a.certs.Store(&certs)
+	newer := newerIssuing(trusted)
+	a.newer.Store(&newer)
 	if !a.cfg.Issue {
 		return nil
 	}

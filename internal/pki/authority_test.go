@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -459,6 +460,51 @@ func TestAuthorityRotationsInOneSecond(t *testing.T) {
 			if err != nil || cert.CheckSignatureFrom(root) != nil {
 				t.Fatalf("the issuing CA made with a new root is not signed by the newest root: %v", err)
 			}
+		}
+	}
+}
+
+// A holder of a leaf learns that a newer issuing CA under the same root superseded its
+// issuer (and renews early), but not that one under a new root did: clients must trust
+// a new root before leaves move to it. TestRotationUnderLoad failed (a client holding
+// the first root refused a renewed certificate) when a new root was followed early.
+func TestAuthorityNewerIssuing(t *testing.T) {
+	clock := &testClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	st := newMemCAStore()
+	op := openAuthority(t, st, clock, true, true)
+	gw := openAuthority(t, noKeys{st}, clock, false, false)
+	leaf := func() []byte {
+		ca, _ := op.CA()
+		return ca.Certificate().SubjectKeyId
+	}
+	first := leaf()
+	if got := gw.NewerIssuing(first); got != nil {
+		t.Fatalf("nothing superseded the only issuing CA, yet NewerIssuing names %x", got)
+	}
+	clock.Advance(time.Minute)
+	if _, err := op.Rotate(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	second := leaf()
+	if got := gw.NewerIssuing(first); !bytes.Equal(got, second) {
+		t.Fatalf("after an issuing CA rotation NewerIssuing(first) = %x, want the new CA %x", got, second)
+	}
+	if got := gw.NewerIssuing(second); got != nil {
+		t.Fatalf("the newest issuing CA is superseded by %x", got)
+	}
+	clock.Advance(time.Minute)
+	if _, err := op.Rotate(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range [][]byte{first, second} {
+		if got := gw.NewerIssuing(old); got != nil {
+			t.Fatalf("a new root's issuing CA superseded the old root's at once (%x): clients may not trust it yet", got)
 		}
 	}
 }

@@ -37,6 +37,18 @@ func ContextOf(m map[string][]string) *Context {
 	return &Context{m: m}
 }
 
+// Reset makes c what ContextOf(m) returns, in place, for a caller that keeps a Context
+// per worker instead of allocating one per request; the same rules hold for m.
+func (c *Context) Reset(m map[string][]string) {
+	for k := range m {
+		if !isLower(k) {
+			*c = *NewContext(m)
+			return
+		}
+	}
+	*c = Context{m: m}
+}
+
 // isLower reports whether strings.ToLower(s) == s.
 func isLower(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -75,3 +75,19 @@ func BenchmarkContextOf(b *testing.B) {
 		_ = ContextOf(m)
 	}
 }
+
+// TestContextReset: a reused Context answers as ContextOf's does, upper-case names merged.
+func TestContextReset(t *testing.T) {
+	var c Context
+	c.Reset(map[string][]string{"aws:sourceip": {"10.0.0.1"}})
+	if v, ok := c.Get("AWS:SourceIp"); !ok || len(v) != 1 || v[0] != "10.0.0.1" {
+		t.Fatalf("%v %v", v, ok)
+	}
+	c.Reset(map[string][]string{"AWS:SourceVpce": {"vpce-1"}})
+	if _, ok := c.Get("aws:sourceip"); ok {
+		t.Fatal("Reset kept the previous request's keys")
+	}
+	if v, ok := c.Get("aws:sourcevpce"); !ok || v[0] != "vpce-1" {
+		t.Fatalf("%v %v", v, ok)
+	}
+}

@@ -23,24 +23,7 @@ import (
 // reaches both gateways, and no component's data directory holds a master key. On main,
 // STS served no component API: every component's enrollment got 404.
 func TestLeastPrivilegeCluster(t *testing.T) {
-	postgresDSN(t)
-	dsn, _ := storetest.PostgresSchema(t, "cluster_lp")
-	// The operator's login makes the schema and the roles.
-	mk := make([]byte, 32)
-	for i := range mk {
-		mk[i] = byte(7 * (i + 1))
-	}
-	owner, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: dsn, MasterKey: mk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	roles := map[string]string{}
-	for _, c := range []keys.Component{keys.STS, keys.Gateway, keys.Endpoint, keys.Detector} {
-		roles[string(c)] = storetest.ComponentRole(t, owner, dsn, c)
-	}
-	cfg := Config{Gateways: 2, Endpoints: 2, Pin: true, Detector: true, LeastPrivilege: true, StoreRoles: roles, masterKey: mk}
-	c := startClusterOn(t, dsn, cfg)
+	c, _ := startLeastPrivilege(t, "cluster_lp", Config{Gateways: 2, Endpoints: 2, Pin: true, Detector: true})
 	ctx := t.Context()
 
 	for _, p := range c.procs() {
@@ -84,4 +67,32 @@ func TestLeastPrivilegeCluster(t *testing.T) {
 			t.Errorf("gateway %d never refused the revoked session: %+v", i, r)
 		}
 	}
+}
+
+// startLeastPrivilege starts cfg as a least-privilege cluster on a fresh schema: the
+// operator's login (returned, holding the master key) makes the schema and a store role
+// per component kind the cluster runs; each component gets its key file and role.
+func startLeastPrivilege(t *testing.T, schema string, cfg Config) (*Cluster, *store.Postgres) {
+	t.Helper()
+	postgresDSN(t)
+	dsn, _ := storetest.PostgresSchema(t, schema)
+	mk := make([]byte, 32)
+	for i := range mk {
+		mk[i] = byte(7 * (i + 1))
+	}
+	owner, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: dsn, MasterKey: mk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { owner.Close() })
+	kinds := []keys.Component{keys.STS, keys.Gateway, keys.Endpoint}
+	if cfg.Detector {
+		kinds = append(kinds, keys.Detector)
+	}
+	cfg.StoreRoles = map[string]string{}
+	for _, c := range kinds {
+		cfg.StoreRoles[string(c)] = storetest.ComponentRole(t, owner, dsn, c)
+	}
+	cfg.LeastPrivilege, cfg.masterKey = true, mk
+	return startClusterOn(t, dsn, cfg), owner
 }

@@ -52,6 +52,9 @@ type Config struct {
 	StoreURL  string // the shared PostgreSQL store (postgres://…)
 	Gateways  int    // gateway replicas (at least 1)
 	Endpoints int    // endpoints (at least 1), each forwarding to every gateway
+	// InProcess runs endpoint i inside gateway i%Gateways (phantom gateway --endpoint),
+	// which it hands its requests to in memory, instead of as a process of its own.
+	InProcess bool
 	// Pin has endpoint i forward only to gateway i mod Gateways, so a test knows which
 	// replica answered.
 	Pin      bool
@@ -182,13 +185,22 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	}
 	for i, addr := range c.gatewayAddrs {
 		name := fmt.Sprintf("gateway-%d", i+1)
-		p, err := c.component(ctx, name, "gateway", "gateway", "gateway", "--listen", addr, "--audit-chain", name)
+		args := []string{"--listen", addr, "--audit-chain", name}
+		for j := range c.endpointAddrs {
+			if cfg.InProcess && j%len(c.gatewayAddrs) == i {
+				args = append(args, "--endpoint", EndpointID(j))
+			}
+		}
+		p, err := c.component(ctx, name, "gateway", "gateway", "gateway", args...)
 		if err != nil {
 			return nil, err
 		}
 		c.gateways = append(c.gateways, p)
 	}
 	for i := range c.endpointAddrs {
+		if cfg.InProcess {
+			continue
+		}
 		name := fmt.Sprintf("endpoint-%d", i+1)
 		args := []string{"endpoint", "--id", EndpointID(i), "--audit-chain", name}
 		for j, g := range c.gatewayAddrs {
@@ -277,14 +289,19 @@ func (c *Cluster) procs() []*Proc {
 }
 
 // STS, Gateway, Endpoint and Detector return the processes (i from 0).
-func (c *Cluster) STS() *Proc           { return c.sts }
-func (c *Cluster) Gateway(i int) *Proc  { return c.gateways[i] }
-func (c *Cluster) Endpoint(i int) *Proc { return c.endpoints[i] }
-func (c *Cluster) Detector() *Proc      { return c.detector }
-func (c *Cluster) Detectors() []*Proc   { return c.detectors }
-func (c *Cluster) MoreSTS(i int) *Proc  { return c.moreSTS[i] }
-func (c *Cluster) Egress() *Proc        { return c.egress }
-func (c *Cluster) AuditDir() string     { return c.auditDir }
+func (c *Cluster) STS() *Proc          { return c.sts }
+func (c *Cluster) Gateway(i int) *Proc { return c.gateways[i] }
+func (c *Cluster) Endpoint(i int) *Proc {
+	if c.cfg.InProcess {
+		return c.gateways[i%len(c.gateways)] // the process the endpoint runs in
+	}
+	return c.endpoints[i]
+}
+func (c *Cluster) Detector() *Proc     { return c.detector }
+func (c *Cluster) Detectors() []*Proc  { return c.detectors }
+func (c *Cluster) MoreSTS(i int) *Proc { return c.moreSTS[i] }
+func (c *Cluster) Egress() *Proc       { return c.egress }
+func (c *Cluster) AuditDir() string    { return c.auditDir }
 
 // ProcAuditDir is the audit directory process name writes its chain to.
 func (c *Cluster) ProcAuditDir(name string) string {

@@ -104,12 +104,21 @@ func TestRotationUnderLoad(t *testing.T) {
 
 	// Every chain verifies across the change: against the bundle of both roots (the
 	// writers' keys were certified by issuing CAs of the first) and the store's anchors.
+	verifyChains(t, c)
+}
+
+// verifyChains runs phantom audit verify on every chain against the CA bundle STS wrote
+// (every root and issuing CA trusted now) and the store's anchors.
+func verifyChains(t *testing.T, c *Cluster) {
+	t.Helper()
 	bundle := filepath.Join(t.TempDir(), "ca.pem")
 	pem, err := os.ReadFile(filepath.Join(c.cfg.Dir, "data", "sts", "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(bundle, pem, 0o644)
+	if err := os.WriteFile(bundle, pem, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(c.cfg.Bin, "audit", "verify", c.AuditDir(), "--ca", bundle, "--store", c.cfg.StoreURL)
 	cmd.Env = c.env()
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -27,3 +27,12 @@ func BenchmarkNew(b *testing.B) {
 		New()
 	}
 }
+
+func TestTwo(t *testing.T) {
+	for range 100 {
+		a, b := Two()
+		if !v4.MatchString(a) || !v4.MatchString(b) || a == b {
+			t.Fatalf("%q %q", a, b)
+		}
+	}
+}

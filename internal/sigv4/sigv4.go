@@ -123,7 +123,22 @@ type Result struct {
 
 // PayloadHash is the payload hash of the canonical request that verified: the hex
 // SHA-256 of the body the client signed, or UNSIGNED-PAYLOAD.
-func (r *Result) PayloadHash() string { return string(r.payload[:r.payloadLen]) }
+func (r *Result) PayloadHash() string {
+	p := r.payload[:r.payloadLen]
+	// The two most common values without a copy: a request with no body, and an unsigned
+	// body (the comparisons allocate nothing).
+	switch string(p) {
+	case emptyPayloadHash:
+		return emptyPayloadHash
+	case unsignedPayload:
+		return unsignedPayload
+	}
+	return string(p)
+}
+
+// emptyPayloadHash is the hex SHA-256 of no bytes: the payload hash of a request without
+// a body.
+const emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // Verifier verifies SigV4-signed requests for one region and service. It is safe for
 // concurrent use.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 
 	"github.com/phantom-perimeter/phantom/internal/keys"
 )
@@ -13,13 +14,19 @@ type keyChecks interface {
 	// legacyCheck and putLegacyCheck read and write master_key_check's one row.
 	legacyCheck(ctx context.Context) (sealed []byte, found bool, err error)
 	putLegacyCheck(ctx context.Context, sealed []byte) error
-	// purposeCheck and putPurposeCheck read and write key_checks' row of p.
-	purposeCheck(ctx context.Context, p keys.Purpose) (sealed []byte, found bool, err error)
-	putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error
+	// purposeCheck and putPurposeCheck read and write key_checks' row named name (a
+	// purpose generation, purposeGen.String).
+	purposeCheck(ctx context.Context, name string) (sealed []byte, found bool, err error)
+	putPurposeCheck(ctx context.Context, name string, sealed []byte) error
+	// generations reads key_generations; putGeneration inserts or updates one row.
+	generations(ctx context.Context) ([]genRow, error)
+	putGeneration(ctx context.Context, r genRow) error
 	// sealedValues returns every row's id and sealed column of a table of sealedColumns;
 	// updateSealed replaces one.
 	sealedValues(ctx context.Context, c sealedColumn) (map[string][]byte, error)
 	updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error
+	// updateSealedIf replaces one only if it still holds old.
+	updateSealedIf(ctx context.Context, c sealedColumn, id string, old, v []byte) (bool, error)
 }
 
 // sealedColumn is a column holding sealed values, and the kind they are sealed as.
@@ -59,28 +66,32 @@ func checkKeys(ctx context.Context, kc keyChecks, s *sealer) error {
 			return ErrWrongMasterKey
 		}
 	}
-	for _, p := range storePurposes {
-		if s.aeads[p] == nil {
-			continue
-		}
-		sealed, found, err := kc.purposeCheck(ctx, p)
+	rows, err := kc.generations(ctx)
+	if err != nil {
+		return fmt.Errorf("read key generations: %w", err)
+	}
+	if err := s.loadGenerations(rows, -1); err != nil {
+		return err
+	}
+	for _, pg := range s.liveGenerations() {
+		sealed, found, err := kc.purposeCheck(ctx, pg.String())
 		switch {
 		case err != nil:
-			return fmt.Errorf("check %s key: %w", p, err)
+			return fmt.Errorf("check %s key: %w", pg, err)
 		case !found && s.legacy == nil:
-			return fmt.Errorf("check %s key: the store has no check of it yet: open it once with the master key first (phantom keys export does)", p)
+			return fmt.Errorf("check %s key: the store has no check of it yet: open it once with the master key first (phantom keys export does)", pg)
 		case !found:
-			if sealed, err = s.sealCheck(p); err == nil {
-				err = kc.putPurposeCheck(ctx, p, sealed)
+			if sealed, err = s.sealCheck(pg); err == nil {
+				err = kc.putPurposeCheck(ctx, pg.String(), sealed)
 			}
 			if err != nil {
-				return fmt.Errorf("check %s key: record: %w", p, err)
+				return fmt.Errorf("check %s key: record: %w", pg, err)
 			}
-		case !s.openCheck(p, sealed):
+		case !s.openCheck(pg, sealed):
 			if s.legacy != nil {
 				return ErrWrongMasterKey
 			}
-			return fmt.Errorf("%s key: %w", p, ErrWrongKey)
+			return fmt.Errorf("%s key: %w", pg, ErrWrongKey)
 		}
 	}
 	if s.legacy == nil {
@@ -109,4 +120,31 @@ func checkKeys(ctx context.Context, kc keyChecks, s *sealer) error {
 		}
 	}
 	return nil
+}
+
+// genScanner is the rows of a key_generations query (database/sql's and pgx's).
+type genScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+func scanGenRows(rows genScanner) ([]genRow, error) {
+	var out []genRow
+	for rows.Next() {
+		var (
+			r genRow
+			p string
+			g int64
+		)
+		if err := rows.Scan(&p, &g, &r.state, &r.at); err != nil {
+			return nil, err
+		}
+		if g < int64(keys.FirstGeneration) || g > math.MaxUint32 {
+			return nil, fmt.Errorf("key generation %d of %s out of range", g, p)
+		}
+		r.p, r.g = keys.Purpose(p), keys.Generation(g)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }

@@ -42,7 +42,7 @@ func TestLegacySecretsRewrapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Turn the stored secret into what an older Phantom wrote.
-	legacy, err := sealWith(s.seal.legacy, sealVersionLegacy, aadPrefixLegacy, kindAccessKey, ak.ID, []byte(ak.Secret))
+	legacy, err := sealWith(s.seal.legacy, []byte{sealVersionLegacy}, aadPrefixLegacy, kindAccessKey, ak.ID, []byte(ak.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -228,12 +228,27 @@ func (t pgKeyTx) putLegacyCheck(ctx context.Context, sealed []byte) error {
 	return err
 }
 
-func (t pgKeyTx) purposeCheck(ctx context.Context, p keys.Purpose) ([]byte, bool, error) {
-	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = $1`, string(p))
+func (t pgKeyTx) purposeCheck(ctx context.Context, name string) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = $1`, name)
 }
 
-func (t pgKeyTx) putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES ($1, $2)`, string(p), sealed)
+func (t pgKeyTx) putPurposeCheck(ctx context.Context, name string, sealed []byte) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES ($1, $2)`, name, sealed)
+	return err
+}
+
+func (t pgKeyTx) generations(ctx context.Context) ([]genRow, error) {
+	rows, err := t.tx.Query(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
+}
+
+func (t pgKeyTx) putGeneration(ctx context.Context, r genRow) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (purpose, generation) DO UPDATE SET state = excluded.state, changed_at = excluded.changed_at`, string(r.p), int64(r.g), r.state, r.at)
 	return err
 }
 
@@ -259,6 +274,70 @@ func (t pgKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[string][
 func (t pgKeyTx) updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error {
 	_, err := t.tx.Exec(ctx, `UPDATE `+c.table+` SET `+c.col+` = $1 WHERE `+c.id+` = $2`, v, id)
 	return err
+}
+
+func (t pgKeyTx) updateSealedIf(ctx context.Context, c sealedColumn, id string, old, v []byte) (bool, error) {
+	tag, err := t.tx.Exec(ctx, `UPDATE `+c.table+` SET `+c.col+` = $1 WHERE `+c.id+` = $2 AND `+c.col+` = $3`, v, id, old)
+	return err == nil && tag.RowsAffected() == 1, err
+}
+
+// keyTx runs fn in one transaction.
+func (p *Postgres) keyTx(ctx context.Context, fn func(keyChecks) error) error {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return p.errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	if err := fn(pgKeyTx{tx}); err != nil {
+		return p.errorf("%w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return p.errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// StageStorageKey adds purpose pu's next key generation, staged (rotate.go).
+func (p *Postgres) StageStorageKey(ctx context.Context, pu keys.Purpose) (keys.Generation, error) {
+	return stageStorageKey(ctx, p.keyTx, p.seal, pu, p.now())
+}
+
+// RotateStorageKey makes purpose p's next key generation current (rotate.go).
+func (p *Postgres) RotateStorageKey(ctx context.Context, pu keys.Purpose) (keys.Generation, error) {
+	return rotateStorageKey(ctx, p.keyTx, p.seal, pu, p.now())
+}
+
+// ResealStorageKey re-seals every value of pu under its current generation.
+func (p *Postgres) ResealStorageKey(ctx context.Context, pu keys.Purpose) (int, error) {
+	return resealStorageKey(ctx, p.keyTx, p.seal, pu, false)
+}
+
+// RetireStorageKeys retires pu's generations superseded at least overlap ago.
+func (p *Postgres) RetireStorageKeys(ctx context.Context, pu keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error) {
+	return retireStorageKeys(ctx, p.keyTx, p.seal, pu, overlap, p.now())
+}
+
+// SetKeys replaces this component's keys with a newer export of its key file.
+func (p *Postgres) SetKeys(ctx context.Context, ring *keys.Ring) error {
+	return setKeys(ctx, p.keyTx, p.seal, ring)
+}
+
+// StorageKeyGenerations lists every storage purpose's key generations.
+func (p *Postgres) StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error) {
+	rows, err := p.genRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return storageKeyGenerations(rows), nil
+}
+
+func (p *Postgres) genRows(ctx context.Context) ([]genRow, error) {
+	rows, err := p.pool.Query(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, p.errorf("read key generations: %w", err)
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
 }
 
 // listenLoop keeps one connection LISTENing on the schema's channel until Close, waking
@@ -371,9 +450,46 @@ func affected(tag pgconn.CommandTag, err error, ifNone error) error {
 
 // Version returns the change counter.
 func (p *Postgres) Version(ctx context.Context) (int64, error) {
-	var v int64
-	if err := p.pool.QueryRow(ctx, `SELECT version FROM store_version WHERE id = 1`).Scan(&v); err != nil {
+	// The storage key generations come in the same round trip and are taken whenever
+	// the store changed: a rotation reaches every process within a poll, and polling
+	// costs no extra query.
+	rows, err := p.pool.Query(ctx, `SELECT v.version, g.purpose, g.generation, g.state, g.changed_at
+		FROM store_version v LEFT JOIN key_generations g ON true WHERE v.id = 1 ORDER BY g.purpose, g.generation`)
+	if err != nil {
 		return 0, p.errorf("read store version: %w", err)
+	}
+	defer rows.Close()
+	var (
+		v    int64
+		seen bool
+		gens []genRow
+	)
+	for rows.Next() {
+		var (
+			pu, state *string // NULL without generations
+			g, at     *int64
+		)
+		if err := rows.Scan(&v, &pu, &g, &state, &at); err != nil {
+			return 0, p.errorf("read store version: %w", err)
+		}
+		seen = true
+		if pu != nil && g != nil && state != nil && at != nil {
+			if *g < int64(keys.FirstGeneration) || *g > int64(^uint32(0)) {
+				return 0, fmt.Errorf("read store version: key generation %d of %s out of range", *g, *pu)
+			}
+			gens = append(gens, genRow{p: keys.Purpose(*pu), g: keys.Generation(*g), state: *state, at: *at})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, p.errorf("read store version: %w", err)
+	}
+	if !seen {
+		return 0, p.errorf("read store version: %w", pgx.ErrNoRows)
+	}
+	if v != p.seal.gens.Load().version {
+		if err := p.seal.loadGenerations(gens, v); err != nil {
+			return 0, err
+		}
 	}
 	return v, nil
 }

@@ -61,6 +61,12 @@ func TestPostgresComponentRoles(t *testing.T) {
 		`INSERT INTO secrets (name, sealed, created_at) VALUES ('pki/issuing/ff', '\x00', 0)`,
 		`INSERT INTO join_tokens (id, hash, node, created_at, expires_at) VALUES ('x', '\x0000000000000000000000000000000000000000000000000000000000000000', 'n', 0, 1)`,
 		`INSERT INTO mfa_devices (serial, user_name, seed_sealed, created_at, last_step, failures) VALUES ('s', 'u', '\x00', 0, 0, 0)`,
+		// Storage key generations are the operator's: no component rotates, retires or
+		// revives one, nor records a key check.
+		`INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES ('store-access-keys', 9, 'current', 0)`,
+		`UPDATE key_generations SET state = 'current'`,
+		`DELETE FROM key_generations`,
+		`INSERT INTO key_checks (purpose, sealed) VALUES ('store-access-keys#9', '\x00')`,
 		`DROP TABLE revocations`,
 		`ALTER TABLE revocations DISABLE TRIGGER USER`,
 		`CREATE TABLE mine (x int)`,
@@ -117,6 +123,44 @@ func TestPostgresComponentRoles(t *testing.T) {
 		}},
 		{c: keys.Console, refused: []string{
 			`UPDATE access_keys SET status = 'Active'`, `SELECT sealed FROM secrets`, `UPDATE revocations SET before = 0`,
+			// A session row is written once: its principal, key or expiry never change.
+			`UPDATE console_sessions SET principal = 'arn:aws:iam::123456789012:user/admin'`,
+			`UPDATE console_sessions SET expires_at = 9000000000000000000`,
+			`UPDATE console_sso SET expires_at = 9000000000000000000`,
+		}, can: func(t *testing.T, s *store.Postgres) {
+			now := time.Now()
+			cs := store.ConsoleSession{ID: [32]byte{1}, AccessKeyID: "AKIAAAAAAAAAAAAAAAAB", SecretHash: [32]byte{2},
+				Principal: "arn:aws:iam::123456789012:user/alice", CreatedAt: now, ExpiresAt: now.Add(time.Hour), LastSeen: now}
+			if ok, err := s.PutConsoleSession(ctx, cs, 10); err != nil || !ok {
+				t.Errorf("the console starts a session: %v %v", ok, err)
+			}
+			if _, err := s.GetConsoleSession(ctx, cs.ID); err != nil {
+				t.Errorf("the console reads a session: %v", err)
+			}
+			if err := s.TouchConsoleSession(ctx, cs.ID, now.Add(time.Minute)); err != nil {
+				t.Errorf("the console touches a session: %v", err)
+			}
+			if err := s.DeleteConsoleSession(ctx, cs.ID); err != nil {
+				t.Errorf("the console ends a session: %v", err)
+			}
+			if _, err := s.DeleteEndedConsoleSessions(ctx, now, now.Add(-time.Hour)); err != nil {
+				t.Errorf("the console deletes ended sessions: %v", err)
+			}
+			if err := s.UpdateLimitBuckets(ctx, []string{"global"}, func(bs []store.LimitBucket) error {
+				bs[0].At, bs[0].Pace, bs[0].IdleAt = now, now, now
+				return nil
+			}); err != nil {
+				t.Errorf("the console counts sign-in failures: %v", err)
+			}
+			if _, err := s.DeleteIdleLimitBuckets(ctx, now); err != nil {
+				t.Errorf("the console deletes idle limiter buckets: %v", err)
+			}
+			if _, err := s.PutConsoleSSO(ctx, [32]byte{3}, []byte("sealed"), now.Add(time.Minute), 10); err != nil {
+				t.Errorf("the console stores a sign-on in progress: %v", err)
+			}
+			if _, err := s.TakeConsoleSSO(ctx, [32]byte{3}, now); err != nil {
+				t.Errorf("the console takes a sign-on in progress: %v", err)
+			}
 		}},
 	} {
 		t.Run(string(tc.c), func(t *testing.T) {
@@ -146,7 +190,16 @@ func TestPostgresComponentRoles(t *testing.T) {
 				tc.can(t, s)
 			}
 			attacker := rawConn(t, roleDSN)
-			for _, stmt := range append(append([]string{}, everyone...), tc.refused...) {
+			refused := append(append([]string{}, everyone...), tc.refused...)
+			if tc.c != keys.Console {
+				// Only the console reads or writes its sessions and sign-in limiter.
+				refused = append(refused, `SELECT principal FROM console_sessions`, `DELETE FROM console_sessions`,
+					`INSERT INTO console_sessions (id, access_key_id, session_token, secret_hash, principal, created_at, expires_at, last_seen)
+						VALUES ('\x0000000000000000000000000000000000000000000000000000000000000001', 'AKIAAAAAAAAAAAAAAAAB', '', '\x0000000000000000000000000000000000000000000000000000000000000001', 'p', 0, 1, 0)`,
+					`UPDATE console_sessions SET last_seen = 0`, `SELECT tokens FROM signin_limits`, `UPDATE signin_limits SET tokens = 100`,
+					`DELETE FROM signin_limits`, `SELECT sealed FROM console_sso`, `DELETE FROM console_sso`)
+			}
+			for _, stmt := range refused {
 				if _, err := attacker.Exec(ctx, stmt); err == nil {
 					t.Errorf("with the %s role, %q succeeded", tc.c, stmt)
 				} else if !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
@@ -175,4 +228,41 @@ func issuingSerial(t *testing.T, a *pki.Authority) string {
 		t.Fatal(err)
 	}
 	return ca.Certificate().SerialNumber.Text(16)
+}
+
+// TestPostgresRolesFromBeforeKeyGenerations: a component role made before the storage
+// key generations (phantom store roles on an older schema) reads them after the
+// migration that adds them, so its process follows a rotation without the operator
+// granting anything again.
+func TestPostgresRolesFromBeforeKeyGenerations(t *testing.T) {
+	dsn, _ := newSchema(t)
+	mk := newMasterKey(t)
+	owner := mustOpenPostgres(t, dsn, mk)
+	gwDSN := storetest.ComponentRole(t, owner, dsn, keys.Gateway)
+	owner.Close()
+	// Back to the schema before the migration: no table, no record of it.
+	conn := rawConn(t, dsn)
+	for _, q := range []string{
+		`DROP TABLE key_generations`,
+		`DELETE FROM key_checks WHERE purpose LIKE '%#%'`,
+		`DELETE FROM schema_migrations WHERE name = '0009_key_generations.sql'`,
+	} {
+		if _, err := conn.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	owner = mustOpenPostgres(t, dsn, mk) // migrates again
+	defer owner.Close()
+	ring, err := keys.ForComponent(mk, keys.Gateway)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := store.OpenPostgres(t.Context(), store.PostgresConfig{DSN: gwDSN, Keys: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Version(t.Context()); err != nil {
+		t.Fatalf("a role from before the migration polls: %v", err)
+	}
 }

@@ -17,9 +17,10 @@ import (
 // with a role granted only the tables and operations its job needs, so a host's store
 // login cannot do more than its key file (docs/threat-model.md, zone "store"). Only the
 // owner (the operator's login) deletes security state: revocations, keys, certificates,
-// CA rows, findings. Two tables of short-lived bookkeeping are deleted by components:
-// used_signatures (a replay guard's expired entries) and spec_replicas (replicas not seen
-// for a while); join_tokens are deleted by STS as it spends them (single use).
+// CA rows, findings. Short-lived bookkeeping is deleted by components: used_signatures
+// (a replay guard's expired entries), spec_replicas (replicas not seen for a while),
+// console_sessions, console_sso and signin_limits (the console's: signed out, ended,
+// used or idle); join_tokens are deleted by STS as it spends them (single use).
 
 // componentGrants lists, per component, the table privileges on top of commonGrants.
 // Columns in parentheses limit a privilege to them (PostgreSQL column privileges).
@@ -53,12 +54,16 @@ var componentGrants = map[keys.Component][]string{
 		`INSERT, UPDATE ON risk_levels, revocations`,
 		`SELECT (id, user_name, status, created_at, last_used_at), UPDATE (status) ON access_keys`,
 	},
-	// The console signs people in (access keys, sessions) and shows and archives
-	// findings.
+	// The console signs people in (access keys, sessions), shows and archives findings,
+	// and keeps its own sessions and sign-in limiter, shared by its replicas: a session
+	// row is written once and only its last use moves after.
 	keys.Console: {
 		`SELECT ON access_keys, sealing_keys, findings, finding_responses, node_contacts`,
 		`UPDATE (archived, updated_at) ON findings`,
 		`SELECT, INSERT, UPDATE, DELETE ON used_signatures`,
+		`SELECT, INSERT, DELETE, UPDATE (last_seen) ON console_sessions`,
+		`SELECT, INSERT, DELETE ON console_sso`,
+		`SELECT, INSERT, UPDATE, DELETE ON signin_limits`,
 	},
 }
 
@@ -67,7 +72,7 @@ var componentGrants = map[keys.Component][]string{
 // anchors a writer appends (AuditWriterGrants) and the spec agreement.
 var commonGrants = []string{
 	`USAGE ON SCHEMA ` + currentSchema,
-	`SELECT ON schema_migrations, store_version, master_key_check, key_checks, ca_certificates, certificate_revocations,
+	`SELECT ON schema_migrations, store_version, master_key_check, key_checks, key_generations, ca_certificates, certificate_revocations,
 		revocations, node_revocations, nodes, risk_levels, audit_checkpoints`,
 	// A write to a watched table bumps the change counter (phantom_store_changed runs as
 	// the writer).

@@ -242,16 +242,30 @@ func (t sqliteKeyTx) putLegacyCheck(ctx context.Context, sealed []byte) error {
 	return err
 }
 
-func (t sqliteKeyTx) purposeCheck(ctx context.Context, p keys.Purpose) ([]byte, bool, error) {
-	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = ?`, string(p))
+func (t sqliteKeyTx) purposeCheck(ctx context.Context, name string) ([]byte, bool, error) {
+	return t.row(ctx, `SELECT sealed FROM key_checks WHERE purpose = ?`, name)
 }
 
-func (t sqliteKeyTx) putPurposeCheck(ctx context.Context, p keys.Purpose, sealed []byte) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES (?, ?)`, string(p), sealed)
+func (t sqliteKeyTx) putPurposeCheck(ctx context.Context, name string, sealed []byte) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO key_checks (purpose, sealed) VALUES (?, ?)`, name, sealed)
 	return err
 }
 
-// The table and column names come from sealedColumns, never from input.
+func (t sqliteKeyTx) generations(ctx context.Context) ([]genRow, error) {
+	rows, err := t.tx.QueryContext(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
+}
+
+func (t sqliteKeyTx) putGeneration(ctx context.Context, r genRow) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO key_generations (purpose, generation, state, changed_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (purpose, generation) DO UPDATE SET state = excluded.state, changed_at = excluded.changed_at`, string(r.p), int64(r.g), r.state, r.at)
+	return err
+}
+
 func (t sqliteKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[string][]byte, error) {
 	rows, err := t.tx.QueryContext(ctx, `SELECT `+c.id+`, `+c.col+` FROM `+c.table+` WHERE `+c.col+` IS NOT NULL`)
 	if err != nil {
@@ -273,6 +287,75 @@ func (t sqliteKeyTx) sealedValues(ctx context.Context, c sealedColumn) (map[stri
 func (t sqliteKeyTx) updateSealed(ctx context.Context, c sealedColumn, id string, v []byte) error {
 	_, err := t.tx.ExecContext(ctx, `UPDATE `+c.table+` SET `+c.col+` = ? WHERE `+c.id+` = ?`, v, id)
 	return err
+}
+
+func (t sqliteKeyTx) updateSealedIf(ctx context.Context, c sealedColumn, id string, old, v []byte) (bool, error) {
+	res, err := t.tx.ExecContext(ctx, `UPDATE `+c.table+` SET `+c.col+` = ? WHERE `+c.id+` = ? AND `+c.col+` = ?`, v, id, old)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// keyTx runs fn in one write transaction.
+func (s *SQLite) keyTx(ctx context.Context, fn func(keyChecks) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(sqliteKeyTx{tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	s.changed()
+	return nil
+}
+
+// StageStorageKey adds purpose p's next key generation, staged (rotate.go).
+func (s *SQLite) StageStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error) {
+	return stageStorageKey(ctx, s.keyTx, s.seal, p, s.now())
+}
+
+// RotateStorageKey makes purpose p's next key generation current (rotate.go).
+func (s *SQLite) RotateStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error) {
+	return rotateStorageKey(ctx, s.keyTx, s.seal, p, s.now())
+}
+
+// ResealStorageKey re-seals every value of p under its current generation.
+func (s *SQLite) ResealStorageKey(ctx context.Context, p keys.Purpose) (int, error) {
+	return resealStorageKey(ctx, s.keyTx, s.seal, p, false)
+}
+
+// RetireStorageKeys retires p's generations superseded at least overlap ago.
+func (s *SQLite) RetireStorageKeys(ctx context.Context, p keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error) {
+	return retireStorageKeys(ctx, s.keyTx, s.seal, p, overlap, s.now())
+}
+
+// SetKeys replaces this component's keys with a newer export of its key file.
+func (s *SQLite) SetKeys(ctx context.Context, ring *keys.Ring) error {
+	return setKeys(ctx, s.keyTx, s.seal, ring)
+}
+
+// StorageKeyGenerations lists every storage purpose's key generations.
+func (s *SQLite) StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error) {
+	rows, err := s.genRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return storageKeyGenerations(rows), nil
+}
+
+func (s *SQLite) genRows(ctx context.Context) ([]genRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT purpose, generation, state, changed_at FROM key_generations ORDER BY purpose, generation`)
+	if err != nil {
+		return nil, fmt.Errorf("read key generations: %w", err)
+	}
+	defer rows.Close()
+	return scanGenRows(rows)
 }
 
 // Subscribe implements Notifier for writes made through this handle: each write method
@@ -308,6 +391,17 @@ func (s *SQLite) Version(ctx context.Context) (int64, error) {
 	var v int64
 	if err := s.r.QueryRowContext(ctx, `SELECT version FROM store_version WHERE id = 1`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("read store version: %w", err)
+	}
+	// The storage key generations are read again whenever the store changed: a rotation
+	// reaches every process within a poll.
+	if v != s.seal.gens.Load().version {
+		rows, err := s.genRows(ctx)
+		if err == nil {
+			err = s.seal.loadGenerations(rows, v)
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
 	return v, nil
 }

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -291,6 +292,18 @@ type Store interface {
 	// DeleteExpiredSignatures forgets used signatures that expired at or before now.
 	DeleteExpiredSignatures(ctx context.Context, now time.Time) (int, error)
 
+	// The web console's sessions and sign-in limiter (package console), shared by its
+	// replicas; none of these bump Version.
+	PutConsoleSession(ctx context.Context, s ConsoleSession, max int) (bool, error)
+	GetConsoleSession(ctx context.Context, id [32]byte) (ConsoleSession, error)
+	TouchConsoleSession(ctx context.Context, id [32]byte, at time.Time) error
+	DeleteConsoleSession(ctx context.Context, id [32]byte) error
+	DeleteEndedConsoleSessions(ctx context.Context, now, idleSince time.Time) (int, error)
+	PutConsoleSSO(ctx context.Context, id [32]byte, sealed []byte, expires time.Time, max int) (bool, error)
+	TakeConsoleSSO(ctx context.Context, id [32]byte, now time.Time) ([]byte, error)
+	UpdateLimitBuckets(ctx context.Context, names []string, fn func([]LimitBucket) error) error
+	DeleteIdleLimitBuckets(ctx context.Context, now time.Time) (int, error)
+
 	// PutCACertificate, ListCACertificates, DistrustCACertificate,
 	// PutCertificateRevocation and ListCertificateRevocations, with the secrets above,
 	// implement pki.CAStore; each write bumps Version.
@@ -299,6 +312,18 @@ type Store interface {
 	DistrustCACertificate(ctx context.Context, serial string, at time.Time) error
 	PutCertificateRevocation(ctx context.Context, r pki.Revocation) error
 	ListCertificateRevocations(ctx context.Context) ([]pki.Revocation, error)
+
+	// StageStorageKey, RotateStorageKey, ResealStorageKey, RetireStorageKeys and
+	// StorageKeyGenerations
+	// rotate the storage keys (rotate.go); only a holder of the master key rotates.
+	StageStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error)
+	RotateStorageKey(ctx context.Context, p keys.Purpose) (keys.Generation, error)
+	ResealStorageKey(ctx context.Context, p keys.Purpose) (int, error)
+	RetireStorageKeys(ctx context.Context, p keys.Purpose, overlap time.Duration) ([]keys.Generation, int, error)
+	StorageKeyGenerations(ctx context.Context) ([]KeyGeneration, error)
+	// SetKeys replaces a component's key file ring with a newer export of it (the same
+	// component), once the store's checks of its generations pass.
+	SetKeys(ctx context.Context, ring *keys.Ring) error
 
 	// Version returns a counter that every write bumps; it never goes down.
 	Version(ctx context.Context) (int64, error)

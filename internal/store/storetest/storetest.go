@@ -93,6 +93,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	tests = append(tests, mfaCases()...)
 	tests = append(tests, anchorCases()...)
 	tests = append(tests, caCases()...)
+	tests = append(tests, consoleCases()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))

@@ -1,5 +1,5 @@
 -- Leases: detector replicas share the audit stream's partitions (see the SQLite
--- migration 0009). expires_at is Unix nanoseconds of the server's clock: every replica's
+-- migration 0011). expires_at is Unix nanoseconds of the server's clock: every replica's
 -- expiry is judged by one clock, whatever the hosts' clocks say.
 
 CREATE TABLE leases (

@@ -1,0 +1,261 @@
+package audit
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/jsonstr"
+)
+
+// eventWriter spells an Event as encoding/json does — the same members, order, omissions,
+// escaping and map key order; TestEventJSON and FuzzEventJSON hold the two together —
+// without reflection: the gateway records one event per request. Values of the event's
+// maps it does not spell itself (floats, structs, anything but strings, booleans,
+// integers, maps and slices of those) make it give up, and Record falls back on
+// encoding/json, so any event still encodes.
+type eventWriter struct {
+	b    []byte
+	keys []string // map keys being sorted, a stack shared by nested maps
+	ok   bool
+}
+
+// appendEvent appends ev's JSON to b; ok false means ev holds a value the writer does not
+// spell (b is then to be discarded).
+func appendEvent(w *eventWriter, b []byte, ev *Event) ([]byte, bool) {
+	w.b, w.ok = b, true
+	w.event(ev)
+	b = w.b
+	w.b = nil
+	clear(w.keys)
+	w.keys = w.keys[:0]
+	return b, w.ok
+}
+
+func (w *eventWriter) str(s string) { w.b = jsonstr.Append(w.b, s) }
+
+// member writes ,"name": (first: without the comma).
+func (w *eventWriter) member(name string, first bool) {
+	if !first {
+		w.b = append(w.b, ',')
+	}
+	w.b = append(w.b, '"')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '"', ':')
+}
+
+func (w *eventWriter) strMember(name, v string, first bool) {
+	w.member(name, first)
+	w.str(v)
+}
+
+// optStr writes a string member with omitempty; it returns whether it wrote one.
+func (w *eventWriter) optStr(name, v string, first bool) bool {
+	if v == "" {
+		return false
+	}
+	w.strMember(name, v, first)
+	return true
+}
+
+func (w *eventWriter) boolean(v bool) { w.b = strconv.AppendBool(w.b, v) }
+
+func (w *eventWriter) event(ev *Event) {
+	w.b = append(w.b, '{')
+	w.strMember("eventVersion", ev.EventVersion, true)
+	w.member("userIdentity", false)
+	w.userIdentity(&ev.UserIdentity)
+	w.member("eventTime", false)
+	w.time(ev.EventTime)
+	w.strMember("eventSource", ev.EventSource, false)
+	w.strMember("eventName", ev.EventName, false)
+	w.strMember("awsRegion", ev.AWSRegion, false)
+	w.strMember("sourceIPAddress", ev.SourceIPAddress, false)
+	w.strMember("userAgent", ev.UserAgent, false)
+	w.optStr("errorCode", ev.ErrorCode, false)
+	w.optStr("errorMessage", ev.ErrorMessage, false)
+	w.member("requestParameters", false)
+	w.mapAny(ev.RequestParameters)
+	w.member("responseElements", false)
+	w.mapAny(ev.ResponseElements)
+	if len(ev.AdditionalEventData) > 0 {
+		w.member("additionalEventData", false)
+		w.mapAny(ev.AdditionalEventData)
+	}
+	w.strMember("requestID", ev.RequestID, false)
+	w.strMember("eventID", ev.EventID, false)
+	w.member("readOnly", false)
+	w.boolean(ev.ReadOnly)
+	w.strMember("eventType", ev.EventType, false)
+	w.member("managementEvent", false)
+	w.boolean(ev.ManagementEvent)
+	w.strMember("recipientAccountId", ev.RecipientAccountID, false)
+	w.strMember("eventCategory", ev.EventCategory, false)
+	w.optStr("vpcEndpointId", ev.VPCEndpointID, false)
+	if t := ev.TLSDetails; t != nil {
+		w.member("tlsDetails", false)
+		w.b = append(w.b, '{')
+		w.strMember("tlsVersion", t.TLSVersion, true)
+		w.strMember("cipherSuite", t.CipherSuite, false)
+		w.strMember("clientProvidedHostHeader", t.ClientProvidedHostHeader, false)
+		w.b = append(w.b, '}')
+	}
+	w.b = append(w.b, '}')
+}
+
+func (w *eventWriter) userIdentity(u *UserIdentity) {
+	w.b = append(w.b, '{')
+	first := true
+	for _, m := range [...]struct{ name, v string }{
+		{"type", u.Type}, {"principalId", u.PrincipalID}, {"arn", u.ARN}, {"accountId", u.AccountID},
+		{"accessKeyId", u.AccessKeyID}, {"userName", u.UserName}, {"identityProvider", u.IdentityProvider},
+	} {
+		if w.optStr(m.name, m.v, first) {
+			first = false
+		}
+	}
+	if s := u.SessionContext; s != nil {
+		w.member("sessionContext", first)
+		w.b = append(w.b, '{')
+		first := true
+		if i := s.SessionIssuer; i != nil {
+			w.member("sessionIssuer", true)
+			w.b = append(w.b, '{')
+			w.strMember("type", i.Type, true)
+			w.strMember("principalId", i.PrincipalID, false)
+			w.strMember("arn", i.ARN, false)
+			w.strMember("accountId", i.AccountID, false)
+			w.strMember("userName", i.UserName, false)
+			w.b = append(w.b, '}')
+			first = false
+		}
+		w.member("attributes", first)
+		w.mapString(s.Attributes)
+		w.optStr("sourceIdentity", s.SourceIdentity, false)
+		w.optStr("ec2RoleDelivery", s.EC2RoleDelivery, false)
+		w.b = append(w.b, '}')
+	}
+	w.b = append(w.b, '}')
+}
+
+// time writes t as time.Time.MarshalJSON does (RFC 3339 with nanoseconds) for a UTC time
+// in years 0-9999; any other gives up (MarshalJSON has rules of its own for offsets).
+func (w *eventWriter) time(t time.Time) {
+	if t.Location() != time.UTC || t.Year() < 0 || t.Year() > 9999 {
+		w.ok = false
+		return
+	}
+	w.b = append(w.b, '"')
+	w.b = t.AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
+}
+
+// sortedKeys pushes m's keys on the stack, sorted as encoding/json sorts them, and
+// returns where they are.
+func sortedKeys[V any](w *eventWriter, m map[string]V) (int, int) {
+	from := len(w.keys)
+	for k := range m {
+		w.keys = append(w.keys, k)
+	}
+	slices.SortFunc(w.keys[from:], strings.Compare)
+	return from, len(w.keys)
+}
+
+func (w *eventWriter) pop(from int) {
+	clear(w.keys[from:])
+	w.keys = w.keys[:from]
+}
+
+func (w *eventWriter) mapString(m map[string]string) {
+	if m == nil {
+		w.b = append(w.b, "null"...)
+		return
+	}
+	from, to := sortedKeys(w, m)
+	w.b = append(w.b, '{')
+	for i := from; i < to; i++ {
+		if i > from {
+			w.b = append(w.b, ',')
+		}
+		k := w.keys[i]
+		w.str(k)
+		w.b = append(w.b, ':')
+		w.str(m[k])
+	}
+	w.b = append(w.b, '}')
+	w.pop(from)
+}
+
+func (w *eventWriter) mapAny(m map[string]any) {
+	if m == nil {
+		w.b = append(w.b, "null"...)
+		return
+	}
+	from, to := sortedKeys(w, m)
+	w.b = append(w.b, '{')
+	for i := from; i < to && w.ok; i++ {
+		if i > from {
+			w.b = append(w.b, ',')
+		}
+		k := w.keys[i]
+		w.str(k)
+		w.b = append(w.b, ':')
+		w.value(m[k])
+	}
+	w.b = append(w.b, '}')
+	w.pop(from)
+}
+
+func (w *eventWriter) value(v any) {
+	switch v := v.(type) {
+	case nil:
+		w.b = append(w.b, "null"...)
+	case string:
+		w.str(v)
+	case bool:
+		w.boolean(v)
+	case int:
+		w.b = strconv.AppendInt(w.b, int64(v), 10)
+	case int64:
+		w.b = strconv.AppendInt(w.b, v, 10)
+	case int32:
+		w.b = strconv.AppendInt(w.b, int64(v), 10)
+	case uint64:
+		w.b = strconv.AppendUint(w.b, v, 10)
+	case uint32:
+		w.b = strconv.AppendUint(w.b, uint64(v), 10)
+	case map[string]any:
+		w.mapAny(v)
+	case map[string]string:
+		w.mapString(v)
+	case []string:
+		if v == nil {
+			w.b = append(w.b, "null"...)
+			return
+		}
+		w.b = append(w.b, '[')
+		for i, s := range v {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.str(s)
+		}
+		w.b = append(w.b, ']')
+	case []any:
+		if v == nil {
+			w.b = append(w.b, "null"...)
+			return
+		}
+		w.b = append(w.b, '[')
+		for i, e := range v {
+			if i > 0 {
+				w.b = append(w.b, ',')
+			}
+			w.value(e)
+		}
+		w.b = append(w.b, ']')
+	default:
+		w.ok = false
+	}
+}

@@ -1,0 +1,32 @@
+package jsonstr
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+func check(t *testing.T, s string) {
+	t.Helper()
+	want, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Append([]byte("x"), s); string(got) != "x"+string(want) {
+		t.Fatalf("Append(%q) = %s, want %s", s, got[1:], want)
+	}
+}
+
+func TestAppend(t *testing.T) {
+	for _, s := range []string{
+		"", "plain", `quote " backslash \ slash /`, "<script>&amp;</script>", "ctl \x00\x01\b\f\n\r\t\x1f\x7f",
+		"unicode é ✓ \U0001F600", "line sep \u2028 para \u2029", "bad utf-8 \xff\xfe \xc3", "\xed\xa0\x80 surrogate",
+	} {
+		check(t, s)
+	}
+}
+
+func FuzzAppend(f *testing.F) {
+	f.Add("arn:aws:sts::123456789012:assumed-role/r/s")
+	f.Add("<\u2028\xff\"\\")
+	f.Fuzz(check)
+}
