@@ -41,10 +41,26 @@ where its writer continued it. Meanwhile /readyz answers 503 naming the chains i
 read, and phantom_detector_chain_unread says the same. Run one detector per store: a
 second one makes one of them stop.
 
-When it is ready it prints "phantom detector: following audit chains in DIR" on stderr.
+With --events (or the spec's events.urls) it reads the audit stream on NATS JetStream
+instead, to which every component publishes its chain, and several detectors share the
+work: each takes whole partitions of the stream (the records of one principal are in one
+partition) under a lease in the store, commits each partition exactly once, and takes
+over the partitions of a replica that stopped renewing its leases. Give each replica its
+own --audit-chain (detector-1, detector-2, ...): it names the replica. Nothing on the
+stream is believed: a record must be a record of its chain that follows the chain's
+previous one in its partition, or it is a finding.
+
+When it is ready it prints "phantom detector: following audit chains in DIR" (with
+--events: "phantom detector: reading audit stream STREAM on URLS as replica CHAIN") on
+stderr.
 SIGINT or SIGTERM stops it after committing what it has read.`,
-		Example: `  phantom detector --config perimeter.yaml --data-dir /var/lib/phantom --store postgres://phantom@db/phantom`,
-		Args:    cobra.NoArgs,
+		Example: `  phantom detector --config perimeter.yaml --data-dir /var/lib/phantom --store postgres://phantom@db/phantom
+
+  # two replicas on the audit stream
+  phantom detector --config perimeter.yaml --data-dir /var/lib/phantom --store postgres://phantom@db/phantom \
+    --events nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --events-creds /etc/phantom/nats.creds --audit-chain detector-1
+  phantom detector … --audit-chain detector-2`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -36,6 +36,8 @@ type componentFlags struct {
 	keys      string
 	sts       string
 	joinToken string
+	// events are the --events flags: the NATS broker of the audit records.
+	events eventsFlags
 	// pkcs11 is the token holding the keys --pkcs11-keys names: STS's issuing CAs' keys
 	// (phantom ca --pkcs11-issuing) and token-signing keys, any component's audit
 	// writer's key.
@@ -56,6 +58,7 @@ func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
 	fl.StringArrayVar(&f.anchors, "audit-anchors", nil, auditAnchorsHelp)
 	fl.StringVar(&f.keys, "keys", os.Getenv(keys.FileEnv), "component key file (phantom keys export): the keys of this kind of process only, instead of the master key (default $"+keys.FileEnv+")")
 	fl.StringVar(&f.sts, "sts", os.Getenv("PHANTOM_STS_URL"), "STS URL: where a process holding no CA key enrolls and renews its certificate, and where the console's single sign-on exchanges ID tokens (default $PHANTOM_STS_URL, else https:// and the spec's sts.listen)")
+	f.events.register(fl)
 	fl.StringVar(&f.joinToken, "join-token", os.Getenv("PHANTOM_JOIN_TOKEN"), "join token (phantom ca join-token) a process holding no CA key enrolls with, once (default $PHANTOM_JOIN_TOKEN)")
 	f.pkcs11.register(fl, "the keys --pkcs11-keys names")
 	fl.StringSliceVar(&f.pkcs11.keys, "pkcs11-keys", nil, "keys kept in the PKCS#11 token, comma-separated: audit (this process's audit writer key) for every component; for sts also issuing (the issuing CAs', phantom ca --pkcs11-issuing) and token-signing (new session-token signing keys are made there; sessions are signed there). Default with --pkcs11-module: issuing for sts, audit for the others")
@@ -144,6 +147,7 @@ func (f componentFlags) process(name string, stderr io.Writer) (perimeter.Proces
 	return perimeter.ProcessConfig{
 		Name: name, Config: f.config, DataDir: f.dataDir, StoreURL: f.store, Listen: f.listen,
 		Poll: f.poll, MaxStale: f.maxStale, Chain: f.chain, Anchors: auditAnchorURLs(f.anchors),
+		Events:    f.events.process(),
 		OpsListen: f.opsListen, Endpoints: f.endpoints, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
 		OpenKeyToken: func() (perimeter.KeyToken, error) {
 			tok, err := f.pkcs11.open()

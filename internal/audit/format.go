@@ -132,6 +132,21 @@ func appendRecord(dst []byte, chain string, seq uint64, prev string, event []byt
 	return dst, string(hx[:])
 }
 
+// AppendLine appends the record's line, as its chain holds it but without the newline,
+// to dst: what ParseRecord parses back. A copy of a record elsewhere (an event stream)
+// carries these exact bytes, so its hash is checked as the chain's.
+func (r Record) AppendLine(dst []byte) []byte {
+	dst = append(dst, recEvent...)
+	dst = append(dst, r.Event...)
+	dst = append(dst, recSeq...)
+	dst = strconv.AppendUint(dst, r.Seq, 10)
+	dst = append(dst, recPrev...)
+	dst = append(dst, r.Prev...)
+	dst = append(dst, recHashTag...)
+	dst = append(dst, r.Hash...)
+	return append(dst, recSuffix...)
+}
+
 // ErrModified is returned by ParseRecord for a well-formed line whose stated hash is
 // not the hash of its content: the record was modified.
 var ErrModified = errors.New("hash does not match the record's content")

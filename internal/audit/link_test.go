@@ -56,3 +56,15 @@ func TestEditedMiddleRecordBreaksTheLink(t *testing.T) {
 	}
 	t.Fatalf("want a %s problem at record %d (%s line %d), the first that links to the edit; got:\n%s", Modified, edited+1, seg, i+2, problems(rep))
 }
+
+func TestRecordLineParsesBack(t *testing.T) {
+	line, hash := appendRecord(nil, "gateway", 7, zeroHash, []byte(`{"eventName":"GetObject"}`))
+	line = line[:len(line)-1]
+	r, err := ParseRecord("gateway", line)
+	if err != nil || r.Hash != hash {
+		t.Fatalf("ParseRecord = %+v, %v", r, err)
+	}
+	if got := r.AppendLine(nil); string(got) != string(line) {
+		t.Fatalf("AppendLine = %s, want %s", got, line)
+	}
+}

@@ -117,7 +117,7 @@ func (d *decoder) syntax(err error) {
 // policies before the users and roles that attach them, APIs before the endpoints that
 // serve them, ...) so each reference is checked where it is written.
 func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
-	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "console", "audit", "detection",
+	root := d.object(n, "", "version", "account", "region", "gateway", "sts", "console", "audit", "events", "detection",
 		"managedPolicies", "groups", "users", "roles", "oidcProviders", "apis", "endpoints", "nodes", "egress")
 	if !root.ok {
 		return
@@ -140,6 +140,7 @@ func (d *decoder) spec(n *yaml.Node, s *Spec, dir string) {
 	d.gateway(root, s, l)
 	d.sts(root, s, l)
 	d.audit(root, s)
+	d.events(root, s, dir)
 	d.detection(root, s, dir)
 	d.managedPolicies(root, s)
 	d.groups(root, s)

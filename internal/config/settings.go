@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -192,6 +193,58 @@ func (d *decoder) audit(root *object, s *Spec) {
 		}
 	}
 }
+
+// eventURLRe is one NATS server URL of events.urls.
+var eventURLRe = regexp.MustCompile(`^(nats|tls)://[^/@\s]+$`)
+
+func (d *decoder) events(root *object, s *Spec, dir string) {
+	n, path := root.get("events")
+	o := d.object(n, path, "urls", "creds", "nkey", "ca", "cert", "key", "stream", "replicas")
+	urls, _ := o.strs("urls", eventURLRe, "a NATS server URL without credentials (nats://HOST:PORT or tls://HOST:PORT; credentials go in creds or nkey)")
+	s.Events.URLs = urls
+	var nkeyNode *yaml.Node
+	var nkeyPath string
+	file := func(key string) string {
+		v, vn, vp := o.str(key)
+		if key == "nkey" {
+			nkeyNode, nkeyPath = vn, vp
+		}
+		if vn == nil {
+			return ""
+		}
+		if v == "" {
+			d.problem(vn, vp, "is empty", "remove it, or name the file")
+			return ""
+		}
+		if !filepath.IsAbs(v) {
+			v = filepath.Join(dir, v)
+		}
+		return v
+	}
+	s.Events.Creds, s.Events.NKey, s.Events.CA, s.Events.Cert, s.Events.Key = file("creds"), file("nkey"), file("ca"), file("cert"), file("key")
+	if s.Events.Creds != "" && s.Events.NKey != "" {
+		d.problem(nkeyNode, nkeyPath, "is set with creds", "give a creds file or an nkey seed file, not both")
+	}
+	if (s.Events.Cert == "") != (s.Events.Key == "") {
+		d.problem(n, path, "has a client cert without its key, or a key without its cert", "set both cert and key, or neither")
+	}
+	if st, sn, sp := o.str("stream"); sn != nil {
+		if !streamRe.MatchString(st) {
+			d.problem(sn, sp, fmt.Sprintf("%q is not a stream name", st), "letters, digits, - and _, at most 64")
+		} else {
+			s.Events.Stream = st
+		}
+	}
+	if r, rn, _ := o.integer("replicas", 1, 5); rn != nil {
+		s.Events.Replicas = int(r)
+	}
+	if len(s.Events.URLs) == 0 && (s.Events.Creds != "" || s.Events.NKey != "" || s.Events.CA != "" || s.Events.Stream != "" || s.Events.Replicas != 0) {
+		d.problem(n, path, "has settings but no urls", "name the NATS servers in urls, or remove events")
+	}
+}
+
+// streamRe is a JetStream stream name events.stream may take.
+var streamRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func (d *decoder) detection(root *object, s *Spec, dir string) {
 	s.Detection.LearningPeriod = defaultLearningPeriod

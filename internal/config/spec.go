@@ -37,6 +37,7 @@ type Spec struct {
 	STS       STS
 	Console   Console
 	Audit     Audit
+	Events    Events
 	Detection Detection
 
 	ManagedPolicies []*ManagedPolicy
@@ -456,6 +457,21 @@ type STS struct {
 type Audit struct {
 	// Dir is where segments are written; relative paths are inside the data directory.
 	Dir string
+}
+
+// Events holds how audit records travel to the detectors over NATS JetStream (package
+// events); URLs empty: they do not (the detector follows the chains in audit.dir).
+type Events struct {
+	// URLs are the NATS servers, nats:// or tls://.
+	URLs []string
+	// Creds is a NATS credentials file, NKey a file holding an nkey seed; CA the PEM
+	// bundle the servers' certificates chain to; Cert and Key a client certificate.
+	// Relative paths are beside the spec.
+	Creds, NKey, CA, Cert, Key string
+	// Stream is the JetStream stream ("": PHANTOM_AUDIT); Replicas its replicas when a
+	// process creates it (0: 1).
+	Stream   string
+	Replicas int
 }
 
 // Detection holds the detector's settings and the automatic responses to findings.

@@ -274,6 +274,15 @@ func (c *call) baselineKey() string {
 	return c.principal
 }
 
+// PartitionKey is the principal whose state the detector keeps for ev: the key its
+// baselines and findings of that principal are under (a role's sessions share the
+// role's). Detector replicas split the work by it (package events), so that a
+// principal's state is in one replica.
+func PartitionKey(ev *audit.Event) string {
+	c := newCall(ev)
+	return c.baselineKey()
+}
+
 func (c *call) isRoot() bool {
 	u := &c.ev.UserIdentity
 	return u.Type == "Root" || strings.HasSuffix(u.ARN, ":root")

@@ -14,6 +14,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
 	"github.com/phantom-perimeter/phantom/internal/detect/consume"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/detect/sigma"
 )
 
@@ -37,10 +38,17 @@ func newStreamDetector(dir string, exclude []string, det *detect.Detector, h fin
 	return consume.New(consume.Config{Dir: dir, Exclude: slices.Compact(exclude), Detector: det, Sink: h, Anchors: anchors, Metrics: m, Logger: log, Ready: ready})
 }
 
+// chainStatuses is what the detector tells of the chains it reads (*consume.Consumer,
+// *consume.Replica).
+type chainStatuses interface {
+	Unread() []consume.ChainStatus
+	Damage() []consume.ChainStatus
+}
+
 // serveDetector exposes the detector's view of the audit chains on the ops listener:
 // /readyz is 503 naming the chains it cannot read (their events go undetected), and,
 // when ready, names the damage found in chains since the process started.
-func serveDetector(o *ops, c *consume.Consumer) {
+func serveDetector(o *ops, c chainStatuses) {
 	o.addCheck(readyCheck{Name: "audit chains", Check: func() error {
 		u := c.Unread()
 		if len(u) == 0 {
@@ -162,6 +170,23 @@ func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error
 		followDetection(runCtx, c.w, det, detectorLog(c.log))
 	}()
 
+	if c.events != nil {
+		err = runReplica(ctx, c, cfg, exclude, det, responder)
+	} else {
+		err = runFileDetector(ctx, c, cfg, exclude, det, responder)
+	}
+	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
+	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
+	defer done()
+	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
+		err = fmt.Errorf("finish webhook notifications: %w", cerr)
+	}
+	return err
+}
+
+// runFileDetector consumes the chains in the process's audit directory (one detector
+// per store).
+func runFileDetector(ctx context.Context, c *process, cfg ProcessConfig, exclude []string, det *detect.Detector, responder *respond.Responder) error {
 	consumer, err := newStreamDetector(c.logs.Dir, append([]string{cfg.Chain}, exclude...), det, responder, c.p.Store, c.ops.detectorMetrics(), c.log, func() {
 		fmt.Fprintf(cfg.Stderr, "phantom detector: following audit chains in %s\n", c.logs.Dir)
 		c.serving(c.freshCheck())
@@ -172,12 +197,33 @@ func RunDetector(ctx context.Context, cfg ProcessConfig, exclude []string) error
 	if c.ops != nil {
 		serveDetector(c.ops, consumer)
 	}
-	err = consumer.Run(ctx)
-	detectorLog(c.log).Info("stopped; finishing webhook notifications in flight")
-	shutdownCtx, done := context.WithTimeout(context.Background(), 15*time.Second)
-	defer done()
-	if cerr := responder.Close(shutdownCtx); cerr != nil && err == nil {
-		err = fmt.Errorf("finish webhook notifications: %w", cerr)
+	return consumer.Run(ctx)
+}
+
+// runReplica consumes the audit stream as one of the detector replicas: its chain
+// (--audit-chain, one per replica) names it in the partitions' leases.
+func runReplica(ctx context.Context, c *process, cfg ProcessConfig, exclude []string, det *detect.Detector, responder *respond.Responder) error {
+	b := c.events.broker
+	r, err := consume.NewReplica(consume.StreamConfig{
+		JetStream: c.events.js, Stream: b.Stream, Account: c.w.Current().Account, Holder: cfg.Chain, Leases: c.p.Store,
+		Skip:     func(chain string) bool { return detectorChain(chain) || slices.Contains(exclude, chain) },
+		Detector: det, Sink: responder, Metrics: c.ops.detectorMetrics(), Logger: c.log,
+		Ready: func() {
+			fmt.Fprintf(cfg.Stderr, "phantom detector: reading audit stream %s on %s as replica %s\n", b.Stream, describeBroker(b), cfg.Chain)
+			c.serving(c.freshCheck())
+		},
+	})
+	if err != nil {
+		return err
 	}
-	return err
+	if c.ops != nil {
+		serveDetector(c.ops, r)
+	}
+	return r.Run(ctx)
+}
+
+// detectorChain reports whether chain is a detector's (DetectorChain, or a replica's
+// DetectorChain-NAME): their records are the detectors' responses, never consumed.
+func detectorChain(chain string) bool {
+	return chain == DetectorChain || strings.HasPrefix(chain, DetectorChain+"-")
 }

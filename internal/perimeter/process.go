@@ -35,6 +35,9 @@ type ProcessConfig struct {
 	// Chain is this process's audit chain; Anchors more anchor stores (postgres:// URLs).
 	Chain   string
 	Anchors []string
+	// Events is --events: the NATS broker the process publishes its audit records to
+	// (and a detector reads them from), over the spec's events setting.
+	Events EventsFlags
 	// OpsListen is the ops listener's address ("": none).
 	OpsListen string
 	// Endpoints are endpoints a gateway process runs in process, handing their requests
@@ -78,8 +81,10 @@ type process struct {
 	spec *specTracker
 	log  *slog.Logger
 	ops  *ops // nil without --ops-listen
-	name string
-	stop context.CancelFunc
+	// events is the connection to the event broker; nil without one.
+	events *eventsConn
+	name   string
+	stop   context.CancelFunc
 	// runCtx ends when the process shuts down: its background loops run under it.
 	runCtx context.Context
 	wg     sync.WaitGroup
@@ -177,6 +182,10 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.spec.serve(c.ops)
 	runCtx, stop := context.WithCancel(ctx)
 	c.stop, c.runCtx = stop, runCtx
+	if err := c.startPublisher(ctx, cfg, spec); err != nil {
+		c.shutdown()
+		return nil, err
+	}
 	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
@@ -202,6 +211,35 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 		}()
 	}
 	return c, nil
+}
+
+// startPublisher connects to the event broker, when there is one, and publishes the
+// process's chain to it in the background until the process shuts down.
+func (c *process) startPublisher(ctx context.Context, cfg ProcessConfig, spec *config.Spec) error {
+	b, ok, err := cfg.Events.broker(spec)
+	if err != nil || !ok {
+		return err
+	}
+	ec, err := openEvents(b, cfg.Chain, c.log)
+	if err != nil {
+		return err
+	}
+	c.events = ec
+	c.close = append(c.close, ec.nc.Close)
+	pub, err := publishChains(ctx, ec, c.logs, cfg.DataDir, spec.Account, c.log)
+	if err != nil {
+		return err
+	}
+	if c.ops != nil {
+		c.ops.addNotes(publisherNotes(pub))
+	}
+	c.log.Info("events: publishing the audit chain", "chain", cfg.Chain, "broker", describeBroker(b), "stream", b.Stream)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		pub.Run(c.runCtx)
+	}()
+	return nil
 }
 
 // componentKinds are the certificate identities of the components that enroll.

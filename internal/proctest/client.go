@@ -63,13 +63,17 @@ func (c *Cluster) CallerIdentity(ctx context.Context, creds aws.Credentials) err
 }
 
 func (c *Cluster) stsClient(creds aws.Credentials) (*sts.Client, error) {
+	return c.stsClientAt(c.STSURL(), creds)
+}
+
+func (c *Cluster) stsClientAt(url string, creds aws.Credentials) (*sts.Client, error) {
 	client, err := c.Client()
 	if err != nil {
 		return nil, err
 	}
 	return sts.New(sts.Options{
 		Region:       Region,
-		BaseEndpoint: aws.String(c.STSURL()),
+		BaseEndpoint: aws.String(url),
 		Credentials:  aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil }),
 		HTTPClient:   client,
 	}), nil
@@ -78,14 +82,32 @@ func (c *Cluster) stsClient(creds aws.Credentials) (*sts.Client, error) {
 // AssumeRole gets a session of the cluster's role with creds, from the cluster's STS,
 // through aws-sdk-go-v2's STS client.
 func (c *Cluster) AssumeRole(ctx context.Context, creds aws.Credentials, session string) (aws.Credentials, error) {
-	cl, err := c.stsClient(creds)
+	return c.AssumeRoleAt(ctx, 0, creds, session)
+}
+
+// AssumeRoleAt is AssumeRole through STS replica i (0: the first, 1: sts-2, …).
+func (c *Cluster) AssumeRoleAt(ctx context.Context, i int, creds aws.Credentials, session string) (aws.Credentials, error) {
+	return c.AssumeRoleWithPolicyAt(ctx, i, creds, session, "")
+}
+
+// AssumeRoleWithPolicyAt is AssumeRoleAt with a session policy ("": none).
+func (c *Cluster) AssumeRoleWithPolicyAt(ctx context.Context, i int, creds aws.Credentials, session, policy string) (aws.Credentials, error) {
+	url := c.STSURL()
+	if i > 0 {
+		url = "https://" + c.moreSTSAddrs[i-1]
+	}
+	cl, err := c.stsClientAt(url, creds)
 	if err != nil {
 		return aws.Credentials{}, err
 	}
-	out, err := cl.AssumeRole(ctx, &sts.AssumeRoleInput{
+	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String("arn:aws:iam::" + Account + ":role/" + Role),
 		RoleSessionName: aws.String(session),
-	})
+	}
+	if policy != "" {
+		in.Policy = aws.String(policy)
+	}
+	out, err := cl.AssumeRole(ctx, in)
 	if err != nil {
 		return aws.Credentials{}, fmt.Errorf("assume role: %w", err)
 	}

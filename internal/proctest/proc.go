@@ -70,7 +70,7 @@ func (p *Proc) Start(ctx context.Context) error {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(out, line)
-			if strings.HasPrefix(line, "phantom ") && (strings.Contains(line, ": listening on ") || strings.Contains(line, ": following ")) {
+			if strings.HasPrefix(line, "phantom ") && (strings.Contains(line, ": listening on ") || strings.Contains(line, ": following ") || strings.Contains(line, ": reading audit stream ")) {
 				once.Do(func() { close(ready) })
 			}
 		}

@@ -76,6 +76,16 @@ type Config struct {
 	StoreRoles map[string]string
 	// Args are more arguments for each command ("sts", "gateway", …), e.g. --pkcs11-….
 	Args map[string][]string
+	// Events are NATS JetStream servers (nats://…): the spec's events setting sends every
+	// component's audit records there (stream replicas EventReplicas), each process keeps
+	// its chains in its own data directory (DATA/audit), as on hosts of their own, and
+	// the detectors read the stream.
+	Events        []string
+	EventReplicas int
+	// Detectors, with Events, runs that many detector replicas (detector-1, …) instead
+	// of Detector's one; STSReplicas more STS processes (sts-2, …) beside the first.
+	Detectors   int
+	STSReplicas int
 	// masterKey is the perimeter's master key; nil: a random one.
 	masterKey []byte
 }
@@ -90,6 +100,8 @@ type Cluster struct {
 	backendLn net.Listener
 
 	sts       *Proc
+	moreSTS   []*Proc
+	detectors []*Proc
 	gateways  []*Proc
 	endpoints []*Proc
 	detector  *Proc
@@ -98,6 +110,7 @@ type Cluster struct {
 	gatewayAddrs  []string
 	endpointAddrs []string
 	stsAddr       string
+	moreSTSAddrs  []string
 	egressAddr    string
 
 	clientOnce sync.Once
@@ -125,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 	}
 	c = &Cluster{cfg: cfg, masterKey: base64.StdEncoding.EncodeToString(mk), auditDir: filepath.Join(cfg.Dir, "audit")}
+	if len(cfg.Events) > 0 {
+		c.auditDir = "" // each process's own: DATA/audit
+	}
 	started := c // the return statements below set c to nil
 	defer func() {
 		if err != nil {
@@ -140,10 +156,11 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err := c.startBackend(); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2 + cfg.Gateways + cfg.Endpoints)
+	ports, err := freePorts(2 + cfg.Gateways + cfg.Endpoints + cfg.STSReplicas)
 	if err != nil {
 		return nil, err
 	}
+	c.moreSTSAddrs, ports = ports[len(ports)-cfg.STSReplicas:], ports[:len(ports)-cfg.STSReplicas]
 	c.stsAddr = ports[0]
 	c.gatewayAddrs = ports[1 : 1+cfg.Gateways]
 	c.endpointAddrs = ports[1+cfg.Gateways : 1+cfg.Gateways+cfg.Endpoints]
@@ -199,7 +216,24 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		c.endpoints = append(c.endpoints, p)
 	}
-	procs := append(append([]*Proc{}, c.gateways...), c.endpoints...)
+	for i, addr := range c.moreSTSAddrs {
+		name := fmt.Sprintf("sts-%d", i+2)
+		p, err := c.component(ctx, name, "", "sts", "sts", "--listen", addr, "--audit-chain", name)
+		if err != nil {
+			return nil, err
+		}
+		c.moreSTS = append(c.moreSTS, p)
+	}
+	procs := append(append(append([]*Proc{}, c.moreSTS...), c.gateways...), c.endpoints...)
+	for i := range cfg.Detectors {
+		name := fmt.Sprintf("detector-%d", i+1)
+		p, err := c.component(ctx, name, "detector", name, "detector", "--audit-chain", name)
+		if err != nil {
+			return nil, err
+		}
+		c.detectors = append(c.detectors, p)
+		procs = append(procs, p)
+	}
 	if cfg.Detector {
 		if c.detector, err = c.component(ctx, "detector", "detector", "detector", "detector"); err != nil {
 			return nil, err
@@ -246,8 +280,10 @@ func (c *Cluster) procs() []*Proc {
 	if c.egress != nil {
 		ps = append(ps, c.egress)
 	}
+	ps = append(ps, c.detectors...)
 	ps = append(ps, c.endpoints...)
 	ps = append(ps, c.gateways...)
+	ps = append(ps, c.moreSTS...)
 	if c.sts != nil {
 		ps = append(ps, c.sts)
 	}
@@ -263,9 +299,19 @@ func (c *Cluster) Endpoint(i int) *Proc {
 	}
 	return c.endpoints[i]
 }
-func (c *Cluster) Detector() *Proc        { return c.detector }
-func (c *Cluster) Egress() *Proc          { return c.egress }
-func (c *Cluster) AuditDir() string       { return c.auditDir }
+func (c *Cluster) Detector() *Proc     { return c.detector }
+func (c *Cluster) Detectors() []*Proc  { return c.detectors }
+func (c *Cluster) MoreSTS(i int) *Proc { return c.moreSTS[i] }
+func (c *Cluster) Egress() *Proc       { return c.egress }
+func (c *Cluster) AuditDir() string    { return c.auditDir }
+
+// ProcAuditDir is the audit directory process name writes its chain to.
+func (c *Cluster) ProcAuditDir(name string) string {
+	if c.auditDir != "" {
+		return c.auditDir
+	}
+	return filepath.Join(c.cfg.Dir, "data", name, "audit")
+}
 func (c *Cluster) SpecPath() string       { return c.spec }
 func (c *Cluster) GatewayAddrs() []string { return c.gatewayAddrs }
 
@@ -483,6 +529,7 @@ func (c *Cluster) writeSpec() error {
 		"AuditDir": c.auditDir, "Backend": "http://" + c.backendLn.Addr().String(), "Endpoints": eps,
 		"STSAddr": c.stsAddr, "GatewayAddr": c.gatewayAddrs[0],
 		"Node": Node, "BackendPort": c.backendLn.Addr().(*net.TCPAddr).Port,
+		"Events": c.cfg.Events, "EventReplicas": max(c.cfg.EventReplicas, 1),
 	})
 	if err != nil {
 		return err
@@ -499,8 +546,15 @@ gateway:
   listen: "{{.GatewayAddr}}"
 sts:
   listen: "{{.STSAddr}}"
+{{- if .AuditDir}}
 audit:
   dir: {{.AuditDir}}
+{{- end}}
+{{- if .Events}}
+events:
+  urls: [{{range $i, $u := .Events}}{{if $i}}, {{end}}"{{$u}}"{{end}}]
+  replicas: {{.EventReplicas}}
+{{- end}}
 managedPolicies:
   - name: Orders
     document:
@@ -538,6 +592,7 @@ apis:
       orders: {url: "{{.Backend}}", timeout: 10s}
     routes:
       - {path: /orders, methods: [GET, POST], backend: orders}
+      - {path: "/orders/{id}", methods: [GET], backend: orders}
     resourcePolicy:
       Version: "2012-10-17"
       Statement:

@@ -240,9 +240,12 @@ func TestPostgresRolesFromBeforeKeyGenerations(t *testing.T) {
 	owner := mustOpenPostgres(t, dsn, mk)
 	gwDSN := storetest.ComponentRole(t, owner, dsn, keys.Gateway)
 	owner.Close()
-	// Back to the schema before the migration: no table, no record of it.
+	// Back to the schema before the migration: no table, no record of it, nor of the
+	// migrations after it.
 	conn := rawConn(t, dsn)
 	for _, q := range []string{
+		`DROP TABLE leases`,
+		`DELETE FROM schema_migrations WHERE name = '0010_leases.sql'`,
 		`DROP TABLE key_generations`,
 		`DELETE FROM key_checks WHERE purpose LIKE '%#%'`,
 		`DELETE FROM schema_migrations WHERE name = '0009_key_generations.sql'`,

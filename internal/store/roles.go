@@ -50,6 +50,7 @@ var componentGrants = map[keys.Component][]string{
 	// column of access_keys, and deletes nothing.
 	keys.Detector: {
 		`SELECT, INSERT, UPDATE ON findings, finding_responses, audit_cursors`,
+		`SELECT, INSERT, UPDATE, DELETE ON leases`,
 		`INSERT, UPDATE ON risk_levels, revocations`,
 		`SELECT (id, user_name, status, created_at, last_used_at), UPDATE (status) ON access_keys`,
 	},

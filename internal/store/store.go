@@ -232,6 +232,15 @@ type Store interface {
 	// Version; the findings do, as PutFinding does.
 	CommitAudit(ctx context.Context, consumer string, adv []CursorAdvance, findings []Finding) error
 
+	// AcquireLease takes lease name for holder for ttl if it is free, expired or
+	// holder's own (renewing it), and reports whether holder has it. PostgreSQL judges
+	// expiry by its own clock. Leases do not bump Version.
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLease gives up holder's lease name.
+	ReleaseLease(ctx context.Context, name, holder string) error
+	// ListLeases returns the unexpired leases, by name.
+	ListLeases(ctx context.Context) ([]Lease, error)
+
 	// PutMFADevice stores a new virtual MFA device, not enabled; a serial in use is
 	// ErrExists. MFA devices do not bump Version: nothing is snapshotted from them.
 	PutMFADevice(ctx context.Context, d MFADevice) error

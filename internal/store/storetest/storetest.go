@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	tests = append(tests, findingCases()...)
 	tests = append(tests, secretCases()...)
 	tests = append(tests, cursorCases()...)
+	tests = append(tests, leaseCases()...)
 	tests = append(tests, notifyCases()...)
 	tests = append(tests, signatureCases()...)
 	tests = append(tests, mfaCases()...)
