@@ -618,8 +618,21 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	cur := w.position(m.Chain)
 	r := m.Record
+	// Against the anchors first: a record they refuse raises nothing else, and one that
+	// waits for the store has raised nothing yet.
+	switch want, err := w.anchored(m.Chain, r.Seq); {
+	case err != nil:
+		// Not checked, not evaluated: it waits for the store.
+		_ = msg.NakWithDelay(earlyDelay)
+		return
+	case want != "" && want != r.Hash:
+		w.raise(&audit.Damage{Chain: m.Chain, Kind: audit.Modified, From: r.Seq, To: r.Seq,
+			Detail: fmt.Sprintf("record seq %d on the audit stream has hash %s but the chain's anchor in the store (a signed digest) names %s; not evaluated", r.Seq, r.Hash, want)})
+		_ = msg.Term()
+		return
+	}
+	cur := w.position(m.Chain)
 	switch {
 	case r.Seq <= cur.Seq:
 		// Delivered again, or published again after the duplicate window.
@@ -658,17 +671,6 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 	case m.Gap:
 		w.raise(&audit.Damage{Chain: m.Chain, Kind: audit.Removed, To: r.Seq - 1,
 			Detail: fmt.Sprintf("the chain's publisher found records missing from the chain before seq %d", r.Seq)})
-	}
-	switch want, err := w.anchored(m.Chain, r.Seq); {
-	case err != nil:
-		// Not checked, not evaluated: it waits for the store.
-		_ = msg.NakWithDelay(earlyDelay)
-		return
-	case want != "" && want != r.Hash:
-		w.raise(&audit.Damage{Chain: m.Chain, Kind: audit.Modified, From: r.Seq, To: r.Seq,
-			Detail: fmt.Sprintf("record seq %d on the audit stream has hash %s but the chain's anchor in the store (a signed digest) names %s; not evaluated", r.Seq, r.Hash, want)})
-		_ = msg.Term()
-		return
 	}
 	ev, err := w.dec.Decode(r.Event)
 	if err != nil {
