@@ -205,7 +205,7 @@ func runFileDetector(ctx context.Context, c *process, cfg ProcessConfig, exclude
 func runReplica(ctx context.Context, c *process, cfg ProcessConfig, exclude []string, det *detect.Detector, responder *respond.Responder) error {
 	b := c.events.broker
 	r, err := consume.NewReplica(consume.StreamConfig{
-		JetStream: c.events.js, Stream: b.Stream, Account: c.w.Current().Account, Holder: cfg.Chain, Leases: c.p.Store,
+		JetStream: c.events.js, Stream: b.Stream, Account: c.w.Current().Account, Holder: cfg.Chain, Leases: c.p.Store, Anchors: c.p.Store,
 		Skip:     func(chain string) bool { return detectorChain(chain) || slices.Contains(exclude, chain) },
 		Detector: det, Sink: responder, Metrics: c.ops.detectorMetrics(), Logger: c.log,
 		Ready: func() {

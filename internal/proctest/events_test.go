@@ -16,6 +16,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/detect/respond"
 	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
@@ -57,7 +58,9 @@ func (a *answered) add(r Reply) {
 // Every record of every chain is then evaluated exactly once (the partitions' cursors
 // count each chain's records, no more), every answered call is in its gateway's chain
 // once, findings come from both hosts, one per principal, and the surviving detector
-// takes the dead one's partitions over.
+// takes the dead one's partitions over. The findings' response (raise the principal's
+// risk level) is applied once per finding across the two detectors: one audited action,
+// one recorded response, one risk level naming the finding.
 func TestEventsCluster(t *testing.T) {
 	bin := natsServer(t)
 	postgresDSN(t)
@@ -75,7 +78,7 @@ func TestEventsCluster(t *testing.T) {
 		StopNATS(nodes)
 	})
 	c := startCluster(t, Config{Gateways: 2, Endpoints: 2, Pin: true, STSReplicas: 1, Detectors: 2,
-		Events: NATSURLs(nodes), EventReplicas: 3})
+		Events: NATSURLs(nodes), EventReplicas: 3, Detection: sweepResponse})
 
 	user, err := c.CreateUserKey(ctx)
 	if err != nil {
@@ -209,6 +212,7 @@ func TestEventsCluster(t *testing.T) {
 
 	// Findings from both hosts: one per refused principal.
 	st := openStore(t, c)
+	findingIDs := map[string]string{} // finding id -> principal
 	for h := range 2 {
 		principal := fmt.Sprintf("arn:aws:sts::%s:assumed-role/%s/host-%d-refused", Account, Role, h+1)
 		fs, err := st.ListFindings(ctx, store.FindingFilter{Type: detect.TypeAccessDenied, Principal: principal})
@@ -218,7 +222,11 @@ func TestEventsCluster(t *testing.T) {
 		if len(fs) != 1 {
 			t.Errorf("host %d: %d %s findings for %s, want 1", h+1, len(fs), detect.TypeAccessDenied, principal)
 		}
+		for _, f := range fs {
+			findingIDs[f.ID] = principal
+		}
 	}
+	responsesOnce(t, c, st, findingIDs)
 	all, err := st.ListFindings(ctx, store.FindingFilter{})
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +242,78 @@ func TestEventsCluster(t *testing.T) {
 			t.Errorf("damage reported where nobody tampered: %s", f.Document)
 		}
 	}
+}
+
+// sweepResponse raises the risk level of a principal with an access-denied sweep.
+const sweepResponse = `responses:
+  - findingType: "` + detect.TypeAccessDenied + `"
+    actions: [raiseRiskLevel]
+    riskLevel: high
+`
+
+// responsesOnce checks that the response acted once on each finding of findings
+// (id -> principal), whichever detector evaluated it and although one was killed: one
+// RaiseRiskLevel event in the detectors' chains, one recorded response, the principal's
+// risk level set by the finding; and that no finding was acted on twice.
+func responsesOnce(t *testing.T, c *Cluster, st store.Store, findings map[string]string) {
+	t.Helper()
+	ctx := t.Context()
+	var events map[string]int
+	var by map[string][]string // finding id -> the detectors that acted
+	waitFor(t, 30*time.Second, "a response to every finding", func() bool {
+		events, by = map[string]int{}, map[string][]string{}
+		for _, d := range []string{"detector-1", "detector-2"} {
+			err := audit.ReadChain(c.ProcAuditDir(d), d, 0, func(e audit.Entry) error {
+				var ev audit.Event
+				if err := json.Unmarshal(e.Record.Event, &ev); err != nil {
+					return err
+				}
+				if ev.EventName != respond.EventRaiseRiskLevel {
+					return nil
+				}
+				if ev.ErrorCode != "" {
+					t.Errorf("%s: response to finding %v failed: %s", d, ev.RequestParameters["findingId"], ev.ErrorCode)
+				}
+				id, _ := ev.RequestParameters["findingId"].(string)
+				events[id]++
+				by[id] = append(by[id], d)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("read %s's chain: %v", d, err)
+			}
+		}
+		for id := range findings {
+			if events[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for id, n := range events {
+		if n != 1 {
+			t.Errorf("finding %s (%s): %d RaiseRiskLevel actions in the detectors' chains, want 1", id, findings[id], n)
+		}
+	}
+	levels, err := st.ListRiskLevels(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, principal := range findings {
+		applied, err := st.ListFindingResponses(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(applied) != 1 {
+			t.Errorf("finding %s: responses recorded %q, want one", id, applied)
+		}
+		if !slices.ContainsFunc(levels, func(l store.RiskLevel) bool {
+			return l.Principal == principal && l.Level == "high" && l.FindingID == id
+		}) {
+			t.Errorf("no high risk level for %s set by finding %s: %+v", principal, id, levels)
+		}
+	}
+	t.Logf("responses to %d findings, by detector: %v", len(findings), by)
 }
 
 // denyAll is a session policy refusing every call.

@@ -86,6 +86,9 @@ type Config struct {
 	// of Detector's one; STSReplicas more STS processes (sts-2, …) beside the first.
 	Detectors   int
 	STSReplicas int
+	// Detection is the spec's detection mapping (responses, …), as YAML whose lines are
+	// indented under `detection:`; empty: none.
+	Detection string
 	// masterKey is the perimeter's master key; nil: a random one.
 	masterKey []byte
 }
@@ -530,12 +533,22 @@ func (c *Cluster) writeSpec() error {
 		"STSAddr": c.stsAddr, "GatewayAddr": c.gatewayAddrs[0],
 		"Node": Node, "BackendPort": c.backendLn.Addr().(*net.TCPAddr).Port,
 		"Events": c.cfg.Events, "EventReplicas": max(c.cfg.EventReplicas, 1),
+		"Detection": indent(c.cfg.Detection, "  "),
 	})
 	if err != nil {
 		return err
 	}
 	c.spec = filepath.Join(c.cfg.Dir, "perimeter.yaml")
 	return os.WriteFile(c.spec, b.Bytes(), 0o600)
+}
+
+// indent puts prefix before each line of yaml.
+func indent(yaml, prefix string) string {
+	if yaml == "" {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(yaml, "\n"), "\n")
+	return prefix + strings.Join(lines, "\n"+prefix)
 }
 
 var specTemplate = template.Must(template.New("spec").Parse(`version: 1
@@ -554,6 +567,10 @@ audit:
 events:
   urls: [{{range $i, $u := .Events}}{{if $i}}, {{end}}"{{$u}}"{{end}}]
   replicas: {{.EventReplicas}}
+{{- end}}
+{{- if .Detection}}
+detection:
+{{.Detection}}
 {{- end}}
 managedPolicies:
   - name: Orders

@@ -199,7 +199,31 @@ const (
 	setSignersSQL     = `SELECT key_id, chain, cert FROM audit_signers ORDER BY chain, key_id`
 	setCheckpointsSQL = `SELECT chain, segment, seq, hash, before, created_at FROM audit_checkpoints ORDER BY chain, seq`
 	listChainsSQL     = setChainsSQL
+	anchorsAfterSQL   = `SELECT ` + anchorColumns + ` FROM audit_anchors WHERE chain = ? AND seq > ? ORDER BY seq, segment, id LIMIT ?`
 )
+
+// maxAnchorsAfter bounds one AuditAnchorsAfter read.
+const maxAnchorsAfter = 10000
+
+// readAnchorsAfter reads up to limit anchors of chain above seq after, by seq.
+func readAnchorsAfter(query queryFunc, chain string, after uint64, limit int) ([]audit.Anchor, error) {
+	if !audit.ValidChain(chain) {
+		return nil, fmt.Errorf("audit anchors of %q: not a chain name", chain)
+	}
+	if after > math.MaxInt64 || limit <= 0 || limit > maxAnchorsAfter {
+		return nil, fmt.Errorf("audit anchors of %s: after %d limit %d out of range", chain, after, limit)
+	}
+	var out []audit.Anchor
+	err := query.each(anchorsAfterSQL, func(scan func(...any) error) error {
+		a, err := scanAnchor(scan)
+		out = append(out, a)
+		return err
+	}, chain, int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit anchors of %s after seq %d: %w", chain, after, err)
+	}
+	return out, nil
+}
 
 // pgSQL turns the ? placeholders of q into PostgreSQL's $1, $2, ….
 func pgSQL(q string) string {
@@ -338,6 +362,11 @@ func (s *SQLite) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) {
 	set, err := readAnchorSet(sqliteQuery(ctx, s.r))
 	set.Source = s.path
 	return set, err
+}
+
+// AuditAnchorsAfter returns up to limit anchors of chain with a seq above after, by seq.
+func (s *SQLite) AuditAnchorsAfter(ctx context.Context, chain string, after uint64, limit int) ([]audit.Anchor, error) {
+	return readAnchorsAfter(sqliteQuery(ctx, s.r), chain, after, limit)
 }
 
 // PutSpecReplica records a process's spec report, replacing its previous one, and
@@ -539,6 +568,15 @@ func (p pgAnchors) AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error) 
 	}
 	set.Source = p.where
 	return set, nil
+}
+
+// AuditAnchorsAfter returns up to limit anchors of chain with a seq above after, by seq.
+func (p pgAnchors) AuditAnchorsAfter(ctx context.Context, chain string, after uint64, limit int) ([]audit.Anchor, error) {
+	as, err := readAnchorsAfter(pgQuery(ctx, p.q), chain, after, limit)
+	if err != nil {
+		return nil, p.errorf("%w", err)
+	}
+	return as, nil
 }
 
 // ListAuditChains returns the set of chains, by name.

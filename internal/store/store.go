@@ -283,6 +283,9 @@ type Store interface {
 	// ListAuditChains the chains alone.
 	AuditAnchorSet(ctx context.Context) (audit.AnchorSet, error)
 	ListAuditChains(ctx context.Context) ([]audit.ChainEntry, error)
+	// AuditAnchorsAfter returns up to limit anchors of chain with a seq above after,
+	// by seq: what a stream consumer checks the records it is handed against.
+	AuditAnchorsAfter(ctx context.Context, chain string, after uint64, limit int) ([]audit.Anchor, error)
 
 	// PutSpecReplica records the spec a process enforces, replacing its earlier report;
 	// ListSpecReplicas returns the reports seen at or after since, ordered by id.

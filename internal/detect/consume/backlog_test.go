@@ -28,7 +28,7 @@ func TestStreamTwoReplicasOnABacklog(t *testing.T) {
 	for i := range 2 {
 		det := &streamCounter{seen: map[string]int{}}
 		dets = append(dets, det)
-		r, err := consume.NewReplica(consume.StreamConfig{JetStream: rig.js, Account: streamAccount, Holder: fmt.Sprintf("r%d", i), Leases: rig.st,
+		r, err := consume.NewReplica(consume.StreamConfig{JetStream: rig.js, Account: streamAccount, Holder: fmt.Sprintf("r%d", i), Leases: rig.st, Anchors: rig.st,
 			LeaseTTL: time.Second, Detector: det, Sink: newResponder(t, rig.st), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)

@@ -44,11 +44,20 @@ import (
 //     records missing, then the consumer goes on. A record that contradicts the cursor
 //     (another record at a seq already read, a link to another record) is a finding
 //     too, and is not evaluated.
+//   - A record at a position the store's audit anchors name (a signed digest's last
+//     record, package audit) must have the anchored hash: one that does not is a
+//     finding and is not evaluated. Anchors are read per worker and chain when the
+//     chain is first seen (those above its cursor), again when a record passes the
+//     newest one read, at most every anchorRefresh, and forgotten once the cursor
+//     passes them: a map lookup per record, no store round trip. Anchors come with
+//     digests, a digest after its records: the check covers what is read behind the
+//     writer (a backlog, a takeover, a publisher catching up), not a record at the
+//     chain's head.
 //   - Publishers and the stream are not witnesses of each other: the chain files and
 //     their signed digests stay the evidence (phantom audit verify). A NATS account
 //     allowed to publish to the subjects can inject records that link (the hash is not
-//     keyed); NATS permissions must give each host its chains' subjects only
-//     (docs/threat-model.md).
+//     keyed) at positions not yet anchored; NATS permissions must give each host its
+//     chains' subjects only (docs/threat-model.md).
 
 // Stream defaults.
 const (
@@ -70,6 +79,19 @@ type LeaseStore interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 	ListLeases(ctx context.Context) ([]store.Lease, error)
 }
+
+// AnchorReader reads a chain's audit anchors by seq (store.Store).
+type AnchorReader interface {
+	AuditAnchorsAfter(ctx context.Context, chain string, after uint64, limit int) ([]audit.Anchor, error)
+}
+
+// anchorRefresh is how often a worker reads a chain's anchors again when records pass
+// the newest it has (a digest is signed about once a second on a busy chain);
+// anchorPage is how many it reads at once.
+const (
+	anchorRefresh = 2 * time.Second
+	anchorPage    = 1000
+)
 
 // StreamConfig configures NewReplica.
 type StreamConfig struct {
@@ -96,6 +118,8 @@ type StreamConfig struct {
 	// how long a record whose predecessor in the partition has not come waits for it
 	// before the gap is raised (DefaultEarlyWait; longer than AckWait).
 	AckWait, EarlyWait time.Duration
+	// Anchors reads the audit anchors the records are checked against (store.Store).
+	Anchors AnchorReader
 	// Ready, when set, is called once the replica has restored the findings and is
 	// taking partitions.
 	Ready func()
@@ -117,8 +141,8 @@ type Replica struct {
 
 // NewReplica checks cfg and fills in the defaults.
 func NewReplica(cfg StreamConfig) (*Replica, error) {
-	if cfg.JetStream == nil || cfg.Leases == nil || cfg.Detector == nil || cfg.Sink == nil {
-		return nil, errors.New("consume: a stream replica needs JetStream, leases, a detector and a sink")
+	if cfg.JetStream == nil || cfg.Leases == nil || cfg.Detector == nil || cfg.Sink == nil || cfg.Anchors == nil {
+		return nil, errors.New("consume: a stream replica needs JetStream, leases, audit anchors, a detector and a sink")
 	}
 	if cfg.Stream == "" {
 		cfg.Stream = events.DefaultStream
@@ -401,7 +425,7 @@ func (r *Replica) start(ctx context.Context, n int) error {
 		c.committed[cur.Chain] = cur
 	}
 	wctx, cancel := context.WithCancel(ctx)
-	w := &partWorker{r: r, n: n, c: c, cons: cons, cancel: cancel, done: make(chan struct{}), renewed: time.Now(), early: map[string]earlyMark{}}
+	w := &partWorker{r: r, n: n, c: c, cons: cons, cancel: cancel, done: make(chan struct{}), renewed: time.Now(), early: map[string]earlyMark{}, anchors: map[string]*anchorCache{}}
 	r.mu.Lock()
 	r.workers[n] = w
 	r.mu.Unlock()
@@ -480,6 +504,17 @@ type partWorker struct {
 	// early is, per chain, since when records have come before their predecessor with
 	// the cursor where it is.
 	early map[string]earlyMark
+	// anchors is, per chain, the anchored hashes above the partition's cursor.
+	anchors map[string]*anchorCache
+}
+
+// anchorCache is the anchors of one chain a worker has read.
+type anchorCache struct {
+	hashes map[uint64]string // anchored seq → the hash of the record there
+	newest uint64            // the highest seq read (or the cursor when none)
+	more   bool              // the last read was a full page: read on at once
+	read   time.Time         // when the anchors were last read (or failed to be)
+	err    error             // the last read's failure
 }
 
 type earlyMark struct {
@@ -583,8 +618,21 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	cur := w.position(m.Chain)
 	r := m.Record
+	// Against the anchors first: a record they refuse raises nothing else, and one that
+	// waits for the store has raised nothing yet.
+	switch want, err := w.anchored(m.Chain, r.Seq); {
+	case err != nil:
+		// Not checked, not evaluated: it waits for the store.
+		_ = msg.NakWithDelay(earlyDelay)
+		return
+	case want != "" && want != r.Hash:
+		w.raise(&audit.Damage{Chain: m.Chain, Kind: audit.Modified, From: r.Seq, To: r.Seq,
+			Detail: fmt.Sprintf("record seq %d on the audit stream has hash %s but the chain's anchor in the store (a signed digest) names %s; not evaluated", r.Seq, r.Hash, want)})
+		_ = msg.Term()
+		return
+	}
+	cur := w.position(m.Chain)
 	switch {
 	case r.Seq <= cur.Seq:
 		// Delivered again, or published again after the duplicate window.
@@ -634,6 +682,50 @@ func (w *partWorker) handle(msg jetstream.Msg) {
 	}
 	w.c.observe(w.b, record{chain: m.Chain, seq: r.Seq, hash: r.Hash, ev: ev})
 	w.held = append(w.held, msg)
+}
+
+// anchored returns the hash the store's anchors name at chain's seq, "" when none does
+// (as far as read), or the error of reading them.
+func (w *partWorker) anchored(chain string, seq uint64) (string, error) {
+	c := w.anchors[chain]
+	if c == nil {
+		c = &anchorCache{hashes: map[uint64]string{}}
+		w.anchors[chain] = c
+	}
+	if c.read.IsZero() || (c.err != nil && time.Since(c.read) >= earlyDelay) || (seq > c.newest && (c.more || time.Since(c.read) >= anchorRefresh)) {
+		w.readAnchors(chain, c)
+	}
+	if c.err != nil {
+		return "", c.err
+	}
+	return c.hashes[seq], nil
+}
+
+// readAnchors reads chain's anchors above what c holds (above the cursor, the first
+// time), forgetting those at or below the cursor: their records are dropped unread.
+func (w *partWorker) readAnchors(chain string, c *anchorCache) {
+	cur := w.position(chain).Seq
+	for seq := range c.hashes {
+		if seq <= cur {
+			delete(c.hashes, seq)
+		}
+	}
+	c.newest = max(c.newest, cur)
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	as, err := w.r.cfg.Anchors.AuditAnchorsAfter(ctx, chain, c.newest, anchorPage)
+	c.read, c.err = time.Now(), err
+	if err != nil {
+		w.r.log.Error("cannot read the chain's audit anchors; its records wait", "chain", chain, "partition", w.n, "error", err)
+		return
+	}
+	for _, a := range as {
+		if _, ok := c.hashes[a.Seq]; !ok && a.Seq > 0 {
+			c.hashes[a.Seq] = a.Hash // two anchors at one seq (a segment's end and the next's start) name one record
+		}
+		c.newest = max(c.newest, a.Seq)
+	}
+	c.more = len(as) == anchorPage
 }
 
 // moved reports whether chain's cursor in the store is not the one this worker

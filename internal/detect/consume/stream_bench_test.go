@@ -38,7 +38,7 @@ func (d *latencyDetector) count() int {
 }
 
 func benchReplica(b testing.TB, rig *streamRig, name string, det consume.Detector) func() {
-	r, err := consume.NewReplica(consume.StreamConfig{JetStream: rig.js, Account: streamAccount, Holder: name, Leases: rig.st,
+	r, err := consume.NewReplica(consume.StreamConfig{JetStream: rig.js, Account: streamAccount, Holder: name, Leases: rig.st, Anchors: rig.st,
 		LeaseTTL: time.Second, Detector: det, Sink: newResponder(b, rig.st), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)

@@ -159,7 +159,7 @@ func startReplica(t *testing.T, rig *streamRig, name string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := consume.NewReplica(consume.StreamConfig{JetStream: js, Account: streamAccount, Holder: name, Leases: leases,
+	r, err := consume.NewReplica(consume.StreamConfig{JetStream: js, Account: streamAccount, Holder: name, Leases: leases, Anchors: rig.st,
 		LeaseTTL: 600 * time.Millisecond, Detector: det, Sink: killableSink{Sink: newResponder(t, rig.st), dead: &leases.dead},
 		Skip:         func(c string) bool { return c == "detector" },
 		BatchRecords: 50, BatchDelay: 20 * time.Millisecond, RetryFor: 200 * time.Millisecond, AckWait: 300 * time.Millisecond, EarlyWait: 700 * time.Millisecond,
@@ -444,5 +444,82 @@ func TestStreamGapsAndContradictionsAreFindings(t *testing.T) {
 	}
 	if len(r.det.seen) != 4 {
 		t.Fatalf("observed %d events, want 4 (the lost one, the forged one and the other chain's not)", len(r.det.seen))
+	}
+}
+
+// A record at a position the store's anchors name must be the anchored one: a record
+// that links in its partition but is not (a publisher allowed on the subjects forging
+// the chain's history, or replaying another chain of the name) is a finding and is not
+// evaluated; the anchored record that follows is.
+func TestStreamRecordContradictingAnchorIsRefused(t *testing.T) {
+	rig := newStreamRig(t) // no publisher: the test publishes
+	dir := t.TempDir()
+	w := anchoredWriter(t, dir, "gateway-a", rig.st)
+	w.write(t, 120)
+	var anchor audit.Anchor
+	deadline := time.Now().Add(10 * time.Second)
+	for anchor.Seq < 3 {
+		as, err := rig.st.AuditAnchorsAfter(t.Context(), "gateway-a", 2, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as) == 1 && as[0].Seq < 120 {
+			anchor = as[0]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no anchor inside the chain: %+v", as)
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var recs []audit.Record // 1 … anchor.Seq+1, all in one partition (one principal)
+	audit.ReadChain(dir, "gateway-a", 0, func(e audit.Entry) error {
+		if e.Seq <= anchor.Seq+1 {
+			recs = append(recs, e.Record)
+		}
+		return nil
+	})
+	at := recs[anchor.Seq-1]
+	if at.Hash != anchor.Hash || events.PartitionOf(recs[0]) != events.PartitionOf(at) {
+		t.Fatalf("anchor %d/%s, record %d/%s", anchor.Seq, anchor.Hash, at.Seq, at.Hash)
+	}
+	// Another writer's chain of the name: a valid record at the anchored seq, with
+	// other contents.
+	otherDir := t.TempDir()
+	other := newWriter(t, otherDir, "gateway-a")
+	other.chain = "forged" // its events' ids
+	other.write(t, int(anchor.Seq))
+	var forged audit.Record
+	audit.ReadChain(otherDir, "gateway-a", 0, func(e audit.Entry) error {
+		if e.Seq == anchor.Seq {
+			forged = e.Record
+		}
+		return nil
+	})
+	if forged.Seq == 0 || events.PartitionOf(forged) != events.PartitionOf(at) {
+		t.Fatalf("forged record %+v", forged)
+	}
+	r := startReplica(t, rig, "replica-a")
+	link := zeroLink
+	for _, rec := range recs[:anchor.Seq-1] {
+		publishRaw(t, rig.js, "gateway-a", rec, link)
+		link = events.Link{Seq: rec.Seq, Hash: rec.Hash}
+	}
+	publishRaw(t, rig.js, "gateway-a", forged, link) // links to its predecessor
+	publishRaw(t, rig.js, "gateway-a", at, link)
+	publishRaw(t, rig.js, "gateway-a", recs[anchor.Seq], events.Link{Seq: at.Seq, Hash: at.Hash})
+	waitCommitted(t, rig.st, map[string]int64{"gateway-a": int64(anchor.Seq + 1)}, 15*time.Second)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.det.damages(); len(d) != 1 || !strings.Contains(d[0], "anchor in the store") {
+		t.Fatalf("damage = %q, want the record contradicting the anchor", d)
+	}
+	if n := r.det.seen[fmt.Sprintf("forged/%d", anchor.Seq)]; n != 0 {
+		t.Fatalf("the forged record was evaluated %d times", n)
+	}
+	for seq := uint64(1); seq <= anchor.Seq+1; seq++ {
+		if n := r.det.seen[fmt.Sprintf("gateway-a/%d", seq)]; n != 1 {
+			t.Fatalf("record %d evaluated %d times, want once", seq, n)
+		}
 	}
 }

@@ -98,6 +98,22 @@ func testAnchorsFromWriter(t *testing.T, s Store) {
 	if len(segs) < 3 || segs[head.Segment] != 12 {
 		t.Fatalf("anchors by segment %v", segs)
 	}
+	after, err := s.AuditAnchorsAfter(ctx(t), "sts", 5, 100)
+	must(t, err)
+	if len(after) == 0 || after[len(after)-1].Seq != 12 {
+		t.Fatalf("anchors after seq 5: %+v", after)
+	}
+	for i, a := range after {
+		if a.Chain != "sts" || a.Seq <= 5 || (i > 0 && a.Seq < after[i-1].Seq) || a.Hash == "" {
+			t.Fatalf("anchors after seq 5, by seq: %+v", after)
+		}
+	}
+	if one, err := s.AuditAnchorsAfter(ctx(t), "sts", 5, 1); err != nil || len(one) != 1 || one[0].Seq != after[0].Seq {
+		t.Fatalf("one anchor after seq 5: %+v %v", one, err)
+	}
+	if none, err := s.AuditAnchorsAfter(ctx(t), "sts", 12, 100); err != nil || len(none) != 0 {
+		t.Fatalf("anchors after the newest: %+v %v", none, err)
+	}
 	must(t, s.PutAuditAnchor(ctx(t), head)) // again: one row
 	if _, ok, _ := s.LatestAuditAnchor(ctx(t), "other"); ok {
 		t.Fatal("an anchor for a chain never written")
