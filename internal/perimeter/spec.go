@@ -269,16 +269,22 @@ type specReplicas interface {
 func (t *specTracker) run(ctx context.Context, st specReplicas, poll, interval time.Duration) {
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
-	failing := false
+	// One slow round under load is a warning; it is an error once it has lasted three
+	// polls, when the other replicas stop counting this one as live.
+	var failingSince time.Time
+	errLogged := false
 	for {
 		err := t.compare(ctx, st, poll, interval)
 		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			t.log.Error("cannot compare the spec with the other replicas", "error", err)
-			failing = true
-		case err == nil && failing:
+		case err != nil && ctx.Err() == nil && failingSince.IsZero():
+			t.log.Warn("cannot compare the spec with the other replicas; retrying", "error", err)
+			failingSince = time.Now()
+		case err != nil && ctx.Err() == nil && !errLogged && time.Since(failingSince) >= 3*poll:
+			t.log.Error("cannot compare the spec with the other replicas", "since", failingSince, "error", err)
+			errLogged = true
+		case err == nil && !failingSince.IsZero():
 			t.log.Info("comparing the spec with the other replicas again")
-			failing = false
+			failingSince, errLogged = time.Time{}, false
 		}
 		select {
 		case <-ctx.Done():

@@ -3,16 +3,19 @@ package perimeter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/detect"
+	"github.com/phantom-perimeter/phantom/internal/store"
 )
 
 // specEvents returns the spec events chain holds, in order.
@@ -227,3 +230,70 @@ func TestDetectorReadiness(t *testing.T) {
 type nopRecorder struct{}
 
 func (nopRecorder) Record(context.Context, *audit.Event) error { return nil }
+
+// failingReplicas is a store whose spec replica table cannot be reached.
+type failingReplicas struct{}
+
+func (failingReplicas) PutSpecReplica(context.Context, store.SpecReplica) error {
+	return errors.New("timeout: context deadline exceeded")
+}
+func (failingReplicas) ListSpecReplicas(context.Context, time.Time) ([]store.SpecReplica, error) {
+	return nil, errors.New("unreachable")
+}
+
+// levelLog records the level and message of each log line.
+type levelLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (h *levelLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelLog) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.lines = append(h.lines, r.Level.String()+" "+r.Message)
+	h.mu.Unlock()
+	return nil
+}
+func (h *levelLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelLog) WithGroup(string) slog.Handler      { return h }
+func (h *levelLog) count(prefix string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, l := range h.lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSpecCompareFailureEscalates: a round that cannot reach the store is a warning; it is
+// an ERROR, once, when it has lasted three polls (the other replicas no longer count this
+// one as live by then).
+func TestSpecCompareFailureEscalates(t *testing.T) {
+	logs := &levelLog{}
+	tr := newSpecTracker("gateway", filepath.Join(t.TempDir(), "perimeter.yaml"), slog.New(logs))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	const poll = 20 * time.Millisecond
+	go func() { tr.run(ctx, failingReplicas{}, poll, poll); close(done) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(5 * time.Second); logs.count("WARN cannot compare") == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no warning for a failed comparison")
+		}
+	}
+	if n := logs.count("ERROR"); n != 0 {
+		t.Fatalf("the first failed round logged %d ERRORs", n)
+	}
+	for deadline := time.Now().Add(5 * time.Second); logs.count("ERROR cannot compare") == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a failure lasting three polls was not an ERROR")
+		}
+	}
+	time.Sleep(10 * poll)
+	if w, e := logs.count("WARN"), logs.count("ERROR"); w != 1 || e != 1 {
+		t.Fatalf("a lasting failure logged %d warnings and %d errors, want 1 and 1", w, e)
+	}
+}
