@@ -99,6 +99,7 @@ type Chains struct {
 	keys    map[string]crypto.Signer // each chain's current writer key
 	logs    map[string]*audit.Log
 	expires map[string]time.Time // when each writer's certificate expires
+	renewAt map[string]time.Time // half its certificate's life: the lifetime is the CA's choice
 	issuers map[string][]byte    // the key id of the CA that certified each writer
 	tried   map[string]time.Time // when an early renewal for a newer CA was last tried
 }
@@ -107,7 +108,7 @@ type Chains struct {
 // every digest in the store and in sinks.
 func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks []audit.AnchorStore, log *slog.Logger) (*Chains, error) {
 	l := &Chains{Dir: dir, account: account, ca: p.Issuer, inToken: p.AuditKeys, keys: map[string]crypto.Signer{}, logs: map[string]*audit.Log{},
-		expires: map[string]time.Time{}, issuers: map[string][]byte{}, tried: map[string]time.Time{}}
+		expires: map[string]time.Time{}, renewAt: map[string]time.Time{}, issuers: map[string][]byte{}, tried: map[string]time.Time{}}
 	anchors := append([]audit.AnchorStore{p.Store}, sinks...)
 	for _, c := range chains {
 		key, cert, err := writerKey(context.Background(), l.inToken, p.Issuer, account, c)
@@ -121,7 +122,7 @@ func OpenChains(dir string, chains []string, p *Perimeter, account string, sinks
 			l.CloseAll(log)
 			return nil, err
 		}
-		l.logs[c], l.expires[c], l.issuers[c], l.keys[c] = al, cert.NotAfter, cert.AuthorityKeyId, key
+		l.logs[c], l.expires[c], l.renewAt[c], l.issuers[c], l.keys[c] = al, cert.NotAfter, halfLife(cert), cert.AuthorityKeyId, key
 	}
 	return l, nil
 }
@@ -145,7 +146,7 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 			// An issuer still signing with the old CA (it polls too) is asked again, every
 			// few intervals: each try is a new key and certificate in the chain's signers.
 			superseded := ni != nil && len(ni.NewerIssuing(l.issuers[c])) > 0 && time.Since(l.tried[c]) >= 5*interval
-			if time.Until(l.expires[c]) > writerValidity/2 && !superseded {
+			if time.Now().Before(l.renewAt[c]) && !superseded {
 				continue
 			}
 			if superseded {
@@ -166,10 +167,15 @@ func (l *Chains) renewWriters(ctx context.Context, interval time.Duration, log *
 			if err := destroy(l.keys[c]); err != nil {
 				log.Warn("old audit writer key not destroyed in the token", "chain", c, "error", err)
 			}
-			l.expires[c], l.issuers[c], l.keys[c] = cert.NotAfter, cert.AuthorityKeyId, key
+			l.expires[c], l.renewAt[c], l.issuers[c], l.keys[c] = cert.NotAfter, halfLife(cert), cert.AuthorityKeyId, key
 			log.Info("audit writer key renewed", "chain", c, "key_id", audit.KeyID(key.Public().(ed25519.PublicKey)), "superseded_ca", superseded, "in_token", l.inToken != nil)
 		}
 	}
+}
+
+// halfLife is when a certificate has lived half its validity.
+func halfLife(c *x509.Certificate) time.Time {
+	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
 }
 
 // writerCheckInterval is how often renewWriters looks: a few polls, so a CA rotation

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -79,7 +80,7 @@ func TestChainsWriterKeysInToken(t *testing.T) {
 	if made, live := tok.count(); made != 1 || live != 1 {
 		t.Fatalf("after open: %d keys made, %d in the token; want 1, 1", made, live)
 	}
-	l.expires["gateway"] = time.Now() // past half its life: renew
+	l.renewAt["gateway"] = time.Now() // past half its life: renew
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { l.renewWriters(ctx, 10*time.Millisecond, log); close(done) }()
@@ -114,4 +115,45 @@ type caSigners struct{ v *pki.Verifier }
 func (c caSigners) VerifyAuditSigner(der []byte) (audit.SignerInfo, error) {
 	s, err := c.v.VerifyAuditSigner(der)
 	return audit.SignerInfo{Chain: s.Chain, Key: s.Key, NotBefore: s.NotBefore, NotAfter: s.NotAfter}, err
+}
+
+// shortCerts is a CA that certifies audit writers for a day, whatever they ask for (as
+// STS's component API does for an enrolled component).
+type shortCerts struct {
+	componentIssuer
+	signed int
+	mu     sync.Mutex
+}
+
+func (s *shortCerts) Sign(pub crypto.PublicKey, req pki.Request) (*x509.Certificate, error) {
+	s.mu.Lock()
+	s.signed++
+	s.mu.Unlock()
+	req.Validity = 24 * time.Hour
+	return s.componentIssuer.Sign(pub, req)
+}
+
+// TestWriterRenewsAtHalfItsCertificatesLife: a writer whose CA gives it a shorter
+// certificate than it asked for renews at half that certificate's life, not on every
+// check (it renewed every few seconds, each time a new key and a call to STS).
+func TestWriterRenewsAtHalfItsCertificatesLife(t *testing.T) {
+	dir := t.TempDir()
+	p := testPerimeter(t, dir, "")
+	ca := &shortCerts{componentIssuer: p.Issuer}
+	p.Issuer = ca
+	log := slog.New(slog.DiscardHandler)
+	l, err := OpenChains(filepath.Join(dir, "audit"), []string{"gateway"}, p, testAccount, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.CloseAll(log)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { l.renewWriters(ctx, 5*time.Millisecond, log); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	<-done
+	if ca.signed != 1 {
+		t.Fatalf("a writer with a fresh one-day certificate was certified %d times in 200 ms, want once", ca.signed)
+	}
 }
