@@ -54,16 +54,17 @@ func Get(ctx context.Context, client *http.Client, url string, creds aws.Credent
 
 // CallerIdentity asks the cluster's STS who creds belong to (GetCallerIdentity).
 func (c *Cluster) CallerIdentity(ctx context.Context, creds aws.Credentials) error {
-	cl, err := c.stsClient(creds)
+	return c.callerIdentityAt(ctx, c.STSURL(), creds)
+}
+
+// callerIdentityAt is CallerIdentity asked of the STS at url.
+func (c *Cluster) callerIdentityAt(ctx context.Context, url string, creds aws.Credentials) error {
+	cl, err := c.stsClientAt(url, creds)
 	if err != nil {
 		return err
 	}
 	_, err = cl.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	return err
-}
-
-func (c *Cluster) stsClient(creds aws.Credentials) (*sts.Client, error) {
-	return c.stsClientAt(c.STSURL(), creds)
 }
 
 func (c *Cluster) stsClientAt(url string, creds aws.Credentials) (*sts.Client, error) {

@@ -417,18 +417,26 @@ func (c *Cluster) CreateUserKey(ctx context.Context) (aws.Credentials, error) {
 	}
 	creds := aws.Credentials{AccessKeyID: r.AccessKey.AccessKeyId, SecretAccessKey: r.AccessKey.SecretAccessKey}
 	// Like IAM, a new key reaches the running components shortly after it is created
-	// (here: milliseconds, through the store's notification); wait until the STS knows it.
+	// (here: milliseconds, through the store's notification); wait until every STS
+	// replica knows it.
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := c.CallerIdentity(ctx, creds)
-		if err == nil {
-			return creds, nil
-		}
-		if time.Now().After(deadline) {
-			return aws.Credentials{}, fmt.Errorf("the new access key is not accepted by the STS: %w", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	urls := []string{c.STSURL()}
+	for _, a := range c.moreSTSAddrs {
+		urls = append(urls, "https://"+a)
 	}
+	for _, url := range urls {
+		for {
+			err := c.callerIdentityAt(ctx, url, creds)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return aws.Credentials{}, fmt.Errorf("the new access key is not accepted by the STS at %s: %w", url, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return creds, nil
 }
 
 // RevokeSessions revokes every session of the cluster's role issued until now and
