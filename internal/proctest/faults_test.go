@@ -3,11 +3,7 @@ package proctest
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/store/storetest"
 	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
@@ -247,51 +244,11 @@ func TestKillGatewayUnderLoad(t *testing.T) {
 	verifyAudit(t, c)
 }
 
-// privatePostgres starts a PostgreSQL server of the test's own (scripts/postgres with
-// its own directory and port), so it can be restarted and stopped without disturbing
-// the tests of other packages on the shared one. It needs PHANTOM_TEST_POSTGRES_CTL.
+// privatePostgres is storetest.PrivatePostgres: a server this test may restart and stop.
 func privatePostgres(t *testing.T) (dsn string, ctl func(cmd string)) {
 	t.Helper()
 	postgresDSN(t)
-	script := os.Getenv("PHANTOM_TEST_POSTGRES_CTL")
-	if script == "" {
-		t.Skip("PHANTOM_TEST_POSTGRES_CTL is not set: no way to start, restart and stop a PostgreSQL server of this test's own (.ci/run sets it to scripts/postgres)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	dir, err := os.MkdirTemp("", "phantom-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As root, the script runs the server as the postgres user, who must reach the data
-	// directory inside this one.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctl = func(cmd string) {
-		t.Helper()
-		c := exec.Command(script, cmd)
-		c.Env = append(os.Environ(), "PHANTOM_PG_DIR="+filepath.Join(dir, "pg"), "PHANTOM_PG_PORT="+port)
-		out, err := c.Output()
-		if err != nil {
-			t.Fatalf("scripts/postgres %s: %v %s", cmd, err, out)
-		}
-		if cmd == "start" {
-			dsn = strings.TrimSpace(string(out))
-		}
-	}
-	ctl("start")
-	t.Cleanup(func() {
-		c := exec.Command(script, "stop")
-		c.Env = append(os.Environ(), "PHANTOM_PG_DIR="+filepath.Join(dir, "pg"), "PHANTOM_PG_PORT="+port)
-		c.Run()
-		os.RemoveAll(dir)
-	})
-	return dsn, ctl
+	return storetest.PrivatePostgres(t)
 }
 
 // TestPostgresRestartMidLoad: PostgreSQL restarts while calls flow; the gateways keep

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -23,11 +22,9 @@ import (
 
 // PostgreSQL tests run against the server PHANTOM_TEST_POSTGRES_DSN names (a URL; see
 // scripts/postgres), each store in a schema of its own that is dropped afterwards. With
-// PHANTOM_TEST_POSTGRES_CTL set to scripts/postgres, one test also restarts the server.
-const (
-	dsnEnv = "PHANTOM_TEST_POSTGRES_DSN"
-	ctlEnv = "PHANTOM_TEST_POSTGRES_CTL"
-)
+// PHANTOM_TEST_POSTGRES_CTL set to scripts/postgres, one test also restarts a server of
+// its own.
+const dsnEnv = "PHANTOM_TEST_POSTGRES_DSN"
 
 var (
 	_ pki.TokenStore = (*store.Postgres)(nil)
@@ -430,14 +427,12 @@ func TestPostgresPoolRecoversFromTerminatedBackends(t *testing.T) {
 	waitFor(t, "listener reconnected", 10*time.Second, func() bool { return s.ListenerConnects() >= 2 })
 }
 
-// With PHANTOM_TEST_POSTGRES_CTL naming scripts/postgres, the server itself restarts
-// (shared with others: a fast restart, seconds of downtime).
+// With PHANTOM_TEST_POSTGRES_CTL naming scripts/postgres, the server itself restarts: a
+// server of this test's own, so the tests of other packages on the shared one are not
+// cut off (a restart of the shared server failed another package's schema cleanup).
 func TestPostgresServerRestart(t *testing.T) {
-	dsn, _ := newSchema(t)
-	ctl := os.Getenv(ctlEnv)
-	if ctl == "" {
-		t.Skipf("%s is unset: set it to scripts/postgres to let this test restart the server", ctlEnv)
-	}
+	testDSN(t)
+	dsn, ctl := storetest.PrivatePostgres(t)
 	s := mustOpenPostgres(t, dsn, newMasterKey(t))
 	if err := exercise(t.Context(), s, 0); err != nil {
 		t.Fatal(err)
@@ -445,9 +440,7 @@ func TestPostgresServerRestart(t *testing.T) {
 	ch, cancel := s.Subscribe()
 	defer cancel()
 	before := s.ListenerConnects()
-	if out, err := exec.CommandContext(t.Context(), ctl, "restart").CombinedOutput(); err != nil {
-		t.Fatalf("%s restart: %v\n%s", ctl, err, out)
-	}
+	ctl("restart")
 	recovers(t, s, 8)
 	waitFor(t, "listener reconnected", 15*time.Second, func() bool { return s.ListenerConnects() > before })
 	if !waitWake(ch, 2*time.Second) {

@@ -6,8 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +24,10 @@ import (
 // PostgresEnv names the variable that points tests at a PostgreSQL server
 // (scripts/postgres start prints a URL for it; .ci/run always sets it).
 const PostgresEnv = "PHANTOM_TEST_POSTGRES_DSN"
+
+// CtlEnv names the variable that points tests at scripts/postgres, to run servers of
+// their own (.ci/run sets it).
+const CtlEnv = "PHANTOM_TEST_POSTGRES_CTL"
 
 // FreshSchema creates an empty schema named prefix_<random> in the database at base and
 // returns a URL whose connections use it (search_path) and name themselves after it
@@ -157,4 +165,53 @@ func Conn(t testing.TB, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
+}
+
+// PrivatePostgres starts a PostgreSQL server of the test's own (scripts/postgres with
+// its own directory and port), so it can be restarted and stopped without disturbing
+// the tests of other packages on the shared one. It needs PHANTOM_TEST_POSTGRES_CTL.
+func PrivatePostgres(t testing.TB) (dsn string, ctl func(cmd string)) {
+	t.Helper()
+	script := os.Getenv(CtlEnv)
+	if script == "" && os.Getenv("CI") == "true" {
+		t.Fatal(CtlEnv + " is not set under CI=true: .ci/run sets it to scripts/postgres")
+	}
+	if script == "" {
+		t.Skip(CtlEnv + " is not set: no way to start, restart and stop a PostgreSQL server of this test's own (.ci/run sets it to scripts/postgres)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	ln.Close()
+	dir, err := os.MkdirTemp("", "phantom-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As root, the script runs the server as the postgres user, who must reach the data
+	// directory inside this one.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctl = func(cmd string) {
+		t.Helper()
+		c := exec.Command(script, cmd)
+		c.Env = append(os.Environ(), "PHANTOM_PG_DIR="+filepath.Join(dir, "pg"), "PHANTOM_PG_PORT="+port)
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("scripts/postgres %s: %v %s", cmd, err, out)
+		}
+		if cmd == "start" {
+			dsn = strings.TrimSpace(string(out))
+		}
+	}
+	ctl("start")
+	t.Cleanup(func() {
+		c := exec.Command(script, "stop")
+		c.Env = append(os.Environ(), "PHANTOM_PG_DIR="+filepath.Join(dir, "pg"), "PHANTOM_PG_PORT="+port)
+		c.Run()
+		os.RemoveAll(dir)
+	})
+	return dsn, ctl
 }
