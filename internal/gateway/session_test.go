@@ -226,3 +226,42 @@ func TestHTTPSBackend(t *testing.T) {
 	verifyHit(t, e, e.hit(t), w.Header().Get("X-Amzn-Requestid"))
 	e.oneEvent(t)
 }
+
+// A session's token is opened once and then found in identity's cache: its next call is
+// still refused once it expires, and once its role's sessions are revoked.
+func TestCachedSessionToken(t *testing.T) {
+	e := newEnv(t)
+	call := func(s *aws.Credentials) (int, string) {
+		t.Helper()
+		status, _, hdr := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: s})
+		return status, hdr.Get("X-Amzn-Errortype")
+	}
+	allowed := func(s *aws.Credentials) {
+		t.Helper()
+		for range 2 {
+			if status, errType := call(s); status != 200 {
+				t.Fatalf("before: %d %s", status, errType)
+			}
+			e.hit(t)
+		}
+	}
+
+	expiring := e.session("app", "s1", 15*time.Minute)
+	allowed(&expiring)
+	e.clock.Advance(15 * time.Minute)
+	if status, errType := call(&expiring); status != 403 || errType != "ExpiredTokenException" {
+		t.Fatalf("cached session at its expiry: %d %s, want 403 ExpiredTokenException", status, errType)
+	}
+	e.noHit(t)
+
+	revoked := e.session("app", "s2", time.Hour)
+	allowed(&revoked)
+	e.clock.Advance(time.Second)
+	if _, err := e.svc.RevokeSessions(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	if status, errType := call(&revoked); status != 403 || errType != "AccessDeniedException" {
+		t.Fatalf("cached session after its role's sessions were revoked: %d %s, want 403 AccessDeniedException", status, errType)
+	}
+	e.noHit(t)
+}

@@ -77,6 +77,10 @@ const (
 
 	// maxVerified bounds the cache of tokens whose signature was checked.
 	maxVerified = 1 << 16
+
+	// maxOpened bounds the cache of opened tokens (openShared): a few KiB each at most,
+	// some tens of MiB in all, for as many sessions calling at once.
+	maxOpened = 1 << 14
 )
 
 // signOptions selects Ed25519ctx with the token's context string, so a signature made for
@@ -137,6 +141,23 @@ type Sealer struct {
 	// the exact bytes that verified.
 	verifiedMu sync.Mutex
 	verified   map[[sha256.Size]byte]struct{}
+
+	// opened remembers the claims of tokens openShared opened, by the SHA-256 of the
+	// token's text (one spelling per token: tokenEncoding is strict), so a session's
+	// every request after its first costs a hash and a map lookup, not a decode, an
+	// AES-GCM open and a claims decode. See openShared for what a hit stands for.
+	openedMu  sync.RWMutex
+	opened    map[[sha256.Size]byte]openedToken
+	maxOpened int
+}
+
+// openedToken is a token openShared opened: its claims (read-only) and the AEAD of the key
+// that opened it (the very key: a key reloaded under the same id keeps its AEAD, one made
+// anew does not).
+type openedToken struct {
+	claims *Claims
+	key    string
+	aead   cipher.AEAD
 }
 
 type keyRing struct {
@@ -162,7 +183,8 @@ func NewSealer(cfg SealerConfig) (*Sealer, error) {
 	if cfg.MaxSessionDuration < 0 {
 		return nil, fmt.Errorf("new sealer: max session duration %s is negative", cfg.MaxSessionDuration)
 	}
-	s := &Sealer{tokenKeys: cfg.TokenKeys, maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand, verified: map[[sha256.Size]byte]struct{}{}}
+	s := &Sealer{tokenKeys: cfg.TokenKeys, maxSession: cfg.MaxSessionDuration, now: cfg.Now, rand: cfg.Rand,
+		verified: map[[sha256.Size]byte]struct{}{}, opened: map[[sha256.Size]byte]openedToken{}, maxOpened: maxOpened}
 	if s.maxSession == 0 {
 		s.maxSession = DefaultMaxSessionDuration
 	}
@@ -577,9 +599,71 @@ func (s *Sealer) Open(token string) (*Claims, error) {
 	return c, nil
 }
 
+// openShared is Open for callers that only read the claims (which they must never
+// modify): a token opened before is found by the SHA-256 of its text and its claims are
+// shared. A hit stands only for the exact text that opened, while the key that opened it
+// is in the ring and not retired and before the token's own expiry; a token past its
+// expiry or under a key gone from the ring is opened again, and refused. Revocations are
+// not the token's: callers check them on every request, hit or not.
+func (s *Sealer) openShared(token string) (*Claims, error) {
+	if len(token) == 0 || len(token) > MaxTokenLen {
+		return nil, ErrTokenMalformed
+	}
+	sum := s.tokenSum(token)
+	now := s.now()
+	s.openedMu.RLock()
+	e, ok := s.opened[sum]
+	s.openedMu.RUnlock()
+	if ok {
+		if k := s.ring.Load().keys[e.key]; k != nil && k.aead == e.aead && !retired(k, now) && now.Before(e.claims.Expires) {
+			return e.claims, nil
+		}
+		s.openedMu.Lock()
+		delete(s.opened, sum)
+		s.openedMu.Unlock()
+	}
+	c := new(Claims)
+	k, err := s.open(token, c)
+	if err != nil {
+		return nil, err
+	}
+	s.openedMu.Lock()
+	if len(s.opened) >= s.maxOpened {
+		// Evict an arbitrary entry (map iteration order is unspecified and randomized):
+		// an evicted token is only opened again.
+		for old := range s.opened {
+			delete(s.opened, old)
+			break
+		}
+	}
+	s.opened[sum] = openedToken{claims: c, key: k.id, aead: k.aead}
+	s.openedMu.Unlock()
+	return c, nil
+}
+
+// tokenSum is the SHA-256 of token's text, hashed from a pooled buffer (a conversion to
+// []byte would allocate a token's length on every request).
+func (s *Sealer) tokenSum(token string) [sha256.Size]byte {
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b := append((*bp)[:0], token...)
+	sum := sha256.Sum256(b)
+	*bp = b[:0]
+	s.bufs.Put(bp)
+	return sum
+}
+
 func (s *Sealer) openInto(token string, c *Claims) error {
+	_, err := s.open(token, c)
+	return err
+}
+
+// open authenticates and decodes token into c, and returns the key that opened it.
+func (s *Sealer) open(token string, c *Claims) (*ringKey, error) {
 	if len(token) == 0 || len(token) > MaxTokenLen || !base64url(token) {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	n := tokenEncoding.DecodedLen(len(token))
 	bp, _ := s.bufs.Get().(*[]byte)
@@ -595,44 +679,44 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	defer clear(b)
 	n, err := tokenEncoding.Decode(b, []byte(token))
 	if err != nil {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	b = b[:n]
 
 	if len(b) < 2 {
-		return ErrTokenTruncated
+		return nil, ErrTokenTruncated
 	}
 	version := b[0]
 	if version != tokenVersion && version != tokenVersionInHSM && version != tokenVersionLegacy {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	idLen := int(b[1])
 	if idLen == 0 || idLen > maxKeyIDLen {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	hdr := 2 + idLen + 2
 	if len(b) < hdr {
-		return ErrTokenTruncated
+		return nil, ErrTokenTruncated
 	}
 	body := int(binary.BigEndian.Uint16(b[hdr-2 : hdr]))
 	switch {
 	case body < tagLen:
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	case len(b) < hdr+nonceLen+body:
-		return ErrTokenTruncated
+		return nil, ErrTokenTruncated
 	case len(b) > hdr+nonceLen+body:
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 
 	now := s.now()
 	k := s.ring.Load().keys[string(b[2:2+idLen])]
 	if k == nil || retired(k, now) {
-		return ErrTokenUnknownKey
+		return nil, ErrTokenUnknownKey
 	}
 	// A key opens only the version its signer makes: a file key version 2, a token key
 	// version 3, a key from before signed tokens version 1 (no alg confusion).
 	if version != k.version() {
-		return ErrTokenTampered
+		return nil, ErrTokenTampered
 	}
 	signed := version != tokenVersionLegacy
 	var sum [sha256.Size]byte
@@ -642,27 +726,27 @@ func (s *Sealer) openInto(token string, c *Claims) error {
 	ct := b[hdr+nonceLen:]
 	plain, err := k.aead.Open(ct[:0], b[hdr:hdr+nonceLen], ct, b[:hdr])
 	if err != nil {
-		return ErrTokenTampered
+		return nil, ErrTokenTampered
 	}
 	if signed {
 		if len(plain) < sigLen {
-			return ErrTokenMalformed
+			return nil, ErrTokenMalformed
 		}
 		signed := b[:hdr+nonceLen+len(plain)-sigLen]
 		if !s.checkSignature(version, k.pub, sum, signed, plain[len(plain)-sigLen:]) {
-			return ErrTokenForged
+			return nil, ErrTokenForged
 		}
 		plain = plain[:len(plain)-sigLen]
 	}
 	// Authenticated: these are claims this ring sealed. Checks below are defence in depth.
 	if err := decodeClaims(string(plain), c); err != nil {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	if !ValidAccessKeyID(c.AccessKeyID, PrefixTemporary) || !c.Expires.After(c.IssuedAt) {
-		return ErrTokenMalformed
+		return nil, ErrTokenMalformed
 	}
 	if !now.Before(c.Expires) {
-		return ErrTokenExpired
+		return nil, ErrTokenExpired
 	}
-	return nil
+	return k, nil
 }

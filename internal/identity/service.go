@@ -225,14 +225,16 @@ func (s *Service) resolveSession(snap *snapshot, accessKeyID, token string) (Res
 	}, nil
 }
 
-// checkSession opens a session token and checks it against the revocations. The claims
-// come back with a nil error and with ErrSessionRevoked (the token is genuine).
+// checkSession opens a session token and checks it against the revocations, on every
+// call: the opened token may come from the sealer's cache (its claims shared, read-only),
+// its revocation never does. The claims come back with a nil error and with
+// ErrSessionRevoked (the token is genuine).
 func (s *Service) checkSession(snap *snapshot, accessKeyID, token string) (*Claims, error) {
 	if token == "" {
 		return nil, ErrTokenMissing
 	}
-	c := new(Claims)
-	if err := s.sealer.openInto(token, c); err != nil {
+	c, err := s.sealer.openShared(token)
+	if err != nil {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare([]byte(c.AccessKeyID), []byte(accessKeyID)) != 1 {
