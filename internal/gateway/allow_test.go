@@ -330,3 +330,33 @@ func TestGroupPoliciesDecide(t *testing.T) {
 		t.Errorf("dana's identity policies %v, want %s", names, want)
 	}
 }
+
+// The route timeout's timers are kept across calls: a timer that was stopped before it
+// fired never cuts a later call short, and a later slow call still times out, whatever
+// came before it; a call the backend answers in time is not cut at its timeout's end.
+func TestBackendTimeoutTimersReused(t *testing.T) {
+	e := newEnv(t)
+	s := e.session("app", "s1", time.Hour)
+	for i := range 3 {
+		for range 3 {
+			if status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &s}); status != 200 {
+				t.Fatalf("round %d: a fast call: %d %s", i, status, body)
+			}
+			e.hit(t)
+		}
+		start := time.Now()
+		status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/slow", creds: &s})
+		if status != http.StatusGatewayTimeout {
+			t.Fatalf("round %d: the slow backend: %d %s", i, status, body)
+		}
+		if took := time.Since(start); took < 100*time.Millisecond || took > 1900*time.Millisecond {
+			t.Fatalf("round %d: the slow call took %s, want its 100ms timeout", i, took)
+		}
+		e.audit.take()
+	}
+	// A timer that fired is not reused: a fast call after a timed-out one is whole.
+	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &s})
+	if status != 200 || body != "backend:GET /svc/orders" {
+		t.Fatalf("after the timeouts: %d %q", status, body)
+	}
+}

@@ -146,6 +146,7 @@ type Gateway struct {
 
 	signer *assertionSigner
 	proxy  *httputil.ReverseProxy
+	timers sync.Pool // *backendTimer, stopped
 
 	inflight inFlight // requests being handled (gateway.limits.maxInFlight)
 	bodies   budget   // bytes of bodies held in memory (gateway.limits.bodyBufferBytes)

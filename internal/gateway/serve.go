@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -60,6 +61,12 @@ type call struct {
 	url       url.URL
 	status    int
 	hdrs      [4]string
+	// cancel ends the backend exchange (the route's timeout, with
+	// context.DeadlineExceeded); deadline is when the timeout passes (zero: none), and
+	// timedOut says it did.
+	cancel   context.CancelCauseFunc
+	deadline time.Time
+	timedOut atomic.Bool
 	// segs backs the path's segments (parsePathIn) when there are at most 8.
 	segs [16]string
 	// store holds what the event and the SigV4 check point to, allocated with the call.
@@ -101,7 +108,8 @@ func (cl *call) apiID() string {
 type callKey struct{}
 
 // callContext is the request's context with the call as callKey's value, as
-// context.WithValue would make it, kept in the call (no allocation).
+// context.WithValue would make it, and the call's backend deadline, as
+// context.WithDeadline would report it, kept in the call (no allocation).
 type callContext struct {
 	context.Context
 	cl *call
@@ -112,6 +120,57 @@ func (c *callContext) Value(key any) any {
 		return c.cl
 	}
 	return c.Context.Value(key)
+}
+
+func (c *callContext) Deadline() (time.Time, bool) {
+	if d := c.cl.deadline; !d.IsZero() {
+		if pd, ok := c.Context.Deadline(); !ok || d.Before(pd) {
+			return d, true
+		}
+	}
+	return c.Context.Deadline()
+}
+
+// backendTimer is a route's timeout for one call at a time: a time.AfterFunc timer and its
+// function made once and kept across calls (Gateway.timers), so a call arms a timer
+// rather than allocating one (context.WithTimeout's timer, its function and its context
+// were five allocations a call).
+type backendTimer struct {
+	t  *time.Timer
+	cl atomic.Pointer[call] // the call it is armed for
+}
+
+// fire ends the exchange of the call the timer is armed for, as its deadline passing
+// would: context.DeadlineExceeded is the exchange's error.
+func (bt *backendTimer) fire() {
+	if cl := bt.cl.Load(); cl != nil {
+		cl.timedOut.Store(true)
+		cl.cancel(context.DeadlineExceeded)
+	}
+}
+
+// armTimeout cancels cl's backend exchange after d. The caller disarms the timer when the
+// exchange is over.
+func (g *Gateway) armTimeout(cl *call, d time.Duration) *backendTimer {
+	bt, _ := g.timers.Get().(*backendTimer)
+	if bt == nil {
+		bt = &backendTimer{}
+		bt.cl.Store(cl)
+		bt.t = time.AfterFunc(d, bt.fire)
+		return bt
+	}
+	bt.cl.Store(cl)
+	bt.t.Reset(d)
+	return bt
+}
+
+// disarm stops bt. Only a timer stopped before it fired is kept for another call: one
+// that fired (or is firing) stays with the call it fired for.
+func (g *Gateway) disarm(bt *backendTimer) {
+	if bt.t.Stop() {
+		bt.cl.Store(nil)
+		g.timers.Put(bt)
+	}
 }
 
 // ServeHTTP authorizes one request and proxies it when allowed. Every request to an API,
@@ -686,14 +745,18 @@ func (g *Gateway) forward(cl *call) {
 		return
 	}
 	cl.assertion = token
-	cl.store.ctx = callContext{r.Context(), cl}
-	var ctx context.Context = &cl.store.ctx
+	parent := r.Context()
 	if t := cl.m.route.Backend.Timeout; t > 0 && cl.upgrade == "" {
-		// (An upgraded connection outlives the exchange that opened it.)
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
-		defer cancel()
+		// (An upgraded connection outlives the exchange that opened it.) The exchange's
+		// context is canceled by the caller going away, as the request's, or by the
+		// timer; its deadline is reported by callContext.
+		parent, cl.cancel = context.WithCancelCause(parent)
+		defer cl.cancel(nil)
+		cl.deadline = time.Now().Add(t)
+		defer g.disarm(g.armTimeout(cl, t))
 	}
+	cl.store.ctx = callContext{parent, cl}
+	ctx := &cl.store.ctx
 	var start time.Time
 	if g.cfg.Metrics != nil {
 		start = time.Now()
@@ -864,7 +927,7 @@ func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error
 		return
 	}
 	e := errBadGateway()
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.DeadlineExceeded) || f != nil && f.timedOut.Load() {
 		e = errGatewayTimeout()
 	}
 	g.log.Warn("gateway backend request failed", "request_id", id, "status", e.Status, "error", err)
