@@ -29,6 +29,7 @@ func mtlsBackend(t *testing.T, e *env, ca *pki.CA, caFile string) {
 	}
 	verifier := e.ca.Verifier()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(e.serveBackend))
+	srv.EnableHTTP2 = true // offered; the gateway speaks HTTP/1.1 (newTransport)
 	srv.TLS = &tls.Config{
 		Certificates: []tls.Certificate{*cert},
 		ClientAuth:   tls.RequireAnyClientCert,
@@ -74,7 +75,11 @@ func TestBackendMutualTLS(t *testing.T) {
 	if status != 200 || body != "backend:GET /svc/orders/7" {
 		t.Fatalf("mTLS backend of the perimeter CA: %d %q", status, body)
 	}
-	verifyHit(t, e, e.hit(t), hdr.Get("X-Amzn-Requestid"))
+	hit := e.hit(t)
+	verifyHit(t, e, hit, hdr.Get("X-Amzn-Requestid"))
+	if hit.Proto != "HTTP/1.1" {
+		t.Errorf("the backend was called over %s, want HTTP/1.1 (newTransport)", hit.Proto)
+	}
 
 	// The backend's own CA, named in the spec.
 	other, err := pki.New(pki.Config{Dir: t.TempDir(), Account: testAccount})

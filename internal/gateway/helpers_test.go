@@ -89,6 +89,7 @@ type backendHit struct {
 	Method, Path, RawPath, Query string
 	Header                       http.Header
 	Body                         string
+	Proto                        string // HTTP/1.1, HTTP/2.0
 }
 
 // env is a perimeter in a test: a real identity service over SQLite, a CA, the gateway
@@ -254,7 +255,7 @@ func (e *env) serveBackend(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	select {
-	case e.hits <- backendHit{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: string(body)}:
+	case e.hits <- backendHit{Method: r.Method, Path: r.URL.Path, RawPath: r.URL.RawPath, Query: r.URL.RawQuery, Header: r.Header.Clone(), Body: string(body), Proto: r.Proto}:
 	default:
 	}
 	w.Header().Set("Content-Type", "text/plain")
