@@ -298,22 +298,18 @@ func (s *scratch) appendCanonicalQuery(dst []byte, presigned, omitToken bool) []
 
 // appendHeaderValue appends v trimmed, with runs of spaces collapsed to one ("Trimall",
 // "Create a canonical request").
+// The value is copied in runs between the places spaces repeat, not byte by byte: a
+// session token (hundreds of bytes, no spaces) is a signed header of every session call.
 func appendHeaderValue(dst []byte, v string) []byte {
 	v = strings.Trim(v, " \t")
-	space := false
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c == ' ' {
-			if !space {
-				dst = append(dst, ' ')
-			}
-			space = true
-			continue
+	for {
+		i := strings.Index(v, "  ")
+		if i < 0 {
+			return append(dst, v...)
 		}
-		space = false
-		dst = append(dst, c)
+		dst = append(dst, v[:i+1]...)
+		v = strings.TrimLeft(v[i+1:], " ") // not empty: v does not end with a space
 	}
-	return dst
 }
 
 // headerValues returns the values of the lower-case header name, in the order received.

@@ -1,7 +1,9 @@
 package sigv4
 
 import (
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestCanonicalURI pins the canonical URI of paths as sent, in both modes ("Create a
@@ -129,4 +131,55 @@ func TestRawURI(t *testing.T) {
 			t.Errorf("S3-style %q -> %q (ok %v), want %q (ok %v)", tt.raw, got, ok, tt.s3, tt.s3ok)
 		}
 	}
+}
+
+// FuzzAppendHeaderValue holds appendHeaderValue to the byte-by-byte "Trimall" it replaced.
+func FuzzAppendHeaderValue(f *testing.F) {
+	for _, s := range []string{"value", "  a   b  ", "\ta b\t", `"a   b   c"`, "", "   ", "a \t  b", "x  ", "  \t  y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, want := string(appendHeaderValue([]byte("p:"), v)), "p:"+trimallBytewise(v); got != want {
+			t.Fatalf("%q -> %q, want %q", v, got, want)
+		}
+	})
+}
+
+// trimallBytewise is "Trimall" one byte at a time: trimmed of spaces and tabs, inner runs
+// of spaces collapsed to one.
+func trimallBytewise(v string) string {
+	v = strings.Trim(v, " \t")
+	var dst []byte
+	space := false
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == ' ' {
+			if !space {
+				dst = append(dst, ' ')
+			}
+			space = true
+			continue
+		}
+		space = false
+		dst = append(dst, c)
+	}
+	return string(dst)
+}
+
+// FuzzParseBasic holds parseBasic to time.Parse(iso8601Basic) on 16-byte inputs: the same
+// refusals, the same instants.
+func FuzzParseBasic(f *testing.F) {
+	for _, s := range []string{"20150830T123600Z", "20240229T000000Z", "20230229T000000Z", "21000229T120000Z", "20000229T235959Z",
+		"20151330T123600Z", "20150831T246000Z", "20150830T123660Z", "2015083OT123600Z", "20150830 123600Z", "20150830T123600z",
+		"+0150830T123600Z", "20150830T12360-Z", "00000101T000000Z", "99991231T235959Z", "20150431T000000Z", "20150830T123600"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseBasic(s)
+		want, err := time.Parse(iso8601Basic, s)
+		wantOK := err == nil && len(s) == len(iso8601Basic)
+		if ok != wantOK || ok && !got.Equal(want) {
+			t.Fatalf("%q: parseBasic %v %v, time.Parse %v %v", s, got, ok, want, err)
+		}
+	})
 }

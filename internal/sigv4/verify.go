@@ -539,8 +539,8 @@ func (v *Verifier) parseHeaderForm(r *http.Request, h string) (authInfo, *Error)
 // requests for AWS APIs", IAM User Guide).
 func (v *Verifier) checkScopeAndTime(a *authInfo, now time.Time) *Error {
 	if a.dateHeader == "x-amz-date" {
-		t, err := time.Parse(iso8601Basic, a.amzDate)
-		if err != nil || len(a.amzDate) != len(iso8601Basic) {
+		t, ok := parseBasic(a.amzDate)
+		if !ok {
 			e := incomplete("Date must be in ISO-8601 'basic format'. Got '" + a.amzDate + "'. See http://en.wikipedia.org/wiki/ISO_8601")
 			e.Hint = "X-Amz-Date is YYYYMMDDTHHMMSSZ in UTC, e.g. 20150830T123600Z"
 			return e
@@ -769,4 +769,49 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// parseBasic parses an ISO 8601 basic format UTC time, YYYYMMDDTHHMMSSZ (iso8601Basic),
+// accepting exactly what time.Parse(iso8601Basic, s) accepts with len(s) ==
+// len(iso8601Basic), without its general layout machinery (X-Amz-Date of every request).
+func parseBasic(s string) (time.Time, bool) {
+	if len(s) != len(iso8601Basic) || s[8] != 'T' || s[15] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(b string) (int, bool) {
+		n := 0
+		for i := 0; i < len(b); i++ {
+			c := b[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[0:4])
+	mo, ok2 := num(s[4:6])
+	d, ok3 := num(s[6:8])
+	h, ok4 := num(s[9:11])
+	mi, ok5 := num(s[11:13])
+	sec, ok6 := num(s[13:15])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || mo < 1 || mo > 12 || d < 1 || d > daysIn(time.Month(mo), y) ||
+		h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(y, time.Month(mo), d, h, mi, sec, 0, time.UTC), true
+}
+
+// daysIn is the number of days of month m of year y (proleptic Gregorian).
+func daysIn(m time.Month, y int) int {
+	switch m {
+	case time.February:
+		if y%4 == 0 && (y%100 != 0 || y%400 == 0) {
+			return 29
+		}
+		return 28
+	case time.April, time.June, time.September, time.November:
+		return 30
+	}
+	return 31
 }
