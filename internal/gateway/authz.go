@@ -151,7 +151,8 @@ var (
 const principalTagPrefix = "aws:PrincipalTag/"
 
 // keyBuilder collects single-valued condition keys into one map, the values sharing one
-// backing array.
+// backing array. Unless canonical, every name it sets is made with strings.ToLower (ck,
+// state.tagNames, tag), which decisions rely on (policy.Context.ResetLower).
 type keyBuilder struct {
 	canonical bool
 	m         map[string][]string

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +154,50 @@ func TestPresigned(t *testing.T) {
 		t.Errorf("backend query %q: want only keep=1", h.Query)
 	}
 	e.oneEvent(t)
+}
+
+// The condition keys of a decision are all named in lower case, whatever the case of the
+// tag keys and the condition keys' canonical names: decisions hand them to
+// policy.Context.ResetLower, which does not check again (a name in another case would
+// never be found, and a condition on it would not apply).
+func TestDecisionKeysLowerCase(t *testing.T) {
+	e := newEnv(t)
+	spec := e.spec.Load()
+	st, err := e.gw.stateFor(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role, ok := spec.RoleByARN(appRoleARN)
+	if !ok {
+		t.Fatal("no app role")
+	}
+	ep, ok := spec.Endpoint(testEndpoint)
+	if !ok {
+		t.Fatal("no endpoint")
+	}
+	now := time.Now()
+	r := newRequest(t, "GET", "http://gateway/prod/orders", nil)
+	r.Header.Set("User-Agent", "UA/1")
+	cl := &call{r: r, spec: spec, st: st, now: now, ch: channel{endpoint: ep, sourceIP: "10.0.1.15", secure: true}}
+	c := &caller{arn: "arn:aws:sts::" + testAccount + ":assumed-role/app/s1", account: testAccount, role: role, principalID: "AROAX:s1",
+		issued: isoTime(now), risk: "High", claims: &identity.Claims{
+			Tags:           []identity.Tag{{Key: "CostCenter", Value: "x"}, {Key: "Ünïcode", Value: "y"}, {Key: "team", Value: "z"}},
+			SourceIdentity: "Alice", VPC: "vpc-1", PrivateIP: netip.MustParseAddr("10.0.0.1"), MFA: true, MFAAt: now,
+		}}
+	lower, canonical := newKeyBuilder(false), newKeyBuilder(true)
+	e.gw.fillKeys(lower, cl, c)
+	e.gw.fillKeys(canonical, cl, c)
+	for k := range lower.m {
+		if strings.ToLower(k) != k {
+			t.Errorf("decision key %q is not in lower case", k)
+		}
+	}
+	for k, v := range canonical.m {
+		if got := lower.m[strings.ToLower(k)]; !slices.Equal(got, v) {
+			t.Errorf("%s: decision has %q, want %q", k, got, v)
+		}
+	}
+	if len(lower.m) != len(canonical.m) || len(lower.m) < 20 {
+		t.Errorf("%d decision keys, %d canonical", len(lower.m), len(canonical.m))
+	}
 }

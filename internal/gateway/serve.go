@@ -546,7 +546,7 @@ func (g *Gateway) decide(cl *call, c *caller) (policy.Decision, *compiledSet) {
 		k.endpoint = ep.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, c, cl.api, cl.ch.endpoint) })
-	keys.ctx.Reset(keys.m)
+	keys.ctx.ResetLower(keys.m) // every name made lower case (keyBuilder)
 	keys.req = policy.Request{
 		Principal:        c.arn,
 		PrincipalAccount: c.account,
@@ -673,7 +673,7 @@ func (g *Gateway) decideAnonymous(cl *call) *apiError {
 		k.endpoint = cl.ch.endpoint.ID
 	}
 	cs := cl.st.sets.get(k, func() *compiledSet { return buildSet(cl.spec, nil, cl.api, cl.ch.endpoint) })
-	keys.ctx.Reset(keys.m)
+	keys.ctx.ResetLower(keys.m) // every name made lower case (keyBuilder)
 	keys.req = policy.Request{Action: actionInvoke, Resource: cl.resource, ResourceAccount: cl.spec.Account, Context: &keys.ctx}
 	d := cs.set.Evaluate(&keys.req)
 	if d.Effect != policy.ExplicitDeny {
@@ -836,7 +836,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			delete(out.Header, name)
 		}
 	}
-	out.Header.Del("X-Amz-Security-Token")
+	delete(out.Header, "X-Amz-Security-Token") // as Del, without canonicalizing a constant
 	xff := []string(nil)
 	if f.m.route.Authorization != config.AuthNone {
 		// The SigV4 signature is for the gateway; the backend gets the assertion instead.

@@ -49,6 +49,14 @@ func (c *Context) Reset(m map[string][]string) {
 	*c = Context{m: m}
 }
 
+// ResetLower is Reset for a caller that made every name of m with strings.ToLower: the
+// names are not checked again (each decision of a gateway would range over its map for
+// nothing). A name not in lower case would never be found; a caller that cannot promise
+// lower case calls Reset.
+func (c *Context) ResetLower(m map[string][]string) {
+	*c = Context{m: m}
+}
+
 // isLower reports whether strings.ToLower(s) == s.
 func isLower(s string) bool {
 	for i := 0; i < len(s); i++ {
