@@ -398,6 +398,39 @@ var mutants = []mutant{
 		pkg:     "internal/detect/consume",
 		run:     "^TestStreamRecordContradictingAnchorIsRefused$",
 	},
+	// Issue 19: the data path's caches and shortcuts.
+	{
+		name:    "opened session token cache honours expiry and the key ring (issue 19)",
+		file:    "internal/identity/sealer.go",
+		find:    "k != nil && k.aead == e.aead && !retired(k, now) && now.Before(e.claims.Expires) {",
+		replace: "k != nil || now.IsZero() {",
+		pkg:     "internal/identity",
+		run:     "^(TestOpenSharedExpiry|TestOpenSharedKeyGone)$",
+	},
+	{
+		name:    "cached session tokens still checked for revocation (issue 19)",
+		file:    "internal/identity/service.go",
+		find:    "	if snap.revokedSession(c.RoleName(), c.Node, c.IssuedAt) {\n		return c, ErrSessionRevoked",
+		replace: "	if c.Principal == \"\" && snap.revokedSession(c.RoleName(), c.Node, c.IssuedAt) {\n		return c, ErrSessionRevoked",
+		pkg:     "internal/gateway",
+		run:     "^TestCachedSessionToken$",
+	},
+	{
+		name:    "gateway decision keys in lower case (issue 19)",
+		file:    "internal/gateway/authz.go",
+		find:    "	if !b.canonical {\n		name = strings.ToLower(name)\n	}\n	b.setName(name, v)",
+		replace: "	b.setName(name, v)",
+		pkg:     "internal/gateway",
+		run:     "^TestDecisionKeysLowerCase$",
+	},
+	{
+		name:    "gateway backend timeout (issue 19)",
+		file:    "internal/gateway/serve.go",
+		find:    "defer g.disarm(g.armTimeout(cl, t))",
+		replace: "_ = t",
+		pkg:     "internal/gateway",
+		run:     "^(TestBackendTimeout|TestBackendTimeoutTimersReused)$",
+	},
 }
 
 // TestMutants applies each mutant to a copy of its file (go test -overlay: the tree is
