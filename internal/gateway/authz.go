@@ -65,9 +65,10 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 	if rv != nil && rv.Credential.AccessKeyID == keyID {
 		c.claims = rv.Claims
 	}
+	var facts *sessionFacts
 	if c.claims != nil {
-		// creationDate and aws:TokenIssueTime, formatted once.
-		c.issued = isoTime(c.claims.IssuedAt)
+		facts = st.sessions.get(c.claims)
+		c.issued = facts.issued
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
 	switch {
@@ -81,12 +82,12 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		}
 		c.role = role
 		rid := st.uniqueID(role.ARN, arn.RoleID)
-		c.principalID = rid + ":" + c.claims.SessionName
+		c.principalID = facts.principalID(rid, c.claims.SessionName)
 		ui.Type, ui.PrincipalID = "AssumedRole", c.principalID
 		sp.issuer = audit.SessionIssuer{Type: "Role", PrincipalID: rid, ARN: role.ARN, AccountID: arn.Account(role.ARN), UserName: role.Name}
 		sp.ctx = audit.SessionContext{
 			SessionIssuer:  &sp.issuer,
-			Attributes:     map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)},
+			Attributes:     facts.attributes,
 			SourceIdentity: c.claims.SourceIdentity,
 		}
 		ui.SessionContext = &sp.ctx
@@ -108,13 +109,63 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 		c.principalID = st.uniqueID(u.ARN, arn.UserID)
 		ui.Type, ui.PrincipalID, ui.UserName = "IAMUser", c.principalID, u.Name
 		if c.claims != nil {
-			sp.ctx = audit.SessionContext{Attributes: map[string]string{"creationDate": c.issued, "mfaAuthenticated": boolString(c.claims.MFA)}}
+			sp.ctx = audit.SessionContext{Attributes: facts.attributes}
 			ui.SessionContext = &sp.ctx
 		}
 	default:
 		return c, errAccessDeniedMsg("The calling principal " + c.arn + " is not an IAM user or role session.")
 	}
 	return c, nil
+}
+
+// sessionFacts is what the event and the decision take from one session's claims, made
+// once: identity hands every call of a session the same *identity.Claims (its cache of
+// opened tokens), so a session's calls share its issue time, its sessionContext
+// attributes (read-only once made: events only read them) and its principal id.
+type sessionFacts struct {
+	issued     string            // creationDate, aws:TokenIssueTime
+	attributes map[string]string // sessionContext.attributes
+	rid, pid   string            // the role's unique id and the principal id made with it
+}
+
+// principalID is rid:session, made once per role unique id.
+func (f *sessionFacts) principalID(rid, session string) string {
+	if f.rid != rid || f.pid == "" {
+		return rid + ":" + session
+	}
+	return f.pid
+}
+
+// sessionFactsCache holds the facts of the sessions seen under one spec, by claims.
+// Bounded; cleared when full (the claims are identity's, reopened after its own
+// eviction: an entry only saves formatting).
+type sessionFactsCache struct {
+	mu sync.RWMutex
+	m  map[*identity.Claims]*sessionFacts
+}
+
+const sessionFactsCacheSize = 4096
+
+func (c *sessionFactsCache) get(cl *identity.Claims) *sessionFacts {
+	c.mu.RLock()
+	f, ok := c.m[cl]
+	c.mu.RUnlock()
+	if ok {
+		return f
+	}
+	issued := isoTime(cl.IssuedAt)
+	f = &sessionFacts{issued: issued, attributes: map[string]string{"creationDate": issued, "mfaAuthenticated": boolString(cl.MFA)}}
+	if role := cl.Role; strings.Contains(role, ":role/") {
+		f.rid = arn.RoleID(role)
+		f.pid = f.rid + ":" + cl.SessionName
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= sessionFactsCacheSize {
+		c.m = make(map[*identity.Claims]*sessionFacts)
+	}
+	c.m[cl] = f
+	c.mu.Unlock()
+	return f
 }
 
 // Condition keys by canonical name and in lower case: policy.Context compares names

@@ -336,6 +336,7 @@ type state struct {
 	// allocate them per request.
 	boxes    map[string]any
 	tagNames map[string]string
+	sessions sessionFactsCache
 }
 
 // box is s as an interface value, made once when the spec names it.

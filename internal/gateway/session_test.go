@@ -15,6 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -264,4 +265,33 @@ func TestCachedSessionToken(t *testing.T) {
 		t.Fatalf("cached session after its role's sessions were revoked: %d %s, want 403 AccessDeniedException", status, errType)
 	}
 	e.noHit(t)
+}
+
+// A session's event facts (creationDate, mfaAuthenticated, principalId) are made once per
+// session and never lent to another: calls of two sessions, interleaved, each carry their
+// own.
+func TestSessionFactsPerSession(t *testing.T) {
+	e := newEnv(t)
+	first := e.session("app", "first", time.Hour)
+	firstIssued := e.clock.Now().UTC().Format("2006-01-02T15:04:05Z")
+	e.clock.Advance(time.Minute)
+	second := e.session("app", "second", time.Hour)
+	secondIssued := e.clock.Now().UTC().Format("2006-01-02T15:04:05Z")
+	rid := arn.RoleID(appRoleARN)
+	for range 2 {
+		for _, s := range []struct {
+			creds           *aws.Credentials
+			issued, session string
+		}{{&first, firstIssued, "first"}, {&second, secondIssued, "second"}} {
+			if status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: s.creds}); status != 200 {
+				t.Fatalf("%s: %d %s", s.session, status, body)
+			}
+			e.hit(t)
+			ui := e.oneEvent(t).UserIdentity
+			if ui.PrincipalID != rid+":"+s.session || ui.SessionContext == nil ||
+				ui.SessionContext.Attributes["creationDate"] != s.issued || ui.SessionContext.Attributes["mfaAuthenticated"] != "false" {
+				t.Fatalf("%s: userIdentity %+v %+v", s.session, ui, ui.SessionContext)
+			}
+		}
+	}
 }
