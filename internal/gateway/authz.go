@@ -45,9 +45,10 @@ type caller struct {
 	user        *config.User // IAM users (long-term keys and GetSessionToken sessions)
 	role        *config.Role // assumed-role sessions
 	claims      *identity.Claims
-	principalID string // aws:userid: AIDA… for users, AROA…:session for role sessions
-	risk        string // phantom:RiskLevel, "" absent
-	issued      string // the session's issue time (ISO 8601), "" without claims
+	principalID string   // aws:userid: AIDA… for users, AROA…:session for role sessions
+	risk        string   // phantom:RiskLevel, "" absent
+	issued      string   // the session's issue time (ISO 8601), "" without claims
+	policies    [32]byte // sessionDigest of claims
 }
 
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
@@ -68,7 +69,7 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 	var facts *sessionFacts
 	if c.claims != nil {
 		facts = st.sessions.get(c.claims)
-		c.issued = facts.issued
+		c.issued, c.policies = facts.issued, facts.policies
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
 	switch {
@@ -126,6 +127,7 @@ type sessionFacts struct {
 	issued     string            // creationDate, aws:TokenIssueTime
 	attributes map[string]string // sessionContext.attributes
 	rid, pid   string            // the role's unique id and the principal id made with it
+	policies   [32]byte          // sessionDigest: a session policy is hashed once, not per call
 }
 
 // principalID is rid:session, made once per role unique id.
@@ -154,7 +156,8 @@ func (c *sessionFactsCache) get(cl *identity.Claims) *sessionFacts {
 		return f
 	}
 	issued := isoTime(cl.IssuedAt)
-	f = &sessionFacts{issued: issued, attributes: map[string]string{"creationDate": issued, "mfaAuthenticated": boolString(cl.MFA)}}
+	f = &sessionFacts{issued: issued, attributes: map[string]string{"creationDate": issued, "mfaAuthenticated": boolString(cl.MFA)},
+		policies: sessionDigest(cl)}
 	if role := cl.Role; strings.Contains(role, ":role/") {
 		f.rid = arn.RoleID(role)
 		f.pid = f.rid + ":" + cl.SessionName

@@ -535,7 +535,7 @@ func (g *Gateway) decide(cl *call, c *caller) (policy.Decision, *compiledSet) {
 	keys := g.keyBuilders.get()
 	defer g.keyBuilders.put(keys)
 	g.fillKeys(keys, cl, c)
-	k := setKey{api: cl.api.ID, session: sessionDigest(c.claims)}
+	k := setKey{api: cl.api.ID, session: c.policies}
 	switch {
 	case c.role != nil:
 		k.principal = c.role.ARN
