@@ -14,7 +14,7 @@ func Append(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if c := s[i]; c < utf8.RuneSelf {
-			if safe(c) {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
 				i++
 				continue
 			}
@@ -58,18 +58,4 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
-}
-
-// The ASCII bytes written as themselves (encoding/json's htmlSafeSet): 0x20 to 0x7f but
-// '"', '&', '<', '>' and '\\', as two 64-bit masks, one test per byte.
-const (
-	safeLow  uint64 = 0xffffffff00000000 &^ (1<<'"' | 1<<'&' | 1<<'<' | 1<<'>')
-	safeHigh uint64 = 0xffffffffffffffff &^ (1 << ('\\' - 64))
-)
-
-func safe(c byte) bool {
-	if c < 64 {
-		return safeLow>>c&1 != 0
-	}
-	return safeHigh>>(c-64)&1 != 0
 }
