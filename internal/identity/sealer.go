@@ -78,9 +78,11 @@ const (
 	// maxVerified bounds the cache of tokens whose signature was checked.
 	maxVerified = 1 << 16
 
-	// maxOpened bounds the cache of opened tokens (openShared): a few KiB each at most,
-	// some tens of MiB in all, for as many sessions calling at once.
-	maxOpened = 1 << 14
+	// maxOpened bounds the cache of opened tokens (openShared), as many sessions calling
+	// at once: an entry is its claims, a few hundred bytes usually and at most what a
+	// MaxTokenLen token holds, so a few MiB and never above 64 MiB. Past it, sessions
+	// are evicted at random and opened again (their signatures stay in verified).
+	maxOpened = 1 << 12
 )
 
 // signOptions selects Ed25519ctx with the token's context string, so a signature made for
