@@ -295,6 +295,20 @@ func matchSegs(segs []seg, s string, fold foldMode) bool {
 					continue
 				}
 			case segLit:
+				if fold == foldNone && starPi >= 0 && pi == starPi+1 {
+					// The literal after the last star: the star absorbs up to the literal's
+					// next occurrence, found at once rather than tried at every position
+					// (none: nothing the star can absorb makes the rest match).
+					i := strings.Index(s[si:], g.lit)
+					if i < 0 {
+						return false
+					}
+					si += i
+					starSi = si
+					si += len(g.lit)
+					pi++
+					continue
+				}
 				if n, ok := litPrefix(s[si:], g.lit, fold); ok {
 					si += n
 					pi++

@@ -1,6 +1,11 @@
 package policy
 
-import "testing"
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
 
 // TestGlob follows the wildcard rules of "IAM JSON policy elements: Resource" and the
 // StringLike row of "IAM JSON policy elements: Condition operators": '*' matches any
@@ -124,4 +129,39 @@ func TestVariableTokenizing(t *testing.T) {
 	if !ap.match("arn:aws:iam::111122223333:user/x:y", st2) {
 		t.Error("default value with ':' did not apply")
 	}
+}
+
+// FuzzGlob holds the glob matcher to a regular expression of the same pattern ('*' any
+// run of characters, '?' one character, the rest literal), anchored at both ends.
+func FuzzGlob(f *testing.F) {
+	for _, s := range [][2]string{{"a*aab", "aaaaab"}, {"*ab*ab", "abxabab"}, {"*a*b*c*", "xxaxxcxxbxx"}, {"a?c", "aéc"},
+		{"arn:aws:execute-api:*:*/prod/GET/orders*", "arn:aws:execute-api:us-east-1:1/prod/GET/orders/42"}, {"*é*", "x\xffé"}, {"*?x", "ééx"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, pat, s string) {
+		if strings.Contains(pat, "$") || !utf8.ValidString(pat) {
+			return // policy variables and invalid patterns are compilePattern's to refuse
+		}
+		p, verr := compilePattern(pat, true, false, false)
+		if verr != "" {
+			return
+		}
+		var re strings.Builder
+		re.WriteString(`(?s)\A`)
+		for _, r := range pat {
+			switch r {
+			case '*':
+				re.WriteString(".*")
+			case '?':
+				re.WriteString(".")
+			default:
+				re.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		re.WriteString(`\z`)
+		want := regexp.MustCompile(re.String()).MatchString(s)
+		if got := p.match(s, &evalState{}, foldNone); got != want {
+			t.Fatalf("%q ~ %q = %v, the regular expression says %v", pat, s, got, want)
+		}
+	})
 }
