@@ -240,10 +240,11 @@ func (b *bufferPool) Put(buf []byte) {
 // TLS 1.2 or later verified against roots, presenting clientCert.
 //
 // It speaks HTTP/1.1 to backends, not HTTP/2. Measured with bench/gateway (the gateway
-// alone against the bare proxy, mTLS backend, five alternating runs of each), HTTP/1.1
-// cost less CPU per request at 1 and 16 connections (the bare proxy's CPU per request
-// over the gateway's: 0.69-0.77 against 0.49-0.56 at 1 connection) and about the same at
-// 32 and 64: Go's HTTP/2 client spends a goroutine and frame handling on every request.
+// alone against the bare proxy, mTLS backend, alternating runs of each), HTTP/1.1 cost
+// less CPU per request from 1 to 32 connections (the bare proxy's CPU per request over
+// the gateway's: 0.69-0.77 against 0.49-0.56 at 1 connection) and about the same at 64,
+// where HTTP/2's one connection was sometimes a little cheaper: Go's HTTP/2 client spends
+// a goroutine and frame handling on every request.
 // What HTTP/2 gave was one multiplexed connection per backend; HTTP/1.1 opens one per
 // concurrent request instead, which gateway.limits.maxInFlight bounds (1024 by default),
 // MaxIdleConnsPerHost keeps for reuse and IdleConnTimeout closes once the load passes.
