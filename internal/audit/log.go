@@ -123,6 +123,9 @@ type Log struct {
 	sinks      []*anchorSink
 
 	bufs sync.Pool // of *recBuf
+	// writeAt writes records to a segment file: (*os.File).WriteAt, which tests replace
+	// to count or fail the writes.
+	writeAt func(f *os.File, p []byte, off int64) (int, error)
 
 	stop chan struct{}
 	done chan struct{}
@@ -149,14 +152,15 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		cfg:    cfg,
-		dir:    filepath.Join(cfg.Dir, cfg.Chain),
-		pub:    cfg.Signer.Public().(ed25519.PublicKey),
-		prefix: recordPrefix(cfg.Chain),
-		log:    cfg.Logger.With("chain", cfg.Chain),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		bufs:   sync.Pool{New: newRecBuf},
+		cfg:     cfg,
+		dir:     filepath.Join(cfg.Dir, cfg.Chain),
+		pub:     cfg.Signer.Public().(ed25519.PublicKey),
+		prefix:  recordPrefix(cfg.Chain),
+		log:     cfg.Logger.With("chain", cfg.Chain),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		bufs:    sync.Pool{New: newRecBuf},
+		writeAt: (*os.File).WriteAt,
 	}
 	l.keyID = KeyID(l.pub)
 	for _, a := range cfg.Anchors {
@@ -1016,7 +1020,7 @@ func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
 	}
 	buf, hx := rh.finish(line, l.seq+1, l.prevHash())
 	rb.line = buf
-	if _, err := l.f.WriteAt(buf, l.off); err != nil {
+	if _, err := l.writeAt(l.f, buf, l.off); err != nil {
 		// Leave no partial line behind: the next record must start at l.off (if even
 		// the truncate fails, resumeLocked cuts the file back before the next write).
 		l.f.Truncate(l.off)
