@@ -123,6 +123,36 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestLoneRecordWritesAtOnce: a Record with no other in flight is written by its own
+// write(2), before it returns: nothing waits for company.
+func TestLoneRecordWritesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, "gateway", nil)
+	var writes atomic.Int64
+	l.mu.Lock()
+	l.writeAt = func(f *os.File, p []byte, off int64) (int, error) {
+		writes.Add(1)
+		return f.WriteAt(p, off)
+	}
+	l.mu.Unlock()
+	seg := filepath.Join(dir, "gateway", segmentName(1))
+	var size int64
+	for i := range 5 {
+		if err := l.Record(context.Background(), gatewayEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if writes.Load() != int64(i+1) || st.Size() <= size {
+			t.Fatalf("after record %d returned: %d writes, segment %d bytes (was %d)", i, writes.Load(), st.Size(), size)
+		}
+		size = st.Size()
+	}
+	closeVerified(t, l, dir)
+}
+
 // TestGroupCommitRotates: a batch that reaches the end of a segment continues in the
 // next one, breaking where records written one by one would (a record starts a new
 // segment when its event part and 256 bytes would go past SegmentBytes), with one
