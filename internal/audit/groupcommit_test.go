@@ -224,17 +224,16 @@ func TestGroupCommitRotates(t *testing.T) {
 	}
 }
 
-// TestGroupCommitWriteFailure: a write of a batch that fails (after writing part of it,
-// as a full disk does) refuses every record of the batch — each Record returns an error,
-// so each request fails closed — and leaves no partial line; the chain continues from
-// the last record written, records the gap with the number refused, and verifies.
+// TestGroupCommitWriteFailure: a failed write of a batch refuses every record of the
+// batch — each Record returns an error, so each request fails closed; the chain
+// continues from the last record written, records the gap with the number refused, and
+// verifies.
 func TestGroupCommitWriteFailure(t *testing.T) {
 	dir := t.TempDir()
 	l := openTest(t, dir, "gateway", nil)
 	errs, _ := heldBatch(t, l, 63, func(call int64, f *os.File, p []byte, off int64) (int, error) {
 		if call == 2 {
-			n, _ := f.WriteAt(p[:len(p)/2], off)
-			return n, syscall.ENOSPC
+			return 0, syscall.EIO
 		}
 		return f.WriteAt(p, off)
 	})
@@ -242,7 +241,7 @@ func TestGroupCommitWriteFailure(t *testing.T) {
 		t.Fatalf("the lone record: %v", errs[0])
 	}
 	for i, err := range errs[1:] {
-		if !errors.Is(err, syscall.ENOSPC) {
+		if !errors.Is(err, syscall.EIO) {
 			t.Fatalf("record %d of the failed batch: %v, want the write's error", i+1, err)
 		}
 	}
@@ -261,32 +260,50 @@ func TestGroupCommitWriteFailure(t *testing.T) {
 	}
 }
 
-// TestGroupCommitFailureAfterRotation: a batch spanning segments whose second write
-// fails keeps what the first wrote (those records are in the chain and acknowledged)
-// and refuses the rest; the chain holds exactly the acknowledged records.
-func TestGroupCommitFailureAfterRotation(t *testing.T) {
+// TestGroupCommitShortWrite: a write of a batch that fails part way (a full disk) leaves
+// no partial line: the records it wrote whole are written (acknowledged, and kept: a
+// reader may have read them), the others refused, and the chain holds exactly the
+// acknowledged records, then the gap, and verifies.
+func TestGroupCommitShortWrite(t *testing.T) {
 	dir := t.TempDir()
-	l := openTest(t, dir, "gateway", func(c *Config) { c.SegmentBytes = 16 << 10 })
+	l := openTest(t, dir, "gateway", nil)
+	var wrote int
 	errs, _ := heldBatch(t, l, 63, func(call int64, f *os.File, p []byte, off int64) (int, error) {
-		if call == 3 {
-			n, _ := f.WriteAt(p[:len(p)/3], off)
-			return n, syscall.EIO
+		if call == 2 {
+			wrote = len(p) / 2
+			n, _ := f.WriteAt(p[:wrote], off)
+			return n, syscall.ENOSPC
 		}
 		return f.WriteAt(p, off)
 	})
 	acked := acknowledged(errs)
 	refused := len(errs) - len(acked)
-	if len(acked) < 3 || refused < 3 {
-		t.Fatalf("%d acknowledged, %d refused: the failure did not fall inside the batch", len(acked), refused)
+	if len(acked) < 2 || refused < 2 {
+		t.Fatalf("%d acknowledged, %d refused, after a write of %d bytes failed", len(acked), refused, wrote)
 	}
 	for _, err := range errs {
-		if err != nil && !errors.Is(err, syscall.EIO) {
+		if err != nil && !errors.Is(err, syscall.ENOSPC) {
 			t.Fatalf("refused with %v, want the write's error", err)
 		}
 	}
+	// No partial line: the segment ends with the last whole record.
+	data, err := os.ReadFile(filepath.Join(dir, "gateway", segmentName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := splitLines(data); len(lines) != len(acked) || lines[len(lines)-1].Partial {
+		t.Fatalf("segment holds %d lines (last partial: %v), want the %d acknowledged records", len(lines), lines[len(lines)-1].Partial, len(acked))
+	}
 	writeN(t, l, 100, 1)
-	acked["req-00000100"] = true
 	closeVerified(t, l, dir)
+	checkAcknowledged(t, dir, acked, refused)
+}
+
+// checkAcknowledged checks that the chain holds the acknowledged records (and req-00000100,
+// written after), each once, and one gap record counting the refused ones.
+func checkAcknowledged(t *testing.T, dir string, acked map[string]bool, refused int) {
+	t.Helper()
+	acked["req-00000100"] = true
 	gaps := 0
 	for _, ev := range eventsOf(t, dir, "gateway") {
 		if ev.EventName == "AuditLogGap" {
@@ -297,13 +314,48 @@ func TestGroupCommitFailureAfterRotation(t *testing.T) {
 			continue
 		}
 		if !acked[ev.RequestID] {
-			t.Errorf("%s is in the chain but was refused", ev.RequestID)
+			t.Errorf("%s is in the chain but was refused (or is there twice)", ev.RequestID)
 		}
 		delete(acked, ev.RequestID)
 	}
 	if len(acked) != 0 || gaps != 1 {
 		t.Fatalf("acknowledged but not in the chain: %v; %d gap records", acked, gaps)
 	}
+}
+
+// TestGroupCommitFailureAfterRotation: a batch spanning segments whose write to the
+// second segment fails keeps what the first write wrote (those records are in the chain
+// and acknowledged) and refuses the rest; the chain holds exactly the acknowledged
+// records, then the gap.
+func TestGroupCommitFailureAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	l := openTest(t, dir, "gateway", func(c *Config) { c.SegmentBytes = 16 << 10 })
+	errs, _ := heldBatch(t, l, 63, func(call int64, f *os.File, p []byte, off int64) (int, error) {
+		if call == 3 {
+			return 0, syscall.EIO
+		}
+		return f.WriteAt(p, off)
+	})
+	acked := acknowledged(errs)
+	refused := len(errs) - len(acked)
+	if len(acked) < 3 || refused < 3 {
+		t.Fatalf("%d acknowledged, %d refused: the failure did not fall inside the batch", len(acked), refused)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "gateway", segmentName(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(splitLines(data)); n != len(acked) {
+		t.Fatalf("%d acknowledged, want the %d records of the first segment", len(acked), n)
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, syscall.EIO) {
+			t.Fatalf("refused with %v, want the write's error", err)
+		}
+	}
+	writeN(t, l, 100, 1)
+	closeVerified(t, l, dir)
+	checkAcknowledged(t, dir, acked, refused)
 }
 
 // TestCloseDuringBatch: Records waiting while Close runs are either written and

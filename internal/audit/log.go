@@ -1063,7 +1063,7 @@ var errLead = errors.New("audit: write the next batch")
 // commitLocked appends batch's records to the chain, in order, setting each one's err:
 // nil when it was written. Records that fit in the segment are written with one write;
 // a batch that reaches the segment's end continues in the next segment with another.
-// When a write fails, that write's records and the rest of the batch are refused, and
+// When a write fails, every record of the batch it did not write whole is refused, and
 // the chain continues from the last record written. Callers hold mu.
 func (l *Log) commitLocked(batch []*recBuf) {
 	if l.closed {
@@ -1079,16 +1079,16 @@ func (l *Log) commitLocked(batch []*recBuf) {
 	}
 	for len(batch) > 0 {
 		n, err := l.appendLocked(batch)
+		for _, rb := range batch[:n] {
+			rb.err = nil
+		}
+		batch = batch[n:]
 		if err != nil {
 			l.failLocked(err)
 			l.failure.refused += len(batch)
 			refuse(batch, err)
 			return
 		}
-		for _, rb := range batch[:n] {
-			rb.err = nil
-		}
-		batch = batch[n:]
 	}
 }
 
@@ -1103,8 +1103,9 @@ const maxWriteBytes = 1 << 20
 
 // appendLocked writes the first records of recs, as many as fit in the segment (at
 // least one, moving to a new segment first when this one is full), with one write, and
-// returns how many it wrote. On an error none of them is written and the record state
-// is unchanged: the next record follows the last one written. Callers hold mu.
+// returns how many it wrote. On an error it returns the records written whole before
+// the write failed (usually none): the record state is that of the last one, and the
+// next record follows it. Callers hold mu.
 func (l *Log) appendLocked(recs []*recBuf) (int, error) {
 	// A record line is ~1-2 KiB; move on before the segment would exceed SegmentBytes.
 	if l.off > 0 && l.off+int64(len(recs[0].rec))+256 > l.cfg.SegmentBytes {
@@ -1134,24 +1135,45 @@ func (l *Log) appendLocked(recs []*recBuf) (int, error) {
 		}
 		buf = l.wbuf
 	}
-	_, err := l.writeAt(l.f, buf, l.off)
+	written, err := l.writeAt(l.f, buf, l.off)
 	if cap(l.wbuf) > 2*maxWriteBytes {
 		l.wbuf = nil // a batch of outsized events: do not keep its buffer
 	}
 	if err != nil {
-		// Leave no partial line behind: the next record must start at l.off (if even
-		// the truncate fails, resumeLocked cuts the file back before the next write).
-		l.f.Truncate(l.off)
-		return 0, fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
+		// A write can fail part way (a full disk): the records whose whole lines it
+		// wrote stay, written like any other (a reader may have read them already, and
+		// the chain never takes back a whole line); the rest, a partial line included,
+		// is cut, and the next record starts there (if even the truncate fails,
+		// resumeLocked cuts the file back before the next write).
+		chunk := recs[:n]
+		n, size = 0, 0
+		for _, rb := range chunk {
+			if size+int64(len(rb.rec)) > int64(written) {
+				break
+			}
+			size += int64(len(rb.rec))
+			n++
+		}
+		l.f.Truncate(l.off + size)
+		if n > 0 {
+			l.advance(recs[:n], size)
+		}
+		return n, fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
 	}
-	first, last := recs[0], recs[n-1]
+	l.advance(recs[:n], size)
+	return n, nil
+}
+
+// advance moves the record state past recs, written at l.off (size bytes). Callers hold
+// mu.
+func (l *Log) advance(recs []*recBuf, size int64) {
+	first, last := recs[0], recs[len(recs)-1]
 	l.lastHex, l.lastPending, l.lastLen = last.hx, true, int64(len(last.rec))
 	if l.uLen == 0 {
 		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(first.rec)), string(first.hx[:])
 	}
 	l.off += size
-	l.seq = seq
-	return n, nil
+	l.seq += uint64(len(recs))
 }
 
 // writeFailure is a stretch of time in which the log could not write: its records were
