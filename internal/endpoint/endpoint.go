@@ -67,6 +67,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -128,6 +129,16 @@ type Config struct {
 	// crossing an mTLS hop. Gateways, ClientCert and Verifier are then not used and must
 	// be left unset.
 	Local func(w http.ResponseWriter, r *http.Request, h Handover)
+	// Handoff, when set, makes the endpoint a network boundary only: each connection its
+	// security group admits and whose first byte is a TLS handshake record is passed, its
+	// TLS bytes untouched, to the gateway process that terminates it (internal/handoff:
+	// the descriptor over a Unix socket, or a tunnel over mutual TLS), with the caller's
+	// address and port in a preamble. Handoff owns c from the call on and closes it; an
+	// error means the gateway never got it. The gateway runs this endpoint's per-request
+	// checks in its own process (an Endpoint with Local, serving a handoff.Listener).
+	// ServerCert, Gateways, ClientCert, Verifier and Local are then not used and must be
+	// left unset.
+	Handoff func(c net.Conn, p handoff.Preamble) error
 	// Auditor records refusals and failures.
 	Auditor Auditor
 	// Logger receives operational logs; nil means slog.Default().
@@ -213,10 +224,14 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 	} else if _, ok := s.Endpoint(cfg.ID); !ok && validVPCEID(cfg.ID) {
 		problems = append(problems, fmt.Sprintf("the spec has no endpoint %s", cfg.ID))
 	}
-	if cfg.ServerCert == nil {
+	if cfg.ServerCert == nil && cfg.Handoff == nil {
 		problems = append(problems, "no ServerCert")
 	}
 	switch {
+	case cfg.Handoff != nil:
+		if cfg.Local != nil || len(cfg.Gateways) > 0 || cfg.ClientCert != nil || cfg.Verifier != nil || cfg.ServerCert != nil {
+			problems = append(problems, "an endpoint that hands connections off takes no ServerCert, Gateways, ClientCert, Verifier or Local: the gateway terminates TLS")
+		}
 	case cfg.Local != nil:
 		if len(cfg.Gateways) > 0 || cfg.ClientCert != nil || cfg.Verifier != nil {
 			problems = append(problems, "a Local gateway takes no Gateways, ClientCert or Verifier: requests never leave the process")
@@ -267,7 +282,7 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		NextProtos:     []string{"h2", "http/1.1"},
 		Time:           cfg.Now,
 	}
-	if cfg.Local == nil {
+	if cfg.Local == nil && cfg.Handoff == nil {
 		e.gw = newGateways(cfg, e.log, lim, e.verifyGateway)
 		e.proxy = e.newProxy()
 	}
