@@ -42,19 +42,20 @@ type childConfig struct {
 	Bundle   []byte `json:"bundle"`
 	Gateway  string `json:"gateway"`
 	Socket   string `json:"socket"` // the gateway's handoff socket (fd passing)
+	Tunnel   string `json:"tunnel"` // the gateway's tunnel listener
 	AuditDir string `json:"auditDir"`
 	Profile  string `json:"profile"` // "": none
 }
 
 // startChildEndpoint re-executes this binary as the endpoint process and returns the
 // address it listens on. The process stops when the bench closes its stdin.
-func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, socket, profile string) ([]string, error) {
+func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, socket, tunnel, profile string) ([]string, error) {
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return nil, err
 	}
 	cc := childConfig{Spec: spec, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
-		Bundle: bundle, Gateway: gw, Socket: socket, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
+		Bundle: bundle, Gateway: gw, Socket: socket, Tunnel: tunnel, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
 	for _, der := range cert.Certificate {
 		cc.CertPEM = append(cc.CertPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
@@ -185,7 +186,30 @@ func runChild(file string) error {
 		return err
 	}
 	go fdEP.Serve(context.Background(), fdLn)
-	fmt.Printf("listening %s %s\n", ln.Addr(), fdLn.Addr())
+	// And handing each connection to the gateway through a pre-dialed mTLS tunnel, its
+	// bytes spliced both ways (another host's endpoint).
+	tun, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
+		Gateways:      []string{cc.Tunnel},
+		ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		VerifyGateway: endpoint.VerifyGateway(verifier, func() *config.Spec { return spec }),
+		Warm:          64, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tunEP, err := endpoint.New(endpoint.Config{
+		ID: benchEndpoint, Spec: func() *config.Spec { return spec },
+		Handoff: tun.Handoff, Auditor: aud, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tunLn, err := listen()
+	if err != nil {
+		return err
+	}
+	go tunEP.Serve(context.Background(), tunLn)
+	fmt.Printf("listening %s %s %s\n", ln.Addr(), fdLn.Addr(), tunLn.Addr())
 	// Until the bench closes stdin; each line asks how the mTLS hop was used.
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -193,7 +217,12 @@ func runChild(file string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return errors.Join(ep.Shutdown(ctx), fdEP.Shutdown(ctx))
+	err = errors.Join(ep.Shutdown(ctx), fdEP.Shutdown(ctx), tunEP.Shutdown(ctx))
+	// The bench's clients may still hold kept-alive connections through tunnels: cut them.
+	short, done := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer done()
+	tun.Close(short)
+	return err
 }
 
 // dialCounter counts the requests the endpoint forwarded and the connections it dialed

@@ -344,14 +344,43 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		return nil, err
 	}
 
+	// (f) the endpoint in a process of its own, as on another host: each caller's
+	// connection goes to the gateway's process through a pre-dialed mTLS tunnel, where
+	// an endpoint instance terminates TLS (phantom endpoint --handoff tunnel).
+	tunLn, err := listen()
+	if err != nil {
+		return nil, err
+	}
+	tunSrv, err := handoff.ServeTunnels(tunLn, handoff.TunnelServerConfig{
+		Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil },
+		Peer:        handoff.VerifyEndpoint(verifier), Endpoints: []string{benchEndpoint}, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { tunSrv.Close() })
+	tunLog, err := openLog("gateway-tunnel-endpoint-" + benchEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	err = startEndpoint(endpoint.Config{
+		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: tunLog, Logger: log,
+		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+		},
+	}, tunSrv.Listener(benchEndpoint))
+	if err != nil {
+		return nil, err
+	}
+
 	// (g) the endpoint in a process of its own, re-proxying each request to the gateway
 	// over pooled mTLS connections (phantom endpoint --handoff http; on another host in
 	// production), as (d) ran before the handoff.
-	childAddrs, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), socket, childProfile)
+	childAddrs, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), socket, tunLn.Addr().String(), childProfile)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint process: %w", err)
 	}
-	if len(childAddrs) != 2 {
+	if len(childAddrs) != 3 {
 		return nil, fmt.Errorf("endpoint process: listening on %v", childAddrs)
 	}
 
@@ -384,6 +413,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		{name: "(c) endpoint>gateway, in memory", url: "https://" + epLn.Addr().String() + benchPath, client: client()},
 		{name: "(d) endpoint|gateway, fd passed", url: "https://" + childAddrs[1] + benchPath, client: client()},
 		{name: "(e) endpoint>gateway, mTLS in 1 process", url: "https://" + epTLSLn.Addr().String() + benchPath, client: client()},
+		{name: "(f) endpoint|gateway, mTLS tunnel", url: "https://" + childAddrs[2] + benchPath, client: client()},
 		{name: "(g) endpoint|gateway, HTTP over mTLS", url: "https://" + childAddrs[0] + benchPath, client: client()},
 	}
 	// Direct calls (b) come without aws:SourceVpce; the resource policy only requires the

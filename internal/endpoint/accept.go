@@ -160,11 +160,8 @@ func (e *Endpoint) handOff(c net.Conn, src netip.AddrPort, port uint16, first by
 	if err := e.cfg.Handoff(c, handoff.Preamble{Source: src, DstPort: port, Consumed: []byte{first}}); err != nil {
 		e.log.Warn("endpoint could not hand a connection to the gateway", "error", err)
 		e.ref.Note(admission.Refusal{Code: codeGatewayUnreachable, Src: src, LocalPort: port, Detail: map[string]any{"reason": err.Error()}})
-		return
 	}
-	if m := e.cfg.Metrics; m != nil {
-		m.Connection("")
-	}
+	// Metrics.Connection("") is the gateway's instance's to call, when the handshake is done.
 }
 
 // refusePlaintext answers a plaintext client as Go's HTTPS server does, then half-closes

@@ -399,19 +399,27 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// verifyGateway is the gateway connection's VerifyConnection: the chain must verify to
-// the perimeter CA for server auth and name a gateway of this perimeter. It runs on
-// resumed sessions too, and an empty chain fails, so the check cannot be skipped.
+// verifyGateway is the gateway connection's VerifyConnection (VerifyGateway).
 func (e *Endpoint) verifyGateway(cs tls.ConnectionState) error {
-	id, err := e.cfg.Verifier.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return fmt.Errorf("gateway certificate: %w", err)
+	return VerifyGateway(e.cfg.Verifier, e.cfg.Spec)(cs)
+}
+
+// VerifyGateway returns the check of a gateway's certificate on a connection an endpoint
+// opens: the chain must verify to the perimeter CA for server auth and name a gateway of
+// this perimeter (the spec's gateway name, when it has one). As a VerifyConnection it runs
+// on resumed sessions too, and an empty chain fails, so the check cannot be skipped.
+func VerifyGateway(v *pki.Verifier, spec func() *config.Spec) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		id, err := v.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+		if err != nil {
+			return fmt.Errorf("gateway certificate: %w", err)
+		}
+		if id.Kind != pki.KindGateway {
+			return fmt.Errorf("gateway certificate names %s, not a gateway", id)
+		}
+		if s := spec(); s != nil && s.Gateway.Name != "" && id.Name != s.Gateway.Name {
+			return fmt.Errorf("gateway certificate names %s, not the spec's gateway %q", id, s.Gateway.Name)
+		}
+		return nil
 	}
-	if id.Kind != pki.KindGateway {
-		return fmt.Errorf("gateway certificate names %s, not a gateway", id)
-	}
-	if s := e.cfg.Spec(); s != nil && s.Gateway.Name != "" && id.Name != s.Gateway.Name {
-		return fmt.Errorf("gateway certificate names %s, not the spec's gateway %q", id, s.Gateway.Name)
-	}
-	return nil
 }
