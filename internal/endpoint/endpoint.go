@@ -17,6 +17,13 @@
 // It does not open listeners either: the caller hands Serve plain TCP listeners, one per
 // address of the spec's endpoint.
 //
+// In a process of its own the endpoint can be a network boundary only (Config.Handoff):
+// the security group at accept and the TLS-only check on the first byte, then the caller's
+// connection, its TLS bytes untouched, goes to the gateway's process (internal/handoff),
+// where an Endpoint with Local serves the handed-off connections as from its own
+// listener: the security group again with the caller's address and port from the handoff,
+// the TLS handshake with this endpoint's certificate, everything else per request.
+//
 // # Audit
 //
 // The endpoint records only its own refusals and failures; a request it forwards is
@@ -31,6 +38,7 @@
 //	Connect    ConnectionLimitExceeded    too many handshakes in progress, or the listener or the
 //	                                      source address holds its maximum of open connections
 //	                                      (endpoints[].limits)
+//	Connect    GatewayUnreachable         (Handoff) the connection could not be handed to the gateway
 //	Invoke     VpceAccessDenied           the request names no API, or one the endpoint does not list (403)
 //	Invoke     MisdirectedRequest         the TLS server name binds another API, or names another endpoint (421)
 //	Invoke     SecurityGroupDenied        a reload removed the rule a kept-alive connection came in by (403)

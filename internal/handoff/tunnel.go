@@ -27,6 +27,9 @@ const (
 	// idleFor for its preamble, longer, so it never closes one the endpoint may still use.
 	warmFor = time.Minute
 	idleFor = 2 * time.Minute
+	// maxPending bounds the tunnels in their handshake or waiting for a preamble: peers
+	// are not authenticated until their handshake is done, and each holds a goroutine.
+	maxPending = 4096
 )
 
 // VerifyEndpoint returns the check a gateway applies to a tunnel's peer: a certificate
@@ -149,6 +152,12 @@ func (s *TunnelServer) acceptLoop() {
 			c.Close()
 			return
 		default:
+		}
+		if len(s.active) >= maxPending {
+			s.mu.Unlock()
+			s.log.Warn("handoff tunnel refused: too many tunnels in their handshake or idle", "peer", c.RemoteAddr().String(), "limit", maxPending)
+			c.Close()
+			continue
 		}
 		s.active[c] = struct{}{}
 		s.wg.Add(1)

@@ -171,6 +171,9 @@ func (c *process) handoffEndpoints(cfg ProcessConfig, gw *gateway.Gateway, gwCer
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fail(fmt.Errorf("handoff socket directory: %w", err))
 	}
+	if err := checkHandoffDir(dir); err != nil {
+		return fail(err)
+	}
 	var tunnels *handoff.TunnelServer
 	if cfg.Handoff.TunnelListen != "" {
 		tl, err := net.Listen("tcp", cfg.Handoff.TunnelListen)
@@ -217,4 +220,18 @@ func (c *process) handoffEndpoints(cfg ProcessConfig, gw *gateway.Gateway, gwCer
 			tunnels.Close()
 		}
 	}, nil
+}
+
+// checkHandoffDir refuses a socket directory others could write: whoever can write it can
+// put a socket of their own where an endpoint process looks for the gateway's (the
+// endpoint checks the listener's uid too).
+func checkHandoffDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("handoff socket directory: %w", err)
+	}
+	if !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("handoff socket directory %s must be a directory only its owner can write (it is %v)", dir, fi.Mode())
+	}
+	return nil
 }
