@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
@@ -193,6 +194,9 @@ func (c *process) handoffEndpoints(cfg ProcessConfig, gw *gateway.Gateway, gwCer
 		ep, ok := spec.Endpoint(id)
 		if !ok {
 			return fail(&UsageError{Err: fmt.Errorf("--handoff-endpoint: the spec has no endpoint %q", id)})
+		}
+		if slices.Contains(cfg.Endpoints, id) {
+			return fail(&UsageError{Err: fmt.Errorf("endpoint %s is given to both --endpoint and --handoff-endpoint: it runs in this process or in its own", id)})
 		}
 		addrs := make([]net.Addr, 0, len(ep.Listen))
 		for _, a := range ep.Listen {
