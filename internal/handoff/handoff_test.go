@@ -478,3 +478,87 @@ func TestTunnelRefusesMalformedPreamble(t *testing.T) {
 		}
 	})
 }
+
+// TestTunnelDialerSkipsDeadWarmTunnels: tunnels dialed ahead to a gateway that has since
+// restarted are closed on its side; a caller arriving then goes through a fresh tunnel to
+// the new gateway, not into one of the dead ones.
+func TestTunnelDialerSkipsDeadWarmTunnels(t *testing.T) {
+	p := newTunnelPKI(t)
+	s := startTunnels(t, p)
+	addr := s.Addr().String()
+	d, err := NewTunnelDialer(TunnelDialerConfig{
+		Gateways: []string{addr},
+		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return p.issued(pki.KindEndpoint, servedVPCE, true), nil
+		},
+		VerifyGateway: func(tls.ConnectionState) error { return nil },
+		Warm:          4, Logger: quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close(t.Context()) })
+	deadline := time.Now().Add(5 * time.Second)
+	for len(d.warm) < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("the gateway's port cannot be taken again: %v", err)
+	}
+	s2, err := ServeTunnels(ln, TunnelServerConfig{
+		Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gw, nil },
+		Peer:        VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{servedVPCE}, Logger: quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s2.Close() })
+	time.Sleep(50 * time.Millisecond) // the old tunnels' FINs arrive
+	caller, c := callerPair(t)
+	if err := d.Handoff(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatal(err)
+	}
+	got := accepted(s2.Listener(servedVPCE), 5*time.Second)
+	if got == nil {
+		t.Fatal("the caller went into a dead tunnel")
+	}
+	defer got.Close()
+	io.WriteString(caller, "x")
+	b := make([]byte, 2)
+	if _, err := io.ReadFull(got, b); err != nil || string(b) != "\x16x" {
+		t.Errorf("read %q, %v", b, err)
+	}
+}
+
+// TestFDSenderReconnects: after the gateway restarts, the endpoint passes the next
+// connection over a new connection to the new socket.
+func TestFDSenderReconnects(t *testing.T) {
+	fc := FDConfig{Path: socketPath(t), Logger: quiet()}
+	l, err := ListenFD(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewFDSender(fc)
+	defer s.Close()
+	if err := s.Connect(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l2, err := ListenFD(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	_, c := callerPair(t)
+	if err := s.Send(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatalf("send after the gateway restarted: %v", err)
+	}
+	c.Close()
+	if got := accepted(l2, 5*time.Second); got == nil {
+		t.Fatal("not delivered to the new gateway")
+	} else {
+		got.Close()
+	}
+}

@@ -100,6 +100,10 @@ func ServeTunnels(ln net.Listener, cfg TunnelServerConfig) (*TunnelServer, error
 		ClientAuth:     tls.RequireAnyClientCert,
 		NextProtos:     []string{TunnelProto},
 		Time:           cfg.Now,
+		// Nothing reaches an endpoint's pre-dialed tunnel before its preamble, so the
+		// endpoint can tell a closed one by any byte (alive). Tunnels are dialed ahead of
+		// callers: resumption would save nobody a wait.
+		SessionTicketsDisabled: true,
 	}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -270,6 +274,7 @@ type TunnelDialer struct {
 
 type warmTunnel struct {
 	c     *tls.Conn
+	raw   net.Conn
 	since time.Time
 }
 
@@ -287,7 +292,6 @@ func NewTunnelDialer(cfg TunnelDialerConfig) (*TunnelDialer, error) {
 	d := &TunnelDialer{cfg: cfg, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
 		warm: make(chan warmTunnel, cfg.Warm), log: cfg.Logger, open: map[net.Conn]struct{}{},
 		bufs: make(chan []byte, 256), warmFor: warmFor}
-	sessions := tls.NewLRUClientSessionCache(len(cfg.Gateways) * 64)
 	for _, a := range cfg.Gateways {
 		host, _, err := net.SplitHostPort(a)
 		if err != nil {
@@ -302,7 +306,6 @@ func NewTunnelDialer(cfg TunnelDialerConfig) (*TunnelDialer, error) {
 			InsecureSkipVerify: true,
 			VerifyConnection:   cfg.VerifyGateway,
 			NextProtos:         []string{TunnelProto},
-			ClientSessionCache: sessions,
 			Time:               cfg.Now,
 		})
 	}
@@ -333,7 +336,7 @@ func (d *TunnelDialer) filler() {
 		}
 		backoff = 0
 		select {
-		case d.warm <- warmTunnel{c, time.Now()}:
+		case d.warm <- warmTunnel{c, c.NetConn(), time.Now()}:
 		case <-d.ctx.Done():
 			c.Close()
 			return
@@ -377,7 +380,8 @@ func (d *TunnelDialer) take() (*tls.Conn, error) {
 	for {
 		select {
 		case w := <-d.warm:
-			if time.Since(w.since) > d.warmFor {
+			// A gateway that restarted closed the tunnels dialed to it before.
+			if time.Since(w.since) > d.warmFor || !alive(w.raw) {
 				w.c.Close()
 				continue
 			}
