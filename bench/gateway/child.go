@@ -25,6 +25,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -40,47 +41,49 @@ type childConfig struct {
 	KeyPEM   []byte `json:"keyPEM"`
 	Bundle   []byte `json:"bundle"`
 	Gateway  string `json:"gateway"`
+	Socket   string `json:"socket"` // the gateway's handoff socket (fd passing)
+	Tunnel   string `json:"tunnel"` // the gateway's tunnel listener
 	AuditDir string `json:"auditDir"`
 	Profile  string `json:"profile"` // "": none
 }
 
 // startChildEndpoint re-executes this binary as the endpoint process and returns the
 // address it listens on. The process stops when the bench closes its stdin.
-func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, profile string) (string, error) {
+func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, socket, tunnel, profile string) ([]string, error) {
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cc := childConfig{Spec: spec, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
-		Bundle: bundle, Gateway: gw, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
+		Bundle: bundle, Gateway: gw, Socket: socket, Tunnel: tunnel, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
 	for _, der := range cert.Certificate {
 		cc.CertPEM = append(cc.CertPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
 	b, err := json.Marshal(cc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	file := filepath.Join(dir, "child.json")
 	if err := os.WriteFile(file, b, 0o600); err != nil {
-		return "", err
+		return nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"="+file)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return nil, err
 	}
 	p.closers = append(p.closers, func() {
 		stdin.Close()
@@ -95,16 +98,16 @@ func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certif
 	})
 	out := bufio.NewReader(stdout)
 	line, err := out.ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	addrs, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
-		return "", fmt.Errorf("the endpoint process did not start: %q %v", line, err)
+		return nil, fmt.Errorf("the endpoint process did not start: %q %v", line, err)
 	}
 	if _, ok := childCPU(cmd.Process.Pid); !ok {
-		return "", errors.New("no /proc/PID/stat: the endpoint process's CPU time cannot be counted")
+		return nil, errors.New("no /proc/PID/stat: the endpoint process's CPU time cannot be counted")
 	}
 	p.children = append(p.children, cmd.Process.Pid)
 	p.child = &childProc{stdin: stdin, stdout: out}
-	return addr, nil
+	return strings.Fields(addrs), nil
 }
 
 // runChild is the endpoint process: it serves until its stdin closes.
@@ -165,7 +168,48 @@ func runChild(file string) error {
 		return err
 	}
 	go ep.Serve(context.Background(), ln)
-	fmt.Printf("listening %s\n", ln.Addr())
+	// The same endpoint handing each connection's descriptor to the gateway (fd passing).
+	fds := handoff.NewFDSender(handoff.FDConfig{Path: cc.Socket, Logger: log})
+	defer fds.Close()
+	if err := fds.Connect(); err != nil {
+		return err
+	}
+	fdEP, err := endpoint.New(endpoint.Config{
+		ID: benchEndpoint, Spec: func() *config.Spec { return spec },
+		Handoff: endpoint.PassFD(fds), Auditor: aud, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fdLn, err := listen()
+	if err != nil {
+		return err
+	}
+	go fdEP.Serve(context.Background(), fdLn)
+	// And handing each connection to the gateway through a pre-dialed mTLS tunnel, its
+	// bytes spliced both ways (another host's endpoint).
+	tun, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
+		Gateways:      []string{cc.Tunnel},
+		ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		VerifyGateway: endpoint.VerifyGateway(verifier, func() *config.Spec { return spec }),
+		Warm:          64, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tunEP, err := endpoint.New(endpoint.Config{
+		ID: benchEndpoint, Spec: func() *config.Spec { return spec },
+		Handoff: tun.Handoff, Auditor: aud, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	tunLn, err := listen()
+	if err != nil {
+		return err
+	}
+	go tunEP.Serve(context.Background(), tunLn)
+	fmt.Printf("listening %s %s %s\n", ln.Addr(), fdLn.Addr(), tunLn.Addr())
 	// Until the bench closes stdin; each line asks how the mTLS hop was used.
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -173,7 +217,12 @@ func runChild(file string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return ep.Shutdown(ctx)
+	err = errors.Join(ep.Shutdown(ctx), fdEP.Shutdown(ctx), tunEP.Shutdown(ctx))
+	// The bench's clients may still hold kept-alive connections through tunnels: cut them.
+	short, done := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer done()
+	tun.Close(short)
+	return err
 }
 
 // dialCounter counts the requests the endpoint forwarded and the connections it dialed

@@ -152,7 +152,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\n(d)'s mTLS hop: %d requests forwarded over %d connections dialed (pooled HTTP/1.1, kept alive)\n", fwd, dialed)
+	fmt.Fprintf(out, "\n(g)'s mTLS hop: %d requests forwarded over %d connections dialed (pooled HTTP/1.1, kept alive)\n", fwd, dialed)
 	d, err := verifyCost(ctx, p, 2000)
 	if err != nil {
 		return err

@@ -34,7 +34,8 @@ func TestBenchRuns(t *testing.T) {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
 	for _, name := range []string{"(a) bare TLS proxy", "(b) gateway", "(c) endpoint>gateway, in memory",
-		"(d) endpoint|gateway, 2 processes", "(e) endpoint>gateway, mTLS in 1 process", "verifying one identity assertion"} {
+		"(d) endpoint|gateway, fd passed", "(e) endpoint>gateway, mTLS in 1 process", "(f) endpoint|gateway, mTLS tunnel",
+		"(g) endpoint|gateway, HTTP over mTLS", "verifying one identity assertion"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("no row for %s:\n%s", name, out.String())
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/datadir"
 	"github.com/phantom-perimeter/phantom/internal/endpoint"
 	"github.com/phantom-perimeter/phantom/internal/gateway"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/keys"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -321,11 +322,66 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		return nil, err
 	}
 
-	// (d) the endpoint in a process of its own, over mTLS to the gateway (phantom
-	// endpoint; on another host in production).
-	childAddr, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), childProfile)
+	// (d) the endpoint in a process of its own on the same host, passing each caller's
+	// connection to the gateway's process over a Unix socket, where an endpoint instance
+	// terminates TLS and hands requests over in memory (phantom endpoint --handoff fd).
+	socket := filepath.Join(dir, "handoff.sock")
+	fdLn, err := handoff.ListenFD(handoff.FDConfig{Path: socket, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	fdLog, err := openLog("gateway-endpoint-" + benchEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	err = startEndpoint(endpoint.Config{
+		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: fdLog, Logger: log,
+		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+		},
+	}, fdLn)
+	if err != nil {
+		return nil, err
+	}
+
+	// (f) the endpoint in a process of its own, as on another host: each caller's
+	// connection goes to the gateway's process through a pre-dialed mTLS tunnel, where
+	// an endpoint instance terminates TLS (phantom endpoint --handoff tunnel).
+	tunLn, err := listen()
+	if err != nil {
+		return nil, err
+	}
+	tunSrv, err := handoff.ServeTunnels(tunLn, handoff.TunnelServerConfig{
+		Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil },
+		Peer:        handoff.VerifyEndpoint(verifier), Endpoints: []string{benchEndpoint}, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, func() { tunSrv.Close() })
+	tunLog, err := openLog("gateway-tunnel-endpoint-" + benchEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	err = startEndpoint(endpoint.Config{
+		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: tunLog, Logger: log,
+		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+		},
+	}, tunSrv.Listener(benchEndpoint))
+	if err != nil {
+		return nil, err
+	}
+
+	// (g) the endpoint in a process of its own, re-proxying each request to the gateway
+	// over pooled mTLS connections (phantom endpoint --handoff http; on another host in
+	// production), as (d) ran before the handoff.
+	childAddrs, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), socket, tunLn.Addr().String(), childProfile)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint process: %w", err)
+	}
+	if len(childAddrs) != 3 {
+		return nil, fmt.Errorf("endpoint process: listening on %v", childAddrs)
 	}
 
 	// (e) the endpoint in the gateway's process but over an mTLS hop, as phantom up ran
@@ -355,8 +411,10 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		{name: "(a) bare TLS proxy", url: "https://" + proxyLn.Addr().String() + benchPath, client: client()},
 		{name: "(b) gateway", url: "https://" + gwLn.Addr().String() + benchPath, client: client()},
 		{name: "(c) endpoint>gateway, in memory", url: "https://" + epLn.Addr().String() + benchPath, client: client()},
-		{name: "(d) endpoint|gateway, 2 processes", url: "https://" + childAddr + benchPath, client: client()},
+		{name: "(d) endpoint|gateway, fd passed", url: "https://" + childAddrs[1] + benchPath, client: client()},
 		{name: "(e) endpoint>gateway, mTLS in 1 process", url: "https://" + epTLSLn.Addr().String() + benchPath, client: client()},
+		{name: "(f) endpoint|gateway, mTLS tunnel", url: "https://" + childAddrs[2] + benchPath, client: client()},
+		{name: "(g) endpoint|gateway, HTTP over mTLS", url: "https://" + childAddrs[0] + benchPath, client: client()},
 	}
 	// Direct calls (b) come without aws:SourceVpce; the resource policy only requires the
 	// account, so all of them serve the same request.

@@ -16,7 +16,7 @@ func newEndpointCmd() *cobra.Command {
 	var id string
 	var gateways []string
 	cmd := &cobra.Command{
-		Use:   "endpoint --config FILE --data-dir DIR --id VPCE_ID [--gateway ADDR]...",
+		Use:   "endpoint --config FILE --data-dir DIR --id VPCE_ID [--handoff http|fd|tunnel] [--gateway ADDR]...",
 		Short: "Run one network endpoint of the perimeter spec: TLS only, security-group rules, mTLS to the gateway",
 		Long: `endpoint runs the spec's endpoint VPCE_ID on its listen addresses: TLS 1.2 or later only
 (plaintext is refused), each connection checked against the endpoint's security-group
@@ -25,13 +25,32 @@ to the gateway over mutual TLS with a certificate from the perimeter CA naming t
 which is how the gateway knows the call came through it (aws:SourceVpce). With several
 --gateway addresses it spreads calls over them and skips one that is down.
 
+That is --handoff http, the default: the endpoint terminates the caller's TLS and is a second
+proxy in front of the gateway. With --handoff fd or tunnel it is a network boundary only:
+it applies the security group at accept and refuses plaintext on the first byte (both
+audited in its chain), then hands the caller's connection, its TLS bytes untouched, to a
+gateway run with --handoff-endpoint VPCE_ID, which terminates TLS with the endpoint's
+certificate and makes every per-request check. fd passes the connection itself to the
+gateway on this host over the Unix socket --handoff-dir/VPCE_ID.sock (both processes
+check the other's uid); tunnel splices it through a mutual TLS connection, dialed ahead of
+callers, to the gateways' --tunnel-listen addresses given as --gateway. These save the
+endpoint's TLS termination and HTTP proxying (bench/gateway, README Performance); they need
+a gateway that holds the CA's issuing key (it serves the endpoint's certificate).
+
 When it is ready it prints "phantom endpoint: listening on https://ADDR" on stderr, once per
 listener.`,
 		Example: `  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0
 
   # forwarding to two gateway replicas (round robin, a replica that cannot be reached is skipped)
   phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --store "$PHANTOM_STORE" \
-      --id vpce-0123456789abcdef0 --audit-chain endpoint-a --gateway 10.0.1.10:8445 --gateway 10.0.1.11:8445`,
+      --id vpce-0123456789abcdef0 --audit-chain endpoint-a --gateway 10.0.1.10:8445 --gateway 10.0.1.11:8445
+
+  # a boundary only: connections handed to the gateway on this host (gateway --handoff-endpoint)
+  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0 --handoff fd
+
+  # or tunneled to gateways on other hosts (gateway --handoff-endpoint ... --tunnel-listen)
+  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0 \
+      --handoff tunnel --gateway 10.0.1.10:8446 --gateway 10.0.1.11:8446`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -42,7 +61,10 @@ listener.`,
 	}
 	f.register(cmd, "")
 	cmd.Flags().StringVar(&id, "id", "", "the endpoint's id in the spec (vpce-...)")
-	cmd.Flags().StringArrayVar(&gateways, "gateway", nil, "gateway address host:port (repeat for replicas; default: the spec's gateway.listen)")
+	cmd.Flags().StringArrayVar(&gateways, "gateway", nil, "gateway address host:port (repeat for replicas; default: the spec's gateway.listen); with --handoff tunnel, the gateways' --tunnel-listen addresses")
+	cmd.Flags().StringVar(&f.handoff.mode, "handoff", "http", "how callers reach the gateway: http (this process terminates TLS and forwards requests over mTLS), fd (connections passed to the gateway on this host) or tunnel (connections spliced through mTLS tunnels to --gateway)")
+	cmd.Flags().StringVar(&f.handoff.dir, "handoff-dir", "", handoffDirHelp)
+	cmd.Flags().UintSliceVar(&f.handoff.peerUIDs, "handoff-peer-uid", nil, handoffUIDHelp)
 	cmd.MarkFlagRequired("id")
 	return cmd
 }

@@ -44,6 +44,28 @@ type componentFlags struct {
 	pkcs11 pkcs11Flags
 	// endpoints are gateway --endpoint: endpoints run in the gateway's process.
 	endpoints []string
+	// handoff are the flags of the connections endpoint processes hand to the gateway.
+	handoff handoffFlags
+}
+
+// handoffFlags are the --handoff* flags of phantom endpoint and phantom gateway.
+type handoffFlags struct {
+	mode      string   // endpoint --handoff
+	endpoints []string // gateway --handoff-endpoint
+	dir       string
+	tunnel    string // gateway --tunnel-listen
+	peerUIDs  []uint
+}
+
+const handoffDirHelp = "directory of the Unix sockets over which endpoint processes on this host pass their callers' connections to the gateway, one VPCE_ID.sock per endpoint (default DATA_DIR/handoff)"
+const handoffUIDHelp = "a uid the process at the other end of a handoff socket may run as (repeatable; default this process's own): the kernel's SO_PEERCRED is checked on every connection, both ways"
+
+func (h handoffFlags) config() perimeter.HandoffConfig {
+	c := perimeter.HandoffConfig{Mode: h.mode, Endpoints: h.endpoints, Dir: h.dir, TunnelListen: h.tunnel}
+	for _, u := range h.peerUIDs {
+		c.PeerUIDs = append(c.PeerUIDs, uint32(u))
+	}
+	return c
 }
 
 func (f *componentFlags) register(cmd *cobra.Command, chainDefault string) {
@@ -91,6 +113,20 @@ decision, without a second TLS termination. This is how "phantom up" runs its en
 The process issues the endpoint's certificate itself, so --endpoint needs the CA's issuing
 key on the host; a gateway enrolled with --join-token refuses it (run phantom endpoint).
 
+With --handoff-endpoint VPCE_ID (repeatable) the endpoint runs in a process of its own
+(phantom endpoint --handoff fd|tunnel), which only applies the security group at accept and
+refuses plaintext on the first byte, then hands the caller's connection, its TLS bytes
+untouched, to this process: here it terminates TLS with the endpoint's certificate and makes
+every per-request check exactly as --endpoint does, learning the caller's address and
+destination port from the handoff and the endpoint from the channel, never from the caller.
+Connections arrive over the Unix socket --handoff-dir/VPCE_ID.sock (an endpoint process on
+this host passes the socket itself; its uid is checked) and, with --tunnel-listen ADDR,
+over mutual TLS tunnels from endpoint processes on other hosts (each tunnel's certificate
+must name an endpoint listed here). What the gateway's part refuses is recorded in the
+chain GATEWAY_CHAIN-endpoint-VPCE_ID; the endpoint process records its accept-time
+refusals in its own. Like --endpoint, --handoff-endpoint needs the CA's issuing key on this
+host: an enrolled gateway refuses it (use phantom endpoint --handoff http).
+
 When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr, then one
 line per in-process endpoint listener.`,
 		Example: `  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom
@@ -101,7 +137,12 @@ line per in-process endpoint listener.`,
   phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --audit-chain gateway-2 --listen 10.0.1.11:8445
 
   # the gateway and an endpoint on one host, in one process (no mTLS hop between them)
-  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --endpoint vpce-0123456789abcdef0`,
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom --endpoint vpce-0123456789abcdef0
+
+  # the endpoint in a process of its own, on this host (fd) or another (tunnel)
+  phantom gateway --config perimeter.yaml --data-dir /var/lib/phantom \
+      --handoff-endpoint vpce-0123456789abcdef0 --tunnel-listen 10.0.1.10:8446
+  phantom endpoint --config perimeter.yaml --data-dir /var/lib/phantom --id vpce-0123456789abcdef0 --handoff fd`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -113,6 +154,10 @@ line per in-process endpoint listener.`,
 	f.register(cmd, "gateway")
 	cmd.Flags().StringVar(&f.listen, "listen", "", "TLS listen address (default: the spec's gateway.listen, else "+perimeter.DefaultGatewayListen+")")
 	cmd.Flags().StringArrayVar(&f.endpoints, "endpoint", nil, "also run this endpoint of the spec (vpce-...) in this process, handing its requests to the gateway in memory (repeatable)")
+	cmd.Flags().StringArrayVar(&f.handoff.endpoints, "handoff-endpoint", nil, "terminate TLS for this endpoint of the spec (vpce-...), whose own process (phantom endpoint --handoff fd|tunnel) hands its callers' connections to this one (repeatable)")
+	cmd.Flags().StringVar(&f.handoff.dir, "handoff-dir", "", handoffDirHelp)
+	cmd.Flags().StringVar(&f.handoff.tunnel, "tunnel-listen", "", "also accept mTLS tunnels carrying callers' connections from the --handoff-endpoint endpoints' processes on other hosts (phantom endpoint --handoff tunnel --gateway ADDR) on this address")
+	cmd.Flags().UintSliceVar(&f.handoff.peerUIDs, "handoff-peer-uid", nil, handoffUIDHelp)
 	return cmd
 }
 
@@ -148,7 +193,7 @@ func (f componentFlags) process(name string, stderr io.Writer) (perimeter.Proces
 		Name: name, Config: f.config, DataDir: f.dataDir, StoreURL: f.store, Listen: f.listen,
 		Poll: f.poll, MaxStale: f.maxStale, Chain: f.chain, Anchors: auditAnchorURLs(f.anchors),
 		Events:    f.events.process(),
-		OpsListen: f.opsListen, Endpoints: f.endpoints, KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
+		OpsListen: f.opsListen, Endpoints: f.endpoints, Handoff: f.handoff.config(), KeysFile: f.keys, STS: f.sts, JoinToken: f.joinToken,
 		OpenKeyToken: func() (perimeter.KeyToken, error) {
 			tok, err := f.pkcs11.open()
 			if tok == nil {

@@ -94,6 +94,9 @@ func TCP(c net.Conn) *net.TCPConn {
 	if ac, ok := c.(*Conn); ok {
 		c = ac.Conn
 	}
+	if h, ok := c.(interface{ TCP() *net.TCPConn }); ok {
+		return h.TCP() // a caller's socket handed over by an endpoint process (internal/handoff)
+	}
 	tc, _ := c.(*net.TCPConn)
 	return tc
 }

@@ -3,31 +3,69 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 )
 
-// BenchmarkRecord is the gateway's hot path: one typical event per request from many
-// goroutines, with the default segment size and digest interval (so rotation, fsync and
-// signing happen as in production, off the request path).
+// BenchmarkRecord is the gateway's hot path: one typical event per request, from one
+// caller and from 16 and 64 at once, with the default segment size and digest interval
+// (so rotation, fsync and signing happen as in production, off the request path).
+// writes/record is the number of write(2) calls to segments per record.
 func BenchmarkRecord(b *testing.B) {
-	l := openTest(b, b.TempDir(), "gateway", func(c *Config) { c.DigestInterval = 0 })
-	defer l.Close()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
+	b.Run("callers-1", func(b *testing.B) {
+		l, writes := benchLog(b)
 		ev := gatewayEvent(1)
-		for pb.Next() {
+		b.ReportAllocs()
+		for b.Loop() {
 			ev.EventID = ""
 			if err := l.Record(context.Background(), ev); err != nil {
-				b.Error(err)
-				return
+				b.Fatal(err)
 			}
 		}
+		b.ReportMetric(float64(writes.Load())/float64(b.N), "writes/record")
 	})
+	for _, callers := range []int{16, 64} {
+		b.Run(fmt.Sprintf("callers-%d", callers), func(b *testing.B) {
+			l, writes := benchLog(b)
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			procs := runtime.GOMAXPROCS(0)
+			b.SetParallelism((callers + procs - 1) / procs)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ev := gatewayEvent(1)
+				for pb.Next() {
+					ev.EventID = ""
+					if err := l.Record(context.Background(), ev); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(writes.Load())/float64(b.N), "writes/record")
+		})
+	}
+}
+
+// benchLog opens a chain with the default segment size and digest interval, counting
+// its segment writes.
+func benchLog(b *testing.B) (*Log, *atomic.Int64) {
+	l := openTest(b, b.TempDir(), "gateway", func(c *Config) { c.DigestInterval = 0 })
+	b.Cleanup(func() { l.Close() })
+	writes := new(atomic.Int64)
+	l.mu.Lock()
+	l.writeAt = func(f *os.File, p []byte, off int64) (int, error) {
+		writes.Add(1)
+		return f.WriteAt(p, off)
+	}
+	l.mu.Unlock()
+	return l, writes
 }
 
 // BenchmarkRecordBaseline is what the chain costs against: the same event given an ID,

@@ -15,7 +15,7 @@ import (
 
 const crashDirEnv = "PHANTOM_AUDIT_CRASH_DIR"
 
-// TestCrashHelper is the process TestKill9 kills: it records events from several
+// TestCrashHelper is the process TestKill9 kills: it records events from 16
 // goroutines as fast as it can and prints each acknowledged request ID.
 func TestCrashHelper(t *testing.T) {
 	dir := os.Getenv(crashDirEnv)
@@ -30,7 +30,7 @@ func TestCrashHelper(t *testing.T) {
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
 	var wg sync.WaitGroup
-	for g := range 4 {
+	for g := range 16 { // enough to write in groups (see TestConcurrentRecord)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

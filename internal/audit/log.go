@@ -77,7 +77,15 @@ type Log struct {
 	// prefix begins every record hash of the chain (recordPrefix).
 	prefix []byte
 
-	// mu guards the record state; it is held for one write(2) per record.
+	// qmu guards the records waiting to be written (group commit): a Record that arrives
+	// while a batch is being written queues here, and the first of the queue, once the
+	// batch is done, writes the whole queue with one write(2). It is never held with mu.
+	qmu     sync.Mutex
+	queue   []*recBuf // waiting records, in arrival order
+	spare   []*recBuf // the other queue's buffer, kept while a batch is written
+	leading bool      // a Record is writing a batch: the next one waits in queue
+
+	// mu guards the record state; it is held while one batch of records is written.
 	mu       sync.Mutex
 	seg      uint64   // current segment number
 	f        *os.File // current segment file
@@ -123,6 +131,10 @@ type Log struct {
 	sinks      []*anchorSink
 
 	bufs sync.Pool // of *recBuf
+	wbuf []byte    // a batch's lines gathered for one write; guarded by mu
+	// writeAt writes records to a segment file: (*os.File).WriteAt, which tests replace
+	// to count or fail the writes.
+	writeAt func(f *os.File, p []byte, off int64) (int, error)
 
 	stop chan struct{}
 	done chan struct{}
@@ -149,14 +161,15 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	l := &Log{
-		cfg:    cfg,
-		dir:    filepath.Join(cfg.Dir, cfg.Chain),
-		pub:    cfg.Signer.Public().(ed25519.PublicKey),
-		prefix: recordPrefix(cfg.Chain),
-		log:    cfg.Logger.With("chain", cfg.Chain),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
-		bufs:   sync.Pool{New: newRecBuf},
+		cfg:     cfg,
+		dir:     filepath.Join(cfg.Dir, cfg.Chain),
+		pub:     cfg.Signer.Public().(ed25519.PublicKey),
+		prefix:  recordPrefix(cfg.Chain),
+		log:     cfg.Logger.With("chain", cfg.Chain),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		bufs:    sync.Pool{New: newRecBuf},
+		writeAt: (*os.File).WriteAt,
 	}
 	l.keyID = KeyID(l.pub)
 	for _, a := range cfg.Anchors {
@@ -964,6 +977,10 @@ func (l *Log) flushAnchors() {
 // durable against power loss (fsync) and signed by the next digest, within
 // DigestInterval. An error means the record was not written: fail the request closed.
 // ctx is not consulted: a request whose client went away is still recorded.
+//
+// Records commit in groups: a lone Record writes at once, and the Records that arrive
+// while a write is in progress are written together by the next write(2), each
+// returning when that write has returned.
 func (l *Log) Record(ctx context.Context, ev *Event) error {
 	if ev == nil {
 		return errors.New("audit record: no event")
@@ -985,50 +1002,178 @@ func (l *Log) Record(ctx context.Context, ev *Event) error {
 	}
 	// The event's share of the record hash is computed here, in parallel; under the lock
 	// only the position (seq, prev) is hashed and the line written.
-	rh := beginRecord(rb.h, &rb.sum, l.prefix, line)
+	rb.rec, rb.rh, rb.err = line, beginRecord(rb.h, &rb.sum, l.prefix, line), errUnwritten
+
+	l.qmu.Lock()
+	l.queue = append(l.queue, rb)
+	if l.leading {
+		// A batch is being written: wait to be written with the next one, by its writer
+		// or, when this record heads the queue, by this call.
+		l.qmu.Unlock()
+		if err := <-rb.done; err != errLead {
+			return err
+		}
+		l.qmu.Lock()
+	}
+	l.leading = true
+	batch := l.queue
+	l.queue, l.spare = l.spare, nil
+	l.qmu.Unlock()
+	return l.writeBatch(batch, rb)
+}
+
+// writeBatch writes batch, which holds rb (this call's record), and returns rb's
+// outcome; it hands every other Record of the batch its own, and the next batch to the
+// Record heading the queue.
+func (l *Log) writeBatch(batch []*recBuf, rb *recBuf) error {
+	// Deferred so that no Record waits for ever, even if writing panics (a record it
+	// did not reach stays errUnwritten: refused).
+	defer l.handOff(batch, rb)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.commitLocked(batch)
+	return rb.err
+}
+
+// handOff returns to each waiting Record of batch (all but rb) its outcome, and makes
+// the Record heading the queue, if any, write the next batch.
+func (l *Log) handOff(batch []*recBuf, rb *recBuf) {
+	for _, o := range batch {
+		if o != rb {
+			o.done <- o.err // o belongs to its caller again
+		}
+	}
+	clear(batch)
+	l.qmu.Lock()
+	l.spare = batch[:0]
+	if len(l.queue) > 0 {
+		l.queue[0].done <- errLead
+	} else {
+		l.leading = false
+	}
+	l.qmu.Unlock()
+}
+
+// errUnwritten is a queued record's outcome until its batch's writer sets it.
+var errUnwritten = errors.New("audit record: not written")
+
+// errLead tells a waiting Record that it heads the queue: it writes the next batch.
+var errLead = errors.New("audit: write the next batch")
+
+// commitLocked appends batch's records to the chain, in order, setting each one's err:
+// nil when it was written. Records that fit in the segment are written with one write;
+// a batch that reaches the segment's end continues in the next segment with another.
+// When a write fails, every record of the batch it did not write whole is refused, and
+// the chain continues from the last record written. Callers hold mu.
+func (l *Log) commitLocked(batch []*recBuf) {
 	if l.closed {
-		return ErrClosed
+		refuse(batch, ErrClosed)
+		return
 	}
 	if l.failure != nil {
 		if err := l.resumeLocked(); err != nil {
-			l.failure.refused++
-			return err
+			l.failure.refused += len(batch)
+			refuse(batch, err)
+			return
 		}
 	}
-	if err := l.appendLocked(rb, rh, line); err != nil {
-		l.failLocked(err)
-		l.failure.refused++
-		return err
+	for len(batch) > 0 {
+		n, err := l.appendLocked(batch)
+		for _, rb := range batch[:n] {
+			rb.err = nil
+		}
+		batch = batch[n:]
+		if err != nil {
+			l.failLocked(err)
+			l.failure.refused += len(batch)
+			refuse(batch, err)
+			return
+		}
 	}
-	return nil
 }
 
-// appendLocked writes one record whose event line rh began, moving to a new segment
-// first when this one is full. Callers hold mu.
-func (l *Log) appendLocked(rb *recBuf, rh recordHasher, line []byte) error {
+func refuse(batch []*recBuf, err error) {
+	for _, rb := range batch {
+		rb.err = err
+	}
+}
+
+// maxWriteBytes bounds what one write gathers: a batch beyond it takes more writes.
+const maxWriteBytes = 1 << 20
+
+// appendLocked writes the first records of recs, as many as fit in the segment (at
+// least one, moving to a new segment first when this one is full), with one write, and
+// returns how many it wrote. On an error it returns the records written whole before
+// the write failed (usually none): the record state is that of the last one, and the
+// next record follows it. Callers hold mu.
+func (l *Log) appendLocked(recs []*recBuf) (int, error) {
 	// A record line is ~1-2 KiB; move on before the segment would exceed SegmentBytes.
-	if l.off > 0 && l.off+int64(len(line))+256 > l.cfg.SegmentBytes {
+	if l.off > 0 && l.off+int64(len(recs[0].rec))+256 > l.cfg.SegmentBytes {
 		if err := l.rotate(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	buf, hx := rh.finish(line, l.seq+1, l.prevHash())
-	rb.line = buf
-	if _, err := l.f.WriteAt(buf, l.off); err != nil {
-		// Leave no partial line behind: the next record must start at l.off (if even
-		// the truncate fails, resumeLocked cuts the file back before the next write).
-		l.f.Truncate(l.off)
-		return fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
+	seq, prev, size, n := l.seq, l.prevHash(), int64(0), 0
+	for _, rb := range recs {
+		// The same test for each record after the first: a batch ends the segment
+		// where records written one by one would.
+		if n > 0 && (l.off+size+int64(len(rb.rec))+256 > l.cfg.SegmentBytes || size >= maxWriteBytes) {
+			break
+		}
+		seq++
+		rb.rec, rb.hx = rb.rh.finish(rb.rec, seq, prev)
+		rb.line = rb.rec // keep the buffer finish may have grown
+		prev = rb.hx[:]
+		size += int64(len(rb.rec))
+		n++
 	}
-	l.lastHex, l.lastPending, l.lastLen = hx, true, int64(len(buf))
+	buf := recs[0].rec
+	if n > 1 {
+		l.wbuf = l.wbuf[:0]
+		for _, rb := range recs[:n] {
+			l.wbuf = append(l.wbuf, rb.rec...)
+		}
+		buf = l.wbuf
+	}
+	written, err := l.writeAt(l.f, buf, l.off)
+	if cap(l.wbuf) > 2*maxWriteBytes {
+		l.wbuf = nil // a batch of outsized events: do not keep its buffer
+	}
+	if err != nil {
+		// A write can fail part way (a full disk): the records whose whole lines it
+		// wrote stay, written like any other (a reader may have read them already, and
+		// the chain never takes back a whole line); the rest, a partial line included,
+		// is cut, and the next record starts there (if even the truncate fails,
+		// resumeLocked cuts the file back before the next write).
+		chunk := recs[:n]
+		n, size = 0, 0
+		for _, rb := range chunk {
+			if size+int64(len(rb.rec)) > int64(written) {
+				break
+			}
+			size += int64(len(rb.rec))
+			n++
+		}
+		l.f.Truncate(l.off + size)
+		if n > 0 {
+			l.advance(recs[:n], size)
+		}
+		return n, fmt.Errorf("write audit segment %s: %w", segmentName(l.seg), err)
+	}
+	l.advance(recs[:n], size)
+	return n, nil
+}
+
+// advance moves the record state past recs, written at l.off (size bytes). Callers hold
+// mu.
+func (l *Log) advance(recs []*recBuf, size int64) {
+	first, last := recs[0], recs[len(recs)-1]
+	l.lastHex, l.lastPending, l.lastLen = last.hx, true, int64(len(last.rec))
 	if l.uLen == 0 {
-		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(buf)), l.lastHash()
+		l.uSeg, l.uSeq, l.uStart, l.uLen, l.uHash = l.seg, l.seq+1, l.off, int64(len(first.rec)), string(first.hx[:])
 	}
-	l.off += int64(len(buf))
-	l.seq++
-	return nil
+	l.off += size
+	l.seq += uint64(len(recs))
 }
 
 // writeFailure is a stretch of time in which the log could not write: its records were
@@ -1103,7 +1248,8 @@ func (l *Log) resumeLocked() error {
 		l.failure = gap
 		return fmt.Errorf("audit record of a gap: %w", err)
 	}
-	if err := l.appendLocked(rb, beginRecord(rb.h, &rb.sum, l.prefix, line), line); err != nil {
+	rb.rec, rb.rh = line, beginRecord(rb.h, &rb.sum, l.prefix, line)
+	if _, err := l.appendLocked([]*recBuf{rb}); err != nil {
 		l.failure = gap
 		l.failLocked(err)
 		return fmt.Errorf("audit log unusable: %w", err)
@@ -1187,13 +1333,20 @@ func reopenAt(path string, size int64) (*os.File, error) {
 
 // recBuf is the per-call scratch of Record, pooled: the line being built, its hasher,
 // the event writer and, for events it does not spell, a JSON encoder writing into the
-// line (json.Marshal would copy the event once more).
+// line (json.Marshal would copy the event once more); and the record as it waits in
+// the queue to be written.
 type recBuf struct {
 	line []byte
 	h    hash.Hash
 	sum  [sha256.Size]byte
 	w    eventWriter
 	enc  *json.Encoder
+
+	rec  []byte           // the record's line: its event part, whole once written
+	rh   recordHasher     // the record's hash, begun over the event part
+	hx   [hashHexLen]byte // the record's hash once its position is known
+	err  error            // whether it was written, set by its batch's writer
+	done chan error       // err, handed back to a waiting Record; or errLead
 }
 
 // encode builds the record's line up to the event's JSON: recEvent and ev.
@@ -1216,7 +1369,7 @@ func (rb *recBuf) Write(p []byte) (int, error) {
 }
 
 func newRecBuf() any {
-	rb := &recBuf{h: sha256.New()}
+	rb := &recBuf{h: sha256.New(), done: make(chan error, 1)}
 	rb.enc = json.NewEncoder(rb)
 	return rb
 }
@@ -1225,6 +1378,7 @@ func (l *Log) putBuf(rb *recBuf) {
 	if cap(rb.line) > 64<<10 {
 		rb.line = nil // an outsized event: do not keep its buffer
 	}
+	rb.rec, rb.err = nil, nil
 	l.bufs.Put(rb)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 )
 
 // recordTypeHandshake is the first byte of a TLS handshake record (RFC 8446 §5.1,
@@ -105,6 +106,10 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 		}})
 		return
 	}
+	if e.cfg.Handoff != nil {
+		e.handOff(c, src, port, first[0])
+		return
+	}
 	tc := tls.Server(&peekConn{Conn: c, first: first[0], pending: true}, e.tlsCfg)
 	ctx, cancel := context.WithDeadline(e.baseCtx, deadline)
 	err := tc.HandshakeContext(ctx)
@@ -133,6 +138,30 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 	if !cl.deliver(tc) {
 		tc.Close()
 	}
+}
+
+// handOff passes a connection the endpoint admitted, its first byte read, to the gateway
+// that terminates it. The connection settles here: its handshake is the gateway's, whose
+// endpoint instance counts it against the same limits.
+func (e *Endpoint) handOff(c net.Conn, src netip.AddrPort, port uint16, first byte) {
+	_ = c.SetDeadline(time.Time{})
+	if ac, ok := c.(*admission.Conn); ok {
+		ep, _ := e.endpointSpec()
+		var lim config.ConnectionLimits
+		if ep != nil {
+			lim = ep.Limits
+		}
+		if ok, reason := ac.Settle(lim, false); !ok {
+			admission.Reset(c)
+			e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
+			return
+		}
+	}
+	if err := e.cfg.Handoff(c, handoff.Preamble{Source: src, DstPort: port, Consumed: []byte{first}}); err != nil {
+		e.log.Warn("endpoint could not hand a connection to the gateway", "error", err)
+		e.ref.Note(admission.Refusal{Code: codeGatewayUnreachable, Src: src, LocalPort: port, Detail: map[string]any{"reason": err.Error()}})
+	}
+	// Metrics.Connection("") is the gateway's instance's to call, when the handshake is done.
 }
 
 // refusePlaintext answers a plaintext client as Go's HTTPS server does, then half-closes

@@ -17,6 +17,13 @@
 // It does not open listeners either: the caller hands Serve plain TCP listeners, one per
 // address of the spec's endpoint.
 //
+// In a process of its own the endpoint can be a network boundary only (Config.Handoff):
+// the security group at accept and the TLS-only check on the first byte, then the caller's
+// connection, its TLS bytes untouched, goes to the gateway's process (internal/handoff),
+// where an Endpoint with Local serves the handed-off connections as from its own
+// listener: the security group again with the caller's address and port from the handoff,
+// the TLS handshake with this endpoint's certificate, everything else per request.
+//
 // # Audit
 //
 // The endpoint records only its own refusals and failures; a request it forwards is
@@ -31,6 +38,7 @@
 //	Connect    ConnectionLimitExceeded    too many handshakes in progress, or the listener or the
 //	                                      source address holds its maximum of open connections
 //	                                      (endpoints[].limits)
+//	Connect    GatewayUnreachable         (Handoff) the connection could not be handed to the gateway
 //	Invoke     VpceAccessDenied           the request names no API, or one the endpoint does not list (403)
 //	Invoke     MisdirectedRequest         the TLS server name binds another API, or names another endpoint (421)
 //	Invoke     SecurityGroupDenied        a reload removed the rule a kept-alive connection came in by (403)
@@ -67,6 +75,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -128,6 +137,16 @@ type Config struct {
 	// crossing an mTLS hop. Gateways, ClientCert and Verifier are then not used and must
 	// be left unset.
 	Local func(w http.ResponseWriter, r *http.Request, h Handover)
+	// Handoff, when set, makes the endpoint a network boundary only: each connection its
+	// security group admits and whose first byte is a TLS handshake record is passed, its
+	// TLS bytes untouched, to the gateway process that terminates it (internal/handoff:
+	// the descriptor over a Unix socket, or a tunnel over mutual TLS), with the caller's
+	// address and port in a preamble. Handoff owns c from the call on and closes it; an
+	// error means the gateway never got it. The gateway runs this endpoint's per-request
+	// checks in its own process (an Endpoint with Local, serving a handoff.Listener).
+	// ServerCert, Gateways, ClientCert, Verifier and Local are then not used and must be
+	// left unset.
+	Handoff func(c net.Conn, p handoff.Preamble) error
 	// Auditor records refusals and failures.
 	Auditor Auditor
 	// Logger receives operational logs; nil means slog.Default().
@@ -213,10 +232,14 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 	} else if _, ok := s.Endpoint(cfg.ID); !ok && validVPCEID(cfg.ID) {
 		problems = append(problems, fmt.Sprintf("the spec has no endpoint %s", cfg.ID))
 	}
-	if cfg.ServerCert == nil {
+	if cfg.ServerCert == nil && cfg.Handoff == nil {
 		problems = append(problems, "no ServerCert")
 	}
 	switch {
+	case cfg.Handoff != nil:
+		if cfg.Local != nil || len(cfg.Gateways) > 0 || cfg.ClientCert != nil || cfg.Verifier != nil || cfg.ServerCert != nil {
+			problems = append(problems, "an endpoint that hands connections off takes no ServerCert, Gateways, ClientCert, Verifier or Local: the gateway terminates TLS")
+		}
 	case cfg.Local != nil:
 		if len(cfg.Gateways) > 0 || cfg.ClientCert != nil || cfg.Verifier != nil {
 			problems = append(problems, "a Local gateway takes no Gateways, ClientCert or Verifier: requests never leave the process")
@@ -267,7 +290,7 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		NextProtos:     []string{"h2", "http/1.1"},
 		Time:           cfg.Now,
 	}
-	if cfg.Local == nil {
+	if cfg.Local == nil && cfg.Handoff == nil {
 		e.gw = newGateways(cfg, e.log, lim, e.verifyGateway)
 		e.proxy = e.newProxy()
 	}
@@ -384,19 +407,27 @@ func (e *Endpoint) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// verifyGateway is the gateway connection's VerifyConnection: the chain must verify to
-// the perimeter CA for server auth and name a gateway of this perimeter. It runs on
-// resumed sessions too, and an empty chain fails, so the check cannot be skipped.
+// verifyGateway is the gateway connection's VerifyConnection (VerifyGateway).
 func (e *Endpoint) verifyGateway(cs tls.ConnectionState) error {
-	id, err := e.cfg.Verifier.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return fmt.Errorf("gateway certificate: %w", err)
+	return VerifyGateway(e.cfg.Verifier, e.cfg.Spec)(cs)
+}
+
+// VerifyGateway returns the check of a gateway's certificate on a connection an endpoint
+// opens: the chain must verify to the perimeter CA for server auth and name a gateway of
+// this perimeter (the spec's gateway name, when it has one). As a VerifyConnection it runs
+// on resumed sessions too, and an empty chain fails, so the check cannot be skipped.
+func VerifyGateway(v *pki.Verifier, spec func() *config.Spec) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		id, err := v.Verify(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+		if err != nil {
+			return fmt.Errorf("gateway certificate: %w", err)
+		}
+		if id.Kind != pki.KindGateway {
+			return fmt.Errorf("gateway certificate names %s, not a gateway", id)
+		}
+		if s := spec(); s != nil && s.Gateway.Name != "" && id.Name != s.Gateway.Name {
+			return fmt.Errorf("gateway certificate names %s, not the spec's gateway %q", id, s.Gateway.Name)
+		}
+		return nil
 	}
-	if id.Kind != pki.KindGateway {
-		return fmt.Errorf("gateway certificate names %s, not a gateway", id)
-	}
-	if s := e.cfg.Spec(); s != nil && s.Gateway.Name != "" && id.Name != s.Gateway.Name {
-		return fmt.Errorf("gateway certificate names %s, not the spec's gateway %q", id, s.Gateway.Name)
-	}
-	return nil
 }

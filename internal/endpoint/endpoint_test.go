@@ -544,7 +544,7 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		shut <- h.ep.Shutdown(ctx)
+		shut <- h.shutdown(ctx)
 	}()
 	// New connections are refused once Shutdown has begun.
 	deadline := time.Now().Add(5 * time.Second)

@@ -143,3 +143,35 @@ func newHandoverHarness(t *testing.T, pm *perimeter) *harness {
 	registerLocal(t, addr, pm.handOver)
 	return newHarness(t, pm.pki, harnessOpts{spec: defaultSpecOpts(), specValue: pm.ep.spec.Load(), gateways: []string{addr}, local: true})
 }
+
+// TestHandoffSuite runs every test of the package again with the endpoint split as two
+// processes split it (phantom endpoint --handoff fd|tunnel beside phantom gateway): the
+// boundary applies the security group and refuses plaintext, and hands each connection,
+// its TLS bytes untouched, over a Unix socket (descriptor passing) or a pre-dialed mTLS
+// tunnel to an instance with the gateway in process, which terminates TLS and makes every
+// per-request check. Each refusal the package's tests prove is proven through both.
+func TestHandoffSuite(t *testing.T) {
+	if handoverMode {
+		t.Skip("already in a handover or handoff mode")
+	}
+	if testing.Short() {
+		t.Skip("re-runs the package")
+	}
+	for _, mode := range []string{"fd", "tunnel"} {
+		t.Run(mode, func(t *testing.T) {
+			args := []string{"-test.count=1", "-test.run=^Test", "-test.skip=^(TestHandoverSuite|TestHandoffSuite)$"}
+			if testing.Verbose() {
+				args = append(args, "-test.v")
+			}
+			cmd := exec.Command(os.Args[0], args...)
+			cmd.Env = append(os.Environ(), "PHANTOM_ENDPOINT_HANDOFF="+mode)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the package's tests fail with connections handed off (%s): %v\n%s", mode, err, out)
+			}
+			if !strings.Contains(string(out), "PASS") {
+				t.Fatalf("no PASS from the handoff run:\n%s", out)
+			}
+		})
+	}
+}

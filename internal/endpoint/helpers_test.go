@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -15,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -203,7 +206,15 @@ type seen struct {
 // of over mTLS: each test's gateway registers in localGateways under its address. A
 // harness whose gateway is not registered (an address nothing serves, for tests that
 // never reach a gateway) fails the test if a request is handed over.
-var handoverMode = os.Getenv("PHANTOM_ENDPOINT_HANDOVER") == "1"
+var handoverMode = os.Getenv("PHANTOM_ENDPOINT_HANDOVER") == "1" || handoffMode != ""
+
+// handoffMode, set by PHANTOM_ENDPOINT_HANDOFF=fd or =tunnel (TestHandoffSuite re-runs the
+// package's tests so), runs every harness's endpoint as two processes would: the boundary
+// (h.ep: security group, TLS only, handing each connection off) and, behind the handoff
+// transport (a Unix socket passing descriptors, or mTLS tunnels), an instance with the
+// gateway in process, as in handoverMode, which terminates TLS. Both record to the
+// harness's auditor.
+var handoffMode = os.Getenv("PHANTOM_ENDPOINT_HANDOFF")
 
 // skipHandover skips a test of the mTLS hop itself (replicas, their certificates) in
 // handover mode, where there is no hop.
@@ -315,9 +326,11 @@ type harness struct {
 	spec atomic.Pointer[config.Spec]
 	aud  *memAuditor
 	ep   *Endpoint
-	addr string
-	port uint16
-	done chan error
+	// inner is, in handoffMode, the instance behind the boundary h.ep that terminates TLS.
+	inner *Endpoint
+	addr  string
+	port  uint16
+	done  chan error
 }
 
 type harnessOpts struct {
@@ -372,6 +385,9 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		}
 		cfg.Gateways, cfg.ClientCert, cfg.Verifier = nil, nil, nil
 	}
+	if handoffMode != "" {
+		cfg = h.handoffBoundary(t, cfg, lim)
+	}
 	ep, err := newEndpoint(cfg, lim)
 	if err != nil {
 		t.Fatal(err)
@@ -404,6 +420,81 @@ func newHarness(t testing.TB, p *testPKI, o harnessOpts) *harness {
 		ep.Shutdown(ctx)
 	})
 	return h
+}
+
+// handoffBoundary starts cfg's endpoint (its gateway in process) behind a handoff transport
+// of handoffMode and returns the configuration of the boundary that hands connections to it.
+func (h *harness) handoffBoundary(t testing.TB, cfg Config, lim limits) Config {
+	t.Helper()
+	inner, err := newEndpoint(cfg, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundary := Config{ID: cfg.ID, Spec: cfg.Spec, Auditor: cfg.Auditor, Logger: cfg.Logger, Metrics: cfg.Metrics}
+	var ln net.Listener
+	switch handoffMode {
+	case "fd":
+		dir, err := os.MkdirTemp("", "phantom-handoff-") // short: a socket path has 108 bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		fc := handoff.FDConfig{Path: filepath.Join(dir, "s"), Logger: quietSlog()}
+		fl, err := handoff.ListenFD(fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := handoff.NewFDSender(fc)
+		t.Cleanup(func() { s.Close() })
+		ln, boundary.Handoff = fl, PassFD(s)
+	case "tunnel":
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := handoff.ServeTunnels(tl, handoff.TunnelServerConfig{
+			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.pki.gwCert, nil },
+			Peer:        handoff.VerifyEndpoint(h.pki.ca.Verifier()), Endpoints: []string{cfg.ID}, Logger: quietSlog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ts.Close() })
+		d, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
+			Gateways:      []string{tl.Addr().String()},
+			ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return h.pki.clientCert, nil },
+			VerifyGateway: VerifyGateway(h.pki.ca.Verifier(), cfg.Spec), Warm: 2, Logger: quietSlog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.Close(ctx)
+		})
+		ln, boundary.Handoff = ts.Listener(cfg.ID), d.Handoff
+	default:
+		t.Fatalf("PHANTOM_ENDPOINT_HANDOFF=%q: fd or tunnel", handoffMode)
+	}
+	h.inner = inner
+	go inner.Serve(context.Background(), ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		inner.Shutdown(ctx)
+	})
+	return boundary
+}
+
+// shutdown shuts the endpoint down as its processes would be: the boundary, then in
+// handoffMode the instance behind it, which holds the requests in flight.
+func (h *harness) shutdown(ctx context.Context) error {
+	err := h.ep.Shutdown(ctx)
+	if h.inner != nil {
+		err = errors.Join(err, h.inner.Shutdown(ctx))
+	}
+	return err
 }
 
 // client returns an HTTP client trusting the perimeter CA; h2 selects HTTP/2.

@@ -28,8 +28,8 @@ var foundations = map[string][]string{
 // through what another package keeps of it (identity's snapshots, the spec): a request
 // never waits on the store, and a data-path host needs no store credentials for it.
 var dataPath = []string{
-	"internal/gateway", "internal/endpoint", "internal/egress", "internal/agent", "internal/admission",
-	"internal/sigv4", "internal/policy",
+	"internal/gateway", "internal/endpoint", "internal/handoff", "internal/egress", "internal/agent",
+	"internal/admission", "internal/sigv4", "internal/policy",
 }
 
 // components are the processes' main parts. None imports another: they meet in wire

@@ -79,6 +79,27 @@ var mutants = []mutant{
 		run: "^TestHandoverRefusals$",
 	},
 	{
+		name: "handoff socket peer uid",
+		file: "internal/handoff/fd.go",
+		find: "if !slices.Contains(uids, cr.UID) {", replace: "if false && !slices.Contains(uids, cr.UID) {",
+		pkg: "internal/handoff",
+		run: "^TestFDRefusesPeerUID$",
+	},
+	{
+		name: "handoff passed socket contradicts the preamble",
+		file: "internal/handoff/fd.go",
+		find: "if src != p.Source || uint16(la.Port) != p.DstPort {", replace: "if false && (src != p.Source || uint16(la.Port) != p.DstPort) {",
+		pkg: "internal/handoff",
+		run: "^TestFDRefusesForgedSource$",
+	},
+	{
+		name: "handoff tunnel peer is an endpoint",
+		file: "internal/handoff/tunnel.go",
+		find: "if id.Kind != pki.KindEndpoint {", replace: "if false && id.Kind != pki.KindEndpoint {",
+		pkg: "internal/handoff",
+		run: "^TestTunnelRefusesPeers$",
+	},
+	{
 		name: "gateway staleness hook",
 		file: "internal/gateway/serve.go",
 		find: "if g.cfg.Fresh != nil {", replace: "if false && g.cfg.Fresh != nil {",

@@ -99,15 +99,11 @@ func EndpointChain(gatewayChain, id string) string {
 // naming it serves callers (with its private DNS names). With local set, the gateway runs
 // in this process and requests are handed to it in memory (gateway.ServeHandover); else
 // they go to gateways over mTLS, and the same certificate authenticates it to them.
-func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, local *gateway.Gateway, gateways []string, auditor endpoint.Auditor, lns []net.Listener, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
+func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint, local *gateway.Gateway, gateways []string, auditor endpoint.Auditor, addrs []net.Addr, m endpoint.Metrics, log *slog.Logger) (*endpoint.Endpoint, error) {
 	if local == nil && len(gateways) == 0 {
 		return nil, errors.New("endpoint " + ep.ID + ": no gateway to forward to")
 	}
 	spec := current()
-	addrs := make([]net.Addr, 0, len(lns))
-	for _, ln := range lns {
-		addrs = append(addrs, ln.Addr())
-	}
 	// Its private DNS names, and every API's execute-api names ({api} and {api}-{vpce}),
 	// which bind a connection to one API by its TLS server name.
 	names := append([]string{config.ExecuteAPIWildcard(spec.Region)}, ep.PrivateDNSNames...)
@@ -132,6 +128,25 @@ func newEndpoint(current func() *config.Spec, p *Perimeter, ep *config.Endpoint,
 	}
 	return endpoint.New(cfg)
 }
+
+// listenAddrs are the addresses of listeners.
+func listenAddrs(lns []net.Listener) []net.Addr {
+	addrs := make([]net.Addr, 0, len(lns))
+	for _, ln := range lns {
+		addrs = append(addrs, ln.Addr())
+	}
+	return addrs
+}
+
+// HandoffChain is the audit chain of the part of endpoint id a gateway process whose chain
+// is gatewayChain runs for an endpoint process that hands it its callers' connections
+// (gateway --handoff-endpoint): GATEWAY_CHAIN-endpoint-ID, never endpoint-ID, which the
+// endpoint process itself writes on the same host.
+func HandoffChain(gatewayChain, id string) string { return gatewayChain + "-endpoint-" + id }
+
+// HandoffSocket is the Unix socket in dir over which endpoint id's process passes its
+// callers' connections to the gateway (--handoff fd).
+func HandoffSocket(dir, id string) string { return filepath.Join(dir, id+".sock") }
 
 // handOver is endpoint.Config.Local for a gateway in the endpoint's process: the
 // endpoint's Handover becomes the gateway's, a typed value no caller can send.

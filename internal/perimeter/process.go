@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ type ProcessConfig struct {
 	// to its gateway in memory (gateway --endpoint); each writes the chain
 	// EndpointChain(Chain, id).
 	Endpoints []string
+	// Handoff is how callers' connections pass between an endpoint process and the
+	// gateway process that terminates their TLS.
+	Handoff HandoffConfig
 	// KeysFile is the component key file ("": the master key); STS and JoinToken are
 	// where and how a process without the CA's issuing key enrolls.
 	KeysFile, STS, JoinToken string
@@ -54,6 +58,54 @@ type ProcessConfig struct {
 	// Stderr receives the "listening on" lines; Log the process's log.
 	Stderr io.Writer
 	Log    *slog.Logger
+}
+
+// Handoff modes of an endpoint process (endpoint --handoff).
+const (
+	// HandoffHTTP: the endpoint terminates the caller's TLS and re-proxies each request
+	// to the gateway over pooled mTLS connections (the endpoint holds its serving key).
+	HandoffHTTP = "http"
+	// HandoffFD: the endpoint passes each admitted connection's descriptor to the gateway
+	// on the same host over a Unix socket; the gateway terminates TLS.
+	HandoffFD = "fd"
+	// HandoffTunnel: the endpoint splices each admitted connection through a pre-dialed
+	// mTLS tunnel to the gateway's --tunnel-listen; the gateway terminates TLS.
+	HandoffTunnel = "tunnel"
+)
+
+// HandoffConfig is the handoff of callers' connections from endpoint processes to
+// gateway processes, as either side runs it.
+type HandoffConfig struct {
+	// Mode is the endpoint process's: HandoffHTTP ("" too), HandoffFD or HandoffTunnel.
+	Mode string
+	// Endpoints are the endpoints a gateway process terminates TLS for on behalf of
+	// their own processes (gateway --handoff-endpoint).
+	Endpoints []string
+	// Dir holds the Unix sockets, one per endpoint (HandoffSocket); "" is
+	// DATA_DIR/handoff.
+	Dir string
+	// TunnelListen is where a gateway accepts tunnels ("": none).
+	TunnelListen string
+	// PeerUIDs are the uids the process at the other end of a Unix socket may run as;
+	// empty is this process's own.
+	PeerUIDs []uint32
+}
+
+// SocketDir is the directory of the handoff sockets.
+func (h HandoffConfig) SocketDir(dataDir string) string {
+	if h.Dir != "" {
+		return h.Dir
+	}
+	return filepath.Join(dataDir, "handoff")
+}
+
+func (h HandoffConfig) othersAllowed() bool {
+	for _, u := range h.PeerUIDs {
+		if int(u) != os.Getuid() {
+			return true
+		}
+	}
+	return false
 }
 
 // KeyToken is a key provider (hsm.Token) holding some of a process's keys, closed when
@@ -134,12 +186,16 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	c.close = append(c.close, func() { c.p.Store.Close() })
 	if c.p.Issuer == nil {
 		// A host without the CA's issuing key: its certificate comes from STS.
-		if len(cfg.Endpoints) > 0 {
+		if ids := append(append([]string(nil), cfg.Endpoints...), cfg.Handoff.Endpoints...); len(ids) > 0 {
 			// Enrolled, the process holds one certificate, its own: none naming an endpoint
 			// for callers, nor the endpoint's audit chain. Refuse rather than serve callers
 			// the gateway's certificate.
 			c.shutdown()
-			return nil, &UsageError{Err: fmt.Errorf("--endpoint needs the CA's issuing key on this host (an enrolled %s holds only its own certificate): run phantom endpoint for %s instead", name, strings.Join(cfg.Endpoints, ", "))}
+			flag := "--endpoint"
+			if len(cfg.Endpoints) == 0 {
+				flag = "--handoff-endpoint"
+			}
+			return nil, &UsageError{Err: fmt.Errorf("%s needs the CA's issuing key on this host (an enrolled %s holds only its own certificate, none naming an endpoint to serve callers with): run phantom endpoint for %s with --handoff http instead", flag, name, strings.Join(ids, ", "))}
 		}
 		cl, err := enrollComponent(ctx, cfg, spec, c.p, c.log)
 		if err != nil {
@@ -162,6 +218,9 @@ func openProcess(ctx context.Context, cfg ProcessConfig) (*process, error) {
 	chains := []string{cfg.Chain}
 	for _, id := range cfg.Endpoints {
 		chains = append(chains, EndpointChain(cfg.Chain, id))
+	}
+	for _, id := range cfg.Handoff.Endpoints {
+		chains = append(chains, HandoffChain(cfg.Chain, id))
 	}
 	if c.logs, err = OpenChains(AuditDir(cfg.DataDir, spec), chains, c.p, spec.Account, sinks, c.log); err != nil {
 		c.shutdown()

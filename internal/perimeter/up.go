@@ -307,7 +307,7 @@ func (u *up) startServers(ctx context.Context) error {
 
 	epMetrics := o.endpointMetrics()
 	for _, ep := range spec.Endpoints {
-		e, err := newEndpoint(w.Current, p, ep, u.gw, nil, logs.Get("endpoint-"+ep.ID), lns.endpoints[ep.ID], epMetrics(ep.ID), log)
+		e, err := newEndpoint(w.Current, p, ep, u.gw, nil, logs.Get("endpoint-"+ep.ID), listenAddrs(lns.endpoints[ep.ID]), epMetrics(ep.ID), log)
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,11 @@ type Config struct {
 	// InProcess runs endpoint i inside gateway i%Gateways (phantom gateway --endpoint),
 	// which it hands its requests to in memory, instead of as a process of its own.
 	InProcess bool
+	// Handoff, "fd" or "tunnel", runs each endpoint as a network boundary handing its
+	// callers' connections to gateway i mod Gateways (phantom endpoint --handoff, phantom
+	// gateway --handoff-endpoint): over that gateway's Unix socket, or through mTLS tunnels
+	// to its --tunnel-listen address.
+	Handoff string
 	// Pin has endpoint i forward only to gateway i mod Gateways, so a test knows which
 	// replica answered.
 	Pin      bool
@@ -163,6 +168,15 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var tunnelAddrs []string
+	if cfg.Handoff == "tunnel" {
+		if tunnelAddrs, err = freePorts(cfg.Gateways); err != nil {
+			return nil, err
+		}
+	}
+	// A Unix socket's path has at most 108 bytes: the handoff sockets go in a short
+	// directory of their own.
+	handoffDir := func(i int) string { return filepath.Join(cfg.Dir, "ho", fmt.Sprint(i)) }
 	c.moreSTSAddrs, ports = ports[len(ports)-cfg.STSReplicas:], ports[:len(ports)-cfg.STSReplicas]
 	c.stsAddr = ports[0]
 	c.gatewayAddrs = ports[1 : 1+cfg.Gateways]
@@ -192,9 +206,18 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		name := fmt.Sprintf("gateway-%d", i+1)
 		args := []string{"--listen", addr, "--audit-chain", name}
 		for j := range c.endpointAddrs {
-			if cfg.InProcess && j%len(c.gatewayAddrs) == i {
+			switch {
+			case cfg.InProcess && j%len(c.gatewayAddrs) == i:
 				args = append(args, "--endpoint", EndpointID(j))
+			case cfg.Handoff != "" && j%len(c.gatewayAddrs) == i:
+				args = append(args, "--handoff-endpoint", EndpointID(j))
 			}
+		}
+		if cfg.Handoff != "" {
+			args = append(args, "--handoff-dir", handoffDir(i))
+		}
+		if tunnelAddrs != nil {
+			args = append(args, "--tunnel-listen", tunnelAddrs[i])
 		}
 		p, err := c.component(ctx, name, "gateway", "gateway", "gateway", args...)
 		if err != nil {
@@ -208,9 +231,16 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		}
 		name := fmt.Sprintf("endpoint-%d", i+1)
 		args := []string{"endpoint", "--id", EndpointID(i), "--audit-chain", name}
-		for j, g := range c.gatewayAddrs {
-			if !cfg.Pin || j == i%len(c.gatewayAddrs) {
-				args = append(args, "--gateway", g)
+		switch cfg.Handoff {
+		case "fd":
+			args = append(args, "--handoff", "fd", "--handoff-dir", handoffDir(i%len(c.gatewayAddrs)))
+		case "tunnel":
+			args = append(args, "--handoff", "tunnel", "--gateway", tunnelAddrs[i%len(c.gatewayAddrs)])
+		default:
+			for j, g := range c.gatewayAddrs {
+				if !cfg.Pin || j == i%len(c.gatewayAddrs) {
+					args = append(args, "--gateway", g)
+				}
 			}
 		}
 		p, err := c.component(ctx, name, "endpoint", EndpointID(i), args[0], args[1:]...)
