@@ -954,3 +954,20 @@ endpoints:
 		})
 	}
 }
+
+// FuzzIDFormats holds IsAPIID and IsVPCEID, which BindName runs on every request's Host
+// and server name, to the regular expressions that validate the spec.
+func FuzzIDFormats(f *testing.F) {
+	for _, s := range []string{"a1b2c3d4e5", "A1B2C3D4E5", "a1b2c3d4e", "a1b2c3d4e5f", "vpce-0123456789abcdef0",
+		"vpce-0123abcd", "vpce-0123abcde", "vpce-0123456789ABCDEF0", "vpce-", "", "a1b2c3d4e\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := IsAPIID(s), apiIDRe.MatchString(s); got != want {
+			t.Errorf("IsAPIID(%q) = %v, apiIDRe says %v", s, got, want)
+		}
+		if got, want := IsVPCEID(s), vpceRe.MatchString(s); got != want {
+			t.Errorf("IsVPCEID(%q) = %v, vpceRe says %v", s, got, want)
+		}
+	})
+}

@@ -34,11 +34,11 @@ func (s *Spec) BindName(ep *Endpoint, name string) NameBinding {
 	}
 	label, _, _ := strings.Cut(h, ".")
 	switch {
-	case len(label) == 10 && apiIDRe.MatchString(label):
+	case IsAPIID(label):
 		if _, ok := s.API(label); ok {
 			return NameBinding{API: label}
 		}
-	case len(label) > 11 && label[10] == '-' && apiIDRe.MatchString(label[:10]) && vpceRe.MatchString(label[11:]):
+	case len(label) > 11 && label[10] == '-' && IsAPIID(label[:10]) && IsVPCEID(label[11:]):
 		if vpce := label[11:]; ep == nil || vpce != ep.ID {
 			return NameBinding{OtherEndpoint: vpce}
 		}
@@ -66,4 +66,34 @@ func ExecuteAPIName(api, region string) string {
 // in a region, both {api-id} and {api-id}-{vpce-id}: *.execute-api.{region}.amazonaws.com.
 func ExecuteAPIWildcard(region string) string {
 	return "*.execute-api." + region + ".amazonaws.com"
+}
+
+// IsAPIID reports whether s is an API id: ten lower-case letters or digits (apiIDRe, the
+// spec's format and API Gateway's). A loop rather than the regular expression: it runs on
+// every request's Host and server name.
+func IsAPIID(s string) bool {
+	if len(s) != 10 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// IsVPCEID reports whether s is an endpoint id: vpce- and 8 or 17 lower-case hex digits
+// (vpceRe).
+func IsVPCEID(s string) bool {
+	h, ok := strings.CutPrefix(s, "vpce-")
+	if !ok || len(h) != 8 && len(h) != 17 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

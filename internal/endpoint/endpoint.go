@@ -222,14 +222,14 @@ func New(cfg Config) (*Endpoint, error) {
 
 func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 	var problems []string
-	if !validVPCEID(cfg.ID) {
+	if !config.IsVPCEID(cfg.ID) {
 		problems = append(problems, fmt.Sprintf("id %q is not an endpoint id like vpce-0123456789abcdef0", cfg.ID))
 	}
 	if cfg.Spec == nil {
 		problems = append(problems, "no Spec")
 	} else if s := cfg.Spec(); s == nil {
 		problems = append(problems, "Spec returned no spec")
-	} else if _, ok := s.Endpoint(cfg.ID); !ok && validVPCEID(cfg.ID) {
+	} else if _, ok := s.Endpoint(cfg.ID); !ok && config.IsVPCEID(cfg.ID) {
 		problems = append(problems, fmt.Sprintf("the spec has no endpoint %s", cfg.ID))
 	}
 	if cfg.ServerCert == nil && cfg.Handoff == nil {
@@ -321,21 +321,6 @@ func newEndpoint(cfg Config, lim limits) (*Endpoint, error) {
 		ErrorLog:    slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
 	}
 	return e, nil
-}
-
-// validVPCEID reports whether id looks like vpce- and 8 or 17 lower-case hex digits, the
-// spec's format.
-func validVPCEID(id string) bool {
-	h, ok := strings.CutPrefix(id, "vpce-")
-	if !ok || (len(h) != 8 && len(h) != 17) {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // Serve accepts connections on ln, a plain TCP listener, and serves them until Shutdown

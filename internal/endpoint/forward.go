@@ -160,13 +160,18 @@ func (b *watchedBody) Read(p []byte) (int, error) {
 // gateway would otherwise have to tell apart from the endpoint's. Header names compare
 // case-insensitively (RFC 9110 §5.1); a name Go did not canonicalize is caught too.
 func strippedHeader(k string) bool {
-	switch {
-	case len(k) >= 10 && strings.EqualFold(k[:10], "x-phantom-"):
-		return true
-	case len(k) >= 12 && strings.EqualFold(k[:12], "x-forwarded-"):
-		return true
+	if len(k) < 9 {
+		return false
 	}
-	return strings.EqualFold(k, "forwarded")
+	// Most headers are ruled out by their first byte, before any case folding.
+	switch k[0] | 0x20 {
+	case 'x':
+		return len(k) >= 10 && strings.EqualFold(k[:10], "x-phantom-") ||
+			len(k) >= 12 && strings.EqualFold(k[:12], "x-forwarded-")
+	case 'f':
+		return strings.EqualFold(k, "forwarded")
+	}
+	return false
 }
 
 // rewrite points the outgoing request at the gateway and keeps the request-target byte

@@ -58,7 +58,12 @@ func selectAPI(s *config.Spec, ep *config.Endpoint, sni, host string, hdr []stri
 		}
 	}
 	if sni != "" {
-		sb := s.BindName(ep, sni)
+		sb := b
+		if sni != h {
+			// Clients send the Host they resolved as the server name: then the two bind
+			// alike and the binding is not worked out twice.
+			sb = s.BindName(ep, sni)
+		}
 		switch {
 		case sb.OtherEndpoint != "":
 			return "", true, fmt.Sprintf("the TLS server name %q addresses endpoint %s, not this one", truncate(sni, 128), sb.OtherEndpoint)
@@ -87,7 +92,7 @@ func selectAPI(s *config.Spec, ep *config.Endpoint, sni, host string, hdr []stri
 // isAPIVPCEHost reports whether a host's first label is {api-id}-{vpce-id}.
 func isAPIVPCEHost(h string) bool {
 	label, _, _ := strings.Cut(h, ".")
-	return len(label) > 11 && label[10] == '-' && isAPIID(label[:10])
+	return len(label) > 11 && label[10] == '-' && config.IsAPIID(label[:10])
 }
 
 // hostName returns the host of a Host header without its port, in lower case and without
@@ -103,20 +108,6 @@ func hostName(host string) string {
 		host = host[:i]
 	}
 	return strings.ToLower(strings.TrimSuffix(host, "."))
-}
-
-// isAPIID reports whether s is ten lower-case letters or digits, API Gateway's API id
-// format (the spec's too).
-func isAPIID(s string) bool {
-	if len(s) != 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(s string, n int) string {
