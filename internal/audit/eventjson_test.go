@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"testing"
 	"time"
@@ -79,4 +80,22 @@ func FuzzEventJSON(f *testing.F) {
 		ev.EventTime = time.Unix(unix%(253402300800), int64(status)&0x3fffffff).UTC()
 		checkEventJSON(t, ev, ev.EventTime.Year() >= 0)
 	})
+}
+
+// TestCipherSuiteName: every suite, and ids Go does not know, are named as
+// tls.CipherSuiteName names them, and the suites Go negotiates cost no allocation.
+func TestCipherSuiteName(t *testing.T) {
+	for _, s := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if got, want := CipherSuiteName(s.ID), tls.CipherSuiteName(s.ID); got != want {
+			t.Errorf("CipherSuiteName(%#04x) = %q, want %q", s.ID, got, want)
+		}
+	}
+	for _, id := range []uint16{0, 0x00ff, 0xfafa} {
+		if got, want := CipherSuiteName(id), tls.CipherSuiteName(id); got != want {
+			t.Errorf("CipherSuiteName(%#04x) = %q, want %q", id, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = CipherSuiteName(tls.TLS_AES_128_GCM_SHA256) }); n != 0 {
+		t.Errorf("CipherSuiteName allocates %v times", n)
+	}
 }

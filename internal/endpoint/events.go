@@ -1,7 +1,6 @@
 package endpoint
 
 import (
-	"crypto/tls"
 	"net/http"
 	"net/netip"
 
@@ -75,7 +74,7 @@ func tlsDetails(r *http.Request) *audit.TLSDetails {
 	}
 	return &audit.TLSDetails{
 		TLSVersion:               audit.TLSVersionName(r.TLS.Version),
-		CipherSuite:              tls.CipherSuiteName(r.TLS.CipherSuite),
+		CipherSuite:              audit.CipherSuiteName(r.TLS.CipherSuite),
 		ClientProvidedHostHeader: r.Host,
 	}
 }

@@ -57,7 +57,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 		cs := tc.ConnectionState()
 		ci.sni, ci.version, ci.cipher = cs.ServerName, cs.Version, cs.CipherSuite
 		ci.tlsVersion = []string{audit.TLSVersionName(cs.Version)}
-		ci.tlsCipher = []string{tls.CipherSuiteName(cs.CipherSuite)}
+		ci.tlsCipher = []string{audit.CipherSuiteName(cs.CipherSuite)}
 	}
 	return context.WithValue(ctx, connInfoKey{}, ci)
 }

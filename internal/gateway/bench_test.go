@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -142,6 +143,24 @@ func BenchmarkServeHTTP(b *testing.B) {
 	})
 	b.Run("role-session-endpoint-audit-chain", func(b *testing.B) {
 		benchRoleSessionEndpoint(b, benchChain(b))
+	})
+	b.Run("role-session-handover", func(b *testing.B) {
+		// The same call handed over in memory by an endpoint of this process (phantom up,
+		// internal/endpoint's Config.Local): no certificate, no X-Phantom-* headers.
+		e := newEnv(b, func(c *Config) {
+			c.Transport = inProcess{}
+			c.Auditor = discardAudit{}
+		})
+		s := e.session("app", "s1", time.Hour)
+		r := newRequest(b, "GET", "https://gateway/prod/private/data", nil)
+		e.sign(r, s, nil)
+		r.RemoteAddr = "127.0.0.1:1"
+		r.TLS = &tls.ConnectionState{Version: tls.VersionTLS13}
+		src := netip.MustParseAddr("10.0.1.15")
+		runRequests(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.gw.ServeHandover(w, r, &Handover{Endpoint: testEndpoint, SourceIP: src, APIID: testAPI,
+				TLSVersion: tls.VersionTLS13, CipherSuite: tls.TLS_AES_128_GCM_SHA256})
+		}), r, 200)
 	})
 	b.Run("none-route", func(b *testing.B) {
 		e := benchEnv(b)

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/http"
@@ -52,14 +50,14 @@ type Handover struct {
 	CipherSuite uint16
 }
 
-type handoverKey struct{}
-
 // ServeHandover serves a request an endpoint of this process accepted, as ServeHTTP
 // serves one that came over an endpoint's mTLS connection: the same decision, audit
 // record and forwarding, with the channel taken from h. r.TLS and r.RemoteAddr describe
 // the caller's connection to the endpoint and are not consulted for the endpoint.
+// The handover travels with the call, not in a new request and context: no copy of the
+// request per handover. h is not kept.
 func (g *Gateway) ServeHandover(w http.ResponseWriter, r *http.Request, h *Handover) {
-	g.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), handoverKey{}, h)))
+	g.serve(w, r, h)
 }
 
 // errClientCert is a presented certificate the gateway does not accept as an endpoint.
@@ -72,14 +70,15 @@ func (e *errClientCert) Error() string { return e.reason }
 // is refused (InvalidClientCertificate), never downgraded to a direct connection: a peer that
 // presents a certificate claims to be an endpoint. Without a certificate the request is
 // direct, and only the TCP peer and r.TLS describe it.
-func (g *Gateway) identify(r *http.Request, spec *config.Spec, td *audit.TLSDetails) (channel, *errClientCert) {
-	if h, ok := r.Context().Value(handoverKey{}).(*Handover); ok {
-		return handedOver(r, spec, h, td)
+func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
+	r, spec, td := cl.r, cl.spec, &cl.store.tls
+	if cl.handedOver {
+		return handedOver(r, spec, &cl.handover, td, &cl.handoverAPI)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
 		if r.TLS != nil {
-			*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: tls.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
+			*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(r.TLS.Version), CipherSuite: audit.CipherSuiteName(r.TLS.CipherSuite), ClientProvidedHostHeader: r.Host}
 			c.tls = td
 		}
 		return c, nil
@@ -117,16 +116,17 @@ func (g *Gateway) identify(r *http.Request, spec *config.Spec, td *audit.TLSDeta
 // handedOver is the channel of a request an endpoint of this process handed over: the
 // endpoint must be one of the current spec (a reload may have removed it), as a
 // certificate's must.
-func handedOver(r *http.Request, spec *config.Spec, h *Handover, td *audit.TLSDetails) (channel, *errClientCert) {
+func handedOver(r *http.Request, spec *config.Spec, h *Handover, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {
 	src := h.SourceIP.Unmap().WithZone("").String()
 	ep, ok := spec.Endpoint(h.Endpoint)
 	if !ok {
 		return channel{sourceIP: src, secure: true}, &errClientCert{"the handover names endpoint " + h.Endpoint + ", which the spec does not define"}
 	}
-	*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(h.TLSVersion), CipherSuite: tls.CipherSuiteName(h.CipherSuite), ClientProvidedHostHeader: r.Host}
+	*td = audit.TLSDetails{TLSVersion: audit.TLSVersionName(h.TLSVersion), CipherSuite: audit.CipherSuiteName(h.CipherSuite), ClientProvidedHostHeader: r.Host}
 	c := channel{endpoint: ep, sourceIP: src, secure: true, tls: td}
 	if h.APIID != "" {
-		c.apiIDs = []string{h.APIID}
+		apiID[0] = h.APIID
+		c.apiIDs = apiID[:]
 	}
 	return c, nil
 }

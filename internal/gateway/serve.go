@@ -37,13 +37,18 @@ type call struct {
 	// event is ev's storage: one allocation with the call.
 	event audit.Event
 
-	ch       channel
-	api      *config.API
-	m        routeMatch
-	resource string
-	caller   *caller // nil: anonymous (Authorization NONE)
-	decision string  // the policy decision, for the audit record
-	start    time.Time
+	ch  channel
+	api *config.API
+	// handover is what an endpoint of this process handed the request over with
+	// (ServeHandover), when handedOver; handoverAPI backs ch.apiIDs then.
+	handover    Handover
+	handedOver  bool
+	handoverAPI [1]string
+	m           routeMatch
+	resource    string
+	caller      *caller // nil: anonymous (Authorization NONE)
+	decision    string  // the policy decision, for the audit record
+	start       time.Time
 	// payloadHash is what the verified signature covers of the body (sigv4's
 	// PayloadHash); "" for an anonymous call.
 	payloadHash string
@@ -180,6 +185,12 @@ func (g *Gateway) disarm(bt *backendTimer) {
 // The event records the gateway's decision; the backend's status is not part of it (the
 // backend has not answered when the event is written) and backend failures are logged.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.serve(w, r, nil)
+}
+
+// serve is ServeHTTP, and ServeHandover with h, the handover of an endpoint of this
+// process; h is copied and not kept.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, h *Handover) {
 	if r.URL.Path == JWKSPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
@@ -188,6 +199,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cl := &call{now: g.now(), r: r, w: w}
+	if h != nil {
+		cl.handover, cl.handedOver = *h, true
+	}
 	if g.cfg.Metrics != nil {
 		cl.start = time.Now() // g.now may be a test's clock; durations need the monotonic one
 	}
@@ -322,7 +336,7 @@ func (g *Gateway) authorize(cl *call) *apiError {
 	}
 
 	// 1. The channel: an endpoint's verified certificate, or a direct connection.
-	ch, cerr := g.identify(r, cl.spec, &cl.store.tls)
+	ch, cerr := g.identify(cl)
 	cl.ch = ch
 	ev.SourceIPAddress = ch.sourceIP
 	ev.TLSDetails = ch.tls
