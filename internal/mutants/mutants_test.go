@@ -223,6 +223,20 @@ var mutants = []mutant{
 		run: "^TestSNIBindsAPI$",
 	},
 	{
+		name: "endpoint binds the TLS server name itself when it differs from the host",
+		file: "internal/endpoint/route.go",
+		find: "if sni != h {", replace: "if false {",
+		pkg: "internal/endpoint",
+		run: "^TestSNIBindsAPI$",
+	},
+	{
+		name: "endpoint strips caller headers in any case",
+		file: "internal/endpoint/forward.go",
+		find: "switch k[0] | 0x20 {", replace: "switch k[0] {",
+		pkg: "internal/endpoint",
+		run: "^(TestForward|TestHandoverIgnoresCallerHeaders)$",
+	},
+	{
 		name: "egress tunnel to an endpoint checks the server name",
 		file: "internal/egress/sni.go",
 		find: "api, reason := p.checkServerName(q, hello.ServerName)", replace: "api, reason := q.endpoints[0].APIs[0], \"\"",
