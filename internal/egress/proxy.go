@@ -688,7 +688,7 @@ func (p *Proxy) authenticate(q *request) bool {
 	}
 	certNode := ""
 	if q.r.TLS != nil {
-		q.ev.TLSDetails = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(q.r.TLS.Version), CipherSuite: tls.CipherSuiteName(q.r.TLS.CipherSuite),
+		q.ev.TLSDetails = &audit.TLSDetails{TLSVersion: audit.TLSVersionName(q.r.TLS.Version), CipherSuite: audit.CipherSuiteName(q.r.TLS.CipherSuite),
 			ClientProvidedHostHeader: truncate(q.r.Host, 256)}
 		if len(q.r.TLS.PeerCertificates) > 0 {
 			if p.cfg.Verifier == nil {

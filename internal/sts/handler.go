@@ -2,7 +2,6 @@ package sts
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"mime"
 	"net"
@@ -131,7 +130,7 @@ func (h *Handler) newEvent(c *call) *Event {
 		EventCategory:      "Management",
 	}
 	if cs := c.r.TLS; cs != nil {
-		ev.TLSDetails = &TLSDetails{TLSVersion: audit.TLSVersionName(cs.Version), CipherSuite: tls.CipherSuiteName(cs.CipherSuite), ClientProvidedHostHeader: c.r.Host}
+		ev.TLSDetails = &TLSDetails{TLSVersion: audit.TLSVersionName(cs.Version), CipherSuite: audit.CipherSuiteName(cs.CipherSuite), ClientProvidedHostHeader: c.r.Host}
 	}
 	return ev
 }
