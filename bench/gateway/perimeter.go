@@ -308,15 +308,16 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 
 	// (c) the endpoint in the gateway's process, handing requests over in memory (phantom
 	// up, phantom gateway --endpoint).
+	local := func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
+		gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
+	}
 	epLog, err := openLog("endpoint-" + benchEndpoint)
 	if err != nil {
 		return nil, err
 	}
 	err = startEndpoint(endpoint.Config{
 		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: epLog, Logger: log,
-		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
-			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
-		},
+		Local: local,
 	}, epLn)
 	if err != nil {
 		return nil, err
@@ -336,9 +337,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	}
 	err = startEndpoint(endpoint.Config{
 		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: fdLog, Logger: log,
-		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
-			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
-		},
+		Local: local,
 	}, fdLn)
 	if err != nil {
 		return nil, err
@@ -365,9 +364,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	}
 	err = startEndpoint(endpoint.Config{
 		ID: benchEndpoint, Spec: current, ServerCert: serverCert, Auditor: tunLog, Logger: log,
-		Local: func(w http.ResponseWriter, r *http.Request, h endpoint.Handover) {
-			gw.ServeHandover(w, r, &gateway.Handover{Endpoint: h.Endpoint, SourceIP: h.SourceIP, APIID: h.APIID, TLSVersion: h.TLSVersion, CipherSuite: h.CipherSuite})
-		},
+		Local: local,
 	}, tunSrv.Listener(benchEndpoint))
 	if err != nil {
 		return nil, err

@@ -121,12 +121,7 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 	}
 	_ = c.SetDeadline(time.Time{})
 	if ac, ok := c.(*admission.Conn); ok {
-		ep, _ := e.endpointSpec()
-		var lim config.ConnectionLimits
-		if ep != nil {
-			lim = ep.Limits
-		}
-		if ok, reason := ac.Settle(lim, false); !ok {
+		if ok, reason := ac.Settle(e.connLimits(), false); !ok {
 			tc.Close()
 			e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
 			return
@@ -146,12 +141,7 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 func (e *Endpoint) handOff(c net.Conn, src netip.AddrPort, port uint16, first byte) {
 	_ = c.SetDeadline(time.Time{})
 	if ac, ok := c.(*admission.Conn); ok {
-		ep, _ := e.endpointSpec()
-		var lim config.ConnectionLimits
-		if ep != nil {
-			lim = ep.Limits
-		}
-		if ok, reason := ac.Settle(lim, false); !ok {
+		if ok, reason := ac.Settle(e.connLimits(), false); !ok {
 			admission.Reset(c)
 			e.ref.Note(admission.Refusal{Code: codeConnectionLimit, Src: src, LocalPort: port, Detail: map[string]any{"reason": reason}})
 			return
@@ -332,3 +322,12 @@ func (l *connListener) Close() error {
 }
 
 func (l *connListener) Addr() net.Addr { return l.ln.Addr() }
+
+// connLimits is the endpoint's connection limits in the current spec (none when the
+// spec no longer has the endpoint).
+func (e *Endpoint) connLimits() config.ConnectionLimits {
+	if ep, _ := e.endpointSpec(); ep != nil {
+		return ep.Limits
+	}
+	return config.ConnectionLimits{}
+}
