@@ -33,6 +33,7 @@ type result struct {
 	p50, p99  time.Duration
 	lat       []time.Duration // every request's latency, until finish
 	cpu       time.Duration   // CPU time of the bench's processes (clients included) while measuring
+	childCPU  time.Duration   // of which the endpoint process's
 }
 
 // cpuPerReq is the bench's CPU time per request (the endpoint process's included): unlike req/s it does not move with
@@ -42,6 +43,15 @@ func (r result) cpuPerReq() time.Duration {
 		return 0
 	}
 	return r.cpu / time.Duration(r.n)
+}
+
+// hostCPUPerReq is the CPU time per request without the endpoint process's: what the
+// gateway's host would pay with the endpoint on a host of its own.
+func (r result) hostCPUPerReq() time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	return (r.cpu - r.childCPU) / time.Duration(r.n)
 }
 
 // cpuTime is this process's user and system CPU time so far.
@@ -61,6 +71,7 @@ func (r *result) add(s result) {
 	}
 	r.elapsed += s.elapsed
 	r.cpu += s.cpu
+	r.childCPU += s.childCPU
 	r.lat = append(r.lat, s.lat...)
 }
 
@@ -91,7 +102,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	start, cpu0 := time.Now(), p.cpuTime()
+	start, cpu0, child0 := time.Now(), p.cpuTime(), p.childCPU()
 	for i := range c {
 		wg.Add(1)
 		go func() {
@@ -112,7 +123,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 		}()
 	}
 	wg.Wait()
-	r := result{elapsed: time.Since(start), cpu: p.cpuTime() - cpu0, firstErr: firstErr}
+	r := result{elapsed: time.Since(start), cpu: p.cpuTime() - cpu0, childCPU: p.childCPU() - child0, firstErr: firstErr}
 	for i := range c {
 		r.lat = append(r.lat, lat[i]...)
 		r.errors += errs[i]

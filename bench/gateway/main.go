@@ -118,6 +118,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		benchPath, o.duration, o.warmup, gomaxprocs())
 	fmt.Fprintf(out, "%-40s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
 	rounds := max(o.rounds, 1)
+	var apart []string // rows of the targets with an endpoint process, its CPU left out
 	for _, c := range o.levels {
 		var ts []target
 		for i, t := range p.targets {
@@ -146,6 +147,17 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			fmt.Fprintf(out, "%-40s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
 				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99),
 				r.cpuPerReq().Round(time.Microsecond), float64(base.cpuPerReq())/float64(r.cpuPerReq()))
+			if r.childCPU > 0 {
+				apart = append(apart, fmt.Sprintf("%-40s %5d %9s %8.2f %12s", t.name, c, r.hostCPUPerReq().Round(time.Microsecond),
+					float64(base.cpuPerReq())/float64(r.hostCPUPerReq()), (r.childCPU/time.Duration(r.n)).Round(time.Microsecond)))
+			}
+		}
+	}
+	if len(apart) > 0 {
+		fmt.Fprintf(out, "\nwith the endpoint on a host of its own: the CPU per request the rest pays (clients, backend, gateway), its ratio to (a)'s, and the endpoint process's apart\n")
+		fmt.Fprintf(out, "%-40s %5s %9s %8s %12s\n", "target", "conc", "cpu/req", "(a)/cpu", "endpoint/req")
+		for _, l := range apart {
+			fmt.Fprintln(out, l)
 		}
 	}
 	fwd, dialed, err := p.hopStats()
