@@ -113,6 +113,10 @@ type assertionSigner struct {
 	header string     // base64url of the JOSE header, with the trailing "."
 	jwks   []byte     // EdDSA: the JWKS publishing the public key
 	bufs   *sync.Pool // of *signBuf
+	// HS256 for signHead: the K⊕ipad block, the SHA-256 state after K⊕opad, and a pool
+	// of SHA-256 digests.
+	ipad, outer []byte
+	digests     *sync.Pool
 }
 
 // joseHeader is the protected header of a token: the alg, the key id, typ JWT.
@@ -138,12 +142,14 @@ func newAssertionSigner(key ed25519.PrivateKey) *assertionSigner {
 // newMACSigner is the signer of one API's HS256 assertions.
 func newMACSigner(k keys.BackendKey) *assertionSigner {
 	key := slices.Clone(k.Key)
-	return &assertionSigner{
+	s := &assertionSigner{
 		macs:   &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
 		kid:    k.KeyID(),
 		header: joseHeader(algHS256, k.KeyID()),
 		bufs:   newSignBufs(),
 	}
+	s.hmacPads(key)
+	return s
 }
 
 func newSignBufs() *sync.Pool { return &sync.Pool{New: func() any { return new(signBuf) }} }
@@ -208,6 +214,12 @@ type signBuf struct {
 // escaping; TestAssertionJSON holds the two together) without reflection: the gateway
 // signs one assertion per request.
 func (a *Assertion) appendJSON(b []byte) []byte {
+	return a.appendJSONTail(a.appendJSONHead(b))
+}
+
+// appendJSONHead appends the opening brace and the claims of the head (iss to role), the
+// same on every call of a session to one API.
+func (a *Assertion) appendJSONHead(b []byte) []byte {
 	b = append(b, `{"iss":`...)
 	b = jsonstr.Append(b, a.Issuer)
 	b = append(b, `,"aud":`...)
@@ -228,6 +240,21 @@ func (a *Assertion) appendJSON(b []byte) []byte {
 	b = opt(b, "accessKeyId", a.AccessKeyID)
 	b = opt(b, "sessionName", a.SessionName)
 	b = opt(b, "role", a.Role)
+	return b
+}
+
+// appendJSONTail appends the claims after the head's (vpce on) and the closing brace:
+// a.appendJSONTail(a.appendJSONHead(b)) is a.appendJSON(b).
+func (a *Assertion) appendJSONTail(b []byte) []byte {
+	opt := func(b []byte, name, v string) []byte {
+		if v == "" {
+			return b
+		}
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		return jsonstr.Append(b, v)
+	}
 	b = opt(b, "vpce", a.VPCEndpoint)
 	b = opt(b, "sourceIp", a.SourceIP)
 	b = append(b, `,"requestId":`...)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/keys"
 )
 
 func testSigner(t testing.TB, seed byte) *assertionSigner {
@@ -178,6 +180,60 @@ func checkAssertionJSON(t *testing.T, s string) {
 		}
 		if got := a.appendJSON(nil); string(got) != string(want) {
 			t.Fatalf("appendJSON(%q):\n got %s\nwant %s", s, got, want)
+		}
+	}
+}
+
+// TestSignHeadMatchesSign: a token made from a session's head is byte for byte sign's,
+// under HS256 and EdDSA, for head lengths of every remainder mod 3 and claims that need
+// escaping; one slot serving changing heads remakes them.
+func TestSignHeadMatchesSign(t *testing.T) {
+	for _, s := range []string{
+		"", "a", "ab", "abc", "plain", `quote " backslash \ slash /`, "<script>&amp;</script>", "ctl \x00\x01\b\f\n\r\t\x1f\x7f",
+		"unicode é ✓ \U0001F600", "line sep \u2028 para \u2029", "bad utf-8 \xff\xfe \xc3", "\xed\xa0\x80 surrogate",
+	} {
+		checkSignHead(t, s, s)
+	}
+}
+
+func FuzzSignHead(f *testing.F) {
+	f.Add("arn:aws:sts::123456789012:assumed-role/r/s", "/svc/a?b")
+	f.Add("<\u2028\xff\"\\", "x")
+	f.Fuzz(checkSignHead)
+}
+
+func checkSignHead(t *testing.T, head, rest string) {
+	signers := []*assertionSigner{
+		newMACSigner(keys.BackendKey{API: testAPI, Key: bytes.Repeat([]byte{3}, 32)}),
+		newMACSigner(keys.BackendKey{API: testAPI, Key: bytes.Repeat([]byte{9}, 100)}), // longer than a block: hashed first
+		testSigner(t, 5),
+	}
+	var slot assertionSlot
+	for _, a := range []Assertion{
+		{Issuer: AssertionIssuer, Audience: head, RequestID: rest, IssuedAt: -1, ExpiresAt: 1 << 40},
+		{Issuer: head, Audience: "a", Subject: head, Principal: head, Account: head, AccessKeyID: head, SessionName: head, Role: head,
+			VPCEndpoint: rest, SourceIP: rest, RequestID: "r", ID: rest, Method: rest, Path: rest, Query: rest, PayloadHash: rest, IssuedAt: 1764380000, ExpiresAt: 1764380030},
+		{Issuer: AssertionIssuer, Audience: testAPI, Subject: head + "x", Principal: head, Role: "r" + head, RequestID: rest, ID: rest, Method: "GET", Path: "/" + rest},
+		{Issuer: AssertionIssuer, Audience: testAPI, Subject: head + "xy", SessionName: head, RequestID: rest, ID: rest, Method: "PUT", Path: "/" + rest},
+	} {
+		for _, s := range signers {
+			want, err := s.sign(&a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // made, then reused
+				h, err := slot.head(s, &a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.signHead(h, &a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != want {
+					t.Fatalf("signHead(%q, %q):\n got %s\nwant %s", head, rest, got, want)
+				}
+			}
 		}
 	}
 }

@@ -45,10 +45,11 @@ type caller struct {
 	user        *config.User // IAM users (long-term keys and GetSessionToken sessions)
 	role        *config.Role // assumed-role sessions
 	claims      *identity.Claims
-	principalID string   // aws:userid: AIDA… for users, AROA…:session for role sessions
-	risk        string   // phantom:RiskLevel, "" absent
-	issued      string   // the session's issue time (ISO 8601), "" without claims
-	policies    [32]byte // sessionDigest of claims
+	principalID string        // aws:userid: AIDA… for users, AROA…:session for role sessions
+	risk        string        // phantom:RiskLevel, "" absent
+	issued      string        // the session's issue time (ISO 8601), "" without claims
+	policies    [32]byte      // sessionDigest of claims
+	facts       *sessionFacts // nil without claims
 }
 
 // identifyCaller resolves the verified credential to a principal of the spec and fills the
@@ -69,7 +70,7 @@ func identifyCaller(st *state, keyID string, cred sigv4.Credential, rv *identity
 	var facts *sessionFacts
 	if c.claims != nil {
 		facts = st.sessions.get(c.claims)
-		c.issued, c.policies = facts.issued, facts.policies
+		c.issued, c.policies, c.facts = facts.issued, facts.policies, facts
 	}
 	ui.AccessKeyID, ui.ARN, ui.AccountID = c.accessKeyID, c.arn, c.account
 	switch {
@@ -128,6 +129,7 @@ type sessionFacts struct {
 	attributes map[string]string // sessionContext.attributes
 	rid, pid   string            // the role's unique id and the principal id made with it
 	policies   [32]byte          // sessionDigest: a session policy is hashed once, not per call
+	assertion  assertionSlot     // the start of the session's identity assertions
 }
 
 // principalID is rid:session, made once per role unique id.
