@@ -308,6 +308,13 @@ var mutants = []mutant{
 		run: "^TestHS256Refusals$",
 	},
 	{
+		name: "assertion head made for the call's identity",
+		file: "internal/gateway/assertionhead.go",
+		find: "if h := sl.p.Load(); h != nil && h.signer == s && h.claims == c {", replace: "if h := sl.p.Load(); h != nil {",
+		pkg: "internal/gateway",
+		run: "^TestSignHeadMatchesSign$",
+	},
+	{
 		name: "responses never act on a claimed identity",
 		file: "internal/detect/respond/respond.go",
 		find: "if d := f.Resource.AccessKeyDetails; d != nil && d.Claimed {", replace: "if false {",
