@@ -226,37 +226,30 @@ func (a *Assertion) appendJSONHead(b []byte) []byte {
 	b = jsonstr.Append(b, a.Audience)
 	b = append(b, `,"sub":`...)
 	b = jsonstr.Append(b, a.Subject)
-	opt := func(b []byte, name, v string) []byte {
-		if v == "" {
-			return b
-		}
-		b = append(b, ',', '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-		return jsonstr.Append(b, v)
-	}
-	b = opt(b, "principal", a.Principal)
-	b = opt(b, "account", a.Account)
-	b = opt(b, "accessKeyId", a.AccessKeyID)
-	b = opt(b, "sessionName", a.SessionName)
-	b = opt(b, "role", a.Role)
+	b = appendOptClaim(b, "principal", a.Principal)
+	b = appendOptClaim(b, "account", a.Account)
+	b = appendOptClaim(b, "accessKeyId", a.AccessKeyID)
+	b = appendOptClaim(b, "sessionName", a.SessionName)
+	b = appendOptClaim(b, "role", a.Role)
 	return b
+}
+
+// appendOptClaim appends the member name: v, omitted when v is empty (omitempty).
+func appendOptClaim(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return jsonstr.Append(b, v)
 }
 
 // appendJSONTail appends the claims after the head's (vpce on) and the closing brace:
 // a.appendJSONTail(a.appendJSONHead(b)) is a.appendJSON(b).
 func (a *Assertion) appendJSONTail(b []byte) []byte {
-	opt := func(b []byte, name, v string) []byte {
-		if v == "" {
-			return b
-		}
-		b = append(b, ',', '"')
-		b = append(b, name...)
-		b = append(b, '"', ':')
-		return jsonstr.Append(b, v)
-	}
-	b = opt(b, "vpce", a.VPCEndpoint)
-	b = opt(b, "sourceIp", a.SourceIP)
+	b = appendOptClaim(b, "vpce", a.VPCEndpoint)
+	b = appendOptClaim(b, "sourceIp", a.SourceIP)
 	b = append(b, `,"requestId":`...)
 	b = jsonstr.Append(b, a.RequestID)
 	b = append(b, `,"jti":`...)
