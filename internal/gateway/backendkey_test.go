@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"io"
 	"strings"
 	"testing"
@@ -286,6 +287,37 @@ func TestGatewayAssertionPerAPI(t *testing.T) {
 				if errJWKS != nil || errKey == nil {
 					t.Errorf("eddsa: with the JWKS %v, with the key file %v", errJWKS, errKey)
 				}
+			}
+		})
+	}
+}
+
+// TestSessionAssertionsFromHead: a role session's calls, whose assertions start from the
+// head made on its first call, each carry the session's identity and their own request,
+// and verify under the API's key (HS256) or the JWKS (EdDSA); another session of the
+// same role gets its own head.
+func TestSessionAssertionsFromHead(t *testing.T) {
+	for _, kind := range []config.AssertionKind{config.AssertionHS256, config.AssertionEdDSA} {
+		t.Run(string(kind), func(t *testing.T) {
+			e := newEnvFrom(t, "spec.yaml", map[string]string{"    name: orders\n": "    name: orders\n    assertion: " + string(kind) + "\n"}, nil)
+			seen := map[string]bool{}
+			sessions := map[string]aws.Credentials{"s1": e.session("app", "s1", time.Hour), "s2": e.session("app", "s2", time.Hour)}
+			for _, c := range []struct{ session, path, backendPath string }{
+				{"s1", "/prod/orders/1", "/svc/orders/1"}, {"s1", "/prod/orders/2", "/svc/orders/2"}, {"s2", "/prod/orders/1", "/svc/orders/1"}, {"s1", "/prod/orders/3", "/svc/orders/3"},
+			} {
+				s := sessions[c.session]
+				status, body, hdr := e.send(t, testCall{method: "GET", path: c.path, creds: &s})
+				if status != 200 {
+					t.Fatalf("%s %s: %d %s", c.session, c.path, status, body)
+				}
+				h := e.hit(t)
+				a := verifyHit(t, e, h, hdr.Get("X-Amzn-Requestid"))
+				arn := "arn:aws:sts::123456789012:assumed-role/app/" + c.session
+				if a.Subject != arn || a.Principal != arn || a.SessionName != c.session || a.Role != appRoleARN || a.AccessKeyID != s.AccessKeyID ||
+					a.Path != c.backendPath || a.Method != "GET" || seen[a.ID] {
+					t.Errorf("%s %s: assertion %+v", c.session, c.path, a)
+				}
+				seen[a.ID] = true
 			}
 		})
 	}
