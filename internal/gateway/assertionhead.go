@@ -13,7 +13,8 @@ import (
 // A session's assertions to one API differ only after their head claims (iss, aud, sub,
 // principal, account, accessKeyId, sessionName, role): the head's JSON, its base64url after
 // the JOSE header and, for HS256, the HMAC's inner hash state over them are made once per
-// session and API and kept with the session's facts (assertionSlot); a call encodes and
+// session (or access key) and API and kept with the session's facts or in the spec
+// state's keyHeadCache (assertionSlot); a call encodes and
 // hashes only the rest. The token is byte for byte the one sign makes
 // (TestSignHeadMatchesSign, FuzzSignHead).
 
@@ -127,4 +128,34 @@ func (s *assertionSigner) signHead(h *assertionHead, a *Assertion) (string, erro
 	buf = b64.AppendEncode(buf, sig)
 	sb.token = buf
 	return string(buf), nil
+}
+
+// keyHeadCache holds the assertion slots of access keys without session claims (an IAM
+// user's long-term keys), by access key id, under one spec. Bounded; cleared when full (an
+// entry only saves encoding; a slot's head is used only for the claims it was made from).
+type keyHeadCache struct {
+	mu sync.RWMutex
+	m  map[string]*assertionSlot
+}
+
+const keyHeadCacheSize = 4096
+
+func (c *keyHeadCache) slot(keyID string) *assertionSlot {
+	c.mu.RLock()
+	sl, ok := c.m[keyID]
+	c.mu.RUnlock()
+	if ok {
+		return sl
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sl, ok := c.m[keyID]; ok {
+		return sl
+	}
+	if c.m == nil || len(c.m) >= keyHeadCacheSize {
+		c.m = make(map[string]*assertionSlot)
+	}
+	sl = new(assertionSlot)
+	c.m[keyID] = sl
+	return sl
 }

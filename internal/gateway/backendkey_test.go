@@ -295,15 +295,16 @@ func TestGatewayAssertionPerAPI(t *testing.T) {
 // TestSessionAssertionsFromHead: a role session's calls, whose assertions start from the
 // head made on its first call, each carry the session's identity and their own request,
 // and verify under the API's key (HS256) or the JWKS (EdDSA); another session of the
-// same role gets its own head.
+// same role gets its own head; an IAM user's long-term key has one too.
 func TestSessionAssertionsFromHead(t *testing.T) {
 	for _, kind := range []config.AssertionKind{config.AssertionHS256, config.AssertionEdDSA} {
 		t.Run(string(kind), func(t *testing.T) {
 			e := newEnvFrom(t, "spec.yaml", map[string]string{"    name: orders\n": "    name: orders\n    assertion: " + string(kind) + "\n"}, nil)
 			seen := map[string]bool{}
-			sessions := map[string]aws.Credentials{"s1": e.session("app", "s1", time.Hour), "s2": e.session("app", "s2", time.Hour)}
+			sessions := map[string]aws.Credentials{"s1": e.session("app", "s1", time.Hour), "s2": e.session("app", "s2", time.Hour), "alice": e.keys["alice"]}
 			for _, c := range []struct{ session, path, backendPath string }{
 				{"s1", "/prod/orders/1", "/svc/orders/1"}, {"s1", "/prod/orders/2", "/svc/orders/2"}, {"s2", "/prod/orders/1", "/svc/orders/1"}, {"s1", "/prod/orders/3", "/svc/orders/3"},
+				{"alice", "/prod/orders/1", "/svc/orders/1"}, {"alice", "/prod/orders/4", "/svc/orders/4"},
 			} {
 				s := sessions[c.session]
 				status, body, hdr := e.send(t, testCall{method: "GET", path: c.path, creds: &s})
@@ -312,8 +313,11 @@ func TestSessionAssertionsFromHead(t *testing.T) {
 				}
 				h := e.hit(t)
 				a := verifyHit(t, e, h, hdr.Get("X-Amzn-Requestid"))
-				arn := "arn:aws:sts::123456789012:assumed-role/app/" + c.session
-				if a.Subject != arn || a.Principal != arn || a.SessionName != c.session || a.Role != appRoleARN || a.AccessKeyID != s.AccessKeyID ||
+				arn, name, role := "arn:aws:sts::123456789012:assumed-role/app/"+c.session, c.session, appRoleARN
+				if c.session == "alice" { // a long-term key: its head is kept by access key id
+					arn, name, role = aliceARN, "", ""
+				}
+				if a.Subject != arn || a.Principal != arn || a.SessionName != name || a.Role != role || a.AccessKeyID != s.AccessKeyID ||
 					a.Path != c.backendPath || a.Method != "GET" || seen[a.ID] {
 					t.Errorf("%s %s: assertion %+v", c.session, c.path, a)
 				}

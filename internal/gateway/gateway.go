@@ -338,6 +338,7 @@ type state struct {
 	boxes    map[string]any
 	tagNames map[string]string
 	sessions sessionFactsCache
+	keyHeads keyHeadCache // assertion heads of callers without session claims (long-term keys)
 }
 
 // box is s as an interface value, made once when the spec names it.

@@ -752,7 +752,7 @@ func (g *Gateway) forward(cl *call) {
 		writeError(cl.w, cl.id, errInternal())
 		return
 	}
-	token, err := signAssertion(signer, cl.caller, a)
+	token, err := signAssertion(cl.st, signer, cl.caller, a)
 	if err != nil {
 		g.log.Error("gateway could not sign the identity assertion", "request_id", cl.id, "error", err)
 		writeError(cl.w, cl.id, errInternal())
@@ -787,13 +787,17 @@ func (g *Gateway) forward(cl *call) {
 	}
 }
 
-// signAssertion makes a's token: from its session's precomputed head for a caller with
-// session facts, from scratch otherwise.
-func signAssertion(s *assertionSigner, c *caller, a *Assertion) (string, error) {
-	if c == nil || c.facts == nil {
+// signAssertion makes a's token from its caller's precomputed head: the session's (kept
+// with its facts) or the access key's; from scratch for an anonymous call.
+func signAssertion(st *state, s *assertionSigner, c *caller, a *Assertion) (string, error) {
+	if c == nil {
 		return s.sign(a)
 	}
-	h, err := c.facts.assertion.head(s, a)
+	slot := st.keyHeads.slot(c.accessKeyID)
+	if c.facts != nil {
+		slot = &c.facts.assertion
+	}
+	h, err := slot.head(s, a)
 	if err != nil {
 		return "", err
 	}
