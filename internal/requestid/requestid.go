@@ -29,11 +29,12 @@ func Two() (string, string) {
 
 // generators holds ChaCha8 generators, each seeded with 32 bytes of crypto/rand: the
 // package's one piece of shared state, a CSPRNG source like crypto/rand's own. ChaCha8 is
-// a cryptographically secure generator that erases its key as it goes (math/rand/v2,
-// C2SP chacha8rand), so ids stay unpredictable, and seen ids do not reveal earlier ones;
-// a generator belongs to one caller at a time (sync.Pool), so callers take no lock, and one
-// dropped by the pool is replaced by a freshly seeded one. It costs less than reading
-// crypto/rand for every 16 bytes (BenchmarkNew).
+// a cryptographically secure generator (math/rand/v2, C2SP chacha8rand): ids reveal
+// nothing of other ids, and it rekeys from its own output every 1 KiB, so a generator's
+// memory, if read, shows at most its next ids, never earlier ones. A generator belongs to
+// one caller at a time (sync.Pool), so callers take no lock; one the pool drops is
+// replaced by a freshly seeded one. It costs less than a crypto/rand read for every id
+// (BenchmarkNew).
 var generators = sync.Pool{New: func() any {
 	var seed [32]byte
 	rand.Read(seed[:]) // crypto/rand.Read never fails (Go 1.24+)
