@@ -35,27 +35,26 @@ func appendEvent(w *eventWriter, b []byte, ev *Event) ([]byte, bool) {
 
 func (w *eventWriter) str(s string) { w.b = jsonstr.Append(w.b, s) }
 
-// member writes ,"name": (first: without the comma).
-func (w *eventWriter) member(name string, first bool) {
+// member writes ,"name": (first: without the comma); tag is "name": spelled out, a
+// constant at every call, so that it takes one append.
+func (w *eventWriter) member(tag string, first bool) {
 	if !first {
 		w.b = append(w.b, ',')
 	}
-	w.b = append(w.b, '"')
-	w.b = append(w.b, name...)
-	w.b = append(w.b, '"', ':')
+	w.b = append(w.b, tag...)
 }
 
-func (w *eventWriter) strMember(name, v string, first bool) {
-	w.member(name, first)
+func (w *eventWriter) strMember(tag, v string, first bool) {
+	w.member(tag, first)
 	w.str(v)
 }
 
 // optStr writes a string member with omitempty; it returns whether it wrote one.
-func (w *eventWriter) optStr(name, v string, first bool) bool {
+func (w *eventWriter) optStr(tag, v string, first bool) bool {
 	if v == "" {
 		return false
 	}
-	w.strMember(name, v, first)
+	w.strMember(tag, v, first)
 	return true
 }
 
@@ -63,42 +62,42 @@ func (w *eventWriter) boolean(v bool) { w.b = strconv.AppendBool(w.b, v) }
 
 func (w *eventWriter) event(ev *Event) {
 	w.b = append(w.b, '{')
-	w.strMember("eventVersion", ev.EventVersion, true)
-	w.member("userIdentity", false)
+	w.strMember(`"eventVersion":`, ev.EventVersion, true)
+	w.member(`"userIdentity":`, false)
 	w.userIdentity(&ev.UserIdentity)
-	w.member("eventTime", false)
+	w.member(`"eventTime":`, false)
 	w.time(ev.EventTime)
-	w.strMember("eventSource", ev.EventSource, false)
-	w.strMember("eventName", ev.EventName, false)
-	w.strMember("awsRegion", ev.AWSRegion, false)
-	w.strMember("sourceIPAddress", ev.SourceIPAddress, false)
-	w.strMember("userAgent", ev.UserAgent, false)
-	w.optStr("errorCode", ev.ErrorCode, false)
-	w.optStr("errorMessage", ev.ErrorMessage, false)
-	w.member("requestParameters", false)
+	w.strMember(`"eventSource":`, ev.EventSource, false)
+	w.strMember(`"eventName":`, ev.EventName, false)
+	w.strMember(`"awsRegion":`, ev.AWSRegion, false)
+	w.strMember(`"sourceIPAddress":`, ev.SourceIPAddress, false)
+	w.strMember(`"userAgent":`, ev.UserAgent, false)
+	w.optStr(`"errorCode":`, ev.ErrorCode, false)
+	w.optStr(`"errorMessage":`, ev.ErrorMessage, false)
+	w.member(`"requestParameters":`, false)
 	w.mapAny(ev.RequestParameters)
-	w.member("responseElements", false)
+	w.member(`"responseElements":`, false)
 	w.mapAny(ev.ResponseElements)
 	if len(ev.AdditionalEventData) > 0 {
-		w.member("additionalEventData", false)
+		w.member(`"additionalEventData":`, false)
 		w.mapAny(ev.AdditionalEventData)
 	}
-	w.strMember("requestID", ev.RequestID, false)
-	w.strMember("eventID", ev.EventID, false)
-	w.member("readOnly", false)
+	w.strMember(`"requestID":`, ev.RequestID, false)
+	w.strMember(`"eventID":`, ev.EventID, false)
+	w.member(`"readOnly":`, false)
 	w.boolean(ev.ReadOnly)
-	w.strMember("eventType", ev.EventType, false)
-	w.member("managementEvent", false)
+	w.strMember(`"eventType":`, ev.EventType, false)
+	w.member(`"managementEvent":`, false)
 	w.boolean(ev.ManagementEvent)
-	w.strMember("recipientAccountId", ev.RecipientAccountID, false)
-	w.strMember("eventCategory", ev.EventCategory, false)
-	w.optStr("vpcEndpointId", ev.VPCEndpointID, false)
+	w.strMember(`"recipientAccountId":`, ev.RecipientAccountID, false)
+	w.strMember(`"eventCategory":`, ev.EventCategory, false)
+	w.optStr(`"vpcEndpointId":`, ev.VPCEndpointID, false)
 	if t := ev.TLSDetails; t != nil {
-		w.member("tlsDetails", false)
+		w.member(`"tlsDetails":`, false)
 		w.b = append(w.b, '{')
-		w.strMember("tlsVersion", t.TLSVersion, true)
-		w.strMember("cipherSuite", t.CipherSuite, false)
-		w.strMember("clientProvidedHostHeader", t.ClientProvidedHostHeader, false)
+		w.strMember(`"tlsVersion":`, t.TLSVersion, true)
+		w.strMember(`"cipherSuite":`, t.CipherSuite, false)
+		w.strMember(`"clientProvidedHostHeader":`, t.ClientProvidedHostHeader, false)
 		w.b = append(w.b, '}')
 	}
 	w.b = append(w.b, '}')
@@ -107,33 +106,33 @@ func (w *eventWriter) event(ev *Event) {
 func (w *eventWriter) userIdentity(u *UserIdentity) {
 	w.b = append(w.b, '{')
 	first := true
-	for _, m := range [...]struct{ name, v string }{
-		{"type", u.Type}, {"principalId", u.PrincipalID}, {"arn", u.ARN}, {"accountId", u.AccountID},
-		{"accessKeyId", u.AccessKeyID}, {"userName", u.UserName}, {"identityProvider", u.IdentityProvider},
+	for _, m := range [...]struct{ tag, v string }{
+		{`"type":`, u.Type}, {`"principalId":`, u.PrincipalID}, {`"arn":`, u.ARN}, {`"accountId":`, u.AccountID},
+		{`"accessKeyId":`, u.AccessKeyID}, {`"userName":`, u.UserName}, {`"identityProvider":`, u.IdentityProvider},
 	} {
-		if w.optStr(m.name, m.v, first) {
+		if w.optStr(m.tag, m.v, first) {
 			first = false
 		}
 	}
 	if s := u.SessionContext; s != nil {
-		w.member("sessionContext", first)
+		w.member(`"sessionContext":`, first)
 		w.b = append(w.b, '{')
 		first := true
 		if i := s.SessionIssuer; i != nil {
-			w.member("sessionIssuer", true)
+			w.member(`"sessionIssuer":`, true)
 			w.b = append(w.b, '{')
-			w.strMember("type", i.Type, true)
-			w.strMember("principalId", i.PrincipalID, false)
-			w.strMember("arn", i.ARN, false)
-			w.strMember("accountId", i.AccountID, false)
-			w.strMember("userName", i.UserName, false)
+			w.strMember(`"type":`, i.Type, true)
+			w.strMember(`"principalId":`, i.PrincipalID, false)
+			w.strMember(`"arn":`, i.ARN, false)
+			w.strMember(`"accountId":`, i.AccountID, false)
+			w.strMember(`"userName":`, i.UserName, false)
 			w.b = append(w.b, '}')
 			first = false
 		}
-		w.member("attributes", first)
+		w.member(`"attributes":`, first)
 		w.mapString(s.Attributes)
-		w.optStr("sourceIdentity", s.SourceIdentity, false)
-		w.optStr("ec2RoleDelivery", s.EC2RoleDelivery, false)
+		w.optStr(`"sourceIdentity":`, s.SourceIdentity, false)
+		w.optStr(`"ec2RoleDelivery":`, s.EC2RoleDelivery, false)
 		w.b = append(w.b, '}')
 	}
 	w.b = append(w.b, '}')

@@ -13,8 +13,16 @@ func Append(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Most strings (ARNs, addresses, names) have nothing to escape: skip eight such
+		// bytes at a time, then one at a time, by table.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if plain[c] {
 				i++
 				continue
 			}
@@ -58,4 +66,20 @@ func Append(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// plain marks the bytes written as they are: ASCII from 0x20 up but for '"', '\\' and
+// the HTML characters '<', '>', '&' (none from 0x80 up: those are UTF-8 to check).
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
+// plain8 reports whether all eight bytes of s are plain: one branch for the eight.
+func plain8(s string) bool {
+	_ = s[7]
+	return plain[s[0]] && plain[s[1]] && plain[s[2]] && plain[s[3]] &&
+		plain[s[4]] && plain[s[5]] && plain[s[6]] && plain[s[7]]
 }

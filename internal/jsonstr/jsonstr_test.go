@@ -25,6 +25,18 @@ func TestAppend(t *testing.T) {
 	}
 }
 
+// TestAppendEveryByteEveryLane puts each byte value at each position of strings that
+// Append reads eight bytes at a time, so that no lane of the word check misses a byte.
+func TestAppendEveryByteEveryLane(t *testing.T) {
+	for c := range 256 {
+		for at := range 17 {
+			s := []byte("abcdefghijklmnopq")
+			s[at] = byte(c)
+			check(t, string(s))
+		}
+	}
+}
+
 func FuzzAppend(f *testing.F) {
 	f.Add("arn:aws:sts::123456789012:assumed-role/r/s")
 	f.Add("<\u2028\xff\"\\")

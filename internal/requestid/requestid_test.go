@@ -2,6 +2,7 @@ package requestid
 
 import (
 	"regexp"
+	"sync"
 	"testing"
 )
 
@@ -21,6 +22,28 @@ func TestNewIsARandomVersion4UUID(t *testing.T) {
 	}
 }
 
+// TestNewFromManyGoroutines: generators taken from the pool at once are seeded apart.
+func TestNewFromManyGoroutines(t *testing.T) {
+	ids := make(chan string, 8*500)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 500 {
+				ids <- New()
+			}
+		})
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[string]bool{}
+	for id := range ids {
+		if !v4.MatchString(id) || seen[id] {
+			t.Fatalf("%q is not a version 4 UUID or repeated", id)
+		}
+		seen[id] = true
+	}
+}
+
 func BenchmarkNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -34,5 +57,22 @@ func TestTwo(t *testing.T) {
 		if !v4.MatchString(a) || !v4.MatchString(b) || a == b {
 			t.Fatalf("%q %q", a, b)
 		}
+	}
+}
+
+// BenchmarkNewParallel is New from as many goroutines as the gateway's callers.
+func BenchmarkNewParallel(b *testing.B) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			New()
+		}
+	})
+}
+
+func BenchmarkTwo(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		Two()
 	}
 }
