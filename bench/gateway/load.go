@@ -24,6 +24,8 @@ type target struct {
 	name   string
 	url    string // https://host:port + benchPath
 	client *http.Client
+	// apart: the endpoint runs in the child process, whose CPU is also reported apart.
+	apart bool
 }
 
 type result struct {

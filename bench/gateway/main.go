@@ -147,7 +147,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			fmt.Fprintf(out, "%-40s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
 				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99),
 				r.cpuPerReq().Round(time.Microsecond), float64(base.cpuPerReq())/float64(r.cpuPerReq()))
-			if r.childCPU > 0 {
+			if t.apart {
 				apart = append(apart, fmt.Sprintf("%-40s %5d %9s %8.2f %12s", t.name, c, r.hostCPUPerReq().Round(time.Microsecond),
 					float64(base.cpuPerReq())/float64(r.hostCPUPerReq()), (r.childCPU/time.Duration(r.n)).Round(time.Microsecond)))
 			}

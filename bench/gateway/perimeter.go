@@ -411,10 +411,10 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		{name: "(a) bare TLS proxy", url: "https://" + proxyLn.Addr().String() + benchPath, client: client()},
 		{name: "(b) gateway", url: "https://" + gwLn.Addr().String() + benchPath, client: client()},
 		{name: "(c) endpoint>gateway, in memory", url: "https://" + epLn.Addr().String() + benchPath, client: client()},
-		{name: "(d) endpoint|gateway, fd passed", url: "https://" + childAddrs[1] + benchPath, client: client()},
+		{name: "(d) endpoint|gateway, fd passed", url: "https://" + childAddrs[1] + benchPath, client: client(), apart: true},
 		{name: "(e) endpoint>gateway, mTLS in 1 process", url: "https://" + epTLSLn.Addr().String() + benchPath, client: client()},
-		{name: "(f) endpoint|gateway, mTLS tunnel", url: "https://" + childAddrs[2] + benchPath, client: client()},
-		{name: "(g) endpoint|gateway, HTTP over mTLS", url: "https://" + childAddrs[0] + benchPath, client: client()},
+		{name: "(f) endpoint|gateway, mTLS tunnel", url: "https://" + childAddrs[2] + benchPath, client: client(), apart: true},
+		{name: "(g) endpoint|gateway, HTTP over mTLS", url: "https://" + childAddrs[0] + benchPath, client: client(), apart: true},
 	}
 	// Direct calls (b) come without aws:SourceVpce; the resource policy only requires the
 	// account, so all of them serve the same request.
