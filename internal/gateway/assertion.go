@@ -185,7 +185,7 @@ func (s *assertionSigner) sign(a *Assertion) (string, error) {
 	defer s.bufs.Put(sb)
 	sb.claims = a.appendJSON(sb.claims[:0])
 	n := len(s.header) + b64.EncodedLen(len(sb.claims))
-	buf := slices.Grow(sb.token[:0], n+1+b64.EncodedLen(ed25519.SignatureSize))
+	buf := slices.Grow(sb.token[:0], n+sigPartLen())
 	buf = append(buf, s.header...)
 	buf = b64.AppendEncode(buf, sb.claims)
 	var sig []byte
@@ -198,10 +198,21 @@ func (s *assertionSigner) sign(a *Assertion) (string, error) {
 		sig = h.Sum(sb.sig[:0])
 		s.macs.Put(h)
 	}
+	return sb.finish(buf, sig), nil
+}
+
+// sigPartLen is the longest signature part finish appends: '.' and the base64url of an
+// Ed25519 signature (an HS256 MAC is shorter).
+func sigPartLen() int { return 1 + b64.EncodedLen(ed25519.SignatureSize) }
+
+// finish appends the signature part of a compact JWS (RFC 7515 §7.1: '.' then
+// BASE64URL(signature)) to the signing input buf, keeps buf as sb's token scratch for the
+// next call, and returns the token.
+func (sb *signBuf) finish(buf, sig []byte) string {
 	buf = append(buf, '.')
 	buf = b64.AppendEncode(buf, sig)
 	sb.token = buf
-	return string(buf), nil
+	return string(buf)
 }
 
 // signBuf is sign's scratch, pooled.

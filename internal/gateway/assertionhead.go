@@ -101,7 +101,7 @@ func (s *assertionSigner) signHead(h *assertionHead, a *Assertion) (string, erro
 	sb := s.bufs.Get().(*signBuf)
 	defer s.bufs.Put(sb)
 	sb.claims = a.appendJSONTail(append(sb.claims[:0], h.rest...))
-	buf := slices.Grow(sb.token[:0], len(h.enc)+b64.EncodedLen(len(sb.claims))+1+b64.EncodedLen(64))
+	buf := slices.Grow(sb.token[:0], len(h.enc)+b64.EncodedLen(len(sb.claims))+sigPartLen())
 	buf = append(buf, h.enc...)
 	buf = b64.AppendEncode(buf, sb.claims)
 	var sig []byte
@@ -124,10 +124,7 @@ func (s *assertionSigner) signHead(h *assertionHead, a *Assertion) (string, erro
 		sig = d.Sum(sb.sig[:0])
 		s.digests.Put(d)
 	}
-	buf = append(buf, '.')
-	buf = b64.AppendEncode(buf, sig)
-	sb.token = buf
-	return string(buf), nil
+	return sb.finish(buf, sig), nil
 }
 
 // keyHeadCache holds the assertion slots of access keys without session claims (an IAM
