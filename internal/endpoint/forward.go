@@ -17,17 +17,9 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/requestid"
 	"github.com/phantom-perimeter/phantom/internal/sigv4"
-)
-
-// Headers the endpoint sets for the gateway, which trusts them only on a connection whose
-// verified client certificate names an endpoint (data-plane contract).
-const (
-	hdrSourceIP   = "X-Phantom-Source-Ip"
-	hdrAPIID      = "X-Phantom-Api-Id"
-	hdrTLSVersion = "X-Phantom-Tls-Version"
-	hdrTLSCipher  = "X-Phantom-Tls-Cipher"
 )
 
 // gatewayHost is the URL host of every request to the gateway: one connection pool for
@@ -111,10 +103,10 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h[hdrSourceIP] = ci.srcIP
-	h[hdrAPIID] = []string{api}
-	h[hdrTLSVersion] = ci.tlsVersion
-	h[hdrTLSCipher] = ci.tlsCipher
+	h[handoff.HeaderSourceIP] = ci.srcIP
+	h[handoff.HeaderAPIID] = []string{api}
+	h[handoff.HeaderTLSVersion] = ci.tlsVersion
+	h[handoff.HeaderTLSCipher] = ci.tlsCipher
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		e.forwardWithBody(w, r)
 	} else {
@@ -196,7 +188,7 @@ func (e *Endpoint) rewrite(pr *httputil.ProxyRequest) {
 	// ServeHTTP set the endpoint's headers on the incoming request; set them again here,
 	// after the proxy removed the hop-by-hop headers, or a caller's "Connection:
 	// X-Phantom-Source-Ip" would have the proxy delete them on the way out.
-	for _, k := range [...]string{hdrSourceIP, hdrAPIID, hdrTLSVersion, hdrTLSCipher} {
+	for _, k := range [...]string{handoff.HeaderSourceIP, handoff.HeaderAPIID, handoff.HeaderTLSVersion, handoff.HeaderTLSCipher} {
 		pr.Out.Header[k] = pr.In.Header[k]
 	}
 }
@@ -277,7 +269,7 @@ func (e *Endpoint) proxyError(w http.ResponseWriter, r *http.Request, err error)
 		status, code = http.StatusGatewayTimeout, codeGatewayTimeout
 	}
 	e.log.Warn("endpoint could not forward to the gateway", "error", err)
-	e.refuse(w, r, src, status, code, err.Error(), r.Header.Get(hdrAPIID))
+	e.refuse(w, r, src, status, code, err.Error(), r.Header.Get(handoff.HeaderAPIID))
 }
 
 // newProxy builds the reverse proxy to the gateway.
@@ -289,7 +281,7 @@ func (e *Endpoint) newProxy() *httputil.ReverseProxy {
 		ErrorHandler: e.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			if m := e.cfg.Metrics; m != nil {
-				m.Request(resp.Request.Header.Get(hdrAPIID), "")
+				m.Request(resp.Request.Header.Get(handoff.HeaderAPIID), "")
 			}
 			return nil
 		},

@@ -270,10 +270,10 @@ func newFakeGateway(t testing.TB, p *testPKI, cert *tls.Certificate) *fakeGatewa
 func (g *fakeGateway) serveLocal(w http.ResponseWriter, r *http.Request, h Handover) {
 	body, _ := io.ReadAll(r.Body)
 	hdr := r.Header.Clone()
-	hdr.Set(hdrSourceIP, h.SourceIP.String())
-	hdr.Set(hdrAPIID, h.APIID)
-	hdr.Set(hdrTLSVersion, audit.TLSVersionName(h.TLSVersion))
-	hdr.Set(hdrTLSCipher, tls.CipherSuiteName(h.CipherSuite))
+	hdr.Set(handoff.HeaderSourceIP, h.SourceIP.String())
+	hdr.Set(handoff.HeaderAPIID, h.APIID)
+	hdr.Set(handoff.HeaderTLSVersion, audit.TLSVersionName(h.TLSVersion))
+	hdr.Set(handoff.HeaderTLSCipher, tls.CipherSuiteName(h.CipherSuite))
 	s := seen{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: hdr, Body: body,
 		Peer: pki.Identity{Account: testAccount, Kind: pki.KindEndpoint, Name: h.Endpoint}}
 	g.answer(w, r, s)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -85,7 +86,7 @@ func TestAllowDirectStripsForgedHeaders(t *testing.T) {
 	e := newEnv(t)
 	k := e.keys["alice"]
 	status, body, hdr := e.send(t, testCall{method: "POST", path: "/prod/orders", body: []byte(`{"item":1}`), creds: &k, signedHdrs: map[string]string{
-		"X-Apigw-Api-Id": testAPI, hdrSourceIP: "10.0.1.15", hdrAPIID: testAPI, hdrIdentity: "forged", "X-Phantom-Vpce": testEndpoint,
+		"X-Apigw-Api-Id": testAPI, handoff.HeaderSourceIP: "10.0.1.15", handoff.HeaderAPIID: testAPI, hdrIdentity: "forged", "X-Phantom-Vpce": testEndpoint,
 		"X-Forwarded-For": "10.0.1.15", "Forwarded": "for=10.0.1.15",
 	}})
 	if status != 200 {
@@ -144,7 +145,7 @@ func TestAllowEndpointSelectsItsOnlyAPI(t *testing.T) {
 	e := newEnv(t)
 	k := e.keys["alice"]
 	cert := endpointCert(t, e.ca, pki.KindEndpoint, testEndpoint)
-	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &k, cert: cert, endpointHdrs: map[string]string{hdrSourceIP: "10.0.1.16"}})
+	status, body, _ := e.send(t, testCall{method: "GET", path: "/prod/orders", creds: &k, cert: cert, endpointHdrs: map[string]string{handoff.HeaderSourceIP: "10.0.1.16"}})
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}

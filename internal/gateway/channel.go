@@ -11,18 +11,13 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
-// Headers an endpoint sets on the mTLS connection (internal/endpoint's forward.go, which
-// strips any a caller sent). They are read only when the connection's verified peer is an
-// endpoint of the current spec.
+// Headers the gateway sets on the request to a backend (the endpoint's to the gateway are
+// handoff's: Header*).
 const (
-	hdrSourceIP   = "X-Phantom-Source-Ip"
-	hdrAPIID      = "X-Phantom-Api-Id"
-	hdrTLSVersion = "X-Phantom-Tls-Version"
-	hdrTLSCipher  = "X-Phantom-Tls-Cipher"
-
 	hdrIdentity  = "X-Phantom-Identity"
 	hdrRequestID = "X-Phantom-Request-Id"
 )
@@ -94,8 +89,8 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	if !ok {
 		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
 	}
-	c := channel{endpoint: ep, apiIDs: r.Header.Values(hdrAPIID), secure: true}
-	if v := r.Header.Get(hdrSourceIP); v != "" {
+	c := channel{endpoint: ep, apiIDs: r.Header.Values(handoff.HeaderAPIID), secure: true}
+	if v := r.Header.Get(handoff.HeaderSourceIP); v != "" {
 		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
 			if c.sourceIP = v; !a.Is4() {
 				c.sourceIP = a.Unmap().String()
@@ -105,8 +100,8 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
 	*td = audit.TLSDetails{
-		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
-		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
+		TLSVersion:               headerToken(r.Header.Get(handoff.HeaderTLSVersion)),
+		CipherSuite:              headerToken(r.Header.Get(handoff.HeaderTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
 	}
 	c.tls = td

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -61,7 +62,7 @@ func (e *env) send(t testing.TB, c testCall) (int, string, http.Header) {
 
 // viaEndpoint returns the headers the endpoint sets for a caller at ip.
 func viaEndpoint(api, ip string) map[string]string {
-	return map[string]string{hdrAPIID: api, hdrSourceIP: ip, hdrTLSVersion: "TLSv1.3", hdrTLSCipher: "TLS_AES_128_GCM_SHA256"}
+	return map[string]string{handoff.HeaderAPIID: api, handoff.HeaderSourceIP: ip, handoff.HeaderTLSVersion: "TLSv1.3", handoff.HeaderTLSCipher: "TLS_AES_128_GCM_SHA256"}
 }
 
 // TestDenials: every refusal is answered in API Gateway's shape, records exactly one audit

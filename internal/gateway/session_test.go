@@ -17,6 +17,7 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/arn"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/handoff"
 	"github.com/phantom-perimeter/phantom/internal/identity"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
@@ -128,7 +129,7 @@ func TestDemoSpec(t *testing.T) {
 	app := e.session("app", "i-0abc", time.Hour)
 	ep := spec.Endpoints[0]
 	cert := endpointCert(t, e.ca, pki.KindEndpoint, ep.ID)
-	via := map[string]string{hdrSourceIP: "10.0.1.15", hdrAPIID: spec.APIs[0].ID}
+	via := map[string]string{handoff.HeaderSourceIP: "10.0.1.15", handoff.HeaderAPIID: spec.APIs[0].ID}
 	tests := []struct {
 		name string
 		c    testCall

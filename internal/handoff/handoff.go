@@ -14,6 +14,10 @@
 // it from the Unix socket it configured for that endpoint, or from the endpoint's
 // certificate on the tunnel. Neither is anything a caller can send.
 //
+// It also names the headers of the other way an endpoint reaches the gateway, forwarding
+// requests over mutual TLS (headers.go), so that the endpoint that sets them and the gateway
+// that reads them cannot drift apart.
+//
 // It does not decide anything about callers: the endpoint applies its security group at
 // accept and refuses plaintext on the first byte before handing a connection off, and the
 // gateway's in-process endpoint (internal/endpoint, Config.Local) applies every check again

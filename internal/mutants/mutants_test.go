@@ -74,7 +74,7 @@ var mutants = []mutant{
 	{
 		name: "gateway handover believes headers",
 		file: "internal/gateway/channel.go",
-		find: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n", replace: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n	if v := r.Header.Get(hdrSourceIP); v != \"\" {\n		src = v\n	}\n",
+		find: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n", replace: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n	if v := r.Header.Get(handoff.HeaderSourceIP); v != \"\" {\n		src = v\n	}\n",
 		pkg: "internal/endpoint",
 		run: "^TestHandoverRefusals$",
 	},
