@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -641,20 +642,26 @@ func TestUpEndToEnd(t *testing.T) {
 	})
 }
 
-// testAuditTampering edits, deletes and truncates one record of the gateway chain in
-// copies of dir and expects `phantom audit verify` to fail naming that record.
+// testAuditTampering edits, deletes and truncates the gateway chain's third record (seq
+// 3, the segment's third line) in copies of dir and expects `phantom audit verify` to fail
+// with the problem line that names what was done to it: the record modified, the record
+// missing, the segment cut off after record 2.
 func testAuditTampering(t *testing.T, bin, dir string) {
 	seg := filepath.Join("gateway", "00000001.jsonl")
 	for _, tc := range []struct {
 		name   string
 		tamper func(lines [][]byte) [][]byte
+		want   *regexp.Regexp // a whole line of the output
 	}{
 		{"edit", func(l [][]byte) [][]byte {
 			l[2] = bytes.Replace(l[2], []byte(`"sourceIPAddress":"127.0.0.1"`), []byte(`"sourceIPAddress":"127.0.0.9"`), 1)
 			return l
-		}},
-		{"delete", func(l [][]byte) [][]byte { return append(l[:2], l[3:]...) }},
-		{"truncate", func(l [][]byte) [][]byte { return l[:2] }},
+		}, regexp.MustCompile(`(?m)^TAMPERED: gateway/00000001\.jsonl line 3 seq 3: modified: the record's hash does not match its content`)},
+		{"delete", func(l [][]byte) [][]byte { return append(l[:2], l[3:]...) },
+			regexp.MustCompile(`(?m)^TAMPERED: gateway/00000001\.jsonl line 3 seq 3: removed: record 3 is missing before record 4$`)},
+		// The digest signs every record; what is left ends at record 2.
+		{"truncate", func(l [][]byte) [][]byte { return l[:2] },
+			regexp.MustCompile(`(?m)^TAMPERED: gateway/00000001\.jsonl seq [0-9]+: truncated: 00000001\.digest line [0-9]+ signs [0-9]+ bytes up to seq [0-9]+, the segment has [0-9]+ bytes \(records up to seq 2\): records were cut off$`)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cp := filepath.Join(t.TempDir(), "audit")
@@ -678,8 +685,8 @@ func testAuditTampering(t *testing.T, bin, dir string) {
 			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 				t.Fatalf("audit verify after %s: %v, want exit 1\n%s", tc.name, err, out)
 			}
-			if !strings.Contains(string(out), "gateway") || !strings.Contains(string(out), "3") {
-				t.Fatalf("audit verify does not name the gateway chain's record 3:\n%s", out)
+			if !tc.want.Match(out) {
+				t.Fatalf("audit verify after %s: no line matching %s:\n%s", tc.name, tc.want, out)
 			}
 		})
 	}
