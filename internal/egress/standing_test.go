@@ -16,6 +16,7 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/config"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // standingSpec is the perimeter of the standing tests: role app reaches the loopback
@@ -179,17 +180,32 @@ func echoes(c net.Conn) bool {
 	return err == nil && string(buf) == "ping"
 }
 
-// closedWithin waits for the tunnel to be closed by the proxy, up to d; it reports how
-// long that took, or false.
-func closedWithin(c net.Conn, d time.Duration) (time.Duration, bool) {
+// The closing of an open tunnel whose node no longer stands: the target (within
+// 2 s; the proxy rechecks every DefaultRecheckInterval, 250 ms) and the bound past which a
+// test on a loaded CI machine fails (testenv.Latency: between the two it is reported).
+const (
+	closeTarget = 2 * time.Second
+	closeLimit  = 10 * time.Second
+)
+
+// awaitClosed waits for the proxy to close the tunnel c, failing the test when it is still
+// open after closeLimit or carries data instead, and reports how long it took against
+// closeTarget.
+func awaitClosed(t *testing.T, c net.Conn, what string) time.Duration {
+	t.Helper()
 	start := time.Now()
-	c.SetReadDeadline(start.Add(d))
-	_, err := c.Read(make([]byte, 1))
+	c.SetReadDeadline(start.Add(closeLimit))
+	n, err := c.Read(make([]byte, 1))
+	took := time.Since(start)
 	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return 0, false
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Fatalf("%s: the tunnel is still open after %s (target %s)", what, closeLimit, closeTarget)
+	case err == nil:
+		t.Fatalf("%s: the tunnel carried %d bytes instead of closing", what, n)
 	}
-	return time.Since(start), err != nil
+	testenv.Latency(t, what, took, closeTarget, closeLimit)
+	return took
 }
 
 // eventsNamed returns the recorded events named name.
@@ -203,10 +219,10 @@ func eventsNamed(a *memAudit, name string) []*audit.Event {
 	return out
 }
 
-// waitEvents waits up to 2 s for n events named name (the closing of a tunnel is
+// waitEvents waits for n events named name, up to closeLimit (the closing of a tunnel is
 // audited after its connections are closed).
 func waitEvents(a *memAudit, name string, n int) []*audit.Event {
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(closeLimit)
 	for {
 		evs := eventsNamed(a, name)
 		if len(evs) >= n || time.Now().After(deadline) {
@@ -228,11 +244,7 @@ func TestRevokeSessionsCutsEgress(t *testing.T) {
 		t.Fatalf("tunnel before the revocation: %q", line)
 	}
 	w.st.set(func(f *fakeStanding) { f.roleRevoked["app"] = testNow })
-	took, closed := closedWithin(tun, 2*time.Second)
-	if !closed {
-		t.Fatal("the open tunnel of a revoked session was not closed within 2 s")
-	}
-	t.Logf("open tunnel closed %v after the revocation", took)
+	awaitClosed(t, tun, "closing the open tunnel of a revoked session")
 	if _, line := w.open(t, "app-1", w.echo, old); !strings.HasPrefix(line, "HTTP/1.1 407") {
 		t.Fatalf("old password after revoke-sessions: %q", line)
 	}
@@ -259,9 +271,7 @@ func TestNodeRevokeClosesTunnels(t *testing.T) {
 		t.Fatalf("tunnel: %q", line)
 	}
 	w.st.set(func(f *fakeStanding) { f.nodeRevoked["app-1"] = true })
-	if _, closed := closedWithin(tun, 2*time.Second); !closed {
-		t.Fatal("the open tunnel of a revoked node was not closed within 2 s")
-	}
+	awaitClosed(t, tun, "closing the open tunnel of a revoked node")
 	if _, line := w.open(t, "app-1", w.echo, w.auth("app-1", testNow)); !strings.HasPrefix(line, "HTTP/1.1 407") {
 		t.Fatalf("revoked node: %q", line)
 	}
@@ -288,9 +298,7 @@ func TestRiskRaiseCutsEgress(t *testing.T) {
 		t.Fatal("a tunnel was closed at a risk level its rule allows")
 	}
 	w.st.set(func(f *fakeStanding) { f.risk = "high" })
-	if _, closed := closedWithin(tun, 2*time.Second); !closed {
-		t.Fatal("the open tunnel was not closed within 2 s of the risk raise")
-	}
+	awaitClosed(t, tun, "closing the open tunnel after the risk raise")
 	if _, line := w.open(t, "app-1", w.echo, auth); !strings.HasPrefix(line, "HTTP/1.1 403") {
 		t.Fatalf("tunnel at risk high: %q", line)
 	}
@@ -569,9 +577,7 @@ func TestStaleStateClosesTunnels(t *testing.T) {
 		t.Fatalf("tunnel: %q", line)
 	}
 	w.st.set(func(f *fakeStanding) { f.stale = errors.New("store unreachable for 31s") })
-	if _, closed := closedWithin(tun, 2*time.Second); !closed {
-		t.Fatal("the open tunnel stayed open on stale state")
-	}
+	awaitClosed(t, tun, "closing the open tunnel on stale state")
 	closes := waitEvents(w.tp.audit, "CloseTunnel", 1)
 	if len(closes) != 1 || closes[0].ErrorCode != CodeStateStale {
 		t.Fatalf("closing audited as %+v", closes)
