@@ -83,15 +83,22 @@ func (f *fault) failed() error {
 }
 
 // stop abandons the rest of a body the exchange no longer needs (the backend answered
-// before it was in): the read in progress fails now, and the connection is closed after
-// the answer rather than held for the rest of the upload.
+// before it was in, or the body failed): reads end within closeLinger, and the connection
+// is closed after the answer (closeIfBodyPending) rather than held for the rest of the
+// upload. Not at once: the server reads on, discarding, while the answer travels, because
+// closing on a caller still sending resets the connection and a reset can destroy the
+// answer before the caller reads it (RFC 9112 §9.6, tear-down).
 func (b *limitedBody) stop() {
 	if b.done.Load() {
 		return
 	}
 	b.stopped.Store(true)
-	_ = b.ctl.SetReadDeadline(time.Now())
+	_ = b.ctl.SetReadDeadline(time.Now().Add(closeLinger))
 }
+
+// closeLinger is how long a connection closed on a caller still sending its body stays
+// open for reading after the answer (net/http waits as long after its own early answers).
+const closeLinger = 500 * time.Millisecond
 
 func newLimitedBody(r *http.Request, w http.ResponseWriter, lim *config.Limits) *limitedBody {
 	return &limitedBody{rc: r.Body, ctl: http.NewResponseController(w), max: lim.MaxBodyBytes, start: time.Now(),

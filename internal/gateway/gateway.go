@@ -209,6 +209,7 @@ func New(cfg Config) (*Gateway, error) {
 			f.hdrs[3] = f.id
 			resp.Header["X-Amzn-Requestid"] = f.hdrs[3:4:4] // as Set, in the call's array
 			f.status = resp.StatusCode
+			f.closeIfBodyPending(resp.Header) // the backend answered before the body was in
 			return nil
 		},
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),

@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,6 +230,45 @@ func TestBodyLimits(t *testing.T) {
 			t.Errorf("%d bytes of the body budget still held", n)
 		}
 	})
+}
+
+// TestCutBodyClosesConnection: a streamed body the gateway stops reading (over
+// maxBodyBytes) is answered on an HTTP/1.1 connection that is then closed. The exchange
+// runs full duplex, so the server neither drains nor closes by itself: before, the
+// connection stayed open and the rest of the caller's body was read as its next request
+// (a 400 here, where the rest is zeros; a request the caller wrote into its body
+// otherwise, and on an endpoint's connection one whose X-Phantom-* headers are believed).
+func TestCutBodyClosesConnection(t *testing.T) {
+	h := newHostileWith(t, "{maxBodyBytes: 1048576}", "{}")
+	c := h.dial(t, transports[0])
+	go func() {
+		// The caller goes on sending after the answer; writes fail once the gateway closes.
+		io.WriteString(c, "PUT /prod/open/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+		chunk := make([]byte, 4096)
+		for n := 0; n < 2<<20; n += len(chunk) {
+			if _, err := fmt.Fprintf(c, "%x\r\n%s\r\n", len(chunk), chunk); err != nil {
+				return
+			}
+		}
+		io.WriteString(c, "0\r\n\r\n")
+	}()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 413 || !resp.Close {
+		t.Errorf("%d, Connection: close %v; want 413 and the connection closed", resp.StatusCode, resp.Close)
+	}
+	// Closed: the end of the stream, or a reset when the caller's bytes were still arriving.
+	if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the connection went on after the cut body: %q %v", rest, err)
+	}
+	if got := codes(h.events(t, 2)); len(got) != 2 || got[0] != "" || got[1] != "RequestEntityTooLarge" {
+		t.Errorf("events %v", got)
+	}
 }
 
 type zeros struct{}

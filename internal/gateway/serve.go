@@ -583,10 +583,8 @@ func (g *Gateway) streamBody(cl *call, want *[32]byte) *apiError {
 		return errTooLarge()
 	}
 	cl.body = newLimitedBody(r, cl.w, cl.lim)
-	r.Body = cl.body
 	if want != nil {
 		cl.hashed = newHashedBody(cl.body, *want)
-		r.Body = cl.hashed
 	}
 	return nil
 }
@@ -781,7 +779,17 @@ func (g *Gateway) forward(cl *call) {
 		_ = http.NewResponseController(cl.w).EnableFullDuplex()
 		defer cl.body.stop()
 	}
-	g.proxy.ServeHTTP(cl.w, r.WithContext(ctx))
+	out := r.WithContext(ctx)
+	if cl.body != nil {
+		// The proxy reads the body through its limits. The server's request keeps the
+		// connection's own body: the server then knows when it was left unread and closes
+		// the connection gracefully (the answer first), as it does for any handler.
+		out.Body = cl.body
+		if cl.hashed != nil {
+			out.Body = cl.hashed
+		}
+	}
+	g.proxy.ServeHTTP(cl.w, out)
 	if g.cfg.Metrics != nil {
 		g.cfg.Metrics.Backend(cl.api.ID, cl.status, time.Since(start))
 	}
@@ -950,6 +958,7 @@ func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error
 	id := ""
 	if f != nil {
 		id = f.id
+		f.closeIfBodyPending(w.Header())
 	}
 	if cause := f.bodyErr(); cause != nil {
 		e := bodyError(cause)
@@ -983,6 +992,18 @@ func (g *Gateway) recordAbort(cl *call, e *apiError, cause error) {
 		g.log.Error("gateway audit record of an aborted call failed", "request_id", cl.id, "error", err)
 	}
 	g.log.Warn("gateway aborted a call while its body streamed", "request_id", cl.id, "error_code", e.Code, "reason", cause)
+}
+
+// closeIfBodyPending has an HTTP/1.x connection closed after the answer whose header is h
+// when the request's streamed body is not all in. The exchange runs full duplex, so the
+// server neither reads the rest of the body nor closes on its own: the bytes the caller
+// sent after the cut would be read as the connection's next request — on an endpoint's
+// connection, one whose X-Phantom-* headers the gateway believes. (HTTP/2 frames each
+// stream's body: nothing to close.)
+func (f *call) closeIfBodyPending(h http.Header) {
+	if f.body != nil && !f.body.done.Load() && f.r.ProtoMajor == 1 {
+		h.Set("Connection", "close")
+	}
 }
 
 // bodyErr is the error the request's streamed body failed with, if it did.

@@ -292,6 +292,13 @@ var mutants = []mutant{
 		pkg: "internal/gateway",
 		run: "^TestCapturedAssertionReplayed$",
 	},
+	{
+		name: "gateway closes the connection after a cut body",
+		file: "internal/gateway/serve.go",
+		find: "\t\th.Set(\"Connection\", \"close\")\n", replace: "",
+		pkg: "internal/gateway",
+		run: "^TestCutBodyClosesConnection$",
+	},
 	// Issue 19: HS256 assertions under a key per API.
 	{
 		name: "assertion alg pinned by the verifier",
