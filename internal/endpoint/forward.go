@@ -126,12 +126,50 @@ func (e *Endpoint) forwardWithBody(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // HTTP/2 is always full duplex: ErrNotSupported
 	b := &watchedBody{ReadCloser: r.Body}
-	r.Body = b
-	e.proxy.ServeHTTP(w, r)
+	// The proxy reads the body through b on a copy of the request: the server's keeps the
+	// connection's own, so the server knows when it was left unread.
+	out := r.WithContext(r.Context())
+	out.Body = b
+	if r.ProtoMajor == 1 {
+		w = closingWriter{w, b}
+	}
+	e.proxy.ServeHTTP(w, out)
 	if !b.done.Load() {
-		_ = rc.SetReadDeadline(time.Now())
+		// Reads end soon, not at once: the server reads on, discarding, while the answer
+		// travels, because closing on a caller still sending resets the connection and a
+		// reset can destroy the answer before the caller reads it (RFC 9112 §9.6).
+		_ = rc.SetReadDeadline(time.Now().Add(closeLinger))
 	}
 }
+
+// closeLinger is how long a connection closed on a caller still sending its body stays
+// open for reading after the answer (net/http waits as long after its own early answers).
+const closeLinger = 500 * time.Millisecond
+
+// closingWriter closes an HTTP/1.x connection after an answer written before the request's
+// body was all in. The exchange runs full duplex, so the server neither reads the rest nor
+// closes by itself: the rest of the caller's body would be read as the next request.
+type closingWriter struct {
+	http.ResponseWriter
+	body *watchedBody
+}
+
+func (w closingWriter) WriteHeader(code int) {
+	if !w.body.done.Load() {
+		w.Header().Set("Connection", "close")
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w closingWriter) Write(p []byte) (int, error) {
+	if !w.body.done.Load() {
+		w.Header().Set("Connection", "close") // (no effect once the header is written)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the server's writer (flush, deadlines).
+func (w closingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // watchedBody notes when a request body has been read to its end.
 type watchedBody struct {
