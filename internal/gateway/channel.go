@@ -94,8 +94,9 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	if !ok {
 		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
 	}
-	c := channel{endpoint: ep, apiIDs: r.Header.Values(hdrAPIID), secure: true}
-	if v := r.Header.Get(hdrSourceIP); v != "" {
+	// (hdrAPIID is canonical: the map read is Values without canonicalizing it again.)
+	c := channel{endpoint: ep, apiIDs: r.Header[hdrAPIID], secure: true}
+	if v := headerValue(r.Header, hdrSourceIP); v != "" {
 		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
 			if c.sourceIP = v; !a.Is4() {
 				c.sourceIP = a.Unmap().String()
@@ -105,8 +106,8 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
 	*td = audit.TLSDetails{
-		TLSVersion:               headerToken(r.Header.Get(hdrTLSVersion)),
-		CipherSuite:              headerToken(r.Header.Get(hdrTLSCipher)),
+		TLSVersion:               headerToken(headerValue(r.Header, hdrTLSVersion)),
+		CipherSuite:              headerToken(headerValue(r.Header, hdrTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
 	}
 	c.tls = td
