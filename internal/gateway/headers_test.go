@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"testing"
@@ -70,4 +71,43 @@ func TestHeaderNamesCanonical(t *testing.T) {
 	if got := headerValue(h, hdrSourceIP); got != "" {
 		t.Errorf("headerValue of an absent header = %q", got)
 	}
+}
+
+// TestAddrStrings: a handed over caller's address is spelled as
+// a.Unmap().WithZone("").String() spells it, whether its slot is empty, holds it, or holds
+// another address (IPv4, IPv4-mapped, IPv6 with and without a zone, the zero Addr).
+func TestAddrStrings(t *testing.T) {
+	var c addrStrings
+	addrs := []netip.Addr{{}, netip.MustParseAddr("10.0.1.15"), netip.MustParseAddr("::ffff:10.0.1.15"), netip.MustParseAddr("fe80::1%eth0"),
+		netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("::")}
+	for range 2 {
+		for _, a := range addrs {
+			if got, want := c.string(a), a.Unmap().WithZone("").String(); got != want {
+				t.Errorf("%v spelled %q, want %q", a, got, want)
+			}
+		}
+	}
+	for i := range 2000 { // more addresses than slots: each slot changes hands
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1})
+		if got, want := c.string(a), a.String(); got != want {
+			t.Fatalf("%v spelled %q", a, got)
+		}
+	}
+}
+
+func FuzzAddrStrings(f *testing.F) {
+	f.Add([]byte{10, 0, 1, 15}, []byte{10, 0, 1, 16})
+	f.Add(make([]byte, 16), []byte{0xfe, 0x80, 15: 1})
+	var c addrStrings
+	f.Fuzz(func(t *testing.T, x, y []byte) {
+		for _, b := range [][]byte{x, y, x} {
+			a, ok := netip.AddrFromSlice(b)
+			if !ok {
+				continue
+			}
+			if got, want := c.string(a), a.Unmap().WithZone("").String(); got != want {
+				t.Fatalf("%v spelled %q, want %q", a, got, want)
+			}
+		}
+	})
 }

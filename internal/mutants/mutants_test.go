@@ -74,7 +74,7 @@ var mutants = []mutant{
 	{
 		name: "gateway handover believes headers",
 		file: "internal/gateway/channel.go",
-		find: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n", replace: "	src := h.SourceIP.Unmap().WithZone(\"\").String()\n	if v := r.Header.Get(hdrSourceIP); v != \"\" {\n		src = v\n	}\n",
+		find: "func handedOver(r *http.Request, spec *config.Spec, h *Handover, src string, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {\n", replace: "func handedOver(r *http.Request, spec *config.Spec, h *Handover, src string, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {\n	if v := r.Header.Get(hdrSourceIP); v != \"\" {\n		src = v\n	}\n",
 		pkg: "internal/endpoint",
 		run: "^TestHandoverRefusals$",
 	},
