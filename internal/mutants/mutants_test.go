@@ -466,6 +466,14 @@ var mutants = []mutant{
 		run:     "^TestDecisionKeysLowerCase$",
 	},
 	{
+		name:    "gateway override headers stripped (issue 19)",
+		file:    "internal/gateway/headers.go",
+		find:    "return len(name) < len(overrideLengths) && overrideLengths[len(name)] && overrideHeaders",
+		replace: "return len(name) < len(overrideLengths) && !overrideLengths[len(name)] && overrideHeaders",
+		pkg:     "internal/gateway",
+		run:     "^TestHostileOverrideHeaders$",
+	},
+	{
 		name:    "gateway backend timeout (issue 19)",
 		file:    "internal/gateway/serve.go",
 		find:    "defer g.disarm(g.armTimeout(cl, t))",
