@@ -118,8 +118,7 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 
 // handedOver is the channel of a request an endpoint of this process handed over: the
 // endpoint must be one of the current spec (a reload may have removed it), as a
-// certificate's must.
-// src is h.SourceIP as the records spell it (addrStrings.string).
+// certificate's must. src is h.SourceIP as records spell it (addrStrings.string).
 func handedOver(r *http.Request, spec *config.Spec, h *Handover, src string, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {
 	ep, ok := spec.Endpoint(h.Endpoint)
 	if !ok {
