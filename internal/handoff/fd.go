@@ -22,8 +22,9 @@ type Cred struct {
 
 // FDConfig configures the same-host transport, on either side.
 type FDConfig struct {
-	// Path is the Unix socket's path. The gateway creates it (a stale socket there is
-	// replaced; any other file is refused); the endpoint connects to it.
+	// Path is the Unix socket's path. The gateway creates it (a stale socket there, one
+	// nobody listens on, is replaced; a socket another process serves on, or any other
+	// file, is refused); the endpoint connects to it.
 	Path string
 	// UIDs are the uids the peer process may run as; empty means this process's own.
 	UIDs []uint32
@@ -92,13 +93,8 @@ type FDListener struct {
 // connected to comes with each connection.
 func ListenFD(cfg FDConfig) (*FDListener, error) {
 	cfg.defaults()
-	if fi, err := os.Lstat(cfg.Path); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("handoff socket %s exists and is not a socket", cfg.Path)
-		}
-		if err := os.Remove(cfg.Path); err != nil {
-			return nil, fmt.Errorf("remove the stale handoff socket: %w", err)
-		}
+	if err := removeStale(cfg.Path); err != nil {
+		return nil, err
 	}
 	ul, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: cfg.Path, Net: "unixpacket"})
 	if err != nil {
@@ -115,6 +111,36 @@ func ListenFD(cfg FDConfig) (*FDListener, error) {
 	l.wg.Add(1)
 	go l.acceptLoop()
 	return l, nil
+}
+
+// removeStale removes a socket a gateway left at path when it died (kill -9 does not
+// unlink it), and refuses to remove one that still answers: another gateway serves on it,
+// and replacing its file would take its endpoint processes' next connections from it. A
+// connect to a socket nobody listens on fails with ECONNREFUSED (unix(7)); any other
+// answer is refused too, closed.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("handoff socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("handoff socket %s exists and is not a socket", path)
+	}
+	uc, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err == nil {
+		uc.Close()
+		return fmt.Errorf("handoff socket %s is in use: another process serves on it (stop it, or give this gateway another --handoff-dir)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("handoff socket %s exists and its state is unknown, so it is not replaced: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale handoff socket: %w", err)
+	}
+	return nil
 }
 
 func (l *FDListener) stopAll() {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -558,6 +559,83 @@ func TestFDSenderReconnects(t *testing.T) {
 	c.Close()
 	if got := accepted(l2, 5*time.Second); got == nil {
 		t.Fatal("not delivered to the new gateway")
+	} else {
+		got.Close()
+	}
+}
+
+// TestFDListenRefusesTakeover: a gateway starting on the socket path of another that still
+// serves there refuses to start and leaves the other's socket alone (its endpoint
+// processes' connections keep reaching it); a socket of another type that answers is left
+// alone too; a socket nobody listens on (a gateway killed with kill -9 leaves its file) is
+// replaced.
+func TestFDListenRefusesTakeover(t *testing.T) {
+	fc := FDConfig{Path: socketPath(t), Logger: quiet()}
+	first, err := ListenFD(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if l, err := ListenFD(fc); err == nil {
+		l.Close()
+		t.Fatal("a second gateway took over the socket another serves on")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("refusal: %v", err)
+	}
+	s := NewFDSender(fc)
+	defer s.Close()
+	_, c := callerPair(t)
+	if err := s.Send(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatalf("send after the refused takeover: %v", err)
+	}
+	c.Close()
+	if got := accepted(first, 5*time.Second); got == nil {
+		t.Fatal("the serving gateway no longer gets its endpoint's connections")
+	} else {
+		got.Close()
+	}
+
+	// A live socket of another type at the path: not ours to remove either.
+	stream := socketPath(t)
+	sl, err := net.ListenUnix("unix", &net.UnixAddr{Name: stream, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+	if l, err := ListenFD(FDConfig{Path: stream, Logger: quiet()}); err == nil {
+		l.Close()
+		t.Fatal("a gateway replaced a live stream socket")
+	}
+	if _, err := os.Lstat(stream); err != nil {
+		t.Fatalf("the live socket's file: %v", err)
+	}
+
+	// A dead socket: its file stays when its listener goes without unlinking it.
+	dead := socketPath(t)
+	dl, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: dead, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.SetUnlinkOnClose(false)
+	dl.Close()
+	if _, err := os.Lstat(dead); err != nil {
+		t.Fatalf("the dead socket's file: %v", err)
+	}
+	dc := FDConfig{Path: dead, Logger: quiet()}
+	l, err := ListenFD(dc)
+	if err != nil {
+		t.Fatalf("a stale socket was not replaced: %v", err)
+	}
+	defer l.Close()
+	s2 := NewFDSender(dc)
+	defer s2.Close()
+	_, c = callerPair(t)
+	if err := s2.Send(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := accepted(l, 5*time.Second); got == nil {
+		t.Fatal("nothing delivered on the replaced socket")
 	} else {
 		got.Close()
 	}
