@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/accept"
 )
 
 // Cred is a Unix socket peer's credentials, as the kernel reports them (SO_PEERCRED,
@@ -155,6 +157,7 @@ func (l *FDListener) stopAll() {
 
 func (l *FDListener) acceptLoop() {
 	defer l.wg.Done()
+	var backoff accept.Backoff
 	for {
 		uc, err := l.ul.AcceptUnix()
 		if err != nil {
@@ -163,10 +166,18 @@ func (l *FDListener) acceptLoop() {
 				return
 			default:
 			}
-			l.cfg.Logger.Warn("handoff socket accept failed", "error", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
+			if backoff.Retry(err, l.done) {
+				l.cfg.Logger.Warn("handoff socket accept failed; retrying", "socket", l.cfg.Path, "error", err, "retry_in", backoff.Wait())
+				continue
+			}
+			select {
+			case <-l.done:
+			default:
+				l.cfg.Logger.Error("handoff socket accept failed; no more endpoint processes are accepted on it", "socket", l.cfg.Path, "error", err)
+			}
+			return
 		}
+		backoff.Reset()
 		if err := checkPeer(uc, l.cfg.PeerCred, l.cfg.UIDs); err != nil {
 			l.cfg.Logger.Error("handoff socket refused a peer", "socket", l.cfg.Path, "error", err)
 			uc.Close()

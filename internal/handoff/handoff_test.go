@@ -640,3 +640,74 @@ func TestFDListenRefusesTakeover(t *testing.T) {
 		got.Close()
 	}
 }
+
+// failingListener fails Accept with errs in turn before accepting from its listener, and
+// counts the calls.
+type failingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	errs  []error
+	calls int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls++
+	if len(l.errs) > 0 {
+		err := l.errs[0]
+		l.errs = l.errs[1:]
+		l.mu.Unlock()
+		return nil, err
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+func (l *failingListener) Calls() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// TestTunnelAcceptBacksOff: the tunnel server waits out a full descriptor table as the
+// gateway's listener does (internal/accept) and serves the next tunnel; an error that
+// cannot pass ends its accept loop instead of retrying it forever.
+func TestTunnelAcceptBacksOff(t *testing.T) {
+	p := newTunnelPKI(t)
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	serve := func(errs ...error) (*TunnelServer, *failingListener) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &failingListener{Listener: ln, errs: errs}
+		s, err := ServeTunnels(fl, TunnelServerConfig{
+			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gw, nil },
+			Peer:        VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{servedVPCE}, Logger: quiet(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, fl
+	}
+	preamble := mustAppend(t, Preamble{Source: netip.MustParseAddrPort("192.0.2.7:50123"), DstPort: 8443, Consumed: []byte{0x16}})
+	s, _ := serve(emfile, emfile, emfile)
+	start := time.Now()
+	tunnelTo(t, s, p.issued(pki.KindEndpoint, servedVPCE, true), []string{TunnelProto}, preamble)
+	if got := accepted(s.Listener(servedVPCE), 5*time.Second); got == nil {
+		t.Fatal("no tunnel served after EMFILE")
+	} else {
+		got.Close()
+	}
+	if d := time.Since(start); d < 35*time.Millisecond {
+		t.Errorf("three EMFILEs waited %v in all, less than 5+10+20 ms", d)
+	}
+
+	bad := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
+	_, fl := serve(bad, bad, bad)
+	time.Sleep(200 * time.Millisecond)
+	if n := fl.Calls(); n != 1 {
+		t.Errorf("Accept called %d times after an error that cannot pass, want 1", n)
+	}
+}
