@@ -130,8 +130,12 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 }
 
 // handOff passes a connection the endpoint admitted, its first byte read, to the gateway
-// that terminates it. The connection settles here: its handshake is the gateway's, whose
-// endpoint instance counts it against the same limits.
+// that terminates it. The connection settles here (its handshake is the gateway's) and
+// counts against this listener's limits for as long as this process holds it: through a
+// tunnel, until the relay ends, so one source cannot hold the boundary's descriptors,
+// goroutines and buffers past maxConnectionsPerSource whatever the gateway allows; passed
+// as a descriptor, until the gateway has it (Handoff closes c), after which the gateway's
+// instance, which holds it, counts it against the same limits.
 func (e *Endpoint) handOff(c net.Conn, src netip.AddrPort, port uint16, first byte) {
 	_ = c.SetDeadline(time.Time{})
 	if ac, ok := c.(*admission.Conn); ok {
