@@ -618,9 +618,16 @@ managedPolicies:
         - Effect: Allow
           Action: execute-api:Invoke
           Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/*/orders"
+  - name: ConnectionsReadOnly
+    document:
+      Version: "2012-10-17"
+      Statement:
+        - Effect: Allow
+          Action: execute-api:Invoke
+          Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/GET/@connections/*"
 users:
   - name: {{.User}}
-    managedPolicies: [Orders]
+    managedPolicies: [Orders, ConnectionsReadOnly]
     policies:
       - name: assume
         document:
@@ -648,6 +655,9 @@ apis:
     routes:
       - {path: /orders, methods: [GET, POST], backend: orders}
       - {path: "/orders/{id}", methods: [GET], backend: orders}
+      # The path of API Gateway's management API for WebSocket APIs, which the AWS CLI
+      # calls signed for execute-api (aws apigatewaymanagementapi --endpoint-url …/prod).
+      - {path: "/@connections/{connectionId}", methods: [GET, DELETE], backend: orders}
     resourcePolicy:
       Version: "2012-10-17"
       Statement:
