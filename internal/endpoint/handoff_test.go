@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,52 +52,8 @@ func newSplitEndpoint(t *testing.T, p *testPKI, mode string, spec, inner *config
 		t.Fatal(err)
 	}
 	bcfg := Config{ID: testVPCE, Spec: current, Auditor: s.boundaryAud, Logger: quietSlog()}
-	var ln net.Listener
-	switch mode {
-	case "fd":
-		dir, err := os.MkdirTemp("", "phantom-handoff-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		fc := handoff.FDConfig{Path: filepath.Join(dir, "s"), Logger: quietSlog()}
-		fds, err := handoff.ListenFD(fc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sender := handoff.NewFDSender(fc)
-		t.Cleanup(func() { sender.Close() })
-		ln, bcfg.Handoff, s.closeGateway = fds, PassFD(sender), func() { fds.Close() }
-	case "tunnel":
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts, err := handoff.ServeTunnels(tl, handoff.TunnelServerConfig{
-			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gwCert, nil },
-			Peer:        handoff.VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{testVPCE}, Logger: quietSlog(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ts.Close() })
-		d, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
-			Gateways:      []string{tl.Addr().String()},
-			ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.clientCert, nil },
-			VerifyGateway: VerifyGateway(p.ca.Verifier(), current), Warm: 2, Logger: quietSlog(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			d.Close(ctx)
-		})
-		ln, bcfg.Handoff, s.closeGateway = ts.Listener(testVPCE), d.Handoff, func() { ts.Close() }
-	default:
-		t.Fatalf("transport %q", mode)
-	}
+	ln, pass, closeGateway := handoffTransport(t, p, mode, testVPCE, current)
+	bcfg.Handoff, s.closeGateway = pass, closeGateway
 	if s.boundary, err = New(bcfg); err != nil {
 		t.Fatal(err)
 	}
@@ -254,12 +210,29 @@ func TestHandoffBoundaryLimits(t *testing.T) {
 	limited.limits = "{maxConnections: 16, maxConnectionsPerSource: 2}"
 	dial := func(t *testing.T, addr string) *tls.Conn {
 		t.Helper()
-		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"})
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
 		return c
+	}
+	// served makes one call on c: once answered, the connection is settled wherever it
+	// counts (the gateway's instance settles it after its handshake, which the caller's
+	// handshake may finish before).
+	served := func(t *testing.T, c *tls.Conn) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /prod/orders HTTP/1.1\r\nHost: "+ordersHost+"\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("call: %d", resp.StatusCode)
+		}
+		c.SetDeadline(time.Time{})
 	}
 	refusals := func(a *memAuditor) (n int) {
 		for _, ev := range a.events() {
@@ -301,8 +274,8 @@ func TestHandoffBoundaryLimits(t *testing.T) {
 		// The boundary allows two; the gateway's instance, which holds the connections,
 		// counts them against its own limits.
 		s := newSplitEndpoint(t, p, "fd", testSpec(t, limited), testSpec(t, limited))
-		dial(t, s.addr)
-		dial(t, s.addr)
+		served(t, dial(t, s.addr))
+		served(t, dial(t, s.addr))
 		// The gateway's instance settles a connection after its TLS handshake: the third
 		// completes one and is closed.
 		third := dial(t, s.addr)
