@@ -639,16 +639,9 @@ managedPolicies:
         - Effect: Allow
           Action: execute-api:Invoke
           Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/*/orders"
-  - name: ConnectionsReadOnly
-    document:
-      Version: "2012-10-17"
-      Statement:
-        - Effect: Allow
-          Action: execute-api:Invoke
-          Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/GET/@connections/*"
 users:
   - name: {{.User}}
-    managedPolicies: [Orders, ConnectionsReadOnly]
+    managedPolicies: [Orders]
     policies:
       - name: assume
         document:
@@ -657,6 +650,13 @@ users:
             - Effect: Allow
               Action: sts:AssumeRole
               Resource: "arn:aws:iam::{{.Account}}:role/{{.Role}}"
+      - name: connections-read-only
+        document:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: execute-api:Invoke
+              Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/GET/@connections/*"
 roles:
   - name: {{.Role}}
     maxSessionDuration: 1h
