@@ -198,6 +198,13 @@ func (l *FDListener) acceptLoop() {
 	}
 }
 
+// ackAccepted is the one-byte message with which the gateway tells an endpoint process it
+// passed the uid check. The endpoint waits for it before passing any connection: the
+// kernel completes a connect to a listening socket before the gateway has looked at the
+// peer, and a refused endpoint would otherwise pass its callers into a socket closed
+// unread, never knowing (FDSender.conn).
+const ackAccepted = 0x01
+
 // serve receives connections from one endpoint process: one message per connection, its
 // preamble and exactly one descriptor. Anything else ends the peer's session.
 func (l *FDListener) serve(uc *net.UnixConn) {
@@ -208,6 +215,11 @@ func (l *FDListener) serve(uc *net.UnixConn) {
 		l.mu.Unlock()
 		uc.Close()
 	}()
+	_ = uc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := uc.Write([]byte{ackAccepted}); err != nil {
+		return
+	}
+	_ = uc.SetWriteDeadline(time.Time{})
 	buf := make([]byte, MaxPreamble+1)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
 	for {
@@ -351,6 +363,15 @@ func (s *FDSender) conn() (*net.UnixConn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("handoff socket %s: %w", s.cfg.Path, err)
 	}
+	// And the gateway must have admitted this process (its own uid check).
+	_ = uc.SetReadDeadline(time.Now().Add(writeTimeout))
+	var b [2]byte
+	n, err := uc.Read(b[:])
+	if err != nil || n != 1 || b[0] != ackAccepted {
+		uc.Close()
+		return nil, fmt.Errorf("handoff socket %s: the gateway did not accept this endpoint process (uid %d; the gateway's --handoff-peer-uid must name it): %v", s.cfg.Path, os.Getuid(), errOr(err, n))
+	}
+	_ = uc.SetReadDeadline(time.Time{})
 	s.uc = uc
 	return uc, nil
 }
@@ -409,4 +430,12 @@ func (s *FDSender) Close() error {
 		return err
 	}
 	return nil
+}
+
+// errOr is err, or what was read instead of the acceptance.
+func errOr(err error, n int) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%d bytes where one was expected", n)
 }

@@ -234,8 +234,9 @@ func TestFDPassesConnection(t *testing.T) {
 }
 
 // TestFDRefusesPeerUID: the gateway refuses an endpoint process running as a uid it does
-// not allow, and the endpoint refuses a socket served by one; the caller's connection the
-// refused peer sent is closed, never delivered.
+// not allow, and the endpoint learns it (its send fails: it records the caller as
+// GatewayUnreachable rather than losing it silently); the endpoint refuses a socket served
+// by another uid; the caller's connection is closed, never delivered.
 func TestFDRefusesPeerUID(t *testing.T) {
 	other := func(*net.UnixConn) (Cred, error) { return Cred{PID: 1, UID: 4242}, nil }
 	fc := FDConfig{Path: socketPath(t), Logger: quiet(), PeerCred: other}
@@ -247,7 +248,11 @@ func TestFDRefusesPeerUID(t *testing.T) {
 	s := NewFDSender(FDConfig{Path: fc.Path, Logger: quiet()}) // itself, it trusts this uid
 	defer s.Close()
 	caller, c := callerPair(t)
-	_ = s.Send(c, preambleOf(c, 0x16)) // the kernel may take it before the gateway hangs up
+	// The kernel completes the connect before the gateway looks at the peer: the endpoint
+	// waits for the gateway's acceptance, so it knows it was refused and passes nothing.
+	if err := s.Send(c, preambleOf(c, 0x16)); err == nil || !strings.Contains(err.Error(), "did not accept this endpoint process") {
+		t.Errorf("send to a gateway that refuses this endpoint: %v", err)
+	}
 	c.Close()
 	if got := accepted(l, 300*time.Millisecond); got != nil {
 		got.Close()
