@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -28,13 +27,7 @@ func TestHandoffRealClients(t *testing.T) {
 	awsCLI := testenv.LookPath(t, "aws")
 	for _, mode := range []string{"fd", "tunnel"} {
 		t.Run(mode, func(t *testing.T) {
-			c := startCluster(t, Config{Gateways: 1, Endpoints: 1, Handoff: mode})
-			ctx := t.Context()
-			user, err := c.CreateUserKey(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, 10*time.Second, "the user's call through the endpoint", func() bool { return c.Call(ctx, 0, user).Status == 200 })
+			c, user := handoffCluster(t, mode)
 			ca := filepath.Join(c.cfg.Dir, "data", "sts", "ca.pem")
 			orders := c.EndpointURL(0)
 			stage := strings.TrimSuffix(orders, "/orders")
