@@ -86,6 +86,21 @@ var mutants = []mutant{
 		run: "^TestFDRefusesPeerUID$",
 	},
 	{
+		name:    "handoff socket taken over from a serving gateway",
+		file:    "internal/handoff/fd.go",
+		find:    "if err == nil {\n\t\tuc.Close()\n\t\treturn fmt.Errorf(\"handoff socket %s is in use",
+		replace: "if err == nil {\n\t\tuc.Close()\n\t\terr = syscall.ECONNREFUSED\n\t}\n\tif false {\n\t\treturn fmt.Errorf(\"handoff socket %s is in use",
+		pkg:     "internal/handoff",
+		run:     "^TestFDListenRefusesTakeover$",
+	},
+	{
+		name: "handoff endpoint passes callers to a gateway that refused it",
+		file: "internal/handoff/fd.go",
+		find: "if err != nil || n != 1 || b[0] != ackAccepted {", replace: "if false && (err != nil || n != 1 || b[0] != ackAccepted) {",
+		pkg: "internal/handoff",
+		run: "^TestFDRefusesPeerUID$",
+	},
+	{
 		name: "handoff passed socket contradicts the preamble",
 		file: "internal/handoff/fd.go",
 		find: "if src != p.Source || uint16(la.Port) != p.DstPort {", replace: "if false && (src != p.Source || uint16(la.Port) != p.DstPort) {",
