@@ -122,10 +122,16 @@ destination port from the handoff and the endpoint from the channel, never from 
 Connections arrive over the Unix socket --handoff-dir/VPCE_ID.sock (an endpoint process on
 this host passes the socket itself; its uid is checked) and, with --tunnel-listen ADDR,
 over mutual TLS tunnels from endpoint processes on other hosts (each tunnel's certificate
-must name an endpoint listed here). What the gateway's part refuses is recorded in the
-chain GATEWAY_CHAIN-endpoint-VPCE_ID; the endpoint process records its accept-time
-refusals in its own. Like --endpoint, --handoff-endpoint needs the CA's issuing key on this
-host: an enrolled gateway refuses it (use phantom endpoint --handoff http).
+must name an endpoint listed here). An endpoint process running as another user than the
+gateway needs --handoff-peer-uid on both sides (each names the other's uid; each refuses
+any other): the directory is then 0750 and the sockets 0660, reached through their group,
+so give the directory a group the endpoint's user is in and the setgid bit (chgrp GROUP
+DIR; chmod 2750 DIR) and the sockets created in it are that group's. A socket file a
+gateway that died left behind is replaced; one another process still answers on is not (the
+gateway refuses to start). What the gateway's part refuses is recorded in the chain
+GATEWAY_CHAIN-endpoint-VPCE_ID; the endpoint process records its accept-time refusals in
+its own. Like --endpoint, --handoff-endpoint needs the CA's issuing key on this host: an
+enrolled gateway refuses it (use phantom endpoint --handoff http).
 
 When it is ready it prints "phantom gateway: listening on https://ADDR" on stderr, then one
 line per in-process endpoint listener.`,

@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/accept"
 )
 
 // The egress relay: for nodes on other hosts than the egress proxy, the proxy's TLS
@@ -46,19 +48,23 @@ func (a *Agent) ServeEgress(ctx context.Context, ln net.Listener) error {
 	})
 	defer stop()
 	defer wg.Wait()
+	var backoff accept.Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
+			if backoff.Retry(err, ctx.Done()) {
+				a.log.Warn("egress relay accept failed; retrying", "error", err, "retry_in", backoff.Wait())
 				continue
+			}
+			if ctx.Err() != nil {
+				return nil
 			}
 			return err
 		}
+		backoff.Reset()
 		select {
 		case slots <- struct{}{}:
 		default:

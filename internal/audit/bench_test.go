@@ -144,3 +144,18 @@ func BenchmarkVerifyAnchored(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/record")
 }
+
+// BenchmarkAppendEvent is the gateway's event spelled as JSON (appendEvent), the part of
+// Record that is not hashing or writing.
+func BenchmarkAppendEvent(b *testing.B) {
+	ev := gatewayEvent(1)
+	ev.EventID, ev.EventVersion = requestid.New(), EventVersion
+	ev.AdditionalEventData = map[string]any{"decision": "Allow", "authorizationType": "AWS_IAM"}
+	var w eventWriter
+	var line []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		line, _ = appendEvent(&w, line[:0], ev)
+	}
+	b.SetBytes(int64(len(line)))
+}

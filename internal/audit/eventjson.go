@@ -17,7 +17,8 @@ import (
 // encoding/json, so any event still encodes.
 type eventWriter struct {
 	b    []byte
-	keys []string // map keys being sorted, a stack shared by nested maps
+	anys []anyMember // members of the maps being written (see anyMember)
+	strs []strMember
 	ok   bool
 }
 
@@ -28,8 +29,9 @@ func appendEvent(w *eventWriter, b []byte, ev *Event) ([]byte, bool) {
 	w.event(ev)
 	b = w.b
 	w.b = nil
-	clear(w.keys)
-	w.keys = w.keys[:0]
+	clear(w.anys) // a writer given up part way leaves members on the stacks
+	clear(w.strs)
+	w.anys, w.strs = w.anys[:0], w.strs[:0]
 	return b, w.ok
 }
 
@@ -141,7 +143,7 @@ func (w *eventWriter) userIdentity(u *UserIdentity) {
 // time writes t as time.Time.MarshalJSON does (RFC 3339 with nanoseconds) for a UTC time
 // in years 0-9999; any other gives up (MarshalJSON has rules of its own for offsets).
 func (w *eventWriter) time(t time.Time) {
-	if t.Location() != time.UTC || t.Year() < 0 || t.Year() > 9999 {
+	if t.Location() != time.UTC || t.Before(minTime) || !t.Before(maxTime) {
 		w.ok = false
 		return
 	}
@@ -150,40 +152,49 @@ func (w *eventWriter) time(t time.Time) {
 	w.b = append(w.b, '"')
 }
 
-// sortedKeys pushes m's keys on the stack, sorted as encoding/json sorts them, and
-// returns where they are.
-func sortedKeys[V any](w *eventWriter, m map[string]V) (int, int) {
-	from := len(w.keys)
-	for k := range m {
-		w.keys = append(w.keys, k)
-	}
-	slices.SortFunc(w.keys[from:], strings.Compare)
-	return from, len(w.keys)
-}
+// minTime and maxTime bound the times time writes: years 0-9999 (compared rather than
+// computing t's year).
+var (
+	minTime = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
-func (w *eventWriter) pop(from int) {
-	clear(w.keys[from:])
-	w.keys = w.keys[:from]
-}
+// The members of the maps being written, sorted as encoding/json sorts them (by key:
+// keys are unique): stacks shared by nested maps. Each member is read once, in the
+// iteration that collects it, rather than looked up again by its key.
+type (
+	anyMember struct {
+		k string
+		v any
+	}
+	strMember struct{ k, v string }
+)
+
+func byKeyAny(a, b anyMember) int { return strings.Compare(a.k, b.k) }
+func byKeyStr(a, b strMember) int { return strings.Compare(a.k, b.k) }
 
 func (w *eventWriter) mapString(m map[string]string) {
 	if m == nil {
 		w.b = append(w.b, "null"...)
 		return
 	}
-	from, to := sortedKeys(w, m)
+	from := len(w.strs)
+	for k, v := range m {
+		w.strs = append(w.strs, strMember{k, v})
+	}
+	slices.SortFunc(w.strs[from:], byKeyStr)
 	w.b = append(w.b, '{')
-	for i := from; i < to; i++ {
-		if i > from {
+	for i, kv := range w.strs[from:] {
+		if i > 0 {
 			w.b = append(w.b, ',')
 		}
-		k := w.keys[i]
-		w.str(k)
+		w.str(kv.k)
 		w.b = append(w.b, ':')
-		w.str(m[k])
+		w.str(kv.v)
 	}
 	w.b = append(w.b, '}')
-	w.pop(from)
+	clear(w.strs[from:])
+	w.strs = w.strs[:from]
 }
 
 func (w *eventWriter) mapAny(m map[string]any) {
@@ -191,19 +202,25 @@ func (w *eventWriter) mapAny(m map[string]any) {
 		w.b = append(w.b, "null"...)
 		return
 	}
-	from, to := sortedKeys(w, m)
+	from := len(w.anys)
+	for k, v := range m {
+		w.anys = append(w.anys, anyMember{k, v})
+	}
+	slices.SortFunc(w.anys[from:], byKeyAny)
 	w.b = append(w.b, '{')
-	for i := from; i < to && w.ok; i++ {
+	// Indexed, not ranged over a slice of w.anys: a nested map's members may move
+	// the stack.
+	for i := from; i < from+len(m) && w.ok; i++ {
 		if i > from {
 			w.b = append(w.b, ',')
 		}
-		k := w.keys[i]
-		w.str(k)
+		w.str(w.anys[i].k)
 		w.b = append(w.b, ':')
-		w.value(m[k])
+		w.value(w.anys[i].v)
 	}
 	w.b = append(w.b, '}')
-	w.pop(from)
+	clear(w.anys[from:])
+	w.anys = w.anys[:from]
 }
 
 func (w *eventWriter) value(v any) {

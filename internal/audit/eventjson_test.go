@@ -22,8 +22,8 @@ func checkEventJSON(t *testing.T, ev *Event, wantOK bool) {
 	if ok && string(got[1:]) != string(want) {
 		t.Fatalf("appendEvent:\n%s\njson.Marshal:\n%s", got[1:], want)
 	}
-	if len(w.keys) != 0 {
-		t.Fatalf("keys left on the stack: %q", w.keys)
+	if len(w.anys) != 0 || len(w.strs) != 0 {
+		t.Fatalf("members left on the stacks: %q %q", w.anys, w.strs)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/accept"
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/config"
 	"github.com/phantom-perimeter/phantom/internal/handoff"
@@ -25,32 +26,25 @@ const plaintextReply = "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP requ
 // acceptLoop accepts on ln, applies the security group and hands each admitted connection
 // to its own handshake goroutine, so a slow client never holds up the loop.
 func (e *Endpoint) acceptLoop(ln net.Listener, cl *connListener) {
-	var backoff time.Duration
+	var backoff accept.Backoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if cl.isClosed() {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// EMFILE and friends: back off as net/http does rather than spin.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				e.log.Warn("endpoint accept failed; retrying", "error", err, "retry_in", backoff)
-				time.Sleep(backoff)
+			if backoff.Retry(err, cl.done) {
+				e.log.Warn("endpoint accept failed; retrying", "error", err, "retry_in", backoff.Wait())
 				continue
 			}
-			cl.fail(err)
+			if !cl.isClosed() {
+				cl.fail(err)
+			}
 			return
 		}
-		backoff = 0
+		backoff.Reset()
 		e.admit(c, cl)
 	}
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 // admit applies the security group to a new connection. It runs on the accept loop and
@@ -136,8 +130,12 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 }
 
 // handOff passes a connection the endpoint admitted, its first byte read, to the gateway
-// that terminates it. The connection settles here: its handshake is the gateway's, whose
-// endpoint instance counts it against the same limits.
+// that terminates it. The connection settles here (its handshake is the gateway's) and
+// counts against this listener's limits for as long as this process holds it: through a
+// tunnel, until the relay ends, so one source cannot hold the boundary's descriptors,
+// goroutines and buffers past maxConnectionsPerSource whatever the gateway allows; passed
+// as a descriptor, until the gateway has it (Handoff closes c), after which the gateway's
+// instance, which holds it, counts it against the same limits.
 func (e *Endpoint) handOff(c net.Conn, src netip.AddrPort, port uint16, first byte) {
 	_ = c.SetDeadline(time.Time{})
 	if ac, ok := c.(*admission.Conn); ok {

@@ -1,14 +1,16 @@
 package endpoint
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,24 +19,29 @@ import (
 	"github.com/phantom-perimeter/phantom/internal/handoff"
 )
 
-// splitEndpoint is an endpoint split as phantom endpoint --handoff fd and phantom gateway
-// split it: a boundary with its own auditor passing descriptors to an instance with the
-// gateway in process and an auditor of its own.
+// splitEndpoint is an endpoint split as phantom endpoint --handoff fd|tunnel and phantom
+// gateway split it: a boundary with its own auditor passing connections to an instance
+// with the gateway in process and an auditor of its own.
 type splitEndpoint struct {
 	boundary, inner       *Endpoint
 	boundaryAud, innerAud *memAuditor
-	fds                   *handoff.FDListener
+	closeGateway          func() // the gateway's end of the transport
 	addr                  string
 	handed                atomic.Int32
 	last                  atomic.Pointer[Handover]
 }
 
-func newSplitEndpoint(t *testing.T, p *testPKI, spec *config.Spec) *splitEndpoint {
+// newSplitEndpoint splits the endpoint over the transport mode ("fd" or "tunnel"); the
+// boundary reads spec, the gateway's instance inner (nil: spec too).
+func newSplitEndpoint(t *testing.T, p *testPKI, mode string, spec, inner *config.Spec) *splitEndpoint {
 	t.Helper()
 	s := &splitEndpoint{boundaryAud: &memAuditor{}, innerAud: &memAuditor{}}
+	if inner == nil {
+		inner = spec
+	}
 	current := func() *config.Spec { return spec }
 	var err error
-	s.inner, err = New(Config{ID: testVPCE, Spec: current, Auditor: s.innerAud, Logger: quietSlog(),
+	s.inner, err = New(Config{ID: testVPCE, Spec: func() *config.Spec { return inner }, Auditor: s.innerAud, Logger: quietSlog(),
 		ServerCert: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.serverCert, nil },
 		Local: func(w http.ResponseWriter, r *http.Request, h Handover) {
 			s.handed.Add(1)
@@ -44,28 +51,19 @@ func newSplitEndpoint(t *testing.T, p *testPKI, spec *config.Spec) *splitEndpoin
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "phantom-handoff-")
+	bcfg := Config{ID: testVPCE, Spec: current, Auditor: s.boundaryAud, Logger: quietSlog()}
+	ln, pass, closeGateway := handoffTransport(t, p, mode, testVPCE, current)
+	bcfg.Handoff, s.closeGateway = pass, closeGateway
+	if s.boundary, err = New(bcfg); err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	fc := handoff.FDConfig{Path: filepath.Join(dir, "s"), Logger: quietSlog()}
-	if s.fds, err = handoff.ListenFD(fc); err != nil {
-		t.Fatal(err)
-	}
-	sender := handoff.NewFDSender(fc)
-	t.Cleanup(func() { sender.Close() })
-	s.boundary, err = New(Config{ID: testVPCE, Spec: current, Auditor: s.boundaryAud, Logger: quietSlog(), Handoff: PassFD(sender)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	go s.inner.Serve(context.Background(), s.fds)
-	go s.boundary.Serve(context.Background(), ln)
+	s.addr = tcp.Addr().String()
+	go s.inner.Serve(context.Background(), ln)
+	go s.boundary.Serve(context.Background(), tcp)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -83,7 +81,7 @@ func newSplitEndpoint(t *testing.T, p *testPKI, spec *config.Spec) *splitEndpoin
 // GatewayUnreachable for the connection it could not hand over.
 func TestHandoffSplitsTheChecks(t *testing.T) {
 	p := newTestPKI(t)
-	s := newSplitEndpoint(t, p, testSpec(t, defaultSpecOpts()))
+	s := newSplitEndpoint(t, p, "fd", testSpec(t, defaultSpecOpts()), nil)
 
 	c, err := net.Dial("tcp", s.addr)
 	if err != nil {
@@ -132,7 +130,7 @@ func TestHandoffSplitsTheChecks(t *testing.T) {
 
 	// The gateway goes away: the next caller is refused at the boundary, and recorded.
 	cl.CloseIdleConnections()
-	s.fds.Close()
+	s.closeGateway()
 	if resp, err := cl.Get("https://" + s.addr + "/prod/orders"); err == nil {
 		resp.Body.Close()
 		t.Fatalf("a call succeeded with the gateway gone: %d", resp.StatusCode)
@@ -197,4 +195,97 @@ func TestHandoffGatewaySideSecurityGroup(t *testing.T) {
 	if handed.Load() != 0 {
 		t.Error("a refused connection reached the gateway")
 	}
+}
+
+// TestHandoffBoundaryLimits: the boundary bounds the connections it holds. Through a
+// tunnel it relays each caller's connection for as long as it lives, so its own limits
+// (endpoints[].limits, per source and in all) apply to the boundary itself for that whole
+// time, whatever the gateway allows: the third connection of a source limited to two is
+// reset by the boundary and recorded in its own chain, and a closed one frees its place.
+// Passing a descriptor, it holds a connection only until the gateway has it, so there the
+// gateway's instance counts the open connections: the boundary refuses none of them.
+func TestHandoffBoundaryLimits(t *testing.T) {
+	p := newTestPKI(t)
+	limited := defaultSpecOpts()
+	limited.limits = "{maxConnections: 16, maxConnectionsPerSource: 2}"
+	dial := func(t *testing.T, addr string) *tls.Conn {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// served makes one call on c: once answered, the connection is settled wherever it
+	// counts (the gateway's instance settles it after its handshake, which the caller's
+	// handshake may finish before).
+	served := func(t *testing.T, c *tls.Conn) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /prod/orders HTTP/1.1\r\nHost: "+ordersHost+"\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("call: %d", resp.StatusCode)
+		}
+		c.SetDeadline(time.Time{})
+	}
+	refusals := func(a *memAuditor) (n int) {
+		for _, ev := range a.events() {
+			if ev.ErrorCode == codeConnectionLimit {
+				n++
+			}
+		}
+		return n
+	}
+
+	t.Run("tunnel", func(t *testing.T) {
+		// The gateway's instance allows more: only the boundary can refuse.
+		s := newSplitEndpoint(t, p, "tunnel", testSpec(t, limited), testSpec(t, defaultSpecOpts()))
+		open := []*tls.Conn{dial(t, s.addr), dial(t, s.addr)}
+		expectNoBytes(t, s.addr)
+		ev := s.boundaryAud.waitFor(t, eventConnect, codeConnectionLimit)
+		if r, _ := ev.AdditionalEventData["reason"].(string); !strings.Contains(r, "maximum of 2 open connections (maxConnectionsPerSource)") {
+			t.Errorf("the boundary's refusal: %v", ev.AdditionalEventData)
+		}
+		if n := refusals(s.innerAud); n != 0 {
+			t.Errorf("the gateway's instance refused %d connections; the boundary should have", n)
+		}
+		open[0].Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c, err := tls.Dial("tcp", s.addr, &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1"})
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a closed connection did not free its place at the boundary: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
+	t.Run("fd", func(t *testing.T) {
+		// The boundary allows two; the gateway's instance, which holds the connections,
+		// counts them against its own limits.
+		s := newSplitEndpoint(t, p, "fd", testSpec(t, limited), testSpec(t, limited))
+		served(t, dial(t, s.addr))
+		served(t, dial(t, s.addr))
+		// The gateway's instance settles a connection after its TLS handshake: the third
+		// completes one and is closed.
+		third := dial(t, s.addr)
+		third.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := third.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("the third connection stayed open: %v", err)
+		}
+		s.innerAud.waitFor(t, eventConnect, codeConnectionLimit)
+		if n := refusals(s.boundaryAud); n != 0 {
+			t.Errorf("the boundary refused %d connections it no longer holds", n)
+		}
+	})
 }

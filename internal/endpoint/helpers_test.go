@@ -431,52 +431,8 @@ func (h *harness) handoffBoundary(t testing.TB, cfg Config, lim limits) Config {
 		t.Fatal(err)
 	}
 	boundary := Config{ID: cfg.ID, Spec: cfg.Spec, Auditor: cfg.Auditor, Logger: cfg.Logger, Metrics: cfg.Metrics}
-	var ln net.Listener
-	switch handoffMode {
-	case "fd":
-		dir, err := os.MkdirTemp("", "phantom-handoff-") // short: a socket path has 108 bytes
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		fc := handoff.FDConfig{Path: filepath.Join(dir, "s"), Logger: quietSlog()}
-		fl, err := handoff.ListenFD(fc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := handoff.NewFDSender(fc)
-		t.Cleanup(func() { s.Close() })
-		ln, boundary.Handoff = fl, PassFD(s)
-	case "tunnel":
-		tl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts, err := handoff.ServeTunnels(tl, handoff.TunnelServerConfig{
-			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return h.pki.gwCert, nil },
-			Peer:        handoff.VerifyEndpoint(h.pki.ca.Verifier()), Endpoints: []string{cfg.ID}, Logger: quietSlog(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ts.Close() })
-		d, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
-			Gateways:      []string{tl.Addr().String()},
-			ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return h.pki.clientCert, nil },
-			VerifyGateway: VerifyGateway(h.pki.ca.Verifier(), cfg.Spec), Warm: 2, Logger: quietSlog(),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			d.Close(ctx)
-		})
-		ln, boundary.Handoff = ts.Listener(cfg.ID), d.Handoff
-	default:
-		t.Fatalf("PHANTOM_ENDPOINT_HANDOFF=%q: fd or tunnel", handoffMode)
-	}
+	ln, pass, _ := handoffTransport(t, h.pki, handoffMode, cfg.ID, cfg.Spec)
+	boundary.Handoff = pass
 	h.inner = inner
 	go inner.Serve(context.Background(), ln)
 	t.Cleanup(func() {
@@ -532,4 +488,57 @@ func (h *harness) rawTLS(t testing.TB, raw string) *http.Response {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp
+}
+
+// handoffTransport starts the gateway's end of a handoff transport, mode "fd" or "tunnel",
+// for endpoint id, and returns the listener of the connections it delivers, the boundary's
+// Config.Handoff that hands connections to it, and a func that closes the gateway's end.
+func handoffTransport(t testing.TB, p *testPKI, mode, id string, spec func() *config.Spec) (net.Listener, func(net.Conn, handoff.Preamble) error, func()) {
+	t.Helper()
+	switch mode {
+	case "fd":
+		dir, err := os.MkdirTemp("", "phantom-handoff-") // short: a socket path has 108 bytes
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		fc := handoff.FDConfig{Path: filepath.Join(dir, "s"), Logger: quietSlog()}
+		fl, err := handoff.ListenFD(fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := handoff.NewFDSender(fc)
+		t.Cleanup(func() { s.Close() })
+		return fl, PassFD(s), func() { fl.Close() }
+	case "tunnel":
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := handoff.ServeTunnels(tl, handoff.TunnelServerConfig{
+			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gwCert, nil },
+			Peer:        handoff.VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{id}, Logger: quietSlog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ts.Close() })
+		d, err := handoff.NewTunnelDialer(handoff.TunnelDialerConfig{
+			Gateways:      []string{tl.Addr().String()},
+			ClientCert:    func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return p.clientCert, nil },
+			VerifyGateway: VerifyGateway(p.ca.Verifier(), spec), Warm: 2, Logger: quietSlog(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			d.Close(ctx)
+		})
+		return ts.Listener(id), d.Handoff, func() { ts.Close() }
+	default:
+		t.Fatalf("handoff transport %q: fd or tunnel", mode)
+		return nil, nil, nil
+	}
 }

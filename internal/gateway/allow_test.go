@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -279,15 +280,26 @@ type ctxCheckingAudit struct{ err error }
 
 func (a *ctxCheckingAudit) Record(ctx context.Context, _ *audit.Event) error {
 	a.err = ctx.Err()
+	if ctx.Done() != nil {
+		a.err = errors.New("the record's context can be done")
+	}
+	if _, ok := ctx.Deadline(); ok {
+		a.err = errors.New("the record's context has a deadline")
+	}
+	if ctx.Value(ctxMark{}) != "request" {
+		a.err = errors.New("the record's context lost the request's values")
+	}
 	return a.err
 }
+
+type ctxMark struct{}
 
 // A caller that hangs up before its request is decided is still recorded: the audit record
 // does not inherit the request's cancellation.
 func TestAuditSurvivesCallerHangup(t *testing.T) {
 	a := &ctxCheckingAudit{}
 	e := newEnv(t, func(c *Config) { c.Auditor = a })
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), ctxMark{}, "request"), time.Hour)
 	cancel()
 	r := httptest.NewRequest("GET", "http://gateway/prod/orders", nil).WithContext(ctx)
 	r.Header.Set("X-Apigw-Api-Id", testAPI)

@@ -299,7 +299,7 @@ func (g *Gateway) fillKeys(b *keyBuilder, cl *call, c *caller) {
 	b.set(keyCurrentTime, ct.iso)
 	b.set(keyEpochTime, ct.epoch)
 	b.set(keyRequestedRegion, cl.spec.Region)
-	if ua := cl.r.UserAgent(); ua != "" {
+	if ua := headerValue(cl.r.Header, "User-Agent"); ua != "" {
 		b.set(keyUserAgent, ua)
 	}
 	b.set(keyViaAWSService, "false")

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"crypto/x509"
+	"encoding/binary"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
@@ -68,7 +70,7 @@ func (e *errClientCert) Error() string { return e.reason }
 func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	r, spec, td := cl.r, cl.spec, &cl.store.tls
 	if cl.handedOver {
-		return handedOver(r, spec, &cl.handover, td, &cl.handoverAPI)
+		return handedOver(r, spec, &cl.handover, g.addrs.string(cl.handover.SourceIP), td, &cl.handoverAPI)
 	}
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		c := channel{sourceIP: peerIP(r.RemoteAddr), secure: r.TLS != nil}
@@ -89,8 +91,10 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	if !ok {
 		return channel{sourceIP: peerIP(r.RemoteAddr), secure: true}, &errClientCert{"the client certificate names endpoint " + id.Name + ", which the spec does not define"}
 	}
-	c := channel{endpoint: ep, apiIDs: r.Header.Values(handoff.HeaderAPIID), secure: true}
-	if v := r.Header.Get(handoff.HeaderSourceIP); v != "" {
+	// (The header names are canonical: the map read is Values without canonicalizing
+	// them again.)
+	c := channel{endpoint: ep, apiIDs: r.Header[handoff.HeaderAPIID], secure: true}
+	if v := headerValue(r.Header, handoff.HeaderSourceIP); v != "" {
 		if a, err := netip.ParseAddr(v); err == nil && a.Zone() == "" {
 			if c.sourceIP = v; !a.Is4() {
 				c.sourceIP = a.Unmap().String()
@@ -100,8 +104,8 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 	// An endpoint listener is TLS only (config.Endpoint.Listen), so the caller's hop was
 	// encrypted whatever the headers say; they only describe it for the audit record.
 	*td = audit.TLSDetails{
-		TLSVersion:               headerToken(r.Header.Get(handoff.HeaderTLSVersion)),
-		CipherSuite:              headerToken(r.Header.Get(handoff.HeaderTLSCipher)),
+		TLSVersion:               headerToken(headerValue(r.Header, handoff.HeaderTLSVersion)),
+		CipherSuite:              headerToken(headerValue(r.Header, handoff.HeaderTLSCipher)),
 		ClientProvidedHostHeader: r.Host,
 	}
 	c.tls = td
@@ -110,9 +114,8 @@ func (g *Gateway) identify(cl *call) (channel, *errClientCert) {
 
 // handedOver is the channel of a request an endpoint of this process handed over: the
 // endpoint must be one of the current spec (a reload may have removed it), as a
-// certificate's must.
-func handedOver(r *http.Request, spec *config.Spec, h *Handover, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {
-	src := h.SourceIP.Unmap().WithZone("").String()
+// certificate's must. src is h.SourceIP as records spell it (addrStrings.string).
+func handedOver(r *http.Request, spec *config.Spec, h *Handover, src string, td *audit.TLSDetails, apiID *[1]string) (channel, *errClientCert) {
 	ep, ok := spec.Endpoint(h.Endpoint)
 	if !ok {
 		return channel{sourceIP: src, secure: true}, &errClientCert{"the handover names endpoint " + h.Endpoint + ", which the spec does not define"}
@@ -209,4 +212,30 @@ func isClientIdentityHeader(canonical string) bool {
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// addrStrings keeps the spelling of the caller addresses seen lately, so that a handed
+// over call names its caller without formatting (and allocating) the same address again:
+// a direct-mapped table, an address per slot, the newest one winning a slot.
+type addrStrings struct {
+	slots [256]atomic.Pointer[addrString]
+}
+
+type addrString struct {
+	a netip.Addr
+	s string
+}
+
+// string is a without an IPv4-mapped prefix or a zone, as a string: a.Unmap().WithZone("").String().
+func (c *addrStrings) string(a netip.Addr) string {
+	a = a.Unmap().WithZone("")
+	b := a.As16()
+	h := (binary.LittleEndian.Uint64(b[:8]) ^ binary.LittleEndian.Uint64(b[8:])) * 0x9e3779b97f4a7c15 // Fibonacci hashing
+	slot := &c.slots[h>>(64-8)]
+	if e := slot.Load(); e != nil && e.a == a {
+		return e.s
+	}
+	e := &addrString{a, a.String()}
+	slot.Store(e)
+	return e.s
 }

@@ -140,6 +140,7 @@ type Gateway struct {
 
 	state atomic.Pointer[state] // per-spec verifier and policy-set cache
 	peers peerCache
+	addrs addrStrings // handed over callers' addresses, spelled
 
 	keyBuilders keyBuilders
 	clockKeys   clockKeys

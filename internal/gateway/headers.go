@@ -31,7 +31,29 @@ var overrideHeaders = map[string]bool{
 // only an endpoint may set or that claim a forwarding hop, and the override headers.
 // Names compare case-insensitively (RFC 9110 §5.1), a name Go did not canonicalize too.
 func strippedHeader(name string) bool {
-	return isClientIdentityHeader(name) || overrideHeaders[textproto.CanonicalMIMEHeaderKey(name)]
+	if isClientIdentityHeader(name) {
+		return true
+	}
+	// Canonicalizing keeps a name's length: only a name as long as an override header's
+	// is canonicalized and looked up (most of a request's are not).
+	return len(name) < len(overrideLengths) && overrideLengths[len(name)] && overrideHeaders[textproto.CanonicalMIMEHeaderKey(name)]
+}
+
+// overrideLengths marks the lengths of overrideHeaders' names.
+var overrideLengths = func() (t [32]bool) {
+	for name := range overrideHeaders {
+		t[len(name)] = true // a name of 32 bytes or more would panic here, at start
+	}
+	return t
+}()
+
+// headerValue is h.Get(name) for a name in canonical form (a constant: TestHeaderNamesCanonical
+// holds those it is given), read from the map without canonicalizing the name again.
+func headerValue(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // requestPath is the path of the request-target exactly as the caller sent it (for

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/accept"
 	"github.com/phantom-perimeter/phantom/internal/admission"
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/pki"
@@ -104,7 +105,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 
 // acceptLoop admits connections and hands each to its own handshake.
 func (s *server) acceptLoop(g *Gateway, headerTimeout time.Duration) {
-	var backoff time.Duration
+	var backoff accept.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -113,17 +114,20 @@ func (s *server) acceptLoop(g *Gateway, headerTimeout time.Duration) {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+			if backoff.Retry(err, s.done) {
+				g.log.Warn("gateway accept failed; retrying", "addr", s.ln.Addr().String(), "error", err, "retry_in", backoff.Wait())
 				continue
+			}
+			select {
+			case <-s.done:
+				return
+			default:
 			}
 			g.log.Error("gateway accept failed; the listener stops", "addr", s.ln.Addr().String(), "error", err)
 			s.Close()
 			return
 		}
-		backoff = 0
+		backoff.Reset()
 		src, port := admission.Addrs(c)
 		spec := g.cfg.Spec()
 		if ok, reason := s.conns.Admit(src.Addr(), spec.Gateway.Limits.ConnectionLimits); !ok {

@@ -81,6 +81,7 @@ type call struct {
 		session  sessionParts
 		caller   caller
 		ctx      callContext
+		detached detachedContext
 	}
 }
 
@@ -135,6 +136,16 @@ func (c *callContext) Deadline() (time.Time, bool) {
 	}
 	return c.Context.Deadline()
 }
+
+// detachedContext is a context's values without its cancellation, as
+// context.WithoutCancel makes it, kept in the call (no allocation): never done, no
+// deadline. (Unlike WithoutCancel's, context.Cause of it reports the parent's cause;
+// nothing the gateway hands it to asks.)
+type detachedContext struct{ context.Context }
+
+func (detachedContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (detachedContext) Done() <-chan struct{}       { return nil }
+func (detachedContext) Err() error                  { return nil }
 
 // backendTimer is a route's timeout for one call at a time: a time.AfterFunc timer and its
 // function made once and kept across calls (Gateway.timers), so a call arms a timer
@@ -233,7 +244,8 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, h *Handover) {
 		cl.ev.AdditionalEventData["decision"] = boxed(cl.decision)
 	}
 	// A caller that hangs up does not cancel its own audit record.
-	if err := g.cfg.Auditor.Record(context.WithoutCancel(r.Context()), cl.ev); err != nil {
+	cl.store.detached = detachedContext{r.Context()}
+	if err := g.cfg.Auditor.Record(&cl.store.detached, cl.ev); err != nil {
 		g.log.Error("gateway audit record failed; failing the request closed", "request_id", cl.id, "error", err)
 		e := errInternal()
 		g.observe(cl, &apiError{Status: e.Status, Code: "AuditFailed"})
@@ -266,7 +278,7 @@ func (g *Gateway) newEvent(cl *call, eventID string) {
 		EventSource:         "execute-api.amazonaws.com",
 		EventName:           "Invoke",
 		SourceIPAddress:     peerIP(r.RemoteAddr),
-		UserAgent:           truncate(r.UserAgent(), 1024),
+		UserAgent:           truncate(headerValue(r.Header, "User-Agent"), 1024),
 		RequestParameters:   map[string]any{"httpMethod": boxed(truncate(r.Method, 32))},
 		AdditionalEventData: map[string]any{},
 		RequestID:           cl.id,

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/phantom-perimeter/phantom/internal/accept"
 )
 
 // Cred is a Unix socket peer's credentials, as the kernel reports them (SO_PEERCRED,
@@ -22,8 +24,9 @@ type Cred struct {
 
 // FDConfig configures the same-host transport, on either side.
 type FDConfig struct {
-	// Path is the Unix socket's path. The gateway creates it (a stale socket there is
-	// replaced; any other file is refused); the endpoint connects to it.
+	// Path is the Unix socket's path. The gateway creates it (a stale socket there, one
+	// nobody listens on, is replaced; a socket another process serves on, or any other
+	// file, is refused); the endpoint connects to it.
 	Path string
 	// UIDs are the uids the peer process may run as; empty means this process's own.
 	UIDs []uint32
@@ -92,13 +95,8 @@ type FDListener struct {
 // connected to comes with each connection.
 func ListenFD(cfg FDConfig) (*FDListener, error) {
 	cfg.defaults()
-	if fi, err := os.Lstat(cfg.Path); err == nil {
-		if fi.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("handoff socket %s exists and is not a socket", cfg.Path)
-		}
-		if err := os.Remove(cfg.Path); err != nil {
-			return nil, fmt.Errorf("remove the stale handoff socket: %w", err)
-		}
+	if err := removeStale(cfg.Path); err != nil {
+		return nil, err
 	}
 	ul, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: cfg.Path, Net: "unixpacket"})
 	if err != nil {
@@ -117,6 +115,36 @@ func ListenFD(cfg FDConfig) (*FDListener, error) {
 	return l, nil
 }
 
+// removeStale removes a socket a gateway left at path when it died (kill -9 does not
+// unlink it), and refuses to remove one that still answers: another gateway serves on it,
+// and replacing its file would take its endpoint processes' next connections from it. A
+// connect to a socket nobody listens on fails with ECONNREFUSED (unix(7)); any other
+// answer is refused too, closed.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("handoff socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != os.ModeSocket {
+		return fmt.Errorf("handoff socket %s exists and is not a socket", path)
+	}
+	uc, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+	if err == nil {
+		uc.Close()
+		return fmt.Errorf("handoff socket %s is in use: another process serves on it (stop it, or give this gateway another --handoff-dir)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("handoff socket %s exists and its state is unknown, so it is not replaced: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove the stale handoff socket: %w", err)
+	}
+	return nil
+}
+
 func (l *FDListener) stopAll() {
 	l.ul.Close()
 	l.mu.Lock()
@@ -129,6 +157,7 @@ func (l *FDListener) stopAll() {
 
 func (l *FDListener) acceptLoop() {
 	defer l.wg.Done()
+	var backoff accept.Backoff
 	for {
 		uc, err := l.ul.AcceptUnix()
 		if err != nil {
@@ -137,10 +166,18 @@ func (l *FDListener) acceptLoop() {
 				return
 			default:
 			}
-			l.cfg.Logger.Warn("handoff socket accept failed", "error", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
+			if backoff.Retry(err, l.done) {
+				l.cfg.Logger.Warn("handoff socket accept failed; retrying", "socket", l.cfg.Path, "error", err, "retry_in", backoff.Wait())
+				continue
+			}
+			select {
+			case <-l.done:
+			default:
+				l.cfg.Logger.Error("handoff socket accept failed; no more endpoint processes are accepted on it", "socket", l.cfg.Path, "error", err)
+			}
+			return
 		}
+		backoff.Reset()
 		if err := checkPeer(uc, l.cfg.PeerCred, l.cfg.UIDs); err != nil {
 			l.cfg.Logger.Error("handoff socket refused a peer", "socket", l.cfg.Path, "error", err)
 			uc.Close()
@@ -161,6 +198,13 @@ func (l *FDListener) acceptLoop() {
 	}
 }
 
+// ackAccepted is the one-byte message with which the gateway tells an endpoint process it
+// passed the uid check. The endpoint waits for it before passing any connection: the
+// kernel completes a connect to a listening socket before the gateway has looked at the
+// peer, and a refused endpoint would otherwise pass its callers into a socket closed
+// unread, never knowing (FDSender.conn).
+const ackAccepted = 0x01
+
 // serve receives connections from one endpoint process: one message per connection, its
 // preamble and exactly one descriptor. Anything else ends the peer's session.
 func (l *FDListener) serve(uc *net.UnixConn) {
@@ -171,6 +215,11 @@ func (l *FDListener) serve(uc *net.UnixConn) {
 		l.mu.Unlock()
 		uc.Close()
 	}()
+	_ = uc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := uc.Write([]byte{ackAccepted}); err != nil {
+		return
+	}
+	_ = uc.SetWriteDeadline(time.Time{})
 	buf := make([]byte, MaxPreamble+1)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
 	for {
@@ -314,6 +363,15 @@ func (s *FDSender) conn() (*net.UnixConn, error) {
 		uc.Close()
 		return nil, fmt.Errorf("handoff socket %s: %w", s.cfg.Path, err)
 	}
+	// And the gateway must have admitted this process (its own uid check).
+	_ = uc.SetReadDeadline(time.Now().Add(writeTimeout))
+	var b [2]byte
+	n, err := uc.Read(b[:])
+	if err != nil || n != 1 || b[0] != ackAccepted {
+		uc.Close()
+		return nil, fmt.Errorf("handoff socket %s: the gateway did not accept this endpoint process (uid %d; the gateway's --handoff-peer-uid must name it): %v", s.cfg.Path, os.Getuid(), errOr(err, n))
+	}
+	_ = uc.SetReadDeadline(time.Time{})
 	s.uc = uc
 	return uc, nil
 }
@@ -372,4 +430,12 @@ func (s *FDSender) Close() error {
 		return err
 	}
 	return nil
+}
+
+// errOr is err, or what was read instead of the acceptance.
+func errOr(err error, n int) error {
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%d bytes where one was expected", n)
 }

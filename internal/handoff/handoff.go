@@ -5,7 +5,9 @@
 // carried by one of two transports:
 //
 //   - same host: the accepted socket itself, passed over a Unix domain socket
-//     (SCM_RIGHTS, unix(7)) whose peer is authenticated by its uid (SO_PEERCRED);
+//     (SCM_RIGHTS, unix(7)) whose peer is authenticated by its uid (SO_PEERCRED), each
+//     side checking the other's; the gateway acknowledges an endpoint process it admits
+//     with one byte, which the endpoint waits for before it passes a connection;
 //   - across hosts: a mutually authenticated TLS connection from the endpoint to the
 //     gateway, one per caller connection, pre-dialed so no caller waits for a handshake,
 //     over which the caller's bytes are spliced both ways after the preamble.

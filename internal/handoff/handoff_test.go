@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -233,8 +234,9 @@ func TestFDPassesConnection(t *testing.T) {
 }
 
 // TestFDRefusesPeerUID: the gateway refuses an endpoint process running as a uid it does
-// not allow, and the endpoint refuses a socket served by one; the caller's connection the
-// refused peer sent is closed, never delivered.
+// not allow, and the endpoint learns it (its send fails: it records the caller as
+// GatewayUnreachable rather than losing it silently); the endpoint refuses a socket served
+// by another uid; the caller's connection is closed, never delivered.
 func TestFDRefusesPeerUID(t *testing.T) {
 	other := func(*net.UnixConn) (Cred, error) { return Cred{PID: 1, UID: 4242}, nil }
 	fc := FDConfig{Path: socketPath(t), Logger: quiet(), PeerCred: other}
@@ -246,7 +248,11 @@ func TestFDRefusesPeerUID(t *testing.T) {
 	s := NewFDSender(FDConfig{Path: fc.Path, Logger: quiet()}) // itself, it trusts this uid
 	defer s.Close()
 	caller, c := callerPair(t)
-	_ = s.Send(c, preambleOf(c, 0x16)) // the kernel may take it before the gateway hangs up
+	// The kernel completes the connect before the gateway looks at the peer: the endpoint
+	// waits for the gateway's acceptance, so it knows it was refused and passes nothing.
+	if err := s.Send(c, preambleOf(c, 0x16)); err == nil || !strings.Contains(err.Error(), "did not accept this endpoint process") {
+		t.Errorf("send to a gateway that refuses this endpoint: %v", err)
+	}
 	c.Close()
 	if got := accepted(l, 300*time.Millisecond); got != nil {
 		got.Close()
@@ -560,5 +566,153 @@ func TestFDSenderReconnects(t *testing.T) {
 		t.Fatal("not delivered to the new gateway")
 	} else {
 		got.Close()
+	}
+}
+
+// TestFDListenRefusesTakeover: a gateway starting on the socket path of another that still
+// serves there refuses to start and leaves the other's socket alone (its endpoint
+// processes' connections keep reaching it); a socket of another type that answers is left
+// alone too; a socket nobody listens on (a gateway killed with kill -9 leaves its file) is
+// replaced.
+func TestFDListenRefusesTakeover(t *testing.T) {
+	fc := FDConfig{Path: socketPath(t), Logger: quiet()}
+	first, err := ListenFD(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if l, err := ListenFD(fc); err == nil {
+		l.Close()
+		t.Fatal("a second gateway took over the socket another serves on")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("refusal: %v", err)
+	}
+	s := NewFDSender(fc)
+	defer s.Close()
+	_, c := callerPair(t)
+	if err := s.Send(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatalf("send after the refused takeover: %v", err)
+	}
+	c.Close()
+	if got := accepted(first, 5*time.Second); got == nil {
+		t.Fatal("the serving gateway no longer gets its endpoint's connections")
+	} else {
+		got.Close()
+	}
+
+	// A live socket of another type at the path: not ours to remove either.
+	stream := socketPath(t)
+	sl, err := net.ListenUnix("unix", &net.UnixAddr{Name: stream, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+	if l, err := ListenFD(FDConfig{Path: stream, Logger: quiet()}); err == nil {
+		l.Close()
+		t.Fatal("a gateway replaced a live stream socket")
+	}
+	if _, err := os.Lstat(stream); err != nil {
+		t.Fatalf("the live socket's file: %v", err)
+	}
+
+	// A dead socket: its file stays when its listener goes without unlinking it.
+	dead := socketPath(t)
+	dl, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: dead, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.SetUnlinkOnClose(false)
+	dl.Close()
+	if _, err := os.Lstat(dead); err != nil {
+		t.Fatalf("the dead socket's file: %v", err)
+	}
+	dc := FDConfig{Path: dead, Logger: quiet()}
+	l, err := ListenFD(dc)
+	if err != nil {
+		t.Fatalf("a stale socket was not replaced: %v", err)
+	}
+	defer l.Close()
+	s2 := NewFDSender(dc)
+	defer s2.Close()
+	_, c = callerPair(t)
+	if err := s2.Send(c, preambleOf(c, 0x16)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := accepted(l, 5*time.Second); got == nil {
+		t.Fatal("nothing delivered on the replaced socket")
+	} else {
+		got.Close()
+	}
+}
+
+// failingListener fails Accept with errs in turn before accepting from its listener, and
+// counts the calls.
+type failingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	errs  []error
+	calls int
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	l.calls++
+	if len(l.errs) > 0 {
+		err := l.errs[0]
+		l.errs = l.errs[1:]
+		l.mu.Unlock()
+		return nil, err
+	}
+	l.mu.Unlock()
+	return l.Listener.Accept()
+}
+
+func (l *failingListener) Calls() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls
+}
+
+// TestTunnelAcceptBacksOff: the tunnel server waits out a full descriptor table as the
+// gateway's listener does (internal/accept) and serves the next tunnel; an error that
+// cannot pass ends its accept loop instead of retrying it forever.
+func TestTunnelAcceptBacksOff(t *testing.T) {
+	p := newTunnelPKI(t)
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	serve := func(errs ...error) (*TunnelServer, *failingListener) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &failingListener{Listener: ln, errs: errs}
+		s, err := ServeTunnels(fl, TunnelServerConfig{
+			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gw, nil },
+			Peer:        VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{servedVPCE}, Logger: quiet(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, fl
+	}
+	preamble := mustAppend(t, Preamble{Source: netip.MustParseAddrPort("192.0.2.7:50123"), DstPort: 8443, Consumed: []byte{0x16}})
+	s, _ := serve(emfile, emfile, emfile)
+	start := time.Now()
+	tunnelTo(t, s, p.issued(pki.KindEndpoint, servedVPCE, true), []string{TunnelProto}, preamble)
+	if got := accepted(s.Listener(servedVPCE), 5*time.Second); got == nil {
+		t.Fatal("no tunnel served after EMFILE")
+	} else {
+		got.Close()
+	}
+	if d := time.Since(start); d < 35*time.Millisecond {
+		t.Errorf("three EMFILEs waited %v in all, less than 5+10+20 ms", d)
+	}
+
+	bad := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
+	_, fl := serve(bad, bad, bad)
+	time.Sleep(200 * time.Millisecond)
+	if n := fl.Calls(); n != 1 {
+		t.Errorf("Accept called %d times after an error that cannot pass, want 1", n)
 	}
 }

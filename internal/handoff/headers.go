@@ -6,6 +6,7 @@ package handoff
 // and strips any a caller sent). The gateway believes them only on a connection whose
 // verified client certificate names an endpoint of the current spec; in one process the
 // same facts travel as a typed value instead (the endpoint's and the gateway's Handover).
+// The names are in canonical form: both sides index http.Header with them directly.
 const (
 	HeaderSourceIP   = "X-Phantom-Source-Ip"   // the caller's address: aws:SourceIp, sourceIPAddress
 	HeaderAPIID      = "X-Phantom-Api-Id"      // the API the endpoint selected

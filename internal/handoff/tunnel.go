@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/phantom-perimeter/phantom/internal/accept"
 	"github.com/phantom-perimeter/phantom/internal/pki"
 )
 
@@ -137,6 +138,7 @@ func (s *TunnelServer) Close() error {
 
 func (s *TunnelServer) acceptLoop() {
 	defer s.wg.Done()
+	var backoff accept.Backoff
 	for {
 		c, err := s.ln.Accept()
 		if err != nil {
@@ -145,10 +147,18 @@ func (s *TunnelServer) acceptLoop() {
 				return
 			default:
 			}
-			s.log.Warn("handoff tunnel accept failed", "error", err)
-			time.Sleep(50 * time.Millisecond)
-			continue
+			if backoff.Retry(err, s.done) {
+				s.log.Warn("handoff tunnel accept failed; retrying", "error", err, "retry_in", backoff.Wait())
+				continue
+			}
+			select {
+			case <-s.done:
+			default:
+				s.log.Error("handoff tunnel accept failed; no more tunnels are accepted", "addr", s.ln.Addr().String(), "error", err)
+			}
+			return
 		}
+		backoff.Reset()
 		s.mu.Lock()
 		select {
 		case <-s.done:

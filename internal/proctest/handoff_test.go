@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/perimeter"
 	"github.com/phantom-perimeter/phantom/internal/store/storetest"
@@ -22,19 +24,13 @@ import (
 func TestEndpointHandoffProcesses(t *testing.T) {
 	for _, mode := range []string{"fd", "tunnel"} {
 		t.Run(mode, func(t *testing.T) {
-			c := startCluster(t, Config{Gateways: 1, Endpoints: 1, Handoff: mode})
-			ctx := t.Context()
-			user, err := c.CreateUserKey(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, 10*time.Second, "the user's call through the endpoint", func() bool { return c.Call(ctx, 0, user).Status == 200 })
+			c, _ := handoffCluster(t, mode)
 			c.Close() // the chains are complete
 			if _, err := os.Stat(filepath.Join(c.AuditDir(), perimeter.HandoffChain("gateway-1", EndpointID(0)))); err != nil {
 				t.Errorf("the gateway's chain of the endpoint: %v", err)
 			}
 			allowed := 0
-			err = audit.ReadChain(c.AuditDir(), "gateway-1", 0, func(e audit.Entry) error {
+			err := audit.ReadChain(c.AuditDir(), "gateway-1", 0, func(e audit.Entry) error {
 				ev, err := e.Decode()
 				if err == nil && ev.EventName == "Invoke" && ev.ErrorCode == "" && ev.VPCEndpointID == EndpointID(0) && ev.SourceIPAddress == "127.0.0.1" {
 					allowed++
@@ -46,6 +42,21 @@ func TestEndpointHandoffProcesses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// handoffCluster starts a gateway and an endpoint process handing its connections off by
+// mode ("fd" or "tunnel") and returns it with a user's key, once a call with it through
+// the endpoint has succeeded.
+func handoffCluster(t *testing.T, mode string) (*Cluster, aws.Credentials) {
+	t.Helper()
+	c := startCluster(t, Config{Gateways: 1, Endpoints: 1, Handoff: mode})
+	ctx := t.Context()
+	user, err := c.CreateUserKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the user's call through the endpoint", func() bool { return c.Call(ctx, 0, user).Status == 200 })
+	return c, user
 }
 
 // TestHandoffInEnrolledGatewayRefused: an enrolled gateway holds only its own certificate,

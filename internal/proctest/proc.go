@@ -28,6 +28,8 @@ type Proc struct {
 	env     []string
 	logPath string
 	tee     io.Writer
+	// cred, when set, is the user and groups the process runs as (the harness runs as root).
+	cred *syscall.Credential
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -47,6 +49,9 @@ func (p *Proc) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = p.env
+	if p.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		logf.Close()

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -94,6 +95,15 @@ type Config struct {
 	// Detection is the spec's detection mapping (responses, …), as YAML whose lines are
 	// indented under `detection:`; empty: none.
 	Detection string
+	// EndpointUser, when set, runs each endpoint process as this user and group, not the
+	// harness's (which must then be root), as a host that keeps the endpoint apart from
+	// the gateway does: its data directory is its own, and the group reads the spec,
+	// writes the audit directory (each chain is one writer's) and reaches the gateways'
+	// handoff socket directories, which are made 2750 of that group so the sockets the
+	// gateways create in them are the group's (the gateways' --handoff-peer-uid says
+	// whether they accept the endpoint's uid). The binary's directory and Dir must be
+	// reachable by it.
+	EndpointUser *syscall.Credential
 	// masterKey is the perimeter's master key; nil: a random one.
 	masterKey []byte
 }
@@ -187,6 +197,11 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if err := c.writeSpec(); err != nil {
 		return nil, err
 	}
+	if cfg.EndpointUser != nil {
+		if err := c.shareWithEndpointUser(len(c.gatewayAddrs), handoffDir); err != nil {
+			return nil, err
+		}
+	}
 
 	if cfg.LeastPrivilege {
 		// The operator makes the store and the CA (the root needs the master key).
@@ -246,6 +261,12 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		p, err := c.component(ctx, name, "endpoint", EndpointID(i), args[0], args[1:]...)
 		if err != nil {
 			return nil, err
+		}
+		if cfg.EndpointUser != nil {
+			p.cred = cfg.EndpointUser
+			if err := c.ownDataDir(name); err != nil {
+				return nil, err
+			}
 		}
 		c.endpoints = append(c.endpoints, p)
 	}
@@ -629,6 +650,13 @@ users:
             - Effect: Allow
               Action: sts:AssumeRole
               Resource: "arn:aws:iam::{{.Account}}:role/{{.Role}}"
+      - name: connections-read-only
+        document:
+          Version: "2012-10-17"
+          Statement:
+            - Effect: Allow
+              Action: execute-api:Invoke
+              Resource: "arn:aws:execute-api:{{.Region}}:{{.Account}}:{{.APIID}}/prod/GET/@connections/*"
 roles:
   - name: {{.Role}}
     maxSessionDuration: 1h
@@ -648,6 +676,9 @@ apis:
     routes:
       - {path: /orders, methods: [GET, POST], backend: orders}
       - {path: "/orders/{id}", methods: [GET], backend: orders}
+      # The path of API Gateway's management API for WebSocket APIs, which the AWS CLI
+      # calls signed for execute-api (aws apigatewaymanagementapi --endpoint-url …/prod).
+      - {path: "/@connections/{connectionId}", methods: [GET, DELETE], backend: orders}
     resourcePolicy:
       Version: "2012-10-17"
       Statement:
@@ -674,3 +705,45 @@ egress:
     allow:
       - {cidr: 127.0.0.1/32, ports: [{{.BackendPort}}]}
 `))
+
+// shareWithEndpointUser gives Config.EndpointUser's group what an endpoint process reads
+// and writes of the cluster's: the spec and its directory (the spec watcher reads it), the
+// audit directory, and the handoff socket directories of gateways gateways (setgid: the
+// sockets created there are the group's).
+func (c *Cluster) shareWithEndpointUser(gateways int, handoffDir func(int) string) error {
+	gid := int(c.cfg.EndpointUser.Gid)
+	type share struct {
+		path string
+		mode os.FileMode
+	}
+	shares := []share{{c.cfg.Dir, 0o750}, {c.spec, 0o640}, {filepath.Join(c.cfg.Dir, "data"), 0o710}, {filepath.Dir(handoffDir(0)), 0o710}}
+	if c.auditDir != "" {
+		shares = append(shares, share{c.auditDir, 0o770 | os.ModeSetgid})
+	}
+	for i := range gateways {
+		shares = append(shares, share{handoffDir(i), 0o750 | os.ModeSetgid})
+	}
+	for _, s := range shares {
+		if s.path != c.spec {
+			if err := os.MkdirAll(s.path, 0o700); err != nil {
+				return err
+			}
+		}
+		if err := os.Chown(s.path, -1, gid); err != nil {
+			return fmt.Errorf("share %s with the endpoint's group: %w", s.path, err)
+		}
+		if err := os.Chmod(s.path, s.mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownDataDir makes process name's data directory Config.EndpointUser's own.
+func (c *Cluster) ownDataDir(name string) error {
+	dir := filepath.Join(c.cfg.Dir, "data", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chown(dir, int(c.cfg.EndpointUser.Uid), int(c.cfg.EndpointUser.Gid))
+}

@@ -71,7 +71,10 @@ func startCluster(t *testing.T, cfg Config) *Cluster {
 // and shows the components' logs when the test failed.
 func startClusterOn(t *testing.T, dsn string, cfg Config) *Cluster {
 	t.Helper()
-	cfg.Bin, cfg.Dir, cfg.StoreURL = phantomBin(t), t.TempDir(), dsn
+	cfg.Bin, cfg.StoreURL = phantomBin(t), dsn
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
 	c, err := Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
