@@ -191,7 +191,7 @@ const (
 // awaitClosed waits for the proxy to close the tunnel c, failing the test when it is still
 // open after closeLimit or carries data instead, and reports how long it took against
 // closeTarget.
-func awaitClosed(t *testing.T, c net.Conn, what string) time.Duration {
+func awaitClosed(t *testing.T, c net.Conn, what string) {
 	t.Helper()
 	start := time.Now()
 	c.SetReadDeadline(start.Add(closeLimit))
@@ -205,7 +205,6 @@ func awaitClosed(t *testing.T, c net.Conn, what string) time.Duration {
 		t.Fatalf("%s: the tunnel carried %d bytes instead of closing", what, n)
 	}
 	testenv.Latency(t, what, took, closeTarget, closeLimit)
-	return took
 }
 
 // eventsNamed returns the recorded events named name.
