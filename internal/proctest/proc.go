@@ -68,7 +68,11 @@ func (p *Proc) Start(ctx context.Context) error {
 	if p.tee != nil {
 		out = io.MultiWriter(logf, prefixWriter{p.Name, p.tee})
 	}
+	// os/exec: Wait closes the pipe, so it waits until every line has been read and
+	// logged; otherwise a process's last words (why it exited) could be lost from its log.
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		once := sync.Once{}
@@ -82,6 +86,7 @@ func (p *Proc) Start(ctx context.Context) error {
 		io.Copy(io.Discard, stderr)
 	}()
 	go func() {
+		<-scanned
 		cmd.Wait()
 		logf.Close()
 		close(exited)
