@@ -45,17 +45,24 @@ type childConfig struct {
 	Tunnel   string `json:"tunnel"` // the gateway's tunnel listener
 	AuditDir string `json:"auditDir"`
 	Profile  string `json:"profile"` // "": none
+	CPUs     []int  `json:"cpus"`    // the CPUs it runs on; none: the bench's
+}
+
+// childOptions is how the bench runs its endpoint process.
+type childOptions struct {
+	profile string // "": the endpoint process writes no CPU profile
+	cpus    []int  // nil: it shares the bench's CPUs; else it runs on these alone
 }
 
 // startChildEndpoint re-executes this binary as the endpoint process and returns the
 // address it listens on. The process stops when the bench closes its stdin.
-func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, socket, tunnel, profile string) ([]string, error) {
+func (p *perimeter) startChildEndpoint(dir string, spec []byte, cert *tls.Certificate, bundle []byte, gw, socket, tunnel string, opt childOptions) ([]string, error) {
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return nil, err
 	}
 	cc := childConfig{Spec: spec, KeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
-		Bundle: bundle, Gateway: gw, Socket: socket, Tunnel: tunnel, AuditDir: filepath.Join(dir, "child-audit"), Profile: profile}
+		Bundle: bundle, Gateway: gw, Socket: socket, Tunnel: tunnel, AuditDir: filepath.Join(dir, "child-audit"), Profile: opt.profile, CPUs: opt.cpus}
 	for _, der := range cert.Certificate {
 		cc.CertPEM = append(cc.CertPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
@@ -119,6 +126,11 @@ func runChild(file string) error {
 	var cc childConfig
 	if err := json.Unmarshal(b, &cc); err != nil {
 		return err
+	}
+	if cc.CPUs != nil {
+		if err := pin(cc.CPUs); err != nil {
+			return err
+		}
 	}
 	if cc.Profile != "" {
 		f, err := os.Create(cc.Profile)

@@ -48,6 +48,7 @@ func main() {
 	conc := flag.String("concurrency", "1,16,32,64", "comma-separated numbers of concurrent clients")
 	only := flag.String("only", "", "measure only the targets whose letter is in this (b, c, d, e; \"cd\" for two); the baseline (a) always runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file, and the endpoint process's to FILE.endpoint")
+	endpointCPU := flag.Int("endpoint-cpu", -1, "run the endpoint process of (d), (f) and (g) on this CPU alone and everything else on the others: the endpoint on a host of its own, measured in throughput (Linux)")
 	rounds := flag.Int("rounds", 1, "split each cell into this many slices, measured in turns across the targets, so load from other processes falls on all of them alike")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -72,7 +73,18 @@ func main() {
 	}
 	o := options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds}
 	if *cpuprofile != "" {
-		o.childProfile = *cpuprofile + ".endpoint"
+		o.child.profile = *cpuprofile + ".endpoint"
+	}
+	if *endpointCPU >= 0 {
+		rest, err := otherCPUs(*endpointCPU)
+		if err == nil {
+			err = pin(rest)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/gateway: -endpoint-cpu:", err)
+			os.Exit(2)
+		}
+		o.child.cpus, o.cpus = []int{*endpointCPU}, rest
 	}
 	if err := run(context.Background(), os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
@@ -85,8 +97,9 @@ type options struct {
 	duration, warmup time.Duration
 	levels           []int
 	only             string
-	rounds           int    // 0 or 1: each target measured once per cell
-	childProfile     string // "": the endpoint process writes no CPU profile
+	rounds           int // 0 or 1: each target measured once per cell
+	child            childOptions
+	cpus             []int // the CPUs the bench runs on when its endpoint process has its own; nil: not bound
 }
 
 func parseLevels(s string) ([]int, error) {
@@ -108,7 +121,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	defer os.RemoveAll(dir)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := newPerimeter(ctx, dir, rand.Reader, log, o.childProfile)
+	p, err := newPerimeter(ctx, dir, rand.Reader, log, o.child)
 	if err != nil {
 		return err
 	}
@@ -116,6 +129,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 
 	fmt.Fprintf(out, "phantom gateway bench: GET %s, %s per cell after %s warm-up, GOMAXPROCS=%d\n\n",
 		benchPath, o.duration, o.warmup, gomaxprocs())
+	if o.cpus != nil {
+		fmt.Fprintf(out, "the endpoint process of (d), (f) and (g) runs on CPUs %v alone; clients, backend, bare proxy and gateway on CPUs %v\n\n", o.child.cpus, o.cpus)
+	}
 	fmt.Fprintf(out, "%-40s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
 	rounds := max(o.rounds, 1)
 	var apart []string // rows of the targets with an endpoint process, its CPU left out

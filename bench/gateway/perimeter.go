@@ -130,7 +130,7 @@ func (p *perimeter) childCPU() time.Duration {
 
 func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
 
-func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger, childProfile string) (_ *perimeter, err error) {
+func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logger, child childOptions) (_ *perimeter, err error) {
 	p := &perimeter{assertions: &assertionLog{max: 2000}}
 	defer func() {
 		if err != nil {
@@ -376,7 +376,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	// (g) the endpoint in a process of its own, re-proxying each request to the gateway
 	// over pooled mTLS connections (phantom endpoint --handoff http; on another host in
 	// production), as (d) ran before the handoff.
-	childAddrs, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), socket, tunLn.Addr().String(), childProfile)
+	childAddrs, err := p.startChildEndpoint(dir, specYAML, epCert, ca.BundlePEM(), gwLn.Addr().String(), socket, tunLn.Addr().String(), child)
 	if err != nil {
 		return nil, fmt.Errorf("endpoint process: %w", err)
 	}
