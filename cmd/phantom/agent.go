@@ -63,7 +63,8 @@ answers 503 — never expired credentials. It keeps a watch open on STS for the 
 serves: when the sessions of its role are revoked (by a detector response or phantom iam
 revoke-sessions) it fetches fresh credentials at once, so workloads get working ones
 within moments, while the revoked ones stay refused; when the node is removed (phantom
-node revoke) it stops serving credentials. Listeners must be loopback or link-local
+node revoke) it stops serving credentials, whether the watch reports it or STS refuses the
+node's certificate on a watch or a refresh. Listeners must be loopback or link-local
 addresses; IMDS responses leave with IP TTL 1.
 
 The egress proxy, for workloads (served by IMDS at /latest/meta-data/phantom/egress-proxy):

@@ -241,7 +241,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	if err := a.refresh(ctx); err != nil {
 		var e *Error
-		if !errors.As(err, &e) || e.Code != "InvalidClientCertificate" || a.cfg.JoinToken == "" {
+		if !errors.As(err, &e) || e.Code != codeNodeRefused || a.cfg.JoinToken == "" {
 			return err
 		}
 		// The saved certificate is refused (the node was removed, or its certificate
@@ -403,6 +403,14 @@ func (a *Agent) run(ctx context.Context) {
 		}
 		backoff = a.nextBackoff(backoff)
 		s := a.sess.Load()
+		if nodeRefused(err) {
+			// Not an outage to ride out: the perimeter no longer admits this node.
+			if !s.stopped {
+				a.log.Error("STS refuses this node's certificate; no longer serving its credentials", "node", a.Node(), "error", err, "retry_in", backoff.String())
+				a.stopServing(s)
+			}
+			continue
+		}
 		a.log.Warn("refresh failed; serving the current credentials until they expire",
 			"node", a.Node(), "error", err, "retry_in", backoff.String(), "credentials_valid_until", s.serveTill.UTC().Format(time.RFC3339))
 	}

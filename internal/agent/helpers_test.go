@@ -43,8 +43,10 @@ type perimeter struct {
 	egress   ed25519.PrivateKey
 	down     atomic.Bool
 	nodeHits atomic.Int64
-	audit    *memAudit
-	ids      *identity.Service
+	// holdWatch, set, holds each watch request until the channel closes.
+	holdWatch atomic.Pointer[chan struct{}]
+	audit     *memAudit
+	ids       *identity.Service
 }
 
 type memAudit struct {
@@ -115,6 +117,9 @@ func newPerimeterCA(t testing.TB, certValidity time.Duration) *perimeter {
 		}
 		if r.URL.Path == "/phantom/node/credentials" {
 			p.nodeHits.Add(1)
+		}
+		if hold := p.holdWatch.Load(); hold != nil && r.URL.Path == "/phantom/node/watch" {
+			<-*hold
 		}
 		h.ServeHTTP(w, r)
 	}))

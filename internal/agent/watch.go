@@ -68,8 +68,10 @@ func (a *Agent) watch(ctx context.Context) {
 			a.requestRefresh()
 			backoff = 0
 			a.waitNewSession(ctx, changed, s)
-		case ev.Event == nodeapi.EventRevoked:
-			a.log.Error("STS says this node was removed; no longer serving its credentials", "node", a.Node())
+		case ev.Event == nodeapi.EventRevoked || nodeRefused(err):
+			// A watch opened after the node was removed (at start, or while the stream
+			// reconnected) is refused before any stream: the same news.
+			a.log.Error("STS says this node was removed; no longer serving its credentials", "node", a.Node(), "error", err)
 			a.stopServing(s)
 			a.requestRefresh()
 			backoff = 0
@@ -132,6 +134,17 @@ func (a *Agent) stopServing(s *session) {
 	c.stopped = true
 	a.sess.CompareAndSwap(s, &c)
 }
+
+// nodeRefused reports whether err is STS refusing the node's certificate (the node was
+// removed, or its certificate superseded by a newer enrollment): the node is no longer one
+// of the perimeter's, whatever its credentials' expiry says.
+func nodeRefused(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == http.StatusForbidden && e.Code == codeNodeRefused
+}
+
+// codeNodeRefused is the node API's error for a node certificate it refuses.
+const codeNodeRefused = "InvalidClientCertificate"
 
 // restartWatch ends the current watch stream; the watch loop reopens it.
 func (a *Agent) restartWatch() {

@@ -130,3 +130,52 @@ func TestNodeRevokedStopsServing(t *testing.T) {
 		t.Error("no credentials after enrolling again")
 	}
 }
+
+// TestNodeRevokedBeforeWatchStopsServing: a node removed while its agent's watch is not
+// open (the agent just started, or the stream is reconnecting) is refused when the watch
+// opens: 403 InvalidClientCertificate, before any stream. That refusal is the removal
+// the stream would have reported, and the agent stops serving, rather than retrying the
+// watch and serving the node's credentials until they expire.
+func TestNodeRevokedBeforeWatchStopsServing(t *testing.T) {
+	p := newPerimeter(t)
+	hold := make(chan struct{})
+	p.holdWatch.Store(&hold)
+	a := startAgent(t, p, "service-a-1", nil)
+	if imdsAccessKey(t, a) == "" {
+		t.Fatal("no credentials before the revocation")
+	}
+	if _, err := p.ids.RevokeNode(context.Background(), "service-a-1"); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	p.holdWatch.Store(nil)
+	close(hold)
+	for imdsAccessKey(t, a) != "" {
+		if time.Since(removed) > 10*time.Second {
+			t.Fatal("IMDS still serves credentials 10s after the node was removed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	testenv.Latency(t, "the node's removal to IMDS serving nothing", time.Since(removed), 2*time.Second, 10*time.Second)
+}
+
+// TestNodeRefusedOnRefreshStopsServing: with no watch, a refresh that STS refuses because
+// the node's certificate is refused (the node was removed) stops the agent serving too.
+func TestNodeRefusedOnRefreshStopsServing(t *testing.T) {
+	p := newPerimeter(t)
+	a := startAgent(t, p, "service-a-1", func(c *Config) { c.NoWatch = true })
+	if imdsAccessKey(t, a) == "" {
+		t.Fatal("no credentials before the revocation")
+	}
+	if _, err := p.ids.RevokeNode(context.Background(), "service-a-1"); err != nil {
+		t.Fatal(err)
+	}
+	a.requestRefresh()
+	deadline := time.Now().Add(10 * time.Second)
+	for imdsAccessKey(t, a) != "" {
+		if time.Now().After(deadline) {
+			t.Fatal("IMDS still serves credentials after STS refused the node's refresh")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -224,6 +224,13 @@ var mutants = []mutant{
 		run: "^TestRevocationHealsWithinTwoSeconds$",
 	},
 	{
+		name: "agent stops serving when STS refuses the node's certificate",
+		file: "internal/agent/watch.go",
+		find: "return errors.As(err, &e) && e.Status == http.StatusForbidden && e.Code == codeNodeRefused", replace: "return false && errors.As(err, &e)",
+		pkg: "internal/agent",
+		run: "^(TestNodeRevokedBeforeWatchStopsServing|TestNodeRefusedOnRefreshStopsServing)$",
+	},
+	{
 		name: "node revocation refuses the node's sessions",
 		file: "internal/identity/service.go",
 		find: "ok && issued.Before(before) || snap.nodeRevoked[node] {", replace: "ok && issued.Before(before) && false || snap.nodeRevoked[node] && false {",
