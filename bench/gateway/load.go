@@ -36,6 +36,9 @@ type result struct {
 	lat       []time.Duration // every request's latency, until finish
 	cpu       time.Duration   // CPU time of the bench's processes (clients included) while measuring
 	childCPU  time.Duration   // of which the endpoint process's
+	server    time.Duration   // the server's part of the bench process's CPU, from its profile
+	profiled  time.Duration   // all of the bench process's CPU in its profile
+	noRole    time.Duration   // of which no role's (garbage collection, scheduling)
 }
 
 // cpuPerReq is the bench's CPU time per request (the endpoint process's included): unlike req/s it does not move with
@@ -56,6 +59,15 @@ func (r result) hostCPUPerReq() time.Duration {
 	return (r.cpu - r.childCPU) / time.Duration(r.n)
 }
 
+// serverCPUPerReq is the server's own CPU time per request, the endpoint process's
+// apart: what its host would pay with clients, backend and endpoint on hosts of their own.
+func (r result) serverCPUPerReq() time.Duration {
+	if r.n == 0 {
+		return 0
+	}
+	return r.server / time.Duration(r.n)
+}
+
 // cpuTime is this process's user and system CPU time so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -74,6 +86,9 @@ func (r *result) add(s result) {
 	r.elapsed += s.elapsed
 	r.cpu += s.cpu
 	r.childCPU += s.childCPU
+	r.server += s.server
+	r.profiled += s.profiled
+	r.noRole += s.noRole
 	r.lat = append(r.lat, s.lat...)
 }
 
@@ -104,6 +119,7 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
+	p.prof.start()
 	start, cpu0, child0 := time.Now(), p.cpuTime(), p.childCPU()
 	for i := range c {
 		wg.Add(1)
@@ -126,6 +142,19 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	}
 	wg.Wait()
 	r := result{elapsed: time.Since(start), cpu: p.cpuTime() - cpu0, childCPU: p.childCPU() - child0, firstErr: firstErr}
+	roles, err := p.prof.stop()
+	if err != nil && r.firstErr == nil {
+		r.errors, r.firstErr = r.errors+1, err
+	}
+	for role, d := range roles {
+		r.profiled += d
+		switch role {
+		case roleServer:
+			r.server += d
+		case "":
+			r.noRole += d
+		}
+	}
 	for i := range c {
 		r.lat = append(r.lat, lat[i]...)
 		r.errors += errs[i]

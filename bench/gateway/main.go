@@ -47,21 +47,10 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "unmeasured load before each measurement")
 	conc := flag.String("concurrency", "1,16,32,64", "comma-separated numbers of concurrent clients")
 	only := flag.String("only", "", "measure only the targets whose letter is in this (b, c, d, e; \"cd\" for two); the baseline (a) always runs")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file, and the endpoint process's to FILE.endpoint")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load (its samples labelled role=clients, backend or server) to this file, and the endpoint process's to FILE.endpoint")
 	endpointCPU := flag.Int("endpoint-cpu", -1, "run the endpoint process of (d), (f) and (g) on this CPU alone and everything else on the others: the endpoint on a host of its own, measured in throughput (Linux)")
 	rounds := flag.Int("rounds", 1, "split each cell into this many slices, measured in turns across the targets, so load from other processes falls on all of them alike")
 	flag.Parse()
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench/gateway:", err)
-			os.Exit(1)
-		}
-		defer pprof.StopCPUProfile()
-	}
 	levels, err := parseLevels(*conc)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
@@ -71,7 +60,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench/gateway: -rounds must be at least 1")
 		os.Exit(2)
 	}
-	o := options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds}
+	o := options{duration: *duration, warmup: *warmup, levels: levels, only: *only, rounds: *rounds, cpuprofile: *cpuprofile}
 	if *cpuprofile != "" {
 		o.child.profile = *cpuprofile + ".endpoint"
 	}
@@ -88,7 +77,6 @@ func main() {
 	}
 	if err := run(context.Background(), os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/gateway:", err)
-		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -97,7 +85,8 @@ type options struct {
 	duration, warmup time.Duration
 	levels           []int
 	only             string
-	rounds           int // 0 or 1: each target measured once per cell
+	rounds           int    // 0 or 1: each target measured once per cell
+	cpuprofile       string // "": no profile of the load is written
 	child            childOptions
 	cpus             []int // the CPUs the bench runs on when its endpoint process has its own; nil: not bound
 }
@@ -114,7 +103,14 @@ func parseLevels(s string) ([]int, error) {
 	return out, nil
 }
 
-func run(ctx context.Context, out io.Writer, o options) error {
+// run measures every target, its clients and the backend under their pprof roles, so the
+// server's own share of the CPU is known.
+func run(ctx context.Context, out io.Writer, o options) (err error) {
+	pprof.Do(ctx, pprof.Labels(roleLabel, roleClients), func(ctx context.Context) { err = measure(ctx, out, o) })
+	return err
+}
+
+func measure(ctx context.Context, out io.Writer, o options) error {
 	dir, err := os.MkdirTemp("", "phantom-bench-gateway-")
 	if err != nil {
 		return err
@@ -126,6 +122,7 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		return err
 	}
 	defer p.close()
+	p.prof = &profiler{keep: o.cpuprofile != ""}
 
 	fmt.Fprintf(out, "phantom gateway bench: GET %s, %s per cell after %s warm-up, GOMAXPROCS=%d\n\n",
 		benchPath, o.duration, o.warmup, gomaxprocs())
@@ -134,7 +131,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	}
 	fmt.Fprintf(out, "%-40s %5s %10s %10s %10s %8s %10s %9s %8s\n", "target", "conc", "req/s", "p50", "p99", "x (a)", "p99-(a)", "cpu/req", "(a)/cpu")
 	rounds := max(o.rounds, 1)
-	var apart []string // rows of the targets with an endpoint process, its CPU left out
+	var apart []string  // rows of the targets with an endpoint process, its CPU left out
+	var server []string // every target's server alone
+	var profiled, noRole time.Duration
 	for _, c := range o.levels {
 		var ts []target
 		for i, t := range p.targets {
@@ -163,6 +162,17 @@ func run(ctx context.Context, out io.Writer, o options) error {
 			fmt.Fprintf(out, "%-40s %5d %10.0f %10s %10s %8.2f %10s %9s %8.2f\n", t.name, c, r.rps(),
 				round(r.p50), round(r.p99), r.rps()/base.rps(), round(r.p99-base.p99),
 				r.cpuPerReq().Round(time.Microsecond), float64(base.cpuPerReq())/float64(r.cpuPerReq()))
+			profiled, noRole = profiled+r.profiled, noRole+r.noRole
+			ep := "-"
+			if t.apart {
+				ep = (r.childCPU / time.Duration(r.n)).Round(time.Microsecond).String()
+			}
+			if r.server == 0 || base.server == 0 {
+				server = append(server, fmt.Sprintf("%-40s %5d %10s %9s %12s", t.name, c, noSamples, "-", ep))
+			} else {
+				server = append(server, fmt.Sprintf("%-40s %5d %10s %9.2f %12s", t.name, c, r.serverCPUPerReq().Round(100*time.Nanosecond),
+					float64(base.serverCPUPerReq())/float64(r.serverCPUPerReq()), ep))
+			}
 			if t.apart {
 				apart = append(apart, fmt.Sprintf("%-40s %5d %9s %8.2f %12s", t.name, c, r.hostCPUPerReq().Round(time.Microsecond),
 					float64(base.cpuPerReq())/float64(r.hostCPUPerReq()), (r.childCPU/time.Duration(r.n)).Round(time.Microsecond)))
@@ -174,6 +184,22 @@ func run(ctx context.Context, out io.Writer, o options) error {
 		fmt.Fprintf(out, "%-40s %5s %9s %8s %12s\n", "target", "conc", "cpu/req", "(a)/cpu", "endpoint/req")
 		for _, l := range apart {
 			fmt.Fprintln(out, l)
+		}
+	}
+	if p.prof.failed != nil {
+		fmt.Fprintf(out, "\n%v\n", p.prof.failed)
+	} else if profiled > 0 {
+		fmt.Fprintf(out, "\neach server on a host of its own, its callers, backend and endpoint process on others: the server's own CPU per request\n"+
+			"(its part of a profile of the load, labelled by role; %.0f%% of the profiled CPU, garbage collection and scheduling, had no role and is left out),\n"+
+			"its ratio to (a)'s, and the endpoint process's CPU per request apart\n", 100*float64(noRole)/float64(profiled))
+		fmt.Fprintf(out, "%-40s %5s %10s %9s %12s\n", "target", "conc", "server/req", "(a)/server", "endpoint/req")
+		for _, l := range server {
+			fmt.Fprintln(out, l)
+		}
+	}
+	if o.cpuprofile != "" {
+		if err := p.prof.write(o.cpuprofile); err != nil {
+			return err
 		}
 	}
 	fwd, dialed, err := p.hopStats()
@@ -188,6 +214,9 @@ func run(ctx context.Context, out io.Writer, o options) error {
 	fmt.Fprintf(out, "backend's own cost, apart: verifying one identity assertion (gateway.AssertionVerifier.VerifyRequest) takes %s of CPU\n", d.Round(100*time.Nanosecond))
 	return nil
 }
+
+// noSamples stands for a server share too short for the profiler's 10 ms samples.
+const noSamples = "no samples"
 
 func round(d time.Duration) time.Duration {
 	if d < 0 {

@@ -107,6 +107,8 @@ type perimeter struct {
 	// identity assertions costs a backend (verifyCost).
 	assertions *assertionLog
 	backendKey []byte
+	// prof profiles each measured slice for the server's share of the CPU.
+	prof *profiler
 }
 
 func (p *perimeter) close() {
@@ -205,7 +207,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		io.WriteString(w, `{"items":[{"id":"1","name":"widget"}]}`)
 	}), ErrorLog: quietLog(), TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*backendCert},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: roots}}
-	go backend.ServeTLS(backendLn, "", "")
+	asRole(ctx, roleBackend, func() { go backend.ServeTLS(backendLn, "", "") })
 	p.closers = append(p.closers, func() { backend.Close() })
 	backendURL, _ := url.Parse("https://" + backendLn.Addr().String())
 
@@ -223,7 +225,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 		Transport: backendTransport(roots, proxyCert),
 		ErrorLog:  quietLog(),
 	}
-	p.serve(proxyLn, rp, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*proxyCert}})
+	p.serve(ctx, proxyLn, rp, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*proxyCert}})
 
 	// (b) the gateway, with a real audit chain, mutual TLS to the backend and the
 	// identity assertion, as internal/perimeter builds it.
@@ -280,7 +282,9 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	go gw.Serve(gwLn, gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil }))
+	asRole(ctx, roleServer, func() {
+		go gw.Serve(gwLn, gw.TLSConfig(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil }))
+	})
 	p.closers = append(p.closers, func() {
 		sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
 		defer done()
@@ -299,7 +303,7 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 			return err
 		}
 		epCtx, stop := context.WithCancel(context.Background())
-		go ep.Serve(epCtx, ln)
+		asRole(ctx, roleServer, func() { go ep.Serve(epCtx, ln) })
 		p.closers = append(p.closers, func() {
 			stop()
 			sctx, done := context.WithTimeout(context.Background(), 5*time.Second)
@@ -330,7 +334,8 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	// connection to the gateway's process over a Unix socket, where an endpoint instance
 	// terminates TLS and hands requests over in memory (phantom endpoint --handoff fd).
 	socket := filepath.Join(dir, "handoff.sock")
-	fdLn, err := handoff.ListenFD(handoff.FDConfig{Path: socket, Logger: log})
+	var fdLn *handoff.FDListener
+	asRole(ctx, roleServer, func() { fdLn, err = handoff.ListenFD(handoff.FDConfig{Path: socket, Logger: log}) })
 	if err != nil {
 		return nil, err
 	}
@@ -353,9 +358,12 @@ func newPerimeter(ctx context.Context, dir string, rnd io.Reader, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	tunSrv, err := handoff.ServeTunnels(tunLn, handoff.TunnelServerConfig{
-		Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil },
-		Peer:        handoff.VerifyEndpoint(verifier), Endpoints: []string{benchEndpoint}, Logger: log,
+	var tunSrv *handoff.TunnelServer
+	asRole(ctx, roleServer, func() {
+		tunSrv, err = handoff.ServeTunnels(tunLn, handoff.TunnelServerConfig{
+			Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return gwCert, nil },
+			Peer:        handoff.VerifyEndpoint(verifier), Endpoints: []string{benchEndpoint}, Logger: log,
+		})
 	})
 	if err != nil {
 		return nil, err
@@ -431,10 +439,10 @@ func backendTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transpo
 		TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{*cert}}}
 }
 
-func (p *perimeter) serve(ln net.Listener, h http.Handler, cfg *tls.Config) {
+func (p *perimeter) serve(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config) {
 	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(slog.New(slog.NewTextHandler(io.Discard, nil)).Handler(), slog.LevelError)}
-	go srv.ServeTLS(ln, "", "")
+	asRole(ctx, roleServer, func() { go srv.ServeTLS(ln, "", "") })
 	p.closers = append(p.closers, func() { srv.Close() })
 }
 
