@@ -6,17 +6,22 @@
 //	(b) the gateway directly (SigV4, IAM evaluation, audit, identity assertion),
 //	(c) the endpoint, then the gateway in the same process, the request handed over in
 //	    memory (phantom up, phantom gateway --endpoint),
-//	(d) the endpoint in a process of its own (this binary, re-executed), then the gateway
-//	    over a pooled mTLS connection (phantom endpoint), and
+//	(d) the endpoint in a process of its own (this binary, re-executed) passing each
+//	    caller's connection to the gateway's process (phantom endpoint --handoff fd),
 //	(e) the endpoint and the gateway in one process over an mTLS hop, as phantom up ran
 //	    before the in-memory handover,
+//	(f) the endpoint process splicing each caller's connection through an mTLS tunnel
+//	    to the gateway's process, as across hosts (--handoff tunnel), and
+//	(g) the endpoint process re-proxying each request over pooled mTLS (--handoff http),
 //
 // at several concurrencies, and prints requests/s, p50/p99 latency and the ratios to (a),
 // and the CPU time per request of the bench's processes (clients and the endpoint process
 // included) and its ratio: (a)'s CPU per request over the target's, the throughput ratio a
-// CPU-bound machine would show. Last it verifies identity assertions the backend received,
-// as a backend would, and prints that cost apart: the backend under load verifies nothing.
-// Everything runs on loopback.
+// CPU-bound machine would show. It then prints each server's own CPU per request, read
+// from a profile of the load labelled by role (roles.go): what a host of its own would
+// pay. Last it verifies identity assertions the backend received, as a backend would, and
+// prints that cost apart: the backend under load verifies nothing. Everything runs on
+// loopback.
 //
 //	go run ./bench/gateway -duration 5s -concurrency 1,16,32,64 -rounds 5
 package main
