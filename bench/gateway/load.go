@@ -150,13 +150,13 @@ func load(ctx context.Context, p *perimeter, t target, c int, d time.Duration) r
 	if err != nil && r.firstErr == nil {
 		r.errors, r.firstErr = r.errors+1, err
 	}
-	for role, d := range roles {
-		r.profiled += d
+	for role, cpu := range roles {
+		r.profiled += cpu
 		switch role {
 		case roleServer:
-			r.server += d
+			r.server += cpu
 		case "":
-			r.noRole += d
+			r.noRole += cpu
 		}
 	}
 	for i := range c {

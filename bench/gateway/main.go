@@ -51,7 +51,7 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each target is measured at each concurrency")
 	warmup := flag.Duration("warmup", time.Second, "unmeasured load before each measurement")
 	conc := flag.String("concurrency", "1,16,32,64", "comma-separated numbers of concurrent clients")
-	only := flag.String("only", "", "measure only the targets whose letter is in this (b, c, d, e; \"cd\" for two); the baseline (a) always runs")
+	only := flag.String("only", "", "measure only the targets whose letter is in this (b to g; \"cd\" for two); the baseline (a) always runs")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the load (its samples labelled role=clients, backend or server) to this file, and the endpoint process's to FILE.endpoint")
 	endpointCPU := flag.Int("endpoint-cpu", -1, "run the endpoint process of (d), (f) and (g) on this CPU alone and everything else on the others: the endpoint on a host of its own, measured in throughput (Linux)")
 	rounds := flag.Int("rounds", 1, "split each cell into this many slices, measured in turns across the targets, so load from other processes falls on all of them alike")
