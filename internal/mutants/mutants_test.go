@@ -321,6 +321,13 @@ var mutants = []mutant{
 		pkg: "internal/gateway",
 		run: "^TestCutBodyClosesConnection$",
 	},
+	{
+		name: "endpoint closes the caller's connection after a cut body",
+		file: "internal/endpoint/forward.go",
+		find: "\tif r.ProtoMajor == 1 {\n\t\tw = closingWriter{w, b}\n\t}\n", replace: "",
+		pkg: "internal/gateway",
+		run: "^TestCutBodyClosesConnection$",
+	},
 	// Issue 19: HS256 assertions under a key per API.
 	{
 		name: "assertion alg pinned by the verifier",
