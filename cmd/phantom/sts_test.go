@@ -204,19 +204,7 @@ func (s *stsServer) phantom(t testing.TB, bin string, args ...string) []byte {
 func (s *stsServer) awsCLI(t testing.TB, creds aws.Credentials, args ...string) ([]byte, string, error) {
 	t.Helper()
 	cmd := exec.Command("aws", append(append([]string{"sts"}, args...), "--endpoint-url", s.url, "--output", "json")...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env,
-		"AWS_CA_BUNDLE="+filepath.Join(s.dataDir, "ca.pem"),
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true",
-		"AWS_DEFAULT_REGION=us-east-1", "AWS_MAX_ATTEMPTS=1", "AWS_RETRY_MODE=standard",
-		"AWS_ACCESS_KEY_ID="+creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey)
-	if creds.SessionToken != "" {
-		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+creds.SessionToken)
-	}
+	cmd.Env = append(testenv.AWSEnv(filepath.Join(s.dataDir, "ca.pem"), "us-east-1", creds), "AWS_RETRY_MODE=standard")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -153,17 +153,7 @@ func (u *upServer) user() aws.Credentials {
 func (u *upServer) aws(t *testing.T, creds aws.Credentials, args ...string) ([]byte, string, error) {
 	t.Helper()
 	cmd := exec.Command("aws", append(args, "--output", "json")...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "AWS_CA_BUNDLE="+u.env["AWS_CA_BUNDLE"], "AWS_REGION="+u.env["AWS_REGION"], "AWS_DEFAULT_REGION="+u.env["AWS_DEFAULT_REGION"],
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1",
-		"AWS_ACCESS_KEY_ID="+creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey)
-	if creds.SessionToken != "" {
-		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+creds.SessionToken)
-	}
+	cmd.Env = testenv.AWSEnv(u.env["AWS_CA_BUNDLE"], u.env["AWS_REGION"], creds)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

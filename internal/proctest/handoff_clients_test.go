@@ -120,14 +120,7 @@ func curlSigV4(t *testing.T, curl, ca string, creds aws.Credentials, url string)
 // else from the environment's AWS settings.
 func runAWS(awsCLI, ca string, creds aws.Credentials, args ...string) (string, string, error) {
 	cmd := exec.Command(awsCLI, append(args, "--output", "json")...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "HTTPS_PROXY=") && !strings.HasPrefix(kv, "https_proxy=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "AWS_CA_BUNDLE="+ca, "AWS_DEFAULT_REGION="+Region, "AWS_REGION="+Region,
-		"AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_EC2_METADATA_DISABLED=true", "AWS_MAX_ATTEMPTS=1",
-		"AWS_ACCESS_KEY_ID="+creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey)
+	cmd.Env = testenv.AWSEnv(ca, Region, creds)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

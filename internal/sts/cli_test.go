@@ -2,12 +2,12 @@ package sts
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/phantom-perimeter/phantom/internal/testenv"
 )
 
 // awsCLI runs the AWS CLI against the test server with only the given credentials: no
@@ -16,21 +16,7 @@ func (e *env) awsCLI(t *testing.T, creds aws.Credentials, args ...string) (stdou
 	t.Helper()
 	bin := needTool(t, "aws")
 	cmd := exec.Command(bin, append([]string{"--endpoint-url", e.srv.URL, "--output", "json"}, args...)...)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + t.TempDir(),
-		"AWS_ACCESS_KEY_ID=" + creds.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY=" + creds.SecretAccessKey,
-		"AWS_DEFAULT_REGION=us-east-1",
-		"AWS_CA_BUNDLE=" + e.caFile,
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_PAGER=",
-	}
-	if creds.SessionToken != "" {
-		cmd.Env = append(cmd.Env, "AWS_SESSION_TOKEN="+creds.SessionToken)
-	}
+	cmd.Env = testenv.AWSEnv(e.caFile, "us-east-1", creds)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err = cmd.Run()

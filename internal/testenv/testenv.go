@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
 )
 
 // CI reports whether the tests run in CI (.ci/run; CI=true).
@@ -83,4 +85,26 @@ func Latency(t testing.TB, what string, got, target, limit time.Duration) {
 	default:
 		t.Logf("%s took %s (target %s)", what, got, target)
 	}
+}
+
+// AWSEnv is the environment of an AWS CLI or SDK process a test runs against a Phantom
+// server: this process's environment without any AWS_ setting or proxy, then creds, the
+// CA bundle ca and region, no config or credentials file, no instance metadata, one
+// attempt per call (a retry would hide a server error) and no pager.
+func AWSEnv(ca, region string, creds aws.Credentials) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "AWS_") && !strings.EqualFold(name, "HTTPS_PROXY") && !strings.EqualFold(name, "HTTP_PROXY") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "AWS_CA_BUNDLE="+ca, "AWS_REGION="+region, "AWS_DEFAULT_REGION="+region,
+		"AWS_CONFIG_FILE="+os.DevNull, "AWS_SHARED_CREDENTIALS_FILE="+os.DevNull, "AWS_EC2_METADATA_DISABLED=true",
+		"AWS_MAX_ATTEMPTS=1", "AWS_PAGER=",
+		"AWS_ACCESS_KEY_ID="+creds.AccessKeyID, "AWS_SECRET_ACCESS_KEY="+creds.SecretAccessKey)
+	if creds.SessionToken != "" {
+		env = append(env, "AWS_SESSION_TOKEN="+creds.SessionToken)
+	}
+	return env
 }
