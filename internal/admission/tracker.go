@@ -101,6 +101,9 @@ func TCP(c net.Conn) *net.TCPConn {
 	return tc
 }
 
+// TCP is the caller's TCP socket under c, nil when there is none (TCP above).
+func (c *Conn) TCP() *net.TCPConn { return TCP(c.Conn) }
+
 // Reset closes c with a TCP RST, as a refusing firewall does: no bytes, no FIN, and no
 // TIME_WAIT state piling up under a flood.
 func Reset(c net.Conn) {

@@ -104,7 +104,7 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 		e.handOff(c, src, port, first[0])
 		return
 	}
-	tc := tls.Server(&peekConn{Conn: c, first: first[0], pending: true}, e.tlsCfg)
+	tc := tls.Server(&peekConn{Conn: c, first: first[0], pending: true}, e.serverTLS(c))
 	ctx, cancel := context.WithDeadline(e.baseCtx, deadline)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -127,6 +127,18 @@ func (e *Endpoint) handshake(c net.Conn, cl *connListener, src netip.AddrPort, p
 	if !cl.deliver(tc) {
 		tc.Close()
 	}
+}
+
+// serverTLS is the TLS configuration for c: the endpoint's, or what a connection handed
+// off raw through a tunnel requires of it (handoff.Conn.ServerTLS).
+func (e *Endpoint) serverTLS(c net.Conn) *tls.Config {
+	if ac, ok := c.(*admission.Conn); ok {
+		c = ac.Conn
+	}
+	if hc, ok := c.(*handoff.Conn); ok {
+		return hc.ServerTLS(e.tlsCfg)
+	}
+	return e.tlsCfg
 }
 
 // handOff passes a connection the endpoint admitted, its first byte read, to the gateway

@@ -267,6 +267,9 @@ func (l *FDListener) receive(uc *net.UnixConn, buf, oob []byte) (*Conn, error) {
 		return nil, fmt.Errorf("handoff: %d descriptors in a message, not 1", len(fds))
 	}
 	p, err := Parse(buf[:n])
+	if err == nil && p.Raw {
+		err = fmt.Errorf("%w: the raw flag on a passed socket, which is raw already", ErrPreamble)
+	}
 	if err != nil {
 		closeAll()
 		return nil, err

@@ -27,6 +27,7 @@
 package handoff
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,22 +42,25 @@ import (
 // ClientHello it might peek at.
 const MaxConsumed = 5 + 1<<14
 
-// Preamble wire format, version 1, all integers big-endian:
+// Preamble wire format, version 2, all integers big-endian:
 //
-//	magic    "PHO" 0x01   4 bytes: the contract and its version
+//	magic    "PHO" 0x02   4 bytes: the contract and its version
 //	length   uint16       bytes that follow
+//	flags    byte         0x01: raw (tunnels only: the caller's bytes follow outside TLS)
 //	family   byte         4 or 6
 //	source   4 or 16      the caller's address
 //	srcPort  uint16       the caller's port
 //	dstPort  uint16       the endpoint's port the caller connected to
 //	consumed uint16 + n   bytes the endpoint read from the caller, n ≤ MaxConsumed
 //
-// The length must match the fields exactly; anything else is refused.
-var magic = [4]byte{'P', 'H', 'O', 1}
+// The length must match the fields exactly, and unknown flags are refused.
+var magic = [4]byte{'P', 'H', 'O', 2}
+
+const flagRaw = 0x01
 
 const (
 	headerLen   = 6 // magic and length
-	maxBodyLen  = 1 + 16 + 2 + 2 + 2 + MaxConsumed
+	maxBodyLen  = 1 + 1 + 16 + 2 + 2 + 2 + MaxConsumed
 	MaxPreamble = headerLen + maxBodyLen
 )
 
@@ -65,6 +69,10 @@ type Preamble struct {
 	Source   netip.AddrPort // the caller's address and port
 	DstPort  uint16         // the endpoint's port the caller connected to
 	Consumed []byte         // bytes already read from the caller, to be read first
+	// Raw says the caller's bytes after Consumed, a whole TLS 1.3 ClientHello, follow on
+	// the tunnel's socket outside its TLS, for the endpoint to splice in the kernel and
+	// the gateway to read as they came (TunnelServer).
+	Raw bool
 }
 
 // ErrPreamble is wrapped by every refusal of a malformed preamble.
@@ -80,9 +88,14 @@ func (p Preamble) Append(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d consumed bytes, more than %d", ErrPreamble, len(p.Consumed), MaxConsumed)
 	}
 	raw := a.AsSlice()
-	n := 1 + len(raw) + 2 + 2 + 2 + len(p.Consumed)
+	n := 1 + 1 + len(raw) + 2 + 2 + 2 + len(p.Consumed)
 	b = append(b, magic[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(n))
+	var flags byte
+	if p.Raw {
+		flags |= flagRaw
+	}
+	b = append(b, flags)
 	if a.Is4() {
 		b = append(b, 4)
 	} else {
@@ -101,7 +114,7 @@ func bodyLen(h []byte) (int, error) {
 		return 0, fmt.Errorf("%w: %d bytes, short of a header", ErrPreamble, len(h))
 	}
 	if [4]byte(h[:4]) != magic {
-		return 0, fmt.Errorf("%w: not a version 1 preamble", ErrPreamble)
+		return 0, fmt.Errorf("%w: not a version 2 preamble", ErrPreamble)
 	}
 	n := int(binary.BigEndian.Uint16(h[4:6]))
 	if n > maxBodyLen {
@@ -125,9 +138,14 @@ func Parse(b []byte) (Preamble, error) {
 
 func parseBody(b []byte) (Preamble, error) {
 	var p Preamble
-	if len(b) < 1 {
-		return p, fmt.Errorf("%w: no address family", ErrPreamble)
+	if len(b) < 2 {
+		return p, fmt.Errorf("%w: no flags or address family", ErrPreamble)
 	}
+	if b[0]&^flagRaw != 0 {
+		return p, fmt.Errorf("%w: unknown flags %#x", ErrPreamble, b[0])
+	}
+	p.Raw = b[0]&flagRaw != 0
+	b = b[1:]
 	var alen int
 	switch b[0] {
 	case 4:
@@ -170,6 +188,7 @@ type Conn struct {
 	net.Conn
 	remote, local *net.TCPAddr
 	pending       []byte
+	groups        []tls.CurveID // a raw tunnel's: the caller's key shares the gateway can use
 }
 
 // NewConn returns c, the transport of a handed-off connection described by p.
@@ -194,12 +213,35 @@ func (c *Conn) Read(b []byte) (int, error) {
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 func (c *Conn) LocalAddr() net.Addr  { return c.local }
 
-// TCP is the caller's TCP socket under a passed descriptor, nil on a tunnel: a refusal
-// resets it (admission.Reset) and a plaintext answer half-closes it.
+// TCP is the caller's TCP socket under a passed descriptor, the tunnel's under a raw
+// tunnel, nil inside a tunnel's TLS: a refusal resets it (admission.Reset) and a plaintext
+// answer half-closes it.
 func (c *Conn) TCP() *net.TCPConn {
-	tc, _ := c.Conn.(*net.TCPConn)
-	return tc
+	switch tc := c.Conn.(type) {
+	case *net.TCPConn:
+		return tc
+	case *rawConn:
+		return tc.TCPConn
+	}
+	return nil
 }
+
+// ServerTLS returns the TLS configuration the gateway's server must use on c: base, but
+// for a caller whose bytes came raw through a tunnel a copy offering TLS 1.3 alone and only
+// the groups the caller sent key shares for, so that it never sends a HelloRetryRequest
+// asking for a second ClientHello, which nothing would vouch for (rawConn).
+func (c *Conn) ServerTLS(base *tls.Config) *tls.Config {
+	if c.groups == nil {
+		return base
+	}
+	cfg := base.Clone()
+	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
+	cfg.CurvePreferences = c.groups
+	return cfg
+}
+
+// Raw reports whether the caller's bytes came raw through a tunnel.
+func (c *Conn) Raw() bool { return c.groups != nil }
 
 // CloseWrite half-closes the caller's side where the transport can.
 func (c *Conn) CloseWrite() error {

@@ -35,13 +35,14 @@ func TestPreambleRoundTrip(t *testing.T) {
 		{Source: netip.MustParseAddrPort("192.0.2.7:50123"), DstPort: 8443, Consumed: []byte{0x16}},
 		{Source: netip.MustParseAddrPort("[2001:db8::1]:1"), DstPort: 443},
 		{Source: netip.MustParseAddrPort("10.0.0.1:65535"), DstPort: 1, Consumed: bytes.Repeat([]byte{7}, MaxConsumed)},
+		{Source: netip.MustParseAddrPort("10.0.0.1:443"), DstPort: 443, Consumed: []byte{0x16, 3, 1}, Raw: true},
 	} {
 		b := mustAppend(t, p)
 		got, err := Parse(b)
 		if err != nil {
 			t.Fatalf("%v: %v", p.Source, err)
 		}
-		if got.Source != p.Source || got.DstPort != p.DstPort || !bytes.Equal(got.Consumed, p.Consumed) {
+		if got.Source != p.Source || got.DstPort != p.DstPort || !bytes.Equal(got.Consumed, p.Consumed) || got.Raw != p.Raw {
 			t.Errorf("round trip %+v = %+v", p, got)
 		}
 		r, err := ReadPreamble(bytes.NewReader(append(b, "rest"...)))
@@ -66,18 +67,21 @@ func TestParseRefuses(t *testing.T) {
 		{"empty", nil},
 		{"short header", good[:5]},
 		{"other magic", mod(good, func(b []byte) []byte { b[0] = 'X'; return b })},
-		{"other version", mod(good, func(b []byte) []byte { b[3] = 2; return b })},
+		{"version 1", mod(good, func(b []byte) []byte { b[3] = 1; return b })},
+		{"other version", mod(good, func(b []byte) []byte { b[3] = 3; return b })},
 		{"truncated body", good[:len(good)-1]},
 		{"trailing bytes", append(append([]byte(nil), good...), 0)},
 		{"length over the maximum", mod(good, func(b []byte) []byte { b[4], b[5] = 0xff, 0xff; return b })},
-		{"family 5", mod(good, func(b []byte) []byte { b[6] = 5; return b })},
-		{"family 6 with 4 bytes", mod(good, func(b []byte) []byte { b[6] = 6; return b })},
+		{"unknown flag", mod(good, func(b []byte) []byte { b[6] = 0x02; return b })},
+		{"raw with an unknown flag", mod(good, func(b []byte) []byte { b[6] = 0x81; return b })},
+		{"family 5", mod(good, func(b []byte) []byte { b[7] = 5; return b })},
+		{"family 6 with 4 bytes", mod(good, func(b []byte) []byte { b[7] = 6; return b })},
 		{"consumed length larger than present", mod(good, func(b []byte) []byte { b[len(b)-2] = 2; return b })},
-		{"source port 0", mod(good, func(b []byte) []byte { b[11], b[12] = 0, 0; return b })},
-		{"destination port 0", mod(good, func(b []byte) []byte { b[13], b[14] = 0, 0; return b })},
-		{"unspecified source", mod(good, func(b []byte) []byte { copy(b[7:11], []byte{0, 0, 0, 0}); return b })},
+		{"source port 0", mod(good, func(b []byte) []byte { b[12], b[13] = 0, 0; return b })},
+		{"destination port 0", mod(good, func(b []byte) []byte { b[14], b[15] = 0, 0; return b })},
+		{"unspecified source", mod(good, func(b []byte) []byte { copy(b[8:12], []byte{0, 0, 0, 0}); return b })},
 		{"IPv4-mapped as IPv6", mod(v6, func(b []byte) []byte {
-			copy(b[7:23], netip.MustParseAddr("::ffff:10.0.0.1").AsSlice())
+			copy(b[8:24], netip.MustParseAddr("::ffff:10.0.0.1").AsSlice())
 			return b
 		})},
 	}
@@ -100,8 +104,9 @@ func TestParseRefuses(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(mustAppend(f, Preamble{Source: netip.MustParseAddrPort("192.0.2.7:50123"), DstPort: 8443, Consumed: []byte{0x16}}))
 	f.Add(mustAppend(f, Preamble{Source: netip.MustParseAddrPort("[2001:db8::1]:5"), DstPort: 443}))
-	f.Add([]byte("PHO\x01\x00\x00"))
-	f.Add([]byte("PHO\x01\xff\xff\x04"))
+	f.Add(mustAppend(f, Preamble{Source: netip.MustParseAddrPort("10.0.0.1:443"), DstPort: 443, Consumed: []byte{0x16}, Raw: true}))
+	f.Add([]byte("PHO\x02\x00\x00"))
+	f.Add([]byte("PHO\x02\xff\xff\x00\x04"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := Parse(b)
 		r, rerr := ReadPreamble(bytes.NewReader(b))
@@ -115,7 +120,7 @@ func FuzzParse(f *testing.F) {
 		if aerr != nil || !bytes.Equal(again, b) {
 			t.Fatalf("accepted %x, re-encodes to %x (%v)", b, again, aerr)
 		}
-		if rerr != nil || r.Source != p.Source || r.DstPort != p.DstPort || !bytes.Equal(r.Consumed, p.Consumed) {
+		if rerr != nil || r.Source != p.Source || r.DstPort != p.DstPort || !bytes.Equal(r.Consumed, p.Consumed) || r.Raw != p.Raw {
 			t.Fatalf("ReadPreamble = %+v, %v; Parse = %+v", r, rerr, p)
 		}
 	})

@@ -17,8 +17,10 @@ import (
 )
 
 // TunnelProto is the ALPN protocol of a handoff tunnel (RFC 7301): a TLS connection that
-// speaks it carries one preamble and then one caller's bytes, never HTTP.
-const TunnelProto = "phantom-handoff/1"
+// speaks it carries one preamble and then one caller's bytes, never HTTP: inside its TLS,
+// or after a raw preamble on its socket outside it. Version 2 added raw tunnels; an
+// endpoint and a gateway of different versions refuse each other in the handshake.
+const TunnelProto = "phantom-handoff/2"
 
 // Tunnel timing. Variables of the server and the dialer so tests can shorten them.
 const (
@@ -193,7 +195,8 @@ func (s *TunnelServer) serve(raw net.Conn) {
 			raw.Close()
 		}
 	}()
-	tc := tls.Server(raw, s.tls)
+	ex := &exactConn{Conn: raw, exact: true}
+	tc := tls.Server(ex, s.tls)
 	_ = raw.SetDeadline(time.Now().Add(tunnelHandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		s.log.Warn("handoff tunnel refused", "peer", raw.RemoteAddr().String(), "error", err)
@@ -221,9 +224,36 @@ func (s *TunnelServer) serve(raw net.Conn) {
 		}
 		return
 	}
+	c, err := s.deliverable(tc, ex, p)
+	if err != nil {
+		s.log.Error("handoff tunnel refused", "peer", raw.RemoteAddr().String(), "endpoint", id, "error", err)
+		return
+	}
 	_ = raw.SetDeadline(time.Time{})
 	delivered = true
-	s.by[id].Deliver(NewConn(tc, p))
+	s.by[id].Deliver(c)
+}
+
+// deliverable is the caller's connection a tunnel carries after preamble p: inside the
+// tunnel's TLS, or, raw, on its socket, where the next byte is the caller's first after
+// its ClientHello (exactConn kept crypto/tls from reading it).
+func (s *TunnelServer) deliverable(tc *tls.Conn, ex *exactConn, p Preamble) (*Conn, error) {
+	ex.exact = false
+	if !p.Raw {
+		return NewConn(tc, p), nil
+	}
+	groups, err := helloShares(p.Consumed)
+	if err != nil {
+		return nil, fmt.Errorf("raw tunnel: %w", err)
+	}
+	tcp, ok := ex.Conn.(*net.TCPConn)
+	if !ok {
+		return nil, fmt.Errorf("raw tunnel over a %T, not TCP", ex.Conn)
+	}
+	// tc is dropped unclosed: its close_notify would land in the caller's stream.
+	c := NewConn(&rawConn{TCPConn: tcp}, p)
+	c.groups = groups
+	return c, nil
 }
 
 // ReadPreamble reads exactly one preamble from r, refusing a malformed, oversized or
@@ -407,8 +437,15 @@ func (d *TunnelDialer) take() (*tls.Conn, error) {
 // Handoff passes c, a caller's connection, through a tunnel with p: it writes the
 // preamble and then splices the two connections both ways until the gateway closes its
 // side. It owns c; an error means the gateway never got it (c is closed).
+//
+// When the caller's first TLS record is a whole ClientHello offering TLS 1.3 with a key
+// share the gateway can use, which it reads here, the preamble carries that record and
+// is raw: the rest of the caller's bytes cross outside the tunnel's TLS, spliced by the
+// kernel both ways, and TLS 1.3 between caller and gateway protects them (rawConn says
+// why that is enough). Otherwise they cross inside it.
 func (d *TunnelDialer) Handoff(c net.Conn, p Preamble) error {
-	msg, err := p.Append(make([]byte, 0, 64))
+	p = d.readHello(c, p)
+	msg, err := p.Append(make([]byte, 0, 64+len(p.Consumed)))
 	if err != nil {
 		c.Close()
 		return err
@@ -435,8 +472,75 @@ func (d *TunnelDialer) Handoff(c net.Conn, p Preamble) error {
 	d.open[c] = struct{}{}
 	d.splices.Add(1)
 	d.mu.Unlock()
-	go d.splice(c, t)
+	if p.Raw {
+		go d.spliceRaw(c, t.NetConn())
+	} else {
+		go d.splice(c, t)
+	}
 	return nil
+}
+
+// helloWait bounds the wait for the rest of a caller's first TLS record once its first
+// byte has come; a caller slower than that is tunnelled, under the gateway's handshake
+// timeout from then on.
+const helloWait = 2 * time.Second
+
+// readHello reads the rest of the caller's first TLS record after p.Consumed, its first
+// byte, and returns p with what it read, raw when the record is one a raw tunnel takes
+// (helloShares). Whatever goes wrong leaves p as it is, with the bytes read, for the
+// gateway's handshake to judge inside the tunnel.
+func (d *TunnelDialer) readHello(c net.Conn, p Preamble) Preamble {
+	if len(p.Consumed) != 1 || p.Consumed[0] != recordHandshake {
+		return p
+	}
+	rec := make([]byte, recordHeaderLen, MaxConsumed)
+	rec[0] = p.Consumed[0]
+	_ = c.SetReadDeadline(time.Now().Add(helloWait))
+	defer c.SetReadDeadline(time.Time{})
+	n, err := io.ReadFull(c, rec[1:recordHeaderLen])
+	if err != nil {
+		p.Consumed = rec[:1+n]
+		return p
+	}
+	body := int(rec[3])<<8 | int(rec[4])
+	if recordHeaderLen+body > MaxConsumed {
+		p.Consumed = rec
+		return p
+	}
+	rec = rec[:recordHeaderLen+body]
+	n, err = io.ReadFull(c, rec[recordHeaderLen:])
+	p.Consumed = rec[:recordHeaderLen+n]
+	if err == nil {
+		_, herr := helloShares(rec)
+		p.Raw = herr == nil
+	}
+	return p
+}
+
+// spliceRaw copies caller to gateway and gateway to caller on a raw tunnel's socket, t,
+// in the kernel (splice(2)) where both are TCP, with splice's ends. The tunnel's TLS is
+// never closed: its close_notify would land in the caller's stream.
+func (d *TunnelDialer) spliceRaw(c net.Conn, t net.Conn) {
+	defer d.splices.Done()
+	src := c
+	if h, ok := c.(interface{ TCP() *net.TCPConn }); ok && h.TCP() != nil {
+		src = h.TCP() // the socket under an admitted connection, which c still closes
+	}
+	go func() {
+		_, _ = io.Copy(t, src)
+		if cw, ok := t.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	}()
+	_, _ = io.Copy(src, t)
+	if cw, ok := src.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	c.Close()
+	t.Close()
+	d.mu.Lock()
+	delete(d.open, c)
+	d.mu.Unlock()
 }
 
 // splice copies caller to gateway and gateway to caller. The caller's end of stream is
