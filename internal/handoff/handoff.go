@@ -10,7 +10,10 @@
 //     with one byte, which the endpoint waits for before it passes a connection;
 //   - across hosts: a mutually authenticated TLS connection from the endpoint to the
 //     gateway, one per caller connection, pre-dialed so no caller waits for a handshake,
-//     over which the caller's bytes are spliced both ways after the preamble.
+//     over which the caller's bytes are spliced both ways after the preamble: inside its
+//     TLS, or, for a TLS 1.3 caller whose ClientHello the preamble carries, raw on its
+//     socket, which the kernel splices and the gateway reads as sent (records.go says
+//     why a network between them learns nothing it can use).
 //
 // The endpoint a connection comes from is never read from the preamble: the gateway knows
 // it from the Unix socket it configured for that endpoint, or from the endpoint's

@@ -328,6 +328,28 @@ var mutants = []mutant{
 		pkg: "internal/gateway",
 		run: "^TestCutBodyClosesConnection$",
 	},
+	// Issue 19: raw tunnels, the caller's bytes after its ClientHello outside the tunnel's TLS.
+	{
+		name: "raw tunnel without the guard on its stream",
+		file: "internal/handoff/records.go",
+		find: "if gerr := c.g.check(b[:n]); gerr != nil {", replace: "if gerr := c.g.check(nil); gerr != nil {",
+		pkg: "internal/handoff",
+		run: "^TestRawTunnelGuardsTheHandshake$",
+	},
+	{
+		name: "raw tunnel served on the gateway's own group preferences",
+		file: "internal/handoff/handoff.go",
+		find: "\tif c.groups == nil {\n\t\treturn base\n\t}", replace: "\treturn base",
+		pkg: "internal/handoff",
+		run: "^TestRawTunnel$",
+	},
+	{
+		name: "raw tunnel's preamble read with TLS reading ahead",
+		file: "internal/handoff/tunnel.go",
+		find: "ex := &exactConn{Conn: raw, exact: true}", replace: "ex := &exactConn{Conn: raw}",
+		pkg: "internal/handoff",
+		run: "^TestRawTunnelKeepsBytesAfterPreamble$",
+	},
 	// Issue 19: HS256 assertions under a key per API.
 	{
 		name: "assertion alg pinned by the verifier",
