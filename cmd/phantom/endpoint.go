@@ -33,7 +33,10 @@ gateway run with --handoff-endpoint VPCE_ID, which terminates TLS with the endpo
 certificate and makes every per-request check. fd passes the connection itself to the
 gateway on this host over the Unix socket --handoff-dir/VPCE_ID.sock (both processes
 check the other's uid); tunnel splices it through a mutual TLS connection, dialed ahead of
-callers, to the gateways' --tunnel-listen addresses given as --gateway. These save the
+callers, to the gateways' --tunnel-listen addresses given as --gateway: the caller's
+ClientHello inside the tunnel's TLS and, for a TLS 1.3 caller, the rest of its bytes
+outside it, raw on the same socket, spliced in the kernel (what TLS 1.3 already protects
+is not encrypted twice; a TLS 1.2 caller's bytes stay inside). These save the
 endpoint's TLS termination and HTTP proxying (bench/gateway, README Performance); they need
 a gateway that holds the CA's issuing key (it serves the endpoint's certificate).
 

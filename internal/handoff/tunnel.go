@@ -231,6 +231,7 @@ func (s *TunnelServer) serve(raw net.Conn) {
 	}
 	_ = raw.SetDeadline(time.Time{})
 	delivered = true
+	s.log.Debug("handoff tunnel delivered a caller", "endpoint", id, "source", p.Source.String(), "raw", p.Raw)
 	s.by[id].Deliver(c)
 }
 

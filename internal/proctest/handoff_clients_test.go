@@ -21,7 +21,8 @@ import (
 // whose calls are signed for execute-api and sent under the stage's URL), each making an
 // allowed call and a denied one. The allowed calls pass the resource policy that requires
 // aws:SourceVpce, and the gateway's chain records every call with the endpoint and the
-// caller's address as the handoff delivered them.
+// caller's address as the handoff delivered them. Through tunnels, every client's bytes
+// after its ClientHello cross raw, outside the tunnel's TLS.
 func TestHandoffRealClients(t *testing.T) {
 	curl := testenv.LookPath(t, "curl")
 	awsCLI := testenv.LookPath(t, "aws")
@@ -50,6 +51,14 @@ func TestHandoffRealClients(t *testing.T) {
 				t.Errorf("aws apigatewaymanagementapi delete-connection: %v, want AccessDeniedException\n%s", err, errOut)
 			}
 
+			if mode == "tunnel" {
+				// Every caller here offers TLS 1.3 with a key share Go's server has: each
+				// one's bytes after its ClientHello cross raw, none inside the tunnel.
+				log := c.Gateway(0).Log()
+				if n := strings.Count(log, "handoff tunnel delivered a caller"); n == 0 || strings.Contains(log, "raw=false") || strings.Count(log, "raw=true") != n {
+					t.Errorf("%d callers delivered through tunnels, %d raw, want all:\n%s", n, strings.Count(log, "raw=true"), log)
+				}
+			}
 			c.Close()                  // the chains are complete
 			want := map[string]string{ // client and call -> errorCode
 				"curl GET /prod/orders":                  "",

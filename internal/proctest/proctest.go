@@ -232,7 +232,9 @@ func Start(ctx context.Context, cfg Config) (c *Cluster, err error) {
 			args = append(args, "--handoff-dir", handoffDir(i))
 		}
 		if tunnelAddrs != nil {
-			args = append(args, "--tunnel-listen", tunnelAddrs[i])
+			// At debug level the gateway says of each caller a tunnel delivers whether its
+			// bytes came raw (TestHandoffRealClients reads it).
+			args = append(args, "--tunnel-listen", tunnelAddrs[i], "--log-level", "debug")
 		}
 		p, err := c.component(ctx, name, "gateway", "gateway", "gateway", args...)
 		if err != nil {
