@@ -463,7 +463,8 @@ func TestTunnelRefusesMalformedPreamble(t *testing.T) {
 	good := mustAppend(t, Preamble{Source: netip.MustParseAddrPort("192.0.2.7:50123"), DstPort: 8443, Consumed: []byte{0x16}})
 	for name, b := range map[string][]byte{
 		"garbage":   []byte("GET / HTTP/1.1\r\n\r\n"),
-		"oversized": append([]byte("PHO\x01\xff\xff"), make([]byte, 100)...),
+		"oversized": append([]byte("PHO\x02\xff\xff"), make([]byte, 100)...),
+		"version 1": append([]byte("PHO\x01"), good[4:]...),
 		"bad body":  append(append([]byte(nil), good[:6]...), make([]byte, len(good)-6)...),
 	} {
 		t.Run(name, func(t *testing.T) {
