@@ -10,16 +10,16 @@ import (
 
 // A TLS record's header (RFC 8446 §5.1) and the record types a caller sends.
 const (
-	recordHeaderLen     = 5
-	maxRecordBody       = 1<<14 + 256 // TLSCiphertext: the plaintext limit and AEAD expansion
-	recordChangeCipher  = 20
-	recordAlert         = 21
-	recordHandshake     = 22
-	recordApplication   = 23
-	handshakeClientHelo = 1
-	extSupportedVersion = 43
-	extKeyShare         = 51
-	versionTLS13        = 0x0304
+	recordHeaderLen      = 5
+	maxRecordBody        = 1<<14 + 256 // TLSCiphertext: the plaintext limit and AEAD expansion
+	recordChangeCipher   = 20
+	recordAlert          = 21
+	recordHandshake      = 22
+	recordApplication    = 23
+	handshakeClientHello = 1
+	extSupportedVersions = 43
+	extKeyShare          = 51
+	versionTLS13         = 0x0304
 )
 
 // errHello is wrapped by every refusal of a first record as a raw handoff's ClientHello.
@@ -45,7 +45,7 @@ func helloShares(rec []byte) ([]tls.CurveID, error) {
 		return nil, fmt.Errorf("%w: record of %d bytes, %d present", errHello, n, len(rec)-recordHeaderLen)
 	}
 	msg := rec[recordHeaderLen:]
-	if len(msg) < 4 || msg[0] != handshakeClientHelo {
+	if len(msg) < 4 || msg[0] != handshakeClientHello {
 		return nil, fmt.Errorf("%w: not a ClientHello", errHello)
 	}
 	if n := int(msg[1])<<16 | int(binary.BigEndian.Uint16(msg[2:4])); n != len(msg)-4 {
@@ -69,7 +69,7 @@ func helloShares(rec []byte) ([]tls.CurveID, error) {
 			return nil, fmt.Errorf("%w: malformed extension", errHello)
 		}
 		switch typ {
-		case extSupportedVersion:
+		case extSupportedVersions:
 			if sawVersions {
 				return nil, fmt.Errorf("%w: supported_versions twice", errHello)
 			}
