@@ -498,18 +498,7 @@ func TestTunnelDialerSkipsDeadWarmTunnels(t *testing.T) {
 	p := newTunnelPKI(t)
 	s := startTunnels(t, p)
 	addr := s.Addr().String()
-	d, err := NewTunnelDialer(TunnelDialerConfig{
-		Gateways: []string{addr},
-		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return p.issued(pki.KindEndpoint, servedVPCE, true), nil
-		},
-		VerifyGateway: func(tls.ConnectionState) error { return nil },
-		Warm:          4, Logger: quiet(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close(t.Context()) })
+	d := endpointDialer(t, p, addr, 4)
 	deadline := time.Now().Add(5 * time.Second)
 	for len(d.warm) < 4 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)

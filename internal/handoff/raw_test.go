@@ -176,16 +176,17 @@ func caPool(p *tunnelPKI) *x509.CertPool {
 	return pool
 }
 
-// endpointDialer is a TunnelDialer of endpoint servedVPCE to s.
-func endpointDialer(t testing.TB, p *tunnelPKI, s *TunnelServer) *TunnelDialer {
+// endpointDialer is a TunnelDialer of endpoint servedVPCE to the gateway at addr,
+// keeping warm tunnels dialed.
+func endpointDialer(t testing.TB, p *tunnelPKI, addr string, warm int) *TunnelDialer {
 	t.Helper()
 	d, err := NewTunnelDialer(TunnelDialerConfig{
-		Gateways: []string{s.Addr().String()},
+		Gateways: []string{addr},
 		ClientCert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return p.issued(pki.KindEndpoint, servedVPCE, true), nil
 		},
 		VerifyGateway: func(tls.ConnectionState) error { return nil },
-		Warm:          2, Logger: quiet(),
+		Warm:          warm, Logger: quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +226,7 @@ func throughTunnel(t *testing.T, d *TunnelDialer, s *TunnelServer, cfg *tls.Conf
 func TestRawTunnel(t *testing.T) {
 	p := newTunnelPKI(t)
 	s := startTunnels(t, p)
-	d := endpointDialer(t, p, s)
+	d := endpointDialer(t, p, s.Addr().String(), 2)
 	base := &tls.Config{Certificates: []tls.Certificate{*p.gw}, CurvePreferences: []tls.CurveID{tls.CurveP384, tls.X25519MLKEM768, tls.X25519}}
 	for _, tc := range []struct {
 		name string
@@ -274,7 +275,7 @@ func TestRawTunnel(t *testing.T) {
 func TestRawTunnelGuardsTheHandshake(t *testing.T) {
 	p := newTunnelPKI(t)
 	s := startTunnels(t, p)
-	d := endpointDialer(t, p, s)
+	d := endpointDialer(t, p, s.Addr().String(), 2)
 	cfg := p256First.Clone()
 	cfg.RootCAs, cfg.ServerName = caPool(p), "127.0.0.1"
 	client, got := throughTunnel(t, d, s, cfg)

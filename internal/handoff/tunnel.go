@@ -534,14 +534,7 @@ func (d *TunnelDialer) spliceRaw(c net.Conn, t net.Conn) {
 		}
 	}()
 	_, _ = io.Copy(src, t)
-	if cw, ok := src.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	}
-	c.Close()
-	t.Close()
-	d.mu.Lock()
-	delete(d.open, c)
-	d.mu.Unlock()
+	d.ended(c, t)
 }
 
 // splice copies caller to gateway and gateway to caller. The caller's end of stream is
@@ -558,6 +551,12 @@ func (d *TunnelDialer) splice(c net.Conn, t *tls.Conn) {
 	buf := d.buf()
 	_, _ = io.CopyBuffer(onlyWriter{c}, t, buf)
 	d.putBuf(buf)
+	d.ended(c, t)
+}
+
+// ended ends the relay of caller c once the gateway's side, t, has ended: the caller's
+// side is half-closed where it can be, then both are closed.
+func (d *TunnelDialer) ended(c net.Conn, t io.Closer) {
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
