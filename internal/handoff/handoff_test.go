@@ -374,13 +374,20 @@ const (
 
 func startTunnels(t testing.TB, p *tunnelPKI) *TunnelServer {
 	t.Helper()
+	return startTunnelsTelling(t, p, nil)
+}
+
+// startTunnelsTelling starts a tunnel server for servedVPCE that tells delivered (nil:
+// nobody) of each caller it delivers.
+func startTunnelsTelling(t testing.TB, p *tunnelPKI, delivered func(string, bool)) *TunnelServer {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err := ServeTunnels(ln, TunnelServerConfig{
 		Certificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return p.gw, nil },
-		Peer:        VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{servedVPCE}, Logger: quiet(),
+		Peer:        VerifyEndpoint(p.ca.Verifier()), Endpoints: []string{servedVPCE}, Delivered: delivered, Logger: quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)

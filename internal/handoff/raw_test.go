@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -225,7 +226,8 @@ func throughTunnel(t *testing.T, d *TunnelDialer, s *TunnelServer, cfg *tls.Conf
 // caller's exchange works.
 func TestRawTunnel(t *testing.T) {
 	p := newTunnelPKI(t)
-	s := startTunnels(t, p)
+	told := make(chan string, 8)
+	s := startTunnelsTelling(t, p, func(endpoint string, raw bool) { told <- fmt.Sprint(endpoint, " raw=", raw) })
 	d := endpointDialer(t, p, s.Addr().String(), 2)
 	base := &tls.Config{Certificates: []tls.Certificate{*p.gw}, CurvePreferences: []tls.CurveID{tls.CurveP384, tls.X25519MLKEM768, tls.X25519}}
 	for _, tc := range []struct {
@@ -244,6 +246,9 @@ func TestRawTunnel(t *testing.T) {
 			client, got := throughTunnel(t, d, s, cfg)
 			if got.Raw() != tc.raw || (got.TCP() != nil) != tc.raw {
 				t.Fatalf("raw %v, TCP %v; want raw %v", got.Raw(), got.TCP(), tc.raw)
+			}
+			if want := fmt.Sprint(servedVPCE, " raw=", tc.raw); len(told) != 1 || <-told != want {
+				t.Errorf("the server told of its delivery otherwise than %q", want)
 			}
 			srv := tls.Server(got, got.ServerTLS(base))
 			srv.SetDeadline(time.Now().Add(5 * time.Second))

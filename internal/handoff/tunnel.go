@@ -62,6 +62,9 @@ type TunnelServerConfig struct {
 	// Endpoints are the endpoints this gateway terminates connections for; a tunnel from
 	// any other endpoint is refused.
 	Endpoints []string
+	// Delivered, when set, is told of each caller delivered, with its endpoint and
+	// whether its bytes came raw (metrics.Handoff).
+	Delivered func(endpoint string, raw bool)
 	// Logger receives refused tunnels; nil is slog.Default().
 	Logger *slog.Logger
 	// Now is the clock of certificate checks; nil is time.Now.
@@ -232,6 +235,9 @@ func (s *TunnelServer) serve(raw net.Conn) {
 	_ = raw.SetDeadline(time.Time{})
 	delivered = true
 	s.log.Debug("handoff tunnel delivered a caller", "endpoint", id, "source", p.Source.String(), "raw", p.Raw)
+	if s.cfg.Delivered != nil {
+		s.cfg.Delivered(id, p.Raw)
+	}
 	s.by[id].Deliver(c)
 }
 

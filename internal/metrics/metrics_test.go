@@ -199,6 +199,25 @@ phantom_endpoint_gateway_dial_errors_total{endpoint="vpce-0123456789abcdef0",gat
 	}
 }
 
+func TestHandoff(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := NewHandoff(reg)
+	h.Delivered("vpce-0123456789abcdef0", true)
+	h.Delivered("vpce-0123456789abcdef0", true)
+	h.Delivered("vpce-0123456789abcdef0", false)
+	h.Delivered("vpce-0fedcba9876543210\n", true)
+	want := `
+# HELP phantom_handoff_tunnel_connections_total Callers delivered through handoff tunnels from endpoint processes, by how their bytes after the ClientHello crossed: raw (outside the tunnel's TLS, TLS 1.3 callers) or tunnel (inside it).
+# TYPE phantom_handoff_tunnel_connections_total counter
+phantom_handoff_tunnel_connections_total{crossing="raw",endpoint="other"} 1
+phantom_handoff_tunnel_connections_total{crossing="raw",endpoint="vpce-0123456789abcdef0"} 2
+phantom_handoff_tunnel_connections_total{crossing="tunnel",endpoint="vpce-0123456789abcdef0"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "phantom_handoff_tunnel_connections_total"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestSTS(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := NewSTS(reg)

@@ -183,7 +183,7 @@ func (c *process) handoffEndpoints(cfg ProcessConfig, gw *gateway.Gateway, gwCer
 		}
 		if tunnels, err = handoff.ServeTunnels(tl, handoff.TunnelServerConfig{
 			Certificate: gwCerts.getServer, Peer: handoff.VerifyEndpoint(c.p.CA.Verifier()),
-			Endpoints: cfg.Handoff.Endpoints, Logger: c.log,
+			Endpoints: cfg.Handoff.Endpoints, Delivered: c.ops.handoffMetrics(), Logger: c.log,
 		}); err != nil {
 			tl.Close()
 			return fail(err)

@@ -260,6 +260,14 @@ func (o *ops) endpointMetrics() func(id string) endpoint.Metrics {
 	return func(id string) endpoint.Metrics { return eps.For(id) }
 }
 
+// handoffMetrics returns the count of callers a tunnel server delivers, nil without ops.
+func (o *ops) handoffMetrics() func(endpoint string, raw bool) {
+	if o == nil {
+		return nil
+	}
+	return metrics.NewHandoff(o.reg).Delivered
+}
+
 // agentMetrics registers the agent's collectors; expiry is read at each scrape.
 func (o *ops) agentMetrics(expiry func() time.Time) agent.Metrics {
 	if o == nil {
