@@ -500,21 +500,23 @@ func (d *TunnelDialer) readHello(c net.Conn, p Preamble) Preamble {
 	if len(p.Consumed) != 1 || p.Consumed[0] != recordHandshake {
 		return p
 	}
-	rec := make([]byte, recordHeaderLen, MaxConsumed)
-	rec[0] = p.Consumed[0]
+	var hdr [recordHeaderLen]byte
+	hdr[0] = p.Consumed[0]
 	_ = c.SetReadDeadline(time.Now().Add(helloWait))
 	defer c.SetReadDeadline(time.Time{})
-	n, err := io.ReadFull(c, rec[1:recordHeaderLen])
+	n, err := io.ReadFull(c, hdr[1:])
 	if err != nil {
-		p.Consumed = rec[:1+n]
+		p.Consumed = append([]byte(nil), hdr[:1+n]...)
 		return p
 	}
-	body := int(rec[3])<<8 | int(rec[4])
+	body := int(hdr[3])<<8 | int(hdr[4])
 	if recordHeaderLen+body > MaxConsumed {
-		p.Consumed = rec
+		p.Consumed = append([]byte(nil), hdr[:]...)
 		return p
 	}
-	rec = rec[:recordHeaderLen+body]
+	// Sized to the record, not to the largest one: a ClientHello is some 0.5–2 KiB.
+	rec := make([]byte, recordHeaderLen+body)
+	copy(rec, hdr[:])
 	n, err = io.ReadFull(c, rec[recordHeaderLen:])
 	p.Consumed = rec[:recordHeaderLen+n]
 	if err == nil {
