@@ -302,6 +302,18 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 		if gap {
 			msg.Header.Set(HeaderGap, "1")
 		}
+		// The stream keeps what it takes in the order it takes it. A record published
+		// while the connection is down waits in the client's buffer and goes out on
+		// reconnect, when the broker may refuse the first ones (its JetStream still
+		// starting) and take later ones: published again, the first would land after
+		// them. So nothing is published on a connection that is down, and a burst
+		// starts with one record acknowledged before the rest follow it.
+		if nc := p.cfg.JetStream.Conn(); nc != nil && !nc.IsConnected() {
+			if err := settle(true); err != nil {
+				return err
+			}
+			return fmt.Errorf("publish record seq %d: %w", e.Seq, nats.ErrDisconnected)
+		}
 		f, err := p.cfg.JetStream.PublishMsgAsync(msg)
 		if err != nil {
 			return fmt.Errorf("publish record seq %d: %w", e.Seq, err)
@@ -309,7 +321,7 @@ func (p *Publisher) publish(ctx context.Context, chain string, pos *Position) er
 		pending = append(pending, inflight{ack: f, seq: e.Seq, hash: e.Record.Hash, part: part, gap: gap})
 		parts[part] = Link{Seq: e.Seq, Hash: e.Record.Hash}
 		gaps &^= 1 << part
-		if err := settle(len(pending) >= p.cfg.Window); err != nil {
+		if err := settle(len(pending) == 1 || len(pending) >= p.cfg.Window); err != nil {
 			return err
 		}
 		if pos.Seq != saved && time.Since(lastSave) >= saveEvery {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -138,6 +139,45 @@ func checkContinuous(t *testing.T, msgs []events.Message, chain string, n uint64
 	if seq != n {
 		t.Fatalf("chain %s: the stream holds records up to seq %d, want %d", chain, seq, n)
 	}
+}
+
+// TestPublisherHoldsRecordsWhileDisconnected: records written while the broker is down
+// stay in the chain, not in the client's reconnect buffer, which would send them all on
+// reconnect, when the stream may refuse the first and store the later ones before them.
+func TestPublisherHoldsRecordsWhileDisconnected(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, js := connect(t, srv.URL())
+	b := events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}
+	if _, err := events.EnsureStream(context.Background(), js, b, account); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gw := openChain(t, dir, "gateway-a")
+	record(t, gw, 3, "s3.amazonaws.com")
+	p, _ := startPublisher(t, js, dir, t.TempDir(), "gateway-a")
+	waitPublished(t, p, "gateway-a", 3)
+
+	srv.Stop()
+	record(t, gw, 10, "s3.amazonaws.com")
+	buffered := func() {
+		t.Helper()
+		if n, err := nc.Buffered(); err != nil || n != 0 {
+			t.Fatalf("%d bytes (%v) in the reconnect buffer while the broker is down, want none", n, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !errors.Is(p.Failing()["gateway-a"], nats.ErrDisconnected) {
+		buffered()
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher not failing on the broker being down after 10s (failing: %v)", p.Failing())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // a retry or two
+	buffered()
+	srv.Restart()
+	waitPublished(t, p, "gateway-a", 13)
+	checkContinuous(t, streamRecords(t, js), "gateway-a", 13)
 }
 
 func TestPublisherPublishesEveryRecordWithItsPlace(t *testing.T) {
