@@ -146,8 +146,10 @@ func staleStoreRefuses(t *testing.T, dsn, outage string, down, up func()) {
 		t.Fatalf("before the outage: CONNECT %+v, forward %+v", egressConnect(proxy, auth, backend), egressForward(proxy, auth, backend))
 	}
 
-	down()
+	// Counted from the outage's start: a store stopped goes away when its stop begins
+	// (connections cut first, a checkpoint after, seconds on a loaded host).
 	stopped := time.Now()
+	down()
 	away := true
 	t.Cleanup(func() { // before the cluster's stop: a failed test leaves no store away
 		if away {
