@@ -8,7 +8,6 @@ import (
 
 	"github.com/phantom-perimeter/phantom/internal/audit"
 	"github.com/phantom-perimeter/phantom/internal/events"
-	"github.com/phantom-perimeter/phantom/internal/events/natstest"
 )
 
 // BenchmarkRecordPublished is the request path's cost of publishing: Record (what a
@@ -16,11 +15,7 @@ import (
 // publisher sends every record to a JetStream server meanwhile, in the same run. The
 // publisher is not on the path; what it costs the path is the CPU it shares.
 func BenchmarkRecordPublished(b *testing.B) {
-	srv := natstest.Start(b)
-	_, js := connect(b, srv.URL())
-	if _, err := events.EnsureStream(context.Background(), js, events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}, account); err != nil {
-		b.Fatal(err)
-	}
+	_, _, js := startStream(b)
 	for _, publish := range []bool{false, true} {
 		b.Run(fmt.Sprintf("publisher=%v", publish), func(b *testing.B) {
 			dir := b.TempDir()

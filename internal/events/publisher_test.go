@@ -61,6 +61,18 @@ func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	return nc, js
 }
 
+// startStream starts a JetStream server with the events stream on it, and connects.
+func startStream(t testing.TB) (*natstest.Server, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc, js := connect(t, srv.URL())
+	b := events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}
+	if _, err := events.EnsureStream(context.Background(), js, b, account); err != nil {
+		t.Fatal(err)
+	}
+	return srv, nc, js
+}
+
 func startPublisher(t testing.TB, js jetstream.JetStream, dir, state string, chains ...string) (*events.Publisher, context.CancelFunc) {
 	t.Helper()
 	p, err := events.NewPublisher(events.PublisherConfig{JetStream: js, Account: account, Dir: dir, Chains: chains, StateDir: state})
@@ -145,12 +157,7 @@ func checkContinuous(t *testing.T, msgs []events.Message, chain string, n uint64
 // stay in the chain, not in the client's reconnect buffer, which would send them all on
 // reconnect, when the stream may refuse the first and store the later ones before them.
 func TestPublisherHoldsRecordsWhileDisconnected(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, js := connect(t, srv.URL())
-	b := events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}
-	if _, err := events.EnsureStream(context.Background(), js, b, account); err != nil {
-		t.Fatal(err)
-	}
+	srv, nc, js := startStream(t)
 	dir := t.TempDir()
 	gw := openChain(t, dir, "gateway-a")
 	record(t, gw, 3, "s3.amazonaws.com")
@@ -181,11 +188,7 @@ func TestPublisherHoldsRecordsWhileDisconnected(t *testing.T) {
 }
 
 func TestPublisherPublishesEveryRecordWithItsPlace(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := connect(t, srv.URL())
-	if _, err := events.EnsureStream(context.Background(), js, events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}, account); err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := startStream(t)
 	dir := t.TempDir()
 	gw, sts := openChain(t, dir, "gateway-a"), openChain(t, dir, "sts-a")
 	record(t, gw, 50, "s3.amazonaws.com")
@@ -210,12 +213,7 @@ func TestPublisherPublishesEveryRecordWithItsPlace(t *testing.T) {
 // A broker that goes away while records are written gets them all when it is back,
 // each once; so does a publisher restarted on its saved position.
 func TestPublisherCatchesUpWithoutGapsOrDuplicates(t *testing.T) {
-	srv := natstest.Start(t)
-	_, js := connect(t, srv.URL())
-	b := events.Broker{URLs: []string{srv.URL()}, Stream: events.DefaultStream, Replicas: 1}
-	if _, err := events.EnsureStream(context.Background(), js, b, account); err != nil {
-		t.Fatal(err)
-	}
+	srv, _, js := startStream(t)
 	dir, state := t.TempDir(), t.TempDir()
 	gw := openChain(t, dir, "gateway-a")
 	record(t, gw, 30, "s3.amazonaws.com")
